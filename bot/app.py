@@ -1,0 +1,147 @@
+"""The aiohttp application: Slack and Teams front doors, health, and the outbox scheduler."""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.directory.factory import create_directory
+from bot.notifiers import Notifiers
+from bot.notifiers.slack import SlackNotifier
+from bot.outbox_worker import OutboxWorker
+from bot.settings import Settings
+from bot.slack_front import SlackFront, make_client
+from bot.teams_front import TeamsFront
+from handlers.deps import Deps
+from storage import db, outbox
+from storage.migrate import upgrade
+
+log = logging.getLogger(__name__)
+SERVICES = web.AppKey("services", "Services")
+
+
+@dataclass
+class Services:
+    """Everything the process runs, built on start-up and closed on shutdown."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    deps: Deps
+    http: ClientSession
+    notifiers: Notifiers = field(default_factory=Notifiers)
+    slack: SlackFront | None = None
+    teams: TeamsFront | None = None
+    worker: OutboxWorker | None = None
+    scheduler: AsyncIOScheduler | None = None
+
+
+async def start_services(settings: Settings, *, scheduler: bool, web_front: bool) -> Services:
+    """Connect to the database, load the directory, build front doors and the worker."""
+    engine = db.create_engine(settings.database_url)
+    await db.ping(engine)
+    if db.is_sqlite(settings.database_url):
+        await upgrade(engine)
+    sessions = db.session_factory(engine)
+    directory = await create_directory(
+        settings.config.directory, config_dir=settings.config_dir, env=settings.env
+    )
+    if not await directory.has_technicians():
+        log.warning("the directory lists no technician: everyone counts as one "
+                    "(set `technician: true` on your technicians)")
+    # One pooled HTTP session for every outbound call (keep-alive to Slack and connectors).
+    http = ClientSession(
+        connector=TCPConnector(limit=100, keepalive_timeout=30),
+        timeout=ClientTimeout(total=15),
+    )
+    deps = Deps(config=settings.config, sessions=sessions, directory=directory)
+    services = Services(settings=settings, engine=engine, sessions=sessions, deps=deps, http=http)
+
+    if settings.slack_enabled:
+        client = make_client(settings, http)
+        services.notifiers.register("message:slack", SlackNotifier(client))
+        services.notifiers.register("dm:slack", SlackNotifier(client))
+        services.notifiers.register("update:slack", SlackNotifier(client))
+        if web_front:
+            services.slack = SlackFront(settings, deps, client)
+    else:
+        log.info("Slack is disabled: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (HTTP) or "
+                 "SLACK_BOT_TOKEN and SLACK_APP_TOKEN (Socket Mode) to enable it")
+
+    teams = TeamsFront(settings, deps, http)
+    teams.register_notifiers(services.notifiers)
+    if web_front:
+        services.teams = teams
+
+    if scheduler:
+        services.scheduler = AsyncIOScheduler(timezone="UTC")
+        services.worker = OutboxWorker(sessions, services.notifiers)
+        services.worker.schedule(services.scheduler)
+        outbox.on_enqueue_commit(sessions, services.worker.wake)
+        services.scheduler.start()
+    return services
+
+
+async def stop_services(services: Services) -> None:
+    if services.scheduler is not None:
+        services.scheduler.shutdown(wait=False)
+    if services.slack is not None:
+        await services.slack.drain()
+    await services.deps.directory.close()
+    await services.http.close()
+    await services.engine.dispose()
+
+
+async def healthz(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    try:
+        await db.ping(services.engine)
+    except Exception as exc:
+        log.warning("health check: database unavailable: %s", type(exc).__name__)
+        return web.json_response({"status": "degraded", "db": "unavailable"}, status=503)
+    return web.json_response({"status": "ok", "db": "ok"})
+
+
+async def _slack_disabled(request: web.Request) -> web.Response:
+    return web.json_response({"error": "slack is not configured"}, status=404)
+
+
+def create_app(settings: Settings, *, scheduler: bool = True) -> web.Application:
+    """The whole HTTP surface; services start and stop with the app."""
+    app = web.Application(client_max_size=1024 * 1024)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        services = await start_services(settings, scheduler=scheduler, web_front=True)
+        app[SERVICES] = services
+        if services.slack is not None and settings.slack_app_token is not None:
+            await services.slack.start_socket_mode(settings.slack_app_token.get_secret_value())
+        # Long-lived objects are built: keep full GC passes from walking them on every request.
+        gc.collect()
+        gc.freeze()
+        yield
+        if services.slack is not None:
+            await services.slack.stop_socket_mode()
+        await stop_services(services)
+
+    async def slack_events(request: web.Request) -> web.Response:
+        front = request.app[SERVICES].slack
+        if front is None:
+            return await _slack_disabled(request)
+        return await front.handle_http(request)
+
+    async def teams_messages(request: web.Request) -> web.StreamResponse:
+        front = request.app[SERVICES].teams
+        assert front is not None
+        return await front.handle_http(request)
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_post("/slack/events", slack_events)
+    app.router.add_post("/api/messages", teams_messages)
+    return app

@@ -1,0 +1,79 @@
+"""Logging setup: text or JSON lines, each with correlation id and ticket number; no secrets."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import UTC, datetime
+
+from bot.correlation import correlation_id, ticket_number
+
+# Shapes of credentials that must never reach a log line, whatever logged them:
+# the `keep` group stays, the rest of the match becomes [redacted].
+_SECRET_PATTERNS = [
+    re.compile(r"(?P<keep>)xox[abposr]-[A-Za-z0-9-]+"),
+    re.compile(r"(?P<keep>)xapp-[A-Za-z0-9-]+"),
+    re.compile(r"(?i)(?P<keep>(?:bearer|genie ?key)\s+)[A-Za-z0-9._~+/=-]{8,}"),
+    re.compile(
+        r"(?i)(?P<keep>(?:routing_key|client_secret|password|access_token|signing_secret)"
+        r"[\"']?\s*[:=]\s*[\"']?)[^\s\"',&]+"
+    ),
+]
+
+
+def redact(text: str) -> str:
+    """Mask tokens, keys and secrets in a log message."""
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: m.group("keep") + "[redacted]", text)
+    return text
+
+
+class _ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.correlation_id = correlation_id.get()
+        if not getattr(record, "ticket", None):
+            record.ticket = ticket_number.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": redact(record.getMessage()),
+            "correlation_id": getattr(record, "correlation_id", "-"),
+            "ticket": getattr(record, "ticket", "-"),
+        }
+        if record.exc_info:
+            entry["exc"] = redact(self.formatException(record.exc_info))
+        return json.dumps(entry, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__(
+            "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s %(ticket)s] %(message)s"
+        )
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def setup_logging(*, fmt: str = "text", level: str = "INFO") -> None:
+    """Configure the root logger once (idempotent)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_helpdesk", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler()
+    handler._helpdesk = True  # type: ignore[attr-defined]
+    handler.addFilter(_ContextFilter())
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root.addHandler(handler)
+    root.setLevel(level)
+    # Third-party chatter that would log request details at INFO.
+    for name in ("slack_bolt", "slack_sdk", "msrest", "msal", "apscheduler", "aiohttp.access"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

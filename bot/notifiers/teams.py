@@ -1,0 +1,215 @@
+"""Delivers Teams messages, DMs and message updates from the outbox (proactive sends)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+from botbuilder.core import CloudAdapterBase, TurnContext
+from botbuilder.schema import (
+    Activity,
+    ChannelAccount,
+    ConversationAccount,
+    ConversationReference,
+)
+from msrest.exceptions import ClientRequestError, HttpOperationError
+
+from bot import teams_proactive as proactive
+from bot import teams_replies as replies
+from bot.notifiers import DeliveryError
+from bot.settings import Settings
+from bot.teams_references import ReferenceStore, user_key
+from cards.model import Card
+from storage.models import OutboxMessage, utcnow
+
+log = logging.getLogger(__name__)
+CHANNEL_ID = "msteams"
+RETRYABLE = {408, 412, 429, 502, 503, 504}
+PERMANENT = {401, 403, 404, 413}
+# No reference and no configured service URL: someone may talk to the bot meanwhile.
+NO_ROUTE_RETRY = 300.0
+
+
+def _content(payload: dict[str, Any]) -> Activity:
+    if payload.get("card"):
+        return replies.card_activity(Card.from_dict(payload["card"]))
+    return replies.text_activity(str(payload.get("text", "")))
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("Retry-After") if headers is not None else None
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        return max((parsedate_to_datetime(value) - utcnow()).total_seconds(), 0.0)
+    except (TypeError, ValueError):
+        return None
+
+
+def _error_body(response: Any) -> dict[str, Any]:
+    text = getattr(response, "text", None)
+    try:
+        raw = text() if callable(text) else text
+        data = json.loads(raw or "{}")
+    except (ValueError, TypeError):
+        return {}
+    error = data.get("error") if isinstance(data, dict) else None
+    return error if isinstance(error, dict) else {}
+
+
+def delivery_error(exc: HttpOperationError) -> DeliveryError:
+    """Connector HTTP error -> DeliveryError (retryable or permanent, Retry-After kept)."""
+    response = exc.response
+    status = getattr(response, "status_code", None) or getattr(response, "status", None) or 0
+    error = _error_body(response)
+    code = str(error.get("code") or "")
+    inner = error.get("innerHttpError") if isinstance(error.get("innerHttpError"), dict) else {}
+    sub_code = str(error.get("subCode") or inner.get("subCode") or "")
+    label = "/".join(part for part in (code, sub_code) if part) or "error"
+    message = str(error.get("message") or exc.message or "")[:300]
+    permanent = status in PERMANENT or (400 <= status < 500 and status not in RETRYABLE)
+    return DeliveryError(
+        f"teams: HTTP {status} {label}: {message}",
+        retry_after=None if permanent else _retry_after(getattr(response, "headers", None)),
+        permanent=permanent,
+    )
+
+
+class TeamsNotifier:
+    def __init__(
+        self, adapter: CloudAdapterBase, references: ReferenceStore, settings: Settings
+    ) -> None:
+        self.adapter = adapter
+        self.references = references
+        self.app_id = settings.app_id
+        self.service_url = settings.config.teams.service_url
+        self.tenant_id = settings.config.teams.tenant_id or settings.app_tenant_id or None
+        self.bot_id = f"28:{settings.app_id}" if settings.app_id else "28:helpdesk-bot"
+
+    async def deliver(self, message: OutboxMessage) -> dict[str, Any]:
+        payload = message.payload
+        try:
+            if message.kind == "update":
+                return await self._update(payload)
+            if message.kind == "dm":
+                return await self._dm(str(payload["user"]), payload)
+            return await self._post(payload)
+        except HttpOperationError as exc:
+            raise delivery_error(exc) from exc
+        except (aiohttp.ClientError, ClientRequestError, OSError, TimeoutError) as exc:
+            raise DeliveryError(f"teams: {type(exc).__name__}: {exc}") from exc
+        except PermissionError as exc:  # msal could not get a token (AAD down, bad secret)
+            raise DeliveryError(f"teams: no access token: {exc}") from exc
+
+    async def _reference(self, conversation_id: str) -> ConversationReference:
+        stored = await self.references.get(conversation_id)
+        if stored:
+            return ConversationReference().deserialize(stored)
+        if not self.service_url:
+            raise DeliveryError(
+                f"teams: no conversation reference for {conversation_id} yet and "
+                "teams.service_url is not configured",
+                retry_after=NO_ROUTE_RETRY,
+            )
+        return ConversationReference(
+            channel_id=CHANNEL_ID,
+            service_url=self.service_url,
+            conversation=ConversationAccount(id=conversation_id, tenant_id=self.tenant_id),
+            bot=ChannelAccount(id=self.bot_id),
+        )
+
+    async def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
+        channel = str(payload["channel"])
+        thread = payload.get("thread")
+        activity = _content(payload)
+
+        async def work(ctx: TurnContext) -> str:
+            return await proactive.post(
+                ctx, activity, conversation_id=channel, reply_to=str(thread) if thread else None
+            )
+
+        try:
+            activity_id = await proactive.continue_conversation(
+                self.adapter, await self._reference(channel), self.app_id, work
+            )
+        except HttpOperationError as exc:
+            fallback = payload.get("fallback_user")
+            status = getattr(exc.response, "status_code", None)
+            if fallback and status in (403, 404):
+                log.info(
+                    "teams: cannot post in %s (%s); sending to the technician instead",
+                    channel,
+                    status,
+                )
+                return await self._dm(str(fallback), payload)
+            raise
+        # "ts" is the thread key the core stores for a ticket (same as Slack's message ts).
+        return {"channel": channel, "activity_id": activity_id, "ts": activity_id}
+
+    async def _dm(self, user: str, payload: dict[str, Any]) -> dict[str, Any]:
+        activity = _content(payload)
+        stored = await self.references.get(user_key(user))
+        if stored:
+            reference = ConversationReference().deserialize(stored)
+            conversation_id = reference.conversation.id
+
+            async def work(ctx: TurnContext) -> str:
+                return await proactive.post(ctx, activity, conversation_id=conversation_id)
+
+            activity_id = await proactive.continue_conversation(
+                self.adapter, reference, self.app_id, work
+            )
+            return {"channel": conversation_id, "activity_id": activity_id, "dm": True}
+        if not self.service_url:
+            raise DeliveryError(
+                f"teams: no 1:1 chat with {user} known yet and teams.service_url is not configured",
+                retry_after=NO_ROUTE_RETRY,
+            )
+        parameters = proactive.personal_chat_parameters(
+            bot_id=self.bot_id,
+            user_id=user,
+            tenant_id=self.tenant_id,
+            aad_object_id=payload.get("aad_object_id"),
+        )
+
+        async def open_and_post(ctx: TurnContext) -> tuple[str, str, dict[str, Any]]:
+            chat = ctx.activity.conversation.id
+            sent = await proactive.post(ctx, activity, conversation_id=chat)
+            reference = proactive.personal_reference(ctx, user_id=user, tenant_id=self.tenant_id)
+            return chat, sent, reference
+
+        chat, activity_id, reference = await proactive.open_personal_chat(
+            self.adapter,
+            self.app_id,
+            service_url=self.service_url,
+            channel_id=CHANNEL_ID,
+            parameters=parameters,
+            work=open_and_post,
+        )
+        await self.references.save([(user_key(user), reference)])
+        return {"channel": chat, "activity_id": activity_id, "dm": True}
+
+    async def _update(self, payload: dict[str, Any]) -> dict[str, Any]:
+        channel = str(payload["channel"])
+        activity_id = str(payload["activity_id"])
+        activity = _content(payload)
+
+        async def work(ctx: TurnContext) -> str:
+            activity.id = activity_id
+            activity.conversation = ConversationAccount(id=channel)
+            activity.from_property = ctx.activity.recipient
+            connector = proactive.connector_of(ctx)
+            await connector.conversations.update_activity(channel, activity_id, activity)
+            return activity_id
+
+        await proactive.continue_conversation(
+            self.adapter, await self._reference(channel), self.app_id, work
+        )
+        return {"channel": channel, "activity_id": activity_id}

@@ -1,0 +1,176 @@
+"""Settings from the environment plus the YAML config; a bad value stops start-up (exit 2)."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import yaml
+from pydantic import SecretStr, ValidationError
+
+from handlers.config import HelpdeskConfig
+
+# botbuilder's ConfigurationBotFrameworkAuthentication reads these attribute names as-is.
+BOT_FRAMEWORK_OVERRIDES = (
+    "CHANNEL_SERVICE",
+    "TO_BOT_FROM_CHANNEL_TOKEN_ISSUER",
+    "TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL",
+    "TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL",
+    "TO_CHANNEL_FROM_BOT_LOGIN_URL",
+    "TO_CHANNEL_FROM_BOT_OAUTH_SCOPE",
+    "OAUTH_URL",
+)
+APP_TYPES = ("MultiTenant", "SingleTenant", "UserAssignedMSI")
+
+
+class ConfigError(Exception):
+    """A setting that cannot be used; the message names the key (or file) and the problem."""
+
+
+def _secret(env: Mapping[str, str], key: str) -> SecretStr | None:
+    value = env.get(key, "").strip()
+    return SecretStr(value) if value else None
+
+
+def _url(env: Mapping[str, str], key: str, default: str | None) -> str | None:
+    value = env.get(key, "").strip() or default
+    if value is None:
+        return None
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(f"{key}: {value!r} is not an http(s) URL")
+    return value
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _format_validation(error: ValidationError, source: str) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(root)"
+    return f"{source}: {where}: {first['msg']}"
+
+
+def load_config(path: Path) -> HelpdeskConfig:
+    """Read and validate the YAML config; ConfigError names the file and the key."""
+    try:
+        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"HELPDESK_CONFIG: cannot read {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"HELPDESK_CONFIG: {path} is not valid YAML: {exc}") from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"HELPDESK_CONFIG: {path} must be a mapping of keys")
+    try:
+        return HelpdeskConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, str(path))) from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite+aiosqlite:///helpdesk.db"
+    host: str = "127.0.0.1"
+    port: int = 3978
+    config_path: Path | None = None
+    config: HelpdeskConfig = field(default_factory=HelpdeskConfig)
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    app_id: str = ""
+    app_password: SecretStr | None = None
+    app_type: str = "MultiTenant"
+    app_tenant_id: str = ""
+    bot_framework_overrides: dict[str, str] = field(default_factory=dict)
+    pagerduty_routing_key: SecretStr | None = None
+    pagerduty_events_url: str = "https://events.pagerduty.com/v2/enqueue"
+    opsgenie_api_key: SecretStr | None = None
+    opsgenie_api_url: str = "https://api.opsgenie.com"
+    log_format: str = "text"
+    log_level: str = "INFO"
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def slack_enabled(self) -> bool:
+        return bool(self.slack_bot_token and (self.slack_signing_secret or self.slack_app_token))
+
+    @property
+    def teams_emulator(self) -> bool:
+        """No app id: Bot Framework auth is off, so only loopback callers are served."""
+        return not self.app_id
+
+    @property
+    def config_dir(self) -> Path | None:
+        return self.config_path.parent if self.config_path else None
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """Build Settings from `env` (usually os.environ); raises ConfigError on a bad value."""
+    port_text = env.get("PORT", "3978").strip() or "3978"
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"PORT: {port_text!r} is not a TCP port number")
+    config_path = Path(env["HELPDESK_CONFIG"]) if env.get("HELPDESK_CONFIG") else None
+    config = load_config(config_path) if config_path else HelpdeskConfig()
+    app_type = env.get("MicrosoftAppType", "").strip() or "MultiTenant"
+    if app_type not in APP_TYPES:
+        raise ConfigError(f"MicrosoftAppType: {app_type!r} is not one of {', '.join(APP_TYPES)}")
+    app_id = env.get("MicrosoftAppId", "").strip()
+    tenant = env.get("MicrosoftAppTenantId", "").strip()
+    if app_id and app_type == "SingleTenant" and not tenant:
+        raise ConfigError("MicrosoftAppTenantId: required when MicrosoftAppType is SingleTenant")
+    if app_id and app_type != "UserAssignedMSI" and not env.get("MicrosoftAppPassword"):
+        raise ConfigError("MicrosoftAppPassword: required when MicrosoftAppId is set")
+    overrides = {}
+    for key in BOT_FRAMEWORK_OVERRIDES:
+        if env.get(key, "").strip():
+            overrides[key] = env[key].strip()
+            if key.endswith("_URL"):
+                _url(env, key, None)
+    bot_token = _secret(env, "SLACK_BOT_TOKEN")
+    signing = _secret(env, "SLACK_SIGNING_SECRET")
+    app_token = _secret(env, "SLACK_APP_TOKEN")
+    if signing and not bot_token:
+        raise ConfigError("SLACK_BOT_TOKEN: required when SLACK_SIGNING_SECRET is set")
+    if app_token and not bot_token:
+        raise ConfigError("SLACK_BOT_TOKEN: required when SLACK_APP_TOKEN is set")
+    log_format = env.get("LOG_FORMAT", "text").strip().lower() or "text"
+    if log_format not in ("text", "json"):
+        raise ConfigError(f"LOG_FORMAT: {log_format!r} is not text or json")
+    api_url = _url(env, "SLACK_API_URL", "https://slack.com/api/") or ""
+    return Settings(
+        database_url=env.get("DATABASE_URL", "").strip() or "sqlite+aiosqlite:///helpdesk.db",
+        host=env.get("HOST", "").strip() or "127.0.0.1",
+        port=int(port_text),
+        config_path=config_path,
+        config=config,
+        slack_bot_token=bot_token,
+        slack_signing_secret=signing,
+        slack_app_token=app_token,
+        slack_api_url=api_url if api_url.endswith("/") else api_url + "/",
+        app_id=app_id,
+        app_password=_secret(env, "MicrosoftAppPassword"),
+        app_type=app_type,
+        app_tenant_id=tenant,
+        bot_framework_overrides=overrides,
+        pagerduty_routing_key=_secret(env, "PAGERDUTY_ROUTING_KEY"),
+        pagerduty_events_url=_url(
+            env, "PAGERDUTY_EVENTS_URL", "https://events.pagerduty.com/v2/enqueue") or "",
+        opsgenie_api_key=_secret(env, "OPSGENIE_API_KEY"),
+        opsgenie_api_url=_url(env, "OPSGENIE_API_URL", "https://api.opsgenie.com") or "",
+        log_format=log_format,
+        log_level=(env.get("LOG_LEVEL", "INFO").strip() or "INFO").upper(),
+        env=dict(env),
+    )

@@ -1,0 +1,270 @@
+"""Teams front door: POST /api/messages -> checks -> Bot Framework auth -> ActivityHandler.
+
+botbuilder's `CloudAdapter.process` answers 500 for malformed JWTs, unknown key ids and
+unreachable signing keys, and fetches those keys with a blocking `requests.get` (no timeout)
+on the event loop. So the request is checked here first (Content-Type, JSON object with a
+`type`, a conversation and a service URL), authentication runs on worker threads with a time
+limit (any failure or timeout is a 401), and the already authenticated activity is then handed
+to `adapter.process_activity`, which accepts the authentication result in place of a header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from aiohttp import ClientSession, web
+from botbuilder.core import InvokeResponse, TurnContext
+from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
+from botbuilder.schema import Activity, ActivityTypes
+from botframework.connector.auth import AuthenticateRequestResult
+
+from bot import teams_replies as replies
+from bot.correlation import new_correlation_id
+from bot.notifiers import Notifiers
+from bot.notifiers.teams import TeamsNotifier
+from bot.settings import Settings, is_loopback
+from bot.teams_bot import HelpdeskTeamsBot
+from bot.teams_connector import ConnectorPool, PooledAuthentication
+from bot.teams_references import ReferenceStore
+from handlers.deps import Deps
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+# The channel gives a bot ~15 s; a verdict on the token is due well before that.
+AUTH_TIMEOUT_SECONDS = 5.0
+AUTH_THREADS = 4
+
+
+class BotFrameworkConfig:
+    """The attribute bag ConfigurationBotFrameworkAuthentication reads (secrets not in repr)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.APP_ID = settings.app_id
+        self.APP_PASSWORD = (
+            settings.app_password.get_secret_value() if settings.app_password else None
+        )
+        self.APP_TYPE = settings.app_type
+        self.APP_TENANTID = settings.app_tenant_id or None
+        for key, value in settings.bot_framework_overrides.items():
+            setattr(self, key, value)
+
+    def __repr__(self) -> str:
+        return f"BotFrameworkConfig(APP_ID={self.APP_ID!r}, APP_TYPE={self.APP_TYPE!r})"
+
+
+class AuthRunner:
+    """Daemon threads, each running an event loop, for botbuilder's blocking auth code.
+
+    A hung key fetch can stall one of them; work goes to the least busy loop and every call
+    has a deadline, so callers get an answer (401) in time even then.
+    """
+
+    def __init__(self, size: int = AUTH_THREADS, *, limit: float = AUTH_TIMEOUT_SECONDS) -> None:
+        self.size = size
+        self.limit = limit
+        self._loops: list[asyncio.AbstractEventLoop] = []
+        self._busy: list[int] = []
+
+    def _start(self) -> None:
+        for index in range(self.size):
+            loop = asyncio.new_event_loop()
+
+            def serve(loop: asyncio.AbstractEventLoop = loop) -> None:
+                loop.run_forever()
+                loop.close()
+
+            threading.Thread(target=serve, name=f"teams-auth-{index}", daemon=True).start()
+            self._loops.append(loop)
+            self._busy.append(0)
+
+    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` on an auth thread; TimeoutError after `limit` seconds."""
+        if not self._loops:
+            self._start()
+        index = min(range(len(self._loops)), key=self._busy.__getitem__)
+        self._busy[index] += 1
+        try:
+            future = asyncio.run_coroutine_threadsafe(coro, self._loops[index])
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.limit)
+        finally:
+            self._busy[index] -= 1
+
+    def close(self) -> None:
+        for loop in self._loops:
+            loop.call_soon_threadsafe(loop.stop)
+        self._loops.clear()
+        self._busy.clear()
+
+
+def _problem(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _check_activity(body: Any) -> str | None:
+    """Why `body` is not an activity we can answer, or None."""
+    if not isinstance(body, dict):
+        return "body is not a JSON object"
+    if not isinstance(body.get("type"), str) or not body["type"].strip():
+        return "activity has no type"
+    service_url = body.get("serviceUrl")
+    if not isinstance(service_url, str) or not service_url.startswith(("http://", "https://")):
+        return "activity has no http(s) serviceUrl"
+    conversation = body.get("conversation")
+    if (
+        not isinstance(conversation, dict)
+        or not isinstance(conversation.get("id"), str)
+        or not conversation["id"]
+    ):
+        return "activity has no conversation id"
+    return None
+
+
+class TeamsFront:
+    """Owns the CloudAdapter and the bot; answers POST /api/messages."""
+
+    def __init__(self, settings: Settings, deps: Deps, http: ClientSession) -> None:
+        self.settings = settings
+        self.deps = deps
+        self.pool = ConnectorPool(http)
+        inner = ConfigurationBotFrameworkAuthentication(BotFrameworkConfig(settings))
+        self.auth = PooledAuthentication(inner, self.pool)
+        self.adapter = CloudAdapter(self.auth)
+        self.adapter.on_turn_error = self._on_turn_error
+        self.references = ReferenceStore(deps.sessions)
+        self.bot = HelpdeskTeamsBot(deps, self.references, app_id=settings.app_id)
+        self.auth_runner = AuthRunner()
+        if settings.teams_emulator and not is_loopback(settings.host):
+            log.warning(
+                "teams: no MicrosoftAppId (Emulator mode) but HOST=%s is not loopback: "
+                "/api/messages will refuse every request (403); set MicrosoftAppId "
+                "and MicrosoftAppPassword, or HOST=127.0.0.1",
+                settings.host,
+            )
+
+    def register_notifiers(self, notifiers: Notifiers) -> None:
+        notifier = TeamsNotifier(self.adapter, self.references, self.settings)
+        for kind in ("message", "dm", "update"):
+            notifiers.register(f"{kind}:teams", notifier)
+
+    def close(self) -> None:
+        """Stop the auth threads (shutdown, tests)."""
+        self.auth_runner.close()
+
+    # -- HTTP ---------------------------------------------------------------------------------
+
+    async def handle_http(self, request: web.Request) -> web.StreamResponse:
+        """POST /api/messages."""
+        if self.settings.teams_emulator and not self._emulator_allows(request):
+            return _problem(403, "Emulator mode serves loopback clients only")
+        content_type = request.content_type
+        if content_type != "application/json" and not content_type.endswith("+json"):
+            log.warning(
+                "teams: rejected a request with Content-Type %r (415)",
+                request.headers.get("Content-Type"),
+            )
+            return _problem(415, "Content-Type must be application/json")
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            log.warning("teams: rejected a body that is not JSON (400)")
+            return _problem(400, "body is not JSON")
+        problem = _check_activity(body)
+        activity: Activity | None = None
+        if problem is None:
+            try:
+                activity = Activity().deserialize(body)
+            except Exception as exc:
+                problem = f"activity does not deserialize ({type(exc).__name__})"
+        if problem is not None or activity is None:
+            log.warning("teams: rejected a malformed activity (400): %s", problem)
+            return _problem(400, problem or "malformed activity")
+
+        result = await self._authenticate(activity, request)
+        if result is None:
+            return _problem(401, "unauthorized")
+        try:
+            invoke: InvokeResponse | None = await self.adapter.process_activity(
+                result, activity, self.bot.on_turn
+            )
+        except Exception:
+            ref = new_correlation_id()
+            log.exception("teams: activity %s failed outside the turn (ref %s)", activity.id, ref)
+            return _problem(500, f"internal error (ref {ref})")
+        if invoke is None:
+            return web.Response(status=201)
+        if invoke.body is None:
+            return web.Response(status=invoke.status)
+        return web.json_response(invoke.body, status=invoke.status)
+
+    def _emulator_allows(self, request: web.Request) -> bool:
+        if not is_loopback(self.settings.host):
+            log.warning(
+                "teams: refused %s (403): Emulator mode (no MicrosoftAppId) only serves "
+                "loopback, but HOST=%s",
+                request.remote,
+                self.settings.host,
+            )
+            return False
+        if request.remote is None or not is_loopback(request.remote):
+            log.warning(
+                "teams: refused %s (403): Emulator mode (no MicrosoftAppId) only serves "
+                "loopback clients",
+                request.remote,
+            )
+            return False
+        return True
+
+    async def _authenticate(
+        self, activity: Activity, request: web.Request
+    ) -> AuthenticateRequestResult | None:
+        """botbuilder's verdict on the request, or None (logged) when it is not authorized."""
+        if self.settings.teams_emulator:
+            # Auth is off: botbuilder answers anonymous claims without any I/O.
+            return await self.auth.authenticate_request(activity, None)
+        header = request.headers.get("Authorization")
+        if not header:
+            log.warning("teams: rejected activity %s (401): no Authorization header", activity.id)
+            return None
+        try:
+            return await self.auth_runner.run(self.auth.authenticate_request(activity, header))
+        except TimeoutError:
+            log.warning(
+                "teams: rejected activity %s (401): token not verified within %.0f s "
+                "(signing keys unreachable?)",
+                activity.id,
+                self.auth_runner.limit,
+            )
+        except Exception as exc:
+            log.warning(
+                "teams: rejected activity %s (401): %s: %.200s",
+                activity.id,
+                type(exc).__name__,
+                exc,
+            )
+        return None
+
+    # -- errors -------------------------------------------------------------------------------
+
+    async def _on_turn_error(self, turn_context: TurnContext, error: Exception) -> None:
+        ref = new_correlation_id()
+        activity = turn_context.activity
+        log.error("teams: turn failed for activity %s (ref %s)", activity.id, ref, exc_info=error)
+        text = f"Something went wrong (ref {ref})."
+        try:
+            if activity.type == ActivityTypes.invoke:
+                body = {"statusCode": 200, "type": replies.MESSAGE_CONTENT_TYPE, "value": text}
+                await turn_context.send_activity(
+                    Activity(
+                        type=ActivityTypes.invoke_response,
+                        value=InvokeResponse(status=200, body=body),
+                    )
+                )
+            else:
+                await turn_context.send_activity(replies.text_activity(text))
+        except Exception as exc:
+            log.warning("teams: could not tell the user about ref %s: %s", ref, type(exc).__name__)

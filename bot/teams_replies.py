@@ -1,0 +1,133 @@
+"""Teams rendering of the core's neutral Reply: message activities and invoke responses."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+from typing import Any
+
+from botbuilder.schema import Activity, ActivityTypes, Attachment
+
+from cards import teams as adaptive
+from cards.model import ActionId, Card, Element, NumberInput, Text
+from handlers import intake
+from handlers.deps import Deps
+from handlers.types import Reply
+
+CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
+MESSAGE_CONTENT_TYPE = "application/vnd.microsoft.activity.message"
+HINT = "To work with tickets, start your message with `ticket` (try `ticket help`)."
+DUPLICATE_TEXT = "Already done: that was handled before."
+WELCOME = "\n".join(
+    [
+        "Hi, I am the help-desk bot. Start a message with `ticket`:",
+        "  ticket new [summary]   open the intake form",
+        "  ticket show HD-7       show a ticket",
+        "  ticket mine            your open tickets",
+        "  ticket help            everything I can do",
+    ]
+)
+_MENTION = re.compile(r"^\s*(?:<at>.*?</at>\s*)+", re.IGNORECASE | re.DOTALL)
+
+
+def strip_mentions(text: str) -> str:
+    """`<at>Helpdesk</at> ticket show HD-1` -> `ticket show HD-1` (leading mentions only)."""
+    return _MENTION.sub("", text or "").strip()
+
+
+def with_text(reply: Reply) -> Card | None:
+    """The reply's card with its text on top (as the Slack edge does), or None."""
+    card = reply.card
+    if card is None:
+        return None
+    if not reply.text:
+        return card
+    return dataclasses.replace(
+        card, body=[Text(reply.text), *card.body], fallback=card.fallback or reply.text
+    )
+
+
+def card_activity(card: Card) -> Activity:
+    content = adaptive.render_card(card, execute=True)
+    return Activity(
+        type=ActivityTypes.message,
+        attachments=[Attachment(content_type=CARD_CONTENT_TYPE, content=content)],
+        summary=card.fallback or None,
+    )
+
+
+def text_activity(text: str) -> Activity:
+    # Teams renders Markdown in `text`; "plain" shows what the core wrote, as written.
+    return Activity(type=ActivityTypes.message, text=text, text_format="plain")
+
+
+def reply_activity(reply: Reply) -> Activity | None:
+    """The message that answers `reply` in a conversation (None: nothing to send)."""
+    if reply.duplicate:
+        return None
+    card = with_text(reply)
+    if card is not None:
+        return card_activity(card)
+    if reply.text:
+        return text_activity(reply.text)
+    return None
+
+
+# Forms the edge can rebuild from what was submitted, to show field errors on the form itself.
+FormBuilder = Callable[[Deps, dict[str, str]], Card]
+
+
+def _intake_form(deps: Deps, data: dict[str, str]) -> Card:
+    context = {k: data[k] for k in ("channel", "thread") if data.get(k)}
+    return intake.intake_card(deps.config, summary=data.get("summary", ""), context=context)
+
+
+FORMS: dict[ActionId, FormBuilder] = {ActionId.TICKET_CREATE: _intake_form}
+
+
+def _refill(element: Element, data: dict[str, str], errors: dict[str, str]) -> list[Element]:
+    if element.kind not in ("text_input", "number_input", "select", "user_picker"):
+        return [element]
+    ident: str = element.id  # type: ignore[union-attr]
+    out: list[Element] = []
+    if ident in data:
+        if isinstance(element, NumberInput):
+            try:
+                element = dataclasses.replace(element, value=int(data[ident]))
+            except ValueError:
+                element = dataclasses.replace(element, value=None)
+        else:
+            element = dataclasses.replace(element, value=data[ident])  # type: ignore[call-arg]
+    out.append(element)
+    if ident in errors:
+        out.append(Text(errors[ident], muted=True))
+    return out
+
+
+def error_form(deps: Deps, action: ActionId | None, data: dict[str, str], reply: Reply) -> Card:
+    """The submitted form again, values kept, the problem on top and under each field
+    (or, for a form the edge cannot rebuild, the problems as a list)."""
+    top: list[Element] = [Text(reply.text)] if reply.text else []
+    builder = FORMS.get(action) if action is not None else None
+    if builder is None:
+        lines = [Text(f"{field}: {problem}") for field, problem in reply.field_errors.items()]
+        return Card(title="", body=[*top, *lines], fallback=reply.text)
+    form = builder(deps, data)
+    body = list(top)
+    for element in form.body:
+        body.extend(_refill(element, data, reply.field_errors))
+    return dataclasses.replace(form, body=body)
+
+
+def invoke_body(
+    deps: Deps, action: ActionId | None, data: dict[str, str], reply: Reply
+) -> dict[str, Any]:
+    """`adaptiveCard/action` response: a card replaces the card, text shows as a message."""
+    if reply.duplicate:
+        return {"statusCode": 200, "type": MESSAGE_CONTENT_TYPE, "value": DUPLICATE_TEXT}
+    card = error_form(deps, action, data, reply) if reply.field_errors else with_text(reply)
+    if card is not None:
+        value = adaptive.render_card(card, execute=True)
+        return {"statusCode": 200, "type": CARD_CONTENT_TYPE, "value": value}
+    return {"statusCode": 200, "type": MESSAGE_CONTENT_TYPE, "value": reply.text or "Done."}

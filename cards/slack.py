@@ -1,0 +1,326 @@
+"""Render a neutral `Card` to Slack Block Kit (plain dicts, no slack_sdk imports).
+
+Every card string is literal. Text that lands in `mrkdwn` is escaped exactly once here
+(`&`, `<`, `>`; platform-facts §5) and marked `verbatim` so Slack does not auto-parse
+`@here`-style words either. `plain_text` objects (headers, labels, buttons, options, modal
+title) are escaped the same way (Slack decodes the entities there too). Size limits follow
+platform-facts §6: long text is split into several blocks, titles are cut with "…", and data
+that cannot be cut without corrupting it (button values, private_metadata, option values)
+raises `ValueError`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cards.model import (
+    Button,
+    Card,
+    Element,
+    Facts,
+    NumberInput,
+    Select,
+    Text,
+    TextInput,
+    UserPicker,
+)
+
+SECTION_TEXT_MAX = 3000
+HEADER_TEXT_MAX = 150
+MESSAGE_BLOCKS_MAX = 50
+MODAL_BLOCKS_MAX = 100
+MODAL_TEXT_MAX = 24
+PRIVATE_METADATA_MAX = 3000
+BUTTON_TEXT_MAX = 75
+BUTTON_VALUE_MAX = 2000
+ACTIONS_PER_BLOCK = 25
+LABEL_MAX = 2000
+PLACEHOLDER_MAX = 150
+OPTION_TEXT_MAX = 75
+OPTION_VALUE_MAX = 150
+OPTIONS_MAX = 100
+TEXT_INPUT_MAX_LENGTH = 3000
+TRUNCATED_NOTE = "… (truncated)"
+
+Block = dict[str, Any]
+
+
+def escape_mrkdwn(text: str) -> str:
+    """Escape Slack's three control characters, and nothing else (platform-facts §5)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def action_from_id(action_id: str) -> str:
+    """The ActionId value behind a rendered button `action_id` (drops a `:<n>` suffix)."""
+    return action_id.split(":", 1)[0]
+
+
+def _cut(text: str, limit: int) -> str:
+    """Cut raw (unescaped) text to `limit` characters, ending with an ellipsis when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _safe_cut(escaped: str, cut: int) -> int:
+    """Move `cut` back so it never lands inside an `&amp;`/`&lt;`/`&gt;` entity."""
+    amp = escaped.rfind("&", max(0, cut - 4), cut)
+    if amp != -1:
+        end = escaped.find(";", amp)
+        if end == -1 or end >= cut:
+            return amp
+    return cut
+
+
+def split_escaped(escaped: str, limit: int = SECTION_TEXT_MAX) -> list[str]:
+    """Split already-escaped mrkdwn into chunks of at most `limit` characters.
+
+    Prefers a line break, then a space, in the second half of the window; never splits
+    inside an entity. The separator a chunk was split at is dropped.
+    """
+    chunks: list[str] = []
+    rest = escaped
+    while len(rest) > limit:
+        cut = rest.rfind("\n", limit // 2, limit + 1)
+        if cut == -1:
+            cut = rest.rfind(" ", limit // 2, limit + 1)
+        if cut > 0:
+            chunks.append(rest[:cut])
+            rest = rest[cut + 1 :]
+            continue
+        cut = _safe_cut(rest, limit)
+        chunks.append(rest[:cut])
+        rest = rest[cut:]
+    if rest or not chunks:
+        chunks.append(rest)
+    return chunks
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
+
+
+def _plain(text: str) -> dict[str, Any]:
+    # Slack decodes &amp; &lt; &gt; in plain_text too; escaping keeps raw `<!channel>` out of
+    # every payload we send (defence in depth, and what outside checks look for).
+    return {"type": "plain_text", "text": escape_mrkdwn(text), "emoji": True}
+
+
+def _sections(escaped: str, *, bold: bool = False) -> list[Block]:
+    limit = SECTION_TEXT_MAX - (2 if bold else 0)
+    return [
+        {"type": "section", "text": _mrkdwn(f"*{chunk}*" if bold else chunk)}
+        for chunk in split_escaped(escaped, limit)
+        if chunk.strip()
+    ]
+
+
+def _heading(text: str) -> list[Block]:
+    if not text.strip():
+        return []
+    if len(escape_mrkdwn(text)) <= HEADER_TEXT_MAX:
+        return [{"type": "header", "text": _plain(text)}]
+    return _sections(escape_mrkdwn(text), bold=True)
+
+
+def _text_blocks(element: Text) -> list[Block]:
+    if element.heading:
+        return _heading(element.text)
+    if not element.text.strip():
+        return []
+    if element.muted:
+        return [
+            {"type": "context", "elements": [_mrkdwn(chunk)]}
+            for chunk in split_escaped(escape_mrkdwn(element.text))
+            if chunk.strip()
+        ]
+    return _sections(escape_mrkdwn(element.text))
+
+
+def _facts_blocks(element: Facts) -> list[Block]:
+    lines = [f"*{escape_mrkdwn(label)}:* {escape_mrkdwn(value)}" for label, value in element.items]
+    return _sections("\n".join(lines)) if lines else []
+
+
+def _element_blocks(element: Element) -> list[Block]:
+    if isinstance(element, Text):
+        return _text_blocks(element)
+    if isinstance(element, Facts):
+        return _facts_blocks(element)
+    return []  # inputs only render in modals
+
+
+def _compact(data: dict[str, str]) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def _button(button: Button, action_id: str) -> dict[str, Any]:
+    value = _compact(button.value)
+    if len(value) > BUTTON_VALUE_MAX:
+        raise ValueError(f"button value for {button.action} exceeds {BUTTON_VALUE_MAX} chars")
+    rendered: dict[str, Any] = {
+        "type": "button",
+        "action_id": action_id,
+        "text": _plain(_cut(button.title, BUTTON_TEXT_MAX)),
+        "value": value,
+    }
+    if button.style in ("primary", "danger"):
+        rendered["style"] = button.style
+    return rendered
+
+
+def _actions_blocks(buttons: list[Button]) -> list[Block]:
+    seen: dict[str, int] = {}
+    elements = []
+    for button in buttons:
+        base = str(button.action)
+        seen[base] = seen.get(base, 0) + 1
+        action_id = base if seen[base] == 1 else f"{base}:{seen[base]}"
+        elements.append(_button(button, action_id))
+    return [
+        {"type": "actions", "elements": elements[i : i + ACTIONS_PER_BLOCK]}
+        for i in range(0, len(elements), ACTIONS_PER_BLOCK)
+    ]
+
+
+def _limit_blocks(blocks: list[Block], limit: int) -> list[Block]:
+    if len(blocks) <= limit:
+        return blocks
+    note = {"type": "context", "elements": [_mrkdwn(TRUNCATED_NOTE)]}
+    return [*blocks[: limit - 1], note]
+
+
+def _fallback_text(card: Card) -> str:
+    escaped = escape_mrkdwn(card.fallback or card.title)
+    if len(escaped) <= SECTION_TEXT_MAX:
+        return escaped
+    return escaped[: _safe_cut(escaped, SECTION_TEXT_MAX - 1)] + "…"
+
+
+def render_message(card: Card) -> dict[str, Any]:
+    """`{"text", "blocks"}` for chat.postMessage / chat.postEphemeral / chat.update.
+
+    Inputs (and the form) are not shown in messages: Slack forms are modals (`render_modal`).
+    """
+    blocks = _heading(card.title)
+    for element in card.body:
+        blocks.extend(_element_blocks(element))
+    blocks.extend(_actions_blocks(card.buttons))
+    return {"text": _fallback_text(card), "blocks": _limit_blocks(blocks, MESSAGE_BLOCKS_MAX)}
+
+
+def _option(value: str, title: str) -> dict[str, Any]:
+    if len(value) > OPTION_VALUE_MAX:
+        raise ValueError(f"select option value exceeds {OPTION_VALUE_MAX} chars: {value[:20]}…")
+    return {"text": _plain(_cut(title, OPTION_TEXT_MAX)), "value": value}
+
+
+def _input_element(element: TextInput | NumberInput | Select | UserPicker) -> dict[str, Any]:
+    rendered: dict[str, Any]
+    if isinstance(element, TextInput):
+        rendered = {"type": "plain_text_input", "action_id": element.id}
+        if element.multiline:
+            rendered["multiline"] = True
+        if element.value:
+            rendered["initial_value"] = element.value
+        if element.placeholder:
+            rendered["placeholder"] = _plain(_cut(element.placeholder, PLACEHOLDER_MAX))
+        if element.max_length is not None:
+            rendered["max_length"] = min(element.max_length, TEXT_INPUT_MAX_LENGTH)
+    elif isinstance(element, NumberInput):
+        rendered = {"type": "number_input", "action_id": element.id, "is_decimal_allowed": False}
+        if element.min is not None:
+            rendered["min_value"] = str(element.min)
+        if element.value is not None:
+            rendered["initial_value"] = str(element.value)
+    elif isinstance(element, Select):
+        options = [_option(v, t) for v, t in element.options[:OPTIONS_MAX]]
+        rendered = {"type": "static_select", "action_id": element.id, "options": options}
+        initial = next((o for o in options if o["value"] == element.value), None)
+        if element.value and initial is not None:
+            rendered["initial_option"] = initial
+    else:
+        rendered = {"type": "users_select", "action_id": element.id}
+        if element.value:
+            rendered["initial_user"] = element.value
+    return rendered
+
+
+def _input_block(element: TextInput | NumberInput | Select | UserPicker) -> Block:
+    return {
+        "type": "input",
+        "block_id": element.id,
+        "label": _plain(_cut(element.label, LABEL_MAX)),
+        "optional": not element.required,
+        "element": _input_element(element),
+    }
+
+
+def render_modal(card: Card, *, callback_id: str | None = None) -> dict[str, Any]:
+    """A `views.open` / `views.update` view for the card (normally a form card).
+
+    `callback_id` defaults to the form's action value. `private_metadata` is the form
+    context as compact JSON (ValueError above 3000 chars). When the title has to be cut to
+    24 characters, the full title is repeated as the first block.
+    """
+    blocks: list[Block] = []
+    title = card.title.strip() or "Help desk"
+    if len(title) > MODAL_TEXT_MAX:
+        blocks.extend(_heading(title))
+    for element in card.body:
+        if isinstance(element, TextInput | NumberInput | Select | UserPicker):
+            blocks.append(_input_block(element))
+        else:
+            blocks.extend(_element_blocks(element))
+    blocks.extend(_actions_blocks(card.buttons))
+
+    view: dict[str, Any] = {"type": "modal"}
+    cb = callback_id if callback_id is not None else (str(card.form.action) if card.form else None)
+    if cb is not None:
+        view["callback_id"] = cb
+    metadata = _compact(card.form.context) if card.form else ""
+    if len(metadata) > PRIVATE_METADATA_MAX:
+        raise ValueError(f"private_metadata exceeds {PRIVATE_METADATA_MAX} chars")
+    view["private_metadata"] = metadata
+    view["title"] = _plain(_cut(title, MODAL_TEXT_MAX))
+    if card.form is not None or card.inputs():
+        submit = card.form.submit_title if card.form else "Submit"
+        view["submit"] = _plain(_cut(submit, MODAL_TEXT_MAX))
+    view["close"] = _plain("Cancel")
+    view["blocks"] = _limit_blocks(blocks, MODAL_BLOCKS_MAX)
+    return view
+
+
+def private_metadata(view: dict[str, Any]) -> dict[str, str]:
+    """The form context back from a submitted view's `private_metadata` (empty when absent)."""
+    raw = view.get("private_metadata") or ""
+    try:
+        data = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): "" if v is None else str(v) for k, v in data.items()}
+
+
+_SELECTED_KEYS = ("selected_user", "selected_conversation", "selected_channel", "selected_date")
+
+
+def _state_value(state: dict[str, Any]) -> str:
+    """One input's value: text/number `value`, a selected option's value or a selected id."""
+    value: Any = state.get("value")
+    if "selected_option" in state:
+        value = (state["selected_option"] or {}).get("value")
+    elif "selected_options" in state:
+        value = ",".join(o.get("value", "") for o in state["selected_options"] or [])
+    else:
+        value = next((state[k] for k in _SELECTED_KEYS if k in state), value)
+    return "" if value is None else str(value)
+
+
+def view_values(state_values: dict[str, Any]) -> dict[str, str]:
+    """Flatten `view.state.values` ({block_id: {action_id: state}}) into {action_id: value}."""
+    values: dict[str, str] = {}
+    for actions in state_values.values():
+        for action_id, state in actions.items():
+            values[action_id] = _state_value(state or {})
+    return values

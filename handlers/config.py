@@ -1,0 +1,151 @@
+"""The YAML config (SPEC "Config file"): every key optional, defaults built in, unknown keys refused."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from handlers.durations import parse_duration
+
+PRIORITIES = ("P1", "P2", "P3", "P4")
+
+
+def _duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    return parse_duration(value)
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SlaTarget(_Strict):
+    respond: Duration
+    resolve: Duration
+
+
+Tier = dict[Literal["P1", "P2", "P3", "P4"], SlaTarget]
+
+
+def _default_tiers() -> dict[str, Tier]:
+    def tier(*pairs: tuple[str, str]) -> Tier:
+        return {
+            p: SlaTarget(respond=_duration(r), resolve=_duration(s))  # type: ignore[misc]
+            for p, (r, s) in zip(PRIORITIES, pairs, strict=True)
+        }
+
+    return {
+        "standard": tier(("30m", "4h"), ("2h", "1d"), ("8h", "3d"), ("1d", "5d")),
+        "gold": tier(("15m", "2h"), ("1h", "8h"), ("4h", "2d"), ("8h", "3d")),
+    }
+
+
+class SlaConfig(_Strict):
+    default_tier: str = "standard"
+    tiers: dict[str, Tier] = Field(default_factory=_default_tiers)
+    clients: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("tiers")
+    @classmethod
+    def _complete(cls, tiers: dict[str, Tier]) -> dict[str, Tier]:
+        for name, tier in tiers.items():
+            missing = [p for p in PRIORITIES if p not in tier]
+            if missing:
+                raise ValueError(f"tier {name!r} lacks {', '.join(missing)}")
+        return tiers
+
+    def model_post_init(self, _: Any) -> None:
+        if self.default_tier not in self.tiers:
+            raise ValueError(f"default_tier {self.default_tier!r} is not one of the tiers")
+        for client, tier in self.clients.items():
+            if tier not in self.tiers:
+                raise ValueError(f"clients.{client}: unknown tier {tier!r}")
+
+    def tier_for(self, client: str) -> str:
+        """Contract tier of an MSP client (case-insensitive), else the default tier."""
+        lowered = {k.lower(): v for k, v in self.clients.items()}
+        return lowered.get(client.strip().lower(), self.default_tier)
+
+
+class SlackConfig(_Strict):
+    incident_channel: str | None = None
+
+
+class TeamsConfig(_Strict):
+    incident_conversation: str | None = None
+    service_url: str | None = None
+    tenant_id: str | None = None
+
+
+class IncidentConfig(_Strict):
+    bridge_url: str | None = None
+
+
+class QueueTarget(_Strict):
+    slack: str | None = None
+    teams: str | None = None
+
+
+class EscalationConfig(_Strict):
+    queues: dict[str, str] = Field(default_factory=dict)
+
+
+class IdentityConfig(_Strict):
+    approval_ttl: Duration = timedelta(minutes=15)
+    categories: list[str] = Field(default_factory=lambda: ["password-reset", "mfa", "account"])
+
+
+class CsatConfig(_Strict):
+    delay: Duration = timedelta(0)
+    vip_followup_delay: Duration = timedelta(days=1)
+
+
+class GraphDirectoryConfig(_Strict):
+    base_url: str = "https://graph.microsoft.com"
+    authority_host: str = "https://login.microsoftonline.com"
+    tenant_id: str | None = None  # else env MicrosoftAppTenantId
+    client_id: str | None = None  # else env MicrosoftAppId
+    vip_group_id: str | None = None
+    technician_group_id: str | None = None
+    cache_ttl: Duration = timedelta(minutes=5)
+    ca_bundle: str | None = None  # PEM file of extra trusted CAs (TLS-inspecting proxies)
+
+
+class LdapDirectoryConfig(_Strict):
+    url: str | None = None  # ldap://dc1.example.com or ldaps://...
+    bind_dn: str | None = None  # password from env LDAP_BIND_PASSWORD; none = anonymous
+    base_dn: str | None = None
+    vip_group_dn: str | None = None
+    technician_group_dn: str | None = None
+    slack_id_attribute: str | None = None
+    teams_id_attribute: str | None = None
+    cache_ttl: Duration = timedelta(minutes=5)
+
+
+class DirectoryConfig(_Strict):
+    source: Literal["file", "graph", "ldap"] = "file"
+    path: str | None = None
+    graph: GraphDirectoryConfig | None = None
+    ldap: LdapDirectoryConfig | None = None
+
+
+class HelpdeskConfig(_Strict):
+    ticket_prefix: str = Field(default="HD", pattern=r"^[A-Za-z][A-Za-z0-9]{0,9}$")
+    slack: SlackConfig = Field(default_factory=SlackConfig)
+    teams: TeamsConfig = Field(default_factory=TeamsConfig)
+    incident: IncidentConfig = Field(default_factory=IncidentConfig)
+    sla: SlaConfig = Field(default_factory=SlaConfig)
+    queues: dict[str, QueueTarget] = Field(default_factory=dict)
+    escalation: EscalationConfig = Field(default_factory=EscalationConfig)
+    tier1_scope: list[str] = Field(default_factory=list)
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    csat: CsatConfig = Field(default_factory=CsatConfig)
+    directory: DirectoryConfig = Field(default_factory=DirectoryConfig)

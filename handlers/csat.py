@@ -1,0 +1,16 @@
+"""PLACEHOLDER: being written; replaced wholesale by its owner."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handlers.types import InvalidInput, Reply
+
+
+async def rate(*args: Any) -> Reply:
+    raise InvalidInput("This is not available yet.")
+
+
+async def comment(*args: Any) -> Reply:
+    raise InvalidInput("This is not available yet.")
+

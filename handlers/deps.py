@@ -1,0 +1,42 @@
+"""What every use case needs, built once at start-up and passed in (no globals)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from handlers.config import HelpdeskConfig
+from handlers.directory import Directory, Person
+from handlers.types import Actor, Forbidden
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Deps:
+    config: HelpdeskConfig
+    sessions: async_sessionmaker[AsyncSession]
+    directory: Directory
+    clock: Callable[[], datetime] = field(default=_utcnow)
+
+    async def person(self, actor: Actor) -> Person | None:
+        """The directory entry of whoever acted, matched by platform id only."""
+        return await self.directory.find_by_platform_id(
+            actor.platform, actor.id, aad_object_id=actor.aad_object_id
+        )
+
+    async def is_technician(self, actor: Actor) -> bool:
+        """SPEC: directory `technician: true`; with no technician listed, everyone is one."""
+        if not await self.directory.has_technicians():
+            return True
+        found = await self.person(actor)
+        return bool(found and found.technician)
+
+    async def require_technician(self, actor: Actor, doing: str) -> None:
+        if not await self.is_technician(actor):
+            raise Forbidden(f"Only technicians can {doing}.")

@@ -1,0 +1,124 @@
+"""The intake form (SPEC labels, in order) and validation of what comes back from it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from cards.model import ActionId, Card, Form, NumberInput, Select, Text, TextInput, UserPicker
+from handlers.config import HelpdeskConfig
+from handlers.types import InvalidInput
+
+REPRODUCIBLE = [("yes", "Yes"), ("no", "No"), ("intermittent", "Intermittent")]
+PRIORITIES = [
+    ("P1", "P1 - system down / multi-user"),
+    ("P2", "P2 - single user blocked"),
+    ("P3", "P3 - degraded"),
+    ("P4", "P4 - request"),
+]
+MAX_TEXT = 3000
+MAX_SHORT = 200
+# Built-in categories; the config's identity, tier-1 and escalation categories are added.
+BASE_CATEGORIES = ("access", "account", "email", "hardware", "mfa", "network", "password-reset",
+                   "printer", "security", "server", "software")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def categories(config: HelpdeskConfig) -> list[str]:
+    """Known categories: identity-gated, tier-1 scope and escalation ones, plus `other`.
+
+    A closed list (not free text) so `Password reset` cannot slip past the identity gate.
+    """
+    known = {*BASE_CATEGORIES, *config.identity.categories, *config.tier1_scope, *config.escalation.queues}
+    known.discard("other")
+    return [*sorted(known), "other"]
+
+
+def intake_card(config: HelpdeskConfig, *, summary: str = "", context: dict[str, str]) -> Card:
+    """The intake form, prefilled with `summary`; `context` comes back with the submission."""
+    return Card(
+        title="New ticket",
+        body=[
+            UserPicker(id="requester", label="Requester", required=True),
+            TextInput(id="summary", label="Summary", required=True, value=summary,
+                      max_length=MAX_TEXT, placeholder="The symptom in the user's own words"),
+            TextInput(id="error_text", label="Exact error text", multiline=True,
+                      max_length=MAX_TEXT, placeholder="Copied exactly, codes included"),
+            TextInput(id="doing", label="What were they doing", multiline=True,
+                      max_length=MAX_TEXT),
+            Select(id="reproducible", label="Reproducible", options=REPRODUCIBLE, required=True),
+            NumberInput(id="users_affected", label="Users affected", required=True, value=1,
+                        min=1),
+            Select(id="priority", label="Priority", options=PRIORITIES, required=True),
+            Select(id="category", label="Category", required=True,
+                   options=[(c, c) for c in categories(config)]),
+            TextInput(id="asset", label="Asset", max_length=MAX_SHORT,
+                      placeholder="Hostname, asset tag or serial"),
+            TextInput(id="client", label="Client", max_length=MAX_SHORT,
+                      placeholder="MSP client (sets the SLA tier)"),
+        ],
+        form=Form(action=ActionId.TICKET_CREATE, submit_title="Open ticket", context=context),
+        fallback="New ticket form",
+    )
+
+
+@dataclass(frozen=True)
+class Intake:
+    requester: str
+    summary: str
+    error_text: str
+    doing: str
+    reproducible: str
+    users_affected: int
+    priority: str
+    category: str
+    asset: str
+    client: str
+
+
+def _text(values: dict[str, Any], key: str) -> str:
+    value = values.get(key)
+    return "" if value is None else str(value)
+
+
+def validate(values: dict[str, Any], config: HelpdeskConfig, *, email_requester: bool) -> Intake:
+    """Check a submitted intake form; raises InvalidInput with one message per bad field."""
+    errors: dict[str, str] = {}
+    requester = _text(values, "requester").strip()
+    if not requester:
+        errors["requester"] = "Who is this ticket for?"
+    elif email_requester and not EMAIL.match(requester):
+        errors["requester"] = "Enter the person's e-mail address, e.g. ana@example.com"
+    summary = _text(values, "summary")
+    if not summary.strip():
+        errors["summary"] = "Describe the symptom in the user's own words."
+    for key in ("summary", "error_text", "doing"):
+        if len(_text(values, key)) > MAX_TEXT:
+            errors[key] = f"Keep this under {MAX_TEXT} characters."
+    for key in ("asset", "client"):
+        if len(_text(values, key)) > MAX_SHORT:
+            errors[key] = f"Keep this under {MAX_SHORT} characters."
+    reproducible = _text(values, "reproducible").strip().lower()
+    if reproducible not in {v for v, _ in REPRODUCIBLE}:
+        errors["reproducible"] = "Choose Yes, No or Intermittent."
+    users_affected = 0
+    raw_users = _text(values, "users_affected").strip()
+    if not raw_users.isdigit() or not 1 <= int(raw_users) <= 1_000_000:
+        errors["users_affected"] = "Enter a whole number of users, 1 or more."
+    else:
+        users_affected = int(raw_users)
+    priority = _text(values, "priority").strip().upper()
+    if priority not in {v for v, _ in PRIORITIES}:
+        errors["priority"] = "Choose P1, P2, P3 or P4."
+    category = _text(values, "category").strip().lower()
+    if category not in categories(config):
+        errors["category"] = "Choose a category from the list."
+    if errors:
+        raise InvalidInput("Please fix the highlighted fields.", errors)
+    return Intake(
+        requester=requester, summary=summary, error_text=_text(values, "error_text"),
+        doing=_text(values, "doing"), reproducible=reproducible, users_affected=users_affected,
+        priority=priority, category=category, asset=_text(values, "asset"),
+        client=_text(values, "client"),
+    )

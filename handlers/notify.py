@@ -1,0 +1,88 @@
+"""Queue messages for people and places (all through the outbox, in the caller's transaction)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cards.model import Card
+from handlers.config import HelpdeskConfig
+from handlers.directory import Person
+from storage import outbox
+from storage.models import Ticket
+
+
+def _content(text: str, card: Card | None) -> dict[str, Any]:
+    return {"text": text, "card": card.to_dict() if card else None}
+
+
+async def tell_technician(
+    session: AsyncSession, ticket: Ticket, text: str, *, card: Card | None = None,
+    purpose: str = "", due_at: datetime | None = None, dedup_key: str | None = None,
+) -> bool:
+    """Post in the ticket's thread (Slack) or conversation (Teams) where the technician works."""
+    return await outbox.enqueue(
+        session, kind="message", ticket_id=ticket.id, due_at=due_at, dedup_key=dedup_key,
+        payload={
+            "platform": ticket.source_platform, "channel": ticket.source_channel,
+            "thread": ticket.source_thread, "fallback_user": ticket.technician_id,
+            "ticket": ticket.number, "purpose": purpose, **_content(text, card),
+        },
+    )
+
+
+def platform_ids(person: Person) -> dict[str, str]:
+    ids = {}
+    if person.slack_id:
+        ids["slack"] = person.slack_id
+    if person.teams_id:
+        ids["teams"] = person.teams_id
+    return ids
+
+
+def pick_platform(person: Person, preferred: str) -> tuple[str, str] | None:
+    """(platform, user id): the preferred platform when the person has an id there, else any."""
+    ids = platform_ids(person)
+    if preferred in ids:
+        return preferred, ids[preferred]
+    for platform, user_id in ids.items():
+        return platform, user_id
+    return None
+
+
+async def dm(
+    session: AsyncSession, *, platform: str, user_id: str, text: str, card: Card | None = None,
+    ticket: Ticket | None = None, purpose: str = "", due_at: datetime | None = None,
+    dedup_key: str | None = None, extra: dict[str, Any] | None = None,
+) -> bool:
+    """Queue a direct message to one person on one platform."""
+    return await outbox.enqueue(
+        session, kind="dm", ticket_id=ticket.id if ticket else None, due_at=due_at,
+        dedup_key=dedup_key,
+        payload={
+            "platform": platform, "user": user_id, "purpose": purpose,
+            "ticket": ticket.number if ticket else None, **(extra or {}), **_content(text, card),
+        },
+    )
+
+
+async def notify_queue(
+    session: AsyncSession, config: HelpdeskConfig, queue: str, text: str, *,
+    card: Card | None = None, ticket: Ticket | None = None, purpose: str = "",
+) -> list[str]:
+    """Post to every channel configured for `queue` (SPEC `queues:`); returns the platforms."""
+    target = config.queues.get(queue)
+    sent = []
+    for platform in ("slack", "teams"):
+        channel = getattr(target, platform, None) if target else None
+        if channel:
+            await outbox.enqueue(
+                session, kind="message", ticket_id=ticket.id if ticket else None,
+                payload={"platform": platform, "channel": channel, "thread": None,
+                         "ticket": ticket.number if ticket else None, "purpose": purpose,
+                         **_content(text, card)},
+            )
+            sent.append(platform)
+    return sent

@@ -1,0 +1,70 @@
+"""The ticket card and small text renderings of tickets."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from cards.model import ActionId, Button, Card, Element, Facts, Text
+from storage.models import Ticket
+
+
+def when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "-"
+
+
+def person(name: str, ident: str) -> str:
+    return f"{name} ({ident})" if name and name != ident else ident
+
+
+def ticket_buttons(number: str) -> list[Button]:
+    value = {"ticket": number}
+    return [
+        Button(ActionId.VERIFY, "Verify identity", value),
+        Button(ActionId.ESCALATE, "Escalate", value),
+        Button(ActionId.CLOSE, "Close", value, style="danger"),
+    ]
+
+
+def ticket_card(
+    ticket: Ticket, *, extra: list[Element] | None = None, buttons: bool = True
+) -> Card:
+    """Number, priority, requester, summary, exact error, SLA times, warning; then buttons."""
+    facts = [
+        ("Ticket", ticket.number),
+        ("Priority", ticket.priority),
+        ("Status", ticket.status),
+        ("Requester", person(ticket.requester_name, ticket.requester_id)),
+        ("Technician", person(ticket.technician_name, ticket.technician_id)),
+        ("Category", ticket.category or "-"),
+        ("Users affected", str(ticket.users_affected)),
+        ("Reproducible", ticket.reproducible),
+        ("Respond by", when(ticket.respond_by)),
+        ("Resolve by", when(ticket.resolve_by)),
+    ]
+    if ticket.asset:
+        facts.append(("Asset", ticket.asset))
+    if ticket.client:
+        facts.append(("Client", f"{ticket.client} ({ticket.tier} tier)"))
+    if ticket.identity_state != "not_required":
+        facts.append(("Identity", ticket.identity_state))
+    body: list[Element] = [Facts(facts)]
+    if ticket.priority_warning:
+        body.append(Text(f"Warning: {ticket.priority_warning}"))
+    if ticket.error_text:
+        body += [Text("Exact error text", muted=True), Text(ticket.error_text)]
+    if ticket.doing:
+        body += [Text("What they were doing", muted=True), Text(ticket.doing)]
+    body += extra or []
+    return Card(
+        title=f"{ticket.number} ({ticket.priority}): {ticket.summary}",
+        body=body,
+        buttons=ticket_buttons(ticket.number) if buttons and ticket.status == "open" else [],
+        fallback=(
+            f"{ticket.number} ({ticket.priority}) {ticket.summary} - respond by "
+            f"{when(ticket.respond_by)}, resolve by {when(ticket.resolve_by)}"
+        ),
+    )
+
+
+def ticket_line(ticket: Ticket) -> str:
+    return f"{ticket.number} ({ticket.priority}) {ticket.summary[:80]} - resolve by {when(ticket.resolve_by)}"

@@ -1,0 +1,144 @@
+"""Use cases: open the intake form, create a ticket, show one, list a person's open ones."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cards.model import Card
+from handlers import intake as intake_form
+from handlers import identity, incidents, ticket_details
+from handlers.commands import Command, ticket_ref
+from handlers.deps import Deps
+from handlers.directory import Person
+from handlers.sla import due_times, priority_warning
+from handlers.ticket_cards import ticket_card, ticket_line
+from handlers.types import Duplicate, Forbidden, Interaction, InvalidInput, NotFound, Reply
+from storage import outbox
+from storage import tickets as repo
+from storage.models import Ticket
+
+log = logging.getLogger(__name__)
+
+
+def open_form(deps: Deps, interaction: Interaction, command: Command) -> Reply:
+    """`ticket new [summary]`: the intake form, remembering where it was asked for."""
+    conv = interaction.conversation
+    context = {"channel": conv.id}
+    if conv.thread:
+        context["thread"] = conv.thread
+    card = intake_form.intake_card(deps.config, summary=command.args, context=context)
+    return Reply(card=card, as_form=True)
+
+
+async def _requester(deps: Deps, interaction: Interaction, typed: str) -> tuple[str, Person | None]:
+    """Resolve the Requester input: a Slack user id, or an e-mail typed in Teams."""
+    if interaction.platform == "slack":
+        return typed, await deps.directory.find_by_platform_id("slack", typed)
+    person = await deps.directory.find_by_email(typed)
+    return (person.teams_id or typed) if person else typed, person
+
+
+async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
+    """Validate the intake submission and store the ticket with its SLA clock running."""
+    data = interaction.data
+    form = intake_form.validate(data, deps.config, email_requester=interaction.platform == "teams")
+    requester_id, requester = await _requester(deps, interaction, form.requester)
+    technician = await deps.person(interaction.actor)
+    channel = str(data.get("channel") or interaction.conversation.id)
+    now = deps.clock()
+    sla = due_times(deps.config.sla, client=form.client, priority=form.priority, opened_at=now)
+    prefix = deps.config.ticket_prefix.upper()
+    gated = form.category in deps.config.identity.categories or bool(requester and requester.vip)
+
+    async with deps.sessions() as session, session.begin():
+        if interaction.delivery_id and not await repo.claim_delivery(
+            session, interaction.delivery_id
+        ):
+            raise Duplicate(f"delivery {interaction.delivery_id} was already handled")
+        seq, number = await repo.next_number(session, prefix=prefix)
+        ticket = await repo.create(
+            session,
+            number=number, prefix=prefix, seq=seq, status="open",
+            summary=form.summary, error_text=form.error_text, doing=form.doing,
+            reproducible=form.reproducible, users_affected=form.users_affected,
+            priority=form.priority, category=form.category, asset=form.asset,
+            client=form.client, tier=sla.tier,
+            requester_id=requester_id,
+            requester_name=requester.name if requester else "",
+            requester_email=requester.email if requester else (
+                form.requester if "@" in form.requester else ""),
+            requester_vip=bool(requester and requester.vip),
+            technician_id=interaction.actor.id,
+            technician_name=(technician.name if technician else "") or interaction.actor.name,
+            source_platform=interaction.platform, source_channel=channel,
+            source_thread=str(data["thread"]) if data.get("thread") else None,
+            created_at=now, respond_by=sla.respond_by, resolve_by=sla.resolve_by,
+            priority_warning=priority_warning(
+                priority=form.priority, users_affected=form.users_affected),
+            identity_state="required" if gated else "not_required",
+        )
+        await repo.add_event(
+            session, ticket_id=ticket.id, kind="ticket.opened",
+            actor_platform=interaction.platform, actor_id=interaction.actor.id, channel=channel,
+            data={"priority": ticket.priority, "tier": ticket.tier, "category": ticket.category},
+        )
+        card = ticket_card(ticket)
+        if not interaction.can_reply:
+            await announce(session, ticket=ticket, card=card, channel=channel)
+        if gated:
+            await identity.start_check(session, deps, ticket=ticket, actor=interaction.actor)
+        if ticket.priority == "P1":
+            await incidents.on_p1(session, deps, ticket=ticket, actor=interaction.actor)
+    log.info("ticket opened", extra={"ticket": ticket.number, "priority": ticket.priority})
+    return Reply(text=f"Opened {ticket.number}", card=card, private=False)
+
+
+async def announce(session: AsyncSession, *, ticket: Ticket, card: Card, channel: str) -> None:
+    """Queue the ticket card for the ticket's channel; its message becomes the ticket thread."""
+    await outbox.enqueue(
+        session,
+        kind="message",
+        ticket_id=ticket.id,
+        payload={
+            "platform": ticket.source_platform,
+            "channel": channel,
+            "thread": ticket.source_thread,
+            "card": card.to_dict(),
+            "fallback_user": ticket.technician_id,
+            "sets_ticket_thread": ticket.source_thread is None,
+        },
+    )
+
+
+async def load(deps: Deps, command: Command) -> Ticket:
+    number = ticket_ref(command)
+    if number is None:
+        raise InvalidInput(f"Which ticket? Try `ticket {command.verb} HD-7`.")
+    async with deps.sessions() as session:
+        ticket = await repo.get_by_number(session, number)
+    if ticket is None:
+        raise NotFound(f"There is no ticket {number}.")
+    return ticket
+
+
+async def show(deps: Deps, interaction: Interaction, command: Command) -> Reply:
+    """The ticket card, only to the caller (technicians, or the ticket's requester)."""
+    ticket = await load(deps, command)
+    actor = interaction.actor
+    if actor.id != ticket.requester_id and not await deps.is_technician(actor):
+        raise Forbidden(f"Only technicians and the requester can see {ticket.number}.")
+    async with deps.sessions() as session:
+        extra = await ticket_details.details(session, ticket)
+    return Reply(card=ticket_card(ticket, extra=extra), private=True)
+
+
+async def mine(deps: Deps, interaction: Interaction) -> Reply:
+    """The caller's open tickets, as requester or technician."""
+    async with deps.sessions() as session:
+        found = await repo.list_open_for(session, person_id=interaction.actor.id)
+    if not found:
+        return Reply(text="You have no open tickets.")
+    lines = [f"Your open tickets ({len(found)}):", *(ticket_line(t) for t in found)]
+    return Reply(text="\n".join(lines))

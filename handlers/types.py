@@ -1,0 +1,88 @@
+"""Neutral types the platform edges translate to and from. No Slack or Teams imports here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from cards.model import ActionId, Card
+
+Platform = Literal["slack", "teams"]
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did something, identified by platform id (never by typed text)."""
+
+    platform: Platform
+    id: str
+    name: str = ""
+    # Teams gives the Entra ID object id of the sender; directories can match on it.
+    aad_object_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """Where it happened: a Slack channel (and thread) or a Teams conversation."""
+
+    platform: Platform
+    id: str
+    thread: str | None = None
+    personal: bool = False
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """One user turn: a command text, a button click or a form submission."""
+
+    actor: Actor
+    conversation: Conversation
+    text: str = ""
+    action: ActionId | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    # Stable id of this delivery (Slack view id+hash, Teams activity id): retries dedupe on it.
+    delivery_id: str | None = None
+    # False when the platform has nowhere to put a reply (Slack view_submission): the core
+    # then announces through the outbox instead.
+    can_reply: bool = True
+
+    @property
+    def platform(self) -> Platform:
+        return self.actor.platform
+
+
+@dataclass
+class Reply:
+    """What the core answers; the edge renders it for its platform."""
+
+    text: str = ""
+    card: Card | None = None
+    private: bool = True
+    # Show `card` as a form (Slack modal / Teams input card) rather than a message.
+    as_form: bool = False
+    # For Slack modals: input id -> error message shown under that field.
+    field_errors: dict[str, str] = field(default_factory=dict)
+    # A retried delivery of something already handled: the edge answers without effect.
+    duplicate: bool = False
+
+
+class DomainError(Exception):
+    """A known problem the person can fix; its message is shown to them."""
+
+
+class NotFound(DomainError):
+    pass
+
+
+class Forbidden(DomainError):
+    pass
+
+
+class InvalidInput(DomainError):
+    def __init__(self, message: str, field_errors: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.field_errors = field_errors or {}
+
+
+class Duplicate(DomainError):
+    """A retried delivery of something already handled."""

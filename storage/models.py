@@ -1,0 +1,222 @@
+"""SQLAlchemy 2 typed models. Alembic owns the schema (storage/migrations)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on both databases (SQLite stores naive text otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# BigInteger ids that still autoincrement on SQLite (which only does so for INTEGER).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON}
+
+
+class TicketCounter(Base):
+    """Next ticket number per prefix; bumped with UPDATE ... RETURNING (row lock / writer lock)."""
+
+    __tablename__ = "ticket_counters"
+    prefix: Mapped[str] = mapped_column(String(16), primary_key=True)
+    last_value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+    __table_args__ = (
+        UniqueConstraint("prefix", "seq", name="uq_tickets_prefix_seq"),
+        Index("ix_tickets_requester_open", "requester_id", "status"),
+        Index("ix_tickets_technician_open", "technician_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | closed
+
+    summary: Mapped[str] = mapped_column(Text)
+    error_text: Mapped[str] = mapped_column(Text, default="")
+    doing: Mapped[str] = mapped_column(Text, default="")
+    reproducible: Mapped[str] = mapped_column(String(16))  # yes | no | intermittent
+    users_affected: Mapped[int] = mapped_column(Integer, default=1)
+    priority: Mapped[str] = mapped_column(String(2))  # P1..P4
+    category: Mapped[str] = mapped_column(String(200), default="")
+    asset: Mapped[str] = mapped_column(String(500), default="")
+    client: Mapped[str] = mapped_column(String(200), default="")
+    tier: Mapped[str] = mapped_column(String(64))
+
+    # People by platform id; name/email are what the directory (or the form) said.
+    requester_id: Mapped[str] = mapped_column(String(255))
+    requester_name: Mapped[str] = mapped_column(String(255), default="")
+    requester_email: Mapped[str] = mapped_column(String(320), default="")
+    technician_id: Mapped[str] = mapped_column(String(255))
+    technician_name: Mapped[str] = mapped_column(String(255), default="")
+
+    source_platform: Mapped[str] = mapped_column(String(8))  # slack | teams
+    source_channel: Mapped[str] = mapped_column(String(255))
+    # Where the ticket card landed (Slack message ts / Teams activity id): the ticket's thread.
+    source_thread: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    respond_by: Mapped[datetime]
+    resolve_by: Mapped[datetime]
+    priority_warning: Mapped[str] = mapped_column(Text, default="")
+
+    # Identity confirmation: not_required | required | pending | confirmed | denied
+    identity_state: Mapped[str] = mapped_column(String(16), default="not_required")
+    requester_vip: Mapped[bool] = mapped_column(default=False)
+
+    closed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    resolution_note: Mapped[str] = mapped_column(Text, default="")
+    resolution_category: Mapped[str] = mapped_column(String(16), default="")
+    kb_article: Mapped[str] = mapped_column(String(500), default="")
+
+
+class TicketEvent(Base):
+    """Append-only audit trail: who did what, when, through which channel."""
+
+    __tablename__ = "ticket_events"
+    __table_args__ = (Index("ix_ticket_events_ticket", "ticket_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), nullable=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(64))
+    actor_platform: Mapped[str] = mapped_column(String(8), default="")
+    actor_id: Mapped[str] = mapped_column(String(255), default="")
+    channel: Mapped[str] = mapped_column(String(255), default="")
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class InboundDelivery(Base):
+    """Ids of handled inbound deliveries: a retry or replay hits the primary key and stops."""
+
+    __tablename__ = "inbound_deliveries"
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OutboxMessage(Base):
+    """A side effect to deliver (post, DM, page, survey, reminder), written with its cause."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "due_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), nullable=True)
+    # Set when a side effect must happen at most once per cause (e.g. the P1 page of HD-7).
+    dedup_key: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # pending -> (claimed) -> delivered | dead
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    due_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    claimed_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    failure_reported: Mapped[bool] = mapped_column(default=False)
+
+
+class ConversationRef(Base):
+    """Teams conversation references (and Slack DM channels) for proactive messages."""
+
+    __tablename__ = "conversation_refs"
+    __table_args__ = (UniqueConstraint("platform", "key", name="uq_conversation_refs_key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(8))
+    # A user id (for 1:1 chats) or a conversation id.
+    key: Mapped[str] = mapped_column(String(400))
+    reference: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class TimeEntry(Base):
+    __tablename__ = "time_entries"
+    __table_args__ = (Index("ix_time_entries_ticket", "ticket_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    minutes: Mapped[int] = mapped_column(Integer)
+    note: Mapped[str] = mapped_column(Text, default="")
+    actor_id: Mapped[str] = mapped_column(String(255))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IdentityCheck(Base):
+    """One request to a manager; answers bind to this row's secret nonce, not to button text."""
+
+    __tablename__ = "identity_checks"
+    __table_args__ = (Index("ix_identity_checks_ticket", "ticket_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    nonce: Mapped[str] = mapped_column(String(64), unique=True)
+    # pending | approved | denied | superseded | no_manager
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    manager_email: Mapped[str] = mapped_column(String(320), default="")
+    manager_platform: Mapped[str] = mapped_column(String(8), default="")
+    manager_id: Mapped[str] = mapped_column(String(255), default="")
+    requested_by: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    answered_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    answered_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class CsatSurvey(Base):
+    __tablename__ = "csat_surveys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), unique=True)
+    nonce: Mapped[str] = mapped_column(String(64), unique=True)
+    requester_platform: Mapped[str] = mapped_column(String(8))
+    requester_id: Mapped[str] = mapped_column(String(255))
+    rating: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    answered_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

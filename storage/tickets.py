@@ -1,0 +1,111 @@
+"""Ticket repository: numbering, create, look-ups, audit events, inbound de-duplication."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import InboundDelivery, Ticket, TicketCounter, TicketEvent, TimeEntry
+
+
+def _insert_ignore(session: AsyncSession, model: Any) -> Any:
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    return (pg_insert if dialect == "postgresql" else sqlite_insert)(model)
+
+
+async def next_number(session: AsyncSession, *, prefix: str) -> tuple[int, str]:
+    """Reserve the next `<prefix>-<n>`; the UPDATE takes a row/writer lock until commit."""
+    bump = (
+        update(TicketCounter)
+        .where(TicketCounter.prefix == prefix)
+        .values(last_value=TicketCounter.last_value + 1)
+        .returning(TicketCounter.last_value)
+    )
+    value = (await session.execute(bump)).scalar_one_or_none()
+    if value is None:
+        await session.execute(
+            _insert_ignore(session, TicketCounter)
+            .values(prefix=prefix, last_value=0)
+            .on_conflict_do_nothing(index_elements=["prefix"])
+        )
+        value = (await session.execute(bump)).scalar_one()
+    return value, f"{prefix}-{value}"
+
+
+async def claim_delivery(session: AsyncSession, key: str) -> bool:
+    """Record an inbound delivery id; False when it was handled before (a retry)."""
+    try:
+        async with session.begin_nested():
+            await session.execute(insert(InboundDelivery).values(key=key))
+    except IntegrityError:
+        return False
+    return True
+
+
+async def create(session: AsyncSession, **fields: Any) -> Ticket:
+    ticket = Ticket(**fields)
+    session.add(ticket)
+    await session.flush()
+    return ticket
+
+
+async def get_by_number(session: AsyncSession, number: str, *, lock: bool = False) -> Ticket | None:
+    query = select(Ticket).where(Ticket.number == number.strip().upper())
+    if lock:
+        query = query.with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def list_open_for(
+    session: AsyncSession, *, person_id: str, limit: int = 25
+) -> Sequence[Ticket]:
+    """Open tickets where the person is the requester or the technician, newest first."""
+    query = (
+        select(Ticket)
+        .where(
+            Ticket.status == "open",
+            or_(Ticket.requester_id == person_id, Ticket.technician_id == person_id),
+        )
+        .order_by(Ticket.id.desc())
+        .limit(limit)
+    )
+    return (await session.execute(query)).scalars().all()
+
+
+async def add_event(
+    session: AsyncSession,
+    *,
+    ticket_id: int | None,
+    kind: str,
+    actor_platform: str = "",
+    actor_id: str = "",
+    channel: str = "",
+    data: dict[str, Any] | None = None,
+) -> None:
+    """Append one audit event (never updated or deleted)."""
+    session.add(
+        TicketEvent(
+            ticket_id=ticket_id,
+            kind=kind,
+            actor_platform=actor_platform,
+            actor_id=actor_id,
+            channel=channel,
+            data=data or {},
+        )
+    )
+
+
+async def events_for(session: AsyncSession, ticket_id: int) -> Sequence[TicketEvent]:
+    query = select(TicketEvent).where(TicketEvent.ticket_id == ticket_id).order_by(TicketEvent.id)
+    return (await session.execute(query)).scalars().all()
+
+
+async def time_entries_for(session: AsyncSession, ticket_id: int) -> Sequence[TimeEntry]:
+    query = select(TimeEntry).where(TimeEntry.ticket_id == ticket_id).order_by(TimeEntry.id)
+    return (await session.execute(query)).scalars().all()

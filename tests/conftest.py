@@ -1,0 +1,134 @@
+"""Shared fixtures: a database per test (SQLite and PostgreSQL), the fakes, the running app."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from storage import db
+from storage.migrate import upgrade
+from storage.models import Base
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import BOT_TOKEN, SIGNING_SECRET, AppHarness
+
+PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def _run(factory: Callable[[], Awaitable[Any]]) -> Any:
+    """Run a coroutine to completion from sync code, even inside a running event loop."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(factory())).result()  # type: ignore[arg-type]
+
+
+async def _pg_reachable() -> bool:
+    engine = db.create_engine(PG_URL)
+    try:
+        await asyncio.wait_for(db.ping(engine), timeout=5)
+        return True
+    except Exception:
+        return False
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite file migrated from empty by the Alembic history; tests copy it."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+
+    async def build() -> None:
+        engine = db.create_engine(f"sqlite+aiosqlite:///{path}")
+        await upgrade(engine)
+        await engine.dispose()
+
+    _run(build)
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_migrated() -> str:
+    """PostgreSQL `test` database: schema dropped, then built by the Alembic history."""
+
+    async def build() -> bool:
+        if not await _pg_reachable():
+            return False
+        engine = db.create_engine(PG_URL)
+        async with engine.begin() as conn:
+            await conn.execute(text("DROP SCHEMA public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
+        await upgrade(engine)
+        await engine.dispose()
+        return True
+
+    if not _run(build):
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is not reachable at {PG_URL} (CI must test it)")
+        pytest.skip(f"PostgreSQL is not reachable at {PG_URL}")
+    return PG_URL
+
+
+@pytest.fixture(params=BACKENDS)
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A clean, migrated database for one test, on each backend."""
+    if request.param == "sqlite":
+        template = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "helpdesk.db"
+        shutil.copy(template, path)
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    url = request.getfixturevalue("pg_migrated")
+    engine = db.create_engine(url)
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    async with engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    await engine.dispose()
+    yield url
+
+
+@pytest.fixture
+async def slack_api() -> AsyncIterator[FakeSlack]:
+    fake = FakeSlack()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+AppFactory = Callable[..., Awaitable[AppHarness]]
+
+
+@pytest.fixture
+async def make_app(db_url: str, tmp_path: Path) -> AsyncIterator[AppFactory]:
+    """Start the real app: `await make_app(config=..., people=..., env=..., slack=fake)`."""
+    started: list[AppHarness] = []
+
+    async def factory(*, config: dict[str, Any] | None = None,
+                      people: list[dict[str, Any]] | None = None,
+                      env: dict[str, str] | None = None, slack: FakeSlack | None = None,
+                      scheduler: bool = True) -> AppHarness:
+        full_env = {"DATABASE_URL": db_url, "HOST": "127.0.0.1", "PORT": "3978"}
+        if slack is not None:
+            full_env |= {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+                         "SLACK_API_URL": f"{slack.url}/api/"}
+        full_env |= env or {}
+        harness = AppHarness(tmp_path, full_env, config, people, scheduler=scheduler)
+        await harness.start()
+        started.append(harness)
+        return harness
+
+    yield factory
+    for harness in started:
+        await harness.stop()
+
+
+@pytest.fixture
+def database_url(db_url: str) -> str:
+    return db_url

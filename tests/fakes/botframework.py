@@ -1,0 +1,325 @@
+"""Fake Bot Framework Connector (REST v3) and fake Bot Framework / AAD auth endpoints.
+
+``FakeConnector`` is the activity's ``serviceUrl`` (use ``fake.service_url``, with trailing slash).
+``FakeBotAuth`` lets tests run with a real ``MicrosoftAppId`` and JWT validation on: it serves the
+OpenID metadata + JWKS botbuilder validates channel tokens against, and an AAD-style token
+endpoint for the bot's outbound calls. It runs on its own thread because botbuilder fetches keys
+(``requests.get``) and msal fetches tokens synchronously from inside the event loop. msal only
+accepts an ``https`` authority and, for hosts it does not know, does instance discovery against
+login.microsoftonline.com unless the authority is ADFS-style, so the login URL is
+``https://127.0.0.1:<port>/adfs`` with a throwaway CA exported through ``REQUESTS_CA_BUNDLE``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import unquote
+
+import jwt
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+from .base import FakeServer, LoopbackTLS, Recorded
+
+BOTFRAMEWORK_ISSUER = "https://api.botframework.com"
+OUTBOUND_TOKEN = "fake-outbound-token"
+
+
+class FakeConnector(FakeServer):
+    """Connector REST v3 as ``botframework.connector.aio.ConnectorClient`` calls it."""
+
+    def __init__(self, *, threaded: bool | None = None) -> None:
+        super().__init__(threaded=threaded)
+        self._ids = itertools.count(1)
+        self._activities: list[dict[str, Any]] = []
+        self._updates: list[dict[str, Any]] = []
+        self._deletes: list[dict[str, Any]] = []
+        self._created: list[dict[str, Any]] = []
+        self.members: dict[str, list[dict[str, Any]]] = {}  # conversation id -> members
+
+    @property
+    def service_url(self) -> str:
+        return self.url + "/"
+
+    def add_member(self, conversation_id: str, member_id: str, **fields: Any) -> None:
+        member = {"id": member_id, "name": fields.pop("name", member_id), **fields}
+        self.members.setdefault(conversation_id, []).append(member)
+
+    def reset_state(self) -> None:
+        for store in (self._activities, self._updates, self._deletes, self._created):
+            store.clear()
+
+    def activities(self, conversation_id: str | None = None) -> list[dict[str, Any]]:
+        """Posted activities (send and reply): the JSON body plus ``_conversation_id``,
+        ``_reply_to_id`` (None for a plain send), ``_id`` (assigned id), ``_path`` and
+        ``_authorization`` (the request's Authorization header)."""
+        return [
+            a for a in list(self._activities) if conversation_id in (None, a["_conversation_id"])
+        ]
+
+    def texts(self, conversation_id: str | None = None) -> list[str | None]:
+        return [a.get("text") for a in self.activities(conversation_id)]
+
+    def updates(self) -> list[dict[str, Any]]:
+        """Updated activities: body plus ``_conversation_id``, ``_activity_id``, ``_path``."""
+        return list(self._updates)
+
+    def deletes(self) -> list[dict[str, Any]]:
+        return list(self._deletes)
+
+    def created_conversations(self) -> list[dict[str, Any]]:
+        """ConversationParameters bodies plus the assigned ``_id`` and ``_activity_id``."""
+        return list(self._created)
+
+    def default_error_body(self, status: int) -> Any:
+        codes = {401: "BotNotRegistered", 403: "BotNotInConversationRoster", 404: "NotFound"}
+        codes |= {412: "PreconditionFailed", 413: "MessageSizeTooBig", 429: "Throttled"}
+        code = codes.get(status, "ServiceError")
+        return {"error": {"code": code, "message": f"scripted {status} {code}"}}
+
+    def _new_id(self) -> str:
+        return str(1_700_000_000_000 + next(self._ids))
+
+    async def handle(self, rec: Recorded, request: web.Request) -> web.StreamResponse:
+        # Split the still-encoded path, then decode each segment: ids contain ':', '@', ';'.
+        parts = [unquote(p) for p in rec.raw_path.strip("/").split("/")]
+        if parts[:2] != ["v3", "conversations"]:
+            return self._error(404, "NotFound", f"no route {rec.method} {rec.path}")
+        body = rec.json if isinstance(rec.json, dict) else {}
+        meta = {"_path": rec.path, "_authorization": rec.headers.get("Authorization")}
+        rest, method = parts[2:], rec.method
+        if not rest:
+            if method == "GET":
+                return web.json_response({"conversations": [], "continuationToken": None})
+            if method == "POST":
+                cid, aid = f"a:new-{next(self._ids)}", self._new_id()
+                self._created.append({**body, "_id": cid, "_activity_id": aid, **meta})
+                return web.json_response(
+                    {"id": cid, "activityId": aid, "serviceUrl": self.service_url}, status=201
+                )
+            return self._error(405, "MethodNotAllowed", f"{rec.method} {rec.path}")
+        cid, tail = rest[0], rest[1:]
+        if tail and tail[0] == "activities":
+            aid = tail[1] if len(tail) > 1 else ""
+            if method == "POST" and aid in ("", "history"):
+                new_id = self._new_id()
+                self._activities.append(
+                    {**body, "_conversation_id": cid, "_reply_to_id": None, "_id": new_id, **meta}
+                )
+                return web.json_response({"id": new_id}, status=201)
+            if method == "POST" and len(tail) == 2:
+                new_id = self._new_id()
+                self._activities.append(
+                    {**body, "_conversation_id": cid, "_reply_to_id": aid, "_id": new_id, **meta}
+                )
+                return web.json_response({"id": new_id}, status=201)
+            if method == "PUT" and len(tail) == 2:
+                self._updates.append({**body, "_conversation_id": cid, "_activity_id": aid, **meta})
+                return web.json_response({"id": aid})
+            if method == "DELETE" and len(tail) == 2:
+                self._deletes.append({"_conversation_id": cid, "_activity_id": aid, **meta})
+                return web.Response(status=200)
+            if method == "GET" and len(tail) == 3 and tail[2] == "members":
+                return web.json_response(self.members.get(cid, []))
+        if method == "GET" and tail == ["members"]:
+            return web.json_response(self.members.get(cid, []))
+        if method == "GET" and tail == ["pagedmembers"]:
+            return web.json_response(
+                {"members": self.members.get(cid, []), "continuationToken": None}
+            )
+        if method == "GET" and len(tail) == 2 and tail[0] == "members":
+            for member in self.members.get(cid, []):
+                if member["id"] == tail[1]:
+                    return web.json_response(member)
+            return self._error(404, "MemberNotFoundInConversation", "The member was not found")
+        if method == "POST" and tail == ["attachments"]:
+            return web.json_response({"id": self._new_id()}, status=201)
+        return self._error(404, "NotFound", f"no route {rec.method} {rec.path}")
+
+    @staticmethod
+    def _error(status: int, code: str, message: str) -> web.Response:
+        return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+class FakeBotAuth(FakeServer):
+    """Bot Framework OpenID metadata/JWKS plus an AAD-style client-credentials token endpoint."""
+
+    THREADED = True
+
+    def __init__(
+        self,
+        *,
+        issuer: str = BOTFRAMEWORK_ISSUER,
+        endorsements: tuple[str, ...] = ("msteams",),
+        access_token: str = OUTBOUND_TOKEN,
+    ) -> None:
+        super().__init__(tls=LoopbackTLS())
+        self.issuer = issuer
+        self.endorsements = list(endorsements)
+        self.access_token = access_token
+        self.kid = f"fake-kid-{uuid.uuid4().hex[:8]}"
+        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self._other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.expected_client: tuple[str, str] | None = None  # (app id, password) once env() ran
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self.tls is not None:
+            self.tls.cleanup()
+
+    # ---------------------------------------------------------------- settings
+    @property
+    def metadata_url(self) -> str:
+        # botbuilder caches keys per metadata URL for a day in a class-level dict; the query
+        # makes the URL unique per fake even if the OS hands out the same port again.
+        return f"{self.url}/v1/.well-known/openidconfiguration?fake={self.kid}"
+
+    @property
+    def login_url(self) -> str:
+        return f"{self.https_url}/adfs"
+
+    def overrides(self) -> dict[str, str]:
+        """botbuilder configuration attributes (also the app's env var names) for this fake."""
+        return {
+            "TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL": self.metadata_url,
+            "TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL": self.metadata_url,
+            "TO_BOT_FROM_CHANNEL_TOKEN_ISSUER": self.issuer,
+            "TO_CHANNEL_FROM_BOT_LOGIN_URL": self.login_url,
+            "TO_CHANNEL_FROM_BOT_OAUTH_SCOPE": BOTFRAMEWORK_ISSUER,
+            "OAUTH_URL": self.url,
+        }
+
+    def env(self, app_id: str, password: str, tenant: str | None = None) -> dict[str, str]:
+        """Env var overrides pointing the app (and botbuilder/msal) at this fake.
+
+        Includes ``REQUESTS_CA_BUNDLE`` (certifi + the fake's CA) so msal trusts the TLS listener;
+        apply with ``monkeypatch.setenv``. ``tenant`` given -> SingleTenant, else MultiTenant.
+        """
+        assert self.tls is not None and self.url, "start() the fake first"
+        self.expected_client = (app_id, password)
+        return {
+            **self.overrides(),
+            "MicrosoftAppId": app_id,
+            "MicrosoftAppPassword": password,
+            "MicrosoftAppType": "SingleTenant" if tenant else "MultiTenant",
+            "MicrosoftAppTenantId": tenant or "",
+            "REQUESTS_CA_BUNDLE": self.tls.ca_bundle,
+        }
+
+    def config(self, app_id: str, password: str, tenant: str | None = None) -> SimpleNamespace:
+        """Object for ``ConfigurationBotFrameworkAuthentication`` (APP_ID, APP_PASSWORD, ...).
+
+        Callers still need ``REQUESTS_CA_BUNDLE`` from :meth:`env` in the environment.
+        """
+        env = self.env(app_id, password, tenant)
+        return SimpleNamespace(
+            APP_ID=app_id,
+            APP_PASSWORD=password,
+            APP_TYPE=env["MicrosoftAppType"],
+            APP_TENANTID=tenant,
+            **self.overrides(),
+        )
+
+    # ------------------------------------------------------------------ tokens
+    def make_token(
+        self,
+        app_id: str,
+        service_url: str,
+        *,
+        issuer: str | None = None,
+        expired: bool = False,
+        kid: str | None = None,
+        extra_claims: dict[str, Any] | None = None,
+    ) -> str:
+        """A channel->bot token as the Bot Connector service would send it."""
+        return self._sign(self._key, app_id, service_url, issuer, expired, kid, extra_claims)
+
+    def bad_signature_token(
+        self, app_id: str, service_url: str, *, issuer: str | None = None, kid: str | None = None
+    ) -> str:
+        """Same claims and ``kid`` as a good token, signed with a key the JWKS does not hold."""
+        return self._sign(self._other_key, app_id, service_url, issuer, False, kid, None)
+
+    def _sign(
+        self,
+        key: rsa.RSAPrivateKey,
+        app_id: str,
+        service_url: str,
+        issuer: str | None,
+        expired: bool,
+        kid: str | None,
+        extra: dict[str, Any] | None,
+    ) -> str:
+        now = int(time.time())
+        start = now - 7200 if expired else now - 60
+        claims = {
+            "iss": issuer or self.issuer,
+            "aud": app_id,
+            "serviceurl": service_url,
+            "iat": start,
+            "nbf": start,
+            "exp": now - 3600 if expired else now + 3600,
+            **(extra or {}),
+        }
+        return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid or self.kid})
+
+    def token_requests(self) -> list[Recorded]:
+        return self.calls(lambda r: r.method == "POST" and r.path.endswith("/oauth2/v2.0/token"))
+
+    # ---------------------------------------------------------------- handlers
+    async def handle(self, rec: Recorded, request: web.Request) -> web.StreamResponse:
+        base = f"{request.scheme}://{request.host}"
+        if rec.path == "/v1/.well-known/openidconfiguration":
+            return web.json_response(
+                {
+                    "issuer": self.issuer,
+                    "authorization_endpoint": f"{base}/v1/.well-known/authorize",
+                    "jwks_uri": f"{base}/v1/.well-known/keys",
+                    "id_token_signing_alg_values_supported": ["RS256"],
+                    "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+                }
+            )
+        if rec.path == "/v1/.well-known/keys":
+            jwk = RSAAlgorithm.to_jwk(self._key.public_key(), as_dict=True)
+            jwk.update({"kid": self.kid, "use": "sig", "endorsements": self.endorsements})
+            return web.json_response({"keys": [jwk]})
+        if rec.method == "GET" and rec.path.endswith("/.well-known/openid-configuration"):
+            # msal tenant discovery: /adfs/.well-known/... or /{tenant}/v2.0/.well-known/...
+            tenant = rec.path.strip("/").split("/")[0]
+            tenant = "botframework.com" if tenant == "adfs" else tenant
+            return web.json_response(
+                {
+                    "issuer": f"{base}/{tenant}/v2.0",
+                    "authorization_endpoint": f"{base}/{tenant}/oauth2/v2.0/authorize",
+                    "token_endpoint": f"{base}/{tenant}/oauth2/v2.0/token",
+                    "jwks_uri": f"{base}/v1/.well-known/keys",
+                }
+            )
+        if rec.method == "POST" and rec.path.endswith("/oauth2/v2.0/token"):
+            return self._token(rec)
+        return web.json_response({"error": "not_found"}, status=404)
+
+    def _token(self, rec: Recorded) -> web.Response:
+        form = rec.form or {}
+        if form.get("grant_type") != "client_credentials":
+            return _aad_error(400, "unsupported_grant_type", "only client_credentials")
+        client = (form.get("client_id"), form.get("client_secret"))
+        if self.expected_client is not None and client != self.expected_client:
+            return _aad_error(401, "invalid_client", "AADSTS7000215: Invalid client secret.")
+        return web.json_response(
+            {
+                "token_type": "Bearer",
+                "expires_in": 3600,
+                "ext_expires_in": 3600,
+                "access_token": self.access_token,
+            }
+        )
+
+
+def _aad_error(status: int, error: str, description: str) -> web.Response:
+    return web.json_response({"error": error, "error_description": description}, status=status)

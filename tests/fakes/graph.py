@@ -1,0 +1,149 @@
+"""Fake Microsoft Graph (users, manager, checkMemberGroups) plus the Entra ID endpoints msal uses.
+
+msal only accepts an ``https`` authority, so the fake listens on TLS too: point the Graph
+directory's ``authority_host`` (and ``base_url``) at ``https_url`` and its ``ca_bundle`` at
+``tls.ca_file``. msal, with instance discovery off, fetches
+``{authority}/v2.0/.well-known/openid-configuration`` and then POSTs the client-credentials
+grant to the ``token_endpoint`` named there. Graph calls without the issued bearer token get 401.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from .base import FakeServer, LoopbackTLS, Recorded, json_response
+
+GRAPH_TOKEN = "fake-graph-access-token"
+
+
+def _error(status: int, code: str) -> web.Response:
+    return json_response({"error": {"code": code, "message": code}}, status=status)
+
+
+class FakeGraph(FakeServer):
+    """Users keyed by object id; answers by id or UPN, `mail eq` filters, managers and groups."""
+
+    def __init__(
+        self,
+        *,
+        tenant: str = "tenant-1",
+        client_id: str = "graph-app-id",
+        client_secret: str = "graph-s3cret",
+        threaded: bool | None = None,
+    ) -> None:
+        super().__init__(threaded=threaded, tls=LoopbackTLS())
+        self.tenant = tenant
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.access_token = GRAPH_TOKEN
+        self.users: dict[str, dict[str, Any]] = {}  # object id -> user JSON
+        self.managers: dict[str, str] = {}  # user id -> manager id
+        self.groups: dict[str, set[str]] = {}  # user id -> group ids (transitive)
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self.tls is not None:
+            self.tls.cleanup()
+
+    @property
+    def ca_file(self) -> str:
+        """PEM of the CA that signed the TLS listener (for `ca_bundle`)."""
+        assert self.tls is not None
+        return self.tls.ca_file
+
+    def add_user(
+        self, user_id: str, upn: str, *, manager: str | None = None, **fields: Any
+    ) -> None:
+        """Add a user; `mail` defaults to the UPN, phones to none."""
+        user: dict[str, Any] = {"id": user_id, "userPrincipalName": upn, "mail": upn}
+        user["displayName"] = upn
+        user |= {"mobilePhone": None, "businessPhones": [], **fields}
+        self.users[user_id] = user
+        if manager:
+            self.managers[user_id] = manager
+
+    def graph_calls(self) -> list[Recorded]:
+        """Requests to Graph itself (not the token or discovery endpoints)."""
+        return self.calls("/v1.0/*")
+
+    def token_calls(self) -> list[Recorded]:
+        """Client-credentials token requests."""
+        return self.calls("/*/oauth2/v2.0/token")
+
+    def default_error_body(self, status: int) -> Any:
+        return {"error": {"code": "scriptedFailure", "message": f"scripted failure {status}"}}
+
+    async def handle(self, rec: Recorded, request: web.Request) -> web.StreamResponse:
+        parts = [unquote(p) for p in rec.raw_path.strip("/").split("/")]
+        if len(parts) >= 3 and parts[1:] == ["v2.0", ".well-known", "openid-configuration"]:
+            return self._openid(parts[0])
+        if len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "token"] and rec.method == "POST":
+            return self._token(parts[0], rec.form or {})
+        if parts[:2] != ["v1.0", "users"]:
+            return _error(404, "UnknownPath")
+        if rec.headers.get("Authorization") != f"Bearer {self.access_token}":
+            return _error(401, "InvalidAuthenticationToken")
+        if len(parts) == 2 and rec.method == "GET":
+            return self._filter(rec)
+        user = self._find(parts[2]) if len(parts) >= 3 else None
+        if user is None:
+            return _error(404, "Request_ResourceNotFound")
+        if len(parts) == 3 and rec.method == "GET":
+            return json_response(self._select(user, rec))
+        if parts[3:] == ["manager"] and rec.method == "GET":
+            manager = self.users.get(self.managers.get(user["id"], ""))
+            if manager is None:
+                return _error(404, "Request_ResourceNotFound")
+            return json_response(self._select(manager, rec))
+        if parts[3:] == ["checkMemberGroups"] and rec.method == "POST":
+            asked = (rec.json or {}).get("groupIds", [])
+            mine = self.groups.get(user["id"], set())
+            return json_response({"value": [g for g in asked if g in mine]})
+        return _error(400, "BadRequest")
+
+    def _openid(self, tenant: str) -> web.Response:
+        base = f"{self.https_url}/{tenant}"
+        return json_response(
+            {
+                "issuer": f"{base}/v2.0",
+                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                "token_endpoint": f"{base}/oauth2/v2.0/token",
+                "jwks_uri": f"{base}/discovery/v2.0/keys",
+            }
+        )
+
+    def _token(self, tenant: str, form: dict[str, str]) -> web.Response:
+        if (
+            tenant != self.tenant
+            or form.get("grant_type") != "client_credentials"
+            or form.get("client_id") != self.client_id
+            or form.get("client_secret") != self.client_secret
+        ):
+            body = {"error": "invalid_client", "error_description": "AADSTS7000215: bad secret"}
+            return json_response(body, status=401)
+        token = {"token_type": "Bearer", "access_token": self.access_token, "expires_in": 3600}
+        return json_response(token)
+
+    def _find(self, key: str) -> dict[str, Any] | None:
+        lowered = key.lower()
+        for user in self.users.values():
+            if lowered in (user["id"].lower(), str(user["userPrincipalName"]).lower()):
+                return user
+        return None
+
+    @staticmethod
+    def _select(user: dict[str, Any], rec: Recorded) -> dict[str, Any]:
+        fields = rec.query.get("$select")
+        return {k: v for k, v in user.items() if k in fields.split(",")} if fields else user
+
+    def _filter(self, rec: Recorded) -> web.Response:
+        expression = rec.query.get("$filter", "")
+        prefix = "mail eq '"
+        if not expression.startswith(prefix) or not expression.endswith("'"):
+            return _error(400, "BadRequest")
+        mail = expression[len(prefix) : -1].replace("''", "'").lower()
+        found = [u for u in self.users.values() if str(u.get("mail") or "").lower() == mail]
+        return json_response({"value": [self._select(u, rec) for u in found]})

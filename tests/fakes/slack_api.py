@@ -1,0 +1,236 @@
+"""Fake Slack Web API (``/api/<method>``) plus ``response_url`` endpoints.
+
+Point slack_sdk at it with ``AsyncWebClient(token=..., base_url=f"{fake.url}/api/")`` (or the
+app's ``SLACK_API_URL``). Form and JSON bodies and query strings are merged into one ``params``
+dict per call; JSON-encoded form fields such as ``blocks`` or ``view`` are decoded.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from .base import FakeServer, Recorded
+
+JSON_FIELDS = frozenset(
+    {"blocks", "attachments", "view", "metadata", "unfurls", "user_auth_blocks", "options"}
+)
+Answer = dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass
+class SlackCall:
+    method: str
+    params: dict[str, Any]
+    token: str | None
+    recorded: Recorded
+
+
+class FakeSlack(FakeServer):
+    def __init__(
+        self,
+        users: dict[str, dict[str, Any]] | None = None,
+        *,
+        team_id: str = "T0TEAM",
+        threaded: bool | None = None,
+    ) -> None:
+        super().__init__(threaded=threaded)
+        self.team_id = team_id
+        self.users: dict[str, dict[str, Any]] = {}
+        for user_id, info in (users or {}).items():
+            self.add_user(user_id, **info)
+        self._answers: dict[str, Answer] = {}
+        self._api_calls: list[SlackCall] = []
+        self._responses: list[tuple[str, Any]] = []
+        self._ts = itertools.count(1)
+        self._views = itertools.count(1)
+
+    # ------------------------------------------------------------- configuration
+    def add_user(
+        self,
+        user_id: str,
+        name: str | None = None,
+        real_name: str | None = None,
+        email: str | None = None,
+        **extra: Any,
+    ) -> None:
+        name = name or user_id.lower()
+        self.users[user_id] = {
+            "id": user_id,
+            "team_id": self.team_id,
+            "name": name,
+            "real_name": real_name or name,
+            "is_bot": False,
+            "profile": {"email": email, "real_name": real_name or name, "display_name": name},
+            **extra,
+        }
+
+    def set_response(self, method: str, answer: Answer) -> None:
+        """Canned answer (dict, or callable(params) -> dict) for a method, built in or not."""
+        self._answers[method] = answer
+
+    def fail_ok_false(self, method: str, error: str, times: int = 1) -> None:
+        """Answer the next ``times`` calls of ``method`` with HTTP 200 ``{ok: false, error}``."""
+        self.fail(method, 200, times, body={"ok": False, "error": error})
+
+    def reset_state(self) -> None:
+        self._api_calls.clear()
+        self._responses.clear()
+
+    def response_url_for(self, response_id: str) -> str:
+        return f"{self.url}/response/{response_id}"
+
+    # ------------------------------------------------------------------ queries
+    def api_calls(self, method: str | None = None) -> list[SlackCall]:
+        return [c for c in list(self._api_calls) if method is None or c.method == method]
+
+    def method_calls(self, method: str) -> list[dict[str, Any]]:
+        """``params`` of every call to ``method`` that reached normal handling (not scripted)."""
+        return [c.params for c in self.api_calls(method)]
+
+    def posts(self) -> list[dict[str, Any]]:
+        return self.method_calls("chat.postMessage")
+
+    def views_opened(self) -> list[dict[str, Any]]:
+        return self.method_calls("views.open")
+
+    def responses(self, response_id: str | None = None) -> list[Any]:
+        """JSON bodies posted to ``response_url_for(response_id)`` (all ids when None)."""
+        return [b for rid, b in list(self._responses) if response_id in (None, rid)]
+
+    async def wait_for_method(
+        self,
+        method: str,
+        count: int = 1,
+        timeout: float = 5.0,  # noqa: ASYNC109 - same API as wait_for
+    ) -> list[dict[str, Any]]:
+        await self.wait_for(f"/api/{method}", count=count, timeout=timeout)
+        return self.method_calls(method)
+
+    # --------------------------------------------------------------- internals
+    def _normalize(self, path: str) -> str:
+        return path if path.startswith("/") else f"/api/{path}"
+
+    def default_error_body(self, status: int) -> Any:
+        return {"ok": False, "error": "ratelimited" if status == 429 else "fatal_error"}
+
+    async def handle(self, rec: Recorded, request: web.Request) -> web.StreamResponse:
+        if rec.path.startswith("/response/"):
+            self._responses.append((rec.path.removeprefix("/response/"), rec.json))
+            return web.json_response({"ok": True})
+        if not rec.path.startswith("/api/"):
+            return web.json_response({"ok": False, "error": "not_found"}, status=404)
+        method = rec.path.removeprefix("/api/")
+        params = _params(rec)
+        token = params.pop("token", None)
+        auth = rec.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            token = auth.removeprefix("Bearer ")
+        self._api_calls.append(SlackCall(method, params, token, rec))
+        if method in self._answers:
+            answer = self._answers[method]
+            return web.json_response(answer(params) if callable(answer) else answer)
+        builtin = getattr(self, "_m_" + method.replace(".", "_"), None)
+        if builtin is None:
+            return web.json_response({"ok": False, "error": "unknown_method"})
+        return web.json_response(builtin(params))
+
+    def _next_ts(self) -> str:
+        micros = next(self._ts) * 100
+        return f"{1_700_000_000 + micros // 1_000_000}.{micros % 1_000_000:06d}"
+
+    def _m_auth_test(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "url": "https://fake-team.slack.com/",
+            "team": "Fake Team",
+            "user": "helpdesk-bot",
+            "team_id": self.team_id,
+            "user_id": "UBOT",
+            "bot_id": "BBOT",
+        }
+
+    def _view(self, p: dict[str, Any], view_id: str | None = None) -> dict[str, Any]:
+        n = next(self._views)
+        view: dict[str, Any] = p["view"] if isinstance(p.get("view"), dict) else {}
+        return {
+            "ok": True,
+            "view": {
+                **view,
+                "id": view_id or f"V{n:010d}",
+                "team_id": self.team_id,
+                "hash": f"1700000000.hash{n:04d}",
+                "external_id": p.get("external_id", view.get("external_id", "")),
+            },
+        }
+
+    def _m_views_open(self, p: dict[str, Any]) -> dict[str, Any]:
+        return self._view(p)
+
+    def _m_views_push(self, p: dict[str, Any]) -> dict[str, Any]:
+        return self._view(p)
+
+    def _m_views_update(self, p: dict[str, Any]) -> dict[str, Any]:
+        return self._view(p, p.get("view_id"))
+
+    def _m_views_publish(self, p: dict[str, Any]) -> dict[str, Any]:
+        return self._view(p)
+
+    def _m_chat_postMessage(self, p: dict[str, Any]) -> dict[str, Any]:
+        ts = self._next_ts()
+        message: dict[str, Any] = {
+            k: p[k] for k in ("text", "blocks", "attachments", "thread_ts") if k in p
+        }
+        message.update({"type": "message", "user": "UBOT", "bot_id": "BBOT", "ts": ts})
+        return {"ok": True, "channel": p.get("channel"), "ts": ts, "message": message}
+
+    def _m_chat_postEphemeral(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "message_ts": self._next_ts()}
+
+    def _m_chat_update(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "channel": p.get("channel"), "ts": p.get("ts"), "text": p.get("text")}
+
+    def _m_chat_delete(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "channel": p.get("channel"), "ts": p.get("ts")}
+
+    def _m_conversations_open(self, p: dict[str, Any]) -> dict[str, Any]:
+        users = str(p.get("users", "")).split(",")
+        if not users[0]:
+            return {"ok": False, "error": "users_list_not_supplied"}
+        return {"ok": True, "channel": {"id": "D" + users[0].strip()}}
+
+    def _m_users_info(self, p: dict[str, Any]) -> dict[str, Any]:
+        user = self.users.get(str(p.get("user")))
+        return {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"}
+
+    def _m_users_lookupByEmail(self, p: dict[str, Any]) -> dict[str, Any]:
+        email = str(p.get("email", "")).lower()
+        for user in self.users.values():
+            if (user["profile"].get("email") or "").lower() == email:
+                return {"ok": True, "user": user}
+        return {"ok": False, "error": "users_not_found"}
+
+
+def _params(rec: Recorded) -> dict[str, Any]:
+    params: dict[str, Any] = dict(rec.query)
+    if rec.form is not None:
+        for key, value in rec.form.items():
+            params[key] = _maybe_json(value) if key in JSON_FIELDS else value
+    elif isinstance(rec.json, dict):
+        for key, value in rec.json.items():
+            params[key] = _maybe_json(value) if key in JSON_FIELDS else value
+    return params
+
+
+def _maybe_json(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value

@@ -1,0 +1,134 @@
+"""Start the real app on an ephemeral loopback port with a given env, config and directory."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import yaml
+from aiohttp import web
+
+from bot.app import SERVICES, Services, create_app
+from bot.settings import load_settings
+
+SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
+BOT_TOKEN = "xoxb-test-0000-token"
+
+
+def slack_signature(secret: str, timestamp: str, body: str) -> str:
+    base = f"v0:{timestamp}:{body}".encode()
+    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+class AppHarness:
+    """The running app plus helpers to talk to it as Slack and Teams do."""
+
+    def __init__(self, tmp: Path, env: dict[str, str], config: dict[str, Any] | None,
+                 people: list[dict[str, Any]] | None, *, scheduler: bool = True) -> None:
+        self.tmp = tmp
+        self.env = dict(env)
+        self.scheduler = scheduler
+        if config is not None or people is not None:
+            cfg = dict(config or {})
+            if people is not None:
+                (tmp / "people.yaml").write_text(yaml.safe_dump(people))
+                cfg.setdefault("directory", {"source": "file", "path": "people.yaml"})
+            (tmp / "helpdesk.yaml").write_text(yaml.safe_dump(cfg))
+            self.env["HELPDESK_CONFIG"] = str(tmp / "helpdesk.yaml")
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+        self.http: aiohttp.ClientSession | None = None
+        self.app: web.Application | None = None
+
+    async def start(self) -> AppHarness:
+        settings = load_settings(self.env)
+        self.app = create_app(settings, scheduler=self.scheduler)
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        self.http = aiohttp.ClientSession()
+        return self
+
+    async def stop(self) -> None:
+        if self.http is not None:
+            await self.http.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @property
+    def services(self) -> Services:
+        assert self.app is not None
+        return self.app[SERVICES]
+
+    # -- Slack ---------------------------------------------------------------------------------
+
+    async def slack(self, body: str, *, content_type: str, signed: bool = True,
+                    timestamp: int | None = None, secret: str = SIGNING_SECRET,
+                    headers: dict[str, str] | None = None) -> aiohttp.ClientResponse:
+        ts = str(timestamp if timestamp is not None else int(time.time()))
+        sent = {"Content-Type": content_type, **(headers or {})}
+        if signed:
+            sent["X-Slack-Request-Timestamp"] = ts
+            sent["X-Slack-Signature"] = slack_signature(secret, ts, body)
+        assert self.http is not None
+        response = await self.http.post(f"{self.url}/slack/events", data=body.encode(),
+                                        headers=sent)
+        await response.read()
+        return response
+
+    async def slash(self, text: str, *, user: str = "UTECH", channel: str = "C0HELP",
+                    **kwargs: Any) -> aiohttp.ClientResponse:
+        form = {
+            "token": "legacy", "team_id": "T0TEAM", "team_domain": "acme",
+            "channel_id": channel, "channel_name": "helpdesk", "user_id": user,
+            "user_name": user.lower(), "command": "/ticket", "text": text,
+            "api_app_id": "A0APP", "response_url": "http://127.0.0.1:9/unused",
+            "trigger_id": f"trigger-{time.monotonic_ns()}",
+        }
+        return await self.slack(urlencode(form),
+                                content_type="application/x-www-form-urlencoded", **kwargs)
+
+    async def interactive(self, payload: dict[str, Any], **kwargs: Any) -> aiohttp.ClientResponse:
+        body = urlencode({"payload": json.dumps(payload)})
+        return await self.slack(body, content_type="application/x-www-form-urlencoded", **kwargs)
+
+    # -- Teams ---------------------------------------------------------------------------------
+
+    async def teams(self, activity: dict[str, Any], *, headers: dict[str, str] | None = None
+                    ) -> aiohttp.ClientResponse:
+        assert self.http is not None
+        response = await self.http.post(
+            f"{self.url}/api/messages", json=activity, headers=headers or {}
+        )
+        await response.read()
+        return response
+
+
+def view_submission(view: dict[str, Any], values: dict[str, dict[str, Any]], *,
+                    user: str = "UTECH", view_id: str = "V0001") -> dict[str, Any]:
+    """A view_submission payload for a modal we rendered, with the given input states."""
+    return {
+        "type": "view_submission",
+        "team": {"id": "T0TEAM", "domain": "acme"},
+        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T0TEAM"},
+        "api_app_id": "A0APP",
+        "token": "legacy",
+        "trigger_id": f"trigger-{time.monotonic_ns()}",
+        "view": {
+            **view,
+            "id": view_id,
+            "hash": "h-" + view_id,
+            "team_id": "T0TEAM",
+            "state": {"values": {key: {key: state} for key, state in values.items()}},
+        },
+    }

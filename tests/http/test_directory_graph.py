@@ -1,0 +1,218 @@
+"""GraphDirectory against a fake Graph and token endpoint on 127.0.0.1 (real msal, real HTTP)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bot.directory.factory import create_directory
+from bot.directory.graph import GraphDirectory
+from handlers.config import DirectoryConfig
+from handlers.directory import DirectoryError, Person
+from tests.fakes.graph import GRAPH_TOKEN, FakeGraph
+
+ANA, BO, CY = "11111111-aaaa", "22222222-bbbb", "33333333-cccc"
+VIP_GROUP, TECH_GROUP = "group-vip", "group-tech"
+
+
+class Clock:
+    """A hand-moved monotonic clock."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def graph() -> AsyncIterator[FakeGraph]:
+    fake = FakeGraph()
+    fake.add_user(
+        ANA,
+        "ana@example.com",
+        displayName="Ana Lopez",
+        mobilePhone="+1 555 0100",
+        businessPhones=["+1 555 0199"],
+        manager=BO,
+    )
+    fake.add_user(BO, "bo@example.com", displayName="Bo Chen", businessPhones=["+1 555 0200"])
+    fake.add_user(CY, "cy.upn@corp.example.com", mail="Cy@Example.com", displayName="Cy")
+    fake.groups[BO] = {VIP_GROUP}
+    fake.groups[CY] = {TECH_GROUP}
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def directory(graph: FakeGraph, clock: Clock) -> AsyncIterator[GraphDirectory]:
+    d = GraphDirectory(
+        tenant_id=graph.tenant,
+        client_id=graph.client_id,
+        client_secret=graph.client_secret,
+        base_url=graph.https_url,
+        authority_host=graph.https_url,
+        vip_group_id=VIP_GROUP,
+        technician_group_id=TECH_GROUP,
+        cache_ttl=300,
+        ca_bundle=graph.ca_file,
+        clock=clock,
+    )
+    yield d
+    await d.close()
+
+
+async def test_token_acquired_once_and_sent_as_bearer(
+    graph: FakeGraph, directory: GraphDirectory
+) -> None:
+    assert (await directory.find_by_email("ana@example.com")) is not None
+    assert (await directory.find_by_email("bo@example.com")) is not None
+    assert len(graph.token_calls()) == 1
+    calls = graph.graph_calls()
+    assert calls and all(c.headers["Authorization"] == f"Bearer {GRAPH_TOKEN}" for c in calls)
+    token_form = graph.token_calls()[0].form or {}
+    assert token_form["grant_type"] == "client_credentials"
+    assert token_form["scope"] == f"{graph.https_url}/.default"
+
+
+async def test_user_fields_and_phone_prefers_mobile(directory: GraphDirectory) -> None:
+    ana = await directory.find_by_email("ANA@example.com")
+    assert ana == Person(
+        email="ana@example.com", name="Ana Lopez", aad_object_id=ANA, phone="+1 555 0100"
+    )
+
+
+async def test_manager_resolved_via_manager_endpoint(
+    graph: FakeGraph, directory: GraphDirectory
+) -> None:
+    ana = await directory.find_by_email("ana@example.com")
+    assert ana is not None
+    bo = await directory.manager_of(ana)
+    assert bo is not None
+    assert (bo.email, bo.name, bo.aad_object_id) == ("bo@example.com", "Bo Chen", BO)
+    assert bo.phone == "+1 555 0200"  # no mobilePhone: first businessPhones
+    assert any(c.path == f"/v1.0/users/{ANA}/manager" for c in graph.graph_calls())
+    assert await directory.manager_of(bo) is None  # 404 from /manager
+
+
+async def test_unknown_user_is_none(directory: GraphDirectory) -> None:
+    assert await directory.find_by_email("nobody@example.com") is None
+
+
+async def test_mail_differs_from_upn_found_by_filter(
+    graph: FakeGraph, directory: GraphDirectory
+) -> None:
+    cy = await directory.find_by_email("cy@example.com")
+    assert cy is not None and cy.aad_object_id == CY
+    assert any("$filter" in c.query for c in graph.graph_calls())
+
+
+async def test_ttl_cache_avoids_second_call(
+    graph: FakeGraph, directory: GraphDirectory, clock: Clock
+) -> None:
+    await directory.find_by_email("ana@example.com")
+    await directory.find_by_email("nobody@example.com")
+    count = len(graph.graph_calls())
+    await directory.find_by_email("Ana@Example.com")
+    await directory.find_by_email("nobody@example.com")
+    assert len(graph.graph_calls()) == count
+    clock.now += 301
+    await directory.find_by_email("ana@example.com")
+    assert len(graph.graph_calls()) > count
+
+
+async def test_vip_and_technician_from_groups(graph: FakeGraph, directory: GraphDirectory) -> None:
+    bo = await directory.find_by_email("bo@example.com")
+    cy = await directory.find_by_email("cy@example.com")
+    ana = await directory.find_by_email("ana@example.com")
+    assert bo is not None and bo.vip and not bo.technician
+    assert cy is not None and cy.technician and not cy.vip
+    assert ana is not None and not ana.vip and not ana.technician
+    check = next(c for c in graph.graph_calls() if c.path.endswith("/checkMemberGroups"))
+    assert sorted((check.json or {})["groupIds"]) == sorted([VIP_GROUP, TECH_GROUP])
+    assert await directory.has_technicians()
+
+
+async def test_teams_lookup_by_aad_object_id(directory: GraphDirectory) -> None:
+    ana = await directory.find_by_platform_id("teams", "29:1ana", aad_object_id=ANA)
+    assert ana is not None and ana.email == "ana@example.com" and ana.teams_id == "29:1ana"
+    assert (await directory.find_by_platform_id("teams", "29:1ana")) == ana
+    assert await directory.find_by_platform_id("teams", "29:zz", aad_object_id="nope") is None
+
+
+async def test_slack_only_answers_remembered_people(directory: GraphDirectory) -> None:
+    assert await directory.find_by_platform_id("slack", "U0ANA") is None
+    ana = await directory.find_by_email("ana@example.com")
+    assert ana is not None
+    directory.remember(Person(**{**ana.__dict__, "slack_id": "U0ANA"}))
+    found = await directory.find_by_platform_id("slack", "U0ANA")
+    assert found is not None and found.email == "ana@example.com"
+
+
+async def test_graph_error_raises_and_logs_no_secrets(
+    graph: FakeGraph, directory: GraphDirectory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    graph.fail("/v1.0/*", 503, times=10)
+    with pytest.raises(DirectoryError, match="503"):
+        await directory.find_by_email("ana@example.com")
+    assert "bot.directory.graph" in {r.name for r in caplog.records}
+    assert GRAPH_TOKEN not in caplog.text and graph.client_secret not in caplog.text
+    assert graph.client_secret not in repr(directory)
+
+
+async def test_bad_secret_raises_directory_error(graph: FakeGraph, clock: Clock) -> None:
+    d = GraphDirectory(
+        tenant_id=graph.tenant,
+        client_id=graph.client_id,
+        client_secret="wrong",
+        base_url=graph.https_url,
+        authority_host=graph.https_url,
+        ca_bundle=graph.ca_file,
+        clock=clock,
+    )
+    try:
+        with pytest.raises(DirectoryError, match="invalid_client"):
+            await d.find_by_email("ana@example.com")
+        assert not await d.has_technicians()
+    finally:
+        await d.close()
+
+
+async def test_factory_builds_graph_from_config_and_env(graph: FakeGraph) -> None:
+    config = DirectoryConfig.model_validate(
+        {
+            "source": "graph",
+            "graph": {
+                "base_url": graph.https_url,
+                "authority_host": graph.https_url,
+                "ca_bundle": graph.ca_file,
+                "cache_ttl": "1m",
+            },
+        }
+    )
+    env = {
+        "MicrosoftAppId": graph.client_id,
+        "MicrosoftAppTenantId": graph.tenant,
+        "MicrosoftAppPassword": "ignored",
+        "GRAPH_CLIENT_SECRET": graph.client_secret,
+    }
+    d = await create_directory(config, config_dir=None, env=env)
+    try:
+        assert (await d.find_by_email("ana@example.com")) is not None
+    finally:
+        await d.close()
+    with pytest.raises(DirectoryError, match=r"directory\.graph\.tenant_id"):
+        await create_directory(config, config_dir=None, env={"MicrosoftAppId": "x"})
+    with pytest.raises(DirectoryError, match="GRAPH_CLIENT_SECRET"):
+        await create_directory(
+            config, config_dir=None, env={"MicrosoftAppId": "x", "MicrosoftAppTenantId": "t"}
+        )

@@ -1,0 +1,211 @@
+"""Slack end to end over HTTP: /ticket -> views.open -> view_submission -> ticket + card post."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+
+from storage.models import InboundDelivery, OutboxMessage, Ticket
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import AppHarness, view_submission
+
+INTAKE_LABELS = ["Requester", "Summary", "Exact error text", "What were they doing",
+                 "Reproducible", "Users affected", "Priority", "Category", "Asset", "Client"]
+CONFIG = {"sla": {"clients": {"acme": "gold"}}}
+
+
+def states(**overrides: Any) -> dict[str, dict[str, Any]]:
+    values: dict[str, dict[str, Any]] = {
+        "requester": {"type": "users_select", "selected_user": "UANA"},
+        "summary": {"type": "plain_text_input", "value": "Printer jams  on floor 3 "},
+        "error_text": {"type": "plain_text_input", "value": "Error 0x8007001F: paper path"},
+        "doing": {"type": "plain_text_input", "value": "Printing the Q3 report"},
+        "reproducible": {"type": "static_select", "selected_option": {"value": "intermittent"}},
+        "users_affected": {"type": "number_input", "value": "1"},
+        "priority": {"type": "static_select", "selected_option": {"value": "P2"}},
+        "category": {"type": "static_select", "selected_option": {"value": "printer"}},
+        "asset": {"type": "plain_text_input", "value": "PRN-0042"},
+        "client": {"type": "plain_text_input", "value": "Acme"},
+    }
+    for key, value in overrides.items():
+        values[key] = value
+    return values
+
+
+async def open_modal(app: AppHarness, fake: FakeSlack, text: str = "new Printer jams"
+                     ) -> dict[str, Any]:
+    before = len(fake.views_opened())
+    response = await app.slash(text)
+    assert response.status == 200
+    await fake.wait_for_method("views.open", count=before + 1)
+    return fake.views_opened()[-1]["view"]
+
+
+async def count_tickets(app: AppHarness) -> int:
+    async with app.services.sessions() as session:
+        return (await session.execute(select(func.count()).select_from(Ticket))).scalar_one()
+
+
+async def test_slash_new_opens_intake_modal_with_spec_labels(make_app, slack_api: FakeSlack):
+    app = await make_app(slack=slack_api, config=CONFIG)
+    view = await open_modal(app, slack_api)
+    labels = [b["label"]["text"] for b in view["blocks"] if b["type"] == "input"]
+    assert labels == INTAKE_LABELS
+    summary = next(b for b in view["blocks"] if b.get("block_id") == "summary")
+    assert summary["element"]["initial_value"] == "Printer jams"
+    assert json.loads(view["private_metadata"]) == {"channel": "C0HELP"}
+
+
+async def test_submission_stores_ticket_verbatim_and_posts_card(make_app, slack_api: FakeSlack):
+    app = await make_app(slack=slack_api, config=CONFIG)
+    view = await open_modal(app, slack_api)
+    response = await app.interactive(view_submission(view, states()))
+    assert response.status == 200
+    async with app.services.sessions() as session:
+        ticket = (await session.execute(select(Ticket))).scalar_one()
+    assert ticket.number == "HD-1"
+    assert ticket.summary == "Printer jams  on floor 3 "
+    assert ticket.error_text == "Error 0x8007001F: paper path"
+    assert ticket.doing == "Printing the Q3 report"
+    assert (ticket.reproducible, ticket.users_affected, ticket.priority) == ("intermittent", 1, "P2")
+    assert (ticket.category, ticket.asset, ticket.client) == ("printer", "PRN-0042", "Acme")
+    assert (ticket.requester_id, ticket.technician_id) == ("UANA", "UTECH")
+    assert (ticket.source_platform, ticket.source_channel) == ("slack", "C0HELP")
+    assert ticket.tier == "gold"
+    assert ticket.respond_by - ticket.created_at == timedelta(hours=1)
+    assert ticket.resolve_by - ticket.created_at == timedelta(hours=8)
+    assert ticket.created_at.tzinfo is not None
+
+    await slack_api.wait_for_method("chat.postMessage")
+    post = slack_api.posts()[0]
+    assert post["channel"] == "C0HELP"
+    rendered = json.dumps(post["blocks"])
+    assert "HD-1" in rendered and "P2" in rendered
+    assert ticket.respond_by.strftime("%Y-%m-%d %H:%M") in rendered
+    assert ticket.resolve_by.strftime("%Y-%m-%d %H:%M") in rendered
+    for label in ("Verify identity", "Escalate", "Close"):
+        assert label in rendered
+    # The card's message becomes the ticket's thread.
+    for _ in range(100):
+        async with app.services.sessions() as session:
+            thread = (await session.execute(select(Ticket.source_thread))).scalar_one()
+        if thread:
+            break
+        await asyncio.sleep(0.02)
+    assert thread
+
+
+async def test_retried_submission_makes_one_ticket(make_app, slack_api: FakeSlack):
+    app = await make_app(slack=slack_api, config=CONFIG)
+    view = await open_modal(app, slack_api)
+    payload = view_submission(view, states())
+    first = await app.interactive(payload)
+    retry = await app.interactive(payload, headers={"X-Slack-Retry-Num": "1",
+                                                    "X-Slack-Retry-Reason": "http_timeout"})
+    assert (first.status, retry.status) == (200, 200)
+    assert await count_tickets(app) == 1
+    await slack_api.wait_for_method("chat.postMessage")
+    await asyncio.sleep(0.3)
+    assert len(slack_api.posts()) == 1
+
+
+async def test_channel_mention_in_summary_is_escaped(make_app, slack_api: FakeSlack):
+    app = await make_app(slack=slack_api)
+    view = await open_modal(app, slack_api)
+    evil = "<!channel> printer down <https://evil.example|reset password> & <@U0BOSS>"
+    await app.interactive(view_submission(view, states(
+        summary={"type": "plain_text_input", "value": evil})))
+    await slack_api.wait_for_method("chat.postMessage")
+    post = slack_api.posts()[0]
+    raw = json.dumps(post)
+    assert "<!channel>" not in raw and "<@U0BOSS>" not in raw and "<https://" not in raw
+    assert "&lt;!channel&gt;" in raw and "&amp;amp;" not in raw
+    async with app.services.sessions() as session:
+        assert (await session.execute(select(Ticket.summary))).scalar_one() == evil
+
+
+async def test_invalid_fields_come_back_as_modal_errors(make_app, slack_api: FakeSlack):
+    app = await make_app(slack=slack_api)
+    view = await open_modal(app, slack_api)
+    payload = view_submission(view, states(
+        summary={"type": "plain_text_input", "value": "   "},
+        users_affected={"type": "number_input", "value": "0"},
+        reproducible={"type": "static_select", "selected_option": None},
+    ))
+    response = await app.interactive(payload)
+    assert response.status == 200
+    body = await response.json()
+    assert body["response_action"] == "errors"
+    assert set(body["errors"]) == {"summary", "users_affected", "reproducible"}
+    assert await count_tickets(app) == 0
+
+
+async def test_multi_user_below_p1_is_accepted_with_warning(make_app, slack_api: FakeSlack):
+    app = await make_app(slack=slack_api)
+    view = await open_modal(app, slack_api)
+    await app.interactive(view_submission(view, states(
+        users_affected={"type": "number_input", "value": "12"})))
+    await slack_api.wait_for_method("chat.postMessage")
+    rendered = json.dumps(slack_api.posts()[0]["blocks"])
+    assert "12 users are affected" in rendered and "P1" in rendered
+
+
+async def test_unsigned_bad_and_stale_requests_are_refused(make_app, slack_api: FakeSlack):
+    app = await make_app(slack=slack_api)
+    view = await open_modal(app, slack_api)
+    payload = view_submission(view, states())
+    unsigned = await app.interactive(payload, signed=False)
+    wrong = await app.interactive(payload, secret="not-the-secret")
+    stale = await app.interactive(payload, timestamp=int(time.time()) - 6 * 60)
+    assert [unsigned.status, wrong.status, stale.status] == [401, 401, 401]
+    assert await count_tickets(app) == 0
+    async with app.services.sessions() as session:
+        assert (await session.execute(select(func.count()).select_from(InboundDelivery))
+                ).scalar_one() == 0
+
+
+async def test_malformed_bodies_get_4xx_and_server_keeps_serving(make_app, slack_api: FakeSlack):
+    app = await make_app(slack=slack_api)
+    for body, ctype in [("payload=%7Bnot-json", "application/x-www-form-urlencoded"),
+                        ("{\"type\": ", "application/json"),
+                        ("", "application/x-www-form-urlencoded")]:
+        response = await app.slack(body, content_type=ctype)
+        assert 400 <= response.status < 500, (body, response.status)
+    health = await app.http.get(f"{app.url}/healthz")
+    assert health.status == 200
+    assert await health.json() == {"status": "ok", "db": "ok"}
+    await open_modal(app, slack_api)
+
+
+async def test_fifty_concurrent_submissions_get_distinct_numbers(make_app, slack_api: FakeSlack):
+    app = await make_app(slack=slack_api, scheduler=False)
+    view = await open_modal(app, slack_api)
+    payloads = [view_submission(view, states(), view_id=f"V{i:04d}") for i in range(50)]
+    responses = await asyncio.gather(*(app.interactive(p) for p in payloads))
+    assert [r.status for r in responses] == [200] * 50
+    async with app.services.sessions() as session:
+        numbers = (await session.execute(select(Ticket.number))).scalars().all()
+        queued = (await session.execute(select(func.count()).select_from(OutboxMessage))
+                  ).scalar_one()
+    assert sorted(numbers, key=lambda n: int(n.split("-")[1])) == [f"HD-{i}" for i in range(1, 51)]
+    assert queued == 50
+
+
+async def test_show_mine_and_help_are_ephemeral(make_app, slack_api: FakeSlack):
+    app = await make_app(slack=slack_api)
+    view = await open_modal(app, slack_api)
+    await app.interactive(view_submission(view, states()))
+    shown = await app.slash("show hd-1")
+    body = await shown.json()
+    assert body["response_type"] == "ephemeral" and "HD-1" in json.dumps(body["blocks"])
+    mine = await (await app.slash("mine")).json()
+    assert "HD-1" in json.dumps(mine)
+    missing = await (await app.slash("show HD-99")).json()
+    assert "no ticket HD-99" in json.dumps(missing)
+    helped = await (await app.slash("help")).json()
+    assert helped["response_type"] == "ephemeral" and "ticket show" in json.dumps(helped)

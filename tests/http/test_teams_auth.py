@@ -1,0 +1,134 @@
+"""Teams with MicrosoftAppId set: every bad or unverifiable token is a prompt 401."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from tests.fakes.botframework import OUTBOUND_TOKEN, FakeBotAuth, FakeConnector
+from tests.harness import AppHarness
+from tests.http.conftest_teams import (
+    PERSONAL,
+    connector,  # noqa: F401  (fixture)
+    message,
+)
+
+APP_ID = "00000000-1111-2222-3333-444444444444"
+PASSWORD = "s3cret-password"
+TENANT = "tenant-guid"
+
+
+@pytest.fixture
+async def bot_auth(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeBotAuth]:
+    async with FakeBotAuth() as fake:
+        # msal and botbuilder's key fetch use requests, which reads the CA bundle from os.environ.
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", fake.env(APP_ID, PASSWORD)["REQUESTS_CA_BUNDLE"])
+        yield fake
+
+
+async def start(make_app: Any, bot_auth: FakeBotAuth, **overrides: str) -> AppHarness:
+    env = {**bot_auth.env(APP_ID, PASSWORD, TENANT), **overrides}
+    app: AppHarness = await make_app(env=env)
+    return app
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_valid_token_is_served_and_reply_carries_outbound_token(
+    make_app, bot_auth: FakeBotAuth, connector: FakeConnector
+):
+    app = await start(make_app, bot_auth)
+    token = bot_auth.make_token(APP_ID, connector.service_url)
+    for count in (1, 2):
+        response = await app.teams(message(connector.service_url, "ticket mine"),
+                                   headers=bearer(token))
+        assert response.status == 201
+        await connector.wait_for(lambda r: r.method == "POST", count=count)
+    replies = connector.activities()
+    assert [r["_conversation_id"] for r in replies] == [PERSONAL, PERSONAL]
+    assert {r["_authorization"] for r in replies} == {f"Bearer {OUTBOUND_TOKEN}"}
+    assert replies[0]["text"] == "You have no open tickets."
+    # One client per service URL: the second reply reuses the token (and the connection pool).
+    assert len(bot_auth.token_requests()) == 1
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        lambda a, svc: {},
+        lambda a, svc: {"Authorization": ""},
+        lambda a, svc: {"Authorization": "Bearer not.a.jwt"},
+        lambda a, svc: {"Authorization": "Basic abc"},
+        lambda a, svc: {"Authorization": "Bearer"},
+        lambda a, svc: bearer(a.bad_signature_token(APP_ID, svc)),
+        lambda a, svc: bearer(a.make_token(APP_ID, svc, expired=True)),
+        lambda a, svc: bearer(a.make_token(APP_ID, svc, kid="unknown-kid")),
+        lambda a, svc: bearer(a.make_token("another-app", svc)),
+        lambda a, svc: bearer(a.make_token(APP_ID, "https://evil.example/")),
+        lambda a, svc: bearer(a.make_token(APP_ID, svc, issuer="https://evil.example")),
+    ],
+    ids=["no-header", "empty", "malformed", "not-bearer", "no-token", "bad-signature",
+         "expired", "unknown-kid", "wrong-audience", "wrong-serviceurl", "wrong-issuer"],
+)  # fmt: skip
+async def test_bad_tokens_get_401_and_nothing_is_sent(
+    make_app, bot_auth: FakeBotAuth, connector: FakeConnector,
+    header: Callable[[FakeBotAuth, str], dict[str, str]],
+):
+    app = await start(make_app, bot_auth)
+    response = await app.teams(message(connector.service_url, "ticket new"),
+                               headers=header(bot_auth, connector.service_url))
+    assert response.status == 401
+    await asyncio.sleep(0.05)
+    assert connector.recorded == []
+    assert bot_auth.token_requests() == []
+
+
+async def test_unreachable_signing_keys_get_401_within_seconds(
+    make_app, bot_auth: FakeBotAuth, connector: FakeConnector
+):
+    closed = FakeConnector()
+    dead_url = await closed.start()
+    await closed.stop()  # nothing listens there now: connection refused
+    metadata = f"{dead_url}/v1/.well-known/openidconfiguration"
+    app = await start(make_app, bot_auth, TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL=metadata)
+    started = time.monotonic()
+    response = await app.teams(message(connector.service_url, "ticket new"),
+                               headers=bearer(bot_auth.make_token(APP_ID, connector.service_url)))
+    assert response.status == 401
+    assert time.monotonic() - started < 3
+    assert connector.recorded == []
+
+
+async def test_hanging_key_fetch_gets_401_in_time_and_loop_keeps_serving(
+    make_app, bot_auth: FakeBotAuth, connector: FakeConnector
+):
+    app = await start(make_app, bot_auth)
+    teams = app.services.teams
+    assert teams is not None
+    teams.auth_runner.limit = 0.5  # the production limit is a few seconds
+    bot_auth.set_delay("/v1/.well-known/keys", 2.0)
+    token = bot_auth.make_token(APP_ID, connector.service_url)
+    assert app.http is not None
+
+    async def health_latency() -> float:
+        await asyncio.sleep(0.1)
+        began = time.monotonic()
+        async with app.http.get(f"{app.url}/healthz") as response:  # type: ignore[union-attr]
+            assert response.status == 200
+        return time.monotonic() - began
+
+    started = time.monotonic()
+    response, latency = await asyncio.gather(
+        app.teams(message(connector.service_url, "ticket new"), headers=bearer(token)),
+        health_latency(),
+    )
+    assert response.status == 401
+    assert time.monotonic() - started < 1.5
+    assert latency < 0.3  # the blocking fetch runs off the event loop
+    assert connector.recorded == []

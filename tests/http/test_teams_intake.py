@@ -1,0 +1,287 @@
+"""Teams end to end over HTTP (Emulator mode): messages, Action.Submit, Action.Execute."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+
+from storage.models import ConversationRef, Ticket
+from tests.adaptive_schema import validate_adaptive_card
+from tests.fakes.botframework import FakeConnector
+from tests.harness import AppHarness
+from tests.http.conftest_teams import (
+    ANA_ID,
+    BOT_ID,
+    CARD_TYPE,
+    CHANNEL,
+    CONFIG,
+    INTAKE_LABELS,
+    PEOPLE,
+    PERSONAL,
+    TECH_ID,
+    TENANT,
+    activity,
+    card_of,
+    connector,  # noqa: F401  (fixture)
+    form_values,
+    inputs,
+    message,
+    submit_action,
+)
+
+
+def unescape(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+async def start(make_app: Any, **kwargs: Any) -> AppHarness:
+    app: AppHarness = await make_app(config=CONFIG, people=PEOPLE, **kwargs)
+    return app
+
+
+async def open_form(app: AppHarness, fake: FakeConnector, text: str = "ticket new Printer jams"
+                    ) -> dict[str, Any]:
+    before = len(fake.activities())
+    response = await app.teams(message(fake.service_url, text))
+    assert response.status == 201
+    await fake.wait_for(lambda r: r.method == "POST", count=before + 1)
+    return card_of(fake.activities()[-1])
+
+
+async def count_tickets(app: AppHarness) -> int:
+    async with app.services.sessions() as session:
+        return (await session.execute(select(func.count()).select_from(Ticket))).scalar_one()
+
+
+async def only_ticket(app: AppHarness) -> Ticket:
+    async with app.services.sessions() as session:
+        return (await session.execute(select(Ticket))).scalar_one()
+
+
+def assert_stored_verbatim(ticket: Ticket) -> None:
+    values = form_values()
+    assert ticket.number == "HD-1"
+    assert ticket.summary == values["summary"]
+    assert ticket.error_text == values["error_text"]
+    assert ticket.doing == values["doing"]
+    assert (ticket.reproducible, ticket.users_affected, ticket.priority) == ("intermittent", 1, "P2")
+    assert (ticket.category, ticket.asset, ticket.client) == ("printer", "PRN-0042", "Acme")
+    assert (ticket.requester_id, ticket.requester_email) == (ANA_ID, "ana@example.com")
+    assert ticket.technician_id == TECH_ID
+    assert (ticket.source_platform, ticket.source_channel) == ("teams", PERSONAL)
+    assert ticket.tier == "gold"
+    assert ticket.respond_by - ticket.created_at == timedelta(hours=1)
+    assert ticket.resolve_by - ticket.created_at == timedelta(hours=8)
+
+
+def assert_ticket_card(card: dict[str, Any], ticket: Ticket) -> None:
+    validate_adaptive_card(card)
+    # TextBlock and FactSet text is Markdown-escaped by the renderer.
+    facts = {unescape(f["title"]): unescape(f["value"]) for e in card["body"]
+             if e["type"] == "FactSet" for f in e["facts"]}
+    assert facts["Ticket"] == "HD-1"
+    assert facts["Priority"] == "P2"
+    assert ticket.respond_by.strftime("%Y-%m-%d %H:%M") in facts["Respond by"]
+    assert ticket.resolve_by.strftime("%Y-%m-%d %H:%M") in facts["Resolve by"]
+    titles = [a["title"] for a in card["actions"]]
+    assert titles == ["Verify identity", "Escalate", "Close"]
+
+
+async def test_ticket_new_replies_with_intake_card(make_app, connector: FakeConnector):
+    app = await start(make_app)
+    card = await open_form(app, connector)
+    assert [i["label"] for i in inputs(card)] == INTAKE_LABELS
+    summary = next(i for i in inputs(card) if i["id"] == "summary")
+    assert summary["value"] == "Printer jams"
+    requester = next(i for i in inputs(card) if i["id"] == "requester")
+    assert (requester["type"], requester["style"]) == ("Input.Text", "Email")
+    action = submit_action(card)
+    assert action["type"] == "Action.Execute" and action["verb"] == "ticket.create"
+    assert action["fallback"]["type"] == "Action.Submit"
+    assert action["data"] == {"action": "ticket.create", "channel": PERSONAL}
+    [posted] = connector.activities()
+    assert posted["_conversation_id"] == PERSONAL
+    assert posted["_authorization"] is None  # Emulator mode: no outbound token
+
+
+async def test_action_submit_stores_ticket_and_replies_with_card(
+    make_app, connector: FakeConnector
+):
+    app = await start(make_app)
+    card = await open_form(app, connector)
+    value = {**submit_action(card)["fallback"]["data"], **form_values()}
+    response = await app.teams(activity(connector.service_url, value=value))
+    assert response.status == 201
+    ticket = await only_ticket(app)
+    assert_stored_verbatim(ticket)
+    await connector.wait_for(lambda r: r.method == "POST", count=2)
+    reply = connector.activities()[-1]
+    assert reply["_conversation_id"] == PERSONAL
+    assert_ticket_card(card_of(reply), ticket)
+
+
+async def test_action_execute_answers_with_ticket_card(make_app, connector: FakeConnector):
+    app = await start(make_app)
+    card = await open_form(app, connector)
+    action = submit_action(card)
+    invoke = activity(
+        connector.service_url, type="invoke", name="adaptiveCard/action",
+        value={"action": {"type": "Action.Execute", "verb": action["verb"],
+                          "data": {**action["data"], **form_values()}}, "trigger": "manual"},
+    )
+    response = await app.teams(invoke)
+    assert response.status == 200
+    body = await response.json()
+    assert (body["statusCode"], body["type"]) == (200, CARD_TYPE)
+    ticket = await only_ticket(app)
+    assert_stored_verbatim(ticket)
+    assert_ticket_card(body["value"], ticket)
+    await asyncio.sleep(0.1)
+    assert len(connector.activities()) == 1  # the card is replaced through the invoke response
+
+
+async def test_action_execute_field_errors_resend_the_form(make_app, connector: FakeConnector):
+    app = await start(make_app)
+    card = await open_form(app, connector)
+    action = submit_action(card)
+    data = {**action["data"], **form_values(requester="not an email", users_affected="")}
+    invoke = activity(connector.service_url, type="invoke", name="adaptiveCard/action",
+                      value={"action": {"type": "Action.Execute", "verb": action["verb"],
+                                        "data": data}})
+    response = await app.teams(invoke)
+    assert response.status == 200
+    body = await response.json()
+    assert (body["statusCode"], body["type"]) == (200, CARD_TYPE)
+    form = body["value"]
+    validate_adaptive_card(form)
+    assert [i["label"] for i in inputs(form)] == INTAKE_LABELS
+    assert form["body"][1]["text"].startswith("Please fix")
+    assert next(i for i in inputs(form) if i["id"] == "requester")["value"] == "not an email"
+    assert submit_action(form)["data"] == {"action": "ticket.create", "channel": PERSONAL}
+    assert await count_tickets(app) == 0
+
+
+async def test_repeated_activity_id_makes_one_ticket(make_app, connector: FakeConnector):
+    app = await start(make_app)
+    card = await open_form(app, connector)
+    submit = activity(connector.service_url,
+                      value={**submit_action(card)["fallback"]["data"], **form_values()})
+    first = await app.teams(submit)
+    again = await app.teams(submit)
+    assert (first.status, again.status) == (201, 201)
+    assert await count_tickets(app) == 1
+    invoke = activity(connector.service_url, type="invoke", name="adaptiveCard/action",
+                      value={"action": {"type": "Action.Execute", "verb": "ticket.create",
+                                        "data": {"channel": PERSONAL, **form_values()}}})
+    replies = [await app.teams(invoke), await app.teams(invoke)]
+    bodies = [await r.json() for r in replies]
+    assert bodies[1] == {"statusCode": 200, "type": "application/vnd.microsoft.activity.message",
+                         "value": "Already done: that was handled before."}
+    assert await count_tickets(app) == 2
+    await asyncio.sleep(0.1)
+    assert len(connector.activities()) == 2  # the form, then one ticket card
+
+
+async def test_ticket_show_and_mine(make_app, connector: FakeConnector):
+    app = await start(make_app)
+    card = await open_form(app, connector)
+    await app.teams(activity(connector.service_url,
+                             value={**submit_action(card)["fallback"]["data"], **form_values()}))
+    ticket = await only_ticket(app)
+
+    await app.teams(message(connector.service_url, "ticket show hd-1"))
+    await connector.wait_for(lambda r: r.method == "POST", count=3)
+    assert_ticket_card(card_of(connector.activities()[-1]), ticket)
+
+    await app.teams(message(connector.service_url, "ticket mine"))
+    await connector.wait_for(lambda r: r.method == "POST", count=4)
+    mine = connector.activities()[-1]
+    assert mine["textFormat"] == "plain"
+    assert "HD-1" in mine["text"] and "Printer jams" in mine["text"]
+
+
+async def test_mention_is_stripped_and_private_reply_goes_to_personal_chat(
+    make_app, connector: FakeConnector
+):
+    app = await start(make_app)
+    text = "<at>Helpdesk</at> ticket help"
+    response = await app.teams(message(connector.service_url, text, conversation=CHANNEL))
+    assert response.status == 201
+    await connector.wait_for(lambda r: r.method == "POST", count=2)
+    [created] = connector.created_conversations()
+    assert created["isGroup"] is False
+    assert created["members"][0]["id"] == TECH_ID
+    assert created["bot"]["id"] == BOT_ID
+    assert created["tenantID"] == created["channelData"]["tenant"]["id"] == TENANT
+    [usage] = connector.activities()
+    assert usage["_conversation_id"] == created["_id"]
+    assert usage["text"].startswith("Usage:")
+    async with app.services.sessions() as session:
+        keys = set((await session.execute(select(ConversationRef.key))).scalars())
+    assert keys == {CHANNEL, f"user:{TECH_ID}"}
+
+
+async def test_other_text_gets_a_hint_and_help_stays_in_a_failed_personal_chat(
+    make_app, connector: FakeConnector
+):
+    app = await start(make_app)
+    await app.teams(message(connector.service_url, "hello there"))
+    await connector.wait_for(lambda r: r.method == "POST")
+    assert "ticket" in connector.activities()[0]["text"]
+    connector.fail("/v3/conversations", 403)
+    await app.teams(message(connector.service_url, "ticket mine", conversation=CHANNEL))
+    await connector.wait_for(lambda r: r.method == "POST" and r.path != "/v3/conversations",
+                             count=2)
+    assert connector.activities()[-1]["_conversation_id"] == CHANNEL
+
+
+async def test_bot_added_stores_reference_and_welcomes(make_app, connector: FakeConnector):
+    app = await start(make_app)
+    update = activity(connector.service_url, type="conversationUpdate", conversation=CHANNEL,
+                      membersAdded=[{"id": BOT_ID}])
+    response = await app.teams(update)
+    assert response.status == 201
+    await connector.wait_for(lambda r: r.method == "POST")
+    [welcome] = connector.activities()
+    assert welcome["_conversation_id"] == CHANNEL and welcome["_reply_to_id"] is None
+    assert "ticket new" in welcome["text"]
+    async with app.services.sessions() as session:
+        [row] = (await session.execute(select(ConversationRef))).scalars()
+    assert (row.platform, row.key) == ("teams", CHANNEL)
+    assert row.reference["serviceUrl"] == connector.service_url
+    assert row.reference["bot"]["id"] == BOT_ID
+    assert "activityId" not in row.reference
+
+
+async def test_malformed_requests_get_4xx_and_server_keeps_serving(
+    make_app, connector: FakeConnector
+):
+    app = await start(make_app)
+    assert app.http is not None
+    url = f"{app.url}/api/messages"
+    cases = [
+        (b"{not json", {"Content-Type": "application/json"}, 400),
+        (b"[1, 2]", {"Content-Type": "application/json"}, 400),
+        (b'{"text": "no type"}', {"Content-Type": "application/json"}, 400),
+        (b'{"type": "message"}', {"Content-Type": "application/json"}, 400),
+        (b'{"type": "message"}', {"Content-Type": "text/plain"}, 415),
+        (b'{"type": "message"}', {}, 415),
+    ]
+    for body, headers, status in cases:
+        async with app.http.post(url, data=body, headers=headers) as response:
+            assert response.status == status, body
+    await open_form(app, connector)
+
+
+async def test_emulator_mode_refuses_when_host_is_not_loopback(
+    make_app, connector: FakeConnector
+):
+    app = await make_app(env={"HOST": "0.0.0.0"})
+    response = await app.teams(message(connector.service_url, "ticket new"))
+    assert response.status == 403
+    await asyncio.sleep(0.05)
+    assert connector.recorded == []
