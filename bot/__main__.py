@@ -1,4 +1,5 @@
-"""`python -m bot [serve|worker|migrate]`: run the bot, only the outbox worker, or migrations."""
+"""`python -m bot [serve|worker|migrate|check-config|teams-package]`: run the bot, only the
+outbox worker, or migrations; check the config; build the Teams app package."""
 
 from __future__ import annotations
 
@@ -14,18 +15,30 @@ from aiohttp import web
 
 from bot.logs import setup_logging
 from bot.settings import ConfigError, Settings, is_loopback, load_settings
+from handlers.directory import DirectoryError
 
 log = logging.getLogger("bot")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bot", description="helpdesk-bot")
+    from bot.cli_help import OneLineSubcommands
+    from bot.teams_package import add_arguments as teams_package_arguments
+
+    parser = argparse.ArgumentParser(
+        prog="python -m bot", formatter_class=OneLineSubcommands,
+        description="helpdesk-bot: the Slack and Teams help-desk bot (no command: serve)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="command")
     serve = sub.add_parser("serve", help="run the web server with the scheduler (default)")
     serve.add_argument("--no-scheduler", action="store_true",
                        help="web-only replica: leave outbox delivery to `worker` processes")
     sub.add_parser("worker", help="run only the scheduler / outbox worker")
     sub.add_parser("migrate", help="bring the database schema to the newest revision")
+    check = sub.add_parser("check-config", help="validate settings and directory; show what is on")
+    check.add_argument("--no-db", action="store_true", help="do not contact the database")
+    teams_package_arguments(
+        sub.add_parser("teams-package", help="write the Teams app package (.zip) to upload")
+    )
     return parser
 
 
@@ -66,19 +79,40 @@ def _serve(settings: Settings, *, scheduler: bool) -> None:
                 access_log=None, handle_signals=True)
 
 
-async def _check_db(settings: Settings) -> None:
+async def _preflight(settings: Settings) -> None:
+    """Fail fast (exit 2) on an unreachable database or an unusable directory."""
+    from bot.directory.factory import create_directory
     from storage import db
 
     engine = db.create_engine(settings.database_url)
     try:
         await asyncio.wait_for(db.ping(engine), timeout=15)
+    except Exception as exc:
+        raise ConfigError(
+            f"DATABASE_URL: cannot reach the database ({type(exc).__name__}: {exc})"
+        ) from exc
     finally:
         await engine.dispose()
+    try:
+        directory = await create_directory(
+            settings.config.directory, config_dir=settings.config_dir, env=settings.env
+        )
+    except DirectoryError as exc:
+        raise ConfigError(f"directory: {exc}") from exc
+    await directory.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = args.command or "serve"
+    if command == "teams-package":  # needs no settings or database
+        from bot.teams_package import run as teams_package
+
+        return teams_package(args)
+    if command == "check-config":
+        from bot.check_config import run as check_config
+
+        return check_config(os.environ, database=not args.no_db)
     try:
         settings = load_settings(os.environ)
     except ConfigError as exc:
@@ -86,19 +120,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     setup_logging(fmt=settings.log_format, level=settings.log_level)
     try:
-        asyncio.run(_check_db(settings))
-    except Exception as exc:
-        print(f"config error: DATABASE_URL: cannot reach the database "
-              f"({type(exc).__name__}: {exc})", file=sys.stderr)
-        return 2
-    try:
+        asyncio.run(_preflight(settings))
         if command == "migrate":
             asyncio.run(_migrate(settings))
         elif command == "worker":
             asyncio.run(_worker(settings))
         else:
             _serve(settings, scheduler=not getattr(args, "no_scheduler", False))
-    except ConfigError as exc:
+    except (ConfigError, DirectoryError) as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -179,7 +179,7 @@ class SlackFront:
         """Connect over Socket Mode (no public URL needed)."""
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-        self._socket = AsyncSocketModeHandler(self.app, app_token)
+        self._socket = AsyncSocketModeHandler(self.app, app_token, web_client=self.client)
         await self._socket.connect_async()
         log.info("Slack Socket Mode connected")
 

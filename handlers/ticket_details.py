@@ -74,6 +74,8 @@ def _state(status: str, attempts: int, error: str, due: object) -> str:
         return f"delivered (attempt {attempts})"
     if status == "dead":
         return f"failed for good after {attempts} attempt(s): {error}"
+    if status == "cancelled":
+        return f"not sent: {error}"
     if attempts:
         return f"retrying, {attempts} failed attempt(s), last error: {error}"
     return f"queued for {when(due)}"  # type: ignore[arg-type]

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from storage import db
 from storage.migrate import upgrade
@@ -55,16 +58,28 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pg_migrated() -> str:
-    """PostgreSQL `test` database: schema dropped, then built by the Alembic history."""
+def pg_migrated() -> Iterator[str]:
+    """A PostgreSQL database of this test run's own, built by the Alembic history from empty.
+
+    Made next to TEST_POSTGRES_URL's database and dropped afterwards, so concurrent runs on
+    one server never truncate each other's tables.
+    """
+    name = f"helpdesk_test_{secrets.token_hex(4)}"
+    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+
+    async def admin(sql: str) -> None:
+        engine = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text(sql))
+        finally:
+            await engine.dispose()
 
     async def build() -> bool:
         if not await _pg_reachable():
             return False
-        engine = db.create_engine(PG_URL)
-        async with engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA public CASCADE"))
-            await conn.execute(text("CREATE SCHEMA public"))
+        await admin(f'CREATE DATABASE "{name}"')
+        engine = db.create_engine(url)
         await upgrade(engine)
         await engine.dispose()
         return True
@@ -73,7 +88,8 @@ def pg_migrated() -> str:
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL is not reachable at {PG_URL} (CI must test it)")
         pytest.skip(f"PostgreSQL is not reachable at {PG_URL}")
-    return PG_URL
+    yield url
+    _run(lambda: admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(params=BACKENDS)

@@ -1,0 +1,80 @@
+"""GET /healthz, and start-up refusing bad settings with exit code 2."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.harness import AppHarness
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def test_healthz_ok(make_app):
+    app = await make_app()
+    response = await app.http.get(f"{app.url}/healthz")
+    assert response.status == 200
+    assert await response.json() == {"status": "ok", "db": "ok"}
+
+
+async def test_healthz_503_when_the_database_goes_away(pg_migrated: str, tmp_path: Path):
+    """A database that disappears under a running app: 503, and the app keeps answering."""
+    name = f"helpdesk_gone_{secrets.token_hex(3)}"
+    admin = create_async_engine(pg_migrated, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(pg_migrated).set(database=name).render_as_string(hide_password=False)
+    from storage import db
+    from storage.migrate import upgrade
+
+    engine = db.create_engine(url)
+    await upgrade(engine)
+    await engine.dispose()
+    app = await AppHarness(tmp_path, {"DATABASE_URL": url}, None, None, scheduler=False).start()
+    try:
+        assert (await app.http.get(f"{app.url}/healthz")).status == 200
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        response = await app.http.get(f"{app.url}/healthz")
+        assert response.status == 503
+        assert (await response.json())["db"] != "ok"
+    finally:
+        await app.stop()
+        await admin.dispose()
+
+
+def _start(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items()
+            if not k.startswith(("SLACK_", "Microsoft", "PAGERDUTY", "OPSGENIE"))}
+    full |= {"PORT": "1", "PYTHONPATH": str(ROOT)} | env
+    return subprocess.run([sys.executable, "-m", "bot", "serve"], env=full, cwd=cwd,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(("files", "env", "expected"), [
+    ({"c.yaml": "csat: {delay: soon}"}, {"HELPDESK_CONFIG": "c.yaml"}, "csat.delay"),
+    ({"c.yaml": "bogus: 1"}, {"HELPDESK_CONFIG": "c.yaml"}, "bogus"),
+    ({"c.yaml": "directory: {source: file, path: people.yaml}", "people.yaml": "- name: x"},
+     {"HELPDESK_CONFIG": "c.yaml"}, "people.yaml"),
+    ({}, {"DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:1/none"}, "DATABASE_URL"),
+    ({}, {"PORT": "seventy"}, "PORT"),
+])
+def test_bad_settings_exit_2_naming_the_problem(tmp_path: Path, files: dict[str, str],
+                                                env: dict[str, str], expected: str) -> None:
+    for name, content in files.items():
+        (tmp_path / name).write_text(content)
+    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'h.db'}", **env}
+    if "HELPDESK_CONFIG" in env:
+        env["HELPDESK_CONFIG"] = str(tmp_path / env["HELPDESK_CONFIG"])
+    result = _start(env, tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

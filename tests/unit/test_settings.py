@@ -1,0 +1,91 @@
+"""Settings from env + YAML: defaults, and bad values naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.settings import ConfigError, load_settings
+
+
+def test_defaults_match_spec() -> None:
+    settings = load_settings({})
+    assert settings.database_url == "sqlite+aiosqlite:///helpdesk.db"
+    assert (settings.host, settings.port) == ("127.0.0.1", 3978)
+    assert settings.teams_emulator and not settings.slack_enabled
+    assert settings.slack_api_url == "https://slack.com/api/"
+    assert settings.config.ticket_prefix == "HD"
+
+
+def test_secrets_never_in_repr() -> None:
+    settings = load_settings({"SLACK_BOT_TOKEN": "xoxb-secret-1", "SLACK_SIGNING_SECRET": "s3cr3t",
+                              "PAGERDUTY_ROUTING_KEY": "R0UT1NG"})
+    shown = repr(settings)
+    assert "xoxb-secret-1" not in shown and "s3cr3t" not in shown and "R0UT1NG" not in shown
+
+
+@pytest.mark.parametrize(("env", "key"), [
+    ({"PORT": "http"}, "PORT"),
+    ({"SLACK_API_URL": "ftp://x"}, "SLACK_API_URL"),
+    ({"PAGERDUTY_EVENTS_URL": "nope"}, "PAGERDUTY_EVENTS_URL"),
+    ({"MicrosoftAppType": "Weird"}, "MicrosoftAppType"),
+    ({"MicrosoftAppId": "abc", "MicrosoftAppType": "SingleTenant",
+      "MicrosoftAppPassword": "p"}, "MicrosoftAppTenantId"),
+    ({"SLACK_SIGNING_SECRET": "x"}, "SLACK_BOT_TOKEN"),
+    ({"HELPDESK_CONFIG": "/nonexistent/helpdesk.yaml"}, "HELPDESK_CONFIG"),
+])
+def test_bad_env_names_the_key(env: dict[str, str], key: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        load_settings(env)
+
+
+@pytest.mark.parametrize(("yaml_text", "where"), [
+    ("identity: {approval_ttl: soon}", "identity.approval_ttl"),
+    ("unknown_key: 1", "unknown_key"),
+    ("sla: {default_tier: platinum}", "sla"),
+    ("csat: {delay: 5 minutes}", "csat.delay"),
+    ("ticket_prefix: 'H D'", "ticket_prefix"),
+    ("directory: {source: nis}", "directory.source"),
+    ("- a list", "mapping"),
+    ("a: [unclosed", "not valid YAML"),
+])
+def test_bad_config_names_the_key(tmp_path: Path, yaml_text: str, where: str) -> None:
+    path = tmp_path / "helpdesk.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=r"helpdesk\.yaml") as caught:
+        load_settings({"HELPDESK_CONFIG": str(path)})
+    assert where in str(caught.value)
+
+
+def test_spec_example_config_loads(tmp_path: Path) -> None:
+    path = tmp_path / "helpdesk.yaml"
+    path.write_text("""
+ticket_prefix: HD
+slack: {incident_channel: C0INCIDENT}
+teams:
+  incident_conversation: "19:abc@thread.tacv2"
+  service_url: https://smba.trafficmanager.net/amer/
+  tenant_id: 00000000-0000-0000-0000-000000000000
+incident: {bridge_url: https://meet.example.com/p1-bridge}
+sla:
+  default_tier: standard
+  tiers:
+    standard: {P1: {respond: 30m, resolve: 4h}, P2: {respond: 2h, resolve: 1d},
+               P3: {respond: 8h, resolve: 3d}, P4: {respond: 1d, resolve: 5d}}
+    gold:     {P1: {respond: 15m, resolve: 2h}, P2: {respond: 1h, resolve: 8h},
+               P3: {respond: 4h, resolve: 2d}, P4: {respond: 8h, resolve: 3d}}
+  clients: {acme: gold}
+queues:
+  security: {slack: C0SECURITY, teams: "19:security@thread.tacv2"}
+  networking: {slack: C0NETWORK}
+escalation:
+  queues: {network: networking, m365: messaging, security: security, server: infrastructure}
+tier1_scope: [password-reset, mfa, printer, outlook]
+identity: {approval_ttl: 15m, categories: [password-reset, mfa, account]}
+csat: {delay: 0s, vip_followup_delay: 1d}
+directory: {source: file, path: people.yaml}
+""")
+    config = load_settings({"HELPDESK_CONFIG": str(path)}).config
+    assert config.sla.tier_for("acme") == "gold"
+    assert config.queues["security"].slack == "C0SECURITY"
