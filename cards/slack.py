@@ -57,8 +57,15 @@ def action_from_id(action_id: str) -> str:
 
 
 def _cut(text: str, limit: int) -> str:
-    """Cut raw (unescaped) text to `limit` characters, ending with an ellipsis when cut."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """Cut raw text so that its escaped form fits `limit`, ending with "…" when cut."""
+    if len(escape_mrkdwn(text)) <= limit:
+        return text
+    size = 0
+    for index, char in enumerate(text):
+        size += len(escape_mrkdwn(char))
+        if size > limit - 1:
+            return text[:index] + "…"
+    return text
 
 
 def _safe_cut(escaped: str, cut: int) -> int:

@@ -1,0 +1,95 @@
+"""Prometheus metrics: one registry per app (no globals), served at GET /metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage import outbox
+
+PLATFORM_PATHS = {"/slack/events": "slack", "/api/messages": "teams"}
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("helpdesk_requests_total", "Requests by platform, kind, status",
+                                ["platform", "kind", "status"], registry=r)
+        self.ack_seconds = Histogram("helpdesk_ack_seconds", "Time to answer Slack/Teams",
+                                     ["platform", "kind"], buckets=LATENCY_BUCKETS, registry=r)
+        self.tickets_opened = Counter("helpdesk_tickets_opened_total", "Tickets opened",
+                                      ["priority"], registry=r)
+        self.outbox_pending = Gauge("helpdesk_outbox_pending", "Undelivered outbox rows",
+                                    registry=r)
+        self.outbox_oldest = Gauge("helpdesk_outbox_oldest_pending_age_seconds",
+                                   "Age of the oldest undelivered outbox row", registry=r)
+        self.deliveries = Counter("helpdesk_outbox_deliveries_total", "Delivered outbox rows",
+                                  ["kind"], registry=r)
+        self.delivery_failures = Counter("helpdesk_outbox_failures_total",
+                                         "Failed delivery attempts", ["kind"], registry=r)
+        self.identity_checks = Counter("helpdesk_identity_checks_total",
+                                       "Identity checks by outcome", ["outcome"], registry=r)
+        self.csat_ratings = Counter("helpdesk_csat_ratings_total", "CSAT answers by rating",
+                                    ["rating"], registry=r)
+
+    def observe(self, name: str, **labels: str) -> None:
+        """The core's hook (`Deps.observe`): domain events become counters."""
+        if name == "ticket_opened":
+            self.tickets_opened.labels(priority=labels.get("priority", "?")).inc()
+        elif name == "identity":
+            self.identity_checks.labels(outcome=labels.get("outcome", "?")).inc()
+        elif name == "csat":
+            self.csat_ratings.labels(rating=labels.get("rating", "?")).inc()
+
+    def delivered(self, kind: str) -> None:
+        self.deliveries.labels(kind=kind).inc()
+
+    def failed(self, kind: str) -> None:
+        self.delivery_failures.labels(kind=kind).inc()
+
+    async def render(self, sessions: async_sessionmaker[AsyncSession]) -> bytes:
+        async with sessions() as session:
+            depth, oldest = await outbox.stats(session)
+        self.outbox_pending.set(depth)
+        age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
+        self.outbox_oldest.set(max(age, 0.0))
+        return generate_latest(self.registry)
+
+    def middleware(self) -> Any:
+        @web.middleware
+        async def measure(
+            request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+        ) -> web.StreamResponse:
+            platform = PLATFORM_PATHS.get(request.path)
+            if platform is None:
+                return await handler(request)
+            started = time.perf_counter()
+            status = 500
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            finally:
+                kind = str(request.get("kind", "other"))
+                self.requests.labels(platform=platform, kind=kind, status=str(status)).inc()
+                self.ack_seconds.labels(platform=platform, kind=kind).observe(
+                    time.perf_counter() - started)
+
+        return measure
+
+
+async def metrics_handler(metrics: Metrics, sessions: async_sessionmaker[AsyncSession]) -> web.Response:
+    body = await metrics.render(sessions)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

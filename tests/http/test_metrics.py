@@ -1,0 +1,60 @@
+"""GET /metrics: Prometheus series move when a ticket is opened and an outbox row delivered."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import AppHarness, view_submission
+from tests.http.test_slack_intake import open_modal, states
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one series in Prometheus text format (0 when absent)."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        match = re.match(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)$", line)
+        if not match or match.group(1) != name:
+            continue
+        got = ",".join(sorted((match.group(2) or "{}")[1:-1].split(","))) if match.group(2) else ""
+        if got == wanted:
+            return float(match.group(3))
+    return 0.0
+
+
+async def scrape(app: AppHarness) -> str:
+    response = await app.http.get(f"{app.url}/metrics")
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    return await response.text()
+
+
+async def test_metrics_move_with_tickets_and_deliveries(make_app, slack_api: FakeSlack):
+    app = await make_app(slack=slack_api)
+    before = await scrape(app)
+    for name in ("helpdesk_requests_total", "helpdesk_ack_seconds", "helpdesk_tickets_opened_total",
+                 "helpdesk_outbox_pending", "helpdesk_outbox_oldest_pending_age_seconds",
+                 "helpdesk_outbox_deliveries_total", "helpdesk_outbox_failures_total",
+                 "helpdesk_identity_checks_total", "helpdesk_csat_ratings_total"):
+        assert f"# TYPE {name}" in before, name
+    assert sample(before, "helpdesk_tickets_opened_total", priority="P2") == 0
+
+    view = await open_modal(app, slack_api)
+    await app.interactive(view_submission(view, states()))
+    await slack_api.wait_for_method("chat.postMessage")
+    for _ in range(100):
+        after = await scrape(app)
+        if sample(after, "helpdesk_outbox_deliveries_total", kind="message") >= 1:
+            break
+        await asyncio.sleep(0.05)
+    assert sample(after, "helpdesk_tickets_opened_total", priority="P2") == 1
+    assert sample(after, "helpdesk_outbox_deliveries_total", kind="message") == 1
+    assert sample(after, "helpdesk_outbox_pending") == 0
+    assert sample(after, "helpdesk_requests_total", platform="slack", kind="view_submission",
+                  status="200") == 1
+    assert sample(after, "helpdesk_requests_total", platform="slack", kind="command",
+                  status="200") == 1
+    assert sample(after, "helpdesk_ack_seconds_count", platform="slack", kind="command") == 1
