@@ -1,0 +1,205 @@
+"""`python -m bot check-config`: validate settings, config and directory; say what is enabled.
+
+Starts no server and sends nothing. Secrets are never printed: only which ones are set.
+Exit 0 when everything is usable, 2 with the problem (naming the key or file) otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TextIO
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from bot.directory.factory import create_directory
+from bot.settings import ConfigError, Settings, is_loopback, load_settings
+from handlers.directory import Directory, DirectoryError, EmptyDirectory, FileDirectory
+
+DB_TIMEOUT = 15.0
+
+
+def describe_slack(settings: Settings) -> str:
+    """Slack transport: HTTP, Socket Mode, or disabled with the variables that enable it."""
+    if not settings.slack_enabled:
+        return (
+            "disabled (set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET for HTTP, or "
+            "SLACK_BOT_TOKEN and SLACK_APP_TOKEN for Socket Mode)"
+        )
+    if settings.slack_app_token is not None:
+        also = (
+            "; POST /slack/events also accepts signed requests"
+            if settings.slack_signing_secret is not None
+            else ""
+        )
+        return f"Socket Mode (SLACK_APP_TOKEN set, no public URL needed){also}"
+    return "HTTP mode: POST /slack/events, signed with SLACK_SIGNING_SECRET"
+
+
+def describe_teams(settings: Settings) -> str:
+    """Teams auth: Bot Framework app type and tenant, or local Emulator mode."""
+    if settings.teams_emulator:
+        text = "Emulator mode (MicrosoftAppId is empty): no Bot Framework auth, loopback only"
+        if not is_loopback(settings.host):
+            text += f"; HOST={settings.host} is not loopback, so remote callers are refused"
+        return text
+    text = f"Bot Framework auth, MicrosoftAppId {settings.app_id}, MicrosoftAppType " + (
+        settings.app_type
+    )
+    if settings.app_tenant_id:
+        text += f", tenant {settings.app_tenant_id}"
+    if settings.bot_framework_overrides:
+        text += ", endpoints overridden: " + ", ".join(sorted(settings.bot_framework_overrides))
+    return text
+
+
+def describe_pagers(settings: Settings) -> str:
+    names = []
+    if settings.pagerduty_routing_key is not None:
+        names.append("PagerDuty")
+    if settings.opsgenie_api_key is not None:
+        names.append("Opsgenie")
+    return ", ".join(names) if names else "none (set PAGERDUTY_ROUTING_KEY or OPSGENIE_API_KEY)"
+
+
+def describe_incidents(settings: Settings) -> str:
+    config = settings.config
+    parts = []
+    if config.slack.incident_channel:
+        parts.append(f"Slack {config.slack.incident_channel}")
+    if config.teams.incident_conversation:
+        parts.append(f"Teams {config.teams.incident_conversation}")
+    text = (
+        ", ".join(parts) if parts else "none (slack.incident_channel, teams.incident_conversation)"
+    )
+    if config.incident.bridge_url:
+        text += f"; bridge {config.incident.bridge_url}"
+    return text
+
+
+def describe_database(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError as exc:
+        raise ConfigError(f"DATABASE_URL: {exc}") from None
+
+
+async def describe_directory(settings: Settings) -> str:
+    """Build the configured directory (raises DirectoryError) and say who is in it."""
+    config = settings.config.directory
+    directory: Directory = await create_directory(
+        config, config_dir=settings.config_dir, env=settings.env
+    )
+    try:
+        if isinstance(directory, FileDirectory):
+            people = directory.people
+            technicians = sum(1 for p in people if p.technician)
+            text = (
+                f"file {directory.path}: {len(people)} people, {technicians} technicians, "
+                f"{sum(1 for p in people if p.vip)} VIP"
+            )
+            if not technicians:
+                text += " (no technician listed: everyone counts as one)"
+            return text
+        if isinstance(directory, EmptyDirectory):
+            return "none (directory.path is not set): nobody listed, everyone counts as technician"
+        if config.source == "graph":
+            graph = config.graph
+            base = graph.base_url if graph else "https://graph.microsoft.com"
+            return f"Microsoft Graph at {base} (people are looked up on demand)"
+        ldap = config.ldap
+        where = f"{ldap.url} under {ldap.base_dn}" if ldap else "LDAP"
+        return f"LDAP {where} (people are looked up on demand)"
+    finally:
+        await directory.close()
+
+
+def _new_sqlite_file(url: str) -> bool:
+    """True for a SQLite file that does not exist yet (start-up creates it; so must not we)."""
+    from storage import db
+
+    if not db.is_sqlite(url):
+        return False
+    name = make_url(url).database or ""
+    if not name or name == ":memory:" or Path(name).exists():
+        return False
+    folder = Path(name).resolve().parent
+    if not folder.is_dir():
+        raise ConfigError(f"DATABASE_URL: folder {folder} does not exist")
+    return True
+
+
+async def check_database(url: str) -> str:
+    """Ping the database; a SQLite file that does not exist yet is reported, not created."""
+    from storage import db
+
+    shown = describe_database(url)
+    if _new_sqlite_file(url):
+        return f"{shown} (file does not exist yet: created on first start)"
+    try:
+        engine = db.create_engine(url)
+    except Exception as exc:
+        raise ConfigError(f"DATABASE_URL: {type(exc).__name__}: {exc}") from None
+    try:
+        await asyncio.wait_for(db.ping(engine), timeout=DB_TIMEOUT)
+    except Exception as exc:
+        raise ConfigError(
+            f"DATABASE_URL: cannot reach the database ({type(exc).__name__}: {exc})"
+        ) from None
+    finally:
+        await engine.dispose()
+    return f"{shown} (reachable)"
+
+
+async def _report(settings: Settings, *, database: bool) -> list[tuple[str, str]]:
+    config_source = str(settings.config_path) if settings.config_path else "built-in defaults"
+    lines = [
+        ("config", config_source),
+        ("listen", f"http://{settings.host}:{settings.port}"),
+        (
+            "database",
+            await check_database(settings.database_url)
+            if database
+            else describe_database(settings.database_url) + " (not contacted: --no-db)",
+        ),
+        ("slack", describe_slack(settings)),
+        ("teams", describe_teams(settings)),
+        ("pagers", describe_pagers(settings)),
+        ("directory", await describe_directory(settings)),
+        ("incidents", describe_incidents(settings)),
+        (
+            "tickets",
+            f"numbered {settings.config.ticket_prefix}-1, {settings.config.ticket_prefix}-2, …",
+        ),
+        ("log format", settings.log_format),
+    ]
+    return lines
+
+
+def run(
+    env: Mapping[str, str],
+    *,
+    database: bool = True,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Print what the settings enable; exit code 2 with one message on a bad setting."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        settings = load_settings(env)
+        lines = asyncio.run(_report(settings, database=database))
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=err)
+        return 2
+    except DirectoryError as exc:
+        print(f"config error: directory: {exc}", file=err)
+        return 2
+    width = max(len(key) for key, _ in lines)
+    for key, value in lines:
+        print(f"{key + ':':<{width + 1}} {value}", file=out)
+    print("config OK", file=out)
+    return 0

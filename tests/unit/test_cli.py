@@ -1,0 +1,231 @@
+"""`python -m bot` as an operator runs it: --help, and check-config on good and bad setups."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.__main__ import _parser
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRETS = {
+    "SLACK_BOT_TOKEN": "xoxb-1111-2222-cli-test-token",
+    "SLACK_SIGNING_SECRET": "cli-test-signing-secret-8f7e",
+    "PAGERDUTY_ROUTING_KEY": "cli-test-routing-key-5d4c",
+    "OPSGENIE_API_KEY": "cli-test-opsgenie-key-3b2a",
+    "MicrosoftAppPassword": "cli-test-app-password-1a0b",
+}
+APP_ID = "3c9a1d2e-5b6f-4a7c-8d9e-0f1a2b3c4d5e"
+PEOPLE = """\
+- email: ana@example.com
+  name: Ana Lopez
+  slack_id: U0ANA
+  manager: bo@example.com
+  vip: true
+- email: bo@example.com
+  name: Bo Chen
+  slack_id: U0BO
+  technician: true
+"""
+CONFIG = """\
+slack: {incident_channel: C0INCIDENT}
+teams: {incident_conversation: "19:abc@thread.tacv2"}
+incident: {bridge_url: https://meet.example.com/p1-bridge}
+identity: {approval_ttl: 15m}
+directory: {source: file, path: people.yaml}
+"""
+
+
+def run_bot(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m bot ARGS` in `cwd` with only the given settings (none of the caller's)."""
+    base = {
+        key: value
+        for key, value in os.environ.items()
+        if key in ("PATH", "HOME", "LANG", "LC_ALL", "SYSTEMROOT", "TMPDIR")
+    }
+    base.update({"PYTHONPATH": str(ROOT), "COLUMNS": "80"})
+    base.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        cwd=cwd,
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _setup(folder: Path, *, config: str = CONFIG, people: str = PEOPLE) -> dict[str, str]:
+    (folder / "config.yaml").write_text(config, encoding="utf-8")
+    (folder / "people.yaml").write_text(people, encoding="utf-8")
+    return {
+        "HELPDESK_CONFIG": str(folder / "config.yaml"),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'helpdesk.db'}",
+    }
+
+
+def _fields(stdout: str) -> dict[str, str]:
+    """`key: value` lines of the check-config report."""
+    fields = {}
+    for line in stdout.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and re.fullmatch(r"[a-z ]+", key):
+            fields[key] = value.strip()
+    return fields
+
+
+# -- --help ------------------------------------------------------------------------------------
+
+
+def _subcommands() -> dict[str, str]:
+    for action in _parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return {sub.dest: sub.help or "" for sub in action._get_subactions()}
+    raise AssertionError("python -m bot has no subcommands")
+
+
+def test_help_lists_every_subcommand_on_one_line(tmp_path: Path) -> None:
+    result = run_bot("--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    subcommands = _subcommands()
+    assert {"serve", "worker", "migrate", "check-config", "teams-package"} <= set(subcommands)
+    lines = result.stdout.splitlines()
+    for name, help_text in subcommands.items():
+        assert help_text, f"subcommand {name} has no help text"
+        matching = [line for line in lines if line.split()[:1] == [name]]
+        assert len(matching) == 1, f"{name} is not listed once: {matching}"
+        (line,) = matching
+        assert line.split(None, 1)[1] == help_text, f"{name}'s help wraps: {result.stdout}"
+        assert len(line) <= 80
+
+
+def test_each_subcommand_has_help(tmp_path: Path) -> None:
+    for name in _subcommands():
+        result = run_bot(name, "--help", cwd=tmp_path)
+        assert result.returncode == 0, f"{name} --help: {result.stderr}"
+        assert result.stdout.startswith(f"usage: python -m bot {name}")
+
+
+# -- check-config ------------------------------------------------------------------------------
+
+
+def test_check_config_reports_what_is_enabled_without_secrets(tmp_path: Path) -> None:
+    env = _setup(tmp_path)
+    env.update(SECRETS)
+    env.update(
+        {
+            "MicrosoftAppId": APP_ID,
+            "MicrosoftAppType": "SingleTenant",
+            "MicrosoftAppTenantId": "11111111-2222-4333-8444-555555555555",
+        }
+    )
+    result = run_bot("check-config", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    for name, secret in SECRETS.items():
+        assert secret not in output, f"{name} was printed"
+    fields = _fields(result.stdout)
+    assert fields["slack"].startswith("HTTP mode")
+    assert "SingleTenant" in fields["teams"] and APP_ID in fields["teams"]
+    assert "11111111-2222-4333-8444-555555555555" in fields["teams"]
+    assert fields["pagers"] == "PagerDuty, Opsgenie"
+    assert "people.yaml" in fields["directory"] and "2 people" in fields["directory"]
+    assert "1 technicians" in fields["directory"]
+    assert "C0INCIDENT" in fields["incidents"] and "19:abc@thread.tacv2" in fields["incidents"]
+    assert "meet.example.com/p1-bridge" in fields["incidents"]
+    assert "config OK" in result.stdout
+    # It reports the SQLite file as to-be-created; it creates nothing and starts nothing.
+    assert "created on first start" in fields["database"]
+    assert not (tmp_path / "helpdesk.db").exists()
+
+
+def test_check_config_defaults_socket_mode_and_emulator(tmp_path: Path) -> None:
+    env = {
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'helpdesk.db'}",
+        "SLACK_BOT_TOKEN": SECRETS["SLACK_BOT_TOKEN"],
+        "SLACK_APP_TOKEN": "xapp-1-A0-cli-test-app-token",
+    }
+    result = run_bot("check-config", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    fields = _fields(result.stdout)
+    assert fields["config"] == "built-in defaults"
+    assert fields["slack"].startswith("Socket Mode")
+    assert fields["teams"].startswith("Emulator mode")
+    assert fields["pagers"].startswith("none")
+    assert fields["directory"].startswith("none")
+    assert "xapp-1-A0-cli-test-app-token" not in result.stdout + result.stderr
+
+
+def test_check_config_slack_disabled_says_how_to_enable(tmp_path: Path) -> None:
+    result = run_bot("check-config", "--no-db", cwd=tmp_path, env=_setup(tmp_path))
+    assert result.returncode == 0, result.stderr
+    fields = _fields(result.stdout)
+    assert fields["slack"].startswith("disabled")
+    assert "SLACK_SIGNING_SECRET" in fields["slack"] and "SLACK_APP_TOKEN" in fields["slack"]
+    assert "not contacted" in fields["database"]
+
+
+def test_check_config_pings_an_existing_database(tmp_path: Path) -> None:
+    env = _setup(tmp_path)
+    (tmp_path / "helpdesk.db").write_bytes(b"")  # an empty file is a valid empty SQLite DB
+    result = run_bot("check-config", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert _fields(result.stdout)["database"].endswith("(reachable)")
+
+
+def test_check_config_bad_duration_exits_2_naming_the_key(tmp_path: Path) -> None:
+    env = _setup(tmp_path, config=CONFIG.replace("approval_ttl: 15m", "approval_ttl: 15 minutes"))
+    result = run_bot("check-config", cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert "identity.approval_ttl" in result.stderr
+    assert "15 minutes" in result.stderr
+    assert "config OK" not in result.stdout
+
+
+def test_check_config_invalid_directory_file_exits_2(tmp_path: Path) -> None:
+    env = _setup(tmp_path, people="- email: ana@example.com\n  colour: red\n")
+    result = run_bot("check-config", cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert "people.yaml" in result.stderr and "colour" in result.stderr
+    assert "config OK" not in result.stdout
+
+
+def test_check_config_missing_directory_file_exits_2(tmp_path: Path) -> None:
+    env = _setup(tmp_path)
+    (tmp_path / "people.yaml").unlink()
+    result = run_bot("check-config", cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert "people.yaml" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "key"),
+    [
+        ({"PORT": "eighty"}, "PORT"),
+        (
+            {
+                "MicrosoftAppId": APP_ID,
+                "MicrosoftAppPassword": "x",
+                "MicrosoftAppType": "SingleTenant",
+            },
+            "MicrosoftAppTenantId",
+        ),
+        ({"SLACK_SIGNING_SECRET": "only-the-secret"}, "SLACK_BOT_TOKEN"),
+        ({"DATABASE_URL": "postgresql+asyncpg://nobody:pw@127.0.0.1:1/none"}, "DATABASE_URL"),
+    ],
+)
+def test_check_config_bad_setting_exits_2_naming_it(
+    tmp_path: Path, env: dict[str, str], key: str
+) -> None:
+    result = run_bot("check-config", cwd=tmp_path, env=env)
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.startswith("config error: ")
+    assert key in result.stderr
