@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage import outbox
 
+# Set by the front doors on each request: what kind of request it was (label for metrics).
+REQUEST_KIND = web.RequestKey("request_kind", str)
 PLATFORM_PATHS = {"/slack/events": "slack", "/api/messages": "teams"}
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -82,7 +84,7 @@ class Metrics:
                 status = exc.status
                 raise
             finally:
-                kind = str(request.get("kind", "other"))
+                kind = request.get(REQUEST_KIND, "other")
                 self.requests.labels(platform=platform, kind=kind, status=str(status)).inc()
                 self.ack_seconds.labels(platform=platform, kind=kind).observe(
                     time.perf_counter() - started)

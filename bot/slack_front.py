@@ -21,6 +21,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.correlation import new_correlation_id
+from bot.metrics import REQUEST_KIND
 from bot.settings import Settings
 from cards import slack as blockkit
 from cards.model import ActionId, Card, Text
@@ -66,6 +67,7 @@ class SlackFront:
             # Bolt parses the body before it checks the signature: garbage is a 400 here.
             log.warning("slack: malformed request body (%s)", type(exc).__name__)
             return web.json_response({"error": "malformed body"}, status=400)
+        request[REQUEST_KIND] = _kind(bolt_request.body)
         bolt_response = await self.app.async_dispatch(bolt_request)
         return await to_aiohttp_response(bolt_response)
 
@@ -192,6 +194,13 @@ class SlackFront:
         """Wait for post-ack calls still running (shutdown, tests)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+def _kind(body: dict[str, Any]) -> str:
+    """`command`, `view_submission`, `block_actions`, `event_callback`... for metrics."""
+    if "command" in body:
+        return "command"
+    return str(body.get("type") or "other")
 
 
 def _actor(body: dict[str, Any]) -> Actor:

@@ -29,9 +29,12 @@ def _action_id(name: str | None) -> ActionId | None:
         return None
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def tenant_of(activity: Activity) -> str | None:
-    data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
-    tenant = data.get("tenant") if isinstance(data.get("tenant"), dict) else {}
+    tenant = _dict(_dict(activity.channel_data).get("tenant"))
     found = tenant.get("id") or getattr(activity.conversation, "tenant_id", None)
     return str(found) if found else None
 
@@ -142,10 +145,9 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
         if activity.name != "adaptiveCard/action":
             log.info("teams: unhandled invoke %r answered 501", activity.name)
             return InvokeResponse(status=501)
-        value = activity.value if isinstance(activity.value, dict) else {}
-        action_value = value.get("action") if isinstance(value.get("action"), dict) else {}
-        raw_data = action_value.get("data")
-        name, data = adaptive.submitted_values(raw_data if isinstance(raw_data, dict) else {})
+        # AdaptiveCardInvokeValue leaves `action` a plain dict; read the raw value directly.
+        action_value = _dict(_dict(activity.value).get("action"))
+        name, data = adaptive.submitted_values(_dict(action_value.get("data")))
         action = _action_id(action_value.get("verb") or name)
         if action is None:
             log.info("teams: Action.Execute with unknown verb %r", action_value.get("verb"))

@@ -147,7 +147,7 @@ class _BearerTokenPolicy(AsyncHTTPPolicy):  # type: ignore[misc]
         header = await self._authorization()
         if header is not None:
             request.http_request.headers["Authorization"] = header
-        response = await self.next.send(request, **kwargs)
+        response: Response = await self.next.send(request, **kwargs)  # type: ignore[union-attr]
         if response.http_response.status_code == 401:
             self._header = None
         return response

@@ -25,6 +25,7 @@ from botframework.connector.auth import AuthenticateRequestResult
 
 from bot import teams_replies as replies
 from bot.correlation import new_correlation_id
+from bot.metrics import REQUEST_KIND
 from bot.notifiers import Notifiers
 from bot.notifiers.teams import TeamsNotifier
 from bot.settings import Settings, is_loopback
@@ -174,6 +175,9 @@ class TeamsFront:
             log.warning("teams: rejected a body that is not JSON (400)")
             return _problem(400, "body is not JSON")
         problem = _check_activity(body)
+        if isinstance(body, dict):
+            kind = str(body.get("type") or "other")
+            request[REQUEST_KIND] = f"invoke:{body.get('name')}" if kind == "invoke" else kind
         activity: Activity | None = None
         if problem is None:
             try:

@@ -28,6 +28,25 @@ def _digest(reference: dict[str, Any]) -> str:
     return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
+def _signature(activity: Activity) -> tuple[Any, ...]:
+    """Cheap summary of what a reference is made of (no msrest serialising)."""
+    conv, bot, user = activity.conversation, activity.recipient, activity.from_property
+    return (
+        activity.service_url,
+        activity.channel_id,
+        activity.locale,
+        getattr(conv, "conversation_type", None),
+        getattr(conv, "tenant_id", None),
+        getattr(conv, "name", None),
+        getattr(conv, "is_group", None),
+        getattr(bot, "id", None),
+        getattr(bot, "name", None),
+        getattr(user, "id", None),
+        getattr(user, "name", None),
+        getattr(user, "aad_object_id", None),
+    )
+
+
 def references_for(activity: Activity) -> list[tuple[str, dict[str, Any]]]:
     """(key, reference) pairs to store for an inbound activity.
 
@@ -55,22 +74,33 @@ class ReferenceStore:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
-        self._written: OrderedDict[str, str] = OrderedDict()
+        self._written: OrderedDict[str, str] = OrderedDict()  # key -> digest of stored JSON
+        # conversation id -> the fields the references were built from, last time
+        self._seen: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
 
     async def remember(self, activity: Activity) -> None:
         """Store the activity's references when they differ from what this process wrote."""
+        signature = _signature(activity)
+        conversation_id = getattr(activity.conversation, "id", None)
+        if conversation_id and self._seen.get(conversation_id) == signature:
+            return  # the common case: nothing changed, no serialising, no I/O
         try:
             pairs = references_for(activity)
         except Exception:
             log.warning("teams: activity has no usable conversation reference", exc_info=True)
             return
-        await self.save(pairs)
+        if await self.save(pairs) and conversation_id:
+            self._seen[conversation_id] = signature
+            self._seen.move_to_end(conversation_id)
+            while len(self._seen) > MAX_CACHED:
+                self._seen.popitem(last=False)
 
-    async def save(self, pairs: list[tuple[str, dict[str, Any]]]) -> None:
+    async def save(self, pairs: list[tuple[str, dict[str, Any]]]) -> bool:
+        """Upsert the pairs not already written as they are; False if the write failed."""
         todo = [(key, ref, _digest(ref)) for key, ref in pairs]
         todo = [item for item in todo if self._written.get(item[0]) != item[2]]
         if not todo:
-            return
+            return True
         try:
             async with self.sessions() as session, session.begin():
                 for key, ref, _ in todo:
@@ -80,12 +110,13 @@ class ReferenceStore:
         except Exception:
             # Proactive messages fall back to the configured service URL; the turn goes on.
             log.warning("teams: could not store conversation reference", exc_info=True)
-            return
+            return False
         for key, _, digest in todo:
             self._written[key] = digest
             self._written.move_to_end(key)
         while len(self._written) > MAX_CACHED:
             self._written.popitem(last=False)
+        return True
 
     async def get(self, key: str) -> dict[str, Any] | None:
         async with self.sessions() as session:

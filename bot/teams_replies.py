@@ -11,7 +11,7 @@ from botbuilder.schema import Activity, ActivityTypes, Attachment
 
 from cards import teams as adaptive
 from cards.model import ActionId, Card, Element, NumberInput, Text
-from handlers import intake
+from handlers import closure_cards, intake
 from handlers.deps import Deps
 from handlers.types import Reply
 
@@ -33,7 +33,8 @@ _MENTION = re.compile(r"^\s*(?:<at>.*?</at>\s*)+", re.IGNORECASE | re.DOTALL)
 
 def strip_mentions(text: str) -> str:
     """`<at>Helpdesk</at> ticket show HD-1` -> `ticket show HD-1` (leading mentions only)."""
-    return _MENTION.sub("", text or "").strip()
+    spaced = (text or "").replace("&nbsp;", " ").replace("\xa0", " ")
+    return _MENTION.sub("", spaced).strip()
 
 
 def with_text(reply: Reply) -> Card | None:
@@ -83,7 +84,11 @@ def _intake_form(deps: Deps, data: dict[str, str]) -> Card:
     return intake.intake_card(deps.config, summary=data.get("summary", ""), context=context)
 
 
-FORMS: dict[ActionId, FormBuilder] = {ActionId.TICKET_CREATE: _intake_form}
+FORMS: dict[ActionId, FormBuilder] = {
+    ActionId.TICKET_CREATE: _intake_form,
+    ActionId.CLOSE_SUBMIT: closure_cards.rebuild_closure_form,
+    ActionId.ESCALATE_SUBMIT: closure_cards.rebuild_escalation_form,
+}
 
 
 def _refill(element: Element, data: dict[str, str], errors: dict[str, str]) -> list[Element]:

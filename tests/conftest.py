@@ -19,8 +19,31 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from storage import db
 from storage.migrate import upgrade
 from storage.models import Base
+from tests import log_audit
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import BOT_TOKEN, SIGNING_SECRET, AppHarness
+
+_AUDIT = log_audit.Audit()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _AUDIT.install()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when any log line carried a token or secret a test gave the app."""
+    leaks = _AUDIT.leaks()
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if leaks:
+        if reporter is not None:
+            reporter.write_line("SECRETS IN LOGS:", red=True)
+            for leak in leaks:
+                reporter.write_line("  " + leak, red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    elif reporter is not None and log_audit.SEEN:
+        reporter.write_line(f"log audit: {len(log_audit.SEEN | log_audit.ISSUED)} secrets "
+                            f"checked against {_AUDIT.lines()} log lines, none found")
+
 
 PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 BACKENDS = ["sqlite", "postgresql"]

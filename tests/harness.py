@@ -16,6 +16,7 @@ from aiohttp import web
 
 from bot.app import SERVICES, Services, create_app
 from bot.settings import load_settings
+from tests import log_audit
 
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
 BOT_TOKEN = "xoxb-test-0000-token"
@@ -33,6 +34,7 @@ class AppHarness:
                  people: list[dict[str, Any]] | None, *, scheduler: bool = True) -> None:
         self.tmp = tmp
         self.env = dict(env)
+        log_audit.remember(self.env)
         self.scheduler = scheduler
         if config is not None or people is not None:
             cfg = dict(config or {})

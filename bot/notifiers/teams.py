@@ -70,7 +70,8 @@ def delivery_error(exc: HttpOperationError) -> DeliveryError:
     status = getattr(response, "status_code", None) or getattr(response, "status", None) or 0
     error = _error_body(response)
     code = str(error.get("code") or "")
-    inner = error.get("innerHttpError") if isinstance(error.get("innerHttpError"), dict) else {}
+    inner = error.get("innerHttpError")
+    inner = inner if isinstance(inner, dict) else {}
     sub_code = str(error.get("subCode") or inner.get("subCode") or "")
     label = "/".join(part for part in (code, sub_code) if part) or "error"
     message = str(error.get("message") or exc.message or "")[:300]

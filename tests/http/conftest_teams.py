@@ -18,8 +18,18 @@ PERSONAL = "a:1personal-chat-with-tech"
 CHANNEL = "19:helpdesk@thread.tacv2"
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"
-INTAKE_LABELS = ["Requester", "Summary", "Exact error text", "What were they doing",
-                 "Reproducible", "Users affected", "Priority", "Category", "Asset", "Client"]
+INTAKE_LABELS = [
+    "Requester",
+    "Summary",
+    "Exact error text",
+    "What were they doing",
+    "Reproducible",
+    "Users affected",
+    "Priority",
+    "Category",
+    "Asset",
+    "Client",
+]
 PEOPLE = [
     {"email": "ana@example.com", "name": "Ana Lopez", "teams_id": ANA_ID},
     {"email": "tech@example.com", "name": "Tom Tech", "teams_id": TECH_ID, "technician": True},
@@ -38,9 +48,15 @@ def next_id() -> str:
     return str(next(_ids))
 
 
-def activity(service_url: str, *, conversation: str = PERSONAL, user: str = TECH_ID,
-             user_name: str = "Tom Tech", activity_id: str | None = None,
-             **fields: Any) -> dict[str, Any]:
+def activity(
+    service_url: str,
+    *,
+    conversation: str = PERSONAL,
+    user: str = TECH_ID,
+    user_name: str = "Tom Tech",
+    activity_id: str | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
     """An inbound Teams activity (defaults: a message in the technician's 1:1 chat)."""
     kind = "personal" if conversation.startswith("a:") else "channel"
     body: dict[str, Any] = {
@@ -49,9 +65,17 @@ def activity(service_url: str, *, conversation: str = PERSONAL, user: str = TECH
         "timestamp": "2025-01-06T09:10:00.000Z",
         "channelId": "msteams",
         "serviceUrl": service_url,
-        "from": {"id": user, "name": user_name, "aadObjectId": "7faf8ab2-3d56-4244-b585-20c8a42ed2b8"},
-        "conversation": {"id": conversation, "conversationType": kind, "tenantId": TENANT,
-                         **({"isGroup": True} if kind == "channel" else {})},
+        "from": {
+            "id": user,
+            "name": user_name,
+            "aadObjectId": "7faf8ab2-3d56-4244-b585-20c8a42ed2b8",
+        },
+        "conversation": {
+            "id": conversation,
+            "conversationType": kind,
+            "tenantId": TENANT,
+            **({"isGroup": True} if kind == "channel" else {}),
+        },
         "recipient": {"id": BOT_ID, "name": "Helpdesk"},
         "channelData": {"tenant": {"id": TENANT}},
         "locale": "en-US",

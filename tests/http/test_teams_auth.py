@@ -11,11 +11,13 @@ import pytest
 
 from tests.fakes.botframework import OUTBOUND_TOKEN, FakeBotAuth, FakeConnector
 from tests.harness import AppHarness
+from tests.http import conftest_teams as teams_support
 from tests.http.conftest_teams import (
     PERSONAL,
-    connector,  # noqa: F401  (fixture)
     message,
 )
+
+connector = teams_support.connector  # the fake connector fixture
 
 APP_ID = "00000000-1111-2222-3333-444444444444"
 PASSWORD = "s3cret-password"
@@ -46,8 +48,9 @@ async def test_valid_token_is_served_and_reply_carries_outbound_token(
     app = await start(make_app, bot_auth)
     token = bot_auth.make_token(APP_ID, connector.service_url)
     for count in (1, 2):
-        response = await app.teams(message(connector.service_url, "ticket mine"),
-                                   headers=bearer(token))
+        response = await app.teams(
+            message(connector.service_url, "ticket mine"), headers=bearer(token)
+        )
         assert response.status == 201
         await connector.wait_for(lambda r: r.method == "POST", count=count)
     replies = connector.activities()
@@ -77,12 +80,16 @@ async def test_valid_token_is_served_and_reply_carries_outbound_token(
          "expired", "unknown-kid", "wrong-audience", "wrong-serviceurl", "wrong-issuer"],
 )  # fmt: skip
 async def test_bad_tokens_get_401_and_nothing_is_sent(
-    make_app, bot_auth: FakeBotAuth, connector: FakeConnector,
+    make_app,
+    bot_auth: FakeBotAuth,
+    connector: FakeConnector,
     header: Callable[[FakeBotAuth, str], dict[str, str]],
 ):
     app = await start(make_app, bot_auth)
-    response = await app.teams(message(connector.service_url, "ticket new"),
-                               headers=header(bot_auth, connector.service_url))
+    response = await app.teams(
+        message(connector.service_url, "ticket new"),
+        headers=header(bot_auth, connector.service_url),
+    )
     assert response.status == 401
     await asyncio.sleep(0.05)
     assert connector.recorded == []
@@ -98,8 +105,10 @@ async def test_unreachable_signing_keys_get_401_within_seconds(
     metadata = f"{dead_url}/v1/.well-known/openidconfiguration"
     app = await start(make_app, bot_auth, TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL=metadata)
     started = time.monotonic()
-    response = await app.teams(message(connector.service_url, "ticket new"),
-                               headers=bearer(bot_auth.make_token(APP_ID, connector.service_url)))
+    response = await app.teams(
+        message(connector.service_url, "ticket new"),
+        headers=bearer(bot_auth.make_token(APP_ID, connector.service_url)),
+    )
     assert response.status == 401
     assert time.monotonic() - started < 3
     assert connector.recorded == []

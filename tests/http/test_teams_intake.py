@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from storage.models import ConversationRef, Ticket
 from tests.adaptive_schema import validate_adaptive_card
 from tests.fakes.botframework import FakeConnector
 from tests.harness import AppHarness
+from tests.http import conftest_teams as teams_support
 from tests.http.conftest_teams import (
     ANA_ID,
     BOT_ID,
@@ -26,12 +30,15 @@ from tests.http.conftest_teams import (
     TENANT,
     activity,
     card_of,
-    connector,  # noqa: F401  (fixture)
     form_values,
     inputs,
     message,
     submit_action,
 )
+
+connector = teams_support.connector  # the fake connector fixture
+
+REFERENCE = Path(__file__).resolve().parents[3] / "shared/reference/teams"
 
 
 def unescape(text: str) -> str:
@@ -43,8 +50,9 @@ async def start(make_app: Any, **kwargs: Any) -> AppHarness:
     return app
 
 
-async def open_form(app: AppHarness, fake: FakeConnector, text: str = "ticket new Printer jams"
-                    ) -> dict[str, Any]:
+async def open_form(
+    app: AppHarness, fake: FakeConnector, text: str = "ticket new Printer jams"
+) -> dict[str, Any]:
     before = len(fake.activities())
     response = await app.teams(message(fake.service_url, text))
     assert response.status == 201
@@ -68,7 +76,11 @@ def assert_stored_verbatim(ticket: Ticket) -> None:
     assert ticket.summary == values["summary"]
     assert ticket.error_text == values["error_text"]
     assert ticket.doing == values["doing"]
-    assert (ticket.reproducible, ticket.users_affected, ticket.priority) == ("intermittent", 1, "P2")
+    assert (ticket.reproducible, ticket.users_affected, ticket.priority) == (
+        "intermittent",
+        1,
+        "P2",
+    )
     assert (ticket.category, ticket.asset, ticket.client) == ("printer", "PRN-0042", "Acme")
     assert (ticket.requester_id, ticket.requester_email) == (ANA_ID, "ana@example.com")
     assert ticket.technician_id == TECH_ID
@@ -81,8 +93,12 @@ def assert_stored_verbatim(ticket: Ticket) -> None:
 def assert_ticket_card(card: dict[str, Any], ticket: Ticket) -> None:
     validate_adaptive_card(card)
     # TextBlock and FactSet text is Markdown-escaped by the renderer.
-    facts = {unescape(f["title"]): unescape(f["value"]) for e in card["body"]
-             if e["type"] == "FactSet" for f in e["facts"]}
+    facts = {
+        unescape(f["title"]): unescape(f["value"])
+        for e in card["body"]
+        if e["type"] == "FactSet"
+        for f in e["facts"]
+    }
     assert facts["Ticket"] == "HD-1"
     assert facts["Priority"] == "P2"
     assert ticket.respond_by.strftime("%Y-%m-%d %H:%M") in facts["Respond by"]
@@ -129,9 +145,17 @@ async def test_action_execute_answers_with_ticket_card(make_app, connector: Fake
     card = await open_form(app, connector)
     action = submit_action(card)
     invoke = activity(
-        connector.service_url, type="invoke", name="adaptiveCard/action",
-        value={"action": {"type": "Action.Execute", "verb": action["verb"],
-                          "data": {**action["data"], **form_values()}}, "trigger": "manual"},
+        connector.service_url,
+        type="invoke",
+        name="adaptiveCard/action",
+        value={
+            "action": {
+                "type": "Action.Execute",
+                "verb": action["verb"],
+                "data": {**action["data"], **form_values()},
+            },
+            "trigger": "manual",
+        },
     )
     response = await app.teams(invoke)
     assert response.status == 200
@@ -149,9 +173,12 @@ async def test_action_execute_field_errors_resend_the_form(make_app, connector: 
     card = await open_form(app, connector)
     action = submit_action(card)
     data = {**action["data"], **form_values(requester="not an email", users_affected="")}
-    invoke = activity(connector.service_url, type="invoke", name="adaptiveCard/action",
-                      value={"action": {"type": "Action.Execute", "verb": action["verb"],
-                                        "data": data}})
+    invoke = activity(
+        connector.service_url,
+        type="invoke",
+        name="adaptiveCard/action",
+        value={"action": {"type": "Action.Execute", "verb": action["verb"], "data": data}},
+    )
     response = await app.teams(invoke)
     assert response.status == 200
     body = await response.json()
@@ -168,19 +195,32 @@ async def test_action_execute_field_errors_resend_the_form(make_app, connector: 
 async def test_repeated_activity_id_makes_one_ticket(make_app, connector: FakeConnector):
     app = await start(make_app)
     card = await open_form(app, connector)
-    submit = activity(connector.service_url,
-                      value={**submit_action(card)["fallback"]["data"], **form_values()})
+    submit = activity(
+        connector.service_url, value={**submit_action(card)["fallback"]["data"], **form_values()}
+    )
     first = await app.teams(submit)
     again = await app.teams(submit)
     assert (first.status, again.status) == (201, 201)
     assert await count_tickets(app) == 1
-    invoke = activity(connector.service_url, type="invoke", name="adaptiveCard/action",
-                      value={"action": {"type": "Action.Execute", "verb": "ticket.create",
-                                        "data": {"channel": PERSONAL, **form_values()}}})
+    invoke = activity(
+        connector.service_url,
+        type="invoke",
+        name="adaptiveCard/action",
+        value={
+            "action": {
+                "type": "Action.Execute",
+                "verb": "ticket.create",
+                "data": {"channel": PERSONAL, **form_values()},
+            }
+        },
+    )
     replies = [await app.teams(invoke), await app.teams(invoke)]
     bodies = [await r.json() for r in replies]
-    assert bodies[1] == {"statusCode": 200, "type": "application/vnd.microsoft.activity.message",
-                         "value": "Already done: that was handled before."}
+    assert bodies[1] == {
+        "statusCode": 200,
+        "type": "application/vnd.microsoft.activity.message",
+        "value": "Already done: that was handled before.",
+    }
     assert await count_tickets(app) == 2
     await asyncio.sleep(0.1)
     assert len(connector.activities()) == 2  # the form, then one ticket card
@@ -189,8 +229,12 @@ async def test_repeated_activity_id_makes_one_ticket(make_app, connector: FakeCo
 async def test_ticket_show_and_mine(make_app, connector: FakeConnector):
     app = await start(make_app)
     card = await open_form(app, connector)
-    await app.teams(activity(connector.service_url,
-                             value={**submit_action(card)["fallback"]["data"], **form_values()}))
+    await app.teams(
+        activity(
+            connector.service_url,
+            value={**submit_action(card)["fallback"]["data"], **form_values()},
+        )
+    )
     ticket = await only_ticket(app)
 
     await app.teams(message(connector.service_url, "ticket show hd-1"))
@@ -234,15 +278,20 @@ async def test_other_text_gets_a_hint_and_help_stays_in_a_failed_personal_chat(
     assert "ticket" in connector.activities()[0]["text"]
     connector.fail("/v3/conversations", 403)
     await app.teams(message(connector.service_url, "ticket mine", conversation=CHANNEL))
-    await connector.wait_for(lambda r: r.method == "POST" and r.path != "/v3/conversations",
-                             count=2)
+    await connector.wait_for(
+        lambda r: r.method == "POST" and r.path != "/v3/conversations", count=2
+    )
     assert connector.activities()[-1]["_conversation_id"] == CHANNEL
 
 
 async def test_bot_added_stores_reference_and_welcomes(make_app, connector: FakeConnector):
     app = await start(make_app)
-    update = activity(connector.service_url, type="conversationUpdate", conversation=CHANNEL,
-                      membersAdded=[{"id": BOT_ID}])
+    update = activity(
+        connector.service_url,
+        type="conversationUpdate",
+        conversation=CHANNEL,
+        membersAdded=[{"id": BOT_ID}],
+    )
     response = await app.teams(update)
     assert response.status == 201
     await connector.wait_for(lambda r: r.method == "POST")
@@ -277,11 +326,66 @@ async def test_malformed_requests_get_4xx_and_server_keeps_serving(
     await open_form(app, connector)
 
 
-async def test_emulator_mode_refuses_when_host_is_not_loopback(
-    make_app, connector: FakeConnector
-):
+async def test_emulator_mode_refuses_when_host_is_not_loopback(make_app, connector: FakeConnector):
     app = await make_app(env={"HOST": "0.0.0.0"})
     response = await app.teams(message(connector.service_url, "ticket new"))
     assert response.status == 403
     await asyncio.sleep(0.05)
     assert connector.recorded == []
+
+
+async def test_unknown_actions_get_friendly_answers_and_other_invokes_501(
+    make_app, connector: FakeConnector
+):
+    app = await start(make_app)
+    submit = await app.teams(activity(connector.service_url, value={"action": "ticket.nope"}))
+    assert submit.status == 201
+    await connector.wait_for(lambda r: r.method == "POST")
+    assert "not available" in connector.activities()[0]["text"]
+
+    execute = activity(
+        connector.service_url,
+        type="invoke",
+        name="adaptiveCard/action",
+        value={"action": {"type": "Action.Execute", "verb": "nope", "data": {}}},
+    )
+    response = await app.teams(execute)
+    assert response.status == 200
+    body = await response.json()
+    assert body["type"] == "application/vnd.microsoft.activity.message"
+    assert "not available" in body["value"]
+
+    other = activity(connector.service_url, type="invoke", name="composeExtension/query", value={})
+    assert (await app.teams(other)).status == 501
+    assert len(connector.activities()) == 1
+
+
+@pytest.mark.parametrize(
+    ("fixture", "status"),
+    [
+        ("message.json", 201),
+        ("message_action_submit.json", 201),
+        ("invoke_adaptive_card_action.json", 200),
+        ("conversation_update_bot_added.json", 201),
+        ("conversation_update_bot_added_personal.json", 201),
+    ],
+)
+async def test_shared_reference_payloads_are_answered(
+    make_app, connector: FakeConnector, fixture: str, status: int
+):
+    app = await start(make_app)
+    body = json.loads((REFERENCE / fixture).read_text(encoding="utf-8"))
+    body["serviceUrl"] = connector.service_url
+    response = await app.teams(body)
+    assert response.status == status
+    if status == 200:
+        invoke = await response.json()
+        assert invoke["statusCode"] == 200
+        if invoke["type"] == CARD_TYPE:
+            validate_adaptive_card(invoke["value"])
+    await asyncio.sleep(0.1)
+    for posted in connector.activities():
+        if posted.get("attachments"):
+            card_of(posted)
+        else:
+            assert posted["text"]

@@ -12,14 +12,16 @@ from cards.model import Card, Text
 from storage.models import ConversationRef, OutboxMessage
 from tests.fakes.botframework import FakeConnector
 from tests.harness import AppHarness
+from tests.http import conftest_teams as teams_support
 from tests.http.conftest_teams import (
     ANA_ID,
     CHANNEL,
     TENANT,
     card_of,
-    connector,  # noqa: F401  (fixture)
     message,
 )
+
+connector = teams_support.connector  # the fake connector fixture
 
 CARD = Card(title="HD-7 (P1): VPN down", body=[Text("Everyone on floor 3")], fallback="HD-7")
 
@@ -54,14 +56,13 @@ async def test_dm_without_reference_opens_personal_chat(make_app, connector: Fak
     assert connector.activities()[-1]["_conversation_id"] == created["_id"]
 
 
-async def test_channel_message_uses_stored_reference_and_thread(
-    make_app, connector: FakeConnector
-):
+async def test_channel_message_uses_stored_reference_and_thread(make_app, connector: FakeConnector):
     app = await start(make_app, connector)
     await app.teams(message(connector.service_url, "hello", conversation=CHANNEL))
     await connector.wait_for(lambda r: r.method == "POST")
-    result = await deliver(app, "message", channel=CHANNEL, thread="1700000000999",
-                           text="Identity confirmed")
+    result = await deliver(
+        app, "message", channel=CHANNEL, thread="1700000000999", text="Identity confirmed"
+    )
     posted = connector.activities()[-1]
     assert (posted["_conversation_id"], posted["_reply_to_id"]) == (CHANNEL, "1700000000999")
     assert posted["text"] == "Identity confirmed" and posted["textFormat"] == "plain"
@@ -85,8 +86,13 @@ async def test_channel_message_uses_stored_reference_and_thread(
     ],
 )
 async def test_connector_errors_map_to_delivery_errors(
-    make_app, connector: FakeConnector, status: int, headers: dict[str, str],
-    permanent: bool, retry_after: float | None, names: str,
+    make_app,
+    connector: FakeConnector,
+    status: int,
+    headers: dict[str, str],
+    permanent: bool,
+    retry_after: float | None,
+    names: str,
 ):
     app = await start(make_app, connector)
     connector.fail(f"/v3/conversations/{CHANNEL}/activities", status, headers=headers)
@@ -117,15 +123,14 @@ async def test_channel_not_reachable_falls_back_to_technician_dm(
 ):
     app = await start(make_app, connector)
     connector.fail(f"/v3/conversations/{CHANNEL}/activities", 403)
-    result = await deliver(app, "message", channel=CHANNEL, text="HD-7 opened",
-                           fallback_user=ANA_ID)
+    result = await deliver(
+        app, "message", channel=CHANNEL, text="HD-7 opened", fallback_user=ANA_ID
+    )
     assert result["dm"] is True
     assert connector.activities()[-1]["text"] == "HD-7 opened"
 
 
-async def test_no_reference_and_no_service_url_is_retried_later(
-    make_app, connector: FakeConnector
-):
+async def test_no_reference_and_no_service_url_is_retried_later(make_app, connector: FakeConnector):
     app: AppHarness = await make_app(scheduler=False)
     with pytest.raises(DeliveryError, match="service_url") as caught:
         await deliver(app, "dm", user=ANA_ID, text="hi")
