@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
@@ -12,9 +12,13 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.directory.factory import create_directory
+from bot.correlation import new_correlation_id, ticket_number
+from bot.metrics import Metrics, metrics_handler
 from bot.notifiers import Notifiers
+from bot.notifiers.opsgenie import OpsgenieNotifier
+from bot.notifiers.pagerduty import PagerDutyNotifier
 from bot.notifiers.slack import SlackNotifier
-from bot.outbox_worker import OutboxWorker
+from bot.outbox_worker import OutboxWorker, lease_from_env
 from bot.settings import Settings
 from bot.slack_front import SlackFront, make_client
 from bot.teams_front import TeamsFront
@@ -40,9 +44,12 @@ class Services:
     teams: TeamsFront | None = None
     worker: OutboxWorker | None = None
     scheduler: AsyncIOScheduler | None = None
+    metrics: Metrics = field(default_factory=Metrics)
 
 
-async def start_services(settings: Settings, *, scheduler: bool, web_front: bool) -> Services:
+async def start_services(
+    settings: Settings, *, scheduler: bool, web_front: bool, metrics: Metrics | None = None
+) -> Services:
     """Connect to the database, load the directory, build front doors and the worker."""
     engine = db.create_engine(settings.database_url)
     await db.ping(engine)
@@ -60,8 +67,13 @@ async def start_services(settings: Settings, *, scheduler: bool, web_front: bool
         connector=TCPConnector(limit=100, keepalive_timeout=30),
         timeout=ClientTimeout(total=15),
     )
-    deps = Deps(config=settings.config, sessions=sessions, directory=directory)
-    services = Services(settings=settings, engine=engine, sessions=sessions, deps=deps, http=http)
+    pagers = tuple(name for name, key in (("pagerduty", settings.pagerduty_routing_key),
+                                          ("opsgenie", settings.opsgenie_api_key)) if key)
+    metrics = metrics or Metrics()
+    deps = Deps(config=settings.config, sessions=sessions, directory=directory, pagers=pagers,
+                observe=metrics.observe)
+    services = Services(settings=settings, engine=engine, sessions=sessions, deps=deps, http=http,
+                        metrics=metrics)
 
     if settings.slack_enabled:
         client = make_client(settings, http)
@@ -74,6 +86,15 @@ async def start_services(settings: Settings, *, scheduler: bool, web_front: bool
         log.info("Slack is disabled: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (HTTP) or "
                  "SLACK_BOT_TOKEN and SLACK_APP_TOKEN (Socket Mode) to enable it")
 
+    if settings.pagerduty_routing_key is not None:
+        services.notifiers.register("page.pagerduty", PagerDutyNotifier(
+            http, url=settings.pagerduty_events_url, routing_key=settings.pagerduty_routing_key))
+    if settings.opsgenie_api_key is not None:
+        services.notifiers.register("page.opsgenie", OpsgenieNotifier(
+            http, url=settings.opsgenie_api_url, api_key=settings.opsgenie_api_key))
+    log.info("P1 paging through: %s", ", ".join(pagers) or
+             "nothing (set PAGERDUTY_ROUTING_KEY and/or OPSGENIE_API_KEY to page the on-call)")
+
     teams = TeamsFront(settings, deps, http)
     teams.register_notifiers(services.notifiers)
     if web_front:
@@ -81,7 +102,8 @@ async def start_services(settings: Settings, *, scheduler: bool, web_front: bool
 
     if scheduler:
         services.scheduler = AsyncIOScheduler(timezone="UTC")
-        services.worker = OutboxWorker(sessions, services.notifiers)
+        services.worker = OutboxWorker(
+            sessions, services.notifiers, lease=lease_from_env(settings.env), observer=metrics)
         services.worker.schedule(services.scheduler)
         outbox.on_enqueue_commit(sessions, services.worker.wake)
         services.scheduler.start()
@@ -91,8 +113,12 @@ async def start_services(settings: Settings, *, scheduler: bool, web_front: bool
 async def stop_services(services: Services) -> None:
     if services.scheduler is not None:
         services.scheduler.shutdown(wait=False)
+    if services.worker is not None:
+        await services.worker.close()
     if services.slack is not None:
         await services.slack.drain()
+    if services.teams is not None:
+        services.teams.close()
     await services.deps.directory.close()
     await services.http.close()
     await services.engine.dispose()
@@ -108,16 +134,31 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "db": "ok"})
 
 
+@web.middleware
+async def correlate(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every log line of one request carries the same short correlation id."""
+    new_correlation_id()
+    ticket_number.set("-")
+    return await handler(request)
+
+
 async def _slack_disabled(request: web.Request) -> web.Response:
     return web.json_response({"error": "slack is not configured"}, status=404)
 
 
 def create_app(settings: Settings, *, scheduler: bool = True) -> web.Application:
     """The whole HTTP surface; services start and stop with the app."""
-    app = web.Application(client_max_size=1024 * 1024)
+    metrics = Metrics()
+    app = web.Application(
+        client_max_size=1024 * 1024, middlewares=[correlate, metrics.middleware()]
+    )
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        services = await start_services(settings, scheduler=scheduler, web_front=True)
+        services = await start_services(
+            settings, scheduler=scheduler, web_front=True, metrics=metrics
+        )
         app[SERVICES] = services
         if services.slack is not None and settings.slack_app_token is not None:
             await services.slack.start_socket_mode(settings.slack_app_token.get_secret_value())
@@ -141,7 +182,11 @@ def create_app(settings: Settings, *, scheduler: bool = True) -> web.Application
         return await front.handle_http(request)
 
     app.cleanup_ctx.append(lifecycle)
+    async def metrics_endpoint(request: web.Request) -> web.Response:
+        return await metrics_handler(metrics, request.app[SERVICES].sessions)
+
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_post("/slack/events", slack_events)
     app.router.add_post("/api/messages", teams_messages)
     return app

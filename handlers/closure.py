@@ -1,24 +1,237 @@
-"""PLACEHOLDER: being written; replaced wholesale by its owner."""
+"""Use cases: log time, open the closure form, close a ticket (survey and follow-up queued)."""
 
 from __future__ import annotations
 
+import logging
+import re
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from handlers.types import InvalidInput, Reply
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers import csat, identity, incidents, notify
+from handlers.closure_cards import CATEGORIES, MAX_KB, closed_notice, closure_form
+from handlers.closure_rules import note_problem
+from handlers.commands import Command, ticket_ref
+from handlers.deps import Deps
+from handlers.durations import format_duration, parse_duration
+from handlers.ticket_cards import ticket_card
+from handlers.tickets import load
+from handlers.types import DomainError, Duplicate, Interaction, InvalidInput, NotFound, Reply
+from storage import tickets as repo
+from storage.models import Ticket, TimeEntry
+
+log = logging.getLogger(__name__)
+MAX_ENTRY = timedelta(hours=24)
+MAX_TIME_NOTE = 500
+TIME_USAGE = "Try `ticket time HD-7 45m [note]` (durations like 45m, 1h30m or 2h)."
+_DURATION_WORD = re.compile(r"^(?:\d+[dhms])+$", re.IGNORECASE)
+_KB = re.compile(r"^KB[-\s]?\d{3,}$", re.IGNORECASE)
+_URL = re.compile(r"^https?://\S+$", re.IGNORECASE)
 
 
-async def time_command(*args: Any) -> Reply:
-    raise InvalidInput("This is not available yet.")
+def entry_minutes(text: str) -> int:
+    """Minutes of one time entry typed as `45m`/`1h30m`/`2h`; ValueError says what is wrong."""
+    try:
+        delta = parse_duration(text)
+    except ValueError:
+        raise ValueError(f"'{text}' is not a duration like 45m, 1h30m or 2h.") from None
+    if delta < timedelta(minutes=1):
+        raise ValueError("Log at least 1 minute (e.g. 45m).")
+    if delta > MAX_ENTRY:
+        raise ValueError("One time entry can be at most 24h; log longer work as several entries.")
+    return int(delta.total_seconds() // 60)
 
 
-async def close_command(*args: Any) -> Reply:
-    raise InvalidInput("This is not available yet.")
+async def _claim(session: AsyncSession, interaction: Interaction) -> None:
+    if interaction.delivery_id and not await repo.claim_delivery(session, interaction.delivery_id):
+        raise Duplicate(f"delivery {interaction.delivery_id} was already handled")
 
 
-async def close_button(*args: Any) -> Reply:
-    raise InvalidInput("This is not available yet.")
+async def _locked(session: AsyncSession, number: str) -> Ticket:
+    ticket = await repo.get_by_number(session, number, lock=True)
+    if ticket is None:
+        raise NotFound(f"There is no ticket {number}.")
+    return ticket
 
 
-async def submit(*args: Any) -> Reply:
-    raise InvalidInput("This is not available yet.")
+def _require_open(ticket: Ticket) -> None:
+    if ticket.status != "open":
+        raise DomainError(f"{ticket.number} is already {ticket.status}.")
 
+
+# -- time entries ----------------------------------------------------------------------------
+
+
+async def time_command(deps: Deps, interaction: Interaction, command: Command) -> Reply:
+    """`ticket time HD-7 45m [note]`: one audited time entry (technicians only)."""
+    await deps.require_technician(interaction.actor, "log time")
+    number = ticket_ref(command)
+    if number is None:
+        raise InvalidInput(f"Which ticket? {TIME_USAGE}")
+    words = command.args.split()[1:]
+    taken = 0
+    while taken < len(words) and _DURATION_WORD.match(words[taken]):
+        taken += 1  # `1h 30m` typed with a space still reads as one duration
+    if not taken:
+        raise InvalidInput(f"How long did you work on {number}? {TIME_USAGE}")
+    try:
+        minutes = entry_minutes("".join(words[:taken]))
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    note = command.args.split(None, taken + 1)[taken + 1 :]
+    text = note[0].strip() if note else ""
+    if len(text) > MAX_TIME_NOTE:
+        raise InvalidInput(f"Keep the time note under {MAX_TIME_NOTE} characters.")
+    async with deps.sessions() as session, session.begin():
+        await _claim(session, interaction)
+        ticket = await _locked(session, number)
+        await add_time(session, ticket=ticket, interaction=interaction, minutes=minutes, note=text)
+        total = sum(e.minutes for e in await repo.time_entries_for(session, ticket.id))
+    return Reply(
+        text=f"Logged {format_duration(timedelta(minutes=minutes))} on {number} "
+        f"(total {format_duration(timedelta(minutes=total))})."
+    )
+
+
+async def add_time(
+    session: AsyncSession, *, ticket: Ticket, interaction: Interaction, minutes: int, note: str
+) -> None:
+    """Store one time entry with its audit event (in the caller's transaction)."""
+    session.add(
+        TimeEntry(ticket_id=ticket.id, minutes=minutes, note=note, actor_id=interaction.actor.id)
+    )
+    await session.flush()
+    await repo.add_event(
+        session,
+        ticket_id=ticket.id,
+        kind="time.logged",
+        actor_platform=interaction.platform,
+        actor_id=interaction.actor.id,
+        channel=interaction.conversation.id,
+        data={"minutes": minutes, "note": note},
+    )
+
+
+# -- the closure form ------------------------------------------------------------------------
+
+
+async def _form(deps: Deps, interaction: Interaction, ticket: Ticket) -> Reply:
+    await deps.require_technician(interaction.actor, "close tickets")
+    _require_open(ticket)
+    identity.require_confirmed(ticket)
+    async with deps.sessions() as session:
+        logged = sum(e.minutes for e in await repo.time_entries_for(session, ticket.id))
+    card = closure_form(ticket.number, logged_minutes=logged, summary=ticket.summary)
+    return Reply(card=card, as_form=True)
+
+
+async def close_command(deps: Deps, interaction: Interaction, command: Command) -> Reply:
+    """`ticket close HD-7`: the closure form."""
+    return await _form(deps, interaction, await load(deps, command))
+
+
+async def close_button(deps: Deps, interaction: Interaction) -> Reply:
+    """The **Close** button on a ticket card: the closure form."""
+    number = str(interaction.data.get("ticket", ""))
+    return await _form(deps, interaction, await load(deps, Command("close", number)))
+
+
+@dataclass(frozen=True)
+class Closure:
+    note: str
+    category: str
+    minutes: int | None
+    kb_article: str
+
+
+def _value(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    return "" if value is None else str(value)
+
+
+def validate(data: dict[str, Any], *, logged_minutes: int) -> Closure:
+    """Check the closure form; InvalidInput names every bad field (ids as in the form)."""
+    errors: dict[str, str] = {}
+    note = _value(data, "resolution_note")
+    if problem := note_problem(note):
+        errors["resolution_note"] = problem
+    raw_category = _value(data, "resolution_category").strip().lower()
+    category = next((v for v, _ in CATEGORIES if v.lower() == raw_category), "")
+    if not category:
+        errors["resolution_category"] = "Choose Incident, Request or Problem."
+    minutes = None
+    spent = _value(data, "time_spent").strip()
+    if spent:
+        try:
+            minutes = entry_minutes(spent.replace(" ", ""))
+        except ValueError as exc:
+            errors["time_spent"] = str(exc)
+    elif not logged_minutes:
+        errors["time_spent"] = "No time is logged on this ticket yet: enter the time you spent."
+    kb = _value(data, "kb_article").strip()
+    if kb and (len(kb) > MAX_KB or not (_KB.match(kb) or _URL.match(kb))):
+        errors["kb_article"] = "Enter a KB id like KB0012345 or a link (https://…)."
+    if errors:
+        raise InvalidInput("The ticket was not closed: please fix the highlighted fields.", errors)
+    return Closure(note=note.strip(), category=category, minutes=minutes, kb_article=kb)
+
+
+async def submit(deps: Deps, interaction: Interaction) -> Reply:
+    """Close the ticket in one transaction: note, category, time, event, survey, follow-up."""
+    actor = interaction.actor
+    await deps.require_technician(actor, "close tickets")
+    number = str(interaction.data.get("ticket", ""))
+    ticket = await load(deps, Command("close", number))
+    _require_open(ticket)
+    identity.require_confirmed(ticket)
+    async with deps.sessions() as session:
+        logged = sum(e.minutes for e in await repo.time_entries_for(session, ticket.id))
+    form = validate(interaction.data, logged_minutes=logged)
+    closer = await deps.person(actor)
+    closer_name = (closer.name if closer else "") or actor.name or actor.id
+    survey_to = await csat.survey_address(deps, ticket)
+    now = deps.clock()
+
+    async with deps.sessions() as session, session.begin():
+        await _claim(session, interaction)
+        ticket = await _locked(session, ticket.number)
+        _require_open(ticket)
+        identity.require_confirmed(ticket)
+        if form.minutes:
+            await add_time(
+                session,
+                ticket=ticket,
+                interaction=interaction,
+                minutes=form.minutes,
+                note="Time spent (closure)",
+            )
+        ticket.status = "closed"
+        ticket.closed_at = now
+        ticket.resolution_note = form.note
+        ticket.resolution_category = form.category
+        ticket.kb_article = form.kb_article
+        await repo.add_event(
+            session,
+            ticket_id=ticket.id,
+            kind="ticket.closed",
+            actor_platform=actor.platform,
+            actor_id=actor.id,
+            channel=interaction.conversation.id,
+            data={
+                "category": form.category,
+                "kb_article": form.kb_article,
+                "note": form.note,
+                "time_spent_minutes": form.minutes,
+            },
+        )
+        await incidents.on_ticket_closed(session, deps, ticket=ticket, actor=actor)
+        await csat.schedule_survey(session, deps, ticket=ticket, to=survey_to, now=now)
+        await csat.schedule_followup(session, deps, ticket=ticket, technician=actor, now=now)
+        if not interaction.can_reply:
+            await notify.tell_technician(
+                session, ticket, closed_notice(ticket, closer_name), purpose="closed"
+            )
+    log.info("ticket closed", extra={"ticket": ticket.number})
+    return Reply(text=f"Closed {ticket.number}.", card=ticket_card(ticket), private=False)

@@ -1,16 +1,268 @@
-"""PLACEHOLDER: being written; replaced wholesale by its owner."""
+"""CSAT: queue the survey and the personal follow-up on closure; take the requester's answer."""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import secrets
+from datetime import datetime
 
-from handlers.types import InvalidInput, Reply
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers import notify
+from handlers.closure_cards import (
+    COMMENT_TITLE,
+    MAX_COMMENT,
+    RATINGS,
+    comment_form,
+    followup_card,
+    survey_card,
+)
+from handlers.deps import Deps
+from handlers.directory import Person
+from handlers.types import Actor, Duplicate, Interaction, InvalidInput, NotFound, Reply
+from storage import tickets as repo
+from storage.models import CsatSurvey, Ticket
+
+log = logging.getLogger(__name__)
 
 
-async def rate(*args: Any) -> Reply:
-    raise InvalidInput("This is not available yet.")
+# -- on closure ------------------------------------------------------------------------------
 
 
-async def comment(*args: Any) -> Reply:
-    raise InvalidInput("This is not available yet.")
+async def _requester(deps: Deps, ticket: Ticket) -> Person | None:
+    if ticket.requester_email:
+        found = await deps.directory.find_by_email(ticket.requester_email)
+        if found is not None:
+            return found
+    if ticket.requester_id and "@" not in ticket.requester_id:
+        return await deps.directory.find_by_platform_id(ticket.source_platform, ticket.requester_id)
+    return await deps.directory.find_by_email(ticket.requester_id)
 
+
+async def survey_address(deps: Deps, ticket: Ticket) -> tuple[str, str] | None:
+    """(platform, user id) for the requester's survey DM: the ticket's platform when the
+    requester has an id there, else their other one; None when there is no chat id at all."""
+    person = await _requester(deps, ticket)
+    if person is not None:
+        picked = notify.pick_platform(person, ticket.source_platform)
+        if picked is not None:
+            return picked
+    if ticket.requester_id and "@" not in ticket.requester_id:
+        return ticket.source_platform, ticket.requester_id
+    return None
+
+
+async def schedule_survey(
+    session: AsyncSession,
+    deps: Deps,
+    *,
+    ticket: Ticket,
+    to: tuple[str, str] | None,
+    now: datetime,
+) -> None:
+    """The survey row and its DM, due `csat.delay` after closure (or a note why it cannot go)."""
+    if to is None:
+        await repo.add_event(
+            session,
+            ticket_id=ticket.id,
+            kind="csat.unreachable",
+            data={"requester": ticket.requester_id},
+        )
+        await notify.tell_technician(
+            session,
+            ticket,
+            f"No satisfaction survey for {ticket.number}: the requester "
+            f"({ticket.requester_email or ticket.requester_id}) has no Slack or Teams id in "
+            "the directory.",
+            purpose="csat-unreachable",
+        )
+        return
+    platform, user_id = to
+    nonce = secrets.token_urlsafe(24)
+    session.add(
+        CsatSurvey(
+            ticket_id=ticket.id,
+            nonce=nonce,
+            requester_platform=platform,
+            requester_id=user_id,
+            created_at=now,
+        )
+    )
+    due = now + deps.config.csat.delay
+    await notify.dm(
+        session,
+        platform=platform,
+        user_id=user_id,
+        ticket=ticket,
+        purpose="csat-survey",
+        text=f"How did we do on {ticket.number}?",
+        card=survey_card(ticket, nonce),
+        due_at=due,
+        dedup_key=f"csat-survey:{ticket.id}",
+    )
+    await repo.add_event(
+        session,
+        ticket_id=ticket.id,
+        kind="csat.scheduled",
+        data={"platform": platform, "user": user_id, "due_at": due.isoformat()},
+    )
+
+
+async def schedule_followup(
+    session: AsyncSession, deps: Deps, *, ticket: Ticket, technician: Actor, now: datetime
+) -> bool:
+    """VIP requesters and P1 tickets: remind the technician to write personally."""
+    reasons = (["VIP requester"] if ticket.requester_vip else []) + (
+        ["P1 ticket"] if ticket.priority == "P1" else []
+    )
+    if not reasons:
+        return False
+    due = now + deps.config.csat.vip_followup_delay
+    await notify.dm(
+        session,
+        platform=technician.platform,
+        user_id=technician.id,
+        ticket=ticket,
+        purpose="vip-followup",
+        card=followup_card(ticket, reasons),
+        text=f"Personal follow-up due for {ticket.number}",
+        due_at=due,
+        dedup_key=f"vip-followup:{ticket.id}",
+    )
+    await repo.add_event(
+        session,
+        ticket_id=ticket.id,
+        kind="followup.scheduled",
+        actor_platform=technician.platform,
+        actor_id=technician.id,
+        data={"reasons": reasons, "due_at": due.isoformat(), "technician": technician.id},
+    )
+    return True
+
+
+# -- answers ---------------------------------------------------------------------------------
+
+
+async def _survey(session: AsyncSession, interaction: Interaction) -> tuple[CsatSurvey, Ticket]:
+    nonce = str(interaction.data.get("survey", ""))
+    survey = (
+        await session.execute(select(CsatSurvey).where(CsatSurvey.nonce == nonce))
+    ).scalar_one_or_none()
+    ticket = await session.get(Ticket, survey.ticket_id) if survey else None
+    if survey is None or ticket is None:
+        raise NotFound("That survey is not known (any more). Thank you anyway!")
+    return survey, ticket
+
+
+def _is_requester(actor: Actor, survey: CsatSurvey) -> bool:
+    return actor.platform == survey.requester_platform and actor.id == survey.requester_id
+
+
+async def _refuse(session: AsyncSession, interaction: Interaction, ticket: Ticket) -> Reply:
+    await repo.add_event(
+        session,
+        ticket_id=ticket.id,
+        kind="csat.refused",
+        actor_platform=interaction.platform,
+        actor_id=interaction.actor.id,
+        data={"reason": "not the requester"},
+    )
+    return Reply(text=f"Only the requester of {ticket.number} can answer this survey.")
+
+
+async def _claim(session: AsyncSession, interaction: Interaction) -> None:
+    if interaction.delivery_id and not await repo.claim_delivery(session, interaction.delivery_id):
+        raise Duplicate(f"delivery {interaction.delivery_id} was already handled")
+
+
+async def rate(deps: Deps, interaction: Interaction) -> Reply:
+    """A click on `1` ... `5`: the first answer of the requester counts; 1 or 2 alerts."""
+    rating = str(interaction.data.get("rating", "")).strip()
+    if rating not in RATINGS:
+        raise InvalidInput("Choose a rating from 1 to 5.")
+    comment = str(interaction.data.get("comment") or "").strip()[:MAX_COMMENT]
+    async with deps.sessions() as session, session.begin():
+        await _claim(session, interaction)
+        survey, ticket = await _survey(session, interaction)
+        if not _is_requester(interaction.actor, survey):
+            return await _refuse(session, interaction, ticket)
+        values: dict[str, object] = {"rating": int(rating), "answered_at": deps.clock()}
+        if comment and not survey.comment:
+            values["comment"] = comment
+        stored = (
+            await session.execute(
+                update(CsatSurvey)
+                .where(CsatSurvey.id == survey.id, CsatSurvey.rating.is_(None))
+                .values(**values)
+                .returning(CsatSurvey.id)
+            )
+        ).scalar_one_or_none()
+        if stored is None:
+            await session.refresh(survey)
+            return Reply(
+                text=f"You already rated {ticket.number} {survey.rating}/5: the first "
+                "answer is the one we keep. Thank you!"
+            )
+        await repo.add_event(
+            session,
+            ticket_id=ticket.id,
+            kind="csat.answered",
+            actor_platform=interaction.platform,
+            actor_id=interaction.actor.id,
+            data={"rating": int(rating), "comment": bool(values.get("comment"))},
+        )
+        if int(rating) <= 2:
+            who = ticket.requester_name or "the requester"
+            said = f' They wrote: "{comment}"' if comment else ""
+            await notify.tell_technician(
+                session,
+                ticket,
+                f"{ticket.number} was rated {rating}/5 by {who}.{said} "
+                "Please get in touch with them.",
+                purpose="csat-alert",
+            )
+    log.info("csat answered", extra={"ticket": ticket.number, "rating": rating})
+    return Reply(text=f"Thank you! You rated {ticket.number} {rating}/5.")
+
+
+async def comment(deps: Deps, interaction: Interaction) -> Reply:
+    """`Add a comment`: a form when the card has no input (Slack), else store the text."""
+    has_input = "comment" in interaction.data
+    text = str(interaction.data.get("comment") or "").strip()
+    if has_input and not text:
+        return Reply(text=f"Type your comment in the box first, then press {COMMENT_TITLE}.")
+    if len(text) > MAX_COMMENT:
+        raise InvalidInput(
+            f"Keep the comment under {MAX_COMMENT} characters.",
+            {"comment": f"Keep it under {MAX_COMMENT} characters."},
+        )
+    async with deps.sessions() as session, session.begin():
+        if has_input:
+            await _claim(session, interaction)
+        survey, ticket = await _survey(session, interaction)
+        if not _is_requester(interaction.actor, survey):
+            return await _refuse(session, interaction, ticket)
+        if survey.comment:
+            return Reply(text=f"We already have your comment on {ticket.number}. Thank you!")
+        if not has_input:
+            return Reply(card=comment_form(ticket.number, survey.nonce), as_form=True)
+        stored = (
+            await session.execute(
+                update(CsatSurvey)
+                .where(CsatSurvey.id == survey.id, CsatSurvey.comment == "")
+                .values(comment=text)
+                .returning(CsatSurvey.id)
+            )
+        ).scalar_one_or_none()
+        if stored is None:
+            return Reply(text=f"We already have your comment on {ticket.number}. Thank you!")
+        await repo.add_event(
+            session,
+            ticket_id=ticket.id,
+            kind="csat.commented",
+            actor_platform=interaction.platform,
+            actor_id=interaction.actor.id,
+            data={"length": len(text)},
+        )
+    return Reply(text=f"Thank you for your comment on {ticket.number}.")

@@ -1,20 +1,104 @@
-"""What the core does when an outbox row was delivered or failed (runs in the same txn)."""
+"""What the core does around an outbox delivery (hooks run in the worker's transactions).
+
+Before: rows that depend on another row (a resolve waits for its trigger, a notice update
+needs the notice's message id) or that belong in a ticket thread not known when they were
+queued are completed here. After: the audit trail, the ticket thread, and reports to the
+technician when a delivery keeps failing (a page at once, other kinds past a threshold).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from handlers import identity_deliveries, notify
+from storage import outbox
 from storage import tickets as repo
-from storage.models import OutboxMessage, Ticket
+from storage.models import OutboxMessage, Ticket, utcnow
+
+REPORT_PURPOSE = "delivery-report"
+# Non-page rows are reported once they failed this many times; pages after the first failure.
+REPORT_AFTER_ATTEMPTS = 3
+# Rows that report their own failures.
+SELF_REPORTING = {identity_deliveries.PURPOSE}
+MAX_WAIT = 60.0
+NAMES = {"message": "message", "dm": "direct message", "update": "message update"}
+
+
+@dataclass(frozen=True)
+class Preparation:
+    """`payload` to send; or None with `wait` seconds (not ready) or `give_up` (never will be)."""
+
+    payload: dict[str, Any] | None
+    wait: float = 0.0
+    give_up: str = ""
+
+
+def label(message: OutboxMessage) -> str:
+    """What the row is, in words for the technician."""
+    payload = message.payload
+    if message.kind == "page.pagerduty":
+        return "PagerDuty resolve" if payload.get("event_action") == "resolve" else "PagerDuty page"
+    if message.kind == "page.opsgenie":
+        return "Opsgenie close" if payload.get("op") == "close" else "Opsgenie alert"
+    purpose = str(payload.get("purpose") or "")
+    name = NAMES.get(message.kind, message.kind)
+    return (
+        purpose.replace("-", " ")
+        if purpose.startswith("incident")
+        else (f"{name} ({purpose})" if purpose else name)
+    )
+
+
+def _wants_ticket_thread(message: OutboxMessage) -> bool:
+    """A tell_technician() row queued before the ticket card (its thread) was posted."""
+    payload = message.payload
+    return (
+        message.kind == "message"
+        and message.ticket_id is not None
+        and not payload.get("thread")
+        and not payload.get("sets_ticket_thread")
+        and bool(payload.get("purpose"))
+        and "fallback_user" in payload
+    )
+
+
+def needs_preparation(message: OutboxMessage) -> bool:
+    return bool(message.payload.get("after")) or _wants_ticket_thread(message)
+
+
+async def prepare(session: AsyncSession, *, message: OutboxMessage) -> Preparation:
+    """The payload to deliver now, completed from the rows and ticket it depends on."""
+    payload = dict(message.payload)
+    if payload.get("after"):
+        first = await session.get(OutboxMessage, int(payload["after"]))
+        if first is None or first.status in ("dead", "cancelled"):
+            return Preparation(None, give_up="not sent: what it follows up was never delivered")
+        if first.status != "delivered":
+            wait = (first.due_at - utcnow()).total_seconds() + 1.0
+            return Preparation(None, wait=min(max(wait, 1.0), MAX_WAIT))
+        for key in payload.get("from_result") or ():
+            if key in first.result:
+                payload[key] = first.result[key]
+    if _wants_ticket_thread(message):
+        ticket = await session.get(Ticket, message.ticket_id)
+        if (
+            ticket is not None
+            and ticket.source_thread
+            and (ticket.source_platform == payload.get("platform"))
+        ):
+            payload["channel"], payload["thread"] = ticket.source_channel, ticket.source_thread
+    return Preparation(payload)
 
 
 async def after_delivery(
     session: AsyncSession, *, message: OutboxMessage, result: dict[str, Any]
 ) -> None:
-    """Remember where the ticket card landed: its message is the ticket's thread."""
+    """Remember where the ticket card landed (the ticket's thread); audit; close reports."""
     if message.ticket_id is None:
         return
     if message.payload.get("sets_ticket_thread") and result.get("ts"):
@@ -24,19 +108,94 @@ async def after_delivery(
             .values(source_thread=str(result["ts"]), source_channel=str(result["channel"]))
         )
     await repo.add_event(
-        session, ticket_id=message.ticket_id, kind="delivery.delivered",
+        session,
+        ticket_id=message.ticket_id,
+        kind="delivery.delivered",
         data={"outbox_id": message.id, "kind": message.kind, "attempts": message.attempts},
     )
+    await identity_deliveries.on_delivered(session, message=message)
+    if message.failure_reported and _reportable(message):
+        what, attempt = label(message), message.attempts
+        await _report(
+            session,
+            message,
+            "delivered",
+            lambda number: f"The {what} for {number} has gone through now (attempt {attempt}).",
+        )
 
 
 async def after_failure(
     session: AsyncSession, *, message: OutboxMessage, error: str, permanent: bool
 ) -> None:
-    """Audit the failed attempt."""
+    """Audit the failed attempt; tell the technician (pages at once, others past a threshold)."""
     if message.ticket_id is None:
         return
     await repo.add_event(
-        session, ticket_id=message.ticket_id, kind="delivery.failed",
-        data={"outbox_id": message.id, "kind": message.kind, "attempts": message.attempts,
-              "error": error[:500], "permanent": permanent},
+        session,
+        ticket_id=message.ticket_id,
+        kind="delivery.failed",
+        data={
+            "outbox_id": message.id,
+            "kind": message.kind,
+            "attempts": message.attempts,
+            "error": error[:500],
+            "permanent": permanent,
+        },
     )
+    await identity_deliveries.on_failed(session, message=message, error=error, permanent=permanent)
+    if not _reportable(message):
+        return
+    page = message.kind.startswith("page.")
+    what, reason, attempts = label(message), error[:300], message.attempts
+    if permanent:
+        hint = " Reach the on-call another way." if page else ""
+        await _report(
+            session,
+            message,
+            "dead",
+            lambda number: (
+                f"The {what} for {number} failed and will not be retried: {reason}.{hint}"
+            ),
+        )
+    elif page and not message.failure_reported:
+        await _report(
+            session,
+            message,
+            "failing",
+            lambda number: (
+                f"The {what} for {number} has not gone through yet ({reason}); retrying."
+            ),
+        )
+    elif not message.failure_reported and attempts >= REPORT_AFTER_ATTEMPTS:
+        await _report(
+            session,
+            message,
+            "failing",
+            lambda number: (
+                f"The {what} for {number} has not been delivered after "
+                f"{attempts} attempts ({reason}); still retrying."
+            ),
+        )
+
+
+def _reportable(message: OutboxMessage) -> bool:
+    purpose = message.payload.get("purpose")
+    return purpose != REPORT_PURPOSE and purpose not in SELF_REPORTING
+
+
+async def _report(
+    session: AsyncSession, message: OutboxMessage, stage: str, text: Callable[[str], str]
+) -> None:
+    """Tell the technician in the ticket's thread, once per row and stage."""
+    ticket = await session.get(Ticket, message.ticket_id)
+    if ticket is None:
+        return
+    await notify.tell_technician(
+        session,
+        ticket,
+        text(ticket.number),
+        purpose=REPORT_PURPOSE,
+        dedup_key=f"{REPORT_PURPOSE}:{message.id}:{stage}",
+    )
+    if stage != "delivered":
+        await outbox.set_failure_reported(session, message.id)

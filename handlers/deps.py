@@ -23,6 +23,10 @@ class Deps:
     sessions: async_sessionmaker[AsyncSession]
     directory: Directory
     clock: Callable[[], datetime] = field(default=_utcnow)
+    # Pagers with credentials configured ("pagerduty", "opsgenie"): P1s page through these.
+    pagers: tuple[str, ...] = ()
+    # Domain events for metrics (`ticket_opened`, `identity`, `csat`); a no-op by default.
+    observe: Callable[..., None] = field(default=lambda *_, **__: None)
 
     async def person(self, actor: Actor) -> Person | None:
         """The directory entry of whoever acted, matched by platform id only."""

@@ -1,20 +1,130 @@
-"""PLACEHOLDER: being written; replaced wholesale by its owner."""
+"""Use cases: open the escalation form, and escalate a ticket to a queue with the facts."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from handlers.types import InvalidInput, Reply
+from handlers import identity, notify
+from handlers.closure_cards import (
+    ESCALATION_FIELDS,
+    MAX_TEXT,
+    escalation_card,
+    escalation_form,
+    queue_names,
+)
+from handlers.commands import Command
+from handlers.deps import Deps
+from handlers.tickets import load
+from handlers.types import DomainError, Duplicate, Interaction, InvalidInput, NotFound, Reply
+from storage import tickets as repo
+from storage.models import Ticket
+
+log = logging.getLogger(__name__)
 
 
-async def escalate_command(*args: Any) -> Reply:
-    raise InvalidInput("This is not available yet.")
+def _check(deps: Deps, ticket: Ticket) -> list[str]:
+    if ticket.status != "open":
+        raise DomainError(f"{ticket.number} is {ticket.status}: only open tickets escalate.")
+    identity.require_confirmed(ticket)
+    queues = queue_names(deps.config)
+    if not queues:
+        raise DomainError(
+            "No queues are configured: add `queues:` or `escalation.queues` to "
+            "the config file to escalate."
+        )
+    return queues
 
 
-async def escalate_button(*args: Any) -> Reply:
-    raise InvalidInput("This is not available yet.")
+async def _form(deps: Deps, interaction: Interaction, ticket: Ticket) -> Reply:
+    await deps.require_technician(interaction.actor, "escalate tickets")
+    _check(deps, ticket)
+    card = escalation_form(
+        deps.config,
+        ticket.number,
+        error_text=ticket.error_text,
+        asset=ticket.asset,
+        queue=deps.config.escalation.queues.get(ticket.category, ""),
+    )
+    return Reply(card=card, as_form=True)
 
 
-async def submit(*args: Any) -> Reply:
-    raise InvalidInput("This is not available yet.")
+async def escalate_command(deps: Deps, interaction: Interaction, command: Command) -> Reply:
+    """`ticket escalate HD-7`: the escalation form."""
+    return await _form(deps, interaction, await load(deps, command))
 
+
+async def escalate_button(deps: Deps, interaction: Interaction) -> Reply:
+    """The **Escalate** button on a ticket card: the escalation form."""
+    number = str(interaction.data.get("ticket", ""))
+    return await _form(deps, interaction, await load(deps, Command("escalate", number)))
+
+
+def validate(data: dict[str, Any], queues: list[str]) -> dict[str, str]:
+    """The escalation facts; InvalidInput names each missing or oversized field."""
+    facts: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    for ident, label, required in ESCALATION_FIELDS:
+        value = "" if data.get(ident) is None else str(data[ident])
+        if required and not value.strip():
+            errors[ident] = f"{label} is required to escalate."
+        elif len(value) > MAX_TEXT:
+            errors[ident] = f"Keep this under {MAX_TEXT} characters."
+        facts[ident] = value
+    queue = str(data.get("queue") or "").strip()
+    if queue not in queues:
+        errors["queue"] = "Choose the queue to escalate to."
+    facts["queue"] = queue
+    if errors:
+        raise InvalidInput("Not escalated yet: please fill in the highlighted fields.", errors)
+    return facts
+
+
+async def submit(deps: Deps, interaction: Interaction) -> Reply:
+    """Record the escalation, notify the queue with the facts, tell the technician."""
+    actor = interaction.actor
+    await deps.require_technician(actor, "escalate tickets")
+    number = str(interaction.data.get("ticket", ""))
+    ticket = await load(deps, Command("escalate", number))
+    facts = validate(interaction.data, _check(deps, ticket))
+    queue = facts.pop("queue")
+    who = await deps.person(actor)
+    by = (who.name if who else "") or actor.name or actor.id
+    async with deps.sessions() as session, session.begin():
+        if interaction.delivery_id and not await repo.claim_delivery(
+            session, interaction.delivery_id
+        ):
+            raise Duplicate(f"delivery {interaction.delivery_id} was already handled")
+        locked = await repo.get_by_number(session, ticket.number, lock=True)
+        if locked is None:
+            raise NotFound(f"There is no ticket {ticket.number}.")
+        _check(deps, locked)
+        await repo.add_event(
+            session,
+            ticket_id=locked.id,
+            kind="ticket.escalated",
+            actor_platform=actor.platform,
+            actor_id=actor.id,
+            channel=interaction.conversation.id,
+            data={"queue": queue, **facts},
+        )
+        card = escalation_card(locked, facts, queue=queue, by=by)
+        sent = await notify.notify_queue(
+            session,
+            deps.config,
+            queue,
+            f"{locked.number} escalated to {queue}",
+            card=card,
+            ticket=locked,
+            purpose="escalation",
+        )
+        told = f"{locked.number} was escalated to {queue} by {by}."
+        if not sent:
+            told += (
+                f" Queue {queue} has no Slack or Teams channel configured (`queues:`), so "
+                "nobody was notified: hand it over directly."
+            )
+        if not interaction.can_reply:
+            await notify.tell_technician(session, locked, told, purpose="escalated")
+    log.info("ticket escalated", extra={"ticket": ticket.number, "queue": queue})
+    return Reply(text=told, private=False)

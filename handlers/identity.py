@@ -1,31 +1,209 @@
-"""PLACEHOLDER: being written; replaced wholesale by its owner."""
+"""Second-channel identity confirmation: the requester's manager approves or denies (SPEC).
+
+Each request is one `IdentityCheck` row holding a random nonce; the Approve/Deny buttons carry
+only that nonce, so an answer binds to the request it was sent for, never to a ticket number
+from the payload. Only the manager's own platform user id may answer, within
+`identity.approval_ttl`; every step and every refused attempt is in the audit trail. DMs and
+notices are outbox rows written in the same transaction as the change.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import secrets
 
-from handlers.types import InvalidInput, Reply
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from handlers import identity_answers as answers
+from handlers import identity_cards as cards
+from handlers import notify
+from handlers.commands import TICKET_REF, Command, ticket_ref
+from handlers.deps import Deps
+from handlers.directory import Person
+from handlers.types import Actor, Forbidden, Interaction, InvalidInput, NotFound, Reply
+from storage import tickets as repo
+from storage.models import IdentityCheck, Ticket
 
-async def verify_command(*args: Any) -> Reply:
-    raise InvalidInput("This is not available yet.")
+log = logging.getLogger(__name__)
 
-
-async def verify_button(*args: Any) -> Reply:
-    raise InvalidInput("This is not available yet.")
-
-
-async def approve(*args: Any) -> Reply:
-    raise InvalidInput("This is not available yet.")
-
-
-async def deny(*args: Any) -> Reply:
-    raise InvalidInput("This is not available yet.")
-
-
-async def start_check(*args: Any, **kwargs: Any) -> None:
-    """PLACEHOLDER."""
+GATED_STATES = ("required", "pending", "denied")
+OPEN_CHECKS = ("pending", "no_manager")
+PURPOSE = cards.PURPOSE
 
 
-def require_confirmed(*args: Any) -> None:
-    """PLACEHOLDER."""
+def require_confirmed(ticket: Ticket) -> None:
+    """Raise Forbidden while the ticket's identity is required, pending or denied."""
+    if ticket.identity_state in GATED_STATES:
+        raise Forbidden(cards.refusal(ticket))
+
+
+# -- starting a check --------------------------------------------------------------------------
+
+
+async def verify_command(deps: Deps, interaction: Interaction, command: Command) -> Reply:
+    """`ticket verify HD-7`."""
+    number = ticket_ref(command)
+    if number is None:
+        raise InvalidInput("Which ticket? Try `ticket verify HD-7`.")
+    return await _verify(deps, interaction, number)
+
+
+async def verify_button(deps: Deps, interaction: Interaction) -> Reply:
+    """The ticket card's **Verify identity** button (technician-only, like the command)."""
+    number = str(interaction.data.get("ticket") or "").strip().upper()
+    if not TICKET_REF.match(number):
+        raise InvalidInput("This button does not name a ticket. Try `ticket verify HD-7`.")
+    return await _verify(deps, interaction, number)
+
+
+async def _verify(deps: Deps, interaction: Interaction, number: str) -> Reply:
+    await deps.require_technician(interaction.actor, "start an identity check")
+    async with deps.sessions() as session, session.begin():
+        await answers.claim(session, interaction)
+        ticket = await repo.get_by_number(session, number, lock=True)
+        if ticket is None:
+            raise NotFound(f"There is no ticket {number}.")
+        if ticket.status != "open":
+            raise InvalidInput(f"{ticket.number} is closed.")
+        if ticket.identity_state == "confirmed":
+            return Reply(text=f"The requester's identity on {ticket.number} is already confirmed.")
+        if ticket.identity_state == "denied":
+            raise Forbidden(cards.refusal(ticket))
+        text = await start_check(
+            session, deps, ticket=ticket, actor=interaction.actor, announce=False
+        )
+    return Reply(text=text)
+
+
+async def find_requester(deps: Deps, ticket: Ticket) -> Person | None:
+    """The requester in the directory: by platform id on the ticket's platform, else by e-mail."""
+    found = await deps.directory.find_by_platform_id(ticket.source_platform, ticket.requester_id)
+    if found is not None:
+        return found
+    for email in (ticket.requester_email, ticket.requester_id):
+        if email and "@" in email:
+            found = await deps.directory.find_by_email(email)
+            if found is not None:
+                return found
+    return None
+
+
+async def start_check(
+    session: AsyncSession, deps: Deps, *, ticket: Ticket, actor: Actor, announce: bool = True
+) -> str:
+    """Ask the requester's manager (superseding open requests); returns what the technician
+    should know. `announce` also posts it in the ticket thread (used on ticket creation)."""
+    now = deps.clock()
+    await _supersede(session, ticket=ticket, actor=actor)
+    requester = await find_requester(deps, ticket)
+    manager = await deps.directory.manager_of(requester) if requester else None
+    target = notify.pick_platform(manager, ticket.source_platform) if manager else None
+    await repo.add_event(
+        session,
+        ticket_id=ticket.id,
+        kind="identity.requested",
+        actor_platform=actor.platform,
+        actor_id=actor.id,
+        data={
+            "requester": requester.email if requester else None,
+            "manager": manager.email if manager else None,
+        },
+    )
+    check = IdentityCheck(
+        ticket_id=ticket.id,
+        nonce=secrets.token_urlsafe(32),
+        requested_by=actor.id,
+        manager_email=manager.email if manager else "",
+        created_at=now,
+    )
+    if manager is None or target is None:
+        check.state = "no_manager"
+        session.add(check)
+        await session.flush()
+        ticket.identity_state = "required"
+        text = cards.callback_text(ticket, requester=requester, manager=manager)
+        await notify.tell_technician(session, ticket, text, purpose=PURPOSE)
+        await repo.add_event(
+            session,
+            ticket_id=ticket.id,
+            kind="identity.no_manager",
+            data={
+                "check": check.id,
+                "requester_listed": requester is not None,
+                "manager": check.manager_email or None,
+                "phone_on_file": bool(requester and requester.phone),
+            },
+        )
+        return text
+    check.state = "pending"
+    check.manager_platform, check.manager_id = target
+    check.expires_at = now + deps.config.identity.approval_ttl
+    session.add(check)
+    await session.flush()
+    ticket.identity_state = "pending"
+    card = cards.request_card(ticket, check, requester=requester, manager=manager)
+    await notify.dm(
+        session,
+        platform=check.manager_platform,
+        user_id=check.manager_id,
+        text=card.fallback,
+        card=card,
+        ticket=ticket,
+        purpose=PURPOSE,
+        dedup_key=f"identity:{check.id}",
+        extra={
+            "identity_check": check.id,
+            "aad_object_id": manager.aad_object_id,
+            "callback_phone": (requester.phone if requester else None) or "",
+        },
+    )
+    await repo.add_event(
+        session,
+        ticket_id=ticket.id,
+        kind="identity.sent",
+        data={
+            "check": check.id,
+            "manager": manager.email,
+            "platform": check.manager_platform,
+            "manager_id": check.manager_id,
+            "expires_at": check.expires_at.isoformat(),
+        },
+    )
+    text = cards.sent_text(ticket, check, requester=requester, manager=manager)
+    if announce:
+        await notify.tell_technician(session, ticket, text, purpose=PURPOSE)
+    return text
+
+
+async def _supersede(session: AsyncSession, *, ticket: Ticket, actor: Actor) -> None:
+    """Open requests of this ticket stop counting: a fresh one replaces them."""
+    query = (
+        select(IdentityCheck)
+        .where(IdentityCheck.ticket_id == ticket.id, IdentityCheck.state.in_(OPEN_CHECKS))
+        .with_for_update()
+    )
+    for old in (await session.execute(query)).scalars().all():
+        old.state = "superseded"
+        await repo.add_event(
+            session,
+            ticket_id=ticket.id,
+            kind="identity.superseded",
+            actor_platform=actor.platform,
+            actor_id=actor.id,
+            data={"check": old.id},
+        )
+        await answers.retire_dm(session, ticket, old, cards.SUPERSEDED)
+
+
+# -- answers -----------------------------------------------------------------------------------
+
+
+async def approve(deps: Deps, interaction: Interaction) -> Reply:
+    """The manager's **Approve** (bound to the request's nonce, not to a ticket number)."""
+    return await answers.answer(deps, interaction, approved=True)
+
+
+async def deny(deps: Deps, interaction: Interaction) -> Reply:
+    """The manager's **Deny**: flags the ticket and tells the technician and security."""
+    return await answers.answer(deps, interaction, approved=False)

@@ -1,19 +1,231 @@
-"""PLACEHOLDER: being written; replaced wholesale by its owner."""
+"""P1 incidents: the incident-channel notice and the page, queued with the change (SPEC).
+
+Everything leaves through the outbox in the caller's transaction. Each side effect of a P1
+has a fixed dedup key (`p1:HD-7:pagerduty`, `p1:HD-7:notice:slack`...), so raising twice,
+a retried request or two technicians at once never page twice. Closing the ticket queues
+the follow-ups (PagerDuty resolve, Opsgenie close, notice update), each waiting for the row
+it follows; a page or notice that was never sent is cancelled instead.
+"""
 
 from __future__ import annotations
 
+import logging
+from datetime import datetime
 from typing import Any
 
-from handlers.types import InvalidInput, Reply
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers import incident_cards as cards
+from handlers.commands import Command, ticket_ref
+from handlers.deps import Deps
+from handlers.sla import due_times
+from handlers.ticket_cards import when
+from handlers.types import Actor, Duplicate, Interaction, InvalidInput, NotFound, Reply
+from storage import outbox
+from storage import tickets as repo
+from storage.models import OutboxMessage, Ticket
+
+log = logging.getLogger(__name__)
+NOTICE = "incident-notice"
+NOTICE_UPDATE = "incident-notice-update"
+PAGER_NAMES = {"pagerduty": "PagerDuty", "opsgenie": "Opsgenie"}
+# Where the notice went, copied into its update at delivery time.
+NOTICE_RESULT_KEYS = ["channel", "ts", "activity_id"]
 
 
-async def raise_p1_command(*args: Any) -> Reply:
-    raise InvalidInput("This is not available yet.")
+def dedup_key(number: str, what: str) -> str:
+    """`p1:HD-7:pagerduty`, `p1:HD-7:notice:slack`: one of each per ticket, ever."""
+    return f"p1:{number}:{what}"
 
 
-async def on_p1(*args: Any, **kwargs: Any) -> None:
-    """PLACEHOLDER."""
+def _notice_targets(deps: Deps) -> list[tuple[str, str]]:
+    targets = []
+    if deps.config.slack.incident_channel:
+        targets.append(("slack", deps.config.slack.incident_channel))
+    if deps.config.teams.incident_conversation:
+        targets.append(("teams", deps.config.teams.incident_conversation))
+    return targets
 
 
-async def on_ticket_closed(*args: Any, **kwargs: Any) -> None:
-    """PLACEHOLDER."""
+async def raise_p1_command(deps: Deps, interaction: Interaction, command: Command) -> Reply:
+    """`ticket p1 HD-7`: raise to P1 (technicians only), then notice and page, once."""
+    await deps.require_technician(interaction.actor, "raise a ticket to P1")
+    number = ticket_ref(command)
+    if number is None:
+        raise InvalidInput("Which ticket? Try `ticket p1 HD-7`.")
+    async with deps.sessions() as session, session.begin():
+        if interaction.delivery_id and not await repo.claim_delivery(
+            session, interaction.delivery_id
+        ):
+            raise Duplicate(f"delivery {interaction.delivery_id} was already handled")
+        ticket = await repo.get_by_number(session, number, lock=True)
+        if ticket is None:
+            raise NotFound(f"There is no ticket {number}.")
+        if ticket.status != "open":
+            raise InvalidInput(f"{number} is {ticket.status}; only open tickets can be raised.")
+        raised = ticket.priority != "P1"
+        if raised:
+            await _raise(session, deps, ticket, actor=interaction.actor, now=deps.clock())
+        queued = await on_p1(session, deps, ticket=ticket, actor=interaction.actor)
+    log.info("p1 raised", extra={"ticket": number, "queued": queued})
+    return Reply(text=_raised_text(deps, ticket, raised=raised, queued=queued), private=False)
+
+
+async def _raise(
+    session: AsyncSession, deps: Deps, ticket: Ticket, *, actor: Actor, now: datetime
+) -> None:
+    """Priority P1 with the P1 targets of its tier, counted from now, never later than before."""
+    previous = ticket.priority
+    sla = due_times(deps.config.sla, client=ticket.client, priority="P1", opened_at=now)
+    ticket.priority = "P1"
+    ticket.respond_by = min(ticket.respond_by, sla.respond_by)
+    ticket.resolve_by = min(ticket.resolve_by, sla.resolve_by)
+    ticket.priority_warning = ""
+    await repo.add_event(
+        session,
+        ticket_id=ticket.id,
+        kind="ticket.priority_raised",
+        actor_platform=actor.platform,
+        actor_id=actor.id,
+        data={
+            "from": previous,
+            "to": "P1",
+            "respond_by": ticket.respond_by.isoformat(),
+            "resolve_by": ticket.resolve_by.isoformat(),
+        },
+    )
+
+
+def _raised_text(deps: Deps, ticket: Ticket, *, raised: bool, queued: list[str]) -> str:
+    number = ticket.number
+    if not queued:
+        return f"{number} is already P1: its incident notice and page went out before."
+    lines = [
+        f"{number} is now P1 (respond by {when(ticket.respond_by)}, resolve by "
+        f"{when(ticket.resolve_by)})."
+        if raised
+        else f"{number} is P1."
+    ]
+    notices = [q.split(":", 1)[1] for q in queued if q.startswith("notice:")]
+    pages = [PAGER_NAMES[q] for q in queued if q in PAGER_NAMES]
+    if notices:
+        lines.append("Incident notice: " + ", ".join(n.capitalize() for n in notices) + ".")
+    elif not _notice_targets(deps):
+        lines.append("No incident channel is configured: tell the incident channel yourself.")
+    if pages:
+        lines.append("Paging the on-call through " + " and ".join(pages) + ".")
+    elif not deps.pagers:
+        lines.append("No pager is configured: reach the on-call directly.")
+    return "\n".join(lines)
+
+
+async def on_p1(session: AsyncSession, deps: Deps, *, ticket: Ticket, actor: Actor) -> list[str]:
+    """Queue the notice (per configured platform) and a page (per configured pager), once.
+
+    Returns what was newly queued (`notice:slack`, `pagerduty`...); nothing when it was before.
+    """
+    bridge = deps.config.incident.bridge_url
+    queued: list[str] = []
+    card = cards.notice(ticket, bridge)
+    for platform, channel in _notice_targets(deps):
+        if await outbox.enqueue(
+            session,
+            kind="message",
+            ticket_id=ticket.id,
+            dedup_key=dedup_key(ticket.number, f"notice:{platform}"),
+            payload={
+                "platform": platform,
+                "channel": channel,
+                "thread": None,
+                "ticket": ticket.number,
+                "purpose": NOTICE,
+                "text": card.fallback,
+                "card": card.to_dict(),
+            },
+        ):
+            queued.append(f"notice:{platform}")
+    for pager in deps.pagers:
+        if pager == "pagerduty":
+            payload = {**cards.pagerduty_trigger(ticket, bridge), "purpose": "trigger"}
+        elif pager == "opsgenie":
+            payload = {**cards.opsgenie_alert(ticket, bridge), "purpose": "create"}
+        else:
+            continue
+        if await outbox.enqueue(
+            session,
+            kind=f"page.{pager}",
+            ticket_id=ticket.id,
+            dedup_key=dedup_key(ticket.number, pager),
+            payload={**payload, "ticket": ticket.number},
+        ):
+            queued.append(pager)
+    if queued:
+        await repo.add_event(
+            session,
+            ticket_id=ticket.id,
+            kind="incident.p1",
+            actor_platform=actor.platform,
+            actor_id=actor.id,
+            data={"queued": queued},
+        )
+    if not deps.pagers:
+        log.warning("P1 %s: no pager is configured, nobody is paged", ticket.number)
+    return queued
+
+
+def _follow_up(
+    ticket: Ticket, row: OutboxMessage, bridge: str | None
+) -> tuple[str, dict[str, Any]]:
+    """The row that undoes or updates `row` once the ticket is closed."""
+    common = {"ticket": ticket.number, "after": row.id}
+    if row.kind == "page.pagerduty":
+        return row.kind, {**cards.pagerduty_resolve(ticket), "purpose": "resolve", **common}
+    if row.kind == "page.opsgenie":
+        return row.kind, {**cards.opsgenie_close(ticket), "purpose": "close", **common}
+    card = cards.resolved_notice(ticket, bridge)
+    return "update", {
+        "platform": row.payload.get("platform"),
+        "channel": row.payload.get("channel"),
+        "purpose": NOTICE_UPDATE,
+        "from_result": NOTICE_RESULT_KEYS,
+        "text": card.fallback,
+        "card": card.to_dict(),
+        **common,
+    }
+
+
+async def on_ticket_closed(
+    session: AsyncSession, deps: Deps, *, ticket: Ticket, actor: Actor
+) -> list[str]:
+    """Resolve the page(s) and mark the notice(s) resolved; returns what was queued."""
+    number = ticket.number
+    wanted = ["notice:slack", "notice:teams", *PAGER_NAMES]
+    rows = await outbox.by_dedup_keys(session, [dedup_key(number, w) for w in wanted])
+    bridge = deps.config.incident.bridge_url
+    queued, cancelled = [], []
+    for row in rows:
+        assert row.dedup_key is not None
+        if await outbox.cancel_unsent(
+            session, message_id=row.id, reason=f"{number} was closed before it was sent"
+        ):
+            cancelled.append(row.dedup_key)
+            continue
+        kind, payload = _follow_up(ticket, row, bridge)
+        if await outbox.enqueue(
+            session,
+            kind=kind,
+            ticket_id=ticket.id,
+            dedup_key=f"{row.dedup_key}:resolved",
+            payload=payload,
+        ):
+            queued.append(row.dedup_key)
+    if queued or cancelled:
+        await repo.add_event(
+            session,
+            ticket_id=ticket.id,
+            kind="incident.resolved",
+            actor_platform=actor.platform,
+            actor_id=actor.id,
+            data={"follow_ups": queued, "cancelled": cancelled},
+        )
+    return queued

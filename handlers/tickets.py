@@ -91,6 +91,7 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
             await identity.start_check(session, deps, ticket=ticket, actor=interaction.actor)
         if ticket.priority == "P1":
             await incidents.on_p1(session, deps, ticket=ticket, actor=interaction.actor)
+    deps.observe("ticket_opened", priority=ticket.priority)
     log.info("ticket opened", extra={"ticket": ticket.number, "priority": ticket.priority})
     return Reply(text=f"Opened {ticket.number}", card=card, private=False)
 

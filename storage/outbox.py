@@ -20,7 +20,9 @@ from storage.models import OutboxMessage, utcnow
 from storage.tickets import _insert_ignore
 
 LEASE = timedelta(seconds=60)
+FIRST_BACKOFF = 1.0
 MAX_BACKOFF = 300.0
+MAX_RETRY_AFTER = 3600.0
 
 
 async def enqueue(
@@ -57,9 +59,18 @@ async def enqueue(
 
 
 async def claim_due(
-    session: AsyncSession, *, worker: str, limit: int = 50, now: datetime | None = None
+    session: AsyncSession,
+    *,
+    worker: str,
+    limit: int = 50,
+    now: datetime | None = None,
+    lease: timedelta = LEASE,
 ) -> Sequence[OutboxMessage]:
-    """Lease up to `limit` due rows to `worker` (SKIP LOCKED on PostgreSQL)."""
+    """Lease up to `limit` due rows to `worker` for `lease` (SKIP LOCKED on PostgreSQL).
+
+    Each claim counts as an attempt. A lease that runs out (the worker died) makes the row
+    due again for anyone.
+    """
     now = now or utcnow()
     due = (
         select(OutboxMessage.id)
@@ -76,7 +87,7 @@ async def claim_due(
     stmt = (
         update(OutboxMessage)
         .where(OutboxMessage.id.in_(due.scalar_subquery()))
-        .values(claimed_by=worker, claimed_until=now + LEASE, attempts=OutboxMessage.attempts + 1)
+        .values(claimed_by=worker, claimed_until=now + lease, attempts=OutboxMessage.attempts + 1)
         .returning(OutboxMessage)
         .execution_options(synchronize_session=False)
     )
@@ -86,8 +97,9 @@ async def claim_due(
 
 async def mark_delivered(
     session: AsyncSession, *, message_id: int, worker: str, result: dict[str, Any]
-) -> None:
-    await session.execute(
+) -> bool:
+    """Record the delivery; False when `worker` no longer holds the row (lease taken over)."""
+    done = await session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id == message_id, OutboxMessage.claimed_by == worker)
         .values(
@@ -98,13 +110,18 @@ async def mark_delivered(
             last_error="",
         )
     )
+    return bool(done.rowcount)  # type: ignore[attr-defined]
 
 
 def backoff(attempts: int, *, retry_after: float | None = None) -> float:
-    """Seconds to wait before the next try: 2, 4, 8 ... 300 with jitter; Retry-After wins."""
+    """Seconds before the next try: about 1, 2, 4 ... capped at 300, with jitter.
+
+    A server's Retry-After wins: the next try is never before it (jitter only adds).
+    """
     if retry_after is not None:
-        return min(max(retry_after, 0.0), 3600.0)
-    base = min(MAX_BACKOFF, 2.0 ** max(attempts, 1))
+        wait = min(max(retry_after, 0.0), MAX_RETRY_AFTER)
+        return wait + random.uniform(0.0, min(1.0, wait * 0.1))
+    base = min(MAX_BACKOFF, FIRST_BACKOFF * 2.0 ** max(attempts - 1, 0))
     return base * random.uniform(0.75, 1.0)
 
 
@@ -117,10 +134,13 @@ async def mark_failed(
     attempts: int,
     retry_after: float | None = None,
     permanent: bool = False,
-) -> None:
-    """Record a failed attempt: reschedule with backoff, or give up (`dead`) when permanent."""
+) -> bool:
+    """Record a failed attempt: reschedule with backoff, or give up (`dead`) when permanent.
+
+    False when `worker` no longer holds the row (its lease ran out and another worker took it).
+    """
     delay = backoff(attempts, retry_after=retry_after)
-    await session.execute(
+    done = await session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id == message_id, OutboxMessage.claimed_by == worker)
         .values(
@@ -130,6 +150,69 @@ async def mark_failed(
             due_at=utcnow() + timedelta(seconds=delay),
         )
     )
+    return bool(done.rowcount)  # type: ignore[attr-defined]
+
+
+async def defer(session: AsyncSession, *, message_id: int, worker: str, seconds: float) -> bool:
+    """Put a claimed row back untried (it waits for another row): the claim is not an attempt."""
+    done = await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id, OutboxMessage.claimed_by == worker)
+        .values(
+            claimed_until=None,
+            attempts=OutboxMessage.attempts - 1,
+            due_at=utcnow() + timedelta(seconds=max(seconds, 0.0)),
+        )
+    )
+    return bool(done.rowcount)  # type: ignore[attr-defined]
+
+
+async def give_up(session: AsyncSession, *, message_id: int, worker: str, reason: str) -> bool:
+    """Cancel a claimed row that can never be sent (what it follows was never delivered)."""
+    done = await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id, OutboxMessage.claimed_by == worker)
+        .values(status="cancelled", last_error=reason[:2000], claimed_until=None)
+    )
+    return bool(done.rowcount)  # type: ignore[attr-defined]
+
+
+async def cancel_unsent(
+    session: AsyncSession, *, message_id: int, reason: str, now: datetime | None = None
+) -> bool:
+    """Cancel a row that was never attempted and is not being attempted now; False otherwise.
+
+    A row tried before may have reached its receiver (a timeout after it arrived), so it
+    stays: the caller follows it up instead.
+    """
+    now = now or utcnow()
+    done = await session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id == message_id,
+            OutboxMessage.status == "pending",
+            OutboxMessage.attempts == 0,
+            (OutboxMessage.claimed_until.is_(None)) | (OutboxMessage.claimed_until < now),
+        )
+        .values(status="cancelled", last_error=reason[:2000], claimed_until=None)
+    )
+    return bool(done.rowcount)  # type: ignore[attr-defined]
+
+
+async def set_failure_reported(session: AsyncSession, message_id: int, value: bool = True) -> None:
+    await session.execute(
+        update(OutboxMessage).where(OutboxMessage.id == message_id).values(failure_reported=value)
+    )
+
+
+async def get(session: AsyncSession, message_id: int) -> OutboxMessage | None:
+    return await session.get(OutboxMessage, message_id)
+
+
+async def by_dedup_keys(session: AsyncSession, keys: Sequence[str]) -> Sequence[OutboxMessage]:
+    """Rows queued under any of `keys`, oldest first."""
+    query = select(OutboxMessage).where(OutboxMessage.dedup_key.in_(list(keys)))
+    return (await session.execute(query.order_by(OutboxMessage.id))).scalars().all()
 
 
 async def for_ticket(session: AsyncSession, ticket_id: int) -> Sequence[OutboxMessage]:

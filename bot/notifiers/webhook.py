@@ -1,0 +1,79 @@
+"""JSON-over-HTTP delivery shared by the pager notifiers: one POST, its status as a verdict."""
+
+from __future__ import annotations
+
+import json
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+
+from bot.notifiers import DeliveryError
+from storage.models import utcnow
+
+# Retrying the same request cannot succeed (bad payload, bad key, no access, not paid).
+PERMANENT = {400, 401, 402, 403, 404, 405, 413, 422}
+TIMEOUT = aiohttp.ClientTimeout(total=10)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """`Retry-After` as seconds (delta-seconds or an HTTP date); None when absent or unusable."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        return max((parsedate_to_datetime(value) - utcnow()).total_seconds(), 0.0)
+    except (TypeError, ValueError):
+        return None
+
+
+def _message(text: str) -> str:
+    """A short reason from an error body, without echoing anything we sent."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text[:200]
+    if not isinstance(data, dict):
+        return ""
+    parts = [str(data.get("message") or data.get("status") or "")]
+    errors = data.get("errors")
+    if errors:
+        parts.append(json.dumps(errors)[:300])
+    return " ".join(p for p in parts if p)[:500]
+
+
+async def post_json(
+    http: aiohttp.ClientSession,
+    url: str,
+    body: dict[str, Any],
+    *,
+    service: str,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """POST `body`; the parsed answer on 2xx, else DeliveryError (429 keeps Retry-After).
+
+    Error texts name the service and the status only: never the URL's secrets or the headers.
+    """
+    try:
+        async with http.post(url, json=body, headers=headers, timeout=TIMEOUT) as response:
+            status = response.status
+            text = await response.text()
+            retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise DeliveryError(f"{service}: {type(exc).__name__}") from exc
+    if 200 <= status < 300:
+        try:
+            data = json.loads(text) if text else {}
+        except ValueError:
+            data = {}
+        return data if isinstance(data, dict) else {}
+    reason = f"{service}: HTTP {status} {_message(text)}".strip()
+    if status == 429:
+        raise DeliveryError(reason, retry_after=retry_after)
+    if status in PERMANENT or (400 <= status < 500 and status != 408):
+        raise DeliveryError(reason, permanent=True)
+    # 408, 5xx: try again (a 503's Retry-After is honoured too).
+    raise DeliveryError(reason, retry_after=retry_after)

@@ -1,0 +1,189 @@
+"""Is a resolution note worth keeping? A small heuristic that can explain its verdict.
+
+A useful note says *what was done* (an action verb: cleared, reinstalled, reset…) *to what*
+(an object signal: a KB id, a command, a host or asset name, a setting path, or a known system
+such as a printer, VPN or mailbox), and is more than a filler phrase. Checks run in order and
+the first failure is the reason given to the technician, with a worked example.
+"""
+
+from __future__ import annotations
+
+import re
+
+EXAMPLE = "e.g. 'Cleared the print queue on PRN-0042 and reinstalled the HP UPD 7.1 driver'"
+MIN_CHARS = 15
+MIN_WORDS = 3
+MAX_CHARS = 3000
+
+# Words that only say "it is fixed now"; a note made of nothing else is filler.
+FILLER_WORDS = frozenset(
+    """
+    a all again an and are as at after back be been by call called closed closing close done
+    everything fine fix fixed fixes for good got has have he her his i is issue issues it its
+    itself just longer na n/a no now of ok okay on per problem problems re reboot rebooted
+    rebooting resolved resolve restart restarted self she solved sorted that the their then
+    they this ticket to up user users was we went were with work worked working works seems
+    seemed apparently anymore able can could
+    """.split()
+)
+
+# Base forms of verbs that say what was done. "fix", "resolve", "solve" and "sort" are left
+# out on purpose: they say *that* it was fixed, not *what* was done.
+_ACTION_BASES = """
+    add adjust allow allowlist apply approve assign block change clean clear
+    configure connect convert copy correct create delete deploy disable disconnect edit
+    enable enrol enroll extend flush follow force format grant import increase install join
+    kill license link lock log map migrate modify mount move patch provision purge
+    push reapply reassign reauthorize rebind rebuild reconfigure reconnect recreate redeploy
+    reenrol reenroll refresh regenerate register reimage reinstall rejoin reload remap
+    remove rename renew repair replace reregister reseat reset resize restore resync
+    revert revoke roll rollback rotate run scan set share start stop swap switch sync
+    tighten toggle unblock uninstall unlock unmap update upgrade whitelist wipe
+    """.split()
+_IRREGULAR = frozenset(
+    "ran rerun reran rebuilt reset set put sent rewrote wrote made took gave reissue reissued "
+    "issued shut".split()
+)
+# Restarting something is only an action when it names what was restarted; "rebooted" alone
+# is the classic filler.
+_WEAK_ACTIONS = frozenset(
+    "reboot rebooted rebooting restart restarted restarting power powered bounce bounced".split()
+)
+
+# Specific things a technician acts on (lower case, matched as whole words or phrases).
+SYSTEM_NOUNS = frozenset(
+    """
+    account accounts ad adapter agent antivirus app application authenticator autopilot backup
+    battery bios bitlocker browser cable cache calendar camera cert certificate certificates
+    chrome citrix cookie cookies credential credentials crm database defender dhcp disk dns dock
+    docking driver drivers edge entra erp exchange extension firewall firmware gateway gpo group
+    groups headset intune ip jira keyboard license licence licenses ldap mailbox mailboxes mdm
+    mfa monitor mouse nic o365 m365 office okta onedrive os ou outlook partition password
+    passwords patch permission permissions plugin port printer printers profile proxy queue
+    ram rdp registry router saml sccm server service services sharepoint smtp spooler
+    sql ssd ssid sso subnet switch teams tenant token toner tray vdi vlan vm vpn webcam wifi
+    wi-fi windows zoom salesforce sap slack macos
+    """.split()
+)
+_OS_NOUNS = frozenset({"windows", "os", "macos"})
+_SYSTEM_PHRASES = tuple(
+    "active directory|group policy|print queue|mapped drive|network drive|shared mailbox|"
+    "distribution list|recovery key|conditional access|dns record|user profile".split("|")
+)
+
+_KB_ID = re.compile(r"\bKB[-\s]?\d{3,}\b", re.IGNORECASE)
+_BACKTICKS = re.compile(r"`[^`\n]+`")
+_FLAG = re.compile(r"(?:^|\s)(?:--?|/)[A-Za-z][\w-]*\b")
+_POWERSHELL = re.compile(
+    r"\b(?:Get|Set|New|Remove|Add|Reset|Enable|Disable|Start|Stop|Restart|Clear|Update|Invoke|"
+    r"Install|Uninstall|Test|Repair|Grant|Revoke)-[A-Z][A-Za-z]+"
+)
+_COMMANDS = re.compile(
+    r"\b(?:gpupdate|ipconfig|sfc|dism|chkdsk|netsh|nslookup|certutil|robocopy|dsregcmd|"
+    r"klist|bcdedit|diskpart|winget|choco|msiexec|sudo|systemctl|apt|yum|dnf|brew)\b",
+    re.IGNORECASE,
+)
+_PATH = re.compile(
+    r"(?:\b[A-Za-z]:\\|\\\\[\w.$-]+\\|\bHK(?:LM|CU|CR|U|CC)\b|\bHKEY_[A-Z_]+\b|"
+    r"(?:^|\s)~?/(?:[\w.-]+/)+[\w.-]*)"
+)
+_SETTING_PATH = re.compile(r"\w[\w ]*\s(?:>|->|→|»)\s\w")
+_ASSET = re.compile(r"\b[A-Za-z][A-Za-z0-9]*[-_][A-Za-z0-9_-]*\d[A-Za-z0-9_-]*\b")
+_CAPS_DIGITS = re.compile(r"\b[A-Z]{2,}\d{2,}\b")
+_HOSTNAME = re.compile(r"\b(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}\b")
+_IP = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?:/\d{1,2})?\b")
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9/'-]*|\d+")
+
+
+def _forms(base: str) -> set[str]:
+    forms = {base, base + "s", base + "ed", base + "ing", base + "es"}
+    if base.endswith("e"):
+        forms |= {base + "d", base[:-1] + "ing"}
+    if base.endswith("y"):
+        forms |= {base[:-1] + "ied", base[:-1] + "ies"}
+    if re.search(r"[^aeiou][aeiou][bdgklmnprt]$", base):
+        forms |= {base + base[-1] + "ed", base + base[-1] + "ing"}
+    return forms
+
+
+ACTION_WORDS = frozenset(
+    {form for base in _ACTION_BASES for form in _forms(base)} | _IRREGULAR | _WEAK_ACTIONS
+)
+
+
+def words(note: str) -> list[str]:
+    """Lower-case words with hyphens dropped (`re-installed` -> `reinstalled`)."""
+    return [w.replace("-", "").strip("'") for w in _WORD.findall(note.lower())]
+
+
+def is_filler(note: str) -> bool:
+    """True when every word only says that it works now ("rebooted and it worked")."""
+    found = words(note)
+    return not found or all(w in FILLER_WORDS for w in found)
+
+
+def action_words(note: str) -> list[str]:
+    return [w for w in words(note) if w in ACTION_WORDS]
+
+
+def object_signals(note: str) -> list[str]:
+    """Why the note names a thing: which signals it contains (empty: names nothing)."""
+    signals: list[str] = []
+    checks = (
+        ("KB article", _KB_ID),
+        ("command", _BACKTICKS),
+        ("command", _FLAG),
+        ("command", _POWERSHELL),
+        ("command", _COMMANDS),
+        ("path", _PATH),
+        ("setting path", _SETTING_PATH),
+        ("host or asset", _ASSET),
+        ("host or asset", _CAPS_DIGITS),
+        ("host name", _HOSTNAME),
+        ("IP address", _IP),
+    )
+    for name, pattern in checks:
+        if pattern.search(note) and name not in signals:
+            signals.append(name)
+    if systems(note):
+        signals.append("system")
+    return signals
+
+
+def systems(note: str) -> set[str]:
+    """Known systems the note names (words and phrases from the lists above)."""
+    lowered = note.lower()
+    return (set(words(note)) & SYSTEM_NOUNS) | {p for p in _SYSTEM_PHRASES if p in lowered}
+
+
+def note_problem(note: str) -> str | None:
+    """Why the resolution note is not good enough, with an example; None when it is."""
+    text = note.strip()
+    if not text:
+        return f"Write what you did and to what, {EXAMPLE}."
+    if len(text) > MAX_CHARS:
+        return f"Keep the resolution note under {MAX_CHARS} characters."
+    if is_filler(text):
+        return f"That only says it works now, not what was done to what. Describe it, {EXAMPLE}."
+    if len(text) < MIN_CHARS or len(words(text)) < MIN_WORDS:
+        return f"Too short to help the next technician: say what you did to what, {EXAMPLE}."
+    actions = action_words(text)
+    if not actions:
+        return (
+            "Say what you did (cleared, reinstalled, reset, replaced, reconfigured…), "
+            f"not only that it is fixed, {EXAMPLE}."
+        )
+    signals = object_signals(text)
+    if not signals:
+        return (
+            "Name what you did it to: a system (printer, VPN, mailbox…), a setting, a "
+            f"command, a host or asset name, or a KB id, {EXAMPLE}."
+        )
+    if all(a in _WEAK_ACTIONS for a in actions) and signals == ["system"] and _only_os(text):
+        return f"A reboot alone teaches nothing: say what was restarted or changed, {EXAMPLE}."
+    return None
+
+
+def _only_os(text: str) -> bool:
+    """True when the only system named is the operating system a plain reboot restarts."""
+    return systems(text) <= _OS_NOUNS

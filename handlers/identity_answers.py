@@ -1,0 +1,227 @@
+"""The manager's answer to an identity check: checked, recorded, and acted on.
+
+An answer counts only when its nonce matches a pending request, it comes from the manager's
+own platform user id, and it arrives before the request expires; anything else is refused,
+told why, and audited. Rows are locked ticket first, then check (the same order as `verify`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers import identity_cards as cards
+from handlers import notify
+from handlers.deps import Deps
+from handlers.ticket_cards import when
+from handlers.types import Actor, Duplicate, Interaction, Reply
+from storage import outbox
+from storage import tickets as repo
+from storage.models import IdentityCheck, OutboxMessage, Ticket
+
+log = logging.getLogger(__name__)
+PURPOSE = cards.PURPOSE
+
+
+async def claim(session: AsyncSession, interaction: Interaction) -> None:
+    """Record the inbound delivery id; a retried click or message raises Duplicate."""
+    if interaction.delivery_id and not await repo.claim_delivery(session, interaction.delivery_id):
+        raise Duplicate(f"delivery {interaction.delivery_id} was already handled")
+
+
+async def retire_dm(session: AsyncSession, ticket: Ticket, check: IdentityCheck, text: str) -> None:
+    """Replace a delivered request's buttons with `text` (an outbox `update`)."""
+    sent = (
+        await session.execute(
+            select(OutboxMessage).where(OutboxMessage.dedup_key == f"identity:{check.id}")
+        )
+    ).scalar_one_or_none()
+    if sent is None or sent.status != "delivered" or not sent.result.get("channel"):
+        return
+    await outbox.enqueue(
+        session,
+        kind="update",
+        ticket_id=ticket.id,
+        payload={
+            "platform": check.manager_platform,
+            "channel": sent.result["channel"],
+            "ts": sent.result.get("ts"),
+            "activity_id": sent.result.get("activity_id"),
+            "ticket": ticket.number,
+            "purpose": "identity.update",
+            "card": cards.outcome_card(ticket, text).to_dict(),
+            "text": text,
+        },
+    )
+
+
+async def answer(deps: Deps, interaction: Interaction, *, approved: bool) -> Reply:
+    """Record the manager's answer, or refuse (and audit) one that cannot count."""
+    actor = interaction.actor
+    nonce = interaction.data.get(cards.NONCE_KEY)
+    choice = "approve" if approved else "deny"
+    now = deps.clock()
+    async with deps.sessions() as session, session.begin():
+        await claim(session, interaction)
+        check, ticket = await _load(session, nonce)
+        refused = _why_refused(check, actor)
+        if refused is not None:
+            reason, reply = refused
+            await repo.add_event(
+                session,
+                ticket_id=ticket.id if ticket else None,
+                kind="identity.refused",
+                actor_platform=actor.platform,
+                actor_id=actor.id,
+                channel=interaction.conversation.id,
+                data={"reason": reason, "answer": choice, "check": check.id if check else None},
+            )
+            log.warning("identity answer refused (%s) from %s:%s", reason, actor.platform, actor.id)
+            return Reply(text=reply)
+        assert check is not None and ticket is not None
+        listed = await deps.directory.find_by_email(check.manager_email)
+        manager = cards.manager_label(listed, check.manager_email)
+        if check.expires_at is not None and now > check.expires_at:
+            return await _expired(session, ticket, check, actor, manager)
+        check.answered_by, check.answered_at = actor.id, now
+        if approved:
+            await _approved(session, ticket, check, actor, manager)
+            return Reply(text=f"Thank you: you confirmed the identity for {ticket.number}.")
+        told = await _denied(session, deps, ticket, check, actor, manager)
+    security = " and the security team is told" if told else ""
+    return Reply(text=f"Thank you: {ticket.number} is stopped{security}.")
+
+
+async def _load(session: AsyncSession, nonce: object) -> tuple[IdentityCheck | None, Ticket | None]:
+    """The check for `nonce` and its ticket, locked ticket first (same order as verify)."""
+    if not isinstance(nonce, str) or not 0 < len(nonce) <= 64:
+        return None, None
+    by_nonce = select(IdentityCheck).where(IdentityCheck.nonce == nonce)
+    ticket_id = (
+        await session.execute(select(IdentityCheck.ticket_id).where(IdentityCheck.nonce == nonce))
+    ).scalar_one_or_none()
+    if ticket_id is None:
+        return None, None
+    ticket = await session.get(Ticket, ticket_id, with_for_update=True)
+    check = (await session.execute(by_nonce.with_for_update())).scalar_one_or_none()
+    return check, ticket
+
+
+def _why_refused(check: IdentityCheck | None, actor: Actor) -> tuple[str, str] | None:
+    """(audit reason, reply) when this answer cannot count, else None."""
+    if check is None or check.state == "no_manager":
+        return "unknown request", cards.UNKNOWN_REQUEST
+    if (actor.platform, actor.id) != (check.manager_platform, check.manager_id):
+        return "not the manager", cards.NOT_MANAGER
+    if check.state == "superseded":
+        return "superseded", cards.SUPERSEDED
+    if check.state == "expired":
+        return "expired", "This request has expired, so your answer was not recorded."
+    if check.state != "pending":
+        return f"already {check.state}", (
+            f"This request was already answered ({check.state}); nothing was changed."
+        )
+    return None
+
+
+async def _expired(
+    session: AsyncSession, ticket: Ticket, check: IdentityCheck, actor: Actor, manager: str
+) -> Reply:
+    check.state = "expired"
+    if ticket.identity_state == "pending":
+        ticket.identity_state = "required"
+    await repo.add_event(
+        session,
+        ticket_id=ticket.id,
+        kind="identity.expired",
+        actor_platform=actor.platform,
+        actor_id=actor.id,
+        data={
+            "check": check.id,
+            "expires_at": check.expires_at.isoformat() if check.expires_at else None,
+        },
+    )
+    await notify.tell_technician(
+        session, ticket, cards.expired_text(ticket, manager), purpose=PURPOSE
+    )
+    await retire_dm(session, ticket, check, cards.late_text(ticket))
+    return Reply(text=cards.late_text(ticket))
+
+
+async def _approved(
+    session: AsyncSession, ticket: Ticket, check: IdentityCheck, actor: Actor, manager: str
+) -> None:
+    check.state = "approved"
+    ticket.identity_state = "confirmed"
+    await repo.add_event(
+        session,
+        ticket_id=ticket.id,
+        kind="identity.approved",
+        actor_platform=actor.platform,
+        actor_id=actor.id,
+        data={"check": check.id, "manager": check.manager_email},
+    )
+    assert check.answered_at is not None
+    text = cards.approved_text(ticket, check, manager, check.answered_at)
+    await notify.tell_technician(session, ticket, text, purpose=PURPOSE)
+    await retire_dm(
+        session,
+        ticket,
+        check,
+        f"You approved this request at {when(check.answered_at)}. Thank you.",
+    )
+
+
+async def _denied(
+    session: AsyncSession,
+    deps: Deps,
+    ticket: Ticket,
+    check: IdentityCheck,
+    actor: Actor,
+    manager: str,
+) -> bool:
+    """Flag the ticket; True when a `security` queue was notified."""
+    check.state = "denied"
+    ticket.identity_state = "denied"
+    assert check.answered_at is not None
+    told = await notify.notify_queue(
+        session,
+        deps.config,
+        "security",
+        cards.security_text(ticket, check, manager, check.answered_at),
+        ticket=ticket,
+        purpose=PURPOSE,
+    )
+    if not told:
+        log.warning("identity denied on %s but no `security` queue is configured", ticket.number)
+    await repo.add_event(
+        session,
+        ticket_id=ticket.id,
+        kind="identity.denied",
+        actor_platform=actor.platform,
+        actor_id=actor.id,
+        data={"check": check.id, "manager": check.manager_email},
+    )
+    await repo.add_event(
+        session,
+        ticket_id=ticket.id,
+        kind="ticket.flagged",
+        actor_platform=actor.platform,
+        actor_id=actor.id,
+        data={"flag": "possible_impersonation", "check": check.id, "security_notified": told},
+    )
+    await notify.tell_technician(
+        session,
+        ticket,
+        cards.denied_text(ticket, manager, security_told=bool(told)),
+        purpose=PURPOSE,
+    )
+    await retire_dm(
+        session,
+        ticket,
+        check,
+        f"You denied this request at {when(check.answered_at)}. The technician was told to stop.",
+    )
+    return bool(told)

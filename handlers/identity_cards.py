@@ -1,0 +1,215 @@
+"""What the identity check says: the manager's DM card and the texts for technicians.
+
+All strings are literal (the renderers escape them), so names and summaries typed by people
+can never ping or link.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from cards.model import ActionId, Button, Card, Facts, Text
+from handlers.directory import Person
+from handlers.ticket_cards import person, when
+from storage.models import IdentityCheck, Ticket
+
+# Outbox payload `purpose` of the manager's DM (and of the technician notices).
+PURPOSE = "identity"
+# Key of the opaque nonce in the Approve/Deny button value (the only thing the button carries).
+NONCE_KEY = "check"
+
+UNKNOWN_REQUEST = (
+    "This identity confirmation request is not valid (it may have been altered). Nothing "
+    "was changed; the attempt has been recorded."
+)
+NOT_MANAGER = (
+    "Only the requester's manager can answer this identity confirmation request. Nothing "
+    "was changed; the attempt has been recorded."
+)
+SUPERSEDED = (
+    "This request was replaced by a newer one: use the latest message. Nothing was changed."
+)
+
+
+def requester_label(ticket: Ticket, requester: Person | None) -> str:
+    """`Ana Lopez (ana@example.com)`, from the directory when the requester is listed there."""
+    if requester is not None:
+        return person(requester.name, requester.email)
+    return person(ticket.requester_name, ticket.requester_email or ticket.requester_id)
+
+
+def manager_label(manager: Person | None, email: str = "") -> str:
+    if manager is not None:
+        return person(manager.name, manager.email)
+    return email or "the manager"
+
+
+def channel_label(ticket: Ticket) -> str:
+    """Through which channel the request came in."""
+    if ticket.source_platform == "slack":
+        return f"Slack, channel {ticket.source_channel}"
+    if ticket.source_channel.startswith("a:"):
+        return "Microsoft Teams, personal chat with the help-desk bot"
+    return f"Microsoft Teams, conversation {ticket.source_channel}"
+
+
+def platform_name(platform: str) -> str:
+    return {"slack": "Slack", "teams": "Microsoft Teams"}.get(platform, platform)
+
+
+def request_card(
+    ticket: Ticket, check: IdentityCheck, *, requester: Person | None, manager: Person
+) -> Card:
+    """The manager's DM: who asked, which technician, for what, which ticket, when, where."""
+    who = requester_label(ticket, requester)
+    facts = [
+        ("Requester", who),
+        ("Technician", person(ticket.technician_name, ticket.technician_id)),
+        ("Request", ticket.summary),
+        ("Category", ticket.category or "-"),
+        ("Ticket", f"{ticket.number} ({ticket.priority})"),
+        ("Asked at", when(ticket.created_at)),
+        ("Channel", channel_label(ticket)),
+        ("Answer by", when(check.expires_at)),
+    ]
+    value = {NONCE_KEY: check.nonce}
+    return Card(
+        title=f"Identity check for {ticket.number}: did {who} ask the help desk for this?",
+        body=[
+            Text(
+                f"{manager.name or manager.email}, the help desk needs you, as their manager, "
+                "to confirm this request really comes from them before a technician touches "
+                "their account."
+            ),
+            Facts(facts),
+            Text(
+                "Approve only if you know they made this request. If you are not sure, or did "
+                "not expect it, press Deny: the security team will look into it.",
+                muted=True,
+            ),
+        ],
+        buttons=[
+            Button(ActionId.IDENTITY_APPROVE, "Approve", value, style="primary"),
+            Button(ActionId.IDENTITY_DENY, "Deny", value, style="danger"),
+        ],
+        fallback=f"Identity check for {ticket.number}: did {who} ask for this? Approve or Deny.",
+    )
+
+
+def outcome_card(ticket: Ticket, text: str) -> Card:
+    """Replaces the DM once it no longer takes answers (no buttons)."""
+    return Card(title=f"Identity check for {ticket.number}", body=[Text(text)], fallback=text)
+
+
+def sent_text(
+    ticket: Ticket, check: IdentityCheck, *, requester: Person | None, manager: Person
+) -> str:
+    return (
+        f"Identity check for {ticket.number}: asked {manager_label(manager)}, manager of "
+        f"{requester_label(ticket, requester)}, on {platform_name(check.manager_platform)} to "
+        f"confirm. The answer counts until {when(check.expires_at)} (counted from delivery). "
+        "Do not reset passwords, change MFA or discuss the account until it is confirmed."
+    )
+
+
+def callback_text(ticket: Ticket, *, requester: Person | None, manager: Person | None) -> str:
+    """No manager to ask: call back the number on file (from the directory, never the caller)."""
+    who = requester_label(ticket, requester)
+    if requester is None:
+        reason = f"{who} is not in the directory, so there is no manager on file"
+    elif manager is None:
+        reason = f"there is no manager on file for {who}"
+    else:
+        reason = (
+            f"their manager {manager_label(manager)} has no Slack or Teams account the bot knows"
+        )
+    if requester is not None and requester.phone:
+        action = (
+            f"Call {who} back on {requester.phone}, the number on file in the directory "
+            "(never a number the caller gives you), and confirm it is them"
+        )
+    else:
+        action = (
+            "There is no phone number on file either: confirm their identity in person "
+            "or through your team lead (never through a number the caller gives you)"
+        )
+    return (
+        f"Identity check for {ticket.number}: {reason}. {action}. The check stays open: "
+        "the ticket cannot be escalated or closed until the identity is confirmed."
+    )
+
+
+def approved_text(ticket: Ticket, check: IdentityCheck, manager: str, at: datetime) -> str:
+    return (
+        f"Identity confirmed for {ticket.number}: {manager} approved on "
+        f"{platform_name(check.manager_platform)} at {when(at)}. You may proceed."
+    )
+
+
+def denied_text(ticket: Ticket, manager: str, *, security_told: bool) -> str:
+    security = (
+        "The security team has been notified."
+        if security_told
+        else "No security queue is configured: report this to your security team now."
+    )
+    return (
+        f"DO NOT PROCEED with {ticket.number}: {manager} denied that the requester made this "
+        "request. Treat it as a possible impersonation: do not reset passwords, change MFA or "
+        f"discuss the account. {security}"
+    )
+
+
+def security_text(ticket: Ticket, check: IdentityCheck, manager: str, at: datetime) -> str:
+    return (
+        f"Possible impersonation on {ticket.number}: {manager} denied that "
+        f'{requester_label(ticket, None)} asked for "{ticket.summary}" (category '
+        f"{ticket.category or '-'}). Technician: "
+        f"{person(ticket.technician_name, ticket.technician_id)}. Request came in through "
+        f"{channel_label(ticket)} at {when(ticket.created_at)}; denied on "
+        f"{platform_name(check.manager_platform)} at {when(at)}."
+    )
+
+
+def late_text(ticket: Ticket) -> str:
+    return (
+        f"This identity confirmation request for {ticket.number} has expired, so your answer "
+        "was not recorded. The technician can send a new one."
+    )
+
+
+def expired_text(ticket: Ticket, manager: str) -> str:
+    return (
+        f"Identity check for {ticket.number}: {manager} answered after the request expired, "
+        f"so nothing was confirmed. Run `ticket verify {ticket.number}` to ask again."
+    )
+
+
+def unreachable_text(ticket: Ticket, check: IdentityCheck, *, phone: str, error: str) -> str:
+    fallback = (
+        f"call the requester back on {phone}, the number on file in the directory"
+        if phone
+        else "confirm the requester's identity in person"
+    )
+    return (
+        f"Identity check for {ticket.number}: the manager ({check.manager_email}) could not be "
+        f"reached on {platform_name(check.manager_platform)} ({error[:200]}). The identity is "
+        f"NOT confirmed. Try `ticket verify {ticket.number}` again later, or {fallback}."
+    )
+
+
+def refusal(ticket: Ticket) -> str:
+    """Why a technician-only action on a gated ticket is refused (None-safe for callers)."""
+    if ticket.identity_state == "denied":
+        return (
+            f"{ticket.number}: the requester's manager denied their identity (possible "
+            "impersonation). Do not proceed; the security team has been notified."
+        )
+    if ticket.identity_state == "pending":
+        return (
+            f"{ticket.number} needs the requester's identity confirmed first; the manager has "
+            f"not answered yet (`ticket verify {ticket.number}` sends a fresh request)."
+        )
+    return (
+        f"{ticket.number} needs the requester's identity confirmed first: run "
+        f"`ticket verify {ticket.number}`."
+    )

@@ -1,0 +1,117 @@
+"""What a P1 says: the incident-channel notice and the pager payloads (all literal text)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cards.model import Card, Element, Facts, Text
+from handlers.ticket_cards import person, when
+from storage.models import Ticket
+
+SOURCE = "helpdesk-bot"
+NO_BRIDGE = "not configured (incident.bridge_url)"
+
+
+def headline(ticket: Ticket) -> str:
+    return f"P1 {ticket.number}: {ticket.summary.strip()}"
+
+
+def _facts(ticket: Ticket, bridge_url: str | None) -> list[tuple[str, str]]:
+    return [
+        ("Ticket", ticket.number),
+        ("Summary", ticket.summary),
+        ("Users affected", str(ticket.users_affected)),
+        ("Requester", person(ticket.requester_name, ticket.requester_id)),
+        ("Technician", person(ticket.technician_name, ticket.technician_id)),
+        ("Bridge", bridge_url or NO_BRIDGE),
+    ]
+
+
+def notice(ticket: Ticket, bridge_url: str | None) -> Card:
+    """The incident-channel notice: number, summary, users affected, people and the bridge."""
+    body: list[Element] = [Facts(_facts(ticket, bridge_url))]
+    if bridge_url:
+        body.append(Text(f"Join the bridge: {bridge_url}"))
+    return Card(
+        title=f"P1 incident {ticket.number}: {ticket.summary.strip()}"[:300],
+        body=body,
+        fallback=f"{headline(ticket)} - bridge: {bridge_url or NO_BRIDGE}"[:3000],
+    )
+
+
+def resolved_notice(ticket: Ticket, bridge_url: str | None) -> Card:
+    """The same notice, updated when the ticket is closed."""
+    facts = [*_facts(ticket, bridge_url), ("Status", f"resolved {when(ticket.closed_at)}")]
+    body: list[Element] = [Facts(facts)]
+    if ticket.resolution_note:
+        body += [Text("Resolution", muted=True), Text(ticket.resolution_note[:2000])]
+    return Card(
+        title=f"Resolved: P1 incident {ticket.number}: {ticket.summary.strip()}"[:300],
+        body=body,
+        fallback=f"Resolved: {headline(ticket)}"[:3000],
+    )
+
+
+def _details(ticket: Ticket, bridge_url: str | None) -> dict[str, str]:
+    details = {label.lower(): value for label, value in _facts(ticket, bridge_url)}
+    details["respond by"] = when(ticket.respond_by)
+    if ticket.error_text:
+        details["exact error"] = ticket.error_text[:1000]
+    return details
+
+
+def _links(ticket: Ticket, bridge_url: str | None) -> list[dict[str, str]]:
+    links = []
+    if bridge_url:
+        links.append({"href": bridge_url, "text": "P1 bridge"})
+    if ticket.source_platform == "slack" and ticket.source_channel:
+        links.append(
+            {
+                "href": f"https://slack.com/app_redirect?channel={ticket.source_channel}",
+                "text": f"{ticket.number} in Slack",
+            }
+        )
+    return links
+
+
+def pagerduty_trigger(ticket: Ticket, bridge_url: str | None) -> dict[str, Any]:
+    """Events API v2 trigger, minus the routing key (the notifier adds it from settings)."""
+    return {
+        "event_action": "trigger",
+        "dedup_key": ticket.number,
+        "payload": {
+            "summary": headline(ticket)[:1024],
+            "source": SOURCE,
+            "severity": "critical",
+            "component": ticket.asset or None,
+            "group": ticket.client or None,
+            "class": ticket.category or None,
+            "custom_details": _details(ticket, bridge_url),
+        },
+        "links": _links(ticket, bridge_url),
+    }
+
+
+def pagerduty_resolve(ticket: Ticket) -> dict[str, Any]:
+    return {"event_action": "resolve", "dedup_key": ticket.number}
+
+
+def opsgenie_alert(ticket: Ticket, bridge_url: str | None) -> dict[str, Any]:
+    description = "\n".join(f"{k}: {v}" for k, v in _facts(ticket, bridge_url))
+    return {
+        "op": "create",
+        "alias": ticket.number,
+        "message": headline(ticket)[:130],
+        "description": description[:15000],
+        "priority": "P1",
+        "tags": ["helpdesk", "P1"],
+        "details": _details(ticket, bridge_url),
+        "entity": ticket.asset or None,
+    }
+
+
+def opsgenie_close(ticket: Ticket) -> dict[str, Any]:
+    note = f"{ticket.number} closed"
+    if ticket.resolution_note:
+        note += f": {ticket.resolution_note[:1000]}"
+    return {"op": "close", "alias": ticket.number, "note": note}

@@ -1,0 +1,368 @@
+"""Closure and CSAT over Slack HTTP: modal errors, survey DM, rating, follow-up, retries."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from typing import Any
+
+from sqlalchemy import select, update
+
+from storage.models import CsatSurvey, OutboxMessage, Ticket, TicketEvent
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import AppHarness, view_submission
+
+PEOPLE = [
+    {"email": "tom@example.com", "name": "Tom Tech", "slack_id": "UTECH", "technician": True},
+    {"email": "ana@example.com", "name": "Ana Lopez", "slack_id": "UANA"},
+    {"email": "vic@example.com", "name": "Vic VIP", "slack_id": "UVIC", "vip": True},
+    {"email": "sam@example.com", "name": "Sam User", "slack_id": "USAM"},
+]
+CONFIG: dict[str, Any] = {"csat": {"delay": "0s", "vip_followup_delay": "2s"}}
+CLOSURE_LABELS = ["Resolution note", "Resolution category", "Time spent", "KB article"]
+GOOD_NOTE = "Cleared the print queue on PRN-0042 and reinstalled the HP UPD 7.1 driver"
+_ids = itertools.count(1)
+
+
+async def start(make_app: Any, fake: FakeSlack, **csat: str) -> AppHarness:
+    config = {**CONFIG, "csat": {**CONFIG["csat"], **csat}}
+    app: AppHarness = await make_app(slack=fake, config=config, people=PEOPLE)
+    return app
+
+
+def text_state(value: str) -> dict[str, Any]:
+    return {"type": "plain_text_input", "value": value}
+
+
+def select_state(value: str | None) -> dict[str, Any]:
+    return {"type": "static_select", "selected_option": {"value": value} if value else None}
+
+
+async def wait_until(predicate: Any, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+def posts_to(fake: FakeSlack, channel: str) -> list[dict[str, Any]]:
+    return [p for p in fake.posts() if p.get("channel") == channel]
+
+
+async def modal(app: AppHarness, fake: FakeSlack, text: str) -> dict[str, Any]:
+    opened = len(fake.views_opened())
+    response = await app.slash(text)
+    assert response.status == 200
+    await fake.wait_for_method("views.open", count=opened + 1)
+    return fake.views_opened()[-1]["view"]
+
+
+async def new_ticket(
+    app: AppHarness, fake: FakeSlack, *, requester: str = "UANA", priority: str = "P3"
+) -> str:
+    """Open a printer ticket through the intake modal; returns its number."""
+    view = await modal(app, fake, "new Printer jams")
+    values = {
+        "requester": {"type": "users_select", "selected_user": requester},
+        "summary": text_state("Printer jams on floor 3"),
+        "error_text": text_state("Error 0x8007001F"),
+        "doing": text_state("Printing"),
+        "reproducible": select_state("yes"),
+        "users_affected": {"type": "number_input", "value": "1"},
+        "priority": select_state(priority),
+        "category": select_state("printer"),
+        "asset": text_state("PRN-0042"),
+        "client": text_state(""),
+    }
+    before = len(posts_to(fake, "C0HELP"))
+    response = await app.interactive(view_submission(view, values, view_id=f"VI{next(_ids)}"))
+    assert response.status == 200
+    await wait_until(lambda: len(posts_to(fake, "C0HELP")) > before)
+    async with app.services.sessions() as session:
+        return (await session.execute(select(Ticket.number).order_by(Ticket.id.desc()))).scalar()
+
+
+async def submit_close(
+    app: AppHarness, fake: FakeSlack, number: str, *, note: str = GOOD_NOTE, time_spent: str = "45m"
+) -> dict[str, Any]:
+    """`/ticket close` then submit the modal; returns the JSON ack (empty dict when none)."""
+    view = await modal(app, fake, f"close {number}")
+    values = {
+        "resolution_note": text_state(note),
+        "resolution_category": select_state("Incident"),
+        "time_spent": text_state(time_spent),
+        "kb_article": text_state("KB0012345"),
+    }
+    response = await app.interactive(view_submission(view, values, view_id=f"VC{next(_ids)}"))
+    assert response.status == 200
+    body = await response.text()
+    return json.loads(body) if body else {}
+
+
+async def ticket_row(app: AppHarness, number: str) -> Ticket:
+    async with app.services.sessions() as session:
+        return (await session.execute(select(Ticket).where(Ticket.number == number))).scalar_one()
+
+
+async def survey_dm(fake: FakeSlack, user: str = "UANA", count: int = 1) -> dict[str, Any]:
+    await wait_until(lambda: len(posts_to(fake, f"D{user}")) >= count)
+    return posts_to(fake, f"D{user}")[count - 1]
+
+
+def button(post: dict[str, Any], title: str) -> dict[str, Any]:
+    for block in post["blocks"]:
+        for element in block.get("elements", []):
+            if element.get("type") == "button" and element["text"]["text"] == title:
+                return element
+    raise AssertionError(f"no {title} button in {post['blocks']}")
+
+
+async def click(
+    app: AppHarness, fake: FakeSlack, post: dict[str, Any], title: str, user: str
+) -> str:
+    """Press a button of a DM as `user`; returns the bot's answer (through response_url)."""
+    element = button(post, title)
+    n = next(_ids)
+    payload = {
+        "type": "block_actions",
+        "team": {"id": "T0TEAM", "domain": "acme"},
+        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T0TEAM"},
+        "api_app_id": "A0APP",
+        "token": "legacy",
+        "trigger_id": f"trigger-{n}",
+        "container": {"type": "message", "message_ts": post["ts"] if "ts" in post else "1.1"},
+        "channel": {"id": post["channel"], "name": "directmessage"},
+        "message": {"type": "message", "ts": f"1700000000.{n:06d}", "text": post.get("text", "")},
+        "response_url": fake.response_url_for(f"r{n}"),
+        "actions": [
+            {
+                "type": "button",
+                "action_id": element["action_id"],
+                "block_id": "b",
+                "value": element["value"],
+                "text": element["text"],
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+    response = await app.interactive(payload)
+    assert response.status == 200
+    await fake.wait_for(f"/response/r{n}")
+    return json.dumps(fake.responses(f"r{n}")[-1])
+
+
+async def survey_row(app: AppHarness) -> OutboxMessage:
+    async with app.services.sessions() as session:
+        rows = (await session.execute(select(OutboxMessage))).scalars().all()
+    return next(r for r in rows if r.payload.get("purpose") == "csat-survey")
+
+
+def followups(fake: FakeSlack) -> list[dict[str, Any]]:
+    return [p for p in posts_to(fake, "DUTECH") if "Personal follow-up" in json.dumps(p)]
+
+
+async def test_filler_refused_good_note_closes_survey_rated_once(make_app, slack_api: FakeSlack):
+    app = await start(make_app, slack_api)
+    number = await new_ticket(app, slack_api)
+    view = await modal(app, slack_api, f"close {number}")
+    labels = [b["label"]["text"] for b in view["blocks"] if b["type"] == "input"]
+    assert labels == CLOSURE_LABELS
+    category = next(b for b in view["blocks"] if b.get("block_id") == "resolution_category")
+    assert [o["value"] for o in category["element"]["options"]] == [
+        "Incident",
+        "Request",
+        "Problem",
+    ]
+
+    refused = await submit_close(app, slack_api, number, note="rebooted and it worked")
+    assert refused["response_action"] == "errors"
+    assert set(refused["errors"]) == {"resolution_note"}
+    assert "PRN-0042" in refused["errors"]["resolution_note"]
+    assert (await ticket_row(app, number)).status == "open"
+
+    logged = await (await app.slash(f"time {number} 30m checked the spooler")).json()
+    assert logged["response_type"] == "ephemeral"
+    assert "Logged 30m on HD-1 (total 30m)" in json.dumps(logged)
+    refused_time = await (await app.slash(f"time {number} 0m", user="USAM")).json()
+    assert "Only technicians can log time" in json.dumps(refused_time)
+
+    assert await submit_close(app, slack_api, number) == {}
+    closed = await ticket_row(app, number)
+    assert (closed.status, closed.resolution_category, closed.kb_article) == (
+        "closed",
+        "Incident",
+        "KB0012345",
+    )
+    await slack_api.wait_for_method("conversations.open")
+    dm = await survey_dm(slack_api)
+    assert [button(dm, t)["text"]["text"] for t in "12345"] == list("12345")
+    assert number in json.dumps(dm["blocks"])
+    # The technician hears about the closure in the ticket's thread.
+    await wait_until(
+        lambda: any(
+            "was closed by Tom Tech" in json.dumps(p) for p in posts_to(slack_api, "C0HELP")
+        )
+    )
+
+    assert "You rated HD-1 4/5" in await click(app, slack_api, dm, "4", "UANA")
+    assert "already rated HD-1 4/5" in await click(app, slack_api, dm, "2", "UANA")
+    assert "Only the requester" in await click(app, slack_api, dm, "1", "USAM")
+    async with app.services.sessions() as session:
+        survey = (await session.execute(select(CsatSurvey))).scalar_one()
+    assert survey.rating == 4
+
+    shown = json.dumps(await (await app.slash(f"show {number}")).json())
+    for part in (
+        "Time entries (total 1h 15m)",
+        "checked the spooler",
+        "Time spent (closure)",
+        GOOD_NOTE,
+        "Incident",
+        "KB0012345",
+        "CSAT rating",
+        "4/5",
+        "Deliveries",
+        "csat-survey",
+        "delivered (attempt 1)",
+    ):
+        assert part in shown, part
+
+
+async def test_close_button_opens_the_closure_modal(make_app, slack_api: FakeSlack):
+    app = await start(make_app, slack_api)
+    await new_ticket(app, slack_api)
+    card = posts_to(slack_api, "C0HELP")[0]
+    opened = len(slack_api.views_opened())
+    await click_without_answer(app, slack_api, card, "Close", "UTECH")
+    await slack_api.wait_for_method("views.open", count=opened + 1)
+    view = slack_api.views_opened()[-1]["view"]
+    assert view["callback_id"] == "ticket.close.submit"
+    assert [b["label"]["text"] for b in view["blocks"] if b["type"] == "input"] == CLOSURE_LABELS
+    assert json.loads(view["private_metadata"]) == {"ticket": "HD-1", "logged": "0"}
+
+
+async def test_comment_button_opens_a_modal_and_stores_the_comment(make_app, slack_api):
+    app = await start(make_app, slack_api)
+    number = await new_ticket(app, slack_api)
+    await submit_close(app, slack_api, number)
+    dm = await survey_dm(slack_api)
+    opened = len(slack_api.views_opened())
+    await click_without_answer(app, slack_api, dm, "Add a comment", "UANA")
+    await slack_api.wait_for_method("views.open", count=opened + 1)
+    view = slack_api.views_opened()[-1]["view"]
+    assert view["callback_id"] == "csat.comment"
+    values = {"comment": text_state("Fast & friendly <!channel>")}
+    response = await app.interactive(view_submission(view, values, user="UANA", view_id="VCM1"))
+    assert response.status == 200
+    async with app.services.sessions() as session:
+        survey = (await session.execute(select(CsatSurvey))).scalar_one()
+    assert survey.comment == "Fast & friendly <!channel>"
+
+
+async def click_without_answer(
+    app: AppHarness, fake: FakeSlack, post: dict[str, Any], title: str, user: str
+) -> None:
+    element = button(post, title)
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user, "username": user.lower()},
+        "api_app_id": "A0APP",
+        "token": "legacy",
+        "trigger_id": "trigger-comment",
+        "team": {"id": "T0TEAM"},
+        "channel": {"id": post["channel"]},
+        "message": {"type": "message", "ts": "1700000001.000001", "text": ""},
+        "response_url": fake.response_url_for("comment"),
+        "actions": [
+            {
+                "type": "button",
+                "action_id": element["action_id"],
+                "block_id": "b",
+                "value": element["value"],
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+    assert (await app.interactive(payload)).status == 200
+
+
+async def test_low_rating_alerts_the_technician_in_the_thread(make_app, slack_api):
+    app = await start(make_app, slack_api)
+    number = await new_ticket(app, slack_api)
+    await submit_close(app, slack_api, number)
+    await click(app, slack_api, await survey_dm(slack_api), "2", "UANA")
+    await wait_until(
+        lambda: any("rated 2/5" in json.dumps(p) for p in posts_to(slack_api, "C0HELP"))
+    )
+    alert = next(p for p in posts_to(slack_api, "C0HELP") if "rated 2/5" in json.dumps(p))
+    assert alert.get("thread_ts")
+
+
+async def test_vip_gets_followup_after_delay_and_plain_p3_none(make_app, slack_api: FakeSlack):
+    app = await start(make_app, slack_api)
+    plain = await new_ticket(app, slack_api)
+    vip = await new_ticket(app, slack_api, requester="UVIC")
+    async with app.services.sessions() as session, session.begin():
+        # VIP requesters are always identity-checked: pretend the manager approved.
+        await session.execute(
+            update(Ticket).where(Ticket.number == vip).values(identity_state="confirmed")
+        )
+    await submit_close(app, slack_api, plain)
+    closed_at = time.monotonic()
+    await submit_close(app, slack_api, vip)
+    await survey_dm(slack_api, "UVIC")
+    assert followups(slack_api) == []
+    await wait_until(lambda: followups(slack_api) != [], timeout=6)
+    assert time.monotonic() - closed_at >= 1.9
+    await asyncio.sleep(0.8)
+    [reminder] = followups(slack_api)
+    rendered = json.dumps(reminder["blocks"])
+    assert vip in rendered and "Vic VIP" in rendered and "VIP requester" in rendered
+    assert plain not in rendered
+    async with app.services.sessions() as session:
+        kinds = (await session.execute(select(TicketEvent.kind))).scalars().all()
+    assert kinds.count("followup.scheduled") == 1
+
+
+async def test_p1_gets_followup(make_app, slack_api: FakeSlack):
+    app = await start(make_app, slack_api, vip_followup_delay="1s")
+    number = await new_ticket(app, slack_api, priority="P1")
+    await submit_close(app, slack_api, number)
+    await wait_until(lambda: followups(slack_api) != [], timeout=6)
+    assert "P1 ticket" in json.dumps(followups(slack_api)[0]["blocks"])
+
+
+async def test_survey_dm_failing_twice_is_delivered_on_third_try(make_app, slack_api):
+    app = await start(make_app, slack_api)
+    number = await new_ticket(app, slack_api)
+    slack_api.fail("conversations.open", 500, times=2)
+    await submit_close(app, slack_api, number)
+    await wait_until(lambda: posts_to(slack_api, "DUANA") != [], timeout=12)
+    for _ in range(100):
+        row = await survey_row(app)
+        if row.status == "delivered":
+            break
+        await asyncio.sleep(0.05)
+    assert (row.status, row.attempts) == ("delivered", 3)
+    assert len(slack_api.calls("/api/conversations.open")) == 3
+    assert len(posts_to(slack_api, "DUANA")) == 1
+    async with app.services.sessions() as session:
+        events = (await session.execute(select(TicketEvent))).scalars().all()
+    failed = [e for e in events if e.kind == "delivery.failed" and e.data["outbox_id"] == row.id]
+    assert len(failed) == 2
+
+
+async def test_restart_between_closure_and_delivery_delivers_once(make_app, slack_api):
+    first = await start(make_app, slack_api, delay="3s")
+    number = await new_ticket(first, slack_api)
+    await submit_close(first, slack_api, number)
+    await first.stop()
+    assert posts_to(slack_api, "DUANA") == []
+    second = await start(make_app, slack_api, delay="3s")
+    await wait_until(lambda: posts_to(slack_api, "DUANA") != [], timeout=8)
+    await asyncio.sleep(1.0)
+    assert len(posts_to(slack_api, "DUANA")) == 1
+    row = await survey_row(second)
+    assert (row.status, row.attempts) == ("delivered", 1)

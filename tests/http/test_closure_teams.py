@@ -1,0 +1,270 @@
+"""Closure and CSAT over Teams HTTP: form errors on the card, proactive survey, Execute answers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from storage.models import CsatSurvey, Ticket
+from tests.adaptive_schema import validate_adaptive_card
+from tests.fakes.botframework import FakeConnector
+from tests.harness import AppHarness
+from tests.http.conftest_teams import (
+    ANA_ID,
+    CARD_TYPE,
+    PERSONAL,
+    TECH_ID,
+    activity,
+    card_of,
+    form_values,
+    inputs,
+    message,
+    submit_action,
+)
+
+
+@pytest.fixture
+async def connector() -> AsyncIterator[FakeConnector]:
+    async with FakeConnector() as fake:
+        yield fake
+
+
+VIC_ID = "29:1vic"
+PEOPLE = [
+    {"email": "ana@example.com", "name": "Ana Lopez", "teams_id": ANA_ID},
+    {"email": "tech@example.com", "name": "Tom Tech", "teams_id": TECH_ID, "technician": True},
+    {"email": "vic@example.com", "name": "Vic VIP", "teams_id": VIC_ID, "vip": True},
+]
+CLOSURE_LABELS = ["Resolution note", "Resolution category", "Time spent", "KB article"]
+GOOD_NOTE = "Cleared the print queue on PRN-0042 and reinstalled the HP UPD 7.1 driver"
+
+
+async def start(make_app: Any, fake: FakeConnector) -> AppHarness:
+    config = {
+        "teams": {"service_url": fake.service_url, "tenant_id": "t-1"},
+        "csat": {"delay": "0s", "vip_followup_delay": "2s"},
+    }
+    app: AppHarness = await make_app(config=config, people=PEOPLE)
+    return app
+
+
+async def wait_until(predicate: Any, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+def unescape(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def card_text(card: dict[str, Any]) -> str:
+    """Every TextBlock and fact of a card, Markdown escapes removed."""
+    parts: list[str] = []
+    for element in card["body"]:
+        if element["type"] == "TextBlock":
+            parts.append(element["text"])
+        elif element["type"] == "FactSet":
+            parts += [f"{f['title']}: {f['value']}" for f in element["facts"]]
+    return unescape("\n".join(parts))
+
+
+async def say(
+    app: AppHarness, fake: FakeConnector, value: dict[str, Any] | None = None, text: str = ""
+) -> dict[str, Any]:
+    """Send a message (or an Action.Submit) in the technician's chat; the card answered."""
+    posted = len(fake.activities(PERSONAL))
+    sent = activity(fake.service_url, value=value) if value else message(fake.service_url, text)
+    assert (await app.teams(sent)).status == 201
+    await wait_until(lambda: len(fake.activities(PERSONAL)) > posted)
+    return card_of(fake.activities(PERSONAL)[-1])
+
+
+async def new_ticket(
+    app: AppHarness, fake: FakeConnector, requester: str = "ana@example.com", priority: str = "P3"
+) -> None:
+    form = await say(app, fake, text="ticket new Printer jams")
+    values = form_values(requester=requester, priority=priority)
+    await say(app, fake, {**submit_action(form)["fallback"]["data"], **values})
+
+
+async def invoke(
+    app: AppHarness,
+    fake: FakeConnector,
+    verb: str,
+    data: dict[str, Any],
+    *,
+    user: str = TECH_ID,
+    conversation: str = PERSONAL,
+) -> dict[str, Any]:
+    sent = activity(
+        fake.service_url,
+        type="invoke",
+        name="adaptiveCard/action",
+        user=user,
+        conversation=conversation,
+        value={"action": {"type": "Action.Execute", "verb": verb, "data": data}},
+    )
+    response = await app.teams(sent)
+    assert response.status == 200
+    body = await response.json()
+    assert body["statusCode"] == 200
+    if body["type"] == CARD_TYPE:
+        validate_adaptive_card(body["value"])
+    return body
+
+
+def close_values(note: str = GOOD_NOTE) -> dict[str, str]:
+    return {
+        "resolution_note": note,
+        "resolution_category": "Incident",
+        "time_spent": "1h15m",
+        "kb_article": "https://kb.example.com/article/42",
+    }
+
+
+async def ticket(app: AppHarness) -> Ticket:
+    async with app.services.sessions() as session:
+        return (await session.execute(select(Ticket).order_by(Ticket.id.desc()))).scalars().first()  # type: ignore[return-value]
+
+
+async def survey_card(fake: FakeConnector, user: str) -> tuple[str, dict[str, Any]]:
+    """(chat id, card) of the survey sent to `user` in a proactive 1:1 chat."""
+
+    def chats() -> list[dict[str, Any]]:
+        return [c for c in fake.created_conversations() if c["members"][0]["id"] == user]
+
+    await wait_until(lambda: chats() != [])
+    chat = chats()[0]["_id"]
+    await wait_until(lambda: fake.activities(chat) != [])
+    return chat, card_of(fake.activities(chat)[0])
+
+
+def action(card: dict[str, Any], title: str) -> dict[str, Any]:
+    return next(a for a in card["actions"] if a["title"] == title)
+
+
+async def test_close_survey_and_rating_over_teams(make_app, connector: FakeConnector):
+    app = await start(make_app, connector)
+    await new_ticket(app, connector)
+    form = await say(app, connector, text="ticket close HD-1")
+    assert [i["label"] for i in inputs(form)] == CLOSURE_LABELS
+    submit = submit_action(form)["fallback"]["data"]
+    assert submit == {"action": "ticket.close.submit", "ticket": "HD-1", "logged": "0"}
+
+    again = await say(app, connector, {**submit, **close_values("rebooted and it worked")})
+    assert [i["label"] for i in inputs(again)] == CLOSURE_LABELS
+    shown = card_text(again)
+    assert "not closed" in shown and "PRN-0042" in shown
+    note = next(i for i in inputs(again) if i["id"] == "resolution_note")
+    assert note["value"] == "rebooted and it worked"
+    assert (await ticket(app)).status == "open"
+
+    posted = len(connector.activities(PERSONAL))
+    await app.teams(message(connector.service_url, "<at>Helpdesk</at> ticket time HD-1 30m"))
+    await wait_until(lambda: len(connector.activities(PERSONAL)) > posted)
+    assert connector.activities(PERSONAL)[-1]["text"] == "Logged 30m on HD-1 (total 30m)."
+
+    closed = await invoke(app, connector, "ticket.close.submit", {**submit, **close_values()})
+    assert closed["type"] == CARD_TYPE and "Closed HD" in json.dumps(closed["value"])
+    row = await ticket(app)
+    assert (row.status, row.resolution_note) == ("closed", GOOD_NOTE)
+
+    chat, card = await survey_card(connector, ANA_ID)
+    assert [a["title"] for a in card["actions"]] == ["1", "2", "3", "4", "5", "Add a comment"]
+    assert [i["id"] for i in inputs(card)] == ["comment"]
+    four = action(card, "4")
+    assert four["type"] == "Action.Execute" and four["data"]["rating"] == "4"
+    data = {**four["data"], "comment": "Quick fix"}
+    stranger = await invoke(app, connector, "csat.rate", data, user=TECH_ID, conversation=chat)
+    assert "Only the requester" in stranger["value"]
+    first = await invoke(app, connector, "csat.rate", data, user=ANA_ID, conversation=chat)
+    assert first["value"] == "Thank you! You rated HD-1 4/5."
+    second = await invoke(
+        app, connector, "csat.rate", {**action(card, "1")["data"]}, user=ANA_ID, conversation=chat
+    )
+    assert "already rated HD-1 4/5" in second["value"]
+    async with app.services.sessions() as session:
+        survey = (await session.execute(select(CsatSurvey))).scalar_one()
+    assert (survey.rating, survey.comment, survey.requester_id) == (4, "Quick fix", ANA_ID)
+
+    details = card_text(await say(app, connector, text="ticket show HD-1"))
+    for part in (
+        "Time entries (total 1h 45m)",
+        GOOD_NOTE,
+        "Incident",
+        "4/5",
+        "https://kb.example.com/article/42",
+        "csat-survey",
+        "delivered",
+    ):
+        assert part in details, part
+
+
+async def test_comment_typed_on_the_card_is_stored(make_app, connector: FakeConnector):
+    app = await start(make_app, connector)
+    await new_ticket(app, connector)
+    form = await say(app, connector, text="ticket close HD-1")
+    await say(app, connector, {**submit_action(form)["fallback"]["data"], **close_values()})
+    chat, card = await survey_card(connector, ANA_ID)
+    comment = action(card, "Add a comment")
+    empty = await invoke(
+        app,
+        connector,
+        "csat.comment",
+        {**comment["data"], "comment": ""},
+        user=ANA_ID,
+        conversation=chat,
+    )
+    assert "Type your comment" in empty["value"]
+    done = await invoke(
+        app,
+        connector,
+        "csat.comment",
+        {**comment["data"], "comment": "Very **kind**"},
+        user=ANA_ID,
+        conversation=chat,
+    )
+    assert "Thank you for your comment" in done["value"]
+    async with app.services.sessions() as session:
+        survey = (await session.execute(select(CsatSurvey))).scalar_one()
+    assert (survey.comment, survey.rating) == ("Very **kind**", None)
+
+
+async def test_vip_reminder_reaches_the_technician_after_the_delay(make_app, connector):
+    app = await start(make_app, connector)
+    await new_ticket(app, connector, requester="vic@example.com")
+    async with app.services.sessions() as session, session.begin():
+        # VIP requesters are always identity-checked: pretend the manager approved.
+        await session.execute(update(Ticket).values(identity_state="confirmed"))
+    form = await say(app, connector, text="ticket close HD-1")
+    closed_at = time.monotonic()
+    await say(app, connector, {**submit_action(form)["fallback"]["data"], **close_values()})
+    await survey_card(connector, VIC_ID)
+
+    def reminders() -> list[dict[str, Any]]:
+        return [a for a in connector.activities(PERSONAL) if "Personal follow" in json.dumps(a)]
+
+    assert reminders() == []
+    await wait_until(lambda: reminders() != [], timeout=6)
+    assert time.monotonic() - closed_at >= 1.9
+    card = card_of(reminders()[0])
+    assert "Vic VIP" in card_text(card) and "VIP requester" in card_text(card)
+
+
+async def test_p3_without_vip_gets_no_reminder(make_app, connector: FakeConnector):
+    app = await start(make_app, connector)
+    await new_ticket(app, connector)
+    form = await say(app, connector, text="ticket close HD-1")
+    await say(app, connector, {**submit_action(form)["fallback"]["data"], **close_values()})
+    await survey_card(connector, ANA_ID)
+    await asyncio.sleep(2.8)
+    assert not any("Personal follow" in json.dumps(a) for a in connector.activities())

@@ -1,0 +1,250 @@
+"""Escalation over Slack and Teams HTTP: the form, required facts, the queue notice."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from storage.models import TicketEvent
+from tests.fakes.botframework import FakeConnector
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import AppHarness, view_submission
+from tests.http.conftest_teams import (
+    ANA_ID,
+    PERSONAL,
+    TECH_ID,
+    activity,
+    card_of,
+    form_values,
+    inputs,
+    message,
+    submit_action,
+)
+
+
+@pytest.fixture
+async def connector() -> AsyncIterator[FakeConnector]:
+    async with FakeConnector() as fake:
+        yield fake
+
+
+TEAMS_QUEUE = "19:network@thread.tacv2"
+PEOPLE = [
+    {
+        "email": "tom@example.com",
+        "name": "Tom Tech",
+        "slack_id": "UTECH",
+        "teams_id": TECH_ID,
+        "technician": True,
+    },
+    {"email": "ana@example.com", "name": "Ana Lopez", "slack_id": "UANA", "teams_id": ANA_ID},
+]
+CONFIG: dict[str, Any] = {
+    "queues": {
+        "networking": {"slack": "C0NETWORK", "teams": TEAMS_QUEUE},
+        "security": {"slack": "C0SECURITY"},
+    },
+    "escalation": {"queues": {"network": "networking", "m365": "messaging"}},
+}
+LABELS = ["Reproduction steps", "Error text", "Already tried", "Asset link", "User impact", "Queue"]
+FACTS = {
+    "repro_steps": "Connect to VPN from home",
+    "error_text": "Error 809",
+    "already_tried": "Reinstalled the VPN client",
+    "asset_link": "",
+    "user_impact": "Cannot work remotely <!channel>",
+    "queue": "networking",
+}
+
+
+async def wait_until(predicate: Any, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+def posts_to(fake: FakeSlack, channel: str) -> list[dict[str, Any]]:
+    return [p for p in fake.posts() if p.get("channel") == channel]
+
+
+async def escalated_events(app: AppHarness) -> list[TicketEvent]:
+    async with app.services.sessions() as session:
+        rows = (await session.execute(select(TicketEvent))).scalars().all()
+    return [e for e in rows if e.kind == "ticket.escalated"]
+
+
+# -- Slack -------------------------------------------------------------------------------------
+
+
+async def slack_ticket(app: AppHarness, fake: FakeSlack, category: str = "network") -> None:
+    await app.slash("new VPN down")
+    await fake.wait_for_method("views.open")
+    view = fake.views_opened()[-1]["view"]
+
+    def text(value: str) -> dict[str, Any]:
+        return {"type": "plain_text_input", "value": value}
+
+    def choice(value: str) -> dict[str, Any]:
+        return {"type": "static_select", "selected_option": {"value": value}}
+
+    values = {
+        "requester": {"type": "users_select", "selected_user": "UANA"},
+        "summary": text("VPN down"),
+        "error_text": text("Error 809"),
+        "doing": text(""),
+        "reproducible": choice("yes"),
+        "users_affected": {"type": "number_input", "value": "1"},
+        "priority": choice("P2"),
+        "category": choice(category),
+        "asset": text("LAPTOP-0192"),
+        "client": text(""),
+    }
+    await app.interactive(view_submission(view, values, view_id="VINTAKE"))
+    await wait_until(lambda: posts_to(fake, "C0HELP") != [])
+
+
+def states(facts: dict[str, str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {
+        k: {"type": "plain_text_input", "value": v} for k, v in facts.items() if k != "queue"
+    }
+    out["queue"] = {
+        "type": "static_select",
+        "selected_option": {"value": facts["queue"]} if facts["queue"] else None,
+    }
+    return out
+
+
+async def test_slack_escalation_form_validation_and_queue_notice(make_app, slack_api: FakeSlack):
+    app: AppHarness = await make_app(slack=slack_api, config=CONFIG, people=PEOPLE)
+    await slack_ticket(app, slack_api)
+    await app.slash("escalate HD-1")
+    await slack_api.wait_for_method("views.open", count=2)
+    view = slack_api.views_opened()[-1]["view"]
+    assert [b["label"]["text"] for b in view["blocks"] if b["type"] == "input"] == LABELS
+    queue = next(b for b in view["blocks"] if b.get("block_id") == "queue")["element"]
+    assert [o["value"] for o in queue["options"]] == ["messaging", "networking", "security"]
+    assert queue["initial_option"]["value"] == "networking"
+
+    missing = await app.interactive(
+        view_submission(
+            view,
+            states(FACTS | {"already_tried": " ", "user_impact": "", "queue": ""}),
+            view_id="VESC",
+        )
+    )
+    body = await missing.json()
+    assert body["response_action"] == "errors"
+    assert set(body["errors"]) == {"already_tried", "user_impact", "queue"}
+    assert await escalated_events(app) == []
+
+    done = await app.interactive(view_submission(view, states(FACTS), view_id="VESC"))
+    assert done.status == 200
+    await wait_until(lambda: posts_to(slack_api, "C0NETWORK") != [])
+    notice = json.dumps(posts_to(slack_api, "C0NETWORK")[0]["blocks"])
+    for part in (
+        "HD-1",
+        "Reproduction steps",
+        "Connect to VPN from home",
+        "Error 809",
+        "Reinstalled the VPN client",
+        "Tom Tech",
+        "&lt;!channel&gt;",
+    ):
+        assert part in notice, part
+    assert "<!channel>" not in notice
+    [event] = await escalated_events(app)
+    assert event.data["queue"] == "networking" and event.actor_id == "UTECH"
+    await wait_until(
+        lambda: any(
+            "escalated to networking" in json.dumps(p) for p in posts_to(slack_api, "C0HELP")
+        )
+    )
+    told = next(p for p in posts_to(slack_api, "C0HELP") if "escalated to" in json.dumps(p))
+    assert told.get("thread_ts")
+
+
+async def test_slack_escalate_button_refusals(make_app, slack_api: FakeSlack):
+    app: AppHarness = await make_app(slack=slack_api, config=CONFIG, people=PEOPLE)
+    await slack_ticket(app, slack_api, category="password-reset")
+    card = posts_to(slack_api, "C0HELP")[0]
+    button = next(
+        e
+        for b in card["blocks"]
+        for e in b.get("elements", [])
+        if e.get("type") == "button" and e["text"]["text"] == "Escalate"
+    )
+    for n, user in enumerate(("UANA", "UTECH")):
+        payload = {
+            "type": "block_actions",
+            "user": {"id": user, "username": user.lower()},
+            "api_app_id": "A0APP",
+            "token": "legacy",
+            "trigger_id": f"trigger-{n}",
+            "team": {"id": "T0TEAM"},
+            "channel": {"id": "C0HELP"},
+            "message": {"type": "message", "ts": card.get("ts", "1.1"), "text": ""},
+            "response_url": slack_api.response_url_for(f"esc{n}"),
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": button["action_id"],
+                    "block_id": "b",
+                    "value": button["value"],
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+        assert (await app.interactive(payload)).status == 200
+        await slack_api.wait_for(f"/response/esc{n}")
+    refusals = [json.dumps(slack_api.responses(f"esc{n}")) for n in range(2)]
+    assert "Only technicians can escalate" in refusals[0]
+    assert "identity" in refusals[1].lower()
+    assert len(slack_api.views_opened()) == 1  # only the intake modal
+
+
+# -- Teams -------------------------------------------------------------------------------------
+
+
+async def say(
+    app: AppHarness, fake: FakeConnector, value: dict[str, Any] | None = None, text: str = ""
+) -> dict[str, Any]:
+    posted = len(fake.activities(PERSONAL))
+    sent = activity(fake.service_url, value=value) if value else message(fake.service_url, text)
+    assert (await app.teams(sent)).status == 201
+    await wait_until(lambda: len(fake.activities(PERSONAL)) > posted)
+    return fake.activities(PERSONAL)[-1]
+
+
+async def test_teams_escalation(make_app, connector: FakeConnector):
+    config = {**CONFIG, "teams": {"service_url": connector.service_url, "tenant_id": "t-1"}}
+    app: AppHarness = await make_app(config=config, people=PEOPLE)
+    form = card_of(await say(app, connector, text="ticket new VPN down"))
+    await say(
+        app,
+        connector,
+        {**submit_action(form)["fallback"]["data"], **form_values(category="network")},
+    )
+    escalate = card_of(await say(app, connector, text="ticket escalate HD-1"))
+    assert [i["label"] for i in inputs(escalate)] == LABELS
+    submit = submit_action(escalate)["fallback"]["data"]
+    assert submit == {"action": "ticket.escalate.submit", "ticket": "HD-1"}
+
+    again = card_of(await say(app, connector, {**submit, **FACTS, "repro_steps": ""}))
+    assert [i["label"] for i in inputs(again)] == LABELS
+    assert "required to escalate" in json.dumps(again)
+    assert await escalated_events(app) == []
+
+    told = await say(app, connector, {**submit, **FACTS})
+    assert "escalated to networking" in (told.get("text") or json.dumps(told))
+    await wait_until(lambda: connector.activities(TEAMS_QUEUE) != [])
+    notice = card_of(connector.activities(TEAMS_QUEUE)[0])
+    assert "Connect to VPN from home" in json.dumps(notice)
+    [event] = await escalated_events(app)
+    assert (event.data["queue"], event.actor_platform) == ("networking", "teams")

@@ -1,0 +1,283 @@
+"""Identity confirmation over Slack HTTP: verify -> manager DM -> Approve / Deny / refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from typing import Any
+
+from sqlalchemy import select
+
+from storage.models import IdentityCheck, Ticket, TicketEvent
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import AppHarness, view_submission
+
+PEOPLE = [
+    {
+        "email": "ana@example.com",
+        "name": "Ana Lopez",
+        "slack_id": "U0ANA",
+        "phone": "+1 555 0100",
+        "manager": "bo@example.com",
+    },
+    {"email": "bo@example.com", "name": "Bo Boss", "slack_id": "U0BO"},
+    {"email": "tom@example.com", "name": "Tom Tech", "slack_id": "UTECH", "technician": True},
+    {"email": "cy@example.com", "name": "Cy Solo", "slack_id": "U0CY", "phone": "+1 555 0199"},
+    {
+        "email": "vic@example.com",
+        "name": "Vic VIP",
+        "slack_id": "U0VIC",
+        "vip": True,
+        "manager": "bo@example.com",
+    },
+]
+CONFIG: dict[str, Any] = {"queues": {"security": {"slack": "C0SECURITY"}}}
+_clicks = itertools.count(1)
+
+
+async def start(make_app: Any, fake: FakeSlack, **identity: Any) -> AppHarness:
+    config = {**CONFIG, "identity": identity} if identity else CONFIG
+    app: AppHarness = await make_app(slack=fake, config=config, people=PEOPLE)
+    return app
+
+
+async def new_ticket(
+    app: AppHarness, fake: FakeSlack, requester: str = "U0ANA", category: str = "printer"
+) -> None:
+    """Open the intake modal and submit it; waits for the ticket card in C0HELP."""
+    opened = len(fake.views_opened())
+    await app.slash("new Locked out")
+    await fake.wait_for_method("views.open", count=opened + 1)
+    view = fake.views_opened()[-1]["view"]
+    selected = {"users_select": {"type": "users_select", "selected_user": requester}}
+    text = {"type": "plain_text_input", "value": "Locked out of my laptop"}
+    values = {
+        "requester": selected["users_select"],
+        "summary": text,
+        "error_text": {"type": "plain_text_input", "value": ""},
+        "doing": {"type": "plain_text_input", "value": ""},
+        "reproducible": {"type": "static_select", "selected_option": {"value": "yes"}},
+        "users_affected": {"type": "number_input", "value": "1"},
+        "priority": {"type": "static_select", "selected_option": {"value": "P2"}},
+        "category": {"type": "static_select", "selected_option": {"value": category}},
+        "asset": {"type": "plain_text_input", "value": ""},
+        "client": {"type": "plain_text_input", "value": ""},
+    }
+    posts = len(posts_to(fake, "C0HELP"))
+    response = await app.interactive(view_submission(view, values, view_id=f"V{time.time_ns()}"))
+    assert response.status == 200
+    await wait_until(lambda: len(posts_to(fake, "C0HELP")) > posts)
+
+
+def posts_to(fake: FakeSlack, channel: str) -> list[dict[str, Any]]:
+    return [p for p in fake.posts() if p.get("channel") == channel]
+
+
+async def wait_until(predicate: Any, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def manager_dm(fake: FakeSlack, count: int = 1) -> dict[str, Any]:
+    """The count-th request DM to Bo (conversations.open + chat.postMessage to DU0BO)."""
+    opened = await fake.wait_for_method("conversations.open", count=count)
+    assert opened[count - 1]["users"] == "U0BO"
+    await wait_until(lambda: len(posts_to(fake, "DU0BO")) >= count)
+    return posts_to(fake, "DU0BO")[count - 1]
+
+
+def button(post: dict[str, Any], title: str) -> dict[str, Any]:
+    for block in post["blocks"]:
+        for element in block.get("elements", []):
+            if element.get("type") == "button" and element["text"]["text"] == title:
+                return element
+    raise AssertionError(f"no {title} button in {post['blocks']}")
+
+
+async def click(
+    app: AppHarness,
+    fake: FakeSlack,
+    post: dict[str, Any],
+    title: str,
+    user: str,
+    *,
+    value: str | None = None,
+) -> str:
+    """Press a button in `post` as `user`; returns the text of the bot's (ephemeral) answer."""
+    element = button(post, title)
+    n = next(_clicks)
+    payload = {
+        "type": "block_actions",
+        "team": {"id": "T0TEAM", "domain": "acme"},
+        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T0TEAM"},
+        "api_app_id": "A0APP",
+        "token": "legacy",
+        "trigger_id": f"trigger-{n}",
+        "container": {"type": "message", "message_ts": post.get("ts", "1.1")},
+        "channel": {"id": "DU0BO", "name": "directmessage"},
+        "message": {"type": "message", "ts": f"1700000000.{n:06d}", "text": post.get("text", "")},
+        "response_url": fake.response_url_for(f"r{n}"),
+        "actions": [
+            {
+                "type": "button",
+                "action_id": element["action_id"],
+                "block_id": "b",
+                "value": element["value"] if value is None else value,
+                "text": element["text"],
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+    response = await app.interactive(payload)
+    assert response.status == 200
+    await fake.wait_for(f"/response/r{n}")
+    return json.dumps(fake.responses(f"r{n}")[-1])
+
+
+async def ticket(app: AppHarness) -> Ticket:
+    async with app.services.sessions() as session:
+        return (await session.execute(select(Ticket))).scalar_one()
+
+
+async def event_kinds(app: AppHarness) -> list[str]:
+    async with app.services.sessions() as session:
+        return list(
+            (await session.execute(select(TicketEvent.kind).order_by(TicketEvent.id)))
+            .scalars()
+            .all()
+        )
+
+
+async def test_verify_refuses_non_manager_and_manager_approves(make_app, slack_api: FakeSlack):
+    app = await start(make_app, slack_api)
+    await new_ticket(app, slack_api)
+    answer = await (await app.slash("verify HD-1")).json()
+    assert answer["response_type"] == "ephemeral" and "Bo Boss" in json.dumps(answer)
+    dm = await manager_dm(slack_api)
+    rendered = json.dumps(dm["blocks"])
+    for part in (
+        "HD-1",
+        "Ana Lopez (ana@example.com)",
+        "Tom Tech",
+        "Locked out of my laptop",
+        "Slack, channel C0HELP",
+        "printer",
+    ):
+        assert part in rendered
+    value = json.loads(button(dm, "Approve")["value"])
+    assert list(value) == ["check"] and value == json.loads(button(dm, "Deny")["value"])
+
+    for intruder in ("U0ANA", "UTECH"):
+        refused = await click(app, slack_api, dm, "Approve", intruder)
+        assert "Only the requester's manager" in refused
+    forged = await click(app, slack_api, dm, "Approve", "U0BO", value='{"check":"HD-1"}')
+    assert "not valid" in forged
+    assert (await ticket(app)).identity_state == "pending"
+    assert (await event_kinds(app)).count("identity.refused") == 3
+
+    approved = await click(app, slack_api, dm, "Approve", "U0BO")
+    assert "confirmed the identity for HD-1" in approved
+    assert (await ticket(app)).identity_state == "confirmed"
+    thread = (await ticket(app)).source_thread
+    await wait_until(
+        lambda: any(
+            "Identity confirmed for HD-1" in json.dumps(p) for p in posts_to(slack_api, "C0HELP")
+        )
+    )
+    told = next(p for p in posts_to(slack_api, "C0HELP") if "Identity confirmed" in json.dumps(p))
+    assert told["thread_ts"] == thread
+    # The request's buttons are replaced by the outcome.
+    [update] = await slack_api.wait_for_method("chat.update")
+    assert update["channel"] == "DU0BO" and "Approve" not in json.dumps(update["blocks"])
+    again = await click(app, slack_api, dm, "Deny", "U0BO")
+    assert "already answered" in again and (await ticket(app)).identity_state == "confirmed"
+
+
+async def test_deny_flags_ticket_and_notifies_security(make_app, slack_api: FakeSlack):
+    app = await start(make_app, slack_api)
+    await new_ticket(app, slack_api, category="password-reset")  # gated: starts by itself
+    dm = await manager_dm(slack_api)
+    denied = await click(app, slack_api, dm, "Deny", "U0BO")
+    assert "security team" in denied
+    assert (await ticket(app)).identity_state == "denied"
+    assert {"identity.denied", "ticket.flagged"} <= set(await event_kinds(app))
+    await wait_until(lambda: posts_to(slack_api, "C0SECURITY"))
+    assert "Possible impersonation on HD-1" in json.dumps(posts_to(slack_api, "C0SECURITY"))
+    await wait_until(
+        lambda: any(
+            "DO NOT PROCEED with HD-1" in json.dumps(p) for p in posts_to(slack_api, "C0HELP")
+        )
+    )
+
+
+async def test_late_answer_is_refused_and_verify_restarts(make_app, slack_api: FakeSlack):
+    app = await start(make_app, slack_api, approval_ttl="1s")
+    await new_ticket(app, slack_api)
+    await app.slash("verify HD-1")
+    dm = await manager_dm(slack_api)
+    await asyncio.sleep(1.5)
+    late = await click(app, slack_api, dm, "Approve", "U0BO")
+    assert "expired" in late
+    assert (await ticket(app)).identity_state == "required"
+    assert "identity.expired" in await event_kinds(app)
+    await app.slash("verify HD-1")
+    fresh = await manager_dm(slack_api, count=2)
+    assert button(fresh, "Approve")["value"] != button(dm, "Approve")["value"]
+    assert "confirmed" in await click(app, slack_api, fresh, "Approve", "U0BO")
+    assert (await ticket(app)).identity_state == "confirmed"
+
+
+async def test_vip_ticket_starts_the_check_on_creation(make_app, slack_api: FakeSlack):
+    app = await start(make_app, slack_api)
+    await new_ticket(app, slack_api, requester="U0VIC")
+    dm = await manager_dm(slack_api)
+    assert "Vic VIP" in json.dumps(dm["blocks"])
+    assert (await ticket(app)).identity_state == "pending"
+
+
+async def test_no_manager_gives_callback_number_from_directory(make_app, slack_api: FakeSlack):
+    app = await start(make_app, slack_api)
+    await new_ticket(app, slack_api, requester="U0CY")
+    answer = json.dumps(await (await app.slash("verify HD-1")).json())
+    assert "+1 555 0199" in answer and "never a number the caller gives you" in answer
+    await wait_until(
+        lambda: any("+1 555 0199" in json.dumps(p) for p in posts_to(slack_api, "C0HELP"))
+    )
+    async with app.services.sessions() as session:
+        check = (await session.execute(select(IdentityCheck))).scalar_one()
+    assert check.state == "no_manager" and (await ticket(app)).identity_state == "required"
+    assert not slack_api.method_calls("conversations.open")
+
+
+async def test_unreachable_manager_is_reported_to_technician(make_app, slack_api: FakeSlack):
+    app = await start(make_app, slack_api)
+    await new_ticket(app, slack_api)
+    slack_api.fail_ok_false("conversations.open", "user_not_found")
+    await app.slash("verify HD-1")
+    await wait_until(
+        lambda: any("could not be reached" in json.dumps(p) for p in posts_to(slack_api, "C0HELP"))
+    )
+    told = json.dumps(posts_to(slack_api, "C0HELP"))
+    assert "NOT confirmed" in told and "+1 555 0100" in told
+    assert "identity.unreachable" in await event_kinds(app)
+
+
+async def test_gated_ticket_cannot_be_closed_or_escalated_before_confirmation(
+    make_app, slack_api: FakeSlack
+):
+    app = await start(make_app, slack_api)
+    await new_ticket(app, slack_api, category="password-reset")
+    dm = await manager_dm(slack_api)
+    opened = len(slack_api.views_opened())
+    for command in ("close HD-1", "escalate HD-1"):
+        refused = json.dumps(await (await app.slash(command)).json())
+        assert "needs the requester's identity confirmed first" in refused, refused
+    assert len(slack_api.views_opened()) == opened
+    await click(app, slack_api, dm, "Approve", "U0BO")
+    await app.slash("close HD-1")
+    closure = await slack_api.wait_for_method("views.open", count=opened + 1)
+    assert "Resolution note" in json.dumps(closure[-1]["view"])

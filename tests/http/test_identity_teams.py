@@ -1,0 +1,258 @@
+"""Identity confirmation over Teams HTTP: proactive 1:1 to the manager, Execute and Submit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from storage.models import Ticket, TicketEvent
+from tests.fakes.botframework import FakeConnector
+from tests.harness import AppHarness
+from tests.http.conftest_teams import (
+    CARD_TYPE,
+    PERSONAL,
+    TECH_ID,
+    TENANT,
+    activity,
+    card_of,
+    form_values,
+    message,
+    submit_action,
+)
+
+BO_ID = "29:1bo"
+SECURITY = "19:security@thread.tacv2"
+PEOPLE = [
+    {
+        "email": "ana@example.com",
+        "name": "Ana Lopez",
+        "teams_id": "29:1ana",
+        "phone": "+1 555 0100",
+        "manager": "bo@example.com",
+    },
+    {"email": "bo@example.com", "name": "Bo Boss", "teams_id": BO_ID},
+    {"email": "tech@example.com", "name": "Tom Tech", "teams_id": TECH_ID, "technician": True},
+    {"email": "cy@example.com", "name": "Cy Solo", "teams_id": "29:1cy", "phone": "+1 555 0199"},
+    {
+        "email": "vic@example.com",
+        "name": "Vic VIP",
+        "teams_id": "29:1vic",
+        "vip": True,
+        "manager": "bo@example.com",
+    },
+]
+
+
+@pytest.fixture
+async def connector() -> AsyncIterator[FakeConnector]:
+    async with FakeConnector() as fake:
+        yield fake
+
+
+async def start(make_app: Any, fake: FakeConnector, **identity: Any) -> AppHarness:
+    config: dict[str, Any] = {
+        "teams": {"service_url": fake.service_url, "tenant_id": TENANT},
+        "queues": {"security": {"teams": SECURITY}},
+    }
+    if identity:
+        config["identity"] = identity
+    app: AppHarness = await make_app(config=config, people=PEOPLE)
+    return app
+
+
+async def wait_until(predicate: Any, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+def texts(fake: FakeConnector, conversation: str) -> str:
+    return json.dumps([a.get("text") for a in fake.activities(conversation)])
+
+
+async def new_ticket(
+    app: AppHarness,
+    fake: FakeConnector,
+    requester: str = "ana@example.com",
+    category: str = "printer",
+) -> None:
+    posted = len(fake.activities())
+    await app.teams(message(fake.service_url, "ticket new Locked out"))
+    await wait_until(lambda: len(fake.activities()) > posted)
+    form = card_of(fake.activities()[-1])
+    value = {
+        **submit_action(form)["fallback"]["data"],
+        **form_values(requester=requester, category=category, summary="Locked out"),
+    }
+    response = await app.teams(activity(fake.service_url, value=value))
+    assert response.status == 201
+
+
+async def manager_request(fake: FakeConnector, count: int = 1) -> tuple[str, dict[str, Any]]:
+    """(chat id, Adaptive Card) of the count-th request sent to Bo in a proactive 1:1 chat."""
+    await wait_until(
+        lambda: (
+            len([c for c in fake.created_conversations() if c["members"][0]["id"] == BO_ID]) >= 1
+        )
+    )
+    chat = next(c for c in fake.created_conversations() if c["members"][0]["id"] == BO_ID)
+    assert chat["tenantID"] == TENANT
+    cards = lambda: [a for a in fake.activities(chat["_id"]) if a.get("attachments")]  # noqa: E731
+    await wait_until(lambda: len(cards()) >= count)
+    return chat["_id"], card_of(cards()[count - 1])
+
+
+def action(card: dict[str, Any], title: str) -> dict[str, Any]:
+    return next(a for a in card["actions"] if a["title"] == title)
+
+
+async def execute(
+    app: AppHarness,
+    fake: FakeConnector,
+    card: dict[str, Any],
+    title: str,
+    *,
+    user: str,
+    conversation: str,
+) -> str:
+    """Press a button with Action.Execute; returns the invoke response's message."""
+    pressed = action(card, title)
+    invoke = activity(
+        fake.service_url,
+        type="invoke",
+        name="adaptiveCard/action",
+        user=user,
+        conversation=conversation,
+        value={
+            "action": {"type": "Action.Execute", "verb": pressed["verb"], "data": pressed["data"]},
+            "trigger": "manual",
+        },
+    )
+    response = await app.teams(invoke)
+    assert response.status == 200
+    body = await response.json()
+    assert body["statusCode"] == 200
+    if body["type"] == CARD_TYPE:
+        return json.dumps(body["value"])
+    return str(body["value"])
+
+
+async def ticket(app: AppHarness) -> Ticket:
+    async with app.services.sessions() as session:
+        return (await session.execute(select(Ticket))).scalar_one()
+
+
+async def event_kinds(app: AppHarness) -> list[str]:
+    async with app.services.sessions() as session:
+        return list(
+            (await session.execute(select(TicketEvent.kind).order_by(TicketEvent.id)))
+            .scalars()
+            .all()
+        )
+
+
+async def test_verify_refuses_non_manager_and_manager_approves(make_app, connector: FakeConnector):
+    app = await start(make_app, connector)
+    await new_ticket(app, connector)
+    await app.teams(message(connector.service_url, "ticket verify HD-1"))
+    chat, card = await manager_request(connector)
+    rendered = json.dumps(card).replace("\\\\", "")
+    for part in (
+        "HD-1",
+        "Ana Lopez (ana@example.com)",
+        "Tom Tech",
+        "Locked out",
+        "Microsoft Teams, personal chat",
+    ):
+        assert part in rendered
+    approve, deny = action(card, "Approve"), action(card, "Deny")
+    assert approve["type"] == "Action.Execute" and approve["fallback"]["type"] == "Action.Submit"
+    assert (
+        set(approve["data"]) == {"action", "check"}
+        and approve["data"]["check"] == deny["data"]["check"]
+    )
+
+    for intruder, where in ((TECH_ID, PERSONAL), ("29:1ana", "a:1ana-chat")):
+        refused = await execute(app, connector, card, "Approve", user=intruder, conversation=where)
+        assert "Only the requester's manager" in refused
+    assert (await ticket(app)).identity_state == "pending"
+    assert (await event_kinds(app)).count("identity.refused") == 2
+
+    approved = await execute(app, connector, card, "Approve", user=BO_ID, conversation=chat)
+    assert "confirmed the identity for HD-1" in approved
+    assert (await ticket(app)).identity_state == "confirmed"
+    await wait_until(lambda: "Identity confirmed for HD-1" in texts(connector, PERSONAL))
+    await wait_until(lambda: connector.updates())
+    [update] = connector.updates()
+    assert update["_conversation_id"] == chat and "Approve" not in json.dumps(update)
+    card_of(update)
+
+
+async def test_deny_by_submit_flags_and_notifies_security(make_app, connector: FakeConnector):
+    app = await start(make_app, connector)
+    await new_ticket(app, connector, category="password-reset")  # gated: starts by itself
+    chat, card = await manager_request(connector)
+    submitted = activity(
+        connector.service_url,
+        user=BO_ID,
+        conversation=chat,
+        value=action(card, "Deny")["fallback"]["data"],
+    )
+    assert (await app.teams(submitted)).status == 201
+    await wait_until(lambda: "security team" in texts(connector, chat))
+    assert (await ticket(app)).identity_state == "denied"
+    assert {"identity.denied", "ticket.flagged"} <= set(await event_kinds(app))
+    await wait_until(lambda: "Possible impersonation on HD-1" in texts(connector, SECURITY))
+    await wait_until(lambda: "DO NOT PROCEED with HD-1" in texts(connector, PERSONAL))
+
+
+async def test_late_answer_is_refused(make_app, connector: FakeConnector):
+    app = await start(make_app, connector, approval_ttl="1s")
+    await new_ticket(app, connector)
+    await app.teams(message(connector.service_url, "ticket verify HD-1"))
+    chat, card = await manager_request(connector)
+    await asyncio.sleep(1.5)
+    late = await execute(app, connector, card, "Approve", user=BO_ID, conversation=chat)
+    assert "expired" in late
+    assert (await ticket(app)).identity_state == "required"
+    await wait_until(lambda: "answered after the request expired" in texts(connector, PERSONAL))
+
+
+async def test_vip_ticket_starts_the_check_on_creation(make_app, connector: FakeConnector):
+    app = await start(make_app, connector)
+    await new_ticket(app, connector, requester="vic@example.com")
+    _, card = await manager_request(connector)
+    assert "Vic VIP" in json.dumps(card)
+    assert (await ticket(app)).identity_state == "pending"
+
+
+async def test_no_manager_gives_callback_number(make_app, connector: FakeConnector):
+    app = await start(make_app, connector)
+    await new_ticket(app, connector, requester="cy@example.com")
+    await app.teams(message(connector.service_url, "ticket verify HD-1"))
+    await wait_until(lambda: "+1 555 0199" in texts(connector, PERSONAL))
+    assert "never a number the caller gives you" in texts(connector, PERSONAL)
+    assert (await ticket(app)).identity_state == "required"
+    assert not connector.created_conversations()
+
+
+async def test_gated_ticket_cannot_be_closed_before_confirmation(
+    make_app, connector: FakeConnector
+):
+    app = await start(make_app, connector)
+    await new_ticket(app, connector, category="password-reset")
+    chat, card = await manager_request(connector)
+    await app.teams(message(connector.service_url, "ticket close HD-1"))
+    await wait_until(lambda: "identity confirmed first" in texts(connector, PERSONAL))
+    await execute(app, connector, card, "Approve", user=BO_ID, conversation=chat)
+    posted = len(connector.activities(PERSONAL))
+    await app.teams(message(connector.service_url, "ticket close HD-1"))
+    await wait_until(lambda: len(connector.activities(PERSONAL)) > posted)
+    assert "Resolution note" in json.dumps(connector.activities(PERSONAL)[-1])

@@ -1,0 +1,238 @@
+"""P1 over Slack HTTP: incident notice, PagerDuty and Opsgenie, retries, closing resolves."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from storage.models import Ticket, TicketEvent, utcnow
+from tests.fakes.pagers import FakeOpsgenie, FakePagerDuty
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import AppHarness
+from tests.http.p1_support import (
+    BRIDGE,
+    GENIE_KEY,
+    INCIDENT_CHANNEL,
+    ROUTING_KEY,
+    SLACK_PEOPLE,
+    assert_secrets_not_stored,
+    eventually,
+    fake_opsgenie,
+    fake_pagerduty,
+    outbox_rows,
+    pager_env,
+    slack_close,
+    slack_posts,
+    slack_ticket,
+)
+
+CONFIG = {"slack": {"incident_channel": INCIDENT_CHANNEL}, "incident": {"bridge_url": BRIDGE}}
+
+
+@pytest.fixture
+async def pagerduty() -> AsyncIterator[FakePagerDuty]:
+    async with fake_pagerduty() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def opsgenie() -> AsyncIterator[FakeOpsgenie]:
+    async with fake_opsgenie() as fake:
+        yield fake
+
+
+async def start(make_app: Any, slack: FakeSlack, pd: FakePagerDuty | None,
+                og: FakeOpsgenie | None = None) -> AppHarness:  # fmt: skip
+    app: AppHarness = await make_app(slack=slack, config=CONFIG, people=SLACK_PEOPLE,
+                                     env=pager_env(pd, og))  # fmt: skip
+    return app
+
+
+def told(slack: FakeSlack, words: str) -> list[dict[str, Any]]:
+    """Posts in the help channel (the ticket's thread) that contain `words`."""
+    return [p for p in slack_posts(slack, "C0HELP") if words in json.dumps(p)]
+
+
+async def test_p1_intake_posts_one_notice_and_pages_both_once(
+    make_app, slack_api: FakeSlack, pagerduty: FakePagerDuty, opsgenie: FakeOpsgenie
+):
+    app = await start(make_app, slack_api, pagerduty, opsgenie)
+    answered = await slack_ticket(app, slack_api)
+    await eventually(lambda: slack_posts(slack_api, INCIDENT_CHANNEL), what="incident notice")
+    await pagerduty.wait_for("/v2/enqueue")
+    await opsgenie.wait_for("/v2/alerts")
+    latency = pagerduty.calls("/v2/enqueue")[0].at - answered
+    assert latency < 1.5, f"page sent {latency:.2f}s after the submission was answered"
+    await asyncio.sleep(0.6)
+
+    [notice] = slack_posts(slack_api, INCIDENT_CHANNEL)
+    shown = json.dumps(notice)
+    for part in ("HD-1", BRIDGE, "VPN down for the whole Lisbon office", "Users affected", "40",
+                 "Ana Lopez", "Tom Tech"):  # fmt: skip
+        assert part in shown, part
+
+    [event] = pagerduty.events()
+    assert event["routing_key"] == ROUTING_KEY
+    assert (event["event_action"], event["dedup_key"]) == ("trigger", "HD-1")
+    payload = event["payload"]
+    assert (payload["severity"], payload["source"]) == ("critical", "helpdesk-bot")
+    assert "HD-1" in payload["summary"] and len(payload["summary"]) <= 1024
+    assert {"href": BRIDGE, "text": "P1 bridge"} in event["links"]
+
+    [alert] = opsgenie.alerts()
+    [request] = opsgenie.calls("/v2/alerts")
+    assert request.headers["Authorization"] == f"GenieKey {GENIE_KEY}"
+    assert (alert["alias"], alert["priority"]) == ("HD-1", "P1")
+    assert "HD-1" in alert["message"] and len(alert["message"]) <= 130
+    await assert_secrets_not_stored(app)
+
+
+async def test_raise_to_p1_twice_pages_once_and_only_technicians_may(
+    make_app, slack_api: FakeSlack, pagerduty: FakePagerDuty, opsgenie: FakeOpsgenie
+):
+    app = await start(make_app, slack_api, pagerduty, opsgenie)
+    await slack_ticket(app, slack_api, priority="P3", users=1)
+    await eventually(lambda: slack_posts(slack_api, "C0HELP"), what="ticket card")
+
+    refused = json.dumps(await (await app.slash("p1 HD-1", user="UBOB")).json())
+    assert "Only technicians can raise a ticket to P1" in refused
+    first = json.dumps(await (await app.slash("p1 hd-1")).json())
+    assert "HD-1 is now P1" in first and "PagerDuty and Opsgenie" in first
+    again = json.dumps(await (await app.slash("p1 HD-1")).json())
+    assert "already P1" in again
+    await pagerduty.wait_for("/v2/enqueue")
+    await opsgenie.wait_for("/v2/alerts")
+    await eventually(lambda: slack_posts(slack_api, INCIDENT_CHANNEL), what="incident notice")
+    await asyncio.sleep(0.6)
+    assert len(pagerduty.events("trigger")) == 1
+    assert len(opsgenie.alerts()) == 1
+    assert len(slack_posts(slack_api, INCIDENT_CHANNEL)) == 1
+
+    async with app.services.sessions() as session:
+        ticket = (await session.execute(select(Ticket))).scalar_one()
+        kinds = (await session.execute(select(TicketEvent.kind))).scalars().all()
+    assert ticket.priority == "P1"
+    # The P1 targets now apply (standard tier: respond 30m, resolve 4h), counted from the raise.
+    assert ticket.respond_by <= utcnow() + timedelta(minutes=30)
+    assert ticket.resolve_by <= utcnow() + timedelta(hours=4)
+    assert kinds.count("ticket.priority_raised") == 1 and kinds.count("incident.p1") == 1
+
+
+async def test_pagerduty_500_twice_then_accepted_pages_once_and_tells_technician(
+    make_app, slack_api: FakeSlack, pagerduty: FakePagerDuty
+):
+    app = await start(make_app, slack_api, pagerduty)
+    pagerduty.fail("/v2/enqueue", 500, times=2)
+    await slack_ticket(app, slack_api)
+    await eventually(lambda: told(slack_api, "has not gone through yet"), timeout=5,
+                     what="first failure report")  # fmt: skip
+    await eventually(lambda: pagerduty.events("trigger"), timeout=10, what="the page")
+    await eventually(lambda: told(slack_api, "has gone through now"), timeout=5,
+                     what="went-through report")  # fmt: skip
+    await asyncio.sleep(0.5)
+    assert [c.status for c in pagerduty.calls("/v2/enqueue")] == [500, 500, 202]
+    assert len(pagerduty.events("trigger")) == 1
+    [failing] = told(slack_api, "has not gone through yet")
+    assert "The PagerDuty page for HD-1 has not gone through yet" in json.dumps(failing)
+    [through] = told(slack_api, "has gone through now")
+    assert "(attempt 3)" in json.dumps(through)
+    # The reports land in the ticket's thread (the ticket card's message).
+    async with app.services.sessions() as session:
+        thread = (await session.execute(select(Ticket.source_thread))).scalar_one()
+    assert thread and through.get("thread_ts") == thread
+    assert failing.get("thread_ts") in (None, thread)
+    shown = json.dumps(await (await app.slash("show HD-1")).json())
+    assert "PagerDuty page (trigger)" in shown and "delivered (attempt 3)" in shown
+
+
+async def test_429_retry_after_is_honoured(
+    make_app, slack_api: FakeSlack, pagerduty: FakePagerDuty
+):
+    app = await start(make_app, slack_api, pagerduty)
+    pagerduty.fail("/v2/enqueue", 429, times=1, headers={"Retry-After": "2"})
+    await slack_ticket(app, slack_api)
+    calls = await pagerduty.wait_for("/v2/enqueue", count=2, timeout=8)
+    waited = calls[1].at - calls[0].at
+    assert 2.0 <= waited < 4.5, waited
+    assert len(pagerduty.events("trigger")) == 1
+
+
+async def test_closing_the_p1_resolves_pages_and_updates_the_notice(
+    make_app, slack_api: FakeSlack, pagerduty: FakePagerDuty, opsgenie: FakeOpsgenie
+):
+    app = await start(make_app, slack_api, pagerduty, opsgenie)
+    await slack_ticket(app, slack_api)
+    await pagerduty.wait_for("/v2/enqueue")
+    await opsgenie.wait_for("/v2/alerts")
+    await eventually(lambda: slack_posts(slack_api, INCIDENT_CHANNEL), what="incident notice")
+    notice_row = next(r for r in await outbox_rows(app)
+                      if r.dedup_key == "p1:HD-1:notice:slack")  # fmt: skip
+    await eventually(lambda: slack_api.calls("/api/chat.postMessage"), what="posts")
+
+    await slack_close(app, slack_api, "HD-1")
+    await eventually(lambda: pagerduty.events("resolve"), what="PagerDuty resolve")
+    await eventually(lambda: opsgenie.closes(), what="Opsgenie close")
+    await eventually(
+        lambda: [
+            u for u in slack_api.method_calls("chat.update") if u.get("channel") == INCIDENT_CHANNEL
+        ],
+        what="notice update",
+    )
+    [resolve] = pagerduty.events("resolve")
+    assert (resolve["dedup_key"], resolve["routing_key"]) == ("HD-1", ROUTING_KEY)
+    assert pagerduty.open_dedup_keys() == []
+    assert opsgenie.closes()[0]["identifier"] == "HD-1"
+    assert opsgenie.closes()[0]["identifierType"] == "alias"
+    assert opsgenie.open_aliases() == []
+    [update] = [
+        u for u in slack_api.method_calls("chat.update") if u.get("channel") == INCIDENT_CHANNEL
+    ]
+    async with app.services.sessions() as session:
+        notice_row = await session.get(type(notice_row), notice_row.id)
+    assert notice_row is not None and update["ts"] == notice_row.result["ts"]
+    assert "Resolved" in json.dumps(update) and "HD-1" in json.dumps(update)
+    assert len(slack_posts(slack_api, INCIDENT_CHANNEL)) == 1
+    shown = json.dumps(await (await app.slash("show HD-1")).json())
+    assert "PagerDuty page (resolve)" in shown and "message update" in shown
+
+
+async def test_closing_before_anything_went_out_cancels_instead_of_resolving(
+    make_app, slack_api: FakeSlack, pagerduty: FakePagerDuty, opsgenie: FakeOpsgenie
+):
+    # A web-only replica with no worker running: the P1's rows wait in the outbox.
+    env = pager_env(pagerduty, opsgenie)
+    app: AppHarness = await make_app(
+        slack=slack_api, config=CONFIG, people=SLACK_PEOPLE, env=env, scheduler=False
+    )
+    await slack_ticket(app, slack_api)
+    await slack_close(app, slack_api, "HD-1")
+    by_key = {r.dedup_key: r for r in await outbox_rows(app) if r.dedup_key}
+    for what in ("pagerduty", "opsgenie", "notice:slack"):
+        assert by_key[f"p1:HD-1:{what}"].status == "cancelled"
+        assert f"p1:HD-1:{what}:resolved" not in by_key
+    shown = json.dumps(await (await app.slash("show HD-1")).json())
+    assert "not sent: HD-1 was closed before it was sent" in shown
+
+
+async def test_slack_429_on_a_post_waits_retry_after_and_posts_once(
+    make_app, slack_api: FakeSlack, pagerduty: FakePagerDuty
+):
+    app = await start(make_app, slack_api, pagerduty)
+    slack_api.fail("chat.postMessage", 429, times=1, headers={"Retry-After": "1"})
+    await slack_ticket(app, slack_api)
+    await eventually(lambda: slack_posts(slack_api, INCIDENT_CHANNEL), what="incident notice")
+    await eventually(lambda: slack_posts(slack_api, "C0HELP"), what="ticket card")
+    calls = slack_api.calls("/api/chat.postMessage")
+    [limited] = [c for c in calls if c.scripted]
+    channel = (limited.form or limited.json or {}).get("channel")
+    retried = [c for c in calls if not c.scripted and c.at > limited.at
+               and (c.form or c.json or {}).get("channel") == channel]  # fmt: skip
+    assert retried and retried[0].at - limited.at >= 1.0
+    await asyncio.sleep(0.3)
+    assert len(slack_posts(slack_api, INCIDENT_CHANNEL)) == 1

@@ -1,0 +1,138 @@
+"""The resolution-note heuristic: filler is refused with a reason, real fixes pass."""
+
+from __future__ import annotations
+
+import pytest
+
+from handlers.closure_rules import (
+    EXAMPLE,
+    action_words,
+    is_filler,
+    note_problem,
+    object_signals,
+)
+
+GOOD = [
+    "Cleared the print queue on PRN-0042 and reinstalled the HP UPD 7.1 driver",
+    "Ran `gpupdate /force` on LAPTOP-0192 and re-applied the drive mapping GPO",
+    "Reset MFA for Ana and re-registered the Authenticator app",
+    "Followed KB0012345 to re-register the Authenticator app",
+    "Applied the fix from KB-123 to the Outlook profile",
+    "Restarted the Print Spooler service on PRN-SRV01",
+    "Changed Settings > Accounts > Access work or school to re-join the device to Entra",
+    "Added ana to the VPN-Users group in AD",
+    "Flushed the DNS cache with ipconfig /flushdns",
+    "Updated the DHCP reservation for 10.0.4.17",
+    "Replaced the toner cartridge in tray 2",
+    "Unlocked the account in Active Directory",
+    "Set HKLM\\Software\\Policies\\Microsoft\\Office\\16.0\\Outlook\\AutoDiscover to 1",
+    "Granted full access on the shared mailbox finance@example.com",
+    "Ran Set-Mailbox -Identity ana -ProhibitSendQuota 50GB",
+    "Renewed the certificate on vpn.example.com",
+    "Rolled back the Intel Wi-Fi driver to 22.160 on WS1234",
+    "Reimaged the laptop with the standard Autopilot profile",
+    "Re-enrolled the phone in Intune and pushed the Outlook app again",
+    "Migrated the mailbox to Exchange Online",
+    "Rebooted PRN-0042 after clearing the stuck job",
+    "Uninstalled the Zoom plugin that crashed Outlook",
+]
+
+BAD = [
+    "rebooted and it worked",
+    "Rebooted and it worked.",
+    "fixed",
+    "Fixed!",
+    "done",
+    "works now",
+    "Works now",
+    "resolved",
+    "Resolved.",
+    "user fixed it",
+    "User fixed it themselves",
+    "Issue resolved after reboot",
+    "all good now, closing the ticket",
+    "n/a",
+    "ok",
+    "",
+    "   ",
+    "It is working again",
+    "Problem solved",
+    "Fixed the printer for the user",
+    "Rebooted the laptop and it worked",
+    "Rebooted Windows and now it works",
+    "Sorted it out with the user on a call",
+    "Helped the user with their problem",
+    "Spoke to the user and it is fine now",
+    "Cleared it",
+]
+
+
+@pytest.mark.parametrize("note", GOOD)
+def test_good_notes_pass(note: str) -> None:
+    assert note_problem(note) is None, note
+
+
+@pytest.mark.parametrize("note", BAD)
+def test_bad_notes_are_refused_with_the_example(note: str) -> None:
+    problem = note_problem(note)
+    assert problem is not None, note
+    assert EXAMPLE in problem
+
+
+@pytest.mark.parametrize(
+    "note", ["rebooted and it worked", "fixed", "done", "works now", "resolved", "user fixed it"]
+)
+def test_classic_filler_is_named_as_filler(note: str) -> None:
+    assert is_filler(note)
+    assert "only says it works" in (note_problem(note) or "")
+
+
+def test_missing_action_verb_is_the_reason() -> None:
+    problem = note_problem("Fixed the printer for the user") or ""
+    assert problem.startswith("Say what you did")
+
+
+def test_missing_object_is_the_reason() -> None:
+    problem = note_problem("Rebooted the laptop and it worked") or ""
+    assert problem.startswith("Name what you did it to")
+
+
+def test_a_bare_reboot_of_the_os_is_not_enough() -> None:
+    assert "reboot alone" in (note_problem("Rebooted Windows and now it works") or "")
+
+
+def test_too_short_and_too_long() -> None:
+    assert "Too short" in (note_problem("Cleared it") or "")
+    assert "under 3000" in (note_problem("Reinstalled the driver " * 200) or "")
+
+
+@pytest.mark.parametrize(
+    ("note", "signal"),
+    [
+        ("see KB0012345", "KB article"),
+        ("ran `whoami /all`", "command"),
+        ("gpupdate /force", "command"),
+        ("Set-ADUser ana", "command"),
+        ("edited C:\\Windows\\hosts", "path"),
+        ("edited /etc/resolv.conf", "path"),
+        ("Settings > Privacy > Camera", "setting path"),
+        ("on PRN-0042", "host or asset"),
+        ("on SRV01", "host or asset"),
+        ("for intranet.example.com", "host name"),
+        ("for 10.1.2.3", "IP address"),
+        ("the VPN client", "system"),
+        ("the Group Policy", "system"),
+    ],
+)
+def test_object_signals(note: str, signal: str) -> None:
+    assert signal in object_signals(note)
+
+
+def test_action_words_handle_inflections_and_hyphens() -> None:
+    assert action_words("Re-installed, mapped, reset and cleared") == [
+        "reinstalled",
+        "mapped",
+        "reset",
+        "cleared",
+    ]
+    assert action_words("fixed, resolved and sorted") == []

@@ -1,0 +1,337 @@
+"""Identity confirmation core (no HTTP): Deps with a file directory and a migrated database."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import select
+
+from cards.model import ActionId, Card
+from handlers import deliveries, identity
+from handlers.config import HelpdeskConfig
+from handlers.deps import Deps
+from handlers.directory import FileDirectory
+from handlers.types import Actor, Duplicate, Forbidden
+from storage import db
+from storage import tickets as repo
+from storage.models import Ticket, TicketEvent
+from tests.unit.identity_support import (
+    BO_SLACK,
+    PEOPLE,
+    TECH,
+    Clock,
+    answer,
+    new_ticket,
+    state,
+    texts,
+    turn,
+    verify,
+)
+
+
+@pytest.fixture
+async def deps(db_url: str, tmp_path: Path) -> AsyncIterator[Deps]:
+    path = tmp_path / "people.yaml"
+    path.write_text(yaml.safe_dump(PEOPLE))
+    engine = db.create_engine(db_url)
+    config = HelpdeskConfig.model_validate({"queues": {"security": {"slack": "C0SECURITY"}}})
+    yield Deps(
+        config=config,
+        sessions=db.session_factory(engine),
+        directory=FileDirectory(path),
+        clock=Clock(),
+    )
+    await engine.dispose()
+
+
+async def test_verify_dms_the_manager_with_an_opaque_nonce(deps: Deps):
+    number = await new_ticket(deps)
+    reply = await verify(deps, number)
+    assert "Bo Boss" in reply.text and "Slack" in reply.text
+    ticket, [check], events, rows = await state(deps, number)
+    assert ticket.identity_state == "pending"
+    assert (check.state, check.manager_platform, check.manager_id) == ("pending", "slack", "U0BO")
+    assert len(check.nonce) >= 40 and check.expires_at == check.created_at + timedelta(minutes=15)
+    [dm] = [r for r in rows if r.kind == "dm"]
+    assert (dm.payload["user"], dm.payload["platform"], dm.payload["purpose"]) == (
+        "U0BO",
+        "slack",
+        "identity",
+    )
+    card = Card.from_dict(dm.payload["card"])
+    assert [(b.title, b.action, b.value) for b in card.buttons] == [
+        ("Approve", ActionId.IDENTITY_APPROVE, {"check": check.nonce}),
+        ("Deny", ActionId.IDENTITY_DENY, {"check": check.nonce}),
+    ]
+    facts = dict(next(e for e in card.body if e.kind == "facts").items)
+    assert facts["Requester"] == "Ana Lopez (ana@example.com)"
+    assert facts["Technician"].startswith("Tom Tech")
+    assert facts["Request"] == "Locked out <!channel>"  # literal: the renderer escapes it
+    assert facts["Ticket"] == f"{number} (P2)" and "Slack, channel C0HELP" == facts["Channel"]
+    assert facts["Asked at"].endswith("UTC")
+    assert events[-2:] == ["identity.requested", "identity.sent"]
+
+
+async def test_verify_is_for_technicians_only(deps: Deps):
+    number = await new_ticket(deps)
+    with pytest.raises(Forbidden):
+        await verify(deps, number, Actor("slack", "U0ANA"))
+    assert (await state(deps, number))[1] == []
+
+
+async def test_only_the_manager_can_answer(deps: Deps):
+    number = await new_ticket(deps)
+    await verify(deps, number)
+    nonce = (await state(deps, number))[1][0].nonce
+    for intruder in (Actor("slack", "U0ANA"), TECH, Actor("teams", "29:1bo"), Actor("slack", "")):
+        reply = await answer(deps, nonce, intruder)
+        assert "Only the requester's manager" in reply.text
+    ticket, [check], events, _ = await state(deps, number)
+    assert ticket.identity_state == "pending" and check.state == "pending"
+    assert events.count("identity.refused") == 4
+    async with deps.sessions() as session:
+        refused = (
+            (
+                await session.execute(
+                    select(TicketEvent).where(TicketEvent.kind == "identity.refused")
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert {e.actor_id for e in refused} == {"U0ANA", "UTECH", "29:1bo", ""}
+    assert {e.data["reason"] for e in refused} == {"not the manager"}
+
+
+async def test_altered_or_missing_nonce_matches_nothing(deps: Deps):
+    number = await new_ticket(deps)
+    await verify(deps, number)
+    nonce = (await state(deps, number))[1][0].nonce
+    for bad in (nonce[:-1] + ("A" if nonce[-1] != "A" else "B"), number, "", None, 7, "x" * 500):
+        reply = await answer(deps, bad)
+        assert "not valid" in reply.text
+    reply = await identity.approve(deps, turn(BO_SLACK, data={"ticket": number}))
+    assert "not valid" in reply.text
+    ticket, _, _, _ = await state(deps, number)
+    assert ticket.identity_state == "pending"
+    async with deps.sessions() as session:
+        unbound = (
+            (
+                await session.execute(
+                    select(TicketEvent).where(TicketEvent.kind == "identity.refused")
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert len(unbound) == 7 and all(e.ticket_id is None for e in unbound)
+
+
+async def test_approve_confirms_tells_technician_and_second_answer_changes_nothing(deps: Deps):
+    number = await new_ticket(deps)
+    await verify(deps, number)
+    nonce = (await state(deps, number))[1][0].nonce
+    reply = await answer(deps, nonce)
+    assert "confirmed" in reply.text
+    ticket, [check], events, rows = await state(deps, number)
+    assert (ticket.identity_state, check.state, check.answered_by) == (
+        "confirmed",
+        "approved",
+        "U0BO",
+    )
+    identity.require_confirmed(ticket)
+    [told] = texts(rows, channel="C0HELP", purpose="identity")
+    assert told.startswith(f"Identity confirmed for {number}") and "Bo Boss" in told
+    assert "identity.approved" in events
+    again = await answer(deps, nonce, approve=False)
+    assert "already answered" in again.text
+    ticket, [check], events, _ = await state(deps, number)
+    assert (ticket.identity_state, check.state) == ("confirmed", "approved")
+    assert events[-1] == "identity.refused"
+
+
+async def test_deny_flags_ticket_notifies_security_and_blocks_work(deps: Deps):
+    number = await new_ticket(deps, category="password-reset")
+    nonce = (await state(deps, number))[1][0].nonce
+    reply = await answer(deps, nonce, approve=False)
+    assert "security" in reply.text
+    ticket, [check], events, rows = await state(deps, number)
+    assert (ticket.identity_state, check.state) == ("denied", "denied")
+    assert {"identity.denied", "ticket.flagged"} <= set(events)
+    [security] = texts(rows, channel="C0SECURITY")
+    assert security.startswith(f"Possible impersonation on {number}") and "Bo Boss" in security
+    assert any(t.startswith(f"DO NOT PROCEED with {number}") for t in texts(rows, channel="C0HELP"))
+    with pytest.raises(Forbidden, match="impersonation"):
+        identity.require_confirmed(ticket)
+    with pytest.raises(Forbidden):
+        await verify(deps, number)
+
+
+async def test_deny_without_security_queue_tells_technician_to_report_it(deps: Deps):
+    bare = dataclasses.replace(deps, config=HelpdeskConfig())
+    number = await new_ticket(bare, category="mfa")
+    nonce = (await state(bare, number))[1][0].nonce
+    reply = await answer(bare, nonce, approve=False)
+    assert "stopped" in reply.text and "security" not in reply.text
+    ticket, _, events, rows = await state(bare, number)
+    assert ticket.identity_state == "denied" and "ticket.flagged" in events
+    assert any("No security queue is configured" in t for t in texts(rows, channel="C0HELP"))
+    assert not texts(rows, channel="C0SECURITY")
+
+
+async def test_late_answer_is_refused_and_check_can_restart(deps: Deps):
+    number = await new_ticket(deps)
+    await verify(deps, number)
+    old = (await state(deps, number))[1][0].nonce
+    deps.clock.now += timedelta(minutes=15, seconds=1)  # type: ignore[attr-defined]
+    reply = await answer(deps, old)
+    assert "expired" in reply.text
+    ticket, [check], events, rows = await state(deps, number)
+    assert (ticket.identity_state, check.state) == ("required", "expired")
+    assert "identity.expired" in events
+    assert any("answered after the request expired" in t for t in texts(rows, channel="C0HELP"))
+    assert "has expired" in (await answer(deps, old, approve=False)).text
+    assert (await state(deps, number))[1][0].state == "expired"
+    await verify(deps, number)
+    fresh = (await state(deps, number))[1][1].nonce
+    assert "confirmed" in (await answer(deps, fresh)).text
+
+
+async def test_verify_again_supersedes_the_pending_request(deps: Deps):
+    number = await new_ticket(deps)
+    await verify(deps, number)
+    await verify(deps, number)
+    _, [first, second], events, rows = await state(deps, number)
+    assert (first.state, second.state) == ("superseded", "pending")
+    assert len([r for r in rows if r.kind == "dm"]) == 2
+    assert "replaced by a newer one" in (await answer(deps, first.nonce)).text
+    ticket, _, _, _ = await state(deps, number)
+    assert ticket.identity_state == "pending" and "identity.superseded" in events
+    assert "confirmed" in (await answer(deps, second.nonce)).text
+
+
+@pytest.mark.parametrize(
+    ("requester", "expected"),
+    [
+        ("U0CY", ["no manager on file for Cy Solo", "+1 555 0199", "never a number the caller"]),
+        (
+            "U0DEE",
+            ["Eve Offline (eve@example.com) has no Slack or Teams", "no phone number on file"],
+        ),
+        ("U0NOBODY", ["U0NOBODY is not in the directory", "no phone number on file"]),
+    ],
+)
+async def test_no_manager_tells_technician_to_call_back_number_on_file(
+    deps: Deps, requester: str, expected: list[str]
+):
+    number = await new_ticket(deps, requester)
+    reply = await verify(deps, number)
+    ticket, [check], events, rows = await state(deps, number)
+    assert (ticket.identity_state, check.state) == ("required", "no_manager")
+    [told] = texts(rows, purpose="identity")
+    assert told == reply.text
+    for part in expected:
+        assert part in told
+    assert "identity.no_manager" in events and not [r for r in rows if r.kind == "dm"]
+    with pytest.raises(Forbidden):
+        identity.require_confirmed(ticket)
+    assert "not valid" in (await answer(deps, check.nonce, Actor("slack", ""))).text
+
+
+async def test_manager_is_asked_on_the_other_platform_when_needed(deps: Deps):
+    number = await new_ticket(deps, "U0ANA")
+    async with deps.sessions() as session, session.begin():
+        ticket = await repo.get_by_number(session, number)
+        assert ticket is not None
+        ticket.source_platform, ticket.requester_id = "teams", "fay@example.com"
+        ticket.requester_email = "fay@example.com"
+    await verify(deps, number)
+    [check] = (await state(deps, number))[1]
+    assert (check.manager_platform, check.manager_id) == ("slack", "U0GUS")
+
+
+async def test_vip_and_gated_categories_start_the_check_on_creation(deps: Deps):
+    vip = await new_ticket(deps, "U0VIC")
+    ticket, [check], _, rows = await state(deps, vip)
+    assert (ticket.identity_state, check.manager_id) == ("pending", "U0BO")
+    assert any(t.startswith(f"Identity check for {vip}: asked Bo Boss") for t in texts(rows))
+    with pytest.raises(Forbidden, match="not answered yet"):
+        identity.require_confirmed(ticket)
+    reset = await new_ticket(deps, category="password-reset")
+    assert (await state(deps, reset))[0].identity_state == "pending"
+    printer = await new_ticket(deps)
+    ticket = (await state(deps, printer))[0]
+    assert ticket.identity_state == "not_required"
+    identity.require_confirmed(ticket)
+
+
+@pytest.mark.parametrize(
+    ("value", "allowed"),
+    [
+        ("not_required", True),
+        ("confirmed", True),
+        ("required", False),
+        ("pending", False),
+        ("denied", False),
+    ],
+)
+def test_require_confirmed(value: str, allowed: bool):
+    ticket = Ticket(number="HD-9", identity_state=value)
+    if allowed:
+        identity.require_confirmed(ticket)
+    else:
+        with pytest.raises(Forbidden, match="HD-9"):
+            identity.require_confirmed(ticket)
+
+
+async def test_delivery_restarts_the_window_and_failures_reach_the_technician(deps: Deps):
+    number = await new_ticket(deps)
+    await verify(deps, number)
+    _, [check], _, rows = await state(deps, number)
+    [dm] = [r for r in rows if r.kind == "dm"]
+    async with deps.sessions() as session, session.begin():
+        dm.attempts = 1
+        await deliveries.after_failure(
+            session, message=dm, error="slack: ratelimited", permanent=False
+        )
+        dm.attempts = 3
+        for _ in range(2):
+            await deliveries.after_failure(
+                session, message=dm, error="slack: user_not_found", permanent=True
+            )
+    _, _, events, rows = await state(deps, number)
+    [told] = [t for t in texts(rows, purpose="identity") if "could not be" in t]
+    assert "+1 555 0100" in told and "NOT confirmed" in told
+    assert events.count("identity.unreachable") == 1
+    async with deps.sessions() as session, session.begin():
+        dm.status, dm.result = "delivered", {"channel": "DU0BO", "ts": "1.0001"}
+        await session.merge(dm)
+        await deliveries.after_delivery(session, message=dm, result=dm.result)
+    _, [delivered], events, _ = await state(deps, number)
+    assert delivered.sent_at is not None and "identity.delivered" in events
+    assert delivered.expires_at - delivered.sent_at == timedelta(minutes=15)
+    await answer(deps, check.nonce)
+    [update] = [r for r in (await state(deps, number))[3] if r.kind == "update"]
+    assert (update.payload["channel"], update.payload["ts"]) == ("DU0BO", "1.0001")
+    assert Card.from_dict(update.payload["card"]).buttons == []
+
+
+async def test_retried_click_is_a_duplicate(deps: Deps):
+    number = await new_ticket(deps)
+    await verify(deps, number)
+    nonce = (await state(deps, number))[1][0].nonce
+    click = turn(
+        BO_SLACK,
+        action=ActionId.IDENTITY_APPROVE,
+        data={"check": nonce},
+        delivery_id="slack:action:1:2",
+    )
+    await identity.approve(deps, click)
+    with pytest.raises(Duplicate):
+        await identity.approve(deps, click)
+    assert (await state(deps, number))[2].count("identity.approved") == 1

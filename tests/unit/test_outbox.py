@@ -1,0 +1,368 @@
+"""The outbox and its worker against both databases: leases, backoff, reports, ordering."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.notifiers import DeliveryError, Notifiers
+from bot.outbox_worker import OutboxWorker, lease_from_env
+from bot.settings import ConfigError
+from handlers import deliveries
+from storage import db, outbox
+from storage import tickets as repo
+from storage.models import OutboxMessage, Ticket, utcnow
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+@pytest.fixture
+async def sessions(db_url: str) -> AsyncIterator[Sessions]:
+    engine = db.create_engine(db_url)
+    yield db.session_factory(engine)
+    await engine.dispose()
+
+
+class Stub:
+    """A notifier that fails as scripted, then succeeds; records what it was given."""
+
+    def __init__(self, *failures: DeliveryError, result: dict[str, Any] | None = None) -> None:
+        self.failures = list(failures)
+        self.sent: list[OutboxMessage] = []
+        self.at: list[float] = []
+        self.result = result or {"channel": "C0", "ts": "1.0"}
+
+    async def deliver(self, message: OutboxMessage) -> dict[str, Any]:
+        self.at.append(time.monotonic())
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append(message)
+        return dict(self.result)
+
+
+def notifiers(**by_key: Stub) -> Notifiers:
+    registry = Notifiers()
+    for key, stub in by_key.items():
+        registry.register(key.replace("__", ":").replace("_", "."), stub)
+    return registry
+
+
+async def make_ticket(sessions: Sessions, number: str = "HD-7") -> Ticket:
+    now = utcnow()
+    async with sessions() as session, session.begin():
+        return await repo.create(
+            session,
+            number=number,
+            prefix="HD",
+            seq=int(number.split("-")[1]),
+            status="open",
+            summary="VPN down",
+            reproducible="yes",
+            priority="P1",
+            tier="standard",
+            requester_id="UANA",
+            technician_id="UTECH",
+            source_platform="slack",
+            source_channel="C0HELP",
+            source_thread="1700000000.000100",
+            created_at=now,
+            respond_by=now + timedelta(minutes=30),
+            resolve_by=now + timedelta(hours=4),
+        )
+
+
+async def queue(sessions: Sessions, kind: str, n: int = 1, **kwargs: Any) -> None:
+    async with sessions() as session, session.begin():
+        for i in range(n):
+            payload = {"platform": "slack", "channel": "C0", "text": f"m{i}"}
+            await outbox.enqueue(
+                session, kind=kind, payload=kwargs.pop("payload", payload), **kwargs
+            )
+
+
+async def rows(sessions: Sessions) -> list[OutboxMessage]:
+    async with sessions() as session:
+        return list(
+            (await session.execute(select(OutboxMessage).order_by(OutboxMessage.id))).scalars()
+        )
+
+
+async def make_due(sessions: Sessions) -> None:
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(OutboxMessage).where(OutboxMessage.status == "pending").values(due_at=utcnow())
+        )
+
+
+def reports(all_rows: list[OutboxMessage]) -> list[str]:
+    return [
+        r.payload["text"] for r in all_rows if r.payload.get("purpose") == deliveries.REPORT_PURPOSE
+    ]
+
+
+async def test_dedup_key_queues_once(sessions: Sessions):
+    async with sessions() as session, session.begin():
+        first = await outbox.enqueue(
+            session, kind="page.pagerduty", payload={}, dedup_key="p1:HD-7:pagerduty"
+        )
+        again = await outbox.enqueue(
+            session, kind="page.pagerduty", payload={}, dedup_key="p1:HD-7:pagerduty"
+        )
+    assert (first, again) == (True, False)
+    assert len(await rows(sessions)) == 1
+
+
+async def test_lease_keeps_others_off_until_it_runs_out(sessions: Sessions):
+    await queue(sessions, "message", 3)
+    async with sessions() as session, session.begin():
+        mine = await outbox.claim_due(session, worker="a", lease=timedelta(seconds=5))
+    async with sessions() as session, session.begin():
+        none = await outbox.claim_due(session, worker="b")
+    assert len(mine) == 3 and none == []
+    later = utcnow() + timedelta(seconds=6)
+    async with sessions() as session, session.begin():
+        taken = await outbox.claim_due(session, worker="b", now=later)
+    assert [r.attempts for r in taken] == [2, 2, 2]
+    async with sessions() as session, session.begin():
+        # The first worker's late result is ignored: the row is b's now.
+        assert not await outbox.mark_delivered(
+            session, message_id=taken[0].id, worker="a", result={}
+        )
+        assert await outbox.mark_delivered(session, message_id=taken[0].id, worker="b", result={})
+
+
+async def test_concurrent_claims_are_disjoint(sessions: Sessions):
+    await queue(sessions, "message", 120)
+
+    async def claim(worker: str) -> list[int]:
+        async with sessions() as session, session.begin():
+            return [r.id for r in await outbox.claim_due(session, worker=worker, limit=80)]
+
+    results = await asyncio.gather(*(claim(f"w{i}") for i in range(3)))
+    claimed = [i for ids in results for i in ids]
+    assert len(claimed) == len(set(claimed)) == 120
+
+
+def test_backoff_starts_within_5s_and_caps_at_5_minutes():
+    first = [outbox.backoff(1) for _ in range(200)]
+    assert all(0 < d <= 5 for d in first)
+    delays = [outbox.backoff(n) for n in range(1, 30)]
+    assert max(delays) <= 300 and delays[-1] > 200
+    assert outbox.backoff(3) > outbox.backoff(1)
+    assert all(7.0 <= outbox.backoff(1, retry_after=7) <= 8.0 for _ in range(100))
+    assert outbox.backoff(1, retry_after=10**6) <= 3600 + 1
+
+
+async def test_failed_attempt_waits_for_retry_after(sessions: Sessions):
+    await queue(sessions, "message")
+    async with sessions() as session, session.begin():
+        [row] = await outbox.claim_due(session, worker="a")
+        await outbox.mark_failed(
+            session,
+            message_id=row.id,
+            worker="a",
+            error="429",
+            attempts=row.attempts,
+            retry_after=30,
+        )
+    [row] = await rows(sessions)
+    assert row.status == "pending" and row.claimed_until is None
+    assert row.due_at >= utcnow() + timedelta(seconds=29)
+    async with sessions() as session, session.begin():
+        assert await outbox.claim_due(session, worker="a") == []
+        assert (
+            len(await outbox.claim_due(session, worker="a", now=utcnow() + timedelta(seconds=32)))
+            == 1
+        )
+
+
+async def test_defer_and_cancel(sessions: Sessions):
+    await queue(sessions, "message", 2)
+    async with sessions() as session, session.begin():
+        first, second = await outbox.claim_due(session, worker="a")
+        await outbox.defer(session, message_id=first.id, worker="a", seconds=0)
+        await outbox.mark_failed(session, message_id=second.id, worker="a", error="x", attempts=1)
+    async with sessions() as session, session.begin():
+        assert await outbox.cancel_unsent(session, message_id=first.id, reason="closed")
+        # Tried once already: it may have arrived, so it is not cancelled.
+        assert not await outbox.cancel_unsent(session, message_id=second.id, reason="closed")
+    first_row, second_row = await rows(sessions)
+    assert (first_row.status, first_row.attempts) == ("cancelled", 0)
+    assert second_row.status == "pending"
+
+
+def test_lease_setting():
+    assert lease_from_env({}) == 60
+    assert lease_from_env({"OUTBOX_LEASE_SECONDS": "2.5"}) == 2.5
+    for bad in ("soon", "0", "-3"):
+        with pytest.raises(ConfigError, match="OUTBOX_LEASE_SECONDS"):
+            lease_from_env({"OUTBOX_LEASE_SECONDS": bad})
+
+
+async def test_page_failure_is_reported_at_once_and_success_too(sessions: Sessions):
+    ticket = await make_ticket(sessions)
+    pager = Stub(DeliveryError('pagerduty: HTTP 500 {"status": "error"}'))
+    slack = Stub()
+    worker = OutboxWorker(sessions, notifiers(page_pagerduty=pager, message__slack=slack))
+    await queue(
+        sessions,
+        "page.pagerduty",
+        ticket_id=ticket.id,
+        dedup_key="p1:HD-7:pagerduty",
+        payload={"event_action": "trigger", "dedup_key": "HD-7", "ticket": "HD-7"},
+    )
+    await worker.run()
+    after_first = await rows(sessions)
+    assert after_first[0].failure_reported and after_first[0].status == "pending"
+    assert reports(after_first) == [
+        "The PagerDuty page for HD-7 has not gone through yet (pagerduty: HTTP 500 "
+        '{"status": "error"}); retrying.'
+    ]
+    report = after_first[1]
+    assert (report.payload["channel"], report.payload["thread"]) == ("C0HELP", "1700000000.000100")
+    await make_due(sessions)
+    await worker.run()
+    texts = reports(await rows(sessions))
+    assert texts[1] == "The PagerDuty page for HD-7 has gone through now (attempt 2)."
+    assert len(pager.sent) == 1
+    await worker.run()  # (the app's commit hook would have woken it for the new report)
+    assert len(slack.sent) == 2
+
+
+async def test_other_kinds_are_reported_once_past_the_threshold(sessions: Sessions):
+    ticket = await make_ticket(sessions)
+    errors = [DeliveryError("slack: fatal_error") for _ in range(5)]
+    slack = Stub(*errors)
+    worker = OutboxWorker(sessions, notifiers(message__slack=slack))
+    await queue(
+        sessions,
+        "message",
+        ticket_id=ticket.id,
+        payload={"platform": "slack", "channel": "C0INCIDENT", "purpose": "x"},
+    )
+    seen = []
+    for _ in range(5):
+        await worker.run()
+        await make_due(sessions)
+        seen.append(len(reports(await rows(sessions))))
+    # Attempts 1-2 quiet; attempt 3 reports; the report itself fails once (run 4) but never
+    # reports on itself; run 5 delivers both, and the technician hears it went through.
+    assert seen == [0, 0, 1, 1, 2]
+    texts = reports(await rows(sessions))
+    assert texts[0] == (
+        "The message (x) for HD-7 has not been delivered after 3 attempts "
+        "(slack: fatal_error); still retrying."
+    )
+    assert texts[1] == "The message (x) for HD-7 has gone through now (attempt 5)."
+
+
+async def test_permanent_failure_goes_dead_and_is_reported(sessions: Sessions):
+    ticket = await make_ticket(sessions)
+    pager = Stub(DeliveryError("opsgenie: HTTP 401 Could not authenticate", permanent=True))
+    worker = OutboxWorker(sessions, notifiers(page_opsgenie=pager, message__slack=Stub()))
+    await queue(
+        sessions, "page.opsgenie", ticket_id=ticket.id, payload={"op": "create", "alias": "HD-7"}
+    )
+    await worker.run()
+    all_rows = await rows(sessions)
+    assert all_rows[0].status == "dead"
+    assert "will not be retried" in reports(all_rows)[0]
+
+
+async def test_follow_up_waits_for_its_row_and_takes_its_result(sessions: Sessions):
+    ticket = await make_ticket(sessions)
+    slack = Stub(
+        DeliveryError("slack: ratelimited", retry_after=0.0),
+        result={"channel": "C0INCIDENT", "ts": "1700000001.000200"},
+    )
+    worker = OutboxWorker(sessions, notifiers(message__slack=slack, update__slack=slack))
+    await queue(
+        sessions,
+        "message",
+        ticket_id=ticket.id,
+        payload={"platform": "slack", "channel": "#incident", "purpose": "notice"},
+    )
+    [notice] = await rows(sessions)
+    await queue(
+        sessions,
+        "update",
+        ticket_id=ticket.id,
+        payload={
+            "platform": "slack",
+            "channel": "#incident",
+            "after": notice.id,
+            "from_result": ["channel", "ts"],
+            "text": "resolved",
+        },
+    )
+    await worker.run()
+    first, update_row = await rows(sessions)
+    assert first.status == "pending" and first.attempts == 1
+    assert update_row.status == "pending" and update_row.attempts == 0  # deferred, untried
+    await make_due(sessions)
+    for _ in range(3):
+        await worker.run()
+        await make_due(sessions)
+    [_, update_row] = await rows(sessions)
+    assert update_row.status == "delivered"
+    sent = {m.kind: m.payload for m in slack.sent}
+    assert (sent["update"]["channel"], sent["update"]["ts"]) == ("C0INCIDENT", "1700000001.000200")
+
+
+async def test_commit_wakes_the_worker_within_a_second(sessions: Sessions):
+    slack = Stub()
+    worker = OutboxWorker(sessions, notifiers(message__slack=slack), poll=30)
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    worker.schedule(scheduler)
+    outbox.on_enqueue_commit(sessions, worker.wake)
+    scheduler.start()
+    try:
+        await asyncio.sleep(0.2)  # the first (empty) run is over; the poll is 30 s away
+        latencies = []
+        for _ in range(5):
+            before = len(slack.at)
+            committed = time.monotonic()
+            await queue(sessions, "message")
+            while len(slack.at) == before:
+                assert time.monotonic() - committed < 1.0, "not delivered within 1 s"
+                await asyncio.sleep(0.005)
+            latencies.append(slack.at[-1] - committed)
+    finally:
+        scheduler.shutdown(wait=False)
+        await worker.close()
+    assert max(latencies) < 1.0
+
+
+async def test_follow_up_of_a_row_that_never_went_out_is_cancelled_quietly(sessions: Sessions):
+    ticket = await make_ticket(sessions)
+    pager = Stub(DeliveryError("pagerduty: HTTP 400 Invalid routing key", permanent=True))
+    worker = OutboxWorker(sessions, notifiers(page_pagerduty=pager, message__slack=Stub()))
+    await queue(
+        sessions,
+        "page.pagerduty",
+        ticket_id=ticket.id,
+        payload={"event_action": "trigger", "dedup_key": "HD-7"},
+    )
+    [trigger] = await rows(sessions)
+    await queue(
+        sessions,
+        "page.pagerduty",
+        ticket_id=ticket.id,
+        payload={"event_action": "resolve", "dedup_key": "HD-7", "after": trigger.id},
+    )
+    await worker.run()
+    await make_due(sessions)
+    await worker.run()
+    all_rows = await rows(sessions)
+    assert [r.status for r in all_rows[:2]] == ["dead", "cancelled"]
+    assert pager.sent == []
+    # One report (the dead trigger), none for the resolve that was never needed.
+    assert len(reports(all_rows)) == 1
