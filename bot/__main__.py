@@ -25,13 +25,17 @@ def _parser() -> argparse.ArgumentParser:
     from bot.teams_package import add_arguments as teams_package_arguments
 
     parser = argparse.ArgumentParser(
-        prog="python -m bot", formatter_class=OneLineSubcommands,
+        prog="python -m bot",
+        formatter_class=OneLineSubcommands,
         description="helpdesk-bot: the Slack and Teams help-desk bot (no command: serve)",
     )
     sub = parser.add_subparsers(dest="command", metavar="command")
     serve = sub.add_parser("serve", help="run the web server with the scheduler (default)")
-    serve.add_argument("--no-scheduler", action="store_true",
-                       help="web-only replica: leave outbox delivery to `worker` processes")
+    serve.add_argument(
+        "--no-scheduler",
+        action="store_true",
+        help="web-only replica: leave outbox delivery to `worker` processes",
+    )
     sub.add_parser("worker", help="run only the scheduler / outbox worker")
     sub.add_parser("migrate", help="bring the database schema to the newest revision")
     check = sub.add_parser("check-config", help="validate settings and directory; show what is on")
@@ -71,12 +75,21 @@ def _serve(settings: Settings, *, scheduler: bool) -> None:
     from bot.app import create_app
 
     if settings.teams_emulator and not is_loopback(settings.host):
-        log.warning("MicrosoftAppId is empty: the Teams endpoint runs in Emulator mode and "
-                    "refuses non-loopback callers while HOST=%s", settings.host)
+        log.warning(
+            "MicrosoftAppId is empty: the Teams endpoint runs in Emulator mode and "
+            "refuses non-loopback callers while HOST=%s",
+            settings.host,
+        )
     app = create_app(settings, scheduler=scheduler)
     log.info("listening on http://%s:%s", settings.host, settings.port)
-    web.run_app(app, host=settings.host, port=settings.port, print=None,
-                access_log=None, handle_signals=True)
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        access_log=None,
+        handle_signals=True,
+    )
 
 
 async def _preflight(settings: Settings) -> None:

@@ -11,8 +11,8 @@ from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.directory.factory import create_directory
 from bot.correlation import new_correlation_id, ticket_number
+from bot.directory.factory import create_directory
 from bot.metrics import Metrics, metrics_handler
 from bot.notifiers import Notifiers
 from bot.notifiers.opsgenie import OpsgenieNotifier
@@ -27,7 +27,6 @@ from storage import db, outbox
 from storage.migrate import upgrade
 
 log = logging.getLogger(__name__)
-SERVICES = web.AppKey("services", "Services")
 
 
 @dataclass
@@ -47,6 +46,9 @@ class Services:
     metrics: Metrics = field(default_factory=Metrics)
 
 
+SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
+
+
 async def start_services(
     settings: Settings, *, scheduler: bool, web_front: bool, metrics: Metrics | None = None
 ) -> Services:
@@ -60,20 +62,34 @@ async def start_services(
         settings.config.directory, config_dir=settings.config_dir, env=settings.env
     )
     if not await directory.has_technicians():
-        log.warning("the directory lists no technician: everyone counts as one "
-                    "(set `technician: true` on your technicians)")
+        log.warning(
+            "the directory lists no technician: everyone counts as one "
+            "(set `technician: true` on your technicians)"
+        )
     # One pooled HTTP session for every outbound call (keep-alive to Slack and connectors).
     http = ClientSession(
         connector=TCPConnector(limit=100, keepalive_timeout=30),
         timeout=ClientTimeout(total=15),
     )
-    pagers = tuple(name for name, key in (("pagerduty", settings.pagerduty_routing_key),
-                                          ("opsgenie", settings.opsgenie_api_key)) if key)
+    pagers = tuple(
+        name
+        for name, key in (
+            ("pagerduty", settings.pagerduty_routing_key),
+            ("opsgenie", settings.opsgenie_api_key),
+        )
+        if key
+    )
     metrics = metrics or Metrics()
-    deps = Deps(config=settings.config, sessions=sessions, directory=directory, pagers=pagers,
-                observe=metrics.observe)
-    services = Services(settings=settings, engine=engine, sessions=sessions, deps=deps, http=http,
-                        metrics=metrics)
+    deps = Deps(
+        config=settings.config,
+        sessions=sessions,
+        directory=directory,
+        pagers=pagers,
+        observe=metrics.observe,
+    )
+    services = Services(
+        settings=settings, engine=engine, sessions=sessions, deps=deps, http=http, metrics=metrics
+    )
 
     if settings.slack_enabled:
         client = make_client(settings, http)
@@ -83,17 +99,30 @@ async def start_services(
         if web_front:
             services.slack = SlackFront(settings, deps, client)
     else:
-        log.info("Slack is disabled: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (HTTP) or "
-                 "SLACK_BOT_TOKEN and SLACK_APP_TOKEN (Socket Mode) to enable it")
+        log.info(
+            "Slack is disabled: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (HTTP) or "
+            "SLACK_BOT_TOKEN and SLACK_APP_TOKEN (Socket Mode) to enable it"
+        )
 
     if settings.pagerduty_routing_key is not None:
-        services.notifiers.register("page.pagerduty", PagerDutyNotifier(
-            http, url=settings.pagerduty_events_url, routing_key=settings.pagerduty_routing_key))
+        services.notifiers.register(
+            "page.pagerduty",
+            PagerDutyNotifier(
+                http, url=settings.pagerduty_events_url, routing_key=settings.pagerduty_routing_key
+            ),
+        )
     if settings.opsgenie_api_key is not None:
-        services.notifiers.register("page.opsgenie", OpsgenieNotifier(
-            http, url=settings.opsgenie_api_url, api_key=settings.opsgenie_api_key))
-    log.info("P1 paging through: %s", ", ".join(pagers) or
-             "nothing (set PAGERDUTY_ROUTING_KEY and/or OPSGENIE_API_KEY to page the on-call)")
+        services.notifiers.register(
+            "page.opsgenie",
+            OpsgenieNotifier(
+                http, url=settings.opsgenie_api_url, api_key=settings.opsgenie_api_key
+            ),
+        )
+    log.info(
+        "P1 paging through: %s",
+        ", ".join(pagers)
+        or "nothing (set PAGERDUTY_ROUTING_KEY and/or OPSGENIE_API_KEY to page the on-call)",
+    )
 
     teams = TeamsFront(settings, deps, http)
     teams.register_notifiers(services.notifiers)
@@ -103,7 +132,8 @@ async def start_services(
     if scheduler:
         services.scheduler = AsyncIOScheduler(timezone="UTC")
         services.worker = OutboxWorker(
-            sessions, services.notifiers, lease=lease_from_env(settings.env), observer=metrics)
+            sessions, services.notifiers, lease=lease_from_env(settings.env), observer=metrics
+        )
         services.worker.schedule(services.scheduler)
         outbox.on_enqueue_commit(sessions, services.worker.wake)
         services.scheduler.start()
@@ -182,6 +212,7 @@ def create_app(settings: Settings, *, scheduler: bool = True) -> web.Application
         return await front.handle_http(request)
 
     app.cleanup_ctx.append(lifecycle)
+
     async def metrics_endpoint(request: web.Request) -> web.Response:
         return await metrics_handler(metrics, request.app[SERVICES].sessions)
 

@@ -75,6 +75,13 @@ def setup_logging(*, fmt: str = "text", level: str = "INFO") -> None:
     root.addHandler(handler)
     root.setLevel(level)
     # Third-party chatter that would log request details at INFO.
-    for name in ("slack_bolt", "slack_sdk", "msrest", "msal", "apscheduler", "aiohttp.access",
-                 "alembic"):
+    for name in (
+        "slack_bolt",
+        "slack_sdk",
+        "msrest",
+        "msal",
+        "apscheduler",
+        "aiohttp.access",
+        "alembic",
+    ):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

@@ -24,24 +24,42 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter("helpdesk_requests_total", "Requests by platform, kind, status",
-                                ["platform", "kind", "status"], registry=r)
-        self.ack_seconds = Histogram("helpdesk_ack_seconds", "Time to answer Slack/Teams",
-                                     ["platform", "kind"], buckets=LATENCY_BUCKETS, registry=r)
-        self.tickets_opened = Counter("helpdesk_tickets_opened_total", "Tickets opened",
-                                      ["priority"], registry=r)
-        self.outbox_pending = Gauge("helpdesk_outbox_pending", "Undelivered outbox rows",
-                                    registry=r)
-        self.outbox_oldest = Gauge("helpdesk_outbox_oldest_pending_age_seconds",
-                                   "Age of the oldest undelivered outbox row", registry=r)
-        self.deliveries = Counter("helpdesk_outbox_deliveries_total", "Delivered outbox rows",
-                                  ["kind"], registry=r)
-        self.delivery_failures = Counter("helpdesk_outbox_failures_total",
-                                         "Failed delivery attempts", ["kind"], registry=r)
-        self.identity_checks = Counter("helpdesk_identity_checks_total",
-                                       "Identity checks by outcome", ["outcome"], registry=r)
-        self.csat_ratings = Counter("helpdesk_csat_ratings_total", "CSAT answers by rating",
-                                    ["rating"], registry=r)
+        self.requests = Counter(
+            "helpdesk_requests_total",
+            "Requests by platform, kind, status",
+            ["platform", "kind", "status"],
+            registry=r,
+        )
+        self.ack_seconds = Histogram(
+            "helpdesk_ack_seconds",
+            "Time to answer Slack/Teams",
+            ["platform", "kind"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tickets_opened = Counter(
+            "helpdesk_tickets_opened_total", "Tickets opened", ["priority"], registry=r
+        )
+        self.outbox_pending = Gauge(
+            "helpdesk_outbox_pending", "Undelivered outbox rows", registry=r
+        )
+        self.outbox_oldest = Gauge(
+            "helpdesk_outbox_oldest_pending_age_seconds",
+            "Age of the oldest undelivered outbox row",
+            registry=r,
+        )
+        self.deliveries = Counter(
+            "helpdesk_outbox_deliveries_total", "Delivered outbox rows", ["kind"], registry=r
+        )
+        self.delivery_failures = Counter(
+            "helpdesk_outbox_failures_total", "Failed delivery attempts", ["kind"], registry=r
+        )
+        self.identity_checks = Counter(
+            "helpdesk_identity_checks_total", "Identity checks by outcome", ["outcome"], registry=r
+        )
+        self.csat_ratings = Counter(
+            "helpdesk_csat_ratings_total", "CSAT answers by rating", ["rating"], registry=r
+        )
 
     def observe(self, name: str, **labels: str) -> None:
         """The core's hook (`Deps.observe`): domain events become counters."""
@@ -87,11 +105,14 @@ class Metrics:
                 kind = request.get(REQUEST_KIND, "other")
                 self.requests.labels(platform=platform, kind=kind, status=str(status)).inc()
                 self.ack_seconds.labels(platform=platform, kind=kind).observe(
-                    time.perf_counter() - started)
+                    time.perf_counter() - started
+                )
 
         return measure
 
 
-async def metrics_handler(metrics: Metrics, sessions: async_sessionmaker[AsyncSession]) -> web.Response:
+async def metrics_handler(
+    metrics: Metrics, sessions: async_sessionmaker[AsyncSession]
+) -> web.Response:
     body = await metrics.render(sessions)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -167,7 +167,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         bot_framework_overrides=overrides,
         pagerduty_routing_key=_secret(env, "PAGERDUTY_ROUTING_KEY"),
         pagerduty_events_url=_url(
-            env, "PAGERDUTY_EVENTS_URL", "https://events.pagerduty.com/v2/enqueue") or "",
+            env, "PAGERDUTY_EVENTS_URL", "https://events.pagerduty.com/v2/enqueue"
+        )
+        or "",
         opsgenie_api_key=_secret(env, "OPSGENIE_API_KEY"),
         opsgenie_api_url=_url(env, "OPSGENIE_API_URL", "https://api.opsgenie.com") or "",
         log_format=log_format,

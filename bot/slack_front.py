@@ -158,8 +158,12 @@ class SlackFront:
     def _ack_message(reply: Reply) -> dict[str, Any]:
         card = reply.card or Card(title="", body=[Text(reply.text)], fallback=reply.text)
         if reply.card and reply.text:
-            card = Card(title=card.title, body=[Text(reply.text), *card.body],
-                        buttons=card.buttons, fallback=card.fallback or reply.text)
+            card = Card(
+                title=card.title,
+                body=[Text(reply.text), *card.body],
+                buttons=card.buttons,
+                fallback=card.fallback or reply.text,
+            )
         message = blockkit.render_message(card)
         message["response_type"] = "ephemeral" if reply.private else "in_channel"
         return message

@@ -134,24 +134,36 @@ class Card:
         body: list[Element] = []
         for raw in data.get("body", []):
             item = dict(raw)
-            kind = item.get("kind")
+            kind = str(item.get("kind"))
             if kind == "facts":
                 item["items"] = [tuple(pair) for pair in item["items"]]
             if kind == "select":
                 item["options"] = [tuple(pair) for pair in item["options"]]
             body.append(_ELEMENTS[kind](**item))
         buttons = [
-            Button(action=ActionId(b["action"]), title=b["title"], value=dict(b.get("value", {})),
-                   style=b.get("style", "default"))
+            Button(
+                action=ActionId(b["action"]),
+                title=b["title"],
+                value=dict(b.get("value", {})),
+                style=b.get("style", "default"),
+            )
             for b in data.get("buttons", [])
         ]
         form = None
         if data.get("form"):
             f = data["form"]
-            form = Form(action=ActionId(f["action"]), submit_title=f["submit_title"],
-                        context=dict(f.get("context", {})))
-        return cls(title=data["title"], body=body, buttons=buttons, form=form,
-                   fallback=data.get("fallback", ""))
+            form = Form(
+                action=ActionId(f["action"]),
+                submit_title=f["submit_title"],
+                context=dict(f.get("context", {})),
+            )
+        return cls(
+            title=data["title"],
+            body=body,
+            buttons=buttons,
+            form=form,
+            fallback=data.get("fallback", ""),
+        )
 
 
 _ELEMENTS: dict[str, type] = {

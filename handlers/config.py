@@ -1,4 +1,7 @@
-"""The YAML config (SPEC "Config file"): every key optional, defaults built in, unknown keys refused."""
+"""The YAML config (SPEC "Config file"): every key optional, defaults built in.
+
+Unknown keys are refused, so a typo never silently falls back to a default.
+"""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from cards.model import ActionId, Card, Form, NumberInput, Select, Text, TextInput, UserPicker
+from cards.model import ActionId, Card, Form, NumberInput, Select, TextInput, UserPicker
 from handlers.config import HelpdeskConfig
 from handlers.types import InvalidInput
 
@@ -20,8 +20,19 @@ PRIORITIES = [
 MAX_TEXT = 3000
 MAX_SHORT = 200
 # Built-in categories; the config's identity, tier-1 and escalation categories are added.
-BASE_CATEGORIES = ("access", "account", "email", "hardware", "mfa", "network", "password-reset",
-                   "printer", "security", "server", "software")
+BASE_CATEGORIES = (
+    "access",
+    "account",
+    "email",
+    "hardware",
+    "mfa",
+    "network",
+    "password-reset",
+    "printer",
+    "security",
+    "server",
+    "software",
+)
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -30,7 +41,12 @@ def categories(config: HelpdeskConfig) -> list[str]:
 
     A closed list (not free text) so `Password reset` cannot slip past the identity gate.
     """
-    known = {*BASE_CATEGORIES, *config.identity.categories, *config.tier1_scope, *config.escalation.queues}
+    known = {
+        *BASE_CATEGORIES,
+        *config.identity.categories,
+        *config.tier1_scope,
+        *config.escalation.queues,
+    }
     known.discard("other")
     return [*sorted(known), "other"]
 
@@ -41,22 +57,45 @@ def intake_card(config: HelpdeskConfig, *, summary: str = "", context: dict[str,
         title="New ticket",
         body=[
             UserPicker(id="requester", label="Requester", required=True),
-            TextInput(id="summary", label="Summary", required=True, value=summary,
-                      max_length=MAX_TEXT, placeholder="The symptom in the user's own words"),
-            TextInput(id="error_text", label="Exact error text", multiline=True,
-                      max_length=MAX_TEXT, placeholder="Copied exactly, codes included"),
-            TextInput(id="doing", label="What were they doing", multiline=True,
-                      max_length=MAX_TEXT),
+            TextInput(
+                id="summary",
+                label="Summary",
+                required=True,
+                value=summary,
+                max_length=MAX_TEXT,
+                placeholder="The symptom in the user's own words",
+            ),
+            TextInput(
+                id="error_text",
+                label="Exact error text",
+                multiline=True,
+                max_length=MAX_TEXT,
+                placeholder="Copied exactly, codes included",
+            ),
+            TextInput(
+                id="doing", label="What were they doing", multiline=True, max_length=MAX_TEXT
+            ),
             Select(id="reproducible", label="Reproducible", options=REPRODUCIBLE, required=True),
-            NumberInput(id="users_affected", label="Users affected", required=True, value=1,
-                        min=1),
+            NumberInput(id="users_affected", label="Users affected", required=True, value=1, min=1),
             Select(id="priority", label="Priority", options=PRIORITIES, required=True),
-            Select(id="category", label="Category", required=True,
-                   options=[(c, c) for c in categories(config)]),
-            TextInput(id="asset", label="Asset", max_length=MAX_SHORT,
-                      placeholder="Hostname, asset tag or serial"),
-            TextInput(id="client", label="Client", max_length=MAX_SHORT,
-                      placeholder="MSP client (sets the SLA tier)"),
+            Select(
+                id="category",
+                label="Category",
+                required=True,
+                options=[(c, c) for c in categories(config)],
+            ),
+            TextInput(
+                id="asset",
+                label="Asset",
+                max_length=MAX_SHORT,
+                placeholder="Hostname, asset tag or serial",
+            ),
+            TextInput(
+                id="client",
+                label="Client",
+                max_length=MAX_SHORT,
+                placeholder="MSP client (sets the SLA tier)",
+            ),
         ],
         form=Form(action=ActionId.TICKET_CREATE, submit_title="Open ticket", context=context),
         fallback="New ticket form",
@@ -117,8 +156,14 @@ def validate(values: dict[str, Any], config: HelpdeskConfig, *, email_requester:
     if errors:
         raise InvalidInput("Please fix the highlighted fields.", errors)
     return Intake(
-        requester=requester, summary=summary, error_text=_text(values, "error_text"),
-        doing=_text(values, "doing"), reproducible=reproducible, users_affected=users_affected,
-        priority=priority, category=category, asset=_text(values, "asset"),
+        requester=requester,
+        summary=summary,
+        error_text=_text(values, "error_text"),
+        doing=_text(values, "doing"),
+        reproducible=reproducible,
+        users_affected=users_affected,
+        priority=priority,
+        category=category,
+        asset=_text(values, "asset"),
         client=_text(values, "client"),
     )

@@ -19,16 +19,30 @@ def _content(text: str, card: Card | None) -> dict[str, Any]:
 
 
 async def tell_technician(
-    session: AsyncSession, ticket: Ticket, text: str, *, card: Card | None = None,
-    purpose: str = "", due_at: datetime | None = None, dedup_key: str | None = None,
+    session: AsyncSession,
+    ticket: Ticket,
+    text: str,
+    *,
+    card: Card | None = None,
+    purpose: str = "",
+    due_at: datetime | None = None,
+    dedup_key: str | None = None,
 ) -> bool:
     """Post in the ticket's thread (Slack) or conversation (Teams) where the technician works."""
     return await outbox.enqueue(
-        session, kind="message", ticket_id=ticket.id, due_at=due_at, dedup_key=dedup_key,
+        session,
+        kind="message",
+        ticket_id=ticket.id,
+        due_at=due_at,
+        dedup_key=dedup_key,
         payload={
-            "platform": ticket.source_platform, "channel": ticket.source_channel,
-            "thread": ticket.source_thread, "fallback_user": ticket.technician_id,
-            "ticket": ticket.number, "purpose": purpose, **_content(text, card),
+            "platform": ticket.source_platform,
+            "channel": ticket.source_channel,
+            "thread": ticket.source_thread,
+            "fallback_user": ticket.technician_id,
+            "ticket": ticket.number,
+            "purpose": purpose,
+            **_content(text, card),
         },
     )
 
@@ -53,24 +67,45 @@ def pick_platform(person: Person, preferred: str) -> tuple[str, str] | None:
 
 
 async def dm(
-    session: AsyncSession, *, platform: str, user_id: str, text: str, card: Card | None = None,
-    ticket: Ticket | None = None, purpose: str = "", due_at: datetime | None = None,
-    dedup_key: str | None = None, extra: dict[str, Any] | None = None,
+    session: AsyncSession,
+    *,
+    platform: str,
+    user_id: str,
+    text: str,
+    card: Card | None = None,
+    ticket: Ticket | None = None,
+    purpose: str = "",
+    due_at: datetime | None = None,
+    dedup_key: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> bool:
     """Queue a direct message to one person on one platform."""
     return await outbox.enqueue(
-        session, kind="dm", ticket_id=ticket.id if ticket else None, due_at=due_at,
+        session,
+        kind="dm",
+        ticket_id=ticket.id if ticket else None,
+        due_at=due_at,
         dedup_key=dedup_key,
         payload={
-            "platform": platform, "user": user_id, "purpose": purpose,
-            "ticket": ticket.number if ticket else None, **(extra or {}), **_content(text, card),
+            "platform": platform,
+            "user": user_id,
+            "purpose": purpose,
+            "ticket": ticket.number if ticket else None,
+            **(extra or {}),
+            **_content(text, card),
         },
     )
 
 
 async def notify_queue(
-    session: AsyncSession, config: HelpdeskConfig, queue: str, text: str, *,
-    card: Card | None = None, ticket: Ticket | None = None, purpose: str = "",
+    session: AsyncSession,
+    config: HelpdeskConfig,
+    queue: str,
+    text: str,
+    *,
+    card: Card | None = None,
+    ticket: Ticket | None = None,
+    purpose: str = "",
 ) -> list[str]:
     """Post to every channel configured for `queue` (SPEC `queues:`); returns the platforms."""
     target = config.queues.get(queue)
@@ -79,10 +114,17 @@ async def notify_queue(
         channel = getattr(target, platform, None) if target else None
         if channel:
             await outbox.enqueue(
-                session, kind="message", ticket_id=ticket.id if ticket else None,
-                payload={"platform": platform, "channel": channel, "thread": None,
-                         "ticket": ticket.number if ticket else None, "purpose": purpose,
-                         **_content(text, card)},
+                session,
+                kind="message",
+                ticket_id=ticket.id if ticket else None,
+                payload={
+                    "platform": platform,
+                    "channel": channel,
+                    "thread": None,
+                    "ticket": ticket.number if ticket else None,
+                    "purpose": purpose,
+                    **_content(text, card),
+                },
             )
             sent.append(platform)
     return sent

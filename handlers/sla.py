@@ -26,8 +26,9 @@ def due_times(sla: SlaConfig, *, client: str, priority: str, opened_at: datetime
     """Respond-by and resolve-by for a ticket of `client` at `priority` opened at `opened_at`."""
     tier = sla.tier_for(client)
     target = sla.tiers[tier][priority]  # type: ignore[index]
-    return SlaDue(tier=tier, respond_by=opened_at + target.respond,
-                  resolve_by=opened_at + target.resolve)
+    return SlaDue(
+        tier=tier, respond_by=opened_at + target.respond, resolve_by=opened_at + target.resolve
+    )
 
 
 def priority_warning(*, priority: str, users_affected: int) -> str:

@@ -67,4 +67,5 @@ def ticket_card(
 
 
 def ticket_line(ticket: Ticket) -> str:
-    return f"{ticket.number} ({ticket.priority}) {ticket.summary[:80]} - resolve by {when(ticket.resolve_by)}"
+    due = when(ticket.resolve_by)
+    return f"{ticket.number} ({ticket.priority}) {ticket.summary[:80]} - resolve by {due}"

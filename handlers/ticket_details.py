@@ -30,42 +30,79 @@ async def details(session: AsyncSession, ticket: Ticket) -> list[Element]:
     if entries:
         total = timedelta(minutes=sum(e.minutes for e in entries))
         out.append(Text(f"Time entries (total {format_duration(total)})", muted=True))
-        out.append(Facts([
-            (f"{when(e.at)} {e.actor_id}",
-             format_duration(timedelta(minutes=e.minutes)) + (f" - {e.note}" if e.note else ""))
-            for e in entries
-        ]))
+        out.append(
+            Facts(
+                [
+                    (
+                        f"{when(e.at)} {e.actor_id}",
+                        format_duration(timedelta(minutes=e.minutes))
+                        + (f" - {e.note}" if e.note else ""),
+                    )
+                    for e in entries
+                ]
+            )
+        )
     if ticket.status == "closed":
-        facts = [("Closed", when(ticket.closed_at)),
-                 ("Resolution category", ticket.resolution_category or "-")]
+        facts = [
+            ("Closed", when(ticket.closed_at)),
+            ("Resolution category", ticket.resolution_category or "-"),
+        ]
         if ticket.kb_article:
             facts.append(("KB article", ticket.kb_article))
         out += [Text("Resolution", muted=True), Text(ticket.resolution_note), Facts(facts)]
-    checks = (await session.execute(
-        select(IdentityCheck).where(IdentityCheck.ticket_id == ticket.id)
-        .order_by(IdentityCheck.id))).scalars().all()
+    checks = (
+        (
+            await session.execute(
+                select(IdentityCheck)
+                .where(IdentityCheck.ticket_id == ticket.id)
+                .order_by(IdentityCheck.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
     if checks:
         out.append(Text("Identity checks", muted=True))
-        out.append(Facts([
-            (f"{when(c.created_at)} to {c.manager_email or 'no manager'}",
-             c.state + (f" by {c.answered_by} at {when(c.answered_at)}" if c.answered_by else ""))
-            for c in checks
-        ]))
-    survey = (await session.execute(
-        select(CsatSurvey).where(CsatSurvey.ticket_id == ticket.id))).scalar_one_or_none()
+        out.append(
+            Facts(
+                [
+                    (
+                        f"{when(c.created_at)} to {c.manager_email or 'no manager'}",
+                        c.state
+                        + (
+                            f" by {c.answered_by} at {when(c.answered_at)}" if c.answered_by else ""
+                        ),
+                    )
+                    for c in checks
+                ]
+            )
+        )
+    survey = (
+        await session.execute(select(CsatSurvey).where(CsatSurvey.ticket_id == ticket.id))
+    ).scalar_one_or_none()
     if survey is not None:
         rating = f"{survey.rating}/5" if survey.rating else "not answered yet"
-        out.append(Facts([("CSAT rating", rating)]
-                         + ([("CSAT comment", survey.comment)] if survey.comment else [])))
+        out.append(
+            Facts(
+                [("CSAT rating", rating)]
+                + ([("CSAT comment", survey.comment)] if survey.comment else [])
+            )
+        )
     rows = await outbox.for_ticket(session, ticket.id)
     if rows:
         out.append(Text("Deliveries", muted=True))
-        out.append(Facts([
-            (KIND_NAMES.get(r.kind, r.kind) + (f" ({r.payload.get('purpose')})"
-                                               if r.payload.get("purpose") else ""),
-             _state(r.status, r.attempts, r.last_error, r.due_at))
-            for r in rows
-        ]))
+        out.append(
+            Facts(
+                [
+                    (
+                        KIND_NAMES.get(r.kind, r.kind)
+                        + (f" ({r.payload.get('purpose')})" if r.payload.get("purpose") else ""),
+                        _state(r.status, r.attempts, r.last_error, r.due_at),
+                    )
+                    for r in rows
+                ]
+            )
+        )
     return out
 
 

@@ -7,8 +7,8 @@ import logging
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cards.model import Card
-from handlers import intake as intake_form
 from handlers import identity, incidents, ticket_details
+from handlers import intake as intake_form
 from handlers.commands import Command, ticket_ref
 from handlers.deps import Deps
 from handlers.directory import Person
@@ -60,28 +60,46 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
         seq, number = await repo.next_number(session, prefix=prefix)
         ticket = await repo.create(
             session,
-            number=number, prefix=prefix, seq=seq, status="open",
-            summary=form.summary, error_text=form.error_text, doing=form.doing,
-            reproducible=form.reproducible, users_affected=form.users_affected,
-            priority=form.priority, category=form.category, asset=form.asset,
-            client=form.client, tier=sla.tier,
+            number=number,
+            prefix=prefix,
+            seq=seq,
+            status="open",
+            summary=form.summary,
+            error_text=form.error_text,
+            doing=form.doing,
+            reproducible=form.reproducible,
+            users_affected=form.users_affected,
+            priority=form.priority,
+            category=form.category,
+            asset=form.asset,
+            client=form.client,
+            tier=sla.tier,
             requester_id=requester_id,
             requester_name=requester.name if requester else "",
-            requester_email=requester.email if requester else (
-                form.requester if "@" in form.requester else ""),
+            requester_email=requester.email
+            if requester
+            else (form.requester if "@" in form.requester else ""),
             requester_vip=bool(requester and requester.vip),
             technician_id=interaction.actor.id,
             technician_name=(technician.name if technician else "") or interaction.actor.name,
-            source_platform=interaction.platform, source_channel=channel,
+            source_platform=interaction.platform,
+            source_channel=channel,
             source_thread=str(data["thread"]) if data.get("thread") else None,
-            created_at=now, respond_by=sla.respond_by, resolve_by=sla.resolve_by,
+            created_at=now,
+            respond_by=sla.respond_by,
+            resolve_by=sla.resolve_by,
             priority_warning=priority_warning(
-                priority=form.priority, users_affected=form.users_affected),
+                priority=form.priority, users_affected=form.users_affected
+            ),
             identity_state="required" if gated else "not_required",
         )
         await repo.add_event(
-            session, ticket_id=ticket.id, kind="ticket.opened",
-            actor_platform=interaction.platform, actor_id=interaction.actor.id, channel=channel,
+            session,
+            ticket_id=ticket.id,
+            kind="ticket.opened",
+            actor_platform=interaction.platform,
+            actor_id=interaction.actor.id,
+            channel=channel,
             data={"priority": ticket.priority, "tier": ticket.tier, "category": ticket.category},
         )
         card = ticket_card(ticket)

@@ -6,8 +6,8 @@ import asyncio
 import os
 import secrets
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +41,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 reporter.write_line("  " + leak, red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     elif reporter is not None and log_audit.SEEN:
-        reporter.write_line(f"log audit: {len(log_audit.SEEN | log_audit.ISSUED)} secrets "
-                            f"checked against {_AUDIT.lines()} log lines, none found")
+        reporter.write_line(
+            f"log audit: {len(log_audit.SEEN | log_audit.ISSUED)} secrets "
+            f"checked against {_AUDIT.lines()} log lines, none found"
+        )
 
 
 PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
@@ -149,14 +151,21 @@ async def make_app(db_url: str, tmp_path: Path) -> AsyncIterator[AppFactory]:
     """Start the real app: `await make_app(config=..., people=..., env=..., slack=fake)`."""
     started: list[AppHarness] = []
 
-    async def factory(*, config: dict[str, Any] | None = None,
-                      people: list[dict[str, Any]] | None = None,
-                      env: dict[str, str] | None = None, slack: FakeSlack | None = None,
-                      scheduler: bool = True) -> AppHarness:
+    async def factory(
+        *,
+        config: dict[str, Any] | None = None,
+        people: list[dict[str, Any]] | None = None,
+        env: dict[str, str] | None = None,
+        slack: FakeSlack | None = None,
+        scheduler: bool = True,
+    ) -> AppHarness:
         full_env = {"DATABASE_URL": db_url, "HOST": "127.0.0.1", "PORT": "3978"}
         if slack is not None:
-            full_env |= {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-                         "SLACK_API_URL": f"{slack.url}/api/"}
+            full_env |= {
+                "SLACK_BOT_TOKEN": BOT_TOKEN,
+                "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+                "SLACK_API_URL": f"{slack.url}/api/",
+            }
         full_env |= env or {}
         harness = AppHarness(tmp_path, full_env, config, people, scheduler=scheduler)
         await harness.start()

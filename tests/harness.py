@@ -30,8 +30,15 @@ def slack_signature(secret: str, timestamp: str, body: str) -> str:
 class AppHarness:
     """The running app plus helpers to talk to it as Slack and Teams do."""
 
-    def __init__(self, tmp: Path, env: dict[str, str], config: dict[str, Any] | None,
-                 people: list[dict[str, Any]] | None, *, scheduler: bool = True) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        env: dict[str, str],
+        config: dict[str, Any] | None,
+        people: list[dict[str, Any]] | None,
+        *,
+        scheduler: bool = True,
+    ) -> None:
         self.tmp = tmp
         self.env = dict(env)
         log_audit.remember(self.env)
@@ -74,31 +81,48 @@ class AppHarness:
 
     # -- Slack ---------------------------------------------------------------------------------
 
-    async def slack(self, body: str, *, content_type: str, signed: bool = True,
-                    timestamp: int | None = None, secret: str = SIGNING_SECRET,
-                    headers: dict[str, str] | None = None) -> aiohttp.ClientResponse:
+    async def slack(
+        self,
+        body: str,
+        *,
+        content_type: str,
+        signed: bool = True,
+        timestamp: int | None = None,
+        secret: str = SIGNING_SECRET,
+        headers: dict[str, str] | None = None,
+    ) -> aiohttp.ClientResponse:
         ts = str(timestamp if timestamp is not None else int(time.time()))
         sent = {"Content-Type": content_type, **(headers or {})}
         if signed:
             sent["X-Slack-Request-Timestamp"] = ts
             sent["X-Slack-Signature"] = slack_signature(secret, ts, body)
         assert self.http is not None
-        response = await self.http.post(f"{self.url}/slack/events", data=body.encode(),
-                                        headers=sent)
+        response = await self.http.post(
+            f"{self.url}/slack/events", data=body.encode(), headers=sent
+        )
         await response.read()
         return response
 
-    async def slash(self, text: str, *, user: str = "UTECH", channel: str = "C0HELP",
-                    **kwargs: Any) -> aiohttp.ClientResponse:
+    async def slash(
+        self, text: str, *, user: str = "UTECH", channel: str = "C0HELP", **kwargs: Any
+    ) -> aiohttp.ClientResponse:
         form = {
-            "token": "legacy", "team_id": "T0TEAM", "team_domain": "acme",
-            "channel_id": channel, "channel_name": "helpdesk", "user_id": user,
-            "user_name": user.lower(), "command": "/ticket", "text": text,
-            "api_app_id": "A0APP", "response_url": "http://127.0.0.1:9/unused",
+            "token": "legacy",
+            "team_id": "T0TEAM",
+            "team_domain": "acme",
+            "channel_id": channel,
+            "channel_name": "helpdesk",
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": "/ticket",
+            "text": text,
+            "api_app_id": "A0APP",
+            "response_url": "http://127.0.0.1:9/unused",
             "trigger_id": f"trigger-{time.monotonic_ns()}",
         }
-        return await self.slack(urlencode(form),
-                                content_type="application/x-www-form-urlencoded", **kwargs)
+        return await self.slack(
+            urlencode(form), content_type="application/x-www-form-urlencoded", **kwargs
+        )
 
     async def interactive(self, payload: dict[str, Any], **kwargs: Any) -> aiohttp.ClientResponse:
         body = urlencode({"payload": json.dumps(payload)})
@@ -106,8 +130,9 @@ class AppHarness:
 
     # -- Teams ---------------------------------------------------------------------------------
 
-    async def teams(self, activity: dict[str, Any], *, headers: dict[str, str] | None = None
-                    ) -> aiohttp.ClientResponse:
+    async def teams(
+        self, activity: dict[str, Any], *, headers: dict[str, str] | None = None
+    ) -> aiohttp.ClientResponse:
         assert self.http is not None
         response = await self.http.post(
             f"{self.url}/api/messages", json=activity, headers=headers or {}
@@ -116,8 +141,13 @@ class AppHarness:
         return response
 
 
-def view_submission(view: dict[str, Any], values: dict[str, dict[str, Any]], *,
-                    user: str = "UTECH", view_id: str = "V0001") -> dict[str, Any]:
+def view_submission(
+    view: dict[str, Any],
+    values: dict[str, dict[str, Any]],
+    *,
+    user: str = "UTECH",
+    view_id: str = "V0001",
+) -> dict[str, Any]:
     """A view_submission payload for a modal we rendered, with the given input states."""
     return {
         "type": "view_submission",

@@ -14,9 +14,16 @@ from pathlib import Path
 
 from bot.logs import TextFormatter, _ContextFilter
 
-SECRET_ENV = {"SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN",
-              "MicrosoftAppPassword", "PAGERDUTY_ROUTING_KEY", "OPSGENIE_API_KEY",
-              "GRAPH_CLIENT_SECRET", "LDAP_BIND_PASSWORD"}
+SECRET_ENV = {
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_APP_TOKEN",
+    "MicrosoftAppPassword",
+    "PAGERDUTY_ROUTING_KEY",
+    "OPSGENIE_API_KEY",
+    "GRAPH_CLIENT_SECRET",
+    "LDAP_BIND_PASSWORD",
+}
 # Tokens the fakes hand to the app (Bot Framework outbound token).
 ISSUED = {"fake-outbound-token"}
 

@@ -44,6 +44,7 @@ class Notifiers:
             # Not configured here (e.g. Slack disabled): keep it queued and say why.
             raise DeliveryError(
                 f"no notifier for {message.kind} ({message.payload.get('platform', '-')}) "
-                "is configured", retry_after=300.0,
+                "is configured",
+                retry_after=300.0,
             )
         return await notifier.deliver(message)

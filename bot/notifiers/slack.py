@@ -16,9 +16,19 @@ from storage.models import OutboxMessage
 log = logging.getLogger(__name__)
 # Errors where retrying the same call cannot succeed.
 PERMANENT = {
-    "invalid_auth", "not_authed", "account_inactive", "token_revoked", "invalid_blocks",
-    "invalid_arguments", "msg_too_long", "no_text", "user_not_found", "cant_update_message",
-    "message_not_found", "is_archived", "missing_scope",
+    "invalid_auth",
+    "not_authed",
+    "account_inactive",
+    "token_revoked",
+    "invalid_blocks",
+    "invalid_arguments",
+    "msg_too_long",
+    "no_text",
+    "user_not_found",
+    "cant_update_message",
+    "message_not_found",
+    "is_archived",
+    "missing_scope",
 }
 # Errors meaning "you cannot post here": fall back to a DM to `fallback_user`.
 NOT_HERE = {"not_in_channel", "channel_not_found"}
@@ -66,8 +76,7 @@ class SlackNotifier:
         except SlackApiError as exc:
             fallback = payload.get("fallback_user")
             if exc.response.get("error") in NOT_HERE and fallback:
-                log.info("cannot post in %s; sending to the technician instead",
-                         payload["channel"])
+                log.info("cannot post in %s; sending to the technician instead", payload["channel"])
                 return await self._dm(str(fallback), payload)
             raise
         return {"channel": response["channel"], "ts": response["ts"]}

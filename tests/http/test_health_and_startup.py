@@ -52,23 +52,39 @@ async def test_healthz_503_when_the_database_goes_away(pg_migrated: str, tmp_pat
 
 
 def _start(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items()
-            if not k.startswith(("SLACK_", "Microsoft", "PAGERDUTY", "OPSGENIE"))}
+    full = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SLACK_", "Microsoft", "PAGERDUTY", "OPSGENIE"))
+    }
     full |= {"PORT": "1", "PYTHONPATH": str(ROOT)} | env
-    return subprocess.run([sys.executable, "-m", "bot", "serve"], env=full, cwd=cwd,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "serve"],
+        env=full,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
-@pytest.mark.parametrize(("files", "env", "expected"), [
-    ({"c.yaml": "csat: {delay: soon}"}, {"HELPDESK_CONFIG": "c.yaml"}, "csat.delay"),
-    ({"c.yaml": "bogus: 1"}, {"HELPDESK_CONFIG": "c.yaml"}, "bogus"),
-    ({"c.yaml": "directory: {source: file, path: people.yaml}", "people.yaml": "- name: x"},
-     {"HELPDESK_CONFIG": "c.yaml"}, "people.yaml"),
-    ({}, {"DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:1/none"}, "DATABASE_URL"),
-    ({}, {"PORT": "seventy"}, "PORT"),
-])
-def test_bad_settings_exit_2_naming_the_problem(tmp_path: Path, files: dict[str, str],
-                                                env: dict[str, str], expected: str) -> None:
+@pytest.mark.parametrize(
+    ("files", "env", "expected"),
+    [
+        ({"c.yaml": "csat: {delay: soon}"}, {"HELPDESK_CONFIG": "c.yaml"}, "csat.delay"),
+        ({"c.yaml": "bogus: 1"}, {"HELPDESK_CONFIG": "c.yaml"}, "bogus"),
+        (
+            {"c.yaml": "directory: {source: file, path: people.yaml}", "people.yaml": "- name: x"},
+            {"HELPDESK_CONFIG": "c.yaml"},
+            "people.yaml",
+        ),
+        ({}, {"DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:1/none"}, "DATABASE_URL"),
+        ({}, {"PORT": "seventy"}, "PORT"),
+    ],
+)
+def test_bad_settings_exit_2_naming_the_problem(
+    tmp_path: Path, files: dict[str, str], env: dict[str, str], expected: str
+) -> None:
     for name, content in files.items():
         (tmp_path / name).write_text(content)
     env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'h.db'}", **env}

@@ -35,10 +35,17 @@ async def scrape(app: AppHarness) -> str:
 async def test_metrics_move_with_tickets_and_deliveries(make_app, slack_api: FakeSlack):
     app = await make_app(slack=slack_api)
     before = await scrape(app)
-    for name in ("helpdesk_requests_total", "helpdesk_ack_seconds", "helpdesk_tickets_opened_total",
-                 "helpdesk_outbox_pending", "helpdesk_outbox_oldest_pending_age_seconds",
-                 "helpdesk_outbox_deliveries_total", "helpdesk_outbox_failures_total",
-                 "helpdesk_identity_checks_total", "helpdesk_csat_ratings_total"):
+    for name in (
+        "helpdesk_requests_total",
+        "helpdesk_ack_seconds",
+        "helpdesk_tickets_opened_total",
+        "helpdesk_outbox_pending",
+        "helpdesk_outbox_oldest_pending_age_seconds",
+        "helpdesk_outbox_deliveries_total",
+        "helpdesk_outbox_failures_total",
+        "helpdesk_identity_checks_total",
+        "helpdesk_csat_ratings_total",
+    ):
         assert f"# TYPE {name}" in before, name
     assert sample(before, "helpdesk_tickets_opened_total", priority="P2") == 0
 
@@ -53,8 +60,14 @@ async def test_metrics_move_with_tickets_and_deliveries(make_app, slack_api: Fak
     assert sample(after, "helpdesk_tickets_opened_total", priority="P2") == 1
     assert sample(after, "helpdesk_outbox_deliveries_total", kind="message") == 1
     assert sample(after, "helpdesk_outbox_pending") == 0
-    assert sample(after, "helpdesk_requests_total", platform="slack", kind="view_submission",
-                  status="200") == 1
-    assert sample(after, "helpdesk_requests_total", platform="slack", kind="command",
-                  status="200") == 1
+    assert (
+        sample(
+            after, "helpdesk_requests_total", platform="slack", kind="view_submission", status="200"
+        )
+        == 1
+    )
+    assert (
+        sample(after, "helpdesk_requests_total", platform="slack", kind="command", status="200")
+        == 1
+    )
     assert sample(after, "helpdesk_ack_seconds_count", platform="slack", kind="command") == 1

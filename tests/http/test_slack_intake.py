@@ -14,8 +14,18 @@ from storage.models import InboundDelivery, OutboxMessage, Ticket
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import AppHarness, view_submission
 
-INTAKE_LABELS = ["Requester", "Summary", "Exact error text", "What were they doing",
-                 "Reproducible", "Users affected", "Priority", "Category", "Asset", "Client"]
+INTAKE_LABELS = [
+    "Requester",
+    "Summary",
+    "Exact error text",
+    "What were they doing",
+    "Reproducible",
+    "Users affected",
+    "Priority",
+    "Category",
+    "Asset",
+    "Client",
+]
 CONFIG = {"sla": {"clients": {"acme": "gold"}}}
 
 
@@ -37,8 +47,9 @@ def states(**overrides: Any) -> dict[str, dict[str, Any]]:
     return values
 
 
-async def open_modal(app: AppHarness, fake: FakeSlack, text: str = "new Printer jams"
-                     ) -> dict[str, Any]:
+async def open_modal(
+    app: AppHarness, fake: FakeSlack, text: str = "new Printer jams"
+) -> dict[str, Any]:
     before = len(fake.views_opened())
     response = await app.slash(text)
     assert response.status == 200
@@ -72,7 +83,11 @@ async def test_submission_stores_ticket_verbatim_and_posts_card(make_app, slack_
     assert ticket.summary == "Printer jams  on floor 3 "
     assert ticket.error_text == "Error 0x8007001F: paper path"
     assert ticket.doing == "Printing the Q3 report"
-    assert (ticket.reproducible, ticket.users_affected, ticket.priority) == ("intermittent", 1, "P2")
+    assert (ticket.reproducible, ticket.users_affected, ticket.priority) == (
+        "intermittent",
+        1,
+        "P2",
+    )
     assert (ticket.category, ticket.asset, ticket.client) == ("printer", "PRN-0042", "Acme")
     assert (ticket.requester_id, ticket.technician_id) == ("UANA", "UTECH")
     assert (ticket.source_platform, ticket.source_channel) == ("slack", "C0HELP")
@@ -105,8 +120,9 @@ async def test_retried_submission_makes_one_ticket(make_app, slack_api: FakeSlac
     view = await open_modal(app, slack_api)
     payload = view_submission(view, states())
     first = await app.interactive(payload)
-    retry = await app.interactive(payload, headers={"X-Slack-Retry-Num": "1",
-                                                    "X-Slack-Retry-Reason": "http_timeout"})
+    retry = await app.interactive(
+        payload, headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+    )
     assert (first.status, retry.status) == (200, 200)
     assert await count_tickets(app) == 1
     await slack_api.wait_for_method("chat.postMessage")
@@ -118,8 +134,9 @@ async def test_channel_mention_in_summary_is_escaped(make_app, slack_api: FakeSl
     app = await make_app(slack=slack_api)
     view = await open_modal(app, slack_api)
     evil = "<!channel> printer down <https://evil.example|reset password> & <@U0BOSS>"
-    await app.interactive(view_submission(view, states(
-        summary={"type": "plain_text_input", "value": evil})))
+    await app.interactive(
+        view_submission(view, states(summary={"type": "plain_text_input", "value": evil}))
+    )
     await slack_api.wait_for_method("chat.postMessage")
     post = slack_api.posts()[0]
     raw = json.dumps(post)
@@ -132,11 +149,14 @@ async def test_channel_mention_in_summary_is_escaped(make_app, slack_api: FakeSl
 async def test_invalid_fields_come_back_as_modal_errors(make_app, slack_api: FakeSlack):
     app = await make_app(slack=slack_api)
     view = await open_modal(app, slack_api)
-    payload = view_submission(view, states(
-        summary={"type": "plain_text_input", "value": "   "},
-        users_affected={"type": "number_input", "value": "0"},
-        reproducible={"type": "static_select", "selected_option": None},
-    ))
+    payload = view_submission(
+        view,
+        states(
+            summary={"type": "plain_text_input", "value": "   "},
+            users_affected={"type": "number_input", "value": "0"},
+            reproducible={"type": "static_select", "selected_option": None},
+        ),
+    )
     response = await app.interactive(payload)
     assert response.status == 200
     body = await response.json()
@@ -148,8 +168,9 @@ async def test_invalid_fields_come_back_as_modal_errors(make_app, slack_api: Fak
 async def test_multi_user_below_p1_is_accepted_with_warning(make_app, slack_api: FakeSlack):
     app = await make_app(slack=slack_api)
     view = await open_modal(app, slack_api)
-    await app.interactive(view_submission(view, states(
-        users_affected={"type": "number_input", "value": "12"})))
+    await app.interactive(
+        view_submission(view, states(users_affected={"type": "number_input", "value": "12"}))
+    )
     await slack_api.wait_for_method("chat.postMessage")
     rendered = json.dumps(slack_api.posts()[0]["blocks"])
     assert "12 users are affected" in rendered and "P1" in rendered
@@ -165,15 +186,18 @@ async def test_unsigned_bad_and_stale_requests_are_refused(make_app, slack_api: 
     assert [unsigned.status, wrong.status, stale.status] == [401, 401, 401]
     assert await count_tickets(app) == 0
     async with app.services.sessions() as session:
-        assert (await session.execute(select(func.count()).select_from(InboundDelivery))
-                ).scalar_one() == 0
+        assert (
+            await session.execute(select(func.count()).select_from(InboundDelivery))
+        ).scalar_one() == 0
 
 
 async def test_malformed_bodies_get_4xx_and_server_keeps_serving(make_app, slack_api: FakeSlack):
     app = await make_app(slack=slack_api)
-    for body, ctype in [("payload=%7Bnot-json", "application/x-www-form-urlencoded"),
-                        ("{\"type\": ", "application/json"),
-                        ("", "application/x-www-form-urlencoded")]:
+    for body, ctype in [
+        ("payload=%7Bnot-json", "application/x-www-form-urlencoded"),
+        ('{"type": ', "application/json"),
+        ("", "application/x-www-form-urlencoded"),
+    ]:
         response = await app.slack(body, content_type=ctype)
         assert 400 <= response.status < 500, (body, response.status)
     health = await app.http.get(f"{app.url}/healthz")
@@ -190,8 +214,9 @@ async def test_fifty_concurrent_submissions_get_distinct_numbers(make_app, slack
     assert [r.status for r in responses] == [200] * 50
     async with app.services.sessions() as session:
         numbers = (await session.execute(select(Ticket.number))).scalars().all()
-        queued = (await session.execute(select(func.count()).select_from(OutboxMessage))
-                  ).scalar_one()
+        queued = (
+            await session.execute(select(func.count()).select_from(OutboxMessage))
+        ).scalar_one()
     assert sorted(numbers, key=lambda n: int(n.split("-")[1])) == [f"HD-{i}" for i in range(1, 51)]
     assert queued == 50
 

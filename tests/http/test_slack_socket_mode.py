@@ -64,18 +64,35 @@ async def socket_server() -> AsyncIterator[FakeSocketMode]:
     await server.stop()
 
 
-async def test_slash_command_over_socket_mode(make_app, slack_api: FakeSlack,
-                                              socket_server: FakeSocketMode):
+async def test_slash_command_over_socket_mode(
+    make_app, slack_api: FakeSlack, socket_server: FakeSocketMode
+):
     slack_api.set_response("apps.connections.open", {"ok": True, "url": socket_server.url})
-    await make_app(env={"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_APP_TOKEN": "xapp-1-test-token",
-                        "SLACK_API_URL": f"{slack_api.url}/api/"})
+    await make_app(
+        env={
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_APP_TOKEN": "xapp-1-test-token",
+            "SLACK_API_URL": f"{slack_api.url}/api/",
+        }
+    )
     await asyncio.wait_for(socket_server.connected.wait(), timeout=10)
-    await socket_server.send({
-        "envelope_id": "env-1", "type": "slash_commands", "accepts_response_payload": True,
-        "payload": {"command": "/ticket", "text": "help", "user_id": "UTECH",
-                    "user_name": "tech", "channel_id": "C0HELP", "team_id": "T0TEAM",
-                    "trigger_id": "t-1", "response_url": "http://127.0.0.1:9/x"},
-    })
+    await socket_server.send(
+        {
+            "envelope_id": "env-1",
+            "type": "slash_commands",
+            "accepts_response_payload": True,
+            "payload": {
+                "command": "/ticket",
+                "text": "help",
+                "user_id": "UTECH",
+                "user_name": "tech",
+                "channel_id": "C0HELP",
+                "team_id": "T0TEAM",
+                "trigger_id": "t-1",
+                "response_url": "http://127.0.0.1:9/x",
+            },
+        }
+    )
     for _ in range(200):
         if socket_server.acks:
             break

@@ -8,8 +8,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-EDGE_ONLY = ("slack_bolt", "slack_sdk", "botbuilder", "botframework", "aiohttp", "apscheduler",
-             "msal", "ldap3")
+EDGE_ONLY = (
+    "slack_bolt",
+    "slack_sdk",
+    "botbuilder",
+    "botframework",
+    "aiohttp",
+    "apscheduler",
+    "msal",
+    "ldap3",
+)
 
 
 def _imports(path: Path) -> set[str]:
@@ -61,7 +69,8 @@ def test_migrations_match_the_models(tmp_path: Path) -> None:
         await upgrade(engine)
         async with engine.connect() as conn:
             result = await conn.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata))
+                lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
+            )
         await engine.dispose()
         return result
 

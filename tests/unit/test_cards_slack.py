@@ -173,8 +173,10 @@ def test_already_escaped_looking_text_is_escaped_once() -> None:
 def test_heading_is_plain_text_header_and_long_heading_becomes_bold_section() -> None:
     blocks = render_message(Card(title=NASTY))["blocks"]
     assert blocks == [
-        {"type": "header",
-         "text": {"type": "plain_text", "text": escape_mrkdwn(NASTY), "emoji": True}}
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": escape_mrkdwn(NASTY), "emoji": True},
+        }
     ]
     long_title = "<x> " + "h" * 200
     blocks = render_message(Card(title="", body=[Text(long_title, heading=True)]))["blocks"]

@@ -16,12 +16,20 @@ from handlers.types import InvalidInput
 OPENED = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("text", "verb", "args"), [
-    ("", "new", ""), ("new", "new", ""), ("new Printer jams", "new", "Printer jams"),
-    ("NEW  VPN down ", "new", "VPN down"), ("show HD-7", "show", "HD-7"), ("mine", "mine", ""),
-    ("time HD-7 45m swapped toner", "time", "HD-7 45m swapped toner"),
-    ("frobnicate", "help", "frobnicate"), ("help", "help", ""),
-])
+@pytest.mark.parametrize(
+    ("text", "verb", "args"),
+    [
+        ("", "new", ""),
+        ("new", "new", ""),
+        ("new Printer jams", "new", "Printer jams"),
+        ("NEW  VPN down ", "new", "VPN down"),
+        ("show HD-7", "show", "HD-7"),
+        ("mine", "mine", ""),
+        ("time HD-7 45m swapped toner", "time", "HD-7 45m swapped toner"),
+        ("frobnicate", "help", "frobnicate"),
+        ("help", "help", ""),
+    ],
+)
 def test_parse(text: str, verb: str, args: str) -> None:
     command = parse(text)
     assert (command.verb, command.args) == (verb, args)
@@ -35,8 +43,10 @@ def test_ticket_ref_and_teams_prefix() -> None:
     assert strip_teams_prefix("hello") is None
 
 
-@pytest.mark.parametrize(("text", "minutes"), [("45m", 45), ("1h30m", 90), ("2h", 120),
-                                               ("1d", 1440), ("0s", 0), ("1h 5m", 65)])
+@pytest.mark.parametrize(
+    ("text", "minutes"),
+    [("45m", 45), ("1h30m", 90), ("2h", 120), ("1d", 1440), ("0s", 0), ("1h 5m", 65)],
+)
 def test_durations(text: str, minutes: int) -> None:
     assert parse_duration(text) == timedelta(minutes=minutes)
 
@@ -60,14 +70,27 @@ def test_sla_defaults_and_client_tier() -> None:
     assert standard.resolve_by == OPENED + timedelta(days=1)
     gold = due_times(config.sla, client=" ACME ", priority="P1", opened_at=OPENED)
     assert (gold.tier, gold.respond_by, gold.resolve_by) == (
-        "gold", OPENED + timedelta(minutes=15), OPENED + timedelta(hours=2))
+        "gold",
+        OPENED + timedelta(minutes=15),
+        OPENED + timedelta(hours=2),
+    )
 
 
 def test_sla_custom_matrix_must_be_complete() -> None:
     with pytest.raises(ValueError, match="lacks P3, P4"):
-        HelpdeskConfig.model_validate({"sla": {"tiers": {"x": {
-            "P1": {"respond": "1h", "resolve": "2h"}, "P2": {"respond": "1h", "resolve": "2h"}}},
-            "default_tier": "x"}})
+        HelpdeskConfig.model_validate(
+            {
+                "sla": {
+                    "tiers": {
+                        "x": {
+                            "P1": {"respond": "1h", "resolve": "2h"},
+                            "P2": {"respond": "1h", "resolve": "2h"},
+                        }
+                    },
+                    "default_tier": "x",
+                }
+            }
+        )
     with pytest.raises(ValueError, match="unknown tier"):
         HelpdeskConfig.model_validate({"sla": {"clients": {"acme": "platinum"}}})
 
@@ -80,9 +103,18 @@ def test_priority_warning() -> None:
 
 
 def _form(**overrides: str) -> dict[str, str]:
-    values = {"requester": "UANA", "summary": "VPN drops", "error_text": "", "doing": "",
-              "reproducible": "yes", "users_affected": "1", "priority": "P3",
-              "category": "network", "asset": "", "client": ""}
+    values = {
+        "requester": "UANA",
+        "summary": "VPN drops",
+        "error_text": "",
+        "doing": "",
+        "reproducible": "yes",
+        "users_affected": "1",
+        "priority": "P3",
+        "category": "network",
+        "asset": "",
+        "client": "",
+    }
     values.update(overrides)
     return values
 
@@ -92,8 +124,11 @@ def test_intake_validation() -> None:
     intake = validate(_form(summary=" VPN <!here> "), config, email_requester=False)
     assert intake.summary == " VPN <!here> "
     with pytest.raises(InvalidInput) as caught:
-        validate(_form(summary="", users_affected="x", priority="P9", category="Password Reset"),
-                 config, email_requester=False)
+        validate(
+            _form(summary="", users_affected="x", priority="P9", category="Password Reset"),
+            config,
+            email_requester=False,
+        )
     assert set(caught.value.field_errors) == {"summary", "users_affected", "priority", "category"}
     with pytest.raises(InvalidInput) as caught:
         validate(_form(requester="ana"), config, email_requester=True)
@@ -101,8 +136,9 @@ def test_intake_validation() -> None:
 
 
 def test_categories_are_a_closed_list_including_identity_ones() -> None:
-    config = HelpdeskConfig.model_validate({"tier1_scope": ["outlook"],
-                                            "escalation": {"queues": {"m365": "messaging"}}})
+    config = HelpdeskConfig.model_validate(
+        {"tier1_scope": ["outlook"], "escalation": {"queues": {"m365": "messaging"}}}
+    )
     found = categories(config)
     assert {"password-reset", "mfa", "account", "outlook", "m365"} <= set(found)
     assert found[-1] == "other"

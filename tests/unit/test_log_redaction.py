@@ -10,8 +10,10 @@ from bot.logs import JsonFormatter, TextFormatter, _ContextFilter, redact
 
 
 def test_redact_masks_token_shapes() -> None:
-    line = redact("xoxb-1-2-abc xapp-1-A-b Bearer eyJhbGciOi.x.y routing_key=R0UTE "
-                  "'password': 'hunter2' GenieKey abcdef123456")
+    line = redact(
+        "xoxb-1-2-abc xapp-1-A-b Bearer eyJhbGciOi.x.y routing_key=R0UTE "
+        "'password': 'hunter2' GenieKey abcdef123456"
+    )
     for secret in ("xoxb-1-2-abc", "xapp-1-A-b", "eyJhbGciOi", "R0UTE", "hunter2", "abcdef123456"):
         assert secret not in line
     assert line.count("[redacted]") == 6
@@ -20,8 +22,9 @@ def test_redact_masks_token_shapes() -> None:
 def test_json_lines_carry_correlation_id_and_ticket() -> None:
     correlation_id.set("c0ffee12")
     ticket_number.set("HD-7")
-    record = logging.LogRecord("x", logging.INFO, __file__, 1, "posted with %s", ("xoxb-9-9",),
-                               None)
+    record = logging.LogRecord(
+        "x", logging.INFO, __file__, 1, "posted with %s", ("xoxb-9-9",), None
+    )
     _ContextFilter().filter(record)
     entry = json.loads(JsonFormatter().format(record))
     assert entry["correlation_id"] == "c0ffee12" and entry["ticket"] == "HD-7"

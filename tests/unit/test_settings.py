@@ -19,37 +19,54 @@ def test_defaults_match_spec() -> None:
 
 
 def test_secrets_never_in_repr() -> None:
-    settings = load_settings({"SLACK_BOT_TOKEN": "xoxb-secret-1", "SLACK_SIGNING_SECRET": "s3cr3t",
-                              "PAGERDUTY_ROUTING_KEY": "R0UT1NG"})
+    settings = load_settings(
+        {
+            "SLACK_BOT_TOKEN": "xoxb-secret-1",
+            "SLACK_SIGNING_SECRET": "s3cr3t",
+            "PAGERDUTY_ROUTING_KEY": "R0UT1NG",
+        }
+    )
     shown = repr(settings)
     assert "xoxb-secret-1" not in shown and "s3cr3t" not in shown and "R0UT1NG" not in shown
 
 
-@pytest.mark.parametrize(("env", "key"), [
-    ({"PORT": "http"}, "PORT"),
-    ({"SLACK_API_URL": "ftp://x"}, "SLACK_API_URL"),
-    ({"PAGERDUTY_EVENTS_URL": "nope"}, "PAGERDUTY_EVENTS_URL"),
-    ({"MicrosoftAppType": "Weird"}, "MicrosoftAppType"),
-    ({"MicrosoftAppId": "abc", "MicrosoftAppType": "SingleTenant",
-      "MicrosoftAppPassword": "p"}, "MicrosoftAppTenantId"),
-    ({"SLACK_SIGNING_SECRET": "x"}, "SLACK_BOT_TOKEN"),
-    ({"HELPDESK_CONFIG": "/nonexistent/helpdesk.yaml"}, "HELPDESK_CONFIG"),
-])
+@pytest.mark.parametrize(
+    ("env", "key"),
+    [
+        ({"PORT": "http"}, "PORT"),
+        ({"SLACK_API_URL": "ftp://x"}, "SLACK_API_URL"),
+        ({"PAGERDUTY_EVENTS_URL": "nope"}, "PAGERDUTY_EVENTS_URL"),
+        ({"MicrosoftAppType": "Weird"}, "MicrosoftAppType"),
+        (
+            {
+                "MicrosoftAppId": "abc",
+                "MicrosoftAppType": "SingleTenant",
+                "MicrosoftAppPassword": "p",
+            },
+            "MicrosoftAppTenantId",
+        ),
+        ({"SLACK_SIGNING_SECRET": "x"}, "SLACK_BOT_TOKEN"),
+        ({"HELPDESK_CONFIG": "/nonexistent/helpdesk.yaml"}, "HELPDESK_CONFIG"),
+    ],
+)
 def test_bad_env_names_the_key(env: dict[str, str], key: str) -> None:
     with pytest.raises(ConfigError, match=key):
         load_settings(env)
 
 
-@pytest.mark.parametrize(("yaml_text", "where"), [
-    ("identity: {approval_ttl: soon}", "identity.approval_ttl"),
-    ("unknown_key: 1", "unknown_key"),
-    ("sla: {default_tier: platinum}", "sla"),
-    ("csat: {delay: 5 minutes}", "csat.delay"),
-    ("ticket_prefix: 'H D'", "ticket_prefix"),
-    ("directory: {source: nis}", "directory.source"),
-    ("- a list", "mapping"),
-    ("a: [unclosed", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    ("yaml_text", "where"),
+    [
+        ("identity: {approval_ttl: soon}", "identity.approval_ttl"),
+        ("unknown_key: 1", "unknown_key"),
+        ("sla: {default_tier: platinum}", "sla"),
+        ("csat: {delay: 5 minutes}", "csat.delay"),
+        ("ticket_prefix: 'H D'", "ticket_prefix"),
+        ("directory: {source: nis}", "directory.source"),
+        ("- a list", "mapping"),
+        ("a: [unclosed", "not valid YAML"),
+    ],
+)
 def test_bad_config_names_the_key(tmp_path: Path, yaml_text: str, where: str) -> None:
     path = tmp_path / "helpdesk.yaml"
     path.write_text(yaml_text)
