@@ -18,7 +18,7 @@ from bot.notifiers import Notifiers
 from bot.notifiers.opsgenie import OpsgenieNotifier
 from bot.notifiers.pagerduty import PagerDutyNotifier
 from bot.notifiers.slack import SlackNotifier
-from bot.outbox_worker import OutboxWorker, lease_from_env
+from bot.outbox_worker import OutboxWorker
 from bot.settings import Settings
 from bot.slack_front import SlackFront, make_client
 from bot.teams_front import TeamsFront
@@ -132,7 +132,7 @@ async def start_services(
     if scheduler:
         services.scheduler = AsyncIOScheduler(timezone="UTC")
         services.worker = OutboxWorker(
-            sessions, services.notifiers, lease=lease_from_env(settings.env), observer=metrics
+            sessions, services.notifiers, lease=settings.outbox_lease_seconds, observer=metrics
         )
         services.worker.schedule(services.scheduler)
         outbox.on_enqueue_commit(sessions, services.worker.wake)

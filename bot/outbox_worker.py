@@ -13,7 +13,8 @@ import asyncio
 import logging
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Protocol
 
@@ -22,37 +23,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.correlation import ticket_number
 from bot.notifiers import DeliveryError, Notifiers
-from bot.settings import ConfigError
 from handlers import deliveries
 from storage import outbox
+from storage import tickets as tickets_repo
 from storage.models import OutboxMessage
 
 log = logging.getLogger(__name__)
-LEASE_ENV = "OUTBOX_LEASE_SECONDS"
-# Deliveries time out well within this (HTTP timeouts are 10-15 s): a shorter lease risks
-# a second worker taking over a row that is still being sent.
-SAFE_LEASE = 30.0
-
-
-def lease_from_env(env: Mapping[str, str]) -> float:
-    """`OUTBOX_LEASE_SECONDS` (default 60): how long a claimed row stays with its worker."""
-    raw = env.get(LEASE_ENV, "").strip()
-    if not raw:
-        return outbox.LEASE.total_seconds()
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{LEASE_ENV}: {raw!r} is not a number of seconds") from None
-    if not 0 < value <= 3600:
-        raise ConfigError(f"{LEASE_ENV}: {raw!r} must be between 0 and 3600 seconds")
-    if value < SAFE_LEASE:
-        log.warning(
-            "%s=%s is shorter than a slow delivery may take; a row still being sent "
-            "could be sent again by another worker",
-            LEASE_ENV,
-            raw,
-        )
-    return value
 
 
 class DeliveryObserver(Protocol):
@@ -155,6 +131,18 @@ class OutboxWorker:
         await asyncio.gather(*(self._deliver(row) for row in rows))
         return len(rows)
 
+    @asynccontextmanager
+    async def _row_transaction(self, row: OutboxMessage) -> AsyncIterator[AsyncSession]:
+        """A transaction about one row that locks its ticket first.
+
+        Requests lock the ticket and then insert or touch its outbox rows; taking the locks
+        here in the same order (ticket, then row) keeps PostgreSQL free of deadlocks.
+        """
+        async with self.sessions() as session, session.begin():
+            if row.ticket_id is not None:
+                await tickets_repo.lock(session, row.ticket_id)
+            yield session
+
     async def _deliver(self, row: OutboxMessage) -> None:
         async with self._limit:
             ticket_number.set(str(row.payload.get("ticket", "-")))
@@ -169,7 +157,7 @@ class OutboxWorker:
                 log.exception("delivery of outbox row %s (%s) crashed", row.id, row.kind)
                 await self._failed(row, f"{type(exc).__name__}: {exc}", None, False)
                 return
-            async with self.sessions() as session, session.begin():
+            async with self._row_transaction(row) as session:
                 if await outbox.mark_delivered(
                     session, message_id=row.id, worker=self.worker_id, result=result
                 ):
@@ -180,7 +168,7 @@ class OutboxWorker:
 
     async def _prepare(self, row: OutboxMessage) -> bool:
         """Complete the row's payload; False when it must wait (deferred) or never can be sent."""
-        async with self.sessions() as session, session.begin():
+        async with self._row_transaction(row) as session:
             ready = await deliveries.prepare(session, message=row)
             if ready.payload is not None:
                 row.payload = ready.payload
@@ -204,7 +192,7 @@ class OutboxWorker:
         )
         if self.observer is not None:
             self.observer.failed(row.kind)
-        async with self.sessions() as session, session.begin():
+        async with self._row_transaction(row) as session:
             if await outbox.mark_failed(
                 session,
                 message_id=row.id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,8 @@ from pydantic import SecretStr, ValidationError
 
 from handlers.config import HelpdeskConfig
 
+log = logging.getLogger(__name__)
+
 # botbuilder's ConfigurationBotFrameworkAuthentication reads these attribute names as-is.
 BOT_FRAMEWORK_OVERRIDES = (
     "CHANNEL_SERVICE",
@@ -24,6 +27,7 @@ BOT_FRAMEWORK_OVERRIDES = (
     "TO_CHANNEL_FROM_BOT_OAUTH_SCOPE",
     "OAUTH_URL",
 )
+DEFAULT_LEASE = 60.0
 APP_TYPES = ("MultiTenant", "SingleTenant", "UserAssignedMSI")
 
 
@@ -101,6 +105,7 @@ class Settings:
     opsgenie_api_url: str = "https://api.opsgenie.com"
     log_format: str = "text"
     log_level: str = "INFO"
+    outbox_lease_seconds: float = DEFAULT_LEASE
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -115,6 +120,33 @@ class Settings:
     @property
     def config_dir(self) -> Path | None:
         return self.config_path.parent if self.config_path else None
+
+
+LEASE_ENV = "OUTBOX_LEASE_SECONDS"
+# Deliveries time out well within this (HTTP timeouts are 10-15 s): a shorter lease risks
+# a second worker taking over a row that is still being sent.
+SAFE_LEASE = 30.0
+
+
+def lease_from_env(env: Mapping[str, str]) -> float:
+    """`OUTBOX_LEASE_SECONDS` (default 60): how long a claimed row stays with its worker."""
+    raw = env.get(LEASE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_LEASE
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{LEASE_ENV}: {raw!r} is not a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise ConfigError(f"{LEASE_ENV}: {raw!r} must be between 0 and 3600 seconds")
+    if value < SAFE_LEASE:
+        log.warning(
+            "%s=%s is shorter than a slow delivery may take; a row still being sent "
+            "could be sent again by another worker",
+            LEASE_ENV,
+            raw,
+        )
+    return value
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
@@ -173,6 +205,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         opsgenie_api_key=_secret(env, "OPSGENIE_API_KEY"),
         opsgenie_api_url=_url(env, "OPSGENIE_API_URL", "https://api.opsgenie.com") or "",
         log_format=log_format,
+        outbox_lease_seconds=lease_from_env(env),
         log_level=(env.get("LOG_LEVEL", "INFO").strip() or "INFO").upper(),
         env=dict(env),
     )

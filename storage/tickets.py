@@ -62,6 +62,11 @@ async def get_by_number(session: AsyncSession, number: str, *, lock: bool = Fals
     return (await session.execute(query)).scalar_one_or_none()
 
 
+async def lock(session: AsyncSession, ticket_id: int) -> None:
+    """Take the ticket's row lock (PostgreSQL; SQLite already serialises writers)."""
+    await session.execute(select(Ticket.id).where(Ticket.id == ticket_id).with_for_update())
+
+
 async def list_open_for(
     session: AsyncSession, *, person_id: str, limit: int = 25
 ) -> Sequence[Ticket]:

@@ -14,8 +14,8 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.notifiers import DeliveryError, Notifiers
-from bot.outbox_worker import OutboxWorker, lease_from_env
-from bot.settings import ConfigError
+from bot.outbox_worker import OutboxWorker
+from bot.settings import ConfigError, lease_from_env
 from handlers import deliveries
 from storage import db, outbox
 from storage import tickets as repo
