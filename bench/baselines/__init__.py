@@ -1,0 +1,1 @@
+"""Bare-framework servers the benchmark compares the bot with (one process each)."""

@@ -1,0 +1,123 @@
+"""Fill the database with N tickets fast: copies of one real ticket, made by the database.
+
+One ticket created through the app is the template; `INSERT ... SELECT` over a number series
+(a recursive CTE on SQLite, generate_series on PostgreSQL) writes the rest in batches, so every
+column the schema has gets a valid value. With `history`, each ticket also gets the audit event
+and the delivered outbox row a real ticket has (`ticket show` reads both).
+
+Distribution: 200 technicians (`UT0`..`UT199`), 20,000 requesters, 5 % of tickets open.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from sqlalchemy import Connection, inspect, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+TECHNICIANS = 200
+REQUESTERS = 20_000
+BATCH = 100_000
+
+
+def _series(dialect: str, start: int, end: int) -> tuple[str, str]:
+    """(WITH prefix, FROM item) producing column `n` from start to end inclusive."""
+    if dialect == "postgresql":
+        return "", f"generate_series({start}, {end}) AS s(n)"
+    cte = f"WITH RECURSIVE s(n) AS (SELECT {start} UNION ALL SELECT n + 1 FROM s WHERE n < {end}) "
+    return cte, "s"
+
+
+async def _columns(conn: AsyncConnection, table: str) -> list[str]:
+    def names(sync_conn: Connection) -> list[str]:
+        return [c["name"] for c in inspect(sync_conn).get_columns(table)]
+
+    return await conn.run_sync(names)
+
+
+async def load_tickets(
+    engine: AsyncEngine,
+    count: int,
+    *,
+    history: bool = True,
+    progress: Callable[[str], None] = print,
+) -> tuple[int, int, float]:
+    """Add `count` tickets; returns (first seq, last seq, seconds)."""
+    dialect = engine.dialect.name
+    started = time.perf_counter()
+    async with engine.connect() as conn:
+        template = (
+            await conn.execute(text("SELECT id, prefix FROM tickets ORDER BY id LIMIT 1"))
+        ).one()
+        tid, prefix = int(template[0]), str(template[1])
+        last = (
+            await conn.execute(
+                text("SELECT COALESCE(MAX(seq), 0) FROM tickets WHERE prefix = :p"), {"p": prefix}
+            )
+        ).scalar_one()
+        ticket_cols = [c for c in await _columns(conn, "tickets") if c != "id"]
+        event_cols = [c for c in await _columns(conn, "ticket_events") if c != "id"]
+        outbox_cols = [c for c in await _columns(conn, "outbox") if c != "id"]
+    first = int(last) + 1
+    final = first + count - 1
+    overrides = {
+        "number": f"'{prefix}-' || CAST(n AS TEXT)",
+        "seq": "n",
+        "status": "CASE WHEN (n / 200) % 20 = 0 THEN 'open' ELSE 'closed' END",
+        "technician_id": f"'UT' || CAST(n % {TECHNICIANS} AS TEXT)",
+        "requester_id": f"'UR' || CAST(n % {REQUESTERS} AS TEXT)",
+        "source_thread": "NULL",
+    }
+    select_list = ", ".join(overrides.get(c, f"t.{c}") for c in ticket_cols)
+    for start in range(first, final + 1, BATCH):
+        end = min(final, start + BATCH - 1)
+        with_prefix, series = _series(dialect, start, end)
+        sql = (
+            f"{with_prefix}INSERT INTO tickets ({', '.join(ticket_cols)}) "
+            f"SELECT {select_list} FROM {series} "
+            f"CROSS JOIN (SELECT * FROM tickets WHERE id = {tid}) AS t"
+        )
+        async with engine.begin() as conn:
+            await conn.execute(text(sql))
+            if history:
+                await _history(conn, prefix, start, end, event_cols, outbox_cols, tid)
+        progress(f"  tickets {end - first + 1:,}/{count:,} ({time.perf_counter() - started:.0f}s)")
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE ticket_counters SET last_value = :v WHERE prefix = :p"),
+            {"v": final, "p": prefix},
+        )
+        if dialect == "postgresql":
+            await conn.execute(text("ANALYZE"))
+    return first, final, time.perf_counter() - started
+
+
+async def _history(
+    conn: AsyncConnection,
+    prefix: str,
+    start: int,
+    end: int,
+    event_cols: list[str],
+    outbox_cols: list[str],
+    tid: int,
+) -> None:
+    """One `ticket.opened` event and one delivered card row per new ticket, like the app writes."""
+    new = f"(SELECT id FROM tickets WHERE prefix = '{prefix}' AND seq BETWEEN {start} AND {end})"
+    event_sel = ", ".join("nt.id" if c == "ticket_id" else f"e.{c}" for c in event_cols)
+    sample_event = f"(SELECT * FROM ticket_events WHERE ticket_id = {tid} ORDER BY id LIMIT 1)"
+    await conn.execute(
+        text(
+            f"INSERT INTO ticket_events ({', '.join(event_cols)}) SELECT {event_sel} "
+            f"FROM {new} AS nt CROSS JOIN {sample_event} AS e"
+        )
+    )
+    outbox_over = {"ticket_id": "nt.id", "dedup_key": "NULL", "status": "'delivered'"}
+    outbox_sel = ", ".join(outbox_over.get(c, f"o.{c}") for c in outbox_cols)
+    sample_row = f"(SELECT * FROM outbox WHERE ticket_id = {tid} ORDER BY id LIMIT 1)"
+    await conn.execute(
+        text(
+            f"INSERT INTO outbox ({', '.join(outbox_cols)}) SELECT {outbox_sel} "
+            f"FROM {new} AS nt CROSS JOIN {sample_row} AS o"
+        )
+    )
