@@ -82,9 +82,11 @@ class SlackFront:
         reply = await handle(self.deps, interaction)
         if reply.as_form and reply.card is not None:
             await ack()
-            view = blockkit.render_modal(reply.card)
-            trigger = body["trigger_id"]
-            self._spawn(lambda: self.client.views_open(trigger_id=trigger, view=view))
+            card, trigger = reply.card, body["trigger_id"]
+            # Rendering happens after the ack too: it is not needed to answer Slack.
+            self._spawn(
+                lambda: self.client.views_open(trigger_id=trigger, view=blockkit.render_modal(card))
+            )
             return
         await ack(**self._ack_message(reply))
 

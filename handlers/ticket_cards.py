@@ -6,6 +6,7 @@ from datetime import datetime
 
 from cards.model import ActionId, Button, Card, Element, Facts, Text
 from storage.models import Ticket
+from storage.tickets import TicketLine
 
 
 def when(moment: datetime | None) -> str:
@@ -66,6 +67,6 @@ def ticket_card(
     )
 
 
-def ticket_line(ticket: Ticket) -> str:
+def ticket_line(ticket: Ticket | TicketLine) -> str:
     due = when(ticket.resolve_by)
     return f"{ticket.number} ({ticket.priority}) {ticket.summary[:80]} - resolve by {due}"

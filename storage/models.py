@@ -63,8 +63,9 @@ class Ticket(Base):
     __tablename__ = "tickets"
     __table_args__ = (
         UniqueConstraint("prefix", "seq", name="uq_tickets_prefix_seq"),
-        Index("ix_tickets_requester_open", "requester_id", "status"),
-        Index("ix_tickets_technician_open", "technician_id", "status"),
+        # `mine`: newest open tickets of a person, straight from the index.
+        Index("ix_tickets_requester_open", "requester_id", "status", "id"),
+        Index("ix_tickets_technician_open", "technician_id", "status", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -139,7 +140,11 @@ class OutboxMessage(Base):
     """A side effect to deliver (post, DM, page, survey, reminder), written with its cause."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "status", "due_at"),)
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "due_at"),
+        # `ticket show` lists a ticket's deliveries; without this it scans the whole outbox.
+        Index("ix_outbox_ticket", "ticket_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(64))

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, func, select, update
+from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
@@ -48,9 +48,15 @@ async def enqueue(
         "created_at": utcnow(),
         "failure_reported": False,
     }
-    stmt = _insert_ignore(session, OutboxMessage).values(**values)
-    if dedup_key is not None:
-        stmt = stmt.on_conflict_do_nothing(index_elements=["dedup_key"])
+    if dedup_key is None:
+        # The generic insert is cacheable; the dialect ones (needed for ON CONFLICT) are not.
+        stmt = insert(OutboxMessage).values(**values)
+    else:
+        stmt = (
+            _insert_ignore(session, OutboxMessage)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["dedup_key"])
+        )
     result = await session.execute(stmt.returning(OutboxMessage.id))
     inserted = result.scalar_one_or_none() is not None
     if inserted:
