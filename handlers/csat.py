@@ -222,6 +222,7 @@ async def rate(deps: Deps, interaction: Interaction) -> Reply:
                 "Please get in touch with them.",
                 purpose="csat-alert",
             )
+    deps.observe("csat", rating=rating)
     log.info("csat answered", extra={"ticket": ticket.number, "rating": rating})
     return Reply(text=f"Thank you! You rated {ticket.number} {rating}/5.")
 

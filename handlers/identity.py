@@ -99,6 +99,7 @@ async def start_check(
     requester = await find_requester(deps, ticket)
     manager = await deps.directory.manager_of(requester) if requester else None
     target = notify.pick_platform(manager, ticket.source_platform) if manager else None
+    deps.observe("identity", outcome="requested")
     await repo.add_event(
         session,
         ticket_id=ticket.id,

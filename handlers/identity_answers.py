@@ -79,17 +79,21 @@ async def answer(deps: Deps, interaction: Interaction, *, approved: bool) -> Rep
                 data={"reason": reason, "answer": choice, "check": check.id if check else None},
             )
             log.warning("identity answer refused (%s) from %s:%s", reason, actor.platform, actor.id)
+            deps.observe("identity", outcome="refused")
             return Reply(text=reply)
         assert check is not None and ticket is not None
         listed = await deps.directory.find_by_email(check.manager_email)
         manager = cards.manager_label(listed, check.manager_email)
         if check.expires_at is not None and now > check.expires_at:
+            deps.observe("identity", outcome="expired")
             return await _expired(session, ticket, check, actor, manager)
         check.answered_by, check.answered_at = actor.id, now
         if approved:
             await _approved(session, ticket, check, actor, manager)
+            deps.observe("identity", outcome="approved")
             return Reply(text=f"Thank you: you confirmed the identity for {ticket.number}.")
         told = await _denied(session, deps, ticket, check, actor, manager)
+        deps.observe("identity", outcome="denied")
     security = " and the security team is told" if told else ""
     return Reply(text=f"Thank you: {ticket.number} is stopped{security}.")
 

@@ -70,6 +70,8 @@ async def get_by_number(session: AsyncSession, number: str, *, lock: bool = Fals
 
 async def lock(session: AsyncSession, ticket_id: int) -> None:
     """Take the ticket's row lock (PostgreSQL; SQLite already serialises writers)."""
+    if session.bind is not None and session.bind.dialect.name == "sqlite":
+        return
     await session.execute(select(Ticket.id).where(Ticket.id == ticket_id).with_for_update())
 
 

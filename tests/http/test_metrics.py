@@ -71,3 +71,20 @@ async def test_metrics_move_with_tickets_and_deliveries(make_app, slack_api: Fak
         == 1
     )
     assert sample(after, "helpdesk_ack_seconds_count", platform="slack", kind="command") == 1
+
+
+def test_core_events_become_counters() -> None:
+    from prometheus_client.exposition import generate_latest
+
+    from bot.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.observe("identity", outcome="approved")
+    metrics.observe("identity", outcome="refused")
+    metrics.observe("csat", rating="4")
+    metrics.observe("ticket_opened", priority="P1")
+    text = generate_latest(metrics.registry).decode()
+    assert sample(text, "helpdesk_identity_checks_total", outcome="approved") == 1
+    assert sample(text, "helpdesk_identity_checks_total", outcome="refused") == 1
+    assert sample(text, "helpdesk_csat_ratings_total", rating="4") == 1
+    assert sample(text, "helpdesk_tickets_opened_total", priority="P1") == 1
