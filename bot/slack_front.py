@@ -20,7 +20,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.correlation import new_correlation_id
+from bot.correlation import correlation_id, new_correlation_id
 from bot.metrics import REQUEST_KIND
 from bot.settings import Settings
 from cards import slack as blockkit
@@ -79,7 +79,7 @@ class SlackFront:
             conversation=Conversation("slack", body.get("channel_id", "")),
             text=body.get("text", ""),
         )
-        reply = await handle(self.deps, interaction)
+        reply = await self._handle(interaction)
         if reply.as_form and reply.card is not None:
             await ack()
             card, trigger = reply.card, body["trigger_id"]
@@ -108,7 +108,7 @@ class SlackFront:
             delivery_id=f"slack:view:{view.get('id')}",
             can_reply=False,
         )
-        reply = await handle(self.deps, interaction)
+        reply = await self._handle(interaction)
         if reply.field_errors:
             await ack(response_action="errors", errors=reply.field_errors)
         elif reply.as_form and reply.card is not None:
@@ -138,7 +138,7 @@ class SlackFront:
             data=value if isinstance(value, dict) else {},
             delivery_id=f"slack:action:{message.get('ts', '')}:{action.get('action_ts', '')}",
         )
-        reply = await handle(self.deps, interaction)
+        reply = await self._handle(interaction)
         if reply.duplicate:
             return
         if reply.as_form and reply.card is not None:
@@ -149,6 +149,20 @@ class SlackFront:
             payload = self._ack_message(reply)
             payload["replace_original"] = False
             self._spawn(lambda: respond(**payload))
+
+    async def _handle(self, interaction: Interaction) -> Reply:
+        """The core's answer; an unexpected failure is logged and shown with its reference."""
+        try:
+            return await handle(self.deps, interaction)
+        except Exception:
+            ref = correlation_id.get()
+            if ref == "-":  # Socket Mode: no HTTP middleware set one
+                ref = new_correlation_id()
+            log.exception("slack: %s failed (ref %s)", interaction.action or "command", ref)
+            return Reply(
+                text=f"Something went wrong (ref {ref}). Nothing was changed; "
+                "please try again or tell your admin the reference."
+            )
 
     async def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
         ref = new_correlation_id()

@@ -131,11 +131,15 @@ async def announce(session: AsyncSession, *, ticket: Ticket, card: Card, channel
     )
 
 
-async def load(deps: Deps, command: Command) -> Ticket:
+async def load(deps: Deps, command: Command, session: AsyncSession | None = None) -> Ticket:
+    """The ticket the command names; InvalidInput / NotFound say what is wrong."""
     number = ticket_ref(command)
     if number is None:
         raise InvalidInput(f"Which ticket? Try `ticket {command.verb} HD-7`.")
-    async with deps.sessions() as session:
+    if session is None:
+        async with deps.sessions() as own:
+            ticket = await repo.get_by_number(own, number)
+    else:
         ticket = await repo.get_by_number(session, number)
     if ticket is None:
         raise NotFound(f"There is no ticket {number}.")
@@ -144,11 +148,11 @@ async def load(deps: Deps, command: Command) -> Ticket:
 
 async def show(deps: Deps, interaction: Interaction, command: Command) -> Reply:
     """The ticket card, only to the caller (technicians, or the ticket's requester)."""
-    ticket = await load(deps, command)
     actor = interaction.actor
-    if actor.id != ticket.requester_id and not await deps.is_technician(actor):
-        raise Forbidden(f"Only technicians and the requester can see {ticket.number}.")
     async with deps.sessions() as session:
+        ticket = await load(deps, command, session)
+        if actor.id != ticket.requester_id and not await deps.is_technician(actor):
+            raise Forbidden(f"Only technicians and the requester can see {ticket.number}.")
         extra = await ticket_details.details(session, ticket)
     return Reply(card=ticket_card(ticket, extra=extra), private=True)
 

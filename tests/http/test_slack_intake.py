@@ -8,7 +8,8 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, select, text
 
 from storage.models import InboundDelivery, OutboxMessage, Ticket
 from tests.fakes.slack_api import FakeSlack
@@ -234,3 +235,25 @@ async def test_show_mine_and_help_are_ephemeral(make_app, slack_api: FakeSlack):
     assert "no ticket HD-99" in json.dumps(missing)
     helped = await (await app.slash("help")).json()
     assert helped["response_type"] == "ephemeral" and "ticket show" in json.dumps(helped)
+
+
+async def test_unexpected_failure_is_shown_with_a_reference_and_nothing_is_written(
+    make_app, slack_api: FakeSlack, db_url: str
+):
+    if not db_url.startswith("sqlite"):
+        pytest.skip("breaks the schema on purpose: done on the per-test SQLite copy only")
+    app = await make_app(slack=slack_api)
+    view = await open_modal(app, slack_api)
+    async with app.services.engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE ticket_events RENAME TO ticket_events_gone"))
+    response = await app.interactive(view_submission(view, states()))
+    assert response.status == 200
+    body = await response.json()
+    assert body["response_action"] == "update"
+    assert "Something went wrong (ref " in json.dumps(body["view"])
+    async with app.services.engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE ticket_events_gone RENAME TO ticket_events"))
+    assert await count_tickets(app) == 0
+    # The process keeps serving, and the next submission works.
+    await app.interactive(view_submission(view, states(), view_id="V0002"))
+    assert await count_tickets(app) == 1
