@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -20,6 +22,23 @@ from tests import log_audit
 
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
 BOT_TOKEN = "xoxb-test-0000-token"
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[bool] | bool],
+    timeout: float = 5.0,  # noqa: ASYNC109
+    what: str = "condition",
+) -> None:
+    """Poll `check` (sync or async) until it holds; outbound work is asynchronous (outbox)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if isinstance(result, Awaitable):
+            result = await result
+        if result:
+            return
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
 
 
 def slack_signature(secret: str, timestamp: str, body: str) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.notifiers import DeliveryError
+from bot.notifiers import DeliveryError, retry_after_seconds
 from cards import slack as blockkit
 from cards.model import Card, Text
 from storage.models import OutboxMessage
@@ -46,7 +46,7 @@ def _error(exc: SlackApiError) -> DeliveryError:
     error = str(exc.response.get("error", "unknown_error"))
     retry_after = None
     if exc.response.status_code == 429:
-        retry_after = float(exc.response.headers.get("Retry-After", "1") or 1)
+        retry_after = retry_after_seconds(exc.response.headers.get("Retry-After")) or 1.0
     return DeliveryError(f"slack: {error}", retry_after=retry_after, permanent=error in PERMANENT)
 
 

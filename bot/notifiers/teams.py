@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -19,11 +18,11 @@ from msrest.exceptions import ClientRequestError, HttpOperationError
 
 from bot import teams_proactive as proactive
 from bot import teams_replies as replies
-from bot.notifiers import DeliveryError
+from bot.notifiers import DeliveryError, retry_after_seconds
 from bot.settings import Settings
 from bot.teams_references import ReferenceStore, user_key
 from cards.model import Card
-from storage.models import OutboxMessage, utcnow
+from storage.models import OutboxMessage
 
 log = logging.getLogger(__name__)
 CHANNEL_ID = "msteams"
@@ -40,17 +39,7 @@ def _content(payload: dict[str, Any]) -> Activity:
 
 
 def _retry_after(headers: Any) -> float | None:
-    value = headers.get("Retry-After") if headers is not None else None
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        return max((parsedate_to_datetime(value) - utcnow()).total_seconds(), 0.0)
-    except (TypeError, ValueError):
-        return None
+    return retry_after_seconds(headers.get("Retry-After") if headers is not None else None)
 
 
 def _error_body(response: Any) -> dict[str, Any]:

@@ -3,31 +3,15 @@
 from __future__ import annotations
 
 import json
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
 
-from bot.notifiers import DeliveryError
-from storage.models import utcnow
+from bot.notifiers import DeliveryError, retry_after_seconds
 
 # Retrying the same request cannot succeed (bad payload, bad key, no access, not paid).
 PERMANENT = {400, 401, 402, 403, 404, 405, 413, 422}
 TIMEOUT = aiohttp.ClientTimeout(total=10)
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """`Retry-After` as seconds (delta-seconds or an HTTP date); None when absent or unusable."""
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        return max((parsedate_to_datetime(value) - utcnow()).total_seconds(), 0.0)
-    except (TypeError, ValueError):
-        return None
 
 
 def _message(text: str) -> str:

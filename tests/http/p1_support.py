@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -14,7 +12,7 @@ from sqlalchemy import select
 from storage.models import OutboxMessage
 from tests.fakes.pagers import FakeOpsgenie, FakePagerDuty
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import AppHarness, view_submission
+from tests.harness import AppHarness, view_submission, wait_until
 
 ROUTING_KEY = "R0UT1NGKEY0123456789abcdefABCDEF"
 GENIE_KEY = "genie-key-0000-1111-2222"
@@ -42,20 +40,7 @@ def pager_env(pd: FakePagerDuty | None, og: FakeOpsgenie | None) -> dict[str, st
     return env
 
 
-async def eventually(
-    check: Callable[[], Awaitable[bool] | bool],
-    timeout: float = 5.0,  # noqa: ASYNC109
-    what: str = "condition",
-) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
+eventually = wait_until
 
 
 async def outbox_rows(app: AppHarness) -> list[OutboxMessage]:

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 
 from storage.models import CsatSurvey, OutboxMessage, Ticket, TicketEvent
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import AppHarness, view_submission
+from tests.harness import AppHarness, view_submission, wait_until
 
 PEOPLE = [
     {"email": "tom@example.com", "name": "Tom Tech", "slack_id": "UTECH", "technician": True},
@@ -38,13 +38,6 @@ def text_state(value: str) -> dict[str, Any]:
 
 def select_state(value: str | None) -> dict[str, Any]:
     return {"type": "static_select", "selected_option": {"value": value} if value else None}
-
-
-async def wait_until(predicate: Any, timeout: float = 5.0) -> None:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 def posts_to(fake: FakeSlack, channel: str) -> list[dict[str, Any]]:

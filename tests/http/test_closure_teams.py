@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from storage.models import CsatSurvey, Ticket
 from tests.adaptive_schema import validate_adaptive_card
 from tests.fakes.botframework import FakeConnector
-from tests.harness import AppHarness
+from tests.harness import AppHarness, wait_until
 from tests.http.conftest_teams import (
     ANA_ID,
     CARD_TYPE,
@@ -53,13 +53,6 @@ async def start(make_app: Any, fake: FakeConnector) -> AppHarness:
     }
     app: AppHarness = await make_app(config=config, people=PEOPLE)
     return app
-
-
-async def wait_until(predicate: Any, timeout: float = 5.0) -> None:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 def unescape(text: str) -> str:

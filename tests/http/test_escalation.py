@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -14,7 +13,7 @@ from sqlalchemy import select
 from storage.models import TicketEvent
 from tests.fakes.botframework import FakeConnector
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import AppHarness, view_submission
+from tests.harness import AppHarness, view_submission, wait_until
 from tests.http.conftest_teams import (
     ANA_ID,
     PERSONAL,
@@ -61,13 +60,6 @@ FACTS = {
     "user_impact": "Cannot work remotely <!channel>",
     "queue": "networking",
 }
-
-
-async def wait_until(predicate: Any, timeout: float = 5.0) -> None:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 def posts_to(fake: FakeSlack, channel: str) -> list[dict[str, Any]]:

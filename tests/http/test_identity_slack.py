@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from storage.models import IdentityCheck, Ticket, TicketEvent
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import AppHarness, view_submission
+from tests.harness import AppHarness, view_submission, wait_until
 
 PEOPLE = [
     {
@@ -73,13 +73,6 @@ async def new_ticket(
 
 def posts_to(fake: FakeSlack, channel: str) -> list[dict[str, Any]]:
     return [p for p in fake.posts() if p.get("channel") == channel]
-
-
-async def wait_until(predicate: Any, timeout: float = 5.0) -> None:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 async def manager_dm(fake: FakeSlack, count: int = 1) -> dict[str, Any]:

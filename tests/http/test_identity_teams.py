@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,7 +12,7 @@ from sqlalchemy import select
 
 from storage.models import Ticket, TicketEvent
 from tests.fakes.botframework import FakeConnector
-from tests.harness import AppHarness
+from tests.harness import AppHarness, wait_until
 from tests.http.conftest_teams import (
     CARD_TYPE,
     PERSONAL,
@@ -64,13 +63,6 @@ async def start(make_app: Any, fake: FakeConnector, **identity: Any) -> AppHarne
         config["identity"] = identity
     app: AppHarness = await make_app(config=config, people=PEOPLE)
     return app
-
-
-async def wait_until(predicate: Any, timeout: float = 5.0) -> None:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 def texts(fake: FakeConnector, conversation: str) -> str:
