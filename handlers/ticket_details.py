@@ -50,6 +50,7 @@ async def details(session: AsyncSession, ticket: Ticket) -> list[Element]:
         if ticket.kb_article:
             facts.append(("KB article", ticket.kb_article))
         out += [Text("Resolution", muted=True), Text(ticket.resolution_note), Facts(facts)]
+    # Only tickets that went through a check have check rows; only closed ones a survey.
     checks = (
         (
             await session.execute(
@@ -60,6 +61,8 @@ async def details(session: AsyncSession, ticket: Ticket) -> list[Element]:
         )
         .scalars()
         .all()
+        if ticket.identity_state != "not_required"
+        else []
     )
     if checks:
         out.append(Text("Identity checks", muted=True))
@@ -78,8 +81,12 @@ async def details(session: AsyncSession, ticket: Ticket) -> list[Element]:
             )
         )
     survey = (
-        await session.execute(select(CsatSurvey).where(CsatSurvey.ticket_id == ticket.id))
-    ).scalar_one_or_none()
+        (
+            await session.execute(select(CsatSurvey).where(CsatSurvey.ticket_id == ticket.id))
+        ).scalar_one_or_none()
+        if ticket.status == "closed"
+        else None
+    )
     if survey is not None:
         rating = f"{survey.rating}/5" if survey.rating else "not answered yet"
         out.append(

@@ -46,7 +46,12 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
     form = intake_form.validate(data, deps.config, email_requester=interaction.platform == "teams")
     requester_id, requester = await _requester(deps, interaction, form.requester)
     technician = await deps.person(interaction.actor)
-    channel = str(data.get("channel") or interaction.conversation.id)
+    # Where to announce: the form's context only when it is trustworthy (Slack's signed
+    # private_metadata); a Teams submission's data is typed by the client, so use its origin.
+    conv = interaction.conversation
+    trusted = data if not interaction.can_reply else {}
+    channel = str(trusted.get("channel") or conv.id)
+    thread = str(trusted["thread"]) if trusted.get("thread") else conv.thread
     now = deps.clock()
     sla = due_times(deps.config.sla, client=form.client, priority=form.priority, opened_at=now)
     prefix = deps.config.ticket_prefix.upper()
@@ -84,7 +89,7 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
             technician_name=(technician.name if technician else "") or interaction.actor.name,
             source_platform=interaction.platform,
             source_channel=channel,
-            source_thread=str(data["thread"]) if data.get("thread") else None,
+            source_thread=thread,
             created_at=now,
             respond_by=sla.respond_by,
             resolve_by=sla.resolve_by,

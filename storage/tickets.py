@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, union, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -90,20 +90,24 @@ async def list_open_for(
 ) -> list[TicketLine]:
     """Open tickets where the person is the requester or the technician, newest first.
 
-    Two index-only range scans (one per role) merged here, rather than an OR that the
-    planner answers by sorting every open ticket of the person.
+    One statement: the union of two index range scans (one per role, each already newest
+    first and limited), rather than an OR the planner answers by sorting every open ticket.
     """
-    found: dict[int, TicketLine] = {}
-    for column in (Ticket.requester_id, Ticket.technician_id):
-        query = (
+
+    def newest(column: Any) -> Any:
+        return (
             select(Ticket.id, Ticket.number, Ticket.priority, Ticket.summary, Ticket.resolve_by)
             .where(column == person_id, Ticket.status == "open")
             .order_by(Ticket.id.desc())
             .limit(limit)
+            .subquery()
         )
-        for row in await session.execute(query):
-            found[row.id] = TicketLine(row.number, row.priority, row.summary, row.resolve_by)
-    return [found[key] for key in sorted(found, reverse=True)[:limit]]
+
+    both = union(
+        select(newest(Ticket.requester_id)), select(newest(Ticket.technician_id))
+    ).subquery()
+    rows = await session.execute(select(both).order_by(both.c.id.desc()).limit(limit))
+    return [TicketLine(r.number, r.priority, r.summary, r.resolve_by) for r in rows]
 
 
 async def add_event(

@@ -389,3 +389,20 @@ async def test_shared_reference_payloads_are_answered(
             card_of(posted)
         else:
             assert posted["text"]
+
+
+async def test_forged_channel_in_submit_data_is_ignored(make_app, connector: FakeConnector):
+    """Teams clients can send any `value`: the ticket belongs to the conversation it came from."""
+    app = await start(make_app)
+    card = await open_form(app, connector)
+    value = {
+        **submit_action(card)["fallback"]["data"],
+        **form_values(),
+        "channel": "19:someone-elses@thread.tacv2",
+        "thread": "1700000000000",
+    }
+    response = await app.teams(activity(connector.service_url, value=value))
+    assert response.status == 201
+    ticket = await only_ticket(app)
+    assert ticket.source_channel == PERSONAL
+    assert ticket.source_thread is None
