@@ -20,6 +20,19 @@ from bot.app import SERVICES, Services, create_app
 from bot.settings import load_settings
 from tests import log_audit
 
+# SPEC: the intake form's labels, in this order, on both platforms.
+INTAKE_LABELS = [
+    "Requester",
+    "Summary",
+    "Exact error text",
+    "What were they doing",
+    "Reproducible",
+    "Users affected",
+    "Priority",
+    "Category",
+    "Asset",
+    "Client",
+]
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
 BOT_TOKEN = "xoxb-test-0000-token"
 
@@ -182,4 +195,40 @@ def view_submission(
             "team_id": "T0TEAM",
             "state": {"values": {key: {key: state} for key, state in values.items()}},
         },
+    }
+
+
+def block_actions(
+    element: dict[str, Any],
+    *,
+    user: str,
+    channel: str,
+    n: int,
+    response_url: str,
+    message_ts: str = "1.1",
+    text: str = "",
+    value: str | None = None,
+) -> dict[str, Any]:
+    """A block_actions payload for pressing `element` (a rendered button) as `user`."""
+    return {
+        "type": "block_actions",
+        "team": {"id": "T0TEAM", "domain": "acme"},
+        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T0TEAM"},
+        "api_app_id": "A0APP",
+        "token": "legacy",
+        "trigger_id": f"trigger-{n}",
+        "container": {"type": "message", "message_ts": message_ts},
+        "channel": {"id": channel, "name": "directmessage"},
+        "message": {"type": "message", "ts": f"1700000000.{n:06d}", "text": text},
+        "response_url": response_url,
+        "actions": [
+            {
+                "type": "button",
+                "action_id": element["action_id"],
+                "block_id": "b",
+                "value": element["value"] if value is None else value,
+                "text": element["text"],
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
     }

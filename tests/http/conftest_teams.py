@@ -18,18 +18,6 @@ PERSONAL = "a:1personal-chat-with-tech"
 CHANNEL = "19:helpdesk@thread.tacv2"
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"
-INTAKE_LABELS = [
-    "Requester",
-    "Summary",
-    "Exact error text",
-    "What were they doing",
-    "Reproducible",
-    "Users affected",
-    "Priority",
-    "Category",
-    "Asset",
-    "Client",
-]
 PEOPLE = [
     {"email": "ana@example.com", "name": "Ana Lopez", "teams_id": ANA_ID},
     {"email": "tech@example.com", "name": "Tom Tech", "teams_id": TECH_ID, "technician": True},

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 
 from storage.models import CsatSurvey, OutboxMessage, Ticket, TicketEvent
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import AppHarness, view_submission, wait_until
+from tests.harness import AppHarness, block_actions, view_submission, wait_until
 
 PEOPLE = [
     {"email": "tom@example.com", "name": "Tom Tech", "slack_id": "UTECH", "technician": True},
@@ -118,28 +118,15 @@ async def click(
     """Press a button of a DM as `user`; returns the bot's answer (through response_url)."""
     element = button(post, title)
     n = next(_ids)
-    payload = {
-        "type": "block_actions",
-        "team": {"id": "T0TEAM", "domain": "acme"},
-        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T0TEAM"},
-        "api_app_id": "A0APP",
-        "token": "legacy",
-        "trigger_id": f"trigger-{n}",
-        "container": {"type": "message", "message_ts": post["ts"] if "ts" in post else "1.1"},
-        "channel": {"id": post["channel"], "name": "directmessage"},
-        "message": {"type": "message", "ts": f"1700000000.{n:06d}", "text": post.get("text", "")},
-        "response_url": fake.response_url_for(f"r{n}"),
-        "actions": [
-            {
-                "type": "button",
-                "action_id": element["action_id"],
-                "block_id": "b",
-                "value": element["value"],
-                "text": element["text"],
-                "action_ts": f"{time.time():.6f}",
-            }
-        ],
-    }
+    payload = block_actions(
+        element,
+        user=user,
+        channel=post["channel"],
+        n=n,
+        response_url=fake.response_url_for(f"r{n}"),
+        message_ts=post.get("ts", "1.1"),
+        text=post.get("text", ""),
+    )
     response = await app.interactive(payload)
     assert response.status == 200
     await fake.wait_for(f"/response/r{n}")

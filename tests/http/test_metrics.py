@@ -54,7 +54,11 @@ async def test_metrics_move_with_tickets_and_deliveries(make_app, slack_api: Fak
     await slack_api.wait_for_method("chat.postMessage")
     for _ in range(100):
         after = await scrape(app)
-        if sample(after, "helpdesk_outbox_deliveries_total", kind="message") >= 1:
+        # The depth gauge is read from the database just before the counters: wait for both.
+        if (
+            sample(after, "helpdesk_outbox_deliveries_total", kind="message") >= 1
+            and sample(after, "helpdesk_outbox_pending") == 0
+        ):
             break
         await asyncio.sleep(0.05)
     assert sample(after, "helpdesk_tickets_opened_total", priority="P2") == 1

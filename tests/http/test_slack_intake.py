@@ -13,20 +13,8 @@ from sqlalchemy import func, select, text
 
 from storage.models import InboundDelivery, OutboxMessage, Ticket
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import AppHarness, view_submission
+from tests.harness import INTAKE_LABELS, AppHarness, view_submission
 
-INTAKE_LABELS = [
-    "Requester",
-    "Summary",
-    "Exact error text",
-    "What were they doing",
-    "Reproducible",
-    "Users affected",
-    "Priority",
-    "Category",
-    "Asset",
-    "Client",
-]
 CONFIG = {"sla": {"clients": {"acme": "gold"}}}
 
 

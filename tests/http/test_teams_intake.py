@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from storage.models import ConversationRef, Ticket
 from tests.adaptive_schema import validate_adaptive_card
 from tests.fakes.botframework import FakeConnector
-from tests.harness import AppHarness
+from tests.harness import INTAKE_LABELS, AppHarness
 from tests.http import conftest_teams as teams_support
 from tests.http.conftest_teams import (
     ANA_ID,
@@ -23,7 +23,6 @@ from tests.http.conftest_teams import (
     CARD_TYPE,
     CHANNEL,
     CONFIG,
-    INTAKE_LABELS,
     PEOPLE,
     PERSONAL,
     TECH_ID,

@@ -31,21 +31,10 @@ from cards.slack import (
     split_escaped,
     view_values,
 )
+from tests.harness import INTAKE_LABELS
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden"
 REFERENCE_DIR = Path(__file__).resolve().parents[3] / "shared/reference"
-INTAKE_LABELS = [
-    "Requester",
-    "Summary",
-    "Exact error text",
-    "What were they doing",
-    "Reproducible",
-    "Users affected",
-    "Priority",
-    "Category",
-    "Asset",
-    "Client",
-]
 NASTY = "<!channel> <@U123> <https://evil|x> & co"
 
 
