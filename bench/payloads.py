@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
-import hashlib
-import hmac
 import itertools
 import json
 import time
 from typing import Any
 from urllib.parse import urlencode
+
+from tests.harness import slack_signature
+from tests.harness import view_submission as harness_view_submission
 
 SIGNING_SECRET = "bench-signing-secret-0123456789abcdef"
 BOT_TOKEN = "xoxb-bench-0000-token"
@@ -27,12 +28,10 @@ _activity = itertools.count(1_800_000_000_001)
 def signed(body: str, content_type: str = FORM) -> tuple[bytes, dict[str, str]]:
     """The body and the headers Slack sends with it (v0 HMAC-SHA256 of `v0:ts:body`)."""
     ts = str(int(time.time()))
-    base = f"v0:{ts}:{body}".encode()
-    signature = "v0=" + hmac.new(SIGNING_SECRET.encode(), base, hashlib.sha256).hexdigest()
     headers = {
         "Content-Type": content_type,
         "X-Slack-Request-Timestamp": ts,
-        "X-Slack-Signature": signature,
+        "X-Slack-Signature": slack_signature(SIGNING_SECRET, ts, body),
     }
     return body.encode(), headers
 
@@ -78,22 +77,7 @@ def view_submission(
     rendered = copy.copy(view)
     if channel is not None:
         rendered["private_metadata"] = json.dumps({"channel": channel})
-    states = intake_states(priority)
-    payload = {
-        "type": "view_submission",
-        "team": {"id": "T0TEAM", "domain": "acme"},
-        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T0TEAM"},
-        "api_app_id": "A0APP",
-        "token": "legacy",
-        "trigger_id": f"trigger-{next(_trigger)}",
-        "view": {
-            **rendered,
-            "id": view_id,
-            "hash": "h-" + view_id,
-            "team_id": "T0TEAM",
-            "state": {"values": {key: {key: state} for key, state in states.items()}},
-        },
-    }
+    payload = harness_view_submission(rendered, intake_states(priority), user=user, view_id=view_id)
     return signed(urlencode({"payload": json.dumps(payload)}))
 
 

@@ -198,6 +198,15 @@ def view_submission(
     }
 
 
+def slack_button(post: dict[str, Any], title: str) -> dict[str, Any]:
+    """The rendered button titled `title` in a posted Slack message."""
+    for block in post["blocks"]:
+        for element in block.get("elements", []):
+            if element.get("type") == "button" and element["text"]["text"] == title:
+                return element
+    raise AssertionError(f"no {title} button in {post['blocks']}")
+
+
 def block_actions(
     element: dict[str, Any],
     *,

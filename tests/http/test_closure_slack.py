@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from storage.models import CsatSurvey, OutboxMessage, Ticket, TicketEvent
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import AppHarness, block_actions, view_submission, wait_until
+from tests.harness import slack_button as button
 
 PEOPLE = [
     {"email": "tom@example.com", "name": "Tom Tech", "slack_id": "UTECH", "technician": True},
@@ -102,14 +103,6 @@ async def ticket_row(app: AppHarness, number: str) -> Ticket:
 async def survey_dm(fake: FakeSlack, user: str = "UANA", count: int = 1) -> dict[str, Any]:
     await wait_until(lambda: len(posts_to(fake, f"D{user}")) >= count)
     return posts_to(fake, f"D{user}")[count - 1]
-
-
-def button(post: dict[str, Any], title: str) -> dict[str, Any]:
-    for block in post["blocks"]:
-        for element in block.get("elements", []):
-            if element.get("type") == "button" and element["text"]["text"] == title:
-                return element
-    raise AssertionError(f"no {title} button in {post['blocks']}")
 
 
 async def click(

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from storage.models import IdentityCheck, Ticket, TicketEvent
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import AppHarness, block_actions, view_submission, wait_until
+from tests.harness import slack_button as button
 
 PEOPLE = [
     {
@@ -81,14 +82,6 @@ async def manager_dm(fake: FakeSlack, count: int = 1) -> dict[str, Any]:
     assert opened[count - 1]["users"] == "U0BO"
     await wait_until(lambda: len(posts_to(fake, "DU0BO")) >= count)
     return posts_to(fake, "DU0BO")[count - 1]
-
-
-def button(post: dict[str, Any], title: str) -> dict[str, Any]:
-    for block in post["blocks"]:
-        for element in block.get("elements", []):
-            if element.get("type") == "button" and element["text"]["text"] == title:
-                return element
-    raise AssertionError(f"no {title} button in {post['blocks']}")
 
 
 async def click(
