@@ -79,7 +79,7 @@ class Profiler:
     def __init__(self, pid: int, out: Path) -> None:
         self.out = out
         self.proc = subprocess.Popen(
-            [PY_SPY, "record", "--pid", str(pid), "--rate", "250", "--format", "raw",
+            [PY_SPY, "record", "--pid", str(pid), "--rate", "1000", "--format", "raw",
              "--output", str(out), "--nonblocking", "--gil"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers import identity_deliveries, notify
@@ -102,10 +101,11 @@ async def after_delivery(
     if message.ticket_id is None:
         return
     if message.payload.get("sets_ticket_thread") and result.get("ts"):
-        await session.execute(
-            update(Ticket)
-            .where(Ticket.id == message.ticket_id, Ticket.source_thread.is_(None))
-            .values(source_thread=str(result["ts"]), source_channel=str(result["channel"]))
+        await repo.set_thread(
+            session,
+            ticket_id=message.ticket_id,
+            channel=str(result["channel"]),
+            thread=str(result["ts"]),
         )
     await repo.add_event(
         session,

@@ -7,8 +7,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import statements
 from storage.models import ConversationRef, utcnow
-from storage.tickets import _insert_ignore
+
+_REFS = statements.table_of(ConversationRef)
 
 
 async def save_reference(
@@ -16,14 +18,13 @@ async def save_reference(
 ) -> None:
     """Insert or replace the reference stored under (platform, key), in one statement."""
     now = utcnow()
-    stmt = _insert_ignore(session, ConversationRef).values(
-        platform=platform, key=key, reference=reference, updated_at=now
+    stmt = statements.upsert(
+        session, _REFS, keys=("platform", "key"), update=("reference", "updated_at")
     )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["platform", "key"],
-        set_={"reference": stmt.excluded.reference, "updated_at": stmt.excluded.updated_at},
+    conn = await session.connection()
+    await conn.execute(
+        stmt, {"platform": platform, "key": key, "reference": reference, "updated_at": now}
     )
-    await session.execute(stmt)
 
 
 async def get_reference(session: AsyncSession, *, platform: str, key: str) -> dict[str, Any] | None:

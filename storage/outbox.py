@@ -12,12 +12,15 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, func, insert, select, update
+from sqlalchemy import bindparam, event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
+from storage import statements
 from storage.models import OutboxMessage, utcnow
-from storage.tickets import _insert_ignore
+
+_OUTBOX = statements.table_of(OutboxMessage)
+_INSERT = insert(_OUTBOX).returning(_OUTBOX.c.id)
 
 LEASE = timedelta(seconds=60)
 FIRST_BACKOFF = 1.0
@@ -35,30 +38,23 @@ async def enqueue(
     dedup_key: str | None = None,
 ) -> bool:
     """Queue a side effect in the caller's transaction; False if `dedup_key` was queued before."""
+    now = utcnow()
     values = {
         "kind": kind,
         "payload": payload,
         "ticket_id": ticket_id,
-        "due_at": due_at or utcnow(),
+        "due_at": due_at or now,
         "dedup_key": dedup_key,
         "status": "pending",
         "result": {},
         "last_error": "",
         "attempts": 0,
-        "created_at": utcnow(),
+        "created_at": now,
         "failure_reported": False,
     }
-    if dedup_key is None:
-        # The generic insert is cacheable; the dialect ones (needed for ON CONFLICT) are not.
-        stmt = insert(OutboxMessage).values(**values)
-    else:
-        stmt = (
-            _insert_ignore(session, OutboxMessage)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["dedup_key"])
-        )
-    result = await session.execute(stmt.returning(OutboxMessage.id))
-    inserted = result.scalar_one_or_none() is not None
+    stmt = _INSERT if dedup_key is None else statements.insert_new(session, _OUTBOX, "dedup_key")
+    conn = await session.connection()
+    inserted = (await conn.execute(stmt, values)).first() is not None
     if inserted:
         session.info["outbox_enqueued"] = True
     return inserted
@@ -101,22 +97,36 @@ async def claim_due(
     return sorted(rows, key=lambda r: (r.due_at, r.id))
 
 
+# The worker's per-row updates, built once. Parameters named after columns fill the SET
+# clause; `row_id` / `row_worker` are the WHERE clause (a row still leased to this worker).
+_HELD = update(_OUTBOX).where(
+    _OUTBOX.c.id == bindparam("row_id"), _OUTBOX.c.claimed_by == bindparam("row_worker")
+)
+
+
+async def _update_held(
+    session: AsyncSession, stmt: Any, *, message_id: int, worker: str, **values: Any
+) -> bool:
+    conn = await session.connection()
+    done = await conn.execute(stmt, {"row_id": message_id, "row_worker": worker, **values})
+    return bool(done.rowcount)
+
+
 async def mark_delivered(
     session: AsyncSession, *, message_id: int, worker: str, result: dict[str, Any]
 ) -> bool:
     """Record the delivery; False when `worker` no longer holds the row (lease taken over)."""
-    done = await session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == message_id, OutboxMessage.claimed_by == worker)
-        .values(
-            status="delivered",
-            delivered_at=utcnow(),
-            result=result,
-            claimed_until=None,
-            last_error="",
-        )
+    return await _update_held(
+        session,
+        _HELD,
+        message_id=message_id,
+        worker=worker,
+        status="delivered",
+        delivered_at=utcnow(),
+        result=result,
+        claimed_until=None,
+        last_error="",
     )
-    return bool(done.rowcount)  # type: ignore[attr-defined]
 
 
 def backoff(attempts: int, *, retry_after: float | None = None) -> float:
@@ -146,41 +156,41 @@ async def mark_failed(
     False when `worker` no longer holds the row (its lease ran out and another worker took it).
     """
     delay = backoff(attempts, retry_after=retry_after)
-    done = await session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == message_id, OutboxMessage.claimed_by == worker)
-        .values(
-            status="dead" if permanent else "pending",
-            last_error=error[:2000],
-            claimed_until=None,
-            due_at=utcnow() + timedelta(seconds=delay),
-        )
+    return await _update_held(
+        session,
+        _HELD,
+        message_id=message_id,
+        worker=worker,
+        status="dead" if permanent else "pending",
+        last_error=error[:2000],
+        claimed_until=None,
+        due_at=utcnow() + timedelta(seconds=delay),
     )
-    return bool(done.rowcount)  # type: ignore[attr-defined]
 
 
 async def defer(session: AsyncSession, *, message_id: int, worker: str, seconds: float) -> bool:
     """Put a claimed row back untried (it waits for another row): the claim is not an attempt."""
-    done = await session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == message_id, OutboxMessage.claimed_by == worker)
-        .values(
-            claimed_until=None,
-            attempts=OutboxMessage.attempts - 1,
-            due_at=utcnow() + timedelta(seconds=max(seconds, 0.0)),
-        )
+    return await _update_held(
+        session,
+        _HELD.values(attempts=_OUTBOX.c.attempts - 1),
+        message_id=message_id,
+        worker=worker,
+        claimed_until=None,
+        due_at=utcnow() + timedelta(seconds=max(seconds, 0.0)),
     )
-    return bool(done.rowcount)  # type: ignore[attr-defined]
 
 
 async def give_up(session: AsyncSession, *, message_id: int, worker: str, reason: str) -> bool:
     """Cancel a claimed row that can never be sent (what it follows was never delivered)."""
-    done = await session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == message_id, OutboxMessage.claimed_by == worker)
-        .values(status="cancelled", last_error=reason[:2000], claimed_until=None)
+    return await _update_held(
+        session,
+        _HELD,
+        message_id=message_id,
+        worker=worker,
+        status="cancelled",
+        last_error=reason[:2000],
+        claimed_until=None,
     )
-    return bool(done.rowcount)  # type: ignore[attr-defined]
 
 
 async def cancel_unsent(

@@ -2,40 +2,53 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, union, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import bindparam, insert, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
 
-from storage.models import InboundDelivery, Ticket, TicketCounter, TicketEvent, TimeEntry
+from storage import statements
+from storage.models import (
+    InboundDelivery,
+    Ticket,
+    TicketCounter,
+    TicketEvent,
+    TimeEntry,
+)
 
-
-def _insert_ignore(session: AsyncSession, model: Any) -> Any:
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    return (pg_insert if dialect == "postgresql" else sqlite_insert)(model)
+# Hot-path statements are built once (see storage.statements for why) and run on the
+# session's connection (Core), not through the ORM unit of work.
+_COUNTERS = statements.table_of(TicketCounter)
+_TICKETS = statements.table_of(Ticket)
+_EVENTS = statements.table_of(TicketEvent)
+_BUMP = (
+    update(_COUNTERS)
+    .where(_COUNTERS.c.prefix == bindparam("counter_prefix"))
+    .values(last_value=_COUNTERS.c.last_value + 1)
+    .returning(_COUNTERS.c.last_value)
+)
+_INSERT_TICKET = insert(_TICKETS).returning(_TICKETS.c.id)
+_INSERT_EVENT = insert(_EVENTS)
+_SET_THREAD = (
+    update(_TICKETS)
+    .where(_TICKETS.c.id == bindparam("ticket_id"), _TICKETS.c.source_thread.is_(None))
+    .values(source_thread=bindparam("thread"), source_channel=bindparam("channel"))
+)
 
 
 async def next_number(session: AsyncSession, *, prefix: str) -> tuple[int, str]:
     """Reserve the next `<prefix>-<n>`; the UPDATE takes a row/writer lock until commit."""
-    bump = (
-        update(TicketCounter)
-        .where(TicketCounter.prefix == prefix)
-        .values(last_value=TicketCounter.last_value + 1)
-        .returning(TicketCounter.last_value)
-    )
-    value = (await session.execute(bump)).scalar_one_or_none()
+    conn = await session.connection()
+    value = (await conn.execute(_BUMP, {"counter_prefix": prefix})).scalar_one_or_none()
     if value is None:
-        await session.execute(
-            _insert_ignore(session, TicketCounter)
-            .values(prefix=prefix, last_value=0)
-            .on_conflict_do_nothing(index_elements=["prefix"])
+        await conn.execute(
+            statements.insert_new(session, _COUNTERS, "prefix"), {"prefix": prefix, "last_value": 0}
         )
-        value = (await session.execute(bump)).scalar_one()
+        value = (await conn.execute(_BUMP, {"counter_prefix": prefix})).scalar_one()
     return value, f"{prefix}-{value}"
 
 
@@ -45,20 +58,56 @@ async def claim_delivery(session: AsyncSession, key: str) -> bool:
     One INSERT ... ON CONFLICT DO NOTHING: no savepoint, and a concurrent duplicate waits on
     the first one's key (PostgreSQL) instead of failing the transaction.
     """
-    stmt = (
-        _insert_ignore(session, InboundDelivery)
-        .values(key=key)
-        .on_conflict_do_nothing(index_elements=["key"])
-        .returning(InboundDelivery.key)
-    )
-    return (await session.execute(stmt)).scalar_one_or_none() is not None
+    conn = await session.connection()
+    stmt = statements.insert_new(session, statements.table_of(InboundDelivery), "key")
+    return (await conn.execute(stmt, {"key": key})).scalar_one_or_none() is not None
+
+
+def _column_defaults(table: Any) -> dict[str, Callable[[], Any]]:
+    """What the model would fill in for each column a caller leaves out."""
+
+    def default_of(column: Any) -> Callable[[], Any]:
+        default = column.default
+        if default is not None and default.is_scalar:
+            return lambda: default.arg
+        if default is not None and default.is_callable:
+            return lambda: default.arg(None)
+        if column.nullable:
+            return lambda: None
+
+        def required() -> Any:
+            raise TypeError(f"{table.name}.{column.key} needs a value")
+
+        return required
+
+    return {c.key: default_of(c) for c in table.columns if c.key != "id"}
+
+
+_DEFAULTS = _column_defaults(_TICKETS)
 
 
 async def create(session: AsyncSession, **fields: Any) -> Ticket:
-    ticket = Ticket(**fields)
+    """Insert a ticket (one Core statement) and return it as a persistent ORM object.
+
+    Every column is given a value, so the returned object is complete (nothing to lazy-load);
+    it joins the session as if loaded, and later changes to it flush as UPDATEs.
+    """
+    unknown = set(fields) - set(_DEFAULTS)
+    if unknown:
+        raise TypeError(f"unknown ticket fields: {sorted(unknown)}")
+    values = {key: fields[key] if key in fields else make() for key, make in _DEFAULTS.items()}
+    conn = await session.connection()
+    ticket_id = (await conn.execute(_INSERT_TICKET, values)).scalar_one()
+    ticket = Ticket(id=ticket_id, **values)
+    make_transient_to_detached(ticket)
     session.add(ticket)
-    await session.flush()
     return ticket
+
+
+async def set_thread(session: AsyncSession, *, ticket_id: int, channel: str, thread: str) -> None:
+    """Remember where the ticket card landed (its thread), unless a thread is known already."""
+    conn = await session.connection()
+    await conn.execute(_SET_THREAD, {"ticket_id": ticket_id, "channel": channel, "thread": thread})
 
 
 async def get_by_number(session: AsyncSession, number: str, *, lock: bool = False) -> Ticket | None:
@@ -120,16 +169,19 @@ async def add_event(
     channel: str = "",
     data: dict[str, Any] | None = None,
 ) -> None:
-    """Append one audit event (never updated or deleted)."""
-    session.add(
-        TicketEvent(
-            ticket_id=ticket_id,
-            kind=kind,
-            actor_platform=actor_platform,
-            actor_id=actor_id,
-            channel=channel,
-            data=data or {},
-        )
+    """Append one audit event (never updated or deleted); written at once, in the caller's
+    transaction."""
+    conn = await session.connection()
+    await conn.execute(
+        _INSERT_EVENT,
+        {
+            "ticket_id": ticket_id,
+            "kind": kind,
+            "actor_platform": actor_platform,
+            "actor_id": actor_id,
+            "channel": channel,
+            "data": data or {},
+        },
     )
 
 
