@@ -95,15 +95,14 @@ async def details(session: AsyncSession, ticket: Ticket) -> list[Element]:
                 + ([("CSAT comment", survey.comment)] if survey.comment else [])
             )
         )
-    rows = await outbox.for_ticket(session, ticket.id)
+    rows = await outbox.states_for(session, ticket.id)
     if rows:
         out.append(Text("Deliveries", muted=True))
         out.append(
             Facts(
                 [
                     (
-                        KIND_NAMES.get(r.kind, r.kind)
-                        + (f" ({r.payload.get('purpose')})" if r.payload.get("purpose") else ""),
+                        KIND_NAMES.get(r.kind, r.kind) + (f" ({r.purpose})" if r.purpose else ""),
                         _state(r.status, r.attempts, r.last_error, r.due_at),
                     )
                     for r in rows

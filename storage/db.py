@@ -35,8 +35,11 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         database, uri = str(args[0]), bool(options.get("uri"))
 
         async def connect() -> Any:
-            return sqlite_inline.connect(database, uri=uri)
+            return await sqlite_inline.connect_async(database, uri=uri)
 
+        if not sqlite_inline.on_disk(database, uri=uri):
+            # In-memory: SQLAlchemy's StaticPool (one shared connection), nothing to checkpoint.
+            return create_async_engine(url, echo=echo, async_creator=connect)
         engine = create_async_engine(
             url,
             echo=echo,
@@ -45,10 +48,11 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
             pool_timeout=30,
             async_creator=connect,
         )
-        if sqlite_inline.on_disk(database, uri=uri):
-            checkpointer = sqlite_inline.Checkpointer(database, uri=uri)
-            checkpointer.start()
-            event.listen(engine.sync_engine, "engine_disposed", lambda _: checkpointer.stop())
+        checkpointer = sqlite_inline.Checkpointer(database, uri=uri)
+        # Runs while the engine has connections: from the first one until dispose (an engine
+        # used again after dispose starts it again).
+        event.listen(engine.sync_engine, "connect", lambda *_: checkpointer.start())
+        event.listen(engine.sync_engine, "engine_disposed", lambda _: checkpointer.stop())
         return engine
     return create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
 

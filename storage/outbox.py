@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -231,11 +232,37 @@ async def by_dedup_keys(session: AsyncSession, keys: Sequence[str]) -> Sequence[
     return (await session.execute(query.order_by(OutboxMessage.id))).scalars().all()
 
 
-async def for_ticket(session: AsyncSession, ticket_id: int) -> Sequence[OutboxMessage]:
-    query = (
-        select(OutboxMessage).where(OutboxMessage.ticket_id == ticket_id).order_by(OutboxMessage.id)
+@dataclass(frozen=True)
+class DeliveryState:
+    """What `ticket show` says about one outbox row (no payload: it holds whole cards)."""
+
+    kind: str
+    purpose: str
+    status: str
+    attempts: int
+    last_error: str
+    due_at: datetime
+
+
+_STATES = (
+    select(
+        _OUTBOX.c.kind,
+        _OUTBOX.c.payload["purpose"].as_string(),
+        _OUTBOX.c.status,
+        _OUTBOX.c.attempts,
+        _OUTBOX.c.last_error,
+        _OUTBOX.c.due_at,
     )
-    return (await session.execute(query)).scalars().all()
+    .where(_OUTBOX.c.ticket_id == bindparam("ticket_id"))
+    .order_by(_OUTBOX.c.id)
+)
+
+
+async def states_for(session: AsyncSession, ticket_id: int) -> list[DeliveryState]:
+    """The ticket's outbox rows, oldest first."""
+    conn = await session.connection()
+    rows = await conn.execute(_STATES, {"ticket_id": ticket_id})
+    return [DeliveryState(r[0], r[1] or "", r[2], r[3], r[4], r[5]) for r in rows]
 
 
 async def stats(session: AsyncSession) -> tuple[int, datetime | None]:

@@ -16,9 +16,11 @@ Two things could block the loop for real, and both are kept off it:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.request import pathname2url
@@ -28,8 +30,16 @@ log = logging.getLogger(__name__)
 CHECKPOINT_EVERY_SECONDS = 1.0
 
 
+# Lock waits run on a thread in slices this long, so a cancelled wait lets go of the
+# connection within one slice.
+WAIT_SLICE_MS = 50
+_BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+
+
 def _locked(error: sqlite3.OperationalError) -> bool:
-    return "locked" in str(error) or "busy" in str(error)
+    """SQLITE_BUSY / SQLITE_LOCKED (extended codes included), by code rather than by text."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _BUSY_CODES
 
 
 class InlineCursor:
@@ -100,12 +110,32 @@ class InlineConnection:
                 raise
         # Another process holds the write lock: wait for it off the event loop.
         log.debug("sqlite write lock busy; waiting on a thread")
-        return await asyncio.to_thread(self._waiting, function, *args)
-
-    def _waiting(self, function: Callable[..., Any], *args: Any) -> Any:
-        self._conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        stop = threading.Event()
+        waiting = asyncio.ensure_future(asyncio.to_thread(self._waiting, stop, function, *args))
         try:
-            return function(*args)
+            return await asyncio.shield(waiting)
+        except asyncio.CancelledError:
+            # The thread is still using the connection: closing it under the thread (which
+            # SQLAlchemy does to a connection whose operation was cancelled) crashes the
+            # interpreter. Tell the thread to stop and let it go (at most one slice) first.
+            stop.set()
+            while not waiting.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([waiting])
+            if not waiting.cancelled():
+                waiting.exception()  # retrieved: the caller gets the cancellation
+            raise
+
+    def _waiting(self, stop: threading.Event, function: Callable[..., Any], *args: Any) -> Any:
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        self._conn.execute(f"PRAGMA busy_timeout={WAIT_SLICE_MS}")
+        try:
+            while True:
+                try:
+                    return function(*args)
+                except sqlite3.OperationalError as error:
+                    if not _locked(error) or stop.is_set() or time.monotonic() >= deadline:
+                        raise
         finally:
             self._conn.execute("PRAGMA busy_timeout=0")
 
@@ -141,15 +171,27 @@ class InlineConnection:
 
 
 def connect(database: str, *, uri: bool = False, busy_timeout_ms: int = 30_000) -> InlineConnection:
-    conn = sqlite3.connect(database, uri=uri, timeout=0, check_same_thread=False)
+    """Open and set up a connection (blocking: call it from a thread, see `connect_async`)."""
+    conn = sqlite3.connect(
+        database, uri=uri, timeout=busy_timeout_ms / 1000, check_same_thread=False
+    )
     cur = conn.cursor()
+    # Switching to WAL needs the lock, so these wait (up to the timeout) like any writer.
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=0")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA wal_autocheckpoint=0")
+    # From here on statements never wait on the loop: see InlineConnection.run.
+    cur.execute("PRAGMA busy_timeout=0")
     cur.close()
     return InlineConnection(conn, busy_timeout_ms=busy_timeout_ms)
+
+
+async def connect_async(
+    database: str, *, uri: bool = False, busy_timeout_ms: int = 30_000
+) -> InlineConnection:
+    """`connect` on a thread: opening may wait for another process's lock."""
+    return await asyncio.to_thread(connect, database, uri=uri, busy_timeout_ms=busy_timeout_ms)
 
 
 def on_disk(database: str, *, uri: bool) -> bool:
@@ -176,9 +218,11 @@ class Checkpointer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        if self._thread is None:
+        """Start (or, after `stop`, restart) the thread; a no-op while it runs."""
+        if self._thread is None or not self._thread.is_alive():
+            self._stop = threading.Event()
             self._thread = threading.Thread(
-                target=self._loop, name="sqlite-checkpoint", daemon=True
+                target=self._loop, args=(self._stop,), name="sqlite-checkpoint", daemon=True
             )
             self._thread.start()
 
@@ -196,8 +240,8 @@ class Checkpointer:
         finally:
             conn.close()
 
-    def _loop(self) -> None:
-        while not self._stop.wait(CHECKPOINT_EVERY_SECONDS):
+    def _loop(self, stop: threading.Event) -> None:
+        while not stop.wait(CHECKPOINT_EVERY_SECONDS):
             try:
                 self.checkpoint()
             except sqlite3.Error:

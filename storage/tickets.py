@@ -110,11 +110,14 @@ async def set_thread(session: AsyncSession, *, ticket_id: int, channel: str, thr
     await conn.execute(_SET_THREAD, {"ticket_id": ticket_id, "channel": channel, "thread": thread})
 
 
+_BY_NUMBER = select(Ticket).where(Ticket.number == bindparam("number"))
+_BY_NUMBER_LOCKED = _BY_NUMBER.with_for_update()
+
+
 async def get_by_number(session: AsyncSession, number: str, *, lock: bool = False) -> Ticket | None:
-    query = select(Ticket).where(Ticket.number == number.strip().upper())
-    if lock:
-        query = query.with_for_update()
-    return (await session.execute(query)).scalar_one_or_none()
+    query = _BY_NUMBER_LOCKED if lock else _BY_NUMBER
+    found = await session.execute(query, {"number": number.strip().upper()})
+    return found.scalar_one_or_none()
 
 
 async def lock(session: AsyncSession, ticket_id: int) -> None:
@@ -134,19 +137,14 @@ class TicketLine:
     resolve_by: datetime
 
 
-async def list_open_for(
-    session: AsyncSession, *, person_id: str, limit: int = 25
-) -> list[TicketLine]:
-    """Open tickets where the person is the requester or the technician, newest first.
-
-    One statement: the union of two index range scans (one per role, each already newest
-    first and limited), rather than an OR the planner answers by sorting every open ticket.
-    """
+def _open_for(limit: int) -> Any:
+    """One statement: the union of two index range scans (one per role, each already newest
+    first and limited), rather than an OR the planner answers by sorting every open ticket."""
 
     def newest(column: Any) -> Any:
         return (
             select(Ticket.id, Ticket.number, Ticket.priority, Ticket.summary, Ticket.resolve_by)
-            .where(column == person_id, Ticket.status == "open")
+            .where(column == bindparam("person"), Ticket.status == "open")
             .order_by(Ticket.id.desc())
             .limit(limit)
             .subquery()
@@ -155,7 +153,19 @@ async def list_open_for(
     both = union(
         select(newest(Ticket.requester_id)), select(newest(Ticket.technician_id))
     ).subquery()
-    rows = await session.execute(select(both).order_by(both.c.id.desc()).limit(limit))
+    return select(both).order_by(both.c.id.desc()).limit(limit)
+
+
+_OPEN_FOR = {25: _open_for(25)}
+
+
+async def list_open_for(
+    session: AsyncSession, *, person_id: str, limit: int = 25
+) -> list[TicketLine]:
+    """Open tickets where the person is the requester or the technician, newest first."""
+    query = _OPEN_FOR[limit] if limit in _OPEN_FOR else _open_for(limit)
+    conn = await session.connection()
+    rows = await conn.execute(query, {"person": person_id})
     return [TicketLine(r.number, r.priority, r.summary, r.resolve_by) for r in rows]
 
 
