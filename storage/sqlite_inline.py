@@ -28,6 +28,9 @@ from urllib.request import pathname2url
 log = logging.getLogger(__name__)
 
 CHECKPOINT_EVERY_SECONDS = 1.0
+# A WAL longer than this (frames of one page, 4 KiB by default: ~16 MiB) is truncated.
+TRUNCATE_AFTER_FRAMES = 4096
+TRUNCATE_WAIT_SECONDS = 5.0
 
 
 # Lock waits run on a thread in slices this long, so a cancelled wait lets go of the
@@ -232,11 +235,19 @@ class Checkpointer:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def checkpoint(self) -> None:
-        conn = sqlite3.connect(self._database, uri=True, timeout=30)
+    def checkpoint(self) -> str:
+        """One checkpoint; returns the mode it ended with (PASSIVE, or TRUNCATE for a big WAL)."""
+        conn = sqlite3.connect(self._database, uri=True, timeout=TRUNCATE_WAIT_SECONDS)
         try:
-            # PASSIVE: copies what no reader still needs, never waits on writers.
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            # PASSIVE copies what no reader still needs and never waits on anyone.
+            _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if frames < TRUNCATE_AFTER_FRAMES:
+                return "PASSIVE"
+            # Under steady writes a WAL is only restarted when a writer finds it fully copied,
+            # so it can keep growing: past the limit, copy it all and truncate it. Writers that
+            # meanwhile find the lock busy wait on their threads (InlineConnection.run).
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            return "TRUNCATE"
         finally:
             conn.close()
 

@@ -229,7 +229,7 @@ async def test_checkpointer_copies_the_wal_into_the_database_file(
         assert _wal_size(path) > 4_000_000
         assert _main_file_rows(path) is None  # nothing checkpointed automatically
 
-        sqlite_inline.Checkpointer(path).checkpoint()
+        assert sqlite_inline.Checkpointer(path).checkpoint() == "PASSIVE"
 
         assert _main_file_rows(path) == 4000
         async with engine.connect() as conn:
@@ -253,6 +253,31 @@ async def test_background_checkpointer_runs_on_its_own(
                 break
             await asyncio.sleep(0.02)
         assert _main_file_rows(path) == 1
+    finally:
+        await engine.dispose()
+
+
+async def test_a_long_wal_is_truncated(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Steady writes never let SQLite restart the WAL by itself: past the limit it is cut."""
+    monkeypatch.setattr(sqlite_inline, "CHECKPOINT_EVERY_SECONDS", 3600.0)
+    monkeypatch.setattr(sqlite_inline, "TRUNCATE_AFTER_FRAMES", 200)
+    engine = db.create_engine(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(CREATE))
+        rows = [{"name": f"n{i}", "payload": "x" * 1500} for i in range(1000)]
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("INSERT INTO items (name, payload) VALUES (:name, :payload)"), rows
+            )
+        assert _wal_size(path) > 1_000_000
+        assert sqlite_inline.Checkpointer(path).checkpoint() == "TRUNCATE"
+        assert _wal_size(path) == 0
+        assert _main_file_rows(path) == 1000
+        # The engine's connection carries on writing into the fresh WAL.
+        async with engine.begin() as conn:
+            await conn.execute(text("INSERT INTO items (name) VALUES ('after')"))
+        assert len(await _names(engine)) == 1001
     finally:
         await engine.dispose()
 
