@@ -89,6 +89,33 @@ async def find_requester(deps: Deps, ticket: Ticket) -> Person | None:
     return None
 
 
+def _is(person: Person, platform: str, user_id: str) -> bool:
+    return bool(user_id) and user_id == (
+        person.slack_id if platform == "slack" else person.teams_id
+    )
+
+
+def _not_independent(
+    ticket: Ticket, actor: Actor, *, requester: Person | None, manager: Person | None
+) -> str:
+    """Why the manager on file cannot be the second channel ('' when they can).
+
+    The check exists so that whoever is on the phone cannot vouch for themselves: a manager
+    who is the technician asking, the ticket's technician, or the requester would approve
+    their own request.
+    """
+    if manager is None:
+        return ""
+    if _is(manager, actor.platform, actor.id):
+        return "the manager on file is the technician asking"
+    if _is(manager, ticket.source_platform, ticket.technician_id):
+        return "the manager on file is the ticket's technician"
+    same_email = requester is not None and manager.email.lower() == requester.email.lower()
+    if same_email or _is(manager, ticket.source_platform, ticket.requester_id):
+        return "the requester is listed as their own manager"
+    return ""
+
+
 async def start_check(
     session: AsyncSession, deps: Deps, *, ticket: Ticket, actor: Actor, announce: bool = True
 ) -> str:
@@ -118,12 +145,13 @@ async def start_check(
         manager_email=manager.email if manager else "",
         created_at=now,
     )
-    if manager is None or target is None:
+    conflict = _not_independent(ticket, actor, requester=requester, manager=manager)
+    if manager is None or target is None or conflict:
         check.state = "no_manager"
         session.add(check)
         await session.flush()
         ticket.identity_state = "required"
-        text = cards.callback_text(ticket, requester=requester, manager=manager)
+        text = cards.callback_text(ticket, requester=requester, manager=manager, conflict=conflict)
         await notify.tell_technician(session, ticket, text, purpose=PURPOSE)
         await repo.add_event(
             session,
@@ -134,6 +162,7 @@ async def start_check(
                 "requester_listed": requester is not None,
                 "manager": check.manager_email or None,
                 "phone_on_file": bool(requester and requester.phone),
+                "conflict": conflict or None,
             },
         )
         return text

@@ -66,7 +66,7 @@ async def answer(deps: Deps, interaction: Interaction, *, approved: bool) -> Rep
     async with deps.sessions() as session, session.begin():
         await claim(session, interaction)
         check, ticket = await _load(session, nonce)
-        refused = _why_refused(check, actor)
+        refused = _why_refused(check, actor) or _conflicted(ticket, check, actor)
         if refused is not None:
             reason, reply = refused
             await repo.add_event(
@@ -111,6 +111,22 @@ async def _load(session: AsyncSession, nonce: object) -> tuple[IdentityCheck | N
     ticket = await session.get(Ticket, ticket_id, with_for_update=True)
     check = (await session.execute(by_nonce.with_for_update())).scalar_one_or_none()
     return check, ticket
+
+
+def _conflicted(
+    ticket: Ticket | None, check: IdentityCheck | None, actor: Actor
+) -> tuple[str, str] | None:
+    """The manager has since become the technician on the ticket (or asked for the check):
+    their answer would vouch for their own work, so it cannot count."""
+    if ticket is None or check is None:
+        return None
+    working = actor.platform == ticket.source_platform and actor.id == ticket.technician_id
+    if working or actor.id == check.requested_by:
+        return "not independent", (
+            f"You are working on {ticket.number}, so your answer cannot confirm the requester's "
+            "identity. Nothing was changed; another manager or security must confirm it."
+        )
+    return None
 
 
 def _why_refused(check: IdentityCheck | None, actor: Actor) -> tuple[str, str] | None:

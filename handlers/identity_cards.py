@@ -112,10 +112,17 @@ def sent_text(
     )
 
 
-def callback_text(ticket: Ticket, *, requester: Person | None, manager: Person | None) -> str:
+def callback_text(
+    ticket: Ticket, *, requester: Person | None, manager: Person | None, conflict: str = ""
+) -> str:
     """No manager to ask: call back the number on file (from the directory, never the caller)."""
     who = requester_label(ticket, requester)
-    if requester is None:
+    if conflict and manager is not None:
+        reason = (
+            f"{conflict} ({manager_label(manager)}), so their approval would not be an "
+            "independent second channel"
+        )
+    elif requester is None:
         reason = f"{who} is not in the directory, so there is no manager on file"
     elif manager is None:
         reason = f"there is no manager on file for {who}"

@@ -15,7 +15,7 @@ from cards.model import ActionId, Card
 from handlers import deliveries, identity
 from handlers.config import HelpdeskConfig
 from handlers.deps import Deps
-from handlers.directory import FileDirectory
+from handlers.directory import FileDirectory, Person
 from handlers.types import Actor, Duplicate, Forbidden
 from storage import db
 from storage import tickets as repo
@@ -335,3 +335,94 @@ async def test_retried_click_is_a_duplicate(deps: Deps):
     with pytest.raises(Duplicate):
         await identity.approve(deps, click)
     assert (await state(deps, number))[2].count("identity.approved") == 1
+
+
+@pytest.fixture
+async def boss_deps(db_url: str, tmp_path: Path) -> AsyncIterator[Deps]:
+    """Bo (Ana's and Vic's manager) is also a technician."""
+    people = [dict(p, technician=True) if p["email"] == "bo@example.com" else p for p in PEOPLE]
+    path = tmp_path / "people.yaml"
+    path.write_text(yaml.safe_dump(people))
+    engine = db.create_engine(db_url)
+    yield Deps(
+        config=HelpdeskConfig.model_validate({}),
+        sessions=db.session_factory(engine),
+        directory=FileDirectory(path),
+        clock=Clock(),
+    )
+    await engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("requester", "opened_by", "verified_by", "conflict"),
+    [
+        ("U0ANA", BO_SLACK, BO_SLACK, "the manager on file is the technician asking"),
+        ("U0ANA", BO_SLACK, TECH, "the manager on file is the ticket's technician"),
+    ],
+)
+async def test_a_manager_who_is_not_independent_is_never_asked(
+    boss_deps: Deps, requester: str, opened_by: Actor, verified_by: Actor, conflict: str
+):
+    """Whoever is on the ticket (or the requester) must not vouch for the requester."""
+    number = await new_ticket(boss_deps, requester, actor=opened_by)
+    reply = await verify(boss_deps, number, actor=verified_by)
+    ticket, [check], _, rows = await state(boss_deps, number)
+    assert (ticket.identity_state, check.state) == ("required", "no_manager")
+    assert conflict in reply.text and "not be an independent second channel" in reply.text
+    assert not [r for r in rows if r.kind == "dm"]
+    async with boss_deps.sessions() as session:
+        [data] = (
+            await session.execute(
+                select(TicketEvent.data).where(
+                    TicketEvent.ticket_id == ticket.id, TicketEvent.kind == "identity.no_manager"
+                )
+            )
+        ).scalars()
+    assert data["conflict"] == conflict
+    # Even holding the nonce, the manager cannot answer a check that was never sent to them.
+    assert "not valid" in (await answer(boss_deps, check.nonce, BO_SLACK)).text
+    assert (await state(boss_deps, number))[0].identity_state == "required"
+    with pytest.raises(Forbidden):
+        identity.require_confirmed(ticket)
+
+
+async def test_an_independent_manager_is_still_asked_when_a_technician_is_a_manager(
+    boss_deps: Deps,
+):
+    """Bo being a technician changes nothing when Tom works Ana's ticket: Bo is asked."""
+    number = await new_ticket(boss_deps, "U0ANA")
+    await verify(boss_deps, number)
+    _, [check], _, rows = await state(boss_deps, number)
+    assert (check.state, check.manager_id) == ("pending", "U0BO")
+    assert [r for r in rows if r.kind == "dm"]
+
+
+def test_a_requester_listed_as_their_own_manager_is_not_independent():
+    """The file directory refuses such an entry; Graph and LDAP can still return one."""
+    zed = Person(email="zed@example.com", slack_id="U0ZED")
+    ticket = Ticket(source_platform="slack", requester_id="U0ZED", technician_id="UTECH")
+    same = Person(email="ZED@example.com")
+    assert identity._not_independent(ticket, TECH, requester=zed, manager=same) == (
+        "the requester is listed as their own manager"
+    )
+    by_id = Person(email="other@example.com", slack_id="U0ZED")
+    assert identity._not_independent(ticket, TECH, requester=None, manager=by_id) == (
+        "the requester is listed as their own manager"
+    )
+    bo = Person(email="bo@example.com", slack_id="U0BO")
+    assert identity._not_independent(ticket, TECH, requester=zed, manager=bo) == ""
+
+
+async def test_a_manager_who_takes_over_the_ticket_can_no_longer_answer(boss_deps: Deps):
+    number = await new_ticket(boss_deps, "U0ANA")
+    await verify(boss_deps, number)
+    _, [check], _, _ = await state(boss_deps, number)
+    async with boss_deps.sessions() as session, session.begin():
+        ticket = await repo.get_by_number(session, number)
+        assert ticket is not None
+        ticket.technician_id = "U0BO"  # Bo took the ticket over after the request went out
+    reply = await answer(boss_deps, check.nonce, BO_SLACK)
+    assert "cannot confirm" in reply.text
+    ticket, [check], events, _ = await state(boss_deps, number)
+    assert (ticket.identity_state, check.state) == ("pending", "pending")
+    assert "identity.refused" in events and "identity.approved" not in events
