@@ -6,11 +6,15 @@ itself (an indexed insert or look-up, WAL, `synchronous=NORMAL`: no fsync) takes
 This adapter gives the dialect aiosqlite's interface with coroutines that finish at once.
 
 Two things could block the loop for real, and both are kept off it:
-- A lock wait (another *process* holds SQLite's write lock): statements run with
-  `busy_timeout=0`; on "database is locked" the same statement is retried on a thread with the
-  full timeout. Within one process the pool's single connection never waits.
+- A lock wait (another *process* holds SQLite's write lock, or a checkpoint truncating the
+  WAL): statements run with `busy_timeout=0`; on SQLITE_BUSY the same statement is retried on
+  a thread, in short slices up to the full timeout. Within one process the pool's single
+  connection never waits.
 - WAL checkpoints (they fsync): automatic checkpoints are off on this connection and
   `Checkpointer` runs them on a thread from its own connection.
+
+What stays on the loop is the statements' own work, so queries on the request path must stay
+indexed and bounded (they are: look-ups by key, lists with a LIMIT).
 """
 
 from __future__ import annotations
@@ -31,8 +35,6 @@ CHECKPOINT_EVERY_SECONDS = 1.0
 # A WAL longer than this (frames of one page, 4 KiB by default: ~16 MiB) is truncated.
 TRUNCATE_AFTER_FRAMES = 4096
 TRUNCATE_WAIT_SECONDS = 5.0
-
-
 # Lock waits run on a thread in slices this long, so a cancelled wait lets go of the
 # connection within one slice.
 WAIT_SLICE_MS = 50
