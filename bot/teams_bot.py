@@ -13,6 +13,7 @@ from bot import teams_replies as replies
 from bot.teams_references import ReferenceStore, user_key
 from cards import teams as adaptive
 from cards.model import ActionId
+from handlers import tickets
 from handlers.commands import strip_teams_prefix
 from handlers.deps import Deps
 from handlers.dispatch import handle
@@ -102,7 +103,24 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
         if private_elsewhere and not interaction.conversation.personal:
             if await self._send_personal(turn_context, outgoing):
                 return
-        await turn_context.send_activity(outgoing)
+        sent = await turn_context.send_activity(outgoing)
+        await self._remember_thread(turn_context, reply, getattr(sent, "id", None))
+
+    async def _remember_thread(
+        self, turn_context: TurnContext, reply: Reply, message_id: str | None
+    ) -> None:
+        if reply.starts_thread_of is None or not message_id:
+            return
+        try:
+            await tickets.remember_thread(
+                self.deps,
+                ticket_id=reply.starts_thread_of,
+                channel=turn_context.activity.conversation.id,
+                thread=message_id,
+            )
+        except Exception:
+            # The ticket and its card are out; later messages just start their own thread.
+            log.exception("teams: could not record the ticket thread %s", message_id)
 
     async def _send_personal(self, turn_context: TurnContext, outgoing: Activity) -> bool:
         """Send to the person's 1:1 chat with the bot; False if that cannot be done."""
@@ -159,7 +177,11 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
             return InvokeResponse(status=200, body=body)
         interaction = _interaction(activity, action=action, data=data)
         reply = await handle(self.deps, interaction)
-        return InvokeResponse(status=200, body=replies.invoke_body(self.deps, action, data, reply))
+        body = replies.invoke_body(self.deps, action, data, reply)
+        if body.get("type") == replies.CARD_CONTENT_TYPE:
+            # The answer card replaces the card that was clicked: that message is the thread.
+            await self._remember_thread(turn_context, reply, activity.reply_to_id)
+        return InvokeResponse(status=200, body=body)
 
     # -- installs ---------------------------------------------------------------------------------
 

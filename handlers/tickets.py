@@ -116,7 +116,20 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
             await incidents.on_p1(session, deps, ticket=ticket, actor=interaction.actor)
     deps.observe("ticket_opened", priority=ticket.priority)
     log.info("ticket opened", extra={"ticket": ticket.number, "priority": ticket.priority})
-    return Reply(text=f"Opened {ticket.number}", card=card, private=False)
+    replied_here = interaction.can_reply and ticket.source_thread is None
+    return Reply(
+        text=f"Opened {ticket.number}",
+        card=card,
+        private=False,
+        starts_thread_of=ticket.id if replied_here else None,
+    )
+
+
+async def remember_thread(deps: Deps, *, ticket_id: int, channel: str, thread: str) -> None:
+    """The ticket card went out in the turn (Teams): its message is the ticket's thread, as an
+    outbox-delivered card's is (kept if a thread is already known)."""
+    async with deps.sessions() as session, session.begin():
+        await repo.set_thread(session, ticket_id=ticket_id, channel=channel, thread=thread)
 
 
 async def announce(session: AsyncSession, *, ticket: Ticket, card: Card, channel: str) -> None:

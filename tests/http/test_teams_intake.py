@@ -137,6 +137,9 @@ async def test_action_submit_stores_ticket_and_replies_with_card(
     reply = connector.activities()[-1]
     assert reply["_conversation_id"] == PERSONAL
     assert_ticket_card(card_of(reply), ticket)
+    # The card went out in the turn: its message is the ticket's thread, as a queued card's is.
+    ticket = await only_ticket(app)
+    assert (ticket.source_channel, ticket.source_thread) == (PERSONAL, reply["_id"])
 
 
 async def test_action_execute_answers_with_ticket_card(make_app, connector: FakeConnector):
@@ -155,6 +158,7 @@ async def test_action_execute_answers_with_ticket_card(make_app, connector: Fake
             },
             "trigger": "manual",
         },
+        replyToId=connector.activities()[0]["_id"],  # Teams: the clicked card's message
     )
     response = await app.teams(invoke)
     assert response.status == 200
@@ -165,6 +169,9 @@ async def test_action_execute_answers_with_ticket_card(make_app, connector: Fake
     assert_ticket_card(body["value"], ticket)
     await asyncio.sleep(0.1)
     assert len(connector.activities()) == 1  # the card is replaced through the invoke response
+    # ... so the clicked card's message (the invoke's replyToId) is now the ticket's thread.
+    ticket = await only_ticket(app)
+    assert ticket.source_thread == invoke["replyToId"]
 
 
 async def test_action_execute_field_errors_resend_the_form(make_app, connector: FakeConnector):
@@ -404,4 +411,4 @@ async def test_forged_channel_in_submit_data_is_ignored(make_app, connector: Fak
     assert response.status == 201
     ticket = await only_ticket(app)
     assert ticket.source_channel == PERSONAL
-    assert ticket.source_thread is None
+    assert ticket.source_thread == connector.activities()[-1]["_id"]  # the bot's own reply
