@@ -104,23 +104,23 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
             if await self._send_personal(turn_context, outgoing):
                 return
         sent = await turn_context.send_activity(outgoing)
-        await self._remember_thread(turn_context, reply, getattr(sent, "id", None))
+        await self._remember_card(turn_context, reply, getattr(sent, "id", None))
 
-    async def _remember_thread(
+    async def _remember_card(
         self, turn_context: TurnContext, reply: Reply, message_id: str | None
     ) -> None:
-        if reply.starts_thread_of is None or not message_id:
+        if reply.ticket_card_of is None or not message_id:
             return
         try:
-            await tickets.remember_thread(
+            await tickets.remember_card(
                 self.deps,
-                ticket_id=reply.starts_thread_of,
+                ticket_id=reply.ticket_card_of,
                 channel=turn_context.activity.conversation.id,
-                thread=message_id,
+                message=message_id,
             )
         except Exception:
-            # The ticket and its card are out; later messages just start their own thread.
-            log.exception("teams: could not record the ticket thread %s", message_id)
+            # The ticket and its card are out; the card just will not be refreshed later.
+            log.exception("teams: could not record where the ticket card %s is", message_id)
 
     async def _send_personal(self, turn_context: TurnContext, outgoing: Activity) -> bool:
         """Send to the person's 1:1 chat with the bot; False if that cannot be done."""
@@ -179,8 +179,8 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
         reply = await handle(self.deps, interaction)
         body = replies.invoke_body(self.deps, action, data, reply)
         if body.get("type") == replies.CARD_CONTENT_TYPE:
-            # The answer card replaces the card that was clicked: that message is the thread.
-            await self._remember_thread(turn_context, reply, activity.reply_to_id)
+            # The answer card replaces the card that was clicked: that message is the card.
+            await self._remember_card(turn_context, reply, activity.reply_to_id)
         return InvokeResponse(status=200, body=body)
 
     # -- installs ---------------------------------------------------------------------------------

@@ -212,6 +212,7 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
         ticket.resolution_note = form.note
         ticket.resolution_category = form.category
         ticket.kb_article = form.kb_article
+        await notify.refresh_ticket_card(session, ticket)
         await repo.add_event(
             session,
             ticket_id=ticket.id,

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers import identity_deliveries, notify
+from handlers.ticket_cards import ticket_card
 from storage import outbox
 from storage import tickets as repo
 from storage.models import OutboxMessage, Ticket, utcnow
@@ -67,7 +68,12 @@ def _wants_ticket_thread(message: OutboxMessage) -> bool:
 
 
 def needs_preparation(message: OutboxMessage) -> bool:
-    return bool(message.payload.get("after")) or _wants_ticket_thread(message)
+    payload = message.payload
+    return (
+        bool(payload.get("after"))
+        or bool(payload.get("refresh_ticket_card"))
+        or _wants_ticket_thread(message)
+    )
 
 
 async def prepare(session: AsyncSession, *, message: OutboxMessage) -> Preparation:
@@ -83,6 +89,13 @@ async def prepare(session: AsyncSession, *, message: OutboxMessage) -> Preparati
         for key in payload.get("from_result") or ():
             if key in first.result:
                 payload[key] = first.result[key]
+    if payload.get("refresh_ticket_card"):
+        # Rendered now, not when queued: refreshes delivered in any order all show the latest.
+        ticket = await session.get(Ticket, message.ticket_id)
+        if ticket is None:
+            return Preparation(None, give_up="the ticket no longer exists")
+        card = ticket_card(ticket)
+        payload["card"], payload["text"] = card.to_dict(), card.fallback
     if _wants_ticket_thread(message):
         ticket = await session.get(Ticket, message.ticket_id)
         if (
@@ -100,6 +113,14 @@ async def after_delivery(
     """Remember where the ticket card landed (the ticket's thread); audit; close reports."""
     if message.ticket_id is None:
         return
+    card_message = result.get("ts") or result.get("activity_id")
+    if message.payload.get("ticket_card") and card_message and result.get("channel"):
+        await repo.set_card(
+            session,
+            ticket_id=message.ticket_id,
+            channel=str(result["channel"]),
+            message=str(card_message),
+        )
     if message.payload.get("sets_ticket_thread") and result.get("ts"):
         await repo.set_thread(
             session,

@@ -175,6 +175,7 @@ async def _approved(
 ) -> None:
     check.state = "approved"
     ticket.identity_state = "confirmed"
+    await notify.refresh_ticket_card(session, ticket)
     await repo.add_event(
         session,
         ticket_id=ticket.id,
@@ -205,6 +206,7 @@ async def _denied(
     """Flag the ticket; True when a `security` queue was notified."""
     check.state = "denied"
     ticket.identity_state = "denied"
+    await notify.refresh_ticket_card(session, ticket)
     assert check.answered_at is not None
     told = await notify.notify_queue(
         session,

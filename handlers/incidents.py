@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers import incident_cards as cards
+from handlers import notify
 from handlers.commands import Command, ticket_ref
 from handlers.deps import Deps
 from handlers.sla import due_times
@@ -81,6 +82,7 @@ async def _raise(
     ticket.respond_by = min(ticket.respond_by, sla.respond_by)
     ticket.resolve_by = min(ticket.resolve_by, sla.resolve_by)
     ticket.priority_warning = ""
+    await notify.refresh_ticket_card(session, ticket)
     await repo.add_event(
         session,
         ticket_id=ticket.id,

@@ -116,20 +116,20 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
             await incidents.on_p1(session, deps, ticket=ticket, actor=interaction.actor)
     deps.observe("ticket_opened", priority=ticket.priority)
     log.info("ticket opened", extra={"ticket": ticket.number, "priority": ticket.priority})
-    replied_here = interaction.can_reply and ticket.source_thread is None
     return Reply(
         text=f"Opened {ticket.number}",
         card=card,
         private=False,
-        starts_thread_of=ticket.id if replied_here else None,
+        ticket_card_of=ticket.id if interaction.can_reply else None,
     )
 
 
-async def remember_thread(deps: Deps, *, ticket_id: int, channel: str, thread: str) -> None:
-    """The ticket card went out in the turn (Teams): its message is the ticket's thread, as an
-    outbox-delivered card's is (kept if a thread is already known)."""
+async def remember_card(deps: Deps, *, ticket_id: int, channel: str, message: str) -> None:
+    """The ticket card went out in the turn (Teams): remember where, and make its message the
+    ticket's thread as an outbox-delivered card's is (unless a thread is known already)."""
     async with deps.sessions() as session, session.begin():
-        await repo.set_thread(session, ticket_id=ticket_id, channel=channel, thread=thread)
+        await repo.set_card(session, ticket_id=ticket_id, channel=channel, message=message)
+        await repo.set_thread(session, ticket_id=ticket_id, channel=channel, thread=message)
 
 
 async def announce(session: AsyncSession, *, ticket: Ticket, card: Card, channel: str) -> None:
@@ -145,6 +145,7 @@ async def announce(session: AsyncSession, *, ticket: Ticket, card: Card, channel
             "card": card.to_dict(),
             "fallback_user": ticket.technician_id,
             "sets_ticket_thread": ticket.source_thread is None,
+            "ticket_card": True,
         },
     )
 

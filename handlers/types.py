@@ -64,9 +64,9 @@ class Reply:
     field_errors: dict[str, str] = field(default_factory=dict)
     # A retried delivery of something already handled: the edge answers without effect.
     duplicate: bool = False
-    # The ticket (id) whose thread this message starts: an edge that posts it in the turn
-    # (Teams) reports the message id back through `tickets.remember_thread`.
-    starts_thread_of: int | None = None
+    # The ticket (id) whose card this reply is: an edge that posts it in the turn (Teams)
+    # reports where it landed through `tickets.remember_card`.
+    ticket_card_of: int | None = None
 
 
 class DomainError(Exception):

@@ -96,6 +96,9 @@ class Ticket(Base):
     source_channel: Mapped[str] = mapped_column(String(255))
     # Where the ticket card landed (Slack message ts / Teams activity id): the ticket's thread.
     source_thread: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # Where the ticket card message itself is (it is refreshed when the ticket changes).
+    card_channel: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    card_message: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     respond_by: Mapped[datetime]

@@ -33,6 +33,11 @@ _BUMP = (
 )
 _INSERT_TICKET = insert(_TICKETS).returning(_TICKETS.c.id)
 _INSERT_EVENT = insert(_EVENTS)
+_SET_CARD = (
+    update(_TICKETS)
+    .where(_TICKETS.c.id == bindparam("ticket_id"))
+    .values(card_channel=bindparam("channel"), card_message=bindparam("message"))
+)
 _SET_THREAD = (
     update(_TICKETS)
     .where(_TICKETS.c.id == bindparam("ticket_id"), _TICKETS.c.source_thread.is_(None))
@@ -102,6 +107,12 @@ async def create(session: AsyncSession, **fields: Any) -> Ticket:
     make_transient_to_detached(ticket)
     session.add(ticket)
     return ticket
+
+
+async def set_card(session: AsyncSession, *, ticket_id: int, channel: str, message: str) -> None:
+    """Remember where the ticket card message is (to refresh it when the ticket changes)."""
+    conn = await session.connection()
+    await conn.execute(_SET_CARD, {"ticket_id": ticket_id, "channel": channel, "message": message})
 
 
 async def set_thread(session: AsyncSession, *, ticket_id: int, channel: str, thread: str) -> None:

@@ -178,6 +178,11 @@ async def test_filler_refused_good_note_closes_survey_rated_once(make_app, slack
             "was closed by Tom Tech" in json.dumps(p) for p in posts_to(slack_api, "C0HELP")
         )
     )
+    # The ticket card itself says closed, and its buttons are gone.
+    [card] = await slack_api.wait_for_method("chat.update")
+    assert (card["channel"], card["ts"]) == ("C0HELP", closed.source_thread)
+    assert closed.card_message == closed.source_thread
+    assert "closed" in json.dumps(card["blocks"]) and "actions" not in json.dumps(card["blocks"])
 
     assert "You rated HD-1 4/5" in await click(app, slack_api, dm, "4", "UANA")
     assert "already rated HD-1 4/5" in await click(app, slack_api, dm, "2", "UANA")

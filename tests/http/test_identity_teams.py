@@ -181,10 +181,14 @@ async def test_verify_refuses_non_manager_and_manager_approves(make_app, connect
     assert "confirmed the identity for HD-1" in approved
     assert (await ticket(app)).identity_state == "confirmed"
     await wait_until(lambda: "Identity confirmed for HD-1" in texts(connector, PERSONAL))
-    await wait_until(lambda: connector.updates())
-    [update] = connector.updates()
-    assert update["_conversation_id"] == chat and "Approve" not in json.dumps(update)
+    await wait_until(lambda: len(connector.updates()) == 2)
+    [update] = [u for u in connector.updates() if u["_conversation_id"] == chat]
+    assert "Approve" not in json.dumps(update)
     card_of(update)
+    # The ticket card (sent in the technician's chat) now shows the confirmed identity.
+    [refreshed] = [u for u in connector.updates() if u["_conversation_id"] == PERSONAL]
+    assert refreshed["_activity_id"] == (await ticket(app)).card_message
+    assert "confirmed" in json.dumps(card_of(refreshed))
 
 
 async def test_deny_by_submit_flags_and_notifies_security(make_app, connector: FakeConnector):
