@@ -90,28 +90,37 @@ async def find_requester(deps: Deps, ticket: Ticket) -> Person | None:
 
 
 def _is(person: Person, platform: str, user_id: str) -> bool:
-    return bool(user_id) and user_id == (
-        person.slack_id if platform == "slack" else person.teams_id
-    )
+    own_id = person.slack_id if platform == "slack" else person.teams_id
+    return bool(user_id) and user_id == own_id
+
+
+def _same(one: Person | None, other: Person | None) -> bool:
+    return one is not None and other is not None and one.email.lower() == other.email.lower()
 
 
 def _not_independent(
-    ticket: Ticket, actor: Actor, *, requester: Person | None, manager: Person | None
+    ticket: Ticket,
+    actor: Actor,
+    *,
+    requester: Person | None,
+    manager: Person | None,
+    asker: Person | None = None,
+    technician: Person | None = None,
 ) -> str:
     """Why the manager on file cannot be the second channel ('' when they can).
 
     The check exists so that whoever is on the phone cannot vouch for themselves: a manager
     who is the technician asking, the ticket's technician, or the requester would approve
-    their own request.
+    their own request. People are compared as directory entries (one person can have a
+    Slack id, a Teams id and an AAD object id), and by raw id as well.
     """
     if manager is None:
         return ""
-    if _is(manager, actor.platform, actor.id):
+    if _same(manager, asker) or _is(manager, actor.platform, actor.id):
         return "the manager on file is the technician asking"
-    if _is(manager, ticket.source_platform, ticket.technician_id):
+    if _same(manager, technician) or _is(manager, ticket.source_platform, ticket.technician_id):
         return "the manager on file is the ticket's technician"
-    same_email = requester is not None and manager.email.lower() == requester.email.lower()
-    if same_email or _is(manager, ticket.source_platform, ticket.requester_id):
+    if _same(manager, requester) or _is(manager, ticket.source_platform, ticket.requester_id):
         return "the requester is listed as their own manager"
     return ""
 
@@ -145,7 +154,16 @@ async def start_check(
         manager_email=manager.email if manager else "",
         created_at=now,
     )
-    conflict = _not_independent(ticket, actor, requester=requester, manager=manager)
+    conflict = _not_independent(
+        ticket,
+        actor,
+        requester=requester,
+        manager=manager,
+        asker=await deps.person(actor),
+        technician=await deps.directory.find_by_platform_id(
+            ticket.source_platform, ticket.technician_id
+        ),
+    )
     if manager is None or target is None or conflict:
         check.state = "no_manager"
         session.add(check)

@@ -66,7 +66,7 @@ async def answer(deps: Deps, interaction: Interaction, *, approved: bool) -> Rep
     async with deps.sessions() as session, session.begin():
         await claim(session, interaction)
         check, ticket = await _load(session, nonce)
-        refused = _why_refused(check, actor) or _conflicted(ticket, check, actor)
+        refused = _why_refused(check, actor) or await _conflicted(deps, ticket, check, actor)
         if refused is not None:
             reason, reply = refused
             await repo.add_event(
@@ -113,18 +113,32 @@ async def _load(session: AsyncSession, nonce: object) -> tuple[IdentityCheck | N
     return check, ticket
 
 
-def _conflicted(
-    ticket: Ticket | None, check: IdentityCheck | None, actor: Actor
+async def _conflicted(
+    deps: Deps, ticket: Ticket | None, check: IdentityCheck | None, actor: Actor
 ) -> tuple[str, str] | None:
-    """The manager has since become the technician on the ticket (or asked for the check):
-    their answer would vouch for their own work, so it cannot count."""
+    """The manager is (by now) the technician on the ticket, asked for the check, or is the
+    requester: their answer would vouch for their own work, so it cannot count. Also catches
+    checks sent before a directory change made them so."""
     if ticket is None or check is None:
         return None
-    working = actor.platform == ticket.source_platform and actor.id == ticket.technician_id
-    if working or actor.id == check.requested_by:
+    manager = check.manager_email.lower()
+    technician = await deps.directory.find_by_platform_id(
+        ticket.source_platform, ticket.technician_id
+    )
+    working = (
+        (actor.platform == ticket.source_platform and actor.id == ticket.technician_id)
+        or actor.id == check.requested_by
+        or (technician is not None and bool(manager) and technician.email.lower() == manager)
+    )
+    if working:
         return "not independent", (
             f"You are working on {ticket.number}, so your answer cannot confirm the requester's "
             "identity. Nothing was changed; another manager or security must confirm it."
+        )
+    if manager and manager == (ticket.requester_email or "").lower():
+        return "not independent", (
+            f"You are the requester on {ticket.number}, so your answer cannot confirm it. "
+            "Nothing was changed."
         )
     return None
 

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
 
 from storage import sqlite_inline
 
@@ -33,13 +34,16 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         parsed = make_url(url)
         args, options = parsed.get_dialect()().create_connect_args(parsed)
         database, uri = str(args[0]), bool(options.get("uri"))
+        # `?timeout=` in the URL is SQLite's busy timeout in seconds, as with aiosqlite.
+        busy_ms = int(float(options.get("timeout", 30)) * 1000)
 
         async def connect() -> Any:
-            return await sqlite_inline.connect_async(database, uri=uri)
+            return await sqlite_inline.connect_async(database, uri=uri, busy_timeout_ms=busy_ms)
 
         if not sqlite_inline.on_disk(database, uri=uri):
-            # In-memory: SQLAlchemy's StaticPool (one shared connection), nothing to checkpoint.
-            return create_async_engine(url, echo=echo, async_creator=connect)
+            # In-memory: one shared connection (the database lives in it), nothing to
+            # checkpoint.
+            return create_async_engine(url, echo=echo, async_creator=connect, poolclass=StaticPool)
         engine = create_async_engine(
             url,
             echo=echo,

@@ -34,17 +34,20 @@ log = logging.getLogger(__name__)
 CHECKPOINT_EVERY_SECONDS = 1.0
 # A WAL longer than this (frames of one page, 4 KiB by default: ~16 MiB) is truncated.
 TRUNCATE_AFTER_FRAMES = 4096
-TRUNCATE_WAIT_SECONDS = 5.0
+# TRUNCATE holds the write lock while it waits for readers: wait briefly, and when a reader
+# (a backup, another process) keeps it busy, leave the WAL alone for a while.
+TRUNCATE_WAIT_MS = 100
+TRUNCATE_BACKOFF_SECONDS = 30.0
 # Lock waits run on a thread in slices this long, so a cancelled wait lets go of the
 # connection within one slice.
 WAIT_SLICE_MS = 50
-_BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 
 
 def _locked(error: sqlite3.OperationalError) -> bool:
-    """SQLITE_BUSY / SQLITE_LOCKED (extended codes included), by code rather than by text."""
+    """SQLITE_BUSY (extended codes included), by code rather than by text. Not SQLITE_LOCKED:
+    that is a conflict inside one connection or shared cache, which no wait resolves."""
     code = getattr(error, "sqlite_errorcode", None)
-    return code is not None and code & 0xFF in _BUSY_CODES
+    return code is not None and code & 0xFF == sqlite3.SQLITE_BUSY
 
 
 class InlineCursor:
@@ -219,6 +222,7 @@ class Checkpointer:
 
     def __init__(self, database: str, *, uri: bool = False) -> None:
         self._database = _read_write_uri(database, uri=uri)
+        self._truncate_after = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -238,17 +242,29 @@ class Checkpointer:
             self._thread = None
 
     def checkpoint(self) -> str:
-        """One checkpoint; returns the mode it ended with (PASSIVE, or TRUNCATE for a big WAL)."""
-        conn = sqlite3.connect(self._database, uri=True, timeout=TRUNCATE_WAIT_SECONDS)
+        """One checkpoint; returns the mode that did the work (PASSIVE, or TRUNCATE when the
+        WAL had grown past the limit and could be cut)."""
+        conn = sqlite3.connect(self._database, uri=True, timeout=TRUNCATE_WAIT_MS / 1000)
         try:
             # PASSIVE copies what no reader still needs and never waits on anyone.
-            _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            if frames < TRUNCATE_AFTER_FRAMES:
+            _, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if frames < TRUNCATE_AFTER_FRAMES or time.monotonic() < self._truncate_after:
                 return "PASSIVE"
             # Under steady writes a WAL is only restarted when a writer finds it fully copied,
-            # so it can keep growing: past the limit, copy it all and truncate it. Writers that
-            # meanwhile find the lock busy wait on their threads (InlineConnection.run).
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            # so it can keep growing: past the limit, copy the rest and truncate it. Writers
+            # that find the lock busy meanwhile wait on their threads (InlineConnection.run),
+            # for at most TRUNCATE_WAIT_MS.
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if busy:
+                log.info(
+                    "sqlite WAL has %s frames (%s copied) but a reader keeps it; "
+                    "retrying in %.0f s",
+                    frames,
+                    copied,
+                    TRUNCATE_BACKOFF_SECONDS,
+                )
+                self._truncate_after = time.monotonic() + TRUNCATE_BACKOFF_SECONDS
+                return "PASSIVE"
             return "TRUNCATE"
         finally:
             conn.close()

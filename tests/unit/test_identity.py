@@ -411,6 +411,64 @@ def test_a_requester_listed_as_their_own_manager_is_not_independent():
     )
     bo = Person(email="bo@example.com", slack_id="U0BO")
     assert identity._not_independent(ticket, TECH, requester=zed, manager=bo) == ""
+    # Same person, other ids: the asker found through another platform or AAD.
+    assert identity._not_independent(
+        ticket, Actor("teams", "29:x"), requester=zed, manager=bo, asker=bo
+    ) == ("the manager on file is the technician asking")
+    assert identity._not_independent(
+        ticket, TECH, requester=zed, manager=bo, technician=Person(email="BO@example.com")
+    ) == ("the manager on file is the ticket's technician")
+
+
+async def test_a_manager_known_on_teams_only_by_aad_id_cannot_vouch(db_url: str, tmp_path: Path):
+    """Bo's directory entry has a Slack id and an AAD object id, no Teams id: when Bo works
+    Ana's ticket in Teams he is still recognised, and the request never goes to his Slack."""
+    people = [
+        {
+            "email": "bo@example.com",
+            "name": "Bo Boss",
+            "slack_id": "U0BO",
+            "aad_object_id": "aad-bo",
+            "technician": True,
+        }
+        if p["email"] == "bo@example.com"
+        else p
+        for p in PEOPLE
+    ]
+    path = tmp_path / "people.yaml"
+    path.write_text(yaml.safe_dump(people))
+    engine = db.create_engine(db_url)
+    deps = Deps(
+        config=HelpdeskConfig.model_validate({}),
+        sessions=db.session_factory(engine),
+        directory=FileDirectory(path),
+        clock=Clock(),
+    )
+    try:
+        bo_teams = Actor("teams", "29:1bo-unlisted", "bo", aad_object_id="aad-bo")
+        number = await new_ticket(deps, "ana@example.com", actor=bo_teams)
+        reply = await verify(deps, number, actor=bo_teams)
+        assert "the manager on file is the technician asking" in reply.text
+        _, [check], _, rows = await state(deps, number)
+        assert check.state == "no_manager" and not [r for r in rows if r.kind == "dm"]
+        assert "not valid" in (await answer(deps, check.nonce, BO_SLACK)).text
+        assert (await state(deps, number))[0].identity_state == "required"
+    finally:
+        await engine.dispose()
+
+
+async def test_a_manager_who_is_the_teams_technician_cannot_answer_on_slack(boss_deps: Deps):
+    """The request went to Bo on Slack; the ticket is now worked by Bo in Teams: refused."""
+    number = await new_ticket(boss_deps, "U0ANA")
+    await verify(boss_deps, number)
+    _, [check], _, _ = await state(boss_deps, number)
+    async with boss_deps.sessions() as session, session.begin():
+        ticket = await repo.get_by_number(session, number)
+        assert ticket is not None
+        ticket.source_platform, ticket.technician_id = "teams", "29:1bo"
+    reply = await answer(boss_deps, check.nonce, BO_SLACK)
+    assert "cannot confirm" in reply.text
+    assert (await state(boss_deps, number))[0].identity_state == "pending"
 
 
 async def test_a_manager_who_takes_over_the_ticket_can_no_longer_answer(boss_deps: Deps):

@@ -282,6 +282,44 @@ async def test_a_long_wal_is_truncated(path: str, monkeypatch: pytest.MonkeyPatc
         await engine.dispose()
 
 
+async def test_a_reader_pinning_the_wal_delays_truncation_without_stalling_writes(
+    path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long reader elsewhere (a backup, another process) keeps the WAL: the checkpointer
+    waits only briefly with the write lock held, then leaves the WAL alone for a while."""
+    monkeypatch.setattr(sqlite_inline, "CHECKPOINT_EVERY_SECONDS", 3600.0)
+    monkeypatch.setattr(sqlite_inline, "TRUNCATE_AFTER_FRAMES", 200)
+    engine = db.create_engine(f"sqlite+aiosqlite:///{path}")
+    reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(CREATE))
+        rows = [{"name": f"n{i}", "payload": "x" * 1500} for i in range(1000)]
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("INSERT INTO items (name, payload) VALUES (:name, :payload)"), rows
+            )
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM items").fetchone()  # holds its snapshot
+        checkpointer = sqlite_inline.Checkpointer(path)
+        started = time.monotonic()
+        assert checkpointer.checkpoint() == "PASSIVE"  # could not truncate
+        assert time.monotonic() - started < 1.0
+        started = time.monotonic()
+        async with engine.begin() as conn:
+            await conn.execute(text("INSERT INTO items (name) VALUES ('during')"))
+        assert time.monotonic() - started < 0.5
+        # Backing off: the next tick does not take the write lock again.
+        assert checkpointer.checkpoint() == "PASSIVE"
+        reader.execute("COMMIT")
+        monkeypatch.setattr(checkpointer, "_truncate_after", 0.0)
+        assert checkpointer.checkpoint() == "TRUNCATE"
+        assert _wal_size(path) == 0
+    finally:
+        reader.close()
+        await engine.dispose()
+
+
 def test_checkpointer_never_creates_a_database(tmp_path: Path) -> None:
     missing = tmp_path / "missing.db"
     with pytest.raises(sqlite3.OperationalError):
