@@ -17,7 +17,6 @@ from handlers import notify
 from handlers.deps import Deps
 from handlers.ticket_cards import when
 from handlers.types import Actor, Duplicate, Interaction, Reply
-from storage import outbox
 from storage import tickets as repo
 from storage.models import IdentityCheck, OutboxMessage, Ticket
 
@@ -40,20 +39,18 @@ async def retire_dm(session: AsyncSession, ticket: Ticket, check: IdentityCheck,
     ).scalar_one_or_none()
     if sent is None or sent.status != "delivered" or not sent.result.get("channel"):
         return
-    await outbox.enqueue(
+    message = sent.result.get("ts") or sent.result.get("activity_id")
+    if not message:
+        return
+    await notify.update_message(
         session,
-        kind="update",
-        ticket_id=ticket.id,
-        payload={
-            "platform": check.manager_platform,
-            "channel": sent.result["channel"],
-            "ts": sent.result.get("ts"),
-            "activity_id": sent.result.get("activity_id"),
-            "ticket": ticket.number,
-            "purpose": "identity.update",
-            "card": cards.outcome_card(ticket, text).to_dict(),
-            "text": text,
-        },
+        ticket,
+        platform=check.manager_platform,
+        channel=sent.result["channel"],
+        message=str(message),
+        purpose="identity.update",
+        card=cards.outcome_card(ticket, text).to_dict(),
+        text=text,
     )
 
 

@@ -47,25 +47,47 @@ async def tell_technician(
     )
 
 
+async def update_message(
+    session: AsyncSession,
+    ticket: Ticket,
+    *,
+    platform: str,
+    channel: str,
+    message: str,
+    purpose: str,
+    **content: Any,
+) -> None:
+    """Queue an edit of a message the bot posted (Slack `ts` / Teams activity id `message`)."""
+    await outbox.enqueue(
+        session,
+        kind="update",
+        ticket_id=ticket.id,
+        payload={
+            "platform": platform,
+            "channel": channel,
+            "ts": message,
+            "activity_id": message,
+            "ticket": ticket.number,
+            "purpose": purpose,
+            **content,
+        },
+    )
+
+
 async def refresh_ticket_card(session: AsyncSession, ticket: Ticket) -> None:
     """Queue an update of the ticket card message to the ticket's state when it is delivered
     (status, priority, identity; a closed ticket's card loses its buttons). Nothing to do
     while the card's message is unknown (not posted yet, or posted before this existed)."""
     if not ticket.card_channel or not ticket.card_message:
         return
-    await outbox.enqueue(
+    await update_message(
         session,
-        kind="update",
-        ticket_id=ticket.id,
-        payload={
-            "platform": ticket.source_platform,
-            "channel": ticket.card_channel,
-            "ts": ticket.card_message,
-            "activity_id": ticket.card_message,
-            "ticket": ticket.number,
-            "purpose": "ticket-card",
-            "refresh_ticket_card": True,
-        },
+        ticket,
+        platform=ticket.source_platform,
+        channel=ticket.card_channel,
+        message=ticket.card_message,
+        purpose="ticket-card",
+        refresh_ticket_card=True,
     )
 
 

@@ -209,6 +209,17 @@ def _wal_size(path: str) -> int:
     return Path(f"{path}-wal").stat().st_size
 
 
+async def _fill_wal(engine: AsyncEngine, rows: int) -> None:
+    """Create the table and write `rows` rows of 1.5 kB in one transaction."""
+    async with engine.begin() as conn:
+        await conn.execute(text(CREATE))
+    values = [{"name": f"n{i}", "payload": "x" * 1500} for i in range(rows)]
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("INSERT INTO items (name, payload) VALUES (:name, :payload)"), values
+        )
+
+
 async def test_checkpointer_copies_the_wal_into_the_database_file(
     path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -219,13 +230,8 @@ async def test_checkpointer_copies_the_wal_into_the_database_file(
         async with engine.begin() as conn:
             assert (await conn.execute(text("PRAGMA wal_autocheckpoint"))).scalar() == 0
             assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
-            await conn.execute(text(CREATE))
         # ~6 MB: well past SQLite's default autocheckpoint of 1000 pages.
-        rows = [{"name": f"n{i}", "payload": "x" * 1500} for i in range(4000)]
-        async with engine.begin() as conn:
-            await conn.execute(
-                text("INSERT INTO items (name, payload) VALUES (:name, :payload)"), rows
-            )
+        await _fill_wal(engine, 4000)
         assert _wal_size(path) > 4_000_000
         assert _main_file_rows(path) is None  # nothing checkpointed automatically
 
@@ -263,13 +269,7 @@ async def test_a_long_wal_is_truncated(path: str, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(sqlite_inline, "TRUNCATE_AFTER_FRAMES", 200)
     engine = db.create_engine(f"sqlite+aiosqlite:///{path}")
     try:
-        async with engine.begin() as conn:
-            await conn.execute(text(CREATE))
-        rows = [{"name": f"n{i}", "payload": "x" * 1500} for i in range(1000)]
-        async with engine.begin() as conn:
-            await conn.execute(
-                text("INSERT INTO items (name, payload) VALUES (:name, :payload)"), rows
-            )
+        await _fill_wal(engine, 1000)
         assert _wal_size(path) > 1_000_000
         assert sqlite_inline.Checkpointer(path).checkpoint() == "TRUNCATE"
         assert _wal_size(path) == 0
@@ -292,13 +292,7 @@ async def test_a_reader_pinning_the_wal_delays_truncation_without_stalling_write
     engine = db.create_engine(f"sqlite+aiosqlite:///{path}")
     reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
-        async with engine.begin() as conn:
-            await conn.execute(text(CREATE))
-        rows = [{"name": f"n{i}", "payload": "x" * 1500} for i in range(1000)]
-        async with engine.begin() as conn:
-            await conn.execute(
-                text("INSERT INTO items (name, payload) VALUES (:name, :payload)"), rows
-            )
+        await _fill_wal(engine, 1000)
         reader.execute("BEGIN")
         reader.execute("SELECT count(*) FROM items").fetchone()  # holds its snapshot
         checkpointer = sqlite_inline.Checkpointer(path)
