@@ -90,8 +90,7 @@ async def find_requester(deps: Deps, ticket: Ticket) -> Person | None:
 
 
 def _is(person: Person, platform: str, user_id: str) -> bool:
-    own_id = person.slack_id if platform == "slack" else person.teams_id
-    return bool(user_id) and user_id == own_id
+    return bool(user_id) and notify.platform_ids(person).get(platform) == user_id
 
 
 def _same(one: Person | None, other: Person | None) -> bool:
@@ -154,15 +153,15 @@ async def start_check(
         manager_email=manager.email if manager else "",
         created_at=now,
     )
+    asker = await deps.person(actor)
+    on_ticket = (actor.platform, actor.id) == (ticket.source_platform, ticket.technician_id)
+    technician = (
+        asker
+        if on_ticket
+        else await deps.directory.find_by_platform_id(ticket.source_platform, ticket.technician_id)
+    )
     conflict = _not_independent(
-        ticket,
-        actor,
-        requester=requester,
-        manager=manager,
-        asker=await deps.person(actor),
-        technician=await deps.directory.find_by_platform_id(
-            ticket.source_platform, ticket.technician_id
-        ),
+        ticket, actor, requester=requester, manager=manager, asker=asker, technician=technician
     )
     if manager is None or target is None or conflict:
         check.state = "no_manager"

@@ -15,9 +15,11 @@ from urllib.parse import urlencode
 import aiohttp
 import yaml
 from aiohttp import web
+from sqlalchemy import select
 
 from bot.app import SERVICES, Services, create_app
 from bot.settings import load_settings
+from storage.models import Ticket, TicketEvent
 from tests import log_audit
 
 # SPEC: the intake form's labels, in this order, on both platforms.
@@ -241,3 +243,16 @@ def block_actions(
             }
         ],
     }
+
+
+async def only_ticket(app: AppHarness) -> Ticket:
+    """The one ticket in the app's database."""
+    async with app.services.sessions() as session:
+        return (await session.execute(select(Ticket))).scalar_one()
+
+
+async def event_kinds(app: AppHarness) -> list[str]:
+    """Every audit event kind, oldest first."""
+    async with app.services.sessions() as session:
+        query = select(TicketEvent.kind).order_by(TicketEvent.id)
+        return list((await session.execute(query)).scalars().all())

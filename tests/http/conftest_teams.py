@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
 from tests.adaptive_schema import validate_adaptive_card
-from tests.fakes.botframework import FakeConnector
 
 TECH_ID = "29:1tech"
 ANA_ID = "29:1ana"
@@ -24,12 +20,6 @@ PEOPLE = [
 ]
 CONFIG = {"sla": {"clients": {"acme": "gold"}}}
 _ids = itertools.count(1_700_000_000_001)
-
-
-@pytest.fixture
-async def connector() -> AsyncIterator[FakeConnector]:
-    async with FakeConnector() as fake:
-        yield fake
 
 
 def next_id() -> str:

@@ -6,10 +6,8 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from sqlalchemy import select, update
 
 from storage.models import CsatSurvey, Ticket
@@ -28,13 +26,6 @@ from tests.http.conftest_teams import (
     message,
     submit_action,
 )
-
-
-@pytest.fixture
-async def connector() -> AsyncIterator[FakeConnector]:
-    async with FakeConnector() as fake:
-        yield fake
-
 
 VIC_ID = "29:1vic"
 PEOPLE = [

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from storage.models import TicketEvent
@@ -25,13 +23,6 @@ from tests.http.conftest_teams import (
     message,
     submit_action,
 )
-
-
-@pytest.fixture
-async def connector() -> AsyncIterator[FakeConnector]:
-    async with FakeConnector() as fake:
-        yield fake
-
 
 TEAMS_QUEUE = "19:network@thread.tacv2"
 PEOPLE = [

@@ -61,12 +61,6 @@ async def auth(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeBotAuth]:
         yield fake
 
 
-@pytest.fixture
-async def connector() -> AsyncIterator[FakeConnector]:
-    async with FakeConnector() as fake:
-        yield fake
-
-
 async def bot_client(config: Any) -> TestClient[web.Request, web.Application]:
     adapter = CloudAdapter(ConfigurationBotFrameworkAuthentication(config))
     bot = EchoBot()

@@ -10,9 +10,16 @@ from typing import Any
 
 from sqlalchemy import select
 
-from storage.models import IdentityCheck, Ticket, TicketEvent
+from storage.models import IdentityCheck
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import AppHarness, block_actions, view_submission, wait_until
+from tests.harness import (
+    AppHarness,
+    block_actions,
+    event_kinds,
+    only_ticket,
+    view_submission,
+    wait_until,
+)
 from tests.harness import slack_button as button
 
 PEOPLE = [
@@ -112,20 +119,6 @@ async def click(
     return json.dumps(fake.responses(f"r{n}")[-1])
 
 
-async def ticket(app: AppHarness) -> Ticket:
-    async with app.services.sessions() as session:
-        return (await session.execute(select(Ticket))).scalar_one()
-
-
-async def event_kinds(app: AppHarness) -> list[str]:
-    async with app.services.sessions() as session:
-        return list(
-            (await session.execute(select(TicketEvent.kind).order_by(TicketEvent.id)))
-            .scalars()
-            .all()
-        )
-
-
 async def test_verify_refuses_non_manager_and_manager_approves(make_app, slack_api: FakeSlack):
     app = await start(make_app, slack_api)
     await new_ticket(app, slack_api)
@@ -150,13 +143,13 @@ async def test_verify_refuses_non_manager_and_manager_approves(make_app, slack_a
         assert "Only the requester's manager" in refused
     forged = await click(app, slack_api, dm, "Approve", "U0BO", value='{"check":"HD-1"}')
     assert "not valid" in forged
-    assert (await ticket(app)).identity_state == "pending"
+    assert (await only_ticket(app)).identity_state == "pending"
     assert (await event_kinds(app)).count("identity.refused") == 3
 
     approved = await click(app, slack_api, dm, "Approve", "U0BO")
     assert "confirmed the identity for HD-1" in approved
-    assert (await ticket(app)).identity_state == "confirmed"
-    thread = (await ticket(app)).source_thread
+    assert (await only_ticket(app)).identity_state == "confirmed"
+    thread = (await only_ticket(app)).source_thread
     await wait_until(
         lambda: any(
             "Identity confirmed for HD-1" in json.dumps(p) for p in posts_to(slack_api, "C0HELP")
@@ -171,7 +164,7 @@ async def test_verify_refuses_non_manager_and_manager_approves(make_app, slack_a
     [card] = [u for u in updates if u["channel"] == "C0HELP"]
     assert card["ts"] == thread and "confirmed" in json.dumps(card["blocks"])
     again = await click(app, slack_api, dm, "Deny", "U0BO")
-    assert "already answered" in again and (await ticket(app)).identity_state == "confirmed"
+    assert "already answered" in again and (await only_ticket(app)).identity_state == "confirmed"
 
 
 async def test_deny_flags_ticket_and_notifies_security(make_app, slack_api: FakeSlack):
@@ -180,7 +173,7 @@ async def test_deny_flags_ticket_and_notifies_security(make_app, slack_api: Fake
     dm = await manager_dm(slack_api)
     denied = await click(app, slack_api, dm, "Deny", "U0BO")
     assert "security team" in denied
-    assert (await ticket(app)).identity_state == "denied"
+    assert (await only_ticket(app)).identity_state == "denied"
     assert {"identity.denied", "ticket.flagged"} <= set(await event_kinds(app))
     await wait_until(lambda: posts_to(slack_api, "C0SECURITY"))
     assert "Possible impersonation on HD-1" in json.dumps(posts_to(slack_api, "C0SECURITY"))
@@ -199,13 +192,13 @@ async def test_late_answer_is_refused_and_verify_restarts(make_app, slack_api: F
     await asyncio.sleep(1.5)
     late = await click(app, slack_api, dm, "Approve", "U0BO")
     assert "expired" in late
-    assert (await ticket(app)).identity_state == "required"
+    assert (await only_ticket(app)).identity_state == "required"
     assert "identity.expired" in await event_kinds(app)
     await app.slash("verify HD-1")
     fresh = await manager_dm(slack_api, count=2)
     assert button(fresh, "Approve")["value"] != button(dm, "Approve")["value"]
     assert "confirmed" in await click(app, slack_api, fresh, "Approve", "U0BO")
-    assert (await ticket(app)).identity_state == "confirmed"
+    assert (await only_ticket(app)).identity_state == "confirmed"
 
 
 async def test_vip_ticket_starts_the_check_on_creation(make_app, slack_api: FakeSlack):
@@ -213,7 +206,7 @@ async def test_vip_ticket_starts_the_check_on_creation(make_app, slack_api: Fake
     await new_ticket(app, slack_api, requester="U0VIC")
     dm = await manager_dm(slack_api)
     assert "Vic VIP" in json.dumps(dm["blocks"])
-    assert (await ticket(app)).identity_state == "pending"
+    assert (await only_ticket(app)).identity_state == "pending"
 
 
 async def test_no_manager_gives_callback_number_from_directory(make_app, slack_api: FakeSlack):
@@ -226,7 +219,7 @@ async def test_no_manager_gives_callback_number_from_directory(make_app, slack_a
     )
     async with app.services.sessions() as session:
         check = (await session.execute(select(IdentityCheck))).scalar_one()
-    assert check.state == "no_manager" and (await ticket(app)).identity_state == "required"
+    assert check.state == "no_manager" and (await only_ticket(app)).identity_state == "required"
     assert not slack_api.method_calls("conversations.open")
 
 

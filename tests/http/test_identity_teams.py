@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-from sqlalchemy import select
-
-from storage.models import Ticket, TicketEvent
 from tests.fakes.botframework import FakeConnector
-from tests.harness import AppHarness, wait_until
+from tests.harness import AppHarness, event_kinds, only_ticket, wait_until
 from tests.http.conftest_teams import (
     CARD_TYPE,
     PERSONAL,
@@ -46,12 +41,6 @@ PEOPLE = [
         "manager": "bo@example.com",
     },
 ]
-
-
-@pytest.fixture
-async def connector() -> AsyncIterator[FakeConnector]:
-    async with FakeConnector() as fake:
-        yield fake
 
 
 async def start(make_app: Any, fake: FakeConnector, **identity: Any) -> AppHarness:
@@ -136,20 +125,6 @@ async def execute(
     return str(body["value"])
 
 
-async def ticket(app: AppHarness) -> Ticket:
-    async with app.services.sessions() as session:
-        return (await session.execute(select(Ticket))).scalar_one()
-
-
-async def event_kinds(app: AppHarness) -> list[str]:
-    async with app.services.sessions() as session:
-        return list(
-            (await session.execute(select(TicketEvent.kind).order_by(TicketEvent.id)))
-            .scalars()
-            .all()
-        )
-
-
 async def test_verify_refuses_non_manager_and_manager_approves(make_app, connector: FakeConnector):
     app = await start(make_app, connector)
     await new_ticket(app, connector)
@@ -174,12 +149,12 @@ async def test_verify_refuses_non_manager_and_manager_approves(make_app, connect
     for intruder, where in ((TECH_ID, PERSONAL), ("29:1ana", "a:1ana-chat")):
         refused = await execute(app, connector, card, "Approve", user=intruder, conversation=where)
         assert "Only the requester's manager" in refused
-    assert (await ticket(app)).identity_state == "pending"
+    assert (await only_ticket(app)).identity_state == "pending"
     assert (await event_kinds(app)).count("identity.refused") == 2
 
     approved = await execute(app, connector, card, "Approve", user=BO_ID, conversation=chat)
     assert "confirmed the identity for HD-1" in approved
-    assert (await ticket(app)).identity_state == "confirmed"
+    assert (await only_ticket(app)).identity_state == "confirmed"
     await wait_until(lambda: "Identity confirmed for HD-1" in texts(connector, PERSONAL))
     await wait_until(lambda: len(connector.updates()) == 2)
     [update] = [u for u in connector.updates() if u["_conversation_id"] == chat]
@@ -187,7 +162,7 @@ async def test_verify_refuses_non_manager_and_manager_approves(make_app, connect
     card_of(update)
     # The ticket card (sent in the technician's chat) now shows the confirmed identity.
     [refreshed] = [u for u in connector.updates() if u["_conversation_id"] == PERSONAL]
-    assert refreshed["_activity_id"] == (await ticket(app)).card_message
+    assert refreshed["_activity_id"] == (await only_ticket(app)).card_message
     assert "confirmed" in json.dumps(card_of(refreshed))
 
 
@@ -203,7 +178,7 @@ async def test_deny_by_submit_flags_and_notifies_security(make_app, connector: F
     )
     assert (await app.teams(submitted)).status == 201
     await wait_until(lambda: "security team" in texts(connector, chat))
-    assert (await ticket(app)).identity_state == "denied"
+    assert (await only_ticket(app)).identity_state == "denied"
     assert {"identity.denied", "ticket.flagged"} <= set(await event_kinds(app))
     await wait_until(lambda: "Possible impersonation on HD-1" in texts(connector, SECURITY))
     await wait_until(lambda: "DO NOT PROCEED with HD-1" in texts(connector, PERSONAL))
@@ -217,7 +192,7 @@ async def test_late_answer_is_refused(make_app, connector: FakeConnector):
     await asyncio.sleep(1.5)
     late = await execute(app, connector, card, "Approve", user=BO_ID, conversation=chat)
     assert "expired" in late
-    assert (await ticket(app)).identity_state == "required"
+    assert (await only_ticket(app)).identity_state == "required"
     await wait_until(lambda: "answered after the request expired" in texts(connector, PERSONAL))
 
 
@@ -226,7 +201,7 @@ async def test_vip_ticket_starts_the_check_on_creation(make_app, connector: Fake
     await new_ticket(app, connector, requester="vic@example.com")
     _, card = await manager_request(connector)
     assert "Vic VIP" in json.dumps(card)
-    assert (await ticket(app)).identity_state == "pending"
+    assert (await only_ticket(app)).identity_state == "pending"
 
 
 async def test_no_manager_gives_callback_number(make_app, connector: FakeConnector):
@@ -235,7 +210,7 @@ async def test_no_manager_gives_callback_number(make_app, connector: FakeConnect
     await app.teams(message(connector.service_url, "ticket verify HD-1"))
     await wait_until(lambda: "+1 555 0199" in texts(connector, PERSONAL))
     assert "never a number the caller gives you" in texts(connector, PERSONAL)
-    assert (await ticket(app)).identity_state == "required"
+    assert (await only_ticket(app)).identity_state == "required"
     assert not connector.created_conversations()
 
 

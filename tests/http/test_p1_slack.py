@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from storage.models import Ticket, TicketEvent, utcnow
@@ -23,8 +21,6 @@ from tests.http.p1_support import (
     SLACK_PEOPLE,
     assert_secrets_not_stored,
     eventually,
-    fake_opsgenie,
-    fake_pagerduty,
     outbox_rows,
     pager_env,
     slack_close,
@@ -33,18 +29,6 @@ from tests.http.p1_support import (
 )
 
 CONFIG = {"slack": {"incident_channel": INCIDENT_CHANNEL}, "incident": {"bridge_url": BRIDGE}}
-
-
-@pytest.fixture
-async def pagerduty() -> AsyncIterator[FakePagerDuty]:
-    async with fake_pagerduty() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def opsgenie() -> AsyncIterator[FakeOpsgenie]:
-    async with fake_opsgenie() as fake:
-        yield fake
 
 
 async def start(make_app: Any, slack: FakeSlack, pd: FakePagerDuty | None,

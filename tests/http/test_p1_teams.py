@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
 
 from tests.fakes.botframework import FakeConnector
 from tests.fakes.pagers import FakeOpsgenie, FakePagerDuty
@@ -28,31 +25,11 @@ from tests.http.p1_support import (
     BRIDGE,
     INCIDENT_CONVERSATION,
     eventually,
-    fake_opsgenie,
-    fake_pagerduty,
     pager_env,
 )
 
 CLOSE = {"resolution_note": "Restarted the VPN concentrator VPN-01 and failed over the tunnel",
          "resolution_category": "Incident", "time_spent": "1h", "kb_article": ""}  # fmt: skip
-
-
-@pytest.fixture
-async def pagerduty() -> AsyncIterator[FakePagerDuty]:
-    async with fake_pagerduty() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def opsgenie() -> AsyncIterator[FakeOpsgenie]:
-    async with fake_opsgenie() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def connector() -> AsyncIterator[FakeConnector]:
-    async with FakeConnector() as fake:
-        yield fake
 
 
 async def start(make_app: Any, fake: FakeConnector, pd: FakePagerDuty,

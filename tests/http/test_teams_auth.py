@@ -11,13 +11,10 @@ import pytest
 
 from tests.fakes.botframework import OUTBOUND_TOKEN, FakeBotAuth, FakeConnector
 from tests.harness import AppHarness
-from tests.http import conftest_teams as teams_support
 from tests.http.conftest_teams import (
     PERSONAL,
     message,
 )
-
-connector = teams_support.connector  # the fake connector fixture
 
 APP_ID = "00000000-1111-2222-3333-444444444444"
 PASSWORD = "s3cret-password"

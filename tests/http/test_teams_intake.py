@@ -15,8 +15,7 @@ from sqlalchemy import func, select
 from storage.models import ConversationRef, Ticket
 from tests.adaptive_schema import validate_adaptive_card
 from tests.fakes.botframework import FakeConnector
-from tests.harness import INTAKE_LABELS, AppHarness
-from tests.http import conftest_teams as teams_support
+from tests.harness import INTAKE_LABELS, AppHarness, only_ticket
 from tests.http.conftest_teams import (
     ANA_ID,
     BOT_ID,
@@ -34,8 +33,6 @@ from tests.http.conftest_teams import (
     message,
     submit_action,
 )
-
-connector = teams_support.connector  # the fake connector fixture
 
 REFERENCE = Path(__file__).resolve().parents[3] / "shared/reference/teams"
 
@@ -62,11 +59,6 @@ async def open_form(
 async def count_tickets(app: AppHarness) -> int:
     async with app.services.sessions() as session:
         return (await session.execute(select(func.count()).select_from(Ticket))).scalar_one()
-
-
-async def only_ticket(app: AppHarness) -> Ticket:
-    async with app.services.sessions() as session:
-        return (await session.execute(select(Ticket))).scalar_one()
 
 
 def assert_stored_verbatim(ticket: Ticket) -> None:

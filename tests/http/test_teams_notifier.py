@@ -12,7 +12,6 @@ from cards.model import Card, Text
 from storage.models import ConversationRef, OutboxMessage
 from tests.fakes.botframework import FakeConnector
 from tests.harness import AppHarness
-from tests.http import conftest_teams as teams_support
 from tests.http.conftest_teams import (
     ANA_ID,
     CHANNEL,
@@ -20,8 +19,6 @@ from tests.http.conftest_teams import (
     card_of,
     message,
 )
-
-connector = teams_support.connector  # the fake connector fixture
 
 CARD = Card(title="HD-7 (P1): VPN down", body=[Text("Everyone on floor 3")], fallback="HD-7")
 

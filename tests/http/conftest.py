@@ -1,0 +1,30 @@
+"""Fixtures of the HTTP tests: the fake connector and pagers the app talks to."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.fakes.botframework import FakeConnector
+from tests.fakes.pagers import FakeOpsgenie, FakePagerDuty
+from tests.http.p1_support import fake_opsgenie, fake_pagerduty
+
+
+@pytest.fixture
+async def connector() -> AsyncIterator[FakeConnector]:
+    """Fake Bot Framework connector (the `serviceUrl` of the activities a test sends)."""
+    async with FakeConnector() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def pagerduty() -> AsyncIterator[FakePagerDuty]:
+    async with fake_pagerduty() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def opsgenie() -> AsyncIterator[FakeOpsgenie]:
+    async with fake_opsgenie() as fake:
+        yield fake
