@@ -12,7 +12,7 @@ from sqlalchemy import select
 from storage.models import Ticket, TicketEvent, utcnow
 from tests.fakes.pagers import FakeOpsgenie, FakePagerDuty
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import AppHarness
+from tests.harness import AppHarness, only_ticket
 from tests.http.p1_support import (
     BRIDGE,
     GENIE_KEY,
@@ -84,6 +84,11 @@ async def test_raise_to_p1_twice_pages_once_and_only_technicians_may(
     await slack_ticket(app, slack_api, priority="P3", users=1)
     await eventually(lambda: slack_posts(slack_api, "C0HELP"), what="ticket card")
 
+    async def card_message() -> str | None:
+        return (await only_ticket(app)).card_message
+
+    await eventually(card_message, what="the card's message recorded")
+
     refused = json.dumps(await (await app.slash("p1 HD-1", user="UBOB")).json())
     assert "Only technicians can raise a ticket to P1" in refused
     first = json.dumps(await (await app.slash("p1 hd-1")).json())
@@ -106,6 +111,10 @@ async def test_raise_to_p1_twice_pages_once_and_only_technicians_may(
     assert ticket.respond_by <= utcnow() + timedelta(minutes=30)
     assert ticket.resolve_by <= utcnow() + timedelta(hours=4)
     assert kinds.count("ticket.priority_raised") == 1 and kinds.count("incident.p1") == 1
+    # The ticket card in the channel is updated in place to show P1 (once: raised once).
+    [card] = await slack_api.wait_for_method("chat.update")
+    assert (card["channel"], card["ts"]) == ("C0HELP", await card_message())
+    assert "HD-1 (P1)" in json.dumps(card["blocks"])
 
 
 async def test_pagerduty_500_twice_then_accepted_pages_once_and_tells_technician(
