@@ -98,11 +98,8 @@ async def start_services(
         services.notifiers.register("update:slack", SlackNotifier(client))
         if web_front:
             services.slack = SlackFront(settings, deps, client)
-    else:
-        log.info(
-            "Slack is disabled: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (HTTP) or "
-            "SLACK_BOT_TOKEN and SLACK_APP_TOKEN (Socket Mode) to enable it"
-        )
+    if web_front:
+        log.info(slack_transport(settings))
 
     if settings.pagerduty_routing_key is not None:
         services.notifiers.register(
@@ -174,8 +171,24 @@ async def correlate(
     return await handler(request)
 
 
-async def _slack_disabled(request: web.Request) -> web.Response:
-    return web.json_response({"error": "slack is not configured"}, status=404)
+def slack_transport(settings: Settings) -> str:
+    """Which way Slack requests arrive, for the start-up log line."""
+    if not settings.slack_enabled:
+        return (
+            "Slack is disabled: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (HTTP) or "
+            "SLACK_BOT_TOKEN and SLACK_APP_TOKEN (Socket Mode) to enable it"
+        )
+    if settings.slack_app_token is not None and settings.slack_signing_secret is not None:
+        return (
+            "Slack: Socket Mode, and signed HTTP requests at POST /slack/events "
+            "(SLACK_SIGNING_SECRET is set)"
+        )
+    if settings.slack_app_token is not None:
+        return (
+            "Slack: Socket Mode only; POST /slack/events is not served "
+            "(set SLACK_SIGNING_SECRET to also take signed HTTP requests)"
+        )
+    return "Slack: signed HTTP requests at POST /slack/events"
 
 
 def create_app(settings: Settings, *, scheduler: bool = True) -> web.Application:
@@ -202,8 +215,7 @@ def create_app(settings: Settings, *, scheduler: bool = True) -> web.Application
 
     async def slack_events(request: web.Request) -> web.Response:
         front = request.app[SERVICES].slack
-        if front is None:
-            return await _slack_disabled(request)
+        assert front is not None and front.http_enabled
         return await front.handle_http(request)
 
     async def teams_messages(request: web.Request) -> web.StreamResponse:
@@ -218,6 +230,9 @@ def create_app(settings: Settings, *, scheduler: bool = True) -> web.Application
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_endpoint)
-    app.router.add_post("/slack/events", slack_events)
+    # Slack over HTTP exists only where requests can be verified: with a signing secret.
+    # Otherwise (Socket Mode, or Slack off) the path is unknown: 404, nothing runs.
+    if settings.slack_enabled and settings.slack_signing_secret is not None:
+        app.router.add_post("/slack/events", slack_events)
     app.router.add_post("/api/messages", teams_messages)
     return app

@@ -33,7 +33,7 @@ def describe_slack(settings: Settings) -> str:
         also = (
             "; POST /slack/events also accepts signed requests"
             if settings.slack_signing_secret is not None
-            else ""
+            else "; POST /slack/events is not served"
         )
         return f"Socket Mode (SLACK_APP_TOKEN set, no public URL needed){also}"
     return "HTTP mode: POST /slack/events, signed with SLACK_SIGNING_SECRET"

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import re
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -47,20 +48,30 @@ class SlackFront:
         self.client = client
         self._tasks: set[asyncio.Task[None]] = set()
         signing = settings.slack_signing_secret
+        # Served over HTTP only with a signing secret. Verification is never switched off:
+        # Bolt skips it for requests that came over the Socket Mode WebSocket (already
+        # authenticated by the app token), and without a configured secret it gets a random
+        # one, so no HTTP request could ever pass (Bolt would otherwise fall back to
+        # $SLACK_SIGNING_SECRET or the empty string, which anyone can sign with).
+        self.http_enabled = signing is not None
         self.app = AsyncApp(
             client=client,
-            signing_secret=signing.get_secret_value() if signing else None,
+            signing_secret=signing.get_secret_value() if signing else secrets.token_hex(32),
             process_before_response=True,
-            # Socket Mode requests are authenticated by the WebSocket, not a signature.
-            request_verification_enabled=signing is not None,
+            request_verification_enabled=True,
         )
         self.app.command(re.compile(r"^/.+"))(self._on_command)
         self.app.view(re.compile(r".+"))(self._on_view_submission)
         self.app.action(ACTION_PATTERN)(self._on_block_action)
+        # Every Events API delivery is answered 200 (a 404 counts as a failed delivery and
+        # gets the subscription throttled), also the ones nothing here is interested in.
+        self.app.event(re.compile(".*"))(self._on_event)
         self.app.error(self._on_error)
 
     async def handle_http(self, request: web.Request) -> web.Response:
         """POST /slack/events: Bolt verifies the signature and routes the request."""
+        if not self.http_enabled:  # the route is not even registered then (bot.app)
+            return web.json_response({"error": "not found"}, status=404)
         try:
             bolt_request = await to_bolt_request(request)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -74,12 +85,19 @@ class SlackFront:
     # -- listeners ---------------------------------------------------------------------------
 
     async def _on_command(self, ack: Any, body: dict[str, Any]) -> None:
+        trigger = body.get("trigger_id")
         interaction = Interaction(
             actor=Actor("slack", body["user_id"], body.get("user_name", "")),
             conversation=Conversation("slack", body.get("channel_id", "")),
             text=body.get("text", ""),
+            # A retried command (HTTP X-Slack-Retry-Num, or a redelivered socket envelope)
+            # carries the same trigger_id: the core does its work once.
+            delivery_id=f"slack:command:{trigger}" if trigger else None,
         )
         reply = await self._handle(interaction)
+        if reply.duplicate:
+            await ack()
+            return
         if reply.as_form and reply.card is not None:
             await ack()
             card, trigger = reply.card, body["trigger_id"]
@@ -150,6 +168,9 @@ class SlackFront:
             payload["replace_original"] = False
             self._spawn(lambda: respond(**payload))
 
+    async def _on_event(self, body: dict[str, Any]) -> None:
+        """Events the bot does not act on are acknowledged and dropped."""
+
     async def _handle(self, interaction: Interaction) -> Reply:
         """The core's answer; an unexpected failure is logged and shown with its reference."""
         try:
@@ -199,9 +220,9 @@ class SlackFront:
 
     async def start_socket_mode(self, app_token: str) -> None:
         """Connect over Socket Mode (no public URL needed)."""
-        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+        from bot.slack_socket import SocketModeHandler
 
-        self._socket = AsyncSocketModeHandler(self.app, app_token, web_client=self.client)
+        self._socket = SocketModeHandler(self.app, app_token, web_client=self.client)
         await self._socket.connect_async()
         log.info("Slack Socket Mode connected")
 

@@ -1,59 +1,53 @@
-"""Socket Mode: with SLACK_APP_TOKEN the bot connects out over a WebSocket and acks there."""
+"""Socket Mode: Slack requests arrive only over the WebSocket; HTTP never serves them unverified.
+
+A loopback Socket Mode server stands in for Slack's edge (`apps.connections.open` on the Slack
+fake answers its ws:// URL). The attacker is anyone who can reach the bot's port and post to
+`/slack/events`, with no signature, a signature made with an empty secret, or any secret.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlencode
 
+import aiohttp
 import pytest
-from aiohttp import WSMsgType, web
+from sqlalchemy import func, select
 
+from storage.models import IdentityCheck, Ticket
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import BOT_TOKEN
+from tests.fakes.socket_mode import (
+    FakeSocketMode,
+    event_envelope,
+    interactive_envelope,
+    slash_envelope,
+)
+from tests.harness import (
+    BOT_TOKEN,
+    SIGNING_SECRET,
+    AppHarness,
+    block_actions,
+    slack_signature,
+    view_submission,
+    wait_until,
+)
+from tests.harness import slack_button as button
 
-
-class FakeSocketMode:
-    """A loopback WebSocket endpoint speaking Slack's Socket Mode envelope protocol."""
-
-    def __init__(self) -> None:
-        self.url = ""
-        self.acks: list[dict[str, Any]] = []
-        self.connected = asyncio.Event()
-        self._ws: web.WebSocketResponse | None = None
-        self._runner: web.AppRunner | None = None
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/link", self._link)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"ws://127.0.0.1:{port}/link"
-
-    async def stop(self) -> None:
-        if self._ws is not None:
-            await self._ws.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def _link(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        self._ws = ws
-        await ws.send_json({"type": "hello", "num_connections": 1})
-        self.connected.set()
-        async for message in ws:
-            if message.type == WSMsgType.TEXT:
-                self.acks.append(json.loads(message.data))
-        return ws
-
-    async def send(self, envelope: dict[str, Any]) -> None:
-        assert self._ws is not None
-        await self._ws.send_json(envelope)
+APP_TOKEN = "xapp-1-A0APP-test-token"
+PEOPLE = [
+    {
+        "email": "ana@example.com",
+        "name": "Ana Lopez",
+        "slack_id": "U0ANA",
+        "manager": "bo@example.com",
+    },
+    {"email": "bo@example.com", "name": "Bo Boss", "slack_id": "U0BO"},
+    {"email": "tom@example.com", "name": "Tom Tech", "slack_id": "UTECH", "technician": True},
+]
 
 
 @pytest.fixture
@@ -64,41 +58,286 @@ async def socket_server() -> AsyncIterator[FakeSocketMode]:
     await server.stop()
 
 
-async def test_slash_command_over_socket_mode(
-    make_app, slack_api: FakeSlack, socket_server: FakeSocketMode
+def socket_env(slack_api: FakeSlack, *, signing: bool = False) -> dict[str, str]:
+    env = {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_APP_TOKEN": APP_TOKEN,
+        "SLACK_API_URL": f"{slack_api.url}/api/",
+    }
+    if signing:
+        env["SLACK_SIGNING_SECRET"] = SIGNING_SECRET
+    return env
+
+
+async def start_socket_app(
+    make_app: Any,
+    slack_api: FakeSlack,
+    server: FakeSocketMode,
+    *,
+    signing: bool = False,
+) -> AppHarness:
+    slack_api.set_response("apps.connections.open", {"ok": True, "url": server.url})
+    app: AppHarness = await make_app(
+        env=socket_env(slack_api, signing=signing),
+        people=PEOPLE,
+        config={"identity": {"categories": ["password-reset"]}},
+    )
+    await server.wait_connections(1)
+    return app
+
+
+def intake_values(requester: str = "U0ANA", category: str = "password-reset") -> dict[str, Any]:
+    def text(value: str) -> dict[str, Any]:
+        return {"type": "plain_text_input", "value": value}
+
+    def choice(value: str) -> dict[str, Any]:
+        return {"type": "static_select", "selected_option": {"value": value}}
+
+    return {
+        "requester": {"type": "users_select", "selected_user": requester},
+        "summary": text("Forged over HTTP"),
+        "error_text": text(""),
+        "doing": text(""),
+        "reproducible": choice("yes"),
+        "users_affected": {"type": "number_input", "value": "1"},
+        "priority": choice("P2"),
+        "category": choice(category),
+        "asset": text(""),
+        "client": text(""),
+    }
+
+
+async def open_intake(server: FakeSocketMode, slack_api: FakeSlack, n: str) -> dict[str, Any]:
+    before = len(slack_api.views_opened())
+    await server.send(slash_envelope("new", envelope_id=f"env-new-{n}"))
+    await server.ack_for(f"env-new-{n}")
+    await slack_api.wait_for_method("views.open", count=before + 1)
+    view: dict[str, Any] = slack_api.views_opened()[-1]["view"]
+    return view
+
+
+async def ticket_count(app: AppHarness) -> int:
+    async with app.services.sessions() as session:
+        return int((await session.execute(select(func.count()).select_from(Ticket))).scalar_one())
+
+
+async def post_raw(app: AppHarness, body: str, content_type: str, secret: str | None) -> int:
+    """POST to /slack/events signed with `secret` ("" = the empty secret; None = unsigned)."""
+    headers = {"Content-Type": content_type}
+    if secret is not None:
+        ts = str(int(time.time()))
+        headers["X-Slack-Request-Timestamp"] = ts
+        headers["X-Slack-Signature"] = slack_signature(secret, ts, body)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{app.url}/slack/events", data=body.encode(), headers=headers) as r:
+            await r.read()
+            return r.status
+
+
+def command_body(text: str, trigger: str = "t-forged") -> str:
+    return urlencode(
+        {
+            "command": "/ticket",
+            "text": text,
+            "user_id": "UTECH",
+            "user_name": "tom",
+            "channel_id": "C0HELP",
+            "team_id": "T0TEAM",
+            "trigger_id": trigger,
+            "response_url": "http://127.0.0.1:9/unused",
+        }
+    )
+
+
+def payload_body(payload: dict[str, Any]) -> str:
+    return urlencode({"payload": json.dumps(payload)})
+
+
+FORM = "application/x-www-form-urlencoded"
+ATTACKER_SECRETS = [None, "", "some-other-secret"]
+
+
+# -- the WebSocket path works --------------------------------------------------------------------
+
+
+async def test_slash_command_over_socket_mode(make_app, slack_api, socket_server):
+    await start_socket_app(make_app, slack_api, socket_server)
+    await socket_server.send(slash_envelope("help", envelope_id="env-1"))
+    ack = await socket_server.ack_for("env-1")
+    assert "ticket show" in json.dumps(ack["payload"])
+    assert len(slack_api.method_calls("apps.connections.open")) == 1
+
+
+async def test_ignored_event_envelope_is_acknowledged(make_app, slack_api, socket_server):
+    await start_socket_app(make_app, slack_api, socket_server)
+    message = {"type": "message", "channel": "C0HELP", "user": "U0ANA", "text": "hi", "ts": "1.2"}
+    await socket_server.send(event_envelope(message, envelope_id="env-msg"))
+    ack = await socket_server.ack_for("env-msg", timeout=3)
+    assert ack == {"envelope_id": "env-msg"}
+    # And an unknown envelope type too: every envelope gets its ack.
+    await socket_server.send({"envelope_id": "env-odd", "type": "something_new", "payload": {}})
+    await socket_server.ack_for("env-odd", timeout=3)
+
+
+async def test_redelivered_envelopes_make_nothing_twice(make_app, slack_api, socket_server):
+    app = await start_socket_app(make_app, slack_api, socket_server)
+    view = await open_intake(socket_server, slack_api, "1")
+    submission = view_submission(view, intake_values(), view_id="V-SOCK-1")
+    for attempt in (1, 2):
+        await socket_server.send(interactive_envelope(submission, envelope_id="env-submit"))
+        await socket_server.ack_for("env-submit", count=attempt)
+    await slack_api.wait_for_method("chat.postMessage")  # the card
+    assert await ticket_count(app) == 1
+    # `verify` again, redelivered with the same envelope id and retry_attempt 1.
+    dms = len(slack_api.method_calls("conversations.open"))
+    await socket_server.send(slash_envelope("verify HD-1", envelope_id="env-verify"))
+    await socket_server.ack_for("env-verify")
+    await socket_server.send(slash_envelope("verify HD-1", envelope_id="env-verify", retry=1))
+    await socket_server.ack_for("env-verify", count=2)
+    await slack_api.wait_for_method("conversations.open", count=dms + 1)
+    await asyncio.sleep(0.5)
+    assert len(slack_api.method_calls("conversations.open")) == dms + 1
+    async with app.services.sessions() as session:
+        checks = (await session.execute(select(IdentityCheck))).scalars().all()
+    # One check on creation (password-reset is gated) and one for the single `verify`.
+    assert len(checks) == 2
+
+
+# -- the HTTP path does not exist in Socket Mode -------------------------------------------------
+
+
+async def test_socket_mode_refuses_every_http_request(make_app, slack_api, socket_server):
+    app = await start_socket_app(make_app, slack_api, socket_server)
+    view = await open_intake(socket_server, slack_api, "real")
+    # A real ticket through the socket: gated, so Bo is asked; we learn the Approve button.
+    await socket_server.send(
+        interactive_envelope(
+            view_submission(view, intake_values(), view_id="V-REAL"), envelope_id="env-real"
+        )
+    )
+    await wait_until(lambda: any(p.get("channel") == "DU0BO" for p in slack_api.posts()))
+    dm = next(p for p in slack_api.posts() if p.get("channel") == "DU0BO")
+    approve = button(dm, "Approve")
+    views, posts = len(slack_api.views_opened()), len(slack_api.posts())
+
+    forged_submit = view_submission(view, intake_values(category="printer"), view_id="V-FORGED")
+    forged_approve = block_actions(
+        approve, user="U0BO", channel="DU0BO", n=7, response_url=slack_api.response_url_for("x")
+    )
+    for secret in ATTACKER_SECRETS:
+        assert await post_raw(app, command_body("new"), FORM, secret) == 404
+        assert await post_raw(app, payload_body(forged_submit), FORM, secret) == 404
+        assert await post_raw(app, payload_body(forged_approve), FORM, secret) == 404
+        # Even the bot's real signing secret of another deployment changes nothing.
+        assert await post_raw(app, command_body("new"), FORM, SIGNING_SECRET) == 404
+    await asyncio.sleep(0.3)
+    assert len(slack_api.views_opened()) == views
+    assert len(slack_api.posts()) == posts
+    assert await ticket_count(app) == 1
+    async with app.services.sessions() as session:
+        check = (await session.execute(select(IdentityCheck))).scalar_one()
+    assert check.state == "pending"
+
+    # The same Approve, pressed by Bo through Slack (the socket), does count.
+    await socket_server.send(interactive_envelope(forged_approve, envelope_id="env-approve"))
+    await socket_server.ack_for("env-approve")
+
+    async def approved() -> bool:
+        async with app.services.sessions() as session:
+            found = (await session.execute(select(IdentityCheck))).scalar_one()
+            return found.state == "approved"
+
+    await wait_until(approved)
+
+
+async def test_socket_mode_with_signing_secret_serves_only_signed_http(
+    make_app, slack_api, socket_server
+):
+    app = await start_socket_app(make_app, slack_api, socket_server, signing=True)
+    for secret in ATTACKER_SECRETS:
+        assert await post_raw(app, command_body("new", f"t-{secret}"), FORM, secret) == 401
+    await asyncio.sleep(0.2)
+    assert slack_api.views_opened() == []
+    assert await post_raw(app, command_body("new", "t-good"), FORM, SIGNING_SECRET) == 200
+    await slack_api.wait_for_method("views.open")
+    # The socket still works beside it.
+    await socket_server.send(slash_envelope("help", envelope_id="env-both"))
+    await socket_server.ack_for("env-both")
+
+
+# -- every configuration -------------------------------------------------------------------------
+
+CONFIGURATIONS = {
+    "http": {"SLACK_SIGNING_SECRET": SIGNING_SECRET},
+    "socket": {"SLACK_APP_TOKEN": APP_TOKEN},
+    "both": {"SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_APP_TOKEN": APP_TOKEN},
+    "slack-off": {},
+}
+
+
+@pytest.mark.parametrize("configuration", sorted(CONFIGURATIONS))
+async def test_no_configuration_serves_an_unverified_request(
+    make_app, slack_api, socket_server, configuration
 ):
     slack_api.set_response("apps.connections.open", {"ok": True, "url": socket_server.url})
-    await make_app(
-        env={
-            "SLACK_BOT_TOKEN": BOT_TOKEN,
-            "SLACK_APP_TOKEN": "xapp-1-test-token",
-            "SLACK_API_URL": f"{slack_api.url}/api/",
-        }
+    env = {"SLACK_API_URL": f"{slack_api.url}/api/", **CONFIGURATIONS[configuration]}
+    if configuration != "slack-off":
+        env["SLACK_BOT_TOKEN"] = BOT_TOKEN
+    app = await make_app(env=env, people=PEOPLE)
+    front = app.services.slack
+    if front is not None:
+        # Verification is never off; Socket Mode requests skip it by transport, not by config.
+        middleware = [type(m).__name__ for m in front.app._async_middleware_list]
+        assert "AsyncRequestVerification" in middleware
+    event = json.dumps(
+        {"type": "event_callback", "team_id": "T0TEAM", "event": {"type": "app_mention"}}
     )
-    await asyncio.wait_for(socket_server.connected.wait(), timeout=10)
-    await socket_server.send(
-        {
-            "envelope_id": "env-1",
-            "type": "slash_commands",
-            "accepts_response_payload": True,
-            "payload": {
-                "command": "/ticket",
-                "text": "help",
-                "user_id": "UTECH",
-                "user_name": "tech",
-                "channel_id": "C0HELP",
-                "team_id": "T0TEAM",
-                "trigger_id": "t-1",
-                "response_url": "http://127.0.0.1:9/x",
-            },
-        }
+    requests = [
+        (command_body("new", f"t-{configuration}"), FORM),
+        (command_body("verify HD-1", f"t2-{configuration}"), FORM),
+        (payload_body({"type": "block_actions", "actions": []}), FORM),
+        (event, "application/json"),
+    ]
+    for body, content_type in requests:
+        for secret in ATTACKER_SECRETS:
+            status = await post_raw(app, body, content_type, secret)
+            assert status in (401, 404), (configuration, secret, body[:40], status)
+    await asyncio.sleep(0.2)
+    assert slack_api.views_opened() == []
+    assert slack_api.posts() == []
+
+
+async def test_start_up_log_names_the_slack_transport(make_app, slack_api, socket_server, caplog):
+    caplog.set_level("INFO", logger="bot.app")
+    await start_socket_app(make_app, slack_api, socket_server)
+    assert any(
+        "Socket Mode only; POST /slack/events is not served" in r.getMessage()
+        for r in caplog.records
     )
-    for _ in range(200):
-        if socket_server.acks:
-            break
-        await asyncio.sleep(0.02)
-    ack = socket_server.acks[0]
-    assert ack["envelope_id"] == "env-1"
-    assert "ticket show" in json.dumps(ack["payload"])
-    opened = slack_api.method_calls("apps.connections.open")
-    assert len(opened) == 1
+
+
+# -- reconnects -------------------------------------------------------------------------------
+
+
+async def test_reconnects_after_disconnect_message(make_app, slack_api, socket_server):
+    await start_socket_app(make_app, slack_api, socket_server)
+    started = time.monotonic()
+    await socket_server.disconnect()
+    await socket_server.wait_connections(2, timeout=15)
+    assert time.monotonic() - started < 15
+    assert len(slack_api.method_calls("apps.connections.open")) == 2
+    await socket_server.send(slash_envelope("help", envelope_id="env-after"))
+    await socket_server.ack_for("env-after")
+
+
+@pytest.mark.slow
+async def test_reconnects_after_a_silent_drop(make_app, slack_api, socket_server):
+    await start_socket_app(make_app, slack_api, socket_server)
+    started = time.monotonic()
+    socket_server.silent = True  # no pong, no close frame: a dead link
+    await socket_server.wait_connections(2, timeout=30)
+    socket_server.silent = False
+    assert time.monotonic() - started < 30
+    assert len(slack_api.method_calls("apps.connections.open")) >= 2
+    await socket_server.send(slash_envelope("help", envelope_id="env-revived"))
+    await socket_server.ack_for("env-revived")

@@ -100,8 +100,23 @@ def subscribes_to_events(source: str) -> bool:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             target = node.func
             if target.attr in ("event", "message") and _is_bolt_app(target.value):
-                return True
+                if not _catch_all(node):
+                    return True
     return False
+
+
+def _catch_all(call: ast.Call) -> bool:
+    """`app.event(re.compile(".*"))`: acknowledges whatever arrives, subscribes to nothing."""
+    if not call.args or not isinstance(call.args[0], ast.Call):
+        return False
+    pattern = call.args[0]
+    return (
+        isinstance(pattern.func, ast.Attribute)
+        and pattern.func.attr == "compile"
+        and len(pattern.args) == 1
+        and isinstance(pattern.args[0], ast.Constant)
+        and pattern.args[0].value == ".*"
+    )
 
 
 def _is_bolt_app(node: ast.expr) -> bool:
