@@ -11,8 +11,9 @@ from botbuilder.schema import Activity, ActivityTypes, Attachment
 
 from cards import teams as adaptive
 from cards.model import ActionId, Card, Element, NumberInput, Text
-from handlers import closure_cards, intake
+from handlers import closure_cards
 from handlers.deps import Deps
+from handlers.tickets import intake_card
 from handlers.types import Reply
 
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
@@ -81,7 +82,7 @@ FormBuilder = Callable[[Deps, dict[str, str]], Card]
 
 def _intake_form(deps: Deps, data: dict[str, str]) -> Card:
     context = {k: data[k] for k in ("channel", "thread") if data.get(k)}
-    return intake.intake_card(deps.config, summary=data.get("summary", ""), context=context)
+    return intake_card(deps.config, summary=data.get("summary", ""), context=context)
 
 
 FORMS: dict[ActionId, FormBuilder] = {

@@ -16,8 +16,7 @@ from handlers.closure_rules import note_problem
 from handlers.commands import Command, ticket_ref
 from handlers.deps import Deps
 from handlers.durations import format_duration, parse_duration
-from handlers.ticket_cards import ticket_card
-from handlers.tickets import load
+from handlers.tickets import load, ticket_card
 from handlers.types import DomainError, Duplicate, Interaction, InvalidInput, NotFound, Reply
 from storage import tickets as repo
 from storage.models import Ticket, TimeEntry

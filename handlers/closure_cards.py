@@ -9,7 +9,7 @@ from cards.model import ActionId, Button, Card, Element, Facts, Form, Select, Te
 from handlers.closure_rules import EXAMPLE
 from handlers.config import HelpdeskConfig
 from handlers.durations import format_duration
-from handlers.ticket_cards import person, when
+from handlers.formatting import person, when
 from storage.models import Ticket
 
 CATEGORIES = [("Incident", "Incident"), ("Request", "Request"), ("Problem", "Problem")]

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers import identity_deliveries, notify
-from handlers.ticket_cards import ticket_card
+from handlers.tickets import ticket_card
 from storage import outbox
 from storage import tickets as repo
 from storage.models import OutboxMessage, Ticket, utcnow

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from handlers import identity_cards as cards
 from handlers import notify
 from handlers.deps import Deps
-from handlers.ticket_cards import when
+from handlers.formatting import when
 from handlers.types import Actor, Duplicate, Interaction, Reply
 from storage import tickets as repo
 from storage.models import IdentityCheck, OutboxMessage, Ticket

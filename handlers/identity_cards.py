@@ -10,7 +10,7 @@ from datetime import datetime
 
 from cards.model import ActionId, Button, Card, Facts, Text
 from handlers.directory import Person
-from handlers.ticket_cards import person, when
+from handlers.formatting import person, when
 from storage.models import IdentityCheck, Ticket
 
 # Outbox payload `purpose` of the manager's DM (and of the technician notices).

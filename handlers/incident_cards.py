@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cards.model import Card, Element, Facts, Text
-from handlers.ticket_cards import person, when
+from handlers.formatting import person, when
 from storage.models import Ticket
 
 SOURCE = "helpdesk-bot"

@@ -19,8 +19,8 @@ from handlers import incident_cards as cards
 from handlers import notify
 from handlers.commands import Command, ticket_ref
 from handlers.deps import Deps
+from handlers.formatting import when
 from handlers.sla import due_times
-from handlers.ticket_cards import when
 from handlers.types import Actor, Duplicate, Interaction, InvalidInput, NotFound, Reply
 from storage import outbox
 from storage import tickets as repo

@@ -9,8 +9,8 @@ import pytest
 from handlers.commands import parse, strip_teams_prefix, ticket_ref
 from handlers.config import HelpdeskConfig
 from handlers.durations import format_duration, parse_duration
-from handlers.intake import categories, validate
 from handlers.sla import due_times, priority_warning
+from handlers.tickets.intake import categories, validate
 from handlers.types import InvalidInput
 
 OPENED = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)

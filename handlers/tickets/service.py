@@ -7,13 +7,14 @@ import logging
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cards.model import Card
-from handlers import identity, incidents, ticket_details
-from handlers import intake as intake_form
+from handlers import identity, incidents
 from handlers.commands import Command, ticket_ref
 from handlers.deps import Deps
 from handlers.directory import Person
 from handlers.sla import due_times, priority_warning
-from handlers.ticket_cards import ticket_card, ticket_line
+from handlers.tickets import details as ticket_details
+from handlers.tickets import intake as intake_form
+from handlers.tickets.cards import ticket_card, ticket_line
 from handlers.types import Duplicate, Forbidden, Interaction, InvalidInput, NotFound, Reply
 from storage import outbox
 from storage import tickets as repo

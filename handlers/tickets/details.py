@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cards.model import Element, Facts, Text
 from handlers.durations import format_duration
-from handlers.ticket_cards import when
+from handlers.formatting import when
 from storage import outbox
 from storage import tickets as repo
 from storage.models import CsatSurvey, IdentityCheck, Ticket

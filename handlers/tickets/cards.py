@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from cards.model import ActionId, Button, Card, Element, Facts, Text
+from handlers.formatting import person, when
 from storage.models import Ticket
 from storage.tickets import TicketLine
-
-
-def when(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "-"
-
-
-def person(name: str, ident: str) -> str:
-    return f"{name} ({ident})" if name and name != ident else ident
 
 
 def ticket_buttons(number: str) -> list[Button]:

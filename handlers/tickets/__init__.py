@@ -1,0 +1,32 @@
+"""Tickets: intake, the ticket card, `show` and `mine`.
+
+`service` holds the use cases, `intake` the intake form and its validation, `cards` the ticket
+card, `details` what `show` adds to it.
+"""
+
+from handlers.tickets.cards import ticket_buttons, ticket_card, ticket_line
+from handlers.tickets.intake import categories, intake_card
+from handlers.tickets.service import (
+    announce,
+    create_ticket,
+    load,
+    mine,
+    open_form,
+    remember_card,
+    show,
+)
+
+__all__ = [
+    "announce",
+    "categories",
+    "create_ticket",
+    "intake_card",
+    "load",
+    "mine",
+    "open_form",
+    "remember_card",
+    "show",
+    "ticket_buttons",
+    "ticket_card",
+    "ticket_line",
+]
