@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import identity_deliveries, notify
+from handlers import identity, notify
 from handlers.tickets import ticket_card
 from storage import outbox
 from storage import tickets as repo
@@ -24,7 +24,7 @@ REPORT_PURPOSE = "delivery-report"
 # Non-page rows are reported once they failed this many times; pages after the first failure.
 REPORT_AFTER_ATTEMPTS = 3
 # Rows that report their own failures.
-SELF_REPORTING = {identity_deliveries.PURPOSE}
+SELF_REPORTING = {identity.PURPOSE}
 MAX_WAIT = 60.0
 NAMES = {"message": "message", "dm": "direct message", "update": "message update"}
 
@@ -134,7 +134,7 @@ async def after_delivery(
         kind="delivery.delivered",
         data={"outbox_id": message.id, "kind": message.kind, "attempts": message.attempts},
     )
-    await identity_deliveries.on_delivered(session, message=message)
+    await identity.on_request_delivered(session, message=message)
     if message.failure_reported and _reportable(message):
         what, attempt = label(message), message.attempts
         await _report(
@@ -163,7 +163,7 @@ async def after_failure(
             "permanent": permanent,
         },
     )
-    await identity_deliveries.on_failed(session, message=message, error=error, permanent=permanent)
+    await identity.on_request_failed(session, message=message, error=error, permanent=permanent)
     if not _reportable(message):
         return
     page = message.kind.startswith("page.")

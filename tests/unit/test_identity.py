@@ -16,6 +16,7 @@ from handlers import deliveries, identity
 from handlers.config import HelpdeskConfig
 from handlers.deps import Deps
 from handlers.directory import FileDirectory, Person
+from handlers.identity.service import _not_independent
 from handlers.types import Actor, Duplicate, Forbidden
 from storage import db
 from storage import tickets as repo
@@ -402,20 +403,20 @@ def test_a_requester_listed_as_their_own_manager_is_not_independent():
     zed = Person(email="zed@example.com", slack_id="U0ZED")
     ticket = Ticket(source_platform="slack", requester_id="U0ZED", technician_id="UTECH")
     same = Person(email="ZED@example.com")
-    assert identity._not_independent(ticket, TECH, requester=zed, manager=same) == (
+    assert _not_independent(ticket, TECH, requester=zed, manager=same) == (
         "the requester is listed as their own manager"
     )
     by_id = Person(email="other@example.com", slack_id="U0ZED")
-    assert identity._not_independent(ticket, TECH, requester=None, manager=by_id) == (
+    assert _not_independent(ticket, TECH, requester=None, manager=by_id) == (
         "the requester is listed as their own manager"
     )
     bo = Person(email="bo@example.com", slack_id="U0BO")
-    assert identity._not_independent(ticket, TECH, requester=zed, manager=bo) == ""
+    assert _not_independent(ticket, TECH, requester=zed, manager=bo) == ""
     # Same person, other ids: the asker found through another platform or AAD.
-    assert identity._not_independent(
+    assert _not_independent(
         ticket, Actor("teams", "29:x"), requester=zed, manager=bo, asker=bo
     ) == ("the manager on file is the technician asking")
-    assert identity._not_independent(
+    assert _not_independent(
         ticket, TECH, requester=zed, manager=bo, technician=Person(email="BO@example.com")
     ) == ("the manager on file is the ticket's technician")
 

@@ -12,10 +12,10 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import identity_cards as cards
 from handlers import notify
 from handlers.deps import Deps
 from handlers.formatting import when
+from handlers.identity import cards
 from handlers.types import Actor, Duplicate, Interaction, Reply
 from storage import tickets as repo
 from storage.models import IdentityCheck, OutboxMessage, Ticket

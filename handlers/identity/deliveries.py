@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import identity_cards as cards
 from handlers import notify
+from handlers.identity import cards
 from storage import tickets as repo
 from storage.models import IdentityCheck, OutboxMessage, Ticket, utcnow
 

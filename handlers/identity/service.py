@@ -15,12 +15,11 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import identity_answers as answers
-from handlers import identity_cards as cards
 from handlers import notify
 from handlers.commands import TICKET_REF, Command, ticket_ref
 from handlers.deps import Deps
 from handlers.directory import Person
+from handlers.identity import answers, cards
 from handlers.types import Actor, Forbidden, Interaction, InvalidInput, NotFound, Reply
 from storage import tickets as repo
 from storage.models import IdentityCheck, Ticket

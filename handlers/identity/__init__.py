@@ -1,0 +1,31 @@
+"""Second-channel identity confirmation: the requester's manager approves or denies.
+
+`service` starts checks, `answers` takes the manager's answer, `cards` is what the manager and
+the technician are shown, `deliveries` the outbox hooks of the manager's request.
+"""
+
+from handlers.identity.cards import PURPOSE
+from handlers.identity.deliveries import on_delivered as on_request_delivered
+from handlers.identity.deliveries import on_failed as on_request_failed
+from handlers.identity.service import (
+    approve,
+    deny,
+    find_requester,
+    require_confirmed,
+    start_check,
+    verify_button,
+    verify_command,
+)
+
+__all__ = [
+    "PURPOSE",
+    "approve",
+    "deny",
+    "find_requester",
+    "on_request_delivered",
+    "on_request_failed",
+    "require_confirmed",
+    "start_check",
+    "verify_button",
+    "verify_command",
+]
