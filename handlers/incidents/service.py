@@ -15,11 +15,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import incident_cards as cards
 from handlers import notify
 from handlers.commands import Command, ticket_ref
 from handlers.deps import Deps
 from handlers.formatting import when
+from handlers.incidents import cards
 from handlers.sla import due_times
 from handlers.types import Actor, Duplicate, Interaction, InvalidInput, NotFound, Reply
 from storage import outbox
