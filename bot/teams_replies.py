@@ -11,7 +11,7 @@ from botbuilder.schema import Activity, ActivityTypes, Attachment
 
 from cards import teams as adaptive
 from cards.model import ActionId, Card, Element, NumberInput, Text
-from handlers import closure_cards
+from handlers import closure, escalation
 from handlers.deps import Deps
 from handlers.tickets import intake_card
 from handlers.types import Reply
@@ -87,8 +87,8 @@ def _intake_form(deps: Deps, data: dict[str, str]) -> Card:
 
 FORMS: dict[ActionId, FormBuilder] = {
     ActionId.TICKET_CREATE: _intake_form,
-    ActionId.CLOSE_SUBMIT: closure_cards.rebuild_closure_form,
-    ActionId.ESCALATE_SUBMIT: closure_cards.rebuild_escalation_form,
+    ActionId.CLOSE_SUBMIT: closure.rebuild_closure_form,
+    ActionId.ESCALATE_SUBMIT: escalation.rebuild_escalation_form,
 }
 
 

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from handlers.closure_rules import (
-    EXAMPLE,
-    action_words,
-    is_filler,
-    note_problem,
-    object_signals,
-)
+from handlers.closure.rules import EXAMPLE, action_words, is_filler, note_problem, object_signals
 
 GOOD = [
     "Cleared the print queue on PRN-0042 and reinstalled the HP UPD 7.1 driver",

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers import notify
-from handlers.closure_cards import (
+from handlers.csat.cards import (
     COMMENT_TITLE,
     MAX_COMMENT,
     RATINGS,

@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers import csat, identity, incidents, notify
-from handlers.closure_cards import CATEGORIES, MAX_KB, closed_notice, closure_form
-from handlers.closure_rules import note_problem
+from handlers.closure.cards import CATEGORIES, MAX_KB, closed_notice, closure_form
+from handlers.closure.rules import note_problem
 from handlers.commands import Command, ticket_ref
 from handlers.deps import Deps
 from handlers.durations import format_duration, parse_duration

@@ -6,15 +6,15 @@ import logging
 from typing import Any
 
 from handlers import identity, notify
-from handlers.closure_cards import (
+from handlers.commands import Command
+from handlers.deps import Deps
+from handlers.escalation.cards import (
     ESCALATION_FIELDS,
     MAX_TEXT,
     escalation_card,
     escalation_form,
     queue_names,
 )
-from handlers.commands import Command
-from handlers.deps import Deps
 from handlers.tickets import load
 from handlers.types import DomainError, Duplicate, Interaction, InvalidInput, NotFound, Reply
 from storage import tickets as repo

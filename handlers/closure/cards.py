@@ -1,0 +1,77 @@
+"""The closure form and what is said when a ticket is closed (SPEC labels)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from cards.model import ActionId, Card, Element, Form, Select, Text, TextInput
+from handlers.closure.rules import EXAMPLE
+from handlers.durations import format_duration
+from storage.models import Ticket
+
+CATEGORIES = [("Incident", "Incident"), ("Request", "Request"), ("Problem", "Problem")]
+MAX_TEXT = 3000
+MAX_KB = 500
+
+
+def closure_form(number: str, *, logged_minutes: int, summary: str = "") -> Card:
+    """Resolution note, category, time spent (required when no time is logged), KB article."""
+    logged = (
+        f"Time logged so far: {format_duration(timedelta(minutes=logged_minutes))}."
+        if logged_minutes
+        else "No time is logged yet: enter the time you spent."
+    )
+    body: list[Element] = [Text(summary)] if summary else []
+    body += [
+        Text(logged, muted=True),
+        TextInput(
+            id="resolution_note",
+            label="Resolution note",
+            required=True,
+            multiline=True,
+            max_length=MAX_TEXT,
+            placeholder=f"What you did, to what: {EXAMPLE}",
+        ),
+        Select(
+            id="resolution_category", label="Resolution category", options=CATEGORIES, required=True
+        ),
+        TextInput(
+            id="time_spent",
+            label="Time spent",
+            required=not logged_minutes,
+            max_length=20,
+            placeholder="e.g. 45m, 1h30m or 2h",
+        ),
+        TextInput(
+            id="kb_article",
+            label="KB article",
+            max_length=MAX_KB,
+            placeholder="KB0012345 or a link",
+        ),
+    ]
+    return Card(
+        title=f"Close {number}",
+        body=body,
+        form=Form(
+            action=ActionId.CLOSE_SUBMIT,
+            submit_title="Close ticket",
+            context={"ticket": number, "logged": str(logged_minutes)},
+        ),
+        fallback=f"Close {number}",
+    )
+
+
+def rebuild_closure_form(_: Any, data: dict[str, str]) -> Card:
+    """The closure form again from a submission's context (Teams shows errors on it)."""
+    logged = data.get("logged", "0")
+    return closure_form(
+        data.get("ticket", ""), logged_minutes=int(logged) if logged.isdigit() else 0
+    )
+
+
+def closed_notice(ticket: Ticket, closer: str) -> str:
+    return (
+        f"{ticket.number} was closed by {closer} ({ticket.resolution_category}): "
+        f"{ticket.resolution_note}"
+    )

@@ -1,0 +1,11 @@
+"""CSAT: the survey and the personal follow-up queued on closure, and the requester's answer."""
+
+from handlers.csat.service import (
+    comment,
+    rate,
+    schedule_followup,
+    schedule_survey,
+    survey_address,
+)
+
+__all__ = ["comment", "rate", "schedule_followup", "schedule_survey", "survey_address"]

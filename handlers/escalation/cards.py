@@ -1,0 +1,89 @@
+"""The escalation form (SPEC labels) and the card the queue is shown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cards.model import ActionId, Card, Element, Facts, Form, Select, Text, TextInput
+from handlers.config import HelpdeskConfig
+from handlers.formatting import person
+from storage.models import Ticket
+
+MAX_TEXT = 3000
+
+
+ESCALATION_FIELDS = [
+    ("repro_steps", "Reproduction steps", True),
+    ("error_text", "Error text", True),
+    ("already_tried", "Already tried", True),
+    ("asset_link", "Asset link", False),
+    ("user_impact", "User impact", True),
+]
+
+
+def queue_names(config: HelpdeskConfig) -> list[str]:
+    """Every queue the config knows: `escalation.queues` values and `queues` keys."""
+    return sorted({*config.escalation.queues.values(), *config.queues})
+
+
+def escalation_form(
+    config: HelpdeskConfig, number: str, *, error_text: str = "", asset: str = "", queue: str = ""
+) -> Card:
+    prefill = {"error_text": error_text, "asset_link": asset}
+    body: list[Element] = [
+        TextInput(
+            id=ident,
+            label=label,
+            required=required,
+            multiline=ident != "asset_link",
+            max_length=MAX_TEXT,
+            value=prefill.get(ident, ""),
+        )
+        for ident, label, required in ESCALATION_FIELDS
+    ]
+    body.append(
+        Select(
+            id="queue",
+            label="Queue",
+            required=True,
+            value=queue,
+            options=[(q, q) for q in queue_names(config)],
+        )
+    )
+    return Card(
+        title=f"Escalate {number}",
+        body=body,
+        form=Form(
+            action=ActionId.ESCALATE_SUBMIT, submit_title="Escalate", context={"ticket": number}
+        ),
+        fallback=f"Escalate {number}",
+    )
+
+
+def rebuild_escalation_form(deps: Any, data: dict[str, str]) -> Card:
+    """The escalation form again from a submission (Teams shows errors on it)."""
+    return escalation_form(deps.config, data.get("ticket", ""))
+
+
+def escalation_card(ticket: Ticket, facts: dict[str, str], *, queue: str, by: str) -> Card:
+    body: list[Element] = [
+        Facts(
+            [
+                ("Ticket", ticket.number),
+                ("Priority", ticket.priority),
+                ("Queue", queue),
+                ("Requester", person(ticket.requester_name, ticket.requester_id)),
+                ("Escalated by", by),
+                ("Users affected", str(ticket.users_affected)),
+                ("Asset link", facts.get("asset_link") or "-"),
+            ]
+        )
+    ]
+    for ident, label, _ in ESCALATION_FIELDS:
+        if ident != "asset_link":
+            body += [Text(label, muted=True), Text(facts.get(ident, ""))]
+    return Card(
+        title=f"Escalated {ticket.number} ({ticket.priority}): {ticket.summary}",
+        body=body,
+        fallback=f"{ticket.number} escalated to {queue}: {ticket.summary}",
+    )
