@@ -16,8 +16,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from bot.directory.factory import create_directory
+from bot.directory.file import FileDirectory
 from bot.settings import ConfigError, Settings, is_loopback, load_settings
-from handlers.directory import Directory, DirectoryError, EmptyDirectory, FileDirectory
+from handlers.directory import Directory, DirectoryError, EmptyDirectory
 
 DB_TIMEOUT = 15.0
 

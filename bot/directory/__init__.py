@@ -1,46 +1,4 @@
-"""Directory sources that talk to outside systems (Graph, LDAP) and the factory that picks one."""
+"""Directory sources (the YAML file, Microsoft Graph, LDAP) and the factory that picks one.
 
-from __future__ import annotations
-
-import time
-from collections.abc import Callable, Hashable
-from typing import Generic, TypeVar
-
-V = TypeVar("V")
-
-
-class TtlCache(Generic[V]):
-    """A small in-memory cache whose entries (including misses) expire after `ttl` seconds."""
-
-    def __init__(
-        self, ttl: float, *, max_size: int = 10_000, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._ttl = ttl
-        self._max_size = max_size
-        self._clock = clock
-        self._entries: dict[Hashable, tuple[float, V]] = {}
-
-    def get(self, key: Hashable) -> tuple[bool, V | None]:
-        """(True, value) when a fresh entry exists, else (False, None)."""
-        entry = self._entries.get(key)
-        if entry is None:
-            return False, None
-        if entry[0] <= self._clock():
-            del self._entries[key]
-            return False, None
-        return True, entry[1]
-
-    def put(self, key: Hashable, value: V) -> None:
-        """Store `value` under `key` until the TTL runs out."""
-        if self._ttl <= 0:
-            return
-        if len(self._entries) >= self._max_size:
-            now = self._clock()
-            self._entries = {k: e for k, e in self._entries.items() if e[0] > now}
-            if len(self._entries) >= self._max_size:
-                self._entries.pop(next(iter(self._entries)))
-        self._entries[key] = (self._clock() + self._ttl, value)
-
-    def clear(self) -> None:
-        """Forget everything."""
-        self._entries.clear()
+The interface they implement (`Directory`, `Person`) is in the core: `handlers/directory.py`.
+"""

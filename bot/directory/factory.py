@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlparse
 
+from bot.directory.file import load_file_directory
 from handlers.config import DirectoryConfig, GraphDirectoryConfig, LdapDirectoryConfig
-from handlers.directory import Directory, DirectoryError, EmptyDirectory, load_file_directory
+from handlers.directory import Directory, DirectoryError, EmptyDirectory
 
 log = logging.getLogger(__name__)
 

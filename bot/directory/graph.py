@@ -26,7 +26,7 @@ import msal
 import requests
 from yarl import URL
 
-from bot.directory import TtlCache
+from bot.directory.cache import TtlCache
 from handlers.directory import DirectoryError, Person
 
 log = logging.getLogger(__name__)

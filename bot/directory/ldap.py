@@ -24,7 +24,7 @@ with warnings.catch_warnings():
     from ldap3.utils.conv import escape_filter_chars
     from ldap3.utils.dn import parse_dn
 
-from bot.directory import TtlCache
+from bot.directory.cache import TtlCache
 from handlers.directory import DirectoryError, Person
 
 log = logging.getLogger(__name__)

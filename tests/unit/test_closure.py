@@ -11,12 +11,12 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
+from bot.directory.file import FileDirectory
 from cards.model import ActionId, Card
 from handlers import closure, csat, escalation
 from handlers.commands import parse
 from handlers.config import HelpdeskConfig
 from handlers.deps import Deps
-from handlers.directory import FileDirectory
 from handlers.tickets import details as ticket_details
 from handlers.types import (
     Actor,

@@ -9,14 +9,9 @@ from pathlib import Path
 import pytest
 
 from bot.directory.factory import create_directory
+from bot.directory.file import FileDirectory, load_file_directory
 from handlers.config import DirectoryConfig
-from handlers.directory import (
-    DirectoryError,
-    EmptyDirectory,
-    FileDirectory,
-    Person,
-    load_file_directory,
-)
+from handlers.directory import DirectoryError, EmptyDirectory, Person
 
 PEOPLE = """\
 - email: Ana@Example.com

@@ -11,11 +11,12 @@ import pytest
 import yaml
 from sqlalchemy import select
 
+from bot.directory.file import FileDirectory
 from cards.model import ActionId, Card
 from handlers import deliveries, identity
 from handlers.config import HelpdeskConfig
 from handlers.deps import Deps
-from handlers.directory import FileDirectory, Person
+from handlers.directory import Person
 from handlers.identity.service import _not_independent
 from handlers.types import Actor, Duplicate, Forbidden
 from storage import db
