@@ -17,10 +17,10 @@ from bot.metrics import Metrics, metrics_handler
 from bot.notifiers import Notifiers
 from bot.notifiers.opsgenie import OpsgenieNotifier
 from bot.notifiers.pagerduty import PagerDutyNotifier
-from bot.notifiers.slack import SlackNotifier
 from bot.outbox_worker import OutboxWorker
 from bot.settings import Settings
-from bot.slack_front import SlackFront, make_client
+from bot.slack.front import SlackFront, make_client
+from bot.slack.notifier import SlackNotifier
 from bot.teams_front import TeamsFront
 from handlers.deps import Deps
 from storage import db, outbox

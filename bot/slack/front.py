@@ -220,7 +220,7 @@ class SlackFront:
 
     async def start_socket_mode(self, app_token: str) -> None:
         """Connect over Socket Mode (no public URL needed)."""
-        from bot.slack_socket import SocketModeHandler
+        from bot.slack.socket_mode import SocketModeHandler
 
         self._socket = SocketModeHandler(self.app, app_token, web_client=self.client)
         await self._socket.connect_async()
