@@ -22,7 +22,7 @@ log = logging.getLogger("bot")
 
 def _parser() -> argparse.ArgumentParser:
     from bot.cli_help import OneLineSubcommands
-    from bot.teams_package import add_arguments as teams_package_arguments
+    from bot.teams.package import add_arguments as teams_package_arguments
 
     parser = argparse.ArgumentParser(
         prog="python -m bot",
@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = args.command or "serve"
     if command == "teams-package":  # needs no settings or database
-        from bot.teams_package import run as teams_package
+        from bot.teams.package import run as teams_package
 
         return teams_package(args)
     if command == "check-config":

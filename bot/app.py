@@ -21,7 +21,7 @@ from bot.outbox_worker import OutboxWorker
 from bot.settings import Settings
 from bot.slack.front import SlackFront, make_client
 from bot.slack.notifier import SlackNotifier
-from bot.teams_front import TeamsFront
+from bot.teams.front import TeamsFront
 from handlers.deps import Deps
 from storage import db, outbox
 from storage.migrate import upgrade

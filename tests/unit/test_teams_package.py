@@ -15,7 +15,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from bot.teams_package import PackageError, build_manifest, load_template
+from bot.teams.package import PackageError, build_manifest, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 TEAMS = ROOT / "teams"

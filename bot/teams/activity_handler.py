@@ -8,9 +8,8 @@ from typing import Any
 from botbuilder.core import ActivityHandler, CloudAdapterBase, InvokeResponse, TurnContext
 from botbuilder.schema import Activity, ChannelAccount
 
-from bot import teams_proactive as proactive
-from bot import teams_replies as replies
-from bot.teams_references import ReferenceStore, user_key
+from bot.teams import proactive, replies
+from bot.teams.references import ReferenceStore, user_key
 from cards import teams as adaptive
 from cards.model import ActionId
 from handlers import tickets

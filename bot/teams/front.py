@@ -23,15 +23,15 @@ from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFramewo
 from botbuilder.schema import Activity, ActivityTypes
 from botframework.connector.auth import AuthenticateRequestResult
 
-from bot import teams_replies as replies
 from bot.correlation import new_correlation_id
 from bot.metrics import REQUEST_KIND
 from bot.notifiers import Notifiers
-from bot.notifiers.teams import TeamsNotifier
 from bot.settings import Settings, is_loopback
-from bot.teams_bot import HelpdeskTeamsBot
-from bot.teams_connector import ConnectorPool, PooledAuthentication
-from bot.teams_references import ReferenceStore
+from bot.teams import replies
+from bot.teams.activity_handler import HelpdeskTeamsBot
+from bot.teams.connector import ConnectorPool, PooledAuthentication
+from bot.teams.notifier import TeamsNotifier
+from bot.teams.references import ReferenceStore
 from handlers.deps import Deps
 
 log = logging.getLogger(__name__)

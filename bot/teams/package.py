@@ -33,7 +33,7 @@ class PackageError(Exception):
 
 def default_assets_dir() -> Path:
     """`teams/` beside the source tree, else `./teams` (an installed package has no assets)."""
-    candidates = [Path(__file__).resolve().parents[1] / "teams", Path.cwd() / "teams"]
+    candidates = [Path(__file__).resolve().parents[2] / "teams", Path.cwd() / "teams"]
     for candidate in candidates:
         if (candidate / TEMPLATE).is_file():
             return candidate

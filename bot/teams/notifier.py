@@ -16,11 +16,10 @@ from botbuilder.schema import (
 )
 from msrest.exceptions import ClientRequestError, HttpOperationError
 
-from bot import teams_proactive as proactive
-from bot import teams_replies as replies
 from bot.notifiers import DeliveryError, retry_after_seconds
 from bot.settings import Settings
-from bot.teams_references import ReferenceStore, user_key
+from bot.teams import proactive, replies
+from bot.teams.references import ReferenceStore, user_key
 from cards.model import Card
 from storage.models import OutboxMessage
 
