@@ -351,7 +351,7 @@ async def commit_to_delivery(
                     pages_seen = False
                     figures.notes.append(
                         f"{db}: no PagerDuty page arrived within 2 s of a P1 ticket "
-                        "(is P1 paging wired? handlers/incidents.on_p1)"
+                        "(is P1 paging wired? handlers.incidents.on_p1)"
                     )
             await asyncio.sleep(0.02)
     figures.latency[db] = {"card": card, "page": page}

@@ -53,6 +53,76 @@ def test_cards_and_storage_do_not_import_handlers_or_bot(package: str) -> None:
     assert offenders == []
 
 
+def test_the_core_does_not_import_the_edge() -> None:
+    offenders = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in (ROOT / "handlers").rglob("*.py")
+        for name in _imports(path)
+        if name.split(".")[0] == "bot"
+    ]
+    assert offenders == []
+
+
+def _domains() -> list[str]:
+    """The core's domain packages: handlers/<domain>/ with an __init__.py."""
+    return sorted(p.parent.name for p in (ROOT / "handlers").glob("*/__init__.py"))
+
+
+def _public_names(domain: str) -> set[str]:
+    tree = ast.parse((ROOT / "handlers" / domain / "__init__.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+        ):
+            return set(ast.literal_eval(node.value))
+    return set()
+
+
+def _imported_names(path: Path) -> list[tuple[str, str]]:
+    """(module, name) for every `from module import name` (and (module, "") for `import`)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: list[tuple[str, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found += [(node.module, alias.name) for alias in node.names]
+        elif isinstance(node, ast.Import):
+            found += [(alias.name, "") for alias in node.names]
+    return found
+
+
+def test_every_domain_declares_its_public_names() -> None:
+    domains = _domains()
+    assert {"tickets", "identity", "incidents", "closure", "csat", "escalation"} <= set(domains)
+    for domain in domains:
+        assert (ROOT / "handlers" / domain / "service.py").is_file() or domain == "sla", domain
+        assert _public_names(domain), f"handlers/{domain}/__init__.py has no __all__"
+
+
+def test_domains_use_each_other_only_through_public_names() -> None:
+    """Inside handlers/<domain>/ anything goes; from anywhere else (another domain, the shared
+    core modules, the edge) a domain is used as `from handlers.<domain> import <public name>`
+    or `from handlers import <domain>`, never through its modules."""
+    domains = set(_domains())
+    public = {d: _public_names(d) for d in domains}
+    offenders = []
+    for package in ("handlers", "bot"):
+        for path in (ROOT / package).rglob("*.py"):
+            relative = path.relative_to(ROOT)
+            own = relative.parts[1] if package == "handlers" and len(relative.parts) > 2 else None
+            for module, name in _imported_names(path):
+                parts = module.split(".")
+                if parts[0] != "handlers" or len(parts) < 2 or parts[1] not in domains:
+                    continue
+                domain = parts[1]
+                if domain == own:
+                    continue
+                if len(parts) > 2:
+                    offenders.append(f"{relative} imports {module} (a module of {domain})")
+                elif name and name not in public[domain]:
+                    offenders.append(f"{relative} imports {name} from {module} (not public)")
+    assert offenders == []
+
+
 def test_migrations_match_the_models(tmp_path: Path) -> None:
     """The Alembic history builds exactly the schema the models describe."""
     import asyncio
