@@ -17,7 +17,8 @@ from bot.metrics import Metrics, metrics_handler
 from bot.notifiers import Notifiers
 from bot.notifiers.opsgenie import OpsgenieNotifier
 from bot.notifiers.pagerduty import PagerDutyNotifier
-from bot.outbox_worker import OutboxWorker
+from bot.outbox_worker import OutboxWorker, database_label
+from bot.places import Places
 from bot.settings import Settings
 from bot.slack.front import SlackFront, make_client
 from bot.slack.notifier import SlackNotifier
@@ -44,6 +45,8 @@ class Services:
     worker: OutboxWorker | None = None
     scheduler: AsyncIOScheduler | None = None
     metrics: Metrics = field(default_factory=Metrics)
+    # Retry-After windows and pacing per Slack channel, Teams conversation, pager...
+    places: Places = field(default_factory=Places)
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
@@ -129,7 +132,12 @@ async def start_services(
     if scheduler:
         services.scheduler = AsyncIOScheduler(timezone="UTC")
         services.worker = OutboxWorker(
-            sessions, services.notifiers, lease=settings.outbox_lease_seconds, observer=metrics
+            sessions,
+            services.notifiers,
+            lease=settings.outbox_lease_seconds,
+            observer=metrics,
+            places=services.places,
+            database=database_label(settings.database_url),
         )
         services.worker.schedule(services.scheduler)
         outbox.on_enqueue_commit(sessions, services.worker.wake)

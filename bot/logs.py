@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from bot.correlation import correlation_id, ticket_number
@@ -85,3 +87,33 @@ def setup_logging(*, fmt: str = "text", level: str = "INFO") -> None:
         "alembic",
     ):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+
+
+class Every:
+    """Lets a message through about once per `seconds` per cause, counting the ones held back.
+
+    For conditions that repeat on every attempt (the database is down, a place is throttled):
+    one line now and then says it is still so, instead of a line, or a traceback, per attempt.
+    """
+
+    def __init__(self, seconds: float = 10.0, *, clock: Callable[[], float] = time.monotonic):
+        self.seconds = seconds
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def due(self, cause: str) -> int | None:
+        """None while `cause` was logged less than `seconds` ago (counted); else how many
+        times it was held back since it was last logged."""
+        now = self._clock()
+        last = self._last.get(cause)
+        if last is not None and now - last < self.seconds:
+            self._held[cause] = self._held.get(cause, 0) + 1
+            return None
+        self._last[cause] = now
+        return self._held.pop(cause, 0)
+
+    def clear(self, cause: str) -> bool:
+        """Forget `cause` (it is over); True when it had been logged."""
+        self._held.pop(cause, None)
+        return self._last.pop(cause, None) is not None

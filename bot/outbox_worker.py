@@ -1,10 +1,18 @@
-"""The outbox worker: an APScheduler job that claims due rows and delivers them.
+"""The outbox worker: APScheduler jobs that claim due rows, deliver them, and keep their leases.
 
-The job polls every `poll` seconds; a commit that queued rows in this process wakes the
-worker at once (other processes' rows are found by the poll). A run never overlaps another
-in the same process, and claims are leases (see storage.outbox), so several workers on one
-PostgreSQL never deliver one row twice. A worker killed mid-delivery leaves leases that run
-out after `lease`; its rows are then tried again (pages are idempotent by dedup key).
+The delivery job polls every `poll` seconds; a commit that queued rows in this process wakes
+the worker at once, and other processes' rows are found by the poll (or a database
+notification, see bot.wakeup). Runs never overlap in one process, and claims are leases (see
+storage.outbox), so several workers never deliver one row twice:
+- A live worker renews the leases of the rows it is delivering every quarter lease, so a slow
+  send is never taken over, and a dead worker's rows are free again within one lease.
+- A row taken over from a dead worker is in doubt: its notifier looks for the earlier attempt
+  before sending again.
+- An outcome that cannot be recorded because the database is away (the send went out, or
+  failed) is kept and recorded when the database answers again, so a message that went out is
+  not sent again and a failed page is retried promptly, not a lease later.
+Every database call is bounded; a database that cannot be reached is logged about once every
+10 s, not once per poll.
 """
 
 from __future__ import annotations
@@ -13,22 +21,29 @@ import asyncio
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.correlation import ticket_number
+from bot.logs import Every
 from bot.notifiers import DeliveryError, Notifiers
+from bot.places import Places
 from handlers import deliveries
 from storage import outbox
 from storage import tickets as tickets_repo
+from storage.errors import is_unavailable
 from storage.models import OutboxMessage
 
 log = logging.getLogger(__name__)
+# A database call that has not answered by then is given up (its connection is replaced).
+DB_TIMEOUT = 10.0
+RECORD_RETRY = 1.0
 
 
 class DeliveryObserver(Protocol):
@@ -37,6 +52,17 @@ class DeliveryObserver(Protocol):
     def delivered(self, kind: str) -> None: ...
 
     def failed(self, kind: str) -> None: ...
+
+
+@dataclass
+class _Outcome:
+    """What happened to one attempt, waiting to be recorded."""
+
+    row: OutboxMessage
+    result: dict[str, Any] | None = None
+    error: DeliveryError | None = None
+    tries: int = 0
+    since: float = field(default_factory=lambda: asyncio.get_running_loop().time())
 
 
 class OutboxWorker:
@@ -48,14 +74,18 @@ class OutboxWorker:
         batch: int = 20,
         concurrency: int = 20,
         poll: float = 0.5,
-        lease: float = 60.0,
+        lease: float = 20.0,
         observer: DeliveryObserver | None = None,
+        places: Places | None = None,
+        database: str = "the database",
     ) -> None:
         self.sessions = sessions
         self.notifiers = notifiers
         self.observer = observer
+        self.places = places or Places()
+        self.database = database
         # Claim no more than can be in flight at once: a claimed row waiting in a local
-        # queue would burn its lease.
+        # queue would only hold its lease.
         self.batch = min(batch, concurrency)
         self.poll = poll
         self.lease = timedelta(seconds=lease)
@@ -63,21 +93,24 @@ class OutboxWorker:
         self._limit = asyncio.Semaphore(concurrency)
         self._lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: set[asyncio.Task[int]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._again = False
         self._closed = False
+        self._held: set[int] = set()
+        self._unrecorded: dict[int, _Outcome] = {}
+        self._down = Every(10.0)
+
+    # -- scheduling -------------------------------------------------------------------------
 
     def schedule(self, scheduler: AsyncIOScheduler) -> None:
-        """Declare the polling job on `scheduler` (it only starts a run; runs never overlap)."""
+        """Declare the jobs on `scheduler`: delivery poll, lease renewal, pending records."""
         self._loop = asyncio.get_running_loop()
+        common: dict[str, Any] = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+        scheduler.add_job(self._tick, "interval", seconds=self.poll, id="outbox", **common)
+        renew_every = max(self.lease.total_seconds() / 4, 0.25)
+        scheduler.add_job(self.renew, "interval", seconds=renew_every, id="outbox-lease", **common)
         scheduler.add_job(
-            self._tick,
-            "interval",
-            seconds=self.poll,
-            id="outbox",
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=None,
+            self.record_pending, "interval", seconds=RECORD_RETRY, id="outbox-records", **common
         )
         self._spawn()
 
@@ -95,15 +128,64 @@ class OutboxWorker:
         if self._lock.locked():
             self._again = True
             return
-        task = asyncio.get_running_loop().create_task(self.run())
+        self._track(self.run())
+
+    def _track(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def close(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
-        """Stop starting runs and let the current one finish (shutdown)."""
+        """Stop starting runs, let the current one finish, try once more to record what is
+        still unrecorded (shutdown; bounded, a dead database does not hold it up)."""
         self._closed = True
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=timeout)
+        if self._unrecorded:
+            try:
+                await asyncio.wait_for(self.record_pending(), timeout)
+            except TimeoutError:
+                pass
+            if self._unrecorded:
+                log.warning(
+                    "stopping with %d delivery outcome(s) unrecorded (%s unreachable): their "
+                    "rows are in doubt and are looked up before any resend",
+                    len(self._unrecorded),
+                    self.database,
+                )
+
+    # -- the database, bounded ---------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _transaction(self, ticket_id: int | None = None) -> AsyncIterator[AsyncSession]:
+        """A bounded transaction; locks the ticket first when given.
+
+        Requests lock the ticket and then insert or touch its outbox rows; taking the locks
+        here in the same order (ticket, then row) keeps PostgreSQL free of deadlocks.
+        """
+        async with asyncio.timeout(DB_TIMEOUT):
+            async with self.sessions() as session, session.begin():
+                if ticket_id is not None:
+                    await tickets_repo.lock(session, ticket_id)
+                yield session
+
+    def _database_down(self, doing: str, error: BaseException) -> None:
+        held = self._down.due("database")
+        if held is not None:
+            more = f" ({held} more failed call(s) since the last line)" if held else ""
+            log.warning(
+                "outbox: %s cannot be reached while %s: %s%s",
+                self.database,
+                doing,
+                _describe(error),
+                more,
+            )
+
+    def _database_back(self) -> None:
+        if self._down.clear("database"):
+            log.info("outbox: %s answers again", self.database)
+
+    # -- runs -------------------------------------------------------------------------------
 
     async def run(self) -> int:
         """Claim and deliver until nothing is due; returns how many rows were attempted."""
@@ -112,63 +194,99 @@ class OutboxWorker:
             return 0
         total = 0
         async with self._lock:
-            try:
-                while not self._closed:
-                    self._again = False
+            while not self._closed:
+                self._again = False
+                try:
                     done = await self.run_once()
-                    total += done
-                    if done < self.batch and not self._again:
-                        break
-            except Exception:
-                log.exception("outbox run failed; will retry on the next poll")
+                except Exception as exc:
+                    if not is_unavailable(exc):
+                        log.exception("outbox run failed; will retry on the next poll")
+                    else:
+                        self._database_down("claiming rows", exc)
+                    break
+                total += done
+                if done < self.batch and not self._again:
+                    break
         return total
 
     async def run_once(self) -> int:
-        async with self.sessions() as session, session.begin():
+        async with self._transaction() as session:
             rows = await outbox.claim_due(
                 session, worker=self.worker_id, limit=self.batch, lease=self.lease
             )
+        self._database_back()
+        self._held.update(row.id for row in rows)
         await asyncio.gather(*(self._deliver(row) for row in rows))
         return len(rows)
 
-    @asynccontextmanager
-    async def _row_transaction(self, row: OutboxMessage) -> AsyncIterator[AsyncSession]:
-        """A transaction about one row that locks its ticket first.
+    async def renew(self) -> None:
+        """Extend the leases of the rows being delivered or waiting to be recorded."""
+        held = sorted(self._held)
+        if not held:
+            return
+        try:
+            async with self._transaction() as session:
+                await outbox.renew(
+                    session, worker=self.worker_id, message_ids=held, lease=self.lease
+                )
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            self._database_down("renewing leases", exc)
 
-        Requests lock the ticket and then insert or touch its outbox rows; taking the locks
-        here in the same order (ticket, then row) keeps PostgreSQL free of deadlocks.
-        """
-        async with self.sessions() as session, session.begin():
-            if row.ticket_id is not None:
-                await tickets_repo.lock(session, row.ticket_id)
-            yield session
+    # -- one row ------------------------------------------------------------------------------
 
     async def _deliver(self, row: OutboxMessage) -> None:
         async with self._limit:
             ticket_number.set(str(row.payload.get("ticket", "-")))
-            if deliveries.needs_preparation(row) and not await self._prepare(row):
-                return
             try:
-                result = await self.notifiers.deliver(row)
-            except DeliveryError as exc:
-                await self._failed(row, str(exc), exc.retry_after, exc.permanent)
+                if deliveries.needs_preparation(row) and not await self._prepare(row):
+                    self._held.discard(row.id)
+                    return
+                if await self._wait_for_place(row):
+                    self._held.discard(row.id)
+                    return
+            except Exception as exc:
+                # Nothing was sent: the lease runs out and the row is tried again.
+                self._held.discard(row.id)
+                if not is_unavailable(exc):
+                    raise
+                self._database_down("preparing a delivery", exc)
                 return
+            outcome = _Outcome(row)
+            try:
+                outcome.result = await self.notifiers.deliver(row)
+            except DeliveryError as exc:
+                outcome.error = exc
             except Exception as exc:
                 log.exception("delivery of outbox row %s (%s) crashed", row.id, row.kind)
-                await self._failed(row, f"{type(exc).__name__}: {exc}", None, False)
-                return
-            async with self._row_transaction(row) as session:
-                if await outbox.mark_delivered(
-                    session, message_id=row.id, worker=self.worker_id, result=result
-                ):
-                    await deliveries.after_delivery(session, message=row, result=result)
-            if self.observer is not None:
-                self.observer.delivered(row.kind)
-            log.info("delivered outbox row %s (%s) on attempt %s", row.id, row.kind, row.attempts)
+                outcome.error = DeliveryError(f"{type(exc).__name__}: {exc}", uncertain=True)
+            if outcome.error is not None:
+                self._note_failure(row, outcome.error)
+            await self._record(outcome)
+
+    async def _wait_for_place(self, row: OutboxMessage) -> bool:
+        """True when the row's place (Slack channel, Teams conversation, PSA...) is in a
+        Retry-After window or paced: the row is put back untried until then."""
+        wait = self.places.wait_for(self.notifiers.places_of(row))
+        if wait <= 0:
+            return False
+        async with self._transaction(row.ticket_id) as session:
+            await outbox.defer(session, message_id=row.id, worker=self.worker_id, seconds=wait)
+        return True
+
+    def _note_failure(self, row: OutboxMessage, error: DeliveryError) -> None:
+        log.warning(
+            "outbox row %s (%s) attempt %s failed: %s", row.id, row.kind, row.attempts, error
+        )
+        if error.retry_after is not None and error.place is not None:
+            self.places.block(error.place, error.retry_after)
+        if self.observer is not None:
+            self.observer.failed(row.kind)
 
     async def _prepare(self, row: OutboxMessage) -> bool:
         """Complete the row's payload; False when it must wait (deferred) or never can be sent."""
-        async with self._row_transaction(row) as session:
+        async with self._transaction(row.ticket_id) as session:
             ready = await deliveries.prepare(session, message=row)
             if ready.payload is not None:
                 row.payload = ready.payload
@@ -184,24 +302,75 @@ class OutboxWorker:
                 )
         return False
 
-    async def _failed(
-        self, row: OutboxMessage, error: str, retry_after: float | None, permanent: bool
-    ) -> None:
-        log.warning(
-            "outbox row %s (%s) attempt %s failed: %s", row.id, row.kind, row.attempts, error
-        )
-        if self.observer is not None:
-            self.observer.failed(row.kind)
-        async with self._row_transaction(row) as session:
-            if await outbox.mark_failed(
-                session,
-                message_id=row.id,
-                worker=self.worker_id,
-                error=error,
-                attempts=row.attempts,
-                retry_after=retry_after,
-                permanent=permanent,
-            ):
-                await deliveries.after_failure(
-                    session, message=row, error=error, permanent=permanent
-                )
+    # -- recording outcomes -------------------------------------------------------------------
+
+    async def _record(self, outcome: _Outcome) -> bool:
+        """Write the outcome; kept for later when the database cannot take it now."""
+        row = outcome.row
+        outcome.tries += 1
+        try:
+            async with self._transaction(row.ticket_id) as session:
+                if outcome.error is None:
+                    result = outcome.result or {}
+                    if await outbox.mark_delivered(
+                        session, message_id=row.id, worker=self.worker_id, result=result
+                    ):
+                        await deliveries.after_delivery(session, message=row, result=result)
+                else:
+                    error = outcome.error
+                    if await outbox.mark_failed(
+                        session,
+                        message_id=row.id,
+                        worker=self.worker_id,
+                        error=str(error),
+                        attempts=row.attempts,
+                        retry_after=error.retry_after,
+                        permanent=error.permanent,
+                        uncertain=error.uncertain,
+                    ):
+                        await deliveries.after_failure(
+                            session, message=row, error=str(error), permanent=error.permanent
+                        )
+        except Exception as exc:
+            if not is_unavailable(exc):
+                self._held.discard(row.id)
+                self._unrecorded.pop(row.id, None)
+                raise
+            self._unrecorded[row.id] = outcome
+            self._database_down("recording a delivery", exc)
+            return False
+        self._unrecorded.pop(row.id, None)
+        self._held.discard(row.id)
+        self._database_back()
+        if outcome.error is None:
+            if self.observer is not None:
+                self.observer.delivered(row.kind)
+            late = f" (recorded {outcome.tries - 1} tries late)" if outcome.tries > 1 else ""
+            log.info(
+                "delivered outbox row %s (%s) on attempt %s%s", row.id, row.kind, row.attempts, late
+            )
+        return True
+
+    async def record_pending(self) -> None:
+        """Record the outcomes the database could not take earlier (oldest first)."""
+        for outcome in sorted(self._unrecorded.values(), key=lambda o: o.since):
+            if not await self._record(outcome):
+                return  # still down: try again on the next round
+
+
+def _describe(error: BaseException) -> str:
+    """One line about a database failure (never a URL with its password)."""
+    text = str(getattr(error, "orig", None) or error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__
+
+
+def database_label(url: str) -> str:
+    """`PostgreSQL at db.example.com:5432/helpdesk`, `SQLite file helpdesk.db` (no password)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return f"SQLite file {parsed.database or ':memory:'}"
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"PostgreSQL at {parsed.host}{port}/{parsed.database}"
+

@@ -27,7 +27,7 @@ BOT_FRAMEWORK_OVERRIDES = (
     "TO_CHANNEL_FROM_BOT_OAUTH_SCOPE",
     "OAUTH_URL",
 )
-DEFAULT_LEASE = 60.0
+DEFAULT_LEASE = 20.0
 APP_TYPES = ("MultiTenant", "SingleTenant", "UserAssignedMSI")
 
 
@@ -123,13 +123,11 @@ class Settings:
 
 
 LEASE_ENV = "OUTBOX_LEASE_SECONDS"
-# Deliveries time out well within this (HTTP timeouts are 10-15 s): a shorter lease risks
-# a second worker taking over a row that is still being sent.
-SAFE_LEASE = 30.0
 
 
 def lease_from_env(env: Mapping[str, str]) -> float:
-    """`OUTBOX_LEASE_SECONDS` (default 60): how long a claimed row stays with its worker."""
+    """`OUTBOX_LEASE_SECONDS` (default 20): how long a claimed row stays with a worker that
+    stopped renewing it (a live worker renews its leases every quarter of this)."""
     raw = env.get(LEASE_ENV, "").strip()
     if not raw:
         return DEFAULT_LEASE
@@ -137,15 +135,8 @@ def lease_from_env(env: Mapping[str, str]) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{LEASE_ENV}: {raw!r} is not a number of seconds") from None
-    if not 0 < value <= 3600:
-        raise ConfigError(f"{LEASE_ENV}: {raw!r} must be between 0 and 3600 seconds")
-    if value < SAFE_LEASE:
-        log.warning(
-            "%s=%s is shorter than a slow delivery may take; a row still being sent "
-            "could be sent again by another worker",
-            LEASE_ENV,
-            raw,
-        )
+    if not 1 <= value <= 3600:
+        raise ConfigError(f"{LEASE_ENV}: {raw!r} must be between 1 and 3600 seconds")
     return value
 
 

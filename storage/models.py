@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -166,6 +167,9 @@ class OutboxMessage(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(nullable=True)
     failure_reported: Mapped[bool] = mapped_column(default=False)
+    # An earlier attempt may have arrived without being recorded (its worker died or lost the
+    # database mid-attempt, or it timed out): look for it before sending again.
+    in_doubt: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class ConversationRef(Base):

@@ -1,8 +1,11 @@
 """The outbox: side effects written with their cause, claimed by workers, delivered once.
 
 Claiming takes a lease (`claimed_until`) in one short transaction; delivery happens outside
-any transaction; the result is recorded in another. A worker that dies mid-delivery leaves a
-lease that expires, and the row is tried again (pages stay idempotent through their dedup key).
+any transaction; the result is recorded in another. A live worker renews its leases, so they
+can be short. A worker that dies (or loses the database) mid-delivery leaves a lease that runs
+out: the next claim marks the row `in_doubt` (the attempt may have arrived without being
+recorded), and the notifier looks for it before sending again (Slack messages by their
+metadata; pages are idempotent through their dedup key).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, event, func, insert, select, update
+from sqlalchemy import bindparam, case, event, func, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
@@ -23,7 +26,7 @@ from storage.models import OutboxMessage, utcnow
 _OUTBOX = statements.table_of(OutboxMessage)
 _INSERT = insert(_OUTBOX).returning(_OUTBOX.c.id)
 
-LEASE = timedelta(seconds=60)
+LEASE = timedelta(seconds=20)
 FIRST_BACKOFF = 1.0
 MAX_BACKOFF = 300.0
 MAX_RETRY_AFTER = 3600.0
@@ -52,6 +55,7 @@ async def enqueue(
         "attempts": 0,
         "created_at": now,
         "failure_reported": False,
+        "in_doubt": False,
     }
     stmt = _INSERT if dedup_key is None else statements.insert_new(session, _OUTBOX, "dedup_key")
     conn = await session.connection()
@@ -72,7 +76,7 @@ async def claim_due(
     """Lease up to `limit` due rows to `worker` for `lease` (SKIP LOCKED on PostgreSQL).
 
     Each claim counts as an attempt. A lease that runs out (the worker died) makes the row
-    due again for anyone.
+    due again for anyone, and in doubt: its last attempt was never recorded.
     """
     now = now or utcnow()
     due = (
@@ -90,7 +94,15 @@ async def claim_due(
     stmt = (
         update(OutboxMessage)
         .where(OutboxMessage.id.in_(due.scalar_subquery()))
-        .values(claimed_by=worker, claimed_until=now + lease, attempts=OutboxMessage.attempts + 1)
+        .values(
+            claimed_by=worker,
+            claimed_until=now + lease,
+            attempts=OutboxMessage.attempts + 1,
+            # Outcomes clear the lease; one still set belongs to an attempt nobody recorded.
+            in_doubt=case(
+                (OutboxMessage.claimed_until.is_not(None), true()), else_=OutboxMessage.in_doubt
+            ),
+        )
         .returning(OutboxMessage)
         .execution_options(synchronize_session=False)
     )
@@ -127,7 +139,28 @@ async def mark_delivered(
         result=result,
         claimed_until=None,
         last_error="",
+        in_doubt=False,
     )
+
+
+async def renew(
+    session: AsyncSession, *, worker: str, message_ids: Sequence[int], lease: timedelta
+) -> int:
+    """Extend the leases `worker` still holds on `message_ids`; returns how many it holds."""
+    if not message_ids:
+        return 0
+    done = await session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id.in_(list(message_ids)),
+            OutboxMessage.claimed_by == worker,
+            OutboxMessage.status == "pending",
+            OutboxMessage.claimed_until.is_not(None),
+        )
+        .values(claimed_until=utcnow() + lease)
+        .execution_options(synchronize_session=False)
+    )
+    return int(done.rowcount)  # type: ignore[attr-defined]
 
 
 def backoff(attempts: int, *, retry_after: float | None = None) -> float:
@@ -151,12 +184,15 @@ async def mark_failed(
     attempts: int,
     retry_after: float | None = None,
     permanent: bool = False,
+    uncertain: bool = False,
 ) -> bool:
     """Record a failed attempt: reschedule with backoff, or give up (`dead`) when permanent.
+    `uncertain`: the attempt may have arrived (a timeout), so the row is now in doubt.
 
     False when `worker` no longer holds the row (its lease ran out and another worker took it).
     """
     delay = backoff(attempts, retry_after=retry_after)
+    extra = {"in_doubt": True} if uncertain else {}
     return await _update_held(
         session,
         _HELD,
@@ -166,6 +202,7 @@ async def mark_failed(
         last_error=error[:2000],
         claimed_until=None,
         due_at=utcnow() + timedelta(seconds=delay),
+        **extra,
     )
 
 

@@ -24,20 +24,34 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 
 class DeliveryError(Exception):
-    """A failed attempt. `permanent` means retrying cannot help (bad request, no access)."""
+    """A failed attempt. `permanent`: retrying cannot help (bad request, no access).
+    `uncertain`: it may have arrived anyway (a timeout after the request went out), so the
+    row is looked up before it is sent again. `place`: where a Retry-After applies (see
+    bot.places), when the refusal was a throttle."""
 
     def __init__(
-        self, message: str, *, retry_after: float | None = None, permanent: bool = False
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        permanent: bool = False,
+        uncertain: bool = False,
+        place: str | None = None,
     ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.permanent = permanent
+        self.uncertain = uncertain
+        self.place = place
 
 
 class Notifier(Protocol):
     async def deliver(self, message: OutboxMessage) -> dict[str, Any]:
         """Send one row; return what to remember (message ts, activity id...)."""
         ...
+
+    # Optional: `places(message) -> tuple[str, ...]`, where sending the row goes
+    # (bot.places), so Retry-After windows and pacing are respected before a send.
 
 
 class Notifiers:
@@ -53,6 +67,10 @@ class Notifiers:
     def find(self, message: OutboxMessage) -> Notifier | None:
         platform = message.payload.get("platform")
         return self._by_key.get(f"{message.kind}:{platform}") or self._by_key.get(message.kind)
+
+    def places_of(self, message: OutboxMessage) -> tuple[str, ...]:
+        places = getattr(self.find(message), "places", None)
+        return tuple(places(message)) if places is not None else ()
 
     async def deliver(self, message: OutboxMessage) -> dict[str, Any]:
         notifier = self.find(message)

@@ -52,6 +52,10 @@ class OpsgenieNotifier:
     def __repr__(self) -> str:
         return f"OpsgenieNotifier(url={self.base!r})"
 
+    def places(self, message: OutboxMessage) -> tuple[str, ...]:
+        """Every page goes to one service: its Retry-After holds them all."""
+        return ("opsgenie",)
+
     async def deliver(self, message: OutboxMessage) -> dict[str, Any]:
         payload = message.payload
         if not payload.get("alias"):

@@ -52,6 +52,10 @@ class PagerDutyNotifier:
     def __repr__(self) -> str:
         return f"PagerDutyNotifier(url={self.url!r})"
 
+    def places(self, message: OutboxMessage) -> tuple[str, ...]:
+        """Every page goes to one service: its Retry-After holds them all."""
+        return ("pagerduty",)
+
     async def deliver(self, message: OutboxMessage) -> dict[str, Any]:
         body = event_body(message.payload, self._routing_key.get_secret_value())
         answer = await post_json(self.http, self.url, body, service="pagerduty")

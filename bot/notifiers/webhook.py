@@ -46,8 +46,12 @@ async def post_json(
             status = response.status
             text = await response.text()
             retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+    except (aiohttp.ClientConnectorError, aiohttp.InvalidURL) as exc:
+        # Never connected: nothing arrived.
         raise DeliveryError(f"{service}: {type(exc).__name__}") from exc
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        # The request may have arrived before the answer was lost.
+        raise DeliveryError(f"{service}: {type(exc).__name__}", uncertain=True) from exc
     if 200 <= status < 300:
         try:
             data = json.loads(text) if text else {}
@@ -56,8 +60,10 @@ async def post_json(
         return data if isinstance(data, dict) else {}
     reason = f"{service}: HTTP {status} {_message(text)}".strip()
     if status == 429:
-        raise DeliveryError(reason, retry_after=retry_after)
+        raise DeliveryError(reason, retry_after=retry_after, place=service)
     if status in PERMANENT or (400 <= status < 500 and status != 408):
         raise DeliveryError(reason, permanent=True)
-    # 408, 5xx: try again (a 503's Retry-After is honoured too).
-    raise DeliveryError(reason, retry_after=retry_after)
+    # 408, 5xx: try again (a 503's Retry-After is honoured too, for the whole service).
+    raise DeliveryError(
+        reason, retry_after=retry_after, place=service if retry_after is not None else None
+    )

@@ -1,13 +1,24 @@
-"""Delivers Slack messages, DMs and message updates from the outbox."""
+"""Delivers Slack messages, DMs and message updates from the outbox.
+
+Every message the bot posts carries `metadata` naming its outbox row. A row whose earlier
+attempt may have arrived without being recorded (its worker died, the database went away, the
+call timed out) is looked up first in the channel (`conversations.history`) or thread
+(`conversations.replies`); when found, it is recorded as delivered instead of being posted
+again. A refusal with Retry-After blocks the place it was for (bot.places): the channel for a
+post, the method for anything else.
+"""
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import places
 from bot.notifiers import DeliveryError, retry_after_seconds
 from cards import slack as blockkit
 from cards.model import Card, Text
@@ -32,6 +43,9 @@ PERMANENT = {
 }
 # Errors meaning "you cannot post here": fall back to a DM to `fallback_user`.
 NOT_HERE = {"not_in_channel", "channel_not_found"}
+METADATA_TYPE = "helpdesk_outbox"
+# How far back the look-up for an earlier attempt reads (pages of 200 messages).
+LOOKUP_PAGES = 5
 
 
 def _content(payload: dict[str, Any]) -> dict[str, Any]:
@@ -42,17 +56,37 @@ def _content(payload: dict[str, Any]) -> dict[str, Any]:
     return blockkit.render_message(card)
 
 
-def _error(exc: SlackApiError) -> DeliveryError:
+def _marker(message: OutboxMessage) -> dict[str, Any]:
+    """What identifies the row's message: its id and when it was queued (ids are only
+    unique within one database)."""
+    created: datetime = message.created_at
+    return {"outbox_id": message.id, "queued": created.isoformat()}
+
+
+def metadata(message: OutboxMessage) -> dict[str, Any]:
+    return {"event_type": METADATA_TYPE, "event_payload": _marker(message)}
+
+
+def _error(exc: SlackApiError, place: str) -> DeliveryError:
     error = str(exc.response.get("error", "unknown_error"))
-    retry_after = None
     if exc.response.status_code == 429:
         retry_after = retry_after_seconds(exc.response.headers.get("Retry-After")) or 1.0
-    return DeliveryError(f"slack: {error}", retry_after=retry_after, permanent=error in PERMANENT)
+        return DeliveryError(f"slack: {error}", retry_after=retry_after, place=place)
+    return DeliveryError(f"slack: {error}", permanent=error in PERMANENT)
 
 
 class SlackNotifier:
     def __init__(self, client: AsyncWebClient) -> None:
         self.client = client
+
+    def places(self, message: OutboxMessage) -> tuple[str, ...]:
+        payload = message.payload
+        if message.kind == "update":
+            return (places.slack_method("chat.update"),)
+        if message.kind == "dm":
+            user = str(payload.get("user", ""))
+            return (places.slack_method("conversations.open"), places.slack_dm(user))
+        return (places.slack_post(str(payload.get("channel", ""))),)
 
     async def deliver(self, message: OutboxMessage) -> dict[str, Any]:
         payload = message.payload
@@ -60,35 +94,109 @@ class SlackNotifier:
             if message.kind == "update":
                 return await self._update(payload)
             if message.kind == "dm":
-                return await self._dm(str(payload["user"]), payload)
-            return await self._post(payload)
-        except SlackApiError as exc:
-            raise _error(exc) from exc
-        except (OSError, TimeoutError) as exc:
+                return await self._dm(str(payload["user"]), message)
+            return await self._post(message)
+        except DeliveryError:
+            raise
+        except aiohttp.ClientConnectorError as exc:
             raise DeliveryError(f"slack: {type(exc).__name__}: {exc}") from exc
+        except (OSError, TimeoutError, aiohttp.ClientError) as exc:
+            # The request may have reached Slack before the answer was lost.
+            raise DeliveryError(f"slack: {type(exc).__name__}: {exc}", uncertain=True) from exc
 
-    async def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
-        content = _content(payload)
+    async def _post(self, message: OutboxMessage) -> dict[str, Any]:
+        payload = message.payload
+        channel, thread = str(payload["channel"]), payload.get("thread")
+        place = places.slack_post(channel)
         try:
-            response = await self.client.chat_postMessage(
-                channel=payload["channel"], thread_ts=payload.get("thread"), **content
-            )
+            if message.in_doubt and (found := await self._find(message, channel, thread)):
+                return found
+            return await self._send(message, channel, thread)
         except SlackApiError as exc:
             fallback = payload.get("fallback_user")
             if exc.response.get("error") in NOT_HERE and fallback:
-                log.info("cannot post in %s; sending to the technician instead", payload["channel"])
-                return await self._dm(str(fallback), payload)
-            raise
-        return {"channel": response["channel"], "ts": response["ts"]}
+                log.info("cannot post in %s; sending to the technician instead", channel)
+                return await self._dm(str(fallback), message)
+            raise _error(exc, place) from exc
 
-    async def _dm(self, user: str, payload: dict[str, Any]) -> dict[str, Any]:
-        opened = await self.client.conversations_open(users=user)
-        channel = opened["channel"]["id"]
-        response = await self.client.chat_postMessage(channel=channel, **_content(payload))
-        return {"channel": response["channel"], "ts": response["ts"], "dm": True}
-
-    async def _update(self, payload: dict[str, Any]) -> dict[str, Any]:
-        response = await self.client.chat_update(
-            channel=payload["channel"], ts=payload["ts"], **_content(payload)
+    async def _send(self, message: OutboxMessage, channel: str, thread: Any) -> dict[str, Any]:
+        response = await self.client.chat_postMessage(
+            channel=channel,
+            thread_ts=thread,
+            metadata=metadata(message),
+            **_content(message.payload),
         )
         return {"channel": response["channel"], "ts": response["ts"]}
+
+    async def _dm(self, user: str, message: OutboxMessage) -> dict[str, Any]:
+        try:
+            opened = await self.client.conversations_open(users=user)
+        except SlackApiError as exc:
+            raise _error(exc, places.slack_method("conversations.open")) from exc
+        channel = opened["channel"]["id"]
+        try:
+            if message.in_doubt and (found := await self._find(message, channel, None)):
+                return {**found, "dm": True}
+            sent = await self._send(message, channel, None)
+        except SlackApiError as exc:
+            raise _error(exc, places.slack_dm(user)) from exc
+        return {**sent, "dm": True}
+
+    async def _update(self, payload: dict[str, Any]) -> dict[str, Any]:
+        # An edit is idempotent: doing it twice shows the same message.
+        try:
+            response = await self.client.chat_update(
+                channel=payload["channel"], ts=payload["ts"], **_content(payload)
+            )
+        except SlackApiError as exc:
+            raise _error(exc, places.slack_method("chat.update")) from exc
+        return {"channel": response["channel"], "ts": response["ts"]}
+
+    async def _find(
+        self, message: OutboxMessage, channel: str, thread: Any
+    ) -> dict[str, Any] | None:
+        """The message an earlier attempt of this row posted, if Slack has it."""
+        marker = _marker(message)
+        oldest = f"{message.created_at.timestamp() - 60:.6f}"
+        cursor: str | None = None
+        try:
+            for _ in range(LOOKUP_PAGES):
+                common: dict[str, Any] = {
+                    "channel": channel,
+                    "oldest": oldest,
+                    "limit": 200,
+                    "include_all_metadata": True,
+                    "cursor": cursor,
+                }
+                if thread:
+                    page = await self.client.conversations_replies(ts=str(thread), **common)
+                else:
+                    page = await self.client.conversations_history(**common)
+                for found in page.get("messages") or []:
+                    meta = found.get("metadata") or {}
+                    if (
+                        meta.get("event_type") == METADATA_TYPE
+                        and meta.get("event_payload") == marker
+                    ):
+                        log.info(
+                            "outbox row %s was already posted (ts %s): not posting it again",
+                            message.id,
+                            found.get("ts"),
+                        )
+                        return {"channel": channel, "ts": found["ts"], "found": True}
+                cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+                if not cursor:
+                    break
+        except SlackApiError as exc:
+            if exc.response.status_code == 429:
+                method = "conversations.replies" if thread else "conversations.history"
+                raise _error(exc, places.slack_method(method)) from exc
+            if exc.response.get("error") in NOT_HERE:
+                raise
+            # No history scope, or the like: better a possible repeat than a lost message.
+            log.warning(
+                "could not check whether outbox row %s was already posted (%s); posting it",
+                message.id,
+                exc.response.get("error"),
+            )
+        return None

@@ -16,6 +16,7 @@ from botbuilder.schema import (
 )
 from msrest.exceptions import ClientRequestError, HttpOperationError
 
+from bot import places
 from bot.notifiers import DeliveryError, retry_after_seconds
 from bot.settings import Settings
 from bot.teams import proactive, replies
@@ -52,8 +53,9 @@ def _error_body(response: Any) -> dict[str, Any]:
     return error if isinstance(error, dict) else {}
 
 
-def delivery_error(exc: HttpOperationError) -> DeliveryError:
-    """Connector HTTP error -> DeliveryError (retryable or permanent, Retry-After kept)."""
+def delivery_error(exc: HttpOperationError, place: str | None = None) -> DeliveryError:
+    """Connector HTTP error -> DeliveryError (retryable or permanent, Retry-After kept and
+    applied to `place`: the conversation the send was for)."""
     response = exc.response
     status = getattr(response, "status_code", None) or getattr(response, "status", None) or 0
     error = _error_body(response)
@@ -64,10 +66,14 @@ def delivery_error(exc: HttpOperationError) -> DeliveryError:
     label = "/".join(part for part in (code, sub_code) if part) or "error"
     message = str(error.get("message") or exc.message or "")[:300]
     permanent = status in PERMANENT or (400 <= status < 500 and status not in RETRYABLE)
+    retry_after = None if permanent else _retry_after(getattr(response, "headers", None))
+    if retry_after is None and status == 429:
+        retry_after = 1.0  # throttled without a Retry-After: still hold the place a moment
     return DeliveryError(
         f"teams: HTTP {status} {label}: {message}",
-        retry_after=None if permanent else _retry_after(getattr(response, "headers", None)),
+        retry_after=retry_after,
         permanent=permanent,
+        place=place if retry_after is not None else None,
     )
 
 
@@ -82,8 +88,15 @@ class TeamsNotifier:
         self.tenant_id = settings.config.teams.tenant_id or settings.app_tenant_id or None
         self.bot_id = f"28:{settings.app_id}" if settings.app_id else "28:helpdesk-bot"
 
+    def places(self, message: OutboxMessage) -> tuple[str, ...]:
+        payload = message.payload
+        if message.kind == "dm":
+            return (places.teams_user(str(payload.get("user", ""))),)
+        return (places.teams_conversation(str(payload.get("channel", ""))),)
+
     async def deliver(self, message: OutboxMessage) -> dict[str, Any]:
         payload = message.payload
+        (place,) = self.places(message)
         try:
             if message.kind == "update":
                 return await self._update(payload)
@@ -91,11 +104,14 @@ class TeamsNotifier:
                 return await self._dm(str(payload["user"]), payload)
             return await self._post(payload)
         except HttpOperationError as exc:
-            raise delivery_error(exc) from exc
-        except (aiohttp.ClientError, ClientRequestError, OSError, TimeoutError) as exc:
-            raise DeliveryError(f"teams: {type(exc).__name__}: {exc}") from exc
+            raise delivery_error(exc, place) from exc
         except PermissionError as exc:  # msal could not get a token (AAD down, bad secret)
             raise DeliveryError(f"teams: no access token: {exc}") from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise DeliveryError(f"teams: {type(exc).__name__}: {exc}") from exc
+        except (aiohttp.ClientError, ClientRequestError, OSError, TimeoutError) as exc:
+            # Teams has no look-up: a message whose answer was lost may repeat once.
+            raise DeliveryError(f"teams: {type(exc).__name__}: {exc}", uncertain=True) from exc
 
     async def _reference(self, conversation_id: str) -> ConversationReference:
         stored = await self.references.get(conversation_id)

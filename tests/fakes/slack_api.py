@@ -7,8 +7,10 @@ dict per call; JSON-encoded form fields such as ``blocks`` or ``view`` are decod
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,8 +49,11 @@ class FakeSlack(FakeServer):
         self._answers: dict[str, Answer] = {}
         self._api_calls: list[SlackCall] = []
         self._responses: list[tuple[str, Any]] = []
-        self._ts = itertools.count(1)
+        self._last_ts = 0
         self._views = itertools.count(1)
+        # What each channel holds, oldest first (read back by conversations.history/replies).
+        self.messages: dict[str, list[dict[str, Any]]] = {}
+        self._answer_delays: dict[str, float] = {}
 
     # ------------------------------------------------------------- configuration
     def add_user(
@@ -81,6 +86,19 @@ class FakeSlack(FakeServer):
     def reset_state(self) -> None:
         self._api_calls.clear()
         self._responses.clear()
+        self.messages.clear()
+        self._answer_delays.clear()
+
+    def delay_answer(self, method: str, seconds: float) -> None:
+        """Do the work of ``method`` at once, then hold its answer for ``seconds`` (a call that
+        succeeded on Slack's side while the caller was still waiting); 0 removes it."""
+        if seconds > 0:
+            self._answer_delays[method] = seconds
+        else:
+            self._answer_delays.pop(method, None)
+
+    def channel_messages(self, channel: str) -> list[dict[str, Any]]:
+        return list(self.messages.get(channel, []))
 
     def response_url_for(self, response_id: str) -> str:
         return f"{self.url}/response/{response_id}"
@@ -138,11 +156,16 @@ class FakeSlack(FakeServer):
         builtin = getattr(self, "_m_" + method.replace(".", "_"), None)
         if builtin is None:
             return web.json_response({"ok": False, "error": "unknown_method"})
-        return web.json_response(builtin(params))
+        answer = builtin(params)
+        if delay := self._answer_delays.get(method):
+            await asyncio.sleep(delay)
+        return web.json_response(answer)
 
     def _next_ts(self) -> str:
-        micros = next(self._ts) * 100
-        return f"{1_700_000_000 + micros // 1_000_000}.{micros % 1_000_000:06d}"
+        """Slack message timestamps: the time of posting, unique per fake."""
+        micros = max(int(time.time() * 1_000_000), self._last_ts + 1)
+        self._last_ts = micros
+        return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
 
     def _m_auth_test(self, p: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -184,15 +207,45 @@ class FakeSlack(FakeServer):
     def _m_chat_postMessage(self, p: dict[str, Any]) -> dict[str, Any]:
         ts = self._next_ts()
         message: dict[str, Any] = {
-            k: p[k] for k in ("text", "blocks", "attachments", "thread_ts") if k in p
+            k: p[k] for k in ("text", "blocks", "attachments", "thread_ts", "metadata") if k in p
         }
         message.update({"type": "message", "user": "UBOT", "bot_id": "BBOT", "ts": ts})
-        return {"ok": True, "channel": p.get("channel"), "ts": ts, "message": message}
+        self.messages.setdefault(str(p.get("channel")), []).append(message)
+        shown = {k: v for k, v in message.items() if k != "metadata"}
+        return {"ok": True, "channel": p.get("channel"), "ts": ts, "message": shown}
+
+    def _history(self, p: dict[str, Any], keep: Callable[[dict[str, Any]], bool]) -> dict:
+        channel = str(p.get("channel", ""))
+        if channel not in self.messages and not channel.startswith(("C", "D", "G")):
+            return {"ok": False, "error": "channel_not_found"}
+        oldest = float(p.get("oldest") or 0)
+        with_metadata = str(p.get("include_all_metadata", "")).lower() in ("1", "true")
+        found = []
+        for message in self.messages.get(channel, []):
+            if float(message["ts"]) < oldest or not keep(message):
+                continue
+            shown = dict(message)
+            if not with_metadata:
+                shown.pop("metadata", None)
+            found.append(shown)
+        return {"ok": True, "messages": found, "has_more": False, "response_metadata": {}}
+
+    def _m_conversations_history(self, p: dict[str, Any]) -> dict[str, Any]:
+        answer = self._history(p, lambda m: not m.get("thread_ts"))
+        answer["messages"] = list(reversed(answer.get("messages", [])))  # newest first
+        return answer
+
+    def _m_conversations_replies(self, p: dict[str, Any]) -> dict[str, Any]:
+        ts = str(p.get("ts", ""))
+        return self._history(p, lambda m: m["ts"] == ts or m.get("thread_ts") == ts)
 
     def _m_chat_postEphemeral(self, p: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "message_ts": self._next_ts()}
 
     def _m_chat_update(self, p: dict[str, Any]) -> dict[str, Any]:
+        for message in self.messages.get(str(p.get("channel")), []):
+            if message["ts"] == p.get("ts"):
+                message.update({k: p[k] for k in ("text", "blocks") if k in p})
         return {"ok": True, "channel": p.get("channel"), "ts": p.get("ts"), "text": p.get("text")}
 
     def _m_chat_delete(self, p: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import pytest
 
 from tests.fakes.botframework import FakeConnector
 from tests.fakes.pagers import FakeOpsgenie, FakePagerDuty
+from tests.http import processes
 from tests.http.p1_support import fake_opsgenie, fake_pagerduty
 
 
@@ -28,3 +29,9 @@ async def pagerduty() -> AsyncIterator[FakePagerDuty]:
 async def opsgenie() -> AsyncIterator[FakeOpsgenie]:
     async with fake_opsgenie() as fake:
         yield fake
+
+
+# Real processes and the emptied PostgreSQL database (tests/http/processes.py).
+spawn = processes.spawn
+blackhole = processes.blackhole
+pg_url = processes.pg_url

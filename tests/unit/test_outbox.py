@@ -200,7 +200,7 @@ async def test_defer_and_cancel(sessions: Sessions):
 
 
 def test_lease_setting():
-    assert lease_from_env({}) == 60
+    assert lease_from_env({}) == 20
     assert lease_from_env({"OUTBOX_LEASE_SECONDS": "2.5"}) == 2.5
     for bad in ("soon", "0", "-3"):
         with pytest.raises(ConfigError, match="OUTBOX_LEASE_SECONDS"):

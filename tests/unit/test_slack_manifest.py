@@ -36,6 +36,10 @@ SCOPES_BY_METHOD: dict[str, tuple[str, ...]] = {
     "chat.scheduleMessage": ("chat:write",),
     "chat.getPermalink": (),
     "conversations.open": ("im:write",),
+    # Reading back a message the bot may already have posted (outbox look-up), in a public
+    # or private channel or a DM.
+    "conversations.history": ("channels:history", "groups:history", "im:history"),
+    "conversations.replies": ("channels:history", "groups:history", "im:history"),
     "conversations.info": ("channels:read",),
     "conversations.join": ("channels:join",),
     "conversations.members": ("channels:read",),

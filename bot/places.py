@@ -1,0 +1,98 @@
+"""Where sends are held back: Retry-After windows and pacing, per place, in one object.
+
+A place is where a platform throttles: a Slack channel for `chat.postMessage` (and a DM by its
+user), a Slack Web API method for everything else, a Teams conversation, a pager, a PSA. When a
+send to a place is refused with a Retry-After, nothing else goes to that place before the
+window has passed: not the refused message, not other queued messages, not the bot's own
+report about the delay. Posts to one Slack channel are also paced to about one per second,
+with short bursts (Slack's documented limit), so a burst of P1 notices does not earn a string
+of refusals. Every sender in the process (the outbox worker, Teams answers in the turn) asks
+here first. Windows are per process; a second worker learns a window from its own refusal.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+# Slack: "one message per second per channel, short bursts allowed".
+SLACK_POST_INTERVAL = 1.0
+SLACK_POST_BURST = 3
+
+
+def slack_post(channel: str) -> str:
+    return f"slack:post:{channel}"
+
+
+def slack_dm(user: str) -> str:
+    return f"slack:dm:{user}"
+
+
+def slack_method(method: str) -> str:
+    return f"slack:method:{method}"
+
+
+def teams_conversation(conversation: str) -> str:
+    return f"teams:conversation:{conversation}"
+
+
+def teams_user(user: str) -> str:
+    return f"teams:user:{user}"
+
+
+class Places:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._until: dict[str, float] = {}
+        # Pacing, as a generic cell rate algorithm: the theoretical arrival time per place.
+        self._arrival: dict[str, float] = {}
+
+    def block(self, place: str, seconds: float) -> None:
+        """Nothing goes to `place` for `seconds` (a Retry-After); a longer window wins."""
+        until = self._clock() + max(seconds, 0.0)
+        if until > self._until.get(place, 0.0):
+            self._until[place] = until
+
+    def blocked_for(self, place: str) -> float:
+        """Seconds left in `place`'s Retry-After window (0 when open)."""
+        until = self._until.get(place)
+        if until is None:
+            return 0.0
+        left = until - self._clock()
+        if left <= 0:
+            del self._until[place]
+            return 0.0
+        return left
+
+    def wait_for(self, places: Iterable[str]) -> float:
+        """0 when a send to all of `places` may go now (its paced slot is then taken); else
+        the seconds to wait."""
+        places = tuple(places)
+        if len(self._arrival) + len(self._until) > 10_000:
+            self.forget_idle()
+        wait = max((self.blocked_for(p) for p in places), default=0.0)
+        if wait > 0:
+            return wait
+        paced = [p for p in places if _paced(p)]
+        now = self._clock()
+        wait = max((self._pace_wait(p, now) for p in paced), default=0.0)
+        if wait > 0:
+            return wait
+        for place in paced:
+            self._arrival[place] = max(self._arrival.get(place, now), now) + SLACK_POST_INTERVAL
+        return 0.0
+
+    def _pace_wait(self, place: str, now: float) -> float:
+        arrival = max(self._arrival.get(place, now), now)
+        tolerance = (SLACK_POST_BURST - 1) * SLACK_POST_INTERVAL
+        return max(arrival - now - tolerance, 0.0)
+
+    def forget_idle(self) -> None:
+        """Drop places whose window and pacing are long over (keeps the maps small)."""
+        now = self._clock()
+        self._until = {p: u for p, u in self._until.items() if u > now}
+        self._arrival = {p: a for p, a in self._arrival.items() if a > now}
+
+
+def _paced(place: str) -> bool:
+    return place.startswith(("slack:post:", "slack:dm:"))
