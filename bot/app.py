@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.correlation import new_correlation_id, ticket_number
+from bot.db_health import DatabaseMonitor
 from bot.directory.factory import create_directory
 from bot.metrics import Metrics, metrics_handler
 from bot.notifiers import Notifiers
 from bot.notifiers.opsgenie import OpsgenieNotifier
 from bot.notifiers.pagerduty import PagerDutyNotifier
-from bot.outbox_worker import OutboxWorker, database_label
+from bot.outbox_worker import OutboxWorker
 from bot.places import Places
 from bot.settings import Settings
 from bot.slack.front import SlackFront, make_client
@@ -47,6 +50,7 @@ class Services:
     metrics: Metrics = field(default_factory=Metrics)
     # Retry-After windows and pacing per Slack channel, Teams conversation, pager...
     places: Places = field(default_factory=Places)
+    database: DatabaseMonitor | None = None
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
@@ -83,16 +87,26 @@ async def start_services(
         if key
     )
     metrics = metrics or Metrics()
+    monitor = DatabaseMonitor(engine, location=db.location(settings.database_url))
     deps = Deps(
         config=settings.config,
         sessions=sessions,
         directory=directory,
         pagers=pagers,
         observe=metrics.observe,
+        database_available=lambda: monitor.available,
+        database_trouble=monitor.trouble,
     )
     services = Services(
-        settings=settings, engine=engine, sessions=sessions, deps=deps, http=http, metrics=metrics
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        deps=deps,
+        http=http,
+        metrics=metrics,
+        database=monitor,
     )
+    monitor.start()
 
     if settings.slack_enabled:
         client = make_client(settings, http)
@@ -137,7 +151,7 @@ async def start_services(
             lease=settings.outbox_lease_seconds,
             observer=metrics,
             places=services.places,
-            database=database_label(settings.database_url),
+            database=db.location(settings.database_url),
         )
         services.worker.schedule(services.scheduler)
         outbox.on_enqueue_commit(sessions, services.worker.wake)
@@ -146,25 +160,50 @@ async def start_services(
 
 
 async def stop_services(services: Services) -> None:
+    """Stop everything, each step bounded: a dead database or peer never holds shutdown up."""
     if services.scheduler is not None:
         services.scheduler.shutdown(wait=False)
+    steps: list[tuple[str, Awaitable[Any]]] = []
     if services.worker is not None:
-        await services.worker.close()
+        steps.append(("outbox worker", services.worker.close()))
     if services.slack is not None:
-        await services.slack.drain()
+        steps.append(("Slack calls", services.slack.drain()))
     if services.teams is not None:
         services.teams.close()
-    await services.deps.directory.close()
-    await services.http.close()
-    await services.engine.dispose()
+    if services.database is not None:
+        steps.append(("database probe", services.database.stop()))
+    steps += [
+        ("directory", services.deps.directory.close()),
+        ("HTTP client", services.http.close()),
+    ]
+    for name, step in steps:
+        await _bounded(name, step, STOP_STEP_SECONDS)
+    if not await _bounded("database", services.engine.dispose(), STOP_STEP_SECONDS):
+        # Connections that do not answer are dropped without a goodbye.
+        await _bounded("database", services.engine.dispose(close=False), 1.0)
+
+
+STOP_STEP_SECONDS = 3.0
+
+
+async def _bounded(name: str, step: Awaitable[Any], seconds: float) -> bool:
+    try:
+        await asyncio.wait_for(step, seconds)
+    except TimeoutError:
+        log.warning("shutdown: %s did not stop within %.0f s; going on", name, seconds)
+        return False
+    except Exception as exc:
+        log.warning("shutdown: %s failed to stop cleanly: %s", name, type(exc).__name__)
+    return True
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """200 when the database answers; 503 within a few seconds when it does not (refused,
+    or silent: never a hang)."""
     services = request.app[SERVICES]
-    try:
-        await db.ping(services.engine)
-    except Exception as exc:
-        log.warning("health check: database unavailable: %s", type(exc).__name__)
+    monitor = services.database
+    assert monitor is not None
+    if not await monitor.check():
         return web.json_response({"status": "degraded", "db": "unavailable"}, status=503)
     return web.json_response({"status": "ok", "db": "ok"})
 

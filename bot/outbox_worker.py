@@ -362,15 +362,3 @@ def _describe(error: BaseException) -> str:
     """One line about a database failure (never a URL with its password)."""
     text = str(getattr(error, "orig", None) or error).splitlines()[0] if str(error) else ""
     return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__
-
-
-def database_label(url: str) -> str:
-    """`PostgreSQL at db.example.com:5432/helpdesk`, `SQLite file helpdesk.db` (no password)."""
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        return f"SQLite file {parsed.database or ':memory:'}"
-    port = f":{parsed.port}" if parsed.port else ""
-    return f"PostgreSQL at {parsed.host}{port}/{parsed.database}"
-

@@ -27,6 +27,10 @@ class Deps:
     pagers: tuple[str, ...] = ()
     # Domain events for metrics (`ticket_opened`, `identity`, `csat`); a no-op by default.
     observe: Callable[..., None] = field(default=lambda *_, **__: None)
+    # Whether the database answers (the edge keeps it current), and where a use case that
+    # could not reach it reports so.
+    database_available: Callable[[], bool] = field(default=lambda: True)
+    database_trouble: Callable[[BaseException], None] = field(default=lambda _: None)
 
     async def person(self, actor: Actor) -> Person | None:
         """The directory entry of whoever acted, matched by platform id only."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -10,8 +11,15 @@ from handlers import closure, csat, escalation, identity, incidents, tickets
 from handlers.commands import USAGE, Command, parse
 from handlers.deps import Deps
 from handlers.types import DomainError, Duplicate, Interaction, InvalidInput, Reply
+from storage.errors import is_unavailable
 
 log = logging.getLogger(__name__)
+UNAVAILABLE = (
+    "The help desk cannot save tickets right now (its database is not answering). Nothing "
+    "was saved: please try again in a few minutes."
+)
+# Slack and Teams give a bot 3 s to answer.
+ANSWER_BUDGET = 2.5
 
 CommandHandler = Callable[[Deps, Interaction, Command], Awaitable[Reply]]
 ActionHandler = Callable[[Deps, Interaction], Awaitable[Reply]]
@@ -71,3 +79,40 @@ async def handle(deps: Deps, interaction: Interaction) -> Reply:
     except DomainError as exc:
         log.info("refused: %s", exc)
         return Reply(text=str(exc))
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        deps.database_trouble(exc)
+        return unavailable()
+
+
+def unavailable() -> Reply:
+    """What a person is told while the database cannot be reached (nothing was stored)."""
+    return Reply(text=UNAVAILABLE, form_error=UNAVAILABLE)
+
+
+async def answer(deps: Deps, interaction: Interaction, *, budget: float = ANSWER_BUDGET) -> Reply:
+    """`handle`, answered within `budget` seconds whatever the database does.
+
+    Slack and Teams want an answer within 3 s. Work still running then is cancelled (its
+    transaction is rolled back, its connection dropped; nothing it did is committed) and the
+    person is told to try again.
+    """
+    task = asyncio.ensure_future(handle(deps, interaction))
+    done, _ = await asyncio.wait({task}, timeout=budget)
+    if task in done:
+        return task.result()
+    task.cancel()
+    _LATE.add(task)  # finishes its clean-up in the background
+    task.add_done_callback(_forget)
+    deps.database_trouble(TimeoutError(f"no answer within {budget:.1f} s"))
+    return unavailable()
+
+
+_LATE: set[asyncio.Task[Reply]] = set()
+
+
+def _forget(task: asyncio.Task[Reply]) -> None:
+    _LATE.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.info("work given up after the answer budget ended with %r", task.exception())

@@ -67,6 +67,8 @@ class Reply:
     # The ticket (id) whose card this reply is: an edge that posts it in the turn (Teams)
     # reports where it landed through `tickets.remember_card`.
     ticket_card_of: int | None = None
+    # A problem with a whole submitted form (nothing saved): shown in the form itself.
+    form_error: str = ""
 
 
 class DomainError(Exception):

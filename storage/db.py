@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from sqlalchemy import event, text
@@ -16,6 +17,15 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 from storage import sqlite_inline
+
+# Bounds on every PostgreSQL wait (SPEC: a call with no answer is given up within 10 s).
+CONNECT_TIMEOUT = 5.0
+COMMAND_TIMEOUT = 10.0
+POOL_TIMEOUT = 5.0
+IDLE_IN_TRANSACTION = 15.0
+# SQLite's busy timeout when the URL sets none: a lock held by another process is waited
+# for this long at most.
+SQLITE_BUSY_TIMEOUT = 10.0
 
 
 def is_sqlite(url: str) -> bool:
@@ -35,7 +45,7 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         args, options = parsed.get_dialect()().create_connect_args(parsed)
         database, uri = str(args[0]), bool(options.get("uri"))
         # `?timeout=` in the URL is SQLite's busy timeout in seconds, as with aiosqlite.
-        busy_ms = int(float(options.get("timeout", 30)) * 1000)
+        busy_ms = int(float(options.get("timeout", SQLITE_BUSY_TIMEOUT)) * 1000)
 
         async def connect() -> Any:
             return await sqlite_inline.connect_async(database, uri=uri, busy_timeout_ms=busy_ms)
@@ -58,7 +68,29 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", lambda *_: checkpointer.start())
         event.listen(engine.sync_engine, "engine_disposed", lambda _: checkpointer.stop())
         return engine
-    return create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_async_engine(
+        url,
+        echo=echo,
+        pool_size=10,
+        max_overflow=20,
+        # A connection left silent by a partition is found out before use and replaced.
+        pool_pre_ping=True,
+        pool_timeout=POOL_TIMEOUT,
+        pool_recycle=1800,
+        connect_args={
+            "timeout": CONNECT_TIMEOUT,
+            # No database call waits longer than this for an answer (asyncpg gives up and the
+            # connection is dropped); the server gives up on our statements too.
+            "command_timeout": COMMAND_TIMEOUT,
+            "server_settings": {
+                "application_name": "helpdesk-bot",
+                "statement_timeout": str(int(COMMAND_TIMEOUT * 1000)),
+                # A client that vanished mid-transaction (killed, partitioned) must not keep
+                # its row locks (the ticket counter) until TCP notices.
+                "idle_in_transaction_session_timeout": str(int(IDLE_IN_TRANSACTION * 1000)),
+            },
+        },
+    )
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -67,7 +99,17 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=session_cls)
 
 
-async def ping(engine: AsyncEngine) -> None:
-    """Raise if the database cannot answer a trivial query."""
-    async with engine.connect() as conn:
-        await conn.execute(text("SELECT 1"))
+async def ping(engine: AsyncEngine, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+    """Raise if the database cannot answer a trivial query (TimeoutError after `timeout`)."""
+    async with asyncio.timeout(timeout):
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+
+def location(url: str) -> str:
+    """Where the database is, for log lines: host and port, or the file; never a password."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return f"SQLite file {parsed.database or ':memory:'}"
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"PostgreSQL at {parsed.host}{port}/{parsed.database}"

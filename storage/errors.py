@@ -40,6 +40,8 @@ def is_unavailable(error: BaseException) -> bool:
     (refused, reset, timed out, a pool with no connection to give, SQLite locked too long),
     as opposed to a bug or a constraint violation."""
     for found in _chain(error):
+        if isinstance(found, DatabaseUnavailable):
+            return True
         if isinstance(found, sa_exc.DBAPIError) and found.connection_invalidated:
             return True
         if isinstance(found, sa_exc.TimeoutError | TimeoutError | OSError):

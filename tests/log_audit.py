@@ -11,6 +11,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from bot.logs import TextFormatter, _ContextFilter
 
@@ -31,11 +32,15 @@ SEEN: set[str] = set()
 
 
 def remember(env: dict[str, str]) -> None:
-    """Remember the secret values in an env mapping given to the app."""
+    """Remember the secret values in an env mapping given to the app (and the password in
+    DATABASE_URL)."""
     for key in SECRET_ENV:
         value = env.get(key, "")
         if len(value) >= 6:
             SEEN.add(value)
+    password = urlsplit(env.get("DATABASE_URL", "")).password or ""
+    if len(password) >= 6:
+        SEEN.add(password)
 
 
 class Audit:

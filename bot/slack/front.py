@@ -27,7 +27,7 @@ from bot.settings import Settings
 from cards import slack as blockkit
 from cards.model import ActionId, Card, Text
 from handlers.deps import Deps
-from handlers.dispatch import handle
+from handlers.dispatch import answer
 from handlers.types import Actor, Conversation, Interaction, Reply
 
 log = logging.getLogger(__name__)
@@ -129,6 +129,9 @@ class SlackFront:
         reply = await self._handle(interaction)
         if reply.field_errors:
             await ack(response_action="errors", errors=reply.field_errors)
+        elif reply.form_error and (first := _first_input(view)):
+            # Nothing was saved: keep the form and what they typed, say why on top.
+            await ack(response_action="errors", errors={first: reply.form_error})
         elif reply.as_form and reply.card is not None:
             await ack(response_action="update", view=blockkit.render_modal(reply.card))
         elif reply.text and not reply.card and not reply.duplicate:
@@ -174,7 +177,7 @@ class SlackFront:
     async def _handle(self, interaction: Interaction) -> Reply:
         """The core's answer; an unexpected failure is logged and shown with its reference."""
         try:
-            return await handle(self.deps, interaction)
+            return await answer(self.deps, interaction)
         except Exception:
             ref = correlation_id.get()
             if ref == "-":  # Socket Mode: no HTTP middleware set one
@@ -247,3 +250,11 @@ def _kind(body: dict[str, Any]) -> str:
 def _actor(body: dict[str, Any]) -> Actor:
     user = body.get("user") or {}
     return Actor("slack", user.get("id", ""), user.get("name") or user.get("username") or "")
+
+
+def _first_input(view: dict[str, Any]) -> str | None:
+    """The block id of the first input of a submitted view (where a form-wide problem goes)."""
+    for block in view.get("blocks") or []:
+        if isinstance(block, dict) and block.get("type") == "input" and block.get("block_id"):
+            return str(block["block_id"])
+    return None

@@ -15,7 +15,7 @@ from cards.model import ActionId
 from handlers import tickets
 from handlers.commands import strip_teams_prefix
 from handlers.deps import Deps
-from handlers.dispatch import handle
+from handlers.dispatch import answer
 from handlers.types import Actor, Conversation, Interaction, Reply
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
                 await turn_context.send_activity(replies.text_activity(replies.HINT))
                 return
             interaction = _interaction(activity, text=command)
-        reply = await handle(self.deps, interaction)
+        reply = await answer(self.deps, interaction)
         await self._answer(turn_context, interaction, reply)
 
     async def _answer(
@@ -91,14 +91,16 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
     ) -> None:
         if reply.duplicate:
             return
-        if reply.field_errors:
+        if reply.field_errors or (reply.form_error and interaction.action in replies.FORMS):
             card = replies.error_form(self.deps, interaction.action, interaction.data, reply)
             outgoing: Activity | None = replies.card_activity(card)
         else:
             outgoing = replies.reply_activity(reply)
         if outgoing is None:
             return
-        private_elsewhere = reply.private and not reply.as_form and not reply.field_errors
+        private_elsewhere = (
+            reply.private and not reply.as_form and not reply.field_errors and not reply.form_error
+        )
         if private_elsewhere and not interaction.conversation.personal:
             if await self._send_personal(turn_context, outgoing):
                 return
@@ -175,7 +177,7 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
             }
             return InvokeResponse(status=200, body=body)
         interaction = _interaction(activity, action=action, data=data)
-        reply = await handle(self.deps, interaction)
+        reply = await answer(self.deps, interaction)
         body = replies.invoke_body(self.deps, action, data, reply)
         if body.get("type") == replies.CARD_CONTENT_TYPE:
             # The answer card replaces the card that was clicked: that message is the card.

@@ -132,7 +132,8 @@ def invoke_body(
     """`adaptiveCard/action` response: a card replaces the card, text shows as a message."""
     if reply.duplicate:
         return {"statusCode": 200, "type": MESSAGE_CONTENT_TYPE, "value": DUPLICATE_TEXT}
-    card = error_form(deps, action, data, reply) if reply.field_errors else with_text(reply)
+    in_form = reply.field_errors or (reply.form_error and action in FORMS)
+    card = error_form(deps, action, data, reply) if in_form else with_text(reply)
     if card is not None:
         value = adaptive.render_card(card, execute=True)
         return {"statusCode": 200, "type": CARD_CONTENT_TYPE, "value": value}

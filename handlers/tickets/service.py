@@ -18,13 +18,17 @@ from handlers.tickets.cards import ticket_card, ticket_line
 from handlers.types import Duplicate, Forbidden, Interaction, InvalidInput, NotFound, Reply
 from storage import outbox
 from storage import tickets as repo
+from storage.errors import DatabaseUnavailable
 from storage.models import Ticket
 
 log = logging.getLogger(__name__)
 
 
 def open_form(deps: Deps, interaction: Interaction, command: Command) -> Reply:
-    """`ticket new [summary]`: the intake form, remembering where it was asked for."""
+    """`ticket new [summary]`: the intake form, remembering where it was asked for (not while
+    the database is away: the person would type it all for nothing)."""
+    if not deps.database_available():
+        raise DatabaseUnavailable("known to be down")
     conv = interaction.conversation
     context = {"channel": conv.id}
     if conv.thread:

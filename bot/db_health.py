@@ -1,0 +1,83 @@
+"""Whether the database answers: a small probe, kept current for `/healthz` and for people.
+
+While the database cannot be reached, `/ticket new` says so at once instead of opening a form
+that could not be saved, and the log says it about once every 10 s (host and port, never the
+password), not a traceback per request. The probe pings every few seconds (every second while
+the database is away, so its return is noticed quickly); any request that meets the outage
+marks it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.logs import Every
+from storage import db
+
+log = logging.getLogger(__name__)
+PING_TIMEOUT = 3.0  # plus up to 2 s for the driver to drop a silent connection: < 10 s
+INTERVAL_UP = 5.0
+INTERVAL_DOWN = 1.0
+
+
+def describe(error: BaseException) -> str:
+    """One line about a database failure (never a URL: it could carry the password)."""
+    orig = getattr(error, "orig", None) or error
+    text = str(orig).splitlines()[0][:200] if str(orig) else ""
+    name = type(orig).__name__
+    return f"{name}: {text}" if text else name
+
+
+class DatabaseMonitor:
+    def __init__(self, engine: AsyncEngine, *, location: str) -> None:
+        self.engine = engine
+        self.location = location
+        self.available = True
+        self._every = Every(10.0)
+        self._task: asyncio.Task[None] | None = None
+
+    async def check(self, *, timeout: float = PING_TIMEOUT) -> bool:  # noqa: ASYNC109
+        """Ping now; True when the database answered within `timeout`."""
+        try:
+            await db.ping(self.engine, timeout=timeout)
+        except Exception as exc:
+            self.trouble(exc)
+            return False
+        self.recovered()
+        return True
+
+    def trouble(self, error: BaseException) -> None:
+        """The database failed someone: it is down until a ping says otherwise."""
+        self.available = False
+        held = self._every.due("database")
+        if held is not None:
+            more = f" ({held} more failure(s) since the last line)" if held else ""
+            log.warning(
+                "the database cannot be reached (%s): %s%s", self.location, describe(error), more
+            )
+
+    def recovered(self) -> None:
+        if not self.available:
+            log.info("the database answers again (%s)", self.location)
+        self.available = True
+        self._every.clear("database")
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._probe())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _probe(self) -> None:
+        while True:
+            await asyncio.sleep(INTERVAL_UP if self.available else INTERVAL_DOWN)
+            await self.check()

@@ -1,0 +1,143 @@
+"""A TCP proxy on 127.0.0.1 that stands between the app and a real server and can fail like a
+network: `refuse` (new connections refused, open ones reset, as when the server is down),
+`reset` (open connections reset once, new ones go through), `hold` (nothing moves in either
+direction and nothing is closed: a partition, as after a fail-over; new connections hang),
+and back to `open`. The real server is never stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from dataclasses import dataclass, field
+
+
+@dataclass(eq=False)
+class _Pipe:
+    client: asyncio.StreamWriter
+    server: asyncio.StreamWriter | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+class TcpProxy:
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        self.upstream = (upstream_host, upstream_port)
+        self.port = 0
+        self.mode = "open"
+        self.accepted = 0
+        self._server: asyncio.Server | None = None
+        self._pipes: set[_Pipe] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+
+    async def start(self) -> TcpProxy:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        sock.close()
+        await self._listen()
+        return self
+
+    async def _listen(self) -> None:
+        self._server = await asyncio.start_server(
+            self._accept, "127.0.0.1", self.port, reuse_address=True
+        )
+
+    async def stop(self) -> None:
+        self._flowing.set()
+        await self._close_listener()
+        for pipe in list(self._pipes):
+            self._abort(pipe)
+
+    async def _close_listener(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 1)
+            self._server = None
+
+    # -- modes ----------------------------------------------------------------------------------
+
+    async def refuse(self) -> None:
+        """The server is gone: connections refused, open ones reset."""
+        self.mode = "refuse"
+        self._flowing.set()
+        await self._close_listener()
+        for pipe in list(self._pipes):
+            self._abort(pipe)
+
+    def reset(self) -> None:
+        """Reset every open connection once (new ones work)."""
+        for pipe in list(self._pipes):
+            self._abort(pipe)
+
+    def hold(self) -> None:
+        """A partition: bytes stop moving, nothing is closed, new connections hang."""
+        self.mode = "hold"
+        self._flowing.clear()
+
+    async def open(self) -> None:
+        """Healed: everything flows again (held connections resume where they were)."""
+        self.mode = "open"
+        if self._server is None:
+            await self._listen()
+        self._flowing.set()
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        pipe = _Pipe(writer)
+        self._pipes.add(pipe)
+        try:
+            await self._flowing.wait()  # a partition: the connect just hangs
+            if self.mode == "refuse":
+                self._abort(pipe)
+                return
+            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+            pipe.server = up_writer
+            pipe.tasks = [
+                asyncio.ensure_future(self._pump(reader, up_writer, pipe)),
+                asyncio.ensure_future(self._pump(up_reader, writer, pipe)),
+            ]
+            await asyncio.gather(*pipe.tasks, return_exceptions=True)
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            self._abort(pipe)
+
+    async def _pump(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pipe: _Pipe
+    ) -> None:
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                # Held bytes wait here; a connection reset meanwhile drops them, like a
+                # network that never delivered them.
+                await self._flowing.wait()
+                if pipe not in self._pipes:
+                    return
+                writer.write(data)
+                await writer.drain()
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            self._abort(pipe)
+
+    def _abort(self, pipe: _Pipe) -> None:
+        if pipe not in self._pipes:
+            return
+        self._pipes.discard(pipe)
+        for writer in (pipe.client, pipe.server):
+            if writer is not None:
+                transport = writer.transport
+                if isinstance(transport, asyncio.Transport):
+                    transport.abort()  # RST, not a polite close
+        current = asyncio.current_task()
+        for task in pipe.tasks:
+            if task is not current:
+                task.cancel()

@@ -1,0 +1,275 @@
+"""The database goes away and comes back (SPEC "While the database cannot be reached").
+
+The app talks to the real PostgreSQL through a TCP proxy that can refuse connections, reset
+them, or hold every byte (a partition that leaves open connections silent); the server itself
+is never stopped. Every Slack request is answered within 3 s meanwhile, nothing a person was
+told to retry is stored, `/healthz` says 503 in time and 200 after the return, everything
+works again without a restart, and what was owed is delivered once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from storage.models import OutboxMessage, Ticket
+from tests.fakes.pagers import FakePagerDuty
+from tests.fakes.slack_api import FakeSlack
+from tests.fakes.tcp_proxy import TcpProxy
+from tests.harness import AppHarness, view_submission, wait_until
+from tests.http.p1_support import (
+    INCIDENT_CHANNEL,
+    SLACK_PEOPLE,
+    fake_pagerduty,
+    pager_env,
+    slack_modal,
+    slack_ticket,
+)
+from tests.http.processes import Spawn, free_port, healthy
+from tests.http.test_slack_intake import states
+
+# The app tests run on PostgreSQL only (behind the proxy).
+on_postgresql = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+PASSWORD = "outage-db-s3cret"  # trust auth ignores it; it must never reach a log line
+CONFIG = {"slack": {"incident_channel": INCIDENT_CHANNEL}}
+UNAVAILABLE = "cannot save tickets right now"
+
+
+@pytest.fixture
+async def proxy(pg_url: str) -> AsyncIterator[TcpProxy]:
+    url = make_url(pg_url)
+    tcp = await TcpProxy(url.host or "127.0.0.1", url.port or 5432).start()
+    yield tcp
+    await tcp.stop()
+
+
+def through(pg_url: str, proxy: TcpProxy) -> str:
+    url = make_url(pg_url).set(host="127.0.0.1", port=proxy.port, password=PASSWORD)
+    return url.render_as_string(hide_password=False)
+
+
+async def start(make_app: Any, url: str, slack: FakeSlack, pd: FakePagerDuty) -> AppHarness:
+    app: AppHarness = await make_app(
+        slack=slack,
+        config=CONFIG,
+        people=SLACK_PEOPLE,
+        env={**pager_env(pd, None), "DATABASE_URL": url},
+    )
+    return app
+
+
+async def timed_health(app: AppHarness) -> tuple[int, float]:
+    started = time.monotonic()
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{app.url}/healthz", timeout=aiohttp.ClientTimeout(30)) as r:
+            return r.status, time.monotonic() - started
+
+
+async def timed_slash(app: AppHarness, text: str) -> tuple[dict[str, Any], float]:
+    started = time.monotonic()
+    response = await app.slash(text)
+    elapsed = time.monotonic() - started
+    assert response.status == 200
+    body = await response.text()
+    return (json.loads(body) if body else {}), elapsed
+
+
+async def tickets(pg_url: str) -> int:
+    from storage import db
+
+    engine = db.create_engine(pg_url)
+    try:
+        async with db.session_factory(engine)() as session:
+            count = await session.execute(select(func.count()).select_from(Ticket))
+            return int(count.scalar_one())
+    finally:
+        await engine.dispose()
+
+
+async def outbox_rows(pg_url: str) -> list[OutboxMessage]:
+    from storage import db
+
+    engine = db.create_engine(pg_url)
+    try:
+        async with db.session_factory(engine)() as session:
+            query = select(OutboxMessage).order_by(OutboxMessage.id)
+            return list((await session.execute(query)).scalars())
+    finally:
+        await engine.dispose()
+
+
+def outage_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if "cannot be reached" in r.getMessage()]
+
+
+def assert_quiet_log(caplog: pytest.LogCaptureFixture, seconds: float) -> None:
+    """About one line per 10 s per cause (the probe, the worker), no traceback, no password."""
+    lines = outage_lines(caplog)
+    assert lines, "the outage was never logged"
+    assert len(lines) <= 2 * (seconds / 10 + 2), [r.getMessage() for r in lines]
+    for record in caplog.records:
+        assert PASSWORD not in record.getMessage()
+        if record.levelno >= logging.WARNING:
+            assert record.exc_info is None, record.getMessage()
+
+
+async def new_p1_works(app: AppHarness, slack: FakeSlack, pd: FakePagerDuty) -> None:
+    cards, pages = len(slack.channel_messages("C0HELP")), len(pd.events("trigger"))
+    await slack_ticket(app, slack)
+    await wait_until(lambda: len(pd.events("trigger")) > pages, timeout=30, what="the new page")
+    await wait_until(lambda: len(slack.channel_messages("C0HELP")) > cards, what="its card")
+
+
+@on_postgresql
+async def test_refused_then_back(
+    make_app, pg_url: str, proxy: TcpProxy, slack_api: FakeSlack, caplog
+):
+    caplog.set_level(logging.INFO)
+    async with fake_pagerduty() as pd:
+        app = await start(make_app, through(pg_url, proxy), slack_api, pd)
+        view = await slack_modal(app, slack_api, "new Printer jams")  # opened before the outage
+        await proxy.refuse()
+        outage = time.monotonic()
+        status, elapsed = await timed_health(app)
+        assert status == 503 and elapsed < 5
+        # `/ticket new` says so at once (no form to type for nothing).
+        body, elapsed = await timed_slash(app, "new Printer jams")
+        assert (
+            elapsed < 3 and UNAVAILABLE in json.dumps(body) and body["response_type"] == "ephemeral"
+        )
+        # A form typed before the outage: refused in the form, values kept, nothing stored.
+        started = time.monotonic()
+        response = await app.interactive(view_submission(view, states(), view_id="V-OUT-1"))
+        assert time.monotonic() - started < 3 and response.status == 200
+        answer = await response.json()
+        assert answer["response_action"] == "errors"
+        assert UNAVAILABLE in json.dumps(answer["errors"])
+        for text in ("show HD-1", "mine", "p1 HD-1"):
+            _, elapsed = await timed_slash(app, text)
+            assert elapsed < 3, (text, elapsed)
+
+        await asyncio.sleep(12)  # long enough for the log to show its pace
+        await proxy.open()
+        back = time.monotonic()
+        await wait_until(lambda: _healthy(app), timeout=15, what="/healthz 200 after the return")
+        assert time.monotonic() - back < 15
+        await new_p1_works(app, slack_api, pd)
+        assert time.monotonic() - back < 30
+        assert await tickets(pg_url) == 1  # the refused submission never appeared
+        assert_quiet_log(caplog, time.monotonic() - outage)
+
+
+async def _healthy(app: AppHarness) -> bool:
+    status, _ = await timed_health(app)
+    return status == 200
+
+
+@on_postgresql
+async def test_partition_then_back_recovers_without_a_restart(
+    make_app, pg_url: str, proxy: TcpProxy, slack_api: FakeSlack, caplog
+):
+    caplog.set_level(logging.INFO)
+    async with fake_pagerduty() as pd:
+        app = await start(make_app, through(pg_url, proxy), slack_api, pd)
+        await new_p1_works(app, slack_api, pd)  # connections are open and pooled
+        view = await slack_modal(app, slack_api, "new Printer jams")
+        proxy.hold()
+        outage = time.monotonic()
+        status, elapsed = await timed_health(app)
+        assert status == 503 and elapsed < 10, elapsed
+        response = await app.interactive(view_submission(view, states(), view_id="V-HOLD-1"))
+        answer = await response.json()
+        assert answer["response_action"] == "errors"
+        assert UNAVAILABLE in json.dumps(answer["errors"])
+        for text in ("new Printer jams", "show HD-1", "time HD-1 5m"):
+            _, elapsed = await timed_slash(app, text)
+            assert elapsed < 3, (text, elapsed)
+        await asyncio.sleep(8)
+        await proxy.open()
+        back = time.monotonic()
+        await wait_until(lambda: _healthy(app), timeout=15, what="/healthz 200 after the heal")
+        await new_p1_works(app, slack_api, pd)  # the outbox runs again: card, page
+        assert time.monotonic() - back < 30
+        assert await tickets(pg_url) == 2  # the submission held in the partition never landed
+        assert_quiet_log(caplog, time.monotonic() - outage)
+
+
+@on_postgresql
+async def test_a_card_in_flight_at_the_cut_is_sent_once_and_a_failed_page_soon_after(
+    make_app, pg_url: str, proxy: TcpProxy, slack_api: FakeSlack, caplog
+):
+    async with fake_pagerduty() as pd:
+        app = await start(make_app, through(pg_url, proxy), slack_api, pd)
+        # Slack takes the card and the notice, but answers only after the database is gone;
+        # PagerDuty fails the page once (its failure cannot be recorded either).
+        slack_api.delay_answer("chat.postMessage", 2.0)
+        pd.fail("/v2/enqueue", 503, times=1)
+        await slack_ticket(app, slack_api)
+        await wait_until(
+            lambda: (
+                slack_api.channel_messages("C0HELP")
+                and slack_api.channel_messages(INCIDENT_CHANNEL)
+            ),
+            what="Slack to take the card and the notice",
+        )
+        await wait_until(lambda: pd.calls("/v2/enqueue"), what="the first page attempt")
+        await proxy.refuse()
+        slack_api.delay_answer("chat.postMessage", 0)
+        await asyncio.sleep(6)
+        await proxy.open()
+        back = time.monotonic()
+
+        async def delivered() -> bool:
+            rows = await outbox_rows(pg_url)
+            return all(r.status == "delivered" for r in rows if r.kind != "dm")
+
+        await wait_until(delivered, timeout=40, what="everything owed to be delivered")
+        assert time.monotonic() - back < 40
+        await wait_until(lambda: pd.events("trigger"), what="the page")
+        await asyncio.sleep(1.5)
+        rows = await outbox_rows(pg_url)
+        card = next(r for r in rows if r.payload.get("ticket_card"))
+        posted = [
+            m["metadata"]["event_payload"]["outbox_id"]
+            for messages in slack_api.messages.values()
+            for m in messages
+        ]
+        assert len(posted) == len(set(posted)), f"posted twice: {sorted(posted)}"
+        assert posted.count(card.id) == 1
+        assert len(slack_api.channel_messages(INCIDENT_CHANNEL)) == 1
+        assert pd.open_dedup_keys() == ["HD-1"]
+
+
+async def test_sigterm_during_a_partition_stops_within_10_seconds(
+    pg_url: str, proxy: TcpProxy, slack_api: FakeSlack, spawn: Spawn
+):
+    port = free_port()
+    env = {
+        "DATABASE_URL": through(pg_url, proxy),
+        "PORT": str(port),
+        "SLACK_BOT_TOKEN": "xoxb-outage-0000",
+        "SLACK_SIGNING_SECRET": "outage-signing-secret",
+        "SLACK_API_URL": f"{slack_api.url}/api/",
+    }
+    server = await spawn("serve", env=env)
+    await server.wait_for_line("listening on")
+    async with aiohttp.ClientSession() as http:
+        await wait_until(lambda: healthy(http, port), timeout=15, what="/healthz 200")
+        proxy.hold()
+        async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+            assert response.status == 503
+    started = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(server.process.wait(), 12)
+    assert time.monotonic() - started < 10
+    assert not any(PASSWORD in line for line in server.lines)
