@@ -52,10 +52,17 @@ async def _migrate(settings: Settings) -> None:
 
     engine = db.create_engine(settings.database_url)
     try:
-        await upgrade(engine)
+        before, after = await upgrade(engine)
     finally:
         await engine.dispose()
-    log.info("database schema is at the newest revision")
+    if before == after:
+        log.info("database schema is at the newest revision (%s): nothing to do", ", ".join(after))
+    else:
+        log.info(
+            "database schema upgraded from revision %s to %s",
+            ", ".join(before) or "none",
+            ", ".join(after),
+        )
 
 
 async def _worker(settings: Settings) -> None:
@@ -92,18 +99,25 @@ def _serve(settings: Settings, *, scheduler: bool) -> None:
     )
 
 
-async def _preflight(settings: Settings) -> None:
-    """Fail fast (exit 2) on an unreachable database or an unusable directory."""
+async def _preflight(settings: Settings, command: str) -> None:
+    """Fail fast (exit 2) on an unreachable database, a schema this release cannot run on
+    (see `storage.migrate.check_schema`), or an unusable directory."""
     from bot.directory.factory import create_directory
     from storage import db
+    from storage.migrate import check_schema
 
     engine = db.create_engine(settings.database_url)
     try:
-        await asyncio.wait_for(db.ping(engine), timeout=15)
-    except Exception as exc:
-        raise ConfigError(
-            f"DATABASE_URL: cannot reach the database ({type(exc).__name__}: {exc})"
-        ) from exc
+        try:
+            await asyncio.wait_for(db.ping(engine), timeout=15)
+        except Exception as exc:
+            raise ConfigError(
+                f"DATABASE_URL: cannot reach the database ({type(exc).__name__}: {exc})"
+            ) from exc
+        # SQLite is migrated by `serve` and `worker` on start; PostgreSQL only by `migrate`,
+        # so its processes refuse a schema behind theirs. Nobody touches a newer one.
+        newest = command != "migrate" and not db.is_sqlite(settings.database_url)
+        await check_schema(engine, require_newest=newest)
     finally:
         await engine.dispose()
     try:
@@ -132,8 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     setup_logging(fmt=settings.log_format, level=settings.log_level)
+    from storage.migrate import SchemaMismatch
+
     try:
-        asyncio.run(_preflight(settings))
+        asyncio.run(_preflight(settings, command))
         if command == "migrate":
             asyncio.run(_migrate(settings))
         elif command == "worker":
@@ -142,6 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _serve(settings, scheduler=not getattr(args, "no_scheduler", False))
     except (ConfigError, DirectoryError) as exc:
         print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    except SchemaMismatch as exc:
+        print(f"database error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         pass

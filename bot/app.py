@@ -28,7 +28,7 @@ from bot.slack.notifier import SlackNotifier
 from bot.teams.front import TeamsFront
 from handlers.deps import Deps
 from storage import db, outbox
-from storage.migrate import upgrade
+from storage.migrate import SchemaMismatch, check_schema, upgrade
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,16 @@ async def start_services(
     """Connect to the database, load the directory, build front doors and the worker."""
     engine = db.create_engine(settings.database_url)
     await db.ping(engine)
-    if db.is_sqlite(settings.database_url):
-        await upgrade(engine)
+    # SQLite (one host, one file) is migrated on start; PostgreSQL only by `migrate`, and a
+    # process refuses a schema that is not exactly its own. Nobody touches a newer one.
+    try:
+        if db.is_sqlite(settings.database_url):
+            await upgrade(engine)
+        else:
+            await check_schema(engine, require_newest=True)
+    except SchemaMismatch:
+        await engine.dispose()
+        raise
     sessions = db.session_factory(engine)
     directory = await create_directory(
         settings.config.directory, config_dir=settings.config_dir, env=settings.env

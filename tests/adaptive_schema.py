@@ -1,4 +1,4 @@
-"""Validate Adaptive Cards against the official 1.5 schema (shared/reference, draft-06)."""
+"""Validate Adaptive Cards against the official 1.5 schema (tests/fixtures, draft-06)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from typing import Any
 from jsonschema import Draft6Validator
 from jsonschema.exceptions import best_match
 
+from tests import FIXTURES
+
 SUPPORTED_VERSIONS = ("1.0", "1.1", "1.2", "1.3", "1.4", "1.5")
 
 
@@ -18,7 +20,7 @@ def schema_path() -> Path:
     override = os.environ.get("ADAPTIVE_CARD_SCHEMA")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[2] / "shared/reference/adaptive-card.schema.json"
+    return FIXTURES / "adaptive-card.schema.json"
 
 
 @lru_cache(maxsize=4)
@@ -31,7 +33,7 @@ def _validator(path: str) -> Draft6Validator:
 def validate_adaptive_card(card: dict[str, Any]) -> None:
     """Raise AssertionError (path and message) unless `card` is a valid root Adaptive Card."""
     assert isinstance(card, dict), f"card must be a dict, got {type(card).__name__}"
-    # The schema does not require these on the root card (shared/reference/README.md).
+    # The schema does not require these on the root card (tests/fixtures/README.md).
     assert card.get("type") == "AdaptiveCard", (
         f"root type must be AdaptiveCard: {card.get('type')!r}"
     )

@@ -3,16 +3,19 @@
 A useful note says *what was done* (an action verb: cleared, reinstalled, reset…) *to what*
 (an object signal: a KB id, a command, a host or asset name, a setting path, or a known system
 such as a printer, VPN or mailbox), and is more than a filler phrase. Checks run in order and
-the first failure is the reason given to the technician, with a worked example.
+the first failure is the reason given to the technician, with a worked example. Whether the
+text is an answer at all (empty, a placeholder, too few words) is judged by `handlers.answers`,
+as for every form; this module adds what a resolution note needs on top.
 """
 
 from __future__ import annotations
 
 import re
 
+from handlers.answers import MIN_WORDS, Problem, made_only_of, problem, shown, words
+
 EXAMPLE = "e.g. 'Cleared the print queue on PRN-0042 and reinstalled the HP UPD 7.1 driver'"
 MIN_CHARS = 15
-MIN_WORDS = 3
 MAX_CHARS = 3000
 
 # Words that only say "it is fixed now"; a note made of nothing else is filler.
@@ -92,7 +95,6 @@ _ASSET = re.compile(r"\b[A-Za-z][A-Za-z0-9]*[-_][A-Za-z0-9_-]*\d[A-Za-z0-9_-]*\b
 _CAPS_DIGITS = re.compile(r"\b[A-Z]{2,}\d{2,}\b")
 _HOSTNAME = re.compile(r"\b(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}\b")
 _IP = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?:/\d{1,2})?\b")
-_WORD = re.compile(r"[A-Za-z][A-Za-z0-9/'-]*|\d+")
 
 
 def _forms(base: str) -> set[str]:
@@ -111,15 +113,9 @@ ACTION_WORDS = frozenset(
 )
 
 
-def words(note: str) -> list[str]:
-    """Lower-case words with hyphens dropped (`re-installed` -> `reinstalled`)."""
-    return [w.replace("-", "").strip("'") for w in _WORD.findall(note.lower())]
-
-
 def is_filler(note: str) -> bool:
     """True when every word only says that it works now ("rebooted and it worked")."""
-    found = words(note)
-    return not found or all(w in FILLER_WORDS for w in found)
+    return made_only_of(note, FILLER_WORDS)
 
 
 def action_words(note: str) -> list[str]:
@@ -159,13 +155,19 @@ def systems(note: str) -> set[str]:
 def note_problem(note: str) -> str | None:
     """Why the resolution note is not good enough, with an example; None when it is."""
     text = note.strip()
-    if not text:
+    verdict = problem(text, min_words=MIN_WORDS)
+    if verdict is Problem.EMPTY:
         return f"Write what you did and to what, {EXAMPLE}."
     if len(text) > MAX_CHARS:
         return f"Keep the resolution note under {MAX_CHARS} characters."
+    if verdict is Problem.PLACEHOLDER:
+        return (
+            f"'{shown(text)}' is a placeholder, not a resolution: say what you did to what, "
+            f"{EXAMPLE}."
+        )
     if is_filler(text):
         return f"That only says it works now, not what was done to what. Describe it, {EXAMPLE}."
-    if len(text) < MIN_CHARS or len(words(text)) < MIN_WORDS:
+    if verdict is Problem.TOO_SHORT or len(text) < MIN_CHARS:
         return f"Too short to help the next technician: say what you did to what, {EXAMPLE}."
     actions = action_words(text)
     if not actions:

@@ -6,19 +6,11 @@ from typing import Any
 
 from cards.model import ActionId, Card, Element, Facts, Form, Select, Text, TextInput
 from handlers.config import HelpdeskConfig
+from handlers.escalation.rules import FACTS, is_required
 from handlers.formatting import person
 from storage.models import Ticket
 
 MAX_TEXT = 3000
-
-
-ESCALATION_FIELDS = [
-    ("repro_steps", "Reproduction steps", True),
-    ("error_text", "Error text", True),
-    ("already_tried", "Already tried", True),
-    ("asset_link", "Asset link", False),
-    ("user_impact", "User impact", True),
-]
 
 
 def queue_names(config: HelpdeskConfig) -> list[str]:
@@ -29,17 +21,18 @@ def queue_names(config: HelpdeskConfig) -> list[str]:
 def escalation_form(
     config: HelpdeskConfig, number: str, *, error_text: str = "", asset: str = "", queue: str = ""
 ) -> Card:
+    """The form, prefilled from the ticket; Asset link is required when the ticket has one."""
     prefill = {"error_text": error_text, "asset_link": asset}
     body: list[Element] = [
         TextInput(
-            id=ident,
-            label=label,
-            required=required,
-            multiline=ident != "asset_link",
+            id=fact.id,
+            label=fact.label,
+            required=is_required(fact, asset=asset),
+            multiline=fact.id != "asset_link",
             max_length=MAX_TEXT,
-            value=prefill.get(ident, ""),
+            value=prefill.get(fact.id, ""),
         )
-        for ident, label, required in ESCALATION_FIELDS
+        for fact in FACTS
     ]
     body.append(
         Select(
@@ -79,9 +72,9 @@ def escalation_card(ticket: Ticket, facts: dict[str, str], *, queue: str, by: st
             ]
         )
     ]
-    for ident, label, _ in ESCALATION_FIELDS:
-        if ident != "asset_link":
-            body += [Text(label, muted=True), Text(facts.get(ident, ""))]
+    for fact in FACTS:
+        if fact.id != "asset_link":
+            body += [Text(fact.label, muted=True), Text(facts.get(fact.id, ""))]
     return Card(
         title=f"Escalated {ticket.number} ({ticket.priority}): {ticket.summary}",
         body=body,

@@ -8,13 +8,8 @@ from typing import Any
 from handlers import identity, notify
 from handlers.commands import Command
 from handlers.deps import Deps
-from handlers.escalation.cards import (
-    ESCALATION_FIELDS,
-    MAX_TEXT,
-    escalation_card,
-    escalation_form,
-    queue_names,
-)
+from handlers.escalation.cards import MAX_TEXT, escalation_card, escalation_form, queue_names
+from handlers.escalation.rules import FACTS, fact_problems
 from handlers.tickets import load
 from handlers.types import DomainError, Duplicate, Interaction, InvalidInput, NotFound, Reply
 from storage import tickets as repo
@@ -60,23 +55,22 @@ async def escalate_button(deps: Deps, interaction: Interaction) -> Reply:
     return await _form(deps, interaction, await load(deps, Command("escalate", number)))
 
 
-def validate(data: dict[str, Any], queues: list[str]) -> dict[str, str]:
-    """The escalation facts; InvalidInput names each missing or oversized field."""
-    facts: dict[str, str] = {}
-    errors: dict[str, str] = {}
-    for ident, label, required in ESCALATION_FIELDS:
-        value = "" if data.get(ident) is None else str(data[ident])
-        if required and not value.strip():
-            errors[ident] = f"{label} is required to escalate."
-        elif len(value) > MAX_TEXT:
+def validate(data: dict[str, Any], queues: list[str], *, asset: str) -> dict[str, str]:
+    """The escalation facts as typed; InvalidInput names each fact that will not do and why
+    (empty, a placeholder, too short, oversized) and a missing queue. `asset`: the ticket's."""
+    facts = {fact.id: "" if data.get(fact.id) is None else str(data[fact.id]) for fact in FACTS}
+    errors = fact_problems(facts, asset=asset)
+    for ident, value in facts.items():
+        if len(value) > MAX_TEXT:
             errors[ident] = f"Keep this under {MAX_TEXT} characters."
-        facts[ident] = value
     queue = str(data.get("queue") or "").strip()
     if queue not in queues:
         errors["queue"] = "Choose the queue to escalate to."
     facts["queue"] = queue
     if errors:
-        raise InvalidInput("Not escalated yet: please fill in the highlighted fields.", errors)
+        raise InvalidInput(
+            "Not escalated yet: the queue needs every fact. See the highlighted fields.", errors
+        )
     return facts
 
 
@@ -86,7 +80,7 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
     await deps.require_technician(actor, "escalate tickets")
     number = str(interaction.data.get("ticket", ""))
     ticket = await load(deps, Command("escalate", number))
-    facts = validate(interaction.data, _check(deps, ticket))
+    facts = validate(interaction.data, _check(deps, ticket), asset=ticket.asset)
     queue = facts.pop("queue")
     who = await deps.person(actor)
     by = (who.name if who else "") or actor.name or actor.id

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import time
 from typing import Any
 
@@ -47,10 +49,54 @@ FACTS = {
     "repro_steps": "Connect to VPN from home",
     "error_text": "Error 809",
     "already_tried": "Reinstalled the VPN client",
-    "asset_link": "",
+    "asset_link": "https://rmm.example.com/devices/4711",
     "user_impact": "Cannot work remotely <!channel>",
     "queue": "networking",
 }
+FACT_IDS = ["repro_steps", "error_text", "already_tried", "asset_link", "user_impact"]
+# A bare handoff: "please assist" (and its kin) in every fact, the queue chosen.
+BARE = {
+    "repro_steps": "please assist",
+    "error_text": "Please assist!",
+    "already_tried": "n/a",
+    "asset_link": "-",
+    "user_impact": "ASAP",
+    "queue": "networking",
+}
+# Every fact a queue needs, typed with the characters people type.
+COMPLETE = {
+    "repro_steps": "1. Connect to VPN from home\n2. Open Outlook\n3. Error 809 appears",
+    "error_text": "Error 809: The network connection between your computer and the VPN server "
+    "could not be established",
+    "already_tried": "Reinstalled the VPN client (v5.2) and reset the network adapter",
+    "asset_link": "https://rmm.example.com/devices/4711?tab=overview&x=1",
+    "user_impact": "12 people in Berlin can't work remotely; payroll run due at 17:00",
+    "queue": "networking",
+}
+
+
+def unescape(text: str) -> str:
+    """Card text with Markdown escapes removed: what a person reads."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def texts_of(card: dict[str, Any]) -> str:
+    """Every text a rendered card or message shows, joined (Block Kit or Adaptive Card)."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("text", "title", "value") and isinstance(value, str):
+                    found.append(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(card)
+    return "\n".join(found)
 
 
 def posts_to(fake: FakeSlack, channel: str) -> list[dict[str, Any]]:
@@ -231,3 +277,81 @@ async def test_teams_escalation(make_app, connector: FakeConnector):
     assert "Connect to VPN from home" in json.dumps(notice)
     [event] = await escalated_events(app)
     assert (event.data["queue"], event.actor_platform) == ("networking", "teams")
+
+
+# -- the facts a queue needs (SPEC "Escalation facts") ------------------------------------------
+
+
+async def test_slack_bare_handoff_bounces_field_by_field_and_a_complete_one_reaches_the_queue(
+    make_app, slack_api: FakeSlack
+):
+    app: AppHarness = await make_app(slack=slack_api, config=CONFIG, people=PEOPLE)
+    await slack_ticket(app, slack_api)  # its asset: LAPTOP-0192
+    await app.slash("escalate HD-1")
+    await slack_api.wait_for_method("views.open", count=2)
+    view = slack_api.views_opened()[-1]["view"]
+    asset = next(b for b in view["blocks"] if b.get("block_id") == "asset_link")
+    assert asset["optional"] is False  # the ticket has an asset: its link is required
+    assert asset["element"]["initial_value"] == "LAPTOP-0192"
+
+    refused = await app.interactive(view_submission(view, states(BARE), view_id="VESC"))
+    body = await refused.json()
+    assert body["response_action"] == "errors"
+    assert sorted(body["errors"]) == sorted(FACT_IDS)
+    for ident in FACT_IDS:
+        assert "placeholder" in body["errors"][ident], (ident, body["errors"][ident])
+    assert "'please assist'" in body["errors"]["repro_steps"]
+    short = await app.interactive(
+        view_submission(view, states(COMPLETE | {"already_tried": "Rebooted it"}), view_id="VESC")
+    )
+    assert list((await short.json())["errors"]) == ["already_tried"]
+    assert await escalated_events(app) == []
+
+    done = await app.interactive(view_submission(view, states(COMPLETE), view_id="VESC"))
+    assert done.status == 200
+    assert "errors" not in json.loads(await done.read() or b"{}")
+    await wait_until(lambda: posts_to(slack_api, "C0NETWORK") != [])
+    await wait_until(
+        lambda: any("escalated to" in json.dumps(p) for p in posts_to(slack_api, "C0HELP"))
+    )
+    [notice] = posts_to(slack_api, "C0NETWORK")  # the refused handoffs never reached it
+    shown = html.unescape(texts_of(notice["blocks"]))
+    for ident in FACT_IDS:
+        assert COMPLETE[ident] in shown, ident
+    [event] = await escalated_events(app)
+    assert {k: event.data[k] for k in FACT_IDS} == {k: COMPLETE[k] for k in FACT_IDS}
+
+
+async def test_teams_bare_handoff_is_shown_again_with_reasons_and_a_complete_one_reaches_the_queue(
+    make_app, connector: FakeConnector
+):
+    config = {**CONFIG, "teams": {"service_url": connector.service_url, "tenant_id": "t-1"}}
+    app: AppHarness = await make_app(config=config, people=PEOPLE)
+    form = card_of(await say(app, connector, text="ticket new VPN down"))
+    await say(
+        app,
+        connector,
+        {**submit_action(form)["fallback"]["data"], **form_values(category="network")},
+    )
+    escalate = card_of(await say(app, connector, text="ticket escalate HD-1"))
+    asset = next(i for i in inputs(escalate) if i["id"] == "asset_link")
+    assert asset["isRequired"] is True and asset["value"] == "PRN-0042"
+    submit = submit_action(escalate)["fallback"]["data"]
+
+    again = card_of(await say(app, connector, {**submit, **BARE}))
+    assert [i["label"] for i in inputs(again)] == LABELS
+    body = again["body"]
+    for ident in FACT_IDS:
+        at = next(n for n, e in enumerate(body) if e.get("id") == ident)
+        assert body[at]["value"] == BARE[ident]  # what was typed stays in the form
+        reason = unescape(body[at + 1]["text"])  # and the reason right under it
+        assert "placeholder" in reason and BARE[ident] in reason, (ident, reason)
+    assert await escalated_events(app) == []
+
+    told = await say(app, connector, {**submit, **COMPLETE})
+    assert "escalated to networking" in (told.get("text") or json.dumps(told))
+    await wait_until(lambda: connector.activities(TEAMS_QUEUE) != [])
+    [notice] = connector.activities(TEAMS_QUEUE)  # the refused handoff never reached it
+    shown = unescape(texts_of(card_of(notice)))
+    for ident in FACT_IDS:
+        assert COMPLETE[ident] in shown, ident

@@ -6,13 +6,13 @@ import asyncio
 import json
 import re
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from storage.models import ConversationRef, Ticket
+from tests import FIXTURES
 from tests.adaptive_schema import validate_adaptive_card
 from tests.fakes.botframework import FakeConnector
 from tests.harness import INTAKE_LABELS, AppHarness, only_ticket
@@ -34,7 +34,7 @@ from tests.http.conftest_teams import (
     submit_action,
 )
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared/reference/teams"
+REFERENCE = FIXTURES / "teams"
 
 
 def unescape(text: str) -> str:
@@ -368,7 +368,7 @@ async def test_unknown_actions_get_friendly_answers_and_other_invokes_501(
         ("conversation_update_bot_added_personal.json", 201),
     ],
 )
-async def test_shared_reference_payloads_are_answered(
+async def test_reference_payloads_are_answered(
     make_app, connector: FakeConnector, fixture: str, status: int
 ):
     app = await start(make_app)

@@ -31,10 +31,11 @@ from cards.slack import (
     split_escaped,
     view_values,
 )
+from tests import FIXTURES
 from tests.harness import INTAKE_LABELS
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden"
-REFERENCE_DIR = Path(__file__).resolve().parents[3] / "shared/reference"
+REFERENCE_DIR = FIXTURES
 NASTY = "<!channel> <@U123> <https://evil|x> & co"
 
 

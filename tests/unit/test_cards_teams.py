@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,10 +10,11 @@ import pytest
 from cards.model import ActionId, Button, Card, Facts, Form, Text, TextInput
 from cards.slack import render_modal
 from cards.teams import MAX_CARD_CHARS, escape_markdown, render_card, submitted_values
+from tests import FIXTURES
 from tests.adaptive_schema import validate_adaptive_card
 from tests.unit.test_cards_slack import INTAKE_LABELS, assert_golden, intake_card, ticket_card
 
-REFERENCE_DIR = Path(__file__).resolve().parents[3] / "shared/reference"
+REFERENCE_DIR = FIXTURES
 
 
 def inputs(card: dict[str, Any]) -> list[dict[str, Any]]:

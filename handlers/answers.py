@@ -1,0 +1,68 @@
+"""Is this text a real answer? The rules every form that asks a technician for facts shares.
+
+An answer is not real when it is empty, when it is only a placeholder or a plea ("please
+assist", "help", "n/a", "-", "tbd", "see ticket", "asap", in any case, with any punctuation), or
+when it has fewer words than the question needs. The escalation facts and the closure note both
+judge text through here; each form says in its own words what it wanted instead.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from enum import Enum
+
+MIN_WORDS = 3
+
+# Words that ask for help, defer to somewhere else, or hold a place: a text made of nothing
+# else gives the reader no fact. ("n/a" is one word to the tokenizer; "N.A." is "n" "a".)
+PLACEHOLDER_WORDS = frozenset(
+    """
+    please pls plz kindly assist assistance help helps asap urgent urgently tbd tba tbc todo
+    n/a na n a see ticket the above below same as in details thanks thank you thx ty me us
+    need needed unknown idk
+    """.split()
+)
+
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9/'-]*|\d+")
+
+
+class Problem(Enum):
+    """Why a text is not an answer."""
+
+    EMPTY = "empty"
+    PLACEHOLDER = "placeholder"
+    TOO_SHORT = "too short"
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words with hyphens dropped (`re-installed` -> `reinstalled`)."""
+    return [w.replace("-", "").strip("'") for w in _WORD.findall(text.lower())]
+
+
+def made_only_of(text: str, vocabulary: Iterable[str]) -> bool:
+    """True when every word of `text` is in `vocabulary` (also when it has no word at all)."""
+    known = vocabulary if isinstance(vocabulary, frozenset | set) else frozenset(vocabulary)
+    return all(w in known for w in words(text))
+
+
+def is_placeholder(text: str) -> bool:
+    """True for text with something in it that is only a plea or a placeholder ("-", "TBD!")."""
+    return bool(text.strip()) and made_only_of(text, PLACEHOLDER_WORDS)
+
+
+def problem(text: str, *, min_words: int = 1) -> Problem | None:
+    """What is wrong with `text` as an answer (None: it is one); checks run in this order."""
+    if not text.strip():
+        return Problem.EMPTY
+    if is_placeholder(text):
+        return Problem.PLACEHOLDER
+    if len(words(text)) < min_words:
+        return Problem.TOO_SHORT
+    return None
+
+
+def shown(text: str, limit: int = 40) -> str:
+    """The typed text quoted back in a refusal, cut short."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

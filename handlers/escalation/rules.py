@@ -1,0 +1,78 @@
+"""Which escalation facts a queue can act on (SPEC "Escalation facts"), field by field.
+
+Whether a text is an answer at all is `handlers.answers`' call (the same rules as the closure
+note); this module says which facts are required, how many words each needs, and what to write
+instead, so each refusal names its field and its reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from handlers.answers import MIN_WORDS, Problem, problem, shown
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One escalation fact: its form id and label, how many words it needs, what it asks for."""
+
+    id: str
+    label: str
+    min_words: int
+    asks: str
+
+
+FACTS = (
+    Fact(
+        "repro_steps",
+        "Reproduction steps",
+        MIN_WORDS,
+        "the steps that make it happen, e.g. 'Connect to VPN from home, open Outlook, "
+        "error 809 appears'",
+    ),
+    Fact("error_text", "Error text", 1, "the exact error message or code the user sees"),
+    Fact(
+        "already_tried",
+        "Already tried",
+        MIN_WORDS,
+        "what was tried and what happened, e.g. 'Reinstalled the VPN client, same error'",
+    ),
+    Fact("asset_link", "Asset link", 1, "the RMM link or name of the affected device"),
+    Fact(
+        "user_impact",
+        "User impact",
+        1,
+        "who is affected and how, e.g. '12 people in Berlin cannot work remotely'",
+    ),
+)
+
+
+def fact_problem(fact: Fact, value: str, *, required: bool) -> str | None:
+    """Why `value` will not do for `fact` (None: it will). An optional fact is taken as typed
+    (an Asset link of "n/a" for a ticket with no asset says just that)."""
+    verdict = problem(value, min_words=fact.min_words)
+    if verdict is None or not required:
+        return None
+    if verdict is Problem.EMPTY:
+        return f"{fact.label} is required to escalate: {fact.asks}."
+    if verdict is Problem.PLACEHOLDER:
+        return (
+            f"'{shown(value)}' is a placeholder, not a fact the queue can act on: "
+            f"write {fact.asks}."
+        )
+    return f"Too short for the queue to act on (at least {fact.min_words} words): {fact.asks}."
+
+
+def is_required(fact: Fact, *, asset: str) -> bool:
+    """Every fact is required, except Asset link for a ticket with no asset."""
+    return fact.id != "asset_link" or bool(asset.strip())
+
+
+def fact_problems(data: dict[str, str], *, asset: str) -> dict[str, str]:
+    """Every fact that will not do, by form id, with its reason (`asset`: the ticket's)."""
+    errors: dict[str, str] = {}
+    for fact in FACTS:
+        required = is_required(fact, asset=asset)
+        if reason := fact_problem(fact, data.get(fact.id, ""), required=required):
+            errors[fact.id] = reason
+    return errors
