@@ -73,7 +73,7 @@ class FakeSocketMode:
         assert self._ws is not None and not self._ws.closed, "no open Socket Mode connection"
         await self._ws.send_json(envelope)
 
-    async def ack_for(self, envelope_id: str, count: int = 1, timeout: float = 5.0) -> dict:  # noqa: ASYNC109
+    async def ack_for(self, envelope_id: str, count: int = 1, timeout: float = 10.0) -> dict:  # noqa: ASYNC109
         """The `count`-th ack of `envelope_id` (waits for it)."""
 
         def found() -> list[dict[str, Any]]:

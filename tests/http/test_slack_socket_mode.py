@@ -215,7 +215,9 @@ async def test_socket_mode_refuses_every_http_request(make_app, slack_api, socke
             view_submission(view, intake_values(), view_id="V-REAL"), envelope_id="env-real"
         )
     )
-    await wait_until(lambda: any(p.get("channel") == "DU0BO" for p in slack_api.posts()))
+    await wait_until(
+        lambda: any(p.get("channel") == "DU0BO" for p in slack_api.posts()), timeout=10
+    )
     dm = next(p for p in slack_api.posts() if p.get("channel") == "DU0BO")
     approve = button(dm, "Approve")
     views, posts = len(slack_api.views_opened()), len(slack_api.posts())
@@ -247,7 +249,7 @@ async def test_socket_mode_refuses_every_http_request(make_app, slack_api, socke
             found = (await session.execute(select(IdentityCheck))).scalar_one()
             return found.state == "approved"
 
-    await wait_until(approved)
+    await wait_until(approved, timeout=10)
 
 
 async def test_socket_mode_with_signing_secret_serves_only_signed_http(

@@ -20,7 +20,7 @@ from storage import db
 from storage.models import OutboxMessage, Ticket
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import BOT_TOKEN, SIGNING_SECRET, AppHarness, view_submission
-from tests.http import test_outbox_workers as processes
+from tests.http import processes
 from tests.http.p1_support import (
     BRIDGE,
     INCIDENT_CHANNEL,
@@ -34,7 +34,6 @@ from tests.http.p1_support import (
 )
 
 log = logging.getLogger(__name__)
-spawn = processes.spawn  # the fixture that starts `python -m bot ...` children
 TICKETS = 8  # every other one a P1
 CLOSED = (1, 2, 3, 4)  # HD-1, HD-3 are P1s
 WAL_LIMIT = 16 * 1024 * 1024
@@ -116,7 +115,7 @@ async def test_web_and_two_workers_on_one_sqlite_file_do_everything_exactly_once
         client = AppHarness(tmp_path, env, None, None)  # talks to the web process over HTTP
         client.url = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as client.http:
-            await eventually(lambda: processes._healthy(client.http, port), timeout=10)  # type: ignore[arg-type]
+            await eventually(lambda: processes.healthy(client.http, port), timeout=10)  # type: ignore[arg-type]
             views = [await slack_modal(client, slack_api, "new VPN down") for _ in range(TICKETS)]
             sent: dict[str, float] = {}
 
@@ -131,8 +130,11 @@ async def test_web_and_two_workers_on_one_sqlite_file_do_everything_exactly_once
             assert max(acks) < 3.0, acks
             await eventually(lambda: len(cards(slack_api)) == TICKETS, timeout=10, what="cards")
             latency = [calls[0].at - sent[summary] for summary, calls in cards(slack_api).items()]
-            # Committed by the web process, delivered by a worker: within about a second.
-            assert max(latency) < 2.5, latency
+            # Committed by the web process, delivered by a worker: within about a second; the
+            # eight cards share one channel, where posts are paced to about one a second (a
+            # burst of three first), so the last ones wait their turn.
+            assert sorted(latency)[2] < 1.5, latency
+            assert max(latency) < TICKETS + 1.0, latency
             log.info("acks %.0f-%.0f ms; cards %.0f-%.0f ms after their submission",
                      min(acks) * 1000, max(acks) * 1000, min(latency) * 1000,
                      max(latency) * 1000)  # fmt: skip
