@@ -122,7 +122,7 @@ async def start_services(
         services.notifiers.register("dm:slack", SlackNotifier(client))
         services.notifiers.register("update:slack", SlackNotifier(client))
         if web_front:
-            services.slack = SlackFront(settings, deps, client)
+            services.slack = SlackFront(settings, deps, make_client(settings, http, in_turn=True))
     if web_front:
         log.info(slack_transport(settings))
 
@@ -146,7 +146,7 @@ async def start_services(
         or "nothing (set PAGERDUTY_ROUTING_KEY and/or OPSGENIE_API_KEY to page the on-call)",
     )
 
-    teams = TeamsFront(settings, deps, http)
+    teams = TeamsFront(settings, deps, http, places=services.places)
     teams.register_notifiers(services.notifiers)
     if web_front:
         services.teams = teams

@@ -243,9 +243,6 @@ class OutboxWorker:
                 if deliveries.needs_preparation(row) and not await self._prepare(row):
                     self._held.discard(row.id)
                     return
-                if await self._wait_for_place(row):
-                    self._held.discard(row.id)
-                    return
             except Exception as exc:
                 # Nothing was sent: the lease runs out and the row is tried again.
                 self._held.discard(row.id)
@@ -253,22 +250,34 @@ class OutboxWorker:
                     raise
                 self._database_down("preparing a delivery", exc)
                 return
-            outcome = _Outcome(row)
-            try:
-                outcome.result = await self.notifiers.deliver(row)
-            except DeliveryError as exc:
-                outcome.error = exc
-            except Exception as exc:
-                log.exception("delivery of outbox row %s (%s) crashed", row.id, row.kind)
-                outcome.error = DeliveryError(f"{type(exc).__name__}: {exc}", uncertain=True)
-            if outcome.error is not None:
-                self._note_failure(row, outcome.error)
+            row_places = self.notifiers.places_of(row)
+            async with self.places.sending(row_places):
+                try:
+                    if await self._wait_for_place(row, row_places):
+                        self._held.discard(row.id)
+                        return
+                except Exception as exc:
+                    self._held.discard(row.id)
+                    if not is_unavailable(exc):
+                        raise
+                    self._database_down("putting a row back", exc)
+                    return
+                outcome = _Outcome(row)
+                try:
+                    outcome.result = await self.notifiers.deliver(row)
+                except DeliveryError as exc:
+                    outcome.error = exc
+                except Exception as exc:
+                    log.exception("delivery of outbox row %s (%s) crashed", row.id, row.kind)
+                    outcome.error = DeliveryError(f"{type(exc).__name__}: {exc}", uncertain=True)
+                if outcome.error is not None:
+                    self._note_failure(row, outcome.error)
             await self._record(outcome)
 
-    async def _wait_for_place(self, row: OutboxMessage) -> bool:
+    async def _wait_for_place(self, row: OutboxMessage, row_places: tuple[str, ...]) -> bool:
         """True when the row's place (Slack channel, Teams conversation, PSA...) is in a
         Retry-After window or paced: the row is put back untried until then."""
-        wait = self.places.wait_for(self.notifiers.places_of(row))
+        wait = self.places.wait_for(row_places, key=row.id)
         if wait <= 0:
             return False
         async with self._transaction(row.ticket_id) as session:

@@ -12,8 +12,10 @@ here first. Windows are per process; a second worker learns a window from its ow
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable
 
 # Slack: "one message per second per channel, short bursts allowed".
 SLACK_POST_INTERVAL = 1.0
@@ -46,6 +48,9 @@ class Places:
         self._until: dict[str, float] = {}
         # Pacing, as a generic cell rate algorithm: the theoretical arrival time per place.
         self._arrival: dict[str, float] = {}
+        # Slots handed out to rows that were put back to wait for them.
+        self._slots: dict[Hashable, float] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
 
     def block(self, place: str, seconds: float) -> None:
         """Nothing goes to `place` for `seconds` (a Retry-After); a longer window wins."""
@@ -64,34 +69,55 @@ class Places:
             return 0.0
         return left
 
-    def wait_for(self, places: Iterable[str]) -> float:
-        """0 when a send to all of `places` may go now (its paced slot is then taken); else
-        the seconds to wait."""
+    def wait_for(self, places: Iterable[str], *, key: Hashable = None) -> float:
+        """0 when a send to all of `places` may go now; else the seconds to wait.
+
+        A paced send that has to wait is given a slot (its key remembers it), so sends queued
+        together go one after the other instead of all coming back at the same moment."""
         places = tuple(places)
-        if len(self._arrival) + len(self._until) > 10_000:
+        if len(self._arrival) + len(self._until) + len(self._slots) > 10_000:
             self.forget_idle()
         wait = max((self.blocked_for(p) for p in places), default=0.0)
         if wait > 0:
             return wait
-        paced = [p for p in places if _paced(p)]
         now = self._clock()
-        wait = max((self._pace_wait(p, now) for p in paced), default=0.0)
-        if wait > 0:
-            return wait
-        for place in paced:
-            self._arrival[place] = max(self._arrival.get(place, now), now) + SLACK_POST_INTERVAL
-        return 0.0
+        slot = self._slots.get(key) if key is not None else None
+        if slot is not None:
+            if slot > now:
+                return slot - now
+            del self._slots[key]
+            return 0.0  # its turn: the slot was reserved when it was put back
+        go_at = now
+        for place in places:
+            if _paced(place):
+                arrival = max(self._arrival.get(place, now), now)
+                go_at = max(go_at, arrival - (SLACK_POST_BURST - 1) * SLACK_POST_INTERVAL)
+        for place in places:
+            if _paced(place):
+                arrival = max(self._arrival.get(place, go_at), go_at)
+                self._arrival[place] = arrival + SLACK_POST_INTERVAL
+        if go_at <= now:
+            return 0.0
+        if key is not None:
+            self._slots[key] = go_at
+        return go_at - now
 
-    def _pace_wait(self, place: str, now: float) -> float:
-        arrival = max(self._arrival.get(place, now), now)
-        tolerance = (SLACK_POST_BURST - 1) * SLACK_POST_INTERVAL
-        return max(arrival - now - tolerance, 0.0)
+    @contextlib.asynccontextmanager
+    async def sending(self, places: Iterable[str]) -> AsyncIterator[None]:
+        """One send at a time per place, so a Retry-After is known before the next one."""
+        locks = [self._locks.setdefault(p, asyncio.Lock()) for p in sorted(set(places))]
+        async with contextlib.AsyncExitStack() as stack:
+            for lock in locks:
+                await stack.enter_async_context(lock)
+            yield
 
     def forget_idle(self) -> None:
         """Drop places whose window and pacing are long over (keeps the maps small)."""
         now = self._clock()
         self._until = {p: u for p, u in self._until.items() if u > now}
         self._arrival = {p: a for p, a in self._arrival.items() if a > now}
+        self._slots = {k: t for k, t in self._slots.items() if t > now - 300}
+        self._locks = {p: lock for p, lock in self._locks.items() if lock.locked()}
 
 
 def _paced(place: str) -> bool:

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cards.model import Card
 from handlers.config import HelpdeskConfig
+from handlers.deps import Deps
 from handlers.directory import Person
 from storage import outbox
 from storage.models import Ticket
@@ -172,3 +173,31 @@ async def notify_queue(
             )
             sent.append(platform)
     return sent
+
+
+async def answer_later(
+    deps: Deps,
+    *,
+    platform: str,
+    conversation: str,
+    content: dict[str, Any],
+    due_at: datetime,
+    ticket_id: int | None = None,
+) -> None:
+    """Queue an answer the platform refused in the turn (throttled): it goes to the same
+    conversation as a new message once the wait is over. `content` is `{"text"}` or
+    `{"card"}` (a card dict); a ticket card still becomes the ticket's thread."""
+    payload: dict[str, Any] = {
+        "platform": platform,
+        "channel": conversation,
+        "thread": None,
+        "purpose": "answer",
+        "text": content.get("text", ""),
+        "card": content.get("card"),
+    }
+    if ticket_id is not None:
+        payload |= {"ticket_card": True, "sets_ticket_thread": True}
+    async with deps.sessions() as session, session.begin():
+        await outbox.enqueue(
+            session, kind="message", payload=payload, ticket_id=ticket_id, due_at=due_at
+        )

@@ -19,6 +19,11 @@ from aiohttp import ClientSession, web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.correlation import correlation_id, new_correlation_id
@@ -34,10 +39,23 @@ log = logging.getLogger(__name__)
 ACTION_PATTERN = re.compile(r"^(ticket|identity|csat)\.[a-z.]+(:\d+)?$")
 
 
-def make_client(settings: Settings, session: ClientSession | None) -> AsyncWebClient:
-    """Web API client on a shared aiohttp session (one connection pool, keep-alive)."""
+def make_client(
+    settings: Settings, session: ClientSession | None, *, in_turn: bool = False
+) -> AsyncWebClient:
+    """Web API client on a shared aiohttp session (one connection pool, keep-alive).
+
+    `in_turn`: for calls made right after answering a person (opening a modal): a 429 is
+    retried once after its Retry-After by slack_sdk's own handler, since the trigger id will
+    not outlive an outbox round trip. The outbox's client has no such retry: a throttled
+    delivery is a failed attempt that the worker retries after the wait (bot.places).
+    """
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
-    return AsyncWebClient(token=token, base_url=settings.slack_api_url, session=session)
+    handlers: list[AsyncRetryHandler] = [AsyncConnectionErrorRetryHandler()]
+    if in_turn:
+        handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=1))
+    return AsyncWebClient(
+        token=token, base_url=settings.slack_api_url, session=session, retry_handlers=handlers
+    )
 
 
 class SlackFront:

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botbuilder.core import ActivityHandler, CloudAdapterBase, InvokeResponse, TurnContext
 from botbuilder.schema import Activity, ChannelAccount
+from msrest.exceptions import HttpOperationError
 
+from bot import places
+from bot.places import Places
 from bot.teams import proactive, replies
+from bot.teams.notifier import delivery_error
 from bot.teams.references import ReferenceStore, user_key
 from cards import teams as adaptive
-from cards.model import ActionId
-from handlers import tickets
+from cards.model import ActionId, Card
+from handlers import notify, tickets
 from handlers.commands import strip_teams_prefix
 from handlers.deps import Deps
 from handlers.dispatch import answer
@@ -56,10 +61,18 @@ def _interaction(activity: Activity, **fields: Any) -> Interaction:
 
 
 class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
-    def __init__(self, deps: Deps, references: ReferenceStore, *, app_id: str) -> None:
+    def __init__(
+        self,
+        deps: Deps,
+        references: ReferenceStore,
+        *,
+        app_id: str,
+        places: Places | None = None,
+    ) -> None:
         self.deps = deps
         self.references = references
         self.app_id = app_id
+        self.places = places or Places()
 
     async def on_turn(self, turn_context: TurnContext) -> None:
         await self.references.remember(turn_context.activity)
@@ -74,13 +87,13 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
             action = _action_id(name)
             if action is None:
                 log.info("teams: submit with unknown action %r", name)
-                await turn_context.send_activity(replies.text_activity(UNKNOWN_ACTION))
+                await self.send_text(turn_context, UNKNOWN_ACTION)
                 return
             interaction = _interaction(activity, action=action, data=data)
         else:
             command = strip_teams_prefix(replies.strip_mentions(activity.text or ""))
             if command is None:
-                await turn_context.send_activity(replies.text_activity(replies.HINT))
+                await self.send_text(turn_context, replies.HINT)
                 return
             interaction = _interaction(activity, text=command)
         reply = await answer(self.deps, interaction)
@@ -91,21 +104,70 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
     ) -> None:
         if reply.duplicate:
             return
+        card: Card | None
         if reply.field_errors or (reply.form_error and interaction.action in replies.FORMS):
             card = replies.error_form(self.deps, interaction.action, interaction.data, reply)
-            outgoing: Activity | None = replies.card_activity(card)
         else:
-            outgoing = replies.reply_activity(reply)
-        if outgoing is None:
+            card = replies.with_text(reply)
+        if card is None and not reply.text:
             return
+        content: dict[str, Any]
+        if card is not None:
+            outgoing, content = replies.card_activity(card), {"card": card.to_dict()}
+        else:
+            outgoing, content = replies.text_activity(reply.text), {"text": reply.text}
         private_elsewhere = (
             reply.private and not reply.as_form and not reply.field_errors and not reply.form_error
         )
         if private_elsewhere and not interaction.conversation.personal:
             if await self._send_personal(turn_context, outgoing):
                 return
-        sent = await turn_context.send_activity(outgoing)
-        await self._remember_card(turn_context, reply, getattr(sent, "id", None))
+        sent = await self._send(turn_context, outgoing, content, ticket_id=reply.ticket_card_of)
+        await self._remember_card(turn_context, reply, sent)
+
+    async def send_text(self, turn_context: TurnContext, text: str) -> None:
+        """Answer `text` in the turn (later through the outbox when throttled)."""
+        await self._send(turn_context, replies.text_activity(text), {"text": text})
+
+    async def _send(
+        self,
+        turn_context: TurnContext,
+        outgoing: Activity,
+        content: dict[str, Any],
+        *,
+        ticket_id: int | None = None,
+    ) -> str | None:
+        """Answer in the turn; the message id, or None when the connector throttles this
+        conversation: then the answer goes out through the outbox once the wait is over (the
+        activity itself is still answered at once)."""
+        conversation = turn_context.activity.conversation.id
+        place = places.teams_conversation(conversation)
+        wait = self.places.blocked_for(place)
+        if wait <= 0:
+            try:
+                sent = await turn_context.send_activity(outgoing)
+                return str(getattr(sent, "id", "") or "") or None
+            except HttpOperationError as exc:
+                error = delivery_error(exc, place)
+                if error.retry_after is None:
+                    raise
+                self.places.block(place, error.retry_after)
+                wait = error.retry_after
+                log.warning(
+                    "teams: answer in %s refused (%s); sending it in %.1f s",
+                    conversation,
+                    error,
+                    wait,
+                )
+        await notify.answer_later(
+            self.deps,
+            platform="teams",
+            conversation=conversation,
+            content=content,
+            due_at=datetime.now(UTC) + timedelta(seconds=wait),
+            ticket_id=ticket_id,
+        )
+        return None
 
     async def _remember_card(
         self, turn_context: TurnContext, reply: Reply, message_id: str | None

@@ -26,6 +26,7 @@ from botframework.connector.auth import AuthenticateRequestResult
 from bot.correlation import new_correlation_id
 from bot.metrics import REQUEST_KIND
 from bot.notifiers import Notifiers
+from bot.places import Places
 from bot.settings import Settings, is_loopback
 from bot.teams import replies
 from bot.teams.activity_handler import HelpdeskTeamsBot
@@ -128,7 +129,9 @@ def _check_activity(body: Any) -> str | None:
 class TeamsFront:
     """Owns the CloudAdapter and the bot; answers POST /api/messages."""
 
-    def __init__(self, settings: Settings, deps: Deps, http: ClientSession) -> None:
+    def __init__(
+        self, settings: Settings, deps: Deps, http: ClientSession, *, places: Places | None = None
+    ) -> None:
         self.settings = settings
         self.deps = deps
         self.pool = ConnectorPool(http)
@@ -137,7 +140,10 @@ class TeamsFront:
         self.adapter = CloudAdapter(self.auth)
         self.adapter.on_turn_error = self._on_turn_error
         self.references = ReferenceStore(deps.sessions)
-        self.bot = HelpdeskTeamsBot(deps, self.references, app_id=settings.app_id)
+        self.places = places or Places()
+        self.bot = HelpdeskTeamsBot(
+            deps, self.references, app_id=settings.app_id, places=self.places
+        )
         self.auth_runner = AuthRunner()
         if settings.teams_emulator and not is_loopback(settings.host):
             log.warning(
@@ -269,6 +275,6 @@ class TeamsFront:
                     )
                 )
             else:
-                await turn_context.send_activity(replies.text_activity(text))
+                await self.bot.send_text(turn_context, text)
         except Exception as exc:
             log.warning("teams: could not tell the user about ref %s: %s", ref, type(exc).__name__)

@@ -41,6 +41,11 @@ class FakeConnector(FakeServer):
         self._deletes: list[dict[str, Any]] = []
         self._created: list[dict[str, Any]] = []
         self.members: dict[str, list[dict[str, Any]]] = {}  # conversation id -> members
+        # conversation id -> [times left, Retry-After]: sends there answer 429 Throttled.
+        self._throttles: dict[str, list[float]] = {}
+        self.windows: dict[str, float] = {}
+        self.refusals: list[tuple[str, float]] = []
+        self.violations: list[tuple[str, float]] = []
 
     @property
     def service_url(self) -> str:
@@ -53,6 +58,29 @@ class FakeConnector(FakeServer):
     def reset_state(self) -> None:
         for store in (self._activities, self._updates, self._deletes, self._created):
             store.clear()
+        self._throttles.clear()
+        self.windows.clear()
+        self.refusals.clear()
+        self.violations.clear()
+
+    def throttle(self, conversation_id: str, *, times: int = 1, retry_after: float = 2.0) -> None:
+        """The next `times` sends to the conversation answer 429 Throttled with Retry-After;
+        a send arriving inside an announced window counts as a violation."""
+        self._throttles[conversation_id] = [float(times), retry_after]
+
+    def _throttled(self, cid: str) -> web.Response | None:
+        now = time.monotonic()
+        if self.windows.get(cid, 0.0) > now:
+            self.violations.append((cid, now))
+        pending = self._throttles.get(cid)
+        if not pending or pending[0] <= 0:
+            return None
+        pending[0] -= 1
+        self.windows[cid] = now + pending[1]
+        self.refusals.append((cid, now))
+        body = {"error": {"code": "Throttled", "message": "too many requests"}}
+        headers = {"Retry-After": str(int(pending[1]))}
+        return web.json_response(body, status=429, headers=headers)
 
     def activities(self, conversation_id: str | None = None) -> list[dict[str, Any]]:
         """Posted activities (send and reply): the JSON body plus ``_conversation_id``,
@@ -106,6 +134,8 @@ class FakeConnector(FakeServer):
         cid, tail = rest[0], rest[1:]
         if tail and tail[0] == "activities":
             aid = tail[1] if len(tail) > 1 else ""
+            if method == "POST" and (throttled := self._throttled(cid)) is not None:
+                return throttled
             if method == "POST" and aid in ("", "history"):
                 new_id = self._new_id()
                 self._activities.append(

@@ -54,6 +54,14 @@ class FakeSlack(FakeServer):
         # What each channel holds, oldest first (read back by conversations.history/replies).
         self.messages: dict[str, list[dict[str, Any]]] = {}
         self._answer_delays: dict[str, float] = {}
+        # Slack's per-channel limit for chat.postMessage, when switched on: a burst, then about
+        # one a second; over it, 429 with Retry-After. Calls that arrive inside a window the
+        # fake announced are counted in `violations` (Slack punishes clients that do that).
+        self._post_limit: tuple[int, float, float] | None = None
+        self._tokens: dict[str, tuple[float, float]] = {}
+        self.windows: dict[str, float] = {}
+        self.refusals: list[tuple[str, float]] = []
+        self.violations: list[tuple[str, float]] = []
 
     # ------------------------------------------------------------- configuration
     def add_user(
@@ -88,6 +96,11 @@ class FakeSlack(FakeServer):
         self._responses.clear()
         self.messages.clear()
         self._answer_delays.clear()
+        self._post_limit = None
+        self._tokens.clear()
+        self.windows.clear()
+        self.refusals.clear()
+        self.violations.clear()
 
     def delay_answer(self, method: str, seconds: float) -> None:
         """Do the work of ``method`` at once, then hold its answer for ``seconds`` (a call that
@@ -99,6 +112,31 @@ class FakeSlack(FakeServer):
 
     def channel_messages(self, channel: str) -> list[dict[str, Any]]:
         return list(self.messages.get(channel, []))
+
+    def limit_posts(self, *, burst: int = 3, per_second: float = 1.0, retry_after: float = 1.0):
+        """Throttle chat.postMessage per channel like Slack: `burst` at once, then
+        `per_second`; a refused post gets 429 and `Retry-After: retry_after`."""
+        self._post_limit = (burst, per_second, retry_after)
+
+    def _throttled(self, channel: str) -> float | None:
+        """Retry-After seconds when this post is over the channel's limit, else None."""
+        if self._post_limit is None:
+            return None
+        burst, rate, retry_after = self._post_limit
+        now = time.monotonic()
+        if self.windows.get(channel, 0.0) > now:
+            self.violations.append((channel, now))
+            self.refusals.append((channel, now))
+            return max(self.windows[channel] - now, 0.001)
+        tokens, last = self._tokens.get(channel, (float(burst), now))
+        tokens = min(float(burst), tokens + (now - last) * rate)
+        if tokens < 1.0:
+            self._tokens[channel] = (tokens, now)
+            self.windows[channel] = now + retry_after
+            self.refusals.append((channel, now))
+            return retry_after
+        self._tokens[channel] = (tokens - 1.0, now)
+        return None
 
     def response_url_for(self, response_id: str) -> str:
         return f"{self.url}/response/{response_id}"
@@ -153,6 +191,14 @@ class FakeSlack(FakeServer):
         if method in self._answers:
             answer = self._answers[method]
             return web.json_response(answer(params) if callable(answer) else answer)
+        if method == "chat.postMessage":
+            wait = self._throttled(str(params.get("channel", "")))
+            if wait is not None:
+                return web.json_response(
+                    {"ok": False, "error": "ratelimited"},
+                    status=429,
+                    headers={"Retry-After": str(max(1, round(wait)))},
+                )
         builtin = getattr(self, "_m_" + method.replace(".", "_"), None)
         if builtin is None:
             return web.json_response({"ok": False, "error": "unknown_method"})

@@ -1,0 +1,147 @@
+"""Throttled by Slack or Teams (SPEC "Slack and Teams throttling").
+
+The fakes throttle as the platforms do: Slack per channel for chat.postMessage (a burst,
+then about one a second; 429 with Retry-After over it), the connector per conversation (429
+Throttled with Retry-After). Both count any call that lands inside a window they announced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+from storage import outbox
+from tests.fakes.botframework import FakeConnector
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import AppHarness, wait_until
+from tests.http.conftest_teams import ANA_ID, PEOPLE, PERSONAL, card_of, message
+from tests.http.p1_support import INCIDENT_CHANNEL, SLACK_PEOPLE
+
+CONFIG = {"slack": {"incident_channel": INCIDENT_CHANNEL}}
+
+
+def no_tracebacks(caplog: Any) -> None:
+    for record in caplog.records:
+        if record.levelno >= logging.WARNING:
+            assert record.exc_info is None, record.getMessage()
+
+
+async def queue_notices(app: AppHarness, count: int, channel: str) -> None:
+    async with app.services.sessions() as session, session.begin():
+        for i in range(count):
+            await outbox.enqueue(
+                session,
+                kind="message",
+                dedup_key=f"burst-{i}",
+                payload={"platform": "slack", "channel": channel, "text": f"P1 notice {i}"},
+            )
+
+
+async def test_25_notices_at_once_reach_the_channel_once_each(
+    make_app, slack_api: FakeSlack, caplog
+):
+    caplog.set_level(logging.INFO)
+    slack_api.limit_posts(burst=3, per_second=1.0, retry_after=1.0)
+    app = await make_app(slack=slack_api, config=CONFIG, people=SLACK_PEOPLE)
+    started = time.monotonic()
+    await queue_notices(app, 25, INCIDENT_CHANNEL)
+    await wait_until(
+        lambda: len(slack_api.channel_messages(INCIDENT_CHANNEL)) == 25,
+        timeout=90,
+        what="25 notices",
+    )
+    took = time.monotonic() - started
+    await asyncio.sleep(1.5)
+    texts = [m["text"] for m in slack_api.channel_messages(INCIDENT_CHANNEL)]
+    assert sorted(texts) == sorted(f"P1 notice {i}" for i in range(25))
+    assert took < 90
+    assert slack_api.violations == []  # nothing inside an announced window
+    assert len(slack_api.refusals) <= 3, slack_api.refusals
+    failed = [
+        r for r in caplog.records if "attempt" in r.getMessage() and "failed" in r.getMessage()
+    ]
+    assert len(failed) == len(slack_api.refusals)  # one line per failed attempt
+    no_tracebacks(caplog)
+
+
+async def test_retry_after_holds_the_whole_channel_and_the_delay_report(
+    make_app, slack_api: FakeSlack, caplog
+):
+    caplog.set_level(logging.INFO)
+    app = await make_app(slack=slack_api, config=CONFIG, people=SLACK_PEOPLE)
+    # Slack refuses the next post to the channel with a 4 s window.
+    slack_api.fail(
+        "/api/chat.postMessage",
+        429,
+        times=1,
+        headers={"Retry-After": "4"},
+        body={"ok": False, "error": "ratelimited"},
+    )
+    refused_at: list[float] = []
+    await queue_notices(app, 6, INCIDENT_CHANNEL)
+    await wait_until(lambda: slack_api.calls("/api/chat.postMessage"), what="the refusal")
+    refused_at.append(slack_api.calls("/api/chat.postMessage")[0].at)
+    await wait_until(
+        lambda: len(slack_api.channel_messages(INCIDENT_CHANNEL)) == 6, timeout=30, what="6 posts"
+    )
+    posts = slack_api.calls("/api/chat.postMessage")
+    inside = [c for c in posts[1:] if c.at < refused_at[0] + 4.0]
+    assert inside == [], "a post went to the channel inside its Retry-After window"
+    no_tracebacks(caplog)
+
+
+async def teams_app(make_app: Any, connector: FakeConnector) -> AppHarness:
+    app: AppHarness = await make_app(people=PEOPLE, config={})
+    return app
+
+
+async def test_throttled_teams_answers_arrive_once_after_the_wait(
+    make_app, connector: FakeConnector, caplog
+):
+    caplog.set_level(logging.INFO)
+    app = await teams_app(make_app, connector)
+    url = connector.service_url
+    cases = [
+        ("ticket new Printer jams", "card"),  # the intake form
+        ("ticket show HD-404", "There is no ticket HD-404"),  # a refusal
+        ("ticket mine", "no open tickets"),
+    ]
+    for text, expect in cases:
+        connector.reset()
+        connector.throttle(PERSONAL, times=1, retry_after=2)
+        started = time.monotonic()
+        response = await app.teams(message(url, text))
+        assert response.status in (200, 201) and time.monotonic() - started < 3
+        await wait_until(
+            lambda: connector.activities(PERSONAL), timeout=15, what=f"the answer to {text!r}"
+        )
+        [posted] = connector.activities(PERSONAL)
+        arrived = time.monotonic() - started
+        assert arrived >= 1.9, f"sent inside the 2 s window ({arrived:.2f} s)"
+        if expect == "card":
+            card = card_of(posted)
+            labels = [e.get("label") for e in card["body"] if e["type"].startswith("Input.")]
+            assert "Requester" in labels
+        else:
+            assert expect in json.dumps(posted), posted
+        await asyncio.sleep(0.5)
+        assert len(connector.activities(PERSONAL)) == 1  # once
+        assert connector.violations == []
+    no_tracebacks(caplog)
+    assert not any("turn failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_throttled_conversation_holds_later_answers_too(make_app, connector: FakeConnector):
+    app = await teams_app(make_app, connector)
+    url = connector.service_url
+    connector.throttle(PERSONAL, times=1, retry_after=3)
+    await app.teams(message(url, "ticket mine"))
+    await wait_until(lambda: connector.refusals, what="the refusal")
+    # A second question inside the window is not sent into it: it waits its turn.
+    await app.teams(message(url, "ticket help"))
+    await wait_until(lambda: len(connector.activities(PERSONAL)) == 2, timeout=15)
+    assert connector.violations == []
+    assert ANA_ID not in json.dumps(connector.activities(PERSONAL))
