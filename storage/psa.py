@@ -108,11 +108,13 @@ async def claim_probe(
     return bool(done.rowcount)  # type: ignore[attr-defined]
 
 
-async def recheck_now(session: AsyncSession) -> None:
-    """A process starting up checks refused credentials again at once (they may be new)."""
-    await session.execute(
+async def recheck_now(session: AsyncSession) -> bool:
+    """A process starting up checks refused credentials again at once (they may be new);
+    True when the PSA was refusing them."""
+    done = await session.execute(
         update(PsaState).where(PsaState.auth_failed_at.is_not(None)).values(blocked_until=None)
     )
+    return bool(done.rowcount)  # type: ignore[attr-defined]
 
 
 def _waiting(now: datetime) -> Any:

@@ -234,4 +234,5 @@ async def _report(
 async def on_start(sessions: async_sessionmaker[AsyncSession]) -> None:
     """A worker starting up tests refused credentials again at once (they may be fixed)."""
     async with sessions() as session, session.begin():
-        await psa_repo.recheck_now(session)
+        if await psa_repo.recheck_now(session):
+            await psa_repo.wake_all(session)
