@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -9,14 +10,53 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import statements
-from storage.models import OutboxMessage, PsaState, utcnow
+from storage.models import OutboxMessage, PsaState, Ticket, utcnow
 
 KIND_PREFIX = "psa."
 _STATE = statements.table_of(PsaState)
 _OUTBOX = statements.table_of(OutboxMessage)
+_TICKETS = statements.table_of(Ticket)
+# Built once: every PSA delivery runs these (see storage.statements for why that matters).
+# Parameter names never equal a column's, or an UPDATE would take them for its SET clause.
+_PSA_ROW = _OUTBOX.c.kind.like(KIND_PREFIX + "%")
 _LAST_ROW = select(func.max(_OUTBOX.c.id)).where(
-    _OUTBOX.c.ticket_id == bindparam("ticket_id"), _OUTBOX.c.kind.like(KIND_PREFIX + "%")
+    _OUTBOX.c.ticket_id == bindparam("row_ticket"), _PSA_ROW
 )
+_GATE = select(_STATE.c.blocked_until, _STATE.c.auth_failed_at, _STATE.c.auth_error).where(
+    _STATE.c.system == bindparam("psa_system")
+)
+_ACCEPTED = (
+    update(_STATE)
+    .where(_STATE.c.system == bindparam("psa_system"), _STATE.c.auth_failed_at.is_not(None))
+    .values(auth_failed_at=None, auth_error="", blocked_until=None, updated_at=bindparam("at"))
+)
+_ROW_STATE = select(_OUTBOX.c.status, _OUTBOX.c.due_at).where(_OUTBOX.c.id == bindparam("row_id"))
+_TICKET_REF = select(_TICKETS.c.psa_id, _TICKETS.c.psa_number).where(
+    _TICKETS.c.id == bindparam("row_ticket")
+)
+_NEXT = (
+    select(func.min(_OUTBOX.c.id))
+    .where(
+        _OUTBOX.c.ticket_id == bindparam("row_ticket"),
+        _OUTBOX.c.id > bindparam("row_after"),
+        _OUTBOX.c.status == "pending",
+        _PSA_ROW,
+        _OUTBOX.c.due_at > bindparam("row_now"),
+        _OUTBOX.c.claimed_until.is_(None) | (_OUTBOX.c.claimed_until < bindparam("row_now")),
+    )
+    .scalar_subquery()
+)
+_WAKE_NEXT = update(_OUTBOX).where(_OUTBOX.c.id == _NEXT).values(due_at=bindparam("wake_at"))
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The PSA's pause: no call before `blocked_until`; `auth_failed_at` while it refuses
+    the credentials (with its answer)."""
+
+    blocked_until: datetime | None
+    auth_failed_at: datetime | None
+    auth_error: str
 
 
 def is_psa_kind(kind: str) -> bool:
@@ -26,8 +66,32 @@ def is_psa_kind(kind: str) -> bool:
 async def last_row_id(session: AsyncSession, ticket_id: int) -> int | None:
     """The newest PSA row of a ticket (the next one is delivered after it)."""
     conn = await session.connection()
-    value = (await conn.execute(_LAST_ROW, {"ticket_id": ticket_id})).scalar_one_or_none()
+    value = (await conn.execute(_LAST_ROW, {"row_ticket": ticket_id})).scalar_one_or_none()
     return int(value) if value is not None else None
+
+
+async def gate(session: AsyncSession, system: str) -> Gate | None:
+    conn = await session.connection()
+    row = (await conn.execute(_GATE, {"psa_system": system})).first()
+    if row is None:
+        return None
+    return Gate(row[0], row[1], row[2] or "")
+
+
+async def row_state(session: AsyncSession, message_id: int) -> tuple[str, datetime] | None:
+    """(status, due_at) of an outbox row."""
+    conn = await session.connection()
+    row = (await conn.execute(_ROW_STATE, {"row_id": message_id})).first()
+    if row is None:
+        return None
+    return str(row[0]), row[1]
+
+
+async def ticket_ref(session: AsyncSession, ticket_id: int) -> tuple[str | None, str | None]:
+    """(psa_id, psa_number) of a ticket."""
+    conn = await session.connection()
+    row = (await conn.execute(_TICKET_REF, {"row_ticket": ticket_id})).first()
+    return (row[0], row[1]) if row is not None else (None, None)
 
 
 async def rows_of_kind(session: AsyncSession, *, ticket_id: int, kind: str) -> list[OutboxMessage]:
@@ -85,12 +149,9 @@ async def credentials_refused(
 
 async def credentials_accepted(session: AsyncSession, system: str) -> bool:
     """The PSA took a write: end an outage of refused credentials; True when one ended."""
-    done = await session.execute(
-        update(PsaState)
-        .where(PsaState.system == system, PsaState.auth_failed_at.is_not(None))
-        .values(auth_failed_at=None, auth_error="", blocked_until=None, updated_at=utcnow())
-    )
-    return bool(done.rowcount)  # type: ignore[attr-defined]
+    conn = await session.connection()
+    done = await conn.execute(_ACCEPTED, {"psa_system": system, "at": utcnow()})
+    return bool(done.rowcount)
 
 
 async def claim_probe(
@@ -139,17 +200,11 @@ async def wake_all(session: AsyncSession) -> int:
 async def wake_next(session: AsyncSession, *, ticket_id: int, after_id: int) -> None:
     """Make the ticket's next PSA row due now (the one it waited for was just delivered)."""
     now = utcnow()
-    following = (
-        select(_OUTBOX.c.id)
-        .where(_OUTBOX.c.ticket_id == ticket_id, _OUTBOX.c.id > after_id, _waiting(now))
-        .order_by(_OUTBOX.c.id)
-        .limit(1)
-        .scalar_subquery()
+    conn = await session.connection()
+    done = await conn.execute(
+        _WAKE_NEXT, {"row_ticket": ticket_id, "row_after": after_id, "row_now": now, "wake_at": now}
     )
-    done = await session.execute(
-        update(_OUTBOX).where(_OUTBOX.c.id == following).values(due_at=now)
-    )
-    if done.rowcount:  # type: ignore[attr-defined]
+    if done.rowcount:
         session.info["outbox_enqueued"] = True
 
 

@@ -50,7 +50,8 @@ class AutotaskConnector:
                 "Accept": "application/json",
             },
         )
-        self.memo = Memo(ttl=3600.0)
+        self.memo = Memo()
+        self.picklists = Memo(ttl=3600.0)  # picklists change with the admin, not the day
         self._zone: str | None = None
         self._threads: dict[str, asyncio.Semaphore] = {}
 
@@ -94,11 +95,11 @@ class AutotaskConnector:
 
     async def _picklist(self, entity: str, field: str) -> list[dict[str, Any]]:
         key = f"picklist:{entity}"
-        found, fields = self.memo.get(key)
+        found, fields = self.picklists.get(key)
         if not found:
             answer = await self._api("GET", f"{entity}/entityInformation/fields")
             rows = answer.get("fields") if isinstance(answer, dict) else None
-            fields = self.memo.put(key, rows if isinstance(rows, list) else [])
+            fields = self.picklists.put(key, rows if isinstance(rows, list) else [])
         for item in fields:
             if isinstance(item, dict) and item.get("name") == field:
                 values = item.get("picklistValues") or []
@@ -120,6 +121,12 @@ class AutotaskConnector:
         return fallback
 
     async def find_company(self, name: str) -> Company | None:
+        found: Company | None = await self.memo.cached(
+            f"company:{name.strip().lower()}", lambda: self._find_company(name)
+        )
+        return found
+
+    async def _find_company(self, name: str) -> Company | None:
         rows = await self._query(
             "Companies", [_eq("companyName", name.strip())], ["id", "companyName"]
         )
@@ -129,6 +136,12 @@ class AutotaskConnector:
         return None
 
     async def active_contracts(self, company: Company) -> list[str]:
+        names: list[str] = await self.memo.cached(
+            f"contracts:{company.id}", lambda: self._active_contracts(company)
+        )
+        return names
+
+    async def _active_contracts(self, company: Company) -> list[str]:
         rows = await self._query(
             "Contracts",
             [{"op": "and", "items": [_eq("companyID", int(company.id)), _eq("status", 1)]}],

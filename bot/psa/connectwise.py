@@ -90,6 +90,12 @@ class ConnectWiseConnector:
         return [r for r in answer if isinstance(r, dict)] if isinstance(answer, list) else []
 
     async def find_company(self, name: str) -> Company | None:
+        found: Company | None = await self.memo.cached(
+            f"company:{name.strip().lower()}", lambda: self._find_company(name)
+        )
+        return found
+
+    async def _find_company(self, name: str) -> Company | None:
         rows = await self._list(
             "company/companies",
             conditions=f"name={quote(name.strip())}",
@@ -102,6 +108,12 @@ class ConnectWiseConnector:
         return None
 
     async def active_contracts(self, company: Company) -> list[str]:
+        names: list[str] = await self.memo.cached(
+            f"contracts:{company.id}", lambda: self._active_contracts(company)
+        )
+        return names
+
+    async def _active_contracts(self, company: Company) -> list[str]:
         rows = await self._list(
             "finance/agreements",
             conditions=f"company/id={int(company.id)} and cancelledFlag=false",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -154,6 +155,13 @@ class Memo:
         if found is None or found[0] < time.monotonic():
             return False, None
         return True, found[1]
+
+    async def cached(self, key: str, make: Callable[[], Awaitable[Any]]) -> Any:
+        """The value kept under `key`, else what `make()` answers (then kept)."""
+        found, value = self.get(key)
+        if found:
+            return value
+        return self.put(key, await make())
 
     def put(self, key: str, value: Any) -> Any:
         if len(self._values) > 5000:

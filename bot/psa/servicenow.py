@@ -73,6 +73,12 @@ class ServiceNowConnector:
         return await self._one_id("sys_user", f"email={quote(email)}") if email else ""
 
     async def find_company(self, name: str) -> Company | None:
+        found: Company | None = await self.memo.cached(
+            f"company:{name.strip().lower()}", lambda: self._find_company(name)
+        )
+        return found
+
+    async def _find_company(self, name: str) -> Company | None:
         rows = await self._rows("core_company", f"nameLIKE{quote(name)}", "sys_id,name", 50)
         for row in rows:
             if str(row.get("name", "")).strip().lower() == name.strip().lower():
@@ -80,6 +86,12 @@ class ServiceNowConnector:
         return None
 
     async def active_contracts(self, company: Company) -> list[str]:
+        names: list[str] = await self.memo.cached(
+            f"contracts:{company.id}", lambda: self._active_contracts(company)
+        )
+        return names
+
+    async def _active_contracts(self, company: Company) -> list[str]:
         rows = await self._rows(
             "ast_contract",
             f"company={company.id}^state=active",

@@ -52,7 +52,7 @@ async def prepare(session: AsyncSession, *, message: OutboxMessage) -> Ready:
     payload = dict(message.payload)
     system = str(payload.get("system") or "")
     now = utcnow()
-    state = await psa_repo.state(session, system)
+    state = await psa_repo.gate(session, system)
     if state is not None and state.blocked_until is not None and state.blocked_until > now:
         if state.auth_failed_at is not None:
             ticket = await session.get(Ticket, message.ticket_id)
@@ -66,18 +66,21 @@ async def prepare(session: AsyncSession, *, message: OutboxMessage) -> Ready:
             return Ready(None, wait=AUTH_RECHECK)  # another write is testing the credentials
     previous = payload.get("psa_after")
     if previous:
-        before = await session.get(OutboxMessage, int(previous))
-        if before is not None and before.status == "pending":
-            wait = max((before.due_at - now).total_seconds(), 0.0) + 0.5
+        before = await psa_repo.row_state(session, int(previous))
+        if before is not None and before[0] == "pending":
+            wait = max((before[1] - now).total_seconds(), 0.0) + 0.5
             return Ready(None, wait=min(wait, CHAIN_WAIT))
     if message.kind == rules.CREATE:
         return Ready(payload)
-    ticket = await session.get(Ticket, message.ticket_id)
-    if ticket is None:
-        return Ready(None, give_up="the ticket no longer exists")
-    if not ticket.psa_id:
+    if message.ticket_id is None:
+        return Ready(None, give_up="the row names no ticket")
+    psa_id, psa_number = await psa_repo.ticket_ref(session, message.ticket_id)
+    if not psa_id:
+        ticket = await session.get(Ticket, message.ticket_id)
+        if ticket is None:
+            return Ready(None, give_up="the ticket no longer exists")
         return await _without_ticket(session, ticket)
-    payload["psa_id"], payload["psa_number"] = ticket.psa_id, ticket.psa_number or ""
+    payload["psa_id"], payload["psa_number"] = psa_id, psa_number or ""
     return Ready(payload)
 
 

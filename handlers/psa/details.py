@@ -33,7 +33,7 @@ async def show_lines(
     out: list[Element] = []
     if pending:
         text = f"{name}: pending ({len(pending)} not sent yet: {_what(pending)})"
-        state = await psa_repo.state(session, ticket.psa_system)
+        state = await psa_repo.gate(session, ticket.psa_system)
         if state is not None and state.auth_failed_at is not None:
             text += f"; {name} refuses the bot's credentials since {when(state.auth_failed_at)}"
         elif state is not None and state.blocked_until and state.blocked_until > pending[0].due_at:

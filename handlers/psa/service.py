@@ -36,7 +36,8 @@ async def _enqueue(
 ) -> None:
     if not ticket.psa_system:
         return
-    previous = await psa_repo.last_row_id(session, ticket.id)
+    # The create is a ticket's first PSA row: nothing to look up before it.
+    previous = None if kind == rules.CREATE else await psa_repo.last_row_id(session, ticket.id)
     await outbox.enqueue(
         session,
         kind=kind,
