@@ -9,6 +9,7 @@ databases; at most three requests run at once per entity (Autotask's thread limi
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from bot.psa.settings import PsaSettings
 from handlers.psa import Company, NewTicket, Probe, PsaError, PsaRef, Resolution, TimeWork
 
 THREADS = 3
+ZONE_PATH = re.compile(r"/atservicesrest(/v1\.0)?/?$", re.IGNORECASE)
 PRIORITY_LABELS = {"P1": "critical", "P2": "high", "P3": "medium", "P4": "low"}
 PRIORITY_VALUES = {"P1": 4, "P2": 1, "P3": 2, "P4": 3}  # Autotask's system defaults
 NEW, COMPLETE = 1, 5
@@ -38,7 +40,9 @@ class AutotaskConnector:
     name = "Autotask"
 
     def __init__(self, session: aiohttp.ClientSession, settings: PsaSettings) -> None:
-        self.url = settings.url
+        # A zone URL given directly (`…/atservicesrest[/v1.0]`) is its host: it answers
+        # zoneInformation like webservices.autotask.net does.
+        self.url = ZONE_PATH.sub("", settings.url)
         self.username = settings.username
         self.http = PsaHttp(
             session,

@@ -160,7 +160,7 @@ class FakeAutotask(PsaFake):
         ) == (USER, SECRET, INTEGRATION)
 
     async def handle(self, rec: Recorded, request: web.Request) -> web.StreamResponse:
-        if rec.path == "/atservicesrest/v1.0/zoneInformation":
+        if rec.path.lower().endswith("/atservicesrest/v1.0/zoneinformation"):  # any zone host
             if rec.query.get("user", "").lower() != USER:
                 return _errors(500, "Zone information could not be determined")
             return web.json_response(

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from tests.fakes.botframework import FakeConnector
+from tests.fakes.psa_autotask import FakeAutotask
 from tests.fakes.psa_connectwise import FakeConnectWise
 from tests.fakes.psa_freshservice import FakeFreshservice
 from tests.fakes.psa_servicenow import FakeServiceNow
@@ -225,3 +226,16 @@ async def test_teams_card_shows_the_psa_number(make_app, connector: FakeConnecto
         await wait_until(refreshed, what="the Teams card updated with the PSA number")
         card = card_of(refreshed()[-1])
         assert "ServiceNow" in json.dumps(card) and "gold tier" in json.dumps(card)
+
+
+async def test_autotask_zone_url_given_directly_works_the_same(make_app, slack_api: FakeSlack):
+    fake = FakeAutotask()
+    seed(fake)
+    async with fake:
+        zone = f"{fake.url}/zone5/ATServicesRest/"
+        app = await start_app(make_app, slack_api, fake, psa={**fake.config(url=zone)})
+        await open_ticket(app, slack_api)
+        await wait_until(lambda: all_synced(app), what="the Autotask ticket")
+        assert fake.only().company == "Acme"
+        asked = [c.path for c in fake.recorded if c.path.endswith("zoneInformation")]
+        assert asked == ["/zone5/atservicesrest/v1.0/zoneInformation"]
