@@ -156,8 +156,10 @@ async def _refresh_if_changed(session: AsyncSession, message: OutboxMessage) -> 
     """The ticket changed while its card was on the way (its message was not known yet, so
     nothing could be refreshed): bring the card just posted up to date."""
     shown = message.payload.get("card_version")
+    if shown is None:
+        return
     ticket = await session.get(Ticket, message.ticket_id)
-    if shown is not None and ticket is not None and card_version(ticket) != shown:
+    if ticket is not None and card_version(ticket) != shown:
         await notify.refresh_ticket_card(session, ticket)
 
 

@@ -25,6 +25,7 @@ _LAST_ROW = select(func.max(_OUTBOX.c.id)).where(
 _GATE = select(_STATE.c.blocked_until, _STATE.c.auth_failed_at, _STATE.c.auth_error).where(
     _STATE.c.system == bindparam("psa_system")
 )
+_GATE_LOCKED = _GATE.with_for_update()
 _ACCEPTED = (
     update(_STATE)
     .where(_STATE.c.system == bindparam("psa_system"), _STATE.c.auth_failed_at.is_not(None))
@@ -70,9 +71,11 @@ async def last_row_id(session: AsyncSession, ticket_id: int) -> int | None:
     return int(value) if value is not None else None
 
 
-async def gate(session: AsyncSession, system: str) -> Gate | None:
+async def gate(session: AsyncSession, system: str, *, lock: bool = False) -> Gate | None:
+    """The PSA's pause; `lock` holds its row to the end of the transaction (so the end of an
+    outage waits for a write being put back, and then wakes it)."""
     conn = await session.connection()
-    row = (await conn.execute(_GATE, {"psa_system": system})).first()
+    row = (await conn.execute(_GATE_LOCKED if lock else _GATE, {"psa_system": system})).first()
     if row is None:
         return None
     return Gate(row[0], row[1], row[2] or "")

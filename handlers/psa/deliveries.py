@@ -53,6 +53,10 @@ async def prepare(session: AsyncSession, *, message: OutboxMessage) -> Ready:
     system = str(payload.get("system") or "")
     now = utcnow()
     state = await psa_repo.gate(session, system)
+    if state is not None and state.auth_failed_at is not None:
+        # Decided under the row's lock: a write that ends the outage meanwhile waits for this
+        # one to be put back, then wakes it (else it could sleep through the recovery).
+        state = await psa_repo.gate(session, system, lock=True)
     if state is not None and state.blocked_until is not None and state.blocked_until > now:
         if state.auth_failed_at is not None:
             ticket = await session.get(Ticket, message.ticket_id)

@@ -159,7 +159,9 @@ async def announce(session: AsyncSession, *, ticket: Ticket, card: Card, channel
             "fallback_user": ticket.technician_id,
             "sets_ticket_thread": ticket.source_thread is None,
             "ticket_card": True,
-            "card_version": card_version(ticket),
+            # With a PSA the card changes soon after (its number, the contract's tier): the
+            # delivery compares, and refreshes a card that was overtaken on its way.
+            **({"card_version": card_version(ticket)} if ticket.psa_system else {}),
         },
     )
 

@@ -73,6 +73,7 @@ async def test_every_step_reaches_the_psa_in_order(make_app, slack_api: FakeSlac
 
     # The PSA id is stored, and the card is refreshed in place with it and the tier.
     await wait_until(lambda: _has_number(app), what="the PSA number stored")
+    await wait_until(lambda: _card_posted(app), what="the card's message stored")
     stored = await ticket(app)
     assert stored.psa_number == created.number and stored.psa_id == created.id
     await wait_until(
@@ -122,6 +123,10 @@ async def test_every_step_reaches_the_psa_in_order(make_app, slack_api: FakeSlac
 
 async def _has_number(app) -> bool:
     return (await ticket(app)).psa_number is not None
+
+
+async def _card_posted(app) -> bool:
+    return (await ticket(app)).card_message is not None
 
 
 async def test_psa_outage_never_blocks_intake_and_show_says_pending(make_app, slack_api: FakeSlack):
