@@ -163,7 +163,7 @@ async def _expired(
     check.state = "expired"
     if ticket.identity_state == "pending":
         ticket.identity_state = "required"
-    await _to_psa(ticket, check, actor, manager, session, "expired")
+    await _to_psa(session, ticket, check, actor=actor, manager=manager, outcome="expired")
     await repo.add_event(
         session,
         ticket_id=ticket.id,
@@ -183,11 +183,12 @@ async def _expired(
 
 
 async def _to_psa(
+    session: AsyncSession,
     ticket: Ticket,
     check: IdentityCheck,
+    *,
     actor: Actor,
     manager: str,
-    session: AsyncSession,
     outcome: str,
 ) -> None:
     """The outcome as a note in the system of record, with who answered, when and where."""
@@ -208,7 +209,7 @@ async def _approved(
     check.state = "approved"
     ticket.identity_state = "confirmed"
     await notify.refresh_ticket_card(session, ticket)
-    await _to_psa(ticket, check, actor, manager, session, "approved")
+    await _to_psa(session, ticket, check, actor=actor, manager=manager, outcome="approved")
     await repo.add_event(
         session,
         ticket_id=ticket.id,
@@ -240,7 +241,7 @@ async def _denied(
     check.state = "denied"
     ticket.identity_state = "denied"
     await notify.refresh_ticket_card(session, ticket)
-    await _to_psa(ticket, check, actor, manager, session, "denied")
+    await _to_psa(session, ticket, check, actor=actor, manager=manager, outcome="denied")
     assert check.answered_at is not None
     told = await notify.notify_queue(
         session,
