@@ -61,6 +61,7 @@ class Gate:
 
 
 def is_psa_kind(kind: str) -> bool:
+    """An outbox kind that writes to the PSA (`psa.create`, `psa.note`, ...)."""
     return kind.startswith(KIND_PREFIX)
 
 
@@ -98,6 +99,7 @@ async def ticket_ref(session: AsyncSession, ticket_id: int) -> tuple[str | None,
 
 
 async def rows_of_kind(session: AsyncSession, *, ticket_id: int, kind: str) -> list[OutboxMessage]:
+    """A ticket's outbox rows of one kind, oldest first."""
     query = select(OutboxMessage).where(
         OutboxMessage.ticket_id == ticket_id, OutboxMessage.kind == kind
     )
@@ -105,6 +107,7 @@ async def rows_of_kind(session: AsyncSession, *, ticket_id: int, kind: str) -> l
 
 
 async def state(session: AsyncSession, system: str, *, lock: bool = False) -> PsaState | None:
+    """The PSA's state row (ORM), locked for the transaction when `lock`."""
     query = select(PsaState).where(PsaState.system == system)
     if lock:
         query = query.with_for_update()
@@ -219,4 +222,5 @@ async def set_payload(session: AsyncSession, message_id: int, payload: dict[str,
 
 
 def later(seconds: float) -> datetime:
+    """Now plus `seconds`, as a UTC datetime."""
     return utcnow() + timedelta(seconds=seconds)

@@ -46,6 +46,7 @@ def card_outdated(ticket: Ticket) -> bool:
 
 
 def outage_text(ticket: Ticket, *, error: str, since: datetime) -> str:
+    """Told once per outage: the PSA refuses the credentials, nothing is lost."""
     name = rules.name_of(ticket.psa_system)
     return (
         f"{name} refuses the bot's credentials ({error}), so {ticket.number} and other tickets "
@@ -57,6 +58,7 @@ def outage_text(ticket: Ticket, *, error: str, since: datetime) -> str:
 
 
 def refused_text(ticket: Ticket, *, what: str, error: str) -> str:
+    """A write the PSA will never take."""
     name = rules.name_of(ticket.psa_system)
     return (
         f"{name} refused the {what} for {ticket.number} and it will not be retried: {error}. "
@@ -65,6 +67,7 @@ def refused_text(ticket: Ticket, *, what: str, error: str) -> str:
 
 
 def slow_text(ticket: Ticket, *, attempts: int, error: str) -> str:
+    """A create that keeps failing (said once)."""
     name = rules.name_of(ticket.psa_system)
     return (
         f"{ticket.number} has not reached {name} after {attempts} attempts ({error}); still "
@@ -73,5 +76,6 @@ def slow_text(ticket: Ticket, *, attempts: int, error: str) -> str:
 
 
 def arrived_text(ticket: Ticket) -> str:
+    """The create that was reported failing went through."""
     name = rules.name_of(ticket.psa_system)
     return f"{ticket.number} has reached {name} now as {ticket.psa_number}."

@@ -43,6 +43,7 @@ KEY_PREFIX = "helpdesk-bot"
 
 
 def name_of(system: str) -> str:
+    """The name people know the system by (`ServiceNow`)."""
     return NAMES.get(system, system)
 
 
@@ -99,6 +100,7 @@ def tier_targets(config: HelpdeskConfig) -> dict[str, dict[str, list[int]]]:
 def due_from_targets(
     targets: Mapping[str, list[int]], *, priority: str, opened_at: datetime
 ) -> tuple[datetime, datetime] | None:
+    """Respond-by and resolve-by of `priority` from a tier's targets, from creation."""
     pair = targets.get(priority)
     if not pair:
         return None
@@ -157,6 +159,7 @@ def new_ticket(ticket: Ticket, *, key: str, technician_email: str) -> dict[str, 
 def escalation_note(
     *, queue: str, by: str, facts: Mapping[str, str], labels: Mapping[str, str]
 ) -> str:
+    """The escalation as a note: the queue, who escalated, every fact as typed."""
     lines = [f"Escalated to the {queue} queue by {by}."]
     lines += [f"{labels.get(key, key)}: {value or '-'}" for key, value in facts.items()]
     return "\n".join(lines)
@@ -178,6 +181,7 @@ def identity_note(*, outcome: str, manager: str, at: datetime, platform: str, ch
 
 
 def resolution_text(*, note: str, category: str, kb_article: str, closed_by: str) -> str:
+    """The resolution as written into the PSA: the note, its category, KB article, who."""
     lines = [note, "", f"Resolution category: {category}"]
     if kb_article:
         lines.append(f"KB article: {kb_article}")
