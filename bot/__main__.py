@@ -40,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="bring the database schema to the newest revision")
     check = sub.add_parser("check-config", help="validate settings and directory; show what is on")
     check.add_argument("--no-db", action="store_true", help="do not contact the database")
+    check.add_argument(
+        "--probe",
+        action="store_true",
+        help="also make one authenticated read-only call to the PSA and report its answer",
+    )
     teams_package_arguments(
         sub.add_parser("teams-package", help="write the Teams app package (.zip) to upload")
     )
@@ -139,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "check-config":
         from bot.check_config import run as check_config
 
-        return check_config(os.environ, database=not args.no_db)
+        return check_config(os.environ, database=not args.no_db, probe=args.probe)
     try:
         settings = load_settings(os.environ)
     except ConfigError as exc:

@@ -22,10 +22,12 @@ from bot.notifiers.opsgenie import OpsgenieNotifier
 from bot.notifiers.pagerduty import PagerDutyNotifier
 from bot.outbox_worker import OutboxWorker
 from bot.places import Places
+from bot.psa import create_connector, describe, register
 from bot.settings import Settings
 from bot.slack.front import SlackFront, make_client
 from bot.slack.notifier import SlackNotifier
 from bot.teams.front import TeamsFront
+from handlers import psa
 from handlers.deps import Deps
 from storage import db, outbox
 from storage.migrate import SchemaMismatch, check_schema, upgrade
@@ -145,6 +147,12 @@ async def start_services(
         ", ".join(pagers)
         or "nothing (set PAGERDUTY_ROUTING_KEY and/or OPSGENIE_API_KEY to page the on-call)",
     )
+
+    if settings.psa is not None:
+        register(services.notifiers, create_connector(settings.psa, http), sessions)
+        if scheduler:
+            await psa.on_start(sessions)
+    log.info("system of record: %s", describe(settings.psa, settings.config.psa.tiers))
 
     teams = TeamsFront(settings, deps, http, places=services.places)
     teams.register_notifiers(services.notifiers)

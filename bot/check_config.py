@@ -17,6 +17,7 @@ from sqlalchemy.exc import ArgumentError
 
 from bot.directory.factory import create_directory
 from bot.directory.file import FileDirectory
+from bot.psa import describe as describe_psa
 from bot.settings import ConfigError, Settings, is_loopback, load_settings
 from handlers.directory import Directory, DirectoryError, EmptyDirectory
 
@@ -155,7 +156,30 @@ async def check_database(url: str) -> str:
     return f"{shown} (reachable)"
 
 
-async def _report(settings: Settings, *, database: bool) -> list[tuple[str, str]]:
+PROBE_TIMEOUT = 30.0
+
+
+async def probe_psa(settings: Settings) -> str:
+    """One authenticated read-only call to the PSA; ConfigError when it did not answer yes."""
+    import aiohttp
+
+    from bot.psa import create_connector
+
+    assert settings.psa is not None
+    async with aiohttp.ClientSession() as http:
+        connector = create_connector(settings.psa, http)
+        try:
+            probe = await asyncio.wait_for(connector.probe(), timeout=PROBE_TIMEOUT)
+        except TimeoutError:
+            raise ConfigError(f"psa: {connector.name} did not answer within 30 s") from None
+    if not probe.ok:
+        raise ConfigError(f"psa: {probe.answer}")
+    return probe.answer
+
+
+async def _report(
+    settings: Settings, *, database: bool, probe: bool = False
+) -> list[tuple[str, str]]:
     config_source = str(settings.config_path) if settings.config_path else "built-in defaults"
     lines = [
         ("config", config_source),
@@ -171,12 +195,16 @@ async def _report(settings: Settings, *, database: bool) -> list[tuple[str, str]
         ("pagers", describe_pagers(settings)),
         ("directory", await describe_directory(settings)),
         ("incidents", describe_incidents(settings)),
+        ("psa", describe_psa(settings.psa, settings.config.psa.tiers)),
         (
             "tickets",
             f"numbered {settings.config.ticket_prefix}-1, {settings.config.ticket_prefix}-2, …",
         ),
         ("log format", settings.log_format),
     ]
+    if probe:
+        answer = await probe_psa(settings) if settings.psa else "nothing to probe (no psa.system)"
+        lines.append(("psa probe", answer))
     return lines
 
 
@@ -184,6 +212,7 @@ def run(
     env: Mapping[str, str],
     *,
     database: bool = True,
+    probe: bool = False,
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
@@ -192,7 +221,7 @@ def run(
     err = err or sys.stderr
     try:
         settings = load_settings(env)
-        lines = asyncio.run(_report(settings, database=database))
+        lines = asyncio.run(_report(settings, database=database, probe=probe))
     except ConfigError as exc:
         print(f"config error: {exc}", file=err)
         return 2

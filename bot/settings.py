@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 import yaml
 from pydantic import SecretStr, ValidationError
 
+from bot.psa.settings import MissingVariable, PsaSettings, psa_settings
 from handlers.config import HelpdeskConfig
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class Settings:
     log_format: str = "text"
     log_level: str = "INFO"
     outbox_lease_seconds: float = DEFAULT_LEASE
+    psa: PsaSettings | None = None
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -173,6 +175,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     if log_format not in ("text", "json"):
         raise ConfigError(f"LOG_FORMAT: {log_format!r} is not text or json")
     api_url = _url(env, "SLACK_API_URL", "https://slack.com/api/") or ""
+    try:
+        psa = psa_settings(config.psa, env)
+    except MissingVariable as exc:
+        raise ConfigError(f"{exc}: required when psa.system is {config.psa.system}") from None
     return Settings(
         database_url=env.get("DATABASE_URL", "").strip() or "sqlite+aiosqlite:///helpdesk.db",
         host=env.get("HOST", "").strip() or "127.0.0.1",
@@ -198,5 +204,6 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         log_format=log_format,
         outbox_lease_seconds=lease_from_env(env),
         log_level=(env.get("LOG_LEVEL", "INFO").strip() or "INFO").upper(),
+        psa=psa,
         env=dict(env),
     )

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import urlparse
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from handlers.durations import parse_duration
 
@@ -140,6 +141,36 @@ class DirectoryConfig(_Strict):
     ldap: LdapDirectoryConfig | None = None
 
 
+PSA_SYSTEMS = ("servicenow", "freshservice", "connectwise", "autotask")
+
+
+class PsaConfig(_Strict):
+    """SPEC "System of record": where every ticket is also created (absent system = none)."""
+
+    system: Literal["servicenow", "freshservice", "connectwise", "autotask"] | None = None
+    url: str | None = None
+    # PSA contract / agreement name -> SLA tier, when `sla.clients` does not name the client.
+    tiers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parsed = urlparse(url.strip())
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(f"{url!r} is not an http(s) URL")
+        return url.strip().rstrip("/")
+
+    def model_post_init(self, _: Any) -> None:
+        if self.system is not None and not self.url:
+            raise ValueError(f"psa.url is required with psa.system {self.system}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.system is not None
+
+
 class HelpdeskConfig(_Strict):
     ticket_prefix: str = Field(default="HD", pattern=r"^[A-Za-z][A-Za-z0-9]{0,9}$")
     slack: SlackConfig = Field(default_factory=SlackConfig)
@@ -152,3 +183,11 @@ class HelpdeskConfig(_Strict):
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
     csat: CsatConfig = Field(default_factory=CsatConfig)
     directory: DirectoryConfig = Field(default_factory=DirectoryConfig)
+    psa: PsaConfig = Field(default_factory=PsaConfig)
+
+    @model_validator(mode="after")
+    def _psa_tiers_known(self) -> HelpdeskConfig:
+        for contract, tier in self.psa.tiers.items():
+            if tier not in self.sla.tiers:
+                raise ValueError(f"psa.tiers.{contract}: unknown tier {tier!r} (not in sla.tiers)")
+        return self

@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import identity, notify
-from handlers.tickets import ticket_card
+from handlers import identity, notify, psa
+from handlers.tickets import card_version, ticket_card
 from storage import outbox
 from storage import tickets as repo
 from storage.models import OutboxMessage, Ticket, utcnow
@@ -24,7 +24,7 @@ REPORT_PURPOSE = "delivery-report"
 # Non-page rows are reported once they failed this many times; pages after the first failure.
 REPORT_AFTER_ATTEMPTS = 3
 # Rows that report their own failures.
-SELF_REPORTING = {identity.PURPOSE}
+SELF_REPORTING = {identity.PURPOSE, "psa"}
 MAX_WAIT = 60.0
 NAMES = {"message": "message", "dm": "direct message", "update": "message update"}
 
@@ -70,7 +70,8 @@ def _wants_ticket_thread(message: OutboxMessage) -> bool:
 def needs_preparation(message: OutboxMessage) -> bool:
     payload = message.payload
     return (
-        bool(payload.get("after"))
+        psa.is_psa_row(message)
+        or bool(payload.get("after"))
         or bool(payload.get("refresh_ticket_card"))
         or _wants_ticket_thread(message)
     )
@@ -78,6 +79,9 @@ def needs_preparation(message: OutboxMessage) -> bool:
 
 async def prepare(session: AsyncSession, *, message: OutboxMessage) -> Preparation:
     """The payload to deliver now, completed from the rows and ticket it depends on."""
+    if psa.is_psa_row(message):
+        ready = await psa.prepare_psa_row(session, message=message)
+        return Preparation(ready.payload, wait=ready.wait, give_up=ready.give_up)
     payload = dict(message.payload)
     if payload.get("after"):
         first = await session.get(OutboxMessage, int(payload["after"]))
@@ -121,6 +125,7 @@ async def after_delivery(
             channel=str(result["channel"]),
             message=str(card_message),
         )
+        await _refresh_if_changed(session, message)
     if message.payload.get("sets_ticket_thread") and result.get("ts"):
         await repo.set_thread(
             session,
@@ -135,6 +140,8 @@ async def after_delivery(
         data={"outbox_id": message.id, "kind": message.kind, "attempts": message.attempts},
     )
     await identity.on_request_delivered(session, message=message)
+    if psa.is_psa_row(message):
+        await psa.after_psa_delivery(session, message=message, result=result)
     if message.failure_reported and _reportable(message):
         what, attempt = label(message), message.attempts
         await _report(
@@ -143,6 +150,17 @@ async def after_delivery(
             "delivered",
             lambda number: f"The {what} for {number} has gone through now (attempt {attempt}).",
         )
+
+
+async def _refresh_if_changed(session: AsyncSession, message: OutboxMessage) -> None:
+    """The ticket changed while its card was on the way (its message was not known yet, so
+    nothing could be refreshed): bring the card just posted up to date."""
+    shown = message.payload.get("card_version")
+    if shown is None:
+        return
+    ticket = await session.get(Ticket, message.ticket_id)
+    if ticket is not None and card_version(ticket) != shown:
+        await notify.refresh_ticket_card(session, ticket)
 
 
 async def after_failure(

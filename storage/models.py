@@ -85,6 +85,10 @@ class Ticket(Base):
     asset: Mapped[str] = mapped_column(String(500), default="")
     client: Mapped[str] = mapped_column(String(200), default="")
     tier: Mapped[str] = mapped_column(String(64))
+    # Where the tier came from: config (sla.clients) | default | pending (asking the PSA) |
+    # psa (a contract in psa.tiers) | psa-none (no such contract) | psa-error; '' before 0006.
+    tier_source: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    tier_contract: Mapped[str] = mapped_column(String(200), default="", server_default="")
 
     # People by platform id; name/email are what the directory (or the form) said.
     requester_id: Mapped[str] = mapped_column(String(255))
@@ -114,6 +118,12 @@ class Ticket(Base):
     resolution_note: Mapped[str] = mapped_column(Text, default="")
     resolution_category: Mapped[str] = mapped_column(String(16), default="")
     kb_article: Mapped[str] = mapped_column(String(500), default="")
+
+    # The system of record (SPEC "System of record"): which PSA the ticket is synced to ('' =
+    # none), its id there (for API calls) and the number people know it by (INC0010001, #4123).
+    psa_system: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    psa_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    psa_number: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class TicketEvent(Base):
@@ -232,3 +242,21 @@ class CsatSurvey(Base):
     comment: Mapped[str] = mapped_column(Text, default="")
     answered_at: Mapped[datetime | None] = mapped_column(nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PsaState(Base):
+    """What the bot knows about the PSA as a whole: a Retry-After or refused credentials.
+
+    Shared by every process, so no worker calls a PSA that asked for a pause, and the
+    technicians are told once per outage, not once per write.
+    """
+
+    __tablename__ = "psa_state"
+
+    system: Mapped[str] = mapped_column(String(16), primary_key=True)
+    # No call to the PSA before this (Retry-After; or the next credentials check).
+    blocked_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    # Set while the PSA refuses the credentials (401/403): when that started, and its answer.
+    auth_failed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    auth_error: Mapped[str] = mapped_column(Text, default="", server_default="")
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

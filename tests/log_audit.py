@@ -24,6 +24,10 @@ SECRET_ENV = {
     "OPSGENIE_API_KEY",
     "GRAPH_CLIENT_SECRET",
     "LDAP_BIND_PASSWORD",
+    "PSA_PASSWORD",
+    "PSA_API_KEY",
+    "PSA_PUBLIC_KEY",
+    "PSA_PRIVATE_KEY",
 }
 # Tokens the fakes hand to the app (Bot Framework outbound token).
 ISSUED = {"fake-outbound-token"}

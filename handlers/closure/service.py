@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import csat, identity, incidents, notify
+from handlers import csat, identity, incidents, notify, psa
 from handlers.closure.cards import CATEGORIES, MAX_KB, closed_notice, closure_form
 from handlers.closure.rules import note_problem
 from handlers.commands import Command, ticket_ref
@@ -19,7 +19,7 @@ from handlers.durations import format_duration, parse_duration
 from handlers.tickets import load, ticket_card
 from handlers.types import DomainError, Duplicate, Interaction, InvalidInput, NotFound, Reply
 from storage import tickets as repo
-from storage.models import Ticket, TimeEntry
+from storage.models import Ticket, TimeEntry, utcnow
 
 log = logging.getLogger(__name__)
 MAX_ENTRY = timedelta(hours=24)
@@ -83,10 +83,18 @@ async def time_command(deps: Deps, interaction: Interaction, command: Command) -
     text = note[0].strip() if note else ""
     if len(text) > MAX_TIME_NOTE:
         raise InvalidInput(f"Keep the time note under {MAX_TIME_NOTE} characters.")
+    technician = await deps.person(interaction.actor) if deps.config.psa.enabled else None
     async with deps.sessions() as session, session.begin():
         await _claim(session, interaction)
         ticket = await _locked(session, number)
-        await add_time(session, ticket=ticket, interaction=interaction, minutes=minutes, note=text)
+        await add_time(
+            session,
+            ticket=ticket,
+            interaction=interaction,
+            minutes=minutes,
+            note=text,
+            technician_email=technician.email if technician else "",
+        )
         total = sum(e.minutes for e in await repo.time_entries_for(session, ticket.id))
     return Reply(
         text=f"Logged {format_duration(timedelta(minutes=minutes))} on {number} "
@@ -95,13 +103,29 @@ async def time_command(deps: Deps, interaction: Interaction, command: Command) -
 
 
 async def add_time(
-    session: AsyncSession, *, ticket: Ticket, interaction: Interaction, minutes: int, note: str
+    session: AsyncSession,
+    *,
+    ticket: Ticket,
+    interaction: Interaction,
+    minutes: int,
+    note: str,
+    technician_email: str = "",
 ) -> None:
-    """Store one time entry with its audit event (in the caller's transaction)."""
-    session.add(
-        TimeEntry(ticket_id=ticket.id, minutes=minutes, note=note, actor_id=interaction.actor.id)
+    """Store one time entry with its audit event, and queue it for the PSA (in the caller's
+    transaction)."""
+    entry = TimeEntry(
+        ticket_id=ticket.id, minutes=minutes, note=note, actor_id=interaction.actor.id, at=utcnow()
     )
+    session.add(entry)
     await session.flush()
+    await psa.on_time_logged(
+        session,
+        ticket=ticket,
+        minutes=minutes,
+        note=note,
+        technician_email=technician_email,
+        at=entry.at,
+    )
     await repo.add_event(
         session,
         ticket_id=ticket.id,
@@ -205,6 +229,7 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
                 interaction=interaction,
                 minutes=form.minutes,
                 note="Time spent (closure)",
+                technician_email=closer.email if closer else "",
             )
         ticket.status = "closed"
         ticket.closed_at = now
@@ -212,6 +237,7 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
         ticket.resolution_category = form.category
         ticket.kb_article = form.kb_article
         await notify.refresh_ticket_card(session, ticket)
+        await psa.on_closed(session, ticket=ticket, closed_by=closer_name)
         await repo.add_event(
             session,
             ticket_id=ticket.id,

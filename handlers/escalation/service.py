@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from handlers import identity, notify
+from handlers import identity, notify, psa
 from handlers.commands import Command
 from handlers.deps import Deps
 from handlers.escalation.cards import MAX_TEXT, escalation_card, escalation_form, queue_names
@@ -101,6 +101,14 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
             actor_id=actor.id,
             channel=interaction.conversation.id,
             data={"queue": queue, **facts},
+        )
+        await psa.on_escalated(
+            session,
+            ticket=locked,
+            queue=queue,
+            by=by,
+            facts=facts,
+            labels={fact.id: fact.label for fact in FACTS},
         )
         card = escalation_card(locked, facts, queue=queue, by=by)
         sent = await notify.notify_queue(

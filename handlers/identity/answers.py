@@ -12,13 +12,13 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import notify
+from handlers import notify, psa
 from handlers.deps import Deps
 from handlers.formatting import when
 from handlers.identity import cards
 from handlers.types import Actor, Duplicate, Interaction, Reply
 from storage import tickets as repo
-from storage.models import IdentityCheck, OutboxMessage, Ticket
+from storage.models import IdentityCheck, OutboxMessage, Ticket, utcnow
 
 log = logging.getLogger(__name__)
 PURPOSE = cards.PURPOSE
@@ -163,6 +163,7 @@ async def _expired(
     check.state = "expired"
     if ticket.identity_state == "pending":
         ticket.identity_state = "required"
+    await _to_psa(session, ticket, check, actor=actor, manager=manager, outcome="expired")
     await repo.add_event(
         session,
         ticket_id=ticket.id,
@@ -181,12 +182,34 @@ async def _expired(
     return Reply(text=cards.late_text(ticket))
 
 
+async def _to_psa(
+    session: AsyncSession,
+    ticket: Ticket,
+    check: IdentityCheck,
+    *,
+    actor: Actor,
+    manager: str,
+    outcome: str,
+) -> None:
+    """The outcome as a note in the system of record, with who answered, when and where."""
+    await psa.on_identity_outcome(
+        session,
+        ticket=ticket,
+        outcome=outcome,
+        manager=manager,
+        at=check.answered_at or utcnow(),
+        platform=actor.platform,
+        check_id=check.id,
+    )
+
+
 async def _approved(
     session: AsyncSession, ticket: Ticket, check: IdentityCheck, actor: Actor, manager: str
 ) -> None:
     check.state = "approved"
     ticket.identity_state = "confirmed"
     await notify.refresh_ticket_card(session, ticket)
+    await _to_psa(session, ticket, check, actor=actor, manager=manager, outcome="approved")
     await repo.add_event(
         session,
         ticket_id=ticket.id,
@@ -218,6 +241,7 @@ async def _denied(
     check.state = "denied"
     ticket.identity_state = "denied"
     await notify.refresh_ticket_card(session, ticket)
+    await _to_psa(session, ticket, check, actor=actor, manager=manager, outcome="denied")
     assert check.answered_at is not None
     told = await notify.notify_queue(
         session,

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import notify
+from handlers import notify, psa
 from handlers.commands import Command, ticket_ref
 from handlers.deps import Deps
 from handlers.formatting import when
@@ -83,6 +83,7 @@ async def _raise(
     ticket.resolve_by = min(ticket.resolve_by, sla.resolve_by)
     ticket.priority_warning = ""
     await notify.refresh_ticket_card(session, ticket)
+    await psa.on_priority_raised(session, ticket=ticket)
     await repo.add_event(
         session,
         ticket_id=ticket.id,
@@ -100,7 +101,7 @@ async def _raise(
 
 def _raised_text(deps: Deps, ticket: Ticket, *, raised: bool, queued: list[str]) -> str:
     number = ticket.number
-    if not queued:
+    if not queued and not raised:
         return f"{number} is already P1: its incident notice and page went out before."
     lines = [
         f"{number} is now P1 (respond by {when(ticket.respond_by)}, resolve by "

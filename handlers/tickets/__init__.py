@@ -4,7 +4,7 @@
 card, `details` what `show` adds to it.
 """
 
-from handlers.tickets.cards import ticket_buttons, ticket_card, ticket_line
+from handlers.tickets.cards import card_version, ticket_buttons, ticket_card, ticket_line
 from handlers.tickets.intake import categories, intake_card
 from handlers.tickets.service import (
     announce,
@@ -18,6 +18,7 @@ from handlers.tickets.service import (
 
 __all__ = [
     "announce",
+    "card_version",
     "categories",
     "create_ticket",
     "intake_card",

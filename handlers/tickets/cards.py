@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cards.model import ActionId, Button, Card, Element, Facts, Text
 from handlers.formatting import person, when
+from handlers.psa import card_facts, tier_label
 from storage.models import Ticket
 from storage.tickets import TicketLine
 
@@ -23,6 +24,7 @@ def ticket_card(
     """Number, priority, requester, summary, exact error, SLA times, warning; then buttons."""
     facts = [
         ("Ticket", ticket.number),
+        *card_facts(ticket),
         ("Priority", ticket.priority),
         ("Status", ticket.status),
         ("Requester", person(ticket.requester_name, ticket.requester_id)),
@@ -36,7 +38,7 @@ def ticket_card(
     if ticket.asset:
         facts.append(("Asset", ticket.asset))
     if ticket.client:
-        facts.append(("Client", f"{ticket.client} ({ticket.tier} tier)"))
+        facts.append(("Client", f"{ticket.client} ({tier_label(ticket)})"))
     if ticket.identity_state != "not_required":
         facts.append(("Identity", ticket.identity_state))
     body: list[Element] = [Facts(facts)]
@@ -55,6 +57,22 @@ def ticket_card(
             f"{ticket.number} ({ticket.priority}) {ticket.summary} - respond by "
             f"{when(ticket.respond_by)}, resolve by {when(ticket.resolve_by)}"
         ),
+    )
+
+
+def card_version(ticket: Ticket) -> str:
+    """What the card shows that can change after it was sent (compared to refresh it)."""
+    return "|".join(
+        (
+            ticket.status,
+            ticket.priority,
+            ticket.identity_state,
+            ticket.respond_by.isoformat(),
+            ticket.resolve_by.isoformat(),
+            ticket.tier,
+            ticket.tier_source,
+            ticket.psa_number or "",
+        )
     )
 
 

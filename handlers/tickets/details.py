@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cards.model import Element, Facts, Text
+from handlers import psa
 from handlers.durations import format_duration
 from handlers.formatting import when
 from storage import outbox
@@ -24,8 +25,10 @@ KIND_NAMES = {
 
 
 async def details(session: AsyncSession, ticket: Ticket) -> list[Element]:
-    """Time entries with their total, resolution, identity checks, CSAT and delivery states."""
-    out: list[Element] = []
+    """PSA sync, time entries with their total, resolution, identity checks, CSAT and delivery
+    states."""
+    rows = await outbox.states_for(session, ticket.id)
+    out: list[Element] = await psa.show_lines(session, ticket, rows)
     entries = await repo.time_entries_for(session, ticket.id)
     if entries:
         total = timedelta(minutes=sum(e.minutes for e in entries))
@@ -95,21 +98,23 @@ async def details(session: AsyncSession, ticket: Ticket) -> list[Element]:
                 + ([("CSAT comment", survey.comment)] if survey.comment else [])
             )
         )
-    rows = await outbox.states_for(session, ticket.id)
     if rows:
         out.append(Text("Deliveries", muted=True))
         out.append(
             Facts(
                 [
-                    (
-                        KIND_NAMES.get(r.kind, r.kind) + (f" ({r.purpose})" if r.purpose else ""),
-                        _state(r.status, r.attempts, r.last_error, r.due_at),
-                    )
+                    (_kind(r, ticket), _state(r.status, r.attempts, r.last_error, r.due_at))
                     for r in rows
                 ]
             )
         )
     return out
+
+
+def _kind(row: outbox.DeliveryState, ticket: Ticket) -> str:
+    if row.kind in psa.KINDS:
+        return psa.kind_label(row.kind, ticket.psa_system)
+    return KIND_NAMES.get(row.kind, row.kind) + (f" ({row.purpose})" if row.purpose else "")
 
 
 def _state(status: str, attempts: int, error: str, due: object) -> str:

@@ -7,14 +7,14 @@ import logging
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cards.model import Card
-from handlers import identity, incidents
+from handlers import identity, incidents, notify, psa
 from handlers.commands import Command, ticket_ref
 from handlers.deps import Deps
 from handlers.directory import Person
 from handlers.sla import due_times, priority_warning
 from handlers.tickets import details as ticket_details
 from handlers.tickets import intake as intake_form
-from handlers.tickets.cards import ticket_card, ticket_line
+from handlers.tickets.cards import card_version, ticket_card, ticket_line
 from handlers.types import Duplicate, Forbidden, Interaction, InvalidInput, NotFound, Reply
 from storage import outbox
 from storage import tickets as repo
@@ -84,6 +84,8 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
             asset=form.asset,
             client=form.client,
             tier=sla.tier,
+            tier_source=psa.tier_source(deps.config, form.client),
+            psa_system=deps.config.psa.system or "",
             requester_id=requester_id,
             requester_name=requester.name if requester else "",
             requester_email=requester.email
@@ -112,6 +114,12 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
             channel=channel,
             data={"priority": ticket.priority, "tier": ticket.tier, "category": ticket.category},
         )
+        await psa.on_ticket_opened(
+            session,
+            deps.config,
+            ticket=ticket,
+            technician_email=technician.email if technician else "",
+        )
         card = ticket_card(ticket)
         if not interaction.can_reply:
             await announce(session, ticket=ticket, card=card, channel=channel)
@@ -135,6 +143,10 @@ async def remember_card(deps: Deps, *, ticket_id: int, channel: str, message: st
     async with deps.sessions() as session, session.begin():
         await repo.set_card(session, ticket_id=ticket_id, channel=channel, message=message)
         await repo.set_thread(session, ticket_id=ticket_id, channel=channel, thread=message)
+        # The PSA may have answered before the card's message was known: show what it said.
+        ticket = await session.get(Ticket, ticket_id) if deps.config.psa.enabled else None
+        if ticket is not None and psa.card_outdated(ticket):
+            await notify.refresh_ticket_card(session, ticket)
 
 
 async def announce(session: AsyncSession, *, ticket: Ticket, card: Card, channel: str) -> None:
@@ -151,6 +163,9 @@ async def announce(session: AsyncSession, *, ticket: Ticket, card: Card, channel
             "fallback_user": ticket.technician_id,
             "sets_ticket_thread": ticket.source_thread is None,
             "ticket_card": True,
+            # With a PSA the card changes soon after (its number, the contract's tier): the
+            # delivery compares, and refreshes a card that was overtaken on its way.
+            **({"card_version": card_version(ticket)} if ticket.psa_system else {}),
         },
     )
 

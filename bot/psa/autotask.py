@@ -1,0 +1,268 @@
+"""Autotask PSA REST: the zone URL from `zoneInformation?user=`, then `<zone>v1.0/<Entity>`
+with the `ApiIntegrationCode`, `UserName` and `Secret` headers.
+
+Tickets carry the bot's key in `externalID`; picklist values (status, priority, queue, note
+type) are read from the instance (`entityInformation/fields`), since they differ between
+databases; at most three requests run at once per entity (Autotask's thread limit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import UTC, timedelta
+from typing import Any
+
+import aiohttp
+
+from bot.psa.http import Memo, PsaHttp
+from bot.psa.settings import PsaSettings
+from handlers.psa import Company, NewTicket, Probe, PsaError, PsaRef, Resolution, TimeWork
+
+THREADS = 3
+ZONE_PATH = re.compile(r"/atservicesrest(/v1\.0)?/?$", re.IGNORECASE)
+PRIORITY_LABELS = {"P1": "critical", "P2": "high", "P3": "medium", "P4": "low"}
+PRIORITY_VALUES = {"P1": 4, "P2": 1, "P3": 2, "P4": 3}  # Autotask's system defaults
+NEW, COMPLETE = 1, 5
+YOUR_COMPANY = 0  # Autotask's own company record: tickets of clients not found go there
+PUBLISH_ALL = 1
+
+
+def stamp(moment: Any) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _eq(field: str, value: Any) -> dict[str, Any]:
+    return {"op": "eq", "field": field, "value": value}
+
+
+class AutotaskConnector:
+    name = "Autotask"
+
+    def __init__(self, session: aiohttp.ClientSession, settings: PsaSettings) -> None:
+        # A zone URL given directly (`…/atservicesrest[/v1.0]`) is its host: it answers
+        # zoneInformation like webservices.autotask.net does.
+        self.url = ZONE_PATH.sub("", settings.url)
+        self.username = settings.username
+        self.http = PsaHttp(
+            session,
+            name=self.name,
+            headers={
+                "ApiIntegrationCode": settings.client_id,
+                "UserName": settings.username,
+                "Secret": settings.password.get_secret_value(),
+                "Accept": "application/json",
+            },
+        )
+        self.memo = Memo()
+        self.picklists = Memo(ttl=3600.0)  # picklists change with the admin, not the day
+        self._zone: str | None = None
+        self._threads: dict[str, asyncio.Semaphore] = {}
+
+    def __repr__(self) -> str:
+        return f"AutotaskConnector({self.url!r})"
+
+    async def _base(self) -> str:
+        if self._zone is None:
+            answer = await self.http.call(
+                "GET",
+                f"{self.url}/atservicesrest/v1.0/zoneInformation",
+                params={"user": self.username},
+                auth=False,
+            )
+            zone = answer.get("url") if isinstance(answer, dict) else None
+            if not zone:
+                raise PsaError(
+                    f"{self.name}: no zone for API user {self.username} (is PSA_USERNAME right?)",
+                    kind="rejected",
+                )
+            self._zone = str(zone).rstrip("/") + "/"
+        return f"{self._zone}v1.0/"
+
+    async def _api(self, method: str, path: str, *, body: Any = None) -> Any:
+        entity = path.split("/", 1)[0]
+        threads = self._threads.setdefault(entity, asyncio.Semaphore(THREADS))
+        base = await self._base()
+        async with threads:
+            return await self.http.call(method, base + path, body=body)
+
+    async def _query(
+        self, entity: str, filters: list[dict[str, Any]], fields: list[str], limit: int = 50
+    ) -> list[dict[str, Any]]:
+        answer = await self._api(
+            "POST",
+            f"{entity}/query",
+            body={"filter": filters, "IncludeFields": fields, "MaxRecords": limit},
+        )
+        items = answer.get("items") if isinstance(answer, dict) else None
+        return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+
+    async def _picklist(self, entity: str, field: str) -> list[dict[str, Any]]:
+        key = f"picklist:{entity}"
+        found, fields = self.picklists.get(key)
+        if not found:
+            answer = await self._api("GET", f"{entity}/entityInformation/fields")
+            rows = answer.get("fields") if isinstance(answer, dict) else None
+            fields = self.picklists.put(key, rows if isinstance(rows, list) else [])
+        for item in fields:
+            if isinstance(item, dict) and item.get("name") == field:
+                values = item.get("picklistValues") or []
+                return [v for v in values if isinstance(v, dict) and v.get("isActive", True)]
+        return []
+
+    async def _pick(
+        self, entity: str, field: str, label: str | None, fallback: int | None
+    ) -> int | None:
+        """The picklist value labelled `label` (ignoring case), else the default one."""
+        values = await self._picklist(entity, field)
+        if label is not None:
+            for value in values:
+                if str(value.get("label", "")).strip().lower() == label:
+                    return int(value["value"])
+        for value in values:
+            if value.get("isDefaultValue"):
+                return int(value["value"])
+        return fallback
+
+    async def find_company(self, name: str) -> Company | None:
+        found: Company | None = await self.memo.cached(
+            f"company:{name.strip().lower()}", lambda: self._find_company(name)
+        )
+        return found
+
+    async def _find_company(self, name: str) -> Company | None:
+        rows = await self._query(
+            "Companies", [_eq("companyName", name.strip())], ["id", "companyName"]
+        )
+        for row in rows:
+            if str(row.get("companyName", "")).strip().lower() == name.strip().lower():
+                return Company(str(row["id"]), str(row["companyName"]))
+        return None
+
+    async def active_contracts(self, company: Company) -> list[str]:
+        names: list[str] = await self.memo.cached(
+            f"contracts:{company.id}", lambda: self._active_contracts(company)
+        )
+        return names
+
+    async def _active_contracts(self, company: Company) -> list[str]:
+        rows = await self._query(
+            "Contracts",
+            [{"op": "and", "items": [_eq("companyID", int(company.id)), _eq("status", 1)]}],
+            ["id", "contractName"],
+            limit=100,
+        )
+        return [str(r["contractName"]) for r in rows if r.get("contractName")]
+
+    async def _contact(self, email: str) -> int | None:
+        if not email:
+            return None
+        rows = await self._query("Contacts", [_eq("emailAddress", email)], ["id"], limit=1)
+        return int(rows[0]["id"]) if rows else None
+
+    async def create_ticket(self, ticket: NewTicket, company: Company | None) -> PsaRef:
+        label = PRIORITY_LABELS.get(ticket.priority)
+        body: dict[str, Any] = {
+            "companyID": int(company.id) if company is not None else YOUR_COMPANY,
+            "title": ticket.title[:255],
+            "description": ticket.description[:8000],
+            "status": await self._pick("Tickets", "status", "new", NEW),
+            "priority": await self._pick(
+                "Tickets", "priority", label, PRIORITY_VALUES.get(ticket.priority, 2)
+            ),
+            "externalID": ticket.key,
+        }
+        queue = await self._pick("Tickets", "queueID", None, None)
+        if queue is not None:
+            body["queueID"] = queue
+        if company is not None:
+            contact = await self._contact(ticket.requester_email)
+            if contact is not None:
+                body["contactID"] = contact
+        answer = await self._api("POST", "Tickets", body=body)
+        item_id = answer.get("itemId") if isinstance(answer, dict) else None
+        if not item_id:
+            raise PsaError(f"{self.name}: the answer has no itemId", kind="rejected")
+        return await self._ticket(int(item_id))
+
+    async def _ticket(self, item_id: int) -> PsaRef:
+        answer = await self._api("GET", f"Tickets/{item_id}")
+        item = answer.get("item") if isinstance(answer, dict) else None
+        number = item.get("ticketNumber") if isinstance(item, dict) else None
+        return PsaRef(str(item_id), str(number or item_id))
+
+    async def find_by_reference(self, key: str) -> PsaRef | None:
+        rows = await self._query("Tickets", [_eq("externalID", key)], ["id", "ticketNumber"], 1)
+        if not rows:
+            return None
+        return PsaRef(str(rows[0]["id"]), str(rows[0].get("ticketNumber") or rows[0]["id"]))
+
+    async def add_note(self, ref: PsaRef, text: str) -> None:
+        title = text.strip().splitlines()[0][:250] if text.strip() else "Note"
+        body = {
+            "ticketID": int(ref.id),
+            "title": title,
+            "description": text[:32000],
+            "noteType": await self._pick("TicketNotes", "noteType", None, 1),
+            "publish": PUBLISH_ALL,
+        }
+        await self._api("POST", f"Tickets/{int(ref.id)}/Notes", body=body)
+
+    async def _resource(self, email: str) -> tuple[int, int | None]:
+        """(resource id, its default role) of the technician, else of the API user."""
+        key = f"resource:{email.lower()}"
+        found, value = self.memo.get(key)
+        if found:
+            return value  # type: ignore[no-any-return]
+        rows = await self._query("Resources", [_eq("email", email)], ["id"], 1) if email else []
+        if not rows:
+            rows = await self._query("Resources", [_eq("userName", self.username)], ["id"], 1)
+        if not rows:
+            raise PsaError(f"{self.name}: no resource to log time as", kind="rejected")
+        resource = int(rows[0]["id"])
+        roles = await self._query(
+            "ResourceServiceDeskRoles",
+            [_eq("resourceID", resource), _eq("isDefault", True), _eq("isActive", True)],
+            ["roleID"],
+            1,
+        )
+        role = int(roles[0]["roleID"]) if roles and roles[0].get("roleID") else None
+        return self.memo.put(key, (resource, role))  # type: ignore[no-any-return]
+
+    async def add_time(self, ref: PsaRef, work: TimeWork) -> None:
+        resource, role = await self._resource(work.technician_email)
+        start = work.ended_at - timedelta(minutes=work.minutes)
+        body: dict[str, Any] = {
+            "ticketID": int(ref.id),
+            "resourceID": resource,
+            "dateWorked": start.astimezone(UTC).strftime("%Y-%m-%dT00:00:00Z"),
+            "startDateTime": stamp(start),
+            "endDateTime": stamp(work.ended_at),
+            "hoursWorked": round(work.minutes / 60, 2),
+            "summaryNotes": work.note or "Work logged in chat",
+        }
+        if role is not None:
+            body["roleID"] = role
+        await self._api("POST", "TimeEntries", body=body)
+
+    async def raise_to_top_priority(self, ref: PsaRef) -> None:
+        critical = await self._pick("Tickets", "priority", "critical", PRIORITY_VALUES["P1"])
+        await self._api("PATCH", "Tickets", body={"id": int(ref.id), "priority": critical})
+
+    async def close(self, ref: PsaRef, resolution: Resolution) -> None:
+        complete = await self._pick("Tickets", "status", "complete", COMPLETE)
+        await self._api(
+            "PATCH",
+            "Tickets",
+            body={"id": int(ref.id), "status": complete, "resolution": resolution.text[:32000]},
+        )
+
+    async def probe(self) -> Probe:
+        try:
+            base = await self._base()
+            answer = await self._api("GET", "ThresholdInformation")
+        except PsaError as exc:
+            return Probe(False, str(exc))
+        used = answer.get("currentTimeframeRequestCount", "?") if isinstance(answer, dict) else "?"
+        limit = answer.get("externalRequestThreshold", "?") if isinstance(answer, dict) else "?"
+        return Probe(True, f"authenticated: zone {base}, {used} of {limit} requests this hour")

@@ -1,0 +1,243 @@
+"""ConnectWise PSA (Manage) REST: the codebase from `/login/companyinfo/<company>`, then
+`/<codebase>apis/3.0/` with the `clientId` header and `company+public:private` Basic auth.
+
+Tickets carry the bot's key in `externalXRef`; notes are internal analysis notes, the
+resolution a resolution note; updates are JSON-Patch arrays; closing picks the board's first
+closed status, P1 the first priority by sort order.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, timedelta
+from typing import Any
+
+import aiohttp
+
+from bot.psa.http import Memo, PsaHttp, basic
+from bot.psa.settings import PsaSettings
+from handlers.psa import Company, NewTicket, Probe, PsaError, PsaRef, Resolution, TimeWork
+
+DEFAULT_CODEBASE = "v4_6_release/"
+# ConnectWise's own company for mail from unknown senders: tickets of clients not found go
+# there (the client is named in the description).
+CATCHALL = {"identifier": "Catchall"}
+
+
+def quote(value: str) -> str:
+    """A string inside a `conditions` expression."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def stamp(moment: Any) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ConnectWiseConnector:
+    name = "ConnectWise"
+
+    def __init__(self, session: aiohttp.ClientSession, settings: PsaSettings) -> None:
+        self.url = settings.url
+        self.company_id = settings.company_id
+        user = f"{settings.company_id}+{settings.public_key.get_secret_value()}"
+        self.http = PsaHttp(
+            session,
+            name=self.name,
+            headers={
+                "Authorization": basic(user, settings.private_key.get_secret_value()),
+                "clientId": settings.client_id,
+                "Accept": "application/json",
+            },
+        )
+        self.memo = Memo()
+        self._codebase: str | None = None
+
+    def __repr__(self) -> str:
+        return f"ConnectWiseConnector({self.url!r})"
+
+    async def _read_codebase(self) -> str:
+        answer = await self.http.call(
+            "GET", f"{self.url}/login/companyinfo/{self.company_id}", auth=False
+        )
+        codebase = answer.get("Codebase") if isinstance(answer, dict) else None
+        if not codebase:
+            raise PsaError(
+                f"{self.name}: /login/companyinfo/{self.company_id} names no codebase "
+                "(is PSA_COMPANY_ID right?)",
+                kind="rejected",
+            )
+        codebase = str(codebase).strip("/") + "/"
+        self._codebase = codebase
+        return codebase
+
+    async def _api(
+        self, method: str, path: str, *, params: dict[str, str] | None = None, body: Any = None
+    ) -> Any:
+        """One API call; a 404 re-reads the codebase once (it moves with cloud releases)."""
+        codebase = self._codebase or await self._read_codebase()
+        try:
+            return await self.http.call(
+                method, f"{self.url}/{codebase}apis/3.0/{path}", params=params, body=body
+            )
+        except PsaError as exc:
+            if exc.status != 404 or await self._read_codebase() == codebase:
+                raise
+        return await self.http.call(
+            method, f"{self.url}/{self._codebase}apis/3.0/{path}", params=params, body=body
+        )
+
+    async def _list(self, path: str, **params: str) -> list[dict[str, Any]]:
+        answer = await self._api("GET", path, params=params)
+        return [r for r in answer if isinstance(r, dict)] if isinstance(answer, list) else []
+
+    async def find_company(self, name: str) -> Company | None:
+        found: Company | None = await self.memo.cached(
+            f"company:{name.strip().lower()}", lambda: self._find_company(name)
+        )
+        return found
+
+    async def _find_company(self, name: str) -> Company | None:
+        rows = await self._list(
+            "company/companies",
+            conditions=f"name={quote(name.strip())}",
+            fields="id,identifier,name",
+            pageSize="25",
+        )
+        for row in rows:
+            if str(row.get("name", "")).strip().lower() == name.strip().lower():
+                return Company(str(row["id"]), str(row["name"]))
+        return None
+
+    async def active_contracts(self, company: Company) -> list[str]:
+        names: list[str] = await self.memo.cached(
+            f"contracts:{company.id}", lambda: self._active_contracts(company)
+        )
+        return names
+
+    async def _active_contracts(self, company: Company) -> list[str]:
+        rows = await self._list(
+            "finance/agreements",
+            conditions=f"company/id={int(company.id)} and cancelledFlag=false",
+            fields="id,name",
+            pageSize="100",
+        )
+        return [str(r["name"]) for r in rows if r.get("name")]
+
+    async def _top_priority(self) -> int:
+        found, value = self.memo.get("priority")
+        if not found:
+            rows = await self._list(
+                "service/priorities", orderBy="sortOrder asc", fields="id,name", pageSize="1"
+            )
+            if not rows:
+                raise PsaError(f"{self.name}: no service priorities are defined", kind="rejected")
+            value = self.memo.put("priority", int(rows[0]["id"]))
+        return int(value)
+
+    async def create_ticket(self, ticket: NewTicket, company: Company | None) -> PsaRef:
+        body: dict[str, Any] = {
+            "summary": ticket.title[:100],
+            "company": {"id": int(company.id)} if company is not None else CATCHALL,
+            "initialDescription": ticket.description,
+            "externalXRef": ticket.key[:100],
+        }
+        if ticket.requester_email:
+            body["contactEmailAddress"] = ticket.requester_email
+        if ticket.requester_name:
+            body["contactName"] = ticket.requester_name[:62]
+        if ticket.priority == "P1":
+            body["priority"] = {"id": await self._top_priority()}
+        return self._ref(await self._api("POST", "service/tickets", body=body))
+
+    def _ref(self, row: Any) -> PsaRef:
+        if not isinstance(row, dict) or not row.get("id"):
+            raise PsaError(f"{self.name}: the answer has no ticket id", kind="rejected")
+        return PsaRef(str(row["id"]), f"#{row['id']}")
+
+    async def find_by_reference(self, key: str) -> PsaRef | None:
+        rows = await self._list(
+            "service/tickets", conditions=f"externalXRef={quote(key)}", fields="id"
+        )
+        return self._ref(rows[0]) if rows else None
+
+    async def add_note(self, ref: PsaRef, text: str) -> None:
+        await self._api(
+            "POST",
+            f"service/tickets/{ref.id}/notes",
+            body={"text": text, "internalAnalysisFlag": True},
+        )
+
+    async def _member(self, email: str) -> str:
+        if not email:
+            return ""
+        found, value = self.memo.get(f"member:{email.lower()}")
+        if not found:
+            rows = await self._list(
+                "system/members", conditions=f"officeEmail={quote(email)}", fields="identifier"
+            )
+            value = self.memo.put(
+                f"member:{email.lower()}", str(rows[0].get("identifier", "")) if rows else ""
+            )
+        return str(value)
+
+    async def add_time(self, ref: PsaRef, work: TimeWork) -> None:
+        body: dict[str, Any] = {
+            "chargeToId": int(ref.id),
+            "chargeToType": "ServiceTicket",
+            "timeStart": stamp(work.ended_at - timedelta(minutes=work.minutes)),
+            "timeEnd": stamp(work.ended_at),
+            "notes": work.note,
+        }
+        member = await self._member(work.technician_email)
+        if member:
+            body["member"] = {"identifier": member}
+        await self._api("POST", "time/entries", body=body)
+
+    async def _patch(self, ref: PsaRef, path: str, value: Any) -> None:
+        await self._api(
+            "PATCH",
+            f"service/tickets/{ref.id}",
+            body=[{"op": "replace", "path": path, "value": value}],
+        )
+
+    async def raise_to_top_priority(self, ref: PsaRef) -> None:
+        await self._patch(ref, "priority", {"id": await self._top_priority()})
+
+    async def _closed_status(self, ref: PsaRef) -> int:
+        ticket = await self._api("GET", f"service/tickets/{ref.id}", params={"fields": "id,board"})
+        board = ticket.get("board") if isinstance(ticket, dict) else None
+        if not isinstance(board, dict) or not board.get("id"):
+            raise PsaError(f"{self.name}: ticket {ref.number} has no board", kind="rejected")
+        key = f"closed:{board['id']}"
+        found, value = self.memo.get(key)
+        if not found:
+            rows = await self._list(
+                f"service/boards/{int(board['id'])}/statuses",
+                conditions="closedStatus=true",
+                orderBy="sortOrder asc",
+                fields="id,name",
+            )
+            if not rows:
+                raise PsaError(
+                    f"{self.name}: board {board.get('name', board['id'])} has no closed status",
+                    kind="rejected",
+                )
+            value = self.memo.put(key, int(rows[0]["id"]))
+        return int(value)
+
+    async def close(self, ref: PsaRef, resolution: Resolution) -> None:
+        status = await self._closed_status(ref)
+        await self._api(
+            "POST",
+            f"service/tickets/{ref.id}/notes",
+            body={"text": resolution.text, "resolutionFlag": True},
+        )
+        await self._patch(ref, "status", {"id": status})
+
+    async def probe(self) -> Probe:
+        try:
+            codebase = await self._read_codebase()
+            info = await self._api("GET", "system/info")
+        except PsaError as exc:
+            return Probe(False, str(exc))
+        version = info.get("version", "?") if isinstance(info, dict) else "?"
+        return Probe(True, f"authenticated: codebase {codebase}, ConnectWise version {version}")

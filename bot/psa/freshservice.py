@@ -1,0 +1,158 @@
+"""Freshservice through API v2 (`/api/v2/`), the agent's API key as HTTP Basic user.
+
+Tickets carry the bot's key in the custom field `cf_helpdesk_bot_key` (README: create it);
+the company is the department of the same name; notes are private; resolving is a note with
+the resolution, then status 4 (Resolved).
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import UTC
+from typing import Any
+
+import aiohttp
+
+from bot.psa.http import Memo, PsaHttp, basic
+from bot.psa.settings import PsaSettings
+from handlers.psa import Company, NewTicket, Probe, PsaError, PsaRef, Resolution, TimeWork
+
+KEY_FIELD = "cf_helpdesk_bot_key"
+OPEN, RESOLVED = 2, 4
+PRIORITY = {"P1": 4, "P2": 3, "P3": 2, "P4": 1}  # Urgent, High, Medium, Low
+SOURCE = {"slack": 10, "teams": 4}  # Slack; Chat (Teams has no source of its own)
+PAGE = 100
+
+
+def as_html(text: str) -> str:
+    """Freshservice bodies are HTML: the text escaped, line breaks kept."""
+    return "<div>" + html.escape(text).replace("\n", "<br>") + "</div>"
+
+
+class FreshserviceConnector:
+    name = "Freshservice"
+
+    def __init__(self, session: aiohttp.ClientSession, settings: PsaSettings) -> None:
+        self.base = f"{settings.url}/api/v2/"
+        self.http = PsaHttp(
+            session,
+            name=self.name,
+            headers={
+                "Authorization": basic(settings.api_key.get_secret_value(), "X"),
+                "Accept": "application/json",
+            },
+        )
+        self.memo = Memo()
+
+    def __repr__(self) -> str:
+        return f"FreshserviceConnector({self.base!r})"
+
+    async def _departments(self) -> list[dict[str, Any]]:
+        found, value = self.memo.get("departments")
+        if found:
+            return list(value)
+        departments: list[dict[str, Any]] = []
+        for page in range(1, 51):
+            answer = await self.http.call(
+                "GET", self.base + "departments", params={"per_page": str(PAGE), "page": str(page)}
+            )
+            rows = answer.get("departments") if isinstance(answer, dict) else None
+            rows = [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+            departments += rows
+            if len(rows) < PAGE:
+                break
+        return list(self.memo.put("departments", departments))
+
+    async def find_company(self, name: str) -> Company | None:
+        wanted = name.strip().lower()
+        for row in await self._departments():
+            if str(row.get("name", "")).strip().lower() == wanted:
+                return Company(str(row["id"]), str(row["name"]))
+        return None
+
+    async def active_contracts(self, company: Company) -> list[str]:
+        return []  # Freshservice has no contracts (SPEC): the default tier applies
+
+    async def create_ticket(self, ticket: NewTicket, company: Company | None) -> PsaRef:
+        email = ticket.requester_email or ticket.technician_email
+        if not email:
+            raise PsaError(
+                f"{self.name}: a ticket needs a requester e-mail (neither the requester's "
+                "nor the technician's is known)",
+                kind="rejected",
+            )
+        body: dict[str, Any] = {
+            "subject": ticket.title,
+            "description": as_html(ticket.description),
+            "email": email,
+            "status": OPEN,
+            "priority": PRIORITY.get(ticket.priority, 2),
+            "source": SOURCE.get(ticket.source_platform, 4),
+            "custom_fields": {KEY_FIELD: ticket.key},
+        }
+        if ticket.requester_email and ticket.requester_name:
+            body["name"] = ticket.requester_name  # used when Freshservice creates the requester
+        if company is not None:
+            body["department_id"] = int(company.id)
+        answer = await self.http.call("POST", self.base + "tickets", body=body)
+        return self._ref(answer.get("ticket") if isinstance(answer, dict) else None)
+
+    def _ref(self, row: Any) -> PsaRef:
+        if not isinstance(row, dict) or not row.get("id"):
+            raise PsaError(f"{self.name}: the answer has no ticket id", kind="rejected")
+        return PsaRef(str(row["id"]), f"#{row['id']}")
+
+    async def find_by_reference(self, key: str) -> PsaRef | None:
+        answer = await self.http.call(
+            "GET", self.base + "tickets/filter", params={"query": f"\"{KEY_FIELD}:'{key}'\""}
+        )
+        rows = answer.get("tickets") if isinstance(answer, dict) else None
+        return self._ref(rows[0]) if isinstance(rows, list) and rows else None
+
+    async def add_note(self, ref: PsaRef, text: str) -> None:
+        await self.http.call(
+            "POST",
+            f"{self.base}tickets/{ref.id}/notes",
+            body={"body": as_html(text), "private": True},
+        )
+
+    async def _agent(self, email: str) -> int | None:
+        if not email:
+            return None
+        found, value = self.memo.get(f"agent:{email.lower()}")
+        if not found:
+            answer = await self.http.call("GET", self.base + "agents", params={"email": email})
+            rows = answer.get("agents") if isinstance(answer, dict) else None
+            value = self.memo.put(
+                f"agent:{email.lower()}",
+                int(rows[0]["id"]) if isinstance(rows, list) and rows else None,
+            )
+        return int(value) if value is not None else None
+
+    async def add_time(self, ref: PsaRef, work: TimeWork) -> None:
+        hours, minutes = divmod(work.minutes, 60)
+        body: dict[str, Any] = {
+            "time_spent": f"{hours:02d}:{minutes:02d}",
+            "note": work.note,
+            "billable": True,
+            "timer_running": False,
+            "executed_at": work.ended_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        agent = await self._agent(work.technician_email)
+        if agent is not None:
+            body["agent_id"] = agent
+        await self.http.call("POST", f"{self.base}tickets/{ref.id}/time_entries", body=body)
+
+    async def raise_to_top_priority(self, ref: PsaRef) -> None:
+        await self.http.call("PUT", f"{self.base}tickets/{ref.id}", body={"priority": 4})
+
+    async def close(self, ref: PsaRef, resolution: Resolution) -> None:
+        await self.add_note(ref, resolution.text)
+        await self.http.call("PUT", f"{self.base}tickets/{ref.id}", body={"status": RESOLVED})
+
+    async def probe(self) -> Probe:
+        try:
+            await self.http.call("GET", self.base + "tickets", params={"per_page": "1"})
+        except PsaError as exc:
+            return Probe(False, str(exc))
+        return Probe(True, "authenticated: GET /api/v2/tickets answered")

@@ -1,0 +1,177 @@
+"""JSON over HTTP for the PSA connectors: one shared aiohttp session, answers as PsaError.
+
+Every connector sends through `PsaHttp.call`, which also keeps the PSA's own pause: after a
+429 (or a 503 with Retry-After) no request leaves this process before the time has passed.
+Error texts name the system, the status and the PSA's own message; never a header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+
+from bot.notifiers import retry_after_seconds
+from handlers.psa import PsaError
+
+TIMEOUT = aiohttp.ClientTimeout(total=20, sock_connect=10)
+# A pause this short is waited out in the call; a longer one fails the call at once.
+WAIT_IN_CALL = 1.0
+
+
+def reason(body: Any) -> str:
+    """The PSA's own words about an error, from any of the four envelopes."""
+    if isinstance(body, str):
+        return body.strip()[:200]
+    if not isinstance(body, dict):
+        return ""
+    parts: list[str] = []
+    error = body.get("error")
+    if isinstance(error, dict):  # ServiceNow {"error": {"message", "detail"}}
+        parts += [str(error.get(k)) for k in ("message", "detail") if error.get(k)]
+    elif isinstance(error, str):
+        parts.append(error)
+    for key in ("message", "description", "code"):
+        if isinstance(body.get(key), str) and body[key] not in parts:
+            parts.append(body[key])
+    errors = body.get("errors")
+    if isinstance(errors, list):  # Freshservice [{field, message}], Autotask ["..."], CW
+        for item in errors[:3]:
+            if isinstance(item, dict):
+                field = item.get("field")
+                text = str(item.get("message") or item.get("code") or "")
+                parts.append(f"{field}: {text}" if field else text)
+            else:
+                parts.append(str(item))
+    return "; ".join(p for p in parts if p)[:300]
+
+
+class PsaHttp:
+    """Requests to one PSA with its auth headers; the PSA's answer or a PsaError."""
+
+    def __init__(self, session: aiohttp.ClientSession, *, name: str, headers: dict[str, str]):
+        self.session = session
+        self.name = name
+        self._headers = headers
+        self._paused_until = 0.0
+
+    def __repr__(self) -> str:
+        return f"PsaHttp({self.name!r})"
+
+    def pause(self, seconds: float) -> None:
+        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+    async def _wait_for_pause(self) -> None:
+        left = self._paused_until - time.monotonic()
+        if left <= 0:
+            return
+        if left > WAIT_IN_CALL:
+            raise PsaError(
+                f"{self.name}: waiting {left:.0f} s more, as the PSA asked (Retry-After)",
+                kind="throttled",
+                retry_after=left,
+            )
+        await asyncio.sleep(left)
+
+    async def call(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, str] | None = None,
+        body: Any = None,
+        auth: bool = True,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """Send one request; the parsed JSON answer (None when empty) on 2xx."""
+        await self._wait_for_pause()
+        sent = {**(self._headers if auth else {}), **(headers or {})}
+        if body is not None:
+            sent.setdefault("Content-Type", "application/json")
+        data = json.dumps(body) if body is not None else None
+        try:
+            async with self.session.request(
+                method, url, params=params, data=data, headers=sent, timeout=TIMEOUT
+            ) as response:
+                status = response.status
+                text = await response.text()
+                wait = retry_after_seconds(response.headers.get("Retry-After"))
+        except aiohttp.ClientConnectorError as exc:
+            # Never connected: nothing can have happened there.
+            raise PsaError(
+                f"{self.name}: cannot connect ({type(exc).__name__})", kind="unavailable"
+            ) from exc
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            # The request may have arrived and been acted on before the answer was lost.
+            raise PsaError(
+                f"{self.name}: no answer ({type(exc).__name__})", kind="unavailable", definite=False
+            ) from exc
+        answer = _parse(text)
+        if 200 <= status < 300:
+            return answer
+        raise self._error(method, status, answer, wait)
+
+    def _error(self, method: str, status: int, answer: Any, wait: float | None) -> PsaError:
+        message = f"{self.name}: HTTP {status}"
+        said = reason(answer)
+        if said:
+            message += f" ({said})"
+        if status in (401, 403):
+            return PsaError(message, kind="auth", status=status)
+        if status == 429 or (status == 503 and wait is not None):
+            if wait is None:
+                wait = 1.0
+            self.pause(wait)
+            return PsaError(message, kind="throttled", status=status, retry_after=wait)
+        if status in (408, 500, 502, 503, 504) or status >= 500:
+            # 503 says the request was not taken; the others may come after it was acted on.
+            definite = status == 503 or method == "GET"
+            return PsaError(message, kind="unavailable", status=status, definite=definite)
+        return PsaError(message, kind="rejected", status=status)
+
+
+def _parse(text: str) -> Any:
+    if not text.strip():
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text[:500]
+
+
+class Memo:
+    """Answers that rarely change (companies, users, choice lists), kept for `ttl` seconds."""
+
+    def __init__(self, ttl: float = 300.0) -> None:
+        self.ttl = ttl
+        self._values: dict[str, tuple[float, Any]] = {}
+
+    def get(self, key: str) -> tuple[bool, Any]:
+        found = self._values.get(key)
+        if found is None or found[0] < time.monotonic():
+            return False, None
+        return True, found[1]
+
+    async def cached(self, key: str, make: Callable[[], Awaitable[Any]]) -> Any:
+        """The value kept under `key`, else what `make()` answers (then kept)."""
+        found, value = self.get(key)
+        if found:
+            return value
+        return self.put(key, await make())
+
+    def put(self, key: str, value: Any) -> Any:
+        if len(self._values) > 5000:
+            self._values.clear()
+        self._values[key] = (time.monotonic() + self.ttl, value)
+        return value
+
+
+def basic(user: str, password: str) -> str:
+    """An HTTP Basic `Authorization` value."""
+    import base64
+
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")

@@ -1,0 +1,202 @@
+"""ServiceNow through its Table API (`/api/now/table/`), HTTP Basic as the integration user.
+
+Incidents carry the bot's key in `correlation_id`; work notes are journal writes (PATCH
+`work_notes`); time goes to `task_time_worked`; resolving is state 6 with a `close_code`
+from the instance's own choice list and `close_notes`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+
+from bot.psa.http import Memo, PsaHttp, basic
+from bot.psa.settings import PsaSettings
+from handlers.psa import Company, NewTicket, Probe, PsaError, PsaRef, Resolution, TimeWork
+
+# P1..P4 as impact/urgency, which the OOB priority lookup turns into priority 1..4.
+IMPACT_URGENCY = {"P1": ("1", "1"), "P2": ("1", "2"), "P3": ("2", "2"), "P4": ("2", "3")}
+PRIORITY = {"P1": "1", "P2": "2", "P3": "3", "P4": "4"}
+RESOLVED = "6"
+PREFERRED_CLOSE_CODES = ("solution provided", "solved (permanently)", "resolved")
+DEFAULT_CLOSE_CODE = "Solution provided"
+EPOCH = datetime(1970, 1, 1)
+
+
+def quote(value: str) -> str:
+    """A value inside an encoded query (`^` separates conditions, `^^` is a literal caret)."""
+    return value.replace("^", "^^")
+
+
+class ServiceNowConnector:
+    name = "ServiceNow"
+
+    def __init__(self, session: aiohttp.ClientSession, settings: PsaSettings) -> None:
+        self.base = f"{settings.url}/api/now/table/"
+        self.http = PsaHttp(
+            session,
+            name=self.name,
+            headers={
+                "Authorization": basic(settings.username, settings.password.get_secret_value()),
+                "Accept": "application/json",
+            },
+        )
+        self.memo = Memo()
+
+    def __repr__(self) -> str:
+        return f"ServiceNowConnector({self.base!r})"
+
+    async def _rows(self, table: str, query: str, fields: str, limit: int) -> list[dict[str, Any]]:
+        answer = await self.http.call(
+            "GET",
+            self.base + table,
+            params={
+                "sysparm_query": query,
+                "sysparm_fields": fields,
+                "sysparm_limit": str(limit),
+                "sysparm_exclude_reference_link": "true",
+            },
+        )
+        rows = answer.get("result") if isinstance(answer, dict) else None
+        return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+
+    async def _one_id(self, table: str, query: str) -> str:
+        found, value = self.memo.get(f"{table}?{query}")
+        if found:
+            return str(value)
+        rows = await self._rows(table, query, "sys_id", 1)
+        return str(self.memo.put(f"{table}?{query}", rows[0].get("sys_id", "") if rows else ""))
+
+    async def _user(self, email: str) -> str:
+        return await self._one_id("sys_user", f"email={quote(email)}") if email else ""
+
+    async def find_company(self, name: str) -> Company | None:
+        found: Company | None = await self.memo.cached(
+            f"company:{name.strip().lower()}", lambda: self._find_company(name)
+        )
+        return found
+
+    async def _find_company(self, name: str) -> Company | None:
+        rows = await self._rows("core_company", f"nameLIKE{quote(name)}", "sys_id,name", 50)
+        for row in rows:
+            if str(row.get("name", "")).strip().lower() == name.strip().lower():
+                return Company(str(row["sys_id"]), str(row["name"]))
+        return None
+
+    async def active_contracts(self, company: Company) -> list[str]:
+        names: list[str] = await self.memo.cached(
+            f"contracts:{company.id}", lambda: self._active_contracts(company)
+        )
+        return names
+
+    async def _active_contracts(self, company: Company) -> list[str]:
+        rows = await self._rows(
+            "ast_contract",
+            f"company={company.id}^state=active",
+            "short_description,number",
+            100,
+        )
+        return [str(r["short_description"]) for r in rows if r.get("short_description")]
+
+    async def create_ticket(self, ticket: NewTicket, company: Company | None) -> PsaRef:
+        impact, urgency = IMPACT_URGENCY.get(ticket.priority, ("2", "2"))
+        body: dict[str, Any] = {
+            "short_description": ticket.title[:160],
+            "description": ticket.description,
+            "correlation_id": ticket.key,
+            "correlation_display": "helpdesk-bot",
+            "impact": impact,
+            "urgency": urgency,
+            "priority": PRIORITY.get(ticket.priority, "3"),
+            "category": ticket.category,
+            "contact_type": "chat",
+        }
+        caller = await self._user(ticket.requester_email)
+        if caller:
+            body["caller_id"] = caller
+        if company is not None:
+            body["company"] = company.id
+        if ticket.asset:
+            ci = await self._one_id("cmdb_ci", f"name={quote(ticket.asset)}")
+            if ci:
+                body["cmdb_ci"] = ci
+        answer = await self.http.call(
+            "POST",
+            self.base + "incident",
+            params={"sysparm_exclude_reference_link": "true", "sysparm_fields": "sys_id,number"},
+            body=body,
+        )
+        return self._ref(answer)
+
+    def _ref(self, answer: Any) -> PsaRef:
+        row = answer.get("result") if isinstance(answer, dict) else None
+        if not isinstance(row, dict) or not row.get("sys_id"):
+            raise PsaError(f"{self.name}: the answer has no incident sys_id", kind="rejected")
+        return PsaRef(str(row["sys_id"]), str(row.get("number") or row["sys_id"]))
+
+    async def find_by_reference(self, key: str) -> PsaRef | None:
+        rows = await self._rows("incident", f"correlation_id={quote(key)}", "sys_id,number", 1)
+        return self._ref({"result": rows[0]}) if rows else None
+
+    async def _patch(self, ref: PsaRef, body: dict[str, Any]) -> None:
+        await self.http.call(
+            "PATCH",
+            f"{self.base}incident/{ref.id}",
+            params={"sysparm_fields": "sys_id"},
+            body=body,
+        )
+
+    async def add_note(self, ref: PsaRef, text: str) -> None:
+        await self._patch(ref, {"work_notes": text})
+
+    async def add_time(self, ref: PsaRef, work: TimeWork) -> None:
+        worked = (EPOCH + timedelta(minutes=work.minutes)).strftime("%Y-%m-%d %H:%M:%S")
+        body: dict[str, Any] = {
+            "task": ref.id,
+            "time_worked": worked,
+            "comments": work.note,
+            "work_date": work.ended_at.astimezone(UTC).strftime("%Y-%m-%d"),
+        }
+        user = await self._user(work.technician_email)
+        if user:
+            body["user"] = user
+        await self.http.call(
+            "POST", self.base + "task_time_worked", params={"sysparm_fields": "sys_id"}, body=body
+        )
+
+    async def raise_to_top_priority(self, ref: PsaRef) -> None:
+        await self._patch(ref, {"impact": "1", "urgency": "1", "priority": "1"})
+
+    async def _close_code(self) -> str:
+        found, value = self.memo.get("close_code")
+        if found:
+            return str(value)
+        rows = await self._rows(
+            "sys_choice",
+            "name=incident^element=close_code^inactive=false",
+            "value,label",
+            50,
+        )
+        values = {str(r.get("label") or r.get("value")).lower(): str(r.get("value")) for r in rows}
+        code = next((values[p] for p in PREFERRED_CLOSE_CODES if p in values), None)
+        if code is None:
+            code = str(rows[0].get("value")) if rows else DEFAULT_CLOSE_CODE
+        return str(self.memo.put("close_code", code))
+
+    async def close(self, ref: PsaRef, resolution: Resolution) -> None:
+        code = await self._close_code()
+        await self._patch(
+            ref, {"state": RESOLVED, "close_code": code, "close_notes": resolution.text}
+        )
+
+    async def probe(self) -> Probe:
+        try:
+            rows = await self._rows("incident", "", "sys_id", 1)
+        except PsaError as exc:
+            return Probe(False, str(exc))
+        return Probe(
+            True,
+            f"authenticated: GET /api/now/table/incident answered ({len(rows)} row read)",
+        )

@@ -1,0 +1,152 @@
+"""The connector interface every system of record implements (the edge holds the four)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+# auth: credentials refused (401/403) | throttled: 429 | unavailable: 5xx, network |
+# rejected: the PSA will never take this write as it is (400, 404, 422 ...).
+ErrorKind = Literal["auth", "throttled", "unavailable", "rejected"]
+
+
+class PsaError(Exception):
+    """A PSA call that failed. `definite`: the PSA certainly did not apply it (it answered
+    no before acting, or was never reached); otherwise it may have, and a create must be
+    looked up by its reference before it is tried again."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: ErrorKind,
+        status: int | None = None,
+        retry_after: float | None = None,
+        definite: bool = True,
+    ) -> None:
+        super().__init__(message)
+        self.kind: ErrorKind = kind
+        self.status = status
+        self.retry_after = retry_after
+        self.definite = definite
+        # Set by sync.perform: this attempt, and every one before it, created nothing.
+        self.clean = False
+
+    @property
+    def permanent(self) -> bool:
+        """Retrying the same write cannot help."""
+        return self.kind == "rejected"
+
+
+@dataclass(frozen=True)
+class NewTicket:
+    """A chat ticket as every PSA is given it (rules.new_ticket builds it)."""
+
+    key: str  # the bot's external reference: written into the PSA, looked up after a crash
+    number: str  # HD-7
+    title: str
+    description: str
+    priority: str  # P1..P4
+    requester_email: str = ""
+    requester_name: str = ""
+    company: str = ""
+    category: str = ""
+    asset: str = ""
+    source_platform: str = ""  # slack | teams
+    technician_email: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NewTicket:
+        return cls(**{k: str(data.get(k) or "") for k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class PsaRef:
+    """A ticket in the PSA: `id` for API calls, `number` as people know it (INC0010001)."""
+
+    id: str
+    number: str
+
+
+@dataclass(frozen=True)
+class Company:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class TimeWork:
+    """One time entry: who (by e-mail; the integration user when unknown), how long, when."""
+
+    minutes: int
+    note: str
+    technician_email: str
+    ended_at: datetime
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What closing says: the note, the resolution category, the KB article."""
+
+    note: str
+    category: str
+    kb_article: str = ""
+    text: str = ""  # the note as written into the PSA (rules.resolution_text)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What a read-only authenticated call answered (check-config --probe)."""
+
+    ok: bool
+    answer: str
+    details: list[str] = field(default_factory=list)
+
+
+class PsaConnector(Protocol):
+    """One system of record, spoken to over its own REST API.
+
+    Every method raises PsaError when the PSA does not do what was asked.
+    """
+
+    name: str  # shown to people: ServiceNow, Freshservice, ConnectWise, Autotask
+
+    async def find_company(self, name: str) -> Company | None:
+        """The company whose name is `name`, ignoring case."""
+        ...
+
+    async def active_contracts(self, company: Company) -> list[str]:
+        """Names of the company's active contracts / agreements, as the PSA lists them."""
+        ...
+
+    async def create_ticket(self, ticket: NewTicket, company: Company | None) -> PsaRef:
+        """Create the ticket, carrying `ticket.key` as its external reference."""
+        ...
+
+    async def find_by_reference(self, key: str) -> PsaRef | None:
+        """The ticket created earlier with this external reference, if any."""
+        ...
+
+    async def add_note(self, ref: PsaRef, text: str) -> None:
+        """An internal note (work note) on the ticket."""
+        ...
+
+    async def add_time(self, ref: PsaRef, work: TimeWork) -> None:
+        """A time entry on the ticket."""
+        ...
+
+    async def raise_to_top_priority(self, ref: PsaRef) -> None:
+        """The PSA's top priority (P1)."""
+        ...
+
+    async def close(self, ref: PsaRef, resolution: Resolution) -> None:
+        """Resolve / complete the ticket with its resolution note and category."""
+        ...
+
+    async def probe(self) -> Probe:
+        """One authenticated read-only call; never raises for an answer the PSA gave."""
+        ...

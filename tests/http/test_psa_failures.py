@@ -1,0 +1,241 @@
+"""When the PSA says no: 503s and a 429 with Retry-After, refused credentials, contracts."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+from tests.fakes.botframework import FakeConnector
+from tests.fakes.psa_autotask import FakeAutotask
+from tests.fakes.psa_connectwise import FakeConnectWise
+from tests.fakes.psa_freshservice import FakeFreshservice
+from tests.fakes.psa_servicenow import FakeServiceNow
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import AppHarness, wait_until
+from tests.http.conftest_teams import (
+    PERSONAL,
+    TECH_ID,
+    activity,
+    card_of,
+    form_values,
+    message,
+    submit_action,
+)
+from tests.http.psa_support import (
+    PEOPLE,
+    all_synced,
+    app_config,
+    open_ticket,
+    posts_to,
+    psa_rows,
+    remember_secrets,
+    seed,
+    show,
+    start_app,
+    ticket,
+)
+
+RETRY_AFTER = 3.0
+INCIDENTS = "/api/now/table/incident"
+
+
+async def test_503s_then_429_then_created_once_on_time_and_pending_meanwhile(
+    make_app, slack_api: FakeSlack
+):
+    fake = FakeServiceNow()
+    seed(fake)
+    async with fake:
+        fake.fail(INCIDENTS, 503, times=3)
+        fake.fail(INCIDENTS, 429, headers={"Retry-After": str(int(RETRY_AFTER))})
+        app = await start_app(make_app, slack_api, fake)
+        await open_ticket(app, slack_api)
+
+        def throttled() -> list[Any]:
+            return [c for c in fake.calls(INCIDENTS) if c.status == 429]
+
+        await wait_until(throttled, timeout=15, what="the 429")
+        answered_429 = throttled()[0].at
+        assert [c.status for c in fake.calls(INCIDENTS)] == [503, 503, 503, 429]
+        shown = await show(app)
+        assert "ServiceNow: pending (1 not sent yet: ticket)" in shown
+        assert "asked to wait until" in shown or "HTTP 429" in shown
+        card = json.dumps(posts_to(slack_api, "C0HELP")[0]["blocks"])
+        assert "ServiceNow" in card and "pending" in card
+        # A ticket opened during the pause waits for it too: nothing reaches the PSA early.
+        await open_ticket(app, slack_api, summary="Printer offline")
+        await wait_until(lambda: len(fake.records()) == 2, timeout=15, what="both tickets")
+        later = [c for c in fake.recorded if c.at > answered_429]
+        assert later and min(c.at for c in later) - answered_429 >= RETRY_AFTER - 0.05
+        # On time: the first call after the pause comes right after it.
+        assert min(c.at for c in later) - answered_429 <= RETRY_AFTER + 1.5
+        await wait_until(lambda: all_synced(app), timeout=10)
+        creates = [c for c in fake.calls(INCIDENTS) if c.method == "POST"]
+        assert [c.status for c in creates] == [503, 503, 503, 429, 201, 201]
+        first, second = await ticket(app, "HD-1"), await ticket(app, "HD-2")
+        numbers = {t.number for t in fake.records()}
+        assert {first.psa_number, second.psa_number} == numbers and len(numbers) == 2
+        assert len({t.ref for t in fake.records()}) == 2
+        shown = await show(app)
+        assert "ServiceNow: pending" not in shown and str(first.psa_number) in shown
+        rows = await psa_rows(app)
+        assert rows[0].attempts == 5  # 503, 503, 503, 429, 201: no search was needed
+
+
+async def test_refused_credentials_are_reported_once_and_writes_kept(
+    make_app, slack_api: FakeSlack
+):
+    fake = FakeFreshservice()
+    seed(fake)
+    async with fake:
+        fake.refuse_credentials = True
+        app = await start_app(make_app, slack_api, fake)
+        await open_ticket(app, slack_api)
+        await wait_until(lambda: fake.recorded, what="the first call")
+
+        def told() -> list[dict[str, Any]]:
+            return [
+                p
+                for p in posts_to(slack_api, "C0HELP")
+                if "refuses the bot's credentials" in json.dumps(p)
+            ]
+
+        await wait_until(told, what="the technician told")
+        await open_ticket(app, slack_api, summary="Printer offline")  # intake goes on
+        await wait_until(lambda: _attempted(app, 2), what="the second ticket's create claimed")
+        await wait_until(lambda: _deferred(app), what="both creates waiting")
+        calls = len(fake.recorded)
+        assert calls == 1 and fake.recorded[0].status == 401
+        assert len(told()) == 1 and "HD-1" in json.dumps(told()[0])
+        assert "HTTP 401" in json.dumps(told()[0])
+        shown = await show(app, "HD-2")
+        assert "Freshservice: pending (1 not sent yet: ticket)" in shown
+        assert "refuses the bot's credentials since" in shown
+        rows = await psa_rows(app)
+        assert [(r.status, r.attempts) for r in rows] == [("pending", 1), ("pending", 0)]
+
+        # The credentials are fixed and the bot restarted: everything kept goes out, once.
+        await app.stop()
+        fake.refuse_credentials = False
+        again = await start_app(make_app, slack_api, fake)
+        await wait_until(lambda: all_synced(again), timeout=10, what="the kept writes")
+        assert len(fake.records()) == 2
+        assert {(await ticket(again, n)).psa_number for n in ("HD-1", "HD-2")} == {
+            t.number for t in fake.records()
+        }
+        assert len(told()) == 1
+
+
+async def _attempted(app: AppHarness, count: int) -> bool:
+    return len(await psa_rows(app)) >= count
+
+
+async def _deferred(app: AppHarness) -> bool:
+    rows = await psa_rows(app)
+    return len(rows) == 2 and all(r.claimed_until is None for r in rows)
+
+
+async def test_tier_from_the_psa_agreement_sets_the_sla_times(make_app, slack_api: FakeSlack):
+    fake = FakeConnectWise()
+    seed(fake)
+    async with fake:
+        app = await start_app(make_app, slack_api, fake, sla={"clients": {"globex": "gold"}})
+        await open_ticket(app, slack_api, client="ACME", priority="P2")
+        await open_ticket(app, slack_api, client="Globex", priority="P2", summary="Mail slow")
+        await open_ticket(app, slack_api, client="Initech", priority="P2", summary="No wifi")
+        await wait_until(lambda: all_synced(app), what="three tickets in ConnectWise")
+
+        acme = await ticket(app, "HD-1")
+        assert (acme.tier, acme.tier_source, acme.tier_contract) == ("gold", "psa", "Gold Support")
+        assert acme.respond_by - acme.created_at == timedelta(hours=1)  # gold P2
+        assert acme.resolve_by - acme.created_at == timedelta(hours=8)
+        await wait_until(lambda: _card_says(slack_api, acme.card_message, "1h"), what="refresh")
+        globex = await ticket(app, "HD-2")
+        assert (globex.tier, globex.tier_source) == ("gold", "config")
+        initech = await ticket(app, "HD-3")
+        assert (initech.tier, initech.tier_source) == ("standard", "psa-none")
+        assert initech.respond_by - initech.created_at == timedelta(hours=2)  # standard P2
+        shown = await show(app, "HD-3")
+        assert "standard tier, the default: no active ConnectWise agreement is in psa.tiers" in (
+            shown
+        )
+        assert "gold tier, from sla.clients" in await show(app, "HD-2")
+        assert "gold tier, from the ConnectWise agreement Gold Support" in await show(app)
+        # Unknown client: ConnectWise's catch-all company, the client named in the description.
+        by_title = {t.title: t for t in fake.records()}
+        assert by_title["No wifi"].raw["company"]["identifier"] == "Catchall"
+        assert "Client: Initech" in by_title["No wifi"].description
+        # The agreement was only asked about where the tier was still open.
+        agreements = fake.calls("/v2025_1/apis/3.0/finance/agreements")
+        assert len(agreements) == 1
+
+
+def _card_says(slack: FakeSlack, ts: str | None, _: str) -> bool:
+    return any(
+        "gold tier, from the ConnectWise agreement Gold Support" in json.dumps(u["blocks"])
+        for u in slack.method_calls("chat.update")
+        if u["ts"] == ts
+    )
+
+
+async def test_codebase_moves_and_is_read_again(make_app, slack_api: FakeSlack):
+    fake = FakeConnectWise()
+    seed(fake)
+    async with fake:
+        app = await start_app(make_app, slack_api, fake)
+        await open_ticket(app, slack_api)
+        await wait_until(lambda: all_synced(app))
+        fake.move_codebase("v2026_1/")
+        await app.slash("time HD-1 20m after the upgrade")
+        await wait_until(lambda: all_synced(app))
+        assert fake.only().time_minutes == [20]
+        assert len(fake.calls("/login/companyinfo/acmemsp")) == 2
+
+
+async def test_teams_card_shows_the_psa_number(make_app, connector: FakeConnector):
+    fake = FakeServiceNow()
+    seed(fake)
+    async with fake:
+        remember_secrets(fake)
+        people = [
+            *PEOPLE,
+            {
+                "email": "tech@example.com",
+                "name": "Tom Tech",
+                "teams_id": TECH_ID,
+                "technician": True,
+            },
+        ]
+        people[1] = {**people[1], "teams_id": "29:1ana"}
+        config = app_config(fake, teams={"service_url": connector.service_url})
+        app: AppHarness = await make_app(config=config, people=people, env=fake.env())
+        assert (await app.teams(message(connector.service_url, "ticket new VPN"))).status == 201
+        await wait_until(lambda: connector.activities(PERSONAL))
+        form = card_of(connector.activities(PERSONAL)[-1])
+        values = form_values(client="acme", category="network")
+        sent = activity(
+            connector.service_url, value={**submit_action(form)["fallback"]["data"], **values}
+        )
+        assert (await app.teams(sent)).status == 201
+        await wait_until(lambda: fake.records(), what="the ServiceNow incident")
+        number = fake.only().number
+
+        def refreshed() -> list[dict[str, Any]]:
+            return [u for u in connector.updates() if number in json.dumps(u)]
+
+        await wait_until(refreshed, what="the Teams card updated with the PSA number")
+        card = card_of(refreshed()[-1])
+        assert "ServiceNow" in json.dumps(card) and "gold tier" in json.dumps(card)
+
+
+async def test_autotask_zone_url_given_directly_works_the_same(make_app, slack_api: FakeSlack):
+    fake = FakeAutotask()
+    seed(fake)
+    async with fake:
+        zone = f"{fake.url}/zone5/ATServicesRest/"
+        app = await start_app(make_app, slack_api, fake, psa={**fake.config(url=zone)})
+        await open_ticket(app, slack_api)
+        await wait_until(lambda: all_synced(app), what="the Autotask ticket")
+        assert fake.only().company == "Acme"
+        asked = [c.path for c in fake.recorded if c.path.endswith("zoneInformation")]
+        assert asked == ["/zone5/atservicesrest/v1.0/zoneInformation"]

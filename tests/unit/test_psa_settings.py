@@ -1,0 +1,123 @@
+"""The `psa:` block and PSA_* variables: bad ones stop start-up (exit 2) naming the key."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.settings import ConfigError, Settings, load_settings
+from tests.fakes.psa_autotask import FakeAutotask
+from tests.fakes.psa_common import PsaFake
+from tests.fakes.psa_connectwise import FakeConnectWise
+from tests.fakes.psa_freshservice import FakeFreshservice
+from tests.fakes.psa_servicenow import FakeServiceNow
+from tests.unit.test_cli import run_bot
+
+SN_ENV = {"PSA_USERNAME": "svc", "PSA_PASSWORD": "pw-0123456789"}
+
+
+def _settings(tmp_path: Path, yaml_text: str, env: dict[str, str] | None = None) -> Settings:
+    path = tmp_path / "helpdesk.yaml"
+    path.write_text(yaml_text)
+    return load_settings({"HELPDESK_CONFIG": str(path), **(env or {})})
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "env", "named"),
+    [
+        ("psa: {system: jira, url: https://x.example.com}", {}, "psa.system"),
+        ("psa: {system: servicenow, url: ftp://x.example.com}", SN_ENV, "psa.url"),
+        ("psa: {system: servicenow, url: acme.service-now.com}", SN_ENV, "psa.url"),
+        ("psa: {system: servicenow}", SN_ENV, "psa.url"),
+        ("psa: {system: servicenow, url: https://x.example.com}", {}, "PSA_USERNAME"),
+        (
+            "psa: {system: servicenow, url: https://x.example.com}",
+            {"PSA_USERNAME": "svc"},
+            "PSA_PASSWORD",
+        ),
+        ("psa: {system: freshservice, url: https://x.example.com}", {}, "PSA_API_KEY"),
+        (
+            "psa: {system: connectwise, url: https://x.example.com}",
+            {"PSA_CLIENT_ID": "c", "PSA_COMPANY_ID": "acme", "PSA_PUBLIC_KEY": "p"},
+            "PSA_PRIVATE_KEY",
+        ),
+        ("psa: {system: autotask, url: https://x.example.com}", SN_ENV, "PSA_CLIENT_ID"),
+        (
+            "psa: {system: servicenow, url: https://x.example.com, tiers: {Gold: platinum}}",
+            SN_ENV,
+            "psa.tiers.Gold",
+        ),
+        ("psa: {system: servicenow, url: https://x.example.com, color: red}", SN_ENV, "color"),
+    ],
+)
+def test_bad_psa_settings_name_the_key(
+    tmp_path: Path, yaml_text: str, env: dict[str, str], named: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _settings(tmp_path, yaml_text, env)
+    assert named in str(caught.value)
+
+
+def test_good_psa_settings_keep_secrets_out_of_reprs(tmp_path: Path) -> None:
+    settings = _settings(
+        tmp_path,
+        "psa: {system: servicenow, url: 'https://acme.service-now.com/', tiers: {Gold: gold}}",
+        SN_ENV,
+    )
+    assert settings.psa is not None
+    assert (settings.psa.system, settings.psa.url) == ("servicenow", "https://acme.service-now.com")
+    assert "pw-0123456789" not in repr(settings) and "pw-0123456789" not in repr(settings.psa)
+    assert _settings(tmp_path, "psa: {}", {}).psa is None  # absent system = no PSA
+
+
+def test_start_up_with_a_bad_psa_setting_exits_2_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "helpdesk.yaml").write_text("psa: {system: servicenow, url: https://x.test}\n")
+    env = {
+        "HELPDESK_CONFIG": str(tmp_path / "helpdesk.yaml"),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'h.db'}",
+        "PSA_USERNAME": "svc",
+    }
+    for args in (("serve",), ("worker",), ("check-config", "--no-db")):
+        done = run_bot(*args, cwd=tmp_path, env=env)
+        assert done.returncode == 2, (args, done.stderr)
+        assert "PSA_PASSWORD" in done.stderr and "Traceback" not in done.stderr
+    (tmp_path / "helpdesk.yaml").write_text("psa: {system: remedy, url: https://x.test}\n")
+    done = run_bot("serve", cwd=tmp_path, env=env)
+    assert done.returncode == 2 and "psa.system" in done.stderr
+
+
+@pytest.fixture(params=[FakeServiceNow, FakeFreshservice, FakeConnectWise, FakeAutotask])
+def psa_fake(request: pytest.FixtureRequest) -> Iterator[PsaFake]:
+    fake = request.param()
+    fake.threaded = True  # served on its own thread, while the test waits on a subprocess
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(fake.start())
+    yield fake
+    loop.run_until_complete(fake.stop())
+    loop.close()
+
+
+def test_check_config_probe_reports_the_answer(tmp_path: Path, psa_fake: PsaFake) -> None:
+    (tmp_path / "helpdesk.yaml").write_text(
+        f"psa: {{system: {psa_fake.SYSTEM}, url: '{psa_fake.url}'}}\n"
+    )
+    env = {"HELPDESK_CONFIG": str(tmp_path / "helpdesk.yaml"), **psa_fake.env()}
+    done = run_bot("check-config", "--no-db", "--probe", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "psa probe:" in done.stdout and "authenticated" in done.stdout
+    for secret in psa_fake.secrets():
+        assert secret not in done.stdout + done.stderr
+    calls = psa_fake.recorded
+    assert calls and all(c.method == "GET" for c in calls)  # read-only
+
+    psa_fake.refuse_credentials = True
+    refused = run_bot("check-config", "--no-db", "--probe", cwd=tmp_path, env=env)
+    assert refused.returncode == 2
+    assert "HTTP 401" in refused.stderr and "Traceback" not in refused.stderr
+    # Without --probe nothing is called, and refused credentials do not make it fail.
+    before = len(psa_fake.recorded)
+    quiet = run_bot("check-config", "--no-db", cwd=tmp_path, env=env)
+    assert quiet.returncode == 0 and len(psa_fake.recorded) == before
