@@ -9,6 +9,7 @@ from cards.model import ActionId
 from handlers import closure, csat, escalation, identity, incidents, tickets
 from handlers.commands import USAGE, Command, parse
 from handlers.deps import Deps
+from handlers.directory import DirectoryUnavailable, unavailable_text
 from handlers.types import DomainError, Duplicate, Interaction, InvalidInput, Reply
 
 log = logging.getLogger(__name__)
@@ -71,3 +72,8 @@ async def handle(deps: Deps, interaction: Interaction) -> Reply:
     except DomainError as exc:
         log.info("refused: %s", exc)
         return Reply(text=str(exc))
+    except DirectoryUnavailable as exc:
+        # Whatever needed the directory (who is a technician, who the requester is) was not
+        # done; the source logged why. Not "something went wrong": it is an outage.
+        log.warning("directory unavailable: %s", exc)
+        return Reply(text=unavailable_text(exc, "this could not be done"))
