@@ -8,6 +8,7 @@ from typing import Any
 from botbuilder.core import ActivityHandler, CloudAdapterBase, InvokeResponse, TurnContext
 from botbuilder.schema import Activity, ChannelAccount
 
+from bot.directory.deadline import person_waiting
 from bot.teams import proactive, replies
 from bot.teams.references import ReferenceStore, user_key
 from cards import teams as adaptive
@@ -19,6 +20,8 @@ from handlers.dispatch import handle
 from handlers.types import Actor, Conversation, Interaction, Reply
 
 log = logging.getLogger(__name__)
+# The channel gives a turn 10-15 s: the directory may keep the person waiting this long.
+DIRECTORY_WAIT = 12.0
 UNKNOWN_ACTION = "That button or form is not available any more. Try `ticket help`."
 
 
@@ -83,7 +86,8 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
                 await turn_context.send_activity(replies.text_activity(replies.HINT))
                 return
             interaction = _interaction(activity, text=command)
-        reply = await handle(self.deps, interaction)
+        with person_waiting(DIRECTORY_WAIT):
+            reply = await handle(self.deps, interaction)
         await self._answer(turn_context, interaction, reply)
 
     async def _answer(
@@ -175,7 +179,8 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
             }
             return InvokeResponse(status=200, body=body)
         interaction = _interaction(activity, action=action, data=data)
-        reply = await handle(self.deps, interaction)
+        with person_waiting(DIRECTORY_WAIT):
+            reply = await handle(self.deps, interaction)
         body = replies.invoke_body(self.deps, action, data, reply)
         if body.get("type") == replies.CARD_CONTENT_TYPE:
             # The answer card replaces the card that was clicked: that message is the card.
