@@ -24,8 +24,8 @@ SECRET_ENV = {
     "GRAPH_CLIENT_SECRET",
     "LDAP_BIND_PASSWORD",
 }
-# Tokens the fakes hand to the app (Bot Framework outbound token).
-ISSUED = {"fake-outbound-token"}
+# Tokens the fakes hand to the app (Bot Framework outbound token, Graph access token).
+ISSUED = {"fake-outbound-token", "fake-graph-access-token"}
 
 SEEN: set[str] = set()
 

@@ -8,6 +8,7 @@ import pytest
 
 from tests.fakes.botframework import FakeConnector
 from tests.fakes.pagers import FakeOpsgenie, FakePagerDuty
+from tests.http.directory_support import Source, close_source, open_source
 from tests.http.p1_support import fake_opsgenie, fake_pagerduty
 
 
@@ -28,3 +29,11 @@ async def pagerduty() -> AsyncIterator[FakePagerDuty]:
 async def opsgenie() -> AsyncIterator[FakeOpsgenie]:
     async with fake_opsgenie() as fake:
         yield fake
+
+
+@pytest.fixture(params=["ldap", "graph"])
+async def source(request: pytest.FixtureRequest) -> AsyncIterator[Source]:
+    """A real directory source for the app: a private slapd, or the Graph fake behind TLS."""
+    opened = await open_source(request.param)
+    yield opened
+    await close_source(opened)
