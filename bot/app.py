@@ -69,12 +69,13 @@ async def start_services(
         timeout=ClientTimeout(total=15),
     )
     client = make_client(settings, http) if settings.slack_enabled else None
+    references = ReferenceStore(sessions)
     try:
         directory = await create_directory(
             settings.config.directory,
             config_dir=settings.config_dir,
             env=settings.env,
-            chat=chat_links(settings, sessions, client),
+            chat=chat_links(settings, references, client),
         )
     except BaseException:
         await http.close()
@@ -133,7 +134,7 @@ async def start_services(
         or "nothing (set PAGERDUTY_ROUTING_KEY and/or OPSGENIE_API_KEY to page the on-call)",
     )
 
-    teams = TeamsFront(settings, deps, http)
+    teams = TeamsFront(settings, deps, http, references)
     teams.register_notifiers(services.notifiers)
     if web_front:
         services.teams = teams
@@ -150,15 +151,15 @@ async def start_services(
 
 
 def chat_links(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession], slack: AsyncWebClient | None
+    settings: Settings, references: ReferenceStore, slack: AsyncWebClient | None
 ) -> ChatLinks:
     """Slack and Teams users by e-mail and AAD object id, for a directory that knows no chat
-    ids (Graph): Slack's `users.info` / `users.lookupByEmail`, Teams' stored 1:1 chats."""
+    ids (Graph): Slack's `users.info` / `users.lookupByEmail`, and the Teams senders seen."""
     graph = settings.config.directory.graph
     ttl = graph.cache_ttl.total_seconds() if graph else 300.0
     return ChatLinks(
         slack=SlackPeople(slack, ttl=ttl) if slack is not None else None,
-        teams=TeamsPeople(ReferenceStore(sessions), service_url=settings.config.teams.service_url),
+        teams=TeamsPeople(references, service_url=settings.config.teams.service_url),
     )
 
 

@@ -244,7 +244,9 @@ class GraphDirectory:
 
     async def _to_person(
         self, data: dict[str, Any], *, slack_id: str | None = None, teams_id: str | None = None
-    ) -> Person:
+    ) -> tuple[Person, bool]:
+        """The person, and whether it may be cached (False when their Slack id could not be
+        asked for now: they are answered without one, and asked about again next time)."""
         user_id = str(data.get("id") or "")
         email = str(data.get("mail") or data.get("userPrincipalName") or "")
         groups = [g for g in (self._vip_group, self._tech_group) if g]
@@ -254,17 +256,28 @@ class GraphDirectory:
                 "POST", f"users/{quote(user_id)}/checkMemberGroups", body={"groupIds": groups}
             )
             member = {str(g).lower() for g in (answer or {}).get("value", [])}
+        complete = True
+        if slack_id is None and email:
+            try:
+                slack_id = await self._chat.slack_user(email)
+            except DirectoryUnavailable as exc:
+                # Slack's trouble is not the directory's: the person stays reachable on Teams.
+                log.warning("Graph: no Slack id for %s for now (%s)", email, exc.detail)
+                complete = False
+        if teams_id is None and user_id:
+            teams_id = await self._chat.teams_user(user_id)
         phones = [p for p in data.get("businessPhones") or [] if p]
-        return Person(
+        person = Person(
             email=email,
             name=str(data.get("displayName") or ""),
-            slack_id=slack_id or await self._chat.slack_user(email),
-            teams_id=teams_id or await self._chat.teams_user(user_id),
+            slack_id=slack_id,
+            teams_id=teams_id,
             aad_object_id=user_id or None,
             phone=data.get("mobilePhone") or (phones[0] if phones else None),
             vip=(self._vip_group or "").lower() in member,
             technician=(self._tech_group or "").lower() in member,
         )
+        return person, complete
 
     def _store(self, person: Person) -> None:
         self._cache.put(("email", person.email.lower()), person)
@@ -299,32 +312,31 @@ class GraphDirectory:
         hit, cached = self._cache.get((platform, user_id))
         if hit and (cached is not None or platform == "slack" or not aad_object_id):
             return cached
+        person, complete = None, True
         if platform == "slack":
-            person = await self._slack_user(user_id)
+            email = await self._chat.slack_email(user_id)
+            data = await self._user_data(email.strip().lower()) if email else None
+            if data is not None:
+                person, complete = await self._to_person(data, slack_id=user_id)
         else:
             aad = aad_object_id or await self._chat.teams_aad(user_id)
-            person = await self._teams_user(user_id, aad) if aad else None
-        if person is None:
-            self._cache.put((platform, user_id), None)
-            return None
-        self._store(person)
+            if aad:
+                person, complete = await self._teams_user(user_id, aad)
+        if complete:
+            self._cache.put((platform, user_id), person)
+            if person is not None:
+                self._store(person)
         return person
 
-    async def _slack_user(self, user_id: str) -> Person | None:
-        email = await self._chat.slack_email(user_id)
-        if not email:
-            return None
-        data = await self._user_data(email.strip().lower())
-        return await self._to_person(data, slack_id=user_id) if data else None
-
-    async def _teams_user(self, user_id: str, aad: str) -> Person | None:
-        hit, person = self._cache.get(("aad", aad.lower()))
+    async def _teams_user(self, user_id: str, aad: str) -> tuple[Person | None, bool]:
+        hit, cached = self._cache.get(("aad", aad.lower()))
         if hit:
-            return replace(person, teams_id=user_id) if person else None
+            return (replace(cached, teams_id=user_id) if cached else None), True
         data = await self._user_data(aad)
-        person = await self._to_person(data, teams_id=user_id) if data else None
-        self._cache.put(("aad", aad.lower()), person)
-        return person
+        if data is None:
+            self._cache.put(("aad", aad.lower()), None)
+            return None, True
+        return await self._to_person(data, teams_id=user_id)
 
     async def find_by_email(self, email: str) -> Person | None:
         """The user whose UPN or mail is `email` (case-insensitive)."""
@@ -335,10 +347,11 @@ class GraphDirectory:
         if hit:
             return cached
         data = await self._user_data(key)
-        person = await self._to_person(data) if data else None
-        self._cache.put(("email", key), person)
-        if person is not None:
-            self._store(person)
+        person, complete = await self._to_person(data) if data else (None, True)
+        if complete:
+            self._cache.put(("email", key), person)
+            if person is not None:
+                self._store(person)
         return person
 
     async def manager_of(self, person: Person) -> Person | None:
@@ -352,10 +365,11 @@ class GraphDirectory:
         data = await self._call(
             "GET", f"users/{quote(key, safe='@')}/manager", {"$select": _SELECT}
         )
-        manager = await self._to_person(data) if isinstance(data, dict) else None
-        self._cache.put(("manager", key.lower()), manager)
-        if manager is not None:
-            self._store(manager)
+        manager, complete = await self._to_person(data) if isinstance(data, dict) else (None, True)
+        if complete:
+            self._cache.put(("manager", key.lower()), manager)
+            if manager is not None:
+                self._store(manager)
         return manager
 
     async def has_technicians(self) -> bool:

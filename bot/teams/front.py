@@ -128,7 +128,13 @@ def _check_activity(body: Any) -> str | None:
 class TeamsFront:
     """Owns the CloudAdapter and the bot; answers POST /api/messages."""
 
-    def __init__(self, settings: Settings, deps: Deps, http: ClientSession) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        deps: Deps,
+        http: ClientSession,
+        references: ReferenceStore | None = None,
+    ) -> None:
         self.settings = settings
         self.deps = deps
         self.pool = ConnectorPool(http)
@@ -136,7 +142,7 @@ class TeamsFront:
         self.auth = PooledAuthentication(inner, self.pool)
         self.adapter = CloudAdapter(self.auth)
         self.adapter.on_turn_error = self._on_turn_error
-        self.references = ReferenceStore(deps.sessions)
+        self.references = references or ReferenceStore(deps.sessions)
         self.bot = HelpdeskTeamsBot(deps, self.references, app_id=settings.app_id)
         self.auth_runner = AuthRunner()
         if settings.teams_emulator and not is_loopback(settings.host):

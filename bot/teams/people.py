@@ -2,39 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from bot.teams.references import ReferenceStore, aad_key, user_key
-
-
-def _user(reference: dict[str, Any] | None) -> dict[str, Any]:
-    user = (reference or {}).get("user")
-    return user if isinstance(user, dict) else {}
+from bot.teams.references import ReferenceStore
 
 
 class TeamsPeople:
-    """Reads the stored 1:1 conversation references (written as people talk to the bot).
+    """What the bot knows from the activities it has received; no I/O (see `SeenUsers`).
 
-    Someone the bot has no 1:1 chat with is still reachable on Teams by AAD object id (the
-    notifier opens the chat), once the bot knows where Teams is: `teams.service_url` is set,
-    or somebody has talked to it in Teams.
+    Someone it has not heard from is still reachable on Teams by AAD object id (the notifier
+    uses the 1:1 chat stored for that id, or opens one), once the bot knows where Teams is:
+    `teams.service_url` is set, or somebody has talked to it in Teams.
     """
 
     def __init__(self, references: ReferenceStore, *, service_url: str | None = None) -> None:
         self.references = references
-        self._routable = bool(service_url)
+        self._service_url = service_url
 
     async def user_for(self, aad_object_id: str) -> str | None:
-        """The Teams user id of the person with this AAD object id when they chatted with the
-        bot 1:1, else the AAD object id itself when a chat can be opened, else None."""
-        found = _user(await self.references.get(aad_key(aad_object_id))).get("id")
+        """The Teams user id of the person with this AAD object id when they have talked to
+        the bot, else the AAD object id itself when Teams can be reached, else None."""
+        seen = self.references.seen
+        found = seen.user_of(aad_object_id)
         if found:
-            return str(found)
-        if not self._routable:
-            self._routable = await self.references.latest() is not None
-        return aad_object_id if self._routable else None
+            return found
+        return aad_object_id if (self._service_url or seen.anyone) else None
 
     async def aad_of(self, user_id: str) -> str | None:
-        """The AAD object id of a Teams user id the bot has a 1:1 chat with."""
-        found = _user(await self.references.get(user_key(user_id))).get("aadObjectId")
-        return str(found) if found else None
+        """The AAD object id of a Teams user id the bot has heard from."""
+        return self.references.seen.aad_of(user_id)

@@ -91,17 +91,49 @@ def _tenant(activity: Activity) -> str | None:
     return str(found) if found else None
 
 
+class SeenUsers:
+    """Teams user ids and AAD object ids of the people this process has heard from (kept in
+    memory: directories look people up inside callers' database sessions, so no I/O here)."""
+
+    def __init__(self) -> None:
+        self._aad_of: OrderedDict[str, str] = OrderedDict()  # user id -> AAD object id
+        self._user_of: OrderedDict[str, str] = OrderedDict()  # AAD object id -> user id
+
+    def note(self, user_id: str, aad_object_id: str) -> None:
+        aad = aad_object_id.lower()
+        for index, key, value in ((self._aad_of, user_id, aad), (self._user_of, aad, user_id)):
+            index[key] = value
+            index.move_to_end(key)
+            while len(index) > MAX_CACHED:
+                index.popitem(last=False)
+
+    def aad_of(self, user_id: str) -> str | None:
+        return self._aad_of.get(user_id)
+
+    def user_of(self, aad_object_id: str) -> str | None:
+        return self._user_of.get(aad_object_id.lower())
+
+    @property
+    def anyone(self) -> bool:
+        """True once somebody has talked to the bot in Teams (so Teams can be reached)."""
+        return bool(self._aad_of)
+
+
 class ReferenceStore:
     """Reads and upserts references; remembers what it wrote so unchanged ones cost nothing."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
+        self.seen = SeenUsers()
         self._written: OrderedDict[str, str] = OrderedDict()  # key -> digest of stored JSON
         # conversation id -> the fields the references were built from, last time
         self._seen: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
 
     async def remember(self, activity: Activity) -> None:
         """Store the activity's references when they differ from what this process wrote."""
+        sender = activity.from_property
+        if sender is not None and sender.id and sender.aad_object_id:
+            self.seen.note(sender.id, sender.aad_object_id)
         signature = _signature(activity)
         conversation_id = getattr(activity.conversation, "id", None)
         if conversation_id and self._seen.get(conversation_id) == signature:

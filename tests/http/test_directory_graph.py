@@ -195,6 +195,15 @@ async def test_slack_users_by_profile_email_and_managers_by_lookup(
             slack.fail_ok_false("users.info", "fatal_error")
             with pytest.raises(DirectoryUnavailable, match="Slack"):
                 await d.find_by_platform_id("slack", "U0OTHER")
+            # Slack failing to say who has an e-mail does not hide the person; they are
+            # asked about again next time.
+            slack.fail_ok_false("users.lookupByEmail", "internal_error")
+            graph.add_user("44444444-dddd", "dee@example.com", displayName="Dee")
+            slack.add_user("U0DEE", email="dee@example.com")
+            dee = await d.find_by_email("dee@example.com")
+            assert dee is not None and dee.name == "Dee" and dee.slack_id is None
+            dee = await d.find_by_email("dee@example.com")
+            assert dee is not None and dee.slack_id == "U0DEE"
         finally:
             await d.close()
 

@@ -254,3 +254,19 @@ async def test_a_ticket_opened_during_an_outage_opens_gated_and_verify_works_lat
     source.come_back()
     assert "Bo Boss" in await say(app, connector, TOM, "verify HD-1")
     await manager_request(connector, source, 1)
+
+
+async def test_show_asks_the_directory_while_it_reads_the_ticket(
+    make_app, connector: FakeConnector, source: Source
+):
+    """`show` checks the caller against the directory (uncached) with the ticket's read
+    still open (on SQLite, the one connection): answered at once, and only to technicians."""
+    app = await start(make_app, source, cache_ttl="0s")
+    await new_ticket(app, connector, ANA)
+    before = len(connector.activities(chat_of(TOM)))
+    started = time.monotonic()
+    await app.teams(sent_by(connector, TOM, text="ticket show HD-1", textFormat="plain"))
+    assert elapsed(started) < 5
+    [shown] = connector.activities(chat_of(TOM))[before:]
+    assert "HD-1" in json.dumps(card_of(shown))
+    assert "Only technicians and the requester" in await say(app, connector, PAT, "show HD-1")
