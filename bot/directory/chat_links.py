@@ -3,8 +3,9 @@
 Microsoft Graph knows users by object id, UPN and mail. The chat platforms answer the rest
 (SPEC, after "Directory file"): a Slack user's profile e-mail (`users.info`) and the Slack
 user for an e-mail (`users.lookupByEmail`); in Teams, activities carry the sender's AAD
-object id, the 1:1 chats the bot already has tell which Teams user id goes with it, and anyone
-else is reached by AAD object id (Teams opens a 1:1 chat given the tenant and that id). The
+object id (so the senders the bot has heard from tell which Teams user id goes with it), and
+anyone else is reached by AAD object id (Teams opens a 1:1 chat given the tenant and that id).
+Implementations do no database I/O: a directory may be asked inside a caller's session. The
 front doors build the platform parts (`bot.slack.people`, `bot.teams.people`); a directory
 only sees this interface.
 """
@@ -26,12 +27,12 @@ class SlackPeople(Protocol):
 
 class TeamsPeople(Protocol):
     async def user_for(self, aad_object_id: str) -> str | None:
-        """How to reach this AAD object id on Teams: the user id (29:...) of the bot's 1:1
-        chat with them, else the AAD object id itself (a chat is opened), else None."""
+        """How to reach this AAD object id on Teams: their user id (29:...) when the bot has
+        heard from them, else the AAD object id itself (a chat is opened), else None."""
         ...
 
     async def aad_of(self, user_id: str) -> str | None:
-        """The AAD object id of a Teams user id the bot has seen in a 1:1 chat."""
+        """The AAD object id of a Teams user id the bot has heard from."""
         ...
 
 
