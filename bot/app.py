@@ -11,10 +11,12 @@ from typing import Any
 
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.correlation import new_correlation_id, ticket_number
 from bot.db_health import DatabaseMonitor
+from bot.directory.chat_links import ChatLinks
 from bot.directory.factory import create_directory
 from bot.metrics import Metrics, metrics_handler
 from bot.notifiers import Notifiers
@@ -26,7 +28,10 @@ from bot.psa import create_connector, describe, register
 from bot.settings import Settings
 from bot.slack.front import SlackFront, make_client
 from bot.slack.notifier import SlackNotifier
+from bot.slack.people import SlackPeople
 from bot.teams.front import TeamsFront
+from bot.teams.people import TeamsPeople
+from bot.teams.references import ReferenceStore
 from handlers import psa
 from handlers.deps import Deps
 from storage import db, outbox
@@ -75,19 +80,28 @@ async def start_services(
         await engine.dispose()
         raise
     sessions = db.session_factory(engine)
-    directory = await create_directory(
-        settings.config.directory, config_dir=settings.config_dir, env=settings.env
-    )
-    if not await directory.has_technicians():
-        log.warning(
-            "the directory lists no technician: everyone counts as one "
-            "(set `technician: true` on your technicians)"
-        )
     # One pooled HTTP session for every outbound call (keep-alive to Slack and connectors).
     http = ClientSession(
         connector=TCPConnector(limit=100, keepalive_timeout=30),
         timeout=ClientTimeout(total=15),
     )
+    client = make_client(settings, http) if settings.slack_enabled else None
+    references = ReferenceStore(sessions)
+    try:
+        directory = await create_directory(
+            settings.config.directory,
+            config_dir=settings.config_dir,
+            env=settings.env,
+            chat=chat_links(settings, references, client),
+        )
+    except BaseException:
+        await http.close()
+        raise
+    if not await directory.has_technicians():
+        log.warning(
+            "the directory lists no technician: everyone counts as one "
+            "(set `technician: true` on your technicians)"
+        )
     pagers = tuple(
         name
         for name, key in (
@@ -118,8 +132,7 @@ async def start_services(
     )
     monitor.start()
 
-    if settings.slack_enabled:
-        client = make_client(settings, http)
+    if client is not None:
         services.notifiers.register("message:slack", SlackNotifier(client))
         services.notifiers.register("dm:slack", SlackNotifier(client))
         services.notifiers.register("update:slack", SlackNotifier(client))
@@ -154,7 +167,7 @@ async def start_services(
             await psa.on_start(sessions)
     log.info("system of record: %s", describe(settings.psa, settings.config.psa.tiers))
 
-    teams = TeamsFront(settings, deps, http, places=services.places)
+    teams = TeamsFront(settings, deps, http, references, places=services.places)
     teams.register_notifiers(services.notifiers)
     if web_front:
         services.teams = teams
@@ -173,6 +186,19 @@ async def start_services(
         outbox.on_enqueue_commit(sessions, services.worker.wake)
         services.scheduler.start()
     return services
+
+
+def chat_links(
+    settings: Settings, references: ReferenceStore, slack: AsyncWebClient | None
+) -> ChatLinks:
+    """Slack and Teams users by e-mail and AAD object id, for a directory that knows no chat
+    ids (Graph): Slack's `users.info` / `users.lookupByEmail`, and the Teams senders seen."""
+    graph = settings.config.directory.graph
+    ttl = graph.cache_ttl.total_seconds() if graph else 300.0
+    return ChatLinks(
+        slack=SlackPeople(slack, ttl=ttl) if slack is not None else None,
+        teams=TeamsPeople(references, service_url=settings.config.teams.service_url),
+    )
 
 
 async def stop_services(services: Services) -> None:

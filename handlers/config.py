@@ -132,6 +132,7 @@ class LdapDirectoryConfig(_Strict):
     slack_id_attribute: str | None = None
     teams_id_attribute: str | None = None
     cache_ttl: Duration = timedelta(minutes=5)
+    ca_bundle: str | None = None  # PEM file of the CA(s) that signed an ldaps:// certificate
 
 
 class DirectoryConfig(_Strict):

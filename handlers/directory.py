@@ -55,6 +55,24 @@ class DirectoryError(Exception):
     """The directory is misconfigured or unreachable; the message names the file/key and why."""
 
 
+class DirectoryUnavailable(DirectoryError):
+    """The directory could not answer a look-up now (server down, throttled past the wait,
+    the bot's credentials refused): nothing that needs it can be done, try again later."""
+
+    def __init__(self, source: str, detail: str) -> None:
+        super().__init__(f"{source}: {detail}")
+        self.source = source  # what the person is told could not be reached: "Graph", "LDAP"
+        self.detail = detail
+
+
+def unavailable_text(error: DirectoryUnavailable, consequence: str) -> str:
+    """What the person is told: the directory could not be reached, so `consequence`."""
+    return (
+        f"The directory ({error.source}) could not be reached, so {consequence}. "
+        "Nothing was changed; please try again in a few minutes."
+    )
+
+
 class EmptyDirectory:
     """No directory configured: nobody is listed and nobody is marked technician."""
 

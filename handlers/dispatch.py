@@ -10,6 +10,7 @@ from cards.model import ActionId
 from handlers import closure, csat, escalation, identity, incidents, tickets
 from handlers.commands import USAGE, Command, parse
 from handlers.deps import Deps
+from handlers.directory import DirectoryUnavailable, unavailable_text
 from handlers.types import DomainError, Duplicate, Interaction, InvalidInput, Reply
 from storage.errors import is_unavailable
 
@@ -19,7 +20,7 @@ UNAVAILABLE = (
     "was saved: please try again in a few minutes."
 )
 # Slack and Teams give a bot 3 s to answer.
-ANSWER_BUDGET = 2.5
+ANSWER_BUDGET = 2.0
 
 CommandHandler = Callable[[Deps, Interaction, Command], Awaitable[Reply]]
 ActionHandler = Callable[[Deps, Interaction], Awaitable[Reply]]
@@ -79,6 +80,11 @@ async def handle(deps: Deps, interaction: Interaction) -> Reply:
     except DomainError as exc:
         log.info("refused: %s", exc)
         return Reply(text=str(exc))
+    except DirectoryUnavailable as exc:
+        # Whatever needed the directory (who is a technician, who the requester is) was not
+        # done; the source logged why. Not "something went wrong": it is an outage.
+        log.warning("directory unavailable: %s", exc)
+        return Reply(text=unavailable_text(exc, "this could not be done"))
     except Exception as exc:
         if not is_unavailable(exc):
             raise
@@ -91,17 +97,27 @@ def unavailable() -> Reply:
     return Reply(text=UNAVAILABLE, form_error=UNAVAILABLE)
 
 
-async def answer(deps: Deps, interaction: Interaction, *, budget: float = ANSWER_BUDGET) -> Reply:
+async def answer(
+    deps: Deps,
+    interaction: Interaction,
+    *,
+    budget: float = ANSWER_BUDGET,
+    keep_waiting: Callable[[], bool] | None = None,
+) -> Reply:
     """`handle`, answered within `budget` seconds whatever the database does.
 
     Slack and Teams want an answer within 3 s. Work still running then is cancelled (its
     transaction is rolled back, its connection dropped; nothing it did is committed) and the
-    person is told to try again.
+    person is told to try again, unless `keep_waiting()` says it is worth waiting for (the
+    directory is being asked, with a deadline of its own): then it gets another `budget`.
     """
     task = asyncio.ensure_future(handle(deps, interaction))
-    done, _ = await asyncio.wait({task}, timeout=budget)
-    if task in done:
-        return task.result()
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=budget)
+        if task in done:
+            return task.result()
+        if keep_waiting is None or not keep_waiting():
+            break
     task.cancel()
     _LATE.add(task)  # finishes its clean-up in the background
     task.add_done_callback(_forget)

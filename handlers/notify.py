@@ -11,6 +11,7 @@ from cards.model import Card
 from handlers.config import HelpdeskConfig
 from handlers.deps import Deps
 from handlers.directory import Person
+from handlers.types import Actor
 from storage import outbox
 from storage.models import Ticket
 
@@ -99,6 +100,17 @@ def platform_ids(person: Person) -> dict[str, str]:
     if person.teams_id:
         ids["teams"] = person.teams_id
     return ids
+
+
+def is_user(actor: Actor, platform: str, user_id: str) -> bool:
+    """True when `actor` is `user_id` on `platform`. On Teams a directory that knows someone
+    only by AAD object id (Graph) addresses them by it, so that matches the sender's too."""
+    if actor.platform != platform or not user_id:
+        return False
+    if actor.id == user_id:
+        return True
+    aad = actor.aad_object_id
+    return platform == "teams" and bool(aad) and str(aad).lower() == user_id.lower()
 
 
 def pick_platform(person: Person, preferred: str) -> tuple[str, str] | None:

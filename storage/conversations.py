@@ -34,3 +34,15 @@ async def get_reference(session: AsyncSession, *, platform: str, key: str) -> di
     )
     found = (await session.execute(query)).scalar_one_or_none()
     return dict(found) if found else None
+
+
+async def latest_reference(session: AsyncSession, *, platform: str) -> dict[str, Any] | None:
+    """The reference stored or refreshed last on `platform`, or None."""
+    query = (
+        select(ConversationRef.reference)
+        .where(ConversationRef.platform == platform)
+        .order_by(ConversationRef.updated_at.desc(), ConversationRef.id.desc())
+        .limit(1)
+    )
+    found = (await session.execute(query)).scalar_one_or_none()
+    return dict(found) if found else None

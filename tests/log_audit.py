@@ -29,8 +29,8 @@ SECRET_ENV = {
     "PSA_PUBLIC_KEY",
     "PSA_PRIVATE_KEY",
 }
-# Tokens the fakes hand to the app (Bot Framework outbound token).
-ISSUED = {"fake-outbound-token"}
+# Tokens the fakes hand to the app (Bot Framework outbound token, Graph access token).
+ISSUED = {"fake-outbound-token", "fake-graph-access-token"}
 
 SEEN: set[str] = set()
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlparse
 
+from bot.directory.chat_links import ChatLinks
 from bot.directory.file import load_file_directory
 from handlers.config import DirectoryConfig, GraphDirectoryConfig, LdapDirectoryConfig
 from handlers.directory import Directory, DirectoryError, EmptyDirectory
@@ -27,7 +28,9 @@ def _required(key: str, value: str | None, hint: str = "") -> str:
     return value.strip()
 
 
-def _graph(config: GraphDirectoryConfig, env: Mapping[str, str]) -> Directory:
+def _graph(
+    config: GraphDirectoryConfig, env: Mapping[str, str], chat: ChatLinks | None
+) -> Directory:
     from bot.directory.graph import GraphDirectory
 
     _check_url("directory.graph.base_url", config.base_url, ("http", "https"))
@@ -61,6 +64,7 @@ def _graph(config: GraphDirectoryConfig, env: Mapping[str, str]) -> Directory:
         technician_group_id=config.technician_group_id,
         cache_ttl=config.cache_ttl.total_seconds(),
         ca_bundle=config.ca_bundle,
+        chat=chat,
     )
 
 
@@ -73,6 +77,8 @@ def _ldap(config: LdapDirectoryConfig, env: Mapping[str, str]) -> Directory:
     password = env.get("LDAP_BIND_PASSWORD") or None
     if config.bind_dn and not password:
         raise DirectoryError("LDAP_BIND_PASSWORD is required when directory.ldap.bind_dn is set")
+    if config.ca_bundle and not Path(config.ca_bundle).is_file():
+        raise DirectoryError(f"directory.ldap.ca_bundle: {config.ca_bundle} is not a file")
     log.info("directory: LDAP at %s under %s", url, base_dn)
     return LdapDirectory.from_url(
         url,
@@ -84,15 +90,21 @@ def _ldap(config: LdapDirectoryConfig, env: Mapping[str, str]) -> Directory:
         slack_id_attribute=config.slack_id_attribute,
         teams_id_attribute=config.teams_id_attribute,
         cache_ttl=config.cache_ttl.total_seconds(),
+        ca_bundle=config.ca_bundle,
     )
 
 
 async def create_directory(
-    config: DirectoryConfig, *, config_dir: Path | None, env: Mapping[str, str]
+    config: DirectoryConfig,
+    *,
+    config_dir: Path | None,
+    env: Mapping[str, str],
+    chat: ChatLinks | None = None,
 ) -> Directory:
-    """Build the configured directory; raises DirectoryError naming the bad key or file."""
+    """Build the configured directory; raises DirectoryError naming the bad key or file.
+    `chat` maps Slack and Teams users for a source that knows none (Graph)."""
     if config.source == "graph":
-        return _graph(config.graph or GraphDirectoryConfig(), env)
+        return _graph(config.graph or GraphDirectoryConfig(), env, chat)
     if config.source == "ldap":
         if config.ldap is None:
             raise DirectoryError("directory.ldap is required when directory.source is ldap")

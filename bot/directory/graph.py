@@ -1,12 +1,18 @@
 """People from Microsoft Graph (app-only token through msal, calls through aiohttp).
 
-Graph knows users by object id / UPN / mail, not by chat ids:
-- Teams: `find_by_platform_id("teams", id, aad_object_id=...)` looks the user up by the AAD
-  object id that every Teams activity carries, and returns them with `teams_id` set to `id`.
-- Slack: Graph has no Slack ids, so `find_by_platform_id("slack", id)` only answers for a
-  person handed to `remember()` earlier (e.g. after the Slack edge resolved the user's e-mail
-  with `users.info` and `find_by_email`), for as long as the cache keeps them.
+Graph knows users by object id, UPN and mail; the chat platforms fill in the rest through the
+injected `ChatLinks` (SPEC, after "Directory file"):
+- Teams: the user whose object id is the activity's `from.aadObjectId` (`teams_id` set to the
+  activity's user id); a Teams user id alone is matched through the 1:1 chats the bot has.
+- Slack: the user whose `mail` or UPN is the Slack profile e-mail (`users.info`).
+- Anyone read from Graph (a manager, say) gets the Slack id `users.lookupByEmail` finds, and
+  the Teams id of a 1:1 chat the bot already has with their AAD object id; without one they
+  are reached on Teams by AAD object id (the notifier opens the chat).
 `manager_email` stays None on Graph people: use `manager_of()` (`/users/{id}/manager`).
+
+A 429 or 503 is retried after its `Retry-After`, and no call goes to Graph before it has passed
+(also other look-ups'), for up to 10 s while the person waits; past that, or when Graph or its
+token endpoint cannot be reached, a look-up raises `DirectoryUnavailable`.
 """
 
 from __future__ import annotations
@@ -27,13 +33,22 @@ import requests
 from yarl import URL
 
 from bot.directory.cache import TtlCache
-from handlers.directory import DirectoryError, Person
+from bot.directory.chat_links import ChatLinks
+from bot.directory.deadline import directory_call, time_left
+from bot.notifiers import retry_after_seconds
+from handlers.directory import DirectoryUnavailable, Person
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://graph.microsoft.com"
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 _SELECT = "id,displayName,mail,userPrincipalName,mobilePhone,businessPhones"
+SOURCE = "Graph"
+# Graph's throttling answers; 502/504 are its gateways' transient failures, retried alike.
+RETRY_STATUSES = {429, 502, 503, 504}
+WAIT_LIMIT = 10.0  # seconds of Retry-After a person waits for, per look-up
+MAX_RETRIES = 10
+TOKEN_LIMIT = 15.0  # a token request (msal retries once), including waiting for another one
 
 
 def _odata_string(value: str) -> str:
@@ -56,6 +71,7 @@ class GraphDirectory:
         cache_ttl: float = 300.0,
         ca_bundle: str | None = None,
         timeout: float = 10.0,
+        chat: ChatLinks | None = None,
         session: aiohttp.ClientSession | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -69,6 +85,7 @@ class GraphDirectory:
         self._tech_group = technician_group_id
         self._ca_bundle = ca_bundle
         self._timeout = timeout
+        self._chat = chat or ChatLinks()
         self._session = session
         self._owns_session = session is None
         self._ssl: ssl.SSLContext | bool = (
@@ -78,9 +95,15 @@ class GraphDirectory:
         self._app: msal.ConfidentialClientApplication | None = None
         self._requests: requests.Session | None = None
         self._token_lock = asyncio.Lock()
+        # No call to Graph before this time.monotonic() (its last Retry-After).
+        self._not_before = 0.0
 
     def __repr__(self) -> str:
         return f"GraphDirectory(base_url={self._base_url!r}, authority={self._authority!r})"
+
+    def link_chat(self, chat: ChatLinks) -> None:
+        """Use `chat` to map Slack and Teams users (the front doors are built after this)."""
+        self._chat = chat
 
     # --- token -------------------------------------------------------------------------
 
@@ -114,24 +137,35 @@ class GraphDirectory:
         self._requests = session
         return session
 
+    def _unavailable(self, detail: str) -> DirectoryUnavailable:
+        return DirectoryUnavailable(SOURCE, detail)
+
     async def _token(self) -> str:
-        async with self._token_lock:
-            try:
-                result = await asyncio.to_thread(self._acquire_token_sync)
-            except Exception as exc:  # msal raises ValueError/requests errors on discovery
-                log.warning("Graph token from %s failed: %s", self._authority, type(exc).__name__)
-                raise DirectoryError(
-                    f"directory.graph: cannot get a token from {self._authority}: "
-                    f"{type(exc).__name__}: {exc}"
-                ) from None
+        with directory_call():
+            return await self._token_in_turn()
+
+    async def _token_in_turn(self) -> str:
+        limit = time_left(TOKEN_LIMIT)
+        try:
+            async with asyncio.timeout(limit):
+                async with self._token_lock:
+                    result = await asyncio.to_thread(self._acquire_token_sync)
+        except TimeoutError:
+            log.warning("Graph token from %s: no answer within %.0f s", self._authority, limit)
+            raise self._unavailable(
+                f"no token from {self._authority} within {limit:.0f} s"
+            ) from None
+        except Exception as exc:  # msal raises ValueError/requests errors on discovery
+            log.warning("Graph token from %s failed: %s", self._authority, type(exc).__name__)
+            raise self._unavailable(
+                f"cannot get a token from {self._authority}: {type(exc).__name__}"
+            ) from None
         token = result.get("access_token")
         if not token:
             error = result.get("error", "unknown_error")
             detail = next(iter(str(result.get("error_description", "")).splitlines()), "")
             log.warning("Graph token from %s refused: %s %s", self._authority, error, detail)
-            raise DirectoryError(
-                f"directory.graph: token request refused by {self._authority}: {error}"
-            )
+            raise self._unavailable(f"token request refused by {self._authority}: {error}")
         return str(token)
 
     # --- HTTP --------------------------------------------------------------------------
@@ -144,6 +178,18 @@ class GraphDirectory:
             self._owns_session = True
         return self._session
 
+    async def _throttle(self, wait_until: float, what: str) -> None:
+        """Wait out the last Retry-After, or give up when it ends after `wait_until`."""
+        now = time.monotonic()
+        if self._not_before <= now:
+            return
+        if self._not_before > wait_until:
+            raise self._unavailable(
+                f"{what}: Graph asked to wait {self._not_before - now:.0f} s more, longer "
+                "than a person waits"
+            )
+        await asyncio.sleep(self._not_before - now)
+
     async def _call(
         self,
         method: str,
@@ -151,29 +197,54 @@ class GraphDirectory:
         params: dict[str, str] | None = None,
         body: dict[str, Any] | None = None,
     ) -> Any:
-        """One Graph call: the JSON answer, None on 404, DirectoryError on anything else."""
-        token = await self._token()
+        """One Graph call: the JSON answer, None on 404; throttling answers retried after
+        their Retry-After within the person's wait; DirectoryUnavailable otherwise."""
+        with directory_call():
+            return await self._call_in_turn(method, path, params, body)
+
+    async def _call_in_turn(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None,
+        body: dict[str, Any] | None,
+    ) -> Any:
+        what = f"{method} /v1.0/{path}"
+        wait_until = time.monotonic() + time_left(WAIT_LIMIT)
         query = urlencode(params or {}, quote_via=quote, safe="$,'@()")
         url = URL(f"{self._base_url}/v1.0/{path}" + (f"?{query}" if query else ""), encoded=True)
-        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-        try:
-            async with self._client().request(
-                method, url, headers=headers, json=body, ssl=self._ssl
-            ) as resp:
-                if resp.status == 404:
-                    return None
-                if resp.status >= 400:
-                    code = await self._error_code(resp)
-                    log.warning("Graph %s /v1.0/%s: HTTP %s %s", method, path, resp.status, code)
-                    raise DirectoryError(
-                        f"directory.graph: {method} /v1.0/{path} answered HTTP {resp.status} {code}"
-                    )
-                return await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            log.warning("Graph %s /v1.0/%s failed: %s", method, path, type(exc).__name__)
-            raise DirectoryError(
-                f"directory.graph: {method} /v1.0/{path} failed: {type(exc).__name__}"
-            ) from None
+        failures = 0
+        while True:
+            await self._throttle(wait_until, what)
+            token = await self._token()
+            headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+            timeout = aiohttp.ClientTimeout(total=max(1.0, time_left(self._timeout)))
+            try:
+                async with self._client().request(
+                    method, url, headers=headers, json=body, ssl=self._ssl, timeout=timeout
+                ) as resp:
+                    if resp.status == 404:
+                        return None
+                    if resp.status in RETRY_STATUSES and failures < MAX_RETRIES:
+                        failures += 1
+                        wait = retry_after_seconds(resp.headers.get("Retry-After"))
+                        wait = max(wait, 0.1) if wait is not None else min(2.0**failures / 2, 4.0)
+                        self._not_before = max(self._not_before, time.monotonic() + wait)
+                        log.warning(
+                            "Graph %s: HTTP %s, retry after %.1f s", what, resp.status, wait
+                        )
+                        continue
+                    if resp.status >= 400:
+                        code = await self._error_code(resp)
+                        log.warning("Graph %s: HTTP %s %s", what, resp.status, code)
+                        raise self._unavailable(f"{what} answered HTTP {resp.status} {code}")
+                    return await resp.json(content_type=None)
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                failures += 1
+                log.warning("Graph %s failed: %s", what, type(exc).__name__)
+                if failures > 1 or time.monotonic() + 0.5 > wait_until:
+                    raise self._unavailable(f"{what} failed: {type(exc).__name__}") from None
+                self._not_before = max(self._not_before, time.monotonic() + 0.5)
 
     @staticmethod
     async def _error_code(resp: aiohttp.ClientResponse) -> str:
@@ -185,8 +256,13 @@ class GraphDirectory:
 
     # --- mapping -----------------------------------------------------------------------
 
-    async def _to_person(self, data: dict[str, Any]) -> Person:
+    async def _to_person(
+        self, data: dict[str, Any], *, slack_id: str | None = None, teams_id: str | None = None
+    ) -> tuple[Person, bool]:
+        """The person, and whether it may be cached (False when their Slack id could not be
+        asked for now: they are answered without one, and asked about again next time)."""
         user_id = str(data.get("id") or "")
+        email = str(data.get("mail") or data.get("userPrincipalName") or "")
         groups = [g for g in (self._vip_group, self._tech_group) if g]
         member: set[str] = set()
         if groups and user_id:
@@ -194,15 +270,28 @@ class GraphDirectory:
                 "POST", f"users/{quote(user_id)}/checkMemberGroups", body={"groupIds": groups}
             )
             member = {str(g).lower() for g in (answer or {}).get("value", [])}
+        complete = True
+        if slack_id is None and email:
+            try:
+                slack_id = await self._chat.slack_user(email)
+            except DirectoryUnavailable as exc:
+                # Slack's trouble is not the directory's: the person stays reachable on Teams.
+                log.warning("Graph: no Slack id for %s for now (%s)", email, exc.detail)
+                complete = False
+        if teams_id is None and user_id:
+            teams_id = await self._chat.teams_user(user_id)
         phones = [p for p in data.get("businessPhones") or [] if p]
-        return Person(
-            email=str(data.get("mail") or data.get("userPrincipalName") or ""),
+        person = Person(
+            email=email,
             name=str(data.get("displayName") or ""),
+            slack_id=slack_id,
+            teams_id=teams_id,
             aad_object_id=user_id or None,
             phone=data.get("mobilePhone") or (phones[0] if phones else None),
             vip=(self._vip_group or "").lower() in member,
             technician=(self._tech_group or "").lower() in member,
         )
+        return person, complete
 
     def _store(self, person: Person) -> None:
         self._cache.put(("email", person.email.lower()), person)
@@ -213,7 +302,7 @@ class GraphDirectory:
         if person.teams_id:
             self._cache.put(("teams", person.teams_id), person)
 
-    async def _user(self, key: str) -> Person | None:
+    async def _user_data(self, key: str) -> dict[str, Any] | None:
         data = await self._call("GET", f"users/{quote(key, safe='@')}", {"$select": _SELECT})
         if data is None and "@" in key:  # mail differs from the UPN
             found = await self._call(
@@ -223,34 +312,45 @@ class GraphDirectory:
             if len(values) > 1:
                 log.warning("Graph: %d users have mail %s; treating as not found", len(values), key)
             data = values[0] if len(values) == 1 else None
-        return await self._to_person(data) if data else None
+        return data if isinstance(data, dict) else None
 
     # --- Directory ---------------------------------------------------------------------
-
-    def remember(self, person: Person) -> None:
-        """Cache a person with chat ids Graph does not know (Slack id) for the cache TTL."""
-        self._store(person)
 
     async def find_by_platform_id(
         self, platform: str, user_id: str, *, aad_object_id: str | None = None
     ) -> Person | None:
-        """Teams: by AAD object id (teams_id filled in). Slack: only people `remember()`ed."""
-        if platform not in ("slack", "teams"):
+        """Teams: by AAD object id (the activity's, else a 1:1 chat's); Slack: by the Slack
+        profile e-mail. The chat id is set on the person returned."""
+        if platform not in ("slack", "teams") or not user_id:
             return None
         hit, cached = self._cache.get((platform, user_id))
-        if hit and cached is not None:
+        if hit and (cached is not None or platform == "slack" or not aad_object_id):
             return cached
-        if platform != "teams" or not aad_object_id:
-            return None
-        hit, person = self._cache.get(("aad", aad_object_id.lower()))
-        if not hit:
-            person = await self._user(aad_object_id)
-            self._cache.put(("aad", aad_object_id.lower()), person)
-        if person is None:
-            return None
-        person = replace(person, teams_id=user_id)
-        self._store(person)
+        person, complete = None, True
+        if platform == "slack":
+            email = await self._chat.slack_email(user_id)
+            data = await self._user_data(email.strip().lower()) if email else None
+            if data is not None:
+                person, complete = await self._to_person(data, slack_id=user_id)
+        else:
+            aad = aad_object_id or await self._chat.teams_aad(user_id)
+            if aad:
+                person, complete = await self._teams_user(user_id, aad)
+        if complete:
+            self._cache.put((platform, user_id), person)
+            if person is not None:
+                self._store(person)
         return person
+
+    async def _teams_user(self, user_id: str, aad: str) -> tuple[Person | None, bool]:
+        hit, cached = self._cache.get(("aad", aad.lower()))
+        if hit:
+            return (replace(cached, teams_id=user_id) if cached else None), True
+        data = await self._user_data(aad)
+        if data is None:
+            self._cache.put(("aad", aad.lower()), None)
+            return None, True
+        return await self._to_person(data, teams_id=user_id)
 
     async def find_by_email(self, email: str) -> Person | None:
         """The user whose UPN or mail is `email` (case-insensitive)."""
@@ -260,10 +360,12 @@ class GraphDirectory:
         hit, cached = self._cache.get(("email", key))
         if hit:
             return cached
-        person = await self._user(key)
-        self._cache.put(("email", key), person)
-        if person is not None:
-            self._store(person)
+        data = await self._user_data(key)
+        person, complete = await self._to_person(data) if data else (None, True)
+        if complete:
+            self._cache.put(("email", key), person)
+            if person is not None:
+                self._store(person)
         return person
 
     async def manager_of(self, person: Person) -> Person | None:
@@ -277,10 +379,11 @@ class GraphDirectory:
         data = await self._call(
             "GET", f"users/{quote(key, safe='@')}/manager", {"$select": _SELECT}
         )
-        manager = await self._to_person(data) if data else None
-        self._cache.put(("manager", key.lower()), manager)
-        if manager is not None:
-            self._store(manager)
+        manager, complete = await self._to_person(data) if isinstance(data, dict) else (None, True)
+        if complete:
+            self._cache.put(("manager", key.lower()), manager)
+            if manager is not None:
+                self._store(manager)
         return manager
 
     async def has_technicians(self) -> bool:

@@ -1,40 +1,56 @@
-"""People from Active Directory / LDAP through ldap3 (synchronous, so run in a worker thread).
+"""People from Active Directory or any LDAPv3 server (SPEC "Directory file", `ldap`).
 
-Group membership (VIP, technician) is read from the user's `memberOf`, i.e. direct
-membership only. `manager_email` stays None on LDAP people: use `manager_of()`, which
-follows the `manager` DN.
+ldap3 is synchronous, so every look-up runs on one worker thread of this directory's own (one
+connection, used by one thread at a time) and the event loop only waits for it, within a time
+limit. A connection the server dropped is reopened once per operation; a server that cannot be
+reached, refuses the bot's bind or does not answer in time is a `DirectoryUnavailable`.
+
+VIP and technician are transitive group memberships: a person's `memberOf` groups, their
+groups' `memberOf`, and so on (AD fills `memberOf` itself; OpenLDAP with the memberof overlay).
+`manager_email` stays None on LDAP people: `manager_of()` follows the `manager` DN.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
-import threading
+import ssl
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 with warnings.catch_warnings():
     # ldap3 2.9 touches names pyasn1 has deprecated; nothing we can change, only silence.
     warnings.simplefilter("ignore", DeprecationWarning)
     import ldap3
-    from ldap3.core.exceptions import LDAPException
+    from ldap3.core.exceptions import LDAPCommunicationError, LDAPException
     from ldap3.utils.conv import escape_filter_chars
     from ldap3.utils.dn import parse_dn
 
 from bot.directory.cache import TtlCache
-from handlers.directory import DirectoryError, Person
+from bot.directory.deadline import directory_call, time_left
+from handlers.directory import DirectoryUnavailable, Person
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
+SOURCE = "LDAP"
 _BASE_ATTRIBUTES = ("mail", "displayName", "cn", "telephoneNumber", "mobile", "manager", "memberOf")
 _OK_RESULTS = {0, 4, 32}  # success, sizeLimitExceeded (ambiguous), noSuchObject
+# How far up nested groups are followed, and how many groups at most (cycles are cut too).
+_MAX_DEPTH, _MAX_GROUPS = 10, 500
+CONNECT_TIMEOUT = 5.0
+RECEIVE_TIMEOUT = 10  # seconds; ldap3 packs it into SO_RCVTIMEO with struct 'LL': an int
+LOOKUP_TIMEOUT = 12.0  # one look-up, group walk included, reconnect included
 
 
 def _values(attrs: dict[str, Any], name: str) -> list[str]:
-    raw = attrs.get(name)
+    raw = attrs.get(name.lower())
     items = raw if isinstance(raw, list | tuple) else [] if raw is None else [raw]
     out = []
     for item in items:
@@ -52,7 +68,13 @@ def _first(attrs: dict[str, Any], *names: str) -> str | None:
     return None
 
 
-def _norm_dn(dn: str) -> str:
+def _tidy_dn(dn: str) -> str:
+    """`cn=A, ou=B` -> `cn=A,ou=B`: some servers write DN values with spaces after the commas,
+    which ldap3 refuses as a search base."""
+    return re.sub(r"(?<!\\)\s*,\s*", ",", dn.strip())
+
+
+def norm_dn(dn: str) -> str:
     """Compare DNs case- and spacing-insensitively."""
     try:
         return ",".join(f"{a.strip().lower()}={v.strip().lower()}" for a, v, _ in parse_dn(dn))
@@ -60,8 +82,34 @@ def _norm_dn(dn: str) -> str:
         return re.sub(r"\s*([,=+])\s*", r"\1", dn.strip().lower())
 
 
+class VerifiedTls(ldap3.Tls):  # type: ignore[misc]
+    """ldaps:// with the certificate and host name checked by the standard library (ldap3's
+    own host name check calls `ssl.match_hostname`, deprecated and gone in Python 3.12)."""
+
+    def __init__(self, ca_bundle: str | None = None) -> None:
+        super().__init__(validate=ssl.CERT_REQUIRED, ca_certs_file=ca_bundle)
+
+    def wrap_socket(self, connection: Any, do_handshake: bool = False) -> None:
+        context = ssl.create_default_context(cafile=self.ca_certs_file)
+        connection.socket = context.wrap_socket(
+            connection.socket,
+            server_side=False,
+            do_handshake_on_connect=do_handshake,
+            server_hostname=connection.server.host,
+        )
+
+
+@dataclass(frozen=True)
+class _Found:
+    """One directory entry: the person it describes (None without mail) and its manager DN."""
+
+    dn: str
+    person: Person | None
+    manager_dn: str | None
+
+
 class LdapDirectory:
-    """Directory backed by LDAP entries with mail, manager DN, phone and memberOf."""
+    """Directory backed by LDAP entries with mail, manager DN, phone, chat ids and memberOf."""
 
     def __init__(
         self,
@@ -73,19 +121,25 @@ class LdapDirectory:
         slack_id_attribute: str | None = None,
         teams_id_attribute: str | None = None,
         cache_ttl: float = 300.0,
+        lookup_timeout: float = LOOKUP_TIMEOUT,
+        where: str = "the LDAP server",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._connect = connect
         self._base_dn = base_dn
-        self._vip = _norm_dn(vip_group_dn) if vip_group_dn else None
-        self._tech = _norm_dn(technician_group_dn) if technician_group_dn else None
+        self._vip = norm_dn(vip_group_dn) if vip_group_dn else None
+        self._tech = norm_dn(technician_group_dn) if technician_group_dn else None
         self._slack_attr = slack_id_attribute
         self._teams_attr = teams_id_attribute
         extra = [a for a in (slack_id_attribute, teams_id_attribute) if a]
         self._attributes = [*_BASE_ATTRIBUTES, *extra]
-        self._cache: TtlCache[Person | None] = TtlCache(cache_ttl, clock=clock)
+        self._lookup_timeout = lookup_timeout
+        self._where = where
+        self._cache: TtlCache[_Found | None] = TtlCache(cache_ttl, clock=clock)
+        # Group DN (normalised) -> (its own DN as written, the DNs of the groups it is in).
+        self._parents: TtlCache[list[str]] = TtlCache(cache_ttl, clock=clock)
         self._conn: ldap3.Connection | None = None
-        self._lock = threading.Lock()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ldap")
 
     @classmethod
     def from_url(
@@ -95,85 +149,157 @@ class LdapDirectory:
         bind_dn: str | None,
         password: str | None,
         base_dn: str,
-        timeout: float = 10.0,
+        ca_bundle: str | None = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        receive_timeout: float = RECEIVE_TIMEOUT,
         **options: Any,
     ) -> LdapDirectory:
         """A directory that binds to `url` as `bind_dn` (anonymously when None)."""
-        server = ldap3.Server(url, get_info=ldap3.NONE, connect_timeout=timeout)
+        tls = VerifiedTls(ca_bundle) if url.lower().startswith("ldaps:") else None
 
         def connect() -> ldap3.Connection:
+            # A new Server each time: ldap3 marks an address it failed to reach as unusable
+            # for minutes ("invalid server address"), even once the server is back.
+            server = ldap3.Server(
+                url, get_info=ldap3.NONE, connect_timeout=connect_timeout, tls=tls
+            )
             return ldap3.Connection(
-                server, user=bind_dn, password=password, read_only=True, receive_timeout=timeout
+                server,
+                user=bind_dn,
+                password=password,
+                read_only=True,
+                auto_referrals=False,
+                receive_timeout=max(1, math.ceil(receive_timeout)),
             )
 
-        return cls(connect, base_dn=base_dn, **options)
+        return cls(connect, base_dn=base_dn, where=url, **options)
 
     def __repr__(self) -> str:
-        return f"LdapDirectory(base_dn={self._base_dn!r})"
+        return f"LdapDirectory({self._where!r}, base_dn={self._base_dn!r})"
 
-    # --- LDAP, in a worker thread ------------------------------------------------------
+    # --- LDAP, on the directory's own thread -------------------------------------------
+
+    def _unavailable(self, detail: str) -> DirectoryUnavailable:
+        log.warning("LDAP at %s: %s", self._where, detail)
+        return DirectoryUnavailable(SOURCE, detail)
 
     def _connection(self) -> ldap3.Connection:
-        if self._conn is None or self._conn.closed:
-            conn = self._connect()
-            if not conn.bound and not conn.bind():
-                reason = (conn.result or {}).get("description", "refused")
-                who = conn.user or "anonymous"
-                raise DirectoryError(f"directory.ldap: bind as {who} failed: {reason}")
-            self._conn = conn
-        return self._conn
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        conn = self._connect()
+        try:
+            bound = conn.bound or conn.bind()
+        except LDAPException:
+            self._close(conn)  # e.g. no answer to the bind: its socket is still open
+            raise
+        if not bound:
+            reason = (conn.result or {}).get("description", "refused")
+            who = conn.user or "anonymous"
+            self._close(conn)
+            raise self._unavailable(f"bind as {who} refused: {reason}")
+        self._conn = conn
+        return conn
 
-    def _search_once(self, base: str, query: str, scope: str) -> list[dict[str, Any]]:
-        conn = self._connection()
-        conn.search(base, query, scope, attributes=self._attributes, size_limit=2)
-        code = (conn.result or {}).get("result", 0)
-        if code not in _OK_RESULTS:
-            reason = (conn.result or {}).get("description", code)
-            raise DirectoryError(f"directory.ldap: search {query} under {base} failed: {reason}")
-        return [e for e in conn.response or [] if e.get("type") == "searchResEntry"]
-
-    def _search_sync(self, base: str, query: str, scope: str) -> list[dict[str, Any]]:
-        with self._lock:
-            for attempt in (1, 2):
-                try:
-                    return self._search_once(base, query, scope)
-                except LDAPException as exc:  # dropped connection: reconnect once
-                    self._drop()
-                    if attempt == 2:
-                        log.warning("LDAP search failed: %s", type(exc).__name__)
-                        raise DirectoryError(
-                            f"directory.ldap: search failed: {type(exc).__name__}: {exc}"
-                        ) from None
+    def _search(self, base: str, query: str, scope: str, attributes: list[str], size: int) -> Any:
+        """Entries found; one reconnect when the connection turns out to be dead."""
+        for attempt in (1, 2):
+            try:
+                conn = self._connection()
+                conn.search(_tidy_dn(base), query, scope, attributes=attributes, size_limit=size)
+            except LDAPCommunicationError as exc:
+                self._drop()
+                if attempt == 2:
+                    raise self._unavailable(f"{type(exc).__name__}: {exc}") from None
+                log.info("LDAP connection lost (%s); reconnecting", type(exc).__name__)
+                continue
+            except LDAPException as exc:
+                self._drop()
+                raise self._unavailable(f"{type(exc).__name__}: {exc}") from None
+            code = (conn.result or {}).get("result", 0)
+            if code not in _OK_RESULTS:
+                reason = (conn.result or {}).get("description", code)
+                raise self._unavailable(f"search {query} under {base} failed: {reason}")
+            return [e for e in conn.response or [] if e.get("type") == "searchResEntry"]
         return []  # pragma: no cover
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
+            self._close(conn)
+
+    @staticmethod
+    def _close(conn: ldap3.Connection) -> None:
+        try:
+            conn.unbind()
+        except (LDAPException, OSError):
+            pass
+        # unbind() leaves the socket open when it cannot send (a dead or silent server).
+        sock = getattr(conn, "socket", None)
+        if sock is not None:
             try:
-                conn.unbind()
-            except LDAPException:
+                sock.close()
+            except OSError:
                 pass
 
-    async def _search(
-        self, base: str, query: str, *, scope: str = ldap3.SUBTREE
-    ) -> tuple[Person | None, str | None]:
-        """The one matching person and their manager DN; (None, None) if none or ambiguous."""
-        entries = await asyncio.to_thread(self._search_sync, base, query, scope)
+    def _one(self, query: str) -> _Found | None:
+        """The one entry under base_dn matching `query`; None if none or several."""
+        entries = self._search(self._base_dn, query, ldap3.SUBTREE, self._attributes, 2)
         if len(entries) > 1:
             log.warning("LDAP: %s matches several entries; treating as not found", query)
-            return None, None
-        if not entries:
-            return None, None
-        attrs = entries[0].get("attributes") or {}
-        return self._to_person(attrs), _first(attrs, "manager")
+            return None
+        return self._found(entries[0]) if entries else None
 
-    # --- mapping -----------------------------------------------------------------------
+    def _read(self, dn: str) -> _Found | None:
+        """The entry at `dn` itself (None when it does not exist)."""
+        entries = self._search(dn, "(objectClass=*)", ldap3.BASE, self._attributes, 1)
+        return self._found(entries[0]) if entries else None
+
+    def _found(self, entry: dict[str, Any]) -> _Found:
+        attrs = {str(k).lower(): v for k, v in (entry.get("attributes") or {}).items()}
+        dn = str(entry.get("dn") or "")
+        return _Found(dn=dn, person=self._to_person(attrs), manager_dn=_first(attrs, "manager"))
+
+    def _groups_above(self, group_dn: str) -> list[str]:
+        """DNs of the groups `group_dn` is itself a member of (cached)."""
+        key = norm_dn(group_dn)
+        hit, cached = self._parents.get(key)
+        if hit and cached is not None:
+            return cached
+        entries = self._search(group_dn, "(objectClass=*)", ldap3.BASE, ["memberOf"], 1)
+        parents: list[str] = []
+        if entries:
+            attrs = {str(k).lower(): v for k, v in (entries[0].get("attributes") or {}).items()}
+            parents = _values(attrs, "memberOf")
+        self._parents.put(key, parents)
+        return parents
+
+    def _memberships(self, direct: list[str]) -> set[str]:
+        """Every group (normalised DN) reached from the direct groups through nesting; stops
+        as soon as the VIP and technician groups are both found."""
+        wanted = {g for g in (self._vip, self._tech) if g}
+        seen: set[str] = set()
+        level = direct
+        for _ in range(_MAX_DEPTH):
+            upper: list[str] = []
+            for dn in level:
+                key = norm_dn(dn)
+                if key in seen or len(seen) >= _MAX_GROUPS:
+                    continue
+                seen.add(key)
+                if wanted <= seen:
+                    return seen
+                upper.extend(self._groups_above(dn))
+            if not upper:
+                break
+            level = upper
+        return seen
 
     def _to_person(self, attrs: dict[str, Any]) -> Person | None:
         email = _first(attrs, "mail")
         if not email:
             return None
-        groups = {_norm_dn(g) for g in _values(attrs, "memberOf")}
+        direct = _values(attrs, "memberOf")
+        groups = self._memberships(direct) if (self._vip or self._tech) and direct else set()
         return Person(
             email=email,
             name=_first(attrs, "displayName", "cn") or "",
@@ -184,15 +310,37 @@ class LdapDirectory:
             technician=self._tech in groups,
         )
 
-    async def _cached(self, key: tuple[str, str], query: str) -> Person | None:
+    def _manager_sync(self, email: str) -> _Found | None:
+        found = self._one(_by_mail(email))
+        return self._read(found.manager_dn) if found and found.manager_dn else None
+
+    # --- async side --------------------------------------------------------------------
+
+    async def _run(self, work: Callable[..., T], *args: Any) -> T:
+        with directory_call():
+            return await self._run_in_turn(work, *args)
+
+    async def _run_in_turn(self, work: Callable[..., T], *args: Any) -> T:
+        budget = time_left(self._lookup_timeout)
+        if budget <= 0:
+            raise self._unavailable("no time left to ask")
+        job = asyncio.get_running_loop().run_in_executor(self._thread, work, *args)
+        try:
+            return await asyncio.wait_for(job, budget)
+        except TimeoutError:
+            raise self._unavailable(f"no answer within {budget:.0f} s") from None
+
+    async def _cached(
+        self, key: tuple[str, str], work: Callable[[], _Found | None]
+    ) -> _Found | None:
         hit, cached = self._cache.get(key)
         if hit:
             return cached
-        person, _ = await self._search(self._base_dn, query)
-        self._cache.put(key, person)
-        return person
-
-    # --- Directory ---------------------------------------------------------------------
+        found = await self._run(work)
+        self._cache.put(key, found)
+        if found is not None and found.person is not None and key[0] != "email":
+            self._cache.put(("email", found.person.email.lower()), found)
+        return found
 
     async def find_by_platform_id(
         self, platform: str, user_id: str, *, aad_object_id: str | None = None
@@ -201,37 +349,48 @@ class LdapDirectory:
         attribute = {"slack": self._slack_attr, "teams": self._teams_attr}.get(platform)
         if not attribute or not user_id:
             return None
-        query = f"({attribute}={escape_filter_chars(user_id)})"
-        return await self._cached((platform, user_id), query)
+        query = f"(&(objectClass=person)({attribute}={escape_filter_chars(user_id)}))"
+        found = await self._cached((platform, user_id), lambda: self._one(query))
+        return found.person if found else None
 
     async def find_by_email(self, email: str) -> Person | None:
         """The entry whose `mail` is `email` (case-insensitive)."""
         key = email.strip().lower()
         if not key:
             return None
-        return await self._cached(("email", key), f"(mail={escape_filter_chars(key)})")
+        found = await self._cached(("email", key), lambda: self._one(_by_mail(key)))
+        return found.person if found else None
 
     async def manager_of(self, person: Person) -> Person | None:
         """The entry named by the person's `manager` DN, None when there is none."""
         key = person.email.strip().lower()
-        hit, cached = self._cache.get(("manager", key))
-        if hit:
-            return cached
-        _, dn = await self._search(self._base_dn, f"(mail={escape_filter_chars(key)})")
-        manager = None
-        if dn:
-            manager, _ = await self._search(dn, "(objectClass=*)", scope=ldap3.BASE)
-        self._cache.put(("manager", key), manager)
-        return manager
+        if not key:
+            return None
+        hit, cached = self._cache.get(("email", key))
+        if hit and cached is not None:
+            manager_dn = cached.manager_dn
+            work: Callable[[], _Found | None] = (
+                (lambda: self._read(manager_dn)) if manager_dn else (lambda: None)
+            )
+        else:
+            work = lambda: self._manager_sync(key)  # noqa: E731
+        found = await self._cached(("manager", key), work)
+        return found.person if found else None
 
     async def has_technicians(self) -> bool:
         """True when a technician group is configured."""
         return self._tech is not None
 
     async def close(self) -> None:
-        """Unbind the connection."""
-        await asyncio.to_thread(self._close_sync)
+        """Unbind the connection and stop the worker thread."""
+        try:
+            await asyncio.wait_for(
+                asyncio.get_running_loop().run_in_executor(self._thread, self._drop), 5.0
+            )
+        except TimeoutError:
+            log.warning("LDAP: connection still busy at shutdown; left to time out")
+        self._thread.shutdown(wait=False)
 
-    def _close_sync(self) -> None:
-        with self._lock:
-            self._drop()
+
+def _by_mail(email: str) -> str:
+    return f"(&(objectClass=person)(mail={escape_filter_chars(email)}))"

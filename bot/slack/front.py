@@ -27,6 +27,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.correlation import correlation_id, new_correlation_id
+from bot.directory.deadline import person_waiting
 from bot.metrics import REQUEST_KIND
 from bot.settings import Settings
 from cards import slack as blockkit
@@ -36,6 +37,14 @@ from handlers.dispatch import answer
 from handlers.types import Actor, Conversation, Interaction, Reply
 
 log = logging.getLogger(__name__)
+# Slack wants an answer within 3 s. The core gives up on anything but the directory after
+# its answer budget (handlers.dispatch.ANSWER_BUDGET, 2 s: the person is told nothing was
+# saved); what is still waiting for the directory then is acked and answered later.
+ACK_WITHIN = 2.3
+# How long the directory may keep a person waiting in one turn (answered later, see above).
+DIRECTORY_WAIT = 25.0
+WORKING = "Working on it…"
+FORM_TOO_LATE = "The form took too long to open: please run the command again."
 ACTION_PATTERN = re.compile(r"^(ticket|identity|csat)\.[a-z.]+(:\d+)?$")
 
 
@@ -102,7 +111,7 @@ class SlackFront:
 
     # -- listeners ---------------------------------------------------------------------------
 
-    async def _on_command(self, ack: Any, body: dict[str, Any]) -> None:
+    async def _on_command(self, ack: Any, body: dict[str, Any], respond: Any) -> None:
         trigger = body.get("trigger_id")
         interaction = Interaction(
             actor=Actor("slack", body["user_id"], body.get("user_name", "")),
@@ -112,7 +121,15 @@ class SlackFront:
             # carries the same trigger_id: the core does its work once.
             delivery_id=f"slack:command:{trigger}" if trigger else None,
         )
-        reply = await self._handle(interaction)
+        work = asyncio.ensure_future(self._handle(interaction))
+        done, _ = await asyncio.wait({work}, timeout=ACK_WITHIN)
+        if not done:
+            # The core is still waiting (a slow or throttled directory): Slack gets its answer
+            # in time, the person gets theirs through the command's response_url.
+            await ack(text=WORKING, response_type="ephemeral")
+            self._spawn(lambda: self._answer_command_later(work, body, respond))
+            return
+        reply = work.result()
         if reply.duplicate:
             await ack()
             return
@@ -125,6 +142,23 @@ class SlackFront:
             )
             return
         await ack(**self._ack_message(reply))
+
+    async def _answer_command_later(
+        self, work: asyncio.Future[Reply], body: dict[str, Any], respond: Any
+    ) -> None:
+        reply = await work
+        if reply.duplicate:
+            return
+        if reply.as_form and reply.card is not None:
+            try:
+                await self.client.views_open(
+                    trigger_id=body["trigger_id"], view=blockkit.render_modal(reply.card)
+                )
+                return
+            except SlackApiError as exc:  # the trigger is only good for 3 s
+                log.info("slack: late form not opened: %s", exc.response.get("error"))
+                reply = Reply(text=FORM_TOO_LATE)
+        await respond(**self._ack_message(reply))
 
     async def _on_view_submission(self, ack: Any, body: dict[str, Any]) -> None:
         view = body["view"]
@@ -144,7 +178,14 @@ class SlackFront:
             delivery_id=f"slack:view:{view.get('id')}",
             can_reply=False,
         )
-        reply = await self._handle(interaction)
+        work = asyncio.ensure_future(self._handle(interaction))
+        done, _ = await asyncio.wait({work}, timeout=ACK_WITHIN)
+        if not done:
+            # Slack closes the modal; what the core says in the end reaches the person below.
+            await ack()
+            self._spawn(lambda: self._answer_submission_later(work, interaction))
+            return
+        reply = work.result()
         if reply.field_errors:
             await ack(response_action="errors", errors=reply.field_errors)
         elif reply.form_error and (first := _first_input(view)):
@@ -158,6 +199,26 @@ class SlackFront:
             await ack(response_action="update", view=blockkit.render_modal(notice))
         else:
             await ack()
+
+    async def _answer_submission_later(
+        self, work: asyncio.Future[Reply], interaction: Interaction
+    ) -> None:
+        """A form answered after its modal closed: a refusal or problem goes to the person
+        (ephemeral where the form came from, else a DM); success speaks through the outbox."""
+        reply = await work
+        problem = " ".join([reply.text, *reply.field_errors.values()]).strip()
+        if reply.duplicate or not problem or (reply.card and not reply.field_errors):
+            return
+        user, channel = interaction.actor.id, interaction.conversation.id
+        text = f"{problem} (The form was closed: open it again to retry.)"
+        if channel:
+            try:
+                await self.client.chat_postEphemeral(channel=channel, user=user, text=text)
+                return
+            except SlackApiError as exc:
+                log.info("slack: ephemeral answer not posted: %s", exc.response.get("error"))
+        opened = await self.client.conversations_open(users=user)
+        await self.client.chat_postMessage(channel=opened["channel"]["id"], text=text)
 
     async def _on_block_action(self, ack: Any, body: dict[str, Any], respond: Any) -> None:
         await ack()
@@ -195,7 +256,10 @@ class SlackFront:
     async def _handle(self, interaction: Interaction) -> Reply:
         """The core's answer; an unexpected failure is logged and shown with its reference."""
         try:
-            return await answer(self.deps, interaction)
+            with person_waiting(DIRECTORY_WAIT) as turn:
+                return await answer(
+                    self.deps, interaction, keep_waiting=lambda: turn.waiting_for_directory
+                )
         except Exception:
             ref = correlation_id.get()
             if ref == "-":  # Socket Mode: no HTTP middleware set one

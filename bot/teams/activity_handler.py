@@ -11,6 +11,7 @@ from botbuilder.schema import Activity, ChannelAccount
 from msrest.exceptions import HttpOperationError
 
 from bot import places
+from bot.directory.deadline import person_waiting
 from bot.places import Places
 from bot.teams import proactive, replies
 from bot.teams.notifier import delivery_error
@@ -24,6 +25,8 @@ from handlers.dispatch import answer
 from handlers.types import Actor, Conversation, Interaction, Reply
 
 log = logging.getLogger(__name__)
+# The channel gives a turn 10-15 s: the directory may keep the person waiting this long.
+DIRECTORY_WAIT = 12.0
 UNKNOWN_ACTION = "That button or form is not available any more. Try `ticket help`."
 
 
@@ -96,8 +99,17 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
                 await self.send_text(turn_context, replies.HINT)
                 return
             interaction = _interaction(activity, text=command)
-        reply = await answer(self.deps, interaction)
+        reply = await self._core(interaction)
         await self._answer(turn_context, interaction, reply)
+
+    async def _core(self, interaction: Interaction) -> Reply:
+        """The core's answer. Teams waits up to ~15 s for a turn: the directory (a throttled
+        Graph) is waited for up to DIRECTORY_WAIT; anything else that has not answered within
+        the answer budget (a database that went silent) is given up and the person told."""
+        with person_waiting(DIRECTORY_WAIT) as turn:
+            return await answer(
+                self.deps, interaction, keep_waiting=lambda: turn.waiting_for_directory
+            )
 
     async def _answer(
         self, turn_context: TurnContext, interaction: Interaction, reply: Reply
@@ -239,7 +251,7 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
             }
             return InvokeResponse(status=200, body=body)
         interaction = _interaction(activity, action=action, data=data)
-        reply = await answer(self.deps, interaction)
+        reply = await self._core(interaction)
         body = replies.invoke_body(self.deps, action, data, reply)
         if body.get("type") == replies.CARD_CONTENT_TYPE:
             # The answer card replaces the card that was clicked: that message is the card.

@@ -130,7 +130,13 @@ class TeamsFront:
     """Owns the CloudAdapter and the bot; answers POST /api/messages."""
 
     def __init__(
-        self, settings: Settings, deps: Deps, http: ClientSession, *, places: Places | None = None
+        self,
+        settings: Settings,
+        deps: Deps,
+        http: ClientSession,
+        references: ReferenceStore | None = None,
+        *,
+        places: Places | None = None,
     ) -> None:
         self.settings = settings
         self.deps = deps
@@ -139,7 +145,7 @@ class TeamsFront:
         self.auth = PooledAuthentication(inner, self.pool)
         self.adapter = CloudAdapter(self.auth)
         self.adapter.on_turn_error = self._on_turn_error
-        self.references = ReferenceStore(deps.sessions)
+        self.references = references or ReferenceStore(deps.sessions)
         self.places = places or Places()
         self.bot = HelpdeskTeamsBot(
             deps, self.references, app_id=settings.app_id, places=self.places

@@ -20,7 +20,7 @@ from bot import places
 from bot.notifiers import DeliveryError, retry_after_seconds
 from bot.settings import Settings
 from bot.teams import proactive, replies
-from bot.teams.references import ReferenceStore, user_key
+from bot.teams.references import ReferenceStore, aad_key, user_key
 from cards.model import Card
 from storage.models import OutboxMessage
 
@@ -159,8 +159,14 @@ class TeamsNotifier:
         return {"channel": channel, "activity_id": activity_id, "ts": activity_id}
 
     async def _dm(self, user: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """DM `user`: a Teams user id, or (for someone a directory knows only by it, such as a
+        manager read from Graph) an AAD object id. The 1:1 chat the bot has with them is used;
+        without one it is opened (Teams needs the tenant id and the user's id or AAD id)."""
         activity = _content(payload)
+        aad = str(payload.get("aad_object_id") or "") or None
         stored = await self.references.get(user_key(user))
+        if not stored and aad:
+            stored = await self.references.get(aad_key(aad))
         if stored:
             reference = ConversationReference().deserialize(stored)
             conversation_id = reference.conversation.id
@@ -172,34 +178,44 @@ class TeamsNotifier:
                 self.adapter, reference, self.app_id, work
             )
             return {"channel": conversation_id, "activity_id": activity_id, "dm": True}
-        if not self.service_url:
-            raise DeliveryError(
-                f"teams: no 1:1 chat with {user} known yet and teams.service_url is not configured",
-                retry_after=NO_ROUTE_RETRY,
-            )
+        service_url, tenant_id = await self._route()
         parameters = proactive.personal_chat_parameters(
-            bot_id=self.bot_id,
-            user_id=user,
-            tenant_id=self.tenant_id,
-            aad_object_id=payload.get("aad_object_id"),
+            bot_id=self.bot_id, user_id=user, tenant_id=tenant_id, aad_object_id=aad
         )
 
         async def open_and_post(ctx: TurnContext) -> tuple[str, str, dict[str, Any]]:
             chat = ctx.activity.conversation.id
             sent = await proactive.post(ctx, activity, conversation_id=chat)
-            reference = proactive.personal_reference(ctx, user_id=user, tenant_id=self.tenant_id)
+            reference = proactive.personal_reference(ctx, user_id=user, tenant_id=tenant_id)
             return chat, sent, reference
 
         chat, activity_id, reference = await proactive.open_personal_chat(
             self.adapter,
             self.app_id,
-            service_url=self.service_url,
+            service_url=service_url,
             channel_id=CHANNEL_ID,
             parameters=parameters,
             work=open_and_post,
         )
         await self.references.save([(user_key(user), reference)])
         return {"channel": chat, "activity_id": activity_id, "dm": True}
+
+    async def _route(self) -> tuple[str, str | None]:
+        """Service URL and tenant for opening a chat: configured, else those of the latest
+        conversation the bot took part in (one tenant's users share them)."""
+        service_url, tenant_id = self.service_url, self.tenant_id
+        if not service_url or not tenant_id:
+            latest = await self.references.latest() or {}
+            conversation = latest.get("conversation") or {}
+            service_url = service_url or latest.get("serviceUrl")
+            tenant_id = tenant_id or conversation.get("tenantID")
+        if not service_url:
+            raise DeliveryError(
+                "teams: no 1:1 chat with this person yet, teams.service_url is not configured "
+                "and nobody has talked to the bot yet",
+                retry_after=NO_ROUTE_RETRY,
+            )
+        return str(service_url), str(tenant_id) if tenant_id else None
 
     async def _update(self, payload: dict[str, Any]) -> dict[str, Any]:
         channel = str(payload["channel"])

@@ -23,6 +23,11 @@ def user_key(user_id: str) -> str:
     return f"user:{user_id}"
 
 
+def aad_key(aad_object_id: str) -> str:
+    """A person's 1:1 chat, found by their AAD object id (directories know people by it)."""
+    return f"aad:{aad_object_id.lower()}"
+
+
 def _digest(reference: dict[str, Any]) -> str:
     raw = json.dumps(reference, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.blake2b(raw, digest_size=16).hexdigest()
@@ -52,21 +57,66 @@ def references_for(activity: Activity) -> list[tuple[str, dict[str, Any]]]:
 
     The activity id is left out (a proactive message is not a reply), and so is the sender
     of a group or channel message (it changes with every speaker); a 1:1 chat is also
-    stored under `user:<id>` so DMs find it.
+    stored under `user:<id>` so DMs find it, and under `aad:<AAD object id>` so a person a
+    directory knows only by that id (Graph) is reached in the chat they already have.
     """
     conversation = activity.conversation
     if conversation is None or not conversation.id or not activity.service_url:
         return []
     reference = TurnContext.get_conversation_reference(activity).serialize()
     reference.pop("activityId", None)
+    tenant = _tenant(activity)
+    if tenant and isinstance(reference.get("conversation"), dict):
+        # Kept for opening chats later (Teams needs the tenant; botbuilder's schema reads
+        # only `tenantID`, so the `tenantId` Teams sends is otherwise lost).
+        reference["conversation"].setdefault("tenantID", tenant)
     if conversation.conversation_type == "personal":
         pairs = [(conversation.id, reference)]
         sender = activity.from_property
         if sender is not None and sender.id:
             pairs.append((user_key(sender.id), reference))
+            if sender.aad_object_id:
+                pairs.append((aad_key(sender.aad_object_id), reference))
         return pairs
     reference.pop("user", None)
     return [(conversation.id, reference)]
+
+
+def _tenant(activity: Activity) -> str | None:
+    channel_data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
+    tenant = channel_data.get("tenant")
+    found = (tenant.get("id") if isinstance(tenant, dict) else None) or getattr(
+        activity.conversation, "tenant_id", None
+    )
+    return str(found) if found else None
+
+
+class SeenUsers:
+    """Teams user ids and AAD object ids of the people this process has heard from (kept in
+    memory: directories look people up inside callers' database sessions, so no I/O here)."""
+
+    def __init__(self) -> None:
+        self._aad_of: OrderedDict[str, str] = OrderedDict()  # user id -> AAD object id
+        self._user_of: OrderedDict[str, str] = OrderedDict()  # AAD object id -> user id
+
+    def note(self, user_id: str, aad_object_id: str) -> None:
+        aad = aad_object_id.lower()
+        for index, key, value in ((self._aad_of, user_id, aad), (self._user_of, aad, user_id)):
+            index[key] = value
+            index.move_to_end(key)
+            while len(index) > MAX_CACHED:
+                index.popitem(last=False)
+
+    def aad_of(self, user_id: str) -> str | None:
+        return self._aad_of.get(user_id)
+
+    def user_of(self, aad_object_id: str) -> str | None:
+        return self._user_of.get(aad_object_id.lower())
+
+    @property
+    def anyone(self) -> bool:
+        """True once somebody has talked to the bot in Teams (so Teams can be reached)."""
+        return bool(self._aad_of)
 
 
 class ReferenceStore:
@@ -74,12 +124,16 @@ class ReferenceStore:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
+        self.seen = SeenUsers()
         self._written: OrderedDict[str, str] = OrderedDict()  # key -> digest of stored JSON
         # conversation id -> the fields the references were built from, last time
         self._seen: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
 
     async def remember(self, activity: Activity) -> None:
         """Store the activity's references when they differ from what this process wrote."""
+        sender = activity.from_property
+        if sender is not None and sender.id and sender.aad_object_id:
+            self.seen.note(sender.id, sender.aad_object_id)
         signature = _signature(activity)
         conversation_id = getattr(activity.conversation, "id", None)
         if conversation_id and self._seen.get(conversation_id) == signature:
@@ -121,3 +175,9 @@ class ReferenceStore:
     async def get(self, key: str) -> dict[str, Any] | None:
         async with self.sessions() as session:
             return await conversations.get_reference(session, platform=PLATFORM, key=key)
+
+    async def latest(self) -> dict[str, Any] | None:
+        """The most recently stored reference (its service URL and tenant serve for opening
+        a chat with someone the bot has no conversation with yet)."""
+        async with self.sessions() as session:
+            return await conversations.latest_reference(session, platform=PLATFORM)

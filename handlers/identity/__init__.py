@@ -8,9 +8,12 @@ from handlers.identity.cards import PURPOSE
 from handlers.identity.deliveries import on_delivered as on_request_delivered
 from handlers.identity.deliveries import on_failed as on_request_failed
 from handlers.identity.service import (
+    CheckPeople,
     approve,
     deny,
+    directory_unavailable_at_intake,
     find_requester,
+    look_up_people,
     require_confirmed,
     start_check,
     verify_button,
@@ -19,9 +22,12 @@ from handlers.identity.service import (
 
 __all__ = [
     "PURPOSE",
+    "CheckPeople",
     "approve",
     "deny",
+    "directory_unavailable_at_intake",
     "find_requester",
+    "look_up_people",
     "on_request_delivered",
     "on_request_failed",
     "require_confirmed",

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers import notify, psa
 from handlers.deps import Deps
+from handlers.directory import DirectoryUnavailable, Person, unavailable_text
 from handlers.formatting import when
 from handlers.identity import cards
 from handlers.types import Actor, Duplicate, Interaction, Reply
@@ -60,10 +61,20 @@ async def answer(deps: Deps, interaction: Interaction, *, approved: bool) -> Rep
     nonce = interaction.data.get(cards.NONCE_KEY)
     choice = "approve" if approved else "deny"
     now = deps.clock()
+    # Directory first, outside the transaction: a slow directory must not hold the database.
+    try:
+        technician_id, technician, listed = await _directory_facts(deps, nonce)
+    except DirectoryUnavailable as exc:
+        log.warning("identity answer: the directory could not answer: %s", exc)
+        return Reply(text=unavailable_text(exc, "your answer was not recorded"))
     async with deps.sessions() as session, session.begin():
         await claim(session, interaction)
         check, ticket = await _load(session, nonce)
-        refused = _why_refused(check, actor) or await _conflicted(deps, ticket, check, actor)
+        if ticket is not None and ticket.technician_id != technician_id:  # taken over meanwhile
+            technician = await deps.directory.find_by_platform_id(
+                ticket.source_platform, ticket.technician_id
+            )
+        refused = _why_refused(check, actor) or _conflicted(ticket, check, actor, technician)
         if refused is not None:
             reason, reply = refused
             await repo.add_event(
@@ -79,7 +90,6 @@ async def answer(deps: Deps, interaction: Interaction, *, approved: bool) -> Rep
             deps.observe("identity", outcome="refused")
             return Reply(text=reply)
         assert check is not None and ticket is not None
-        listed = await deps.directory.find_by_email(check.manager_email)
         manager = cards.manager_label(listed, check.manager_email)
         if check.expires_at is not None and now > check.expires_at:
             deps.observe("identity", outcome="expired")
@@ -95,7 +105,9 @@ async def answer(deps: Deps, interaction: Interaction, *, approved: bool) -> Rep
     return Reply(text=f"Thank you: {ticket.number} is stopped{security}.")
 
 
-async def _load(session: AsyncSession, nonce: object) -> tuple[IdentityCheck | None, Ticket | None]:
+async def _load(
+    session: AsyncSession, nonce: object, *, lock: bool = True
+) -> tuple[IdentityCheck | None, Ticket | None]:
     """The check for `nonce` and its ticket, locked ticket first (same order as verify)."""
     if not isinstance(nonce, str) or not 0 < len(nonce) <= 64:
         return None, None
@@ -105,13 +117,33 @@ async def _load(session: AsyncSession, nonce: object) -> tuple[IdentityCheck | N
     ).scalar_one_or_none()
     if ticket_id is None:
         return None, None
-    ticket = await session.get(Ticket, ticket_id, with_for_update=True)
-    check = (await session.execute(by_nonce.with_for_update())).scalar_one_or_none()
+    ticket = await session.get(Ticket, ticket_id, with_for_update=lock)
+    check = (
+        await session.execute(by_nonce.with_for_update() if lock else by_nonce)
+    ).scalar_one_or_none()
     return check, ticket
 
 
-async def _conflicted(
-    deps: Deps, ticket: Ticket | None, check: IdentityCheck | None, actor: Actor
+async def _directory_facts(
+    deps: Deps, nonce: object
+) -> tuple[str | None, Person | None, Person | None]:
+    """(the ticket's technician id, that technician and the manager in the directory), read
+    before the answer's transaction; raises DirectoryUnavailable."""
+    async with deps.sessions() as session:
+        check, ticket = await _load(session, nonce, lock=False)
+    if check is None or ticket is None:
+        return None, None, None
+    technician = await deps.directory.find_by_platform_id(
+        ticket.source_platform, ticket.technician_id
+    )
+    listed = (
+        await deps.directory.find_by_email(check.manager_email) if check.manager_email else None
+    )
+    return ticket.technician_id, technician, listed
+
+
+def _conflicted(
+    ticket: Ticket | None, check: IdentityCheck | None, actor: Actor, technician: Person | None
 ) -> tuple[str, str] | None:
     """The manager is (by now) the technician on the ticket, asked for the check, or is the
     requester: their answer would vouch for their own work, so it cannot count. Also catches
@@ -119,9 +151,6 @@ async def _conflicted(
     if ticket is None or check is None:
         return None
     manager = check.manager_email.lower()
-    technician = await deps.directory.find_by_platform_id(
-        ticket.source_platform, ticket.technician_id
-    )
     working = (
         (actor.platform == ticket.source_platform and actor.id == ticket.technician_id)
         or actor.id == check.requested_by
@@ -144,7 +173,7 @@ def _why_refused(check: IdentityCheck | None, actor: Actor) -> tuple[str, str] |
     """(audit reason, reply) when this answer cannot count, else None."""
     if check is None or check.state == "no_manager":
         return "unknown request", cards.UNKNOWN_REQUEST
-    if (actor.platform, actor.id) != (check.manager_platform, check.manager_id):
+    if not notify.is_user(actor, check.manager_platform or "", check.manager_id or ""):
         return "not the manager", cards.NOT_MANAGER
     if check.state == "superseded":
         return "superseded", cards.SUPERSEDED

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from cards.model import ActionId, Button, Card, Facts, Text
-from handlers.directory import Person
+from handlers.directory import DirectoryUnavailable, Person, unavailable_text
 from handlers.formatting import person, when
 from storage.models import IdentityCheck, Ticket
 
@@ -143,6 +143,24 @@ def callback_text(
     return (
         f"Identity check for {ticket.number}: {reason}. {action}. The check stays open: "
         "the ticket cannot be escalated or closed until the identity is confirmed."
+    )
+
+
+def verify_unavailable_text(number: str, error: DirectoryUnavailable) -> str:
+    """`verify` while the directory cannot answer: nothing was asked, nothing changed."""
+    return unavailable_text(
+        error, f"the manager was not asked to confirm the requester of {number}"
+    )
+
+
+def intake_unavailable_text(ticket: Ticket, error: DirectoryUnavailable) -> str:
+    """A ticket opened while the directory could not answer: the check waits for `verify`."""
+    return (
+        f"The directory ({error.source}) could not be reached when {ticket.number} was opened, "
+        "so the requester could not be looked up (whether they are a VIP is not known) and "
+        f"no manager was asked to confirm their identity. {ticket.number} needs a confirmed "
+        f"identity before it is escalated or closed: run `verify {ticket.number}` once the "
+        "directory is back."
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from handlers import notify
 from handlers.commands import TICKET_REF, Command, ticket_ref
 from handlers.deps import Deps
-from handlers.directory import Person
+from handlers.directory import DirectoryUnavailable, Person
 from handlers.identity import answers, cards
 from handlers.types import Actor, Forbidden, Interaction, InvalidInput, NotFound, Reply
 from storage import tickets as repo
@@ -57,35 +58,138 @@ async def verify_button(deps: Deps, interaction: Interaction) -> Reply:
 
 
 async def _verify(deps: Deps, interaction: Interaction, number: str) -> Reply:
-    await deps.require_technician(interaction.actor, "start an identity check")
+    actor = interaction.actor
+    # The directory is asked before any row is locked: a slow or throttled directory must
+    # not hold the database (SQLite has one connection) while the technician waits.
+    try:
+        await deps.require_technician(actor, "start an identity check")
+        async with deps.sessions() as session:
+            seen = await repo.get_by_number(session, number)
+        if seen is None:
+            raise NotFound(f"There is no ticket {number}.")
+        if (early := _nothing_to_check(seen)) is not None:
+            return early
+        people: CheckPeople | None = await people_for(deps, seen, actor)
+    except DirectoryUnavailable as exc:
+        log.warning("verify %s: the directory could not answer: %s", number, exc)
+        return Reply(text=cards.verify_unavailable_text(number, exc))
     async with deps.sessions() as session, session.begin():
         await answers.claim(session, interaction)
         ticket = await repo.get_by_number(session, number, lock=True)
         if ticket is None:
             raise NotFound(f"There is no ticket {number}.")
-        if ticket.status != "open":
-            raise InvalidInput(f"{ticket.number} is closed.")
-        if ticket.identity_state == "confirmed":
-            return Reply(text=f"The requester's identity on {ticket.number} is already confirmed.")
-        if ticket.identity_state == "denied":
-            raise Forbidden(cards.refusal(ticket))
+        if (early := _nothing_to_check(ticket)) is not None:
+            return early
+        if _who(ticket) != _who(seen):  # changed meanwhile: look again (rare)
+            people = None
         text = await start_check(
-            session, deps, ticket=ticket, actor=interaction.actor, announce=False
+            session, deps, ticket=ticket, actor=actor, announce=False, people=people
         )
     return Reply(text=text)
 
 
+def _nothing_to_check(ticket: Ticket) -> Reply | None:
+    """Why no check can start on this ticket (a closed one, an answered one), or None."""
+    if ticket.status != "open":
+        raise InvalidInput(f"{ticket.number} is closed.")
+    if ticket.identity_state == "confirmed":
+        return Reply(text=f"The requester's identity on {ticket.number} is already confirmed.")
+    if ticket.identity_state == "denied":
+        raise Forbidden(cards.refusal(ticket))
+    return None
+
+
+def _who(ticket: Ticket) -> tuple[str, str, str | None, str]:
+    return (
+        ticket.source_platform,
+        ticket.requester_id,
+        ticket.requester_email,
+        ticket.technician_id,
+    )
+
+
 async def find_requester(deps: Deps, ticket: Ticket) -> Person | None:
     """The requester in the directory: by platform id on the ticket's platform, else by e-mail."""
-    found = await deps.directory.find_by_platform_id(ticket.source_platform, ticket.requester_id)
+    return await _requester(
+        deps, ticket.source_platform, ticket.requester_id, ticket.requester_email
+    )
+
+
+async def _requester(
+    deps: Deps, platform: str, requester_id: str, requester_email: str | None
+) -> Person | None:
+    found = await deps.directory.find_by_platform_id(platform, requester_id)
     if found is not None:
         return found
-    for email in (ticket.requester_email, ticket.requester_id):
+    for email in (requester_email, requester_id):
         if email and "@" in email:
             found = await deps.directory.find_by_email(email)
             if found is not None:
                 return found
     return None
+
+
+@dataclass(frozen=True)
+class CheckPeople:
+    """Who an identity check is about, as the directory knows them."""
+
+    requester: Person | None
+    manager: Person | None
+    asker: Person | None
+    technician: Person | None
+
+
+async def look_up_people(
+    deps: Deps,
+    *,
+    platform: str,
+    requester_id: str,
+    requester_email: str | None,
+    technician_id: str,
+    actor: Actor,
+    requester: Person | None = None,
+) -> CheckPeople:
+    """Everyone a check needs from the directory (before the caller locks anything); raises
+    DirectoryUnavailable when the directory cannot answer."""
+    if requester is None:
+        requester = await _requester(deps, platform, requester_id, requester_email)
+    manager = await deps.directory.manager_of(requester) if requester else None
+    asker = await deps.person(actor)
+    on_ticket = (actor.platform, actor.id) == (platform, technician_id)
+    technician = (
+        asker if on_ticket else await deps.directory.find_by_platform_id(platform, technician_id)
+    )
+    return CheckPeople(requester=requester, manager=manager, asker=asker, technician=technician)
+
+
+async def people_for(deps: Deps, ticket: Ticket, actor: Actor) -> CheckPeople:
+    """`look_up_people` for an existing ticket."""
+    return await look_up_people(
+        deps,
+        platform=ticket.source_platform,
+        requester_id=ticket.requester_id,
+        requester_email=ticket.requester_email,
+        technician_id=ticket.technician_id,
+        actor=actor,
+    )
+
+
+async def directory_unavailable_at_intake(
+    session: AsyncSession, ticket: Ticket, error: DirectoryUnavailable
+) -> None:
+    """The ticket was opened while the directory could not answer: whether the requester is
+    a VIP is unknown, so the identity must be confirmed; the technician is told to `verify`
+    once the directory is back."""
+    ticket.identity_state = "required"
+    await notify.tell_technician(
+        session, ticket, cards.intake_unavailable_text(ticket, error), purpose=PURPOSE
+    )
+    await repo.add_event(
+        session,
+        ticket_id=ticket.id,
+        kind="identity.directory_unavailable",
+        data={"source": error.source, "detail": error.detail[:500]},
+    )
 
 
 def _is(person: Person, platform: str, user_id: str) -> bool:
@@ -124,14 +228,22 @@ def _not_independent(
 
 
 async def start_check(
-    session: AsyncSession, deps: Deps, *, ticket: Ticket, actor: Actor, announce: bool = True
+    session: AsyncSession,
+    deps: Deps,
+    *,
+    ticket: Ticket,
+    actor: Actor,
+    announce: bool = True,
+    people: CheckPeople | None = None,
 ) -> str:
     """Ask the requester's manager (superseding open requests); returns what the technician
-    should know. `announce` also posts it in the ticket thread (used on ticket creation)."""
+    should know. `announce` also posts it in the ticket thread (used on ticket creation).
+    `people` (from `look_up_people`, before the transaction) saves asking the directory here."""
     now = deps.clock()
+    if people is None:
+        people = await people_for(deps, ticket, actor)
+    requester, manager = people.requester, people.manager
     await _supersede(session, ticket=ticket, actor=actor)
-    requester = await find_requester(deps, ticket)
-    manager = await deps.directory.manager_of(requester) if requester else None
     target = notify.pick_platform(manager, ticket.source_platform) if manager else None
     deps.observe("identity", outcome="requested")
     await repo.add_event(
@@ -152,15 +264,13 @@ async def start_check(
         manager_email=manager.email if manager else "",
         created_at=now,
     )
-    asker = await deps.person(actor)
-    on_ticket = (actor.platform, actor.id) == (ticket.source_platform, ticket.technician_id)
-    technician = (
-        asker
-        if on_ticket
-        else await deps.directory.find_by_platform_id(ticket.source_platform, ticket.technician_id)
-    )
     conflict = _not_independent(
-        ticket, actor, requester=requester, manager=manager, asker=asker, technician=technician
+        ticket,
+        actor,
+        requester=requester,
+        manager=manager,
+        asker=people.asker,
+        technician=people.technician,
     )
     if manager is None or target is None or conflict:
         check.state = "no_manager"

@@ -10,7 +10,7 @@ from cards.model import Card
 from handlers import identity, incidents, notify, psa
 from handlers.commands import Command, ticket_ref
 from handlers.deps import Deps
-from handlers.directory import Person
+from handlers.directory import DirectoryUnavailable, Person
 from handlers.sla import due_times, priority_warning
 from handlers.tickets import details as ticket_details
 from handlers.tickets import intake as intake_form
@@ -49,8 +49,16 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
     """Validate the intake submission and store the ticket with its SLA clock running."""
     data = interaction.data
     form = intake_form.validate(data, deps.config, email_requester=interaction.platform == "teams")
-    requester_id, requester = await _requester(deps, interaction, form.requester)
-    technician = await deps.person(interaction.actor)
+    # The directory is asked before the transaction (it may be slow, or down: the ticket is
+    # opened all the same, with its identity check waiting for `verify`).
+    outage: DirectoryUnavailable | None = None
+    requester_id, requester, technician = form.requester, None, None
+    try:
+        requester_id, requester = await _requester(deps, interaction, form.requester)
+        technician = await deps.person(interaction.actor)
+    except DirectoryUnavailable as exc:
+        log.warning("intake: the directory could not answer: %s", exc)
+        outage = exc
     # Where to announce: the form's context only when it is trustworthy (Slack's signed
     # private_metadata); a Teams submission's data is typed by the client, so use its origin.
     conv = interaction.conversation
@@ -60,7 +68,26 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
     now = deps.clock()
     sla = due_times(deps.config.sla, client=form.client, priority=form.priority, opened_at=now)
     prefix = deps.config.ticket_prefix.upper()
-    gated = form.category in deps.config.identity.categories or bool(requester and requester.vip)
+    gated = (
+        form.category in deps.config.identity.categories
+        or bool(requester and requester.vip)
+        or outage is not None  # a VIP cannot be ruled out
+    )
+    people: identity.CheckPeople | None = None
+    if gated and outage is None:
+        try:
+            people = await identity.look_up_people(
+                deps,
+                platform=interaction.platform,
+                requester_id=requester_id,
+                requester_email=requester.email if requester else form.requester,
+                technician_id=interaction.actor.id,
+                actor=interaction.actor,
+                requester=requester,
+            )
+        except DirectoryUnavailable as exc:
+            log.warning("intake: the directory could not answer: %s", exc)
+            outage = exc
 
     async with deps.sessions() as session, session.begin():
         if interaction.delivery_id and not await repo.claim_delivery(
@@ -123,8 +150,12 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
         card = ticket_card(ticket)
         if not interaction.can_reply:
             await announce(session, ticket=ticket, card=card, channel=channel)
-        if gated:
-            await identity.start_check(session, deps, ticket=ticket, actor=interaction.actor)
+        if outage is not None:
+            await identity.directory_unavailable_at_intake(session, ticket, outage)
+        elif gated:
+            await identity.start_check(
+                session, deps, ticket=ticket, actor=interaction.actor, people=people
+            )
         if ticket.priority == "P1":
             await incidents.on_p1(session, deps, ticket=ticket, actor=interaction.actor)
     deps.observe("ticket_opened", priority=ticket.priority)

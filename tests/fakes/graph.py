@@ -42,6 +42,7 @@ class FakeGraph(FakeServer):
         self.users: dict[str, dict[str, Any]] = {}  # object id -> user JSON
         self.managers: dict[str, str] = {}  # user id -> manager id
         self.groups: dict[str, set[str]] = {}  # user id -> group ids (transitive)
+        self.group_members: dict[str, set[str]] = {}  # group id -> user and group ids (direct)
 
     async def stop(self) -> None:
         await super().stop()
@@ -64,6 +65,23 @@ class FakeGraph(FakeServer):
         self.users[user_id] = user
         if manager:
             self.managers[user_id] = manager
+
+    def add_group(self, group_id: str, *members: str) -> None:
+        """A group whose direct members are these users or groups (nesting counts)."""
+        self.group_members.setdefault(group_id, set()).update(members)
+
+    def member_of(self, object_id: str) -> set[str]:
+        """Every group `object_id` is in, directly or through nested groups (as Graph's
+        checkMemberGroups answers), plus what `groups` says outright."""
+        found = set(self.groups.get(object_id, set()))
+        todo = [object_id]
+        while todo:
+            current = todo.pop()
+            for group, members in self.group_members.items():
+                if current in members and group not in found:
+                    found.add(group)
+                    todo.append(group)
+        return found
 
     def graph_calls(self) -> list[Recorded]:
         """Requests to Graph itself (not the token or discovery endpoints)."""
@@ -100,7 +118,7 @@ class FakeGraph(FakeServer):
             return json_response(self._select(manager, rec))
         if parts[3:] == ["checkMemberGroups"] and rec.method == "POST":
             asked = (rec.json or {}).get("groupIds", [])
-            mine = self.groups.get(user["id"], set())
+            mine = self.member_of(user["id"])
             return json_response({"value": [g for g in asked if g in mine]})
         return _error(400, "BadRequest")
 

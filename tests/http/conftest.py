@@ -9,6 +9,7 @@ import pytest
 from tests.fakes.botframework import FakeConnector
 from tests.fakes.pagers import FakeOpsgenie, FakePagerDuty
 from tests.http import processes
+from tests.http.directory_support import Source, close_source, open_source
 from tests.http.p1_support import fake_opsgenie, fake_pagerduty
 
 
@@ -35,3 +36,11 @@ async def opsgenie() -> AsyncIterator[FakeOpsgenie]:
 spawn = processes.spawn
 blackhole = processes.blackhole
 pg_url = processes.pg_url
+
+
+@pytest.fixture(params=["ldap", "graph"])
+async def source(request: pytest.FixtureRequest) -> AsyncIterator[Source]:
+    """A real directory source for the app: a private slapd, or the Graph fake behind TLS."""
+    opened = await open_source(request.param)
+    yield opened
+    await close_source(opened)

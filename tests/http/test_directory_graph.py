@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import pytest
+from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.directory.chat_links import ChatLinks
 from bot.directory.factory import create_directory
 from bot.directory.graph import GraphDirectory
+from bot.slack.people import SlackPeople
 from handlers.config import DirectoryConfig
-from handlers.directory import DirectoryError, Person
+from handlers.directory import DirectoryError, DirectoryUnavailable, Person
 from tests.fakes.graph import GRAPH_TOKEN, FakeGraph
+from tests.fakes.slack_api import FakeSlack
 
 ANA, BO, CY = "11111111-aaaa", "22222222-bbbb", "33333333-cccc"
 VIP_GROUP, TECH_GROUP = "group-vip", "group-tech"
@@ -148,25 +155,123 @@ async def test_teams_lookup_by_aad_object_id(directory: GraphDirectory) -> None:
     assert await directory.find_by_platform_id("teams", "29:zz", aad_object_id="nope") is None
 
 
-async def test_slack_only_answers_remembered_people(directory: GraphDirectory) -> None:
-    assert await directory.find_by_platform_id("slack", "U0ANA") is None
-    ana = await directory.find_by_email("ana@example.com")
-    assert ana is not None
-    directory.remember(Person(**{**ana.__dict__, "slack_id": "U0ANA"}))
-    found = await directory.find_by_platform_id("slack", "U0ANA")
-    assert found is not None and found.email == "ana@example.com"
+async def test_slack_users_by_profile_email_and_managers_by_lookup(
+    graph: FakeGraph, clock: Clock
+) -> None:
+    """A Slack user is the Graph user with their Slack profile e-mail (users.info); a
+    manager read from Graph gets the Slack id users.lookupByEmail finds."""
+    async with FakeSlack() as slack:
+        slack.add_user("U0ANA", email="Ana@Example.com")
+        slack.add_user("U0BO", email="bo@example.com")
+        slack.add_user("U0GHOST", email="ghost@example.com")
+        slack.add_user("U0NOMAIL")
+        client = AsyncWebClient(token="xoxb-test", base_url=f"{slack.url}/api/")
+        d = GraphDirectory(
+            tenant_id=graph.tenant,
+            client_id=graph.client_id,
+            client_secret=graph.client_secret,
+            base_url=graph.https_url,
+            authority_host=graph.https_url,
+            ca_bundle=graph.ca_file,
+            chat=ChatLinks(slack=SlackPeople(client)),
+            clock=clock,
+        )
+        try:
+            ana = await d.find_by_platform_id("slack", "U0ANA")
+            assert ana is not None and (ana.email, ana.aad_object_id) == ("ana@example.com", ANA)
+            assert ana.slack_id == "U0ANA"
+            assert slack.method_calls("users.info") == [{"user": "U0ANA"}]
+            bo = await d.manager_of(ana)
+            assert bo is not None and bo.slack_id == "U0BO" and bo.aad_object_id == BO
+            assert slack.method_calls("users.lookupByEmail")[-1] == {"email": "bo@example.com"}
+            assert await d.find_by_platform_id("slack", "U0GHOST") is None  # not in Graph
+            assert await d.find_by_platform_id("slack", "U0NOMAIL") is None  # no e-mail
+            assert await d.find_by_platform_id("slack", "U0NOBODY") is None  # not in Slack
+            cy = await d.find_by_email("cy@example.com")
+            assert cy is not None and cy.slack_id is None  # not in the workspace
+            calls = len(slack.api_calls())
+            assert (await d.find_by_platform_id("slack", "U0ANA")) == ana  # cached
+            assert len(slack.api_calls()) == calls
+            slack.fail_ok_false("users.info", "fatal_error")
+            with pytest.raises(DirectoryUnavailable, match="Slack"):
+                await d.find_by_platform_id("slack", "U0OTHER")
+            # Slack failing to say who has an e-mail does not hide the person; they are
+            # asked about again next time.
+            slack.fail_ok_false("users.lookupByEmail", "internal_error")
+            graph.add_user("44444444-dddd", "dee@example.com", displayName="Dee")
+            slack.add_user("U0DEE", email="dee@example.com")
+            dee = await d.find_by_email("dee@example.com")
+            assert dee is not None and dee.name == "Dee" and dee.slack_id is None
+            dee = await d.find_by_email("dee@example.com")
+            assert dee is not None and dee.slack_id == "U0DEE"
+        finally:
+            await d.close()
 
 
-async def test_graph_error_raises_and_logs_no_secrets(
+async def test_429_is_retried_after_its_retry_after_and_nothing_calls_before(
+    graph: FakeGraph, directory: GraphDirectory
+) -> None:
+    await directory.find_by_email("bo@example.com")  # token and a first call out of the way
+    graph.fail("/v1.0/users/*", 429, headers={"Retry-After": "1"})
+    first = asyncio.create_task(directory.find_by_email("ana@example.com"))
+    await graph.wait_for(lambda r: r.status == 429)
+    # Another look-up meanwhile waits for the same Retry-After.
+    cy = await directory.find_by_email("cy@example.com")
+    ana = await first
+    assert ana is not None and ana.name == "Ana Lopez" and cy is not None
+    calls = graph.graph_calls()
+    refused = next(c for c in calls if c.status == 429)
+    after = [c for c in calls if c.at > refused.at]
+    assert after and all(c.at >= refused.at + 1.0 for c in after)
+
+
+async def test_503_persisting_gives_up_within_the_wait(
     graph: FakeGraph, directory: GraphDirectory, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    graph.fail("/v1.0/*", 503, times=10)
-    with pytest.raises(DirectoryError, match="503"):
+    graph.fail("/v1.0/*", 503, times=50, headers={"Retry-After": "4"})
+    started = time.monotonic()
+    with pytest.raises(DirectoryUnavailable) as caught:
         await directory.find_by_email("ana@example.com")
+    assert 7.5 <= time.monotonic() - started < 10.5  # tries at 0, 4 and 8 s; 12 is too late
+    assert caught.value.source == "Graph"
+    attempts = [c.at for c in graph.graph_calls()]
+    assert len(attempts) == 3 and all(b - a >= 4.0 for a, b in itertools.pairwise(attempts))
     assert "bot.directory.graph" in {r.name for r in caplog.records}
     assert GRAPH_TOKEN not in caplog.text and graph.client_secret not in caplog.text
     assert graph.client_secret not in repr(directory)
+
+
+async def test_a_retry_after_longer_than_a_person_waits_is_not_waited_for(
+    graph: FakeGraph, directory: GraphDirectory
+) -> None:
+    graph.fail("/v1.0/*", 429, headers={"Retry-After": "30"})
+    started = time.monotonic()
+    with pytest.raises(DirectoryUnavailable, match="wait"):
+        await directory.find_by_email("ana@example.com")
+    with pytest.raises(DirectoryUnavailable, match="wait"):  # and nothing is sent meanwhile
+        await directory.find_by_email("bo@example.com")
+    assert time.monotonic() - started < 2
+    assert len(graph.graph_calls()) == 1
+
+
+async def test_token_endpoint_down_is_unavailable(graph: FakeGraph, clock: Clock) -> None:
+    d = GraphDirectory(
+        tenant_id=graph.tenant,
+        client_id=graph.client_id,
+        client_secret=graph.client_secret,
+        base_url=graph.https_url,
+        authority_host=graph.https_url,
+        ca_bundle=graph.ca_file,
+        clock=clock,
+    )
+    graph.fail("/*/oauth2/v2.0/token", 503, times=5)
+    try:
+        with pytest.raises(DirectoryUnavailable):
+            await d.find_by_email("ana@example.com")
+        assert not graph.graph_calls()
+    finally:
+        await d.close()
 
 
 async def test_bad_secret_raises_directory_error(graph: FakeGraph, clock: Clock) -> None:
@@ -180,7 +285,7 @@ async def test_bad_secret_raises_directory_error(graph: FakeGraph, clock: Clock)
         clock=clock,
     )
     try:
-        with pytest.raises(DirectoryError, match="invalid_client"):
+        with pytest.raises(DirectoryUnavailable, match="invalid_client"):
             await d.find_by_email("ana@example.com")
         assert not await d.has_technicians()
     finally:

@@ -220,6 +220,13 @@ async def test_socket_mode_refuses_every_http_request(make_app, slack_api, socke
     )
     dm = next(p for p in slack_api.posts() if p.get("channel") == "DU0BO")
     approve = button(dm, "Approve")
+    # The technician is told in the ticket's thread too; let that land before counting.
+    await wait_until(
+        lambda: any(
+            "Do not reset passwords" in str(p.get("text")) and p.get("channel") == "C0HELP"
+            for p in slack_api.posts()
+        )
+    )
     views, posts = len(slack_api.views_opened()), len(slack_api.posts())
 
     forged_submit = view_submission(view, intake_values(category="printer"), view_id="V-FORGED")

@@ -43,7 +43,9 @@ SCOPES_BY_METHOD: dict[str, tuple[str, ...]] = {
     "conversations.info": ("channels:read",),
     "conversations.join": ("channels:join",),
     "conversations.members": ("channels:read",),
-    "users.info": ("users:read",),
+    # users.info answers without the e-mail unless the app also has users:read.email, and
+    # the e-mail is what the bot reads (a Slack user is matched to Graph by it).
+    "users.info": ("users:read", "users:read.email"),
     # users:read.email can only be granted together with users:read.
     "users.lookupByEmail": ("users:read", "users:read.email"),
     "reactions.add": ("reactions:write",),

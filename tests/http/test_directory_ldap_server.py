@@ -1,0 +1,231 @@
+"""LdapDirectory against a real OpenLDAP slapd (ldap3 over TCP; nothing mocked)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from bot.directory.factory import create_directory
+from bot.directory.ldap import LdapDirectory
+from handlers.config import DirectoryConfig
+from handlers.directory import DirectoryUnavailable, Person
+from tests.directory_people import (
+    ANA,
+    BO,
+    BOT_DN,
+    BOT_PASSWORD,
+    CY,
+    PAT,
+    TECH_GROUP_DN,
+    TOM,
+    VIC,
+    VIP_GROUP_DN,
+    ldap_directory,
+    start_slapd,
+)
+from tests.ldap_server import SUFFIX, Slapd, require_slapd
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def shared_slapd() -> Iterator[Slapd]:
+    """One server for the tests that only read."""
+    require_slapd()
+    server = start_slapd()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def own_slapd() -> Iterator[Slapd]:
+    """A server of the test's own, which it may stop and start."""
+    require_slapd()
+    server = start_slapd()
+    yield server
+    server.cleanup()
+
+
+def directory_on(server: Slapd, url: str | None = None, **options: object) -> LdapDirectory:
+    defaults: dict[str, object] = {
+        "bind_dn": BOT_DN,
+        "password": BOT_PASSWORD,
+        "base_dn": SUFFIX,
+        "vip_group_dn": VIP_GROUP_DN.upper(),
+        "technician_group_dn": TECH_GROUP_DN.lower(),
+        "slack_id_attribute": "extensionAttribute1",
+        "teams_id_attribute": "extensionAttribute2",
+    }
+    return LdapDirectory.from_url(url or server.url, **{**defaults, **options})  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def directory(shared_slapd: Slapd) -> AsyncIterator[LdapDirectory]:
+    d = directory_on(shared_slapd)
+    yield d
+    await d.close()
+
+
+async def test_person_fields_from_the_entry(directory: LdapDirectory) -> None:
+    ana = await directory.find_by_email("ANA@example.com")
+    assert ana == Person(
+        email=ANA.email,
+        name="Ana Lopez",
+        slack_id="U0ANA",
+        teams_id="29:1ana",
+        phone="+1 555 0100",  # telephoneNumber before mobile
+    )
+    cy = await directory.find_by_email(CY.email)
+    assert cy is not None and cy.phone == "+1 555 0199"  # only a mobile
+
+
+async def test_manager_follows_the_manager_dn(directory: LdapDirectory) -> None:
+    ana = await directory.find_by_email(ANA.email)
+    assert ana is not None
+    bo = await directory.manager_of(ana)
+    assert bo is not None and (bo.email, bo.name, bo.slack_id) == (BO.email, "Bo Boss", "U0BO")
+    assert await directory.manager_of(bo) is None
+    cy = await directory.find_by_email(CY.email)
+    assert cy is not None and await directory.manager_of(cy) is None
+
+
+async def test_vip_and_technician_through_nested_groups(directory: LdapDirectory) -> None:
+    """Vic is in Execs (in VIPs), Tom in Tier 1 (in Helpdesk Techs); the configured DNs are in
+    another case than the entries."""
+    vic, tom, pat = [await directory.find_by_email(p.email) for p in (VIC, TOM, PAT)]
+    assert vic is not None and vic.vip and not vic.technician
+    assert tom is not None and tom.technician and not tom.vip
+    assert pat is not None and not pat.vip and not pat.technician
+    assert await directory.has_technicians()
+
+
+async def test_chat_ids_from_the_configured_attributes(directory: LdapDirectory) -> None:
+    by_slack = await directory.find_by_platform_id("slack", "U0VIC")
+    by_teams = await directory.find_by_platform_id("teams", "29:1tech")
+    assert by_slack is not None and by_slack.email == VIC.email
+    assert by_teams is not None and by_teams.email == TOM.email and by_teams.technician
+    assert await directory.find_by_platform_id("slack", "U0NOBODY") is None
+    assert await directory.find_by_platform_id("slack", "*") is None  # filter escaped
+
+
+async def test_the_bot_must_bind(shared_slapd: Slapd) -> None:
+    anonymous = directory_on(shared_slapd, bind_dn=None, password=None)
+    wrong = directory_on(shared_slapd, password="not-the-password")
+    try:
+        # Anonymous clients may read nothing on this server.
+        assert await anonymous.find_by_email(ANA.email) is None
+        with pytest.raises(DirectoryUnavailable, match="bind as cn=helpdesk-bot") as refused:
+            await wrong.find_by_email(ANA.email)
+        assert "not-the-password" not in str(refused.value)
+        assert refused.value.source == "LDAP"
+    finally:
+        await anonymous.close()
+        await wrong.close()
+
+
+async def test_a_dropped_connection_is_reopened(own_slapd: Slapd) -> None:
+    d = directory_on(own_slapd, cache_ttl=0)
+    try:
+        assert await d.find_by_email(ANA.email) is not None
+        own_slapd.stop()  # the bot's open connection dies with the server
+        own_slapd.start()
+        bo = await d.find_by_email(BO.email)
+        assert bo is not None and bo.name == "Bo Boss"
+    finally:
+        await d.close()
+
+
+async def test_server_down_is_unavailable_and_back_works(own_slapd: Slapd) -> None:
+    d = directory_on(own_slapd, cache_ttl=0)
+    try:
+        assert await d.find_by_email(ANA.email) is not None
+        own_slapd.stop()
+        started = time.monotonic()
+        with pytest.raises(DirectoryUnavailable) as down:
+            await d.find_by_email(ANA.email)
+        assert time.monotonic() - started < 5
+        assert down.value.source == "LDAP"
+        own_slapd.start()
+        assert await d.find_by_email(ANA.email) is not None
+    finally:
+        await d.close()
+
+
+async def test_cache_ttl_is_honoured(own_slapd: Slapd) -> None:
+    clock = Clock()
+    d = directory_on(own_slapd, cache_ttl=60, clock=clock)
+    try:
+        ana = await d.find_by_email(ANA.email)
+        assert ana is not None and await d.manager_of(ana) is not None
+        own_slapd.stop()
+        clock.now += 59  # within cache_ttl: answered from the cache, server down or not
+        assert await d.find_by_email(ANA.email) == ana
+        assert (await d.manager_of(ana) or Person(email="")).email == BO.email
+        clock.now += 2
+        with pytest.raises(DirectoryUnavailable):
+            await d.find_by_email(ANA.email)
+    finally:
+        await d.close()
+
+
+async def test_a_server_that_never_answers_times_out() -> None:
+    """A listener that accepts and stays silent: the receive timeout (an int for ldap3's
+    SO_RCVTIMEO) ends the wait, well within the look-up's limit."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    url = f"ldap://127.0.0.1:{silent.getsockname()[1]}"
+    d = LdapDirectory.from_url(
+        url, bind_dn=BOT_DN, password=BOT_PASSWORD, base_dn=SUFFIX, receive_timeout=1.0
+    )
+    try:
+        started = time.monotonic()
+        with pytest.raises(DirectoryUnavailable):
+            await d.find_by_email(ANA.email)
+        assert time.monotonic() - started < 6
+    finally:
+        await d.close()
+        silent.close()
+
+
+async def test_ldaps_checks_the_certificate() -> None:
+    require_slapd()
+    server = start_slapd(tls=True)
+    assert server.tls is not None
+    trusted = directory_on(server, server.ldaps_url, ca_bundle=server.tls.ca_file)
+    untrusted = directory_on(server, server.ldaps_url)
+    try:
+        assert (await trusted.find_by_email(ANA.email) or Person(email="")).name == "Ana Lopez"
+        with pytest.raises(DirectoryUnavailable):  # a CA the system does not trust
+            await untrusted.find_by_email(ANA.email)
+    finally:
+        await trusted.close()
+        await untrusted.close()
+        server.cleanup()
+
+
+async def test_factory_builds_ldap_from_config_and_env(shared_slapd: Slapd) -> None:
+    directory, env = ldap_directory(shared_slapd, cache_ttl="1m")
+    config = DirectoryConfig.model_validate(directory)
+    d = await create_directory(config, config_dir=None, env=env)
+    try:
+        vic = await d.find_by_email(VIC.email)
+        assert vic is not None and vic.vip
+    finally:
+        await d.close()
+
+
+async def test_lookups_share_one_connection_thread(directory: LdapDirectory) -> None:
+    """Concurrent look-ups queue on the directory's one LDAP thread and all succeed."""
+    found = await asyncio.gather(*(directory.find_by_email(p.email) for p in (ANA, BO, CY, PAT)))
+    assert [p.email if p else None for p in found] == [ANA.email, BO.email, CY.email, PAT.email]

@@ -1,0 +1,272 @@
+"""Slack over HTTP on a real directory: a private slapd, or the Graph fake (TLS token endpoint).
+
+Each test runs on both sources and both databases. With Graph, Slack users are matched by
+their profile e-mail (users.info) and Bo, who has no chat ids in Graph, is DMed at the user
+users.lookupByEmail finds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from bot.slack.front import WORKING
+from storage.models import Ticket
+from tests.directory_people import ANA, BO, CY, PAT, TOM, VIC, fill_slack
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import (
+    AppHarness,
+    block_actions,
+    only_ticket,
+    view_submission,
+    wait_until,
+)
+from tests.harness import slack_button as button
+from tests.http.directory_support import (
+    UNREACHABLE,
+    Source,
+    elapsed,
+    graph_calls_between,
+    identity_rows,
+)
+
+_ids = itertools.count(1)
+
+
+async def start(make_app: Any, fake: FakeSlack, source: Source, **config: Any) -> AppHarness:
+    fill_slack(fake)
+    app: AppHarness = await make_app(slack=fake, config=source.config(**config), env=source.env)
+    return app
+
+
+def posts_to(fake: FakeSlack, channel: str) -> list[dict[str, Any]]:
+    return [p for p in fake.posts() if p.get("channel") == channel]
+
+
+async def new_ticket(app: AppHarness, fake: FakeSlack, requester: str) -> None:
+    """Open the intake modal as Tom and submit it for `requester`; waits for the card."""
+    opened = len(fake.views_opened())
+    await app.slash("new Locked out", user=TOM.slack)
+    await fake.wait_for_method("views.open", count=opened + 1)
+    view = fake.views_opened()[-1]["view"]
+    text = lambda value: {"type": "plain_text_input", "value": value}  # noqa: E731
+    values = {
+        "requester": {"type": "users_select", "selected_user": requester},
+        "summary": text("Locked out of my laptop"),
+        "error_text": text(""),
+        "doing": text(""),
+        "reproducible": {"type": "static_select", "selected_option": {"value": "yes"}},
+        "users_affected": {"type": "number_input", "value": "1"},
+        "priority": {"type": "static_select", "selected_option": {"value": "P2"}},
+        "category": {"type": "static_select", "selected_option": {"value": "printer"}},
+        "asset": text(""),
+        "client": text(""),
+    }
+    cards = len(posts_to(fake, "C0HELP"))
+    submitted = view_submission(view, values, user=TOM.slack, view_id=f"V{time.time_ns()}")
+    started = time.monotonic()
+    assert (await app.interactive(submitted)).status == 200
+    assert elapsed(started) < 3  # Slack's limit, however slow the directory is
+    await wait_until(lambda: len(posts_to(fake, "C0HELP")) > cards, timeout=10)
+
+
+async def command(app: AppHarness, fake: FakeSlack, text: str, user: str = TOM.slack) -> str:
+    """`/ticket <text>` as `user`: the answer, from the ack or (when the bot needed longer
+    than Slack's 3 s) from the command's response_url."""
+    rid = f"cmd{next(_ids)}"
+    started = time.monotonic()
+    response = await app.slash(text, user=user, response_url=fake.response_url_for(rid))
+    assert response.status == 200 and elapsed(started) < 3
+    body = await response.json()
+    if body.get("text") != WORKING:
+        return json.dumps(body)
+    await fake.wait_for(f"/response/{rid}", timeout=30)
+    return json.dumps(fake.responses(rid)[-1])
+
+
+async def manager_dm(fake: FakeSlack, count: int) -> dict[str, Any]:
+    """The count-th identity request DM to Bo."""
+    await wait_until(lambda: len(posts_to(fake, f"D{BO.slack}")) >= count, timeout=10)
+    opened = fake.method_calls("conversations.open")
+    assert opened[-1]["users"] == BO.slack
+    return posts_to(fake, f"D{BO.slack}")[count - 1]
+
+
+async def approve(app: AppHarness, fake: FakeSlack, dm: dict[str, Any], user: str) -> str:
+    n = next(_ids)
+    payload = block_actions(
+        button(dm, "Approve"),
+        user=user,
+        channel=f"D{BO.slack}",
+        n=n,
+        response_url=fake.response_url_for(f"r{n}"),
+        message_ts=dm.get("ts", "1.1"),
+    )
+    assert (await app.interactive(payload)).status == 200
+    await fake.wait_for(f"/response/r{n}", timeout=10)
+    return json.dumps(fake.responses(f"r{n}")[-1])
+
+
+async def identity_state(app: AppHarness, number: str) -> str:
+    async with app.services.sessions() as session:
+        ticket = (await session.execute(select(Ticket).where(Ticket.number == number))).scalar_one()
+        return ticket.identity_state
+
+
+async def test_vip_check_starts_by_itself_and_verify_is_approved(
+    make_app, slack_api: FakeSlack, source: Source
+):
+    app = await start(make_app, slack_api, source)
+    # Vic is a VIP through a nested group: the check starts when the ticket is opened.
+    await new_ticket(app, slack_api, requester=VIC.slack)
+    vip_request = await manager_dm(slack_api, 1)
+    assert "Vic VIP (vic@example.com)" in json.dumps(vip_request["blocks"])
+    assert await identity_state(app, "HD-1") == "pending"
+    # Ana is not: `verify` asks her manager, and Bo's Approve confirms.
+    await new_ticket(app, slack_api, requester=ANA.slack)
+    assert await identity_state(app, "HD-2") == "not_required"
+    answer = await command(app, slack_api, "verify HD-2")
+    assert "Bo Boss" in answer
+    request = await manager_dm(slack_api, 2)
+    assert "Ana Lopez (ana@example.com)" in json.dumps(request["blocks"])
+    assert "Only the requester's manager" in await approve(app, slack_api, request, PAT.slack)
+    assert "confirmed the identity for HD-2" in await approve(app, slack_api, request, BO.slack)
+    assert await identity_state(app, "HD-2") == "confirmed"
+    await wait_until(lambda: "Identity confirmed for HD-2" in json.dumps(slack_api.posts()))
+
+
+async def test_no_manager_callback_and_the_technician_group(
+    make_app, slack_api: FakeSlack, source: Source
+):
+    app = await start(make_app, slack_api, source, slack={"incident_channel": "C0INCIDENT"})
+    await new_ticket(app, slack_api, requester=CY.slack)
+    answer = await command(app, slack_api, "verify HD-1")
+    assert "+1 555 0199" in answer and "number on file in the directory" in answer
+    assert (await only_ticket(app)).identity_state == "required"
+    assert not [c for c in slack_api.method_calls("conversations.open") if c["users"] == BO.slack]
+    # Pat is not in the technician group; Tom is, through a nested group.
+    refused = await command(app, slack_api, "p1 HD-1", user=PAT.slack)
+    assert "Only technicians can raise a ticket to P1" in refused
+    assert (await only_ticket(app)).priority == "P2"
+    raised = await command(app, slack_api, "p1 HD-1", user=TOM.slack)
+    assert "HD-1 is now P1" in raised
+    assert (await only_ticket(app)).priority == "P1"
+
+
+async def test_directory_outage_tells_the_technician_and_later_verify_works(
+    make_app, slack_api: FakeSlack, source: Source
+):
+    app = await start(make_app, slack_api, source, cache_ttl="0s")
+    await new_ticket(app, slack_api, requester=ANA.slack)
+    source.go_down()
+    started = time.monotonic()
+    answer = await command(app, slack_api, "verify HD-1")
+    assert elapsed(started) < 30
+    assert f"The directory ({source.label}) {UNREACHABLE}" in answer
+    assert "manager was not asked" in answer and "Something went wrong" not in answer
+    # Nothing changed: no check, no DM, no audit of one.
+    assert (await only_ticket(app)).identity_state == "not_required"
+    assert await identity_rows(app) == (0, [])
+    assert not slack_api.method_calls("conversations.open")
+    source.come_back()
+    answer = await command(app, slack_api, "verify HD-1")
+    assert "Bo Boss" in answer
+    await manager_dm(slack_api, 1)
+    assert (await only_ticket(app)).identity_state == "pending"
+
+
+@pytest.mark.parametrize("source", ["graph"], indirect=True)
+async def test_graph_429_is_waited_out_and_verify_completes(
+    make_app, slack_api: FakeSlack, source: Source
+):
+    assert source.graph is not None
+    app = await start(make_app, slack_api, source, cache_ttl="0s")
+    await new_ticket(app, slack_api, requester=ANA.slack)
+    source.graph.fail("/v1.0/*", 429, times=1, headers={"Retry-After": "3"})
+    answer = await command(app, slack_api, "verify HD-1")  # answered late, via response_url
+    assert "Bo Boss" in answer
+    await manager_dm(slack_api, 1)
+    [refused] = [c for c in source.graph.graph_calls() if c.status == 429]
+    assert not graph_calls_between(source.graph, refused.at, refused.at + 3.0)
+    assert (await only_ticket(app)).identity_state == "pending"
+
+
+async def test_a_ticket_opened_during_an_outage_opens_gated_and_verify_works_later(
+    make_app, slack_api: FakeSlack, source: Source
+):
+    """The directory is down when the form is sent: the ticket still opens (Slack gets its
+    answer in time even while Graph is waited for), its identity must be confirmed (Ana could
+    be a VIP), and the technician is told to verify once the directory is back."""
+    app = await start(make_app, slack_api, source, cache_ttl="0s")
+    source.go_down(graph_status=500)  # Graph: an error not worth waiting on
+    started = time.monotonic()
+    await new_ticket(app, slack_api, requester=ANA.slack)
+    ticket = await only_ticket(app)
+    assert ticket.identity_state == "required" and ticket.requester_id == ANA.slack
+    await wait_until(
+        lambda: (
+            f"could not be reached when {ticket.number} was opened"
+            in json.dumps(posts_to(slack_api, "C0HELP"))
+        ),
+        timeout=30,
+    )
+    assert elapsed(started) < 30
+    assert await identity_rows(app) == (0, ["identity.directory_unavailable"])
+    source.come_back()
+    assert "Bo Boss" in await command(app, slack_api, "verify HD-1")
+    await manager_dm(slack_api, 1)
+
+
+@pytest.mark.parametrize("source", ["graph"], indirect=True)
+async def test_a_form_sent_while_graph_throttles_is_acked_in_time(
+    make_app, slack_api: FakeSlack, source: Source
+):
+    """Graph asks for 3 s while Tom's form is in: Slack's request is answered within 3 s
+    (the modal closes), and the ticket opens once the wait is over."""
+    assert source.graph is not None
+    app = await start(make_app, slack_api, source, cache_ttl="0s")
+    source.graph.fail("/v1.0/*", 429, times=1, headers={"Retry-After": "3"})
+    started = time.monotonic()
+    await new_ticket(app, slack_api, requester=VIC.slack)  # asserts the ack, waits for the card
+    assert elapsed(started) >= 3
+    assert (await only_ticket(app)).requester_vip
+    await manager_dm(slack_api, 1)
+
+
+@pytest.mark.parametrize("source", ["graph"], indirect=True)
+async def test_a_late_refusal_of_a_form_reaches_the_person(
+    make_app, slack_api: FakeSlack, source: Source
+):
+    """Pat sends an escalation form while Graph asks for 3 s: Slack is answered in time (the
+    modal closes), and the refusal that comes after the wait is shown to Pat alone."""
+    assert source.graph is not None
+    security = {"security": {"slack": "C0SECURITY"}}
+    app = await start(make_app, slack_api, source, cache_ttl="0s", queues=security)
+    await new_ticket(app, slack_api, requester=ANA.slack)
+    opened = len(slack_api.views_opened())
+    await app.slash("escalate HD-1", user=TOM.slack)
+    await slack_api.wait_for_method("views.open", count=opened + 1)
+    view = slack_api.views_opened()[-1]["view"]
+    facts = {
+        "repro_steps": "Open the laptop and sign in",
+        "error_text": "Account locked",
+        "already_tried": "Reset the password twice today",
+        "asset_link": "",
+        "user_impact": "Cannot work",
+    }
+    values: dict[str, Any] = {k: {"type": "plain_text_input", "value": v} for k, v in facts.items()}
+    values["queue"] = {"type": "static_select", "selected_option": {"value": "security"}}
+    source.graph.fail("/v1.0/*", 429, times=1, headers={"Retry-After": "3"})
+    started = time.monotonic()
+    submitted = view_submission(view, values, user=PAT.slack, view_id="V-PAT")
+    response = await app.interactive(submitted)
+    assert response.status == 200 and elapsed(started) < 3
+    # The escalation form carries no channel: the refusal comes as a DM.
+    await wait_until(lambda: bool(posts_to(slack_api, f"D{PAT.slack}")), timeout=10)
+    [told] = posts_to(slack_api, f"D{PAT.slack}")
+    assert "Only technicians can escalate" in told["text"] and "form was closed" in told["text"]

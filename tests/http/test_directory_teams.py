@@ -1,0 +1,272 @@
+"""Teams over HTTP on a real directory: a private slapd, or the Graph fake (TLS token endpoint).
+
+Each test runs on both sources and both databases. With Graph, Teams users are the Graph users
+whose object id is the activity's `from.aadObjectId`, and Bo (no chat ids in Graph, never in a
+1:1 chat with the bot) is DMed by AAD object id: the bot opens the chat with his AAD id and the
+tenant, and his answer counts because it comes from that AAD id. No `teams.service_url` is
+configured: the service URL and tenant come from the conversations the bot already has.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from storage.models import Ticket
+from tests.directory_people import ANA, BO, CY, PAT, TENANT, TOM, VIC, Who
+from tests.fakes.botframework import FakeConnector
+from tests.harness import AppHarness, only_ticket, wait_until
+from tests.http.conftest_teams import (
+    CARD_TYPE,
+    activity,
+    card_of,
+    form_values,
+    submit_action,
+)
+from tests.http.directory_support import (
+    UNREACHABLE,
+    Source,
+    elapsed,
+    graph_calls_between,
+    identity_rows,
+)
+
+
+def chat_of(who: Who) -> str:
+    return f"a:1chat-with-{who.key}"
+
+
+def sent_by(connector: FakeConnector, who: Who, *, conversation: str | None = None, **fields: Any):
+    """An activity from `who` (their Teams id and AAD object id), in their 1:1 chat."""
+    body = activity(
+        connector.service_url,
+        conversation=conversation or chat_of(who),
+        user=who.teams,
+        user_name=who.name,
+        **fields,
+    )
+    body["from"]["aadObjectId"] = who.aad
+    body["conversation"]["tenantId"] = TENANT
+    return body
+
+
+async def start(make_app: Any, source: Source, **config: Any) -> AppHarness:
+    app: AppHarness = await make_app(config=source.config(**config), env=source.env)
+    return app
+
+
+def texts(connector: FakeConnector, conversation: str) -> str:
+    return json.dumps([a.get("text") for a in connector.activities(conversation)])
+
+
+async def say(app: AppHarness, connector: FakeConnector, who: Who, text: str) -> str:
+    """`ticket <text>` from `who` in their chat; everything the bot said there since."""
+    before = len(connector.activities(chat_of(who)))
+    message = sent_by(connector, who, text=f"ticket {text}", textFormat="plain")
+    started = time.monotonic()
+    response = await app.teams(message)
+    assert response.status == 201 and elapsed(started) < 15
+    return json.dumps([a.get("text") for a in connector.activities(chat_of(who))[before:]])
+
+
+async def new_ticket(app: AppHarness, connector: FakeConnector, requester: Who) -> None:
+    """Tom opens a ticket for `requester` (typed by e-mail, as the Teams form takes it)."""
+    chat = chat_of(TOM)
+    posted = len(connector.activities(chat))
+    await app.teams(sent_by(connector, TOM, text="ticket new Locked out", textFormat="plain"))
+    await wait_until(lambda: len(connector.activities(chat)) > posted)
+    form = card_of(connector.activities(chat)[-1])
+    value = {
+        **submit_action(form)["fallback"]["data"],
+        **form_values(requester=requester.email, category="printer", summary="Locked out"),
+    }
+    assert (await app.teams(sent_by(connector, TOM, value=value))).status == 201
+
+
+async def manager_request(
+    connector: FakeConnector, source: Source, count: int
+) -> tuple[str, dict[str, Any]]:
+    """(chat id, card) of the count-th request to Bo, in the 1:1 chat the bot opened."""
+
+    def chats() -> list[dict[str, Any]]:
+        return [
+            c
+            for c in connector.created_conversations()
+            if c["members"][0]["id"] == source.manager_teams_id
+        ]
+
+    await wait_until(lambda: bool(chats()), timeout=10)
+    chat = chats()[0]
+    assert chat["tenantID"] == TENANT
+    if source.name == "graph":
+        assert chat["members"][0].get("aadObjectId") == BO.aad
+
+    def cards() -> list[dict[str, Any]]:
+        return [a for c in chats() for a in connector.activities(c["_id"]) if a.get("attachments")]
+
+    await wait_until(lambda: len(cards()) >= count, timeout=10)
+    return chat["_id"], card_of(cards()[count - 1])
+
+
+async def press(
+    app: AppHarness, connector: FakeConnector, card: dict[str, Any], who: Who, chat: str
+) -> str:
+    """`who` presses Approve (Action.Execute); the invoke response's message."""
+    pressed = next(a for a in card["actions"] if a["title"] == "Approve")
+    invoke = sent_by(
+        connector,
+        who,
+        conversation=chat,
+        type="invoke",
+        name="adaptiveCard/action",
+        value={
+            "action": {"type": "Action.Execute", "verb": pressed["verb"], "data": pressed["data"]},
+            "trigger": "manual",
+        },
+    )
+    response = await app.teams(invoke)
+    assert response.status == 200
+    body = await response.json()
+    return json.dumps(body["value"]) if body["type"] == CARD_TYPE else str(body["value"])
+
+
+async def state(app: AppHarness, number: str) -> str:
+    async with app.services.sessions() as session:
+        query = select(Ticket.identity_state).where(Ticket.number == number)
+        return str((await session.execute(query)).scalar_one())
+
+
+async def test_vip_check_starts_by_itself_and_verify_is_approved(
+    make_app, connector: FakeConnector, source: Source
+):
+    app = await start(make_app, source)
+    await new_ticket(app, connector, VIC)  # VIP through a nested group
+    chat, card = await manager_request(connector, source, 1)
+    assert "Vic VIP" in json.dumps(card)
+    assert await state(app, "HD-1") == "pending"
+    await new_ticket(app, connector, ANA)
+    assert await state(app, "HD-2") == "not_required"
+    assert "Bo Boss" in await say(app, connector, TOM, "verify HD-2")
+    chat, card = await manager_request(connector, source, 2)
+    assert "Ana Lopez (ana@example.com)" in json.dumps(card).replace("\\\\", "")
+    assert "Only the requester's manager" in await press(app, connector, card, PAT, chat)
+    assert "confirmed the identity for HD-2" in await press(app, connector, card, BO, chat)
+    assert await state(app, "HD-2") == "confirmed"
+    await wait_until(lambda: "Identity confirmed for HD-2" in texts(connector, chat_of(TOM)))
+
+
+async def test_no_manager_callback_and_the_technician_group(
+    make_app, connector: FakeConnector, source: Source
+):
+    app = await start(make_app, source, teams={"incident_conversation": "19:incident@thread"})
+    await new_ticket(app, connector, CY)
+    answer = await say(app, connector, TOM, "verify HD-1")
+    assert "+1 555 0199" in answer and "number on file in the directory" in answer
+    assert (await only_ticket(app)).identity_state == "required"
+    assert not connector.created_conversations()
+    assert "Only technicians can raise a ticket to P1" in await say(app, connector, PAT, "p1 HD-1")
+    assert (await only_ticket(app)).priority == "P2"
+    assert "HD-1 is now P1" in await say(app, connector, TOM, "p1 HD-1")
+    assert (await only_ticket(app)).priority == "P1"
+
+
+async def test_directory_outage_tells_the_technician_and_later_verify_works(
+    make_app, connector: FakeConnector, source: Source
+):
+    app = await start(make_app, source, cache_ttl="0s")
+    await new_ticket(app, connector, ANA)
+    await wait_until(lambda: len(connector.activities(chat_of(TOM))) >= 2)
+    source.go_down()
+    started = time.monotonic()
+    answer = await say(app, connector, TOM, "verify HD-1")
+    assert elapsed(started) < 30
+    assert f"The directory ({source.label}) {UNREACHABLE}" in answer
+    assert "manager was not asked" in answer and "Something went wrong" not in answer
+    assert (await only_ticket(app)).identity_state == "not_required"
+    assert await identity_rows(app) == (0, [])
+    assert not connector.created_conversations()
+    source.come_back()
+    assert "Bo Boss" in await say(app, connector, TOM, "verify HD-1")
+    await manager_request(connector, source, 1)
+    assert (await only_ticket(app)).identity_state == "pending"
+
+
+@pytest.mark.parametrize("source", ["graph"], indirect=True)
+async def test_graph_429_is_waited_out_and_verify_completes(
+    make_app, connector: FakeConnector, source: Source
+):
+    assert source.graph is not None
+    app = await start(make_app, source, cache_ttl="0s")
+    await new_ticket(app, connector, ANA)
+    source.graph.fail("/v1.0/*", 429, times=1, headers={"Retry-After": "2"})
+    assert "Bo Boss" in await say(app, connector, TOM, "verify HD-1")
+    await manager_request(connector, source, 1)
+    [refused] = [c for c in source.graph.graph_calls() if c.status == 429]
+    assert not graph_calls_between(source.graph, refused.at, refused.at + 2.0)
+    assert (await only_ticket(app)).identity_state == "pending"
+
+
+async def test_an_unlisted_teams_user_is_not_a_technician(
+    make_app, connector: FakeConnector, source: Source
+):
+    """Someone the directory does not know (no such AAD object id / Teams id) is refused."""
+    app = await start(make_app, source)
+    await new_ticket(app, connector, ANA)
+    stranger = Who("zed", "Zed Unknown", "U0ZED", "29:1zed", "00000000-0000-4000-8000-000000000000")
+    assert "Only technicians" in await say(app, connector, stranger, "p1 HD-1")
+    assert (await only_ticket(app)).priority == "P2"
+
+
+async def test_a_manager_who_chatted_with_the_bot_gets_the_request_in_that_chat(
+    make_app, connector: FakeConnector, source: Source
+):
+    """Bo has talked to the bot 1:1 before: the request goes to that chat (found by his Teams
+    id, or with Graph by his AAD object id), no new conversation is opened."""
+    app = await start(make_app, source)
+    await say(app, connector, BO, "help")
+    await new_ticket(app, connector, ANA)
+    assert "Bo Boss" in await say(app, connector, TOM, "verify HD-1")
+    await wait_until(
+        lambda: any(a.get("attachments") for a in connector.activities(chat_of(BO))), timeout=10
+    )
+    assert not connector.created_conversations()
+    [card] = [card_of(a) for a in connector.activities(chat_of(BO)) if a.get("attachments")]
+    assert "confirmed the identity for HD-1" in await press(app, connector, card, BO, chat_of(BO))
+
+
+async def test_a_ticket_opened_during_an_outage_opens_gated_and_verify_works_later(
+    make_app, connector: FakeConnector, source: Source
+):
+    app = await start(make_app, source, cache_ttl="0s")
+    source.go_down(graph_status=500)  # Graph: an error not worth waiting on
+    await new_ticket(app, connector, ANA)
+    ticket = await only_ticket(app)
+    assert ticket.identity_state == "required" and ticket.requester_email == ANA.email
+    await wait_until(
+        lambda: "could not be reached when HD-1 was opened" in texts(connector, chat_of(TOM)),
+        timeout=30,
+    )
+    assert await identity_rows(app) == (0, ["identity.directory_unavailable"])
+    source.come_back()
+    assert "Bo Boss" in await say(app, connector, TOM, "verify HD-1")
+    await manager_request(connector, source, 1)
+
+
+async def test_show_asks_the_directory_while_it_reads_the_ticket(
+    make_app, connector: FakeConnector, source: Source
+):
+    """`show` checks the caller against the directory (uncached) with the ticket's read
+    still open (on SQLite, the one connection): answered at once, and only to technicians."""
+    app = await start(make_app, source, cache_ttl="0s")
+    await new_ticket(app, connector, ANA)
+    before = len(connector.activities(chat_of(TOM)))
+    started = time.monotonic()
+    await app.teams(sent_by(connector, TOM, text="ticket show HD-1", textFormat="plain"))
+    assert elapsed(started) < 5
+    [shown] = connector.activities(chat_of(TOM))[before:]
+    assert "HD-1" in json.dumps(card_of(shown))
+    assert "Only technicians and the requester" in await say(app, connector, PAT, "show HD-1")
