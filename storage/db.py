@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
-from storage import sqlite_inline
+from storage import inbound, sqlite_inline
 
 
 def is_sqlite(url: str) -> bool:
@@ -64,6 +64,7 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions on their own Session subclass, so commit hooks stay per app (and per test)."""
     session_cls = type("HelpdeskSession", (Session,), {})
+    inbound.install(session_cls)
     return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=session_cls)
 
 

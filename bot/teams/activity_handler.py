@@ -49,7 +49,8 @@ def _interaction(activity: Activity, **fields: Any) -> Interaction:
         conversation=Conversation(
             "teams", conversation.id, personal=conversation.conversation_type == "personal"
         ),
-        delivery_id=f"teams:{conversation.id}:{activity.id}",
+        # Teams (and the Bot Framework channel) send a redelivered activity with its id.
+        delivery_id=f"teams:{conversation.id}:{activity.id}" if activity.id else None,
         can_reply=True,
         **fields,
     )

@@ -17,7 +17,7 @@ from handlers.commands import Command, ticket_ref
 from handlers.deps import Deps
 from handlers.durations import format_duration, parse_duration
 from handlers.tickets import load, ticket_card
-from handlers.types import DomainError, Duplicate, Interaction, InvalidInput, NotFound, Reply
+from handlers.types import DomainError, Interaction, InvalidInput, NotFound, Reply
 from storage import tickets as repo
 from storage.models import Ticket, TimeEntry
 
@@ -41,11 +41,6 @@ def entry_minutes(text: str) -> int:
     if delta > MAX_ENTRY:
         raise ValueError("One time entry can be at most 24h; log longer work as several entries.")
     return int(delta.total_seconds() // 60)
-
-
-async def _claim(session: AsyncSession, interaction: Interaction) -> None:
-    if interaction.delivery_id and not await repo.claim_delivery(session, interaction.delivery_id):
-        raise Duplicate(f"delivery {interaction.delivery_id} was already handled")
 
 
 async def _locked(session: AsyncSession, number: str) -> Ticket:
@@ -84,7 +79,6 @@ async def time_command(deps: Deps, interaction: Interaction, command: Command) -
     if len(text) > MAX_TIME_NOTE:
         raise InvalidInput(f"Keep the time note under {MAX_TIME_NOTE} characters.")
     async with deps.sessions() as session, session.begin():
-        await _claim(session, interaction)
         ticket = await _locked(session, number)
         await add_time(session, ticket=ticket, interaction=interaction, minutes=minutes, note=text)
         total = sum(e.minutes for e in await repo.time_entries_for(session, ticket.id))
@@ -194,7 +188,6 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
     now = deps.clock()
 
     async with deps.sessions() as session, session.begin():
-        await _claim(session, interaction)
         ticket = await _locked(session, ticket.number)
         _require_open(ticket)
         identity.require_confirmed(ticket)

@@ -16,7 +16,7 @@ from handlers.escalation.cards import (
     queue_names,
 )
 from handlers.tickets import load
-from handlers.types import DomainError, Duplicate, Interaction, InvalidInput, NotFound, Reply
+from handlers.types import DomainError, Interaction, InvalidInput, NotFound, Reply
 from storage import tickets as repo
 from storage.models import Ticket
 
@@ -91,10 +91,6 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
     who = await deps.person(actor)
     by = (who.name if who else "") or actor.name or actor.id
     async with deps.sessions() as session, session.begin():
-        if interaction.delivery_id and not await repo.claim_delivery(
-            session, interaction.delivery_id
-        ):
-            raise Duplicate(f"delivery {interaction.delivery_id} was already handled")
         locked = await repo.get_by_number(session, ticket.number, lock=True)
         if locked is None:
             raise NotFound(f"There is no ticket {ticket.number}.")

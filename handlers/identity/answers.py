@@ -16,18 +16,12 @@ from handlers import notify
 from handlers.deps import Deps
 from handlers.formatting import when
 from handlers.identity import cards
-from handlers.types import Actor, Duplicate, Interaction, Reply
+from handlers.types import Actor, Interaction, Reply
 from storage import tickets as repo
 from storage.models import IdentityCheck, OutboxMessage, Ticket
 
 log = logging.getLogger(__name__)
 PURPOSE = cards.PURPOSE
-
-
-async def claim(session: AsyncSession, interaction: Interaction) -> None:
-    """Record the inbound delivery id; a retried click or message raises Duplicate."""
-    if interaction.delivery_id and not await repo.claim_delivery(session, interaction.delivery_id):
-        raise Duplicate(f"delivery {interaction.delivery_id} was already handled")
 
 
 async def retire_dm(session: AsyncSession, ticket: Ticket, check: IdentityCheck, text: str) -> None:
@@ -61,7 +55,6 @@ async def answer(deps: Deps, interaction: Interaction, *, approved: bool) -> Rep
     choice = "approve" if approved else "deny"
     now = deps.clock()
     async with deps.sessions() as session, session.begin():
-        await claim(session, interaction)
         check, ticket = await _load(session, nonce)
         refused = _why_refused(check, actor) or await _conflicted(deps, ticket, check, actor)
         if refused is not None:

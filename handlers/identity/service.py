@@ -59,7 +59,6 @@ async def verify_button(deps: Deps, interaction: Interaction) -> Reply:
 async def _verify(deps: Deps, interaction: Interaction, number: str) -> Reply:
     await deps.require_technician(interaction.actor, "start an identity check")
     async with deps.sessions() as session, session.begin():
-        await answers.claim(session, interaction)
         ticket = await repo.get_by_number(session, number, lock=True)
         if ticket is None:
             raise NotFound(f"There is no ticket {number}.")

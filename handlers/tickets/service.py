@@ -15,7 +15,7 @@ from handlers.sla import due_times, priority_warning
 from handlers.tickets import details as ticket_details
 from handlers.tickets import intake as intake_form
 from handlers.tickets.cards import ticket_card, ticket_line
-from handlers.types import Duplicate, Forbidden, Interaction, InvalidInput, NotFound, Reply
+from handlers.types import Forbidden, Interaction, InvalidInput, NotFound, Reply
 from storage import outbox
 from storage import tickets as repo
 from storage.models import Ticket
@@ -59,10 +59,6 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
     gated = form.category in deps.config.identity.categories or bool(requester and requester.vip)
 
     async with deps.sessions() as session, session.begin():
-        if interaction.delivery_id and not await repo.claim_delivery(
-            session, interaction.delivery_id
-        ):
-            raise Duplicate(f"delivery {interaction.delivery_id} was already handled")
         seq, number = await repo.next_number(session, prefix=prefix)
         ticket = await repo.create(
             session,

@@ -261,7 +261,8 @@ async def test_mention_is_stripped_and_private_reply_goes_to_personal_chat(
     assert created["tenantID"] == created["channelData"]["tenant"]["id"] == TENANT
     [usage] = connector.activities()
     assert usage["_conversation_id"] == created["_id"]
-    assert usage["text"].startswith("Usage:")
+    facts = {f["title"].replace("\\", ""): f["value"] for f in card_of(usage)["body"][1]["facts"]}
+    assert facts["ticket show HD-7"] == "show a ticket", facts
     async with app.services.sessions() as session:
         keys = set((await session.execute(select(ConversationRef.key))).scalars())
     assert keys == {CHANNEL, f"user:{TECH_ID}"}

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from bot.directory.file import FileDirectory
 from cards.model import ActionId, Card
-from handlers import closure, csat, escalation
+from handlers import closure, csat, dispatch, escalation
 from handlers.commands import parse
 from handlers.config import HelpdeskConfig
 from handlers.deps import Deps
@@ -22,7 +22,6 @@ from handlers.types import (
     Actor,
     Conversation,
     DomainError,
-    Duplicate,
     Forbidden,
     Interaction,
     InvalidInput,
@@ -179,9 +178,9 @@ async def test_only_technicians_log_time_and_retries_log_once(deps: Deps) -> Non
         await closure.time_command(deps, act(actor=ANA), parse("time HD-1 45m"))
     with pytest.raises(NotFound):
         await closure.time_command(deps, act(), parse("time HD-9 45m"))
-    await closure.time_command(deps, act(delivery="teams:x:1"), parse("time HD-1 45m"))
-    with pytest.raises(Duplicate):
-        await closure.time_command(deps, act(delivery="teams:x:1"), parse("time HD-1 45m"))
+    logged = act(delivery="teams:x:1", text="time HD-1 45m")
+    first, retry = await dispatch.handle(deps, logged), await dispatch.handle(deps, logged)
+    assert (first.duplicate, retry.duplicate) == (False, True)
     assert len(await rows(deps, TimeEntry)) == 1
 
 
