@@ -33,7 +33,7 @@ from bot.settings import Settings
 from bot.slack import shapes
 from bot.slack.deliveries import delivery_id
 from cards import slack as blockkit
-from cards.model import ActionId, Card, Text
+from cards.model import ActionId, Card, Text, Typed
 from handlers.deps import Deps
 from handlers.dispatch import handle
 from handlers.types import Actor, Conversation, Interaction, Reply
@@ -194,7 +194,7 @@ class SlackFront:
             await ack(response_action="update", view=blockkit.render_modal(reply.card))
         elif reply.text and not reply.card and not reply.duplicate:
             # A refusal or problem: keep the person in the modal and say why.
-            notice = Card(title="Helpdesk", body=[Text(reply.text)], fallback=reply.text)
+            notice = Card(title="Helpdesk", body=[Text(Typed(reply.text))], fallback=reply.text)
             await ack(response_action="update", view=blockkit.render_modal(notice))
         else:
             await ack()
@@ -256,11 +256,13 @@ class SlackFront:
 
     @staticmethod
     def _ack_message(reply: Reply) -> dict[str, Any]:
-        card = reply.card or Card(title="", body=[Text(reply.text)], fallback=reply.text)
+        # A reply's text is plain text (it may quote what people typed): shown literally.
+        text = Text(Typed(reply.text))
+        card = reply.card or Card(title="", body=[text], fallback=reply.text)
         if reply.card and reply.text:
             card = Card(
                 title=card.title,
-                body=[Text(reply.text), *card.body],
+                body=[text, *card.body],
                 buttons=card.buttons,
                 fallback=card.fallback or reply.text,
             )

@@ -13,7 +13,7 @@ from bot.teams.references import ReferenceStore, user_key
 from cards import teams as adaptive
 from cards.model import ActionId
 from handlers import tickets
-from handlers.commands import strip_teams_prefix
+from handlers.commands import strip_teams_prefix, welcome
 from handlers.deps import Deps
 from handlers.dispatch import handle
 from handlers.types import Actor, Conversation, Interaction, Reply
@@ -190,4 +190,4 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
     ) -> None:
         bot = turn_context.activity.recipient
         if bot is not None and any(m.id == bot.id for m in members_added or []):
-            await turn_context.send_activity(replies.text_activity(replies.WELCOME))
+            await turn_context.send_activity(replies.card_activity(welcome("teams")))

@@ -16,6 +16,7 @@ from handlers.closure.rules import note_problem
 from handlers.commands import Command, ticket_ref
 from handlers.deps import Deps
 from handlers.durations import format_duration, parse_duration
+from handlers.formatting import who_acted
 from handlers.tickets import load, ticket_card
 from handlers.types import DomainError, Interaction, InvalidInput, NotFound, Reply
 from storage import tickets as repo
@@ -183,7 +184,7 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
         logged = sum(e.minutes for e in await repo.time_entries_for(session, ticket.id))
     form = validate(interaction.data, logged_minutes=logged)
     closer = await deps.person(actor)
-    closer_name = (closer.name if closer else "") or actor.name or actor.id
+    closer_name = who_acted(actor, closer).plain()
     survey_to = await csat.survey_address(deps, ticket)
     now = deps.clock()
 

@@ -20,6 +20,7 @@ from handlers.csat.cards import (
 )
 from handlers.deps import Deps
 from handlers.directory import Person
+from handlers.formatting import requester
 from handlers.types import Actor, Interaction, InvalidInput, NotFound, Reply
 from storage import tickets as repo
 from storage.models import CsatSurvey, Ticket
@@ -73,8 +74,7 @@ async def schedule_survey(
             session,
             ticket,
             f"No satisfaction survey for {ticket.number}: the requester "
-            f"({ticket.requester_email or ticket.requester_id}) has no Slack or Teams id in "
-            "the directory.",
+            f"({requester(ticket).plain()}) has no Slack or Teams id in the directory.",
             purpose="csat-unreachable",
         )
         return
@@ -207,7 +207,7 @@ async def rate(deps: Deps, interaction: Interaction) -> Reply:
             data={"rating": int(rating), "comment": bool(values.get("comment"))},
         )
         if int(rating) <= 2:
-            who = ticket.requester_name or "the requester"
+            who = requester(ticket).plain()
             said = f' They wrote: "{comment}"' if comment else ""
             await notify.tell_technician(
                 session,

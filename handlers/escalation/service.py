@@ -15,6 +15,7 @@ from handlers.escalation.cards import (
     escalation_form,
     queue_names,
 )
+from handlers.formatting import who_acted
 from handlers.tickets import load
 from handlers.types import DomainError, Interaction, InvalidInput, NotFound, Reply
 from storage import tickets as repo
@@ -89,7 +90,8 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
     facts = validate(interaction.data, _check(deps, ticket))
     queue = facts.pop("queue")
     who = await deps.person(actor)
-    by = (who.name if who else "") or actor.name or actor.id
+    escalator = who_acted(actor, who)
+    by = escalator.plain()
     async with deps.sessions() as session, session.begin():
         locked = await repo.get_by_number(session, ticket.number, lock=True)
         if locked is None:
@@ -104,7 +106,7 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
             channel=interaction.conversation.id,
             data={"queue": queue, **facts},
         )
-        card = escalation_card(locked, facts, queue=queue, by=by)
+        card = escalation_card(locked, facts, queue=queue, by=escalator)
         sent = await notify.notify_queue(
             session,
             deps.config,

@@ -84,6 +84,7 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
             requester_vip=bool(requester and requester.vip),
             technician_id=interaction.actor.id,
             technician_name=(technician.name if technician else "") or interaction.actor.name,
+            technician_email=technician.email if technician else "",
             source_platform=interaction.platform,
             source_channel=channel,
             source_thread=thread,
@@ -169,7 +170,7 @@ async def show(deps: Deps, interaction: Interaction, command: Command) -> Reply:
         ticket = await load(deps, command, session)
         if actor.id != ticket.requester_id and not await deps.is_technician(actor):
             raise Forbidden(f"Only technicians and the requester can see {ticket.number}.")
-        extra = await ticket_details.details(session, ticket)
+        extra = await ticket_details.details(session, ticket, deps.directory)
     return Reply(card=ticket_card(ticket, extra=extra), private=True)
 
 

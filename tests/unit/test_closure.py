@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from bot.directory.file import FileDirectory
 from cards.model import ActionId, Card
+from cards.slack import render_message
 from handlers import closure, csat, dispatch, escalation
 from handlers.commands import parse
 from handlers.config import HelpdeskConfig
@@ -510,8 +511,8 @@ async def test_ticket_show_details(deps: Deps) -> None:
     async with deps.sessions() as session:
         ticket = await repo.get_by_number(session, "HD-1")
         assert ticket is not None
-        shown = Card(title="", body=await ticket_details.details(session, ticket)).to_dict()
-    text = str(shown)
+        body = await ticket_details.details(session, ticket, deps.directory)
+    text = render_message(Card(title="", body=body))["blocks"].__repr__()
     for expected in (
         "Time entries (total 45m)",
         "Time spent (closure)",
