@@ -54,8 +54,20 @@ def card_activity(card: Card) -> Activity:
 
 
 def text_activity(text: str) -> Activity:
-    # Teams renders Markdown in `text`; "plain" shows what the core wrote, as written.
-    return Activity(type=ActivityTypes.message, text=text, text_format="plain")
+    """A text message that shows `text` as written, line by line.
+
+    Teams runs the lines of a message together (also with `textFormat: plain`) unless they are
+    Markdown paragraphs, so the text goes as Markdown: escaped like typed text (a reply may
+    quote what people typed), one paragraph per line, leading spaces kept as no-break spaces
+    (four would start a code block).
+    """
+    lines = [_keep_indent(line) for line in adaptive.escape_markdown(text).split("\n")]
+    return Activity(type=ActivityTypes.message, text="\n\n".join(lines), text_format="markdown")
+
+
+def _keep_indent(line: str) -> str:
+    stripped = line.lstrip(" ")
+    return "\u00a0" * (len(line) - len(stripped)) + stripped
 
 
 def reply_activity(reply: Reply) -> Activity | None:

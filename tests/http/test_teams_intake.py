@@ -242,8 +242,11 @@ async def test_ticket_show_and_mine(make_app, connector: FakeConnector):
     await app.teams(message(connector.service_url, "ticket mine"))
     await connector.wait_for(lambda r: r.method == "POST", count=4)
     mine = connector.activities()[-1]
-    assert mine["textFormat"] == "plain"
-    assert "HD-1" in mine["text"] and "Printer jams" in mine["text"]
+    # One Markdown paragraph per line: Teams runs single line breaks together.
+    assert mine["textFormat"] == "markdown"
+    heading, line = mine["text"].split("\n\n")
+    assert heading == "Your open tickets (1):"
+    assert line.startswith("HD-1 (P2) Printer jams  on floor 3  - resolve by ")
 
 
 async def test_mention_is_stripped_and_private_reply_goes_to_personal_chat(
