@@ -1,13 +1,24 @@
 """One small card vocabulary both Slack (Block Kit) and Teams (Adaptive Cards) can show.
 
-Every string in a card is literal text: renderers escape it for their platform (mrkdwn
-control characters in Slack, Markdown in Teams), so user text can never ping or link.
-Cards are plain dataclasses that round-trip through JSON (`to_dict` / `from_dict`), which
-is how they travel through the outbox.
+Text in a card says whose words it is. A plain `str` is the bot's own words: written for both
+platforms (backticks for commands, nothing else that formats), it is never escaped for Teams.
+`Typed` is what a person typed (or a directory or another system holds): it is shown
+literally, so each renderer escapes in it exactly what would start markup on its platform
+(a link, emphasis, code, a list or heading marker at a line start, `<`), and nothing else.
+`Mention` names a person: Slack shows a `<@U…>` mention (its client renders the name), other
+places `Name (email)`, an id only when nothing else is known. `Rich` strings these together:
+`Rich("HD-1 (P2): ", Typed(summary))`. Slack escapes `&`, `<` and `>` in all of it but its
+mentions, so typed text can never ping or link there either. Plain-text fields (fallback, input
+labels and values, button and choice titles) are shown as given on both platforms.
+
+Cards are plain dataclasses that round-trip through JSON (`to_dict` / `from_dict`), which is
+how they travel through the outbox; a card queued by an earlier release (no `format` key, all
+text plain strings) is read with every string as typed text.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
@@ -29,10 +40,76 @@ class ActionId(StrEnum):
 
 
 @dataclass(frozen=True)
+class Typed:
+    """Text a person typed (or a directory or another system holds): shown literally."""
+
+    text: str
+    kind: Literal["typed"] = "typed"
+
+
+@dataclass(frozen=True)
+class Mention:
+    """A person the bot names, by what the directory (or the ticket) knows of them."""
+
+    name: str = ""
+    email: str = ""
+    # Their Slack user id: Slack shows a mention, which its client renders as their name.
+    slack_id: str = ""
+    # Any id: shown only when neither name nor e-mail is known.
+    id: str = ""
+    kind: Literal["mention"] = "mention"
+
+    def plain(self) -> str:
+        """`Ana Lopez (ana@example.com)`, `Ana Lopez`, `ana@example.com`, else the id."""
+        if self.name and self.email and self.name != self.email:
+            return f"{self.name} ({self.email})"
+        return self.name or self.email or self.id or self.slack_id or "someone"
+
+
+Span = str | Typed | Mention
+
+
+@dataclass(frozen=True, init=False)
+class Rich:
+    """A run of text: the bot's words (`str`), typed text and mentions, in order."""
+
+    spans: tuple[Span, ...]
+    kind: Literal["rich"] = "rich"
+
+    def __init__(self, *parts: Span | Rich) -> None:
+        spans: list[Span] = []
+        for part in parts:
+            spans.extend(part.spans if isinstance(part, Rich) else (part,))
+        object.__setattr__(self, "spans", tuple(s for s in spans if s != ""))
+        object.__setattr__(self, "kind", "rich")
+
+    def plain(self) -> str:
+        return "".join(plain(span) for span in self.spans)
+
+
+# What a card's title, paragraphs and facts hold.
+Inline = str | Typed | Mention | Rich
+
+
+def spans(value: Inline) -> tuple[Span, ...]:
+    """`value` as a sequence of spans."""
+    return value.spans if isinstance(value, Rich) else (value,)
+
+
+def plain(value: Inline) -> str:
+    """What `value` says, as plain text (for fallbacks, plain-text fields and logs)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Typed):
+        return value.text
+    return value.plain()
+
+
+@dataclass(frozen=True)
 class Text:
     """A paragraph. `heading` renders larger/bold; `muted` renders small/subtle."""
 
-    text: str
+    text: Inline
     heading: bool = False
     muted: bool = False
     kind: Literal["text"] = "text"
@@ -42,7 +119,7 @@ class Text:
 class Facts:
     """Label/value pairs (ticket number, priority, due times...)."""
 
-    items: list[tuple[str, str]]
+    items: Sequence[tuple[Inline, Inline]]
     kind: Literal["facts"] = "facts"
 
 
@@ -116,7 +193,7 @@ class Form:
 
 @dataclass(frozen=True)
 class Card:
-    title: str
+    title: Inline
     body: list[Element] = field(default_factory=list)
     buttons: list[Button] = field(default_factory=list)
     form: Form | None = None
@@ -127,16 +204,23 @@ class Card:
         return [e for e in self.body if e.kind in INPUT_KINDS]  # type: ignore[misc]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "format": FORMAT}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Card:
+        # Before FORMAT, every card string was literal text: read those as typed text.
+        legacy = data.get("format") != FORMAT
         body: list[Element] = []
         for raw in data.get("body", []):
             item = dict(raw)
             kind = str(item.get("kind"))
+            if kind == "text":
+                item["text"] = _inline(item["text"], legacy)
             if kind == "facts":
-                item["items"] = [tuple(pair) for pair in item["items"]]
+                item["items"] = [
+                    (_inline(label, legacy), _inline(value, legacy))
+                    for label, value in item["items"]
+                ]
             if kind == "select":
                 item["options"] = [tuple(pair) for pair in item["options"]]
             body.append(_ELEMENTS[kind](**item))
@@ -158,12 +242,34 @@ class Card:
                 context=dict(f.get("context", {})),
             )
         return cls(
-            title=data["title"],
+            title=_inline(data["title"], legacy),
             body=body,
             buttons=buttons,
             form=form,
             fallback=data.get("fallback", ""),
         )
+
+
+# 2: text says whose words it is (str = the bot's, Typed, Mention, Rich).
+FORMAT = 2
+
+
+def _span(raw: Any, legacy: bool) -> Span:
+    if isinstance(raw, str):
+        return Typed(raw) if legacy and raw else raw
+    kind = raw.get("kind")
+    if kind == "typed":
+        return Typed(str(raw["text"]))
+    if kind == "mention":
+        text = {k: str(raw.get(k) or "") for k in ("name", "email", "slack_id", "id")}
+        return Mention(text["name"], text["email"], text["slack_id"], text["id"])
+    raise ValueError(f"unknown text span {kind!r}")
+
+
+def _inline(raw: Any, legacy: bool) -> Inline:
+    if isinstance(raw, dict) and raw.get("kind") == "rich":
+        return Rich(*(_span(s, legacy) for s in raw["spans"]))
+    return _span(raw, legacy)
 
 
 _ELEMENTS: dict[str, type] = {

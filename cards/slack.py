@@ -1,12 +1,14 @@
 """Render a neutral `Card` to Slack Block Kit (plain dicts, no slack_sdk imports).
 
-Every card string is literal. Text that lands in `mrkdwn` is escaped exactly once here
-(`&`, `<`, `>`; platform-facts §5) and marked `verbatim` so Slack does not auto-parse
-`@here`-style words either. `plain_text` objects (headers, labels, buttons, options, modal
-title) are escaped the same way (Slack decodes the entities there too). Size limits follow
-platform-facts §6: long text is split into several blocks, titles are cut with "…", and data
-that cannot be cut without corrupting it (button values, private_metadata, option values)
-raises `ValueError`.
+Card text is escaped exactly once here (`&`, `<`, `>`; platform-facts §5), the bot's words and
+typed text alike (Slack has no other markup a person's text could start by accident), and
+`mrkdwn` is marked `verbatim` so Slack does not auto-parse `@here`-style words either. The one
+markup the bot makes itself is a `Mention` with a Slack id: `<@U…>`, which Slack shows as the
+person's name. `plain_text` objects (headers, labels, buttons, options, modal title) are
+escaped the same way (Slack decodes the entities there too) and show mentions as names. Size
+limits follow platform-facts §6: long text is split into several blocks, titles are cut with
+"…", and data that cannot be cut without corrupting it (button values, private_metadata,
+option values) raises `ValueError`.
 """
 
 from __future__ import annotations
@@ -19,11 +21,15 @@ from cards.model import (
     Card,
     Element,
     Facts,
+    Inline,
+    Mention,
     NumberInput,
     Select,
     Text,
     TextInput,
     UserPicker,
+    plain,
+    spans,
 )
 
 SECTION_TEXT_MAX = 3000
@@ -42,6 +48,7 @@ OPTION_VALUE_MAX = 150
 OPTIONS_MAX = 100
 TEXT_INPUT_MAX_LENGTH = 3000
 TRUNCATED_NOTE = "… (truncated)"
+MENTION_MAX = 40  # `<@U0123ABCD>`: Slack user ids are short
 
 Block = dict[str, Any]
 
@@ -49,6 +56,18 @@ Block = dict[str, Any]
 def escape_mrkdwn(text: str) -> str:
     """Escape Slack's three control characters, and nothing else (platform-facts §5)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def mrkdwn(value: Inline) -> str:
+    """`value` as mrkdwn: every string escaped, a mention with a Slack id as `<@U…>`."""
+    out = []
+    for span in spans(value):
+        if isinstance(span, Mention) and span.slack_id:
+            email = f" ({escape_mrkdwn(span.email)})" if span.email else ""
+            out.append(f"<@{escape_mrkdwn(span.slack_id)}>{email}")
+        else:
+            out.append(escape_mrkdwn(plain(span)))
+    return "".join(out)
 
 
 def action_from_id(action_id: str) -> str:
@@ -69,12 +88,15 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _safe_cut(escaped: str, cut: int) -> int:
-    """Move `cut` back so it never lands inside an `&amp;`/`&lt;`/`&gt;` entity."""
+    """Move `cut` back so it never lands inside an entity (`&amp;`) or a mention (`<@U…>`)."""
     amp = escaped.rfind("&", max(0, cut - 4), cut)
     if amp != -1:
         end = escaped.find(";", amp)
         if end == -1 or end >= cut:
             return amp
+    mention = escaped.rfind("<", max(0, cut - MENTION_MAX), cut)
+    if mention > 0 and escaped.find(">", mention) >= cut:
+        return mention
     return cut
 
 
@@ -121,30 +143,31 @@ def _sections(escaped: str, *, bold: bool = False) -> list[Block]:
     ]
 
 
-def _heading(text: str) -> list[Block]:
-    if not text.strip():
+def _heading(text: Inline) -> list[Block]:
+    words = plain(text)
+    if not words.strip():
         return []
-    if len(escape_mrkdwn(text)) <= HEADER_TEXT_MAX:
-        return [{"type": "header", "text": _plain(text)}]
-    return _sections(escape_mrkdwn(text), bold=True)
+    if len(escape_mrkdwn(words)) <= HEADER_TEXT_MAX:
+        return [{"type": "header", "text": _plain(words)}]
+    return _sections(mrkdwn(text), bold=True)
 
 
 def _text_blocks(element: Text) -> list[Block]:
     if element.heading:
         return _heading(element.text)
-    if not element.text.strip():
+    if not plain(element.text).strip():
         return []
     if element.muted:
         return [
             {"type": "context", "elements": [_mrkdwn(chunk)]}
-            for chunk in split_escaped(escape_mrkdwn(element.text))
+            for chunk in split_escaped(mrkdwn(element.text))
             if chunk.strip()
         ]
-    return _sections(escape_mrkdwn(element.text))
+    return _sections(mrkdwn(element.text))
 
 
 def _facts_blocks(element: Facts) -> list[Block]:
-    lines = [f"*{escape_mrkdwn(label)}:* {escape_mrkdwn(value)}" for label, value in element.items]
+    lines = [f"*{mrkdwn(label)}:* {mrkdwn(value)}" for label, value in element.items]
     return _sections("\n".join(lines)) if lines else []
 
 
@@ -197,7 +220,7 @@ def _limit_blocks(blocks: list[Block], limit: int) -> list[Block]:
 
 
 def _fallback_text(card: Card) -> str:
-    escaped = escape_mrkdwn(card.fallback or card.title)
+    escaped = escape_mrkdwn(card.fallback or plain(card.title))
     if len(escaped) <= SECTION_TEXT_MAX:
         return escaped
     return escaped[: _safe_cut(escaped, SECTION_TEXT_MAX - 1)] + "…"
@@ -270,9 +293,9 @@ def render_modal(card: Card, *, callback_id: str | None = None) -> dict[str, Any
     24 characters, the full title is repeated as the first block.
     """
     blocks: list[Block] = []
-    title = card.title.strip() or "Help desk"
+    title = plain(card.title).strip() or "Help desk"
     if len(title) > MODAL_TEXT_MAX:
-        blocks.extend(_heading(title))
+        blocks.extend(_heading(card.title))
     for element in card.body:
         if isinstance(element, TextInput | NumberInput | Select | UserPicker):
             blocks.append(_input_block(element))

@@ -1,9 +1,14 @@
 """Render a neutral `Card` to an Adaptive Card 1.5 dict for Teams (no botbuilder imports).
 
-Every card string is literal. TextBlock and FactSet render a Markdown subset in Teams, so their
-text is backslash-escaped (`escape_markdown`); input labels, choice titles and action titles
-are plain text and carry the raw string. Forms and buttons use `Action.Execute` (Universal
-Actions) with an equivalent `Action.Submit` as `fallback`, or plain `Action.Submit`.
+TextBlock and FactSet text is Markdown in Teams. The bot's own words go there as written;
+text a person typed (`Typed`, and people's names) is escaped, and only where a character would
+start markup: links and images (`[`, `]`), emphasis (`*`, `_` unless inside a word, `~~`), code
+(`` ` ``), HTML and autolinks (`<`), entities (`&name;`), a backslash that would escape the next
+character, and list, heading, quote and rule markers at the start of a line. So a title
+arrives as `HD-1 (P2): Outlook keeps crashing`, while a typed `[x](https://evil)` or `**bold**`
+shows literally. Plain-text fields (`fallbackText`, input labels and values, choice and action
+titles) carry the text unescaped. Forms and buttons use `Action.Execute` (Universal Actions)
+with an equivalent `Action.Submit` as `fallback`, or plain `Action.Submit`.
 """
 
 from __future__ import annotations
@@ -17,11 +22,14 @@ from cards.model import (
     Card,
     Element,
     Facts,
+    Inline,
     NumberInput,
     Select,
     Text,
     TextInput,
     UserPicker,
+    plain,
+    spans,
 )
 
 SCHEMA_URL = "http://adaptivecards.io/schemas/adaptive-card.json"
@@ -31,17 +39,53 @@ MAX_CARD_CHARS = 28_000
 _MIN_CAP = 16
 EMAIL_PLACEHOLDER = "name@example.com"
 
-# Markdown control characters (CommonMark allows a backslash before any ASCII punctuation).
-_MD_CHARS = re.compile(r"([\\`*_\[\]()#+\-!~>|<&])")
-# "1. item" at the start of a line would become a numbered list.
-_MD_ORDERED = re.compile(r"^(\s*\d+)\.", re.MULTILINE)
+# Characters that start markup wherever they are (each alternative matches the one character
+# to escape): a backslash before ASCII punctuation (or at the end), `*`, `` ` ``, `[`, `]`, `<`,
+# `_` not inside a word, `~` next to another, `&` starting an entity.
+_INLINE = re.compile(
+    r"\\(?=[!-/:-@\[-`{-~]|$)|[*`\[\]<]|(?<![^\W_])_|_(?![^\W_])|~(?=~)|(?<=~)~|&(?=#?[0-9A-Za-z]+;)"
+)
+# At the start of a line: a list item, a numbered item, a heading or a quote.
+_LINE_MARKER = re.compile(r"^( {0,3})([-+]|\d{1,9}[.)]|#{1,6}|>)(?=[ \t]|$)")
+# A line that is only `-` or `=` (a rule, or a heading underline for the line before).
+_RULE = re.compile(r"^( {0,3})([-=])[-= \t]*$")
 
 _STYLES = {"primary": "positive", "danger": "destructive"}
 
 
-def escape_markdown(text: str) -> str:
-    """Backslash-escape Markdown so `[x](https://evil)` or `**bold**` shows literally."""
-    return _MD_ORDERED.sub(r"\1\\.", _MD_CHARS.sub(r"\\\1", text))
+def _escape_line(line: str, *, line_start: bool) -> str:
+    prefix = ""
+    if line_start:
+        if marker := _LINE_MARKER.match(line):
+            indent, sign = marker.groups()
+            escaped = sign[:-1] + "\\" + sign[-1] if sign[0].isdigit() else "\\" + sign
+            prefix, line = indent + escaped, line[marker.end() :]
+        elif rule := _RULE.match(line):
+            prefix, line = rule.group(1) + "\\" + rule.group(2), line[rule.end(2) :]
+    return prefix + _INLINE.sub(r"\\\g<0>", line)
+
+
+def escape_markdown(text: str, *, line_start: bool = True) -> str:
+    """Escape, in text a person typed, what would start Markdown in Teams, and nothing else.
+
+    `line_start` says whether `text` begins a line where it is shown (then list, heading and
+    quote markers are escaped there too; they always are after a line break in it).
+    """
+    lines = text.split("\n")
+    return "\n".join(
+        _escape_line(line, line_start=line_start or index > 0) for index, line in enumerate(lines)
+    )
+
+
+def markdown(value: Inline, *, cap: int | None = None) -> str:
+    """TextBlock/FactSet text for `value`: the bot's words as written, the rest escaped."""
+    out = ""
+    for span in spans(value):
+        if isinstance(span, str):
+            out += _cap(span, cap)
+        else:
+            out += escape_markdown(_cap(plain(span), cap), line_start=out[-1:] in ("", "\n"))
+    return out
 
 
 def _cap(text: str, cap: int | None) -> str:
@@ -51,7 +95,7 @@ def _cap(text: str, cap: int | None) -> str:
 
 
 def _text_block(text: str, *, heading: bool = False, muted: bool = False) -> dict[str, Any]:
-    block: dict[str, Any] = {"type": "TextBlock", "text": escape_markdown(text), "wrap": True}
+    block: dict[str, Any] = {"type": "TextBlock", "text": text, "wrap": True}
     if heading:
         block.update(size="Large", weight="Bolder")
     elif muted:
@@ -102,14 +146,16 @@ def _input(element: TextInput | NumberInput | Select | UserPicker, cap: int | No
 
 def _element(element: Element, cap: int | None) -> dict[str, Any] | None:
     if isinstance(element, Text):
-        if not element.text:
+        if not plain(element.text):
             return None
-        return _text_block(_cap(element.text, cap), heading=element.heading, muted=element.muted)
+        return _text_block(
+            markdown(element.text, cap=cap), heading=element.heading, muted=element.muted
+        )
     if isinstance(element, Facts):
         if not element.items:
             return None
         facts = [
-            {"title": escape_markdown(_cap(label, cap)), "value": escape_markdown(_cap(value, cap))}
+            {"title": markdown(label, cap=cap), "value": markdown(value, cap=cap)}
             for label, value in element.items
         ]
         return {"type": "FactSet", "facts": facts}
@@ -139,8 +185,8 @@ def _button_action(button: Button, *, execute: bool) -> dict[str, Any]:
 
 def _render(card: Card, *, execute: bool, cap: int | None) -> dict[str, Any]:
     body: list[dict[str, Any]] = []
-    if card.title:
-        body.append(_text_block(_cap(card.title, cap), heading=True))
+    if plain(card.title):
+        body.append(_text_block(markdown(card.title, cap=cap), heading=True))
     for element in card.body:
         rendered = _element(element, cap)
         if rendered is not None:
@@ -160,7 +206,7 @@ def _render(card: Card, *, execute: bool, cap: int | None) -> dict[str, Any]:
         "actions": actions,
     }
     if card.fallback:
-        result["fallbackText"] = escape_markdown(_cap(card.fallback, cap))
+        result["fallbackText"] = _cap(card.fallback, cap)  # plain text: shown as given
     return result
 
 
@@ -170,15 +216,15 @@ def card_size(card: dict[str, Any]) -> int:
 
 
 def _longest_text(card: Card) -> int:
-    lengths = [len(card.title), len(card.fallback)]
+    texts: list[Inline] = [card.title, card.fallback]
     for element in card.body:
         if isinstance(element, Text):
-            lengths.append(len(element.text))
+            texts.append(element.text)
         elif isinstance(element, Facts):
-            lengths.extend(max(len(k), len(v)) for k, v in element.items)
+            texts.extend(part for pair in element.items for part in pair)
         elif isinstance(element, TextInput):
-            lengths.extend((len(element.value), len(element.placeholder)))
-    return max(lengths)
+            texts.extend((element.value, element.placeholder))
+    return max(len(plain(span)) for text in texts for span in spans(text))
 
 
 def render_card(card: Card, *, execute: bool = True) -> dict[str, Any]:

@@ -5,23 +5,54 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from cards.model import Card, Facts, Text
+
 VERBS = ("new", "show", "mine", "verify", "p1", "escalate", "time", "close", "help")
 TICKET_REF = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,9}-\d{1,12}$")
 
-USAGE = "\n".join(
-    [
-        "Usage:",
-        "  ticket new [summary]        open the intake form",
-        "  ticket show HD-7            show a ticket",
-        "  ticket mine                 your open tickets",
-        "  ticket verify HD-7          confirm the requester's identity with their manager",
-        "  ticket p1 HD-7              raise to P1 (incident notice + page)",
-        "  ticket escalate HD-7        escalate with the required facts",
-        "  ticket time HD-7 45m [note] log time",
-        "  ticket close HD-7           close with a resolution note",
-        "  ticket help                 this help",
+# What each verb does, in the order `help` lists them (Slack shows `/ticket`, Teams `ticket`).
+USAGE: list[tuple[str, str]] = [
+    ("new [summary]", "open the intake form"),
+    ("show HD-7", "show a ticket"),
+    ("mine", "your open tickets"),
+    ("verify HD-7", "confirm the requester's identity with their manager"),
+    ("p1 HD-7", "raise to P1 (incident notice + page)"),
+    ("escalate HD-7", "escalate with the required facts"),
+    ("time HD-7 45m [note]", "log time"),
+    ("close HD-7", "close with a resolution note"),
+    ("help", "this help"),
+]
+WELCOME_VERBS = ("new", "show", "mine", "help")
+
+
+def _prefix(platform: str) -> str:
+    return "/ticket" if platform == "slack" else "ticket"
+
+
+def usage(platform: str) -> Card:
+    """`help`: one line per command (a card, so Teams cannot run the lines together)."""
+    prefix = _prefix(platform)
+    lines = [(f"{prefix} {command}", does) for command, does in USAGE]
+    return Card(
+        title="Help desk commands",
+        body=[Facts(lines)],
+        fallback="Help desk commands: " + "; ".join(f"{c}: {d}" for c, d in lines),
+    )
+
+
+def welcome(platform: str) -> Card:
+    """What the bot says when it is added: who it is and the first commands to try."""
+    prefix = _prefix(platform)
+    lines = [
+        (f"{prefix} {command}", "everything I can do" if command == "help" else does)
+        for command, does in USAGE
+        if command.split()[0] in WELCOME_VERBS
     ]
-)
+    return Card(
+        title="Hi, I am the help-desk bot",
+        body=[Text(f"Start a message with `{prefix}`:"), Facts(lines)],
+        fallback=f"Hi, I am the help-desk bot. Start a message with {prefix} (try {prefix} help).",
+    )
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from handlers.config import HelpdeskConfig
 from handlers.directory import Directory, Person
 from handlers.types import Actor, Forbidden
+from storage.inbound import SessionFactory
 
 
 def _utcnow() -> datetime:
@@ -20,7 +19,8 @@ def _utcnow() -> datetime:
 @dataclass
 class Deps:
     config: HelpdeskConfig
-    sessions: async_sessionmaker[AsyncSession]
+    # Sessions; the dispatcher hands use cases ones bound to the request (storage.inbound).
+    sessions: SessionFactory
     directory: Directory
     clock: Callable[[], datetime] = field(default=_utcnow)
     # Pagers with credentials configured ("pagerduty", "opsgenie"): P1s page through these.

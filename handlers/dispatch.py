@@ -1,17 +1,31 @@
-"""One entry point for both platforms: route an Interaction to its use case."""
+"""One entry point for both platforms: route an Interaction to its use case, once.
+
+Every command and action is registered with whether it changes state. Slack retries
+(`X-Slack-Retry-Num`), redelivered Socket Mode envelopes and repeated Teams activity ids arrive
+with the delivery id of the first attempt (the edges derive it from the request), and a route
+that changes state runs once per delivery id: a delivery already handled is answered as a
+duplicate without running anything, and the use case's own transaction claims the id
+(`storage.inbound`), so it is remembered exactly when the change commits. Nothing is claimed
+when a use case refuses or fails (a corrected resubmission of the same form goes through).
+Read-only routes (forms, `show`, `mine`, `help`) may run again and can never commit.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from cards.model import ActionId
 from handlers import closure, csat, escalation, identity, incidents, tickets
-from handlers.commands import USAGE, Command, parse
+from handlers.commands import Command, parse, usage
 from handlers.deps import Deps
 from handlers.directory import DirectoryUnavailable, unavailable_text
 from handlers.types import DomainError, Duplicate, Interaction, InvalidInput, Reply
+from storage import inbound
 from storage.errors import is_unavailable
 
 log = logging.getLogger(__name__)
@@ -24,6 +38,25 @@ ANSWER_BUDGET = 2.0
 
 CommandHandler = Callable[[Deps, Interaction, Command], Awaitable[Reply]]
 ActionHandler = Callable[[Deps, Interaction], Awaitable[Reply]]
+H = TypeVar("H", CommandHandler, ActionHandler)
+
+
+@dataclass(frozen=True)
+class Route(Generic[H]):
+    """A use case, and whether it changes state (then it runs once per delivery)."""
+
+    handler: H
+    changes_state: bool
+
+
+def changes(handler: H) -> Route[H]:
+    """A route that changes state: it runs once per delivery id."""
+    return Route(handler, changes_state=True)
+
+
+def reads(handler: H) -> Route[H]:
+    """A route that only reads (or opens a form): it may run again and never commits."""
+    return Route(handler, changes_state=False)
 
 
 async def _new(deps: Deps, interaction: Interaction, command: Command) -> Reply:
@@ -35,32 +68,32 @@ async def _mine(deps: Deps, interaction: Interaction, command: Command) -> Reply
 
 
 async def _help(deps: Deps, interaction: Interaction, command: Command) -> Reply:
-    return Reply(text=USAGE)
+    return Reply(card=usage(interaction.platform))
 
 
-COMMANDS: dict[str, CommandHandler] = {
-    "new": _new,
-    "show": tickets.show,
-    "mine": _mine,
-    "verify": identity.verify_command,
-    "p1": incidents.raise_p1_command,
-    "escalate": escalation.escalate_command,
-    "time": closure.time_command,
-    "close": closure.close_command,
-    "help": _help,
+COMMANDS: dict[str, Route[CommandHandler]] = {
+    "new": reads(_new),
+    "show": reads(tickets.show),
+    "mine": reads(_mine),
+    "verify": changes(identity.verify_command),
+    "p1": changes(incidents.raise_p1_command),
+    "escalate": reads(escalation.escalate_command),
+    "time": changes(closure.time_command),
+    "close": reads(closure.close_command),
+    "help": reads(_help),
 }
 
-ACTIONS: dict[ActionId, ActionHandler] = {
-    ActionId.TICKET_CREATE: tickets.create_ticket,
-    ActionId.VERIFY: identity.verify_button,
-    ActionId.ESCALATE: escalation.escalate_button,
-    ActionId.ESCALATE_SUBMIT: escalation.submit,
-    ActionId.CLOSE: closure.close_button,
-    ActionId.CLOSE_SUBMIT: closure.submit,
-    ActionId.IDENTITY_APPROVE: identity.approve,
-    ActionId.IDENTITY_DENY: identity.deny,
-    ActionId.CSAT_RATE: csat.rate,
-    ActionId.CSAT_COMMENT: csat.comment,
+ACTIONS: dict[ActionId, Route[ActionHandler]] = {
+    ActionId.TICKET_CREATE: changes(tickets.create_ticket),
+    ActionId.VERIFY: changes(identity.verify_button),
+    ActionId.ESCALATE: reads(escalation.escalate_button),
+    ActionId.ESCALATE_SUBMIT: changes(escalation.submit),
+    ActionId.CLOSE: reads(closure.close_button),
+    ActionId.CLOSE_SUBMIT: changes(closure.submit),
+    ActionId.IDENTITY_APPROVE: changes(identity.approve),
+    ActionId.IDENTITY_DENY: changes(identity.deny),
+    ActionId.CSAT_RATE: changes(csat.rate),
+    ActionId.CSAT_COMMENT: changes(csat.comment),
 }
 
 
@@ -68,9 +101,18 @@ async def handle(deps: Deps, interaction: Interaction) -> Reply:
     """Answer one interaction; known domain errors become a message to the person."""
     try:
         if interaction.action is not None:
-            return await ACTIONS[interaction.action](deps, interaction)
+            action = ACTIONS[interaction.action]
+            return await _run(
+                deps, interaction, action.changes_state, lambda d: action.handler(d, interaction)
+            )
         command = parse(interaction.text)
-        return await COMMANDS[command.verb](deps, interaction, command)
+        route = COMMANDS[command.verb]
+        return await _run(
+            deps,
+            interaction,
+            route.changes_state,
+            lambda d: route.handler(d, interaction, command),
+        )
     except Duplicate as exc:
         log.info("duplicate delivery ignored: %s", exc)
         return Reply(duplicate=True)
@@ -132,3 +174,27 @@ def _forget(task: asyncio.Task[Reply]) -> None:
     _LATE.discard(task)
     if not task.cancelled() and task.exception() is not None:
         log.info("work given up after the answer budget ended with %r", task.exception())
+
+
+async def _run(
+    deps: Deps,
+    interaction: Interaction,
+    changes_state: bool,
+    call: Callable[[Deps], Awaitable[Reply]],
+) -> Reply:
+    """Run `call` with sessions bound to this delivery (see the module docstring)."""
+    if not changes_state:
+        binding = inbound.Binding(key=None, writes=False)
+        return await call(dataclasses.replace(deps, sessions=inbound.bound(deps.sessions, binding)))
+    key = inbound.key_for(interaction.delivery_id) if interaction.delivery_id else None
+    if key is None:
+        log.warning("a request without a delivery id: a redelivery of it would run again")
+    else:
+        async with deps.sessions() as session:
+            if await inbound.seen(session, key):
+                raise Duplicate(f"delivery {interaction.delivery_id} was already handled")
+    binding = inbound.Binding(key=key, writes=True)
+    try:
+        return await call(dataclasses.replace(deps, sessions=inbound.bound(deps.sessions, binding)))
+    except inbound.AlreadyHandled:
+        raise Duplicate(f"delivery {interaction.delivery_id} was already handled") from None

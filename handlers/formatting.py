@@ -1,13 +1,61 @@
-"""Small text renderings every domain shares: times and people."""
+"""Small renderings every domain shares: times, and people as cards and texts show them.
+
+People are shown by name and e-mail (from the directory, or what the ticket recorded from it),
+never by a raw platform id while anything else is known; on Slack a mention with their Slack
+id, which Slack shows as their name.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
+
+from cards.model import Mention
+from handlers.directory import Person
+from handlers.types import Actor
+from storage.models import Ticket
 
 
 def when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "-"
 
 
-def person(name: str, ident: str) -> str:
-    return f"{name} ({ident})" if name and name != ident else ident
+def _email(value: str) -> str:
+    return value if "@" in value else ""
+
+
+def _mention(name: str, email: str, platform: str, user_id: str) -> Mention:
+    typed_email = _email(user_id)  # a requester typed as an e-mail (Teams) and not listed
+    slack_id = user_id if platform == "slack" and user_id and not typed_email else ""
+    return Mention(name=name, email=email or typed_email, slack_id=slack_id, id=user_id)
+
+
+def requester(ticket: Ticket) -> Mention:
+    """The ticket's requester: name and e-mail as recorded, a mention on Slack."""
+    platform = ticket.source_platform
+    return _mention(ticket.requester_name, ticket.requester_email, platform, ticket.requester_id)
+
+
+def technician(ticket: Ticket) -> Mention:
+    """The ticket's technician: name and e-mail as recorded, a mention on Slack."""
+    platform = ticket.source_platform
+    return _mention(ticket.technician_name, ticket.technician_email, platform, ticket.technician_id)
+
+
+def listed(person: Person) -> Mention:
+    """Someone found in the directory."""
+    return Mention(name=person.name, email=person.email, slack_id=person.slack_id or "")
+
+
+def someone(platform: str, user_id: str, found: Person | None) -> Mention:
+    """A person known by a platform id: the directory's entry when there is one."""
+    if found is not None:
+        return listed(found)
+    return _mention("", "", platform, user_id)
+
+
+def who_acted(actor: Actor, found: Person | None) -> Mention:
+    """Whoever did something: the directory's entry, else the name their platform gave."""
+    if found is not None:
+        return listed(found)
+    mention = _mention("", "", actor.platform, actor.id)
+    return Mention(name=actor.name, email=mention.email, slack_id=mention.slack_id, id=actor.id)

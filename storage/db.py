@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
-from storage import sqlite_inline
+from storage import inbound, sqlite_inline
 
 # Bounds on every PostgreSQL wait (SPEC: a call with no answer is given up within 10 s).
 CONNECT_TIMEOUT = 5.0
@@ -96,6 +96,7 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions on their own Session subclass, so commit hooks stay per app (and per test)."""
     session_cls = type("HelpdeskSession", (Session,), {})
+    inbound.install(session_cls)
     return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=session_cls)
 
 

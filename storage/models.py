@@ -96,6 +96,7 @@ class Ticket(Base):
     requester_email: Mapped[str] = mapped_column(String(320), default="")
     technician_id: Mapped[str] = mapped_column(String(255))
     technician_name: Mapped[str] = mapped_column(String(255), default="")
+    technician_email: Mapped[str] = mapped_column(String(320), default="", server_default="")
 
     source_platform: Mapped[str] = mapped_column(String(8))  # slack | teams
     source_channel: Mapped[str] = mapped_column(String(255))

@@ -32,14 +32,16 @@ def _insert(session: AsyncSession, table: Table) -> Any:
 
 def insert_new(session: AsyncSession, table: Table, key: str) -> Any:
     """`INSERT ... ON CONFLICT (key) DO NOTHING RETURNING key`: a row back only if inserted."""
-    name = ("insert_new", dialect(session), table.name, key)
+    return insert_new_on(dialect(session), table, key)
+
+
+def insert_new_on(dialect_name: str, table: Table, key: str) -> Any:
+    """`insert_new` for a dialect by name (for code that holds a Connection, not a session)."""
+    name = ("insert_new", dialect_name, table.name, key)
     stmt = _BUILT.get(name)
     if stmt is None:
-        stmt = (
-            _insert(session, table)
-            .on_conflict_do_nothing(index_elements=[key])
-            .returning(table.c[key])
-        )
+        insert = pg_insert if dialect_name == "postgresql" else sqlite_insert
+        stmt = insert(table).on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
         _BUILT[name] = stmt
     return stmt
 

@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, insert, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 
-from storage import statements
+from storage import inbound, statements
 from storage.models import (
     InboundDelivery,
     Ticket,
@@ -60,12 +60,17 @@ async def next_number(session: AsyncSession, *, prefix: str) -> tuple[int, str]:
 async def claim_delivery(session: AsyncSession, key: str) -> bool:
     """Record an inbound delivery id; False when it was handled before (a retry).
 
+    Requests routed through `handlers.dispatch` need not call this: their state-changing
+    transaction claims the delivery by itself (`storage.inbound`), and then this answers True.
     One INSERT ... ON CONFLICT DO NOTHING: no savepoint, and a concurrent duplicate waits on
     the first one's key (PostgreSQL) instead of failing the transaction.
     """
     conn = await session.connection()
+    if inbound.holds(session, key):
+        return True
     stmt = statements.insert_new(session, statements.table_of(InboundDelivery), "key")
-    return (await conn.execute(stmt, {"key": key})).scalar_one_or_none() is not None
+    inserted = await conn.execute(stmt, {"key": inbound.key_for(key)})
+    return inserted.scalar_one_or_none() is not None
 
 
 def _column_defaults(table: Any) -> dict[str, Callable[[], Any]]:

@@ -21,7 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import places
 from bot.notifiers import DeliveryError, retry_after_seconds
 from cards import slack as blockkit
-from cards.model import Card, Text
+from cards.model import Card, Text, Typed
 from storage.models import OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def _content(payload: dict[str, Any]) -> dict[str, Any]:
     card = Card.from_dict(payload["card"]) if payload.get("card") else None
     if card is None:
         text = str(payload.get("text", ""))
-        card = Card(title="", body=[Text(text)], fallback=text)
+        card = Card(title="", body=[Text(Typed(text))], fallback=text)
     return blockkit.render_message(card)
 
 

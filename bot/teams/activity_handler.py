@@ -19,7 +19,7 @@ from bot.teams.references import ReferenceStore, user_key
 from cards import teams as adaptive
 from cards.model import ActionId, Card
 from handlers import notify, tickets
-from handlers.commands import strip_teams_prefix
+from handlers.commands import strip_teams_prefix, welcome
 from handlers.deps import Deps
 from handlers.dispatch import answer
 from handlers.types import Actor, Conversation, Interaction, Reply
@@ -57,7 +57,8 @@ def _interaction(activity: Activity, **fields: Any) -> Interaction:
         conversation=Conversation(
             "teams", conversation.id, personal=conversation.conversation_type == "personal"
         ),
-        delivery_id=f"teams:{conversation.id}:{activity.id}",
+        # Teams (and the Bot Framework channel) send a redelivered activity with its id.
+        delivery_id=f"teams:{conversation.id}:{activity.id}" if activity.id else None,
         can_reply=True,
         **fields,
     )
@@ -265,4 +266,4 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
     ) -> None:
         bot = turn_context.activity.recipient
         if bot is not None and any(m.id == bot.id for m in members_added or []):
-            await turn_context.send_activity(replies.text_activity(replies.WELCOME))
+            await turn_context.send_activity(replies.card_activity(welcome("teams")))

@@ -10,9 +10,9 @@ from typing import Any
 
 from botbuilder.core import TurnContext
 from botbuilder.schema import Activity
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage import conversations
+from storage.inbound import SessionFactory
 
 log = logging.getLogger(__name__)
 PLATFORM = "teams"
@@ -122,7 +122,7 @@ class SeenUsers:
 class ReferenceStore:
     """Reads and upserts references; remembers what it wrote so unchanged ones cost nothing."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: SessionFactory) -> None:
         self.sessions = sessions
         self.seen = SeenUsers()
         self._written: OrderedDict[str, str] = OrderedDict()  # key -> digest of stored JSON

@@ -10,7 +10,7 @@ from typing import Any
 from botbuilder.schema import Activity, ActivityTypes, Attachment
 
 from cards import teams as adaptive
-from cards.model import ActionId, Card, Element, NumberInput, Text
+from cards.model import ActionId, Card, Element, NumberInput, Text, Typed
 from handlers import closure, escalation
 from handlers.deps import Deps
 from handlers.tickets import intake_card
@@ -20,15 +20,6 @@ CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 MESSAGE_CONTENT_TYPE = "application/vnd.microsoft.activity.message"
 HINT = "To work with tickets, start your message with `ticket` (try `ticket help`)."
 DUPLICATE_TEXT = "Already done: that was handled before."
-WELCOME = "\n".join(
-    [
-        "Hi, I am the help-desk bot. Start a message with `ticket`:",
-        "  ticket new [summary]   open the intake form",
-        "  ticket show HD-7       show a ticket",
-        "  ticket mine            your open tickets",
-        "  ticket help            everything I can do",
-    ]
-)
 _MENTION = re.compile(r"^\s*(?:<at>.*?</at>\s*)+", re.IGNORECASE | re.DOTALL)
 
 
@@ -39,14 +30,17 @@ def strip_mentions(text: str) -> str:
 
 
 def with_text(reply: Reply) -> Card | None:
-    """The reply's card with its text on top (as the Slack edge does), or None."""
+    """The reply's card with its text on top (as the Slack edge does), or None.
+
+    A reply's text is plain text (it may quote what people typed): shown literally.
+    """
     card = reply.card
     if card is None:
         return None
     if not reply.text:
         return card
     return dataclasses.replace(
-        card, body=[Text(reply.text), *card.body], fallback=card.fallback or reply.text
+        card, body=[Text(Typed(reply.text)), *card.body], fallback=card.fallback or reply.text
     )
 
 
@@ -55,13 +49,25 @@ def card_activity(card: Card) -> Activity:
     return Activity(
         type=ActivityTypes.message,
         attachments=[Attachment(content_type=CARD_CONTENT_TYPE, content=content)],
-        summary=card.fallback or None,
+        summary=card.fallback or None,  # plain text (notifications, previews)
     )
 
 
 def text_activity(text: str) -> Activity:
-    # Teams renders Markdown in `text`; "plain" shows what the core wrote, as written.
-    return Activity(type=ActivityTypes.message, text=text, text_format="plain")
+    """A text message that shows `text` as written, line by line.
+
+    Teams runs the lines of a message together (also with `textFormat: plain`) unless they are
+    Markdown paragraphs, so the text goes as Markdown: escaped like typed text (a reply may
+    quote what people typed), one paragraph per line, leading spaces kept as no-break spaces
+    (four would start a code block).
+    """
+    lines = [_keep_indent(line) for line in adaptive.escape_markdown(text).split("\n")]
+    return Activity(type=ActivityTypes.message, text="\n\n".join(lines), text_format="markdown")
+
+
+def _keep_indent(line: str) -> str:
+    stripped = line.lstrip(" ")
+    return "\u00a0" * (len(line) - len(stripped)) + stripped
 
 
 def reply_activity(reply: Reply) -> Activity | None:
@@ -114,7 +120,7 @@ def _refill(element: Element, data: dict[str, str], errors: dict[str, str]) -> l
 def error_form(deps: Deps, action: ActionId | None, data: dict[str, str], reply: Reply) -> Card:
     """The submitted form again, values kept, the problem on top and under each field
     (or, for a form the edge cannot rebuild, the problems as a list)."""
-    top: list[Element] = [Text(reply.text)] if reply.text else []
+    top: list[Element] = [Text(Typed(reply.text))] if reply.text else []
     builder = FORMS.get(action) if action is not None else None
     if builder is None:
         lines = [Text(f"{field}: {problem}") for field, problem in reply.field_errors.items()]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from cards.model import ActionId, Card, Element, Form, Select, Text, TextInput
+from cards.model import ActionId, Card, Element, Form, Select, Text, TextInput, Typed
 from handlers.closure.rules import EXAMPLE
 from handlers.durations import format_duration
 from storage.models import Ticket
@@ -22,7 +22,7 @@ def closure_form(number: str, *, logged_minutes: int, summary: str = "") -> Card
         if logged_minutes
         else "No time is logged yet: enter the time you spent."
     )
-    body: list[Element] = [Text(summary)] if summary else []
+    body: list[Element] = [Text(Typed(summary))] if summary else []
     body += [
         Text(logged, muted=True),
         TextInput(

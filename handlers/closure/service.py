@@ -16,8 +16,9 @@ from handlers.closure.rules import note_problem
 from handlers.commands import Command, ticket_ref
 from handlers.deps import Deps
 from handlers.durations import format_duration, parse_duration
+from handlers.formatting import who_acted
 from handlers.tickets import load, ticket_card
-from handlers.types import DomainError, Duplicate, Interaction, InvalidInput, NotFound, Reply
+from handlers.types import DomainError, Interaction, InvalidInput, NotFound, Reply
 from storage import tickets as repo
 from storage.models import Ticket, TimeEntry, utcnow
 
@@ -41,11 +42,6 @@ def entry_minutes(text: str) -> int:
     if delta > MAX_ENTRY:
         raise ValueError("One time entry can be at most 24h; log longer work as several entries.")
     return int(delta.total_seconds() // 60)
-
-
-async def _claim(session: AsyncSession, interaction: Interaction) -> None:
-    if interaction.delivery_id and not await repo.claim_delivery(session, interaction.delivery_id):
-        raise Duplicate(f"delivery {interaction.delivery_id} was already handled")
 
 
 async def _locked(session: AsyncSession, number: str) -> Ticket:
@@ -85,7 +81,6 @@ async def time_command(deps: Deps, interaction: Interaction, command: Command) -
         raise InvalidInput(f"Keep the time note under {MAX_TIME_NOTE} characters.")
     technician = await deps.person(interaction.actor) if deps.config.psa.enabled else None
     async with deps.sessions() as session, session.begin():
-        await _claim(session, interaction)
         ticket = await _locked(session, number)
         await add_time(
             session,
@@ -213,12 +208,11 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
         logged = sum(e.minutes for e in await repo.time_entries_for(session, ticket.id))
     form = validate(interaction.data, logged_minutes=logged)
     closer = await deps.person(actor)
-    closer_name = (closer.name if closer else "") or actor.name or actor.id
+    closer_name = who_acted(actor, closer).plain()
     survey_to = await csat.survey_address(deps, ticket)
     now = deps.clock()
 
     async with deps.sessions() as session, session.begin():
-        await _claim(session, interaction)
         ticket = await _locked(session, ticket.number)
         _require_open(ticket)
         identity.require_confirmed(ticket)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cards.model import ActionId, Button, Card, Facts, Form, Text, TextInput
-from handlers.formatting import person, when
+from cards.model import ActionId, Button, Card, Facts, Form, Rich, Text, TextInput, Typed
+from handlers.formatting import requester, when
 from storage.models import Ticket
 
 MAX_COMMENT = 2000
@@ -20,10 +20,13 @@ def survey_card(ticket: Ticket, nonce: str) -> Card:
         title=f"How did we do on {ticket.number}?",
         body=[
             Text(
-                f'Your ticket "{ticket.summary}" was closed. Please rate the help you got '
-                "from 1 (poor) to 5 (excellent)."
+                Rich(
+                    'Your ticket "',
+                    Typed(ticket.summary),
+                    '" was closed. Please rate the help you got from 1 (poor) to 5 (excellent).',
+                )
             ),
-            Facts([("Ticket", ticket.number), ("Resolution", ticket.resolution_note)]),
+            Facts([("Ticket", ticket.number), ("Resolution", Typed(ticket.resolution_note))]),
             TextInput(
                 id="comment", label="Comment (optional)", multiline=True, max_length=MAX_COMMENT
             ),
@@ -47,23 +50,27 @@ def comment_form(number: str, nonce: str) -> Card:
 
 
 def followup_card(ticket: Ticket, reasons: list[str]) -> Card:
-    requester = person(ticket.requester_name, ticket.requester_email or ticket.requester_id)
+    person = requester(ticket)
     return Card(
         title=f"Personal follow-up: {ticket.number}",
         body=[
             Text(
-                f"Please write to {requester} personally to check that all is well after "
-                f"{ticket.number} ({' and '.join(reasons)})."
+                Rich(
+                    "Please write to ",
+                    person,
+                    " personally to check that all is well after "
+                    f"{ticket.number} ({' and '.join(reasons)}).",
+                )
             ),
             Facts(
                 [
                     ("Ticket", ticket.number),
-                    ("Summary", ticket.summary),
-                    ("Requester", requester),
+                    ("Summary", Typed(ticket.summary)),
+                    ("Requester", person),
                     ("Closed", when(ticket.closed_at)),
-                    ("Resolution", ticket.resolution_note),
+                    ("Resolution", Typed(ticket.resolution_note)),
                 ]
             ),
         ],
-        fallback=f"Personal follow-up due for {ticket.number}: write to {requester}.",
+        fallback=f"Personal follow-up due for {ticket.number}: write to {person.plain()}.",
     )

@@ -20,7 +20,8 @@ from handlers.csat.cards import (
 )
 from handlers.deps import Deps
 from handlers.directory import Person
-from handlers.types import Actor, Duplicate, Interaction, InvalidInput, NotFound, Reply
+from handlers.formatting import requester
+from handlers.types import Actor, Interaction, InvalidInput, NotFound, Reply
 from storage import tickets as repo
 from storage.models import CsatSurvey, Ticket
 
@@ -73,8 +74,7 @@ async def schedule_survey(
             session,
             ticket,
             f"No satisfaction survey for {ticket.number}: the requester "
-            f"({ticket.requester_email or ticket.requester_id}) has no Slack or Teams id in "
-            "the directory.",
+            f"({requester(ticket).plain()}) has no Slack or Teams id in the directory.",
             purpose="csat-unreachable",
         )
         return
@@ -171,11 +171,6 @@ async def _refuse(session: AsyncSession, interaction: Interaction, ticket: Ticke
     return Reply(text=f"Only the requester of {ticket.number} can answer this survey.")
 
 
-async def _claim(session: AsyncSession, interaction: Interaction) -> None:
-    if interaction.delivery_id and not await repo.claim_delivery(session, interaction.delivery_id):
-        raise Duplicate(f"delivery {interaction.delivery_id} was already handled")
-
-
 async def rate(deps: Deps, interaction: Interaction) -> Reply:
     """A click on `1` ... `5`: the first answer of the requester counts; 1 or 2 alerts."""
     rating = str(interaction.data.get("rating", "")).strip()
@@ -183,7 +178,6 @@ async def rate(deps: Deps, interaction: Interaction) -> Reply:
         raise InvalidInput("Choose a rating from 1 to 5.")
     comment = str(interaction.data.get("comment") or "").strip()[:MAX_COMMENT]
     async with deps.sessions() as session, session.begin():
-        await _claim(session, interaction)
         survey, ticket = await _survey(session, interaction)
         if not _is_requester(interaction.actor, survey):
             return await _refuse(session, interaction, ticket)
@@ -213,7 +207,7 @@ async def rate(deps: Deps, interaction: Interaction) -> Reply:
             data={"rating": int(rating), "comment": bool(values.get("comment"))},
         )
         if int(rating) <= 2:
-            who = ticket.requester_name or "the requester"
+            who = requester(ticket).plain()
             said = f' They wrote: "{comment}"' if comment else ""
             await notify.tell_technician(
                 session,
@@ -239,8 +233,6 @@ async def comment(deps: Deps, interaction: Interaction) -> Reply:
             {"comment": f"Keep it under {MAX_COMMENT} characters."},
         )
     async with deps.sessions() as session, session.begin():
-        if has_input:
-            await _claim(session, interaction)
         survey, ticket = await _survey(session, interaction)
         if not _is_requester(interaction.actor, survey):
             return await _refuse(session, interaction, ticket)

@@ -4,10 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from cards.model import ActionId, Card, Element, Facts, Form, Select, Text, TextInput
+from cards.model import (
+    ActionId,
+    Card,
+    Element,
+    Facts,
+    Form,
+    Inline,
+    Rich,
+    Select,
+    Text,
+    TextInput,
+    Typed,
+)
 from handlers.config import HelpdeskConfig
 from handlers.escalation.rules import FACTS, is_required
-from handlers.formatting import person
+from handlers.formatting import requester
 from storage.models import Ticket
 
 MAX_TEXT = 3000
@@ -58,25 +70,26 @@ def rebuild_escalation_form(deps: Any, data: dict[str, str]) -> Card:
     return escalation_form(deps.config, data.get("ticket", ""))
 
 
-def escalation_card(ticket: Ticket, facts: dict[str, str], *, queue: str, by: str) -> Card:
+def escalation_card(ticket: Ticket, facts: dict[str, str], *, queue: str, by: Inline) -> Card:
+    """What the queue is shown: the ticket, who escalated it, and every fact as typed."""
     body: list[Element] = [
         Facts(
             [
                 ("Ticket", ticket.number),
                 ("Priority", ticket.priority),
-                ("Queue", queue),
-                ("Requester", person(ticket.requester_name, ticket.requester_id)),
+                ("Queue", Typed(queue)),
+                ("Requester", requester(ticket)),
                 ("Escalated by", by),
                 ("Users affected", str(ticket.users_affected)),
-                ("Asset link", facts.get("asset_link") or "-"),
+                ("Asset link", Typed(facts["asset_link"]) if facts.get("asset_link") else "-"),
             ]
         )
     ]
     for fact in FACTS:
         if fact.id != "asset_link":
-            body += [Text(fact.label, muted=True), Text(facts.get(fact.id, ""))]
+            body += [Text(fact.label, muted=True), Text(Typed(facts.get(fact.id, "")))]
     return Card(
-        title=f"Escalated {ticket.number} ({ticket.priority}): {ticket.summary}",
+        title=Rich(f"Escalated {ticket.number} ({ticket.priority}): ", Typed(ticket.summary)),
         body=body,
         fallback=f"{ticket.number} escalated to {queue}: {ticket.summary}",
     )

@@ -10,8 +10,9 @@ from handlers.commands import Command
 from handlers.deps import Deps
 from handlers.escalation.cards import MAX_TEXT, escalation_card, escalation_form, queue_names
 from handlers.escalation.rules import FACTS, fact_problems
+from handlers.formatting import who_acted
 from handlers.tickets import load
-from handlers.types import DomainError, Duplicate, Interaction, InvalidInput, NotFound, Reply
+from handlers.types import DomainError, Interaction, InvalidInput, NotFound, Reply
 from storage import tickets as repo
 from storage.models import Ticket
 
@@ -83,12 +84,9 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
     facts = validate(interaction.data, _check(deps, ticket), asset=ticket.asset)
     queue = facts.pop("queue")
     who = await deps.person(actor)
-    by = (who.name if who else "") or actor.name or actor.id
+    escalator = who_acted(actor, who)
+    by = escalator.plain()
     async with deps.sessions() as session, session.begin():
-        if interaction.delivery_id and not await repo.claim_delivery(
-            session, interaction.delivery_id
-        ):
-            raise Duplicate(f"delivery {interaction.delivery_id} was already handled")
         locked = await repo.get_by_number(session, ticket.number, lock=True)
         if locked is None:
             raise NotFound(f"There is no ticket {ticket.number}.")
@@ -110,7 +108,7 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
             facts=facts,
             labels={fact.id: fact.label for fact in FACTS},
         )
-        card = escalation_card(locked, facts, queue=queue, by=by)
+        card = escalation_card(locked, facts, queue=queue, by=escalator)
         sent = await notify.notify_queue(
             session,
             deps.config,

@@ -17,18 +17,12 @@ from handlers.deps import Deps
 from handlers.directory import DirectoryUnavailable, Person, unavailable_text
 from handlers.formatting import when
 from handlers.identity import cards
-from handlers.types import Actor, Duplicate, Interaction, Reply
+from handlers.types import Actor, Interaction, Reply
 from storage import tickets as repo
 from storage.models import IdentityCheck, OutboxMessage, Ticket, utcnow
 
 log = logging.getLogger(__name__)
 PURPOSE = cards.PURPOSE
-
-
-async def claim(session: AsyncSession, interaction: Interaction) -> None:
-    """Record the inbound delivery id; a retried click or message raises Duplicate."""
-    if interaction.delivery_id and not await repo.claim_delivery(session, interaction.delivery_id):
-        raise Duplicate(f"delivery {interaction.delivery_id} was already handled")
 
 
 async def retire_dm(session: AsyncSession, ticket: Ticket, check: IdentityCheck, text: str) -> None:
@@ -68,7 +62,6 @@ async def answer(deps: Deps, interaction: Interaction, *, approved: bool) -> Rep
         log.warning("identity answer: the directory could not answer: %s", exc)
         return Reply(text=unavailable_text(exc, "your answer was not recorded"))
     async with deps.sessions() as session, session.begin():
-        await claim(session, interaction)
         check, ticket = await _load(session, nonce)
         if ticket is not None and ticket.technician_id != technician_id:  # taken over meanwhile
             technician = await deps.directory.find_by_platform_id(

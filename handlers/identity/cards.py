@@ -1,16 +1,16 @@
 """What the identity check says: the manager's DM card and the texts for technicians.
 
-All strings are literal (the renderers escape them), so names and summaries typed by people
-can never ping or link.
+In cards, what people typed is `Typed` and people are mentions, so names and summaries can
+never ping or link; the texts for technicians are plain text (shown as given).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from cards.model import ActionId, Button, Card, Facts, Text
+from cards.model import ActionId, Button, Card, Facts, Inline, Mention, Rich, Text, Typed
 from handlers.directory import DirectoryUnavailable, Person, unavailable_text
-from handlers.formatting import person, when
+from handlers.formatting import listed, requester, technician, when
 from storage.models import IdentityCheck, Ticket
 
 # Outbox payload `purpose` of the manager's DM (and of the technician notices).
@@ -31,16 +31,19 @@ SUPERSEDED = (
 )
 
 
-def requester_label(ticket: Ticket, requester: Person | None) -> str:
+def requester_of(ticket: Ticket, found: Person | None) -> Mention:
+    """The requester: the directory's entry when they are listed there, else the ticket's."""
+    return listed(found) if found is not None else requester(ticket)
+
+
+def requester_label(ticket: Ticket, found: Person | None) -> str:
     """`Ana Lopez (ana@example.com)`, from the directory when the requester is listed there."""
-    if requester is not None:
-        return person(requester.name, requester.email)
-    return person(ticket.requester_name, ticket.requester_email or ticket.requester_id)
+    return requester_of(ticket, found).plain()
 
 
 def manager_label(manager: Person | None, email: str = "") -> str:
     if manager is not None:
-        return person(manager.name, manager.email)
+        return listed(manager).plain()
     return email or "the manager"
 
 
@@ -61,12 +64,12 @@ def request_card(
     ticket: Ticket, check: IdentityCheck, *, requester: Person | None, manager: Person
 ) -> Card:
     """The manager's DM: who asked, which technician, for what, which ticket, when, where."""
-    who = requester_label(ticket, requester)
-    facts = [
+    who = requester_of(ticket, requester)
+    facts: list[tuple[Inline, Inline]] = [
         ("Requester", who),
-        ("Technician", person(ticket.technician_name, ticket.technician_id)),
-        ("Request", ticket.summary),
-        ("Category", ticket.category or "-"),
+        ("Technician", technician(ticket)),
+        ("Request", Typed(ticket.summary)),
+        ("Category", Typed(ticket.category) if ticket.category else "-"),
         ("Ticket", f"{ticket.number} ({ticket.priority})"),
         ("Asked at", when(ticket.created_at)),
         ("Channel", channel_label(ticket)),
@@ -74,12 +77,16 @@ def request_card(
     ]
     value = {NONCE_KEY: check.nonce}
     return Card(
-        title=f"Identity check for {ticket.number}: did {who} ask the help desk for this?",
+        title=Rich(
+            f"Identity check for {ticket.number}: did ", who, " ask the help desk for this?"
+        ),
         body=[
             Text(
-                f"{manager.name or manager.email}, the help desk needs you, as their manager, "
-                "to confirm this request really comes from them before a technician touches "
-                "their account."
+                Rich(
+                    Typed(manager.name or manager.email),
+                    ", the help desk needs you, as their manager, to confirm this request "
+                    "really comes from them before a technician touches their account.",
+                )
             ),
             Facts(facts),
             Text(
@@ -92,7 +99,9 @@ def request_card(
             Button(ActionId.IDENTITY_APPROVE, "Approve", value, style="primary"),
             Button(ActionId.IDENTITY_DENY, "Deny", value, style="danger"),
         ],
-        fallback=f"Identity check for {ticket.number}: did {who} ask for this? Approve or Deny.",
+        fallback=(
+            f"Identity check for {ticket.number}: did {who.plain()} ask for this? Approve or Deny."
+        ),
     )
 
 
@@ -189,7 +198,7 @@ def security_text(ticket: Ticket, check: IdentityCheck, manager: str, at: dateti
         f"Possible impersonation on {ticket.number}: {manager} denied that "
         f'{requester_label(ticket, None)} asked for "{ticket.summary}" (category '
         f"{ticket.category or '-'}). Technician: "
-        f"{person(ticket.technician_name, ticket.technician_id)}. Request came in through "
+        f"{technician(ticket).plain()}. Request came in through "
         f"{channel_label(ticket)} at {when(ticket.created_at)}; denied on "
         f"{platform_name(check.manager_platform)} at {when(at)}."
     )

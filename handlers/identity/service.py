@@ -74,7 +74,6 @@ async def _verify(deps: Deps, interaction: Interaction, number: str) -> Reply:
         log.warning("verify %s: the directory could not answer: %s", number, exc)
         return Reply(text=cards.verify_unavailable_text(number, exc))
     async with deps.sessions() as session, session.begin():
-        await answers.claim(session, interaction)
         ticket = await repo.get_by_number(session, number, lock=True)
         if ticket is None:
             raise NotFound(f"There is no ticket {number}.")

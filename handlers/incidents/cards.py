@@ -1,39 +1,49 @@
-"""What a P1 says: the incident-channel notice and the pager payloads (all literal text)."""
+"""What a P1 says: the incident-channel notice and the pager payloads.
+
+The notice is a card (typed text marked `Typed`, people as mentions); pager payloads are plain
+text built from the same facts.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from cards.model import Card, Element, Facts, Text
-from handlers.formatting import person, when
+from cards.model import Card, Element, Facts, Inline, Rich, Text, Typed, plain
+from handlers.formatting import requester, technician, when
 from storage.models import Ticket
 
 SOURCE = "helpdesk-bot"
 NO_BRIDGE = "not configured (incident.bridge_url)"
+TITLE_MAX = 300
 
 
 def headline(ticket: Ticket) -> str:
     return f"P1 {ticket.number}: {ticket.summary.strip()}"
 
 
-def _facts(ticket: Ticket, bridge_url: str | None) -> list[tuple[str, str]]:
+def _facts(ticket: Ticket, bridge_url: str | None) -> list[tuple[str, Inline]]:
     return [
         ("Ticket", ticket.number),
-        ("Summary", ticket.summary),
+        ("Summary", Typed(ticket.summary)),
         ("Users affected", str(ticket.users_affected)),
-        ("Requester", person(ticket.requester_name, ticket.requester_id)),
-        ("Technician", person(ticket.technician_name, ticket.technician_id)),
-        ("Bridge", bridge_url or NO_BRIDGE),
+        ("Requester", requester(ticket)),
+        ("Technician", technician(ticket)),
+        ("Bridge", Typed(bridge_url) if bridge_url else NO_BRIDGE),
     ]
+
+
+def _title(prefix: str, ticket: Ticket) -> Rich:
+    words = f"{prefix}{ticket.number}: "
+    return Rich(words, Typed(ticket.summary.strip()[: TITLE_MAX - len(words)]))
 
 
 def notice(ticket: Ticket, bridge_url: str | None) -> Card:
     """The incident-channel notice: number, summary, users affected, people and the bridge."""
     body: list[Element] = [Facts(_facts(ticket, bridge_url))]
     if bridge_url:
-        body.append(Text(f"Join the bridge: {bridge_url}"))
+        body.append(Text(Rich("Join the bridge: ", Typed(bridge_url))))
     return Card(
-        title=f"P1 incident {ticket.number}: {ticket.summary.strip()}"[:300],
+        title=_title("P1 incident ", ticket),
         body=body,
         fallback=f"{headline(ticket)} - bridge: {bridge_url or NO_BRIDGE}"[:3000],
     )
@@ -44,16 +54,16 @@ def resolved_notice(ticket: Ticket, bridge_url: str | None) -> Card:
     facts = [*_facts(ticket, bridge_url), ("Status", f"resolved {when(ticket.closed_at)}")]
     body: list[Element] = [Facts(facts)]
     if ticket.resolution_note:
-        body += [Text("Resolution", muted=True), Text(ticket.resolution_note[:2000])]
+        body += [Text("Resolution", muted=True), Text(Typed(ticket.resolution_note[:2000]))]
     return Card(
-        title=f"Resolved: P1 incident {ticket.number}: {ticket.summary.strip()}"[:300],
+        title=_title("Resolved: P1 incident ", ticket),
         body=body,
         fallback=f"Resolved: {headline(ticket)}"[:3000],
     )
 
 
 def _details(ticket: Ticket, bridge_url: str | None) -> dict[str, str]:
-    details = {label.lower(): value for label, value in _facts(ticket, bridge_url)}
+    details = {label.lower(): plain(value) for label, value in _facts(ticket, bridge_url)}
     details["respond by"] = when(ticket.respond_by)
     if ticket.error_text:
         details["exact error"] = ticket.error_text[:1000]
@@ -97,7 +107,7 @@ def pagerduty_resolve(ticket: Ticket) -> dict[str, Any]:
 
 
 def opsgenie_alert(ticket: Ticket, bridge_url: str | None) -> dict[str, Any]:
-    description = "\n".join(f"{k}: {v}" for k, v in _facts(ticket, bridge_url))
+    description = "\n".join(f"{k}: {plain(v)}" for k, v in _facts(ticket, bridge_url))
     return {
         "op": "create",
         "alias": ticket.number,

@@ -21,7 +21,7 @@ from handlers.deps import Deps
 from handlers.formatting import when
 from handlers.incidents import cards
 from handlers.sla import due_times
-from handlers.types import Actor, Duplicate, Interaction, InvalidInput, NotFound, Reply
+from handlers.types import Actor, Interaction, InvalidInput, NotFound, Reply
 from storage import outbox
 from storage import tickets as repo
 from storage.models import OutboxMessage, Ticket
@@ -55,10 +55,6 @@ async def raise_p1_command(deps: Deps, interaction: Interaction, command: Comman
     if number is None:
         raise InvalidInput("Which ticket? Try `ticket p1 HD-7`.")
     async with deps.sessions() as session, session.begin():
-        if interaction.delivery_id and not await repo.claim_delivery(
-            session, interaction.delivery_id
-        ):
-            raise Duplicate(f"delivery {interaction.delivery_id} was already handled")
         ticket = await repo.get_by_number(session, number, lock=True)
         if ticket is None:
             raise NotFound(f"There is no ticket {number}.")

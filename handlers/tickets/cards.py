@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cards.model import ActionId, Button, Card, Element, Facts, Text
-from handlers.formatting import person, when
+from cards.model import ActionId, Button, Card, Element, Facts, Inline, Rich, Text, Typed
+from handlers.formatting import requester, technician, when
 from handlers.psa import card_facts, tier_label
 from storage.models import Ticket
 from storage.tickets import TicketLine
@@ -21,36 +21,39 @@ def ticket_buttons(number: str) -> list[Button]:
 def ticket_card(
     ticket: Ticket, *, extra: list[Element] | None = None, buttons: bool = True
 ) -> Card:
-    """Number, priority, requester, summary, exact error, SLA times, warning; then buttons."""
-    facts = [
+    """Number, priority, requester, summary, exact error, SLA times, warning; then buttons.
+
+    What people typed (summary, error, what they were doing, asset, client...) is `Typed`.
+    """
+    facts: list[tuple[Inline, Inline]] = [
         ("Ticket", ticket.number),
         *card_facts(ticket),
         ("Priority", ticket.priority),
         ("Status", ticket.status),
-        ("Requester", person(ticket.requester_name, ticket.requester_id)),
-        ("Technician", person(ticket.technician_name, ticket.technician_id)),
-        ("Category", ticket.category or "-"),
+        ("Requester", requester(ticket)),
+        ("Technician", technician(ticket)),
+        ("Category", Typed(ticket.category) if ticket.category else "-"),
         ("Users affected", str(ticket.users_affected)),
         ("Reproducible", ticket.reproducible),
         ("Respond by", when(ticket.respond_by)),
         ("Resolve by", when(ticket.resolve_by)),
     ]
     if ticket.asset:
-        facts.append(("Asset", ticket.asset))
+        facts.append(("Asset", Typed(ticket.asset)))
     if ticket.client:
-        facts.append(("Client", f"{ticket.client} ({tier_label(ticket)})"))
+        facts.append(("Client", Rich(Typed(ticket.client), f" ({tier_label(ticket)})")))
     if ticket.identity_state != "not_required":
         facts.append(("Identity", ticket.identity_state))
     body: list[Element] = [Facts(facts)]
     if ticket.priority_warning:
         body.append(Text(f"Warning: {ticket.priority_warning}"))
     if ticket.error_text:
-        body += [Text("Exact error text", muted=True), Text(ticket.error_text)]
+        body += [Text("Exact error text", muted=True), Text(Typed(ticket.error_text))]
     if ticket.doing:
-        body += [Text("What they were doing", muted=True), Text(ticket.doing)]
+        body += [Text("What they were doing", muted=True), Text(Typed(ticket.doing))]
     body += extra or []
     return Card(
-        title=f"{ticket.number} ({ticket.priority}): {ticket.summary}",
+        title=Rich(f"{ticket.number} ({ticket.priority}): ", Typed(ticket.summary)),
         body=body,
         buttons=ticket_buttons(ticket.number) if buttons and ticket.status == "open" else [],
         fallback=(

@@ -7,10 +7,11 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cards.model import Element, Facts, Text
+from cards.model import Element, Facts, Inline, Mention, Rich, Text, Typed
 from handlers import psa
+from handlers.directory import Directory
 from handlers.durations import format_duration
-from handlers.formatting import when
+from handlers.formatting import listed, someone, technician, when
 from storage import outbox
 from storage import tickets as repo
 from storage.models import CsatSurvey, IdentityCheck, Ticket
@@ -24,35 +25,38 @@ KIND_NAMES = {
 }
 
 
-async def details(session: AsyncSession, ticket: Ticket) -> list[Element]:
+async def details(session: AsyncSession, ticket: Ticket, directory: Directory) -> list[Element]:
     """PSA sync, time entries with their total, resolution, identity checks, CSAT and delivery
     states."""
     rows = await outbox.states_for(session, ticket.id)
     out: list[Element] = await psa.show_lines(session, ticket, rows)
     entries = await repo.time_entries_for(session, ticket.id)
     if entries:
+        people = {e.actor_id: await _who(directory, ticket, e.actor_id) for e in entries}
         total = timedelta(minutes=sum(e.minutes for e in entries))
         out.append(Text(f"Time entries (total {format_duration(total)})", muted=True))
         out.append(
             Facts(
                 [
                     (
-                        f"{when(e.at)} {e.actor_id}",
-                        format_duration(timedelta(minutes=e.minutes))
-                        + (f" - {e.note}" if e.note else ""),
+                        Rich(f"{when(e.at)} ", people[e.actor_id]),
+                        Rich(
+                            format_duration(timedelta(minutes=e.minutes)),
+                            *((" - ", Typed(e.note)) if e.note else ()),
+                        ),
                     )
                     for e in entries
                 ]
             )
         )
     if ticket.status == "closed":
-        facts = [
+        facts: list[tuple[Inline, Inline]] = [
             ("Closed", when(ticket.closed_at)),
             ("Resolution category", ticket.resolution_category or "-"),
         ]
         if ticket.kb_article:
-            facts.append(("KB article", ticket.kb_article))
-        out += [Text("Resolution", muted=True), Text(ticket.resolution_note), Facts(facts)]
+            facts.append(("KB article", Typed(ticket.kb_article)))
+        out += [Text("Resolution", muted=True), Text(Typed(ticket.resolution_note)), Facts(facts)]
     # Only tickets that went through a check have check rows; only closed ones a survey.
     checks = (
         (
@@ -68,16 +72,16 @@ async def details(session: AsyncSession, ticket: Ticket) -> list[Element]:
         else []
     )
     if checks:
+        managers = {c.manager_email: await _manager(directory, c.manager_email) for c in checks}
         out.append(Text("Identity checks", muted=True))
         out.append(
             Facts(
                 [
                     (
-                        f"{when(c.created_at)} to {c.manager_email or 'no manager'}",
-                        c.state
-                        + (
-                            f" by {c.answered_by} at {when(c.answered_at)}" if c.answered_by else ""
+                        Rich(
+                            f"{when(c.created_at)} to ", managers[c.manager_email] or "no manager"
                         ),
+                        Rich(c.state, f" at {when(c.answered_at)}" if c.answered_by else ""),
                     )
                     for c in checks
                 ]
@@ -95,7 +99,7 @@ async def details(session: AsyncSession, ticket: Ticket) -> list[Element]:
         out.append(
             Facts(
                 [("CSAT rating", rating)]
-                + ([("CSAT comment", survey.comment)] if survey.comment else [])
+                + ([("CSAT comment", Typed(survey.comment))] if survey.comment else [])
             )
         )
     if rows:
@@ -117,13 +121,32 @@ def _kind(row: outbox.DeliveryState, ticket: Ticket) -> str:
     return KIND_NAMES.get(row.kind, row.kind) + (f" ({row.purpose})" if row.purpose else "")
 
 
-def _state(status: str, attempts: int, error: str, due: object) -> str:
+async def _who(directory: Directory, ticket: Ticket, user_id: str) -> Mention:
+    """Who logged time: the ticket's technician as recorded, else the directory's entry."""
+    if user_id == ticket.technician_id:
+        return technician(ticket)
+    platforms = sorted({"slack", "teams"}, key=lambda p: p != ticket.source_platform)
+    for platform in platforms:
+        found = await directory.find_by_platform_id(platform, user_id)
+        if found is not None:
+            return listed(found)
+    return someone(ticket.source_platform, user_id, None)
+
+
+async def _manager(directory: Directory, email: str) -> Mention | None:
+    if not email:
+        return None
+    found = await directory.find_by_email(email)
+    return listed(found) if found is not None else Mention(email=email)
+
+
+def _state(status: str, attempts: int, error: str, due: object) -> Inline:
     if status == "delivered":
         return f"delivered (attempt {attempts})"
     if status == "dead":
-        return f"failed for good after {attempts} attempt(s): {error}"
+        return Rich(f"failed for good after {attempts} attempt(s): ", Typed(error))
     if status == "cancelled":
-        return f"not sent: {error}"
+        return Rich("not sent: ", Typed(error))
     if attempts:
-        return f"retrying, {attempts} failed attempt(s), last error: {error}"
+        return Rich(f"retrying, {attempts} failed attempt(s), last error: ", Typed(error))
     return f"queued for {when(due)}"  # type: ignore[arg-type]

@@ -61,7 +61,7 @@ def intake_card(config: HelpdeskConfig, *, summary: str = "", context: dict[str,
                 id="summary",
                 label="Summary",
                 required=True,
-                value=summary,
+                value=summary[:MAX_TEXT],  # a form field holds at most this much
                 max_length=MAX_TEXT,
                 placeholder="The symptom in the user's own words",
             ),

@@ -15,7 +15,7 @@ from handlers.sla import due_times, priority_warning
 from handlers.tickets import details as ticket_details
 from handlers.tickets import intake as intake_form
 from handlers.tickets.cards import card_version, ticket_card, ticket_line
-from handlers.types import Duplicate, Forbidden, Interaction, InvalidInput, NotFound, Reply
+from handlers.types import Forbidden, Interaction, InvalidInput, NotFound, Reply
 from storage import outbox
 from storage import tickets as repo
 from storage.errors import DatabaseUnavailable
@@ -90,10 +90,6 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
             outage = exc
 
     async with deps.sessions() as session, session.begin():
-        if interaction.delivery_id and not await repo.claim_delivery(
-            session, interaction.delivery_id
-        ):
-            raise Duplicate(f"delivery {interaction.delivery_id} was already handled")
         seq, number = await repo.next_number(session, prefix=prefix)
         ticket = await repo.create(
             session,
@@ -121,6 +117,7 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
             requester_vip=bool(requester and requester.vip),
             technician_id=interaction.actor.id,
             technician_name=(technician.name if technician else "") or interaction.actor.name,
+            technician_email=technician.email if technician else "",
             source_platform=interaction.platform,
             source_channel=channel,
             source_thread=thread,
@@ -223,7 +220,7 @@ async def show(deps: Deps, interaction: Interaction, command: Command) -> Reply:
         ticket = await load(deps, command, session)
         if actor.id != ticket.requester_id and not await deps.is_technician(actor):
             raise Forbidden(f"Only technicians and the requester can see {ticket.number}.")
-        extra = await ticket_details.details(session, ticket)
+        extra = await ticket_details.details(session, ticket, deps.directory)
     return Reply(card=ticket_card(ticket, extra=extra), private=True)
 
 

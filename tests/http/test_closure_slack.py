@@ -297,7 +297,9 @@ async def test_vip_gets_followup_after_delay_and_plain_p3_none(make_app, slack_a
     await asyncio.sleep(0.8)
     [reminder] = followups(slack_api)
     rendered = json.dumps(reminder["blocks"])
-    assert vip in rendered and "Vic VIP" in rendered and "VIP requester" in rendered
+    # Slack shows the mention as Vic's name.
+    assert vip in rendered and "<@UVIC> (vic@example.com)" in rendered
+    assert "VIP requester" in rendered and "Personal follow-up due" in reminder["text"]
     assert plain not in rendered
     async with app.services.sessions() as session:
         kinds = (await session.execute(select(TicketEvent.kind))).scalars().all()

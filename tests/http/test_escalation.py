@@ -183,7 +183,7 @@ async def test_slack_escalation_form_validation_and_queue_notice(make_app, slack
         "Connect to VPN from home",
         "Error 809",
         "Reinstalled the VPN client",
-        "Tom Tech",
+        "<@UTECH> (tom@example.com)",  # Slack shows the mention as Tom's name
         "&lt;!channel&gt;",
     ):
         assert part in notice, part

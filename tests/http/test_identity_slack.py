@@ -128,8 +128,9 @@ async def test_verify_refuses_non_manager_and_manager_approves(make_app, slack_a
     rendered = json.dumps(dm["blocks"])
     for part in (
         "HD-1",
-        "Ana Lopez (ana@example.com)",
-        "Tom Tech",
+        "did Ana Lopez (ana@example.com) ask",
+        "*Requester:* <@U0ANA> (ana@example.com)",  # Slack shows mentions as names
+        "*Technician:* <@UTECH> (tom@example.com)",
         "Locked out of my laptop",
         "Slack, channel C0HELP",
         "printer",

@@ -58,7 +58,7 @@ async def test_p1_intake_posts_one_notice_and_pages_both_once(
     [notice] = slack_posts(slack_api, INCIDENT_CHANNEL)
     shown = json.dumps(notice)
     for part in ("HD-1", BRIDGE, "VPN down for the whole Lisbon office", "Users affected", "40",
-                 "Ana Lopez", "Tom Tech"):  # fmt: skip
+                 "<@UANA> (ana@example.com)", "<@UTECH> (tom@example.com)"):  # fmt: skip
         assert part in shown, part
 
     [event] = pagerduty.events()

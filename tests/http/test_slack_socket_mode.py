@@ -179,6 +179,35 @@ async def test_ignored_event_envelope_is_acknowledged(make_app, slack_api, socke
     await socket_server.ack_for("env-odd", timeout=3)
 
 
+async def test_malformed_envelopes_are_acknowledged_and_not_handled(
+    make_app, slack_api, socket_server, caplog
+):
+    app = await start_socket_app(make_app, slack_api, socket_server)
+    no_actions = {
+        "type": "block_actions",
+        "user": {"id": "UTECH"},
+        "trigger_id": "t",
+        "actions": [],
+    }
+    closed = {"type": "view_closed", "user": {"id": "UTECH"}, "view": {"id": "V1", "type": "modal"}}
+    closed["view"]["callback_id"] = "ticket.create"
+    for n, payload in enumerate([[], "x", no_actions, {"command": "/ticket", "text": "help"}]):
+        await socket_server.send(
+            {"envelope_id": f"env-bad-{n}", "type": "interactive", "payload": payload}
+        )
+        assert await socket_server.ack_for(f"env-bad-{n}") == {"envelope_id": f"env-bad-{n}"}
+    await socket_server.send(interactive_envelope(closed, envelope_id="env-closed"))
+    assert await socket_server.ack_for("env-closed") == {"envelope_id": "env-closed"}
+    refused = [
+        r.getMessage() for r in caplog.records if "malformed socket envelope" in r.getMessage()
+    ]
+    assert len(refused) == 4, refused
+    # Still serving.
+    await socket_server.send(slash_envelope("help", envelope_id="env-after"))
+    assert "ticket show" in json.dumps((await socket_server.ack_for("env-after"))["payload"])
+    assert await ticket_count(app) == 0
+
+
 async def test_redelivered_envelopes_make_nothing_twice(make_app, slack_api, socket_server):
     app = await start_socket_app(make_app, slack_api, socket_server)
     view = await open_intake(socket_server, slack_api, "1")

@@ -242,8 +242,11 @@ async def test_ticket_show_and_mine(make_app, connector: FakeConnector):
     await app.teams(message(connector.service_url, "ticket mine"))
     await connector.wait_for(lambda r: r.method == "POST", count=4)
     mine = connector.activities()[-1]
-    assert mine["textFormat"] == "plain"
-    assert "HD-1" in mine["text"] and "Printer jams" in mine["text"]
+    # One Markdown paragraph per line: Teams runs single line breaks together.
+    assert mine["textFormat"] == "markdown"
+    heading, line = mine["text"].split("\n\n")
+    assert heading == "Your open tickets (1):"
+    assert line.startswith("HD-1 (P2) Printer jams  on floor 3  - resolve by ")
 
 
 async def test_mention_is_stripped_and_private_reply_goes_to_personal_chat(
@@ -261,7 +264,8 @@ async def test_mention_is_stripped_and_private_reply_goes_to_personal_chat(
     assert created["tenantID"] == created["channelData"]["tenant"]["id"] == TENANT
     [usage] = connector.activities()
     assert usage["_conversation_id"] == created["_id"]
-    assert usage["text"].startswith("Usage:")
+    facts = {f["title"]: f["value"] for f in card_of(usage)["body"][1]["facts"]}
+    assert facts["ticket show HD-7"] == "show a ticket", facts
     async with app.services.sessions() as session:
         keys = set((await session.execute(select(ConversationRef.key))).scalars())
     assert keys == {CHANNEL, f"user:{TECH_ID}"}
@@ -295,7 +299,12 @@ async def test_bot_added_stores_reference_and_welcomes(make_app, connector: Fake
     await connector.wait_for(lambda r: r.method == "POST")
     [welcome] = connector.activities()
     assert welcome["_conversation_id"] == CHANNEL and welcome["_reply_to_id"] is None
-    assert "ticket new" in welcome["text"]
+    card = card_of(welcome)
+    assert card["body"][0]["text"] == "Hi, I am the help-desk bot"
+    assert card["body"][1]["text"] == "Start a message with `ticket`:"
+    titles = [f["title"] for f in card["body"][2]["facts"]]
+    assert titles == ["ticket new [summary]", "ticket show HD-7", "ticket mine", "ticket help"]
+    assert welcome["summary"].startswith("Hi, I am the help-desk bot")
     async with app.services.sessions() as session:
         [row] = (await session.execute(select(ConversationRef))).scalars()
     assert (row.platform, row.key) == ("teams", CHANNEL)

@@ -62,7 +62,7 @@ async def test_channel_message_uses_stored_reference_and_thread(make_app, connec
     )
     posted = connector.activities()[-1]
     assert (posted["_conversation_id"], posted["_reply_to_id"]) == (CHANNEL, "1700000000999")
-    assert posted["text"] == "Identity confirmed" and posted["textFormat"] == "plain"
+    assert posted["text"] == "Identity confirmed" and posted["textFormat"] == "markdown"
     assert result == {"channel": CHANNEL, "activity_id": posted["_id"], "ts": posted["_id"]}
 
     await deliver(app, "update", channel=CHANNEL, activity_id=posted["_id"], card=CARD.to_dict())

@@ -16,10 +16,13 @@ from cards.model import (
     Card,
     Facts,
     Form,
+    Mention,
     NumberInput,
+    Rich,
     Select,
     Text,
     TextInput,
+    Typed,
     UserPicker,
 )
 from cards.slack import (
@@ -72,17 +75,20 @@ def intake_card() -> Card:
 
 
 def ticket_card() -> Card:
+    """A ticket card as the core builds one: the bot's words, typed text, people."""
     ref = {"ticket": "HD-42"}
+    typed = Typed("VPN down <!channel> & Wi-Fi")
     return Card(
-        title="HD-42 · VPN down <!channel> & Wi-Fi",
+        title=Rich("HD-42 (P2): ", typed),
         body=[
             Facts(
                 [
                     ("Ticket", "HD-42"),
                     ("Priority", "P2"),
-                    ("Requester", "Ana <ana@example.com>"),
-                    ("Summary", "VPN down <!channel> & Wi-Fi"),
-                    ("Exact error text", "Error 809: <https://evil|reset here> **now**"),
+                    ("Requester", Mention("Ana Lopez", "ana@example.com", "U0ANA", "U0ANA")),
+                    ("Technician", Mention("Tom Tech", id="29:1tech")),
+                    ("Summary", typed),
+                    ("Exact error text", Typed("Error 809: <https://evil|reset here> **now**")),
                     ("Respond by", "2026-03-02 10:30 UTC"),
                     ("Resolve by", "2026-03-02 18:00 UTC"),
                 ]
@@ -153,6 +159,35 @@ def test_user_text_cannot_ping_or_link() -> None:
         assert "<" not in text and ">" not in text
     assert "&amp;amp;" not in json.dumps(message)
     assert "&amp;lt;" not in json.dumps(message)
+
+
+def test_people_are_mentions_the_bot_makes_and_typed_text_stays_escaped() -> None:
+    ana = Mention("Ana Lopez", "ana@example.com", "U0ANA", "U0ANA")
+    teams_only = Mention("Tom Tech", "tom@example.com", id="29:1tech")
+    nobody_known = Mention(id="U0XYZ", slack_id="U0XYZ")
+    card = Card(
+        title=Rich("Ticket for ", ana),
+        body=[
+            Facts([("Requester", ana), ("Technician", teams_only), ("Caller", nobody_known)]),
+            Text(Rich("Write to ", ana, " about ", Typed("<@U0BOSS> & <!here>"))),
+        ],
+    )
+    message = render_message(card)
+    assert message["blocks"][0]["text"]["text"] == "Ticket for Ana Lopez (ana@example.com)"
+    assert mrkdwn_texts(message["blocks"]) == [
+        "*Requester:* <@U0ANA> (ana@example.com)\n"
+        "*Technician:* Tom Tech (tom@example.com)\n"
+        "*Caller:* <@U0XYZ>",
+        "Write to <@U0ANA> (ana@example.com) about &lt;@U0BOSS&gt; &amp; &lt;!here&gt;",
+    ]
+
+
+def test_a_long_text_is_never_split_inside_a_mention() -> None:
+    ana = Mention("Ana Lopez", slack_id="U0ANAAAAAA")
+    text = Rich("x" * 2995, ana, " and more")
+    blocks = render_message(Card(title="", body=[Text(text)]))["blocks"]
+    chunks = [b["text"]["text"] for b in blocks]
+    assert chunks == ["x" * 2995, "<@U0ANAAAAAA> and more"]
 
 
 def test_already_escaped_looking_text_is_escaped_once() -> None:

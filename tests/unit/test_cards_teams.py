@@ -7,9 +7,15 @@ from typing import Any
 
 import pytest
 
-from cards.model import ActionId, Button, Card, Facts, Form, Text, TextInput
+from cards.model import ActionId, Button, Card, Facts, Form, Mention, Rich, Text, TextInput, Typed
 from cards.slack import render_modal
-from cards.teams import MAX_CARD_CHARS, escape_markdown, render_card, submitted_values
+from cards.teams import (
+    MAX_CARD_CHARS,
+    escape_markdown,
+    markdown,
+    render_card,
+    submitted_values,
+)
 from tests import FIXTURES
 from tests.adaptive_schema import validate_adaptive_card
 from tests.unit.test_cards_slack import INTAKE_LABELS, assert_golden, intake_card, ticket_card
@@ -112,28 +118,101 @@ def test_inputs_carry_the_same_labels_as_slack() -> None:
     assert "errorMessage" not in by_id["asset"]
 
 
-def test_escape_markdown() -> None:
-    assert escape_markdown("[x](https://evil)") == r"\[x\]\(https://evil\)"
-    assert escape_markdown("**bold** _it_ ~s~ `c`") == r"\*\*bold\*\* \_it\_ \~s\~ \`c\`"
-    assert escape_markdown("# h\n- item\n+ item\n> quote\n1. first") == (
-        "\\# h\n\\- item\n\\+ item\n\\> quote\n1\\. first"
-    )
-    assert escape_markdown(r"a\b | ! <https://x> &amp;") == r"a\\b \| \! \<https://x\> \&amp;"
-    assert escape_markdown("version 1.5 costs 3.50") == "version 1.5 costs 3.50"
+@pytest.mark.parametrize(
+    ("typed", "shown"),
+    [
+        # Links, images, emphasis, code, HTML: escaped wherever they are.
+        ("[x](https://evil)", r"\[x\](https://evil)"),
+        ("![img](https://evil/i.png)", r"!\[img\](https://evil/i.png)"),
+        ("**bold** and *it*", r"\*\*bold\*\* and \*it\*"),
+        ("_it_ but ERROR_ACCESS_DENIED", r"\_it\_ but ERROR_ACCESS_DENIED"),
+        ("~~struck~~ ~5 min", r"\~\~struck\~\~ ~5 min"),
+        ("`code`", r"\`code\`"),
+        ("<b>hi</b> <https://evil>", r"\<b>hi\</b> \<https://evil>"),
+        ("AT&T &amp; &#60;", r"AT&T \&amp; \&#60;"),
+        (r"C:\Users\ana", r"C:\Users\ana"),
+        (r"a \*not emphasis\*", r"a \\\*not emphasis\\\*"),
+        # Line starts: lists, headings, quotes, rules; not the same characters elsewhere.
+        ("- item", r"\- item"),
+        ("+ item", r"\+ item"),
+        ("1. first", r"1\. first"),
+        ("2) second", r"2\) second"),
+        ("# heading", r"\# heading"),
+        ("> quote", r"\> quote"),
+        ("---", r"\---"),
+        ("line\n===", "line\n\\==="),
+        ("a\n- b\n3. c", "a\n\\- b\n3\\. c"),
+        ("#hashtag, 1.5, -5 C, a - b, x > y", "#hashtag, 1.5, -5 C, a - b, x > y"),
+        ("Outlook keeps crashing (again) - v2.0!", "Outlook keeps crashing (again) - v2.0!"),
+    ],
+)
+def test_only_what_would_start_markup_is_escaped(typed: str, shown: str) -> None:
+    assert escape_markdown(typed) == shown
 
 
-def test_rendered_text_and_facts_are_escaped() -> None:
+def test_line_start_markers_count_only_at_a_line_start() -> None:
+    assert escape_markdown("- not a list here", line_start=False) == "- not a list here"
+    assert escape_markdown("x\n- but here", line_start=False) == "x\n\\- but here"
+    assert markdown(Rich("HD-1 (P2): ", Typed("- dash"))) == "HD-1 (P2): - dash"
+    assert markdown(Rich("Note:\n", Typed("- dash"))) == "Note:\n\\- dash"
+
+
+def test_the_bots_words_are_never_escaped_and_typed_text_shows_literally() -> None:
     card = Card(
-        title="[t](https://evil)",
-        body=[Text("**bold** [x](https://evil)"), Facts([("[k](u)", "*v*")])],
-        fallback="[f](https://evil)",
+        title=Rich("HD-1 (P2): ", Typed("Outlook keeps crashing")),
+        body=[
+            Text(Rich("Try `ticket verify HD-1` for ", Typed("**bold** [x](https://evil)"))),
+            Facts([("Requester", Mention("Ana Lopez", "ana@example.com", id="29:1ana"))]),
+            Facts([("Error", Typed("[k](u) *v*")), ("Users affected", "12")]),
+            TextInput("summary", "Summary [required]", value="**as typed**", placeholder="a_b"),
+        ],
+        buttons=[Button(ActionId.CLOSE, "Close (for good)", {"ticket": "HD-1"})],
+        fallback="HD-1 (P2) Outlook keeps crashing - [x](https://evil)",
     )
     rendered = render_card(card)
-    assert rendered["body"][0]["text"] == r"\[t\]\(https://evil\)"
-    assert rendered["body"][1]["text"] == r"\*\*bold\*\* \[x\]\(https://evil\)"
-    assert rendered["body"][2]["facts"] == [{"title": r"\[k\]\(u\)", "value": r"\*v\*"}]
-    assert rendered["fallbackText"] == r"\[f\]\(https://evil\)"
     validate_adaptive_card(rendered)
+    title, text, people, facts, field = rendered["body"]
+    assert title["text"] == "HD-1 (P2): Outlook keeps crashing"
+    assert text["text"] == r"Try `ticket verify HD-1` for \*\*bold\*\* \[x\](https://evil)"
+    assert people["facts"] == [{"title": "Requester", "value": "Ana Lopez (ana@example.com)"}]
+    assert facts["facts"] == [
+        {"title": "Error", "value": r"\[k\](u) \*v\*"},
+        {"title": "Users affected", "value": "12"},
+    ]
+    # Plain-text fields carry the text as given.
+    assert (field["label"], field["value"], field["placeholder"]) == (
+        "Summary [required]",
+        "**as typed**",
+        "a_b",
+    )
+    assert rendered["actions"][0]["title"] == "Close (for good)"
+    assert rendered["fallbackText"] == "HD-1 (P2) Outlook keeps crashing - [x](https://evil)"
+
+
+def test_a_card_queued_by_an_earlier_release_shows_its_text_literally() -> None:
+    """Before the model said whose words a string was, every card string was literal."""
+    old = {
+        "title": "HD-9 (P3): [x](https://evil)",
+        "body": [
+            {"kind": "text", "text": "**bold**", "heading": False, "muted": False},
+            {"kind": "facts", "items": [["Requester", "Ana Lopez (29:1ana)"]]},
+        ],
+        "buttons": [],
+        "form": None,
+        "fallback": "HD-9",
+    }
+    rendered = render_card(Card.from_dict(old))
+    assert [b.get("text") for b in rendered["body"][:2]] == [
+        r"HD-9 (P3): \[x\](https://evil)",
+        r"\*\*bold\*\*",
+    ]
+
+
+def test_rich_text_survives_the_outbox_round_trip() -> None:
+    card = ticket_card()
+    again = Card.from_dict(json.loads(json.dumps(card.to_dict())))
+    assert again == card
+    assert render_card(again) == render_card(card)
 
 
 def test_text_styles() -> None:

@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 
 from bot.directory.file import FileDirectory
 from cards.model import ActionId, Card
-from handlers import closure, csat, escalation
+from cards.slack import render_message
+from handlers import closure, csat, dispatch, escalation
 from handlers.commands import parse
 from handlers.config import HelpdeskConfig
 from handlers.deps import Deps
@@ -22,7 +23,6 @@ from handlers.types import (
     Actor,
     Conversation,
     DomainError,
-    Duplicate,
     Forbidden,
     Interaction,
     InvalidInput,
@@ -179,9 +179,9 @@ async def test_only_technicians_log_time_and_retries_log_once(deps: Deps) -> Non
         await closure.time_command(deps, act(actor=ANA), parse("time HD-1 45m"))
     with pytest.raises(NotFound):
         await closure.time_command(deps, act(), parse("time HD-9 45m"))
-    await closure.time_command(deps, act(delivery="teams:x:1"), parse("time HD-1 45m"))
-    with pytest.raises(Duplicate):
-        await closure.time_command(deps, act(delivery="teams:x:1"), parse("time HD-1 45m"))
+    logged = act(delivery="teams:x:1", text="time HD-1 45m")
+    first, retry = await dispatch.handle(deps, logged), await dispatch.handle(deps, logged)
+    assert (first.duplicate, retry.duplicate) == (False, True)
     assert len(await rows(deps, TimeEntry)) == 1
 
 
@@ -511,8 +511,8 @@ async def test_ticket_show_details(deps: Deps) -> None:
     async with deps.sessions() as session:
         ticket = await repo.get_by_number(session, "HD-1")
         assert ticket is not None
-        shown = Card(title="", body=await ticket_details.details(session, ticket)).to_dict()
-    text = str(shown)
+        body = await ticket_details.details(session, ticket, deps.directory)
+    text = render_message(Card(title="", body=body))["blocks"].__repr__()
     for expected in (
         "Time entries (total 45m)",
         "Time spent (closure)",

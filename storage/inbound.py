@@ -1,0 +1,155 @@
+"""Inbound deliveries: a request that changed something is remembered by its delivery id.
+
+Sessions made for one delivery (`bound`) claim its id in the transaction that changes
+something, so the claim commits exactly when the change does (a crash between the two cannot
+happen: there is no second step). The claim is that transaction's first statement when it was
+opened with `begin()` (on PostgreSQL a concurrent duplicate then waits on the key and stops
+there), and is written before the commit of any other transaction that commits. One delivery
+changes state in one transaction: a second one is refused as a programming error, as is any
+commit from a delivery bound as read-only. `install` hooks this into a session class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, event, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction, SessionTransactionOrigin
+
+from storage import statements
+from storage.models import InboundDelivery
+
+SessionFactory = Callable[[], AsyncSession]
+_TABLE = statements.table_of(InboundDelivery)
+_SEEN = select(_TABLE.c.key).where(_TABLE.c.key == bindparam("key"))
+_BINDING = "inbound_delivery"
+# Longer ids (Teams conversation ids can be long) are stored as their hash.
+MAX_KEY = 255
+
+
+class AlreadyHandled(Exception):
+    """The delivery id was claimed by an earlier, committed transaction: a redelivery."""
+
+
+class UndeclaredWrite(RuntimeError):
+    """A handler wrote in a way its registration does not allow (a bug, never a retry)."""
+
+
+@dataclass
+class Binding:
+    """One inbound delivery: its key (None when it has no id) and whether it may write."""
+
+    key: str | None
+    writes: bool
+    # The transaction holding the claim until it commits; `done` once it has.
+    pending: SessionTransaction | None = None
+    done: bool = False
+
+
+def key_for(delivery_id: str) -> str:
+    """The stored key of a delivery id (long ids by their SHA-256)."""
+    if len(delivery_id) <= MAX_KEY:
+        return delivery_id
+    return "sha256:" + hashlib.sha256(delivery_id.encode()).hexdigest()
+
+
+def bound(sessions: SessionFactory, binding: Binding) -> SessionFactory:
+    """A session factory whose sessions belong to `binding`'s delivery."""
+
+    def make() -> AsyncSession:
+        session = sessions()
+        session.sync_session.info[_BINDING] = binding
+        return session
+
+    return make
+
+
+async def seen(session: AsyncSession, key: str) -> bool:
+    """True when a committed transaction has claimed `key` (a cheap look before the work)."""
+    conn = await session.connection()
+    return (await conn.execute(_SEEN, {"key": key})).first() is not None
+
+
+def holds(session: AsyncSession, key: str) -> bool:
+    """True when this session's open transaction has claimed `key` itself."""
+    binding = session.sync_session.info.get(_BINDING)
+    return (
+        isinstance(binding, Binding)
+        and binding.key == key_for(key)
+        and binding.pending is not None
+        and binding.pending is session.sync_session.get_transaction()
+    )
+
+
+def _claim(binding: Binding, connection: Connection, transaction: SessionTransaction) -> None:
+    assert binding.key is not None
+    if binding.done:
+        raise UndeclaredWrite(
+            f"delivery {binding.key} changed state in a second transaction: one delivery "
+            "must make its change in one transaction"
+        )
+    stmt = statements.insert_new_on(connection.dialect.name, _TABLE, "key")
+    if connection.execute(stmt, {"key": binding.key}).first() is None:
+        raise AlreadyHandled(binding.key)
+    binding.pending = transaction
+
+
+def _binding(session: Session) -> Binding | None:
+    found = session.info.get(_BINDING)
+    return found if isinstance(found, Binding) else None
+
+
+def _after_begin(session: Session, transaction: SessionTransaction, connection: Any) -> None:
+    binding = _binding(session)
+    if (
+        binding is not None
+        and binding.writes
+        and binding.key is not None
+        and transaction.origin is SessionTransactionOrigin.BEGIN
+        and transaction.parent is None
+    ):
+        _claim(binding, connection, transaction)
+
+
+def _before_commit(session: Session) -> None:
+    binding = _binding(session)
+    if binding is None:
+        return
+    if not binding.writes:
+        raise UndeclaredWrite("a read-only request tried to commit a change")
+    transaction = session.get_transaction()
+    if binding.key is None or transaction is None or binding.pending is transaction:
+        return
+    connection = session.connection()  # an explicit begin() claims here if it had not yet
+    if binding.pending is not transaction:
+        _claim(binding, connection, transaction)
+
+
+def _after_commit(session: Session) -> None:
+    binding = _binding(session)
+    if binding is not None and binding.pending is not None and binding.pending.session is session:
+        binding.pending, binding.done = None, True
+
+
+def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    binding = _binding(session)
+    if binding is not None and binding.pending is transaction:
+        binding.pending = None  # rolled back: the claim went with it
+
+
+def install(session_class: type[Session]) -> None:
+    """Claim deliveries for sessions of `session_class` made by `bound` (once per class)."""
+    # Not `event.contains`: SQLAlchemy keys listeners by id(), and a new class may reuse the
+    # id of a collected one.
+    if session_class.__dict__.get("_claims_deliveries"):
+        return
+    session_class._claims_deliveries = True  # type: ignore[attr-defined]
+    event.listen(session_class, "after_begin", _after_begin)
+    event.listen(session_class, "before_commit", _before_commit)
+    event.listen(session_class, "after_commit", _after_commit)
+    event.listen(session_class, "after_transaction_end", _after_transaction_end)

@@ -1,0 +1,135 @@
+"""Every card the core builds shows what people typed literally, on both platforms.
+
+Each card builder gets a ticket (and people, facts, notes) whose every typed field holds a
+Markdown link, emphasis, a Slack broadcast and a Slack link. Rendered for Teams, none of it may
+form a link or emphasis; rendered for Slack, none of it may ping or link. The bot's own words
+on the same cards carry no backslash.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from cards.model import Card
+from cards.slack import render_message
+from cards.teams import render_card
+from handlers.closure.cards import closure_form
+from handlers.commands import usage, welcome
+from handlers.csat.cards import followup_card, survey_card
+from handlers.directory import Person
+from handlers.escalation.cards import escalation_card
+from handlers.escalation.rules import FACTS as ESCALATION_FACTS
+from handlers.formatting import technician
+from handlers.identity.cards import outcome_card, request_card
+from handlers.incidents.cards import notice, resolved_notice
+from handlers.tickets.cards import ticket_card
+from storage.models import IdentityCheck, Ticket
+
+HOSTILE = "[x](https://evil.example) **bold** <!channel> <https://evil.example|y>"
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def hostile_ticket(**overrides: Any) -> Ticket:
+    fields: dict[str, Any] = {
+        "id": 7,
+        "number": "HD-7",
+        "prefix": "HD",
+        "seq": 7,
+        "status": "closed",
+        "summary": HOSTILE,
+        "error_text": HOSTILE,
+        "doing": HOSTILE,
+        "reproducible": "yes",
+        "users_affected": 3,
+        "priority": "P2",
+        "category": HOSTILE,
+        "asset": HOSTILE,
+        "client": HOSTILE,
+        "tier": "standard",
+        "requester_id": "U0ANA",
+        "requester_name": HOSTILE,
+        "requester_email": "ana@example.com",
+        "requester_vip": True,
+        "technician_id": "29:1tech",
+        "technician_name": HOSTILE,
+        "technician_email": "tom@example.com",
+        "source_platform": "slack",
+        "source_channel": "C0HELP",
+        "created_at": NOW,
+        "respond_by": NOW + timedelta(hours=2),
+        "resolve_by": NOW + timedelta(days=1),
+        "priority_warning": "",
+        "identity_state": "pending",
+        "closed_at": NOW + timedelta(hours=3),
+        "resolution_note": HOSTILE,
+        "resolution_category": "Incident",
+        "kb_article": HOSTILE,
+    }
+    return Ticket(**(fields | overrides))
+
+
+MANAGER = Person(email="bo@example.com", name=HOSTILE, slack_id="U0BO")
+CHECK = IdentityCheck(id=1, nonce="n" * 40, created_at=NOW, expires_at=NOW + timedelta(minutes=15))
+FACTS = {fact.id: HOSTILE for fact in ESCALATION_FACTS}
+BUILDERS: dict[str, Callable[[], Card]] = {
+    "ticket card": lambda: ticket_card(hostile_ticket()),
+    "ticket card (teams)": lambda: ticket_card(hostile_ticket(source_platform="teams")),
+    "incident notice": lambda: notice(hostile_ticket(), HOSTILE),
+    "resolved notice": lambda: resolved_notice(hostile_ticket(), HOSTILE),
+    "escalation": lambda: escalation_card(
+        hostile_ticket(), FACTS, queue=HOSTILE, by=technician(hostile_ticket())
+    ),
+    "closure form": lambda: closure_form("HD-7", logged_minutes=30, summary=HOSTILE),
+    "survey": lambda: survey_card(hostile_ticket(), "nonce"),
+    "follow-up": lambda: followup_card(hostile_ticket(), ["VIP requester"]),
+    "identity request": lambda: request_card(
+        hostile_ticket(),
+        CHECK,
+        requester=Person(email="ana@example.com", name=HOSTILE),
+        manager=MANAGER,
+    ),
+    "identity outcome": lambda: outcome_card(hostile_ticket(), "You approved this request."),
+    "help": lambda: usage("teams"),
+    "welcome": lambda: welcome("teams"),
+}
+# A Markdown link or emphasis that Teams would render: an unescaped `[`, `**` or `*x*`.
+LINK_OR_EMPHASIS = re.compile(r"(?<!\\)\[[^\]]*(?<!\\)\]\(|(?<!\\)\*\*|(?<![\\*])\*[^*\s]")
+
+
+def teams_texts(card: dict[str, Any]) -> list[str]:
+    texts = []
+    for element in card["body"]:
+        if element["type"] == "TextBlock":
+            texts.append(element["text"])
+        elif element["type"] == "FactSet":
+            texts += [part for fact in element["facts"] for part in (fact["title"], fact["value"])]
+    return texts
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_typed_text_never_becomes_markup(name: str) -> None:
+    card = BUILDERS[name]()
+    for text in teams_texts(render_card(card)):
+        assert not LINK_OR_EMPHASIS.search(text), (name, text)
+    slack = str(render_message(card))
+    assert "<!channel>" not in slack and "<https://evil" not in slack, name
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_the_bots_own_words_carry_no_backslash(name: str) -> None:
+    """Whatever is left once the typed text is taken out has not been escaped."""
+    for text in teams_texts(render_card(BUILDERS[name]())):
+        escaped_hostile = re.escape(r"\[x\](https://evil.example) \*\*bold\*\* \<!channel> \<")
+        rest = re.sub(escaped_hostile + r"https://evil\.example\|y>", "", text)
+        assert "\\" not in rest, (name, text)
+
+
+def test_the_people_on_a_card_are_never_raw_ids() -> None:
+    rendered = str(render_card(ticket_card(hostile_ticket(source_platform="teams"))))
+    assert "29:1tech" not in rendered and "U0ANA" not in rendered
+    assert "(tom@example.com)" in rendered and "(ana@example.com)" in rendered

@@ -1,0 +1,156 @@
+"""storage.inbound: a delivery is claimed in the transaction that changes something, only then."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from handlers import dispatch
+from handlers.config import HelpdeskConfig
+from handlers.deps import Deps
+from handlers.directory import EmptyDirectory
+from handlers.dispatch import Route, changes, reads
+from handlers.types import Actor, Conversation, Interaction, InvalidInput, Reply
+from storage import db, inbound
+from storage import tickets as repo
+from storage.models import InboundDelivery, TicketEvent
+
+
+@pytest.fixture
+async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = db.create_engine(db_url)
+    yield engine
+    await engine.dispose()
+
+
+async def count(sessions: Any, model: Any) -> int:
+    async with sessions() as session:
+        return (await session.execute(select(func.count()).select_from(model))).scalar_one()
+
+
+async def write_event(session: Any, kind: str = "test.event") -> None:
+    await repo.add_event(session, ticket_id=None, kind=kind)
+
+
+async def test_the_claim_commits_with_the_change_and_a_second_claim_is_refused(engine):
+    sessions = db.session_factory(engine)
+    binding = inbound.Binding(key="k-1", writes=True)
+    async with inbound.bound(sessions, binding)() as session, session.begin():
+        await write_event(session)
+        assert inbound.holds(session, "k-1")
+    assert binding.done and await count(sessions, InboundDelivery) == 1
+    again = inbound.Binding(key="k-1", writes=True)
+    with pytest.raises(inbound.AlreadyHandled):
+        async with inbound.bound(sessions, again)() as session, session.begin():
+            await write_event(session)
+    assert await count(sessions, TicketEvent) == 1
+    async with sessions() as session:
+        assert await inbound.seen(session, "k-1") and not await inbound.seen(session, "k-2")
+
+
+async def test_a_failed_change_takes_its_claim_with_it(engine):
+    sessions = db.session_factory(engine)
+    binding = inbound.Binding(key="k-fail", writes=True)
+    factory = inbound.bound(sessions, binding)
+    with pytest.raises(InvalidInput):
+        async with factory() as session, session.begin():
+            await write_event(session)
+            raise InvalidInput("refused")
+    assert (binding.pending, binding.done) == (None, False)
+    assert await count(sessions, InboundDelivery) == 0
+    async with factory() as session, session.begin():  # the corrected attempt goes through
+        await write_event(session)
+    assert await count(sessions, InboundDelivery) == 1 and await count(sessions, TicketEvent) == 1
+
+
+async def test_a_commit_without_begin_claims_too(engine):
+    sessions = db.session_factory(engine)
+    binding = inbound.Binding(key="k-auto", writes=True)
+    async with inbound.bound(sessions, binding)() as session:
+        await write_event(session)
+        await session.commit()
+    assert binding.done and await count(sessions, InboundDelivery) == 1
+
+
+async def test_reads_claim_nothing_and_read_only_deliveries_cannot_commit(engine):
+    sessions = db.session_factory(engine)
+    binding = inbound.Binding(key="k-read", writes=True)
+    async with inbound.bound(sessions, binding)() as session:
+        await session.execute(select(func.count()).select_from(TicketEvent))
+    assert await count(sessions, InboundDelivery) == 0
+    read_only = inbound.bound(sessions, inbound.Binding(key=None, writes=False))
+    with pytest.raises(inbound.UndeclaredWrite):
+        async with read_only() as session, session.begin():
+            await write_event(session)
+    assert await count(sessions, TicketEvent) == 0
+
+
+async def test_one_delivery_changes_state_in_one_transaction(engine):
+    sessions = db.session_factory(engine)
+    factory = inbound.bound(sessions, inbound.Binding(key="k-two", writes=True))
+    async with factory() as session, session.begin():
+        await write_event(session, "first")
+    with pytest.raises(inbound.UndeclaredWrite, match="second transaction"):
+        async with factory() as session, session.begin():
+            await write_event(session, "second")
+    assert await count(sessions, TicketEvent) == 1
+
+
+async def test_claim_delivery_inside_a_bound_transaction_agrees_with_it(engine):
+    """Use cases written before the dispatcher claimed for them still work unchanged."""
+    sessions = db.session_factory(engine)
+    factory = inbound.bound(sessions, inbound.Binding(key="k-old", writes=True))
+    async with factory() as session, session.begin():
+        assert await repo.claim_delivery(session, "k-old")
+        assert await repo.claim_delivery(session, "k-other")
+    assert await count(sessions, InboundDelivery) == 2
+    async with sessions() as session, session.begin():
+        assert not await repo.claim_delivery(session, "k-old")
+
+
+def test_long_delivery_ids_are_stored_by_their_hash():
+    long_id = "teams:" + "19:" + "x" * 400 + ":1700000000001"
+    key = inbound.key_for(long_id)
+    assert key.startswith("sha256:") and len(key) <= inbound.MAX_KEY
+    assert inbound.key_for("slack:command:t-1") == "slack:command:t-1"
+
+
+async def test_the_dispatcher_runs_a_state_changing_route_once_and_a_read_only_one_again(
+    engine, monkeypatch
+):
+    deps = Deps(
+        config=HelpdeskConfig(), sessions=db.session_factory(engine), directory=EmptyDirectory()
+    )
+    runs: list[str] = []
+
+    async def write(d: Deps, interaction: Interaction, command: Any) -> Reply:
+        runs.append("write")
+        async with d.sessions() as session, session.begin():
+            await write_event(session)
+        return Reply(text="written")
+
+    async def sneaky(d: Deps, interaction: Interaction, command: Any) -> Reply:
+        runs.append("sneaky")
+        async with d.sessions() as session, session.begin():
+            await write_event(session, "sneaky")
+        return Reply(text="should not commit")
+
+    commands: dict[str, Route[Any]] = {"time": changes(write), "help": reads(sneaky)}
+    monkeypatch.setattr(dispatch, "COMMANDS", commands)
+    turn = Interaction(
+        actor=Actor("slack", "UTECH"),
+        conversation=Conversation("slack", "C0HELP"),
+        text="time HD-1 1m",
+        delivery_id="slack:command:t-9",
+    )
+    first, retry = await dispatch.handle(deps, turn), await dispatch.handle(deps, turn)
+    assert (first.text, retry.duplicate, runs) == ("written", True, ["write"])
+    with pytest.raises(inbound.UndeclaredWrite):
+        await dispatch.handle(deps, Interaction(turn.actor, turn.conversation, text="help"))
+    async with deps.sessions() as session:
+        kinds = (await session.execute(select(TicketEvent.kind))).scalars().all()
+    assert kinds == ["test.event"]
