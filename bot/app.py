@@ -32,6 +32,7 @@ from bot.slack.people import SlackPeople
 from bot.teams.front import TeamsFront
 from bot.teams.people import TeamsPeople
 from bot.teams.references import ReferenceStore
+from bot.wakeup import Wakeup
 from handlers import psa
 from handlers.deps import Deps
 from storage import db, outbox
@@ -58,6 +59,7 @@ class Services:
     # Retry-After windows and pacing per Slack channel, Teams conversation, pager...
     places: Places = field(default_factory=Places)
     database: DatabaseMonitor | None = None
+    wakeup: Wakeup | None = None
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
@@ -184,6 +186,8 @@ async def start_services(
         )
         services.worker.schedule(services.scheduler)
         outbox.on_enqueue_commit(sessions, services.worker.wake)
+        services.wakeup = Wakeup(engine, settings.database_url, services.worker.wake)
+        services.wakeup.start()
         services.scheduler.start()
     return services
 
@@ -206,6 +210,8 @@ async def stop_services(services: Services) -> None:
     if services.scheduler is not None:
         services.scheduler.shutdown(wait=False)
     steps: list[tuple[str, Awaitable[Any]]] = []
+    if services.wakeup is not None:
+        steps.append(("outbox wake-up", services.wakeup.stop()))
     if services.worker is not None:
         steps.append(("outbox worker", services.worker.close()))
     if services.slack is not None:

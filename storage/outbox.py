@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, case, event, func, insert, select, true, update
+from sqlalchemy import bindparam, case, event, func, insert, select, text, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
@@ -62,7 +62,24 @@ async def enqueue(
     inserted = (await conn.execute(stmt, values)).first() is not None
     if inserted:
         session.info["outbox_enqueued"] = True
+        await _notify_workers(session, conn)
     return inserted
+
+
+# PostgreSQL: workers in other processes LISTEN on this channel (bot.wakeup); the NOTIFY is
+# sent in the queuing transaction, so it arrives exactly when the rows are committed.
+WAKEUP_CHANNEL = "helpdesk_outbox"
+_NOTIFY = text(f"SELECT pg_notify('{WAKEUP_CHANNEL}', '')")
+
+
+async def _notify_workers(session: AsyncSession, conn: Any) -> None:
+    if statements.dialect(session) != "postgresql":
+        return
+    transaction = session.sync_session.get_transaction()
+    if session.info.get("outbox_notified") is transaction:
+        return  # once per transaction
+    await conn.execute(_NOTIFY)
+    session.info["outbox_notified"] = transaction
 
 
 async def claim_due(

@@ -29,6 +29,8 @@ from storage.models import OutboxMessage, Ticket
 log = logging.getLogger(__name__)
 NOTICE = "incident-notice"
 NOTICE_UPDATE = "incident-notice-update"
+# What a page cancelled because its ticket was closed before it went out records.
+NOT_PAGED = "not paged: closed first"
 PAGER_NAMES = {"pagerduty": "PagerDuty", "opsgenie": "Opsgenie"}
 # Where the notice went, copied into its update at delivery time.
 NOTICE_RESULT_KEYS = ["channel", "ts", "activity_id"]
@@ -196,18 +198,37 @@ def _follow_up(
 async def on_ticket_closed(
     session: AsyncSession, deps: Deps, *, ticket: Ticket, actor: Actor
 ) -> list[str]:
-    """Resolve the page(s) and mark the notice(s) resolved; returns what was queued."""
+    """Resolve the page(s) and mark the notice(s) resolved; returns what was queued.
+
+    A P1 closed before its page went out is not paged (nobody is woken for a closed
+    incident): the page is cancelled as "not paged: closed first", the technician is told,
+    and the incident notice still goes out, marked resolved.
+    """
     number = ticket.number
     wanted = ["notice:slack", "notice:teams", *PAGER_NAMES]
     rows = await outbox.by_dedup_keys(session, [dedup_key(number, w) for w in wanted])
     bridge = deps.config.incident.bridge_url
-    queued, cancelled = [], []
+    queued: list[str] = []
+    not_paged: list[str] = []
     for row in rows:
         assert row.dedup_key is not None
-        if await outbox.cancel_unsent(
-            session, message_id=row.id, reason=f"{number} was closed before it was sent"
-        ):
-            cancelled.append(row.dedup_key)
+        is_page = row.kind.startswith("page.")
+        reason = NOT_PAGED if is_page else f"{number} was closed before it was sent"
+        if await outbox.cancel_unsent(session, message_id=row.id, reason=reason):
+            if is_page:
+                not_paged.append(row.kind.removeprefix("page."))
+                continue
+            # The notice never went out: it goes out now, already resolved.
+            card = cards.resolved_notice(ticket, bridge)
+            resolved = {**row.payload, "text": card.fallback, "card": card.to_dict()}
+            if await outbox.enqueue(
+                session,
+                kind=row.kind,
+                ticket_id=ticket.id,
+                dedup_key=f"{row.dedup_key}:resolved",
+                payload=resolved,
+            ):
+                queued.append(row.dedup_key)
             continue
         kind, payload = _follow_up(ticket, row, bridge)
         if await outbox.enqueue(
@@ -218,13 +239,30 @@ async def on_ticket_closed(
             payload=payload,
         ):
             queued.append(row.dedup_key)
-    if queued or cancelled:
+    if not_paged:
+        names = " and ".join(PAGER_NAMES[p] for p in not_paged)
+        await repo.add_event(
+            session,
+            ticket_id=ticket.id,
+            kind="incident.not_paged",
+            actor_platform=actor.platform,
+            actor_id=actor.id,
+            data={"reason": "closed first", "pagers": not_paged},
+        )
+        await notify.tell_technician(
+            session,
+            ticket,
+            f"{number} was closed before its page went out, so nobody was paged through "
+            f"{names} (not paged: closed first). The incident notice goes out marked resolved.",
+            purpose="incident-not-paged",
+        )
+    if queued or not_paged:
         await repo.add_event(
             session,
             ticket_id=ticket.id,
             kind="incident.resolved",
             actor_platform=actor.platform,
             actor_id=actor.id,
-            data={"follow_ups": queued, "cancelled": cancelled},
+            data={"follow_ups": queued, "not_paged": not_paged},
         )
     return queued

@@ -195,7 +195,7 @@ async def test_closing_the_p1_resolves_pages_and_updates_the_notice(
     assert "PagerDuty page (resolve)" in shown and "message update" in shown
 
 
-async def test_closing_before_anything_went_out_cancels_instead_of_resolving(
+async def test_closing_before_anything_went_out_pages_nobody_and_posts_a_resolved_notice(
     make_app, slack_api: FakeSlack, pagerduty: FakePagerDuty, opsgenie: FakeOpsgenie
 ):
     # A web-only replica with no worker running: the P1's rows wait in the outbox.
@@ -206,11 +206,16 @@ async def test_closing_before_anything_went_out_cancels_instead_of_resolving(
     await slack_ticket(app, slack_api)
     await slack_close(app, slack_api, "HD-1")
     by_key = {r.dedup_key: r for r in await outbox_rows(app) if r.dedup_key}
-    for what in ("pagerduty", "opsgenie", "notice:slack"):
-        assert by_key[f"p1:HD-1:{what}"].status == "cancelled"
-        assert f"p1:HD-1:{what}:resolved" not in by_key
+    for pager in ("pagerduty", "opsgenie"):
+        page = by_key[f"p1:HD-1:{pager}"]
+        assert (page.status, page.last_error) == ("cancelled", "not paged: closed first")
+        assert f"p1:HD-1:{pager}:resolved" not in by_key  # nothing to resolve
+    assert by_key["p1:HD-1:notice:slack"].status == "cancelled"
+    resolved = by_key["p1:HD-1:notice:slack:resolved"]
+    assert resolved.kind == "message" and resolved.status == "pending"
+    assert "Resolved: P1 incident HD-1" in json.dumps(resolved.payload["card"])
     shown = json.dumps(await (await app.slash("show HD-1")).json())
-    assert "not sent: HD-1 was closed before it was sent" in shown
+    assert "not paged: closed first" in shown
 
 
 async def test_slack_429_on_a_post_waits_retry_after_and_posts_once(
