@@ -57,9 +57,14 @@ async def test_503s_then_429_then_created_once_on_time_and_pending_meanwhile(
         await wait_until(throttled, timeout=15, what="the 429")
         answered_429 = throttled()[0].at
         assert [c.status for c in fake.calls(INCIDENTS)] == [503, 503, 503, 429]
+        async def pause_shown() -> bool:
+            # The fake answered the 429; the worker records it a moment later.
+            shown = await show(app)
+            return "asked to wait until" in shown or "HTTP 429" in shown
+
+        await wait_until(pause_shown, timeout=5, what="show to tell of the pause")
         shown = await show(app)
         assert "ServiceNow: pending (1 not sent yet: ticket)" in shown
-        assert "asked to wait until" in shown or "HTTP 429" in shown
         card = json.dumps(posts_to(slack_api, "C0HELP")[0]["blocks"])
         assert "ServiceNow" in card and "pending" in card
         # A ticket opened during the pause waits for it too: nothing reaches the PSA early.
