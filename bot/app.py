@@ -13,9 +13,11 @@ from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.changes import CalendarChanges
 from bot.correlation import new_correlation_id, ticket_number
 from bot.db_health import DatabaseMonitor
 from bot.directory.factory import create_directory
+from bot.kb import create_kb
 from bot.metrics import Metrics, metrics_handler
 from bot.notifiers import Notifiers
 from bot.notifiers.opsgenie import OpsgenieNotifier
@@ -26,6 +28,7 @@ from bot.settings import Settings
 from bot.slack.front import SlackFront, make_client
 from bot.slack.notifier import SlackNotifier
 from bot.teams.front import TeamsFront
+from handlers import diagnosis
 from handlers.deps import Deps
 from storage import db, outbox
 from storage.migrate import SchemaMismatch, check_schema, upgrade
@@ -51,6 +54,7 @@ class Services:
     # Retry-After windows and pacing per Slack channel, Teams conversation, pager...
     places: Places = field(default_factory=Places)
     database: DatabaseMonitor | None = None
+    calendar: CalendarChanges | None = None
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
@@ -96,6 +100,13 @@ async def start_services(
     )
     metrics = metrics or Metrics()
     monitor = DatabaseMonitor(engine, location=db.location(settings.database_url))
+    kb = create_kb(settings, http)
+    calendar = None
+    if settings.config.changes.calendar:
+        calendar = CalendarChanges(
+            settings.config.changes.calendar, config_dir=settings.config_dir, http=http
+        )
+        await calendar.start()
     deps = Deps(
         config=settings.config,
         sessions=sessions,
@@ -104,6 +115,8 @@ async def start_services(
         observe=metrics.observe,
         database_available=lambda: monitor.available,
         database_trouble=monitor.trouble,
+        kb=kb,
+        change_calendar=calendar,
     )
     services = Services(
         settings=settings,
@@ -113,8 +126,14 @@ async def start_services(
         http=http,
         metrics=metrics,
         database=monitor,
+        calendar=calendar,
     )
     monitor.start()
+    log.info(
+        "diagnosis help: KB %s; change calendar %s",
+        f"{kb.name} at {settings.config.kb.url}" if kb else "off (no kb.source)",
+        settings.config.changes.calendar or "none (Patch Tuesday and config entries only)",
+    )
 
     if settings.slack_enabled:
         client = make_client(settings, http)
@@ -177,9 +196,13 @@ async def stop_services(services: Services) -> None:
     if services.slack is not None:
         steps.append(("Slack calls", services.slack.drain()))
     if services.teams is not None:
+        steps.append(("Teams answers", services.teams.bot.drain()))
         services.teams.close()
     if services.database is not None:
         steps.append(("database probe", services.database.stop()))
+    steps.append(("KB look-ups", diagnosis.drain(STOP_STEP_SECONDS)))
+    if services.calendar is not None:
+        steps.append(("change calendar", services.calendar.close()))
     steps += [
         ("directory", services.deps.directory.close()),
         ("HTTP client", services.http.close()),

@@ -17,11 +17,13 @@ from cards.model import (
     Card,
     Element,
     Facts,
+    Link,
     NumberInput,
     Select,
     Text,
     TextInput,
     UserPicker,
+    safe_url,
 )
 
 SCHEMA_URL = "http://adaptivecards.io/schemas/adaptive-card.json"
@@ -105,6 +107,12 @@ def _element(element: Element, cap: int | None) -> dict[str, Any] | None:
         if not element.text:
             return None
         return _text_block(_cap(element.text, cap), heading=element.heading, muted=element.muted)
+    if isinstance(element, Link):
+        title = escape_markdown(_cap(element.text or element.url, cap))
+        url = safe_url(element.url)
+        if url is None:
+            return _text_block(f"{element.text} ({element.url})" if element.url else element.text)
+        return {"type": "TextBlock", "text": f"[{title}]({url})", "wrap": True}
     if isinstance(element, Facts):
         if not element.items:
             return None
@@ -172,7 +180,7 @@ def card_size(card: dict[str, Any]) -> int:
 def _longest_text(card: Card) -> int:
     lengths = [len(card.title), len(card.fallback)]
     for element in card.body:
-        if isinstance(element, Text):
+        if isinstance(element, Text | Link):
             lengths.append(len(element.text))
         elif isinstance(element, Facts):
             lengths.extend(max(len(k), len(v)) for k, v in element.items)

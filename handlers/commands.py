@@ -5,7 +5,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-VERBS = ("new", "show", "mine", "verify", "p1", "escalate", "time", "close", "help")
+VERBS = (
+    "new",
+    "show",
+    "mine",
+    "verify",
+    "p1",
+    "escalate",
+    "time",
+    "close",
+    "similar",
+    "kb",
+    "help",
+)
 TICKET_REF = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,9}-\d{1,12}$")
 
 USAGE = "\n".join(
@@ -19,6 +31,8 @@ USAGE = "\n".join(
         "  ticket escalate HD-7        escalate with the required facts",
         "  ticket time HD-7 45m [note] log time",
         "  ticket close HD-7           close with a resolution note",
+        "  ticket similar HD-7         resolved tickets and KB articles like HD-7 (only to you)",
+        "  ticket kb <words>           search the KB and resolved tickets (only to you)",
         "  ticket help                 this help",
     ]
 )

@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.config import HelpdeskConfig
 from handlers.directory import Directory, Person
 from handlers.types import Actor, Forbidden
+
+if TYPE_CHECKING:
+    from handlers.diagnosis import ChangeCalendar, KbSource
 
 
 def _utcnow() -> datetime:
@@ -31,6 +35,9 @@ class Deps:
     # could not reach it reports so.
     database_available: Callable[[], bool] = field(default=lambda: True)
     database_trouble: Callable[[BaseException], None] = field(default=lambda _: None)
+    # The knowledge base (`kb.source`) and the change calendar file/URL, when configured.
+    kb: KbSource | None = None
+    change_calendar: ChangeCalendar | None = None
 
     async def person(self, actor: Actor) -> Person | None:
         """The directory entry of whoever acted, matched by platform id only."""

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from cards.model import ActionId
-from handlers import closure, csat, escalation, identity, incidents, tickets
+from handlers import closure, csat, diagnosis, escalation, identity, incidents, tickets
 from handlers.commands import USAGE, Command, parse
 from handlers.deps import Deps
 from handlers.types import DomainError, Duplicate, Interaction, InvalidInput, Reply
@@ -46,6 +46,8 @@ COMMANDS: dict[str, CommandHandler] = {
     "escalate": escalation.escalate_command,
     "time": closure.time_command,
     "close": closure.close_command,
+    "similar": diagnosis.similar_command,
+    "kb": diagnosis.kb_command,
     "help": _help,
 }
 

@@ -24,6 +24,7 @@ SECRET_ENV = {
     "OPSGENIE_API_KEY",
     "GRAPH_CLIENT_SECRET",
     "LDAP_BIND_PASSWORD",
+    "KB_API_KEY",
 }
 # Tokens the fakes hand to the app (Bot Framework outbound token).
 ISSUED = {"fake-outbound-token"}

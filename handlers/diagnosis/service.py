@@ -1,0 +1,474 @@
+"""Use cases: diagnosis of a new ticket, `similar`, `kb`, the closure rule for patterns, and
+the top patterns for reports.
+
+A new ticket's signatures, earlier resolved tickets with the same error, pattern and change
+hints are worked out in its intake transaction (indexed look-ups only) and stored with it; the
+KB is asked afterwards, off the request, and the card is refreshed in place through the outbox
+when it answers (or says it did not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cards.model import Element
+from handlers import notify
+from handlers.commands import Command, ticket_ref
+from handlers.deps import Deps
+from handlers.diagnosis import cards, changes, rules
+from handlers.diagnosis.kb import KB_TIMEOUT, KbArticle, KbUnavailable
+from handlers.types import Forbidden, Interaction, InvalidInput, NotFound, Reply
+from storage import search
+from storage import tickets as repo
+from storage.models import Ticket, TicketDiagnosis
+
+log = logging.getLogger(__name__)
+SIMILAR_ON_CARD = 3
+KB_ON_CARD = 3
+KB_IN_ANSWERS = 5
+LISTED = 10
+EARLIER_LISTED = 10
+PER_SIGNATURE = 50
+# Full-text search looks at the newest resolved tickets first (bounded work on a big
+# database), then at all of them when that found too few.
+NEWEST_WINDOW = 200_000
+# How long `similar` / `kb` wait for the KB before answering with what they have; the KB's
+# articles then follow in a second message (Slack and Teams want an answer within 3 s).
+KB_INLINE_WAIT = 1.5
+# Background KB look-ups for cards still running (the core's own; see `drain`).
+_RUNNING: set[asyncio.Task[None]] = set()
+
+
+# -- a new ticket -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SameError:
+    """Earlier tickets with the same error as one ticket (any client, open or closed)."""
+
+    tickets: list[search.Found]
+    count: int  # how many there are in all (the list may be cut)
+
+    def resolved(self) -> list[search.Found]:
+        return [t for t in self.tickets if t.status == "closed"]
+
+
+async def same_error(
+    session: AsyncSession, keys: Sequence[str], *, before: int
+) -> tuple[SameError, list[search.Found]]:
+    """Tickets below `before` with the same error (`keys`: the same-error signatures), and
+    look-alikes (same normalised text) that are not."""
+    same = [k for k in keys if k.split(":", 1)[0] in rules.SAME_ERROR_KINDS]
+    alike = [k for k in keys if k.startswith("text:")]
+    found, more = await search.with_signatures(
+        session, [*same, *alike], before=before, per=PER_SIGNATURE
+    )
+    matches = [f for f in found if set(f.matched) & set(same)]
+    count = len(matches)
+    if more & set(same):
+        count = max(count, await search.count_with_signatures(session, same, before=before))
+    others = [f for f in found if not set(f.matched) & set(same)]
+    return SameError(matches, count), others
+
+
+def _pattern_label(matches: Sequence[search.Found], keys: Sequence[str]) -> str:
+    shared = Counter(k for f in matches for k in f.matched if k in keys)
+    if not shared:
+        return ""
+    codes = [k for k, _ in shared.most_common() if not k.startswith("exact:")]
+    return rules.describe(codes[0] if codes else shared.most_common(1)[0][0])
+
+
+def _suggested_kb(matches: Sequence[search.Found]) -> str:
+    named = Counter(f.kb_article for f in matches if f.kb_article)
+    if not named:
+        return ""
+    best = max(named.values())
+    # The most named article; between equals, the one named most recently.
+    return next(f.kb_article for f in matches if f.kb_article and named[f.kb_article] == best)
+
+
+async def on_ticket_opened(session: AsyncSession, deps: Deps, *, ticket: Ticket) -> list[Element]:
+    """Store the new ticket's signatures and what its card shows to help diagnosis (similar
+    resolved tickets, pattern, change hints); returns the card's diagnosis section."""
+    found = rules.signatures(ticket.error_text, summary=ticket.summary)
+    keys = [s.key for s in found]
+    same_keys = rules.same_error_keys(found)
+    row = TicketDiagnosis(
+        ticket_id=ticket.id,
+        similar=[],
+        pattern_count=0,
+        pattern_earlier=[],
+        pattern_label="",
+        suggested_kb="",
+        hints=[],
+        kb_state="none",
+        kb_source="",
+        kb_articles=[],
+    )
+    if same_keys:
+        same, _ = await same_error(session, same_keys, before=ticket.id)
+        row.similar = [cards.similar_item(t) for t in same.resolved()[:SIMILAR_ON_CARD]]
+        if same.count + 1 >= deps.config.patterns.repeat_threshold:
+            row.pattern_count = same.count + 1
+            row.pattern_earlier = sorted(
+                (t.number for t in same.tickets[:EARLIER_LISTED]), key=_number_order
+            )
+            row.pattern_label = _pattern_label(same.tickets, same_keys)
+            row.suggested_kb = _suggested_kb(same.tickets)
+    row.hints = changes.hints(
+        deps.config.changes,
+        opened=ticket.created_at,
+        category=ticket.category,
+        client=ticket.client,
+        asset=ticket.asset,
+        calendar=deps.change_calendar,
+    )
+    if deps.kb is not None and kb_query(ticket):
+        row.kb_state, row.kb_source = "pending", deps.kb.name
+    await search.add_signatures(session, ticket_id=ticket.id, keys=keys)
+    session.add(row)
+    await session.flush([row])
+    return cards.card_section(row, number=ticket.number)
+
+
+def _number_order(number: str) -> tuple[str, int]:
+    prefix, _, seq = number.rpartition("-")
+    return (prefix, int(seq)) if seq.isdigit() else (number, 0)
+
+
+def kb_query(ticket: Ticket) -> str:
+    """What the KB is asked about a ticket: its error codes, else its summary's words."""
+    found = [s.value for s in rules.codes(f"{ticket.error_text}\n{ticket.summary}")]
+    if found:
+        return " ".join(found[:2])
+    return " ".join(rules.terms(ticket.summary, limit=8))
+
+
+def look_up_kb_for_card(deps: Deps, ticket: Ticket) -> None:
+    """Ask the KB about a new ticket in the background; its card is refreshed when it answers.
+    The card itself never waits for the KB."""
+    query = kb_query(ticket)
+    if deps.kb is None or not query:
+        return
+    task = asyncio.get_running_loop().create_task(_kb_for_card(deps, ticket.id, query))
+    _RUNNING.add(task)
+    task.add_done_callback(_RUNNING.discard)
+
+
+async def _kb_for_card(deps: Deps, ticket_id: int, query: str) -> None:
+    articles, state = await _ask_kb(deps, query, limit=KB_ON_CARD)
+    try:
+        async with deps.sessions() as session, session.begin():
+            await repo.lock(session, ticket_id)
+            row = await session.get(TicketDiagnosis, ticket_id)
+            ticket = await session.get(Ticket, ticket_id)
+            if row is None or ticket is None:
+                return
+            row.kb_state = state
+            row.kb_articles = [a.to_dict() for a in articles]
+            await notify.refresh_ticket_card(session, ticket, when_posted=True)
+    except Exception as exc:
+        # The card keeps what it showed; `similar` asks again.
+        log.warning("KB articles for ticket %s not stored: %s", ticket_id, type(exc).__name__)
+
+
+async def _ask_kb(deps: Deps, query: str, *, limit: int) -> tuple[list[KbArticle], str]:
+    """(articles, `ok`) or ([], `unavailable`) within KB_TIMEOUT."""
+    assert deps.kb is not None
+    try:
+        async with asyncio.timeout(KB_TIMEOUT):
+            return list(await deps.kb.search(query, limit=limit))[:limit], "ok"
+    except TimeoutError:
+        log.warning("%s did not answer within %.0f s", deps.kb.name, KB_TIMEOUT)
+    except KbUnavailable as exc:
+        log.warning("%s could not be searched: %s", deps.kb.name, exc)
+    except Exception:
+        log.exception("%s search failed", deps.kb.name)
+    return [], "unavailable"
+
+
+async def drain(timeout: float = 6.0) -> None:  # noqa: ASYNC109
+    """Wait for background KB look-ups (shutdown, tests)."""
+    if _RUNNING:
+        await asyncio.wait(list(_RUNNING), timeout=timeout)
+
+
+async def card_elements(session: AsyncSession, ticket: Ticket) -> list[Element]:
+    """The ticket card's diagnosis section as stored (for refreshes and `show`)."""
+    row = await session.get(TicketDiagnosis, ticket.id)
+    return cards.card_section(row, number=ticket.number)
+
+
+# -- closing a pattern ticket -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KbRequirement:
+    """Why a ticket's closure needs a KB article, and the article its pattern suggests."""
+
+    reason: str
+    suggested: str
+
+
+async def kb_requirement(session: AsyncSession, ticket: Ticket) -> KbRequirement | None:
+    """Set when the ticket is part of a pattern (SPEC: its closure then needs a KB article)."""
+    row = await session.get(TicketDiagnosis, ticket.id)
+    if row is None or not row.pattern_count:
+        return None
+    label = f" ({row.pattern_label})" if row.pattern_label else ""
+    reason = (
+        f"{ticket.number} is part of a pattern: {row.pattern_count} tickets with the same "
+        f"error{label}. Name the KB article that documents the fix (a KB id or a link), so "
+        "the next one needs no fresh diagnosis."
+    )
+    return KbRequirement(reason, row.suggested_kb)
+
+
+# -- `similar HD-7` and `kb <words>` ----------------------------------------------------------
+
+
+def _start_kb(deps: Deps, query: str) -> asyncio.Task[tuple[list[KbArticle], str]] | None:
+    if deps.kb is None or not query.strip():
+        return None
+    return asyncio.get_running_loop().create_task(_ask_kb(deps, query, limit=KB_IN_ANSWERS))
+
+
+async def _answer_with_kb(
+    deps: Deps,
+    kb_task: asyncio.Task[tuple[list[KbArticle], str]] | None,
+    build: Callable[[list[Element], list[str]], Reply],
+    *,
+    late_title: str,
+) -> Reply:
+    """`build(kb elements, notes)` now if the KB answers within KB_INLINE_WAIT; else the answer
+    without it, and the KB's articles (or that it did not answer) as a follow-up."""
+    if kb_task is None:
+        return build([], [])
+    assert deps.kb is not None
+    name = deps.kb.name
+    done, _ = await asyncio.wait({kb_task}, timeout=KB_INLINE_WAIT)
+    if kb_task in done:
+        articles, state = kb_task.result()
+        return build(*_kb_part(name, articles, state))
+    reply = build([], [f"Still asking {name}: its articles follow in a moment (only to you)."])
+
+    async def later() -> Reply:
+        articles, state = await kb_task
+        elements, notes = _kb_part(name, articles, state)
+        card = cards.results_card(
+            late_title,
+            [],
+            empty=f"No {name} article matches." if state == "ok" else "",
+            kb=elements,
+            notes=notes,
+        )
+        return Reply(card=card, private=True)
+
+    reply.follow_up = later
+    return reply
+
+
+def _kb_part(name: str, articles: list[KbArticle], state: str) -> tuple[list[Element], list[str]]:
+    if state != "ok":
+        return [], [f"{name} did not answer within {KB_TIMEOUT:.0f} s: try again later."]
+    if not articles:
+        return [], [f"No {name} article matches."]
+    return cards.kb_elements(name, articles), []
+
+
+def _why(found: search.Found) -> str:
+    codes = [k for k in found.matched if k.split(":", 1)[0] in rules.CODE_KINDS]
+    if codes:
+        return "same error: " + ", ".join(rules.describe(k) for k in codes)
+    if any(k.startswith("exact:") for k in found.matched):
+        return "same error text"
+    return "similar error text"
+
+
+async def _text_matches(
+    session: AsyncSession,
+    words: Sequence[str],
+    *,
+    mode: search.Mode,
+    fields: search.Fields,
+    limit: int,
+    exclude: int = 0,
+) -> list[search.Found]:
+    newest = await search.newest_ticket_id(session)
+    floor = max(newest - NEWEST_WINDOW, 0)
+    found = await search.search_resolved(
+        session, words, mode=mode, fields=fields, limit=limit, floor=floor, exclude=exclude
+    )
+    if len(found) < limit and floor > 0:
+        found = await search.search_resolved(
+            session, words, mode=mode, fields=fields, limit=limit, exclude=exclude
+        )
+    return found
+
+
+async def similar_command(deps: Deps, interaction: Interaction, command: Command) -> Reply:
+    """`similar HD-7`: resolved tickets with HD-7's error, look-alikes, full-text matches of
+    its symptom, and KB articles; only to the caller."""
+    number = ticket_ref(command)
+    if number is None:
+        raise InvalidInput("Which ticket? Try `ticket similar HD-7`.")
+    async with deps.sessions() as session:
+        ticket = await repo.get_by_number(session, number)
+        if ticket is None:
+            raise NotFound(f"There is no ticket {number}.")
+        actor = interaction.actor
+        if actor.id != ticket.requester_id and not await deps.is_technician(actor):
+            raise Forbidden(f"Only technicians and the requester can look into {number}.")
+        kb_task = _start_kb(deps, kb_query(ticket))
+        keys = [s.key for s in rules.signatures(ticket.error_text, summary=ticket.summary)]
+        same, alike = await same_error(session, keys, before=2**62)
+        same_found = [t for t in same.resolved() if t.id != ticket.id][:LISTED]
+        alike_found = [t for t in alike if t.status == "closed" and t.id != ticket.id][:LISTED]
+        seen = {t.id for t in same_found + alike_found} | {ticket.id}
+        words = rules.terms(ticket.summary, ticket.error_text, ticket.doing)
+        text_found = [
+            t
+            for t in await _text_matches(
+                session,
+                words,
+                mode="any",
+                fields="all",
+                limit=LISTED + len(seen),
+                exclude=ticket.id,
+            )
+            if t.id not in seen
+        ][:LISTED]
+    sections = [
+        ("Same error", [cards.found_fact(t, why=_why(t)) for t in same_found]),
+        ("Similar error text", [cards.found_fact(t) for t in alike_found]),
+        ("Related resolved tickets", [cards.found_fact(t) for t in text_found]),
+    ]
+    title = f"Similar to {ticket.number}: {ticket.summary[:80]}"
+
+    def build(kb: list[Element], notes: list[str]) -> Reply:
+        card = cards.results_card(
+            title, sections, empty="No resolved ticket looks like this one yet.", kb=kb, notes=notes
+        )
+        return Reply(card=card, private=True)
+
+    return await _answer_with_kb(
+        deps, kb_task, build, late_title=f"KB articles for {ticket.number}"
+    )
+
+
+MAX_KB_WORDS = 300
+
+
+async def kb_command(deps: Deps, interaction: Interaction, command: Command) -> Reply:
+    """`kb <words>`: KB articles, and resolved tickets whose summary, error text or resolution
+    note contains the words or the error code; only to the caller."""
+    typed = command.args.strip()
+    if not typed:
+        raise InvalidInput(
+            "What should I look for? Try `ticket kb 0x80070005` or `ticket kb outlook password`."
+        )
+    if len(typed) > MAX_KB_WORDS:
+        raise InvalidInput(f"Keep the search under {MAX_KB_WORDS} characters.")
+    kb_task = _start_kb(deps, typed)
+    code_keys = [s.key for s in rules.codes(typed)]
+    words = _words(typed)
+    async with deps.sessions() as session:
+        by_code: list[search.Found] = []
+        if code_keys:
+            found, _ = await search.with_signatures(
+                session, code_keys, before=2**62, per=PER_SIGNATURE
+            )
+            by_code = [t for t in found if t.status == "closed"][:LISTED]
+        seen = {t.id for t in by_code}
+        by_text = [
+            t
+            for t in await _text_matches(
+                session, words, mode="all", fields="stated", limit=LISTED + len(seen)
+            )
+            if t.id not in seen
+        ][: LISTED - min(len(by_code), LISTED // 2)]
+    sections = [
+        ("Resolved tickets with this error code", [cards.found_fact(t) for t in by_code]),
+        ("Resolved tickets", [cards.found_fact(t) for t in by_text]),
+    ]
+    title = f"KB search: {typed[:80]}"
+
+    def build(kb: list[Element], notes: list[str]) -> Reply:
+        card = cards.results_card(
+            title, sections, empty="No resolved ticket matches.", kb=kb, notes=notes
+        )
+        return Reply(card=card, private=True)
+
+    return await _answer_with_kb(deps, kb_task, build, late_title=f"KB articles: {typed[:80]}")
+
+
+def _words(typed: str) -> list[str]:
+    words: list[str] = []
+    for word in rules.terms(typed, limit=16):
+        if word not in words:
+            words.append(word)
+    return words
+
+
+# -- reports ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """One repeated error in a period: what it is, how many tickets, which, and KB articles."""
+
+    error: str
+    tickets: int
+    numbers: tuple[str, ...]
+    kb_articles: tuple[str, ...]
+
+
+async def top_patterns(
+    deps: Deps,
+    *,
+    since: datetime,
+    until: datetime,
+    client: str | None = None,
+    limit: int = 5,
+) -> list[Pattern]:
+    """The errors that repeated most (at least `patterns.repeat_threshold` tickets) among the
+    tickets opened in [since, until), for one client or all; for reports."""
+    async with deps.sessions() as session:
+        counts = await search.top_signatures(
+            session,
+            kinds=rules.SAME_ERROR_KINDS,
+            since=since,
+            until=until,
+            client=client,
+            minimum=deps.config.patterns.repeat_threshold,
+            limit=limit * 3,
+        )
+    out: list[Pattern] = []
+    covered: list[set[str]] = []
+    for count in counts:
+        numbers = set(count.numbers)
+        # One error often carries two signatures (its code and its exact text): list it once.
+        if any(numbers <= seen for seen in covered):
+            continue
+        covered.append(numbers)
+        label = rules.describe(count.signature)
+        if count.signature.startswith("exact:"):
+            label = await _example_text(deps, count.numbers[0]) or label
+        out.append(Pattern(label, count.tickets, count.numbers, count.kb_articles))
+        if len(out) == limit:
+            break
+    return out
+
+
+async def _example_text(deps: Deps, number: str) -> str:
+    async with deps.sessions() as session:
+        ticket = await repo.get_by_number(session, number)
+    return rules.first_line(ticket.error_text, 80) if ticket else ""

@@ -1,0 +1,320 @@
+"""Finding tickets by error signature and by full text (SQLite FTS5 / PostgreSQL tsvector).
+
+The full-text index `ticket_search` holds resolved (closed) tickets only and is kept current by
+the database itself (triggers, migration 0007): on SQLite an FTS5 table over the tickets'
+summary, error text, what they were doing and resolution note; on PostgreSQL a table of
+`tsvector`s (weights A summary, B error text, C resolution note, D what they were doing) with a
+GIN index. Statements are built once per shape and run as Core statements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import (
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    union_all,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage import statements
+from storage.models import Ticket, TicketSignature
+
+SEARCH_TABLE = "ticket_search"
+_TICKETS = statements.table_of(Ticket)
+_SIGNATURES = statements.table_of(TicketSignature)
+_INSERT_SIGNATURE = insert(_SIGNATURES)
+
+
+def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+    """Alembic's filter: the full-text index is made by hand in migration 0007 (FTS5 virtual
+    and shadow tables, PostgreSQL table, triggers), not from the models."""
+    return not (name or "").startswith(SEARCH_TABLE)
+
+
+@dataclass(frozen=True)
+class Found:
+    """A ticket found by signature or text, with what a list of similar tickets shows."""
+
+    id: int
+    number: str
+    client: str
+    status: str
+    summary: str
+    error_text: str
+    resolution_note: str
+    kb_article: str
+    created_at: datetime
+    closed_at: datetime | None
+    # Signatures it was found by (empty for a text match).
+    matched: tuple[str, ...] = ()
+    score: float = 0.0
+
+
+_COLUMNS = (
+    _TICKETS.c.id,
+    _TICKETS.c.number,
+    _TICKETS.c.client,
+    _TICKETS.c.status,
+    _TICKETS.c.summary,
+    _TICKETS.c.error_text,
+    _TICKETS.c.resolution_note,
+    _TICKETS.c.kb_article,
+    _TICKETS.c.created_at,
+    _TICKETS.c.closed_at,
+)
+
+
+def _found(row: Any, *, matched: tuple[str, ...] = (), score: float = 0.0) -> Found:
+    return Found(
+        id=row.id,
+        number=row.number,
+        client=row.client,
+        status=row.status,
+        summary=row.summary,
+        error_text=row.error_text,
+        resolution_note=row.resolution_note,
+        kb_article=row.kb_article,
+        created_at=row.created_at,
+        closed_at=row.closed_at,
+        matched=matched,
+        score=score,
+    )
+
+
+async def add_signatures(session: AsyncSession, *, ticket_id: int, keys: Sequence[str]) -> None:
+    """Store a ticket's signatures (in the caller's transaction)."""
+    if not keys:
+        return
+    conn = await session.connection()
+    await conn.execute(
+        _INSERT_SIGNATURE, [{"ticket_id": ticket_id, "signature": k} for k in dict.fromkeys(keys)]
+    )
+
+
+_BY_SIGNATURES: dict[int, Any] = {}
+
+
+def _by_signatures(count: int) -> Any:
+    """Per signature the newest `per` tickets before `before` (one index range each, no sort
+    of every match), joined to their tickets."""
+    stmt = _BY_SIGNATURES.get(count)
+    if stmt is not None:
+        return stmt
+    parts = []
+    for index in range(count):
+        newest = (
+            select(_SIGNATURES.c.signature, _SIGNATURES.c.ticket_id)
+            .where(
+                _SIGNATURES.c.signature == bindparam(f"s{index}"),
+                _SIGNATURES.c.ticket_id < bindparam("before"),
+            )
+            .order_by(_SIGNATURES.c.ticket_id.desc())
+            .limit(bindparam("per"))
+            .subquery()
+        )
+        parts.append(select(newest.c.signature, newest.c.ticket_id))
+    matched = union_all(*parts).subquery() if count > 1 else parts[0].subquery()
+    stmt = (
+        select(matched.c.signature, *_COLUMNS)
+        .join_from(matched, _TICKETS, _TICKETS.c.id == matched.c.ticket_id)
+        .order_by(_TICKETS.c.id.desc())
+    )
+    _BY_SIGNATURES[count] = stmt
+    return stmt
+
+
+async def with_signatures(
+    session: AsyncSession, keys: Sequence[str], *, before: int, per: int = 50
+) -> tuple[list[Found], set[str]]:
+    """Tickets carrying any of `keys` with an id below `before`, newest first (at most `per`
+    per signature), and the signatures that had more than that."""
+    keys = list(dict.fromkeys(keys))
+    if not keys:
+        return [], set()
+    params: dict[str, Any] = {f"s{i}": k for i, k in enumerate(keys)}
+    params |= {"before": before, "per": per}
+    conn = await session.connection()
+    rows = (await conn.execute(_by_signatures(len(keys)), params)).all()
+    per_key: dict[str, int] = {}
+    merged: dict[int, tuple[Any, list[str]]] = {}
+    for row in rows:
+        per_key[row.signature] = per_key.get(row.signature, 0) + 1
+        entry = merged.setdefault(row.id, (row, []))
+        entry[1].append(row.signature)
+    more = {key for key, n in per_key.items() if n >= per}
+    found = [_found(row, matched=tuple(keys_)) for row, keys_ in merged.values()]
+    found.sort(key=lambda f: f.id, reverse=True)
+    return found, more
+
+
+_COUNTS: dict[int, Any] = {}
+
+
+async def count_with_signatures(
+    session: AsyncSession, keys: Sequence[str], *, before: int, cap: int = 10_000
+) -> int:
+    """How many tickets below `before` carry any of `keys` (at most `cap`)."""
+    keys = list(dict.fromkeys(keys))
+    if not keys:
+        return 0
+    stmt = _COUNTS.get(len(keys))
+    if stmt is None:
+        distinct = (
+            select(_SIGNATURES.c.ticket_id)
+            .where(
+                _SIGNATURES.c.signature.in_([bindparam(f"s{i}") for i in range(len(keys))]),
+                _SIGNATURES.c.ticket_id < bindparam("before"),
+            )
+            .distinct()
+            .limit(bindparam("cap"))
+            .subquery()
+        )
+        stmt = _COUNTS[len(keys)] = select(func.count()).select_from(distinct)
+    params: dict[str, Any] = {f"s{i}": k for i, k in enumerate(keys)}
+    params |= {"before": before, "cap": cap}
+    conn = await session.connection()
+    return int((await conn.execute(stmt, params)).scalar_one())
+
+
+async def signatures_of(session: AsyncSession, ticket_id: int) -> list[str]:
+    conn = await session.connection()
+    rows = await conn.execute(
+        select(_SIGNATURES.c.signature).where(_SIGNATURES.c.ticket_id == ticket_id)
+    )
+    return [r[0] for r in rows]
+
+
+async def newest_ticket_id(session: AsyncSession) -> int:
+    conn = await session.connection()
+    return int((await conn.execute(select(func.max(_TICKETS.c.id)))).scalar_one() or 0)
+
+
+# -- full text ------------------------------------------------------------------------------
+
+Mode = Literal["any", "all"]
+# `stated`: summary, error text and resolution note (what `kb <words>` searches); `all` adds
+# what they were doing.
+Fields = Literal["all", "stated"]
+
+# SQLite FTS5 column weights: summary, error_text, doing, resolution_note.
+_BM25 = "bm25(ticket_search, 3.0, 4.0, 1.0, 2.0)"
+_SQLITE_SEARCH = text(
+    f"SELECT rowid AS id, {_BM25} AS score FROM ticket_search "
+    "WHERE ticket_search MATCH :query AND rowid >= :floor AND rowid <> :exclude "
+    "ORDER BY score LIMIT :limit"
+)
+_PG_SEARCH = text(
+    "SELECT s.ticket_id AS id, ts_rank_cd(s.document, q) AS score "
+    "FROM ticket_search AS s, to_tsquery('english', :query) AS q "
+    "WHERE s.document @@ q AND s.ticket_id >= :floor AND s.ticket_id <> :exclude "
+    "ORDER BY score DESC, s.ticket_id DESC LIMIT :limit"
+)
+_BY_IDS = select(*_COLUMNS).where(_TICKETS.c.id.in_(bindparam("ids", expanding=True)))
+
+
+def fts_query(dialect: str, words: Sequence[str], *, mode: Mode, fields: Fields) -> str:
+    """The engine's query for `words` (already reduced to letters and digits)."""
+    words = [w for w in words if w.isalnum()]
+    if dialect == "postgresql":
+        weight = ":ABC" if fields == "stated" else ""
+        joiner = " | " if mode == "any" else " & "
+        return joiner.join(f"'{w}'{weight}" for w in words)
+    joiner = " OR " if mode == "any" else " AND "
+    body = joiner.join(f'"{w}"' for w in words)
+    if fields == "stated":
+        return "{summary error_text resolution_note} : (" + body + ")"
+    return body
+
+
+async def search_resolved(
+    session: AsyncSession,
+    words: Sequence[str],
+    *,
+    mode: Mode,
+    fields: Fields = "all",
+    limit: int = 10,
+    floor: int = 0,
+    exclude: int = 0,
+) -> list[Found]:
+    """Resolved tickets matching `words` (any or all of them), best first, with an id of at
+    least `floor` (a window of the newest tickets bounds the work on a big database)."""
+    if not [w for w in words if w.isalnum()]:
+        return []
+    dialect = statements.dialect(session)
+    query = fts_query(dialect, words, mode=mode, fields=fields)
+    stmt = _PG_SEARCH if dialect == "postgresql" else _SQLITE_SEARCH
+    conn = await session.connection()
+    params = {"query": query, "floor": floor, "exclude": exclude, "limit": limit}
+    ranked = (await conn.execute(stmt, params)).all()
+    if not ranked:
+        return []
+    scores = {r.id: float(r.score) for r in ranked}
+    rows = (await conn.execute(_BY_IDS, {"ids": list(scores)})).all()
+    by_id = {r.id: r for r in rows}
+    return [_found(by_id[i], score=s) for i, s in scores.items() if i in by_id]
+
+
+# -- patterns for reports -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignatureCount:
+    signature: str
+    tickets: int
+    numbers: tuple[str, ...]
+    kb_articles: tuple[str, ...]
+
+
+async def top_signatures(
+    session: AsyncSession,
+    *,
+    kinds: Sequence[str],
+    since: datetime,
+    until: datetime,
+    client: str | None,
+    minimum: int,
+    limit: int,
+) -> list[SignatureCount]:
+    """The signatures (of `kinds`) most tickets opened in [since, until) carry, for one
+    client (case-insensitive) or all, with at least `minimum` tickets."""
+    conditions = [
+        _TICKETS.c.created_at >= since,
+        _TICKETS.c.created_at < until,
+        or_(*[_SIGNATURES.c.signature.like(f"{kind}:%") for kind in kinds]),
+    ]
+    if client:
+        conditions.append(func.lower(_TICKETS.c.client) == client.strip().lower())
+    joined = _SIGNATURES.join(_TICKETS, _TICKETS.c.id == _SIGNATURES.c.ticket_id)
+    counted = (
+        select(_SIGNATURES.c.signature, func.count().label("n"))
+        .select_from(joined)
+        .where(*conditions)
+        .group_by(_SIGNATURES.c.signature)
+        .having(func.count() >= minimum)
+        .order_by(func.count().desc(), _SIGNATURES.c.signature)
+        .limit(limit)
+    )
+    conn = await session.connection()
+    top = (await conn.execute(counted)).all()
+    out: list[SignatureCount] = []
+    for signature, count in top:
+        rows = (
+            await conn.execute(
+                select(_TICKETS.c.number, _TICKETS.c.kb_article)
+                .select_from(joined)
+                .where(_SIGNATURES.c.signature == signature, *conditions[:2], *conditions[3:])
+                .order_by(_TICKETS.c.id)
+            )
+        ).all()
+        kb = tuple(dict.fromkeys(r.kb_article for r in rows if r.kb_article))
+        out.append(SignatureCount(signature, int(count), tuple(r.number for r in rows), kb))
+    return out
