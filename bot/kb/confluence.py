@@ -3,6 +3,7 @@ with the account e-mail (`KB_USERNAME`) and an API token (`KB_API_KEY`)."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 from urllib.parse import urljoin
 
@@ -16,6 +17,12 @@ from handlers.diagnosis import KbArticle, KbUnavailable, clean_title
 def cql_string(value: str) -> str:
     """A CQL string literal: double quotes, with `"` and `\\` escaped."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def basic(username: str, token: SecretStr) -> str:
+    """HTTP Basic credentials, as Confluence Cloud wants them (e-mail and API token)."""
+    raw = f"{username}:{token.get_secret_value()}".encode()
+    return "Basic " + base64.b64encode(raw).decode("ascii")
 
 
 def site_of(url: str) -> str:
@@ -57,8 +64,7 @@ class ConfluenceSource:
             self.http,
             f"{self.site}/wiki/rest/api/search",
             params={"cql": self.cql(query), "limit": str(max(limit, 1))},
-            headers={"Accept": "application/json"},
-            auth=aiohttp.BasicAuth(username, token.get_secret_value()),
+            headers={"Accept": "application/json", "Authorization": basic(username, token)},
             service="Confluence",
         )
         results = data.get("results") if isinstance(data, dict) else None

@@ -20,13 +20,10 @@ async def get_json(
     params: dict[str, str],
     headers: dict[str, str],
     service: str,
-    auth: aiohttp.BasicAuth | None = None,
 ) -> Any:
     """GET `url`; the parsed JSON on 2xx. Error texts name the service and the status only."""
     try:
-        async with http.get(
-            url, params=params, headers=headers, auth=auth, timeout=TIMEOUT
-        ) as response:
+        async with http.get(url, params=params, headers=headers, timeout=TIMEOUT) as response:
             status = response.status
             body = await response.text()
             retry_after = retry_after_seconds(response.headers.get("Retry-After"))
