@@ -134,9 +134,14 @@ def numbers(text: str) -> list[str]:
 
 
 async def card_update(
-    app: AppHarness, fake: FakeSlack, number: str, saying: str, timeout: float = 6.0
+    app: AppHarness,
+    fake: FakeSlack,
+    number: str,
+    saying: str,
+    timeout: float = 6.0,  # noqa: ASYNC109
 ) -> dict[str, Any]:
     """The first `chat.update` of the ticket's card message that says `saying`."""
+
     async def found() -> dict[str, Any] | None:
         current = await ticket(app, number)
         for update in fake.method_calls("chat.update"):
