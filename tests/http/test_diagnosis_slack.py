@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from handlers import diagnosis
 from tests.fakes.kb_confluence import FakeConfluence
 from tests.fakes.kb_hudu import FakeHudu
 from tests.fakes.kb_itglue import FakeItGlue
@@ -261,3 +262,18 @@ async def test_kb_and_similar_usage(make_app: Any, slack_api: FakeSlack) -> None
     assert "Which ticket?" in flat(await ephemeral(app, "similar"))
     assert "There is no ticket HD-99" in flat(await ephemeral(app, "similar HD-99"))
     await wait_until(lambda: True)
+
+
+async def test_top_patterns_for_reports(make_app: Any, slack_api: FakeSlack) -> None:
+    app = await start(make_app, slack_api)
+    first, second = await resolved_pair(app, slack_api)
+    third, _ = await open_ticket(app, slack_api, error=ERROR_NEW, client="acme")
+    await open_ticket(app, slack_api, error="Printer says PC LOAD LETTER", client="acme")
+    since, until = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+    [pattern] = await diagnosis.top_patterns(app.services.deps, since=since, until=until)
+    assert pattern.error == "0x80070005" and pattern.tickets == 3
+    assert pattern.numbers == (first, second, third) and pattern.kb_articles == ("KB0042",)
+    # One client: acme has two of them, below the threshold of 3.
+    assert await diagnosis.top_patterns(app.services.deps, since=since, until=until,
+                                        client="ACME") == []  # fmt: skip
+    assert await diagnosis.top_patterns(app.services.deps, since=until, until=until) == []
