@@ -48,12 +48,21 @@ def kb_elements(source: str, articles: Sequence[KbArticle]) -> list[Element]:
     ]
 
 
+# Counts of tickets with one error stop here (see service.COUNT_CAP).
+COUNTED_UP_TO = 1000
+
+
 def pattern_text(row: TicketDiagnosis, number: str) -> str:
     earlier = ", ".join(row.pattern_earlier)
+    label = f" ({row.pattern_label})" if row.pattern_label else ""
+    if row.pattern_count > COUNTED_UP_TO:
+        return (
+            f"Pattern: {number} is one of more than {COUNTED_UP_TO} tickets with this "
+            f"error{label}. Latest: {earlier}. Closing it needs a KB article."
+        )
     more = row.pattern_count - 1 - len(row.pattern_earlier)
     if more > 0:
         earlier += f" and {more} more"
-    label = f" ({row.pattern_label})" if row.pattern_label else ""
     return (
         f"Pattern: {number} is ticket {row.pattern_count} with this error{label}. "
         f"Earlier: {earlier}. Closing it needs a KB article."

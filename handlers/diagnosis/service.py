@@ -36,9 +36,8 @@ KB_IN_ANSWERS = 5
 LISTED = 10
 EARLIER_LISTED = 10
 PER_SIGNATURE = 50
-# Full-text search looks at the newest resolved tickets first (bounded work on a big
-# database), then at all of them when that found too few.
-NEWEST_WINDOW = 200_000
+# Tickets with one error are counted up to this many (a hot error: "more than 1000").
+COUNT_CAP = 1000
 # How long `similar` / `kb` wait for the KB before answering with what they have; the KB's
 # articles then follow in a second message (Slack and Teams want an answer within 3 s).
 KB_INLINE_WAIT = 1.5
@@ -73,7 +72,9 @@ async def same_error(
     matches = [f for f in found if set(f.matched) & set(same)]
     count = len(matches)
     if more & set(same):
-        count = max(count, await search.count_with_signatures(session, same, before=before))
+        count = max(
+            count, await search.count_with_signatures(session, same, before=before, cap=COUNT_CAP)
+        )
     others = [f for f in found if not set(f.matched) & set(same)]
     return SameError(matches, count), others
 
@@ -293,27 +294,6 @@ def _why(found: search.Found) -> str:
     return "similar error text"
 
 
-async def _text_matches(
-    session: AsyncSession,
-    words: Sequence[str],
-    *,
-    mode: search.Mode,
-    fields: search.Fields,
-    limit: int,
-    exclude: int = 0,
-) -> list[search.Found]:
-    newest = await search.newest_ticket_id(session)
-    floor = max(newest - NEWEST_WINDOW, 0)
-    found = await search.search_resolved(
-        session, words, mode=mode, fields=fields, limit=limit, floor=floor, exclude=exclude
-    )
-    if len(found) < limit and floor > 0:
-        found = await search.search_resolved(
-            session, words, mode=mode, fields=fields, limit=limit, exclude=exclude
-        )
-    return found
-
-
 async def similar_command(deps: Deps, interaction: Interaction, command: Command) -> Reply:
     """`similar HD-7`: resolved tickets with HD-7's error, look-alikes, full-text matches of
     its symptom, and KB articles; only to the caller."""
@@ -334,18 +314,10 @@ async def similar_command(deps: Deps, interaction: Interaction, command: Command
         alike_found = [t for t in alike if t.status == "closed" and t.id != ticket.id][:LISTED]
         seen = {t.id for t in same_found + alike_found} | {ticket.id}
         words = rules.terms(ticket.summary, ticket.error_text, ticket.doing)
-        text_found = [
-            t
-            for t in await _text_matches(
-                session,
-                words,
-                mode="any",
-                fields="all",
-                limit=LISTED + len(seen),
-                exclude=ticket.id,
-            )
-            if t.id not in seen
-        ][:LISTED]
+        matches = await search.ranked_with_any(
+            session, words, limit=LISTED + len(seen), exclude=ticket.id
+        )
+        text_found = [t for t in matches if t.id not in seen][:LISTED]
     sections = [
         ("Same error", [cards.found_fact(t, why=_why(t)) for t in same_found]),
         ("Similar error text", [cards.found_fact(t) for t in alike_found]),
@@ -388,13 +360,12 @@ async def kb_command(deps: Deps, interaction: Interaction, command: Command) -> 
             )
             by_code = [t for t in found if t.status == "closed"][:LISTED]
         seen = {t.id for t in by_code}
-        by_text = [
-            t
-            for t in await _text_matches(
-                session, words, mode="all", fields="stated", limit=LISTED + len(seen)
-            )
-            if t.id not in seen
-        ][: LISTED - min(len(by_code), LISTED // 2)]
+        matches = await search.newest_with_all(
+            session, words, fields="stated", limit=LISTED + len(seen)
+        )
+        by_text = [t for t in matches if t.id not in seen][
+            : LISTED - min(len(by_code), LISTED // 2)
+        ]
     sections = [
         ("Resolved tickets with this error code", [cards.found_fact(t) for t in by_code]),
         ("Resolved tickets", [cards.found_fact(t) for t in by_text]),

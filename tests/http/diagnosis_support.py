@@ -89,13 +89,16 @@ async def open_ticket(
         "asset": text_state(asset),
         "client": text_state(client),
     }
-    before = len(posts_to(fake, "C0HELP"))
     response = await app.interactive(view_submission(view, values, view_id=f"VD{next(_ids)}"))
     assert response.status == 200, await response.text()
-    await wait_until(lambda: len(posts_to(fake, "C0HELP")) > before, what="the ticket card")
     async with app.services.sessions() as session:
         number = (await session.execute(select(Ticket.number).order_by(Ticket.id.desc()))).scalar()
-    return str(number), posts_to(fake, "C0HELP")[-1]
+
+    def cards() -> list[dict[str, Any]]:
+        return [p for p in posts_to(fake, "C0HELP") if p.get("text", "").startswith(f"{number} (")]
+
+    await wait_until(lambda: cards() != [], what=f"the card of {number}")
+    return str(number), cards()[0]
 
 
 async def close(
