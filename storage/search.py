@@ -165,25 +165,30 @@ _COUNTS: dict[int, Any] = {}
 
 
 async def count_with_signatures(
-    session: AsyncSession, keys: Sequence[str], *, before: int, cap: int = 10_000
+    session: AsyncSession, keys: Sequence[str], *, before: int, cap: int = 1000
 ) -> int:
-    """How many tickets below `before` carry any of `keys` (at most `cap`)."""
+    """How many tickets below `before` carry any of `keys` (at most `cap` per signature are
+    looked at: each is one index range, as in `with_signatures`)."""
     keys = list(dict.fromkeys(keys))
     if not keys:
         return 0
     stmt = _COUNTS.get(len(keys))
     if stmt is None:
-        distinct = (
-            select(_SIGNATURES.c.ticket_id)
-            .where(
-                _SIGNATURES.c.signature.in_([bindparam(f"s{i}") for i in range(len(keys))]),
-                _SIGNATURES.c.ticket_id < bindparam("before"),
+        parts = []
+        for index in range(len(keys)):
+            newest = (
+                select(_SIGNATURES.c.ticket_id)
+                .where(
+                    _SIGNATURES.c.signature == bindparam(f"s{index}"),
+                    _SIGNATURES.c.ticket_id < bindparam("before"),
+                )
+                .order_by(_SIGNATURES.c.ticket_id.desc())
+                .limit(bindparam("cap"))
+                .subquery()
             )
-            .distinct()
-            .limit(bindparam("cap"))
-            .subquery()
-        )
-        stmt = _COUNTS[len(keys)] = select(func.count()).select_from(distinct)
+            parts.append(select(newest.c.ticket_id))
+        ids = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
+        stmt = _COUNTS[len(keys)] = select(func.count(ids.c.ticket_id.distinct()))
     params: dict[str, Any] = {f"s{i}": k for i, k in enumerate(keys)}
     params |= {"before": before, "cap": cap}
     conn = await session.connection()
