@@ -55,6 +55,7 @@ class Services:
     places: Places = field(default_factory=Places)
     database: DatabaseMonitor | None = None
     calendar: CalendarChanges | None = None
+    backfill: asyncio.Task[int] | None = None
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
@@ -68,9 +69,11 @@ async def start_services(
     await db.ping(engine)
     # SQLite (one host, one file) is migrated on start; PostgreSQL only by `migrate`, and a
     # process refuses a schema that is not exactly its own. Nobody touches a newer one.
+    upgraded = False
     try:
         if db.is_sqlite(settings.database_url):
-            await upgrade(engine)
+            before, after = await upgrade(engine)
+            upgraded = bool(before) and before != after
         else:
             await check_schema(engine, require_newest=True)
     except SchemaMismatch:
@@ -170,6 +173,11 @@ async def start_services(
     if web_front:
         services.teams = teams
 
+    if upgraded:
+        # Tickets from before error signatures existed get theirs, in the background.
+        services.backfill = asyncio.get_running_loop().create_task(
+            diagnosis.backfill_signatures(sessions)
+        )
     if scheduler:
         services.scheduler = AsyncIOScheduler(timezone="UTC")
         services.worker = OutboxWorker(
@@ -190,6 +198,9 @@ async def stop_services(services: Services) -> None:
     """Stop everything, each step bounded: a dead database or peer never holds shutdown up."""
     if services.scheduler is not None:
         services.scheduler.shutdown(wait=False)
+    if services.backfill is not None and not services.backfill.done():
+        services.backfill.cancel()
+        await asyncio.gather(services.backfill, return_exceptions=True)
     steps: list[tuple[str, Awaitable[Any]]] = []
     if services.worker is not None:
         steps.append(("outbox worker", services.worker.close()))

@@ -31,11 +31,12 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import statements
-from storage.models import Ticket, TicketSignature
+from storage.models import Ticket, TicketDiagnosis, TicketSignature
 
 SEARCH_TABLE = "ticket_search"
 _TICKETS = statements.table_of(Ticket)
 _SIGNATURES = statements.table_of(TicketSignature)
+_DIAGNOSIS = statements.table_of(TicketDiagnosis)
 _INSERT_SIGNATURE = insert(_SIGNATURES)
 
 
@@ -201,6 +202,32 @@ async def signatures_of(session: AsyncSession, ticket_id: int) -> list[str]:
         select(_SIGNATURES.c.signature).where(_SIGNATURES.c.ticket_id == ticket_id)
     )
     return [r[0] for r in rows]
+
+
+async def tickets_after(
+    session: AsyncSession, *, after: int, upto: int, limit: int
+) -> list[tuple[int, str, str]]:
+    """(id, error text, summary) of the tickets after `after` up to `upto`, oldest first."""
+    conn = await session.connection()
+    rows = await conn.execute(
+        select(_TICKETS.c.id, _TICKETS.c.error_text, _TICKETS.c.summary)
+        .where(_TICKETS.c.id > after, _TICKETS.c.id <= upto)
+        .order_by(_TICKETS.c.id)
+        .limit(limit)
+    )
+    return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+
+async def diagnosed(session: AsyncSession, ticket_ids: Sequence[int]) -> set[int]:
+    """Which of the tickets have signatures or a diagnosis row already."""
+    if not ticket_ids:
+        return set()
+    conn = await session.connection()
+    ids = list(ticket_ids)
+    with_signatures = select(_SIGNATURES.c.ticket_id).where(_SIGNATURES.c.ticket_id.in_(ids))
+    with_row = select(_DIAGNOSIS.c.ticket_id).where(_DIAGNOSIS.c.ticket_id.in_(ids))
+    rows = await conn.execute(union_all(with_signatures, with_row))
+    return {int(r[0]) for r in rows}
 
 
 async def newest_ticket_id(session: AsyncSession) -> int:

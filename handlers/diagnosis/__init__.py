@@ -13,6 +13,7 @@ from handlers.diagnosis.rules import Signature, look_alike, same_error, signatur
 from handlers.diagnosis.service import (
     KbRequirement,
     Pattern,
+    backfill_signatures,
     card_elements,
     drain,
     kb_command,
@@ -33,6 +34,7 @@ __all__ = [
     "KbUnavailable",
     "Pattern",
     "Signature",
+    "backfill_signatures",
     "card_elements",
     "clean_title",
     "drain",

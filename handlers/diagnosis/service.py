@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cards.model import Element
 from handlers import notify
@@ -443,3 +443,36 @@ async def _example_text(deps: Deps, number: str) -> str:
     async with deps.sessions() as session:
         ticket = await repo.get_by_number(session, number)
     return rules.first_line(ticket.error_text, 80) if ticket else ""
+
+
+# -- tickets from before signatures existed -----------------------------------------------------
+
+
+async def backfill_signatures(
+    sessions: async_sessionmaker[AsyncSession], *, batch: int = 200
+) -> int:
+    """Store the signatures of tickets that have neither signatures nor a diagnosis row (those
+    opened before this release), oldest first, in short transactions; returns how many got
+    some. Safe to run while tickets are opened (new ones are stored with theirs)."""
+    done = 0
+    after = 0
+    async with sessions() as session:
+        upto = await search.newest_ticket_id(session)
+    while after < upto:
+        async with sessions() as session, session.begin():
+            rows = await search.tickets_after(session, after=after, upto=upto, limit=batch)
+            if not rows:
+                break
+            after = rows[-1][0]
+            known = await search.diagnosed(session, [r[0] for r in rows])
+            for ticket_id, error_text, summary in rows:
+                if ticket_id in known:
+                    continue
+                keys = [s.key for s in rules.signatures(error_text, summary=summary)]
+                if keys:
+                    await search.add_signatures(session, ticket_id=ticket_id, keys=keys)
+                    done += 1
+        await asyncio.sleep(0)  # other work on the event loop goes on between batches
+    if done:
+        log.info("signatures stored for %d earlier tickets", done)
+    return done
