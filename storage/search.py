@@ -96,6 +96,19 @@ def _found(row: Any, *, matched: tuple[str, ...] = (), score: float = 0.0) -> Fo
     )
 
 
+_INSERT_DIAGNOSIS = insert(_DIAGNOSIS)
+
+
+async def add_diagnosis(
+    session: AsyncSession, *, ticket_id: int, row: dict[str, Any], signatures: Sequence[str]
+) -> None:
+    """Store a new ticket's diagnosis row and signatures (Core statements, caller's
+    transaction)."""
+    conn = await session.connection()
+    await conn.execute(_INSERT_DIAGNOSIS, row)
+    await add_signatures(session, ticket_id=ticket_id, keys=signatures)
+
+
 async def add_signatures(session: AsyncSession, *, ticket_id: int, keys: Sequence[str]) -> None:
     """Store a ticket's signatures (in the caller's transaction)."""
     if not keys:
@@ -106,13 +119,22 @@ async def add_signatures(session: AsyncSession, *, ticket_id: int, keys: Sequenc
     )
 
 
-_BY_SIGNATURES: dict[int, Any] = {}
+_BY_SIGNATURES: dict[tuple[int, bool], Any] = {}
+# What a new ticket's card needs of earlier tickets (no texts but the resolution's start).
+_BRIEF = (
+    _TICKETS.c.id,
+    _TICKETS.c.number,
+    _TICKETS.c.client,
+    _TICKETS.c.status,
+    func.substr(_TICKETS.c.resolution_note, 1, 300).label("resolution_note"),
+    _TICKETS.c.kb_article,
+)
 
 
-def _by_signatures(count: int) -> Any:
+def _by_signatures(count: int, brief: bool = False) -> Any:
     """Per signature the newest `per` tickets before `before` (one index range each, no sort
     of every match), joined to their tickets."""
-    stmt = _BY_SIGNATURES.get(count)
+    stmt = _BY_SIGNATURES.get((count, brief))
     if stmt is not None:
         return stmt
     parts = []
@@ -130,12 +152,50 @@ def _by_signatures(count: int) -> Any:
         parts.append(select(newest.c.signature, newest.c.ticket_id))
     matched = union_all(*parts).subquery() if count > 1 else parts[0].subquery()
     stmt = (
-        select(matched.c.signature, *_COLUMNS)
+        select(matched.c.signature, *(_BRIEF if brief else _COLUMNS))
         .join_from(matched, _TICKETS, _TICKETS.c.id == matched.c.ticket_id)
         .order_by(_TICKETS.c.id.desc())
     )
-    _BY_SIGNATURES[count] = stmt
+    _BY_SIGNATURES[(count, brief)] = stmt
     return stmt
+
+
+@dataclass(frozen=True)
+class Brief:
+    """An earlier ticket as a new ticket's card lists it."""
+
+    id: int
+    number: str
+    client: str
+    status: str
+    resolution_note: str
+    kb_article: str
+    matched: tuple[str, ...]
+
+
+async def brief_with_signatures(
+    session: AsyncSession, keys: Sequence[str], *, before: int, per: int
+) -> tuple[list[Brief], dict[str, int]]:
+    """`with_signatures` for the intake path: few columns, newest first, and how many were
+    found per signature (`per` at most)."""
+    keys = list(dict.fromkeys(keys))
+    if not keys:
+        return [], {}
+    params: dict[str, Any] = {f"s{i}": k for i, k in enumerate(keys)}
+    params |= {"before": before, "per": per}
+    conn = await session.connection()
+    rows = (await conn.execute(_by_signatures(len(keys), brief=True), params)).all()
+    per_key: dict[str, int] = {}
+    merged: dict[int, tuple[Any, list[str]]] = {}
+    for row in rows:
+        per_key[row.signature] = per_key.get(row.signature, 0) + 1
+        merged.setdefault(row.id, (row, []))[1].append(row.signature)
+    found = [
+        Brief(r.id, r.number, r.client, r.status, r.resolution_note, r.kb_article, tuple(m))
+        for r, m in merged.values()
+    ]
+    found.sort(key=lambda b: b.id, reverse=True)
+    return found, per_key
 
 
 async def with_signatures(
@@ -174,6 +234,17 @@ async def count_with_signatures(
     if not keys:
         return 0
     stmt = _COUNTS.get(len(keys))
+    if stmt is None and len(keys) == 1:
+        one = (
+            select(_SIGNATURES.c.ticket_id)
+            .where(
+                _SIGNATURES.c.signature == bindparam("s0"),
+                _SIGNATURES.c.ticket_id < bindparam("before"),
+            )
+            .limit(bindparam("cap"))
+            .subquery()
+        )
+        stmt = _COUNTS[1] = select(func.count()).select_from(one)
     if stmt is None:
         parts = []
         for index in range(len(keys)):

@@ -9,7 +9,7 @@ from cards.model import Card, Element, Facts, Link, Text
 from handlers.diagnosis.kb import KbArticle
 from handlers.diagnosis.rules import first_line
 from storage.models import TicketDiagnosis
-from storage.search import Found
+from storage.search import Brief, Found
 
 SIMILAR_TITLE = "Similar tickets"
 NO_KB = "no KB article"
@@ -39,6 +39,16 @@ def similar_item(found: Found) -> dict[str, str]:
     }
 
 
+def brief_item(found: Brief) -> dict[str, str]:
+    """`similar_item` of an earlier ticket found at intake."""
+    return {
+        "number": found.number,
+        "client": found.client,
+        "resolution": first_line(found.resolution_note),
+        "kb_article": found.kb_article,
+    }
+
+
 def kb_elements(source: str, articles: Sequence[KbArticle]) -> list[Element]:
     if not articles:
         return []
@@ -49,7 +59,7 @@ def kb_elements(source: str, articles: Sequence[KbArticle]) -> list[Element]:
 
 
 # Counts of tickets with one error stop here (see service.COUNT_CAP).
-COUNTED_UP_TO = 1000
+COUNTED_UP_TO = 100
 
 
 def pattern_text(row: TicketDiagnosis, number: str) -> str:

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -36,8 +37,9 @@ KB_IN_ANSWERS = 5
 LISTED = 10
 EARLIER_LISTED = 10
 PER_SIGNATURE = 50
-# Tickets with one error are counted up to this many (a hot error: "more than 1000").
-COUNT_CAP = 1000
+# Tickets with one error are counted up to this many per signature (a hot error: "more than
+# 100"): a new ticket of a frequent error costs no more than a rare one.
+COUNT_CAP = 100
 # How long `similar` / `kb` wait for the KB before answering with what they have; the KB's
 # articles then follow in a second message (Slack and Teams want an answer within 3 s).
 KB_INLINE_WAIT = 1.5
@@ -79,7 +81,7 @@ async def same_error(
     return SameError(matches, count), others
 
 
-def _pattern_label(matches: Sequence[search.Found], keys: Sequence[str]) -> str:
+def _pattern_label(matches: Sequence[search.Found | search.Brief], keys: Sequence[str]) -> str:
     shared = Counter(k for f in matches for k in f.matched if k in keys)
     if not shared:
         return ""
@@ -87,7 +89,7 @@ def _pattern_label(matches: Sequence[search.Found], keys: Sequence[str]) -> str:
     return rules.describe(codes[0] if codes else shared.most_common(1)[0][0])
 
 
-def _suggested_kb(matches: Sequence[search.Found]) -> str:
+def _suggested_kb(matches: Sequence[search.Found | search.Brief]) -> str:
     named = Counter(f.kb_article for f in matches if f.kb_article)
     if not named:
         return ""
@@ -96,35 +98,52 @@ def _suggested_kb(matches: Sequence[search.Found]) -> str:
     return next(f.kb_article for f in matches if f.kb_article and named[f.kb_article] == best)
 
 
+# A new ticket looks at this many of the newest tickets per signature (3 resolved ones for
+# its card, 10 earlier ones for a pattern); more are only counted.
+PER_SIGNATURE_AT_INTAKE = 12
+
+
 async def on_ticket_opened(session: AsyncSession, deps: Deps, *, ticket: Ticket) -> list[Element]:
     """Store the new ticket's signatures and what its card shows to help diagnosis (similar
     resolved tickets, pattern, change hints); returns the card's diagnosis section."""
     found = rules.signatures(ticket.error_text, summary=ticket.summary)
-    keys = [s.key for s in found]
     same_keys = rules.same_error_keys(found)
-    row = TicketDiagnosis(
-        ticket_id=ticket.id,
-        similar=[],
-        pattern_count=0,
-        pattern_earlier=[],
-        pattern_label="",
-        suggested_kb="",
-        hints=[],
-        kb_state="none",
-        kb_source="",
-        kb_articles=[],
-    )
+    row: dict[str, Any] = {
+        "ticket_id": ticket.id,
+        "similar": [],
+        "pattern_count": 0,
+        "pattern_earlier": [],
+        "pattern_label": "",
+        "suggested_kb": "",
+        "hints": [],
+        "kb_state": "none",
+        "kb_source": "",
+        "kb_articles": [],
+    }
     if same_keys:
-        same, _ = await same_error(session, same_keys, before=ticket.id)
-        row.similar = [cards.similar_item(t) for t in same.resolved()[:SIMILAR_ON_CARD]]
-        if same.count + 1 >= deps.config.patterns.repeat_threshold:
-            row.pattern_count = same.count + 1
-            row.pattern_earlier = sorted(
-                (t.number for t in same.tickets[:EARLIER_LISTED]), key=_number_order
+        earlier, per_key = await search.brief_with_signatures(
+            session, same_keys, before=ticket.id, per=PER_SIGNATURE_AT_INTAKE
+        )
+        count = len(earlier)
+        full = [k for k, n in per_key.items() if n >= PER_SIGNATURE_AT_INTAKE]
+        if full:
+            # A frequent error: count its tickets (only the signatures that have any).
+            count = max(
+                count,
+                await search.count_with_signatures(
+                    session, list(per_key), before=ticket.id, cap=COUNT_CAP
+                ),
             )
-            row.pattern_label = _pattern_label(same.tickets, same_keys)
-            row.suggested_kb = _suggested_kb(same.tickets)
-    row.hints = changes.hints(
+        resolved = [t for t in earlier if t.status == "closed"][:SIMILAR_ON_CARD]
+        row["similar"] = [cards.brief_item(t) for t in resolved]
+        if count + 1 >= deps.config.patterns.repeat_threshold:
+            row["pattern_count"] = count + 1
+            row["pattern_earlier"] = sorted(
+                (t.number for t in earlier[:EARLIER_LISTED]), key=_number_order
+            )
+            row["pattern_label"] = _pattern_label(earlier, same_keys)
+            row["suggested_kb"] = _suggested_kb(earlier)
+    row["hints"] = changes.hints(
         deps.config.changes,
         opened=ticket.created_at,
         category=ticket.category,
@@ -133,11 +152,11 @@ async def on_ticket_opened(session: AsyncSession, deps: Deps, *, ticket: Ticket)
         calendar=deps.change_calendar,
     )
     if deps.kb is not None and kb_query(ticket):
-        row.kb_state, row.kb_source = "pending", deps.kb.name
-    await search.add_signatures(session, ticket_id=ticket.id, keys=keys)
-    session.add(row)
-    await session.flush([row])
-    return cards.card_section(row, number=ticket.number)
+        row["kb_state"], row["kb_source"] = "pending", deps.kb.name
+    await search.add_diagnosis(
+        session, row=row, signatures=[s.key for s in found], ticket_id=ticket.id
+    )
+    return cards.card_section(TicketDiagnosis(**row), number=ticket.number)
 
 
 def _number_order(number: str) -> tuple[str, int]:
