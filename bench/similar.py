@@ -326,7 +326,7 @@ def report(figures: Figures) -> None:
 
 async def main_async(args: argparse.Namespace) -> int:
     dbs = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
-    tmp = Path(tempfile.mkdtemp(prefix="helpdesk-bench-similar-"))
+    tmp = Path(tempfile.mkdtemp(prefix="diagnosis-bench-"))
     say(f"diagnosis benchmark: {', '.join(dbs)}; {args.tickets:,} tickets; work dir {tmp}")
     fakes = RemoteFakes()
     figures = Figures()

@@ -379,7 +379,7 @@ async def ranked_with_any(
     words: Sequence[str],
     *,
     limit: int = 10,
-    per_word: int = 300,
+    per_word: int = 150,
     exclude: int = 0,
 ) -> list[Found]:
     """Resolved tickets that have some of `words`, best first: each word's newest `per_word`

@@ -104,7 +104,7 @@ def card_section(row: TicketDiagnosis | None, *, number: str) -> list[Element]:
     return out
 
 
-def found_fact(found: Found, *, why: str = "") -> tuple[str, str]:
+def found_fact(found: Found | Brief, *, why: str = "") -> tuple[str, str]:
     resolution = first_line(found.resolution_note) or "(no resolution note)"
     kb = f" | KB article: {found.kb_article}" if found.kb_article else f" | {NO_KB}"
     label = f"{found.number} ({_client(found.client)})"

@@ -50,37 +50,6 @@ _RUNNING: set[asyncio.Task[None]] = set()
 # -- a new ticket -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SameError:
-    """Earlier tickets with the same error as one ticket (any client, open or closed)."""
-
-    tickets: list[search.Found]
-    count: int  # how many there are in all (the list may be cut)
-
-    def resolved(self) -> list[search.Found]:
-        return [t for t in self.tickets if t.status == "closed"]
-
-
-async def same_error(
-    session: AsyncSession, keys: Sequence[str], *, before: int
-) -> tuple[SameError, list[search.Found]]:
-    """Tickets below `before` with the same error (`keys`: the same-error signatures), and
-    look-alikes (same normalised text) that are not."""
-    same = [k for k in keys if k.split(":", 1)[0] in rules.SAME_ERROR_KINDS]
-    alike = [k for k in keys if k.startswith("text:")]
-    found, more = await search.with_signatures(
-        session, [*same, *alike], before=before, per=PER_SIGNATURE
-    )
-    matches = [f for f in found if set(f.matched) & set(same)]
-    count = len(matches)
-    if more & set(same):
-        count = max(
-            count, await search.count_with_signatures(session, same, before=before, cap=COUNT_CAP)
-        )
-    others = [f for f in found if not set(f.matched) & set(same)]
-    return SameError(matches, count), others
-
-
 def _pattern_label(matches: Sequence[search.Found | search.Brief], keys: Sequence[str]) -> str:
     shared = Counter(k for f in matches for k in f.matched if k in keys)
     if not shared:
@@ -304,7 +273,7 @@ def _kb_part(name: str, articles: list[KbArticle], state: str) -> tuple[list[Ele
     return cards.kb_elements(name, articles), []
 
 
-def _why(found: search.Found) -> str:
+def _why(found: search.Brief) -> str:
     codes = [k for k in found.matched if k.split(":", 1)[0] in rules.CODE_KINDS]
     if codes:
         return "same error: " + ", ".join(rules.describe(k) for k in codes)
@@ -327,10 +296,13 @@ async def similar_command(deps: Deps, interaction: Interaction, command: Command
         if actor.id != ticket.requester_id and not await deps.is_technician(actor):
             raise Forbidden(f"Only technicians and the requester can look into {number}.")
         kb_task = _start_kb(deps, kb_query(ticket))
-        keys = [s.key for s in rules.signatures(ticket.error_text, summary=ticket.summary)]
-        same, alike = await same_error(session, keys, before=2**62)
-        same_found = [t for t in same.resolved() if t.id != ticket.id][:LISTED]
-        alike_found = [t for t in alike if t.status == "closed" and t.id != ticket.id][:LISTED]
+        found = rules.signatures(ticket.error_text, summary=ticket.summary)
+        same_keys = set(rules.same_error_keys(found))
+        keys = [s.key for s in found if s.same_error or s.kind == "text"]
+        earlier, _ = await search.brief_with_signatures(session, keys, before=2**62, per=LISTED + 2)
+        resolved = [t for t in earlier if t.status == "closed" and t.id != ticket.id]
+        same_found = [t for t in resolved if same_keys & set(t.matched)][:LISTED]
+        alike_found = [t for t in resolved if not same_keys & set(t.matched)][:LISTED]
         seen = {t.id for t in same_found + alike_found} | {ticket.id}
         words = rules.terms(ticket.summary, ticket.error_text, ticket.doing)
         matches = await search.ranked_with_any(
