@@ -7,6 +7,7 @@ reports), `cards` what they show, `kb` the knowledge-base interface the sources 
 implement, `changes` Patch Tuesday and the change calendar.
 """
 
+from handlers.diagnosis.answers import kb_command, similar_command
 from handlers.diagnosis.changes import Change, ChangeCalendar, patch_tuesday
 from handlers.diagnosis.kb import KB_TIMEOUT, KbArticle, KbSource, KbUnavailable, clean_title
 from handlers.diagnosis.rules import Signature, look_alike, same_error, signatures
@@ -16,11 +17,9 @@ from handlers.diagnosis.service import (
     backfill_signatures,
     card_elements,
     drain,
-    kb_command,
     kb_requirement,
     look_up_kb_for_card,
     on_ticket_opened,
-    similar_command,
     top_patterns,
 )
 

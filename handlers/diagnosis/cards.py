@@ -8,8 +8,9 @@ from typing import Any
 from cards.model import Card, Element, Facts, Link, Text
 from handlers.diagnosis.kb import KbArticle
 from handlers.diagnosis.rules import first_line
+from storage.error_signatures import Brief
 from storage.models import TicketDiagnosis
-from storage.search import Brief, Found
+from storage.search import Found
 
 SIMILAR_TITLE = "Similar tickets"
 NO_KB = "no KB article"

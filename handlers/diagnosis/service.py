@@ -1,5 +1,5 @@
-"""Use cases: diagnosis of a new ticket, `similar`, `kb`, the closure rule for patterns, and
-the top patterns for reports.
+"""Use cases: diagnosis of a new ticket, the closure rule for patterns, the top patterns for
+reports, and signatures for tickets from before they existed (`similar` and `kb`: answers).
 
 A new ticket's signatures, earlier resolved tickets with the same error, pattern and change
 hints are worked out in its intake transaction (indexed look-ups only) and stored with it; the
@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,28 +21,20 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cards.model import Element
 from handlers import notify
-from handlers.commands import Command, ticket_ref
 from handlers.deps import Deps
 from handlers.diagnosis import cards, changes, rules
 from handlers.diagnosis.kb import KB_TIMEOUT, KbArticle, KbUnavailable
-from handlers.types import Forbidden, Interaction, InvalidInput, NotFound, Reply
-from storage import search
+from storage import error_signatures, search
 from storage import tickets as repo
 from storage.models import Ticket, TicketDiagnosis
 
 log = logging.getLogger(__name__)
 SIMILAR_ON_CARD = 3
 KB_ON_CARD = 3
-KB_IN_ANSWERS = 5
-LISTED = 10
 EARLIER_LISTED = 10
-PER_SIGNATURE = 50
 # Tickets with one error are counted up to this many per signature (a hot error: "more than
 # 100"): a new ticket of a frequent error costs no more than a rare one.
 COUNT_CAP = 100
-# How long `similar` / `kb` wait for the KB before answering with what they have; the KB's
-# articles then follow in a second message (Slack and Teams want an answer within 3 s).
-KB_INLINE_WAIT = 1.5
 # Background KB look-ups for cards still running (the core's own; see `drain`).
 _RUNNING: set[asyncio.Task[None]] = set()
 
@@ -50,7 +42,9 @@ _RUNNING: set[asyncio.Task[None]] = set()
 # -- a new ticket -----------------------------------------------------------------------------
 
 
-def _pattern_label(matches: Sequence[search.Found | search.Brief], keys: Sequence[str]) -> str:
+def _pattern_label(
+    matches: Sequence[search.Found | error_signatures.Brief], keys: Sequence[str]
+) -> str:
     shared = Counter(k for f in matches for k in f.matched if k in keys)
     if not shared:
         return ""
@@ -58,7 +52,7 @@ def _pattern_label(matches: Sequence[search.Found | search.Brief], keys: Sequenc
     return rules.describe(codes[0] if codes else shared.most_common(1)[0][0])
 
 
-def _suggested_kb(matches: Sequence[search.Found | search.Brief]) -> str:
+def _suggested_kb(matches: Sequence[search.Found | error_signatures.Brief]) -> str:
     named = Counter(f.kb_article for f in matches if f.kb_article)
     if not named:
         return ""
@@ -90,7 +84,7 @@ async def on_ticket_opened(session: AsyncSession, deps: Deps, *, ticket: Ticket)
         "kb_articles": [],
     }
     if same_keys:
-        earlier, per_key = await search.brief_with_signatures(
+        earlier, per_key = await error_signatures.brief_with_signatures(
             session, same_keys, before=ticket.id, per=PER_SIGNATURE_AT_INTAKE
         )
         count = len(earlier)
@@ -99,7 +93,7 @@ async def on_ticket_opened(session: AsyncSession, deps: Deps, *, ticket: Ticket)
             # A frequent error: count its tickets (only the signatures that have any).
             count = max(
                 count,
-                await search.count_with_signatures(
+                await error_signatures.count_with_signatures(
                     session, list(per_key), before=ticket.id, cap=COUNT_CAP
                 ),
             )
@@ -122,7 +116,7 @@ async def on_ticket_opened(session: AsyncSession, deps: Deps, *, ticket: Ticket)
     )
     if deps.kb is not None and kb_query(ticket):
         row["kb_state"], row["kb_source"] = "pending", deps.kb.name
-    await search.add_diagnosis(
+    await error_signatures.add_diagnosis(
         session, row=row, signatures=[s.key for s in found], ticket_id=ticket.id
     )
     return cards.card_section(TicketDiagnosis(**row), number=ticket.number)
@@ -153,7 +147,7 @@ def look_up_kb_for_card(deps: Deps, ticket: Ticket) -> None:
 
 
 async def _kb_for_card(deps: Deps, ticket_id: int, query: str) -> None:
-    articles, state = await _ask_kb(deps, query, limit=KB_ON_CARD)
+    articles, state = await ask_kb(deps, query, limit=KB_ON_CARD)
     try:
         async with deps.sessions() as session, session.begin():
             await repo.lock(session, ticket_id)
@@ -169,7 +163,7 @@ async def _kb_for_card(deps: Deps, ticket_id: int, query: str) -> None:
         log.warning("KB articles for ticket %s not stored: %s", ticket_id, type(exc).__name__)
 
 
-async def _ask_kb(deps: Deps, query: str, *, limit: int) -> tuple[list[KbArticle], str]:
+async def ask_kb(deps: Deps, query: str, *, limit: int) -> tuple[list[KbArticle], str]:
     """(articles, `ok`) or ([], `unavailable`) within KB_TIMEOUT."""
     assert deps.kb is not None
     try:
@@ -221,165 +215,6 @@ async def kb_requirement(session: AsyncSession, ticket: Ticket) -> KbRequirement
     return KbRequirement(reason, row.suggested_kb)
 
 
-# -- `similar HD-7` and `kb <words>` ----------------------------------------------------------
-
-
-def _start_kb(deps: Deps, query: str) -> asyncio.Task[tuple[list[KbArticle], str]] | None:
-    if deps.kb is None or not query.strip():
-        return None
-    return asyncio.get_running_loop().create_task(_ask_kb(deps, query, limit=KB_IN_ANSWERS))
-
-
-async def _answer_with_kb(
-    deps: Deps,
-    kb_task: asyncio.Task[tuple[list[KbArticle], str]] | None,
-    build: Callable[[list[Element], list[str]], Reply],
-    *,
-    late_title: str,
-) -> Reply:
-    """`build(kb elements, notes)` now if the KB answers within KB_INLINE_WAIT; else the answer
-    without it, and the KB's articles (or that it did not answer) as a follow-up."""
-    if kb_task is None:
-        return build([], [])
-    assert deps.kb is not None
-    name = deps.kb.name
-    done, _ = await asyncio.wait({kb_task}, timeout=KB_INLINE_WAIT)
-    if kb_task in done:
-        articles, state = kb_task.result()
-        return build(*_kb_part(name, articles, state))
-    reply = build([], [f"Still asking {name}: its articles follow in a moment (only to you)."])
-
-    async def later() -> Reply:
-        articles, state = await kb_task
-        elements, notes = _kb_part(name, articles, state)
-        card = cards.results_card(
-            late_title,
-            [],
-            empty=f"No {name} article matches." if state == "ok" else "",
-            kb=elements,
-            notes=notes,
-        )
-        return Reply(card=card, private=True)
-
-    reply.follow_up = later
-    return reply
-
-
-def _kb_part(name: str, articles: list[KbArticle], state: str) -> tuple[list[Element], list[str]]:
-    if state != "ok":
-        return [], [f"{name} did not answer within {KB_TIMEOUT:.0f} s: try again later."]
-    if not articles:
-        return [], [f"No {name} article matches."]
-    return cards.kb_elements(name, articles), []
-
-
-def _why(found: search.Brief) -> str:
-    codes = [k for k in found.matched if k.split(":", 1)[0] in rules.CODE_KINDS]
-    if codes:
-        return "same error: " + ", ".join(rules.describe(k) for k in codes)
-    if any(k.startswith("exact:") for k in found.matched):
-        return "same error text"
-    return "similar error text"
-
-
-async def similar_command(deps: Deps, interaction: Interaction, command: Command) -> Reply:
-    """`similar HD-7`: resolved tickets with HD-7's error, look-alikes, full-text matches of
-    its symptom, and KB articles; only to the caller."""
-    number = ticket_ref(command)
-    if number is None:
-        raise InvalidInput("Which ticket? Try `ticket similar HD-7`.")
-    async with deps.sessions() as session:
-        ticket = await repo.get_by_number(session, number)
-        if ticket is None:
-            raise NotFound(f"There is no ticket {number}.")
-        actor = interaction.actor
-        if actor.id != ticket.requester_id and not await deps.is_technician(actor):
-            raise Forbidden(f"Only technicians and the requester can look into {number}.")
-        kb_task = _start_kb(deps, kb_query(ticket))
-        found = rules.signatures(ticket.error_text, summary=ticket.summary)
-        same_keys = set(rules.same_error_keys(found))
-        keys = [s.key for s in found if s.same_error or s.kind == "text"]
-        earlier, _ = await search.brief_with_signatures(session, keys, before=2**62, per=LISTED + 2)
-        resolved = [t for t in earlier if t.status == "closed" and t.id != ticket.id]
-        same_found = [t for t in resolved if same_keys & set(t.matched)][:LISTED]
-        alike_found = [t for t in resolved if not same_keys & set(t.matched)][:LISTED]
-        seen = {t.id for t in same_found + alike_found} | {ticket.id}
-        words = rules.terms(ticket.summary, ticket.error_text, ticket.doing)
-        matches = await search.ranked_with_any(
-            session, words, limit=LISTED + len(seen), exclude=ticket.id
-        )
-        text_found = [t for t in matches if t.id not in seen][:LISTED]
-    sections = [
-        ("Same error", [cards.found_fact(t, why=_why(t)) for t in same_found]),
-        ("Similar error text", [cards.found_fact(t) for t in alike_found]),
-        ("Related resolved tickets", [cards.found_fact(t) for t in text_found]),
-    ]
-    title = f"Similar to {ticket.number}: {ticket.summary[:80]}"
-
-    def build(kb: list[Element], notes: list[str]) -> Reply:
-        card = cards.results_card(
-            title, sections, empty="No resolved ticket looks like this one yet.", kb=kb, notes=notes
-        )
-        return Reply(card=card, private=True)
-
-    return await _answer_with_kb(
-        deps, kb_task, build, late_title=f"KB articles for {ticket.number}"
-    )
-
-
-MAX_KB_WORDS = 300
-
-
-async def kb_command(deps: Deps, interaction: Interaction, command: Command) -> Reply:
-    """`kb <words>`: KB articles, and resolved tickets whose summary, error text or resolution
-    note contains the words or the error code; only to the caller."""
-    typed = command.args.strip()
-    if not typed:
-        raise InvalidInput(
-            "What should I look for? Try `ticket kb 0x80070005` or `ticket kb outlook password`."
-        )
-    if len(typed) > MAX_KB_WORDS:
-        raise InvalidInput(f"Keep the search under {MAX_KB_WORDS} characters.")
-    kb_task = _start_kb(deps, typed)
-    code_keys = [s.key for s in rules.codes(typed)]
-    words = _words(typed)
-    async with deps.sessions() as session:
-        by_code: list[search.Found] = []
-        if code_keys:
-            found, _ = await search.with_signatures(
-                session, code_keys, before=2**62, per=PER_SIGNATURE
-            )
-            by_code = [t for t in found if t.status == "closed"][:LISTED]
-        seen = {t.id for t in by_code}
-        matches = await search.newest_with_all(
-            session, words, fields="stated", limit=LISTED + len(seen)
-        )
-        by_text = [t for t in matches if t.id not in seen][
-            : LISTED - min(len(by_code), LISTED // 2)
-        ]
-    sections = [
-        ("Resolved tickets with this error code", [cards.found_fact(t) for t in by_code]),
-        ("Resolved tickets", [cards.found_fact(t) for t in by_text]),
-    ]
-    title = f"KB search: {typed[:80]}"
-
-    def build(kb: list[Element], notes: list[str]) -> Reply:
-        card = cards.results_card(
-            title, sections, empty="No resolved ticket matches.", kb=kb, notes=notes
-        )
-        return Reply(card=card, private=True)
-
-    return await _answer_with_kb(deps, kb_task, build, late_title=f"KB articles: {typed[:80]}")
-
-
-def _words(typed: str) -> list[str]:
-    words: list[str] = []
-    for word in rules.terms(typed, limit=16):
-        if word not in words:
-            words.append(word)
-    return words
-
-
 # -- reports ----------------------------------------------------------------------------------
 
 
@@ -404,7 +239,7 @@ async def top_patterns(
     """The errors that repeated most (at least `patterns.repeat_threshold` tickets) among the
     tickets opened in [since, until), for one client or all; for reports."""
     async with deps.sessions() as session:
-        counts = await search.top_signatures(
+        counts = await error_signatures.top_signatures(
             session,
             kinds=rules.SAME_ERROR_KINDS,
             since=since,
@@ -451,17 +286,19 @@ async def backfill_signatures(
         upto = await search.newest_ticket_id(session)
     while after < upto:
         async with sessions() as session, session.begin():
-            rows = await search.tickets_after(session, after=after, upto=upto, limit=batch)
+            rows = await error_signatures.tickets_after(
+                session, after=after, upto=upto, limit=batch
+            )
             if not rows:
                 break
             after = rows[-1][0]
-            known = await search.diagnosed(session, [r[0] for r in rows])
+            known = await error_signatures.diagnosed(session, [r[0] for r in rows])
             for ticket_id, error_text, summary in rows:
                 if ticket_id in known:
                     continue
                 keys = [s.key for s in rules.signatures(error_text, summary=summary)]
                 if keys:
-                    await search.add_signatures(session, ticket_id=ticket_id, keys=keys)
+                    await error_signatures.add_signatures(session, ticket_id=ticket_id, keys=keys)
                     done += 1
         await asyncio.sleep(0)  # other work on the event loop goes on between batches
     if done:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import update
 
 from handlers.diagnosis import backfill_signatures
-from storage import db, search
+from storage import db, error_signatures, search
 from storage import tickets as repo
 from storage.models import Ticket
 
@@ -47,13 +47,18 @@ async def test_backfill_and_the_index_follow_the_tickets(db_url: str) -> None:
         await _ticket(session, seq=2, error="0x80070005 again", summary="Windows Update")
         await _ticket(session, seq=3, error="")
         four = await _ticket(session, seq=4, error="AADSTS50126: bad password")
-        await search.add_signatures(session, ticket_id=four.id, keys=["aadsts:50126"])
+        await error_signatures.add_signatures(session, ticket_id=four.id, keys=["aadsts:50126"])
     assert await backfill_signatures(sessions, batch=2) == 2
     assert await backfill_signatures(sessions) == 0  # nothing twice
     async with sessions() as session:
-        found, more = await search.with_signatures(session, ["hex:0x80070005"], before=10**9)
+        found, more = await error_signatures.with_signatures(
+            session, ["hex:0x80070005"], before=10**9
+        )
         assert [f.number for f in found] == ["HD-2", "HD-1"] and more == set()
-        assert await search.count_with_signatures(session, ["hex:0x80070005"], before=10**9) == 2
+        assert (
+            await error_signatures.count_with_signatures(session, ["hex:0x80070005"], before=10**9)
+            == 2
+        )
         # Only resolved tickets are in the full-text index.
         hits = await search.ranked_with_any(session, ["0x80070005", "windows"])
         assert [h.number for h in hits] == ["HD-1"]
