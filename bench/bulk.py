@@ -42,8 +42,13 @@ async def load_tickets(
     *,
     history: bool = True,
     progress: Callable[[str], None] = print,
+    columns: dict[str, str] | None = None,
+    join: str = "",
 ) -> tuple[int, int, float]:
-    """Add `count` tickets; returns (first seq, last seq, seconds)."""
+    """Add `count` tickets; returns (first seq, last seq, seconds).
+
+    `columns` gives SQL expressions for some columns (over `n`, the template `t` and whatever
+    `join` adds, e.g. `JOIN variants AS v ON v.k = n % 1000`), so the copies can differ."""
     dialect = engine.dialect.name
     started = time.perf_counter()
     async with engine.connect() as conn:
@@ -68,6 +73,7 @@ async def load_tickets(
         "technician_id": f"'UT' || CAST(n % {TECHNICIANS} AS TEXT)",
         "requester_id": f"'UR' || CAST(n % {REQUESTERS} AS TEXT)",
         "source_thread": "NULL",
+        **(columns or {}),
     }
     select_list = ", ".join(overrides.get(c, f"t.{c}") for c in ticket_cols)
     for start in range(first, final + 1, BATCH):
@@ -76,7 +82,7 @@ async def load_tickets(
         sql = (
             f"{with_prefix}INSERT INTO tickets ({', '.join(ticket_cols)}) "
             f"SELECT {select_list} FROM {series} "
-            f"CROSS JOIN (SELECT * FROM tickets WHERE id = {tid}) AS t"
+            f"CROSS JOIN (SELECT * FROM tickets WHERE id = {tid}) AS t {join}"
         )
         async with engine.begin() as conn:
             await conn.execute(text(sql))

@@ -52,12 +52,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _migrate(settings: Settings) -> None:
+    from handlers.diagnosis import backfill_signatures
     from storage import db
     from storage.migrate import upgrade
 
     engine = db.create_engine(settings.database_url)
     try:
         before, after = await upgrade(engine)
+        if before and before != after:
+            # Tickets from before error signatures existed get theirs (no-op when they have).
+            await backfill_signatures(db.session_factory(engine), batch=1000)
     finally:
         await engine.dispose()
     if before == after:

@@ -14,10 +14,12 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.changes import CalendarChanges
 from bot.correlation import new_correlation_id, ticket_number
 from bot.db_health import DatabaseMonitor
 from bot.directory.chat_links import ChatLinks
 from bot.directory.factory import create_directory
+from bot.kb import create_kb
 from bot.metrics import Metrics, metrics_handler
 from bot.notifiers import Notifiers
 from bot.notifiers.opsgenie import OpsgenieNotifier
@@ -33,7 +35,7 @@ from bot.teams.front import TeamsFront
 from bot.teams.people import TeamsPeople
 from bot.teams.references import ReferenceStore
 from bot.wakeup import Wakeup
-from handlers import psa
+from handlers import diagnosis, psa
 from handlers.deps import Deps
 from storage import db, outbox
 from storage.migrate import SchemaMismatch, check_schema, upgrade
@@ -60,6 +62,8 @@ class Services:
     places: Places = field(default_factory=Places)
     database: DatabaseMonitor | None = None
     wakeup: Wakeup | None = None
+    calendar: CalendarChanges | None = None
+    backfill: asyncio.Task[int] | None = None
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
@@ -73,9 +77,11 @@ async def start_services(
     await db.ping(engine)
     # SQLite (one host, one file) is migrated on start; PostgreSQL only by `migrate`, and a
     # process refuses a schema that is not exactly its own. Nobody touches a newer one.
+    upgraded = False
     try:
         if db.is_sqlite(settings.database_url):
-            await upgrade(engine)
+            before, after = await upgrade(engine)
+            upgraded = bool(before) and before != after
         else:
             await check_schema(engine, require_newest=True)
     except SchemaMismatch:
@@ -114,6 +120,13 @@ async def start_services(
     )
     metrics = metrics or Metrics()
     monitor = DatabaseMonitor(engine, location=db.location(settings.database_url))
+    kb = create_kb(settings, http)
+    calendar = None
+    if settings.config.changes.calendar:
+        calendar = CalendarChanges(
+            settings.config.changes.calendar, config_dir=settings.config_dir, http=http
+        )
+        await calendar.start()
     deps = Deps(
         config=settings.config,
         sessions=sessions,
@@ -122,6 +135,8 @@ async def start_services(
         observe=metrics.observe,
         database_available=lambda: monitor.available,
         database_trouble=monitor.trouble,
+        kb=kb,
+        change_calendar=calendar,
     )
     services = Services(
         settings=settings,
@@ -131,8 +146,14 @@ async def start_services(
         http=http,
         metrics=metrics,
         database=monitor,
+        calendar=calendar,
     )
     monitor.start()
+    log.info(
+        "diagnosis help: KB %s; change calendar %s",
+        f"{kb.name} at {settings.config.kb.url}" if kb else "off (no kb.source)",
+        settings.config.changes.calendar or "none (Patch Tuesday and config entries only)",
+    )
 
     if client is not None:
         services.notifiers.register("message:slack", SlackNotifier(client))
@@ -174,6 +195,11 @@ async def start_services(
     if web_front:
         services.teams = teams
 
+    if upgraded:
+        # Tickets from before error signatures existed get theirs, in the background.
+        services.backfill = asyncio.get_running_loop().create_task(
+            diagnosis.backfill_signatures(sessions)
+        )
     if scheduler:
         services.scheduler = AsyncIOScheduler(timezone="UTC")
         services.worker = OutboxWorker(
@@ -209,6 +235,9 @@ async def stop_services(services: Services) -> None:
     """Stop everything, each step bounded: a dead database or peer never holds shutdown up."""
     if services.scheduler is not None:
         services.scheduler.shutdown(wait=False)
+    if services.backfill is not None and not services.backfill.done():
+        services.backfill.cancel()
+        await asyncio.gather(services.backfill, return_exceptions=True)
     steps: list[tuple[str, Awaitable[Any]]] = []
     if services.wakeup is not None:
         steps.append(("outbox wake-up", services.wakeup.stop()))
@@ -217,9 +246,13 @@ async def stop_services(services: Services) -> None:
     if services.slack is not None:
         steps.append(("Slack calls", services.slack.drain()))
     if services.teams is not None:
+        steps.append(("Teams answers", services.teams.bot.drain()))
         services.teams.close()
     if services.database is not None:
         steps.append(("database probe", services.database.stop()))
+    steps.append(("KB look-ups", diagnosis.drain(STOP_STEP_SECONDS)))
+    if services.calendar is not None:
+        steps.append(("change calendar", services.calendar.close()))
     steps += [
         ("directory", services.deps.directory.close()),
         ("HTTP client", services.http.close()),

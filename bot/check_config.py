@@ -82,6 +82,20 @@ def describe_incidents(settings: Settings) -> str:
     return text
 
 
+def describe_diagnosis(settings: Settings) -> str:
+    """The KB searched and the change calendar (never the key)."""
+    kb = settings.config.kb
+    changes = settings.config.changes
+    parts = [
+        f"KB {kb.source} at {kb.url}" if kb.source else "KB off (resolved tickets only)",
+        f"change calendar {changes.calendar}" if changes.calendar else "no change calendar",
+        f"{len(changes.entries)} change(s) in the config",
+        "Patch Tuesday " + ("on" if changes.patch_tuesday else "off"),
+        f"a pattern from {settings.config.patterns.repeat_threshold} tickets with one error",
+    ]
+    return "; ".join(parts)
+
+
 def describe_database(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
@@ -196,6 +210,7 @@ async def _report(
         ("directory", await describe_directory(settings)),
         ("incidents", describe_incidents(settings)),
         ("psa", describe_psa(settings.psa, settings.config.psa.tiers)),
+        ("diagnosis", describe_diagnosis(settings)),
         (
             "tickets",
             f"numbered {settings.config.ticket_prefix}-1, {settings.config.ticket_prefix}-2, …",

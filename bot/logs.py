@@ -16,9 +16,9 @@ from bot.correlation import correlation_id, ticket_number
 _SECRET_PATTERNS = [
     re.compile(r"(?P<keep>)xox[abposr]-[A-Za-z0-9-]+"),
     re.compile(r"(?P<keep>)xapp-[A-Za-z0-9-]+"),
-    re.compile(r"(?i)(?P<keep>(?:bearer|genie ?key)\s+)[A-Za-z0-9._~+/=-]{8,}"),
+    re.compile(r"(?i)(?P<keep>(?:bearer|basic|genie ?key)\s+)[A-Za-z0-9._~+/=-]{8,}"),
     re.compile(
-        r"(?i)(?P<keep>(?:routing_key|client_secret|password|access_token|signing_secret)"
+        r"(?i)(?P<keep>(?:routing_key|client_secret|password|access_token|signing_secret|x-api-key|api_key)"
         r"[\"']?\s*[:=]\s*[\"']?)[^\s\"',&]+"
     ),
 ]

@@ -108,6 +108,8 @@ class Settings:
     log_level: str = "INFO"
     outbox_lease_seconds: float = DEFAULT_LEASE
     psa: PsaSettings | None = None
+    kb_api_key: SecretStr | None = None
+    kb_username: str | None = None
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -142,6 +144,43 @@ def lease_from_env(env: Mapping[str, str]) -> float:
     return value
 
 
+def _kb_credentials(
+    config: HelpdeskConfig, env: Mapping[str, str]
+) -> tuple[SecretStr | None, str | None]:
+    """KB_API_KEY (and KB_USERNAME for Confluence), required by `kb.source`."""
+    source = config.kb.source
+    key = _secret(env, "KB_API_KEY")
+    username = env.get("KB_USERNAME", "").strip() or None
+    if source is not None and key is None:
+        raise ConfigError(f"KB_API_KEY: required with kb.source {source}")
+    if source == "confluence" and username is None:
+        raise ConfigError("KB_USERNAME: required with kb.source confluence (the account e-mail)")
+    return key, username
+
+
+def _check_calendar(config: HelpdeskConfig, config_dir: Path | None) -> None:
+    """A calendar file must exist (a URL is fetched after start-up; an outage only warns)."""
+    calendar = config.changes.calendar
+    if not calendar:
+        return
+    parsed = urlparse(calendar)
+    if parsed.scheme in ("http", "https"):
+        if not parsed.netloc:
+            raise ConfigError(f"changes.calendar: {calendar!r} is not an http(s) URL")
+        return
+    if parsed.scheme and len(parsed.scheme) > 1:
+        raise ConfigError(f"changes.calendar: {calendar!r} is neither a file nor an http(s) URL")
+    path = calendar_path(calendar, config_dir)
+    if not path.is_file():
+        raise ConfigError(f"changes.calendar: cannot read {path}")
+
+
+def calendar_path(calendar: str, config_dir: Path | None) -> Path:
+    """A calendar file, relative to the config file."""
+    path = Path(calendar).expanduser()
+    return path if path.is_absolute() or config_dir is None else config_dir / path
+
+
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Build Settings from `env` (usually os.environ); raises ConfigError on a bad value."""
     port_text = env.get("PORT", "3978").strip() or "3978"
@@ -149,6 +188,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         raise ConfigError(f"PORT: {port_text!r} is not a TCP port number")
     config_path = Path(env["HELPDESK_CONFIG"]) if env.get("HELPDESK_CONFIG") else None
     config = load_config(config_path) if config_path else HelpdeskConfig()
+    kb_api_key, kb_username = _kb_credentials(config, env)
+    _check_calendar(config, config_path.parent if config_path else None)
     app_type = env.get("MicrosoftAppType", "").strip() or "MultiTenant"
     if app_type not in APP_TYPES:
         raise ConfigError(f"MicrosoftAppType: {app_type!r} is not one of {', '.join(APP_TYPES)}")
@@ -205,5 +246,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         outbox_lease_seconds=lease_from_env(env),
         log_level=(env.get("LOG_LEVEL", "INFO").strip() or "INFO").upper(),
         psa=psa,
+        kb_api_key=kb_api_key,
+        kb_username=kb_username,
         env=dict(env),
     )

@@ -124,6 +124,16 @@ class Facts:
 
 
 @dataclass(frozen=True)
+class Link:
+    """A titled link to a web page (a KB article). Only http(s) URLs become links; anything
+    else is shown as text."""
+
+    text: str
+    url: str
+    kind: Literal["link"] = "link"
+
+
+@dataclass(frozen=True)
 class TextInput:
     id: str
     label: str
@@ -178,7 +188,7 @@ class Button:
     style: Literal["default", "primary", "danger"] = "default"
 
 
-Element = Text | Facts | TextInput | NumberInput | Select | UserPicker
+Element = Text | Facts | Link | TextInput | NumberInput | Select | UserPicker
 INPUT_KINDS = ("text_input", "number_input", "select", "user_picker")
 
 
@@ -275,8 +285,20 @@ def _inline(raw: Any, legacy: bool) -> Inline:
 _ELEMENTS: dict[str, type] = {
     "text": Text,
     "facts": Facts,
+    "link": Link,
     "text_input": TextInput,
     "number_input": NumberInput,
     "select": Select,
     "user_picker": UserPicker,
 }
+
+
+def safe_url(url: str) -> str | None:
+    """`url` when it is an http(s) URL that can be put in a link as is (no spaces, quotes or
+    markup characters), else None."""
+    url = url.strip()
+    if not url.lower().startswith(("http://", "https://")) or len(url) > 2000:
+        return None
+    if any(c.isspace() or c in '<>|"`()[]\\' for c in url):
+        return None
+    return url

@@ -22,6 +22,7 @@ from cards.model import (
     Element,
     Facts,
     Inline,
+    Link,
     Mention,
     NumberInput,
     Select,
@@ -29,6 +30,7 @@ from cards.model import (
     TextInput,
     UserPicker,
     plain,
+    safe_url,
     spans,
 )
 
@@ -171,9 +173,19 @@ def _facts_blocks(element: Facts) -> list[Block]:
     return _sections("\n".join(lines)) if lines else []
 
 
+def _link_blocks(element: Link) -> list[Block]:
+    url = safe_url(element.url)
+    title = _cut(element.text or element.url, 500)
+    if url is None:
+        return _sections(escape_mrkdwn(f"{title} ({element.url})" if element.url else title))
+    return [{"type": "section", "text": _mrkdwn(f"<{url}|{escape_mrkdwn(title)}>")}]
+
+
 def _element_blocks(element: Element) -> list[Block]:
     if isinstance(element, Text):
         return _text_blocks(element)
+    if isinstance(element, Link):
+        return _link_blocks(element)
     if isinstance(element, Facts):
         return _facts_blocks(element)
     return []  # inputs only render in modals

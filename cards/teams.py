@@ -23,12 +23,14 @@ from cards.model import (
     Element,
     Facts,
     Inline,
+    Link,
     NumberInput,
     Select,
     Text,
     TextInput,
     UserPicker,
     plain,
+    safe_url,
     spans,
 )
 
@@ -151,6 +153,14 @@ def _element(element: Element, cap: int | None) -> dict[str, Any] | None:
         return _text_block(
             markdown(element.text, cap=cap), heading=element.heading, muted=element.muted
         )
+    if isinstance(element, Link):
+        # A link's title comes from outside (a KB): escaped like typed text.
+        title = escape_markdown(_cap(element.text or element.url, cap))
+        url = safe_url(element.url)
+        if url is None:
+            shown = f"{element.text} ({element.url})" if element.url else element.text
+            return _text_block(escape_markdown(_cap(shown, cap)))
+        return {"type": "TextBlock", "text": f"[{title}]({url})", "wrap": True}
     if isinstance(element, Facts):
         if not element.items:
             return None
@@ -218,7 +228,7 @@ def card_size(card: dict[str, Any]) -> int:
 def _longest_text(card: Card) -> int:
     texts: list[Inline] = [card.title, card.fallback]
     for element in card.body:
-        if isinstance(element, Text):
+        if isinstance(element, Text | Link):
             texts.append(element.text)
         elif isinstance(element, Facts):
             texts.extend(part for pair in element.items for part in pair)

@@ -7,7 +7,19 @@ from dataclasses import dataclass
 
 from cards.model import Card, Facts, Text
 
-VERBS = ("new", "show", "mine", "verify", "p1", "escalate", "time", "close", "help")
+VERBS = (
+    "new",
+    "show",
+    "mine",
+    "verify",
+    "p1",
+    "escalate",
+    "time",
+    "close",
+    "similar",
+    "kb",
+    "help",
+)
 TICKET_REF = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,9}-\d{1,12}$")
 
 # What each verb does, in the order `help` lists them (Slack shows `/ticket`, Teams `ticket`).
@@ -20,6 +32,8 @@ USAGE: list[tuple[str, str]] = [
     ("escalate HD-7", "escalate with the required facts"),
     ("time HD-7 45m [note]", "log time"),
     ("close HD-7", "close with a resolution note"),
+    ("similar HD-7", "resolved tickets and KB articles like HD-7 (only to you)"),
+    ("kb <words>", "search the KB and resolved tickets (only to you)"),
     ("help", "this help"),
 ]
 WELCOME_VERBS = ("new", "show", "mine", "help")

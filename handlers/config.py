@@ -5,7 +5,7 @@ Unknown keys are refused, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
@@ -172,6 +172,74 @@ class PsaConfig(_Strict):
         return self.system is not None
 
 
+def _http_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    parsed = urlparse(value.strip())
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    return value.strip()
+
+
+class KbConfig(_Strict):
+    """SPEC "Diagnosis help": the knowledge base searched beside resolved tickets."""
+
+    source: Literal["hudu", "itglue", "confluence"] | None = None
+    url: str | None = None
+    space: str | None = None  # confluence only: the space key searched
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return _http_url(value)
+
+    def model_post_init(self, _: Any) -> None:
+        if self.source is not None and not self.url:
+            raise ValueError(f"url: required with source {self.source}")
+        if self.space is not None and self.source != "confluence":
+            raise ValueError("space: only for source confluence")
+
+
+class ChangeEntry(_Strict):
+    """One change from the config: it touches tickets of its clients or assets."""
+
+    title: str = Field(min_length=1, max_length=300)
+    start: datetime
+    clients: list[str] = Field(default_factory=list)
+    assets: list[str] = Field(default_factory=list)
+
+    @field_validator("start")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("give the time zone, e.g. 2026-12-01T18:00:00Z")
+        return value
+
+
+def _default_patch_categories() -> list[str]:
+    return ["windows", "m365", "office", "outlook", "exchange", "server"]
+
+
+class ChangesConfig(_Strict):
+    """The change calendar: Patch Tuesday, config entries and an iCalendar file or URL."""
+
+    window: Duration = timedelta(days=3)
+    patch_tuesday: bool = True
+    patch_tuesday_categories: list[str] = Field(default_factory=_default_patch_categories)
+    calendar: str | None = None  # a file (relative to the config file) or an http(s) URL
+    entries: list[ChangeEntry] = Field(default_factory=list)
+
+    @field_validator("patch_tuesday_categories")
+    @classmethod
+    def _lower(cls, value: list[str]) -> list[str]:
+        return [v.strip().lower() for v in value if v.strip()]
+
+
+class PatternsConfig(_Strict):
+    # Every ticket with the same error counts, open or closed, the new one included (SPEC).
+    repeat_threshold: int = Field(default=3, ge=2, le=1000)
+
+
 class HelpdeskConfig(_Strict):
     ticket_prefix: str = Field(default="HD", pattern=r"^[A-Za-z][A-Za-z0-9]{0,9}$")
     slack: SlackConfig = Field(default_factory=SlackConfig)
@@ -192,3 +260,7 @@ class HelpdeskConfig(_Strict):
             if tier not in self.sla.tiers:
                 raise ValueError(f"psa.tiers.{contract}: unknown tier {tier!r} (not in sla.tiers)")
         return self
+
+    kb: KbConfig = Field(default_factory=KbConfig)
+    changes: ChangesConfig = Field(default_factory=ChangesConfig)
+    patterns: PatternsConfig = Field(default_factory=PatternsConfig)

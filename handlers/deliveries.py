@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import identity, notify, psa
+from handlers import diagnosis, identity, notify, psa
 from handlers.tickets import card_version, ticket_card
 from storage import outbox
 from storage import tickets as repo
@@ -26,6 +26,8 @@ REPORT_AFTER_ATTEMPTS = 3
 # Rows that report their own failures.
 SELF_REPORTING = {identity.PURPOSE, "psa"}
 MAX_WAIT = 60.0
+# A card refresh queued before the card was posted waits this long for it.
+CARD_WAIT = 120.0
 NAMES = {"message": "message", "dm": "direct message", "update": "message update"}
 
 
@@ -98,7 +100,14 @@ async def prepare(session: AsyncSession, *, message: OutboxMessage) -> Preparati
         ticket = await session.get(Ticket, message.ticket_id)
         if ticket is None:
             return Preparation(None, give_up="the ticket no longer exists")
-        card = ticket_card(ticket)
+        if payload.get("await_card"):
+            if not ticket.card_channel or not ticket.card_message:
+                if (utcnow() - message.created_at).total_seconds() > CARD_WAIT:
+                    return Preparation(None, give_up="the ticket card was never posted")
+                return Preparation(None, wait=0.5)
+            payload["channel"] = ticket.card_channel
+            payload["ts"] = payload["activity_id"] = ticket.card_message
+        card = ticket_card(ticket, extra=await diagnosis.card_elements(session, ticket))
         payload["card"], payload["text"] = card.to_dict(), card.fallback
     if _wants_ticket_thread(message):
         ticket = await session.get(Ticket, message.ticket_id)

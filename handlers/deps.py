@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from handlers.config import HelpdeskConfig
 from handlers.directory import Directory, Person
 from handlers.types import Actor, Forbidden
+from storage import inbound
 from storage.inbound import SessionFactory
+
+if TYPE_CHECKING:
+    from handlers.diagnosis import ChangeCalendar, KbSource
 
 
 def _utcnow() -> datetime:
@@ -31,6 +37,14 @@ class Deps:
     # could not reach it reports so.
     database_available: Callable[[], bool] = field(default=lambda: True)
     database_trouble: Callable[[BaseException], None] = field(default=lambda _: None)
+    # The knowledge base (`kb.source`) and the change calendar file/URL, when configured.
+    kb: KbSource | None = None
+    change_calendar: ChangeCalendar | None = None
+
+    def detached(self) -> Deps:
+        """These deps for work that outlives the request that started it (a background look-up
+        writing later): its transactions are not the request's one change."""
+        return dataclasses.replace(self, sessions=inbound.unbound(self.sessions))
 
     async def person(self, actor: Actor) -> Person | None:
         """The directory entry of whoever acted, matched by platform id only."""

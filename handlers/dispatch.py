@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from cards.model import ActionId
-from handlers import closure, csat, escalation, identity, incidents, tickets
+from handlers import closure, csat, diagnosis, escalation, identity, incidents, tickets
 from handlers.commands import Command, parse, usage
 from handlers.deps import Deps
 from handlers.directory import DirectoryUnavailable, unavailable_text
@@ -80,6 +80,8 @@ COMMANDS: dict[str, Route[CommandHandler]] = {
     "escalate": reads(escalation.escalate_command),
     "time": changes(closure.time_command),
     "close": reads(closure.close_command),
+    "similar": reads(diagnosis.similar_command),
+    "kb": reads(diagnosis.kb_command),
     "help": reads(_help),
 }
 

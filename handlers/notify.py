@@ -76,11 +76,27 @@ async def update_message(
     )
 
 
-async def refresh_ticket_card(session: AsyncSession, ticket: Ticket) -> None:
+async def refresh_ticket_card(
+    session: AsyncSession, ticket: Ticket, *, when_posted: bool = False
+) -> None:
     """Queue an update of the ticket card message to the ticket's state when it is delivered
     (status, priority, identity; a closed ticket's card loses its buttons). Nothing to do
-    while the card's message is unknown (not posted yet, or posted before this existed)."""
+    while the card's message is unknown (not posted yet, or posted before this existed),
+    unless `when_posted`: then the update waits for the card to be posted (for a while)."""
     if not ticket.card_channel or not ticket.card_message:
+        if when_posted:
+            await outbox.enqueue(
+                session,
+                kind="update",
+                ticket_id=ticket.id,
+                payload={
+                    "platform": ticket.source_platform,
+                    "ticket": ticket.number,
+                    "purpose": "ticket-card",
+                    "refresh_ticket_card": True,
+                    "await_card": True,
+                },
+            )
         return
     await update_message(
         session,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -69,6 +70,10 @@ class Reply:
     ticket_card_of: int | None = None
     # A problem with a whole submitted form (nothing saved): shown in the form itself.
     form_error: str = ""
+    # More to say once slow work is done (a KB that has not answered yet): the edge answers
+    # first, then awaits this and shows its reply to the same person, the same way (private
+    # stays private).
+    follow_up: Callable[[], Awaitable[Reply]] | None = None
 
 
 class DomainError(Exception):

@@ -66,7 +66,15 @@ def bound(sessions: SessionFactory, binding: Binding) -> SessionFactory:
         session.sync_session.info[_BINDING] = binding
         return session
 
+    make.unbound = sessions  # type: ignore[attr-defined]
     return make
+
+
+def unbound(sessions: SessionFactory) -> SessionFactory:
+    """The plain factory behind `bound` ones: for work that outlives the delivery (a
+    background task started by it), which is not the delivery's change."""
+    found = getattr(sessions, "unbound", None)
+    return found if found is not None else sessions
 
 
 async def seen(session: AsyncSession, key: str) -> bool:

@@ -261,3 +261,35 @@ class PsaState(Base):
     auth_failed_at: Mapped[datetime | None] = mapped_column(nullable=True)
     auth_error: Mapped[str] = mapped_column(Text, default="", server_default="")
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TicketSignature(Base):
+    """What identifies a ticket's error (`hex:0x80070005`, `exact:<digest>`...), indexed so
+    tickets with the same error are found without reading their texts."""
+
+    __tablename__ = "ticket_signatures"
+    __table_args__ = (Index("ix_ticket_signatures_signature", "signature", "ticket_id"),)
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), primary_key=True)
+    signature: Mapped[str] = mapped_column(String(120), primary_key=True)
+
+
+class TicketDiagnosis(Base):
+    """What the ticket card shows to help diagnosis, worked out when the ticket was opened
+    (similar tickets, pattern, change hints) or later (KB articles)."""
+
+    __tablename__ = "ticket_diagnosis"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), primary_key=True)
+    # [{number, client, resolution, kb_article}]: earlier resolved tickets with the same error.
+    similar: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # Tickets with the same error, this one included, when it made or joined a pattern.
+    pattern_count: Mapped[int] = mapped_column(Integer, default=0)
+    pattern_earlier: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    pattern_label: Mapped[str] = mapped_column(String(200), default="")
+    suggested_kb: Mapped[str] = mapped_column(String(500), default="")
+    hints: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # KB articles for the card: none | pending | ok | unavailable
+    kb_state: Mapped[str] = mapped_column(String(16), default="none")
+    kb_source: Mapped[str] = mapped_column(String(32), default="")
+    kb_articles: Mapped[list[Any]] = mapped_column(JSON, default=list)

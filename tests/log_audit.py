@@ -28,6 +28,7 @@ SECRET_ENV = {
     "PSA_API_KEY",
     "PSA_PUBLIC_KEY",
     "PSA_PRIVATE_KEY",
+    "KB_API_KEY",
 }
 # Tokens the fakes hand to the app (Bot Framework outbound token, Graph access token).
 ISSUED = {"fake-outbound-token", "fake-graph-access-token"}

@@ -229,6 +229,16 @@ class SlackFront:
             )
             return
         await ack(**self._ack_message(reply))
+        if reply.follow_up is not None:
+            self._spawn(lambda: self._follow_up(reply, respond))
+
+    async def _follow_up(self, reply: Reply, respond: Any) -> None:
+        """The rest of an answer (e.g. KB articles that came late), through the command's
+        response_url: seen by the same person, the same way (ephemeral stays ephemeral)."""
+        assert reply.follow_up is not None
+        later = await reply.follow_up()
+        if later.card is not None or later.text:
+            await respond(**self._ack_message(later))
 
     async def _answer_command_later(
         self, work: asyncio.Future[Reply], body: dict[str, Any], respond: Any

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -77,6 +78,7 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
         self.references = references
         self.app_id = app_id
         self.places = places or Places()
+        self._later: set[asyncio.Task[None]] = set()
 
     async def on_turn(self, turn_context: TurnContext) -> None:
         await self.references.remember(turn_context.activity)
@@ -102,6 +104,43 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
             interaction = _interaction(activity, text=command)
         reply = await self._core(interaction)
         await self._answer(turn_context, interaction, reply)
+        if reply.follow_up is not None:
+            task = asyncio.get_running_loop().create_task(
+                self._follow_up(turn_context, interaction, reply)
+            )
+            self._later.add(task)
+            task.add_done_callback(self._later.discard)
+
+    async def _follow_up(
+        self, turn_context: TurnContext, interaction: Interaction, reply: Reply
+    ) -> None:
+        """The rest of an answer (e.g. KB articles that came late), after the turn: to the
+        person's 1:1 chat when the answer was private, else to the same conversation."""
+        assert reply.follow_up is not None
+        try:
+            later = await reply.follow_up()
+            outgoing = replies.reply_activity(later)
+            if outgoing is None:
+                return
+            if later.private and not interaction.conversation.personal:
+                if await self._send_personal(turn_context, outgoing):
+                    return
+            activity = turn_context.activity
+            reference = TurnContext.get_conversation_reference(activity)
+
+            async def work(ctx: TurnContext) -> str:
+                return await proactive.post(ctx, outgoing, conversation_id=activity.conversation.id)
+
+            await proactive.continue_conversation(
+                turn_context.adapter, reference, self.app_id, work
+            )
+        except Exception:
+            log.exception("teams: the rest of an answer could not be sent")
+
+    async def drain(self) -> None:
+        """Wait for answers still being completed (shutdown, tests)."""
+        if self._later:
+            await asyncio.wait(list(self._later), timeout=10)
 
     async def _core(self, interaction: Interaction) -> Reply:
         """The core's answer. Teams waits up to ~15 s for a turn: the directory (a throttled

@@ -15,14 +15,24 @@ MAX_TEXT = 3000
 MAX_KB = 500
 
 
-def closure_form(number: str, *, logged_minutes: int, summary: str = "") -> Card:
-    """Resolution note, category, time spent (required when no time is logged), KB article."""
+def closure_form(
+    number: str,
+    *,
+    logged_minutes: int,
+    summary: str = "",
+    kb_required: str = "",
+    kb_suggested: str = "",
+) -> Card:
+    """Resolution note, category, time spent (required when no time is logged), KB article
+    (required, with the reason, when the ticket is part of a pattern)."""
     logged = (
         f"Time logged so far: {format_duration(timedelta(minutes=logged_minutes))}."
         if logged_minutes
         else "No time is logged yet: enter the time you spent."
     )
     body: list[Element] = [Text(Typed(summary))] if summary else []
+    if kb_required:
+        body.append(Text(kb_required))
     body += [
         Text(logged, muted=True),
         TextInput(
@@ -46,28 +56,35 @@ def closure_form(number: str, *, logged_minutes: int, summary: str = "") -> Card
         TextInput(
             id="kb_article",
             label="KB article",
+            required=bool(kb_required),
+            value=kb_suggested,
             max_length=MAX_KB,
             placeholder="KB0012345 or a link",
         ),
     ]
+    context = {"ticket": number, "logged": str(logged_minutes)}
+    if kb_required:
+        context["kb_required"] = "1"
     return Card(
         title=f"Close {number}",
         body=body,
-        form=Form(
-            action=ActionId.CLOSE_SUBMIT,
-            submit_title="Close ticket",
-            context={"ticket": number, "logged": str(logged_minutes)},
-        ),
+        form=Form(action=ActionId.CLOSE_SUBMIT, submit_title="Close ticket", context=context),
         fallback=f"Close {number}",
     )
 
 
 def rebuild_closure_form(_: Any, data: dict[str, str]) -> Card:
-    """The closure form again from a submission's context (Teams shows errors on it)."""
+    """The closure form again from a submission's context (Teams shows errors on it; a KB
+    article required by a pattern is said under its field)."""
     logged = data.get("logged", "0")
     return closure_form(
-        data.get("ticket", ""), logged_minutes=int(logged) if logged.isdigit() else 0
+        data.get("ticket", ""),
+        logged_minutes=int(logged) if logged.isdigit() else 0,
+        kb_required=KB_REQUIRED if data.get("kb_required") else "",
     )
+
+
+KB_REQUIRED = "A KB article is required: this ticket is part of a pattern."
 
 
 def closed_notice(ticket: Ticket, closer: str) -> str:

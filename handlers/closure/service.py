@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import csat, identity, incidents, notify, psa
+from handlers import csat, diagnosis, identity, incidents, notify, psa
 from handlers.closure.cards import CATEGORIES, MAX_KB, closed_notice, closure_form
 from handlers.closure.rules import note_problem
 from handlers.commands import Command, ticket_ref
@@ -141,7 +141,14 @@ async def _form(deps: Deps, interaction: Interaction, ticket: Ticket) -> Reply:
     identity.require_confirmed(ticket)
     async with deps.sessions() as session:
         logged = sum(e.minutes for e in await repo.time_entries_for(session, ticket.id))
-    card = closure_form(ticket.number, logged_minutes=logged, summary=ticket.summary)
+        pattern = await diagnosis.kb_requirement(session, ticket)
+    card = closure_form(
+        ticket.number,
+        logged_minutes=logged,
+        summary=ticket.summary,
+        kb_required=pattern.reason if pattern else "",
+        kb_suggested=pattern.suggested if pattern else "",
+    )
     return Reply(card=card, as_form=True)
 
 
@@ -169,8 +176,9 @@ def _value(data: dict[str, Any], key: str) -> str:
     return "" if value is None else str(value)
 
 
-def validate(data: dict[str, Any], *, logged_minutes: int) -> Closure:
-    """Check the closure form; InvalidInput names every bad field (ids as in the form)."""
+def validate(data: dict[str, Any], *, logged_minutes: int, kb_required: str = "") -> Closure:
+    """Check the closure form; InvalidInput names every bad field (ids as in the form).
+    `kb_required`: why this ticket needs a KB article (it is part of a pattern)."""
     errors: dict[str, str] = {}
     note = _value(data, "resolution_note")
     if problem := note_problem(note):
@@ -191,6 +199,8 @@ def validate(data: dict[str, Any], *, logged_minutes: int) -> Closure:
     kb = _value(data, "kb_article").strip()
     if kb and (len(kb) > MAX_KB or not (_KB.match(kb) or _URL.match(kb))):
         errors["kb_article"] = "Enter a KB id like KB0012345 or a link (https://…)."
+    elif not kb and kb_required:
+        errors["kb_article"] = kb_required
     if errors:
         raise InvalidInput("The ticket was not closed: please fix the highlighted fields.", errors)
     return Closure(note=note.strip(), category=category, minutes=minutes, kb_article=kb)
@@ -206,7 +216,10 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
     identity.require_confirmed(ticket)
     async with deps.sessions() as session:
         logged = sum(e.minutes for e in await repo.time_entries_for(session, ticket.id))
-    form = validate(interaction.data, logged_minutes=logged)
+        pattern = await diagnosis.kb_requirement(session, ticket)
+    form = validate(
+        interaction.data, logged_minutes=logged, kb_required=pattern.reason if pattern else ""
+    )
     closer = await deps.person(actor)
     closer_name = who_acted(actor, closer).plain()
     survey_to = await csat.survey_address(deps, ticket)
@@ -253,5 +266,8 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
             await notify.tell_technician(
                 session, ticket, closed_notice(ticket, closer_name), purpose="closed"
             )
+        extra = await diagnosis.card_elements(session, ticket)
     log.info("ticket closed", extra={"ticket": ticket.number})
-    return Reply(text=f"Closed {ticket.number}.", card=ticket_card(ticket), private=False)
+    return Reply(
+        text=f"Closed {ticket.number}.", card=ticket_card(ticket, extra=extra), private=False
+    )

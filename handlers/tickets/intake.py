@@ -37,7 +37,8 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def categories(config: HelpdeskConfig) -> list[str]:
-    """Known categories: identity-gated, tier-1 scope and escalation ones, plus `other`.
+    """Known categories: identity-gated, tier-1 scope, escalation and Patch Tuesday ones, plus
+    `other`.
 
     A closed list (not free text) so `Password reset` cannot slip past the identity gate.
     """
@@ -46,6 +47,7 @@ def categories(config: HelpdeskConfig) -> list[str]:
         *config.identity.categories,
         *config.tier1_scope,
         *config.escalation.queues,
+        *config.changes.patch_tuesday_categories,
     }
     known.discard("other")
     return [*sorted(known), "other"]

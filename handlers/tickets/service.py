@@ -7,7 +7,7 @@ import logging
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cards.model import Card
-from handlers import identity, incidents, notify, psa
+from handlers import diagnosis, identity, incidents, notify, psa
 from handlers.commands import Command, ticket_ref
 from handlers.deps import Deps
 from handlers.directory import DirectoryUnavailable, Person
@@ -144,7 +144,9 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
             ticket=ticket,
             technician_email=technician.email if technician else "",
         )
-        card = ticket_card(ticket)
+        card = ticket_card(
+            ticket, extra=await diagnosis.on_ticket_opened(session, deps, ticket=ticket)
+        )
         if not interaction.can_reply:
             await announce(session, ticket=ticket, card=card, channel=channel)
         if outage is not None:
@@ -156,6 +158,7 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
         if ticket.priority == "P1":
             await incidents.on_p1(session, deps, ticket=ticket, actor=interaction.actor)
     deps.observe("ticket_opened", priority=ticket.priority)
+    diagnosis.look_up_kb_for_card(deps, ticket)
     log.info("ticket opened", extra={"ticket": ticket.number, "priority": ticket.priority})
     return Reply(
         text=f"Opened {ticket.number}",
@@ -220,7 +223,8 @@ async def show(deps: Deps, interaction: Interaction, command: Command) -> Reply:
         ticket = await load(deps, command, session)
         if actor.id != ticket.requester_id and not await deps.is_technician(actor):
             raise Forbidden(f"Only technicians and the requester can see {ticket.number}.")
-        extra = await ticket_details.details(session, ticket, deps.directory)
+        extra = await diagnosis.card_elements(session, ticket)
+        extra += await ticket_details.details(session, ticket, deps.directory)
     return Reply(card=ticket_card(ticket, extra=extra), private=True)
 
 

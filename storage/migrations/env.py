@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 
 from storage.db import create_engine
 from storage.models import Base
+from storage.search import include_name
 
 config = context.config
 target_metadata = Base.metadata
@@ -27,6 +28,7 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -46,7 +48,9 @@ connection = config.attributes.get("connection")
 if connection is not None:
     _run(connection)
 elif context.is_offline_mode():
-    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True)
+    context.configure(
+        url=_url(), target_metadata=target_metadata, literal_binds=True, include_name=include_name
+    )
     with context.begin_transaction():
         context.run_migrations()
 else:

@@ -112,7 +112,7 @@ async def slack_ticket(app: AppHarness, fake: FakeSlack, *, priority: str = "P1"
 async def slack_close(app: AppHarness, fake: FakeSlack, number: str) -> None:
     view = await slack_modal(app, fake, f"close {number}")
     values = {"resolution_note": _text(GOOD_NOTE), "resolution_category": _choice("Incident"),
-              "time_spent": _text("1h"), "kb_article": _text("")}  # fmt: skip
+              "time_spent": _text("1h"), "kb_article": _text("KB0012345")}  # fmt: skip
     response = await app.interactive(view_submission(view, values, view_id=f"VC{next(_views)}"))
     assert response.status == 200
     body = await response.text()

@@ -120,8 +120,10 @@ async def test_split_processes_deliver_a_ticket_card_promptly(
         await wait_until(lambda: healthy(client.http, port), timeout=15)  # type: ignore[arg-type]
         latencies = []
         for n in range(5):
+            # A second apart: posts to one channel are paced to about one a second.
+            await asyncio.sleep(1.0)
             answered = await slack_ticket(client, slack_api, priority="P3", users=1)
             await wait_until(lambda n=n: len(slack_posts(slack_api, "C0HELP")) > n, timeout=5)
             latencies.append(slack_api.calls("/api/chat.postMessage")[-1].at - answered)
     # The worker polls every 0.5 s; woken by the commit it does not wait for the poll.
-    assert sorted(latencies)[2] < 0.2, latencies
+    assert sorted(latencies)[2] < 0.25, latencies  # the poll alone: about 0.45 s

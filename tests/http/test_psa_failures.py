@@ -57,6 +57,7 @@ async def test_503s_then_429_then_created_once_on_time_and_pending_meanwhile(
         await wait_until(throttled, timeout=15, what="the 429")
         answered_429 = throttled()[0].at
         assert [c.status for c in fake.calls(INCIDENTS)] == [503, 503, 503, 429]
+
         async def pause_shown() -> bool:
             # The fake answered the 429; the worker records it a moment later.
             shown = await show(app)

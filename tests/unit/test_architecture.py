@@ -133,13 +133,17 @@ def test_migrations_match_the_models(tmp_path: Path) -> None:
     from storage import db
     from storage.migrate import upgrade
     from storage.models import Base
+    from storage.search import include_name
 
     async def diff() -> list[object]:
         engine = db.create_engine(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}")
         await upgrade(engine)
         async with engine.connect() as conn:
             result = await conn.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
+                lambda sync: compare_metadata(
+                    MigrationContext.configure(sync, opts={"include_name": include_name}),
+                    Base.metadata,
+                )
             )
         await engine.dispose()
         return result

@@ -15,12 +15,13 @@ from typing import Any
 
 import pytest
 
-from cards.model import Card
+from cards.model import Card, Rich, Typed
 from cards.slack import render_message
 from cards.teams import render_card
 from handlers.closure.cards import closure_form
 from handlers.commands import usage, welcome
 from handlers.csat.cards import followup_card, survey_card
+from handlers.diagnosis.cards import card_section, results_card, similar_fact
 from handlers.directory import Person
 from handlers.escalation.cards import escalation_card
 from handlers.escalation.rules import FACTS as ESCALATION_FACTS
@@ -28,7 +29,7 @@ from handlers.formatting import technician
 from handlers.identity.cards import outcome_card, request_card
 from handlers.incidents.cards import notice, resolved_notice
 from handlers.tickets.cards import ticket_card
-from storage.models import IdentityCheck, Ticket
+from storage.models import IdentityCheck, Ticket, TicketDiagnosis
 
 HOSTILE = "[x](https://evil.example) **bold** <!channel> <https://evil.example|y>"
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -73,6 +74,25 @@ def hostile_ticket(**overrides: Any) -> Ticket:
     return Ticket(**(fields | overrides))
 
 
+def hostile_similar() -> dict[str, str]:
+    return {"number": "HD-1", "client": HOSTILE, "resolution": HOSTILE, "kb_article": HOSTILE}
+
+
+def hostile_diagnosis() -> TicketDiagnosis:
+    return TicketDiagnosis(
+        ticket_id=7,
+        similar=[hostile_similar()],
+        pattern_count=3,
+        pattern_earlier=["HD-1", "HD-2"],
+        pattern_label=HOSTILE,
+        suggested_kb=HOSTILE,
+        hints=[HOSTILE],
+        kb_state="ok",
+        kb_source="Hudu",
+        kb_articles=[{"title": HOSTILE, "url": "https://docs.example.com/kba/1"}],
+    )
+
+
 MANAGER = Person(email="bo@example.com", name=HOSTILE, slack_id="U0BO")
 CHECK = IdentityCheck(id=1, nonce="n" * 40, created_at=NOW, expires_at=NOW + timedelta(minutes=15))
 FACTS = {fact.id: HOSTILE for fact in ESCALATION_FACTS}
@@ -96,6 +116,14 @@ BUILDERS: dict[str, Callable[[], Card]] = {
     "identity outcome": lambda: outcome_card(hostile_ticket(), "You approved this request."),
     "help": lambda: usage("teams"),
     "welcome": lambda: welcome("teams"),
+    "diagnosis section": lambda: Card(
+        title="HD-7", body=card_section(hostile_diagnosis(), number="HD-7")
+    ),
+    "similar answer": lambda: results_card(
+        Rich("Similar to HD-7: ", Typed(HOSTILE)),
+        [("Same error", [similar_fact(hostile_similar())])],
+        empty="none",
+    ),
 }
 # A Markdown link or emphasis that Teams would render: an unescaped `[`, `**` or `*x*`.
 LINK_OR_EMPHASIS = re.compile(r"(?<!\\)\[[^\]]*(?<!\\)\]\(|(?<!\\)\*\*|(?<![\\*])\*[^*\s]")

@@ -1,0 +1,66 @@
+"""Brief caching of KB answers: a repeated search within a minute asks the KB once, and
+searches that arrive while the same one is on its way wait for it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from bot.directory.cache import TtlCache
+from handlers.diagnosis import KbArticle, KbSource
+
+ANSWER_TTL = 60.0
+MAX_ENTRIES = 1_000
+
+
+class CachedKb:
+    """A KbSource in front of another: answers kept `ttl` seconds (failures are not kept)."""
+
+    def __init__(
+        self,
+        source: KbSource,
+        *,
+        ttl: float = ANSWER_TTL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.source = source
+        self._cache: TtlCache[list[KbArticle]] = TtlCache(ttl, max_size=MAX_ENTRIES, clock=clock)
+        self._flying: dict[tuple[str, int], asyncio.Future[list[KbArticle]]] = {}
+
+    def __repr__(self) -> str:
+        return f"CachedKb({self.source!r})"
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    async def search(self, query: str, *, limit: int) -> list[KbArticle]:
+        key = (" ".join(query.lower().split()), limit)
+        hit, cached = self._cache.get(key)
+        if hit and cached is not None:
+            return list(cached)
+        flying = self._flying.get(key)
+        if flying is not None:
+            try:
+                return list(await asyncio.shield(flying))
+            except asyncio.CancelledError:
+                if not flying.cancelled():
+                    raise  # this search itself was cancelled
+                # The first asker went away before the answer: ask again.
+        future: asyncio.Future[list[KbArticle]] = asyncio.get_running_loop().create_future()
+        self._flying[key] = future
+        try:
+            found = await self.source.search(query, limit=limit)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: nobody else may be waiting
+            raise
+        finally:
+            self._flying.pop(key, None)
+        future.set_result(found)
+        self._cache.put(key, found)
+        return list(found)

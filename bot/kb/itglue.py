@@ -1,0 +1,60 @@
+"""IT Glue documents (JSON:API): `GET <kb.url>/documents?filter[name]=…`, `x-api-key`.
+
+IT Glue has no free-text search endpoint: documents are matched on their name.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+from pydantic import SecretStr
+
+from bot.kb.http import get_json
+from handlers.diagnosis import KbArticle, KbUnavailable, clean_title
+
+MEDIA_TYPE = "application/vnd.api+json"
+
+
+class ItGlueSource:
+    name = "IT Glue"
+
+    def __init__(self, http: aiohttp.ClientSession, *, url: str, api_key: SecretStr) -> None:
+        self.http = http
+        self.base = url.rstrip("/")
+        self._api_key = api_key
+
+    def __repr__(self) -> str:
+        return f"ItGlueSource(url={self.base!r})"
+
+    async def search(self, query: str, *, limit: int) -> list[KbArticle]:
+        data = await get_json(
+            self.http,
+            f"{self.base}/documents",
+            params={"filter[name]": query, "page[size]": str(max(limit, 1)), "page[number]": "1"},
+            headers={
+                "x-api-key": self._api_key.get_secret_value(),
+                "Content-Type": MEDIA_TYPE,
+                "Accept": MEDIA_TYPE,
+            },
+            service="IT Glue",
+        )
+        items = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise KbUnavailable("IT Glue: the answer has no JSON:API `data` list")
+        found: list[KbArticle] = []
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            attributes = item.get("attributes")
+            if not isinstance(attributes, dict):
+                continue
+            title = clean_title(str(attributes.get("name") or ""))
+            url = str(
+                attributes.get("resource-url")
+                or attributes.get("url")
+                or (f"{self.base}/documents/{item['id']}" if item.get("id") else "")
+            )
+            if title and url:
+                found.append(KbArticle(title, url))
+            if len(found) == limit:
+                break
+        return found

@@ -1,0 +1,144 @@
+"""What diagnosis help shows: the ticket card's section, `similar` and `kb` answers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from cards.model import Card, Element, Facts, Inline, Link, Rich, Text, Typed, plain
+from handlers.diagnosis.kb import KbArticle
+from handlers.diagnosis.rules import first_line
+from storage.error_signatures import Brief
+from storage.models import TicketDiagnosis
+from storage.search import Found
+
+SIMILAR_TITLE = "Similar tickets"
+NO_KB = "no KB article"
+
+
+def _client(client: str) -> Inline:
+    return Typed(client.strip()) if client.strip() else "no client"
+
+
+def _label(number: str, client: str) -> Inline:
+    return Rich(f"{number} (", _client(client), ")")
+
+
+def _resolution(resolution: str, kb: str, why: str = "") -> Inline:
+    """First line of the resolution note (as typed), its KB article value, why it matched."""
+    shown: Inline = Typed(resolution) if resolution else "(no resolution note)"
+    kb_part: Inline = Rich(" | KB article: ", Typed(kb)) if kb else f" | {NO_KB}"
+    return Rich(shown, kb_part, f" | {why}" if why else "")
+
+
+def similar_fact(item: dict[str, Any]) -> tuple[Inline, Inline]:
+    """`HD-3 (globex)`: first line of its resolution note, and its KB article value."""
+    return (
+        _label(str(item.get("number", "")), str(item.get("client") or "")),
+        _resolution(str(item.get("resolution") or ""), str(item.get("kb_article") or "")),
+    )
+
+
+def similar_item(found: Found) -> dict[str, str]:
+    """What a card keeps of an earlier resolved ticket."""
+    return {
+        "number": found.number,
+        "client": found.client,
+        "resolution": first_line(found.resolution_note),
+        "kb_article": found.kb_article,
+    }
+
+
+def brief_item(found: Brief) -> dict[str, str]:
+    """`similar_item` of an earlier ticket found at intake."""
+    return {
+        "number": found.number,
+        "client": found.client,
+        "resolution": first_line(found.resolution_note),
+        "kb_article": found.kb_article,
+    }
+
+
+def kb_elements(source: str, articles: Sequence[KbArticle]) -> list[Element]:
+    if not articles:
+        return []
+    return [
+        Text(f"KB articles ({source})", muted=True),
+        *(Link(a.title or a.url, a.url) for a in articles),
+    ]
+
+
+# Counts of tickets with one error stop here (see service.COUNT_CAP).
+COUNTED_UP_TO = 100
+
+
+def pattern_text(row: TicketDiagnosis, number: str) -> Inline:
+    earlier = ", ".join(row.pattern_earlier)
+    # The label comes from what people typed (an error code, or the error text itself).
+    label: Inline = Rich(" (", Typed(row.pattern_label), ")") if row.pattern_label else ""
+    if row.pattern_count > COUNTED_UP_TO:
+        return Rich(
+            f"Pattern: {number} is one of more than {COUNTED_UP_TO} tickets with this error",
+            label,
+            f". Latest: {earlier}. Closing it needs a KB article.",
+        )
+    more = row.pattern_count - 1 - len(row.pattern_earlier)
+    if more > 0:
+        earlier += f" and {more} more"
+    return Rich(
+        f"Pattern: {number} is ticket {row.pattern_count} with this error",
+        label,
+        f". Earlier: {earlier}. Closing it needs a KB article.",
+    )
+
+
+def card_section(row: TicketDiagnosis | None, *, number: str) -> list[Element]:
+    """The ticket card's diagnosis section: similar tickets, KB articles, pattern, changes."""
+    if row is None:
+        return []
+    out: list[Element] = []
+    if row.pattern_count:
+        out.append(Text(pattern_text(row, number)))
+        if row.suggested_kb:
+            out.append(Facts([("Suggested KB article", Typed(row.suggested_kb))]))
+    if row.similar:
+        out.append(Text(SIMILAR_TITLE, muted=True))
+        out.append(Facts([similar_fact(item) for item in row.similar]))
+    if row.kb_state == "ok":
+        articles = [KbArticle.from_dict(a) for a in row.kb_articles]
+        out += kb_elements(row.kb_source, articles)
+    elif row.kb_state == "unavailable":
+        out.append(
+            Text(f"{row.kb_source} did not answer: try `similar {number}` later.", muted=True)
+        )
+    if row.hints:
+        out.append(Text("Recent changes", muted=True))
+        out += [Text(Rich("Change: ", Typed(hint))) for hint in row.hints]
+    return out
+
+
+def found_fact(found: Found | Brief, *, why: str = "") -> tuple[Inline, Inline]:
+    return (
+        _label(found.number, found.client),
+        _resolution(first_line(found.resolution_note), found.kb_article, why),
+    )
+
+
+def results_card(
+    title: Inline,
+    sections: Sequence[tuple[str, Sequence[tuple[Inline, Inline]]]],
+    *,
+    empty: str,
+    kb: list[Element] | None = None,
+    notes: Sequence[str] = (),
+) -> Card:
+    """A `similar` / `kb` answer: sections of facts, KB links, notes (e.g. KB not answering)."""
+    body: list[Element] = []
+    for heading, facts in sections:
+        if facts:
+            body += [Text(heading, muted=True), Facts(list(facts))]
+    if not body:
+        body.append(Text(empty))
+    body += kb or []
+    body += [Text(note, muted=True) for note in notes]
+    return Card(title=title, body=body, fallback=plain(title))

@@ -1,0 +1,307 @@
+"""Error signatures: what identifies an error in a ticket's exact error text (pure rules).
+
+A signature is `kind:value`. Codes are the kinds SPEC's "the same error" is about: two tickets
+have the same error when their exact error texts are equal (ignoring case and surrounding
+whitespace: kind `exact`) or when they carry the same error code: a hex code (`0x80070005`,
+also written as a negative HRESULT or as Teams' `caa70004`), a Windows event ID, an `AADSTS`
+code, an HTTP status, an Office error code (`30015-11`) or a numbered Windows/VPN error
+(`Error 809`). Two more kinds only rank look-alikes (`similar`): exception names, and the
+message text with what varies between two reports of one error (numbers, paths, GUIDs,
+timestamps, addresses, host names) taken out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+# Kinds whose shared value makes two tickets have "the same error" (SPEC).
+CODE_KINDS = ("hex", "event", "aadsts", "http", "office", "error")
+SAME_ERROR_KINDS = ("exact", *CODE_KINDS)
+# Kinds that only say two errors look alike.
+LOOKALIKE_KINDS = ("text", "exception")
+MAX_SIGNATURE = 120
+
+_HEX = re.compile(r"(?<![0-9a-z])0x([0-9a-f]{1,16})(?![0-9a-z])", re.IGNORECASE)
+# An HRESULT written in decimal, e.g. Office's "(-2147024891)" = 0x80070005.
+_NEGATIVE_HRESULT = re.compile(r"(?<![\w.-])-(2\d{9})(?!\d)")
+# Eight hex digits without 0x after "error code", "hr=" ... and Teams' caaXXXXX codes.
+_BARE_HEX = re.compile(
+    r"(?:\b(?:error|code|hresult|hr|status)\s*(?:code)?\s*[:=#-]?\s*|(?<![0-9a-z]))"
+    r"((?:[89a-f][0-9a-f]{7})(?=\b))",
+    re.IGNORECASE,
+)
+# Hex values that are not error codes: addresses, offsets, build time stamps, ids.
+_NOT_A_CODE = re.compile(
+    r"(?:offset|stamp|address|addr|process id|thread id|pid|tid|handle|base)\s*[:=]?\s*$",
+    re.IGNORECASE,
+)
+_CAA = re.compile(r"(?<![0-9a-z])(caa[0-9a-f]{5})(?![0-9a-z])", re.IGNORECASE)
+_EVENT = re.compile(r"\bevent\s*(?:id|code)?\s*[:#=]?\s*(\d{1,5})\b", re.IGNORECASE)
+_AADSTS = re.compile(r"\bAADSTS(\d{4,7})\b", re.IGNORECASE)
+_REASONS = (
+    "bad request|unauthorized|payment required|forbidden|not found|method not allowed|"
+    "not acceptable|proxy authentication required|request timeout|conflict|gone|"
+    "payload too large|request entity too large|unsupported media type|too many requests|"
+    "internal server error|not implemented|bad gateway|service unavailable|gateway timeout|"
+    "http version not supported"
+)
+_HTTP = (
+    re.compile(
+        r"\bHTTP(?:/\d(?:\.\d)?)?\s*(?:error|status|response|code)?\s*(?:code)?\s*[:#=]?\s*"
+        r"\(?([1-5]\d\d)\b",
+        re.IGNORECASE,
+    ),
+    re.compile(r"\bstatus\s*code\s*[:#=]?\s*\(?([1-5]\d\d)\b", re.IGNORECASE),
+    re.compile(r"\bstatus\s*[:=]\s*([1-5]\d\d)\b", re.IGNORECASE),
+    re.compile(rf"\(?\b([1-5]\d\d)\)?\s*[-:]?\s*(?:{_REASONS})\b", re.IGNORECASE),
+    re.compile(r"\berror\s*[:#]?\s*(40[0-9]|41[0-9]|429|50[0-9])\b(?![-.]\d)", re.IGNORECASE),
+)
+_OFFICE = re.compile(r"\bcode\s*[:#]?\s*(\d{4,5}-\d{1,5})\b", re.IGNORECASE)
+_NUMBERED = re.compile(
+    r"\b(?:error|err|system error|error code|code)\s*[:#]?\s*(\d{2,5})\b(?![-.]\d)", re.IGNORECASE
+)
+_EXCEPTION = re.compile(
+    r"(?<![\w.])((?:[A-Za-z_][A-Za-z0-9_]*\.)*[A-Z][A-Za-z0-9_]*?(?:Exception|Error))\b"
+)
+_PLAIN_WORDS = frozenset({"error", "exception", "servererror"})
+
+# What differs between two reports of one error.
+_VARIABLE = [
+    re.compile(r"https?://\S+", re.IGNORECASE),
+    re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"),
+    re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.IGNORECASE),
+    re.compile(
+        r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)?"
+        r"(?:\s*(?:Z|UTC|GMT|[+-]\d{2}:?\d{2}))?",
+        re.IGNORECASE,
+    ),
+    re.compile(r"\b\d{1,4}[/.]\d{1,2}[/.]\d{1,4}\b"),
+    re.compile(r"\b\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:\s*[AP]\.?M\.?)?\b", re.IGNORECASE),
+    re.compile(r"(?<![\w])[A-Za-z]:\\[^\s\"'<>|]*"),
+    re.compile(r"\\\\[^\s\"'<>|]+"),
+    re.compile(r"(?<![\w.])(?:~|\.{1,2})?/(?:[\w.@-]+/)+[\w.@-]*"),
+    re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"),
+    re.compile(r"\b[0-9a-f]{12,}\b", re.IGNORECASE),
+    re.compile(
+        r"\b(?:[a-z0-9-]+\.)+(?:com|net|org|local|lan|corp|io|int|edu|gov)\b", re.IGNORECASE
+    ),
+    re.compile(r"'[^'\n]{1,40}'|\"[^\"\n]{1,40}\""),
+]
+_DIGITS = re.compile(r"\d+")
+_NON_WORD = re.compile(r"[^\w]+")
+
+
+@dataclass(frozen=True)
+class Signature:
+    kind: str
+    value: str
+
+    @property
+    def key(self) -> str:
+        """What is stored and indexed: `kind:value`."""
+        return f"{self.kind}:{self.value}"[:MAX_SIGNATURE]
+
+    @property
+    def same_error(self) -> bool:
+        return self.kind in SAME_ERROR_KINDS
+
+    @property
+    def label(self) -> str:
+        """How the signature is named to a technician."""
+        return describe(self.key)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+
+
+def exact_key(error_text: str) -> str:
+    """The `exact` signature: the text without surrounding whitespace, case folded."""
+    return _digest(error_text.strip().casefold())
+
+
+def _hex(digits: str) -> str:
+    value = int(digits, 16)
+    # Leading zeros carry no meaning (0x7B and 0x0000007B are one stop code).
+    return f"0x{value:08x}" if value <= 0xFFFFFFFF else f"0x{value:x}"
+
+
+def codes(text: str) -> list[Signature]:
+    """The error codes in `text` (every kind SPEC's "the same error" compares), in order."""
+    found: list[Signature] = []
+    taken: list[tuple[int, int]] = []
+
+    def add(kind: str, value: str, span: tuple[int, int]) -> None:
+        taken.append(span)
+        signature = Signature(kind, value)
+        if signature not in found:
+            found.append(signature)
+
+    def free(span: tuple[int, int]) -> bool:
+        return all(span[1] <= a or span[0] >= b for a, b in taken)
+
+    for match in _HEX.finditer(text):
+        if _NOT_A_CODE.search(text[max(0, match.start() - 20) : match.start()]):
+            taken.append(match.span())
+            continue
+        add("hex", _hex(match.group(1)), match.span(1))
+    for match in _CAA.finditer(text):
+        if free(match.span(1)):
+            add("hex", _hex(match.group(1)), match.span(1))
+    for match in _BARE_HEX.finditer(text):
+        if free(match.span(1)) and re.search(r"[a-f]|^8", match.group(1), re.IGNORECASE):
+            add("hex", _hex(match.group(1)), match.span(1))
+    for match in _NEGATIVE_HRESULT.finditer(text):
+        value = int(match.group(1))
+        if 0x80000000 <= 2**32 - value <= 0xFFFFFFFF and value <= 2**31:
+            add("hex", _hex(f"{2**32 - value:x}"), match.span())
+    for match in _AADSTS.finditer(text):
+        add("aadsts", str(int(match.group(1))), match.span())
+    for match in _EVENT.finditer(text):
+        if free(match.span(1)):
+            add("event", str(int(match.group(1))), match.span(1))
+    for pattern in _HTTP:
+        for match in pattern.finditer(text):
+            if free(match.span(1)):
+                add("http", match.group(1), match.span(1))
+    for match in _OFFICE.finditer(text):
+        if free(match.span(1)):
+            add("office", match.group(1), match.span(1))
+    for match in _NUMBERED.finditer(text):
+        if free(match.span(1)):
+            add("error", str(int(match.group(1))), match.span(1))
+    return found
+
+
+def exceptions(text: str) -> list[Signature]:
+    """Exception type names (`System.UnauthorizedAccessException`, `KeyError`), lower case."""
+    names: list[Signature] = []
+    for match in _EXCEPTION.finditer(text):
+        name = match.group(1)
+        if name.lower() in _PLAIN_WORDS:
+            continue
+        signature = Signature("exception", name.lower())
+        if signature not in names:
+            names.append(signature)
+    return names
+
+
+def normalised(text: str) -> str:
+    """The message without what varies between reports of one error (numbers, paths, GUIDs,
+    timestamps, addresses, quoted names), lower case, words only; codes are kept apart."""
+    out = text
+    for pattern in _VARIABLE:
+        out = pattern.sub(" ", out)
+    for found in codes(text):
+        out = out.replace(found.value, " ")
+    out = _DIGITS.sub(" ", _CAA.sub(" ", _HEX.sub(" ", out)))
+    return " ".join(_NON_WORD.sub(" ", out.lower()).replace("_", " ").split())
+
+
+def signatures(error_text: str, *, summary: str = "") -> list[Signature]:
+    """Every signature of a ticket: codes from its error text and summary, the exact text,
+    exception names and the normalised message (from the error text)."""
+    text = error_text.strip()
+    found = codes(text)
+    for extra in codes(summary):
+        if extra not in found:
+            found.append(extra)
+    if not text:
+        return found
+    found.append(Signature("exact", exact_key(text)))
+    found += [e for e in exceptions(text) if e not in found]
+    message = normalised(text)
+    if len(message.split()) >= 2:
+        coded = ",".join(sorted(s.key for s in found if s.kind in CODE_KINDS))
+        found.append(Signature("text", _digest(f"{message}|{coded}")))
+    return found
+
+
+def same_error_keys(found: Iterable[Signature]) -> list[str]:
+    return [s.key for s in found if s.same_error]
+
+
+def same_error(a_error: str, b_error: str, *, a_summary: str = "", b_summary: str = "") -> bool:
+    """SPEC: equal exact error texts (case and surrounding whitespace ignored), or a shared
+    error code."""
+    a = set(same_error_keys(signatures(a_error, summary=a_summary)))
+    b = set(same_error_keys(signatures(b_error, summary=b_summary)))
+    return bool(a & b)
+
+
+def look_alike(a_error: str, b_error: str) -> bool:
+    """Weaker than `same_error`: the same message once numbers, paths, GUIDs, timestamps and
+    names are taken out (and the same codes, if any)."""
+    a = {s.key for s in signatures(a_error) if s.kind == "text"}
+    b = {s.key for s in signatures(b_error) if s.kind == "text"}
+    return bool(a & b) or same_error(a_error, b_error)
+
+
+_KIND_NAMES = {
+    "hex": "{}",
+    "event": "event ID {}",
+    "aadsts": "AADSTS{}",
+    "http": "HTTP {}",
+    "office": "error code {}",
+    "error": "error {}",
+    "exception": "{}",
+}
+
+
+def describe(key: str) -> str:
+    """A stored signature in words: `0x80070005`, `HTTP 503`, `the same error text`."""
+    kind, _, value = key.partition(":")
+    if kind == "exact":
+        return "the same error text"
+    if kind == "text":
+        return "a similar error text"
+    template = _KIND_NAMES.get(kind, "{}")
+    return template.format(value)
+
+
+# -- words for full-text search -------------------------------------------------------------
+
+STOP_WORDS = frozenset(
+    """
+    a about after again all also am an and any are as at be been before being but by can
+    cannot could did do does doing done for from get gets getting got had has have having he
+    her here him his how i if in into is it its just keep keeps me my no not now of off on
+    once only or our out over she so some still than that the their them then there these
+    they this those to too try trying under until up us very was we were what when where
+    which while who why will with would you your
+    error errors issue issues problem problems please help user users ticket unable fails
+    failed failing working work works doesnt dont cant wont isnt
+    """.split()
+)
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+MAX_TERMS = 12
+
+
+def terms(*texts: str, limit: int = MAX_TERMS) -> list[str]:
+    """Search words of `texts`, in order, lower case: codes first, no stop words, no bare
+    numbers, no duplicates."""
+    out: list[str] = []
+    joined = " ".join(texts)
+    for found in codes(joined):
+        if found.kind == "hex":
+            out.append(found.value)
+        elif found.kind == "aadsts":
+            out.append(f"aadsts{found.value}")
+    for text in texts:
+        for word in _WORD.findall(text.lower()):
+            if len(word) < 3 or word in STOP_WORDS or word.isdigit() or word in out:
+                continue
+            out.append(word)
+    return out[:limit]
+
+
+def first_line(text: str, limit: int = 160) -> str:
+    """The first non-empty line, cut to `limit` characters."""
+    for line in text.splitlines():
+        line = line.strip()
+        if line:
+            return line if len(line) <= limit else line[: limit - 1] + "…"
+    return ""

@@ -1,0 +1,282 @@
+"""Error signatures in the database: stored with each ticket, and found again by index
+ranges (one per signature, newest first), never by reading the tickets' texts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, func, insert, or_, select, union_all
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage import statements
+from storage.models import Ticket, TicketDiagnosis, TicketSignature
+from storage.search import COLUMNS, Found, found_of
+
+_TICKETS = statements.table_of(Ticket)
+_SIGNATURES = statements.table_of(TicketSignature)
+_DIAGNOSIS = statements.table_of(TicketDiagnosis)
+_INSERT_SIGNATURE = insert(_SIGNATURES)
+
+_INSERT_DIAGNOSIS = insert(_DIAGNOSIS)
+
+
+async def add_diagnosis(
+    session: AsyncSession, *, ticket_id: int, row: dict[str, Any], signatures: Sequence[str]
+) -> None:
+    """Store a new ticket's diagnosis row and signatures (Core statements, caller's
+    transaction)."""
+    conn = await session.connection()
+    await conn.execute(_INSERT_DIAGNOSIS, row)
+    await add_signatures(session, ticket_id=ticket_id, keys=signatures)
+
+
+async def add_signatures(session: AsyncSession, *, ticket_id: int, keys: Sequence[str]) -> None:
+    """Store a ticket's signatures (in the caller's transaction)."""
+    if not keys:
+        return
+    conn = await session.connection()
+    await conn.execute(
+        _INSERT_SIGNATURE, [{"ticket_id": ticket_id, "signature": k} for k in dict.fromkeys(keys)]
+    )
+
+
+_BY_SIGNATURES: dict[tuple[int, bool], Any] = {}
+# What a new ticket's card needs of earlier tickets (no texts but the resolution's start).
+_BRIEF = (
+    _TICKETS.c.id,
+    _TICKETS.c.number,
+    _TICKETS.c.client,
+    _TICKETS.c.status,
+    func.substr(_TICKETS.c.resolution_note, 1, 300).label("resolution_note"),
+    _TICKETS.c.kb_article,
+)
+
+
+def _by_signatures(count: int, brief: bool = False) -> Any:
+    """Per signature the newest `per` tickets before `before` (one index range each, no sort
+    of every match), joined to their tickets."""
+    stmt = _BY_SIGNATURES.get((count, brief))
+    if stmt is not None:
+        return stmt
+    parts = []
+    for index in range(count):
+        newest = (
+            select(_SIGNATURES.c.signature, _SIGNATURES.c.ticket_id)
+            .where(
+                _SIGNATURES.c.signature == bindparam(f"s{index}"),
+                _SIGNATURES.c.ticket_id < bindparam("before"),
+            )
+            .order_by(_SIGNATURES.c.ticket_id.desc())
+            .limit(bindparam("per"))
+            .subquery()
+        )
+        parts.append(select(newest.c.signature, newest.c.ticket_id))
+    matched = union_all(*parts).subquery() if count > 1 else parts[0].subquery()
+    stmt = (
+        select(matched.c.signature, *(_BRIEF if brief else COLUMNS))
+        .join_from(matched, _TICKETS, _TICKETS.c.id == matched.c.ticket_id)
+        .order_by(_TICKETS.c.id.desc())
+    )
+    _BY_SIGNATURES[(count, brief)] = stmt
+    return stmt
+
+
+@dataclass(frozen=True)
+class Brief:
+    """An earlier ticket as a new ticket's card lists it."""
+
+    id: int
+    number: str
+    client: str
+    status: str
+    resolution_note: str
+    kb_article: str
+    matched: tuple[str, ...]
+
+
+async def brief_with_signatures(
+    session: AsyncSession, keys: Sequence[str], *, before: int, per: int
+) -> tuple[list[Brief], dict[str, int]]:
+    """`with_signatures` for the intake path: few columns, newest first, and how many were
+    found per signature (`per` at most)."""
+    keys = list(dict.fromkeys(keys))
+    if not keys:
+        return [], {}
+    params: dict[str, Any] = {f"s{i}": k for i, k in enumerate(keys)}
+    params |= {"before": before, "per": per}
+    conn = await session.connection()
+    rows = (await conn.execute(_by_signatures(len(keys), brief=True), params)).all()
+    per_key: dict[str, int] = {}
+    merged: dict[int, tuple[Any, list[str]]] = {}
+    for row in rows:
+        per_key[row.signature] = per_key.get(row.signature, 0) + 1
+        merged.setdefault(row.id, (row, []))[1].append(row.signature)
+    found = [
+        Brief(r.id, r.number, r.client, r.status, r.resolution_note, r.kb_article, tuple(m))
+        for r, m in merged.values()
+    ]
+    found.sort(key=lambda b: b.id, reverse=True)
+    return found, per_key
+
+
+async def with_signatures(
+    session: AsyncSession, keys: Sequence[str], *, before: int, per: int = 50
+) -> tuple[list[Found], set[str]]:
+    """Tickets carrying any of `keys` with an id below `before`, newest first (at most `per`
+    per signature), and the signatures that had more than that."""
+    keys = list(dict.fromkeys(keys))
+    if not keys:
+        return [], set()
+    params: dict[str, Any] = {f"s{i}": k for i, k in enumerate(keys)}
+    params |= {"before": before, "per": per}
+    conn = await session.connection()
+    rows = (await conn.execute(_by_signatures(len(keys)), params)).all()
+    per_key: dict[str, int] = {}
+    merged: dict[int, tuple[Any, list[str]]] = {}
+    for row in rows:
+        per_key[row.signature] = per_key.get(row.signature, 0) + 1
+        entry = merged.setdefault(row.id, (row, []))
+        entry[1].append(row.signature)
+    more = {key for key, n in per_key.items() if n >= per}
+    found = [found_of(row, matched=tuple(keys_)) for row, keys_ in merged.values()]
+    found.sort(key=lambda f: f.id, reverse=True)
+    return found, more
+
+
+_COUNTS: dict[int, Any] = {}
+
+
+async def count_with_signatures(
+    session: AsyncSession, keys: Sequence[str], *, before: int, cap: int = 1000
+) -> int:
+    """How many tickets below `before` carry any of `keys` (at most `cap` per signature are
+    looked at: each is one index range, as in `with_signatures`)."""
+    keys = list(dict.fromkeys(keys))
+    if not keys:
+        return 0
+    stmt = _COUNTS.get(len(keys))
+    if stmt is None and len(keys) == 1:
+        one = (
+            select(_SIGNATURES.c.ticket_id)
+            .where(
+                _SIGNATURES.c.signature == bindparam("s0"),
+                _SIGNATURES.c.ticket_id < bindparam("before"),
+            )
+            .limit(bindparam("cap"))
+            .subquery()
+        )
+        stmt = _COUNTS[1] = select(func.count()).select_from(one)
+    if stmt is None:
+        parts = []
+        for index in range(len(keys)):
+            newest = (
+                select(_SIGNATURES.c.ticket_id)
+                .where(
+                    _SIGNATURES.c.signature == bindparam(f"s{index}"),
+                    _SIGNATURES.c.ticket_id < bindparam("before"),
+                )
+                .order_by(_SIGNATURES.c.ticket_id.desc())
+                .limit(bindparam("cap"))
+                .subquery()
+            )
+            parts.append(select(newest.c.ticket_id))
+        ids = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
+        stmt = _COUNTS[len(keys)] = select(func.count(ids.c.ticket_id.distinct()))
+    params: dict[str, Any] = {f"s{i}": k for i, k in enumerate(keys)}
+    params |= {"before": before, "cap": cap}
+    conn = await session.connection()
+    return int((await conn.execute(stmt, params)).scalar_one())
+
+
+async def signatures_of(session: AsyncSession, ticket_id: int) -> list[str]:
+    conn = await session.connection()
+    rows = await conn.execute(
+        select(_SIGNATURES.c.signature).where(_SIGNATURES.c.ticket_id == ticket_id)
+    )
+    return [r[0] for r in rows]
+
+
+async def tickets_after(
+    session: AsyncSession, *, after: int, upto: int, limit: int
+) -> list[tuple[int, str, str]]:
+    """(id, error text, summary) of the tickets after `after` up to `upto`, oldest first."""
+    conn = await session.connection()
+    rows = await conn.execute(
+        select(_TICKETS.c.id, _TICKETS.c.error_text, _TICKETS.c.summary)
+        .where(_TICKETS.c.id > after, _TICKETS.c.id <= upto)
+        .order_by(_TICKETS.c.id)
+        .limit(limit)
+    )
+    return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+
+async def diagnosed(session: AsyncSession, ticket_ids: Sequence[int]) -> set[int]:
+    """Which of the tickets have signatures or a diagnosis row already."""
+    if not ticket_ids:
+        return set()
+    conn = await session.connection()
+    ids = list(ticket_ids)
+    with_signatures = select(_SIGNATURES.c.ticket_id).where(_SIGNATURES.c.ticket_id.in_(ids))
+    with_row = select(_DIAGNOSIS.c.ticket_id).where(_DIAGNOSIS.c.ticket_id.in_(ids))
+    rows = await conn.execute(union_all(with_signatures, with_row))
+    return {int(r[0]) for r in rows}
+
+
+# -- patterns for reports -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignatureCount:
+    signature: str
+    tickets: int
+    numbers: tuple[str, ...]
+    kb_articles: tuple[str, ...]
+
+
+async def top_signatures(
+    session: AsyncSession,
+    *,
+    kinds: Sequence[str],
+    since: datetime,
+    until: datetime,
+    client: str | None,
+    minimum: int,
+    limit: int,
+) -> list[SignatureCount]:
+    """The signatures (of `kinds`) most tickets opened in [since, until) carry, for one
+    client (case-insensitive) or all, with at least `minimum` tickets."""
+    conditions = [
+        _TICKETS.c.created_at >= since,
+        _TICKETS.c.created_at < until,
+        or_(*[_SIGNATURES.c.signature.like(f"{kind}:%") for kind in kinds]),
+    ]
+    if client:
+        conditions.append(func.lower(_TICKETS.c.client) == client.strip().lower())
+    joined = _SIGNATURES.join(_TICKETS, _TICKETS.c.id == _SIGNATURES.c.ticket_id)
+    counted = (
+        select(_SIGNATURES.c.signature, func.count().label("n"))
+        .select_from(joined)
+        .where(*conditions)
+        .group_by(_SIGNATURES.c.signature)
+        .having(func.count() >= minimum)
+        .order_by(func.count().desc(), _SIGNATURES.c.signature)
+        .limit(limit)
+    )
+    conn = await session.connection()
+    top = (await conn.execute(counted)).all()
+    out: list[SignatureCount] = []
+    for signature, count in top:
+        rows = (
+            await conn.execute(
+                select(_TICKETS.c.number, _TICKETS.c.kb_article)
+                .select_from(joined)
+                .where(_SIGNATURES.c.signature == signature, *conditions[:2], *conditions[3:])
+                .order_by(_TICKETS.c.id)
+            )
+        ).all()
+        kb = tuple(dict.fromkeys(r.kb_article for r in rows if r.kb_article))
+        out.append(SignatureCount(signature, int(count), tuple(r.number for r in rows), kb))
+    return out

@@ -1,0 +1,279 @@
+"""Diagnosis help over Slack HTTP, on SQLite and PostgreSQL: similar tickets on the card and by
+`similar`, KB articles (card refreshed in place, `kb`), patterns and their closure rule, a KB
+that hangs, change hints."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from handlers import diagnosis
+from tests.fakes.kb_confluence import FakeConfluence
+from tests.fakes.kb_hudu import FakeHudu
+from tests.fakes.kb_itglue import FakeItGlue
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import AppHarness, wait_until
+from tests.http.diagnosis_support import (
+    ERROR_ACME,
+    ERROR_GLOBEX,
+    ERROR_NEW,
+    NOTE_ACME,
+    NOTE_GLOBEX,
+    PEOPLE,
+    card_update,
+    close,
+    ephemeral,
+    flat,
+    open_ticket,
+    ticket,
+)
+
+
+@pytest.fixture
+async def hudu() -> AsyncIterator[FakeHudu]:
+    async with FakeHudu() as fake:
+        yield fake
+
+
+def hudu_env(fake: FakeHudu) -> tuple[dict[str, Any], dict[str, str]]:
+    return {"source": "hudu", "url": fake.url}, {"KB_API_KEY": fake.api_key}
+
+
+async def start(
+    make_app: Any, slack: FakeSlack, kb: dict[str, Any] | None = None, **env: str
+) -> AppHarness:
+    config: dict[str, Any] = {"patterns": {"repeat_threshold": 3}}
+    if kb:
+        config["kb"] = kb
+    app: AppHarness = await make_app(slack=slack, config=config, people=PEOPLE, env=env)
+    return app
+
+
+async def resolved_pair(app: AppHarness, slack: FakeSlack) -> tuple[str, str]:
+    """Two resolved tickets with one error (0x80070005) from two clients."""
+    first, _ = await open_ticket(app, slack, error=ERROR_ACME, client="acme")
+    second, _ = await open_ticket(app, slack, error=ERROR_GLOBEX, client="globex")
+    _, ack = await close(app, slack, first, note=NOTE_ACME, kb="KB0042")
+    assert ack == {}, ack
+    _, ack = await close(app, slack, second, note=NOTE_GLOBEX)
+    assert ack == {}, ack
+    return first, second
+
+
+async def test_card_similar_pattern_kb_and_closure_rule(
+    make_app: Any, slack_api: FakeSlack, hudu: FakeHudu
+) -> None:
+    hudu.add_article(
+        "Windows Update 0x80070005: reset the update components", "Error 0x80070005 fix"
+    )
+    hudu.add_article("VPN client 7.2 rollout notes", "nothing about update errors")
+    kb, env = hudu_env(hudu)
+    app = await start(make_app, slack_api, kb, **env)
+    first, second = await resolved_pair(app, slack_api)
+
+    number, card = await open_ticket(app, slack_api, error=ERROR_NEW, client="initech")
+    shown = flat(card)
+    # Similar tickets: both earlier ones, their clients and the first line of each note.
+    assert "Similar tickets" in shown
+    assert f"{first} (acme)" in shown and f"{second} (globex)" in shown
+    assert "Reset the SoftwareDistribution folder" in shown
+    assert "Second line that the card does not show" not in shown
+    assert "Re-registered the Windows Update agent DLLs" in shown
+    assert "KB article: KB0042" in shown and "no KB article" in shown
+    # The third ticket with this error makes a pattern and names the earlier two.
+    assert f"Pattern: {number} is ticket 3 with this error (0x80070005)" in shown
+    assert f"Earlier: {first}, {second}" in shown
+    assert "Suggested KB article" in shown and "KB0042" in shown
+
+    # The KB answers after the card went out: the card is updated in place with its article.
+    updated = flat(await card_update(app, slack_api, number, "KB articles (Hudu)", timeout=5))
+    assert "KB articles (Hudu)" in updated
+    assert "Windows Update 0x80070005: reset the update components" in updated
+    assert f"{hudu.url}/kba/" in updated
+    assert "VPN client 7.2" not in updated
+    assert "Similar tickets" in updated
+    [search] = hudu.calls("/api/v1/articles")
+    assert search.query["search"] == "0x80070005"
+    assert search.headers["x-api-key"] == hudu.api_key
+
+    # `similar` lists both, with their clients, only to the caller.
+    answer = flat(await ephemeral(app, f"similar {number}"))
+    assert f"{first} (acme)" in answer and f"{second} (globex)" in answer
+    assert "same error: 0x80070005" in answer
+    assert "Windows Update 0x80070005: reset the update components" in answer
+
+    # Closing the pattern ticket needs a KB article: the form says why and refuses without.
+    view, ack = await close(app, slack_api, number, note=NOTE_GLOBEX)
+    assert "part of a pattern" in flat(view)
+    assert ack["response_action"] == "errors"
+    assert "part of a pattern" in ack["errors"]["kb_article"]
+    assert (await ticket(app, number)).status == "open"
+    _, ack = await close(app, slack_api, number, note=NOTE_GLOBEX, kb="KB0042")
+    assert ack == {}
+    assert (await ticket(app, number)).status == "closed"
+
+
+async def test_no_kb_no_match_no_pattern(make_app: Any, slack_api: FakeSlack) -> None:
+    app = await start(make_app, slack_api)
+    number, card = await open_ticket(
+        app, slack_api, error="Printer says PC LOAD LETTER", client="acme", category="printer"
+    )
+    shown = flat(card)
+    assert "Similar tickets" not in shown and "Pattern" not in shown and "KB articles" not in shown
+    answer = flat(await ephemeral(app, f"similar {number}"))
+    assert "No resolved ticket looks like this one yet." in answer
+    # Closing a ticket outside a pattern needs no KB article.
+    _, ack = await close(
+        app, slack_api, number, note="Replaced the paper tray sensor on printer PRN-0042"
+    )
+    assert ack == {}
+
+
+async def test_a_hanging_kb_delays_nothing(
+    make_app: Any, slack_api: FakeSlack, hudu: FakeHudu
+) -> None:
+    hudu.set_delay("/api/v1/articles", 30)
+    kb, env = hudu_env(hudu)
+    app = await start(make_app, slack_api, kb, **env)
+    started = time.monotonic()
+    number, card = await open_ticket(app, slack_api, error=ERROR_NEW, client="acme")
+    assert time.monotonic() - started < 1.5, "the card waited for the KB"
+    assert number in flat(card)
+
+    # `kb` answers at once with what the bot knows, and says within 10 s that Hudu did not.
+    started = time.monotonic()
+    response = await app.slash("kb 0x80070005", response_url=slack_api.response_url_for("kb1"))
+    assert response.status == 200
+    assert time.monotonic() - started < 3
+    first = flat(await response.json())
+    assert "Still asking Hudu" in first
+    await slack_api.wait_for("/response/kb1", timeout=10)
+    assert time.monotonic() - started < 10
+    [late] = slack_api.responses("kb1")
+    assert late["response_type"] == "ephemeral"
+    assert "Hudu did not answer within 5 s" in flat(late)
+    # The card says the KB did not answer, in place.
+    await card_update(app, slack_api, number, "Hudu did not answer", timeout=8)
+
+
+@pytest.mark.parametrize("system", ["hudu", "itglue", "confluence"])
+async def test_kb_command_against_each_kb(make_app: Any, slack_api: FakeSlack, system: str) -> None:
+    fake: FakeHudu | FakeItGlue | FakeConfluence
+    if system == "hudu":
+        fake = FakeHudu()
+    elif system == "itglue":
+        fake = FakeItGlue()
+    else:
+        fake = FakeConfluence()
+    async with fake:
+        if isinstance(fake, FakeHudu):
+            fake.add_article("Outlook password prompt loop", "Clear the credential manager")
+            kb, env = hudu_env(fake)
+            name = "Hudu"
+        elif isinstance(fake, FakeItGlue):
+            fake.add_document("Outlook password prompt loop", "Clear the credential manager")
+            kb, env = {"source": "itglue", "url": fake.url}, {"KB_API_KEY": fake.api_key}
+            name = "IT Glue"
+        else:
+            fake.add_page("Outlook password prompt loop", "Clear the credential manager")
+            fake.add_page("Outlook password prompt loop (old space)", "x", space="OLD")
+            kb = {"source": "confluence", "url": f"{fake.url}/wiki", "space": "IT"}
+            env = {"KB_API_KEY": fake.token, "KB_USERNAME": fake.email}
+            name = "Confluence"
+        app = await start(make_app, slack_api, kb, **env)
+        number, _ = await open_ticket(
+            app,
+            slack_api,
+            error="Outlook keeps asking for the password",
+            client="acme",
+            summary="Outlook password prompt",
+            category="outlook",
+        )
+        _, ack = await close(
+            app,
+            slack_api,
+            number,
+            note="Cleared the cached Outlook credentials in Credential Manager",
+        )
+        assert ack == {}
+        answer = flat(await ephemeral(app, "kb outlook password"))
+        assert f"KB articles ({name})" in answer
+        assert "Outlook password prompt loop" in answer
+        assert "@@@hl@@@" not in answer
+        assert "old space" not in answer
+        assert f"{number} (acme)" in answer
+        assert "Cleared the cached Outlook credentials" in answer
+        # Words that are in no summary, error text or resolution note find no ticket.
+        assert number not in flat(await ephemeral(app, "kb printer toner"))
+
+
+async def test_change_hints_on_the_card(make_app: Any, slack_api: FakeSlack, tmp_path) -> None:
+    (tmp_path / "changes.ics").write_text(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n"
+        "BEGIN:VEVENT\r\nUID:fw@example.com\r\nDTSTAMP:20261101T000000Z\r\n"
+        "DTSTART:20261103T220000Z\r\nRRULE:FREQ=WEEKLY;BYDAY=TU\r\n"
+        "SUMMARY:Firewall firmware window\r\nCATEGORIES:globex,FW-01\r\n"
+        "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    config = {
+        "changes": {
+            "window": "3d",
+            "calendar": "changes.ics",
+            "entries": [
+                {"title": "VPN client 7.2 rollout", "start": "2026-12-01T18:00:00Z",
+                 "clients": ["acme"], "assets": ["VPN-GW1"]},
+            ],
+        }
+    }  # fmt: skip
+    app: AppHarness = await make_app(slack=slack_api, config=config, people=PEOPLE)
+
+    def at(text: str) -> None:
+        moment = datetime.fromisoformat(text).replace(tzinfo=UTC)
+        app.services.deps.clock = lambda: moment
+
+    # 2 days after Patch Tuesday (2026-12-08), a Windows ticket, any client.
+    at("2026-12-10T09:00:00")
+    _, card = await open_ticket(app, slack_api, error="", client="initech")
+    assert "opened 2 days after Patch Tuesday (2026-12-08)" in flat(card)
+    # The day after the VPN rollout, for acme (its client).
+    at("2026-12-02T19:30:00")
+    _, card = await open_ticket(app, slack_api, error="", client="ACME", category="network")
+    assert "opened 1 day after VPN client 7.2 rollout (2026-12-01 18:00 UTC)" in flat(card)
+    # The calendar's weekly firewall window (an occurrence, 2026-12-15 22:00), for globex.
+    at("2026-12-16T08:00:00")
+    _, card = await open_ticket(app, slack_api, error="", client="globex", category="network")
+    assert "opened 10 hours after Firewall firmware window (2026-12-15 22:00 UTC)" in flat(card)
+    # 5 days after either: no hint.
+    at("2026-12-13T09:00:00")
+    _, card = await open_ticket(app, slack_api, error="", client="acme", category="windows")
+    assert "Patch Tuesday" not in flat(card) and "VPN client" not in flat(card)
+    at("2026-12-06T19:00:00")
+    _, card = await open_ticket(app, slack_api, error="", client="acme", category="network")
+    assert "VPN client" not in flat(card)
+
+
+async def test_kb_and_similar_usage(make_app: Any, slack_api: FakeSlack) -> None:
+    app = await start(make_app, slack_api)
+    assert "What should I look for?" in flat(await ephemeral(app, "kb"))
+    assert "Which ticket?" in flat(await ephemeral(app, "similar"))
+    assert "There is no ticket HD-99" in flat(await ephemeral(app, "similar HD-99"))
+    await wait_until(lambda: True)
+
+
+async def test_top_patterns_for_reports(make_app: Any, slack_api: FakeSlack) -> None:
+    app = await start(make_app, slack_api)
+    first, second = await resolved_pair(app, slack_api)
+    third, _ = await open_ticket(app, slack_api, error=ERROR_NEW, client="acme")
+    await open_ticket(app, slack_api, error="Printer says PC LOAD LETTER", client="acme")
+    since, until = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+    [pattern] = await diagnosis.top_patterns(app.services.deps, since=since, until=until)
+    assert pattern.error == "0x80070005" and pattern.tickets == 3
+    assert pattern.numbers == (first, second, third) and pattern.kb_articles == ("KB0042",)
+    # One client: acme has two of them, below the threshold of 3.
+    assert await diagnosis.top_patterns(app.services.deps, since=since, until=until,
+                                        client="ACME") == []  # fmt: skip
+    assert await diagnosis.top_patterns(app.services.deps, since=until, until=until) == []

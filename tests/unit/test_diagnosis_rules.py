@@ -1,0 +1,240 @@
+"""Error signatures from real product error texts: what they are, and which texts match."""
+
+from __future__ import annotations
+
+import pytest
+
+from handlers.diagnosis import look_alike, same_error, signatures
+from handlers.diagnosis.rules import codes, describe, exceptions, first_line, normalised, terms
+
+# (product, exact error text as users paste it, its error codes)
+TABLE: list[tuple[str, str, set[str]]] = [
+    (
+        "Windows Update",
+        "There were some problems installing updates, but we'll try again later. If you keep "
+        "seeing this and want to search the web or contact support for information, this may "
+        "help: (0x80070005)",
+        {"hex:0x80070005"},
+    ),
+    (
+        "Windows Update",
+        "2026-12 Cumulative Update for Windows 11 Version 23H2 for x64-based Systems "
+        "(KB5033375) - Error 0x800f0922",
+        {"hex:0x800f0922"},
+    ),
+    ("Windows Update", "Download error - 0x80240034", {"hex:0x80240034"}),
+    (
+        "Outlook",
+        "Task 'ana@contoso.com - Sending' reported error (0x800CCC0E) : 'Outlook cannot connect "
+        "to your outgoing (SMTP) e-mail server. If you continue to receive this message, contact "
+        "your server administrator or Internet service provider (ISP).'",
+        {"hex:0x800ccc0e"},
+    ),
+    (
+        "Outlook",
+        "Task 'bo@contoso.com - Receiving' reported error (0x8004010F) : 'Outlook data file "
+        "cannot be accessed.'",
+        {"hex:0x8004010f"},
+    ),
+    (
+        "Outlook",
+        "Cannot start Microsoft Outlook. Cannot open the Outlook window. The set of folders "
+        "cannot be opened. The file C:\\Users\\ana\\AppData\\Local\\Microsoft\\Outlook\\"
+        "ana@contoso.com.ost is not an Outlook data file (.ost).",
+        set(),
+    ),
+    (
+        "Office activation",
+        "Something went wrong. Sorry, we ran into a problem. Error Code: 30015-11 (-2147023728)",
+        {"office:30015-11", "hex:0x80070490"},
+    ),
+    ("Teams", "We're sorry-we've run into an issue. Error code - caa70004", {"hex:0xcaa70004"}),
+    (
+        "Teams",
+        "Error code: 80090016. Your computer's Trusted Platform Module has malfunctioned.",
+        {"hex:0x80090016"},
+    ),
+    (
+        "Entra ID sign-in",
+        "AADSTS50126: Error validating credentials due to invalid username or password. "
+        "Trace ID: 0e9f3b6a-2c1d-4b8e-9f00-1a2b3c4d5e6f Correlation ID: "
+        "5b1c7d2e-1111-4b8e-9f00-aaaaaaaaaaaa Timestamp: 2026-12-10 09:12:03Z",
+        {"aadsts:50126"},
+    ),
+    (
+        "Entra ID sign-in",
+        "AADSTS50076: Due to a configuration change made by your administrator, or because you "
+        "moved to a new location, you must use multi-factor authentication to access "
+        "'00000003-0000-0000-c000-000000000000'.",
+        {"aadsts:50076"},
+    ),
+    (
+        "Entra ID sign-in",
+        "AADSTS700016: Application with identifier 'a1b2c3' was not found in the directory "
+        "'contoso.onmicrosoft.com'.",
+        {"aadsts:700016"},
+    ),
+    (
+        "Windows VPN",
+        "Error 809: The network connection between your computer and the VPN server could not "
+        "be established because the remote server is not responding.",
+        {"error:809"},
+    ),
+    (
+        "Windows VPN",
+        "The remote connection was not made because the attempted VPN tunnels failed. The VPN "
+        "server might be unreachable. Error 800",
+        {"error:800"},
+    ),
+    (
+        "Cisco AnyConnect",
+        "AnyConnect was not able to establish a connection to the specified secure gateway. "
+        "Please try connecting again.",
+        set(),
+    ),
+    (
+        "Printer",
+        "Operation could not be completed (error 0x00000709). Double check the printer name and "
+        "make sure that the printer is connected to the network.",
+        {"hex:0x00000709"},
+    ),
+    (
+        "Printer",
+        "Windows cannot connect to the printer. Operation failed with error 0x0000011B.",
+        {"hex:0x0000011b"},
+    ),
+    ("HTTP", "HTTP Error 503. The service is unavailable.", {"http:503"}),
+    ("HTTP", "The remote server returned an error: (401) Unauthorized.", {"http:401"}),
+    ("HTTP", "502 Bad Gateway nginx/1.24.0", {"http:502"}),
+    ("HTTP", "HTTP/1.1 429 Too Many Requests", {"http:429"}),
+    (
+        "Windows event log",
+        "Event ID 41: The system has rebooted without cleanly shutting down first.",
+        {"event:41"},
+    ),
+    (
+        "Windows event log",
+        "Faulting application name: OUTLOOK.EXE, version: 16.0.17029.20108, time stamp: "
+        "0x6554e3a1 Exception code: 0xc0000005 Fault offset: 0x00000000001a0b5 Event ID 1000",
+        {"hex:0xc0000005", "event:1000"},
+    ),
+    ("Installer", "Error 1603: A fatal error occurred during installation.", {"error:1603"}),
+    ("File share", "System error 53 has occurred. The network path was not found.", {"error:53"}),
+]
+
+
+@pytest.mark.parametrize(("product", "text", "expected"), TABLE, ids=[f"{p}" for p, *_ in TABLE])
+def test_error_codes_of_real_texts(product: str, text: str, expected: set[str]) -> None:
+    assert {s.key for s in codes(text)} == expected
+    found = {s.kind for s in signatures(text)}
+    assert "exact" in found and "text" in found  # every text also has these two
+
+
+def test_table_has_twenty_products_texts() -> None:
+    assert len(TABLE) >= 20
+    assert {p for p, *_ in TABLE} >= {"Windows Update", "Outlook", "Teams", "HTTP", "Printer"}
+
+
+# Two reports of one error: other time stamps, ids, paths, user names.
+SAME = [
+    (
+        "AADSTS50126: Error validating credentials due to invalid username or password. "
+        "Trace ID: 0e9f3b6a-2c1d-4b8e-9f00-1a2b3c4d5e6f Timestamp: 2026-12-10 09:12:03Z",
+        "AADSTS50126: Error validating credentials due to invalid username or password. "
+        "Trace ID: 7d0e3b6a-9c1d-4b8e-9f00-ffffffffffff Timestamp: 2026-12-11 17:40:55Z",
+    ),
+    (
+        "2026-11-10 08:12:44 Windows failed to install the update with error 0x80070005. "
+        "Log: C:\\Windows\\Logs\\CBS\\CBS.log",
+        "12/09/2026 4:03 PM Windows failed to install the update with error 0x80070005. "
+        "Log: D:\\Logs\\CBS-2.log",
+    ),
+    (
+        "Operation failed with error 0x0000011B connecting to \\\\PRINTSRV01\\HP-3F",
+        "Operation failed with error 0x11b connecting to \\\\PRINTSRV02\\Canon-2",
+    ),
+    (
+        "Event ID 41: The system has rebooted without cleanly shutting down first. "
+        "2026-12-01T03:00:00Z",
+        "event id: 41 - the system has rebooted without cleanly shutting down first "
+        "(2026-12-02T04:10:00Z)",
+    ),
+    (
+        "HTTP Error 503. The service is unavailable.",
+        "  http error 503. the service is UNAVAILABLE. ",
+    ),
+    ("Error code - caa70004", "Teams says: We're sorry, error code CAA70004"),
+]
+# Without a code, the same message about other files and people only looks alike.
+ALIKE = [
+    (
+        "The file C:\\Users\\ana\\AppData\\Local\\Microsoft\\Outlook\\ana@contoso.com.ost is "
+        "not an Outlook data file (.ost).",
+        "The file C:\\Users\\bo\\AppData\\Local\\Microsoft\\Outlook\\bo@contoso.com.ost is "
+        "not an Outlook data file (.ost).",
+    ),
+    (
+        "Access to the path 'C:\\ProgramData\\App\\a.json' is denied at 2026-12-01 10:00:00",
+        "Access to the path '/var/lib/app/b.json' is denied at 2026-12-02 11:30:00",
+    ),
+]
+DIFFERENT = [
+    ("Windows Update failed 0x80070005", "Windows Update failed 0x800f0922"),
+    ("AADSTS50126: Error validating credentials", "AADSTS50076: multi-factor authentication"),
+    ("Error 809: the remote server is not responding", "Error 800: VPN tunnels failed"),
+    ("HTTP Error 503. The service is unavailable.", "HTTP Error 401. Unauthorized."),
+    ("Printer offline", "Printer jammed"),
+    (
+        "The file ana.ost is not an Outlook data file (.ost).",
+        "We're sorry-we've run into an issue. Error code - caa70004",
+    ),
+    ("Event ID 41: rebooted", "Event ID 1000: application crashed"),
+]
+
+
+@pytest.mark.parametrize(("a", "b"), SAME)
+def test_one_error_twice_is_the_same_error(a: str, b: str) -> None:
+    assert same_error(a, b)
+    assert look_alike(a, b)
+
+
+@pytest.mark.parametrize(("a", "b"), ALIKE)
+def test_one_message_about_other_files_looks_alike(a: str, b: str) -> None:
+    assert look_alike(a, b)
+    assert not same_error(a, b)  # SPEC: neither equal texts nor a shared code
+
+
+@pytest.mark.parametrize(("a", "b"), DIFFERENT)
+def test_different_errors_do_not_match(a: str, b: str) -> None:
+    assert not same_error(a, b)
+    assert not look_alike(a, b)
+
+
+def test_exact_text_ignores_case_and_surrounding_whitespace_only() -> None:
+    assert same_error("  The print spooler service is not running.\n", "the PRINT spooler "
+                      "service is not running.")  # fmt: skip
+    assert not same_error("The print spooler service is not running.", "The print spooler "
+                          "service is  not running.")  # fmt: skip
+
+
+def test_codes_in_the_summary_count_too() -> None:
+    assert same_error("", "Access is denied", a_summary="Update fails with 0x80070005",
+                      b_summary="0x80070005 again")  # fmt: skip
+    assert not signatures("")
+
+
+def test_exception_names_and_normalised_text() -> None:
+    text = "System.UnauthorizedAccessException: Access to the path 'C:\\x.json' is denied."
+    assert [s.value for s in exceptions(text)] == ["system.unauthorizedaccessexception"]
+    assert normalised("Login at 10:31:22 AM from 10.0.0.7 failed for bob@x.com (id 42)") == (
+        "login at from failed for id"
+    )
+
+
+def test_words_for_search_and_descriptions() -> None:
+    words = terms("Outlook keeps asking for the password", "0x800CCC0E SMTP")
+    assert words == ["0x800ccc0e", "outlook", "asking", "password", "smtp"]
+    assert describe("http:503") == "HTTP 503"
+    assert describe("aadsts:50126") == "AADSTS50126"
+    assert describe("exact:abc") == "the same error text"
+    assert first_line("\n  first\nsecond") == "first"

@@ -1,0 +1,88 @@
+"""Signatures and the full-text index on both databases: earlier tickets get their signatures
+(an upgrade), the index follows closing, reopening and edits through its triggers, and the
+searches find what they should."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import update
+
+from handlers.diagnosis import backfill_signatures
+from storage import db, error_signatures, search
+from storage import tickets as repo
+from storage.models import Ticket
+
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+async def _ticket(session, *, seq: int, error: str, summary: str = "s", status: str = "open"):
+    return await repo.create(
+        session,
+        number=f"HD-{seq}",
+        prefix="HD",
+        seq=seq,
+        status=status,
+        summary=summary,
+        error_text=error,
+        resolution_note="Reset the Windows Update components on PC-1" if status == "closed" else "",
+        reproducible="yes",
+        priority="P3",
+        tier="standard",
+        requester_id="UANA",
+        technician_id="UTECH",
+        source_platform="slack",
+        source_channel="C1",
+        created_at=NOW,
+        respond_by=NOW + timedelta(hours=8),
+        resolve_by=NOW + timedelta(days=3),
+    )
+
+
+async def test_backfill_and_the_index_follow_the_tickets(db_url: str) -> None:
+    engine = db.create_engine(db_url)
+    sessions = db.session_factory(engine)
+    async with sessions() as session, session.begin():
+        await _ticket(session, seq=1, error="Update failed 0x80070005", status="closed")
+        await _ticket(session, seq=2, error="0x80070005 again", summary="Windows Update")
+        await _ticket(session, seq=3, error="")
+        four = await _ticket(session, seq=4, error="AADSTS50126: bad password")
+        await error_signatures.add_signatures(session, ticket_id=four.id, keys=["aadsts:50126"])
+    assert await backfill_signatures(sessions, batch=2) == 2
+    assert await backfill_signatures(sessions) == 0  # nothing twice
+    async with sessions() as session:
+        found, more = await error_signatures.with_signatures(
+            session, ["hex:0x80070005"], before=10**9
+        )
+        assert [f.number for f in found] == ["HD-2", "HD-1"] and more == set()
+        assert (
+            await error_signatures.count_with_signatures(session, ["hex:0x80070005"], before=10**9)
+            == 2
+        )
+        # Only resolved tickets are in the full-text index.
+        hits = await search.ranked_with_any(session, ["0x80070005", "windows"])
+        assert [h.number for h in hits] == ["HD-1"]
+        stated = await search.newest_with_all(session, ["reset", "components"])
+        assert [h.number for h in stated] == ["HD-1"]
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(Ticket)
+            .where(Ticket.seq == 2)
+            .values(status="closed", resolution_note="Cleared the catroot2 folder on PC-2")
+        )
+        await session.execute(update(Ticket).where(Ticket.seq == 1).values(status="open"))
+    async with sessions() as session:
+        hits = await search.ranked_with_any(session, ["0x80070005"])
+        assert [h.number for h in hits] == ["HD-2"]
+        assert await search.newest_with_all(session, ["catroot2"]) != []
+        assert await search.newest_with_all(session, ["components"]) == []
+        # `kb` words must be in the summary, error text or resolution note.
+        assert await search.newest_with_all(session, ["windows", "update"]) != []
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(Ticket).where(Ticket.seq == 2).values(resolution_note="Replaced the SSD")
+        )
+    async with sessions() as session:
+        assert await search.newest_with_all(session, ["catroot2"]) == []
+        assert [h.number for h in await search.newest_with_all(session, ["ssd"])] == ["HD-2"]
+    await engine.dispose()
