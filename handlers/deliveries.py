@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import identity, notify
+from handlers import csat, identity, notify, sla
 from handlers.tickets import ticket_card
 from storage import outbox
 from storage import tickets as repo
@@ -73,18 +74,26 @@ def needs_preparation(message: OutboxMessage) -> bool:
         bool(payload.get("after"))
         or bool(payload.get("refresh_ticket_card"))
         or _wants_ticket_thread(message)
+        or sla.is_alarm(message)
     )
 
 
-async def prepare(session: AsyncSession, *, message: OutboxMessage) -> Preparation:
+async def prepare(
+    session: AsyncSession, *, message: OutboxMessage, now: datetime | None = None
+) -> Preparation:
     """The payload to deliver now, completed from the rows and ticket it depends on."""
+    now = now or utcnow()
+    if sla.is_alarm(message):
+        # SLA warnings and breaches: written from the ticket now, or not sent at all.
+        ready = await sla.prepare_alarm(session, message=message, now=now)
+        return Preparation(ready.payload, give_up=ready.give_up)
     payload = dict(message.payload)
     if payload.get("after"):
         first = await session.get(OutboxMessage, int(payload["after"]))
         if first is None or first.status in ("dead", "cancelled"):
             return Preparation(None, give_up="not sent: what it follows up was never delivered")
         if first.status != "delivered":
-            wait = (first.due_at - utcnow()).total_seconds() + 1.0
+            wait = (first.due_at - now).total_seconds() + 1.0
             return Preparation(None, wait=min(max(wait, 1.0), MAX_WAIT))
         for key in payload.get("from_result") or ():
             if key in first.result:
@@ -94,7 +103,7 @@ async def prepare(session: AsyncSession, *, message: OutboxMessage) -> Preparati
         ticket = await session.get(Ticket, message.ticket_id)
         if ticket is None:
             return Preparation(None, give_up="the ticket no longer exists")
-        card = ticket_card(ticket)
+        card = ticket_card(ticket, now=now)
         payload["card"], payload["text"] = card.to_dict(), card.fallback
     if _wants_ticket_thread(message):
         ticket = await session.get(Ticket, message.ticket_id)
@@ -108,11 +117,16 @@ async def prepare(session: AsyncSession, *, message: OutboxMessage) -> Preparati
 
 
 async def after_delivery(
-    session: AsyncSession, *, message: OutboxMessage, result: dict[str, Any]
+    session: AsyncSession,
+    *,
+    message: OutboxMessage,
+    result: dict[str, Any],
+    now: datetime | None = None,
 ) -> None:
     """Remember where the ticket card landed (the ticket's thread); audit; close reports."""
     if message.ticket_id is None:
         return
+    await csat.on_survey_delivered(session, message=message, at=now or utcnow())
     card_message = result.get("ts") or result.get("activity_id")
     if message.payload.get("ticket_card") and card_message and result.get("channel"):
         await repo.set_card(

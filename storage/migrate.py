@@ -113,7 +113,7 @@ async def upgrade(engine: AsyncEngine) -> tuple[tuple[str, ...], tuple[str, ...]
         _refuse_newer(before)
         cfg = alembic_config()
         cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, "heads")
         return before, _current(connection)
 
     async with engine.begin() as conn:

@@ -8,6 +8,7 @@ import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -19,7 +20,7 @@ from sqlalchemy import select
 
 from bot.app import SERVICES, Services, create_app
 from bot.settings import load_settings
-from storage.models import Ticket, TicketEvent
+from storage.models import OutboxMessage, Ticket, TicketEvent
 from tests import log_audit
 
 # SPEC: the intake form's labels, in this order, on both platforms.
@@ -72,8 +73,10 @@ class AppHarness:
         people: list[dict[str, Any]] | None,
         *,
         scheduler: bool = True,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.tmp = tmp
+        self.clock = clock
         self.env = dict(env)
         log_audit.remember(self.env)
         self.scheduler = scheduler
@@ -91,7 +94,7 @@ class AppHarness:
 
     async def start(self) -> AppHarness:
         settings = load_settings(self.env)
-        self.app = create_app(settings, scheduler=self.scheduler)
+        self.app = create_app(settings, scheduler=self.scheduler, clock=self.clock)
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -243,6 +246,11 @@ def block_actions(
             }
         ],
     }
+
+
+def is_sla_alarm(row: OutboxMessage) -> bool:
+    """An SLA warning or breach row (queued with the ticket, due later, mostly cancelled)."""
+    return (row.dedup_key or "").startswith("sla:")
 
 
 async def only_ticket(app: AppHarness) -> Ticket:

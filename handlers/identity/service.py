@@ -15,7 +15,7 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import notify
+from handlers import notify, sla
 from handlers.commands import TICKET_REF, Command, ticket_ref
 from handlers.deps import Deps
 from handlers.directory import Person
@@ -65,6 +65,14 @@ async def _verify(deps: Deps, interaction: Interaction, number: str) -> Reply:
             raise NotFound(f"There is no ticket {number}.")
         if ticket.status != "open":
             raise InvalidInput(f"{ticket.number} is closed.")
+        await sla.record_first_response(
+            session,
+            ticket,
+            interaction.actor,
+            interaction.conversation.id,
+            at=deps.clock(),
+            action="verify",
+        )
         if ticket.identity_state == "confirmed":
             return Reply(text=f"The requester's identity on {ticket.number} is already confirmed.")
         if ticket.identity_state == "denied":

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from cards.model import ActionId, Button, Card, Element, Facts, Text
 from handlers.formatting import person, when
-from storage.models import Ticket
+from handlers.sla import status_lines
+from storage.models import Ticket, utcnow
 from storage.tickets import TicketLine
 
 
@@ -18,9 +21,14 @@ def ticket_buttons(number: str) -> list[Button]:
 
 
 def ticket_card(
-    ticket: Ticket, *, extra: list[Element] | None = None, buttons: bool = True
+    ticket: Ticket,
+    *,
+    extra: list[Element] | None = None,
+    buttons: bool = True,
+    now: datetime | None = None,
 ) -> Card:
-    """Number, priority, requester, summary, exact error, SLA times, warning; then buttons."""
+    """Number, priority, requester, summary, exact error, SLA times and where each target
+    stands at `now`, warning; then buttons."""
     facts = [
         ("Ticket", ticket.number),
         ("Priority", ticket.priority),
@@ -40,6 +48,7 @@ def ticket_card(
     if ticket.identity_state != "not_required":
         facts.append(("Identity", ticket.identity_state))
     body: list[Element] = [Facts(facts)]
+    body += [Text(line) for line in status_lines(ticket, now or utcnow())]
     if ticket.priority_warning:
         body.append(Text(f"Warning: {ticket.priority_warning}"))
     if ticket.error_text:

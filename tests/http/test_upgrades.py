@@ -76,7 +76,8 @@ async def stamp_newer(url: str) -> None:
         await conn.execute(text("CREATE TABLE future_things (id INTEGER PRIMARY KEY, note TEXT)"))
         await conn.execute(text("INSERT INTO future_things VALUES (1, 'written by 0099')"))
         await conn.execute(text("ALTER TABLE tickets ADD COLUMN future_flag INTEGER"))
-        await conn.execute(text(f"UPDATE alembic_version SET version_num = '{NEWER}'"))
+        await conn.execute(text("DELETE FROM alembic_version"))  # every head this release has
+        await conn.execute(text(f"INSERT INTO alembic_version VALUES ('{NEWER}')"))
     await engine.dispose()
 
 
@@ -205,7 +206,8 @@ async def test_the_first_releases_database_upgrades_with_everything_kept(
     assert any(f"upgraded from revision 0001 to {HEAD}" in line for line in lines), lines
     assert await rows_kept(empty_url) == written  # every row, every value
     migrated = await snapshot(empty_url)
-    assert migrated["alembic_version"]["rows"] == [{"version_num": HEAD}]
+    stamped = sorted(row["version_num"] for row in migrated["alembic_version"]["rows"])
+    assert stamped == list(head_revisions())
 
     code, lines = bot("migrate", empty_url, tmp_path)  # a second migrate changes nothing
     assert code == 0, lines
