@@ -8,7 +8,7 @@ import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -55,6 +55,27 @@ async def wait_until(
             return
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.02)
+
+
+class TestClock:
+    """The app's and the worker's clock in a test: it is where the test sets it, and runs on
+    from there at the real pace (so pacing and retry waits still pass).
+
+    Set it ahead of the real time: rows queued for "now" by the real clock (ticket cards) are
+    then due at once, and rows with due times (SLA warnings) when the test moves it there.
+    Move it only while the outbox is quiet: leases count in this time too.
+    """
+
+    __test__ = False  # not a test class, whatever its name
+
+    def __init__(self, start: datetime) -> None:
+        self._set, self._since = start, time.monotonic()
+
+    def __call__(self) -> datetime:
+        return self._set + timedelta(seconds=time.monotonic() - self._since)
+
+    def set(self, moment: datetime) -> None:
+        self._set, self._since = moment, time.monotonic()
 
 
 def slack_signature(secret: str, timestamp: str, body: str) -> str:

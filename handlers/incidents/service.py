@@ -108,7 +108,7 @@ async def _raise(
 
 def _raised_text(deps: Deps, ticket: Ticket, *, raised: bool, queued: list[str]) -> str:
     number = ticket.number
-    if not queued:
+    if not queued and not raised:
         return f"{number} is already P1: its incident notice and page went out before."
     lines = [
         f"{number} is now P1 (respond by {when(ticket.respond_by)}, resolve by "

@@ -52,10 +52,11 @@ def first_response_line(ticket: Ticket) -> str:
 
 
 def _left(due: datetime, now: datetime) -> str:
-    seconds = max(int((due - now).total_seconds()), 0)
+    """What is left, to the nearest minute (`15m`), in seconds under a minute."""
+    seconds = max(round((due - now).total_seconds()), 0)
     if seconds < 60:
         return f"{seconds}s"
-    return format_duration(timedelta(seconds=seconds))
+    return format_duration(timedelta(minutes=round(seconds / 60)))
 
 
 def warning_text(ticket: Ticket, target: Target, now: datetime) -> str:
