@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-VERBS = ("new", "show", "mine", "verify", "p1", "escalate", "time", "close", "help")
+VERBS = ("new", "show", "mine", "verify", "p1", "escalate", "time", "close", "report", "help")
 TICKET_REF = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,9}-\d{1,12}$")
 
 USAGE = "\n".join(
@@ -19,6 +19,9 @@ USAGE = "\n".join(
         "  ticket escalate HD-7        escalate with the required facts",
         "  ticket time HD-7 45m [note] log time",
         "  ticket close HD-7           close with a resolution note",
+        "  ticket report [client] [YYYY-MM-DD YYYY-MM-DD]",
+        "                              the QBR report with a chart (default: all clients,",
+        "                              the 90 days ending today)",
         "  ticket help                 this help",
     ]
 )

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from cards.model import ActionId
-from handlers import closure, csat, escalation, identity, incidents, tickets
+from handlers import closure, csat, escalation, identity, incidents, reports, tickets
 from handlers.commands import USAGE, Command, parse
 from handlers.deps import Deps
 from handlers.types import DomainError, Duplicate, Interaction, InvalidInput, Reply
@@ -46,6 +46,7 @@ COMMANDS: dict[str, CommandHandler] = {
     "escalate": escalation.escalate_command,
     "time": closure.time_command,
     "close": closure.close_command,
+    "report": reports.report_command,
     "help": _help,
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -51,6 +52,16 @@ class Interaction:
         return self.actor.platform
 
 
+@dataclass(frozen=True)
+class Image:
+    """A picture that goes with a reply (the report's chart), as PNG."""
+
+    filename: str
+    title: str
+    # Blocking CPU work: the edge runs it on a thread, never on the event loop.
+    render: Callable[[], bytes]
+
+
 @dataclass
 class Reply:
     """What the core answers; the edge renders it for its platform."""
@@ -69,6 +80,8 @@ class Reply:
     ticket_card_of: int | None = None
     # A problem with a whole submitted form (nothing saved): shown in the form itself.
     form_error: str = ""
+    # Shown with the reply where it was asked (Slack: uploaded there; Teams: attached).
+    image: Image | None = None
 
 
 class DomainError(Exception):

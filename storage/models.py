@@ -67,10 +67,8 @@ class Ticket(Base):
         # `mine`: newest open tickets of a person, straight from the index.
         Index("ix_tickets_requester_open", "requester_id", "status", "id"),
         Index("ix_tickets_technician_open", "technician_id", "status", "id"),
-        # `report`: tickets by creation date (the CSV export's order)...
-        Index("ix_tickets_created", "created_at", "id"),
-        # ... and every count the report makes, from the index alone: its leading columns are
-        # the report's GROUP BY (no sort), the rest is what the aggregates read.
+        # `report`: every count it makes comes from this index alone. Its leading columns are
+        # the report's GROUP BY (no sort); the rest is what the filters and aggregates read.
         Index(
             "ix_tickets_report",
             "priority",

@@ -162,7 +162,13 @@ class AppHarness:
         return response
 
     async def slash(
-        self, text: str, *, user: str = "UTECH", channel: str = "C0HELP", **kwargs: Any
+        self,
+        text: str,
+        *,
+        user: str = "UTECH",
+        channel: str = "C0HELP",
+        response_url: str = "http://127.0.0.1:9/unused",
+        **kwargs: Any,
     ) -> aiohttp.ClientResponse:
         form = {
             "token": "legacy",
@@ -175,7 +181,7 @@ class AppHarness:
             "command": "/ticket",
             "text": text,
             "api_app_id": "A0APP",
-            "response_url": "http://127.0.0.1:9/unused",
+            "response_url": response_url,
             "trigger_id": f"trigger-{time.monotonic_ns()}",
         }
         return await self.slack(

@@ -24,6 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.correlation import correlation_id, new_correlation_id
 from bot.metrics import REQUEST_KIND
 from bot.settings import Settings
+from bot.slack.files import share_image
 from cards import slack as blockkit
 from cards.model import ActionId, Card, Text
 from handlers.deps import Deps
@@ -84,7 +85,7 @@ class SlackFront:
 
     # -- listeners ---------------------------------------------------------------------------
 
-    async def _on_command(self, ack: Any, body: dict[str, Any]) -> None:
+    async def _on_command(self, ack: Any, body: dict[str, Any], respond: Any) -> None:
         trigger = body.get("trigger_id")
         interaction = Interaction(
             actor=Actor("slack", body["user_id"], body.get("user_name", "")),
@@ -107,6 +108,13 @@ class SlackFront:
             )
             return
         await ack(**self._ack_message(reply))
+        if reply.image is not None:
+            # After the ack: the chart is rendered on a thread and uploaded where it was asked.
+            image, user = reply.image, body["user_id"]
+            channel = str(body.get("channel_id", ""))
+            self._spawn(
+                lambda: share_image(self.client, image, channel=channel, user=user, respond=respond)
+            )
 
     async def _on_view_submission(self, ack: Any, body: dict[str, Any]) -> None:
         view = body["view"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -98,6 +99,10 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
             outgoing = replies.reply_activity(reply)
         if outgoing is None:
             return
+        if reply.image is not None:
+            png = await asyncio.to_thread(reply.image.render)  # the chart: off the event loop
+            attached = replies.image_attachment(reply.image, png)
+            outgoing.attachments = [*(outgoing.attachments or []), attached]
         private_elsewhere = (
             reply.private and not reply.as_form and not reply.field_errors and not reply.form_error
         )

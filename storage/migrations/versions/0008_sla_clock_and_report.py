@@ -109,7 +109,6 @@ def upgrade() -> None:
         f"resolution_seconds = {_seconds('closed_at', 'created_at')} "
         "WHERE closed_at IS NOT NULL"
     )
-    op.create_index("ix_tickets_created", "tickets", ["created_at", "id"])
     op.create_index("ix_tickets_report", "tickets", REPORT_COLUMNS)
     op.create_index(
         "ix_tickets_first_response", "tickets", ["first_response_seconds", "created_at", "client"]
@@ -124,7 +123,6 @@ def downgrade() -> None:
         "ix_tickets_resolution",
         "ix_tickets_first_response",
         "ix_tickets_report",
-        "ix_tickets_created",
     ):
         op.drop_index(name, table_name="tickets")
     with op.batch_alter_table("tickets") as batch:
