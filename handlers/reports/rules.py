@@ -62,7 +62,7 @@ def period_of(since: date | None, until: date | None, *, today: date) -> Period:
     if since is None and until is None:
         return default_period(today)
     if until is None:
-        until = today if since is None or since <= today else since
+        until = today
     if since is None:
         since = until - timedelta(days=DEFAULT_DAYS - 1)
     if since > until:

@@ -36,8 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
+from sqlalchemy import select
 
 from storage import db
+from storage.models import Ticket
 from tests.fakes.botframework import FakeConnector
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import AppHarness, wait_until
@@ -324,3 +326,36 @@ async def test_cli_report_refuses_bad_options_with_one_line_and_writes_an_empty_
     assert (code, errors) == (0, [])
     assert "Opened: 0" in lines and "Respond met: n/a (0 of 0)" in lines
     assert out_csv.read_bytes().count(b"\r\n") == 1  # the header alone
+
+
+# -- the figures the app keeps as it works --------------------------------------------------------
+
+
+async def test_report_follows_what_happens_in_chat(make_app, slack_api: FakeSlack):
+    """No seeding: tickets opened, worked, closed and rated through Slack show up as such."""
+    from tests.http.test_closure_slack import CONFIG, click, new_ticket, submit_close, survey_dm
+    from tests.http.test_closure_slack import PEOPLE as CLOSURE_PEOPLE
+
+    app: AppHarness = await make_app(slack=slack_api, config=CONFIG, people=CLOSURE_PEOPLE)
+    first = await new_ticket(app, slack_api, priority="P2")
+    await new_ticket(app, slack_api, priority="P3")  # untouched: its targets are pending
+    await app.slash(f"time {first} 45m checked the spooler")
+    assert await submit_close(app, slack_api, first, time_spent="30m") == {}
+    dm = await survey_dm(slack_api)
+    assert "You rated" in await click(app, slack_api, dm, "4", "UANA")
+
+    async def rated() -> bool:
+        async with app.services.sessions() as session:
+            row = (await session.execute(select(Ticket).where(Ticket.number == first))).scalar_one()
+        return row.csat_rating == 4 and row.csat_sent_at is not None
+
+    await wait_until(rated, what="the rating on the ticket")
+    facts = slack_facts(await (await app.slash("report")).json())
+    assert (facts["Opened"], facts["Closed"]) == ("2", "1")
+    assert facts["By priority"] == "P1 0, P2 1, P3 1, P4 0"
+    assert facts["By resolution category"] == "Incident 1, Request 0, Problem 0"
+    assert (facts["Respond met"], facts["Resolve met"]) == ("100% (1 of 1)", "100% (1 of 1)")
+    assert (facts["CSAT average"], facts["CSAT response rate"]) == ("4.0", "100% (1 of 1)")
+    assert facts["CSAT distribution"] == "5: 0, 4: 1, 3: 0, 2: 0, 1: 0"
+    assert facts["Time logged"] == "1h 15m ((no client) 1h 15m)"  # `time` and Time spent
+    assert (facts["Fixes confirmed"], facts["Fixes unconfirmed"]) == ("0", "1")
