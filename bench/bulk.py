@@ -6,6 +6,9 @@ column the schema has gets a valid value. With `history`, each ticket also gets 
 and the delivered outbox row a real ticket has (`ticket show` reads both).
 
 Distribution: 200 technicians (`UT0`..`UT199`), 20,000 requesters, 5 % of tickets open.
+With `spread` (the report scenario) every ticket gets what `report` reads, varied by n: created
+over the 90 days ending now, four priorities, six categories, 40 clients, first response and
+closure times with their SLA outcomes, minutes logged, CSAT answers and surveys sent.
 """
 
 from __future__ import annotations
@@ -36,11 +39,52 @@ async def _columns(conn: AsyncConnection, table: str) -> list[str]:
     return await conn.run_sync(names)
 
 
+def _at(dialect: str, seconds: str) -> str:
+    """Now plus `seconds` (an SQL integer expression), as a timestamp of the app's columns."""
+    if dialect == "postgresql":
+        return f"(now() + make_interval(secs => ({seconds})))"
+    # SQLAlchemy keeps SQLite timestamps as 'YYYY-MM-DD HH:MM:SS.ffffff' text.
+    return f"(strftime('%Y-%m-%d %H:%M:%f', 'now', ({seconds}) || ' seconds') || '000')"
+
+
+def _report_columns(dialect: str) -> dict[str, str]:
+    """What `report` reads, varied by n (see the module docstring)."""
+    ago = "(0 - n % 7776000)"  # up to 90 days back
+    closed = "((n / 200) % 20 <> 0)"
+    first = "(n % 7200)"  # first response within two hours
+    solved = "(n % 86400)"  # closed within a day
+    categories = ("printer", "network", "email", "access", "software", "hardware")
+    category = " ".join(f"WHEN {i} THEN '{c}'" for i, c in enumerate(categories))
+    return {
+        "created_at": _at(dialect, ago),
+        "priority": "'P' || CAST(1 + n % 4 AS TEXT)",
+        "category": f"CASE n % 6 {category} END",
+        "client": "'Client' || CAST(n % 40 AS TEXT)",
+        "respond_by": _at(dialect, f"{ago} + 3600"),
+        "resolve_by": _at(dialect, f"{ago} + 43200"),
+        "first_response_at": _at(dialect, f"{ago} + {first}"),
+        "first_response_seconds": first,
+        "respond_met": f"({first} <= 3600)",
+        "closed_at": f"CASE WHEN {closed} THEN {_at(dialect, f'{ago} + {solved}')} END",
+        "resolution_seconds": f"CASE WHEN {closed} THEN {solved} END",
+        "resolve_met": f"CASE WHEN {closed} THEN ({solved} <= 43200) END",
+        "resolution_category": (
+            f"CASE WHEN {closed} THEN (CASE n % 3 WHEN 0 THEN 'Incident' WHEN 1 THEN 'Request' "
+            "ELSE 'Problem' END) ELSE '' END"
+        ),
+        "time_minutes": "15 * (n % 8 + 1)",
+        "csat_rating": f"CASE WHEN {closed} AND n % 3 = 0 THEN 1 + n % 5 END",
+        "csat_sent_at": f"CASE WHEN {closed} AND n % 2 = 0 THEN {_at(dialect, ago)} END",
+        "fix_confirmed_at": f"CASE WHEN {closed} AND n % 4 = 0 THEN {_at(dialect, ago)} END",
+    }
+
+
 async def load_tickets(
     engine: AsyncEngine,
     count: int,
     *,
     history: bool = True,
+    spread: bool = False,
     progress: Callable[[str], None] = print,
 ) -> tuple[int, int, float]:
     """Add `count` tickets; returns (first seq, last seq, seconds)."""
@@ -68,6 +112,7 @@ async def load_tickets(
         "technician_id": f"'UT' || CAST(n % {TECHNICIANS} AS TEXT)",
         "requester_id": f"'UR' || CAST(n % {REQUESTERS} AS TEXT)",
         "source_thread": "NULL",
+        **(_report_columns(dialect) if spread else {}),
     }
     select_list = ", ".join(overrides.get(c, f"t.{c}") for c in ticket_cols)
     for start in range(first, final + 1, BATCH):
