@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 TECHNICIANS = 200
 REQUESTERS = 20_000
-BATCH = 100_000
+BATCH = 25_000
 
 
 def _series(dialect: str, start: int, end: int) -> tuple[str, str]:

@@ -514,6 +514,9 @@ async def report_only(
         await engine.dispose()
     figures.bulk[db] = (int(total), seconds)
     say(f"  {total:,} tickets in the database ({seconds:.0f} s to load)")
+    if server.proc is None or server.proc.poll() is not None:
+        code = server.proc.returncode if server.proc is not None else None
+        raise RuntimeError(f"the bot exited ({code}) during the bulk load; see {server.log}")
     await fakes.trim()
     runs: dict[str, list[tuple[float, float]]] = {}
     figures.reports[db] = runs

@@ -19,7 +19,6 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     and_,
-    case,
     create_engine,
     event,
     func,
@@ -75,18 +74,24 @@ class Figures:
     median_resolution: float | None
 
 
-def _scope(scope: Scope) -> list[ColumnElement[bool]]:
+def _scope(scope: Scope, dialect: str) -> list[ColumnElement[bool]]:
     found = [Ticket.created_at >= scope.start, Ticket.created_at < scope.end]
     if scope.client is not None:
-        found.append(func.lower(func.trim(Ticket.client)) == scope.client.strip().lower())
+        wanted = scope.client.strip().lower()
+        if dialect == "sqlite":
+            # A collation, not lower() on every row: a third of the scan's time at 1M tickets.
+            found.append(func.trim(Ticket.client).collate("NOCASE") == wanted)
+        else:
+            found.append(func.lower(func.trim(Ticket.client)) == wanted)
     return found
 
 
 def _count(condition: ColumnElement[bool]) -> Any:
-    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+    """`count(*) FILTER (WHERE ...)`: cheaper per row than a sum over a CASE."""
+    return func.count().filter(condition)
 
 
-def _groups_query(scope: Scope) -> Any:
+def _groups_query(scope: Scope, dialect: str = "sqlite") -> Any:
     t = Ticket
     now = scope.now
     keys = (t.priority, t.category, t.resolution_category, t.client)
@@ -108,13 +113,13 @@ def _groups_query(scope: Scope) -> Any:
             _count(or_(t.csat_sent_at.is_not(None), t.csat_rating.is_not(None))),
             _count(and_(t.status == "closed", t.fix_confirmed_at.is_not(None))),
         )
-        .where(*_scope(scope))
+        .where(*_scope(scope, dialect))
         .group_by(*keys)
     )
 
 
 def _groups(conn: Connection, scope: Scope) -> list[Group]:
-    rows = conn.execute(_groups_query(scope)).all()
+    rows = conn.execute(_groups_query(scope, conn.dialect.name)).all()
     return [
         Group(
             priority=r[0],
@@ -136,16 +141,24 @@ def _groups(conn: Connection, scope: Scope) -> list[Group]:
     ]
 
 
+def _median_queries(column: Any, scope: Scope, dialect: str) -> tuple[Any, Callable[[int], Any]]:
+    """How many tickets of the scope have `column`, and the middle of them for a count."""
+    where = [column.is_not(None), *_scope(scope, dialect)]
+    count = select(func.count()).select_from(Ticket).where(*where)
+
+    def middle(n: int) -> Any:
+        return select(column).where(*where).order_by(column).offset((n - 1) // 2).limit(2 - n % 2)
+
+    return count, middle
+
+
 def _median(conn: Connection, column: Any, scope: Scope) -> float | None:
     """The median of `column` over the scope: the middle one, or the mean of the middle two."""
-    where = [column.is_not(None), *_scope(scope)]
-    count = int(conn.execute(select(func.count()).select_from(Ticket).where(*where)).scalar_one())
-    if not count:
+    count, middle = _median_queries(column, scope, conn.dialect.name)
+    n = int(conn.execute(count).scalar_one())
+    if not n:
         return None
-    middle = (
-        select(column).where(*where).order_by(column).offset((count - 1) // 2).limit(2 - count % 2)
-    )
-    values = [float(v) for v in conn.execute(middle).scalars()]
+    values = [float(v) for v in conn.execute(middle(n)).scalars()]
     return sum(values) / len(values)
 
 
@@ -238,7 +251,8 @@ _ROW_COLUMNS = (
 
 async def each_ticket(engine: AsyncEngine, scope: Scope) -> AsyncIterator[list[TicketRow]]:
     """The scope's tickets, oldest first, in batches (streamed: a million rows fit nowhere)."""
-    query = select(*_ROW_COLUMNS).where(*_scope(scope)).order_by(Ticket.created_at, Ticket.id)
+    where = _scope(scope, engine.dialect.name)
+    query = select(*_ROW_COLUMNS).where(*where).order_by(Ticket.created_at, Ticket.id)
     async with engine.connect() as conn:
         result = await conn.stream(query.execution_options(yield_per=EXPORT_BATCH))
         async for batch in result.partitions(EXPORT_BATCH):

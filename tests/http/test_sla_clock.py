@@ -516,3 +516,26 @@ async def say(
     assert response.status < 300
     await wait_until(lambda: len(connector.activities()) > before, what="the bot's answer")
     return connector.activities()[before:]
+
+
+async def test_a_restart_neither_loses_nor_repeats_a_warning_or_breach(
+    make_app, slack_api: FakeSlack
+):
+    clock, t0 = sla_clock()
+    first = await start(make_app, slack_api, clock)
+    row = await open_ticket(first, slack_api)
+    clock.set(t0 + timedelta(hours=1, minutes=45))
+    await arrives(lambda: in_thread(slack_api, row, "SLA warning"), "the warning")
+    await first.stop()  # down over respond-by: the breach is due meanwhile
+    clock.set(t0 + timedelta(hours=2, minutes=30))
+    second = await start(make_app, slack_api, clock)  # the same database
+    await arrives(
+        lambda: (
+            in_thread(slack_api, row, "SLA breach") and in_channel(slack_api, row, "SLA breach")
+        ),
+        "the breach, after the restart",
+    )
+    await asyncio.sleep(QUIET)
+    assert len(said(slack_api, "SLA warning", number=row.number)) == 1
+    assert len(said(slack_api, "SLA breach", number=row.number)) == 2
+    assert "Respond: missed" in await show(second, row.number)

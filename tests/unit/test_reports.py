@@ -138,25 +138,24 @@ async def test_sqlite_reads_covering_indexes_only(engine: AsyncEngine, db_url: s
         pytest.skip("SQLite's query plan")
     from sqlalchemy.dialects import sqlite
 
-    compiled = repo._groups_query(scope("acme")).compile(
-        dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}
-    )
     async with engine.connect() as conn:
-        plan = (await conn.execute(text(f"EXPLAIN QUERY PLAN {compiled}"))).all()
-        assert [row[-1] for row in plan] == ["SCAN tickets USING COVERING INDEX ix_tickets_report"]
+
+        async def plan(query: Any) -> list[str]:
+            sql = query.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True})
+            rows = (await conn.execute(text(f"EXPLAIN QUERY PLAN {sql}"))).all()
+            return [row[-1] for row in rows]
+
+        assert await plan(repo._groups_query(scope("acme"), "sqlite")) == [
+            "SCAN tickets USING COVERING INDEX ix_tickets_report"
+        ]
         for index, column in (
-            ("ix_tickets_first_response", "first_response_seconds"),
-            ("ix_tickets_resolution", "resolution_seconds"),
+            ("ix_tickets_first_response", Ticket.first_response_seconds),
+            ("ix_tickets_resolution", Ticket.resolution_seconds),
         ):
-            query = (
-                f"EXPLAIN QUERY PLAN SELECT {column} FROM tickets WHERE {column} IS NOT NULL "
-                "AND created_at >= '2026-11-01' AND created_at < '2026-12-01' "
-                f"AND lower(trim(client)) = 'acme' ORDER BY {column} LIMIT 2 OFFSET 10"
-            )
-            plan = (await conn.execute(text(query))).all()
-            assert [row[-1] for row in plan] == [
-                f"SEARCH tickets USING COVERING INDEX {index} ({column}>?)"
-            ]
+            count, middle = repo._median_queries(column, scope("acme"), "sqlite")
+            walk = f"SEARCH tickets USING COVERING INDEX {index} ({column.key}>?)"
+            assert await plan(count) == [walk]
+            assert await plan(middle(21)) == [walk]
 
 
 def test_ticket_model_keeps_the_report_columns() -> None:
