@@ -125,6 +125,10 @@ async def load_tickets(
         )
         async with engine.begin() as conn:
             await conn.execute(text(sql))
+            if dialect == "postgresql":
+                # Fresh statistics (its own rows count): otherwise the foreign-key checks of the
+                # history rows are planned for an empty table (a scan each) and time out.
+                await conn.execute(text("ANALYZE tickets"))
             if history:
                 await _history(conn, prefix, start, end, event_cols, outbox_cols, tid)
         progress(f"  tickets {end - first + 1:,}/{count:,} ({time.perf_counter() - started:.0f}s)")
@@ -151,10 +155,13 @@ async def _history(
     new = f"(SELECT id FROM tickets WHERE prefix = '{prefix}' AND seq BETWEEN {start} AND {end})"
     event_sel = ", ".join("nt.id" if c == "ticket_id" else f"e.{c}" for c in event_cols)
     sample_event = f"(SELECT * FROM ticket_events WHERE ticket_id = {tid} ORDER BY id LIMIT 1)"
+    # The sample rows are read once (MATERIALIZED): a planner without statistics yet (a fresh
+    # PostgreSQL schema) would otherwise read them again for every new ticket.
     await conn.execute(
         text(
+            f"WITH e AS MATERIALIZED {sample_event} "
             f"INSERT INTO ticket_events ({', '.join(event_cols)}) SELECT {event_sel} "
-            f"FROM {new} AS nt CROSS JOIN {sample_event} AS e"
+            f"FROM {new} AS nt CROSS JOIN e"
         )
     )
     outbox_over = {"ticket_id": "nt.id", "dedup_key": "NULL", "status": "'delivered'"}
@@ -162,7 +169,8 @@ async def _history(
     sample_row = f"(SELECT * FROM outbox WHERE ticket_id = {tid} ORDER BY id LIMIT 1)"
     await conn.execute(
         text(
+            f"WITH o AS MATERIALIZED {sample_row} "
             f"INSERT INTO outbox ({', '.join(outbox_cols)}) SELECT {outbox_sel} "
-            f"FROM {new} AS nt CROSS JOIN {sample_row} AS o"
+            f"FROM {new} AS nt CROSS JOIN o"
         )
     )
