@@ -1,10 +1,11 @@
 """What `report` counts, as SQL aggregates over the tickets of a period (by creation time).
 
 One GROUP BY (priority, category, resolution category, client) gives every count, sum and
-SLA outcome; each median is a LIMIT/OFFSET walk of an index kept in that order. All of them
-read covering indexes only (see the Ticket model), so a report over a million tickets takes a
-second or so. On SQLite they run on their own read-only connections on threads: the app's one
-connection, and its event loop, stay free meanwhile (WAL readers never block writers).
+SLA outcome; each median is a LIMIT/OFFSET walk of an index kept in that order (on
+PostgreSQL, percentile_cont in one more scan). On SQLite all of them read covering indexes
+only (see the Ticket model) and run on read-only connections of their own, on threads: the
+app's one connection, and its event loop, stay free meanwhile (WAL readers never block
+writers). A report over a million tickets takes about a second on either.
 """
 
 from __future__ import annotations
@@ -162,13 +163,33 @@ def _median(conn: Connection, column: Any, scope: Scope) -> float | None:
     return sum(values) / len(values)
 
 
-async def figures(engine: AsyncEngine, scope: Scope) -> Figures:
-    """Every count of the scope's tickets and the two medians (three queries, side by side)."""
-    groups, first, resolution = await asyncio.gather(
-        _read(engine, lambda conn: _groups(conn, scope)),
-        _read(engine, lambda conn: _median(conn, Ticket.first_response_seconds, scope)),
-        _read(engine, lambda conn: _median(conn, Ticket.resolution_seconds, scope)),
+def _percentiles(conn: Connection, scope: Scope) -> tuple[float | None, float | None]:
+    """Both medians in one scan (PostgreSQL's percentile_cont: the same middle, or mean of
+    the middle two): cheaper there than two index walks that test the client on every row."""
+    medians = [
+        func.percentile_cont(0.5).within_group(column)
+        for column in (Ticket.first_response_seconds, Ticket.resolution_seconds)
+    ]
+    row = conn.execute(select(*medians).where(*_scope(scope, conn.dialect.name))).one()
+    return (
+        None if row[0] is None else float(row[0]),
+        None if row[1] is None else float(row[1]),
     )
+
+
+async def figures(engine: AsyncEngine, scope: Scope) -> Figures:
+    """Every count of the scope's tickets and the two medians (queries side by side)."""
+    if engine.dialect.name == "postgresql":
+        groups, (first, resolution) = await asyncio.gather(
+            _read(engine, lambda conn: _groups(conn, scope)),
+            _read(engine, lambda conn: _percentiles(conn, scope)),
+        )
+    else:
+        groups, first, resolution = await asyncio.gather(
+            _read(engine, lambda conn: _groups(conn, scope)),
+            _read(engine, lambda conn: _median(conn, Ticket.first_response_seconds, scope)),
+            _read(engine, lambda conn: _median(conn, Ticket.resolution_seconds, scope)),
+        )
     return Figures(groups=groups, median_first_response=first, median_resolution=resolution)
 
 
