@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import re
 from datetime import datetime
 from functools import partial
 from typing import IO
@@ -74,7 +75,8 @@ async def report_command(deps: Deps, interaction: Interaction, command: Command)
         "report",
         extra={"client": client or "*", "since": str(period.since), "opened": summary.opened},
     )
-    name = f"report-{(client or 'all').replace(' ', '-').lower()}-{period.since}-{period.until}"
+    who = re.sub(r"[^a-z0-9]+", "-", (client or "all").lower()).strip("-") or "client"
+    name = f"report-{who}-{period.since}-{period.until}"
     chart = Image(
         filename=f"{name}.png",
         title=f"QBR report chart: {client or 'all clients'}, {period}",
