@@ -34,9 +34,11 @@ COPY teams ./teams
 
 USER 10001:10001
 
+# MPLCONFIGDIR: matplotlib (the report's chart) keeps its font cache there; /app is read-only.
 ENV HOST=0.0.0.0 \
     PORT=3978 \
-    DATABASE_URL=sqlite+aiosqlite:////data/helpdesk.db
+    DATABASE_URL=sqlite+aiosqlite:////data/helpdesk.db \
+    MPLCONFIGDIR=/tmp/matplotlib
 
 EXPOSE 3978
 

@@ -6,6 +6,9 @@ column the schema has gets a valid value. With `history`, each ticket also gets 
 and the delivered outbox row a real ticket has (`ticket show` reads both).
 
 Distribution: 200 technicians (`UT0`..`UT199`), 20,000 requesters, 5 % of tickets open.
+With `spread` (the report scenario) every ticket gets what `report` reads, varied by n: created
+over the 90 days ending now, four priorities, six categories, 40 clients, first response and
+closure times with their SLA outcomes, minutes logged, CSAT answers and surveys sent.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 TECHNICIANS = 200
 REQUESTERS = 20_000
-BATCH = 100_000
+BATCH = 25_000
 
 
 def _series(dialect: str, start: int, end: int) -> tuple[str, str]:
@@ -36,11 +39,52 @@ async def _columns(conn: AsyncConnection, table: str) -> list[str]:
     return await conn.run_sync(names)
 
 
+def _at(dialect: str, seconds: str) -> str:
+    """Now plus `seconds` (an SQL integer expression), as a timestamp of the app's columns."""
+    if dialect == "postgresql":
+        return f"(now() + make_interval(secs => ({seconds})))"
+    # SQLAlchemy keeps SQLite timestamps as 'YYYY-MM-DD HH:MM:SS.ffffff' text.
+    return f"(strftime('%Y-%m-%d %H:%M:%f', 'now', ({seconds}) || ' seconds') || '000')"
+
+
+def _report_columns(dialect: str) -> dict[str, str]:
+    """What `report` reads, varied by n (see the module docstring)."""
+    ago = "(0 - n % 7776000)"  # up to 90 days back
+    closed = "((n / 200) % 20 <> 0)"
+    first = "(n % 7200)"  # first response within two hours
+    solved = "(n % 86400)"  # closed within a day
+    categories = ("printer", "network", "email", "access", "software", "hardware")
+    category = " ".join(f"WHEN {i} THEN '{c}'" for i, c in enumerate(categories))
+    return {
+        "created_at": _at(dialect, ago),
+        "priority": "'P' || CAST(1 + n % 4 AS TEXT)",
+        "category": f"CASE n % 6 {category} END",
+        "client": "'Client' || CAST(n % 40 AS TEXT)",
+        "respond_by": _at(dialect, f"{ago} + 3600"),
+        "resolve_by": _at(dialect, f"{ago} + 43200"),
+        "first_response_at": _at(dialect, f"{ago} + {first}"),
+        "first_response_seconds": first,
+        "respond_met": f"({first} <= 3600)",
+        "closed_at": f"CASE WHEN {closed} THEN {_at(dialect, f'{ago} + {solved}')} END",
+        "resolution_seconds": f"CASE WHEN {closed} THEN {solved} END",
+        "resolve_met": f"CASE WHEN {closed} THEN ({solved} <= 43200) END",
+        "resolution_category": (
+            f"CASE WHEN {closed} THEN (CASE n % 3 WHEN 0 THEN 'Incident' WHEN 1 THEN 'Request' "
+            "ELSE 'Problem' END) ELSE '' END"
+        ),
+        "time_minutes": "15 * (n % 8 + 1)",
+        "csat_rating": f"CASE WHEN {closed} AND n % 3 = 0 THEN 1 + n % 5 END",
+        "csat_sent_at": f"CASE WHEN {closed} AND n % 2 = 0 THEN {_at(dialect, ago)} END",
+        "fix_confirmed_at": f"CASE WHEN {closed} AND n % 4 = 0 THEN {_at(dialect, ago)} END",
+    }
+
+
 async def load_tickets(
     engine: AsyncEngine,
     count: int,
     *,
     history: bool = True,
+    spread: bool = False,
     progress: Callable[[str], None] = print,
     columns: dict[str, str] | None = None,
     join: str = "",
@@ -73,6 +117,7 @@ async def load_tickets(
         "technician_id": f"'UT' || CAST(n % {TECHNICIANS} AS TEXT)",
         "requester_id": f"'UR' || CAST(n % {REQUESTERS} AS TEXT)",
         "source_thread": "NULL",
+        **(_report_columns(dialect) if spread else {}),
         **(columns or {}),
     }
     select_list = ", ".join(overrides.get(c, f"t.{c}") for c in ticket_cols)
@@ -86,6 +131,10 @@ async def load_tickets(
         )
         async with engine.begin() as conn:
             await conn.execute(text(sql))
+            if dialect == "postgresql":
+                # Fresh statistics (its own rows count): otherwise the foreign-key checks of the
+                # history rows are planned for an empty table (a scan each) and time out.
+                await conn.execute(text("ANALYZE tickets"))
             if history:
                 await _history(conn, prefix, start, end, event_cols, outbox_cols, tid)
         progress(f"  tickets {end - first + 1:,}/{count:,} ({time.perf_counter() - started:.0f}s)")
@@ -112,10 +161,13 @@ async def _history(
     new = f"(SELECT id FROM tickets WHERE prefix = '{prefix}' AND seq BETWEEN {start} AND {end})"
     event_sel = ", ".join("nt.id" if c == "ticket_id" else f"e.{c}" for c in event_cols)
     sample_event = f"(SELECT * FROM ticket_events WHERE ticket_id = {tid} ORDER BY id LIMIT 1)"
+    # The sample rows are read once (MATERIALIZED): a planner without statistics yet (a fresh
+    # PostgreSQL schema) would otherwise read them again for every new ticket.
     await conn.execute(
         text(
+            f"WITH e AS MATERIALIZED {sample_event} "
             f"INSERT INTO ticket_events ({', '.join(event_cols)}) SELECT {event_sel} "
-            f"FROM {new} AS nt CROSS JOIN {sample_event} AS e"
+            f"FROM {new} AS nt CROSS JOIN e"
         )
     )
     outbox_over = {"ticket_id": "nt.id", "dedup_key": "NULL", "status": "'delivered'"}
@@ -123,7 +175,8 @@ async def _history(
     sample_row = f"(SELECT * FROM outbox WHERE ticket_id = {tid} ORDER BY id LIMIT 1)"
     await conn.execute(
         text(
+            f"WITH o AS MATERIALIZED {sample_row} "
             f"INSERT INTO outbox ({', '.join(outbox_cols)}) SELECT {outbox_sel} "
-            f"FROM {new} AS nt CROSS JOIN {sample_row} AS o"
+            f"FROM {new} AS nt CROSS JOIN o"
         )
     )

@@ -1,5 +1,6 @@
-"""`python -m bot [serve|worker|migrate|check-config|teams-package]`: run the bot, only the
-outbox worker, or migrations; check the config; build the Teams app package."""
+"""`python -m bot [serve|worker|migrate|check-config|teams-package|report]`: run the bot, only
+the outbox worker, or migrations; check the config; build the Teams app package; write the QBR
+report."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ log = logging.getLogger("bot")
 
 def _parser() -> argparse.ArgumentParser:
     from bot.cli_help import OneLineSubcommands
+    from bot.report_cli import add_arguments as report_arguments
     from bot.teams.package import add_arguments as teams_package_arguments
 
     parser = argparse.ArgumentParser(
@@ -47,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     teams_package_arguments(
         sub.add_parser("teams-package", help="write the Teams app package (.zip) to upload")
+    )
+    report_arguments(
+        sub.add_parser("report", help="print the QBR report; --csv and --png write it to files")
     )
     return parser
 
@@ -149,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bot.check_config import run as check_config
 
         return check_config(os.environ, database=not args.no_db, probe=args.probe)
+    if command == "report":  # reads the database, starts nothing
+        from bot.report_cli import run as report
+
+        return report(args, os.environ)
     try:
         settings = load_settings(os.environ)
     except ConfigError as exc:

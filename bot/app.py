@@ -7,6 +7,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
@@ -70,9 +71,16 @@ SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
 
 
 async def start_services(
-    settings: Settings, *, scheduler: bool, web_front: bool, metrics: Metrics | None = None
+    settings: Settings,
+    *,
+    scheduler: bool,
+    web_front: bool,
+    metrics: Metrics | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> Services:
-    """Connect to the database, load the directory, build front doors and the worker."""
+    """Connect to the database, load the directory, build front doors and the worker.
+
+    `clock` is what time it is for the core and the worker alike (tests set it)."""
     engine = db.create_engine(settings.database_url)
     await db.ping(engine)
     # SQLite (one host, one file) is migrated on start; PostgreSQL only by `migrate`, and a
@@ -138,6 +146,8 @@ async def start_services(
         kb=kb,
         change_calendar=calendar,
     )
+    if clock is not None:
+        deps.clock = clock
     services = Services(
         settings=settings,
         engine=engine,
@@ -209,6 +219,7 @@ async def start_services(
             observer=metrics,
             places=services.places,
             database=db.location(settings.database_url),
+            clock=deps.clock,
         )
         services.worker.schedule(services.scheduler)
         outbox.on_enqueue_commit(sessions, services.worker.wake)
@@ -319,8 +330,11 @@ def slack_transport(settings: Settings) -> str:
     return "Slack: signed HTTP requests at POST /slack/events"
 
 
-def create_app(settings: Settings, *, scheduler: bool = True) -> web.Application:
-    """The whole HTTP surface; services start and stop with the app."""
+def create_app(
+    settings: Settings, *, scheduler: bool = True, clock: Callable[[], datetime] | None = None
+) -> web.Application:
+    """The whole HTTP surface; services start and stop with the app (`clock`: see
+    start_services)."""
     metrics = Metrics()
     app = web.Application(
         client_max_size=1024 * 1024, middlewares=[correlate, metrics.middleware()]
@@ -328,7 +342,7 @@ def create_app(settings: Settings, *, scheduler: bool = True) -> web.Application
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         services = await start_services(
-            settings, scheduler=scheduler, web_front=True, metrics=metrics
+            settings, scheduler=scheduler, web_front=True, metrics=metrics, clock=clock
         )
         app[SERVICES] = services
         if services.slack is not None and settings.slack_app_token is not None:

@@ -41,11 +41,16 @@ class Metrics:
             "helpdesk_tickets_opened_total", "Tickets opened", ["priority"], registry=r
         )
         self.outbox_pending = Gauge(
-            "helpdesk_outbox_pending", "Undelivered outbox rows", registry=r
+            "helpdesk_outbox_pending", "Undelivered outbox rows that are due", registry=r
         )
         self.outbox_oldest = Gauge(
             "helpdesk_outbox_oldest_pending_age_seconds",
-            "Age of the oldest undelivered outbox row",
+            "How long the oldest undelivered row has been due",
+            registry=r,
+        )
+        self.outbox_scheduled = Gauge(
+            "helpdesk_outbox_scheduled",
+            "Outbox rows waiting for their time (SLA warnings, delayed surveys, reminders)",
             registry=r,
         )
         self.deliveries = Counter(
@@ -78,10 +83,12 @@ class Metrics:
 
     async def render(self, sessions: async_sessionmaker[AsyncSession]) -> bytes:
         async with sessions() as session:
-            depth, oldest = await outbox.stats(session)
-        self.outbox_pending.set(depth)
+            depth = await outbox.stats(session)
+        self.outbox_pending.set(depth.due)
+        oldest = depth.oldest
         age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
         self.outbox_oldest.set(max(age, 0.0))
+        self.outbox_scheduled.set(depth.scheduled)
         return generate_latest(self.registry)
 
     def middleware(self) -> Any:

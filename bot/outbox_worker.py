@@ -21,10 +21,10 @@ import asyncio
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -38,7 +38,7 @@ from handlers import deliveries
 from storage import outbox
 from storage import tickets as tickets_repo
 from storage.errors import is_unavailable
-from storage.models import OutboxMessage
+from storage.models import OutboxMessage, utcnow
 
 log = logging.getLogger(__name__)
 # A database call that has not answered by then is given up (its connection is replaced).
@@ -78,8 +78,11 @@ class OutboxWorker:
         observer: DeliveryObserver | None = None,
         places: Places | None = None,
         database: str = "the database",
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sessions = sessions
+        # What time it is for due rows and leases: the app's clock (tests move it).
+        self.clock = clock
         self.notifiers = notifiers
         self.observer = observer
         self.places = places or Places()
@@ -212,7 +215,11 @@ class OutboxWorker:
     async def run_once(self) -> int:
         async with self._transaction() as session:
             rows = await outbox.claim_due(
-                session, worker=self.worker_id, limit=self.batch, lease=self.lease
+                session,
+                worker=self.worker_id,
+                limit=self.batch,
+                lease=self.lease,
+                now=self.clock(),
             )
         self._database_back()
         self._held.update(row.id for row in rows)
@@ -227,7 +234,11 @@ class OutboxWorker:
         try:
             async with self._transaction() as session:
                 await outbox.renew(
-                    session, worker=self.worker_id, message_ids=held, lease=self.lease
+                    session,
+                    worker=self.worker_id,
+                    message_ids=held,
+                    lease=self.lease,
+                    now=self.clock(),
                 )
         except Exception as exc:
             if not is_unavailable(exc):
@@ -281,7 +292,9 @@ class OutboxWorker:
         if wait <= 0:
             return False
         async with self._transaction(row.ticket_id) as session:
-            await outbox.defer(session, message_id=row.id, worker=self.worker_id, seconds=wait)
+            await outbox.defer(
+                session, message_id=row.id, worker=self.worker_id, seconds=wait, now=self.clock()
+            )
         return True
 
     def _note_failure(self, row: OutboxMessage, error: DeliveryError) -> None:
@@ -296,7 +309,7 @@ class OutboxWorker:
     async def _prepare(self, row: OutboxMessage) -> bool:
         """Complete the row's payload; False when it must wait (deferred) or never can be sent."""
         async with self._transaction(row.ticket_id) as session:
-            ready = await deliveries.prepare(session, message=row)
+            ready = await deliveries.prepare(session, message=row, now=self.clock())
             if ready.payload is not None:
                 row.payload = ready.payload
                 return True
@@ -307,7 +320,11 @@ class OutboxWorker:
                 )
             else:
                 await outbox.defer(
-                    session, message_id=row.id, worker=self.worker_id, seconds=ready.wait
+                    session,
+                    message_id=row.id,
+                    worker=self.worker_id,
+                    seconds=ready.wait,
+                    now=self.clock(),
                 )
         return False
 
@@ -321,10 +338,13 @@ class OutboxWorker:
             async with self._transaction(row.ticket_id) as session:
                 if outcome.error is None:
                     result = outcome.result or {}
+                    now = self.clock()
                     if await outbox.mark_delivered(
-                        session, message_id=row.id, worker=self.worker_id, result=result
+                        session, message_id=row.id, worker=self.worker_id, result=result, now=now
                     ):
-                        await deliveries.after_delivery(session, message=row, result=result)
+                        await deliveries.after_delivery(
+                            session, message=row, result=result, now=now
+                        )
                 else:
                     error = outcome.error
                     if await outbox.mark_failed(
@@ -336,6 +356,7 @@ class OutboxWorker:
                         retry_after=error.retry_after,
                         permanent=error.permanent,
                         uncertain=error.uncertain,
+                        now=self.clock(),
                     ):
                         await deliveries.after_failure(
                             session, message=row, error=str(error), permanent=error.permanent

@@ -18,6 +18,7 @@ VERBS = (
     "close",
     "similar",
     "kb",
+    "report",
     "help",
 )
 TICKET_REF = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,9}-\d{1,12}$")
@@ -34,6 +35,10 @@ USAGE: list[tuple[str, str]] = [
     ("close HD-7", "close with a resolution note"),
     ("similar HD-7", "resolved tickets and KB articles like HD-7 (only to you)"),
     ("kb <words>", "search the KB and resolved tickets (only to you)"),
+    (
+        "report [client] [YYYY-MM-DD YYYY-MM-DD]",
+        "the QBR report with a chart (default: all clients, the 90 days ending today)",
+    ),
     ("help", "this help"),
 ]
 WELCOME_VERBS = ("new", "show", "mine", "help")

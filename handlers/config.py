@@ -56,6 +56,8 @@ class SlaConfig(_Strict):
     default_tier: str = "standard"
     tiers: dict[str, Tier] = Field(default_factory=_default_tiers)
     clients: dict[str, str] = Field(default_factory=dict)
+    # The technician is warned this long before respond-by and resolve-by (0s: no warnings).
+    warn_before: Duration = timedelta(minutes=15)
 
     @field_validator("tiers")
     @classmethod

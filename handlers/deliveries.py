@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import diagnosis, identity, notify, psa
+from handlers import csat, diagnosis, identity, notify, psa, sla
 from handlers.tickets import card_version, ticket_card
 from storage import outbox
 from storage import tickets as repo
@@ -76,21 +77,29 @@ def needs_preparation(message: OutboxMessage) -> bool:
         or bool(payload.get("after"))
         or bool(payload.get("refresh_ticket_card"))
         or _wants_ticket_thread(message)
+        or sla.is_alarm(message)
     )
 
 
-async def prepare(session: AsyncSession, *, message: OutboxMessage) -> Preparation:
+async def prepare(
+    session: AsyncSession, *, message: OutboxMessage, now: datetime | None = None
+) -> Preparation:
     """The payload to deliver now, completed from the rows and ticket it depends on."""
     if psa.is_psa_row(message):
         ready = await psa.prepare_psa_row(session, message=message)
         return Preparation(ready.payload, wait=ready.wait, give_up=ready.give_up)
+    now = now or utcnow()
+    if sla.is_alarm(message):
+        # SLA warnings and breaches: written from the ticket now, or not sent at all.
+        alarm = await sla.prepare_alarm(session, message=message, now=now)
+        return Preparation(alarm.payload, give_up=alarm.give_up)
     payload = dict(message.payload)
     if payload.get("after"):
         first = await session.get(OutboxMessage, int(payload["after"]))
         if first is None or first.status in ("dead", "cancelled"):
             return Preparation(None, give_up="not sent: what it follows up was never delivered")
         if first.status != "delivered":
-            wait = (first.due_at - utcnow()).total_seconds() + 1.0
+            wait = (first.due_at - now).total_seconds() + 1.0
             return Preparation(None, wait=min(max(wait, 1.0), MAX_WAIT))
         for key in payload.get("from_result") or ():
             if key in first.result:
@@ -107,7 +116,7 @@ async def prepare(session: AsyncSession, *, message: OutboxMessage) -> Preparati
                 return Preparation(None, wait=0.5)
             payload["channel"] = ticket.card_channel
             payload["ts"] = payload["activity_id"] = ticket.card_message
-        card = ticket_card(ticket, extra=await diagnosis.card_elements(session, ticket))
+        card = ticket_card(ticket, extra=await diagnosis.card_elements(session, ticket), now=now)
         payload["card"], payload["text"] = card.to_dict(), card.fallback
     if _wants_ticket_thread(message):
         ticket = await session.get(Ticket, message.ticket_id)
@@ -121,11 +130,16 @@ async def prepare(session: AsyncSession, *, message: OutboxMessage) -> Preparati
 
 
 async def after_delivery(
-    session: AsyncSession, *, message: OutboxMessage, result: dict[str, Any]
+    session: AsyncSession,
+    *,
+    message: OutboxMessage,
+    result: dict[str, Any],
+    now: datetime | None = None,
 ) -> None:
     """Remember where the ticket card landed (the ticket's thread); audit; close reports."""
     if message.ticket_id is None:
         return
+    await csat.on_survey_delivered(session, message=message, at=now or utcnow())
     card_message = result.get("ts") or result.get("activity_id")
     if message.payload.get("ticket_card") and card_message and result.get("channel"):
         await repo.set_card(

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from cards.model import ActionId
-from handlers import closure, csat, diagnosis, escalation, identity, incidents, tickets
+from handlers import closure, csat, diagnosis, escalation, identity, incidents, reports, tickets
 from handlers.commands import Command, parse, usage
 from handlers.deps import Deps
 from handlers.directory import DirectoryUnavailable, unavailable_text
@@ -43,10 +43,13 @@ H = TypeVar("H", CommandHandler, ActionHandler)
 
 @dataclass(frozen=True)
 class Route(Generic[H]):
-    """A use case, and whether it changes state (then it runs once per delivery)."""
+    """A use case, and whether it changes state (then it runs once per delivery). A patient
+    one is worth waiting for past the answer budget (it reads a lot: the edge answers
+    "working on it" in time and shows the result when it comes)."""
 
     handler: H
     changes_state: bool
+    patient: bool = False
 
 
 def changes(handler: H) -> Route[H]:
@@ -54,9 +57,16 @@ def changes(handler: H) -> Route[H]:
     return Route(handler, changes_state=True)
 
 
-def reads(handler: H) -> Route[H]:
+def reads(handler: H, *, patient: bool = False) -> Route[H]:
     """A route that only reads (or opens a form): it may run again and never commits."""
-    return Route(handler, changes_state=False)
+    return Route(handler, changes_state=False, patient=patient)
+
+
+def is_patient(interaction: Interaction) -> bool:
+    """True when the interaction's route is worth waiting for past the answer budget."""
+    if interaction.action is not None:
+        return ACTIONS[interaction.action].patient
+    return COMMANDS[parse(interaction.text).verb].patient
 
 
 async def _new(deps: Deps, interaction: Interaction, command: Command) -> Reply:
@@ -77,20 +87,21 @@ COMMANDS: dict[str, Route[CommandHandler]] = {
     "mine": reads(_mine),
     "verify": changes(identity.verify_command),
     "p1": changes(incidents.raise_p1_command),
-    "escalate": reads(escalation.escalate_command),
+    "escalate": changes(escalation.escalate_command),
     "time": changes(closure.time_command),
-    "close": reads(closure.close_command),
+    "close": changes(closure.close_command),
     "similar": reads(diagnosis.similar_command),
     "kb": reads(diagnosis.kb_command),
+    "report": reads(reports.report_command, patient=True),
     "help": reads(_help),
 }
 
 ACTIONS: dict[ActionId, Route[ActionHandler]] = {
     ActionId.TICKET_CREATE: changes(tickets.create_ticket),
     ActionId.VERIFY: changes(identity.verify_button),
-    ActionId.ESCALATE: reads(escalation.escalate_button),
+    ActionId.ESCALATE: changes(escalation.escalate_button),
     ActionId.ESCALATE_SUBMIT: changes(escalation.submit),
-    ActionId.CLOSE: reads(closure.close_button),
+    ActionId.CLOSE: changes(closure.close_button),
     ActionId.CLOSE_SUBMIT: changes(closure.submit),
     ActionId.IDENTITY_APPROVE: changes(identity.approve),
     ActionId.IDENTITY_DENY: changes(identity.deny),
@@ -156,11 +167,12 @@ async def answer(
     directory is being asked, with a deadline of its own): then it gets another `budget`.
     """
     task = asyncio.ensure_future(handle(deps, interaction))
+    patient = is_patient(interaction)
     while True:
         done, _ = await asyncio.wait({task}, timeout=budget)
         if task in done:
             return task.result()
-        if keep_waiting is None or not keep_waiting():
+        if not patient and (keep_waiting is None or not keep_waiting()):
             break
     task.cancel()
     _LATE.add(task)  # finishes its clean-up in the background

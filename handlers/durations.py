@@ -1,4 +1,4 @@
-"""Durations as people type them: `45m`, `1h30m`, `2h`, `1d`, `0s`."""
+"""Durations as people type them: `45m`, `1h30m`, `2h`, `1d`, `20s`, `0s`."""
 
 from __future__ import annotations
 
@@ -19,9 +19,11 @@ def parse_duration(text: str) -> timedelta:
 
 
 def format_duration(delta: timedelta) -> str:
-    """Render minutes as `1h 30m` / `45m` / `2d 3h`."""
-    minutes = int(delta.total_seconds() // 60)
+    """Render as `1h 30m` / `45m` / `2d 3h`, with seconds when there are any (`20s`, `1m 5s`)."""
+    total = int(delta.total_seconds())
+    minutes, secs = divmod(total, 60)
     days, rest = divmod(minutes, 1440)
     hours, mins = divmod(rest, 60)
     parts = [f"{days}d"] * bool(days) + [f"{hours}h"] * bool(hours) + [f"{mins}m"] * bool(mins)
+    parts += [f"{secs}s"] * bool(secs)
     return " ".join(parts) or "0m"

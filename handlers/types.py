@@ -52,6 +52,16 @@ class Interaction:
         return self.actor.platform
 
 
+@dataclass(frozen=True)
+class Image:
+    """A picture that goes with a reply (the report's chart), as PNG."""
+
+    filename: str
+    title: str
+    # Blocking CPU work: the edge runs it on a thread, never on the event loop.
+    render: Callable[[], bytes]
+
+
 @dataclass
 class Reply:
     """What the core answers; the edge renders it for its platform."""
@@ -74,6 +84,8 @@ class Reply:
     # first, then awaits this and shows its reply to the same person, the same way (private
     # stays private).
     follow_up: Callable[[], Awaitable[Reply]] | None = None
+    # Shown with the reply where it was asked (Slack: uploaded there; Teams: attached).
+    image: Image | None = None
 
 
 class DomainError(Exception):

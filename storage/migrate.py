@@ -113,7 +113,6 @@ async def upgrade(engine: AsyncEngine) -> tuple[tuple[str, ...], tuple[str, ...]
         _refuse_newer(before)
         cfg = alembic_config()
         cfg.attributes["connection"] = connection
-        # Every head: branches developed side by side may each add a revision after one base.
         command.upgrade(cfg, "heads")
         return before, _current(connection)
 

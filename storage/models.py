@@ -67,6 +67,28 @@ class Ticket(Base):
         # `mine`: newest open tickets of a person, straight from the index.
         Index("ix_tickets_requester_open", "requester_id", "status", "id"),
         Index("ix_tickets_technician_open", "technician_id", "status", "id"),
+        # `report`: every count it makes comes from this index alone. Its leading columns are
+        # the report's GROUP BY (no sort); the rest is what the filters and aggregates read.
+        Index(
+            "ix_tickets_report",
+            "priority",
+            "category",
+            "resolution_category",
+            "client",
+            "created_at",
+            "status",
+            "respond_met",
+            "resolve_met",
+            "respond_by",
+            "resolve_by",
+            "time_minutes",
+            "csat_rating",
+            "csat_sent_at",
+            "fix_confirmed_at",
+        ),
+        # Medians walk these in order (LIMIT/OFFSET), filtered by period and client.
+        Index("ix_tickets_first_response", "first_response_seconds", "created_at", "client"),
+        Index("ix_tickets_resolution", "resolution_seconds", "created_at", "client"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -114,6 +136,24 @@ class Ticket(Base):
     # Identity confirmation: not_required | required | pending | confirmed | denied
     identity_state: Mapped[str] = mapped_column(String(16), default="not_required")
     requester_vip: Mapped[bool] = mapped_column(default=False)
+
+    # The SLA clock (handlers/sla): the first technician action stops the respond clock;
+    # each target's outcome is stored once known (None: pending).
+    first_response_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    first_response_by: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    first_response_channel: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    respond_met: Mapped[bool | None] = mapped_column(nullable=True)
+    resolve_met: Mapped[bool | None] = mapped_column(nullable=True)
+    # Kept for `report` (SQL aggregates over the ticket row alone): whole seconds from
+    # creation to the first response / to closure, every minute logged (time entries and the
+    # closure's Time spent), the CSAT answer and when its survey went out, and when the
+    # requester confirmed the fix (issue #15 sets it; empty until then).
+    first_response_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    resolution_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    time_minutes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    csat_rating: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    csat_sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    fix_confirmed_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
     closed_at: Mapped[datetime | None] = mapped_column(nullable=True)
     resolution_note: Mapped[str] = mapped_column(Text, default="")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, case, event, func, insert, select, text, true, update
@@ -143,7 +143,12 @@ async def _update_held(
 
 
 async def mark_delivered(
-    session: AsyncSession, *, message_id: int, worker: str, result: dict[str, Any]
+    session: AsyncSession,
+    *,
+    message_id: int,
+    worker: str,
+    result: dict[str, Any],
+    now: datetime | None = None,
 ) -> bool:
     """Record the delivery; False when `worker` no longer holds the row (lease taken over)."""
     return await _update_held(
@@ -152,7 +157,7 @@ async def mark_delivered(
         message_id=message_id,
         worker=worker,
         status="delivered",
-        delivered_at=utcnow(),
+        delivered_at=now or utcnow(),
         result=result,
         claimed_until=None,
         last_error="",
@@ -161,7 +166,12 @@ async def mark_delivered(
 
 
 async def renew(
-    session: AsyncSession, *, worker: str, message_ids: Sequence[int], lease: timedelta
+    session: AsyncSession,
+    *,
+    worker: str,
+    message_ids: Sequence[int],
+    lease: timedelta,
+    now: datetime | None = None,
 ) -> int:
     """Extend the leases `worker` still holds on `message_ids`; returns how many it holds."""
     if not message_ids:
@@ -174,7 +184,7 @@ async def renew(
             OutboxMessage.status == "pending",
             OutboxMessage.claimed_until.is_not(None),
         )
-        .values(claimed_until=utcnow() + lease)
+        .values(claimed_until=(now or utcnow()) + lease)
         .execution_options(synchronize_session=False)
     )
     return int(done.rowcount)  # type: ignore[attr-defined]
@@ -202,6 +212,7 @@ async def mark_failed(
     retry_after: float | None = None,
     permanent: bool = False,
     uncertain: bool = False,
+    now: datetime | None = None,
 ) -> bool:
     """Record a failed attempt: reschedule with backoff, or give up (`dead`) when permanent.
     `uncertain`: the attempt may have arrived (a timeout), so the row is now in doubt.
@@ -218,12 +229,19 @@ async def mark_failed(
         status="dead" if permanent else "pending",
         last_error=error[:2000],
         claimed_until=None,
-        due_at=utcnow() + timedelta(seconds=delay),
+        due_at=(now or utcnow()) + timedelta(seconds=delay),
         **extra,
     )
 
 
-async def defer(session: AsyncSession, *, message_id: int, worker: str, seconds: float) -> bool:
+async def defer(
+    session: AsyncSession,
+    *,
+    message_id: int,
+    worker: str,
+    seconds: float,
+    now: datetime | None = None,
+) -> bool:
     """Put a claimed row back untried (it waits for another row): the claim is not an attempt."""
     return await _update_held(
         session,
@@ -231,7 +249,7 @@ async def defer(session: AsyncSession, *, message_id: int, worker: str, seconds:
         message_id=message_id,
         worker=worker,
         claimed_until=None,
-        due_at=utcnow() + timedelta(seconds=max(seconds, 0.0)),
+        due_at=(now or utcnow()) + timedelta(seconds=max(seconds, 0.0)),
     )
 
 
@@ -319,16 +337,35 @@ async def states_for(session: AsyncSession, ticket_id: int) -> list[DeliveryStat
     return [DeliveryState(r[0], r[1] or "", r[2], r[3], r[4], r[5]) for r in rows]
 
 
-async def stats(session: AsyncSession) -> tuple[int, datetime | None]:
-    """Undelivered row count and the creation time of the oldest one."""
+@dataclass(frozen=True)
+class Depth:
+    """What the outbox holds: rows due (or being retried), since when, and rows waiting for
+    their time (SLA warnings, delayed surveys and reminders)."""
+
+    due: int
+    oldest: datetime | None
+    scheduled: int
+
+
+async def stats(session: AsyncSession, *, now: datetime | None = None) -> Depth:
+    """Undelivered rows that are due or were tried, when the oldest of them became due (its
+    creation, once it has been tried), and rows not due yet."""
+    now = now or utcnow()
+    late = (OutboxMessage.due_at <= now) | (OutboxMessage.attempts > 0)
+    since = case((OutboxMessage.attempts > 0, OutboxMessage.created_at), else_=OutboxMessage.due_at)
     row = (
         await session.execute(
-            select(func.count(), func.min(OutboxMessage.created_at)).where(
-                OutboxMessage.status == "pending"
-            )
+            select(
+                func.count().filter(late),
+                func.min(since).filter(late),
+                func.count().filter(~late),
+            ).where(OutboxMessage.status == "pending")
         )
     ).one()
-    return int(row[0]), row[1]
+    oldest = row[1]
+    if isinstance(oldest, str):  # SQLite gives min() over a CASE back as text
+        oldest = datetime.fromisoformat(oldest).replace(tzinfo=UTC)
+    return Depth(due=int(row[0]), oldest=oldest, scheduled=int(row[2]))
 
 
 def on_enqueue_commit(

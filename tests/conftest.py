@@ -8,6 +8,7 @@ import secrets
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +159,7 @@ async def make_app(db_url: str, tmp_path: Path) -> AsyncIterator[AppFactory]:
         env: dict[str, str] | None = None,
         slack: FakeSlack | None = None,
         scheduler: bool = True,
+        clock: Callable[[], datetime] | None = None,
     ) -> AppHarness:
         full_env = {"DATABASE_URL": db_url, "HOST": "127.0.0.1", "PORT": "3978"}
         if slack is not None:
@@ -167,7 +169,7 @@ async def make_app(db_url: str, tmp_path: Path) -> AsyncIterator[AppFactory]:
                 "SLACK_API_URL": f"{slack.url}/api/",
             }
         full_env |= env or {}
-        harness = AppHarness(tmp_path, full_env, config, people, scheduler=scheduler)
+        harness = AppHarness(tmp_path, full_env, config, people, scheduler=scheduler, clock=clock)
         await harness.start()
         started.append(harness)
         return harness

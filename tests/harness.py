@@ -8,6 +8,7 @@ import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -19,7 +20,7 @@ from sqlalchemy import select
 
 from bot.app import SERVICES, Services, create_app
 from bot.settings import load_settings
-from storage.models import Ticket, TicketEvent
+from storage.models import OutboxMessage, Ticket, TicketEvent
 from tests import log_audit
 
 # SPEC: the intake form's labels, in this order, on both platforms.
@@ -56,6 +57,27 @@ async def wait_until(
         await asyncio.sleep(0.02)
 
 
+class TestClock:
+    """The app's and the worker's clock in a test: it is where the test sets it, and runs on
+    from there at the real pace (so pacing and retry waits still pass).
+
+    Set it ahead of the real time: rows queued for "now" by the real clock (ticket cards) are
+    then due at once, and rows with due times (SLA warnings) when the test moves it there.
+    Move it only while the outbox is quiet: leases count in this time too.
+    """
+
+    __test__ = False  # not a test class, whatever its name
+
+    def __init__(self, start: datetime) -> None:
+        self._set, self._since = start, time.monotonic()
+
+    def __call__(self) -> datetime:
+        return self._set + timedelta(seconds=time.monotonic() - self._since)
+
+    def set(self, moment: datetime) -> None:
+        self._set, self._since = moment, time.monotonic()
+
+
 def slack_signature(secret: str, timestamp: str, body: str) -> str:
     base = f"v0:{timestamp}:{body}".encode()
     return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
@@ -72,8 +94,10 @@ class AppHarness:
         people: list[dict[str, Any]] | None,
         *,
         scheduler: bool = True,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.tmp = tmp
+        self.clock = clock
         self.env = dict(env)
         log_audit.remember(self.env)
         self.scheduler = scheduler
@@ -91,7 +115,7 @@ class AppHarness:
 
     async def start(self) -> AppHarness:
         settings = load_settings(self.env)
-        self.app = create_app(settings, scheduler=self.scheduler)
+        self.app = create_app(settings, scheduler=self.scheduler, clock=self.clock)
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -249,6 +273,11 @@ def block_actions(
             }
         ],
     }
+
+
+def is_sla_alarm(row: OutboxMessage) -> bool:
+    """An SLA warning or breach row (queued with the ticket, due later, mostly cancelled)."""
+    return (row.dedup_key or "").startswith("sla:")
 
 
 async def only_ticket(app: AppHarness) -> Ticket:

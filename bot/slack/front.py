@@ -43,6 +43,7 @@ from bot.metrics import REQUEST_KIND
 from bot.settings import Settings
 from bot.slack import shapes
 from bot.slack.deliveries import delivery_id
+from bot.slack.files import share_image
 from cards import slack as blockkit
 from cards.model import ActionId, Card, Text, Typed
 from handlers.deps import Deps
@@ -229,8 +230,19 @@ class SlackFront:
             )
             return
         await ack(**self._ack_message(reply))
+        self._after_answer(reply, body, respond)
+
+    def _after_answer(self, reply: Reply, body: dict[str, Any], respond: Any) -> None:
+        """What follows an answer: the rest of it (a KB that answered late), a chart."""
         if reply.follow_up is not None:
             self._spawn(lambda: self._follow_up(reply, respond))
+        if reply.image is not None:
+            # After the ack: the chart is rendered on a thread and uploaded where it was asked.
+            image, user = reply.image, body["user_id"]
+            channel = str(body.get("channel_id", ""))
+            self._spawn(
+                lambda: share_image(self.client, image, channel=channel, user=user, respond=respond)
+            )
 
     async def _follow_up(self, reply: Reply, respond: Any) -> None:
         """The rest of an answer (e.g. KB articles that came late), through the command's
@@ -256,6 +268,7 @@ class SlackFront:
                 log.info("slack: late form not opened: %s", exc.response.get("error"))
                 reply = Reply(text=FORM_TOO_LATE)
         await respond(**self._ack_message(reply))
+        self._after_answer(reply, body, respond)
 
     async def _on_view_submission(self, ack: Any, body: dict[str, Any]) -> None:
         # shapes.inspect let only the bot's own forms through, with their context object.

@@ -168,6 +168,10 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
             outgoing, content = replies.card_activity(card), {"card": card.to_dict()}
         else:
             outgoing, content = replies.text_activity(reply.text), {"text": reply.text}
+        if reply.image is not None:
+            png = await asyncio.to_thread(reply.image.render)  # the chart: off the event loop
+            attached = replies.image_attachment(reply.image, png)
+            outgoing.attachments = [*(outgoing.attachments or []), attached]
         private_elsewhere = (
             reply.private and not reply.as_form and not reply.field_errors and not reply.form_error
         )

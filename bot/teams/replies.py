@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import re
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from cards.model import ActionId, Card, Element, NumberInput, Text, Typed
 from handlers import closure, escalation
 from handlers.deps import Deps
 from handlers.tickets import intake_card
-from handlers.types import Reply
+from handlers.types import Image, Reply
 
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 MESSAGE_CONTENT_TYPE = "application/vnd.microsoft.activity.message"
@@ -51,6 +52,13 @@ def card_activity(card: Card) -> Activity:
         attachments=[Attachment(content_type=CARD_CONTENT_TYPE, content=content)],
         summary=card.fallback or None,  # plain text (notifications, previews)
     )
+
+
+def image_attachment(image: Image, png: bytes) -> Attachment:
+    """An inline `image/png` attachment (Teams shows it in the message; base64 images do not
+    count towards its 40 KB message limit)."""
+    content = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    return Attachment(content_type="image/png", content_url=content, name=image.filename)
 
 
 def text_activity(text: str) -> Activity:

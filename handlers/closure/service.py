@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
-from handlers import csat, diagnosis, identity, incidents, notify, psa
+from handlers import csat, diagnosis, identity, incidents, notify, psa, sla
 from handlers.closure.cards import CATEGORIES, MAX_KB, closed_notice, closure_form
 from handlers.closure.rules import note_problem
 from handlers.commands import Command, ticket_ref
@@ -82,6 +84,14 @@ async def time_command(deps: Deps, interaction: Interaction, command: Command) -
     technician = await deps.person(interaction.actor) if deps.config.psa.enabled else None
     async with deps.sessions() as session, session.begin():
         ticket = await _locked(session, number)
+        await sla.record_first_response(
+            session,
+            ticket,
+            interaction.actor,
+            interaction.conversation.id,
+            at=deps.clock(),
+            action="time",
+        )
         await add_time(
             session,
             ticket=ticket,
@@ -90,7 +100,7 @@ async def time_command(deps: Deps, interaction: Interaction, command: Command) -
             note=text,
             technician_email=technician.email if technician else "",
         )
-        total = sum(e.minutes for e in await repo.time_entries_for(session, ticket.id))
+        total = ticket.time_minutes
     return Reply(
         text=f"Logged {format_duration(timedelta(minutes=minutes))} on {number} "
         f"(total {format_duration(timedelta(minutes=total))})."
@@ -106,8 +116,8 @@ async def add_time(
     note: str,
     technician_email: str = "",
 ) -> None:
-    """Store one time entry with its audit event, and queue it for the PSA (in the caller's
-    transaction)."""
+    """Store one time entry with its audit event and queue it for the PSA (in the caller's
+    transaction); the ticket's minutes logged (what `report` adds up) grow with it."""
     entry = TimeEntry(
         ticket_id=ticket.id, minutes=minutes, note=note, actor_id=interaction.actor.id, at=utcnow()
     )
@@ -121,6 +131,16 @@ async def add_time(
         technician_email=technician_email,
         at=entry.at,
     )
+    total = (
+        await session.execute(
+            update(Ticket)
+            .where(Ticket.id == ticket.id)
+            .values(time_minutes=Ticket.time_minutes + minutes)
+            .returning(Ticket.time_minutes)
+            .execution_options(synchronize_session=False)
+        )
+    ).scalar_one()
+    set_committed_value(ticket, "time_minutes", total)
     await repo.add_event(
         session,
         ticket_id=ticket.id,
@@ -138,6 +158,16 @@ async def add_time(
 async def _form(deps: Deps, interaction: Interaction, ticket: Ticket) -> Reply:
     await deps.require_technician(interaction.actor, "close tickets")
     _require_open(ticket)
+    async with deps.sessions() as session, session.begin():
+        # Working the ticket, even while its identity check holds the closure back.
+        await sla.record_first_response(
+            session,
+            ticket,
+            interaction.actor,
+            interaction.conversation.id,
+            at=deps.clock(),
+            action="close",
+        )
     identity.require_confirmed(ticket)
     async with deps.sessions() as session:
         logged = sum(e.minutes for e in await repo.time_entries_for(session, ticket.id))
@@ -229,6 +259,15 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
         ticket = await _locked(session, ticket.number)
         _require_open(ticket)
         identity.require_confirmed(ticket)
+        await sla.record_first_response(
+            session,
+            ticket,
+            actor,
+            interaction.conversation.id,
+            at=now,
+            action="close",
+            refresh_card=False,
+        )
         if form.minutes:
             await add_time(
                 session,
@@ -243,6 +282,7 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
         ticket.resolution_note = form.note
         ticket.resolution_category = form.category
         ticket.kb_article = form.kb_article
+        await sla.on_closed(session, ticket, at=now)
         await notify.refresh_ticket_card(session, ticket)
         await psa.on_closed(session, ticket=ticket, closed_by=closer_name)
         await repo.add_event(
@@ -269,5 +309,7 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
         extra = await diagnosis.card_elements(session, ticket)
     log.info("ticket closed", extra={"ticket": ticket.number})
     return Reply(
-        text=f"Closed {ticket.number}.", card=ticket_card(ticket, extra=extra), private=False
+        text=f"Closed {ticket.number}.",
+        card=ticket_card(ticket, extra=extra, now=now),
+        private=False,
     )

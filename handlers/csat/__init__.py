@@ -2,10 +2,18 @@
 
 from handlers.csat.service import (
     comment,
+    on_survey_delivered,
     rate,
     schedule_followup,
     schedule_survey,
     survey_address,
 )
 
-__all__ = ["comment", "rate", "schedule_followup", "schedule_survey", "survey_address"]
+__all__ = [
+    "comment",
+    "on_survey_delivered",
+    "rate",
+    "schedule_followup",
+    "schedule_survey",
+    "survey_address",
+]

@@ -23,9 +23,10 @@ from handlers.directory import Person
 from handlers.formatting import requester
 from handlers.types import Actor, Interaction, InvalidInput, NotFound, Reply
 from storage import tickets as repo
-from storage.models import CsatSurvey, Ticket
+from storage.models import CsatSurvey, OutboxMessage, Ticket
 
 log = logging.getLogger(__name__)
+SURVEY_PURPOSE = "csat-survey"
 
 
 # -- on closure ------------------------------------------------------------------------------
@@ -95,7 +96,7 @@ async def schedule_survey(
         platform=platform,
         user_id=user_id,
         ticket=ticket,
-        purpose="csat-survey",
+        purpose=SURVEY_PURPOSE,
         text=f"How did we do on {ticket.number}?",
         card=survey_card(ticket, nonce),
         due_at=due,
@@ -139,6 +140,21 @@ async def schedule_followup(
         data={"reasons": reasons, "due_at": due.isoformat(), "technician": technician.id},
     )
     return True
+
+
+async def on_survey_delivered(
+    session: AsyncSession, *, message: OutboxMessage, at: datetime
+) -> None:
+    """The survey reached the requester: it counts as sent (the CSAT response rate)."""
+    if message.kind != "dm" or message.payload.get("purpose") != SURVEY_PURPOSE:
+        return
+    if message.ticket_id is None:
+        return
+    await session.execute(
+        update(Ticket)
+        .where(Ticket.id == message.ticket_id, Ticket.csat_sent_at.is_(None))
+        .values(csat_sent_at=at)
+    )
 
 
 # -- answers ---------------------------------------------------------------------------------
@@ -198,6 +214,10 @@ async def rate(deps: Deps, interaction: Interaction) -> Reply:
                 text=f"You already rated {ticket.number} {survey.rating}/5: the first "
                 "answer is the one we keep. Thank you!"
             )
+        # The ticket row carries the answer too: `report` aggregates tickets alone.
+        await session.execute(
+            update(Ticket).where(Ticket.id == ticket.id).values(csat_rating=int(rating))
+        )
         await repo.add_event(
             session,
             ticket_id=ticket.id,

@@ -20,6 +20,7 @@ from handlers.diagnosis.service import (
     kb_requirement,
     look_up_kb_for_card,
     on_ticket_opened,
+    patterns_in,
     top_patterns,
 )
 
@@ -43,6 +44,7 @@ __all__ = [
     "look_up_kb_for_card",
     "on_ticket_opened",
     "patch_tuesday",
+    "patterns_in",
     "same_error",
     "signatures",
     "similar_command",

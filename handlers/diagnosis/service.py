@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -238,14 +238,34 @@ async def top_patterns(
 ) -> list[Pattern]:
     """The errors that repeated most (at least `patterns.repeat_threshold` tickets) among the
     tickets opened in [since, until), for one client or all; for reports."""
-    async with deps.sessions() as session:
+    return await patterns_in(
+        deps.sessions,
+        threshold=deps.config.patterns.repeat_threshold,
+        since=since,
+        until=until,
+        client=client,
+        limit=limit,
+    )
+
+
+async def patterns_in(
+    sessions: Callable[[], AsyncSession],
+    *,
+    threshold: int,
+    since: datetime,
+    until: datetime,
+    client: str | None = None,
+    limit: int = 5,
+) -> list[Pattern]:
+    """`top_patterns` with the sessions and threshold given (the CLI report has no Deps)."""
+    async with sessions() as session:
         counts = await error_signatures.top_signatures(
             session,
             kinds=rules.SAME_ERROR_KINDS,
             since=since,
             until=until,
             client=client,
-            minimum=deps.config.patterns.repeat_threshold,
+            minimum=threshold,
             limit=limit * 3,
         )
     out: list[Pattern] = []
@@ -258,15 +278,15 @@ async def top_patterns(
         covered.append(numbers)
         label = rules.describe(count.signature)
         if count.signature.startswith("exact:"):
-            label = await _example_text(deps, count.numbers[0]) or label
+            label = await _example_text(sessions, count.numbers[0]) or label
         out.append(Pattern(label, count.tickets, count.numbers, count.kb_articles))
         if len(out) == limit:
             break
     return out
 
 
-async def _example_text(deps: Deps, number: str) -> str:
-    async with deps.sessions() as session:
+async def _example_text(sessions: Callable[[], AsyncSession], number: str) -> str:
+    async with sessions() as session:
         ticket = await repo.get_by_number(session, number)
     return rules.first_line(ticket.error_text, 80) if ticket else ""
 

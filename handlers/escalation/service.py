@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from handlers import identity, notify, psa
+from handlers import identity, notify, psa, sla
 from handlers.commands import Command
 from handlers.deps import Deps
 from handlers.escalation.cards import MAX_TEXT, escalation_card, escalation_form, queue_names
@@ -34,6 +34,16 @@ def _check(deps: Deps, ticket: Ticket) -> list[str]:
 
 async def _form(deps: Deps, interaction: Interaction, ticket: Ticket) -> Reply:
     await deps.require_technician(interaction.actor, "escalate tickets")
+    if ticket.status == "open":
+        async with deps.sessions() as session, session.begin():
+            await sla.record_first_response(
+                session,
+                ticket,
+                interaction.actor,
+                interaction.conversation.id,
+                at=deps.clock(),
+                action="escalate",
+            )
     _check(deps, ticket)
     card = escalation_form(
         deps.config,
@@ -91,6 +101,9 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
         if locked is None:
             raise NotFound(f"There is no ticket {ticket.number}.")
         _check(deps, locked)
+        await sla.record_first_response(
+            session, locked, actor, interaction.conversation.id, at=deps.clock(), action="escalate"
+        )
         await repo.add_event(
             session,
             ticket_id=locked.id,

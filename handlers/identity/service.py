@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import notify
+from handlers import notify, sla
 from handlers.commands import TICKET_REF, Command, ticket_ref
 from handlers.deps import Deps
 from handlers.directory import DirectoryUnavailable, Person
@@ -77,6 +77,16 @@ async def _verify(deps: Deps, interaction: Interaction, number: str) -> Reply:
         ticket = await repo.get_by_number(session, number, lock=True)
         if ticket is None:
             raise NotFound(f"There is no ticket {number}.")
+        if ticket.status != "open":
+            raise InvalidInput(f"{ticket.number} is closed.")
+        await sla.record_first_response(
+            session,
+            ticket,
+            interaction.actor,
+            interaction.conversation.id,
+            at=deps.clock(),
+            action="verify",
+        )
         if (early := _nothing_to_check(ticket)) is not None:
             return early
         if _who(ticket) != _who(seen):  # changed meanwhile: look again (rare)

@@ -15,12 +15,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import notify, psa
+from handlers import notify, psa, sla
 from handlers.commands import Command, ticket_ref
 from handlers.deps import Deps
 from handlers.formatting import when
 from handlers.incidents import cards
-from handlers.sla import due_times
 from handlers.types import Actor, Interaction, InvalidInput, NotFound, Reply
 from storage import outbox
 from storage import tickets as repo
@@ -62,9 +61,19 @@ async def raise_p1_command(deps: Deps, interaction: Interaction, command: Comman
             raise NotFound(f"There is no ticket {number}.")
         if ticket.status != "open":
             raise InvalidInput(f"{number} is {ticket.status}; only open tickets can be raised.")
+        now = deps.clock()
         raised = ticket.priority != "P1"
+        await sla.record_first_response(
+            session,
+            ticket,
+            interaction.actor,
+            interaction.conversation.id,
+            at=now,
+            action="p1",
+            refresh_card=not raised,
+        )
         if raised:
-            await _raise(session, deps, ticket, actor=interaction.actor, now=deps.clock())
+            await _raise(session, deps, ticket, actor=interaction.actor, now=now)
         queued = await on_p1(session, deps, ticket=ticket, actor=interaction.actor)
     log.info("p1 raised", extra={"ticket": number, "queued": queued})
     return Reply(text=_raised_text(deps, ticket, raised=raised, queued=queued), private=False)
@@ -73,13 +82,12 @@ async def raise_p1_command(deps: Deps, interaction: Interaction, command: Comman
 async def _raise(
     session: AsyncSession, deps: Deps, ticket: Ticket, *, actor: Actor, now: datetime
 ) -> None:
-    """Priority P1 with the P1 targets of its tier, counted from now, never later than before."""
+    """Priority P1 with the P1 targets of its tier, counted from creation (SPEC), and the SLA
+    warnings and breaches moved with them."""
     previous = ticket.priority
-    sla = due_times(deps.config.sla, client=ticket.client, priority="P1", opened_at=now)
     ticket.priority = "P1"
-    ticket.respond_by = min(ticket.respond_by, sla.respond_by)
-    ticket.resolve_by = min(ticket.resolve_by, sla.resolve_by)
     ticket.priority_warning = ""
+    await sla.retarget(session, deps.config, ticket, now=now)
     await notify.refresh_ticket_card(session, ticket)
     await psa.on_priority_raised(session, ticket=ticket)
     await repo.add_event(

@@ -1,9 +1,11 @@
-"""SLA matrix (client -> tier -> priority) and the priority rules of SPEC."""
+"""SLA matrix (client -> tier -> priority), the priority rules of SPEC, and the clock's rules:
+when a target is met, missed or still pending, and when its warning and breach are due."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Literal
 
 from handlers.config import SlaConfig
 
@@ -13,6 +15,9 @@ PRIORITY_MEANING = {
     "P3": "degraded",
     "P4": "request",
 }
+Target = Literal["respond", "resolve"]
+TARGETS: tuple[Target, ...] = ("respond", "resolve")
+Outcome = Literal["met", "missed", "pending"]
 
 
 @dataclass(frozen=True)
@@ -23,7 +28,8 @@ class SlaDue:
 
 
 def due_times(sla: SlaConfig, *, client: str, priority: str, opened_at: datetime) -> SlaDue:
-    """Respond-by and resolve-by for a ticket of `client` at `priority` opened at `opened_at`."""
+    """Respond-by and resolve-by for a ticket of `client` at `priority` opened at `opened_at`
+    (calendar time, to the second: `1d` is 24 h)."""
     tier = sla.tier_for(client)
     target = sla.tiers[tier][priority]  # type: ignore[index]
     return SlaDue(
@@ -39,3 +45,42 @@ def priority_warning(*, priority: str, users_affected: int) -> str:
             f"({PRIORITY_MEANING['P1']}), not {priority} ({PRIORITY_MEANING[priority]})."
         )
     return ""
+
+
+def outcome(met: bool | None, due: datetime, now: datetime) -> Outcome:
+    """A target's state: stored once known; while unknown, missed as soon as it is overdue."""
+    if met is not None:
+        return "met" if met else "missed"
+    return "missed" if now > due else "pending"
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """One SLA message: a warning before a target, or its breach (thread, or channel)."""
+
+    target: Target
+    stage: Literal["warning", "breach"]
+    place: Literal["thread", "channel"]
+    due_at: datetime
+
+
+def breaches(target: Target, *, due: datetime, now: datetime) -> list[Alarm]:
+    """A breach is said in the ticket's thread and in its channel, at once when overdue."""
+    return [Alarm(target, "breach", place, max(due, now)) for place in ("thread", "channel")]
+
+
+def alarms(
+    target: Target, *, due: datetime, warn_before: timedelta, now: datetime, late_warning: bool
+) -> list[Alarm]:
+    """What to queue now for a running target due at `due`: its warning, or its breach.
+
+    The warning comes `warn_before` ahead (none when that is 0, or when the target is already
+    overdue); the breach is queued when the warning goes out (one pending row per running
+    target at a time). A warning time already past is sent at once when `late_warning` (the
+    target moved closer: a raise to P1), and skipped otherwise (the target was always that
+    short): then the breach is queued straight away.
+    """
+    warn_at = due - warn_before
+    if warn_before > timedelta(0) and due > now and (warn_at >= now or late_warning):
+        return [Alarm(target, "warning", "thread", max(warn_at, now))]
+    return breaches(target, due=due, now=now)

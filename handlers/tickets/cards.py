@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from cards.model import ActionId, Button, Card, Element, Facts, Inline, Rich, Text, Typed
 from handlers.formatting import requester, technician, when
 from handlers.psa import card_facts, tier_label
-from storage.models import Ticket
+from handlers.sla import status_lines
+from storage.models import Ticket, utcnow
 from storage.tickets import TicketLine
 
 
@@ -19,9 +22,14 @@ def ticket_buttons(number: str) -> list[Button]:
 
 
 def ticket_card(
-    ticket: Ticket, *, extra: list[Element] | None = None, buttons: bool = True
+    ticket: Ticket,
+    *,
+    extra: list[Element] | None = None,
+    buttons: bool = True,
+    now: datetime | None = None,
 ) -> Card:
-    """Number, priority, requester, summary, exact error, SLA times, warning; then buttons.
+    """Number, priority, requester, summary, exact error, SLA times and where each target
+    stands at `now`, warning; then buttons.
 
     What people typed (summary, error, what they were doing, asset, client...) is `Typed`.
     """
@@ -45,6 +53,7 @@ def ticket_card(
     if ticket.identity_state != "not_required":
         facts.append(("Identity", ticket.identity_state))
     body: list[Element] = [Facts(facts)]
+    body += [Text(line) for line in status_lines(ticket, now or utcnow())]
     if ticket.priority_warning:
         body.append(Text(f"Warning: {ticket.priority_warning}"))
     if ticket.error_text:

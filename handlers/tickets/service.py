@@ -7,11 +7,10 @@ import logging
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cards.model import Card
-from handlers import diagnosis, identity, incidents, notify, psa
+from handlers import diagnosis, identity, incidents, notify, psa, sla
 from handlers.commands import Command, ticket_ref
 from handlers.deps import Deps
 from handlers.directory import DirectoryUnavailable, Person
-from handlers.sla import due_times, priority_warning
 from handlers.tickets import details as ticket_details
 from handlers.tickets import intake as intake_form
 from handlers.tickets.cards import card_version, ticket_card, ticket_line
@@ -66,7 +65,7 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
     channel = str(trusted.get("channel") or conv.id)
     thread = str(trusted["thread"]) if trusted.get("thread") else conv.thread
     now = deps.clock()
-    sla = due_times(deps.config.sla, client=form.client, priority=form.priority, opened_at=now)
+    due = sla.due_times(deps.config.sla, client=form.client, priority=form.priority, opened_at=now)
     prefix = deps.config.ticket_prefix.upper()
     gated = (
         form.category in deps.config.identity.categories
@@ -106,7 +105,7 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
             category=form.category,
             asset=form.asset,
             client=form.client,
-            tier=sla.tier,
+            tier=due.tier,
             tier_source=psa.tier_source(deps.config, form.client),
             psa_system=deps.config.psa.system or "",
             requester_id=requester_id,
@@ -122,9 +121,9 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
             source_channel=channel,
             source_thread=thread,
             created_at=now,
-            respond_by=sla.respond_by,
-            resolve_by=sla.resolve_by,
-            priority_warning=priority_warning(
+            respond_by=due.respond_by,
+            resolve_by=due.resolve_by,
+            priority_warning=sla.priority_warning(
                 priority=form.priority, users_affected=form.users_affected
             ),
             identity_state="required" if gated else "not_required",
@@ -144,8 +143,9 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
             ticket=ticket,
             technician_email=technician.email if technician else "",
         )
+        await sla.schedule(session, deps.config, ticket, now=now)
         card = ticket_card(
-            ticket, extra=await diagnosis.on_ticket_opened(session, deps, ticket=ticket)
+            ticket, extra=await diagnosis.on_ticket_opened(session, deps, ticket=ticket), now=now
         )
         if not interaction.can_reply:
             await announce(session, ticket=ticket, card=card, channel=channel)
@@ -225,7 +225,7 @@ async def show(deps: Deps, interaction: Interaction, command: Command) -> Reply:
             raise Forbidden(f"Only technicians and the requester can see {ticket.number}.")
         extra = await diagnosis.card_elements(session, ticket)
         extra += await ticket_details.details(session, ticket, deps.directory)
-    return Reply(card=ticket_card(ticket, extra=extra), private=True)
+    return Reply(card=ticket_card(ticket, extra=extra, now=deps.clock()), private=True)
 
 
 async def mine(deps: Deps, interaction: Interaction) -> Reply:

@@ -53,6 +53,7 @@ class Recorded:
     raw_path: str = ""  # path as sent, still percent-encoded
     status: int | None = None  # status the fake answered with (set after handling)
     scripted: bool = False  # True when answered by fail(...)
+    body: bytes = b""  # the body as sent (uploads are binary)
 
     def __repr__(self) -> str:
         return f"<{self.method} {self.path} -> {self.status}>"
@@ -301,7 +302,11 @@ def _scripted_response(script: _Script, default_body: Any) -> web.Response:
 
 
 async def _record(request: web.Request) -> Recorded:
-    body_text = await request.text()
+    body = await request.read()
+    try:
+        body_text = body.decode(request.charset or "utf-8", errors="replace")
+    except LookupError:  # a charset nobody knows
+        body_text = body.decode("utf-8", errors="replace")
     ctype = request.content_type
     parsed_json: Any | None = None
     form: dict[str, str] | None = None
@@ -314,7 +319,7 @@ async def _record(request: web.Request) -> Recorded:
         form = dict(parse_qsl(body_text, keep_blank_values=True))
     head = (request.method, request.path, CIMultiDict(request.headers), dict(request.query))
     raw_path = request.raw_path.split("?", 1)[0]
-    return Recorded(*head, body_text, parsed_json, form, time.monotonic(), raw_path)
+    return Recorded(*head, body_text, parsed_json, form, time.monotonic(), raw_path, body=body)
 
 
 def _loopback_socket() -> socket.socket:

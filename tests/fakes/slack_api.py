@@ -20,7 +20,7 @@ from aiohttp import web
 from .base import FakeServer, Recorded
 
 JSON_FIELDS = frozenset(
-    {"blocks", "attachments", "view", "metadata", "unfurls", "user_auth_blocks", "options"}
+    {"blocks", "attachments", "view", "metadata", "unfurls", "user_auth_blocks", "options", "files"}
 )
 Answer = dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -62,6 +62,12 @@ class FakeSlack(FakeServer):
         self.windows: dict[str, float] = {}
         self.refusals: list[tuple[str, float]] = []
         self.violations: list[tuple[str, float]] = []
+        # External uploads: file id -> what getUploadURLExternal was told, the bytes POSTed to
+        # its upload URL, and where completeUploadExternal shared it.
+        self.uploads: dict[str, dict[str, Any]] = {}
+        self._files = itertools.count(1)
+        # Channels the bot is not a member of (sharing a file there: not_in_channel).
+        self.not_member: set[str] = set()
 
     # ------------------------------------------------------------- configuration
     def add_user(
@@ -101,6 +107,8 @@ class FakeSlack(FakeServer):
         self.windows.clear()
         self.refusals.clear()
         self.violations.clear()
+        self.uploads.clear()
+        self.not_member.clear()
 
     def delay_answer(self, method: str, seconds: float) -> None:
         """Do the work of ``method`` at once, then hold its answer for ``seconds`` (a call that
@@ -155,6 +163,15 @@ class FakeSlack(FakeServer):
     def views_opened(self) -> list[dict[str, Any]]:
         return self.method_calls("views.open")
 
+    def shared_files(self, channel: str | None = None) -> list[dict[str, Any]]:
+        """Uploads completed and shared (in `channel`), oldest first: each with `content`
+        (the bytes), `filename`, `title`, `channel_id`, `thread_ts`."""
+        return [
+            u
+            for u in self.uploads.values()
+            if u.get("channel_id") and channel in (None, u["channel_id"])
+        ]
+
     def responses(self, response_id: str | None = None) -> list[Any]:
         """JSON bodies posted to ``response_url_for(response_id)`` (all ids when None)."""
         return [b for rid, b in list(self._responses) if response_id in (None, rid)]
@@ -179,6 +196,8 @@ class FakeSlack(FakeServer):
         if rec.path.startswith("/response/"):
             self._responses.append((rec.path.removeprefix("/response/"), rec.json))
             return web.json_response({"ok": True})
+        if rec.path.startswith("/upload/"):
+            return self._upload(rec)
         if not rec.path.startswith("/api/"):
             return web.json_response({"ok": False, "error": "not_found"}, status=404)
         method = rec.path.removeprefix("/api/")
@@ -303,6 +322,49 @@ class FakeSlack(FakeServer):
             return {"ok": False, "error": "users_list_not_supplied"}
         return {"ok": True, "channel": {"id": "D" + users[0].strip()}}
 
+    # -- external file uploads: getUploadURLExternal, POST to the URL, completeUploadExternal --
+
+    def _m_files_getUploadURLExternal(self, p: dict[str, Any]) -> dict[str, Any]:
+        if not p.get("filename") or not str(p.get("length", "")).isdigit():
+            return {"ok": False, "error": "invalid_arguments"}
+        file_id = f"F{next(self._files):010d}"
+        self.uploads[file_id] = {
+            "filename": p["filename"],
+            "length": int(p["length"]),
+            "alt_txt": p.get("alt_txt"),
+            "content": None,
+        }
+        return {"ok": True, "upload_url": f"{self.url}/upload/{file_id}", "file_id": file_id}
+
+    def _upload(self, rec: Recorded) -> web.Response:
+        """The upload URL: takes the bytes (raw body), as files.slack.com does; no token."""
+        upload = self.uploads.get(rec.path.removeprefix("/upload/"))
+        if rec.method != "POST" or upload is None:
+            return web.Response(status=404, text="not found")
+        if len(rec.body) != upload["length"]:
+            return web.Response(status=400, text="length mismatch")
+        upload["content"] = rec.body
+        upload["authorization"] = rec.headers.get("Authorization")
+        return web.Response(status=200, text="OK - " + str(len(rec.body)))
+
+    def _m_files_completeUploadExternal(self, p: dict[str, Any]) -> dict[str, Any]:
+        files = p.get("files")
+        if not isinstance(files, list) or not files:
+            return {"ok": False, "error": "invalid_arguments"}
+        channel = p.get("channel_id")
+        if channel in self.not_member:
+            return {"ok": False, "error": "not_in_channel"}
+        shared = []
+        for item in files:
+            upload = self.uploads.get(str(item.get("id")))
+            if upload is None or upload["content"] is None:
+                return {"ok": False, "error": "file_not_found"}
+            upload.update(title=item.get("title"), channel_id=channel, thread_ts=p.get("thread_ts"))
+            shared.append(
+                {"id": item["id"], "name": upload["filename"], "title": item.get("title")}
+            )
+        return {"ok": True, "files": shared}
+
     def _m_users_info(self, p: dict[str, Any]) -> dict[str, Any]:
         user = self.users.get(str(p.get("user")))
         return {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"}
@@ -316,7 +378,9 @@ class FakeSlack(FakeServer):
 
 
 def _params(rec: Recorded) -> dict[str, Any]:
-    params: dict[str, Any] = dict(rec.query)
+    params: dict[str, Any] = {
+        key: _maybe_json(value) if key in JSON_FIELDS else value for key, value in rec.query.items()
+    }
     if rec.form is not None:
         for key, value in rec.form.items():
             params[key] = _maybe_json(value) if key in JSON_FIELDS else value

@@ -71,9 +71,13 @@ async def test_the_teams_ticket_card_says_exactly_this(make_app, connector: Fake
         "Resolve by": ticket.resolve_by.strftime("%Y-%m-%d %H:%M UTC"),
     }
     texts = [e["text"] for e in card["body"] if e["type"] == "TextBlock"]
+    same_day = ticket.resolve_by.date() == ticket.created_at.date()
+    resolve_due = ticket.resolve_by.strftime("%H:%M UTC" if same_day else "%Y-%m-%d %H:%M UTC")
     assert texts == [
         "HD-1 (P2): Outlook keeps crashing",
         "Opened HD-1",
+        f"Respond: pending (due {ticket.respond_by.strftime('%H:%M UTC')})",
+        f"Resolve: pending (due {resolve_due})",
         "Exact error text",
         "Error 0x80070005: \\[reset here\\](https://evil.example) \\*\\*now\\*\\*"
         "\n\\- then it closes",

@@ -128,13 +128,14 @@ async def test_closing_on_teams_resolves_and_updates_the_notice(
     await say(app, connector, value={**submit_action(form)["fallback"]["data"], **CLOSE})
     await eventually(lambda: pagerduty.events("resolve"), what="PagerDuty resolve")
     await eventually(lambda: opsgenie.closes(), what="Opsgenie close")
-    await eventually(lambda: len(connector.updates()) == 2, what="notice and card updates")
+    # Notice and card updates (the card's first: `close` recorded the first response).
+    await eventually(lambda: len(connector.updates()) == 3, what="notice and card updates")
     assert pagerduty.events("resolve")[0]["dedup_key"] == "HD-1"
     assert pagerduty.open_dedup_keys() == [] and opsgenie.open_aliases() == []
     [update] = [u for u in connector.updates() if u["_conversation_id"] == INCIDENT_CONVERSATION]
     assert update["_activity_id"] == notice["_id"]
     assert "Resolved" in shown(card_of(update))
     # The ticket card itself now says closed and has no buttons left.
-    [card] = [u for u in connector.updates() if u["_conversation_id"] != INCIDENT_CONVERSATION]
+    *_, card = [u for u in connector.updates() if u["_conversation_id"] != INCIDENT_CONVERSATION]
     closed = card_of(card)
     assert "closed" in shown(closed) and not closed.get("actions")

@@ -177,8 +177,13 @@ def test_every_route_is_declared_and_the_tests_cover_every_state_changing_one() 
     for name, route in [*COMMANDS.items(), *ACTIONS.items()]:
         assert isinstance(route.changes_state, bool), name
     # Forms, show, mine and help may simply run again; everything else is covered below.
+    # Opening the escalation or closure form is the ticket's first response (SPEC, SLA).
     assert state_changing_routes() == {
         "verify",
+        "escalate",
+        "close",
+        "ticket.escalate",
+        "ticket.close",
         "p1",
         "time",
         "ticket.create",
@@ -323,6 +328,26 @@ def slack_steps(s: SlackDriver) -> list[Step]:
         await wait_until(lambda: any("HD-2" in json.dumps(p) for p in s.posts("DU0BO")))
         return await answer("Deny")
 
+    tickets = iter(range(3, 100))
+
+    async def fresh() -> str:
+        """A new ticket nobody has answered yet (its first response is still to come)."""
+        number = f"HD-{next(tickets)}"
+        view = await s.modal("new Printer jams once more")
+        sent = await s.app.slack(s.submission(view, intake("Jams once more")), content_type=FORM)
+        assert sent.status == 200
+        await wait_until(lambda: any(number in json.dumps(p) for p in s.posts("C0HELP")))
+        await settled(s.app)
+        return number
+
+    async def form_command(verb: str) -> Any:
+        return s.sender(s.command(f"{verb} {await fresh()}"))
+
+    async def card_button(title: str) -> Any:
+        number = await fresh()
+        card = next(p for p in reversed(s.posts("C0HELP")) if number in json.dumps(p.get("blocks")))
+        return s.sender(s.press(card, title, "UTECH"))
+
     return [
         Step("ticket.create", create),
         Step("time", lambda: command("time HD-1 30m")),
@@ -336,6 +361,10 @@ def slack_steps(s: SlackDriver) -> list[Step]:
         Step("csat.comment", comment_button),
         Step("csat.comment", comment),
         Step("identity.deny", second_ticket_to_deny),
+        Step("escalate", lambda: form_command("escalate")),
+        Step("close", lambda: form_command("close")),
+        Step("ticket.escalate", lambda: card_button("Escalate")),
+        Step("ticket.close", lambda: card_button("Close")),
     ]
 
 
@@ -482,6 +511,26 @@ def teams_steps(t: TeamsDriver) -> list[Step]:
         await wait_until(lambda: any("HD-2" in shown(c) for c in t.cards_in(t.chat_with(BO_TEAMS))))
         return await answer("Deny", "HD-2")
 
+    tickets = iter(range(3, 100))
+
+    async def fresh() -> str:
+        """A new ticket nobody has answered yet (its first response is still to come)."""
+        number = f"HD-{next(tickets)}"
+        form = await t.say("ticket new Printer jams once more")
+        values = form_values(category="printer", priority="P3", summary="Jams once more")
+        assert (await t.app.teams(t.submit(form, values))).status == 201
+        await wait_until(lambda: any(number in shown(c) for c in t.cards_in(PERSONAL)))
+        await settled(t.app)
+        return number
+
+    async def form_command(verb: str) -> Any:
+        return t.sender(t.message(f"ticket {verb} {await fresh()}"))
+
+    async def card_button(title: str) -> Any:
+        number = await fresh()
+        card = t.last_card_with(PERSONAL, number)
+        return t.sender(t.invoke(card, title, TECH_ID, PERSONAL))
+
     duplicate = "Already done: that was handled before."
     return [
         Step("ticket.create", create),
@@ -495,6 +544,10 @@ def teams_steps(t: TeamsDriver) -> list[Step]:
         Step("csat.rate", lambda: survey("2"), duplicate),
         Step("csat.comment", lambda: survey("Add a comment", comment="Slow, but fixed"), duplicate),
         Step("identity.deny", second_ticket_to_deny, duplicate),
+        Step("escalate", lambda: form_command("escalate")),
+        Step("close", lambda: form_command("close")),
+        Step("ticket.escalate", lambda: card_button("Escalate"), duplicate),
+        Step("ticket.close", lambda: card_button("Close"), duplicate),
     ]
 
 

@@ -244,8 +244,14 @@ async def test_socket_mode_refuses_every_http_request(make_app, slack_api, socke
             view_submission(view, intake_values(), view_id="V-REAL"), envelope_id="env-real"
         )
     )
+    # Everything the ticket sends first: Bo's DM, the card and the note in its thread (they go
+    # out side by side, in any order).
     await wait_until(
-        lambda: any(p.get("channel") == "DU0BO" for p in slack_api.posts()), timeout=10
+        lambda: (
+            any(p.get("channel") == "DU0BO" for p in slack_api.posts())
+            and len([p for p in slack_api.posts() if p.get("channel") == "C0HELP"]) >= 2
+        ),
+        timeout=10,
     )
     dm = next(p for p in slack_api.posts() if p.get("channel") == "DU0BO")
     approve = button(dm, "Approve")

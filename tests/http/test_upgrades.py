@@ -76,8 +76,7 @@ async def stamp_newer(url: str) -> None:
         await conn.execute(text("CREATE TABLE future_things (id INTEGER PRIMARY KEY, note TEXT)"))
         await conn.execute(text("INSERT INTO future_things VALUES (1, 'written by 0099')"))
         await conn.execute(text("ALTER TABLE tickets ADD COLUMN future_flag INTEGER"))
-        # One revision of its own, whatever heads this release's history has.
-        await conn.execute(text("DELETE FROM alembic_version"))
+        await conn.execute(text("DELETE FROM alembic_version"))  # every head this release has
         await conn.execute(text(f"INSERT INTO alembic_version VALUES ('{NEWER}')"))
     await engine.dispose()
 

@@ -294,7 +294,10 @@ async def test_good_close_closes_and_queues_the_survey(deps: Deps) -> None:
     [entry] = await rows(deps, TimeEntry)
     assert entry.minutes == 45
     kinds = [e.kind for e in await rows(deps, TicketEvent)]
-    assert kinds == ["time.logged", "ticket.closed", "csat.scheduled"]
+    assert kinds == ["sla.first_response", "time.logged", "ticket.closed", "csat.scheduled"]
+    # Closing is a first response too; both clocks stop (the ticket was due at NOW: met).
+    assert (closed.first_response_at, closed.first_response_by) == (NOW, "UTECH")
+    assert (closed.respond_met, closed.resolve_met, closed.time_minutes) == (True, True, 45)
     [survey] = await rows(deps, CsatSurvey)
     assert (survey.requester_platform, survey.requester_id, survey.rating) == (
         "slack",

@@ -60,6 +60,8 @@ def test_bad_durations(bad: str) -> None:
 def test_format_duration() -> None:
     assert format_duration(timedelta(minutes=90)) == "1h 30m"
     assert format_duration(timedelta(0)) == "0m"
+    assert format_duration(timedelta(seconds=20)) == "20s"  # seconds are valid everywhere
+    assert format_duration(timedelta(days=1, seconds=65)) == "1d 1m 5s"
 
 
 def test_sla_defaults_and_client_tier() -> None:

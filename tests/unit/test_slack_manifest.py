@@ -49,7 +49,10 @@ SCOPES_BY_METHOD: dict[str, tuple[str, ...]] = {
     # users:read.email can only be granted together with users:read.
     "users.lookupByEmail": ("users:read", "users:read.email"),
     "reactions.add": ("reactions:write",),
+    # The report chart: files_upload_v2 is these two calls and a POST to the URL Slack gives.
     "files.upload.v2": ("files:write",),
+    "files.getUploadURLExternal": ("files:write",),
+    "files.completeUploadExternal": ("files:write",),
     "team.info": ("team:read",),
 }
 # Scopes a manifest feature needs rather than a method: the /ticket slash command.

@@ -1,0 +1,147 @@
+"""`python -m bot report`: the QBR summary on stdout, and optionally the CSV and the chart.
+
+Exit 0 when it was written (also with no ticket in the period); 2 with one line naming the
+option for a malformed date, a period that ends before it starts, or a file that cannot be
+written (all checked before the database is asked), and for a database that cannot be reached
+or a schema this release cannot read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from bot.settings import ConfigError, load_settings
+from handlers import reports
+
+
+class ReportError(Exception):
+    """Names the option and what is wrong with it."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--client", help="one client (any case); default: all clients")
+    parser.add_argument("--since", metavar="YYYY-MM-DD", help="first UTC day (inclusive)")
+    parser.add_argument(
+        "--until", metavar="YYYY-MM-DD", help="last UTC day (inclusive); default: today"
+    )
+    parser.add_argument("--csv", metavar="FILE", help="also write one row per ticket (CSV)")
+    parser.add_argument("--png", metavar="FILE", help="also write the chart (PNG)")
+
+
+def _day(option: str, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return reports.parse_date(value)
+    except ValueError as exc:
+        raise ReportError(f"{option}: {exc}") from None
+
+
+def period(args: argparse.Namespace, *, today: date) -> reports.Period:
+    """The period the options ask for (the 90 days ending today by default)."""
+    since, until = _day("--since", args.since), _day("--until", args.until)
+    try:
+        return reports.period_of(since, until, today=today)
+    except ValueError:
+        assert since is not None
+        shown = until.isoformat() if until is not None and args.until else f"today ({today})"
+        raise ReportError(f"--since: {since.isoformat()} is after --until {shown}") from None
+
+
+def _cannot(option: str, value: str, exc: OSError) -> ReportError:
+    return ReportError(f"{option}: cannot write {value} ({exc.strerror or exc})")
+
+
+def _open_text(option: str, value: str | None) -> IO[str] | None:
+    try:
+        return None if value is None else Path(value).open("w", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise _cannot(option, str(value), exc) from None
+
+
+def _open_binary(option: str, value: str | None) -> IO[bytes] | None:
+    try:
+        return None if value is None else Path(value).open("wb")
+    except OSError as exc:
+        raise _cannot(option, str(value), exc) from None
+
+
+async def _write(
+    url: str,
+    *,
+    pattern_threshold: int,
+    span: reports.Period,
+    client: str | None,
+    now: datetime,
+    csv_file: IO[str] | None,
+    png_file: IO[bytes] | None,
+) -> list[str]:
+    from storage import db
+    from storage.migrate import check_schema
+
+    engine = db.create_engine(url)
+    try:
+        try:
+            await asyncio.wait_for(db.ping(engine), timeout=15)
+        except Exception as exc:
+            raise ConfigError(
+                f"DATABASE_URL: cannot reach the database ({type(exc).__name__})"
+            ) from exc
+        await check_schema(engine, require_newest=True)
+        summary = await reports.build(
+            engine, period=span, client=client, now=now, pattern_threshold=pattern_threshold
+        )
+        if csv_file is not None:
+            await reports.write_csv(engine, csv_file, period=span, client=client, now=now)
+        if png_file is not None:
+            png_file.write(await reports.chart_png(summary))
+        return reports.lines(summary)
+    finally:
+        await engine.dispose()
+
+
+def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """The `report` subcommand."""
+    from storage.migrate import SchemaMismatch
+
+    now = datetime.now(UTC)
+    files: list[IO[Any]] = []
+    try:
+        settings = load_settings(env)
+        span = period(args, today=now.date())
+        csv_file = _open_text("--csv", args.csv)
+        files.extend([csv_file] if csv_file else [])
+        png_file = _open_binary("--png", args.png)
+        files.extend([png_file] if png_file else [])
+        client = (args.client or "").strip() or None
+        text = asyncio.run(
+            _write(
+                settings.database_url,
+                pattern_threshold=settings.config.patterns.repeat_threshold,
+                span=span,
+                client=client,
+                now=now,
+                csv_file=csv_file,
+                png_file=png_file,
+            )
+        )
+    except ReportError as exc:
+        print(f"report: {exc}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    except SchemaMismatch as exc:
+        print(f"database error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        for opened in files:
+            opened.close()
+    print("\n".join(text))
+    return 0

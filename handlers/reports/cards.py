@@ -1,0 +1,143 @@
+"""What the report says: its lines (the CLI prints them), the chat card, and the CSV rows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from cards.model import Card, Facts, Text
+from handlers.reports.rules import Rate, Summary
+from handlers.sla import outcome
+from storage.reports import TicketRow
+
+CSV_HEADER = (
+    "number,client,requester,priority,category,created,respond_by,first_response,respond,"
+    "resolve_by,closed,resolve,resolution_category,time_minutes,csat"
+).split(",")
+MAX_CLIENTS = 20
+
+
+def percent(part: int, whole: int) -> str:
+    """`93.3%`, `100%`."""
+    value = f"{100 * part / whole:.1f}".removesuffix(".0")
+    return f"{value}%"
+
+
+def rate(value: Rate) -> str:
+    """`93.3% (252 of 270)`; `n/a (0 of 0)` while no target of the period is decided."""
+    if not value.decided:
+        return "n/a (0 of 0)"
+    return f"{percent(value.met, value.decided)} ({value.met} of {value.decided})"
+
+
+def hours(minutes: int) -> str:
+    """Logged time as billed: `3h 30m`, `45m`, `120h`."""
+    h, m = divmod(minutes, 60)
+    parts = [f"{h}h"] * bool(h) + [f"{m}m"] * bool(m)
+    return " ".join(parts) or "0m"
+
+
+def span(seconds: float | None) -> str:
+    """A median: `40s`, `1h 5m`, `2d 3h 10m`; `-` when there is none."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{round(seconds)}s"
+    minutes = round(seconds / 60)
+    days, rest = divmod(minutes, 1440)
+    h, m = divmod(rest, 60)
+    return " ".join([f"{days}d"] * bool(days) + [f"{h}h"] * bool(h) + [f"{m}m"] * bool(m))
+
+
+def _counts(pairs: list[tuple[str, int]]) -> str:
+    return ", ".join(f"{name} {count}" for name, count in pairs) or "none"
+
+
+def _rates(pairs: list[tuple[str, Rate]]) -> str:
+    return ", ".join(f"{name} {rate(r)}" for name, r in pairs if r.decided) or "none"
+
+
+def _clients(summary: Summary) -> str:
+    shown = summary.minutes_by_client[:MAX_CLIENTS]
+    text = ", ".join(f"{name} {hours(m)}" for name, m in shown)
+    rest = summary.minutes_by_client[MAX_CLIENTS:]
+    if rest:
+        text += f", {len(rest)} more clients {hours(sum(m for _, m in rest))}"
+    return text
+
+
+def title(summary: Summary) -> str:
+    who = summary.client or "all clients"
+    return f"QBR report: {who}, {summary.period} (UTC days, tickets by creation date)"
+
+
+def facts(summary: Summary) -> list[tuple[str, str]]:
+    """Every figure, labelled as SPEC names them."""
+    average = summary.csat_average
+    distribution = ", ".join(f"{r}: {summary.ratings[r - 1]}" for r in range(5, 0, -1))
+    logged = hours(summary.minutes_total)
+    if summary.minutes_by_client:
+        logged += f" ({_clients(summary)})"
+    return [
+        ("Opened", str(summary.opened)),
+        ("Closed", str(summary.closed)),
+        ("By category", _counts(summary.by_category)),
+        ("By priority", _counts(summary.by_priority)),
+        ("By resolution category", _counts(summary.by_resolution)),
+        ("Respond met", rate(summary.respond)),
+        ("Respond met by priority", _rates(summary.respond_by_priority)),
+        ("Resolve met", rate(summary.resolve)),
+        ("Resolve met by priority", _rates(summary.resolve_by_priority)),
+        ("Median time to first response", span(summary.median_first_response)),
+        ("Median time to resolution", span(summary.median_resolution)),
+        ("CSAT average", f"{average:.1f}" if average is not None else "-"),
+        ("CSAT distribution", distribution),
+        (
+            "CSAT response rate",
+            f"{percent(summary.answers, summary.surveys_sent)} "
+            f"({summary.answers} of {summary.surveys_sent})"
+            if summary.surveys_sent
+            else "n/a (no survey sent)",
+        ),
+        ("Time logged", logged),
+        ("Fixes confirmed", str(summary.fixes_confirmed)),
+        ("Fixes unconfirmed", str(summary.fixes_unconfirmed)),
+        ("Top patterns", "; ".join(summary.patterns) or "none"),
+    ]
+
+
+def lines(summary: Summary) -> list[str]:
+    """The report as text, one figure a line."""
+    return [title(summary), *(f"{label}: {value}" for label, value in facts(summary))]
+
+
+def report_card(summary: Summary) -> Card:
+    """The report in chat (the chart comes with it as an image)."""
+    body: list[Text | Facts] = [Facts(facts(summary))]
+    if not summary.opened:
+        body.append(Text("No ticket was opened in this period.", muted=True))
+    return Card(title=title(summary), body=list(body), fallback="\n".join(lines(summary)))
+
+
+def _moment(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else ""
+
+
+def csv_row(row: TicketRow, now: datetime) -> list[str]:
+    """One ticket, in CSV_HEADER's order (times in UTC, ISO 8601)."""
+    return [
+        row.number,
+        row.client,
+        row.requester,
+        row.priority,
+        row.category,
+        _moment(row.created_at),
+        _moment(row.respond_by),
+        _moment(row.first_response_at),
+        outcome(row.respond_met, row.respond_by, now),
+        _moment(row.resolve_by),
+        _moment(row.closed_at),
+        outcome(row.resolve_met, row.resolve_by, now),
+        row.resolution_category,
+        str(row.time_minutes),
+        "" if row.csat_rating is None else str(row.csat_rating),
+    ]

@@ -1,0 +1,85 @@
+"""The report's chart: a 1200x750 PNG (matplotlib, Agg backend), four panels.
+
+Rendering is blocking CPU work: callers run `render_png` on a thread (`chart_png` does), never
+on the event loop. matplotlib's object API is used (no pyplot state), one render at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+
+from handlers.reports.cards import hours, percent
+from handlers.reports.rules import PRIORITIES, Summary
+
+WIDTH, HEIGHT, DPI = 1200, 750, 100
+MAX_BARS = 8
+_RENDERING = threading.Lock()  # matplotlib's font cache and the like are not thread-safe
+
+
+def render_png(summary: Summary) -> bytes:
+    """Tickets by priority, SLA met by priority, CSAT answers, time logged per client."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    with _RENDERING:
+        figure = Figure(figsize=(WIDTH / DPI, HEIGHT / DPI), dpi=DPI)
+        FigureCanvasAgg(figure)
+        who = summary.client or "all clients"
+        figure.suptitle(f"QBR report: {who}, {summary.period}", fontsize=14)
+        grid = figure.subplots(2, 2)
+
+        tickets = grid[0][0]
+        names = [name for name, _ in summary.by_priority]
+        opened = [count for _, count in summary.by_priority]
+        tickets.bar(names, opened, color="#1d4ed8")
+        tickets.set_title(f"Tickets by priority (opened {summary.opened}, closed {summary.closed})")
+
+        sla = grid[0][1]
+        rates = dict(summary.respond_by_priority), dict(summary.resolve_by_priority)
+        x = range(len(PRIORITIES))
+        series = (("Respond", rates[0], -0.2), ("Resolve", rates[1], 0.2))
+        for label, by, offset in series:
+            values = [
+                100 * by[p].met / by[p].decided if p in by and by[p].decided else 0.0
+                for p in PRIORITIES
+            ]
+            sla.bar([i + offset for i in x], values, width=0.4, label=label)
+        sla.set_xticks(list(x), list(PRIORITIES))
+        sla.set_ylim(0, 105)
+        sla.set_ylabel("% met")
+        sla.legend(loc="lower right")
+        respond, resolve = summary.respond, summary.resolve
+        sla.set_title(
+            "SLA met: respond "
+            + (percent(respond.met, respond.decided) if respond.decided else "n/a")
+            + ", resolve "
+            + (percent(resolve.met, resolve.decided) if resolve.decided else "n/a")
+        )
+
+        csat = grid[1][0]
+        csat.bar([str(r) for r in range(1, 6)], list(summary.ratings), color="#16a34a")
+        average = summary.csat_average
+        csat.set_title(
+            "CSAT answers" + (f" (average {average:.1f})" if average is not None else " (none)")
+        )
+
+        logged = grid[1][1]
+        clients = summary.minutes_by_client[:MAX_BARS]
+        rest = sum(m for _, m in summary.minutes_by_client[MAX_BARS:])
+        labels = [name[:18] for name, _ in clients] + (["others"] if rest else [])
+        values = [m / 60 for _, m in clients] + ([rest / 60] if rest else [])
+        logged.barh(labels[::-1], values[::-1], color="#9333ea")
+        logged.set_xlabel("hours")
+        logged.set_title(f"Time logged ({hours(summary.minutes_total)})")
+
+        figure.tight_layout(rect=(0, 0, 1, 0.95))
+        out = io.BytesIO()
+        figure.savefig(out, format="png", dpi=DPI)
+        return out.getvalue()
+
+
+async def chart_png(summary: Summary) -> bytes:
+    """`render_png` on a thread."""
+    return await asyncio.to_thread(render_png, summary)

@@ -1,0 +1,215 @@
+"""The report's pure rules: its period (UTC days, both inclusive), how `report` is typed in
+chat, and the summary made from the database's group counts."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from storage.reports import Figures
+
+DEFAULT_DAYS = 90
+PRIORITIES = ("P1", "P2", "P3", "P4")
+RESOLUTIONS = ("Incident", "Request", "Problem")
+NO_CLIENT = "(no client)"
+DATE_LIKE = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}$")
+CHAT_USAGE = (
+    "Try `report [client] [YYYY-MM-DD YYYY-MM-DD]`, e.g. `report acme 2026-01-01 2026-03-31`."
+)
+
+
+@dataclass(frozen=True)
+class Period:
+    """UTC days `since` .. `until`, both inclusive."""
+
+    since: date
+    until: date
+
+    @property
+    def start(self) -> datetime:
+        return datetime.combine(self.since, time(), tzinfo=UTC)
+
+    @property
+    def end(self) -> datetime:
+        """The first moment after the period."""
+        return datetime.combine(self.until + timedelta(days=1), time(), tzinfo=UTC)
+
+    def __str__(self) -> str:
+        return f"{self.since.isoformat()} to {self.until.isoformat()}"
+
+
+def default_period(today: date) -> Period:
+    """The 90 days ending today."""
+    return Period(today - timedelta(days=DEFAULT_DAYS - 1), today)
+
+
+def parse_date(text: str) -> date:
+    """`2026-03-31`; ValueError says what a date looks like."""
+    try:
+        if DATE_LIKE.match(text.strip()):
+            year, month, day = (int(part) for part in text.strip().split("-"))
+            return date(year, month, day)
+    except ValueError:
+        pass
+    raise ValueError(f"'{text}' is not a date like 2026-03-31 (YYYY-MM-DD)")
+
+
+def period_of(since: date | None, until: date | None, *, today: date) -> Period:
+    """The period from either end, or both, or neither (the 90 days ending today); ValueError
+    when it ends before it starts."""
+    if since is None and until is None:
+        return default_period(today)
+    if until is None:
+        until = today
+    if since is None:
+        since = until - timedelta(days=DEFAULT_DAYS - 1)
+    if since > until:
+        raise ValueError(f"{since.isoformat()} is after {until.isoformat()}")
+    return Period(since, until)
+
+
+def parse_chat(args: str, *, today: date) -> tuple[str | None, Period]:
+    """`report [client] [YYYY-MM-DD YYYY-MM-DD]` -> (client or None for all, period)."""
+    words = args.split()
+    dates = [w for w in words[-2:] if DATE_LIKE.match(w)]
+    if len(words) >= 2 and len(dates) == 2:
+        first, last = (parse_date(w) for w in words[-2:])
+        if first > last:
+            raise ValueError(
+                f"The period starts after it ends ({first.isoformat()} is after "
+                f"{last.isoformat()}). {CHAT_USAGE}"
+            )
+        words, period = words[:-2], Period(first, last)
+    elif dates and words[-1] == dates[-1]:
+        parse_date(dates[-1])  # a malformed one is named as such
+        raise ValueError(f"Give both days of the period, first and last. {CHAT_USAGE}")
+    else:
+        period = default_period(today)
+    client = " ".join(words).strip()
+    return (client or None), period
+
+
+# -- the summary ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rate:
+    met: int
+    missed: int
+
+    @property
+    def decided(self) -> int:
+        return self.met + self.missed
+
+
+@dataclass(frozen=True)
+class Summary:
+    period: Period
+    client: str | None
+    opened: int
+    closed: int
+    by_category: list[tuple[str, int]]
+    by_priority: list[tuple[str, int]]
+    by_resolution: list[tuple[str, int]]
+    respond: Rate
+    resolve: Rate
+    respond_by_priority: list[tuple[str, Rate]]
+    resolve_by_priority: list[tuple[str, Rate]]
+    median_first_response: float | None
+    median_resolution: float | None
+    ratings: tuple[int, int, int, int, int]
+    surveys_sent: int
+    minutes_by_client: list[tuple[str, int]]
+    minutes_total: int
+    fixes_confirmed: int
+    fixes_unconfirmed: int
+    patterns: list[str]
+
+    @property
+    def answers(self) -> int:
+        return sum(self.ratings)
+
+    @property
+    def csat_average(self) -> float | None:
+        if not self.answers:
+            return None
+        return sum(r * n for r, n in zip(range(1, 6), self.ratings, strict=True)) / self.answers
+
+
+def _ranked(counts: dict[str, int]) -> list[tuple[str, int]]:
+    return sorted(((k, v) for k, v in counts.items() if v), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _in_order(counts: dict[str, int], order: tuple[str, ...]) -> list[tuple[str, int]]:
+    known = [(k, counts.get(k, 0)) for k in order]
+    return known + _ranked({k: v for k, v in counts.items() if k not in order})
+
+
+def summarize(
+    figures: Figures, *, period: Period, client: str | None, patterns: list[str]
+) -> Summary:
+    """The report from the database's group counts (a few hundred rows at most, whatever the
+    number of tickets)."""
+    groups = figures.groups
+    categories: dict[str, int] = defaultdict(int)
+    priorities: dict[str, int] = defaultdict(int)
+    resolutions: dict[str, int] = defaultdict(int)
+    respond: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    resolve: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    minutes: dict[str, int] = defaultdict(int)
+    names: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    ratings = [0, 0, 0, 0, 0]
+    for g in groups:
+        categories[g.category or "-"] += g.opened
+        priorities[g.priority] += g.opened
+        if g.resolution_category:
+            resolutions[g.resolution_category] += g.closed
+        respond[g.priority][0] += g.respond_met
+        respond[g.priority][1] += g.respond_missed
+        resolve[g.priority][0] += g.resolve_met
+        resolve[g.priority][1] += g.resolve_missed
+        key = g.client.strip().lower()
+        minutes[key] += g.minutes
+        names[key][g.client.strip() or NO_CLIENT] += g.opened
+        for index, count in enumerate(g.ratings):
+            ratings[index] += count
+
+    def label(key: str) -> str:
+        spellings = names[key]
+        return max(spellings, key=lambda name: (spellings[name], name))
+
+    def rates(by: dict[str, list[int]]) -> list[tuple[str, Rate]]:
+        return [(p, Rate(*by[p])) for p in [*PRIORITIES, *sorted(set(by) - set(PRIORITIES))]]
+
+    def total(by: dict[str, list[int]]) -> Rate:
+        return Rate(sum(v[0] for v in by.values()), sum(v[1] for v in by.values()))
+
+    closed = sum(g.closed for g in groups)
+    confirmed = sum(g.fix_confirmed for g in groups)
+    by_client = sorted(
+        ((label(k), m) for k, m in minutes.items() if m), key=lambda cm: (-cm[1], cm[0])
+    )
+    return Summary(
+        period=period,
+        client=client,
+        opened=sum(g.opened for g in groups),
+        closed=closed,
+        by_category=_ranked(categories),
+        by_priority=_in_order(priorities, PRIORITIES),
+        by_resolution=_in_order(resolutions, RESOLUTIONS),
+        respond=total(respond),
+        resolve=total(resolve),
+        respond_by_priority=rates(respond),
+        resolve_by_priority=rates(resolve),
+        median_first_response=figures.median_first_response,
+        median_resolution=figures.median_resolution,
+        ratings=(ratings[0], ratings[1], ratings[2], ratings[3], ratings[4]),
+        surveys_sent=sum(g.surveys_sent for g in groups),
+        minutes_by_client=by_client,
+        minutes_total=sum(minutes.values()),
+        fixes_confirmed=confirmed,
+        fixes_unconfirmed=closed - confirmed,
+        patterns=patterns,
+    )

@@ -1,0 +1,110 @@
+"""Use cases: the QBR report in chat (`report ...`) and for the command line (summary, CSV)."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import re
+from datetime import datetime
+from functools import partial
+from typing import IO
+
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from handlers import diagnosis
+from handlers.commands import Command
+from handlers.deps import Deps
+from handlers.reports.cards import CSV_HEADER, csv_row, report_card
+from handlers.reports.chart import render_png
+from handlers.reports.rules import CHAT_USAGE, Period, Summary, parse_chat, summarize
+from handlers.types import Image, Interaction, InvalidInput, Reply
+from storage import reports as repo
+
+log = logging.getLogger(__name__)
+
+
+async def top_patterns(
+    engine: AsyncEngine, scope: repo.Scope, *, threshold: int, limit: int = 5
+) -> list[str]:
+    """The period's top repeat patterns (diagnosis help), most tickets first:
+    `0x80070005 (4 tickets: HD-1, HD-4, ...)`."""
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    found = await diagnosis.patterns_in(
+        sessions,
+        threshold=threshold,
+        since=scope.start,
+        until=scope.end,
+        client=scope.client,
+        limit=limit,
+    )
+    return [
+        f"{p.error} ({p.tickets} tickets: {', '.join(p.numbers[:5])}"
+        + (", ..." if len(p.numbers) > 5 else "")
+        + ")"
+        for p in found
+    ]
+
+
+async def build(
+    engine: AsyncEngine,
+    *,
+    period: Period,
+    client: str | None,
+    now: datetime,
+    pattern_threshold: int = 3,
+) -> Summary:
+    """The report of `period` for `client` (None: all clients)."""
+    scope = repo.Scope(start=period.start, end=period.end, client=client, now=now)
+    figures = await repo.figures(engine, scope)
+    patterns = await top_patterns(engine, scope, threshold=pattern_threshold)
+    return summarize(figures, period=period, client=client, patterns=patterns)
+
+
+async def write_csv(
+    engine: AsyncEngine, out: IO[str], *, period: Period, client: str | None, now: datetime
+) -> int:
+    """One RFC 4180 row per ticket of the period (CRLF line ends); returns how many."""
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_HEADER)
+    scope = repo.Scope(start=period.start, end=period.end, client=client, now=now)
+    written = 0
+    async for batch in repo.each_ticket(engine, scope):
+        writer.writerows(csv_row(row, now) for row in batch)
+        written += len(batch)
+    return written
+
+
+async def report_command(deps: Deps, interaction: Interaction, command: Command) -> Reply:
+    """`report [client] [YYYY-MM-DD YYYY-MM-DD]`: the summary card and its chart, where it was
+    asked (technicians only)."""
+    await deps.require_technician(interaction.actor, "run reports")
+    now = deps.clock()
+    try:
+        client, period = parse_chat(command.args, today=now.date())
+    except ValueError as exc:
+        message = str(exc)
+        raise InvalidInput(
+            message if CHAT_USAGE in message else f"{message}. {CHAT_USAGE}"
+        ) from None
+    async with deps.sessions() as session:
+        engine = session.bind
+    assert isinstance(engine, AsyncEngine)
+    summary = await build(
+        engine,
+        period=period,
+        client=client,
+        now=now,
+        pattern_threshold=deps.config.patterns.repeat_threshold,
+    )
+    log.info(
+        "report",
+        extra={"client": client or "*", "since": str(period.since), "opened": summary.opened},
+    )
+    who = re.sub(r"[^a-z0-9]+", "-", (client or "all").lower()).strip("-") or "client"
+    name = f"report-{who}-{period.since}-{period.until}"
+    chart = Image(
+        filename=f"{name}.png",
+        title=f"QBR report chart: {client or 'all clients'}, {period}",
+        render=partial(render_png, summary),
+    )
+    return Reply(card=report_card(summary), private=False, image=chart)

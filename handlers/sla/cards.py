@@ -1,0 +1,92 @@
+"""What the SLA clock says: the status lines of `show` and the card, warnings and breaches."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from cards.model import Inline, Rich, Typed, plain
+from handlers.durations import format_duration
+from handlers.formatting import technician, when
+from handlers.sla.rules import TARGETS, Target, outcome
+from storage.models import Ticket
+
+NAMES = {"respond": "Respond", "resolve": "Resolve"}
+
+
+def due_text(due: datetime, now: datetime) -> str:
+    """`14:02 UTC` on the day it is due, else with its date."""
+    if due.date() == now.date():
+        return due.strftime("%H:%M UTC")
+    return when(due)
+
+
+def due_of(ticket: Ticket, target: Target) -> datetime:
+    return ticket.respond_by if target == "respond" else ticket.resolve_by
+
+
+def met_of(ticket: Ticket, target: Target) -> bool | None:
+    return ticket.respond_met if target == "respond" else ticket.resolve_met
+
+
+def status_line(ticket: Ticket, target: Target, now: datetime) -> str:
+    """`Respond: missed (due 14:02 UTC)`."""
+    due = due_of(ticket, target)
+    state = outcome(met_of(ticket, target), due, now)
+    return f"{NAMES[target]}: {state} (due {due_text(due, now)})"
+
+
+def status_lines(ticket: Ticket, now: datetime) -> list[Inline]:
+    """Both targets, then who responded first and how (once someone has)."""
+    lines: list[Inline] = [status_line(ticket, target, now) for target in TARGETS]
+    if ticket.first_response_at is not None:
+        lines.append(first_response_line(ticket))
+    return lines
+
+
+def first_response_line(ticket: Ticket) -> Inline:
+    by = ticket.first_response_by or "-"
+    who: Inline = technician(ticket) if by == ticket.technician_id else Typed(by)
+    via = ticket.first_response_channel.split(":", 1)
+    where = via[0] + (f" ({via[1]})" if len(via) > 1 and via[1] else "")
+    return Rich(f"First response: {when(ticket.first_response_at)} by ", who, f" via {where}")
+
+
+def _left(due: datetime, now: datetime) -> str:
+    """What is left, to the nearest minute (`15m`), in seconds under a minute."""
+    seconds = max(round((due - now).total_seconds()), 0)
+    if seconds < 60:
+        return f"{seconds}s"
+    return format_duration(timedelta(minutes=round(seconds / 60)))
+
+
+def warning_text(ticket: Ticket, target: Target, now: datetime) -> str:
+    """Said in the ticket's thread `sla.warn_before` ahead of the target."""
+    due = due_of(ticket, target)
+    head = f"SLA warning: {ticket.number} ({ticket.priority}) is due to "
+    if target == "respond":
+        return (
+            f"{head}get its first response by {due_text(due, now)} ({_left(due, now)} left) and "
+            "has none yet. Any action on it counts: a card button, time, verify, escalate."
+        )
+    return f"{head}be resolved by {due_text(due, now)} ({_left(due, now)} left)."
+
+
+def breach_thread_text(ticket: Ticket, target: Target, now: datetime) -> str:
+    """Said in the ticket's thread when a target is missed."""
+    due = due_of(ticket, target)
+    what = "no first response" if target == "respond" else "not resolved"
+    return (
+        f"SLA breach: {ticket.number} ({ticket.priority}) missed its {target} target "
+        f"(due {due_text(due, now)}): {what} yet."
+    )
+
+
+def breach_channel_text(ticket: Ticket, target: Target, now: datetime) -> str:
+    """A new message in the ticket channel, naming the ticket (it is read outside the thread)."""
+    due = due_of(ticket, target)
+    client = f", {ticket.client}" if ticket.client else ""
+    who = plain(technician(ticket))
+    return (
+        f"SLA breach on {ticket.number} ({ticket.priority}{client}): {target} target missed "
+        f"(due {due_text(due, now)}). {ticket.summary[:200]} - technician {who}."
+    )

@@ -1,0 +1,281 @@
+"""The SLA clock: first response, targets from the matrix, warnings and breaches (SPEC).
+
+Respond-by and resolve-by count from creation. Each running target has its warning (in the
+ticket's thread, `sla.warn_before` ahead) and its breach (in the thread and as a new message in
+the ticket channel) queued as outbox rows with due times, so a restart or a second worker
+neither loses nor repeats them: their dedup keys name the ticket, the target, the message and
+the due time. A clock that stops (first response; closure) cancels its rows, and each row checks
+again when it is delivered (see `deliveries`), so none goes out once the clock has stopped or
+its target has moved. Outcomes (met / missed) are stored on the ticket once known.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
+
+from handlers import notify
+from handlers.config import HelpdeskConfig
+from handlers.sla.cards import due_of
+from handlers.sla.rules import TARGETS, Alarm, Target, alarms, breaches
+from handlers.types import Actor
+from storage import outbox
+from storage import tickets as repo
+from storage.models import OutboxMessage, Ticket, utcnow
+
+log = logging.getLogger(__name__)
+KEY_PREFIX = "sla"
+
+
+def clock_stopped(ticket: Ticket, target: Target) -> bool:
+    """Respond stops at the first response, both at closure."""
+    if ticket.status != "open":
+        return True
+    return target == "respond" and ticket.first_response_at is not None
+
+
+def alarm_key(ticket: Ticket, alarm: Alarm, due: datetime) -> str:
+    """`sla:HD-7:respond:warning:thread:1767600000`: one row per message and target due time."""
+    return (
+        f"{KEY_PREFIX}:{ticket.number}:{alarm.target}:{alarm.stage}:{alarm.place}:"
+        f"{int(due.timestamp())}"
+    )
+
+
+def _seconds(later: datetime, earlier: datetime) -> int:
+    return max(int((later - earlier).total_seconds()), 0)
+
+
+# -- queueing and cancelling -------------------------------------------------------------------
+
+
+async def schedule(
+    session: AsyncSession,
+    config: HelpdeskConfig,
+    ticket: Ticket,
+    *,
+    now: datetime,
+    late_warning: bool = False,
+    targets: tuple[Target, ...] = TARGETS,
+) -> int:
+    """Queue the warning and breach rows of the ticket's running targets; returns how many
+    were new (a target already queued at its due time is not queued again)."""
+    queued = 0
+    for target in targets:
+        if clock_stopped(ticket, target):
+            continue
+        due = due_of(ticket, target)
+        found = alarms(
+            target, due=due, warn_before=config.sla.warn_before, now=now, late_warning=late_warning
+        )
+        queued += await _enqueue(session, ticket, found, due)
+    return queued
+
+
+async def queue_breach(
+    session: AsyncSession, ticket: Ticket, target: Target, *, now: datetime
+) -> int:
+    """Queue the breach of a running target (when its warning goes out, or instead of it)."""
+    due = due_of(ticket, target)
+    return await _enqueue(session, ticket, breaches(target, due=due, now=now), due)
+
+
+async def _enqueue(session: AsyncSession, ticket: Ticket, found: list[Alarm], due: datetime) -> int:
+    queued = 0
+    for alarm in found:
+        payload: dict[str, Any] = {
+            "platform": ticket.source_platform,
+            "channel": ticket.source_channel,
+            "thread": None,
+            "fallback_user": ticket.technician_id,
+            "ticket": ticket.number,
+            "purpose": f"sla-{alarm.stage}",
+            "text": "",
+            "sla": {
+                "target": alarm.target,
+                "stage": alarm.stage,
+                "place": alarm.place,
+                "due": int(due.timestamp()),
+            },
+        }
+        queued += await outbox.enqueue(
+            session,
+            kind="message",
+            ticket_id=ticket.id,
+            due_at=alarm.due_at,
+            dedup_key=alarm_key(ticket, alarm, due),
+            payload=payload,
+        )
+    return queued
+
+
+async def cancel(
+    session: AsyncSession,
+    ticket: Ticket,
+    *,
+    targets: tuple[Target, ...],
+    reason: str,
+    now: datetime,
+) -> int:
+    """Cancel the not yet attempted warning and breach rows of `targets` (a row being sent
+    right now is stopped by its own check at delivery instead)."""
+    cancelled = 0
+    for target in targets:
+        pattern = f"{KEY_PREFIX}:{ticket.number}:{target}:%"
+        rows = await session.execute(
+            select(OutboxMessage.id).where(
+                OutboxMessage.ticket_id == ticket.id,
+                OutboxMessage.status == "pending",
+                OutboxMessage.dedup_key.like(pattern),
+            )
+        )
+        for (row_id,) in rows.all():
+            cancelled += await outbox.cancel_unsent(
+                session, message_id=row_id, reason=reason, now=now
+            )
+    return cancelled
+
+
+# -- the first response ------------------------------------------------------------------------
+
+
+async def record_first_response(
+    session: AsyncSession,
+    ticket: Ticket,
+    actor: Actor,
+    channel: str,
+    *,
+    at: datetime | None = None,
+    action: str = "",
+    refresh_card: bool = True,
+) -> bool:
+    """Record a technician's action as the ticket's first response, once; True when this was it.
+
+    Call it in the action's transaction, after checking that `actor` is a technician, for
+    every action SPEC counts (a card button, `time`, `verify`, `escalate`, `p1`, `close`,
+    `confirm`, a technician's message in the card's thread or reply chain); not for opening
+    the ticket, `show` or `mine`. `channel` is the conversation it came through, `at` when it
+    happened (the app's clock, `deps.clock()`), `action` what it was (for the audit trail). It
+    stops the respond clock: the target is met when this is at or before respond-by, the
+    respond warning and breach are cancelled, and the card is refreshed (`refresh_card`).
+    """
+    if ticket.status != "open":
+        return False
+    at = at or utcnow()
+    where = f"{actor.platform}:{channel}" if channel else actor.platform
+    seconds = _seconds(at, ticket.created_at)
+    met = at <= ticket.respond_by
+    done = await session.execute(
+        update(Ticket)
+        .where(Ticket.id == ticket.id, Ticket.first_response_at.is_(None))
+        .values(
+            first_response_at=at,
+            first_response_by=actor.id,
+            first_response_channel=where[:255],
+            first_response_seconds=seconds,
+            respond_met=met,
+        )
+        .returning(Ticket.id)
+        .execution_options(synchronize_session=False)
+    )
+    if done.scalar_one_or_none() is None:
+        return False
+    for key, value in (
+        ("first_response_at", at),
+        ("first_response_by", actor.id),
+        ("first_response_channel", where[:255]),
+        ("first_response_seconds", seconds),
+        ("respond_met", met),
+    ):
+        set_committed_value(ticket, key, value)
+    await repo.add_event(
+        session,
+        ticket_id=ticket.id,
+        kind="sla.first_response",
+        actor_platform=actor.platform,
+        actor_id=actor.id,
+        channel=channel,
+        data={"action": action, "met": met, "seconds": seconds},
+    )
+    await cancel(
+        session,
+        ticket,
+        targets=("respond",),
+        reason=f"{ticket.number} had its first response",
+        now=at,
+    )
+    if refresh_card:
+        await notify.refresh_ticket_card(session, ticket)
+    log.info("first response", extra={"ticket": ticket.number, "met": met})
+    return True
+
+
+# -- priority changes and closure ----------------------------------------------------------------
+
+
+async def retarget(
+    session: AsyncSession, config: HelpdeskConfig, ticket: Ticket, *, now: datetime
+) -> None:
+    """The ticket's priority changed: both targets again from the matrix, counted from
+    creation; their outcomes are judged against the new targets and their rows move."""
+    tiers = config.sla.tiers
+    tier = ticket.tier if ticket.tier in tiers else config.sla.tier_for(ticket.client)
+    target = tiers[tier][ticket.priority]  # type: ignore[index]
+    respond_by = ticket.created_at + target.respond
+    resolve_by = ticket.created_at + target.resolve
+    wanted: tuple[tuple[Target, datetime], ...] = (
+        ("respond", respond_by),
+        ("resolve", resolve_by),
+    )
+    moved = tuple(name for name, due in wanted if due_of(ticket, name) != due)
+    ticket.respond_by, ticket.resolve_by = respond_by, resolve_by
+    if ticket.first_response_at is not None:
+        ticket.respond_met = ticket.first_response_at <= ticket.respond_by
+    if moved:
+        await cancel(
+            session,
+            ticket,
+            targets=moved,
+            reason=f"{ticket.number} is {ticket.priority} now: its targets moved",
+            now=now,
+        )
+        await schedule(session, config, ticket, now=now, late_warning=True, targets=moved)
+
+
+async def on_closed(session: AsyncSession, ticket: Ticket, *, at: datetime) -> None:
+    """Closure stops both clocks: resolve met or missed, nothing more to warn about."""
+    ticket.resolve_met = at <= ticket.resolve_by
+    ticket.resolution_seconds = _seconds(at, ticket.created_at)
+    if ticket.first_response_at is None:  # a closure is a response (the caller records it)
+        ticket.respond_met = at <= ticket.respond_by
+    await cancel(session, ticket, targets=TARGETS, reason=f"{ticket.number} was closed", now=at)
+
+
+async def mark_missed(session: AsyncSession, ticket: Ticket, target: Target) -> bool:
+    """A running target reached its due time: it is missed (stored once; the card says so)."""
+    if clock_stopped(ticket, target):
+        return False
+    column = Ticket.respond_met if target == "respond" else Ticket.resolve_met
+    done = await session.execute(
+        update(Ticket)
+        .where(Ticket.id == ticket.id, column.is_(None))
+        .values({column.key: False})
+        .returning(Ticket.id)
+        .execution_options(synchronize_session=False)
+    )
+    if done.scalar_one_or_none() is None:
+        return False
+    set_committed_value(ticket, column.key, False)
+    await repo.add_event(
+        session,
+        ticket_id=ticket.id,
+        kind="sla.missed",
+        data={"target": target, "due": due_of(ticket, target).isoformat()},
+    )
+    await notify.refresh_ticket_card(session, ticket)
+    return True

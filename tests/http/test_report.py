@@ -1,0 +1,361 @@
+"""The QBR report over the seeded data set (tests/report_data.py), in Slack, in Teams and on the
+command line: exactly the figures worked out by hand, the chart as a PNG of 1200x750, the CSV
+with one row per ticket.
+
+Worked out by hand for all clients over both quarters (300 tickets):
+- Opened 300; Closed 270 (i mod 10 = 9 stays open). Categories 60 each, priorities 75 each,
+  resolution categories 90 each (9 closed tickets in each block of ten, blocks by i // 10).
+- Respond: first responses after 10..70 minutes. Only P1 (30 minutes) can miss: i = 4k with
+  4k mod 7 >= 3, i.e. k mod 7 in {1, 3, 5, 6}: 4 of every 7 k, 40 for k < 70 plus k = 71, 73:
+  42 missed, 258 of 300 met = 86%; P1 33 of 75 = 44%.
+- Resolve: closed after 3..15 hours. P1 (4 hours) meets it only at 3 hours (i mod 5 = 0, i = 4k
+  with k mod 5 = 0: 15 of 75 = 20%); the 30 open tickets are overdue (P2 and P4 have 15 each:
+  60 of 75 = 80%); 210 of 300 = 70%.
+- Median first response: 10..70 minutes in 43, 43, 43, 43, 43, 43, 42 tickets; the 150th and
+  151st are 40 minutes. Median resolution: 3, 6, 9, 12 hours 60 tickets each and 15 hours 30
+  (the open ones have i mod 5 = 4): the 135th and 136th are 9 hours.
+- CSAT: sent on 270 - 40 closed tickets (i mod 6 = 5 and closed: 50 - 10) = 230; answered on
+  the 150 even ones, ratings 5, 5, 4, 3, 1 in turn: 60, 60 / 2, 30, 30, 0, 30 -> 5: 60, 4: 30,
+  3: 30, 1: 30, average 540 / 150 = 3.6, response rate 150 of 230 = 65.2%.
+- Time: 10 * (i mod 5 + 1) minutes is 150 minutes per 15 tickets of each client (CRT), 3000 =
+  50h each; Acme's 90 closed tickets add 30 minutes each (2700): Acme 95h, total 195h.
+- Fixes confirmed: the 75 P1 tickets (all closed); unconfirmed 270 - 75 = 195.
+Globex in the second quarter (50 tickets, i = 3m + 1 for m = 50..99) by the same rules: see
+GLOBEX_Q2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import csv
+import io
+import json
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from sqlalchemy import select
+
+from storage import db
+from storage.models import Ticket
+from tests.fakes.botframework import FakeConnector
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import AppHarness, wait_until
+from tests.http.conftest_teams import CHANNEL
+from tests.http.conftest_teams import PEOPLE as TEAMS_PEOPLE
+from tests.http.conftest_teams import message as teams_message
+from tests.report_data import Quarters, seed
+from tests.unit.test_cli import run_bot
+
+PEOPLE = [
+    {"email": "tom@example.com", "name": "Tom Tech", "slack_id": "UTECH", "technician": True},
+    {"email": "ana@example.com", "name": "Ana Lopez", "slack_id": "UANA"},
+]
+ALL_CLIENTS = {
+    "Opened": "300",
+    "Closed": "270",
+    "By category": "access 60, email 60, network 60, printer 60, software 60",
+    "By priority": "P1 75, P2 75, P3 75, P4 75",
+    "By resolution category": "Incident 90, Request 90, Problem 90",
+    "Respond met": "86% (258 of 300)",
+    "Respond met by priority": (
+        "P1 44% (33 of 75), P2 100% (75 of 75), P3 100% (75 of 75), P4 100% (75 of 75)"
+    ),
+    "Resolve met": "70% (210 of 300)",
+    "Resolve met by priority": (
+        "P1 20% (15 of 75), P2 80% (60 of 75), P3 100% (75 of 75), P4 80% (60 of 75)"
+    ),
+    "Median time to first response": "40m",
+    "Median time to resolution": "9h",
+    "CSAT average": "3.6",
+    "CSAT distribution": "5: 60, 4: 30, 3: 30, 2: 0, 1: 30",
+    "CSAT response rate": "65.2% (150 of 230)",
+    "Time logged": "195h (Acme 95h, Globex 50h, Initech 50h)",
+    "Fixes confirmed": "75",
+    "Fixes unconfirmed": "195",
+    "Top patterns": "none",
+}
+GLOBEX_Q2 = {
+    "Opened": "50",
+    "Closed": "45",
+    "By category": "access 10, email 10, network 10, printer 10, software 10",
+    "By priority": "P1 12, P2 12, P3 13, P4 13",
+    "By resolution category": "Incident 15, Request 15, Problem 15",
+    "Respond met": "86% (43 of 50)",
+    "Respond met by priority": (
+        "P1 41.7% (5 of 12), P2 100% (12 of 12), P3 100% (13 of 13), P4 100% (13 of 13)"
+    ),
+    "Resolve met": "72% (36 of 50)",
+    "Resolve met by priority": (
+        "P1 25% (3 of 12), P2 75% (9 of 12), P3 100% (13 of 13), P4 84.6% (11 of 13)"
+    ),
+    "Median time to first response": "40m",
+    "Median time to resolution": "9h",
+    "CSAT average": "3.6",
+    "CSAT distribution": "5: 10, 4: 5, 3: 5, 2: 0, 1: 5",
+    "CSAT response rate": "55.6% (25 of 45)",
+    "Time logged": "25h (Globex 25h)",
+    "Fixes confirmed": "12",
+    "Fixes unconfirmed": "33",
+    "Top patterns": "none",
+}
+
+
+def today() -> date:
+    return datetime.now(UTC).date()
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """The PNG's size, after checking it decodes as one."""
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.format == "PNG"
+        image.verify()
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        return image.size
+
+
+def slack_facts(body: dict[str, Any]) -> dict[str, str]:
+    """`*Label:* value` lines of the Block Kit message, unescaped."""
+    found: dict[str, str] = {}
+    for block in body.get("blocks", []):
+        text = (block.get("text") or {}).get("text", "")
+        for line in text.splitlines():
+            if line.startswith("*") and ":* " in line:
+                label, value = line[1:].split(":* ", 1)
+                found[label] = value.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
+    return found
+
+
+async def seeded(app: AppHarness) -> Quarters:
+    return await seed(app.services.sessions, today())
+
+
+# -- Slack ----------------------------------------------------------------------------------------
+
+
+async def test_slack_report_gives_the_figures_and_uploads_the_chart_where_it_was_asked(
+    make_app, slack_api: FakeSlack
+):
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    q = await seeded(app)
+    response = await app.slash(f"report {q.first} {q.last_day}")
+    body = await response.json()
+    assert body["response_type"] == "in_channel"
+    assert f"QBR report: all clients, {q.first} to {q.last_day}" in json.dumps(body)
+    assert slack_facts(body) == ALL_CLIENTS
+
+    await slack_api.wait_for_method("files.completeUploadExternal", timeout=20)
+    [shared] = slack_api.shared_files("C0HELP")
+    assert shared["filename"] == f"report-all-{q.first}-{q.last_day}.png"
+    assert png_size(shared["content"]) == (1200, 750)
+    assert shared["thread_ts"] is None and "QBR report chart" in shared["title"]
+    [asked] = slack_api.api_calls("files.getUploadURLExternal")
+    assert asked.params["length"] == str(len(shared["content"]))
+    assert shared["authorization"] is None  # the upload URL is the permission; no token to it
+
+    # One client (any case), one quarter.
+    q2 = await (await app.slash(f"report gLoBeX {q.second} {q.last_day}")).json()
+    assert slack_facts(q2) == GLOBEX_Q2
+    await slack_api.wait_for_method("files.completeUploadExternal", count=2, timeout=20)
+
+
+async def test_slack_report_refusals_and_a_channel_the_bot_is_not_in(
+    make_app, slack_api: FakeSlack
+):
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    q = await seeded(app)
+    refused = json.dumps(await (await app.slash("report", user="UANA")).json())
+    assert "Only technicians can run reports." in refused
+    for text, says in (
+        (f"report acme {q.first}", "Give both days of the period"),
+        ("report 2026-13-01 2026-12-31", "'2026-13-01' is not a date like 2026-03-31"),
+        (f"report {q.last_day} {q.first}", "The period starts after it ends"),
+    ):
+        answer = await (await app.slash(text)).json()
+        assert answer["response_type"] == "ephemeral" and says in json.dumps(answer), text
+    assert not slack_api.api_calls("files.getUploadURLExternal")
+
+    slack_api.not_member.add("C0PRIVATE")
+    asked = app.slash(
+        f"report initech {q.first} {q.second}",
+        channel="C0PRIVATE",
+        response_url=slack_api.response_url_for("private"),
+    )
+    answer = await (await asked).json()
+    assert (
+        slack_facts(answer)["Opened"] == "50"
+    )  # Initech, first quarter (day one of the next: none)
+    await wait_until(lambda: slack_api.shared_files("DUTECH"), timeout=20, what="the DM upload")
+    assert not slack_api.shared_files("C0PRIVATE")
+    await wait_until(lambda: slack_api.responses(), what="the note where the chart went")
+    assert "in our direct messages" in json.dumps(slack_api.responses("private"))
+
+
+async def test_report_with_no_ticket_in_the_period(make_app, slack_api: FakeSlack):
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    body = await (await app.slash("report")).json()  # the default: the 90 days ending today
+    facts = slack_facts(body)
+    assert (facts["Opened"], facts["Respond met"], facts["CSAT average"]) == (
+        "0",
+        "n/a (0 of 0)",
+        "-",
+    )
+    assert "No ticket was opened in this period." in json.dumps(body)
+    await slack_api.wait_for_method("files.completeUploadExternal", timeout=20)
+    [shared] = slack_api.shared_files("C0HELP")
+    assert png_size(shared["content"]) == (1200, 750)
+
+
+# -- Teams ----------------------------------------------------------------------------------------
+
+
+async def test_teams_report_answers_with_the_card_and_the_chart_attached(
+    make_app, connector: FakeConnector
+):
+    app: AppHarness = await make_app(people=TEAMS_PEOPLE)
+    q = await seeded(app)
+    text = f"<at>Helpdesk</at> ticket report Globex {q.second} {q.last_day}"
+    before = len(connector.activities())
+    response = await app.teams(teams_message(connector.service_url, text, conversation=CHANNEL))
+    assert response.status < 300
+    await wait_until(lambda: len(connector.activities()) > before, what="the report")
+    [answer] = connector.activities()[before:]
+    assert answer["_conversation_id"] == CHANNEL  # where it was asked
+    card, image = answer["attachments"]
+    assert card["contentType"] == "application/vnd.microsoft.card.adaptive"
+    from tests.adaptive_schema import validate_adaptive_card
+
+    validate_adaptive_card(card["content"])
+    [fact_set] = [e for e in card["content"]["body"] if e["type"] == "FactSet"]
+    facts = {f["title"]: f["value"].replace("\\", "") for f in fact_set["facts"]}
+    assert facts == GLOBEX_Q2
+    assert image["contentType"] == "image/png"
+    assert image["name"] == f"report-globex-{q.second}-{q.last_day}.png"
+    prefix = "data:image/png;base64,"
+    assert image["contentUrl"].startswith(prefix)
+    assert png_size(base64.b64decode(image["contentUrl"][len(prefix) :])) == (1200, 750)
+
+
+# -- the command line -----------------------------------------------------------------------------
+
+
+async def cli(tmp_path: Path, url: str, *args: str) -> tuple[int, list[str], list[str]]:
+    done = await asyncio.to_thread(
+        run_bot, "report", *args, cwd=tmp_path, env={"DATABASE_URL": url}
+    )
+    return done.returncode, done.stdout.splitlines(), done.stderr.strip().splitlines()
+
+
+async def test_cli_report_prints_the_figures_and_writes_csv_and_png(db_url: str, tmp_path: Path):
+    engine = db.create_engine(db_url)
+    q = await seed(db.session_factory(engine), today())
+    await engine.dispose()
+    out_csv, out_png = tmp_path / "qbr.csv", tmp_path / "qbr.png"
+    code, lines, errors = await cli(
+        tmp_path, db_url, "--client", "GLOBEX", "--since", str(q.second),
+        "--until", str(q.last_day), "--csv", str(out_csv), "--png", str(out_png),
+    )  # fmt: skip
+    assert (code, errors) == (0, []), errors
+    assert (
+        lines[0]
+        == f"QBR report: GLOBEX, {q.second} to {q.last_day} (UTC days, tickets by creation date)"
+    )
+    assert dict(line.split(": ", 1) for line in lines[1:]) == GLOBEX_Q2
+
+    raw = out_csv.read_bytes()
+    assert raw.startswith(
+        b"number,client,requester,priority,category,created,respond_by,first_response,respond,"
+        b"resolve_by,closed,resolve,resolution_category,time_minutes,csat\r\n"
+    )
+    rows = list(csv.reader(io.StringIO(raw.decode("utf-8"), newline="")))
+    header, body = rows[0], rows[1:]
+    assert len(body) == 50 and {len(r) for r in rows} == {15}
+    first = dict(zip(header, body[0], strict=True))  # i = 151: the first Globex ticket in Q2
+    assert first == {
+        "number": "HD-152",
+        "client": "Globex",
+        "requester": "user4@example.com",
+        "priority": "P4",
+        "category": "network",
+        "created": f"{q.second}T12:00:00Z",
+        "respond_by": f"{q.second.replace(day=2)}T12:00:00Z",
+        "first_response": f"{q.second}T12:50:00Z",  # 10 * (151 mod 7 + 1) minutes
+        "respond": "met",
+        "resolve_by": f"{q.second.replace(day=6)}T12:00:00Z",
+        "closed": f"{q.second}T18:00:00Z",
+        "resolve": "met",
+        "resolution_category": "Incident",  # (151 // 10) mod 3 = 0
+        "time_minutes": "20",
+        "csat": "",
+    }
+    assert sum(int(r[13]) for r in body) == 25 * 60
+    assert sorted(r[14] for r in body if r[14]) == sorted("5" * 10 + "4" * 5 + "3" * 5 + "1" * 5)
+    assert png_size(out_png.read_bytes()) == (1200, 750)
+
+    # Every ticket of both quarters, one row each.
+    code, lines, _ = await cli(
+        tmp_path, db_url, "--since", str(q.first), "--until", str(q.last_day), "--csv", str(out_csv)
+    )
+    assert code == 0 and dict(line.split(": ", 1) for line in lines[1:]) == ALL_CLIENTS
+    with out_csv.open(newline="", encoding="utf-8") as handle:
+        assert len(list(csv.reader(handle))) == 301
+
+
+async def test_cli_report_refuses_bad_options_with_one_line_and_writes_an_empty_period(
+    db_url: str, tmp_path: Path
+):
+    for args, says in (
+        (("--since", "2026-13-01"), "report: --since: '2026-13-01' is not a date like 2026-03-31"),
+        (("--until", "yesterday"), "report: --until: 'yesterday' is not a date"),
+        (("--since", "2026-06-01", "--until", "2026-05-01"),
+         "report: --since: 2026-06-01 is after --until 2026-05-01"),
+        (("--csv", str(tmp_path / "missing" / "x.csv")), "report: --csv: cannot write"),
+        (("--png", str(tmp_path)), "report: --png: cannot write"),
+    ):  # fmt: skip
+        code, lines, errors = await cli(tmp_path, db_url, *args)
+        assert code == 2 and lines == [], (args, lines)
+        assert len(errors) == 1 and errors[0].startswith(says), (args, errors)
+
+    out_csv = tmp_path / "empty.csv"
+    code, lines, errors = await cli(
+        tmp_path, db_url, "--since", "2020-01-01", "--until", "2020-01-31", "--csv", str(out_csv)
+    )
+    assert (code, errors) == (0, [])
+    assert "Opened: 0" in lines and "Respond met: n/a (0 of 0)" in lines
+    assert out_csv.read_bytes().count(b"\r\n") == 1  # the header alone
+
+
+# -- the figures the app keeps as it works --------------------------------------------------------
+
+
+async def test_report_follows_what_happens_in_chat(make_app, slack_api: FakeSlack):
+    """No seeding: tickets opened, worked, closed and rated through Slack show up as such."""
+    from tests.http.test_closure_slack import CONFIG, click, new_ticket, submit_close, survey_dm
+    from tests.http.test_closure_slack import PEOPLE as CLOSURE_PEOPLE
+
+    app: AppHarness = await make_app(slack=slack_api, config=CONFIG, people=CLOSURE_PEOPLE)
+    first = await new_ticket(app, slack_api, priority="P2")
+    await new_ticket(app, slack_api, priority="P3")  # untouched: its targets are pending
+    await app.slash(f"time {first} 45m checked the spooler")
+    assert await submit_close(app, slack_api, first, time_spent="30m") == {}
+    dm = await survey_dm(slack_api)
+    assert "You rated" in await click(app, slack_api, dm, "4", "UANA")
+
+    async def rated() -> bool:
+        async with app.services.sessions() as session:
+            row = (await session.execute(select(Ticket).where(Ticket.number == first))).scalar_one()
+        return row.csat_rating == 4 and row.csat_sent_at is not None
+
+    await wait_until(rated, what="the rating on the ticket")
+    facts = slack_facts(await (await app.slash("report")).json())
+    assert (facts["Opened"], facts["Closed"]) == ("2", "1")
+    assert facts["By priority"] == "P1 0, P2 1, P3 1, P4 0"
+    assert facts["By resolution category"] == "Incident 1, Request 0, Problem 0"
+    assert (facts["Respond met"], facts["Resolve met"]) == ("100% (1 of 1)", "100% (1 of 1)")
+    assert (facts["CSAT average"], facts["CSAT response rate"]) == ("4.0", "100% (1 of 1)")
+    assert facts["CSAT distribution"] == "5: 0, 4: 1, 3: 0, 2: 0, 1: 0"
+    assert facts["Time logged"] == "1h 15m ((no client) 1h 15m)"  # `time` and Time spent
+    assert (facts["Fixes confirmed"], facts["Fixes unconfirmed"]) == ("0", "1")

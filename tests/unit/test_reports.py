@@ -1,0 +1,173 @@
+"""The report's rules and SQL: the period and chat syntax, the formats, medians, the client
+filter, and (SQLite) that every query reads a covering index only."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from handlers.reports.cards import hours, percent, span
+from handlers.reports.rules import Period, parse_chat, period_of
+from storage import db
+from storage import reports as repo
+from storage import tickets as tickets_repo
+from storage.models import Ticket
+
+TODAY = date(2026, 12, 5)
+NOW = datetime(2026, 12, 5, 12, tzinfo=UTC)
+DAY = datetime(2026, 11, 2, 9, tzinfo=UTC)
+
+
+def test_chat_syntax_client_and_period() -> None:
+    default = Period(date(2026, 9, 7), TODAY)  # the 90 days ending today
+    assert parse_chat("", today=TODAY) == (None, default)
+    assert parse_chat("acme", today=TODAY) == ("acme", default)
+    assert parse_chat("  Acme Corp  2026-01-01 2026-03-31", today=TODAY) == (
+        "Acme Corp",
+        Period(date(2026, 1, 1), date(2026, 3, 31)),
+    )
+    assert parse_chat("2026-1-5 2026-01-05", today=TODAY) == (
+        None,
+        Period(date(2026, 1, 5), date(2026, 1, 5)),
+    )
+    for typed, says in (
+        ("acme 2026-01-01", "Give both days"),
+        ("2026-02-30 2026-03-01", "'2026-02-30' is not a date"),
+        ("2026-03-01 2026-02-01", "starts after it ends"),
+    ):
+        with pytest.raises(ValueError, match=says):
+            parse_chat(typed, today=TODAY)
+
+
+def test_period_from_either_end() -> None:
+    assert period_of(None, None, today=TODAY) == Period(date(2026, 9, 7), TODAY)
+    assert period_of(date(2026, 12, 1), None, today=TODAY) == Period(date(2026, 12, 1), TODAY)
+    assert period_of(None, date(2026, 3, 31), today=TODAY) == Period(
+        date(2026, 1, 1), date(2026, 3, 31)
+    )
+    with pytest.raises(ValueError, match="2026-12-06 is after 2026-12-05"):
+        period_of(date(2026, 12, 6), None, today=TODAY)
+    period = Period(date(2026, 1, 1), date(2026, 1, 31))
+    assert (period.start, period.end) == (
+        datetime(2026, 1, 1, tzinfo=UTC),
+        datetime(2026, 2, 1, tzinfo=UTC),  # both days inclusive: up to the next midnight
+    )
+
+
+def test_formats() -> None:
+    assert [percent(1, 3), percent(2, 3), percent(3, 3), percent(0, 5)] == [
+        "33.3%",
+        "66.7%",
+        "100%",
+        "0%",
+    ]
+    assert [hours(0), hours(45), hours(210), hours(7200)] == ["0m", "45m", "3h 30m", "120h"]
+    assert [span(None), span(45), span(3900), span(90061)] == ["-", "45s", "1h 5m", "1d 1h 1m"]
+
+
+# -- the SQL --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = db.create_engine(db_url)
+    yield engine
+    await engine.dispose()
+
+
+async def add(engine: AsyncEngine, **fields: Any) -> None:
+    sessions = db.session_factory(engine)
+    async with sessions() as session, session.begin():
+        seq, number = await tickets_repo.next_number(session, prefix="HD")
+        values: dict[str, Any] = {
+            "status": "open",
+            "summary": "x",
+            "reproducible": "yes",
+            "priority": "P3",
+            "tier": "standard",
+            "requester_id": "UANA",
+            "technician_id": "UTECH",
+            "source_platform": "slack",
+            "source_channel": "C0HELP",
+            "created_at": DAY,
+            "respond_by": DAY + timedelta(hours=8),
+            "resolve_by": DAY + timedelta(days=3),
+        }
+        await tickets_repo.create(session, number=number, prefix="HD", seq=seq, **(values | fields))
+
+
+def scope(client: str | None = None) -> repo.Scope:
+    return repo.Scope(
+        start=datetime(2026, 11, 1, tzinfo=UTC),
+        end=datetime(2026, 12, 1, tzinfo=UTC),
+        client=client,
+        now=NOW,
+    )
+
+
+async def test_medians_middle_one_or_mean_of_two_and_the_client_in_any_case(
+    engine: AsyncEngine,
+) -> None:
+    for seconds, client in ((40, "Acme"), (10, "ACME "), (30, "Globex"), (20, "acme")):
+        await add(engine, client=client, first_response_seconds=seconds, respond_met=True)
+    await add(engine, client="Acme", created_at=datetime(2026, 12, 1, tzinfo=UTC))  # after it
+    figures = await repo.figures(engine, scope())
+    assert figures.median_first_response == 25.0  # (20 + 30) / 2
+    assert figures.median_resolution is None  # nothing closed
+    acme = await repo.figures(engine, scope("  acme"))
+    assert acme.median_first_response == 20.0  # 10, 20, 40
+    assert sum(g.opened for g in acme.groups) == 3
+    assert {g.client for g in acme.groups} == {"Acme", "ACME ", "acme"}
+
+
+async def test_targets_without_an_outcome_are_missed_once_overdue(engine: AsyncEngine) -> None:
+    await add(engine, respond_by=NOW - timedelta(seconds=1), resolve_by=NOW + timedelta(hours=1))
+    await add(engine, respond_met=True, resolve_met=False, status="closed")
+    [group] = (await repo.figures(engine, scope())).groups
+    assert (group.respond_met, group.respond_missed) == (1, 1)
+    assert (group.resolve_met, group.resolve_missed) == (0, 1)  # the open one is not due yet
+
+
+async def test_sqlite_reads_covering_indexes_only(engine: AsyncEngine, db_url: str) -> None:
+    if not db_url.startswith("sqlite"):
+        pytest.skip("SQLite's query plan")
+    from sqlalchemy.dialects import sqlite
+
+    async with engine.connect() as conn:
+
+        async def plan(query: Any) -> list[str]:
+            sql = query.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True})
+            rows = (await conn.execute(text(f"EXPLAIN QUERY PLAN {sql}"))).all()
+            return [row[-1] for row in rows]
+
+        assert await plan(repo._groups_query(scope("acme"), "sqlite")) == [
+            "SCAN tickets USING COVERING INDEX ix_tickets_report"
+        ]
+        for index, column in (
+            ("ix_tickets_first_response", Ticket.first_response_seconds),
+            ("ix_tickets_resolution", Ticket.resolution_seconds),
+        ):
+            count, middle = repo._median_queries(column, scope("acme"), "sqlite")
+            walk = f"SEARCH tickets USING COVERING INDEX {index} ({column.key}>?)"
+            assert await plan(count) == [walk]
+            assert await plan(middle(21)) == [walk]
+
+
+def test_ticket_model_keeps_the_report_columns() -> None:
+    columns = set(Ticket.__table__.columns.keys())
+    assert {
+        "first_response_at",
+        "first_response_seconds",
+        "resolution_seconds",
+        "respond_met",
+        "resolve_met",
+        "time_minutes",
+        "csat_rating",
+        "csat_sent_at",
+        "fix_confirmed_at",
+    } <= columns
