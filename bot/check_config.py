@@ -20,6 +20,7 @@ from bot.directory.file import FileDirectory
 from bot.psa import describe as describe_psa
 from bot.settings import ConfigError, Settings, is_loopback, load_settings
 from handlers.directory import Directory, DirectoryError, EmptyDirectory
+from handlers.durations import format_duration
 
 DB_TIMEOUT = 15.0
 
@@ -94,6 +95,24 @@ def describe_diagnosis(settings: Settings) -> str:
         f"a pattern from {settings.config.patterns.repeat_threshold} tickets with one error",
     ]
     return "; ".join(parts)
+
+
+def describe_scope(settings: Settings) -> str:
+    """Tier 1 scope and the nudge for tickets outside it (SPEC "Working the ticket to the end")."""
+    config = settings.config
+    if not config.tier1_scope:
+        return "no tier1_scope: cards show no Tier 1 / Tier 2/3 label and nothing is nudged"
+    seconds = int(config.escalation.nudge_after.total_seconds())
+    after = format_duration(config.escalation.nudge_after) if seconds >= 60 else f"{seconds}s"
+    return (
+        f"Tier 1: {', '.join(config.tier1_scope)}; other tickets not escalated {after} after "
+        "opening get one nudge"
+    )
+
+
+def describe_remote(settings: Settings) -> str:
+    template = settings.config.remote.url_template
+    return template or "none (remote.url_template: no Remote session button)"
 
 
 def describe_database(url: str) -> str:
@@ -209,6 +228,8 @@ async def _report(
         ("pagers", describe_pagers(settings)),
         ("directory", await describe_directory(settings)),
         ("incidents", describe_incidents(settings)),
+        ("scope", describe_scope(settings)),
+        ("remote session", describe_remote(settings)),
         ("psa", describe_psa(settings.psa, settings.config.psa.tiers)),
         ("diagnosis", describe_diagnosis(settings)),
         (

@@ -37,6 +37,10 @@ class ActionId(StrEnum):
     IDENTITY_DENY = "identity.deny"
     CSAT_RATE = "csat.rate"
     CSAT_COMMENT = "csat.comment"
+    FIX_WORKS = "fix.works"
+    FIX_BROKEN = "fix.broken"
+    FIX_COMMENT = "fix.comment"
+    FILE_UNDER_P1 = "ticket.file_under"
 
 
 @dataclass(frozen=True)
@@ -188,6 +192,15 @@ class Button:
     style: Literal["default", "primary", "danger"] = "default"
 
 
+@dataclass(frozen=True)
+class LinkButton:
+    """A button that opens `url` in the browser (Slack link button, Teams Action.OpenUrl);
+    the bot is not asked anything when it is pressed."""
+
+    title: str
+    url: str
+
+
 Element = Text | Facts | Link | TextInput | NumberInput | Select | UserPicker
 INPUT_KINDS = ("text_input", "number_input", "select", "user_picker")
 
@@ -209,6 +222,8 @@ class Card:
     form: Form | None = None
     # Plain-text fallback for notifications and clients that cannot show cards.
     fallback: str = ""
+    # Shown after the buttons.
+    links: list[LinkButton] = field(default_factory=list)
 
     def inputs(self) -> list[TextInput | NumberInput | Select | UserPicker]:
         return [e for e in self.body if e.kind in INPUT_KINDS]  # type: ignore[misc]
@@ -251,12 +266,14 @@ class Card:
                 submit_title=f["submit_title"],
                 context=dict(f.get("context", {})),
             )
+        links = [LinkButton(str(k["title"]), str(k["url"])) for k in data.get("links") or []]
         return cls(
             title=_inline(data["title"], legacy),
             body=body,
             buttons=buttons,
             form=form,
             fallback=data.get("fallback", ""),
+            links=links,
         )
 
 

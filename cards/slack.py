@@ -23,6 +23,7 @@ from cards.model import (
     Facts,
     Inline,
     Link,
+    LinkButton,
     Mention,
     NumberInput,
     Select,
@@ -42,6 +43,10 @@ MODAL_TEXT_MAX = 24
 PRIVATE_METADATA_MAX = 3000
 BUTTON_TEXT_MAX = 75
 BUTTON_VALUE_MAX = 2000
+BUTTON_URL_MAX = 3000
+# Link buttons carry an action id too (Slack still reports the click): not one of the bot's
+# actions, so the click is acknowledged and nothing else happens.
+LINK_ACTION = "link"
 ACTIONS_PER_BLOCK = 25
 LABEL_MAX = 2000
 PLACEHOLDER_MAX = 150
@@ -210,7 +215,18 @@ def _button(button: Button, action_id: str) -> dict[str, Any]:
     return rendered
 
 
-def _actions_blocks(buttons: list[Button]) -> list[Block]:
+def _link(link: LinkButton, index: int) -> dict[str, Any]:
+    if len(link.url) > BUTTON_URL_MAX:
+        raise ValueError(f"link button url exceeds {BUTTON_URL_MAX} chars")
+    return {
+        "type": "button",
+        "action_id": f"{LINK_ACTION}.{index}",
+        "text": _plain(_cut(link.title, BUTTON_TEXT_MAX)),
+        "url": link.url,
+    }
+
+
+def _actions_blocks(buttons: list[Button], links: list[LinkButton] | None = None) -> list[Block]:
     seen: dict[str, int] = {}
     elements = []
     for button in buttons:
@@ -218,6 +234,7 @@ def _actions_blocks(buttons: list[Button]) -> list[Block]:
         seen[base] = seen.get(base, 0) + 1
         action_id = base if seen[base] == 1 else f"{base}:{seen[base]}"
         elements.append(_button(button, action_id))
+    elements += [_link(link, index) for index, link in enumerate(links or [], start=1)]
     return [
         {"type": "actions", "elements": elements[i : i + ACTIONS_PER_BLOCK]}
         for i in range(0, len(elements), ACTIONS_PER_BLOCK)
@@ -246,7 +263,7 @@ def render_message(card: Card) -> dict[str, Any]:
     blocks = _heading(card.title)
     for element in card.body:
         blocks.extend(_element_blocks(element))
-    blocks.extend(_actions_blocks(card.buttons))
+    blocks.extend(_actions_blocks(card.buttons, card.links))
     return {"text": _fallback_text(card), "blocks": _limit_blocks(blocks, MESSAGE_BLOCKS_MAX)}
 
 

@@ -208,6 +208,7 @@ def _render(card: Card, *, execute: bool, cap: int | None) -> dict[str, Any]:
             _action(str(form.action), form.submit_title, form.context, "primary", execute=execute)
         )
     actions.extend(_button_action(b, execute=execute) for b in card.buttons)
+    actions.extend({"type": "Action.OpenUrl", "title": k.title, "url": k.url} for k in card.links)
     result: dict[str, Any] = {
         "type": "AdaptiveCard",
         "$schema": SCHEMA_URL,

@@ -102,6 +102,29 @@ class QueueTarget(_Strict):
 
 class EscalationConfig(_Strict):
     queues: dict[str, str] = Field(default_factory=dict)
+    # An open ticket outside `tier1_scope` not escalated this long after it was opened gets
+    # one nudge to escalate early.
+    nudge_after: Duration = timedelta(minutes=30)
+
+
+class RemoteConfig(_Strict):
+    """The remote-session tool (ScreenConnect, Splashtop, the RMM's own) cards link to."""
+
+    # `{asset}` is replaced by the ticket's asset, percent-encoded as a query value.
+    url_template: str | None = None
+
+    @field_validator("url_template")
+    @classmethod
+    def _template(cls, template: str | None) -> str | None:
+        if template is None:
+            return None
+        template = template.strip()
+        parsed = urlparse(template.replace("{asset}", "x"))
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(f"{template!r} is not an http(s) URL")
+        if "{asset}" not in template:
+            raise ValueError(f"{template!r} has no {{asset}} to fill in the ticket's asset")
+        return template
 
 
 class IdentityConfig(_Strict):
@@ -251,6 +274,7 @@ class HelpdeskConfig(_Strict):
     queues: dict[str, QueueTarget] = Field(default_factory=dict)
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)
     tier1_scope: list[str] = Field(default_factory=list)
+    remote: RemoteConfig = Field(default_factory=RemoteConfig)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
     csat: CsatConfig = Field(default_factory=CsatConfig)
     directory: DirectoryConfig = Field(default_factory=DirectoryConfig)

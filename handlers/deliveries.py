@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import csat, diagnosis, identity, notify, psa, sla
+from handlers import csat, diagnosis, identity, incidents, notify, psa, sla, working
 from handlers.tickets import card_version, ticket_card
 from storage import outbox
 from storage import tickets as repo
@@ -76,6 +76,8 @@ def needs_preparation(message: OutboxMessage) -> bool:
         psa.is_psa_row(message)
         or bool(payload.get("after"))
         or bool(payload.get("refresh_ticket_card"))
+        or bool(payload.get("refresh_incident_notice"))
+        or bool(payload.get("nudge"))
         or _wants_ticket_thread(message)
         or sla.is_alarm(message)
     )
@@ -94,6 +96,8 @@ async def prepare(
         alarm = await sla.prepare_alarm(session, message=message, now=now)
         return Preparation(alarm.payload, give_up=alarm.give_up)
     payload = dict(message.payload)
+    if payload.get("nudge") and (reason := await working.nudge_given_up(session, message)):
+        return Preparation(None, give_up=reason)
     if payload.get("after"):
         first = await session.get(OutboxMessage, int(payload["after"]))
         if first is None or first.status in ("dead", "cancelled"):
@@ -117,6 +121,13 @@ async def prepare(
             payload["channel"] = ticket.card_channel
             payload["ts"] = payload["activity_id"] = ticket.card_message
         card = ticket_card(ticket, extra=await diagnosis.card_elements(session, ticket), now=now)
+        payload["card"], payload["text"] = card.to_dict(), card.fallback
+    if payload.get("refresh_incident_notice"):
+        # Rendered now too: the notice shows the users affected (and state) as they are.
+        ticket = await session.get(Ticket, message.ticket_id)
+        if ticket is None:
+            return Preparation(None, give_up="the ticket no longer exists")
+        card = incidents.current_notice(ticket, payload.get("bridge"))
         payload["card"], payload["text"] = card.to_dict(), card.fallback
     if _wants_ticket_thread(message):
         ticket = await session.get(Ticket, message.ticket_id)

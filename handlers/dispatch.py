@@ -20,11 +20,28 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from cards.model import ActionId
-from handlers import closure, csat, diagnosis, escalation, identity, incidents, reports, tickets
+from handlers import (
+    closure,
+    csat,
+    diagnosis,
+    escalation,
+    identity,
+    incidents,
+    reports,
+    tickets,
+    working,
+)
 from handlers.commands import Command, parse, usage
 from handlers.deps import Deps
 from handlers.directory import DirectoryUnavailable, unavailable_text
-from handlers.types import DomainError, Duplicate, Interaction, InvalidInput, Reply
+from handlers.types import (
+    TICKET_MESSAGE,
+    DomainError,
+    Duplicate,
+    Interaction,
+    InvalidInput,
+    Reply,
+)
 from storage import inbound
 from storage.errors import is_unavailable
 
@@ -64,6 +81,8 @@ def reads(handler: H, *, patient: bool = False) -> Route[H]:
 
 def is_patient(interaction: Interaction) -> bool:
     """True when the interaction's route is worth waiting for past the answer budget."""
+    if interaction.event is not None:
+        return EVENTS[interaction.event].patient
     if interaction.action is not None:
         return ACTIONS[interaction.action].patient
     return COMMANDS[parse(interaction.text).verb].patient
@@ -89,6 +108,8 @@ COMMANDS: dict[str, Route[CommandHandler]] = {
     "p1": changes(incidents.raise_p1_command),
     "escalate": changes(escalation.escalate_command),
     "time": changes(closure.time_command),
+    "confirm": changes(working.confirm_command),
+    "link": changes(working.link_command),
     "close": changes(closure.close_command),
     "similar": reads(diagnosis.similar_command),
     "kb": reads(diagnosis.kb_command),
@@ -107,12 +128,26 @@ ACTIONS: dict[ActionId, Route[ActionHandler]] = {
     ActionId.IDENTITY_DENY: changes(identity.deny),
     ActionId.CSAT_RATE: changes(csat.rate),
     ActionId.CSAT_COMMENT: changes(csat.comment),
+    ActionId.FIX_WORKS: changes(working.works),
+    ActionId.FIX_BROKEN: changes(working.broken),
+    ActionId.FIX_COMMENT: changes(working.comment),
+    ActionId.FILE_UNDER_P1: changes(working.add_button),
+}
+
+# What happens where the bot listens (not commands or buttons): the edges name the event.
+EVENTS: dict[str, Route[ActionHandler]] = {
+    TICKET_MESSAGE: changes(working.on_message),
 }
 
 
 async def handle(deps: Deps, interaction: Interaction) -> Reply:
     """Answer one interaction; known domain errors become a message to the person."""
     try:
+        if interaction.event is not None:
+            event = EVENTS[interaction.event]
+            return await _run(
+                deps, interaction, event.changes_state, lambda d: event.handler(d, interaction)
+            )
         if interaction.action is not None:
             action = ACTIONS[interaction.action]
             return await _run(

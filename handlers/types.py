@@ -9,6 +9,9 @@ from typing import Any, Literal
 from cards.model import ActionId, Card
 
 Platform = Literal["slack", "teams"]
+# A message in a ticket's thread (Slack) or naming a ticket with files (Teams); its
+# `data`: `files` (name, url, id, content_type, size), `thread` (Slack) and `text`.
+TICKET_MESSAGE = "ticket.message"
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,8 @@ class Interaction:
     conversation: Conversation
     text: str = ""
     action: ActionId | None = None
+    # Something that happened where the bot listens, not a command or a button (`Event`).
+    event: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
     # Stable id of this delivery (Slack view id+hash, Teams activity id): retries dedupe on it.
     delivery_id: str | None = None

@@ -89,6 +89,14 @@ class Ticket(Base):
         # Medians walk these in order (LIMIT/OFFSET), filtered by period and client.
         Index("ix_tickets_first_response", "first_response_seconds", "created_at", "client"),
         Index("ix_tickets_resolution", "resolution_seconds", "created_at", "client"),
+        # Open P1s (duplicate reports are matched against them at intake).
+        Index("ix_tickets_priority_status", "priority", "status", "id"),
+        # A Slack message in a ticket's thread finds its ticket.
+        Index("ix_tickets_thread", "source_thread", "source_channel"),
+        # The reports filed under a P1.
+        Index("ix_tickets_filed_under", "filed_under"),
+        # A Teams reply chain's ticket card (a technician's reply there is its first response).
+        Index("ix_tickets_card", "card_channel", "card_message"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -147,13 +155,12 @@ class Ticket(Base):
     # Kept for `report` (SQL aggregates over the ticket row alone): whole seconds from
     # creation to the first response / to closure, every minute logged (time entries and the
     # closure's Time spent), the CSAT answer and when its survey went out, and when the
-    # requester confirmed the fix (issue #15 sets it; empty until then).
+    # requester confirmed the fix (fix_confirmed_at, below).
     first_response_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
     resolution_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
     time_minutes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     csat_rating: Mapped[int | None] = mapped_column(Integer, nullable=True)
     csat_sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
-    fix_confirmed_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
     closed_at: Mapped[datetime | None] = mapped_column(nullable=True)
     resolution_note: Mapped[str] = mapped_column(Text, default="")
@@ -165,6 +172,30 @@ class Ticket(Base):
     psa_system: Mapped[str] = mapped_column(String(16), default="", server_default="")
     psa_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     psa_number: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+    # Working the ticket to the end (0009). Support scope from `tier1_scope` at intake:
+    # tier1 | tier23 ('' before 0009: not shown).
+    support_tier: Mapped[str] = mapped_column(String(8), default="", server_default="")
+    # The remote-session link for the asset (from `remote.url_template` at intake).
+    remote_url: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # The open P1 this ticket matched at intake (same client and asset, or the same error).
+    p1_match: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    # The P1 this ticket is filed under as one more report of the same problem.
+    filed_under: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # On a P1: how many reports are filed under it, and their users affected.
+    filed_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    filed_users: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The requester's answer to `confirm`: '' | asked | works | broken, and when.
+    fix_state: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    fix_state_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # Set once the requester answered Works now (who: their platform user id).
+    fix_confirmed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    fix_confirmed_by: Mapped[str] = mapped_column(String(255), default="", server_default="")
+
+    @property
+    def total_users_affected(self) -> int:
+        """Its own users affected plus those of every report filed under it."""
+        return (self.users_affected or 0) + (self.filed_users or 0)
 
 
 class TicketEvent(Base):
@@ -269,6 +300,51 @@ class IdentityCheck(Base):
     expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
     answered_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
     answered_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class FixConfirmation(Base):
+    """One `confirm` request to the requester; answers bind to its nonce and their user id."""
+
+    __tablename__ = "fix_confirmations"
+    __table_args__ = (Index("ix_fix_confirmations_ticket", "ticket_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    nonce: Mapped[str] = mapped_column(String(64), unique=True)
+    # pending | works | broken | superseded
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    # Where the request went: only this user may answer.
+    platform: Mapped[str] = mapped_column(String(8))
+    user_id: Mapped[str] = mapped_column(String(255))
+    asked_by: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    answered_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    answered_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    comment: Mapped[str] = mapped_column(Text, default="")
+
+
+class TicketAttachment(Base):
+    """A file someone shared on a ticket: a link to where the platform keeps it, never its
+    bytes."""
+
+    __tablename__ = "ticket_attachments"
+    __table_args__ = (
+        UniqueConstraint("ticket_id", "platform", "file_key", name="uq_ticket_attachments_file"),
+        Index("ix_ticket_attachments_ticket", "ticket_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    platform: Mapped[str] = mapped_column(String(8))
+    # The platform's file id (Slack), or a hash of the link (Teams): one row per file.
+    file_key: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(500))
+    url: Mapped[str] = mapped_column(Text, default="")
+    content_type: Mapped[str] = mapped_column(String(255), default="")
+    size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    actor_id: Mapped[str] = mapped_column(String(255))
+    actor_name: Mapped[str] = mapped_column(String(255), default="")
+    at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class CsatSurvey(Base):

@@ -48,7 +48,7 @@ from cards import slack as blockkit
 from cards.model import ActionId, Card, Text, Typed
 from handlers.deps import Deps
 from handlers.dispatch import answer
-from handlers.types import Actor, Conversation, Interaction, Reply
+from handlers.types import TICKET_MESSAGE, Actor, Conversation, Interaction, Reply
 
 log = logging.getLogger(__name__)
 # Slack wants an answer within 3 s. The core gives up on anything but the directory after
@@ -59,6 +59,12 @@ ACK_WITHIN = 2.3
 DIRECTORY_WAIT = 25.0
 WORKING = "Working on it…"
 FORM_TOO_LATE = "The form took too long to open: please run the command again."
+# A file object Slack sends without its details (Slack Connect) is read with files.info,
+# for at most this long.
+FILE_INFO_WAIT = 1.0
+# Message events the bot reads: new messages, file shares and thread replies sent to the
+# channel too (edits, deletions and joins are acknowledged by the catch-all and dropped).
+MESSAGE_SUBTYPES = (None, "file_share", "thread_broadcast")
 SIGNATURE_MAX_AGE = 5 * 60
 # The bot's own buttons (`ticket.verify`, `ticket.verify:2`...); shapes.inspect acknowledges
 # any other press without routing it.
@@ -134,6 +140,9 @@ class SlackFront:
         self.app.command(re.compile(r"^/.+"))(self._on_command)
         self.app.view_submission(re.compile(r".+"))(self._on_view_submission)
         self.app.action(ACTION_PATTERN)(self._on_block_action)
+        # Messages in channels the bot is in (`message.channels`, `message.groups`): a reply
+        # in a ticket's thread can share files for it or be the ticket's first response.
+        self.app.event({"type": "message", "subtype": MESSAGE_SUBTYPES})(self._on_message)
         # Every Events API delivery is answered 200 (a 404 counts as a failed delivery and
         # gets the subscription throttled), also the ones nothing here is interested in.
         self.app.event(re.compile(".*"))(self._on_event)
@@ -359,6 +368,63 @@ class SlackFront:
 
     async def _on_event(self, body: dict[str, Any]) -> None:
         """Events the bot does not act on are acknowledged and dropped."""
+
+    async def _on_message(self, body: dict[str, Any]) -> None:
+        """A message in a channel: only a person's reply in a thread can concern a ticket (the
+        core finds out, cheaply, whether the thread is a ticket's). Slack gets its 200 within
+        ACK_WITHIN whatever happens; work still running then finishes in the background."""
+        event = body["event"]
+        thread, user, channel = event.get("thread_ts"), event.get("user"), event.get("channel")
+        if not thread or not user or not channel or event.get("bot_id"):
+            return
+        if thread == event.get("ts"):  # the thread's first message, not a reply
+            return
+        work = asyncio.ensure_future(self._thread_message(body, event))
+        self._tasks.add(work)
+        work.add_done_callback(self._tasks.discard)
+        await asyncio.wait({work}, timeout=ACK_WITHIN)
+
+    async def _thread_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        try:
+            files = [await self._file(f) for f in event.get("files") or []]
+        except Exception:
+            log.exception("slack: reading the files of event %s failed", body.get("event_id"))
+            return
+        interaction = Interaction(
+            actor=Actor("slack", str(event["user"])),
+            conversation=Conversation("slack", str(event["channel"]), thread=event["thread_ts"]),
+            event=TICKET_MESSAGE,
+            data={
+                "thread": str(event["thread_ts"]),
+                "text": str(event.get("text") or ""),
+                "files": files,
+            },
+            delivery_id=delivery_id(body),
+            can_reply=False,
+        )
+        reply = await self._handle(interaction)
+        if reply.text and not reply.duplicate:
+            log.info("slack: thread message answered (not shown): %s", reply.text[:200])
+
+    async def _file(self, shared: dict[str, Any]) -> dict[str, Any]:
+        """A shared file as the core takes it; read with files.info when Slack sent only its
+        id (`file_access: check_file_info`) or no link. Never downloaded."""
+        if shared.get("file_access") == "check_file_info" or not shared.get("permalink"):
+            try:
+                found = await asyncio.wait_for(
+                    self.client.files_info(file=str(shared["id"])), FILE_INFO_WAIT
+                )
+                shared = {**shared, **(found.get("file") or {})}
+            except (SlackApiError, TimeoutError) as exc:
+                error = exc.response.get("error") if isinstance(exc, SlackApiError) else "timeout"
+                log.warning("slack: files.info for %s failed (%s)", shared.get("id"), error)
+        return {
+            "id": shared.get("id"),
+            "name": shared.get("name") or shared.get("title"),
+            "url": shared.get("permalink") or "",
+            "content_type": shared.get("mimetype") or "",
+            "size": shared.get("size"),
+        }
 
     async def _handle(self, interaction: Interaction) -> Reply:
         """The core's answer; an unexpected failure is logged and shown with its reference."""

@@ -34,6 +34,7 @@ MAX_ACTIONS = 25
 MAX_BLOCKS = 100
 MAX_OPTIONS = 100
 MAX_DEPTH = 64
+MAX_FILES = 100
 KNOWN_ACTIONS = frozenset(a.value for a in ActionId)
 # Interactivity kinds Slack may send that the bot does not use: acknowledged, nothing done.
 LEGACY = ("interactive_message", "dialog_submission", "dialog_cancellation", "workflow_step_edit")
@@ -406,7 +407,24 @@ def _event_callback(body: dict[str, Any], kind: str) -> Verdict:
     _id(event, "type", "body.event")
     _str(event, "text", "body.event", limit=MAX_TEXT)
     _str(event, "ts", "body.event", limit=MAX_ID)
+    files = _items(_list(event, "files", "body.event", limit=MAX_FILES), "body.event.files")
+    for index, shared in enumerate(files):
+        _file(shared, f"body.event.files[{index}]")
     return Verdict(kind)
+
+
+def _file(shared: dict[str, Any], where: str) -> None:
+    """A file object of a message event (the bot records its name and link)."""
+    _id(shared, "id", where)
+    for key in ("name", "title"):
+        _str(shared, key, where, limit=MAX_TEXT)
+    for key in ("mimetype", "filetype", "file_access", "user"):
+        _str(shared, key, where, limit=MAX_ID)
+    for key in ("permalink", "url_private"):
+        _str(shared, key, where, limit=MAX_URL)
+    size = shared.get("size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+        _fail(f"{where}.size", "is not a file size")
 
 
 def _url_verification(body: dict[str, Any], kind: str) -> Verdict:

@@ -23,12 +23,49 @@ from handlers import notify, tickets
 from handlers.commands import strip_teams_prefix, welcome
 from handlers.deps import Deps
 from handlers.dispatch import answer
-from handlers.types import Actor, Conversation, Interaction, Reply
+from handlers.types import TICKET_MESSAGE, Actor, Conversation, Interaction, Reply
+from handlers.working import ticket_numbers
 
 log = logging.getLogger(__name__)
 # The channel gives a turn 10-15 s: the directory may keep the person waiting this long.
 DIRECTORY_WAIT = 12.0
 UNKNOWN_ACTION = "That button or form is not available any more. Try `ticket help`."
+# Attachments that are files (SPEC): images and files from OneDrive/SharePoint. `text/html`
+# (the message body again) and cards are not.
+FILE_INFO = "application/vnd.microsoft.teams.file.download.info"
+MAX_FILES = 20
+
+
+def shared_files(activity: Activity) -> list[dict[str, Any]]:
+    """The message's file attachments as the core takes them (name, link, type): nothing is
+    downloaded."""
+    files = []
+    for attachment in (activity.attachments or [])[:MAX_FILES]:
+        kind = str(getattr(attachment, "content_type", "") or "")
+        url = str(getattr(attachment, "content_url", "") or "")
+        if not url or not (kind == FILE_INFO or kind.lower().startswith("image/")):
+            continue
+        content = _dict(getattr(attachment, "content", None))
+        name = getattr(attachment, "name", None) or ""
+        if not name and kind.lower().startswith("image/"):
+            name = f"image ({kind})"
+        files.append(
+            {
+                "name": name,
+                "url": url,
+                "id": content.get("uniqueId") or "",
+                "content_type": str(content.get("fileType") or kind),
+                "size": None,
+            }
+        )
+    return files
+
+
+def reply_chain(conversation_id: str) -> tuple[str, str] | None:
+    """(channel, root post id) for a conversation id naming a reply chain in a Teams channel
+    (`19:…@thread.tacv2;messageid=1700000000000`), else None."""
+    channel, marker, thread = conversation_id.partition(";messageid=")
+    return (channel, thread) if marker and channel and thread else None
 
 
 def _action_id(name: str | None) -> ActionId | None:
@@ -97,12 +134,30 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
                 return
             interaction = _interaction(activity, action=action, data=data)
         else:
-            command = strip_teams_prefix(replies.strip_mentions(activity.text or ""))
-            if command is None:
+            text = replies.strip_mentions(activity.text or "")
+            files = shared_files(activity)
+            named = ticket_numbers(text, self.deps.config.ticket_prefix)
+            chain = reply_chain(activity.conversation.id if activity.conversation else "")
+            command = None if files and named else strip_teams_prefix(text)
+            if command is not None:
+                interaction = _interaction(activity, text=command)
+            elif files or named or chain is not None:
+                # About a ticket: files on a message naming it, a message naming it, or a
+                # reply in a channel post's reply chain (the bot @mentioned there). Files are
+                # recorded on the ticket; a technician's message where its card is is its first
+                # response. The core is told which chain it was.
+                message: dict[str, Any] = {"files": files, "text": text}
+                if chain is not None:
+                    message |= {"channel": chain[0], "thread": chain[1]}
+                interaction = _interaction(activity, event=TICKET_MESSAGE, data=message)
+            else:
                 await self.send_text(turn_context, replies.HINT)
                 return
-            interaction = _interaction(activity, text=command)
         reply = await self._core(interaction)
+        if interaction.event is not None and not reply.duplicate and not reply.text:
+            # Nothing about a ticket came of it: a message the bot does not understand.
+            await self.send_text(turn_context, replies.HINT)
+            return
         await self._answer(turn_context, interaction, reply)
         if reply.follow_up is not None:
             task = asyncio.get_running_loop().create_task(

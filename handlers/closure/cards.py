@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from cards.model import ActionId, Card, Element, Form, Select, Text, TextInput, Typed
+from cards.model import ActionId, Card, Element, Form, Inline, Select, Text, TextInput, Typed
 from handlers.closure.rules import EXAMPLE
 from handlers.durations import format_duration
 from storage.models import Ticket
@@ -15,6 +15,13 @@ MAX_TEXT = 3000
 MAX_KB = 500
 
 
+def fix_unconfirmed(number: str) -> str:
+    return (
+        "Fix not confirmed by the requester: closing records that it was not confirmed "
+        f"(`ticket confirm {number}` asks them first)."
+    )
+
+
 def closure_form(
     number: str,
     *,
@@ -22,15 +29,19 @@ def closure_form(
     summary: str = "",
     kb_required: str = "",
     kb_suggested: str = "",
+    fix: Inline | None = None,
 ) -> Card:
     """Resolution note, category, time spent (required when no time is logged), KB article
-    (required, with the reason, when the ticket is part of a pattern)."""
+    (required, with the reason, when the ticket is part of a pattern); above them whether the
+    requester confirmed the fix (`fix`: None when not known)."""
     logged = (
         f"Time logged so far: {format_duration(timedelta(minutes=logged_minutes))}."
         if logged_minutes
         else "No time is logged yet: enter the time you spent."
     )
     body: list[Element] = [Text(Typed(summary))] if summary else []
+    if fix is not None:
+        body.append(Text(fix))
     if kb_required:
         body.append(Text(kb_required))
     body += [

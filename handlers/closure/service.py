@@ -12,8 +12,14 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from handlers import csat, diagnosis, identity, incidents, notify, psa, sla
-from handlers.closure.cards import CATEGORIES, MAX_KB, closed_notice, closure_form
+from handlers import csat, diagnosis, identity, incidents, notify, psa, sla, working
+from handlers.closure.cards import (
+    CATEGORIES,
+    MAX_KB,
+    closed_notice,
+    closure_form,
+    fix_unconfirmed,
+)
 from handlers.closure.rules import note_problem
 from handlers.commands import Command, ticket_ref
 from handlers.deps import Deps
@@ -172,12 +178,14 @@ async def _form(deps: Deps, interaction: Interaction, ticket: Ticket) -> Reply:
     async with deps.sessions() as session:
         logged = sum(e.minutes for e in await repo.time_entries_for(session, ticket.id))
         pattern = await diagnosis.kb_requirement(session, ticket)
+    fix = working.fix_line(ticket) or fix_unconfirmed(ticket.number)
     card = closure_form(
         ticket.number,
         logged_minutes=logged,
         summary=ticket.summary,
         kb_required=pattern.reason if pattern else "",
         kb_suggested=pattern.suggested if pattern else "",
+        fix=fix,
     )
     return Reply(card=card, as_form=True)
 
@@ -253,6 +261,8 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
     closer = await deps.person(actor)
     closer_name = who_acted(actor, closer).plain()
     survey_to = await csat.survey_address(deps, ticket)
+    # A P1 closes the reports filed under it: their requesters' surveys, looked up first.
+    filed_to = await working.filed_addresses(deps, ticket) if ticket.filed_count else {}
     now = deps.clock()
 
     async with deps.sessions() as session, session.begin():
@@ -297,9 +307,24 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
                 "kb_article": form.kb_article,
                 "note": form.note,
                 "time_spent_minutes": form.minutes,
+                # The requester confirmed the fix works (`confirm`), or closed without it.
+                "fix_confirmed": ticket.fix_confirmed_at is not None,
             },
         )
         await incidents.on_ticket_closed(session, deps, ticket=ticket, actor=actor)
+        also = (
+            await working.close_filed(
+                session,
+                deps,
+                p1=ticket,
+                actor=actor,
+                now=now,
+                closed_by=closer_name,
+                addresses=filed_to,
+            )
+            if ticket.filed_count
+            else []
+        )
         await csat.schedule_survey(session, deps, ticket=ticket, to=survey_to, now=now)
         await csat.schedule_followup(session, deps, ticket=ticket, technician=actor, now=now)
         if not interaction.can_reply:
@@ -307,9 +332,10 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
                 session, ticket, closed_notice(ticket, closer_name), purpose="closed"
             )
         extra = await diagnosis.card_elements(session, ticket)
-    log.info("ticket closed", extra={"ticket": ticket.number})
-    return Reply(
-        text=f"Closed {ticket.number}.",
-        card=ticket_card(ticket, extra=extra, now=now),
-        private=False,
-    )
+    log.info("ticket closed", extra={"ticket": ticket.number, "with_it": len(also)})
+    text = f"Closed {ticket.number}."
+    if ticket.fix_confirmed_at is None:
+        text += " The requester had not confirmed the fix: that is recorded."
+    if also:
+        text += f" Also closed with it: {', '.join(also)} (filed under it); surveys queued."
+    return Reply(text=text, card=ticket_card(ticket, extra=extra, now=now), private=False)

@@ -1,6 +1,20 @@
 """P1 incidents: the incident-channel notice and the pages (`service`), and what they say
 (`cards`)."""
 
-from handlers.incidents.service import on_p1, on_ticket_closed, raise_p1_command
+from handlers.incidents.cards import current_notice
+from handlers.incidents.service import (
+    cancel_unsent,
+    on_p1,
+    on_ticket_closed,
+    raise_p1_command,
+    refresh_notice,
+)
 
-__all__ = ["on_p1", "on_ticket_closed", "raise_p1_command"]
+__all__ = [
+    "cancel_unsent",
+    "current_notice",
+    "on_p1",
+    "on_ticket_closed",
+    "raise_p1_command",
+    "refresh_notice",
+]

@@ -22,10 +22,16 @@ def headline(ticket: Ticket) -> str:
 
 
 def _facts(ticket: Ticket, bridge_url: str | None) -> list[tuple[str, Inline]]:
-    return [
+    # Users affected: the P1's own plus those of every report filed under it.
+    facts: list[tuple[str, Inline]] = [
         ("Ticket", ticket.number),
         ("Summary", Typed(ticket.summary)),
-        ("Users affected", str(ticket.users_affected)),
+        ("Users affected", str(ticket.total_users_affected)),
+    ]
+    if ticket.filed_count:
+        facts.append(("Filed reports", str(ticket.filed_count)))
+    return [
+        *facts,
         ("Requester", requester(ticket)),
         ("Technician", technician(ticket)),
         ("Bridge", Typed(bridge_url) if bridge_url else NO_BRIDGE),
@@ -60,6 +66,13 @@ def resolved_notice(ticket: Ticket, bridge_url: str | None) -> Card:
         body=body,
         fallback=f"Resolved: {headline(ticket)}"[:3000],
     )
+
+
+def current_notice(ticket: Ticket, bridge_url: str | None) -> Card:
+    """The notice as the ticket stands now: open, or resolved once it is closed."""
+    if ticket.status == "closed":
+        return resolved_notice(ticket, bridge_url)
+    return notice(ticket, bridge_url)
 
 
 def _details(ticket: Ticket, bridge_url: str | None) -> dict[str, str]:

@@ -61,6 +61,11 @@ async def raise_p1_command(deps: Deps, interaction: Interaction, command: Comman
             raise NotFound(f"There is no ticket {number}.")
         if ticket.status != "open":
             raise InvalidInput(f"{number} is {ticket.status}; only open tickets can be raised.")
+        if ticket.filed_under:
+            raise InvalidInput(
+                f"{number} is filed under the P1 {ticket.filed_under} as one more report of the "
+                "same problem: that incident is paged already."
+            )
         now = deps.clock()
         raised = ticket.priority != "P1"
         await sla.record_first_response(
@@ -180,6 +185,49 @@ async def on_p1(session: AsyncSession, deps: Deps, *, ticket: Ticket, actor: Act
     if not deps.pagers:
         log.warning("P1 %s: no pager is configured, nobody is paged", ticket.number)
     return queued
+
+
+async def refresh_notice(session: AsyncSession, deps: Deps, *, ticket: Ticket) -> int:
+    """Edit the incident notice(s) in place to the ticket as it stands when the edit is
+    delivered (Slack chat.update, Teams activity update): no new notice, no new page. Each
+    edit waits for its notice to be out; returns how many were queued."""
+    rows = await outbox.by_dedup_keys(
+        session, [dedup_key(ticket.number, f"notice:{p}") for p in ("slack", "teams")]
+    )
+    queued = 0
+    for row in rows:
+        if row.status in ("dead", "cancelled"):
+            continue
+        await outbox.enqueue(
+            session,
+            kind="update",
+            ticket_id=ticket.id,
+            payload={
+                "platform": row.payload.get("platform"),
+                "channel": row.payload.get("channel"),
+                "purpose": NOTICE_UPDATE,
+                "ticket": ticket.number,
+                "after": row.id,
+                "from_result": NOTICE_RESULT_KEYS,
+                "refresh_incident_notice": True,
+                "bridge": deps.config.incident.bridge_url,
+            },
+        )
+        queued += 1
+    return queued
+
+
+async def cancel_unsent(session: AsyncSession, *, ticket: Ticket) -> list[str]:
+    """A P1 found to repeat another incident: its notice and pages not sent yet are not sent
+    at all (ones already out stay until it is closed, which resolves them)."""
+    wanted = ["notice:slack", "notice:teams", *PAGER_NAMES]
+    rows = await outbox.by_dedup_keys(session, [dedup_key(ticket.number, w) for w in wanted])
+    cancelled = []
+    for row in rows:
+        reason = f"{ticket.number} was filed under another P1 before it was sent"
+        if await outbox.cancel_unsent(session, message_id=row.id, reason=reason):
+            cancelled.append(str(row.dedup_key))
+    return cancelled
 
 
 def _follow_up(

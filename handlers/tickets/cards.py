@@ -8,6 +8,8 @@ from cards.model import ActionId, Button, Card, Element, Facts, Inline, Rich, Te
 from handlers.formatting import requester, technician, when
 from handlers.psa import card_facts, tier_label
 from handlers.sla import status_lines
+from handlers.working import card_buttons, card_elements, card_links, users_affected
+from handlers.working import card_facts as scope_facts
 from storage.models import Ticket, utcnow
 from storage.tickets import TicketLine
 
@@ -41,7 +43,8 @@ def ticket_card(
         ("Requester", requester(ticket)),
         ("Technician", technician(ticket)),
         ("Category", Typed(ticket.category) if ticket.category else "-"),
-        ("Users affected", str(ticket.users_affected)),
+        *scope_facts(ticket),
+        ("Users affected", users_affected(ticket)),
         ("Reproducible", ticket.reproducible),
         ("Respond by", when(ticket.respond_by)),
         ("Resolve by", when(ticket.resolve_by)),
@@ -60,15 +63,18 @@ def ticket_card(
         body += [Text("Exact error text", muted=True), Text(Typed(ticket.error_text))]
     if ticket.doing:
         body += [Text("What they were doing", muted=True), Text(Typed(ticket.doing))]
+    body += card_elements(ticket)
     body += extra or []
+    live = buttons and ticket.status == "open"
     return Card(
         title=Rich(f"{ticket.number} ({ticket.priority}): ", Typed(ticket.summary)),
         body=body,
-        buttons=ticket_buttons(ticket.number) if buttons and ticket.status == "open" else [],
+        buttons=[*ticket_buttons(ticket.number), *card_buttons(ticket)] if live else [],
         fallback=(
             f"{ticket.number} ({ticket.priority}) {ticket.summary} - respond by "
             f"{when(ticket.respond_by)}, resolve by {when(ticket.resolve_by)}"
         ),
+        links=card_links(ticket) if live else [],
     )
 
 
@@ -84,6 +90,9 @@ def card_version(ticket: Ticket) -> str:
             ticket.tier,
             ticket.tier_source,
             ticket.psa_number or "",
+            ticket.fix_state,
+            ticket.filed_under or "",
+            str(ticket.filed_count),
         )
     )
 

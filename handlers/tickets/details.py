@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cards.model import Element, Facts, Inline, Mention, Rich, Text, Typed
-from handlers import psa
+from handlers import psa, working
 from handlers.directory import Directory
 from handlers.durations import format_duration
 from handlers.formatting import listed, someone, technician, when
@@ -49,6 +49,7 @@ async def details(session: AsyncSession, ticket: Ticket, directory: Directory) -
                 ]
             )
         )
+    out += await working.show_lines(session, ticket, directory)
     if ticket.status == "closed":
         facts: list[tuple[Inline, Inline]] = [
             ("Closed", when(ticket.closed_at)),

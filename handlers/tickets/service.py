@@ -7,7 +7,7 @@ import logging
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cards.model import Card
-from handlers import diagnosis, identity, incidents, notify, psa, sla
+from handlers import diagnosis, identity, incidents, notify, psa, sla, working
 from handlers.commands import Command, ticket_ref
 from handlers.deps import Deps
 from handlers.directory import DirectoryUnavailable, Person
@@ -90,6 +90,14 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
 
     async with deps.sessions() as session, session.begin():
         seq, number = await repo.next_number(session, prefix=prefix)
+        worked = await working.intake_facts(
+            session,
+            deps.config,
+            category=form.category,
+            asset=form.asset,
+            client=form.client,
+            error_text=form.error_text,
+        )
         ticket = await repo.create(
             session,
             number=number,
@@ -127,6 +135,7 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
                 priority=form.priority, users_affected=form.users_affected
             ),
             identity_state="required" if gated else "not_required",
+            **worked,
         )
         await repo.add_event(
             session,
@@ -135,7 +144,13 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
             actor_platform=interaction.platform,
             actor_id=interaction.actor.id,
             channel=channel,
-            data={"priority": ticket.priority, "tier": ticket.tier, "category": ticket.category},
+            data={
+                "priority": ticket.priority,
+                "tier": ticket.tier,
+                "category": ticket.category,
+                "scope": ticket.support_tier,
+                **({"matches_p1": ticket.p1_match} if ticket.p1_match else {}),
+            },
         )
         await psa.on_ticket_opened(
             session,
@@ -143,6 +158,7 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
             ticket=ticket,
             technician_email=technician.email if technician else "",
         )
+        await working.on_ticket_opened(session, deps, ticket=ticket)
         await sla.schedule(session, deps.config, ticket, now=now)
         card = ticket_card(
             ticket, extra=await diagnosis.on_ticket_opened(session, deps, ticket=ticket), now=now

@@ -68,8 +68,24 @@ class FakeSlack(FakeServer):
         self._files = itertools.count(1)
         # Channels the bot is not a member of (sharing a file there: not_in_channel).
         self.not_member: set[str] = set()
+        # Files as files.info answers them, by id.
+        self.files: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------- configuration
+    def add_file(self, file_id: str, name: str, **extra: Any) -> dict[str, Any]:
+        """A file Slack knows (files.info answers it); returns the full file object."""
+        self.files[file_id] = {
+            "id": file_id,
+            "name": name,
+            "title": name,
+            "mimetype": extra.pop("mimetype", "image/png"),
+            "size": extra.pop("size", 1024),
+            "permalink": f"https://fake-team.slack.com/files/U0/{file_id}/{name}",
+            "url_private": f"https://files.slack.com/files-pri/T0-{file_id}/{name}",
+            **extra,
+        }
+        return self.files[file_id]
+
     def add_user(
         self,
         user_id: str,
@@ -364,6 +380,10 @@ class FakeSlack(FakeServer):
                 {"id": item["id"], "name": upload["filename"], "title": item.get("title")}
             )
         return {"ok": True, "files": shared}
+
+    def _m_files_info(self, p: dict[str, Any]) -> dict[str, Any]:
+        found = self.files.get(str(p.get("file")))
+        return {"ok": True, "file": found} if found else {"ok": False, "error": "file_not_found"}
 
     def _m_users_info(self, p: dict[str, Any]) -> dict[str, Any]:
         user = self.users.get(str(p.get("user")))

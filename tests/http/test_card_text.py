@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from handlers.commands import VERBS
+from handlers.commands import USAGE, VERBS
 from tests.fakes.botframework import FakeConnector
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import AppHarness, only_ticket, view_submission, wait_until
@@ -129,7 +129,8 @@ async def test_help_and_welcome_on_teams_are_cards_that_cannot_run_together(
         ("ticket mine", "your open tickets"),
     ]
     # One line per command the bot knows.
-    assert len(commands) == len(VERBS) and "\\" not in json.dumps(commands)
+    assert len(commands) == len(VERBS) == len(USAGE) and "\\" not in json.dumps(commands)
+    assert ("ticket confirm HD-7", dict(USAGE)["confirm HD-7"]) in commands
 
 
 async def test_the_slack_ticket_card_names_people_with_mentions(make_app, slack_api: FakeSlack):

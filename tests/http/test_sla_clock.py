@@ -25,7 +25,14 @@ from tests.harness import (
     view_submission,
     wait_until,
 )
-from tests.http.conftest_teams import CHANNEL, card_of, form_values, submit_action
+from tests.http.conftest_teams import (
+    ANA_ID,
+    CHANNEL,
+    TECH_ID,
+    card_of,
+    form_values,
+    submit_action,
+)
 from tests.http.conftest_teams import PEOPLE as TEAMS_PEOPLE
 from tests.http.conftest_teams import message as teams_message
 
@@ -506,6 +513,56 @@ async def test_teams_warning_replies_to_the_card_and_the_breach_is_a_new_message
         channel_post
     )
     assert len(posted("SLA")) == 3
+
+
+async def test_teams_a_technicians_reply_in_the_cards_chain_is_the_first_response(
+    make_app, connector: FakeConnector
+):
+    clock, t0 = sla_clock()
+    app: AppHarness = await make_app(config=CONFIG, people=TEAMS_PEOPLE, clock=clock)
+    url = connector.service_url
+    form = card_of(
+        (await say(app, connector, teams_message(url, "ticket new", conversation=CHANNEL)))[-1]
+    )
+    data = {**submit_action(form)["fallback"]["data"], **form_values(client="", priority="P2")}
+    await say(app, connector, teams_message(url, "", conversation=CHANNEL, value=data))
+
+    async def ticket() -> Ticket:
+        async with app.services.sessions() as session:
+            return (await session.execute(select(Ticket))).scalar_one()
+
+    await wait_until(lambda: _carded(app), what="the ticket card in the channel")
+    row = await ticket()
+    chain = f"{CHANNEL};messageid={row.card_message}"
+    mention = "<at>Helpdesk</at> "
+    # The requester's reply, and a technician's message elsewhere naming it: not a response.
+    clock.set(t0 + timedelta(minutes=5))
+    [hint] = await say(app, connector, teams_message(url, mention + "any news?",
+                                                     conversation=chain, user=ANA_ID))  # fmt: skip
+    assert "ticket help" in hint["text"]
+    await say(app, connector, teams_message(url, f"{row.number} on it"))  # the 1:1 chat
+    assert (await ticket()).first_response_at is None
+    # The technician's reply in the card's chain.
+    clock.set(t0 + timedelta(minutes=7))
+    [noted] = await say(app, connector, teams_message(url, mention + "Looking at it now",
+                                                      conversation=chain))  # fmt: skip
+    assert noted["text"] == f"Noted: your first response to {row.number}."
+    answered = await ticket()
+    assert near(answered.first_response_at, t0 + timedelta(minutes=7))
+    assert answered.first_response_by == TECH_ID and answered.respond_met is True
+    assert answered.first_response_channel == f"teams:{chain}"
+    # Once: a second reply changes nothing and is not noted again.
+    clock.set(t0 + timedelta(minutes=9))
+    [again] = await say(app, connector, teams_message(url, mention + "Still on it",
+                                                      conversation=chain))  # fmt: skip
+    assert "ticket help" in again["text"]
+    assert (await ticket()).first_response_at == answered.first_response_at
+
+
+async def _carded(app: AppHarness) -> bool:
+    async with app.services.sessions() as session:
+        found = (await session.execute(select(Ticket))).scalar_one_or_none()
+    return found is not None and bool(found.card_message)
 
 
 async def say(

@@ -29,7 +29,9 @@ from handlers.formatting import technician
 from handlers.identity.cards import outcome_card, request_card
 from handlers.incidents.cards import notice, resolved_notice
 from handlers.tickets.cards import ticket_card
-from storage.models import IdentityCheck, Ticket, TicketDiagnosis
+from handlers.working.cards import answered_card, comment_form
+from handlers.working.cards import request_card as fix_request_card
+from storage.models import FixConfirmation, IdentityCheck, Ticket, TicketDiagnosis
 
 HOSTILE = "[x](https://evil.example) **bold** <!channel> <https://evil.example|y>"
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -114,6 +116,24 @@ BUILDERS: dict[str, Callable[[], Card]] = {
         manager=MANAGER,
     ),
     "identity outcome": lambda: outcome_card(hostile_ticket(), "You approved this request."),
+    "fix confirmation": lambda: fix_request_card(
+        hostile_ticket(status="open"), FixConfirmation(id=1, nonce="n" * 40)
+    ),
+    "fix comment form": lambda: comment_form("HD-7", "n" * 40),
+    "fix answered": lambda: answered_card(hostile_ticket(), "You said it works now."),
+    "ticket card (filed, confirmed, scoped)": lambda: ticket_card(
+        hostile_ticket(
+            status="open",
+            filed_under="HD-3",
+            fix_confirmed_at=NOW,
+            fix_state="works",
+            support_tier="tier23",
+            remote_url="https://rc.example.com/join?asset=x",
+        )
+    ),
+    "p1 card (matching, reports filed)": lambda: ticket_card(
+        hostile_ticket(status="open", priority="P1", p1_match="HD-3", filed_count=2, filed_users=5)
+    ),
     "help": lambda: usage("teams"),
     "welcome": lambda: welcome("teams"),
     "diagnosis section": lambda: Card(

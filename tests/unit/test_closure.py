@@ -283,7 +283,10 @@ async def test_good_close_closes_and_queues_the_survey(deps: Deps) -> None:
             **close_data(ticket, kb_article="KB0012345", resolution_category="request"),
         ),
     )
-    assert reply.text == "Closed HD-1." and reply.card is not None and not reply.card.buttons
+    assert reply.text.startswith("Closed HD-1.") and reply.card is not None
+    assert not reply.card.buttons
+    # Closed without the requester's confirmation (`confirm`): allowed, and recorded.
+    assert "had not confirmed the fix" in reply.text
     closed = await reload(deps, ticket)
     assert (closed.status, closed.closed_at) == ("closed", NOW)
     assert (closed.resolution_note, closed.resolution_category, closed.kb_article) == (

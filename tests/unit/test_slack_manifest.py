@@ -53,10 +53,19 @@ SCOPES_BY_METHOD: dict[str, tuple[str, ...]] = {
     "files.upload.v2": ("files:write",),
     "files.getUploadURLExternal": ("files:write",),
     "files.completeUploadExternal": ("files:write",),
+    "files.info": ("files:read",),
     "team.info": ("team:read",),
 }
 # Scopes a manifest feature needs rather than a method: the /ticket slash command.
 FEATURE_SCOPES = {"slash_commands": "commands"}
+# Bot events -> the scope Slack requires to subscribe to them.
+EVENT_SCOPES = {
+    "message.channels": "channels:history",
+    "message.groups": "groups:history",
+    "message.im": "im:history",
+    "message.mpim": "mpim:history",
+    "app_mention": "app_mentions:read",
+}
 # Bolt listener helpers that are Web API calls in disguise.
 BOLT_HELPERS = {"say": "chat.postMessage"}
 # Bolt's own calls on every app: auth.test on the first request (no scope).
@@ -157,6 +166,8 @@ def _required_scopes(manifest: dict[str, Any]) -> set[str]:
             needed.add(scope)
     for method in called_methods():
         needed.update(SCOPES_BY_METHOD[method])
+    for event in manifest.get("settings", {}).get("event_subscriptions", {}).get("bot_events", []):
+        needed.add(EVENT_SCOPES[event])
     return needed
 
 
@@ -271,11 +282,22 @@ def test_event_subscriptions_only_when_the_code_listens(kind: str) -> None:
     )
 
 
+@pytest.mark.parametrize("kind", sorted(MANIFESTS))
+def test_message_events_the_bot_reads(kind: str) -> None:
+    """SPEC: files shared in a ticket's thread, in public and private channels."""
+    events = _load(kind)["settings"]["event_subscriptions"]["bot_events"]
+    assert sorted(events) == ["message.channels", "message.groups"]
+    if kind == "http":
+        url = _load(kind)["settings"]["event_subscriptions"]["request_url"]
+        assert url == "https://YOUR-HOST/slack/events"
+
+
 def test_both_manifests_differ_only_in_transport() -> None:
     http, socket = _load("http"), _load("socket")
     for manifest in (http, socket):
         manifest["settings"].pop("socket_mode_enabled", None)
         manifest["settings"]["interactivity"].pop("request_url", None)
+        manifest["settings"].get("event_subscriptions", {}).pop("request_url", None)
         for command in manifest["features"]["slash_commands"]:
             command.pop("url", None)
     assert http == socket

@@ -29,8 +29,9 @@ COMMANDS = [
     "ticket p1",
     "ticket escalate",
     "ticket time",
+    "ticket confirm",
+    "ticket link",
     "ticket close",
-    "ticket help",
 ]
 
 # The parts of the Teams app manifest schema v1.17 (MicrosoftTeams.schema.json) this package
@@ -235,6 +236,8 @@ def test_ids_and_domain_are_filled_in(manifest: dict[str, Any]) -> None:
 def test_bot_scopes_and_command_lists(manifest: dict[str, Any]) -> None:
     (bot,) = manifest["bots"]
     assert sorted(bot["scopes"]) == ["groupChat", "personal", "team"]
+    # SPEC: files sent to the bot with a ticket number are recorded on the ticket.
+    assert bot["supportsFiles"] is True
     lists = {tuple(entry["scopes"]): entry["commands"] for entry in bot["commandLists"]}
     assert sorted(lists) == [("groupChat",), ("personal",), ("team",)]
     for commands in lists.values():

@@ -1,0 +1,247 @@
+"""Files shared on a ticket, and messages in a ticket's thread.
+
+Slack: a message in a ticket card's thread (its `thread_ts` is the ticket's thread in that
+channel); its files are recorded on the ticket, and a technician's message there is the
+ticket's first response. Teams: a message naming a ticket number with file attachments, and a
+message in the reply chain of a ticket card posted in a channel (the bot @mentioned there), like
+a Slack thread.
+Each file is recorded once (name, link as the platform gives it, type, size, who, when);
+nothing is ever downloaded. The edges hand files over as plain dicts (`name`, `url`, `id`,
+`content_type`, `size`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cards.model import Element, Facts, Inline, Rich, Text, Typed
+from handlers import notify
+from handlers.deps import Deps
+from handlers.directory import Directory
+from handlers.formatting import listed, someone, when
+from handlers.types import Interaction, Reply
+from handlers.working.rules import ticket_numbers
+from handlers.working.service import first_response as _first_response
+from storage import tickets as tickets_repo
+from storage import working as repo
+from storage.models import Ticket, TicketAttachment
+
+log = logging.getLogger(__name__)
+MAX_FILES = 20
+MAX_NAME = 500
+MAX_URL = 4000
+MAX_TYPE = 255
+
+
+@dataclass(frozen=True)
+class SharedFile:
+    """One file as an edge reported it."""
+
+    key: str
+    name: str
+    url: str
+    content_type: str
+    size: int | None
+
+
+def _text(value: Any, limit: int) -> str:
+    return str(value or "").strip()[:limit]
+
+
+def shared_files(raw: Any, platform: str) -> list[SharedFile]:
+    """The files an edge put in `data["files"]`, cleaned; a file without a link or an id to
+    know it by is left out."""
+    files: list[SharedFile] = []
+    for item in raw if isinstance(raw, list) else []:
+        if not isinstance(item, dict):
+            continue
+        url = _text(item.get("url"), MAX_URL)
+        ident = _text(item.get("id"), 255)
+        if not (url or ident):
+            continue
+        key = ident if platform == "slack" and ident else _digest(url or ident)
+        size = item.get("size")
+        files.append(
+            SharedFile(
+                key=key,
+                name=_text(item.get("name"), MAX_NAME) or ident or "file",
+                url=url,
+                content_type=_text(item.get("content_type"), MAX_TYPE),
+                size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+            )
+        )
+        if len(files) >= MAX_FILES:
+            break
+    return files
+
+
+def _digest(value: str) -> str:
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+
+
+async def _ticket(
+    session: AsyncSession, deps: Deps, interaction: Interaction
+) -> tuple[Ticket | None, bool]:
+    """The ticket the message is about, and whether it was said where the ticket is worked
+    (its thread or reply chain, or the conversation its card is in)."""
+    data = interaction.data
+    here = interaction.conversation.id
+    thread = str(data.get("thread") or "")
+    if thread:
+        # Teams says which channel a reply chain belongs to (its conversation id names the
+        # chain); on Slack the thread is in the conversation itself.
+        channel = str(data.get("channel") or here)
+        found = await repo.ticket_in_thread(session, channel=channel, thread=thread)
+        if found is None and interaction.platform == "teams":
+            found = await repo.ticket_of_chain(session, channel=channel, root=thread)
+        if found is not None:
+            return found, True
+    for number in ticket_numbers(str(data.get("text") or ""), deps.config.ticket_prefix):
+        found = await tickets_repo.get_by_number(session, number)
+        if found is not None:
+            return found, here in (found.card_channel, found.source_channel)
+    return None, False
+
+
+async def _may_add(deps: Deps, interaction: Interaction, ticket: Ticket) -> bool:
+    """In the ticket's own thread anyone there may; elsewhere its requester or a technician."""
+    if interaction.data.get("thread"):
+        return True
+    actor = interaction.actor
+    if interaction.conversation.id in (ticket.source_channel, ticket.card_channel):
+        return True
+    if notify.is_user(actor, ticket.source_platform, ticket.requester_id):
+        return True
+    person = await deps.person(actor)
+    if (
+        person is not None
+        and ticket.requester_email
+        and (person.email.lower() == ticket.requester_email.lower())
+    ):
+        return True
+    return await deps.is_technician(actor)
+
+
+async def on_message(deps: Deps, interaction: Interaction) -> Reply:
+    """A message in a ticket's thread or naming a ticket: record its files; a technician's
+    message in the thread is the ticket's first response."""
+    files = shared_files(interaction.data.get("files"), interaction.platform)
+    in_thread = bool(interaction.data.get("thread"))
+    async with deps.sessions() as session:
+        ticket, worked_here = await _ticket(session, deps, interaction)
+    if ticket is None:
+        if files and not in_thread:
+            numbers = ticket_numbers(
+                str(interaction.data.get("text") or ""), deps.config.ticket_prefix
+            )
+            return Reply(text=f"There is no ticket {numbers[0]}." if numbers else "")
+        return Reply()
+    responds = worked_here and await deps.is_technician(interaction.actor)
+    if not files:
+        if responds and ticket.first_response_at is None:
+            async with deps.sessions() as session, session.begin():
+                if await _first_response(
+                    session,
+                    ticket,
+                    interaction.actor,
+                    interaction.conversation.id,
+                    at=deps.clock(),
+                    action="message",
+                ):
+                    return Reply(text=f"Noted: your first response to {ticket.number}.")
+        return Reply()
+    if not await _may_add(deps, interaction, ticket):
+        async with deps.sessions() as session, session.begin():
+            await tickets_repo.add_event(
+                session,
+                ticket_id=ticket.id,
+                kind="attachment.refused",
+                actor_platform=interaction.platform,
+                actor_id=interaction.actor.id,
+                channel=interaction.conversation.id,
+                data={"files": len(files), "reason": "not the requester or a technician"},
+            )
+        return Reply(
+            text=f"Only the requester of {ticket.number} and technicians can add files to it. "
+            "Nothing was added."
+        )
+    now = deps.clock()
+    added: list[str] = []
+    async with deps.sessions() as session, session.begin():
+        for shared in files:
+            if await repo.add_attachment(
+                session,
+                ticket_id=ticket.id,
+                platform=interaction.platform,
+                file_key=shared.key,
+                name=shared.name,
+                url=shared.url,
+                content_type=shared.content_type,
+                size=shared.size,
+                actor_id=interaction.actor.id,
+                actor_name=interaction.actor.name[:255],
+                at=now,
+            ):
+                added.append(shared.name)
+        if added:
+            await tickets_repo.add_event(
+                session,
+                ticket_id=ticket.id,
+                kind="attachment.added",
+                actor_platform=interaction.platform,
+                actor_id=interaction.actor.id,
+                channel=interaction.conversation.id,
+                data={"files": added},
+            )
+        if responds:
+            await _first_response(
+                session,
+                ticket,
+                interaction.actor,
+                interaction.conversation.id,
+                at=now,
+                action="message",
+            )
+    log.info("files recorded", extra={"ticket": ticket.number, "files": len(added)})
+    if not added:
+        return Reply(text=f"Those files are already on {ticket.number}.")
+    names = ", ".join(added)
+    return Reply(text=f"Added to {ticket.number}: {names} (see `ticket show {ticket.number}`).")
+
+
+async def show_lines(session: AsyncSession, ticket: Ticket, directory: Directory) -> list[Element]:
+    """`show`: one line per file: name, link, who, when."""
+    files = await repo.attachments_of(session, ticket.id)
+    if not files:
+        return []
+    people: dict[tuple[str, str], Inline] = {}
+    for item in files:
+        who = (item.platform, item.actor_id)
+        if who not in people:
+            found = await directory.find_by_platform_id(item.platform, item.actor_id)
+            people[who] = _who(item, found)
+    lines: list[tuple[Inline, Inline]] = [
+        (
+            Typed(item.name),
+            Rich(
+                Typed(item.url or "(no link)"),
+                " - ",
+                people[(item.platform, item.actor_id)],
+                f" - {when(item.at)}",
+            ),
+        )
+        for item in files
+    ]
+    return [Text(f"Attachments ({len(files)})", muted=True), Facts(lines)]
+
+
+def _who(item: TicketAttachment, found: Any) -> Inline:
+    if found is not None:
+        return listed(found)
+    mention = someone(item.platform, item.actor_id, None)
+    return mention if mention.slack_id or not item.actor_name else Typed(item.actor_name)

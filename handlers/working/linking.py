@@ -1,0 +1,212 @@
+"""Duplicate reports of a P1: `link HD-9 HD-7` (or **Add to HD-7**) files HD-9 under HD-7.
+
+The P1's users affected becomes its own plus those of every report filed under it; its incident
+notice is edited in place (no new notice, no new page); the requester of the report is told
+which incident it is part of. Closing the P1 closes every report filed under it with the P1's
+resolution, and each requester gets a survey. Rows are locked in id order.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers import csat, incidents, notify, psa
+from handlers.commands import TICKET_REF, Command
+from handlers.deps import Deps
+from handlers.types import Actor, DomainError, Interaction, InvalidInput, NotFound, Reply
+from handlers.working import cards
+from storage import tickets as tickets_repo
+from storage import working as repo
+from storage.models import Ticket
+
+log = logging.getLogger(__name__)
+USAGE = "Try `ticket link HD-9 HD-7` (the report first, then the open P1 it repeats)."
+Address = tuple[str, str] | None
+
+
+async def link_command(deps: Deps, interaction: Interaction, command: Command) -> Reply:
+    """`ticket link HD-9 HD-7`: file HD-9 under the open P1 HD-7 (technicians only)."""
+    words = [w.upper() for w in command.words]
+    if len(words) < 2 or not all(TICKET_REF.match(w) for w in words[:2]):
+        raise InvalidInput(f"Which tickets? {USAGE}")
+    return await file_under(deps, interaction, report=words[0], p1=words[1])
+
+
+async def add_button(deps: Deps, interaction: Interaction) -> Reply:
+    """**Add to HD-7** on the card of a ticket that matches an open P1."""
+    report = str(interaction.data.get("ticket") or "").strip().upper()
+    p1 = str(interaction.data.get("p1") or "").strip().upper()
+    if not (TICKET_REF.match(report) and TICKET_REF.match(p1)):
+        raise InvalidInput(f"This button does not name two tickets. {USAGE}")
+    return await file_under(deps, interaction, report=report, p1=p1)
+
+
+def _refusal(report: Ticket, p1: Ticket) -> str | None:
+    """Why `report` cannot be filed under `p1` (None: it can)."""
+    if report.id == p1.id:
+        return f"{report.number} cannot be filed under itself."
+    if p1.status != "open":
+        return f"{p1.number} is {p1.status}: only an open P1 takes reports."
+    if p1.priority != "P1":
+        return f"{p1.number} is not a P1: raise it first (`ticket p1 {p1.number}`)."
+    if p1.filed_under:
+        return f"{p1.number} is itself filed under {p1.filed_under}: file it there."
+    if report.filed_under:
+        return f"{report.number} is already filed under {report.filed_under}."
+    if report.status != "open":
+        return f"{report.number} is {report.status}: only open tickets can be filed."
+    if report.filed_count:
+        return (
+            f"{report.number} has {report.filed_count} report(s) filed under it: file those "
+            f"under {p1.number} first."
+        )
+    return None
+
+
+async def _both(
+    session: AsyncSession, report: str, p1: str, *, lock: bool
+) -> tuple[Ticket, Ticket]:
+    first = await tickets_repo.get_by_number(session, report)
+    second = await tickets_repo.get_by_number(session, p1)
+    for number, found in ((report, first), (p1, second)):
+        if found is None:
+            raise NotFound(f"There is no ticket {number}.")
+    assert first is not None and second is not None
+    if lock:  # in id order, as every other writer of two tickets
+        for ticket in sorted({first.id: first, second.id: second}.values(), key=lambda t: t.id):
+            await session.refresh(ticket, with_for_update=True)
+    return first, second
+
+
+async def file_under(deps: Deps, interaction: Interaction, *, report: str, p1: str) -> Reply:
+    """File `report` under the open P1 `p1`, or say why not."""
+    actor = interaction.actor
+    await deps.require_technician(actor, "file tickets under a P1")
+    async with deps.sessions() as session:
+        seen, target = await _both(session, report, p1, lock=False)
+    if (reason := _refusal(seen, target)) is not None:
+        raise DomainError(reason)
+    to = await csat.survey_address(deps, seen)  # the directory, before anything is locked
+    async with deps.sessions() as session, session.begin():
+        child, parent = await _both(session, report, p1, lock=True)
+        if (reason := _refusal(child, parent)) is not None:
+            raise DomainError(reason)
+        child.filed_under = parent.number
+        parent.filed_count += 1
+        parent.filed_users += child.users_affected
+        cancelled = await incidents.cancel_unsent(session, ticket=child)
+        edits = await incidents.refresh_notice(session, deps, ticket=parent)
+        for ticket in (child, parent):
+            await notify.refresh_ticket_card(session, ticket)
+        await tickets_repo.add_event(
+            session,
+            ticket_id=child.id,
+            kind="ticket.filed",
+            actor_platform=actor.platform,
+            actor_id=actor.id,
+            channel=interaction.conversation.id,
+            data={
+                "under": parent.number,
+                "users_affected": child.users_affected,
+                "cancelled": cancelled,
+            },
+        )
+        await tickets_repo.add_event(
+            session,
+            ticket_id=parent.id,
+            kind="incident.report_filed",
+            actor_platform=actor.platform,
+            actor_id=actor.id,
+            channel=interaction.conversation.id,
+            data={
+                "report": child.number,
+                "users_affected": child.users_affected,
+                "total_users_affected": parent.total_users_affected,
+                "reports": parent.filed_count,
+                "notice_edits": edits,
+            },
+        )
+        if to is not None:
+            await notify.dm(
+                session,
+                platform=to[0],
+                user_id=to[1],
+                text=cards.filed_text(child, parent),
+                ticket=child,
+                purpose=cards.FILED,
+                dedup_key=f"{cards.FILED}:{child.id}",
+            )
+        else:
+            log.info("%s filed under %s: its requester has no chat id", child.number, p1)
+    log.info("report filed under a P1", extra={"ticket": child.number, "p1": parent.number})
+    return Reply(text=_filed_answer(child, parent), private=False)
+
+
+def _filed_answer(child: Ticket, parent: Ticket) -> str:
+    reports = parent.filed_count
+    return (
+        f"{child.number} is filed under {parent.number}: {parent.number} now has "
+        f"{parent.total_users_affected} users affected in total ({parent.users_affected} of its "
+        f"own + {parent.filed_users} in {reports} filed report{'s' if reports != 1 else ''}). "
+        "Its incident notice is updated; nobody is paged again."
+    )
+
+
+# -- closing the P1 ------------------------------------------------------------------------------
+
+
+async def filed_addresses(deps: Deps, p1: Ticket) -> dict[int, Address]:
+    """Where each report filed under `p1` gets its survey (directory look-ups, before the
+    closure's transaction)."""
+    async with deps.sessions() as session:
+        reports = [t for t in await repo.filed_under(session, p1.number) if t.status == "open"]
+    return {t.id: await csat.survey_address(deps, t) for t in reports}
+
+
+async def close_filed(
+    session: AsyncSession,
+    deps: Deps,
+    *,
+    p1: Ticket,
+    actor: Actor,
+    now: datetime,
+    closed_by: str,
+    addresses: dict[int, Address],
+) -> list[str]:
+    """Close every open report filed under the P1 just closed, with its resolution, and queue
+    each requester's survey; returns their numbers."""
+    closed = []
+    for report in await repo.filed_under(session, p1.number, lock=True):
+        if report.status != "open":
+            continue
+        report.status, report.closed_at = "closed", now
+        report.resolution_note = p1.resolution_note
+        report.resolution_category = p1.resolution_category
+        report.kb_article = p1.kb_article
+        await notify.refresh_ticket_card(session, report)
+        await psa.on_closed(session, ticket=report, closed_by=closed_by)
+        await tickets_repo.add_event(
+            session,
+            ticket_id=report.id,
+            kind="ticket.closed",
+            actor_platform=actor.platform,
+            actor_id=actor.id,
+            data={
+                "with": p1.number,
+                "category": report.resolution_category,
+                "kb_article": report.kb_article,
+                "note": report.resolution_note,
+                "fix_confirmed": report.fix_confirmed_at is not None,
+            },
+        )
+        await incidents.on_ticket_closed(session, deps, ticket=report, actor=actor)
+        to = addresses[report.id] if report.id in addresses else None
+        if report.id not in addresses:  # filed after the look-up: ask now (rare)
+            to = await csat.survey_address(deps, report)
+        await csat.schedule_survey(session, deps, ticket=report, to=to, now=now)
+        await csat.schedule_followup(session, deps, ticket=report, technician=actor, now=now)
+        closed.append(report.number)
+    return closed

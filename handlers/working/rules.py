@@ -1,0 +1,58 @@
+"""Pure rules of working a ticket to the end: the Tier 1 scope, the remote-session link, which
+open P1 a new ticket repeats (same place; the same error is the diagnosis domain's rule), and
+ticket numbers in a message."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from urllib.parse import quote
+
+TIER1 = "tier1"
+TIER23 = "tier23"
+LABELS = {TIER1: "Tier 1", TIER23: "Tier 2/3: escalate early"}
+
+
+def support_tier(category: str, scope: Iterable[str]) -> str:
+    """`tier1` when the category is one Tier 1 handles (`tier1_scope`), else `tier23`; ''
+    when no `tier1_scope` is configured (no scope is shown, nothing is nudged)."""
+    known = [s.strip().lower() for s in scope]
+    if not known:
+        return ""
+    return TIER1 if category.strip().lower() in known else TIER23
+
+
+def scope_label(tier: str) -> str:
+    """What the card says: **Tier 1** or **Tier 2/3: escalate early** ('' when not known)."""
+    return LABELS.get(tier, "")
+
+
+def remote_url(template: str | None, asset: str) -> str:
+    """The remote-session link for `asset` ('' without a template or an asset). The asset is
+    percent-encoded as a query value: a space is `%20`, `/` is `%2F`."""
+    if not template or not asset.strip():
+        return ""
+    return template.replace("{asset}", quote(asset.strip(), safe=""))
+
+
+def _same(a: str, b: str) -> bool:
+    return bool(a.strip()) and a.strip().lower() == b.strip().lower()
+
+
+def same_place(client: str, asset: str, other_client: str, other_asset: str) -> bool:
+    """The same client and the same asset, both given (case-insensitive)."""
+    return _same(client, other_client) and _same(asset, other_asset)
+
+
+# -- ticket numbers in a message ---------------------------------------------------------------
+
+
+def ticket_numbers(text: str, prefix: str) -> list[str]:
+    """Ticket numbers of this help desk named in `text` (`HD-7`, any case), in order, once."""
+    pattern = re.compile(rf"(?<![A-Za-z0-9-]){re.escape(prefix)}-(\d{{1,12}})\b", re.IGNORECASE)
+    numbers: list[str] = []
+    for match in pattern.finditer(text or ""):
+        number = f"{prefix.upper()}-{int(match.group(1))}"
+        if number not in numbers:
+            numbers.append(number)
+    return numbers

@@ -1,0 +1,203 @@
+"""Attachments (#15), over Slack and Teams HTTP: files shared in a ticket card's Slack thread
+and files on a Teams message naming the ticket are recorded (name, link, who, when) and listed
+by `show`, once per file whatever the redeliveries; files elsewhere are ignored; nothing is
+downloaded; every Events API request is answered 200 within 3 s."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import func, select
+
+from storage.models import TicketAttachment
+from tests.fakes.botframework import FakeConnector
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import AppHarness, wait_until
+from tests.http.conftest_teams import PERSONAL, TECH_ID, message
+from tests.http.working_support import (
+    PEOPLE,
+    RETRY,
+    TEAMS_IDS,
+    SlackFlow,
+    TeamsFlow,
+    events,
+    shown,
+    teams_config,
+)
+
+SHOT = "https://fake-team.slack.com/files/UANA/F0SHOT/screenshot.png"
+
+
+async def attachments(app: AppHarness) -> list[TicketAttachment]:
+    async with app.services.sessions() as session:
+        query = select(TicketAttachment).order_by(TicketAttachment.id)
+        return list((await session.execute(query)).scalars())
+
+
+async def count(app: AppHarness) -> int:
+    async with app.services.sessions() as session:
+        found = await session.execute(select(func.count()).select_from(TicketAttachment))
+        return int(found.scalar_one())
+
+
+async def test_slack_files_in_the_ticket_thread_are_recorded_once_and_shown(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    number = await s.ticket()
+    other = await s.ticket(summary="Another printer")
+    thread = (s.card(number) or {})["ts"]
+    shot = {
+        "id": "F0SHOT",
+        "name": "screenshot.png",
+        "title": "screenshot.png",
+        "mimetype": "image/png",
+        "size": 48213,
+        "permalink": SHOT,
+        "url_private": "https://files.slack.com/files-pri/T0-F0SHOT/screenshot.png",
+    }
+    # Slack Connect: only the id, read with files.info.
+    slack_api.add_file("F0LOG", "install.log", mimetype="text/plain")
+    stub = {"id": "F0LOG", "file_access": "check_file_info"}
+    body = s.event(
+        user="UANA",
+        thread=thread,
+        files=[shot, stub],
+        event_id="Ev0FILES",
+        text="here is what I see",
+    )
+    started = time.monotonic()
+    first = await app.slack(body, content_type="application/json")
+    assert first.status == 200 and time.monotonic() - started < 3
+    retry = await app.slack(body, content_type="application/json", headers=RETRY)
+    assert retry.status == 200
+    await wait_until(lambda: _has(app, 2), what="the files recorded")
+    # Elsewhere: at the top of the channel, in another thread, by the bot itself: ignored.
+    for elsewhere in (
+        s.event(user="UANA", thread=None, files=[{**shot, "id": "F0TOP"}]),
+        s.event(user="UANA", thread="1600000000.000100", files=[{**shot, "id": "F0ELSE"}]),
+        s.event(user="UANA", thread=thread, files=[{**shot, "id": "F0ELSE"}], channel="C0OTHER"),
+    ):
+        assert (await app.slack(elsewhere, content_type="application/json")).status == 200
+    # A technician's plain reply in the thread, and a share of the same file again.
+    reply = s.event(user="UTECH", thread=thread, text="Thanks, looking at it")
+    assert (await app.slack(reply, content_type="application/json")).status == 200
+    again = s.event(user="UANA", thread=thread, files=[shot])
+    assert (await app.slack(again, content_type="application/json")).status == 200
+    await app.services.slack.drain()  # type: ignore[union-attr]
+
+    found = await attachments(app)
+    assert [(a.name, a.url, a.actor_id) for a in found] == [
+        ("screenshot.png", SHOT, "UANA"),
+        ("install.log", "https://fake-team.slack.com/files/U0/F0LOG/install.log", "UANA"),
+    ]
+    assert found[0].size == 48213 and found[0].content_type == "image/png"
+    assert len(await events(app, "attachment.added")) == 1
+    # Only the stub is looked up (a retry may look again: a read, and nothing is recorded twice).
+    assert {c["file"] for c in slack_api.method_calls("files.info")} == {"F0LOG"}
+    show = await s.command(f"show {number}")
+    assert "Attachments (2)" in show
+    assert f"*screenshot.png:* {SHOT} - <@UANA> (ana@example.com) - 20" in show
+    assert "Attachments" not in await s.command(f"show {other}")
+
+
+async def _has(app: AppHarness, n: int) -> bool:
+    return await count(app) == n
+
+
+async def test_slack_malformed_files_are_refused_and_other_events_acknowledged(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    bad = s.event(user="UANA", thread="1.2", files=[{"id": "F1", "size": "big"}])
+    assert (await app.slack(bad, content_type="application/json")).status == 400
+    edited = s.event(user="UANA", thread="1.2").replace(
+        '"type": "message"', '"type": "message", "subtype": "message_changed"'
+    )
+    assert (await app.slack(edited, content_type="application/json")).status == 200
+    assert await count(app) == 0
+
+
+async def test_teams_attachments_on_a_message_naming_the_ticket(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    app: AppHarness = await make_app(config=teams_config(connector), people=PEOPLE)
+    t = TeamsFlow(app, connector)
+    number = await t.ticket(requester="ana@example.com")
+    image = "https://smba.trafficmanager.net/amer/v3/attachments/0-abc/views/original"
+    sharepoint = "https://acme.sharepoint.com/personal/ana/Documents/crash.dmp"
+    files = [
+        {"contentType": "image/png", "contentUrl": image, "name": "error.png"},
+        {
+            "contentType": "application/vnd.microsoft.teams.file.download.info",
+            "contentUrl": sharepoint,
+            "name": "crash.dmp",
+            "content": {
+                "downloadUrl": "https://acme.sharepoint.com/download?x=1",
+                "uniqueId": "1a2b",
+                "fileType": "dmp",
+            },
+        },
+        {"contentType": "text/html", "content": "<p>HD-1 <img src='x'></p>"},
+        {
+            "contentType": "application/vnd.microsoft.card.adaptive",
+            "content": {"type": "AdaptiveCard"},
+        },
+    ]
+    chat = "a:1ana-chat"
+    sent = message(
+        connector.service_url,
+        f"Screenshot for {number.lower()}",
+        user=TEAMS_IDS["ana"],
+        conversation=chat,
+        attachments=files,
+        activity_id="1700000009999",
+    )
+    assert (await app.teams(sent)).status == 201
+    assert (await app.teams(sent)).status == 201  # redelivered: the same activity id
+    await wait_until(lambda: t.texts(chat, f"Added to {number}"), what="the answer")
+    found = await attachments(app)
+    assert [(a.name, a.url, a.actor_id) for a in found] == [
+        ("error.png", image, TEAMS_IDS["ana"]),
+        ("crash.dmp", sharepoint, TEAMS_IDS["ana"]),
+    ]
+    assert len(t.texts(chat, f"Added to {number}")) == 1
+
+    # Someone who is neither the requester nor a technician, elsewhere: refused, audited.
+    stranger = message(
+        connector.service_url,
+        f"{number} look",
+        user="29:1eve",
+        conversation="a:1eve-chat",
+        attachments=[{"contentType": "image/jpeg", "contentUrl": image + "2"}],
+    )
+    assert (await app.teams(stranger)).status == 201
+    await wait_until(lambda: t.texts("a:1eve-chat", "Only the requester"))
+    assert len(await events(app, "attachment.refused")) == 1
+    # A file with no ticket number is not recorded; an unknown number is said so.
+    plain = message(
+        connector.service_url,
+        "just a picture",
+        user=TECH_ID,
+        attachments=[{"contentType": "image/png", "contentUrl": image + "3"}],
+    )
+    assert (await app.teams(plain)).status == 201
+    unknown = message(
+        connector.service_url,
+        "for HD-99",
+        user=TECH_ID,
+        attachments=[{"contentType": "image/png", "contentUrl": image + "4"}],
+    )
+    assert (await app.teams(unknown)).status == 201
+    await wait_until(lambda: t.texts(PERSONAL, "There is no ticket HD-99"))
+    assert await count(app) == 2
+
+    posted = len(connector.activities(PERSONAL))
+    assert await t.say(f"ticket show {number}") == 201
+    await wait_until(lambda: len(connector.activities(PERSONAL)) > posted)
+    card = shown(connector.activities(PERSONAL)[posted:])
+    assert "Attachments (2)" in card and "error.png" in card and "crash.dmp" in card
+    assert image in card and "Ana User (ana@example.com)" in card

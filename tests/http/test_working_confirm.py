@@ -1,0 +1,227 @@
+"""The requester confirms the fix (#15), over Slack and Teams HTTP: `confirm HD-1` DMs the
+requester with Works now / Still broken; only they can answer; Works now is recorded and shown
+on the card, by `show` and on the closure form; Still broken reaches the technician with the
+comment; a repeated click, Slack retry or redelivered activity records and tells nothing more.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.fakes.botframework import FakeConnector
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import AppHarness, wait_until
+from tests.http.conftest_teams import PERSONAL, TECH_ID
+from tests.http.working_support import (
+    DOING,
+    FORM,
+    PEOPLE,
+    RETRY,
+    TEAMS_IDS,
+    SlackFlow,
+    TeamsFlow,
+    events,
+    shown,
+    teams_config,
+    ticket_row,
+)
+
+ANA = TEAMS_IDS["ana"]
+
+
+# -- Slack -----------------------------------------------------------------------------------
+
+
+async def test_slack_works_now_is_recorded_once_shown_and_only_the_requester_answers(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    number = await s.ticket()
+
+    assert "Only technicians" in await s.command(f"confirm {number}", user="UANA")
+    asked = await s.command(f"confirm {number}")
+    assert "Asked Ana User (ana@example.com) on Slack" in asked
+    await wait_until(lambda: s.dms("UANA", "Works now"), what="the question to Ana")
+    [question] = s.dms("UANA", "Works now")
+    for part in (number, DOING, "Still broken", "<@UTECH>"):
+        assert part in shown(question), part
+
+    # The technician and an outsider are refused; nothing is recorded, both are audited.
+    for intruder in ("UTECH", "UEVE"):
+        refused = await s.press(question, "Works now", intruder)
+        assert f"Only the requester of {number} can answer this" in refused
+    assert (await ticket_row(app, number)).fix_confirmed_at is None
+    assert len(await events(app, "fix.refused")) == 2
+
+    # Ana answers; Slack retries the same request: one answer, one message to the technician.
+    body = s.press_body(question, "Works now", "UANA")
+    rid = s._last
+    assert (await app.slack(body, content_type=FORM)).status == 200
+    assert (await app.slack(body, content_type=FORM, headers=RETRY)).status == 200
+    await wait_until(lambda: slack_api.responses(rid), what="the answer")
+    assert "works now" in shown(slack_api.responses(rid))
+    again = await s.press(question, "Works now", "UANA")
+    assert "You already answered" in again and "Nothing changed" in again
+    ticket = await ticket_row(app, number)
+    assert ticket.fix_confirmed_at is not None and ticket.fix_confirmed_by == "UANA"
+    assert len(await events(app, "fix.confirmed")) == 1
+    await wait_until(lambda: s.thread(number, "confirmed the fix"), what="the technician told")
+    await app.services.slack.drain()  # type: ignore[union-attr]
+    assert len(s.thread(number, "confirmed the fix")) == 1
+    assert len(slack_api.responses(rid)) == 1
+
+    # The card (updated in place), `show` and the closure form say so, with who and when.
+    await wait_until(
+        lambda: "Fix confirmed: works now" in shown(s.card(number)), what="the card updated"
+    )
+    assert "<@UANA>" in shown(s.card(number))
+    show = await s.command(f"show {number}")
+    assert "Fix confirmed: works now (<@UANA> (ana@example.com), 20" in show
+    form = await s.modal(f"close {number}")
+    assert "Fix confirmed: works now" in shown(form)
+    # The question itself no longer takes answers.
+    await wait_until(
+        lambda: any(
+            u.get("channel") == "DUANA" and "Works now" not in shown(u.get("blocks"))
+            for u in slack_api.method_calls("chat.update")
+        ),
+        what="the question retired",
+    )
+    # Once confirmed, there is nothing to ask again.
+    assert "already confirmed" in await s.command(f"confirm {number}")
+    await s.close(number)
+    [closed] = await events(app, "ticket.closed")
+    assert closed.data["fix_confirmed"] is True
+
+
+async def test_slack_still_broken_reaches_the_technician_with_the_comment(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    number = await s.ticket()
+    await s.command(f"confirm {number}")
+    await wait_until(lambda: s.dms("UANA", "Still broken"), what="the question")
+    [question] = s.dms("UANA", "Still broken")
+
+    assert await s.press(question, "Still broken", "UANA") == ""  # a form: the comment
+    view = slack_api.views_opened()[-1]["view"]
+    assert "What still does not work? (optional)" in shown(view)
+    await wait_until(lambda: s.thread(number, "is still broken"), what="the technician told")
+    comment = "The PDF still prints blank pages <!channel>"
+    answer = await s.submit(
+        view, {"comment": {"type": "plain_text_input", "value": comment}}, "UANA"
+    )
+    assert answer is not None and "your technician got your comment" in shown(answer)
+    await wait_until(
+        lambda: s.thread(number, "The PDF still prints blank pages"),
+        what="the comment in the thread",
+    )
+    [told] = s.thread(number, "The PDF still prints blank pages")
+    assert "still broken" in shown(told) and "<!channel>" not in shown(told)
+    ticket = await ticket_row(app, number)
+    assert ticket.fix_state == "broken" and ticket.fix_confirmed_at is None
+    await wait_until(lambda: "said it is still broken" in shown(s.card(number)))
+
+    # A second comment is not taken; a second click records nothing and tells nobody.
+    assert "already have your comment" in shown(
+        await s.submit(view, {"comment": {"type": "plain_text_input", "value": "again"}}, "UANA")
+    )
+    assert "You already answered" in await s.press(question, "Still broken", "UANA")
+    await app.services.slack.drain()  # type: ignore[union-attr]
+    assert len(s.thread(number, "is still broken after the fix")) == 1
+
+    # Closing without a confirmation is allowed, and the closure records it.
+    form = await s.modal(f"close {number}")
+    assert "Fix not confirmed" in shown(form)
+    # A new `confirm` asks again; the old question's buttons stop counting.
+    await s.command(f"confirm {number}")
+    await wait_until(lambda: len(s.dms("UANA", "Works now")) == 2, what="the second question")
+    assert "replaced by a newer one" in await s.press(question, "Works now", "UANA")
+    second = s.dms("UANA", "Works now")[-1]
+    assert "works now" in await s.press(second, "Works now", "UANA")
+    assert (await ticket_row(app, number)).fix_confirmed_at is not None
+
+
+async def test_slack_closing_unconfirmed_records_it(make_app: Any, slack_api: FakeSlack) -> None:
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    number = await s.ticket()
+    assert "Fix not confirmed" in shown(await s.modal(f"close {number}"))
+    await s.close(number)
+    [closed] = await events(app, "ticket.closed")
+    assert closed.data["fix_confirmed"] is False
+    assert "is closed" in await s.command(f"confirm {number}")
+
+
+# -- Teams -----------------------------------------------------------------------------------
+
+
+async def test_teams_confirm_refusals_works_now_and_a_redelivered_activity(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    app: AppHarness = await make_app(config=teams_config(connector), people=PEOPLE)
+    t = TeamsFlow(app, connector)
+    number = await t.ticket(requester="ana@example.com")
+    assert await t.say(f"ticket confirm {number}") == 201
+    await wait_until(lambda: t.texts(PERSONAL, "Asked Ana User"), what="the answer")
+    chat, question = await t.dm_card(ANA, "Works now")
+    for part in (number, "Printing the Q3 report", "Still broken", "Tom Tech"):
+        assert part in shown(question), part
+    works = next(a for a in question["actions"] if a["title"] == "Works now")
+    assert works["type"] == "Action.Execute" and set(works["data"]) == {"action", "confirm"}
+    assert any(e.get("id") == "comment" for e in question["body"])
+
+    for intruder, where in ((TECH_ID, PERSONAL), ("29:1eve", "a:1eve-chat")):
+        refused = await t.invoke(t.invoke_body(question, "Works now", intruder, where))
+        assert f"Only the requester of {number} can answer this" in refused
+    assert (await ticket_row(app, number)).fix_confirmed_at is None
+    assert len(await events(app, "fix.refused")) == 2
+
+    body = t.invoke_body(question, "Works now", ANA, chat)
+    assert "works now" in await t.invoke(body)
+    assert "Already done" in await t.invoke(body)  # the same activity again
+    assert "You already answered" in await t.invoke(t.invoke_body(question, "Works now", ANA, chat))
+    ticket = await ticket_row(app, number)
+    assert ticket.fix_confirmed_at is not None and ticket.fix_confirmed_by == ANA
+    await wait_until(lambda: t.texts(PERSONAL, "confirmed the fix"), what="the technician")
+    await wait_until(lambda: "Fix confirmed: works now" in shown(t.card(number)))
+    assert "Ana User (ana@example.com)" in shown(t.card(number))
+    assert len(await events(app, "fix.confirmed")) == 1
+    posted = len(connector.activities(PERSONAL))
+    assert await t.say(f"ticket show {number}") == 201
+    await wait_until(lambda: len(connector.activities(PERSONAL)) > posted)
+    assert "Fix confirmed: works now" in shown(connector.activities(PERSONAL)[posted:])
+    assert len(t.texts(PERSONAL, "confirmed the fix")) == 1
+
+
+async def test_teams_still_broken_with_the_comment_typed_on_the_card(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    app: AppHarness = await make_app(config=teams_config(connector), people=PEOPLE)
+    t = TeamsFlow(app, connector)
+    number = await t.ticket(requester="ana@example.com")
+    await t.say(f"ticket confirm {number}")
+    chat, question = await t.dm_card(ANA, "Still broken")
+    body = t.invoke_body(question, "Still broken", ANA, chat, comment="Excel **still** crashes")
+    assert "your technician was told" in await t.invoke(body)
+    await wait_until(
+        lambda: t.texts(PERSONAL, "Excel **still** crashes"), what="the technician told"
+    )
+    [told] = t.texts(PERSONAL, "Excel **still** crashes")
+    assert "still broken" in told and number in told
+    ticket = await ticket_row(app, number)
+    assert ticket.fix_state == "broken" and ticket.fix_confirmed_at is None
+    # The question card is replaced: no buttons left.
+    await wait_until(
+        lambda: any(u["_conversation_id"] == chat for u in connector.updates()),
+        what="the question retired",
+    )
+    [retired] = [u for u in connector.updates() if u["_conversation_id"] == chat]
+    assert "Works now" not in json.dumps(retired["attachments"][0]["content"].get("actions"))
+    assert "You already answered" in await t.invoke(
+        t.invoke_body(question, "Still broken", ANA, chat, comment="again")
+    )
+    assert len(t.texts(PERSONAL, "Excel **still** crashes")) == 1

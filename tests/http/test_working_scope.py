@@ -1,0 +1,117 @@
+"""Tier 1 scope and the remote session (#15), over Slack and Teams HTTP: the card says
+**Tier 1** or **Tier 2/3: escalate early**; an out-of-scope ticket not escalated
+`escalation.nudge_after` after it was opened gets exactly one nudge (never a Tier 1 one, never
+after an escalation); with `remote.url_template` the card carries a **Remote session** link to
+the asset, percent-encoded, and none without an asset."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.fakes.botframework import FakeConnector
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import AppHarness, slack_button, wait_until
+from tests.http.conftest_teams import PERSONAL
+from tests.http.working_support import (
+    PEOPLE,
+    SlackFlow,
+    TeamsFlow,
+    rows,
+    shown,
+    teams_config,
+)
+
+NUDGE_AFTER = 3
+CONFIG: dict[str, Any] = {
+    "tier1_scope": ["printer", "password-reset"],
+    "escalation": {"nudge_after": f"{NUDGE_AFTER}s", "queues": {"network": "networking"}},
+    "queues": {"networking": {"slack": "C0NETWORK"}},
+    "remote": {"url_template": "https://control.example.com/join?asset={asset}&via=helpdesk"},
+}
+FACTS = {
+    "repro_steps": "Connect to the VPN from home",
+    "error_text": "Error 809",
+    "already_tried": "Reinstalled the VPN client twice",
+    "asset_link": "https://rmm.example.com/devices/4711",
+    "user_impact": "Ana cannot work remotely",
+}
+
+
+async def test_slack_tier_labels_one_nudge_and_none_after_an_escalation(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    app: AppHarness = await make_app(slack=slack_api, config=CONFIG, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    tier1 = await s.ticket(category="printer")
+    outside = await s.ticket(category="network", summary="VPN drops")
+    escalated = await s.ticket(category="network", summary="VPN drops again")
+    assert "*Scope:* Tier 1" in shown(s.card(tier1))
+    assert "Tier 2/3" not in shown(s.card(tier1))
+    assert "*Scope:* Tier 2/3: escalate early" in shown(s.card(outside))
+
+    view = await s.modal(f"escalate {escalated}")
+    values = {k: {"type": "plain_text_input", "value": v} for k, v in FACTS.items()}
+    values["queue"] = {"type": "static_select", "selected_option": {"value": "networking"}}
+    answer = await s.submit(view, values, "UTECH")
+    assert not answer or "errors" not in shown(answer), answer
+    await wait_until(lambda: s.posts("C0NETWORK"), what="the escalation")
+
+    await wait_until(
+        lambda: s.thread(outside, "escalate early"), timeout=NUDGE_AFTER + 5, what="the nudge"
+    )
+    [nudge] = s.thread(outside, "escalate early")
+    assert f"{outside} is outside Tier 1 scope" in shown(nudge)
+    assert nudge["thread_ts"] == (s.card(outside) or {}).get("ts")
+    await asyncio.sleep(1.5)
+    assert len(s.thread(outside, "escalate early")) == 1
+    assert not s.thread(tier1, "outside Tier 1") and not s.thread(escalated, "outside Tier 1")
+    states = {r.payload["ticket"]: r for r in await rows(app, "tier-nudge")}
+    assert set(states) == {outside, escalated}  # Tier 1 tickets get none at all
+    assert states[outside].status == "delivered"
+    assert states[escalated].status == "cancelled"
+    assert "escalated" in states[escalated].last_error
+
+
+async def test_slack_remote_session_link_with_the_encoded_asset(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    app: AppHarness = await make_app(slack=slack_api, config=CONFIG, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    with_asset = await s.ticket(asset="LAPTOP 42/B&Co")
+    without = await s.ticket(asset="")
+    button = slack_button(s.card(with_asset), "Remote session")  # type: ignore[arg-type]
+    assert button["url"] == (
+        "https://control.example.com/join?asset=LAPTOP%2042%2FB%26Co&via=helpdesk"
+    )
+    assert "Remote session" not in shown(s.card(without))
+    # Pressing the link button only opens the browser: Slack's notice of it is acknowledged.
+    assert "Remote session" not in await s.press(s.card(with_asset), "Verify identity", "UTECH")
+
+
+async def test_teams_tier_label_nudge_in_the_technician_chat_and_remote_session(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    app: AppHarness = await make_app(
+        config=teams_config(connector, **{k: v for k, v in CONFIG.items() if k != "queues"}),
+        people=PEOPLE,
+    )
+    t = TeamsFlow(app, connector)
+    tier1 = await t.ticket(category="printer", asset="")
+    outside = await t.ticket(category="network", asset="PC 7/ana", summary="VPN drops")
+    assert "Tier 1" in shown(t.card(tier1)) and "Tier 2/3" not in shown(t.card(tier1))
+    card = t.card(outside)
+    assert card is not None and "Tier 2/3: escalate early" in shown(card)
+    [link] = [a for a in card["actions"] if a["type"] == "Action.OpenUrl"]
+    assert link == {
+        "type": "Action.OpenUrl",
+        "title": "Remote session",
+        "url": "https://control.example.com/join?asset=PC%207%2Fana&via=helpdesk",
+    }
+    assert not [a for a in (t.card(tier1) or {})["actions"] if a["type"] == "Action.OpenUrl"]
+    await wait_until(
+        lambda: t.texts(PERSONAL, "escalate early"), timeout=NUDGE_AFTER + 5, what="the nudge"
+    )
+    await asyncio.sleep(1.5)
+    [nudge] = t.texts(PERSONAL, "escalate early")
+    assert f"{outside} is outside Tier 1 scope" in nudge.replace("\\", "")
