@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import secrets
 import shutil
@@ -31,9 +32,42 @@ def pytest_configure(config: pytest.Config) -> None:
     _AUDIT.install()
 
 
+# With pytest-xdist each worker audits its own logs and hands what it found to the controller,
+# which fails the run; without it the one process does both.
+_WORKER_AUDITS: list[dict[str, Any]] = []
+
+
+def _audit_summary() -> dict[str, Any]:
+    leaks = _AUDIT.leaks()
+    return {
+        "leaks": leaks,
+        # Hashes, not the secrets: only how many different ones were checked is reported.
+        "secrets": sorted(
+            hashlib.sha256(secret.encode()).hexdigest()
+            for secret in (log_audit.SEEN | log_audit.ISSUED if log_audit.SEEN else ())
+        ),
+        "lines": _AUDIT.lines(),
+    }
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    summary = getattr(node, "workeroutput", {}).get("log_audit")
+    if summary is not None:
+        _WORKER_AUDITS.append(summary)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the run when any log line carried a token or secret a test gave the app."""
-    leaks = _AUDIT.leaks()
+    mine = _audit_summary()
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller reports
+        workeroutput["log_audit"] = mine
+        return
+    audits = [mine, *_WORKER_AUDITS]
+    leaks = [leak for audit in audits for leak in audit["leaks"]]
+    secrets_checked = len({digest for audit in audits for digest in audit["secrets"]})
+    lines = sum(audit["lines"] for audit in audits)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if leaks:
         if reporter is not None:
@@ -41,10 +75,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             for leak in leaks:
                 reporter.write_line("  " + leak, red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    elif reporter is not None and log_audit.SEEN:
+    elif reporter is not None and secrets_checked:
         reporter.write_line(
-            f"log audit: {len(log_audit.SEEN | log_audit.ISSUED)} secrets "
-            f"checked against {_AUDIT.lines()} log lines, none found"
+            f"log audit: {secrets_checked} secrets checked against {lines} log lines "
+            f"({len(audits)} process{'es' if len(audits) > 1 else ''}), none found"
         )
 
 
