@@ -101,7 +101,7 @@ def describe_scope(settings: Settings) -> str:
     """Tier 1 scope and the nudge for tickets outside it (SPEC "Working the ticket to the end")."""
     config = settings.config
     if not config.tier1_scope:
-        return "no tier1_scope: cards show no Tier 1 / Tier 2/3 label and nothing is nudged"
+        return "tier1_scope: [] (off): cards show no Tier 1 / Tier 2/3 label and nothing is nudged"
     seconds = int(config.escalation.nudge_after.total_seconds())
     after = format_duration(config.escalation.nudge_after) if seconds >= 60 else f"{seconds}s"
     return (

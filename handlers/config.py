@@ -273,7 +273,11 @@ class HelpdeskConfig(_Strict):
     sla: SlaConfig = Field(default_factory=SlaConfig)
     queues: dict[str, QueueTarget] = Field(default_factory=dict)
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)
-    tier1_scope: list[str] = Field(default_factory=list)
+    # The categories Tier 1 handles (SPEC's list when absent); `[]` turns scope labels and
+    # nudges off.
+    tier1_scope: list[str] = Field(
+        default_factory=lambda: ["password-reset", "mfa", "printer", "outlook"]
+    )
     remote: RemoteConfig = Field(default_factory=RemoteConfig)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
     csat: CsatConfig = Field(default_factory=CsatConfig)

@@ -280,6 +280,17 @@ def is_sla_alarm(row: OutboxMessage) -> bool:
     return (row.dedup_key or "").startswith("sla:")
 
 
+def is_tier_nudge(row: OutboxMessage) -> bool:
+    """The nudge to escalate a ticket outside `tier1_scope` (due `escalation.nudge_after`
+    after it was opened: 30 minutes unless a test says otherwise)."""
+    return (row.payload or {}).get("purpose") == "tier-nudge"
+
+
+def is_due_later(row: OutboxMessage) -> bool:
+    """A row queued with the ticket for later: an SLA warning or breach, or the tier nudge."""
+    return is_sla_alarm(row) or is_tier_nudge(row)
+
+
 async def only_ticket(app: AppHarness) -> Ticket:
     """The one ticket in the app's database."""
     async with app.services.sessions() as session:

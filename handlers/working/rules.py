@@ -15,7 +15,7 @@ LABELS = {TIER1: "Tier 1", TIER23: "Tier 2/3: escalate early"}
 
 def support_tier(category: str, scope: Iterable[str]) -> str:
     """`tier1` when the category is one Tier 1 handles (`tier1_scope`), else `tier23`; ''
-    when no `tier1_scope` is configured (no scope is shown, nothing is nudged)."""
+    when `tier1_scope` is set to `[]` (scope labels and nudges off)."""
     known = [s.strip().lower() for s in scope]
     if not known:
         return ""

@@ -96,6 +96,7 @@ async def test_the_teams_ticket_card_says_exactly_this(make_app, connector: Fake
         **due,
         "Asset": "LT-0042",
         "Client": "Acme (gold tier, from sla.clients)",
+        "Scope": "Tier 2/3: escalate early",  # email is not in the default tier1_scope
     }
     plain = (
         f"HD-1 (P2) Outlook keeps crashing - respond by {due['Respond by']}, "

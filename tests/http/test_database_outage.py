@@ -26,7 +26,7 @@ from storage.models import OutboxMessage, Ticket
 from tests.fakes.pagers import FakePagerDuty
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.tcp_proxy import TcpProxy
-from tests.harness import AppHarness, is_sla_alarm, view_submission, wait_until
+from tests.harness import AppHarness, is_due_later, view_submission, wait_until
 from tests.http.p1_support import (
     INCIDENT_CHANNEL,
     SLACK_PEOPLE,
@@ -232,7 +232,7 @@ async def test_a_card_in_flight_at_the_cut_is_sent_once_and_a_failed_page_soon_a
         async def delivered() -> bool:
             rows = await outbox_rows(pg_url)
             return all(
-                r.status == "delivered" for r in rows if r.kind != "dm" and not is_sla_alarm(r)
+                r.status == "delivered" for r in rows if r.kind != "dm" and not is_due_later(r)
             )
 
         await wait_until(delivered, timeout=40, what="everything owed to be delivered")

@@ -42,6 +42,9 @@ PEOPLE = [
 ]
 CONFIG: dict[str, Any] = {
     "sla": {"warn_before": "15m"},
+    # No tier nudges: when the clock jumps hours ahead they would come due with the alarms
+    # and share the help channel's pacing with them (nudges: test_working_scope.py).
+    "tier1_scope": [],
     "queues": {"networking": {"slack": "C0NETWORK"}},
     "escalation": {"queues": {"network": "networking"}},
 }
@@ -382,7 +385,8 @@ async def test_closing_stops_both_clocks(make_app, slack_api: FakeSlack):
     await wait_until(closed, what="the closure")
     stored = await ticket(app, row.number)
     assert (stored.respond_met, stored.resolve_met) == (True, True)
-    assert stored.first_response_seconds == stored.resolution_seconds
+    # Opening the closure form was the first response, submitting it the resolution.
+    assert abs((stored.first_response_seconds or 0) - (stored.resolution_seconds or 0)) <= 2
     assert abs((stored.first_response_seconds or 0) - 3600) <= 3
     assert stored.time_minutes == 30
     clock.set(opened + timedelta(days=4))

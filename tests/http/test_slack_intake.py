@@ -13,7 +13,14 @@ from sqlalchemy import func, select, text
 
 from storage.models import InboundDelivery, OutboxMessage, Ticket
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import INTAKE_LABELS, AppHarness, is_sla_alarm, view_submission
+from tests.harness import (
+    INTAKE_LABELS,
+    AppHarness,
+    is_due_later,
+    is_sla_alarm,
+    is_tier_nudge,
+    view_submission,
+)
 
 CONFIG = {"sla": {"clients": {"acme": "gold"}}}
 
@@ -205,8 +212,10 @@ async def test_fifty_concurrent_submissions_get_distinct_numbers(make_app, slack
         numbers = (await session.execute(select(Ticket.number))).scalars().all()
         queued = (await session.execute(select(OutboxMessage))).scalars().all()
     assert sorted(numbers, key=lambda n: int(n.split("-")[1])) == [f"HD-{i}" for i in range(1, 51)]
-    # One card each, and each ticket's respond and resolve warnings (due later).
-    assert sum(not is_sla_alarm(r) for r in queued) == 50
+    # One card each, and each ticket's respond and resolve warnings (due later); a printer
+    # is Tier 1, so no nudge.
+    assert sum(not is_due_later(r) for r in queued) == 50
+    assert not [r for r in queued if is_tier_nudge(r)]
     warnings = sorted(r.dedup_key or "" for r in queued if is_sla_alarm(r))
     assert len(warnings) == len(set(warnings)) == 100
 

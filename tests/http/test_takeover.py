@@ -18,7 +18,7 @@ from storage import db
 from storage.models import OutboxMessage
 from tests.fakes.pagers import FakePagerDuty
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import AppHarness, is_sla_alarm
+from tests.harness import AppHarness, is_due_later
 from tests.http.p1_support import (
     INCIDENT_CHANNEL,
     SLACK_PEOPLE,
@@ -43,12 +43,12 @@ async def p1_queued(make_app: Any, slack: FakeSlack, pd: FakePagerDuty) -> AppHa
 
 
 async def outbox_rows(url: str) -> list[OutboxMessage]:
-    """The rows due now (not the ticket's SLA warning, due hours later)."""
+    """The rows due now (not the ticket's SLA warnings or tier nudge, due later)."""
     engine = db.create_engine(url)
     try:
         async with db.session_factory(engine)() as session:
             query = select(OutboxMessage).order_by(OutboxMessage.id)
-            return [r for r in (await session.execute(query)).scalars() if not is_sla_alarm(r)]
+            return [r for r in (await session.execute(query)).scalars() if not is_due_later(r)]
     finally:
         await engine.dispose()
 

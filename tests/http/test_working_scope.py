@@ -115,3 +115,24 @@ async def test_teams_tier_label_nudge_in_the_technician_chat_and_remote_session(
     await asyncio.sleep(1.5)
     [nudge] = t.texts(PERSONAL, "escalate early")
     assert f"{outside} is outside Tier 1 scope" in nudge.replace("\\", "")
+
+
+async def test_slack_scope_without_tier1_scope_is_spec_list_and_an_empty_list_turns_it_off(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """No `tier1_scope` in the config: SPEC's list (password-reset, mfa, printer, outlook), so
+    every card says its scope; `tier1_scope: []` shows none and queues no nudge."""
+    app: AppHarness = await make_app(slack=slack_api, config={}, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    printer = await s.ticket(category="printer")
+    network = await s.ticket(category="network", summary="VPN drops")
+    assert "*Scope:* Tier 1" in shown(s.card(printer))
+    assert "*Scope:* Tier 2/3: escalate early" in shown(s.card(network))
+    assert {r.payload["ticket"] for r in await rows(app, "tier-nudge")} == {network}
+
+    off: AppHarness = await make_app(slack=slack_api, config={"tier1_scope": []}, people=PEOPLE)
+    s_off = SlackFlow(off, slack_api)
+    quiet = await s_off.ticket(category="network", summary="VPN drops on another desk")
+    assert "Scope:" not in shown(s_off.card(quiet))
+    # One database for both apps: the first one's nudge is there, none for this ticket.
+    assert {r.payload["ticket"] for r in await rows(off, "tier-nudge")} == {network}
