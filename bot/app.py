@@ -215,6 +215,7 @@ async def start_services(
         services.worker = OutboxWorker(
             sessions,
             services.notifiers,
+            config=deps.config,
             lease=settings.outbox_lease_seconds,
             observer=metrics,
             places=services.places,

@@ -35,6 +35,7 @@ from bot.logs import Every
 from bot.notifiers import DeliveryError, Notifiers
 from bot.places import Places
 from handlers import deliveries
+from handlers.config import HelpdeskConfig
 from storage import outbox
 from storage import tickets as tickets_repo
 from storage.errors import is_unavailable
@@ -71,6 +72,7 @@ class OutboxWorker:
         sessions: async_sessionmaker[AsyncSession],
         notifiers: Notifiers,
         *,
+        config: HelpdeskConfig,
         batch: int = 20,
         concurrency: int = 20,
         poll: float = 0.5,
@@ -81,6 +83,8 @@ class OutboxWorker:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sessions = sessions
+        # What the delivery hooks go by (e.g. the SLA alarms a PSA contract tier moves).
+        self.config = config
         # What time it is for due rows and leases: the app's clock (tests move it).
         self.clock = clock
         self.notifiers = notifiers
@@ -343,7 +347,7 @@ class OutboxWorker:
                         session, message_id=row.id, worker=self.worker_id, result=result, now=now
                     ):
                         await deliveries.after_delivery(
-                            session, message=row, result=result, now=now
+                            session, config=self.config, message=row, result=result, now=now
                         )
                 else:
                     error = outcome.error

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers import csat, diagnosis, identity, incidents, notify, psa, sla, working
+from handlers.config import HelpdeskConfig
 from handlers.tickets import card_version, ticket_card
 from storage import outbox
 from storage import tickets as repo
@@ -143,6 +144,7 @@ async def prepare(
 async def after_delivery(
     session: AsyncSession,
     *,
+    config: HelpdeskConfig,
     message: OutboxMessage,
     result: dict[str, Any],
     now: datetime | None = None,
@@ -150,7 +152,8 @@ async def after_delivery(
     """Remember where the ticket card landed (the ticket's thread); audit; close reports."""
     if message.ticket_id is None:
         return
-    await csat.on_survey_delivered(session, message=message, at=now or utcnow())
+    now = now or utcnow()
+    await csat.on_survey_delivered(session, message=message, at=now)
     card_message = result.get("ts") or result.get("activity_id")
     if message.payload.get("ticket_card") and card_message and result.get("channel"):
         await repo.set_card(
@@ -175,7 +178,7 @@ async def after_delivery(
     )
     await identity.on_request_delivered(session, message=message)
     if psa.is_psa_row(message):
-        await psa.after_psa_delivery(session, message=message, result=result)
+        await psa.after_psa_delivery(session, config, message=message, result=result, now=now)
     if message.failure_reported and _reportable(message):
         what, attempt = label(message), message.attempts
         await _report(

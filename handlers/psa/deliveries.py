@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers import notify
+from handlers import notify, sla
+from handlers.config import HelpdeskConfig
 from handlers.psa import cards, rules
 from handlers.psa.connector import PsaError
 from storage import outbox
@@ -98,9 +100,15 @@ async def _without_ticket(session: AsyncSession, ticket: Ticket) -> Ready:
 
 
 async def after_delivery(
-    session: AsyncSession, *, message: OutboxMessage, result: dict[str, Any]
+    session: AsyncSession,
+    config: HelpdeskConfig,
+    *,
+    message: OutboxMessage,
+    result: dict[str, Any],
+    now: datetime,
 ) -> None:
-    """Store what a create answered (id, number, tier), refresh the card, wake what waits."""
+    """Store what a create answered (id, number, tier, the SLA targets and alarms that tier
+    gives), refresh the card, wake what waits."""
     system = str(message.payload.get("system") or "")
     if await psa_repo.credentials_accepted(session, system):
         log.info("%s accepts the credentials again; sending the writes kept", rules.name_of(system))
@@ -110,18 +118,35 @@ async def after_delivery(
     if message.kind == rules.CREATE:
         ticket = await session.get(Ticket, message.ticket_id)
         if ticket is not None:
-            await _created(session, ticket, message, result)
+            await _created(session, config, ticket, message, result, now=now)
     await psa_repo.wake_next(session, ticket_id=message.ticket_id, after_id=message.id)
 
 
 async def _created(
-    session: AsyncSession, ticket: Ticket, message: OutboxMessage, result: dict[str, Any]
+    session: AsyncSession,
+    config: HelpdeskConfig,
+    ticket: Ticket,
+    message: OutboxMessage,
+    result: dict[str, Any],
+    *,
+    now: datetime,
 ) -> None:
     ticket.psa_id = str(result.get("psa_id") or "") or None
     ticket.psa_number = str(result.get("psa_number") or "") or ticket.psa_id
     request = message.payload.get("tier_request")
     if isinstance(request, dict) and ticket.tier_source == "pending":
-        _apply_tier(ticket, request, result)
+        due = _apply_tier(ticket, request, result)
+        if due is not None:
+            # The SLA warnings and breaches queued at intake move with the targets.
+            await sla.move_targets(
+                session,
+                config,
+                ticket,
+                respond_by=due[0],
+                resolve_by=due[1],
+                now=now,
+                reason=f"{ticket.number} has the {ticket.tier} tier now: its targets moved",
+            )
     await repo.add_event(
         session,
         ticket_id=ticket.id,
@@ -148,23 +173,24 @@ async def _created(
         )
 
 
-def _apply_tier(ticket: Ticket, request: dict[str, Any], result: dict[str, Any]) -> None:
-    """The tier of the company's contract, its SLA times counted from creation."""
+def _apply_tier(
+    ticket: Ticket, request: dict[str, Any], result: dict[str, Any]
+) -> tuple[datetime, datetime] | None:
+    """The tier of the company's contract; its SLA times (respond-by, resolve-by) counted
+    from creation, or None when the tier did not come from the PSA."""
     tiers = request.get("tiers") or {}
     tier, contract = rules.tier_from_contracts(result.get("contracts") or [], tiers)
     if not tier:
         error = str(result.get("contract_error") or "")
         ticket.tier_source = "psa-error" if error else "psa-none"
         ticket.tier_contract = error[:200]
-        return
+        return None
     ticket.tier, ticket.tier_source, ticket.tier_contract = tier, "psa", contract[:200]
-    due = rules.due_from_targets(
+    return rules.due_from_targets(
         (request.get("targets") or {}).get(tier, {}),
         priority=ticket.priority,
         opened_at=ticket.created_at,
     )
-    if due is not None:
-        ticket.respond_by, ticket.resolve_by = due
 
 
 async def _tell_outage(session: AsyncSession, ticket: Ticket, since: Any, error: str) -> None:

@@ -7,6 +7,7 @@ from handlers.sla.cards import status_lines
 from handlers.sla.deliveries import is_alarm, prepare_alarm
 from handlers.sla.rules import PRIORITY_MEANING, SlaDue, due_times, outcome, priority_warning
 from handlers.sla.service import (
+    move_targets,
     on_closed,
     record_first_response,
     retarget,
@@ -18,6 +19,7 @@ __all__ = [
     "SlaDue",
     "due_times",
     "is_alarm",
+    "move_targets",
     "on_closed",
     "outcome",
     "prepare_alarm",

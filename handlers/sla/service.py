@@ -21,7 +21,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from handlers import notify
 from handlers.config import HelpdeskConfig
-from handlers.sla.cards import due_of
+from handlers.sla.cards import due_of, met_of
 from handlers.sla.rules import TARGETS, Alarm, Target, alarms, breaches
 from handlers.types import Actor
 from storage import outbox
@@ -226,8 +226,33 @@ async def retarget(
     tiers = config.sla.tiers
     tier = ticket.tier if ticket.tier in tiers else config.sla.tier_for(ticket.client)
     target = tiers[tier][ticket.priority]  # type: ignore[index]
-    respond_by = ticket.created_at + target.respond
-    resolve_by = ticket.created_at + target.resolve
+    await move_targets(
+        session,
+        config,
+        ticket,
+        respond_by=ticket.created_at + target.respond,
+        resolve_by=ticket.created_at + target.resolve,
+        now=now,
+        reason=f"{ticket.number} is {ticket.priority} now: its targets moved",
+    )
+
+
+async def move_targets(
+    session: AsyncSession,
+    config: HelpdeskConfig,
+    ticket: Ticket,
+    *,
+    respond_by: datetime,
+    resolve_by: datetime,
+    now: datetime,
+    reason: str,
+) -> tuple[Target, ...]:
+    """Give the ticket new targets (a raise; the tier its PSA contract gives): outcomes known
+    from a first response or the closure are judged again, and the warning and breach rows of
+    each moved target are cancelled and queued at its new time (a warning time already past
+    goes at once). Returns the targets that moved.
+
+    A target already breached stays missed and is not announced again."""
     wanted: tuple[tuple[Target, datetime], ...] = (
         ("respond", respond_by),
         ("resolve", resolve_by),
@@ -235,16 +260,14 @@ async def retarget(
     moved = tuple(name for name, due in wanted if due_of(ticket, name) != due)
     ticket.respond_by, ticket.resolve_by = respond_by, resolve_by
     if ticket.first_response_at is not None:
-        ticket.respond_met = ticket.first_response_at <= ticket.respond_by
+        ticket.respond_met = ticket.first_response_at <= respond_by
+    if ticket.status != "open" and ticket.closed_at is not None:
+        ticket.resolve_met = ticket.closed_at <= resolve_by
     if moved:
-        await cancel(
-            session,
-            ticket,
-            targets=moved,
-            reason=f"{ticket.number} is {ticket.priority} now: its targets moved",
-            now=now,
-        )
-        await schedule(session, config, ticket, now=now, late_warning=True, targets=moved)
+        await cancel(session, ticket, targets=moved, reason=reason, now=now)
+        running = tuple(name for name in moved if met_of(ticket, name) is None)
+        await schedule(session, config, ticket, now=now, late_warning=True, targets=running)
+    return moved
 
 
 async def on_closed(session: AsyncSession, ticket: Ticket, *, at: datetime) -> None:

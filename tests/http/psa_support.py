@@ -6,6 +6,8 @@ import base64
 import itertools
 import json
 import time
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -100,7 +102,13 @@ def app_config(fake: PsaFake, **extra: Any) -> dict[str, Any]:
 
 
 async def start_app(
-    make_app: Any, slack: FakeSlack, fake: PsaFake, *, scheduler: bool = True, **extra: Any
+    make_app: Any,
+    slack: FakeSlack,
+    fake: PsaFake,
+    *,
+    scheduler: bool = True,
+    clock: Callable[[], datetime] | None = None,
+    **extra: Any,
 ) -> AppHarness:
     remember_secrets(fake)
     app: AppHarness = await make_app(
@@ -109,6 +117,7 @@ async def start_app(
         people=PEOPLE,
         env=fake.env(),
         scheduler=scheduler,
+        clock=clock,
     )
     return app
 

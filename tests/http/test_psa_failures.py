@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 from typing import Any
@@ -35,6 +36,17 @@ from tests.http.psa_support import (
     start_app,
     ticket,
 )
+from tests.http.test_sla_clock import (
+    QUIET,
+    arrives,
+    in_channel,
+    in_thread,
+    minute,
+    said,
+    sla_clock,
+    sla_rows,
+)
+from tests.http.test_sla_clock import ticket as threaded
 
 RETRY_AFTER = 3.0
 INCIDENTS = "/api/now/table/incident"
@@ -174,6 +186,75 @@ async def test_tier_from_the_psa_agreement_sets_the_sla_times(make_app, slack_ap
         # The agreement was only asked about where the tier was still open.
         agreements = fake.calls("/v2025_1/apis/3.0/finance/agreements")
         assert len(agreements) == 1
+
+
+async def test_sla_alarms_come_at_the_psa_tiers_times_once_each(make_app, slack_api: FakeSlack):
+    # Opened at the default tier (standard P2: respond 2h, resolve 1d), its alarms queued for
+    # those times; the ConnectWise agreement then makes it gold (P2: respond 1h, resolve 8h).
+    clock, t0 = sla_clock()
+    fake = FakeConnectWise()
+    seed(fake)
+    async with fake:
+        app = await start_app(make_app, slack_api, fake, clock=clock)
+        await open_ticket(app, slack_api, client="ACME", priority="P2")
+        await wait_until(lambda: all_synced(app), what="the ticket in ConnectWise")
+        row = await threaded(app, "HD-1")
+        assert (row.tier, row.tier_source) == ("gold", "psa")
+        assert (minute(row.respond_by), minute(row.resolve_by)) == (
+            t0 + timedelta(hours=1),
+            t0 + timedelta(hours=8),
+        )
+        assert {
+            (r.payload["sla"]["target"], minute(r.due_at), r.status)
+            for r in await sla_rows(app, row.number)
+        } == {
+            ("respond", t0 + timedelta(hours=1, minutes=45), "cancelled"),
+            ("resolve", t0 + timedelta(hours=23, minutes=45), "cancelled"),
+            ("respond", t0 + timedelta(minutes=45), "pending"),
+            ("resolve", t0 + timedelta(hours=7, minutes=45), "pending"),
+        }
+        assert "Respond: pending (due 10:00 UTC)" in await show(app, row.number)
+
+        clock.set(t0 + timedelta(minutes=45))
+        await arrives(lambda: in_thread(slack_api, row, "SLA warning"), "the respond warning")
+        assert "first response by 10:00 UTC (15m left)" in json.dumps(
+            in_thread(slack_api, row, "SLA warning")
+        )
+        clock.set(t0 + timedelta(hours=1))
+        await arrives(
+            lambda: (
+                in_thread(slack_api, row, "SLA breach") and in_channel(slack_api, row, "SLA breach")
+            ),
+            "the respond breach",
+        )
+        await asyncio.sleep(QUIET)
+        assert (await threaded(app, row.number)).respond_met is False
+        clock.set(t0 + timedelta(hours=7, minutes=45))
+        await arrives(
+            lambda: len(in_thread(slack_api, row, "SLA warning")) == 2, "the resolve warning"
+        )
+        assert "be resolved by 17:00 UTC (15m left)" in json.dumps(
+            in_thread(slack_api, row, "SLA warning")[-1]
+        )
+        clock.set(t0 + timedelta(hours=8))
+        await arrives(
+            lambda: (
+                len(in_thread(slack_api, row, "SLA breach")) == 2
+                and len(in_channel(slack_api, row, "SLA breach")) == 2
+            ),
+            "the resolve breach",
+        )
+        # Past the standard tier's times too: nothing more, nothing twice.
+        clock.set(t0 + timedelta(days=1, minutes=1))
+        await asyncio.sleep(QUIET)
+        assert len(said(slack_api, "SLA warning", number=row.number)) == 2
+        assert len(in_thread(slack_api, row, "SLA breach")) == 2
+        assert len(in_channel(slack_api, row, "SLA breach")) == 2
+        assert "missed its resolve target (due 17:00 UTC)" in json.dumps(
+            in_thread(slack_api, row, "SLA breach")
+        )
+        stored = await threaded(app, row.number)
+        assert (stored.respond_met, stored.resolve_met) == (False, False)
 
 
 def _card_says(slack: FakeSlack, ts: str | None, _: str) -> bool:

@@ -35,6 +35,7 @@ from tests.http.conftest_teams import (
 )
 from tests.http.conftest_teams import PEOPLE as TEAMS_PEOPLE
 from tests.http.conftest_teams import message as teams_message
+from tests.http.working_support import SlackFlow
 
 PEOPLE = [
     {"email": "tom@example.com", "name": "Tom Tech", "slack_id": "UTECH", "technician": True},
@@ -561,6 +562,64 @@ async def test_teams_a_technicians_reply_in_the_cards_chain_is_the_first_respons
                                                       conversation=chain))  # fmt: skip
     assert "ticket help" in again["text"]
     assert (await ticket()).first_response_at == answered.first_response_at
+
+
+async def test_slack_a_technicians_reply_in_the_cards_thread_is_the_first_response(
+    make_app, slack_api: FakeSlack
+):
+    clock, t0 = sla_clock()
+    app = await start(make_app, slack_api, clock)
+    row = await open_ticket(app, slack_api)
+    flow = SlackFlow(app, slack_api)
+    front = app.services.slack
+    assert front is not None
+
+    async def reply(user: str, text: str, **where: Any) -> None:
+        where.setdefault("thread", row.source_thread)
+        body = flow.event(user=user, text=text, **where)
+        assert (await app.slack(body, content_type="application/json")).status == 200
+        await front.drain()
+
+    # The requester's reply in the thread; the technician's in a thread of another channel
+    # naming the ticket, and at the top of the ticket's channel: none is a first response.
+    clock.set(t0 + timedelta(minutes=5))
+    await reply("UANA", "any news?")
+    await reply("UTECH", f"{row.number} is next", thread="1600000000.000100", channel="C0OTHER")
+    await reply("UTECH", "Back in five", thread=None)
+    assert (await ticket(app, row.number)).first_response_at is None
+    assert "First response" not in await show(app, row.number)
+    # The technician's plain reply in the card's thread.
+    clock.set(t0 + timedelta(minutes=7))
+    await reply("UTECH", "Looking at it now")
+    answered = await ticket(app, row.number)
+    assert near(answered.first_response_at, t0 + timedelta(minutes=7))
+    assert (answered.first_response_by, answered.first_response_channel) == (
+        "UTECH",
+        "slack:C0HELP",
+    )
+    assert answered.respond_met is True
+    shown = await show(app, row.number)
+    assert "Respond: met (due 11:00 UTC)" in shown
+    assert "First response: " in shown and "via slack (C0HELP)" in shown
+    # Once: a second reply changes nothing.
+    clock.set(t0 + timedelta(minutes=9))
+    await reply("UTECH", "Still on it")
+    assert (await ticket(app, row.number)).first_response_at == answered.first_response_at
+    async with app.services.sessions() as session:
+        events = (
+            await session.execute(
+                select(TicketEvent).where(
+                    TicketEvent.ticket_id == row.id, TicketEvent.kind == "sla.first_response"
+                )
+            )
+        ).scalars()
+        assert [(e.actor_id, e.channel, e.data["action"]) for e in events] == [
+            ("UTECH", "C0HELP", "message")
+        ]
+    # The respond warning went with it: nothing is said at 10:45.
+    clock.set(t0 + timedelta(hours=1, minutes=46))
+    await asyncio.sleep(QUIET)
+    assert not said(slack_api, "SLA", number=row.number)
 
 
 async def _carded(app: AppHarness) -> bool:

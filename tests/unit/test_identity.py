@@ -313,7 +313,7 @@ async def test_delivery_restarts_the_window_and_failures_reach_the_technician(de
     async with deps.sessions() as session, session.begin():
         dm.status, dm.result = "delivered", {"channel": "DU0BO", "ts": "1.0001"}
         await session.merge(dm)
-        await deliveries.after_delivery(session, message=dm, result=dm.result)
+        await deliveries.after_delivery(session, config=deps.config, message=dm, result=dm.result)
     _, [delivered], events, _ = await state(deps, number)
     assert delivered.sent_at is not None and "identity.delivered" in events
     assert delivered.expires_at - delivered.sent_at == timedelta(minutes=15)

@@ -17,9 +17,12 @@ from bot.notifiers import DeliveryError, Notifiers
 from bot.outbox_worker import OutboxWorker
 from bot.settings import ConfigError, lease_from_env
 from handlers import deliveries
+from handlers.config import HelpdeskConfig
 from storage import db, outbox
 from storage import tickets as repo
 from storage.models import OutboxMessage, Ticket, utcnow
+
+CONFIG = HelpdeskConfig()
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -211,7 +214,9 @@ async def test_page_failure_is_reported_at_once_and_success_too(sessions: Sessio
     ticket = await make_ticket(sessions)
     pager = Stub(DeliveryError('pagerduty: HTTP 500 {"status": "error"}'))
     slack = Stub()
-    worker = OutboxWorker(sessions, notifiers(page_pagerduty=pager, message__slack=slack))
+    worker = OutboxWorker(
+        sessions, notifiers(page_pagerduty=pager, message__slack=slack), config=CONFIG
+    )
     await queue(
         sessions,
         "page.pagerduty",
@@ -241,7 +246,7 @@ async def test_other_kinds_are_reported_once_past_the_threshold(sessions: Sessio
     ticket = await make_ticket(sessions)
     errors = [DeliveryError("slack: fatal_error") for _ in range(5)]
     slack = Stub(*errors)
-    worker = OutboxWorker(sessions, notifiers(message__slack=slack))
+    worker = OutboxWorker(sessions, notifiers(message__slack=slack), config=CONFIG)
     await queue(
         sessions,
         "message",
@@ -267,7 +272,9 @@ async def test_other_kinds_are_reported_once_past_the_threshold(sessions: Sessio
 async def test_permanent_failure_goes_dead_and_is_reported(sessions: Sessions):
     ticket = await make_ticket(sessions)
     pager = Stub(DeliveryError("opsgenie: HTTP 401 Could not authenticate", permanent=True))
-    worker = OutboxWorker(sessions, notifiers(page_opsgenie=pager, message__slack=Stub()))
+    worker = OutboxWorker(
+        sessions, notifiers(page_opsgenie=pager, message__slack=Stub()), config=CONFIG
+    )
     await queue(
         sessions, "page.opsgenie", ticket_id=ticket.id, payload={"op": "create", "alias": "HD-7"}
     )
@@ -283,7 +290,9 @@ async def test_follow_up_waits_for_its_row_and_takes_its_result(sessions: Sessio
         DeliveryError("slack: ratelimited", retry_after=0.0),
         result={"channel": "C0INCIDENT", "ts": "1700000001.000200"},
     )
-    worker = OutboxWorker(sessions, notifiers(message__slack=slack, update__slack=slack))
+    worker = OutboxWorker(
+        sessions, notifiers(message__slack=slack, update__slack=slack), config=CONFIG
+    )
     await queue(
         sessions,
         "message",
@@ -319,7 +328,7 @@ async def test_follow_up_waits_for_its_row_and_takes_its_result(sessions: Sessio
 
 async def test_commit_wakes_the_worker_within_a_second(sessions: Sessions):
     slack = Stub()
-    worker = OutboxWorker(sessions, notifiers(message__slack=slack), poll=30)
+    worker = OutboxWorker(sessions, notifiers(message__slack=slack), config=CONFIG, poll=30)
     scheduler = AsyncIOScheduler(timezone="UTC")
     worker.schedule(scheduler)
     outbox.on_enqueue_commit(sessions, worker.wake)
@@ -344,7 +353,9 @@ async def test_commit_wakes_the_worker_within_a_second(sessions: Sessions):
 async def test_follow_up_of_a_row_that_never_went_out_is_cancelled_quietly(sessions: Sessions):
     ticket = await make_ticket(sessions)
     pager = Stub(DeliveryError("pagerduty: HTTP 400 Invalid routing key", permanent=True))
-    worker = OutboxWorker(sessions, notifiers(page_pagerduty=pager, message__slack=Stub()))
+    worker = OutboxWorker(
+        sessions, notifiers(page_pagerduty=pager, message__slack=Stub()), config=CONFIG
+    )
     await queue(
         sessions,
         "page.pagerduty",

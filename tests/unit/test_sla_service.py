@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers import sla
 from handlers.config import HelpdeskConfig
+from handlers.sla.service import mark_missed
 from handlers.types import Actor
 from storage import db
 from storage import tickets as repo
@@ -117,3 +118,81 @@ async def test_the_first_response_is_recorded_once_and_stops_the_respond_clock(
             "C0HELP",
             {"action": "time", "met": False, "seconds": 8 * 3600 + 1},
         )
+
+
+async def test_moved_targets_judge_a_first_response_again_and_move_the_running_rows(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    # A tier that arrives after the first response (the PSA's contract) moves both targets.
+    async with sessions() as session, session.begin():
+        ticket = await p3_ticket(session)
+        await sla.schedule(session, CONFIG, ticket, now=OPENED)
+        responded = OPENED + timedelta(hours=3)
+        assert await sla.record_first_response(session, ticket, TECH, "C0HELP", at=responded)
+        assert ticket.respond_met is True  # against the 8h of standard P3
+        moved = await sla.move_targets(
+            session,
+            CONFIG,
+            ticket,
+            respond_by=OPENED + timedelta(hours=1),
+            resolve_by=OPENED + timedelta(hours=8),
+            now=responded + timedelta(minutes=1),
+            reason="HD-1 has the gold tier now: its targets moved",
+        )
+        assert moved == ("respond", "resolve")
+    async with sessions() as session:
+        stored = await session.get(Ticket, ticket.id)
+        assert stored is not None
+        assert (stored.respond_by, stored.resolve_by) == (
+            OPENED + timedelta(hours=1),
+            OPENED + timedelta(hours=8),
+        )
+        assert (stored.respond_met, stored.resolve_met) == (False, None)
+        # The respond clock stopped at the first response: only resolve is queued again.
+        assert await rows(session) == {
+            ("respond", "warning", OPENED + timedelta(hours=7, minutes=45), "cancelled"),
+            ("resolve", "warning", OPENED + timedelta(days=3, minutes=-15), "cancelled"),
+            ("resolve", "warning", OPENED + timedelta(hours=7, minutes=45), "pending"),
+        }
+
+
+async def test_a_breached_target_that_moves_is_not_announced_again(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions() as session, session.begin():
+        ticket = await p3_ticket(session)
+        await sla.schedule(session, CONFIG, ticket, now=OPENED)
+        await sla.record_first_response(session, ticket, TECH, "C0HELP", at=OPENED)
+        # Resolve-by (3 days) passed: its breach was said and the target stored as missed.
+        breached = OPENED + timedelta(days=3, seconds=1)
+        assert await mark_missed(session, ticket, "resolve")
+        # Raised to P1 afterwards: the P1 resolve target (4h) is far behind it as well.
+        ticket.priority = "P1"
+        await sla.retarget(session, CONFIG, ticket, now=breached + timedelta(hours=1))
+        assert ticket.resolve_met is False
+        assert ticket.resolve_by == OPENED + timedelta(hours=4)
+        assert {status for _, _, _, status in await rows(session)} == {"cancelled"}
+
+
+async def test_moved_targets_of_a_closed_ticket_judge_the_closure_again(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions() as session, session.begin():
+        ticket = await p3_ticket(session)
+        await sla.schedule(session, CONFIG, ticket, now=OPENED)
+        closed = OPENED + timedelta(hours=5)
+        await sla.record_first_response(session, ticket, TECH, "C0HELP", at=closed)
+        ticket.status, ticket.closed_at = "closed", closed
+        await sla.on_closed(session, ticket, at=closed)
+        assert (ticket.respond_met, ticket.resolve_met) == (True, True)
+        await sla.move_targets(
+            session,
+            CONFIG,
+            ticket,
+            respond_by=OPENED + timedelta(hours=1),
+            resolve_by=OPENED + timedelta(hours=4),
+            now=closed + timedelta(seconds=1),
+            reason="HD-1 has the gold tier now: its targets moved",
+        )
+        assert (ticket.respond_met, ticket.resolve_met) == (False, False)
+        assert {status for _, _, _, status in await rows(session)} == {"cancelled"}
