@@ -69,9 +69,9 @@ class Route(Generic[H]):
     patient: bool = False
 
 
-def changes(handler: H) -> Route[H]:
+def changes(handler: H, *, patient: bool = False) -> Route[H]:
     """A route that changes state: it runs once per delivery id."""
-    return Route(handler, changes_state=True)
+    return Route(handler, changes_state=True, patient=patient)
 
 
 def reads(handler: H, *, patient: bool = False) -> Route[H]:
@@ -113,7 +113,8 @@ COMMANDS: dict[str, Route[CommandHandler]] = {
     "close": changes(closure.close_command),
     "similar": reads(diagnosis.similar_command),
     "kb": reads(diagnosis.kb_command),
-    "report": reads(reports.report_command, patient=True),
+    # Its answer uploads (Slack) or attaches (Teams) the chart: once per delivery.
+    "report": changes(reports.report_command, patient=True),
     "help": reads(_help),
 }
 

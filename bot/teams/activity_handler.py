@@ -15,7 +15,7 @@ from bot import places
 from bot.directory.deadline import person_waiting
 from bot.places import Places
 from bot.teams import proactive, replies
-from bot.teams.notifier import delivery_error
+from bot.teams.notifier import TRANSPORT_ERRORS, delivery_error, transport_error
 from bot.teams.references import ReferenceStore, user_key
 from cards import teams as adaptive
 from cards.model import ActionId, Card
@@ -34,6 +34,9 @@ UNKNOWN_ACTION = "That button or form is not available any more. Try `ticket hel
 # (the message body again) and cards are not.
 FILE_INFO = "application/vnd.microsoft.teams.file.download.info"
 MAX_FILES = 20
+# An answer the connector refused without a Retry-After (412, 502, 503, 504) or could not be
+# reached for goes out through the outbox after this long (the conversation is held as long).
+ANSWER_RETRY = 2.0
 
 
 def shared_files(activity: Activity) -> list[dict[str, Any]]:
@@ -249,8 +252,9 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
         ticket_id: int | None = None,
     ) -> str | None:
         """Answer in the turn; the message id, or None when the connector throttles this
-        conversation: then the answer goes out through the outbox once the wait is over (the
-        activity itself is still answered at once)."""
+        conversation or fails for the moment (429, 412, 502, 503, 504, unreachable): then the
+        answer goes out through the outbox once the wait is over (the activity itself is
+        still answered at once). Only a permanent refusal (401, 403, 404, 413) fails the turn."""
         conversation = turn_context.activity.conversation.id
         place = places.teams_conversation(conversation)
         wait = self.places.blocked_for(place)
@@ -260,16 +264,18 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
                 return str(getattr(sent, "id", "") or "") or None
             except HttpOperationError as exc:
                 error = delivery_error(exc, place)
-                if error.retry_after is None:
+                if error.permanent:
                     raise
-                self.places.block(place, error.retry_after)
-                wait = error.retry_after
-                log.warning(
-                    "teams: answer in %s refused (%s); sending it in %.1f s",
-                    conversation,
-                    error,
-                    wait,
-                )
+            except TRANSPORT_ERRORS as exc:
+                error = transport_error(exc)
+            wait = ANSWER_RETRY if error.retry_after is None else error.retry_after
+            self.places.block(place, wait)
+            log.warning(
+                "teams: answer in %s not delivered (%s); sending it in %.1f s",
+                conversation,
+                error,
+                wait,
+            )
         await notify.answer_later(
             self.deps,
             platform="teams",

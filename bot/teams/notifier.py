@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 CHANNEL_ID = "msteams"
 RETRYABLE = {408, 412, 429, 502, 503, 504}
 PERMANENT = {401, 403, 404, 413}
+# A send that did not reach the connector, or whose answer never came back.
+TRANSPORT_ERRORS = (aiohttp.ClientError, ClientRequestError, OSError, TimeoutError)
 # No reference and no configured service URL: someone may talk to the bot meanwhile.
 NO_ROUTE_RETRY = 300.0
 
@@ -51,6 +53,14 @@ def _error_body(response: Any) -> dict[str, Any]:
         return {}
     error = data.get("error") if isinstance(data, dict) else None
     return error if isinstance(error, dict) else {}
+
+
+def transport_error(exc: BaseException) -> DeliveryError:
+    """A send that failed on the way (TRANSPORT_ERRORS) -> a retryable DeliveryError."""
+    if isinstance(exc, aiohttp.ClientConnectorError):  # never reached the connector
+        return DeliveryError(f"teams: {type(exc).__name__}: {exc}")
+    # Teams has no look-up: a message whose answer was lost may repeat once.
+    return DeliveryError(f"teams: {type(exc).__name__}: {exc}", uncertain=True)
 
 
 def delivery_error(exc: HttpOperationError, place: str | None = None) -> DeliveryError:
@@ -107,11 +117,8 @@ class TeamsNotifier:
             raise delivery_error(exc, place) from exc
         except PermissionError as exc:  # msal could not get a token (AAD down, bad secret)
             raise DeliveryError(f"teams: no access token: {exc}") from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise DeliveryError(f"teams: {type(exc).__name__}: {exc}") from exc
-        except (aiohttp.ClientError, ClientRequestError, OSError, TimeoutError) as exc:
-            # Teams has no look-up: a message whose answer was lost may repeat once.
-            raise DeliveryError(f"teams: {type(exc).__name__}: {exc}", uncertain=True) from exc
+        except TRANSPORT_ERRORS as exc:
+            raise transport_error(exc) from exc
 
     async def _reference(self, conversation_id: str) -> ConversationReference:
         stored = await self.references.get(conversation_id)

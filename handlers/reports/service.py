@@ -96,6 +96,12 @@ async def report_command(deps: Deps, interaction: Interaction, command: Command)
         now=now,
         pattern_threshold=deps.config.patterns.repeat_threshold,
     )
+    # Answering is this route's one change: the delivery id is claimed now that the figures
+    # are there, so a redelivery (a Slack retry, the same Teams activity) is answered as a
+    # duplicate and its chart is not uploaded or sent again. Nothing is claimed when the
+    # report failed: a retry of it runs.
+    async with deps.sessions() as session, session.begin():
+        await session.connection()
     log.info(
         "report",
         extra={"client": client or "*", "since": str(period.since), "opened": summary.opened},

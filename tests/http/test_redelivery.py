@@ -70,6 +70,7 @@ PEOPLE = [
         "technician": True,
     },
 ]
+REPORTS = "19:reports@thread.tacv2"
 GOOD_NOTE = "Cleared the print queue on PRN-0042 and reinstalled the HP UPD 7.1 driver"
 FACTS = {
     "repro_steps": "Print the Q3 report from Excel on floor 3",
@@ -190,7 +191,8 @@ def test_every_route_is_declared_and_the_tests_cover_every_state_changing_one() 
     for name, route in [*COMMANDS.items(), *ACTIONS.items(), *EVENTS.items()]:
         assert isinstance(route.changes_state, bool), name
     # Forms, show, mine and help may simply run again; everything else is covered below.
-    # Opening the escalation or closure form is the ticket's first response (SPEC, SLA).
+    # Opening the escalation or closure form is the ticket's first response (SPEC, SLA); a
+    # report uploads or attaches its chart, which a retry must not do again.
     assert state_changing_routes() == {
         "verify",
         "escalate",
@@ -214,6 +216,7 @@ def test_every_route_is_declared_and_the_tests_cover_every_state_changing_one() 
         "fix.comment",
         "ticket.file_under",
         "ticket.message",
+        "report",
     }
 
 
@@ -434,6 +437,7 @@ def slack_steps(s: SlackDriver) -> list[Step]:
 
     return [
         Step("ticket.create", create),
+        Step("report", lambda: command("report")),
         Step("time", lambda: command("time HD-1 30m")),
         Step("verify", lambda: command("verify HD-1")),
         Step("ticket.verify", verify_button),
@@ -478,6 +482,9 @@ async def test_slack_retries_change_nothing_twice(
     assert len(pagerduty.events("trigger")) == 1 and len(pagerduty.events("resolve")) == 1
     assert len(driver.posts("C0NETWORK")) == 1 and len(driver.posts("C0SECURITY")) == 1
     assert len(driver.posts("C0INCIDENT")) == 1
+    # The report's chart was uploaded once, its retry uploaded nothing.
+    assert len(slack_api.shared_files("C0HELP")) == 1
+    assert len(slack_api.api_calls("files.completeUploadExternal")) == 1
 
 
 # -- Teams -----------------------------------------------------------------------------------
@@ -565,6 +572,11 @@ def teams_steps(t: TeamsDriver) -> list[Step]:
 
     async def command(text: str) -> Any:
         return t.sender(t.message(text))
+
+    async def report() -> Any:
+        # In a channel: its answer carries the chart beside the card.
+        return t.sender(activity(t.fake.service_url, text="<at>Helpdesk</at> ticket report",
+                                 textFormat="plain", conversation=REPORTS))  # fmt: skip
 
     async def verify_button() -> Any:
         card = t.last_card_with(PERSONAL, "Verify identity")
@@ -667,6 +679,7 @@ def teams_steps(t: TeamsDriver) -> list[Step]:
     duplicate = "Already done: that was handled before."
     return [
         Step("ticket.create", create),
+        Step("report", report),
         Step("time", lambda: command("ticket time HD-1 30m")),
         Step("verify", lambda: command("ticket verify HD-1")),
         Step("ticket.verify", verify_button, duplicate),
@@ -715,6 +728,9 @@ async def test_teams_redelivered_activities_change_nothing_twice(
     assert len(connector.activities("19:network@thread.tacv2")) == 1
     assert len(connector.activities("19:security@thread.tacv2")) == 1
     assert len(connector.activities("19:incident@thread.tacv2")) == 1
+    # The report's answer, with its chart, was sent once: its redelivery sent nothing.
+    [answer] = connector.activities(REPORTS)
+    assert [x["contentType"] for x in answer["attachments"]][1:] == ["image/png"]
 
 
 # -- refused or failed deliveries are not remembered -----------------------------------------

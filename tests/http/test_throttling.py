@@ -3,6 +3,8 @@
 The fakes throttle as the platforms do: Slack per channel for chat.postMessage (a burst,
 then about one a second; 429 with Retry-After over it), the connector per conversation (429
 Throttled with Retry-After). Both count any call that lands inside a window they announced.
+The connector's other passing refusals (412, 502, 503, 504, with or without Retry-After) and
+an unreachable connector are failed attempts too.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from typing import Any
 from storage import outbox
 from tests.fakes.botframework import FakeConnector
 from tests.fakes.slack_api import FakeSlack
+from tests.fakes.tcp_proxy import TcpProxy
 from tests.harness import AppHarness, wait_until
 from tests.http.conftest_teams import ANA_ID, PEOPLE, PERSONAL, card_of, message
 from tests.http.p1_support import INCIDENT_CHANNEL, SLACK_PEOPLE
+from tests.http.test_closure_teams import new_ticket
 
 CONFIG = {"slack": {"incident_channel": INCIDENT_CHANNEL}}
 
@@ -145,3 +149,87 @@ async def test_a_throttled_conversation_holds_later_answers_too(make_app, connec
     await wait_until(lambda: len(connector.activities(PERSONAL)) == 2, timeout=15)
     assert connector.violations == []
     assert ANA_ID not in json.dumps(connector.activities(PERSONAL))
+
+
+async def test_teams_answers_refused_for_the_moment_arrive_once_later(
+    make_app, connector: FakeConnector, caplog
+):
+    """412, 502, 503 and 504 (with or without Retry-After) are failed attempts like a 429:
+    the activity is still answered at once, the answer is queued and arrives once."""
+    caplog.set_level(logging.INFO)
+    app = await teams_app(make_app, connector)
+    url = connector.service_url
+    replies = f"/v3/conversations/{PERSONAL}/activities*"
+    cases = [
+        (503, {}, "ticket mine", "no open tickets"),  # no Retry-After: the default wait
+        (502, {}, "ticket show HD-404", "There is no ticket HD-404"),
+        (504, {"Retry-After": "2"}, "ticket mine", "no open tickets"),
+        (412, {}, "ticket new Printer jams", "Requester"),  # a form
+    ]
+    for status, headers, text, expect in cases:
+        connector.reset()
+        caplog.clear()
+        connector.fail(replies, status, times=1, headers=headers)
+        started = time.monotonic()
+        response = await app.teams(message(url, text))
+        assert response.status in (200, 201), (status, response.status)
+        assert time.monotonic() - started < 3
+        await wait_until(
+            lambda: connector.activities(PERSONAL), timeout=15, what=f"the answer after {status}"
+        )
+        [posted] = connector.activities(PERSONAL)
+        if headers:
+            assert time.monotonic() - started >= 1.9, "sent inside the Retry-After window"
+        assert expect in json.dumps(posted), (status, posted)
+        await asyncio.sleep(0.5)
+        assert len(connector.activities(PERSONAL)) == 1, status  # once
+        refused = [r for r in caplog.records if "not delivered" in r.getMessage()]
+        assert len(refused) == 1, (status, [r.getMessage() for r in caplog.records])
+        no_tracebacks(caplog)
+        assert not any("turn failed" in r.getMessage() for r in caplog.records), status
+
+
+async def test_a_teams_answer_is_sent_later_when_the_connector_cannot_be_reached(
+    make_app, connector: FakeConnector, caplog
+):
+    caplog.set_level(logging.INFO)
+    app = await teams_app(make_app, connector)
+    host, port = connector.url.removeprefix("http://").split(":")
+    proxy = await TcpProxy(host, int(port)).start()
+    try:
+        await proxy.refuse()
+        started = time.monotonic()
+        response = await app.teams(message(f"http://127.0.0.1:{proxy.port}/", "ticket mine"))
+        assert response.status in (200, 201) and time.monotonic() - started < 3
+        await proxy.open()
+        await wait_until(lambda: connector.activities(PERSONAL), timeout=15, what="the answer")
+        await asyncio.sleep(0.5)
+        [posted] = connector.activities(PERSONAL)
+        assert "no open tickets" in json.dumps(posted)
+    finally:
+        await proxy.stop()
+    no_tracebacks(caplog)
+    assert not any("turn failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_throttled_show_card_arrives_once_after_the_wait(
+    make_app, connector: FakeConnector, caplog
+):
+    caplog.set_level(logging.INFO)
+    app = await teams_app(make_app, connector)
+    url = connector.service_url
+    await new_ticket(app, connector)
+    connector.reset()
+    connector.throttle(PERSONAL, times=1, retry_after=2)
+    started = time.monotonic()
+    response = await app.teams(message(url, "ticket show HD-1"))
+    assert response.status in (200, 201) and time.monotonic() - started < 3
+    await wait_until(lambda: connector.activities(PERSONAL), timeout=15, what="the ticket card")
+    assert time.monotonic() - started >= 1.9, "sent inside the Retry-After window"
+    await asyncio.sleep(0.5)
+    [posted] = connector.activities(PERSONAL)
+    card = json.dumps(card_of(posted))
+    assert "HD-1 (P3)" in card and "Printer jams" in card
+    assert connector.violations == []
+    no_tracebacks(caplog)
+    assert not any("turn failed" in r.getMessage() for r in caplog.records)
