@@ -30,11 +30,6 @@ class _Named:
     plus the name this module built the statement under, which determines that clause."""
 
     inherit_cache = True
-    _cache_key_traversal = [
-        (name, kind)
-        for name, kind in StandardInsert._traverse_internals
-        if name != "_post_values_clause"
-    ]
     _built_as: tuple[Any, ...] = ()
 
     def _gen_cache_key(self, anon_map: Any, bindparams: Any) -> tuple[Any, ...] | None:
@@ -42,12 +37,22 @@ class _Named:
         return None if key is None or not self._built_as else (*key, self._built_as)
 
 
+# What the cache key is made of: everything SQLAlchemy's INSERT has but the ON CONFLICT clause.
+_KEY_PARTS = [
+    (name, kind)
+    for name, kind in StandardInsert._traverse_internals
+    if name != "_post_values_clause"
+]
+
+
 class _SqliteInsert(_Named, SqliteInsert):
     inherit_cache = True
+    _cache_key_traversal = _KEY_PARTS
 
 
 class _PgInsert(_Named, PgInsert):
     inherit_cache = True
+    _cache_key_traversal = _KEY_PARTS
 
 
 def _named_insert(dialect_name: str, table: Table, name: tuple[Any, ...]) -> Any:
