@@ -188,21 +188,35 @@ def _text_ok(text: str) -> bool:
 
 
 def _walk(body: Any) -> None:
-    """Bound nesting; every string (keys too) is valid Unicode without NUL."""
-    stack: list[tuple[Any, int]] = [(body, 0)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, str):
-            if not _text_ok(value):
-                _fail("a text", "is not valid Unicode text (NUL or lone surrogate)")
-        elif isinstance(value, dict | list):
-            if depth >= MAX_DEPTH:
+    """Bound nesting; every string (keys too) is valid Unicode without NUL.
+
+    Level by level, with the strings checked together at the end (one join, one scan in C):
+    a modal's submission holds hundreds of them, and a check per node was most of the cost
+    of checking its shape."""
+    keys: list[Any] = []
+    texts: list[str] = []
+    level: list[Any] = [body]
+    depth = 0
+    while level:
+        deeper: list[Any] = []
+        for value in level:
+            if isinstance(value, str):
+                texts.append(value)
+            elif isinstance(value, dict):
+                keys.extend(value)
+                deeper.extend(value.values())
+            elif isinstance(value, list):
+                deeper.extend(value)
+            else:
+                continue
+            if depth >= MAX_DEPTH and not isinstance(value, str):
                 _fail("the body", f"is nested deeper than {MAX_DEPTH} levels")
-            items = value.items() if isinstance(value, dict) else enumerate(value)
-            for key, item in items:
-                if isinstance(key, str) and not _text_ok(key):
-                    _fail("a key", "is not valid Unicode text")
-                stack.append((item, depth + 1))
+        level = deeper
+        depth += 1
+    if not _text_ok("".join(texts)):
+        _fail("a text", "is not valid Unicode text (NUL or lone surrogate)")
+    if not _text_ok("".join(k for k in keys if isinstance(k, str))):
+        _fail("a key", "is not valid Unicode text")
 
 
 def _str(
