@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 from typing import Any
@@ -25,6 +26,10 @@ from tests.fakes.slack_api import FakeSlack
 
 STATE = "/__bench/state"
 TRIM = "/__bench/trim"
+# One line per chat.postMessage whose body names a job token (`bench-...`, put into the
+# intake summary by bench.intake): `<token> <arrival monotonic>`, pushed as it arrives.
+STREAM = "/__bench/stream"
+JOB_TOKEN = re.compile(r"bench-[0-9a-z]+")
 
 
 def _control(fake: Any, rec: Recorded) -> web.Response | None:
@@ -44,20 +49,51 @@ class CountingSlack(FakeSlack):
         self.counts: dict[str, int] = {}
         self.first_post: dict[str, float] = {}
         self.last_view: dict[str, Any] | None = None
+        self.last_post: dict[str, Any] | None = None
+        self.listeners: set[asyncio.Queue[str]] = set()
 
     def bench_state(self) -> dict[str, Any]:
-        return {"counts": self.counts, "first_post": self.first_post, "last_view": self.last_view}
+        return {"counts": self.counts, "first_post": self.first_post, "last_view": self.last_view,
+                "last_post": self.last_post}  # fmt: skip
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        """Job tokens as their cards arrive, until the client goes away."""
+        response = web.StreamResponse()
+        response.content_type = "text/plain"
+        await response.prepare(request)
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        self.listeners.add(queue)
+        try:
+            while True:
+                lines = [await queue.get()]
+                while not queue.empty():
+                    lines.append(queue.get_nowait())
+                await response.write("".join(lines).encode())
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self.listeners.discard(queue)
+        return response
 
     async def handle(self, rec: Recorded, request: web.Request) -> web.StreamResponse:
         control = _control(self, rec)
         if control is not None:
             return control
+        if rec.path == STREAM:
+            return await self.stream(request)
         response = await super().handle(rec, request)
         method = rec.path.removeprefix("/api/")
         self.counts[method] = self.counts.get(method, 0) + 1
         params = rec.json if isinstance(rec.json, dict) else (rec.form or {})
         if method == "chat.postMessage":
             self.first_post.setdefault(str(params.get("channel")), rec.at)
+            self.last_post = params
+            if self.listeners:
+                found = JOB_TOKEN.search(rec.body_text)
+                if found:
+                    line = f"{found.group()} {rec.at}\n"
+                    for queue in self.listeners:
+                        queue.put_nowait(line)
         elif method == "views.open":
             view = params.get("view")
             self.last_view = json.loads(view) if isinstance(view, str) else view

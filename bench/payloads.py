@@ -49,11 +49,14 @@ def slash(
     return signed(urlencode(form))
 
 
-def intake_states(priority: str = "P2") -> dict[str, dict[str, Any]]:
+SUMMARY = "Printer jams on floor 3"
+
+
+def intake_states(priority: str = "P2", summary: str = SUMMARY) -> dict[str, dict[str, Any]]:
     """What a technician fills into the Slack intake modal."""
     return {
         "requester": {"type": "users_select", "selected_user": "UANA"},
-        "summary": {"type": "plain_text_input", "value": "Printer jams on floor 3"},
+        "summary": {"type": "plain_text_input", "value": summary},
         "error_text": {"type": "plain_text_input", "value": "Error 0x8007001F: paper path"},
         "doing": {"type": "plain_text_input", "value": "Printing the Q3 report"},
         "reproducible": {"type": "static_select", "selected_option": {"value": "intermittent"}},
@@ -72,12 +75,14 @@ def view_submission(
     priority: str = "P2",
     channel: str | None = None,
     user: str = "UTECH",
+    summary: str = SUMMARY,
 ) -> tuple[bytes, dict[str, str]]:
     """A signed view_submission of the modal `view` (as the bot rendered it), unique view id."""
     rendered = copy.copy(view)
     if channel is not None:
         rendered["private_metadata"] = json.dumps({"channel": channel})
-    payload = harness_view_submission(rendered, intake_states(priority), user=user, view_id=view_id)
+    states = intake_states(priority, summary)
+    payload = harness_view_submission(rendered, states, user=user, view_id=view_id)
     return signed(urlencode({"payload": json.dumps(payload)}))
 
 

@@ -287,8 +287,11 @@ async def app_scenarios(
     await fakes.trim()
 
     say("slack: intake view_submission (ticket + outbox card, delivered to FakeSlack)")
+    # Each submission names its own channel: posts to one channel are paced to about one a
+    # second (bot.places), which would make this a measure of Slack's rate limit.
     await measure(figures, (db, "slack.submit"), server, events,
-                  lambda i: payloads.view_submission(view, view_id=unique_view_id(db)),
+                  lambda i: payloads.view_submission(view, view_id=unique_view_id(db),
+                                                     channel=f"CSUB{i:07d}"),
                   requests=n, levels=levels, settle=settle_method("chat.postMessage"))  # fmt: skip
     await fakes.trim()
 
@@ -671,25 +674,12 @@ def _get(figures: Figures, backend: str, scenario: str, c: int) -> LoadResult | 
     return figures.loads.get((backend, scenario, c))
 
 
-def _peak(figures: Figures, backend: str, scenario: str) -> float:
-    return max(
-        (r.rps for (b, s, _), r in figures.loads.items() if b == backend and s == scenario),
-        default=math.nan,
-    )
-
-
 def targets(figures: Figures, db: str) -> list[tuple[str, bool | None, str]]:
     """(target, passed or None when not measured, the figures behind it)."""
     out: list[tuple[str, bool | None, str]] = []
-    ours, base = _peak(figures, db, "slack.submit"), _peak(figures, "bare", "bolt.insert")
-    if not math.isnan(ours) and not math.isnan(base):
-        ratio = ours / base
-        out.append(("submission >= 70% of bare Bolt+insert throughput (peak)", ratio >= 0.7,
-                    f"{ours:.0f} vs {base:.0f} req/s = {ratio:.0%}"))  # fmt: skip
-    sub8 = _get(figures, db, "slack.submit", 8)
-    if sub8 is not None:
-        out.append(("submission p99 <= 50 ms at c=8", sub8.pct(0.99) <= 50,
-                    f"p99 {sub8.pct(0.99):.1f} ms"))  # fmt: skip
+    # The submission targets (throughput vs bare Bolt+insert, p99 at c=8) are judged by
+    # `python -m bench.intake`, where a submission counts only once its card was delivered;
+    # here `slack.submit` latencies end at the ack.
     for c in (1, 8):
         ours_r, bare_r = (
             _get(figures, db, "slack.slash_new", c),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -52,6 +53,7 @@ def _prefix(platform: str) -> str:
     return "/ticket" if platform == "slack" else "ticket"
 
 
+@functools.cache  # static per platform; cards are frozen and never changed once built
 def usage(platform: str) -> Card:
     """`help`: one line per command (a card, so Teams cannot run the lines together)."""
     prefix = _prefix(platform)

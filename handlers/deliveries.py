@@ -155,21 +155,32 @@ async def after_delivery(
     now = now or utcnow()
     await csat.on_survey_delivered(session, message=message, at=now)
     card_message = result.get("ts") or result.get("activity_id")
-    if message.payload.get("ticket_card") and card_message and result.get("channel"):
+    card = bool(message.payload.get("ticket_card") and card_message and result.get("channel"))
+    thread = bool(message.payload.get("sets_ticket_thread") and result.get("ts"))
+    if card and thread:
+        await repo.set_card_and_thread(
+            session,
+            ticket_id=message.ticket_id,
+            channel=str(result["channel"]),
+            message=str(card_message),
+            thread=str(result["ts"]),
+        )
+    elif card:
         await repo.set_card(
             session,
             ticket_id=message.ticket_id,
             channel=str(result["channel"]),
             message=str(card_message),
         )
-        await _refresh_if_changed(session, message)
-    if message.payload.get("sets_ticket_thread") and result.get("ts"):
+    elif thread:
         await repo.set_thread(
             session,
             ticket_id=message.ticket_id,
             channel=str(result["channel"]),
             thread=str(result["ts"]),
         )
+    if card:
+        await _refresh_if_changed(session, message)
     await repo.add_event(
         session,
         ticket_id=message.ticket_id,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, union, update
+from sqlalchemy import bindparam, case, insert, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 
@@ -42,6 +42,19 @@ _SET_THREAD = (
     update(_TICKETS)
     .where(_TICKETS.c.id == bindparam("ticket_id"), _TICKETS.c.source_thread.is_(None))
     .values(source_thread=bindparam("thread"), source_channel=bindparam("channel"))
+)
+# Both in one statement (the ticket card's delivery): SET reads the row as it was, so the
+# thread is taken only when none was known, as with _SET_THREAD.
+_NO_THREAD = _TICKETS.c.source_thread.is_(None)
+_SET_CARD_AND_THREAD = (
+    update(_TICKETS)
+    .where(_TICKETS.c.id == bindparam("ticket_id"))
+    .values(
+        card_channel=bindparam("channel"),
+        card_message=bindparam("message"),
+        source_thread=case((_NO_THREAD, bindparam("thread")), else_=_TICKETS.c.source_thread),
+        source_channel=case((_NO_THREAD, bindparam("channel")), else_=_TICKETS.c.source_channel),
+    )
 )
 
 
@@ -118,6 +131,17 @@ async def set_card(session: AsyncSession, *, ticket_id: int, channel: str, messa
     """Remember where the ticket card message is (to refresh it when the ticket changes)."""
     conn = await session.connection()
     await conn.execute(_SET_CARD, {"ticket_id": ticket_id, "channel": channel, "message": message})
+
+
+async def set_card_and_thread(
+    session: AsyncSession, *, ticket_id: int, channel: str, message: str, thread: str
+) -> None:
+    """`set_card` and `set_thread` in one UPDATE."""
+    conn = await session.connection()
+    await conn.execute(
+        _SET_CARD_AND_THREAD,
+        {"ticket_id": ticket_id, "channel": channel, "message": message, "thread": thread},
+    )
 
 
 async def set_thread(session: AsyncSession, *, ticket_id: int, channel: str, thread: str) -> None:

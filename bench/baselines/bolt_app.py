@@ -5,6 +5,11 @@ Modes:
   ack-default  the same with Bolt's defaults (ack polled every 10 ms)
   insert       like `ack`, and a view_submission inserts one row (SQLAlchemy core, one
                aiosqlite connection, WAL) before it acks
+  insert-post  like `insert`, and after the ack posts a ticket card of the same size and shape
+               as the bot's (header, the same facts, error, buttons) to the channel named in
+               the modal's private_metadata with slack_sdk's AsyncWebClient (chat.postMessage):
+               what a minimal bot doing the same user-visible job costs. No outbox, no retry
+               after a crash: the card is lost if the process dies after the ack.
 
 `python -m bench.baselines.bolt_app --port P --mode ack --api-url URL [--db PATH]`
 (SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN from the environment).
@@ -13,6 +18,7 @@ Modes:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import re
@@ -55,6 +61,52 @@ def sqlite_engine(path: str) -> AsyncEngine:
     return engine
 
 
+def _value(state: dict[str, Any]) -> str:
+    if "selected_option" in state:
+        return str(state["selected_option"]["value"])
+    return str(state.get("value") or state.get("selected_user") or "-")
+
+
+async def post_card(client: AsyncWebClient, view: dict[str, Any], user: str, number: int) -> None:
+    """The ticket card a minimal bot would post: title, facts, error text, three buttons."""
+    values = {key: _value(next(iter(v.values()))) for key, v in view["state"]["values"].items()}
+    channel = json.loads(view.get("private_metadata") or "{}").get("channel", "C0HELP")
+    ticket = f"HD-{number}"
+    title = f"{ticket} ({values['priority']}): {values['summary']}"
+    facts = [
+        ("Ticket", ticket),
+        ("Priority", values["priority"]),
+        ("Status", "open"),
+        ("Requester", f"<@{values['requester']}>"),
+        ("Technician", f"<@{user}>"),
+        ("Category", values["category"]),
+        ("Users affected", values["users_affected"]),
+        ("Reproducible", values["reproducible"]),
+        ("Respond by", "in 2h"),
+        ("Resolve by", "in 1d"),
+        ("Asset", values["asset"]),
+        ("Client", values["client"]),
+    ]
+    blocks = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*"}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"}
+                                       for k, v in facts[:10]]},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"}
+                                       for k, v in facts[10:]]},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": "Exact error text"}]},
+        {"type": "section", "text": {"type": "mrkdwn", "text": values["error_text"]}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": "What they were doing"}]},
+        {"type": "section", "text": {"type": "mrkdwn", "text": values["doing"]}},
+        {"type": "actions", "elements": [
+            {"type": "button", "action_id": action, "text": {"type": "plain_text", "text": text},
+             "value": json.dumps({"ticket": ticket})}
+            for action, text in (("ticket.verify", "Verify identity"),
+                                 ("ticket.escalate", "Escalate"), ("ticket.close", "Close"))
+        ]},
+    ]  # fmt: skip
+    await client.chat_postMessage(channel=channel, text=title, blocks=blocks)
+
+
 def build(mode: str, api_url: str, db_path: str | None) -> web.Application:
     client = AsyncWebClient(token=os.environ["SLACK_BOT_TOKEN"], base_url=api_url)
     bolt = AsyncApp(
@@ -62,7 +114,8 @@ def build(mode: str, api_url: str, db_path: str | None) -> web.Application:
         signing_secret=os.environ["SLACK_SIGNING_SECRET"],
         process_before_response=mode != "ack-default",
     )
-    engine = sqlite_engine(db_path) if mode == "insert" and db_path else None
+    engine = sqlite_engine(db_path) if mode.startswith("insert") and db_path else None
+    posting: set[asyncio.Task[Any]] = set()
 
     @bolt.command("/ticket")
     async def on_command(ack: Any) -> None:
@@ -70,10 +123,11 @@ def build(mode: str, api_url: str, db_path: str | None) -> web.Application:
 
     @bolt.view(re.compile(r".+"))
     async def on_view(ack: Any, body: dict[str, Any]) -> None:
+        number = 0
+        view = body["view"]
         if engine is not None:
-            view = body["view"]
             async with engine.begin() as conn:
-                await conn.execute(
+                result = await conn.execute(
                     insert(ROWS).values(
                         view_id=view["id"],
                         user_id=body["user"]["id"],
@@ -81,7 +135,12 @@ def build(mode: str, api_url: str, db_path: str | None) -> web.Application:
                         created_at=datetime.now(UTC),
                     )
                 )
+                number = result.inserted_primary_key[0]
         await ack()
+        if mode == "insert-post":
+            task = asyncio.create_task(post_card(client, view, body["user"]["id"], number))
+            posting.add(task)
+            task.add_done_callback(posting.discard)
 
     async def events(request: web.Request) -> web.Response:
         bolt_request = await to_bolt_request(request)
@@ -109,7 +168,8 @@ async def _ok() -> web.Response:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--mode", choices=("ack", "ack-default", "insert"), default="ack")
+    modes = ("ack", "ack-default", "insert", "insert-post")
+    parser.add_argument("--mode", choices=modes, default="ack")
     parser.add_argument("--api-url", required=True)
     parser.add_argument("--db")
     args = parser.parse_args()
