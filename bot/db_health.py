@@ -4,7 +4,8 @@ While the database cannot be reached, `/ticket new` says so at once instead of o
 that could not be saved, and the log says it about once every 10 s (host and port, never the
 password), not a traceback per request. The probe pings every few seconds (every second while
 the database is away, so its return is noticed quickly); any request that meets the outage
-marks it at once.
+marks it at once. A failed ping drops the pooled connections not in use: after a fail-over
+they would never answer, and each would cost its next caller a timeout.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def describe(error: BaseException) -> str:
 class DatabaseMonitor:
     def __init__(self, engine: AsyncEngine, *, location: str) -> None:
         self.engine = engine
+        self._idle = db.IdleConnections(engine)
         self.location = location
         self.available = True
         self._every = Every(10.0)
@@ -45,6 +47,9 @@ class DatabaseMonitor:
         try:
             await db.ping(self.engine, timeout=timeout)
         except Exception as exc:
+            # The pooled connections may be as dead as this one (a partition, a fail-over):
+            # those not in use are dropped, so the return is not met by stale ones.
+            self._idle.drop()
             self.trouble(exc)
             return False
         self.recovered()

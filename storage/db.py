@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import Any
 
 from sqlalchemy import event, text
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from storage import inbound, sqlite_inline
 
@@ -91,6 +92,53 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
             },
         },
     )
+
+
+class IdleConnections:
+    """The PostgreSQL connections resting in the pool, to drop when the database stops
+    answering.
+
+    After a partition or a fail-over the pooled connections may never answer again (no RST
+    comes): each would hold up the next caller for a ping timeout before being replaced, one
+    after the other. A connection that is not in use serves nobody, so dropping it when a
+    probe finds the database away costs at most a reconnect, and the first caller after the
+    return gets a fresh connection. Connections in use are left to their own timeouts.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._idle: weakref.WeakSet[ConnectionPoolEntry] = weakref.WeakSet()
+        if engine.dialect.name != "postgresql":
+            return  # SQLite: one local file, nothing to go silent
+        pool = engine.sync_engine.pool
+        event.listen(pool, "checkin", self._checked_in)
+        event.listen(pool, "checkout", self._checked_out)
+        event.listen(pool, "invalidate", self._gone)
+        event.listen(pool, "close", self._gone)
+
+    def _checked_in(self, dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        if dbapi_connection is not None:
+            self._idle.add(record)
+
+    def _checked_out(self, _dbapi: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        self._idle.discard(record)
+
+    def _gone(self, _dbapi: Any, record: ConnectionPoolEntry, *_: Any) -> None:
+        self._idle.discard(record)
+
+    def drop(self) -> int:
+        """Close every idle connection at once (no goodbye to a server that may not answer);
+        the pool opens new ones on demand. Returns how many were dropped."""
+        dropped = 0
+        for record in list(self._idle):
+            self._idle.discard(record)
+            driver = record.driver_connection
+            if driver is None:
+                continue
+            driver.terminate()  # asyncpg: closes the socket without waiting for the server
+            # Replaced on its next checkout, without a ping (it would fail anyway).
+            record.invalidate(soft=True)
+            dropped += 1
+        return dropped
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

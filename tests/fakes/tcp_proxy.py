@@ -2,7 +2,9 @@
 network: `refuse` (new connections refused, open ones reset, as when the server is down),
 `reset` (open connections reset once, new ones go through), `hold` (nothing moves in either
 direction and nothing is closed: a partition, as after a fail-over; new connections hang),
-and back to `open`. The real server is never stopped.
+and back to `open` (held connections carry on where they stopped) or `fail_over` (healed onto
+another server: the held connections are gone, reset or left silent for good, and only new
+connections work). The real server is never stopped.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class TcpProxy:
         self.accepted = 0
         self._server: asyncio.Server | None = None
         self._pipes: set[_Pipe] = set()
+        # Client ends of connections dropped silently by `fail_over`: open, never answered.
+        self._silent: set[_Pipe] = set()
         self._flowing = asyncio.Event()
         self._flowing.set()
 
@@ -50,6 +54,9 @@ class TcpProxy:
         await self._close_listener()
         for pipe in list(self._pipes):
             self._abort(pipe)
+        for pipe in list(self._silent):
+            pipe.client.transport.abort()
+        self._silent.clear()
 
     async def _close_listener(self) -> None:
         if self._server is not None:
@@ -85,6 +92,19 @@ class TcpProxy:
             await self._listen()
         self._flowing.set()
 
+    async def fail_over(self, *, silent: bool = False) -> None:
+        """Healed onto another server: every connection held until now is dropped and new
+        ones go through. Dropped means reset (the address now belongs to a server that does
+        not know them) or, `silent`, left open on the client's side with nothing ever coming
+        back (their server is gone and no RST arrives): only the client's own timeouts end
+        those. What was held in them never reaches anyone."""
+        for pipe in list(self._pipes):
+            if silent:
+                self._silence(pipe)
+            else:
+                self._abort(pipe)
+        await self.open()
+
     # -- plumbing -------------------------------------------------------------------------------
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -93,6 +113,8 @@ class TcpProxy:
         self._pipes.add(pipe)
         try:
             await self._flowing.wait()  # a partition: the connect just hangs
+            if pipe not in self._pipes:
+                return  # dropped meanwhile (fail-over or reset)
             if self.mode == "refuse":
                 self._abort(pipe)
                 return
@@ -127,6 +149,18 @@ class TcpProxy:
             pass
         finally:
             self._abort(pipe)
+
+    def _silence(self, pipe: _Pipe) -> None:
+        """Drop `pipe` without telling its client: the server end is closed, the client end
+        stays open and nothing is read from it or written to it again."""
+        self._pipes.discard(pipe)
+        self._silent.add(pipe)
+        current = asyncio.current_task()
+        for task in pipe.tasks:
+            if task is not current:
+                task.cancel()
+        if pipe.server is not None:
+            pipe.server.transport.abort()
 
     def _abort(self, pipe: _Pipe) -> None:
         if pipe not in self._pipes:

@@ -2,12 +2,14 @@
 
 Real processes (`python -m bot worker`) on one database; the Slack fake keeps what it was
 sent per channel, and can take a `chat.postMessage` and then hold its answer, so a worker can
-be killed after Slack accepted a message and before the worker recorded it.
+be killed after Slack accepted a message and before the worker recorded it. A worker that
+stays alive renews its leases, so a send slower than the lease is never taken over.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from typing import Any
@@ -31,6 +33,10 @@ from tests.http.processes import Spawn
 
 CONFIG = {"slack": {"incident_channel": INCIDENT_CHANNEL}}
 LEASE = "3"
+# A send slower than the lease, by a worker that stays alive.
+RENEWED_LEASE = "4"
+SLOW_SLACK = 12.0
+SLOW_PAGER = 8.0
 
 
 async def p1_queued(make_app: Any, slack: FakeSlack, pd: FakePagerDuty) -> AppHarness:
@@ -143,3 +149,59 @@ async def test_look_up_does_not_hide_a_message_that_never_arrived(
         await asyncio.sleep(1.0)
         assert len(cards_in(slack_api, "C0HELP")) == 1
         assert len(cards_in(slack_api, INCIDENT_CHANNEL)) == 1
+
+
+async def test_a_live_worker_keeps_a_send_slower_than_its_lease(
+    make_app, db_url: str, slack_api: FakeSlack, spawn: Spawn
+):
+    """Two workers side by side, a 4 s lease, Slack answering posts only after 12 s (three
+    leases): the worker that claimed a row renews its lease while it waits, so the other never
+    takes it over. One attempt each, one message each, no look-up, no second page."""
+    async with fake_pagerduty() as pd:
+        env_app: AppHarness = await make_app(slack=slack_api, config=CONFIG, people=SLACK_PEOPLE,
+                                             scheduler=False, env=pager_env(pd, None))  # fmt: skip
+        env = {**env_app.env, "OUTBOX_LEASE_SECONDS": RENEWED_LEASE}
+        workers = [await spawn("worker", env=env, name=f"worker {n}") for n in (1, 2)]
+        for worker in workers:
+            await worker.wait_for_line("outbox worker running")
+        # Slack takes every post at once and answers three leases later; PagerDuty answers two
+        # leases later (its client gives up after 10 s).
+        slack_api.delay_answer("chat.postMessage", SLOW_SLACK)
+        pd.set_delay("/v2/enqueue", SLOW_PAGER)
+        await slack_ticket(env_app, slack_api)  # the web process queues card, notice and page
+        await eventually(
+            lambda: cards_in(slack_api, "C0HELP") and cards_in(slack_api, INCIDENT_CHANNEL),
+            timeout=10,
+            what="Slack to have the ticket card and the incident notice",
+        )
+        posted = time.monotonic()
+
+        async def all_delivered() -> bool:
+            return {r.status for r in await outbox_rows(db_url)} == {"delivered"}
+
+        with contextlib.suppress(AssertionError):  # the rows below say what went wrong
+            await eventually(all_delivered, timeout=SLOW_SLACK + 8, what="every row delivered")
+        # The answers really came after several leases had run out (unrenewed).
+        assert time.monotonic() - posted > 2 * float(RENEWED_LEASE)
+        await asyncio.sleep(1.0)  # a few polls of both workers: nothing more may go out
+
+        assert all(w.process.returncode is None for w in workers)
+        rows = await outbox_rows(db_url)
+        assert {r.kind for r in rows} >= {"message", "page.pagerduty"}
+        assert {(r.status, r.attempts, r.in_doubt) for r in rows} == {("delivered", 1, False)}, [
+            (r.id, r.kind, r.status, r.attempts, r.in_doubt, r.claimed_by) for r in rows
+        ]
+        card = next(r for r in rows if r.payload.get("ticket_card"))
+        assert "found" not in card.result  # delivered by its own post, not by a look-up
+        # Posted once each; nobody had to look for an earlier attempt.
+        assert len(slack_api.posts()) == len(cards_in(slack_api, "C0HELP")) + len(
+            cards_in(slack_api, INCIDENT_CHANNEL)
+        )
+        assert len(cards_in(slack_api, "C0HELP")) == 1
+        assert len(cards_in(slack_api, INCIDENT_CHANNEL)) == 1
+        ids = outbox_ids(slack_api)
+        assert len(ids) == len(set(ids)), f"a row was posted twice: {sorted(ids)}"
+        assert not slack_api.method_calls("conversations.history")
+        assert [t["dedup_key"] for t in pd.events("trigger")] == ["HD-1"]
+        for worker in workers:
+            assert not any("attempt 2" in line or "Traceback" in line for line in worker.lines)
