@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from sqlalchemy import select
 
@@ -17,11 +18,24 @@ from handlers.config import HelpdeskConfig
 from storage import db
 from storage import tickets as repo
 from storage.models import OutboxMessage, Ticket, TicketEvent, utcnow
+from tests.fakes.base import Recorded
+from tests.fakes.psa_autotask import FakeAutotask
+from tests.fakes.psa_common import PsaFake
+from tests.fakes.psa_connectwise import FakeConnectWise
+from tests.fakes.psa_freshservice import FakeFreshservice
 from tests.fakes.psa_servicenow import FakeServiceNow
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import wait_until
 from tests.http.processes import Spawn
-from tests.http.psa_support import app_config, open_ticket, remember_secrets, seed, start_app
+from tests.http.psa_support import (
+    FAKES,
+    SYSTEMS,
+    app_config,
+    open_ticket,
+    remember_secrets,
+    seed,
+    start_app,
+)
 
 LEASE = "2"
 
@@ -35,17 +49,51 @@ async def _rows(url: str, model: Any) -> list[Any]:
         await engine.dispose()
 
 
-def _no_secrets(fake: FakeServiceNow, *procs: Any) -> None:
+def _no_secrets(fake: PsaFake, *procs: Any) -> None:
     for proc in procs:
         for line in proc.lines:
             for secret in fake.secrets():
                 assert secret not in line, line
 
 
+# Where each system is asked to create a ticket, and how it is asked for the bot's reference
+# (README "System of record"; ../shared/reference/psa-kb-facts.md "Dedup").
+CREATES = {
+    "servicenow": "/api/now/table/incident",
+    "freshservice": "/api/v2/tickets",
+    "connectwise": "*/apis/3.0/service/tickets",
+    "autotask": "*/v1.0/Tickets",
+}
+
+
+def _lookups(fake: PsaFake, key: str) -> list[Recorded]:
+    """The requests that looked the ticket up by the bot's reference `key`."""
+    if isinstance(fake, FakeServiceNow):  # encoded query on the task's correlation_id
+        calls = fake.calls("/api/now/table/incident")
+        return [
+            c
+            for c in calls
+            if c.method == "GET" and c.query.get("sysparm_query") == f"correlation_id={key}"
+        ]
+    if isinstance(fake, FakeFreshservice):  # filter query on the custom ticket field
+        calls = fake.calls("/api/v2/tickets/filter")
+        wanted = f"\"cf_helpdesk_bot_key:'{key}'\""
+        return [c for c in calls if c.method == "GET" and c.query.get("query") == wanted]
+    if isinstance(fake, FakeConnectWise):  # conditions on the ticket's externalXRef
+        calls = fake.calls("*/apis/3.0/service/tickets")
+        wanted = f'externalXRef="{key}"'
+        return [c for c in calls if c.method == "GET" and c.query.get("conditions") == wanted]
+    assert isinstance(fake, FakeAutotask)  # a Tickets query on externalID
+    calls = fake.calls("*/v1.0/Tickets/query")
+    wanted = {"op": "eq", "field": "externalID", "value": key}
+    return [c for c in calls if c.method == "POST" and wanted in (c.json or {}).get("filter", [])]
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
 async def test_killed_after_the_psa_made_the_ticket_still_one_ticket(
-    make_app, db_url: str, slack_api: FakeSlack, spawn: Spawn
+    make_app, db_url: str, slack_api: FakeSlack, spawn: Spawn, system: str
 ):
-    fake = FakeServiceNow()
+    fake = FAKES[system]()
     seed(fake)
     async with fake:
         app = await start_app(make_app, slack_api, fake, scheduler=False)
@@ -53,13 +101,16 @@ async def test_killed_after_the_psa_made_the_ticket_still_one_ticket(
         await app.stop()
         env = {**app.env, "OUTBOX_LEASE_SECONDS": LEASE}
 
-        fake.hold_answers(30.0)  # ServiceNow makes the incident; its answer is slow
+        fake.hold_answers(30.0)  # the PSA makes the ticket; its answer is slow
         first = await spawn("worker", env=env, name="worker 1")
-        await wait_until(lambda: fake.records(), timeout=20, what="the incident made")
+        await wait_until(lambda: fake.records(), timeout=20, what="the PSA ticket made")
         await first.stop(signal.SIGKILL)  # made there, never recorded here
         [row] = [r for r in await _rows(db_url, OutboxMessage) if r.kind == "psa.create"]
         assert (row.status, row.attempts) == ("pending", 1)
         assert (await _rows(db_url, Ticket))[0].psa_number is None
+        [made] = fake.records()
+        assert made.ref.startswith("helpdesk")  # the bot's reference went into the PSA
+        assert not _lookups(fake, made.ref)  # a first attempt has nothing to look up
 
         fake.hold_answers(0.0)
         second = await spawn("worker", env=env, name="worker 2")
@@ -68,18 +119,19 @@ async def test_killed_after_the_psa_made_the_ticket_still_one_ticket(
         async def recorded() -> bool:
             return (await _rows(db_url, Ticket))[0].psa_number is not None
 
-        await wait_until(recorded, timeout=20, what="the incident recorded")
-        [made] = fake.records()
+        await wait_until(recorded, timeout=20, what="the PSA ticket recorded")
+        assert fake.records() == [made]
         [stored] = await _rows(db_url, Ticket)
         assert (stored.psa_number, stored.psa_id) == (made.number, made.id)
         [row] = [r for r in await _rows(db_url, OutboxMessage) if r.kind == "psa.create"]
         assert (row.status, row.attempts) == ("delivered", 2)
         [event] = [e for e in await _rows(db_url, TicketEvent) if e.kind == "psa.created"]
         assert event.data["found_by_reference"] is True
-        # It asked ServiceNow for its reference before creating again, and did not create.
-        lookups = [c for c in fake.calls("/api/now/table/incident") if c.method == "GET"]
-        assert lookups and "correlation_id=" in lookups[0].query["sysparm_query"]
-        assert len([c for c in fake.calls("/api/now/table/incident") if c.method == "POST"]) == 1
+        # It asked the PSA for its reference, the way the vendor documents, and did not create.
+        assert _lookups(fake, made.ref)
+        creates = [c for c in fake.calls(CREATES[system]) if c.method == "POST"]
+        assert len(creates) == 1
+        assert [w for w in fake.writes if w[1] == "create"] == [fake.writes[0]]
         _no_secrets(fake, first, second)
 
 
