@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -177,9 +178,10 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
         assert reply.follow_up is not None
         try:
             later = await reply.follow_up()
-            outgoing = replies.reply_activity(later)
-            if outgoing is None:
+            message = replies.reply_message(later)
+            if message is None:
                 return
+            outgoing, content = message
             if later.private and not interaction.conversation.personal:
                 if await self._send_personal(turn_context, outgoing):
                     return
@@ -189,9 +191,12 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
             async def work(ctx: TurnContext) -> str:
                 return await proactive.post(ctx, outgoing, conversation_id=activity.conversation.id)
 
-            await proactive.continue_conversation(
-                turn_context.adapter, reference, self.app_id, work
-            )
+            async def deliver() -> str:
+                return await proactive.continue_conversation(
+                    turn_context.adapter, reference, self.app_id, work
+                )
+
+            await self._send(turn_context, outgoing, content, deliver=deliver)
         except Exception:
             log.exception("teams: the rest of an answer could not be sent")
 
@@ -250,16 +255,20 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
         content: dict[str, Any],
         *,
         ticket_id: int | None = None,
+        deliver: Callable[[], Awaitable[str | None]] | None = None,
     ) -> str | None:
-        """Answer in the turn; the message id, or None when the connector throttles this
+        """Answer in the turn (or with `deliver`, e.g. a proactive post to the same
+        conversation after the turn); the message id, or None when the connector throttles this
         conversation or fails for the moment (429, 412, 502, 503, 504, unreachable): then the
         answer goes out through the outbox once the wait is over (the activity itself is
-        still answered at once). Only a permanent refusal (401, 403, 404, 413) fails the turn."""
+        still answered at once). Only a permanent refusal (401, 403, 404, 413) raises."""
         conversation = turn_context.activity.conversation.id
         place = places.teams_conversation(conversation)
         wait = self.places.blocked_for(place)
         if wait <= 0:
             try:
+                if deliver is not None:
+                    return await deliver() or None
                 sent = await turn_context.send_activity(outgoing)
                 return str(getattr(sent, "id", "") or "") or None
             except HttpOperationError as exc:
@@ -370,4 +379,5 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
     ) -> None:
         bot = turn_context.activity.recipient
         if bot is not None and any(m.id == bot.id for m in members_added or []):
-            await turn_context.send_activity(replies.card_activity(welcome("teams")))
+            card = welcome("teams")
+            await self._send(turn_context, replies.card_activity(card), {"card": card.to_dict()})

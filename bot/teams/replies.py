@@ -78,15 +78,16 @@ def _keep_indent(line: str) -> str:
     return "\u00a0" * (len(line) - len(stripped)) + stripped
 
 
-def reply_activity(reply: Reply) -> Activity | None:
-    """The message that answers `reply` in a conversation (None: nothing to send)."""
+def reply_message(reply: Reply) -> tuple[Activity, dict[str, Any]] | None:
+    """The message that answers `reply` in a conversation and its content as the outbox
+    keeps it (`{"card"}` or `{"text"}`); None: nothing to send."""
     if reply.duplicate:
         return None
     card = with_text(reply)
     if card is not None:
-        return card_activity(card)
+        return card_activity(card), {"card": card.to_dict()}
     if reply.text:
-        return text_activity(reply.text)
+        return text_activity(reply.text), {"text": reply.text}
     return None
 
 

@@ -17,10 +17,19 @@ from typing import Any
 
 from storage import outbox
 from tests.fakes.botframework import FakeConnector
+from tests.fakes.kb_confluence import FakeConfluence
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.harness import AppHarness, wait_until
-from tests.http.conftest_teams import ANA_ID, PEOPLE, PERSONAL, card_of, message
+from tests.http.conftest_teams import (
+    ANA_ID,
+    BOT_ID,
+    PEOPLE,
+    PERSONAL,
+    activity,
+    card_of,
+    message,
+)
 from tests.http.p1_support import INCIDENT_CHANNEL, SLACK_PEOPLE
 from tests.http.test_closure_teams import new_ticket
 
@@ -233,3 +242,67 @@ async def test_a_throttled_show_card_arrives_once_after_the_wait(
     assert connector.violations == []
     no_tracebacks(caplog)
     assert not any("turn failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_throttled_welcome_arrives_once_after_the_wait(
+    make_app, connector: FakeConnector, caplog
+):
+    """The welcome card when the bot is added goes through the same fallback as answers."""
+    caplog.set_level(logging.INFO)
+    app = await teams_app(make_app, connector)
+    connector.throttle(PERSONAL, times=1, retry_after=2)
+    update = activity(
+        connector.service_url, type="conversationUpdate", membersAdded=[{"id": BOT_ID}]
+    )
+    started = time.monotonic()
+    response = await app.teams(update)
+    assert response.status in (200, 201) and time.monotonic() - started < 3
+    await wait_until(lambda: connector.activities(PERSONAL), timeout=15, what="the welcome")
+    arrived = time.monotonic() - started
+    assert arrived >= 1.9, f"sent inside the 2 s window ({arrived:.2f} s)"
+    await asyncio.sleep(0.5)
+    [posted] = connector.activities(PERSONAL)
+    assert card_of(posted)["body"][0]["text"] == "Hi, I am the help-desk bot"
+    assert len(connector.refusals) == 1 and connector.violations == []
+    refused = [r for r in caplog.records if "not delivered" in r.getMessage()]
+    assert len(refused) == 1, [r.getMessage() for r in caplog.records]
+    no_tracebacks(caplog)
+    assert not any("turn failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_throttled_follow_up_arrives_once_after_the_wait(
+    make_app, connector: FakeConnector, caplog
+):
+    """`ticket kb` answers at once and sends the KB's late articles as a follow-up after the
+    turn: a follow-up the connector throttles arrives once the wait is over."""
+    caplog.set_level(logging.INFO)
+    async with FakeConfluence() as kb:
+        kb.add_page("Windows Update 0x80070005 after Patch Tuesday", "Reset the components")
+        kb.set_delay("/wiki/rest/api/search", 3)  # past the inline wait, within the timeout
+        app: AppHarness = await make_app(
+            people=PEOPLE,
+            config={"kb": {"source": "confluence", "url": kb.url, "space": "IT"}},
+            env={"KB_API_KEY": kb.token, "KB_USERNAME": kb.email},
+        )
+        started = time.monotonic()
+        response = await app.teams(message(connector.service_url, "ticket kb 0x80070005"))
+        assert response.status in (200, 201) and time.monotonic() - started < 3
+        await wait_until(lambda: connector.activities(PERSONAL), what="the first answer")
+        [first] = connector.activities(PERSONAL)
+        assert "Still asking Confluence" in json.dumps(first)
+        connector.throttle(PERSONAL, times=1, retry_after=2)  # the follow-up is refused
+        assert len(connector.activities(PERSONAL)) == 1, "the follow-up came before the throttle"
+        await wait_until(lambda: connector.refusals, timeout=10, what="the refused follow-up")
+        refused_at = connector.refusals[0][1]
+        await wait_until(
+            lambda: len(connector.activities(PERSONAL)) == 2, timeout=15, what="the follow-up"
+        )
+        assert time.monotonic() - refused_at >= 1.9, "sent inside the Retry-After window"
+        await asyncio.sleep(0.5)
+        [_, later] = connector.activities(PERSONAL)
+        assert "Windows Update 0x80070005 after Patch Tuesday" in json.dumps(card_of(later))
+        assert connector.violations == []
+    refused = [r for r in caplog.records if "not delivered" in r.getMessage()]
+    assert len(refused) == 1, [r.getMessage() for r in caplog.records]
+    no_tracebacks(caplog)
+    assert not any("could not be sent" in r.getMessage() for r in caplog.records)
