@@ -57,7 +57,7 @@ def _no_secrets(fake: PsaFake, *procs: Any) -> None:
 
 
 # Where each system is asked to create a ticket, and how it is asked for the bot's reference
-# (README "System of record"; ../shared/reference/psa-kb-facts.md "Dedup").
+# (README "System of record", where each look-up is described).
 CREATES = {
     "servicenow": "/api/now/table/incident",
     "freshservice": "/api/v2/tickets",
