@@ -9,6 +9,7 @@ Slack: people are mentions (Slack shows their names), typed text can never ping 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from handlers.commands import USAGE, VERBS
@@ -71,13 +72,18 @@ async def test_the_teams_ticket_card_says_exactly_this(make_app, connector: Fake
         "Resolve by": ticket.resolve_by.strftime("%Y-%m-%d %H:%M UTC"),
     }
     texts = [e["text"] for e in card["body"] if e["type"] == "TextBlock"]
-    same_day = ticket.resolve_by.date() == ticket.created_at.date()
-    resolve_due = ticket.resolve_by.strftime("%H:%M UTC" if same_day else "%Y-%m-%d %H:%M UTC")
+
+    def due_text(due: datetime) -> str:
+        # The time alone on the day the ticket was opened, else with its date (a ticket opened
+        # late in the UTC day is due tomorrow).
+        same_day = due.date() == ticket.created_at.date()
+        return due.strftime("%H:%M UTC" if same_day else "%Y-%m-%d %H:%M UTC")
+
     assert texts == [
         "HD-1 (P2): Outlook keeps crashing",
         "Opened HD-1",
-        f"Respond: pending (due {ticket.respond_by.strftime('%H:%M UTC')})",
-        f"Resolve: pending (due {resolve_due})",
+        f"Respond: pending (due {due_text(ticket.respond_by)})",
+        f"Resolve: pending (due {due_text(ticket.resolve_by)})",
         "Exact error text",
         "Error 0x80070005: \\[reset here\\](https://evil.example) \\*\\*now\\*\\*"
         "\n\\- then it closes",
