@@ -359,3 +359,29 @@ async def test_report_follows_what_happens_in_chat(make_app, slack_api: FakeSlac
     assert facts["CSAT distribution"] == "5: 0, 4: 1, 3: 0, 2: 0, 1: 0"
     assert facts["Time logged"] == "1h 15m ((no client) 1h 15m)"  # `time` and Time spent
     assert (facts["Fixes confirmed"], facts["Fixes unconfirmed"]) == ("0", "1")
+
+
+async def test_report_lists_a_repeated_error_under_top_patterns(make_app, slack_api: FakeSlack):
+    """Three tickets with one error code (the default `patterns.repeat_threshold`, 3) are a
+    pattern of the period; an error seen twice is not; a period without them lists none."""
+    from tests.http.diagnosis_support import ERROR_ACME, ERROR_GLOBEX, ERROR_NEW, open_ticket
+
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    numbers = [
+        (await open_ticket(app, slack_api, error=error, client=client))[0]
+        for error, client in (
+            (ERROR_ACME, "acme"),
+            ("Printer says PC LOAD LETTER", "acme"),
+            (ERROR_GLOBEX, "globex"),
+            ("Printer says PC LOAD LETTER", "initech"),
+            (ERROR_NEW, "initech"),
+        )
+    ]
+    facts = slack_facts(await (await app.slash("report")).json())
+    assert facts["Opened"] == "5"
+    first, _, second, _, third = numbers
+    assert facts["Top patterns"] == f"0x80070005 (3 tickets: {first}, {second}, {third})"
+    # The same tickets, a period before they were opened: no pattern.
+    facts = slack_facts(await (await app.slash("report 2020-01-01 2020-03-31")).json())
+    assert (facts["Opened"], facts["Top patterns"]) == ("0", "none")
+    await slack_api.wait_for_method("files.completeUploadExternal", count=2, timeout=20)
