@@ -81,6 +81,19 @@ def occurrences(calendar: icalendar.Calendar, year: int, month: int) -> list[Cha
     return found
 
 
+async def _read_all(response: aiohttp.ClientResponse) -> bytes:
+    """The whole body, or ValueError past MAX_BYTES (`content.read(n)` stops at the first
+    chunk that arrived: a feed over a few kB came cut short and did not parse)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_BYTES:
+            raise ValueError(f"larger than {MAX_BYTES // (1024 * 1024)} MB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class CalendarChanges:
     """ChangeCalendar over an iCalendar file or URL."""
 
@@ -128,7 +141,7 @@ class CalendarChanges:
             async with self.http.get(self.source, timeout=FETCH_TIMEOUT) as response:
                 if response.status != 200:
                     raise ValueError(f"HTTP {response.status}")
-                body = await response.content.read(MAX_BYTES)
+                body = await _read_all(response)
             calendar = parse(body)
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
             log.warning(

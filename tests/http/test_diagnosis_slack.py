@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
+from bot import changes
 from handlers import diagnosis
+from tests.fakes.calendar import PATH, FakeCalendar
 from tests.fakes.kb_confluence import FakeConfluence
 from tests.fakes.kb_hudu import FakeHudu
 from tests.fakes.kb_itglue import FakeItGlue
@@ -254,6 +256,75 @@ async def test_change_hints_on_the_card(make_app: Any, slack_api: FakeSlack, tmp
     at("2026-12-06T19:00:00")
     _, card = await open_ticket(app, slack_api, error="", client="acme", category="network")
     assert "VPN client" not in flat(card)
+
+
+def feed(summary: str) -> str:
+    """A published change calendar of a few hundred kB: a year of one-off changes for another
+    client, then the weekly firewall window (titled `summary`) for globex and FW-01."""
+    filler = "".join(
+        f"BEGIN:VEVENT\r\nUID:old-{n}@example.com\r\nDTSTAMP:20250101T000000Z\r\n"
+        f"DTSTART:2025{n % 12 + 1:02d}{n % 28 + 1:02d}T120000Z\r\n"
+        f"SUMMARY:Routine change {n}\r\nCATEGORIES:umbrella\r\n"
+        f"DESCRIPTION:{'Patch the branch office switches and check the uplinks. ' * 8}\r\n"
+        "END:VEVENT\r\n"
+        for n in range(500)
+    )
+    return (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n" + filler
+        + "BEGIN:VEVENT\r\nUID:fw@example.com\r\nDTSTAMP:20261101T000000Z\r\n"
+        "DTSTART:20261103T220000Z\r\nRRULE:FREQ=WEEKLY;BYDAY=TU\r\n"
+        f"SUMMARY:{summary}\r\nCATEGORIES:globex,FW-01\r\n"
+        "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )  # fmt: skip
+
+
+async def test_change_hints_from_a_calendar_url(
+    make_app: Any, slack_api: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`changes.calendar` as a URL: fetched at start-up (the whole feed, however it arrives),
+    the last good copy kept while the feed answers 503, a changed feed picked up at the next
+    refresh (10 minutes in production, 1 s here)."""
+    monkeypatch.setattr(changes, "URL_REFRESH", 1.0)
+    async with FakeCalendar(feed("Firewall firmware window")) as calendar:
+        assert len(calendar.ics) > 300_000
+        config = {"changes": {"window": "3d", "calendar": calendar.feed_url}}
+        app: AppHarness = await make_app(slack=slack_api, config=config, people=PEOPLE)
+        moment = datetime(2026, 12, 16, 8, 0, tzinfo=UTC)
+        app.services.deps.clock = lambda: moment
+        hint = "opened 10 hours after {} (2026-12-15 22:00 UTC)"
+
+        _, card = await open_ticket(app, slack_api, error="", client="globex", category="network")
+        assert hint.format("Firewall firmware window") in flat(card)
+        # On another client's ticket: no hint.
+        _, card = await open_ticket(app, slack_api, error="", client="acme", category="network")
+        assert "Firewall" not in flat(card)
+
+        # The feed fails: the bot keeps what it had.
+        calendar.fail(PATH, 503, times=1000)
+        await calendar.wait_for(lambda r: r.status == 503, count=2, timeout=10)
+        _, card = await open_ticket(app, slack_api, error="", client="FW-01", category="network")
+        assert hint.format("Firewall firmware window") in flat(card)
+
+        # The feed is back with a new title: the next refresh picks it up.
+        calendar.reset()
+        calendar.ics = feed("Firewall firmware window (moved to vendor B)")
+        changed = time.monotonic()
+        await calendar.wait_for(lambda r: r.at > changed and r.status == 200, timeout=10)
+
+        feed_in_use = app.services.calendar
+        assert feed_in_use is not None
+        day_before = datetime(2026, 12, 15, tzinfo=UTC)
+
+        def titles() -> list[str]:
+            return [c.title for c in feed_in_use.changes_between(day_before, moment)]
+
+        await wait_until(
+            lambda: "Firewall firmware window (moved to vendor B)" in titles(),
+            timeout=10,
+            what="the changed feed in use",
+        )
+        _, card = await open_ticket(app, slack_api, error="", client="globex", category="network")
+        assert hint.format("Firewall firmware window (moved to vendor B)") in flat(card)
 
 
 async def test_kb_and_similar_usage(make_app: Any, slack_api: FakeSlack) -> None:
