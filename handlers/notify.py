@@ -29,8 +29,10 @@ async def tell_technician(
     purpose: str = "",
     due_at: datetime | None = None,
     dedup_key: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> bool:
-    """Post in the ticket's thread (Slack) or conversation (Teams) where the technician works."""
+    """Post in the ticket's thread (Slack) or conversation (Teams) where the technician works;
+    `extra` keys go into the outbox payload (e.g. what the delivery hook checks)."""
     return await outbox.enqueue(
         session,
         kind="message",
@@ -44,6 +46,7 @@ async def tell_technician(
             "fallback_user": ticket.technician_id,
             "ticket": ticket.number,
             "purpose": purpose,
+            **(extra or {}),
             **_content(text, card),
         },
     )

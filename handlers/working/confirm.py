@@ -22,7 +22,6 @@ from handlers.formatting import requester, when
 from handlers.types import Actor, DomainError, Interaction, InvalidInput, NotFound, Reply
 from handlers.working import cards
 from handlers.working.service import first_response as _first_response
-from handlers.working.service import to_technician
 from storage import outbox
 from storage import tickets as tickets_repo
 from storage import working as repo
@@ -264,7 +263,7 @@ async def _answer(deps: Deps, interaction: Interaction, choice: str) -> Reply:
         else:
             told = cards.broken_text(ticket, comment, asked_for_comment=not has_box)
             outcome = f"You said it is still broken ({when(now)}). Your technician was told."
-        await to_technician(
+        await notify.tell_technician(
             session,
             ticket,
             told,
@@ -310,7 +309,7 @@ async def comment(deps: Deps, interaction: Interaction) -> Reply:
             channel=interaction.conversation.id,
             data={"request": request.id, "length": len(text)},
         )
-        await to_technician(
+        await notify.tell_technician(
             session,
             ticket,
             cards.comment_text(ticket, text),

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import diagnosis, sla
+from handlers import diagnosis, notify, sla
 from handlers.answers import is_placeholder
 from handlers.config import HelpdeskConfig
 from handlers.deps import Deps
 from handlers.durations import format_duration
 from handlers.types import Actor
 from handlers.working import cards, rules
-from storage import outbox
 from storage import working as repo
 from storage.models import OutboxMessage, Ticket
 
@@ -73,7 +71,7 @@ async def on_ticket_opened(session: AsyncSession, deps: Deps, *, ticket: Ticket)
         return
     after = deps.config.escalation.nudge_after
     seconds = int(after.total_seconds())
-    await to_technician(
+    await notify.tell_technician(
         session,
         ticket,
         cards.nudge_text(ticket, format_duration(after) if seconds >= 60 else f"{seconds}s"),
@@ -81,39 +79,6 @@ async def on_ticket_opened(session: AsyncSession, deps: Deps, *, ticket: Ticket)
         due_at=ticket.created_at + after,
         dedup_key=f"{cards.NUDGE}:{ticket.id}",
         extra={"nudge": True},
-    )
-
-
-async def to_technician(
-    session: AsyncSession,
-    ticket: Ticket,
-    text: str,
-    *,
-    purpose: str,
-    due_at: datetime | None = None,
-    dedup_key: str | None = None,
-    extra: dict[str, Any] | None = None,
-) -> bool:
-    """Tell the ticket's technician where the ticket is worked: its card's thread on Slack,
-    the card's conversation on Teams (their chat with the bot, where they opened it); as
-    `notify.tell_technician`, with `extra` payload keys."""
-    return await outbox.enqueue(
-        session,
-        kind="message",
-        ticket_id=ticket.id,
-        due_at=due_at,
-        dedup_key=dedup_key,
-        payload={
-            "platform": ticket.source_platform,
-            "channel": ticket.source_channel,
-            "thread": ticket.source_thread,
-            "fallback_user": ticket.technician_id,
-            "ticket": ticket.number,
-            "purpose": purpose,
-            **(extra or {}),
-            "text": text,
-            "card": None,
-        },
     )
 
 
