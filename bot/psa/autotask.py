@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from bot.psa.http import Memo, PsaHttp
+from bot.psa.http import CachedCompanies, Memo, PsaHttp, company_named
 from bot.psa.settings import PsaSettings
 from handlers.psa import Company, NewTicket, Probe, PsaError, PsaRef, Resolution, TimeWork
 
@@ -36,7 +36,7 @@ def _eq(field: str, value: Any) -> dict[str, Any]:
     return {"op": "eq", "field": field, "value": value}
 
 
-class AutotaskConnector:
+class AutotaskConnector(CachedCompanies):
     name = "Autotask"
 
     def __init__(self, session: aiohttp.ClientSession, settings: PsaSettings) -> None:
@@ -124,26 +124,11 @@ class AutotaskConnector:
                 return int(value["value"])
         return fallback
 
-    async def find_company(self, name: str) -> Company | None:
-        found: Company | None = await self.memo.cached(
-            f"company:{name.strip().lower()}", lambda: self._find_company(name)
-        )
-        return found
-
     async def _find_company(self, name: str) -> Company | None:
         rows = await self._query(
             "Companies", [_eq("companyName", name.strip())], ["id", "companyName"]
         )
-        for row in rows:
-            if str(row.get("companyName", "")).strip().lower() == name.strip().lower():
-                return Company(str(row["id"]), str(row["companyName"]))
-        return None
-
-    async def active_contracts(self, company: Company) -> list[str]:
-        names: list[str] = await self.memo.cached(
-            f"contracts:{company.id}", lambda: self._active_contracts(company)
-        )
-        return names
+        return company_named(rows, name, name_key="companyName")
 
     async def _active_contracts(self, company: Company) -> list[str]:
         rows = await self._query(

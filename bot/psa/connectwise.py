@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from bot.psa.http import Memo, PsaHttp, basic
+from bot.psa.http import CachedCompanies, Memo, PsaHttp, basic, company_named
 from bot.psa.settings import PsaSettings
 from handlers.psa import Company, NewTicket, Probe, PsaError, PsaRef, Resolution, TimeWork
 
@@ -32,7 +32,7 @@ def stamp(moment: Any) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class ConnectWiseConnector:
+class ConnectWiseConnector(CachedCompanies):
     name = "ConnectWise"
 
     def __init__(self, session: aiohttp.ClientSession, settings: PsaSettings) -> None:
@@ -89,12 +89,6 @@ class ConnectWiseConnector:
         answer = await self._api("GET", path, params=params)
         return [r for r in answer if isinstance(r, dict)] if isinstance(answer, list) else []
 
-    async def find_company(self, name: str) -> Company | None:
-        found: Company | None = await self.memo.cached(
-            f"company:{name.strip().lower()}", lambda: self._find_company(name)
-        )
-        return found
-
     async def _find_company(self, name: str) -> Company | None:
         rows = await self._list(
             "company/companies",
@@ -102,16 +96,7 @@ class ConnectWiseConnector:
             fields="id,identifier,name",
             pageSize="25",
         )
-        for row in rows:
-            if str(row.get("name", "")).strip().lower() == name.strip().lower():
-                return Company(str(row["id"]), str(row["name"]))
-        return None
-
-    async def active_contracts(self, company: Company) -> list[str]:
-        names: list[str] = await self.memo.cached(
-            f"contracts:{company.id}", lambda: self._active_contracts(company)
-        )
-        return names
+        return company_named(rows, name)
 
     async def _active_contracts(self, company: Company) -> list[str]:
         rows = await self._list(

@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from bot.psa.http import Memo, PsaHttp, basic
+from bot.psa.http import Memo, PsaHttp, basic, company_named
 from bot.psa.settings import PsaSettings
 from handlers.psa import Company, NewTicket, Probe, PsaError, PsaRef, Resolution, TimeWork
 
@@ -64,11 +64,7 @@ class FreshserviceConnector:
         return list(self.memo.put("departments", departments))
 
     async def find_company(self, name: str) -> Company | None:
-        wanted = name.strip().lower()
-        for row in await self._departments():
-            if str(row.get("name", "")).strip().lower() == wanted:
-                return Company(str(row["id"]), str(row["name"]))
-        return None
+        return company_named(await self._departments(), name)
 
     async def active_contracts(self, company: Company) -> list[str]:
         return []  # Freshservice has no contracts (SPEC): the default tier applies

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 
 from bot.notifiers import retry_after_seconds
-from handlers.psa import PsaError
+from handlers.psa import Company, PsaError
 
 TIMEOUT = aiohttp.ClientTimeout(total=20, sock_connect=10)
 # A pause this short is waited out in the call; a longer one fails the call at once.
@@ -168,6 +168,42 @@ class Memo:
             self._values.clear()
         self._values[key] = (time.monotonic() + self.ttl, value)
         return value
+
+
+def company_named(
+    rows: list[dict[str, Any]], name: str, *, id_key: str = "id", name_key: str = "name"
+) -> Company | None:
+    """The row whose name is `name` (case and surrounding spaces aside), as a Company."""
+    wanted = name.strip().lower()
+    for row in rows:
+        if str(row.get(name_key, "")).strip().lower() == wanted:
+            return Company(str(row[id_key]), str(row[name_key]))
+    return None
+
+
+class CachedCompanies:
+    """`find_company` and `active_contracts` answered from `self.memo` while it keeps them;
+    a connector supplies `_find_company` and `_active_contracts`, which ask its PSA."""
+
+    memo: Memo
+
+    async def find_company(self, name: str) -> Company | None:
+        found: Company | None = await self.memo.cached(
+            f"company:{name.strip().lower()}", lambda: self._find_company(name)
+        )
+        return found
+
+    async def active_contracts(self, company: Company) -> list[str]:
+        names: list[str] = await self.memo.cached(
+            f"contracts:{company.id}", lambda: self._active_contracts(company)
+        )
+        return names
+
+    async def _find_company(self, name: str) -> Company | None:
+        raise NotImplementedError
+
+    async def _active_contracts(self, company: Company) -> list[str]:
+        raise NotImplementedError
 
 
 def basic(user: str, password: str) -> str:

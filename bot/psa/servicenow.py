@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 
-from bot.psa.http import Memo, PsaHttp, basic
+from bot.psa.http import CachedCompanies, Memo, PsaHttp, basic, company_named
 from bot.psa.settings import PsaSettings
 from handlers.psa import Company, NewTicket, Probe, PsaError, PsaRef, Resolution, TimeWork
 
@@ -30,7 +30,7 @@ def quote(value: str) -> str:
     return value.replace("^", "^^")
 
 
-class ServiceNowConnector:
+class ServiceNowConnector(CachedCompanies):
     name = "ServiceNow"
 
     def __init__(self, session: aiohttp.ClientSession, settings: PsaSettings) -> None:
@@ -72,24 +72,9 @@ class ServiceNowConnector:
     async def _user(self, email: str) -> str:
         return await self._one_id("sys_user", f"email={quote(email)}") if email else ""
 
-    async def find_company(self, name: str) -> Company | None:
-        found: Company | None = await self.memo.cached(
-            f"company:{name.strip().lower()}", lambda: self._find_company(name)
-        )
-        return found
-
     async def _find_company(self, name: str) -> Company | None:
         rows = await self._rows("core_company", f"nameLIKE{quote(name)}", "sys_id,name", 50)
-        for row in rows:
-            if str(row.get("name", "")).strip().lower() == name.strip().lower():
-                return Company(str(row["sys_id"]), str(row["name"]))
-        return None
-
-    async def active_contracts(self, company: Company) -> list[str]:
-        names: list[str] = await self.memo.cached(
-            f"contracts:{company.id}", lambda: self._active_contracts(company)
-        )
-        return names
+        return company_named(rows, name, id_key="sys_id")
 
     async def _active_contracts(self, company: Company) -> list[str]:
         rows = await self._rows(
