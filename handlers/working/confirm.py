@@ -215,20 +215,32 @@ def _comment(interaction: Interaction) -> tuple[bool, str]:
     return True, text
 
 
+async def _requesters(
+    session: AsyncSession, interaction: Interaction
+) -> tuple[FixConfirmation, Ticket] | Reply:
+    """The request a button or comment names, when its requester is the one answering; else
+    the refusal to give (and the refusal audited)."""
+    request, ticket = await _load(session, interaction.data.get(cards.NONCE_KEY))
+    if request is None or ticket is None:
+        await _refused(session, interaction, ticket, request, "unknown request")
+        return Reply(text=cards.UNKNOWN_REQUEST)
+    if not notify.is_user(interaction.actor, request.platform, request.user_id):
+        await _refused(session, interaction, ticket, request, "not the requester")
+        return Reply(
+            text=f"Only the requester of {ticket.number} can answer this. Nothing was recorded."
+        )
+    return request, ticket
+
+
 async def _answer(deps: Deps, interaction: Interaction, choice: str) -> Reply:
     actor = interaction.actor
     has_box, comment = _comment(interaction)
     now = deps.clock()
     async with deps.sessions() as session, session.begin():
-        request, ticket = await _load(session, interaction.data.get(cards.NONCE_KEY))
-        if request is None or ticket is None:
-            await _refused(session, interaction, ticket, request, "unknown request")
-            return Reply(text=cards.UNKNOWN_REQUEST)
-        if not notify.is_user(actor, request.platform, request.user_id):
-            await _refused(session, interaction, ticket, request, "not the requester")
-            return Reply(
-                text=f"Only the requester of {ticket.number} can answer this. Nothing was recorded."
-            )
+        found = await _requesters(session, interaction)
+        if isinstance(found, Reply):
+            return found
+        request, ticket = found
         if request.state == "superseded":
             return Reply(text=cards.SUPERSEDED)
         if request.state != "pending":
@@ -284,15 +296,10 @@ async def comment(deps: Deps, interaction: Interaction) -> Reply:
     actor = interaction.actor
     _, text = _comment(interaction)
     async with deps.sessions() as session, session.begin():
-        request, ticket = await _load(session, interaction.data.get(cards.NONCE_KEY))
-        if request is None or ticket is None:
-            await _refused(session, interaction, ticket, request, "unknown request")
-            return Reply(text=cards.UNKNOWN_REQUEST)
-        if not notify.is_user(actor, request.platform, request.user_id):
-            await _refused(session, interaction, ticket, request, "not the requester")
-            return Reply(
-                text=f"Only the requester of {ticket.number} can answer this. Nothing was recorded."
-            )
+        found = await _requesters(session, interaction)
+        if isinstance(found, Reply):
+            return found
+        request, ticket = found
         if request.state != "broken":
             return Reply(text=f"There is nothing to add to on {ticket.number}. Thank you!")
         if not text:
