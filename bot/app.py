@@ -224,6 +224,8 @@ async def start_services(
         )
         services.worker.schedule(services.scheduler)
         outbox.on_enqueue_commit(sessions, services.worker.wake)
+        # Rows a request queues, due now, go straight to this process's worker.
+        outbox.hand_off_on_commit(sessions, services.worker.handoff())
         services.wakeup = Wakeup(engine, settings.database_url, services.worker.wake)
         services.wakeup.start()
         services.scheduler.start()

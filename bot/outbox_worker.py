@@ -94,6 +94,7 @@ class OutboxWorker:
         # Claim no more than can be in flight at once: a claimed row waiting in a local
         # queue would only hold its lease.
         self.batch = min(batch, concurrency)
+        self._max_held = 2 * concurrency
         self.poll = poll
         self.lease = timedelta(seconds=lease)
         self.worker_id = f"{os.getpid()}-{secrets.token_hex(3)}"
@@ -123,6 +124,30 @@ class OutboxWorker:
 
     async def _tick(self) -> None:
         self._spawn()
+
+    def handoff(self) -> outbox.Handoff:
+        """What `storage.outbox.hand_off_on_commit` needs to give this worker the rows that
+        requests in its process queue (claimed in their INSERT, no claim round trip)."""
+        return outbox.Handoff(
+            worker=self.worker_id,
+            lease=self.lease,
+            clock=self.clock,
+            room=self._has_room,
+            take=self._take,
+        )
+
+    def _has_room(self) -> bool:
+        # Rows claimed beyond what can be in flight would only hold their leases.
+        return not self._closed and self._loop is not None and len(self._held) < self._max_held
+
+    def _take(self, rows: list[OutboxMessage]) -> None:
+        """Deliver rows claimed for this worker by the transaction that queued them (runs in
+        that transaction's after-commit hook, on the event loop's thread)."""
+        if self._closed:
+            return  # stopping: their leases run out and they are claimed (in doubt) later
+        for row in rows:
+            self._held.add(row.id)
+            self._track(self._deliver(row))
 
     def wake(self) -> None:
         """Deliver soon: called after a commit that queued rows (from any thread)."""

@@ -41,9 +41,13 @@ async def enqueue(
     due_at: datetime | None = None,
     dedup_key: str | None = None,
 ) -> bool:
-    """Queue a side effect in the caller's transaction; False if `dedup_key` was queued before."""
+    """Queue a side effect in the caller's transaction; False if `dedup_key` was queued before.
+
+    A row due now, queued in a process whose worker takes hand-offs (`hand_off_on_commit`), is
+    claimed by that worker in its INSERT and handed to it when the transaction commits.
+    """
     now = utcnow()
-    values = {
+    values: dict[str, Any] = {
         "kind": kind,
         "payload": payload,
         "ticket_id": ticket_id,
@@ -57,13 +61,69 @@ async def enqueue(
         "failure_reported": False,
         "in_doubt": False,
     }
-    stmt = _INSERT if dedup_key is None else statements.insert_new(session, _OUTBOX, "dedup_key")
+    handoff: Handoff | None = getattr(session.sync_session, "outbox_handoff", None)
+    # Due by the worker's clock (as its `claim_due` would judge), which tests move.
+    claimed_at = handoff.clock() if handoff is not None else now
+    due = values["due_at"] <= max(now, claimed_at)
+    taken = handoff is not None and due and handoff.room()
+    if handoff is not None and taken:
+        # The claim a worker's `claim_due` would make: its first attempt, under a lease.
+        values |= {"claimed_by": handoff.worker, "claimed_until": claimed_at + handoff.lease}
+        values["attempts"] = 1
+    stmt = (
+        _INSERT
+        if dedup_key is None
+        else statements.insert_new(session, _OUTBOX, "dedup_key", returning="id")
+    )
     conn = await session.connection()
-    inserted = (await conn.execute(stmt, values)).first() is not None
-    if inserted:
+    inserted = (await conn.execute(stmt, values)).first()
+    if inserted is None:
+        return False
+    if taken:
+        session.info.setdefault(_HANDED, []).append(OutboxMessage(id=inserted[0], **values))
+    elif due:
+        # Wake the workers (a row due later is found by their poll when it is due).
         session.info["outbox_enqueued"] = True
         await _notify_workers(session, conn)
-    return inserted
+    return True
+
+
+@dataclass
+class Handoff:
+    """A worker in this process that takes the rows its own requests queue, due now.
+
+    Such a row is claimed in the INSERT itself (by `worker`, for `lease`, attempt 1) and
+    handed over in memory when its transaction commits: no claiming transaction, no poll.
+    If the process dies before the delivery is recorded, the lease runs out and any worker
+    claims the row as in doubt, exactly as a row whose claim was its own statement.
+    `room()` says whether the worker takes more now; when not, rows are queued unclaimed
+    and found by the claim that the commit wakes.
+    """
+
+    worker: str
+    lease: timedelta
+    clock: Callable[[], datetime]
+    room: Callable[[], bool]
+    take: Callable[[list[OutboxMessage]], None]
+
+
+_HANDED = "outbox_handed"
+
+
+def hand_off_on_commit(factory: async_sessionmaker[AsyncSession], handoff: Handoff) -> None:
+    """Let `handoff`'s worker claim the due rows queued by sessions of `factory`."""
+    sync_cls = factory.kw.get("sync_session_class", Session)
+    sync_cls.outbox_handoff = handoff  # read by `enqueue`
+
+    @event.listens_for(sync_cls, "after_commit")
+    def _after_commit(session: Session) -> None:
+        rows = session.info.pop(_HANDED, None)
+        if rows:
+            handoff.take(rows)
+
+    @event.listens_for(sync_cls, "after_rollback")
+    def _after_rollback(session: Session) -> None:
+        session.info.pop(_HANDED, None)  # the rows are gone with the transaction
 
 
 # PostgreSQL: workers in other processes LISTEN on this channel (bot.wakeup); the NOTIFY is

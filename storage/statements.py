@@ -70,18 +70,24 @@ def dialect(session: AsyncSession) -> str:
     return session.bind.dialect.name if session.bind else "sqlite"
 
 
-def insert_new(session: AsyncSession, table: Table, key: str) -> Any:
-    """`INSERT ... ON CONFLICT (key) DO NOTHING RETURNING key`: a row back only if inserted."""
-    return insert_new_on(dialect(session), table, key)
+def insert_new(
+    session: AsyncSession, table: Table, key: str, *, returning: str | None = None
+) -> Any:
+    """`INSERT ... ON CONFLICT (key) DO NOTHING RETURNING key` (or the `returning` column): a
+    row back only if inserted."""
+    return insert_new_on(dialect(session), table, key, returning=returning)
 
 
-def insert_new_on(dialect_name: str, table: Table, key: str) -> Any:
+def insert_new_on(
+    dialect_name: str, table: Table, key: str, *, returning: str | None = None
+) -> Any:
     """`insert_new` for a dialect by name (for code that holds a Connection, not a session)."""
-    name = ("insert_new", dialect_name, table.name, key)
+    column = returning or key
+    name = ("insert_new", dialect_name, table.name, key, column)
     stmt = _BUILT.get(name)
     if stmt is None:
         stmt = _named_insert(dialect_name, table, name)
-        stmt = stmt.on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
+        stmt = stmt.on_conflict_do_nothing(index_elements=[key]).returning(table.c[column])
         _BUILT[name] = stmt
     return stmt
 

@@ -21,6 +21,7 @@ from tests.http.p1_support import (
     eventually,
     fake_pagerduty,
     pager_env,
+    slack_posts,
     slack_ticket,
 )
 from tests.http.processes import Spawn, free_port, healthy
@@ -94,6 +95,45 @@ async def test_killed_between_send_and_mark_does_not_open_a_second_incident(
         assert 1 <= len(triggers) <= 2 and {t["dedup_key"] for t in triggers} == {"HD-1"}
         assert pd.open_dedup_keys() == ["HD-1"]
         assert (await page_row(db_url)).status == "delivered"
+
+
+async def test_serve_killed_while_its_handed_off_page_hangs_pages_once(
+    make_app, db_url: str, slack_api: FakeSlack, spawn: Spawn, blackhole: Any, tmp_path: Any
+):
+    """`serve` delivers the rows its own requests queue straight from their commit (each is
+    claimed in its INSERT, no claim round trip). Killed while that page hangs, the row stays
+    claimed (attempt 1) and is never marked; a worker takes it over once the lease runs out
+    (in doubt) and pages once. The ticket card, recorded before the kill, is not sent again."""
+    hanging_url, received = blackhole
+    async with fake_pagerduty() as pd:
+        app = await make_app(slack=slack_api, people=SLACK_PEOPLE, scheduler=False,
+                             env=pager_env(pd, None))  # fmt: skip
+        await app.stop()  # only its database and configuration are used
+        port = free_port()
+        env = {**app.env, "OUTBOX_LEASE_SECONDS": LEASE, "PORT": str(port)}
+        server = await spawn("serve", env={**env, "PAGERDUTY_EVENTS_URL": hanging_url})
+        await server.wait_for_line("listening on")
+        client = AppHarness(tmp_path, env, None, None)
+        client.url = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as client.http:
+            await eventually(lambda: healthy(client.http, port), timeout=10, what="/healthz")
+            await slack_ticket(client, slack_api)  # HD-1: card and page queued by `serve`
+            await eventually(lambda: received, timeout=5, what="the page to hang")
+        await eventually(lambda: slack_posts(slack_api, "C0HELP"), timeout=5, what="the card")
+        await server.stop(signal.SIGKILL)  # the page is still waiting for PagerDuty
+        row = await page_row(db_url)
+        assert (row.status, row.attempts, row.in_doubt) == ("pending", 1, False)
+        assert row.claimed_by and row.claimed_by.startswith(f"{server.process.pid}-")
+
+        worker = await spawn("worker", env=env)
+        await worker.wait_for_line("outbox worker running")
+        await eventually(lambda: pd.events("trigger"), timeout=15, what="the page")
+        await asyncio.sleep(1.0)
+        assert len(pd.events("trigger")) == 1 and pd.open_dedup_keys() == ["HD-1"]
+        row = await page_row(db_url)
+        assert (row.status, row.attempts) == ("delivered", 2)
+        cards = slack_posts(slack_api, "C0HELP")
+        assert [c["text"].split(" ")[0] for c in cards] == ["HD-1"]  # not sent again
 
 
 async def test_web_only_replica_never_delivers_and_the_worker_does(

@@ -377,3 +377,80 @@ async def test_follow_up_of_a_row_that_never_went_out_is_cancelled_quietly(sessi
     assert pager.sent == []
     # One report (the dead trigger), none for the resolve that was never needed.
     assert len(reports(all_rows)) == 1
+
+
+async def test_rows_queued_in_its_process_are_claimed_in_the_insert_and_handed_over(
+    sessions: Sessions,
+):
+    """The worker takes what its own process queues, due now, straight from the commit: the
+    row is claimed in its INSERT (attempt 1, leased to the worker), with no claim or poll."""
+    slack = Stub()
+    worker = OutboxWorker(sessions, notifiers(message__slack=slack), config=CONFIG, poll=30)
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    worker.schedule(scheduler)
+    outbox.hand_off_on_commit(sessions, worker.handoff())  # no wake-up: only the hand-off
+    scheduler.start()
+    try:
+        await asyncio.sleep(0.2)  # the first (empty) run is over; the poll is 30 s away
+        async with sessions() as session, session.begin():
+            payload = {"platform": "slack", "channel": "C0", "text": "now"}
+            await outbox.enqueue(session, kind="message", payload=payload, dedup_key="k1")
+            [queued] = (await session.execute(select(OutboxMessage))).scalars().all()
+            # Claimed by the worker in the same INSERT, before anyone else could see it.
+            assert (queued.claimed_by, queued.attempts) == (worker.worker_id, 1)
+            assert queued.claimed_until is not None and queued.claimed_until > utcnow()
+            assert slack.sent == []  # nothing leaves before the commit
+            # Queued again under its dedup key: nothing new, nothing handed over twice.
+            assert not await outbox.enqueue(session, kind="message", payload=payload,
+                                            dedup_key="k1")  # fmt: skip
+        started = time.monotonic()
+        while not slack.sent:
+            assert time.monotonic() - started < 1.0, "not delivered within 1 s"
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.1)
+        [delivered] = await rows(sessions)
+        assert (delivered.status, delivered.attempts, delivered.claimed_until) == (
+            "delivered", 1, None,
+        )  # fmt: skip
+
+        # Rolled back: the row never existed, and nothing is handed over.
+        with pytest.raises(RuntimeError):
+            async with sessions() as session, session.begin():
+                await outbox.enqueue(session, kind="message", payload={"text": "gone"})
+                raise RuntimeError("the request failed")
+        # Due later: left for the poll, unclaimed, when it is due.
+        later = utcnow() + timedelta(minutes=5)
+        await queue(sessions, "message", due_at=later)
+        await asyncio.sleep(0.3)
+        assert len(slack.sent) == 1
+        assert [(r.status, r.claimed_by, r.attempts) for r in (await rows(sessions))[1:]] == [
+            ("pending", None, 0)
+        ]
+    finally:
+        scheduler.shutdown(wait=False)
+        await worker.close()
+
+
+async def test_a_worker_with_no_room_or_closed_leaves_rows_to_the_claim(sessions: Sessions):
+    slack = Stub()
+    worker = OutboxWorker(
+        sessions, notifiers(message__slack=slack), config=CONFIG, poll=30, concurrency=1
+    )
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    worker.schedule(scheduler)
+    outbox.hand_off_on_commit(sessions, worker.handoff())
+    scheduler.start()
+    try:
+        await asyncio.sleep(0.2)
+        worker._held.update({-1, -2})  # as many rows in hand as it may hold (2 x concurrency)
+        await queue(sessions, "message")
+        [waiting] = await rows(sessions)
+        assert (waiting.claimed_by, waiting.attempts) == (None, 0)  # for any worker's claim
+        worker._held.clear()
+        assert await worker.run() == 1
+        assert len(slack.sent) == 1
+    finally:
+        scheduler.shutdown(wait=False)
+        await worker.close()
+    await queue(sessions, "message")  # after close: nothing is claimed for a stopped worker
+    assert [(r.claimed_by, r.attempts) for r in (await rows(sessions))[1:]] == [(None, 0)]
