@@ -97,7 +97,7 @@ async def _mine(deps: Deps, interaction: Interaction, command: Command) -> Reply
 
 
 async def _help(deps: Deps, interaction: Interaction, command: Command) -> Reply:
-    return Reply(card=usage(interaction.platform))
+    return Reply(card=usage(interaction.platform), static=True)
 
 
 COMMANDS: dict[str, Route[CommandHandler]] = {

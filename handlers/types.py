@@ -91,6 +91,9 @@ class Reply:
     follow_up: Callable[[], Awaitable[Reply]] | None = None
     # Shown with the reply where it was asked (Slack: uploaded there; Teams: attached).
     image: Image | None = None
+    # `card` is built once and answered many times, never changed (help): an edge may keep
+    # its rendering.
+    static: bool = False
 
 
 class DomainError(Exception):

@@ -21,7 +21,7 @@ async def save_reference(
     stmt = statements.upsert(
         session, _REFS, keys=("platform", "key"), update=("reference", "updated_at")
     )
-    conn = await session.connection()
+    conn = await statements.connection(session)
     await conn.execute(
         stmt, {"platform": platform, "key": key, "reference": reference, "updated_at": now}
     )

@@ -28,7 +28,7 @@ async def add_diagnosis(
 ) -> None:
     """Store a new ticket's diagnosis row and signatures (Core statements, caller's
     transaction)."""
-    conn = await session.connection()
+    conn = await statements.connection(session)
     await conn.execute(_INSERT_DIAGNOSIS, row)
     await add_signatures(session, ticket_id=ticket_id, keys=signatures)
 
@@ -37,7 +37,7 @@ async def add_signatures(session: AsyncSession, *, ticket_id: int, keys: Sequenc
     """Store a ticket's signatures (in the caller's transaction)."""
     if not keys:
         return
-    conn = await session.connection()
+    conn = await statements.connection(session)
     await conn.execute(
         _INSERT_SIGNATURE, [{"ticket_id": ticket_id, "signature": k} for k in dict.fromkeys(keys)]
     )
@@ -107,7 +107,7 @@ async def brief_with_signatures(
         return [], {}
     params: dict[str, Any] = {f"s{i}": k for i, k in enumerate(keys)}
     params |= {"before": before, "per": per}
-    conn = await session.connection()
+    conn = await statements.connection(session)
     rows = (await conn.execute(_by_signatures(len(keys), brief=True), params)).all()
     per_key: dict[str, int] = {}
     merged: dict[int, tuple[Any, list[str]]] = {}
@@ -132,7 +132,7 @@ async def with_signatures(
         return [], set()
     params: dict[str, Any] = {f"s{i}": k for i, k in enumerate(keys)}
     params |= {"before": before, "per": per}
-    conn = await session.connection()
+    conn = await statements.connection(session)
     rows = (await conn.execute(_by_signatures(len(keys)), params)).all()
     per_key: dict[str, int] = {}
     merged: dict[int, tuple[Any, list[str]]] = {}
@@ -187,12 +187,12 @@ async def count_with_signatures(
         stmt = _COUNTS[len(keys)] = select(func.count(ids.c.ticket_id.distinct()))
     params: dict[str, Any] = {f"s{i}": k for i, k in enumerate(keys)}
     params |= {"before": before, "cap": cap}
-    conn = await session.connection()
+    conn = await statements.connection(session)
     return int((await conn.execute(stmt, params)).scalar_one())
 
 
 async def signatures_of(session: AsyncSession, ticket_id: int) -> list[str]:
-    conn = await session.connection()
+    conn = await statements.connection(session)
     rows = await conn.execute(
         select(_SIGNATURES.c.signature).where(_SIGNATURES.c.ticket_id == ticket_id)
     )
@@ -203,7 +203,7 @@ async def tickets_after(
     session: AsyncSession, *, after: int, upto: int, limit: int
 ) -> list[tuple[int, str, str]]:
     """(id, error text, summary) of the tickets after `after` up to `upto`, oldest first."""
-    conn = await session.connection()
+    conn = await statements.connection(session)
     rows = await conn.execute(
         select(_TICKETS.c.id, _TICKETS.c.error_text, _TICKETS.c.summary)
         .where(_TICKETS.c.id > after, _TICKETS.c.id <= upto)
@@ -217,7 +217,7 @@ async def diagnosed(session: AsyncSession, ticket_ids: Sequence[int]) -> set[int
     """Which of the tickets have signatures or a diagnosis row already."""
     if not ticket_ids:
         return set()
-    conn = await session.connection()
+    conn = await statements.connection(session)
     ids = list(ticket_ids)
     with_signatures = select(_SIGNATURES.c.ticket_id).where(_SIGNATURES.c.ticket_id.in_(ids))
     with_row = select(_DIAGNOSIS.c.ticket_id).where(_DIAGNOSIS.c.ticket_id.in_(ids))
@@ -265,7 +265,7 @@ async def top_signatures(
         .order_by(func.count().desc(), _SIGNATURES.c.signature)
         .limit(limit)
     )
-    conn = await session.connection()
+    conn = await statements.connection(session)
     top = (await conn.execute(counted)).all()
     out: list[SignatureCount] = []
     for signature, count in top:

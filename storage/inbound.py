@@ -79,7 +79,7 @@ def unbound(sessions: SessionFactory) -> SessionFactory:
 
 async def seen(session: AsyncSession, key: str) -> bool:
     """True when a committed transaction has claimed `key` (a cheap look before the work)."""
-    conn = await session.connection()
+    conn = await statements.connection(session)
     return (await conn.execute(_SEEN, {"key": key})).first() is not None
 
 

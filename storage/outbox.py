@@ -75,7 +75,7 @@ async def enqueue(
         if dedup_key is None
         else statements.insert_new(session, _OUTBOX, "dedup_key", returning="id")
     )
-    conn = await session.connection()
+    conn = await statements.connection(session)
     inserted = (await conn.execute(stmt, values)).first()
     if inserted is None:
         return False
@@ -197,7 +197,7 @@ _HELD = update(_OUTBOX).where(
 async def _update_held(
     session: AsyncSession, stmt: Any, *, message_id: int, worker: str, **values: Any
 ) -> bool:
-    conn = await session.connection()
+    conn = await statements.connection(session)
     done = await conn.execute(stmt, {"row_id": message_id, "row_worker": worker, **values})
     return bool(done.rowcount)
 
@@ -392,7 +392,7 @@ _STATES = (
 
 async def states_for(session: AsyncSession, ticket_id: int) -> list[DeliveryState]:
     """The ticket's outbox rows, oldest first."""
-    conn = await session.connection()
+    conn = await statements.connection(session)
     rows = await conn.execute(_STATES, {"ticket_id": ticket_id})
     return [DeliveryState(r[0], r[1] or "", r[2], r[3], r[4], r[5]) for r in rows]
 

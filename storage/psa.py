@@ -67,7 +67,7 @@ def is_psa_kind(kind: str) -> bool:
 
 async def last_row_id(session: AsyncSession, ticket_id: int) -> int | None:
     """The newest PSA row of a ticket (the next one is delivered after it)."""
-    conn = await session.connection()
+    conn = await statements.connection(session)
     value = (await conn.execute(_LAST_ROW, {"row_ticket": ticket_id})).scalar_one_or_none()
     return int(value) if value is not None else None
 
@@ -75,7 +75,7 @@ async def last_row_id(session: AsyncSession, ticket_id: int) -> int | None:
 async def gate(session: AsyncSession, system: str, *, lock: bool = False) -> Gate | None:
     """The PSA's pause; `lock` holds its row to the end of the transaction (so the end of an
     outage waits for a write being put back, and then wakes it)."""
-    conn = await session.connection()
+    conn = await statements.connection(session)
     row = (await conn.execute(_GATE_LOCKED if lock else _GATE, {"psa_system": system})).first()
     if row is None:
         return None
@@ -84,7 +84,7 @@ async def gate(session: AsyncSession, system: str, *, lock: bool = False) -> Gat
 
 async def row_state(session: AsyncSession, message_id: int) -> tuple[str, datetime] | None:
     """(status, due_at) of an outbox row."""
-    conn = await session.connection()
+    conn = await statements.connection(session)
     row = (await conn.execute(_ROW_STATE, {"row_id": message_id})).first()
     if row is None:
         return None
@@ -93,7 +93,7 @@ async def row_state(session: AsyncSession, message_id: int) -> tuple[str, dateti
 
 async def ticket_ref(session: AsyncSession, ticket_id: int) -> tuple[str | None, str | None]:
     """(psa_id, psa_number) of a ticket."""
-    conn = await session.connection()
+    conn = await statements.connection(session)
     row = (await conn.execute(_TICKET_REF, {"row_ticket": ticket_id})).first()
     return (row[0], row[1]) if row is not None else (None, None)
 
@@ -119,7 +119,7 @@ async def _locked_state(session: AsyncSession, system: str) -> PsaState:
     found = await state(session, system, lock=True)
     if found is not None:
         return found
-    conn = await session.connection()
+    conn = await statements.connection(session)
     await conn.execute(
         statements.insert_new(session, _STATE, "system"),
         {"system": system, "auth_error": "", "updated_at": utcnow()},
@@ -155,7 +155,7 @@ async def credentials_refused(
 
 async def credentials_accepted(session: AsyncSession, system: str) -> bool:
     """The PSA took a write: end an outage of refused credentials; True when one ended."""
-    conn = await session.connection()
+    conn = await statements.connection(session)
     done = await conn.execute(_ACCEPTED, {"psa_system": system, "at": utcnow()})
     return bool(done.rowcount)
 
@@ -206,7 +206,7 @@ async def wake_all(session: AsyncSession) -> int:
 async def wake_next(session: AsyncSession, *, ticket_id: int, after_id: int) -> None:
     """Make the ticket's next PSA row due now (the one it waited for was just delivered)."""
     now = utcnow()
-    conn = await session.connection()
+    conn = await statements.connection(session)
     done = await conn.execute(
         _WAKE_NEXT, {"row_ticket": ticket_id, "row_after": after_id, "row_now": now, "wake_at": now}
     )

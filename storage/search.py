@@ -91,7 +91,7 @@ def found_of(row: Any, *, matched: tuple[str, ...] = (), score: float = 0.0) -> 
 
 
 async def newest_ticket_id(session: AsyncSession) -> int:
-    conn = await session.connection()
+    conn = await statements.connection(session)
     return int((await conn.execute(select(func.max(_TICKETS.c.id)))).scalar_one() or 0)
 
 
@@ -133,7 +133,7 @@ async def _newest_ids(
     dialect = statements.dialect(session)
     stmt = _PG_NEWEST if dialect == "postgresql" else _SQLITE_NEWEST
     query = fts_query(dialect, words, fields=fields)
-    conn = await session.connection()
+    conn = await statements.connection(session)
     rows = await conn.execute(stmt, {"query": query, "exclude": exclude, "limit": limit})
     return [int(r.id) for r in rows]
 
@@ -141,7 +141,7 @@ async def _newest_ids(
 async def _tickets(session: AsyncSession, scored: dict[int, float]) -> list[Found]:
     if not scored:
         return []
-    conn = await session.connection()
+    conn = await statements.connection(session)
     rows = (await conn.execute(_BY_IDS, {"ids": list(scored)})).all()
     by_id = {r.id: r for r in rows}
     return [found_of(by_id[i], score=s) for i, s in scored.items() if i in by_id]

@@ -60,7 +60,7 @@ _SET_CARD_AND_THREAD = (
 
 async def next_number(session: AsyncSession, *, prefix: str) -> tuple[int, str]:
     """Reserve the next `<prefix>-<n>`; the UPDATE takes a row/writer lock until commit."""
-    conn = await session.connection()
+    conn = await statements.connection(session)
     value = (await conn.execute(_BUMP, {"counter_prefix": prefix})).scalar_one_or_none()
     if value is None:
         await conn.execute(
@@ -78,7 +78,7 @@ async def claim_delivery(session: AsyncSession, key: str) -> bool:
     One INSERT ... ON CONFLICT DO NOTHING: no savepoint, and a concurrent duplicate waits on
     the first one's key (PostgreSQL) instead of failing the transaction.
     """
-    conn = await session.connection()
+    conn = await statements.connection(session)
     if inbound.holds(session, key):
         return True
     stmt = statements.insert_new(session, statements.table_of(InboundDelivery), "key")
@@ -119,7 +119,7 @@ async def create(session: AsyncSession, **fields: Any) -> Ticket:
     if unknown:
         raise TypeError(f"unknown ticket fields: {sorted(unknown)}")
     values = {key: fields[key] if key in fields else make() for key, make in _DEFAULTS.items()}
-    conn = await session.connection()
+    conn = await statements.connection(session)
     ticket_id = (await conn.execute(_INSERT_TICKET, values)).scalar_one()
     ticket = Ticket(id=ticket_id, **values)
     make_transient_to_detached(ticket)
@@ -129,7 +129,7 @@ async def create(session: AsyncSession, **fields: Any) -> Ticket:
 
 async def set_card(session: AsyncSession, *, ticket_id: int, channel: str, message: str) -> None:
     """Remember where the ticket card message is (to refresh it when the ticket changes)."""
-    conn = await session.connection()
+    conn = await statements.connection(session)
     await conn.execute(_SET_CARD, {"ticket_id": ticket_id, "channel": channel, "message": message})
 
 
@@ -137,7 +137,7 @@ async def set_card_and_thread(
     session: AsyncSession, *, ticket_id: int, channel: str, message: str, thread: str
 ) -> None:
     """`set_card` and `set_thread` in one UPDATE."""
-    conn = await session.connection()
+    conn = await statements.connection(session)
     await conn.execute(
         _SET_CARD_AND_THREAD,
         {"ticket_id": ticket_id, "channel": channel, "message": message, "thread": thread},
@@ -146,7 +146,7 @@ async def set_card_and_thread(
 
 async def set_thread(session: AsyncSession, *, ticket_id: int, channel: str, thread: str) -> None:
     """Remember where the ticket card landed (its thread), unless a thread is known already."""
-    conn = await session.connection()
+    conn = await statements.connection(session)
     await conn.execute(_SET_THREAD, {"ticket_id": ticket_id, "channel": channel, "thread": thread})
 
 
@@ -204,7 +204,7 @@ async def list_open_for(
 ) -> list[TicketLine]:
     """Open tickets where the person is the requester or the technician, newest first."""
     query = _OPEN_FOR[limit] if limit in _OPEN_FOR else _open_for(limit)
-    conn = await session.connection()
+    conn = await statements.connection(session)
     rows = await conn.execute(query, {"person": person_id})
     return [TicketLine(r.number, r.priority, r.summary, r.resolve_by) for r in rows]
 
@@ -221,7 +221,7 @@ async def add_event(
 ) -> None:
     """Append one audit event (never updated or deleted); written at once, in the caller's
     transaction."""
-    conn = await session.connection()
+    conn = await statements.connection(session)
     await conn.execute(
         _INSERT_EVENT,
         {

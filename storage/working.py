@@ -41,7 +41,7 @@ _OPEN_P1 = (
 
 async def open_p1s(session: AsyncSession) -> list[OpenP1]:
     """Open P1 tickets that are not themselves filed under another one, oldest first."""
-    conn = await session.connection()
+    conn = await statements.connection(session)
     rows = await conn.execute(_OPEN_P1)
     return [OpenP1(r.number, r.client, r.asset, r.error_text) for r in rows]
 
@@ -155,7 +155,7 @@ def _insert_attachment(session: AsyncSession) -> Any:
 
 async def add_attachment(session: AsyncSession, **values: Any) -> bool:
     """Record one file on a ticket; False when that file was recorded on it before."""
-    conn = await session.connection()
+    conn = await statements.connection(session)
     inserted = await conn.execute(_insert_attachment(session), values)
     return inserted.first() is not None
 

@@ -451,6 +451,10 @@ class SlackFront:
 
     @staticmethod
     def _ack_message(reply: Reply) -> dict[str, Any]:
+        if reply.static and reply.card is not None and not reply.text:
+            message = dict(_static_message(reply.card))
+            message["response_type"] = "ephemeral" if reply.private else "in_channel"
+            return message
         # A reply's text is plain text (it may quote what people typed): shown literally.
         text = Text(Typed(reply.text))
         card = reply.card or Card(title="", body=[text], fallback=reply.text)
@@ -495,6 +499,21 @@ class SlackFront:
         """Wait for post-ack calls still running (shutdown, tests)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+# Block Kit of the cards that are built once (help), by identity; each card is kept with its
+# rendering, so its id cannot be taken by another object while the entry lives.
+_STATIC: dict[int, tuple[Card, dict[str, Any]]] = {}
+_STATIC_MAX = 16
+
+
+def _static_message(card: Card) -> dict[str, Any]:
+    kept = _STATIC.get(id(card))
+    if kept is None:
+        if len(_STATIC) >= _STATIC_MAX:
+            _STATIC.clear()
+        kept = _STATIC[id(card)] = (card, blockkit.render_message(card))
+    return kept[1]
 
 
 def _actor(body: dict[str, Any]) -> Actor:

@@ -233,6 +233,10 @@ async def test_show_mine_and_help_are_ephemeral(make_app, slack_api: FakeSlack):
     assert "no ticket HD-99" in json.dumps(missing)
     helped = await (await app.slash("help")).json()
     assert helped["response_type"] == "ephemeral" and "ticket show" in json.dumps(helped)
+    # Its rendering is kept (the help card never changes): the same answer every time, and
+    # a kept rendering is not changed by the answers built from it.
+    assert await (await app.slash("help")).json() == helped
+    assert "response_type" in helped and helped["blocks"][0]["type"] == "header"
 
 
 async def test_unexpected_failure_is_shown_with_a_reference_and_nothing_is_written(
