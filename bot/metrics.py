@@ -24,6 +24,8 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # (platform, kind, status) -> the request counter's and ack histogram's children
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.requests = Counter(
             "helpdesk_requests_total",
             "Requests by platform, kind, status",
@@ -110,10 +112,15 @@ class Metrics:
                 raise
             finally:
                 kind = request.get(REQUEST_KIND, "other")
-                self.requests.labels(platform=platform, kind=kind, status=str(status)).inc()
-                self.ack_seconds.labels(platform=platform, kind=kind).observe(
-                    time.perf_counter() - started
-                )
+                key = (platform, kind, status)
+                children = self._request_children.get(key)
+                if children is None:  # `labels()` is a locked look-up: once per combination
+                    children = self._request_children[key] = (
+                        self.requests.labels(platform=platform, kind=kind, status=str(status)),
+                        self.ack_seconds.labels(platform=platform, kind=kind),
+                    )
+                children[0].inc()
+                children[1].observe(time.perf_counter() - started)
 
         return measure
 

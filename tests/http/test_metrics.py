@@ -75,6 +75,12 @@ async def test_metrics_move_with_tickets_and_deliveries(make_app, slack_api: Fak
         == 1
     )
     assert sample(after, "helpdesk_ack_seconds_count", platform="slack", kind="command") == 1
+    # Counted again on the same labels (each combination's children are looked up once).
+    assert (await app.slash("help")).status == 200
+    again = await scrape(app)
+    assert sample(again, "helpdesk_requests_total", platform="slack", kind="command",
+                  status="200") == 2  # fmt: skip
+    assert sample(again, "helpdesk_ack_seconds_count", platform="slack", kind="command") == 2
 
 
 def test_core_events_become_counters() -> None:
