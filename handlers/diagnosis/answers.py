@@ -12,7 +12,7 @@ from handlers.deps import Deps
 from handlers.diagnosis import cards, rules
 from handlers.diagnosis.kb import KB_TIMEOUT, KbArticle
 from handlers.diagnosis.service import ask_kb, kb_query
-from handlers.types import Forbidden, Interaction, InvalidInput, NotFound, Reply
+from handlers.types import Interaction, InvalidInput, NotFound, Reply
 from storage import error_signatures, search
 from storage import tickets as repo
 
@@ -84,17 +84,16 @@ def _why(found: error_signatures.Brief) -> str:
 
 async def similar_command(deps: Deps, interaction: Interaction, command: Command) -> Reply:
     """`similar HD-7`: resolved tickets with HD-7's error, look-alikes, full-text matches of
-    its symptom, and KB articles; only to the caller."""
+    its symptom, and KB articles; only to the caller, a technician (the tickets found are
+    every client's, with their resolutions: not for a requester of one of them)."""
     number = ticket_ref(command)
     if number is None:
         raise InvalidInput("Which ticket? Try `ticket similar HD-7`.")
+    await deps.require_technician(interaction.actor, "look for similar tickets")
     async with deps.sessions() as session:
         ticket = await repo.get_by_number(session, number)
         if ticket is None:
             raise NotFound(f"There is no ticket {number}.")
-        actor = interaction.actor
-        if actor.id != ticket.requester_id and not await deps.is_technician(actor):
-            raise Forbidden(f"Only technicians and the requester can look into {number}.")
         kb_task = _start_kb(deps, kb_query(ticket))
         found = rules.signatures(ticket.error_text, summary=ticket.summary)
         same_keys = set(rules.same_error_keys(found))
@@ -134,7 +133,9 @@ MAX_KB_WORDS = 300
 
 async def kb_command(deps: Deps, interaction: Interaction, command: Command) -> Reply:
     """`kb <words>`: KB articles, and resolved tickets whose summary, error text or resolution
-    note contains the words or the error code; only to the caller."""
+    note contains the words or the error code; only to the caller, a technician (every
+    client's tickets and the KB's internal documentation are searched)."""
+    await deps.require_technician(interaction.actor, "search resolved tickets and the KB")
     typed = command.args.strip()
     if not typed:
         raise InvalidInput(

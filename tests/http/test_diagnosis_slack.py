@@ -335,6 +335,34 @@ async def test_kb_and_similar_usage(make_app: Any, slack_api: FakeSlack) -> None
     await wait_until(lambda: True)
 
 
+async def test_kb_and_similar_are_for_technicians_only(
+    make_app: Any, slack_api: FakeSlack, hudu: FakeHudu
+) -> None:
+    """They list every client's resolved tickets (number, client, resolution) and the KB's
+    internal articles: a requester, even of the ticket asked about, is refused and sees none
+    of it; no KB is asked on their behalf."""
+    hudu.add_article("Windows Update 0x80070005: reset the update components", "internal fix")
+    kb, env = hudu_env(hudu)
+    app = await start(make_app, slack_api, kb, **env)
+    first, second = await resolved_pair(app, slack_api)  # acme, globex; requester UANA
+    mine, _ = await open_ticket(app, slack_api, error=ERROR_NEW, client="initech")
+    asked = len(hudu.calls())
+    for text in ("kb 0x80070005", f"similar {mine}", f"similar {first}", "similar HD-99"):
+        response = await app.slash(text, user="UANA")
+        assert response.status == 200
+        answer = await response.json()
+        assert answer.get("response_type") == "ephemeral", answer
+        shown = flat(answer)
+        assert "Only technicians can" in shown, (text, shown)
+        for secret in (first, second, "globex", "acme", "SoftwareDistribution", "catroot2",
+                       "reset the update components", "There is no ticket"):  # fmt: skip
+            assert secret not in shown, (text, secret)
+    assert len(hudu.calls()) == asked
+    # The technician still gets both, with every client's tickets.
+    assert second in flat(await ephemeral(app, f"similar {mine}"))
+    assert "globex" in flat(await ephemeral(app, "kb 0x80070005"))
+
+
 async def test_top_patterns_for_reports(make_app: Any, slack_api: FakeSlack) -> None:
     app = await start(make_app, slack_api)
     first, second = await resolved_pair(app, slack_api)
