@@ -95,6 +95,7 @@ class OutboxWorker:
         # queue would only hold its lease.
         self.batch = min(batch, concurrency)
         self._max_held = 2 * concurrency
+        self._reserved = 0  # rows claimed for a hand-off whose transaction is still open
         self.poll = poll
         self.lease = timedelta(seconds=lease)
         self.worker_id = f"{os.getpid()}-{secrets.token_hex(3)}"
@@ -132,22 +133,59 @@ class OutboxWorker:
             worker=self.worker_id,
             lease=self.lease,
             clock=self.clock,
-            room=self._has_room,
+            reserve=self._reserve,
+            release=self._release,
             take=self._take,
         )
 
-    def _has_room(self) -> bool:
-        # Rows claimed beyond what can be in flight would only hold their leases.
-        return not self._closed and self._loop is not None and len(self._held) < self._max_held
+    def _reserve(self) -> bool:
+        # Rows claimed beyond what can be in flight would only hold their leases (and could
+        # not be cancelled while they wait): counted from their INSERT, not their commit.
+        if self._closed or self._loop is None:
+            return False
+        if len(self._held) + self._reserved >= self._max_held:
+            return False
+        self._reserved += 1
+        return True
+
+    def _release(self, count: int) -> None:
+        self._reserved = max(self._reserved - count, 0)
 
     def _take(self, rows: list[OutboxMessage]) -> None:
         """Deliver rows claimed for this worker by the transaction that queued them (runs in
         that transaction's after-commit hook, on the event loop's thread)."""
+        self._release(len(rows))
         if self._closed:
             return  # stopping: their leases run out and they are claimed (in doubt) later
         for row in rows:
             self._held.add(row.id)
-            self._track(self._deliver(row))
+            self._track(self._deliver_handed(row))
+
+    async def _deliver_handed(self, row: OutboxMessage) -> None:
+        """`_deliver`, once the row is surely still this worker's: a transaction that took
+        long to commit may have outlived much of the lease taken in its INSERT (then another
+        worker may claim the row any moment), so the lease is renewed first, or the row left."""
+        left = (row.claimed_until or self.clock()) - self.clock()
+        if left <= self.lease / 2:
+            try:
+                async with self._transaction() as session:
+                    held = await outbox.renew(
+                        session,
+                        worker=self.worker_id,
+                        message_ids=[row.id],
+                        lease=self.lease,
+                        now=self.clock(),
+                    )
+            except Exception as exc:
+                self._held.discard(row.id)
+                if not is_unavailable(exc):
+                    raise
+                self._database_down("renewing a lease", exc)
+                return  # the lease runs out and the row is claimed again
+            if not held:
+                self._held.discard(row.id)  # another worker took it over
+                return
+        await self._deliver(row)
 
     def wake(self) -> None:
         """Deliver soon: called after a commit that queued rows (from any thread)."""

@@ -132,12 +132,16 @@ async def prepare(
         payload["card"], payload["text"] = card.to_dict(), card.fallback
     if _wants_ticket_thread(message):
         ticket = await session.get(Ticket, message.ticket_id)
-        if (
-            ticket is not None
-            and ticket.source_thread
-            and (ticket.source_platform == payload.get("platform"))
-        ):
-            payload["channel"], payload["thread"] = ticket.source_channel, ticket.source_thread
+        if ticket is not None and ticket.source_platform == payload.get("platform"):
+            if ticket.source_thread:
+                payload["channel"], payload["thread"] = ticket.source_channel, ticket.source_thread
+            elif (
+                not ticket.card_message
+                and (utcnow() - message.created_at).total_seconds() <= CARD_WAIT
+            ):
+                # The ticket card, whose message becomes the thread, is still on its way
+                # (queued, or being posted right now): follow it rather than overtake it.
+                return Preparation(None, wait=0.5)
     return Preparation(payload)
 
 

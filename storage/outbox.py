@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, case, event, func, insert, select, text, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from storage import statements
 from storage.models import OutboxMessage, utcnow
@@ -65,7 +65,13 @@ async def enqueue(
     # Due by the worker's clock (as its `claim_due` would judge), which tests move.
     claimed_at = handoff.clock() if handoff is not None else now
     due = values["due_at"] <= max(now, claimed_at)
-    taken = handoff is not None and due and handoff.room()
+    # Only at the top level: a savepoint rolled back alone would take its rows with it.
+    taken = (
+        handoff is not None
+        and due
+        and not session.sync_session.in_nested_transaction()
+        and handoff.reserve()
+    )
     if handoff is not None and taken:
         # The claim a worker's `claim_due` would make: its first attempt, under a lease.
         values |= {"claimed_by": handoff.worker, "claimed_until": claimed_at + handoff.lease}
@@ -76,8 +82,15 @@ async def enqueue(
         else statements.insert_new(session, _OUTBOX, "dedup_key", returning="id")
     )
     conn = await statements.connection(session)
-    inserted = (await conn.execute(stmt, values)).first()
+    try:
+        inserted = (await conn.execute(stmt, values)).first()
+    except BaseException:
+        if taken and handoff is not None:
+            handoff.release(1)
+        raise
     if inserted is None:
+        if taken and handoff is not None:
+            handoff.release(1)  # queued before under its dedup key: nothing to hand over
         return False
     if taken:
         session.info.setdefault(_HANDED, []).append(OutboxMessage(id=inserted[0], **values))
@@ -96,14 +109,16 @@ class Handoff:
     handed over in memory when its transaction commits: no claiming transaction, no poll.
     If the process dies before the delivery is recorded, the lease runs out and any worker
     claims the row as in doubt, exactly as a row whose claim was its own statement.
-    `room()` says whether the worker takes more now; when not, rows are queued unclaimed
-    and found by the claim that the commit wakes.
+    `reserve()` says whether the worker takes one more row (and counts it until it is taken
+    or released); when not, rows are queued unclaimed and found by the claim that the commit
+    wakes. `release(n)`: n reserved rows will not come (rolled back, or a duplicate).
     """
 
     worker: str
     lease: timedelta
     clock: Callable[[], datetime]
-    room: Callable[[], bool]
+    reserve: Callable[[], bool]
+    release: Callable[[int], None]
     take: Callable[[list[OutboxMessage]], None]
 
 
@@ -117,13 +132,21 @@ def hand_off_on_commit(factory: async_sessionmaker[AsyncSession], handoff: Hando
 
     @event.listens_for(sync_cls, "after_commit")
     def _after_commit(session: Session) -> None:
+        if session.in_nested_transaction():
+            return  # a savepoint released: the rows wait for the real commit
         rows = session.info.pop(_HANDED, None)
         if rows:
             handoff.take(rows)
 
-    @event.listens_for(sync_cls, "after_rollback")
-    def _after_rollback(session: Session) -> None:
-        session.info.pop(_HANDED, None)  # the rows are gone with the transaction
+    @event.listens_for(sync_cls, "after_transaction_end")
+    def _after_end(session: Session, transaction: SessionTransaction) -> None:
+        if transaction.parent is not None:
+            return
+        # Still here: the transaction ended without committing (rolled back, or the session
+        # closed with it open). The rows are gone with it.
+        rows = session.info.pop(_HANDED, None)
+        if rows:
+            handoff.release(len(rows))
 
 
 # PostgreSQL: workers in other processes LISTEN on this channel (bot.wakeup); the NOTIFY is

@@ -347,3 +347,27 @@ async def test_restart_between_closure_and_delivery_delivers_once(make_app, slac
     assert len(posts_to(slack_api, "DUANA")) == 1
     row = await survey_row(second)
     assert (row.status, row.attempts) == ("delivered", 1)
+
+
+async def test_closed_while_its_card_is_being_posted_the_notice_follows_into_its_thread(
+    make_app: Any, slack_api: FakeSlack
+):
+    """The ticket card's message becomes the ticket's thread. A note for the ticket queued
+    while the card is still on its way (here: posted, Slack's answer slow) waits for it and
+    goes into its thread, instead of overtaking it to the channel's top level."""
+    from tests.http.p1_support import slack_close, slack_ticket
+
+    app = await start(make_app, slack_api)
+    slack_api.delay_answer("chat.postMessage", 1.5)
+    await slack_ticket(app, slack_api, priority="P3", users=1)
+    await wait_until(lambda: slack_api.channel_messages("C0HELP"), timeout=5, what="the card")
+    await slack_close(app, slack_api, "HD-1")  # queues "closed" for the technician at once
+
+    def closed_notice() -> list[dict[str, Any]]:
+        return [m for m in slack_api.channel_messages("C0HELP") if "closed" in m.get("text", "")]
+
+    await wait_until(closed_notice, timeout=10, what="the closed notice")
+    card = slack_api.channel_messages("C0HELP")[0]
+    assert card["text"].startswith("HD-1 ") and not card.get("thread_ts")
+    [notice] = closed_notice()
+    assert notice.get("thread_ts") == card["ts"], notice

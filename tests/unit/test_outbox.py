@@ -21,6 +21,7 @@ from handlers.config import HelpdeskConfig
 from storage import db, outbox
 from storage import tickets as repo
 from storage.models import OutboxMessage, Ticket, utcnow
+from tests.harness import wait_until
 
 CONFIG = HelpdeskConfig()
 
@@ -431,7 +432,12 @@ async def test_rows_queued_in_its_process_are_claimed_in_the_insert_and_handed_o
         await worker.close()
 
 
-async def test_a_worker_with_no_room_or_closed_leaves_rows_to_the_claim(sessions: Sessions):
+async def test_a_worker_takes_no_more_than_it_has_room_for_and_frees_what_never_came(
+    sessions: Sessions,
+):
+    """Room is counted from the INSERT (not the commit): one transaction queuing many rows,
+    or several open at once, cannot claim more than 2 x concurrency for this worker; rolled
+    back or duplicate rows give their places back."""
     slack = Stub()
     worker = OutboxWorker(
         sessions, notifiers(message__slack=slack), config=CONFIG, poll=30, concurrency=1
@@ -442,15 +448,72 @@ async def test_a_worker_with_no_room_or_closed_leaves_rows_to_the_claim(sessions
     scheduler.start()
     try:
         await asyncio.sleep(0.2)
-        worker._held.update({-1, -2})  # as many rows in hand as it may hold (2 x concurrency)
-        await queue(sessions, "message")
-        [waiting] = await rows(sessions)
-        assert (waiting.claimed_by, waiting.attempts) == (None, 0)  # for any worker's claim
-        worker._held.clear()
-        assert await worker.run() == 1
-        assert len(slack.sent) == 1
+        # Rolled back, a duplicate, a session closed with its transaction open: nothing kept.
+        with pytest.raises(RuntimeError):
+            async with sessions() as session, session.begin():
+                await outbox.enqueue(
+                    session, kind="message", payload={"platform": "slack", "text": "gone"}
+                )
+                raise RuntimeError("the request failed")
+        async with sessions() as session, session.begin():
+            await outbox.enqueue(
+                session, kind="message", payload={"platform": "slack", "text": "a"}, dedup_key="d"
+            )
+        async with sessions() as session, session.begin():
+            again = {"platform": "slack", "text": "a"}
+            assert not await outbox.enqueue(session, kind="message", payload=again, dedup_key="d")
+        session = sessions()
+        await outbox.enqueue(
+            session, kind="message", payload={"platform": "slack", "text": "never committed"}
+        )
+        await session.close()
+        await asyncio.sleep(0.2)
+        assert [m.payload["text"] for m in slack.sent] == ["a"]
+        assert worker._reserved == 0 and worker._held == set()
+
+        await queue(sessions, "message", n=5)  # room for 2 (concurrency 1)
+        fresh = (await rows(sessions))[-5:]
+        assert [(r.claimed_by is not None, r.attempts) for r in fresh] == [
+            (True, 1), (True, 1), (False, 0), (False, 0), (False, 0),
+        ]  # fmt: skip
+        await wait_until(lambda: len(slack.sent) == 3, timeout=5, what="the two handed over")
+        assert await worker.run() == 3  # the rest, for any worker's claim
+        assert len(slack.sent) == 6 and worker._reserved == 0
     finally:
         scheduler.shutdown(wait=False)
         await worker.close()
     await queue(sessions, "message")  # after close: nothing is claimed for a stopped worker
-    assert [(r.claimed_by, r.attempts) for r in (await rows(sessions))[1:]] == [(None, 0)]
+    assert [(r.claimed_by, r.attempts) for r in (await rows(sessions))[-1:]] == [(None, 0)]
+
+
+async def test_a_handed_row_whose_transaction_outlived_its_lease_is_sent_once(
+    sessions: Sessions,
+):
+    """A transaction that commits late (lock waits, a stalled loop) may leave its rows' lease
+    nearly or wholly run out: another worker may claim them at once. Whichever worker gets
+    there first sends; the row goes out once."""
+    first, second = Stub(), Stub()
+    mine = OutboxWorker(sessions, notifiers(message__slack=first), config=CONFIG, poll=30,
+                        lease=1.0)  # fmt: skip
+    other = OutboxWorker(sessions, notifiers(message__slack=second), config=CONFIG, poll=30,
+                         lease=1.0)  # fmt: skip
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    mine.schedule(scheduler)
+    outbox.hand_off_on_commit(sessions, mine.handoff())
+    scheduler.start()
+    try:
+        await asyncio.sleep(0.2)
+        for _ in range(3):
+            async with sessions() as session, session.begin():
+                await outbox.enqueue(
+                    session, kind="message", payload={"platform": "slack", "text": "late"}
+                )
+                await asyncio.sleep(1.3)  # past the lease taken in the INSERT
+            await other.run()  # races the hand-off for the expired lease
+            await asyncio.sleep(0.3)
+        assert len(first.sent) + len(second.sent) == 3, (first.sent, second.sent)
+        assert [r.status for r in await rows(sessions)] == ["delivered"] * 3
+    finally:
+        scheduler.shutdown(wait=False)
+        await mine.close()
+        await other.close()
