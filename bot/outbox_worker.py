@@ -185,7 +185,13 @@ class OutboxWorker:
             if not held:
                 self._held.discard(row.id)  # another worker took it over
                 return
-        await self._deliver(row)
+        try:
+            await self._deliver(row)
+        except Exception:
+            # As a failed run is (nothing recorded: the lease runs out, the row is claimed
+            # again, in doubt), with the line a run's failure gets, not an unretrieved task.
+            self._held.discard(row.id)
+            log.exception("outbox delivery of row %s (%s) failed; it is retried", row.id, row.kind)
 
     def wake(self) -> None:
         """Deliver soon: called after a commit that queued rows (from any thread)."""

@@ -517,3 +517,28 @@ async def test_a_handed_row_whose_transaction_outlived_its_lease_is_sent_once(
         scheduler.shutdown(wait=False)
         await mine.close()
         await other.close()
+
+
+async def test_a_handed_row_whose_delivery_breaks_is_logged_and_left_to_its_lease(
+    sessions: Sessions, caplog: pytest.LogCaptureFixture
+):
+    slack = Stub()
+    worker = OutboxWorker(sessions, notifiers(message__slack=slack), config=CONFIG, poll=30)
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    worker.schedule(scheduler)
+    outbox.hand_off_on_commit(sessions, worker.handoff())
+    scheduler.start()
+    try:
+        await asyncio.sleep(0.2)
+        broken = {"platform": "slack", "text": "x", "after": "not a row id"}  # prepare raises
+        async with sessions() as session, session.begin():
+            await outbox.enqueue(session, kind="message", payload=broken)
+        await wait_until(
+            lambda: "outbox delivery of row" in caplog.text, timeout=5, what="the log line"
+        )
+        assert slack.sent == [] and worker._held == set()
+        [row] = await rows(sessions)
+        assert (row.status, row.attempts, row.claimed_by) == ("pending", 1, worker.worker_id)
+    finally:
+        scheduler.shutdown(wait=False)
+        await worker.close()
