@@ -189,13 +189,14 @@ def exceptions(text: str) -> list[Signature]:
     return names
 
 
-def normalised(text: str) -> str:
+def normalised(text: str, *, text_codes: list[Signature] | None = None) -> str:
     """The message without what varies between reports of one error (numbers, paths, GUIDs,
-    timestamps, addresses, quoted names), lower case, words only; codes are kept apart."""
+    timestamps, addresses, quoted names), lower case, words only; codes are kept apart.
+    `text_codes`: `codes(text)`, when the caller has them already."""
     out = text
     for pattern in _VARIABLE:
         out = pattern.sub(" ", out)
-    for found in codes(text):
+    for found in codes(text) if text_codes is None else text_codes:
         out = out.replace(found.value, " ")
     out = _DIGITS.sub(" ", _CAA.sub(" ", _HEX.sub(" ", out)))
     return " ".join(_NON_WORD.sub(" ", out.lower()).replace("_", " ").split())
@@ -206,6 +207,7 @@ def signatures(error_text: str, *, summary: str = "") -> list[Signature]:
     exception names and the normalised message (from the error text)."""
     text = error_text.strip()
     found = codes(text)
+    text_codes = list(found)
     for extra in codes(summary):
         if extra not in found:
             found.append(extra)
@@ -213,7 +215,7 @@ def signatures(error_text: str, *, summary: str = "") -> list[Signature]:
         return found
     found.append(Signature("exact", exact_key(text)))
     found += [e for e in exceptions(text) if e not in found]
-    message = normalised(text)
+    message = normalised(text, text_codes=text_codes)
     if len(message.split()) >= 2:
         coded = ",".join(sorted(s.key for s in found if s.kind in CODE_KINDS))
         found.append(Signature("text", _digest(f"{message}|{coded}")))
