@@ -358,6 +358,15 @@ async def test_kb_and_similar_are_for_technicians_only(
                        "reset the update components", "There is no ticket"):  # fmt: skip
             assert secret not in shown, (text, secret)
     assert len(hudu.calls()) == asked
+    # `show` of their own ticket: the card, without the diagnosis section (other clients'
+    # tickets, the KB's articles); the technician's `show` has it.
+    own = await app.slash(f"show {mine}", user="UANA")
+    shown = flat(await own.json())
+    assert mine in shown and "There were problems installing" in shown  # the card itself
+    for secret in (first, second, "globex", "acme", "reset the update components"):
+        assert secret not in shown, secret
+    technician_view = flat(await ephemeral(app, f"show {mine}"))
+    assert first in technician_view and "globex" in technician_view
     # The technician still gets both, with every client's tickets.
     assert second in flat(await ephemeral(app, f"similar {mine}"))
     assert "globex" in flat(await ephemeral(app, "kb 0x80070005"))
