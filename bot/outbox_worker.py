@@ -175,12 +175,15 @@ class OutboxWorker:
                         message_ids=[row.id],
                         lease=self.lease,
                         now=self.clock(),
+                        # Not if claimed again meanwhile (this worker's own poll too).
+                        attempts=row.attempts,
                     )
             except Exception as exc:
                 self._held.discard(row.id)
-                if not is_unavailable(exc):
-                    raise
-                self._database_down("renewing a lease", exc)
+                if is_unavailable(exc):
+                    self._database_down("renewing a lease", exc)
+                else:
+                    log.exception("outbox: renewing the lease of row %s failed", row.id)
                 return  # the lease runs out and the row is claimed again
             if not held:
                 self._held.discard(row.id)  # another worker took it over

@@ -137,7 +137,9 @@ async def prepare(
                 payload["channel"], payload["thread"] = ticket.source_channel, ticket.source_thread
             elif (
                 not ticket.card_message
+                and payload.get("purpose") != REPORT_PURPOSE  # may be about that very card
                 and (utcnow() - message.created_at).total_seconds() <= CARD_WAIT
+                and await outbox.card_on_its_way(session, ticket.id)
             ):
                 # The ticket card, whose message becomes the thread, is still on its way
                 # (queued, or being posted right now): follow it rather than overtake it.

@@ -61,6 +61,9 @@ async def enqueue(
         "failure_reported": False,
         "in_doubt": False,
     }
+    # The connection first: a failure to get one (a redelivery refused at the transaction's
+    # start, a cancelled wait for SQLite's connection) must not hold a reserved place.
+    conn = await statements.connection(session)
     handoff: Handoff | None = getattr(session.sync_session, "outbox_handoff", None)
     # Due by the worker's clock (as its `claim_due` would judge), which tests move.
     claimed_at = handoff.clock() if handoff is not None else now
@@ -81,7 +84,6 @@ async def enqueue(
         if dedup_key is None
         else statements.insert_new(session, _OUTBOX, "dedup_key", returning="id")
     )
-    conn = await statements.connection(session)
     try:
         inserted = (await conn.execute(stmt, values)).first()
     except BaseException:
@@ -255,10 +257,14 @@ async def renew(
     message_ids: Sequence[int],
     lease: timedelta,
     now: datetime | None = None,
+    attempts: int | None = None,
 ) -> int:
-    """Extend the leases `worker` still holds on `message_ids`; returns how many it holds."""
+    """Extend the leases `worker` still holds on `message_ids`; returns how many it holds.
+    `attempts`: only while the row is still at that attempt (not claimed again since, by
+    anyone, this worker's own claim included)."""
     if not message_ids:
         return 0
+    same_attempt = () if attempts is None else (OutboxMessage.attempts == attempts,)
     done = await session.execute(
         update(OutboxMessage)
         .where(
@@ -266,6 +272,7 @@ async def renew(
             OutboxMessage.claimed_by == worker,
             OutboxMessage.status == "pending",
             OutboxMessage.claimed_until.is_not(None),
+            *same_attempt,
         )
         .values(claimed_until=(now or utcnow()) + lease)
         .execution_options(synchronize_session=False)
@@ -411,6 +418,24 @@ _STATES = (
     .where(_OUTBOX.c.ticket_id == bindparam("ticket_id"))
     .order_by(_OUTBOX.c.id)
 )
+
+
+_CARD_PENDING = (
+    select(_OUTBOX.c.id)
+    .where(
+        _OUTBOX.c.ticket_id == bindparam("ticket_id"),
+        _OUTBOX.c.status == "pending",
+        _OUTBOX.c.payload["ticket_card"].as_boolean() == true(),
+    )
+    .limit(1)
+)
+
+
+async def card_on_its_way(session: AsyncSession, ticket_id: int) -> bool:
+    """True while the ticket's card is queued or being sent (not delivered, dead or
+    cancelled)."""
+    conn = await statements.connection(session)
+    return (await conn.execute(_CARD_PENDING, {"ticket_id": ticket_id})).first() is not None
 
 
 async def states_for(session: AsyncSession, ticket_id: int) -> list[DeliveryState]:

@@ -20,6 +20,7 @@ from tests.harness import (
     is_sla_alarm,
     is_tier_nudge,
     view_submission,
+    wait_until,
 )
 
 CONFIG = {"sla": {"clients": {"acme": "gold"}}}
@@ -259,3 +260,21 @@ async def test_unexpected_failure_is_shown_with_a_reference_and_nothing_is_writt
     # The process keeps serving, and the next submission works.
     await app.interactive(view_submission(view, states(), view_id="V0002"))
     assert await count_tickets(app) == 1
+
+
+async def test_a_ticket_card_slack_refuses_is_reported_at_once(make_app, slack_api: FakeSlack):
+    """The report is about the card itself: it does not wait for the card (to post in its
+    thread) as other notes for the ticket do while the card is on its way."""
+    app = await make_app(slack=slack_api, config=CONFIG)
+    view = await open_modal(app, slack_api)
+    slack_api.fail_ok_false("chat.postMessage", "invalid_blocks", times=1)
+    started = time.monotonic()
+    response = await app.interactive(view_submission(view, states()))
+    assert response.status == 200
+
+    def report() -> list[dict[str, Any]]:
+        return [p for p in slack_api.posts() if "will not be retried" in p.get("text", "")]
+
+    await wait_until(report, timeout=5, what="the report that the card was refused")
+    assert time.monotonic() - started < 5
+    assert "HD-1" in report()[0]["text"]

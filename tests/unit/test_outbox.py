@@ -503,16 +503,16 @@ async def test_a_handed_row_whose_transaction_outlived_its_lease_is_sent_once(
     scheduler.start()
     try:
         await asyncio.sleep(0.2)
-        for _ in range(3):
+        late = {"platform": "slack", "text": "late"}
+        # Another worker, then this worker's own poll, race the hand-off for the lease.
+        for racer in (other, other, other, mine, mine, mine):
             async with sessions() as session, session.begin():
-                await outbox.enqueue(
-                    session, kind="message", payload={"platform": "slack", "text": "late"}
-                )
+                await outbox.enqueue(session, kind="message", payload=late)
                 await asyncio.sleep(1.3)  # past the lease taken in the INSERT
-            await other.run()  # races the hand-off for the expired lease
-            await asyncio.sleep(0.3)
-        assert len(first.sent) + len(second.sent) == 3, (first.sent, second.sent)
-        assert [r.status for r in await rows(sessions)] == ["delivered"] * 3
+            await racer.run()
+            await asyncio.sleep(0.5)
+        assert len(first.sent) + len(second.sent) == 6, (first.sent, second.sent)
+        assert [r.status for r in await rows(sessions)] == ["delivered"] * 6
     finally:
         scheduler.shutdown(wait=False)
         await mine.close()
@@ -539,6 +539,36 @@ async def test_a_handed_row_whose_delivery_breaks_is_logged_and_left_to_its_leas
         assert slack.sent == [] and worker._held == set()
         [row] = await rows(sessions)
         assert (row.status, row.attempts, row.claimed_by) == ("pending", 1, worker.worker_id)
+    finally:
+        scheduler.shutdown(wait=False)
+        await worker.close()
+
+
+async def test_a_redelivery_refused_before_its_row_is_queued_keeps_no_place(sessions: Sessions):
+    """The delivery claim is a transaction's first statement: a redelivery is refused while
+    the transaction gets its connection, before the row's INSERT. No place stays reserved
+    (they would add up and switch the hand-off off)."""
+    from storage import inbound
+
+    worker = OutboxWorker(sessions, notifiers(message__slack=Stub()), config=CONFIG, poll=30)
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    worker.schedule(scheduler)
+    outbox.hand_off_on_commit(sessions, worker.handoff())
+    scheduler.start()
+    try:
+        await asyncio.sleep(0.1)
+        payload = {"platform": "slack", "text": "once"}
+        for attempt in range(3):
+            binding = inbound.Binding(key="delivery-1", writes=True)
+            try:
+                async with inbound.bound(sessions, binding)() as session:
+                    async with session.begin():
+                        await outbox.enqueue(session, kind="message", payload=payload)
+            except inbound.AlreadyHandled:
+                assert attempt > 0
+            assert worker._reserved == 0
+        await wait_until(lambda: not worker._held, timeout=5, what="the delivery")
+        assert len(await rows(sessions)) == 1
     finally:
         scheduler.shutdown(wait=False)
         await worker.close()
