@@ -188,8 +188,7 @@ class TeamsFront:
             return _problem(400, "body is not JSON")
         problem = _check_activity(body)
         if isinstance(body, dict):
-            kind = str(body.get("type") or "other")
-            request[REQUEST_KIND] = f"invoke:{body.get('name')}" if kind == "invoke" else kind
+            request[REQUEST_KIND] = _metric_kind(body)
         activity: Activity | None = None
         if problem is None:
             try:
@@ -284,3 +283,33 @@ class TeamsFront:
                 await self.bot.send_text(turn_context, text)
         except Exception as exc:
             log.warning("teams: could not tell the user about ref %s: %s", ref, type(exc).__name__)
+
+
+# The request kinds counted in metrics: the body is read before the caller is authenticated,
+# so anything else is `other` (a label per made-up type or name would grow without bound).
+_ACTIVITY_TYPES = frozenset(
+    {
+        "message",
+        "invoke",
+        "conversationUpdate",
+        "installationUpdate",
+        "messageReaction",
+        "messageUpdate",
+        "messageDelete",
+        "event",
+        "typing",
+        "endOfConversation",
+    }
+)
+_INVOKE_NAMES = frozenset({"adaptiveCard/action"})
+
+
+def _metric_kind(body: dict[str, Any]) -> str:
+    kind = body.get("type")
+    if not isinstance(kind, str) or kind not in _ACTIVITY_TYPES:
+        return "other"
+    if kind == "invoke":
+        name = body.get("name")
+        known = isinstance(name, str) and name in _INVOKE_NAMES
+        return f"invoke:{name}" if known else "invoke:other"
+    return kind

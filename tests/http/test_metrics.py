@@ -98,3 +98,26 @@ def test_core_events_become_counters() -> None:
     assert sample(text, "helpdesk_identity_checks_total", outcome="refused") == 1
     assert sample(text, "helpdesk_csat_ratings_total", rating="4") == 1
     assert sample(text, "helpdesk_tickets_opened_total", priority="P1") == 1
+
+
+async def test_teams_request_kinds_made_up_by_a_caller_are_counted_as_other(make_app):
+    """The Teams kind is read before the caller is authenticated: made-up types and invoke
+    names must not become labels (each would be a series for good)."""
+    app = await make_app()
+    bodies = [
+        {"type": "made-up-type-1"},
+        {"type": ["not", "a", "string"]},
+        {"type": "invoke", "name": "made/up/name-1"},
+        {"type": "invoke", "name": {"x": 1}},
+    ]
+    for body in bodies:
+        response = await app.teams(body)
+        assert response.status < 500
+    after = await scrape(app)
+    assert "made-up" not in after and "made/up" not in after
+    counted = sum(
+        sample(after, "helpdesk_requests_total", platform="teams", kind=kind, status=status)
+        for kind in ("other", "invoke:other")
+        for status in ("400", "401", "200")
+    )
+    assert counted == len(bodies)
