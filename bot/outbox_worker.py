@@ -94,7 +94,9 @@ class OutboxWorker:
         # Claim no more than can be in flight at once: a claimed row waiting in a local
         # queue would only hold its lease.
         self.batch = min(batch, concurrency)
-        self._max_held = 2 * concurrency
+        # Hand-offs only while a delivery slot is free: a handed row waiting for one would
+        # hold a lease and an attempt, so it could not be cancelled (a P1 closed first).
+        self._slots = concurrency
         self._reserved = 0  # rows claimed for a hand-off whose transaction is still open
         self.poll = poll
         self.lease = timedelta(seconds=lease)
@@ -105,7 +107,9 @@ class OutboxWorker:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._again = False
         self._closed = False
-        self._held: set[int] = set()
+        # Rows this worker is delivering or recording: id -> the attempt it holds (a row may
+        # be claimed again, by this worker too, while an older hand-off of it is given up).
+        self._held: dict[int, int] = {}
         self._unrecorded: dict[int, _Outcome] = {}
         self._down = Every(10.0)
 
@@ -143,7 +147,7 @@ class OutboxWorker:
         # not be cancelled while they wait): counted from their INSERT, not their commit.
         if self._closed or self._loop is None:
             return False
-        if len(self._held) + self._reserved >= self._max_held:
+        if len(self._held) + self._reserved >= self._slots:
             return False
         self._reserved += 1
         return True
@@ -158,7 +162,9 @@ class OutboxWorker:
         if self._closed:
             return  # stopping: their leases run out and they are claimed (in doubt) later
         for row in rows:
-            self._held.add(row.id)
+            if row.id in self._held:
+                continue  # this worker's poll claimed it again already (the lease ran out)
+            self._held[row.id] = row.attempts
             self._track(self._deliver_handed(row))
 
     async def _deliver_handed(self, row: OutboxMessage) -> None:
@@ -179,22 +185,27 @@ class OutboxWorker:
                         attempts=row.attempts,
                     )
             except Exception as exc:
-                self._held.discard(row.id)
+                self._let_go(row)
                 if is_unavailable(exc):
                     self._database_down("renewing a lease", exc)
                 else:
                     log.exception("outbox: renewing the lease of row %s failed", row.id)
                 return  # the lease runs out and the row is claimed again
             if not held:
-                self._held.discard(row.id)  # another worker took it over
+                self._let_go(row)  # another worker took it over
                 return
         try:
             await self._deliver(row)
         except Exception:
             # As a failed run is (nothing recorded: the lease runs out, the row is claimed
             # again, in doubt), with the line a run's failure gets, not an unretrieved task.
-            self._held.discard(row.id)
+            self._let_go(row)
             log.exception("outbox delivery of row %s (%s) failed; it is retried", row.id, row.kind)
+
+    def _let_go(self, row: OutboxMessage) -> None:
+        """Stop renewing `row`'s lease, unless it is held at another attempt now."""
+        if self._held.get(row.id) == row.attempts:
+            del self._held[row.id]
 
     def wake(self) -> None:
         """Deliver soon: called after a commit that queued rows (from any thread)."""
@@ -298,7 +309,7 @@ class OutboxWorker:
                 now=self.clock(),
             )
         self._database_back()
-        self._held.update(row.id for row in rows)
+        self._held.update((row.id, row.attempts) for row in rows)
         await asyncio.gather(*(self._deliver(row) for row in rows))
         return len(rows)
 
@@ -328,11 +339,11 @@ class OutboxWorker:
             ticket_number.set(str(row.payload.get("ticket", "-")))
             try:
                 if deliveries.needs_preparation(row) and not await self._prepare(row):
-                    self._held.discard(row.id)
+                    self._let_go(row)
                     return
             except Exception as exc:
                 # Nothing was sent: the lease runs out and the row is tried again.
-                self._held.discard(row.id)
+                self._let_go(row)
                 if not is_unavailable(exc):
                     raise
                 self._database_down("preparing a delivery", exc)
@@ -341,10 +352,10 @@ class OutboxWorker:
             async with self.places.sending(row_places):
                 try:
                     if await self._wait_for_place(row, row_places):
-                        self._held.discard(row.id)
+                        self._let_go(row)
                         return
                 except Exception as exc:
-                    self._held.discard(row.id)
+                    self._let_go(row)
                     if not is_unavailable(exc):
                         raise
                     self._database_down("putting a row back", exc)
@@ -439,14 +450,14 @@ class OutboxWorker:
                         )
         except Exception as exc:
             if not is_unavailable(exc):
-                self._held.discard(row.id)
+                self._let_go(row)
                 self._unrecorded.pop(row.id, None)
                 raise
             self._unrecorded[row.id] = outcome
             self._database_down("recording a delivery", exc)
             return False
         self._unrecorded.pop(row.id, None)
-        self._held.discard(row.id)
+        self._let_go(row)
         self._database_back()
         if outcome.error is None:
             if self.observer is not None:

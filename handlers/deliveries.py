@@ -139,7 +139,12 @@ async def prepare(
                 not ticket.card_message
                 and payload.get("purpose") != REPORT_PURPOSE  # may be about that very card
                 and (utcnow() - message.created_at).total_seconds() <= CARD_WAIT
-                and await outbox.card_on_its_way(session, ticket.id)
+                and (
+                    # Teams: the card is sent in the turn and recorded after it
+                    # (tickets.remember_card); elsewhere it is an outbox row.
+                    ticket.source_platform == "teams"
+                    or await outbox.card_on_its_way(session, ticket.id)
+                )
             ):
                 # The ticket card, whose message becomes the thread, is still on its way
                 # (queued, or being posted right now): follow it rather than overtake it.

@@ -203,6 +203,15 @@ async def test_vip_ticket_starts_the_check_on_creation(make_app, connector: Fake
     _, card = await manager_request(connector)
     assert "Vic VIP" in json.dumps(card)
     assert (await only_ticket(app)).identity_state == "pending"
+    # The technician's notice follows the ticket card (sent in the turn) into its reply chain.
+    asked = "Identity check for HD-1: asked"
+    await wait_until(lambda: asked in texts(connector, PERSONAL), timeout=5, what="the notice")
+    posted = connector.activities(PERSONAL)
+    [ticket_card] = [
+        a for a in posted if a.get("attachments") and "HD-1 (P" in json.dumps(a["attachments"])
+    ][:1]
+    [notice] = [a for a in posted if asked in (a.get("text") or "")]
+    assert notice["_reply_to_id"] == ticket_card["_id"], notice
 
 
 async def test_no_manager_gives_callback_number(make_app, connector: FakeConnector):

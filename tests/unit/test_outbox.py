@@ -38,14 +38,19 @@ async def sessions(db_url: str) -> AsyncIterator[Sessions]:
 class Stub:
     """A notifier that fails as scripted, then succeeds; records what it was given."""
 
-    def __init__(self, *failures: DeliveryError, result: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, *failures: DeliveryError, result: dict[str, Any] | None = None, slow: float = 0.0
+    ) -> None:
         self.failures = list(failures)
         self.sent: list[OutboxMessage] = []
         self.at: list[float] = []
         self.result = result or {"channel": "C0", "ts": "1.0"}
+        self.slow = slow  # seconds each delivery takes (the receiver's answer is slow)
 
     async def deliver(self, message: OutboxMessage) -> dict[str, Any]:
         self.at.append(time.monotonic())
+        if self.slow:
+            await asyncio.sleep(self.slow)
         if self.failures:
             raise self.failures.pop(0)
         self.sent.append(message)
@@ -436,11 +441,11 @@ async def test_a_worker_takes_no_more_than_it_has_room_for_and_frees_what_never_
     sessions: Sessions,
 ):
     """Room is counted from the INSERT (not the commit): one transaction queuing many rows,
-    or several open at once, cannot claim more than 2 x concurrency for this worker; rolled
-    back or duplicate rows give their places back."""
+    or several open at once, cannot claim more rows than the worker has delivery slots;
+    rolled back or duplicate rows give their places back."""
     slack = Stub()
     worker = OutboxWorker(
-        sessions, notifiers(message__slack=slack), config=CONFIG, poll=30, concurrency=1
+        sessions, notifiers(message__slack=slack), config=CONFIG, poll=30, concurrency=2
     )
     scheduler = AsyncIOScheduler(timezone="UTC")
     worker.schedule(scheduler)
@@ -469,9 +474,9 @@ async def test_a_worker_takes_no_more_than_it_has_room_for_and_frees_what_never_
         await session.close()
         await asyncio.sleep(0.2)
         assert [m.payload["text"] for m in slack.sent] == ["a"]
-        assert worker._reserved == 0 and worker._held == set()
+        assert worker._reserved == 0 and not worker._held
 
-        await queue(sessions, "message", n=5)  # room for 2 (concurrency 1)
+        await queue(sessions, "message", n=5)  # room for 2 (two delivery slots)
         fresh = (await rows(sessions))[-5:]
         assert [(r.claimed_by is not None, r.attempts) for r in fresh] == [
             (True, 1), (True, 1), (False, 0), (False, 0), (False, 0),
@@ -536,7 +541,7 @@ async def test_a_handed_row_whose_delivery_breaks_is_logged_and_left_to_its_leas
         await wait_until(
             lambda: "outbox delivery of row" in caplog.text, timeout=5, what="the log line"
         )
-        assert slack.sent == [] and worker._held == set()
+        assert slack.sent == [] and not worker._held
         [row] = await rows(sessions)
         assert (row.status, row.attempts, row.claimed_by) == ("pending", 1, worker.worker_id)
     finally:
@@ -572,3 +577,75 @@ async def test_a_redelivery_refused_before_its_row_is_queued_keeps_no_place(sess
     finally:
         scheduler.shutdown(wait=False)
         await worker.close()
+
+
+async def test_a_page_is_not_handed_over_while_no_delivery_slot_is_free(sessions: Sessions):
+    """A handed row holds an attempt and a lease from its INSERT; one waiting for a slot could
+    not be cancelled (SPEC: a P1 closed before its page went out is not paged). So rows are
+    handed over only while a slot is free; the rest stay unclaimed, cancellable."""
+    slack, pager = Stub(slow=1.0), Stub()
+    worker = OutboxWorker(
+        sessions, notifiers(message__slack=slack, page_pagerduty=pager), config=CONFIG,
+        poll=30, concurrency=1,
+    )  # fmt: skip
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    worker.schedule(scheduler)
+    outbox.hand_off_on_commit(sessions, worker.handoff())
+    scheduler.start()
+    try:
+        await asyncio.sleep(0.1)
+        await queue(sessions, "message")  # handed over; its slow send takes the one slot
+        await wait_until(lambda: slack.at, timeout=5, what="the slow send to start")
+        await queue(sessions, "page.pagerduty", payload={"event_action": "trigger",
+                                                         "dedup_key": "HD-7"})  # fmt: skip
+        page = (await rows(sessions))[-1]
+        assert (page.claimed_by, page.attempts) == (None, 0)
+        async with sessions() as session, session.begin():
+            assert await outbox.cancel_unsent(session, message_id=page.id, reason="closed first")
+        await wait_until(lambda: slack.sent, timeout=5, what="the slow send")
+        assert await worker.run() == 0 and pager.sent == []
+    finally:
+        scheduler.shutdown(wait=False)
+        await worker.close()
+
+
+async def test_a_hand_off_given_up_does_not_drop_the_lease_of_its_own_later_claim(
+    sessions: Sessions,
+):
+    """The transaction outlived the lease; this worker's poll claims the row again (attempt
+    2) and sends it slowly; the hand-off's renewal (attempt 1) fails and gives up. That must
+    not stop the renewal of the poll's lease, or another worker takes the row over and sends
+    it a second time."""
+    mine_stub, other_stub = Stub(slow=3.0), Stub()
+    mine = OutboxWorker(sessions, notifiers(message__slack=mine_stub), config=CONFIG, poll=30,
+                        lease=1.0)  # fmt: skip
+    other = OutboxWorker(sessions, notifiers(message__slack=other_stub), config=CONFIG,
+                         poll=30, lease=1.0)  # fmt: skip
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    mine.schedule(scheduler)
+    handed: list[OutboxMessage] = []
+    # The hand-off as the worker takes it, held back here to be given after the poll starts.
+    outbox.hand_off_on_commit(
+        sessions,
+        outbox.Handoff(worker=mine.worker_id, lease=mine.lease, clock=mine.clock,
+                       reserve=lambda: True, release=lambda n: None, take=handed.extend),
+    )  # fmt: skip
+    scheduler.start()
+    try:
+        await asyncio.sleep(0.1)
+        async with sessions() as session, session.begin():
+            await outbox.enqueue(session, kind="message", payload={"platform": "slack"})
+        await asyncio.sleep(1.1)  # the INSERT's lease has run out
+        # The poll starts first; the hand-off (what the commit hook calls) right after it, so
+        # its renewal comes after the poll's claim (attempt 2) and fails.
+        polled = asyncio.ensure_future(mine.run())
+        mine._take(list(handed))
+        await wait_until(lambda: mine_stub.at, timeout=5, what="the poll's send to start")
+        await asyncio.sleep(1.5)  # past the lease the poll took, had it not been renewed
+        assert await other.run() == 0
+        await polled
+        assert len(mine_stub.sent) == 1 and other_stub.sent == []
+    finally:
+        scheduler.shutdown(wait=False)
+        await mine.close()
+        await other.close()
