@@ -98,6 +98,7 @@ class OutboxWorker:
         # hold a lease and an attempt, so it could not be cancelled (a P1 closed first).
         self._slots = concurrency
         self._reserved = 0  # rows claimed for a hand-off whose transaction is still open
+        self._when_free = False
         self.poll = poll
         self.lease = timedelta(seconds=lease)
         self.worker_id = f"{os.getpid()}-{secrets.token_hex(3)}"
@@ -206,6 +207,9 @@ class OutboxWorker:
         """Stop renewing `row`'s lease, unless it is held at another attempt now."""
         if self._held.get(row.id) == row.attempts:
             del self._held[row.id]
+            if self._when_free:  # a run found no free slot: there may be rows waiting
+                self._when_free = False
+                self._spawn()
 
     def wake(self) -> None:
         """Deliver soon: called after a commit that queued rows (from any thread)."""
@@ -300,17 +304,28 @@ class OutboxWorker:
         return total
 
     async def run_once(self) -> int:
+        # No more rows than there are free delivery slots (hand-offs take slots too): a row
+        # claimed only to wait for one holds an attempt and a lease, so it could not be
+        # cancelled meanwhile (a P1 closed before its page went out).
+        room = min(self.batch, self._slots - len(self._held) - self._reserved)
+        if room <= 0:
+            self._when_free = True  # claim again as soon as a delivery ends
+            return 0
         async with self._transaction() as session:
             rows = await outbox.claim_due(
                 session,
                 worker=self.worker_id,
-                limit=self.batch,
+                limit=room,
                 lease=self.lease,
                 now=self.clock(),
             )
         self._database_back()
-        self._held.update((row.id, row.attempts) for row in rows)
-        await asyncio.gather(*(self._deliver(row) for row in rows))
+        # A row whose earlier attempt this worker still has in hand (a hand-off still sending,
+        # an outcome the database could not take yet) is claimed again once its lease runs
+        # out, but not sent again: that attempt ends here, and is recorded here.
+        fresh = [r for r in rows if r.id not in self._held and r.id not in self._unrecorded]
+        self._held.update((row.id, row.attempts) for row in fresh)
+        await asyncio.gather(*(self._deliver(row) for row in fresh))
         return len(rows)
 
     async def renew(self) -> None:

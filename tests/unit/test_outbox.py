@@ -590,6 +590,7 @@ async def test_a_page_is_not_handed_over_while_no_delivery_slot_is_free(sessions
     )  # fmt: skip
     scheduler = AsyncIOScheduler(timezone="UTC")
     worker.schedule(scheduler)
+    outbox.on_enqueue_commit(sessions, worker.wake)  # as the app wires it
     outbox.hand_off_on_commit(sessions, worker.handoff())
     scheduler.start()
     try:
@@ -598,12 +599,16 @@ async def test_a_page_is_not_handed_over_while_no_delivery_slot_is_free(sessions
         await wait_until(lambda: slack.at, timeout=5, what="the slow send to start")
         await queue(sessions, "page.pagerduty", payload={"event_action": "trigger",
                                                          "dedup_key": "HD-7"})  # fmt: skip
-        page = (await rows(sessions))[-1]
-        assert (page.claimed_by, page.attempts) == (None, 0)
+        await queue(sessions, "page.pagerduty", payload={"event_action": "trigger",
+                                                         "dedup_key": "HD-8"})  # fmt: skip
+        await asyncio.sleep(0.2)  # the commits woke the worker: it claims nothing yet
+        first, second = (await rows(sessions))[-2:]
+        assert [(r.claimed_by, r.attempts) for r in (first, second)] == [(None, 0)] * 2
         async with sessions() as session, session.begin():
-            assert await outbox.cancel_unsent(session, message_id=page.id, reason="closed first")
-        await wait_until(lambda: slack.sent, timeout=5, what="the slow send")
-        assert await worker.run() == 0 and pager.sent == []
+            assert await outbox.cancel_unsent(session, message_id=first.id, reason="closed")
+        # The slot frees: the page still owed goes out at once (the poll is 30 s away).
+        await wait_until(lambda: pager.sent, timeout=3, what="the second page")
+        assert [m.payload["dedup_key"] for m in pager.sent] == ["HD-8"]
     finally:
         scheduler.shutdown(wait=False)
         await worker.close()
@@ -612,10 +617,11 @@ async def test_a_page_is_not_handed_over_while_no_delivery_slot_is_free(sessions
 async def test_a_hand_off_given_up_does_not_drop_the_lease_of_its_own_later_claim(
     sessions: Sessions,
 ):
-    """The transaction outlived the lease; this worker's poll claims the row again (attempt
-    2) and sends it slowly; the hand-off's renewal (attempt 1) fails and gives up. That must
-    not stop the renewal of the poll's lease, or another worker takes the row over and sends
-    it a second time."""
+    """The transaction outlived the lease; the hand-off is given, then this worker's poll
+    claims the row again (attempt 2) before the hand-off renews it. Neither may drop the
+    other's lease while it sends, nor may both send: the row goes out once in all (here the
+    poll leaves it to the attempt in hand, whose renewal then fails, and after the lease
+    another worker sends it)."""
     mine_stub, other_stub = Stub(slow=3.0), Stub()
     mine = OutboxWorker(sessions, notifiers(message__slack=mine_stub), config=CONFIG, poll=30,
                         lease=1.0)  # fmt: skip
@@ -640,12 +646,40 @@ async def test_a_hand_off_given_up_does_not_drop_the_lease_of_its_own_later_clai
         # its renewal comes after the poll's claim (attempt 2) and fails.
         polled = asyncio.ensure_future(mine.run())
         mine._take(list(handed))
-        await wait_until(lambda: mine_stub.at, timeout=5, what="the poll's send to start")
-        await asyncio.sleep(1.5)  # past the lease the poll took, had it not been renewed
-        assert await other.run() == 0
         await polled
-        assert len(mine_stub.sent) == 1 and other_stub.sent == []
+        await asyncio.sleep(1.5)  # past any lease nobody renews
+        await other.run()
+        await asyncio.sleep(0.5)
+        assert len(mine_stub.sent) + len(other_stub.sent) == 1, (mine_stub.sent, other_stub.sent)
     finally:
         scheduler.shutdown(wait=False)
         await mine.close()
         await other.close()
+
+
+async def test_a_row_still_in_hand_is_not_sent_again_when_its_lease_ran_out(sessions: Sessions):
+    """Renewals could not reach the database for a whole lease (an outage) while a slow send
+    of a handed row went on; the row is then due again and this worker's own poll claims it.
+    It must not send it a second time: the attempt in hand ends and is recorded."""
+    slack = Stub(slow=2.0)
+    worker = OutboxWorker(sessions, notifiers(message__slack=slack), config=CONFIG, poll=30,
+                          lease=1.0)  # fmt: skip
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    worker.schedule(scheduler)
+    scheduler.remove_job("outbox-lease")  # as if every renewal failed
+    outbox.hand_off_on_commit(sessions, worker.handoff())
+    scheduler.start()
+    try:
+        await asyncio.sleep(0.1)
+        await queue(sessions, "message")
+        await wait_until(lambda: slack.at, timeout=5, what="the slow send to start")
+        await asyncio.sleep(1.2)  # its lease has run out, not renewed
+        assert await worker.run() == 1  # claimed again...
+        await wait_until(lambda: slack.sent, timeout=5, what="the slow send to end")
+        await asyncio.sleep(0.3)
+        assert len(slack.at) == 1  # ...but not sent again
+        [row] = await rows(sessions)
+        assert row.status == "delivered"
+    finally:
+        scheduler.shutdown(wait=False)
+        await worker.close()
