@@ -111,6 +111,9 @@ class OutboxWorker:
         # Rows this worker is delivering or recording: id -> the attempt it holds (a row may
         # be claimed again, by this worker too, while an older hand-off of it is given up).
         self._held: dict[int, int] = {}
+        # Handed rows whose lease is still being checked: if this worker's poll claims one of
+        # them meanwhile, the poll sends it and the hand-off gives up (its renewal fails).
+        self._handing: set[int] = set()
         self._unrecorded: dict[int, _Outcome] = {}
         self._down = Every(10.0)
 
@@ -166,12 +169,28 @@ class OutboxWorker:
             if row.id in self._held:
                 continue  # this worker's poll claimed it again already (the lease ran out)
             self._held[row.id] = row.attempts
+            self._handing.add(row.id)
             self._track(self._deliver_handed(row))
 
     async def _deliver_handed(self, row: OutboxMessage) -> None:
         """`_deliver`, once the row is surely still this worker's: a transaction that took
         long to commit may have outlived much of the lease taken in its INSERT (then another
         worker may claim the row any moment), so the lease is renewed first, or the row left."""
+        try:
+            if not await self._still_mine(row):
+                return
+        finally:
+            self._handing.discard(row.id)
+        try:
+            await self._deliver(row)
+        except Exception:
+            # As a failed run is (nothing recorded: the lease runs out, the row is claimed
+            # again, in doubt), with the line a run's failure gets, not an unretrieved task.
+            self._let_go(row)
+            log.exception("outbox delivery of row %s (%s) failed; it is retried", row.id, row.kind)
+
+    async def _still_mine(self, row: OutboxMessage) -> bool:
+        """True when the handed row's lease has enough left, or was renewed; else it is let go."""
         left = (row.claimed_until or self.clock()) - self.clock()
         if left <= self.lease / 2:
             try:
@@ -191,17 +210,11 @@ class OutboxWorker:
                     self._database_down("renewing a lease", exc)
                 else:
                     log.exception("outbox: renewing the lease of row %s failed", row.id)
-                return  # the lease runs out and the row is claimed again
+                return False  # the lease runs out and the row is claimed again
             if not held:
-                self._let_go(row)  # another worker took it over
-                return
-        try:
-            await self._deliver(row)
-        except Exception:
-            # As a failed run is (nothing recorded: the lease runs out, the row is claimed
-            # again, in doubt), with the line a run's failure gets, not an unretrieved task.
-            self._let_go(row)
-            log.exception("outbox delivery of row %s (%s) failed; it is retried", row.id, row.kind)
+                self._let_go(row)  # claimed again meanwhile (by this worker's poll too)
+                return False
+        return True
 
     def _let_go(self, row: OutboxMessage) -> None:
         """Stop renewing `row`'s lease, unless it is held at another attempt now."""
@@ -320,10 +333,15 @@ class OutboxWorker:
                 now=self.clock(),
             )
         self._database_back()
-        # A row whose earlier attempt this worker still has in hand (a hand-off still sending,
-        # an outcome the database could not take yet) is claimed again once its lease runs
-        # out, but not sent again: that attempt ends here, and is recorded here.
-        fresh = [r for r in rows if r.id not in self._held and r.id not in self._unrecorded]
+        # A row whose earlier attempt this worker still has in hand (a hand-off sending, an
+        # outcome the database could not take yet) is claimed again once its lease runs out,
+        # but not sent again: that attempt ends here, and is recorded here. A hand-off still
+        # checking its lease gives way instead (its renewal fails on the new attempt).
+        fresh = [
+            r
+            for r in rows
+            if (r.id not in self._held or r.id in self._handing) and r.id not in self._unrecorded
+        ]
         self._held.update((row.id, row.attempts) for row in fresh)
         await asyncio.gather(*(self._deliver(row) for row in fresh))
         return len(rows)
