@@ -23,7 +23,6 @@ import contextlib
 import itertools
 import math
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -40,7 +39,16 @@ from bench import payloads
 from bench.fakes import STREAM, RemoteFakes
 from bench.loadgen import client_session
 from bench.procs import Server, base_env, free_port, stop_all
-from bench.run import FALLBACK_VIEW, PG_URL, Profiler, intake_view, prepare_database, say
+from bench.run import (
+    FALLBACK_VIEW,
+    PG_URL,
+    Profiler,
+    app_env,
+    cancel_on_signals,
+    intake_view,
+    prepare_database,
+    say,
+)
 
 CARD_TIMEOUT = 30.0  # a job whose card has not arrived by then counts as failed
 
@@ -233,16 +241,7 @@ async def start_bot(db: str, fakes: RemoteFakes, opts: Options, tmp: Path) -> Se
     config = work / "helpdesk.yaml"
     config.write_text(yaml.safe_dump({"slack": {"incident_channel": "C0INCIDENT"}}))
     port = free_port()
-    env = {
-        **base_env(),
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "SLACK_BOT_TOKEN": payloads.BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": payloads.SIGNING_SECRET,
-        "SLACK_API_URL": f"{fakes.slack_url}/api/",
-        "HELPDESK_CONFIG": str(config),
-        "LOG_LEVEL": opts.log_level,
-    }
+    env = app_env("", port, fakes, config, opts.log_level)
     bench_opts = argparse.Namespace(pg_url=opts.pg_url)
     env["DATABASE_URL"] = await prepare_database(db, work, bench_opts, env)  # type: ignore[arg-type]
     server = Server(f"bot-{db}", ["-m", "bot", "serve"], env, port, work / "server.log")
@@ -376,10 +375,7 @@ async def main_async(args: argparse.Namespace) -> int:
         f"jobs at c={opts.concurrency}; work dir {tmp}")  # fmt: skip
     fakes = RemoteFakes()
     results = Results()
-    main_task = asyncio.current_task()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: main_task.cancel() if main_task else None)
+    cancel_on_signals()
     failed = False
     try:
         await fakes.start()

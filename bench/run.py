@@ -201,6 +201,14 @@ async def prepare_database(db: str, tmp: Path, opts: Options, env: dict[str, str
     return opts.pg_url
 
 
+def cancel_on_signals() -> None:
+    """SIGINT / SIGTERM cancel the running benchmark task, so its servers are stopped."""
+    main_task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: main_task.cancel() if main_task else None)
+
+
 def app_env(
     url: str, port: int, fakes: RemoteFakes, config: Path, log_level: str
 ) -> dict[str, str]:
@@ -771,10 +779,7 @@ async def main_async(args: argparse.Namespace) -> int:
         f"levels {opts.levels}, {opts.tickets:,} tickets; work dir {tmp}")  # fmt: skip
     fakes = RemoteFakes()
     figures = Figures()
-    main_task = asyncio.current_task()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: main_task.cancel() if main_task else None)
+    cancel_on_signals()
     started = time.monotonic()
     failed = False
     try:

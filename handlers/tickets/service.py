@@ -238,15 +238,15 @@ async def show(deps: Deps, interaction: Interaction, command: Command) -> Reply:
     actor = interaction.actor
     async with deps.sessions() as session:
         ticket = await load(deps, command, session)
-        if actor.id != ticket.requester_id:
+        requester = actor.id == ticket.requester_id
+        try:
             technician = await deps.is_technician(actor)
-            if not technician:
-                raise Forbidden(f"Only technicians and the requester can see {ticket.number}.")
-        else:
-            try:
-                technician = await deps.is_technician(actor)
-            except DirectoryUnavailable:
-                technician = False  # their own ticket all the same, without the diagnosis
+        except DirectoryUnavailable:
+            if not requester:
+                raise
+            technician = False  # their own ticket all the same, without the diagnosis
+        if not (requester or technician):
+            raise Forbidden(f"Only technicians and the requester can see {ticket.number}.")
         extra = await diagnosis.card_elements(session, ticket) if technician else []
         extra += await ticket_details.details(session, ticket, deps.directory)
     return Reply(card=ticket_card(ticket, extra=extra, now=deps.clock()), private=True)

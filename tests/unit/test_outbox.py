@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -62,6 +63,27 @@ def notifiers(**by_key: Stub) -> Notifiers:
     for key, stub in by_key.items():
         registry.register(key.replace("__", ":").replace("_", "."), stub)
     return registry
+
+
+@asynccontextmanager
+async def running(
+    sessions: Sessions, worker: OutboxWorker, *, wake: bool = False, renewing: bool = True
+) -> AsyncIterator[AsyncIOScheduler]:
+    """`worker` scheduled, taking its process's hand-offs (and woken by commits, if `wake`),
+    as the app runs it; stopped afterwards. `renewing=False`: no lease renewal job."""
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    worker.schedule(scheduler)
+    if not renewing:
+        scheduler.remove_job("outbox-lease")
+    if wake:
+        outbox.on_enqueue_commit(sessions, worker.wake)
+    outbox.hand_off_on_commit(sessions, worker.handoff())
+    scheduler.start()
+    try:
+        yield scheduler
+    finally:
+        scheduler.shutdown(wait=False)
+        await worker.close()
 
 
 async def make_ticket(sessions: Sessions, number: str = "HD-7") -> Ticket:
@@ -392,11 +414,7 @@ async def test_rows_queued_in_its_process_are_claimed_in_the_insert_and_handed_o
     row is claimed in its INSERT (attempt 1, leased to the worker), with no claim or poll."""
     slack = Stub()
     worker = OutboxWorker(sessions, notifiers(message__slack=slack), config=CONFIG, poll=30)
-    scheduler = AsyncIOScheduler(timezone="UTC")
-    worker.schedule(scheduler)
-    outbox.hand_off_on_commit(sessions, worker.handoff())  # no wake-up: only the hand-off
-    scheduler.start()
-    try:
+    async with running(sessions, worker):  # no wake-up: only the hand-off
         await asyncio.sleep(0.2)  # the first (empty) run is over; the poll is 30 s away
         async with sessions() as session, session.begin():
             payload = {"platform": "slack", "channel": "C0", "text": "now"}
@@ -432,9 +450,6 @@ async def test_rows_queued_in_its_process_are_claimed_in_the_insert_and_handed_o
         assert [(r.status, r.claimed_by, r.attempts) for r in (await rows(sessions))[1:]] == [
             ("pending", None, 0)
         ]
-    finally:
-        scheduler.shutdown(wait=False)
-        await worker.close()
 
 
 async def test_a_worker_takes_no_more_than_it_has_room_for_and_frees_what_never_came(
@@ -447,11 +462,7 @@ async def test_a_worker_takes_no_more_than_it_has_room_for_and_frees_what_never_
     worker = OutboxWorker(
         sessions, notifiers(message__slack=slack), config=CONFIG, poll=30, concurrency=2
     )
-    scheduler = AsyncIOScheduler(timezone="UTC")
-    worker.schedule(scheduler)
-    outbox.hand_off_on_commit(sessions, worker.handoff())
-    scheduler.start()
-    try:
+    async with running(sessions, worker):
         await asyncio.sleep(0.2)
         # Rolled back, a duplicate, a session closed with its transaction open: nothing kept.
         with pytest.raises(RuntimeError):
@@ -484,9 +495,6 @@ async def test_a_worker_takes_no_more_than_it_has_room_for_and_frees_what_never_
         await wait_until(lambda: len(slack.sent) == 3, timeout=5, what="the two handed over")
         assert await worker.run() == 3  # the rest, for any worker's claim
         assert len(slack.sent) == 6 and worker._reserved == 0
-    finally:
-        scheduler.shutdown(wait=False)
-        await worker.close()
     await queue(sessions, "message")  # after close: nothing is claimed for a stopped worker
     assert [(r.claimed_by, r.attempts) for r in (await rows(sessions))[-1:]] == [(None, 0)]
 
@@ -529,11 +537,7 @@ async def test_a_handed_row_whose_delivery_breaks_is_logged_and_left_to_its_leas
 ):
     slack = Stub()
     worker = OutboxWorker(sessions, notifiers(message__slack=slack), config=CONFIG, poll=30)
-    scheduler = AsyncIOScheduler(timezone="UTC")
-    worker.schedule(scheduler)
-    outbox.hand_off_on_commit(sessions, worker.handoff())
-    scheduler.start()
-    try:
+    async with running(sessions, worker):
         await asyncio.sleep(0.2)
         broken = {"platform": "slack", "text": "x", "after": "not a row id"}  # prepare raises
         async with sessions() as session, session.begin():
@@ -544,9 +548,6 @@ async def test_a_handed_row_whose_delivery_breaks_is_logged_and_left_to_its_leas
         assert slack.sent == [] and not worker._held
         [row] = await rows(sessions)
         assert (row.status, row.attempts, row.claimed_by) == ("pending", 1, worker.worker_id)
-    finally:
-        scheduler.shutdown(wait=False)
-        await worker.close()
 
 
 async def test_a_redelivery_refused_before_its_row_is_queued_keeps_no_place(sessions: Sessions):
@@ -556,11 +557,7 @@ async def test_a_redelivery_refused_before_its_row_is_queued_keeps_no_place(sess
     from storage import inbound
 
     worker = OutboxWorker(sessions, notifiers(message__slack=Stub()), config=CONFIG, poll=30)
-    scheduler = AsyncIOScheduler(timezone="UTC")
-    worker.schedule(scheduler)
-    outbox.hand_off_on_commit(sessions, worker.handoff())
-    scheduler.start()
-    try:
+    async with running(sessions, worker):
         await asyncio.sleep(0.1)
         payload = {"platform": "slack", "text": "once"}
         for attempt in range(3):
@@ -574,9 +571,6 @@ async def test_a_redelivery_refused_before_its_row_is_queued_keeps_no_place(sess
             assert worker._reserved == 0
         await wait_until(lambda: not worker._held, timeout=5, what="the delivery")
         assert len(await rows(sessions)) == 1
-    finally:
-        scheduler.shutdown(wait=False)
-        await worker.close()
 
 
 async def test_a_page_is_not_handed_over_while_no_delivery_slot_is_free(sessions: Sessions):
@@ -588,12 +582,7 @@ async def test_a_page_is_not_handed_over_while_no_delivery_slot_is_free(sessions
         sessions, notifiers(message__slack=slack, page_pagerduty=pager), config=CONFIG,
         poll=30, concurrency=1,
     )  # fmt: skip
-    scheduler = AsyncIOScheduler(timezone="UTC")
-    worker.schedule(scheduler)
-    outbox.on_enqueue_commit(sessions, worker.wake)  # as the app wires it
-    outbox.hand_off_on_commit(sessions, worker.handoff())
-    scheduler.start()
-    try:
+    async with running(sessions, worker, wake=True):  # the wake-up wired as the app does
         await asyncio.sleep(0.1)
         await queue(sessions, "message")  # handed over; its slow send takes the one slot
         await wait_until(lambda: slack.at, timeout=5, what="the slow send to start")
@@ -609,9 +598,6 @@ async def test_a_page_is_not_handed_over_while_no_delivery_slot_is_free(sessions
         # The slot frees: the page still owed goes out at once (the poll is 30 s away).
         await wait_until(lambda: pager.sent, timeout=3, what="the second page")
         assert [m.payload["dedup_key"] for m in pager.sent] == ["HD-8"]
-    finally:
-        scheduler.shutdown(wait=False)
-        await worker.close()
 
 
 async def test_a_hand_off_given_up_does_not_drop_the_lease_of_its_own_later_claim(
@@ -664,12 +650,7 @@ async def test_a_row_still_in_hand_is_not_sent_again_when_its_lease_ran_out(sess
     slack = Stub(slow=2.0)
     worker = OutboxWorker(sessions, notifiers(message__slack=slack), config=CONFIG, poll=30,
                           lease=1.0)  # fmt: skip
-    scheduler = AsyncIOScheduler(timezone="UTC")
-    worker.schedule(scheduler)
-    scheduler.remove_job("outbox-lease")  # as if every renewal failed
-    outbox.hand_off_on_commit(sessions, worker.handoff())
-    scheduler.start()
-    try:
+    async with running(sessions, worker, renewing=False):  # as if every renewal failed
         await asyncio.sleep(0.1)
         await queue(sessions, "message")
         await wait_until(lambda: slack.at, timeout=5, what="the slow send to start")
@@ -680,6 +661,3 @@ async def test_a_row_still_in_hand_is_not_sent_again_when_its_lease_ran_out(sess
         assert len(slack.at) == 1  # ...but not sent again
         [row] = await rows(sessions)
         assert row.status == "delivered"
-    finally:
-        scheduler.shutdown(wait=False)
-        await worker.close()
