@@ -138,8 +138,10 @@ def kb_query(ticket: Ticket) -> str:
 def look_up_kb_for_card(deps: Deps, ticket: Ticket) -> None:
     """Ask the KB about a new ticket in the background; its card is refreshed when it answers.
     The card itself never waits for the KB."""
+    if deps.kb is None:  # no KB: not even the query is worked out
+        return
     query = kb_query(ticket)
-    if deps.kb is None or not query:
+    if not query:
         return
     task = asyncio.get_running_loop().create_task(_kb_for_card(deps.detached(), ticket.id, query))
     _RUNNING.add(task)
