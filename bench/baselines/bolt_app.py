@@ -10,6 +10,11 @@ Modes:
                the modal's private_metadata with slack_sdk's AsyncWebClient (chat.postMessage):
                what a minimal bot doing the same user-visible job costs. No outbox, no retry
                after a crash: the card is lost if the process dies after the ack.
+  outbox       like `insert-post`, with the least that makes the card durable (the project's
+               rule for side effects): the submission and an outbox row holding the card in
+               one transaction before the ack; after the ack the card is posted and the row
+               marked delivered in a second transaction. No claim, lease, retry or dedup:
+               a floor for what any bot that never loses a card pays, not a full outbox.
 
 `python -m bench.baselines.bolt_app --port P --mode ack --api-url URL [--db PATH]`
 (SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN from the environment).
@@ -30,7 +35,18 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, event, insert
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    event,
+    insert,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 METADATA = MetaData()
@@ -42,6 +58,15 @@ ROWS = Table(
     Column("user_id", String(64)),
     Column("values", Text),
     Column("created_at", DateTime),
+)
+
+OUTBOX = Table(
+    "outbox",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("payload", Text),
+    Column("status", String(16)),
+    Column("delivered_at", DateTime),
 )
 
 
@@ -68,6 +93,10 @@ def _value(state: dict[str, Any]) -> str:
 
 
 async def post_card(client: AsyncWebClient, view: dict[str, Any], user: str, number: int) -> None:
+    await client.chat_postMessage(**card_message(view, user, number))
+
+
+def card_message(view: dict[str, Any], user: str, number: int) -> dict[str, Any]:
     """The ticket card a minimal bot would post: title, facts, error text, three buttons."""
     values = {key: _value(next(iter(v.values()))) for key, v in view["state"]["values"].items()}
     channel = json.loads(view.get("private_metadata") or "{}").get("channel", "C0HELP")
@@ -104,7 +133,19 @@ async def post_card(client: AsyncWebClient, view: dict[str, Any], user: str, num
                                  ("ticket.escalate", "Escalate"), ("ticket.close", "Close"))
         ]},
     ]  # fmt: skip
-    await client.chat_postMessage(channel=channel, text=title, blocks=blocks)
+    return {"channel": channel, "text": title, "blocks": blocks}
+
+
+async def post_from_outbox(
+    client: AsyncWebClient, engine: AsyncEngine, row: int, message: dict[str, Any]
+) -> None:
+    await client.chat_postMessage(**message)
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(OUTBOX)
+            .where(OUTBOX.c.id == row)
+            .values(status="delivered", delivered_at=datetime.now(UTC))
+        )
 
 
 def build(mode: str, api_url: str, db_path: str | None) -> web.Application:
@@ -114,7 +155,8 @@ def build(mode: str, api_url: str, db_path: str | None) -> web.Application:
         signing_secret=os.environ["SLACK_SIGNING_SECRET"],
         process_before_response=mode != "ack-default",
     )
-    engine = sqlite_engine(db_path) if mode.startswith("insert") and db_path else None
+    durable = mode in ("insert", "insert-post", "outbox")
+    engine = sqlite_engine(db_path) if durable and db_path else None
     posting: set[asyncio.Task[Any]] = set()
 
     @bolt.command("/ticket")
@@ -123,8 +165,9 @@ def build(mode: str, api_url: str, db_path: str | None) -> web.Application:
 
     @bolt.view(re.compile(r".+"))
     async def on_view(ack: Any, body: dict[str, Any]) -> None:
-        number = 0
+        number = row = 0
         view = body["view"]
+        message: dict[str, Any] = {}
         if engine is not None:
             async with engine.begin() as conn:
                 result = await conn.execute(
@@ -136,9 +179,19 @@ def build(mode: str, api_url: str, db_path: str | None) -> web.Application:
                     )
                 )
                 number = result.inserted_primary_key[0]
+                if mode == "outbox":
+                    message = card_message(view, body["user"]["id"], number)
+                    queued = await conn.execute(
+                        insert(OUTBOX).values(payload=json.dumps(message), status="pending")
+                    )
+                    row = queued.inserted_primary_key[0]
         await ack()
+        task = None
         if mode == "insert-post":
             task = asyncio.create_task(post_card(client, view, body["user"]["id"], number))
+        elif mode == "outbox" and engine is not None:
+            task = asyncio.create_task(post_from_outbox(client, engine, row, message))
+        if task is not None:
             posting.add(task)
             task.add_done_callback(posting.discard)
 
@@ -168,7 +221,7 @@ async def _ok() -> web.Response:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
-    modes = ("ack", "ack-default", "insert", "insert-post")
+    modes = ("ack", "ack-default", "insert", "insert-post", "outbox")
     parser.add_argument("--mode", choices=modes, default="ack")
     parser.add_argument("--api-url", required=True)
     parser.add_argument("--db")
