@@ -9,7 +9,15 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from handlers.durations import parse_duration
 
@@ -29,6 +37,16 @@ Duration = Annotated[timedelta, BeforeValidator(_duration)]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _category_names(value: list[str]) -> list[str]:
+    """Category names as the intake form stores them (trimmed, lower case), in order, once:
+    `MFA` in the config gates the `mfa` a ticket is filed under."""
+    return list(dict.fromkeys(v.strip().lower() for v in value if v.strip()))
+
+
+# A list of categories in the config (identity gate, Tier 1 scope, Patch Tuesday).
+Categories = Annotated[list[str], AfterValidator(_category_names)]
 
 
 class SlaTarget(_Strict):
@@ -101,7 +119,21 @@ class QueueTarget(_Strict):
 
 
 class EscalationConfig(_Strict):
+    # category -> queue
     queues: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("queues")
+    @classmethod
+    def _categories(cls, value: dict[str, str]) -> dict[str, str]:
+        queues: dict[str, str] = {}
+        for category, queue in value.items():
+            name = category.strip().lower()
+            if not name:
+                raise ValueError("a category name is empty")
+            if name in queues and queues[name] != queue:
+                raise ValueError(f"category {name!r} is given twice, with different queues")
+            queues[name] = queue
+        return queues
     # An open ticket outside `tier1_scope` not escalated this long after it was opened gets
     # one nudge to escalate early.
     nudge_after: Duration = timedelta(minutes=30)
@@ -129,7 +161,7 @@ class RemoteConfig(_Strict):
 
 class IdentityConfig(_Strict):
     approval_ttl: Duration = timedelta(minutes=15)
-    categories: list[str] = Field(default_factory=lambda: ["password-reset", "mfa", "account"])
+    categories: Categories = Field(default_factory=lambda: ["password-reset", "mfa", "account"])
 
 
 class CsatConfig(_Strict):
@@ -250,14 +282,9 @@ class ChangesConfig(_Strict):
 
     window: Duration = timedelta(days=3)
     patch_tuesday: bool = True
-    patch_tuesday_categories: list[str] = Field(default_factory=_default_patch_categories)
+    patch_tuesday_categories: Categories = Field(default_factory=_default_patch_categories)
     calendar: str | None = None  # a file (relative to the config file) or an http(s) URL
     entries: list[ChangeEntry] = Field(default_factory=list)
-
-    @field_validator("patch_tuesday_categories")
-    @classmethod
-    def _lower(cls, value: list[str]) -> list[str]:
-        return [v.strip().lower() for v in value if v.strip()]
 
 
 class PatternsConfig(_Strict):
@@ -275,7 +302,7 @@ class HelpdeskConfig(_Strict):
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)
     # The categories Tier 1 handles (SPEC's list when absent); `[]` turns scope labels and
     # nudges off.
-    tier1_scope: list[str] = Field(
+    tier1_scope: Categories = Field(
         default_factory=lambda: ["password-reset", "mfa", "printer", "outlook"]
     )
     remote: RemoteConfig = Field(default_factory=RemoteConfig)

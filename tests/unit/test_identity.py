@@ -480,3 +480,25 @@ async def test_a_manager_who_takes_over_the_ticket_can_no_longer_answer(
     ticket, [check], events, _ = await state(boss_deps, number)
     assert (ticket.identity_state, check.state) == ("pending", "pending")
     assert "identity.refused" in events and "identity.approved" not in events
+
+
+async def test_identity_categories_written_in_capitals_still_gate(deps: Deps):
+    """The form files categories in lower case; the config's `MFA`, `Password-Reset` and a
+    custom `VPN` must gate those tickets (they used to open `not_required`, or for a custom
+    category not at all: the form offered `VPN` and then refused it)."""
+    config = HelpdeskConfig.model_validate(
+        {
+            "identity": {"categories": ["Password-Reset", " MFA ", "VPN"]},
+            "queues": {"security": {"slack": "C0SECURITY"}},
+        }
+    )
+    shouting = dataclasses.replace(deps, config=config)
+    assert config.identity.categories == ["password-reset", "mfa", "vpn"]
+    for category in ("MFA", "mfa", "password-reset", "VPN"):
+        number = await new_ticket(shouting, category=category)
+        ticket, _, _, _ = await state(shouting, number)
+        assert ticket.category == category.lower()
+        # Gated: the manager is asked at once (pending).
+        assert ticket.identity_state == "pending", category
+    printer = await new_ticket(shouting, category="printer")
+    assert (await state(shouting, printer))[0].identity_state == "not_required"

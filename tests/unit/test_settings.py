@@ -106,3 +106,29 @@ directory: {source: file, path: people.yaml}
     config = load_settings({"HELPDESK_CONFIG": str(path)}).config
     assert config.sla.tier_for("acme") == "gold"
     assert config.queues["security"].slack == "C0SECURITY"
+
+
+def test_category_names_in_the_config_are_matched_as_the_form_files_them() -> None:
+    """Categories are stored trimmed and in lower case; every list of them in the config is
+    read the same way, so `Printer` scopes, routes and lists the `printer` tickets."""
+    from handlers.config import HelpdeskConfig
+    from handlers.tickets.intake import categories
+
+    config = HelpdeskConfig.model_validate(
+        {
+            "identity": {"categories": ["MFA", "mfa", " Password-Reset", ""]},
+            "tier1_scope": ["Printer"],
+            "escalation": {"queues": {"Printer ": "desktop"}},
+            "changes": {"patch_tuesday_categories": ["Windows"]},
+        }
+    )
+    assert config.identity.categories == ["mfa", "password-reset"]
+    assert config.tier1_scope == ["printer"]
+    assert config.escalation.queues == {"printer": "desktop"}
+    assert config.changes.patch_tuesday_categories == ["windows"]
+    listed = categories(config)
+    assert listed == [c.lower() for c in listed] and len(listed) == len(set(listed))
+    with pytest.raises(ValueError, match="given twice"):
+        HelpdeskConfig.model_validate(
+            {"escalation": {"queues": {"Printer": "desktop", "printer": "field"}}}
+        )
