@@ -134,6 +134,7 @@ class EscalationConfig(_Strict):
                 raise ValueError(f"category {name!r} is given twice, with different queues")
             queues[name] = queue
         return queues
+
     # An open ticket outside `tier1_scope` not escalated this long after it was opened gets
     # one nudge to escalate early.
     nudge_after: Duration = timedelta(minutes=30)
