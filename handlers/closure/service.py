@@ -312,7 +312,7 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
             },
         )
         await incidents.on_ticket_closed(session, deps, ticket=ticket, actor=actor)
-        also = (
+        also, kept = (
             await working.close_filed(
                 session,
                 deps,
@@ -323,7 +323,7 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
                 addresses=filed_to,
             )
             if ticket.filed_count
-            else []
+            else ([], [])
         )
         await csat.schedule_survey(session, deps, ticket=ticket, to=survey_to, now=now)
         await csat.schedule_followup(session, deps, ticket=ticket, technician=actor, now=now)
@@ -338,4 +338,9 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
         text += " The requester had not confirmed the fix: that is recorded."
     if also:
         text += f" Also closed with it: {', '.join(also)} (filed under it); surveys queued."
+    if kept:
+        text += (
+            f" Still open: {', '.join(kept)} (filed under it): the requester's identity is not "
+            "confirmed, so each is closed on its own once it is (`ticket verify`)."
+        )
     return Reply(text=text, card=ticket_card(ticket, extra=extra, now=now), private=False)

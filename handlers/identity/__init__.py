@@ -8,6 +8,7 @@ from handlers.identity.cards import PURPOSE
 from handlers.identity.deliveries import on_delivered as on_request_delivered
 from handlers.identity.deliveries import on_failed as on_request_failed
 from handlers.identity.service import (
+    GATED_STATES,
     CheckPeople,
     approve,
     deny,
@@ -21,6 +22,7 @@ from handlers.identity.service import (
 )
 
 __all__ = [
+    "GATED_STATES",
     "PURPOSE",
     "CheckPeople",
     "approve",

@@ -3,7 +3,9 @@
 The P1's users affected becomes its own plus those of every report filed under it; its incident
 notice is edited in place (no new notice, no new page); the requester of the report is told
 which incident it is part of. Closing the P1 closes every report filed under it with the P1's
-resolution, and each requester gets a survey. Rows are locked in id order.
+resolution, and each requester gets a survey; a report whose requester's identity is not
+confirmed (required, pending, denied) stays open, as it would for `close`. Rows are locked in id
+order.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import csat, incidents, notify, psa
+from handlers import csat, identity, incidents, notify, psa
 from handlers.commands import TICKET_REF, Command
 from handlers.deps import Deps
 from handlers.types import Actor, DomainError, Interaction, InvalidInput, NotFound, Reply
@@ -158,11 +160,17 @@ def _filed_answer(child: Ticket, parent: Ticket) -> str:
 # -- closing the P1 ------------------------------------------------------------------------------
 
 
+def _closes_with_p1(report: Ticket) -> bool:
+    """An open report closes with its P1 unless its identity check still gates it (SPEC: no
+    ticket in `identity.categories` is closed before its requester is confirmed)."""
+    return report.status == "open" and report.identity_state not in identity.GATED_STATES
+
+
 async def filed_addresses(deps: Deps, p1: Ticket) -> dict[int, Address]:
     """Where each report filed under `p1` gets its survey (directory look-ups, before the
     closure's transaction)."""
     async with deps.sessions() as session:
-        reports = [t for t in await repo.filed_under(session, p1.number) if t.status == "open"]
+        reports = [t for t in await repo.filed_under(session, p1.number) if _closes_with_p1(t)]
     return {t.id: await csat.survey_address(deps, t) for t in reports}
 
 
@@ -175,12 +183,25 @@ async def close_filed(
     now: datetime,
     closed_by: str,
     addresses: dict[int, Address],
-) -> list[str]:
+) -> tuple[list[str], list[str]]:
     """Close every open report filed under the P1 just closed, with its resolution, and queue
-    each requester's survey; returns their numbers."""
-    closed = []
+    each requester's survey; returns their numbers, and those of the reports left open because
+    their requester's identity is not confirmed (each with an audit event)."""
+    closed: list[str] = []
+    kept: list[str] = []
     for report in await repo.filed_under(session, p1.number, lock=True):
         if report.status != "open":
+            continue
+        if not _closes_with_p1(report):
+            await tickets_repo.add_event(
+                session,
+                ticket_id=report.id,
+                kind="ticket.kept_open",
+                actor_platform=actor.platform,
+                actor_id=actor.id,
+                data={"with": p1.number, "identity": report.identity_state},
+            )
+            kept.append(report.number)
             continue
         report.status, report.closed_at = "closed", now
         report.resolution_note = p1.resolution_note
@@ -209,4 +230,4 @@ async def close_filed(
         await csat.schedule_survey(session, deps, ticket=report, to=to, now=now)
         await csat.schedule_followup(session, deps, ticket=report, technician=actor, now=now)
         closed.append(report.number)
-    return closed
+    return closed, kept

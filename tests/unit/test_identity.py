@@ -13,7 +13,8 @@ from sqlalchemy import select
 
 from bot.directory.file import FileDirectory
 from cards.model import ActionId, Card, Mention, Typed, plain
-from handlers import deliveries, dispatch, identity
+from handlers import closure, deliveries, dispatch, identity, working
+from handlers.commands import Command
 from handlers.config import HelpdeskConfig
 from handlers.deps import Deps
 from handlers.directory import Person
@@ -502,3 +503,50 @@ async def test_identity_categories_written_in_capitals_still_gate(deps: Deps):
         assert ticket.identity_state == "pending", category
     printer = await new_ticket(shouting, category="printer")
     assert (await state(shouting, printer))[0].identity_state == "not_required"
+
+
+async def test_closing_a_p1_leaves_filed_reports_whose_identity_is_not_confirmed_open(deps: Deps):
+    """SPEC: a ticket in `identity.categories` is not closed before its requester is confirmed.
+    Closing a P1 closes the reports filed under it, but not a denied (possible impersonation)
+    or pending one: those stay open, audited, and the closer is told."""
+    p1 = await new_ticket(deps, "U0CY", category="printer")
+    async with deps.sessions() as session, session.begin():
+        found = await repo.get_by_number(session, p1)
+        assert found is not None
+        found.priority = "P1"
+    denied = await new_ticket(deps, "U0ANA", category="password-reset")
+    confirmed = await new_ticket(deps, "U0ANA", category="password-reset")
+    pending = await new_ticket(deps, "U0VIC", category="printer")  # a VIP: always checked
+    await answer(deps, (await state(deps, denied))[1][0].nonce, approve=False)
+    await answer(deps, (await state(deps, confirmed))[1][0].nonce)
+    assert [(await state(deps, n))[0].identity_state for n in (denied, confirmed, pending)] == [
+        "denied",
+        "confirmed",
+        "pending",
+    ]
+    for report in (denied, confirmed, pending):
+        await working.link_command(deps, turn(TECH), Command("link", f"{report} {p1}"))
+    data = {
+        "ticket": p1,
+        "resolution_note": "Restarted the print spooler on PRN-0042 (KB-12)",
+        "resolution_category": "Incident",
+        "time_spent": "45m",
+        "kb_article": "",
+    }
+    reply = await closure.submit(deps, turn(TECH, action=ActionId.CLOSE_SUBMIT, data=data))
+    assert f"Also closed with it: {confirmed}" in reply.text
+    assert f"Still open: {denied}, {pending}" in reply.text
+    assert "identity is not confirmed" in reply.text
+    assert (await state(deps, confirmed))[0].status == "closed"
+    for number in (denied, pending):
+        ticket, _, events, _ = await state(deps, number)
+        assert ticket.status == "open", number
+        assert ticket.resolution_note in ("", None)
+        assert events[-1] == "ticket.kept_open" and "ticket.closed" not in events
+    # A survey for the P1 and the report closed with it; none for the reports left open.
+    _, _, _, rows = await state(deps, denied)
+    surveyed = {r.dedup_key for r in rows if (r.dedup_key or "").startswith("csat-survey:")}
+    ids = {}
+    for number in (p1, confirmed, denied, pending):
+        ids[number] = (await state(deps, number))[0].id
+    assert surveyed == {f"csat-survey:{ids[p1]}", f"csat-survey:{ids[confirmed]}"}
