@@ -21,6 +21,10 @@ from storage.errors import DatabaseUnavailable
 from storage.models import Ticket
 
 log = logging.getLogger(__name__)
+P1_REFUSED = (
+    "Only technicians can open a ticket at P1 (it pages the on-call): choose P2, and a "
+    "technician will raise it if it is an outage."
+)
 
 
 def open_form(deps: Deps, interaction: Interaction, command: Command) -> Reply:
@@ -55,7 +59,13 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
     try:
         requester_id, requester = await _requester(deps, interaction, form.requester)
         technician = await deps.person(interaction.actor)
+        if form.priority == "P1" and not await deps.is_technician(interaction.actor):
+            # Opening at P1 pages the on-call, which SPEC keeps to technicians ("raise to P1").
+            # Nothing is saved; the form stays open with the reason.
+            log.info("intake: P1 refused for %s (not a technician)", interaction.actor.id)
+            raise InvalidInput("Please fix the highlighted fields.", {"priority": P1_REFUSED})
     except DirectoryUnavailable as exc:
+        # A real P1 is not held up by a directory outage: it is opened (and paged) as chosen.
         log.warning("intake: the directory could not answer: %s", exc)
         outage = exc
     # Where to announce: the form's context only when it is trustworthy (Slack's signed

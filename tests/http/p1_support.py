@@ -91,8 +91,16 @@ async def slack_modal(app: AppHarness, fake: FakeSlack, text: str) -> dict[str, 
 
 
 async def slack_ticket(app: AppHarness, fake: FakeSlack, *, priority: str = "P1",
-                       users: int = 40) -> float:  # fmt: skip
+                       users: int = 40, user: str = "UTECH") -> float:  # fmt: skip
     """Open a ticket through the intake modal; returns when the submission was answered."""
+    response = await submit_ticket(app, fake, priority=priority, users=users, user=user)
+    assert response.status == 200
+    return time.monotonic()
+
+
+async def submit_ticket(app: AppHarness, fake: FakeSlack, *, priority: str = "P1",
+                        users: int = 40, user: str = "UTECH") -> Any:  # fmt: skip
+    """The intake modal's submission by `user`; returns the HTTP answer."""
     view = await slack_modal(app, fake, "new VPN down")
     values = {
         "requester": {"type": "users_select", "selected_user": "UANA"},
@@ -103,10 +111,8 @@ async def slack_ticket(app: AppHarness, fake: FakeSlack, *, priority: str = "P1"
         "priority": _choice(priority), "category": _choice("network"),
         "asset": _text("VPN-01"), "client": _text(""),
     }  # fmt: skip
-    submission = view_submission(view, values, view_id=f"VP{next(_views)}")
-    response = await app.interactive(submission)
-    assert response.status == 200
-    return time.monotonic()
+    submission = view_submission(view, values, user=user, view_id=f"VP{next(_views)}")
+    return await app.interactive(submission)
 
 
 async def slack_close(app: AppHarness, fake: FakeSlack, number: str) -> None:

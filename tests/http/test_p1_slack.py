@@ -26,6 +26,7 @@ from tests.http.p1_support import (
     slack_close,
     slack_posts,
     slack_ticket,
+    submit_ticket,
 )
 
 CONFIG = {"slack": {"incident_channel": INCIDENT_CHANNEL}, "incident": {"bridge_url": BRIDGE}}
@@ -75,6 +76,32 @@ async def test_p1_intake_posts_one_notice_and_pages_both_once(
     assert (alert["alias"], alert["priority"]) == ("HD-1", "P1")
     assert "HD-1" in alert["message"] and len(alert["message"]) <= 130
     await assert_secrets_not_stored(app)
+
+
+async def test_only_technicians_open_a_ticket_at_p1(
+    make_app, slack_api: FakeSlack, pagerduty: FakePagerDuty, opsgenie: FakeOpsgenie
+):
+    """Opening at P1 pages the on-call: like raising to P1 (SPEC), technicians only. Bob's
+    form stays open with the reason on Priority; nothing is saved, noticed or paged. At P2 his
+    ticket opens; a technician's P1 pages."""
+    app = await start(make_app, slack_api, pagerduty, opsgenie)
+    response = await submit_ticket(app, slack_api, priority="P1", user="UBOB")
+    assert response.status == 200
+    body = await response.json()
+    assert body["response_action"] == "errors"
+    assert "Only technicians can open a ticket at P1" in body["errors"]["priority"]
+    async with app.services.sessions() as session:
+        assert (await session.execute(select(Ticket))).scalars().all() == []
+    await submit_ticket(app, slack_api, priority="P2", user="UBOB")
+    await eventually(lambda: slack_posts(slack_api, "C0HELP"), what="Bob's P2 ticket card")
+    await asyncio.sleep(0.6)
+    assert pagerduty.events() == [] and opsgenie.alerts() == []
+    assert slack_posts(slack_api, INCIDENT_CHANNEL) == []
+    await slack_ticket(app, slack_api, priority="P1")  # Tom, a technician
+    await pagerduty.wait_for("/v2/enqueue")
+    async with app.services.sessions() as session:
+        opened = (await session.execute(select(Ticket.number, Ticket.priority))).all()
+    assert sorted(opened) == [("HD-1", "P2"), ("HD-2", "P1")]
 
 
 async def test_raise_to_p1_twice_pages_once_and_only_technicians_may(
