@@ -2,9 +2,11 @@
 
 Slack: a message in a ticket card's thread (its `thread_ts` is the ticket's thread in that
 channel); its files are recorded on the ticket, and a technician's message there is the
-ticket's first response. Teams: a message naming a ticket number with file attachments, and a
-message in the reply chain of a ticket card posted in a channel (the bot @mentioned there), like
-a Slack thread.
+ticket's first response. Files in any other thread are ignored, whatever ticket the text names.
+Teams: a message in the reply chain of a ticket card posted in a channel (the bot @mentioned
+there), like a Slack thread; and a message naming a ticket number with file attachments, whose
+files are taken only from the ticket's requester or a technician (or in the conversation its
+card is in).
 Each file is recorded once (name, link as the platform gives it, type, size, who, when);
 nothing is ever downloaded. The edges hand files over as plain dicts (`name`, `url`, `id`,
 `content_type`, `size`).
@@ -84,11 +86,21 @@ def _digest(value: str) -> str:
     return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
 
 
-async def _ticket(
-    session: AsyncSession, deps: Deps, interaction: Interaction
-) -> tuple[Ticket | None, bool]:
-    """The ticket the message is about, and whether it was said where the ticket is worked
-    (its thread or reply chain, or the conversation its card is in)."""
+@dataclass(frozen=True)
+class _Found:
+    """The ticket a message is about: `in_thread` when said in its own thread or reply chain
+    (found by the thread, not by a number in the text); `worked_here` when said there or in
+    the conversation its card is in."""
+
+    ticket: Ticket
+    in_thread: bool
+    worked_here: bool
+
+
+async def _ticket(session: AsyncSession, deps: Deps, interaction: Interaction) -> _Found | None:
+    """The ticket the message is about. Slack: only the thread's own ticket (files elsewhere
+    are ignored, whatever the text names); Teams: the reply chain's ticket, else one the text
+    names."""
     data = interaction.data
     here = interaction.conversation.id
     thread = str(data.get("thread") or "")
@@ -100,19 +112,23 @@ async def _ticket(
         if found is None and interaction.platform == "teams":
             found = await repo.ticket_of_chain(session, channel=channel, root=thread)
         if found is not None:
-            return found, True
+            return _Found(found, in_thread=True, worked_here=True)
+    if interaction.platform == "slack":
+        return None
     for number in ticket_numbers(str(data.get("text") or ""), deps.config.ticket_prefix):
         found = await tickets_repo.get_by_number(session, number)
         if found is not None:
-            return found, here in (found.card_channel, found.source_channel)
-    return None, False
+            worked_here = here in (found.card_channel, found.source_channel)
+            return _Found(found, in_thread=False, worked_here=worked_here)
+    return None
 
 
-async def _may_add(deps: Deps, interaction: Interaction, ticket: Ticket) -> bool:
-    """In the ticket's own thread anyone there may; elsewhere its requester or a technician."""
-    if interaction.data.get("thread"):
+async def _may_add(deps: Deps, interaction: Interaction, found: _Found) -> bool:
+    """In the ticket's own thread or reply chain anyone there may, and in the conversation its
+    card is in; elsewhere (a message naming it) only its requester or a technician."""
+    if found.in_thread:
         return True
-    actor = interaction.actor
+    ticket, actor = found.ticket, interaction.actor
     if interaction.conversation.id in (ticket.source_channel, ticket.card_channel):
         return True
     if notify.is_user(actor, ticket.source_platform, ticket.requester_id):
@@ -133,15 +149,21 @@ async def on_message(deps: Deps, interaction: Interaction) -> Reply:
     files = shared_files(interaction.data.get("files"), interaction.platform)
     in_thread = bool(interaction.data.get("thread"))
     async with deps.sessions() as session:
-        ticket, worked_here = await _ticket(session, deps, interaction)
-    if ticket is None:
-        if files and not in_thread:
+        found = await _ticket(session, deps, interaction)
+    if found is None:
+        if files and interaction.platform == "slack":
+            log.info(
+                "files outside a ticket's thread ignored",
+                extra={"channel": interaction.conversation.id, "files": len(files)},
+            )
+        elif files and not in_thread:
             numbers = ticket_numbers(
                 str(interaction.data.get("text") or ""), deps.config.ticket_prefix
             )
             return Reply(text=f"There is no ticket {numbers[0]}." if numbers else "")
         return Reply()
-    responds = worked_here and await deps.is_technician(interaction.actor)
+    ticket = found.ticket
+    responds = found.worked_here and await deps.is_technician(interaction.actor)
     if not files:
         if responds and ticket.first_response_at is None:
             async with deps.sessions() as session, session.begin():
@@ -155,7 +177,7 @@ async def on_message(deps: Deps, interaction: Interaction) -> Reply:
                 ):
                     return Reply(text=f"Noted: your first response to {ticket.number}.")
         return Reply()
-    if not await _may_add(deps, interaction, ticket):
+    if not await _may_add(deps, interaction, found):
         async with deps.sessions() as session, session.begin():
             await tickets_repo.add_event(
                 session,

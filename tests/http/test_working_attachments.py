@@ -201,3 +201,87 @@ async def test_teams_attachments_on_a_message_naming_the_ticket(
     card = shown(connector.activities(PERSONAL)[posted:])
     assert "Attachments (2)" in card and "error.png" in card and "crash.dmp" in card
     assert image in card and "Ana User (ana@example.com)" in card
+
+
+EVIL = "https://fake-team.slack.com/files/UEVE/F0EVIL/evil.png"
+
+
+async def test_slack_files_naming_a_ticket_outside_its_thread_are_ignored(
+    make_app: Any, slack_api: FakeSlack, caplog: Any
+) -> None:
+    """Only the card's own thread counts: a ticket number in the text of a message in any
+    other thread, whoever posts it and wherever, records nothing and answers nothing."""
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    number = await s.ticket()
+    shot = {"id": "F0EVIL", "name": "evil.png", "mimetype": "image/png", "size": 1}
+    posted = len(slack_api.posts())
+    caplog.set_level("INFO")
+    for user, channel, key in (
+        ("UEVE", "C0RANDOM", "F0EVIL"),  # an outsider, a thread of another channel
+        ("UEVE", "C0HELP", "F0EVIL2"),  # an outsider, another thread of the ticket's channel
+        ("UANA", "C0RANDOM", "F0ANA"),  # even its requester, outside the card's thread
+        ("UTECH", "C0HELP", "F0TOM"),  # even a technician
+    ):
+        body = s.event(
+            user=user,
+            thread="1600000000.000100",
+            channel=channel,
+            files=[{**shot, "id": key, "permalink": EVIL.replace("F0EVIL", key)}],
+            text=f"about {number}",
+        )
+        assert (await app.slack(body, content_type="application/json")).status == 200
+    await app.services.slack.drain()  # type: ignore[union-attr]
+    assert await attachments(app) == []
+    assert await events(app, "attachment.added") == []
+    assert await events(app, "attachment.refused") == []
+    assert len(slack_api.posts()) == posted  # nothing said in public
+    assert "files outside a ticket's thread ignored" in caplog.text
+    assert "Attachments" not in await s.command(f"show {number}")
+    # In the card's own thread they count.
+    thread = (s.card(number) or {})["ts"]
+    body = s.event(user="UANA", thread=thread, files=[{**shot, "permalink": EVIL}])
+    assert (await app.slack(body, content_type="application/json")).status == 200
+    await app.services.slack.drain()  # type: ignore[union-attr]
+    assert [(a.name, a.url, a.actor_id) for a in await attachments(app)] == [
+        ("evil.png", EVIL, "UANA")
+    ]
+
+
+async def test_teams_a_reply_chain_naming_a_ticket_takes_files_only_from_its_people(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    """A reply in some channel's reply chain (not the ticket card's) naming a ticket: its
+    requester's and a technician's files are recorded, anyone else's refused."""
+    app: AppHarness = await make_app(config=teams_config(connector), people=PEOPLE)
+    t = TeamsFlow(app, connector)
+    number = await t.ticket(requester="ana@example.com")
+    chain = "19:random@thread.tacv2;messageid=1700000000000"
+
+    def sent(user: str, url: str) -> dict[str, Any]:
+        shot = {"contentType": "image/png", "contentUrl": url, "name": "x.png"}
+        return message(
+            connector.service_url,
+            f"<at>Helpdesk</at> {number} look",
+            user=user,
+            conversation=chain,
+            attachments=[shot],
+        )
+
+    assert (await app.teams(sent("29:1eve", "https://evil.example/x.png"))).status == 201
+    # Refused, told to her in her own chat (answers here are private), and audited.
+    await wait_until(lambda: t.chat_with("29:1eve") is not None, what="a chat with Eve")
+    eve = t.chat_with("29:1eve") or ""
+    await wait_until(lambda: t.texts(eve, f"Only the requester of {number}"), what="the refusal")
+    assert await attachments(app) == []
+    assert len(await events(app, "attachment.refused")) == 1
+    # Its requester and a technician, in the same chain: recorded.
+    ana, tom = "https://example.com/ana.png", "https://example.com/tom.png"
+    assert (await app.teams(sent(TEAMS_IDS["ana"], ana))).status == 201
+    assert (await app.teams(sent(TECH_ID, tom))).status == 201
+    await wait_until(lambda: _has(app, 2), what="the files recorded")
+    assert connector.activities(chain) == []  # nothing said in the channel
+    assert [(a.url, a.actor_id) for a in await attachments(app)] == [
+        (ana, TEAMS_IDS["ana"]),
+        (tom, TECH_ID),
+    ]
