@@ -1,11 +1,17 @@
-"""What the report says: its lines (the CLI prints them), the chat card, and the CSV rows."""
+"""What the report says: its lines (the CLI prints them), the chat card, and the CSV rows.
+
+What people typed (client names, at intake and after `report`), categories (named in the
+config, as on the ticket card) and error text (a pattern's label) are `Typed` on the card;
+priorities, resolution categories (the closure form's fixed list), figures and ticket numbers
+are the bot's own words.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from cards.model import Card, Facts, Text
-from handlers.reports.rules import Rate, Summary
+from cards.model import Card, Facts, Inline, Rich, Text, Typed, plain
+from handlers.reports.rules import NO_CLIENT, Rate, Summary
 from handlers.sla import outcome
 from storage.reports import TicketRow
 
@@ -48,39 +54,58 @@ def span(seconds: float | None) -> str:
     return " ".join([f"{days}d"] * bool(days) + [f"{h}h"] * bool(h) + [f"{m}m"] * bool(m))
 
 
-def _counts(pairs: list[tuple[str, int]]) -> str:
-    return ", ".join(f"{name} {count}" for name, count in pairs) or "none"
+def _counts(pairs: list[tuple[str, int]], *, typed: bool = False) -> Inline:
+    """`P1 2, P2 5`; with `typed`, the names are what people typed (`-` stays the bot's)."""
+    parts: list[Inline] = []
+    for name, count in pairs:
+        shown: Inline = Typed(name) if typed and name != "-" else name
+        parts += [", "] * bool(parts) + [shown, f" {count}"]
+    return Rich(*parts) if parts else "none"
 
 
 def _rates(pairs: list[tuple[str, Rate]]) -> str:
     return ", ".join(f"{name} {rate(r)}" for name, r in pairs if r.decided) or "none"
 
 
-def _clients(summary: Summary) -> str:
+def _client(name: str) -> Inline:
+    """A client as typed; the bot's `(no client)` for tickets without one."""
+    return name if name == NO_CLIENT else Typed(name)
+
+
+def _clients(summary: Summary) -> Inline:
     shown = summary.minutes_by_client[:MAX_CLIENTS]
-    text = ", ".join(f"{name} {hours(m)}" for name, m in shown)
+    parts: list[Inline] = []
+    for name, m in shown:
+        parts += [", "] * bool(parts) + [_client(name), f" {hours(m)}"]
     rest = summary.minutes_by_client[MAX_CLIENTS:]
     if rest:
-        text += f", {len(rest)} more clients {hours(sum(m for _, m in rest))}"
-    return text
+        parts.append(f", {len(rest)} more clients {hours(sum(m for _, m in rest))}")
+    return Rich(*parts)
 
 
-def title(summary: Summary) -> str:
-    who = summary.client or "all clients"
-    return f"QBR report: {who}, {summary.period} (UTC days, tickets by creation date)"
+def _patterns(patterns: list[Inline]) -> Inline:
+    parts: list[Inline] = []
+    for pattern in patterns:
+        parts += ["; "] * bool(parts) + [pattern]
+    return Rich(*parts) if parts else "none"
 
 
-def facts(summary: Summary) -> list[tuple[str, str]]:
+def title(summary: Summary) -> Inline:
+    who: Inline = Typed(summary.client) if summary.client else "all clients"
+    return Rich("QBR report: ", who, f", {summary.period} (UTC days, tickets by creation date)")
+
+
+def facts(summary: Summary) -> list[tuple[str, Inline]]:
     """Every figure, labelled as SPEC names them."""
     average = summary.csat_average
     distribution = ", ".join(f"{r}: {summary.ratings[r - 1]}" for r in range(5, 0, -1))
-    logged = hours(summary.minutes_total)
+    logged: Inline = hours(summary.minutes_total)
     if summary.minutes_by_client:
-        logged += f" ({_clients(summary)})"
+        logged = Rich(logged, " (", _clients(summary), ")")
     return [
         ("Opened", str(summary.opened)),
         ("Closed", str(summary.closed)),
-        ("By category", _counts(summary.by_category)),
+        ("By category", _counts(summary.by_category, typed=True)),
         ("By priority", _counts(summary.by_priority)),
         ("By resolution category", _counts(summary.by_resolution)),
         ("Respond met", rate(summary.respond)),
@@ -101,18 +126,22 @@ def facts(summary: Summary) -> list[tuple[str, str]]:
         ("Time logged", logged),
         ("Fixes confirmed", str(summary.fixes_confirmed)),
         ("Fixes unconfirmed", str(summary.fixes_unconfirmed)),
-        ("Top patterns", "; ".join(summary.patterns) or "none"),
+        ("Top patterns", _patterns(summary.patterns)),
     ]
 
 
 def lines(summary: Summary) -> list[str]:
     """The report as text, one figure a line."""
-    return [title(summary), *(f"{label}: {value}" for label, value in facts(summary))]
+    return [
+        plain(title(summary)),
+        *(f"{label}: {plain(value)}" for label, value in facts(summary)),
+    ]
 
 
 def report_card(summary: Summary) -> Card:
     """The report in chat (the chart comes with it as an image)."""
-    body: list[Text | Facts] = [Facts(facts(summary))]
+    items: list[tuple[Inline, Inline]] = list(facts(summary))
+    body: list[Text | Facts] = [Facts(items)]
     if not summary.opened:
         body.append(Text("No ticket was opened in this period.", muted=True))
     return Card(title=title(summary), body=list(body), fallback="\n".join(lines(summary)))

@@ -8,6 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
+from cards.model import Inline
 from storage.reports import Figures
 
 DEFAULT_DAYS = 90
@@ -125,7 +126,8 @@ class Summary:
     minutes_total: int
     fixes_confirmed: int
     fixes_unconfirmed: int
-    patterns: list[str]
+    # A repeated error (its label as typed) and its tickets: `0x80070005 (3 tickets: HD-1, ...)`.
+    patterns: list[Inline]
 
     @property
     def answers(self) -> int:
@@ -148,7 +150,7 @@ def _in_order(counts: dict[str, int], order: tuple[str, ...]) -> list[tuple[str,
 
 
 def summarize(
-    figures: Figures, *, period: Period, client: str | None, patterns: list[str]
+    figures: Figures, *, period: Period, client: str | None, patterns: list[Inline]
 ) -> Summary:
     """The report from the database's group counts (a few hundred rows at most, whatever the
     number of tickets)."""

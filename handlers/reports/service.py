@@ -11,6 +11,7 @@ from typing import IO
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from cards.model import Inline, Rich, Typed
 from handlers import diagnosis
 from handlers.commands import Command
 from handlers.deps import Deps
@@ -25,9 +26,10 @@ log = logging.getLogger(__name__)
 
 async def top_patterns(
     engine: AsyncEngine, scope: repo.Scope, *, threshold: int, limit: int = 5
-) -> list[str]:
+) -> list[Inline]:
     """The period's top repeat patterns (diagnosis help), most tickets first:
-    `0x80070005 (4 tickets: HD-1, HD-4, ...)`."""
+    `0x80070005 (4 tickets: HD-1, HD-4, ...)`. The error is as typed (a code found in it, or
+    its first line): `Typed`."""
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     found = await diagnosis.patterns_in(
         sessions,
@@ -38,9 +40,12 @@ async def top_patterns(
         limit=limit,
     )
     return [
-        f"{p.error} ({p.tickets} tickets: {', '.join(p.numbers[:5])}"
-        + (", ..." if len(p.numbers) > 5 else "")
-        + ")"
+        Rich(
+            Typed(p.error),
+            f" ({p.tickets} tickets: {', '.join(p.numbers[:5])}"
+            + (", ..." if len(p.numbers) > 5 else "")
+            + ")",
+        )
         for p in found
     ]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -28,10 +28,13 @@ from handlers.escalation.rules import FACTS as ESCALATION_FACTS
 from handlers.formatting import technician
 from handlers.identity.cards import outcome_card, request_card
 from handlers.incidents.cards import notice, resolved_notice
+from handlers.reports.cards import report_card
+from handlers.reports.rules import NO_CLIENT, Period, Rate, Summary
 from handlers.tickets.cards import ticket_card
 from handlers.working.cards import answered_card, comment_form
 from handlers.working.cards import request_card as fix_request_card
 from storage.models import FixConfirmation, IdentityCheck, Ticket, TicketDiagnosis
+from tests.adaptive_schema import validate_adaptive_card
 
 HOSTILE = "[x](https://evil.example) **bold** <!channel> <https://evil.example|y>"
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -95,6 +98,33 @@ def hostile_diagnosis() -> TicketDiagnosis:
     )
 
 
+def hostile_summary() -> Summary:
+    """A report whose client (typed after `report` and at intake), category (named in the
+    config) and top pattern (an error's first line) are all hostile."""
+    return Summary(
+        period=Period(date(2026, 1, 1), date(2026, 3, 31)),
+        client=HOSTILE,
+        opened=3,
+        closed=1,
+        by_category=[(HOSTILE, 2), ("-", 1)],
+        by_priority=[("P1", 1), ("P2", 2), ("P3", 0), ("P4", 0)],
+        by_resolution=[("Incident", 1), ("Request", 0), ("Problem", 0)],
+        respond=Rate(1, 0),
+        resolve=Rate(1, 0),
+        respond_by_priority=[("P1", Rate(1, 0))],
+        resolve_by_priority=[("P1", Rate(1, 0))],
+        median_first_response=60.0,
+        median_resolution=3600.0,
+        ratings=(0, 0, 0, 0, 1),
+        surveys_sent=1,
+        minutes_by_client=[(HOSTILE, 90), (NO_CLIENT, 30)],
+        minutes_total=120,
+        fixes_confirmed=1,
+        fixes_unconfirmed=0,
+        patterns=[Rich(Typed(HOSTILE), " (3 tickets: HD-1, HD-2, HD-3)")],
+    )
+
+
 MANAGER = Person(email="bo@example.com", name=HOSTILE, slack_id="U0BO")
 CHECK = IdentityCheck(id=1, nonce="n" * 40, created_at=NOW, expires_at=NOW + timedelta(minutes=15))
 FACTS = {fact.id: HOSTILE for fact in ESCALATION_FACTS}
@@ -134,6 +164,7 @@ BUILDERS: dict[str, Callable[[], Card]] = {
     "p1 card (matching, reports filed)": lambda: ticket_card(
         hostile_ticket(status="open", priority="P1", p1_match="HD-3", filed_count=2, filed_users=5)
     ),
+    "report": lambda: report_card(hostile_summary()),
     "help": lambda: usage("teams"),
     "welcome": lambda: welcome("teams"),
     "diagnosis section": lambda: Card(
@@ -162,7 +193,9 @@ def teams_texts(card: dict[str, Any]) -> list[str]:
 @pytest.mark.parametrize("name", list(BUILDERS))
 def test_typed_text_never_becomes_markup(name: str) -> None:
     card = BUILDERS[name]()
-    for text in teams_texts(render_card(card)):
+    rendered = render_card(card)
+    validate_adaptive_card(rendered)
+    for text in teams_texts(rendered):
         assert not LINK_OR_EMPHASIS.search(text), (name, text)
     slack = str(render_message(card))
     assert "<!channel>" not in slack and "<https://evil" not in slack, name
@@ -171,7 +204,9 @@ def test_typed_text_never_becomes_markup(name: str) -> None:
 @pytest.mark.parametrize("name", list(BUILDERS))
 def test_the_bots_own_words_carry_no_backslash(name: str) -> None:
     """Whatever is left once the typed text is taken out has not been escaped."""
-    for text in teams_texts(render_card(BUILDERS[name]())):
+    rendered = render_card(BUILDERS[name]())
+    validate_adaptive_card(rendered)
+    for text in teams_texts(rendered):
         escaped_hostile = re.escape(r"\[x\](https://evil.example) \*\*bold\*\* \<!channel> \<")
         rest = re.sub(escaped_hostile + r"https://evil\.example\|y>", "", text)
         assert "\\" not in rest, (name, text)
@@ -181,3 +216,52 @@ def test_the_people_on_a_card_are_never_raw_ids() -> None:
     rendered = str(render_card(ticket_card(hostile_ticket(source_platform="teams"))))
     assert "29:1tech" not in rendered and "U0ANA" not in rendered
     assert "(tom@example.com)" in rendered and "(ana@example.com)" in rendered
+
+
+def test_the_report_shows_typed_text_literally_and_its_own_words_as_written() -> None:
+    """Teams: the client, category and pattern are escaped where they would start markup; the
+    bot's labels, priorities, counts and ticket numbers beside them are not. Slack: shown
+    literally (`&`, `<`, `>` escaped), never a broadcast or a link."""
+    evil = "[Reset your password here](https://evil.example/login)"
+    escaped = r"\[Reset your password here\](https://evil.example/login)"
+    summary = hostile_summary()
+    summary = Summary(
+        **(
+            vars(summary)
+            | {
+                "client": evil,
+                "by_category": [(evil, 2), ("-", 1)],
+                "minutes_by_client": [(evil, 90), (NO_CLIENT, 30)],
+                "patterns": [Rich(Typed(evil), " (3 tickets: HD-1, HD-2, HD-3)")],
+            }
+        )
+    )
+    card = render_card(report_card(summary))
+    validate_adaptive_card(card)
+    title, facts = card["body"][0]["text"], card["body"][1]["facts"]
+    assert title == (
+        f"QBR report: {escaped}, 2026-01-01 to 2026-03-31 (UTC days, tickets by creation date)"
+    )
+    values = {fact["title"]: fact["value"] for fact in facts}
+    assert values["By category"] == f"{escaped} 2, - 1"
+    assert values["By priority"] == "P1 1, P2 2, P3 0, P4 0"
+    assert values["By resolution category"] == "Incident 1, Request 0, Problem 0"
+    assert values["Time logged"] == f"2h ({escaped} 1h 30m, (no client) 30m)"
+    assert values["Top patterns"] == f"{escaped} (3 tickets: HD-1, HD-2, HD-3)"
+    assert evil not in str(card["body"])
+    # The plain-text fallback says it as typed.
+    assert f"QBR report: {evil}, 2026-01-01" in card["fallbackText"]
+    slack = "\n".join(slack_texts(render_message(report_card(summary))))
+    assert f"Top patterns: {evil} (3 tickets: HD-1, HD-2, HD-3)" in slack
+    assert f"QBR report: {evil}, 2026-01-01" in slack
+    assert "\\" not in slack
+
+
+def slack_texts(value: Any) -> list[str]:
+    """Every `text` string in a Block Kit message."""
+    if isinstance(value, dict):
+        found = [value["text"]] if isinstance(value.get("text"), str) else []
+        return found + [t for v in value.values() for t in slack_texts(v)]
+    if isinstance(value, list):
+        return [t for v in value for t in slack_texts(v)]
+    return []

@@ -11,12 +11,16 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from handlers.reports.cards import hours, percent, span
+from cards import teams
+from handlers import diagnosis
+from handlers.reports import build
+from handlers.reports.cards import hours, percent, report_card, span
 from handlers.reports.rules import Period, parse_chat, period_of
 from storage import db
 from storage import reports as repo
 from storage import tickets as tickets_repo
 from storage.models import Ticket
+from tests.adaptive_schema import validate_adaptive_card
 
 TODAY = date(2026, 12, 5)
 NOW = datetime(2026, 12, 5, 12, tzinfo=UTC)
@@ -131,6 +135,27 @@ async def test_targets_without_an_outcome_are_missed_once_overdue(engine: AsyncE
     [group] = (await repo.figures(engine, scope())).groups
     assert (group.respond_met, group.respond_missed) == (1, 1)
     assert (group.resolve_met, group.resolve_missed) == (0, 1)  # the open one is not due yet
+
+
+async def test_a_patterns_error_and_the_clients_are_shown_as_typed_on_teams(
+    engine: AsyncEngine,
+) -> None:
+    """The error text (a pattern's label) and the client come from what people typed: escaped
+    on Teams, where a typed Markdown link would otherwise be live in the channel."""
+    evil = "[Reset your password here](https://evil.example/login)"
+    for _ in range(3):
+        await add(engine, client=evil, error_text=evil)
+    await diagnosis.backfill_signatures(db.session_factory(engine))
+    period = Period(date(2026, 11, 1), date(2026, 11, 30))
+    summary = await build(engine, period=period, client=evil, now=NOW, pattern_threshold=3)
+    card = teams.render_card(report_card(summary))
+    validate_adaptive_card(card)
+    escaped = r"\[Reset your password here\](https://evil.example/login)"
+    values = {fact["title"]: fact["value"] for fact in card["body"][1]["facts"]}
+    assert values["Top patterns"] == f"{escaped} (3 tickets: HD-1, HD-2, HD-3)"
+    assert values["Time logged"] == "0m"
+    assert card["body"][0]["text"].startswith(f"QBR report: {escaped}, 2026-11-01")
+    assert evil not in str(card["body"])
 
 
 async def test_sqlite_reads_covering_indexes_only(engine: AsyncEngine, db_url: str) -> None:
