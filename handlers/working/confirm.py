@@ -243,6 +243,14 @@ async def _answer(deps: Deps, interaction: Interaction, choice: str) -> Reply:
         request, ticket = found
         if request.state == "superseded":
             return Reply(text=cards.SUPERSEDED)
+        if request.state == "pending" and ticket.status != "open":
+            # Closed without the answer (allowed, and recorded so): a late answer changes
+            # nothing, so the closure's record and `report` stay as they were.
+            await _refused(session, interaction, ticket, request, f"ticket {ticket.status}")
+            return Reply(
+                text=f"{ticket.number} was closed before you answered, so nothing was recorded. "
+                "If it is still not working, please ask for a new ticket."
+            )
         if request.state != "pending":
             if request.state == "broken" and choice == "broken" and not has_box:
                 if not request.comment:  # Slack: the comment form again, nothing recorded

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import csat, identity, incidents, notify, psa
+from handlers import csat, identity, incidents, notify, psa, sla
 from handlers.commands import TICKET_REF, Command
 from handlers.deps import Deps
 from handlers.types import Actor, DomainError, Interaction, InvalidInput, NotFound, Reply
@@ -43,7 +43,7 @@ async def add_button(deps: Deps, interaction: Interaction) -> Reply:
     p1 = str(interaction.data.get("p1") or "").strip().upper()
     if not (TICKET_REF.match(report) and TICKET_REF.match(p1)):
         raise InvalidInput(f"This button does not name two tickets. {USAGE}")
-    return await file_under(deps, interaction, report=report, p1=p1)
+    return await file_under(deps, interaction, report=report, p1=p1, button=True)
 
 
 def _refusal(report: Ticket, p1: Ticket) -> str | None:
@@ -83,8 +83,11 @@ async def _both(
     return first, second
 
 
-async def file_under(deps: Deps, interaction: Interaction, *, report: str, p1: str) -> Reply:
-    """File `report` under the open P1 `p1`, or say why not."""
+async def file_under(
+    deps: Deps, interaction: Interaction, *, report: str, p1: str, button: bool = False
+) -> Reply:
+    """File `report` under the open P1 `p1`, or say why not. The report's **Add to** card
+    button (`button`) is its first response if it has none (SPEC: "a card button")."""
     actor = interaction.actor
     await deps.require_technician(actor, "file tickets under a P1")
     async with deps.sessions() as session:
@@ -96,6 +99,16 @@ async def file_under(deps: Deps, interaction: Interaction, *, report: str, p1: s
         child, parent = await _both(session, report, p1, lock=True)
         if (reason := _refusal(child, parent)) is not None:
             raise DomainError(reason)
+        if button:
+            await sla.record_first_response(
+                session,
+                child,
+                actor,
+                interaction.conversation.id,
+                at=deps.clock(),
+                action="file_under_p1",
+                refresh_card=False,  # refreshed below
+            )
         child.filed_under = parent.number
         parent.filed_count += 1
         parent.filed_users += child.users_affected
@@ -207,6 +220,7 @@ async def close_filed(
         report.resolution_note = p1.resolution_note
         report.resolution_category = p1.resolution_category
         report.kb_article = p1.kb_article
+        await sla.on_closed(session, report, at=now)  # both clocks stop: met or missed
         await notify.refresh_ticket_card(session, report)
         await psa.on_closed(session, ticket=report, closed_by=closed_by)
         await tickets_repo.add_event(
