@@ -1,11 +1,12 @@
 """Is a resolution note worth keeping? A small heuristic that can explain its verdict.
 
 A useful note says *what was done* (an action verb: cleared, reinstalled, reset…) *to what*
-(an object signal: a KB id, a command, a host or asset name, a setting path, or a known system
-such as a printer, VPN or mailbox), and is more than a filler phrase. Checks run in order and
-the first failure is the reason given to the technician, with a worked example. Whether the
-text is an answer at all (empty, a placeholder, too few words) is judged by `handlers.answers`,
-as for every form; this module adds what a resolution note needs on top.
+(an object signal: a KB id, a command, a host or asset name, a setting path, a known system
+such as a printer, VPN or mailbox, or a named product right after the verb), and is more than a
+filler phrase. A reference to another ticket of this help desk (`HD-12`) names no system.
+Checks run in order and the first failure is the reason given to the technician, with a worked
+example. Whether the text is an answer at all (empty, a placeholder, too few words) is judged
+by `handlers.answers`, as for every form; this module adds what a resolution note needs on top.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from handlers.answers import MIN_WORDS, Problem, made_only_of, problem, shown, w
 EXAMPLE = "e.g. 'Cleared the print queue on PRN-0042 and reinstalled the HP UPD 7.1 driver'"
 MIN_CHARS = 15
 MAX_CHARS = 3000
+DEFAULT_TICKET_PREFIX = "HD"
 
 # Words that only say "it is fixed now"; a note made of nothing else is filler.
 FILLER_WORDS = frozenset(
@@ -37,9 +39,9 @@ _ACTION_BASES = """
     configure connect convert copy correct create delete deploy disable disconnect edit
     enable enrol enroll extend flush follow force format grant import increase install join
     kill license link lock log map migrate modify mount move patch provision purge
-    push reapply reassign reauthorize rebind rebuild reconfigure reconnect recreate redeploy
-    reenrol reenroll refresh regenerate register reimage reinstall rejoin reload remap
-    remove rename renew repair replace reregister reseat reset resize restore resync
+    push reactivate reapply reassign reauthorize rebind rebuild reconfigure reconnect recreate
+    redeploy reenable reenrol reenroll refresh regenerate register reimage reinstall rejoin
+    reload remap remove rename renew repair replace reregister reseat reset resize restore resync
     revert revoke roll rollback rotate run scan set share start stop swap switch sync
     tighten toggle unblock uninstall unlock unmap update upgrade whitelist wipe
     """.split()
@@ -76,7 +78,16 @@ _SYSTEM_PHRASES = tuple(
 
 _KB_ID = re.compile(r"\bKB[-\s]?\d{3,}\b", re.IGNORECASE)
 _BACKTICKS = re.compile(r"`[^`\n]+`")
-_FLAG = re.compile(r"(?:^|\s)(?:--?|/)[A-Za-z][\w-]*\b")
+# Command-line switches outside a known command. A lone "-word" or "/word" is no command ("works
+# now -thanks"); these shapes are: a GNU long option (`--force`), two switches in a row
+# (`repadmin /syncall /AdeP`), or a program run by name with a switch (`ran repadmin /syncall`).
+_LONG_FLAG = re.compile(r"(?<!\S)--[A-Za-z][\w-]+")
+_SWITCHES = re.compile(r"(?<!\S)[-/][A-Za-z][\w:-]*\s+[-/][A-Za-z]")
+_RUN_WITH_SWITCH = re.compile(
+    r"\b(?i:ran|run|runs|running|reran|rerun|executed|execute|executing)\s+"
+    r"(?!(?:into|out|across|through|over|the|a|an|it|again)\b)[a-z][\w.-]*"
+    r"(?:\s+[^\s/-]\S*){0,2}\s+[-/][A-Za-z]"
+)
 _POWERSHELL = re.compile(
     r"\b(?:Get|Set|New|Remove|Add|Reset|Enable|Disable|Start|Stop|Restart|Clear|Update|Invoke|"
     r"Install|Uninstall|Test|Repair|Grant|Revoke)-[A-Z][A-Za-z]+"
@@ -90,11 +101,28 @@ _PATH = re.compile(
     r"(?:\b[A-Za-z]:\\|\\\\[\w.$-]+\\|\bHK(?:LM|CU|CR|U|CC)\b|\bHKEY_[A-Z_]+\b|"
     r"(?:^|\s)~?/(?:[\w.-]+/)+[\w.-]*)"
 )
-_SETTING_PATH = re.compile(r"\w[\w ]*\s(?:>|->|→|»)\s\w")
+# One step of a settings or policy path between named parts: `Settings > Accounts`,
+# `Group Policy -> Computer Configuration`. Both sides are capitalised names, not plain words
+# ("the laptop -> works now"); `_has_setting_path` also refuses a filler word ("-> Works now").
+_SETTING_STEP = re.compile(r"\b([A-Z][\w-]*)\s(?:>|->|→|»)\s([A-Z][\w-]*)")
+# Asset tags and host names with a dash or underscore and a digit (`PRN-0042`, `LAPTOP-0192`);
+# a ticket number of this help desk looks the same and is taken out first (`_without_tickets`).
 _ASSET = re.compile(r"\b[A-Za-z][A-Za-z0-9]*[-_][A-Za-z0-9_-]*\d[A-Za-z0-9_-]*\b")
 _CAPS_DIGITS = re.compile(r"\b[A-Z]{2,}\d{2,}\b")
-_HOSTNAME = re.compile(r"\b(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}\b")
+# Dotted names; `_is_host` keeps those shaped like a host or domain, not "ok.Closing".
+_DOTTED = re.compile(r"(?<![\w.-])[A-Za-z0-9][\w-]*(?:\.[A-Za-z0-9][\w-]*)+(?![\w-])")
+# Top-level domains and internal suffixes that are not also short English words ("it", "me"…).
+_TLDS = frozenset(
+    """
+    com net org edu gov mil int info biz io dev app cloud local lan corp internal intranet home
+    arpa uk de fr nl se dk fi ch au ca nz jp eu ie es pl pt cz hu ro gr br mx za ru cn sg hk
+    """.split()
+)
 _IP = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?:/\d{1,2})?\b")
+# A product named by its proper name right after the verb: two or more capitalised words
+# ("Reinstalled Adobe Acrobat Reader", "the Company Portal"), read by `_names_product`.
+_WORD_AT = re.compile(r"\b[A-Za-z][\w-]*")
+_PROPER_NAME = re.compile(r"\s+(?:(?:the|a|an)\s+)?([A-Z][\w.+&'-]*(?:\s+[A-Z0-9][\w.+&'-]*)+)")
 
 
 def _forms(base: str) -> set[str]:
@@ -122,28 +150,75 @@ def action_words(note: str) -> list[str]:
     return [w for w in words(note) if w in ACTION_WORDS]
 
 
-def object_signals(note: str) -> list[str]:
+def object_signals(note: str, *, ticket_prefix: str = DEFAULT_TICKET_PREFIX) -> list[str]:
     """Why the note names a thing: which signals it contains (empty: names nothing)."""
+    note = _without_tickets(note, ticket_prefix)
     signals: list[str] = []
     checks = (
-        ("KB article", _KB_ID),
-        ("command", _BACKTICKS),
-        ("command", _FLAG),
-        ("command", _POWERSHELL),
-        ("command", _COMMANDS),
-        ("path", _PATH),
-        ("setting path", _SETTING_PATH),
-        ("host or asset", _ASSET),
-        ("host or asset", _CAPS_DIGITS),
-        ("host name", _HOSTNAME),
-        ("IP address", _IP),
+        ("KB article", _KB_ID.search(note)),
+        ("command", _BACKTICKS.search(note)),
+        ("command", _LONG_FLAG.search(note)),
+        ("command", _SWITCHES.search(note)),
+        ("command", _RUN_WITH_SWITCH.search(note)),
+        ("command", _POWERSHELL.search(note)),
+        ("command", _COMMANDS.search(note)),
+        ("path", _PATH.search(note)),
+        ("setting path", _has_setting_path(note)),
+        ("host or asset", _ASSET.search(note)),
+        ("host or asset", _CAPS_DIGITS.search(note)),
+        ("host name", any(_is_host(m.group()) for m in _DOTTED.finditer(note))),
+        ("IP address", _IP.search(note)),
+        ("product", _names_product(note)),
     )
-    for name, pattern in checks:
-        if pattern.search(note) and name not in signals:
+    for name, found in checks:
+        if found and name not in signals:
             signals.append(name)
     if systems(note):
         signals.append("system")
     return signals
+
+
+def _without_tickets(note: str, prefix: str) -> str:
+    """The note with this help desk's ticket numbers (`HD-12`, any case) blanked out."""
+    pattern = rf"(?<![A-Za-z0-9-]){re.escape(prefix)}-\d{{1,12}}\b"
+    return re.sub(pattern, " ", note, flags=re.IGNORECASE)
+
+
+def _has_setting_path(note: str) -> bool:
+    """True when a step of a setting path joins two names, neither a filler word."""
+    return any(
+        not {left.lower(), right.lower()} & FILLER_WORDS
+        for left, right in _SETTING_STEP.findall(note)
+    )
+
+
+def _is_host(name: str) -> bool:
+    """True for a dotted name shaped like a host or domain: its last label is a known TLD, or
+    it has three labels or more, or a label with a digit or a hyphen. A capitalised label after
+    the first is a sentence run on after a full stop ("ok.Closing", "Win10.Then"), not a host."""
+    labels = name.rstrip(".").split(".")
+    last = labels[-1]
+    if not last.isalpha() or len(last) < 2:
+        return False
+    if any(label[:1].isupper() and not label.isupper() for label in labels[1:]):
+        return False
+    return (
+        last.lower() in _TLDS
+        or len(labels) >= 3
+        or any(c.isdigit() or c == "-" for label in labels for c in label)
+    )
+
+
+def _names_product(note: str) -> bool:
+    """True when a verb that says what was done (not a bare restart) is followed by a proper
+    name of two or more capitalised words that are not filler ("Reinstalled Adobe Reader")."""
+    for verb in _WORD_AT.finditer(note):
+        if verb.group().lower().replace("-", "") not in ACTION_WORDS - _WEAK_ACTIONS:
+            continue
+        name = _PROPER_NAME.match(note, verb.end())
+        if name and not set(words(name.group(1))) & FILLER_WORDS:
+            return True
+    return False
 
 
 def systems(note: str) -> set[str]:
@@ -152,8 +227,9 @@ def systems(note: str) -> set[str]:
     return (set(words(note)) & SYSTEM_NOUNS) | {p for p in _SYSTEM_PHRASES if p in lowered}
 
 
-def note_problem(note: str) -> str | None:
-    """Why the resolution note is not good enough, with an example; None when it is."""
+def note_problem(note: str, *, ticket_prefix: str = DEFAULT_TICKET_PREFIX) -> str | None:
+    """Why the resolution note is not good enough, with an example; None when it is.
+    `ticket_prefix`: this help desk's ticket numbers (`HD-12`), which name no system."""
     text = note.strip()
     verdict = problem(text, min_words=MIN_WORDS)
     if verdict is Problem.EMPTY:
@@ -175,7 +251,7 @@ def note_problem(note: str) -> str | None:
             "Say what you did (cleared, reinstalled, reset, replaced, reconfigured…), "
             f"not only that it is fixed, {EXAMPLE}."
         )
-    signals = object_signals(text)
+    signals = object_signals(text, ticket_prefix=ticket_prefix)
     if not signals:
         return (
             "Name what you did it to: a system (printer, VPN, mailbox…), a setting, a "

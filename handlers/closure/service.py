@@ -20,7 +20,7 @@ from handlers.closure.cards import (
     closure_form,
     fix_unconfirmed,
 )
-from handlers.closure.rules import note_problem
+from handlers.closure.rules import DEFAULT_TICKET_PREFIX, note_problem
 from handlers.commands import Command, ticket_ref
 from handlers.deps import Deps
 from handlers.durations import format_duration, parse_duration
@@ -214,12 +214,19 @@ def _value(data: dict[str, Any], key: str) -> str:
     return "" if value is None else str(value)
 
 
-def validate(data: dict[str, Any], *, logged_minutes: int, kb_required: str = "") -> Closure:
+def validate(
+    data: dict[str, Any],
+    *,
+    logged_minutes: int,
+    kb_required: str = "",
+    ticket_prefix: str = DEFAULT_TICKET_PREFIX,
+) -> Closure:
     """Check the closure form; InvalidInput names every bad field (ids as in the form).
-    `kb_required`: why this ticket needs a KB article (it is part of a pattern)."""
+    `kb_required`: why this ticket needs a KB article (it is part of a pattern).
+    `ticket_prefix`: this help desk's ticket numbers, which a note cannot name as its object."""
     errors: dict[str, str] = {}
     note = _value(data, "resolution_note")
-    if problem := note_problem(note):
+    if problem := note_problem(note, ticket_prefix=ticket_prefix):
         errors["resolution_note"] = problem
     raw_category = _value(data, "resolution_category").strip().lower()
     category = next((v for v, _ in CATEGORIES if v.lower() == raw_category), "")
@@ -256,7 +263,10 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
         logged = sum(e.minutes for e in await repo.time_entries_for(session, ticket.id))
         pattern = await diagnosis.kb_requirement(session, ticket)
     form = validate(
-        interaction.data, logged_minutes=logged, kb_required=pattern.reason if pattern else ""
+        interaction.data,
+        logged_minutes=logged,
+        kb_required=pattern.reason if pattern else "",
+        ticket_prefix=deps.config.ticket_prefix,
     )
     closer = await deps.person(actor)
     closer_name = who_acted(actor, closer).plain()

@@ -245,6 +245,15 @@ async def test_filler_note_is_refused_and_nothing_changes(deps: Deps, note: str)
     await assert_unchanged(deps, ticket)
 
 
+async def test_a_ticket_number_of_this_help_desk_names_nothing(deps: Deps) -> None:
+    deps.config = deps.config.model_copy(update={"ticket_prefix": "IT"})
+    ticket = await make_ticket(deps)
+    with pytest.raises(InvalidInput) as refused:
+        await close(deps, ticket, resolution_note="Rebooted the laptop and it worked, see IT-12")
+    assert refused.value.field_errors["resolution_note"].startswith("Name what you did it to")
+    await assert_unchanged(deps, ticket)
+
+
 async def test_every_bad_field_is_named(deps: Deps) -> None:
     ticket = await make_ticket(deps)
     with pytest.raises(InvalidInput) as refused:

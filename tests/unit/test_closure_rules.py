@@ -29,6 +29,19 @@ GOOD = [
     "Migrated the mailbox to Exchange Online",
     "Rebooted PRN-0042 after clearing the stuck job",
     "Uninstalled the Zoom plugin that crashed Outlook",
+    # A named product outside the list of known systems, and a re-enabled account in AD.
+    "Reinstalled Adobe Acrobat Reader",
+    "Re-installed the Company Portal on the phone",
+    "Re-enabled the account in AD",
+    "Reenabled the account in Active Directory",
+    # Setting paths of named parts, host names with a real shape, unknown commands by switch.
+    "Switched off Windows Hello in Settings > Accounts > Sign-in options",
+    "Changed Group Policy -> Computer Configuration -> Administrative Templates",
+    "Moved the share to fs01.corp",
+    "Renewed the certificate for Contoso.com",
+    "Ran repadmin /syncall /AdeP to push the change",
+    "Ran repadmin /syncall",
+    "Cleared the cache with npm cache clean --force",
 ]
 
 BAD = [
@@ -58,6 +71,21 @@ BAD = [
     "Helped the user with their problem",
     "Spoke to the user and it is fine now",
     "Cleared it",
+    # "rebooted and it worked" in disguise: an arrow to plain words, a missing space after a
+    # full stop, another ticket's number and a sign-off glued to a dash name nothing.
+    "Rebooted the laptop -> works now",
+    "Rebooted the laptop -> Works now",
+    "Rebooted the computer and it worked ok.Closing",
+    "Rebooted the computer and it worked.thanks",
+    "Upgraded it to Win10.Then it worked",
+    "rebooted the laptop and it worked see ticket HD-12",
+    "Rebooted the laptop, same as hd-7",
+    "Rebooted and it works now -thanks",
+    "Rebooted the laptop -thanks",
+    "Reinstalled it /done",
+    # No named product: a capitalised word that only says it works is not one.
+    "Fixed the computer",
+    "Reinstalled It All Again",
 ]
 
 
@@ -114,12 +142,45 @@ def test_too_short_and_too_long() -> None:
         ("on SRV01", "host or asset"),
         ("for intranet.example.com", "host name"),
         ("for 10.1.2.3", "IP address"),
+        ("Settings > Accounts > Sign-in options", "setting path"),
+        ("Group Policy -> Computer Configuration", "setting path"),
+        ("on vpn.example.com", "host name"),
+        ("on srv-01.corp", "host name"),
+        ("ran repadmin /syncall", "command"),
+        ("ran tsc -b -w", "command"),
+        ("npm ci --no-audit", "command"),
+        ("reinstalled Adobe Acrobat Reader", "product"),
         ("the VPN client", "system"),
         ("the Group Policy", "system"),
     ],
 )
 def test_object_signals(note: str, signal: str) -> None:
     assert signal in object_signals(note)
+
+
+@pytest.mark.parametrize(
+    "note",
+    [
+        "Rebooted the laptop -> works now",
+        "worked ok.Closing",
+        "worked.thanks",
+        "see ticket HD-12",
+        "works now -thanks",
+        "ran into trouble -thanks",
+        "Rebooted Adobe Acrobat Reader",
+        "Reinstalled It All Again",
+    ],
+)
+def test_look_alikes_are_no_object_signal(note: str) -> None:
+    assert object_signals(note) == [], note
+
+
+def test_a_ticket_number_of_this_help_desk_is_no_asset() -> None:
+    assert object_signals("see ticket HD-12") == []
+    assert object_signals("see ticket IT-12", ticket_prefix="IT") == []
+    assert object_signals("on PRN-12", ticket_prefix="IT") == ["host or asset"]
+    assert object_signals("on HD-12", ticket_prefix="IT") == ["host or asset"]
+    assert note_problem("Rebooted the laptop, see IT-7", ticket_prefix="IT") is not None
 
 
 def test_action_words_handle_inflections_and_hyphens() -> None:
@@ -130,3 +191,4 @@ def test_action_words_handle_inflections_and_hyphens() -> None:
         "cleared",
     ]
     assert action_words("fixed, resolved and sorted") == []
+    assert action_words("Re-enabled and reenabled") == ["reenabled", "reenabled"]
