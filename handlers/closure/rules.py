@@ -94,7 +94,9 @@ _POWERSHELL = re.compile(
 )
 _COMMANDS = re.compile(
     r"\b(?:gpupdate|ipconfig|sfc|dism|chkdsk|netsh|nslookup|certutil|robocopy|dsregcmd|"
-    r"klist|bcdedit|diskpart|winget|choco|msiexec|sudo|systemctl|apt|yum|dnf|brew)\b",
+    r"klist|bcdedit|diskpart|winget|choco|msiexec|sudo|systemctl|apt|yum|dnf|brew|repadmin|"
+    r"dcdiag|gpresult|wevtutil|tracert|pathping|w32tm|manage-bde|icacls|takeown|schtasks|wmic|"
+    r"powercfg|netstat)\b",
     re.IGNORECASE,
 )
 _PATH = re.compile(

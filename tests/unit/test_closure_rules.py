@@ -7,6 +7,8 @@ import pytest
 from handlers.closure.rules import EXAMPLE, action_words, is_filler, note_problem, object_signals
 
 GOOD = [
+    "Forced a sync with repadmin /syncall and checked it with dcdiag",
+    "Ran gpresult /r, then w32tm /resync fixed the clock skew",
     "Cleared the print queue on PRN-0042 and reinstalled the HP UPD 7.1 driver",
     "Ran `gpupdate /force` on LAPTOP-0192 and re-applied the drive mapping GPO",
     "Reset MFA for Ana and re-registered the Authenticator app",
