@@ -1,13 +1,15 @@
 """The manager's answer to an identity check: checked, recorded, and acted on.
 
 An answer counts only when its nonce matches a pending request, it comes from the manager's
-own platform user id, and it arrives before the request expires; anything else is refused,
-told why, and audited. Rows are locked ticket first, then check (the same order as `verify`).
+own platform user id, that person is still the requester's manager in the directory, and it
+arrives before the request expires; anything else is refused, told why, and audited. Rows are
+locked ticket first, then check (the same order as `verify`).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,6 +25,7 @@ from storage.models import IdentityCheck, OutboxMessage, Ticket, utcnow
 
 log = logging.getLogger(__name__)
 PURPOSE = cards.PURPOSE
+NO_LONGER_MANAGER = "no longer the manager"
 
 
 async def retire_dm(session: AsyncSession, ticket: Ticket, check: IdentityCheck, text: str) -> None:
@@ -56,20 +59,38 @@ async def answer(deps: Deps, interaction: Interaction, *, approved: bool) -> Rep
     choice = "approve" if approved else "deny"
     now = deps.clock()
     # Directory first, outside the transaction: a slow directory must not hold the database.
+    # When it cannot answer, nothing is recorded and the check stays as it was (pending).
     try:
-        technician_id, technician, listed = await _directory_facts(deps, nonce)
+        facts = await _directory_facts(deps, nonce)
     except DirectoryUnavailable as exc:
         log.warning("identity answer: the directory could not answer: %s", exc)
         return Reply(text=unavailable_text(exc, "your answer was not recorded"))
+    technician = facts.technician
     async with deps.sessions() as session, session.begin():
         check, ticket = await _load(session, nonce)
-        if ticket is not None and ticket.technician_id != technician_id:  # taken over meanwhile
+        if ticket is not None and ticket.technician_id != facts.technician_id:  # taken over
             technician = await deps.directory.find_by_platform_id(
                 ticket.source_platform, ticket.technician_id
             )
-        refused = _why_refused(check, actor) or _conflicted(ticket, check, actor, technician)
+        refused = (
+            _why_refused(check, actor)
+            or _conflicted(ticket, check, actor, technician)
+            or _no_longer_manager(ticket, check, facts.manager_now)
+        )
         if refused is not None:
             reason, reply = refused
+            data: dict[str, object] = {
+                "reason": reason,
+                "answer": choice,
+                "check": check.id if check else None,
+            }
+            if reason == NO_LONGER_MANAGER:
+                assert ticket is not None and check is not None and facts.manager_now is not None
+                await _tell_manager_changed(session, ticket, check, facts)
+                data |= {
+                    "manager": check.manager_email,
+                    "current_manager": facts.manager_now.email or None,
+                }
             await repo.add_event(
                 session,
                 ticket_id=ticket.id if ticket else None,
@@ -77,13 +98,13 @@ async def answer(deps: Deps, interaction: Interaction, *, approved: bool) -> Rep
                 actor_platform=actor.platform,
                 actor_id=actor.id,
                 channel=interaction.conversation.id,
-                data={"reason": reason, "answer": choice, "check": check.id if check else None},
+                data=data,
             )
             log.warning("identity answer refused (%s) from %s:%s", reason, actor.platform, actor.id)
             deps.observe("identity", outcome="refused")
             return Reply(text=reply)
         assert check is not None and ticket is not None
-        manager = cards.manager_label(listed, check.manager_email)
+        manager = cards.manager_label(facts.listed, check.manager_email)
         if check.expires_at is not None and now > check.expires_at:
             deps.observe("identity", outcome="expired")
             return await _expired(session, ticket, check, actor, manager)
@@ -117,22 +138,50 @@ async def _load(
     return check, ticket
 
 
-async def _directory_facts(
-    deps: Deps, nonce: object
-) -> tuple[str | None, Person | None, Person | None]:
-    """(the ticket's technician id, that technician and the manager in the directory), read
-    before the answer's transaction; raises DirectoryUnavailable."""
+async def requester_in_directory(
+    deps: Deps, platform: str, requester_id: str, requester_email: str | None
+) -> Person | None:
+    """The requester: by platform id on the ticket's platform, else by e-mail."""
+    found = await deps.directory.find_by_platform_id(platform, requester_id)
+    if found is not None:
+        return found
+    for email in (requester_email, requester_id):
+        if email and "@" in email:
+            found = await deps.directory.find_by_email(email)
+            if found is not None:
+                return found
+    return None
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What the directory says now, read before the answer's transaction."""
+
+    technician_id: str | None = None  # the ticket's technician when these were read
+    technician: Person | None = None
+    listed: Person | None = None  # the manager the check was sent to, as listed now
+    # The requester's manager now (Person(email="") when the requester or a manager is no
+    # longer on file); None when there is no check to compare with.
+    manager_now: Person | None = None
+
+
+async def _directory_facts(deps: Deps, nonce: object) -> _Facts:
+    """The directory's facts for this answer; raises DirectoryUnavailable."""
     async with deps.sessions() as session:
         check, ticket = await _load(session, nonce, lock=False)
     if check is None or ticket is None:
-        return None, None, None
+        return _Facts()
     technician = await deps.directory.find_by_platform_id(
         ticket.source_platform, ticket.technician_id
     )
     listed = (
         await deps.directory.find_by_email(check.manager_email) if check.manager_email else None
     )
-    return ticket.technician_id, technician, listed
+    requester = await requester_in_directory(
+        deps, ticket.source_platform, ticket.requester_id, ticket.requester_email
+    )
+    manager_now = await deps.directory.manager_of(requester) if requester else None
+    return _Facts(ticket.technician_id, technician, listed, manager_now or Person(email=""))
 
 
 def _conflicted(
@@ -160,6 +209,37 @@ def _conflicted(
             "Nothing was changed."
         )
     return None
+
+
+def _no_longer_manager(
+    ticket: Ticket | None, check: IdentityCheck | None, manager_now: Person | None
+) -> tuple[str, str] | None:
+    """The directory no longer lists the manager the request went to as the requester's
+    manager (moved teams, left): their answer cannot vouch for the requester any more."""
+    if ticket is None or check is None or manager_now is None or not check.manager_email:
+        return None
+    if manager_now.email.strip().lower() == check.manager_email.strip().lower():
+        return None
+    return NO_LONGER_MANAGER, cards.no_longer_manager_text(ticket)
+
+
+async def _tell_manager_changed(
+    session: AsyncSession, ticket: Ticket, check: IdentityCheck, facts: _Facts
+) -> None:
+    """Tell the technician once per request; the check stays pending until `verify` again."""
+    now = facts.manager_now
+    listed_now = (
+        f"now {cards.manager_label(now)}" if now is not None and now.email else "now nobody"
+    )
+    await notify.tell_technician(
+        session,
+        ticket,
+        cards.manager_changed_text(
+            ticket, cards.manager_label(facts.listed, check.manager_email), listed_now
+        ),
+        purpose=PURPOSE,
+        dedup_key=f"identity-manager-changed:{check.id}",
+    )
 
 
 def _why_refused(check: IdentityCheck | None, actor: Actor) -> tuple[str, str] | None:

@@ -211,6 +211,24 @@ def late_text(ticket: Ticket) -> str:
     )
 
 
+def no_longer_manager_text(ticket: Ticket) -> str:
+    """To a manager who answered after the directory stopped listing them as the requester's."""
+    return (
+        f"You are no longer listed as the requester's manager for {ticket.number}, so your "
+        "answer was not recorded. Nothing was changed; the technician must run "
+        f"`ticket verify {ticket.number}` to ask the manager now on file."
+    )
+
+
+def manager_changed_text(ticket: Ticket, manager: str, now: str) -> str:
+    """To the technician: the answer came from someone no longer the requester's manager."""
+    return (
+        f"Identity check for {ticket.number}: {manager} answered, but the directory no longer "
+        f"lists them as the requester's manager ({now}), so nothing was confirmed. Run "
+        f"`ticket verify {ticket.number}` to ask the manager now on file."
+    )
+
+
 def expired_text(ticket: Ticket, manager: str) -> str:
     return (
         f"Identity check for {ticket.number}: {manager} answered after the request expired, "

@@ -119,23 +119,9 @@ def _who(ticket: Ticket) -> tuple[str, str, str | None, str]:
 
 async def find_requester(deps: Deps, ticket: Ticket) -> Person | None:
     """The requester in the directory: by platform id on the ticket's platform, else by e-mail."""
-    return await _requester(
+    return await answers.requester_in_directory(
         deps, ticket.source_platform, ticket.requester_id, ticket.requester_email
     )
-
-
-async def _requester(
-    deps: Deps, platform: str, requester_id: str, requester_email: str | None
-) -> Person | None:
-    found = await deps.directory.find_by_platform_id(platform, requester_id)
-    if found is not None:
-        return found
-    for email in (requester_email, requester_id):
-        if email and "@" in email:
-            found = await deps.directory.find_by_email(email)
-            if found is not None:
-                return found
-    return None
 
 
 @dataclass(frozen=True)
@@ -161,7 +147,9 @@ async def look_up_people(
     """Everyone a check needs from the directory (before the caller locks anything); raises
     DirectoryUnavailable when the directory cannot answer."""
     if requester is None:
-        requester = await _requester(deps, platform, requester_id, requester_email)
+        requester = await answers.requester_in_directory(
+            deps, platform, requester_id, requester_email
+        )
     manager = await deps.directory.manager_of(requester) if requester else None
     asker = await deps.person(actor)
     on_ticket = (actor.platform, actor.id) == (platform, technician_id)

@@ -17,7 +17,7 @@ from handlers import closure, deliveries, dispatch, identity, working
 from handlers.commands import Command
 from handlers.config import HelpdeskConfig
 from handlers.deps import Deps
-from handlers.directory import Person
+from handlers.directory import DirectoryUnavailable, Person
 from handlers.identity.service import _not_independent
 from handlers.types import Actor, Forbidden
 from storage import db
@@ -550,3 +550,113 @@ async def test_closing_a_p1_leaves_filed_reports_whose_identity_is_not_confirmed
     for number in (p1, confirmed, denied, pending):
         ids[number] = (await state(deps, number))[0].id
     assert surveyed == {f"csat-survey:{ids[p1]}", f"csat-survey:{ids[confirmed]}"}
+
+
+async def test_a_manager_removed_from_the_chain_meanwhile_cannot_approve(
+    db_url: str, tmp_path: Path
+):
+    """The request went to Bo; the directory then gave Ana a new manager (Gus). Bo's Approve
+    must not confirm her: it is refused, audited, Bo is told why and the technician is told
+    to ask again; the check stays pending so `verify` asks the manager now on file."""
+    path = tmp_path / "people.yaml"
+    path.write_text(yaml.safe_dump(PEOPLE))
+    engine = db.create_engine(db_url)
+    deps = Deps(
+        config=HelpdeskConfig.model_validate({}),
+        sessions=db.session_factory(engine),
+        directory=FileDirectory(path, check_interval=0),
+        clock=Clock(),
+    )
+    try:
+        number = await new_ticket(deps, "U0ANA", category="password-reset")
+        _, [check], _, _ = await state(deps, number)
+        assert (check.state, check.manager_id) == ("pending", "U0BO")
+        moved = [
+            {**p, "manager": "GUS@example.com"} if p["email"] == "ana@example.com" else p
+            for p in PEOPLE
+        ]
+        path.write_text(yaml.safe_dump(moved) + "\n# changed\n")
+        for approve in (True, False, True):  # a second click tells the technician only once
+            reply = await answer(deps, check.nonce, approve=approve)
+            assert "no longer listed as the requester's manager" in reply.text
+            assert f"ticket verify {number}" in reply.text
+        ticket, [check], events, rows = await state(deps, number)
+        assert (ticket.identity_state, check.state, check.answered_by) == (
+            "pending",
+            "pending",
+            None,
+        )
+        assert "identity.approved" not in events and "identity.denied" not in events
+        async with deps.sessions() as session:
+            refused = (
+                (
+                    await session.execute(
+                        select(TicketEvent).where(TicketEvent.kind == "identity.refused")
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        assert [e.data["reason"] for e in refused] == ["no longer the manager"] * 3
+        assert refused[0].data["manager"] == "bo@example.com"
+        assert refused[0].data["current_manager"] == "gus@example.com"  # as listed
+        [told] = [t for t in texts(rows, purpose="identity") if "no longer" in t]
+        assert number in told and "Bo Boss" in told and f"ticket verify {number}" in told
+        # `verify` now asks Gus, whose answer counts.
+        await verify(deps, number)
+        _, checks, _, _ = await state(deps, number)
+        assert (checks[-1].state, checks[-1].manager_id) == ("pending", "U0GUS")
+        gus = Actor("slack", "U0GUS", "gus")
+        assert "confirmed" in (await answer(deps, checks[-1].nonce, gus)).text
+        assert (await state(deps, number))[0].identity_state == "confirmed"
+    finally:
+        await engine.dispose()
+
+
+async def test_a_manager_whose_address_changed_case_still_counts(db_url: str, tmp_path: Path):
+    """Only a different manager is refused: `Bo@Example.com` on Ana's entry is still Bo."""
+    path = tmp_path / "people.yaml"
+    path.write_text(yaml.safe_dump(PEOPLE))
+    engine = db.create_engine(db_url)
+    deps = Deps(
+        config=HelpdeskConfig.model_validate({}),
+        sessions=db.session_factory(engine),
+        directory=FileDirectory(path, check_interval=0),
+        clock=Clock(),
+    )
+    try:
+        number = await new_ticket(deps, "U0ANA", category="password-reset")
+        _, [check], _, _ = await state(deps, number)
+        same = [
+            {**p, "manager": "Bo@Example.com"} if p["email"] == "ana@example.com" else p
+            for p in PEOPLE
+        ]
+        path.write_text(yaml.safe_dump(same) + "\n# changed\n")
+        assert "confirmed" in (await answer(deps, check.nonce)).text
+        assert (await state(deps, number))[0].identity_state == "confirmed"
+    finally:
+        await engine.dispose()
+
+
+async def test_an_answer_while_the_directory_cannot_say_who_the_manager_is_changes_nothing(
+    deps: Deps,
+):
+    """Same as for the other answer-time look-ups: not recorded, nothing audited or changed."""
+    number = await new_ticket(deps, "U0ANA", category="password-reset")
+    _, [check], before, _ = await state(deps, number)
+
+    async def down(person: Person) -> Person | None:
+        raise DirectoryUnavailable("LDAP", "server down")
+
+    directory = deps.directory
+    assert isinstance(directory, FileDirectory)
+    original = directory.manager_of
+    directory.manager_of = down  # type: ignore[method-assign]
+    try:
+        reply = await answer(deps, check.nonce)
+    finally:
+        directory.manager_of = original  # type: ignore[method-assign]
+    assert "could not be reached" in reply.text and "not recorded" in reply.text
+    ticket, [check], events, _ = await state(deps, number)
+    assert (ticket.identity_state, check.state, events) == ("pending", "pending", before)
+    assert "confirmed" in (await answer(deps, check.nonce)).text
