@@ -10,17 +10,26 @@ from storage.models import OutboxMessage
 
 
 def retry_after_seconds(value: str | None) -> float | None:
-    """`Retry-After` as seconds (delta-seconds or an HTTP date); None when absent or unusable."""
+    """`Retry-After` as seconds: delta-seconds, an HTTP date, or an RFC 3339 / ISO 8601
+    date-time (Freshservice's swagger types it so; without an offset it is UTC); None when
+    absent or unusable."""
     if not value:
         return None
+    value = value.strip()
     try:
         return max(float(value), 0.0)
     except ValueError:
         pass
     try:
-        return max((parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds(), 0.0)
+        until = parsedate_to_datetime(value)
     except (TypeError, ValueError):
-        return None
+        try:
+            until = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if until.tzinfo is None:
+        until = until.replace(tzinfo=UTC)
+    return max((until - datetime.now(UTC)).total_seconds(), 0.0)
 
 
 class DeliveryError(Exception):

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import socket
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime
 
 import aiohttp
 import pytest
 
+from bot.notifiers import retry_after_seconds
 from bot.psa.http import PsaHttp
 from handlers.config import HelpdeskConfig
 from handlers.psa import PsaError
 from handlers.psa.rules import due_from_targets, tier_from_contracts, tier_source, tier_targets
 from handlers.psa.sync import needs_lookup
+from tests.fakes.psa_freshservice import FakeFreshservice
 from tests.fakes.psa_servicenow import FakeServiceNow
 
 
@@ -101,3 +103,32 @@ async def test_answers_become_errors_that_say_what_happened() -> None:
         with pytest.raises(PsaError) as unreachable:
             await fresh.call("POST", closed, body={})
         assert (unreachable.value.kind, unreachable.value.definite) == ("unavailable", True)
+
+
+async def test_freshservice_retry_after_as_a_date_time_is_honoured() -> None:
+    # Freshservice's swagger types Retry-After as a date-time (psa-kb-facts §0: parse both).
+    fake = FakeFreshservice()
+    async with fake, aiohttp.ClientSession() as session:
+        http = PsaHttp(session, name="Freshservice", headers={})
+        url = fake.url + "/api/v2/tickets"
+        until = (datetime.now(UTC) + timedelta(seconds=60)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        fake.fail("/api/v2/tickets", 429, headers={"Retry-After": until})
+        with pytest.raises(PsaError) as throttled:
+            await http.call("GET", url)
+        assert throttled.value.kind == "throttled" and 50 < (throttled.value.retry_after or 0) <= 60
+        with pytest.raises(PsaError) as waiting:
+            await http.call("GET", url)
+        assert waiting.value.kind == "throttled" and len(fake.recorded) == 1
+
+
+def test_retry_after_seconds_http_date_or_date_time() -> None:
+    assert retry_after_seconds("7") == 7.0
+    assert retry_after_seconds("soon") is None and retry_after_seconds("") is None
+    soon = datetime.now(UTC) + timedelta(seconds=40)
+    assert 35 < (retry_after_seconds(soon.isoformat()) or 0) <= 40
+    plus_two = soon.astimezone(timezone(timedelta(hours=2))).isoformat()
+    assert 35 < (retry_after_seconds(plus_two) or 0) <= 40
+    naive = soon.replace(tzinfo=None).strftime("%Y-%m-%dT%H:%M:%S")  # read as UTC
+    assert 35 < (retry_after_seconds(naive) or 0) <= 40
+    past = (datetime.now(UTC) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert retry_after_seconds(past) == 0.0
