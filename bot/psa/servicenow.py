@@ -73,7 +73,9 @@ class ServiceNowConnector(CachedCompanies):
         return await self._one_id("sys_user", f"email={quote(email)}") if email else ""
 
     async def _find_company(self, name: str) -> Company | None:
-        rows = await self._rows("core_company", f"nameLIKE{quote(name)}", "sys_id,name", 50)
+        # The exact name (ServiceNow compares strings ignoring case): a LIKE with a limit
+        # missed it behind more than a page of similar names ("Acme Branch 1", ...).
+        rows = await self._rows("core_company", f"name={quote(name.strip())}", "sys_id,name", 10)
         return company_named(rows, name, id_key="sys_id")
 
     async def _active_contracts(self, company: Company) -> list[str]:
