@@ -168,7 +168,20 @@ class AutotaskConnector(CachedCompanies):
         item_id = answer.get("itemId") if isinstance(answer, dict) else None
         if not item_id:
             raise PsaError(f"{self.name}: the answer has no itemId", kind="rejected")
-        return await self._ticket(int(item_id))
+        try:
+            return await self._ticket(int(item_id))
+        except PsaError as exc:
+            # The ticket exists now: however its read failed, the failure is never "certainly
+            # not applied", so the retry looks it up by externalID instead of creating again.
+            if exc.permanent:
+                return PsaRef(str(item_id), str(item_id))  # number unknown: the id shows
+            raise PsaError(
+                f"{exc} (reading ticket {item_id}, made by this create)",
+                kind=exc.kind,
+                status=exc.status,
+                retry_after=exc.retry_after,
+                definite=False,
+            ) from exc
 
     async def _ticket(self, item_id: int) -> PsaRef:
         answer = await self._api("GET", f"Tickets/{item_id}")

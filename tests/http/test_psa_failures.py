@@ -326,3 +326,27 @@ async def test_autotask_zone_url_given_directly_works_the_same(make_app, slack_a
         assert fake.only().company == "Acme"
         asked = [c.path for c in fake.recorded if c.path.endswith("zoneInformation")]
         assert asked == ["/zone5/atservicesrest/v1.0/zoneInformation"]
+
+
+async def test_autotask_number_unread_after_the_create_is_found_not_made_again(
+    make_app, slack_api: FakeSlack
+):
+    fake = FakeAutotask()
+    seed(fake)
+    async with fake:
+        # Autotask answers a create with its itemId only; reading the ticketNumber then gets a
+        # 429: the ticket exists, so the row's retry looks it up by externalID.
+        fake.fail("/zone5/atservicesrest/v1.0/Tickets/[0-9]*", 429, headers={"Retry-After": "1"})
+        app = await start_app(make_app, slack_api, fake)
+        await open_ticket(app, slack_api)
+        await wait_until(lambda: all_synced(app), timeout=15, what="the Autotask ticket")
+        made = fake.only()
+        stored = await ticket(app)
+        assert (stored.psa_id, stored.psa_number) == (made.id, made.number)
+        assert [r.attempts for r in await psa_rows(app)] == [2]
+        lookups = [
+            c
+            for c in fake.calls("/zone5/atservicesrest/v1.0/Tickets/query")
+            if any(f.get("field") == "externalID" for f in (c.json or {}).get("filter", []))
+        ]
+        assert len(lookups) == 1
