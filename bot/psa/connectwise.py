@@ -15,7 +15,16 @@ import aiohttp
 
 from bot.psa.http import CachedCompanies, Memo, PsaHttp, basic, company_named
 from bot.psa.settings import PsaSettings
-from handlers.psa import Company, NewTicket, Probe, PsaError, PsaRef, Resolution, TimeWork
+from handlers.psa import (
+    NOTE_POSTED,
+    Company,
+    NewTicket,
+    Probe,
+    PsaError,
+    PsaRef,
+    Resolution,
+    TimeWork,
+)
 
 DEFAULT_CODEBASE = "v4_6_release/"
 # ConnectWise's own company for mail from unknown senders: tickets of clients not found go
@@ -211,12 +220,17 @@ class ConnectWiseConnector(CachedCompanies):
 
     async def close(self, ref: PsaRef, resolution: Resolution) -> None:
         status = await self._closed_status(ref)
-        await self._api(
-            "POST",
-            f"service/tickets/{ref.id}/notes",
-            body={"text": resolution.text, "resolutionFlag": True},
-        )
-        await self._patch(ref, "status", {"id": status})
+        if not resolution.note_posted:
+            await self._api(
+                "POST",
+                f"service/tickets/{ref.id}/notes",
+                body={"text": resolution.text, "resolutionFlag": True},
+            )
+        try:
+            await self._patch(ref, "status", {"id": status})
+        except PsaError as exc:
+            exc.progress[NOTE_POSTED] = True  # the retry only changes the status
+            raise
 
     async def probe(self) -> Probe:
         try:

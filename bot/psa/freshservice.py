@@ -15,7 +15,16 @@ import aiohttp
 
 from bot.psa.http import Memo, PsaHttp, basic, company_named
 from bot.psa.settings import PsaSettings
-from handlers.psa import Company, NewTicket, Probe, PsaError, PsaRef, Resolution, TimeWork
+from handlers.psa import (
+    NOTE_POSTED,
+    Company,
+    NewTicket,
+    Probe,
+    PsaError,
+    PsaRef,
+    Resolution,
+    TimeWork,
+)
 
 KEY_FIELD = "cf_helpdesk_bot_key"
 OPEN, RESOLVED = 2, 4
@@ -143,8 +152,13 @@ class FreshserviceConnector:
         await self.http.call("PUT", f"{self.base}tickets/{ref.id}", body={"priority": 4})
 
     async def close(self, ref: PsaRef, resolution: Resolution) -> None:
-        await self.add_note(ref, resolution.text)
-        await self.http.call("PUT", f"{self.base}tickets/{ref.id}", body={"status": RESOLVED})
+        if not resolution.note_posted:
+            await self.add_note(ref, resolution.text)
+        try:
+            await self.http.call("PUT", f"{self.base}tickets/{ref.id}", body={"status": RESOLVED})
+        except PsaError as exc:
+            exc.progress[NOTE_POSTED] = True  # the retry only changes the status
+            raise
 
     async def probe(self) -> Probe:
         try:

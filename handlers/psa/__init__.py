@@ -8,6 +8,7 @@ implement, `sync` what one outbox row does through it, `deliveries` the outbox h
 
 from handlers.psa.cards import card_facts, card_outdated, tier_label
 from handlers.psa.connector import (
+    NOTE_POSTED,
     Company,
     NewTicket,
     Probe,
@@ -39,6 +40,7 @@ from handlers.psa.sync import perform
 
 __all__ = [
     "KINDS",
+    "NOTE_POSTED",
     "Company",
     "NewTicket",
     "Probe",

@@ -9,6 +9,9 @@ from typing import Any, Literal, Protocol
 # auth: credentials refused (401/403) | throttled: 429 | unavailable: 5xx, network |
 # rejected: the PSA will never take this write as it is (400, 404, 422 ...).
 ErrorKind = Literal["auth", "throttled", "unavailable", "rejected"]
+# A row's payload key (PsaError.progress): a closure's resolution note is in the PSA already,
+# only the status change is left (the retry must not post the note again).
+NOTE_POSTED = "resolution_note_posted"
 
 
 class PsaError(Exception):
@@ -32,6 +35,9 @@ class PsaError(Exception):
         self.definite = definite
         # Set by sync.perform: this attempt, and every one before it, created nothing.
         self.clean = False
+        # Steps of a write of several calls that the PSA took before this failure, kept in
+        # the row's payload (deliveries.record_failure) so the retry does only what is left.
+        self.progress: dict[str, Any] = {}
 
     @property
     def permanent(self) -> bool:
@@ -96,6 +102,7 @@ class Resolution:
     category: str
     kb_article: str = ""
     text: str = ""  # the note as written into the PSA (rules.resolution_text)
+    note_posted: bool = False  # an earlier attempt posted the note (NOTE_POSTED): status only
 
 
 @dataclass(frozen=True)

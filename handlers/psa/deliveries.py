@@ -211,7 +211,8 @@ async def record_failure(
     sessions: async_sessionmaker[AsyncSession], *, message: OutboxMessage, error: PsaError
 ) -> None:
     """What a failed PSA call means beyond its row: a pause for the whole PSA, an outage of
-    refused credentials (told once), a create known not to have happened, a report."""
+    refused credentials (told once), a create known not to have happened, the steps of a
+    write the PSA took already, a report."""
     system = str(message.payload.get("system") or "")
     async with sessions() as session, session.begin():
         ticket = None
@@ -234,9 +235,11 @@ async def record_failure(
                 await _tell_outage(session, ticket, since, str(error))
         elif error.retry_after is not None and error.kind in ("throttled", "unavailable"):
             await psa_repo.pause(session, system, until=psa_repo.later(error.retry_after))
+        kept = dict(error.progress)  # steps done (a closure's note): not repeated
         if message.kind == rules.CREATE and error.clean:
-            payload = {**message.payload, "clean": message.attempts}
-            await psa_repo.set_payload(session, message.id, payload)
+            kept["clean"] = message.attempts
+        if kept:
+            await psa_repo.set_payload(session, message.id, {**message.payload, **kept})
         if ticket is not None:
             await _report(session, ticket, message, error)
 

@@ -12,7 +12,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from handlers.psa import rules
-from handlers.psa.connector import NewTicket, PsaConnector, PsaError, PsaRef, Resolution, TimeWork
+from handlers.psa.connector import (
+    NOTE_POSTED,
+    NewTicket,
+    PsaConnector,
+    PsaError,
+    PsaRef,
+    Resolution,
+    TimeWork,
+)
 
 
 def needs_lookup(payload: dict[str, Any], attempts: int) -> bool:
@@ -52,6 +60,7 @@ async def perform(
                 category=str(payload.get("category") or ""),
                 kb_article=str(payload.get("kb_article") or ""),
                 text=str(payload.get("text") or payload.get("note") or ""),
+                note_posted=bool(payload.get(NOTE_POSTED)),
             ),
         )
     else:

@@ -24,9 +24,11 @@ from tests.http.conftest_teams import (
     submit_action,
 )
 from tests.http.psa_support import (
+    GOOD_NOTE,
     PEOPLE,
     all_synced,
     app_config,
+    close,
     open_ticket,
     posts_to,
     psa_rows,
@@ -350,3 +352,25 @@ async def test_autotask_number_unread_after_the_create_is_found_not_made_again(
             if any(f.get("field") == "externalID" for f in (c.json or {}).get("filter", []))
         ]
         assert len(lookups) == 1
+
+
+async def test_closure_retried_after_the_status_change_failed_posts_the_note_once(
+    make_app, slack_api: FakeSlack
+):
+    fake = FakeFreshservice()
+    seed(fake)
+    async with fake:
+        app = await start_app(make_app, slack_api, fake)
+        await open_ticket(app, slack_api)
+        await wait_until(lambda: all_synced(app), what="the Freshservice ticket")
+        # Closing is the resolution note, then status 4: the status change gets a 503.
+        fake.fail(f"/api/v2/tickets/{fake.only().id}", 503)
+        await close(app, slack_api, "HD-1", spent="30m")
+        await wait_until(lambda: all_synced(app), timeout=15, what="the closure delivered")
+        done = fake.only()
+        assert done.closed and done.time_minutes == [30]
+        assert len([n for n in done.notes if GOOD_NOTE in n]) == 1, done.notes
+        closing = [r for r in await psa_rows(app) if r.kind == "psa.close"]
+        assert [(r.attempts, r.payload.get("resolution_note_posted")) for r in closing] == [
+            (2, True)
+        ]

@@ -8,15 +8,21 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from pydantic import SecretStr
 
 from bot.psa.autotask import AutotaskConnector
+from bot.psa.connectwise import ConnectWiseConnector
+from bot.psa.freshservice import FreshserviceConnector
 from bot.psa.servicenow import ServiceNowConnector
 from bot.psa.settings import PsaSettings
-from handlers.psa import NewTicket, PsaError
+from handlers.psa import NOTE_POSTED, NewTicket, PsaError
 from handlers.psa.sync import perform
+from tests.fakes.base import Recorded
 from tests.fakes.psa_autotask import ZONE, FakeAutotask
 from tests.fakes.psa_common import PsaFake
+from tests.fakes.psa_connectwise import FakeConnectWise
+from tests.fakes.psa_freshservice import FakeFreshservice
 from tests.fakes.psa_servicenow import FakeServiceNow
 
 
@@ -83,3 +89,53 @@ async def test_autotask_ticket_read_failing_after_the_create_is_not_created_agai
         assert result["found_by_reference"] is True
         assert (result["psa_id"], result["psa_number"]) == (made.id, made.number)
         assert len(fake.records()) == 1
+
+
+def as_recorded(payload: dict[str, Any], error: PsaError) -> dict[str, Any]:
+    """The row's payload as deliveries.record_failure keeps it for the next attempt."""
+    return {**payload, **error.progress}
+
+
+async def test_freshservice_closure_retried_after_the_status_failed_posts_one_note() -> None:
+    fake = FakeFreshservice()
+    async with fake, aiohttp.ClientSession() as session:
+        connector = FreshserviceConnector(session, settings(fake))
+        made = await perform(
+            connector,
+            kind="psa.create",
+            payload=new_ticket("k1", requester_email="u@x.com"),
+            attempts=1,
+        )
+        row = {**made, "text": "Fixed: restarted the mail service"}
+        fake.fail(f"/api/v2/tickets/{made['psa_id']}", 503)  # the status change (PUT)
+        error = await failed(connector, "psa.close", row, 1)
+        assert error.progress == {NOTE_POSTED: True} and not fake.only().closed
+        await perform(connector, kind="psa.close", payload=as_recorded(row, error), attempts=2)
+        closed = fake.only()
+        assert closed.closed and closed.notes == ["Fixed: restarted the mail service"]
+
+
+async def test_connectwise_closure_retried_after_the_status_failed_posts_one_note() -> None:
+    fake = FakeConnectWise()
+    async with fake, aiohttp.ClientSession() as session:
+        connector = ConnectWiseConnector(session, settings(fake))
+        made = await perform(connector, kind="psa.create", payload=new_ticket("k2"), attempts=1)
+        row = {**made, "text": "Fixed"}
+        fake.fail(f"/{fake.codebase}apis/3.0/service/tickets/{made['psa_id']}", 503)
+        # The board's status read (GET) fails first: nothing done yet, nothing kept.
+        error = await failed(connector, "psa.close", row, 1)
+        assert error.progress == {} and fake.notes == []
+        handle, busy = fake.handle, [True]
+
+        async def patch_busy_once(rec: Recorded, request: web.Request) -> web.StreamResponse:
+            if rec.method == "PATCH" and busy:
+                busy.clear()
+                return web.json_response({"code": "Busy", "message": "try later"}, status=503)
+            return await handle(rec, request)
+
+        fake.handle = patch_busy_once  # type: ignore[method-assign]
+        error = await failed(connector, "psa.close", as_recorded(row, error), 2)  # the PATCH
+        assert error.progress == {NOTE_POSTED: True} and not fake.only().closed
+        await perform(connector, kind="psa.close", payload=as_recorded(row, error), attempts=3)
+        assert [n["text"] for n in fake.notes if n.get("resolutionFlag")] == ["Fixed"]
+        assert fake.only().closed
