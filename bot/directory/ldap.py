@@ -7,6 +7,8 @@ reached, refuses the bot's bind or does not answer in time is a `DirectoryUnavai
 
 VIP and technician are transitive group memberships: a person's `memberOf` groups, their
 groups' `memberOf`, and so on (AD fills `memberOf` itself; OpenLDAP with the memberof overlay).
+The person's own `memberOf` is checked first; a walk cut short (too many groups or levels)
+before it reached the VIP group is a `DirectoryUnavailable`: a VIP cannot be ruled out.
 `manager_email` stays None on LDAP people: `manager_of()` follows the `manager` DN.
 """
 
@@ -42,7 +44,8 @@ T = TypeVar("T")
 SOURCE = "LDAP"
 _BASE_ATTRIBUTES = ("mail", "displayName", "cn", "telephoneNumber", "mobile", "manager", "memberOf")
 _OK_RESULTS = {0, 4, 32}  # success, sizeLimitExceeded (ambiguous), noSuchObject
-# How far up nested groups are followed, and how many groups at most (cycles are cut too).
+# How far up nested groups are followed, and how many groups at most (cycles are cut too);
+# a person whose groups go past either is not known not to be a VIP.
 _MAX_DEPTH, _MAX_GROUPS = 10, 500
 CONNECT_TIMEOUT = 5.0
 RECEIVE_TIMEOUT = 10  # seconds; ldap3 packs it into SO_RCVTIMEO with struct 'LL': an int
@@ -273,9 +276,11 @@ class LdapDirectory:
         self._parents.put(key, parents)
         return parents
 
-    def _memberships(self, direct: list[str]) -> set[str]:
-        """Every group (normalised DN) reached from the direct groups through nesting; stops
-        as soon as the VIP and technician groups are both found."""
+    def _memberships(self, direct: list[str]) -> tuple[set[str], bool]:
+        """Every group (normalised DN) reached from the direct groups through nesting, and
+        whether the walk saw them all (False when it stopped at `_MAX_GROUPS` groups or
+        `_MAX_DEPTH` levels with groups left to look at); stops as soon as the VIP and
+        technician groups are both found."""
         wanted = {g for g in (self._vip, self._tech) if g}
         seen: set[str] = set()
         level = direct
@@ -283,23 +288,59 @@ class LdapDirectory:
             upper: list[str] = []
             for dn in level:
                 key = norm_dn(dn)
-                if key in seen or len(seen) >= _MAX_GROUPS:
+                if key in seen:
                     continue
+                if len(seen) >= _MAX_GROUPS:
+                    return seen, False
                 seen.add(key)
                 if wanted <= seen:
-                    return seen
+                    return seen, True
                 upper.extend(self._groups_above(dn))
             if not upper:
-                break
+                return seen, True
             level = upper
-        return seen
+        return seen, all(norm_dn(dn) in seen for dn in level)
+
+    def _groups_of(self, email: str, direct: list[str]) -> set[str]:
+        """The configured VIP and technician groups the person is in (normalised DNs): their
+        own memberOf first, then the groups above. A walk cut short before it found the VIP
+        group cannot rule out a VIP: DirectoryUnavailable (the intake gates). A technician
+        group not found by then is not counted (the person gets no technician rights)."""
+        wanted = {g for g in (self._vip, self._tech) if g}
+        own = {norm_dn(dn) for dn in direct} & wanted
+        if own == wanted:
+            return own
+        groups, complete = self._memberships(direct)
+        found = own | (groups & wanted)
+        if complete or found == wanted:
+            return found
+        cut = f"{_MAX_GROUPS} groups or {_MAX_DEPTH} levels"
+        if self._vip and self._vip not in found:
+            log.warning(
+                "LDAP: group walk for %s stopped at %s without reaching the VIP group; "
+                "treated as unavailable (a VIP cannot be ruled out)",
+                email,
+                cut,
+            )
+            raise DirectoryUnavailable(
+                SOURCE,
+                f"{email} is in more than {cut} of nested groups; "
+                "whether they are a VIP is not known",
+            )
+        log.warning(
+            "LDAP: group walk for %s stopped at %s without reaching the technician group; "
+            "not counted as a technician",
+            email,
+            cut,
+        )
+        return found
 
     def _to_person(self, attrs: dict[str, Any]) -> Person | None:
         email = _first(attrs, "mail")
         if not email:
             return None
         direct = _values(attrs, "memberOf")
-        groups = self._memberships(direct) if (self._vip or self._tech) and direct else set()
+        groups = self._groups_of(email, direct) if (self._vip or self._tech) and direct else set()
         return Person(
             email=email,
             name=_first(attrs, "displayName", "cn") or "",

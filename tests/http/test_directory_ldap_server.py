@@ -19,6 +19,7 @@ from tests.directory_people import (
     BOT_DN,
     BOT_PASSWORD,
     CY,
+    GROUPS_OU,
     PAT,
     TECH_GROUP_DN,
     TOM,
@@ -229,3 +230,46 @@ async def test_lookups_share_one_connection_thread(directory: LdapDirectory) -> 
     """Concurrent look-ups queue on the directory's one LDAP thread and all succeed."""
     found = await asyncio.gather(*(directory.find_by_email(p.email) for p in (ANA, BO, CY, PAT)))
     assert [p.email if p else None for p in found] == [ANA.email, BO.email, CY.email, PAT.email]
+
+
+BOARD_DN = f"cn=Board,{GROUPS_OU}"
+
+
+def _teams(n: int, *, board_members: tuple[str, ...]) -> str:
+    """`n` groups Pat is directly in, then the Board group with `board_members`."""
+    blocks = [
+        f"dn: cn=Team {i},{GROUPS_OU}\nobjectClass: groupOfNames\ncn: Team {i}\nmember: {PAT.dn}\n"
+        for i in range(n)
+    ]
+    members = "".join(f"member: {m}\n" for m in board_members)
+    blocks.append(f"dn: {BOARD_DN}\nobjectClass: groupOfNames\ncn: Board\n{members}")
+    return "\n".join(blocks)
+
+
+@pytest.mark.parametrize("fillers", [10, 500])
+async def test_a_direct_vip_group_member_is_vip_however_many_groups(
+    own_slapd: Slapd, fillers: int
+) -> None:
+    """The VIP group in the person's own memberOf counts even past the nested walk's cap."""
+    own_slapd.load(_teams(fillers, board_members=(PAT.dn,)))
+    d = directory_on(own_slapd, vip_group_dn=BOARD_DN)
+    try:
+        pat = await d.find_by_email(PAT.email)
+        assert pat is not None and pat.vip and not pat.technician
+    finally:
+        await d.close()
+
+
+async def test_a_vip_group_beyond_the_walks_cap_is_unavailable_not_no_vip(
+    own_slapd: Slapd, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Pat's 501 direct groups fill the walk's cap; the VIP group (Board, holding Team 0) is
+    one level further up: not known, so the look-up cannot answer (the intake gates)."""
+    own_slapd.load(_teams(501, board_members=(f"cn=Team 0,{GROUPS_OU}",)))
+    d = directory_on(own_slapd, vip_group_dn=BOARD_DN)
+    try:
+        with pytest.raises(DirectoryUnavailable, match="500 groups"):
+            await d.find_by_email(PAT.email)
+    finally:
+        await d.close()
+    assert any(PAT.email in r.getMessage() and "500" in r.getMessage() for r in caplog.records)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 
 from bot.directory.ldap import LdapDirectory
-from handlers.directory import DirectoryError
+from handlers.directory import DirectoryError, DirectoryUnavailable
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -167,3 +168,27 @@ async def test_from_url_builds_without_connecting() -> None:
     )
     assert "pw" not in repr(d)
     assert not await d.has_technicians()
+
+
+async def test_a_vip_group_beyond_the_nesting_depth_is_unavailable_not_no_vip() -> None:
+    """Fay's group is nested 11 levels below the VIP group, more than the walk follows: the
+    look-up cannot rule out a VIP, so it cannot answer; 10 levels are followed."""
+    server = make_server()
+    add = ldap3.Connection(server, client_strategy=ldap3.MOCK_SYNC).strategy.add_entry
+    chain = [f"cn=Level {i},ou=Groups,dc=example,dc=com" for i in range(12)]
+    for inner, outer in itertools.pairwise(chain):
+        add(inner, {"objectClass": ["groupOfNames"], "cn": inner[3:10], "memberOf": [outer]})
+    for who, first in (("fay", 0), ("gus", 2)):
+        add(
+            f"cn={who},{BASE}",
+            {"objectClass": ["person"], "cn": who, "mail": f"{who}@example.com",
+             "memberOf": [chain[first]]},
+        )  # fmt: skip
+    d = LdapDirectory(connector(server), base_dn=BASE, vip_group_dn=chain[11])
+    try:
+        with pytest.raises(DirectoryUnavailable, match=r"fay@example\.com .* VIP"):
+            await d.find_by_email("fay@example.com")
+        gus = await d.find_by_email("gus@example.com")
+        assert gus is not None and gus.vip
+    finally:
+        await d.close()
