@@ -65,8 +65,27 @@ class DirectoryUnavailable(DirectoryError):
         self.detail = detail
 
 
+class DirectoryAmbiguous(DirectoryUnavailable):
+    """Several directory entries answer one look-up (say a stale account carrying someone's
+    e-mail): which person is meant is not known. Never read as "nobody by that address" (that
+    would be "not a VIP"): like an outage, nothing that needs the person is done and the intake
+    gates; unlike one, it lasts until the directory is fixed."""
+
+    def __init__(self, source: str, what: str, count: int, *, entries: str = "entries") -> None:
+        super().__init__(source, f"{count} {entries} have {what}")
+        self.what = what  # e.g. "mail vic@example.com"
+        self.count = count
+
+
 def unavailable_text(error: DirectoryUnavailable, consequence: str) -> str:
-    """What the person is told: the directory could not be reached, so `consequence`."""
+    """What the person is told: the directory could not be reached (or holds several entries
+    for one person), so `consequence`."""
+    if isinstance(error, DirectoryAmbiguous):
+        return (
+            f"The directory ({error.source}) has {error.count} entries with {error.what}, so "
+            f"it cannot tell who is meant and {consequence}. Nothing was changed; have the "
+            "duplicate entry removed from the directory, then try again."
+        )
     return (
         f"The directory ({error.source}) could not be reached, so {consequence}. "
         "Nothing was changed; please try again in a few minutes."

@@ -36,7 +36,7 @@ from bot.directory.cache import TtlCache
 from bot.directory.chat_links import ChatLinks
 from bot.directory.deadline import directory_call, time_left
 from bot.notifiers import retry_after_seconds
-from handlers.directory import DirectoryUnavailable, Person
+from handlers.directory import DirectoryAmbiguous, DirectoryUnavailable, Person
 
 log = logging.getLogger(__name__)
 
@@ -310,8 +310,11 @@ class GraphDirectory:
             )
             values = (found or {}).get("value") or []
             if len(values) > 1:
-                log.warning("Graph: %d users have mail %s; treating as not found", len(values), key)
-            data = values[0] if len(values) == 1 else None
+                log.warning(
+                    "Graph: %d users have mail %s; the look-up cannot answer", len(values), key
+                )
+                raise DirectoryAmbiguous(SOURCE, f"mail {key}", len(values), entries="users")
+            data = values[0] if values else None
         return data if isinstance(data, dict) else None
 
     # --- Directory ---------------------------------------------------------------------

@@ -36,7 +36,7 @@ with warnings.catch_warnings():
 
 from bot.directory.cache import TtlCache
 from bot.directory.deadline import directory_call, time_left
-from handlers.directory import DirectoryUnavailable, Person
+from handlers.directory import DirectoryAmbiguous, DirectoryUnavailable, Person
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,6 +44,7 @@ T = TypeVar("T")
 SOURCE = "LDAP"
 _BASE_ATTRIBUTES = ("mail", "displayName", "cn", "telephoneNumber", "mobile", "manager", "memberOf")
 _OK_RESULTS = {0, 4, 32}  # success, sizeLimitExceeded (ambiguous), noSuchObject
+_MAX_SAME = 10  # entries read for one look-up (more than one is ambiguous)
 # How far up nested groups are followed, and how many groups at most (cycles are cut too);
 # a person whose groups go past either is not known not to be a VIP.
 _MAX_DEPTH, _MAX_GROUPS = 10, 500
@@ -244,12 +245,13 @@ class LdapDirectory:
             except OSError:
                 pass
 
-    def _one(self, query: str) -> _Found | None:
-        """The one entry under base_dn matching `query`; None if none or several."""
-        entries = self._search(self._base_dn, query, ldap3.SUBTREE, self._attributes, 2)
+    def _one(self, query: str, what: str) -> _Found | None:
+        """The one entry under base_dn matching `query`, None if none; DirectoryAmbiguous if
+        several (`what` names the look-up in the error: "mail ana@example.com")."""
+        entries = self._search(self._base_dn, query, ldap3.SUBTREE, self._attributes, _MAX_SAME)
         if len(entries) > 1:
-            log.warning("LDAP: %s matches several entries; treating as not found", query)
-            return None
+            log.warning("LDAP: %d entries have %s; the look-up cannot answer", len(entries), what)
+            raise DirectoryAmbiguous(SOURCE, what, len(entries))
         return self._found(entries[0]) if entries else None
 
     def _read(self, dn: str) -> _Found | None:
@@ -352,7 +354,7 @@ class LdapDirectory:
         )
 
     def _manager_sync(self, email: str) -> _Found | None:
-        found = self._one(_by_mail(email))
+        found = self._one(_by_mail(email), f"mail {email}")
         return self._read(found.manager_dn) if found and found.manager_dn else None
 
     # --- async side --------------------------------------------------------------------
@@ -391,7 +393,9 @@ class LdapDirectory:
         if not attribute or not user_id:
             return None
         query = f"(&(objectClass=person)({attribute}={escape_filter_chars(user_id)}))"
-        found = await self._cached((platform, user_id), lambda: self._one(query))
+        found = await self._cached(
+            (platform, user_id), lambda: self._one(query, f"{attribute} {user_id}")
+        )
         return found.person if found else None
 
     async def find_by_email(self, email: str) -> Person | None:
@@ -399,7 +403,7 @@ class LdapDirectory:
         key = email.strip().lower()
         if not key:
             return None
-        found = await self._cached(("email", key), lambda: self._one(_by_mail(key)))
+        found = await self._cached(("email", key), lambda: self._one(_by_mail(key), f"mail {key}"))
         return found.person if found else None
 
     async def manager_of(self, person: Person) -> Person | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from cards.model import ActionId, Button, Card, Facts, Inline, Mention, Rich, Text, Typed
-from handlers.directory import DirectoryUnavailable, Person, unavailable_text
+from handlers.directory import DirectoryAmbiguous, DirectoryUnavailable, Person, unavailable_text
 from handlers.formatting import listed, requester, technician, when
 from storage.models import IdentityCheck, Ticket
 
@@ -164,6 +164,14 @@ def verify_unavailable_text(number: str, error: DirectoryUnavailable) -> str:
 
 def intake_unavailable_text(ticket: Ticket, error: DirectoryUnavailable) -> str:
     """A ticket opened while the directory could not answer: the check waits for `verify`."""
+    if isinstance(error, DirectoryAmbiguous):
+        return (
+            f"The directory ({error.source}) has {error.count} entries with {error.what}, so "
+            f"when {ticket.number} was opened it could not tell who the requester is (whether "
+            "they are a VIP is not known) and no manager was asked to confirm their identity. "
+            f"{ticket.number} needs a confirmed identity before it is escalated or closed: have "
+            f"the duplicate entry removed from the directory, then run `verify {ticket.number}`."
+        )
     return (
         f"The directory ({error.source}) could not be reached when {ticket.number} was opened, "
         "so the requester could not be looked up (whether they are a VIP is not known) and "

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from handlers import notify, sla
 from handlers.commands import TICKET_REF, Command, ticket_ref
 from handlers.deps import Deps
-from handlers.directory import DirectoryUnavailable, Person
+from handlers.directory import DirectoryAmbiguous, DirectoryUnavailable, Person
 from handlers.identity import answers, cards
 from handlers.types import Actor, Forbidden, Interaction, InvalidInput, NotFound, Reply
 from storage import tickets as repo
@@ -71,7 +71,7 @@ async def _verify(deps: Deps, interaction: Interaction, number: str) -> Reply:
             return early
         people: CheckPeople | None = await people_for(deps, seen, actor)
     except DirectoryUnavailable as exc:
-        log.warning("verify %s: the directory could not answer: %s", number, exc)
+        log.warning("verify %s: no usable answer from the directory: %s", number, exc)
         return Reply(text=cards.verify_unavailable_text(number, exc))
     async with deps.sessions() as session, session.begin():
         ticket = await repo.get_by_number(session, number, lock=True)
@@ -185,7 +185,11 @@ async def directory_unavailable_at_intake(
         session,
         ticket_id=ticket.id,
         kind="identity.directory_unavailable",
-        data={"source": error.source, "detail": error.detail[:500]},
+        data={
+            "source": error.source,
+            "detail": error.detail[:500],
+            **({"ambiguous": True} if isinstance(error, DirectoryAmbiguous) else {}),
+        },
     )
 
 

@@ -66,7 +66,7 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
             raise InvalidInput("Please fix the highlighted fields.", {"priority": P1_REFUSED})
     except DirectoryUnavailable as exc:
         # A real P1 is not held up by a directory outage: it is opened (and paged) as chosen.
-        log.warning("intake: the directory could not answer: %s", exc)
+        log.warning("intake: no usable answer from the directory: %s", exc)
         outage = exc
     # Where to announce: the form's context only when it is trustworthy (Slack's signed
     # private_metadata); a Teams submission's data is typed by the client, so use its origin.
@@ -80,7 +80,7 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
     gated = (
         form.category in deps.config.identity.categories
         or bool(requester and requester.vip)
-        or outage is not None  # a VIP cannot be ruled out
+        or outage is not None  # a VIP cannot be ruled out (directory down or ambiguous)
     )
     people: identity.CheckPeople | None = None
     if gated and outage is None:
@@ -95,7 +95,7 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
                 requester=requester,
             )
         except DirectoryUnavailable as exc:
-            log.warning("intake: the directory could not answer: %s", exc)
+            log.warning("intake: no usable answer from the directory: %s", exc)
             outage = exc
 
     async with deps.sessions() as session, session.begin():

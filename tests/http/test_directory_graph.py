@@ -16,7 +16,7 @@ from bot.directory.factory import create_directory
 from bot.directory.graph import GraphDirectory
 from bot.slack.people import SlackPeople
 from handlers.config import DirectoryConfig
-from handlers.directory import DirectoryError, DirectoryUnavailable, Person
+from handlers.directory import DirectoryAmbiguous, DirectoryError, DirectoryUnavailable, Person
 from tests.fakes.graph import GRAPH_TOKEN, FakeGraph
 from tests.fakes.slack_api import FakeSlack
 
@@ -120,6 +120,16 @@ async def test_mail_differs_from_upn_found_by_filter(
     cy = await directory.find_by_email("cy@example.com")
     assert cy is not None and cy.aad_object_id == CY
     assert any("$filter" in c.query for c in graph.graph_calls())
+
+
+async def test_two_users_with_one_mail_are_ambiguous_not_nobody(
+    graph: FakeGraph, directory: GraphDirectory
+) -> None:
+    """A stale account carrying Cy's mail: Cy is not "nobody", so not "no VIP" either."""
+    graph.add_user("44444444-dddd", "cy.old@corp.example.com", mail="cy@example.com")
+    with pytest.raises(DirectoryAmbiguous, match=r"2 users have mail cy@example\.com") as e:
+        await directory.find_by_email("CY@example.com")
+    assert isinstance(e.value, DirectoryUnavailable) and e.value.source == "Graph"
 
 
 async def test_ttl_cache_avoids_second_call(

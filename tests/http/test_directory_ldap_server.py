@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -12,7 +13,7 @@ import pytest
 from bot.directory.factory import create_directory
 from bot.directory.ldap import LdapDirectory
 from handlers.config import DirectoryConfig
-from handlers.directory import DirectoryUnavailable, Person
+from handlers.directory import DirectoryAmbiguous, DirectoryUnavailable, Person
 from tests.directory_people import (
     ANA,
     BO,
@@ -21,6 +22,7 @@ from tests.directory_people import (
     CY,
     GROUPS_OU,
     PAT,
+    PEOPLE_OU,
     TECH_GROUP_DN,
     TOM,
     VIC,
@@ -273,3 +275,17 @@ async def test_a_vip_group_beyond_the_walks_cap_is_unavailable_not_no_vip(
     finally:
         await d.close()
     assert any(PAT.email in r.getMessage() and "500" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_second_entry_with_a_vips_mail_does_not_hide_the_vip(own_slapd: Slapd) -> None:
+    """A stale account carrying Vic's mail: Vic is not "nobody", so not "no VIP" either."""
+    own_slapd.load(
+        f"dn: cn=Vic Old,{PEOPLE_OU}\nobjectClass: inetOrgPerson\ncn: Vic Old\nsn: Old\n"
+        f"mail: {VIC.email}\n"
+    )
+    d = directory_on(own_slapd)
+    try:
+        with pytest.raises(DirectoryAmbiguous, match=re.escape(f"2 entries have mail {VIC.email}")):
+            await d.find_by_email(VIC.email)
+    finally:
+        await d.close()

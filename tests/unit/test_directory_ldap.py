@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from bot.directory.ldap import LdapDirectory
-from handlers.directory import DirectoryError, DirectoryUnavailable
+from handlers.directory import DirectoryAmbiguous, DirectoryError, DirectoryUnavailable
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -116,9 +116,15 @@ async def test_manager_dn_that_does_not_exist_is_none(directory: LdapDirectory) 
     assert await directory.manager_of(eve) is None
 
 
-async def test_unknown_and_ambiguous_are_none(directory: LdapDirectory) -> None:
+async def test_unknown_is_none(directory: LdapDirectory) -> None:
     assert await directory.find_by_email("nobody@example.com") is None
-    assert await directory.find_by_email("dee@example.com") is None
+
+
+async def test_ambiguous_is_an_error_not_nobody(directory: LdapDirectory) -> None:
+    """Two entries with one mail: not "nobody by that address" (that is: not a VIP)."""
+    with pytest.raises(DirectoryAmbiguous, match=r"2 entries have mail dee@example\.com") as e:
+        await directory.find_by_email("dee@example.com")
+    assert isinstance(e.value, DirectoryUnavailable) and e.value.count == 2
 
 
 async def test_platform_id_attributes(directory: LdapDirectory) -> None:

@@ -17,7 +17,7 @@ from handlers import closure, deliveries, dispatch, identity, working
 from handlers.commands import Command
 from handlers.config import HelpdeskConfig
 from handlers.deps import Deps
-from handlers.directory import DirectoryUnavailable, Person
+from handlers.directory import DirectoryAmbiguous, DirectoryUnavailable, Person
 from handlers.identity.service import _not_independent
 from handlers.types import Actor, Forbidden
 from storage import db
@@ -660,3 +660,32 @@ async def test_an_answer_while_the_directory_cannot_say_who_the_manager_is_chang
     ticket, [check], events, _ = await state(deps, number)
     assert (ticket.identity_state, check.state, events) == ("pending", "pending", before)
     assert "confirmed" in (await answer(deps, check.nonce)).text
+
+
+class _DuplicatedVic(FileDirectory):
+    """The file directory, but a stale second account carries Vic's mail (as LDAP or Graph
+    would answer: DirectoryAmbiguous)."""
+
+    async def find_by_platform_id(
+        self, platform: str, user_id: str, *, aad_object_id: str | None = None
+    ) -> Person | None:
+        if user_id == "U0VIC":
+            raise DirectoryAmbiguous("LDAP", "mail vic@example.com", 2)
+        return await super().find_by_platform_id(platform, user_id, aad_object_id=aad_object_id)
+
+
+async def test_an_ambiguous_requester_gates_the_ticket_and_says_why(deps: Deps, tmp_path: Path):
+    """Two entries with Vic's mail: the ticket opens gated (a VIP cannot be ruled out), and the
+    technician is told the directory holds duplicates, not that it could not be reached."""
+    path = tmp_path / "people.yaml"
+    deps = dataclasses.replace(deps, directory=_DuplicatedVic(path))
+    number = await new_ticket(deps, "U0VIC")
+    ticket, checks, events, rows = await state(deps, number)
+    assert (ticket.identity_state, checks) == ("required", [])
+    assert "identity.directory_unavailable" in events
+    [told] = [t for t in texts(rows) if "VIP" in t]
+    assert "has 2 entries with mail vic@example.com" in told and "could not be reached" not in told
+    assert f"then run `verify {number}`" in told
+    reply = await verify(deps, number)
+    assert "has 2 entries with mail vic@example.com" in reply.text
+    assert "could not be reached" not in reply.text and "duplicate entry removed" in reply.text
