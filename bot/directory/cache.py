@@ -22,24 +22,37 @@ class TtlCache(Generic[V]):
 
     def get(self, key: Hashable) -> tuple[bool, V | None]:
         """(True, value) when a fresh entry exists, else (False, None)."""
+        hit, value, _ = self.get_until(key)
+        return hit, value
+
+    def get_until(self, key: Hashable) -> tuple[bool, V | None, float]:
+        """(True, value, when it expires) when a fresh entry exists, else (False, None, 0)."""
         entry = self._entries.get(key)
         if entry is None:
-            return False, None
+            return False, None, 0.0
         if entry[0] <= self._clock():
             del self._entries[key]
-            return False, None
-        return True, entry[1]
+            return False, None, 0.0
+        return True, entry[1], entry[0]
 
-    def put(self, key: Hashable, value: V) -> None:
-        """Store `value` under `key` until the TTL runs out."""
+    def expiry(self) -> float:
+        """When an entry stored now would expire (now + ttl)."""
+        return self._clock() + self._ttl
+
+    def put(self, key: Hashable, value: V, *, until: float | None = None) -> None:
+        """Store `value` under `key` until the TTL runs out, or until `until` when that is
+        sooner (a value derived from another cached one expires no later than it)."""
         if self._ttl <= 0:
+            return
+        expires = self.expiry() if until is None else min(self.expiry(), until)
+        if expires <= self._clock():
             return
         if len(self._entries) >= self._max_size:
             now = self._clock()
             self._entries = {k: e for k, e in self._entries.items() if e[0] > now}
             if len(self._entries) >= self._max_size:
                 self._entries.pop(next(iter(self._entries)))
-        self._entries[key] = (self._clock() + self._ttl, value)
+        self._entries[key] = (expires, value)
 
     def clear(self) -> None:
         """Forget everything."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import ssl
 import time
 from collections.abc import Callable
@@ -293,14 +294,17 @@ class GraphDirectory:
         )
         return person, complete
 
-    def _store(self, person: Person) -> None:
-        self._cache.put(("email", person.email.lower()), person)
+    def _store(self, person: Person, *, until: float = math.inf) -> None:
+        """Cache `person` under each of their keys, for cache_ttl but no later than `until`
+        (a person answered from the cache is not cached afresh: that would stretch the
+        answer past cache_ttl)."""
+        self._cache.put(("email", person.email.lower()), person, until=until)
         if person.aad_object_id:
-            self._cache.put(("aad", person.aad_object_id.lower()), person)
+            self._cache.put(("aad", person.aad_object_id.lower()), person, until=until)
         if person.slack_id:
-            self._cache.put(("slack", person.slack_id), person)
+            self._cache.put(("slack", person.slack_id), person, until=until)
         if person.teams_id:
-            self._cache.put(("teams", person.teams_id), person)
+            self._cache.put(("teams", person.teams_id), person, until=until)
 
     async def _user_data(self, key: str) -> dict[str, Any] | None:
         data = await self._call("GET", f"users/{quote(key, safe='@')}", {"$select": _SELECT})
@@ -329,7 +333,7 @@ class GraphDirectory:
         hit, cached = self._cache.get((platform, user_id))
         if hit and (cached is not None or platform == "slack" or not aad_object_id):
             return cached
-        person, complete = None, True
+        person, complete, until = None, True, math.inf
         if platform == "slack":
             email = await self._chat.slack_email(user_id)
             data = await self._user_data(email.strip().lower()) if email else None
@@ -338,22 +342,25 @@ class GraphDirectory:
         else:
             aad = aad_object_id or await self._chat.teams_aad(user_id)
             if aad:
-                person, complete = await self._teams_user(user_id, aad)
+                person, complete, until = await self._teams_user(user_id, aad)
         if complete:
-            self._cache.put((platform, user_id), person)
+            self._cache.put((platform, user_id), person, until=until)
             if person is not None:
-                self._store(person)
+                self._store(person, until=until)
         return person
 
-    async def _teams_user(self, user_id: str, aad: str) -> tuple[Person | None, bool]:
-        hit, cached = self._cache.get(("aad", aad.lower()))
+    async def _teams_user(self, user_id: str, aad: str) -> tuple[Person | None, bool, float]:
+        """The user with AAD object id `aad`, whether it may be cached, and until when (an
+        answer from the cache no longer than that entry)."""
+        hit, cached, until = self._cache.get_until(("aad", aad.lower()))
         if hit:
-            return (replace(cached, teams_id=user_id) if cached else None), True
+            return (replace(cached, teams_id=user_id) if cached else None), True, until
         data = await self._user_data(aad)
         if data is None:
             self._cache.put(("aad", aad.lower()), None)
-            return None, True
-        return await self._to_person(data, teams_id=user_id)
+            return None, True, math.inf
+        person, complete = await self._to_person(data, teams_id=user_id)
+        return person, complete, math.inf
 
     async def find_by_email(self, email: str) -> Person | None:
         """The user whose UPN or mail is `email` (case-insensitive)."""

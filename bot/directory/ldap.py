@@ -105,11 +105,14 @@ class VerifiedTls(ldap3.Tls):  # type: ignore[misc]
 
 @dataclass(frozen=True)
 class _Found:
-    """One directory entry: the person it describes (None without mail) and its manager DN."""
+    """One directory entry: the person it describes (None without mail) and its manager DN;
+    `until`: when the earliest cached group answer it was built from expires (it is cached no
+    longer than that)."""
 
     dn: str
     person: Person | None
     manager_dn: str | None
+    until: float = math.inf
 
 
 class LdapDirectory:
@@ -262,29 +265,32 @@ class LdapDirectory:
     def _found(self, entry: dict[str, Any]) -> _Found:
         attrs = {str(k).lower(): v for k, v in (entry.get("attributes") or {}).items()}
         dn = str(entry.get("dn") or "")
-        return _Found(dn=dn, person=self._to_person(attrs), manager_dn=_first(attrs, "manager"))
+        person, until = self._to_person(attrs)
+        return _Found(dn=dn, person=person, manager_dn=_first(attrs, "manager"), until=until)
 
-    def _groups_above(self, group_dn: str) -> list[str]:
-        """DNs of the groups `group_dn` is itself a member of (cached)."""
+    def _groups_above(self, group_dn: str) -> tuple[list[str], float]:
+        """DNs of the groups `group_dn` is itself a member of (cached), and when that answer
+        expires from the cache."""
         key = norm_dn(group_dn)
-        hit, cached = self._parents.get(key)
+        hit, cached, until = self._parents.get_until(key)
         if hit and cached is not None:
-            return cached
+            return cached, until
         entries = self._search(group_dn, "(objectClass=*)", ldap3.BASE, ["memberOf"], 1)
         parents: list[str] = []
         if entries:
             attrs = {str(k).lower(): v for k, v in (entries[0].get("attributes") or {}).items()}
             parents = _values(attrs, "memberOf")
         self._parents.put(key, parents)
-        return parents
+        return parents, self._parents.expiry()
 
-    def _memberships(self, direct: list[str]) -> tuple[set[str], bool]:
-        """Every group (normalised DN) reached from the direct groups through nesting, and
+    def _memberships(self, direct: list[str]) -> tuple[set[str], bool, float]:
+        """Every group (normalised DN) reached from the direct groups through nesting,
         whether the walk saw them all (False when it stopped at `_MAX_GROUPS` groups or
-        `_MAX_DEPTH` levels with groups left to look at); stops as soon as the VIP and
-        technician groups are both found."""
+        `_MAX_DEPTH` levels with groups left to look at), and when the earliest cached answer
+        it used expires; stops as soon as the VIP and technician groups are both found."""
         wanted = {g for g in (self._vip, self._tech) if g}
         seen: set[str] = set()
+        until = math.inf
         level = direct
         for _ in range(_MAX_DEPTH):
             upper: list[str] = []
@@ -293,29 +299,32 @@ class LdapDirectory:
                 if key in seen:
                     continue
                 if len(seen) >= _MAX_GROUPS:
-                    return seen, False
+                    return seen, False, until
                 seen.add(key)
                 if wanted <= seen:
-                    return seen, True
-                upper.extend(self._groups_above(dn))
+                    return seen, True, until
+                parents, fresh_until = self._groups_above(dn)
+                upper.extend(parents)
+                until = min(until, fresh_until)
             if not upper:
-                return seen, True
+                return seen, True, until
             level = upper
-        return seen, all(norm_dn(dn) in seen for dn in level)
+        return seen, all(norm_dn(dn) in seen for dn in level), until
 
-    def _groups_of(self, email: str, direct: list[str]) -> set[str]:
+    def _groups_of(self, email: str, direct: list[str]) -> tuple[set[str], float]:
         """The configured VIP and technician groups the person is in (normalised DNs): their
         own memberOf first, then the groups above. A walk cut short before it found the VIP
         group cannot rule out a VIP: DirectoryUnavailable (the intake gates). A technician
-        group not found by then is not counted (the person gets no technician rights)."""
+        group not found by then is not counted (the person gets no technician rights). With
+        them, when the earliest cached group answer used expires."""
         wanted = {g for g in (self._vip, self._tech) if g}
         own = {norm_dn(dn) for dn in direct} & wanted
         if own == wanted:
-            return own
-        groups, complete = self._memberships(direct)
+            return own, math.inf
+        groups, complete, until = self._memberships(direct)
         found = own | (groups & wanted)
         if complete or found == wanted:
-            return found
+            return found, until
         cut = f"{_MAX_GROUPS} groups or {_MAX_DEPTH} levels"
         if self._vip and self._vip not in found:
             log.warning(
@@ -335,15 +344,19 @@ class LdapDirectory:
             email,
             cut,
         )
-        return found
+        return found, until
 
-    def _to_person(self, attrs: dict[str, Any]) -> Person | None:
+    def _to_person(self, attrs: dict[str, Any]) -> tuple[Person | None, float]:
+        """The person (None without mail), and when the group answers used expire."""
         email = _first(attrs, "mail")
         if not email:
-            return None
+            return None, math.inf
         direct = _values(attrs, "memberOf")
-        groups = self._groups_of(email, direct) if (self._vip or self._tech) and direct else set()
-        return Person(
+        groups: set[str] = set()
+        until = math.inf
+        if (self._vip or self._tech) and direct:
+            groups, until = self._groups_of(email, direct)
+        person = Person(
             email=email,
             name=_first(attrs, "displayName", "cn") or "",
             slack_id=_first(attrs, self._slack_attr) if self._slack_attr else None,
@@ -352,6 +365,7 @@ class LdapDirectory:
             vip=self._vip in groups,
             technician=self._tech in groups,
         )
+        return person, until
 
     def _manager_sync(self, email: str) -> _Found | None:
         found = self._one(_by_mail(email), f"mail {email}")
@@ -374,15 +388,19 @@ class LdapDirectory:
             raise self._unavailable(f"no answer within {budget:.0f} s") from None
 
     async def _cached(
-        self, key: tuple[str, str], work: Callable[[], _Found | None]
+        self, key: tuple[str, str], work: Callable[[], _Found | None], *, until: float = math.inf
     ) -> _Found | None:
+        """From the cache, else `work`'s answer, cached for cache_ttl but no later than
+        `until` (what it was derived from expires) or the group answers it was built from."""
         hit, cached = self._cache.get(key)
         if hit:
             return cached
         found = await self._run(work)
-        self._cache.put(key, found)
+        if found is not None:
+            until = min(until, found.until)
+        self._cache.put(key, found, until=until)
         if found is not None and found.person is not None and key[0] != "email":
-            self._cache.put(("email", found.person.email.lower()), found)
+            self._cache.put(("email", found.person.email.lower()), found, until=until)
         return found
 
     async def find_by_platform_id(
@@ -411,15 +429,17 @@ class LdapDirectory:
         key = person.email.strip().lower()
         if not key:
             return None
-        hit, cached = self._cache.get(("email", key))
+        # A manager named by the cached entry expires with it: a manager change is seen
+        # cache_ttl after the entry was read, not up to twice that.
+        hit, cached, until = self._cache.get_until(("email", key))
         if hit and cached is not None:
             manager_dn = cached.manager_dn
             work: Callable[[], _Found | None] = (
                 (lambda: self._read(manager_dn)) if manager_dn else (lambda: None)
             )
         else:
-            work = lambda: self._manager_sync(key)  # noqa: E731
-        found = await self._cached(("manager", key), work)
+            work, until = (lambda: self._manager_sync(key)), math.inf
+        found = await self._cached(("manager", key), work, until=until)
         return found.person if found else None
 
     async def has_technicians(self) -> bool:

@@ -146,6 +146,24 @@ async def test_ttl_cache_avoids_second_call(
     assert len(graph.graph_calls()) > count
 
 
+async def test_a_cached_user_read_again_by_teams_id_is_not_kept_longer(
+    graph: FakeGraph, directory: GraphDirectory, clock: Clock
+) -> None:
+    """Bo, cached by e-mail, asked for at 299 s by his Teams id (answered from that cache):
+    the answer is not cached afresh, so his leaving the VIP group is seen after cache_ttl."""
+    bo = await directory.find_by_email("bo@example.com")
+    assert bo is not None and bo.vip
+    graph.groups[BO] = set()
+    clock.now += 299
+    on_teams = await directory.find_by_platform_id("teams", "29:1bo", aad_object_id=BO)
+    assert on_teams is not None and on_teams.vip  # still within cache_ttl
+    clock.now += 2
+    bo = await directory.find_by_email("bo@example.com")
+    on_teams = await directory.find_by_platform_id("teams", "29:1bo", aad_object_id=BO)
+    assert bo is not None and not bo.vip
+    assert on_teams is not None and not on_teams.vip
+
+
 async def test_vip_and_technician_from_groups(graph: FakeGraph, directory: GraphDirectory) -> None:
     bo = await directory.find_by_email("bo@example.com")
     cy = await directory.find_by_email("cy@example.com")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -287,5 +288,67 @@ async def test_a_second_entry_with_a_vips_mail_does_not_hide_the_vip(own_slapd: 
     try:
         with pytest.raises(DirectoryAmbiguous, match=re.escape(f"2 entries have mail {VIC.email}")):
             await d.find_by_email(VIC.email)
+    finally:
+        await d.close()
+
+
+def _modify(server: Slapd, ldif: str) -> None:
+    subprocess.run(
+        [
+            "ldapmodify",
+            "-x",
+            "-H",
+            server.url,
+            "-D",
+            server.admin_dn,
+            "-y",
+            str(server.dir / "admin.pw"),
+        ],
+        input=ldif.encode(),
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+
+
+async def test_a_manager_change_is_seen_once_cache_ttl_has_passed(own_slapd: Slapd) -> None:
+    """The manager comes from Ana's cached entry: it is not kept longer than that entry (a
+    manager asked for at 299 s must not stay cached until 599 s)."""
+    clock = Clock()
+    d = directory_on(own_slapd, cache_ttl=300, clock=clock)
+    try:
+        ana = await d.find_by_email(ANA.email)
+        assert ana is not None
+        _modify(
+            own_slapd, f"dn: {ANA.dn}\nchangetype: modify\nreplace: manager\nmanager: {CY.dn}\n"
+        )
+        clock.now += 299
+        assert (await d.manager_of(ana) or Person(email="")).email == BO.email  # still cached
+        clock.now += 2  # 301 s after Ana's entry was read
+        manager = await d.manager_of(ana)
+        assert manager is not None and manager.email == CY.email, manager
+    finally:
+        await d.close()
+
+
+async def test_a_group_nesting_change_is_seen_once_cache_ttl_has_passed(own_slapd: Slapd) -> None:
+    """Execs' place in VIPs, cached when Vic was first read, is not stretched by a later read
+    of Vic's own entry: Execs leaving VIPs is seen cache_ttl after it was read."""
+    clock = Clock()
+    d = directory_on(own_slapd, cache_ttl=300, clock=clock)
+    try:
+        vic = await d.find_by_email(VIC.email)  # Execs -> VIPs cached from here
+        assert vic is not None and vic.vip
+        _modify(
+            own_slapd,
+            # groupOfNames needs a member: the bot's account takes Execs' place
+            f"dn: {VIP_GROUP_DN}\nchangetype: modify\nreplace: member\nmember: {BOT_DN}\n",
+        )
+        clock.now += 299
+        by_slack = await d.find_by_platform_id("slack", VIC.slack)  # a new read of Vic's entry
+        assert by_slack is not None and by_slack.vip  # the groups above are still cached
+        clock.now += 2
+        by_slack = await d.find_by_platform_id("slack", VIC.slack)
+        assert by_slack is not None and not by_slack.vip
     finally:
         await d.close()
