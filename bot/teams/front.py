@@ -40,6 +40,8 @@ T = TypeVar("T")
 # The channel gives a bot ~15 s; a verdict on the token is due well before that.
 AUTH_TIMEOUT_SECONDS = 5.0
 AUTH_THREADS = 4
+# Threads in all, counting those still stuck in a hung key fetch (see AuthRunner).
+AUTH_THREADS_MAX = 8
 
 
 class BotFrameworkConfig:
@@ -59,48 +61,112 @@ class BotFrameworkConfig:
         return f"BotFrameworkConfig(APP_ID={self.APP_ID!r}, APP_TYPE={self.APP_TYPE!r})"
 
 
+class AuthUnavailable(Exception):
+    """Every auth thread is still stuck in earlier work: the token cannot be checked now."""
+
+
+class _Worker:
+    """One auth thread's event loop and what it is still running (guarded by AuthRunner._lock)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.pending = 0  # calls handed to this loop that have not finished there
+        self.overdue = 0  # of those, calls whose caller gave up: the thread is presumed stuck
+
+
 class AuthRunner:
     """Daemon threads, each running an event loop, for botbuilder's blocking auth code.
 
-    A hung key fetch can stall one of them; work goes to the least busy loop and every call
-    has a deadline, so callers get an answer (401) in time even then.
+    A hung key fetch (a `requests.get` without timeout) can stall a thread for as long as the
+    key endpoint likes. Every call has a deadline (TimeoutError, a 401), and a thread counts as
+    free again only when its work has really finished there: work the caller gave up on is left
+    to run to its end (it only verifies a token), and a thread still running such overdue work
+    takes no new calls. New work goes to the least busy thread with nothing overdue; when every
+    thread has overdue work, up to `max_size` threads are started in all, and beyond that
+    `run` raises AuthUnavailable at once (also a 401: the keys cannot be fetched) instead of
+    queueing calls behind stuck threads.
     """
 
-    def __init__(self, size: int = AUTH_THREADS, *, limit: float = AUTH_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        size: int = AUTH_THREADS,
+        *,
+        limit: float = AUTH_TIMEOUT_SECONDS,
+        max_size: int = AUTH_THREADS_MAX,
+    ) -> None:
         self.size = size
+        self.max_size = max(size, max_size)
         self.limit = limit
-        self._loops: list[asyncio.AbstractEventLoop] = []
-        self._busy: list[int] = []
+        self._lock = threading.Lock()
+        self._workers: list[_Worker] = []
 
-    def _start(self) -> None:
-        for index in range(self.size):
-            loop = asyncio.new_event_loop()
+    def _add_worker(self) -> _Worker:
+        loop = asyncio.new_event_loop()
 
-            def serve(loop: asyncio.AbstractEventLoop = loop) -> None:
-                loop.run_forever()
-                loop.close()
+        def serve() -> None:
+            loop.run_forever()
+            loop.close()
 
-            threading.Thread(target=serve, name=f"teams-auth-{index}", daemon=True).start()
-            self._loops.append(loop)
-            self._busy.append(0)
+        index = len(self._workers)
+        threading.Thread(target=serve, name=f"teams-auth-{index}", daemon=True).start()
+        worker = _Worker(loop)
+        self._workers.append(worker)
+        return worker
+
+    def _claim(self) -> _Worker:
+        """The worker for a new call (its `pending` already counted); lock held by caller."""
+        if not self._workers:
+            for _ in range(self.size):
+                self._add_worker()
+        free = [w for w in self._workers if w.overdue == 0]
+        if free:
+            worker = min(free, key=lambda w: w.pending)
+        elif len(self._workers) < self.max_size:
+            worker = self._add_worker()
+        else:
+            raise AuthUnavailable(f"all {len(self._workers)} auth threads are stuck")
+        worker.pending += 1
+        return worker
 
     async def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run `coro` on an auth thread; TimeoutError after `limit` seconds."""
-        if not self._loops:
-            self._start()
-        index = min(range(len(self._loops)), key=self._busy.__getitem__)
-        self._busy[index] += 1
+        """Run `coro` on an auth thread; TimeoutError after `limit` seconds, AuthUnavailable
+        at once when every thread is stuck."""
+        with self._lock:
+            try:
+                worker = self._claim()
+            except AuthUnavailable:
+                coro.close()
+                raise
+        state = {"finished": False, "overdue": False}
+
+        async def tracked() -> T:
+            try:
+                return await coro
+            finally:  # on the auth thread, when the work has really ended
+                with self._lock:
+                    state["finished"] = True
+                    worker.pending -= 1
+                    if state["overdue"]:
+                        worker.overdue -= 1
+
+        result = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(tracked(), worker.loop))
+        # A late failure of a call given up on is not "never retrieved".
+        result.add_done_callback(lambda f: f.cancelled() or f.exception())
         try:
-            future = asyncio.run_coroutine_threadsafe(coro, self._loops[index])
-            return await asyncio.wait_for(asyncio.wrap_future(future), self.limit)
-        finally:
-            self._busy[index] -= 1
+            # shield: on timeout the call is not cancelled, it finishes (and is counted) there.
+            return await asyncio.wait_for(asyncio.shield(result), self.limit)
+        except TimeoutError:
+            with self._lock:
+                if not state["finished"]:
+                    state["overdue"] = True
+                    worker.overdue += 1
+            raise
 
     def close(self) -> None:
-        for loop in self._loops:
-            loop.call_soon_threadsafe(loop.stop)
-        self._loops.clear()
-        self._busy.clear()
+        with self._lock:
+            for worker in self._workers:
+                worker.loop.call_soon_threadsafe(worker.loop.stop)
+            self._workers.clear()
 
 
 def _problem(status: int, message: str) -> web.Response:
@@ -249,10 +315,17 @@ class TeamsFront:
             return await self.auth_runner.run(self.auth.authenticate_request(activity, header))
         except TimeoutError:
             log.warning(
-                "teams: rejected activity %s (401): token not verified within %.0f s "
+                "teams: rejected activity %s (401): token not verified within %g s "
                 "(signing keys unreachable?)",
                 activity.id,
                 self.auth_runner.limit,
+            )
+        except AuthUnavailable as exc:
+            log.warning(
+                "teams: rejected activity %s (401): token not checked, %s in an earlier "
+                "signing key fetch (signing keys unreachable?)",
+                activity.id,
+                exc,
             )
         except Exception as exc:
             log.warning(

@@ -138,3 +138,22 @@ async def test_hanging_key_fetch_gets_401_in_time_and_loop_keeps_serving(
     assert time.monotonic() - started < 1.5
     assert latency < 0.3  # the blocking fetch runs off the event loop
     assert connector.recorded == []
+
+
+async def test_one_hung_key_fetch_does_not_refuse_later_valid_tokens(
+    make_app, bot_auth: FakeBotAuth, connector: FakeConnector
+):
+    app = await start(make_app, bot_auth)
+    teams = app.services.teams
+    assert teams is not None
+    teams.auth_runner.limit = 0.5
+    token = bot_auth.make_token(APP_ID, connector.service_url)
+    # The first fetch hangs past the limit; the fake's shutdown aborts it at teardown.
+    bot_auth.set_delay("/v1/.well-known/keys", 20.0)
+    first = await app.teams(message(connector.service_url, "ticket mine"), headers=bearer(token))
+    assert first.status == 401
+    bot_auth.set_delay("/v1/.well-known/keys", 0)
+    # The thread still stuck in that fetch takes no new work: the next token is verified.
+    second = await app.teams(message(connector.service_url, "ticket mine"), headers=bearer(token))
+    assert second.status == 201
+    await connector.wait_for(lambda r: r.method == "POST")
