@@ -249,6 +249,9 @@ class TeamsFront:
             return _problem(415, "Content-Type must be application/json")
         try:
             body = json.loads(await request.read())
+        except RecursionError:  # e.g. `[[[…]]]` 100,000 deep: not a ValueError
+            log.warning("teams: rejected a body nested too deeply (400)")
+            return _problem(400, "body is nested too deeply")
         except ValueError:
             log.warning("teams: rejected a body that is not JSON (400)")
             return _problem(400, "body is not JSON")

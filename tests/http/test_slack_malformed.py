@@ -328,6 +328,7 @@ async def test_the_issue_cases_and_other_bodies_are_refused_with_400(
         ("empty body", b"", FORM, 400),
         ("unknown type", interactive({"type": "dialog_open", "user": USER}), FORM, 400),
         ("nested 10,000 deep", b"[" * 10_000 + b"]" * 10_000, "application/json", 400),
+        ("payload nested 200,000 deep", b"payload=" + b"[" * 200_000 + b"]" * 200_000, FORM, 400),
         ("an event nested 70 deep", json.dumps(deep_event).encode(), "application/json", 400),
         ("not UTF-8", b"command=%2Fticket&text=\xff\xfe", FORM, 400),
         ("NUL in the text", urlencode({**COMMAND, "text": "help\x00"}).encode(), FORM, 400),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from datetime import timedelta
 from typing import Any
@@ -331,6 +332,30 @@ async def test_malformed_requests_get_4xx_and_server_keeps_serving(
         async with app.http.post(url, data=body, headers=headers) as response:
             assert response.status == status, body
     await open_form(app, connector)
+
+
+@pytest.mark.parametrize("authenticated", [False, True], ids=["emulator", "app-id-set"])
+async def test_a_deeply_nested_body_is_a_400_with_one_log_line(
+    make_app, connector: FakeConnector, caplog: pytest.LogCaptureFixture, authenticated: bool
+):
+    # 400 kB, under the size limit; json.loads raises RecursionError on it. With an app id set
+    # and no Authorization header the body is still read (and refused) before authentication.
+    env = {"MicrosoftAppId": "0000-1111", "MicrosoftAppPassword": "pw"} if authenticated else {}
+    app = await start(make_app, env=env)
+    assert app.http is not None
+    caplog.clear()
+    body = b"[" * 200_000 + b"]" * 200_000
+    async with app.http.post(
+        f"{app.url}/api/messages", data=body, headers={"Content-Type": "application/json"}
+    ) as response:
+        assert response.status == 400
+    lines = [r for r in caplog.records if r.name.startswith(("bot", "aiohttp"))]
+    assert [r.levelname for r in lines if r.levelno >= logging.WARNING] == ["WARNING"]
+    assert all(r.exc_info is None for r in lines)
+    async with app.http.get(f"{app.url}/healthz") as health:
+        assert health.status == 200
+    if not authenticated:
+        await open_form(app, connector)
 
 
 async def test_emulator_mode_refuses_when_host_is_not_loopback(make_app, connector: FakeConnector):
