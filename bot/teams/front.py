@@ -169,6 +169,21 @@ class AuthRunner:
             self._workers.clear()
 
 
+# Headers reverse proxies and tunnels add. In Emulator mode (no authentication) a request with
+# any of them is refused, whatever address it names: the address is the proxy's word, not the
+# client's, and a proxy in front of an unauthenticated endpoint is the exposure to prevent.
+_PROXY_HEADERS = (
+    "Forwarded",
+    "X-Forwarded-For",
+    "X-Forwarded-Host",
+    "X-Real-IP",
+    "X-Client-IP",
+    "True-Client-IP",
+    "CF-Connecting-IP",
+    "Via",
+)
+
+
 def _problem(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
@@ -299,6 +314,17 @@ class TeamsFront:
                 "teams: refused %s (403): Emulator mode (no MicrosoftAppId) only serves "
                 "loopback clients",
                 request.remote,
+            )
+            return False
+        proxied = sorted(h for h in _PROXY_HEADERS if h in request.headers)
+        if proxied:
+            # A local reverse proxy or tunnel would make any client look local: its header says
+            # a request was forwarded, and the client behind it cannot be vouched for.
+            log.warning(
+                "teams: refused %s (403): Emulator mode (no MicrosoftAppId) serves no "
+                "forwarded requests, this one has %s",
+                request.remote,
+                ", ".join(proxied),
             )
             return False
         return True

@@ -366,6 +366,33 @@ async def test_emulator_mode_refuses_when_host_is_not_loopback(make_app, connect
     assert connector.recorded == []
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Forwarded-For": "203.0.113.9"},
+        {"X-Forwarded-For": "127.0.0.1, 203.0.113.9"},
+        {"Forwarded": "for=203.0.113.9;proto=https"},
+        {"X-Real-IP": "203.0.113.9"},
+        {"X-Forwarded-For": "127.0.0.1"},  # any proxy header: the client behind it is unknown
+    ],
+    ids=["xff", "xff-chain", "forwarded", "x-real-ip", "xff-loopback"],
+)
+async def test_proxied_requests_are_refused_in_emulator_mode(
+    make_app, connector: FakeConnector, caplog: pytest.LogCaptureFixture, headers: dict[str, str]
+):
+    app = await start(make_app)
+    caplog.clear()
+    response = await app.teams(message(connector.service_url, "ticket mine"), headers=headers)
+    assert response.status == 403
+    refusals = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(refusals) == 1 and "403" in refusals[0].getMessage()
+    await asyncio.sleep(0.05)
+    assert connector.recorded == []
+    # The same activity straight from a loopback client is still served.
+    served = await app.teams(message(connector.service_url, "ticket mine"))
+    assert served.status == 201
+
+
 async def test_unknown_actions_get_friendly_answers_and_other_invokes_501(
     make_app, connector: FakeConnector
 ):
