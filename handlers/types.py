@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from cards.model import ActionId, Card
+from cards.model import ActionId, Card, Inline
 
 Platform = Literal["slack", "teams"]
 # A message in a ticket's thread (Slack) or naming a ticket with files (Teams); its
@@ -76,8 +76,9 @@ class Reply:
     private: bool = True
     # Show `card` as a form (Slack modal / Teams input card) rather than a message.
     as_form: bool = False
-    # For Slack modals: input id -> error message shown under that field.
-    field_errors: dict[str, str] = field(default_factory=dict)
+    # Input id -> error message shown under that field (Slack modal, Teams form). The bot's
+    # words; a part quoting what was typed is `Typed` (Teams would render it as Markdown).
+    field_errors: dict[str, Inline] = field(default_factory=dict)
     # A retried delivery of something already handled: the edge answers without effect.
     duplicate: bool = False
     # The ticket (id) whose card this reply is: an edge that posts it in the turn (Teams)
@@ -109,9 +110,9 @@ class Forbidden(DomainError):
 
 
 class InvalidInput(DomainError):
-    def __init__(self, message: str, field_errors: dict[str, str] | None = None) -> None:
+    def __init__(self, message: str, field_errors: Mapping[str, Inline] | None = None) -> None:
         super().__init__(message)
-        self.field_errors = field_errors or {}
+        self.field_errors: dict[str, Inline] = dict(field_errors or {})
 
 
 class Duplicate(DomainError):

@@ -45,7 +45,7 @@ from bot.slack import shapes
 from bot.slack.deliveries import delivery_id
 from bot.slack.files import share_image
 from cards import slack as blockkit
-from cards.model import ActionId, Card, Text, Typed
+from cards.model import ActionId, Card, Text, Typed, plain
 from handlers.deps import Deps
 from handlers.dispatch import answer
 from handlers.types import TICKET_MESSAGE, Actor, Conversation, Interaction, Reply
@@ -301,7 +301,9 @@ class SlackFront:
             return
         reply = work.result()
         if reply.field_errors:
-            await ack(response_action="errors", errors=reply.field_errors)
+            # Slack shows these errors as plain text: typed parts need no escaping there.
+            errors = {ident: plain(problem) for ident, problem in reply.field_errors.items()}
+            await ack(response_action="errors", errors=errors)
         elif reply.form_error and (first := _first_input(view)):
             # Nothing was saved: keep the form and what they typed, say why on top.
             await ack(response_action="errors", errors={first: reply.form_error})
@@ -320,7 +322,7 @@ class SlackFront:
         """A form answered after its modal closed: a refusal or problem goes to the person
         (ephemeral where the form came from, else a DM); success speaks through the outbox."""
         reply = await work
-        problem = " ".join([reply.text, *reply.field_errors.values()]).strip()
+        problem = " ".join([reply.text, *map(plain, reply.field_errors.values())]).strip()
         if reply.duplicate or not problem or (reply.card and not reply.field_errors):
             return
         user, channel = interaction.actor.id, interaction.conversation.id

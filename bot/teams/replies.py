@@ -11,7 +11,7 @@ from typing import Any
 from botbuilder.schema import Activity, ActivityTypes, Attachment
 
 from cards import teams as adaptive
-from cards.model import ActionId, Card, Element, NumberInput, Text, Typed
+from cards.model import ActionId, Card, Element, Inline, NumberInput, Rich, Text, Typed
 from handlers import closure, escalation
 from handlers.deps import Deps
 from handlers.tickets import intake_card
@@ -107,7 +107,7 @@ FORMS: dict[ActionId, FormBuilder] = {
 }
 
 
-def _refill(element: Element, data: dict[str, str], errors: dict[str, str]) -> list[Element]:
+def _refill(element: Element, data: dict[str, str], errors: dict[str, Inline]) -> list[Element]:
     if element.kind not in ("text_input", "number_input", "select", "user_picker"):
         return [element]
     ident: str = element.id  # type: ignore[union-attr]
@@ -132,7 +132,7 @@ def error_form(deps: Deps, action: ActionId | None, data: dict[str, str], reply:
     top: list[Element] = [Text(Typed(reply.text))] if reply.text else []
     builder = FORMS.get(action) if action is not None else None
     if builder is None:
-        lines = [Text(f"{field}: {problem}") for field, problem in reply.field_errors.items()]
+        lines = [Text(Rich(f"{field}: ", problem)) for field, problem in reply.field_errors.items()]
         return Card(title="", body=[*top, *lines], fallback=reply.text)
     form = builder(deps, data)
     body = list(top)

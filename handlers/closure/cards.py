@@ -27,7 +27,7 @@ def closure_form(
     *,
     logged_minutes: int,
     summary: str = "",
-    kb_required: str = "",
+    kb_required: Inline = "",
     kb_suggested: str = "",
     fix: Inline | None = None,
 ) -> Card:

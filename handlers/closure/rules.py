@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 
+from cards.model import Inline, Rich, Typed
 from handlers.answers import MIN_WORDS, Problem, made_only_of, problem, shown, words
 
 EXAMPLE = "e.g. 'Cleared the print queue on PRN-0042 and reinstalled the HP UPD 7.1 driver'"
@@ -229,7 +230,7 @@ def systems(note: str) -> set[str]:
     return (set(words(note)) & SYSTEM_NOUNS) | {p for p in _SYSTEM_PHRASES if p in lowered}
 
 
-def note_problem(note: str, *, ticket_prefix: str = DEFAULT_TICKET_PREFIX) -> str | None:
+def note_problem(note: str, *, ticket_prefix: str = DEFAULT_TICKET_PREFIX) -> Inline | None:
     """Why the resolution note is not good enough, with an example; None when it is.
     `ticket_prefix`: this help desk's ticket numbers (`HD-12`), which name no system."""
     text = note.strip()
@@ -239,9 +240,10 @@ def note_problem(note: str, *, ticket_prefix: str = DEFAULT_TICKET_PREFIX) -> st
     if len(text) > MAX_CHARS:
         return f"Keep the resolution note under {MAX_CHARS} characters."
     if verdict is Problem.PLACEHOLDER:
-        return (
-            f"'{shown(text)}' is a placeholder, not a resolution: say what you did to what, "
-            f"{EXAMPLE}."
+        return Rich(
+            "'",
+            Typed(shown(text)),
+            f"' is a placeholder, not a resolution: say what you did to what, {EXAMPLE}.",
         )
     if is_filler(text):
         return f"That only says it works now, not what was done to what. Describe it, {EXAMPLE}."

@@ -12,6 +12,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
+from cards.model import Inline, Rich, Typed, plain
 from handlers import csat, diagnosis, identity, incidents, notify, psa, sla, working
 from handlers.closure.cards import (
     CATEGORIES,
@@ -39,16 +40,29 @@ _KB = re.compile(r"^KB[-\s]?\d{3,}$", re.IGNORECASE)
 _URL = re.compile(r"^https?://\S+$", re.IGNORECASE)
 
 
+class DurationError(ValueError):
+    """Why a typed duration will not do: `problem` quotes the typed text as `Typed` (a form's
+    field error); `str()` is the same as plain text."""
+
+    def __init__(self, problem: Inline) -> None:
+        super().__init__(plain(problem))
+        self.problem = problem
+
+
 def entry_minutes(text: str) -> int:
-    """Minutes of one time entry typed as `45m`/`1h30m`/`2h`; ValueError says what is wrong."""
+    """Minutes of one time entry typed as `45m`/`1h30m`/`2h`; DurationError says what is
+    wrong."""
     try:
         delta = parse_duration(text)
     except ValueError:
-        raise ValueError(f"'{text}' is not a duration like 45m, 1h30m or 2h.") from None
+        quoted = Rich("'", Typed(text), "' is not a duration like 45m, 1h30m or 2h.")
+        raise DurationError(quoted) from None
     if delta < timedelta(minutes=1):
-        raise ValueError("Log at least 1 minute (e.g. 45m).")
+        raise DurationError("Log at least 1 minute (e.g. 45m).")
     if delta > MAX_ENTRY:
-        raise ValueError("One time entry can be at most 24h; log longer work as several entries.")
+        raise DurationError(
+            "One time entry can be at most 24h; log longer work as several entries."
+        )
     return int(delta.total_seconds() // 60)
 
 
@@ -218,13 +232,13 @@ def validate(
     data: dict[str, Any],
     *,
     logged_minutes: int,
-    kb_required: str = "",
+    kb_required: Inline = "",
     ticket_prefix: str = DEFAULT_TICKET_PREFIX,
 ) -> Closure:
     """Check the closure form; InvalidInput names every bad field (ids as in the form).
     `kb_required`: why this ticket needs a KB article (it is part of a pattern).
     `ticket_prefix`: this help desk's ticket numbers, which a note cannot name as its object."""
-    errors: dict[str, str] = {}
+    errors: dict[str, Inline] = {}
     note = _value(data, "resolution_note")
     if problem := note_problem(note, ticket_prefix=ticket_prefix):
         errors["resolution_note"] = problem
@@ -237,8 +251,8 @@ def validate(
     if spent:
         try:
             minutes = entry_minutes(spent.replace(" ", ""))
-        except ValueError as exc:
-            errors["time_spent"] = str(exc)
+        except DurationError as exc:
+            errors["time_spent"] = exc.problem
     elif not logged_minutes:
         errors["time_spent"] = "No time is logged on this ticket yet: enter the time you spent."
     kb = _value(data, "kb_article").strip()

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cards.model import Element
+from cards.model import Element, Inline, Rich, Typed
 from handlers import notify
 from handlers.deps import Deps
 from handlers.diagnosis import cards, changes, rules
@@ -199,7 +199,7 @@ async def card_elements(session: AsyncSession, ticket: Ticket) -> list[Element]:
 class KbRequirement:
     """Why a ticket's closure needs a KB article, and the article its pattern suggests."""
 
-    reason: str
+    reason: Inline  # the pattern's label is taken from typed error texts: `Typed` in it
     suggested: str
 
 
@@ -208,11 +208,12 @@ async def kb_requirement(session: AsyncSession, ticket: Ticket) -> KbRequirement
     row = await session.get(TicketDiagnosis, ticket.id)
     if row is None or not row.pattern_count:
         return None
-    label = f" ({row.pattern_label})" if row.pattern_label else ""
-    reason = (
-        f"{ticket.number} is part of a pattern: {row.pattern_count} tickets with the same "
-        f"error{label}. Name the KB article that documents the fix (a KB id or a link), so "
-        "the next one needs no fresh diagnosis."
+    label: Inline = Rich(" (", Typed(row.pattern_label), ")") if row.pattern_label else ""
+    reason = Rich(
+        f"{ticket.number} is part of a pattern: {row.pattern_count} tickets with the same error",
+        label,
+        ". Name the KB article that documents the fix (a KB id or a link), so "
+        "the next one needs no fresh diagnosis.",
     )
     return KbRequirement(reason, row.suggested_kb)
 

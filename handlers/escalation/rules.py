@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cards.model import Inline, Rich, Typed
 from handlers.answers import MIN_WORDS, Problem, problem, shown
 
 
@@ -47,7 +48,7 @@ FACTS = (
 )
 
 
-def fact_problem(fact: Fact, value: str, *, required: bool) -> str | None:
+def fact_problem(fact: Fact, value: str, *, required: bool) -> Inline | None:
     """Why `value` will not do for `fact` (None: it will). An optional fact is taken as typed
     (an Asset link of "n/a" for a ticket with no asset says just that)."""
     verdict = problem(value, min_words=fact.min_words)
@@ -56,9 +57,10 @@ def fact_problem(fact: Fact, value: str, *, required: bool) -> str | None:
     if verdict is Problem.EMPTY:
         return f"{fact.label} is required to escalate: {fact.asks}."
     if verdict is Problem.PLACEHOLDER:
-        return (
-            f"'{shown(value)}' is a placeholder, not a fact the queue can act on: "
-            f"write {fact.asks}."
+        return Rich(
+            "'",
+            Typed(shown(value)),
+            f"' is a placeholder, not a fact the queue can act on: write {fact.asks}.",
         )
     return f"Too short for the queue to act on (at least {fact.min_words} words): {fact.asks}."
 
@@ -68,9 +70,9 @@ def is_required(fact: Fact, *, asset: str) -> bool:
     return fact.id != "asset_link" or bool(asset.strip())
 
 
-def fact_problems(data: dict[str, str], *, asset: str) -> dict[str, str]:
+def fact_problems(data: dict[str, str], *, asset: str) -> dict[str, Inline]:
     """Every fact that will not do, by form id, with its reason (`asset`: the ticket's)."""
-    errors: dict[str, str] = {}
+    errors: dict[str, Inline] = {}
     for fact in FACTS:
         required = is_required(fact, asset=asset)
         if reason := fact_problem(fact, data.get(fact.id, ""), required=required):
