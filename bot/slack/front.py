@@ -326,7 +326,12 @@ class SlackFront:
         if reply.duplicate or not problem or (reply.card and not reply.field_errors):
             return
         user, channel = interaction.actor.id, interaction.conversation.id
-        text = f"{problem} (The form was closed: open it again to retry.)"
+        # A message's text is mrkdwn: what they typed (quoted in an error) must not ping or link.
+        parts = [
+            blockkit.escape_mrkdwn(reply.text),
+            *map(blockkit.mrkdwn, reply.field_errors.values()),
+        ]
+        text = f"{' '.join(p for p in parts if p)} (The form was closed: open it again to retry.)"
         if channel:
             try:
                 await self.client.chat_postEphemeral(channel=channel, user=user, text=text)

@@ -270,3 +270,36 @@ async def test_a_late_refusal_of_a_form_reaches_the_person(
     await wait_until(lambda: bool(posts_to(slack_api, f"D{PAT.slack}")), timeout=10)
     [told] = posts_to(slack_api, f"D{PAT.slack}")
     assert "Only technicians can escalate" in told["text"] and "form was closed" in told["text"]
+
+
+@pytest.mark.parametrize("source", ["graph"], indirect=True)
+async def test_a_late_form_error_shows_what_was_typed_as_typed(
+    make_app, slack_api: FakeSlack, source: Source
+):
+    """An escalation form answered after its modal closed (Graph throttled for 3 s): the field
+    error quotes the typed `<TBD>`, and the message's text is mrkdwn, so it arrives escaped
+    (`&lt;TBD&gt;`) instead of as a control sequence."""
+    assert source.graph is not None
+    security = {"security": {"slack": "C0SECURITY"}}
+    app = await start(make_app, slack_api, source, cache_ttl="0s", queues=security)
+    await new_ticket(app, slack_api, requester=ANA.slack)
+    opened = len(slack_api.views_opened())
+    await app.slash("escalate HD-1", user=TOM.slack)
+    await slack_api.wait_for_method("views.open", count=opened + 1)
+    view = slack_api.views_opened()[-1]["view"]
+    facts = {
+        "repro_steps": "Open the laptop and sign in",
+        "error_text": "Account locked",
+        "already_tried": "<TBD>",
+        "asset_link": "",
+        "user_impact": "Cannot work",
+    }
+    values: dict[str, Any] = {k: {"type": "plain_text_input", "value": v} for k, v in facts.items()}
+    values["queue"] = {"type": "static_select", "selected_option": {"value": "security"}}
+    source.graph.fail("/v1.0/*", 429, times=1, headers={"Retry-After": "3"})
+    submitted = view_submission(view, values, user=TOM.slack, view_id="V-TOM")
+    assert (await app.interactive(submitted)).status == 200
+    await wait_until(lambda: bool(posts_to(slack_api, f"D{TOM.slack}")), timeout=10)
+    [told] = posts_to(slack_api, f"D{TOM.slack}")
+    assert "'&lt;TBD&gt;' is a placeholder" in told["text"], told["text"]
+    assert "<TBD>" not in told["text"] and "form was closed" in told["text"]
