@@ -179,7 +179,7 @@ async def kb_command(deps: Deps, interaction: Interaction, command: Command) -> 
 
 def _words(typed: str) -> list[str]:
     words: list[str] = []
-    for word in rules.terms(typed, limit=16):
+    for word in rules.terms(typed, limit=16, numbers=True):
         if word not in words:
             words.append(word)
     return words

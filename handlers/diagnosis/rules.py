@@ -282,22 +282,33 @@ _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 MAX_TERMS = 12
 
 
-def terms(*texts: str, limit: int = MAX_TERMS) -> list[str]:
+def terms(*texts: str, limit: int = MAX_TERMS, numbers: bool = False) -> list[str]:
     """Search words of `texts`, in order, lower case: codes first, no stop words, no bare
-    numbers, no duplicates."""
+    numbers, no duplicates. With `numbers` (what `kb` searches), a number of 3+ digits is a
+    word too (`kb 4625`, `kb 503`), unless it is the value of a code found (`error 80070005`
+    is searched as its code `0x80070005`, which the text holds, not as `80070005`)."""
     out: list[str] = []
     joined = " ".join(texts)
-    for found in codes(joined):
+    found_codes = codes(joined)
+    for found in found_codes:
         if found.kind == "hex":
             out.append(found.value)
         elif found.kind == "aadsts":
             out.append(f"aadsts{found.value}")
+    coded = {_digits_of(found.value) for found in found_codes}
     for text in texts:
         for word in _WORD.findall(text.lower()):
-            if len(word) < 3 or word in STOP_WORDS or word.isdigit() or word in out:
+            if len(word) < 3 or word in STOP_WORDS or word in out:
+                continue
+            if word.isdigit() and not (numbers and _digits_of(word) not in coded):
                 continue
             out.append(word)
     return out[:limit]
+
+
+def _digits_of(value: str) -> str:
+    """A code's value or a number without its `0x` and leading zeros, to compare them."""
+    return value.removeprefix("0x").lstrip("0")
 
 
 def first_line(text: str, limit: int = 160) -> str:

@@ -385,3 +385,20 @@ async def test_top_patterns_for_reports(make_app: Any, slack_api: FakeSlack) -> 
     assert await diagnosis.top_patterns(app.services.deps, since=since, until=until,
                                         client="ACME") == []  # fmt: skip
     assert await diagnosis.top_patterns(app.services.deps, since=until, until=until) == []
+
+
+async def test_kb_finds_an_event_id_typed_alone(make_app: Any, slack_api: FakeSlack) -> None:
+    """A number typed alone (`kb 4625`) is searched as a word, as with `kb event 4625`."""
+    app = await make_app(slack=slack_api, config={}, people=PEOPLE)
+    number, _ = await open_ticket(
+        app,
+        slack_api,
+        error="Event ID 4625: An account failed to log on",
+        client="acme",
+        summary="Repeated logon failures",
+    )
+    note = "Unlocked the account and reset the password"
+    assert (await close(app, slack_api, number, note=note))[1] == {}
+    for typed in ("kb event 4625", "kb 4625", "kb logon 4625"):
+        assert number in flat(await ephemeral(app, typed)), typed
+    assert number not in flat(await ephemeral(app, "kb 4626"))

@@ -238,3 +238,13 @@ def test_words_for_search_and_descriptions() -> None:
     assert describe("aadsts:50126") == "AADSTS50126"
     assert describe("exact:abc") == "the same error text"
     assert first_line("\n  first\nsecond") == "first"
+
+
+def test_numbers_are_words_for_kb_unless_a_code_holds_them() -> None:
+    assert terms("4625") == []  # `similar` leaves bare numbers out
+    assert terms("4625", numbers=True) == ["4625"]
+    assert terms("kb 503 on the portal", numbers=True) == ["503", "portal"]
+    assert terms("12 4625", numbers=True) == ["4625"]  # short numbers stay out
+    # The number is the code's value: searched as the code the text holds.
+    assert terms("error 80070005", numbers=True) == ["0x80070005"]
+    assert terms("event 4625", numbers=True) == ["event"]
