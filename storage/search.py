@@ -14,6 +14,7 @@ matches of each word, which both engines do in time bounded by what they return.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -115,12 +116,41 @@ _PG_NEWEST = text(
 _BY_IDS = select(*COLUMNS).where(_TICKETS.c.id.in_(bindparam("ids", expanding=True)))
 
 
-def fts_query(dialect: str, words: Sequence[str], *, fields: Fields) -> str:
-    """The engine's query for all of `words` (already reduced to letters and digits)."""
+# What PostgreSQL's parser may keep as one token (file and host names, e-mail addresses,
+# version numbers, paths: `winword.exe`) where the bot's words split it (`winword`, `exe`).
+# No quote or backslash: such a run is quoted in the tsquery text as it is.
+_COMPOUND = re.compile(r"[^\W_]+(?:[._@/:+~-]+[^\W_]+)+")
+_PIECE = re.compile(r"[^\W_]+")
+
+
+def _compounds(typed: str) -> dict[str, list[str]]:
+    """Each piece of a compound run in `typed` -> the runs (lower case) it is part of."""
+    runs: dict[str, list[str]] = {}
+    for match in _COMPOUND.finditer(typed.lower()):
+        run = match.group(0)
+        for piece in _PIECE.findall(run):
+            if run not in runs.setdefault(piece, []):
+                runs[piece].append(run)
+    return runs
+
+
+def fts_query(dialect: str, words: Sequence[str], *, fields: Fields, typed: str = "") -> str:
+    """The engine's query for all of `words` (already reduced to letters and digits).
+
+    On PostgreSQL a word that is part of a compound in `typed` (what was typed: `winword.exe`)
+    also matches that compound, which PostgreSQL's parser keeps as one token in the stored
+    text: `('winword' | 'winword.exe') & ('exe' | 'winword.exe')`. Typed text only ever
+    appears inside quotes, as a value (to_tsquery parses a quoted value with the text parser,
+    so `&`, `|`, `!` there are not operators), and a compound has no quote or backslash."""
     words = [w for w in words if w.isalnum()]
     if dialect == "postgresql":
         weight = ":ABC" if fields == "stated" else ""
-        return " & ".join(f"'{w}'{weight}" for w in words)
+        runs = _compounds(typed)
+        parts = []
+        for w in words:
+            options = [f"'{w}'{weight}"] + [f"'{run}'{weight}" for run in runs.get(w, ())]
+            parts.append(options[0] if len(options) == 1 else "(" + " | ".join(options) + ")")
+        return " & ".join(parts)
     body = " AND ".join(f'"{w}"' for w in words)
     if fields == "stated":
         return "{summary error_text resolution_note} : (" + body + ")"
@@ -128,11 +158,17 @@ def fts_query(dialect: str, words: Sequence[str], *, fields: Fields) -> str:
 
 
 async def _newest_ids(
-    session: AsyncSession, words: Sequence[str], *, fields: Fields, limit: int, exclude: int
+    session: AsyncSession,
+    words: Sequence[str],
+    *,
+    fields: Fields,
+    limit: int,
+    exclude: int,
+    typed: str = "",
 ) -> list[int]:
     dialect = statements.dialect(session)
     stmt = _PG_NEWEST if dialect == "postgresql" else _SQLITE_NEWEST
-    query = fts_query(dialect, words, fields=fields)
+    query = fts_query(dialect, words, fields=fields, typed=typed)
     conn = await statements.connection(session)
     rows = await conn.execute(stmt, {"query": query, "exclude": exclude, "limit": limit})
     return [int(r.id) for r in rows]
@@ -154,12 +190,16 @@ async def newest_with_all(
     fields: Fields = "stated",
     limit: int = 10,
     exclude: int = 0,
+    typed: str = "",
 ) -> list[Found]:
-    """The newest resolved tickets that have every one of `words` (in `fields`)."""
+    """The newest resolved tickets that have every one of `words` (in `fields`); `typed`, the
+    text they came from, lets PostgreSQL match its compound tokens (see `fts_query`)."""
     words = [w for w in words if w.isalnum()]
     if not words:
         return []
-    ids = await _newest_ids(session, words, fields=fields, limit=limit, exclude=exclude)
+    ids = await _newest_ids(
+        session, words, fields=fields, limit=limit, exclude=exclude, typed=typed
+    )
     return await _tickets(session, {i: 0.0 for i in ids})
 
 

@@ -155,7 +155,7 @@ async def kb_command(deps: Deps, interaction: Interaction, command: Command) -> 
             by_code = [t for t in found if t.status == "closed"][:LISTED]
         seen = {t.id for t in by_code}
         matches = await search.newest_with_all(
-            session, words, fields="stated", limit=LISTED + len(seen)
+            session, words, fields="stated", limit=LISTED + len(seen), typed=typed
         )
         by_text = [t for t in matches if t.id not in seen][
             : LISTED - min(len(by_code), LISTED // 2)

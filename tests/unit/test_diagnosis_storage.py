@@ -86,3 +86,31 @@ async def test_backfill_and_the_index_follow_the_tickets(db_url: str) -> None:
         assert await search.newest_with_all(session, ["catroot2"]) == []
         assert [h.number for h in await search.newest_with_all(session, ["ssd"])] == ["HD-2"]
     await engine.dispose()
+
+
+async def test_kb_finds_a_file_name_a_host_and_an_address(db_url: str) -> None:
+    """PostgreSQL's parser keeps `winword.exe` (a host name, an address) as one token in the
+    stored text, where the bot's words are `winword` and `exe`: the search matches either. What
+    was typed stays a value, never tsquery syntax."""
+    from handlers.diagnosis import rules
+
+    engine = db.create_engine(db_url)
+    sessions = db.session_factory(engine)
+    error = "Faulting application winword.exe on fs-01.corp.local for bob@example.com"
+    async with sessions() as session, session.begin():
+        await _ticket(session, seq=1, error=error, summary="Word crashes on start", status="closed")
+        await _ticket(session, seq=2, error="winword exe", summary="Other", status="closed")
+
+    async def found(typed: str) -> list[str]:
+        async with sessions() as session:
+            words = rules.terms(typed, numbers=True)
+            hits = await search.newest_with_all(session, words, fields="stated", typed=typed)
+            return sorted(h.number for h in hits)
+
+    assert await found("winword.exe") == ["HD-1", "HD-2"]  # the split words match HD-2 too
+    assert await found("word WINWORD.EXE") == ["HD-1"]
+    assert await found("fs-01.corp.local") == ["HD-1"]
+    assert await found("bob@example.com crashes") == ["HD-1"]
+    for typed in ("winword.exe'|!x", "winword.exe&':*", "winword.exe\\' | 'x", "a.b:* & !c.d"):
+        await found(typed)  # no syntax error: typed text is never parsed as operators
+    await engine.dispose()
