@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -45,6 +45,33 @@ class Scope:
     client: str | None
     # Targets with no outcome stored are missed once overdue at `now`.
     now: datetime
+    # On SQLite: the client's names as stored, every spelling that `fold`s to it (`resolve`).
+    # SQLite's NOCASE and lower() fold ASCII only (`Ä` is not `ä`), and an IN over a few exact
+    # names costs less per row than either (half of NOCASE's time at 1M tickets).
+    spellings: tuple[str, ...] | None = None
+
+
+def fold(name: str) -> str:
+    """How clients compare: surrounding spaces ignored, any case (Unicode, as sla.clients)."""
+    return name.strip().lower()
+
+
+_CLIENT_NAMES = select(Ticket.client).distinct()
+
+
+async def resolve(engine: AsyncEngine, scope: Scope) -> Scope:
+    """`scope` with its client's stored spellings, on SQLite (elsewhere lower() folds any
+    letter, and `scope` is returned as it is). One scan of a narrow covering index: about
+    0.1 s at 1M tickets, for a report that takes about a second."""
+    if scope.client is None or scope.spellings is not None or engine.dialect.name != "sqlite":
+        return scope
+
+    def names(conn: Connection) -> list[str]:
+        return list(conn.execute(_CLIENT_NAMES).scalars())
+
+    wanted = fold(scope.client)
+    stored = await _read(engine, names)
+    return replace(scope, spellings=tuple(n for n in stored if fold(n) == wanted))
 
 
 @dataclass(frozen=True)
@@ -78,12 +105,12 @@ class Figures:
 def _scope(scope: Scope, dialect: str) -> list[ColumnElement[bool]]:
     found = [Ticket.created_at >= scope.start, Ticket.created_at < scope.end]
     if scope.client is not None:
-        wanted = scope.client.strip().lower()
-        if dialect == "sqlite":
-            # A collation, not lower() on every row: a third of the scan's time at 1M tickets.
-            found.append(func.trim(Ticket.client).collate("NOCASE") == wanted)
+        if scope.spellings is not None:
+            found.append(Ticket.client.in_(scope.spellings))
+        elif dialect == "sqlite":
+            raise ValueError("on SQLite a client is matched by its spellings: resolve() first")
         else:
-            found.append(func.lower(func.trim(Ticket.client)) == wanted)
+            found.append(func.lower(func.trim(Ticket.client)) == fold(scope.client))
     return found
 
 
@@ -179,6 +206,7 @@ def _percentiles(conn: Connection, scope: Scope) -> tuple[float | None, float | 
 
 async def figures(engine: AsyncEngine, scope: Scope) -> Figures:
     """Every count of the scope's tickets and the two medians (queries side by side)."""
+    scope = await resolve(engine, scope)
     if engine.dialect.name == "postgresql":
         groups, (first, resolution) = await asyncio.gather(
             _read(engine, lambda conn: _groups(conn, scope)),
@@ -272,6 +300,7 @@ _ROW_COLUMNS = (
 
 async def each_ticket(engine: AsyncEngine, scope: Scope) -> AsyncIterator[list[TicketRow]]:
     """The scope's tickets, oldest first, in batches (streamed: a million rows fit nowhere)."""
+    scope = await resolve(engine, scope)
     where = _scope(scope, engine.dialect.name)
     query = select(*_ROW_COLUMNS).where(*where).order_by(Ticket.created_at, Ticket.id)
     async with engine.connect() as conn:

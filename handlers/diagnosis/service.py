@@ -259,8 +259,10 @@ async def patterns_in(
     until: datetime,
     client: str | None = None,
     limit: int = 5,
+    clients: Sequence[str] | None = None,
 ) -> list[Pattern]:
-    """`top_patterns` with the sessions and threshold given (the CLI report has no Deps)."""
+    """`top_patterns` with the sessions and threshold given (the CLI report has no Deps);
+    `clients`: the client's names as stored, when the caller has them (a report on SQLite)."""
     async with sessions() as session:
         counts = await error_signatures.top_signatures(
             session,
@@ -268,6 +270,7 @@ async def patterns_in(
             since=since,
             until=until,
             client=client,
+            clients=clients,
             minimum=threshold,
             limit=limit * 3,
         )

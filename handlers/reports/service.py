@@ -37,6 +37,7 @@ async def top_patterns(
         since=scope.start,
         until=scope.end,
         client=scope.client,
+        clients=scope.spellings,
         limit=limit,
     )
     return [
@@ -60,6 +61,7 @@ async def build(
 ) -> Summary:
     """The report of `period` for `client` (None: all clients)."""
     scope = repo.Scope(start=period.start, end=period.end, client=client, now=now)
+    scope = await repo.resolve(engine, scope)  # once, for the figures and the patterns
     figures = await repo.figures(engine, scope)
     patterns = await top_patterns(engine, scope, threshold=pattern_threshold)
     return summarize(figures, period=period, client=client, patterns=patterns)

@@ -3,7 +3,9 @@ filter, and (SQLite) that every query reads a covering index only."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -13,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cards import teams
 from handlers import diagnosis
-from handlers.reports import build
+from handlers.reports import build, write_csv
 from handlers.reports.cards import hours, percent, report_card, span
 from handlers.reports.rules import Period, parse_chat, period_of
 from storage import db
@@ -170,17 +172,47 @@ async def test_sqlite_reads_covering_indexes_only(engine: AsyncEngine, db_url: s
             rows = (await conn.execute(text(f"EXPLAIN QUERY PLAN {sql}"))).all()
             return [row[-1] for row in rows]
 
-        assert await plan(repo._groups_query(scope("acme"), "sqlite")) == [
+        # A client's spellings (resolve): one scan of a narrow index.
+        [names, distinct] = await plan(repo._CLIENT_NAMES)
+        assert names.startswith("SCAN tickets USING COVERING INDEX") and "DISTINCT" in distinct
+        acme = replace(scope("acme"), spellings=("acme", "Acme"))  # as resolve() gives it
+        assert await plan(repo._groups_query(acme, "sqlite")) == [
             "SCAN tickets USING COVERING INDEX ix_tickets_report"
         ]
         for index, column in (
             ("ix_tickets_first_response", Ticket.first_response_seconds),
             ("ix_tickets_resolution", Ticket.resolution_seconds),
         ):
-            count, middle = repo._median_queries(column, scope("acme"), "sqlite")
+            count, middle = repo._median_queries(column, acme, "sqlite")
             walk = f"SEARCH tickets USING COVERING INDEX {index} ({column.key}>?)"
             assert await plan(count) == [walk]
             assert await plan(middle(21)) == [walk]
+
+
+async def test_report_for_a_non_ascii_client_in_any_case(engine: AsyncEngine) -> None:
+    """Clients match in any case, non-ASCII letters too (SQLite's NOCASE and lower() fold
+    ASCII only): the figures, the patterns and the CSV export."""
+    for client in ("Ärzte Nord", "ÄRZTE NORD ", "ärzte nord"):
+        await add(engine, client=client, error_text="Error 0x80070005")
+    await add(engine, client="Arzte Nord", error_text="Error 0x80070005")  # not the same
+    await diagnosis.backfill_signatures(db.session_factory(engine))
+    period = Period(date(2026, 11, 1), date(2026, 11, 30))
+    for typed in ("Ärzte Nord", "ärzte nord", "  ÄRZTE nord"):
+        s = await build(engine, period=period, client=typed, now=NOW)
+        assert s.opened == 3 and len(s.patterns) == 1, typed
+        assert "3 tickets: HD-1, HD-2, HD-3" in str(s.patterns[0]), typed
+        out = io.StringIO()
+        assert await write_csv(engine, out, period=period, client=typed, now=NOW) == 3
+    # Without the spellings at hand (diagnosis.top_patterns), the patterns look them up.
+    found = await diagnosis.patterns_in(
+        db.session_factory(engine),
+        threshold=3,
+        since=datetime(2026, 11, 1, tzinfo=UTC),
+        until=datetime(2026, 12, 1, tzinfo=UTC),
+        client="ärzte NORD",
+    )
+    assert [p.numbers for p in found] == [("HD-1", "HD-2", "HD-3")]
+    assert (await build(engine, period=period, client="Zeta", now=NOW)).opened == 0
 
 
 def test_ticket_model_keeps_the_report_columns() -> None:
