@@ -3,7 +3,8 @@
 `GET /login/companyinfo/<company>` (no auth) names the codebase; the API lives under
 `/<codebase>apis/3.0/` and needs the `clientId` header and `company+public:private` Basic
 auth. Bare objects and arrays; updates are JSON-Patch arrays; `conditions=` understands
-`a="text"`, `a=123`, `a=true`, `a/b=1` joined with ` and `. `move_codebase()` makes the old
+`a="text"`, `a=123`, `a=true`, `a/b=1` joined with ` and `; collections (a ticket's notes,
+time entries, ...) page with `page` / `pageSize`. `move_codebase()` makes the old
 path answer 404, as a cloud upgrade does.
 """
 
@@ -201,16 +202,29 @@ class FakeConnectWise(PsaFake):
             "finance/agreements": self.agreements,
             "system/members": self.members,
             "service/priorities": PRIORITIES,
+            "time/entries": self.entries,
             f"service/boards/{BOARD['id']}/statuses": STATUSES,
         }
         if path == "system/info":
             return web.json_response({"version": "v2025.1.12345", "isCloud": True})
+        notes = re.fullmatch(r"service/tickets/(\d+)/notes", path)
+        if notes is not None:
+            if notes.group(1) not in self.tickets:
+                return _error(404, "NotFound", "Ticket not found")
+            collections[path] = [n for n in self.notes if str(n["ticketId"]) == notes.group(1)]
         if path in collections:
             rows = [r for r in collections[path] if _matches(r, conditions)]
-            if rec.query.get("orderBy", "").startswith("sortOrder"):
+            order = rec.query.get("orderBy", "")
+            if order.startswith("sortOrder"):
                 rows.sort(key=lambda r: r.get("sortOrder", 0))
+            elif order.startswith("id"):
+                rows.sort(key=lambda r: r.get("id", 0), reverse=order.endswith("desc"))
             size = int(rec.query.get("pageSize", "25"))
-            return web.json_response([self._fields(rec, r) for r in rows[:size]])
+            if not 1 <= size <= 1000:
+                return _error(400, "InvalidObject", "pageSize must be 1-1000")
+            page = int(rec.query.get("page", "1"))
+            rows = rows[(page - 1) * size : page * size]
+            return web.json_response([self._fields(rec, r) for r in rows])
         if path.startswith("service/tickets/") and path.count("/") == 2:
             ticket = self.tickets.get(path.rsplit("/", 1)[1])
             if ticket is None:

@@ -1,5 +1,7 @@
 """Fake Freshservice API v2: `/api/v2/...`, the API key as Basic user (password `X`),
-envelopes `{"ticket": ...}`, `{"conversation": ...}`, `{"time_entry": ...}`, errors
+envelopes `{"ticket": ...}`, `{"conversation": ...}`, `{"time_entry": ...}` (a ticket's
+time entries listed as `{"time_entries": [...]}`, `page` / `per_page`; notes cannot be
+listed: psa-kb-facts documents no such call), errors
 `{"description", "errors": [{field, message, code}]}`; numeric status/priority/source codes."""
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class FakeFreshservice(PsaFake):
     def __init__(self) -> None:
         super().__init__()
         self._conversations = 0
+        self.time_entries: dict[str, list[dict[str, Any]]] = {}  # ticket id -> its entries
 
     def env(self) -> dict[str, str]:
         return {"PSA_API_KEY": API_KEY}
@@ -95,6 +98,18 @@ class FakeFreshservice(PsaFake):
             return web.json_response({"tickets": found, "total": len(found)})
         if parts == ["tickets"]:
             return web.json_response({"tickets": [t.raw for t in self.tickets.values()][:1]})
+        if len(parts) == 3 and parts[0] == "tickets" and parts[2] == "time_entries":
+            if parts[1] not in self.tickets:
+                return web.json_response(
+                    {"code": "access_denied", "message": "not found"}, status=404
+                )
+            page, per_page = int(rec.query.get("page", "1")), int(rec.query.get("per_page", "30"))
+            if not 1 <= per_page <= 100:
+                return _invalid(("per_page", "It should be between 1 and 100", "invalid_value"))
+            rows = self.time_entries.get(parts[1], [])
+            return web.json_response(
+                {"time_entries": rows[(page - 1) * per_page : page * per_page]}
+            )
         if parts == ["departments"]:
             page, per_page = int(rec.query.get("page", "1")), int(rec.query.get("per_page", "30"))
             rows = [{"id": int(c.id), "name": c.name, "description": None} for c in self.companies]
@@ -220,6 +235,7 @@ class FakeFreshservice(PsaFake):
         ticket.time_minutes.append(hours * 60 + minutes)
         ticket.time_by.append(self.person_of(body.get("agent_id", "")))
         entry = {"id": len(ticket.time_minutes), "ticket_id": int(ticket.id), **body}
+        self.time_entries.setdefault(ticket.id, []).append(entry)
         return await self.accepted(
             "time", ticket.id, web.json_response({"time_entry": entry}, status=201)
         )

@@ -1,7 +1,8 @@
 """Fake ServiceNow Table API: `/api/now/table/<table>`, HTTP Basic, `{"result": ...}`.
 
 Tables: incident (correlation_id, work_notes journal, state/close_code/close_notes),
-task_time_worked, core_company, ast_contract, sys_user, cmdb_ci, sys_choice. Encoded
+task_time_worked, sys_journal_field (a row per work note, read only), core_company,
+ast_contract, sys_user, cmdb_ci, sys_choice. Encoded
 queries understand `a=b`, `aLIKEb`, `^` (and), `^^` (a literal caret) and ORDERBY.
 """
 
@@ -73,6 +74,7 @@ class FakeServiceNow(PsaFake):
             "ast_contract": [],
             "sys_user": [],
             "cmdb_ci": [],
+            "sys_journal_field": [],
             "sys_choice": [
                 {
                     "sys_id": secrets.token_hex(16),
@@ -258,6 +260,15 @@ class FakeServiceNow(PsaFake):
         what = "update"
         if body.get("work_notes"):
             self.journal.setdefault(sys_id, []).append(str(body["work_notes"]))
+            self.tables["sys_journal_field"].append(
+                {
+                    "sys_id": secrets.token_hex(16),
+                    "name": "incident",
+                    "element_id": sys_id,
+                    "element": "work_notes",
+                    "value": str(body["work_notes"]),
+                }
+            )
             ticket.notes.append(str(body["work_notes"]))
             what = "note"
         for key, value in body.items():
