@@ -17,7 +17,16 @@ import aiohttp
 
 from bot.psa.http import CachedCompanies, Memo, PsaHttp, company_named
 from bot.psa.settings import PsaSettings
-from handlers.psa import Company, NewTicket, Probe, PsaError, PsaRef, Resolution, TimeWork
+from handlers.psa import (
+    Company,
+    NewTicket,
+    Probe,
+    PsaError,
+    PsaRef,
+    Resolution,
+    TimeWork,
+    clip_marked,
+)
 
 THREADS = 3
 ZONE_PATH = re.compile(r"/atservicesrest(/v1\.0)?/?$", re.IGNORECASE)
@@ -36,8 +45,13 @@ def _eq(field: str, value: Any) -> dict[str, Any]:
     return {"op": "eq", "field": field, "value": value}
 
 
+def _contains(field: str, value: str) -> dict[str, Any]:
+    return {"op": "contains", "field": field, "value": value}
+
+
 class AutotaskConnector(CachedCompanies):
     name = "Autotask"
+    closure_posts_note = False  # status and `resolution` are fields of the ticket (PATCH)
 
     def __init__(self, session: aiohttp.ClientSession, settings: PsaSettings) -> None:
         # A zone URL given directly (`…/atservicesrest[/v1.0]`) is its host: it answers
@@ -200,11 +214,33 @@ class AutotaskConnector(CachedCompanies):
         body = {
             "ticketID": int(ref.id),
             "title": title,
-            "description": text[:32000],
+            "description": clip_marked(text, 32000),
             "noteType": await self._pick("TicketNotes", "noteType", None, 1),
             "publish": PUBLISH_ALL,
         }
         await self._api("POST", f"Tickets/{int(ref.id)}/Notes", body=body)
+
+    async def find_note(self, ref: PsaRef, marker: str) -> bool | None:
+        # psa-kb-facts §4: notes "are written under the parent URL but queried at
+        # `/v1.0/TicketNotes/query`"; operators include `eq` and `contains`.
+        rows = await self._query(
+            "TicketNotes",
+            [_eq("ticketID", int(ref.id)), _contains("description", marker)],
+            ["id"],
+            1,
+        )
+        return bool(rows)
+
+    async def find_time(self, ref: PsaRef, marker: str) -> bool | None:
+        # psa-kb-facts §4: `POST /v1.0/<Entity>/query` for any entity, here `TimeEntries`
+        # by the `ticketID` and `summaryNotes` it was posted with.
+        rows = await self._query(
+            "TimeEntries",
+            [_eq("ticketID", int(ref.id)), _contains("summaryNotes", marker)],
+            ["id"],
+            1,
+        )
+        return bool(rows)
 
     async def _resource(self, email: str) -> tuple[int, int | None]:
         """(resource id, its default role) of the technician, else of the API user."""

@@ -27,6 +27,7 @@ from handlers.psa import (
 )
 
 DEFAULT_CODEBASE = "v4_6_release/"
+CW_PAGE = 1000  # ConnectWise's largest pageSize
 # ConnectWise's own company for mail from unknown senders: tickets of clients not found go
 # there (the client is named in the description).
 CATCHALL = {"identifier": "Catchall"}
@@ -43,6 +44,7 @@ def stamp(moment: Any) -> str:
 
 class ConnectWiseConnector(CachedCompanies):
     name = "ConnectWise"
+    closure_posts_note = True  # a resolution note, then the closed status
 
     def __init__(self, session: aiohttp.ClientSession, settings: PsaSettings) -> None:
         self.url = settings.url
@@ -159,6 +161,32 @@ class ConnectWiseConnector(CachedCompanies):
             f"service/tickets/{ref.id}/notes",
             body={"text": text, "internalAnalysisFlag": True},
         )
+
+    async def _any_row(self, path: str, marker: str, field: str, conditions: str = "") -> bool:
+        """Whether a row of the collection `path` has `marker` in its `field`, page by page
+        (psa-kb-facts §3: `page` from 1, `pageSize` at most 1000)."""
+        params = {"fields": f"id,{field}", "pageSize": str(CW_PAGE), "orderBy": "id desc"}
+        if conditions:
+            params["conditions"] = conditions
+        for page in range(1, 21):
+            rows = await self._list(path, **params, page=str(page))
+            if any(marker in str(r.get(field) or "") for r in rows):
+                return True
+            if len(rows) < CW_PAGE:
+                break
+        return False
+
+    async def find_note(self, ref: PsaRef, marker: str) -> bool | None:
+        # The ticket's notes, read back from the collection they are posted to
+        # (`service/tickets/<id>/notes`, psa-kb-facts §3), resolution notes included; the
+        # marker is matched in `text` on our side (no `contains` on a text field assumed).
+        return await self._any_row(f"service/tickets/{int(ref.id)}/notes", marker, "text")
+
+    async def find_time(self, ref: PsaRef, marker: str) -> bool | None:
+        # `time/entries` read back with `conditions` on the fields the entry was posted with
+        # (psa-kb-facts §3: `chargeToId`, `chargeToType`); the marker is in its `notes`.
+        conditions = f'chargeToId={int(ref.id)} and chargeToType="ServiceTicket"'
+        return await self._any_row("time/entries", marker, "notes", conditions)
 
     async def _member(self, email: str) -> str:
         if not email:

@@ -40,6 +40,7 @@ def as_html(text: str) -> str:
 
 class FreshserviceConnector:
     name = "Freshservice"
+    closure_posts_note = True  # the resolution is a note, then status 4
 
     def __init__(self, session: aiohttp.ClientSession, settings: PsaSettings) -> None:
         self.base = f"{settings.url}/api/v2/"
@@ -147,6 +148,28 @@ class FreshserviceConnector:
         if agent is not None:
             body["agent_id"] = agent
         await self.http.call("POST", f"{self.base}tickets/{ref.id}/time_entries", body=body)
+
+    async def find_note(self, ref: PsaRef, marker: str) -> bool | None:
+        # psa-kb-facts §2 documents writing a note (`POST /api/v2/tickets/<id>/notes`) but
+        # no way to list or search a ticket's notes: a note in doubt cannot be checked.
+        return None
+
+    async def find_time(self, ref: PsaRef, marker: str) -> bool | None:
+        # psa-kb-facts §2: "List: `GET …/time_entries?page=&per_page=` (default 30)";
+        # pagination: `page` from 1, `per_page` at most 100. The marker is in the `note`.
+        for page in range(1, 51):
+            answer = await self.http.call(
+                "GET",
+                f"{self.base}tickets/{ref.id}/time_entries",
+                params={"per_page": str(PAGE), "page": str(page)},
+            )
+            rows = answer.get("time_entries") if isinstance(answer, dict) else None
+            rows = [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+            if any(marker in str(r.get("note") or "") for r in rows):
+                return True
+            if len(rows) < PAGE:
+                break
+        return False
 
     async def raise_to_top_priority(self, ref: PsaRef) -> None:
         await self.http.call("PUT", f"{self.base}tickets/{ref.id}", body={"priority": 4})

@@ -32,6 +32,7 @@ def quote(value: str) -> str:
 
 class ServiceNowConnector(CachedCompanies):
     name = "ServiceNow"
+    closure_posts_note = False  # state, close_code and close_notes are fields of the incident
 
     def __init__(self, session: aiohttp.ClientSession, settings: PsaSettings) -> None:
         self.base = f"{settings.url}/api/now/table/"
@@ -152,6 +153,23 @@ class ServiceNowConnector(CachedCompanies):
         await self.http.call(
             "POST", self.base + "task_time_worked", params={"sysparm_fields": "sys_id"}, body=body
         )
+
+    async def find_note(self, ref: PsaRef, marker: str) -> bool | None:
+        # psa-kb-facts §1: "Each write appends a `sys_journal_field` row; read history via
+        # `sys_journal_field?sysparm_query=element_id=<sys_id>`"; the entry's text is its
+        # `value` column, matched with the encoded query's LIKE (contains).
+        rows = await self._rows(
+            "sys_journal_field", f"element_id={ref.id}^valueLIKE{quote(marker)}", "sys_id", 1
+        )
+        return bool(rows)
+
+    async def find_time(self, ref: PsaRef, marker: str) -> bool | None:
+        # psa-kb-facts §1: `task_time_worked` rows have the columns `task` and `comments`
+        # (the note, which carries the marker); a Table API GET with an encoded query.
+        rows = await self._rows(
+            "task_time_worked", f"task={ref.id}^commentsLIKE{quote(marker)}", "sys_id", 1
+        )
+        return bool(rows)
 
     async def raise_to_top_priority(self, ref: PsaRef) -> None:
         await self._patch(ref, {"impact": "1", "urgency": "1", "priority": "1"})

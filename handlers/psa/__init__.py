@@ -8,6 +8,7 @@ implement, `sync` what one outbox row does through it, `deliveries` the outbox h
 
 from handlers.psa.cards import card_facts, card_outdated, tier_label
 from handlers.psa.connector import (
+    MARKER,
     NOTE_POSTED,
     Company,
     NewTicket,
@@ -27,7 +28,7 @@ from handlers.psa.deliveries import (
 from handlers.psa.deliveries import after_delivery as after_psa_delivery
 from handlers.psa.deliveries import prepare as prepare_psa_row
 from handlers.psa.details import kind_label, show_lines
-from handlers.psa.rules import KINDS, name_of, tier_source
+from handlers.psa.rules import KINDS, clip_marked, name_of, tier_source
 from handlers.psa.service import (
     on_closed,
     on_escalated,
@@ -40,6 +41,7 @@ from handlers.psa.sync import perform
 
 __all__ = [
     "KINDS",
+    "MARKER",
     "NOTE_POSTED",
     "Company",
     "NewTicket",
@@ -53,6 +55,7 @@ __all__ = [
     "after_psa_delivery",
     "card_facts",
     "card_outdated",
+    "clip_marked",
     "is_psa_row",
     "kind_label",
     "name_of",

@@ -66,6 +66,21 @@ def refused_text(ticket: Ticket, *, what: str, error: str) -> str:
     )
 
 
+def doubt_text(ticket: Ticket, *, what: str, closure: bool = False) -> str:
+    """A write that may or may not have reached the PSA and could not be looked up (once)."""
+    name = rules.name_of(ticket.psa_system)
+    where = f"{ticket.number} ({ticket.psa_number})" if ticket.psa_number else ticket.number
+    text = (
+        f"The {what} for {ticket.number} may or may not have reached {name}: it was sent but "
+        f"no answer came back, and the bot has no way to check {name} for it. It is not sent "
+        f"again, so it cannot appear twice. Check {where} in {name} and add it by hand if it "
+        "is missing."
+    )
+    if closure:
+        text += f" The ticket was not resolved in {name} either: resolve it there."
+    return text
+
+
 def slow_text(ticket: Ticket, *, attempts: int, error: str) -> str:
     """A create that keeps failing (said once)."""
     name = rules.name_of(ticket.psa_system)

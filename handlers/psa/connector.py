@@ -12,12 +12,17 @@ ErrorKind = Literal["auth", "throttled", "unavailable", "rejected"]
 # A row's payload key (PsaError.progress): a closure's resolution note is in the PSA already,
 # only the status change is left (the retry must not post the note again).
 NOTE_POSTED = "resolution_note_posted"
+# A row's payload key: the bot's reference for one note / time entry / resolution note,
+# written at the end of its text so that a write whose answer was lost can be looked up.
+MARKER = "marker"
 
 
 class PsaError(Exception):
     """A PSA call that failed. `definite`: the PSA certainly did not apply it (it answered
-    no before acting, or was never reached); otherwise it may have, and a create must be
-    looked up by its reference before it is tried again."""
+    no before acting, or was never reached); otherwise it may have, and the write (a
+    create, note, time entry or resolution note) is looked up by its reference before it
+    is tried again. `in_doubt`: such a write could not be looked up, so it is not sent again
+    (given up, and the technician told to check the PSA)."""
 
     def __init__(
         self,
@@ -27,12 +32,14 @@ class PsaError(Exception):
         status: int | None = None,
         retry_after: float | None = None,
         definite: bool = True,
+        in_doubt: bool = False,
     ) -> None:
         super().__init__(message)
         self.kind: ErrorKind = kind
         self.status = status
         self.retry_after = retry_after
         self.definite = definite
+        self.in_doubt = in_doubt
         # Set by sync.perform: this attempt, and every one before it, created nothing.
         self.clean = False
         # Steps of a write of several calls that the PSA took before this failure, kept in
@@ -121,6 +128,8 @@ class PsaConnector(Protocol):
     """
 
     name: str  # shown to people: ServiceNow, Freshservice, ConnectWise, Autotask
+    # Closing posts the resolution as a note (a write that would repeat), not only fields.
+    closure_posts_note: bool
 
     async def find_company(self, name: str) -> Company | None:
         """The company whose name is `name`, ignoring case."""
@@ -144,6 +153,16 @@ class PsaConnector(Protocol):
 
     async def add_time(self, ref: PsaRef, work: TimeWork) -> None:
         """A time entry on the ticket."""
+        ...
+
+    async def find_note(self, ref: PsaRef, marker: str) -> bool | None:
+        """Whether a note (or resolution note) whose text contains `marker` is on the
+        ticket; None when the PSA documents no way to look notes up."""
+        ...
+
+    async def find_time(self, ref: PsaRef, marker: str) -> bool | None:
+        """Whether a time entry whose note contains `marker` is on the ticket; None when
+        the PSA documents no way to look time entries up."""
         ...
 
     async def raise_to_top_priority(self, ref: PsaRef) -> None:

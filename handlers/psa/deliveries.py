@@ -211,7 +211,7 @@ async def record_failure(
     sessions: async_sessionmaker[AsyncSession], *, message: OutboxMessage, error: PsaError
 ) -> None:
     """What a failed PSA call means beyond its row: a pause for the whole PSA, an outage of
-    refused credentials (told once), a create known not to have happened, the steps of a
+    refused credentials (told once), a write known not to have happened, the steps of a
     write the PSA took already, a report."""
     system = str(message.payload.get("system") or "")
     async with sessions() as session, session.begin():
@@ -236,7 +236,9 @@ async def record_failure(
         elif error.retry_after is not None and error.kind in ("throttled", "unavailable"):
             await psa_repo.pause(session, system, until=psa_repo.later(error.retry_after))
         kept = dict(error.progress)  # steps done (a closure's note): not repeated
-        if message.kind == rules.CREATE and error.clean:
+        if error.clean:
+            # This attempt and every one before it wrote nothing: the next one need not
+            # look anything up (sync.needs_lookup). Without it, it looks first.
             kept["clean"] = message.attempts
         if kept:
             await psa_repo.set_payload(session, message.id, {**message.payload, **kept})
@@ -247,8 +249,14 @@ async def record_failure(
 async def _report(
     session: AsyncSession, ticket: Ticket, message: OutboxMessage, error: PsaError
 ) -> None:
-    """Tell the technician about a write refused for good, or a create that keeps failing."""
-    if error.permanent:
+    """Tell the technician about a write refused for good, one that may or may not have
+    reached the PSA and could not be checked, or a create that keeps failing."""
+    if error.in_doubt:
+        stage = "doubt"
+        text = cards.doubt_text(
+            ticket, what=_described(message), closure=message.kind == rules.CLOSE
+        )
+    elif error.permanent:
         what = rules.WHAT.get(message.kind, message.kind)
         stage, text = "refused", cards.refused_text(ticket, what=what, error=str(error))
     elif (
@@ -265,6 +273,19 @@ async def _report(
         session, ticket, text, purpose=rules.PURPOSE, dedup_key=f"psa-{stage}:{message.id}"
     )
     await outbox.set_failure_reported(session, message.id)
+
+
+def _described(message: OutboxMessage) -> str:
+    """Which write, as the technician knows it: `note "Escalated to ..."`, a time entry."""
+    payload = message.payload
+    if message.kind == rules.NOTE:
+        first = str(payload.get("text") or "").strip().splitlines()
+        return f'note "{first[0][:80]}"' if first else "note"
+    if message.kind == rules.TIME:
+        return f"time entry of {payload.get('minutes')} minutes"
+    if message.kind == rules.CLOSE:
+        return "resolution note"
+    return rules.WHAT.get(message.kind, message.kind)
 
 
 async def on_start(sessions: async_sessionmaker[AsyncSession]) -> None:

@@ -31,6 +31,8 @@ TIME = "psa.time"
 PRIORITY = "psa.priority"
 CLOSE = "psa.close"
 KINDS = (CREATE, NOTE, TIME, PRIORITY, CLOSE)
+# Writes that would repeat when sent twice: each carries its own reference in its text.
+MARKED = (NOTE, TIME, CLOSE)
 WHAT = {
     CREATE: "ticket",
     NOTE: "note",
@@ -54,6 +56,24 @@ def external_key(number: str) -> str:
     same HD number from finding each other's tickets.
     """
     return f"{KEY_PREFIX}:{number}:{secrets.token_hex(4)}"[:100]
+
+
+def marked(text: str, marker: str) -> str:
+    """`text` with the write's reference as its last line (`[helpdesk-bot:HD-7:3f2a9c1d]`),
+    by which a write whose answer was lost is looked up in the PSA; unchanged without one."""
+    if not marker:
+        return text
+    return f"{text.rstrip()}\n\n[{marker}]" if text.strip() else f"[{marker}]"
+
+
+def clip_marked(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, its reference line (see `marked`) kept at the end."""
+    if len(text) <= limit:
+        return text
+    body, _, last = text.rpartition("\n")
+    if body and last.startswith(f"[{KEY_PREFIX}:") and last.endswith("]") and len(last) < limit:
+        return f"{body[: limit - len(last) - 1]}\n{last}"
+    return text[:limit]
 
 
 # -- the contract tier --------------------------------------------------------------------------

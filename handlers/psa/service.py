@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.config import HelpdeskConfig
 from handlers.psa import rules
+from handlers.psa.connector import MARKER
 from storage import outbox
 from storage import psa as psa_repo
 from storage.models import Ticket
@@ -38,6 +39,10 @@ async def _enqueue(
         return
     # The create is a ticket's first PSA row: nothing to look up before it.
     previous = None if kind == rules.CREATE else await psa_repo.last_row_id(session, ticket.id)
+    if kind in rules.MARKED:
+        # This write's own reference, written into its text: a retry after a lost answer
+        # looks it up there instead of writing it twice (sync.perform).
+        payload = {**payload, MARKER: rules.external_key(ticket.number)}
     await outbox.enqueue(
         session,
         kind=kind,

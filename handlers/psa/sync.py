@@ -1,18 +1,24 @@
 """What one PSA outbox row does through a connector (the edge's notifier calls `perform`).
 
-A create is never made twice: when an earlier attempt may have reached the PSA (it timed
-out, or its process died before recording the answer), the ticket is first looked up by the
-bot's external reference. The payload's `clean` counts the attempts known to have created
-nothing, so a PSA that simply said "503" or "429" is not asked to search every time.
+Nothing is written twice. When an earlier attempt may have reached the PSA (it timed out, or
+its process died before recording the answer), the write is first looked up: a create by
+the bot's external reference on the ticket, a note, time entry or resolution note by its
+own reference (`marker`), which it carries as the last line of its text. Where the PSA
+documents no way to look such a write up, it is not sent again: the row is given up in
+doubt and the technician is told to check (deliveries.record_failure). The payload's
+`clean` counts the attempts known to have written nothing, so a PSA that simply said "503"
+or "429" is not asked to search every time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
 from handlers.psa import rules
 from handlers.psa.connector import (
+    MARKER,
     NOTE_POSTED,
     NewTicket,
     PsaConnector,
@@ -24,7 +30,7 @@ from handlers.psa.connector import (
 
 
 def needs_lookup(payload: dict[str, Any], attempts: int) -> bool:
-    """An earlier attempt of this create may have reached the PSA."""
+    """An earlier attempt of this write may have reached the PSA."""
     return int(payload.get("clean") or 0) < attempts - 1
 
 
@@ -35,37 +41,93 @@ async def perform(
     if kind == rules.CREATE:
         return await _create(connector, payload, attempts)
     ref = PsaRef(str(payload["psa_id"]), str(payload.get("psa_number") or ""))
+    done = {"psa_id": ref.id, "psa_number": ref.number}
+    doubt = needs_lookup(payload, attempts)
+    marker = str(payload.get(MARKER) or "")
     if kind == rules.NOTE:
-        await connector.add_note(ref, str(payload["text"]))
+        if doubt and await _already_there(connector, ref, kind, marker):
+            return {**done, "found_in_psa": True}
+        await _attempt(connector.add_note(ref, rules.marked(str(payload["text"]), marker)))
     elif kind == rules.TIME:
+        if doubt and await _already_there(connector, ref, kind, marker):
+            return {**done, "found_in_psa": True}
         raw = payload.get("ended_at")
         ended = datetime.fromisoformat(str(raw)) if raw else None
-        await connector.add_time(
-            ref,
-            TimeWork(
-                minutes=int(payload["minutes"]),
-                note=str(payload.get("note") or ""),
-                technician_email=str(payload.get("technician_email") or ""),
-                ended_at=ended or datetime.now(UTC),
-            ),
+        work = TimeWork(
+            minutes=int(payload["minutes"]),
+            note=rules.marked(str(payload.get("note") or ""), marker),
+            technician_email=str(payload.get("technician_email") or ""),
+            ended_at=ended or datetime.now(UTC),
         )
+        await _attempt(connector.add_time(ref, work))
     elif kind == rules.PRIORITY:
         if payload.get("priority") == "P1":
-            await connector.raise_to_top_priority(ref)
+            await connector.raise_to_top_priority(ref)  # a field set twice is set once
     elif kind == rules.CLOSE:
-        await connector.close(
-            ref,
-            Resolution(
-                note=str(payload.get("note") or ""),
-                category=str(payload.get("category") or ""),
-                kb_article=str(payload.get("kb_article") or ""),
-                text=str(payload.get("text") or payload.get("note") or ""),
-                note_posted=bool(payload.get(NOTE_POSTED)),
-            ),
-        )
+        await _close(connector, ref, payload, doubt=doubt, marker=marker)
     else:
         raise PsaError(f"unknown PSA write {kind!r}", kind="rejected")
-    return {"psa_id": ref.id, "psa_number": ref.number}
+    return done
+
+
+async def _close(
+    connector: PsaConnector, ref: PsaRef, payload: dict[str, Any], *, doubt: bool, marker: str
+) -> None:
+    """The status change is a field set (idempotent); a resolution note posted on its own
+    (Freshservice, ConnectWise) is looked up like any note when an attempt is in doubt."""
+    text = str(payload.get("text") or payload.get("note") or "")
+    note_posted = bool(payload.get(NOTE_POSTED))
+    if connector.closure_posts_note:
+        text = rules.marked(text, marker)
+        if doubt and not note_posted:
+            note_posted = await _already_there(connector, ref, rules.CLOSE, marker)
+    resolution = Resolution(
+        note=str(payload.get("note") or ""),
+        category=str(payload.get("category") or ""),
+        kb_article=str(payload.get("kb_article") or ""),
+        text=text,
+        note_posted=note_posted,
+    )
+    try:
+        await connector.close(ref, resolution)
+    except PsaError as exc:
+        if note_posted:
+            exc.progress[NOTE_POSTED] = True  # found there: never posted again
+        exc.clean = exc.definite
+        raise
+
+
+async def _attempt(write: Awaitable[None]) -> None:
+    """Make the write; a failure says whether it certainly wrote nothing (every attempt
+    before this one is accounted for: it was looked up, or needed not to be)."""
+    try:
+        await write
+    except PsaError as exc:
+        exc.clean = exc.definite
+        raise
+
+
+async def _already_there(connector: PsaConnector, ref: PsaRef, kind: str, marker: str) -> bool:
+    """Whether an earlier attempt of this write reached the PSA (looked up by its marker).
+    Raises PsaError(in_doubt) when that cannot be known: never sent blindly again."""
+    what = "resolution note" if kind == rules.CLOSE else rules.WHAT.get(kind, kind)
+    found: bool | None = None
+    if marker:
+        find = connector.find_time if kind == rules.TIME else connector.find_note
+        found = await find(ref, marker)
+    if found is not None:
+        return found
+    why = (
+        f"{connector.name} offers no way to look it up"
+        if marker
+        else "it carries no reference to look it up by"
+    )
+    raise PsaError(
+        f"{connector.name}: an earlier attempt of this {what} got no answer, so it may or may "
+        f"not be in {connector.name}; {why}, so it is not sent again (it could appear twice)",
+        kind="rejected",
+        in_doubt=True,
+    )
 
 
 async def _create(
