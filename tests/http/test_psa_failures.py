@@ -7,6 +7,9 @@ import json
 from datetime import timedelta
 from typing import Any
 
+import aiohttp
+import pytest
+
 from tests.fakes.botframework import FakeConnector
 from tests.fakes.psa_autotask import FakeAutotask
 from tests.fakes.psa_connectwise import FakeConnectWise
@@ -29,6 +32,7 @@ from tests.http.psa_support import (
     all_synced,
     app_config,
     close,
+    escalate,
     open_ticket,
     posts_to,
     psa_rows,
@@ -52,6 +56,7 @@ from tests.http.test_sla_clock import ticket as threaded
 
 RETRY_AFTER = 3.0
 INCIDENTS = "/api/now/table/incident"
+TIME_WORKED = "/api/now/table/task_time_worked"
 
 
 async def test_503s_then_429_then_created_once_on_time_and_pending_meanwhile(
@@ -374,3 +379,78 @@ async def test_closure_retried_after_the_status_change_failed_posts_the_note_onc
         assert [(r.attempts, r.payload.get("resolution_note_posted")) for r in closing] == [
             (2, True)
         ]
+
+
+def _answers_lost(monkeypatch: pytest.MonkeyPatch, fake: Any) -> None:
+    """From now on the PSA takes each write but its answer comes after the bot gave up."""
+    import bot.psa.http as psa_http
+
+    monkeypatch.setattr(psa_http, "TIMEOUT", aiohttp.ClientTimeout(total=0.5))
+    fake.hold_answers(1.0)
+
+
+async def test_time_entry_whose_answer_was_lost_is_logged_once(
+    make_app, slack_api: FakeSlack, monkeypatch: pytest.MonkeyPatch
+):
+    fake = FakeServiceNow()
+    seed(fake)
+    async with fake:
+        app = await start_app(make_app, slack_api, fake)
+        await open_ticket(app, slack_api)
+        await wait_until(lambda: all_synced(app), what="the ServiceNow incident")
+        _answers_lost(monkeypatch, fake)
+        await app.slash("time HD-1 30m checked the tunnel logs")
+        # ServiceNow has the entry; the bot's call timed out before the answer came.
+        await wait_until(lambda: fake.only().time_minutes, what="the time entry made")
+        fake.hold_answers(0)
+        await wait_until(lambda: all_synced(app), timeout=15, what="the time row delivered")
+        assert fake.only().time_minutes == [30]
+        posted = [c for c in fake.calls(TIME_WORKED) if c.method == "POST"]
+        assert len(posted) == 1
+        # The retry looked the entry up by its own reference, written at the end of its note.
+        [entry] = fake.tables["task_time_worked"]
+        [row] = [r for r in await psa_rows(app) if r.kind == "psa.time"]
+        marker = row.payload["marker"]
+        assert entry["comments"] == f"checked the tunnel logs\n\n[{marker}]"
+        asked = [c.query.get("sysparm_query") for c in fake.calls(TIME_WORKED) if c.method == "GET"]
+        assert asked == [f"task={fake.only().id}^commentsLIKE{marker}"]
+        assert row.attempts == 2 and row.result.get("found_in_psa") is True
+
+
+async def test_note_in_doubt_that_cannot_be_looked_up_is_told_once_never_resent(
+    make_app, slack_api: FakeSlack, monkeypatch: pytest.MonkeyPatch
+):
+    # Freshservice documents no way to list a ticket's notes (psa-kb-facts §2).
+    fake = FakeFreshservice()
+    seed(fake)
+    async with fake:
+        app = await start_app(make_app, slack_api, fake)
+        await open_ticket(app, slack_api)
+        await wait_until(lambda: all_synced(app), what="the Freshservice ticket")
+        number = fake.only().number
+        _answers_lost(monkeypatch, fake)
+        await escalate(app, slack_api, "HD-1")
+        await wait_until(lambda: fake.only().notes, what="the note made")
+        fake.hold_answers(0)
+
+        def told() -> list[dict[str, Any]]:
+            return [
+                p
+                for p in posts_to(slack_api, "C0HELP")
+                if "may or may not have reached Freshservice" in json.dumps(p)
+            ]
+
+        async def given_up() -> bool:
+            rows = [r for r in await psa_rows(app) if r.kind == "psa.note"]
+            return [(r.status, r.attempts) for r in rows] == [("dead", 2)]
+
+        await wait_until(told, timeout=15, what="the technician told")
+        await wait_until(given_up, what="the note given up")
+        await asyncio.sleep(2.0)
+        assert len(told()) == 1
+        text = json.dumps(told()[0])
+        assert "HD-1" in text and number in text and "Escalated to the networking queue" in text
+        notes = [c for c in fake.calls(f"/api/v2/tickets/{fake.only().id}/notes")]
+        assert len(notes) == 1 and len(fake.only().notes) == 1
+        shown = await show(app)
+        assert "Freshservice: not sent: note" in shown and "may or may not be" in shown

@@ -13,7 +13,14 @@ from bot.notifiers import retry_after_seconds
 from bot.psa.http import PsaHttp
 from handlers.config import HelpdeskConfig
 from handlers.psa import PsaError
-from handlers.psa.rules import due_from_targets, tier_from_contracts, tier_source, tier_targets
+from handlers.psa.rules import (
+    clip_marked,
+    due_from_targets,
+    marked,
+    tier_from_contracts,
+    tier_source,
+    tier_targets,
+)
 from handlers.psa.sync import needs_lookup
 from tests.fakes.psa_freshservice import FakeFreshservice
 from tests.fakes.psa_servicenow import FakeServiceNow
@@ -132,3 +139,15 @@ def test_retry_after_seconds_http_date_or_date_time() -> None:
     assert 35 < (retry_after_seconds(naive) or 0) <= 40
     past = (datetime.now(UTC) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert retry_after_seconds(past) == 0.0
+
+
+def test_a_writes_reference_ends_its_text_and_survives_clipping() -> None:
+    key = "helpdesk-bot:HD-7:0a1b2c3d"
+    assert marked("Escalated.\n", key) == f"Escalated.\n\n[{key}]"
+    assert marked("", key) == f"[{key}]"
+    assert marked("Escalated.", "") == "Escalated."  # a row queued without one
+    long = marked("x" * 100, key)
+    assert clip_marked(long, 60) == "x" * (60 - len(key) - 3) + f"\n[{key}]"
+    assert len(clip_marked(long, 60)) == 60
+    assert clip_marked("y" * 100, 60) == "y" * 60
+    assert clip_marked(long, 1000) == long

@@ -91,9 +91,10 @@ async def test_autotask_ticket_read_failing_after_the_create_is_not_created_agai
         assert len(fake.records()) == 1
 
 
-def as_recorded(payload: dict[str, Any], error: PsaError) -> dict[str, Any]:
-    """The row's payload as deliveries.record_failure keeps it for the next attempt."""
-    return {**payload, **error.progress}
+def as_recorded(payload: dict[str, Any], error: PsaError, attempts: int = 1) -> dict[str, Any]:
+    """The row's payload as deliveries.record_failure keeps it for the next attempt (the
+    steps done, and `clean` when every attempt so far certainly wrote nothing)."""
+    return {**payload, **error.progress, **({"clean": attempts} if error.clean else {})}
 
 
 async def test_freshservice_closure_retried_after_the_status_failed_posts_one_note() -> None:
@@ -136,6 +137,188 @@ async def test_connectwise_closure_retried_after_the_status_failed_posts_one_not
         fake.handle = patch_busy_once  # type: ignore[method-assign]
         error = await failed(connector, "psa.close", as_recorded(row, error), 2)  # the PATCH
         assert error.progress == {NOTE_POSTED: True} and not fake.only().closed
-        await perform(connector, kind="psa.close", payload=as_recorded(row, error), attempts=3)
+        await perform(connector, kind="psa.close", payload=as_recorded(row, error, 2), attempts=3)
         assert [n["text"] for n in fake.notes if n.get("resolutionFlag")] == ["Fixed"]
+        assert fake.only().closed
+
+
+# -- a note or time entry whose answer was lost is looked up, not sent again -----------------
+
+VENDORS: dict[str, tuple[type[PsaFake], Any]] = {
+    "servicenow": (FakeServiceNow, ServiceNowConnector),
+    "freshservice": (FakeFreshservice, FreshserviceConnector),
+    "connectwise": (FakeConnectWise, ConnectWiseConnector),
+    "autotask": (FakeAutotask, AutotaskConnector),
+}
+MARKER = "helpdesk-bot:HD-7:0a1b2c3d"
+
+
+def write_row(made: dict[str, Any], kind: str, marker: str = MARKER) -> dict[str, Any]:
+    """A note / time-entry row as service._enqueue queues it (with its own reference)."""
+    if kind == "psa.note":
+        return {**made, "text": "Escalated to the networking queue", "marker": marker}
+    return {
+        **made,
+        "minutes": 30,
+        "note": "checked the tunnel logs",
+        "ended_at": "2026-12-05T10:30:00+00:00",
+        "marker": marker,
+    }
+
+
+def write_path(fake: PsaFake, kind: str, psa_id: str) -> str:
+    """Where the fake takes this write (to script a failure there)."""
+    note = kind == "psa.note"
+    if isinstance(fake, FakeServiceNow):
+        return f"/api/now/table/incident/{psa_id}" if note else "/api/now/table/task_time_worked"
+    if isinstance(fake, FakeFreshservice):
+        return f"/api/v2/tickets/{psa_id}/" + ("notes" if note else "time_entries")
+    if isinstance(fake, FakeConnectWise):
+        base = f"/{fake.codebase}apis/3.0/"
+        return base + (f"service/tickets/{psa_id}/notes" if note else "time/entries")
+    return f"{ZONE}v1.0/" + (f"Tickets/{psa_id}/Notes" if note else "TimeEntries")
+
+
+def in_psa(fake: PsaFake, kind: str) -> list[Any]:
+    made = fake.only()
+    return made.notes if kind == "psa.note" else made.time_minutes
+
+
+async def answer_lost(
+    fake: PsaFake, connector: Any, kind: str, row: dict[str, Any], monkeypatch: Any
+) -> dict[str, Any]:
+    """The PSA takes the write but its answer never comes (a timeout); the row's payload as
+    deliveries.record_failure keeps it for the next attempt."""
+    import bot.psa.http as psa_http
+
+    timeout = psa_http.TIMEOUT
+    monkeypatch.setattr(psa_http, "TIMEOUT", aiohttp.ClientTimeout(total=0.5))
+    fake.hold_answers(1.0)
+    error = await failed(connector, kind, row, 1)
+    fake.hold_answers(0)
+    monkeypatch.setattr(psa_http, "TIMEOUT", timeout)
+    assert (error.kind, error.definite, error.clean) == ("unavailable", False, False)
+    return as_recorded(row, error)
+
+
+async def made_ticket(fake: PsaFake, connector: Any) -> dict[str, Any]:
+    payload = new_ticket("helpdesk-bot:HD-7:ffff0000", requester_email="u@x.com")
+    return await perform(connector, kind="psa.create", payload=payload, attempts=1)
+
+
+LOOKED_UP = [
+    ("servicenow", "psa.note"),
+    ("servicenow", "psa.time"),
+    ("freshservice", "psa.time"),
+    ("connectwise", "psa.note"),
+    ("connectwise", "psa.time"),
+    ("autotask", "psa.note"),
+    ("autotask", "psa.time"),
+]
+
+
+@pytest.mark.parametrize(("system", "kind"), LOOKED_UP)
+async def test_a_write_whose_answer_was_lost_is_in_the_psa_once(
+    system: str, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_type, connector_type = VENDORS[system]
+    fake = fake_type()
+    async with fake, aiohttp.ClientSession() as session:
+        connector = connector_type(session, settings(fake))
+        made = await made_ticket(fake, connector)
+        row = write_row(made, kind)
+        recorded = await answer_lost(fake, connector, kind, row, monkeypatch)
+        assert len(in_psa(fake, kind)) == 1  # it got there; the bot does not know
+        result = await perform(connector, kind=kind, payload=recorded, attempts=2)
+        assert len(in_psa(fake, kind)) == 1, in_psa(fake, kind)
+        assert result["found_in_psa"] is True
+        # The write carries its reference at its end, where it was found.
+        if kind == "psa.note":
+            assert fake.only().notes[0].endswith(f"[{MARKER}]")
+            assert fake.only().notes[0].startswith("Escalated to the networking queue")
+        else:
+            assert fake.only().time_minutes == [30]
+
+        # A write that failed in doubt but did not get there (a 502 on the POST) is looked
+        # up, not found, and sent: once.
+        second = write_row(made, kind, marker="helpdesk-bot:HD-7:99887766")
+        fake.fail(write_path(fake, kind, made["psa_id"]), 502)
+        error = await failed(connector, kind, second, 1)
+        assert (error.definite, error.clean) == (False, False)
+        assert len(in_psa(fake, kind)) == 1
+        result = await perform(connector, kind=kind, payload=as_recorded(second, error), attempts=2)
+        assert "found_in_psa" not in result
+        assert len(in_psa(fake, kind)) == 2
+
+        # A write refused before it was made (503) is retried without a look-up.
+        third = write_row(made, kind, marker="helpdesk-bot:HD-7:55443322")
+        fake.fail(write_path(fake, kind, made["psa_id"]), 503)
+        error = await failed(connector, kind, third, 1)
+        assert (error.definite, error.clean) == (True, True)
+        asked = len(fake.recorded)
+        await perform(connector, kind=kind, payload=as_recorded(third, error), attempts=2)
+        assert len(in_psa(fake, kind)) == 3
+        assert len(fake.recorded) - asked == 1  # only the write itself
+
+
+async def test_freshservice_note_in_doubt_is_not_sent_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # psa-kb-facts documents no way to list or search a Freshservice ticket's notes: a note
+    # whose answer was lost cannot be checked, so it is given up in doubt, never resent.
+    fake = FakeFreshservice()
+    async with fake, aiohttp.ClientSession() as session:
+        connector = FreshserviceConnector(session, settings(fake))
+        made = await made_ticket(fake, connector)
+        row = write_row(made, "psa.note")
+        recorded = await answer_lost(fake, connector, "psa.note", row, monkeypatch)
+        asked = len(fake.recorded)
+        error = await failed(connector, "psa.note", recorded, 2)
+        assert error.in_doubt and error.permanent and not error.clean
+        assert "may or may not be in Freshservice" in str(error)
+        assert len(fake.recorded) == asked  # nothing sent
+        assert len(fake.only().notes) == 1
+
+
+async def test_a_write_in_doubt_without_a_reference_is_not_sent_again() -> None:
+    # A row queued before writes carried their reference: nothing to look it up by.
+    fake = FakeServiceNow()
+    async with fake, aiohttp.ClientSession() as session:
+        connector = ServiceNowConnector(session, settings(fake))
+        made = await made_ticket(fake, connector)
+        row = write_row(made, "psa.time", marker="")
+        asked = len(fake.recorded)
+        error = await failed(connector, "psa.time", row, 2)
+        assert error.in_doubt and "no reference" in str(error)
+        assert len(fake.recorded) == asked and fake.only().time_minutes == []
+
+
+async def test_connectwise_resolution_note_whose_answer_was_lost_is_posted_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = FakeConnectWise()
+    async with fake, aiohttp.ClientSession() as session:
+        connector = ConnectWiseConnector(session, settings(fake))
+        made = await made_ticket(fake, connector)
+        row = {**made, "text": "Fixed", "marker": MARKER}
+        handle, slow = fake.handle, [True]
+
+        async def note_answer_lost(rec: Recorded, request: web.Request) -> web.StreamResponse:
+            # The resolution note is taken, then its answer is lost; nothing after it runs.
+            if rec.path.endswith("/notes") and rec.method == "POST" and slow:
+                slow.clear()
+                fake.hold_answers(1.0)
+            return await handle(rec, request)
+
+        fake.handle = note_answer_lost  # type: ignore[method-assign]
+        import bot.psa.http as psa_http
+
+        monkeypatch.setattr(psa_http, "TIMEOUT", aiohttp.ClientTimeout(total=0.5))
+        error = await failed(connector, "psa.close", row, 1)
+        fake.hold_answers(0)
+        assert (error.definite, error.progress) == (False, {})
+        assert not fake.only().closed
+        await perform(connector, kind="psa.close", payload=as_recorded(row, error), attempts=2)
+        resolutions = [n["text"] for n in fake.notes if n.get("resolutionFlag")]
+        assert resolutions == [f"Fixed\n\n[{MARKER}]"]
         assert fake.only().closed
