@@ -3,13 +3,22 @@ recurring events (RRULE, RDATE, EXDATE) expanded with `recurring-ical-events`.
 
 A file is read at start-up and again when it changes (looked at every few seconds); a URL is
 fetched at start-up and every 10 minutes on the app's HTTP session. A broken edit or an
-unreachable URL keeps the last good copy and logs a warning. Expanded occurrences are kept per
-month, so a ticket's look-up is a few list reads.
+unreachable URL keeps the last good copy and logs a warning. So does one event that cannot be
+read or expanded (a bad RRULE, no or a broken DTSTART, EXDATE ...): each copy is checked at load,
+such an event is skipped with one warning naming its UID and SUMMARY, and the others are used.
+An event that still fails when a ticket looks it up is logged once and skipped until the
+calendar changes: the calendar never stops a ticket's intake.
+
+A ticket's look-up expands only the span it asks for (`changes.window` before the ticket), at
+most MAX_PER_EVENT occurrences an event (the newest), and a rule with a fixed step (SECONDLY to
+WEEKLY, no COUNT) far from its DTSTART from a DTSTART moved forward: a MINUTELY rule costs a few
+milliseconds, not seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from collections.abc import Sequence
@@ -29,6 +38,19 @@ URL_REFRESH = 600.0
 FILE_CHECK = 5.0
 FETCH_TIMEOUT = aiohttp.ClientTimeout(total=10)
 MAX_BYTES = 5 * 1024 * 1024
+# A look-up expands at most this many occurrences of one event, the newest in its span (the
+# card shows 5 hints at most, newest first).
+MAX_PER_EVENT = 20
+# A rule more than this many steps from its DTSTART is expanded from a later DTSTART.
+SHIFT_AFTER = 500
+_DAY = timedelta(days=1)
+_STEPS = {
+    "SECONDLY": timedelta(seconds=1),
+    "MINUTELY": timedelta(minutes=1),
+    "HOURLY": timedelta(hours=1),
+    "DAILY": _DAY,
+    "WEEKLY": timedelta(weeks=1),
+}
 
 
 def _categories(event: Any) -> list[str]:
@@ -66,18 +88,162 @@ def parse(text: bytes | str) -> icalendar.Calendar:
     return calendar
 
 
-def occurrences(calendar: icalendar.Calendar, year: int, month: int) -> list[Change]:
-    """Every event occurrence that starts in the month, recurring ones expanded."""
-    first = (year, month, 1)
-    after = (year + 1, 1, 1) if month == 12 else (year, month + 1, 1)
-    found: list[Change] = []
-    for event in recurring_ical_events.of(calendar).between(first, after):
-        start = _start(event.get("DTSTART").dt if event.get("DTSTART") else None)
-        if start is None:
+def _change(component: Any) -> Change | None:
+    """The change an expanded occurrence stands for."""
+    start = _start(component.get("DTSTART").dt if component.get("DTSTART") else None)
+    if start is None:
+        return None
+    named = frozenset(_categories(component))
+    title = str(component.get("SUMMARY") or "").strip() or "Unnamed change"
+    return Change(title, start[0], clients=named, assets=named, all_day=start[1])
+
+
+def _wall(moment: datetime, like: datetime | date) -> datetime:
+    """`moment` (UTC) as a naive wall-clock time in the zone of `like` (UTC when floating)."""
+    if isinstance(like, datetime) and like.tzinfo is not None:
+        return moment.astimezone(like.tzinfo).replace(tzinfo=None)
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+class _Event:
+    """One calendar event (a UID: the event and its RECURRENCE-ID overrides), checked at load.
+
+    Look-ups cost little whatever the rule: a rule with a fixed-length step (SECONDLY to
+    WEEKLY, no COUNT) whose DTSTART lies more than SHIFT_AFTER steps before the span is
+    expanded from a DTSTART moved forward by whole steps (its occurrences are the same; the
+    rule is otherwise iterated from DTSTART, 3 million times for a MINUTELY rule 6 years old),
+    and at most MAX_PER_EVENT occurrences, the newest in the span, are expanded (looked for
+    in spans growing back from its end)."""
+
+    def __init__(self, components: list[Any], timezones: list[Any]) -> None:
+        self.components = components
+        self.timezones = timezones
+        master = next((c for c in components if c.get("RECURRENCE-ID") is None), components[0])
+        self.master = master
+        self.uid = str(master.get("UID") or "").strip() or "(no UID)"
+        self.title = str(master.get("SUMMARY") or "").strip() or "Unnamed change"
+        value = master.get("DTSTART")
+        if value is None:
+            raise ValueError("no DTSTART")
+        self.dtstart: datetime | date = value.dt  # BrokenCalendarProperty when unreadable
+        if _start(self.dtstart) is None:
+            raise ValueError("DTSTART is not a date or time")
+        self.step = self._step()
+        self.shiftable = self.step is not None and self._shiftable()
+        self.query = recurring_ical_events.of(self._calendar(master))
+        # A one-off event (no RRULE, RDATE, EXDATE or overrides) is its DTSTART: no expansion.
+        one_off = len(components) == 1 and not any(
+            master.get(k) for k in ("RRULE", "RDATE", "EXDATE")
+        )
+        self.single = _change(master) if one_off else None
+
+    def __repr__(self) -> str:
+        return f"{self.uid} ({self.title})"
+
+    def _rule(self) -> Any | None:
+        rule = self.master.get("RRULE")
+        if isinstance(rule, list):
+            return None if len(rule) != 1 else rule[0]
+        return rule
+
+    def _step(self) -> timedelta | None:
+        rule = self._rule()
+        if rule is None:
+            return None
+        freq = str((rule.get("FREQ") or [""])[0]).upper()
+        interval = int((rule.get("INTERVAL") or [1])[0])
+        unit = _STEPS.get(freq)
+        return None if unit is None or interval < 1 else unit * interval
+
+    def _shiftable(self) -> bool:
+        rule = self._rule()
+        if rule is None or rule.get("COUNT") is not None:
+            return False
+        return isinstance(self.dtstart, datetime) or (self.step or timedelta()) >= _DAY
+
+    def _calendar(self, master: Any) -> icalendar.Calendar:
+        calendar = icalendar.Calendar()
+        for component in self.timezones:
+            calendar.add_component(component)
+        for component in self.components:
+            calendar.add_component(master if component is self.master else component)
+        return calendar
+
+    def _query_from(self, start: datetime) -> Any:
+        """The query, its DTSTART moved forward by whole steps to before `start` when far."""
+        if not self.shiftable or self.step is None:
+            return self.query
+        origin = self.dtstart
+        begin = origin if isinstance(origin, datetime) else datetime(*origin.timetuple()[:3])
+        naive = begin.replace(tzinfo=None)
+        steps = (_wall(start, origin) - naive) // self.step - 1
+        if steps <= SHIFT_AFTER:
+            return self.query
+        delta = self.step * steps
+        moved = copy.deepcopy(self.master)
+        moved.pop("DTSTART")
+        moved.add("DTSTART", origin + delta)  # wall-clock arithmetic, as the rule's own
+        if moved.get("DTEND") is not None:
+            end = moved.pop("DTEND").dt
+            moved.add("DTEND", end + delta)
+        return recurring_ical_events.of(self._calendar(moved))
+
+    def _changes(self, start: datetime, end: datetime) -> list[Change]:
+        found = []
+        # The library's span ends before `end`: an occurrence at `end` itself counts.
+        for component in self._query_from(start).between(start, end + timedelta(seconds=1)):
+            change = _change(component)
+            if change is not None and start <= change.start <= end:
+                found.append(change)
+        return found
+
+    def between(self, start: datetime, end: datetime) -> list[Change]:
+        """The newest MAX_PER_EVENT occurrences that start in [start, end]."""
+        if self.single is not None:
+            return [self.single] if start <= self.single.start <= end else []
+        span = end - start if self.step is None else self.step * MAX_PER_EVENT
+        while True:
+            low = max(start, end - span)
+            found = self._changes(low, end)
+            if len(found) >= MAX_PER_EVENT or low == start:
+                found.sort(key=lambda c: c.start, reverse=True)
+                return found[:MAX_PER_EVENT]
+            span *= 4
+
+
+def events(calendar: icalendar.Calendar) -> tuple[list[_Event], list[str]]:
+    """The events that can be read and expanded, and a warning for each that cannot."""
+    timezones = list(calendar.walk("VTIMEZONE"))
+    by_uid: dict[str, list[Any]] = {}
+    for component in calendar.walk("VEVENT"):
+        by_uid.setdefault(str(component.get("UID") or id(component)), []).append(component)
+    good: list[_Event] = []
+    problems: list[str] = []
+    now = datetime.now(UTC)
+    for components in by_uid.values():
+        try:
+            event = _Event(components, timezones)
+            first = _start(event.dtstart)
+            assert first is not None
+            # The first occurrences and the days before now: what a look-up does.
+            event.between(first[0], first[0] + timedelta(days=7))
+            event.between(now - timedelta(days=7), now)
+        except Exception as exc:  # any event the libraries cannot read
+            component = components[0]
+            uid = str(component.get("UID") or "").strip() or "(no UID)"
+            title = str(component.get("SUMMARY") or "").strip() or "(no SUMMARY)"
+            problems.append(f"{uid} ({title}): {type(exc).__name__}: {exc}")
             continue
-        named = frozenset(_categories(event))
-        title = str(event.get("SUMMARY") or "").strip() or "Unnamed change"
-        found.append(Change(title, start[0], clients=named, assets=named, all_day=start[1]))
+        good.append(event)
+    return good, problems
+
+
+def occurrences(calendar: icalendar.Calendar, start: datetime, end: datetime) -> list[Change]:
+    """The occurrences that start in [start, end] of every event that can be read (at most
+    MAX_PER_EVENT an event, the newest)."""
+    found: list[Change] = []
+    for event in events(calendar)[0]:
+        found += event.between(start, end)
     return found
 
 
@@ -105,7 +271,8 @@ class CalendarChanges:
         self.path = None if self.is_url else calendar_path(source, config_dir)
         self.http = http
         self._calendar: icalendar.Calendar | None = None
-        self._months: dict[tuple[int, int], list[Change]] = {}
+        self._events: list[_Event] = []
+        self._failed: set[str] = set()  # events whose look-up failed (warned once)
         self._mtime: float | None = None
         self._checked = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -116,8 +283,14 @@ class CalendarChanges:
     # -- loading ------------------------------------------------------------------------------
 
     def _use(self, calendar: icalendar.Calendar) -> None:
+        good, problems = events(calendar)
+        for problem in problems:
+            log.warning(
+                "change calendar %s: event skipped, cannot be read: %s", self.source, problem
+            )
         self._calendar = calendar
-        self._months = {}
+        self._events = good
+        self._failed = set()
 
     def _read_file(self) -> None:
         assert self.path is not None
@@ -182,11 +355,18 @@ class CalendarChanges:
         if self._calendar is None or end < start:
             return []
         found: list[Change] = []
-        month = date(start.year, start.month, 1)
-        while month <= end.date():
-            key = (month.year, month.month)
-            if key not in self._months:
-                self._months[key] = occurrences(self._calendar, *key)
-            found += [c for c in self._months[key] if start <= c.start <= end]
-            month = (month.replace(day=28) + timedelta(days=4)).replace(day=1)
+        for event in self._events:
+            if event.uid in self._failed:
+                continue
+            try:
+                found += event.between(start, end)
+            except Exception as exc:  # one event never breaks a ticket's intake
+                self._failed.add(event.uid)
+                log.warning(
+                    "change calendar %s: event %r skipped until the calendar changes: %s: %s",
+                    self.source,
+                    event,
+                    type(exc).__name__,
+                    exc,
+                )
         return found

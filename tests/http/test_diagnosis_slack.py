@@ -258,6 +258,29 @@ async def test_change_hints_on_the_card(make_app: Any, slack_api: FakeSlack, tmp
     assert "VPN client" not in flat(card)
 
 
+async def test_one_bad_calendar_event_does_not_break_intake(
+    make_app: Any, slack_api: FakeSlack, tmp_path
+) -> None:
+    """An event whose rule cannot be read (FREQ=WEEKY) and one without DTSTART are skipped
+    (warned at load); the ticket still gets its card and the good event's hint."""
+    (tmp_path / "changes.ics").write_text(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\n"
+        "BEGIN:VEVENT\r\nUID:fw@x\r\nDTSTAMP:20261101T000000Z\r\nDTSTART:20261215T220000Z\r\n"
+        "SUMMARY:Firewall firmware window\r\nCATEGORIES:globex\r\nEND:VEVENT\r\n"
+        "BEGIN:VEVENT\r\nUID:bk@x\r\nDTSTAMP:20261101T000000Z\r\nDTSTART:20261201T010000Z\r\n"
+        "RRULE:FREQ=WEEKY\r\nSUMMARY:Backup\r\nCATEGORIES:initech\r\nEND:VEVENT\r\n"
+        "BEGIN:VEVENT\r\nUID:nostart@x\r\nDTSTAMP:20261101T000000Z\r\n"
+        "SUMMARY:No start\r\nCATEGORIES:globex\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    config = {"changes": {"window": "3d", "calendar": "changes.ics"}}
+    app: AppHarness = await make_app(slack=slack_api, config=config, people=PEOPLE)
+    app.services.deps.clock = lambda: datetime(2026, 12, 16, 8, tzinfo=UTC)
+    _, card = await open_ticket(app, slack_api, error="", client="globex", category="network")
+    assert "opened 10 hours after Firewall firmware window (2026-12-15 22:00 UTC)" in flat(card)
+    _, card = await open_ticket(app, slack_api, error="", client="initech", category="network")
+    assert "Backup" not in flat(card)
+
+
 def feed(summary: str) -> str:
     """A published change calendar of a few hundred kB: a year of one-off changes for another
     client, then the weekly firewall window (titled `summary`) for globex and FW-01."""

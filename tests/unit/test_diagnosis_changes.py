@@ -3,11 +3,14 @@ all-day), the window, and the hint texts."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bot import changes as changes_module
 from bot.changes import CalendarChanges
 from handlers.config import ChangesConfig
 from handlers.diagnosis import patch_tuesday
@@ -136,3 +139,108 @@ async def test_a_broken_calendar_edit_keeps_the_last_good_copy(tmp_path: Path) -
     calendar._mtime = None
     window = (utc("2026-12-15T00:00:00"), utc("2026-12-16T00:00:00"))
     assert [c.title for c in calendar.changes_between(*window)] == ["Firewall firmware window"]
+
+
+def _ics(*events: str) -> str:
+    return (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n"
+        + "".join(f"BEGIN:VEVENT\r\nDTSTAMP:20261101T000000Z\r\n{e}END:VEVENT\r\n" for e in events)
+        + "END:VCALENDAR\r\n"
+    )
+
+
+GOOD = (
+    "UID:fw@example.com\r\nDTSTART:20261215T220000Z\r\n"
+    "SUMMARY:Firewall firmware window\r\nCATEGORIES:globex\r\n"
+)
+BAD_EVENTS = [
+    "UID:bad-rule@example.com\r\nDTSTART:20261201T010000Z\r\nRRULE:FREQ=WEEKY\r\nSUMMARY:Backup\r\n",
+    "UID:no-start@example.com\r\nSUMMARY:No start\r\n",
+    "UID:bad-start@example.com\r\nDTSTART:garbage\r\nSUMMARY:Bad start\r\n",
+    "UID:bad-exdate@example.com\r\nDTSTART:20261201T010000Z\r\nRRULE:FREQ=DAILY\r\n"
+    "EXDATE:garbage\r\nSUMMARY:Bad exdate\r\n",
+]
+
+
+async def test_a_bad_event_is_skipped_with_one_warning_at_load(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "changes.ics"
+    path.write_text(_ics(*BAD_EVENTS, GOOD))
+    calendar = CalendarChanges(str(path), config_dir=None, http=None)
+    with caplog.at_level("WARNING", logger="bot.changes"):
+        await calendar.start()
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == len(BAD_EVENTS)
+    for uid in ("bad-rule@", "no-start@", "bad-start@", "bad-exdate@"):
+        assert sum(uid in text for text in warned) == 1
+    assert any("Backup" in text for text in warned)
+    caplog.clear()
+    config = ChangesConfig(patch_tuesday=False)
+    for _ in range(3):  # a ticket each: no warning per ticket
+        assert hints(
+            config, opened=utc("2026-12-16T08:00:00"), calendar=calendar,
+            category="network", client="globex", asset="",
+        ) == ["opened 10 hours after Firewall firmware window (2026-12-15 22:00 UTC)"]  # fmt: skip
+    assert [r for r in caplog.records if r.levelname == "WARNING"] == []
+    await calendar.close()
+
+
+async def test_an_event_failing_at_look_up_is_skipped_and_warned_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "changes.ics"
+    path.write_text(_ics(GOOD, BAD_EVENTS[0].replace("WEEKY", "WEEKLY")))
+    calendar = CalendarChanges(str(path), config_dir=None, http=None)
+    await calendar.start()
+    real = changes_module._Event.between
+
+    def between(self: Any, start: datetime, end: datetime) -> list[Any]:
+        if self.uid == "bad-rule@example.com":
+            raise RuntimeError("boom")
+        return real(self, start, end)
+
+    monkeypatch.setattr(changes_module._Event, "between", between)
+    window = (utc("2026-12-14T00:00:00"), utc("2026-12-16T00:00:00"))
+    with caplog.at_level("WARNING", logger="bot.changes"):
+        for _ in range(3):
+            found = calendar.changes_between(*window)
+            assert [c.title for c in found] == ["Firewall firmware window"]
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "bad-rule@example.com" in warned[0] and "Backup" in warned[0]
+    await calendar.close()
+
+
+@pytest.mark.parametrize(
+    ("rule", "dtstart", "ago", "at", "count"),
+    [
+        ("FREQ=MINUTELY", "20261201T000000Z", "less than an hour", "08:00", 5),
+        ("FREQ=MINUTELY", "20200101T000030Z", "less than an hour", "07:59", 5),
+        ("FREQ=SECONDLY;INTERVAL=7", "20261201T000000Z", "less than an hour", "07:59", 5),
+        ("FREQ=MINUTELY;BYHOUR=3;BYMINUTE=15", "20190101T000000Z", "4 hours", "03:15", 3),
+        ("FREQ=HOURLY;INTERVAL=5", "20000101T010000Z", "1 hour", "07:00", 5),
+        ("FREQ=DAILY", "19000101T060000Z", "2 hours", "06:00", 3),
+    ],
+)  # fmt: skip
+async def test_a_dense_rule_is_cheap_to_look_up(
+    tmp_path: Path, rule: str, dtstart: str, ago: str, at: str, count: int
+) -> None:
+    """SECONDLY to DAILY rules, some started years ago: one ticket's look-up stays fast and
+    finds the newest occurrences, one at the very minute the ticket is opened included."""
+    path = tmp_path / "changes.ics"
+    path.write_text(
+        _ics(f"UID:sync@example.com\r\nDTSTART:{dtstart}\r\nRRULE:{rule}\r\n"
+             "SUMMARY:Sync\r\nCATEGORIES:globex\r\n")
+    )  # fmt: skip
+    calendar = CalendarChanges(str(path), config_dir=None, http=None)
+    await calendar.start()
+    config = ChangesConfig(patch_tuesday=False)
+    began = time.perf_counter()
+    found = hints(
+        config, opened=utc("2026-12-16T08:00:00"), calendar=calendar,
+        category="network", client="globex", asset="",
+    )  # fmt: skip
+    assert time.perf_counter() - began < 0.2
+    assert found[0] == f"opened {ago} after Sync (2026-12-16 {at} UTC)"
+    assert len(found) == count  # at most MAX_HINTS (5), the newest
+    await calendar.close()
