@@ -16,6 +16,7 @@ import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from http import HTTPStatus
 
 # Kinds whose shared value makes two tickets have "the same error" (SPEC).
 CODE_KINDS = ("hex", "event", "aadsts", "http", "office", "error")
@@ -41,13 +42,33 @@ _NOT_A_CODE = re.compile(
 _CAA = re.compile(r"(?<![0-9a-z])(caa[0-9a-f]{5})(?![0-9a-z])", re.IGNORECASE)
 _EVENT = re.compile(r"\bevent\s*(?:id|code)?\s*[:#=]?\s*(\d{1,5})\b", re.IGNORECASE)
 _AADSTS = re.compile(r"\bAADSTS(\d{4,7})\b", re.IGNORECASE)
-_REASONS = (
-    "bad request|unauthorized|payment required|forbidden|not found|method not allowed|"
-    "not acceptable|proxy authentication required|request timeout|conflict|gone|"
-    "payload too large|request entity too large|unsupported media type|too many requests|"
-    "internal server error|not implemented|bad gateway|service unavailable|gateway timeout|"
-    "http version not supported"
-)
+# A reason phrase and the statuses it names (HTTPStatus phrases, older and newer wordings).
+_REASON_STATUS: dict[str, frozenset[int]] = {
+    "bad request": frozenset({400}),
+    "unauthorized": frozenset({401}),
+    "payment required": frozenset({402}),
+    "forbidden": frozenset({403}),
+    "not found": frozenset({404}),
+    "method not allowed": frozenset({405}),
+    "not acceptable": frozenset({406}),
+    "proxy authentication required": frozenset({407}),
+    "request timeout": frozenset({408}),
+    "conflict": frozenset({409}),
+    "gone": frozenset({410}),
+    "payload too large": frozenset({413}),
+    "request entity too large": frozenset({413}),
+    "unsupported media type": frozenset({415}),
+    "too many requests": frozenset({429}),
+    "internal server error": frozenset({500}),
+    "not implemented": frozenset({501}),
+    "bad gateway": frozenset({502}),
+    "service unavailable": frozenset({503}),
+    "gateway timeout": frozenset({504}),
+    "http version not supported": frozenset({505}),
+}
+_REASONS = "|".join(sorted(_REASON_STATUS, key=len, reverse=True))
+_STATUSES = frozenset(int(s) for s in HTTPStatus)
+# Said to be HTTP ("HTTP 503", "status code 404", "status: 500"): any status 100-599.
 _HTTP = (
     re.compile(
         r"\bHTTP(?:/\d(?:\.\d)?)?\s*(?:error|status|response|code)?\s*(?:code)?\s*[:#=]?\s*"
@@ -56,8 +77,13 @@ _HTTP = (
     ),
     re.compile(r"\bstatus\s*code\s*[:#=]?\s*\(?([1-5]\d\d)\b", re.IGNORECASE),
     re.compile(r"\bstatus\s*[:=]\s*([1-5]\d\d)\b", re.IGNORECASE),
-    re.compile(rf"\(?\b([1-5]\d\d)\)?\s*[-:]?\s*(?:{_REASONS})\b", re.IGNORECASE),
-    re.compile(r"\berror\s*[:#]?\s*(40[0-9]|41[0-9]|429|50[0-9])\b(?![-.]\d)", re.IGNORECASE),
+)
+# A number and a reason word ("(401) Unauthorized", "502 Bad Gateway"): only the status the
+# words name ("Microsoft 365 unauthorized" is no status).
+_HTTP_REASON = re.compile(rf"\(?\b([1-5]\d\d)\)?\s*[-:]?\s*({_REASONS})\b", re.IGNORECASE)
+# "Error 404": only a real HTTP status.
+_HTTP_ERROR = re.compile(
+    r"\berror\s*[:#]?\s*(40[0-9]|41[0-9]|429|50[0-9])\b(?![-.]\d)", re.IGNORECASE
 )
 _OFFICE = re.compile(r"\bcode\s*[:#]?\s*(\d{4,5}-\d{1,5})\b", re.IGNORECASE)
 _NUMBERED = re.compile(
@@ -167,6 +193,13 @@ def codes(text: str) -> list[Signature]:
         for match in pattern.finditer(text):
             if free(match.span(1)):
                 add("http", match.group(1), match.span(1))
+    for match in _HTTP_REASON.finditer(text):
+        status = int(match.group(1))
+        if free(match.span(1)) and status in _REASON_STATUS[match.group(2).lower()]:
+            add("http", match.group(1), match.span(1))
+    for match in _HTTP_ERROR.finditer(text):
+        if free(match.span(1)) and int(match.group(1)) in _STATUSES:
+            add("http", match.group(1), match.span(1))
     for match in _OFFICE.finditer(text):
         if free(match.span(1)):
             add("office", match.group(1), match.span(1))

@@ -248,3 +248,23 @@ def test_numbers_are_words_for_kb_unless_a_code_holds_them() -> None:
     # The number is the code's value: searched as the code the text holds.
     assert terms("error 80070005", numbers=True) == ["0x80070005"]
     assert terms("event 4625", numbers=True) == ["event"]
+
+
+def test_a_number_before_a_reason_word_is_an_http_status_only_when_it_fits() -> None:
+    """Microsoft 365 unauthorized is no HTTP status 365: a status and a reason word count only
+    when the number is a real status the word names (or HTTP/status says so)."""
+    assert not same_error(
+        "Microsoft 365 unauthorized: your sign-in was blocked",
+        "Office 365 unauthorized - the licence has expired",
+    )
+    assert codes("Microsoft 365 unauthorized: your sign-in was blocked") == []
+    assert codes("Office 365 forbidden") == []
+    assert codes("Sync of 250 not found items") == []  # 250 is no HTTP status
+    assert codes("Server said 404 unauthorized") == []  # 404 is not "unauthorized"
+    assert {s.key for s in codes("(403) Forbidden")} == {"http:403"}
+    assert {s.key for s in codes("413 Request Entity Too Large")} == {"http:413"}
+    assert {s.key for s in codes("413 Payload Too Large")} == {"http:413"}
+    assert {s.key for s in codes("The request failed with HTTP status 401: Unauthorized")} == {
+        "http:401"
+    }
+    assert same_error("Upload failed: 504 Gateway Timeout", "HTTP 504 from the proxy")
