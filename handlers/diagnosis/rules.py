@@ -34,9 +34,11 @@ _BARE_HEX = re.compile(
     r"((?:[89a-f][0-9a-f]{7})(?=\b))",
     re.IGNORECASE,
 )
-# Hex values that are not error codes: addresses, offsets, build time stamps, ids.
+# Hex values that are not error codes: addresses, offsets, build time stamps, ids. Whole
+# words: "database 0x80004005" and "filehandle 0x..." are codes.
 _NOT_A_CODE = re.compile(
-    r"(?:offset|stamp|address|addr|process id|thread id|pid|tid|handle|base)\s*[:=]?\s*$",
+    r"\b(?:offset|time\s*stamp|stamp|address|addr|process id|thread id|pid|tid|handle|"
+    r"image\s*base|base)\s*[:=]?\s*$",
     re.IGNORECASE,
 )
 _CAA = re.compile(r"(?<![0-9a-z])(caa[0-9a-f]{5})(?![0-9a-z])", re.IGNORECASE)

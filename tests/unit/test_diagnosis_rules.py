@@ -268,3 +268,17 @@ def test_a_number_before_a_reason_word_is_an_http_status_only_when_it_fits() -> 
         "http:401"
     }
     assert same_error("Upload failed: 504 Gateway Timeout", "HTTP 504 from the proxy")
+
+
+def test_words_that_say_a_hex_value_is_no_code_are_whole_words() -> None:
+    # "database" and "filehandle" end in "base" and "handle" but say nothing about the value.
+    assert same_error("Cannot open database 0x80004005", "Unspecified error 0x80004005")
+    assert {s.key for s in codes("Cannot open database 0x80004005")} == {"hex:0x80004005"}
+    assert {s.key for s in codes("Invalid filehandle 0x80070006")} == {"hex:0x80070006"}
+    # What the list is for still holds: addresses, offsets, time stamps, ids are no codes.
+    assert codes("Module loaded at base address 0x7ff6a0000000") == []
+    assert codes("Image base: 0x00400000") == []
+    assert codes("Invalid handle 0x000001a4") == []
+    assert codes("Faulting module timestamp 0x6554e3a1") == []
+    assert codes("time stamp: 0x6554e3a1") == []
+    assert not same_error("Image base 0x80000000", "Kernel base 0x80000000")
