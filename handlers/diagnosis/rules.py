@@ -42,7 +42,8 @@ _NOT_A_CODE = re.compile(
     re.IGNORECASE,
 )
 _CAA = re.compile(r"(?<![0-9a-z])(caa[0-9a-f]{5})(?![0-9a-z])", re.IGNORECASE)
-_EVENT = re.compile(r"\bevent\s*(?:id|code)?\s*[:#=]?\s*(\d{1,5})\b", re.IGNORECASE)
+# A date or time after "event" ("event 2026-12-08", "event 12/08", "event 10:31") is no ID.
+_EVENT = re.compile(r"\bevent\s*(?:id|code)?\s*[:#=]?\s*(\d{1,5})\b(?![-/.:]\d)", re.IGNORECASE)
 _AADSTS = re.compile(r"\bAADSTS(\d{4,7})\b", re.IGNORECASE)
 # A reason phrase and the statuses it names (HTTPStatus phrases, older and newer wordings).
 _REASON_STATUS: dict[str, frozenset[int]] = {

@@ -282,3 +282,15 @@ def test_words_that_say_a_hex_value_is_no_code_are_whole_words() -> None:
     assert codes("Faulting module timestamp 0x6554e3a1") == []
     assert codes("time stamp: 0x6554e3a1") == []
     assert not same_error("Image base 0x80000000", "Kernel base 0x80000000")
+
+
+def test_a_date_after_event_is_no_event_id() -> None:
+    assert codes("Backup job failed, see event 2026-12-08 in the log") == []
+    assert codes("Printer offline since event 12/08/2026") == []
+    assert not same_error(
+        "Backup job failed, see event 2026-12-08", "Printer offline since event 2026-12-01"
+    )
+    # A real event ID next to a date still counts, both ways round.
+    assert {s.key for s in codes("Event 41 2026-12-08: the system has rebooted")} == {"event:41"}
+    assert same_error("event id 41 on 2026-12-09", "2026-12-01 Event 41: rebooted")
+    assert not same_error("event 2026-12-08: Event 41", "event 2026-12-08: Event 1000")
