@@ -379,6 +379,16 @@ class PsaState(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class PlaceWindow(Base):
+    """A Retry-After window of one place (a Slack channel, a Teams conversation...), shared by
+    every process on the database: nothing goes to `place` before `blocked_until`."""
+
+    __tablename__ = "place_windows"
+
+    place: Mapped[str] = mapped_column(Text, primary_key=True)
+    blocked_until: Mapped[datetime]
+
+
 class TicketSignature(Base):
     """What identifies a ticket's error (`hex:0x80070005`, `exact:<digest>`...), indexed so
     tickets with the same error are found without reading their texts."""

@@ -123,3 +123,19 @@ def upsert(
         )
         _BUILT[name] = stmt
     return stmt
+
+
+def upsert_max(session: AsyncSession, table: Table, key: str, column: str) -> Any:
+    """`INSERT ... ON CONFLICT (key) DO UPDATE SET column = excluded.column` only when that is
+    later than the stored value: the larger value wins, whichever writer came first."""
+    name = ("upsert_max", dialect(session), table.name, key, column)
+    stmt = _BUILT.get(name)
+    if stmt is None:
+        stmt = _named_insert(dialect(session), table, name)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[key],
+            set_={column: stmt.excluded[column]},
+            where=table.c[column] < stmt.excluded[column],
+        )
+        _BUILT[name] = stmt
+    return stmt

@@ -1,0 +1,48 @@
+"""Retry-After windows shared by every process on the database, one row per place.
+
+bot.places keeps each process's windows in memory; this is where a window one process learns
+from a refusal is found by the others. A row is written when a send is refused with a
+Retry-After (the longer window wins) and read before a send; rows whose window is over are
+deleted when a window is written, so the table holds only the places throttled now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import bindparam, delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage import statements
+from storage.models import PlaceWindow
+
+_WINDOWS = statements.table_of(PlaceWindow)
+# Built once: every delivery reads its places (see storage.statements for why that matters).
+_OPEN = select(_WINDOWS.c.place, _WINDOWS.c.blocked_until).where(
+    _WINDOWS.c.place.in_(bindparam("window_places", expanding=True)),
+    _WINDOWS.c.blocked_until > bindparam("window_now"),
+)
+_OVER = delete(_WINDOWS).where(_WINDOWS.c.blocked_until <= bindparam("window_now"))
+
+
+async def open_windows(
+    session: AsyncSession, *, places: Sequence[str], now: datetime
+) -> dict[str, datetime]:
+    """The windows of `places` that are not over at `now`: place -> until (UTC)."""
+    if not places:
+        return {}
+    conn = await statements.connection(session)
+    result = await conn.execute(_OPEN, {"window_places": list(places), "window_now": now})
+    return {place: until for place, until in result.all()}
+
+
+async def hold(session: AsyncSession, *, place: str, until: datetime, now: datetime) -> None:
+    """Nothing goes to `place` before `until` (a later window already stored wins); windows
+    over at `now` are dropped."""
+    conn = await statements.connection(session)
+    await conn.execute(_OVER, {"window_now": now})
+    await conn.execute(
+        statements.upsert_max(session, _WINDOWS, "place", "blocked_until"),
+        {"place": place, "blocked_until": until},
+    )
