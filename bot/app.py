@@ -26,7 +26,7 @@ from bot.notifiers import Notifiers
 from bot.notifiers.opsgenie import OpsgenieNotifier
 from bot.notifiers.pagerduty import PagerDutyNotifier
 from bot.outbox_worker import OutboxWorker
-from bot.places import Places
+from bot.places import Places, SharedWindows
 from bot.psa import create_connector, describe, register
 from bot.settings import Settings
 from bot.slack.front import SlackFront, make_client
@@ -157,6 +157,7 @@ async def start_services(
         metrics=metrics,
         database=monitor,
         calendar=calendar,
+        places=Places(shared=SharedWindows(sessions)),
     )
     monitor.start()
     log.info(

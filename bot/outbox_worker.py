@@ -402,12 +402,14 @@ class OutboxWorker:
                     log.exception("delivery of outbox row %s (%s) crashed", row.id, row.kind)
                     outcome.error = DeliveryError(f"{type(exc).__name__}: {exc}", uncertain=True)
                 if outcome.error is not None:
-                    self._note_failure(row, outcome.error)
+                    await self._note_failure(row, outcome.error)
             await self._record(outcome)
 
     async def _wait_for_place(self, row: OutboxMessage, row_places: tuple[str, ...]) -> bool:
         """True when the row's place (Slack channel, Teams conversation, PSA...) is in a
-        Retry-After window or paced: the row is put back untried until then."""
+        Retry-After window (this process's or one another process wrote) or paced: the row
+        is put back untried until then."""
+        await self.places.learn(row_places)
         wait = self.places.wait_for(row_places, key=row.id)
         if wait <= 0:
             return False
@@ -417,12 +419,14 @@ class OutboxWorker:
             )
         return True
 
-    def _note_failure(self, row: OutboxMessage, error: DeliveryError) -> None:
+    async def _note_failure(self, row: OutboxMessage, error: DeliveryError) -> None:
         log.warning(
             "outbox row %s (%s) attempt %s failed: %s", row.id, row.kind, row.attempts, error
         )
         if error.retry_after is not None and error.place is not None:
-            self.places.block(error.place, error.retry_after)
+            # Written before the place's send lock is let go: the next send from this
+            # process, or any other, finds the window.
+            await self.places.refused(error.place, error.retry_after)
         if self.observer is not None:
             self.observer.failed(row.kind)
 

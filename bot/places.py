@@ -7,15 +7,38 @@ window has passed: not the refused message, not other queued messages, not the b
 report about the delay. Posts to one Slack channel are also paced to about one per second,
 with short bursts (Slack's documented limit), so a burst of P1 notices does not earn a string
 of refusals. Every sender in the process (the outbox worker, Teams answers in the turn) asks
-here first. Windows are per process; a second worker learns a window from its own refusal.
+here first.
+
+Windows are shared between processes through the database (storage.windows): a refusal's
+window is written there, and a send first reads the windows of its places (one indexed read),
+so a window one `serve` or `worker` learns holds every other process back too. Memory stays
+the fast path for this process's own windows and for pacing (which is per process). When the
+database cannot be read or written the windows in memory still hold (logged once per outage).
+Shared windows are wall-clock UTC: processes on several hosts need their clocks in sync.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage import windows
+from storage.errors import is_unavailable
+from storage.models import utcnow
+
+log = logging.getLogger(__name__)
+
+# A read or write of the shared windows that has not answered by then is given up (memory
+# only); after a failure the database is left alone for a while, so an outage costs no wait
+# per send.
+SHARED_TIMEOUT = 2.0
+SHARED_PAUSE = 5.0
 
 # Slack: "one message per second per channel, short bursts allowed".
 SLACK_POST_INTERVAL = 1.0
@@ -42,9 +65,87 @@ def teams_user(user: str) -> str:
     return f"teams:user:{user}"
 
 
-class Places:
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+class SharedWindows:
+    """The windows every process on the database sees (storage.windows), in seconds left."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        wall: Callable[[], datetime] = utcnow,
+        clock: Callable[[], float] = time.monotonic,
+        timeout: float = SHARED_TIMEOUT,
+        pause: float = SHARED_PAUSE,
+    ) -> None:
+        self.sessions = sessions
+        # Real time, not a test's clock: a Retry-After is in real seconds.
+        self._wall = wall
         self._clock = clock
+        self._timeout = timeout
+        self._pause = pause
+        self._down_until: float | None = None  # set while the database does not answer
+
+    async def read(self, places: tuple[str, ...]) -> dict[str, float]:
+        """Seconds left per place in a window some process wrote (open places left out);
+        empty when the database cannot tell (memory only, then)."""
+        if not places or self._resting():
+            return {}
+        try:
+            async with asyncio.timeout(self._timeout):
+                async with self.sessions() as session, session.begin():
+                    now = self._wall()
+                    found = await windows.open_windows(session, places=places, now=now)
+        except Exception as exc:
+            self._failed("read", exc)
+            return {}
+        self._answered()
+        return {place: (until - now).total_seconds() for place, until in found.items()}
+
+    async def write(self, place: str, seconds: float) -> None:
+        """Tell every process that nothing goes to `place` for `seconds`."""
+        if self._resting():
+            return
+        try:
+            async with asyncio.timeout(self._timeout):
+                async with self.sessions() as session, session.begin():
+                    now = self._wall()
+                    until = now + timedelta(seconds=max(seconds, 0.0))
+                    await windows.hold(session, place=place, until=until, now=now)
+        except Exception as exc:
+            self._failed("written", exc)
+            return
+        self._answered()
+
+    def _resting(self) -> bool:
+        return self._down_until is not None and self._clock() < self._down_until
+
+    def _failed(self, doing: str, error: BaseException) -> None:
+        if not is_unavailable(error):
+            raise error
+        if self._down_until is None:
+            log.warning(
+                "Retry-After windows cannot be %s in the database (%s); "
+                "this process goes by its own until it answers",
+                doing,
+                type(error).__name__,
+            )
+        self._down_until = self._clock() + self._pause
+
+    def _answered(self) -> None:
+        if self._down_until is not None:
+            self._down_until = None
+            log.info("Retry-After windows are shared through the database again")
+
+
+class Places:
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        shared: SharedWindows | None = None,
+    ) -> None:
+        self._clock = clock
+        self._shared = shared
         self._until: dict[str, float] = {}
         # Pacing, as a generic cell rate algorithm: the theoretical arrival time per place.
         self._arrival: dict[str, float] = {}
@@ -57,6 +158,20 @@ class Places:
         until = self._clock() + max(seconds, 0.0)
         if until > self._until.get(place, 0.0):
             self._until[place] = until
+
+    async def refused(self, place: str, seconds: float) -> None:
+        """A send to `place` was refused with a Retry-After of `seconds`: nothing goes there
+        from this process or any other until it has passed."""
+        self.block(place, seconds)
+        if self._shared is not None:
+            await self._shared.write(place, seconds)
+
+    async def learn(self, places: Iterable[str]) -> None:
+        """Take in the windows other processes learned for `places` (one database read)."""
+        if self._shared is None:
+            return
+        for place, left in (await self._shared.read(tuple(places))).items():
+            self.block(place, left)
 
     def blocked_for(self, place: str) -> float:
         """Seconds left in `place`'s Retry-After window (0 when open)."""

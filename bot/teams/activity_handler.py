@@ -264,6 +264,7 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
         still answered at once). Only a permanent refusal (401, 403, 404, 413) raises."""
         conversation = turn_context.activity.conversation.id
         place = places.teams_conversation(conversation)
+        await self.places.learn((place,))  # a window another process was given, too
         wait = self.places.blocked_for(place)
         if wait <= 0:
             try:
@@ -277,8 +278,12 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
                     raise
             except TRANSPORT_ERRORS as exc:
                 error = transport_error(exc)
-            wait = ANSWER_RETRY if error.retry_after is None else error.retry_after
-            self.places.block(place, wait)
+            if error.retry_after is None:
+                wait = ANSWER_RETRY
+                self.places.block(place, wait)  # this answer's retry, not a Retry-After
+            else:
+                wait = error.retry_after
+                await self.places.refused(place, wait)
             log.warning(
                 "teams: answer in %s not delivered (%s); sending it in %.1f s",
                 conversation,
