@@ -157,7 +157,7 @@ async def start_services(
         metrics=metrics,
         database=monitor,
         calendar=calendar,
-        places=Places(shared=SharedWindows(sessions)),
+        places=Places(shared=SharedWindows(engine)),
     )
     monitor.start()
     log.info(

@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import windows
 from storage.errors import is_unavailable
@@ -70,14 +70,14 @@ class SharedWindows:
 
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        engine: AsyncEngine,
         *,
         wall: Callable[[], datetime] = utcnow,
         clock: Callable[[], float] = time.monotonic,
         timeout: float = SHARED_TIMEOUT,
         pause: float = SHARED_PAUSE,
     ) -> None:
-        self.sessions = sessions
+        self.engine = engine
         # Real time, not a test's clock: a Retry-After is in real seconds.
         self._wall = wall
         self._clock = clock
@@ -92,9 +92,9 @@ class SharedWindows:
             return {}
         try:
             async with asyncio.timeout(self._timeout):
-                async with self.sessions() as session, session.begin():
+                async with self.engine.connect() as conn:
                     now = self._wall()
-                    found = await windows.open_windows(session, places=places, now=now)
+                    found = await windows.open_windows(conn, places=places, now=now)
         except Exception as exc:
             self._failed("read", exc)
             return {}
@@ -107,10 +107,10 @@ class SharedWindows:
             return
         try:
             async with asyncio.timeout(self._timeout):
-                async with self.sessions() as session, session.begin():
+                async with self.engine.begin() as conn:
                     now = self._wall()
                     until = now + timedelta(seconds=max(seconds, 0.0))
-                    await windows.hold(session, place=place, until=until, now=now)
+                    await windows.hold(conn, place=place, until=until, now=now)
         except Exception as exc:
             self._failed("written", exc)
             return

@@ -125,13 +125,13 @@ def upsert(
     return stmt
 
 
-def upsert_max(session: AsyncSession, table: Table, key: str, column: str) -> Any:
+def upsert_max_on(dialect_name: str, table: Table, key: str, column: str) -> Any:
     """`INSERT ... ON CONFLICT (key) DO UPDATE SET column = excluded.column` only when that is
-    later than the stored value: the larger value wins, whichever writer came first."""
-    name = ("upsert_max", dialect(session), table.name, key, column)
+    larger than the stored value: the larger value wins, whichever writer came first."""
+    name = ("upsert_max", dialect_name, table.name, key, column)
     stmt = _BUILT.get(name)
     if stmt is None:
-        stmt = _named_insert(dialect(session), table, name)
+        stmt = _named_insert(dialect_name, table, name)
         stmt = stmt.on_conflict_do_update(
             index_elements=[key],
             set_={column: stmt.excluded[column]},

@@ -9,69 +9,73 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.places import Places, SharedWindows, slack_post, teams_conversation
 from storage import db, windows
 from storage.errors import DatabaseUnavailable
 from storage.models import PlaceWindow, utcnow
 
-Sessions = async_sessionmaker[AsyncSession]
 C1, C2 = slack_post("C0INCIDENT"), teams_conversation("19:incident@thread.tacv2")
 
 
 @pytest.fixture
-async def sessions(db_url: str) -> AsyncIterator[Sessions]:
+async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
     engine = db.create_engine(db_url)
-    yield db.session_factory(engine)
+    yield engine
     await engine.dispose()
 
 
 class Flaky:
-    """A session factory whose database can be taken away."""
+    """An engine whose database can be taken away."""
 
-    def __init__(self, sessions: Sessions) -> None:
-        self.sessions, self.down, self.calls = sessions, False, 0
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine, self.down, self.calls = engine, False, 0
 
-    def __call__(self) -> Any:
+    def connect(self) -> Any:
+        return self._check() or self.engine.connect()
+
+    def begin(self) -> Any:
+        return self._check() or self.engine.begin()
+
+    def _check(self) -> None:
         self.calls += 1
         if self.down:
             raise DatabaseUnavailable("connection refused")
-        return self.sessions()
 
 
-async def test_the_longer_window_wins_whoever_writes_last(sessions: Sessions) -> None:
+async def test_the_longer_window_wins_whoever_writes_last(engine: AsyncEngine) -> None:
     now = utcnow()
-    async with sessions() as session, session.begin():
-        await windows.hold(session, place=C1, until=now + timedelta(seconds=30), now=now)
-    async with sessions() as session, session.begin():
-        await windows.hold(session, place=C1, until=now + timedelta(seconds=5), now=now)
-        await windows.hold(session, place=C2, until=now + timedelta(seconds=5), now=now)
-    async with sessions() as session, session.begin():
-        found = await windows.open_windows(session, places=[C1, C2, "slack:post:C0OTHER"], now=now)
+    async with engine.begin() as conn:
+        await windows.hold(conn, place=C1, until=now + timedelta(seconds=30), now=now)
+    async with engine.begin() as conn:
+        await windows.hold(conn, place=C1, until=now + timedelta(seconds=5), now=now)
+        await windows.hold(conn, place=C2, until=now + timedelta(seconds=5), now=now)
+    async with engine.begin() as conn:
+        found = await windows.open_windows(conn, places=[C1, C2, "slack:post:C0OTHER"], now=now)
     assert found == {C1: now + timedelta(seconds=30), C2: now + timedelta(seconds=5)}
-    async with sessions() as session, session.begin():
-        await windows.hold(session, place=C2, until=now + timedelta(seconds=60), now=now)
-        found = await windows.open_windows(session, places=[C2], now=now)
+    async with engine.begin() as conn:
+        await windows.hold(conn, place=C2, until=now + timedelta(seconds=60), now=now)
+        found = await windows.open_windows(conn, places=[C2], now=now)
     assert found == {C2: now + timedelta(seconds=60)}
 
 
-async def test_windows_that_are_over_are_not_found_and_are_dropped(sessions: Sessions) -> None:
+async def test_windows_that_are_over_are_not_found_and_are_dropped(engine: AsyncEngine) -> None:
     now = utcnow()
-    async with sessions() as session, session.begin():
-        await windows.hold(session, place=C1, until=now + timedelta(seconds=2), now=now)
+    async with engine.begin() as conn:
+        await windows.hold(conn, place=C1, until=now + timedelta(seconds=2), now=now)
     later = now + timedelta(seconds=3)
-    async with sessions() as session, session.begin():
-        assert await windows.open_windows(session, places=[C1], now=later) == {}
+    async with engine.begin() as conn:
+        assert await windows.open_windows(conn, places=[C1], now=later) == {}
         # Writing any window drops the ones that are over.
-        await windows.hold(session, place=C2, until=later + timedelta(seconds=1), now=later)
-    async with sessions() as session:
-        places = (await session.execute(select(PlaceWindow.place))).scalars().all()
+        await windows.hold(conn, place=C2, until=later + timedelta(seconds=1), now=later)
+    async with engine.connect() as conn:
+        places = (await conn.execute(select(PlaceWindow.place))).scalars().all()
     assert places == [C2]
 
 
-async def test_a_window_one_process_learns_holds_the_other(sessions: Sessions) -> None:
-    a, b = Places(shared=SharedWindows(sessions)), Places(shared=SharedWindows(sessions))
+async def test_a_window_one_process_learns_holds_the_other(engine: AsyncEngine) -> None:
+    a, b = Places(shared=SharedWindows(engine)), Places(shared=SharedWindows(engine))
     await a.refused(C1, 8)
     assert a.wait_for([C1]) > 7
     assert b.wait_for([C1]) == 0  # not learned yet
@@ -80,16 +84,16 @@ async def test_a_window_one_process_learns_holds_the_other(sessions: Sessions) -
     assert b.blocked_for(C2) == 0
     # A shorter window later does not shorten it.
     await b.refused(C1, 1)
-    c = Places(shared=SharedWindows(sessions))
+    c = Places(shared=SharedWindows(engine))
     await c.learn([C1])
     assert c.blocked_for(C1) > 7
 
 
 async def test_an_outage_keeps_the_windows_in_memory_and_is_logged_once(
-    sessions: Sessions, caplog: pytest.LogCaptureFixture
+    engine: AsyncEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="bot.places")
-    flaky = Flaky(sessions)
+    flaky = Flaky(engine)
     clock = [100.0]
     shared = SharedWindows(flaky, clock=lambda: clock[0], pause=5.0)  # type: ignore[arg-type]
     places = Places(clock=lambda: clock[0], shared=shared)
@@ -111,15 +115,15 @@ async def test_an_outage_keeps_the_windows_in_memory_and_is_logged_once(
     clock[0] += 6
     await places.refused(C2, 10)
     assert "again" in caplog.records[-1].getMessage()
-    async with sessions() as session:
-        count = await session.scalar(select(func.count()).select_from(PlaceWindow))
+    async with engine.connect() as conn:
+        count = await conn.scalar(select(func.count()).select_from(PlaceWindow))
     assert count == 1
 
 
 async def test_an_unreachable_database_is_memory_only() -> None:
     engine = db.create_engine("postgresql+asyncpg://postgres@127.0.0.1:1/none")
     try:
-        places = Places(shared=SharedWindows(db.session_factory(engine)))
+        places = Places(shared=SharedWindows(engine))
         await places.refused(C1, 10)
         await places.learn([C1, C2])
         assert 9 < places.blocked_for(C1) <= 10
