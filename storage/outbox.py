@@ -356,24 +356,29 @@ async def give_up(session: AsyncSession, *, message_id: int, worker: str, reason
     )
 
 
-async def cancel_unsent(
-    session: AsyncSession, *, message_id: int, reason: str, now: datetime | None = None
-) -> bool:
-    """Cancel a row that was never attempted and is not being attempted now; False otherwise.
+async def cancel_unsent(session: AsyncSession, *, message_id: int, reason: str) -> bool:
+    """Cancel a row that certainly did not reach its receiver; False otherwise.
 
-    A row tried before may have reached its receiver (a timeout after it arrived), so it
-    stays: the caller follows it up instead.
+    That is a pending row that was never attempted, or whose every attempt so far failed
+    cleanly (refused, throttled, unreachable: recorded and not `in_doubt`), waiting for its
+    next try, and that nobody is attempting now. A row is attempted exactly while it is
+    claimed (`claimed_until` set, from its claim or hand-off until its outcome is recorded,
+    which clears it), so a claimed row is never cancelled: not under a live lease (its worker
+    may be sending it this very moment, and would record the outcome over the cancel), nor
+    under a lapsed one (its worker died mid-attempt, which may have arrived: it is in doubt).
+    The claim and this update exclude each other (PostgreSQL row locks, SQLite's single
+    writer): whichever comes second sees the other's result. A row in doubt may have reached
+    its receiver, so it stays: the caller follows it up instead (a resolve after the trigger).
     """
-    now = now or utcnow()
     done = await session.execute(
         update(OutboxMessage)
         .where(
             OutboxMessage.id == message_id,
             OutboxMessage.status == "pending",
-            OutboxMessage.attempts == 0,
-            (OutboxMessage.claimed_until.is_(None)) | (OutboxMessage.claimed_until < now),
+            OutboxMessage.in_doubt.is_(False),
+            OutboxMessage.claimed_until.is_(None),
         )
-        .values(status="cancelled", last_error=reason[:2000], claimed_until=None)
+        .values(status="cancelled", last_error=reason[:2000])
     )
     return bool(done.rowcount)  # type: ignore[attr-defined]
 

@@ -4,7 +4,9 @@ Everything leaves through the outbox in the caller's transaction. Each side effe
 has a fixed dedup key (`p1:HD-7:pagerduty`, `p1:HD-7:notice:slack`...), so raising twice,
 a retried request or two technicians at once never page twice. Closing the ticket queues
 the follow-ups (PagerDuty resolve, Opsgenie close, notice update), each waiting for the row
-it follows; a page or notice that was never sent is cancelled instead.
+it follows; a page or notice that certainly did not go out (never tried, or every try refused
+cleanly, e.g. a 429, and waiting for its retry; not being sent right now) is cancelled instead.
+One that may have arrived (in doubt: a timeout) is followed up like one delivered.
 """
 
 from __future__ import annotations
@@ -218,8 +220,9 @@ async def refresh_notice(session: AsyncSession, deps: Deps, *, ticket: Ticket) -
 
 
 async def cancel_unsent(session: AsyncSession, *, ticket: Ticket) -> list[str]:
-    """A P1 found to repeat another incident: its notice and pages not sent yet are not sent
-    at all (ones already out stay until it is closed, which resolves them)."""
+    """A P1 found to repeat another incident: its notice and pages that certainly did not go
+    out (`outbox.cancel_unsent`: never tried, or refused cleanly and waiting for a retry) are
+    not sent at all (ones out, or that may be, stay until it is closed, which resolves them)."""
     wanted = ["notice:slack", "notice:teams", *PAGER_NAMES]
     rows = await outbox.by_dedup_keys(session, [dedup_key(ticket.number, w) for w in wanted])
     cancelled = []

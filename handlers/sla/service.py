@@ -120,10 +120,10 @@ async def cancel(
     *,
     targets: tuple[Target, ...],
     reason: str,
-    now: datetime,
 ) -> int:
-    """Cancel the not yet attempted warning and breach rows of `targets` (a row being sent
-    right now is stopped by its own check at delivery instead)."""
+    """Cancel the unsent warning and breach rows of `targets` (never tried, or failed cleanly
+    and waiting for a retry); a row being sent right now, or in doubt, is stopped by its own
+    check at delivery instead."""
     cancelled = 0
     for target in targets:
         pattern = f"{KEY_PREFIX}:{ticket.number}:{target}:%"
@@ -135,9 +135,7 @@ async def cancel(
             )
         )
         for (row_id,) in rows.all():
-            cancelled += await outbox.cancel_unsent(
-                session, message_id=row_id, reason=reason, now=now
-            )
+            cancelled += await outbox.cancel_unsent(session, message_id=row_id, reason=reason)
     return cancelled
 
 
@@ -207,7 +205,6 @@ async def record_first_response(
         ticket,
         targets=("respond",),
         reason=f"{ticket.number} had its first response",
-        now=at,
     )
     if refresh_card:
         await notify.refresh_ticket_card(session, ticket)
@@ -264,7 +261,7 @@ async def move_targets(
     if ticket.status != "open" and ticket.closed_at is not None:
         ticket.resolve_met = ticket.closed_at <= resolve_by
     if moved:
-        await cancel(session, ticket, targets=moved, reason=reason, now=now)
+        await cancel(session, ticket, targets=moved, reason=reason)
         running = tuple(name for name in moved if met_of(ticket, name) is None)
         await schedule(session, config, ticket, now=now, late_warning=True, targets=running)
     return moved
@@ -276,7 +273,7 @@ async def on_closed(session: AsyncSession, ticket: Ticket, *, at: datetime) -> N
     ticket.resolution_seconds = _seconds(at, ticket.created_at)
     if ticket.first_response_at is None:  # a closure is a response (the caller records it)
         ticket.respond_met = at <= ticket.respond_by
-    await cancel(session, ticket, targets=TARGETS, reason=f"{ticket.number} was closed", now=at)
+    await cancel(session, ticket, targets=TARGETS, reason=f"{ticket.number} was closed")
 
 
 async def mark_missed(session: AsyncSession, ticket: Ticket, target: Target) -> bool:

@@ -216,18 +216,54 @@ async def test_failed_attempt_waits_for_retry_after(sessions: Sessions):
 
 
 async def test_defer_and_cancel(sessions: Sessions):
-    await queue(sessions, "message", 2)
+    """Only a row that certainly did not reach its receiver, and that nobody is attempting,
+    is cancelled: never tried, or tried and refused cleanly. Not one in doubt (a timeout, a
+    lease that lapsed mid-attempt), nor one claimed right now."""
+    await queue(sessions, "message", 5)
     async with sessions() as session, session.begin():
-        first, second = await outbox.claim_due(session, worker="a")
-        await outbox.defer(session, message_id=first.id, worker="a", seconds=0)
-        await outbox.mark_failed(session, message_id=second.id, worker="a", error="x", attempts=1)
+        untried, refused, timed_out, sending, lapsed = await outbox.claim_due(
+            session, worker="a", lease=timedelta(seconds=60)
+        )
+        await outbox.defer(session, message_id=untried.id, worker="a", seconds=0)
+        await outbox.mark_failed(session, message_id=refused.id, worker="a", error="429",
+                                 attempts=1)  # fmt: skip
+        await outbox.mark_failed(session, message_id=timed_out.id, worker="a", error="timeout",
+                                 attempts=1, uncertain=True)  # fmt: skip
+        # `lapsed`: its worker died mid-attempt; nothing was recorded and the lease ran out.
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == lapsed.id)
+            .values(claimed_until=utcnow() - timedelta(seconds=1))
+        )
     async with sessions() as session, session.begin():
-        assert await outbox.cancel_unsent(session, message_id=first.id, reason="closed")
-        # Tried once already: it may have arrived, so it is not cancelled.
-        assert not await outbox.cancel_unsent(session, message_id=second.id, reason="closed")
-    first_row, second_row = await rows(sessions)
-    assert (first_row.status, first_row.attempts) == ("cancelled", 0)
-    assert second_row.status == "pending"
+        assert await outbox.cancel_unsent(session, message_id=untried.id, reason="closed")
+        # Refused (429, 4xx, 5xx, refused connection): it did not arrive, it may be cancelled.
+        assert await outbox.cancel_unsent(session, message_id=refused.id, reason="closed")
+        # It may have arrived: not cancelled, the caller follows it up instead.
+        assert not await outbox.cancel_unsent(session, message_id=timed_out.id, reason="closed")
+        assert not await outbox.cancel_unsent(session, message_id=lapsed.id, reason="closed")
+        # Being sent right now: not cancelled under its sender.
+        assert not await outbox.cancel_unsent(session, message_id=sending.id, reason="closed")
+    states = [(r.status, r.attempts, r.last_error) for r in await rows(sessions)]
+    assert states == [
+        ("cancelled", 0, "closed"),
+        ("cancelled", 1, "closed"),
+        ("pending", 1, "timeout"),
+        ("pending", 1, ""),
+        ("pending", 1, ""),
+    ]
+    # The worker still holds the one it is sending, and records its outcome.
+    async with sessions() as session, session.begin():
+        assert await outbox.mark_delivered(session, message_id=sending.id, worker="a", result={})
+    # A later clean failure does not clear the doubt of an earlier attempt.
+    async with sessions() as session, session.begin():
+        later = utcnow() + timedelta(hours=1)
+        [again] = await outbox.claim_due(session, worker="a", now=later, limit=1)
+        assert again.id == lapsed.id and again.in_doubt  # taken over: in doubt
+        await outbox.mark_failed(session, message_id=again.id, worker="a", error="429",
+                                 attempts=2)  # fmt: skip
+    async with sessions() as session, session.begin():
+        assert not await outbox.cancel_unsent(session, message_id=again.id, reason="closed")
 
 
 def test_lease_setting():
