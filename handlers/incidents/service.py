@@ -82,8 +82,16 @@ async def raise_p1_command(deps: Deps, interaction: Interaction, command: Comman
         if raised:
             await _raise(session, deps, ticket, actor=interaction.actor, now=now)
         queued = await on_p1(session, deps, ticket=ticket, actor=interaction.actor)
+        # What was queued before (an earlier raise): said as it stands, not assumed sent.
+        wanted = [dedup_key(number, w) for w in ("notice:slack", "notice:teams", *PAGER_NAMES)]
+        earlier = [
+            row
+            for row in await outbox.by_dedup_keys(session, wanted)
+            if str(row.dedup_key).removeprefix(f"p1:{number}:") not in queued
+        ]
+        text = _raised_text(deps, ticket, raised=raised, queued=queued, earlier=earlier)
     log.info("p1 raised", extra={"ticket": number, "queued": queued})
-    return Reply(text=_raised_text(deps, ticket, raised=raised, queued=queued), private=False)
+    return Reply(text=text, private=False)
 
 
 async def _raise(
@@ -112,27 +120,54 @@ async def _raise(
     )
 
 
-def _raised_text(deps: Deps, ticket: Ticket, *, raised: bool, queued: list[str]) -> str:
+def _raised_text(
+    deps: Deps, ticket: Ticket, *, raised: bool, queued: list[str], earlier: list[OutboxMessage]
+) -> str:
+    """The answer to `p1`: what was queued now, and how what was queued before stands."""
     number = ticket.number
-    if not queued and not raised:
+    if not queued and not raised and earlier and all(r.status == "delivered" for r in earlier):
         return f"{number} is already P1: its incident notice and page went out before."
-    lines = [
-        f"{number} is now P1 (respond by {when(ticket.respond_by)}, resolve by "
-        f"{when(ticket.resolve_by)})."
-        if raised
-        else f"{number} is P1."
-    ]
+    if raised:
+        lines = [
+            f"{number} is now P1 (respond by {when(ticket.respond_by)}, resolve by "
+            f"{when(ticket.resolve_by)})."
+        ]
+    else:
+        lines = [f"{number} is P1." if queued else f"{number} is already P1."]
     notices = [q.split(":", 1)[1] for q in queued if q.startswith("notice:")]
     pages = [PAGER_NAMES[q] for q in queued if q in PAGER_NAMES]
     if notices:
         lines.append("Incident notice: " + ", ".join(n.capitalize() for n in notices) + ".")
-    elif not _notice_targets(deps):
+    elif not _notice_targets(deps) and not any(not r.kind.startswith("page.") for r in earlier):
         lines.append("No incident channel is configured: tell the incident channel yourself.")
     if pages:
         lines.append("Paging the on-call through " + " and ".join(pages) + ".")
-    elif not deps.pagers:
+    elif not deps.pagers and not any(r.kind.startswith("page.") for r in earlier):
         lines.append("No pager is configured: reach the on-call directly.")
+    lines += [_earlier_state(row) for row in earlier]
     return "\n".join(lines)
+
+
+def _earlier_state(row: OutboxMessage) -> str:
+    """One line on a notice or page queued by an earlier raise, in the words of the delivery
+    reports (`handlers.deliveries`)."""
+    page = row.kind.startswith("page.")
+    if page:
+        pager = row.kind.removeprefix("page.")
+        what = f"The {PAGER_NAMES.get(pager, pager)} {'alert' if pager == 'opsgenie' else 'page'}"
+    else:
+        what = f"The incident notice ({str(row.payload.get('platform') or '').capitalize()})"
+    reason = row.last_error[:300]
+    if row.status == "delivered":
+        return f"{what} went out before."
+    if row.status == "dead":
+        hint = " Reach the on-call another way." if page else ""
+        return f"{what} failed and will not be retried: {reason}.{hint}"
+    if row.status == "cancelled":
+        return f"{what} was not sent: {reason}."
+    if reason:
+        return f"{what} has not gone through yet ({reason}); still being retried."
+    return f"{what} is on its way."
 
 
 async def on_p1(session: AsyncSession, deps: Deps, *, ticket: Ticket, actor: Actor) -> list[str]:
