@@ -180,7 +180,7 @@ class SlackFront:
             log.warning("slack: request body refused (400): %s", exc)
             return web.json_response({"error": "malformed body"}, status=400)
         verdict = shapes.inspect(body)
-        request[REQUEST_KIND] = verdict.kind
+        request[REQUEST_KIND] = shapes.metric_kind(verdict.kind)
         if verdict.problem is not None:
             log.warning("slack: malformed %s refused (400): %s", verdict.kind, verdict.problem)
             return web.json_response({"error": "malformed request"}, status=400)

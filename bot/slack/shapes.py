@@ -524,3 +524,12 @@ _CHECKS = {
     "dialog_suggestion": _dialog_suggestion,
     **dict.fromkeys(LEGACY, _legacy),
 }
+# Every kind a metric label may carry: the ones routed or acknowledged above, plus the front
+# door's own. A body's `type` is the caller's choice: anything else is `other`, or each
+# made-up type would be a series (and a cached child) for good.
+METRIC_KINDS = frozenset(_CHECKS) | {"unverified", "malformed", "other"}
+
+
+def metric_kind(kind: str) -> str:
+    """`kind` as a metric label: one the front door knows, else `other`."""
+    return kind if kind in METRIC_KINDS else "other"

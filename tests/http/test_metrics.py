@@ -121,3 +121,36 @@ async def test_teams_request_kinds_made_up_by_a_caller_are_counted_as_other(make
         for status in ("400", "401", "200")
     )
     assert counted == len(bodies)
+
+
+async def test_slack_made_up_types_do_not_become_labels(make_app, slack_api: FakeSlack):
+    """The Slack kind comes from the body's `type`, which any signed caller chooses: only the
+    kinds the front door knows become labels, the rest count as `other` (found by a review)."""
+    import json
+
+    app = await make_app(slack=slack_api)
+    for i in range(50):
+        response = await app.slack(
+            json.dumps({"type": f"made-up-{i}"}), content_type="application/json"
+        )
+        assert response.status == 400
+    after = await scrape(app)
+    series = [
+        line
+        for line in after.splitlines()
+        if line.startswith("helpdesk_requests_total{") and "made-up" in line
+    ]
+    assert not series
+    assert "made-up" not in after
+    assert (
+        sample(after, "helpdesk_requests_total", platform="slack", kind="other", status="400") == 50
+    )
+
+
+def test_slack_metric_kinds_are_the_ones_the_front_door_knows() -> None:
+    from bot.slack import shapes
+
+    for kind in ("command", "block_actions", "view_submission", "event_callback", *shapes.LEGACY):
+        assert shapes.metric_kind(kind) == kind
+    for kind in ("made-up", "x" * 255, "", "EVENT_CALLBACK"):
+        assert shapes.metric_kind(kind) == "other"
