@@ -372,7 +372,8 @@ def create_app(
     app.cleanup_ctx.append(lifecycle)
 
     async def metrics_endpoint(request: web.Request) -> web.Response:
-        return await metrics_handler(metrics, request.app[SERVICES].sessions)
+        services = request.app[SERVICES]
+        return await metrics_handler(metrics, services.sessions, services.database)
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_endpoint)

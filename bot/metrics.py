@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -12,11 +13,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.exposition import generate_latest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.db_health import DatabaseMonitor
 from storage import outbox
+from storage.errors import is_unavailable
 
 # Set by the front doors on each request: what kind of request it was (label for metrics).
 REQUEST_KIND = web.RequestKey("request_kind", str)
 PLATFORM_PATHS = {"/slack/events": "slack", "/api/messages": "teams"}
+# How long a scrape waits for the outbox depth (Prometheus gives up on a scrape after 10 s).
+OUTBOX_TIMEOUT = 3.0
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -42,18 +47,21 @@ class Metrics:
         self.tickets_opened = Counter(
             "helpdesk_tickets_opened_total", "Tickets opened", ["priority"], registry=r
         )
+        # The outbox gauges are read from the database on each scrape: kept apart, so that a
+        # scrape the database cannot answer leaves them out rather than repeating old values.
+        o = self.outbox_registry = CollectorRegistry(auto_describe=True)
         self.outbox_pending = Gauge(
-            "helpdesk_outbox_pending", "Undelivered outbox rows that are due", registry=r
+            "helpdesk_outbox_pending", "Undelivered outbox rows that are due", registry=o
         )
         self.outbox_oldest = Gauge(
             "helpdesk_outbox_oldest_pending_age_seconds",
             "How long the oldest undelivered row has been due",
-            registry=r,
+            registry=o,
         )
         self.outbox_scheduled = Gauge(
             "helpdesk_outbox_scheduled",
             "Outbox rows waiting for their time (SLA warnings, delayed surveys, reminders)",
-            registry=r,
+            registry=o,
         )
         self.deliveries = Counter(
             "helpdesk_outbox_deliveries_total", "Delivered outbox rows", ["kind"], registry=r
@@ -83,15 +91,36 @@ class Metrics:
     def failed(self, kind: str) -> None:
         self.delivery_failures.labels(kind=kind).inc()
 
-    async def render(self, sessions: async_sessionmaker[AsyncSession]) -> bytes:
-        async with sessions() as session:
-            depth = await outbox.stats(session)
+    async def render(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        database: DatabaseMonitor | None = None,
+        timeout: float = OUTBOX_TIMEOUT,  # noqa: ASYNC109
+    ) -> bytes:
+        """Every series; the outbox gauges only when the database answered.
+
+        While `database` says it is down the query is not even tried; a query that meets the
+        outage tells `database` (which logs it about once every 10 s, no traceback).
+        """
+        body = generate_latest(self.registry)
+        if database is not None and not database.available:
+            return body
+        try:
+            async with asyncio.timeout(timeout):
+                async with sessions() as session:
+                    depth = await outbox.stats(session)
+        except Exception as exc:
+            if database is None or not is_unavailable(exc):
+                raise
+            database.trouble(exc)
+            return body
         self.outbox_pending.set(depth.due)
         oldest = depth.oldest
         age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
         self.outbox_oldest.set(max(age, 0.0))
         self.outbox_scheduled.set(depth.scheduled)
-        return generate_latest(self.registry)
+        return body + generate_latest(self.outbox_registry)
 
     def middleware(self) -> Any:
         @web.middleware
@@ -126,7 +155,9 @@ class Metrics:
 
 
 async def metrics_handler(
-    metrics: Metrics, sessions: async_sessionmaker[AsyncSession]
+    metrics: Metrics,
+    sessions: async_sessionmaker[AsyncSession],
+    database: DatabaseMonitor | None = None,
 ) -> web.Response:
-    body = await metrics.render(sessions)
+    body = await metrics.render(sessions, database=database)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

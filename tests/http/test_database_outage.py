@@ -343,3 +343,45 @@ async def test_fail_over_drops_held_connections_and_the_app_recovers_without_a_r
         assert len(slack_api.channel_messages(INCIDENT_CHANNEL)) == 3
         assert sorted(t["dedup_key"] for t in pd.events("trigger")) == ["HD-1", "HD-2", "HD-3"]
         assert_quiet_log(caplog, time.monotonic() - outage)
+
+
+async def _scrape(app: AppHarness) -> tuple[int, str, float]:
+    started = time.monotonic()
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{app.url}/metrics", timeout=aiohttp.ClientTimeout(30)) as r:
+            return r.status, await r.text(), time.monotonic() - started
+
+
+@on_postgresql
+@pytest.mark.parametrize("cut", ["refuse", "hold"])
+async def test_metrics_during_an_outage_answer_without_a_traceback_per_scrape(
+    make_app, pg_url: str, proxy: TcpProxy, slack_api: FakeSlack, caplog, cut: str
+):
+    """/metrics reads the outbox depth from the database: while it cannot be reached the
+    outbox gauges are left out (not reported stale), the rest is served, and the outage is
+    logged at the monitor's pace, not a 500 with a traceback per scrape (found by a review)."""
+    caplog.set_level(logging.INFO)
+    async with fake_pagerduty() as pd:
+        app = await start(make_app, through(pg_url, proxy), slack_api, pd)
+        status, before, _ = await _scrape(app)
+        assert status == 200 and "helpdesk_outbox_pending " in before
+        if cut == "refuse":
+            await proxy.refuse()
+        else:
+            proxy.hold()
+        outage = time.monotonic()
+        statuses = []
+        for _ in range(5):
+            status, body, elapsed = await _scrape(app)
+            statuses.append(status)
+            assert elapsed < 8, elapsed
+            assert "# TYPE helpdesk_requests_total counter" in body
+            assert "helpdesk_outbox_pending " not in body
+        assert statuses == [200] * 5
+        tracebacks = [r for r in caplog.records if r.exc_info]
+        assert not tracebacks, f"{len(tracebacks)} tracebacks for 5 scrapes: {statuses}"
+        assert_quiet_log(caplog, time.monotonic() - outage)
+        await proxy.open()
+        await wait_until(lambda: _healthy(app), timeout=15, what="/healthz 200 after the return")
+        status, after, _ = await _scrape(app)
+        assert status == 200 and "helpdesk_outbox_pending " in after
