@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from bot.logs import setup_logging
-from bot.settings import ConfigError, Settings, is_loopback, load_settings
+from bot.settings import ConfigError, Settings, engine_for, is_loopback, load_settings
 from handlers.directory import DirectoryError
 
 log = logging.getLogger("bot")
@@ -61,7 +61,7 @@ async def _migrate(settings: Settings) -> None:
     from storage import db
     from storage.migrate import upgrade
 
-    engine = db.create_engine(settings.database_url)
+    engine = engine_for(settings.database_url)
     try:
         before, after = await upgrade(engine)
         if before and before != after:
@@ -120,7 +120,7 @@ async def _preflight(settings: Settings, command: str) -> None:
     from storage import db
     from storage.migrate import check_schema
 
-    engine = db.create_engine(settings.database_url)
+    engine = engine_for(settings.database_url)
     try:
         try:
             await asyncio.wait_for(db.ping(engine), timeout=15)
@@ -164,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     setup_logging(fmt=settings.log_format, level=settings.log_level)
+    if settings.database_note:
+        log.info("%s", settings.database_note)
     from storage.migrate import SchemaMismatch
 
     try:

@@ -18,7 +18,7 @@ from sqlalchemy.exc import ArgumentError
 from bot.directory.factory import create_directory
 from bot.directory.file import FileDirectory
 from bot.psa import describe as describe_psa
-from bot.settings import ConfigError, Settings, is_loopback, load_settings
+from bot.settings import ConfigError, Settings, engine_for, is_loopback, load_settings
 from handlers.directory import Directory, DirectoryError, EmptyDirectory
 from handlers.durations import format_duration
 
@@ -174,10 +174,7 @@ async def check_database(url: str) -> str:
     shown = describe_database(url)
     if _new_sqlite_file(url):
         return f"{shown} (file does not exist yet: created on first start)"
-    try:
-        engine = db.create_engine(url)
-    except Exception as exc:
-        raise ConfigError(f"DATABASE_URL: {type(exc).__name__}: {exc}") from None
+    engine = engine_for(url)
     try:
         await asyncio.wait_for(db.ping(engine), timeout=DB_TIMEOUT)
     except Exception as exc:
@@ -219,9 +216,16 @@ async def _report(
         ("listen", f"http://{settings.host}:{settings.port}"),
         (
             "database",
-            await check_database(settings.database_url)
-            if database
-            else describe_database(settings.database_url) + " (not contacted: --no-db)",
+            (
+                await check_database(settings.database_url)
+                if database
+                else describe_database(settings.database_url) + " (not contacted: --no-db)"
+            )
+            + (
+                f"; {settings.database_note.removeprefix('DATABASE_URL: ')}"
+                if settings.database_note
+                else ""
+            ),
         ),
         ("slack", describe_slack(settings)),
         ("teams", describe_teams(settings)),

@@ -12,6 +12,9 @@ from urllib.parse import urlparse
 
 import yaml
 from pydantic import SecretStr, ValidationError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.psa.settings import MissingVariable, PsaSettings, psa_settings
 from handlers.config import HelpdeskConfig
@@ -29,6 +32,12 @@ BOT_FRAMEWORK_OVERRIDES = (
     "OAUTH_URL",
 )
 DEFAULT_LEASE = 20.0
+DEFAULT_DATABASE = "sqlite+aiosqlite:///helpdesk.db"
+DATABASE_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+# What hosting platforms (Heroku, Render, Railway, …) put in DATABASE_URL: no driver named.
+PLATFORM_POSTGRES = ("postgres", "postgresql")
+DATABASE_FORMS = "sqlite+aiosqlite:///FILE or postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DATABASE"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 APP_TYPES = ("MultiTenant", "SingleTenant", "UserAssignedMSI")
 
 
@@ -72,6 +81,10 @@ def load_config(path: Path) -> HelpdeskConfig:
         raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"HELPDESK_CONFIG: cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"HELPDESK_CONFIG: {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"HELPDESK_CONFIG: {path} is not valid YAML: {exc}") from exc
     if raw is None:
@@ -86,7 +99,9 @@ def load_config(path: Path) -> HelpdeskConfig:
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = "sqlite+aiosqlite:///helpdesk.db"
+    database_url: str = DEFAULT_DATABASE
+    # Said once logging is set up: how DATABASE_URL was read, when it was not taken as written.
+    database_note: str | None = None
     host: str = "127.0.0.1"
     port: int = 3978
     config_path: Path | None = None
@@ -181,6 +196,81 @@ def calendar_path(calendar: str, config_dir: Path | None) -> Path:
     return path if path.is_absolute() or config_dir is None else config_dir / path
 
 
+def _log_level(env: Mapping[str, str]) -> str:
+    """`LOG_LEVEL` by name, any case (WARN is WARNING); numbers are refused."""
+    raw = env.get("LOG_LEVEL", "").strip()
+    if not raw:
+        return "INFO"
+    name = raw.upper()
+    if name == "WARN":
+        return "WARNING"
+    if name not in LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL: {raw[:40]!r} is not one of {', '.join(LOG_LEVELS)}")
+    return name
+
+
+def hide_password(text: str, url: URL | None) -> str:
+    """`text` with the URL's password masked (error messages may quote the URL)."""
+    password = url.password if url is not None else None
+    return text.replace(str(password), "***") if password else text
+
+
+def database_url(env: Mapping[str, str]) -> tuple[str, str | None]:
+    """`DATABASE_URL` checked (a driver this release has, a port number), and a note when it
+    was read otherwise than written: a hosting platform's `postgres://` or `postgresql://`
+    (no driver; psycopg2 is not installed) is taken as `postgresql+asyncpg://`, its
+    `sslmode` as asyncpg's `ssl`. The password never appears in a message."""
+    raw = env.get("DATABASE_URL", "").strip()
+    if not raw:
+        return DEFAULT_DATABASE, None
+    # The parser's own messages may quote the URL, password and all: never shown.
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ConfigError(f"DATABASE_URL: not a database URL (use {DATABASE_FORMS})") from None
+    except ValueError:  # the only number in a URL
+        raise ConfigError("DATABASE_URL: the port is not a number") from None
+    port = url.port
+    if port is not None and not 0 < port < 65536:
+        raise ConfigError(f"DATABASE_URL: port {port} is not a TCP port number")
+    note = None
+    if url.drivername in PLATFORM_POSTGRES:
+        written = url.drivername
+        url = url.set(drivername="postgresql+asyncpg")
+        if "sslmode" in url.query:
+            ssl = url.query["sslmode"]
+            url = url.difference_update_query(["sslmode"]).update_query_dict({"ssl": ssl})
+        note = (
+            f"DATABASE_URL: {written}:// read as postgresql+asyncpg:// "
+            "(asyncpg is the PostgreSQL driver installed)"
+        )
+    if url.drivername not in DATABASE_DRIVERS:
+        raise ConfigError(
+            f"DATABASE_URL: {url.drivername}:// is not supported (use {DATABASE_FORMS})"
+        )
+    if note is None:
+        return raw, None
+    return url.render_as_string(hide_password=False), note
+
+
+def engine_for(url: str) -> AsyncEngine:
+    """The engine for a checked `DATABASE_URL`; ConfigError (no password) if it cannot be
+    built after all."""
+    from storage import db
+
+    try:
+        return db.create_engine(url)
+    except Exception as exc:
+        try:
+            parsed: URL | None = make_url(url)
+        except Exception:
+            parsed = None
+        raise ConfigError(
+            f"DATABASE_URL: cannot be used ({type(exc).__name__}: "
+            f"{hide_password(str(exc), parsed)[:200]})"
+        ) from None
+
+
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Build Settings from `env` (usually os.environ); raises ConfigError on a bad value."""
     port_text = env.get("PORT", "3978").strip() or "3978"
@@ -215,13 +305,16 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     log_format = env.get("LOG_FORMAT", "text").strip().lower() or "text"
     if log_format not in ("text", "json"):
         raise ConfigError(f"LOG_FORMAT: {log_format!r} is not text or json")
+    log_level = _log_level(env)
+    database, database_note = database_url(env)
     api_url = _url(env, "SLACK_API_URL", "https://slack.com/api/") or ""
     try:
         psa = psa_settings(config.psa, env)
     except MissingVariable as exc:
         raise ConfigError(f"{exc}: required when psa.system is {config.psa.system}") from None
     return Settings(
-        database_url=env.get("DATABASE_URL", "").strip() or "sqlite+aiosqlite:///helpdesk.db",
+        database_url=database,
+        database_note=database_note,
         host=env.get("HOST", "").strip() or "127.0.0.1",
         port=int(port_text),
         config_path=config_path,
@@ -244,7 +337,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         opsgenie_api_url=_url(env, "OPSGENIE_API_URL", "https://api.opsgenie.com") or "",
         log_format=log_format,
         outbox_lease_seconds=lease_from_env(env),
-        log_level=(env.get("LOG_LEVEL", "INFO").strip() or "INFO").upper(),
+        log_level=log_level,
         psa=psa,
         kb_api_key=kb_api_key,
         kb_username=kb_username,

@@ -229,3 +229,67 @@ def test_check_config_bad_setting_exits_2_naming_it(
     assert result.returncode == 2, result.stdout
     assert result.stderr.startswith("config error: ")
     assert key in result.stderr
+
+
+# -- bad settings stop every command with one line, exit 2 (found by a review: LOG_LEVEL and
+# -- DATABASE_URL were tracebacks with exit 1; check-config --no-db must agree with serve) ----
+
+DB_PASSWORD = "cli-db-pw-7c6d"
+
+
+def _one_line_naming(result: subprocess.CompletedProcess[str], key: str) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert lines[0].startswith("config error: ") and key in lines[0], lines[0]
+    assert DB_PASSWORD not in result.stderr + result.stdout
+    return lines[0]
+
+
+BAD_SETTINGS = [
+    ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL"),
+    ({"LOG_LEVEL": "10"}, "LOG_LEVEL"),
+    ({"DATABASE_URL": f"postgresql+asyncpg//u:{DB_PASSWORD}@db.example.com/d"}, "DATABASE_URL"),
+    ({"DATABASE_URL": f"postgresql+asyncpg://u:{DB_PASSWORD}@db:port/d"}, "DATABASE_URL"),
+    ({"DATABASE_URL": f"postgresql+psycopg2://u:{DB_PASSWORD}@db/d"}, "DATABASE_URL"),
+    ({"DATABASE_URL": f"mysql://u:{DB_PASSWORD}@db/d"}, "DATABASE_URL"),
+    ({"DATABASE_URL": "sqlite:///helpdesk.db"}, "DATABASE_URL"),
+]
+
+
+@pytest.mark.parametrize("command", [("check-config", "--no-db"), ("migrate",)])
+@pytest.mark.parametrize(("env", "key"), BAD_SETTINGS)
+def test_a_bad_setting_is_one_line_and_exit_2_for_every_command(
+    tmp_path: Path, env: dict[str, str], key: str, command: tuple[str, ...]
+) -> None:
+    _one_line_naming(run_bot(*command, cwd=tmp_path, env=env), key)
+
+
+@pytest.mark.parametrize("command", [("check-config", "--no-db"), ("migrate",)])
+def test_a_config_file_that_is_not_utf8_is_one_line_and_exit_2(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    env = _setup(tmp_path)
+    (tmp_path / "config.yaml").write_bytes("ticket_prefix: 'HÉ'\n".encode("latin-1"))
+    line = _one_line_naming(run_bot(*command, cwd=tmp_path, env=env), "HELPDESK_CONFIG")
+    assert "config.yaml" in line and "UTF-8" in line
+
+
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql"])
+def test_a_hosting_platforms_postgres_url_is_read_as_asyncpg(tmp_path: Path, scheme: str) -> None:
+    """What Heroku-style platforms set: no driver named; psycopg2 is not installed."""
+    url = f"{scheme}://u:{DB_PASSWORD}@127.0.0.1:1/none"
+    checked = run_bot("check-config", "--no-db", cwd=tmp_path, env={"DATABASE_URL": url})
+    assert checked.returncode == 0, checked.stderr
+    database = _fields(checked.stdout)["database"]
+    assert database.startswith("postgresql+asyncpg://u:***@127.0.0.1:1/none"), database
+    assert f"{scheme}:// read as postgresql+asyncpg://" in database
+    assert DB_PASSWORD not in checked.stdout + checked.stderr
+    # Nothing listens on port 1: the database cannot be reached (not a missing driver).
+    migrated = run_bot("migrate", cwd=tmp_path, env={"DATABASE_URL": url})
+    lines = migrated.stderr.strip().splitlines()
+    assert migrated.returncode == 2, migrated.stderr
+    assert f"{scheme}:// read as postgresql+asyncpg://" in lines[0]
+    assert lines[-1].startswith("config error: DATABASE_URL: cannot reach the database"), lines
+    assert "Traceback" not in migrated.stderr and DB_PASSWORD not in migrated.stderr

@@ -132,3 +132,89 @@ def test_category_names_in_the_config_are_matched_as_the_form_files_them() -> No
         HelpdeskConfig.model_validate(
             {"escalation": {"queues": {"Printer": "desktop", "printer": "field"}}}
         )
+
+
+# -- LOG_LEVEL, DATABASE_URL and the config file's encoding (found by a review: each was a
+# -- traceback and exit 1 at start-up instead of one line naming the key) --------------------
+
+PASSWORD = "pw-s3cret-42"
+
+
+@pytest.mark.parametrize(
+    ("value", "level"),
+    [("", "INFO"), ("debug", "DEBUG"), (" Warning ", "WARNING"), ("warn", "WARNING"),
+     ("ERROR", "ERROR"), ("critical", "CRITICAL")],
+)  # fmt: skip
+def test_log_level_names_in_any_case(value: str, level: str) -> None:
+    assert load_settings({"LOG_LEVEL": value}).log_level == level
+
+
+@pytest.mark.parametrize("value", ["verbose", "10", "20", "NOTSET", "info,debug"])
+def test_log_level_not_a_name_is_refused(value: str) -> None:
+    with pytest.raises(ConfigError, match="LOG_LEVEL") as caught:
+        load_settings({"LOG_LEVEL": value})
+    assert "DEBUG, INFO, WARNING, ERROR, CRITICAL" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite+aiosqlite:////tmp/x.db",
+        "sqlite+aiosqlite://",
+        f"postgresql+asyncpg://u:{PASSWORD}@db.example.com:5432/helpdesk",
+        "postgresql+asyncpg:///helpdesk",
+    ],
+)
+def test_database_url_with_an_installed_driver_is_taken_as_written(url: str) -> None:
+    settings = load_settings({"DATABASE_URL": url})
+    assert settings.database_url == url and settings.database_note is None
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            f"postgres://u:{PASSWORD}@db.example.com:5432/d1",
+            f"postgresql+asyncpg://u:{PASSWORD}@db.example.com:5432/d1",
+        ),
+        (
+            f"postgresql://u:{PASSWORD}@db.example.com/d1?sslmode=require",
+            f"postgresql+asyncpg://u:{PASSWORD}@db.example.com/d1?ssl=require",
+        ),
+    ],
+)
+def test_a_hosting_platforms_postgres_url_is_read_as_asyncpg(url: str, expected: str) -> None:
+    settings = load_settings({"DATABASE_URL": url})
+    assert settings.database_url == expected
+    assert settings.database_note is not None
+    assert "postgresql+asyncpg://" in settings.database_note
+    assert PASSWORD not in settings.database_note
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        (f"postgresql+asyncpg//u:{PASSWORD}@db.example.com/d1", "not a database URL"),
+        (f"postgresql+asyncpg://u:{PASSWORD}@db.example.com:five/d1", "port is not a number"),
+        (f"postgresql+asyncpg://u:{PASSWORD}@db.example.com:70000/d1", "port 70000"),
+        (f"mysql+aiomysql://u:{PASSWORD}@db.example.com/d1", "mysql+aiomysql:// is not supported"),
+        (f"postgresql+psycopg2://u:{PASSWORD}@db/d1", "postgresql+psycopg2:// is not supported"),
+        ("sqlite:///helpdesk.db", "sqlite:// is not supported"),
+        (PASSWORD, "not a database URL"),
+    ],
+)
+def test_a_database_url_that_cannot_be_used_is_refused_without_the_password(
+    url: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError, match="DATABASE_URL") as caught:
+        load_settings({"DATABASE_URL": url})
+    assert problem in str(caught.value)
+    assert PASSWORD not in str(caught.value)
+
+
+def test_a_config_file_that_is_not_utf8_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "helpdesk.yaml"
+    path.write_bytes("ticket_prefix: 'HÉ'\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="HELPDESK_CONFIG") as caught:
+        load_settings({"HELPDESK_CONFIG": str(path)})
+    assert "helpdesk.yaml" in str(caught.value) and "UTF-8" in str(caught.value)
