@@ -166,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(fmt=settings.log_format, level=settings.log_level)
     if settings.database_note:
         log.info("%s", settings.database_note)
-    from storage.migrate import SchemaMismatch
+    from storage.migrate import MigrationBusy, SchemaMismatch
 
     try:
         asyncio.run(_preflight(settings, command))
@@ -179,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, DirectoryError) as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
-    except SchemaMismatch as exc:
+    except (SchemaMismatch, MigrationBusy) as exc:
         print(f"database error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

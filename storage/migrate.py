@@ -6,6 +6,10 @@ nothing here touches it (running old code on a newer schema is how data gets cor
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import sqlite3
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -13,10 +17,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 _INI = Path(__file__).with_name("alembic.ini")
+log = logging.getLogger(__name__)
 
 
 class SchemaMismatch(Exception):
@@ -102,8 +109,67 @@ async def check_schema(engine: AsyncEngine, *, require_newest: bool) -> tuple[st
     return found
 
 
-async def upgrade(engine: AsyncEngine) -> tuple[tuple[str, ...], tuple[str, ...]]:
+class MigrationBusy(Exception):
+    """Another process held the migration lock longer than this one would wait."""
+
+
+# One migration at a time per database: PostgreSQL's advisory lock key (any fixed number; this
+# is "helpdesk" in ASCII), and how long a second process waits for the first one's migration.
+ADVISORY_LOCK_KEY = 0x68656C7064657368
+LOCK_WAIT = 120.0
+LOCK_POLL = 0.2
+
+
+def _sqlite_busy(error: BaseException) -> bool:
+    for found in (error, error.__cause__, error.__context__, getattr(error, "orig", None)):
+        if isinstance(found, sqlite3.OperationalError) and "locked" in str(found):
+            return True
+    return False
+
+
+async def _take_lock(conn: AsyncConnection, *, wait: float) -> None:
+    """Hold the migration lock until `conn`'s transaction ends (commit, rollback, or the
+    process dying): PostgreSQL's transaction-level advisory lock; on SQLite the write lock
+    (`BEGIN IMMEDIATE`, so the whole upgrade is one transaction that readers never see half
+    done). A process that finds it taken waits (the lock wait never holds a statement open
+    for long), up to `wait` seconds."""
+    deadline = time.monotonic() + wait
+    told = False
+    while True:
+        if conn.dialect.name == "postgresql":
+            took = await conn.scalar(
+                text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
+            )
+        else:
+            try:
+                # Waits up to SQLite's busy timeout on a thread (storage.sqlite_inline).
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
+                took = True
+            except OperationalError as exc:
+                if not _sqlite_busy(exc):
+                    raise
+                took = False
+        if took:
+            return
+        if time.monotonic() >= deadline:
+            raise MigrationBusy(
+                f"another process has been migrating the database for over {wait:.0f} s "
+                "(or holds its write lock): nothing was changed; try again when it is done"
+            )
+        if not told:
+            log.info("another process is migrating the database: waiting for it")
+            told = True
+        await asyncio.sleep(LOCK_POLL)
+
+
+async def upgrade(
+    engine: AsyncEngine, *, lock_wait: float = LOCK_WAIT
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Run every pending migration on `engine` (idempotent); (revisions before, after).
+
+    One process at a time (see `_take_lock`): a second one started together (the Procfile's
+    web and worker on one SQLite file, two `migrate` runs) waits for the first, then finds the
+    schema current and changes nothing.
 
     Raises SchemaTooNew, changing nothing, when the database was written by a newer release.
     """
@@ -117,4 +183,5 @@ async def upgrade(engine: AsyncEngine) -> tuple[tuple[str, ...], tuple[str, ...]
         return before, _current(connection)
 
     async with engine.begin() as conn:
+        await _take_lock(conn, wait=lock_wait)
         return await conn.run_sync(_upgrade)

@@ -11,12 +11,10 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -44,23 +42,6 @@ CONFIG = {
     "incident": {"bridge_url": "https://meet.example.com/p1-bridge"},
     "csat": {"delay": "0s", "vip_followup_delay": "1d"},
 }
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """An empty database of this test's own (nothing migrated), on each backend."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'helpdesk.db'}"
-        return
-    base = request.getfixturevalue("pg_migrated")
-    name = f"helpdesk_upgrade_{secrets.token_hex(4)}"
-    admin = create_async_engine(base, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(base).set(database=name).render_as_string(hide_password=False)
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    await admin.dispose()
 
 
 def bot(command: str, url: str, cwd: Path) -> tuple[int, list[str]]:
