@@ -22,9 +22,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable
 from datetime import datetime, timedelta
+from urllib.request import pathname2url
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -65,6 +67,19 @@ def teams_user(user: str) -> str:
     return f"teams:user:{user}"
 
 
+def _sqlite_reader(engine: AsyncEngine) -> windows.SqliteReader | None:
+    """A reader of its own for a SQLite file (None for PostgreSQL and in-memory SQLite)."""
+    url = getattr(engine, "url", None)  # (a stand-in engine in tests may have none)
+    if url is None or url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    database = url.database
+    if database.startswith("file:"):
+        if "mode=memory" in database:
+            return None
+        return windows.SqliteReader(database)
+    return windows.SqliteReader(f"file:{pathname2url(database)}?mode=ro")
+
+
 class SharedWindows:
     """The windows every process on the database sees (storage.windows), in seconds left."""
 
@@ -78,6 +93,8 @@ class SharedWindows:
         pause: float = SHARED_PAUSE,
     ) -> None:
         self.engine = engine
+        # A SQLite file is read through a read-only connection of its own (see SqliteReader).
+        self._reader = _sqlite_reader(engine)
         # Real time, not a test's clock: a Retry-After is in real seconds.
         self._wall = wall
         self._clock = clock
@@ -91,10 +108,17 @@ class SharedWindows:
         if not places or self._resting():
             return {}
         try:
-            async with asyncio.timeout(self._timeout):
-                async with self.engine.connect() as conn:
-                    now = self._wall()
-                    found = await windows.open_windows(conn, places=places, now=now)
+            now = self._wall()
+            if self._reader is not None:
+                found = self._reader.open_windows(places, now)
+            else:
+                async with asyncio.timeout(self._timeout):
+                    async with self.engine.connect() as conn:
+                        found = await windows.open_windows(conn, places=places, now=now)
+        except sqlite3.OperationalError as exc:
+            # Busy for a moment, or the table is not there yet: this process's own windows.
+            log.debug("Retry-After windows not read from SQLite: %s", exc)
+            return {}
         except Exception as exc:
             self._failed("read", exc)
             return {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -130,3 +131,20 @@ async def test_an_unreachable_database_is_memory_only() -> None:
         assert places.blocked_for(C2) == 0
     finally:
         await engine.dispose()
+
+
+async def test_on_a_sqlite_file_a_read_does_not_wait_for_the_engines_connection(
+    engine: AsyncEngine, db_url: str
+) -> None:
+    """SQLite has one pooled connection, held by whatever transaction runs (an intake): the
+    read before a delivery goes through a read-only connection of its own, at once, instead
+    of queueing behind it (bench.intake: +15 ms p50 when it queued)."""
+    if not db_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL reads through its pool, which has room")
+    await Places(shared=SharedWindows(engine)).refused(C1, 8)
+    other = Places(shared=SharedWindows(engine, timeout=0.5))
+    async with engine.begin():  # the only connection, held
+        started = time.monotonic()
+        await other.learn([C1])
+        assert time.monotonic() - started < 0.1
+    assert 7 < other.blocked_for(C1) <= 8
