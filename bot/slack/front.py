@@ -73,6 +73,13 @@ ACTION_PATTERN = re.compile(
 )
 
 
+def unescape(text: str) -> str:
+    """A command's or message's text as the person typed it: Slack sends `&`, `<` and `>` as
+    `&amp;`, `&lt;`, `&gt;` (platform-facts §5: unescape before storing or matching; the
+    renderers escape again when posting). `&amp;` last, so a typed `&lt;` stays `&lt;`."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 class CheckedRequest(AsyncBoltRequest):  # type: ignore[misc]
     """A Bolt request for a body the front door has already parsed and checked.
 
@@ -215,7 +222,7 @@ class SlackFront:
         interaction = Interaction(
             actor=Actor("slack", body["user_id"], body.get("user_name") or ""),
             conversation=Conversation("slack", body["channel_id"]),
-            text=body.get("text") or "",
+            text=unescape(body.get("text") or ""),
             delivery_id=delivery_id(body),
         )
         work = asyncio.ensure_future(self._handle(interaction))
@@ -403,7 +410,7 @@ class SlackFront:
             event=TICKET_MESSAGE,
             data={
                 "thread": str(event["thread_ts"]),
-                "text": str(event.get("text") or ""),
+                "text": unescape(str(event.get("text") or "")),
                 "files": files,
             },
             delivery_id=delivery_id(body),
