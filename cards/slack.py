@@ -242,10 +242,15 @@ def _actions_blocks(buttons: list[Button], links: list[LinkButton] | None = None
 
 
 def _limit_blocks(blocks: list[Block], limit: int) -> list[Block]:
+    """At most `limit` blocks: the body is cut (with a note), never the card's buttons."""
     if len(blocks) <= limit:
         return blocks
+    keep = len(blocks)
+    while keep > 0 and blocks[keep - 1]["type"] == "actions":
+        keep -= 1
+    actions = blocks[keep:]
     note = {"type": "context", "elements": [_mrkdwn(TRUNCATED_NOTE)]}
-    return [*blocks[: limit - 1], note]
+    return [*blocks[: max(limit - 1 - len(actions), 0)], note, *actions][:limit]
 
 
 def _fallback_text(card: Card) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from typing import Any
 
 from cards.model import (
@@ -40,6 +41,7 @@ VERSION = "1.5"
 MAX_CARD_CHARS = 28_000
 _MIN_CAP = 16
 EMAIL_PLACEHOLDER = "name@example.com"
+TRUNCATED_NOTE = "… (truncated)"
 
 # Characters that start markup wherever they are (each alternative matches the one character
 # to escape): a backslash before ASCII punctuation (or at the end), `*`, `` ` ``, `[`, `]`, `<`,
@@ -249,6 +251,10 @@ def render_card(card: Card, *, execute: bool = True) -> dict[str, Any]:
         return rendered
     low, high = _MIN_CAP, _longest_text(card)
     best = _render(card, execute=execute, cap=low)
+    if card_size(best) >= MAX_CARD_CHARS:
+        # Too many rows for any cut of their texts (a long list): the body's last elements go,
+        # with a note, until it fits; the buttons stay.
+        return _drop_rows(card, execute=execute)
     while low <= high:
         mid = (low + high) // 2
         candidate = _render(card, execute=execute, cap=mid)
@@ -257,6 +263,23 @@ def render_card(card: Card, *, execute: bool = True) -> dict[str, Any]:
         else:
             high = mid - 1
     return best
+
+
+def _drop_rows(card: Card, *, execute: bool) -> dict[str, Any]:
+    body = list(card.body)
+    while body:
+        # A list of facts loses half its rows at a time before the element itself goes.
+        last = body[-1]
+        if isinstance(last, Facts) and len(last.items) > 1:
+            body[-1] = replace(last, items=list(last.items)[: len(last.items) // 2])
+        else:
+            body.pop()
+        shorter = replace(card, body=[*body, Text(TRUNCATED_NOTE, muted=True)])
+        rendered = _render(shorter, execute=execute, cap=_MIN_CAP)
+        if card_size(rendered) < MAX_CARD_CHARS:
+            return rendered
+    bare = replace(card, body=[Text(TRUNCATED_NOTE, muted=True)])
+    return _render(bare, execute=execute, cap=_MIN_CAP)
 
 
 def submitted_values(value: Any) -> tuple[str | None, dict[str, str]]:

@@ -236,11 +236,15 @@ async def on_message(deps: Deps, interaction: Interaction) -> Reply:
     return Reply(text=f"Added to {ticket.number}: {names} (see `ticket show {ticket.number}`).")
 
 
-async def show_lines(session: AsyncSession, ticket: Ticket, directory: Directory) -> list[Element]:
-    """`show`: one line per file: name, link, who, when."""
-    files = await repo.attachments_of(session, ticket.id)
-    if not files:
+async def show_lines(
+    session: AsyncSession, ticket: Ticket, directory: Directory, *, limit: int | None = None
+) -> list[Element]:
+    """`show`: one line per file: name, link, who, when (the first `limit` files, then how
+    many more there are)."""
+    every = await repo.attachments_of(session, ticket.id)
+    if not every:
         return []
+    files = every if limit is None else every[:limit]
     people: dict[tuple[str, str], Inline] = {}
     for item in files:
         who = (item.platform, item.actor_id)
@@ -259,7 +263,15 @@ async def show_lines(session: AsyncSession, ticket: Ticket, directory: Directory
         )
         for item in files
     ]
-    return [Text(f"Attachments ({len(files)})", muted=True), Facts(lines)]
+    more = more_line(len(every), len(files))
+    return [Text(f"Attachments ({len(every)})", muted=True), Facts(lines), *more]
+
+
+def more_line(total: int, shown: int) -> list[Element]:
+    """`… and N more` under a list cut at `shown` rows (nothing when it was not cut)."""
+    if total <= shown:
+        return []
+    return [Text(f"… and {total - shown} more (the first {shown} are listed)", muted=True)]
 
 
 def _who(item: TicketAttachment, found: Any) -> Inline:

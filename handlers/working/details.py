@@ -8,9 +8,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cards.model import Element, Facts, Inline, Rich, Text
 from handlers.directory import Directory
 from handlers.formatting import requester
+from handlers.working.attachments import more_line
 from handlers.working.attachments import show_lines as attachment_lines
 from storage import working as repo
 from storage.models import Ticket
+
+# A card lists at most this many rows of a list (a big outage files hundreds of reports):
+# beyond that Slack's 50 blocks and Teams' card size would cut the card, buttons included.
+SHOW_ROWS = 50
 
 
 async def show_lines(session: AsyncSession, ticket: Ticket, directory: Directory) -> list[Element]:
@@ -24,7 +29,8 @@ async def show_lines(session: AsyncSession, ticket: Ticket, directory: Directory
                 report.number,
                 Rich(requester(report), f" - {report.users_affected} affected - {report.status}"),
             )
-            for report in reports
+            for report in reports[:SHOW_ROWS]
         ]
         out.append(Facts(lines))
-    return out + await attachment_lines(session, ticket, directory)
+        out.extend(more_line(len(reports), SHOW_ROWS))
+    return out + await attachment_lines(session, ticket, directory, limit=SHOW_ROWS)

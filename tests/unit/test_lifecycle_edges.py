@@ -137,3 +137,20 @@ async def test_the_add_to_p1_card_button_is_the_first_response(deps: Deps):
     await linking.add_button(deps, act(ActionId.FILE_UNDER_P1, ticket=report.number, p1=p1.number))
     after = await reload(deps, report.number)
     assert after.first_response_at == NOW and after.respond_met is True
+
+
+async def test_show_lists_at_most_fifty_filed_reports_and_says_how_many_more(deps: Deps):
+    """A big outage files hundreds of reports under its P1: `show` lists the first 50 and
+    says how many more, so the card keeps its size and its buttons on both platforms."""
+    from cards.model import Facts, Text
+    from handlers.working import details
+
+    p1 = await make(deps, priority="P1", filed_count=60)
+    for _ in range(60):
+        await make(deps, filed_under=p1.number)
+    async with deps.sessions() as session:
+        shown = await details.show_lines(session, await reload(deps, p1.number), deps.directory)
+    [heading, facts, more] = shown
+    assert isinstance(heading, Text) and "(60)" in str(heading.text)
+    assert isinstance(facts, Facts) and len(facts.items) == details.SHOW_ROWS == 50
+    assert isinstance(more, Text) and "… and 10 more" in str(more.text)
