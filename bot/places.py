@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable
@@ -33,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from storage import windows
 from storage.errors import is_unavailable
 from storage.models import utcnow
+from storage.outbox import MAX_RETRY_AFTER
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,15 @@ def _sqlite_reader(engine: AsyncEngine) -> windows.SqliteReader | None:
             return None
         return windows.SqliteReader(database)
     return windows.SqliteReader(f"file:{pathname2url(database)}?mode=ro")
+
+
+def window_seconds(seconds: float) -> float:
+    """A Retry-After as a window: not negative, not NaN, at most MAX_RETRY_AFTER (an hour, as
+    the outbox's own retries: a server asking for a week must not hold a place that long in
+    every process and across restarts)."""
+    if math.isnan(seconds):
+        return 0.0
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 class SharedWindows:
@@ -144,14 +155,15 @@ class SharedWindows:
         return self._down_until is not None and self._clock() < self._down_until
 
     def _failed(self, doing: str, error: BaseException) -> None:
-        if not is_unavailable(error):
-            raise error
+        # Never raised to the sender: a window that cannot be shared must not keep a delivery's
+        # outcome from being recorded (the send was refused cleanly; it is not in doubt).
         if self._down_until is None:
             log.warning(
                 "Retry-After windows cannot be %s in the database (%s); "
                 "this process goes by its own until it answers",
                 doing,
                 type(error).__name__,
+                exc_info=None if is_unavailable(error) else error,
             )
         self._down_until = self._clock() + self._pause
 
@@ -179,7 +191,7 @@ class Places:
 
     def block(self, place: str, seconds: float) -> None:
         """Nothing goes to `place` for `seconds` (a Retry-After); a longer window wins."""
-        until = self._clock() + max(seconds, 0.0)
+        until = self._clock() + window_seconds(seconds)
         if until > self._until.get(place, 0.0):
             self._until[place] = until
 
@@ -188,7 +200,7 @@ class Places:
         from this process or any other until it has passed."""
         self.block(place, seconds)
         if self._shared is not None:
-            await self._shared.write(place, seconds)
+            await self._shared.write(place, window_seconds(seconds))
 
     async def learn(self, places: Iterable[str]) -> None:
         """Take in the windows other processes learned for `places` (one database read)."""

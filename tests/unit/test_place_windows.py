@@ -148,3 +148,46 @@ async def test_on_a_sqlite_file_a_read_does_not_wait_for_the_engines_connection(
         await other.learn([C1])
         assert time.monotonic() - started < 0.1
     assert 7 < other.blocked_for(C1) <= 8
+
+
+async def test_a_huge_or_broken_retry_after_is_an_hour_at_most(engine: AsyncEngine) -> None:
+    """`Retry-After: 1e12` (or a week) must neither break the recording of the failed send
+    (OverflowError in the window's timestamp) nor hold the place in every process, across
+    restarts, for longer than the outbox's own longest retry (MAX_RETRY_AFTER, an hour)."""
+    from bot.notifiers import retry_after_seconds
+    from bot.places import window_seconds
+    from storage.outbox import MAX_RETRY_AFTER
+
+    a = Places(shared=SharedWindows(engine))
+    huge = retry_after_seconds("1e12")
+    assert huge is not None
+    await a.refused(C1, huge)  # must not raise
+    await a.refused(C2, 7 * 86400)
+    fresh = Places(shared=SharedWindows(engine))  # a restarted process
+    await fresh.learn((C1, C2))
+    assert MAX_RETRY_AFTER - 5 < fresh.blocked_for(C1) <= MAX_RETRY_AFTER
+    assert MAX_RETRY_AFTER - 5 < fresh.blocked_for(C2) <= MAX_RETRY_AFTER
+    assert window_seconds(float("nan")) == 0.0 and window_seconds(-3) == 0.0
+    assert window_seconds(float("inf")) == MAX_RETRY_AFTER
+
+
+async def test_a_window_store_error_does_not_reach_the_sender(
+    engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Any failure to share a window (not only an outage) is logged and the process goes by
+    its own windows: the sender's failed attempt is still recorded as a clean refusal."""
+
+    class Broken:
+        url = None
+
+        def begin(self) -> Any:
+            raise RuntimeError("a bug in the store")
+
+        def connect(self) -> Any:
+            raise RuntimeError("a bug in the store")
+
+    places = Places(shared=SharedWindows(Broken()))  # type: ignore[arg-type]
+    await places.refused(C1, 5)  # must not raise
+    await places.learn([C1])
+    assert 4 < places.blocked_for(C1) <= 5
+    assert any("cannot be written" in r.getMessage() for r in caplog.records)
