@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
@@ -12,14 +13,16 @@ from storage.models import OutboxMessage
 def retry_after_seconds(value: str | None) -> float | None:
     """`Retry-After` as seconds: delta-seconds, an HTTP date, or an RFC 3339 / ISO 8601
     date-time (Freshservice's swagger types it so; without an offset it is UTC); None when
-    absent or unusable."""
+    absent or unusable (NaN included). Callers cap it (storage.outbox.MAX_RETRY_AFTER)."""
     if not value:
         return None
     value = value.strip()
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         pass
+    else:  # "NaN" parses as a float: not a wait (it broke the timestamp of the next retry)
+        return None if math.isnan(seconds) else max(seconds, 0.0)
     try:
         until = parsedate_to_datetime(value)
     except (TypeError, ValueError):

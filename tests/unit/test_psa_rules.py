@@ -131,6 +131,7 @@ async def test_freshservice_retry_after_as_a_date_time_is_honoured() -> None:
 def test_retry_after_seconds_http_date_or_date_time() -> None:
     assert retry_after_seconds("7") == 7.0
     assert retry_after_seconds("soon") is None and retry_after_seconds("") is None
+    assert retry_after_seconds("NaN") is None and retry_after_seconds("-5") == 0.0
     soon = datetime.now(UTC) + timedelta(seconds=40)
     assert 35 < (retry_after_seconds(soon.isoformat()) or 0) <= 40
     plus_two = soon.astimezone(timezone(timedelta(hours=2))).isoformat()
