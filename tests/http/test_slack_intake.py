@@ -203,22 +203,31 @@ async def test_malformed_bodies_get_4xx_and_server_keeps_serving(make_app, slack
     await open_modal(app, slack_api)
 
 
-async def test_fifty_concurrent_submissions_get_distinct_numbers(make_app, slack_api: FakeSlack):
+# Submissions sent at once. On PostgreSQL intakes take turns on the ticket counter's row lock
+# (that is what keeps numbers gapless and lets each intake see the ones before it), so the
+# last of N answers after N intakes: 50 took ~1.5 s in a quiet run, too close to the 2 s
+# answer budget on a loaded 2-core CI box (one was answered "try again" now and then). The
+# numbering is what this test is about; the budget has tests of its own.
+AT_ONCE = 30
+
+
+async def test_concurrent_submissions_get_distinct_numbers(make_app, slack_api: FakeSlack):
     app = await make_app(slack=slack_api, scheduler=False)
     view = await open_modal(app, slack_api)
-    payloads = [view_submission(view, states(), view_id=f"V{i:04d}") for i in range(50)]
+    payloads = [view_submission(view, states(), view_id=f"V{i:04d}") for i in range(AT_ONCE)]
     responses = await asyncio.gather(*(app.interactive(p) for p in payloads))
-    assert [r.status for r in responses] == [200] * 50
+    assert [r.status for r in responses] == [200] * AT_ONCE
     async with app.services.sessions() as session:
         numbers = (await session.execute(select(Ticket.number))).scalars().all()
         queued = (await session.execute(select(OutboxMessage))).scalars().all()
-    assert sorted(numbers, key=lambda n: int(n.split("-")[1])) == [f"HD-{i}" for i in range(1, 51)]
+    expected = [f"HD-{i}" for i in range(1, AT_ONCE + 1)]
+    assert sorted(numbers, key=lambda n: int(n.split("-")[1])) == expected
     # One card each, and each ticket's respond and resolve warnings (due later); a printer
     # is Tier 1, so no nudge.
-    assert sum(not is_due_later(r) for r in queued) == 50
+    assert sum(not is_due_later(r) for r in queued) == AT_ONCE
     assert not [r for r in queued if is_tier_nudge(r)]
     warnings = sorted(r.dedup_key or "" for r in queued if is_sla_alarm(r))
-    assert len(warnings) == len(set(warnings)) == 100
+    assert len(warnings) == len(set(warnings)) == 2 * AT_ONCE
 
 
 async def test_show_mine_and_help_are_ephemeral(make_app, slack_api: FakeSlack):
