@@ -203,31 +203,32 @@ async def test_malformed_bodies_get_4xx_and_server_keeps_serving(make_app, slack
     await open_modal(app, slack_api)
 
 
-# Submissions sent at once. On PostgreSQL intakes take turns on the ticket counter's row lock
-# (that is what keeps numbers gapless and lets each intake see the ones before it), so the
-# last of N answers after N intakes: 50 took ~1.5 s in a quiet run, too close to the 2 s
-# answer budget on a loaded 2-core CI box (one was answered "try again" now and then). The
-# numbering is what this test is about; the budget has tests of its own.
-AT_ONCE = 30
-
-
 async def test_concurrent_submissions_get_distinct_numbers(make_app, slack_api: FakeSlack):
+    """Fifty submissions at once: every ticket gets its own number, gapless (HD-1..HD-k). On
+    PostgreSQL intakes take turns on the counter's row lock, and a fresh pool opens its
+    connections at the same moment, so on a loaded box the last ones can pass the 2 s answer
+    budget: such a submission is answered "try again" with nothing saved (its number is not
+    used). Whichever happens, each submission made one ticket or none, never a gap."""
     app = await make_app(slack=slack_api, scheduler=False)
     view = await open_modal(app, slack_api)
-    payloads = [view_submission(view, states(), view_id=f"V{i:04d}") for i in range(AT_ONCE)]
+    payloads = [view_submission(view, states(), view_id=f"V{i:04d}") for i in range(50)]
     responses = await asyncio.gather(*(app.interactive(p) for p in payloads))
-    assert [r.status for r in responses] == [200] * AT_ONCE
+    assert [r.status for r in responses] == [200] * 50
+    bodies = [await r.text() for r in responses]
+    told_to_retry = sum("cannot save tickets right now" in body for body in bodies)
     async with app.services.sessions() as session:
         numbers = (await session.execute(select(Ticket.number))).scalars().all()
         queued = (await session.execute(select(OutboxMessage))).scalars().all()
-    expected = [f"HD-{i}" for i in range(1, AT_ONCE + 1)]
+    opened = len(numbers)
+    assert opened >= 1 and opened + told_to_retry == 50, (opened, told_to_retry)
+    expected = [f"HD-{i}" for i in range(1, opened + 1)]
     assert sorted(numbers, key=lambda n: int(n.split("-")[1])) == expected
     # One card each, and each ticket's respond and resolve warnings (due later); a printer
     # is Tier 1, so no nudge.
-    assert sum(not is_due_later(r) for r in queued) == AT_ONCE
+    assert sum(not is_due_later(r) for r in queued) == opened
     assert not [r for r in queued if is_tier_nudge(r)]
     warnings = sorted(r.dedup_key or "" for r in queued if is_sla_alarm(r))
-    assert len(warnings) == len(set(warnings)) == 2 * AT_ONCE
+    assert len(warnings) == len(set(warnings)) == 2 * opened
 
 
 async def test_show_mine_and_help_are_ephemeral(make_app, slack_api: FakeSlack):
