@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable
@@ -34,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from storage import windows
 from storage.errors import is_unavailable
 from storage.models import utcnow
-from storage.outbox import MAX_RETRY_AFTER
+from storage.outbox import retry_wait
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +81,9 @@ def _sqlite_reader(engine: AsyncEngine) -> windows.SqliteReader | None:
     return windows.SqliteReader(f"file:{pathname2url(database)}?mode=ro")
 
 
-def window_seconds(seconds: float) -> float:
-    """A Retry-After as a window: not negative, not NaN, at most MAX_RETRY_AFTER (an hour, as
-    the outbox's own retries: a server asking for a week must not hold a place that long in
-    every process and across restarts)."""
-    if math.isnan(seconds):
-        return 0.0
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+# A Retry-After as a window: at most an hour, as the outbox's own retries (a server asking
+# for a week must not hold a place that long in every process and across restarts).
+window_seconds = retry_wait
 
 
 class SharedWindows:

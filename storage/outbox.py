@@ -10,6 +10,7 @@ metadata; pages are idempotent through their dedup key).
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -280,13 +281,21 @@ async def renew(
     return int(done.rowcount)  # type: ignore[attr-defined]
 
 
+def retry_wait(seconds: float) -> float:
+    """A server's Retry-After as a wait: not negative, not NaN, at most MAX_RETRY_AFTER (the
+    outbox's retries and the places' Retry-After windows alike)."""
+    if math.isnan(seconds):
+        return 0.0
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
 def backoff(attempts: int, *, retry_after: float | None = None) -> float:
     """Seconds before the next try: about 1, 2, 4 ... capped at 300, with jitter.
 
     A server's Retry-After wins: the next try is never before it (jitter only adds).
     """
     if retry_after is not None:
-        wait = min(max(retry_after, 0.0), MAX_RETRY_AFTER)
+        wait = retry_wait(retry_after)
         return wait + random.uniform(0.0, min(1.0, wait * 0.1))
     base = min(MAX_BACKOFF, FIRST_BACKOFF * 2.0 ** max(attempts - 1, 0))
     return base * random.uniform(0.75, 1.0)
