@@ -50,8 +50,20 @@ UNAVAILABLE = (
     "The help desk cannot save tickets right now (its database is not answering). Nothing "
     "was saved: please try again in a few minutes."
 )
+SAVED_LATE = (
+    "This was saved, but the help desk's database was slow to confirm it: look it up with "
+    "`mine` or `show` rather than trying again."
+)
+IN_DOUBT = (
+    "The help desk's database did not confirm in time whether this was saved. Look it up "
+    "with `mine` or `show` before trying again."
+)
 # Slack and Teams give a bot 3 s to answer.
 ANSWER_BUDGET = 2.0
+# A commit already sent when the budget ends is waited for (its outcome decides the answer;
+# the edges answer a late result on their own), at most this long: the database's own
+# command timeout (storage.db.COMMAND_TIMEOUT) ends it by then.
+COMMIT_WAIT = 10.5
 
 CommandHandler = Callable[[Deps, Interaction, Command], Awaitable[Reply]]
 ActionHandler = Callable[[Deps, Interaction], Awaitable[Reply]]
@@ -141,18 +153,35 @@ EVENTS: dict[str, Route[ActionHandler]] = {
 }
 
 
-async def handle(deps: Deps, interaction: Interaction) -> Reply:
+@dataclass
+class Attempt:
+    """One run of `handle`, as `answer` sees it: the delivery binding its change commits
+    under (set once the route is known), to tell whether a commit is under way."""
+
+    binding: inbound.Binding | None = None
+
+
+async def handle(deps: Deps, interaction: Interaction, attempt: Attempt | None = None) -> Reply:
     """Answer one interaction; known domain errors become a message to the person."""
+    attempt = attempt or Attempt()
     try:
         if interaction.event is not None:
             event = EVENTS[interaction.event]
             return await _run(
-                deps, interaction, event.changes_state, lambda d: event.handler(d, interaction)
+                deps,
+                interaction,
+                event.changes_state,
+                lambda d: event.handler(d, interaction),
+                attempt,
             )
         if interaction.action is not None:
             action = ACTIONS[interaction.action]
             return await _run(
-                deps, interaction, action.changes_state, lambda d: action.handler(d, interaction)
+                deps,
+                interaction,
+                action.changes_state,
+                lambda d: action.handler(d, interaction),
+                attempt,
             )
         command = parse(interaction.text)
         route = COMMANDS[command.verb]
@@ -161,6 +190,7 @@ async def handle(deps: Deps, interaction: Interaction) -> Reply:
             interaction,
             route.changes_state,
             lambda d: route.handler(d, interaction, command),
+            attempt,
         )
     except Duplicate as exc:
         log.info("duplicate delivery ignored: %s", exc)
@@ -201,20 +231,54 @@ async def answer(
     transaction is rolled back, its connection dropped; nothing it did is committed) and the
     person is told to try again, unless `keep_waiting()` says it is worth waiting for (the
     directory is being asked, with a deadline of its own): then it gets another `budget`.
+    Work whose commit has begun is not cancelled: the COMMIT may already have reached the
+    database, and telling the person "nothing was saved" could then be false. It is waited
+    for (up to COMMIT_WAIT) and its own answer given.
     """
-    task = asyncio.ensure_future(handle(deps, interaction))
+    attempt = Attempt()
+    task = asyncio.ensure_future(handle(deps, interaction, attempt))
     patient = is_patient(interaction)
     while True:
         done, _ = await asyncio.wait({task}, timeout=budget)
         if task in done:
             return task.result()
-        if not patient and (keep_waiting is None or not keep_waiting()):
-            break
-    task.cancel()
-    _LATE.add(task)  # finishes its clean-up in the background
-    task.add_done_callback(_forget)
+        if patient or (keep_waiting is not None and keep_waiting()):
+            continue
+        if _saving(attempt):
+            return await _wait_for_commit(deps, task, attempt, budget)
+        break
+    if attempt.binding is not None:
+        attempt.binding.given_up = True  # a commit it had not begun may not begin now
+    _give_up(task, cancel=True)
     deps.database_trouble(TimeoutError(f"no answer within {budget:.1f} s"))
     return unavailable()
+
+
+def _saving(attempt: Attempt) -> bool:
+    binding = attempt.binding
+    return binding is not None and (binding.committing or binding.done)
+
+
+async def _wait_for_commit(
+    deps: Deps, task: asyncio.Task[Reply], attempt: Attempt, budget: float
+) -> Reply:
+    log.info("answer budget (%.1f s) passed while a commit was under way: waiting for it", budget)
+    done, _ = await asyncio.wait({task}, timeout=COMMIT_WAIT)
+    if task in done:
+        return task.result()
+    # Still not known: not cancelled (that would not take the COMMIT back), and the person
+    # is told exactly that much.
+    _give_up(task, cancel=False)
+    deps.database_trouble(TimeoutError(f"a commit unconfirmed after {COMMIT_WAIT:.1f} s"))
+    saved = attempt.binding is not None and attempt.binding.done
+    return Reply(text=SAVED_LATE if saved else IN_DOUBT)
+
+
+def _give_up(task: asyncio.Task[Reply], *, cancel: bool) -> None:
+    if cancel:
+        task.cancel()
+    _LATE.add(task)  # finishes (its clean-up, or its commit) in the background
+    task.add_done_callback(_forget)
 
 
 _LATE: set[asyncio.Task[Reply]] = set()
@@ -231,6 +295,7 @@ async def _run(
     interaction: Interaction,
     changes_state: bool,
     call: Callable[[Deps], Awaitable[Reply]],
+    attempt: Attempt,
 ) -> Reply:
     """Run `call` with sessions bound to this delivery (see the module docstring)."""
     if not changes_state:
@@ -244,6 +309,7 @@ async def _run(
             if await inbound.seen(session, key):
                 raise Duplicate(f"delivery {interaction.delivery_id} was already handled")
     binding = inbound.Binding(key=key, writes=True)
+    attempt.binding = binding
     try:
         return await call(dataclasses.replace(deps, sessions=inbound.bound(deps.sessions, binding)))
     except inbound.AlreadyHandled:

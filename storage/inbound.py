@@ -7,6 +7,10 @@ opened with `begin()` (on PostgreSQL a concurrent duplicate then waits on the ke
 there), and is written before the commit of any other transaction that commits. One delivery
 changes state in one transaction: a second one is refused as a programming error, as is any
 commit from a delivery bound as read-only. `install` hooks this into a session class.
+
+The binding also tells the dispatcher whether the delivery's change may already be saved
+(`committing`, `done`) when its answer budget runs out, and once the dispatcher has given the
+delivery up (`given_up`, the person told nothing was saved) no commit of it may start.
 """
 
 from __future__ import annotations
@@ -36,6 +40,11 @@ class AlreadyHandled(Exception):
     """The delivery id was claimed by an earlier, committed transaction: a redelivery."""
 
 
+class GivenUp(Exception):
+    """The delivery's answer budget ran out before it committed: the person was told nothing
+    was saved, so nothing may be."""
+
+
 class UndeclaredWrite(RuntimeError):
     """A handler wrote in a way its registration does not allow (a bug, never a retry)."""
 
@@ -49,6 +58,10 @@ class Binding:
     # The transaction holding the claim until it commits; `done` once it has.
     pending: SessionTransaction | None = None
     done: bool = False
+    # A commit has begun and not ended (its outcome is not known yet).
+    committing: bool = False
+    # The dispatcher stopped waiting before any commit began (see GivenUp).
+    given_up: bool = False
 
 
 def key_for(delivery_id: str) -> str:
@@ -130,6 +143,11 @@ def _before_commit(session: Session) -> None:
         return
     if not binding.writes:
         raise UndeclaredWrite("a read-only request tried to commit a change")
+    if binding.given_up:
+        raise GivenUp(f"delivery {binding.key} was given up before it committed")
+    # From here the change may land whatever happens to the task (a COMMIT on its way to the
+    # server is not taken back by cancelling the await).
+    binding.committing = True
     transaction = session.get_transaction()
     if binding.key is None or transaction is None or binding.pending is transaction:
         return
@@ -146,7 +164,11 @@ def _after_commit(session: Session) -> None:
 
 def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
     binding = _binding(session)
-    if binding is not None and binding.pending is transaction:
+    if binding is None:
+        return
+    if transaction.parent is None:
+        binding.committing = False
+    if binding.pending is transaction:
         binding.pending = None  # rolled back: the claim went with it
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from handlers import dispatch
@@ -154,3 +155,86 @@ async def test_the_dispatcher_runs_a_state_changing_route_once_and_a_read_only_o
     async with deps.sessions() as session:
         kinds = (await session.execute(select(TicketEvent.kind))).scalars().all()
     assert kinds == ["test.event"]
+
+
+def _slow_turn() -> Interaction:
+    return Interaction(
+        actor=Actor("slack", "UTECH"),
+        conversation=Conversation("slack", "C0HELP"),
+        text="time HD-1 1m",
+        delivery_id="slack:command:t-slow",
+    )
+
+
+async def test_work_that_has_not_begun_to_commit_is_given_up_at_the_budget_and_saves_nothing(
+    engine, monkeypatch
+):
+    deps = Deps(
+        config=HelpdeskConfig(), sessions=db.session_factory(engine), directory=EmptyDirectory()
+    )
+    refused: list[BaseException] = []
+
+    async def stubborn(d: Deps, interaction: Interaction, command: Any) -> Reply:
+        # Work that outlives its cancellation (a clean-up that writes): once the person has
+        # been told nothing was saved, its commit is refused.
+        async with d.sessions() as session:
+            await write_event(session)
+            try:
+                await asyncio.sleep(5)
+            except asyncio.CancelledError:
+                try:
+                    await session.commit()
+                except inbound.GivenUp as exc:
+                    refused.append(exc)
+                raise
+        return Reply(text="too late")
+
+    monkeypatch.setattr(dispatch, "COMMANDS", {"time": changes(stubborn)})
+    reply = await dispatch.answer(deps, _slow_turn(), budget=0.2)
+    assert reply.text == dispatch.UNAVAILABLE
+    for _ in range(50):
+        if refused:
+            break
+        await asyncio.sleep(0.02)
+    assert len(refused) == 1
+    assert await count(deps.sessions, TicketEvent) == 0
+    assert await count(deps.sessions, InboundDelivery) == 0
+
+
+async def test_a_commit_under_way_when_the_budget_ends_is_waited_for(engine, db_url, monkeypatch):
+    """The person is told what happened, never "nothing was saved" about a change whose COMMIT
+    was already on its way (on PostgreSQL a deferred trigger makes the COMMIT itself slow)."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("an SQLite COMMIT cannot be made slow from outside: PostgreSQL only")
+    deps = Deps(
+        config=HelpdeskConfig(), sessions=db.session_factory(engine), directory=EmptyDirectory()
+    )
+
+    async def write(d: Deps, interaction: Interaction, command: Any) -> Reply:
+        async with d.sessions() as session, session.begin():
+            await write_event(session, "slow.commit")
+        return Reply(text="written")
+
+    monkeypatch.setattr(dispatch, "COMMANDS", {"time": changes(write)})
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "CREATE FUNCTION test_slow_commit() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN PERFORM pg_sleep(0.8); RETURN NULL; END $$"
+            )
+        )
+        await conn.execute(
+            text(
+                "CREATE CONSTRAINT TRIGGER test_slow_commit AFTER INSERT ON ticket_events "
+                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_slow_commit()"
+            )
+        )
+    try:
+        reply = await dispatch.answer(deps, _slow_turn(), budget=0.3)
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text("DROP TRIGGER test_slow_commit ON ticket_events"))
+            await conn.execute(text("DROP FUNCTION test_slow_commit()"))
+    assert reply.text == "written"
+    assert await count(deps.sessions, TicketEvent) == 1
+    assert await count(deps.sessions, InboundDelivery) == 1
