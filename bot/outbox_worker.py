@@ -333,6 +333,10 @@ class OutboxWorker:
                 now=self.clock(),
             )
         self._database_back()
+        if len(rows) == room < self.batch:
+            # Room, not the queue, set the limit: more rows may be due. Claim again as soon
+            # as a delivery ends (run() loops), not at the next poll.
+            self._when_free = True
         # A row whose earlier attempt this worker still has in hand (a hand-off sending, an
         # outcome the database could not take yet) is claimed again once its lease runs out,
         # but not sent again: that attempt ends here, and is recorded here. A hand-off still

@@ -703,3 +703,28 @@ async def test_a_row_still_in_hand_is_not_sent_again_when_its_lease_ran_out(sess
         assert len(slack.at) == 1  # ...but not sent again
         [row] = await rows(sessions)
         assert row.status == "delivered"
+
+
+async def test_rows_left_by_a_run_with_little_room_are_claimed_as_soon_as_a_slot_frees(
+    sessions: Sessions,
+):
+    """A run that found one free slot (the other busy with a slow hand-off) claims one row;
+    the rest are claimed when that delivery ends, not at the next poll (30 s here)."""
+    slow, slack = Stub(slow=3.0), Stub()
+    worker = OutboxWorker(
+        sessions,
+        notifiers(update__slack=slow, message__slack=slack),
+        config=CONFIG,
+        poll=30,
+        concurrency=2,
+    )
+    async with running(sessions, worker):
+        await asyncio.sleep(0.2)
+        await queue(sessions, "update")  # handed over: one slot busy for 3 s
+        await wait_until(lambda: len(slow.at) == 1, what="the slow delivery under way")
+        await queue(sessions, "message", n=3)  # one handed over (the free slot), two wait
+        await wait_until(lambda: len(slack.sent) == 1, what="the handed-over message")
+        started = time.monotonic()
+        await worker.run()  # room for one
+        await wait_until(lambda: len(slack.sent) == 3, timeout=2, what="the rows left waiting")
+        assert time.monotonic() - started < 2 and not slow.sent  # the slow one still going
