@@ -172,7 +172,8 @@ async def _survey(session: AsyncSession, interaction: Interaction) -> tuple[Csat
 
 
 def _is_requester(actor: Actor, survey: CsatSurvey) -> bool:
-    return actor.platform == survey.requester_platform and actor.id == survey.requester_id
+    """The survey's addressee (on Teams also when the survey went to their AAD object id)."""
+    return notify.is_user(actor, survey.requester_platform, survey.requester_id)
 
 
 async def _refuse(session: AsyncSession, interaction: Interaction, ticket: Ticket) -> Reply:

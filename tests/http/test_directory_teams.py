@@ -273,3 +273,50 @@ async def test_show_asks_the_directory_while_it_reads_the_ticket(
     [shown] = connector.activities(chat_of(TOM))[before:]
     assert "HD-1" in json.dumps(card_of(shown))
     assert "Only technicians and the requester" in await say(app, connector, PAT, "show HD-1")
+
+
+async def test_the_requester_reached_by_aad_object_id_can_rate_the_survey(
+    make_app, connector: FakeConnector, source: Source
+):
+    """Ana never chatted with the bot: with Graph her survey goes to a chat opened by her AAD
+    object id. Her click (her Teams id, her AAD object id) is her answer, not a stranger's."""
+    app = await start(make_app, source, csat={"delay": "0s"})
+    await new_ticket(app, connector, ANA)
+    assert "Logged 30m on HD-1" in await say(app, connector, TOM, "time HD-1 30m")
+    chat = chat_of(TOM)
+    posted = len(connector.activities(chat))
+    await app.teams(sent_by(connector, TOM, text="ticket close HD-1", textFormat="plain"))
+    await wait_until(lambda: len(connector.activities(chat)) > posted)
+    form = card_of(connector.activities(chat)[-1])
+    closing = {
+        **submit_action(form)["fallback"]["data"],
+        "resolution_note": "Cleared the print queue on PRN-0042 and reinstalled the driver",
+        "resolution_category": "Incident",
+        "time_spent": "",
+        "kb_article": "",
+    }
+    assert (await app.teams(sent_by(connector, TOM, value=closing))).status == 201
+    requester_id = ANA.teams if source.name == "ldap" else ANA.aad
+
+    def chats() -> list[dict[str, Any]]:
+        return [
+            c for c in connector.created_conversations() if c["members"][0]["id"] == requester_id
+        ]
+
+    await wait_until(lambda: bool(chats()) and bool(connector.activities(chats()[0]["_id"])))
+    survey_chat = chats()[0]["_id"]
+    survey = card_of(connector.activities(survey_chat)[0])
+    four = next(a for a in survey["actions"] if a["title"] == "4")
+    invoke = sent_by(
+        connector,
+        ANA,
+        conversation=survey_chat,
+        type="invoke",
+        name="adaptiveCard/action",
+        value={"action": {"type": "Action.Execute", "verb": four["verb"], "data": four["data"]}},
+    )
+    response = await app.teams(invoke)
+    assert response.status == 200
+    answer = json.dumps((await response.json())["value"])
+    assert "Thank you! You rated HD-1 4/5." in answer, answer
+    assert (await only_ticket(app)).csat_rating == 4
