@@ -284,7 +284,7 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
     )
     closer = await deps.person(actor)
     closer_name = who_acted(actor, closer).plain()
-    survey_to = await csat.survey_address(deps, ticket)
+    survey_to, vip = await csat.survey_facts(deps, ticket)
     # A P1 closes the reports filed under it: their requesters' surveys, looked up first.
     filed_to = await working.filed_addresses(deps, ticket) if ticket.filed_count else {}
     now = deps.clock()
@@ -350,7 +350,9 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
             else ([], [])
         )
         await csat.schedule_survey(session, deps, ticket=ticket, to=survey_to, now=now)
-        await csat.schedule_followup(session, deps, ticket=ticket, technician=actor, now=now)
+        await csat.schedule_followup(
+            session, deps, ticket=ticket, technician=actor, now=now, vip=vip
+        )
         if not interaction.can_reply:
             await notify.tell_technician(
                 session, ticket, closed_notice(ticket, closer_name), purpose="closed"

@@ -7,6 +7,7 @@ from handlers.csat.service import (
     schedule_followup,
     schedule_survey,
     survey_address,
+    survey_facts,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "schedule_followup",
     "schedule_survey",
     "survey_address",
+    "survey_facts",
 ]

@@ -45,14 +45,23 @@ async def _requester(deps: Deps, ticket: Ticket) -> Person | None:
 async def survey_address(deps: Deps, ticket: Ticket) -> tuple[str, str] | None:
     """(platform, user id) for the requester's survey DM: the ticket's platform when the
     requester has an id there, else their other one; None when there is no chat id at all."""
+    return (await survey_facts(deps, ticket))[0]
+
+
+async def survey_facts(deps: Deps, ticket: Ticket) -> tuple[tuple[str, str] | None, bool]:
+    """The requester's survey address (`survey_address`) and whether they are a VIP: marked
+    so when the ticket was opened, or by the directory now (a ticket opened while the
+    directory could not answer carries no mark, and its VIP is owed the follow-up all the
+    same)."""
     person = await _requester(deps, ticket)
+    vip = ticket.requester_vip or bool(person and person.vip)
     if person is not None:
         picked = notify.pick_platform(person, ticket.source_platform)
         if picked is not None:
-            return picked
+            return picked, vip
     if ticket.requester_id and "@" not in ticket.requester_id:
-        return ticket.source_platform, ticket.requester_id
-    return None
+        return (ticket.source_platform, ticket.requester_id), vip
+    return None, vip
 
 
 async def schedule_survey(
@@ -111,10 +120,18 @@ async def schedule_survey(
 
 
 async def schedule_followup(
-    session: AsyncSession, deps: Deps, *, ticket: Ticket, technician: Actor, now: datetime
+    session: AsyncSession,
+    deps: Deps,
+    *,
+    ticket: Ticket,
+    technician: Actor,
+    now: datetime,
+    vip: bool | None = None,
 ) -> bool:
-    """VIP requesters and P1 tickets: remind the technician to write personally."""
-    reasons = (["VIP requester"] if ticket.requester_vip else []) + (
+    """VIP requesters and P1 tickets: remind the technician to write personally. `vip`: what
+    the directory says now (`survey_facts`); None: the ticket's mark from when it was opened."""
+    vip = ticket.requester_vip if vip is None else vip
+    reasons = (["VIP requester"] if vip else []) + (
         ["P1 ticket"] if ticket.priority == "P1" else []
     )
     if not reasons:

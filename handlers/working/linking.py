@@ -179,12 +179,12 @@ def _closes_with_p1(report: Ticket) -> bool:
     return report.status == "open" and report.identity_state not in identity.GATED_STATES
 
 
-async def filed_addresses(deps: Deps, p1: Ticket) -> dict[int, Address]:
-    """Where each report filed under `p1` gets its survey (directory look-ups, before the
-    closure's transaction)."""
+async def filed_addresses(deps: Deps, p1: Ticket) -> dict[int, tuple[Address, bool]]:
+    """Where each report filed under `p1` gets its survey, and whether its requester is a VIP
+    (`csat.survey_facts`: directory look-ups, before the closure's transaction)."""
     async with deps.sessions() as session:
         reports = [t for t in await repo.filed_under(session, p1.number) if _closes_with_p1(t)]
-    return {t.id: await csat.survey_address(deps, t) for t in reports}
+    return {t.id: await csat.survey_facts(deps, t) for t in reports}
 
 
 async def close_filed(
@@ -195,7 +195,7 @@ async def close_filed(
     actor: Actor,
     now: datetime,
     closed_by: str,
-    addresses: dict[int, Address],
+    addresses: dict[int, tuple[Address, bool]],
 ) -> tuple[list[str], list[str]]:
     """Close every open report filed under the P1 just closed, with its resolution, and queue
     each requester's survey; returns their numbers, and those of the reports left open because
@@ -238,10 +238,13 @@ async def close_filed(
             },
         )
         await incidents.on_ticket_closed(session, deps, ticket=report, actor=actor)
-        to = addresses[report.id] if report.id in addresses else None
-        if report.id not in addresses:  # filed after the look-up: ask now (rare)
-            to = await csat.survey_address(deps, report)
+        if report.id in addresses:
+            to, vip = addresses[report.id]
+        else:  # filed after the look-up: ask now (rare)
+            to, vip = await csat.survey_facts(deps, report)
         await csat.schedule_survey(session, deps, ticket=report, to=to, now=now)
-        await csat.schedule_followup(session, deps, ticket=report, technician=actor, now=now)
+        await csat.schedule_followup(
+            session, deps, ticket=report, technician=actor, now=now, vip=vip
+        )
         closed.append(report.number)
     return closed, kept

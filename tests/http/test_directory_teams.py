@@ -320,3 +320,46 @@ async def test_the_requester_reached_by_aad_object_id_can_rate_the_survey(
     answer = json.dumps((await response.json())["value"])
     assert "Thank you! You rated HD-1 4/5." in answer, answer
     assert (await only_ticket(app)).csat_rating == 4
+
+
+async def close_from_form(app: AppHarness, connector: FakeConnector, number: str) -> None:
+    """Tom closes `number` through the closure form (30m of Time spent)."""
+    chat = chat_of(TOM)
+    posted = len(connector.activities(chat))
+    await app.teams(sent_by(connector, TOM, text=f"ticket close {number}", textFormat="plain"))
+    await wait_until(lambda: len(connector.activities(chat)) > posted)
+    form = card_of(connector.activities(chat)[-1])
+    closing = {
+        **submit_action(form)["fallback"]["data"],
+        "resolution_note": "Cleared the print queue on PRN-0042 and reinstalled the driver",
+        "resolution_category": "Incident",
+        "time_spent": "30m",
+        "kb_article": "",
+    }
+    assert (await app.teams(sent_by(connector, TOM, value=closing))).status == 201
+    await wait_until(lambda: f"Closed {number}." in json.dumps(connector.activities(chat)))
+
+
+async def test_a_vip_ticket_opened_during_an_outage_still_gets_the_personal_follow_up(
+    make_app, connector: FakeConnector, source: Source
+):
+    """The directory could not say Vic is a VIP when HD-1 was opened; it can when HD-1 is
+    closed: Tom is reminded to write to him personally all the same."""
+    app = await start(
+        make_app, source, cache_ttl="0s", csat={"delay": "0s", "vip_followup_delay": "1s"}
+    )
+    source.go_down(graph_status=500)
+    await new_ticket(app, connector, VIC)
+    await wait_until(
+        lambda: "could not be reached when HD-1 was opened" in texts(connector, chat_of(TOM)),
+        timeout=30,
+    )
+    source.come_back()
+    assert "Bo Boss" in await say(app, connector, TOM, "verify HD-1")
+    chat, card = await manager_request(connector, source, 1)
+    assert "confirmed the identity for HD-1" in await press(app, connector, card, BO, chat)
+    await close_from_form(app, connector, "HD-1")
+    await wait_until(
+        lambda: "Personal follow-up: HD-1" in json.dumps(connector.activities(chat_of(TOM))),
+        timeout=10,
+    )
