@@ -24,7 +24,9 @@ PLACEHOLDER_WORDS = frozenset(
     """.split()
 )
 
-_WORD = re.compile(r"[A-Za-z][A-Za-z0-9/'-]*|\d+")
+# A word starts with a letter of any script (Cyrillic, Greek, CJK…: the user's exact error text
+# is often not English) and goes on with letters, digits, `/`, `'` and `-`; or it is a number.
+_WORD = re.compile(r"[^\W\d_](?:[^\W_]|[/'-])*|\d+")
 
 
 class Problem(Enum):

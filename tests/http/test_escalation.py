@@ -355,3 +355,29 @@ async def test_teams_bare_handoff_is_shown_again_with_reasons_and_a_complete_one
     shown = unescape(texts_of(card_of(notice)))
     for ident in FACT_IDS:
         assert COMPLETE[ident] in shown, ident
+
+
+async def test_slack_facts_written_in_another_script_reach_the_queue(
+    make_app, slack_api: FakeSlack
+):
+    """Facts typed in Cyrillic or Japanese are facts, counted in their own words: the user's
+    exact error text in Russian is not 'a placeholder', nor are four Russian words 'too short'."""
+    app: AppHarness = await make_app(slack=slack_api, config=CONFIG, people=PEOPLE)
+    await slack_ticket(app, slack_api)
+    await app.slash("escalate HD-1")
+    await slack_api.wait_for_method("views.open", count=2)
+    view = slack_api.views_opened()[-1]["view"]
+    facts = {
+        **COMPLETE,
+        "repro_steps": "Подключиться к VPN из дома, открыть Outlook",
+        "error_text": "Доступ запрещён",
+        "already_tried": "Переустановили VPN-клиент, та же ошибка",
+        "user_impact": "東京オフィスの全員がリモートで作業できません",
+    }
+    done = await app.interactive(view_submission(view, states(facts), view_id="VESC"))
+    assert done.status == 200
+    assert json.loads(await done.read() or b"{}").get("errors") is None
+    await wait_until(lambda: posts_to(slack_api, "C0NETWORK") != [])
+    shown = html.unescape(texts_of(posts_to(slack_api, "C0NETWORK")[0]["blocks"]))
+    for ident in FACT_IDS:
+        assert facts[ident] in shown, ident
