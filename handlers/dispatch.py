@@ -197,7 +197,7 @@ async def handle(deps: Deps, interaction: Interaction, attempt: Attempt | None =
         return Reply(duplicate=True)
     except InvalidInput as exc:
         log.info("invalid input: %s %s", exc, sorted(exc.field_errors))
-        return Reply(text=str(exc), field_errors=exc.field_errors)
+        return Reply(text=str(exc), field_errors=exc.field_errors, card=exc.form)
     except DomainError as exc:
         log.info("refused: %s", exc)
         return Reply(text=str(exc))

@@ -78,6 +78,8 @@ class Reply:
     as_form: bool = False
     # Input id -> error message shown under that field (Slack modal, Teams form). The bot's
     # words; a part quoting what was typed is `Typed` (Teams would render it as Markdown).
+    # With field errors, `card` (when given) is the form as first shown, for an edge that
+    # shows the form again (Teams); without it that edge rebuilds it from the submission.
     field_errors: dict[str, Inline] = field(default_factory=dict)
     # A retried delivery of something already handled: the edge answers without effect.
     duplicate: bool = False
@@ -110,9 +112,19 @@ class Forbidden(DomainError):
 
 
 class InvalidInput(DomainError):
-    def __init__(self, message: str, field_errors: Mapping[str, Inline] | None = None) -> None:
+    """`form`: the submitted form as it was first shown (its context included), to show the
+    errors on (None: the edge rebuilds it from the submission)."""
+
+    def __init__(
+        self,
+        message: str,
+        field_errors: Mapping[str, Inline] | None = None,
+        *,
+        form: Card | None = None,
+    ) -> None:
         super().__init__(message)
         self.field_errors: dict[str, Inline] = dict(field_errors or {})
+        self.form = form
 
 
 class Duplicate(DomainError):

@@ -128,13 +128,17 @@ def _refill(element: Element, data: dict[str, str], errors: dict[str, Inline]) -
 
 def error_form(deps: Deps, action: ActionId | None, data: dict[str, str], reply: Reply) -> Card:
     """The submitted form again, values kept, the problem on top and under each field
-    (or, for a form the edge cannot rebuild, the problems as a list)."""
+    (the form as the core gave it with the errors, else rebuilt from the submission; for a
+    form the edge cannot rebuild, the problems as a list)."""
     top: list[Element] = [Text(Typed(reply.text))] if reply.text else []
     builder = FORMS.get(action) if action is not None else None
-    if builder is None:
+    if reply.card is not None and reply.field_errors:
+        form = reply.card
+    elif builder is None:
         lines = [Text(Rich(f"{field}: ", problem)) for field, problem in reply.field_errors.items()]
         return Card(title="", body=[*top, *lines], fallback=reply.text)
-    form = builder(deps, data)
+    else:
+        form = builder(deps, data)
     body = list(top)
     for element in form.body:
         body.extend(_refill(element, data, reply.field_errors))

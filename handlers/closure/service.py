@@ -12,7 +12,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from cards.model import Inline, Rich, Typed, plain
+from cards.model import Card, Inline, Rich, Typed, plain
 from handlers import csat, diagnosis, identity, incidents, notify, psa, sla, working
 from handlers.closure.cards import (
     CATEGORIES,
@@ -192,16 +192,20 @@ async def _form(deps: Deps, interaction: Interaction, ticket: Ticket) -> Reply:
     async with deps.sessions() as session:
         logged = sum(e.minutes for e in await repo.time_entries_for(session, ticket.id))
         pattern = await diagnosis.kb_requirement(session, ticket)
-    fix = working.fix_line(ticket) or fix_unconfirmed(ticket.number)
-    card = closure_form(
+    return Reply(card=_closure_card(ticket, logged, pattern), as_form=True)
+
+
+def _closure_card(ticket: Ticket, logged: int, pattern: diagnosis.KbRequirement | None) -> Card:
+    """The closure form for `ticket`: its summary, whether the fix was confirmed, the KB
+    article a pattern requires (`pattern`: diagnosis.kb_requirement's answer)."""
+    return closure_form(
         ticket.number,
         logged_minutes=logged,
         summary=ticket.summary,
         kb_required=pattern.reason if pattern else "",
         kb_suggested=pattern.suggested if pattern else "",
-        fix=fix,
+        fix=working.fix_line(ticket) or fix_unconfirmed(ticket.number),
     )
-    return Reply(card=card, as_form=True)
 
 
 async def close_command(deps: Deps, interaction: Interaction, command: Command) -> Reply:
@@ -276,12 +280,17 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
     async with deps.sessions() as session:
         logged = sum(e.minutes for e in await repo.time_entries_for(session, ticket.id))
         pattern = await diagnosis.kb_requirement(session, ticket)
-    form = validate(
-        interaction.data,
-        logged_minutes=logged,
-        kb_required=pattern.reason if pattern else "",
-        ticket_prefix=deps.config.ticket_prefix,
-    )
+    try:
+        form = validate(
+            interaction.data,
+            logged_minutes=logged,
+            kb_required=pattern.reason if pattern else "",
+            ticket_prefix=deps.config.ticket_prefix,
+        )
+    except InvalidInput as exc:
+        # Shown again with the errors (Teams): as it was first shown, fix line included.
+        exc.form = _closure_card(ticket, logged, pattern)
+        raise
     closer = await deps.person(actor)
     closer_name = who_acted(actor, closer).plain()
     survey_to, vip = await csat.survey_facts(deps, ticket)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tests.adaptive_schema import validate_adaptive_card
 from tests.fakes.botframework import FakeConnector
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import AppHarness, wait_until
-from tests.http.conftest_teams import PERSONAL, TECH_ID
+from tests.http.conftest_teams import CARD_TYPE, PERSONAL, TECH_ID, activity, card_of, inputs
 from tests.http.working_support import (
     DOING,
     FORM,
@@ -225,3 +226,61 @@ async def test_teams_still_broken_with_the_comment_typed_on_the_card(
         t.invoke_body(question, "Still broken", ANA, chat, comment="again")
     )
     assert len(t.texts(PERSONAL, "Excel **still** crashes")) == 1
+
+
+async def test_teams_closure_form_shown_again_still_says_whether_the_fix_was_confirmed(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    """A refused closure (a vague note) shows the form again with its errors: with the same
+    summary and `Fix confirmed: works now` line as the first time, through Action.Submit and
+    Action.Execute alike."""
+    app: AppHarness = await make_app(config=teams_config(connector), people=PEOPLE)
+    t = TeamsFlow(app, connector)
+    number = await t.ticket(requester="ana@example.com", summary="Outlook crashes on start")
+    await t.say(f"ticket confirm {number}")
+    chat, question = await t.dm_card(ANA, "Works now")
+    assert "works now" in await t.invoke(t.invoke_body(question, "Works now", ANA, chat))
+
+    posted = len(connector.activities(PERSONAL))
+    assert await t.say(f"ticket close {number}") == 201
+    await wait_until(lambda: len(connector.activities(PERSONAL)) > posted, what="the form")
+    form = card_of(connector.activities(PERSONAL)[-1])
+    first = shown(form)
+    assert "Fix confirmed: works now (Ana User (ana@example.com)" in first
+    assert "Outlook crashes on start" in first
+    submit = form["actions"][0]
+    vague = {
+        "resolution_note": "fixed",
+        "resolution_category": "Incident",
+        "time_spent": "30m",
+        "kb_article": "",
+    }
+
+    # Action.Submit: the form comes back as a new message.
+    posted = len(connector.activities(PERSONAL))
+    data = {**submit["fallback"]["data"], **vague}
+    assert (await app.teams(activity(connector.service_url, value=data))).status == 201
+    await wait_until(lambda: len(connector.activities(PERSONAL)) > posted, what="the form again")
+    again = card_of(connector.activities(PERSONAL)[-1])
+    # Action.Execute: the form replaces the card.
+    executed = activity(
+        connector.service_url,
+        type="invoke",
+        name="adaptiveCard/action",
+        value={"action": {"type": "Action.Execute", "verb": submit["verb"], "data": data}},
+    )
+    response = await app.teams(executed)
+    assert response.status == 200
+    body = await response.json()
+    assert body["type"] == CARD_TYPE
+    validate_adaptive_card(body["value"])
+
+    for card in (again, body["value"]):
+        text = shown(card)
+        assert "The ticket was not closed" in text
+        assert "Fix confirmed: works now (Ana User (ana@example.com)" in text
+        assert "Outlook crashes on start" in text
+        assert [i["label"] for i in inputs(card)] == [i["label"] for i in inputs(form)]
+        note = next(i for i in inputs(card) if i["id"] == "resolution_note")
+        assert note["value"] == "fixed"
+    assert (await ticket_row(app, number)).status == "open"
