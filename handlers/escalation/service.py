@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from cards.model import Card
 from handlers import identity, notify, psa, sla
 from handlers.commands import Command
 from handlers.deps import Deps
@@ -45,14 +46,18 @@ async def _form(deps: Deps, interaction: Interaction, ticket: Ticket) -> Reply:
                 action="escalate",
             )
     _check(deps, ticket)
-    card = escalation_form(
+    return Reply(card=_escalation_form(deps, ticket), as_form=True)
+
+
+def _escalation_form(deps: Deps, ticket: Ticket) -> Card:
+    """The form for `ticket`: prefilled from it, Asset link required when it has an asset."""
+    return escalation_form(
         deps.config,
         ticket.number,
         error_text=ticket.error_text,
         asset=ticket.asset,
         queue=deps.config.escalation.queues.get(ticket.category, ""),
     )
-    return Reply(card=card, as_form=True)
 
 
 async def escalate_command(deps: Deps, interaction: Interaction, command: Command) -> Reply:
@@ -91,7 +96,13 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
     await deps.require_technician(actor, "escalate tickets")
     number = str(interaction.data.get("ticket", ""))
     ticket = await load(deps, Command("escalate", number))
-    facts = validate(interaction.data, _check(deps, ticket), asset=ticket.asset)
+    queues = _check(deps, ticket)
+    try:
+        facts = validate(interaction.data, queues, asset=ticket.asset)
+    except InvalidInput as exc:
+        # Shown again with the errors (Teams): as first shown, Asset link still required.
+        exc.form = _escalation_form(deps, ticket)
+        raise
     queue = facts.pop("queue")
     who = await deps.person(actor)
     escalator = who_acted(actor, who)

@@ -11,11 +11,13 @@ from typing import Any
 from sqlalchemy import select
 
 from storage.models import TicketEvent
+from tests.adaptive_schema import validate_adaptive_card
 from tests.fakes.botframework import FakeConnector
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import AppHarness, view_submission, wait_until
 from tests.http.conftest_teams import (
     ANA_ID,
+    CARD_TYPE,
     PERSONAL,
     TECH_ID,
     activity,
@@ -355,6 +357,52 @@ async def test_teams_bare_handoff_is_shown_again_with_reasons_and_a_complete_one
     shown = unescape(texts_of(card_of(notice)))
     for ident in FACT_IDS:
         assert COMPLETE[ident] in shown, ident
+
+
+async def test_teams_form_shown_again_still_requires_the_asset_link_of_a_ticket_with_an_asset(
+    make_app, connector: FakeConnector
+):
+    """The ticket has an asset, so the server requires its link: the form Teams shows again
+    with the errors (Action.Submit and Action.Execute) marks Asset link required, as the first
+    one does, and says why under it."""
+    config = {**CONFIG, "teams": {"service_url": connector.service_url, "tenant_id": "t-1"}}
+    app: AppHarness = await make_app(config=config, people=PEOPLE)
+    form = card_of(await say(app, connector, text="ticket new VPN down"))
+    await say(
+        app,
+        connector,
+        {**submit_action(form)["fallback"]["data"], **form_values(category="network")},
+    )
+    escalate = card_of(await say(app, connector, text="ticket escalate HD-1"))
+    first = next(i for i in inputs(escalate) if i["id"] == "asset_link")
+    assert first["isRequired"] is True and first["value"] == "PRN-0042"
+    action = submit_action(escalate)
+    data = {**action["fallback"]["data"], **COMPLETE, "asset_link": ""}
+
+    again = card_of(await say(app, connector, data))
+    response = await app.teams(
+        activity(
+            connector.service_url,
+            type="invoke",
+            name="adaptiveCard/action",
+            value={"action": {"type": "Action.Execute", "verb": action["verb"], "data": data}},
+        )
+    )
+    assert response.status == 200
+    executed = await response.json()
+    assert executed["type"] == CARD_TYPE
+    validate_adaptive_card(executed["value"])
+
+    for card in (again, executed["value"]):
+        assert [i["label"] for i in inputs(card)] == LABELS
+        assert [i["isRequired"] for i in inputs(card)] == [
+            i["isRequired"] for i in inputs(escalate)
+        ]
+        body = card["body"]
+        at = next(n for n, e in enumerate(body) if e.get("id") == "asset_link")
+        assert body[at]["isRequired"] is True and body[at].get("value", "") == ""
+        assert "Asset link is required to escalate" in unescape(body[at + 1]["text"])
+    assert await escalated_events(app) == []
 
 
 async def test_slack_facts_written_in_another_script_reach_the_queue(
