@@ -210,11 +210,17 @@ async def rate(deps: Deps, interaction: Interaction) -> Reply:
     rating = str(interaction.data.get("rating", "")).strip()
     if rating not in RATINGS:
         raise InvalidInput("Choose a rating from 1 to 5.")
-    comment = str(interaction.data.get("comment") or "").strip()[:MAX_COMMENT]
+    comment = str(interaction.data.get("comment") or "").strip()
     async with deps.sessions() as session, session.begin():
         survey, ticket = await _survey(session, interaction)
         if not _is_requester(interaction.actor, survey):
             return await _refuse(session, interaction, ticket)
+        if len(comment) > MAX_COMMENT and survey.rating is None:
+            # Not cut: the whole answer waits for a comment that fits (a 1 or 2 alerts with it).
+            raise InvalidInput(
+                f"Your rating was not saved: keep the comment under {MAX_COMMENT} characters "
+                f"(it has {len(comment)}), then press your rating again."
+            )
         values: dict[str, object] = {"rating": int(rating), "answered_at": deps.clock()}
         if comment and not survey.comment:
             values["comment"] = comment

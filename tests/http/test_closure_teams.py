@@ -257,3 +257,41 @@ async def test_p3_without_vip_gets_no_reminder(make_app, connector: FakeConnecto
     await survey_card(connector, ANA_ID)
     await asyncio.sleep(2.8)
     assert not any("Personal follow" in json.dumps(a) for a in connector.activities())
+
+
+async def closed_survey(app: AppHarness, fake: FakeConnector) -> tuple[str, dict[str, Any]]:
+    """HD-1 opened and closed in Tom's chat: (Ana's chat id, her survey card)."""
+    await new_ticket(app, fake)
+    form = await say(app, fake, text="ticket close HD-1")
+    await say(app, fake, {**submit_action(form)["fallback"]["data"], **close_values()})
+    return await survey_card(fake, ANA_ID)
+
+
+async def stored_survey(app: AppHarness) -> CsatSurvey:
+    async with app.services.sessions() as session:
+        return (await session.execute(select(CsatSurvey))).scalar_one()
+
+
+async def test_a_rating_with_an_overlong_comment_is_refused_whole_not_cut(make_app, connector):
+    """A comment over 2000 characters typed with a rating is neither cut nor lost silently:
+    Ana is told to shorten it, nothing is stored, and her shortened answer is kept in full."""
+    app = await start(make_app, connector)
+    chat, card = await closed_survey(app, connector)
+    rate = action(card, "2")["data"]
+    long = "The printer jammed again the next morning. " * 50  # 2150 characters
+    refused = await invoke(
+        app, connector, "csat.rate", {**rate, "comment": long}, user=ANA_ID, conversation=chat
+    )
+    assert refused["type"] == "application/vnd.microsoft.activity.message"
+    assert "2000 characters" in refused["value"] and "not saved" in refused["value"]
+    survey = await stored_survey(app)
+    assert (survey.rating, survey.comment) == (None, "")
+    assert (await ticket(app)).csat_rating is None
+
+    shorter = long[:1999]
+    done = await invoke(
+        app, connector, "csat.rate", {**rate, "comment": shorter}, user=ANA_ID, conversation=chat
+    )
+    assert done["value"] == "Thank you! You rated HD-1 2/5."
+    survey = await stored_survey(app)
+    assert (survey.rating, survey.comment) == (2, shorter.strip())
