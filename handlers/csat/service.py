@@ -236,7 +236,7 @@ async def rate(deps: Deps, interaction: Interaction) -> Reply:
             await session.refresh(survey)
             return Reply(
                 text=f"You already rated {ticket.number} {survey.rating}/5: the first "
-                "answer is the one we keep. Thank you!"
+                f"answer is the one we keep.{_comment_not_kept(comment, survey)} Thank you!"
             )
         # The ticket row carries the answer too: `report` aggregates tickets alone.
         await session.execute(
@@ -262,7 +262,18 @@ async def rate(deps: Deps, interaction: Interaction) -> Reply:
             )
     deps.observe("csat", rating=rating)
     log.info("csat answered", extra={"ticket": ticket.number, "rating": rating})
-    return Reply(text=f"Thank you! You rated {ticket.number} {rating}/5.")
+    not_kept = "" if values.get("comment") else _comment_not_kept(comment, survey)
+    return Reply(text=f"Thank you! You rated {ticket.number} {rating}/5.{not_kept}")
+
+
+def _comment_not_kept(comment: str, survey: CsatSurvey) -> str:
+    """What to say about a comment typed with a rating that did not store it (the first
+    rating and the first comment are kept): empty when nothing was typed."""
+    if not comment:
+        return ""
+    if survey.comment:
+        return " Your comment was not saved: we already have your comment on this survey."
+    return f" Your comment was not saved with it: press {COMMENT_TITLE} to send it."
 
 
 async def comment(deps: Deps, interaction: Interaction) -> Reply:

@@ -295,3 +295,51 @@ async def test_a_rating_with_an_overlong_comment_is_refused_whole_not_cut(make_a
     assert done["value"] == "Thank you! You rated HD-1 2/5."
     survey = await stored_survey(app)
     assert (survey.rating, survey.comment) == (2, shorter.strip())
+
+
+async def test_a_comment_typed_with_a_rating_that_is_not_kept_is_said_so(make_app, connector):
+    """The first rating and the first comment are kept (SPEC CSAT): a comment typed with a
+    later click, or with a rating after a comment was already sent, changes nothing, and Ana
+    is told that it was not saved (and, while there is no comment yet, how to send it)."""
+    app = await start(make_app, connector)
+    chat, card = await closed_survey(app, connector)
+    first = await invoke(
+        app, connector, "csat.rate", action(card, "4")["data"], user=ANA_ID, conversation=chat
+    )
+    assert first["value"] == "Thank you! You rated HD-1 4/5."
+
+    later = {**action(card, "1")["data"], "comment": "Actually it broke again"}
+    again = await invoke(app, connector, "csat.rate", later, user=ANA_ID, conversation=chat)
+    assert "already rated HD-1 4/5" in again["value"]
+    assert "Your comment was not saved" in again["value"]
+    assert "Add a comment" in again["value"]
+    survey = await stored_survey(app)
+    assert (survey.rating, survey.comment) == (4, "")
+
+    sent = {**action(card, "Add a comment")["data"], "comment": "Quick and friendly"}
+    added = await invoke(app, connector, "csat.comment", sent, user=ANA_ID, conversation=chat)
+    assert "Thank you for your comment" in added["value"]
+    once_more = await invoke(app, connector, "csat.rate", later, user=ANA_ID, conversation=chat)
+    assert "already rated HD-1 4/5" in once_more["value"]
+    assert "Your comment was not saved: we already have your comment" in once_more["value"]
+    survey = await stored_survey(app)
+    assert (survey.rating, survey.comment) == (4, "Quick and friendly")
+
+
+async def test_a_rating_after_the_comment_keeps_the_first_comment_and_says_so(make_app, connector):
+    app = await start(make_app, connector)
+    chat, card = await closed_survey(app, connector)
+    sent = {**action(card, "Add a comment")["data"], "comment": "Quick and friendly"}
+    await invoke(app, connector, "csat.comment", sent, user=ANA_ID, conversation=chat)
+    rated = await invoke(
+        app,
+        connector,
+        "csat.rate",
+        {**action(card, "5")["data"], "comment": "Second thoughts"},
+        user=ANA_ID,
+        conversation=chat,
+    )
+    assert rated["value"].startswith("Thank you! You rated HD-1 5/5.")
+    assert "Your comment was not saved: we already have your comment" in rated["value"]
+    survey = await stored_survey(app)
+    assert (survey.rating, survey.comment) == (5, "Quick and friendly")
