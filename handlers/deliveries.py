@@ -93,7 +93,16 @@ async def prepare(
         return Preparation(ready.payload, wait=ready.wait, give_up=ready.give_up)
     now = now or utcnow()
     if sla.is_alarm(message):
-        # SLA warnings and breaches: written from the ticket now, or not sent at all.
+        # SLA warnings and breaches: written from the ticket now, or not sent at all. One due
+        # as the ticket opens (warn_before as long as the target) follows the card, whose
+        # message becomes the thread it belongs in.
+        ticket = await session.get(Ticket, message.ticket_id) if message.ticket_id else None
+        if (
+            ticket is not None
+            and not ticket.source_thread
+            and await _card_coming(ticket, message, session)
+        ):
+            return Preparation(None, wait=0.5)
         alarm = await sla.prepare_alarm(session, message=message, now=now)
         return Preparation(alarm.payload, give_up=alarm.give_up)
     payload = dict(message.payload)
@@ -136,20 +145,26 @@ async def prepare(
             if ticket.source_thread:
                 payload["channel"], payload["thread"] = ticket.source_channel, ticket.source_thread
             elif (
-                not ticket.card_message
-                and payload.get("purpose") != REPORT_PURPOSE  # may be about that very card
-                and (utcnow() - message.created_at).total_seconds() <= CARD_WAIT
-                and (
-                    # Teams: the card is sent in the turn and recorded after it
-                    # (tickets.remember_card); elsewhere it is an outbox row.
-                    ticket.source_platform == "teams"
-                    or await outbox.card_on_its_way(session, ticket.id)
-                )
+                payload.get("purpose") != REPORT_PURPOSE  # may be about that very card
+                and await _card_coming(ticket, message, session)
             ):
                 # The ticket card, whose message becomes the thread, is still on its way
                 # (queued, or being posted right now): follow it rather than overtake it.
                 return Preparation(None, wait=0.5)
     return Preparation(payload)
+
+
+async def _card_coming(ticket: Ticket, message: OutboxMessage, session: AsyncSession) -> bool:
+    """The ticket card is still on its way (for a while after `message` was queued)."""
+    return (
+        not ticket.card_message
+        and (utcnow() - message.created_at).total_seconds() <= CARD_WAIT
+        and (
+            # Teams: the card is sent in the turn and recorded after it
+            # (tickets.remember_card); elsewhere it is an outbox row.
+            ticket.source_platform == "teams" or await outbox.card_on_its_way(session, ticket.id)
+        )
+    )
 
 
 async def after_delivery(

@@ -659,3 +659,40 @@ async def test_a_restart_neither_loses_nor_repeats_a_warning_or_breach(
     assert len(said(slack_api, "SLA warning", number=row.number)) == 1
     assert len(said(slack_api, "SLA breach", number=row.number)) == 2
     assert "Respond: missed" in await show(second, row.number)
+
+
+async def test_a_warning_due_at_opening_waits_for_the_card_and_goes_in_its_thread(
+    make_app, slack_api: FakeSlack
+):
+    # warn_before as long as the P2 respond target: its warning is due as the ticket opens.
+    clock, _ = sla_clock()
+    config = {**CONFIG, "sla": {"warn_before": "2h"}}
+    app = await make_app(slack=slack_api, config=config, people=PEOPLE, clock=clock)
+    row = await open_ticket(app, slack_api, priority="P2")
+    await arrives(lambda: said(slack_api, "SLA warning", number=row.number), "the warning")
+    await asyncio.sleep(QUIET)
+    [warning] = said(slack_api, "SLA warning", number=row.number)
+    assert warning.get("thread_ts") == row.source_thread, warning
+
+
+async def test_teams_a_warning_due_at_opening_replies_to_the_card(
+    make_app, connector: FakeConnector
+):
+    clock, _ = sla_clock()
+    config = {**CONFIG, "sla": {"warn_before": "30m"}}  # the P1 respond target: due at once
+    app: AppHarness = await make_app(config=config, people=TEAMS_PEOPLE, clock=clock)
+    url = connector.service_url
+    form = card_of(
+        (await say(app, connector, teams_message(url, "ticket new", conversation=CHANNEL)))[-1]
+    )
+    data = {**submit_action(form)["fallback"]["data"], **form_values(client="", priority="P1")}
+    await say(app, connector, teams_message(url, "", conversation=CHANNEL, value=data))
+
+    def posted() -> list[dict[str, Any]]:
+        return [a for a in connector.activities(CHANNEL) if "SLA warning" in json.dumps(a)]
+
+    await arrives(posted, "the warning")
+    async with app.services.sessions() as session:
+        row = (await session.execute(select(Ticket))).scalar_one()
+    [warning] = posted()
+    assert row.card_message and warning["_reply_to_id"] == row.card_message
