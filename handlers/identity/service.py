@@ -67,9 +67,11 @@ async def _verify(deps: Deps, interaction: Interaction, number: str) -> Reply:
             seen = await repo.get_by_number(session, number)
         if seen is None:
             raise NotFound(f"There is no ticket {number}.")
-        if (early := _nothing_to_check(seen)) is not None:
-            return early
-        people: CheckPeople | None = await people_for(deps, seen, actor)
+        # Nothing to ask the directory for when the check is answered already; `verify` is
+        # still the technician working the ticket (its first response, below).
+        people: CheckPeople | None = (
+            await people_for(deps, seen, actor) if _nothing_to_check(seen) is None else None
+        )
     except DirectoryUnavailable as exc:
         log.warning("verify %s: no usable answer from the directory: %s", number, exc)
         return Reply(text=cards.verify_unavailable_text(number, exc))

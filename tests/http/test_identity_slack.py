@@ -253,3 +253,20 @@ async def test_gated_ticket_cannot_be_closed_or_escalated_before_confirmation(
     await app.slash("close HD-1")
     closure = await slack_api.wait_for_method("views.open", count=opened + 1)
     assert "Resolution note" in json.dumps(closure[-1]["view"])
+
+
+async def test_verify_on_a_ticket_already_confirmed_is_its_first_response(
+    make_app, slack_api: FakeSlack
+):
+    # The check starts by itself (gated category) and Bo approves before Tom touches it: Tom's
+    # `verify` is still him working the ticket (SPEC "SLA clock": verify is a first response).
+    app = await start(make_app, slack_api)
+    await new_ticket(app, slack_api, category="password-reset")
+    dm = await manager_dm(slack_api)
+    assert "confirmed" in await click(app, slack_api, dm, "Approve", "U0BO")
+    assert (await only_ticket(app)).first_response_at is None
+    answer = json.dumps(await (await app.slash("verify HD-1")).json())
+    assert "already confirmed" in answer
+    ticket = await only_ticket(app)
+    assert ticket.first_response_by == "UTECH" and ticket.respond_met is True
+    assert "sla.first_response" in await event_kinds(app)
