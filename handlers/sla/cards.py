@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from cards.model import Inline, Rich, Typed, plain
+from cards.model import Inline, Rich, plain
 from handlers.durations import format_duration
-from handlers.formatting import technician, when
+from handlers.formatting import someone, technician, when
 from handlers.sla.rules import TARGETS, Target, outcome
 from storage.models import Ticket
 
@@ -45,8 +45,10 @@ def status_lines(ticket: Ticket, now: datetime) -> list[Inline]:
 
 def first_response_line(ticket: Ticket) -> Inline:
     by = ticket.first_response_by or "-"
-    who: Inline = technician(ticket) if by == ticket.technician_id else Typed(by)
     via = ticket.first_response_channel.split(":", 1)
+    # Another technician than the ticket's: only their platform id is kept, a mention on
+    # Slack (it shows their name there).
+    who: Inline = technician(ticket) if by == ticket.technician_id else someone(via[0], by, None)
     where = via[0] + (f" ({via[1]})" if len(via) > 1 and via[1] else "")
     return Rich(f"First response: {when(ticket.first_response_at)} by ", who, f" via {where}")
 

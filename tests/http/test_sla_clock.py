@@ -40,6 +40,7 @@ from tests.http.working_support import SlackFlow
 PEOPLE = [
     {"email": "tom@example.com", "name": "Tom Tech", "slack_id": "UTECH", "technician": True},
     {"email": "ana@example.com", "name": "Ana Lopez", "slack_id": "UANA"},
+    {"email": "bob@example.com", "name": "Bob Tech", "slack_id": "UBOB", "technician": True},
 ]
 CONFIG: dict[str, Any] = {
     "sla": {"warn_before": "15m"},
@@ -696,3 +697,23 @@ async def test_teams_a_warning_due_at_opening_replies_to_the_card(
         row = (await session.execute(select(Ticket))).scalar_one()
     [warning] = posted()
     assert row.card_message and warning["_reply_to_id"] == row.card_message
+
+
+async def test_slack_a_first_response_by_another_technician_shows_them_as_a_mention(
+    make_app, slack_api: FakeSlack
+):
+    """Bob answers in the card's thread of Tom's ticket: the card names him (a mention, which
+    Slack shows as his name), not his raw id."""
+    clock, t0 = sla_clock()
+    app = await start(make_app, slack_api, clock)
+    row = await open_ticket(app, slack_api)
+    flow = SlackFlow(app, slack_api)
+    front = app.services.slack
+    assert front is not None
+    clock.set(t0 + timedelta(minutes=3))
+    body = flow.event(user="UBOB", text="On it", thread=row.source_thread)
+    assert (await app.slack(body, content_type="application/json")).status == 200
+    await front.drain()
+    assert (await ticket(app, row.number)).first_response_by == "UBOB"
+    shown = await show(app, row.number)
+    assert "by <@UBOB> via slack (C0HELP)" in shown, shown
