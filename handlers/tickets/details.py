@@ -105,14 +105,7 @@ async def details(session: AsyncSession, ticket: Ticket, directory: Directory) -
         )
     if rows:
         out.append(Text("Deliveries", muted=True))
-        out.append(
-            Facts(
-                [
-                    (_kind(r, ticket), _state(r.status, r.attempts, r.last_error, r.due_at))
-                    for r in rows
-                ]
-            )
-        )
+        out.append(Facts([(_kind(r, ticket), _state(r)) for r in rows]))
     return out
 
 
@@ -141,13 +134,19 @@ async def _manager(directory: Directory, email: str) -> Mention | None:
     return listed(found) if found is not None else Mention(email=email)
 
 
-def _state(status: str, attempts: int, error: str, due: object) -> Inline:
+def _state(row: outbox.DeliveryState) -> Inline:
+    status, attempts, error = row.status, row.attempts, row.last_error
     if status == "delivered":
         return f"delivered (attempt {attempts})"
     if status == "dead":
         return Rich(f"failed for good after {attempts} attempt(s): ", Typed(error))
     if status == "cancelled":
         return Rich("not sent: ", Typed(error))
-    if attempts:
+    if row.claimed:
+        # The claim counts its attempt before it is made: none of them failed yet.
+        return f"being sent (attempt {attempts})"
+    if attempts and error:
         return Rich(f"retrying, {attempts} failed attempt(s), last error: ", Typed(error))
-    return f"queued for {when(due)}"  # type: ignore[arg-type]
+    if attempts:
+        return f"retrying after {attempts} unfinished attempt(s)"
+    return f"queued for {when(row.due_at)}"

@@ -329,3 +329,18 @@ async def test_a_ticket_card_slack_refuses_is_reported_at_once(make_app, slack_a
     await wait_until(report, timeout=5, what="the report that the card was refused")
     assert time.monotonic() - started < 5
     assert "HD-1" in report()[0]["text"]
+
+
+async def test_show_says_a_card_on_its_way_is_being_sent_not_that_an_attempt_failed(
+    make_app, slack_api: FakeSlack
+):
+    """While the card's chat.postMessage is still waiting for Slack's answer, `show` says it is
+    being sent (attempt 1), not "retrying, 1 failed attempt(s), last error: " with no error."""
+    app = await make_app(slack=slack_api)
+    view = await open_modal(app, slack_api)
+    slack_api.delay_answer("chat.postMessage", 3)
+    await app.interactive(view_submission(view, states()))
+    await wait_until(lambda: slack_api.api_calls("chat.postMessage"), what="the card on its way")
+    shown = json.dumps(await (await app.slash("show HD-1")).json())
+    assert "being sent (attempt 1)" in shown and "failed attempt" not in shown, shown
+    slack_api.delay_answer("chat.postMessage", 0)
