@@ -210,6 +210,10 @@ async def handle(deps: Deps, interaction: Interaction, attempt: Attempt | None =
         if not is_unavailable(exc):
             raise
         deps.database_trouble(exc)
+        if attempt.binding is not None and attempt.binding.unconfirmed:
+            # The COMMIT went out and its answer was lost: it may have landed, so "nothing
+            # was saved, try again" could be false (and a retry would do it twice).
+            return Reply(text=IN_DOUBT)
         return unavailable()
 
 

@@ -10,7 +10,9 @@ commit from a delivery bound as read-only. `install` hooks this into a session c
 
 The binding also tells the dispatcher whether the delivery's change may already be saved
 (`committing`, `done`) when its answer budget runs out, and once the dispatcher has given the
-delivery up (`given_up`, the person told nothing was saved) no commit of it may start.
+delivery up (`given_up`, the person told nothing was saved) no commit of it may start. A
+COMMIT that was sent but never confirmed (the connection broke or timed out while waiting for
+its answer) may have landed all the same: `unconfirmed`.
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ class Binding:
     committing: bool = False
     # The dispatcher stopped waiting before any commit began (see GivenUp).
     given_up: bool = False
+    # A COMMIT was sent and its answer never came (the connection failed meanwhile): the
+    # change may have been saved, or not.
+    unconfirmed: bool = False
 
 
 def key_for(delivery_id: str) -> str:
@@ -145,20 +150,27 @@ def _before_commit(session: Session) -> None:
         raise UndeclaredWrite("a read-only request tried to commit a change")
     if binding.given_up:
         raise GivenUp(f"delivery {binding.key} was given up before it committed")
-    # From here the change may land whatever happens to the task (a COMMIT on its way to the
-    # server is not taken back by cancelling the await).
-    binding.committing = True
     transaction = session.get_transaction()
-    if binding.key is None or transaction is None or binding.pending is transaction:
-        return
-    connection = session.connection()  # an explicit begin() claims here if it had not yet
-    if binding.pending is not transaction:
-        _claim(binding, connection, transaction)
+    if binding.key is not None and transaction is not None and binding.pending is not transaction:
+        connection = session.connection()  # an explicit begin() claims here if it had not yet
+        if binding.pending is not transaction:
+            _claim(binding, connection, transaction)
+    # What is pending is written now, so that a failure from here on is the COMMIT's own.
+    session.flush()
+    # From here the change may land whatever happens to the task or its connection (a
+    # COMMIT on its way to the server is not taken back by cancelling the await, and a
+    # connection that breaks before its answer arrives does not say whether it landed).
+    if not session.in_nested_transaction():
+        binding.committing = True
 
 
 def _after_commit(session: Session) -> None:
     binding = _binding(session)
-    if binding is not None and binding.pending is not None and binding.pending.session is session:
+    if binding is None:
+        return
+    if not session.in_nested_transaction():
+        binding.committing = False  # confirmed
+    if binding.pending is not None and binding.pending.session is session:
         binding.pending, binding.done = None, True
 
 
@@ -166,8 +178,9 @@ def _after_transaction_end(session: Session, transaction: SessionTransaction) ->
     binding = _binding(session)
     if binding is None:
         return
-    if transaction.parent is None:
-        binding.committing = False
+    if transaction.parent is None and binding.committing:
+        # Its COMMIT was sent and never confirmed (the commit failed on its way back).
+        binding.committing, binding.unconfirmed = False, True
     if binding.pending is transaction:
         binding.pending = None  # rolled back: the claim went with it
 

@@ -4,7 +4,9 @@ network: `refuse` (new connections refused, open ones reset, as when the server 
 direction and nothing is closed: a partition, as after a fail-over; new connections hang),
 and back to `open` (held connections carry on where they stopped) or `fail_over` (healed onto
 another server: the held connections are gone, reset or left silent for good, and only new
-connections work). The real server is never stopped.
+connections work). `lose_commit_answer` loses one COMMIT's answer: the COMMIT reaches the
+server (which commits) and the connection is reset before its answer gets back, so the client
+cannot know. The real server is never stopped.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ class _Pipe:
     client: asyncio.StreamWriter
     server: asyncio.StreamWriter | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # `lose_commit_answer`: this connection carried the marker; its COMMIT went to the server.
+    marked: bool = False
+    commit_sent: bool = False
 
 
 class TcpProxy:
@@ -34,6 +39,8 @@ class TcpProxy:
         self._silent: set[_Pipe] = set()
         self._flowing = asyncio.Event()
         self._flowing.set()
+        self._trap: bytes | None = None
+        self.commit_answers_lost = 0
 
     async def start(self) -> TcpProxy:
         sock = socket.socket()
@@ -92,6 +99,12 @@ class TcpProxy:
             await self._listen()
         self._flowing.set()
 
+    def lose_commit_answer(self, marker: bytes) -> None:
+        """On the connection whose client next sends `marker` (e.g. a value it writes), the
+        COMMIT that follows reaches the server, and the server's answer to it is lost: the
+        connection is reset when that answer arrives, before the client sees it. Once."""
+        self._trap = marker
+
     async def fail_over(self, *, silent: bool = False) -> None:
         """Healed onto another server: every connection held until now is dropped and new
         ones go through. Dropped means reset (the address now belongs to a server that does
@@ -121,8 +134,8 @@ class TcpProxy:
             up_reader, up_writer = await asyncio.open_connection(*self.upstream)
             pipe.server = up_writer
             pipe.tasks = [
-                asyncio.ensure_future(self._pump(reader, up_writer, pipe)),
-                asyncio.ensure_future(self._pump(up_reader, writer, pipe)),
+                asyncio.ensure_future(self._pump(reader, up_writer, pipe, upstream=True)),
+                asyncio.ensure_future(self._pump(up_reader, writer, pipe, upstream=False)),
             ]
             await asyncio.gather(*pipe.tasks, return_exceptions=True)
         except (OSError, asyncio.CancelledError):
@@ -131,7 +144,12 @@ class TcpProxy:
             self._abort(pipe)
 
     async def _pump(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pipe: _Pipe
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        pipe: _Pipe,
+        *,
+        upstream: bool,
     ) -> None:
         try:
             while True:
@@ -142,6 +160,15 @@ class TcpProxy:
                 # network that never delivered them.
                 await self._flowing.wait()
                 if pipe not in self._pipes:
+                    return
+                if upstream and self._trap is not None:
+                    pipe.marked = pipe.marked or self._trap in data
+                    if pipe.marked and b"COMMIT" in data:
+                        pipe.commit_sent, self._trap = True, None
+                elif not upstream and pipe.commit_sent:
+                    # The server's answer to the COMMIT (it committed): lost with the line.
+                    self.commit_answers_lost += 1
+                    self._abort(pipe)
                     return
                 writer.write(data)
                 await writer.drain()

@@ -385,3 +385,27 @@ async def test_metrics_during_an_outage_answer_without_a_traceback_per_scrape(
         await wait_until(lambda: _healthy(app), timeout=15, what="/healthz 200 after the return")
         status, after, _ = await _scrape(app)
         assert status == 200 and "helpdesk_outbox_pending " in after
+
+
+@on_postgresql
+async def test_a_submission_whose_commit_answer_is_lost_is_not_told_nothing_was_saved(
+    make_app, pg_url: str, proxy: TcpProxy, slack_api: FakeSlack
+):
+    """The intake's COMMIT reaches PostgreSQL, which commits, and the connection breaks before
+    its answer gets back: the app cannot know whether the ticket was saved. It was, so the
+    person must not be told "Nothing was saved: please try again" (a retry would open it
+    twice); they are told to look it up first."""
+    async with fake_pagerduty() as pd:
+        app = await start(make_app, through(pg_url, proxy), slack_api, pd)
+        view = await slack_modal(app, slack_api, "new Printer jams")
+        summary = "Scanner offline marker-3c1d"
+        proxy.lose_commit_answer(summary.encode())
+        values = states(summary={"type": "plain_text_input", "value": summary})
+        started = time.monotonic()
+        response = await app.interactive(view_submission(view, values, view_id="V-LOST-1"))
+        assert time.monotonic() - started < 3 and response.status == 200
+        said = await response.text()
+        assert proxy.commit_answers_lost == 1
+        assert await tickets(pg_url) == 1  # the COMMIT landed
+        assert UNAVAILABLE not in said and "Nothing was saved" not in said, said
+        assert "did not confirm" in said, said
