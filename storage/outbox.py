@@ -214,9 +214,13 @@ async def claim_due(
 
 
 # The worker's per-row updates, built once. Parameters named after columns fill the SET
-# clause; `row_id` / `row_worker` are the WHERE clause (a row still leased to this worker).
+# clause; `row_id` / `row_worker` are the WHERE clause (a row still leased to this worker,
+# its outcome not recorded yet: recording one clears the lease, so an outcome recorded again,
+# after the answer to its first COMMIT was lost, finds nothing to change).
 _HELD = update(_OUTBOX).where(
-    _OUTBOX.c.id == bindparam("row_id"), _OUTBOX.c.claimed_by == bindparam("row_worker")
+    _OUTBOX.c.id == bindparam("row_id"),
+    _OUTBOX.c.claimed_by == bindparam("row_worker"),
+    _OUTBOX.c.claimed_until.is_not(None),
 )
 
 

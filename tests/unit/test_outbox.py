@@ -728,3 +728,44 @@ async def test_rows_left_by_a_run_with_little_room_are_claimed_as_soon_as_a_slot
         await worker.run()  # room for one
         await wait_until(lambda: len(slack.sent) == 3, timeout=2, what="the rows left waiting")
         assert time.monotonic() - started < 2 and not slow.sent  # the slow one still going
+
+
+async def test_an_outcome_whose_commit_answer_was_lost_is_recorded_once(db_url: str):
+    """The worker records a delivery; PostgreSQL commits it and the connection breaks before
+    the answer comes back, so the worker keeps the outcome and records it again later. The
+    second recording must find the outcome already there: the audit trail says delivered once
+    (and the hooks after a delivery, a PSA create's among them, run once)."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("a COMMIT's answer cannot be lost on SQLite: PostgreSQL only")
+    from sqlalchemy.engine import make_url
+
+    from storage.models import TicketEvent
+    from tests.fakes.tcp_proxy import TcpProxy
+
+    url = make_url(db_url)
+    proxy = await TcpProxy(url.host or "127.0.0.1", url.port or 5432).start()
+    direct = db.create_engine(db_url)
+    proxied = db.create_engine(
+        url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    )
+    try:
+        plain, through = db.session_factory(direct), db.session_factory(proxied)
+        ticket = await make_ticket(plain)
+        slack = Stub(result={"channel": "C0", "ts": "1700000001.marker-5e2b"})
+        worker = OutboxWorker(through, notifiers(message__slack=slack), config=CONFIG, poll=30)
+        await queue(plain, "message", ticket_id=ticket.id)
+        proxy.lose_commit_answer(b"marker-5e2b")
+        assert await worker.run() == 1
+        assert proxy.commit_answers_lost == 1 and worker._unrecorded  # kept for later
+        await worker.record_pending()
+        assert not worker._unrecorded
+        [row] = await rows(plain)
+        assert (row.status, row.claimed_until, len(slack.sent)) == ("delivered", None, 1)
+        query = select(TicketEvent.kind).where(TicketEvent.kind.like("delivery.%"))
+        async with plain() as session:
+            kinds = (await session.execute(query)).scalars().all()
+        assert kinds == ["delivery.delivered"]
+    finally:
+        await proxied.dispose()
+        await direct.dispose()
+        await proxy.stop()
