@@ -111,6 +111,9 @@ class OutboxWorker:
         # Rows this worker is delivering or recording: id -> the attempt it holds (a row may
         # be claimed again, by this worker too, while an older hand-off of it is given up).
         self._held: dict[int, int] = {}
+        # Until when the lease of each held row is known to run (its claim, hand-off or last
+        # renewal that reached the database): a row is not sent on a lease that may be gone.
+        self._until: dict[int, datetime] = {}
         # Handed rows whose lease is still being checked: if this worker's poll claims one of
         # them meanwhile, the poll sends it and the hand-off gives up (its renewal fails).
         self._handing: set[int] = set()
@@ -169,6 +172,8 @@ class OutboxWorker:
             if row.id in self._held:
                 continue  # this worker's poll claimed it again already (the lease ran out)
             self._held[row.id] = row.attempts
+            if row.claimed_until is not None:
+                self._until[row.id] = row.claimed_until
             self._handing.add(row.id)
             self._track(self._deliver_handed(row))
 
@@ -189,10 +194,14 @@ class OutboxWorker:
             self._let_go(row)
             log.exception("outbox delivery of row %s (%s) failed; it is retried", row.id, row.kind)
 
-    async def _still_mine(self, row: OutboxMessage) -> bool:
-        """True when the handed row's lease has enough left, or was renewed; else it is let go."""
-        left = (row.claimed_until or self.clock()) - self.clock()
+    async def _still_mine(self, row: OutboxMessage, *, same_attempt: bool = True) -> bool:
+        """True when the row's lease has enough left, or was renewed; else it is let go.
+        `same_attempt=False`: a claim of the row by this worker's own poll since counts too
+        (that poll left the row to the attempt in hand)."""
+        until = self._until.get(row.id) if self._held.get(row.id) == row.attempts else None
+        left = (until or row.claimed_until or self.clock()) - self.clock()
         if left <= self.lease / 2:
+            now = self.clock()
             try:
                 async with self._transaction() as session:
                     held = await outbox.renew(
@@ -200,9 +209,9 @@ class OutboxWorker:
                         worker=self.worker_id,
                         message_ids=[row.id],
                         lease=self.lease,
-                        now=self.clock(),
+                        now=now,
                         # Not if claimed again meanwhile (this worker's own poll too).
-                        attempts=row.attempts,
+                        attempts=row.attempts if same_attempt else None,
                     )
             except Exception as exc:
                 self._let_go(row)
@@ -214,12 +223,15 @@ class OutboxWorker:
             if not held:
                 self._let_go(row)  # claimed again meanwhile (by this worker's poll too)
                 return False
+            if self._held.get(row.id) == row.attempts:
+                self._until[row.id] = now + self.lease
         return True
 
     def _let_go(self, row: OutboxMessage) -> None:
         """Stop renewing `row`'s lease, unless it is held at another attempt now."""
         if self._held.get(row.id) == row.attempts:
             del self._held[row.id]
+            self._until.pop(row.id, None)
             if self._when_free:  # a run found no free slot: there may be rows waiting
                 self._when_free = False
                 self._spawn()
@@ -347,6 +359,7 @@ class OutboxWorker:
             if (r.id not in self._held or r.id in self._handing) and r.id not in self._unrecorded
         ]
         self._held.update((row.id, row.attempts) for row in fresh)
+        self._until.update((row.id, row.claimed_until) for row in fresh if row.claimed_until)
         await asyncio.gather(*(self._deliver(row) for row in fresh))
         return len(rows)
 
@@ -355,19 +368,24 @@ class OutboxWorker:
         held = sorted(self._held)
         if not held:
             return
+        now = self.clock()
         try:
             async with self._transaction() as session:
-                await outbox.renew(
+                renewed = await outbox.renew(
                     session,
                     worker=self.worker_id,
                     message_ids=held,
                     lease=self.lease,
-                    now=self.clock(),
+                    now=now,
                 )
         except Exception as exc:
             if not is_unavailable(exc):
                 raise
             self._database_down("renewing leases", exc)
+            return
+        if renewed == len(held):  # all of them (else a send asks for its own row first)
+            until = now + self.lease
+            self._until.update((row_id, until) for row_id in held if row_id in self._held)
 
     # -- one row ------------------------------------------------------------------------------
 
@@ -396,6 +414,10 @@ class OutboxWorker:
                     if not is_unavailable(exc):
                         raise
                     self._database_down("putting a row back", exc)
+                    return
+                # The place may have kept it waiting (another send to it) while renewals
+                # could not reach the database: not sent on a lease another worker may hold.
+                if not await self._still_mine(row, same_attempt=False):
                     return
                 outcome = _Outcome(row)
                 try:

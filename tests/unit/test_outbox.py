@@ -769,3 +769,60 @@ async def test_an_outcome_whose_commit_answer_was_lost_is_recorded_once(db_url: 
         await proxied.dispose()
         await direct.dispose()
         await proxy.stop()
+
+
+async def test_a_row_whose_lease_ran_out_while_it_waited_for_its_place_is_not_sent(
+    sessions: Sessions,
+):
+    """A claimed row waits for its channel (another send to it is under way in this process)
+    while renewals cannot reach the database for a whole lease; another worker takes the row
+    over and sends it. When the channel frees, this worker must not send it a second time."""
+
+    class ToChannel(Stub):
+        def places(self, message: OutboxMessage) -> tuple[str, ...]:
+            return ("slack:post:C0",)
+
+    mine_stub, other_stub = ToChannel(), Stub()
+    mine = OutboxWorker(sessions, notifiers(message__slack=mine_stub), config=CONFIG, poll=30,
+                        lease=1.0)  # fmt: skip
+    other = OutboxWorker(sessions, notifiers(message__slack=other_stub), config=CONFIG,
+                         poll=30, lease=20.0)  # fmt: skip
+    async with running(sessions, mine, renewing=False):  # as if every renewal failed
+        await asyncio.sleep(0.1)
+        busy = asyncio.Event()
+        release = asyncio.Event()
+
+        async def slow_send_to_the_channel() -> None:
+            async with mine.places.sending(("slack:post:C0",)):
+                busy.set()
+                await release.wait()
+
+        sending = asyncio.ensure_future(slow_send_to_the_channel())
+        await busy.wait()
+        await queue(sessions, "message")  # handed over to `mine`: it waits for the channel
+        await asyncio.sleep(1.2)  # its lease has run out, not renewed
+        assert await other.run() == 1
+        await wait_until(lambda: other_stub.sent, timeout=5, what="the takeover's send")
+        release.set()
+        await sending
+        await asyncio.sleep(0.5)
+        assert len(mine_stub.sent) + len(other_stub.sent) == 1, (mine_stub.sent, other_stub.sent)
+        [row] = await rows(sessions)
+        assert row.status == "delivered"
+
+        # This worker's own poll claims the row again meanwhile: it leaves the row to the
+        # attempt in hand, which still sends it (once, at once) when the channel frees.
+        release.clear()
+        busy.clear()
+        sending = asyncio.ensure_future(slow_send_to_the_channel())
+        await busy.wait()
+        await queue(sessions, "message")
+        await asyncio.sleep(1.2)
+        assert await mine.run() == 1
+        release.set()
+        await sending
+        await wait_until(lambda: len(mine_stub.sent) == 1, timeout=2, what="the send in hand")
+        await asyncio.sleep(0.3)
+        assert [r.status for r in await rows(sessions)] == ["delivered"] * 2
+        assert len(mine_stub.sent) + len(other_stub.sent) == 2
+    await other.close()
