@@ -28,7 +28,8 @@ REPORT_AFTER_ATTEMPTS = 3
 # Rows that report their own failures.
 SELF_REPORTING = {identity.PURPOSE, "psa"}
 MAX_WAIT = 60.0
-# A card refresh queued before the card was posted waits this long for it.
+# Teams: a note or card refresh queued before the ticket card was recorded waits this long
+# for it (elsewhere the card is an outbox row, followed for as long as it is retried).
 CARD_WAIT = 120.0
 NAMES = {"message": "message", "dm": "direct message", "update": "message update"}
 
@@ -100,9 +101,9 @@ async def prepare(
         if (
             ticket is not None
             and not ticket.source_thread
-            and await _card_coming(ticket, message, session)
+            and (wait := await _card_coming(ticket, message, session, now)) is not None
         ):
-            return Preparation(None, wait=0.5)
+            return Preparation(None, wait=wait)
         alarm = await sla.prepare_alarm(session, message=message, now=now)
         return Preparation(alarm.payload, give_up=alarm.give_up)
     payload = dict(message.payload)
@@ -125,9 +126,10 @@ async def prepare(
             return Preparation(None, give_up="the ticket no longer exists")
         if payload.get("await_card"):
             if not ticket.card_channel or not ticket.card_message:
-                if (utcnow() - message.created_at).total_seconds() > CARD_WAIT:
+                wait = await _card_coming(ticket, message, session, now)
+                if wait is None:
                     return Preparation(None, give_up="the ticket card was never posted")
-                return Preparation(None, wait=0.5)
+                return Preparation(None, wait=wait)
             payload["channel"] = ticket.card_channel
             payload["ts"] = payload["activity_id"] = ticket.card_message
         card = ticket_card(ticket, extra=await diagnosis.card_elements(session, ticket), now=now)
@@ -146,25 +148,33 @@ async def prepare(
                 payload["channel"], payload["thread"] = ticket.source_channel, ticket.source_thread
             elif (
                 payload.get("purpose") != REPORT_PURPOSE  # may be about that very card
-                and await _card_coming(ticket, message, session)
+                and (wait := await _card_coming(ticket, message, session, now)) is not None
             ):
                 # The ticket card, whose message becomes the thread, is still on its way
-                # (queued, or being posted right now): follow it rather than overtake it.
-                return Preparation(None, wait=0.5)
+                # (queued, being posted right now, or retried): follow it, not overtake it.
+                return Preparation(None, wait=wait)
     return Preparation(payload)
 
 
-async def _card_coming(ticket: Ticket, message: OutboxMessage, session: AsyncSession) -> bool:
-    """The ticket card is still on its way (for a while after `message` was queued)."""
-    return (
-        not ticket.card_message
-        and (utcnow() - message.created_at).total_seconds() <= CARD_WAIT
-        and (
-            # Teams: the card is sent in the turn and recorded after it
-            # (tickets.remember_card); elsewhere it is an outbox row.
-            ticket.source_platform == "teams" or await outbox.card_on_its_way(session, ticket.id)
-        )
-    )
+async def _card_coming(
+    ticket: Ticket, message: OutboxMessage, session: AsyncSession, now: datetime
+) -> float | None:
+    """How long to wait for the ticket card while it is still on its way; None when it is
+    not (posted, or given up)."""
+    if ticket.card_message:
+        return None
+    if ticket.source_platform == "teams":
+        # The card is sent in the turn and recorded after it (tickets.remember_card): there
+        # is no row to watch, so it is waited for a while after `message` was queued.
+        fresh = (utcnow() - message.created_at).total_seconds() <= CARD_WAIT
+        return 0.5 if fresh else None
+    # Elsewhere the card is an outbox row: followed for as long as it is retried (a Slack
+    # outage longer than CARD_WAIT must not send its notes to the channel's top level), at
+    # its own pace (checked again when it is next due, not every half second).
+    due = await outbox.card_due(session, ticket.id)
+    if due is None:
+        return None
+    return min(max((due - now).total_seconds() + 0.5, 0.5), MAX_WAIT)
 
 
 async def after_delivery(

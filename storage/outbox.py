@@ -443,7 +443,7 @@ _STATES = (
 
 
 _CARD_PENDING = (
-    select(_OUTBOX.c.id)
+    select(_OUTBOX.c.due_at)
     .where(
         _OUTBOX.c.ticket_id == bindparam("ticket_id"),
         _OUTBOX.c.status == "pending",
@@ -453,11 +453,12 @@ _CARD_PENDING = (
 )
 
 
-async def card_on_its_way(session: AsyncSession, ticket_id: int) -> bool:
-    """True while the ticket's card is queued or being sent (not delivered, dead or
-    cancelled)."""
+async def card_due(session: AsyncSession, ticket_id: int) -> datetime | None:
+    """While the ticket's card is queued or being sent (not delivered, dead or cancelled):
+    when it is next due (in the past while it is being sent); else None."""
     conn = await statements.connection(session)
-    return (await conn.execute(_CARD_PENDING, {"ticket_id": ticket_id})).first() is not None
+    found = (await conn.execute(_CARD_PENDING, {"ticket_id": ticket_id})).first()
+    return None if found is None else found[0]
 
 
 async def states_for(session: AsyncSession, ticket_id: int) -> list[DeliveryState]:

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import json
 import time
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -367,6 +368,36 @@ async def test_closed_while_its_card_is_being_posted_the_notice_follows_into_its
         return [m for m in slack_api.channel_messages("C0HELP") if "closed" in m.get("text", "")]
 
     await wait_until(closed_notice, timeout=10, what="the closed notice")
+    card = slack_api.channel_messages("C0HELP")[0]
+    assert card["text"].startswith("HD-1 ") and not card.get("thread_ts")
+    [notice] = closed_notice()
+    assert notice.get("thread_ts") == card["ts"], notice
+
+
+async def test_a_note_follows_a_card_slack_keeps_refusing_for_longer_than_two_minutes(
+    make_app: Any, slack_api: FakeSlack, db_url: str
+):
+    """Slack refuses the ticket card for a while (an outage): the "closed" note queued meanwhile
+    waits for the card however long it is retried, and goes into its thread, not to the
+    channel's top level (here the note's age is set past two minutes)."""
+    from sqlalchemy import select
+
+    from storage.models import OutboxMessage
+    from tests.http.p1_support import slack_close, slack_ticket
+
+    app = await start(make_app, slack_api)
+    slack_api.fail("/api/chat.postMessage", 503, times=3)
+    await slack_ticket(app, slack_api, priority="P3", users=1)
+    await slack_close(app, slack_api, "HD-1")
+    async with app.services.sessions() as session, session.begin():
+        for row in (await session.execute(select(OutboxMessage))).scalars():
+            if not row.payload.get("ticket_card"):
+                row.created_at = row.created_at - timedelta(minutes=5)
+
+    def closed_notice() -> list[dict[str, Any]]:
+        return [m for m in slack_api.channel_messages("C0HELP") if "closed" in m.get("text", "")]
+
+    await wait_until(closed_notice, timeout=20, what="the closed notice")
     card = slack_api.channel_messages("C0HELP")[0]
     assert card["text"].startswith("HD-1 ") and not card.get("thread_ts")
     [notice] = closed_notice()
