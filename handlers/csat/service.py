@@ -282,11 +282,6 @@ async def comment(deps: Deps, interaction: Interaction) -> Reply:
     text = str(interaction.data.get("comment") or "").strip()
     if has_input and not text:
         return Reply(text=f"Type your comment in the box first, then press {COMMENT_TITLE}.")
-    if len(text) > MAX_COMMENT:
-        raise InvalidInput(
-            f"Keep the comment under {MAX_COMMENT} characters.",
-            {"comment": f"Keep it under {MAX_COMMENT} characters."},
-        )
     async with deps.sessions() as session, session.begin():
         survey, ticket = await _survey(session, interaction)
         if not _is_requester(interaction.actor, survey):
@@ -295,6 +290,19 @@ async def comment(deps: Deps, interaction: Interaction) -> Reply:
             return Reply(text=f"We already have your comment on {ticket.number}. Thank you!")
         if not has_input:
             return Reply(card=comment_form(ticket.number, survey.nonce), as_form=True)
+        if len(text) > MAX_COMMENT:
+            # Shown again with the error (Teams): the survey itself, its rating buttons
+            # included, where the comment box is (Slack's comment is a modal of its own).
+            form = (
+                survey_card(ticket, survey.nonce)
+                if interaction.platform == "teams"
+                else comment_form(ticket.number, survey.nonce)
+            )
+            raise InvalidInput(
+                f"Keep the comment under {MAX_COMMENT} characters.",
+                {"comment": f"Keep it under {MAX_COMMENT} characters."},
+                form=form,
+            )
         stored = (
             await session.execute(
                 update(CsatSurvey)

@@ -343,3 +343,31 @@ async def test_a_rating_after_the_comment_keeps_the_first_comment_and_says_so(ma
     assert "Your comment was not saved: we already have your comment" in rated["value"]
     survey = await stored_survey(app)
     assert (survey.rating, survey.comment) == (5, "Quick and friendly")
+
+
+async def test_an_overlong_comment_brings_the_survey_back_with_the_error_and_the_text(
+    make_app, connector
+):
+    """'Add a comment' with a comment over 2000 characters: the survey card comes back with
+    the problem under the comment box and what Ana typed still in it, rating buttons
+    included, so she can still rate (or shorten and send) from that card."""
+    app = await start(make_app, connector)
+    chat, card = await closed_survey(app, connector)
+    long = "The printer jammed again the next morning. " * 50  # 2150 characters
+    sent = {**action(card, "Add a comment")["data"], "comment": long}
+    refused = await invoke(app, connector, "csat.comment", sent, user=ANA_ID, conversation=chat)
+    assert refused["type"] == CARD_TYPE
+    again = refused["value"]
+    assert [a["title"] for a in again["actions"]] == ["1", "2", "3", "4", "5", "Add a comment"]
+    [box] = inputs(again)
+    assert (box["id"], box["value"]) == ("comment", long)
+    shown = card_text(again)
+    assert "Keep it under 2000 characters." in shown and "HD-1" in shown
+    survey = await stored_survey(app)
+    assert (survey.rating, survey.comment) == (None, "")
+
+    rated = await invoke(
+        app, connector, "csat.rate", action(again, "3")["data"], user=ANA_ID, conversation=chat
+    )
+    assert rated["value"] == "Thank you! You rated HD-1 3/5."
+    assert (await stored_survey(app)).rating == 3
