@@ -252,7 +252,9 @@ async def rate(deps: Deps, interaction: Interaction) -> Reply:
         )
         if int(rating) <= 2:
             who = requester(ticket).plain()
-            said = f' They wrote: "{comment}"' if comment else ""
+            # What is kept: the comment already on the survey wins over one typed now.
+            kept = str(values.get("comment") or survey.comment)
+            said = f' They wrote: "{kept}"' if kept else ""
             await notify.tell_technician(
                 session,
                 ticket,

@@ -371,3 +371,28 @@ async def test_an_overlong_comment_brings_the_survey_back_with_the_error_and_the
     )
     assert rated["value"] == "Thank you! You rated HD-1 3/5."
     assert (await stored_survey(app)).rating == 3
+
+
+async def test_a_low_rating_alert_quotes_the_comment_kept_not_the_one_refused(make_app, connector):
+    """A 1 after Ana already sent a comment: her new text is not saved (the first comment is
+    kept), so the technician's alert quotes the comment on file, not the one thrown away."""
+    app = await start(make_app, connector)
+    chat, card = await closed_survey(app, connector)
+    sent = {**action(card, "Add a comment")["data"], "comment": "Quick and friendly"}
+    await invoke(app, connector, "csat.comment", sent, user=ANA_ID, conversation=chat)
+    later = {**action(card, "1")["data"], "comment": "Actually it broke again"}
+    rated = await invoke(app, connector, "csat.rate", later, user=ANA_ID, conversation=chat)
+    assert "Your comment was not saved: we already have your comment" in rated["value"]
+    assert (await stored_survey(app)).comment == "Quick and friendly"
+
+    def alerts() -> list[str]:
+        return [
+            unescape(json.dumps(a))
+            for a in connector.activities(PERSONAL)
+            if "rated 1/5" in json.dumps(a)
+        ]
+
+    await wait_until(lambda: alerts() != [])
+    [alert] = alerts()
+    assert "Quick and friendly" in alert
+    assert "Actually it broke again" not in alert
