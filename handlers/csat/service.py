@@ -6,7 +6,7 @@ import logging
 import secrets
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers import notify
@@ -221,23 +221,29 @@ async def rate(deps: Deps, interaction: Interaction) -> Reply:
                 f"Your rating was not saved: keep the comment under {MAX_COMMENT} characters "
                 f"(it has {len(comment)}), then press your rating again."
             )
+        had_comment = bool(survey.comment)  # as read: the UPDATE below may expire it
         values: dict[str, object] = {"rating": int(rating), "answered_at": deps.clock()}
-        if comment and not survey.comment:
-            values["comment"] = comment
+        if comment:
+            # Only onto a survey with no comment yet, as the row is when written: a comment
+            # sent meanwhile ('Add a comment' landing at once) is the first and stays.
+            values["comment"] = case((CsatSurvey.comment == "", comment), else_=CsatSurvey.comment)
         stored = (
             await session.execute(
                 update(CsatSurvey)
                 .where(CsatSurvey.id == survey.id, CsatSurvey.rating.is_(None))
                 .values(**values)
-                .returning(CsatSurvey.id)
+                .returning(CsatSurvey.comment)
             )
-        ).scalar_one_or_none()
+        ).one_or_none()
         if stored is None:
             await session.refresh(survey)
             return Reply(
                 text=f"You already rated {ticket.number} {survey.rating}/5: the first "
-                f"answer is the one we keep.{_comment_not_kept(comment, survey)} Thank you!"
+                f"answer is the one we keep.{_comment_not_kept(comment, survey.comment)} "
+                "Thank you!"
             )
+        kept: str = stored.comment
+        saved = bool(comment) and not had_comment and kept == comment
         # The ticket row carries the answer too: `report` aggregates tickets alone.
         await session.execute(
             update(Ticket).where(Ticket.id == ticket.id).values(csat_rating=int(rating))
@@ -248,12 +254,10 @@ async def rate(deps: Deps, interaction: Interaction) -> Reply:
             kind="csat.answered",
             actor_platform=interaction.platform,
             actor_id=interaction.actor.id,
-            data={"rating": int(rating), "comment": bool(values.get("comment"))},
+            data={"rating": int(rating), "comment": saved},
         )
         if int(rating) <= 2:
             who = requester(ticket).plain()
-            # What is kept: the comment already on the survey wins over one typed now.
-            kept = str(values.get("comment") or survey.comment)
             said = f' They wrote: "{kept}"' if kept else ""
             await notify.tell_technician(
                 session,
@@ -264,16 +268,17 @@ async def rate(deps: Deps, interaction: Interaction) -> Reply:
             )
     deps.observe("csat", rating=rating)
     log.info("csat answered", extra={"ticket": ticket.number, "rating": rating})
-    not_kept = "" if values.get("comment") else _comment_not_kept(comment, survey)
+    not_kept = "" if saved else _comment_not_kept(comment, kept)
     return Reply(text=f"Thank you! You rated {ticket.number} {rating}/5.{not_kept}")
 
 
-def _comment_not_kept(comment: str, survey: CsatSurvey) -> str:
+def _comment_not_kept(comment: str, kept: str) -> str:
     """What to say about a comment typed with a rating that did not store it (the first
-    rating and the first comment are kept): empty when nothing was typed."""
+    rating and the first comment are kept; `kept`: the survey's comment): empty when nothing
+    was typed."""
     if not comment:
         return ""
-    if survey.comment:
+    if kept:
         return " Your comment was not saved: we already have your comment on this survey."
     return f" Your comment was not saved with it: press {COMMENT_TITLE} to send it."
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sqlite3
 import time
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
+from sqlalchemy.engine import make_url
 
+from storage import db
 from storage.models import CsatSurvey, Ticket
 from tests.adaptive_schema import validate_adaptive_card
 from tests.fakes.botframework import FakeConnector
@@ -396,3 +399,77 @@ async def test_a_low_rating_alert_quotes_the_comment_kept_not_the_one_refused(ma
     [alert] = alerts()
     assert "Quick and friendly" in alert
     assert "Actually it broke again" not in alert
+
+
+async def test_a_comment_landing_while_a_rating_with_a_comment_is_stored_stays_the_first(
+    make_app, connector, db_url: str
+):
+    """'Add a comment' and a 2 pressed with a comment land at once: the comment is committed
+    after the rating read the survey (no comment yet) and before it writes. The first comment
+    is the one kept (SPEC CSAT) whatever the interleaving: the rating does not overwrite it,
+    Ana is told hers was not saved, and Tom's alert quotes the comment kept.
+
+    The comment is written by a second connection holding the survey row (PostgreSQL) or
+    SQLite's write lock until the rating is waiting for it. On SQLite the rating's transaction
+    takes the write lock before it reads (its delivery claim), so it reads the comment
+    committed; on PostgreSQL it reads the survey before and waits only at its UPDATE."""
+    app = await start(make_app, connector)
+    chat, card = await closed_survey(app, connector)
+    survey_id = (await stored_survey(app)).id
+    first = "Quick and friendly"
+    comment_sql = "UPDATE csat_surveys SET comment = :c WHERE id = :id AND comment = ''"
+    rate = {**action(card, "2")["data"], "comment": "Second thoughts"}
+
+    if db.is_sqlite(db_url):
+        other = sqlite3.connect(str(make_url(db_url).database), isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        other.execute(comment_sql.replace(":c", "?").replace(":id", "?"), (first, survey_id))
+        rating = asyncio.ensure_future(
+            invoke(app, connector, "csat.rate", rate, user=ANA_ID, conversation=chat)
+        )
+        await asyncio.sleep(0.5)
+        other.execute("COMMIT")
+        other.close()
+        rated = await rating
+    else:
+        engine = db.create_engine(db_url)
+        try:
+            async with engine.connect() as watch, engine.connect() as other:
+                await watch.execution_options(isolation_level="AUTOCOMMIT")
+                trans = await other.begin()
+                await other.execute(text(comment_sql), {"c": first, "id": survey_id})
+                rating = asyncio.ensure_future(
+                    invoke(app, connector, "csat.rate", rate, user=ANA_ID, conversation=chat)
+                )
+
+                async def rating_waits_for_the_row() -> bool:
+                    waiting = await watch.execute(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                            "current_database() AND wait_event_type = 'Lock' "
+                            "AND query ILIKE 'UPDATE csat_surveys%'"
+                        )
+                    )
+                    return bool(waiting.scalar())
+
+                await wait_until(rating_waits_for_the_row, timeout=1.5)
+                await trans.commit()
+                rated = await rating
+        finally:
+            await engine.dispose()
+
+    assert rated["value"].startswith("Thank you! You rated HD-1 2/5."), rated["value"]
+    assert "Your comment was not saved: we already have your comment" in rated["value"]
+    survey = await stored_survey(app)
+    assert (survey.rating, survey.comment) == (2, first)
+
+    def alerts() -> list[str]:
+        return [
+            unescape(json.dumps(a))
+            for a in connector.activities(PERSONAL)
+            if "rated 2/5" in json.dumps(a)
+        ]
+
+    await wait_until(lambda: alerts() != [])
+    [alert] = alerts()
+    assert first in alert and "Second thoughts" not in alert
