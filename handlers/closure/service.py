@@ -354,6 +354,7 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
                 now=now,
                 closed_by=closer_name,
                 addresses=filed_to,
+                channel=interaction.conversation.id,
             )
             if ticket.filed_count
             else ([], [])

@@ -196,10 +196,14 @@ async def close_filed(
     now: datetime,
     closed_by: str,
     addresses: dict[int, tuple[Address, bool]],
+    channel: str = "",
 ) -> tuple[list[str], list[str]]:
     """Close every open report filed under the P1 just closed, with its resolution, and queue
     each requester's survey; returns their numbers, and those of the reports left open because
-    their requester's identity is not confirmed (each with an audit event)."""
+    their requester's identity is not confirmed (each with an audit event). The closure is the
+    first response of a report that had none (`channel`: where the P1 was closed), as it is
+    for a ticket closed on its own: its outcome, seconds and who answered are recorded
+    together (the report's median counts it as its Respond met does)."""
     closed: list[str] = []
     kept: list[str] = []
     for report in await repo.filed_under(session, p1.number, lock=True):
@@ -216,6 +220,9 @@ async def close_filed(
             )
             kept.append(report.number)
             continue
+        await sla.record_first_response(
+            session, report, actor, channel, at=now, action="close", refresh_card=False
+        )
         report.status, report.closed_at = "closed", now
         report.resolution_note = p1.resolution_note
         report.resolution_category = p1.resolution_category

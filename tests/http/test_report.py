@@ -31,7 +31,7 @@ import base64
 import csv
 import io
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -385,3 +385,38 @@ async def test_report_lists_a_repeated_error_under_top_patterns(make_app, slack_
     facts = slack_facts(await (await app.slash("report 2020-01-01 2020-03-31")).json())
     assert (facts["Opened"], facts["Top patterns"]) == ("0", "none")
     await slack_api.wait_for_method("files.completeUploadExternal", count=2, timeout=20)
+
+
+async def test_a_report_filed_under_a_p1_and_closed_with_it_has_its_first_response(
+    make_app, slack_api: FakeSlack
+):
+    """Closing a P1 closes the reports filed under it: that closure is each report's first
+    response when it had none (a closure is one), so the report's median time to first
+    response counts it like the Respond met figure does, and its CSV row and `show` name it."""
+    from tests.harness import TestClock
+    from tests.http.working_support import PEOPLE as WORKING_PEOPLE
+    from tests.http.working_support import SlackFlow, ticket_row
+
+    start = (datetime.now(UTC) + timedelta(days=1)).replace(hour=9, minute=0, second=0)
+    clock = TestClock(start.replace(microsecond=0))
+    config = {"tier1_scope": [], "sla": {"warn_before": "0s"}}
+    app: AppHarness = await make_app(
+        slack=slack_api, config=config, people=WORKING_PEOPLE, clock=clock
+    )
+    s = SlackFlow(app, slack_api)
+    p1 = await s.ticket(priority="P1", client="Acme", asset="VPN-01")
+    clock.set(start + timedelta(hours=1))
+    report = await s.ticket(requester="UBOB", priority="P3", client="Acme", asset="VPN-01")
+    assert f"{report} is filed under {p1}" in await s.command(f"link {report} {p1}")
+    clock.set(start + timedelta(hours=2))
+    await s.close(p1, note="Replaced the failed power supply of the VPN concentrator VPN-01")
+
+    filed = await ticket_row(app, report)
+    assert filed.status == "closed" and filed.respond_met is True
+    assert filed.first_response_seconds is not None
+    assert abs(filed.first_response_seconds - 3600) < 5  # closed an hour after it was opened
+    assert "First response:" in await s.command(f"show {report}")
+    facts = slack_facts(await (await app.slash("report")).json())
+    # HD-1 first answered at its closure 2h in (missed: P1 responds in 30m), HD-2 1h in.
+    assert facts["Respond met"] == "50% (1 of 2)"
+    assert facts["Median time to first response"] == "1h 30m"
