@@ -68,9 +68,13 @@ def render_png(summary: Summary) -> bytes:
         logged = grid[1][1]
         clients = summary.minutes_by_client[:MAX_BARS]
         rest = sum(m for _, m in summary.minutes_by_client[MAX_BARS:])
-        labels = [name[:18] for name, _ in clients] + (["others"] if rest else [])
+        labels = [_short(name) for name, _ in clients] + (["others"] if rest else [])
         values = [m / 60 for _, m in clients] + ([rest / 60] if rest else [])
-        logged.barh(labels[::-1], values[::-1], color="#9333ea")
+        # One position per bar: names that shorten alike (or a client called "others") are
+        # still two bars, not one drawn over the other under one label.
+        places = range(len(labels))
+        logged.barh(list(places), values[::-1], color="#9333ea")
+        logged.set_yticks(list(places), labels[::-1])
         logged.set_xlabel("hours")
         logged.set_title(f"Time logged ({hours(summary.minutes_total)})")
 
@@ -78,6 +82,14 @@ def render_png(summary: Summary) -> bytes:
         out = io.BytesIO()
         figure.savefig(out, format="png", dpi=DPI)
         return out.getvalue()
+
+
+def _short(name: str, size: int = 18) -> str:
+    """A client's bar label: its start and its end (which often tells branches apart)."""
+    if len(name) <= size:
+        return name
+    tail = (size - 1) // 2
+    return f"{name[: size - 1 - tail]}…{name[-tail:]}"
 
 
 async def chart_png(summary: Summary) -> bytes:

@@ -228,3 +228,38 @@ def test_ticket_model_keeps_the_report_columns() -> None:
         "csat_sent_at",
         "fix_confirmed_at",
     } <= columns
+
+
+def _purple_bars(png: bytes) -> int:
+    """How many bars the chart's Time logged panel (bottom right, #9333ea) draws."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as image:
+        rgb = image.convert("RGB")
+    width, height = rgb.size
+    pixels = rgb.load()
+    assert pixels is not None
+    rows = [
+        y
+        for y in range(height // 2, height)
+        if any(pixels[x, y] == (147, 51, 234) for x in range(width // 2, width))
+    ]
+    return sum(1 for i, y in enumerate(rows) if i == 0 or rows[i - 1] != y - 1)
+
+
+async def test_the_chart_draws_one_bar_per_client_whose_names_start_alike(
+    engine: AsyncEngine,
+) -> None:
+    """Two clients whose names share their first 18 characters are two lines of the card's
+    Time logged and two bars of the chart (not one bar drawn over the other under one label)."""
+    from handlers.reports import render_png
+
+    await add(engine, client="Northwind Health - Boston", time_minutes=600)
+    await add(engine, client="Northwind Health - Chicago", time_minutes=300)
+    period = Period(date(2026, 11, 1), date(2026, 11, 30))
+    summary = await build(engine, period=period, client=None, now=NOW)
+    assert summary.minutes_by_client == [
+        ("Northwind Health - Boston", 600),
+        ("Northwind Health - Chicago", 300),
+    ]
+    assert _purple_bars(render_png(summary)) == 2
