@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import statements
 from storage.models import Ticket, TicketDiagnosis, TicketSignature
+from storage.reports import folded
 from storage.search import COLUMNS, Found, found_of
 
 _TICKETS = statements.table_of(Ticket)
@@ -269,7 +270,7 @@ async def top_signatures(
         if clients is not None:
             conditions.append(_TICKETS.c.client.in_(list(clients)))
         else:
-            conditions.append(func.lower(func.trim(_TICKETS.c.client)) == wanted)
+            conditions.append(folded(_TICKETS.c.client) == wanted)
     counted = (
         select(_SIGNATURES.c.signature, func.count().label("n"))
         .select_from(joined)

@@ -56,6 +56,16 @@ def fold(name: str) -> str:
     return name.strip().lower()
 
 
+# What str.strip() takes off (every Unicode space: a pasted no-break space, a tab), for SQL:
+# PostgreSQL's trim() alone takes off plain spaces only.
+SPACES = "".join(c for c in map(chr, range(0x3001)) if c.isspace())
+
+
+def folded(column: Any) -> Any:
+    """`fold` in SQL (PostgreSQL: its lower() folds any letter; SQLite's ASCII only)."""
+    return func.lower(func.btrim(column, SPACES))
+
+
 _CLIENT_NAMES = select(Ticket.client).distinct()
 
 
@@ -110,7 +120,7 @@ def _scope(scope: Scope, dialect: str) -> list[ColumnElement[bool]]:
         elif dialect == "sqlite":
             raise ValueError("on SQLite a client is matched by its spellings: resolve() first")
         else:
-            found.append(func.lower(func.trim(Ticket.client)) == fold(scope.client))
+            found.append(folded(Ticket.client) == fold(scope.client))
     return found
 
 

@@ -263,3 +263,23 @@ async def test_the_chart_draws_one_bar_per_client_whose_names_start_alike(
         ("Northwind Health - Chicago", 300),
     ]
     assert _purple_bars(render_png(summary)) == 2
+
+
+async def test_a_client_typed_with_other_spaces_around_it_is_the_same_client_on_both_databases(
+    engine: AsyncEngine,
+) -> None:
+    """A client pasted with a no-break space or a tab after it is the same client (as for its
+    SLA tier, and as the all-clients report sums its time): its report counts it on PostgreSQL
+    as on SQLite, its patterns too."""
+    for client in ("Acme", "Acme\u00a0", "\tACME"):
+        await add(engine, client=client, error_text="Error 0x80070005", time_minutes=60)
+    await add(engine, client="Acme Corp", error_text="Error 0x80070005")  # another client
+    await diagnosis.backfill_signatures(db.session_factory(engine))
+    period = Period(date(2026, 11, 1), date(2026, 11, 30))
+    everyone = await build(engine, period=period, client=None, now=NOW, pattern_threshold=3)
+    assert everyone.minutes_by_client == [("Acme", 180)]
+    acme = await build(engine, period=period, client="acme", now=NOW, pattern_threshold=3)
+    assert (acme.opened, acme.minutes_total) == (3, 180)
+    assert len(acme.patterns) == 1 and "3 tickets: HD-1, HD-2, HD-3" in str(acme.patterns[0])
+    out = io.StringIO()
+    assert await write_csv(engine, out, period=period, client="ACME", now=NOW) == 3
