@@ -23,8 +23,12 @@ MAX_CLIENTS = 20
 
 
 def percent(part: int, whole: int) -> str:
-    """`93.3%`, `100%`."""
-    value = f"{100 * part / whole:.1f}".removesuffix(".0")
+    """`93.3%`, `100%`; `100%` and `0%` only when they are exact (1999 of 2000 is `99.9%`,
+    1 of 2000 `0.1%`: never all met while one was missed, nor none while one was met)."""
+    share = 100 * part / whole
+    if 0 < part < whole:
+        share = min(max(share, 0.1), 99.9)
+    value = f"{share:.1f}".removesuffix(".0")
     return f"{value}%"
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cards import teams
 from handlers import diagnosis
-from handlers.reports import build, write_csv
+from handlers.reports import build, lines, write_csv
 from handlers.reports.cards import hours, percent, report_card, span
 from handlers.reports.rules import Period, parse_chat, period_of
 from storage import db
@@ -283,3 +283,28 @@ async def test_a_client_typed_with_other_spaces_around_it_is_the_same_client_on_
     assert len(acme.patterns) == 1 and "3 tickets: HD-1, HD-2, HD-3" in str(acme.patterns[0])
     out = io.StringIO()
     assert await write_csv(engine, out, period=period, client="ACME", now=NOW) == 3
+
+
+async def test_a_rate_with_one_miss_in_thousands_is_not_rounded_to_100_percent(
+    engine: AsyncEngine,
+) -> None:
+    """1999 of 2000 targets met is not `100%` (nor 1 of 2000 `0%`): a QBR figure that says
+    every target was met while one was missed, on the card and in the chart's title."""
+    sessions = db.session_factory(engine)
+    async with sessions() as session, session.begin():
+        for i in range(2000):
+            seq, number = await tickets_repo.next_number(session, prefix="HD")
+            await tickets_repo.create(
+                session, number=number, prefix="HD", seq=seq, status="closed", summary="x",
+                reproducible="yes", priority="P3", tier="standard", requester_id="UANA",
+                technician_id="UTECH", source_platform="slack", source_channel="C0HELP",
+                created_at=DAY, respond_by=DAY + timedelta(hours=8),
+                resolve_by=DAY + timedelta(days=3), respond_met=i > 0, resolve_met=i == 0,
+            )  # fmt: skip
+    period = Period(date(2026, 11, 1), date(2026, 11, 30))
+    summary = await build(engine, period=period, client=None, now=NOW)
+    facts = dict(line.split(": ", 1) for line in lines(summary)[1:])
+    assert facts["Respond met"] == "99.9% (1999 of 2000)"
+    assert facts["Resolve met"] == "0.1% (1 of 2000)"
+    assert facts["Respond met by priority"] == "P3 99.9% (1999 of 2000)"
+    assert [percent(2000, 2000), percent(0, 2000)] == ["100%", "0%"]
