@@ -88,6 +88,10 @@ def parse_chat(args: str, *, today: date) -> tuple[str | None, Period]:
         raise ValueError(f"Give both days of the period, first and last. {CHAT_USAGE}")
     else:
         period = default_period(today)
+    if any(DATE_LIKE.match(w) for w in words):
+        # `report 2026-01-01 2026-03-31 acme` would otherwise report a client of that name
+        # (none) over the default period: an empty QBR that looks like a real one.
+        raise ValueError(f"The client goes first and the period's two days last. {CHAT_USAGE}")
     client = " ".join(words).strip()
     return (client or None), period
 

@@ -45,6 +45,8 @@ def test_chat_syntax_client_and_period() -> None:
         ("acme 2026-01-01", "Give both days"),
         ("2026-02-30 2026-03-01", "'2026-02-30' is not a date"),
         ("2026-03-01 2026-02-01", "starts after it ends"),
+        ("2026-01-01 2026-03-31 acme", "client goes first"),
+        ("acme 2026-01-01 corp", "client goes first"),
     ):
         with pytest.raises(ValueError, match=says):
             parse_chat(typed, today=TODAY)
