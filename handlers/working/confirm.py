@@ -15,6 +15,7 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cards.model import Card
 from handlers import csat, identity, notify
 from handlers.commands import Command, ticket_ref
 from handlers.deps import Deps
@@ -206,13 +207,18 @@ def _comment(interaction: Interaction) -> tuple[bool, str]:
     """(whether the answer came with a comment box, what was typed in it)."""
     if "comment" not in interaction.data:
         return False, ""
-    text = str(interaction.data.get("comment") or "").strip()
+    return True, str(interaction.data.get("comment") or "").strip()
+
+
+def _check_length(text: str, form: Card | None) -> None:
+    """Refuse a comment over the limit; `form`: the card it was typed on, shown again with the
+    error under the comment box and the text kept (Teams)."""
     if len(text) > cards.MAX_COMMENT:
         raise InvalidInput(
             f"Keep the comment under {cards.MAX_COMMENT} characters.",
             {"comment": f"Keep it under {cards.MAX_COMMENT} characters."},
+            form=form,
         )
-    return True, text
 
 
 async def _requesters(
@@ -261,6 +267,12 @@ async def _answer(deps: Deps, interaction: Interaction, choice: str) -> Reply:
                 text=f"You already answered for {ticket.number}: {cards.answer_label(request)}. "
                 "Nothing changed."
             )
+        # Shown again with the error (Teams): the question itself, its buttons included, where
+        # the comment box is (Slack's buttons carry no comment).
+        _check_length(
+            comment,
+            cards.request_card(ticket, request) if interaction.platform == "teams" else None,
+        )
         request.state, request.answered_at, request.answered_by = choice, now, actor.id
         ticket.fix_state, ticket.fix_state_at = choice, now
         if choice == "works":
@@ -303,6 +315,7 @@ async def comment(deps: Deps, interaction: Interaction) -> Reply:
     """The optional comment after **Still broken** (Slack's modal): the technician gets it."""
     actor = interaction.actor
     _, text = _comment(interaction)
+    _check_length(text, None)
     async with deps.sessions() as session, session.begin():
         found = await _requesters(session, interaction)
         if isinstance(found, Reply):

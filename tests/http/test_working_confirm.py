@@ -284,3 +284,52 @@ async def test_teams_closure_form_shown_again_still_says_whether_the_fix_was_con
         note = next(i for i in inputs(card) if i["id"] == "resolution_note")
         assert note["value"] == "fixed"
     assert (await ticket_row(app, number)).status == "open"
+
+
+async def test_teams_an_overlong_comment_brings_the_question_back_with_the_error_and_the_text(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    """Still broken (or Works now) with a comment over 2000 characters: nothing is recorded and
+    the question comes back with the problem under the comment box and what Ana typed still in
+    it, Works now / Still broken included, through Action.Execute and Action.Submit alike, so she
+    can shorten it and answer from that card."""
+    app: AppHarness = await make_app(config=teams_config(connector), people=PEOPLE)
+    t = TeamsFlow(app, connector)
+    number = await t.ticket(requester="ana@example.com")
+    await t.say(f"ticket confirm {number}")
+    chat, question = await t.dm_card(ANA, "Still broken")
+    long = "Excel still crashes when I print the Q3 report. " * 45  # 2160 characters
+    titles = [a["title"] for a in question["actions"]]
+
+    def again_as_asked(card: dict[str, Any]) -> None:
+        validate_adaptive_card(card)
+        assert [a["title"] for a in card["actions"]] == titles
+        [box] = inputs(card)
+        assert (box["id"], box["value"]) == ("comment", long)
+        text = shown(card)
+        assert "Keep it under 2000 characters." in text and number in text
+        assert "Printing the Q3 report" in text
+
+    for title in ("Still broken", "Works now"):
+        response = await app.teams(t.invoke_body(question, title, ANA, chat, comment=long))
+        assert response.status == 200
+        body = await response.json()
+        assert body["type"] == CARD_TYPE, body
+        again_as_asked(body["value"])
+    # Action.Submit (clients without Action.Execute): the question again as a new message.
+    pressed = next(a for a in question["actions"] if a["title"] == "Still broken")
+    posted = len(connector.activities(chat))
+    data = {**pressed["fallback"]["data"], "comment": long}
+    sent = activity(connector.service_url, value=data, user=ANA, conversation=chat)
+    assert (await app.teams(sent)).status == 201
+    await wait_until(lambda: len(connector.activities(chat)) > posted, what="the question again")
+    again_as_asked(card_of(connector.activities(chat)[-1]))
+    ticket = await ticket_row(app, number)
+    assert ticket.fix_state == "asked" and ticket.fix_confirmed_at is None
+    assert not await events(app, "fix.still_broken")
+
+    # Shortened, from the card shown again: recorded and the technician told.
+    body = t.invoke_body(body["value"], "Still broken", ANA, chat, comment="Excel still crashes")
+    assert "your technician was told" in await t.invoke(body)
+    assert (await ticket_row(app, number)).fix_state == "broken"
+    await wait_until(lambda: t.texts(PERSONAL, "Excel still crashes"), what="the technician told")
