@@ -315,7 +315,6 @@ async def comment(deps: Deps, interaction: Interaction) -> Reply:
     """The optional comment after **Still broken** (Slack's modal): the technician gets it."""
     actor = interaction.actor
     _, text = _comment(interaction)
-    _check_length(text, None)
     async with deps.sessions() as session, session.begin():
         found = await _requesters(session, interaction)
         if isinstance(found, Reply):
@@ -327,6 +326,8 @@ async def comment(deps: Deps, interaction: Interaction) -> Reply:
             return Reply(text="Thank you: your technician already knows it is still broken.")
         if request.comment:
             return Reply(text=f"We already have your comment on {ticket.number}. Thank you!")
+        # Shown again with the error (Teams; Slack keeps its modal and shows it there).
+        _check_length(text, cards.comment_form(ticket.number, request.nonce))
         request.comment = text
         await tickets_repo.add_event(
             session,

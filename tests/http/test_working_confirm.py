@@ -333,3 +333,67 @@ async def test_teams_an_overlong_comment_brings_the_question_back_with_the_error
     assert "your technician was told" in await t.invoke(body)
     assert (await ticket_row(app, number)).fix_state == "broken"
     await wait_until(lambda: t.texts(PERSONAL, "Excel still crashes"), what="the technician told")
+
+
+async def test_teams_an_overlong_comment_on_the_comment_form_brings_it_back_with_the_text(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    """Still broken from a client that leaves the empty comment box out of what it sends gets
+    the comment form (Send); a comment over 2000 characters there brings that form back with
+    the problem under the box and what Ana typed still in it, not a bare error card."""
+    app: AppHarness = await make_app(config=teams_config(connector), people=PEOPLE)
+    t = TeamsFlow(app, connector)
+    number = await t.ticket(requester="ana@example.com")
+    await t.say(f"ticket confirm {number}")
+    chat, question = await t.dm_card(ANA, "Still broken")
+    pressed = t.invoke_body(question, "Still broken", ANA, chat)
+    assert "comment" not in pressed["value"]["action"]["data"]
+    response = await app.teams(pressed)
+    form = (await response.json())["value"]
+    assert [a["title"] for a in form["actions"]] == ["Send"]
+    await wait_until(lambda: t.texts(PERSONAL, "is still broken"), what="the technician told")
+
+    long = "Excel still crashes when I print the Q3 report. " * 45  # 2160 characters
+    response = await app.teams(t.invoke_body(form, "Send", ANA, chat, comment=long))
+    assert response.status == 200
+    body = await response.json()
+    assert body["type"] == CARD_TYPE, body
+    again = body["value"]
+    validate_adaptive_card(again)
+    assert [a["title"] for a in again["actions"]] == ["Send"]
+    [box] = inputs(again)
+    assert (box["id"], box["value"]) == ("comment", long)
+    assert "Keep it under 2000 characters." in shown(again) and number in shown(again)
+    assert not await events(app, "fix.commented")
+
+    sent = t.invoke_body(again, "Send", ANA, chat, comment="Excel still crashes on print")
+    assert "your technician got your comment" in await t.invoke(sent)
+    await wait_until(
+        lambda: t.texts(PERSONAL, "Excel still crashes on print"), what="the comment told"
+    )
+
+
+async def test_slack_an_overlong_comment_keeps_the_comment_modal_with_the_error(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """Slack's comment after Still broken is a modal: a comment over 2000 characters keeps it
+    open with the problem under the box (Slack keeps what was typed); nothing is recorded."""
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    number = await s.ticket()
+    await s.command(f"confirm {number}")
+    await wait_until(lambda: s.dms("UANA", "Still broken"), what="the question")
+    [question] = s.dms("UANA", "Still broken")
+    assert await s.press(question, "Still broken", "UANA") == ""
+    view = slack_api.views_opened()[-1]["view"]
+    long = "The PDF still prints blank pages. " * 60  # 2040 characters
+    answer = await s.submit(view, {"comment": {"type": "plain_text_input", "value": long}}, "UANA")
+    assert answer == {
+        "response_action": "errors",
+        "errors": {"comment": "Keep it under 2000 characters."},
+    }
+    assert not await events(app, "fix.commented")
+    answer = await s.submit(
+        view, {"comment": {"type": "plain_text_input", "value": "Blank pages"}}, "UANA"
+    )
+    assert answer is not None and "your technician got your comment" in shown(answer)
