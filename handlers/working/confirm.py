@@ -263,9 +263,10 @@ async def _answer(deps: Deps, interaction: Interaction, choice: str) -> Reply:
                     return Reply(
                         card=cards.comment_form(ticket.number, request.nonce), as_form=True
                     )
+            unsaved = " Your comment was not saved." if comment else ""
             return Reply(
                 text=f"You already answered for {ticket.number}: {cards.answer_label(request)}. "
-                "Nothing changed."
+                f"Nothing changed.{unsaved}"
             )
         # Shown again with the error (Teams): the question itself, its buttons included, where
         # the comment box is (Slack's buttons carry no comment).
