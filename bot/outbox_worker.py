@@ -11,6 +11,11 @@ storage.outbox), so several workers never deliver one row twice:
 - An outcome that cannot be recorded because the database is away (the send went out, or
   failed) is kept and recorded when the database answers again, so a message that went out is
   not sent again and a failed page is retried promptly, not a lease later.
+- A row given up before anything was sent (the database failed while it was prepared, its
+  lease could not be renewed, the worker was stopping) is put back untried, not left to its
+  lease: a lease that runs out makes the next attempt in doubt (a PSA write looked up, a page
+  that can no longer be cancelled). When the database is away it is put back once it answers,
+  before this worker claims anything.
 Every database call is bounded; a database that cannot be reached is logged about once every
 10 s, not once per poll.
 """
@@ -118,6 +123,11 @@ class OutboxWorker:
         # them meanwhile, the poll sends it and the hand-off gives up (its renewal fails).
         self._handing: set[int] = set()
         self._unrecorded: dict[int, _Outcome] = {}
+        # Rows given up unsent whose put-back the database could not take yet (kept held, so
+        # their leases are renewed meanwhile), and the lock that keeps put-backs and this
+        # worker's claims apart: a put-back never meets a claim of the row in progress.
+        self._unsent: dict[int, OutboxMessage] = {}
+        self._claiming = asyncio.Lock()
         self._down = Every(10.0)
 
     # -- scheduling -------------------------------------------------------------------------
@@ -167,7 +177,11 @@ class OutboxWorker:
         that transaction's after-commit hook, on the event loop's thread)."""
         self._release(len(rows))
         if self._closed:
-            return  # stopping: their leases run out and they are claimed (in doubt) later
+            # Stopping: nothing is sent now. They go back untried, for any worker (left to
+            # their leases, they would be claimed in doubt).
+            self._unsent.update((row.id, row) for row in rows)
+            self._track(self._put_back_pending())
+            return
         for row in rows:
             if row.id in self._held:
                 continue  # this worker's poll claimed it again already (the lease ran out)
@@ -214,17 +228,55 @@ class OutboxWorker:
                         attempts=row.attempts if same_attempt else None,
                     )
             except Exception as exc:
-                self._let_go(row)
                 if is_unavailable(exc):
                     self._database_down("renewing a lease", exc)
                 else:
                     log.exception("outbox: renewing the lease of row %s failed", row.id)
-                return False  # the lease runs out and the row is claimed again
+                self._put_back_later(row)  # nothing was sent on it
+                return False
             if not held:
                 self._let_go(row)  # claimed again meanwhile (by this worker's poll too)
                 return False
             if self._held.get(row.id) == row.attempts:
                 self._until[row.id] = now + self.lease
+        return True
+
+    def _put_back_later(self, row: OutboxMessage) -> None:
+        """Nothing was sent on `row`'s claim and the database could not take it back now: it
+        is put back untried when the database answers (`record_pending`, or the next run
+        before it claims), its lease renewed meanwhile."""
+        if self._held.get(row.id) == row.attempts:
+            self._unsent[row.id] = row
+        # Else it is held at another attempt now, which goes on.
+
+    async def _put_back_pending(self) -> bool:
+        """Put back the rows given up unsent; False while the database cannot be reached."""
+        async with self._claiming:
+            return await self._put_back_unsent()
+
+    async def _put_back_unsent(self) -> bool:
+        # Under self._claiming.
+        for row in list(self._unsent.values()):
+            try:
+                async with self._transaction(row.ticket_id) as session:
+                    await outbox.put_back(
+                        session, message_id=row.id, worker=self.worker_id, attempts=row.attempts
+                    )
+            except Exception as exc:
+                if is_unavailable(exc):
+                    self._database_down("putting a row back", exc)
+                    return False
+                log.exception(
+                    "outbox: putting row %s (%s) back untried failed; it is claimed again, "
+                    "in doubt, when its lease runs out",
+                    row.id,
+                    row.kind,
+                )
+            else:
+                self._database_back()
+            if self._unsent.get(row.id) is row:
+                del self._unsent[row.id]
+            self._let_go(row)
         return True
 
     def _let_go(self, row: OutboxMessage) -> None:
@@ -258,13 +310,23 @@ class OutboxWorker:
         """Stop starting runs, let the current one finish, try once more to record what is
         still unrecorded (shutdown; bounded, a dead database does not hold it up)."""
         self._closed = True
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=timeout)
-        if self._unrecorded:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        # Tasks started meanwhile (a hand-off put back after close) are waited for too.
+        while self._tasks and loop.time() < deadline:
+            await asyncio.wait(list(self._tasks), timeout=deadline - loop.time())
+        if self._unrecorded or self._unsent:
             try:
                 await asyncio.wait_for(self.record_pending(), timeout)
             except TimeoutError:
                 pass
+            if self._unsent:
+                log.warning(
+                    "stopping with %d row(s) given up unsent and not put back (%s "
+                    "unreachable): they are claimed again, in doubt, when their leases run out",
+                    len(self._unsent),
+                    self.database,
+                )
             if self._unrecorded:
                 log.warning(
                     "stopping with %d delivery outcome(s) unrecorded (%s unreachable): their "
@@ -336,14 +398,24 @@ class OutboxWorker:
         if room <= 0:
             self._when_free = True  # claim again as soon as a delivery ends
             return 0
-        async with self._transaction() as session:
-            rows = await outbox.claim_due(
-                session,
-                worker=self.worker_id,
-                limit=room,
-                lease=self.lease,
-                now=self.clock(),
-            )
+        async with self._claiming:
+            # Rows given up unsent go back first: claimed before that, they would be in doubt.
+            if self._unsent and not await self._put_back_unsent():
+                return 0
+            async with self._transaction() as session:
+                rows = await outbox.claim_due(
+                    session,
+                    worker=self.worker_id,
+                    limit=room,
+                    lease=self.lease,
+                    now=self.clock(),
+                )
+            for row in rows:
+                if row.id in self._unsent:
+                    # Its lease ran out while it waited to be put back (given up unsent
+                    # meanwhile, after this claim began): this claim goes back instead.
+                    self._unsent[row.id] = row
+                    self._held[row.id] = row.attempts
         self._database_back()
         if len(rows) == room < self.batch:
             # Room, not the queue, set the limit: more rows may be due. Claim again as soon
@@ -356,7 +428,9 @@ class OutboxWorker:
         fresh = [
             r
             for r in rows
-            if (r.id not in self._held or r.id in self._handing) and r.id not in self._unrecorded
+            if (r.id not in self._held or r.id in self._handing)
+            and r.id not in self._unrecorded
+            and r.id not in self._unsent
         ]
         self._held.update((row.id, row.attempts) for row in fresh)
         self._until.update((row.id, row.claimed_until) for row in fresh if row.claimed_until)
@@ -397,11 +471,12 @@ class OutboxWorker:
                     self._let_go(row)
                     return
             except Exception as exc:
-                # Nothing was sent: the lease runs out and the row is tried again.
-                self._let_go(row)
                 if not is_unavailable(exc):
+                    # Nothing was sent: the lease runs out and the row is tried again.
+                    self._let_go(row)
                     raise
                 self._database_down("preparing a delivery", exc)
+                self._put_back_later(row)  # nothing was sent: untried, not in doubt
                 return
             row_places = self.notifiers.places_of(row)
             async with self.places.sending(row_places):
@@ -410,10 +485,11 @@ class OutboxWorker:
                         self._let_go(row)
                         return
                 except Exception as exc:
-                    self._let_go(row)
                     if not is_unavailable(exc):
+                        self._let_go(row)
                         raise
                     self._database_down("putting a row back", exc)
+                    self._put_back_later(row)  # nothing was sent: untried, not in doubt
                     return
                 # The place may have kept it waiting (another send to it) while renewals
                 # could not reach the database: not sent on a lease another worker may hold.
@@ -532,7 +608,10 @@ class OutboxWorker:
         return True
 
     async def record_pending(self) -> None:
-        """Record the outcomes the database could not take earlier (oldest first)."""
+        """Put back the rows given up unsent, then record the outcomes (oldest first), that
+        the database could not take earlier."""
+        if self._unsent and not await self._put_back_pending():
+            return  # still down: try again on the next round
         for outcome in sorted(self._unrecorded.values(), key=lambda o: o.since):
             if not await self._record(outcome):
                 return  # still down: try again on the next round

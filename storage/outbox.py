@@ -356,6 +356,27 @@ async def defer(
     )
 
 
+# Only the claim the worker let go: not a later claim of the row (by anyone, this worker too).
+_PUT_BACK = _HELD.where(_OUTBOX.c.attempts == bindparam("row_attempts")).values(
+    attempts=_OUTBOX.c.attempts - 1
+)
+
+
+async def put_back(session: AsyncSession, *, message_id: int, worker: str, attempts: int) -> bool:
+    """Put back untried a row claimed at `attempts` and let go before anything was sent: the
+    claim is not an attempt, and the next claim finds nothing in doubt (a lease left to run
+    out would make it in doubt). Does nothing once the row was claimed again, or recorded;
+    its `in_doubt` stays what it was when it was claimed."""
+    return await _update_held(
+        session,
+        _PUT_BACK,
+        message_id=message_id,
+        worker=worker,
+        row_attempts=attempts,
+        claimed_until=None,
+    )
+
+
 async def give_up(session: AsyncSession, *, message_id: int, worker: str, reason: str) -> bool:
     """Cancel a claimed row that can never be sent (what it follows was never delivered)."""
     return await _update_held(

@@ -826,3 +826,121 @@ async def test_a_row_whose_lease_ran_out_while_it_waited_for_its_place_is_not_se
         assert [r.status for r in await rows(sessions)] == ["delivered"] * 2
         assert len(mine_stub.sent) + len(other_stub.sent) == 2
     await other.close()
+
+
+class Cuttable:
+    """The test's sessions (`plain`) and a worker's (`through`), whose database can be cut off
+    and brought back: PostgreSQL behind a TCP proxy that refuses connections and resets open
+    ones; SQLite write-locked by another connection (the worker's busy timeout is short)."""
+
+    def __init__(self, db_url: str) -> None:
+        self.db_url = db_url
+        self.engines: list[Any] = []
+        self.proxy: Any = None
+        self.locker: Any = None
+
+    async def __aenter__(self) -> Cuttable:
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.db_url)
+        if self.db_url.startswith("postgresql"):
+            from tests.fakes.tcp_proxy import TcpProxy
+
+            self.proxy = await TcpProxy(url.host or "127.0.0.1", url.port or 5432).start()
+            cut_off = url.set(host="127.0.0.1", port=self.proxy.port)
+            through_url = cut_off.render_as_string(hide_password=False)
+        else:
+            import sqlite3
+
+            self.locker = sqlite3.connect(str(url.database), isolation_level=None)
+            through_url = f"{self.db_url}?timeout=0.3"
+        self.engines = [db.create_engine(self.db_url), db.create_engine(through_url)]
+        self.plain, self.through = (db.session_factory(e) for e in self.engines)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.restore()
+        for engine in self.engines:
+            await engine.dispose()
+        if self.proxy is not None:
+            await self.proxy.stop()
+        if self.locker is not None:
+            self.locker.close()
+
+    async def cut(self) -> None:
+        if self.proxy is not None:
+            await self.proxy.refuse()
+        else:
+            self.locker.execute("BEGIN IMMEDIATE")  # no other writer gets in
+
+    async def restore(self) -> None:
+        if self.proxy is not None:
+            await self.proxy.open()
+        elif self.locker.in_transaction:
+            self.locker.execute("ROLLBACK")
+
+
+@pytest.mark.parametrize("when", ["preparing", "renewing", "waiting for its place", "stopped"])
+async def test_a_row_let_go_unsent_goes_back_untried_even_while_the_database_is_away(
+    db_url: str, when: str
+):
+    """A handed-over row that the worker gives up before sending anything (the database
+    failed while preparing it, while renewing a lease nearly run out, while deferring it for
+    its place's Retry-After window; or the worker was stopped when the hand-off came) goes
+    back untried once the database answers: not in doubt, its attempt not counted. Left with
+    its claim, it would come back in doubt when the lease ran out: a PSA note looked up (and
+    given up where the PSA cannot look notes up), a P1 page that could not be cancelled, a
+    Teams message resent as in doubt."""
+
+    class ToChannel(Stub):
+        def places(self, message: OutboxMessage) -> tuple[str, ...]:
+            return ("slack:post:C0",)
+
+    async with Cuttable(db_url) as dbs:
+        slack = ToChannel()
+        worker = OutboxWorker(dbs.through, notifiers(message__slack=slack), config=CONFIG,
+                              poll=30, lease=1.0)  # fmt: skip
+        worker._loop = asyncio.get_running_loop()  # as `schedule` does (no jobs here)
+        handed: list[OutboxMessage] = []
+        outbox.hand_off_on_commit(
+            dbs.plain,
+            outbox.Handoff(worker=worker.worker_id, lease=worker.lease, clock=worker.clock,
+                           reserve=lambda: True, release=lambda n: None, take=handed.extend),
+        )  # fmt: skip
+        ticket = await make_ticket(dbs.plain)
+        payload: dict[str, Any] = {"platform": "slack", "channel": "C0", "text": "hello"}
+        if when == "preparing":
+            # It follows a row due later: preparing it defers it (a database write).
+            later = utcnow() + timedelta(minutes=5)
+            await queue(dbs.plain, "update", ticket_id=ticket.id, due_at=later)
+            payload["after"] = (await rows(dbs.plain))[0].id
+        async with dbs.plain() as session, session.begin():
+            await outbox.enqueue(session, kind="message", payload=payload, ticket_id=ticket.id)
+            if when == "renewing":
+                await asyncio.sleep(0.6)  # committed with less than half its lease left
+        [row] = handed
+        assert (row.attempts, row.claimed_by) == (1, worker.worker_id)
+        if when == "waiting for its place":
+            worker.places.block("slack:post:C0", 30)  # a Retry-After: it is to be deferred
+        if when == "stopped":
+            await worker.close()
+        else:
+            await dbs.cut()
+        worker._take(list(handed))
+        await wait_until(lambda: not worker._tasks, timeout=5, what="the hand-off to end")
+        await dbs.restore()
+        await worker.record_pending()  # what the worker does every second
+        assert slack.sent == []
+
+        async def untried() -> bool:
+            [mine] = [r for r in await rows(dbs.plain) if r.id == row.id]
+            return (mine.status, mine.attempts, mine.claimed_until, mine.in_doubt) == (
+                "pending", 0, None, False,
+            )  # fmt: skip
+
+        await wait_until(untried, timeout=3, what="the row back untried")
+        # Nothing went out: a P1 closed first may still cancel it (a page here).
+        async with dbs.plain() as session, session.begin():
+            assert await outbox.cancel_unsent(session, message_id=row.id, reason="closed")
+        assert not worker._held and not worker._tasks
+        await worker.close()
