@@ -68,6 +68,8 @@ class _Outcome:
     result: dict[str, Any] | None = None
     error: DeliveryError | None = None
     tries: int = 0
+    # False once a hook run with it failed (a bug): the outcome is recorded without them.
+    hooks: bool = True
     since: float = field(default_factory=lambda: asyncio.get_running_loop().time())
 
 
@@ -129,6 +131,7 @@ class OutboxWorker:
         self._unsent: dict[int, OutboxMessage] = {}
         self._claiming = asyncio.Lock()
         self._down = Every(10.0)
+        self._broken = Every(60.0)  # outcomes that cannot be recorded for another reason
 
     # -- scheduling -------------------------------------------------------------------------
 
@@ -557,44 +560,40 @@ class OutboxWorker:
     # -- recording outcomes -------------------------------------------------------------------
 
     async def _record(self, outcome: _Outcome) -> bool:
-        """Write the outcome; kept for later when the database cannot take it now."""
+        """Write the outcome; kept for later when the database cannot take it now (False)."""
         row = outcome.row
         outcome.tries += 1
         try:
-            async with self._transaction(row.ticket_id) as session:
-                if outcome.error is None:
-                    result = outcome.result or {}
-                    now = self.clock()
-                    if await outbox.mark_delivered(
-                        session, message_id=row.id, worker=self.worker_id, result=result, now=now
-                    ):
-                        await deliveries.after_delivery(
-                            session, config=self.config, message=row, result=result, now=now
-                        )
-                else:
-                    error = outcome.error
-                    if await outbox.mark_failed(
-                        session,
-                        message_id=row.id,
-                        worker=self.worker_id,
-                        error=str(error),
-                        attempts=row.attempts,
-                        retry_after=error.retry_after,
-                        permanent=error.permanent,
-                        uncertain=error.uncertain,
-                        now=self.clock(),
-                    ):
-                        await deliveries.after_failure(
-                            session, message=row, error=str(error), permanent=error.permanent
-                        )
+            try:
+                await self._write(outcome)
+            except Exception as exc:
+                if is_unavailable(exc) or not outcome.hooks:
+                    raise
+                # A bug in a hook: the outcome itself is still recorded, else the row would
+                # come back in doubt every lease (and be sent again where nothing is looked up).
+                log.exception(
+                    "outbox: a hook after the %s of row %s (%s) failed; the outcome is recorded "
+                    "without its hooks",
+                    "delivery" if outcome.error is None else "failed attempt",
+                    row.id,
+                    row.kind,
+                )
+                outcome.hooks = False
+                await self._write(outcome)
         except Exception as exc:
-            if not is_unavailable(exc):
-                self._let_go(row)
-                self._unrecorded.pop(row.id, None)
-                raise
             self._unrecorded[row.id] = outcome
-            self._database_down("recording a delivery", exc)
-            return False
+            if is_unavailable(exc):
+                self._database_down("recording a delivery", exc)
+                return False
+            # Kept, and held (its lease renewed): never sent again; tried again later.
+            if self._broken.due(f"record:{row.id}") is not None:
+                log.exception(
+                    "outbox: recording the outcome of row %s (%s) failed; it is kept (not sent "
+                    "again) and tried again",
+                    row.id,
+                    row.kind,
+                )
+            return True
         self._unrecorded.pop(row.id, None)
         self._let_go(row)
         self._database_back()
@@ -606,6 +605,42 @@ class OutboxWorker:
                 "delivered outbox row %s (%s) on attempt %s%s", row.id, row.kind, row.attempts, late
             )
         return True
+
+    async def _write(self, outcome: _Outcome) -> None:
+        """The outcome, and its hooks unless they failed before, in one transaction."""
+        row = outcome.row
+        async with self._transaction(row.ticket_id) as session:
+            if outcome.error is None:
+                result = outcome.result or {}
+                now = self.clock()
+                if (
+                    await outbox.mark_delivered(
+                        session, message_id=row.id, worker=self.worker_id, result=result, now=now
+                    )
+                    and outcome.hooks
+                ):
+                    await deliveries.after_delivery(
+                        session, config=self.config, message=row, result=result, now=now
+                    )
+            else:
+                error = outcome.error
+                if (
+                    await outbox.mark_failed(
+                        session,
+                        message_id=row.id,
+                        worker=self.worker_id,
+                        error=str(error),
+                        attempts=row.attempts,
+                        retry_after=error.retry_after,
+                        permanent=error.permanent,
+                        uncertain=error.uncertain,
+                        now=self.clock(),
+                    )
+                    and outcome.hooks
+                ):
+                    await deliveries.after_failure(
+                        session, message=row, error=str(error), permanent=error.permanent
+                    )
 
     async def record_pending(self) -> None:
         """Put back the rows given up unsent, then record the outcomes (oldest first), that

@@ -944,3 +944,33 @@ async def test_a_row_let_go_unsent_goes_back_untried_even_while_the_database_is_
             assert await outbox.cancel_unsent(session, message_id=row.id, reason="closed")
         assert not worker._held and not worker._tasks
         await worker.close()
+
+
+@pytest.mark.parametrize("outcome", ["delivered", "failed"])
+async def test_an_outcome_whose_delivery_hook_breaks_is_still_recorded_and_never_resent(
+    sessions: Sessions, caplog: pytest.LogCaptureFixture, outcome: str
+):
+    """A hook run with the outcome (here the identity request's, on a payload whose check id
+    no database takes) raises an error that is not the database being away. The outcome is
+    still recorded, with a log line: dropped, it would leave the row claimed, and it would
+    come back in doubt every lease (a Teams message sent again each time)."""
+    ticket = await make_ticket(sessions)
+    failures = [DeliveryError("403 forbidden", permanent=True)] if outcome == "failed" else []
+    slack = Stub(*failures)
+    worker = OutboxWorker(sessions, notifiers(dm__slack=slack), config=CONFIG, poll=30,
+                          lease=1.0)  # fmt: skip
+    payload = {"platform": "slack", "user": "UMGR", "text": "is this you?",
+               "purpose": "identity", "identity_check": 2**70}  # fmt: skip
+    await queue(sessions, "dm", ticket_id=ticket.id, payload=payload)
+    await worker.run()
+    [row] = await rows(sessions)
+    assert (row.status, row.claimed_until) == (
+        ("delivered", None) if outcome == "delivered" else ("dead", None)
+    )
+    assert "a hook after" in caplog.text
+    assert not worker._held and not worker._unrecorded
+    await asyncio.sleep(1.2)  # a lease later: nothing comes back
+    await make_due(sessions)
+    await worker.run()
+    assert len(slack.at) == 1
+    await worker.close()
