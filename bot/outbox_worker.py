@@ -437,7 +437,17 @@ class OutboxWorker:
         ]
         self._held.update((row.id, row.attempts) for row in fresh)
         self._until.update((row.id, row.claimed_until) for row in fresh if row.claimed_until)
-        await asyncio.gather(*(self._deliver(row) for row in fresh))
+        # Every delivery is waited for, also when one breaks: ending the run at the first
+        # error would leave the others going on untracked (close() would not wait for them).
+        done = await asyncio.gather(*(self._deliver(row) for row in fresh), return_exceptions=True)
+        for row, result in zip(fresh, done, strict=True):
+            if isinstance(result, Exception):
+                log.error(
+                    "outbox delivery of row %s (%s) failed; it is retried",
+                    row.id,
+                    row.kind,
+                    exc_info=result,
+                )
         return len(rows)
 
     async def renew(self) -> None:

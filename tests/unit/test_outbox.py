@@ -974,3 +974,22 @@ async def test_an_outcome_whose_delivery_hook_breaks_is_still_recorded_and_never
     await worker.run()
     assert len(slack.at) == 1
     await worker.close()
+
+
+async def test_a_delivery_that_breaks_does_not_end_the_run_under_the_others(
+    sessions: Sessions, caplog: pytest.LogCaptureFixture
+):
+    """One of the rows a run claimed breaks (its preparation raises: a bug); the others are
+    still being sent. The run ends when they are all done, not at the first error, so a run
+    in progress, and close(), still cover the deliveries under way."""
+    slow = Stub(slow=1.0)
+    worker = OutboxWorker(sessions, notifiers(update__slack=slow, message__slack=Stub()),
+                          config=CONFIG, poll=30)  # fmt: skip
+    await queue(sessions, "update")
+    await queue(sessions, "message", payload={"platform": "slack", "after": "not a row id"})
+    assert await worker.run() == 2
+    slow_row, broken = await rows(sessions)
+    assert (slow_row.status, len(slow.sent)) == ("delivered", 1)
+    assert f"outbox delivery of row {broken.id} (message) failed" in caplog.text
+    assert not worker._held
+    await worker.close()
