@@ -113,8 +113,15 @@ async def test_two_workers_on_postgresql_warn_and_breach_200_tickets_exactly_onc
         gate = asyncio.Semaphore(8)
 
         async def submit(i: int) -> None:
-            async with gate:
-                assert (await web.interactive(submission(view, i))).status == 200
+            # On a loaded box an intake can pass the 2 s answer budget (intakes take turns on
+            # the ticket counter): told that nothing was saved, the person submits again.
+            for _ in range(5):
+                async with gate:
+                    response = await web.interactive(submission(view, i))
+                    assert response.status == 200
+                    if "cannot save tickets right now" not in await response.text():
+                        return
+            raise AssertionError(f"submission {i} was refused five times")
 
         await asyncio.gather(*(submit(i) for i in range(TICKETS)))
 
