@@ -31,7 +31,7 @@ from bot.settings import Settings, is_loopback
 from bot.teams import replies
 from bot.teams.activity_handler import HelpdeskTeamsBot
 from bot.teams.connector import ConnectorPool, PooledAuthentication
-from bot.teams.notifier import TeamsNotifier
+from bot.teams.notifier import CHANNEL_ID, TeamsNotifier
 from bot.teams.references import ReferenceStore
 from handlers.deps import Deps
 
@@ -286,6 +286,19 @@ class TeamsFront:
         result = await self._authenticate(activity, request)
         if result is None:
             return _problem(401, "unauthorized")
+        if not self.settings.teams_emulator and activity.channel_id != CHANNEL_ID:
+            # The same bot registration also serves Web Chat / Direct Line (on by default), where
+            # the client chooses its own `from.id`: whoever speaks there could pass for any Teams
+            # user (a technician, a manager answering an identity check) and take over their 1:1
+            # conversation reference. Only Teams' own channel says who a Teams user is.
+            request[REQUEST_KIND] = "unverified"
+            log.warning(
+                "teams: refused activity %s from channel %.40r (403): only %s is served",
+                activity.id,
+                activity.channel_id,
+                CHANNEL_ID,
+            )
+            return _problem(403, f"only the {CHANNEL_ID} channel is served")
         try:
             invoke: InvokeResponse | None = await self.adapter.process_activity(
                 result, activity, self.bot.on_turn

@@ -10,10 +10,15 @@ from typing import Any
 import pytest
 
 from tests.fakes.botframework import OUTBOUND_TOKEN, FakeBotAuth, FakeConnector
-from tests.harness import AppHarness
+from tests.harness import AppHarness, event_kinds, only_ticket
 from tests.http.conftest_teams import (
     PERSONAL,
+    TECH_ID,
+    activity,
+    card_of,
+    form_values,
     message,
+    submit_action,
 )
 
 APP_ID = "00000000-1111-2222-3333-444444444444"
@@ -157,3 +162,58 @@ async def test_one_hung_key_fetch_does_not_refuse_later_valid_tokens(
     second = await app.teams(message(connector.service_url, "ticket mine"), headers=bearer(token))
     assert second.status == 201
     await connector.wait_for(lambda r: r.method == "POST")
+
+
+BO_ID = "29:1bo"
+IMPERSONATION_PEOPLE = [
+    {"email": "ana@example.com", "name": "Ana Lopez", "teams_id": "29:1ana"},
+    {"email": "bo@example.com", "name": "Bo Boss", "teams_id": BO_ID},
+    {"email": "tech@example.com", "name": "Tom Tech", "teams_id": TECH_ID, "technician": True},
+]
+
+
+@pytest.mark.parametrize("channel", ["webchat", "directline"])
+async def test_another_bot_framework_channel_cannot_speak_as_a_teams_user(
+    make_app, connector: FakeConnector, channel: str, monkeypatch: pytest.MonkeyPatch
+):
+    """Azure Bot resources have Web Chat (Direct Line) on by default, and there the client
+    picks its own `from.id` (Microsoft's 'impersonation' warning): a validly signed activity
+    from such a channel naming Tom's Teams id must not act as Tom (technician-only actions), nor
+    leave a 1:1 reference for a Teams id (DMs to that person, e.g. a manager's identity
+    request with its nonce, would go to the attacker's chat)."""
+    async with FakeBotAuth(endorsements=("msteams", "webchat", "directline")) as auth:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", auth.env(APP_ID, PASSWORD)["REQUESTS_CA_BUNDLE"])
+        app = await make_app(env=auth.env(APP_ID, PASSWORD, TENANT), people=IMPERSONATION_PEOPLE)
+        teams = bearer(auth.make_token(APP_ID, connector.service_url))
+        # Tom opens HD-1 from Teams, as usual.
+        await app.teams(message(connector.service_url, "ticket new Printer jams"), headers=teams)
+        await connector.wait_for(lambda r: r.method == "POST")
+        form = card_of(connector.activities()[-1])
+        value = {**submit_action(form)["fallback"]["data"], **form_values()}
+        response = await app.teams(activity(connector.service_url, value=value), headers=teams)
+        assert response.status == 201
+        assert (await only_ticket(app)).number == "HD-1"
+        before = await event_kinds(app)
+
+        # Someone on Web Chat / Direct Line says they are Tom, then Bo.
+        # (Its service URL is the fake connector's too: Web Chat's own, as signed, on main.)
+        web_chat = connector.service_url
+        web = bearer(auth.make_token(APP_ID, web_chat))
+        forged = message(web_chat, "ticket time HD-1 45m", user=TECH_ID, conversation="a:wc-1")
+        forged["channelId"] = channel
+        forged["channelData"] = {"tenant": {"id": TENANT}}
+        response = await app.teams(forged, headers=web)
+        assert response.status == 403
+        as_bo = message(web_chat, "ticket mine", user=BO_ID, conversation="a:wc-2")
+        as_bo["channelId"] = channel
+        response = await app.teams(as_bo, headers=web)
+        assert response.status == 403
+
+        await asyncio.sleep(0.2)
+        assert await event_kinds(app) == before  # no time logged as Tom
+        assert (await only_ticket(app)).time_minutes == 0
+        teams_app = app.services.teams
+        assert teams_app is not None
+        for key in (f"user:{TECH_ID}", f"user:{BO_ID}"):
+            stored = await teams_app.references.get(key)
+            assert stored is None or stored["conversation"]["id"] not in ("a:wc-1", "a:wc-2")
