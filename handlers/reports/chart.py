@@ -20,10 +20,13 @@ _RENDERING = threading.Lock()  # matplotlib's font cache and the like are not th
 
 def render_png(summary: Summary) -> bytes:
     """Tickets by priority, SLA met by priority, CSAT answers, time logged per client."""
+    from matplotlib import rc_context
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    with _RENDERING:
+    # Client names are typed text: matplotlib would read `$…$` in them as TeX math (shown as
+    # something else, or failing the whole chart on what it cannot parse). No text here is math.
+    with _RENDERING, rc_context({"text.parse_math": False}):
         figure = Figure(figsize=(WIDTH / DPI, HEIGHT / DPI), dpi=DPI)
         FigureCanvasAgg(figure)
         who = summary.client or "all clients"

@@ -421,3 +421,42 @@ async def test_a_report_filed_under_a_p1_and_closed_with_it_has_its_first_respon
     # HD-1 first answered at its closure 2h in (missed: P1 responds in 30m), HD-2 1h in.
     assert facts["Respond met"] == "50% (1 of 2)"
     assert facts["Median time to first response"] == "1h 30m"
+
+
+async def test_teams_report_chart_shows_a_client_typed_with_dollar_signs_as_typed(
+    make_app, connector: FakeConnector
+):
+    """The chart is drawn by matplotlib, which reads `$…$` in a label as TeX math: a client
+    named `Acme $\\fubar$` (typed by anyone who opens a ticket, no technician needed) made
+    every chart over its period fail to draw once time was logged on it, and on Teams the
+    whole report answer with it ('Something went wrong'). Typed text is drawn as typed."""
+    from tests.http.conftest_teams import ANA_ID, card_of, form_values, submit_action
+    from tests.http.conftest_teams import activity as teams_activity
+
+    app: AppHarness = await make_app(people=TEAMS_PEOPLE)
+    client = "Acme $\\fubar$ & $x^$"
+    before = len(connector.activities())
+    await app.teams(teams_message(connector.service_url, "ticket new Printer", user=ANA_ID))
+    await wait_until(lambda: len(connector.activities()) > before, what="the intake form")
+    form = card_of(connector.activities()[-1])
+    value = {**submit_action(form)["fallback"]["data"], **form_values(client=client)}
+    response = await app.teams(teams_activity(connector.service_url, value=value, user=ANA_ID))
+    assert response.status < 300
+    async with app.services.sessions() as session:
+        assert (await session.execute(select(Ticket.client))).scalar_one() == client
+    # Tom works it: its client gets a bar under Time logged.
+    await app.teams(teams_message(connector.service_url, "ticket time HD-1 30m"))
+    async with app.services.sessions() as session:
+        assert (await session.execute(select(Ticket.time_minutes))).scalar_one() == 30
+
+    before = len(connector.activities())
+    text = "<at>Helpdesk</at> ticket report"
+    response = await app.teams(teams_message(connector.service_url, text, conversation=CHANNEL))
+    assert response.status < 300
+    await wait_until(lambda: len(connector.activities()) > before, what="the report")
+    [answer] = connector.activities()[before:]
+    assert "Something went wrong" not in json.dumps(answer)
+    _, image = answer["attachments"]
+    assert image["contentType"] == "image/png"
+    prefix = "data:image/png;base64,"
+    assert png_size(base64.b64decode(image["contentUrl"][len(prefix) :])) == (1200, 750)
