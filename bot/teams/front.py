@@ -29,7 +29,7 @@ from bot.notifiers import Notifiers
 from bot.places import Places
 from bot.settings import Settings, is_loopback
 from bot.teams import replies
-from bot.teams.activity_handler import HelpdeskTeamsBot
+from bot.teams.activity_handler import HelpdeskTeamsBot, tenant_of
 from bot.teams.connector import ConnectorPool, PooledAuthentication
 from bot.teams.notifier import CHANNEL_ID, TeamsNotifier
 from bot.teams.references import ReferenceStore
@@ -299,6 +299,21 @@ class TeamsFront:
                 CHANNEL_ID,
             )
             return _problem(403, f"only the {CHANNEL_ID} channel is served")
+        tenant = self.settings.config.teams.tenant_id
+        if tenant and not self.settings.teams_emulator:
+            sent_from = tenant_of(activity)
+            if (sent_from or "").lower() != tenant.lower():
+                # A multi-tenant bot can be added to any tenant's Teams: with `teams.tenant_id`
+                # set, only that tenant's people are served (an outsider could otherwise open
+                # tickets and have managers asked to vouch for requesters in their name).
+                request[REQUEST_KIND] = "unverified"
+                log.warning(
+                    "teams: refused activity %s from tenant %.64r (403): teams.tenant_id is %s",
+                    activity.id,
+                    sent_from,
+                    tenant,
+                )
+                return _problem(403, "this tenant is not served")
         try:
             invoke: InvokeResponse | None = await self.adapter.process_activity(
                 result, activity, self.bot.on_turn

@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from storage.models import Ticket
 from tests.fakes.botframework import OUTBOUND_TOKEN, FakeBotAuth, FakeConnector
 from tests.harness import AppHarness, event_kinds, only_ticket
 from tests.http.conftest_teams import (
@@ -20,6 +22,7 @@ from tests.http.conftest_teams import (
     message,
     submit_action,
 )
+from tests.http.conftest_teams import TENANT as TEAMS_TENANT
 
 APP_ID = "00000000-1111-2222-3333-444444444444"
 PASSWORD = "s3cret-password"
@@ -217,3 +220,44 @@ async def test_another_bot_framework_channel_cannot_speak_as_a_teams_user(
         for key in (f"user:{TECH_ID}", f"user:{BO_ID}"):
             stored = await teams_app.references.get(key)
             assert stored is None or stored["conversation"]["id"] not in ("a:wc-1", "a:wc-2")
+
+
+async def test_a_user_of_another_tenant_is_not_served_when_teams_tenant_id_is_set(
+    make_app, bot_auth: FakeBotAuth, connector: FakeConnector
+):
+    """A multi-tenant Azure Bot can be added to any tenant's Teams (a custom app naming its
+    id): with `teams.tenant_id` set, someone there must not open tickets here, e.g. a
+    password reset for Ana that DMs her manager an identity request naming the outsider as
+    the technician (the vishing set-up the check is there to stop)."""
+    app = await make_app(
+        env=bot_auth.env(APP_ID, PASSWORD, TENANT),
+        people=IMPERSONATION_PEOPLE,
+        config={"teams": {"service_url": connector.service_url, "tenant_id": TEAMS_TENANT}},
+    )
+    token = bearer(bot_auth.make_token(APP_ID, connector.service_url))
+    outsider = {"user": "29:1mallory", "user_name": "Tom Tech", "conversation": "a:mallory"}
+    foreign = {"channelData": {"tenant": {"id": "evil-tenant"}}}
+
+    def from_outside(body: dict[str, Any]) -> dict[str, Any]:
+        body.update(foreign)
+        body["conversation"]["tenantId"] = "evil-tenant"
+        return body
+
+    response = await app.teams(
+        from_outside(message(connector.service_url, "ticket new Reset my password", **outsider)),
+        headers=token,
+    )
+    assert response.status == 403
+    value = {"action": "ticket.create", **form_values(category="password-reset")}
+    response = await app.teams(
+        from_outside(activity(connector.service_url, value=value, **outsider)), headers=token
+    )
+    assert response.status == 403
+    await asyncio.sleep(0.3)
+    assert connector.recorded == []
+    async with app.services.sessions() as session:
+        assert (await session.execute(select(Ticket))).scalars().all() == []
+
+    # Our own tenant is served as before.
+    response = await app.teams(message(connector.service_url, "ticket mine"), headers=token)
+    assert response.status == 201
