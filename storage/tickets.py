@@ -196,7 +196,7 @@ def _open_for(limit: int) -> Any:
     return select(both).order_by(both.c.id.desc()).limit(limit)
 
 
-_OPEN_FOR = {25: _open_for(25)}
+_OPEN_FOR = {25: _open_for(25), 26: _open_for(26)}
 
 
 async def list_open_for(

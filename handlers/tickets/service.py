@@ -21,6 +21,7 @@ from storage.errors import DatabaseUnavailable
 from storage.models import Ticket
 
 log = logging.getLogger(__name__)
+MINE_LISTED = 25  # open tickets `mine` lists, newest first
 P1_REFUSED = (
     "Only technicians can open a ticket at P1 (it pages the on-call): choose P2, and a "
     "technician will raise it if it is an outage."
@@ -265,8 +266,15 @@ async def show(deps: Deps, interaction: Interaction, command: Command) -> Reply:
 async def mine(deps: Deps, interaction: Interaction) -> Reply:
     """The caller's open tickets, as requester or technician."""
     async with deps.sessions() as session:
-        found = await repo.list_open_for(session, person_id=interaction.actor.id)
+        # One more than is listed: a cut list says so rather than give its length as the count.
+        found = await repo.list_open_for(
+            session, person_id=interaction.actor.id, limit=MINE_LISTED + 1
+        )
     if not found:
         return Reply(text="You have no open tickets.")
-    lines = [f"Your open tickets ({len(found)}):", *(ticket_line(t) for t in found)]
+    heading = f"Your open tickets ({len(found)}):"
+    if len(found) > MINE_LISTED:
+        found = found[:MINE_LISTED]
+        heading = f"Your open tickets (the newest {MINE_LISTED}; you have more):"
+    lines = [heading, *(ticket_line(t) for t in found)]
     return Reply(text="\n".join(lines))

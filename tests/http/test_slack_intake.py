@@ -344,3 +344,19 @@ async def test_show_says_a_card_on_its_way_is_being_sent_not_that_an_attempt_fai
     shown = json.dumps(await (await app.slash("show HD-1")).json())
     assert "being sent (attempt 1)" in shown and "failed attempt" not in shown, shown
     slack_api.delay_answer("chat.postMessage", 0)
+
+
+async def test_mine_does_not_undercount_a_technician_with_many_open_tickets(
+    make_app, slack_api: FakeSlack
+):
+    """`mine` lists the newest 25 open tickets; a technician with more is not told they have
+    25 (the list says it is cut, and that there are more)."""
+    app = await make_app(slack=slack_api, scheduler=False)
+    view = await open_modal(app, slack_api)
+    for i in range(27):
+        await app.interactive(view_submission(view, states(), view_id=f"V{i:04d}"))
+    assert await count_tickets(app) == 27
+    text = json.dumps(await (await app.slash("mine")).json())
+    assert "Your open tickets (25)" not in text, text
+    assert "HD-27" in text and "HD-3 " in text and "HD-2 " not in text
+    assert "newest 25" in text and "more" in text
