@@ -22,12 +22,15 @@ MESSAGE_CONTENT_TYPE = "application/vnd.microsoft.activity.message"
 HINT = "To work with tickets, start your message with `ticket` (try `ticket help`)."
 DUPLICATE_TEXT = "Already done: that was handled before."
 _MENTION = re.compile(r"^\s*(?:<at>.*?</at>\s*)+", re.IGNORECASE | re.DOTALL)
+_INNER_MENTION = re.compile(r"<at>(.*?)</at>", re.IGNORECASE | re.DOTALL)
 
 
 def strip_mentions(text: str) -> str:
-    """`<at>Helpdesk</at> ticket show HD-1` -> `ticket show HD-1` (leading mentions only)."""
+    """`<at>Helpdesk</at> ticket show HD-1` -> `ticket show HD-1`: leading mentions (the bot)
+    are dropped; one further on (`ticket new VPN down for <at>Ana Lopez</at>`) becomes the
+    name Teams shows, as the person wrote it."""
     spaced = (text or "").replace("&nbsp;", " ").replace("\xa0", " ")
-    return _MENTION.sub("", spaced).strip()
+    return _INNER_MENTION.sub(r"\1", _MENTION.sub("", spaced)).strip()
 
 
 def with_text(reply: Reply) -> Card | None:

@@ -465,3 +465,18 @@ async def test_forged_channel_in_submit_data_is_ignored(make_app, connector: Fak
     ticket = await only_ticket(app)
     assert ticket.source_channel == PERSONAL
     assert ticket.source_thread == connector.activities()[-1]["_id"]  # the bot's own reply
+
+
+async def test_a_person_mentioned_in_the_summary_is_prefilled_by_name_not_as_markup(
+    make_app, connector: FakeConnector
+):
+    """Teams writes every @mention into the text as `<at>Name</at>`: the bot's own (leading)
+    one is dropped, and one in the summary is prefilled as the name it shows."""
+    app = await start(make_app)
+    text = "<at>Helpdesk</at> ticket new Outlook crashes for <at>Ana Lopez</at> since 9:00"
+    response = await app.teams(message(connector.service_url, text, conversation=CHANNEL))
+    assert response.status == 201
+    await connector.wait_for(lambda r: r.method == "POST", count=1)
+    form = card_of(connector.activities()[-1])
+    summary = next(i for i in inputs(form) if i["id"] == "summary")
+    assert summary["value"] == "Outlook crashes for Ana Lopez since 9:00"
