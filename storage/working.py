@@ -98,6 +98,19 @@ async def filed_under(session: AsyncSession, number: str, *, lock: bool = False)
     return list((await session.execute(query)).scalars().all())
 
 
+async def matching_p1(session: AsyncSession, number: str, *, lock: bool = False) -> list[Ticket]:
+    """Open tickets, filed nowhere, whose card offers filing them under the P1 `number` (its
+    intake found they match it), oldest first."""
+    query = (
+        select(Ticket)
+        .where(Ticket.p1_match == number, Ticket.status == "open", Ticket.filed_under.is_(None))
+        .order_by(Ticket.id)
+    )
+    if lock:
+        query = query.with_for_update()
+    return list((await session.execute(query)).scalars().all())
+
+
 async def was_escalated(session: AsyncSession, ticket_id: int) -> bool:
     """True when an escalation of the ticket was accepted (its audit event exists)."""
     query = select(

@@ -359,6 +359,8 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
             if ticket.filed_count
             else ([], [])
         )
+        if ticket.priority == "P1":
+            await working.drop_p1_matches(session, ticket)
         await csat.schedule_survey(session, deps, ticket=ticket, to=survey_to, now=now)
         await csat.schedule_followup(
             session, deps, ticket=ticket, technician=actor, now=now, vip=vip

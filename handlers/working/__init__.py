@@ -17,7 +17,13 @@ from handlers.working.cards import (
 )
 from handlers.working.confirm import broken, comment, confirm_command, works
 from handlers.working.details import show_lines
-from handlers.working.linking import add_button, close_filed, filed_addresses, link_command
+from handlers.working.linking import (
+    add_button,
+    close_filed,
+    drop_p1_matches,
+    filed_addresses,
+    link_command,
+)
 from handlers.working.rules import ticket_numbers
 from handlers.working.service import intake_facts, nudge_given_up, on_ticket_opened
 
@@ -31,6 +37,7 @@ __all__ = [
     "close_filed",
     "comment",
     "confirm_command",
+    "drop_p1_matches",
     "filed_addresses",
     "fix_line",
     "intake_facts",

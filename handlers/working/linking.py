@@ -179,6 +179,14 @@ def _closes_with_p1(report: Ticket) -> bool:
     return report.status == "open" and report.identity_state not in identity.GATED_STATES
 
 
+async def drop_p1_matches(session: AsyncSession, p1: Ticket) -> None:
+    """The P1 was closed: tickets whose card said `Matches open P1 <it>` with **Add to <it>**
+    (not filed under it) no longer match an open P1; their cards are refreshed without both."""
+    for ticket in await repo.matching_p1(session, p1.number, lock=True):
+        ticket.p1_match = ""
+        await notify.refresh_ticket_card(session, ticket)
+
+
 async def filed_addresses(deps: Deps, p1: Ticket) -> dict[int, tuple[Address, bool]]:
     """Where each report filed under `p1` gets its survey, and whether its requester is a VIP
     (`csat.survey_facts`: directory look-ups, before the closure's transaction)."""

@@ -259,3 +259,27 @@ async def test_teams_reports_filed_notice_edited_in_place_and_closed_with_the_p1
 
 async def _closed(app: AppHarness, number: str) -> bool:
     return (await ticket_row(app, number)).status == "closed"
+
+
+async def test_a_ticket_that_matched_a_p1_no_longer_offers_it_once_the_p1_is_closed(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """A report left unfiled when its P1 is closed: its card (refreshed) and `show` stop
+    saying `Matches open P1 HD-1` and offering **Add to HD-1**, which would only be refused
+    (`HD-1 is closed`)."""
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    p1 = await s.ticket(priority="P1", users=40, asset="VPN-01", client="Acme", **OUTAGE)
+    report = await s.ticket(requester="UBOB", asset="vpn-01", client="ACME", category="network")
+    assert f"Matches open P1 {p1}" in shown(s.card(report))
+    await s.close(p1)
+    assert (await ticket_row(app, p1)).status == "closed"
+    assert (await ticket_row(app, report)).status == "open"
+    shown_now = await s.command(f"show {report}")
+    assert report in shown_now
+    assert f"Matches open P1 {p1}" not in shown_now and f"Add to {p1}" not in shown_now
+    await wait_until(
+        lambda: f"Matches open P1 {p1}" not in shown(s.card(report)),
+        what="the report's card refreshed",
+    )
+    assert f"Add to {p1}" not in shown(s.card(report))
