@@ -29,6 +29,7 @@ from cards.model import (
     Select,
     Text,
     TextInput,
+    Typed,
     UserPicker,
     plain,
     safe_url,
@@ -159,11 +160,24 @@ def _heading(text: Inline) -> list[Block]:
     return _sections(mrkdwn(text), bold=True)
 
 
+def _typed_only(value: Inline) -> bool:
+    return all(isinstance(span, Typed) for span in spans(value))
+
+
 def _text_blocks(element: Text) -> list[Block]:
     if element.heading:
         return _heading(element.text)
     if not plain(element.text).strip():
         return []
+    if _typed_only(element.text) and not element.muted:
+        # A paragraph someone typed (the exact error text, a note, a comment) is shown as
+        # typed: in mrkdwn `*.pst or *.ost` would turn bold and backticks vanish, and Slack
+        # has no way to escape them there (platform-facts §5: prefer plain_text).
+        return [
+            {"type": "section", "text": {"type": "plain_text", "text": chunk, "emoji": True}}
+            for chunk in split_escaped(escape_mrkdwn(plain(element.text)))
+            if chunk.strip()
+        ]
     if element.muted:
         return [
             {"type": "context", "elements": [_mrkdwn(chunk)]}

@@ -360,3 +360,22 @@ async def test_mine_does_not_undercount_a_technician_with_many_open_tickets(
     assert "Your open tickets (25)" not in text, text
     assert "HD-27" in text and "HD-3 " in text and "HD-2 " not in text
     assert "newest 25" in text and "more" in text
+
+
+async def test_the_exact_error_text_is_shown_on_the_slack_card_as_typed(
+    make_app, slack_api: FakeSlack
+):
+    """SPEC: text a user typed is shown as typed. In mrkdwn `*.pst or *.ost` turns bold and
+    `0x80070005` loses its backticks (Slack has no escape for them): typed paragraphs are
+    plain_text sections, with `<!channel>` still inert."""
+    app = await make_app(slack=slack_api)
+    view = await open_modal(app, slack_api)
+    typed = "Cannot open *.pst or *.ost files: `0x80070005` <!channel> & _retry_ ~later~"
+    await app.interactive(
+        view_submission(view, states(error_text={"type": "plain_text_input", "value": typed}))
+    )
+    [card] = await slack_api.wait_for_method("chat.postMessage")
+    blocks = card["blocks"] if isinstance(card["blocks"], list) else json.loads(card["blocks"])
+    sections = [b["text"] for b in blocks if b["type"] == "section"]
+    assert {"type": "plain_text", "text": typed.replace("&", "&amp;").replace("<", "&lt;")
+            .replace(">", "&gt;"), "emoji": True} in sections, sections  # fmt: skip
