@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -113,9 +114,26 @@ def _serve(settings: Settings, *, scheduler: bool) -> None:
     )
 
 
+async def _check_listen(host: str, port: int) -> None:
+    """ConfigError naming HOST or PORT when the server could not listen there: checked before
+    anything starts (aiohttp binds only after the services are up)."""
+    try:
+        server = await asyncio.get_running_loop().create_server(asyncio.Protocol, host, port)
+    except OSError as exc:
+        # asyncio's bind errors quote the address again: keep only the reason.
+        code = exc.errno or 0
+        reason = os.strerror(code) if code > 0 else exc.strerror or str(exc)
+        if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+            raise ConfigError(f"PORT: cannot listen on {host}:{port} ({reason})") from None
+        raise ConfigError(f"HOST: cannot listen on {host}:{port} ({reason})") from None
+    server.close()
+    await server.wait_closed()
+
+
 async def _preflight(settings: Settings, command: str) -> None:
     """Fail fast (exit 2) on an unreachable database, a schema this release cannot run on
-    (see `storage.migrate.check_schema`), or an unusable directory."""
+    (see `storage.migrate.check_schema`), an unusable directory, or (`serve`) a HOST and PORT
+    it cannot listen on."""
     from bot.directory.factory import create_directory
     from storage import db
     from storage.migrate import check_schema
@@ -141,6 +159,8 @@ async def _preflight(settings: Settings, command: str) -> None:
     except DirectoryError as exc:
         raise ConfigError(f"directory: {exc}") from exc
     await directory.close()
+    if command == "serve":
+        await _check_listen(settings.host, settings.port)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -94,3 +95,29 @@ def test_bad_settings_exit_2_naming_the_problem(
     assert result.returncode == 2, result.stderr
     assert expected in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_port_already_taken_stops_start_up_naming_port(tmp_path: Path) -> None:
+    """Found by a review: a taken PORT (or a HOST that is not this machine's) was a traceback
+    with exit 1, after the log had said "listening on" and the services had started."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'h.db'}", "PORT": str(port)}
+        result = _start(env, tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr
+    assert "listening on" not in result.stderr
+    assert lines[-1].startswith("config error: PORT: ") and str(port) in lines[-1], lines
+    assert "already in use" in lines[-1]
+
+
+def test_a_host_that_cannot_be_listened_on_stops_start_up_naming_host(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'h.db'}", "HOST": "nosuch.invalid"}
+    result = _start(env, tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr
+    assert lines[-1].startswith("config error: HOST: ") and "nosuch.invalid" in lines[-1], lines
