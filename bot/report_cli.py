@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
+import os
+import secrets
 import sys
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, cast
 
 from bot.settings import ConfigError, load_settings
 from handlers import reports
@@ -58,18 +61,39 @@ def _cannot(option: str, value: str, exc: OSError) -> ReportError:
     return ReportError(f"{option}: cannot write {value} ({exc.strerror or exc})")
 
 
-def _open_text(option: str, value: str | None) -> IO[str] | None:
-    try:
-        return None if value is None else Path(value).open("w", encoding="utf-8", newline="")
-    except OSError as exc:
-        raise _cannot(option, str(value), exc) from None
+class _Output:
+    """A file the report writes: first beside its name (so that a report that fails leaves
+    nothing behind, and an earlier file of that name as it was), moved there once written."""
 
+    def __init__(self, option: str, value: str, *, text: bool) -> None:
+        self.option, self.value = option, value
+        self.path = Path(value)
+        try:
+            if self.path.is_dir():
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+            if self.path.exists() and not os.access(self.path, os.W_OK):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+            self.temporary = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
+            # The mode a file opened for writing gets (umask applies), not a private one.
+            fd = os.open(self.temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except OSError as exc:
+            raise _cannot(option, value, exc) from None
+        self.file: IO[str] | IO[bytes] = (
+            os.fdopen(fd, "w", encoding="utf-8", newline="") if text else os.fdopen(fd, "wb")
+        )
 
-def _open_binary(option: str, value: str | None) -> IO[bytes] | None:
-    try:
-        return None if value is None else Path(value).open("wb")
-    except OSError as exc:
-        raise _cannot(option, str(value), exc) from None
+    def keep(self) -> None:
+        """Put the written file in place of its name."""
+        self.file.close()
+        try:
+            os.replace(self.temporary, self.path)
+        except OSError as exc:
+            self.temporary.unlink(missing_ok=True)
+            raise _cannot(self.option, self.value, exc) from None
+
+    def discard(self) -> None:
+        self.file.close()
+        self.temporary.unlink(missing_ok=True)
 
 
 async def _write(
@@ -111,14 +135,18 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from storage.migrate import SchemaMismatch
 
     now = datetime.now(UTC)
-    files: list[IO[Any]] = []
+    outputs: dict[str, _Output] = {}
     try:
         settings = load_settings(env)
         span = period(args, today=now.date())
-        csv_file = _open_text("--csv", args.csv)
-        files.extend([csv_file] if csv_file else [])
-        png_file = _open_binary("--png", args.png)
-        files.extend([png_file] if png_file else [])
+        csv_file: IO[str] | None = None
+        png_file: IO[bytes] | None = None
+        if args.csv is not None:
+            outputs["--csv"] = _Output("--csv", args.csv, text=True)
+            csv_file = cast(IO[str], outputs["--csv"].file)
+        if args.png is not None:
+            outputs["--png"] = _Output("--png", args.png, text=False)
+            png_file = cast(IO[bytes], outputs["--png"].file)
         client = (args.client or "").strip() or None
         text = asyncio.run(
             _write(
@@ -131,6 +159,8 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 png_file=png_file,
             )
         )
+        while outputs:
+            outputs.pop(next(iter(outputs))).keep()
     except ReportError as exc:
         print(f"report: {exc}", file=sys.stderr)
         return 2
@@ -141,7 +171,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(f"database error: {exc}", file=sys.stderr)
         return 2
     finally:
-        for opened in files:
-            opened.close()
+        for output in outputs.values():
+            output.discard()
     print("\n".join(text))
     return 0

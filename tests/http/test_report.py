@@ -329,6 +329,32 @@ async def test_cli_report_refuses_bad_options_with_one_line_and_writes_an_empty_
     assert out_csv.read_bytes().count(b"\r\n") == 1  # the header alone
 
 
+def test_cli_report_that_fails_writes_nothing_and_keeps_earlier_files(tmp_path: Path) -> None:
+    """Found by a review: the files were opened before anything was checked, so a report that
+    then failed left an empty --csv beside an unwritable --png, and one whose database could not
+    be reached emptied last quarter's CSV and chart of the same names."""
+    fresh = tmp_path / "fresh.csv"
+    done = run_bot(
+        "report", "--csv", str(fresh), "--png", str(tmp_path / "missing" / "x.png"),
+        cwd=tmp_path, env={"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'h.db'}"},
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stderr.startswith("report: --png: cannot write")
+    assert not fresh.exists()
+
+    earlier_csv, earlier_png = tmp_path / "qbr.csv", tmp_path / "qbr.png"
+    earlier_csv.write_bytes(b"last quarter's rows\r\n")
+    earlier_png.write_bytes(b"last quarter's chart")
+    done = run_bot(
+        "report", "--csv", str(earlier_csv), "--png", str(earlier_png),
+        cwd=tmp_path, env={"DATABASE_URL": "postgresql+asyncpg://nobody@127.0.0.1:1/none"},
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("config error: DATABASE_URL: cannot reach the database")
+    assert earlier_csv.read_bytes() == b"last quarter's rows\r\n"
+    assert earlier_png.read_bytes() == b"last quarter's chart"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["qbr.csv", "qbr.png"]
+
+
 # -- the figures the app keeps as it works --------------------------------------------------------
 
 
