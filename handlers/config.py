@@ -24,12 +24,29 @@ from handlers.durations import parse_duration
 PRIORITIES = ("P1", "P2", "P3", "P4")
 
 
+# The longest duration the config takes: far beyond any delay or target, and short enough
+# that now + it is a date (a longer one crashed start-up, or a closure, with OverflowError).
+MAX_DURATION = timedelta(days=36500)
+
+
 def _duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
+        # A bare number is seconds: never negative (a string like -5m is refused too).
+        if not 0 <= value <= MAX_DURATION.total_seconds():
+            raise ValueError(
+                f"{value!r} is not a duration: give seconds from 0 to "
+                f"{int(MAX_DURATION.total_seconds())}, or 45m, 1h30m, 2h or 1d"
+            )
         return timedelta(seconds=value)
-    return parse_duration(value)
+    try:
+        delta = parse_duration(value)
+    except OverflowError:
+        delta = MAX_DURATION + timedelta(seconds=1)
+    if delta > MAX_DURATION:
+        raise ValueError(f"{value!r} is longer than {MAX_DURATION.days}d")
+    return delta
 
 
 Duration = Annotated[timedelta, BeforeValidator(_duration)]

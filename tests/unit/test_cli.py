@@ -293,3 +293,35 @@ def test_a_hosting_platforms_postgres_url_is_read_as_asyncpg(tmp_path: Path, sch
     assert f"{scheme}:// read as postgresql+asyncpg://" in lines[0]
     assert lines[-1].startswith("config error: DATABASE_URL: cannot reach the database"), lines
     assert "Traceback" not in migrated.stderr and DB_PASSWORD not in migrated.stderr
+
+
+# -- durations: a negative number of seconds was accepted, and one too long for a date a
+# -- traceback (found by a review) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("config", "key"),
+    [
+        ("identity: {approval_ttl: -900}", "identity.approval_ttl"),
+        ("sla: {warn_before: -60}", "sla.warn_before"),
+        ("csat: {delay: -0.5}", "csat.delay"),
+        ("csat: {vip_followup_delay: .inf}", "csat.vip_followup_delay"),
+        ("escalation: {nudge_after: 99999999999d}", "escalation.nudge_after"),
+        ("changes: {window: 1000000000000000s}", "changes.window"),
+        ("csat: {delay: 5000000d}", "csat.delay"),
+        ("identity: {approval_ttl: 1.0e+30}", "identity.approval_ttl"),
+    ],
+)
+@pytest.mark.parametrize("command", [("check-config", "--no-db"), ("migrate",)])
+def test_a_negative_or_endless_duration_is_refused_naming_the_key(
+    tmp_path: Path, config: str, key: str, command: tuple[str, ...]
+) -> None:
+    env = _setup(tmp_path, config=config)
+    line = _one_line_naming(run_bot(*command, cwd=tmp_path, env=env), key)
+    assert "config.yaml" in line
+
+
+def test_durations_in_seconds_and_units_up_to_years_are_accepted(tmp_path: Path) -> None:
+    config = "csat: {delay: 0, vip_followup_delay: 36500d}\nidentity: {approval_ttl: 90.5}\n"
+    result = run_bot("check-config", "--no-db", cwd=tmp_path, env=_setup(tmp_path, config=config))
+    assert result.returncode == 0, result.stderr
