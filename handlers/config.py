@@ -125,6 +125,11 @@ class TeamsConfig(_Strict):
     service_url: str | None = None
     tenant_id: str | None = None
 
+    @field_validator("service_url")
+    @classmethod
+    def _service_url(cls, value: str | None) -> str | None:
+        return _http_url(value)
+
 
 class IncidentConfig(_Strict):
     bridge_url: str | None = None

@@ -325,3 +325,16 @@ def test_durations_in_seconds_and_units_up_to_years_are_accepted(tmp_path: Path)
     config = "csat: {delay: 0, vip_followup_delay: 36500d}\nidentity: {approval_ttl: 90.5}\n"
     result = run_bot("check-config", "--no-db", cwd=tmp_path, env=_setup(tmp_path, config=config))
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("url", ["smba.trafficmanager.net/amer/", "ftp://smba.example.com/"])
+@pytest.mark.parametrize("command", [("check-config", "--no-db"), ("migrate",)])
+def test_a_teams_service_url_that_is_not_http_is_refused_naming_the_key(
+    tmp_path: Path, url: str, command: tuple[str, ...]
+) -> None:
+    """Found by a review: accepted as written, so a Teams message to a conversation or person
+    the bot had no reference for yet (the first P1 notice, a manager's first DM) failed later,
+    one retry after another."""
+    env = _setup(tmp_path, config=f"teams: {{service_url: '{url}'}}\n")
+    line = _one_line_naming(run_bot(*command, cwd=tmp_path, env=env), "teams.service_url")
+    assert url in line
