@@ -16,6 +16,10 @@ PRIORITIES = ("P1", "P2", "P3", "P4")
 RESOLUTIONS = ("Incident", "Request", "Problem")
 NO_CLIENT = "(no client)"
 DATE_LIKE = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}$")
+# The days a period can start or end on: the day after its end, and the 90 days before an end
+# given alone, must be dates too.
+FIRST_DAY = date.min + timedelta(days=DEFAULT_DAYS - 1)
+LAST_DAY = date.max - timedelta(days=1)
 CHAT_USAGE = (
     "Try `report [client] [YYYY-MM-DD YYYY-MM-DD]`, e.g. `report acme 2026-01-01 2026-03-31`."
 )
@@ -51,10 +55,16 @@ def parse_date(text: str) -> date:
     try:
         if DATE_LIKE.match(text.strip()):
             year, month, day = (int(part) for part in text.strip().split("-"))
-            return date(year, month, day)
+            parsed = date(year, month, day)
+        else:
+            parsed = None
     except ValueError:
-        pass
-    raise ValueError(f"'{text}' is not a date like 2026-03-31 (YYYY-MM-DD)")
+        parsed = None
+    if parsed is None:
+        raise ValueError(f"'{text}' is not a date like 2026-03-31 (YYYY-MM-DD)")
+    if not FIRST_DAY <= parsed <= LAST_DAY:
+        raise ValueError(f"'{text}' is out of range ({FIRST_DAY} to {LAST_DAY})")
+    return parsed
 
 
 def period_of(since: date | None, until: date | None, *, today: date) -> Period:

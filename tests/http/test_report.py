@@ -329,6 +329,24 @@ async def test_cli_report_refuses_bad_options_with_one_line_and_writes_an_empty_
     assert out_csv.read_bytes().count(b"\r\n") == 1  # the header alone
 
 
+def test_cli_report_refuses_a_date_at_the_end_of_the_calendar_naming_the_option(
+    tmp_path: Path,
+) -> None:
+    """Found by a review: `--until 9999-12-31` (\"until forever\") and a date in the first
+    days of year 1 were tracebacks with exit 1: the day after, or 90 days before, is no date."""
+    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'h.db'}"}
+    assert run_bot("migrate", cwd=tmp_path, env=env).returncode == 0
+    for args, says in (
+        (("--until", "9999-12-31"), "report: --until: '9999-12-31' is out of range"),
+        (("--since", "2026-01-01", "--until", "9999-12-31"), "report: --until: '9999-12-31'"),
+        (("--until", "0001-01-05"), "report: --until: '0001-01-05' is out of range"),
+    ):
+        done = run_bot("report", *args, cwd=tmp_path, env=env)
+        errors = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and done.stdout == "", (args, done.stderr)
+        assert len(errors) == 1 and errors[0].startswith(says), (args, errors)
+
+
 def test_cli_report_that_fails_writes_nothing_and_keeps_earlier_files(tmp_path: Path) -> None:
     """Found by a review: the files were opened before anything was checked, so a report that
     then failed left an empty --csv beside an unwritable --png, and one whose database could not
