@@ -15,7 +15,10 @@ def parse_duration(text: str) -> timedelta:
     if not isinstance(text, str) or not _WHOLE.match(text):
         raise ValueError(f"{text!r} is not a duration like 45m, 1h30m, 2h or 1d")
     seconds = sum(int(n) * _UNIT[u.lower()] for n, u in _PART.findall(text))
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:  # more days than a timedelta holds
+        raise ValueError(f"{text!r} is not a duration like 45m, 1h30m, 2h or 1d") from None
 
 
 def format_duration(delta: timedelta) -> str:

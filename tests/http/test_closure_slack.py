@@ -161,6 +161,8 @@ async def test_filler_refused_good_note_closes_survey_rated_once(make_app, slack
     assert "Logged 30m on HD-1 (total 30m)" in json.dumps(logged)
     refused_time = await (await app.slash(f"time {number} 0m", user="USAM")).json()
     assert "Only technicians can log time" in json.dumps(refused_time)
+    endless = json.dumps(await (await app.slash(f"time {number} 99999999999d")).json())
+    assert "is not a duration like 45m" in endless and "Something went wrong" not in endless
 
     assert await submit_close(app, slack_api, number) == {}
     closed = await ticket_row(app, number)
