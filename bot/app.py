@@ -15,7 +15,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.changes import CalendarChanges
+from bot.changes import CalendarChanges, shown_url
 from bot.correlation import new_correlation_id, ticket_number
 from bot.db_health import DatabaseMonitor
 from bot.directory.chat_links import ChatLinks
@@ -162,8 +162,8 @@ async def start_services(
     monitor.start()
     log.info(
         "diagnosis help: KB %s; change calendar %s",
-        f"{kb.name} at {settings.config.kb.url}" if kb else "off (no kb.source)",
-        settings.config.changes.calendar or "none (Patch Tuesday and config entries only)",
+        f"{kb.name} at {shown_url(settings.config.kb.url or '')}" if kb else "off (no kb.source)",
+        calendar.shown if calendar else "none (Patch Tuesday and config entries only)",
     )
 
     if client is not None:

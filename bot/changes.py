@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import icalendar
@@ -260,6 +261,16 @@ async def _read_all(response: aiohttp.ClientResponse) -> bytes:
     return b"".join(chunks)
 
 
+def shown_url(url: str) -> str:
+    """`url` as logs may show it: scheme and host only (`https://host/…`); the path, query
+    and any user:password are left out."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    rest = "/…" if (parts.path not in ("", "/") or parts.query) else ""
+    return f"{parts.scheme}://{host}{port}{rest}"
+
+
 class CalendarChanges:
     """ChangeCalendar over an iCalendar file or URL."""
 
@@ -268,6 +279,9 @@ class CalendarChanges:
     ) -> None:
         self.source = source
         self.is_url = source.lower().startswith(("http://", "https://"))
+        # What logs and repr show: a calendar URL's path and query are often its only
+        # secret (published Outlook / Google "secret address" links), so only the host.
+        self.shown = shown_url(source) if self.is_url else source
         self.path = None if self.is_url else calendar_path(source, config_dir)
         self.http = http
         self._calendar: icalendar.Calendar | None = None
@@ -278,7 +292,7 @@ class CalendarChanges:
         self._task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
-        return f"CalendarChanges({self.source!r})"
+        return f"CalendarChanges({self.shown!r})"
 
     # -- loading ------------------------------------------------------------------------------
 
@@ -286,7 +300,7 @@ class CalendarChanges:
         good, problems = events(calendar)
         for problem in problems:
             log.warning(
-                "change calendar %s: event skipped, cannot be read: %s", self.source, problem
+                "change calendar %s: event skipped, cannot be read: %s", self.shown, problem
             )
         self._calendar = calendar
         self._events = good
@@ -319,12 +333,12 @@ class CalendarChanges:
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
             log.warning(
                 "change calendar %s could not be fetched, keeping the last good copy: %s",
-                self.source,
+                self.shown,
                 exc if isinstance(exc, ValueError) else type(exc).__name__,
             )
             return
         self._use(calendar)
-        log.info("change calendar %s fetched", self.source)
+        log.info("change calendar %s fetched", self.shown)
 
     async def start(self) -> None:
         """Read the file or fetch the URL once; a URL is then fetched again every 10 min."""
@@ -364,7 +378,7 @@ class CalendarChanges:
                 self._failed.add(event.uid)
                 log.warning(
                     "change calendar %s: event %r skipped until the calendar changes: %s: %s",
-                    self.source,
+                    self.shown,
                     event,
                     type(exc).__name__,
                     exc,

@@ -21,6 +21,10 @@ _SECRET_PATTERNS = [
         r"(?i)(?P<keep>(?:routing_key|client_secret|password|access_token|signing_secret|x-api-key|api_key)"
         r"[\"']?\s*[:=]\s*[\"']?)[^\s\"',&]+"
     ),
+    # user:password in a URL (a calendar feed, a KB base URL) and credential-like query
+    # parameters (`?token=`, `&sig=`).
+    re.compile(r"(?i)(?P<keep>\b[a-z][a-z0-9+.-]*://)[^/\s@:]+:[^/\s@]+(?=@)"),
+    re.compile(r"(?i)(?P<keep>[?&](?:token|key|apikey|sig|signature|secret|code)=)[^\s&\"']+"),
 ]
 
 

@@ -302,7 +302,10 @@ def feed(summary: str) -> str:
 
 
 async def test_change_hints_from_a_calendar_url(
-    make_app: Any, slack_api: FakeSlack, monkeypatch: pytest.MonkeyPatch
+    make_app: Any,
+    slack_api: FakeSlack,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """`changes.calendar` as a URL: fetched at start-up (the whole feed, however it arrives),
     the last good copy kept while the feed answers 503, a changed feed picked up at the next
@@ -348,6 +351,10 @@ async def test_change_hints_from_a_calendar_url(
         )
         _, card = await open_ticket(app, slack_api, error="", client="globex", category="network")
         assert hint.format("Firewall firmware window (moved to vendor B)") in flat(card)
+        # A published calendar's address is its secret: logs name the host only.
+        said = [r.getMessage() for r in caplog.records if "change calendar" in r.getMessage()]
+        assert any("/…" in line for line in said), said
+        assert not [line for line in said if PATH in line], said
 
 
 async def test_kb_and_similar_usage(make_app: Any, slack_api: FakeSlack) -> None:

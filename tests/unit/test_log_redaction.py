@@ -19,6 +19,16 @@ def test_redact_masks_token_shapes() -> None:
     assert line.count("[redacted]") == 6
 
 
+def test_redact_masks_credentials_in_urls() -> None:
+    line = redact(
+        "fetched https://ops:s3cret@cal.example.com/x.ics and "
+        "https://kb.example.com/api?token=T0KEN&page=2&sig=S1G"
+    )
+    for secret in ("s3cret", "T0KEN", "S1G"):
+        assert secret not in line
+    assert "https://[redacted]@cal.example.com/x.ics" in line and "page=2" in line
+
+
 def test_json_lines_carry_correlation_id_and_ticket() -> None:
     correlation_id.set("c0ffee12")
     ticket_number.set("HD-7")
