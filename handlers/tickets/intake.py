@@ -145,10 +145,14 @@ def validate(values: dict[str, Any], config: HelpdeskConfig, *, email_requester:
         errors["reproducible"] = "Choose Yes, No or Intermittent."
     users_affected = 0
     raw_users = _text(values, "users_affected").strip()
-    if not raw_users.isdigit() or not 1 <= int(raw_users) <= 1_000_000:
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    digits = raw_users.lstrip("0")
+    if not (raw_users.isascii() and raw_users.isdigit()) or not digits:
         errors["users_affected"] = "Enter a whole number of users, 1 or more."
+    elif len(digits) > 7 or int(digits) > 1_000_000:
+        errors["users_affected"] = "Enter at most 1000000 users."
     else:
-        users_affected = int(raw_users)
+        users_affected = int(digits)
     priority = _text(values, "priority").strip().upper()
     if priority not in {v for v, _ in PRIORITIES}:
         errors["priority"] = "Choose P1, P2, P3 or P4."

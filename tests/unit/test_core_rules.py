@@ -137,6 +137,26 @@ def test_intake_validation() -> None:
     assert set(caught.value.field_errors) == {"requester"}
 
 
+def test_users_affected_is_a_whole_number_of_ascii_digits_up_to_a_million() -> None:
+    config = HelpdeskConfig()
+    for typed, count in (("1", 1), ("007", 7), ("1000000", 1_000_000)):
+        assert (
+            validate(_form(users_affected=typed), config, email_requester=False).users_affected
+            == count
+        )
+    for typed, says in (
+        ("²", "whole number"),  # str.isdigit() is True, int() refuses it
+        ("٣", "whole number"),
+        ("0", "whole number"),
+        ("-3", "whole number"),
+        ("1000001", "at most 1000000"),
+        ("9" * 5000, "at most 1000000"),  # past int()'s 4300-digit limit
+    ):
+        with pytest.raises(InvalidInput) as caught:
+            validate(_form(users_affected=typed), config, email_requester=False)
+        assert says in caught.value.field_errors["users_affected"], typed
+
+
 def test_categories_are_a_closed_list_including_identity_ones() -> None:
     config = HelpdeskConfig.model_validate(
         {"tier1_scope": ["outlook"], "escalation": {"queues": {"m365": "messaging"}}}
