@@ -115,5 +115,7 @@ def ticket_ref(command: Command) -> str | None:
     """The ticket number argument (`HD-7`), normalised to upper case, or None."""
     words = command.words
     if words and TICKET_REF.match(words[0]):
-        return words[0].upper()
+        # `hd-07` is HD-7, as ticket numbers named in messages are.
+        prefix, _, number = words[0].upper().rpartition("-")
+        return f"{prefix}-{int(number)}"
     return None

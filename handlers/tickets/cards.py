@@ -99,4 +99,8 @@ def card_version(ticket: Ticket) -> str:
 
 def ticket_line(ticket: Ticket | TicketLine) -> str:
     due = when(ticket.resolve_by)
-    return f"{ticket.number} ({ticket.priority}) {ticket.summary[:80]} - resolve by {due}"
+    # One line per ticket: a summary's line breaks become spaces (the rest as typed), a long
+    # one ends with "…".
+    summary = " ".join(ticket.summary.splitlines())
+    summary = summary if len(summary) <= 80 else summary[:79].rstrip() + "…"
+    return f"{ticket.number} ({ticket.priority}) {summary} - resolve by {due}"

@@ -379,3 +379,20 @@ async def test_the_exact_error_text_is_shown_on_the_slack_card_as_typed(
     sections = [b["text"] for b in blocks if b["type"] == "section"]
     assert {"type": "plain_text", "text": typed.replace("&", "&amp;").replace("<", "&lt;")
             .replace(">", "&gt;"), "emoji": True} in sections, sections  # fmt: skip
+
+
+async def test_mine_shows_each_ticket_on_one_line_and_show_takes_leading_zeros(
+    make_app, slack_api: FakeSlack
+):
+    app = await make_app(slack=slack_api)
+    view = await open_modal(app, slack_api)
+    summary = "Outlook crashes\nwhen opening the shared mailbox " + "of the finance team " * 4
+    await app.interactive(
+        view_submission(view, states(summary={"type": "plain_text_input", "value": summary}))
+    )
+    mine = json.dumps(await (await app.slash("mine")).json(), ensure_ascii=False)
+    lines = [part for part in mine.split("\\n") if "HD-1 (P2)" in part]
+    line = lines[-1]  # the blocks' line (the fallback text says it too)
+    assert "Outlook crashes when opening" in line and "… - resolve by" in line, line
+    shown = json.dumps(await (await app.slash("show hd-01")).json())
+    assert "There is no ticket" not in shown and "HD-1 (P2)" in shown, shown
