@@ -105,10 +105,12 @@ async def answer(deps: Deps, interaction: Interaction, *, approved: bool) -> Rep
             return Reply(text=reply)
         assert check is not None and ticket is not None
         manager = cards.manager_label(facts.listed, check.manager_email)
+        check.answered_by, check.answered_at = actor.id, now
         if check.expires_at is not None and now > check.expires_at:
             deps.observe("identity", outcome="expired")
-            return await _expired(session, ticket, check, actor, manager)
-        check.answered_by, check.answered_at = actor.id, now
+            return await _expired(
+                session, ticket, check, actor, manager, choice, interaction.conversation.id
+            )
         if approved:
             await _approved(session, ticket, check, actor, manager)
             deps.observe("identity", outcome="approved")
@@ -260,8 +262,16 @@ def _why_refused(check: IdentityCheck | None, actor: Actor) -> tuple[str, str] |
 
 
 async def _expired(
-    session: AsyncSession, ticket: Ticket, check: IdentityCheck, actor: Actor, manager: str
+    session: AsyncSession,
+    ticket: Ticket,
+    check: IdentityCheck,
+    actor: Actor,
+    manager: str,
+    choice: str,
+    channel: str,
 ) -> Reply:
+    """A late answer is refused (SPEC), but recorded as given: a Deny is the manager saying
+    the caller is not the requester, and the technician must hear that, not just "late"."""
     check.state = "expired"
     if ticket.identity_state == "pending":
         ticket.identity_state = "required"
@@ -272,13 +282,18 @@ async def _expired(
         kind="identity.expired",
         actor_platform=actor.platform,
         actor_id=actor.id,
+        channel=channel,
         data={
             "check": check.id,
+            "answer": choice,
             "expires_at": check.expires_at.isoformat() if check.expires_at else None,
         },
     )
     await notify.tell_technician(
-        session, ticket, cards.expired_text(ticket, manager), purpose=PURPOSE
+        session,
+        ticket,
+        cards.expired_text(ticket, manager, denied=choice == "deny"),
+        purpose=PURPOSE,
     )
     await retire_dm(session, ticket, check, cards.late_text(ticket))
     return Reply(text=cards.late_text(ticket))

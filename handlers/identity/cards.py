@@ -237,7 +237,15 @@ def manager_changed_text(ticket: Ticket, manager: str, now: str) -> str:
     )
 
 
-def expired_text(ticket: Ticket, manager: str) -> str:
+def expired_text(ticket: Ticket, manager: str, *, denied: bool = False) -> str:
+    if denied:
+        return (
+            f"Identity check for {ticket.number}: {manager} pressed Deny after the request "
+            "expired, so it was not recorded as a denial, and nothing was confirmed. Treat the "
+            "request as a possible impersonation: do not reset passwords, change MFA or discuss "
+            f"the account. Run `ticket verify {ticket.number}` only once you have checked with "
+            f"{manager}."
+        )
     return (
         f"Identity check for {ticket.number}: {manager} answered after the request expired, "
         f"so nothing was confirmed. Run `ticket verify {ticket.number}` to ask again."

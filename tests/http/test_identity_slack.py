@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from storage.models import IdentityCheck
+from storage.models import IdentityCheck, TicketEvent
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import (
     AppHarness,
@@ -201,6 +201,35 @@ async def test_late_answer_is_refused_and_verify_restarts(make_app, slack_api: F
     assert button(fresh, "Approve")["value"] != button(dm, "Approve")["value"]
     assert "confirmed" in await click(app, slack_api, fresh, "Approve", "U0BO")
     assert (await only_ticket(app)).identity_state == "confirmed"
+
+
+async def test_a_late_deny_is_audited_as_a_deny_and_the_technician_is_told(
+    make_app, slack_api: FakeSlack
+):
+    # A manager's Deny is the one sign of a vishing call the check exists to catch. Pressed
+    # after the request expired it is refused (SPEC), but it must not vanish: the audit trail
+    # names the answer and who gave it, and the technician learns it was a Deny, not merely a
+    # late answer to be asked again.
+    app = await start(make_app, slack_api, approval_ttl="1s")
+    await new_ticket(app, slack_api, category="password-reset")
+    dm = await manager_dm(slack_api)
+    await asyncio.sleep(1.5)
+    assert "expired" in await click(app, slack_api, dm, "Deny", "U0BO")
+    assert (await only_ticket(app)).identity_state == "required"
+    async with app.services.sessions() as session:
+        query = select(TicketEvent).where(TicketEvent.kind == "identity.expired")
+        [expired] = (await session.execute(query)).scalars().all()
+    assert (expired.actor_id, expired.channel) == ("U0BO", "DU0BO")
+    assert expired.data["answer"] == "deny"
+    async with app.services.sessions() as session:
+        check = (await session.execute(select(IdentityCheck))).scalar_one()
+    assert (check.state, check.answered_by) == ("expired", "U0BO")
+    await wait_until(
+        lambda: any(
+            "pressed Deny after the request expired" in json.dumps(p)
+            for p in posts_to(slack_api, "C0HELP")
+        )
+    )
 
 
 async def test_vip_ticket_starts_the_check_on_creation(make_app, slack_api: FakeSlack):
