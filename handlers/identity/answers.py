@@ -86,7 +86,7 @@ async def answer(deps: Deps, interaction: Interaction, *, approved: bool) -> Rep
             }
             if reason == NO_LONGER_MANAGER:
                 assert ticket is not None and check is not None and facts.manager_now is not None
-                await _tell_manager_changed(session, ticket, check, facts)
+                await _tell_manager_changed(session, ticket, check, facts, choice)
                 data |= {
                     "manager": check.manager_email,
                     "current_manager": facts.manager_now.email or None,
@@ -226,7 +226,7 @@ def _no_longer_manager(
 
 
 async def _tell_manager_changed(
-    session: AsyncSession, ticket: Ticket, check: IdentityCheck, facts: _Facts
+    session: AsyncSession, ticket: Ticket, check: IdentityCheck, facts: _Facts, choice: str
 ) -> None:
     """Tell the technician once per request; the check stays pending until `verify` again."""
     now = facts.manager_now
@@ -237,7 +237,10 @@ async def _tell_manager_changed(
         session,
         ticket,
         cards.manager_changed_text(
-            ticket, cards.manager_label(facts.listed, check.manager_email), listed_now
+            ticket,
+            cards.manager_label(facts.listed, check.manager_email),
+            listed_now,
+            denied=choice == "deny",
         ),
         purpose=PURPOSE,
         dedup_key=f"identity-manager-changed:{check.id}",

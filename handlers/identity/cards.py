@@ -228,8 +228,16 @@ def no_longer_manager_text(ticket: Ticket) -> str:
     )
 
 
-def manager_changed_text(ticket: Ticket, manager: str, now: str) -> str:
+def manager_changed_text(ticket: Ticket, manager: str, now: str, *, denied: bool = False) -> str:
     """To the technician: the answer came from someone no longer the requester's manager."""
+    if denied:
+        return (
+            f"Identity check for {ticket.number}: {manager} pressed Deny, but the directory no "
+            f"longer lists them as the requester's manager ({now}), so it was not recorded as a "
+            "denial, and nothing was confirmed. Treat the request as a possible impersonation: "
+            "do not reset passwords, change MFA or discuss the account. Run "
+            f"`ticket verify {ticket.number}` only once you have checked with {manager}."
+        )
     return (
         f"Identity check for {ticket.number}: {manager} answered, but the directory no longer "
         f"lists them as the requester's manager ({now}), so nothing was confirmed. Run "

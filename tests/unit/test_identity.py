@@ -689,3 +689,34 @@ async def test_an_ambiguous_requester_gates_the_ticket_and_says_why(deps: Deps, 
     reply = await verify(deps, number)
     assert "has 2 entries with mail vic@example.com" in reply.text
     assert "could not be reached" not in reply.text and "duplicate entry removed" in reply.text
+
+
+async def test_a_deny_from_a_manager_removed_from_the_chain_is_told_as_a_deny(
+    db_url: str, tmp_path: Path
+):
+    """Bo, no longer Ana's manager, presses Deny: it cannot count as a denial, but the
+    technician is told it was a Deny (a possible impersonation), not merely "answered"."""
+    path = tmp_path / "people.yaml"
+    path.write_text(yaml.safe_dump(PEOPLE))
+    engine = db.create_engine(db_url)
+    deps = Deps(
+        config=HelpdeskConfig.model_validate({}),
+        sessions=db.session_factory(engine),
+        directory=FileDirectory(path, check_interval=0),
+        clock=Clock(),
+    )
+    try:
+        number = await new_ticket(deps, "U0ANA", category="password-reset")
+        _, [check], _, _ = await state(deps, number)
+        moved = [
+            {**p, "manager": "gus@example.com"} if p["email"] == "ana@example.com" else p
+            for p in PEOPLE
+        ]
+        path.write_text(yaml.safe_dump(moved) + "\n# changed\n")
+        await answer(deps, check.nonce, approve=False)
+        _, [check], _, rows = await state(deps, number)
+        assert check.state == "pending"
+        [told] = [t for t in texts(rows, purpose="identity") if "no longer" in t]
+        assert "pressed Deny" in told and "possible impersonation" in told, told
+    finally:
+        await engine.dispose()
