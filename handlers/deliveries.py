@@ -82,6 +82,7 @@ def needs_preparation(message: OutboxMessage) -> bool:
         or bool(payload.get("nudge"))
         or _wants_ticket_thread(message)
         or sla.is_alarm(message)
+        or incidents.is_first_page(message)
     )
 
 
@@ -106,6 +107,10 @@ async def prepare(
             return Preparation(None, wait=wait)
         alarm = await sla.prepare_alarm(session, message=message, now=now)
         return Preparation(alarm.payload, give_up=alarm.give_up)
+    if incidents.is_first_page(message) and (
+        reason := await incidents.page_given_up(session, message)
+    ):
+        return Preparation(None, give_up=reason)
     payload = dict(message.payload)
     if payload.get("nudge") and (reason := await working.nudge_given_up(session, message)):
         return Preparation(None, give_up=reason)

@@ -4,8 +4,10 @@
 from handlers.incidents.cards import current_notice
 from handlers.incidents.service import (
     cancel_unsent,
+    is_first_page,
     on_p1,
     on_ticket_closed,
+    page_given_up,
     raise_p1_command,
     refresh_notice,
 )
@@ -13,8 +15,10 @@ from handlers.incidents.service import (
 __all__ = [
     "cancel_unsent",
     "current_notice",
+    "is_first_page",
     "on_p1",
     "on_ticket_closed",
+    "page_given_up",
     "raise_p1_command",
     "refresh_notice",
 ]

@@ -268,6 +268,44 @@ async def cancel_unsent(session: AsyncSession, *, ticket: Ticket) -> list[str]:
     return cancelled
 
 
+def is_first_page(message: OutboxMessage) -> bool:
+    """A PagerDuty trigger or Opsgenie create of a P1 (not its resolve or close)."""
+    return message.kind.startswith("page.") and not message.payload.get("after")
+
+
+async def page_given_up(session: AsyncSession, message: OutboxMessage) -> str:
+    """Why a P1's page is not sent now (empty: it is): its ticket was closed, or filed under
+    another P1, while an attempt was on its way (too late to cancel it then) that was refused
+    cleanly, so it did not reach the pager. Sending it again would wake the on-call for an
+    incident that is over (or paged already). A page that may have arrived (in doubt) is
+    sent, as its resolve follows it."""
+    if message.in_doubt or message.ticket_id is None:
+        return ""
+    ticket = await session.get(Ticket, message.ticket_id)
+    if ticket is None:
+        return ""
+    if ticket.filed_under:
+        return f"{ticket.number} was filed under another P1 before it was sent"
+    if ticket.status != "closed":
+        return ""
+    pager = message.kind.removeprefix("page.")
+    await repo.add_event(
+        session,
+        ticket_id=ticket.id,
+        kind="incident.not_paged",
+        data={"reason": "closed first", "pagers": [pager]},
+    )
+    await notify.tell_technician(
+        session,
+        ticket,
+        f"{ticket.number} was closed before its page went out, so nobody was paged through "
+        f"{PAGER_NAMES.get(pager, pager)} (not paged: closed first).",
+        purpose="incident-not-paged",
+        dedup_key=f"incident-not-paged:{message.id}",
+    )
+    return NOT_PAGED
+
+
 def _follow_up(
     ticket: Ticket, row: OutboxMessage, bridge: str | None
 ) -> tuple[str, dict[str, Any]]:

@@ -138,3 +138,28 @@ async def test_a_page_in_doubt_is_resolved_after_the_close_not_cancelled(
     assert calls == ["trigger", "resolve"]
     assert pagerduty.open_dedup_keys() == []
     assert not told(slack_api, "not paged")
+
+
+async def test_a_page_refused_while_the_p1_was_being_closed_is_not_retried(
+    make_app: Any, slack_api: FakeSlack, pagerduty: FakePagerDuty
+) -> None:
+    """The close came while the first attempt was on its way (so it could not be cancelled);
+    PagerDuty then refused it (429: not ingested). The retry would wake the on-call for an
+    incident already over: it is not sent, as for a page closed before any attempt."""
+    app = await make_app(slack=slack_api, config=CONFIG, people=SLACK_PEOPLE,
+                         env=pager_env(pagerduty, None))  # fmt: skip
+    pagerduty.set_delay("/v2/enqueue", 2.0)
+    pagerduty.fail("/v2/enqueue", 429, times=1, headers={"Retry-After": "2"})
+    await slack_ticket(app, slack_api)
+    await eventually(lambda: pagerduty.calls("/v2/enqueue"), what="the page's first attempt")
+    await slack_close(app, slack_api, "HD-1")  # while PagerDuty has not answered yet
+    pagerduty.set_delay("/v2/enqueue", 0)
+    row = await waiting_for_retry(app, "HD-1")
+    await past_its_retry(row)
+    await asyncio.sleep(1.5)
+    assert pagerduty.events("trigger") == [], "the on-call was paged for a closed P1"
+    assert pagerduty.events("resolve") == []
+    page = await page_row(app, "HD-1")
+    assert (page.status, page.last_error) == ("cancelled", "not paged: closed first")
+    await eventually(lambda: told(slack_api, "not paged: closed first"),
+                     what="the technician told")  # fmt: skip
