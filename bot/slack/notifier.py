@@ -191,9 +191,10 @@ class SlackNotifier:
             if exc.response.status_code == 429:
                 method = "conversations.replies" if thread else "conversations.history"
                 raise _error(exc, places.slack_method(method)) from exc
-            if exc.response.get("error") in NOT_HERE:
+            if exc.response.get("error") in NOT_HERE and not channel.startswith("#"):
                 raise
-            # No history scope, or the like: better a possible repeat than a lost message.
+            # No history scope, a channel given by #name (history takes only ids), or the
+            # like: better a possible repeat than a lost message.
             log.warning(
                 "could not check whether outbox row %s was already posted (%s); posting it",
                 message.id,

@@ -285,7 +285,15 @@ class FakeSlack(FakeServer):
     def _m_views_publish(self, p: dict[str, Any]) -> dict[str, Any]:
         return self._view(p)
 
+    @staticmethod
+    def channel_id(name: str) -> str:
+        """The id of a channel named `#name`: chat.postMessage takes a name and answers with
+        the id (conversations.history and chat.update take only the id)."""
+        return "C" + "".join(c for c in name.upper() if c.isalnum())
+
     def _m_chat_postMessage(self, p: dict[str, Any]) -> dict[str, Any]:
+        if str(p.get("channel", "")).startswith("#"):
+            p = {**p, "channel": self.channel_id(str(p["channel"]))}
         ts = self._next_ts()
         message: dict[str, Any] = {
             k: p[k] for k in ("text", "blocks", "attachments", "thread_ts", "metadata") if k in p

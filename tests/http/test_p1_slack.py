@@ -7,9 +7,9 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from storage.models import Ticket, TicketEvent, utcnow
+from storage.models import OutboxMessage, Ticket, TicketEvent, utcnow
 from tests.fakes.pagers import FakeOpsgenie, FakePagerDuty
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import AppHarness, only_ticket
@@ -261,3 +261,33 @@ async def test_slack_429_on_a_post_waits_retry_after_and_posts_once(
     assert retried and retried[0].at - limited.at >= 1.0
     await asyncio.sleep(0.3)
     assert len(slack_posts(slack_api, INCIDENT_CHANNEL)) == 1
+
+
+async def test_a_notice_in_doubt_for_an_incident_channel_given_by_name_is_posted(
+    make_app, slack_api: FakeSlack, pagerduty: FakePagerDuty
+):
+    """`slack.incident_channel: "#incidents"` (SPEC: "channel id (or #name)"). A notice whose
+    earlier attempt may have arrived (its worker died mid-send) is looked up before it is
+    posted again; conversations.history takes only a channel id, so the look-up by name says
+    channel_not_found. The notice must still go out, not be retried in a loop forever."""
+    config = {**CONFIG, "slack": {"incident_channel": "#incidents"}}
+    env = pager_env(pagerduty, None)
+    web: AppHarness = await make_app(slack=slack_api, config=config, people=SLACK_PEOPLE,
+                                     env=env, scheduler=False)  # fmt: skip
+    await slack_ticket(web, slack_api)
+    [notice] = [r for r in await outbox_rows(web) if r.dedup_key == "p1:HD-1:notice:slack"]
+    async with web.services.sessions() as session, session.begin():
+        await session.execute(
+            update(OutboxMessage).where(OutboxMessage.id == notice.id).values(in_doubt=True)
+        )
+    await web.stop()
+    app = await make_app(slack=slack_api, config=config, people=SLACK_PEOPLE, env=env)
+    await eventually(lambda: pagerduty.events("trigger"), what="the page")
+    incident = slack_api.channel_id("#incidents")
+    await eventually(lambda: slack_api.channel_messages(incident), timeout=10,
+                     what="the incident notice")  # fmt: skip
+    await asyncio.sleep(1.0)
+    [posted] = slack_api.channel_messages(incident)
+    assert "P1 incident HD-1" in json.dumps(posted)
+    [row] = [r for r in await outbox_rows(app) if r.id == notice.id]
+    assert row.status == "delivered" and row.result["channel"] == incident
