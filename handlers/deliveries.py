@@ -276,7 +276,17 @@ async def after_failure(
     page = message.kind.startswith("page.")
     what, reason, attempts = label(message), error[:300], message.attempts
     if permanent:
-        hint = " Reach the on-call another way." if page else ""
+        # A page that never went out leaves the on-call unaware; a resolve or close that
+        # failed leaves an alert open on the pager (it is closed there by hand).
+        hint = (
+            (
+                " Resolve the alert in the pager by hand."
+                if _closes_alert(message)
+                else " Reach the on-call another way."
+            )
+            if page
+            else ""
+        )
         await _report(
             session,
             message,
@@ -304,6 +314,12 @@ async def after_failure(
                 f"{attempts} attempts ({reason}); still retrying."
             ),
         )
+
+
+def _closes_alert(message: OutboxMessage) -> bool:
+    """A PagerDuty resolve or an Opsgenie close (not a page that wakes anyone)."""
+    payload = message.payload
+    return payload.get("event_action") == "resolve" or payload.get("op") == "close"
 
 
 def _reportable(message: OutboxMessage) -> bool:

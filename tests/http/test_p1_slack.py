@@ -291,3 +291,23 @@ async def test_a_notice_in_doubt_for_an_incident_channel_given_by_name_is_posted
     assert "P1 incident HD-1" in json.dumps(posted)
     [row] = [r for r in await outbox_rows(app) if r.id == notice.id]
     assert row.status == "delivered" and row.result["channel"] == incident
+
+
+async def test_a_resolve_refused_for_good_says_to_resolve_it_by_hand(
+    make_app, slack_api: FakeSlack, pagerduty: FakePagerDuty
+):
+    """PagerDuty refuses the resolve (400): the technician is told the alert is still open and
+    to resolve it in PagerDuty, not to "reach the on-call another way" (they were paged)."""
+    app = await start(make_app, slack_api, pagerduty, None)
+    await slack_ticket(app, slack_api)
+    await pagerduty.wait_for("/v2/enqueue")
+    pagerduty.fail("/v2/enqueue", 400, times=1)
+    await slack_close(app, slack_api, "HD-1")
+
+    def told_now() -> list[str]:
+        return [str(p.get("text")) for p in slack_api.posts() if "will not be retried" in str(p)]
+
+    await eventually(told_now, what="the technician told")
+    [text] = told_now()
+    assert "Resolve the alert in the pager by hand" in text, text
+    assert "Reach the on-call another way" not in text
