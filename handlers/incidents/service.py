@@ -64,6 +64,14 @@ async def raise_p1_command(deps: Deps, interaction: Interaction, command: Comman
         if ticket.status != "open":
             raise InvalidInput(f"{number} is {ticket.status}; only open tickets can be raised.")
         if ticket.filed_under:
+            parent = await repo.get_by_number(session, ticket.filed_under)
+            if parent is not None and parent.status != "open":
+                # Left open when its P1 closed (its identity check was not confirmed): that
+                # incident is over, so "paged already" would be false.
+                raise InvalidInput(
+                    f"{number} is filed under the P1 {ticket.filed_under}, which is "
+                    f"{parent.status}. If the problem is back, open a new ticket at P1."
+                )
             raise InvalidInput(
                 f"{number} is filed under the P1 {ticket.filed_under} as one more report of the "
                 "same problem: that incident is paged already."

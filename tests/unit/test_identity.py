@@ -19,7 +19,7 @@ from handlers.config import HelpdeskConfig
 from handlers.deps import Deps
 from handlers.directory import DirectoryAmbiguous, DirectoryUnavailable, Person
 from handlers.identity.service import _not_independent
-from handlers.types import Actor, Forbidden
+from handlers.types import Actor, Forbidden, InvalidInput
 from storage import db
 from storage import tickets as repo
 from storage.models import Ticket, TicketEvent
@@ -543,6 +543,14 @@ async def test_closing_a_p1_leaves_filed_reports_whose_identity_is_not_confirmed
         assert ticket.status == "open", number
         assert ticket.resolution_note in ("", None)
         assert events[-1] == "ticket.kept_open" and "ticket.closed" not in events
+    # Such a report is still filed under the P1, which is over: raising it says so (not that
+    # "that incident is paged already").
+    from handlers import incidents
+
+    with pytest.raises(InvalidInput) as raised:
+        await incidents.raise_p1_command(deps, turn(TECH), Command("p1", pending))
+    assert f"filed under the P1 {p1}, which is closed" in str(raised.value)
+    assert "paged already" not in str(raised.value)
     # A survey for the P1 and the report closed with it; none for the reports left open.
     _, _, _, rows = await state(deps, denied)
     surveyed = {r.dedup_key for r in rows if (r.dedup_key or "").startswith("csat-survey:")}
