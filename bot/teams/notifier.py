@@ -98,15 +98,24 @@ class TeamsNotifier:
         self.tenant_id = settings.config.teams.tenant_id or settings.app_tenant_id or None
         self.bot_id = f"28:{settings.app_id}" if settings.app_id else "28:helpdesk-bot"
 
+    def _chat(self, payload: dict[str, Any]) -> str | None:
+        """The DM's 1:1 chat, when this process knows it (by user id, else AAD object id)."""
+        chat = self.references.chat_of(user_key(str(payload.get("user", ""))))
+        aad = str(payload.get("aad_object_id") or "")
+        return chat or (self.references.chat_of(aad_key(aad)) if aad else None)
+
     def places(self, message: OutboxMessage) -> tuple[str, ...]:
         payload = message.payload
         if message.kind == "dm":
-            return (places.teams_user(str(payload.get("user", ""))),)
+            # A DM goes to the person's 1:1 chat: a Retry-After given there (to an answer in
+            # the chat, or to another row for it) holds the DM too.
+            user = places.teams_user(str(payload.get("user", "")))
+            chat = self._chat(payload)
+            return (user, places.teams_conversation(chat)) if chat else (user,)
         return (places.teams_conversation(str(payload.get("channel", ""))),)
 
     async def deliver(self, message: OutboxMessage) -> dict[str, Any]:
         payload = message.payload
-        (place,) = self.places(message)
         try:
             if message.kind == "update":
                 return await self._update(payload)
@@ -114,6 +123,8 @@ class TeamsNotifier:
                 return await self._dm(str(payload["user"]), payload)
             return await self._post(payload)
         except HttpOperationError as exc:
+            # A throttled DM holds its chat (the conversation Teams throttles), once known.
+            place = self.places(message)[-1]
             raise delivery_error(exc, place) from exc
         except PermissionError as exc:  # msal could not get a token (AAD down, bad secret)
             raise DeliveryError(f"teams: no access token: {exc}") from exc
@@ -192,6 +203,7 @@ class TeamsNotifier:
 
         async def open_and_post(ctx: TurnContext) -> tuple[str, str, dict[str, Any]]:
             chat = ctx.activity.conversation.id
+            self.references.note_chat(user_key(user), chat)
             sent = await proactive.post(ctx, activity, conversation_id=chat)
             reference = proactive.personal_reference(ctx, user_id=user, tenant_id=tenant_id)
             return chat, sent, reference

@@ -128,6 +128,28 @@ class ReferenceStore:
         self._written: OrderedDict[str, str] = OrderedDict()  # key -> digest of stored JSON
         # conversation id -> the fields the references were built from, last time
         self._seen: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
+        # `user:<id>` / `aad:<id>` key -> the id of that person's 1:1 chat with the bot, as far
+        # as this process has seen it: a DM and the chat are one Teams conversation, so a
+        # Retry-After for either holds both (see TeamsNotifier.places).
+        self._chats: OrderedDict[str, str] = OrderedDict()
+
+    def note_chat(self, key: str, conversation_id: str) -> None:
+        """Remember that `key` (user_key / aad_key) names the 1:1 chat `conversation_id`."""
+        self._chats[key] = conversation_id
+        self._chats.move_to_end(key)
+        while len(self._chats) > MAX_CACHED:
+            self._chats.popitem(last=False)
+
+    def chat_of(self, key: str) -> str | None:
+        """The 1:1 chat `key` (user_key / aad_key) names, if this process knows it."""
+        return self._chats.get(key)
+
+    def _note_chats(self, pairs: list[tuple[str, dict[str, Any]]]) -> None:
+        for key, reference in pairs:
+            if key.startswith(("user:", "aad:")):
+                conversation = reference.get("conversation")
+                if isinstance(conversation, dict) and conversation.get("id"):
+                    self.note_chat(key, str(conversation["id"]))
 
     async def remember(self, activity: Activity) -> None:
         """Store the activity's references when they differ from what this process wrote."""
@@ -136,6 +158,13 @@ class ReferenceStore:
             self.seen.note(sender.id, sender.aad_object_id)
         signature = _signature(activity)
         conversation_id = getattr(activity.conversation, "id", None)
+        if conversation_id and getattr(activity.conversation, "conversation_type", None) == (
+            "personal"
+        ):
+            if sender is not None and sender.id:
+                self.note_chat(user_key(sender.id), conversation_id)
+                if sender.aad_object_id:
+                    self.note_chat(aad_key(sender.aad_object_id), conversation_id)
         if conversation_id and self._seen.get(conversation_id) == signature:
             return  # the common case: nothing changed, no serialising, no I/O
         try:
@@ -151,6 +180,7 @@ class ReferenceStore:
 
     async def save(self, pairs: list[tuple[str, dict[str, Any]]]) -> bool:
         """Upsert the pairs not already written as they are; False if the write failed."""
+        self._note_chats(pairs)
         todo = [(key, ref, _digest(ref)) for key, ref in pairs]
         todo = [item for item in todo if self._written.get(item[0]) != item[2]]
         if not todo:
@@ -174,7 +204,10 @@ class ReferenceStore:
 
     async def get(self, key: str) -> dict[str, Any] | None:
         async with self.sessions() as session:
-            return await conversations.get_reference(session, platform=PLATFORM, key=key)
+            found = await conversations.get_reference(session, platform=PLATFORM, key=key)
+        if found:
+            self._note_chats([(key, found)])
+        return found
 
     async def latest(self) -> dict[str, Any] | None:
         """The most recently stored reference (its service URL and tenant serve for opening

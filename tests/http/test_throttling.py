@@ -26,6 +26,7 @@ from tests.http.conftest_teams import (
     BOT_ID,
     PEOPLE,
     PERSONAL,
+    TECH_ID,
     activity,
     card_of,
     message,
@@ -306,3 +307,42 @@ async def test_a_throttled_follow_up_arrives_once_after_the_wait(
     assert len(refused) == 1, [r.getMessage() for r in caplog.records]
     no_tracebacks(caplog)
     assert not any("could not be sent" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_dm_and_the_1_1_chat_it_goes_to_share_one_retry_after(
+    make_app, connector: FakeConnector
+):
+    """A DM to Tom goes to his 1:1 chat with the bot, the conversation Teams throttles: a
+    Retry-After given to the DM holds answers in that chat, and one given to an answer there
+    holds DMs to him (SPEC: no send to that Teams conversation until it has passed)."""
+    app = await teams_app(make_app, connector)
+    url = connector.service_url
+    await app.teams(message(url, "ticket mine"))  # Tom's chat is known (his reference)
+    await wait_until(lambda: connector.activities(PERSONAL), what="the first answer")
+
+    # The DM is throttled; Tom asks something in the chat meanwhile.
+    connector.throttle(PERSONAL, times=1, retry_after=3)
+    async with app.services.sessions() as session, session.begin():
+        await outbox.enqueue(
+            session, kind="dm", payload={"platform": "teams", "user": TECH_ID, "text": "a DM"}
+        )
+    await wait_until(lambda: connector.refusals, timeout=10, what="the refused DM")
+    await app.teams(message(url, "ticket help"))
+    await wait_until(lambda: len(connector.activities(PERSONAL)) == 3, timeout=20)
+    assert connector.violations == []
+
+    # The other way round: an answer in the chat is throttled, then a DM is queued.
+    connector.reset()
+    connector.throttle(PERSONAL, times=1, retry_after=3)
+    await app.teams(message(url, "ticket mine"))
+    await wait_until(lambda: connector.refusals, timeout=10, what="the refused answer")
+    async with app.services.sessions() as session, session.begin():
+        await outbox.enqueue(
+            session, kind="dm", payload={"platform": "teams", "user": TECH_ID, "text": "DM 2"}
+        )
+    await wait_until(lambda: len(connector.activities(PERSONAL)) == 2, timeout=20)
+    assert connector.violations == []
+    assert sorted(str(a.get("text")) for a in connector.activities(PERSONAL)) == [
+        "DM 2",
+        "You have no open tickets.",
+    ]
