@@ -61,7 +61,10 @@ def slack_method(method: str) -> str:
 
 
 def teams_conversation(conversation: str) -> str:
-    return f"teams:conversation:{conversation}"
+    # Teams limits a bot per thread ("a 1:1 chat, group chat or channel"): a reply chain in a
+    # channel (`19:…@thread.tacv2;messageid=…`) is held with its channel.
+    channel = conversation.partition(";messageid=")[0]
+    return f"teams:conversation:{channel}"
 
 
 def teams_user(user: str) -> str:

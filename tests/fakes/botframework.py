@@ -65,10 +65,13 @@ class FakeConnector(FakeServer):
 
     def throttle(self, conversation_id: str, *, times: int = 1, retry_after: float = 2.0) -> None:
         """The next `times` sends to the conversation answer 429 Throttled with Retry-After;
-        a send arriving inside an announced window counts as a violation."""
-        self._throttles[conversation_id] = [float(times), retry_after]
+        a send arriving inside an announced window counts as a violation. Teams limits a bot
+        per thread, "a 1:1 chat, group chat or channel": a channel's reply chains
+        (`19:…;messageid=…`) count as the channel."""
+        self._throttles[_thread(conversation_id)] = [float(times), retry_after]
 
     def _throttled(self, cid: str) -> web.Response | None:
+        cid = _thread(cid)
         now = time.monotonic()
         if self.windows.get(cid, 0.0) > now:
             self.violations.append((cid, now))
@@ -174,6 +177,11 @@ class FakeConnector(FakeServer):
     @staticmethod
     def _error(status: int, code: str, message: str) -> web.Response:
         return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def _thread(conversation_id: str) -> str:
+    """What Teams rate-limits a send by: the conversation, a reply chain counting as its channel."""
+    return conversation_id.partition(";messageid=")[0]
 
 
 class FakeBotAuth(FakeServer):

@@ -24,9 +24,11 @@ from tests.harness import AppHarness, wait_until
 from tests.http.conftest_teams import (
     ANA_ID,
     BOT_ID,
+    CHANNEL,
     PEOPLE,
     PERSONAL,
     TECH_ID,
+    TENANT,
     activity,
     card_of,
     message,
@@ -346,3 +348,26 @@ async def test_a_dm_and_the_1_1_chat_it_goes_to_share_one_retry_after(
         "DM 2",
         "You have no open tickets.",
     ]
+
+
+async def test_a_retry_after_in_a_reply_chain_holds_its_channel(make_app, connector: FakeConnector):
+    """Teams throttles a bot per thread, a channel being one: a Retry-After given to a send
+    into one of its reply chains (`19:…;messageid=…`, where a ticket raised in the chain is
+    answered) holds posts to the channel itself and to its other chains."""
+    config = {"teams": {"service_url": connector.service_url, "tenant_id": TENANT}}
+    app: AppHarness = await make_app(people=PEOPLE, config=config)
+    chain = f"{CHANNEL};messageid=1700000000500"
+    connector.throttle(CHANNEL, times=1, retry_after=3)
+    async with app.services.sessions() as session, session.begin():
+        await outbox.enqueue(
+            session, kind="message", payload={"platform": "teams", "channel": chain, "text": "A"}
+        )
+    await wait_until(lambda: connector.refusals, timeout=10, what="the refused post")
+    async with app.services.sessions() as session, session.begin():
+        await outbox.enqueue(
+            session,
+            kind="message",
+            payload={"platform": "teams", "channel": CHANNEL, "thread": "17", "text": "B"},
+        )
+    await wait_until(lambda: len(connector.activities()) == 2, timeout=20, what="both posts")
+    assert connector.violations == []
