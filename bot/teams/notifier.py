@@ -216,7 +216,8 @@ class TeamsNotifier:
             parameters=parameters,
             work=open_and_post,
         )
-        await self.references.save([(user_key(user), reference)])
+        # Also under the chat's id: a later edit of this DM (`update`) finds its route there.
+        await self.references.save([(user_key(user), reference), (chat, reference)])
         return {"channel": chat, "activity_id": activity_id, "dm": True}
 
     async def _route(self) -> tuple[str, str | None]:

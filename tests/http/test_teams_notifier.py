@@ -45,8 +45,8 @@ async def test_dm_without_reference_opens_personal_chat(make_app, connector: Fak
     assert result["activity_id"] == posted["_id"] and result["dm"] is True
     card_of(posted)
     async with app.services.sessions() as session:
-        row = (await session.execute(select(ConversationRef))).scalar_one()
-    assert row.key == f"user:{ANA_ID}"
+        rows = (await session.execute(select(ConversationRef))).scalars().all()
+    assert {row.key for row in rows} == {f"user:{ANA_ID}", created["_id"]}
     # The next DM continues the stored chat instead of creating another one.
     await deliver(app, "dm", user=ANA_ID, text="again")
     assert len(connector.created_conversations()) == 1
@@ -132,3 +132,27 @@ async def test_no_reference_and_no_service_url_is_retried_later(make_app, connec
     with pytest.raises(DeliveryError, match="service_url") as caught:
         await deliver(app, "dm", user=ANA_ID, text="hi")
     assert not caught.value.permanent and caught.value.retry_after == 300.0
+
+
+async def test_a_dm_in_a_chat_the_bot_opened_can_be_updated_in_place(
+    make_app, connector: FakeConnector
+):
+    """Without `teams.service_url` a DM to someone the bot has no chat with opens one on the
+    route of the latest conversation; editing that DM later (an identity request whose buttons
+    stop counting) must reach the same chat, not wait for a reference that is never stored."""
+    app: AppHarness = await make_app(scheduler=False)
+    await app.teams(message(connector.service_url, "hello"))  # Tom: the bot's route is known
+    await connector.wait_for(lambda r: r.method == "POST")
+    sent = await deliver(app, "dm", user=ANA_ID, card=CARD.to_dict(), text="HD-7")
+    [created] = connector.created_conversations()
+    assert sent["channel"] == created["_id"]
+    await deliver(
+        app, "update", channel=sent["channel"], activity_id=sent["activity_id"], text="Answered"
+    )
+    [update] = connector.updates()
+    assert (update["_conversation_id"], update["_activity_id"]) == (
+        sent["channel"],
+        sent["activity_id"],
+    )
+    assert update["text"] == "Answered"
+    assert len(connector.created_conversations()) == 1
