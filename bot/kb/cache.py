@@ -1,5 +1,6 @@
 """Brief caching of KB answers: a repeated search within a minute asks the KB once, and
-searches that arrive while the same one is on its way wait for it."""
+searches that arrive while the same one is on its way wait for it. A KB that asked the bot to
+wait (`Retry-After` on a 429 or 503) is not asked again, by any search, before that."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ import time
 from collections.abc import Callable
 
 from bot.directory.cache import TtlCache
-from handlers.diagnosis import KbArticle, KbSource
+from handlers.diagnosis import KbArticle, KbSource, KbUnavailable
+from storage.outbox import retry_wait
 
 ANSWER_TTL = 60.0
 MAX_ENTRIES = 1_000
 
 
 class CachedKb:
-    """A KbSource in front of another: answers kept `ttl` seconds (failures are not kept)."""
+    """A KbSource in front of another: answers kept `ttl` seconds (failures are not kept, but
+    a `Retry-After` is honoured: until it has passed, searches fail without asking)."""
 
     def __init__(
         self,
@@ -27,6 +30,8 @@ class CachedKb:
         self.source = source
         self._cache: TtlCache[list[KbArticle]] = TtlCache(ttl, max_size=MAX_ENTRIES, clock=clock)
         self._flying: dict[tuple[str, int], asyncio.Future[list[KbArticle]]] = {}
+        self._clock = clock
+        self._quiet_until = 0.0
 
     def __repr__(self) -> str:
         return f"CachedKb({self.source!r})"
@@ -40,6 +45,11 @@ class CachedKb:
         hit, cached = self._cache.get(key)
         if hit and cached is not None:
             return list(cached)
+        wait = self._quiet_until - self._clock()
+        if wait > 0:
+            raise KbUnavailable(
+                f"{self.name}: asked to wait (Retry-After), {wait:.0f} s left", retry_after=wait
+            )
         flying = self._flying.get(key)
         if flying is not None:
             try:
@@ -56,6 +66,9 @@ class CachedKb:
             future.cancel()
             raise
         except Exception as exc:
+            if isinstance(exc, KbUnavailable) and exc.retry_after:
+                until = self._clock() + retry_wait(exc.retry_after)
+                self._quiet_until = max(self._quiet_until, until)
             future.set_exception(exc)
             future.exception()  # retrieved: nobody else may be waiting
             raise

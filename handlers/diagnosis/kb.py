@@ -28,7 +28,12 @@ class KbArticle:
 
 
 class KbUnavailable(Exception):
-    """The KB could not be asked or did not answer usefully; the message says why (no secrets)."""
+    """The KB could not be asked or did not answer usefully; the message says why (no secrets).
+    `retry_after`: the seconds the KB asked the bot to wait before asking again (429, 503)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class KbSource(Protocol):

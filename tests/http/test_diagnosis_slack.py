@@ -4,6 +4,7 @@ that hangs, change hints."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -432,3 +433,27 @@ async def test_kb_finds_an_event_id_typed_alone(make_app: Any, slack_api: FakeSl
     for typed in ("kb event 4625", "kb 4625", "kb logon 4625"):
         assert number in flat(await ephemeral(app, typed)), typed
     assert number not in flat(await ephemeral(app, "kb 4626"))
+
+
+async def test_a_rate_limited_kb_is_not_asked_again_before_its_retry_after(
+    make_app: Any, slack_api: FakeSlack, hudu: FakeHudu
+) -> None:
+    """Hudu's 429 says when to come back (`Retry-After`, seconds): until then no search goes
+    to it (another ticket's, `kb`'s), afterwards they do again."""
+    hudu.add_article("Outlook password prompt loop", "Clear the credential manager")
+    hudu.fail("/api/v1/articles", 429, headers={"Retry-After": "4"})
+    kb, env = hudu_env(hudu)
+    app = await start(make_app, slack_api, kb, **env)
+    number, _ = await open_ticket(app, slack_api, error=ERROR_NEW, client="acme")
+    await card_update(app, slack_api, number, "Hudu did not answer", timeout=8)
+    [limited] = hudu.calls("/api/v1/articles")
+    assert limited.status == 429
+    answer = flat(await ephemeral(app, "kb outlook password"))
+    assert time.monotonic() - limited.at < 4, "too slow to test within the Retry-After"
+    assert "Outlook password prompt loop" not in answer
+    assert len(hudu.calls("/api/v1/articles")) == 1, "asked again before its Retry-After"
+
+    await asyncio.sleep(max(0.0, limited.at + 4.2 - time.monotonic()))
+    answer = flat(await ephemeral(app, "kb outlook password"))
+    assert "Outlook password prompt loop" in answer
+    assert len(hudu.calls("/api/v1/articles")) == 2
