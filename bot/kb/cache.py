@@ -32,6 +32,7 @@ class CachedKb:
         self._flying: dict[tuple[str, int], asyncio.Future[list[KbArticle]]] = {}
         self._clock = clock
         self._quiet_until = 0.0
+        self._quiet_status: int | None = None
 
     def __repr__(self) -> str:
         return f"CachedKb({self.source!r})"
@@ -48,7 +49,9 @@ class CachedKb:
         wait = self._quiet_until - self._clock()
         if wait > 0:
             raise KbUnavailable(
-                f"{self.name}: asked to wait (Retry-After), {wait:.0f} s left", retry_after=wait
+                f"{self.name}: asked to wait (Retry-After), {wait:.0f} s left",
+                status=self._quiet_status,
+                retry_after=wait,
             )
         flying = self._flying.get(key)
         if flying is not None:
@@ -68,7 +71,8 @@ class CachedKb:
         except Exception as exc:
             if isinstance(exc, KbUnavailable) and exc.retry_after:
                 until = self._clock() + retry_wait(exc.retry_after)
-                self._quiet_until = max(self._quiet_until, until)
+                if until > self._quiet_until:
+                    self._quiet_until, self._quiet_status = until, exc.status
             future.set_exception(exc)
             future.exception()  # retrieved: nobody else may be waiting
             raise

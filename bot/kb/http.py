@@ -31,12 +31,16 @@ async def get_json(
         raise KbUnavailable(f"{service}: {type(exc).__name__}") from exc
     if status == 429:
         wait = f", retry after {retry_after:.0f} s" if retry_after is not None else ""
-        raise KbUnavailable(f"{service}: HTTP 429 (rate limited{wait})", retry_after=retry_after)
+        raise KbUnavailable(
+            f"{service}: HTTP 429 (rate limited{wait})", status=status, retry_after=retry_after
+        )
     if status in (401, 403):
-        raise KbUnavailable(f"{service}: HTTP {status}: check KB_API_KEY (and KB_USERNAME)")
+        raise KbUnavailable(
+            f"{service}: HTTP {status}: check KB_API_KEY (and KB_USERNAME)", status=status
+        )
     if not 200 <= status < 300:
         # A 503 may say when to come back too (Confluence's do).
-        raise KbUnavailable(f"{service}: HTTP {status}", retry_after=retry_after)
+        raise KbUnavailable(f"{service}: HTTP {status}", status=status, retry_after=retry_after)
     try:
         return json.loads(body) if body else {}
     except ValueError as exc:

@@ -10,7 +10,7 @@ from cards.model import Element, Inline, Rich, Typed
 from handlers.commands import Command, ticket_ref
 from handlers.deps import Deps
 from handlers.diagnosis import cards, rules
-from handlers.diagnosis.kb import KB_TIMEOUT, KbArticle
+from handlers.diagnosis.kb import KbArticle
 from handlers.diagnosis.service import ask_kb, kb_query
 from handlers.types import Interaction, InvalidInput, NotFound, Reply
 from storage import error_signatures, search
@@ -24,7 +24,7 @@ PER_SIGNATURE = 50
 KB_INLINE_WAIT = 1.5
 
 
-def _start_kb(deps: Deps, query: str) -> asyncio.Task[tuple[list[KbArticle], str]] | None:
+def _start_kb(deps: Deps, query: str) -> asyncio.Task[tuple[list[KbArticle], str, str]] | None:
     if deps.kb is None or not query.strip():
         return None
     return asyncio.get_running_loop().create_task(ask_kb(deps, query, limit=KB_IN_ANSWERS))
@@ -32,7 +32,7 @@ def _start_kb(deps: Deps, query: str) -> asyncio.Task[tuple[list[KbArticle], str
 
 async def _answer_with_kb(
     deps: Deps,
-    kb_task: asyncio.Task[tuple[list[KbArticle], str]] | None,
+    kb_task: asyncio.Task[tuple[list[KbArticle], str, str]] | None,
     build: Callable[[list[Element], list[str]], Reply],
     *,
     late_title: Inline,
@@ -45,13 +45,12 @@ async def _answer_with_kb(
     name = deps.kb.name
     done, _ = await asyncio.wait({kb_task}, timeout=KB_INLINE_WAIT)
     if kb_task in done:
-        articles, state = kb_task.result()
-        return build(*_kb_part(name, articles, state))
+        return build(*_kb_part(name, *kb_task.result()))
     reply = build([], [f"Still asking {name}: its articles follow in a moment (only to you)."])
 
     async def later() -> Reply:
-        articles, state = await kb_task
-        elements, notes = _kb_part(name, articles, state)
+        articles, state, trouble = await kb_task
+        elements, notes = _kb_part(name, articles, state, trouble)
         card = cards.results_card(
             late_title,
             [],
@@ -65,9 +64,11 @@ async def _answer_with_kb(
     return reply
 
 
-def _kb_part(name: str, articles: list[KbArticle], state: str) -> tuple[list[Element], list[str]]:
+def _kb_part(
+    name: str, articles: list[KbArticle], state: str, trouble: str
+) -> tuple[list[Element], list[str]]:
     if state != "ok":
-        return [], [f"{name} did not answer within {KB_TIMEOUT:.0f} s: try again later."]
+        return [], [trouble]
     if not articles:
         return [], [f"No {name} article matches."]
     return cards.kb_elements(name, articles), []

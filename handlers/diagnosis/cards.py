@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 from cards.model import Card, Element, Facts, Inline, Link, Rich, Text, Typed, plain
-from handlers.diagnosis.kb import KbArticle
+from handlers.diagnosis.kb import KB_TIMEOUT, KbArticle
 from handlers.diagnosis.rules import first_line
 from storage.error_signatures import Brief
 from storage.models import TicketDiagnosis
@@ -68,6 +69,26 @@ def kb_elements(source: str, articles: Sequence[KbArticle]) -> list[Element]:
     ]
 
 
+def _credentials(name: str) -> str:
+    return "KB_USERNAME and KB_API_KEY" if name == "Confluence" else "KB_API_KEY"
+
+
+def kb_trouble(name: str, *, status: int | None, retry_after: float | None) -> tuple[str, str]:
+    """The card's KB state and what `kb` / `similar` tell the technician when the KB gave no
+    articles: a refused key, a rate limit and an error status each say what to do."""
+    wait = f"try again in {math.ceil(retry_after)} s" if retry_after else "try again later"
+    if status in (401, 403):
+        return "refused", (
+            f"{name} refused the bot's API key (HTTP {status}): ask an admin to check "
+            f"{_credentials(name)}."
+        )
+    if status == 429:
+        return "limited", f"{name} is rate limiting the bot (HTTP 429): {wait}."
+    if status is not None:
+        return "error", f"{name} answered with an error (HTTP {status}): {wait}."
+    return "unavailable", f"{name} did not answer within {KB_TIMEOUT:.0f} s: try again later."
+
+
 # Counts of tickets with one error stop here (see service.COUNT_CAP).
 COUNTED_UP_TO = 100
 
@@ -107,6 +128,28 @@ def card_section(row: TicketDiagnosis | None, *, number: str) -> list[Element]:
     if row.kb_state == "ok":
         articles = [KbArticle.from_dict(a) for a in row.kb_articles]
         out += kb_elements(row.kb_source, articles)
+    elif row.kb_state == "refused":
+        out.append(
+            Text(
+                f"{row.kb_source} refused the bot's API key: ask an admin to check "
+                f"{_credentials(row.kb_source)}.",
+                muted=True,
+            )
+        )
+    elif row.kb_state == "limited":
+        out.append(
+            Text(
+                f"{row.kb_source} is rate limiting the bot: try `similar {number}` later.",
+                muted=True,
+            )
+        )
+    elif row.kb_state == "error":
+        out.append(
+            Text(
+                f"{row.kb_source} answered with an error: try `similar {number}` later.",
+                muted=True,
+            )
+        )
     elif row.kb_state == "unavailable":
         out.append(
             Text(f"{row.kb_source} did not answer: try `similar {number}` later.", muted=True)

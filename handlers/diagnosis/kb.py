@@ -29,10 +29,14 @@ class KbArticle:
 
 class KbUnavailable(Exception):
     """The KB could not be asked or did not answer usefully; the message says why (no secrets).
-    `retry_after`: the seconds the KB asked the bot to wait before asking again (429, 503)."""
+    `status`: the HTTP status the KB answered with, if it answered; `retry_after`: the seconds
+    the KB asked the bot to wait before asking again (429, 503)."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
+        self.status = status
         self.retry_after = retry_after
 
 

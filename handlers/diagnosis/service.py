@@ -149,7 +149,7 @@ def look_up_kb_for_card(deps: Deps, ticket: Ticket) -> None:
 
 
 async def _kb_for_card(deps: Deps, ticket_id: int, query: str) -> None:
-    articles, state = await ask_kb(deps, query, limit=KB_ON_CARD)
+    articles, state, _ = await ask_kb(deps, query, limit=KB_ON_CARD)
     try:
         async with deps.sessions() as session, session.begin():
             await repo.lock(session, ticket_id)
@@ -165,19 +165,23 @@ async def _kb_for_card(deps: Deps, ticket_id: int, query: str) -> None:
         log.warning("KB articles for ticket %s not stored: %s", ticket_id, type(exc).__name__)
 
 
-async def ask_kb(deps: Deps, query: str, *, limit: int) -> tuple[list[KbArticle], str]:
-    """(articles, `ok`) or ([], `unavailable`) within KB_TIMEOUT."""
+async def ask_kb(deps: Deps, query: str, *, limit: int) -> tuple[list[KbArticle], str, str]:
+    """(articles, `ok`, "") within KB_TIMEOUT, else ([], state, what to tell the technician):
+    `unavailable` (no answer), `refused` (401/403: the key), `limited` (429: a rate limit) or
+    `error` (another error status)."""
     assert deps.kb is not None
+    name = deps.kb.name
     try:
         async with asyncio.timeout(KB_TIMEOUT):
-            return list(await deps.kb.search(query, limit=limit))[:limit], "ok"
+            return list(await deps.kb.search(query, limit=limit))[:limit], "ok", ""
     except TimeoutError:
-        log.warning("%s did not answer within %.0f s", deps.kb.name, KB_TIMEOUT)
+        log.warning("%s did not answer within %.0f s", name, KB_TIMEOUT)
     except KbUnavailable as exc:
-        log.warning("%s could not be searched: %s", deps.kb.name, exc)
+        log.warning("%s could not be searched: %s", name, exc)
+        return [], *cards.kb_trouble(name, status=exc.status, retry_after=exc.retry_after)
     except Exception:
-        log.exception("%s search failed", deps.kb.name)
-    return [], "unavailable"
+        log.exception("%s search failed", name)
+    return [], *cards.kb_trouble(name, status=None, retry_after=None)
 
 
 async def drain(timeout: float = 6.0) -> None:  # noqa: ASYNC109

@@ -445,7 +445,7 @@ async def test_a_rate_limited_kb_is_not_asked_again_before_its_retry_after(
     kb, env = hudu_env(hudu)
     app = await start(make_app, slack_api, kb, **env)
     number, _ = await open_ticket(app, slack_api, error=ERROR_NEW, client="acme")
-    await card_update(app, slack_api, number, "Hudu did not answer", timeout=8)
+    await card_update(app, slack_api, number, "Hudu is rate limiting the bot", timeout=8)
     [limited] = hudu.calls("/api/v1/articles")
     assert limited.status == 429
     answer = flat(await ephemeral(app, "kb outlook password"))
@@ -457,3 +457,31 @@ async def test_a_rate_limited_kb_is_not_asked_again_before_its_retry_after(
     answer = flat(await ephemeral(app, "kb outlook password"))
     assert "Outlook password prompt loop" in answer
     assert len(hudu.calls("/api/v1/articles")) == 2
+
+
+async def test_the_technician_is_told_why_the_kb_gave_no_articles(
+    make_app: Any, slack_api: FakeSlack, hudu: FakeHudu
+) -> None:
+    """A refused key, an error status and a rate limit are not 'did not answer within 5 s, try
+    again later': the card and `kb` say what happened and what to do."""
+    hudu.add_article("Outlook password prompt loop", "Clear the credential manager")
+    kb, env = hudu_env(hudu)
+    app = await start(make_app, slack_api, kb, **env)
+    configured, hudu.api_key = hudu.api_key, "the-key-hudu-knows-now"  # the bot's was revoked
+    number, _ = await open_ticket(app, slack_api, error=ERROR_NEW, client="acme")
+    card = flat(await card_update(app, slack_api, number, "Hudu refused", timeout=8))
+    assert "KB_API_KEY" in card and configured not in card
+    answer = flat(await ephemeral(app, "kb outlook password"))
+    assert "Hudu refused the bot's API key (HTTP 401): ask an admin to check KB_API_KEY" in answer
+    assert "did not answer" not in answer and configured not in answer
+
+    hudu.api_key = configured
+    hudu.fail("/api/v1/articles", 502)
+    answer = flat(await ephemeral(app, "kb outlook"))
+    assert "Hudu answered with an error (HTTP 502): try again later." in answer
+    hudu.fail("/api/v1/articles", 429, headers={"Retry-After": "30"})
+    answer = flat(await ephemeral(app, "kb outlook prompt"))
+    assert "Hudu is rate limiting the bot (HTTP 429): try again in 30 s." in answer
+    answer = flat(await ephemeral(app, "kb password prompt"))
+    assert "Hudu is rate limiting the bot (HTTP 429): try again in " in answer
+    assert "did not answer" not in answer
