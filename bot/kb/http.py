@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from bot.notifiers import retry_after_seconds
 from handlers.diagnosis import KB_TIMEOUT, KbUnavailable
@@ -21,18 +22,31 @@ async def get_json(
     headers: dict[str, str],
     service: str,
 ) -> Any:
-    """GET `url`; the parsed JSON on 2xx. Error texts name the service and the status only."""
+    """GET `url`; the parsed JSON on 2xx. Error texts name the service and the status only.
+    Redirects are not followed: the key travels in a custom header (`x-api-key`), which aiohttp
+    would hand to whatever host a redirect names."""
     try:
-        async with http.get(url, params=params, headers=headers, timeout=TIMEOUT) as response:
+        async with http.get(
+            url, params=params, headers=headers, timeout=TIMEOUT, allow_redirects=False
+        ) as response:
             status = response.status
             body = await response.text()
             retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+            location = response.headers.get("Location", "")
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise KbUnavailable(f"{service}: {type(exc).__name__}") from exc
     if status == 429:
         wait = f", retry after {retry_after:.0f} s" if retry_after is not None else ""
         raise KbUnavailable(
             f"{service}: HTTP 429 (rate limited{wait})", status=status, retry_after=retry_after
+        )
+    if 300 <= status < 400:
+        where = URL(location).host if location else None
+        raise KbUnavailable(
+            f"{service}: HTTP {status}, a redirect"
+            + (f" to {where}" if where else "")
+            + ": set kb.url to the address the KB answers at",
+            status=status,
         )
     if status in (401, 403):
         raise KbUnavailable(

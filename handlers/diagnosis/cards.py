@@ -82,6 +82,11 @@ def kb_trouble(name: str, *, status: int | None, retry_after: float | None) -> t
             f"{name} refused the bot's API key (HTTP {status}): ask an admin to check "
             f"{_credentials(name)}."
         )
+    if status is not None and 300 <= status < 400:
+        return "error", (
+            f"{name} sent the bot elsewhere (HTTP {status}, a redirect): ask an admin to check "
+            "kb.url."
+        )
     if status == 429:
         return "limited", f"{name} is rate limiting the bot (HTTP 429): {wait}."
     if status is not None:

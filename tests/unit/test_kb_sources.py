@@ -155,3 +155,24 @@ async def test_settings_for_each_kb(tmp_path: Path, http: aiohttp.ClientSession)
     with pytest.raises(ConfigError, match=r"changes\.calendar"):
         _settings(tmp_path, {"changes": {"calendar": "missing.ics"}})
     assert create_kb(_settings(tmp_path, {}), http) is None
+
+
+async def test_the_api_key_does_not_follow_a_redirect_to_another_host(
+    http: aiohttp.ClientSession,
+) -> None:
+    """`x-api-key` is a custom header: aiohttp drops only Authorization and cookies on a redirect
+    to another origin. A KB that redirects (a moved instance, an SSO page) must not hand the
+    bot's Hudu or IT Glue key to wherever it points."""
+    async with FakeHudu() as hudu, FakeItGlue() as itglue, FakeHudu() as elsewhere:
+        hudu_source = HuduSource(http, url=hudu.url, api_key=SecretStr(hudu.api_key))
+        itglue_source = ItGlueSource(http, url=itglue.url, api_key=SecretStr(itglue.api_key))
+        sources: list[tuple[FakeHudu | FakeItGlue, HuduSource | ItGlueSource, str]] = [
+            (hudu, hudu_source, "/api/v1/articles"),
+            (itglue, itglue_source, "/documents"),
+        ]
+        for fake, source, path in sources:
+            fake.fail(path, 302, headers={"Location": f"{elsewhere.url}/api/v1/articles"})
+            with pytest.raises(KbUnavailable, match="HTTP 302"):
+                await source.search("vpn", limit=3)
+            assert fake.calls(path)[0].headers["x-api-key"] == fake.api_key
+        assert [c.headers.get("x-api-key") for c in elsewhere.recorded] == []
