@@ -2,7 +2,8 @@
 
 Auth: HTTP Basic `<email>:<api token>` (401 otherwise). Understands the CQL the bot writes:
 `type=page`, `space="KEY"` and `text ~ "words"` joined by AND (quoted values with `\\"` and
-`\\\\` escapes); a page matches when every word is in its title or body. Titles come back
+`\\\\` escapes; an AND inside quotes is part of the value); a page matches when every word is
+in its title or body, the text search's own `AND` / `OR` taken as operators. Titles come back
 with search-highlight markers (`@@@hl@@@word@@@endhl@@@`) around matched words, as Confluence
 does; `url` is relative to `_links.base` (`<site>/wiki`).
 """
@@ -29,15 +30,39 @@ def _unquote(value: str) -> str:
     return value
 
 
+_JOINED = re.compile(r'\s*(\w+\s*(?:=|~)\s*(?:"(?:[^"\\]|\\.)*"|\w+))\s*(AND\s+|$)')
+
+
 def parse_cql(cql: str) -> dict[str, str]:
     """{field: value} of an AND of simple clauses; ValueError for anything else."""
     clauses: dict[str, str] = {}
-    for part in re.split(r"\s+AND\s+", cql.strip()):
-        match = _CLAUSE.fullmatch(part.strip())
-        if not match:
-            raise ValueError(f"could not parse CQL near {part!r}")
+    rest = cql.strip()
+    if not rest:
+        raise ValueError("cql is required")
+    while rest:
+        joined = _JOINED.match(rest)
+        if not joined or (not joined.group(2) and joined.end() != len(rest)):
+            raise ValueError(f"could not parse CQL near {rest!r}")
+        match = _CLAUSE.fullmatch(joined.group(1))
+        assert match is not None
         clauses[match.group(1).lower()] = _unquote(match.group(3))
+        rest = rest[joined.end() :]
+        if joined.group(2) and not rest:
+            raise ValueError("could not parse CQL: AND at the end")
     return clauses
+
+
+def text_matches(query: str, *texts: str) -> bool:
+    """The text search: words (phrase quotes ignored) that must all be found, `AND` between
+    them adds nothing, `OR` separates alternatives."""
+    words = [w.strip('"') for w in query.split()]
+    groups: list[list[str]] = [[]]
+    for word in words:
+        if word == "OR":
+            groups.append([])
+        elif word and word != "AND":
+            groups[-1].append(word)
+    return any(words_match(" ".join(group), *texts) for group in groups if group) or not any(groups)
 
 
 def highlight(title: str, query: str) -> str:
@@ -91,7 +116,7 @@ class FakeConfluence(FakeServer):
             for p in self.pages
             if clauses.get("type", "page") == "page"
             and clauses.get("space", p["space"]) == p["space"]
-            and words_match(text, p["title"], p["body"])
+            and text_matches(text, p["title"], p["body"])
         ]
         limit = int(rec.query.get("limit", "25") or 25)
         results = [

@@ -176,3 +176,24 @@ async def test_the_api_key_does_not_follow_a_redirect_to_another_host(
                 await source.search("vpn", limit=3)
             assert fake.calls(path)[0].headers["x-api-key"] == fake.api_key
         assert [c.headers.get("x-api-key") for c in elsewhere.recorded] == []
+
+
+async def test_operators_typed_inside_the_confluence_text_are_searched_not_parsed_as_cql(
+    http: aiohttp.ClientSession,
+) -> None:
+    """`kb outlook AND password`: the words go inside the quoted `text ~ "…"` value, valid CQL
+    (an AND between clauses is the only one outside quotes); the fake used to split the whole
+    query on every AND and answer 400, which real Confluence does not."""
+    async with FakeConfluence() as fake:
+        page = fake.add_page("Outlook password prompt loop", "Clear the credential manager")
+        fake.add_page("Printer offline", "Restart the spooler")
+        source = ConfluenceSource(
+            http, url=fake.url, username=fake.email, api_token=SecretStr(fake.token), space="IT"
+        )
+        wanted = [
+            KbArticle("Outlook password prompt loop", f"{fake.url}/wiki/spaces/IT/pages/{page}")
+        ]
+        assert await source.search("outlook AND password", limit=5) == wanted
+        assert await source.search("outlook OR toner", limit=5) == wanted
+        assert await source.search('"AND space=OLD" OR outlook', limit=5) == wanted
+        assert fake.calls("/wiki/rest/api/search")[-1].status == 200
