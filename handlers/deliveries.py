@@ -47,9 +47,9 @@ def label(message: OutboxMessage) -> str:
     """What the row is, in words for the technician."""
     payload = message.payload
     if message.kind == "page.pagerduty":
-        return "PagerDuty resolve" if payload.get("event_action") == "resolve" else "PagerDuty page"
+        return "PagerDuty resolve" if _closes_alert(message) else "PagerDuty page"
     if message.kind == "page.opsgenie":
-        return "Opsgenie close" if payload.get("op") == "close" else "Opsgenie alert"
+        return "Opsgenie close" if _closes_alert(message) else "Opsgenie alert"
     purpose = str(payload.get("purpose") or "")
     name = NAMES.get(message.kind, message.kind)
     return (

@@ -161,37 +161,25 @@ class Attempt:
     binding: inbound.Binding | None = None
 
 
+def _route(interaction: Interaction) -> tuple[bool, Callable[[Deps], Awaitable[Reply]]]:
+    """Whether the interaction's route changes state, and the call that runs its use case."""
+    if interaction.event is not None:
+        event = EVENTS[interaction.event]
+        return event.changes_state, lambda d: event.handler(d, interaction)
+    if interaction.action is not None:
+        action = ACTIONS[interaction.action]
+        return action.changes_state, lambda d: action.handler(d, interaction)
+    command = parse(interaction.text)
+    route = COMMANDS[command.verb]
+    return route.changes_state, lambda d: route.handler(d, interaction, command)
+
+
 async def handle(deps: Deps, interaction: Interaction, attempt: Attempt | None = None) -> Reply:
     """Answer one interaction; known domain errors become a message to the person."""
     attempt = attempt or Attempt()
     try:
-        if interaction.event is not None:
-            event = EVENTS[interaction.event]
-            return await _run(
-                deps,
-                interaction,
-                event.changes_state,
-                lambda d: event.handler(d, interaction),
-                attempt,
-            )
-        if interaction.action is not None:
-            action = ACTIONS[interaction.action]
-            return await _run(
-                deps,
-                interaction,
-                action.changes_state,
-                lambda d: action.handler(d, interaction),
-                attempt,
-            )
-        command = parse(interaction.text)
-        route = COMMANDS[command.verb]
-        return await _run(
-            deps,
-            interaction,
-            route.changes_state,
-            lambda d: route.handler(d, interaction, command),
-            attempt,
-        )
+        changes_state, call = _route(interaction)
+        return await _run(deps, interaction, changes_state, call, attempt)
     except Duplicate as exc:
         log.info("duplicate delivery ignored: %s", exc)
         return Reply(duplicate=True)
