@@ -215,9 +215,11 @@ class TicketEvent(Base):
 
 
 class InboundDelivery(Base):
-    """Ids of handled inbound deliveries: a retry or replay hits the primary key and stops."""
+    """Ids of handled inbound deliveries: a retry or replay hits the primary key and stops.
+    Kept for `storage.inbound.KEEP`, then pruned oldest first (by `at`)."""
 
     __tablename__ = "inbound_deliveries"
+    __table_args__ = (Index("ix_inbound_deliveries_at", "at"),)
     key: Mapped[str] = mapped_column(String(400), primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -15,13 +15,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, text
+from alembic import command as alembic
+from sqlalchemy import insert, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from storage import db
-from storage.migrate import head_revisions, upgrade
-from storage.models import CsatSurvey, OutboxMessage, Ticket
+from storage.migrate import alembic_config, head_revisions, upgrade
+from storage.models import CsatSurvey, InboundDelivery, OutboxMessage, Ticket
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import BOT_TOKEN, SIGNING_SECRET, AppHarness, wait_until
 from tests.http.p1_support import slack_ticket
@@ -246,3 +247,46 @@ async def delivered(app: AppHarness, ids: list[int]) -> bool:
     async with app.services.sessions() as session:
         query = select(OutboxMessage.status).where(OutboxMessage.id.in_(ids))
         return all(s == "delivered" for s in (await session.execute(query)).scalars().all())
+
+
+# -- revision 0012: delivery ids indexed by age, for their prune --------------------------------
+
+
+def _inbound_indexes(conn: Any) -> dict[str, list[str]]:
+    found = inspect(conn).get_indexes("inbound_deliveries")
+    return {str(ix["name"]): [str(c) for c in ix["column_names"]] for ix in found}
+
+
+async def test_revision_0012_indexes_delivery_ids_by_age_and_downgrades(empty_url: str):
+    engine = db.create_engine(empty_url)
+    rows = [
+        {"key": "slack:view:V1:h", "at": datetime(2026, 11, 1, tzinfo=UTC)},
+        {"key": "teams:a:1:2", "at": datetime(2026, 12, 5, tzinfo=UTC)},
+    ]
+
+    def to(revision: str, direction: str) -> Any:
+        def run(conn: Any) -> None:
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            getattr(alembic, direction)(cfg, revision)
+
+        return run
+
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0011", "upgrade"))
+            assert await conn.run_sync(_inbound_indexes) == {}
+            await conn.execute(insert(InboundDelivery), rows)
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0012", "upgrade"))
+            assert await conn.run_sync(_inbound_indexes) == {"ix_inbound_deliveries_at": ["at"]}
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0011", "downgrade"))
+            assert await conn.run_sync(_inbound_indexes) == {}
+        async with engine.begin() as conn:
+            await conn.run_sync(to("heads", "upgrade"))
+            assert await conn.run_sync(_inbound_indexes) == {"ix_inbound_deliveries_at": ["at"]}
+            kept = await conn.execute(select(InboundDelivery.key).order_by(InboundDelivery.key))
+            assert [k for (k,) in kept] == [r["key"] for r in rows]  # no id lost on the way
+    finally:
+        await engine.dispose()
