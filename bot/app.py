@@ -28,6 +28,7 @@ from bot.notifiers.pagerduty import PagerDutyNotifier
 from bot.outbox_worker import OutboxWorker
 from bot.places import Places, SharedWindows
 from bot.psa import create_connector, describe, register
+from bot.retention import DeliveryPrune
 from bot.settings import Settings
 from bot.slack.front import SlackFront, make_client
 from bot.slack.notifier import SlackNotifier
@@ -57,6 +58,8 @@ class Services:
     slack: SlackFront | None = None
     teams: TeamsFront | None = None
     worker: OutboxWorker | None = None
+    # Deletes handled delivery ids once nothing accepts a repeat of them (with the scheduler).
+    prune: DeliveryPrune | None = None
     scheduler: AsyncIOScheduler | None = None
     metrics: Metrics = field(default_factory=Metrics)
     # Retry-After windows and pacing per Slack channel, Teams conversation, pager...
@@ -224,6 +227,8 @@ async def start_services(
             clock=deps.clock,
         )
         services.worker.schedule(services.scheduler)
+        services.prune = DeliveryPrune(engine, database=db.location(settings.database_url))
+        services.prune.schedule(services.scheduler)
         outbox.on_enqueue_commit(sessions, services.worker.wake)
         # Rows a request queues, due now, go straight to this process's worker.
         outbox.hand_off_on_commit(sessions, services.worker.handoff())
@@ -250,6 +255,8 @@ async def stop_services(services: Services) -> None:
     """Stop everything, each step bounded: a dead database or peer never holds shutdown up."""
     if services.scheduler is not None:
         services.scheduler.shutdown(wait=False)
+    if services.prune is not None:
+        services.prune.close()
     if services.backfill is not None and not services.backfill.done():
         services.backfill.cancel()
         await asyncio.gather(services.backfill, return_exceptions=True)

@@ -13,6 +13,13 @@ The binding also tells the dispatcher whether the delivery's change may already 
 delivery up (`given_up`, the person told nothing was saved) no commit of it may start. A
 COMMIT that was sent but never confirmed (the connection broke or timed out while waiting for
 its answer) may have landed all the same: `unconfirmed`.
+
+An id is kept for KEEP after it was claimed, then `prune` deletes it. Nothing accepts a repeat
+of a delivery that late: a Slack request is refused once its signed timestamp is 5 minutes
+old (Slack's retries come within minutes, each signed anew), a Bot Framework token once it
+has expired (about an hour after it was issued, 5 minutes' clock tolerance), a Socket Mode
+envelope is redelivered within minutes. Only the claim reads an old id (binding states are
+per request, `show` and the answers never look here).
 """
 
 from __future__ import annotations
@@ -20,11 +27,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, event, select
+from sqlalchemy import bindparam, delete, event, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction, SessionTransactionOrigin
 
 from storage import statements
@@ -36,6 +44,19 @@ _SEEN = select(_TABLE.c.key).where(_TABLE.c.key == bindparam("key"))
 _BINDING = "inbound_delivery"
 # Longer ids (Teams conversation ids can be long) are stored as their hash.
 MAX_KEY = 255
+# How long a handled delivery's id is kept: days beyond the hour or so in which any repeat
+# of it is still accepted (see the module docstring).
+KEEP = timedelta(days=7)
+# The oldest ids claimed before `before`, at most `limit` of them. Rows another process is
+# deleting are skipped, not waited for (PostgreSQL; SQLite has one writer at a time).
+_OLDEST = (
+    select(_TABLE.c.key)
+    .where(_TABLE.c.at < bindparam("prune_before"))
+    .order_by(_TABLE.c.at)
+    .limit(bindparam("prune_limit"))
+    .with_for_update(skip_locked=True)
+)
+_PRUNE = delete(_TABLE).where(_TABLE.c.key.in_(_OLDEST))
 
 
 class AlreadyHandled(Exception):
@@ -99,6 +120,13 @@ async def seen(session: AsyncSession, key: str) -> bool:
     """True when a committed transaction has claimed `key` (a cheap look before the work)."""
     conn = await statements.connection(session)
     return (await conn.execute(_SEEN, {"key": key})).first() is not None
+
+
+async def prune(conn: AsyncConnection, *, before: datetime, limit: int) -> int:
+    """Delete at most `limit` ids claimed before `before`, oldest first; how many went.
+    One statement: the caller commits, so a batch holds its locks only that long."""
+    result = await conn.execute(_PRUNE, {"prune_before": before, "prune_limit": limit})
+    return int(result.rowcount)
 
 
 def holds(session: AsyncSession, key: str) -> bool:

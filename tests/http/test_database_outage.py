@@ -16,14 +16,17 @@ import logging
 import signal
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import make_url
 
-from storage.models import OutboxMessage, Ticket
+from storage import db
+from storage.inbound import KEEP
+from storage.models import InboundDelivery, OutboxMessage, Ticket
 from tests.fakes.pagers import FakePagerDuty
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.tcp_proxy import TcpProxy
@@ -409,3 +412,43 @@ async def test_a_submission_whose_commit_answer_is_lost_is_not_told_nothing_was_
         assert await tickets(pg_url) == 1  # the COMMIT landed
         assert UNAVAILABLE not in said and "Nothing was saved" not in said, said
         assert "did not confirm" in said, said
+
+
+@on_postgresql
+async def test_the_delivery_id_prune_waits_out_an_outage_and_prunes_after_it(
+    make_app, pg_url: str, proxy: TcpProxy, slack_api: FakeSlack, caplog
+):
+    caplog.set_level(logging.INFO)
+    engine = db.create_engine(pg_url)  # not through the proxy: the test's own view
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        await conn.execute(insert(InboundDelivery), [
+            {"key": "slack:view:V-OLD:h", "at": now - KEEP - timedelta(hours=1)},
+            {"key": "slack:view:V-NEW:h", "at": now - timedelta(minutes=1)},
+        ])  # fmt: skip
+    async with fake_pagerduty() as pd:
+        app = await start(make_app, through(pg_url, proxy), slack_api, pd)
+        prune = app.services.prune
+        assert prune is not None
+        for cut in ("refuse", "hold"):
+            if cut == "refuse":
+                await proxy.refuse()
+            else:
+                proxy.hold()
+            started = time.monotonic()
+            assert await prune.run() == 0, cut  # no exception: the job never fails the process
+            assert time.monotonic() - started < 16, cut  # bounded, also with silent connections
+            [line] = [r for r in caplog.records if r.name == "bot.retention"]
+            assert line.levelno == logging.WARNING and "cannot be reached" in line.getMessage()
+            assert line.exc_info is None and PASSWORD not in line.getMessage()
+            caplog.clear()
+            await proxy.open()
+        # Back: the next run prunes what is old, and only that.
+        await wait_until(lambda: _healthy(app), timeout=15, what="/healthz 200 after the return")
+        assert await prune.run() == 1
+        [line] = [r.getMessage() for r in caplog.records if r.name == "bot.retention"]
+        assert "pruned 1 delivery id(s)" in line
+    async with engine.connect() as conn:
+        left = await conn.execute(select(InboundDelivery.key))
+        assert [k for (k,) in left] == ["slack:view:V-NEW:h"]
+    await engine.dispose()

@@ -21,13 +21,15 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 
 from handlers.dispatch import ACTIONS, COMMANDS, EVENTS
+from storage.inbound import KEEP
 from storage.models import (
     CsatSurvey,
     FixConfirmation,
     IdentityCheck,
+    InboundDelivery,
     OutboxMessage,
     Ticket,
     TicketAttachment,
@@ -781,3 +783,89 @@ async def test_a_delivery_whose_work_failed_is_done_by_its_retry(
     assert (await send(True)) == (200, "")
     async with app.services.sessions() as session:
         assert (await session.execute(select(func.count()).select_from(Ticket))).scalar_one() == 1
+
+
+# -- handled delivery ids are pruned only once nothing accepts a repeat ----------------------
+
+
+async def age(app: AppHarness, key_like: str, by: timedelta) -> None:
+    """Make the stored delivery ids matching `key_like` look handled `by` earlier."""
+    async with app.services.engine.begin() as conn:
+        rows = await conn.execute(
+            select(InboundDelivery.key, InboundDelivery.at).where(
+                InboundDelivery.key.like(key_like)
+            )
+        )
+        for key, at in rows.all():
+            await conn.execute(
+                update(InboundDelivery).where(InboundDelivery.key == key).values(at=at - by)
+            )
+
+
+async def stored_keys(app: AppHarness) -> list[str]:
+    async with app.services.sessions() as session:
+        return list((await session.execute(select(InboundDelivery.key))).scalars())
+
+
+async def pruned(app: AppHarness) -> int:
+    """One run of the app's scheduled prune job, now."""
+    assert app.services.scheduler is not None and app.services.prune is not None
+    assert app.services.scheduler.get_job("inbound-prune") is not None
+    return await app.services.prune.run()
+
+
+async def tickets_made(app: AppHarness) -> int:
+    async with app.services.sessions() as session:
+        return (await session.execute(select(func.count()).select_from(Ticket))).scalar_one()
+
+
+async def test_a_slack_retry_within_the_bound_is_refused_after_a_prune_run(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    s = SlackDriver(app, slack_api)
+    payload = view_submission(await s.modal("new Printer jams"), intake(), view_id="V-OLD")
+    old_body = urlencode({"payload": json.dumps(payload)})
+    assert (await s.sender(old_body)(False))[0] == 200
+    recent = s.sender(s.submission(await s.modal("new Scanner jams"), intake("Scanner jams")))
+    assert (await recent(False))[0] == 200
+    assert await tickets_made(app) == 2
+    # The first one was handled a little longer ago than ids are kept; the second just now.
+    await age(app, "slack:view:%", timedelta(minutes=1))
+    await age(app, "slack:view:V-OLD:%", KEEP)
+
+    assert await pruned(app) == 1
+    assert len([k for k in await stored_keys(app) if k.startswith("slack:view:")]) == 1
+    # Slack's retry of the recent one (signed now, as a retry is) is still a duplicate.
+    assert await recent(True) == (200, "")
+    assert await tickets_made(app) == 2
+    # A repeat of the pruned one would have to be signed that long ago: refused at the door.
+    stale = int(time.time() - KEEP.total_seconds())
+    refused = await app.slack(old_body, content_type=FORM, headers=RETRY, timestamp=stale)
+    assert refused.status == 401
+    assert await tickets_made(app) == 2
+
+
+async def test_a_teams_redelivery_within_the_bound_is_refused_after_a_prune_run(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    config = {"teams": {"service_url": connector.service_url, "tenant_id": TENANT}}
+    app: AppHarness = await make_app(config=config, people=PEOPLE)
+    t = TeamsDriver(app, connector)
+    form = await t.say("ticket new Printer jams")
+    older = t.sender(t.submit(form, form_values(category="printer", priority="P3")))
+    assert (await older(False))[0] == 201
+    [old_key] = [k for k in await stored_keys(app) if k.startswith("teams:")]
+    form = await t.say("ticket new Scanner jams")
+    values = form_values(category="printer", priority="P3", summary="Scanner jams")
+    recent = t.sender(t.submit(form, values))
+    assert (await recent(False))[0] == 201
+    assert await tickets_made(app) == 2
+    [recent_key] = [k for k in await stored_keys(app) if k.startswith("teams:") and k != old_key]
+    await age(app, "teams:%", timedelta(minutes=1))
+    await age(app, old_key, KEEP)
+    assert await pruned(app) == 1
+    assert [k for k in await stored_keys(app) if k.startswith("teams:")] == [recent_key]
+    assert (await recent(True))[0] == 201
+    await settled(app)
+    assert await tickets_made(app) == 2
