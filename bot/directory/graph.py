@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://graph.microsoft.com"
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
-_SELECT = "id,displayName,mail,userPrincipalName,mobilePhone,businessPhones"
+_SELECT = "id,displayName,mail,userPrincipalName,mobilePhone,businessPhones,accountEnabled"
 SOURCE = "Graph"
 # Graph's throttling answers; 502/504 are its gateways' transient failures, retried alike.
 RETRY_STATUSES = {429, 502, 503, 504}
@@ -291,6 +291,7 @@ class GraphDirectory:
             phone=data.get("mobilePhone") or (phones[0] if phones else None),
             vip=(self._vip_group or "").lower() in member,
             technician=(self._tech_group or "").lower() in member,
+            disabled=data.get("accountEnabled") is False,
         )
         return person, complete
 

@@ -42,7 +42,17 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SOURCE = "LDAP"
-_BASE_ATTRIBUTES = ("mail", "displayName", "cn", "telephoneNumber", "mobile", "manager", "memberOf")
+_BASE_ATTRIBUTES = (
+    "mail",
+    "displayName",
+    "cn",
+    "telephoneNumber",
+    "mobile",
+    "manager",
+    "memberOf",
+    "userAccountControl",  # Active Directory's; other servers have none (never disabled)
+)
+_ACCOUNTDISABLE = 0x2  # userAccountControl flag
 _OK_RESULTS = {0, 4, 32}  # success, sizeLimitExceeded (ambiguous), noSuchObject
 _MAX_SAME = 10  # entries read for one look-up (more than one is ambiguous)
 # How far up nested groups are followed, and how many groups at most (cycles are cut too);
@@ -70,6 +80,15 @@ def _first(attrs: dict[str, Any], *names: str) -> str | None:
         if values:
             return values[0]
     return None
+
+
+def _disabled(attrs: dict[str, Any]) -> bool:
+    """AD's ACCOUNTDISABLE flag is set in userAccountControl (a decimal integer)."""
+    value = _first(attrs, "userAccountControl")
+    try:
+        return value is not None and bool(int(value) & _ACCOUNTDISABLE)
+    except ValueError:
+        return False
 
 
 def _tidy_dn(dn: str) -> str:
@@ -364,6 +383,7 @@ class LdapDirectory:
             phone=_first(attrs, "telephoneNumber", "mobile"),
             vip=self._vip in groups,
             technician=self._tech in groups,
+            disabled=_disabled(attrs),
         )
         return person, until
 

@@ -26,6 +26,7 @@ from storage.models import IdentityCheck, OutboxMessage, Ticket, utcnow
 log = logging.getLogger(__name__)
 PURPOSE = cards.PURPOSE
 NO_LONGER_MANAGER = "no longer the manager"
+MANAGER_DISABLED = "manager disabled"
 
 
 async def retire_dm(session: AsyncSession, ticket: Ticket, check: IdentityCheck, text: str) -> None:
@@ -76,6 +77,7 @@ async def answer(deps: Deps, interaction: Interaction, *, approved: bool) -> Rep
             _why_refused(check, actor)
             or _conflicted(ticket, check, actor, technician)
             or _no_longer_manager(ticket, check, facts.manager_now)
+            or _manager_disabled(ticket, facts.manager_now)
         )
         if refused is not None:
             reason, reply = refused
@@ -91,6 +93,10 @@ async def answer(deps: Deps, interaction: Interaction, *, approved: bool) -> Rep
                     "manager": check.manager_email,
                     "current_manager": facts.manager_now.email or None,
                 }
+            if reason == MANAGER_DISABLED:
+                assert ticket is not None and check is not None
+                await _tell_manager_disabled(session, ticket, check, facts, choice)
+                data["manager"] = check.manager_email
             await repo.add_event(
                 session,
                 ticket_id=ticket.id if ticket else None,
@@ -223,6 +229,31 @@ def _no_longer_manager(
     if manager_now.email.strip().lower() == check.manager_email.strip().lower():
         return None
     return NO_LONGER_MANAGER, cards.no_longer_manager_text(ticket)
+
+
+def _manager_disabled(ticket: Ticket | None, manager_now: Person | None) -> tuple[str, str] | None:
+    """The requester's manager (the one asked: checked before) has had their account disabled
+    since the request was sent: they have most likely left, and cannot vouch any more."""
+    if ticket is None or manager_now is None or not manager_now.disabled:
+        return None
+    return MANAGER_DISABLED, cards.disabled_manager_reply(ticket)
+
+
+async def _tell_manager_disabled(
+    session: AsyncSession, ticket: Ticket, check: IdentityCheck, facts: _Facts, choice: str
+) -> None:
+    """Tell the technician once per request; the check stays pending until `verify` again."""
+    await notify.tell_technician(
+        session,
+        ticket,
+        cards.manager_disabled_text(
+            ticket,
+            cards.manager_label(facts.listed, check.manager_email),
+            denied=choice == "deny",
+        ),
+        purpose=PURPOSE,
+        dedup_key=f"identity-manager-disabled:{check.id}",
+    )
 
 
 async def _tell_manager_changed(

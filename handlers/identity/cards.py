@@ -135,6 +135,11 @@ def callback_text(
         reason = f"{who} is not in the directory, so there is no manager on file"
     elif manager is None:
         reason = f"there is no manager on file for {who}"
+    elif manager.disabled:
+        reason = (
+            f"the account of their manager on file, {manager_label(manager)}, is disabled in "
+            "the directory (they may have left), so they cannot confirm it"
+        )
     else:
         reason = (
             f"their manager {manager_label(manager)} has no Slack or Teams account the bot knows"
@@ -242,6 +247,34 @@ def manager_changed_text(ticket: Ticket, manager: str, now: str, *, denied: bool
         f"Identity check for {ticket.number}: {manager} answered, but the directory no longer "
         f"lists them as the requester's manager ({now}), so nothing was confirmed. Run "
         f"`ticket verify {ticket.number}` to ask the manager now on file."
+    )
+
+
+def disabled_manager_reply(ticket: Ticket) -> str:
+    """To a manager who answered once the directory had their account disabled."""
+    return (
+        "Your account is disabled in the directory, so your answer cannot confirm the "
+        f"requester's identity for {ticket.number}. Nothing was changed."
+    )
+
+
+def manager_disabled_text(ticket: Ticket, manager: str, *, denied: bool = False) -> str:
+    """To the technician: the manager answered, but their account is disabled by now."""
+    why = "their account is disabled in the directory (they may have left)"
+    then = (
+        f"Run `ticket verify {ticket.number}` and confirm the identity by calling the "
+        "requester back on the number on file."
+    )
+    if denied:
+        return (
+            f"Identity check for {ticket.number}: {manager} pressed Deny, but {why}, so it was "
+            "not recorded as a denial, and nothing was confirmed. Treat the request as a "
+            "possible impersonation: do not reset passwords, change MFA or discuss the "
+            f"account. {then}"
+        )
+    return (
+        f"Identity check for {ticket.number}: {manager} answered, but {why}, so nothing was "
+        f"confirmed. {then}"
     )
 
 

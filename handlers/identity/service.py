@@ -275,7 +275,9 @@ async def start_check(
         asker=people.asker,
         technician=people.technician,
     )
-    if manager is None or target is None or conflict:
+    # A manager whose account is disabled has (most likely) left: their chat account may
+    # outlive the directory's, but their word no longer vouches for anyone.
+    if manager is None or target is None or conflict or manager.disabled:
         check.state = "no_manager"
         session.add(check)
         await session.flush()
@@ -292,6 +294,7 @@ async def start_check(
                 "manager": check.manager_email or None,
                 "phone_on_file": bool(requester and requester.phone),
                 "conflict": conflict or None,
+                **({"manager_disabled": True} if manager and manager.disabled else {}),
             },
         )
         return text

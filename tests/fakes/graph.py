@@ -58,8 +58,9 @@ class FakeGraph(FakeServer):
     def add_user(
         self, user_id: str, upn: str, *, manager: str | None = None, **fields: Any
     ) -> None:
-        """Add a user; `mail` defaults to the UPN, phones to none."""
+        """Add a user; `mail` defaults to the UPN, phones to none, the account is enabled."""
         user: dict[str, Any] = {"id": user_id, "userPrincipalName": upn, "mail": upn}
+        user["accountEnabled"] = True
         user["displayName"] = upn
         user |= {"mobilePhone": None, "businessPhones": [], **fields}
         self.users[user_id] = user

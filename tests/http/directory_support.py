@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from storage.models import IdentityCheck, TicketEvent
 from tests.directory_people import (
     BO,
+    Who,
     fill_graph,
     graph_directory,
     ldap_directory,
@@ -62,6 +63,17 @@ class Source:
         if self.graph is not None:
             headers = {"Retry-After": OUTAGE_RETRY_AFTER} if graph_status == 503 else {}
             self.graph.fail("/v1.0/*", graph_status, times=10_000, headers=headers)
+
+    def disable(self, who: Who) -> None:
+        """`who`'s account is disabled (left the company): AD's userAccountControl with
+        ACCOUNTDISABLE (514 = normal account + disabled), Graph's accountEnabled false."""
+        if self.slapd is not None:
+            self.slapd.modify(
+                f"dn: {who.dn}\nchangetype: modify\nreplace: userAccountControl\n"
+                "userAccountControl: 514\n"
+            )
+        if self.graph is not None:
+            self.graph.users[who.aad]["accountEnabled"] = False
 
     def come_back(self) -> None:
         if self.slapd is not None:

@@ -303,3 +303,41 @@ async def test_a_late_form_error_shows_what_was_typed_as_typed(
     [told] = posts_to(slack_api, f"D{TOM.slack}")
     assert "'&lt;TBD&gt;' is a placeholder" in told["text"], told["text"]
     assert "<TBD>" not in told["text"] and "form was closed" in told["text"]
+
+
+async def test_a_manager_whose_account_is_disabled_is_not_asked(
+    make_app, slack_api: FakeSlack, source: Source
+):
+    """Bo has left: his account is disabled (AD userAccountControl, Graph accountEnabled) but
+    Ana's entry still names him as her manager. He is not asked to vouch for her (his Slack
+    account may outlive his directory account); Tom is told why and to call Ana back."""
+    app = await start(make_app, slack_api, source, cache_ttl="0s")
+    await new_ticket(app, slack_api, requester=ANA.slack)
+    source.disable(BO)
+    answer = await command(app, slack_api, "verify HD-1")
+    assert "Bo Boss (bo@example.com)" in answer and "disabled in the directory" in answer
+    assert "+1 555 0100" in answer and "number on file in the directory" in answer
+    assert (await only_ticket(app)).identity_state == "required"
+    assert not [c for c in slack_api.method_calls("conversations.open") if c["users"] == BO.slack]
+    assert await identity_rows(app) == (1, ["identity.requested", "identity.no_manager"])
+
+
+async def test_a_manager_disabled_after_the_request_was_sent_cannot_approve(
+    make_app, slack_api: FakeSlack, source: Source
+):
+    """Bo is asked, then his account is disabled before he answers: his Approve does not
+    confirm Ana's identity, and Tom is told why."""
+    app = await start(make_app, slack_api, source, cache_ttl="0s")
+    await new_ticket(app, slack_api, requester=ANA.slack)
+    assert "Bo Boss" in await command(app, slack_api, "verify HD-1")
+    request = await manager_dm(slack_api, 1)
+    source.disable(BO)
+    answer = await approve(app, slack_api, request, BO.slack)
+    assert "account is disabled in the directory" in answer and "confirmed" not in answer
+    assert await identity_state(app, "HD-1") == "pending"
+    await wait_until(
+        lambda: "disabled in the directory" in json.dumps(posts_to(slack_api, "C0HELP")),
+        timeout=10,
+    )
+    told = json.dumps(posts_to(slack_api, "C0HELP"))
+    assert "Bo Boss (bo@example.com) answered" in told and "nothing was confirmed" in told
