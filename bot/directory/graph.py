@@ -169,6 +169,22 @@ class GraphDirectory:
             raise self._unavailable(f"token request refused by {self._authority}: {error}")
         return str(token)
 
+    async def _drop_token(self, refused: str) -> None:
+        """Graph refused `refused` (401) although msal holds it as valid: forget it, so the
+        next call gets a new one (unless another call already replaced it)."""
+        try:
+            async with asyncio.timeout(time_left(TOKEN_LIMIT)), self._token_lock:
+                await asyncio.to_thread(self._drop_token_sync, refused)
+        except Exception as exc:  # the next _token() tells what is wrong with the endpoint
+            log.warning("Graph: could not drop the refused token: %s", type(exc).__name__)
+
+    def _drop_token_sync(self, refused: str) -> None:
+        if self._app is None:
+            return
+        current = self._app.acquire_token_for_client(scopes=self._scopes)  # from msal's cache
+        if current.get("access_token") == refused:
+            self._app.remove_tokens_for_client()
+
     # --- HTTP --------------------------------------------------------------------------
 
     def _client(self) -> aiohttp.ClientSession:
@@ -215,18 +231,23 @@ class GraphDirectory:
         query = urlencode(params or {}, quote_via=quote, safe="$,'@()")
         url = URL(f"{self._base_url}/v1.0/{path}" + (f"?{query}" if query else ""), encoded=True)
         failures = 0
+        renewed = False  # a token Graph refused is replaced once per call
         while True:
             await self._throttle(wait_until, what)
             token = await self._token()
             headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
             timeout = aiohttp.ClientTimeout(total=max(1.0, time_left(self._timeout)))
+            refused: str | None = None
             try:
                 async with self._client().request(
                     method, url, headers=headers, json=body, ssl=self._ssl, timeout=timeout
                 ) as resp:
                     if resp.status == 404:
                         return None
-                    if resp.status in RETRY_STATUSES and failures < MAX_RETRIES:
+                    if resp.status == 401 and not renewed:
+                        renewed, refused = True, token
+                        log.warning("Graph %s: HTTP 401, getting a new token", what)
+                    elif resp.status in RETRY_STATUSES and failures < MAX_RETRIES:
                         failures += 1
                         wait = retry_after_seconds(resp.headers.get("Retry-After"))
                         wait = max(wait, 0.1) if wait is not None else min(2.0**failures / 2, 4.0)
@@ -235,17 +256,20 @@ class GraphDirectory:
                             "Graph %s: HTTP %s, retry after %.1f s", what, resp.status, wait
                         )
                         continue
-                    if resp.status >= 400:
+                    elif resp.status >= 400:
                         code = await self._error_code(resp)
                         log.warning("Graph %s: HTTP %s %s", what, resp.status, code)
                         raise self._unavailable(f"{what} answered HTTP {resp.status} {code}")
-                    return await resp.json(content_type=None)
+                    else:
+                        return await resp.json(content_type=None)
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 failures += 1
                 log.warning("Graph %s failed: %s", what, type(exc).__name__)
                 if failures > 1 or time.monotonic() + 0.5 > wait_until:
                     raise self._unavailable(f"{what} failed: {type(exc).__name__}") from None
                 self._not_before = max(self._not_before, time.monotonic() + 0.5)
+            if refused is not None:
+                await self._drop_token(refused)
 
     @staticmethod
     async def _error_code(resp: aiohttp.ClientResponse) -> str:

@@ -341,3 +341,22 @@ async def test_a_manager_disabled_after_the_request_was_sent_cannot_approve(
     )
     told = json.dumps(posts_to(slack_api, "C0HELP"))
     assert "Bo Boss (bo@example.com) answered" in told and "nothing was confirmed" in told
+
+
+@pytest.mark.parametrize("source", ["graph"], indirect=True)
+async def test_a_graph_token_refused_before_it_expires_is_replaced(
+    make_app, slack_api: FakeSlack, source: Source
+):
+    """Graph stops taking the bot's token (401 InvalidAuthenticationToken) while msal still
+    holds it as valid for the hour: the bot gets a new token and the look-up goes on, rather
+    than telling Tom the directory cannot be reached until the old token runs out."""
+    assert source.graph is not None
+    app = await start(make_app, slack_api, source, cache_ttl="0s")
+    await new_ticket(app, slack_api, requester=ANA.slack)
+    assert len(source.graph.token_calls()) == 1
+    source.graph.access_token = "fake-graph-access-token-2"  # the first one is refused now
+    answer = await command(app, slack_api, "verify HD-1")
+    assert "Bo Boss" in answer and UNREACHABLE not in answer
+    await manager_dm(slack_api, 1)
+    assert len(source.graph.token_calls()) == 2
+    assert (await only_ticket(app)).identity_state == "pending"
