@@ -53,11 +53,12 @@ class Deps:
         )
 
     async def is_technician(self, actor: Actor) -> bool:
-        """SPEC: directory `technician: true`; with no technician listed, everyone is one."""
+        """SPEC: directory `technician: true`; with no technician listed, everyone is one.
+        A technician whose account is disabled (left; their chat account may linger) is not."""
         if not await self.directory.has_technicians():
             return True
         found = await self.person(actor)
-        return bool(found and found.technician)
+        return bool(found and found.technician and not found.disabled)
 
     async def require_technician(self, actor: Actor, doing: str) -> None:
         if not await self.is_technician(actor):

@@ -360,3 +360,17 @@ async def test_a_graph_token_refused_before_it_expires_is_replaced(
     await manager_dm(slack_api, 1)
     assert len(source.graph.token_calls()) == 2
     assert (await only_ticket(app)).identity_state == "pending"
+
+
+async def test_a_technician_whose_account_is_disabled_is_no_longer_one(
+    make_app, slack_api: FakeSlack, source: Source
+):
+    """Tom has left: his account is disabled, though he is still in the technician group and
+    his Slack account still works. He can no longer act as a technician (here: page the
+    on-call by raising a P1)."""
+    app = await start(make_app, slack_api, source, cache_ttl="0s")
+    await new_ticket(app, slack_api, requester=ANA.slack)
+    source.disable(TOM)
+    refused = await command(app, slack_api, "p1 HD-1", user=TOM.slack)
+    assert "Only technicians can raise a ticket to P1" in refused
+    assert (await only_ticket(app)).priority == "P2"
