@@ -278,6 +278,17 @@ def manager_disabled_text(ticket: Ticket, manager: str, *, denied: bool = False)
     )
 
 
+def deny_unverified_text(ticket: Ticket, manager: str, source: str) -> str:
+    """To the technician: the manager pressed Deny while the directory could not be reached."""
+    return (
+        f"Identity check for {ticket.number}: {manager} pressed Deny, but the directory "
+        f"({source}) could not be reached to confirm they are still the requester's manager, "
+        "so it was not recorded as a denial, and nothing was confirmed. Treat the request as a "
+        "possible impersonation: do not reset passwords, change MFA or discuss the account. "
+        "The manager was asked to answer again once the directory is back."
+    )
+
+
 def expired_text(ticket: Ticket, manager: str, *, denied: bool = False) -> str:
     if denied:
         return (

@@ -97,10 +97,12 @@ async def manager_dm(fake: FakeSlack, count: int) -> dict[str, Any]:
     return posts_to(fake, f"D{BO.slack}")[count - 1]
 
 
-async def approve(app: AppHarness, fake: FakeSlack, dm: dict[str, Any], user: str) -> str:
+async def approve(
+    app: AppHarness, fake: FakeSlack, dm: dict[str, Any], user: str, title: str = "Approve"
+) -> str:
     n = next(_ids)
     payload = block_actions(
-        button(dm, "Approve"),
+        button(dm, title),
         user=user,
         channel=f"D{BO.slack}",
         n=n,
@@ -178,6 +180,30 @@ async def test_directory_outage_tells_the_technician_and_later_verify_works(
     assert "Bo Boss" in answer
     await manager_dm(slack_api, 1)
     assert (await only_ticket(app)).identity_state == "pending"
+
+
+async def test_a_deny_while_the_directory_is_down_is_audited_and_told(
+    make_app, slack_api: FakeSlack, source: Source
+):
+    """Bo presses Deny while the directory cannot confirm he is still Ana's manager: nothing
+    is recorded as a denial (he is asked to answer again), but the answer is audited and Tom
+    hears of the Deny at once instead of going on as if the manager had said nothing."""
+    app = await start(make_app, slack_api, source, cache_ttl="0s")
+    await new_ticket(app, slack_api, requester=ANA.slack)
+    assert "Bo Boss" in await command(app, slack_api, "verify HD-1")
+    request = await manager_dm(slack_api, 1)
+    source.go_down()
+    answer = await approve(app, slack_api, request, BO.slack, title="Deny")
+    assert f"The directory ({source.label}) {UNREACHABLE}" in answer
+    assert "your answer was not recorded" in answer
+    assert await identity_state(app, "HD-1") == "pending"
+    await wait_until(lambda: "pressed Deny" in json.dumps(posts_to(slack_api, "C0HELP")))
+    told = json.dumps(posts_to(slack_api, "C0HELP"))
+    assert "possible impersonation" in told and "could not be reached" in told
+    checks, events = await identity_rows(app)
+    assert checks == 1 and events[-1] == "identity.refused"
+    source.come_back()
+    assert "confirmed the identity for HD-1" in await approve(app, slack_api, request, BO.slack)
 
 
 @pytest.mark.parametrize("source", ["graph"], indirect=True)

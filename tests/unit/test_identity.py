@@ -649,9 +649,11 @@ async def test_a_manager_whose_address_changed_case_still_counts(db_url: str, tm
 async def test_an_answer_while_the_directory_cannot_say_who_the_manager_is_changes_nothing(
     deps: Deps,
 ):
-    """Same as for the other answer-time look-ups: not recorded, nothing audited or changed."""
+    """Same as for the other answer-time look-ups: not recorded, nothing changed; but the
+    answer is audited (SPEC: every identity decision), and a Deny is told to the technician
+    (the manager said the caller is not the requester: nobody may go on as if unheard)."""
     number = await new_ticket(deps, "U0ANA", category="password-reset")
-    _, [check], before, _ = await state(deps, number)
+    _, [check], before, rows_before = await state(deps, number)
 
     async def down(person: Person) -> Person | None:
         raise DirectoryUnavailable("LDAP", "server down")
@@ -661,12 +663,40 @@ async def test_an_answer_while_the_directory_cannot_say_who_the_manager_is_chang
     original = directory.manager_of
     directory.manager_of = down  # type: ignore[method-assign]
     try:
-        reply = await answer(deps, check.nonce)
+        approved = await answer(deps, check.nonce)
+        denied = await answer(deps, check.nonce, approve=False)
+        again = await answer(deps, check.nonce, approve=False)
+        stranger = await answer(deps, check.nonce, TECH, approve=False)
     finally:
         directory.manager_of = original  # type: ignore[method-assign]
-    assert "could not be reached" in reply.text and "not recorded" in reply.text
-    ticket, [check], events, _ = await state(deps, number)
-    assert (ticket.identity_state, check.state, events) == ("pending", "pending", before)
+    for reply in (approved, denied, again):
+        assert "could not be reached" in reply.text and "not recorded" in reply.text
+    assert "could not be reached" not in stranger.text  # refused for who they are
+    ticket, [check], events, rows = await state(deps, number)
+    assert (ticket.identity_state, check.state) == ("pending", "pending")
+    assert events == [*before, *["identity.refused"] * 4]
+    async with deps.sessions() as session:
+        audited = (
+            (
+                await session.execute(
+                    select(TicketEvent)
+                    .where(TicketEvent.kind == "identity.refused")
+                    .order_by(TicketEvent.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert [(e.data["reason"], e.data["answer"], e.actor_id) for e in audited] == [
+        ("directory unavailable", "approve", "U0BO"),
+        ("directory unavailable", "deny", "U0BO"),
+        ("directory unavailable", "deny", "U0BO"),
+        ("not the manager", "deny", TECH.id),
+    ]
+    # The technician hears of the Deny once, and nothing else is sent.
+    [told] = [t for t in texts(rows) if t not in texts(rows_before)]
+    assert told.startswith(f"Identity check for {number}: ") and "pressed Deny" in told
+    assert "could not be reached" in told and "possible impersonation" in told
     assert "confirmed" in (await answer(deps, check.nonce)).text
 
 
