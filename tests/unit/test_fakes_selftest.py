@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -280,3 +281,55 @@ async def test_opsgenie() -> None:
             {"identifier": "HD-7", "identifierType": "alias", "body": {"note": "closed"}}
         ]
         assert og.open_aliases() == []
+
+
+async def test_opsgenie_request_status() -> None:
+    """Get Request Status: 404 "might not be processed, yet" until processed, then the
+    documented shape; a scripted processing failure creates nothing."""
+    async with FakeOpsgenie(api_key="genie") as og, aiohttp.ClientSession() as session:
+        headers = {"Authorization": "GenieKey genie"}
+
+        async def status(request_id: str) -> tuple[int, dict[str, Any]]:
+            url = f"{og.url}/v2/alerts/requests/{request_id}"
+            async with session.get(url, headers=headers) as resp:
+                return resp.status, await resp.json()
+
+        async def post(path: str, body: dict[str, Any]) -> str:
+            async with session.post(f"{og.url}{path}", json=body, headers=headers) as resp:
+                assert resp.status == 202
+                return str((await resp.json())["requestId"])
+
+        og.processing_delay = 0.3
+        created = await post("/v2/alerts", {"message": "P1 HD-7", "alias": "HD-7"})
+        code, body = await status(created)
+        assert code == 404
+        assert body["message"] == "Request not found. It might not be processed, yet."
+        assert og.alerts() == []
+        await asyncio.sleep(0.35)
+        code, body = await status(created)
+        data = body["data"]
+        assert code == 200 and body["requestId"] != created
+        assert (data["isSuccess"], data["action"]) == (True, "Create")
+        assert data["status"] == "Created alert"
+        assert data["alias"] == "HD-7" and data["alertId"]
+        assert og.open_aliases() == ["HD-7"]
+
+        og.processing_delay = 0.0
+        og.fail_processing("create", "Integration rule produced an empty message")
+        failed = await post("/v2/alerts", {"message": "P1 HD-8", "alias": "HD-8"})
+        code, body = await status(failed)
+        assert code == 200 and body["data"]["isSuccess"] is False
+        assert body["data"]["status"] == "Integration rule produced an empty message"
+        assert body["data"]["alertId"] == "" and og.open_aliases() == ["HD-7"]
+
+        closed = await post("/v2/alerts/HD-7/close?identifierType=alias", {"note": "done"})
+        code, body = await status(closed)
+        assert (body["data"]["isSuccess"], body["data"]["action"]) == (True, "Close")
+        assert body["data"]["alertId"] == data["alertId"] and og.open_aliases() == []
+        never = await post("/v2/alerts/HD-9/close?identifierType=alias", {})
+        code, body = await status(never)
+        assert body["data"]["isSuccess"] is False
+        assert body["data"]["status"] == "Alert does not exist"
+        assert [r["ok"] for r in og.requests()] == [True, False, True, False]
+        async with session.get(f"{og.url}/v2/alerts/requests/{created}") as resp:
+            assert resp.status == 401
