@@ -15,7 +15,7 @@ from typing import TextIO
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from bot.directory.factory import create_directory
+from bot.directory.factory import cleartext_bind, create_directory
 from bot.directory.file import FileDirectory
 from bot.psa import describe as describe_psa
 from bot.settings import ConfigError, Settings, engine_for, is_loopback, load_settings
@@ -147,7 +147,10 @@ async def describe_directory(settings: Settings) -> str:
             return f"Microsoft Graph at {base} (people are looked up on demand)"
         ldap = config.ldap
         where = f"{ldap.url} under {ldap.base_dn}" if ldap else "LDAP"
-        return f"LDAP {where} (people are looked up on demand)"
+        text = f"LDAP {where} (people are looked up on demand)"
+        if ldap is not None and cleartext_bind(ldap):
+            text += "; WARNING: the bind password is sent unencrypted over ldap://, use ldaps://"
+        return text
     finally:
         await directory.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -68,6 +69,21 @@ def _graph(
     )
 
 
+def cleartext_bind(config: LdapDirectoryConfig) -> bool:
+    """A simple bind with a password over plain ldap:// to another host (SPEC allows
+    ldap://, and there is no StartTLS setting): anyone on the path reads the password."""
+    parsed = urlparse(config.url or "")
+    if parsed.scheme != "ldap" or not config.bind_dn:
+        return False
+    host = (parsed.hostname or "").lower()
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
 def _ldap(config: LdapDirectoryConfig, env: Mapping[str, str]) -> Directory:
     from bot.directory.ldap import LdapDirectory
 
@@ -80,6 +96,13 @@ def _ldap(config: LdapDirectoryConfig, env: Mapping[str, str]) -> Directory:
     if config.ca_bundle and not Path(config.ca_bundle).is_file():
         raise DirectoryError(f"directory.ldap.ca_bundle: {config.ca_bundle} is not a file")
     log.info("directory: LDAP at %s under %s", url, base_dn)
+    if cleartext_bind(config):
+        log.warning(
+            "directory: LDAP at %s: the bind password of %s crosses the network unencrypted "
+            "over ldap://; use ldaps://",
+            url,
+            config.bind_dn,
+        )
     return LdapDirectory.from_url(
         url,
         bind_dn=config.bind_dn,

@@ -164,6 +164,34 @@ def test_check_config_defaults_socket_mode_and_emulator(tmp_path: Path) -> None:
     assert "xapp-1-A0-cli-test-app-token" not in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize(
+    ("url", "bind_dn", "warned"),
+    [
+        ("ldap://dc1.example.com", "CN=svc-helpdesk,OU=Service,DC=example,DC=com", True),
+        ("ldaps://dc1.example.com", "CN=svc-helpdesk,OU=Service,DC=example,DC=com", False),
+        ("ldap://127.0.0.1:3890", "CN=svc-helpdesk,OU=Service,DC=example,DC=com", False),
+        ("ldap://dc1.example.com", None, False),  # anonymous: no password to expose
+    ],
+)
+def test_check_config_warns_of_a_bind_password_sent_in_clear(
+    tmp_path: Path, url: str, bind_dn: str | None, warned: bool
+) -> None:
+    """SPEC allows ldap:// (no StartTLS setting): a simple bind there sends the service
+    account's password readable to anyone on the path; the operator is told, not refused."""
+    ldap = f"    url: {url}\n    base_dn: DC=example,DC=com\n"
+    if bind_dn:
+        ldap += f"    bind_dn: {bind_dn}\n"
+    env = _setup(tmp_path, config=f"directory:\n  source: ldap\n  ldap:\n{ldap}")
+    env["LDAP_BIND_PASSWORD"] = "cli-test-ldap-password"
+    result = run_bot("check-config", "--no-db", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    directory = _fields(result.stdout)["directory"]
+    assert directory.startswith(f"LDAP {url}")
+    assert ("unencrypted over ldap://" in directory) is warned
+    assert ("unencrypted over ldap://" in result.stderr) is warned  # the log line at start
+    assert "cli-test-ldap-password" not in result.stdout + result.stderr
+
+
 def test_check_config_slack_disabled_says_how_to_enable(tmp_path: Path) -> None:
     result = run_bot("check-config", "--no-db", cwd=tmp_path, env=_setup(tmp_path))
     assert result.returncode == 0, result.stderr
