@@ -67,6 +67,9 @@ class AutotaskConnector(CachedCompanies):
                 "Secret": settings.password.get_secret_value(),
                 "Accept": "application/json",
             },
+            # Autotask's business-rule refusals are 500s with `errors` (not 4xx): e.g.
+            # apigrate/autotask-restapi#19, WYRE-AI/msp-claude-plugins#32.
+            refuses_with_500=True,
         )
         self.memo = Memo()
         self.picklists = Memo(ttl=3600.0)  # picklists change with the admin, not the day
@@ -78,17 +81,25 @@ class AutotaskConnector(CachedCompanies):
 
     async def _base(self) -> str:
         if self._zone is None:
-            answer = await self.http.call(
-                "GET",
-                f"{self.url}/atservicesrest/v1.0/zoneInformation",
-                params={"user": self.username},
-                auth=False,
-            )
+            try:
+                answer = await self.http.call(
+                    "GET",
+                    f"{self.url}/atservicesrest/v1.0/zoneInformation",
+                    params={"user": self.username},
+                    auth=False,
+                )
+            except PsaError as exc:
+                if exc.status != 500:
+                    raise
+                answer = None  # psa-kb-facts §4: an unknown user gets 500 "Zone information..."
             zone = answer.get("url") if isinstance(answer, dict) else None
             if not zone:
+                # A user name Autotask does not know is refused credentials: the writes are
+                # kept and the technician told once, as for a 401.
                 raise PsaError(
-                    f"{self.name}: no zone for API user {self.username} (is PSA_USERNAME right?)",
-                    kind="rejected",
+                    f"{self.name}: no zone for API user {self.username} (zoneInformation "
+                    "could not determine one): check PSA_USERNAME",
+                    kind="auth",
                 )
             self._zone = str(zone).rstrip("/") + "/"
         return f"{self._zone}v1.0/"

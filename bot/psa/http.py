@@ -53,11 +53,20 @@ def reason(body: Any) -> str:
 class PsaHttp:
     """Requests to one PSA with its auth headers; the PSA's answer or a PsaError."""
 
-    def __init__(self, session: aiohttp.ClientSession, *, name: str, headers: dict[str, str]):
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        name: str,
+        headers: dict[str, str],
+        refuses_with_500: bool = False,
+    ):
         self.session = session
         self.name = name
         self._headers = headers
         self._paused_until = 0.0
+        # Autotask answers a write its business rules refuse with 500 and its `errors` list.
+        self.refuses_with_500 = refuses_with_500
 
     def __repr__(self) -> str:
         return f"PsaHttp({self.name!r})"
@@ -127,11 +136,21 @@ class PsaHttp:
                 wait = 1.0
             self.pause(wait)
             return PsaError(message, kind="throttled", status=status, retry_after=wait)
+        if status == 500 and self.refuses_with_500 and _listed_errors(answer):
+            # Refused as sent (a required field, a picklist value): nothing was written and
+            # sending it again gets the same answer.
+            return PsaError(message, kind="rejected", status=status)
         if status in (408, 500, 502, 503, 504) or status >= 500:
             # 503 says the request was not taken; the others may come after it was acted on.
             definite = status == 503 or method == "GET"
             return PsaError(message, kind="unavailable", status=status, definite=definite)
         return PsaError(message, kind="rejected", status=status)
+
+
+def _listed_errors(answer: Any) -> bool:
+    """The answer carries the PSA's own list of error messages (`{"errors": ["..."]}`)."""
+    errors = answer.get("errors") if isinstance(answer, dict) else None
+    return isinstance(errors, list) and any(str(e).strip() for e in errors)
 
 
 def _parse(text: str) -> Any:

@@ -454,3 +454,64 @@ async def test_note_in_doubt_that_cannot_be_looked_up_is_told_once_never_resent(
         assert len(notes) == 1 and len(fake.only().notes) == 1
         shown = await show(app)
         assert "Freshservice: not sent: note" in shown and "may or may not be" in shown
+
+
+def _told(slack: FakeSlack, words: str) -> list[dict[str, Any]]:
+    return [p for p in posts_to(slack, "C0HELP") if words in json.dumps(p)]
+
+
+async def test_autotask_note_refused_by_a_business_rule_is_told_and_the_closure_goes_on(
+    make_app, slack_api: FakeSlack
+):
+    # Autotask answers a write its business rules refuse with HTTP 500 and its `errors`
+    # list, not a 4xx (apigrate/autotask-restapi#19, KelvinTegelaar/AutotaskAPI#26,
+    # WYRE-AI/msp-claude-plugins#32): the same note is refused however often it is sent.
+    fake = FakeAutotask()
+    seed(fake)
+    async with fake:
+        app = await start_app(make_app, slack_api, fake)
+        await open_ticket(app, slack_api)
+        await wait_until(lambda: all_synced(app), what="the Autotask ticket")
+        notes = f"/zone5/atservicesrest/v1.0/Tickets/{fake.only().id}/Notes"
+        refusal = {"errors": ["Invalid picklist value for noteType."]}
+        fake.fail(notes, 500, times=100, body=refusal)
+        await escalate(app, slack_api, "HD-1")
+        await close(app, slack_api, "HD-1", spent="30m")
+
+        words = "Autotask refused the note for HD-1 and it will not be retried"
+        await wait_until(lambda: _told(slack_api, words), timeout=15, what="the technician told")
+        assert "Invalid picklist value for noteType" in json.dumps(_told(slack_api, words)[0])
+        # The writes after it are not held behind a note that can never go.
+        await wait_until(lambda: fake.only().closed, timeout=15, what="the ticket completed")
+        done = fake.only()
+        assert done.time_minutes == [30] and GOOD_NOTE in done.resolution
+        [note] = [r for r in await psa_rows(app) if r.kind == "psa.note"]
+        assert (note.status, note.attempts) == ("dead", 1)
+        assert len(fake.calls(notes)) == 1
+        shown = await show(app)
+        assert "Autotask: not sent: note" in shown and "noteType" in shown
+
+
+async def test_autotask_user_name_it_does_not_know_is_told_as_refused_credentials(
+    make_app, slack_api: FakeSlack
+):
+    # zoneInformation answers an unknown API user with 500 "Zone information could not be
+    # determined" (psa-kb-facts §4): the credentials are wrong, the writes are kept.
+    fake = FakeAutotask()
+    seed(fake)
+    async with fake:
+        remember_secrets(fake)
+        app = await make_app(
+            slack=slack_api,
+            config=app_config(fake),
+            people=PEOPLE,
+            env={**fake.env(), "PSA_USERNAME": "api.helpdsk@acme.example"},
+        )
+        await open_ticket(app, slack_api)
+        words = "Autotask refuses the bot's credentials"
+        await wait_until(lambda: _told(slack_api, words), timeout=15, what="the technician told")
+        told = json.dumps(_told(slack_api, words)[0])
+        assert "api.helpdsk@acme.example" in told and "PSA_USERNAME" in told
+        [row] = await psa_rows(app)
+        assert row.status == "pending"
+        assert "refuses the bot's credentials since" in await show(app)
