@@ -1,8 +1,8 @@
 """Freshservice through API v2 (`/api/v2/`), the agent's API key as HTTP Basic user.
 
 Tickets carry the bot's key in the custom field `cf_helpdesk_bot_key` (README: create it);
-the company is the department of the same name; notes are private; resolving is a note with
-the resolution, then status 4 (Resolved).
+the company is the department of the same name; notes are private (looked up in the ticket's
+conversations); resolving is a note with the resolution, then status 4 (Resolved).
 """
 
 from __future__ import annotations
@@ -149,27 +149,35 @@ class FreshserviceConnector:
             body["agent_id"] = agent
         await self.http.call("POST", f"{self.base}tickets/{ref.id}/time_entries", body=body)
 
-    async def find_note(self, ref: PsaRef, marker: str) -> bool | None:
-        # psa-kb-facts §2 documents writing a note (`POST /api/v2/tickets/<id>/notes`) but
-        # no way to list or search a ticket's notes: a note in doubt cannot be checked.
-        return None
-
-    async def find_time(self, ref: PsaRef, marker: str) -> bool | None:
-        # psa-kb-facts §2: "List: `GET …/time_entries?page=&per_page=` (default 30)";
-        # pagination: `page` from 1, `per_page` at most 100. The marker is in the `note`.
+    async def _listed(
+        self, ref: PsaRef, collection: str, marker: str, fields: tuple[str, ...]
+    ) -> bool:
+        """Whether a row of the ticket's `collection` has `marker` in one of `fields`, page by
+        page (`page` from 1, `per_page` at most 100, psa-kb-facts §2)."""
         for page in range(1, 51):
             answer = await self.http.call(
                 "GET",
-                f"{self.base}tickets/{ref.id}/time_entries",
+                f"{self.base}tickets/{ref.id}/{collection}",
                 params={"per_page": str(PAGE), "page": str(page)},
             )
-            rows = answer.get("time_entries") if isinstance(answer, dict) else None
+            rows = answer.get(collection) if isinstance(answer, dict) else None
             rows = [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
-            if any(marker in str(r.get("note") or "") for r in rows):
+            if any(marker in str(r.get(f) or "") for r in rows for f in fields):
                 return True
             if len(rows) < PAGE:
                 break
         return False
+
+    async def find_note(self, ref: PsaRef, marker: str) -> bool | None:
+        # "List All Conversations" (api.freshservice.com/#list_all_conversations; FreshservicePS
+        # Get-FreshServiceConversation): `GET /api/v2/tickets/<id>/conversations`, the notes
+        # as {"conversations": [{"body", "body_text", ...}]}, paged like every list.
+        return await self._listed(ref, "conversations", marker, ("body_text", "body"))
+
+    async def find_time(self, ref: PsaRef, marker: str) -> bool | None:
+        # psa-kb-facts §2: "List: `GET …/time_entries?page=&per_page=` (default 30)";
+        # the marker is in the entry's `note`.
+        return await self._listed(ref, "time_entries", marker, ("note",))
 
     async def raise_to_top_priority(self, ref: PsaRef) -> None:
         await self.http.call("PUT", f"{self.base}tickets/{ref.id}", body={"priority": 4})

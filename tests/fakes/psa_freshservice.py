@@ -1,7 +1,7 @@
 """Fake Freshservice API v2: `/api/v2/...`, the API key as Basic user (password `X`),
 envelopes `{"ticket": ...}`, `{"conversation": ...}`, `{"time_entry": ...}` (a ticket's
-time entries listed as `{"time_entries": [...]}`, `page` / `per_page`; notes cannot be
-listed: psa-kb-facts documents no such call), errors
+time entries listed as `{"time_entries": [...]}`, its notes as `{"conversations": [...]}`,
+both with `page` / `per_page` up to 100), errors
 `{"description", "errors": [{field, message, code}]}`; numeric status/priority/source codes."""
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ class FakeFreshservice(PsaFake):
         super().__init__()
         self._conversations = 0
         self.time_entries: dict[str, list[dict[str, Any]]] = {}  # ticket id -> its entries
+        self.conversations: dict[str, list[dict[str, Any]]] = {}  # ticket id -> its notes
 
     def env(self) -> dict[str, str]:
         return {"PSA_API_KEY": API_KEY}
@@ -98,7 +99,11 @@ class FakeFreshservice(PsaFake):
             return web.json_response({"tickets": found, "total": len(found)})
         if parts == ["tickets"]:
             return web.json_response({"tickets": [t.raw for t in self.tickets.values()][:1]})
-        if len(parts) == 3 and parts[0] == "tickets" and parts[2] == "time_entries":
+        # "List All Conversations" (api.freshservice.com/#list_all_conversations, also
+        # FreshservicePS Get-FreshServiceConversation): a ticket's replies and notes, oldest
+        # first, `page` / `per_page` (at most 100), as `{"conversations": [...]}`.
+        listed = {"time_entries": self.time_entries, "conversations": self.conversations}
+        if len(parts) == 3 and parts[0] == "tickets" and parts[2] in listed:
             if parts[1] not in self.tickets:
                 return web.json_response(
                     {"code": "access_denied", "message": "not found"}, status=404
@@ -106,10 +111,8 @@ class FakeFreshservice(PsaFake):
             page, per_page = int(rec.query.get("page", "1")), int(rec.query.get("per_page", "30"))
             if not 1 <= per_page <= 100:
                 return _invalid(("per_page", "It should be between 1 and 100", "invalid_value"))
-            rows = self.time_entries.get(parts[1], [])
-            return web.json_response(
-                {"time_entries": rows[(page - 1) * per_page : page * per_page]}
-            )
+            rows = listed[parts[2]].get(parts[1], [])
+            return web.json_response({parts[2]: rows[(page - 1) * per_page : page * per_page]})
         if parts == ["departments"]:
             page, per_page = int(rec.query.get("page", "1")), int(rec.query.get("per_page", "30"))
             rows = [{"id": int(c.id), "name": c.name, "description": None} for c in self.companies]
@@ -214,11 +217,12 @@ class FakeFreshservice(PsaFake):
             "id": self._conversations,
             "user_id": 1,
             "body": body["body"],
-            "body_text": body["body"],
+            "body_text": text_of(str(body["body"])),
             "private": body.get("private", True),
             "incoming": False,
             "ticket_id": int(ticket.id),
         }
+        self.conversations.setdefault(ticket.id, []).append(note)
         return await self.accepted(
             "note", ticket.id, web.json_response({"conversation": note}, status=201)
         )

@@ -209,6 +209,7 @@ async def made_ticket(fake: PsaFake, connector: Any) -> dict[str, Any]:
 LOOKED_UP = [
     ("servicenow", "psa.note"),
     ("servicenow", "psa.time"),
+    ("freshservice", "psa.note"),
     ("freshservice", "psa.time"),
     ("connectwise", "psa.note"),
     ("connectwise", "psa.time"),
@@ -261,23 +262,21 @@ async def test_a_write_whose_answer_was_lost_is_in_the_psa_once(
         assert len(fake.recorded) - asked == 1  # only the write itself
 
 
-async def test_freshservice_note_in_doubt_is_not_sent_again(
+async def test_freshservice_resolution_note_whose_answer_was_lost_is_posted_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # psa-kb-facts documents no way to list or search a Freshservice ticket's notes: a note
-    # whose answer was lost cannot be checked, so it is given up in doubt, never resent.
+    # Freshservice lists a ticket's notes (GET /api/v2/tickets/<id>/conversations): the
+    # resolution note in doubt is found there, and only the status change is left.
     fake = FakeFreshservice()
     async with fake, aiohttp.ClientSession() as session:
         connector = FreshserviceConnector(session, settings(fake))
         made = await made_ticket(fake, connector)
-        row = write_row(made, "psa.note")
-        recorded = await answer_lost(fake, connector, "psa.note", row, monkeypatch)
-        asked = len(fake.recorded)
-        error = await failed(connector, "psa.note", recorded, 2)
-        assert error.in_doubt and error.permanent and not error.clean
-        assert "may or may not be in Freshservice" in str(error)
-        assert len(fake.recorded) == asked  # nothing sent
-        assert len(fake.only().notes) == 1
+        row = {**made, "text": "Fixed", "marker": MARKER}
+        recorded = await answer_lost(fake, connector, "psa.close", row, monkeypatch)
+        assert len(fake.only().notes) == 1 and not fake.only().closed
+        await perform(connector, kind="psa.close", payload=recorded, attempts=2)
+        assert fake.only().notes == [f"Fixed\n\n[{MARKER}]"]
+        assert fake.only().closed
 
 
 async def test_a_write_in_doubt_without_a_reference_is_not_sent_again() -> None:
