@@ -12,6 +12,7 @@ or "429" is not asked to search every time.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,8 @@ from handlers.psa.connector import (
     Resolution,
     TimeWork,
 )
+
+log = logging.getLogger(__name__)
 
 
 def needs_lookup(payload: dict[str, Any], attempts: int) -> bool:
@@ -162,7 +165,15 @@ async def _contracts(connector: PsaConnector, company: Any, result: dict[str, An
     try:
         return await connector.active_contracts(company)
     except PsaError as exc:
-        if exc.kind != "rejected":
+        # A 403 here is the integration user not allowed to read contracts (its credentials
+        # were just accepted for the company): not a reason to hold the ticket back.
+        if exc.kind != "rejected" and exc.status != 403:
             raise
+        log.warning(
+            "%s: the contracts of %s could not be read (%s); the default tier applies",
+            connector.name,
+            company.name,
+            exc,
+        )
         result["contract_error"] = str(exc)[:300]
         return []

@@ -506,3 +506,31 @@ async def test_autotask_user_name_it_does_not_know_is_told_as_refused_credential
         [row] = await psa_rows(app)
         assert row.status == "pending"
         assert "refuses the bot's credentials since" in await show(app)
+
+
+async def test_contracts_the_integration_user_may_not_read_leave_the_default_tier(
+    make_app, slack_api: FakeSlack
+):
+    # An integration user that authenticates but may not read a table gets 403 there
+    # (ServiceNow KB2971488: table-level ACL, "User Not Authorized"); ast_contract is often
+    # outside an itil user's reach. Only the tier look-up is refused, not the credentials.
+    fake = FakeServiceNow()
+    seed(fake)
+    async with fake:
+        acl = {
+            "error": {"message": "User Not Authorized", "detail": "Failed ACL Validation"},
+            "status": "failure",
+        }
+        fake.fail("/api/now/table/ast_contract", 403, times=100, body=acl)
+        app = await start_app(make_app, slack_api, fake)
+        await open_ticket(app, slack_api)
+        await open_ticket(app, slack_api, summary="Printer offline")
+        await wait_until(lambda: all_synced(app), timeout=15, what="both incidents created")
+        assert len(fake.records()) == 2
+        stored = await ticket(app)
+        assert (stored.tier, stored.tier_source) == ("standard", "psa-error")
+        assert "User Not Authorized" in (stored.tier_contract or "")
+        shown = await show(app)
+        assert "standard tier, the default: the ServiceNow contract could not be read" in shown
+        assert "refuses the bot's credentials" not in shown
+        assert not _told(slack_api, "refuses the bot's credentials")
