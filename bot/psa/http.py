@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from bot.notifiers import retry_after_seconds
 from handlers.psa import Company, PsaError
@@ -103,12 +104,21 @@ class PsaHttp:
             sent.setdefault("Content-Type", "application/json")
         data = json.dumps(body) if body is not None else None
         try:
+            # Redirects are not followed: aiohttp keeps custom headers (Autotask's Secret and
+            # ApiIntegrationCode, ConnectWise's clientId) on a redirect to another host.
             async with self.session.request(
-                method, url, params=params, data=data, headers=sent, timeout=TIMEOUT
+                method,
+                url,
+                params=params,
+                data=data,
+                headers=sent,
+                timeout=TIMEOUT,
+                allow_redirects=False,
             ) as response:
                 status = response.status
                 text = await response.text()
                 wait = retry_after_seconds(response.headers.get("Retry-After"))
+                location = response.headers.get("Location", "")
         except aiohttp.ClientConnectorError as exc:
             # Never connected: nothing can have happened there.
             raise PsaError(
@@ -122,6 +132,15 @@ class PsaHttp:
         answer = _parse(text)
         if 200 <= status < 300:
             return answer
+        if 300 <= status < 400:
+            where = URL(location).host if location else None
+            raise PsaError(
+                f"{self.name}: HTTP {status}, a redirect"
+                + (f" to {where}" if where else "")
+                + ": set psa.url to the address the PSA answers at",
+                kind="unavailable",
+                status=status,
+            )
         raise self._error(method, status, answer, wait)
 
     def _error(self, method: str, status: int, answer: Any, wait: float | None) -> PsaError:

@@ -19,7 +19,7 @@ from bot.psa.settings import PsaSettings
 from handlers.psa import NOTE_POSTED, NewTicket, PsaError
 from handlers.psa.sync import perform
 from tests.fakes.base import Recorded
-from tests.fakes.psa_autotask import ZONE, FakeAutotask
+from tests.fakes.psa_autotask import SECRET, ZONE, FakeAutotask
 from tests.fakes.psa_common import PsaFake
 from tests.fakes.psa_connectwise import FakeConnectWise
 from tests.fakes.psa_freshservice import FakeFreshservice
@@ -321,3 +321,19 @@ async def test_connectwise_resolution_note_whose_answer_was_lost_is_posted_once(
         resolutions = [n["text"] for n in fake.notes if n.get("resolutionFlag")]
         assert resolutions == [f"Fixed\n\n[{MARKER}]"]
         assert fake.only().closed
+
+
+async def test_the_autotask_secret_does_not_follow_a_redirect_to_another_host() -> None:
+    """`Secret` and `ApiIntegrationCode` are custom headers: aiohttp drops only Authorization
+    and cookies on a redirect to another origin, so a PSA host that redirects (a moved zone,
+    a parking or SSO page) would hand the Autotask secret to wherever it points."""
+    async with FakeAutotask() as fake, FakeAutotask() as elsewhere, aiohttp.ClientSession() as s:
+        connector = AutotaskConnector(s, settings(fake))
+        fake.fail(f"{ZONE}v1.0/Companies/query", 302, headers={"Location": f"{elsewhere.url}/x"})
+        payload = new_ticket("helpdesk-bot:HD-7:ab02", company="Acme")
+        error = await failed(connector, "psa.create", payload, 1)
+        assert "HTTP 302" in str(error) and "127.0.0.1" in str(error) and "psa.url" in str(error)
+        assert (error.kind, error.definite) == ("unavailable", True)
+        assert fake.calls(f"{ZONE}v1.0/Companies/query")[0].headers["Secret"] == SECRET
+        assert [c.headers.get("Secret") for c in elsewhere.recorded] == []
+        assert fake.records() == []
