@@ -103,12 +103,12 @@ def _serve(settings: Settings, *, scheduler: bool) -> None:
             settings.host,
         )
     app = create_app(settings, scheduler=scheduler)
-    log.info("listening on http://%s:%s", settings.host, settings.port)
     web.run_app(
         app,
         host=settings.host,
         port=settings.port,
-        print=None,
+        # Said once the services are up and the port is bound (start-up may still stop).
+        print=lambda _: log.info("listening on http://%s:%s", settings.host, settings.port),
         access_log=None,
         handle_signals=True,
     )

@@ -357,7 +357,11 @@ def create_app(
         )
         app[SERVICES] = services
         if services.slack is not None and settings.slack_app_token is not None:
-            await services.slack.start_socket_mode(settings.slack_app_token.get_secret_value())
+            try:
+                await services.slack.start_socket_mode(settings.slack_app_token.get_secret_value())
+            except BaseException:  # a refused app token: nothing is left running
+                await stop_services(services)
+                raise
         # Long-lived objects are built: keep full GC passes from walking them on every request.
         gc.collect()
         gc.freeze()

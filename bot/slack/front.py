@@ -40,7 +40,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.correlation import correlation_id, new_correlation_id
 from bot.directory.deadline import person_waiting
 from bot.metrics import REQUEST_KIND
-from bot.settings import Settings
+from bot.settings import ConfigError, Settings
 from bot.slack import shapes
 from bot.slack.deliveries import delivery_id
 from bot.slack.files import share_image
@@ -66,6 +66,9 @@ FILE_INFO_WAIT = 1.0
 # channel too (edits, deletions and joins are acknowledged by the catch-all and dropped).
 MESSAGE_SUBTYPES = (None, "file_share", "thread_broadcast")
 SIGNATURE_MAX_AGE = 5 * 60
+# How long start-up waits for the first Socket Mode connection; after that it goes on
+# connecting in the background.
+FIRST_CONNECT_WAIT = 10.0
 # The bot's own buttons (`ticket.verify`, `ticket.verify:2`...); shapes.inspect acknowledges
 # any other press without routing it.
 ACTION_PATTERN = re.compile(
@@ -497,14 +500,38 @@ class SlackFront:
         task.add_done_callback(self._tasks.discard)
 
     async def start_socket_mode(self, app_token: str) -> None:
-        """Connect over Socket Mode (no public URL needed)."""
-        from bot.slack.socket_mode import SocketModeHandler
+        """Connect over Socket Mode (no public URL needed).
 
-        self._socket = SocketModeHandler(self.app, app_token, web_client=self.client)
-        await self._socket.connect_async()
+        A token Slack refuses stops start-up (ConfigError naming SLACK_APP_TOKEN): no retry
+        can fix it. Any other failure (Slack unreachable, rate limited, a handshake refused)
+        does not hold start-up: the rest of the bot serves while it keeps trying."""
+        from bot.slack.socket_mode import SocketModeHandler, TokenRefused, describe
+
+        socket = self._socket = SocketModeHandler(self.app, app_token, web_client=self.client)
+        try:
+            await asyncio.wait_for(socket.client.connect_once(), FIRST_CONNECT_WAIT)
+        except TokenRefused as exc:
+            await socket.close_async()
+            raise ConfigError(
+                f"SLACK_APP_TOKEN: Slack refused it ({exc.error}); it must be this app's "
+                "app-level token (xapp-...) with the connections:write scope"
+            ) from None
+        except Exception as exc:
+            log.warning(
+                "Slack Socket Mode could not connect yet (%s); the bot serves meanwhile and "
+                "keeps trying",
+                describe(exc),
+            )
+            socket.client.failed(exc, logged=True)
+            self._connecting = asyncio.get_running_loop().create_task(socket.client.connect())
+            return
         log.info("Slack Socket Mode connected")
 
     async def stop_socket_mode(self) -> None:
+        connecting = getattr(self, "_connecting", None)
+        if connecting is not None and not connecting.done():
+            connecting.cancel()
+            await asyncio.gather(connecting, return_exceptions=True)
         socket = getattr(self, "_socket", None)
         if socket is not None:
             await socket.close_async()

@@ -8,26 +8,205 @@ handling fails. Its payload is checked like an HTTP body first (`shapes.inspect`
 malformed one, or a kind the bot has no use for, never reaches Bolt. Pings every 5 s: a
 connection lost without a close frame is noticed after four missed pongs (20 s) and reopened
 with a fresh `apps.connections.open`.
+
+Connecting (`SocketClient`): each attempt uses a WebSocket URL once. The URL is temporary (it
+carries a one-time ticket), and slack_sdk retried a failed connection with the same URL every
+5 s for ever, never asking `apps.connections.open` again. Failures are logged as one line at
+most every 30 s per cause, with no URL (its ticket) and no traceback. At start-up
+(`SlackFront.start_socket_mode`) a token Slack refuses stops the bot; any other failure leaves
+it serving while it keeps trying.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from typing import Any
+from urllib.parse import urlsplit
 
+import aiohttp
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.adapter.socket_mode.async_internals import run_async_bolt_app
 from slack_bolt.app.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.logs import Every
 from bot.slack import shapes
 
 log = logging.getLogger(__name__)
 PING_INTERVAL = 5.0
+# apps.connections.open answers that no retry changes: the app-level token is wrong, revoked,
+# lacks connections:write, or is not an app-level token at all (a bot token, xoxb-).
+REFUSALS = frozenset(
+    {
+        "not_authed",
+        "invalid_auth",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "not_allowed_token_type",
+        "missing_scope",
+        "no_permission",
+        "access_denied",
+        "forbidden_team",
+    }
+)
+# Wait asked for by a 429 without Retry-After (the method is Tier 1).
+RATE_LIMIT_WAIT = 30.0
+
+
+class TokenRefused(Exception):
+    """Slack refused SLACK_APP_TOKEN (`error` is its answer)."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+class NoUrl(Exception):
+    """apps.connections.open failed in a way that may pass (an error status, no URL)."""
+
+
+def describe(exc: BaseException) -> str:
+    """A connection failure in a few words, never with the URL (its ticket lets anyone in)."""
+    if isinstance(exc, TokenRefused):
+        return f"Slack refused SLACK_APP_TOKEN ({exc.error})"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        host = urlsplit(str(exc.request_info.real_url)).hostname or "?"
+        return f"{host} answered HTTP {exc.status} to the WebSocket handshake"
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class SocketClient(SocketModeClient):  # type: ignore[misc]
+    """slack_sdk's aiohttp Socket Mode client, connecting with a fresh URL at each attempt."""
+
+    def __init__(self, app_token: str, *, web_client: AsyncWebClient, logger: Any) -> None:
+        super().__init__(
+            app_token=app_token,
+            logger=logger,
+            web_client=web_client,
+            ping_interval=PING_INTERVAL,
+        )
+        self._every = Every(30.0)
+        self._failing = False
+
+    async def issue_new_wss_url(self) -> str:
+        """A new URL from apps.connections.open; a 429 is waited out (Retry-After), a refused
+        token raises TokenRefused, other failures NoUrl (or the network's own error)."""
+        while True:
+            try:
+                response = await self.web_client.apps_connections_open(app_token=self.app_token)
+            except SlackApiError as exc:
+                error = str(exc.response.get("error") or "")
+                if exc.response.status_code == 429 or error == "ratelimited":
+                    wait = _seconds(exc.response.headers.get("Retry-After"), RATE_LIMIT_WAIT)
+                    log.info("slack: apps.connections.open is rate limited; again in %.0f s", wait)
+                    await asyncio.sleep(wait)
+                    continue
+                if error in REFUSALS:
+                    raise TokenRefused(error) from None
+                status = exc.response.status_code
+                answer = f"apps.connections.open answered {error or '?'} (HTTP {status})"
+                raise NoUrl(answer) from None
+            url = response.get("url")
+            if not isinstance(url, str) or not url:
+                raise NoUrl("apps.connections.open answered without a url")
+            return url
+
+    async def connect_to_new_endpoint(self, force: bool = False) -> None:
+        """slack_sdk's, except that the URL is asked for by `connect`, attempt by attempt."""
+        acquired = False
+        try:
+            acquired = await asyncio.wait_for(self.connect_operation_lock.acquire(), timeout=5)
+        except TimeoutError:
+            pass
+        try:
+            if force or (acquired and not await self.is_connected()):
+                await self.connect()
+        finally:
+            if acquired:
+                self.connect_operation_lock.release()
+
+    async def connect(self) -> None:
+        """Connect, trying again every PING_INTERVAL until it works or the client is closed."""
+        while not self.closed:
+            try:
+                await self.connect_once()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self.closed:
+                    return
+                self.failed(exc)
+                await asyncio.sleep(self.ping_interval)
+
+    async def connect_once(self) -> None:
+        """One attempt: the old connection closed, a URL used once, a new connection with its
+        own monitor (pings) and receiver."""
+        self.auto_reconnect_enabled = False
+        old = self.current_session
+        if old is not None and not old.closed:
+            try:
+                await old.close()
+            except Exception as exc:  # a broken connection may fail to close
+                log.info("slack: the old Socket Mode connection did not close: %s", describe(exc))
+        if self.aiohttp_client_session.closed:
+            self.aiohttp_client_session = aiohttp.ClientSession()
+        url, self.wss_uri = self.wss_uri or await self.issue_new_wss_url(), None
+        session = await self.aiohttp_client_session.ws_connect(
+            url,
+            autoping=False,
+            heartbeat=self.ping_interval,
+            proxy=self.proxy,
+            ssl=self.web_client.ssl if self.web_client.ssl is not None else True,
+        )
+        self.current_session = session
+        self.auto_reconnect_enabled = self.default_auto_reconnect_enabled
+        self.stale = False
+        self.last_ping_pong_time = None
+        await session.ping(f"sdk-ping-pong:{time.time()}".encode())
+        if self.current_session_monitor is not None:
+            self.current_session_monitor.cancel()
+        self.current_session_monitor = asyncio.ensure_future(self.monitor_current_session())
+        if self.message_receiver is not None:
+            self.message_receiver.cancel()
+        self.message_receiver = asyncio.ensure_future(self.receive_messages())
+        if self._failing:
+            self._failing = False
+            log.info("slack: Socket Mode connected again")
+
+    def failed(self, exc: BaseException, *, logged: bool = False) -> None:
+        """One line per cause at most every 30 s (a revoked token or an outage repeats);
+        `logged`: the caller has said it."""
+        self._failing = True
+        cause = type(exc).__name__
+        held = self._every.due(cause)
+        if held is None or logged:
+            return
+        more = f" ({held} more since)" if held else ""
+        log.warning(
+            "slack: Socket Mode cannot connect: %s; trying again every %.0f s%s",
+            describe(exc),
+            self.ping_interval,
+            more,
+        )
+
+
+def _seconds(value: str | None, default: float) -> float:
+    try:
+        return max(1.0, float(value)) if value else default
+    except ValueError:
+        return default
 
 
 def _payload(status: int, content_type: str, body: str) -> dict[str, Any] | None:
@@ -48,7 +227,13 @@ class SocketModeHandler(AsyncSocketModeHandler):  # type: ignore[misc]
     """Bolt's aiohttp Socket Mode handler, acknowledging every envelope."""
 
     def __init__(self, app: AsyncApp, app_token: str, *, web_client: AsyncWebClient) -> None:
-        super().__init__(app, app_token, web_client=web_client, ping_interval=PING_INTERVAL)
+        # What AsyncSocketModeHandler.__init__ does, with the client above.
+        self.app = app
+        self.app_token = app_token
+        self.client: SocketClient = SocketClient(
+            app_token, web_client=web_client, logger=app.logger
+        )
+        self.client.socket_mode_request_listeners.append(self.handle)
         self.client.message_listeners.append(self._unreadable)
 
     async def _unreadable(

@@ -16,6 +16,9 @@ from aiohttp import WSMsgType, web
 class FakeSocketMode:
     def __init__(self) -> None:
         self.url = ""
+        # A URL whose WebSocket handshake is refused (HTTP 403), as a used or expired ticket's.
+        self.refused_url = ""
+        self.refused: list[str] = []
         self.acks: list[dict[str, Any]] = []
         self.connections = 0
         self.connected_at: list[float] = []
@@ -28,12 +31,14 @@ class FakeSocketMode:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/link", self._link)
+        app.router.add_get("/refused", self._refuse)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.url = f"ws://127.0.0.1:{port}/link"
+        self.refused_url = f"ws://127.0.0.1:{port}/refused"
 
     async def stop(self) -> None:
         if self._ws is not None and not self._ws.closed:
@@ -44,6 +49,10 @@ class FakeSocketMode:
     async def _notify(self) -> None:
         async with self._changed:
             self._changed.notify_all()
+
+    async def _refuse(self, request: web.Request) -> web.Response:
+        self.refused.append(request.query_string)
+        return web.json_response({"ok": False, "error": "invalid_ticket"}, status=403)
 
     async def _link(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(autoping=False)

@@ -385,3 +385,74 @@ async def test_reconnects_after_a_silent_drop(make_app, slack_api, socket_server
     assert len(slack_api.method_calls("apps.connections.open")) >= 2
     await socket_server.send(slash_envelope("help", envelope_id="env-revived"))
     await socket_server.ack_for("env-revived")
+
+
+async def test_a_url_that_cannot_be_connected_to_is_not_tried_again(
+    make_app, slack_api, socket_server, caplog
+):
+    """Found by a review: after a `disconnect`, a URL whose handshake was refused (a used or
+    expired ticket) was tried again every 5 s for ever, apps.connections.open never called
+    again, so the bot stayed deaf to Slack; the error line quoted the URL with its ticket."""
+    await start_socket_app(make_app, slack_api, socket_server)
+    urls = [f"{socket_server.refused_url}?ticket=t-secret-1", socket_server.url]
+    slack_api.set_response(
+        "apps.connections.open", lambda _: {"ok": True, "url": urls.pop(0) if urls else ""}
+    )
+    started = time.monotonic()
+    await socket_server.disconnect()
+    await socket_server.wait_connections(2, timeout=15)
+    assert time.monotonic() - started < 15
+    assert socket_server.refused == ["ticket=t-secret-1"]
+    assert len(slack_api.method_calls("apps.connections.open")) == 3
+    await socket_server.send(slash_envelope("help", envelope_id="env-again"))
+    await socket_server.ack_for("env-again")
+    said = [r.getMessage() + (r.exc_text or "") for r in caplog.records]
+    assert not [line for line in said if "t-secret-1" in line]
+    assert any("answered HTTP 403 to the WebSocket handshake" in line for line in said)
+
+
+async def test_slack_unreachable_at_start_up_does_not_hold_the_bot(
+    make_app, slack_api, socket_server, caplog
+):
+    """Found by a review: start-up waited for the first Socket Mode connection, retrying every
+    5 s for ever, so while Slack could not be reached (or apps.connections.open failed) nothing
+    was served, Teams and /healthz included. It now serves and keeps trying."""
+    slack_api.set_response("apps.connections.open", {"ok": False, "error": "internal_error"})
+    started = time.monotonic()
+    app = await asyncio.wait_for(make_app(env=socket_env(slack_api), people=PEOPLE), timeout=20)
+    assert time.monotonic() - started < 15
+    assert (await app.http.get(f"{app.url}/healthz")).status == 200
+    assert socket_server.connections == 0
+    slack_api.set_response("apps.connections.open", {"ok": True, "url": socket_server.url})
+    await socket_server.wait_connections(1, timeout=15)
+    await socket_server.send(slash_envelope("help", envelope_id="env-late"))
+    assert "ticket show" in json.dumps((await socket_server.ack_for("env-late"))["payload"])
+    said = [r for r in caplog.records if "Socket Mode" in r.getMessage()]
+    assert not [r for r in said if r.exc_info], "a traceback per attempt"
+    assert any("internal_error" in r.getMessage() for r in said)
+
+
+async def test_an_app_token_slack_refuses_stops_start_up_naming_it(
+    db_url: str, slack_api: FakeSlack, spawn: Any
+) -> None:
+    """Found by a review: a wrong or revoked SLACK_APP_TOKEN held start-up for ever (a
+    traceback every 5 s, nothing served: not Teams, not /healthz). Slack's refusal cannot pass
+    by retrying: start-up stops with one line naming SLACK_APP_TOKEN, exit 2."""
+    from tests.http.processes import free_port
+
+    slack_api.set_response("apps.connections.open", {"ok": False, "error": "invalid_auth"})
+    env = {
+        "DATABASE_URL": db_url,
+        **{k: "" for k in ("SLACK_SIGNING_SECRET", "MicrosoftAppId", "HELPDESK_CONFIG")},
+        **socket_env(slack_api),
+        "PORT": str(free_port()),
+    }
+    proc = await spawn("serve", env=env)
+    await asyncio.wait_for(proc.process.wait(), timeout=30)
+    await asyncio.wait_for(proc._reader, 5)
+    assert proc.process.returncode == 2, proc.lines
+    assert proc.lines[-1].startswith("config error: SLACK_APP_TOKEN: Slack refused it")
+    assert "invalid_auth" in proc.lines[-1]
+    assert not [line for line in proc.lines if "Traceback" in line or "listening on" in line]
+    assert APP_TOKEN not in "\n".join(proc.lines)
+    assert len(slack_api.method_calls("apps.connections.open")) == 1
