@@ -239,18 +239,26 @@ class SocketModeHandler(AsyncSocketModeHandler):  # type: ignore[misc]
     async def _unreadable(
         self, client: AsyncBaseSocketModeClient, message: dict[str, Any], raw: str | None
     ) -> None:
-        """An envelope whose payload slack_sdk cannot even read (not an object): acknowledged
-        here, and its payload dropped so that slack_sdk does not fail on it next."""
+        """An envelope slack_sdk would not hand to `handle`: no `type` or no `payload` (it is
+        then dropped unacknowledged), or a payload it cannot even read (not an object: it then
+        fails). Acknowledged here, and its payload dropped so that slack_sdk does not fail on
+        it next."""
         envelope_id = message.get("envelope_id")
-        payload = message.get("payload", {})
-        if not envelope_id or isinstance(payload, dict | str):
+        payload = message.get("payload")
+        if not envelope_id or ("type" in message and isinstance(payload, dict | str)):
             return
+        if "type" not in message:
+            problem = "it has no type"
+        elif "payload" not in message:
+            problem = "it has no payload"
+        else:
+            problem = f"its payload is {type(payload).__name__}"
         log.warning(
-            "slack: malformed socket envelope %s acknowledged, not handled: its payload is %s",
+            "slack: malformed socket envelope %s acknowledged, not handled: %s",
             envelope_id,
-            type(payload).__name__,
+            problem,
         )
-        del message["payload"]
+        message.pop("payload", None)
         await client.send_socket_mode_response(SocketModeResponse(envelope_id=str(envelope_id)))
 
     async def handle(self, client: AsyncBaseSocketModeClient, req: SocketModeRequest) -> None:

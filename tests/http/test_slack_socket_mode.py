@@ -198,10 +198,19 @@ async def test_malformed_envelopes_are_acknowledged_and_not_handled(
         assert await socket_server.ack_for(f"env-bad-{n}") == {"envelope_id": f"env-bad-{n}"}
     await socket_server.send(interactive_envelope(closed, envelope_id="env-closed"))
     assert await socket_server.ack_for("env-closed") == {"envelope_id": "env-closed"}
+    # Found by a review: an envelope without a payload or a type was never acknowledged
+    # (slack_sdk drops it before any handler), so Slack kept redelivering it.
+    await socket_server.send({"envelope_id": "env-no-payload", "type": "events_api"})
+    await socket_server.send({"envelope_id": "env-no-type", "payload": {"type": "x"}})
+    await socket_server.send({"envelope_id": "env-null", "type": "interactive", "payload": None})
+    for envelope_id in ("env-no-payload", "env-no-type", "env-null"):
+        assert await socket_server.ack_for(envelope_id, timeout=3) == {"envelope_id": envelope_id}
     refused = [
         r.getMessage() for r in caplog.records if "malformed socket envelope" in r.getMessage()
     ]
-    assert len(refused) == 4, refused
+    assert len(refused) == 7, refused
+    await asyncio.sleep(0.3)
+    assert len(socket_server.acks) == 8  # each once
     # Still serving.
     await socket_server.send(slash_envelope("help", envelope_id="env-after"))
     assert "ticket show" in json.dumps((await socket_server.ack_for("env-after"))["payload"])
