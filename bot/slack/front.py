@@ -59,6 +59,7 @@ ACK_WITHIN = 2.3
 DIRECTORY_WAIT = 25.0
 WORKING = "Working on it…"
 FORM_TOO_LATE = "The form took too long to open: please run the command again."
+BUTTON_FORM_TOO_LATE = "The form took too long to open: please press the button again."
 # A file object Slack sends without its details (Slack Connect) is read with files.info,
 # for at most this long.
 FILE_INFO_WAIT = 1.0
@@ -369,7 +370,19 @@ class SlackFront:
             data=value if isinstance(value, dict) else {},
             delivery_id=delivery_id(body),
         )
-        reply = await self._handle(interaction)
+        # Slack has its (empty) ack only once this returns (process_before_response): past
+        # ACK_WITHIN (the directory is slow) the answer follows in the background.
+        work = asyncio.ensure_future(self._handle(interaction))
+        done, _ = await asyncio.wait({work}, timeout=ACK_WITHIN)
+        if not done:
+            self._spawn(lambda: self._answer_action_later(work, interaction, body, respond))
+            return
+        self._answer_action(work.result(), interaction, body, respond)
+
+    def _answer_action(
+        self, reply: Reply, interaction: Interaction, body: dict[str, Any], respond: Any
+    ) -> None:
+        """A button's answer: the form it opens, or a message to the one who pressed it."""
         if reply.duplicate:
             return
         if reply.as_form and reply.card is not None:
@@ -382,6 +395,25 @@ class SlackFront:
             payload = self._ack_message(reply)
             payload["replace_original"] = False
             self._spawn(lambda: respond(**payload))
+
+    async def _answer_action_later(
+        self,
+        work: asyncio.Future[Reply],
+        interaction: Interaction,
+        body: dict[str, Any],
+        respond: Any,
+    ) -> None:
+        reply = await work
+        if reply.as_form and reply.card is not None and not reply.duplicate:
+            try:
+                await self.client.views_open(
+                    trigger_id=body["trigger_id"], view=blockkit.render_modal(reply.card)
+                )
+                return
+            except SlackApiError as exc:  # the trigger is only good for 3 s
+                log.info("slack: late form not opened: %s", exc.response.get("error"))
+                reply = Reply(text=BUTTON_FORM_TOO_LATE)
+        self._answer_action(reply, interaction, body, respond)
 
     async def _on_event(self, body: dict[str, Any]) -> None:
         """Events the bot does not act on are acknowledged and dropped."""
