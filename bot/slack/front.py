@@ -214,7 +214,11 @@ class SlackFront:
         """
         timestamp = headers.get("X-Slack-Request-Timestamp", "")
         signature = headers.get("X-Slack-Signature", "")
-        if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > SIGNATURE_MAX_AGE:
+        # ASCII digits only, and few (isdigit() also takes '²', which int() refuses, and
+        # int() refuses thousands of digits): anything else is no timestamp.
+        if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
+            return False
+        if abs(time.time() - int(timestamp)) > SIGNATURE_MAX_AGE:
             return False
         base = b"v0:" + timestamp.encode() + b":" + raw
         expected = "v0=" + hmac.new(self._secret, base, hashlib.sha256).hexdigest()

@@ -373,6 +373,14 @@ async def test_the_issue_cases_and_other_bodies_are_refused_with_400(
     assert app.http is not None
     async with app.http.post(f"{app.url}/slack/events", data=b"a=b", headers=headers) as response:
         assert response.status == 401
+    # Found by a review: timestamps that str.isdigit() takes and int() does not (more digits
+    # than int() reads, a superscript digit) were a 500 with a traceback, unsigned.
+    for timestamp in ("9" * 5000, "1²"):
+        caplog.clear()
+        headers["X-Slack-Request-Timestamp"] = timestamp
+        async with app.http.post(f"{app.url}/slack/events", data=b"a=b", headers=headers) as r:
+            assert r.status == 401, timestamp[:10]
+        assert not [rec for rec in caplog.records if rec.exc_info], timestamp[:10]
     assert await stored(app) == NOTHING
     await still_serving(app)
 
