@@ -274,7 +274,9 @@ def engine_for(url: str) -> AsyncEngine:
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Build Settings from `env` (usually os.environ); raises ConfigError on a bad value."""
     port_text = env.get("PORT", "3978").strip() or "3978"
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    # ASCII digits only: str.isdigit() also takes '²', which int() refuses.
+    digits = port_text.isascii() and port_text.isdigit() and len(port_text) <= 5
+    if not digits or not 0 < int(port_text) < 65536:
         raise ConfigError(f"PORT: {port_text!r} is not a TCP port number")
     config_path = Path(env["HELPDESK_CONFIG"]) if env.get("HELPDESK_CONFIG") else None
     config = load_config(config_path) if config_path else HelpdeskConfig()

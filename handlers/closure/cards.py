@@ -90,7 +90,9 @@ def rebuild_closure_form(_: Any, data: dict[str, str]) -> Card:
     logged = data.get("logged", "0")
     return closure_form(
         data.get("ticket", ""),
-        logged_minutes=int(logged) if logged.isdigit() else 0,
+        logged_minutes=int(logged)
+        if logged.isascii() and logged.isdigit() and len(logged) < 9
+        else 0,
         kb_required=KB_REQUIRED if data.get("kb_required") else "",
     )
 

@@ -124,7 +124,7 @@ async def on_ticket_opened(session: AsyncSession, deps: Deps, *, ticket: Ticket)
 
 def _number_order(number: str) -> tuple[str, int]:
     prefix, _, seq = number.rpartition("-")
-    return (prefix, int(seq)) if seq.isdigit() else (number, 0)
+    return (prefix, int(seq)) if seq.isascii() and seq.isdigit() else (number, 0)
 
 
 def kb_query(ticket: Ticket) -> str:

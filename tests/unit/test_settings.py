@@ -34,6 +34,8 @@ def test_secrets_never_in_repr() -> None:
     ("env", "key"),
     [
         ({"PORT": "http"}, "PORT"),
+        ({"PORT": "\u00b2"}, "PORT"),  # a digit to str.isdigit(), not to int()
+        ({"PORT": "9" * 5000}, "PORT"),  # past int()'s digit limit
         ({"SLACK_API_URL": "ftp://x"}, "SLACK_API_URL"),
         ({"PAGERDUTY_EVENTS_URL": "nope"}, "PAGERDUTY_EVENTS_URL"),
         ({"MicrosoftAppType": "Weird"}, "MicrosoftAppType"),

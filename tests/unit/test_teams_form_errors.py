@@ -98,3 +98,15 @@ async def test_a_typed_pattern_label_in_the_kb_requirement_is_not_a_link() -> No
     shown = refused_form(ActionId.CLOSE_SUBMIT, CLOSURE, caught.value)
     assert any(r"\[Reset your password\]" in t for t in shown)
     assert not any(live_link(t) for t in shown)
+
+
+@pytest.mark.parametrize("logged", ["\u00b2", "9" * 5000, "-5", "45"])
+def test_a_closure_form_shown_again_takes_any_logged_minutes_it_was_sent(logged: str) -> None:
+    """`logged` comes back from the form's own data, which a client can send altered: a
+    superscript digit or thousands of digits (str.isdigit() takes both, int() refuses them)
+    made showing the refused form raise instead of showing it."""
+    data = CLOSURE | {"time_spent": "soon", "logged": logged}
+    with pytest.raises(InvalidInput) as caught:
+        closure_validate(data, logged_minutes=0)
+    shown = refused_form(ActionId.CLOSE_SUBMIT, data, caught.value)
+    assert any("is not a duration" in t for t in shown)
