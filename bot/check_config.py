@@ -87,8 +87,13 @@ def describe_diagnosis(settings: Settings) -> str:
     """The KB searched and the change calendar (never the key)."""
     kb = settings.config.kb
     changes = settings.config.changes
+    shown = f"KB {kb.source} at {kb.url}" if kb.source else "KB off (resolved tickets only)"
+    if kb.source == "confluence":
+        shown += f", space {kb.space}" if kb.space else ", every space"
+    elif kb.space is not None:
+        shown += f" (kb.space is for confluence only: {kb.space} is not used)"
     parts = [
-        f"KB {kb.source} at {kb.url}" if kb.source else "KB off (resolved tickets only)",
+        shown,
         f"change calendar {changes.calendar}" if changes.calendar else "no change calendar",
         f"{len(changes.entries)} change(s) in the config",
         "Patch Tuesday " + ("on" if changes.patch_tuesday else "off"),

@@ -266,7 +266,9 @@ class KbConfig(_Strict):
 
     source: Literal["hudu", "itglue", "confluence"] | None = None
     url: str | None = None
-    space: str | None = None  # confluence only: the space key searched
+    # Confluence only: the space key searched. Accepted (and unused) with another source, as in
+    # SPEC's example (`source: hudu` beside `space: IT`); check-config says it is not used.
+    space: str | None = None
 
     @field_validator("url")
     @classmethod
@@ -276,8 +278,6 @@ class KbConfig(_Strict):
     def model_post_init(self, _: Any) -> None:
         if self.source is not None and not self.url:
             raise ValueError(f"url: required with source {self.source}")
-        if self.space is not None and self.source != "confluence":
-            raise ValueError("space: only for source confluence")
 
 
 class ChangeEntry(_Strict):

@@ -366,3 +366,32 @@ def test_a_teams_service_url_that_is_not_http_is_refused_naming_the_key(
     env = _setup(tmp_path, config=f"teams: {{service_url: '{url}'}}\n")
     line = _one_line_naming(run_bot(*command, cwd=tmp_path, env=env), "teams.service_url")
     assert url in line
+
+
+def _readme_yaml(after: str) -> str:
+    """The first ```yaml block of README.md after the line starting with `after`."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("\n" + after)
+    block = re.search(r"```yaml\n(.*?)```", text[start:], re.S)
+    assert block, f"README.md has no yaml block after {after!r}"
+    return block.group(1)
+
+
+def test_the_readme_config_examples_pass_check_config(tmp_path: Path) -> None:
+    """Found by a review: the README's diagnosis block (SPEC's own) has `source: hudu` with
+    `space: IT`, and the config refused `space` with any source but confluence, so an operator
+    pasting the documented example got exit 2."""
+    config = _readme_yaml("### Config file") + _readme_yaml("## Diagnosis help")
+    people = _readme_yaml("### Directory file")
+    env = _setup(tmp_path, config=config, people=people)
+    (tmp_path / "changes.ics").write_text(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nEND:VCALENDAR\r\n",
+        encoding="utf-8",
+    )
+    env.update({"PSA_USERNAME": "svc-helpdesk", "PSA_PASSWORD": "pw", "KB_API_KEY": "key"})
+    result = run_bot("check-config", "--no-db", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    fields = _fields(result.stdout)
+    assert fields["diagnosis"].startswith("KB hudu at https://docs.example.com"), fields
+    assert "kb.space is for confluence only" in fields["diagnosis"]
+    assert fields["psa"].startswith("ServiceNow at https://acme.service-now.com"), fields
