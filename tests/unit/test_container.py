@@ -201,3 +201,29 @@ def test_compose_uses_postgres_and_placeholders_for_secrets() -> None:
     assert re.fullmatch(
         r"\$\{POSTGRES_PASSWORD:\?.*\}", services["db"]["environment"]["POSTGRES_PASSWORD"]
     )
+
+
+def _readme_variables() -> set[str]:
+    """Every variable named in the first column of README.md's 'Environment variables' table."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text.split("### Environment variables", 1)[1].split("\n\n", 2)[1]
+    names: set[str] = set()
+    for row in table.splitlines()[2:]:
+        names.update(re.findall(r"`([A-Za-z_]+)`", row.split("|")[1]))
+    return names
+
+
+def test_compose_passes_every_variable_the_readme_documents() -> None:
+    """Found by a review: compose's .env only fills in `${...}` placeholders, so a variable not
+    listed under `environment:` never reached the bot. With `psa:` or `kb:` in the config the
+    services stopped with 'PSA_USERNAME: required ...' although .env set it, and an EU
+    Opsgenie account (OPSGENIE_API_URL) could not be configured without editing the file."""
+    documented = _readme_variables()
+    assert {"PSA_USERNAME", "KB_API_KEY", "OUTBOX_LEASE_SECONDS"} <= documented
+    services = _compose()["services"]
+    for name in ("migrate", "web", "worker"):
+        env = services[name]["environment"]
+        missing = sorted(documented - {"HOST", "PORT"} - set(env))  # web sets those two
+        assert not missing, f"compose's {name} does not pass {missing}"
+        for key in documented - {"DATABASE_URL", "HOST", "PORT"}:
+            assert re.fullmatch(r"\$\{" + key + r"(:-[^}]*)?\}", env[key]), (name, key)
