@@ -160,7 +160,7 @@ async def describe_directory(settings: Settings) -> str:
         await directory.close()
 
 
-def _new_sqlite_file(url: str) -> bool:
+def new_sqlite_file(url: str) -> bool:
     """True for a SQLite file that does not exist yet (start-up creates it; so must not we)."""
     from storage import db
 
@@ -180,7 +180,7 @@ async def check_database(url: str) -> str:
     from storage import db
 
     shown = describe_database(url)
-    if _new_sqlite_file(url):
+    if new_sqlite_file(url):
         return f"{shown} (file does not exist yet: created on first start)"
     engine = engine_for(url)
     try:

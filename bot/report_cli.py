@@ -3,7 +3,7 @@
 Exit 0 when it was written (also with no ticket in the period); 2 with one line naming the
 option for a malformed date, a period that ends before it starts, or a file that cannot be
 written (all checked before the database is asked), and for a database that cannot be reached
-or a schema this release cannot read.
+(a SQLite file that is not there is named, never created) or a schema this release cannot read.
 """
 
 from __future__ import annotations
@@ -130,6 +130,21 @@ async def _write(
         await engine.dispose()
 
 
+def _existing_database(url: str) -> None:
+    """A SQLite file that is not there is named, not created: `migrate` would then make an
+    empty database beside the wrong working directory, reporting no ticket."""
+    from sqlalchemy.engine import make_url
+
+    from bot.check_config import new_sqlite_file
+
+    if new_sqlite_file(url):
+        path = Path(make_url(url).database or "").resolve()
+        raise ConfigError(
+            f"DATABASE_URL: no database file {path} (a relative path is read from the working "
+            "directory): run report where the bot runs, or set DATABASE_URL"
+        )
+
+
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """The `report` subcommand."""
     from storage.migrate import SchemaMismatch
@@ -147,6 +162,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         if args.png is not None:
             outputs["--png"] = _Output("--png", args.png, text=False)
             png_file = cast(IO[bytes], outputs["--png"].file)
+        _existing_database(settings.database_url)
         client = (args.client or "").strip() or None
         text = asyncio.run(
             _write(

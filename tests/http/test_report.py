@@ -373,6 +373,19 @@ def test_cli_report_that_fails_writes_nothing_and_keeps_earlier_files(tmp_path: 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["qbr.csv", "qbr.png"]
 
 
+def test_cli_report_without_a_database_file_says_so_and_creates_none(tmp_path: Path) -> None:
+    """Found by a review: run where there is no SQLite file (another working directory than the
+    bot's, a typo in DATABASE_URL), `report` created an empty helpdesk.db there and said to run
+    `python -m bot migrate` first; doing so made a fresh database whose report reads 'Opened: 0'."""
+    for env in ({}, {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'typo.db'}"}):
+        done = run_bot("report", "--csv", "q.csv", cwd=tmp_path, env=env)
+        errors = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and done.stdout == "", done.stderr
+        assert len(errors) == 1 and errors[0].startswith("config error: DATABASE_URL: "), errors
+        assert "no database file" in errors[0] and "migrate" not in errors[0], errors
+        assert list(tmp_path.iterdir()) == [], list(tmp_path.iterdir())
+
+
 # -- the figures the app keeps as it works --------------------------------------------------------
 
 
