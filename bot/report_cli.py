@@ -189,5 +189,10 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     finally:
         for output in outputs.values():
             output.discard()
-    print("\n".join(text))
+    try:
+        print("\n".join(text), flush=True)
+    except BrokenPipeError:
+        # `report | head`: the reader has gone, which is no error of the report's. Point
+        # stdout at /dev/null so the flush at exit does not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0

@@ -31,6 +31,9 @@ import base64
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -47,7 +50,7 @@ from tests.http.conftest_teams import CHANNEL
 from tests.http.conftest_teams import PEOPLE as TEAMS_PEOPLE
 from tests.http.conftest_teams import message as teams_message
 from tests.report_data import Quarters, seed
-from tests.unit.test_cli import run_bot
+from tests.unit.test_cli import ROOT, run_bot
 
 PEOPLE = [
     {"email": "tom@example.com", "name": "Tom Tech", "slack_id": "UTECH", "technician": True},
@@ -303,6 +306,30 @@ async def test_cli_report_prints_the_figures_and_writes_csv_and_png(db_url: str,
     assert code == 0 and dict(line.split(": ", 1) for line in lines[1:]) == ALL_CLIENTS
     with out_csv.open(newline="", encoding="utf-8") as handle:
         assert len(list(csv.reader(handle))) == 301
+
+
+def test_cli_report_into_a_pipe_closed_early_ends_without_a_traceback(tmp_path: Path):
+    """`python -m bot report | head -0`: the reader leaves before the report is written; that
+    is no error of the report's (it printed a BrokenPipeError traceback)."""
+    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'helpdesk.db'}"}
+    assert run_bot("migrate", cwd=tmp_path, env=env).returncode == 0
+    base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+    read, write = os.pipe()
+    os.close(read)  # nobody will read the report
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "bot", "report"],
+            cwd=tmp_path,
+            env=base | {"PYTHONPATH": str(ROOT)} | env,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert "BrokenPipeError" not in done.stderr
 
 
 async def test_cli_report_refuses_bad_options_with_one_line_and_writes_an_empty_period(
