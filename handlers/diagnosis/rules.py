@@ -173,7 +173,11 @@ def codes(text: str) -> list[Signature]:
         return all(span[1] <= a or span[0] >= b for a, b in taken)
 
     for match in _HEX.finditer(text):
-        if _NOT_A_CODE.search(text[max(0, match.start() - 20) : match.start()]):
+        # 0x0 is no error (S_OK, ERROR_SUCCESS): Remote Desktop's "Extended error code: 0x0"
+        # follows every one of its error codes, so it would make them all one error.
+        if int(match.group(1), 16) == 0 or _NOT_A_CODE.search(
+            text[max(0, match.start() - 20) : match.start()]
+        ):
             taken.append(match.span())
             continue
         add("hex", _hex(match.group(1)), match.span(1))
@@ -207,7 +211,7 @@ def codes(text: str) -> list[Signature]:
         if free(match.span(1)):
             add("office", match.group(1), match.span(1))
     for match in _NUMBERED.finditer(text):
-        if free(match.span(1)):
+        if free(match.span(1)) and int(match.group(1)):
             add("error", str(int(match.group(1))), match.span(1))
     return found
 

@@ -485,3 +485,45 @@ async def test_the_technician_is_told_why_the_kb_gave_no_articles(
     answer = flat(await ephemeral(app, "kb password prompt"))
     assert "Hudu is rate limiting the bot (HTTP 429): try again in " in answer
     assert "did not answer" not in answer
+
+
+# Remote Desktop errors as the client shows them: each its own error code, all with the same
+# "Extended error code: 0x0" (no extended error).
+RDP_ERRORS = [
+    "Remote Desktop can't connect to the remote computer for one of these reasons: 1) Remote "
+    "access to the server is not enabled 2) The remote computer is turned off 3) The remote "
+    "computer is not available on the network. Error code: 0x204 Extended error code: 0x0",
+    "An authentication error has occurred. The Local Security Authority cannot be contacted. "
+    "Error code: 0x507 Extended error code: 0x0",
+    "Because of a protocol error, this session will be disconnected. Please try connecting "
+    "to the remote computer again. Error code: 0x4 Extended error code: 0x0",
+]
+
+
+async def test_a_zero_code_is_no_error_shared_by_different_errors(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """0x0 is the absence of an error (S_OK, ERROR_SUCCESS): three different Remote Desktop
+    errors that each say 'Extended error code: 0x0' are not the same error, so no similar
+    ticket, no pattern and no KB article needed to close the third."""
+    app = await start(make_app, slack_api)
+    first, _ = await open_ticket(
+        app, slack_api, error=RDP_ERRORS[0], client="acme", summary="RDP fails", category="network"
+    )
+    assert (await close(app, slack_api, first, note="Enabled remote access on the server"))[1] == {}
+    second, _ = await open_ticket(
+        app, slack_api, error=RDP_ERRORS[1], client="globex", summary="RDP", category="network"
+    )
+    number, card = await open_ticket(
+        app, slack_api, error=RDP_ERRORS[2], client="initech", summary="RDP", category="network"
+    )
+    shown = flat(card)
+    assert first not in shown and "Similar tickets" not in shown and "Pattern" not in shown
+    assert "0x00000000" not in flat(await ephemeral(app, f"similar {number}"))
+    _, ack = await close(app, slack_api, number, note="Reconnected after the VPN came back up")
+    assert ack == {}, ack
+    # The same Remote Desktop error twice is still the same error (its own code, 0x204).
+    _, card = await open_ticket(
+        app, slack_api, error=RDP_ERRORS[0], client="globex", summary="RDP", category="network"
+    )
+    assert f"{first} (acme)" in flat(card) and second not in flat(card)

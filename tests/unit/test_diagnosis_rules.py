@@ -294,3 +294,14 @@ def test_a_date_after_event_is_no_event_id() -> None:
     assert {s.key for s in codes("Event 41 2026-12-08: the system has rebooted")} == {"event:41"}
     assert same_error("event id 41 on 2026-12-09", "2026-12-01 Event 41: rebooted")
     assert not same_error("event 2026-12-08: Event 41", "event 2026-12-08: Event 1000")
+
+
+def test_a_zero_code_is_no_error_code() -> None:
+    """0x0 (S_OK, ERROR_SUCCESS) names no error: different errors that each add 'Extended
+    error code: 0x0' (Remote Desktop) or '(0x00000000)' do not share it."""
+    rdp = "Error code: 0x204 Extended error code: 0x0"
+    assert {s.key for s in codes(rdp)} == {"hex:0x00000204"}
+    assert codes("The operation completed successfully (0x00000000)") == []
+    assert codes("Installer exited with error 00") == []
+    assert not same_error(rdp, "Error code: 0x507 Extended error code: 0x0")
+    assert same_error(rdp, "Remote Desktop: Error code: 0x204 Extended error code: 0x0 again")
