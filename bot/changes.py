@@ -1,5 +1,6 @@
 """The change calendar file or URL (`changes.calendar`): iCalendar read with `icalendar`,
-recurring events (RRULE, RDATE, EXDATE) expanded with `recurring-ical-events`.
+recurring events (RRULE, RDATE, EXDATE) expanded with `recurring-ical-events`, a calendar's
+X-WR-TIMEZONE applied with `x-wr-timezone`.
 
 A file is read at start-up and again when it changes (looked at every few seconds); a URL is
 fetched at start-up and every 10 minutes on the app's HTTP session. A broken edit or an
@@ -30,6 +31,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import icalendar
 import recurring_ical_events
+import x_wr_timezone
 
 from bot.settings import calendar_path
 from handlers.diagnosis import Change
@@ -212,8 +214,25 @@ class _Event:
             span *= 4
 
 
+def _zoned(calendar: icalendar.Calendar) -> icalendar.Calendar:
+    """A calendar naming its zone only in X-WR-TIMEZONE (Google Calendar's exports) means its
+    UTC and floating times in that zone: they are given it here, since each event is expanded
+    from a calendar of its own, without that property. A zone that is not known: as written."""
+    try:
+        return x_wr_timezone.to_standard(calendar)
+    except Exception as exc:  # ZoneInfoNotFoundError, ValueError for a malformed name
+        zone = str(calendar.get("X-WR-TIMEZONE", ""))
+        log.warning(
+            "change calendar: X-WR-TIMEZONE %r is not a time zone (%s): its times are read as UTC",
+            zone[:60],
+            type(exc).__name__,
+        )
+        return calendar
+
+
 def events(calendar: icalendar.Calendar) -> tuple[list[_Event], list[str]]:
     """The events that can be read and expanded, and a warning for each that cannot."""
+    calendar = _zoned(calendar)
     timezones = list(calendar.walk("VTIMEZONE"))
     by_uid: dict[str, list[Any]] = {}
     for component in calendar.walk("VEVENT"):

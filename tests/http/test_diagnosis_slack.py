@@ -527,3 +527,30 @@ async def test_a_zero_code_is_no_error_shared_by_different_errors(
         app, slack_api, error=RDP_ERRORS[0], client="globex", summary="RDP", category="network"
     )
     assert f"{first} (acme)" in flat(card) and second not in flat(card)
+
+
+async def test_a_calendar_in_x_wr_timezone_is_read_in_that_zone(
+    make_app: Any, slack_api: FakeSlack, tmp_path
+) -> None:
+    """A calendar naming its zone only in X-WR-TIMEZONE (as Google Calendar's exports do):
+    its UTC and floating times are that zone's wall-clock times, so a weekly 09:00 Berlin
+    change stays at 09:00 Berlin after DST ends (08:00 UTC in December, not 07:00), and a
+    floating 09:00 is 09:00 Berlin."""
+    (tmp_path / "changes.ics").write_text(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Google Inc//Google Calendar 70.9054//EN\r\n"
+        "X-WR-CALNAME:Changes\r\nX-WR-TIMEZONE:Europe/Berlin\r\n"
+        # Tuesdays 09:00 Berlin from October (summer time: 07:00 UTC).
+        "BEGIN:VEVENT\r\nUID:fw@google.com\r\nDTSTAMP:20261001T000000Z\r\n"
+        "DTSTART:20261006T070000Z\r\nDTEND:20261006T080000Z\r\nRRULE:FREQ=WEEKLY;BYDAY=TU\r\n"
+        "SUMMARY:Firewall firmware window\r\nCATEGORIES:globex\r\nEND:VEVENT\r\n"
+        "BEGIN:VEVENT\r\nUID:mx@google.com\r\nDTSTAMP:20261001T000000Z\r\n"
+        "DTSTART:20261207T090000\r\nSUMMARY:Mail gateway migration\r\nCATEGORIES:initech\r\n"
+        "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    config = {"changes": {"window": "3d", "calendar": "changes.ics", "patch_tuesday": False}}
+    app: AppHarness = await make_app(slack=slack_api, config=config, people=PEOPLE)
+    app.services.deps.clock = lambda: datetime(2026, 12, 8, 10, 30, tzinfo=UTC)
+    _, card = await open_ticket(app, slack_api, error="", client="globex", category="network")
+    assert "opened 2 hours after Firewall firmware window (2026-12-08 08:00 UTC)" in flat(card)
+    _, card = await open_ticket(app, slack_api, error="", client="initech", category="network")
+    assert "opened 1 day after Mail gateway migration (2026-12-07 08:00 UTC)" in flat(card)

@@ -244,3 +244,21 @@ async def test_a_dense_rule_is_cheap_to_look_up(
     assert found[0] == f"opened {ago} after Sync (2026-12-16 {at} UTC)"
     assert len(found) == count  # at most MAX_HINTS (5), the newest
     await calendar.close()
+
+
+async def test_an_unknown_x_wr_timezone_is_warned_and_the_times_read_as_written(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "changes.ics").write_text(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nX-WR-TIMEZONE:Mars/Olympus\r\n"
+        "BEGIN:VEVENT\r\nUID:a@x\r\nDTSTAMP:20261101T000000Z\r\nDTSTART:20261207T090000Z\r\n"
+        "SUMMARY:Mail gateway migration\r\nCATEGORIES:initech\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    calendar = CalendarChanges("changes.ics", config_dir=tmp_path, http=None)
+    await calendar.start()
+    found = calendar.changes_between(utc("2026-12-07T00:00:00"), utc("2026-12-08T00:00:00"))
+    assert [(c.title, c.start) for c in found] == [
+        ("Mail gateway migration", utc("2026-12-07T09:00:00"))
+    ]
+    assert any("X-WR-TIMEZONE 'Mars/Olympus'" in r.getMessage() for r in caplog.records)
+    await calendar.close()
