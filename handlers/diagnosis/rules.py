@@ -34,11 +34,12 @@ _BARE_HEX = re.compile(
     r"((?:[89a-f][0-9a-f]{7})(?=\b))",
     re.IGNORECASE,
 )
-# Hex values that are not error codes: addresses, offsets, build time stamps, ids. Whole
+# Hex values that are not error codes: addresses, offsets, build time stamps, a process's
+# start time (event 1000: "Faulting application start time: 0x01da..."), ids. Whole
 # words: "database 0x80004005" and "filehandle 0x..." are codes.
 _NOT_A_CODE = re.compile(
-    r"\b(?:offset|time\s*stamp|stamp|address|addr|process id|thread id|pid|tid|handle|"
-    r"image\s*base|base)\s*[:=]?\s*$",
+    r"\b(?:offset|time\s*stamp|stamp|start\s*time|address|addr|process id|thread id|pid|tid|"
+    r"handle|image\s*base|base)\s*[:=]?\s*$",
     re.IGNORECASE,
 )
 _CAA = re.compile(r"(?<![0-9a-z])(caa[0-9a-f]{5})(?![0-9a-z])", re.IGNORECASE)

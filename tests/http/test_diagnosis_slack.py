@@ -554,3 +554,36 @@ async def test_a_calendar_in_x_wr_timezone_is_read_in_that_zone(
     assert "opened 2 hours after Firewall firmware window (2026-12-08 08:00 UTC)" in flat(card)
     _, card = await open_ticket(app, slack_api, error="", client="initech", category="network")
     assert "opened 1 day after Mail gateway migration (2026-12-07 08:00 UTC)" in flat(card)
+
+
+# An Application Error (event 1000) as Windows logs it: the crash's code, and values of this
+# one crash (time stamps, offset, process id, start time) that are no error codes.
+OUTLOOK_CRASH = (
+    "Faulting application name: OUTLOOK.EXE, version: 16.0.17126.20132, time stamp: "
+    "0x65a0e5f1\nFaulting module name: mso20win32client.dll, version: 0.0.0.0, time stamp: "
+    "0x00000000\nException code: 0xc0000005\nFault offset: 0x000000000005f17c\n"
+    "Faulting process id: 0x1f40\nFaulting application start time: 0x01da4b1c2d3e4f50\n"
+    "Faulting application path: C:\\Program Files\\Microsoft Office\\root\\Office16\\OUTLOOK.EXE"
+)
+
+
+async def test_the_kb_is_asked_about_a_crash_by_its_code_not_its_start_time(
+    make_app: Any, slack_api: FakeSlack, hudu: FakeHudu
+) -> None:
+    """An event 1000 crash's 'Faulting application start time: 0x01da…' is when that process
+    started, not an error code: the card asks the KB about the exception code alone."""
+    hudu.add_article("Outlook crashes with 0xc0000005 in mso20win32client.dll", "Repair Office")
+    kb, env = hudu_env(hudu)
+    app = await start(make_app, slack_api, kb, **env)
+    number, _ = await open_ticket(
+        app,
+        slack_api,
+        error=OUTLOOK_CRASH,
+        client="acme",
+        summary="Outlook crashes",
+        category="outlook",
+    )
+    updated = flat(await card_update(app, slack_api, number, "KB articles (Hudu)", timeout=5))
+    assert "Outlook crashes with 0xc0000005 in mso20win32client.dll" in updated
+    [search] = hudu.calls("/api/v1/articles")
+    assert search.query["search"] == "0xc0000005"

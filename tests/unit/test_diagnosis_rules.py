@@ -305,3 +305,11 @@ def test_a_zero_code_is_no_error_code() -> None:
     assert codes("Installer exited with error 00") == []
     assert not same_error(rdp, "Error code: 0x507 Extended error code: 0x0")
     assert same_error(rdp, "Remote Desktop: Error code: 0x204 Extended error code: 0x0 again")
+
+
+def test_a_crashed_process_start_time_is_no_error_code() -> None:
+    crash = (
+        "Exception code: 0xc0000005\nFault offset: 0x000000000005f17c\nFaulting process id: "
+        "0x1f40\nFaulting application start time: 0x01da4b1c2d3e4f50"
+    )
+    assert [s.key for s in codes(crash)] == ["hex:0xc0000005"]
