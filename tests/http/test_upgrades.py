@@ -20,9 +20,10 @@ from sqlalchemy import insert, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from storage import db
+from storage import db, error_signatures
+from storage import tickets as tickets_repo
 from storage.migrate import alembic_config, head_revisions, upgrade
-from storage.models import CsatSurvey, InboundDelivery, OutboxMessage, Ticket
+from storage.models import CsatSurvey, InboundDelivery, OutboxMessage, Ticket, TicketSignature
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import BOT_TOKEN, SIGNING_SECRET, AppHarness, wait_until
 from tests.http.p1_support import slack_ticket
@@ -288,5 +289,46 @@ async def test_revision_0012_indexes_delivery_ids_by_age_and_downgrades(empty_ur
             assert await conn.run_sync(_inbound_indexes) == {"ix_inbound_deliveries_at": ["at"]}
             kept = await conn.execute(select(InboundDelivery.key).order_by(InboundDelivery.key))
             assert [k for (k,) in kept] == [r["key"] for r in rows]  # no id lost on the way
+    finally:
+        await engine.dispose()
+
+
+async def test_revision_0013_forgets_zero_error_codes_and_keeps_the_real_ones(empty_url: str):
+    """Tickets stored before 0x0 stopped being an error code carry hex:0x00000000 (every
+    Remote Desktop error: 'Extended error code: 0x0'), which made them all one error."""
+    engine = db.create_engine(empty_url)
+
+    def to(revision: str) -> Any:
+        def run(conn: Any) -> None:
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            alembic.upgrade(cfg, revision)
+
+        return run
+
+    now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    stored = {1: ["hex:0x00000204", "hex:0x00000000"], 2: ["hex:0x00000507", "error:0"],
+              3: ["hex:0x80070005", "error:404"]}  # fmt: skip
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0012"))
+        async with db.session_factory(engine)() as session, session.begin():
+            for seq, keys in stored.items():
+                ticket = await tickets_repo.create(
+                    session, number=f"HD-{seq}", prefix="HD", seq=seq, status="open",
+                    summary="Remote Desktop", error_text="", reproducible="yes",
+                    priority="P3", tier="standard", requester_id="UANA",
+                    technician_id="UTECH", source_platform="slack", source_channel="C1",
+                    created_at=now, respond_by=now, resolve_by=now,
+                )  # fmt: skip
+                await error_signatures.add_signatures(session, ticket_id=ticket.id, keys=keys)
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0013"))
+            rows = await conn.execute(
+                select(TicketSignature.signature).order_by(TicketSignature.signature)
+            )
+            assert [s for (s,) in rows] == [
+                "error:404", "hex:0x00000204", "hex:0x00000507", "hex:0x80070005"
+            ]  # fmt: skip
     finally:
         await engine.dispose()
