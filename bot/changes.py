@@ -331,7 +331,9 @@ class CalendarChanges:
             stat = self.path.stat()
             if stat.st_mtime == self._mtime:
                 return
-            calendar = parse(self.path.read_bytes()[:MAX_BYTES])
+            if stat.st_size > MAX_BYTES:  # as for a URL: not read whole, not cut mid-event
+                raise ValueError(f"larger than {MAX_BYTES // (1024 * 1024)} MB")
+            calendar = parse(self.path.read_bytes())
         except (OSError, ValueError) as exc:
             log.warning(
                 "change calendar %s not (re)read, keeping the last good copy: %s", self.path, exc

@@ -141,6 +141,29 @@ async def test_a_broken_calendar_edit_keeps_the_last_good_copy(tmp_path: Path) -
     assert [c.title for c in calendar.changes_between(*window)] == ["Firewall firmware window"]
 
 
+async def test_a_calendar_file_over_the_size_limit_is_refused_as_such(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Past 5 MB the file is not read (whole, into memory) and the operator is told why, as
+    for a URL; it was cut at 5 MB mid-event and warned of as 'not an iCalendar file'."""
+    path = tmp_path / "changes.ics"
+    path.write_text(ICS)
+    calendar = CalendarChanges(str(path), config_dir=None, http=None)
+    await calendar.start()
+    event = f"BEGIN:VEVENT\r\nDTSTAMP:20261101T000000Z\r\n{GOOD}END:VEVENT\r\n"
+    body = ICS.replace("END:VCALENDAR", event * (6 * 1024 * 1024 // len(event)) + "END:VCALENDAR")
+    path.write_text(body)
+    calendar._checked = 0.0  # look at the file again now
+    calendar._mtime = None
+    window = (utc("2026-12-15T00:00:00"), utc("2026-12-16T00:00:00"))
+    with caplog.at_level("WARNING", logger="bot.changes"):
+        titles = [c.title for c in calendar.changes_between(*window)]
+    assert titles == ["Firewall firmware window"]  # the last good copy
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("larger than 5 MB" in w for w in warned), warned
+    await calendar.close()
+
+
 def _ics(*events: str) -> str:
     return (
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n"
