@@ -5,7 +5,9 @@
 `UserName` and `Secret`. Envelopes: `{"itemId"}`, `{"item"}`, `{"items", "pageDetails"}`,
 errors `{"errors": [...]}`; queries `POST <Entity>/query` with eq / and filters; picklists
 from `<Entity>/entityInformation/fields` (values as strings, as Autotask sends them); at most
-three requests at once per entity (429 "Thread Threshold Exceeded" beyond).
+three requests at once per entity (429 "Thread Threshold Exceeded" beyond). An entity (or
+a path such as `Tickets/entityInformation/fields`) in `unreadable` answers its reads with
+403 `{"errors": [...]}` (the API user's security level does not allow it).
 """
 
 from __future__ import annotations
@@ -190,6 +192,9 @@ class FakeAutotask(PsaFake):
 
     async def _route(self, rec: Recorded, path: str) -> web.Response:
         parts = path.split("/")
+        reads = rec.method == "GET" or (len(parts) == 2 and parts[1] == "query")
+        if reads and len(parts) >= 2 and (parts[0] in self.unreadable or path in self.unreadable):
+            return _errors(403, f"The logged in user does not have permission to read {parts[0]}.")
         if rec.method == "GET":
             if path == "Tickets/entityInformation/fields":
                 return web.json_response({"fields": TICKET_FIELDS})

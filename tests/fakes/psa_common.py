@@ -5,6 +5,8 @@ vendor's REST API with the vendor's envelopes and auth (from the vendors' API do
 see README "System of record"), keeps its records in the vendor's shape, and also keeps
 a `FakeTicket` per ticket so tests can ask the same questions of all four. `fail()` (from
 FakeServer) scripts 503/429 answers; `refuse_credentials` makes every call a 401;
+`unreadable` names tables / entities / collections the integration user may not read
+(its credentials are fine): a read of one is answered 403 in the vendor's error shape;
 `hold_answers(s)` applies a write and only then waits `s` seconds before answering (a
 process killed meanwhile has made the ticket without learning of it).
 """
@@ -64,6 +66,9 @@ class PsaFake(FakeServer):
         self.companies: list[FakeCompany] = []
         self.people: dict[str, str] = {}  # e-mail -> the PSA's user / agent / resource id
         self.refuse_credentials = False
+        # Tables / entities / collection paths whose reads are answered 403 (an ACL, a
+        # security role or level keeps them from the integration user).
+        self.unreadable: set[str] = set()
         self.hold = 0.0
         # (monotonic time, what, ticket id): every accepted write, in order.
         self.writes: list[tuple[float, str, str]] = []

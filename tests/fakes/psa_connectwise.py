@@ -5,7 +5,9 @@
 auth. Bare objects and arrays; updates are JSON-Patch arrays; `conditions=` understands
 `a="text"`, `a=123`, `a=true`, `a/b=1` joined with ` and `; collections (a ticket's notes,
 time entries, ...) page with `page` / `pageSize`. `move_codebase()` makes the old
-path answer 404, as a cloud upgrade does.
+path answer 404, as a cloud upgrade does. A collection path in `unreadable` (e.g.
+`system/members`, `service/boards/1/statuses`) answers reads with 403 and the
+`{"code", "message"}` error body, as for an API member whose security role lacks inquire.
 """
 
 from __future__ import annotations
@@ -205,6 +207,8 @@ class FakeConnectWise(PsaFake):
             "time/entries": self.entries,
             f"service/boards/{BOARD['id']}/statuses": STATUSES,
         }
+        if path in self.unreadable:
+            return _error(403, "Forbidden", f"The API member's security role may not read {path}")
         if path == "system/info":
             return web.json_response({"version": "v2025.1.12345", "isCloud": True})
         notes = re.fullmatch(r"service/tickets/(\d+)/notes", path)

@@ -2,7 +2,10 @@
 envelopes `{"ticket": ...}`, `{"conversation": ...}`, `{"time_entry": ...}` (a ticket's
 time entries listed as `{"time_entries": [...]}`, its notes as `{"conversations": [...]}`,
 both with `page` / `per_page` up to 100), errors
-`{"description", "errors": [{field, message, code}]}`; numeric status/priority/source codes."""
+`{"description", "errors": [{field, message, code}]}`; numeric status/priority/source codes.
+A resource in `unreadable` (`agents`, `departments`) answers reads with 403 and the
+`{"code": "access_denied", "message"}` body Freshservice gives an agent without the
+privilege."""
 
 from __future__ import annotations
 
@@ -86,6 +89,12 @@ class FakeFreshservice(PsaFake):
         return web.json_response({"code": "access_denied", "message": "not found"}, status=404)
 
     def _get(self, rec: Recorded, parts: list[str]) -> web.Response:
+        if parts[0] in self.unreadable:
+            body = {
+                "code": "access_denied",
+                "message": "You are not authorized to perform this action.",
+            }
+            return web.json_response(body, status=403)
         if parts == ["tickets", "filter"]:
             match = FILTER.match(rec.query.get("query", ""))
             if match is None:

@@ -2,7 +2,8 @@
 
 Tables: incident (correlation_id, work_notes journal, state/close_code/close_notes),
 task_time_worked, sys_journal_field (a row per work note, read only), core_company,
-ast_contract, sys_user, cmdb_ci, sys_choice. Encoded
+ast_contract, sys_user, cmdb_ci, sys_choice; a table in `unreadable` answers reads with
+403 "User Not Authorized" / "Failed ACL Validation" (a read ACL, KB2971488). Encoded
 queries understand `a=b`, `aLIKEb`, `^` (and), `^^` (a literal caret) and ORDERBY.
 """
 
@@ -150,6 +151,9 @@ class FakeServiceNow(PsaFake):
         table, sys_id = parts[0], (parts[1] if len(parts) > 1 else "")
         if table not in self.tables:
             return _error(400, f"Invalid table {table}")
+        if rec.method == "GET" and table in self.unreadable:
+            # A table-level read ACL the user does not pass (KB2971488): 403, not 401.
+            return _error(403, "User Not Authorized", "Failed ACL Validation")
         if rec.method == "GET":
             return self._get(rec, table, sys_id)
         if rec.method == "POST" and not sys_id:
