@@ -446,6 +446,8 @@ class DeliveryState:
     # Claimed by a worker: an attempt is under way (or its worker died and the lease will
     # run out), not a failed one.
     claimed: bool = False
+    # A delivered PSA write that went without facts the PSA would not let the bot read.
+    went_without: str = ""
 
 
 _STATES = (
@@ -457,6 +459,7 @@ _STATES = (
         _OUTBOX.c.last_error,
         _OUTBOX.c.due_at,
         _OUTBOX.c.claimed_until.is_not(None),
+        _OUTBOX.c.result["went_without"].as_string(),
     )
     .where(_OUTBOX.c.ticket_id == bindparam("ticket_id"))
     .order_by(_OUTBOX.c.id)
@@ -486,7 +489,10 @@ async def states_for(session: AsyncSession, ticket_id: int) -> list[DeliveryStat
     """The ticket's outbox rows, oldest first."""
     conn = await statements.connection(session)
     rows = await conn.execute(_STATES, {"ticket_id": ticket_id})
-    return [DeliveryState(r[0], r[1] or "", r[2], r[3], r[4], r[5], bool(r[6])) for r in rows]
+    return [
+        DeliveryState(r[0], r[1] or "", r[2], r[3], r[4], r[5], bool(r[6]), r[7] or "")
+        for r in rows
+    ]
 
 
 @dataclass(frozen=True)

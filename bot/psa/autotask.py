@@ -26,6 +26,7 @@ from handlers.psa import (
     Resolution,
     TimeWork,
     clip_marked,
+    optional,
 )
 
 THREADS = 3
@@ -104,20 +105,29 @@ class AutotaskConnector(CachedCompanies):
             self._zone = str(zone).rstrip("/") + "/"
         return f"{self._zone}v1.0/"
 
-    async def _api(self, method: str, path: str, *, body: Any = None) -> Any:
+    async def _api(self, method: str, path: str, *, body: Any = None, reading: str = "") -> Any:
         entity = path.split("/", 1)[0]
         threads = self._threads.setdefault(entity, asyncio.Semaphore(THREADS))
         base = await self._base()
         async with threads:
-            return await self.http.call(method, base + path, body=body)
+            return await self.http.call(method, base + path, body=body, reading=reading)
 
     async def _query(
-        self, entity: str, filters: list[dict[str, Any]], fields: list[str], limit: int = 50
+        self,
+        entity: str,
+        filters: list[dict[str, Any]],
+        fields: list[str],
+        limit: int = 50,
+        *,
+        lookup: bool = True,
     ) -> list[dict[str, Any]]:
+        """Rows of `entity`. Every query but the ticket's own is a look-up for a write: a
+        403 is the API user's security level keeping that entity from it, not its secret."""
         answer = await self._api(
             "POST",
             f"{entity}/query",
             body={"filter": filters, "IncludeFields": fields, "MaxRecords": limit},
+            reading=entity if lookup else "",
         )
         items = answer.get("items") if isinstance(answer, dict) else None
         return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
@@ -126,7 +136,11 @@ class AutotaskConnector(CachedCompanies):
         key = f"picklist:{entity}"
         found, fields = self.picklists.get(key)
         if not found:
-            answer = await self._api("GET", f"{entity}/entityInformation/fields")
+            answer = await self._api(
+                "GET",
+                f"{entity}/entityInformation/fields",
+                reading=f"the {entity} picklists ({entity}/entityInformation/fields)",
+            )
             rows = answer.get("fields") if isinstance(answer, dict) else None
             fields = self.picklists.put(key, rows if isinstance(rows, list) else [])
         for item in fields:
@@ -136,10 +150,26 @@ class AutotaskConnector(CachedCompanies):
         return []
 
     async def _pick(
-        self, entity: str, field: str, label: str | None, fallback: int | None
+        self,
+        entity: str,
+        field: str,
+        label: str | None,
+        fallback: int | None,
+        *,
+        required: bool = False,
     ) -> int | None:
-        """The picklist value labelled `label` (ignoring case), else the default one."""
-        values = await self._picklist(entity, field)
+        """The picklist value labelled `label` (ignoring case), else the default one.
+        Picklists the API user may not read: `fallback` (the system value), unless the
+        write is only that value (`required`: completing, the priority), then it is refused."""
+        if required:
+            values = await self._picklist(entity, field)
+        else:
+            values = await optional(
+                self._picklist(entity, field),
+                [],
+                what=f"the {entity} {field} picklist (the system default was used)",
+                system=self.name,
+            )
         if label is not None:
             for value in values:
                 if str(value.get("label", "")).strip().lower() == label:
@@ -186,7 +216,9 @@ class AutotaskConnector(CachedCompanies):
         if queue is not None:
             body["queueID"] = queue
         if company is not None:
-            contact = await self._contact(ticket.requester_email)
+            contact = await optional(
+                self._contact(ticket.requester_email), None, what="the contact", system=self.name
+            )
             if contact is not None:
                 body["contactID"] = contact
         answer = await self._api("POST", "Tickets", body=body)
@@ -215,7 +247,9 @@ class AutotaskConnector(CachedCompanies):
         return PsaRef(str(item_id), str(number or item_id))
 
     async def find_by_reference(self, key: str) -> PsaRef | None:
-        rows = await self._query("Tickets", [_eq("externalID", key)], ["id", "ticketNumber"], 1)
+        rows = await self._query(
+            "Tickets", [_eq("externalID", key)], ["id", "ticketNumber"], 1, lookup=False
+        )
         if not rows:
             return None
         return PsaRef(str(rows[0]["id"]), str(rows[0].get("ticketNumber") or rows[0]["id"]))
@@ -265,16 +299,22 @@ class AutotaskConnector(CachedCompanies):
         if not rows:
             raise PsaError(f"{self.name}: no resource to log time as", kind="rejected")
         resource = int(rows[0]["id"])
-        roles = await self._query(
-            "ResourceServiceDeskRoles",
-            [_eq("resourceID", resource), _eq("isDefault", True), _eq("isActive", True)],
-            ["roleID"],
-            1,
+        roles = await optional(
+            self._query(
+                "ResourceServiceDeskRoles",
+                [_eq("resourceID", resource), _eq("isDefault", True), _eq("isActive", True)],
+                ["roleID"],
+                1,
+            ),
+            [],
+            what="the technician's role",
+            system=self.name,
         )
         role = int(roles[0]["roleID"]) if roles and roles[0].get("roleID") else None
         return self.memo.put(key, (resource, role))  # type: ignore[no-any-return]
 
     async def add_time(self, ref: PsaRef, work: TimeWork) -> None:
+        # A time entry needs a resource: Resources kept from the API user refuse it (403).
         resource, role = await self._resource(work.technician_email)
         start = work.ended_at - timedelta(minutes=work.minutes)
         body: dict[str, Any] = {
@@ -291,11 +331,13 @@ class AutotaskConnector(CachedCompanies):
         await self._api("POST", "TimeEntries", body=body)
 
     async def raise_to_top_priority(self, ref: PsaRef) -> None:
-        critical = await self._pick("Tickets", "priority", "critical", PRIORITY_VALUES["P1"])
+        critical = await self._pick(
+            "Tickets", "priority", "critical", PRIORITY_VALUES["P1"], required=True
+        )
         await self._api("PATCH", "Tickets", body={"id": int(ref.id), "priority": critical})
 
     async def close(self, ref: PsaRef, resolution: Resolution) -> None:
-        complete = await self._pick("Tickets", "status", "complete", COMPLETE)
+        complete = await self._pick("Tickets", "status", "complete", COMPLETE, required=True)
         await self._api(
             "PATCH",
             "Tickets",

@@ -24,6 +24,7 @@ from handlers.psa import (
     PsaRef,
     Resolution,
     TimeWork,
+    optional,
 )
 
 DEFAULT_CODEBASE = "v4_6_release/"
@@ -81,28 +82,45 @@ class ConnectWiseConnector(CachedCompanies):
         return codebase
 
     async def _api(
-        self, method: str, path: str, *, params: dict[str, str] | None = None, body: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        body: Any = None,
+        reading: str = "",
     ) -> Any:
         """One API call; a 404 re-reads the codebase once (it moves with cloud releases)."""
         codebase = self._codebase or await self._read_codebase()
         try:
             return await self.http.call(
-                method, f"{self.url}/{codebase}apis/3.0/{path}", params=params, body=body
+                method,
+                f"{self.url}/{codebase}apis/3.0/{path}",
+                params=params,
+                body=body,
+                reading=reading,
             )
         except PsaError as exc:
             if exc.status != 404 or await self._read_codebase() == codebase:
                 raise
         return await self.http.call(
-            method, f"{self.url}/{self._codebase}apis/3.0/{path}", params=params, body=body
+            method,
+            f"{self.url}/{self._codebase}apis/3.0/{path}",
+            params=params,
+            body=body,
+            reading=reading,
         )
 
-    async def _list(self, path: str, **params: str) -> list[dict[str, Any]]:
-        answer = await self._api("GET", path, params=params)
+    async def _list(self, path: str, *, lookup: str = "", **params: str) -> list[dict[str, Any]]:
+        """Rows of the collection `path`; `lookup` (what is read) for a read made for a
+        write elsewhere: a 403 is the API member's security role (PsaHttp.call `reading`)."""
+        answer = await self._api("GET", path, params=params, reading=lookup)
         return [r for r in answer if isinstance(r, dict)] if isinstance(answer, list) else []
 
     async def _find_company(self, name: str) -> Company | None:
         rows = await self._list(
             "company/companies",
+            lookup="company/companies",
             conditions=f"name={quote(name.strip())}",
             fields="id,identifier,name",
             pageSize="25",
@@ -112,6 +130,7 @@ class ConnectWiseConnector(CachedCompanies):
     async def _active_contracts(self, company: Company) -> list[str]:
         rows = await self._list(
             "finance/agreements",
+            lookup="finance/agreements",
             conditions=f"company/id={int(company.id)} and cancelledFlag=false",
             fields="id,name",
             pageSize="100",
@@ -122,7 +141,11 @@ class ConnectWiseConnector(CachedCompanies):
         found, value = self.memo.get("priority")
         if not found:
             rows = await self._list(
-                "service/priorities", orderBy="sortOrder asc", fields="id,name", pageSize="1"
+                "service/priorities",
+                lookup="service/priorities",
+                orderBy="sortOrder asc",
+                fields="id,name",
+                pageSize="1",
             )
             if not rows:
                 raise PsaError(f"{self.name}: no service priorities are defined", kind="rejected")
@@ -141,7 +164,12 @@ class ConnectWiseConnector(CachedCompanies):
         if ticket.requester_name:
             body["contactName"] = ticket.requester_name[:62]
         if ticket.priority == "P1":
-            body["priority"] = {"id": await self._top_priority()}
+            # Raising it later (psa.priority) needs the list; the ticket need not wait for it.
+            top = await optional(
+                self._top_priority(), None, what="the P1 priority", system=self.name
+            )
+            if top is not None:
+                body["priority"] = {"id": top}
         return self._ref(await self._api("POST", "service/tickets", body=body))
 
     def _ref(self, row: Any) -> PsaRef:
@@ -194,7 +222,10 @@ class ConnectWiseConnector(CachedCompanies):
         found, value = self.memo.get(f"member:{email.lower()}")
         if not found:
             rows = await self._list(
-                "system/members", conditions=f"officeEmail={quote(email)}", fields="identifier"
+                "system/members",
+                lookup="system/members",
+                conditions=f"officeEmail={quote(email)}",
+                fields="identifier",
             )
             value = self.memo.put(
                 f"member:{email.lower()}", str(rows[0].get("identifier", "")) if rows else ""
@@ -209,7 +240,12 @@ class ConnectWiseConnector(CachedCompanies):
             "timeEnd": stamp(work.ended_at),
             "notes": work.note,
         }
-        member = await self._member(work.technician_email)
+        member = await optional(
+            self._member(work.technician_email),
+            "",
+            what="the technician (logged as the API member)",
+            system=self.name,
+        )
         if member:
             body["member"] = {"identifier": member}
         await self._api("POST", "time/entries", body=body)
@@ -232,8 +268,11 @@ class ConnectWiseConnector(CachedCompanies):
         key = f"closed:{board['id']}"
         found, value = self.memo.get(key)
         if not found:
+            # Without the board's closed status the ticket cannot be closed: a 403 refuses
+            # the closure (saying what to grant), not the credentials.
             rows = await self._list(
                 f"service/boards/{int(board['id'])}/statuses",
+                lookup=f"service/boards/{int(board['id'])}/statuses (the board's statuses)",
                 conditions="closedStatus=true",
                 orderBy="sortOrder asc",
                 fields="id,name",

@@ -24,6 +24,7 @@ from handlers.psa import (
     PsaRef,
     Resolution,
     TimeWork,
+    optional,
 )
 
 KEY_FIELD = "cf_helpdesk_bot_key"
@@ -64,7 +65,10 @@ class FreshserviceConnector:
         departments: list[dict[str, Any]] = []
         for page in range(1, 51):
             answer = await self.http.call(
-                "GET", self.base + "departments", params={"per_page": str(PAGE), "page": str(page)}
+                "GET",
+                self.base + "departments",
+                params={"per_page": str(PAGE), "page": str(page)},
+                reading="departments",
             )
             rows = answer.get("departments") if isinstance(answer, dict) else None
             rows = [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
@@ -127,7 +131,9 @@ class FreshserviceConnector:
             return None
         found, value = self.memo.get(f"agent:{email.lower()}")
         if not found:
-            answer = await self.http.call("GET", self.base + "agents", params={"email": email})
+            answer = await self.http.call(
+                "GET", self.base + "agents", params={"email": email}, reading="agents"
+            )
             rows = answer.get("agents") if isinstance(answer, dict) else None
             value = self.memo.put(
                 f"agent:{email.lower()}",
@@ -144,7 +150,12 @@ class FreshserviceConnector:
             "timer_running": False,
             "executed_at": work.ended_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
-        agent = await self._agent(work.technician_email)
+        agent = await optional(
+            self._agent(work.technician_email),
+            None,
+            what="the technician (logged as the API key's agent)",
+            system=self.name,
+        )
         if agent is not None:
             body["agent_id"] = agent
         await self.http.call("POST", f"{self.base}tickets/{ref.id}/time_entries", body=body)

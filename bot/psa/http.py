@@ -96,8 +96,11 @@ class PsaHttp:
         body: Any = None,
         auth: bool = True,
         headers: dict[str, str] | None = None,
+        reading: str = "",
     ) -> Any:
-        """Send one request; the parsed JSON answer (None when empty) on 2xx."""
+        """Send one request; the parsed JSON answer (None when empty) on 2xx. `reading`
+        names what a look-up made inside a write reads (`sys_user`, `Resources`): a 403
+        there is that table kept from the integration user, not refused credentials."""
         await self._wait_for_pause()
         sent = {**(self._headers if auth else {}), **(headers or {})}
         if body is not None:
@@ -141,13 +144,26 @@ class PsaHttp:
                 kind="unavailable",
                 status=status,
             )
-        raise self._error(method, status, answer, wait)
+        raise self._error(method, status, answer, wait, reading)
 
-    def _error(self, method: str, status: int, answer: Any, wait: float | None) -> PsaError:
+    def _error(
+        self, method: str, status: int, answer: Any, wait: float | None, reading: str
+    ) -> PsaError:
         message = f"{self.name}: HTTP {status}"
         said = reason(answer)
         if said:
             message += f" ({said})"
+        if status == 403 and reading:
+            # The credentials were accepted; an ACL / security role keeps this one read from
+            # the user (ServiceNow KB2971488 'User Not Authorized'). The write either goes on
+            # without the fact (handlers.psa.optional) or is refused: it says what to grant.
+            return PsaError(
+                f"{message}: the integration user may not read {reading}; "
+                f"give it read access there",
+                kind="rejected",
+                status=status,
+                unreadable=reading,
+            )
         if status in (401, 403):
             return PsaError(message, kind="auth", status=status)
         if status == 429 or (status == 503 and wait is not None):

@@ -14,7 +14,16 @@ import aiohttp
 
 from bot.psa.http import CachedCompanies, Memo, PsaHttp, basic, company_named
 from bot.psa.settings import PsaSettings
-from handlers.psa import Company, NewTicket, Probe, PsaError, PsaRef, Resolution, TimeWork
+from handlers.psa import (
+    Company,
+    NewTicket,
+    Probe,
+    PsaError,
+    PsaRef,
+    Resolution,
+    TimeWork,
+    optional,
+)
 
 # P1..P4 as impact/urgency, which the OOB priority lookup turns into priority 1..4.
 IMPACT_URGENCY = {"P1": ("1", "1"), "P2": ("1", "2"), "P3": ("2", "2"), "P4": ("2", "3")}
@@ -49,7 +58,11 @@ class ServiceNowConnector(CachedCompanies):
     def __repr__(self) -> str:
         return f"ServiceNowConnector({self.base!r})"
 
-    async def _rows(self, table: str, query: str, fields: str, limit: int) -> list[dict[str, Any]]:
+    async def _rows(
+        self, table: str, query: str, fields: str, limit: int, *, lookup: str = ""
+    ) -> list[dict[str, Any]]:
+        """Rows of `table`; `lookup` (what is read) for a read made for a write in another
+        table: a 403 is that table's ACL (PsaHttp.call `reading`)."""
         answer = await self.http.call(
             "GET",
             self.base + table,
@@ -59,6 +72,7 @@ class ServiceNowConnector(CachedCompanies):
                 "sysparm_limit": str(limit),
                 "sysparm_exclude_reference_link": "true",
             },
+            reading=lookup,
         )
         rows = answer.get("result") if isinstance(answer, dict) else None
         return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
@@ -67,7 +81,7 @@ class ServiceNowConnector(CachedCompanies):
         found, value = self.memo.get(f"{table}?{query}")
         if found:
             return str(value)
-        rows = await self._rows(table, query, "sys_id", 1)
+        rows = await self._rows(table, query, "sys_id", 1, lookup=table)
         return str(self.memo.put(f"{table}?{query}", rows[0].get("sys_id", "") if rows else ""))
 
     async def _user(self, email: str) -> str:
@@ -76,7 +90,9 @@ class ServiceNowConnector(CachedCompanies):
     async def _find_company(self, name: str) -> Company | None:
         # The exact name (ServiceNow compares strings ignoring case): a LIKE with a limit
         # missed it behind more than a page of similar names ("Acme Branch 1", ...).
-        rows = await self._rows("core_company", f"name={quote(name.strip())}", "sys_id,name", 10)
+        rows = await self._rows(
+            "core_company", f"name={quote(name.strip())}", "sys_id,name", 10, lookup="core_company"
+        )
         return company_named(rows, name, id_key="sys_id")
 
     async def _active_contracts(self, company: Company) -> list[str]:
@@ -85,6 +101,7 @@ class ServiceNowConnector(CachedCompanies):
             f"company={company.id}^state=active",
             "short_description,number",
             100,
+            lookup="ast_contract",
         )
         return [str(r["short_description"]) for r in rows if r.get("short_description")]
 
@@ -101,13 +118,20 @@ class ServiceNowConnector(CachedCompanies):
             "category": ticket.category,
             "contact_type": "chat",
         }
-        caller = await self._user(ticket.requester_email)
+        caller = await optional(
+            self._user(ticket.requester_email), "", what="the caller", system=self.name
+        )
         if caller:
             body["caller_id"] = caller
         if company is not None:
             body["company"] = company.id
         if ticket.asset:
-            ci = await self._one_id("cmdb_ci", f"name={quote(ticket.asset)}")
+            ci = await optional(
+                self._one_id("cmdb_ci", f"name={quote(ticket.asset)}"),
+                "",
+                what=f"the asset {ticket.asset}",
+                system=self.name,
+            )
             if ci:
                 body["cmdb_ci"] = ci
         answer = await self.http.call(
@@ -147,7 +171,12 @@ class ServiceNowConnector(CachedCompanies):
             "comments": work.note,
             "work_date": work.ended_at.astimezone(UTC).strftime("%Y-%m-%d"),
         }
-        user = await self._user(work.technician_email)
+        user = await optional(
+            self._user(work.technician_email),
+            "",
+            what="the technician (logged as the integration user)",
+            system=self.name,
+        )
         if user:
             body["user"] = user
         await self.http.call(
@@ -159,7 +188,11 @@ class ServiceNowConnector(CachedCompanies):
         # `sys_journal_field?sysparm_query=element_id=<sys_id>`"; the entry's text is its
         # `value` column, matched with the encoded query's LIKE (contains).
         rows = await self._rows(
-            "sys_journal_field", f"element_id={ref.id}^valueLIKE{quote(marker)}", "sys_id", 1
+            "sys_journal_field",
+            f"element_id={ref.id}^valueLIKE{quote(marker)}",
+            "sys_id",
+            1,
+            lookup="sys_journal_field",
         )
         return bool(rows)
 
@@ -167,7 +200,11 @@ class ServiceNowConnector(CachedCompanies):
         # psa-kb-facts §1: `task_time_worked` rows have the columns `task` and `comments`
         # (the note, which carries the marker); a Table API GET with an encoded query.
         rows = await self._rows(
-            "task_time_worked", f"task={ref.id}^commentsLIKE{quote(marker)}", "sys_id", 1
+            "task_time_worked",
+            f"task={ref.id}^commentsLIKE{quote(marker)}",
+            "sys_id",
+            1,
+            lookup="task_time_worked",
         )
         return bool(rows)
 
@@ -183,6 +220,9 @@ class ServiceNowConnector(CachedCompanies):
             "name=incident^element=close_code^inactive=false",
             "value,label",
             50,
+            # Without the instance's close codes the incident cannot be resolved correctly:
+            # a 403 refuses the closure (saying what to grant), not the credentials.
+            lookup="sys_choice (the incident close codes)",
         )
         values = {str(r.get("label") or r.get("value")).lower(): str(r.get("value")) for r in rows}
         code = next((values[p] for p in PREFERRED_CLOSE_CODES if p in values), None)

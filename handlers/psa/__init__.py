@@ -18,6 +18,7 @@ from handlers.psa.connector import (
     PsaRef,
     Resolution,
     TimeWork,
+    optional,
 )
 from handlers.psa.deliveries import (
     Ready,
@@ -66,6 +67,7 @@ __all__ = [
     "on_start",
     "on_ticket_opened",
     "on_time_logged",
+    "optional",
     "perform",
     "prepare_psa_row",
     "record_failure",

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
-# auth: credentials refused (401/403) | throttled: 429 | unavailable: 5xx, network |
-# rejected: the PSA will never take this write as it is (400, 404, 422 ...).
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# auth: credentials refused (401, or 403 on the write itself) | throttled: 429 |
+# unavailable: 5xx, network | rejected: the PSA will never take this write as it is (400,
+# 404, 422 ..., or a 403 on a look-up the write cannot do without: PsaError.unreadable).
 ErrorKind = Literal["auth", "throttled", "unavailable", "rejected"]
 # A row's payload key (PsaError.progress): a closure's resolution note is in the PSA already,
 # only the status change is left (the retry must not post the note again).
@@ -33,6 +40,7 @@ class PsaError(Exception):
         retry_after: float | None = None,
         definite: bool = True,
         in_doubt: bool = False,
+        unreadable: str = "",
     ) -> None:
         super().__init__(message)
         self.kind: ErrorKind = kind
@@ -40,6 +48,9 @@ class PsaError(Exception):
         self.retry_after = retry_after
         self.definite = definite
         self.in_doubt = in_doubt
+        # A look-up made inside a write was answered 403: the integration user may not read
+        # this (a table, entity, list), which says nothing about its credentials.
+        self.unreadable = unreadable
         # Set by sync.perform: this attempt, and every one before it, created nothing.
         self.clean = False
         # Steps of a write of several calls that the PSA took before this failure, kept in
@@ -50,6 +61,37 @@ class PsaError(Exception):
     def permanent(self) -> bool:
         """Retrying the same write cannot help."""
         return self.kind == "rejected"
+
+
+# What the write in progress went without (sync.perform collects it per write).
+_went_without: ContextVar[list[str] | None] = ContextVar("psa_went_without", default=None)
+
+
+def collect_went_without() -> tuple[list[str], Any]:
+    """Start collecting what the write in progress goes without (the list, a reset token)."""
+    found: list[str] = []
+    return found, _went_without.set(found)
+
+
+def stop_collecting(token: Any) -> None:
+    _went_without.reset(token)
+
+
+async def optional(read: Awaitable[T], default: T, *, what: str, system: str) -> T:
+    """A look-up whose fact the write can go without (the caller, the asset, the company):
+    when the PSA will not let the integration user read it (403), the write carries on with
+    `default`, and the row's result says so (shown by `show`)."""
+    try:
+        return await read
+    except PsaError as exc:
+        if not exc.unreadable:
+            raise
+        log.warning("%s: going on without %s: %s", system, what, exc)
+        found = _went_without.get()
+        text = f"{what} ({system} does not let the integration user read {exc.unreadable})"
+        if found is not None and text not in found:
+            found.append(text)
+        return default
 
 
 @dataclass(frozen=True)

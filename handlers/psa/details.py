@@ -45,6 +45,10 @@ async def show_lines(
     if lost:
         errors = "; ".join(r.last_error[:200] for r in lost if r.last_error)
         out.append(Text(f"{name}: not sent: {_what(lost)}" + (f" ({errors})" if errors else "")))
+    for row in mine:
+        if row.status == "delivered" and row.went_without:
+            what = rules.WHAT.get(row.kind, row.kind)
+            out.append(Text(f"{name}: the {what} was sent without {row.went_without[:400]}"))
     return out
 
 

@@ -21,15 +21,21 @@ from handlers.psa import rules
 from handlers.psa.connector import (
     MARKER,
     NOTE_POSTED,
+    Company,
     NewTicket,
     PsaConnector,
     PsaError,
     PsaRef,
     Resolution,
     TimeWork,
+    collect_went_without,
+    optional,
+    stop_collecting,
 )
 
 log = logging.getLogger(__name__)
+# find_company's answer when the PSA would not let the bot read companies.
+_UNREAD = Company("", "")
 
 
 def needs_lookup(payload: dict[str, Any], attempts: int) -> bool:
@@ -40,7 +46,21 @@ def needs_lookup(payload: dict[str, Any], attempts: int) -> bool:
 async def perform(
     connector: PsaConnector, *, kind: str, payload: dict[str, Any], attempts: int
 ) -> dict[str, Any]:
-    """Carry out one row; returns what to remember (the PSA id and number for a create)."""
+    """Carry out one row; returns what to remember (the PSA id and number for a create,
+    `went_without`: facts the PSA would not let the bot read, which `show` names)."""
+    went_without, token = collect_went_without()
+    try:
+        result = await _perform(connector, kind=kind, payload=payload, attempts=attempts)
+    finally:
+        stop_collecting(token)
+    if went_without:
+        result["went_without"] = "; ".join(went_without)[:1000]
+    return result
+
+
+async def _perform(
+    connector: PsaConnector, *, kind: str, payload: dict[str, Any], attempts: int
+) -> dict[str, Any]:
     if kind == rules.CREATE:
         return await _create(connector, payload, attempts)
     ref = PsaRef(str(payload["psa_id"]), str(payload.get("psa_number") or ""))
@@ -115,12 +135,18 @@ async def _already_there(connector: PsaConnector, ref: PsaRef, kind: str, marker
     Raises PsaError(in_doubt) when that cannot be known: never sent blindly again."""
     what = "resolution note" if kind == rules.CLOSE else rules.WHAT.get(kind, kind)
     found: bool | None = None
+    why = ""
     if marker:
         find = connector.find_time if kind == rules.TIME else connector.find_note
-        found = await find(ref, marker)
+        try:
+            found = await find(ref, marker)
+        except PsaError as exc:
+            if not exc.unreadable:
+                raise
+            why = f"the integration user may not read {exc.unreadable}"
     if found is not None:
         return found
-    why = (
+    why = why or (
         f"{connector.name} offers no way to look it up"
         if marker
         else "it carries no reference to look it up by"
@@ -143,9 +169,20 @@ async def _create(
         ref = await connector.find_by_reference(ticket.key)
         result["found_by_reference"] = ref is not None
     try:
-        company = await connector.find_company(ticket.company) if ticket.company else None
+        company = None
+        if ticket.company:
+            company = await optional(
+                connector.find_company(ticket.company),
+                _UNREAD,
+                what=f"the company {ticket.company}",
+                system=connector.name,
+            )
+        if company is _UNREAD:
+            # Its contracts cannot be looked up either: the default tier, and why.
+            company = None
+            result["contract_error"] = f"{connector.name} companies could not be read"
         result["company"] = company.name if company else ""
-        if payload.get("tier_request"):
+        if payload.get("tier_request") and "contract_error" not in result:
             result["contracts"] = await _contracts(connector, company, result)
         if ref is None:
             ref = await connector.create_ticket(ticket, company)
@@ -165,9 +202,9 @@ async def _contracts(connector: PsaConnector, company: Any, result: dict[str, An
     try:
         return await connector.active_contracts(company)
     except PsaError as exc:
-        # A 403 here is the integration user not allowed to read contracts (its credentials
-        # were just accepted for the company): not a reason to hold the ticket back.
-        if exc.kind != "rejected" and exc.status != 403:
+        # A 403 here (PsaError.unreadable) is the integration user not allowed to read
+        # contracts: like any refused look-up, not a reason to hold the ticket back.
+        if exc.kind != "rejected":
             raise
         log.warning(
             "%s: the contracts of %s could not be read (%s); the default tier applies",
