@@ -214,10 +214,12 @@ async def answer_later(
     content: dict[str, Any],
     due_at: datetime,
     ticket_id: int | None = None,
+    card_version: str = "",
 ) -> None:
     """Queue an answer the platform refused in the turn (throttled): it goes to the same
     conversation as a new message once the wait is over. `content` is `{"text"}` or
-    `{"card"}` (a card dict); a ticket card still becomes the ticket's thread."""
+    `{"card"}` (a card dict); a ticket card still becomes the ticket's thread, and is
+    refreshed once posted when the ticket changed from `card_version` meanwhile."""
     payload: dict[str, Any] = {
         "platform": platform,
         "channel": conversation,
@@ -228,6 +230,8 @@ async def answer_later(
     }
     if ticket_id is not None:
         payload |= {"ticket_card": True, "sets_ticket_thread": True}
+        if card_version:
+            payload["card_version"] = card_version
     async with deps.sessions() as session, session.begin():
         await outbox.enqueue(
             session, kind="message", payload=payload, ticket_id=ticket_id, due_at=due_at

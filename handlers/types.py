@@ -86,6 +86,9 @@ class Reply:
     # The ticket (id) whose card this reply is: an edge that posts it in the turn (Teams)
     # reports where it landed through `tickets.remember_card`.
     ticket_card_of: int | None = None
+    # What that card shows of the ticket (`tickets.card_version`): a card that reaches its
+    # conversation after the ticket changed is refreshed.
+    card_version: str = ""
     # A problem with a whole submitted form (nothing saved): shown in the form itself.
     form_error: str = ""
     # More to say once slow work is done (a KB that has not answered yet): the edge answers

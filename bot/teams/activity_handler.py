@@ -241,7 +241,13 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
         if private_elsewhere and not interaction.conversation.personal:
             if await self._send_personal(turn_context, outgoing):
                 return
-        sent = await self._send(turn_context, outgoing, content, ticket_id=reply.ticket_card_of)
+        sent = await self._send(
+            turn_context,
+            outgoing,
+            content,
+            ticket_id=reply.ticket_card_of,
+            card_version=reply.card_version,
+        )
         await self._remember_card(turn_context, reply, sent)
 
     async def send_text(self, turn_context: TurnContext, text: str) -> None:
@@ -255,6 +261,7 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
         content: dict[str, Any],
         *,
         ticket_id: int | None = None,
+        card_version: str = "",
         deliver: Callable[[], Awaitable[str | None]] | None = None,
     ) -> str | None:
         """Answer in the turn (or with `deliver`, e.g. a proactive post to the same
@@ -297,6 +304,7 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
             content=content,
             due_at=datetime.now(UTC) + timedelta(seconds=wait),
             ticket_id=ticket_id,
+            card_version=card_version,
         )
         return None
 
@@ -311,6 +319,7 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
                 ticket_id=reply.ticket_card_of,
                 channel=turn_context.activity.conversation.id,
                 message=message_id,
+                version=reply.card_version,
             )
         except Exception:
             # The ticket and its card are out; the card just will not be refreshed later.

@@ -93,6 +93,9 @@ def card_version(ticket: Ticket) -> str:
             ticket.fix_state,
             ticket.filed_under or "",
             str(ticket.filed_count),
+            str(ticket.respond_met),
+            str(ticket.resolve_met),
+            ticket.p1_match,
         )
     )
 

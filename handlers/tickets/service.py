@@ -192,18 +192,26 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
         card=card,
         private=False,
         ticket_card_of=ticket.id if interaction.can_reply else None,
+        card_version=card_version(ticket) if interaction.can_reply else "",
     )
 
 
-async def remember_card(deps: Deps, *, ticket_id: int, channel: str, message: str) -> None:
+async def remember_card(
+    deps: Deps, *, ticket_id: int, channel: str, message: str, version: str = ""
+) -> None:
     """The ticket card went out in the turn (Teams): remember where, and make its message the
-    ticket's thread as an outbox-delivered card's is (unless a thread is known already)."""
+    ticket's thread as an outbox-delivered card's is (unless a thread is known already).
+    `version`: what the card shows (`card_version`); refreshed when the ticket changed since."""
     async with deps.sessions() as session, session.begin():
         await repo.set_card(session, ticket_id=ticket_id, channel=channel, message=message)
         await repo.set_thread(session, ticket_id=ticket_id, channel=channel, thread=message)
-        # The PSA may have answered before the card's message was known: show what it said.
-        ticket = await session.get(Ticket, ticket_id) if deps.config.psa.enabled else None
-        if ticket is not None and psa.card_outdated(ticket):
+        # The ticket may have changed before the card's message was known (the PSA answered,
+        # a technician raised it): the refreshes queued then had nothing to edit.
+        ticket = await session.get(Ticket, ticket_id)
+        if ticket is None:
+            return
+        changed = card_version(ticket) != version if version else psa.card_outdated(ticket)
+        if changed:
             await notify.refresh_ticket_card(session, ticket)
 
 
@@ -221,9 +229,11 @@ async def announce(session: AsyncSession, *, ticket: Ticket, card: Card, channel
             "fallback_user": ticket.technician_id,
             "sets_ticket_thread": ticket.source_thread is None,
             "ticket_card": True,
-            # With a PSA the card changes soon after (its number, the contract's tier): the
-            # delivery compares, and refreshes a card that was overtaken on its way.
-            **({"card_version": card_version(ticket)} if ticket.psa_system else {}),
+            # The ticket may change before the card is posted (a PSA's number, a raise or a
+            # first response while the post is throttled), and refreshes queued meanwhile had
+            # no message to edit: the delivery compares, and refreshes a card overtaken on its
+            # way.
+            "card_version": card_version(ticket),
         },
     )
 
