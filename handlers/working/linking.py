@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers import csat, identity, incidents, notify, psa, sla
-from handlers.commands import TICKET_REF, Command
+from handlers.commands import TICKET_REF, Command, ticket_ref
 from handlers.deps import Deps
 from handlers.types import Actor, DomainError, Interaction, InvalidInput, NotFound, Reply
 from handlers.working import cards
@@ -31,10 +31,11 @@ Address = tuple[str, str] | None
 
 async def link_command(deps: Deps, interaction: Interaction, command: Command) -> Reply:
     """`ticket link HD-9 HD-7`: file HD-9 under the open P1 HD-7 (technicians only)."""
-    words = [w.upper() for w in command.words]
-    if len(words) < 2 or not all(TICKET_REF.match(w) for w in words[:2]):
+    # Each number as every other command reads it: `hd-09` is HD-9.
+    numbers = [ticket_ref(Command("link", word)) for word in command.words[:2]]
+    if len(numbers) < 2 or numbers[0] is None or numbers[1] is None:
         raise InvalidInput(f"Which tickets? {USAGE}")
-    return await file_under(deps, interaction, report=words[0], p1=words[1])
+    return await file_under(deps, interaction, report=numbers[0], p1=numbers[1])
 
 
 async def add_button(deps: Deps, interaction: Interaction) -> Reply:

@@ -283,3 +283,17 @@ async def test_a_ticket_that_matched_a_p1_no_longer_offers_it_once_the_p1_is_clo
         what="the report's card refreshed",
     )
     assert f"Add to {p1}" not in shown(s.card(report))
+
+
+async def test_slack_link_reads_ticket_numbers_as_every_other_command_does(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """`hd-02` is HD-2 for `show`, `time`, `close`...; `link` took it for a ticket HD-02."""
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    p1 = await s.ticket(priority="P1", users=40, asset="VPN-01", client="Acme", **OUTAGE)
+    report = await s.ticket(requester="UBOB", users=2, asset="VPN-01", client="Acme")
+    assert (p1, report) == ("HD-1", "HD-2")
+    linked = await s.command("link hd-02 HD-001")
+    assert "HD-2 is filed under HD-1" in linked and "42 users affected" in linked
+    assert (await ticket_row(app, "HD-2")).filed_under == "HD-1"
