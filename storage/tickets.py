@@ -178,34 +178,39 @@ class TicketLine:
 
 
 def _open_for(limit: int) -> Any:
-    """One statement: the union of two index range scans (one per role, each already newest
-    first and limited), rather than an OR the planner answers by sorting every open ticket."""
+    """One statement: the union of index range scans (one per role and id, each already
+    newest first and limited), rather than an OR the planner answers by sorting every open
+    ticket. A requester may be on file by a second id (`alias`: Teams' AAD object id)."""
 
-    def newest(column: Any) -> Any:
+    def newest(column: Any, person: str) -> Any:
         return (
             select(Ticket.id, Ticket.number, Ticket.priority, Ticket.summary, Ticket.resolve_by)
-            .where(column == bindparam("person"), Ticket.status == "open")
+            .where(column == bindparam(person), Ticket.status == "open")
             .order_by(Ticket.id.desc())
             .limit(limit)
             .subquery()
         )
 
-    both = union(
-        select(newest(Ticket.requester_id)), select(newest(Ticket.technician_id))
+    every = union(
+        select(newest(Ticket.requester_id, "person")),
+        select(newest(Ticket.requester_id, "alias")),
+        select(newest(Ticket.technician_id, "person")),
     ).subquery()
-    return select(both).order_by(both.c.id.desc()).limit(limit)
+    return select(every).order_by(every.c.id.desc()).limit(limit)
 
 
 _OPEN_FOR = {25: _open_for(25), 26: _open_for(26)}
 
 
 async def list_open_for(
-    session: AsyncSession, *, person_id: str, limit: int = 25
+    session: AsyncSession, *, person_id: str, limit: int = 25, alias: str | None = None
 ) -> list[TicketLine]:
-    """Open tickets where the person is the requester or the technician, newest first."""
+    """Open tickets where the person is the requester or the technician, newest first.
+    `alias`: another id the person may be on file as requester by (Teams: the AAD object id
+    a directory gave for someone who had no chat with the bot yet)."""
     query = _OPEN_FOR[limit] if limit in _OPEN_FOR else _open_for(limit)
     conn = await statements.connection(session)
-    rows = await conn.execute(query, {"person": person_id})
+    rows = await conn.execute(query, {"person": person_id, "alias": alias or person_id})
     return [TicketLine(r.number, r.priority, r.summary, r.resolve_by) for r in rows]
 
 

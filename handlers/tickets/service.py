@@ -14,7 +14,7 @@ from handlers.directory import DirectoryUnavailable, Person
 from handlers.tickets import details as ticket_details
 from handlers.tickets import intake as intake_form
 from handlers.tickets.cards import card_version, ticket_card, ticket_line
-from handlers.types import Forbidden, Interaction, InvalidInput, NotFound, Reply
+from handlers.types import Actor, Forbidden, Interaction, InvalidInput, NotFound, Reply
 from storage import outbox
 from storage import tickets as repo
 from storage.errors import DatabaseUnavailable
@@ -259,7 +259,9 @@ async def show(deps: Deps, interaction: Interaction, command: Command) -> Reply:
     actor = interaction.actor
     async with deps.sessions() as session:
         ticket = await load(deps, command, session)
-        requester = actor.id == ticket.requester_id
+        requester = actor.id == ticket.requester_id or notify.is_user(
+            actor, ticket.source_platform, ticket.requester_id
+        )
         try:
             technician = await deps.is_technician(actor)
         except DirectoryUnavailable:
@@ -273,12 +275,20 @@ async def show(deps: Deps, interaction: Interaction, command: Command) -> Reply:
     return Reply(card=ticket_card(ticket, extra=extra, now=deps.clock()), private=True)
 
 
+def _aad_alias(actor: Actor) -> str | None:
+    """The AAD object id a Teams requester may be on file by (see `notify.is_user`)."""
+    return actor.aad_object_id if actor.platform == "teams" and actor.aad_object_id else None
+
+
 async def mine(deps: Deps, interaction: Interaction) -> Reply:
     """The caller's open tickets, as requester or technician."""
     async with deps.sessions() as session:
         # One more than is listed: a cut list says so rather than give its length as the count.
         found = await repo.list_open_for(
-            session, person_id=interaction.actor.id, limit=MINE_LISTED + 1
+            session,
+            person_id=interaction.actor.id,
+            limit=MINE_LISTED + 1,
+            alias=_aad_alias(interaction.actor),
         )
     if not found:
         return Reply(text="You have no open tickets.")

@@ -363,3 +363,23 @@ async def test_a_vip_ticket_opened_during_an_outage_still_gets_the_personal_foll
         lambda: "Personal follow-up: HD-1" in json.dumps(connector.activities(chat_of(TOM))),
         timeout=10,
     )
+
+
+async def test_the_requester_known_by_aad_object_id_sees_their_ticket_in_show_and_mine(
+    make_app, connector: FakeConnector, source: Source
+):
+    """With Graph, Ana (never in a chat with the bot) is the ticket's requester by her AAD
+    object id; her own `show` and `mine` come with her Teams id and that AAD object id."""
+    app = await start(make_app, source)
+    await new_ticket(app, connector, ANA)
+    assert (await only_ticket(app)).requester_id == (
+        ANA.teams if source.name == "ldap" else ANA.aad
+    )
+    before = len(connector.activities(chat_of(ANA)))
+    await app.teams(sent_by(connector, ANA, text="ticket show HD-1", textFormat="plain"))
+    await wait_until(lambda: len(connector.activities(chat_of(ANA))) > before)
+    [shown] = connector.activities(chat_of(ANA))[before:]
+    assert "Only technicians" not in json.dumps(shown)
+    assert "HD-1 (P" in json.dumps(card_of(shown))
+    assert "HD-1 (P" in await say(app, connector, ANA, "mine")
+    assert "no open tickets" in await say(app, connector, PAT, "mine")
