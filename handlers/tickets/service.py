@@ -174,6 +174,7 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
         card = ticket_card(
             ticket, extra=await diagnosis.on_ticket_opened(session, deps, ticket=ticket), now=now
         )
+        shown = card_version(ticket)  # before the identity check and the P1 change it
         if not interaction.can_reply:
             await announce(session, ticket=ticket, card=card, channel=channel)
         if outage is not None:
@@ -192,7 +193,7 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
         card=card,
         private=False,
         ticket_card_of=ticket.id if interaction.can_reply else None,
-        card_version=card_version(ticket) if interaction.can_reply else "",
+        card_version=shown if interaction.can_reply else "",
     )
 
 

@@ -24,6 +24,8 @@ from tests.http.conftest_teams import (
     submit_action,
 )
 from tests.http.test_closure_teams import say, start
+from tests.http.test_identity_teams import new_ticket as identity_ticket
+from tests.http.test_identity_teams import start as identity_start
 from tests.http.working_support import PEOPLE, SlackFlow, _choice, _text, shown
 
 
@@ -101,3 +103,20 @@ async def test_teams_a_card_answered_after_the_ticket_changed_is_brought_up_to_d
     await wait_until(lambda: card() != "", timeout=20, what="the card posted")
     await wait_until(lambda: "HD-1 (P1)" in card(), timeout=15, what="the card updated to P1")
     assert "HD-1 (P3)" not in card()
+
+
+async def test_teams_the_card_of_a_ticket_whose_check_started_with_it_says_pending(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    """The card is drawn as the ticket is opened, before its identity check asks the manager
+    (required, then pending in the same change): once in the chat it shows the check pending."""
+    app = await identity_start(make_app, connector, categories=["printer"])
+    await identity_ticket(app, connector)
+    await wait_until(lambda: connector.created_conversations(), what="the manager's request")
+
+    def card() -> str:
+        posted = [a for a in connector.activities(PERSONAL) if "Locked out" in shown(a)]
+        updated = [u for u in connector.updates() if "Locked out" in shown(u)]
+        return shown((posted + updated)[-1]) if posted else ""
+
+    await wait_until(lambda: '"value": "pending"' in card(), timeout=15, what="pending on the card")
