@@ -63,7 +63,22 @@ def entry_minutes(text: str) -> int:
         raise DurationError(
             "One time entry can be at most 24h; log longer work as several entries."
         )
+    if delta.total_seconds() % 60:
+        # Logged time is whole minutes (the PSAs' unit): say so rather than drop seconds.
+        down, up = format_duration(_minutes_down(delta)), format_duration(_minutes_up(delta))
+        raise DurationError(
+            Rich("Time is logged in whole minutes: '", Typed(text), f"' is not; log {down} "
+                 f"or {up}.")  # fmt: skip
+        )
     return int(delta.total_seconds() // 60)
+
+
+def _minutes_down(delta: timedelta) -> timedelta:
+    return timedelta(minutes=int(delta.total_seconds() // 60))
+
+
+def _minutes_up(delta: timedelta) -> timedelta:
+    return _minutes_down(delta) + timedelta(minutes=1)
 
 
 async def _locked(session: AsyncSession, number: str) -> Ticket:
