@@ -66,10 +66,8 @@ def entry_minutes(text: str) -> int:
     if delta.total_seconds() % 60:
         # Logged time is whole minutes (the PSAs' unit): say so rather than drop seconds.
         down, up = format_duration(_minutes_down(delta)), format_duration(_minutes_up(delta))
-        raise DurationError(
-            Rich("Time is logged in whole minutes: '", Typed(text), f"' is not; log {down} "
-                 f"or {up}.")  # fmt: skip
-        )
+        said = f"' is not; log {down} or {up}."
+        raise DurationError(Rich("Time is logged in whole minutes: '", Typed(text), said))
     return int(delta.total_seconds() // 60)
 
 
