@@ -55,6 +55,9 @@ SCOPES_BY_METHOD: dict[str, tuple[str, ...]] = {
     "files.completeUploadExternal": ("files:write",),
     "files.info": ("files:read",),
     "team.info": ("team:read",),
+    # Socket Mode's connection URL: called with the app-level token (xapp-, its own scope
+    # connections:write, granted when the token is made), not with a bot scope.
+    "apps.connections.open": (),
 }
 # Scopes a manifest feature needs rather than a method: the /ticket slash command.
 FEATURE_SCOPES = {"slash_commands": "commands"}
