@@ -4,8 +4,10 @@ A signature is `kind:value`. Codes are the kinds SPEC's "the same error" is abou
 have the same error when their exact error texts are equal (ignoring case and surrounding
 whitespace: kind `exact`) or when they carry the same error code: a hex code (`0x80070005`,
 also written as a negative HRESULT or as Teams' `caa70004`), a Windows event ID, an `AADSTS`
-code, an HTTP status, an Office error code (`30015-11`) or a numbered Windows/VPN error
-(`Error 809`). Two more kinds only rank look-alikes (`similar`): exception names, and the
+code (also the sign-in page's own "Error Code: 53003", which is AADSTS53003), an HTTP error
+status (4xx, 5xx), an Office error code (`30015-11`) or a numbered Windows/VPN error
+(`Error 809`; not after "zip code", "area code"...). GUIDs (request, correlation and app ids)
+hold no codes. Two more kinds only rank look-alikes (`similar`): exception names, and the
 message text with what varies between two reports of one error (numbers, paths, GUIDs,
 timestamps, addresses, host names) taken out.
 """
@@ -46,6 +48,34 @@ _CAA = re.compile(r"(?<![0-9a-z])(caa[0-9a-f]{5})(?![0-9a-z])", re.IGNORECASE)
 # A date or time after "event" ("event 2026-12-08", "event 12/08", "event 10:31") is no ID.
 _EVENT = re.compile(r"\bevent\s*(?:id|code)?\s*[:#=]?\s*(\d{1,5})\b(?![-/.:]\d)", re.IGNORECASE)
 _AADSTS = re.compile(r"\bAADSTS(\d{4,7})\b", re.IGNORECASE)
+# The Entra sign-in page shows the AADSTS code without its prefix ("Error Code: 53003") above
+# its troubleshooting details (Request Id, Correlation Id, Timestamp, App id...). The number
+# is read as AADSTS only with those details or where the text names Entra; alone it stays a
+# generic error code (many products have a five-digit "error code").
+_SIGN_IN_CODE = re.compile(r"\berror\s*code\s*[:#]?\s*(\d{5,7})\b(?![-.]\d)", re.IGNORECASE)
+_SIGN_IN_DETAILS = (
+    re.compile(r"\brequest\s*id\s*:", re.IGNORECASE),
+    re.compile(r"\bcorrelation\s*id\s*:", re.IGNORECASE),
+)
+_ENTRA = re.compile(
+    r"\b(?:microsoft\s+entra|entra\s+id|azure\s+ad|azure\s+active\s+directory|"
+    r"conditional\s+access|login\.microsoftonline\.com|aadsts\d)",
+    re.IGNORECASE,
+)
+# Request, correlation, trace and app ids: their first group ("d3590ed6-...", Office's app
+# id) would otherwise read as a bare hex code shared by unrelated sign-in errors.
+_GUID = re.compile(
+    r"(?<![0-9a-z-])[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![0-9a-z-])",
+    re.IGNORECASE,
+)
+# "zip code 10001", "area code 404", "PIN code 4821": a number after these words is no error.
+_NOT_AN_ERROR_CODE = re.compile(
+    r"\b(?:zip|postal|post|area|country|dialling|dialing|pin|verification|confirmation|"
+    r"security|access|one[\s-]?time|otp|sms|mfa|2fa|authentication|authenticator|login|"
+    r"promo|discount|coupon|voucher|gift|tax|product|item|cost|project|billing|account|"
+    r"customer|booking|tracking|door|gate|alarm|lock|sort|branch|bank)[\s/-]*$",
+    re.IGNORECASE,
+)
 # A reason phrase and the statuses it names (HTTPStatus phrases, older and newer wordings).
 _REASON_STATUS: dict[str, frozenset[int]] = {
     "bad request": frozenset({400}),
@@ -72,27 +102,31 @@ _REASON_STATUS: dict[str, frozenset[int]] = {
 }
 _REASONS = "|".join(sorted(_REASON_STATUS, key=len, reverse=True))
 _STATUSES = frozenset(int(s) for s in HTTPStatus)
-# Said to be HTTP ("HTTP 503", "status code 404", "status: 500"): any status 100-599.
+# Said to be HTTP ("HTTP 503", "status code 404", "status: 500"): a status 100-599, of which
+# only 4xx and 5xx are errors ("HTTP 200 OK" is none).
 _HTTP = (
     re.compile(
         r"\bHTTP(?:/\d(?:\.\d)?)?\s*(?:error|status|response|code)?\s*(?:code)?\s*[:#=]?\s*"
         r"\(?([1-5]\d\d)\b",
         re.IGNORECASE,
     ),
-    re.compile(r"\bstatus\s*code\s*[:#=]?\s*\(?([1-5]\d\d)\b", re.IGNORECASE),
+    re.compile(r"\b(?:status|response)\s*code\s*[:#=]?\s*\(?([1-5]\d\d)\b", re.IGNORECASE),
     re.compile(r"\bstatus\s*[:=]\s*([1-5]\d\d)\b", re.IGNORECASE),
 )
 # A number and a reason word ("(401) Unauthorized", "502 Bad Gateway"): only the status the
 # words name ("Microsoft 365 unauthorized" is no status).
 _HTTP_REASON = re.compile(rf"\(?\b([1-5]\d\d)\)?\s*[-:]?\s*({_REASONS})\b", re.IGNORECASE)
-# "Error 404": only a real HTTP status.
+# "Error 404", "error code 401", "code 401": only a real HTTP error status.
 _HTTP_ERROR = re.compile(
-    r"\berror\s*[:#]?\s*(40[0-9]|41[0-9]|429|50[0-9])\b(?![-.]\d)", re.IGNORECASE
+    r"\b(?:error\s*code|error|code)\s*[:#]?\s*(40[0-9]|41[0-9]|429|50[0-9])\b(?![-.]\d)",
+    re.IGNORECASE,
 )
 _OFFICE = re.compile(r"\bcode\s*[:#]?\s*(\d{4,5}-\d{1,5})\b", re.IGNORECASE)
 _NUMBERED = re.compile(
     r"\b(?:error|err|system error|error code|code)\s*[:#]?\s*(\d{2,5})\b(?![-.]\d)", re.IGNORECASE
 )
+# Six or seven digits only after "error code" (Entra's 500121 without its sign-in page).
+_LONG_ERROR_CODE = re.compile(r"\berror\s*code\s*[:#]?\s*(\d{6,7})\b(?![-.]\d)", re.IGNORECASE)
 _EXCEPTION = re.compile(
     r"(?<![\w.])((?:[A-Za-z_][A-Za-z0-9_]*\.)*[A-Z][A-Za-z0-9_]*?(?:Exception|Error))\b"
 )
@@ -173,6 +207,13 @@ def codes(text: str) -> list[Signature]:
     def free(span: tuple[int, int]) -> bool:
         return all(span[1] <= a or span[0] >= b for a, b in taken)
 
+    def qualified(match: re.Match[str]) -> bool:
+        """False for a bare "code" whose words before say it is no error ("zip code")."""
+        if not match.group(0).lower().startswith("code"):
+            return True
+        return not _NOT_AN_ERROR_CODE.search(text[max(0, match.start() - 30) : match.start()])
+
+    taken += [m.span() for m in _GUID.finditer(text)]
     for match in _HEX.finditer(text):
         # 0x0 is no error (S_OK, ERROR_SUCCESS): Remote Desktop's "Extended error code: 0x0"
         # follows every one of its error codes, so it would make them all one error.
@@ -194,26 +235,35 @@ def codes(text: str) -> list[Signature]:
             add("hex", _hex(f"{2**32 - value:x}"), match.span())
     for match in _AADSTS.finditer(text):
         add("aadsts", str(int(match.group(1))), match.span())
+    if all(p.search(text) for p in _SIGN_IN_DETAILS) or _ENTRA.search(text):
+        for match in _SIGN_IN_CODE.finditer(text):
+            if free(match.span(1)):
+                add("aadsts", str(int(match.group(1))), match.span(1))
     for match in _EVENT.finditer(text):
         if free(match.span(1)):
             add("event", str(int(match.group(1))), match.span(1))
     for pattern in _HTTP:
         for match in pattern.finditer(text):
             if free(match.span(1)):
-                add("http", match.group(1), match.span(1))
+                if int(match.group(1)) >= 400:
+                    add("http", match.group(1), match.span(1))
+                else:  # a success or a redirect: no error, and no generic code either
+                    taken.append(match.span(1))
     for match in _HTTP_REASON.finditer(text):
         status = int(match.group(1))
         if free(match.span(1)) and status in _REASON_STATUS[match.group(2).lower()]:
             add("http", match.group(1), match.span(1))
     for match in _HTTP_ERROR.finditer(text):
-        if free(match.span(1)) and int(match.group(1)) in _STATUSES:
-            add("http", match.group(1), match.span(1))
+        if free(match.span(1)) and qualified(match):
+            if int(match.group(1)) in _STATUSES:
+                add("http", match.group(1), match.span(1))
     for match in _OFFICE.finditer(text):
-        if free(match.span(1)):
+        if free(match.span(1)) and qualified(match):
             add("office", match.group(1), match.span(1))
-    for match in _NUMBERED.finditer(text):
-        if free(match.span(1)) and int(match.group(1)):
-            add("error", str(int(match.group(1))), match.span(1))
+    for pattern in (_NUMBERED, _LONG_ERROR_CODE):
+        for match in pattern.finditer(text):
+            if free(match.span(1)) and qualified(match) and int(match.group(1)):
+                add("error", str(int(match.group(1))), match.span(1))
     return found
 
 

@@ -587,3 +587,52 @@ async def test_the_kb_is_asked_about_a_crash_by_its_code_not_its_start_time(
     assert "Outlook crashes with 0xc0000005 in mso20win32client.dll" in updated
     [search] = hudu.calls("/api/v1/articles")
     assert search.query["search"] == "0xc0000005"
+
+
+# The Entra sign-in page's troubleshooting details as a user copies them: the AADSTS code
+# without its prefix, then the ids of this one attempt (Office's app id on every such page).
+def sign_in_page(code: str, request: str, correlation: str) -> str:
+    return (
+        "You cannot access this right now\nYour sign-in was successful but does not meet the "
+        "criteria to access this resource.\nTroubleshooting details\nIf you contact your "
+        f"administrator, send this info to them.\nError Code: {code}\nRequest Id: {request}\n"
+        f"Correlation Id: {correlation}\nTimestamp: 2026-12-10T09:12:03.456Z\n"
+        "App name: Microsoft Office\nApp id: d3590ed6-52b3-4102-aeff-aad2292ab01c\n"
+        "IP address: 203.0.113.7\nDevice identifier: Not available\nDevice platform: Windows 10"
+    )
+
+
+async def test_a_sign_in_page_paste_finds_the_earlier_ticket_of_its_aadsts_code(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """'Error Code: 53003' on the sign-in page is AADSTS53003: the ticket pasting the page
+    lists the resolved AADSTS53003 ticket as the same error; another code's page from the same
+    app (same app id, other GUIDs) is not the same error."""
+    app = await start(make_app, slack_api)
+    first, _ = await open_ticket(
+        app, slack_api, client="acme", summary="Outlook blocked", category="m365",
+        error="AADSTS53003: Access has been blocked by Conditional Access policies. The access "
+        "policy does not allow token issuance.",
+    )  # fmt: skip
+    note = "Enrolled the laptop in Intune so it is compliant"
+    assert (await close(app, slack_api, first, note=note))[1] == {}
+    password, _ = await open_ticket(
+        app, slack_api, client="acme", summary="Cannot sign in", category="m365",
+        error=sign_in_page("50126", "8f7c2a1e-4b3d-4e5f-9a10-2b3c4d5e6f70",
+                           "e1d2c3b4-a5f6-4788-9900-aabbccddeeff"),
+    )  # fmt: skip
+    assert (await close(app, slack_api, password, note="Reset the password"))[1] == {}
+
+    number, card = await open_ticket(
+        app, slack_api, client="globex", summary="Teams will not open", category="m365",
+        error=sign_in_page("53003", "8c0ffee0-1111-4222-8333-444455556666",
+                           "a1b2c3d4-0000-4000-8000-000000000001"),
+    )  # fmt: skip
+    shown = flat(card)
+    assert "Similar tickets" in shown and f"{first} (acme)" in shown
+    assert "Enrolled the laptop in Intune" in shown
+    assert password not in shown
+    answer = flat(await ephemeral(app, f"similar {number}"))
+    assert f"{first} (acme)" in answer and "same error: AADSTS53003" in answer
+    same = answer.partition("Related resolved tickets")[0]
+    assert password not in same  # only its words are alike: listed as related, if at all

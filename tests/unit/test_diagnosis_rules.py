@@ -313,3 +313,99 @@ def test_a_crashed_process_start_time_is_no_error_code() -> None:
         "0x1f40\nFaulting application start time: 0x01da4b1c2d3e4f50"
     )
     assert [s.key for s in codes(crash)] == ["hex:0xc0000005"]
+
+
+def sign_in_page(code: str, request: str, correlation: str, when: str) -> str:
+    """The Entra sign-in page's troubleshooting details as 'Copy info to clipboard' gives them:
+    the AADSTS code without its prefix, then ids of this one attempt."""
+    return (
+        "You cannot access this right now\nYour sign-in was successful but does not meet the "
+        "criteria to access this resource.\nTroubleshooting details\nIf you contact your "
+        f"administrator, send this info to them.\nError Code: {code}\nRequest Id: {request}\n"
+        f"Correlation Id: {correlation}\nTimestamp: {when}\nApp name: Microsoft Office\n"
+        "App id: d3590ed6-52b3-4102-aeff-aad2292ab01c\nIP address: 203.0.113.7\n"
+        "Device identifier: Not available\nDevice platform: Windows 10\nDevice state: Unregistered"
+    )
+
+
+CA_PAGE = sign_in_page(
+    "53003", "8f7c2a1e-4b3d-4e5f-9a10-2b3c4d5e6f70", "e1d2c3b4-a5f6-4788-9900-aabbccddeeff",
+    "2026-12-10T09:12:03.456Z",
+)  # fmt: skip
+MFA_PAGE = sign_in_page(
+    "500121", "c0ffee00-1111-4222-8333-444455556666", "a1b2c3d4-0000-4000-8000-000000000001",
+    "2026-12-11T17:40:55.001Z",
+)  # fmt: skip
+PASSWORD_PAGE = sign_in_page(
+    "50126", "8f7c2a1e-4b3d-4e5f-9a10-2b3c4d5e6f71", "e1d2c3b4-a5f6-4788-9900-aabbccddeef0",
+    "2026-12-12T08:00:00.000Z",
+)  # fmt: skip
+
+
+def test_the_sign_in_page_error_code_is_its_aadsts_code() -> None:
+    """Entra's sign-in page shows 'Error Code: 53003' for AADSTS53003 (its docs: the code seen
+    in the browser, prefixed AADSTS): with the page's troubleshooting details, or where the
+    text names Entra, it is that AADSTS code, six and seven digits included."""
+    assert [s.key for s in codes(CA_PAGE)] == ["aadsts:53003"]
+    assert same_error(CA_PAGE, "AADSTS53003: Access has been blocked by Conditional Access "
+                      "policies. The access policy does not allow token issuance.")  # fmt: skip
+    assert [s.key for s in codes(MFA_PAGE)] == ["aadsts:500121"]
+    assert same_error(MFA_PAGE, "AADSTS500121: Authentication failed during strong "
+                      "authentication request.")  # fmt: skip
+    assert same_error(PASSWORD_PAGE, "AADSTS50126: Error validating credentials")
+    assert not same_error(CA_PAGE, PASSWORD_PAGE)
+    assert {s.key for s in codes("Conditional Access blocks Outlook: error code 53003")} == {
+        "aadsts:53003"
+    }
+    # Alone, a five-digit 'error code' may be any product's: a generic code, as before; six
+    # digits after 'error code' are read too.
+    assert {s.key for s in codes("Error Code: 53003")} == {"error:53003"}
+    assert {s.key for s in codes("Error Code: 500121")} == {"error:500121"}
+    assert same_error("Error Code: 500121", "the app says error code 500121 again")
+
+
+def test_ids_and_timestamps_of_a_sign_in_are_no_codes() -> None:
+    """Request, correlation and app ids are GUIDs: none is a hex code (Office's app id
+    d3590ed6-... made every Office sign-in failure one error), nor is the timestamp."""
+    assert not same_error(CA_PAGE, PASSWORD_PAGE)
+    assert not same_error(CA_PAGE.replace("53003", "50076"), MFA_PAGE)
+    page_codes = {s.key for s in signatures(CA_PAGE) if s.kind in ("hex", "error", "http")}
+    assert page_codes == set()
+    assert codes("Request Id: 8f7c2a1e-4b3d-4e5f-9a10-2b3c4d5e6f70") == []
+    assert codes("App id: caa70004-52b3-4102-aeff-aad2292ab01c") == []
+    assert codes("Timestamp: 2026-12-10T09:12:03.456Z") == []
+    # A code beside a GUID still counts.
+    assert {s.key for s in codes("Error 0x80070005 (id 8f7c2a1e-4b3d-4e5f-9a10-2b3c4d5e6f70)")} == {
+        "hex:0x80070005"
+    }
+
+
+def test_http_successes_and_redirects_are_no_error_codes() -> None:
+    """200 OK or a 302 is no error: two tickets that mention one are not the same error."""
+    for text in ("HTTP 200 OK", "HTTP/1.1 302 Found", "status code 200", "response code 304",
+                 "HTTP status: 201"):  # fmt: skip
+        assert codes(text) == [], text
+    assert not same_error("Sync says HTTP 200 OK but no mail arrives", "Portal: HTTP 200 OK, "
+                          "then a blank page")  # fmt: skip
+    assert {s.key for s in codes("HTTP/1.1 404 Not Found")} == {"http:404"}
+    assert {s.key for s in codes("response code 503")} == {"http:503"}
+
+
+def test_code_401_is_the_http_status() -> None:
+    """'code 401' and 'error code 401' name the HTTP status as 'Error 401' does."""
+    assert {s.key for s in codes("The API returns code 401")} == {"http:401"}
+    assert {s.key for s in codes("Error Code: 403")} == {"http:403"}
+    assert same_error("Login page returns code 401", "HTTP 401 Unauthorized")
+    assert {s.key for s in codes("code 809")} == {"error:809"}  # no HTTP status
+
+
+def test_zip_area_and_pin_codes_are_no_error_codes() -> None:
+    """A number after 'zip code', 'area code', 'PIN code'... says where or who, not what
+    failed: tickets from one office are not one error. Other codes still count."""
+    for text in ("New laptop for the office at zip code 10001", "area code 404",
+                 "PIN code 4821 does not open the door", "ZIP/postal code 10001-1234",
+                 "verification code 48213 never arrives"):  # fmt: skip
+        assert codes(text) == [], text
+    assert not same_error("Printer offline at zip code 10001", "VPN slow, zip code 10001")
+    assert {s.key for s in codes("Setup failed with code 1603")} == {"error:1603"}
+    assert {s.key for s in codes("Error code 30015-11")} == {"office:30015-11"}
