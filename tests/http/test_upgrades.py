@@ -20,6 +20,7 @@ from sqlalchemy import insert, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from handlers.diagnosis import rules
 from storage import db, error_signatures
 from storage import tickets as tickets_repo
 from storage.migrate import alembic_config, head_revisions, upgrade
@@ -28,6 +29,7 @@ from tests.fakes.slack_api import FakeSlack
 from tests.harness import BOT_TOKEN, SIGNING_SECRET, AppHarness, wait_until
 from tests.http.p1_support import slack_ticket
 from tests.unit.test_cli import ROOT, run_bot
+from tests.unit.test_diagnosis_rules import CA_PAGE, PASSWORD_PAGE
 from tests.upgrade import build_release_0001, comparable, reflect, release_0001, rows_of, snapshot
 
 NEWER = "0099_from_the_future"
@@ -330,5 +332,73 @@ async def test_revision_0013_forgets_zero_error_codes_and_keeps_the_real_ones(em
             assert [s for (s,) in rows] == [
                 "error:404", "hex:0x00000204", "hex:0x00000507", "hex:0x80070005"
             ]  # fmt: skip
+    finally:
+        await engine.dispose()
+
+
+async def test_revision_0014_recomputes_signatures_stored_by_the_older_rules(empty_url: str):
+    """Tickets stored before the sign-in page's 'Error Code: 53003' was read as AADSTS53003
+    keep error:53003, their GUIDs' hex codes (Office's app id on every sign-in page), http:200,
+    and no code at all for 500121; the backfill only fills tickets without signatures. 0014
+    reads them again: the page ticket is then the same error as the AADSTS53003 one, the app
+    id joins no two tickets, and rows still true are kept."""
+    engine = db.create_engine(empty_url)
+
+    def to(revision: str) -> Any:
+        def run(conn: Any) -> None:
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            alembic.upgrade(cfg, revision)
+
+        return run
+
+    now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    aadsts = "AADSTS53003: Access has been blocked by Conditional Access policies."
+    # (error text, summary, what the rules before 0014 stored for it)
+    tickets = [
+        (aadsts, "Outlook blocked", ["aadsts:53003"]),
+        (CA_PAGE, "Teams blocked", ["hex:0x8f7c2a1e", "hex:0xe1d2c3b4", "hex:0xd3590ed6",
+                                    "error:53003"]),
+        (PASSWORD_PAGE, "Cannot sign in", ["hex:0x8f7c2a1e", "hex:0xe1d2c3b4",
+                                           "hex:0xd3590ed6", "error:50126"]),
+        ("Sync says HTTP 200 OK but no mail arrives", "Mail sync", ["http:200"]),
+        ("", "Error Code: 500121 since the Conditional Access change", []),
+        ("Windows Update failed 0x80070005", "Update fails", ["hex:0x80070005"]),
+    ]  # fmt: skip
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0013"))
+        ids: list[int] = []
+        async with db.session_factory(engine)() as session, session.begin():
+            for seq, (error, summary, codes) in enumerate(tickets, start=1):
+                ticket = await tickets_repo.create(
+                    session, number=f"HD-{seq}", prefix="HD", seq=seq, status="closed",
+                    summary=summary, error_text=error, reproducible="yes",
+                    priority="P3", tier="standard", requester_id="UANA",
+                    technician_id="UTECH", source_platform="slack", source_channel="C1",
+                    created_at=now, respond_by=now, resolve_by=now,
+                )  # fmt: skip
+                keys = codes + ([f"exact:{rules.exact_key(error)}"] if error else [])
+                await error_signatures.add_signatures(session, ticket_id=ticket.id, keys=keys)
+                ids.append(ticket.id)
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0014"))
+        async with db.session_factory(engine)() as session:
+            for ticket_id, (error, summary, _) in zip(ids, tickets, strict=True):
+                now_stored = set(await error_signatures.signatures_of(session, ticket_id))
+                assert now_stored == {s.key for s in rules.signatures(error, summary=summary)}
+            found, _ = await error_signatures.with_signatures(
+                session, ["aadsts:53003"], before=2**62
+            )
+            assert sorted(f.number for f in found) == ["HD-1", "HD-2"]
+            for gone in ("hex:0xd3590ed6", "hex:0x8f7c2a1e", "error:53003", "http:200"):
+                assert (await error_signatures.with_signatures(session, [gone], before=2**62))[
+                    0
+                ] == []
+            found, _ = await error_signatures.with_signatures(
+                session, ["aadsts:500121"], before=2**62
+            )
+            assert [f.number for f in found] == ["HD-5"]
+            assert "hex:0x80070005" in await error_signatures.signatures_of(session, ids[5])
     finally:
         await engine.dispose()
