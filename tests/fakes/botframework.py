@@ -46,6 +46,11 @@ class FakeConnector(FakeServer):
         self.windows: dict[str, float] = {}
         self.refusals: list[tuple[str, float]] = []
         self.violations: list[tuple[str, float]] = []
+        # Bearer tokens the connector no longer takes (revoked, or issued under a secret
+        # rotated since); every_token_refused: none is taken (the app's registration is off).
+        self.refused_tokens: set[str] = set()
+        self.every_token_refused = False
+        self._unauthorized: list[dict[str, Any]] = []
 
     @property
     def service_url(self) -> str:
@@ -59,6 +64,9 @@ class FakeConnector(FakeServer):
         for store in (self._activities, self._updates, self._deletes, self._created):
             store.clear()
         self._throttles.clear()
+        self.refused_tokens.clear()
+        self.every_token_refused = False
+        self._unauthorized.clear()
         self.windows.clear()
         self.refusals.clear()
         self.violations.clear()
@@ -69,6 +77,28 @@ class FakeConnector(FakeServer):
         per thread, "a 1:1 chat, group chat or channel": a channel's reply chains
         (`19:…;messageid=…`) count as the channel."""
         self._throttles[_thread(conversation_id)] = [float(times), retry_after]
+
+    def refuse_token(self, token: str) -> None:
+        """Answer 401 to every call made with `token` from now on, although it has not
+        expired: what the connector does once the token is revoked or the app's secret has
+        been rotated (the calls of an anonymous bot carry no token and are not refused)."""
+        self.refused_tokens.add(token)
+
+    def unauthorized(self) -> list[dict[str, Any]]:
+        """Calls answered 401: ``_method``, ``_path`` and ``_authorization``, plus the body."""
+        return list(self._unauthorized)
+
+    def _refuses(self, rec: Recorded, meta: dict[str, Any]) -> web.Response | None:
+        header = str(meta["_authorization"] or "")
+        token = header.removeprefix("Bearer ") if header.startswith("Bearer ") else None
+        if token is None or not (self.every_token_refused or token in self.refused_tokens):
+            return None
+        body = rec.json if isinstance(rec.json, dict) else {}
+        self._unauthorized.append({**body, "_method": rec.method, **meta})
+        # The connector's own answer to a token it does not take (ASP.NET's 401 body).
+        return web.json_response(
+            {"message": "Authorization has been denied for this request."}, status=401
+        )
 
     def _throttled(self, cid: str) -> web.Response | None:
         cid = _thread(cid)
@@ -123,6 +153,8 @@ class FakeConnector(FakeServer):
             return self._error(404, "NotFound", f"no route {rec.method} {rec.path}")
         body = rec.json if isinstance(rec.json, dict) else {}
         meta = {"_path": rec.path, "_authorization": rec.headers.get("Authorization")}
+        if (refused := self._refuses(rec, meta)) is not None:
+            return refused
         rest, method = parts[2:], rec.method
         if not rest:
             if method == "GET":
