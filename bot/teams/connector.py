@@ -27,13 +27,16 @@ from botframework.connector.auth import (
     BotFrameworkAuthentication,
     ClaimsIdentity,
     ConnectorFactory,
+    ManagedIdentityAppCredentials,
     UserTokenClient,
 )
 from botframework.connector.skills import BotFrameworkClient
+from msal import TokenCache
 from msrest.pipeline import AsyncHTTPPolicy, AsyncHTTPSender, AsyncPipeline, Request, Response
 from msrest.pipeline.universal import RawDeserializer
 from msrest.universal_http import ClientRequest, HTTPClientResponse
 from multidict import CIMultiDict
+from yarl import URL
 
 log = logging.getLogger(__name__)
 MAX_CLIENTS = 256
@@ -117,7 +120,10 @@ class _BearerTokenPolicy(AsyncHTTPPolicy):  # type: ignore[misc]
     """Adds `Authorization: Bearer …` from botbuilder's AppCredentials.
 
     msal's token request is synchronous (requests), so it runs in a worker thread; the
-    header is reused for TOKEN_REUSE_SECONDS and dropped when the connector answers 401.
+    header is reused for TOKEN_REUSE_SECONDS. msal hands out its cached token until it
+    expires, also one the connector stopped taking earlier (a revoked token, a rotated
+    secret): a 401 drops that token (here and in msal's cache) and the call is made once
+    more with a new one. The connector took nothing on a 401, so nothing is sent twice.
     """
 
     def __init__(self, credentials: Any) -> None:
@@ -143,14 +149,59 @@ class _BearerTokenPolicy(AsyncHTTPPolicy):  # type: ignore[misc]
                 self._until = time.monotonic() + TOKEN_REUSE_SECONDS
             return self._header
 
-    async def send(self, request: Request, **kwargs: Any) -> Response:
-        header = await self._authorization()
+    async def _drop(self, refused: str) -> None:
+        """The connector refused `refused` (a header): forget its token unless another call
+        already replaced it, so the next _authorization gets a new one."""
+        async with self._lock:
+            if self._header == refused:
+                self._header = None
+            try:
+                await asyncio.to_thread(
+                    drop_cached_token, self._credentials, refused.removeprefix("Bearer ")
+                )
+            except Exception as exc:  # the next token request tells what is wrong
+                log.warning("Teams: could not drop the refused token: %s", type(exc).__name__)
+
+    async def _send(self, request: Request, header: str | None, **kwargs: Any) -> Response:
         if header is not None:
             request.http_request.headers["Authorization"] = header
-        response: Response = await self.next.send(request, **kwargs)  # type: ignore[union-attr]
-        if response.http_response.status_code == 401:
-            self._header = None
-        return response
+        return await self.next.send(request, **kwargs)  # type: ignore[no-any-return,union-attr]
+
+    async def send(self, request: Request, **kwargs: Any) -> Response:
+        header = await self._authorization()
+        response = await self._send(request, header, **kwargs)
+        if response.http_response.status_code != 401 or header is None:
+            return response
+        http_request: ClientRequest = request.http_request
+        log.warning(
+            "Teams connector: HTTP 401 to %s %s, getting a new token and trying once more",
+            http_request.method,
+            URL(http_request.url).path,
+        )
+        await self._drop(header)
+        # A second 401 is the connector's answer: the caller takes it as it is.
+        return await self._send(request, await self._authorization(), **kwargs)
+
+
+def drop_cached_token(credentials: Any, token: str) -> bool:
+    """Remove `token` from the msal cache of botbuilder's `credentials`, if it is there.
+
+    botbuilder 4.17: MicrosoftAppCredentials (and the certificate ones) keep a msal
+    ConfidentialClientApplication in `app`, built on first use, whose `token_cache` holds
+    the token get_access_token hands out; ManagedIdentityAppCredentials share the class's
+    `global_token_cache`. Only an entry holding this very token is removed, so one another
+    call already replaced stays. Blocking (msal's lock): run in a worker thread."""
+    if isinstance(credentials, ManagedIdentityAppCredentials):
+        cache: Any = ManagedIdentityAppCredentials.global_token_cache
+    else:
+        cache = getattr(getattr(credentials, "app", None), "token_cache", None)
+    if not isinstance(cache, TokenCache):
+        return False
+    kind = TokenCache.CredentialType.ACCESS_TOKEN
+    entries = list(cache.search(kind, query={"secret": token}))
+    for entry in entries:
+        cache.remove_at(entry)
+    return bool(entries)
 
 
 def _use_shared_session(client: ConnectorClient, http: ClientSession) -> None:
