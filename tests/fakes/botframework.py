@@ -28,6 +28,8 @@ from .base import FakeServer, LoopbackTLS, Recorded
 
 BOTFRAMEWORK_ISSUER = "https://api.botframework.com"
 OUTBOUND_TOKEN = "fake-outbound-token"
+MSI_PATH = "/msi/token"
+MSI_HEADER = "fake-identity-header"
 
 
 class FakeConnector(FakeServer):
@@ -232,6 +234,9 @@ class FakeBotAuth(FakeServer):
         self.issuer = issuer
         self.endorsements = list(endorsements)
         self.access_token = access_token
+        # fresh_tokens: each token issued is a new one (`access_token.<n>`), as AAD's are.
+        self.fresh_tokens = False
+        self.issued: list[str] = []
         self.kid = f"fake-kid-{uuid.uuid4().hex[:8]}"
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -338,8 +343,30 @@ class FakeBotAuth(FakeServer):
         }
         return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid or self.kid})
 
+    def msi_env(self, app_id: str, tenant: str) -> dict[str, str]:
+        """Env for MicrosoftAppType=UserAssignedMSI: msal's ManagedIdentityClient asks the App
+        Service identity endpoint (IDENTITY_ENDPOINT / IDENTITY_HEADER, read from os.environ:
+        set them with ``monkeypatch.setenv``) served here."""
+        assert self.url, "start() the fake first"
+        self.expected_client = None
+        return {
+            **self.overrides(),
+            "MicrosoftAppId": app_id,
+            "MicrosoftAppPassword": "",
+            "MicrosoftAppType": "UserAssignedMSI",
+            "MicrosoftAppTenantId": tenant,
+            "IDENTITY_ENDPOINT": f"{self.url}{MSI_PATH}",
+            "IDENTITY_HEADER": MSI_HEADER,
+        }
+
     def token_requests(self) -> list[Recorded]:
-        return self.calls(lambda r: r.method == "POST" and r.path.endswith("/oauth2/v2.0/token"))
+        """Token requests: the AAD client-credentials endpoint and the managed identity one."""
+        return self.calls(
+            lambda r: (
+                (r.method == "POST" and r.path.endswith("/oauth2/v2.0/token"))
+                or (r.method == "GET" and r.path == MSI_PATH)
+            )
+        )
 
     # ---------------------------------------------------------------- handlers
     async def handle(self, rec: Recorded, request: web.Request) -> web.StreamResponse:
@@ -372,6 +399,8 @@ class FakeBotAuth(FakeServer):
             )
         if rec.method == "POST" and rec.path.endswith("/oauth2/v2.0/token"):
             return self._token(rec)
+        if rec.method == "GET" and rec.path == MSI_PATH:
+            return self._msi_token(rec)
         return web.json_response({"error": "not_found"}, status=404)
 
     def _token(self, rec: Recorded) -> web.Response:
@@ -386,7 +415,29 @@ class FakeBotAuth(FakeServer):
                 "token_type": "Bearer",
                 "expires_in": 3600,
                 "ext_expires_in": 3600,
-                "access_token": self.access_token,
+                "access_token": self._issue(),
+            }
+        )
+
+    def _issue(self) -> str:
+        token = self.access_token
+        if self.fresh_tokens:
+            token = f"{token}.{len(self.issued) + 1}"
+        self.issued.append(token)
+        return token
+
+    def _msi_token(self, rec: Recorded) -> web.Response:
+        # App Service's identity endpoint (api-version 2019-08-01): expires_on in epoch seconds.
+        if rec.headers.get("X-IDENTITY-HEADER") != MSI_HEADER:
+            return web.json_response({"statusCode": 401, "message": "bad header"}, status=401)
+        resource = rec.query.get("resource", "")
+        return web.json_response(
+            {
+                "access_token": self._issue(),
+                "expires_on": str(int(time.time()) + 3600),
+                "resource": resource,
+                "token_type": "Bearer",
+                "client_id": rec.query.get("client_id", ""),
             }
         )
 
