@@ -51,8 +51,14 @@ def _error_body(response: Any) -> dict[str, Any]:
         data = json.loads(raw or "{}")
     except (ValueError, TypeError):
         return {}
-    error = data.get("error") if isinstance(data, dict) else None
-    return error if isinstance(error, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    error = data.get("error")
+    if isinstance(error, dict):
+        return error
+    # The connector's own 401 is ASP.NET's {"message": "Authorization has been denied ..."}.
+    message = data.get("message")
+    return {"message": message} if isinstance(message, str) else {}
 
 
 def transport_error(exc: BaseException) -> DeliveryError:

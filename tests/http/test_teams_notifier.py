@@ -100,6 +100,21 @@ async def test_connector_errors_map_to_delivery_errors(
     assert str(status) in str(caught.value) and names in str(caught.value)
 
 
+async def test_the_connectors_own_401_text_is_what_the_technician_reads(
+    make_app, connector: FakeConnector
+):
+    """The connector answers 401 with ASP.NET's {"message": ...}, no `error` object: the
+    failure said only msrest's "Operation returned an invalid status code 'Unauthorized'"."""
+    app = await start(make_app, connector)
+    body = {"message": "Authorization has been denied for this request."}
+    connector.fail(f"/v3/conversations/{CHANNEL}/activities", 401, body=body)
+    with pytest.raises(DeliveryError) as caught:
+        await deliver(app, "message", channel=CHANNEL, text="hi")
+    assert "HTTP 401" in str(caught.value)
+    assert "Authorization has been denied for this request." in str(caught.value)
+    assert "invalid status code" not in str(caught.value)
+
+
 async def test_sub_code_is_named_and_network_errors_are_retryable(
     make_app, connector: FakeConnector
 ):
