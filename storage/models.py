@@ -17,6 +17,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -67,6 +68,8 @@ class Ticket(Base):
         # `mine`: newest open tickets of a person, straight from the index.
         Index("ix_tickets_requester_open", "requester_id", "status", "id"),
         Index("ix_tickets_technician_open", "technician_id", "status", "id"),
+        # `mine` for a requester on file by e-mail (compared in any case: `lower` both sides).
+        Index("ix_tickets_requester_email_open", text("lower(requester_email)"), "status", "id"),
         # `report`: every count it makes comes from this index alone. Its leading columns are
         # the report's GROUP BY (no sort); the rest is what the filters and aggregates read.
         Index(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, insert, select, union, update
+from sqlalchemy import String, bindparam, case, func, insert, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 
@@ -177,40 +177,63 @@ class TicketLine:
     resolve_by: datetime
 
 
-def _open_for(limit: int) -> Any:
+def _open_for(limit: int, *, by_email: bool = False) -> Any:
     """One statement: the union of index range scans (one per role and id, each already
     newest first and limited), rather than an OR the planner answers by sorting every open
-    ticket. A requester may be on file by a second id (`alias`: Teams' AAD object id)."""
+    ticket. A requester may be on file by a second id (`alias`: Teams' AAD object id), and
+    (`by_email`) by e-mail, compared in any case as ix_tickets_requester_email_open holds it."""
 
-    def newest(column: Any, person: str) -> Any:
+    def newest(where: Any) -> Any:
         return (
             select(Ticket.id, Ticket.number, Ticket.priority, Ticket.summary, Ticket.resolve_by)
-            .where(column == bindparam(person), Ticket.status == "open")
+            .where(where, Ticket.status == "open")
             .order_by(Ticket.id.desc())
             .limit(limit)
             .subquery()
         )
 
-    every = union(
-        select(newest(Ticket.requester_id, "person")),
-        select(newest(Ticket.requester_id, "alias")),
-        select(newest(Ticket.technician_id, "person")),
-    ).subquery()
+    scans = [
+        newest(Ticket.requester_id == bindparam("person")),
+        newest(Ticket.requester_id == bindparam("alias")),
+        newest(Ticket.technician_id == bindparam("person")),
+    ]
+    if by_email:
+        scans.append(
+            newest(
+                func.lower(Ticket.requester_email) == func.lower(bindparam("email", type_=String))
+            )
+        )
+    every = union(*(select(scan) for scan in scans)).subquery()
     return select(every).order_by(every.c.id.desc()).limit(limit)
 
 
-_OPEN_FOR = {25: _open_for(25), 26: _open_for(26)}
+_OPEN_FOR = {
+    (limit, by_email): _open_for(limit, by_email=by_email)
+    for limit in (25, 26)
+    for by_email in (False, True)
+}
 
 
 async def list_open_for(
-    session: AsyncSession, *, person_id: str, limit: int = 25, alias: str | None = None
+    session: AsyncSession,
+    *,
+    person_id: str,
+    limit: int = 25,
+    alias: str | None = None,
+    email: str = "",
 ) -> list[TicketLine]:
     """Open tickets where the person is the requester or the technician, newest first.
     `alias`: another id the person may be on file as requester by (Teams: the AAD object id
-    a directory gave for someone who had no chat with the bot yet)."""
-    query = _OPEN_FOR[limit] if limit in _OPEN_FOR else _open_for(limit)
+    a directory gave for someone who had no chat with the bot yet). `email`: the person's
+    e-mail as the directory gives it, for tickets whose requester is on file by e-mail (any
+    case); never an address the person typed."""
+    by_email = bool(email.strip())
+    key = (limit, by_email)
+    query = _OPEN_FOR[key] if key in _OPEN_FOR else _open_for(limit, by_email=by_email)
     conn = await statements.connection(session)
-    rows = await conn.execute(query, {"person": person_id, "alias": alias or person_id})
+    rows = await conn.execute(
+        query, {"person": person_id, "alias": alias or person_id, "email": email.strip()}
+    )
     return [TicketLine(r.number, r.priority, r.summary, r.resolve_by) for r in rows]
 
 
