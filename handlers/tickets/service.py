@@ -10,7 +10,7 @@ from cards.model import Card
 from handlers import diagnosis, identity, incidents, notify, psa, sla, working
 from handlers.commands import Command, ticket_ref
 from handlers.deps import Deps
-from handlers.directory import DirectoryUnavailable, Person
+from handlers.directory import DirectoryUnavailable, Person, unavailable_text
 from handlers.tickets import details as ticket_details
 from handlers.tickets import intake as intake_form
 from handlers.tickets.cards import card_version, ticket_card, ticket_line
@@ -263,17 +263,49 @@ async def show(deps: Deps, interaction: Interaction, command: Command) -> Reply:
         requester = actor.id == ticket.requester_id or notify.is_user(
             actor, ticket.source_platform, ticket.requester_id
         )
+        outage: DirectoryUnavailable | None = None
         try:
             technician = await deps.is_technician(actor)
-        except DirectoryUnavailable:
-            if not requester:
-                raise
-            technician = False  # their own ticket all the same, without the diagnosis
+        except DirectoryUnavailable as exc:
+            # Their own ticket all the same (without the diagnosis) when on file by their id.
+            technician, outage = False, exc
+        if not (requester or technician or outage):
+            try:
+                requester = await _requester_by_email(deps, actor, ticket)
+            except DirectoryUnavailable as exc:
+                outage = exc
         if not (requester or technician):
+            if outage is not None:
+                log.warning("show %s: directory unavailable: %s", ticket.number, outage)
+                return Reply(
+                    text=unavailable_text(
+                        outage, f"it cannot be checked that {ticket.number} is yours"
+                    )
+                )
             raise Forbidden(f"Only technicians and the requester can see {ticket.number}.")
         extra = await diagnosis.card_elements(session, ticket) if technician else []
         extra += await ticket_details.details(session, ticket, deps.directory)
     return Reply(card=ticket_card(ticket, extra=extra, now=deps.clock()), private=True)
+
+
+async def _directory_email(deps: Deps, actor: Actor) -> str:
+    """The caller's e-mail as the directory has it (matched by their chat id, never by anything
+    they typed), "" when the directory does not know them or their entry is disabled (someone
+    who left: their lingering chat account is not taken for the address's owner)."""
+    person = await deps.person(actor)
+    if person is None or person.disabled:
+        return ""
+    return person.email.strip()
+
+
+async def _requester_by_email(deps: Deps, actor: Actor, ticket: Ticket) -> bool:
+    """Whether the caller is the ticket's requester on file by e-mail: a requester the
+    directory knew by no chat id when the ticket was opened, or one opened while it could not
+    be reached, is kept by the e-mail given (any case)."""
+    on_file = ticket.requester_email.strip().lower()
+    if not on_file:
+        return False
+    return (await _directory_email(deps, actor)).lower() == on_file
 
 
 def _aad_alias(actor: Actor) -> str | None:
@@ -282,7 +314,14 @@ def _aad_alias(actor: Actor) -> str | None:
 
 
 async def mine(deps: Deps, interaction: Interaction) -> Reply:
-    """The caller's open tickets, as requester or technician."""
+    """The caller's open tickets, as requester (by chat id, or by the directory's e-mail for
+    them) or technician."""
+    outage: DirectoryUnavailable | None = None
+    try:
+        email = await _directory_email(deps, interaction.actor)
+    except DirectoryUnavailable as exc:
+        log.warning("mine: directory unavailable: %s", exc)
+        email, outage = "", exc
     async with deps.sessions() as session:
         # One more than is listed: a cut list says so rather than give its length as the count.
         found = await repo.list_open_for(
@@ -290,12 +329,20 @@ async def mine(deps: Deps, interaction: Interaction) -> Reply:
             person_id=interaction.actor.id,
             limit=MINE_LISTED + 1,
             alias=_aad_alias(interaction.actor),
+            email=email,
         )
+    missing = (
+        unavailable_text(outage, "tickets on file under your e-mail address are not listed")
+        if outage is not None
+        else ""
+    )
     if not found:
-        return Reply(text="You have no open tickets.")
+        return Reply(text=missing or "You have no open tickets.")
     heading = f"Your open tickets ({len(found)}):"
     if len(found) > MINE_LISTED:
         found = found[:MINE_LISTED]
         heading = f"Your open tickets (the newest {MINE_LISTED}; you have more):"
     lines = [heading, *(ticket_line(t) for t in found)]
+    if missing:
+        lines.append(missing)
     return Reply(text="\n".join(lines))

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from bot.slack.front import WORKING
 from storage.models import Ticket
 from tests.directory_people import ANA, BO, CY, PAT, TOM, VIC, fill_slack
+from tests.fakes.botframework import FakeConnector
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import (
     AppHarness,
@@ -34,6 +35,7 @@ from tests.http.directory_support import (
     graph_calls_between,
     identity_rows,
 )
+from tests.http.test_directory_teams import new_ticket as teams_ticket
 
 _ids = itertools.count(1)
 
@@ -430,3 +432,22 @@ async def test_a_button_pressed_while_graph_throttles_is_acked_in_time(
     await slack_api.wait_for("/response/verify-late", timeout=10)
     assert "Bo Boss" in json.dumps(slack_api.responses("verify-late")[-1])
     assert (await only_ticket(app)).identity_state == "pending"
+
+
+async def test_a_requester_on_file_by_e_mail_from_teams_sees_their_ticket_in_slack(
+    make_app, slack_api: FakeSlack, connector: FakeConnector, source: Source
+):
+    """A ticket opened in Teams while the directory could not be reached keeps its requester
+    by the e-mail typed. Ana asks in Slack: her `show` and `mine` find it by the e-mail the
+    directory has for her Slack user (LDAP: her entry's Slack id; Graph: her profile
+    e-mail); Pat's do not."""
+    app = await start(make_app, slack_api, source, cache_ttl="0s")
+    source.go_down(graph_status=500)
+    await teams_ticket(app, connector, ANA, typed="ANA@example.com")
+    assert (await only_ticket(app)).requester_id == "ANA@example.com"
+    source.come_back()
+    shown = await command(app, slack_api, "show HD-1", user=ANA.slack)
+    assert "HD-1" in shown and "Only technicians" not in shown
+    assert "HD-1" in await command(app, slack_api, "mine", user=ANA.slack)
+    assert "Only technicians" in await command(app, slack_api, "show HD-1", user=PAT.slack)
+    assert "no open tickets" in await command(app, slack_api, "mine", user=PAT.slack)

@@ -73,8 +73,11 @@ async def say(app: AppHarness, connector: FakeConnector, who: Who, text: str) ->
     return json.dumps([a.get("text") for a in connector.activities(chat_of(who))[before:]])
 
 
-async def new_ticket(app: AppHarness, connector: FakeConnector, requester: Who) -> None:
-    """Tom opens a ticket for `requester` (typed by e-mail, as the Teams form takes it)."""
+async def new_ticket(
+    app: AppHarness, connector: FakeConnector, requester: Who, *, typed: str = ""
+) -> None:
+    """Tom opens a ticket for `requester` (typed by e-mail, as the Teams form takes it:
+    `typed`, else their address)."""
     chat = chat_of(TOM)
     posted = len(connector.activities(chat))
     await app.teams(sent_by(connector, TOM, text="ticket new Locked out", textFormat="plain"))
@@ -82,7 +85,7 @@ async def new_ticket(app: AppHarness, connector: FakeConnector, requester: Who) 
     form = card_of(connector.activities(chat)[-1])
     value = {
         **submit_action(form)["fallback"]["data"],
-        **form_values(requester=requester.email, category="printer", summary="Locked out"),
+        **form_values(requester=typed or requester.email, category="printer", summary="Locked out"),
     }
     assert (await app.teams(sent_by(connector, TOM, value=value))).status == 201
 
@@ -383,3 +386,52 @@ async def test_the_requester_known_by_aad_object_id_sees_their_ticket_in_show_an
     assert "HD-1 (P" in json.dumps(card_of(shown))
     assert "HD-1 (P" in await say(app, connector, ANA, "mine")
     assert "no open tickets" in await say(app, connector, PAT, "mine")
+
+
+async def show_to(app: AppHarness, connector: FakeConnector, who: Who, number: str) -> str:
+    """`ticket show <number>` from `who`: what came back (the card or the text)."""
+    before = len(connector.activities(chat_of(who)))
+    await app.teams(sent_by(connector, who, text=f"ticket show {number}", textFormat="plain"))
+    await wait_until(lambda: len(connector.activities(chat_of(who))) > before)
+    [shown] = connector.activities(chat_of(who))[before:]
+    return json.dumps(card_of(shown)) if shown.get("attachments") else str(shown.get("text"))
+
+
+async def test_the_requester_on_file_by_e_mail_sees_their_ticket_in_show_and_mine(
+    make_app, connector: FakeConnector, source: Source
+):
+    """A ticket opened while the directory could not be reached keeps its requester by the
+    e-mail typed (in another case than the directory's). Once it answers, Ana's `show` and
+    `mine` find it by her directory e-mail; Pat's do not. While it is down again, Ana is told
+    the directory could not be reached, not that only technicians may see it."""
+    app = await start(make_app, source, cache_ttl="0s")
+    source.go_down(graph_status=500)
+    await new_ticket(app, connector, ANA, typed="Ana@Example.COM")
+    ticket = await only_ticket(app)
+    assert (ticket.requester_id, ticket.requester_email) == ("Ana@Example.COM",) * 2
+    source.come_back()
+    assert "HD-1 (P" in await show_to(app, connector, ANA, "HD-1")
+    assert "HD-1 (P" in await say(app, connector, ANA, "mine")
+    assert "Only technicians and the requester" in await show_to(app, connector, PAT, "HD-1")
+    assert "no open tickets" in await say(app, connector, PAT, "mine")
+    source.go_down(graph_status=500)
+    shown = await show_to(app, connector, ANA, "HD-1")
+    assert f"The directory ({source.label}) {UNREACHABLE}" in shown
+    assert "HD-1 is yours" in shown and "Only technicians" not in shown
+    mine = await say(app, connector, ANA, "mine")
+    assert f"The directory ({source.label}) {UNREACHABLE}" in mine
+    assert "no open tickets" not in mine
+
+
+async def test_a_technician_sees_the_ticket_while_the_directory_is_down(
+    make_app, connector: FakeConnector, source: Source
+):
+    """Tom, known to be a technician (the directory's answer cached), still sees a ticket on
+    file by e-mail while the directory cannot be reached: no e-mail look-up is needed."""
+    app = await start(make_app, source)
+    source.go_down(graph_status=500)
+    await new_ticket(app, connector, ANA, typed=ANA.email)
+    source.come_back()
+    assert "HD-1 (P" in await show_to(app, connector, TOM, "HD-1")
+    source.go_down(graph_status=500)
+    assert "HD-1 (P" in await show_to(app, connector, TOM, "HD-1")
