@@ -31,7 +31,7 @@ BATCH = 500
 
 
 def upgrade() -> None:
-    from handlers.diagnosis import rules
+    from handlers.diagnosis.rules import signatures
 
     conn = op.get_bind()
     tickets = sa.table(
@@ -64,7 +64,7 @@ def upgrade() -> None:
         ):
             had.setdefault(ticket_id, set()).add(key)
         for ticket_id, error_text, summary in rows:
-            found = rules.signatures(error_text or "", summary=summary or "")
+            found = signatures(error_text or "", summary=summary or "")
             keys = list(dict.fromkeys(s.key for s in found))
             old = had.get(ticket_id, set())
             gone = old - set(keys)
