@@ -313,6 +313,9 @@ class OutboxWorker:
         """Stop starting runs, let the current one finish, try once more to record what is
         still unrecorded (shutdown; bounded, a dead database does not hold it up)."""
         self._closed = True
+        # A delivery waiting after its send (Opsgenie's confirmation) ends now, in doubt, and
+        # is recorded below while the database and the HTTP session are still there.
+        self.notifiers.stop()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         # Tasks started meanwhile (a hand-off put back after close) are waited for too.

@@ -63,7 +63,9 @@ class Notifier(Protocol):
         ...
 
     # Optional: `places(message) -> tuple[str, ...]`, where sending the row goes
-    # (bot.places), so Retry-After windows and pacing are respected before a send.
+    # (bot.places), so Retry-After windows and pacing are respected before a send; and
+    # `stop()`, called when the worker closes, to end a wait after a send (e.g. Opsgenie's
+    # confirmation) at once, so its outcome is recorded before shutdown goes on.
 
 
 class Notifiers:
@@ -79,6 +81,13 @@ class Notifiers:
     def find(self, message: OutboxMessage) -> Notifier | None:
         platform = message.payload.get("platform")
         return self._by_key.get(f"{message.kind}:{platform}") or self._by_key.get(message.kind)
+
+    def stop(self) -> None:
+        """The worker is closing: notifiers that wait after a send stop waiting."""
+        for notifier in {id(n): n for n in self._by_key.values()}.values():
+            stop = getattr(notifier, "stop", None)
+            if stop is not None:
+                stop()
 
     def places_of(self, message: OutboxMessage) -> tuple[str, ...]:
         places = getattr(self.find(message), "places", None)

@@ -14,7 +14,10 @@ then), for at most `confirm_within` seconds:
   doubt, sent again later (the alias makes a second create harmless), so the worker is not
   held up by a slow Opsgenie;
 - the look-up itself refused (401/403: an API key without read access): delivered, recorded
-  as not confirmed, with a warning, as nothing the bot can resend would confirm it either.
+  as not confirmed, with a warning, as nothing the bot can resend would confirm it either;
+- the worker stopping meanwhile (`stop`): the wait ends at once, a failed attempt in doubt,
+  recorded while the database is still there, rather than holding shutdown up and failing on
+  the closed HTTP session.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import quote
 
@@ -86,6 +90,11 @@ class OpsgenieNotifier:
         self._api_key = api_key
         self.confirm_within = confirm_within
         self.first_poll = first_poll
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """The worker is closing: a confirmation being waited for ends now (in doubt)."""
+        self._stopping.set()
 
     def __repr__(self) -> str:
         return f"OpsgenieNotifier(url={self.base!r})"
@@ -118,7 +127,9 @@ class OpsgenieNotifier:
         if not request_id:
             log.warning("opsgenie: the %s was accepted without a requestId: not confirmed", op)
             return {**result, "confirmed": False, "status": "accepted, no requestId to confirm"}
-        data = await self._processed(request_id, headers, what=NAMES[op])
+        data = await self._until_stopped(
+            self._processed(request_id, headers, what=NAMES[op]), what=NAMES[op]
+        )
         if data is None:
             return {**result, "confirmed": False, "status": "accepted, status not readable"}
         return {
@@ -127,6 +138,27 @@ class OpsgenieNotifier:
             "alert_id": str(data.get("alertId") or ""),
             "status": _status_text(data),
         }
+
+    async def _until_stopped(
+        self, polling: Coroutine[Any, Any, dict[str, Any] | None], *, what: str
+    ) -> dict[str, Any] | None:
+        """`polling`'s answer, unless the worker stops first: then the request (accepted, maybe
+        processed) is in doubt and sent again by whichever worker claims it next."""
+        poll = asyncio.ensure_future(polling)
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({poll, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (poll, stop):
+                task.cancel()
+            await asyncio.gather(poll, stop, return_exceptions=True)
+        if poll.done() and not poll.cancelled():
+            return poll.result()
+        raise DeliveryError(
+            f"opsgenie: Opsgenie accepted the {what}, but the bot stopped before Opsgenie had "
+            "processed it; it is sent again",
+            uncertain=True,
+        )
 
     async def _processed(
         self, request_id: str, headers: dict[str, str], *, what: str

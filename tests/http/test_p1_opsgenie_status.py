@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 from storage.models import OutboxMessage
@@ -180,3 +181,49 @@ async def test_a_p1_closed_while_its_failed_alert_waits_for_a_retry_is_not_paged
     await asyncio.sleep(1.5)
     assert opsgenie.alerts() == [] and opsgenie.requests("close") == []
     assert "not paged: closed first" in await shown(app)
+
+
+async def test_a_worker_stopping_while_opsgenie_confirms_records_the_alert_in_doubt(
+    make_app: Any, slack_api: FakeSlack, opsgenie: FakeOpsgenie, caplog: Any
+) -> None:
+    """A stop (a redeploy) while the alert waits for Opsgenie's confirmation ends the wait at
+    once: the attempt is recorded in doubt (accepted, perhaps processed), not left claimed, and
+    the next process sends it again, one alert. On main shutdown waited out its 3 s bound for
+    the worker, then the poll ran into the closed HTTP session: a traceback, and 'RuntimeError:
+    Session is closed' was the reason show gave and the technician read."""
+    caplog.set_level(logging.INFO)
+    app = await start(make_app, slack_api, opsgenie)
+    opsgenie.processing_delay = 30.0
+    await slack_ticket(app, slack_api)
+    await eventually(lambda: opsgenie.calls(STATUS), what="the confirmation asked for")
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await app.stop()
+    assert loop.time() - began < 2.0
+    page = await row(app, "p1:HD-1:opsgenie")
+    assert (page.status, page.attempts, page.in_doubt) == ("pending", 1, True)
+    assert page.claimed_until is None
+    assert "accepted the alert, but the bot stopped before Opsgenie had processed it" in (
+        page.last_error
+    )
+    assert not [r.getMessage() for r in caplog.records if r.exc_info], "no traceback"
+    assert not [r for r in caplog.records if "did not stop within" in r.getMessage()]
+
+    opsgenie.processing_delay = 0.0
+    second = await start(make_app, slack_api, opsgenie)
+
+    async def delivered() -> bool:
+        return (await row(second, "p1:HD-1:opsgenie")).status == "delivered"
+
+    await eventually(delivered, timeout=10, what="the alert sent again and confirmed")
+    page = await row(second, "p1:HD-1:opsgenie")
+    first, again = opsgenie.requests("create")
+    assert page.attempts == 2 and first["alertId"] == again["alertId"]
+    assert opsgenie.open_aliases() == ["HD-1"]
+    await eventually(lambda: told(slack_api, "has gone through now"), timeout=10,
+                     what="the technician told it went through")  # fmt: skip
+    [failing] = told(slack_api, "has not gone through yet")
+    assert "the bot stopped before Opsgenie had processed it" in failing, failing
+    assert "Session is closed" not in json.dumps(
+        slack_api.calls("/api/chat.postMessage"), default=str
+    )
