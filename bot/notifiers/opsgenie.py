@@ -9,7 +9,8 @@ says how it went (it answers 404 "Request not found. It might not be processed, 
 then), for at most `confirm_within` seconds:
 - processed (`isSuccess: true`): delivered, with the `alertId` and Opsgenie's status text;
 - failed (`isSuccess: false`): a failed attempt, retried like any other (nothing was created
-  or closed, so it is not in doubt), with Opsgenie's status text as the reason;
+  or closed, so it is not in doubt), with Opsgenie's status text as the reason; except a close
+  of an alert that does not exist (deleted in Opsgenie): done, as nothing is left to close;
 - still unknown at the bound (or a 429 longer than what is left of it): a failed attempt in
   doubt, sent again later (the alias makes a second create harmless), so the worker is not
   held up by a slow Opsgenie;
@@ -46,6 +47,8 @@ CONFIRM_WITHIN = 5.0
 FIRST_POLL = 0.25
 LAST_POLL = 2.0
 NAMES = {"create": "alert", "close": "close"}
+# Opsgenie's status for an action on an alert it does not have (its docs' sample).
+GONE = "Alert does not exist"
 
 
 def _details(raw: Any) -> dict[str, str]:
@@ -128,7 +131,7 @@ class OpsgenieNotifier:
             log.warning("opsgenie: the %s was accepted without a requestId: not confirmed", op)
             return {**result, "confirmed": False, "status": "accepted, no requestId to confirm"}
         data = await self._until_stopped(
-            self._processed(request_id, headers, what=NAMES[op]), what=NAMES[op]
+            self._processed(request_id, headers, what=NAMES[op], op=op), what=NAMES[op]
         )
         if data is None:
             return {**result, "confirmed": False, "status": "accepted, status not readable"}
@@ -161,7 +164,7 @@ class OpsgenieNotifier:
         )
 
     async def _processed(
-        self, request_id: str, headers: dict[str, str], *, what: str
+        self, request_id: str, headers: dict[str, str], *, what: str, op: str
     ) -> dict[str, Any] | None:
         """Opsgenie's `data` for a request it processed successfully; None when it refuses to
         say (401/403). DeliveryError when processing failed or is not known within the bound."""
@@ -190,6 +193,11 @@ class OpsgenieNotifier:
                     last = "an answer without isSuccess"
                     continue
                 if data["isSuccess"]:
+                    return data
+                if op == "close" and _status_text(data) == GONE:
+                    # Deleted in Opsgenie (the create was confirmed before any close is sent):
+                    # nothing is open under the alias, and no retry could change that.
+                    log.info("opsgenie: the alert to close no longer exists; nothing to close")
                     return data
                 # Nothing was created or closed: a clean failure, retried (not in doubt).
                 raise DeliveryError(f"opsgenie: Opsgenie failed to process the {what}: "

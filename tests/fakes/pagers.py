@@ -141,7 +141,8 @@ class FakeOpsgenie(FakeServer):
 
     Switches: ``processing_delay`` (seconds a request stays unprocessed: its status is the 404
     meanwhile); ``fail_processing("create"|"close", status, times=1)`` (the next accepted
-    creates / closes fail processing with that status text).
+    creates / closes fail processing with that status text); ``delete_alert(alias)`` (deleted
+    by hand in Opsgenie).
     """
 
     def __init__(self, *, api_key: str | None = None, threaded: bool | None = None) -> None:
@@ -183,6 +184,12 @@ class FakeOpsgenie(FakeServer):
         """The next ``times`` accepted ``action`` ("create" / "close") requests fail processing
         with ``status`` (``isSuccess: false``); nothing is created or closed."""
         self._failing[action].extend([status] * times)
+
+    def delete_alert(self, alias: str) -> None:
+        """Someone deleted the alert in Opsgenie (its UI): a close of its alias then fails
+        with "Alert does not exist", as for an alias that never had one."""
+        self._alert_ids.pop(alias, None)
+        self._created.discard(alias)
 
     def reset_state(self) -> None:
         self._requests.clear()

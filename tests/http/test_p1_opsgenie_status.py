@@ -227,3 +227,29 @@ async def test_a_worker_stopping_while_opsgenie_confirms_records_the_alert_in_do
     assert "Session is closed" not in json.dumps(
         slack_api.calls("/api/chat.postMessage"), default=str
     )
+
+
+async def test_closing_a_p1_whose_alert_was_deleted_in_opsgenie_is_done_not_retried(
+    make_app: Any, slack_api: FakeSlack, opsgenie: FakeOpsgenie
+) -> None:
+    """Someone deleted the alert in Opsgenie: the close is processed as 'Alert does not exist'.
+    Nothing is left open under the alias, so the close is done (recorded with that status). On
+    main it was a failed attempt retried for ever (every 5 minutes at most), the technician
+    told it 'has not gone through yet ... retrying' and never that it had."""
+    app = await start(make_app, slack_api, opsgenie)
+    await slack_ticket(app, slack_api)
+
+    async def delivered(key: str) -> bool:
+        return (await row(app, key)).status == "delivered"
+
+    await eventually(lambda: delivered("p1:HD-1:opsgenie"), what="the alert confirmed")
+    opsgenie.delete_alert("HD-1")
+    await slack_close(app, slack_api, "HD-1")
+    await eventually(lambda: opsgenie.requests("close"), what="the close sent")
+    await eventually(lambda: delivered("p1:HD-1:opsgenie:resolved"), timeout=10,
+                     what="the close recorded as done")  # fmt: skip
+    close = await row(app, "p1:HD-1:opsgenie:resolved")
+    assert close.attempts == 1 and close.result["status"] == "Alert does not exist"
+    await asyncio.sleep(1.5)
+    assert len(opsgenie.requests("close")) == 1
+    assert told(slack_api, "has not gone through") == []
