@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, bindparam, case, func, insert, select, union, update
+from sqlalchemy import String, and_, bindparam, case, func, insert, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 
@@ -177,11 +177,19 @@ class TicketLine:
     resolve_by: datetime
 
 
+def on_file_by_email(requester_id: str) -> bool:
+    """Whether a ticket's requester is on file by the e-mail given (no chat id was known: the
+    id is the address; Slack, Teams and AAD object ids hold no '@'). Only such a ticket is
+    matched to a caller by their directory e-mail (`list_open_for`'s `email`)."""
+    return "@" in requester_id
+
+
 def _open_for(limit: int, *, by_email: bool = False) -> Any:
     """One statement: the union of index range scans (one per role and id, each already
     newest first and limited), rather than an OR the planner answers by sorting every open
     ticket. A requester may be on file by a second id (`alias`: Teams' AAD object id), and
-    (`by_email`) by e-mail, compared in any case as ix_tickets_requester_email_open holds it."""
+    (`by_email`) by e-mail, compared in any case as ix_tickets_requester_email_open holds it
+    (only tickets `on_file_by_email`)."""
 
     def newest(where: Any) -> Any:
         return (
@@ -200,7 +208,11 @@ def _open_for(limit: int, *, by_email: bool = False) -> Any:
     if by_email:
         scans.append(
             newest(
-                func.lower(Ticket.requester_email) == func.lower(bindparam("email", type_=String))
+                and_(
+                    func.lower(Ticket.requester_email)
+                    == func.lower(bindparam("email", type_=String)),
+                    Ticket.requester_id.contains("@", autoescape=True),
+                )
             )
         )
     every = union(*(select(scan) for scan in scans)).subquery()

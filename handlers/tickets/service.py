@@ -301,9 +301,10 @@ async def _directory_email(deps: Deps, actor: Actor) -> str:
 async def _requester_by_email(deps: Deps, actor: Actor, ticket: Ticket) -> bool:
     """Whether the caller is the ticket's requester on file by e-mail: a requester the
     directory knew by no chat id when the ticket was opened, or one opened while it could not
-    be reached, is kept by the e-mail given (any case)."""
+    be reached, is kept by the e-mail given (any case). A ticket on file by a chat id is
+    that person's only: its address may be someone else's by now, or a shared mailbox's."""
     on_file = ticket.requester_email.strip().lower()
-    if not on_file:
+    if not on_file or not repo.on_file_by_email(ticket.requester_id):
         return False
     return (await _directory_email(deps, actor)).lower() == on_file
 

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from bot.slack.front import WORKING
 from storage.models import Ticket
-from tests.directory_people import ANA, BO, CY, PAT, TOM, VIC, fill_slack
+from tests.directory_people import ANA, BO, CY, PAT, TOM, VIC, Who, fill_slack
 from tests.fakes.botframework import FakeConnector
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import (
@@ -451,3 +451,32 @@ async def test_a_requester_on_file_by_e_mail_from_teams_sees_their_ticket_in_sla
     assert "HD-1" in await command(app, slack_api, "mine", user=ANA.slack)
     assert "Only technicians" in await command(app, slack_api, "show HD-1", user=PAT.slack)
     assert "no open tickets" in await command(app, slack_api, "mine", user=PAT.slack)
+
+
+def give_address(source: Source, who: Who, email: str) -> None:
+    """`who`'s directory e-mail becomes `email` (LDAP: `mail`; Graph: `mail`, the UPN kept, as
+    when an address is handed to someone else or a mailbox is shared)."""
+    if source.slapd is not None:
+        source.slapd.modify(f"dn: {who.dn}\nchangetype: modify\nreplace: mail\nmail: {email}\n")
+    if source.graph is not None:
+        source.graph.users[who.aad]["mail"] = email
+
+
+async def test_an_address_now_someone_elses_shows_them_no_ticket_on_file_by_chat_id(
+    make_app, slack_api: FakeSlack, source: Source
+):
+    """Ana's ticket is on file by her Slack id. Her address ana@example.com is then Pat's (Ana
+    renamed and the address reused, or a mailbox both share): the e-mail match is for tickets
+    whose requester is on file by e-mail only, so Pat neither sees HD-1 nor has it in `mine`;
+    Ana still does, by her id."""
+    app = await start(make_app, slack_api, source, cache_ttl="0s")
+    await new_ticket(app, slack_api, requester=ANA.slack)
+    ticket = await only_ticket(app)
+    assert (ticket.requester_id, ticket.requester_email) == (ANA.slack, ANA.email)
+    give_address(source, ANA, "ana.lopez@example.com")
+    give_address(source, PAT, ANA.email)
+    assert "Only technicians" in await command(app, slack_api, "show HD-1", user=PAT.slack)
+    assert "no open tickets" in await command(app, slack_api, "mine", user=PAT.slack)
+    shown = await command(app, slack_api, "show HD-1", user=ANA.slack)
+    assert "HD-1" in shown and "Only technicians" not in shown
+    assert "HD-1" in await command(app, slack_api, "mine", user=ANA.slack)
