@@ -63,20 +63,25 @@ def upgrade() -> None:
             )
         ):
             had.setdefault(ticket_id, set()).add(key)
+        # Each batch's changes go in one delete and one insert (executemany): a statement per
+        # ticket made PostgreSQL's upgrade of a large database wait on round trips.
+        gone: list[dict[str, object]] = []
+        added: list[dict[str, object]] = []
         for ticket_id, error_text, summary in rows:
             found = signatures(error_text or "", summary=summary or "")
             keys = list(dict.fromkeys(s.key for s in found))
             old = had.get(ticket_id, set())
-            gone = old - set(keys)
-            if gone:
-                conn.execute(
-                    stored.delete().where(
-                        stored.c.ticket_id == ticket_id, stored.c.signature.in_(gone)
-                    )
-                )
-            added = [{"ticket_id": ticket_id, "signature": k} for k in keys if k not in old]
-            if added:
-                conn.execute(stored.insert(), added)
+            gone += [{"t": ticket_id, "s": k} for k in sorted(old - set(keys))]
+            added += [{"ticket_id": ticket_id, "signature": k} for k in keys if k not in old]
+        if gone:
+            conn.execute(
+                stored.delete().where(
+                    stored.c.ticket_id == sa.bindparam("t"), stored.c.signature == sa.bindparam("s")
+                ),
+                gone,
+            )
+        if added:
+            conn.execute(stored.insert(), added)
 
 
 def downgrade() -> None:
