@@ -136,41 +136,39 @@ async def _unverified(
     go on as if the manager had said nothing. Returns the refusal to answer instead when the
     answer could not count anyway (not the manager, already answered: no directory needed)."""
     actor = interaction.actor
-    try:
-        async with deps.sessions() as session, session.begin():
-            check, ticket = await _load(session, nonce)
-            refused = _why_refused(check, actor)
-            reason = refused[0] if refused else "directory unavailable"
-            data: dict[str, object] = {
-                "reason": reason,
-                "answer": choice,
-                "check": check.id if check else None,
-            }
-            if refused is None:
-                assert check is not None and ticket is not None
-                data["directory"] = error.source
-                if choice == "deny":
-                    await notify.tell_technician(
-                        session,
-                        ticket,
-                        cards.deny_unverified_text(
-                            ticket, cards.manager_label(None, check.manager_email), error.source
-                        ),
-                        purpose=PURPOSE,
-                        dedup_key=f"identity-deny-unverified:{check.id}",
-                    )
-            await repo.add_event(
-                session,
-                ticket_id=ticket.id if ticket else None,
-                kind="identity.refused",
-                actor_platform=actor.platform,
-                actor_id=actor.id,
-                channel=interaction.conversation.id,
-                data=data,
-            )
-    except Exception:  # the database too: the person is still told the directory's part
-        log.exception("identity answer: could not audit an answer the directory could not check")
-        return None
+    # A database that cannot be reached either goes to the dispatcher like any other
+    # (the person is told nothing was saved), as do a redelivery and a given-up answer.
+    async with deps.sessions() as session, session.begin():
+        check, ticket = await _load(session, nonce)
+        refused = _why_refused(check, actor)
+        reason = refused[0] if refused else "directory unavailable"
+        data: dict[str, object] = {
+            "reason": reason,
+            "answer": choice,
+            "check": check.id if check else None,
+        }
+        if refused is None:
+            assert check is not None and ticket is not None
+            data["directory"] = error.source
+            if choice == "deny":
+                await notify.tell_technician(
+                    session,
+                    ticket,
+                    cards.deny_unverified_text(
+                        ticket, cards.manager_label(None, check.manager_email), error.source
+                    ),
+                    purpose=PURPOSE,
+                    dedup_key=f"identity-deny-unverified:{check.id}",
+                )
+        await repo.add_event(
+            session,
+            ticket_id=ticket.id if ticket else None,
+            kind="identity.refused",
+            actor_platform=actor.platform,
+            actor_id=actor.id,
+            channel=interaction.conversation.id,
+            data=data,
+        )
     log.warning("identity answer refused (%s) from %s:%s", reason, actor.platform, actor.id)
     deps.observe("identity", outcome="refused")
     return refused[1] if refused else None

@@ -667,14 +667,23 @@ async def test_an_answer_while_the_directory_cannot_say_who_the_manager_is_chang
         denied = await answer(deps, check.nonce, approve=False)
         again = await answer(deps, check.nonce, approve=False)
         stranger = await answer(deps, check.nonce, TECH, approve=False)
+        # Slack retries the same press: one audit, and the retry is a duplicate.
+        pressed = turn(
+            BO_SLACK,
+            action=ActionId.IDENTITY_DENY,
+            data={"check": check.nonce},
+            delivery_id="slack:action:retried",
+        )
+        first, retry = await dispatch.handle(deps, pressed), await dispatch.handle(deps, pressed)
     finally:
         directory.manager_of = original  # type: ignore[method-assign]
-    for reply in (approved, denied, again):
+    for reply in (approved, denied, again, first):
         assert "could not be reached" in reply.text and "not recorded" in reply.text
+    assert retry.duplicate and not first.duplicate
     assert "could not be reached" not in stranger.text  # refused for who they are
     ticket, [check], events, rows = await state(deps, number)
     assert (ticket.identity_state, check.state) == ("pending", "pending")
-    assert events == [*before, *["identity.refused"] * 4]
+    assert events == [*before, *["identity.refused"] * 5]
     async with deps.sessions() as session:
         audited = (
             (
@@ -692,6 +701,7 @@ async def test_an_answer_while_the_directory_cannot_say_who_the_manager_is_chang
         ("directory unavailable", "deny", "U0BO"),
         ("directory unavailable", "deny", "U0BO"),
         ("not the manager", "deny", TECH.id),
+        ("directory unavailable", "deny", "U0BO"),
     ]
     # The technician hears of the Deny once, and nothing else is sent.
     [told] = [t for t in texts(rows) if t not in texts(rows_before)]
