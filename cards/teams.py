@@ -81,12 +81,19 @@ def escape_markdown(text: str, *, line_start: bool = True) -> str:
     )
 
 
+# A placeholder in the bot's own words (`kb <words>`): Teams takes it for an HTML tag and
+# drops it, and an escape (`\<`) is what some Teams clients show literally; single angle
+# quotation marks read the same and mean nothing to Markdown.
+_PLACEHOLDER = re.compile(r"<([A-Za-z][\w -]*)>")
+
+
 def markdown(value: Inline, *, cap: int | None = None) -> str:
-    """TextBlock/FactSet text for `value`: the bot's words as written, the rest escaped."""
+    """TextBlock/FactSet text for `value`: the bot's words as written (a `<placeholder>` in
+    single angle quotation marks), the rest escaped."""
     out = ""
     for span in spans(value):
         if isinstance(span, str):
-            out += _cap(span, cap)
+            out += _PLACEHOLDER.sub("\u2039\\g<1>\u203a", _cap(span, cap))
         else:
             out += escape_markdown(_cap(plain(span), cap), line_start=out[-1:] in ("", "\n"))
     return out

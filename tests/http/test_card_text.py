@@ -136,8 +136,12 @@ async def test_help_and_welcome_on_teams_are_cards_that_cannot_run_together(
         ("ticket mine", "your open tickets"),
     ]
     # One line per command the bot knows.
-    assert len(commands) == len(VERBS) == len(USAGE) and "\\" not in json.dumps(commands)
+    assert len(commands) == len(VERBS) == len(USAGE)
+    assert "\\" not in json.dumps(commands, ensure_ascii=False)
     assert ("ticket confirm HD-7", dict(USAGE)["confirm HD-7"]) in commands
+    # `kb <words>`: Teams took `<words>` for an HTML tag and showed only "ticket kb" (seen in
+    # the Agents Playground); single angle quotation marks keep the argument, unescaped.
+    assert ("ticket kb \u2039words\u203a", dict(USAGE)["kb <words>"]) in commands
 
 
 async def test_the_slack_ticket_card_names_people_with_mentions(make_app, slack_api: FakeSlack):
