@@ -364,7 +364,7 @@ class OutboxWorker:
                 "outbox: %s cannot be reached while %s: %s%s",
                 self.database,
                 doing,
-                _describe(error),
+                describe_failure(error),
                 more,
             )
 
@@ -665,7 +665,7 @@ class OutboxWorker:
                 return  # still down: try again on the next round
 
 
-def _describe(error: BaseException) -> str:
+def describe_failure(error: BaseException) -> str:
     """One line about a database failure (never a URL with its password)."""
     text = str(getattr(error, "orig", None) or error).splitlines()[0] if str(error) else ""
     return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__

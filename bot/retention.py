@@ -20,6 +20,7 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.outbox_worker import describe_failure
 from storage import inbound
 from storage.errors import is_unavailable
 from storage.models import utcnow
@@ -91,7 +92,7 @@ class DeliveryPrune:
                     "(tried again in %.0f min): %s",
                     self.database,
                     self.every / 60,
-                    _describe(exc),
+                    describe_failure(exc),
                 )
             else:
                 log.exception("inbound deliveries: pruning old delivery ids failed; tried again")
@@ -102,9 +103,3 @@ class DeliveryPrune:
                 before.isoformat(timespec="seconds"),
             )
         return total
-
-
-def _describe(error: BaseException) -> str:
-    """One line about a database failure (never a URL with its password)."""
-    text = str(getattr(error, "orig", None) or error).splitlines()[0] if str(error) else ""
-    return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__

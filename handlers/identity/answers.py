@@ -98,17 +98,7 @@ async def answer(deps: Deps, interaction: Interaction, *, approved: bool) -> Rep
                 assert ticket is not None and check is not None
                 await _tell_manager_disabled(session, ticket, check, facts, choice)
                 data["manager"] = check.manager_email
-            await repo.add_event(
-                session,
-                ticket_id=ticket.id if ticket else None,
-                kind="identity.refused",
-                actor_platform=actor.platform,
-                actor_id=actor.id,
-                channel=interaction.conversation.id,
-                data=data,
-            )
-            log.warning("identity answer refused (%s) from %s:%s", reason, actor.platform, actor.id)
-            deps.observe("identity", outcome="refused")
+            await _audit_refused(session, deps, interaction, ticket, data)
             return Reply(text=reply)
         assert check is not None and ticket is not None
         manager = cards.manager_label(facts.listed, check.manager_email)
@@ -160,18 +150,30 @@ async def _unverified(
                     purpose=PURPOSE,
                     dedup_key=f"identity-deny-unverified:{check.id}",
                 )
-        await repo.add_event(
-            session,
-            ticket_id=ticket.id if ticket else None,
-            kind="identity.refused",
-            actor_platform=actor.platform,
-            actor_id=actor.id,
-            channel=interaction.conversation.id,
-            data=data,
-        )
-    log.warning("identity answer refused (%s) from %s:%s", reason, actor.platform, actor.id)
-    deps.observe("identity", outcome="refused")
+        await _audit_refused(session, deps, interaction, ticket, data)
     return refused[1] if refused else None
+
+
+async def _audit_refused(
+    session: AsyncSession,
+    deps: Deps,
+    interaction: Interaction,
+    ticket: Ticket | None,
+    data: dict[str, object],
+) -> None:
+    """Audit an answer that did not count (`identity.refused`, `data["reason"]` why)."""
+    actor = interaction.actor
+    await repo.add_event(
+        session,
+        ticket_id=ticket.id if ticket else None,
+        kind="identity.refused",
+        actor_platform=actor.platform,
+        actor_id=actor.id,
+        channel=interaction.conversation.id,
+        data=data,
+    )
+    log.warning("identity answer refused (%s) from %s:%s", data["reason"], actor.platform, actor.id)
+    deps.observe("identity", outcome="refused")
 
 
 async def _load(

@@ -256,6 +256,17 @@ async def delivered(app: AppHarness, ids: list[int]) -> bool:
 # -- revision 0012: delivery ids indexed by age, for their prune --------------------------------
 
 
+def to(revision: str, direction: str = "upgrade") -> Any:
+    """A step of alembic's to `revision`, to run on an open connection (`run_sync`)."""
+
+    def run(conn: Any) -> None:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        getattr(alembic, direction)(cfg, revision)
+
+    return run
+
+
 def _inbound_indexes(conn: Any) -> dict[str, list[str]]:
     found = inspect(conn).get_indexes("inbound_deliveries")
     return {str(ix["name"]): [str(c) for c in ix["column_names"]] for ix in found}
@@ -267,14 +278,6 @@ async def test_revision_0012_indexes_delivery_ids_by_age_and_downgrades(empty_ur
         {"key": "slack:view:V1:h", "at": datetime(2026, 11, 1, tzinfo=UTC)},
         {"key": "teams:a:1:2", "at": datetime(2026, 12, 5, tzinfo=UTC)},
     ]
-
-    def to(revision: str, direction: str) -> Any:
-        def run(conn: Any) -> None:
-            cfg = alembic_config()
-            cfg.attributes["connection"] = conn
-            getattr(alembic, direction)(cfg, revision)
-
-        return run
 
     try:
         async with engine.begin() as conn:
@@ -300,14 +303,6 @@ async def test_revision_0013_forgets_zero_error_codes_and_keeps_the_real_ones(em
     """Tickets stored before 0x0 stopped being an error code carry hex:0x00000000 (every
     Remote Desktop error: 'Extended error code: 0x0'), which made them all one error."""
     engine = db.create_engine(empty_url)
-
-    def to(revision: str) -> Any:
-        def run(conn: Any) -> None:
-            cfg = alembic_config()
-            cfg.attributes["connection"] = conn
-            alembic.upgrade(cfg, revision)
-
-        return run
 
     now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
     stored = {1: ["hex:0x00000204", "hex:0x00000000"], 2: ["hex:0x00000507", "error:0"],
@@ -344,14 +339,6 @@ async def test_revision_0014_recomputes_signatures_stored_by_the_older_rules(emp
     reads them again: the page ticket is then the same error as the AADSTS53003 one, the app
     id joins no two tickets, and rows still true are kept."""
     engine = db.create_engine(empty_url)
-
-    def to(revision: str) -> Any:
-        def run(conn: Any) -> None:
-            cfg = alembic_config()
-            cfg.attributes["connection"] = conn
-            alembic.upgrade(cfg, revision)
-
-        return run
 
     now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
     aadsts = "AADSTS53003: Access has been blocked by Conditional Access policies."
@@ -412,14 +399,6 @@ async def test_revision_0014_writes_a_batch_of_tickets_in_a_few_statements(empty
     7 s after; SQLite 17 s, 5 s). 1200 sign-in page tickets stored with the app id's hex
     code: 3 batches."""
     engine = db.create_engine(empty_url)
-
-    def to(revision: str) -> Any:
-        def run(conn: Any) -> None:
-            cfg = alembic_config()
-            cfg.attributes["connection"] = conn
-            alembic.upgrade(cfg, revision)
-
-        return run
 
     now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
     count = 1200
