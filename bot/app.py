@@ -21,7 +21,7 @@ from bot.db_health import DatabaseMonitor
 from bot.directory.chat_links import ChatLinks
 from bot.directory.factory import create_directory
 from bot.kb import create_kb
-from bot.metrics import Metrics, metrics_handler
+from bot.metrics import Metrics, metrics_access, metrics_allowed, metrics_handler
 from bot.notifiers import Notifiers
 from bot.notifiers.opsgenie import OpsgenieNotifier
 from bot.notifiers.pagerduty import PagerDutyNotifier
@@ -177,6 +177,7 @@ async def start_services(
             services.slack = SlackFront(settings, deps, make_client(settings, http, in_turn=True))
     if web_front:
         log.info(slack_transport(settings))
+        log.info(metrics_access(settings))
 
     if settings.pagerduty_routing_key is not None:
         services.notifiers.register(
@@ -383,6 +384,17 @@ def create_app(
     app.cleanup_ctx.append(lifecycle)
 
     async def metrics_endpoint(request: web.Request) -> web.Response:
+        if not metrics_allowed(settings, request):
+            log.warning(
+                "GET /metrics from %s refused: no valid 'Authorization: Bearer' "
+                "(METRICS_TOKEN is set)",
+                request.remote,
+            )
+            return web.Response(
+                status=401,
+                text="GET /metrics needs 'Authorization: Bearer <METRICS_TOKEN>'\n",
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
         services = request.app[SERVICES]
         return await metrics_handler(metrics, services.sessions, services.database)
 

@@ -17,6 +17,7 @@ from sqlalchemy.exc import ArgumentError
 
 from bot.directory.factory import cleartext_bind, create_directory
 from bot.directory.file import FileDirectory
+from bot.metrics import metrics_access
 from bot.psa import describe as describe_psa
 from bot.settings import ConfigError, Settings, engine_for, is_loopback, load_settings
 from handlers.directory import Directory, DirectoryError, EmptyDirectory
@@ -222,6 +223,7 @@ async def _report(
     lines = [
         ("config", config_source),
         ("listen", f"http://{settings.host}:{settings.port}"),
+        ("metrics", metrics_access(settings).removeprefix("GET /metrics: ")),
         (
             "database",
             (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from prometheus_client.exposition import generate_latest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db_health import DatabaseMonitor
+from bot.settings import Settings
 from storage import outbox
 from storage.errors import is_unavailable
 
@@ -161,3 +163,23 @@ async def metrics_handler(
 ) -> web.Response:
     body = await metrics.render(sessions, database=database)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def metrics_allowed(settings: Settings, request: web.Request) -> bool:
+    """Without METRICS_TOKEN anyone who reaches the port may scrape; with it, only a request
+    carrying `Authorization: Bearer <token>` (compared in constant time)."""
+    if settings.metrics_token is None:
+        return True
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    expected = settings.metrics_token.get_secret_value().encode()
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected)
+
+
+def metrics_access(settings: Settings) -> str:
+    """The start-up line saying who may read GET /metrics."""
+    if settings.metrics_token is not None:
+        return "GET /metrics: with 'Authorization: Bearer <METRICS_TOKEN>' only"
+    return (
+        f"GET /metrics: open to anyone who reaches {settings.host}:{settings.port} "
+        "(set METRICS_TOKEN to require a bearer token)"
+    )

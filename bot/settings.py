@@ -125,6 +125,9 @@ class Settings:
     psa: PsaSettings | None = None
     kb_api_key: SecretStr | None = None
     kb_username: str | None = None
+    # GET /metrics asks for `Authorization: Bearer <this>` when set (the port is the one Slack
+    # and Teams reach, so it is often public).
+    metrics_token: SecretStr | None = None
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -343,5 +346,6 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         psa=psa,
         kb_api_key=kb_api_key,
         kb_username=kb_username,
+        metrics_token=_secret(env, "METRICS_TOKEN"),
         env=dict(env),
     )

@@ -29,6 +29,7 @@ SECRET_ENV = {
     "PSA_PUBLIC_KEY",
     "PSA_PRIVATE_KEY",
     "KB_API_KEY",
+    "METRICS_TOKEN",
 }
 # Tokens the fakes hand to the app (Bot Framework outbound token, Graph access token).
 ISSUED = {"fake-outbound-token", "fake-graph-access-token"}

@@ -154,3 +154,31 @@ def test_slack_metric_kinds_are_the_ones_the_front_door_knows() -> None:
         assert shapes.metric_kind(kind) == kind
     for kind in ("made-up", "x" * 255, "", "EVENT_CALLBACK"):
         assert shapes.metric_kind(kind) == "other"
+
+
+async def test_metrics_token_requires_the_bearer_and_says_so(make_app, caplog):
+    """The port /metrics is served on is the one Slack and Teams reach, often public: with
+    METRICS_TOKEN set a scrape needs `Authorization: Bearer <token>` (401 otherwise, one log
+    line, the token never logged); /healthz stays open."""
+    app = await make_app(env={"METRICS_TOKEN": "s3cret-scrape"})
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-scrape"}):
+        response = await app.http.get(f"{app.url}/metrics", headers=headers)
+        assert response.status == 401, headers
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert "helpdesk_" not in await response.text()
+    good = await app.http.get(
+        f"{app.url}/metrics", headers={"Authorization": "Bearer s3cret-scrape"}
+    )
+    assert good.status == 200 and "# TYPE helpdesk_requests_total" in await good.text()
+    assert (await app.http.get(f"{app.url}/healthz")).status == 200
+    refused = [r.getMessage() for r in caplog.records if "GET /metrics from" in r.getMessage()]
+    assert len(refused) == 3 and all("refused" in line for line in refused)
+    assert "s3cret-scrape" not in caplog.text
+    assert "GET /metrics: with 'Authorization: Bearer <METRICS_TOKEN>' only" in caplog.text
+
+
+async def test_metrics_open_without_a_token_and_the_start_up_line_says_so(make_app, caplog):
+    app = await make_app()
+    assert (await app.http.get(f"{app.url}/metrics")).status == 200
+    assert "GET /metrics: open to anyone who reaches 127.0.0.1:" in caplog.text
+    assert "set METRICS_TOKEN" in caplog.text
