@@ -228,13 +228,22 @@ class InboundDelivery(Base):
 
 
 class OutboxMessage(Base):
-    """A side effect to deliver (post, DM, page, survey, reminder), written with its cause."""
+    """A side effect to deliver (post, DM, page, survey, reminder), written with its cause.
+    Once finished and old enough, trimmed to what is still read (storage.outbox_retention)."""
 
     __tablename__ = "outbox"
     __table_args__ = (
         Index("ix_outbox_due", "status", "due_at"),
         # `ticket show` lists a ticket's deliveries; without this it scans the whole outbox.
         Index("ix_outbox_ticket", "ticket_id", "id"),
+        # The retention job walks the rows not trimmed yet by age; trimmed ones (nearly all,
+        # in time) are left out of the index.
+        Index(
+            "ix_outbox_untrimmed",
+            "due_at",
+            sqlite_where=text("trimmed_at IS NULL"),
+            postgresql_where=text("trimmed_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -257,6 +266,8 @@ class OutboxMessage(Base):
     # An earlier attempt may have arrived without being recorded (its worker died or lost the
     # database mid-attempt, or it timed out): look for it before sending again.
     in_doubt: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # When the finished row was trimmed to what is still read (None: kept whole).
+    trimmed_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class ConversationRef(Base):

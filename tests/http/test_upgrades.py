@@ -439,3 +439,56 @@ async def test_revision_0014_writes_a_batch_of_tickets_in_a_few_statements(empty
             assert found == []
     finally:
         await engine.dispose()
+
+
+# -- revision 0016: outbox rows trimmed once old, indexed until they are ----------------------
+
+
+def _outbox_shape(conn: Any) -> tuple[set[str], dict[str, list[str]]]:
+    found = inspect(conn)
+    columns = {str(c["name"]) for c in found.get_columns("outbox")}
+    indexes = {
+        str(ix["name"]): [str(c) for c in ix["column_names"]]
+        for ix in found.get_indexes("outbox")
+        if str(ix["name"]) == "ix_outbox_untrimmed"
+    }
+    return columns, indexes
+
+
+async def test_revision_0016_adds_the_trim_time_and_its_index_and_downgrades(empty_url: str):
+    engine = db.create_engine(empty_url)
+    row = {
+        "kind": "dm", "payload": {"purpose": "csat-survey", "card": {"body": []}},
+        "dedup_key": "csat-survey:1", "status": "delivered", "attempts": 1, "last_error": "",
+        "result": {"channel": "DUANA", "ts": "1.2"}, "failure_reported": False,
+        "due_at": datetime(2026, 10, 1, tzinfo=UTC),
+        "created_at": datetime(2026, 10, 1, tzinfo=UTC),
+    }  # fmt: skip
+    kept = [OutboxMessage.id, OutboxMessage.dedup_key, OutboxMessage.payload]
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0015"))
+            columns, indexes = await conn.run_sync(_outbox_shape)
+            assert "trimmed_at" not in columns and indexes == {}
+            await conn.execute(insert(OutboxMessage.__table__).values(**row))
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0016"))
+            columns, indexes = await conn.run_sync(_outbox_shape)
+            assert "trimmed_at" in columns and indexes == {"ix_outbox_untrimmed": ["due_at"]}
+            stored = (await conn.execute(select(OutboxMessage.trimmed_at, *kept))).one()
+            assert stored[0] is None  # every row is whole at the upgrade
+            assert tuple(stored[1:]) == (1, "csat-survey:1", row["payload"])
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0015", "downgrade"))
+            columns, indexes = await conn.run_sync(_outbox_shape)
+            assert "trimmed_at" not in columns and indexes == {}
+            assert tuple((await conn.execute(select(*kept))).one()) == (
+                1, "csat-survey:1", row["payload"]
+            )  # fmt: skip
+        async with engine.begin() as conn:
+            await conn.run_sync(to("heads"))
+            assert await conn.run_sync(_outbox_shape) == (columns | {"trimmed_at"}, {
+                "ix_outbox_untrimmed": ["due_at"]
+            })  # fmt: skip
+    finally:
+        await engine.dispose()
