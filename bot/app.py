@@ -28,7 +28,7 @@ from bot.notifiers.pagerduty import PagerDutyNotifier
 from bot.outbox_worker import OutboxWorker
 from bot.places import Places, SharedWindows
 from bot.psa import create_connector, describe, register
-from bot.retention import DeliveryPrune
+from bot.retention import DeliveryPrune, OutboxPrune
 from bot.settings import Settings
 from bot.slack.front import SlackFront, make_client
 from bot.slack.notifier import SlackNotifier
@@ -60,6 +60,8 @@ class Services:
     worker: OutboxWorker | None = None
     # Deletes handled delivery ids once nothing accepts a repeat of them (with the scheduler).
     prune: DeliveryPrune | None = None
+    # Trims finished outbox rows to what is still read, once old (with the scheduler).
+    outbox_prune: OutboxPrune | None = None
     scheduler: AsyncIOScheduler | None = None
     metrics: Metrics = field(default_factory=Metrics)
     # Retry-After windows and pacing per Slack channel, Teams conversation, pager...
@@ -230,6 +232,10 @@ async def start_services(
         services.worker.schedule(services.scheduler)
         services.prune = DeliveryPrune(engine, database=db.location(settings.database_url))
         services.prune.schedule(services.scheduler)
+        services.outbox_prune = OutboxPrune(
+            engine, database=db.location(settings.database_url), observer=metrics
+        )
+        services.outbox_prune.schedule(services.scheduler)
         outbox.on_enqueue_commit(sessions, services.worker.wake)
         # Rows a request queues, due now, go straight to this process's worker.
         outbox.hand_off_on_commit(sessions, services.worker.handoff())
@@ -258,6 +264,8 @@ async def stop_services(services: Services) -> None:
         services.scheduler.shutdown(wait=False)
     if services.prune is not None:
         services.prune.close()
+    if services.outbox_prune is not None:
+        services.outbox_prune.close()
     if services.backfill is not None and not services.backfill.done():
         services.backfill.cancel()
         await asyncio.gather(services.backfill, return_exceptions=True)

@@ -71,6 +71,12 @@ class Metrics:
         self.delivery_failures = Counter(
             "helpdesk_outbox_failures_total", "Failed delivery attempts", ["kind"], registry=r
         )
+        self.outbox_pruned_rows = Counter(
+            "helpdesk_outbox_pruned_total",
+            "Finished outbox rows trimmed to what is still read, or deleted (retention)",
+            ["action"],
+            registry=r,
+        )
         self.identity_checks = Counter(
             "helpdesk_identity_checks_total", "Identity checks by outcome", ["outcome"], registry=r
         )
@@ -92,6 +98,12 @@ class Metrics:
 
     def failed(self, kind: str) -> None:
         self.delivery_failures.labels(kind=kind).inc()
+
+    def outbox_pruned(self, *, trimmed: int, deleted: int) -> None:
+        if trimmed:
+            self.outbox_pruned_rows.labels(action="trimmed").inc(trimmed)
+        if deleted:
+            self.outbox_pruned_rows.labels(action="deleted").inc(deleted)
 
     async def render(
         self,
