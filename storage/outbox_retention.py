@@ -20,8 +20,9 @@ row of it finished KEEP ago, nothing reads more of the row than the above.
 times, ...), the payload's `purpose` and the result's KEPT_RESULT keys; the rest of the payload
 and result and the last worker's name go. A row with no ticket and no dedup key (an answer sent
 again after throttling, a queue notice about no ticket) is read by nothing once finished:
-`delete` removes it KEEP after it finished. Rows of open tickets, rows not finished (pending or
-claimed) and rows in doubt are never touched; a row with a dedup key is never deleted.
+`delete_orphans` removes it KEEP after it finished. Rows of open tickets, rows not finished
+(pending or claimed) and rows in doubt are never touched; a row with a dedup key is never
+deleted.
 
 Both are one statement over at most `limit` rows, oldest first: the caller commits, so a
 batch holds its locks only that long. Rows another process is trimming are skipped, not waited
