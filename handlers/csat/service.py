@@ -33,13 +33,21 @@ SURVEY_PURPOSE = "csat-survey"
 
 
 async def _requester(deps: Deps, ticket: Ticket) -> Person | None:
-    if ticket.requester_email:
-        found = await deps.directory.find_by_email(ticket.requester_email)
+    """The requester as the directory has them now: by the chat id the ticket is on file by
+    first (an e-mail may since be someone else's: Ana renamed, ana@ handed on), else by the
+    e-mail kept on the ticket (or typed, for a ticket on file by e-mail)."""
+    if ticket.requester_id and not repo.on_file_by_email(ticket.requester_id):
+        found = await deps.directory.find_by_platform_id(
+            ticket.source_platform, ticket.requester_id
+        )
         if found is not None:
             return found
-    if ticket.requester_id and "@" not in ticket.requester_id:
-        return await deps.directory.find_by_platform_id(ticket.source_platform, ticket.requester_id)
-    return await deps.directory.find_by_email(ticket.requester_id)
+    for email in (ticket.requester_email, ticket.requester_id):
+        if email and "@" in email:
+            found = await deps.directory.find_by_email(email)
+            if found is not None:
+                return found
+    return None
 
 
 async def survey_address(deps: Deps, ticket: Ticket) -> tuple[str, str] | None:

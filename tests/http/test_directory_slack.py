@@ -480,3 +480,23 @@ async def test_an_address_now_someone_elses_shows_them_no_ticket_on_file_by_chat
     shown = await command(app, slack_api, "show HD-1", user=ANA.slack)
     assert "HD-1" in shown and "Only technicians" not in shown
     assert "HD-1" in await command(app, slack_api, "mine", user=ANA.slack)
+
+
+async def test_the_survey_goes_to_the_requester_by_id_not_to_whoever_has_their_old_address(
+    make_app, slack_api: FakeSlack, source: Source
+):
+    """Ana's ticket is on file by her Slack id. Before it is closed her address ana@ is handed
+    to Pat (Ana renamed). The survey is Ana's: it goes to her Slack id, Pat gets no DM and
+    cannot answer it. (It went to Pat: the requester was looked up by the e-mail first.)"""
+    from tests.http.p1_support import slack_close
+
+    app = await start(make_app, slack_api, source, cache_ttl="0s")
+    await new_ticket(app, slack_api, requester=ANA.slack)
+    give_address(source, ANA, "ana.lopez@example.com")
+    give_address(source, PAT, ANA.email)
+    slack_api.users[ANA.slack]["profile"]["email"] = "ana.lopez@example.com"
+    slack_api.users[PAT.slack]["profile"]["email"] = ANA.email
+    await slack_close(app, slack_api, "HD-1")
+    await wait_until(lambda: len(posts_to(slack_api, f"D{ANA.slack}")) >= 1, timeout=10)
+    assert "How did we do on HD-1" in json.dumps(posts_to(slack_api, f"D{ANA.slack}")[0])
+    assert posts_to(slack_api, f"D{PAT.slack}") == []
