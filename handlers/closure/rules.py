@@ -40,8 +40,8 @@ _ACTION_BASES = """
     configure connect convert copy correct create delete deploy disable disconnect edit
     enable enrol enroll extend flush follow force format grant import increase install join
     kill license link lock log map migrate modify mount move patch provision purge
-    push reactivate reapply reassign reauthorize rebind rebuild reconfigure reconnect recreate
-    redeploy reenable reenrol reenroll refresh regenerate register reimage reinstall rejoin
+    push reactivate readd reapply reassign reauthorize rebind rebuild reconfigure reconnect
+    recreate redeploy reenable reenrol reenroll refresh regenerate register reimage reinstall rejoin
     reload remap remove rename renew repair replace reregister reseat reset resize restore resync
     revert revoke roll rollback rotate run scan set share start stop swap switch sync
     tighten toggle unblock uninstall unlock unmap update upgrade whitelist wipe
@@ -62,13 +62,13 @@ SYSTEM_NOUNS = frozenset(
     account accounts ad adapter agent antivirus app application authenticator autopilot backup
     battery bios bitlocker browser cable cache calendar camera cert certificate certificates
     chrome citrix cookie cookies credential credentials crm database defender dhcp disk dns dock
-    docking driver drivers edge entra erp exchange extension firewall firmware gateway gpo group
-    groups headset intune ip jira keyboard license licence licenses ldap mailbox mailboxes mdm
-    mfa monitor mouse nic o365 m365 office okta onedrive os ou outlook partition password
-    passwords patch permission permissions plugin port printer printers profile proxy queue
-    ram rdp registry router saml sccm server service services sharepoint smtp spooler
-    sql ssd ssid sso subnet switch teams tenant token toner tray vdi vlan vm vpn webcam wifi
-    wi-fi windows zoom salesforce sap slack macos
+    docking domain driver drivers edge entra erp exchange extension firewall firmware gateway
+    gpo group groups headset intune ip jira keyboard license licence licenses ldap mailbox
+    mailboxes mdm mfa monitor mouse nic o365 m365 office okta onedrive os ost ou outlook
+    partition password passwords patch permission permissions plugin port printer pst printers
+    profile proxy queue ram rdp registry router saml sccm server service services sharepoint
+    smtp spooler sql ssd ssid sso subnet switch teams tenant token toner tray vdi vlan vm vpn
+    webcam wifi wi-fi windows zoom salesforce sap slack macos
     """.split()
 )
 _OS_NOUNS = frozenset({"windows", "os", "macos"})
@@ -78,6 +78,9 @@ _SYSTEM_PHRASES = tuple(
 )
 
 _KB_ID = re.compile(r"\bKB[-\s]?\d{3,}\b", re.IGNORECASE)
+# A KB article cited as what was followed ("Followed KB0012345", "Resolved per KB-4412",
+# "KB0012345 applied"): the article holds the steps, so the note names what was done.
+_KB_FOLLOWED = frozenset("per via following followed follow using used".split())
 _BACKTICKS = re.compile(r"`[^`\n]+`")
 # Command-line switches outside a known command. A lone "-word" or "/word" is no command ("works
 # now -thanks"); these shapes are: a GNU long option (`--force`), two switches in a row
@@ -126,6 +129,8 @@ _IP = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?:/\d{1,2})?\b")
 # ("Reinstalled Adobe Acrobat Reader", "the Company Portal"), read by `_names_product`.
 _WORD_AT = re.compile(r"\b[A-Za-z][\w-]*")
 _PROPER_NAME = re.compile(r"\s+(?:(?:the|a|an)\s+)?([A-Z][\w.+&'-]*(?:\s+[A-Z0-9][\w.+&'-]*)+)")
+# Or one word with a capital inside, as vendors name products ("GlobalProtect", "FortiClient").
+_CAMEL_NAME = re.compile(r"\s+(?:(?:the|a|an)\s+)?([A-Z][a-z0-9]+[A-Z][A-Za-z0-9]*)\b")
 
 
 def _forms(base: str) -> set[str]:
@@ -221,6 +226,8 @@ def _names_product(note: str) -> bool:
         name = _PROPER_NAME.match(note, verb.end())
         if name and not set(words(name.group(1))) & FILLER_WORDS:
             return True
+        if _CAMEL_NAME.match(note, verb.end()):
+            return True
     return False
 
 
@@ -247,6 +254,15 @@ def note_problem(note: str, *, ticket_prefix: str = DEFAULT_TICKET_PREFIX) -> In
         )
     if is_filler(text):
         return f"That only says it works now, not what was done to what. Describe it, {EXAMPLE}."
+    if kb := _KB_ID.search(_without_tickets(text, ticket_prefix)):
+        if set(words(text)) & (_KB_FOLLOWED | (ACTION_WORDS - _WEAK_ACTIONS)):
+            return None
+        if verdict is Problem.TOO_SHORT or len(text) < MIN_CHARS:
+            article = shown(kb.group())
+            return (
+                f"Say what you did with {article}, e.g. 'Followed {article}' or 'Followed "
+                f"{article} to re-register the Authenticator app'."
+            )
     if verdict is Problem.TOO_SHORT or len(text) < MIN_CHARS:
         return f"Too short to help the next technician: say what you did to what, {EXAMPLE}."
     actions = action_words(text)

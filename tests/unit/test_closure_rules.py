@@ -47,6 +47,53 @@ GOOD = [
     "Cleared the cache with npm cache clean --force",
 ]
 
+# What technicians write, as a demanding help-desk lead judges it: the fix named (a KB article
+# that holds the procedure, a product, the Outlook data file, the domain) passes however short.
+LEAD_ACCEPTS = [
+    "Followed KB0012345",
+    "Applied KB0012345",
+    "KB0012345 applied",
+    "Resolved per KB0012345",
+    "Fixed as per KB-4412",
+    "per KB0012345",
+    "Followed https://acme.huducloud.com/kba/123-reset-mfa",
+    "Cleared Outlook cache via outlook.exe /resetnavpane",
+    "Reset the user's password in AD and unlocked the account",
+    "Reinstalled the GlobalProtect client",
+    "Rebuilt the OST file",
+    "Deleted and rebuilt the OST file",
+    "Removed the corrupt PST from the profile",
+    "Re-added the printer",
+    "Re-joined the PC to the domain",
+    "Ran sfc /scannow and DISM /Online /Cleanup-Image /RestoreHealth",
+    "Remapped the S: drive to \\\\fs01\\shared",
+    "Added user to the Finance-RW group",
+    "Assigned an E3 licence to the user",
+]
+# ... and refuses: nothing named, a pointer elsewhere, or only that it works again.
+LEAD_REFUSES = [
+    "fixed",
+    "rebooted",
+    "user error",
+    "reset pw",
+    "KB0012345",
+    "See KB0012345",
+    "per HUDU-123",
+    "see ticket HD-12",
+    "Duplicate of HD-12",
+    "PEBKAC",
+    "Turned it off and on again",
+    "Restarted the laptop",
+    "Rebooted the PC and it works",
+    "Vendor fixed it",
+    "Escalated to vendor",
+    "No response from user",
+    "Could not reproduce",
+    "Ordered a new laptop",
+    "Gave access to the folder",
+    "Reinstalled It All Again",
+]
+
 BAD = [
     "rebooted and it worked",
     "Rebooted and it worked.",
@@ -95,6 +142,22 @@ BAD = [
 @pytest.mark.parametrize("note", GOOD)
 def test_good_notes_pass(note: str) -> None:
     assert note_problem(note) is None, note
+
+
+@pytest.mark.parametrize("note", LEAD_ACCEPTS)
+def test_what_a_help_desk_lead_accepts_passes(note: str) -> None:
+    assert note_problem(note) is None, plain(note_problem(note) or "")
+
+
+@pytest.mark.parametrize("note", LEAD_REFUSES)
+def test_what_a_help_desk_lead_refuses_is_refused(note: str) -> None:
+    assert note_problem(note) is not None, note
+
+
+@pytest.mark.parametrize("note", ["KB0012345", "See KB0012345", "kb-4412"])
+def test_a_kb_id_alone_is_asked_what_was_done_with_it(note: str) -> None:
+    problem = plain(note_problem(note) or "")
+    assert f"Followed {note.split()[-1]}'" in problem and "what you did with" in problem, problem
 
 
 @pytest.mark.parametrize("note", BAD)
