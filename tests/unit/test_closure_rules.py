@@ -66,7 +66,7 @@ LEAD_ACCEPTS = [
     "Re-added the printer",
     "Re-joined the PC to the domain",
     "Ran sfc /scannow and DISM /Online /Cleanup-Image /RestoreHealth",
-    "Remapped the S: drive to \\\\fs01\\shared",
+    "Remapped the S: drive to the Finance share on FS-01",
     "Added user to the Finance-RW group",
     "Assigned an E3 licence to the user",
 ]
