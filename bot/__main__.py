@@ -134,18 +134,20 @@ async def _preflight(settings: Settings, command: str) -> None:
     """Fail fast (exit 2) on an unreachable database, a schema this release cannot run on
     (see `storage.migrate.check_schema`), an unusable directory, or (`serve`) a HOST and PORT
     it cannot listen on."""
+    from bot.check_config import database_unreachable, new_sqlite_file
     from bot.directory.factory import create_directory
     from storage import db
     from storage.migrate import check_schema
 
+    # A SQLite file whose folder is missing (or a folder) is named as that, not as SQLite's
+    # "unable to open database file".
+    new_sqlite_file(settings.database_url)
     engine = engine_for(settings.database_url)
     try:
         try:
             await asyncio.wait_for(db.ping(engine), timeout=15)
         except Exception as exc:
-            raise ConfigError(
-                f"DATABASE_URL: cannot reach the database ({type(exc).__name__}: {exc})"
-            ) from exc
+            raise database_unreachable(exc) from None
         # SQLite is migrated by `serve` and `worker` on start; PostgreSQL only by `migrate`,
         # so its processes refuse a schema behind theirs. Nobody touches a newer one.
         newest = command != "migrate" and not db.is_sqlite(settings.database_url)

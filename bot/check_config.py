@@ -168,12 +168,27 @@ def new_sqlite_file(url: str) -> bool:
     if not db.is_sqlite(url):
         return False
     name = make_url(url).database or ""
-    if not name or name == ":memory:" or Path(name).exists():
+    if not name or name == ":memory:":
+        return False
+    if Path(name).is_dir():
+        raise ConfigError(f"DATABASE_URL: {Path(name).resolve()} is a folder, not a SQLite file")
+    if Path(name).exists():
         return False
     folder = Path(name).resolve().parent
     if not folder.is_dir():
         raise ConfigError(f"DATABASE_URL: folder {folder} does not exist")
     return True
+
+
+def database_unreachable(exc: BaseException) -> ConfigError:
+    """One line: SQLAlchemy's own text adds a second one ("Background on this error at")."""
+    from bot.db_health import describe
+
+    if isinstance(exc, TimeoutError):
+        return ConfigError(
+            f"DATABASE_URL: cannot reach the database (no answer in {DB_TIMEOUT:g} s)"
+        )
+    return ConfigError(f"DATABASE_URL: cannot reach the database ({describe(exc)})")
 
 
 async def check_database(url: str) -> str:
@@ -187,9 +202,7 @@ async def check_database(url: str) -> str:
     try:
         await asyncio.wait_for(db.ping(engine), timeout=DB_TIMEOUT)
     except Exception as exc:
-        raise ConfigError(
-            f"DATABASE_URL: cannot reach the database ({type(exc).__name__}: {exc})"
-        ) from None
+        raise database_unreachable(exc) from None
     finally:
         await engine.dispose()
     return f"{shown} (reachable)"

@@ -114,9 +114,9 @@ async def _write(
         try:
             await asyncio.wait_for(db.ping(engine), timeout=15)
         except Exception as exc:
-            raise ConfigError(
-                f"DATABASE_URL: cannot reach the database ({type(exc).__name__})"
-            ) from exc
+            from bot.check_config import database_unreachable
+
+            raise database_unreachable(exc) from None
         await check_schema(engine, require_newest=True)
         summary = await reports.build(
             engine, period=span, client=client, now=now, pattern_threshold=pattern_threshold

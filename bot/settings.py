@@ -17,6 +17,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.psa.settings import MissingVariable, PsaSettings, psa_settings
+from bot.yaml_errors import describe_yaml_error
 from handlers.config import HelpdeskConfig
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,80 @@ APP_TYPES = ("MultiTenant", "SingleTenant", "UserAssignedMSI")
 
 class ConfigError(Exception):
     """A setting that cannot be used; the message names the key (or file) and the problem."""
+
+
+# Read as written: a value in quotes is never right for these (ids, tokens, URLs, generated
+# keys). Free-form passwords (PSA_PASSWORD, LDAP_BIND_PASSWORD) are left alone.
+UNQUOTED = (
+    "DATABASE_URL",
+    "HOST",
+    "PORT",
+    "HELPDESK_CONFIG",
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_APP_TOKEN",
+    "SLACK_API_URL",
+    "MicrosoftAppId",
+    "MicrosoftAppPassword",
+    "MicrosoftAppType",
+    "MicrosoftAppTenantId",
+    "PAGERDUTY_ROUTING_KEY",
+    "PAGERDUTY_EVENTS_URL",
+    "OPSGENIE_API_KEY",
+    "OPSGENIE_API_URL",
+    "GRAPH_CLIENT_SECRET",
+    "PSA_USERNAME",
+    "PSA_API_KEY",
+    "PSA_CLIENT_ID",
+    "PSA_COMPANY_ID",
+    "PSA_PUBLIC_KEY",
+    "KB_API_KEY",
+    "KB_USERNAME",
+    "OUTBOX_LEASE_SECONDS",
+    "LOG_FORMAT",
+    "LOG_LEVEL",
+)
+
+
+def _refuse_quotes(env: Mapping[str, str]) -> None:
+    """A value still in the quotes of the .env line it came from (`docker run --env-file` and
+    Kubernetes keep them) would be sent as it is, quotes and all: Slack and Azure refuse it
+    only once a request comes, far from the cause."""
+    for key in UNQUOTED:
+        value = env.get(key, "").strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            raise ConfigError(
+                f"{key}: the value is in quotes ({value[0]}...{value[0]}); remove them "
+                "(docker run --env-file and Kubernetes keep quotes as part of the value)"
+            )
+
+
+def _slack_token(env: Mapping[str, str], key: str) -> SecretStr | None:
+    """A Slack token in the variable it belongs in: the bot token (`xoxb-`, `xoxe.xoxb-` when
+    rotated) and the app-level token (`xapp-`) are easily swapped, and Slack's refusal only
+    comes when it is used."""
+    token = _secret(env, key)
+    if token is None:
+        return None
+    value = token.get_secret_value()
+    kinds = {"xoxb-": "a bot token", "xoxe.xoxb-": "a bot token", "xapp-": "an app-level token"}
+    kinds |= {"xoxp-": "a user token", "xoxe.xoxp-": "a user token"}
+    kind = next((name for prefix, name in kinds.items() if value.startswith(prefix)), None)
+    want = "a bot token" if key == "SLACK_BOT_TOKEN" else "an app-level token"
+    if kind == want:
+        return token
+    expected = "xoxb-" if key == "SLACK_BOT_TOKEN" else "xapp-"
+    found = f"this is {kind}" if kind else "this does not look like a Slack token"
+    hint = {
+        ("SLACK_BOT_TOKEN", "an app-level token"): ": it belongs in SLACK_APP_TOKEN",
+        ("SLACK_APP_TOKEN", "a bot token"): ": it belongs in SLACK_BOT_TOKEN",
+    }.get((key, kind or ""), "")
+    where = (
+        "OAuth & Permissions -> Bot User OAuth Token"
+        if key == "SLACK_BOT_TOKEN"
+        else "Basic Information -> App-Level Tokens, with connections:write"
+    )
+    raise ConfigError(f"{key}: must be {want} ({expected}..., from {where}); {found}{hint}")
 
 
 def _secret(env: Mapping[str, str], key: str) -> SecretStr | None:
@@ -86,7 +161,9 @@ def load_config(path: Path) -> HelpdeskConfig:
             f"HELPDESK_CONFIG: {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
         ) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"HELPDESK_CONFIG: {path} is not valid YAML: {exc}") from exc
+        raise ConfigError(
+            f"HELPDESK_CONFIG: {path} is not valid YAML: {describe_yaml_error(exc)}"
+        ) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -276,12 +353,15 @@ def engine_for(url: str) -> AsyncEngine:
 
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Build Settings from `env` (usually os.environ); raises ConfigError on a bad value."""
+    _refuse_quotes(env)
     port_text = env.get("PORT", "3978").strip() or "3978"
     # ASCII digits only: str.isdigit() also takes '²', which int() refuses.
     digits = port_text.isascii() and port_text.isdigit() and len(port_text) <= 5
     if not digits or not 0 < int(port_text) < 65536:
         raise ConfigError(f"PORT: {port_text!r} is not a TCP port number")
-    config_path = Path(env["HELPDESK_CONFIG"]) if env.get("HELPDESK_CONFIG") else None
+    # Stripped like every other variable: a .env line's trailing space is not part of a path.
+    config_text = env.get("HELPDESK_CONFIG", "").strip()
+    config_path = Path(config_text) if config_text else None
     config = load_config(config_path) if config_path else HelpdeskConfig()
     kb_api_key, kb_username = _kb_credentials(config, env)
     _check_calendar(config, config_path.parent if config_path else None)
@@ -292,7 +372,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     tenant = env.get("MicrosoftAppTenantId", "").strip()
     if app_id and app_type == "SingleTenant" and not tenant:
         raise ConfigError("MicrosoftAppTenantId: required when MicrosoftAppType is SingleTenant")
-    if app_id and app_type != "UserAssignedMSI" and not env.get("MicrosoftAppPassword"):
+    app_password = _secret(env, "MicrosoftAppPassword")
+    if app_id and app_type != "UserAssignedMSI" and app_password is None:
         raise ConfigError("MicrosoftAppPassword: required when MicrosoftAppId is set")
     overrides = {}
     for key in BOT_FRAMEWORK_OVERRIDES:
@@ -300,13 +381,19 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             overrides[key] = env[key].strip()
             if key.endswith("_URL"):
                 _url(env, key, None)
-    bot_token = _secret(env, "SLACK_BOT_TOKEN")
+    bot_token = _slack_token(env, "SLACK_BOT_TOKEN")
     signing = _secret(env, "SLACK_SIGNING_SECRET")
-    app_token = _secret(env, "SLACK_APP_TOKEN")
+    app_token = _slack_token(env, "SLACK_APP_TOKEN")
     if signing and not bot_token:
         raise ConfigError("SLACK_BOT_TOKEN: required when SLACK_SIGNING_SECRET is set")
     if app_token and not bot_token:
         raise ConfigError("SLACK_BOT_TOKEN: required when SLACK_APP_TOKEN is set")
+    if bot_token and not (signing or app_token):
+        # Else Slack is silently off (a worker given only the token delivers nothing to it).
+        raise ConfigError(
+            "SLACK_SIGNING_SECRET: required when SLACK_BOT_TOKEN is set (HTTP mode), or set "
+            "SLACK_APP_TOKEN for Socket Mode"
+        )
     log_format = env.get("LOG_FORMAT", "text").strip().lower() or "text"
     if log_format not in ("text", "json"):
         raise ConfigError(f"LOG_FORMAT: {log_format!r} is not text or json")
@@ -329,7 +416,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         slack_app_token=app_token,
         slack_api_url=api_url if api_url.endswith("/") else api_url + "/",
         app_id=app_id,
-        app_password=_secret(env, "MicrosoftAppPassword"),
+        app_password=app_password,
         app_type=app_type,
         app_tenant_id=tenant,
         bot_framework_overrides=overrides,

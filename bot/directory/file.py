@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from bot.yaml_errors import describe_yaml_error
 from handlers.directory import DirectoryError, Person
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ def parse_directory(path: Path, text: str) -> tuple[Person, ...]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise DirectoryError(f"{path}: not valid YAML: {exc}") from None
+        raise DirectoryError(f"{path}: not valid YAML: {describe_yaml_error(exc)}") from None
     if data is None:
         return ()
     if not isinstance(data, list):

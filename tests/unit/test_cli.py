@@ -395,3 +395,90 @@ def test_the_readme_config_examples_pass_check_config(tmp_path: Path) -> None:
     assert fields["diagnosis"].startswith("KB hudu at https://docs.example.com"), fields
     assert "kb.space is for confluence only" in fields["diagnosis"]
     assert fields["psa"].startswith("ServiceNow at https://acme.service-now.com"), fields
+
+
+# -- what an operator gets wrong in a .env file or a config (found by an outsider's trial:
+# -- each was config OK / a silent Slack, or several lines that did not name the fix) ---------
+
+
+@pytest.mark.parametrize(
+    ("env", "key", "says"),
+    [
+        # `docker run --env-file .env` (the Dockerfile's own example) keeps the quotes.
+        (
+            {"SLACK_BOT_TOKEN": '"xoxb-1-2"', "SLACK_SIGNING_SECRET": "s"},
+            "SLACK_BOT_TOKEN",
+            "quotes",
+        ),
+        ({"DATABASE_URL": "'sqlite+aiosqlite:///h.db'"}, "DATABASE_URL", "quotes"),
+        (
+            {"MicrosoftAppId": f'"{APP_ID}"', "MicrosoftAppPassword": "p"},
+            "MicrosoftAppId",
+            "quotes",
+        ),
+        # Only the bot token: Slack was off with "config OK" (a worker delivered nothing to it).
+        ({"SLACK_BOT_TOKEN": "xoxb-1-2"}, "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN"),
+        # The two Slack tokens swapped, or a user token: Slack refused them only when used.
+        (
+            {"SLACK_BOT_TOKEN": "xapp-1-A0-2", "SLACK_APP_TOKEN": "xoxb-1-2"},
+            "SLACK_BOT_TOKEN",
+            "belongs in SLACK_APP_TOKEN",
+        ),
+        (
+            {"SLACK_BOT_TOKEN": "xoxb-1-2", "SLACK_APP_TOKEN": "xoxb-1-2"},
+            "SLACK_APP_TOKEN",
+            "belongs in SLACK_BOT_TOKEN",
+        ),
+        ({"SLACK_BOT_TOKEN": "xoxp-1-2", "SLACK_SIGNING_SECRET": "s"}, "SLACK_BOT_TOKEN", "user"),
+        # A password of spaces passed "required" and then was no password at all.
+        (
+            {"MicrosoftAppId": APP_ID, "MicrosoftAppPassword": "  "},
+            "MicrosoftAppPassword",
+            "required",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", [("check-config", "--no-db"), ("migrate",)])
+def test_an_env_file_mistake_is_one_line_naming_the_variable(
+    tmp_path: Path, env: dict[str, str], key: str, says: str, command: tuple[str, ...]
+) -> None:
+    line = _one_line_naming(run_bot(*command, cwd=tmp_path, env=env), key)
+    assert says in line
+    assert "xoxb-1-2" not in line and "xapp-1-A0-2" not in line
+
+
+@pytest.mark.parametrize("command", [("check-config", "--no-db"), ("migrate",)])
+def test_a_tab_in_the_config_or_the_directory_is_one_line_with_where(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """PyYAML's text was five lines quoting an "<unicode string>"."""
+    env = _setup(tmp_path, config="sla:\n\twarn_before: 10m\n")
+    line = _one_line_naming(run_bot(*command, cwd=tmp_path, env=env), "HELPDESK_CONFIG")
+    assert "config.yaml" in line and "line 2, column 1" in line and "tab" in line
+    env = _setup(tmp_path, people="- email: ana@example.com\n\tname: Ana\n")
+    line = _one_line_naming(run_bot(*command, cwd=tmp_path, env=env), "people.yaml")
+    assert "line 2, column 1" in line and "tab" in line
+
+
+def test_a_trailing_space_after_the_config_path_is_not_part_of_it(tmp_path: Path) -> None:
+    """A .env line `HELPDESK_CONFIG=/config/helpdesk.yaml ` said `cannot read
+    /config/helpdesk.yaml : No such file` of a file that is there; every other variable is
+    stripped."""
+    env = _setup(tmp_path)
+    env["HELPDESK_CONFIG"] += " "
+    result = run_bot("check-config", "--no-db", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert _fields(result.stdout)["config"] == str(tmp_path / "config.yaml")
+
+
+@pytest.mark.parametrize("command", [("migrate",), ("worker",), ("serve",), ("check-config",)])
+@pytest.mark.parametrize(("path", "says"), [("nodir/h.db", "does not exist"), (".", "a folder")])
+def test_a_sqlite_file_in_a_missing_folder_is_named_for_every_command(
+    tmp_path: Path, path: str, says: str, command: tuple[str, ...]
+) -> None:
+    """serve, worker and migrate said SQLite's `unable to open database file` on two lines
+    (the second SQLAlchemy's "Background on this error at: ..."); check-config and report
+    named the folder."""
+    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{path}", "PORT": "1"}
+    line = _one_line_naming(run_bot(*command, cwd=tmp_path, env=env), "DATABASE_URL")
+    assert says in line and str(tmp_path) in line, line
