@@ -22,6 +22,7 @@ from bot.psa import describe as describe_psa
 from bot.settings import ConfigError, Settings, engine_for, is_loopback, load_settings
 from handlers.directory import Directory, DirectoryError, EmptyDirectory
 from handlers.durations import format_duration
+from storage.migrate import SchemaMismatch
 
 DB_TIMEOUT = 15.0
 
@@ -191,21 +192,40 @@ def database_unreachable(exc: BaseException) -> ConfigError:
     return ConfigError(f"DATABASE_URL: cannot reach the database ({describe(exc)})")
 
 
-async def check_database(url: str) -> str:
-    """Ping the database; a SQLite file that does not exist yet is reported, not created."""
+async def check_database(url: str) -> tuple[str, str | None]:
+    """Ping the database and read its schema revision; a SQLite file that does not exist yet
+    is reported, not created. SchemaTooNew (exit 2) for a schema `serve` would refuse."""
     from storage import db
+    from storage.migrate import check_schema
 
     shown = describe_database(url)
     if new_sqlite_file(url):
-        return f"{shown} (file does not exist yet: created on first start)"
+        return f"{shown} (file does not exist yet: created on first start)", None
     engine = engine_for(url)
     try:
         await asyncio.wait_for(db.ping(engine), timeout=DB_TIMEOUT)
+        found = await check_schema(engine, require_newest=False)
+    except SchemaMismatch:
+        raise
     except Exception as exc:
         raise database_unreachable(exc) from None
     finally:
         await engine.dispose()
-    return f"{shown} (reachable)"
+    return f"{shown} (reachable)", describe_schema(found, sqlite=db.is_sqlite(url))
+
+
+def describe_schema(found: tuple[str, ...], *, sqlite: bool) -> str:
+    """Where the schema stands against this release (a newer one was refused before)."""
+    from storage.migrate import head_revisions
+
+    head = ", ".join(head_revisions())
+    migrated = "; serve and worker migrate SQLite on start" if sqlite else ""
+    if not found:
+        return f"none yet: `python -m bot migrate` creates it (revision {head}){migrated}"
+    at = ", ".join(found)
+    if at == head:
+        return f"revision {at}, the newest"
+    return f"revision {at}, behind this release's {head}: run `python -m bot migrate`{migrated}"
 
 
 PROBE_TIMEOUT = 30.0
@@ -233,23 +253,18 @@ async def _report(
     settings: Settings, *, database: bool, probe: bool = False
 ) -> list[tuple[str, str]]:
     config_source = str(settings.config_path) if settings.config_path else "built-in defaults"
+    if database:
+        reached, schema = await check_database(settings.database_url)
+    else:
+        reached = describe_database(settings.database_url) + " (not contacted: --no-db)"
+        schema = None
+    note = settings.database_note
     lines = [
         ("config", config_source),
         ("listen", f"http://{settings.host}:{settings.port}"),
         ("metrics", metrics_access(settings).removeprefix("GET /metrics: ")),
-        (
-            "database",
-            (
-                await check_database(settings.database_url)
-                if database
-                else describe_database(settings.database_url) + " (not contacted: --no-db)"
-            )
-            + (
-                f"; {settings.database_note.removeprefix('DATABASE_URL: ')}"
-                if settings.database_note
-                else ""
-            ),
-        ),
+        ("database", reached + (f"; {note.removeprefix('DATABASE_URL: ')}" if note else "")),
+        *([("schema", schema)] if schema else []),
         ("slack", describe_slack(settings)),
         ("teams", describe_teams(settings)),
         ("pagers", describe_pagers(settings)),
@@ -290,6 +305,9 @@ def run(
         return 2
     except DirectoryError as exc:
         print(f"config error: directory: {exc}", file=err)
+        return 2
+    except SchemaMismatch as exc:  # written by a newer release: serve and worker refuse it
+        print(f"database error: {exc}", file=err)
         return 2
     width = max(len(key) for key, _ in lines)
     for key, value in lines:

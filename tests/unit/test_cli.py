@@ -482,3 +482,33 @@ def test_a_sqlite_file_in_a_missing_folder_is_named_for_every_command(
     env = {"DATABASE_URL": f"sqlite+aiosqlite:///{path}", "PORT": "1"}
     line = _one_line_naming(run_bot(*command, cwd=tmp_path, env=env), "DATABASE_URL")
     assert says in line and str(tmp_path) in line, line
+
+
+def test_check_config_says_where_the_schema_stands_and_refuses_a_newer_one(
+    tmp_path: Path,
+) -> None:
+    """check-config said `config OK` of a database stamped by a newer release, which serve,
+    worker and migrate then refused (exit 2): the check an operator runs first (compose.yaml's
+    step 3) did not find what stopped the start."""
+    import sqlite3
+
+    from storage.migrate import head_revisions
+
+    head = head_revisions()[0]
+    database = tmp_path / "helpdesk.db"
+    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{database}"}
+    database.write_bytes(b"")
+    fresh = run_bot("check-config", cwd=tmp_path, env=env)
+    assert fresh.returncode == 0, fresh.stderr
+    assert _fields(fresh.stdout)["schema"].startswith("none yet: `python -m bot migrate`")
+    assert run_bot("migrate", cwd=tmp_path, env=env).returncode == 0
+    current = run_bot("check-config", cwd=tmp_path, env=env)
+    assert _fields(current.stdout)["schema"] == f"revision {head}, the newest", current.stdout
+    with sqlite3.connect(database) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    newer = run_bot("check-config", cwd=tmp_path, env=env)
+    assert newer.returncode == 2, newer.stdout
+    assert "config OK" not in newer.stdout
+    lines = newer.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("database error: "), lines
+    assert "9999" in lines[0] and head in lines[0] and "newer" in lines[0]
