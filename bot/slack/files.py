@@ -16,6 +16,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.slack.errors import slack_error
 from bot.slack.notifier import NOT_HERE
 from handlers.types import Image
 
@@ -64,7 +65,7 @@ async def share_image(
             replace_original=False,
         )
     except (SlackApiError, SlackRequestError) as exc:
-        error = exc.response.get("error") if isinstance(exc, SlackApiError) else str(exc)
+        error = slack_error(exc.response) if isinstance(exc, SlackApiError) else str(exc)
         log.warning("slack: uploading %s failed: %s", image.filename, error)
         await respond(
             text=f"The chart could not be uploaded ({error}); the figures above are complete.",

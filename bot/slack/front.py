@@ -43,6 +43,7 @@ from bot.metrics import REQUEST_KIND
 from bot.settings import ConfigError, Settings
 from bot.slack import shapes
 from bot.slack.deliveries import delivery_id
+from bot.slack.errors import slack_error
 from bot.slack.files import share_image
 from cards import slack as blockkit
 from cards.model import ActionId, Card, Text, Typed, plain
@@ -352,7 +353,7 @@ class SlackFront:
                 await self.client.chat_postEphemeral(channel=channel, user=user, text=text)
                 return
             except SlackApiError as exc:
-                log.info("slack: ephemeral answer not posted: %s", exc.response.get("error"))
+                log.info("slack: ephemeral answer not posted: %s", slack_error(exc.response))
         opened = await self.client.conversations_open(users=user)
         await self.client.chat_postMessage(channel=opened["channel"]["id"], text=text)
 
@@ -469,7 +470,7 @@ class SlackFront:
                 )
                 shared = {**shared, **(found.get("file") or {})}
             except (SlackApiError, TimeoutError) as exc:
-                error = exc.response.get("error") if isinstance(exc, SlackApiError) else "timeout"
+                error = slack_error(exc.response) if isinstance(exc, SlackApiError) else "timeout"
                 log.warning("slack: files.info for %s failed (%s)", shared.get("id"), error)
         return {
             "id": shared.get("id"),
@@ -527,7 +528,7 @@ class SlackFront:
             try:
                 await work()
             except SlackApiError as exc:
-                log.warning("slack call failed after ack: %s", exc.response.get("error"))
+                log.warning("slack call failed after ack: %s", slack_error(exc.response))
             except Exception:
                 log.exception("slack call failed after ack")
 

@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import places
 from bot.notifiers import DeliveryError, retry_after_seconds
+from bot.slack.errors import slack_error
 from cards import slack as blockkit
 from cards.model import Card, Text, Typed
 from storage.models import OutboxMessage
@@ -72,7 +73,7 @@ def _error(exc: SlackApiError, place: str) -> DeliveryError:
     if exc.response.status_code == 429:
         retry_after = retry_after_seconds(exc.response.headers.get("Retry-After")) or 1.0
         return DeliveryError(f"slack: {error}", retry_after=retry_after, place=place)
-    return DeliveryError(f"slack: {error}", permanent=error in PERMANENT)
+    return DeliveryError(f"slack: {slack_error(exc.response)}", permanent=error in PERMANENT)
 
 
 class SlackNotifier:

@@ -19,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.directory.cache import TtlCache
 from bot.directory.deadline import directory_call, time_left
 from bot.notifiers import retry_after_seconds
+from bot.slack.errors import slack_error
 from handlers.directory import DirectoryUnavailable
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,8 @@ class SlackPeople:
                         log.info("slack: %s rate limited; retrying in %.1f s", method, wait)
                         await asyncio.sleep(wait)
                         continue
-                log.warning("slack: %s failed: %s", method, error or exc.response.status_code)
+                said = slack_error(exc.response) if error else exc.response.status_code
+                log.warning("slack: %s failed: %s", method, said)
                 raise DirectoryUnavailable(SOURCE, f"{method}: {error}") from None
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 log.warning("slack: %s failed: %s", method, type(exc).__name__)
