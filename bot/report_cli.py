@@ -145,6 +145,17 @@ def _existing_database(url: str) -> None:
         )
 
 
+def _distinct_files(args: argparse.Namespace) -> None:
+    """`-` would be a file named `-` (stdout carries the summary), and one path for both
+    options would be the chart written over the CSV, each with exit 0."""
+    for option, value in (("--csv", args.csv), ("--png", args.png)):
+        if value == "-":
+            raise ReportError(f"{option}: name a file ('-' is not stdout here: the summary is)")
+    if args.csv is not None and args.png is not None:
+        if Path(args.csv).resolve() == Path(args.png).resolve():
+            raise ReportError(f"--png: {args.png} is also the --csv file; name two files")
+
+
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """The `report` subcommand."""
     from storage.migrate import SchemaMismatch
@@ -156,6 +167,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         span = period(args, today=now.date())
         csv_file: IO[str] | None = None
         png_file: IO[bytes] | None = None
+        _distinct_files(args)
         if args.csv is not None:
             outputs["--csv"] = _Output("--csv", args.csv, text=True)
             csv_file = cast(IO[str], outputs["--csv"].file)

@@ -342,6 +342,10 @@ async def test_cli_report_refuses_bad_options_with_one_line_and_writes_an_empty_
          "report: --since: 2026-06-01 is after --until 2026-05-01"),
         (("--csv", str(tmp_path / "missing" / "x.csv")), "report: --csv: cannot write"),
         (("--png", str(tmp_path)), "report: --png: cannot write"),
+        # Found by an outsider's trial: the chart was written over the CSV, and `-` was a
+        # file named "-", each with exit 0.
+        (("--csv", str(tmp_path / "r"), "--png", str(tmp_path / "r")), "report: --png: "),
+        (("--csv", "-"), "report: --csv: name a file"),
     ):  # fmt: skip
         code, lines, errors = await cli(tmp_path, db_url, *args)
         assert code == 2 and lines == [], (args, lines)
