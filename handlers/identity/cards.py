@@ -160,6 +160,15 @@ def callback_text(
     )
 
 
+def awaiting_technician_text(ticket: Ticket) -> str:
+    """A gated ticket opened by someone who is not a technician: nobody was asked yet."""
+    return (
+        f"{ticket.number} needs the requester's identity confirmed by their manager before it "
+        "is worked. Only a technician can start that check: a technician runs "
+        f"`ticket verify {ticket.number}`."
+    )
+
+
 def verify_unavailable_text(number: str, error: DirectoryUnavailable) -> str:
     """`verify` while the directory cannot answer: nothing was asked, nothing changed."""
     return unavailable_text(

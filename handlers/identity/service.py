@@ -195,6 +195,28 @@ async def directory_unavailable_at_intake(
     )
 
 
+async def awaiting_technician(
+    session: AsyncSession, ticket: Ticket, interaction: Interaction
+) -> None:
+    """A gated ticket opened by someone who is not a technician: the check waits for a
+    technician's `verify`. Starting one is a technician's act (`verify` is refused to anyone
+    else): it DMs the requester's manager naming the opener as the technician handling it,
+    and without a manager it hands out the requester's number on file."""
+    ticket.identity_state = "required"
+    await notify.tell_technician(
+        session, ticket, cards.awaiting_technician_text(ticket), purpose=PURPOSE
+    )
+    await repo.add_event(
+        session,
+        ticket_id=ticket.id,
+        kind="identity.awaiting_technician",
+        actor_platform=interaction.actor.platform,
+        actor_id=interaction.actor.id,
+        channel=interaction.conversation.id,
+        data={"opened_by": interaction.actor.id},
+    )
+
+
 def _is(person: Person, platform: str, user_id: str) -> bool:
     return bool(user_id) and notify.platform_ids(person).get(platform) == user_id
 

@@ -1,0 +1,80 @@
+"""Attacks on the identity gate over Slack HTTP: who may set a check going, and what they see."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select
+
+from storage.models import IdentityCheck
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import event_kinds, only_ticket, view_submission, wait_until
+from tests.http.test_identity_slack import click, manager_dm, posts_to, start
+
+AWAITING = "Only a technician can start that check"
+
+
+async def open_as(app: Any, fake: FakeSlack, *, opener: str, requester: str, category: str) -> None:
+    """`opener` opens the intake modal and submits it for `requester`."""
+    opened = len(fake.views_opened())
+    await app.slash("new Reset my password", user=opener)
+    await fake.wait_for_method("views.open", count=opened + 1)
+    view = fake.views_opened()[-1]["view"]
+    text = {"type": "plain_text_input", "value": "Locked out, please reset my password"}
+    values = {
+        "requester": {"type": "users_select", "selected_user": requester},
+        "summary": text,
+        "error_text": {"type": "plain_text_input", "value": ""},
+        "doing": {"type": "plain_text_input", "value": ""},
+        "reproducible": {"type": "static_select", "selected_option": {"value": "yes"}},
+        "users_affected": {"type": "number_input", "value": "1"},
+        "priority": {"type": "static_select", "selected_option": {"value": "P2"}},
+        "category": {"type": "static_select", "selected_option": {"value": category}},
+        "asset": {"type": "plain_text_input", "value": ""},
+        "client": {"type": "plain_text_input", "value": ""},
+    }
+    posts = len(posts_to(fake, "C0HELP"))
+    payload = view_submission(view, values, user=opener, view_id=f"V-{opener}-{opened}")
+    assert (await app.interactive(payload)).status == 200
+    await wait_until(lambda: len(posts_to(fake, "C0HELP")) > posts)
+
+
+async def test_a_non_technician_cannot_set_a_vips_manager_check_going(
+    make_app, slack_api: FakeSlack
+):
+    # Cy is no technician: `verify` is refused to him. Opening a ticket for Vic (a VIP) must not
+    # do what `verify` would: DM Vic's manager an identity request that names Cy as the
+    # technician handling it (the set-up for the vishing call the check exists to stop).
+    app = await start(make_app, slack_api)
+    refused = json.dumps(await (await app.slash("verify HD-1", user="U0CY")).json())
+    assert "Only technicians can start an identity check" in refused
+    await open_as(app, slack_api, opener="U0CY", requester="U0VIC", category="printer")
+    await wait_until(lambda: AWAITING in json.dumps(posts_to(slack_api, "C0HELP")))
+    assert (await only_ticket(app)).identity_state == "required"
+    assert not slack_api.method_calls("conversations.open") and not posts_to(slack_api, "DU0BO")
+    assert "identity.awaiting_technician" in await event_kinds(app)
+    # Still refused to Cy; a technician's `verify` asks Bo, and his answer counts.
+    refused = json.dumps(await (await app.slash("verify HD-1", user="U0CY")).json())
+    assert "Only technicians can start an identity check" in refused
+    await app.slash("verify HD-1", user="UTECH")
+    dm = await manager_dm(slack_api)
+    assert "Vic VIP" in json.dumps(dm["blocks"]) and len(posts_to(slack_api, "DU0BO")) == 1
+    assert "confirmed" in await click(app, slack_api, dm, "Approve", "U0BO")
+    assert (await only_ticket(app)).identity_state == "confirmed"
+
+
+async def test_a_non_technician_is_not_told_the_number_on_file(make_app, slack_api: FakeSlack):
+    # Cy has no manager: the check would tell "the technician" to call him back on his number
+    # on file. Ana (no technician) opening a password reset for Cy must not learn it.
+    app = await start(make_app, slack_api)
+    await open_as(app, slack_api, opener="U0ANA", requester="U0CY", category="password-reset")
+    await wait_until(lambda: AWAITING in json.dumps(posts_to(slack_api, "C0HELP")))
+    ticket = await only_ticket(app)
+    assert ticket.identity_state == "required"
+    async with app.services.sessions() as session:
+        assert not (await session.execute(select(IdentityCheck))).scalars().all()
+    everything = json.dumps(slack_api.posts())
+    assert "+1 555 0199" not in everything
+    answer = json.dumps(await (await app.slash("verify HD-1", user="UTECH")).json())
+    assert "+1 555 0199" in answer
