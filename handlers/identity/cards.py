@@ -61,13 +61,20 @@ def platform_name(platform: str) -> str:
 
 
 def request_card(
-    ticket: Ticket, check: IdentityCheck, *, requester: Person | None, manager: Person
+    ticket: Ticket,
+    check: IdentityCheck,
+    *,
+    requester: Person | None,
+    manager: Person,
+    asker: Mention | None = None,
 ) -> Card:
-    """The manager's DM: who asked, which technician, for what, which ticket, when, where."""
+    """The manager's DM: who asked, which technician, for what, which ticket, when, where.
+    `asker`: the technician who started the check when that is not the ticket's own (whoever
+    opened a ticket is on it as its technician, a requester opening their own included)."""
     who = requester_of(ticket, requester)
     facts: list[tuple[Inline, Inline]] = [
         ("Requester", who),
-        ("Technician", technician(ticket)),
+        ("Technician", asker or technician(ticket)),
         ("Request", Typed(ticket.summary)),
         ("Category", Typed(ticket.category) if ticket.category else "-"),
         ("Ticket", f"{ticket.number} ({ticket.priority})"),

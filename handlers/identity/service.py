@@ -20,6 +20,7 @@ from handlers import notify, sla
 from handlers.commands import TICKET_REF, Command, ticket_ref
 from handlers.deps import Deps
 from handlers.directory import DirectoryAmbiguous, DirectoryUnavailable, Person
+from handlers.formatting import who_acted
 from handlers.identity import answers, cards
 from handlers.types import Actor, Forbidden, Interaction, InvalidInput, NotFound, Reply
 from storage import tickets as repo
@@ -326,7 +327,14 @@ async def start_check(
     session.add(check)
     await session.flush()
     ticket.identity_state = "pending"
-    card = cards.request_card(ticket, check, requester=requester, manager=manager)
+    on_ticket = (actor.platform, actor.id) == (ticket.source_platform, ticket.technician_id)
+    card = cards.request_card(
+        ticket,
+        check,
+        requester=requester,
+        manager=manager,
+        asker=None if on_ticket else who_acted(actor, people.asker),
+    )
     await notify.dm(
         session,
         platform=check.manager_platform,

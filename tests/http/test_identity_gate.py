@@ -59,7 +59,11 @@ async def test_a_non_technician_cannot_set_a_vips_manager_check_going(
     assert "Only technicians can start an identity check" in refused
     await app.slash("verify HD-1", user="UTECH")
     dm = await manager_dm(slack_api)
-    assert "Vic VIP" in json.dumps(dm["blocks"]) and len(posts_to(slack_api, "DU0BO")) == 1
+    assert len(posts_to(slack_api, "DU0BO")) == 1
+    rendered = json.dumps(dm["blocks"])
+    # The technician named to Bo is Tom, who asked, not Cy, who is on the ticket as its opener.
+    assert "Vic VIP" in rendered and "*Technician:* <@UTECH> (tom@example.com)" in rendered
+    assert "U0CY" not in rendered and "cy@example.com" not in rendered
     assert "confirmed" in await click(app, slack_api, dm, "Approve", "U0BO")
     assert (await only_ticket(app)).identity_state == "confirmed"
 
