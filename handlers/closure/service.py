@@ -201,6 +201,7 @@ async def _form(deps: Deps, interaction: Interaction, ticket: Ticket) -> Reply:
             at=deps.clock(),
             action="close",
         )
+        await identity.audit_gate(session, interaction, ticket, "close")
     identity.require_confirmed(ticket)
     async with deps.sessions() as session:
         logged = sum(e.minutes for e in await repo.time_entries_for(session, ticket.id))
@@ -289,7 +290,7 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
     number = str(interaction.data.get("ticket", ""))
     ticket = await load(deps, Command("close", number))
     _require_open(ticket)
-    identity.require_confirmed(ticket)
+    await identity.enforce(deps, interaction, ticket, "close")
     async with deps.sessions() as session:
         logged = sum(e.minutes for e in await repo.time_entries_for(session, ticket.id))
         pattern = await diagnosis.kb_requirement(session, ticket)

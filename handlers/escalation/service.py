@@ -45,6 +45,7 @@ async def _form(deps: Deps, interaction: Interaction, ticket: Ticket) -> Reply:
                 at=deps.clock(),
                 action="escalate",
             )
+            await identity.audit_gate(session, interaction, ticket, "escalate")
     _check(deps, ticket)
     return Reply(card=_escalation_form(deps, ticket), as_form=True)
 
@@ -96,6 +97,8 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
     await deps.require_technician(actor, "escalate tickets")
     number = str(interaction.data.get("ticket", ""))
     ticket = await load(deps, Command("escalate", number))
+    if ticket.status == "open":
+        await identity.enforce(deps, interaction, ticket, "escalate")
     queues = _check(deps, ticket)
     try:
         facts = validate(interaction.data, queues, asset=ticket.asset)

@@ -39,6 +39,44 @@ def require_confirmed(ticket: Ticket) -> None:
         raise Forbidden(cards.refusal(ticket))
 
 
+async def enforce(deps: Deps, interaction: Interaction, ticket: Ticket, action: str) -> None:
+    """`require_confirmed` for work a person asked for (`action`: close, escalate, ...), with
+    the refusal audited in a transaction of its own (for use cases that write nothing before)."""
+    if ticket.identity_state in GATED_STATES:
+        async with deps.sessions() as session, session.begin():
+            await audit_gate(session, interaction, ticket, action)
+        raise Forbidden(cards.refusal(ticket))
+
+
+async def audit_gate(
+    session: AsyncSession, interaction: Interaction, ticket: Ticket, action: str
+) -> bool:
+    """When the ticket's identity gates `action`, audit the refusal (`identity.gate_refused`:
+    it is an identity decision, and shows security who pushed on the gate) and return True;
+    the caller then refuses."""
+    if ticket.identity_state not in GATED_STATES:
+        return False
+    actor = interaction.actor
+    await repo.add_event(
+        session,
+        ticket_id=ticket.id,
+        kind="identity.gate_refused",
+        actor_platform=actor.platform,
+        actor_id=actor.id,
+        channel=interaction.conversation.id,
+        data={"action": action, "identity": ticket.identity_state},
+    )
+    log.info(
+        "identity gate: %s on %s refused (%s) for %s:%s",
+        action,
+        ticket.number,
+        ticket.identity_state,
+        actor.platform,
+        actor.id,
+    )
+    return True
+
+
 # -- starting a check --------------------------------------------------------------------------
 
 
@@ -91,6 +129,10 @@ async def _verify(deps: Deps, interaction: Interaction, number: str) -> Reply:
             action="verify",
         )
         if (early := _nothing_to_check(ticket)) is not None:
+            # A denied ticket is not asked about again: another Approve would cover a
+            # possible impersonation. The attempt is audited (and is still working it).
+            if ticket.identity_state == "denied":
+                await audit_gate(session, interaction, ticket, "verify")
             return early
         if _who(ticket) != _who(seen):  # changed meanwhile: look again (rare)
             people = None
@@ -107,7 +149,7 @@ def _nothing_to_check(ticket: Ticket) -> Reply | None:
     if ticket.identity_state == "confirmed":
         return Reply(text=f"The requester's identity on {ticket.number} is already confirmed.")
     if ticket.identity_state == "denied":
-        raise Forbidden(cards.refusal(ticket))
+        return Reply(text=cards.refusal(ticket))
     return None
 
 

@@ -56,6 +56,8 @@ async def confirm_command(deps: Deps, interaction: Interaction, command: Command
         seen = await tickets_repo.get_by_number(session, number)
     if seen is None:
         raise NotFound(f"There is no ticket {number}.")
+    if seen.status == "open" and seen.fix_confirmed_at is None:
+        await identity.enforce(deps, interaction, seen, "confirm")
     _askable(seen)
     # The directory is asked before anything is locked.
     to = await csat.survey_address(deps, seen)

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from storage.models import IdentityCheck
+from storage.models import IdentityCheck, TicketEvent
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import event_kinds, only_ticket, view_submission, wait_until
 from tests.http.test_identity_slack import click, manager_dm, posts_to, start
@@ -82,3 +82,40 @@ async def test_a_non_technician_is_not_told_the_number_on_file(make_app, slack_a
     assert "+1 555 0199" not in everything
     answer = json.dumps(await (await app.slash("verify HD-1", user="UTECH")).json())
     assert "+1 555 0199" in answer
+
+
+async def gate_refusals(app: Any) -> list[tuple[str, str, str, str]]:
+    """(who, where, action, identity state) of each audited gate refusal, oldest first."""
+    async with app.services.sessions() as session:
+        query = (
+            select(TicketEvent)
+            .where(TicketEvent.kind == "identity.gate_refused")
+            .order_by(TicketEvent.id)
+        )
+        events = (await session.execute(query)).scalars().all()
+    return [(e.actor_id, e.channel, e.data["action"], e.data["identity"]) for e in events]
+
+
+async def test_work_refused_by_the_gate_is_in_the_audit_trail(make_app, slack_api: FakeSlack):
+    # A technician who tries to close, escalate or confirm a ticket whose requester is not
+    # confirmed (or whom the manager denied: a possible impersonation) is refused; each attempt
+    # is an identity decision and is audited, so security can see who pushed on the gate.
+    app = await start(make_app, slack_api)
+    await open_as(app, slack_api, opener="UTECH", requester="U0ANA", category="password-reset")
+    dm = await manager_dm(slack_api)
+    for command in ("close HD-1", "escalate HD-1", "confirm HD-1"):
+        refused = json.dumps(await (await app.slash(command)).json())
+        assert "needs the requester's identity confirmed first" in refused, refused
+    assert await gate_refusals(app) == [
+        ("UTECH", "C0HELP", "close", "pending"),
+        ("UTECH", "C0HELP", "escalate", "pending"),
+        ("UTECH", "C0HELP", "confirm", "pending"),
+    ]
+    assert "stopped" in await click(app, slack_api, dm, "Deny", "U0BO")
+    for command in ("close HD-1", "verify HD-1"):
+        refused = json.dumps(await (await app.slash(command)).json())
+        assert "possible impersonation" in refused, refused
+    assert (await gate_refusals(app))[3:] == [
+        ("UTECH", "C0HELP", "close", "denied"),
+        ("UTECH", "C0HELP", "verify", "denied"),
+    ]

@@ -239,3 +239,48 @@ async def test_gated_ticket_cannot_be_closed_before_confirmation(
     await wait_until(
         lambda: "Resolution note" in json.dumps(connector.activities(PERSONAL)[posted:])
     )
+
+
+async def test_a_forged_closure_or_escalation_of_a_gated_ticket_is_refused_and_audited(
+    make_app, connector: FakeConnector
+):
+    # A Teams card's submit data is typed by the client: a technician can send the closure or
+    # escalation form's Action.Submit for a ticket whose form the bot never gave them. It is
+    # refused while the identity is pending, and the attempt is in the audit trail.
+    from sqlalchemy import select
+
+    from storage.models import TicketEvent
+
+    app = await start(make_app, connector)
+    await new_ticket(app, connector, category="password-reset")
+    await manager_request(connector)
+    forged = [
+        {
+            "action": "ticket.close.submit",
+            "ticket": "HD-1",
+            "resolution_note": "Reset the password of Ana's account in Entra ID and unlocked it",
+            "resolution_category": "Request",
+            "time_spent": "10m",
+        },
+        {
+            "action": "ticket.escalate.submit",
+            "ticket": "HD-1",
+            "repro_steps": "Sign in to the portal as Ana",
+            "error_text": "Account locked",
+            "already_tried": "Unlocked the account in the admin centre",
+            "user_impact": "Ana cannot work",
+            "queue": "security",
+        },
+    ]
+    for value in forged:
+        assert (await app.teams(activity(connector.service_url, value=value))).status == 201
+    await wait_until(lambda: texts(connector, PERSONAL).count("identity confirmed first") >= 2)
+    assert (await only_ticket(app)).status == "open"
+    async with app.services.sessions() as session:
+        query = select(TicketEvent).where(TicketEvent.kind == "identity.gate_refused")
+        events = (await session.execute(query.order_by(TicketEvent.id))).scalars().all()
+    assert [(e.actor_id, e.data["action"], e.data["identity"]) for e in events] == [
+        (TECH_ID, "close", "pending"),
+        (TECH_ID, "escalate", "pending"),
+    ]
+    assert "ticket.escalated" not in await event_kinds(app)

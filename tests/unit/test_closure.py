@@ -231,12 +231,13 @@ async def test_close_form_is_for_technicians_and_open_confirmed_tickets(deps: De
 # -- closing -----------------------------------------------------------------------------------
 
 
-async def assert_unchanged(deps: Deps, ticket: Ticket) -> None:
+async def assert_unchanged(deps: Deps, ticket: Ticket, *, audited: tuple[str, ...] = ()) -> None:
+    """Nothing changed; `audited`: the audit events the refusal itself wrote."""
     assert (await reload(deps, ticket)).status == "open"
     assert await rows(deps, TimeEntry) == []
     assert await rows(deps, OutboxMessage) == []
     assert await rows(deps, CsatSurvey) == []
-    assert [e.kind for e in await rows(deps, TicketEvent)] == []
+    assert [e.kind for e in await rows(deps, TicketEvent)] == list(audited)
 
 
 @pytest.mark.parametrize("note", ["rebooted and it worked", "fixed", "works now", "done"])
@@ -354,7 +355,7 @@ async def test_gated_ticket_cannot_close_until_confirmed(deps: Deps) -> None:
     ticket = await make_ticket(deps, identity_state="required")
     with pytest.raises(Forbidden):
         await close(deps, ticket)
-    await assert_unchanged(deps, ticket)
+    await assert_unchanged(deps, ticket, audited=("identity.gate_refused",))
     async with deps.sessions() as session, session.begin():
         (await repo.get_by_number(session, "HD-1")).identity_state = "confirmed"  # type: ignore[union-attr]
     await close(deps, ticket)

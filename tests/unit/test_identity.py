@@ -171,8 +171,9 @@ async def test_deny_flags_ticket_notifies_security_and_blocks_work(deps: Deps):
     assert any(t.startswith(f"DO NOT PROCEED with {number}") for t in texts(rows, channel="C0HELP"))
     with pytest.raises(Forbidden, match="impersonation"):
         identity.require_confirmed(ticket)
-    with pytest.raises(Forbidden):
-        await verify(deps, number)
+    refused = await verify(deps, number)  # refused, and audited
+    assert "impersonation" in refused.text
+    assert (await state(deps, number))[2][-1] == "identity.gate_refused"
 
 
 async def test_deny_without_security_queue_tells_technician_to_report_it(deps: Deps):
