@@ -130,6 +130,13 @@ def due_from_targets(
 # -- what the PSA is told -------------------------------------------------------------------------
 
 
+IDENTITY_UNCONFIRMED = (
+    "Identity: NOT CONFIRMED. The requester's manager must confirm this request comes from the "
+    "requester (checked in chat; the outcome is added as a note) before anyone resets a "
+    "password, changes MFA or discusses the account."
+)
+
+
 def description(ticket: Ticket, *, technician: str) -> str:
     """Everything the chat ticket knows, as plain text: what has no PSA field lives here."""
     source = PLATFORMS.get(ticket.source_platform, ticket.source_platform)
@@ -150,6 +157,10 @@ def description(ticket: Ticket, *, technician: str) -> str:
     ]
     if ticket.priority_warning:
         lines.append(f"Warning: {ticket.priority_warning}")
+    if ticket.identity_state != "not_required":
+        # Written when the ticket is opened, before the manager can have answered: whoever
+        # works it in the PSA must not act on the caller's word (the outcome follows as a note).
+        lines += ["", IDENTITY_UNCONFIRMED]
     if ticket.error_text:
         lines += ["", "Exact error text:", ticket.error_text]
     if ticket.doing:

@@ -149,6 +149,7 @@ async def open_ticket(
     client: str = "acme",
     priority: str = "P3",
     summary: str = "VPN drops every few minutes",
+    category: str = "network",
     wait_card: bool = True,
 ) -> None:
     """Submit the intake modal (Slack); waits for the ticket card in C0HELP."""
@@ -161,7 +162,7 @@ async def open_ticket(
         "reproducible": _choice("yes"),
         "users_affected": {"type": "number_input", "value": "1"},
         "priority": _choice(priority),
-        "category": _choice("network"),
+        "category": _choice(category),
         "asset": _text("VPN-01"),
         "client": _text(client),
     }

@@ -146,3 +146,20 @@ async def test_psa_outage_never_blocks_intake_and_show_says_pending(make_app, sl
         assert "ConnectWise: pending (1 not sent yet: ticket" in shown
         assert "HTTP 503" in shown
         assert fake.records() == []
+
+
+async def test_a_gated_ticket_says_in_the_psa_that_its_identity_is_not_confirmed(
+    make_app, slack_api: FakeSlack, psa_fake
+):
+    # The PSA is where many technicians work their queue. A password reset opened in chat is
+    # in it at once, before the requester's manager has answered: a technician picking it up
+    # there must read that the identity is not confirmed, or they reset the password for
+    # whoever called (the gate, walked around in the system of record).
+    app = await start_app(make_app, slack_api, psa_fake)
+    await open_ticket(app, slack_api, summary="Reset my password", category="password-reset")
+    await open_ticket(app, slack_api, summary="Printer jams on tray 2", category="printer")
+    await wait_until(lambda: len(psa_fake.records()) == 2, what="both PSA tickets")
+    by_title = {r.title: r for r in psa_fake.records()}
+    gated = by_title["Reset my password"].description
+    assert "Identity: NOT CONFIRMED" in gated and "manager" in gated, gated
+    assert "Identity:" not in by_title["Printer jams on tray 2"].description
