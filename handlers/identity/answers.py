@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 PURPOSE = cards.PURPOSE
 NO_LONGER_MANAGER = "no longer the manager"
 MANAGER_DISABLED = "manager disabled"
+NOT_THEIR_ACCOUNT = "not the manager's account now"
 
 
 async def retire_dm(session: AsyncSession, ticket: Ticket, check: IdentityCheck, text: str) -> None:
@@ -79,6 +80,7 @@ async def answer(deps: Deps, interaction: Interaction, *, approved: bool) -> Rep
             or _conflicted(ticket, check, actor, technician)
             or _no_longer_manager(ticket, check, facts.manager_now)
             or _manager_disabled(ticket, facts.manager_now)
+            or _not_their_account(ticket, check, actor, facts.manager_now)
         )
         if refused is not None:
             reason, reply = refused
@@ -97,6 +99,21 @@ async def answer(deps: Deps, interaction: Interaction, *, approved: bool) -> Rep
             if reason == MANAGER_DISABLED:
                 assert ticket is not None and check is not None
                 await _tell_manager_disabled(session, ticket, check, facts, choice)
+                data["manager"] = check.manager_email
+            if reason == NOT_THEIR_ACCOUNT:
+                assert ticket is not None and check is not None
+                await notify.tell_technician(
+                    session,
+                    ticket,
+                    cards.account_changed_text(
+                        ticket,
+                        cards.manager_label(facts.listed, check.manager_email),
+                        f"{actor.platform} user {actor.id}",
+                        denied=choice == "deny",
+                    ),
+                    purpose=PURPOSE,
+                    dedup_key=f"identity-account-changed:{check.id}",
+                )
                 data["manager"] = check.manager_email
             await _audit_refused(session, deps, interaction, ticket, data)
             return Reply(text=reply)
@@ -286,6 +303,22 @@ def _manager_disabled(ticket: Ticket | None, manager_now: Person | None) -> tupl
     if ticket is None or manager_now is None or not manager_now.disabled:
         return None
     return MANAGER_DISABLED, cards.disabled_manager_reply(ticket)
+
+
+def _not_their_account(
+    ticket: Ticket | None, check: IdentityCheck | None, actor: Actor, manager_now: Person | None
+) -> tuple[str, str] | None:
+    """The manager's entry names another account on the request's platform than the one that
+    answered (the directory was corrected, or the account handed on, since the request went
+    out): whoever holds the old account is not the manager. An entry with no id there now is
+    not read as a change (Graph leaves a Slack id out while Slack cannot be asked)."""
+    if ticket is None or check is None or manager_now is None or not manager_now.email:
+        return None
+    platform = check.manager_platform or ""
+    current = notify.platform_ids(manager_now).get(platform)
+    if not current or notify.is_user(actor, platform, current):
+        return None
+    return NOT_THEIR_ACCOUNT, cards.NOT_MANAGER
 
 
 async def _tell_manager_disabled(

@@ -294,6 +294,19 @@ def manager_disabled_text(ticket: Ticket, manager: str, *, denied: bool = False)
     )
 
 
+def account_changed_text(ticket: Ticket, manager: str, account: str, *, denied: bool) -> str:
+    """To the technician: the request was answered from an account the directory no longer
+    lists as the manager's."""
+    pressed = "pressed Deny" if denied else "answered"
+    return (
+        f"Identity check for {ticket.number}: the request was {pressed} from {account}, which "
+        f"is no longer {manager}'s account in the directory, so nothing was recorded or "
+        "confirmed. Treat the request with suspicion: do not reset passwords, change MFA or "
+        f"discuss the account. Run `ticket verify {ticket.number}` to ask {manager} on the "
+        "account now on file."
+    )
+
+
 def deny_unverified_text(ticket: Ticket, manager: str, source: str) -> str:
     """To the technician: the manager pressed Deny while the directory could not be reached."""
     return (

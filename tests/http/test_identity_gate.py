@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
+import yaml
 from sqlalchemy import select
 
 from storage.models import IdentityCheck, TicketEvent
@@ -15,10 +17,18 @@ from tests.http.test_identity_slack import click, manager_dm, posts_to, start
 AWAITING = "Only a technician can start that check"
 
 
-async def open_as(app: Any, fake: FakeSlack, *, opener: str, requester: str, category: str) -> None:
-    """`opener` opens the intake modal and submits it for `requester`."""
+async def open_as(
+    app: Any,
+    fake: FakeSlack,
+    *,
+    opener: str,
+    requester: str,
+    category: str,
+    channel: str = "C0HELP",
+) -> None:
+    """`opener` opens the intake modal in `channel` and submits it for `requester`."""
     opened = len(fake.views_opened())
-    await app.slash("new Reset my password", user=opener)
+    await app.slash("new Reset my password", user=opener, channel=channel)
     await fake.wait_for_method("views.open", count=opened + 1)
     view = fake.views_opened()[-1]["view"]
     text = {"type": "plain_text_input", "value": "Locked out, please reset my password"}
@@ -34,10 +44,10 @@ async def open_as(app: Any, fake: FakeSlack, *, opener: str, requester: str, cat
         "asset": {"type": "plain_text_input", "value": ""},
         "client": {"type": "plain_text_input", "value": ""},
     }
-    posts = len(posts_to(fake, "C0HELP"))
+    posts = len(posts_to(fake, channel))
     payload = view_submission(view, values, user=opener, view_id=f"V-{opener}-{opened}")
     assert (await app.interactive(payload)).status == 200
-    await wait_until(lambda: len(posts_to(fake, "C0HELP")) > posts)
+    await wait_until(lambda: len(posts_to(fake, channel)) > posts)
 
 
 async def test_a_non_technician_cannot_set_a_vips_manager_check_going(
@@ -119,3 +129,27 @@ async def test_work_refused_by_the_gate_is_in_the_audit_trail(make_app, slack_ap
         ("UTECH", "C0HELP", "close", "denied"),
         ("UTECH", "C0HELP", "verify", "denied"),
     ]
+
+
+async def test_an_account_no_longer_the_managers_cannot_answer(make_app, slack_api: FakeSlack):
+    # Bo's entry named the Slack account U0BO when the request went out; the directory file
+    # is then corrected (U0BO was not, or is no longer, Bo's: a stale or mistyped id, an
+    # account handed on) and reloaded while the request is pending. Whoever holds U0BO is
+    # not Bo, so their Approve is refused and audited; Bo's own account gets a fresh request.
+    app = await start(make_app, slack_api)
+    await open_as(app, slack_api, opener="UTECH", requester="U0ANA", category="password-reset")
+    dm = await manager_dm(slack_api)
+    people = yaml.safe_load((app.tmp / "people.yaml").read_text())
+    for person in people:
+        if person["email"] == "bo@example.com":
+            person["slack_id"] = "U0BO2"
+    (app.tmp / "people.yaml").write_text(yaml.safe_dump(people))
+    await asyncio.sleep(1.2)  # the file is looked at again after a second
+    refused = await click(app, slack_api, dm, "Approve", "U0BO")
+    assert "confirmed the identity" not in refused
+    assert (await only_ticket(app)).identity_state == "pending"
+    async with app.services.sessions() as session:
+        query = select(TicketEvent).where(TicketEvent.kind == "identity.refused")
+        [event] = (await session.execute(query)).scalars().all()
+    assert (event.actor_id, event.data["reason"]) == ("U0BO", "not the manager's account now")
+    await wait_until(lambda: "no longer Bo Boss" in json.dumps(posts_to(slack_api, "C0HELP")))
