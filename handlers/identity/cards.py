@@ -333,12 +333,17 @@ def expired_text(ticket: Ticket, manager: str, *, denied: bool = False) -> str:
     )
 
 
-def unreachable_text(ticket: Ticket, check: IdentityCheck, *, phone: str, error: str) -> str:
-    fallback = (
-        f"call the requester back on {phone}, the number on file in the directory"
-        if phone
-        else "confirm the requester's identity in person"
-    )
+def unreachable_text(
+    ticket: Ticket, check: IdentityCheck, *, phone: str, error: str, on_file: bool = False
+) -> str:
+    """`phone`: the number on file to show ("" when none, or when this thread is not a
+    technician's: `on_file` then says there is one)."""
+    if phone:
+        fallback = f"call the requester back on {phone}, the number on file in the directory"
+    elif on_file:
+        fallback = "call the requester back on the number on file in the directory"
+    else:
+        fallback = "confirm the requester's identity in person"
     return (
         f"Identity check for {ticket.number}: the manager ({check.manager_email}) could not be "
         f"reached on {platform_name(check.manager_platform)} ({error[:200]}). The identity is "

@@ -59,7 +59,11 @@ async def on_failed(
     if check is None or ticket is None or check.state != "pending":
         return
     text = cards.unreachable_text(
-        ticket, check, phone=str(message.payload.get("callback_phone") or ""), error=error
+        ticket,
+        check,
+        phone=str(message.payload.get("callback_phone") or ""),
+        error=error,
+        on_file=bool(message.payload.get("phone_on_file")),
     )
     if await notify.tell_technician(
         session, ticket, text, purpose=PURPOSE, dedup_key=f"identity-unreachable:{check.id}"

@@ -340,6 +340,10 @@ async def start_check(
         asker=people.asker,
         technician=people.technician,
     )
+    # The requester's number on file goes where technicians work: the ticket's thread is the
+    # chat of whoever opened it, who may be no technician (a requester opening their own, in
+    # their chat with the bot); then only the technician asking is told it (their answer).
+    private_thread = not await _thread_is_a_technicians(deps, ticket, actor, people)
     # A manager whose account is disabled has (most likely) left: their chat account may
     # outlive the directory's, but their word no longer vouches for anyone.
     if manager is None or target is None or conflict or manager.disabled:
@@ -348,7 +352,8 @@ async def start_check(
         await session.flush()
         ticket.identity_state = "required"
         text = cards.callback_text(ticket, requester=requester, manager=manager, conflict=conflict)
-        await notify.tell_technician(session, ticket, text, purpose=PURPOSE)
+        if not private_thread:
+            await notify.tell_technician(session, ticket, text, purpose=PURPOSE)
         await repo.add_event(
             session,
             ticket_id=ticket.id,
@@ -389,7 +394,8 @@ async def start_check(
         extra={
             "identity_check": check.id,
             "aad_object_id": manager.aad_object_id,
-            "callback_phone": (requester.phone if requester else None) or "",
+            "callback_phone": "" if private_thread else (requester and requester.phone) or "",
+            "phone_on_file": bool(requester and requester.phone),
         },
     )
     await repo.add_event(
@@ -408,6 +414,19 @@ async def start_check(
     if announce:
         await notify.tell_technician(session, ticket, text, purpose=PURPOSE)
     return text
+
+
+async def _thread_is_a_technicians(
+    deps: Deps, ticket: Ticket, actor: Actor, people: CheckPeople
+) -> bool:
+    """Whether the ticket's thread is a technician's: the asker's own ticket, or one whose
+    technician (its opener) is a technician in the directory."""
+    if (actor.platform, actor.id) == (ticket.source_platform, ticket.technician_id):
+        return True
+    if not await deps.directory.has_technicians():
+        return True  # everyone counts as one
+    opener = people.technician
+    return bool(opener and opener.technician and not opener.disabled)
 
 
 async def _supersede(session: AsyncSession, *, ticket: Ticket, actor: Actor) -> None:

@@ -153,3 +153,29 @@ async def test_an_account_no_longer_the_managers_cannot_answer(make_app, slack_a
         [event] = (await session.execute(query)).scalars().all()
     assert (event.actor_id, event.data["reason"]) == ("U0BO", "not the manager's account now")
     await wait_until(lambda: "no longer Bo Boss" in json.dumps(posts_to(slack_api, "C0HELP")))
+
+
+async def test_the_number_on_file_goes_to_the_technician_who_asked_not_the_openers_chat(
+    make_app, slack_api: FakeSlack
+):
+    # Ana (no technician) opens a password reset for Cy (no manager) in her own chat with the
+    # bot: the ticket's thread is that chat. When Tom runs `verify`, Cy's number on file is
+    # his to call, told to him; posting it in the ticket's thread would hand it to Ana.
+    app = await start(make_app, slack_api)
+    await open_as(
+        app,
+        slack_api,
+        opener="U0ANA",
+        requester="U0CY",
+        category="password-reset",
+        channel="D0ANA",
+    )
+    await wait_until(lambda: AWAITING in json.dumps(posts_to(slack_api, "D0ANA")))
+    answer = json.dumps(await (await app.slash("verify HD-1", user="UTECH")).json())
+    assert "+1 555 0199" in answer and "never a number the caller gives you" in answer
+    async with app.services.sessions() as session:
+        check = (await session.execute(select(IdentityCheck))).scalar_one()
+    assert check.state == "no_manager"
+    await app.slash("help", user="UTECH")
+    await asyncio.sleep(1.0)  # the outbox would have posted it by now
+    assert "+1 555 0199" not in json.dumps(slack_api.posts())
