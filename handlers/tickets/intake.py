@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,10 +124,20 @@ def _text(values: dict[str, Any], key: str) -> str:
     return "" if value is None else str(value)
 
 
+def shown_address(typed: str) -> str:
+    """An e-mail address as it reads: compatibility forms folded (full-width letters) and
+    invisible format characters (zero-width space, joiners, direction marks) dropped, so a
+    pasted look-alike of a directory address is that address, not "nobody" (not a VIP)."""
+    folded = unicodedata.normalize("NFKC", typed)
+    return "".join(c for c in folded if unicodedata.category(c) != "Cf").strip()
+
+
 def validate(values: dict[str, Any], config: HelpdeskConfig, *, email_requester: bool) -> Intake:
     """Check a submitted intake form; raises InvalidInput with one message per bad field."""
     errors: dict[str, str] = {}
     requester = _text(values, "requester").strip()
+    if email_requester:
+        requester = shown_address(requester)
     if not requester:
         errors["requester"] = "Who is this ticket for?"
     elif email_requester and not EMAIL.match(requester):

@@ -284,3 +284,20 @@ async def test_a_forged_closure_or_escalation_of_a_gated_ticket_is_refused_and_a
         (TECH_ID, "escalate", "pending"),
     ]
     assert "ticket.escalated" not in await event_kinds(app)
+
+
+async def test_a_vips_address_with_invisible_or_wide_characters_is_still_the_vip(
+    make_app, connector: FakeConnector
+):
+    # Teams takes the Requester as a typed e-mail address. Pasted from a caller's message it
+    # can carry a zero-width space, or come in full-width letters: it looks like Vic's, but
+    # the directory has nobody by that exact text, so Vic (a VIP) went unchecked. An address
+    # is read as the text it shows: the VIP is found and the check starts.
+    app = await start(make_app, connector)
+    await new_ticket(app, connector, requester="vic\u200b@example.com")
+    _, card = await manager_request(connector)
+    assert "Vic VIP" in json.dumps(card)
+    ticket = await only_ticket(app)
+    assert (ticket.identity_state, ticket.requester_email) == ("pending", "vic@example.com")
+    await new_ticket(app, connector, requester="\uff56\uff49\uff43@example.com")  # full width
+    await manager_request(connector, count=2)
