@@ -66,7 +66,7 @@ def request_card(
     *,
     requester: Person | None,
     manager: Person,
-    asker: Mention | None = None,
+    asker: Inline | None = None,
 ) -> Card:
     """The manager's DM: who asked, which technician, for what, which ticket, when, where.
     `asker`: the technician who started the check when that is not the ticket's own (whoever
@@ -164,15 +164,6 @@ def callback_text(
     return (
         f"Identity check for {ticket.number}: {reason}. {action}. The check stays open: "
         "the ticket cannot be escalated or closed until the identity is confirmed."
-    )
-
-
-def awaiting_technician_text(ticket: Ticket) -> str:
-    """A gated ticket opened by someone who is not a technician: nobody was asked yet."""
-    return (
-        f"{ticket.number} needs the requester's identity confirmed by their manager before it "
-        "is worked. Only a technician can start that check: a technician runs "
-        f"`ticket verify {ticket.number}`."
     )
 
 

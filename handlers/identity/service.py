@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cards.model import Inline, Rich
 from handlers import notify, sla
 from handlers.commands import TICKET_REF, Command, ticket_ref
 from handlers.deps import Deps
@@ -238,28 +239,6 @@ async def directory_unavailable_at_intake(
     )
 
 
-async def awaiting_technician(
-    session: AsyncSession, ticket: Ticket, interaction: Interaction
-) -> None:
-    """A gated ticket opened by someone who is not a technician: the check waits for a
-    technician's `verify`. Starting one is a technician's act (`verify` is refused to anyone
-    else): it DMs the requester's manager naming the opener as the technician handling it,
-    and without a manager it hands out the requester's number on file."""
-    ticket.identity_state = "required"
-    await notify.tell_technician(
-        session, ticket, cards.awaiting_technician_text(ticket), purpose=PURPOSE
-    )
-    await repo.add_event(
-        session,
-        ticket_id=ticket.id,
-        kind="identity.awaiting_technician",
-        actor_platform=interaction.actor.platform,
-        actor_id=interaction.actor.id,
-        channel=interaction.conversation.id,
-        data={"opened_by": interaction.actor.id},
-    )
-
-
 def _is(person: Person, platform: str, user_id: str) -> bool:
     return bool(user_id) and notify.platform_ids(person).get(platform) == user_id
 
@@ -375,13 +354,12 @@ async def start_check(
     await session.flush()
     ticket.identity_state = "pending"
     on_ticket = (actor.platform, actor.id) == (ticket.source_platform, ticket.technician_id)
-    card = cards.request_card(
-        ticket,
-        check,
-        requester=requester,
-        manager=manager,
-        asker=None if on_ticket else who_acted(actor, people.asker),
-    )
+    asker: Inline | None = None if on_ticket else who_acted(actor, people.asker)
+    if not await _is_technician(deps, people.asker):
+        # A gated ticket opened by someone who is not a technician starts its check all the
+        # same (SPEC: on its own), but the request must not vouch for them as the technician.
+        asker = Rich("none yet (opened by ", who_acted(actor, people.asker), ", not a technician)")
+    card = cards.request_card(ticket, check, requester=requester, manager=manager, asker=asker)
     await notify.dm(
         session,
         platform=check.manager_platform,
@@ -416,17 +394,18 @@ async def start_check(
     return text
 
 
+async def _is_technician(deps: Deps, person: Person | None) -> bool:
+    if not await deps.directory.has_technicians():
+        return True  # everyone counts as one
+    return bool(person and person.technician and not person.disabled)
+
+
 async def _thread_is_a_technicians(
     deps: Deps, ticket: Ticket, actor: Actor, people: CheckPeople
 ) -> bool:
-    """Whether the ticket's thread is a technician's: the asker's own ticket, or one whose
-    technician (its opener) is a technician in the directory."""
-    if (actor.platform, actor.id) == (ticket.source_platform, ticket.technician_id):
-        return True
-    if not await deps.directory.has_technicians():
-        return True  # everyone counts as one
-    opener = people.technician
-    return bool(opener and opener.technician and not opener.disabled)
+    """Whether the ticket's thread is a technician's: its opener (on it as its technician) is
+    a technician in the directory; a requester opening their own ticket is not."""
+    return await _is_technician(deps, people.technician)
 
 
 async def _supersede(session: AsyncSession, *, ticket: Ticket, actor: Actor) -> None:

@@ -57,12 +57,10 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
     # opened all the same, with its identity check waiting for `verify`).
     outage: DirectoryUnavailable | None = None
     requester_id, requester, technician = form.requester, None, None
-    by_technician = False
     try:
         requester_id, requester = await _requester(deps, interaction, form.requester)
         technician = await deps.person(interaction.actor)
-        by_technician = await deps.is_technician(interaction.actor)
-        if form.priority == "P1" and not by_technician:
+        if form.priority == "P1" and not await deps.is_technician(interaction.actor):
             # Opening at P1 pages the on-call, which SPEC keeps to technicians ("raise to P1").
             # Nothing is saved; the form stays open with the reason.
             log.info("intake: P1 refused for %s (not a technician)", interaction.actor.id)
@@ -86,7 +84,7 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
         or outage is not None  # a VIP cannot be ruled out (directory down or ambiguous)
     )
     people: identity.CheckPeople | None = None
-    if gated and outage is None and by_technician:
+    if gated and outage is None:
         try:
             people = await identity.look_up_people(
                 deps,
@@ -181,8 +179,6 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
             await announce(session, ticket=ticket, card=card, channel=channel)
         if outage is not None:
             await identity.directory_unavailable_at_intake(session, ticket, outage)
-        elif gated and not by_technician:
-            await identity.awaiting_technician(session, ticket, interaction)
         elif gated:
             await identity.start_check(
                 session, deps, ticket=ticket, actor=interaction.actor, people=people
