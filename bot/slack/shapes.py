@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 from urllib.parse import parse_qsl
 
+from bot.bodies import body_problem
 from cards.model import ActionId
 
 try:  # yarl (aiohttp's URLs) percent-decodes in C: ~10x faster than urllib on a modal's body
@@ -175,48 +176,10 @@ def _type(value: Any) -> str:
     return names.get(type(value), "number")
 
 
-def _text_ok(text: str) -> bool:
-    if "\x00" in text:
-        return False
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates from `\ud800`-style escapes
-        return False
-    return True
-
-
 def _walk(body: Any) -> None:
-    """Bound nesting; every string (keys too) is valid Unicode without NUL.
-
-    Level by level, with the strings checked together at the end (one join, one scan in C):
-    a modal's submission holds hundreds of them, and a check per node was most of the cost
-    of checking its shape."""
-    keys: list[Any] = []
-    texts: list[str] = []
-    level: list[Any] = [body]
-    depth = 0
-    while level:
-        deeper: list[Any] = []
-        for value in level:
-            if isinstance(value, str):
-                texts.append(value)
-            elif isinstance(value, dict):
-                keys.extend(value)
-                deeper.extend(value.values())
-            elif isinstance(value, list):
-                deeper.extend(value)
-            else:
-                continue
-            if depth >= MAX_DEPTH and not isinstance(value, str):
-                _fail("the body", f"is nested deeper than {MAX_DEPTH} levels")
-        level = deeper
-        depth += 1
-    if not _text_ok("".join(texts)):
-        _fail("a text", "is not valid Unicode text (NUL or lone surrogate)")
-    if not _text_ok("".join(k for k in keys if isinstance(k, str))):
-        _fail("a key", "is not valid Unicode text")
+    """Bound nesting; every string (keys too) is valid Unicode without NUL."""
+    if problem := body_problem(body, max_depth=MAX_DEPTH):
+        raise Malformed(problem)
 
 
 def _str(

@@ -35,6 +35,7 @@ UNKNOWN_ACTION = "That button or form is not available any more. Try `ticket hel
 # (the message body again) and cards are not.
 FILE_INFO = "application/vnd.microsoft.teams.file.download.info"
 MAX_FILES = 20
+TASK_INVOKES = frozenset({"task/fetch", "task/submit"})
 # An answer the connector refused without a Retry-After (412, 502, 503, 504) or could not be
 # reached for goes out through the outbox after this long (the conversation is held as long).
 ANSWER_RETRY = 2.0
@@ -363,9 +364,19 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
 
     async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
         activity = turn_context.activity
+        if activity.name in TASK_INVOKES:
+            # A task module the bot never offers (no card of its opens one): the platform's
+            # answer for "nothing to show but a message".
+            log.info(
+                "teams: %s answered with a message: the bot offers no task modules", activity.name
+            )
+            task = {"task": {"type": "message", "value": UNKNOWN_ACTION}}
+            return InvokeResponse(status=200, body=task)
         if activity.name != "adaptiveCard/action":
-            log.info("teams: unhandled invoke %r answered 501", activity.name)
-            return InvokeResponse(status=501)
+            # Message extensions, sign-in, config: nothing the app's manifest declares. A 4xx,
+            # not botbuilder's 501: a client asking for what was never offered is no server fault.
+            log.warning("teams: refused invoke %.64r (400): not offered by this bot", activity.name)
+            return InvokeResponse(status=400, body={"error": "this invoke is not supported"})
         # AdaptiveCardInvokeValue leaves `action` a plain dict; read the raw value directly.
         action_value = _dict(_dict(activity.value).get("action"))
         name, data = adaptive.submitted_values(_dict(action_value.get("data")))
@@ -392,6 +403,7 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
         self, members_added: list[ChannelAccount], turn_context: TurnContext
     ) -> None:
         bot = turn_context.activity.recipient
-        if bot is not None and any(m.id == bot.id for m in members_added or []):
+        added = [getattr(member, "id", None) for member in members_added or []]
+        if bot is not None and bot.id and bot.id in added:
             card = welcome("teams")
             await self._send(turn_context, replies.card_activity(card), {"card": card.to_dict()})

@@ -23,6 +23,7 @@ from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFramewo
 from botbuilder.schema import Activity, ActivityTypes
 from botframework.connector.auth import AuthenticateRequestResult
 
+from bot.bodies import body_problem
 from bot.correlation import new_correlation_id
 from bot.metrics import REQUEST_KIND
 from bot.notifiers import Notifiers
@@ -188,22 +189,67 @@ def _problem(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+# Longest ids taken (Teams' own are far shorter): what is stored of them fits its columns
+# (a person's or conversation's id 255, a delivery key `teams:<conversation>:<activity>` 400),
+# and a reply to them fits in the connector's URL.
+MAX_ID = 255
+MAX_ACTIVITY_ID = 128
+MAX_SERVICE_URL = 2048
+MAX_DEPTH = 64
+# Activities the core answers for a person: they must say who sent them.
+_FROM_SOMEONE = frozenset({"message", "invoke"})
+
+
+def _id_problem(value: Any, what: str, limit: int, *, required: bool) -> str | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or (required and not value):
+        return f"activity has no {what}"
+    if len(value) > limit:
+        return f"activity {what} is over {limit} characters"
+    return None
+
+
 def _check_activity(body: Any) -> str | None:
     """Why `body` is not an activity we can answer, or None."""
     if not isinstance(body, dict):
         return "body is not a JSON object"
-    if not isinstance(body.get("type"), str) or not body["type"].strip():
+    if problem := body_problem(body, max_depth=MAX_DEPTH):
+        return problem
+    kind = body.get("type")
+    if not isinstance(kind, str) or not kind.strip():
         return "activity has no type"
     service_url = body.get("serviceUrl")
     if not isinstance(service_url, str) or not service_url.startswith(("http://", "https://")):
         return "activity has no http(s) serviceUrl"
+    if len(service_url) > MAX_SERVICE_URL:
+        return f"activity serviceUrl is over {MAX_SERVICE_URL} characters"
     conversation = body.get("conversation")
-    if (
-        not isinstance(conversation, dict)
-        or not isinstance(conversation.get("id"), str)
-        or not conversation["id"]
-    ):
+    if not isinstance(conversation, dict):
         return "activity has no conversation id"
+    sender = body.get("from")
+    if sender is not None and not isinstance(sender, dict):
+        return "activity has no sender (from) object"
+    sender = sender or {}
+    recipient = body.get("recipient")
+    checks = [
+        (conversation.get("id"), "conversation id", MAX_ID, True),
+        (body.get("id"), "id", MAX_ACTIVITY_ID, False),
+        (body.get("replyToId"), "replyToId", MAX_ACTIVITY_ID, False),
+        (sender.get("id"), "sender (from.id)", MAX_ID, kind in _FROM_SOMEONE),
+        (sender.get("aadObjectId"), "from.aadObjectId", MAX_ID, False),
+        (
+            recipient.get("id") if isinstance(recipient, dict) else None,
+            "recipient id",
+            MAX_ID,
+            False,
+        ),
+    ]
+    if kind == "invoke":
+        checks.append((body.get("name"), "invoke name", MAX_ID, True))
+    for value, what, limit, required in checks:
+        if problem := _id_problem(value, what, limit, required=required):
+            return problem
     return None
 
 

@@ -393,7 +393,7 @@ async def test_proxied_requests_are_refused_in_emulator_mode(
     assert served.status == 201
 
 
-async def test_unknown_actions_get_friendly_answers_and_other_invokes_501(
+async def test_unknown_actions_get_friendly_answers_and_other_invokes_400(
     make_app, connector: FakeConnector
 ):
     app = await start(make_app)
@@ -415,7 +415,7 @@ async def test_unknown_actions_get_friendly_answers_and_other_invokes_501(
     assert "not available" in body["value"]
 
     other = activity(connector.service_url, type="invoke", name="composeExtension/query", value={})
-    assert (await app.teams(other)).status == 501
+    assert (await app.teams(other)).status == 400  # not offered: a 4xx, never a 5xx
     assert len(connector.activities()) == 1
 
 
