@@ -21,7 +21,7 @@ from aiohttp import ClientSession, web
 from botbuilder.core import InvokeResponse, TurnContext
 from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
 from botbuilder.schema import Activity, ActivityTypes
-from botframework.connector.auth import AuthenticateRequestResult
+from botframework.connector.auth import AuthenticateRequestResult, AuthenticationConstants
 
 from bot.bodies import body_problem
 from bot.correlation import new_correlation_id
@@ -415,7 +415,21 @@ class TeamsFront:
             log.warning("teams: rejected activity %s (401): no Authorization header", activity.id)
             return None
         try:
-            return await self.auth_runner.run(self.auth.authenticate_request(activity, header))
+            result = await self.auth_runner.run(self.auth.authenticate_request(activity, header))
+            claims = getattr(result.claims_identity, "claims", None) or {}
+            if claims.get(AuthenticationConstants.SERVICE_URL_CLAIM) != activity.service_url:
+                # botbuilder also takes an Azure AD token with the bot's own `appid` (an
+                # Emulator token; the bot's own outbound token is one) and checks no
+                # serviceUrl then: the reply, with the bot's bearer token, would go wherever
+                # the activity says. Teams' channel tokens always name it.
+                log.warning(
+                    "teams: rejected activity %s (401): its token does not name the "
+                    "serviceUrl %.200r (not a channel token from Teams)",
+                    activity.id,
+                    activity.service_url,
+                )
+                return None
+            return result
         except TimeoutError:
             log.warning(
                 "teams: rejected activity %s (401): token not verified within %g s "

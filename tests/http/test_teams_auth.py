@@ -261,3 +261,45 @@ async def test_a_user_of_another_tenant_is_not_served_when_teams_tenant_id_is_se
     # Our own tenant is served as before.
     response = await app.teams(message(connector.service_url, "ticket mine"), headers=token)
     assert response.status == 201
+
+
+# Issuer of Azure AD v1 tokens of the botframework.com tenant: what the bot's own outbound
+# token carries, and what botbuilder takes inbound as a Bot Framework Emulator token.
+AAD_BOTFRAMEWORK_ISSUER = "https://sts.windows.net/d6d49420-f39b-4df7-a1dc-d59a935871db/"
+
+
+@pytest.mark.parametrize(
+    "audience",
+    [APP_ID, "https://api.botframework.com"],
+    ids=["emulator-token", "the-bots-own-outbound-token"],
+)
+async def test_a_token_that_does_not_vouch_for_the_service_url_is_refused(
+    make_app, bot_auth: FakeBotAuth, connector: FakeConnector, audience: str
+):
+    """botbuilder takes an Azure AD token whose `appid` is the bot's own as an Emulator token,
+    with no audience and no `serviceurl` claim checked: the bot's own outbound token (sent
+    with every reply) is one. Signed so, an activity naming any serviceUrl and `msteams` was
+    served: the reply, with the bot's bearer token, went to that URL, and the sender's 1:1
+    reference now pointed there (later DMs too); the outbound token itself failed the turn
+    (500). Teams' channel tokens always name the serviceUrl: an activity whose token does not
+    is refused 401, nothing sent or stored."""
+    app = await start(make_app, bot_auth)
+    async with FakeConnector() as elsewhere:
+        aad_token = bot_auth.make_token(
+            audience,
+            elsewhere.service_url,
+            issuer=AAD_BOTFRAMEWORK_ISSUER,
+            extra_claims={"ver": "1.0", "appid": APP_ID, "serviceurl": None},
+        )
+        forged = message(elsewhere.service_url, "ticket mine", user=TECH_ID)
+        response = await app.teams(forged, headers=bearer(aad_token))
+        assert response.status == 401
+        await asyncio.sleep(0.2)
+        assert elsewhere.recorded == []
+        teams_app = app.services.teams
+        assert teams_app is not None
+        assert await teams_app.references.get(f"user:{TECH_ID}") is None
+    # A channel token naming the serviceUrl is served as before.
+    token = bot_auth.make_token(APP_ID, connector.service_url)
+    response = await app.teams(message(connector.service_url, "ticket mine"), headers=bearer(token))
+    assert response.status == 201
