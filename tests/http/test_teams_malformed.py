@@ -10,6 +10,7 @@ nor a traceback; nothing is stored half-way; and the server goes on serving.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import io
 import json
@@ -304,3 +305,26 @@ async def test_invokes_the_bot_does_not_handle_get_the_platforms_answer(
         task = json.loads(answer)["task"]
         assert task["type"] == "message" and "not available" in task["value"]
     assert connector.activities() == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ticket new " + "<at>" * 60_000,
+        "<at>Helpdesk</at> " * 2 + "ticket new " + "<AT>x" * 50_000,
+        "<at>" + "x" * 200_000,
+    ],
+    ids=["unclosed-mentions", "unclosed-after-mentions", "one-long-unclosed"],
+)
+async def test_a_text_full_of_unclosed_mentions_is_answered_in_time(
+    make_app: Any, connector: FakeConnector, text: str
+) -> None:
+    """Mentions (`<at>…</at>`) were taken out of the text with a lazy `.*?` per `<at>`, each
+    scanning to the end of the text when there was no `</at>`: 40,000 of them (160 kB) held the
+    event loop (every Slack and Teams request) for 100 s. The text is answered at once."""
+    app: AppHarness = await make_app(config=CONFIG, people=PEOPLE)
+    started = asyncio.get_running_loop().time()
+    status, _ = await post(app, json.dumps(activity(connector.service_url, text=text)).encode())
+    assert status == 201
+    assert asyncio.get_running_loop().time() - started < 3
+    await still_serving(app, connector)
