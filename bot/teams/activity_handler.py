@@ -141,7 +141,7 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
         else:
             text = replies.strip_mentions(activity.text or "")
             files = shared_files(activity)
-            named = ticket_numbers(text, self.deps.config.ticket_prefix)
+            named = ticket_numbers(text, self.deps.config.ticket_prefix, limit=1)
             chain = reply_chain(activity.conversation.id if activity.conversation else "")
             command = None if files and named else strip_teams_prefix(text)
             if command is not None:

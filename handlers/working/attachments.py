@@ -38,6 +38,8 @@ MAX_FILES = 20
 MAX_NAME = 500
 MAX_URL = 4000
 MAX_TYPE = 255
+# Ticket numbers in one message that are looked up (the first found is the one meant).
+MAX_NAMED = 20
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,9 @@ async def _ticket(session: AsyncSession, deps: Deps, interaction: Interaction) -
             return _Found(found, in_thread=True, worked_here=True)
     if interaction.platform == "slack":
         return None
-    for number in ticket_numbers(str(data.get("text") or ""), deps.config.ticket_prefix):
+    text = str(data.get("text") or "")
+    # A look-up per number: a message naming thousands (anyone can paste them) is bounded.
+    for number in ticket_numbers(text, deps.config.ticket_prefix, limit=MAX_NAMED):
         found = await tickets_repo.get_by_number(session, number)
         if found is not None:
             worked_here = here in (found.card_channel, found.source_channel)
@@ -158,7 +162,7 @@ async def on_message(deps: Deps, interaction: Interaction) -> Reply:
             )
         elif files and not in_thread:
             numbers = ticket_numbers(
-                str(interaction.data.get("text") or ""), deps.config.ticket_prefix
+                str(interaction.data.get("text") or ""), deps.config.ticket_prefix, limit=1
             )
             return Reply(text=f"There is no ticket {numbers[0]}." if numbers else "")
         return Reply()

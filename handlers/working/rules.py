@@ -47,12 +47,13 @@ def same_place(client: str, asset: str, other_client: str, other_asset: str) -> 
 # -- ticket numbers in a message ---------------------------------------------------------------
 
 
-def ticket_numbers(text: str, prefix: str) -> list[str]:
-    """Ticket numbers of this help desk named in `text` (`HD-7`, any case), in order, once."""
+def ticket_numbers(text: str, prefix: str, *, limit: int | None = None) -> list[str]:
+    """Ticket numbers of this help desk named in `text` (`HD-7`, any case), in order, once;
+    the first `limit` of them when given."""
     pattern = re.compile(rf"(?<![A-Za-z0-9-]){re.escape(prefix)}-(\d{{1,12}})\b", re.IGNORECASE)
-    numbers: list[str] = []
+    numbers: dict[str, None] = {}  # ordered, and a linear check for repeats
     for match in pattern.finditer(text or ""):
-        number = f"{prefix.upper()}-{int(match.group(1))}"
-        if number not in numbers:
-            numbers.append(number)
-    return numbers
+        numbers.setdefault(f"{prefix.upper()}-{int(match.group(1))}")
+        if limit is not None and len(numbers) >= limit:
+            break
+    return list(numbers)
