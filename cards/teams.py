@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -37,9 +38,17 @@ from cards.model import (
 
 SCHEMA_URL = "http://adaptivecards.io/schemas/adaptive-card.json"
 VERSION = "1.5"
-# Teams rejects bot messages above ~40 KB; keep the card JSON well below that.
-MAX_CARD_CHARS = 28_000
+# Teams answers a bot message over its size limit with 413 MessageSizeTooBig (the outbox
+# gives up on it): "the entire message payload encoded as UTF-16", Base64 images excluded
+# (msteams-docs bots/how-to/format-your-bot-messages.md; 40 KB for years, 100 KB since 2025
+# with 80 KB advised). The strictest of these, in bytes.
+MESSAGE_LIMIT_BYTES = 40_000
+# What botbuilder adds to a message from the conversation reference (conversation, from,
+# recipient, ids, service URL, channel data; a few hundred bytes in Teams), with room to spare.
+ENVELOPE_BYTES = 6_000
+MAX_PAYLOAD_BYTES = MESSAGE_LIMIT_BYTES - ENVELOPE_BYTES
 _MIN_CAP = 16
+PREVIEW_MAX = 300
 EMAIL_PLACEHOLDER = "name@example.com"
 TRUNCATED_NOTE = "… (truncated)"
 
@@ -87,13 +96,14 @@ def escape_markdown(text: str, *, line_start: bool = True) -> str:
 _PLACEHOLDER = re.compile(r"<([A-Za-z][\w -]*)>")
 
 
-def markdown(value: Inline, *, cap: int | None = None) -> str:
+def markdown(value: Inline, *, cap: int | None = None, own_cap: int | None = None) -> str:
     """TextBlock/FactSet text for `value`: the bot's words as written (a `<placeholder>` in
-    single angle quotation marks), the rest escaped."""
+    single angle quotation marks), the rest escaped. `cap` cuts what people typed (and
+    names), `own_cap` the bot's words."""
     out = ""
     for span in spans(value):
         if isinstance(span, str):
-            out += _PLACEHOLDER.sub("\u2039\\g<1>\u203a", _cap(span, cap))
+            out += _PLACEHOLDER.sub("\u2039\\g<1>\u203a", _cap(span, own_cap))
         else:
             out += escape_markdown(_cap(plain(span), cap), line_start=out[-1:] in ("", "\n"))
     return out
@@ -114,7 +124,9 @@ def _text_block(text: str, *, heading: bool = False, muted: bool = False) -> dic
     return block
 
 
-def _input(element: TextInput | NumberInput | Select | UserPicker, cap: int | None) -> dict:
+def _input(
+    element: TextInput | NumberInput | Select | UserPicker, cap: int | None, own: int | None
+) -> dict:
     if element.id == "action":
         raise ValueError("input id 'action' is reserved for the submitted action")
     rendered: dict[str, Any]
@@ -126,7 +138,7 @@ def _input(element: TextInput | NumberInput | Select | UserPicker, cap: int | No
         if element.value:
             rendered["value"] = _cap(element.value, cap)
         if element.placeholder:
-            rendered["placeholder"] = _cap(element.placeholder, cap)
+            rendered["placeholder"] = _cap(element.placeholder, own)
         if element.max_length is not None:
             rendered["maxLength"] = element.max_length
     elif isinstance(element, NumberInput):
@@ -155,12 +167,14 @@ def _input(element: TextInput | NumberInput | Select | UserPicker, cap: int | No
     return rendered
 
 
-def _element(element: Element, cap: int | None) -> dict[str, Any] | None:
+def _element(element: Element, cap: int | None, own: int | None) -> dict[str, Any] | None:
     if isinstance(element, Text):
         if not plain(element.text):
             return None
         return _text_block(
-            markdown(element.text, cap=cap), heading=element.heading, muted=element.muted
+            markdown(element.text, cap=cap, own_cap=own),
+            heading=element.heading,
+            muted=element.muted,
         )
     if isinstance(element, Link):
         # A link's title comes from outside (a KB): escaped like typed text.
@@ -174,11 +188,14 @@ def _element(element: Element, cap: int | None) -> dict[str, Any] | None:
         if not element.items:
             return None
         facts = [
-            {"title": markdown(label, cap=cap), "value": markdown(value, cap=cap)}
+            {
+                "title": markdown(label, cap=cap, own_cap=own),
+                "value": markdown(value, cap=cap, own_cap=own),
+            }
             for label, value in element.items
         ]
         return {"type": "FactSet", "facts": facts}
-    return _input(element, cap)
+    return _input(element, cap, own)
 
 
 def _action(
@@ -202,12 +219,14 @@ def _button_action(button: Button, *, execute: bool) -> dict[str, Any]:
     return _action(str(button.action), button.title, button.value, button.style, execute=execute)
 
 
-def _render(card: Card, *, execute: bool, cap: int | None) -> dict[str, Any]:
+def _render(
+    card: Card, *, execute: bool, cap: int | None, own: int | None = None
+) -> dict[str, Any]:
     body: list[dict[str, Any]] = []
     if plain(card.title):
-        body.append(_text_block(markdown(card.title, cap=cap), heading=True))
+        body.append(_text_block(markdown(card.title, cap=cap, own_cap=own), heading=True))
     for element in card.body:
-        rendered = _element(element, cap)
+        rendered = _element(element, cap, own)
         if rendered is not None:
             body.append(rendered)
     actions: list[dict[str, Any]] = []
@@ -226,13 +245,23 @@ def _render(card: Card, *, execute: bool, cap: int | None) -> dict[str, Any]:
         "actions": actions,
     }
     if card.fallback:
-        result["fallbackText"] = _cap(card.fallback, cap)  # plain text: shown as given
+        # Plain text, shown as given. A preview (it is also the message's summary): once texts
+        # must be cut it is cut first, so the card itself keeps more.
+        preview = None if cap is None else min(cap, PREVIEW_MAX)
+        result["fallbackText"] = _cap(card.fallback, preview)
     return result
 
 
+def payload_size(value: Any) -> int:
+    """Bytes of `value` as Teams counts them: its JSON as botbuilder sends it (msrest's
+    `json.dumps`: ASCII, any other character escaped as `\\uXXXX`, an emoji as two), encoded
+    as UTF-16, so two bytes for each character sent."""
+    return 2 * len(json.dumps(value))
+
+
 def card_size(card: dict[str, Any]) -> int:
-    """Characters of the card as JSON; ASCII-escaped, so never below its UTF-8 byte count."""
-    return len(json.dumps(card))
+    """`payload_size` of a rendered card."""
+    return payload_size(card)
 
 
 def _longest_text(card: Card) -> int:
@@ -247,32 +276,62 @@ def _longest_text(card: Card) -> int:
     return max(len(plain(span)) for text in texts for span in spans(text))
 
 
-def render_card(card: Card, *, execute: bool = True) -> dict[str, Any]:
+def render_card(
+    card: Card,
+    *,
+    execute: bool = True,
+    size: Callable[[dict[str, Any]], int] = card_size,
+    limit: int = MAX_PAYLOAD_BYTES,
+) -> dict[str, Any]:
     """The Adaptive Card 1.5 dict for `card` (an attachment's `content`).
 
-    If the JSON would reach `MAX_CARD_CHARS`, the longest texts are cut (with "…") to the
-    largest common length that fits.
+    `size` measures what is sent with the card (by default the card alone; a message measures
+    the whole activity). If it would exceed `limit`, the longest texts people typed are cut
+    (with "…") to the largest common length that fits; only if that is not enough are the
+    bot's own words cut too, and then the body's last rows dropped (with a note). Buttons stay.
     """
     rendered = _render(card, execute=execute, cap=None)
-    if card_size(rendered) < MAX_CARD_CHARS:
+    if size(rendered) <= limit:
         return rendered
-    low, high = _MIN_CAP, _longest_text(card)
-    best = _render(card, execute=execute, cap=low)
-    if card_size(best) >= MAX_CARD_CHARS:
-        # Too many rows for any cut of their texts (a long list): the body's last elements go,
-        # with a note, until it fits; the buttons stay.
-        return _drop_rows(card, execute=execute)
+    longest = _longest_text(card)
+    for own_too in (False, True):
+        fits = _largest_fit(card, execute, size, limit, own_too=own_too, high=longest)
+        if fits is not None:
+            return fits
+    return _drop_rows(card, execute=execute, size=size, limit=limit)
+
+
+def _largest_fit(
+    card: Card,
+    execute: bool,
+    size: Callable[[dict[str, Any]], int],
+    limit: int,
+    *,
+    own_too: bool,
+    high: int,
+) -> dict[str, Any] | None:
+    """The card with its texts cut to the largest common length that fits, or None."""
+
+    def at(cap: int) -> dict[str, Any]:
+        return _render(card, execute=execute, cap=cap, own=cap if own_too else None)
+
+    low = _MIN_CAP
+    best = at(low)
+    if size(best) > limit:
+        return None
     while low <= high:
         mid = (low + high) // 2
-        candidate = _render(card, execute=execute, cap=mid)
-        if card_size(candidate) < MAX_CARD_CHARS:
+        candidate = at(mid)
+        if size(candidate) <= limit:
             best, low = candidate, mid + 1
         else:
             high = mid - 1
     return best
 
 
-def _drop_rows(card: Card, *, execute: bool) -> dict[str, Any]:
+def _drop_rows(
+    card: Card, *, execute: bool, size: Callable[[dict[str, Any]], int], limit: int
+) -> dict[str, Any]:
     body = list(card.body)
     while body:
         # A list of facts loses half its rows at a time before the element itself goes.
@@ -282,11 +341,11 @@ def _drop_rows(card: Card, *, execute: bool) -> dict[str, Any]:
         else:
             body.pop()
         shorter = replace(card, body=[*body, Text(TRUNCATED_NOTE, muted=True)])
-        rendered = _render(shorter, execute=execute, cap=_MIN_CAP)
-        if card_size(rendered) < MAX_CARD_CHARS:
+        rendered = _render(shorter, execute=execute, cap=_MIN_CAP, own=_MIN_CAP)
+        if size(rendered) <= limit:
             return rendered
     bare = replace(card, body=[Text(TRUNCATED_NOTE, muted=True)])
-    return _render(bare, execute=execute, cap=_MIN_CAP)
+    return _render(bare, execute=execute, cap=_MIN_CAP, own=_MIN_CAP)
 
 
 def submitted_values(value: Any) -> tuple[str | None, dict[str, str]]:

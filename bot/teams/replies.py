@@ -52,12 +52,21 @@ def with_text(reply: Reply) -> Card | None:
 
 
 def card_activity(card: Card) -> Activity:
-    content = adaptive.render_card(card, execute=True)
-    return Activity(
-        type=ActivityTypes.message,
-        attachments=[Attachment(content_type=CARD_CONTENT_TYPE, content=content)],
-        summary=card.fallback or None,  # plain text (notifications, previews)
-    )
+    """A message carrying the card, within Teams' message size limit as a whole (the card,
+    its summary and what botbuilder adds): long texts people typed are cut to fit."""
+
+    def message(content: dict[str, Any]) -> Activity:
+        return Activity(
+            type=ActivityTypes.message,
+            attachments=[Attachment(content_type=CARD_CONTENT_TYPE, content=content)],
+            # plain text (notifications, previews): the card's fallback, cut as it is
+            summary=content.get("fallbackText") or None,
+        )
+
+    def size(content: dict[str, Any]) -> int:
+        return adaptive.payload_size(message(content).serialize())
+
+    return message(adaptive.render_card(card, execute=True, size=size))
 
 
 def image_attachment(image: Image, png: bytes) -> Attachment:

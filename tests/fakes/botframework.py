@@ -13,6 +13,7 @@ login.microsoftonline.com unless the authority is ADFS-style, so the login URL i
 from __future__ import annotations
 
 import itertools
+import json
 import time
 import uuid
 from types import SimpleNamespace
@@ -30,6 +31,10 @@ BOTFRAMEWORK_ISSUER = "https://api.botframework.com"
 OUTBOUND_TOKEN = "fake-outbound-token"
 MSI_PATH = "/msi/token"
 MSI_HEADER = "fake-identity-header"
+# "The bot message size limit includes the entire message payload encoded as UTF-16 and doesn't
+# include Base64 encoded images"; over it: 413 RequestEntityTooLarge, code MessageSizeTooBig
+# (msteams-docs bots/how-to/format-your-bot-messages.md; 40 KB there until 2025, 100 KB since).
+MESSAGE_LIMIT_BYTES = 40 * 1024
 
 
 class FakeConnector(FakeServer):
@@ -53,6 +58,10 @@ class FakeConnector(FakeServer):
         self.refused_tokens: set[str] = set()
         self.every_token_refused = False
         self._unauthorized: list[dict[str, Any]] = []
+        # Messages (sends, replies, updates, a new conversation's first one) above this many
+        # bytes (their body as sent, in UTF-16) answer 413 MessageSizeTooBig; None: no limit.
+        self.message_limit: int | None = MESSAGE_LIMIT_BYTES
+        self.too_big: list[dict[str, Any]] = []
 
     @property
     def service_url(self) -> str:
@@ -72,6 +81,8 @@ class FakeConnector(FakeServer):
         self.windows.clear()
         self.refusals.clear()
         self.violations.clear()
+        self.message_limit = MESSAGE_LIMIT_BYTES
+        self.too_big.clear()
 
     def throttle(self, conversation_id: str, *, times: int = 1, retry_after: float = 2.0) -> None:
         """The next `times` sends to the conversation answer 429 Throttled with Retry-After;
@@ -116,6 +127,14 @@ class FakeConnector(FakeServer):
         body = {"error": {"code": "Throttled", "message": "too many requests"}}
         headers = {"Retry-After": str(int(pending[1]))}
         return web.json_response(body, status=429, headers=headers)
+
+    def _too_big(self, rec: Recorded, meta: dict[str, Any]) -> web.Response | None:
+        size = message_size(rec)
+        if self.message_limit is None or size <= self.message_limit:
+            return None
+        body = rec.json if isinstance(rec.json, dict) else {}
+        self.too_big.append({**body, "_method": rec.method, "_size": size, **meta})
+        return self._error(413, "MessageSizeTooBig", "Message size too large.")
 
     def activities(self, conversation_id: str | None = None) -> list[dict[str, Any]]:
         """Posted activities (send and reply): the JSON body plus ``_conversation_id``,
@@ -162,6 +181,8 @@ class FakeConnector(FakeServer):
             if method == "GET":
                 return web.json_response({"conversations": [], "continuationToken": None})
             if method == "POST":
+                if (too_big := self._too_big(rec, meta)) is not None:
+                    return too_big
                 cid, aid = f"a:new-{next(self._ids)}", self._new_id()
                 self._created.append({**body, "_id": cid, "_activity_id": aid, **meta})
                 return web.json_response(
@@ -173,6 +194,9 @@ class FakeConnector(FakeServer):
             aid = tail[1] if len(tail) > 1 else ""
             if method == "POST" and (throttled := self._throttled(cid)) is not None:
                 return throttled
+            if method in ("POST", "PUT") and aid != "history":
+                if (too_big := self._too_big(rec, meta)) is not None:
+                    return too_big
             if method == "POST" and aid in ("", "history"):
                 new_id = self._new_id()
                 self._activities.append(
@@ -211,6 +235,19 @@ class FakeConnector(FakeServer):
     @staticmethod
     def _error(status: int, code: str, message: str) -> web.Response:
         return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def message_size(rec: Recorded) -> int:
+    """What Teams counts against its message size limit: the body as sent, in UTF-16 bytes,
+    without Base64 images (inline `data:…;base64,…` attachment URLs)."""
+    images = 0
+    body = rec.json if isinstance(rec.json, dict) else {}
+    activity = body.get("activity") if isinstance(body.get("activity"), dict) else body
+    for attachment in activity.get("attachments") or []:
+        url = attachment.get("contentUrl") if isinstance(attachment, dict) else None
+        if isinstance(url, str) and url.startswith("data:") and ";base64," in url:
+            images += len(json.dumps(url).encode("utf-16-le"))
+    return len(rec.body_text.encode("utf-16-le")) - images
 
 
 def _thread(conversation_id: str) -> str:

@@ -10,7 +10,7 @@ import pytest
 from cards.model import ActionId, Button, Card, Facts, Form, Mention, Rich, Text, TextInput, Typed
 from cards.slack import render_modal
 from cards.teams import (
-    MAX_CARD_CHARS,
+    MAX_PAYLOAD_BYTES,
     escape_markdown,
     markdown,
     render_card,
@@ -275,13 +275,13 @@ def test_very_long_text_is_truncated_below_the_size_limit() -> None:
         fallback="f" * 50_000,
     )
     rendered = render_card(card)
-    size = len(json.dumps(rendered))
-    assert size < MAX_CARD_CHARS
-    assert size > MAX_CARD_CHARS * 0.8  # cut no more than needed
+    size = 2 * len(json.dumps(rendered))  # UTF-16 bytes of the JSON as botbuilder sends it
+    assert size <= MAX_PAYLOAD_BYTES
+    assert size > MAX_PAYLOAD_BYTES * 0.8  # cut no more than needed
     assert rendered["body"][1]["text"].endswith("…")
     assert rendered["body"][2]["facts"][0]["value"].endswith("…")
     assert rendered["body"][3]["text"] == "short"
-    assert len(json.dumps(rendered, ensure_ascii=False).encode()) < 40_000
+    assert rendered["body"][2]["facts"][0]["title"] == "Error"  # the bot's words are not cut
     validate_adaptive_card(rendered)
 
 
