@@ -147,6 +147,9 @@ class Ticket(Base):
     # Identity confirmation: not_required | required | pending | confirmed | denied
     identity_state: Mapped[str] = mapped_column(String(16), default="not_required")
     requester_vip: Mapped[bool] = mapped_column(default=False)
+    # The requester's account is disabled in the directory (someone who left?): at intake, and
+    # as each identity check found it; the card warns (0017).
+    requester_disabled: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     # The SLA clock (handlers/sla): the first technician action stops the respond clock;
     # each target's outcome is stored once known (None: pending).

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from alembic import command as alembic
-from sqlalchemy import insert, inspect, select, text
+from sqlalchemy import column, insert, inspect, select, table, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.event import listen, remove
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -267,6 +267,21 @@ def to(revision: str, direction: str = "upgrade") -> Any:
     return run
 
 
+async def old_ticket(session: Any, **fields: Any) -> int:
+    """Store a ticket in an older schema (its id): only the columns that schema has, where
+    `tickets_repo.create` names every column of the model, those added since included."""
+    conn = await session.connection()
+    have = await conn.run_sync(
+        lambda sync: {str(c["name"]) for c in inspect(sync).get_columns("tickets")}
+    )
+    defaults = tickets_repo._DEFAULTS.items()
+    values = {k: make() for k, make in defaults if k in have and k not in fields} | fields
+    model = Ticket.__table__.c
+    row = table("tickets", *(column(k, model[k].type) for k in ("id", *values)))
+    inserted = await session.execute(insert(row).values(values).returning(row.c.id))
+    return int(inserted.scalar_one())
+
+
 def _inbound_indexes(conn: Any) -> dict[str, list[str]]:
     found = inspect(conn).get_indexes("inbound_deliveries")
     return {str(ix["name"]): [str(c) for c in ix["column_names"]] for ix in found}
@@ -312,14 +327,14 @@ async def test_revision_0013_forgets_zero_error_codes_and_keeps_the_real_ones(em
             await conn.run_sync(to("0012"))
         async with db.session_factory(engine)() as session, session.begin():
             for seq, keys in stored.items():
-                ticket = await tickets_repo.create(
+                ticket_id = await old_ticket(
                     session, number=f"HD-{seq}", prefix="HD", seq=seq, status="open",
                     summary="Remote Desktop", error_text="", reproducible="yes",
                     priority="P3", tier="standard", requester_id="UANA",
                     technician_id="UTECH", source_platform="slack", source_channel="C1",
                     created_at=now, respond_by=now, resolve_by=now,
                 )  # fmt: skip
-                await error_signatures.add_signatures(session, ticket_id=ticket.id, keys=keys)
+                await error_signatures.add_signatures(session, ticket_id=ticket_id, keys=keys)
         async with engine.begin() as conn:
             await conn.run_sync(to("0013"))
             rows = await conn.execute(
@@ -359,7 +374,7 @@ async def test_revision_0014_recomputes_signatures_stored_by_the_older_rules(emp
         ids: list[int] = []
         async with db.session_factory(engine)() as session, session.begin():
             for seq, (error, summary, codes) in enumerate(tickets, start=1):
-                ticket = await tickets_repo.create(
+                ticket_id = await old_ticket(
                     session, number=f"HD-{seq}", prefix="HD", seq=seq, status="closed",
                     summary=summary, error_text=error, reproducible="yes",
                     priority="P3", tier="standard", requester_id="UANA",
@@ -367,8 +382,8 @@ async def test_revision_0014_recomputes_signatures_stored_by_the_older_rules(emp
                     created_at=now, respond_by=now, resolve_by=now,
                 )  # fmt: skip
                 keys = codes + ([f"exact:{rules.exact_key(error)}"] if error else [])
-                await error_signatures.add_signatures(session, ticket_id=ticket.id, keys=keys)
-                ids.append(ticket.id)
+                await error_signatures.add_signatures(session, ticket_id=ticket_id, keys=keys)
+                ids.append(ticket_id)
         async with engine.begin() as conn:
             await conn.run_sync(to("0014"))
         async with db.session_factory(engine)() as session:
@@ -413,7 +428,7 @@ async def test_revision_0014_writes_a_batch_of_tickets_in_a_few_statements(empty
         async with db.session_factory(engine)() as session, session.begin():
             for seq in range(1, count + 1):
                 error = f"{CA_PAGE}\nDevice {seq}"
-                ticket = await tickets_repo.create(
+                ticket_id = await old_ticket(
                     session, number=f"HD-{seq}", prefix="HD", seq=seq, status="closed",
                     summary="Teams blocked", error_text=error, reproducible="yes",
                     priority="P3", tier="standard", requester_id="UANA",
@@ -421,7 +436,7 @@ async def test_revision_0014_writes_a_batch_of_tickets_in_a_few_statements(empty
                     created_at=now, respond_by=now, resolve_by=now,
                 )  # fmt: skip
                 keys = ["hex:0xd3590ed6", "error:53003", f"exact:{rules.exact_key(error)}"]
-                await error_signatures.add_signatures(session, ticket_id=ticket.id, keys=keys)
+                await error_signatures.add_signatures(session, ticket_id=ticket_id, keys=keys)
         listen(engine.sync_engine, "before_cursor_execute", counted)
         async with engine.begin() as conn:
             await conn.run_sync(to("0014"))
@@ -490,5 +505,43 @@ async def test_revision_0016_adds_the_trim_time_and_its_index_and_downgrades(emp
             assert await conn.run_sync(_outbox_shape) == (columns | {"trimmed_at"}, {
                 "ix_outbox_untrimmed": ["due_at"]
             })  # fmt: skip
+    finally:
+        await engine.dispose()
+
+
+# -- revision 0017: whether the requester's account is disabled in the directory -------------
+
+
+def _ticket_columns(conn: Any) -> set[str]:
+    return {str(c["name"]) for c in inspect(conn).get_columns("tickets")}
+
+
+async def test_revision_0017_adds_requester_disabled_false_for_every_ticket(empty_url: str):
+    engine = db.create_engine(empty_url)
+    now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0016"))
+            assert "requester_disabled" not in await conn.run_sync(_ticket_columns)
+        async with db.session_factory(engine)() as session, session.begin():
+            await old_ticket(
+                session, number="HD-1", prefix="HD", seq=1, status="open",
+                summary="Reset my password", error_text="", reproducible="yes",
+                priority="P3", tier="standard", requester_id="UANA",
+                technician_id="UTECH", source_platform="slack", source_channel="C1",
+                created_at=now, respond_by=now, resolve_by=now,
+            )  # fmt: skip
+        kept = [Ticket.number, Ticket.summary]
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0017"))
+            stored = (await conn.execute(select(Ticket.requester_disabled, *kept))).one()
+            assert tuple(stored) == (False, "HD-1", "Reset my password")
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0016", "downgrade"))
+            assert "requester_disabled" not in await conn.run_sync(_ticket_columns)
+            assert tuple((await conn.execute(select(*kept))).one()) == ("HD-1", "Reset my password")
+        async with engine.begin() as conn:
+            await conn.run_sync(to("heads"))
+            assert "requester_disabled" in await conn.run_sync(_ticket_columns)
     finally:
         await engine.dispose()
