@@ -17,7 +17,7 @@ from handlers.directory import DirectoryError, Person
 log = logging.getLogger(__name__)
 
 _STRING_KEYS = ("email", "name", "slack_id", "teams_id", "aad_object_id", "phone", "manager")
-_BOOL_KEYS = ("vip", "technician")
+_BOOL_KEYS = ("vip", "technician", "disabled")
 _KNOWN_KEYS = frozenset(_STRING_KEYS + _BOOL_KEYS)
 _ID_KEYS = ("slack_id", "teams_id", "aad_object_id")
 
@@ -74,6 +74,7 @@ def _person(path: Path, number: int, entry: Any) -> Person:
         manager_email=manager,
         vip=bool(entry.get("vip", False)),
         technician=bool(entry.get("technician", False)),
+        disabled=bool(entry.get("disabled", False)),
     )
 
 
