@@ -167,6 +167,26 @@ def callback_text(
     )
 
 
+def requester_disabled_text(
+    ticket: Ticket, *, requester: Person, manager: Person | None, conflict: str = ""
+) -> str:
+    """The requester's own account is disabled: nobody is asked to vouch for it. Names no
+    number on file (a leaver's number proves nothing, and this may go to a thread that is not
+    a technician's)."""
+    if manager is not None and not manager.disabled and not conflict:
+        whom = f"their manager on file, {manager_label(manager)}, or HR"
+    else:
+        whom = "HR or the requester's former manager"
+    return (
+        f"Identity check for {ticket.number}: the account of the requester, "
+        f"{requester_label(ticket, requester)}, is disabled in the directory (someone who "
+        "left?), so no manager was asked to vouch for it. Do not reset passwords, change MFA "
+        f"or re-enable anything for them: check with {whom} through a channel you already "
+        "know (never a number or address the caller gives you). The check stays open: the "
+        "ticket cannot be escalated or closed until the identity is confirmed."
+    )
+
+
 def verify_unavailable_text(number: str, error: DirectoryUnavailable) -> str:
     """`verify` while the directory cannot answer: nothing was asked, nothing changed."""
     return unavailable_text(

@@ -323,6 +323,11 @@ async def start_check(
     # chat of whoever opened it, who may be no technician (a requester opening their own, in
     # their chat with the bot); then only the technician asking is told it (their answer).
     private_thread = not await _thread_is_a_technicians(deps, ticket, actor, people)
+    await _note_requester_account(session, ticket, requester)
+    if requester is not None and requester.disabled:
+        return await _requester_disabled(
+            session, ticket, check, requester=requester, manager=manager, conflict=conflict
+        )
     # A manager whose account is disabled has (most likely) left: their chat account may
     # outlive the directory's, but their word no longer vouches for anyone.
     if manager is None or target is None or conflict or manager.disabled:
@@ -391,6 +396,58 @@ async def start_check(
     text = cards.sent_text(ticket, check, requester=requester, manager=manager)
     if announce:
         await notify.tell_technician(session, ticket, text, purpose=PURPOSE)
+    return text
+
+
+async def _note_requester_account(
+    session: AsyncSession, ticket: Ticket, requester: Person | None
+) -> None:
+    """Keep the card's warning in step with the directory (someone disabled since intake,
+    or enabled again); a requester no longer listed leaves it as it was."""
+    if requester is None or ticket.requester_disabled == requester.disabled:
+        return
+    ticket.requester_disabled = requester.disabled
+    await notify.refresh_ticket_card(session, ticket)
+
+
+async def _requester_disabled(
+    session: AsyncSession,
+    ticket: Ticket,
+    check: IdentityCheck,
+    *,
+    requester: Person,
+    manager: Person | None,
+    conflict: str,
+) -> str:
+    """The requester's own account is disabled (someone who left?): a manager's Approve would
+    vouch for an account that should not be in use, so nobody is asked. The check is recorded
+    as one with no manager to ask (it stays open, the ticket gated), and the technician is told
+    in the thread: the text names no number on file, so any thread may have it."""
+    check.state = "no_manager"
+    session.add(check)
+    await session.flush()
+    ticket.identity_state = "required"
+    text = cards.requester_disabled_text(
+        ticket, requester=requester, manager=manager, conflict=conflict
+    )
+    await notify.tell_technician(session, ticket, text, purpose=PURPOSE)
+    await repo.add_event(
+        session,
+        ticket_id=ticket.id,
+        kind="identity.no_manager",
+        data={
+            "check": check.id,
+            "requester_listed": True,
+            "requester_disabled": True,
+            "manager": check.manager_email or None,
+            "manager_asked": False,
+        },
+    )
+    log.warning(
+        "identity check on %s: the requester's account is disabled in the directory; "
+        "no manager asked",
+        ticket.number,
+    )
     return text
 
 

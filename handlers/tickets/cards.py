@@ -13,6 +13,14 @@ from handlers.working import card_facts as scope_facts
 from storage.models import Ticket, utcnow
 from storage.tickets import TicketLine
 
+# The card's warning when the requester's account is disabled in the directory (see
+# handlers/identity: a gated ticket's check asks no manager then).
+REQUESTER_DISABLED = (
+    "Warning: Requester's account is disabled in the directory (someone who left?). Do not "
+    "reset passwords or MFA for it: check with their manager or HR through a channel you "
+    "already know."
+)
+
 
 def ticket_buttons(number: str) -> list[Button]:
     value = {"ticket": number}
@@ -56,6 +64,8 @@ def ticket_card(
     if ticket.identity_state != "not_required":
         facts.append(("Identity", ticket.identity_state))
     body: list[Element] = [Facts(facts)]
+    if ticket.requester_disabled:
+        body.append(Text(REQUESTER_DISABLED))
     body += [Text(line) for line in status_lines(ticket, now or utcnow())]
     if ticket.priority_warning:
         body.append(Text(f"Warning: {ticket.priority_warning}"))
@@ -85,6 +95,7 @@ def card_version(ticket: Ticket) -> str:
             ticket.status,
             ticket.priority,
             ticket.identity_state,
+            str(ticket.requester_disabled),
             ticket.respond_by.isoformat(),
             ticket.resolve_by.isoformat(),
             ticket.tier,

@@ -133,6 +133,8 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
             if requester
             else (form.requester if "@" in form.requester else ""),
             requester_vip=bool(requester and requester.vip),
+            # Someone who left? The card warns; a gated ticket's check asks no manager.
+            requester_disabled=bool(requester and requester.disabled),
             technician_id=interaction.actor.id,
             technician_name=(technician.name if technician else "") or interaction.actor.name,
             technician_email=technician.email if technician else "",

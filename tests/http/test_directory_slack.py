@@ -50,7 +50,9 @@ def posts_to(fake: FakeSlack, channel: str) -> list[dict[str, Any]]:
     return [p for p in fake.posts() if p.get("channel") == channel]
 
 
-async def new_ticket(app: AppHarness, fake: FakeSlack, requester: str) -> None:
+async def new_ticket(
+    app: AppHarness, fake: FakeSlack, requester: str, category: str = "printer"
+) -> None:
     """Open the intake modal as Tom and submit it for `requester`; waits for the card."""
     opened = len(fake.views_opened())
     await app.slash("new Locked out", user=TOM.slack)
@@ -65,7 +67,7 @@ async def new_ticket(app: AppHarness, fake: FakeSlack, requester: str) -> None:
         "reproducible": {"type": "static_select", "selected_option": {"value": "yes"}},
         "users_affected": {"type": "number_input", "value": "1"},
         "priority": {"type": "static_select", "selected_option": {"value": "P2"}},
-        "category": {"type": "static_select", "selected_option": {"value": "printer"}},
+        "category": {"type": "static_select", "selected_option": {"value": category}},
         "asset": text(""),
         "client": text(""),
     }
