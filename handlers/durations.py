@@ -1,9 +1,14 @@
-"""Durations as people type them: `45m`, `1h30m`, `2h`, `1d`, `20s`, `0s`."""
+"""Durations as people type them.
+
+Config durations are strict (`45m`, `1h30m`, `2h`, `1d`, `20s`, `0s`: SPEC's formats). Time
+entries also read what technicians type: `30 min`, `1 hr`, `1.5h`, `1h 30m`, `90 minutes`.
+"""
 
 from __future__ import annotations
 
 import re
 from datetime import timedelta
+from fractions import Fraction
 
 _PART = re.compile(r"(\d+)\s*([dhms])", re.IGNORECASE)
 _WHOLE = re.compile(r"^\s*(?:\d+\s*[dhms]\s*)+$", re.IGNORECASE)
@@ -19,6 +24,87 @@ def parse_duration(text: str) -> timedelta:
         return timedelta(seconds=seconds)
     except OverflowError:  # more days than a timedelta holds
         raise ValueError(f"{text!r} is not a duration like 45m, 1h30m, 2h or 1d") from None
+
+
+# -- time entries as typed ---------------------------------------------------------------------
+
+_NUMBER = r"(?:\d+(?:\.\d+)?|\.\d+)"
+_BARE = re.compile(rf"^{_NUMBER}$")
+_COMPACT = re.compile(rf"^(?:{_NUMBER}[a-z]+)+$", re.IGNORECASE)
+_COMPACT_PART = re.compile(rf"({_NUMBER})([a-z]+)", re.IGNORECASE)
+_UNIT_WORDS = {
+    **dict.fromkeys(("d", "day", "days"), 86400),
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3600),
+    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), 60),
+    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1),
+}
+_MAX_WORD = 40  # no one worked 10^30 hours: keeps the arithmetic small
+
+
+class BareNumber(ValueError):
+    """A number with no unit where a duration belongs: `90` may be minutes or hours, and
+    `1h 30` may be 1h 30m or an hour and a note that starts with 30."""
+
+    def __init__(self, number: str, *, after: str = "") -> None:
+        if after:
+            said = f"'{after} {number}': {number} what? Write {after} {number}m for minutes."
+        else:
+            said = f"'{number}' has no unit: minutes or hours? Write {number}m or {number}h."
+        super().__init__(said)
+
+
+def _word_parts(word: str) -> list[tuple[Fraction, int]] | None:
+    """`30min` / `1.5h` / `1h30m` as (amount, unit seconds) parts; None when it is not one."""
+    if len(word) > _MAX_WORD or not _COMPACT.match(word):
+        return None
+    parts = []
+    for number, unit in _COMPACT_PART.findall(word):
+        seconds = _UNIT_WORDS.get(unit.lower())
+        if seconds is None:
+            return None
+        parts.append((Fraction(number), seconds))
+    return parts
+
+
+def leading_duration(words: list[str]) -> tuple[Fraction, int]:
+    """The duration the leading words form, in seconds, and how many words it took (0: none).
+
+    Parts go from the largest unit to the smallest, each unit once (`1 hr 30 min`), so a note
+    that goes on with a number and a unit (`45m 2 days ago`) is not read as more time. A bare
+    number that starts the words, or follows hours (`1h 30`), raises BareNumber."""
+    parts: list[tuple[Fraction, int]] = []
+    taken = 0
+    while taken < len(words):
+        word = words[taken]
+        found = _word_parts(word)
+        step = 1
+        if found is None and _BARE.match(word) and len(word) <= _MAX_WORD:
+            unit = _UNIT_WORDS.get(words[taken + 1].lower()) if taken + 1 < len(words) else None
+            if unit is None:
+                if not parts:
+                    raise BareNumber(word)
+                if parts[-1][1] == 3600:
+                    raise BareNumber(word, after=" ".join(words[:taken]))
+                break
+            found, step = [(Fraction(word), unit)], 2
+        if not found:
+            break
+        units = [u for _, u in parts + found]
+        if units != sorted(set(units), reverse=True):
+            break
+        parts += found
+        taken += step
+    return sum((n * u for n, u in parts), Fraction(0)), taken
+
+
+def parse_typed_duration(text: str) -> Fraction:
+    """Seconds of a whole text typed as a duration (`1.5 hours`); ValueError when it is not
+    one, BareNumber when it is a number without a unit."""
+    words = text.split()
+    seconds, taken = leading_duration(words) if words else (Fraction(0), 0)
+    if not taken or taken < len(words):
+        raise ValueError(f"{text!r} is not a duration like 45m, 1h30m or 2h")
+    return seconds
 
 
 def format_duration(delta: timedelta) -> str:

@@ -62,7 +62,7 @@ def closure_form(
             label="Time spent",
             required=not logged_minutes,
             max_length=20,
-            placeholder="e.g. 45m, 1h30m or 2h",
+            placeholder="e.g. 45m, 1h30m, 1.5h or 30 min",
         ),
         TextInput(
             id="kb_article",

@@ -24,7 +24,12 @@ from handlers.closure.cards import (
 from handlers.closure.rules import DEFAULT_TICKET_PREFIX, note_problem
 from handlers.commands import Command, ticket_ref
 from handlers.deps import Deps
-from handlers.durations import format_duration, parse_duration
+from handlers.durations import (
+    BareNumber,
+    format_duration,
+    leading_duration,
+    parse_typed_duration,
+)
 from handlers.formatting import who_acted
 from handlers.tickets import load, ticket_card
 from handlers.types import DomainError, Interaction, InvalidInput, NotFound, Reply
@@ -34,8 +39,7 @@ from storage.models import Ticket, TimeEntry, utcnow
 log = logging.getLogger(__name__)
 MAX_ENTRY = timedelta(hours=24)
 MAX_TIME_NOTE = 500
-TIME_USAGE = "Try `ticket time HD-7 45m [note]` (durations like 45m, 1h30m or 2h)."
-_DURATION_WORD = re.compile(r"^(?:\d+[dhms])+$", re.IGNORECASE)
+TIME_USAGE = "Try `ticket time HD-7 45m [note]` (durations like 45m, 1h30m, 1.5h or 30 min)."
 _KB = re.compile(r"^KB[-\s]?\d{3,}$", re.IGNORECASE)
 _URL = re.compile(r"^https?://\S+$", re.IGNORECASE)
 
@@ -50,33 +54,29 @@ class DurationError(ValueError):
 
 
 def entry_minutes(text: str) -> int:
-    """Minutes of one time entry typed as `45m`/`1h30m`/`2h`; DurationError says what is
-    wrong."""
+    """Minutes of one time entry typed as `45m`/`1h30m`/`1.5h`/`30 min`; DurationError says
+    what is wrong."""
     try:
-        delta = parse_duration(text)
+        seconds = parse_typed_duration(text)
+    except BareNumber as exc:
+        raise DurationError(str(exc)) from None
     except ValueError:
-        quoted = Rich("'", Typed(text), "' is not a duration like 45m, 1h30m or 2h.")
+        quoted = Rich("'", Typed(text), "' is not a duration like 45m, 1h30m, 1.5h or 30 min.")
         raise DurationError(quoted) from None
-    if delta < timedelta(minutes=1):
+    if seconds < 60:
         raise DurationError("Log at least 1 minute (e.g. 45m).")
-    if delta > MAX_ENTRY:
+    if seconds > MAX_ENTRY.total_seconds():
         raise DurationError(
             "One time entry can be at most 24h; log longer work as several entries."
         )
-    if delta.total_seconds() % 60:
-        # Logged time is whole minutes (the PSAs' unit): say so rather than drop seconds.
-        down, up = format_duration(_minutes_down(delta)), format_duration(_minutes_up(delta))
-        said = f"' is not; log {down} or {up}."
+    down = int(seconds // 60)
+    if seconds % 60:
+        # Logged time is whole minutes (the PSAs' unit): say so rather than drop seconds
+        # (`90s`, `0.33h`).
+        lower, upper = (format_duration(timedelta(minutes=m)) for m in (down, down + 1))
+        said = f"' is not; log {lower} or {upper}."
         raise DurationError(Rich("Time is logged in whole minutes: '", Typed(text), said))
-    return int(delta.total_seconds() // 60)
-
-
-def _minutes_down(delta: timedelta) -> timedelta:
-    return timedelta(minutes=int(delta.total_seconds() // 60))
-
-
-def _minutes_up(delta: timedelta) -> timedelta:
-    return _minutes_down(delta) + timedelta(minutes=1)
+    return down
 
 
 async def _locked(session: AsyncSession, number: str) -> Ticket:
@@ -101,13 +101,15 @@ async def time_command(deps: Deps, interaction: Interaction, command: Command) -
     if number is None:
         raise InvalidInput(f"Which ticket? {TIME_USAGE}")
     words = command.args.split()[1:]
-    taken = 0
-    while taken < len(words) and _DURATION_WORD.match(words[taken]):
-        taken += 1  # `1h 30m` typed with a space still reads as one duration
+    try:
+        # Only the leading words that form a duration (`30 min`, `1h 30m`): the rest is the note.
+        _, taken = leading_duration(words)
+    except BareNumber as exc:
+        raise InvalidInput(str(exc)) from None
     if not taken:
         raise InvalidInput(f"How long did you work on {number}? {TIME_USAGE}")
     try:
-        minutes = entry_minutes("".join(words[:taken]))
+        minutes = entry_minutes(" ".join(words[:taken]))
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
     note = command.args.split(None, taken + 1)[taken + 1 :]
@@ -268,7 +270,7 @@ def validate(
     spent = _value(data, "time_spent").strip()
     if spent:
         try:
-            minutes = entry_minutes(spent.replace(" ", ""))
+            minutes = entry_minutes(spent)
         except DurationError as exc:
             errors["time_spent"] = exc.problem
     elif not logged_minutes:

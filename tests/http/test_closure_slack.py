@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from storage.models import CsatSurvey, OutboxMessage, Ticket, TicketEvent
+from storage.models import CsatSurvey, OutboxMessage, Ticket, TicketEvent, TimeEntry
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import AppHarness, block_actions, view_submission, wait_until
 from tests.harness import slack_button as button
@@ -162,7 +162,7 @@ async def test_filler_refused_good_note_closes_survey_rated_once(make_app, slack
     refused_time = await (await app.slash(f"time {number} 0m", user="USAM")).json()
     assert "Only technicians can log time" in json.dumps(refused_time)
     endless = json.dumps(await (await app.slash(f"time {number} 99999999999d")).json())
-    assert "is not a duration like 45m" in endless and "Something went wrong" not in endless
+    assert "at most 24h" in endless and "Something went wrong" not in endless
 
     assert await submit_close(app, slack_api, number) == {}
     closed = await ticket_row(app, number)
@@ -404,3 +404,23 @@ async def test_a_note_follows_a_card_slack_keeps_refusing_for_longer_than_two_mi
     assert card["text"].startswith("HD-1 ") and not card.get("thread_ts")
     [notice] = closed_notice()
     assert notice.get("thread_ts") == card["ts"], notice
+
+
+async def test_time_typed_the_way_technicians_type_it(make_app, slack_api: FakeSlack):
+    app = await start(make_app, slack_api)
+    number = await new_ticket(app, slack_api)
+    logged = json.dumps(await (await app.slash(f"time {number} 30 min fixed printer")).json())
+    assert "Logged 30m on HD-1 (total 30m)" in logged
+    logged = json.dumps(await (await app.slash(f"time {number} 1.5h")).json())
+    assert "Logged 1h 30m on HD-1 (total 2h)" in logged
+    bare = json.dumps(await (await app.slash(f"time {number} 90 reseated the tray")).json())
+    assert "'90' has no unit: minutes or hours? Write 90m or 90h." in bare
+    async with app.services.sessions() as session:
+        entries = (await session.execute(select(TimeEntry).order_by(TimeEntry.id))).scalars()
+        assert [(e.minutes, e.note) for e in entries] == [(30, "fixed printer"), (90, "")]
+
+    refused = await submit_close(app, slack_api, number, time_spent="1h 30")
+    assert refused["errors"] == {"time_spent": "'1h 30': 30 what? Write 1h 30m for minutes."}
+    assert await submit_close(app, slack_api, number, time_spent="1 hr 15 mins") == {}
+    closed = await ticket_row(app, number)
+    assert (closed.status, closed.time_minutes) == ("closed", 30 + 90 + 75)

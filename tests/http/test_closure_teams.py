@@ -13,7 +13,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.engine import make_url
 
 from storage import db
-from storage.models import CsatSurvey, Ticket
+from storage.models import CsatSurvey, Ticket, TimeEntry
 from tests.adaptive_schema import validate_adaptive_card
 from tests.fakes.botframework import FakeConnector
 from tests.harness import AppHarness, wait_until
@@ -473,3 +473,31 @@ async def test_a_comment_landing_while_a_rating_with_a_comment_is_stored_stays_t
     await wait_until(lambda: alerts() != [])
     [alert] = alerts()
     assert first in alert and "Second thoughts" not in alert
+
+
+async def test_time_typed_the_way_technicians_type_it_over_teams(make_app, connector):
+    app = await start(make_app, connector)
+    await new_ticket(app, connector)
+
+    async def typed(text: str) -> str:
+        posted = len(connector.activities(PERSONAL))
+        await app.teams(message(connector.service_url, f"<at>Helpdesk</at> ticket {text}"))
+        await wait_until(lambda: len(connector.activities(PERSONAL)) > posted)
+        return str(connector.activities(PERSONAL)[-1].get("text", ""))
+
+    assert await typed("time HD-1 1 hr 30 min checked the spooler") == (
+        "Logged 1h 30m on HD-1 (total 1h 30m)."
+    )
+    assert "'2' has no unit" in await typed("time HD-1 2 printers")
+    async with app.services.sessions() as session:
+        entries = (await session.execute(select(TimeEntry))).scalars().all()
+    assert [(e.minutes, e.note) for e in entries] == [(90, "checked the spooler")]
+
+    form = await say(app, connector, text="ticket close HD-1")
+    submit = submit_action(form)["fallback"]["data"]
+    again = await say(app, connector, {**submit, **close_values(), "time_spent": "0.33h"})
+    assert "Time is logged in whole minutes: '0.33h' is not; log 19m or 20m." in card_text(again)
+    done = {**submit, **close_values(), "time_spent": "0.25 hours"}
+    closed = await invoke(app, connector, "ticket.close.submit", done)
+    assert "Closed HD-1" in json.dumps(closed["value"])
+    assert ((await ticket(app)).status, (await ticket(app)).time_minutes) == ("closed", 105)

@@ -162,7 +162,7 @@ async def test_time_entries_are_logged_audited_and_totalled(deps: Deps) -> None:
         ("time HD-1 30s", "at least 1 minute"),
         # Seconds were dropped without a word (90s logged as 1m).
         ("time HD-1 90s", "whole minutes: '90s' is not; log 1m or 2m"),
-        ("time HD-1 1h 59s", "whole minutes: '1h59s' is not; log 1h or 1h 1m"),
+        ("time HD-1 1h 59s", "whole minutes: '1h 59s' is not; log 1h or 1h 1m"),
         ("time HD-1 25h", "at most 24h"),
         ("time HD-1 1d1m", "at most 24h"),
         ("time HD-1", "How long"),

@@ -55,7 +55,7 @@ def test_typed_time_spent_in_closure_form_error_is_not_a_link() -> None:
         closure_validate(data, logged_minutes=0)
     shown = [t for t in refused_form(ActionId.CLOSE_SUBMIT, data, caught.value) if "evil" in t]
     assert shown and not any(live_link(t) for t in shown)
-    assert any(r"\[Resetyourpassword\]" in t and "is not a duration" in t for t in shown)
+    assert any(r"\[Reset your password\]" in t and "is not a duration" in t for t in shown)
 
 
 def test_a_placeholder_note_is_quoted_literally_and_the_bots_words_are_not_escaped() -> None:
