@@ -39,6 +39,7 @@ from bot.teams.references import ReferenceStore
 from bot.wakeup import Wakeup
 from handlers import diagnosis, psa
 from handlers.deps import Deps
+from handlers.escalation.cards import unheard_queues
 from storage import db, outbox
 from storage.migrate import SchemaMismatch, check_schema, upgrade
 
@@ -165,6 +166,8 @@ async def start_services(
         places=Places(shared=SharedWindows(engine)),
     )
     monitor.start()
+    for warning in unheard_queues(settings.config):
+        log.warning("%s", warning)
     log.info(
         "diagnosis help: KB %s; change calendar %s",
         f"{kb.name} at {shown_url(settings.config.kb.url or '')}" if kb else "off (no kb.source)",

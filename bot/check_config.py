@@ -22,6 +22,7 @@ from bot.psa import describe as describe_psa
 from bot.settings import ConfigError, Settings, engine_for, is_loopback, load_settings
 from handlers.directory import Directory, DirectoryError, EmptyDirectory
 from handlers.durations import format_duration
+from handlers.escalation.cards import unheard_queues
 from storage.migrate import SchemaMismatch
 
 DB_TIMEOUT = 15.0
@@ -283,6 +284,7 @@ async def _report(
     if probe:
         answer = await probe_psa(settings) if settings.psa else "nothing to probe (no psa.system)"
         lines.append(("psa probe", answer))
+    lines += [("warning", text) for text in unheard_queues(settings.config)]
     return lines
 
 

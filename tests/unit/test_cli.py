@@ -368,6 +368,28 @@ def test_a_teams_service_url_that_is_not_http_is_refused_naming_the_key(
     assert url in line
 
 
+def test_check_config_warns_of_an_escalation_queue_no_channel_hears(tmp_path: Path) -> None:
+    """The README's own example sent m365 to `messaging`, which has no `queues.messaging`: a
+    technician learned only when escalating that nobody was told. A warning, not an error."""
+    config = CONFIG + (
+        "queues: {networking: {slack: C0NETWORK}, infrastructure: {}}\n"
+        "escalation: {queues: {network: networking, m365: messaging, server: infrastructure}}\n"
+    )
+    result = run_bot("check-config", "--no-db", cwd=tmp_path, env=_setup(tmp_path, config=config))
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning:        escalation.queues: category m365 goes to queue messaging, which has no "
+        "channel under queues.messaging, so its escalations notify nobody; add queues.messaging: "
+        "{slack: <channel id>, teams: <conversation id>} or send m365 to a queue that has one",
+        "warning:        escalation.queues: category server goes to queue infrastructure, which "
+        "has no channel under queues.infrastructure, so its escalations notify nobody; add "
+        "queues.infrastructure: {slack: <channel id>, teams: <conversation id>} or send server "
+        "to a queue that has one",
+    ]
+    assert result.stdout.rstrip().endswith("config OK")
+
+
 def _readme_yaml(after: str) -> str:
     """The first ```yaml block of README.md after the line starting with `after`."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -395,6 +417,7 @@ def test_the_readme_config_examples_pass_check_config(tmp_path: Path) -> None:
     assert fields["diagnosis"].startswith("KB hudu at https://docs.example.com"), fields
     assert "kb.space is for confluence only" in fields["diagnosis"]
     assert fields["psa"].startswith("ServiceNow at https://acme.service-now.com"), fields
+    assert "warning" not in fields, fields  # every queue it escalates to has a channel
 
 
 # -- what an operator gets wrong in a .env file or a config (found by an outsider's trial:
