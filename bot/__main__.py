@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import errno
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from aiohttp import web
 
@@ -130,6 +131,18 @@ async def _check_listen(host: str, port: int) -> None:
     await server.wait_closed()
 
 
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Only errors from logger `name` (and its children) while inside."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 async def _preflight(settings: Settings, command: str) -> None:
     """Fail fast (exit 2) on an unreachable database, a schema this release cannot run on
     (see `storage.migrate.check_schema`), an unusable directory, or (`serve`) a HOST and PORT
@@ -154,10 +167,14 @@ async def _preflight(settings: Settings, command: str) -> None:
         await check_schema(engine, require_newest=newest)
     finally:
         await engine.dispose()
+    # `serve` and `worker` build the directory again as they start, and say what it is then:
+    # its lines (`directory: none configured ...`) are kept out of this check, not said twice.
+    quiet = _quiet("bot.directory") if command != "migrate" else contextlib.nullcontext()
     try:
-        directory = await create_directory(
-            settings.config.directory, config_dir=settings.config_dir, env=settings.env
-        )
+        with quiet:
+            directory = await create_directory(
+                settings.config.directory, config_dir=settings.config_dir, env=settings.env
+            )
     except DirectoryError as exc:
         raise ConfigError(f"directory: {exc}") from exc
     await directory.close()

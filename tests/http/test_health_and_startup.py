@@ -121,3 +121,22 @@ def test_a_host_that_cannot_be_listened_on_stops_start_up_naming_host(tmp_path: 
     lines = result.stderr.strip().splitlines()
     assert "Traceback" not in result.stderr
     assert lines[-1].startswith("config error: HOST: ") and "nosuch.invalid" in lines[-1], lines
+
+
+async def test_start_up_says_each_directory_and_queue_line_once(tmp_path: Path, spawn) -> None:
+    """`directory: none configured ...` was logged twice (the pre-flight check built the
+    directory, then the app did); an escalation queue with no channel was not said at all."""
+    from tests.http.processes import free_port
+
+    config = tmp_path / "c.yaml"
+    config.write_text("escalation: {queues: {m365: messaging}}\n")
+    env = {
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'h.db'}",
+        "HELPDESK_CONFIG": str(config),
+        "PORT": str(free_port()),
+    }
+    server = await spawn("serve", env=env)
+    await server.wait_for_line("listening on", timeout=30)
+    said = "\n".join(server.lines)
+    assert said.count("directory: none configured") == 1, said
+    assert said.count("category m365 goes to queue messaging, which has no channel") == 1, said
