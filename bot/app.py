@@ -39,7 +39,7 @@ from bot.teams.references import ReferenceStore
 from bot.wakeup import Wakeup
 from handlers import diagnosis, psa
 from handlers.deps import Deps
-from handlers.escalation.cards import unheard_queues
+from handlers.escalation import unheard_queues
 from storage import db, outbox
 from storage.migrate import SchemaMismatch, check_schema, upgrade
 

@@ -22,7 +22,7 @@ from bot.psa import describe as describe_psa
 from bot.settings import ConfigError, Settings, engine_for, is_loopback, load_settings
 from handlers.directory import Directory, DirectoryError, EmptyDirectory
 from handlers.durations import format_duration
-from handlers.escalation.cards import unheard_queues
+from handlers.escalation import unheard_queues
 from storage.migrate import SchemaMismatch
 
 DB_TIMEOUT = 15.0

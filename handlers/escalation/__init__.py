@@ -1,6 +1,12 @@
 """Escalation: the form with the facts a queue needs, and the notice to the queue."""
 
-from handlers.escalation.cards import rebuild_escalation_form
+from handlers.escalation.cards import rebuild_escalation_form, unheard_queues
 from handlers.escalation.service import escalate_button, escalate_command, submit
 
-__all__ = ["escalate_button", "escalate_command", "rebuild_escalation_form", "submit"]
+__all__ = [
+    "escalate_button",
+    "escalate_command",
+    "rebuild_escalation_form",
+    "submit",
+    "unheard_queues",
+]
