@@ -160,7 +160,7 @@ async def _preflight(settings: Settings, command: str) -> None:
         try:
             await asyncio.wait_for(db.ping(engine), timeout=15)
         except Exception as exc:
-            raise database_unreachable(exc) from None
+            raise database_unreachable(exc, settings.database_url) from None
         # SQLite is migrated by `serve` and `worker` on start; PostgreSQL only by `migrate`,
         # so its processes refuse a schema behind theirs. Nobody touches a newer one.
         newest = command != "migrate" and not db.is_sqlite(settings.database_url)

@@ -7,6 +7,7 @@ Exit 0 when everything is usable, 2 with the problem (naming the key or file) ot
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -182,15 +183,26 @@ def new_sqlite_file(url: str) -> bool:
     return True
 
 
-def database_unreachable(exc: BaseException) -> ConfigError:
-    """One line: SQLAlchemy's own text adds a second one ("Background on this error at")."""
+def database_unreachable(exc: BaseException, url: str) -> ConfigError:
+    """One line naming the server's host and port (never the password): SQLAlchemy's own text
+    adds a second one ("Background on this error at"), and a name that does not resolve was
+    only `gaierror: Name or service not known`."""
     from bot.db_health import describe
+    from storage import db
 
+    address = db.server_address(url)
+    where = f" at {address}" if address else ""
     if isinstance(exc, TimeoutError):
         return ConfigError(
-            f"DATABASE_URL: cannot reach the database (no answer in {DB_TIMEOUT:g} s)"
+            f"DATABASE_URL: cannot reach the database{where} (no answer in {DB_TIMEOUT:g} s)"
         )
-    return ConfigError(f"DATABASE_URL: cannot reach the database ({describe(exc)})")
+    if isinstance(getattr(exc, "orig", None) or exc, socket.gaierror) and address:
+        host = address.rsplit(":", 1)[0]
+        return ConfigError(
+            f"DATABASE_URL: cannot reach the database{where}: the host name {host} does not "
+            f"resolve ({describe(exc)})"
+        )
+    return ConfigError(f"DATABASE_URL: cannot reach the database{where} ({describe(exc)})")
 
 
 async def check_database(url: str) -> tuple[str, str | None]:
@@ -209,7 +221,7 @@ async def check_database(url: str) -> tuple[str, str | None]:
     except SchemaMismatch:
         raise
     except Exception as exc:
-        raise database_unreachable(exc) from None
+        raise database_unreachable(exc, url) from None
     finally:
         await engine.dispose()
     return f"{shown} (reachable)", describe_schema(found, sqlite=db.is_sqlite(url))

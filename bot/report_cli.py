@@ -116,7 +116,7 @@ async def _write(
         except Exception as exc:
             from bot.check_config import database_unreachable
 
-            raise database_unreachable(exc) from None
+            raise database_unreachable(exc, url) from None
         await check_schema(engine, require_newest=True)
         summary = await reports.build(
             engine, period=span, client=client, now=now, pattern_threshold=pattern_threshold

@@ -155,10 +155,20 @@ async def ping(engine: AsyncEngine, *, timeout: float | None = None) -> None:  #
             await conn.execute(text("SELECT 1"))
 
 
+def server_address(url: str) -> str | None:
+    """`host:port` of a database server (PostgreSQL's default port when none is written);
+    None for SQLite. Never the password."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return None
+    socket_dir = parsed.query.get("host")
+    host = parsed.host or (socket_dir if isinstance(socket_dir, str) else None) or "localhost"
+    return f"{host}:{parsed.port or 5432}"
+
+
 def location(url: str) -> str:
     """Where the database is, for log lines: host and port, or the file; never a password."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return f"SQLite file {parsed.database or ':memory:'}"
-    port = f":{parsed.port}" if parsed.port else ""
-    return f"PostgreSQL at {parsed.host}{port}/{parsed.database}"
+    return f"PostgreSQL at {server_address(url)}/{parsed.database}"

@@ -323,6 +323,22 @@ def test_a_hosting_platforms_postgres_url_is_read_as_asyncpg(tmp_path: Path, sch
     assert "Traceback" not in migrated.stderr and DB_PASSWORD not in migrated.stderr
 
 
+@pytest.mark.parametrize("command", [("check-config",), ("serve",), ("migrate",)])
+@pytest.mark.parametrize(("at", "address"), [(":6543", "db.nosuch.invalid:6543"), ("", "")])
+def test_a_database_host_that_does_not_resolve_is_named_with_its_port(
+    tmp_path: Path, command: tuple[str, ...], at: str, address: str
+) -> None:
+    """Was `cannot reach the database (gaierror: [Errno -2] Name or service not known)`: which
+    host, which port? (PostgreSQL's default port is said when the URL has none.)"""
+    url = f"postgresql+asyncpg://u:{DB_PASSWORD}@db.nosuch.invalid{at}/helpdesk"
+    line = _one_line_naming(
+        run_bot(*command, cwd=tmp_path, env={"DATABASE_URL": url}), "DATABASE_URL"
+    )
+    address = address or "db.nosuch.invalid:5432"
+    assert line.startswith(f"config error: DATABASE_URL: cannot reach the database at {address}: ")
+    assert "the host name db.nosuch.invalid does not resolve (gaierror: " in line, line
+
+
 # -- durations: a negative number of seconds was accepted, and one too long for a date a
 # -- traceback (found by a review) -------------------------------------------------------------
 
