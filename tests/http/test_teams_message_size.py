@@ -28,7 +28,7 @@ MAX_TEXT = 3000  # what the intake form takes per field
 
 TEXTS = {
     "greek": "Σφάλμα σύνδεσης στον διακομιστή αλληλογραφίας. ",
-    "cjk": "无法连接到邮件服务器，错误代码未知。",
+    "cjk": "无法连接到邮件服务器，错误代码未知。",  # noqa: RUF001 (CJK text has its own comma)
     "emoji": "💥🔥😱",
     "json-escapes": 'say "\\"\n\t',
 }
