@@ -35,6 +35,7 @@ PERMANENT = {
     "invalid_blocks",
     "invalid_arguments",
     "msg_too_long",
+    "msg_blocks_too_long",  # undocumented: too much block text in all (bolt-js #2509)
     "no_text",
     "user_not_found",
     "cant_update_message",

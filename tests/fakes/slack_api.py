@@ -23,6 +23,10 @@ JSON_FIELDS = frozenset(
     {"blocks", "attachments", "view", "metadata", "unfurls", "user_auth_blocks", "options", "files"}
 )
 Answer = dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]]
+# chat.postMessage / chat.update refuse blocks holding more text than this in all (every
+# `text` string summed) with `msg_blocks_too_long`. Undocumented: slackapi/bolt-js #2509 saw it
+# at about 13,200 characters, #2867 at 11,341 counted; the markdown block doc names 12,000.
+BLOCKS_TEXT_MAX = 12_000
 
 
 @dataclass
@@ -70,6 +74,8 @@ class FakeSlack(FakeServer):
         self.not_member: set[str] = set()
         # Files as files.info answers them, by id.
         self.files: dict[str, dict[str, Any]] = {}
+        # Posts and updates refused with msg_blocks_too_long.
+        self.too_long: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------- configuration
     def add_file(self, file_id: str, name: str, **extra: Any) -> dict[str, Any]:
@@ -122,6 +128,7 @@ class FakeSlack(FakeServer):
         self._tokens.clear()
         self.windows.clear()
         self.refusals.clear()
+        self.too_long.clear()
         self.violations.clear()
         self.uploads.clear()
         self.not_member.clear()
@@ -234,6 +241,11 @@ class FakeSlack(FakeServer):
                     status=429,
                     headers={"Retry-After": str(max(1, round(wait)))},
                 )
+        if method in ("chat.postMessage", "chat.update") and (
+            blocks_text_size(params.get("blocks")) > BLOCKS_TEXT_MAX
+        ):
+            self.too_long.append(params)
+            return web.json_response({"ok": False, "error": "msg_blocks_too_long"})
         builtin = getattr(self, "_m_" + method.replace(".", "_"), None)
         if builtin is None:
             return web.json_response({"ok": False, "error": "unknown_method"})
@@ -403,6 +415,18 @@ class FakeSlack(FakeServer):
             if (user["profile"].get("email") or "").lower() == email:
                 return {"ok": True, "user": user}
         return {"ok": False, "error": "users_not_found"}
+
+
+def blocks_text_size(value: Any) -> int:
+    """Characters of every `text` string in `value` (blocks as sent), summed."""
+    if isinstance(value, dict):
+        return sum(
+            len(item) if key == "text" and isinstance(item, str) else blocks_text_size(item)
+            for key, item in value.items()
+        )
+    if isinstance(value, list):
+        return sum(blocks_text_size(item) for item in value)
+    return 0
 
 
 def _params(rec: Recorded) -> dict[str, Any]:
