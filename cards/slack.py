@@ -14,6 +14,8 @@ option values) raises `ValueError`.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from cards.model import (
@@ -26,7 +28,9 @@ from cards.model import (
     LinkButton,
     Mention,
     NumberInput,
+    Rich,
     Select,
+    Span,
     Text,
     TextInput,
     Typed,
@@ -56,6 +60,12 @@ OPTION_VALUE_MAX = 150
 OPTIONS_MAX = 100
 TEXT_INPUT_MAX_LENGTH = 3000
 TRUNCATED_NOTE = "… (truncated)"
+# chat.postMessage / chat.update refuse a message whose blocks hold too much text in all with
+# the undocumented `msg_blocks_too_long`: seen at 11,341-13,297 characters summed over every
+# `text` (slackapi/bolt-js #2509, #2867; "12,000 with a buffer for block containers"). Our
+# budget, counted the same way on what is sent (after escaping), keeps well below that.
+MESSAGE_TEXT_BUDGET = 10_000
+_MIN_CAP = 16
 MENTION_MAX = 40  # `<@U0123ABCD>`: Slack user ids are short
 
 Block = dict[str, Any]
@@ -274,16 +284,100 @@ def _fallback_text(card: Card) -> str:
     return escaped[: _safe_cut(escaped, SECTION_TEXT_MAX - 1)] + "…"
 
 
-def render_message(card: Card) -> dict[str, Any]:
-    """`{"text", "blocks"}` for chat.postMessage / chat.postEphemeral / chat.update.
+def _texts(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "text" and isinstance(item, str):
+                yield item
+            else:
+                yield from _texts(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _texts(item)
 
-    Inputs (and the form) are not shown in messages: Slack forms are modals (`render_modal`).
-    """
+
+def block_text_size(blocks: list[Block]) -> int:
+    """Characters of every `text` string in `blocks`, as sent (what `msg_blocks_too_long`
+    counts, as far as anyone outside Slack knows)."""
+    return sum(len(text) for text in _texts(blocks))
+
+
+def _cap_span(span: Span, cap: int) -> Span:
+    return Typed(_cut(span.text, cap)) if isinstance(span, Typed) else span
+
+
+def _cap_inline(value: Inline, cap: int) -> Inline:
+    if isinstance(value, Rich):
+        return Rich(*(_cap_span(span, cap) for span in value.spans))
+    return _cap_span(value, cap)
+
+
+def _cap_element(element: Element, cap: int) -> Element:
+    if isinstance(element, Text):
+        return replace(element, text=_cap_inline(element.text, cap))
+    if isinstance(element, Facts):
+        items = [(_cap_inline(k, cap), _cap_inline(v, cap)) for k, v in element.items]
+        return replace(element, items=items)
+    if isinstance(element, Link):
+        # A link's title comes from outside (a KB), like typed text.
+        return replace(element, text=_cut(element.text or element.url, cap))
+    return element
+
+
+def _capped(card: Card, cap: int) -> Card:
+    """`card` with everything people typed (and link titles) cut to `cap` escaped characters,
+    ending with "…"; the bot's own words, numbers, times and buttons as they are."""
+    body = [_cap_element(element, cap) for element in card.body]
+    return replace(card, title=_cap_inline(card.title, cap), body=body)
+
+
+def _blocks(card: Card) -> list[Block]:
     blocks = _heading(card.title)
     for element in card.body:
         blocks.extend(_element_blocks(element))
     blocks.extend(_actions_blocks(card.buttons, card.links))
-    return {"text": _fallback_text(card), "blocks": _limit_blocks(blocks, MESSAGE_BLOCKS_MAX)}
+    return _limit_blocks(blocks, MESSAGE_BLOCKS_MAX)
+
+
+def _fitting_blocks(card: Card, budget: int) -> list[Block]:
+    """The card's blocks within `budget` characters of text: if they are over it, the typed
+    texts are cut to the largest common length that fits; if even that is not enough, the
+    body's last blocks give way to a note (the buttons stay)."""
+    blocks = _blocks(card)
+    if block_text_size(blocks) <= budget:
+        return blocks
+    low, high = _MIN_CAP, budget  # no one text can be longer than the whole budget
+    best = _blocks(_capped(card, low))
+    if block_text_size(best) > budget:
+        return _drop_blocks(best, budget)
+    while low <= high:
+        mid = (low + high) // 2
+        candidate = _blocks(_capped(card, mid))
+        if block_text_size(candidate) <= budget:
+            best, low = candidate, mid + 1
+        else:
+            high = mid - 1
+    return best
+
+
+def _drop_blocks(blocks: list[Block], budget: int) -> list[Block]:
+    keep = len(blocks)
+    while keep > 0 and blocks[keep - 1]["type"] == "actions":
+        keep -= 1
+    body, actions = blocks[:keep], blocks[keep:]
+    note = {"type": "context", "elements": [_mrkdwn(TRUNCATED_NOTE)]}
+    while body and block_text_size([*body, note, *actions]) > budget:
+        body.pop()
+    return [*body, note, *actions]
+
+
+def render_message(card: Card, *, budget: int = MESSAGE_TEXT_BUDGET) -> dict[str, Any]:
+    """`{"text", "blocks"}` for chat.postMessage / chat.postEphemeral / chat.update.
+
+    Inputs (and the form) are not shown in messages: Slack forms are modals (`render_modal`).
+    The blocks hold at most `budget` characters of text in all (`MESSAGE_TEXT_BUDGET`).
+    """
+    return {"text": _fallback_text(card), "blocks": _fitting_blocks(card, budget)}
 
 
 def _option(value: str, title: str) -> dict[str, Any]:
