@@ -35,6 +35,7 @@ class ActionId(StrEnum):
     CLOSE_SUBMIT = "ticket.close.submit"
     IDENTITY_APPROVE = "identity.approve"
     IDENTITY_DENY = "identity.deny"
+    IDENTITY_CALLED_BACK = "identity.called_back"
     CSAT_RATE = "csat.rate"
     CSAT_COMMENT = "csat.comment"
     FIX_WORKS = "fix.works"

@@ -137,7 +137,12 @@ async def prepare(
                 return Preparation(None, wait=wait)
             payload["channel"] = ticket.card_channel
             payload["ts"] = payload["activity_id"] = ticket.card_message
-        card = ticket_card(ticket, extra=await diagnosis.card_elements(session, ticket), now=now)
+        card = ticket_card(
+            ticket,
+            extra=await diagnosis.card_elements(session, ticket),
+            now=now,
+            identity=await identity.card_fact(session, ticket),
+        )
         payload["card"], payload["text"] = card.to_dict(), card.fallback
     if payload.get("refresh_incident_notice"):
         # Rendered now too: the notice shows the users affected (and state) as they are.

@@ -139,6 +139,7 @@ ACTIONS: dict[ActionId, Route[ActionHandler]] = {
     ActionId.CLOSE_SUBMIT: changes(closure.submit),
     ActionId.IDENTITY_APPROVE: changes(identity.approve),
     ActionId.IDENTITY_DENY: changes(identity.deny),
+    ActionId.IDENTITY_CALLED_BACK: changes(identity.called_back),
     ActionId.CSAT_RATE: changes(csat.rate),
     ActionId.CSAT_COMMENT: changes(csat.comment),
     ActionId.FIX_WORKS: changes(working.works),

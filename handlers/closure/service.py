@@ -386,6 +386,7 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
                 session, ticket, closed_notice(ticket, closer_name), purpose="closed"
             )
         extra = await diagnosis.card_elements(session, ticket)
+        shown = await identity.card_fact(session, ticket)
     log.info("ticket closed", extra={"ticket": ticket.number, "with_it": len(also)})
     text = f"Closed {ticket.number}."
     if ticket.fix_confirmed_at is None:
@@ -397,4 +398,5 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
             f" Still open: {', '.join(kept)} (filed under it): the requester's identity is not "
             "confirmed, so each is closed on its own once it is (`ticket verify`)."
         )
-    return Reply(text=text, card=ticket_card(ticket, extra=extra, now=now), private=False)
+    card = ticket_card(ticket, extra=extra, now=now, identity=shown)
+    return Reply(text=text, card=card, private=False)

@@ -1,10 +1,14 @@
 """Second-channel identity confirmation: the requester's manager approves or denies.
 
-`service` starts checks, `answers` takes the manager's answer, `cards` is what the manager and
+`service` starts checks, `answers` takes the manager's answer, `callback` a technician's
+call-back on the number on file when no manager can answer, `cards` is what the manager and
 the technician are shown, `deliveries` the outbox hooks of the manager's request.
 """
 
-from handlers.identity.cards import PURPOSE
+from handlers.identity import callback
+from handlers.identity.callback import button as called_back
+from handlers.identity.callback import card_fact, verify_command
+from handlers.identity.cards import PURPOSE, check_outcome
 from handlers.identity.deliveries import on_delivered as on_request_delivered
 from handlers.identity.deliveries import on_failed as on_request_failed
 from handlers.identity.service import (
@@ -20,7 +24,6 @@ from handlers.identity.service import (
     require_confirmed,
     start_check,
     verify_button,
-    verify_command,
 )
 
 __all__ = [
@@ -29,6 +32,10 @@ __all__ = [
     "CheckPeople",
     "approve",
     "audit_gate",
+    "callback",
+    "called_back",
+    "card_fact",
+    "check_outcome",
     "deny",
     "directory_unavailable_at_intake",
     "enforce",

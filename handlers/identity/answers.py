@@ -32,10 +32,24 @@ NOT_THEIR_ACCOUNT = "not the manager's account now"
 
 async def retire_dm(session: AsyncSession, ticket: Ticket, check: IdentityCheck, text: str) -> None:
     """Replace a delivered request's buttons with `text` (an outbox `update`)."""
-    sent = (
-        await session.execute(
-            select(OutboxMessage).where(OutboxMessage.dedup_key == f"identity:{check.id}")
+    await _retire(session, ticket, f"identity:{check.id}", check.manager_platform, text)
+
+
+async def retire_callback(
+    session: AsyncSession, ticket: Ticket, check: IdentityCheck, text: str
+) -> None:
+    """Replace the call-back notice's **Called back: confirmed** button with `text`."""
+    if check.callback_phone:
+        await _retire(
+            session, ticket, f"identity-callback:{check.id}", ticket.source_platform, text
         )
+
+
+async def _retire(
+    session: AsyncSession, ticket: Ticket, dedup_key: str, platform: str, text: str
+) -> None:
+    sent = (
+        await session.execute(select(OutboxMessage).where(OutboxMessage.dedup_key == dedup_key))
     ).scalar_one_or_none()
     if sent is None or sent.status != "delivered" or not sent.result.get("channel"):
         return
@@ -45,7 +59,7 @@ async def retire_dm(session: AsyncSession, ticket: Ticket, check: IdentityCheck,
     await notify.update_message(
         session,
         ticket,
-        platform=check.manager_platform,
+        platform=platform,
         channel=sent.result["channel"],
         message=str(message),
         purpose="identity.update",

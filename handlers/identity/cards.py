@@ -26,6 +26,9 @@ NOT_MANAGER = (
     "Only the requester's manager can answer this identity confirmation request. Nothing "
     "was changed; the attempt has been recorded."
 )
+# The technician's button on the call-back notice (its title; the command is
+# `verify HD-7 called-back`).
+CALLED_BACK = "Called back: confirmed"
 SUPERSEDED = (
     "This request was replaced by a newer one: use the latest message. Nothing was changed."
 )
@@ -156,14 +159,73 @@ def callback_text(
             f"Call {who} back on {requester.phone}, the number on file in the directory "
             "(never a number the caller gives you), and confirm it is them"
         )
+        record = (
+            f" Once they have confirmed the request on that call, record it with "
+            f"{CALLED_BACK} (or `ticket verify {ticket.number} called-back`)."
+        )
     else:
         action = (
             "There is no phone number on file either: confirm their identity in person "
             "or through your team lead (never through a number the caller gives you)"
         )
+        record = ""
     return (
         f"Identity check for {ticket.number}: {reason}. {action}. The check stays open: "
-        "the ticket cannot be escalated or closed until the identity is confirmed."
+        f"the ticket cannot be escalated or closed until the identity is confirmed.{record}"
+    )
+
+
+def callback_card(ticket: Ticket, check: IdentityCheck, text: str = "") -> Card:
+    """The call-back notice with the technician's **Called back: confirmed** button, bound to
+    this check's nonce (a stale or altered value is refused). Without `text` (a reply: the
+    edges show the reply's text on top), only the button."""
+    return Card(
+        title=f"Identity check for {ticket.number}: call the requester back",
+        # The text names people and a number from the directory: shown literally.
+        body=[Text(Typed(text))] if text else [],
+        buttons=[
+            Button(
+                ActionId.IDENTITY_CALLED_BACK,
+                CALLED_BACK,
+                {NONCE_KEY: check.nonce},
+                style="primary",
+            )
+        ],
+        fallback=text,
+    )
+
+
+def called_back_by(check: IdentityCheck) -> Mention:
+    """The technician who recorded the call-back, as the directory had them then."""
+    return Mention(
+        name=check.answered_name,
+        email=check.answered_email,
+        slack_id=(check.answered_by or "") if check.answered_platform == "slack" else "",
+        id=check.answered_by or "",
+    )
+
+
+def called_back_fact(check: IdentityCheck) -> Rich:
+    """What the ticket card's Identity fact says of a check confirmed by call-back."""
+    return Rich(
+        "confirmed by call-back to the number on file by ",
+        called_back_by(check),
+        f" at {when(check.answered_at)}",
+    )
+
+
+def check_outcome(check: IdentityCheck) -> Inline:
+    """A check's outcome as `show` lists it."""
+    if check.state == "called_back":
+        return Rich(called_back_fact(check), f" ({check.callback_phone})")
+    return Rich(check.state, f" at {when(check.answered_at)}" if check.answered_by else "")
+
+
+def called_back_text(ticket: Ticket, check: IdentityCheck) -> str:
+    """To the ticket's thread: the identity is confirmed by the technician's call-back."""
+    return (
+        f"Identity confirmed for {ticket.number}: {called_back_fact(check).plain()} "
+        f"({check.callback_phone}). You may proceed."
     )
 
 

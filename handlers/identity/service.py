@@ -137,10 +137,9 @@ async def _verify(deps: Deps, interaction: Interaction, number: str) -> Reply:
             return early
         if _who(ticket) != _who(seen):  # changed meanwhile: look again (rare)
             people = None
-        text = await start_check(
+        return await start_check(
             session, deps, ticket=ticket, actor=actor, announce=False, people=people
         )
-    return Reply(text=text)
 
 
 def _nothing_to_check(ticket: Ticket) -> Reply | None:
@@ -274,6 +273,26 @@ def _not_independent(
     return ""
 
 
+def manager_cannot_answer(ticket: Ticket, actor: Actor, people: CheckPeople) -> bool:
+    """True when no manager on file can be the second channel for `actor`'s check: none, none
+    the bot can reach, one who is not independent, or one whose account is disabled."""
+    manager = people.manager
+    if manager is None or manager.disabled:
+        return True
+    if notify.pick_platform(manager, ticket.source_platform) is None:
+        return True
+    return bool(
+        _not_independent(
+            ticket,
+            actor,
+            requester=people.requester,
+            manager=manager,
+            asker=people.asker,
+            technician=people.technician,
+        )
+    )
+
+
 async def start_check(
     session: AsyncSession,
     deps: Deps,
@@ -282,10 +301,11 @@ async def start_check(
     actor: Actor,
     announce: bool = True,
     people: CheckPeople | None = None,
-) -> str:
+) -> Reply:
     """Ask the requester's manager (superseding open requests); returns what the technician
-    should know. `announce` also posts it in the ticket thread (used on ticket creation).
-    `people` (from `look_up_people`, before the transaction) saves asking the directory here."""
+    should know (with no manager to ask, the call-back notice and its button). `announce`
+    also posts it in the ticket thread (used on ticket creation). `people` (from
+    `look_up_people`, before the transaction) saves asking the directory here."""
     now = deps.clock()
     if people is None:
         people = await people_for(deps, ticket, actor)
@@ -332,12 +352,22 @@ async def start_check(
     # outlive the directory's, but their word no longer vouches for anyone.
     if manager is None or target is None or conflict or manager.disabled:
         check.state = "no_manager"
+        # The number the technician is told to call: a call-back is recorded against it.
+        check.callback_phone = ((requester.phone or "") if requester else "")[:64]
         session.add(check)
         await session.flush()
         ticket.identity_state = "required"
         text = cards.callback_text(ticket, requester=requester, manager=manager, conflict=conflict)
+        card = cards.callback_card(ticket, check, text) if check.callback_phone else None
         if not private_thread:
-            await notify.tell_technician(session, ticket, text, purpose=PURPOSE)
+            await notify.tell_technician(
+                session,
+                ticket,
+                text,
+                card=card,
+                purpose=PURPOSE,
+                dedup_key=f"identity-callback:{check.id}",
+            )
         await repo.add_event(
             session,
             ticket_id=ticket.id,
@@ -351,7 +381,8 @@ async def start_check(
                 **({"manager_disabled": True} if manager and manager.disabled else {}),
             },
         )
-        return text
+        reply = cards.callback_card(ticket, check) if check.callback_phone else None
+        return Reply(text=text, card=reply)
     check.state = "pending"
     check.manager_platform, check.manager_id = target
     check.expires_at = now + deps.config.identity.approval_ttl
@@ -396,7 +427,7 @@ async def start_check(
     text = cards.sent_text(ticket, check, requester=requester, manager=manager)
     if announce:
         await notify.tell_technician(session, ticket, text, purpose=PURPOSE)
-    return text
+    return Reply(text=text)
 
 
 async def _note_requester_account(
@@ -483,6 +514,7 @@ async def _supersede(session: AsyncSession, *, ticket: Ticket, actor: Actor) -> 
             data={"check": old.id},
         )
         await answers.retire_dm(session, ticket, old, cards.SUPERSEDED)
+        await answers.retire_callback(session, ticket, old, cards.SUPERSEDED)
 
 
 # -- answers -----------------------------------------------------------------------------------

@@ -196,9 +196,18 @@ def escalation_note(
     return "\n".join(lines)
 
 
-def identity_note(*, outcome: str, manager: str, at: datetime, platform: str, check_id: int) -> str:
-    """The identity check's outcome with its facts (who answered, when, over which channel)."""
+def identity_note(
+    *, outcome: str, manager: str, at: datetime, platform: str, check_id: int, phone: str = ""
+) -> str:
+    """The identity check's outcome with its facts (who answered, when, over which channel).
+    `called_back`: `manager` is the technician who called the number on file, `phone`."""
     where = PLATFORMS.get(platform, platform)
+    if outcome == "called_back":
+        return (
+            f"Identity CONFIRMED by call-back to the requester's number on file ({phone}): "
+            f"recorded by technician {manager}, at {when(at)} over {where} (check {check_id}). "
+            "No manager could confirm it. Work may proceed."
+        )
     if outcome == "approved":
         head = "Identity CONFIRMED by the requester's manager"
         tail = "Work may proceed."

@@ -115,9 +115,10 @@ async def on_identity_outcome(
     at: datetime,
     platform: str,
     check_id: int,
+    phone: str = "",
 ) -> None:
     text = rules.identity_note(
-        outcome=outcome, manager=manager, at=at, platform=platform, check_id=check_id
+        outcome=outcome, manager=manager, at=at, platform=platform, check_id=check_id, phone=phone
     )
     await _enqueue(session, ticket, rules.NOTE, {"text": text, "about": f"identity {outcome}"})
 

@@ -37,9 +37,11 @@ def ticket_card(
     extra: list[Element] | None = None,
     buttons: bool = True,
     now: datetime | None = None,
+    identity: Inline | None = None,
 ) -> Card:
     """Number, priority, requester, summary, exact error, SLA times and where each target
-    stands at `now`, warning; then buttons.
+    stands at `now`, warning; then buttons. `identity`: how the identity was confirmed, when
+    the card should say more than its state (`identity.card_fact`).
 
     What people typed (summary, error, what they were doing, asset, client...) is `Typed`.
     """
@@ -62,7 +64,7 @@ def ticket_card(
     if ticket.client:
         facts.append(("Client", Rich(Typed(ticket.client), f" ({tier_label(ticket)})")))
     if ticket.identity_state != "not_required":
-        facts.append(("Identity", ticket.identity_state))
+        facts.append(("Identity", identity or ticket.identity_state))
     body: list[Element] = [Facts(facts)]
     if ticket.requester_disabled:
         body.append(Text(REQUESTER_DISABLED))

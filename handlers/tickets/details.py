@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cards.model import Element, Facts, Inline, Mention, Rich, Text, Typed
-from handlers import psa, working
+from handlers import identity, psa, working
 from handlers.directory import Directory
 from handlers.durations import format_duration
 from handlers.formatting import listed, someone, technician, when
@@ -82,7 +82,7 @@ async def details(session: AsyncSession, ticket: Ticket, directory: Directory) -
                         Rich(
                             f"{when(c.created_at)} to ", managers[c.manager_email] or "no manager"
                         ),
-                        Rich(c.state, f" at {when(c.answered_at)}" if c.answered_by else ""),
+                        identity.check_outcome(c),
                     )
                     for c in checks
                 ]

@@ -287,7 +287,10 @@ async def show(deps: Deps, interaction: Interaction, command: Command) -> Reply:
             raise Forbidden(f"Only technicians and the requester can see {ticket.number}.")
         extra = await diagnosis.card_elements(session, ticket) if technician else []
         extra += await ticket_details.details(session, ticket, deps.directory)
-    return Reply(card=ticket_card(ticket, extra=extra, now=deps.clock()), private=True)
+        shown = await identity.card_fact(session, ticket)
+    return Reply(
+        card=ticket_card(ticket, extra=extra, now=deps.clock(), identity=shown), private=True
+    )
 
 
 async def _directory_email(deps: Deps, actor: Actor) -> str:

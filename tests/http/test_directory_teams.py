@@ -64,13 +64,15 @@ def texts(connector: FakeConnector, conversation: str) -> str:
 
 
 async def say(app: AppHarness, connector: FakeConnector, who: Who, text: str) -> str:
-    """`ticket <text>` from `who` in their chat; everything the bot said there since."""
+    """`ticket <text>` from `who` in their chat; everything the bot said there since (texts
+    and cards)."""
     before = len(connector.activities(chat_of(who)))
     message = sent_by(connector, who, text=f"ticket {text}", textFormat="plain")
     started = time.monotonic()
     response = await app.teams(message)
     assert response.status == 201 and elapsed(started) < 15
-    return json.dumps([a.get("text") for a in connector.activities(chat_of(who))[before:]])
+    posted = connector.activities(chat_of(who))[before:]
+    return json.dumps([[a.get("text"), a.get("attachments")] for a in posted])
 
 
 async def new_ticket(
