@@ -87,7 +87,7 @@ async def _confirm(
         ticket = await session.get(Ticket, seen.id, with_for_update=True)
         if ticket is None:
             raise NotFound(f"There is no ticket {seen.number}.")
-        check = await _open_check(session, ticket)
+        check = await _check(session, ticket, nonce)
         why_not = _why_not(ticket, check, actor, people, nonce=nonce, technician=technician)
         if why_not is not None:
             reason, text = why_not
@@ -105,15 +105,15 @@ async def _confirm(
     return Reply(text=text)
 
 
-async def _open_check(session: AsyncSession, ticket: Ticket) -> IdentityCheck | None:
-    """The ticket's check no manager could answer, when it has one open (`verify` keeps one)."""
-    query = (
-        select(IdentityCheck)
-        .where(IdentityCheck.ticket_id == ticket.id, IdentityCheck.state == "no_manager")
-        .order_by(IdentityCheck.id.desc())
-        .limit(1)
-        .with_for_update()
-    )
+async def _check(session: AsyncSession, ticket: Ticket, nonce: str | None) -> IdentityCheck | None:
+    """The button's check (by its nonce), else the ticket's open check no manager could answer
+    (`verify` keeps at most one); locked after the ticket."""
+    query = select(IdentityCheck).where(IdentityCheck.ticket_id == ticket.id)
+    if nonce is not None:
+        query = query.where(IdentityCheck.nonce == nonce)
+    else:
+        query = query.where(IdentityCheck.state == "no_manager")
+    query = query.order_by(IdentityCheck.id.desc()).limit(1).with_for_update()
     return (await session.execute(query)).scalar_one_or_none()
 
 
@@ -152,8 +152,6 @@ def _why_not(
             f"You are the requester on {number}, so you cannot confirm your own identity. "
             "Nothing was changed; another technician must call you back."
         )
-    if nonce is not None and (check is None or check.nonce != nonce):
-        return "superseded", cards.SUPERSEDED  # a stale notice: `verify` ran again since
     if ticket.status != "open":
         return "closed", f"{number} is closed."
     if ticket.identity_state == "confirmed":
@@ -165,7 +163,9 @@ def _why_not(
             f"{number}: the requester's manager is being asked to confirm; their answer is the "
             "second channel, not a call-back. Nothing was changed."
         )
-    if check is None:
+    if nonce is not None and (check is None or check.state != "no_manager"):
+        return "superseded", cards.SUPERSEDED  # a stale notice: `verify` ran again since
+    if check is None or check.state != "no_manager":
         return "no call-back asked", (
             f"{number} has no call-back to confirm: run `ticket verify {number}` first. "
             "Nothing was changed."

@@ -64,6 +64,14 @@ PEOPLE = [
         "manager": "bo@example.com",
     },
     {"email": "bo@example.com", "name": "Bo Boss", "slack_id": "U0BO", "teams_id": BO_TEAMS},
+    # No manager: confirmed by a technician's call-back on the number on file.
+    {
+        "email": "cy@example.com",
+        "name": "Cy Solo",
+        "slack_id": "U0CY",
+        "teams_id": "29:1cy",
+        "phone": "+1 555 0199",
+    },
     {
         "email": "tom@example.com",
         "name": "Tom Tech",
@@ -209,6 +217,7 @@ def test_every_route_is_declared_and_the_tests_cover_every_state_changing_one() 
         "ticket.close.submit",
         "identity.approve",
         "identity.deny",
+        "identity.called_back",
         "csat.rate",
         "csat.comment",
         "confirm",
@@ -381,6 +390,18 @@ def slack_steps(s: SlackDriver) -> list[Step]:
         await wait_until(lambda: any(number in json.dumps(p) for p in s.posts("DU0BO")))
         return await answer("Deny")
 
+    async def called_back() -> Any:
+        number = await s.next_number()
+        view = await s.modal("new Cy is locked out")
+        values = {**intake("Cy is locked out"), "requester": {"type": "users_select",
+                                                              "selected_user": "U0CY"}}  # fmt: skip
+        assert (await s.app.slack(s.submission(view, values), content_type=FORM)).status == 200
+        await wait_until(lambda: any(number in json.dumps(p) for p in s.posts("C0HELP")))
+        assert (await s.app.slack(s.command(f"verify {number}"), content_type=FORM)).status == 200
+        title = "Called back: confirmed"
+        await wait_until(lambda: any(title in json.dumps(p) for p in s.posts("C0HELP")))
+        return s.sender(s.press(s.last_with("C0HELP", title), title, "UTECH"))
+
     async def fresh() -> str:
         """A new ticket nobody has answered yet (its first response is still to come)."""
         number = await s.new_ticket("Jams once more")
@@ -459,6 +480,7 @@ def slack_steps(s: SlackDriver) -> list[Step]:
         Step("csat.comment", comment_button),
         Step("csat.comment", comment),
         Step("identity.deny", second_ticket_to_deny),
+        Step("identity.called_back", called_back),
         Step("escalate", lambda: form_command("escalate")),
         Step("close", lambda: form_command("close")),
         Step("ticket.escalate", lambda: card_button("Escalate")),
@@ -625,6 +647,21 @@ def teams_steps(t: TeamsDriver) -> list[Step]:
         await wait_until(lambda: any(number in shown(c) for c in t.cards_in(t.chat_with(BO_TEAMS))))
         return await answer("Deny", number)
 
+    async def called_back() -> Any:
+        async with t.app.services.sessions() as session:
+            count = (await session.execute(select(func.count()).select_from(Ticket))).scalar_one()
+        number = f"HD-{count + 1}"
+        form = await t.say("ticket new Cy is locked out")
+        values = form_values(category="printer", priority="P3", summary="Cy is locked out",
+                             requester="cy@example.com")  # fmt: skip
+        assert (await t.app.teams(t.submit(form, values))).status == 201
+        await wait_until(lambda: any(f"{number} (P" in shown(c) for c in t.cards_in(PERSONAL)))
+        assert (await t.app.teams(t.message(f"ticket verify {number}"))).status == 201
+        title = "Called back: confirmed"
+        await wait_until(lambda: any(title in shown(c) for c in t.cards_in(PERSONAL)))
+        card = t.last_card_with(PERSONAL, title)
+        return t.sender(t.invoke(card, title, TECH_ID, PERSONAL))
+
     def question() -> tuple[str, dict[str, Any]]:
         chat = t.chat_with(ANA_TEAMS)
         return chat, t.last_card_with(chat, "Works now")
@@ -700,6 +737,7 @@ def teams_steps(t: TeamsDriver) -> list[Step]:
         Step("csat.rate", lambda: survey("2"), duplicate),
         Step("csat.comment", lambda: survey("Add a comment", comment="Slow, but fixed"), duplicate),
         Step("identity.deny", second_ticket_to_deny, duplicate),
+        Step("identity.called_back", called_back, duplicate),
         Step("escalate", lambda: form_command("escalate")),
         Step("close", lambda: form_command("close")),
         Step("ticket.escalate", lambda: card_button("Escalate"), duplicate),

@@ -152,3 +152,21 @@ def test_a_writes_reference_ends_its_text_and_survives_clipping() -> None:
     assert len(clip_marked(long, 60)) == 60
     assert clip_marked("y" * 100, 60) == "y" * 60
     assert clip_marked(long, 1000) == long
+
+
+def test_a_call_back_note_names_the_number_and_the_technician() -> None:
+    from handlers.psa.rules import identity_note
+
+    note = identity_note(
+        outcome="called_back",
+        manager="Tom Tech (tom@example.com)",
+        at=datetime(2026, 12, 7, 10, 30, tzinfo=UTC),
+        platform="slack",
+        check_id=7,
+        phone="+1 555 0199",
+    )
+    assert note.startswith(
+        "Identity CONFIRMED by call-back to the requester's number on file (+1 555 0199): "
+        "recorded by technician Tom Tech (tom@example.com), at 2026-12-07 10:30 UTC over Slack "
+        "(check 7)."
+    )
