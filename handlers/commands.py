@@ -31,7 +31,11 @@ USAGE: list[tuple[str, str]] = [
     ("new [summary]", "open the intake form"),
     ("show HD-7", "show a ticket"),
     ("mine", "your open tickets"),
-    ("verify HD-7", "confirm the requester's identity with their manager"),
+    (
+        "verify HD-7",
+        "confirm the requester's identity with their manager (no manager to ask: "
+        "`verify HD-7 called-back` once you called them back on the number on file)",
+    ),
     ("p1 HD-7", "raise to P1 (incident notice + page)"),
     ("escalate HD-7", "escalate with the required facts"),
     ("time HD-7 45m [note]", "log time"),
