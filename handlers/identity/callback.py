@@ -171,6 +171,13 @@ def _why_not(
             "Nothing was changed."
         )
     requester = people.requester
+    if ticket.requester_disabled or (requester is not None and requester.disabled):
+        # Someone who left: a voice on their number proves nothing (nor would their manager).
+        return "requester disabled", (
+            f"The requester's account on {number} is disabled in the directory, so a call-back "
+            "cannot confirm them: check with their manager or HR through a channel you already "
+            "know. Nothing was changed."
+        )
     phone = (requester.phone or "") if requester is not None else ""
     if not phone:
         return "no phone on file", (

@@ -189,3 +189,21 @@ async def test_a_requester_disabled_after_their_manager_was_asked(
         timeout=10,
         what="the card refreshed with the warning",
     )
+
+
+async def test_a_call_back_cannot_confirm_a_disabled_requester(make_app, slack_api: FakeSlack):
+    # The leaver's check found no manager to ask (by design): a technician's "called back:
+    # confirmed" must not turn that into a confirmed identity.
+    app: AppHarness = await make_app(
+        slack=slack_api, config=slack.CONFIG, people=disabled(slack.PEOPLE, "ana@example.com")
+    )
+    await slack.new_ticket(app, slack_api, requester="U0ANA", category="password-reset")
+    await wait_until(lambda: TOLD in c0help(slack_api), what="the technician's notice")
+    answer = json.dumps(await (await app.slash("verify HD-1 called-back")).json())
+    assert "disabled in the directory, so a call-back cannot confirm them" in answer
+    ticket = await only_ticket(app)
+    assert ticket.identity_state == "required"
+    assert "identity.callback_confirmed" not in await event_kinds(app)
+    assert "identity.callback_refused" in await event_kinds(app)
+    refused = json.dumps(await (await app.slash("close HD-1")).json())
+    assert "identity confirmed first" in refused
