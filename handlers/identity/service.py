@@ -345,9 +345,10 @@ async def start_check(
     private_thread = not await _thread_is_a_technicians(deps, ticket, actor, people)
     await _note_requester_account(session, ticket, requester)
     if requester is not None and requester.disabled:
-        return await _requester_disabled(
+        text = await _requester_disabled(
             session, ticket, check, requester=requester, manager=manager, conflict=conflict
         )
+        return Reply(text=text)
     # A manager whose account is disabled has (most likely) left: their chat account may
     # outlive the directory's, but their word no longer vouches for anyone.
     if manager is None or target is None or conflict or manager.disabled:
