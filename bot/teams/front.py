@@ -196,6 +196,10 @@ MAX_ID = 255
 MAX_ACTIVITY_ID = 128
 MAX_SERVICE_URL = 2048
 MAX_DEPTH = 64
+# Fields a reply carries back (botbuilder copies them into it): an oversized one would make the
+# reply itself too large for the connector (413), so the activity is refused up front.
+MAX_NAME = 1024  # a display name (Entra allows 256)
+MAX_SHORT = 64  # a channel id (`msteams`), a locale (BCP 47), a conversation type
 # Activities the core answers for a person: they must say who sent them.
 _FROM_SOMEONE = frozenset({"message", "invoke"})
 
@@ -244,6 +248,16 @@ def _check_activity(body: Any) -> str | None:
             MAX_ID,
             False,
         ),
+    ]
+    recipient = recipient if isinstance(recipient, dict) else {}
+    checks += [
+        (body.get("channelId"), "channelId", MAX_SHORT, False),
+        (body.get("locale"), "locale", MAX_SHORT, False),
+        (sender.get("name"), "from.name", MAX_NAME, False),
+        (recipient.get("name"), "recipient.name", MAX_NAME, False),
+        (conversation.get("conversationType"), "conversation.conversationType", MAX_SHORT, False),
+        (conversation.get("name"), "conversation.name", MAX_NAME, False),
+        (conversation.get("tenantId"), "conversation.tenantId", MAX_ID, False),
     ]
     if kind == "invoke":
         checks.append((body.get("name"), "invoke name", MAX_ID, True))
