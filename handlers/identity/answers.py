@@ -28,6 +28,7 @@ PURPOSE = cards.PURPOSE
 NO_LONGER_MANAGER = "no longer the manager"
 MANAGER_DISABLED = "manager disabled"
 NOT_THEIR_ACCOUNT = "not the manager's account now"
+REQUESTER_DISABLED = "requester disabled"
 
 
 async def retire_dm(session: AsyncSession, ticket: Ticket, check: IdentityCheck, text: str) -> None:
@@ -95,6 +96,7 @@ async def answer(deps: Deps, interaction: Interaction, *, approved: bool) -> Rep
             or _no_longer_manager(ticket, check, facts.manager_now)
             or _manager_disabled(ticket, facts.manager_now)
             or _not_their_account(ticket, check, actor, facts.manager_now)
+            or _requester_disabled(ticket, facts.requester_disabled, approved=approved)
         )
         if refused is not None:
             reason, reply = refused
@@ -113,6 +115,19 @@ async def answer(deps: Deps, interaction: Interaction, *, approved: bool) -> Rep
             if reason == MANAGER_DISABLED:
                 assert ticket is not None and check is not None
                 await _tell_manager_disabled(session, ticket, check, facts, choice)
+                data["manager"] = check.manager_email
+            if reason == REQUESTER_DISABLED:
+                assert ticket is not None and check is not None
+                ticket.requester_disabled = True
+                await notify.tell_technician(
+                    session,
+                    ticket,
+                    cards.approval_of_disabled_requester_text(
+                        ticket, cards.manager_label(facts.listed, check.manager_email)
+                    ),
+                    purpose=PURPOSE,
+                    dedup_key=f"identity-requester-disabled:{check.id}",
+                )
                 data["manager"] = check.manager_email
             if reason == NOT_THEIR_ACCOUNT:
                 assert ticket is not None and check is not None
@@ -251,6 +266,8 @@ class _Facts:
     # The requester's manager now (Person(email="") when the requester or a manager is no
     # longer on file); None when there is no check to compare with.
     manager_now: Person | None = None
+    # The requester's own account is disabled now (someone who left since the request).
+    requester_disabled: bool = False
 
 
 async def _directory_facts(deps: Deps, nonce: object) -> _Facts:
@@ -269,7 +286,13 @@ async def _directory_facts(deps: Deps, nonce: object) -> _Facts:
         deps, ticket.source_platform, ticket.requester_id, ticket.requester_email
     )
     manager_now = await deps.directory.manager_of(requester) if requester else None
-    return _Facts(ticket.technician_id, technician, listed, manager_now or Person(email=""))
+    return _Facts(
+        ticket.technician_id,
+        technician,
+        listed,
+        manager_now or Person(email=""),
+        requester_disabled=bool(requester and requester.disabled),
+    )
 
 
 def _conflicted(
@@ -317,6 +340,17 @@ def _manager_disabled(ticket: Ticket | None, manager_now: Person | None) -> tupl
     if ticket is None or manager_now is None or not manager_now.disabled:
         return None
     return MANAGER_DISABLED, cards.disabled_manager_reply(ticket)
+
+
+def _requester_disabled(
+    ticket: Ticket | None, disabled_now: bool, *, approved: bool
+) -> tuple[str, str] | None:
+    """The requester's own account was disabled after their manager was asked (someone who
+    left): an Approve would vouch for an account that should not be in use. A Deny still
+    counts (it stops the ticket)."""
+    if ticket is None or not disabled_now or not approved:
+        return None
+    return REQUESTER_DISABLED, cards.disabled_requester_reply(ticket)
 
 
 def _not_their_account(

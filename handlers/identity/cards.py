@@ -347,6 +347,25 @@ def disabled_manager_reply(ticket: Ticket) -> str:
     )
 
 
+def disabled_requester_reply(ticket: Ticket) -> str:
+    """To a manager who approved once the directory had the requester's account disabled."""
+    return (
+        f"The requester's account on {ticket.number} is disabled in the directory by now, so "
+        "your approval cannot confirm their identity. Nothing was changed; the technician is "
+        "told."
+    )
+
+
+def approval_of_disabled_requester_text(ticket: Ticket, manager: str) -> str:
+    """To the technician: the manager approved, but the requester's account is disabled."""
+    return (
+        f"Identity check for {ticket.number}: {manager} pressed Approve, but the requester's "
+        "account is disabled in the directory by now (someone who left?), so nothing was "
+        "confirmed. Do not reset passwords, change MFA or re-enable anything for them; check "
+        "with their manager or HR through a channel you already know."
+    )
+
+
 def manager_disabled_text(ticket: Ticket, manager: str, *, denied: bool = False) -> str:
     """To the technician: the manager answered, but their account is disabled by now."""
     why = "their account is disabled in the directory (they may have left)"

@@ -11,9 +11,11 @@ the directory is the file, a real slapd (AD's userAccountControl) or the Graph f
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
+import yaml
 from sqlalchemy import select
 
 from storage.models import IdentityCheck, TicketEvent
@@ -207,3 +209,27 @@ async def test_a_call_back_cannot_confirm_a_disabled_requester(make_app, slack_a
     assert "identity.callback_refused" in await event_kinds(app)
     refused = json.dumps(await (await app.slash("close HD-1")).json())
     assert "identity confirmed first" in refused
+
+
+async def test_a_manager_cannot_approve_a_requester_disabled_since_they_were_asked(
+    make_app, slack_api: FakeSlack
+):
+    # Bo was asked while Ana's account was in use; it is disabled before he answers (she left,
+    # the caller is not her): his Approve must not confirm an account that should not be in
+    # use. Refused, audited, the technician told once; nothing confirmed.
+    app: AppHarness = await make_app(slack=slack_api, config=slack.CONFIG, people=slack.PEOPLE)
+    await slack.new_ticket(app, slack_api, requester="U0ANA", category="password-reset")
+    dm = await slack.manager_dm(slack_api)
+    people = yaml.safe_load((app.tmp / "people.yaml").read_text())
+    (app.tmp / "people.yaml").write_text(yaml.safe_dump(disabled(people, "ana@example.com")))
+    await asyncio.sleep(1.2)  # the file is looked at again after a second
+    refused = await slack.click(app, slack_api, dm, "Approve", "U0BO")
+    assert "disabled in the directory by now, so your approval cannot confirm" in refused
+    ticket = await only_ticket(app)
+    assert ticket.identity_state == "pending" and ticket.requester_disabled
+    async with app.services.sessions() as session:
+        query = select(TicketEvent).where(TicketEvent.kind == "identity.refused")
+        [event] = (await session.execute(query)).scalars().all()
+    assert (event.actor_id, event.data["reason"]) == ("U0BO", "requester disabled")
+    await wait_until(lambda: "pressed Approve, but the requester's account" in c0help(slack_api))
+    assert "identity.approved" not in await event_kinds(app)
