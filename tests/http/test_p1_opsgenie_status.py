@@ -117,6 +117,9 @@ async def test_an_alert_not_processed_within_the_bound_is_in_doubt_and_sent_agai
     page = await row(app, "p1:HD-1:opsgenie")
     assert page.status == "pending" and page.in_doubt
     assert "accepted the alert but had not processed it after 5 s" in page.last_error
+    # The notice is queued with the attempt's record and posted by the worker just after it.
+    await eventually(lambda: told(slack_api, "has not gone through yet"), timeout=10,
+                     what="the technician told")  # fmt: skip
     [failing] = told(slack_api, "has not gone through yet")
     assert "had not processed it after 5 s" in failing
     await eventually(lambda: told(slack_api, "has gone through now"), timeout=10,
