@@ -224,7 +224,7 @@ class FakeServer:
         self,
         predicate_or_path: Matcher,
         count: int = 1,
-        timeout: float = 5.0,  # noqa: ASYNC109 - the suite's wait_for(..., timeout=) API
+        timeout: float = 10.0,  # noqa: ASYNC109 - the suite's wait_for(..., timeout=) API
     ) -> list[Recorded]:
         """Wait until at least ``count`` matching requests were answered; return all matches."""
         match = self._matcher(predicate_or_path)

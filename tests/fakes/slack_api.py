@@ -203,7 +203,7 @@ class FakeSlack(FakeServer):
         self,
         method: str,
         count: int = 1,
-        timeout: float = 5.0,  # noqa: ASYNC109 - same API as wait_for
+        timeout: float = 10.0,  # noqa: ASYNC109 - same API as wait_for
     ) -> list[dict[str, Any]]:
         await self.wait_for(f"/api/{method}", count=count, timeout=timeout)
         return self.method_calls(method)
