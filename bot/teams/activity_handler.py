@@ -34,7 +34,9 @@ UNKNOWN_ACTION = "That button or form is not available any more. Try `ticket hel
 # Attachments that are files (SPEC): images and files from OneDrive/SharePoint. `text/html`
 # (the message body again) and cards are not.
 FILE_INFO = "application/vnd.microsoft.teams.file.download.info"
-MAX_FILES = 20
+# Attachments looked at in one message (the core records the first files of them and says
+# how many more it left out); the request body's size bounds them anyway.
+MAX_ATTACHMENTS = 1000
 TASK_INVOKES = frozenset({"task/fetch", "task/submit"})
 # An answer the connector refused without a Retry-After (412, 502, 503, 504) or could not be
 # reached for goes out through the outbox after this long (the conversation is held as long).
@@ -45,7 +47,7 @@ def shared_files(activity: Activity) -> list[dict[str, Any]]:
     """The message's file attachments as the core takes them (name, link, type): nothing is
     downloaded."""
     files = []
-    for attachment in (activity.attachments or [])[:MAX_FILES]:
+    for attachment in (activity.attachments or [])[:MAX_ATTACHMENTS]:
         kind = str(getattr(attachment, "content_type", "") or "")
         url = str(getattr(attachment, "content_url", "") or "")
         if not url or not (kind == FILE_INFO or kind.lower().startswith("image/")):

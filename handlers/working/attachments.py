@@ -8,8 +8,10 @@ there), like a Slack thread; and a message naming a ticket number with file atta
 files are taken only from the ticket's requester or a technician (or in the conversation its
 card is in).
 Each file is recorded once (name, link as the platform gives it, type, size, who, when);
-nothing is ever downloaded. The edges hand files over as plain dicts (`name`, `url`, `id`,
-`content_type`, `size`).
+nothing is ever downloaded. A link is kept only when it is one the platform gives for a file
+(Slack: https on Slack's own domains; Teams: http(s)): a file whose link is anything else
+(`javascript:`, `data:`, another site) is recorded without one and shown "(no link)".
+The edges hand files over as plain dicts (`name`, `url`, `id`, `content_type`, `size`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,12 +37,16 @@ from storage import working as repo
 from storage.models import Ticket, TicketAttachment
 
 log = logging.getLogger(__name__)
+# Files recorded from one message; the rest are named as not added in the answer.
 MAX_FILES = 20
 MAX_NAME = 500
 MAX_URL = 4000
 MAX_TYPE = 255
 # Ticket numbers in one message that are looked up (the first found is the one meant).
 MAX_NAMED = 20
+# Where Slack's file permalinks live (workspaces, Enterprise Grid orgs, Slack Connect
+# partners, GovSlack): `https://<team>.slack.com/files/...`.
+SLACK_FILE_DOMAINS = ("slack.com", "slack-gov.com")
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,8 @@ def _text(value: Any, limit: int) -> str:
 
 def shared_files(raw: Any, platform: str) -> list[SharedFile]:
     """The files an edge put in `data["files"]`, cleaned; a file without a link or an id to
-    know it by is left out."""
+    know it by is left out. A link the platform would not give for a file is dropped (the
+    file is still recorded, known by it)."""
     files: list[SharedFile] = []
     for item in raw if isinstance(raw, list) else []:
         if not isinstance(item, dict):
@@ -70,18 +78,44 @@ def shared_files(raw: Any, platform: str) -> list[SharedFile]:
             continue
         key = ident if platform == "slack" and ident else _digest(url or ident)
         size = item.get("size")
+        name = _text(item.get("name"), MAX_NAME) or ident or "file"
+        if url and not file_link(url, platform):
+            log.warning(
+                "file link refused (not a %s file link); recorded without it",
+                platform,
+                extra={"file": name[:100], "scheme": urlsplit(url).scheme[:20]},
+            )
+            url = ""
         files.append(
             SharedFile(
                 key=key,
-                name=_text(item.get("name"), MAX_NAME) or ident or "file",
+                name=name,
                 url=url,
                 content_type=_text(item.get("content_type"), MAX_TYPE),
                 size=size if isinstance(size, int) and not isinstance(size, bool) else None,
             )
         )
-        if len(files) >= MAX_FILES:
-            break
     return files
+
+
+def file_link(url: str, platform: str) -> bool:
+    """Whether `url` is a link the platform gives for a shared file: Slack's `permalink` is
+    https on one of Slack's domains; Teams' `contentUrl` is http(s). Never a `javascript:` or
+    `data:` URL, nor one with spaces or control characters."""
+    if any(c.isspace() or ord(c) < 32 or c in '<>"\\`' for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").rstrip(".")
+    except ValueError:
+        return False
+    if not host or parts.username is not None or parts.password is not None:
+        return False
+    if platform == "slack":
+        return parts.scheme == "https" and any(
+            host == domain or host.endswith("." + domain) for domain in SLACK_FILE_DOMAINS
+        )
+    return parts.scheme in ("http", "https")
 
 
 def _digest(value: str) -> str:
@@ -150,7 +184,8 @@ async def _may_add(deps: Deps, interaction: Interaction, found: _Found) -> bool:
 async def on_message(deps: Deps, interaction: Interaction) -> Reply:
     """A message in a ticket's thread or naming a ticket: record its files; a technician's
     message in the thread is the ticket's first response."""
-    files = shared_files(interaction.data.get("files"), interaction.platform)
+    every = shared_files(interaction.data.get("files"), interaction.platform)
+    files, left_out = every[:MAX_FILES], len(every) - MAX_FILES
     in_thread = bool(interaction.data.get("thread"))
     async with deps.sessions() as session:
         found = await _ticket(session, deps, interaction)
@@ -233,11 +268,22 @@ async def on_message(deps: Deps, interaction: Interaction) -> Reply:
                 at=now,
                 action="message",
             )
-    log.info("files recorded", extra={"ticket": ticket.number, "files": len(added)})
+    log.info(
+        "files recorded",
+        extra={"ticket": ticket.number, "files": len(added), "left_out": max(left_out, 0)},
+    )
+    more = (
+        f" Only {MAX_FILES} files are taken from one message: the other {left_out} were not "
+        "added; send them in another message."
+        if left_out > 0
+        else ""
+    )
     if not added:
-        return Reply(text=f"Those files are already on {ticket.number}.")
+        return Reply(text=f"Those files are already on {ticket.number}.{more}")
     names = ", ".join(added)
-    return Reply(text=f"Added to {ticket.number}: {names} (see `ticket show {ticket.number}`).")
+    return Reply(
+        text=f"Added to {ticket.number}: {names} (see `ticket show {ticket.number}`).{more}"
+    )
 
 
 async def show_lines(

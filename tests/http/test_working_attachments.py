@@ -285,3 +285,125 @@ async def test_teams_a_reply_chain_naming_a_ticket_takes_files_only_from_its_peo
         (ana, TEAMS_IDS["ana"]),
         (tom, TECH_ID),
     ]
+
+
+async def test_slack_a_permalink_off_slacks_domain_is_not_kept_as_the_files_link(
+    make_app: Any, slack_api: FakeSlack, caplog: Any
+) -> None:
+    """Slack Connect brings files from other organisations: a permalink that is not https on
+    Slack's own domains (another site, `http:`, `javascript:`, a look-alike host) is not kept
+    as the file's link; the file is recorded and `show` says it has no link."""
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    number = await s.ticket()
+    thread = (s.card(number) or {})["ts"]
+    partner = "https://partner-org.enterprise.slack.com/files/UP/F0P/partner.png"
+    links = {
+        "F0OK": SHOT,
+        "F0PARTNER": partner,
+        "F0HTTP": "http://fake-team.slack.com/files/UANA/F0HTTP/x.png",
+        "F0JS": "javascript:alert(document.cookie)//slack.com",
+        "F0DATA": "data:text/html;base64,PHNjcmlwdD4=",
+        "F0SITE": "https://evil.example/files/x.png",
+        "F0LOOK": "https://slack.com.evil.example/files/x.png",
+        "F0USER": "https://slack.com@evil.example/files/x.png",
+    }
+    files = [
+        {"id": key, "name": f"{key}.png", "mimetype": "image/png", "size": 1, "permalink": url}
+        for key, url in links.items()
+    ]
+    caplog.set_level("INFO")
+    body = s.event(user="UANA", thread=thread, files=files)
+    assert (await app.slack(body, content_type="application/json")).status == 200
+    await app.services.slack.drain()  # type: ignore[union-attr]
+    await wait_until(lambda: _has(app, len(links)), what="the files recorded")
+    kept = {a.file_key: a.url for a in await attachments(app)}
+    assert kept == {
+        **{key: "" for key in links},
+        "F0OK": SHOT,
+        "F0PARTNER": partner,
+    }
+    assert "file link refused" in caplog.text
+    show = await s.command(f"show {number}")
+    assert f"*F0OK.png:* {SHOT} - " in show and f"*F0PARTNER.png:* {partner} - " in show
+    assert "*F0JS.png:* (no link) - " in show
+    for bad in ("evil.example", "javascript", "data:", "http://"):
+        assert bad not in show
+
+
+async def test_teams_a_content_url_that_is_not_http_is_not_kept_as_the_files_link(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    app: AppHarness = await make_app(config=teams_config(connector), people=PEOPLE)
+    t = TeamsFlow(app, connector)
+    number = await t.ticket(requester="ana@example.com")
+    good = "https://smba.trafficmanager.net/amer/v3/attachments/0-abc/views/original"
+    urls = {
+        "good.png": good,
+        "script.png": "javascript:alert(1)",
+        "inline.png": "data:image/png;base64," + "A" * 5000,
+        "vb.png": "vbscript:msgbox(1)",
+        "spaced.png": "https://example.com/a b.png",
+    }
+    chat = "a:1ana-chat"
+    sent = message(
+        connector.service_url,
+        f"Screens for {number}",
+        user=TEAMS_IDS["ana"],
+        conversation=chat,
+        attachments=[
+            {"contentType": "image/png", "contentUrl": url, "name": name}
+            for name, url in urls.items()
+        ],
+    )
+    assert (await app.teams(sent)).status == 201
+    await wait_until(lambda: t.texts(chat, f"Added to {number}"), what="the answer")
+    assert {a.name: a.url for a in await attachments(app)} == {
+        **{name: "" for name in urls},
+        "good.png": good,
+    }
+    posted = len(connector.activities(PERSONAL))
+    assert await t.say(f"ticket show {number}") == 201
+    await wait_until(lambda: len(connector.activities(PERSONAL)) > posted)
+    card = shown(connector.activities(PERSONAL)[posted:])
+    assert good in card and "(no link)" in card
+    for bad in ("javascript", "data:", "vbscript", "a b.png"):
+        assert bad not in card
+
+
+async def test_teams_a_message_with_50_attachments_says_which_were_not_added(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    """Fifty attachments on one message (a card and the message's HTML among them): the first
+    20 files are recorded and the answer says the other 30 were not, instead of dropping them
+    without a word; HTML and card attachments do not count against the 20."""
+    app: AppHarness = await make_app(config=teams_config(connector), people=PEOPLE)
+    t = TeamsFlow(app, connector)
+    number = await t.ticket(requester="ana@example.com")
+    noise: list[dict[str, Any]] = [
+        {"contentType": "text/html", "content": f"<p>{number}</p>"},
+        {"contentType": "application/vnd.microsoft.card.adaptive", "content": {}},
+    ] * 5
+    images = [
+        {
+            "contentType": "image/png",
+            "contentUrl": f"https://smba.trafficmanager.net/amer/v3/attachments/{n}",
+            "name": f"shot-{n:02d}.png",
+        }
+        for n in range(40)
+    ]
+    chat = "a:1ana-chat"
+    sent = message(
+        connector.service_url,
+        f"All the screens for {number}",
+        user=TEAMS_IDS["ana"],
+        conversation=chat,
+        attachments=[*noise, *images],
+    )
+    assert len(sent["attachments"]) == 50
+    assert (await app.teams(sent)).status == 201
+    await wait_until(lambda: t.texts(chat, f"Added to {number}"), what="the answer")
+    [answer] = t.texts(chat, f"Added to {number}")
+    assert "shot-19.png" in answer and "shot-20.png" not in answer
+    assert "the other 20 were not added" in answer
+    assert [a.name for a in await attachments(app)] == [f"shot-{n:02d}.png" for n in range(20)]
