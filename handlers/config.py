@@ -179,6 +179,17 @@ class RemoteConfig(_Strict):
             raise ValueError(f"{template!r} is not an http(s) URL")
         if "{asset}" not in template:
             raise ValueError(f"{template!r} has no {{asset}} to fill in the ticket's asset")
+        # Slack refuses a button whose URL holds these (the whole ticket card with it).
+        if bad := sorted({c for c in template if c.isspace() or ord(c) < 32 or c in '<>"\\'}):
+            raise ValueError(
+                f"{template!r} holds {', '.join(map(repr, bad))}: write it percent-encoded"
+            )
+        # The asset is what someone typed: it must not choose the site the button opens.
+        if "{asset}" in urlparse(template).netloc:
+            raise ValueError(
+                f"{template!r} puts {{asset}} in the host: put it in the path or query "
+                "(https://control.example.com/join?asset={asset})"
+            )
         return template
 
 

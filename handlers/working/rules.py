@@ -27,12 +27,21 @@ def scope_label(tier: str) -> str:
     return LABELS.get(tier, "")
 
 
+# Slack's limit for a button's URL (cards.slack.BUTTON_URL_MAX): a longer link would keep the
+# whole ticket card from being posted.
+REMOTE_URL_MAX = 3000
+
+
 def remote_url(template: str | None, asset: str) -> str:
     """The remote-session link for `asset` ('' without a template or an asset). The asset is
-    percent-encoded as a query value: a space is `%20`, `/` is `%2F`."""
-    if not template or not asset.strip():
+    percent-encoded as a query value: a space is `%20`, `/` is `%2F`. No link for an asset
+    that is only `.` or `..` (in a path, a browser would resolve it to another page of the
+    tool), nor for one too long for a link button."""
+    asset = asset.strip()
+    if not template or not asset or asset in (".", ".."):
         return ""
-    return template.replace("{asset}", quote(asset.strip(), safe=""))
+    url = template.replace("{asset}", quote(asset, safe=""))
+    return url if len(url) <= REMOTE_URL_MAX else ""
 
 
 def _same(a: str, b: str) -> bool:

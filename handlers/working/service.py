@@ -35,9 +35,12 @@ async def intake_facts(
     error_text: str,
 ) -> dict[str, str]:
     """The new ticket's scope, remote-session link and the open P1 it repeats (columns)."""
+    remote = rules.remote_url(config.remote.url_template, asset)
+    if config.remote.url_template and asset.strip() and not remote:
+        log.warning("no Remote session link: the asset makes no usable link (%d chars)", len(asset))
     return {
         "support_tier": rules.support_tier(category, config.tier1_scope),
-        "remote_url": rules.remote_url(config.remote.url_template, asset),
+        "remote_url": remote,
         "p1_match": await open_p1_match(session, client=client, asset=asset, error=error_text),
     }
 

@@ -89,6 +89,29 @@ async def test_slack_remote_session_link_with_the_encoded_asset(
     assert "Remote session" not in await s.press(s.card(with_asset), "Verify identity", "UTECH")
 
 
+async def test_slack_remote_session_for_assets_in_a_path_template(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """`{asset}` in the template's path: `&`, `#`, `?`, spaces and unicode are encoded; an
+    asset `..` gets no button (the browser would resolve it to another page of the tool); an
+    asset too long for a Slack link button gets none, and the card is still posted."""
+    path = "https://rmm.example.com/" + "x" * 700 + "/devices/{asset}/connect"
+    config = {**CONFIG, "remote": {"url_template": path}}
+    app: AppHarness = await make_app(slack=slack_api, config=config, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    odd = await s.ticket(asset="PC 7?x=1#top&y Ünï ☃")
+    button = slack_button(s.card(odd), "Remote session")  # type: ignore[arg-type]
+    assert button["url"] == path.replace(
+        "{asset}", "PC%207%3Fx%3D1%23top%26y%20%C3%9Cn%C3%AF%20%E2%98%83"
+    )
+    up = await s.ticket(asset="..", summary="Up one")
+    assert "Remote session" not in shown(s.card(up))
+    # 200 characters (the form's limit), 12 once encoded each: 2,400, plus the template.
+    emoji = await s.ticket(asset="\U0001f5a5" * 200, summary="Emoji asset")
+    card = s.card(emoji)
+    assert card is not None and "Remote session" not in shown(card)
+
+
 async def test_teams_tier_label_nudge_in_the_technician_chat_and_remote_session(
     make_app: Any, connector: FakeConnector
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -215,6 +216,28 @@ def test_check_config_bad_duration_exits_2_naming_the_key(tmp_path: Path) -> Non
     assert result.returncode == 2
     assert "identity.approval_ttl" in result.stderr
     assert "15 minutes" in result.stderr
+    assert "config OK" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("template", "why"),
+    [
+        ("https://rc.example.com/join?asset={asset}&note=from helpdesk", "percent-encoded"),
+        ("https://rc.example.com/join?asset=<{asset}>", "percent-encoded"),
+        ("https://{asset}/connect", "in the host"),
+        ("https://rc.example.com@{asset}/join", "in the host"),
+        ("javascript:alert('{asset}')", "not an http(s) URL"),
+    ],
+)
+def test_check_config_refuses_a_remote_template_that_makes_no_safe_link(
+    tmp_path: Path, template: str, why: str
+) -> None:
+    """A space or `<` in the template made every ticket card with an asset a button Slack
+    refuses; `{asset}` in the host let whoever typed the asset choose the site it opens."""
+    config = CONFIG + f"remote: {{url_template: {json.dumps(template)}}}\n"
+    result = run_bot("check-config", "--no-db", cwd=tmp_path, env=_setup(tmp_path, config=config))
+    assert result.returncode == 2, result.stdout
+    assert "remote.url_template" in result.stderr and why in result.stderr
     assert "config OK" not in result.stdout
 
 
