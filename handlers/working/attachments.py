@@ -42,6 +42,11 @@ MAX_FILES = 20
 MAX_NAME = 500
 MAX_URL = 4000
 MAX_TYPE = 255
+# The answer names at most this many of the files it added, each cut to NAME_SHOWN characters:
+# twenty names of 500 characters (Markdown escapes doubling them) overflowed Teams' message
+# size limit and the person got no answer at all.
+NAMES_SHOWN = 10
+NAME_SHOWN = 100
 # Ticket numbers in one message that are looked up (the first found is the one meant).
 MAX_NAMED = 20
 # Where Slack's file permalinks live (workspaces, Enterprise Grid orgs, Slack Connect
@@ -280,7 +285,12 @@ async def on_message(deps: Deps, interaction: Interaction) -> Reply:
     )
     if not added:
         return Reply(text=f"Those files are already on {ticket.number}.{more}")
-    names = ", ".join(added)
+    names = ", ".join(
+        name if len(name) <= NAME_SHOWN else name[: NAME_SHOWN - 1] + "…"
+        for name in added[:NAMES_SHOWN]
+    )
+    if len(added) > NAMES_SHOWN:
+        names += f" and {len(added) - NAMES_SHOWN} more"
     return Reply(
         text=f"Added to {ticket.number}: {names} (see `ticket show {ticket.number}`).{more}"
     )

@@ -404,6 +404,38 @@ async def test_teams_a_message_with_50_attachments_says_which_were_not_added(
     assert (await app.teams(sent)).status == 201
     await wait_until(lambda: t.texts(chat, f"Added to {number}"), what="the answer")
     [answer] = t.texts(chat, f"Added to {number}")
-    assert "shot-19.png" in answer and "shot-20.png" not in answer
+    assert "shot-09.png and 10 more" in answer and "shot-10.png" not in answer
     assert "the other 20 were not added" in answer
     assert [a.name for a in await attachments(app)] == [f"shot-{n:02d}.png" for n in range(20)]
+
+
+async def test_teams_twenty_files_with_long_names_are_answered_within_the_message_limit(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    """Twenty files whose names are 500 characters of Markdown punctuation (each escaped for
+    Teams): the answer naming them all passed Teams' message size limit (413) and the person
+    got no answer; now it names the first ten, cut, and how many more."""
+    app: AppHarness = await make_app(config=teams_config(connector), people=PEOPLE)
+    t = TeamsFlow(app, connector)
+    number = await t.ticket(requester="ana@example.com")
+    chat = "a:1ana-chat"
+    sent = message(
+        connector.service_url,
+        f"Logs for {number}",
+        user=TEAMS_IDS["ana"],
+        conversation=chat,
+        attachments=[
+            {
+                "contentType": "image/png",
+                "contentUrl": f"https://smba.trafficmanager.net/amer/v3/attachments/{n}",
+                "name": f"{n:02d}" + "*_[" * 166,
+            }
+            for n in range(20)
+        ],
+    )
+    assert (await app.teams(sent)).status == 201
+    await wait_until(lambda: t.texts(chat, f"Added to {number}"), what="the answer")
+    [answer] = t.texts(chat, f"Added to {number}")
+    assert "and 10 more" in answer and len(answer) < 3000
+    assert len(await attachments(app)) == 20
+    assert all(len(a.name) == 500 for a in await attachments(app))
