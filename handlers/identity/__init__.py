@@ -2,7 +2,8 @@
 
 `service` starts checks, `answers` takes the manager's answer, `callback` a technician's
 call-back on the number on file when no manager can answer, `cards` is what the manager and
-the technician are shown, `deliveries` the outbox hooks of the manager's request.
+the technician are shown, `deliveries` the outbox hooks of the manager's request and of the
+technician's direct message with the number on file.
 """
 
 from handlers.identity import callback

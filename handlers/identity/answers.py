@@ -39,21 +39,22 @@ async def retire_dm(session: AsyncSession, ticket: Ticket, check: IdentityCheck,
 async def retire_callback(
     session: AsyncSession, ticket: Ticket, check: IdentityCheck, text: str
 ) -> None:
-    """Replace the call-back notice's **Called back: confirmed** button with `text`."""
+    """Replace the call-back notice's **Called back: confirmed** button with `text` (in the
+    technician's direct message; in the ticket's thread for a notice posted there before)."""
     if check.callback_phone:
-        await _retire(
-            session, ticket, f"identity-callback:{check.id}", ticket.source_platform, text
-        )
+        await _retire(session, ticket, f"identity-callback:{check.id}", None, text)
 
 
 async def _retire(
-    session: AsyncSession, ticket: Ticket, dedup_key: str, platform: str, text: str
+    session: AsyncSession, ticket: Ticket, dedup_key: str, platform: str | None, text: str
 ) -> None:
+    """`platform`: where the message went (None: as the outbox row says)."""
     sent = (
         await session.execute(select(OutboxMessage).where(OutboxMessage.dedup_key == dedup_key))
     ).scalar_one_or_none()
     if sent is None or sent.status != "delivered" or not sent.result.get("channel"):
         return
+    platform = platform or str(sent.payload.get("platform") or ticket.source_platform)
     message = sent.result.get("ts") or sent.result.get("activity_id")
     if not message:
         return

@@ -236,7 +236,8 @@ async def _record(
             "technician": check.answered_email or None,
         },
     )
-    text = cards.called_back_text(ticket, check)
+    # The thread (which others may read) is told without the number called.
+    text = cards.called_back_text(ticket, check, number=False)
     await notify.tell_technician(session, ticket, text, purpose=PURPOSE)
     await answers.retire_callback(
         session, ticket, check, f"Recorded: {cards.called_back_fact(check).plain()}."

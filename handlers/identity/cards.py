@@ -15,6 +15,8 @@ from storage.models import IdentityCheck, Ticket
 
 # Outbox payload `purpose` of the manager's DM (and of the technician notices).
 PURPOSE = "identity"
+# Outbox payload key of the technician's DM with the number on file (the check's id).
+CALLBACK_DM_KEY = "identity_callback"
 # Key of the opaque nonce in the Approve/Deny button value (the only thing the button carries).
 NONCE_KEY = "check"
 
@@ -131,10 +133,10 @@ def sent_text(
     )
 
 
-def callback_text(
-    ticket: Ticket, *, requester: Person | None, manager: Person | None, conflict: str = ""
+def _no_manager_reason(
+    ticket: Ticket, *, requester: Person | None, manager: Person | None, conflict: str
 ) -> str:
-    """No manager to ask: call back the number on file (from the directory, never the caller)."""
+    """Why no manager on file can confirm the requester."""
     who = requester_label(ticket, requester)
     if conflict and manager is not None:
         reason = (
@@ -154,15 +156,29 @@ def callback_text(
         reason = (
             f"their manager {manager_label(manager)} has no Slack or Teams account the bot knows"
         )
+    return reason
+
+
+def _record_hint(ticket: Ticket) -> str:
+    return (
+        " Once they have confirmed the request on that call, record it with "
+        f"{CALLED_BACK} (or `ticket verify {ticket.number} called-back`)."
+    )
+
+
+def callback_text(
+    ticket: Ticket, *, requester: Person | None, manager: Person | None, conflict: str = ""
+) -> str:
+    """No manager to ask: call back the number on file (from the directory, never the caller).
+    Names the number: only for the technician (their private answer, their direct message)."""
+    who = requester_label(ticket, requester)
+    reason = _no_manager_reason(ticket, requester=requester, manager=manager, conflict=conflict)
     if requester is not None and requester.phone:
         action = (
             f"Call {who} back on {requester.phone}, the number on file in the directory "
             "(never a number the caller gives you), and confirm it is them"
         )
-        record = (
-            f" Once they have confirmed the request on that call, record it with "
-            f"{CALLED_BACK} (or `ticket verify {ticket.number} called-back`)."
-        )
+        record = _record_hint(ticket)
     else:
         action = (
             "There is no phone number on file either: confirm their identity in person "
@@ -172,6 +188,44 @@ def callback_text(
     return (
         f"Identity check for {ticket.number}: {reason}. {action}. The check stays open: "
         f"the ticket cannot be escalated or closed until the identity is confirmed.{record}"
+    )
+
+
+def callback_sent_text(
+    ticket: Ticket,
+    *,
+    requester: Person | None,
+    manager: Person | None,
+    technician: str,
+    conflict: str = "",
+) -> str:
+    """To the ticket's thread (which others may read): no manager to ask, and the number on
+    file went to `technician` privately. Never names the number."""
+    reason = _no_manager_reason(ticket, requester=requester, manager=manager, conflict=conflict)
+    return (
+        f"Identity check for {ticket.number}: {reason}. The number on file in the directory "
+        f"was sent to {technician} privately, in a direct message: call "
+        f"{requester_label(ticket, requester)} back on it (never a number the caller gives "
+        "you) and confirm it is them. The check stays open: the ticket cannot be escalated or "
+        f"closed until the identity is confirmed.{_record_hint(ticket)}"
+    )
+
+
+def callback_dm_failed_text(ticket: Ticket, technician: str, error: str, *, final: bool) -> str:
+    """To the ticket's thread: the direct message with the number on file has not reached
+    the technician. Names no number."""
+    state = "and will not be retried" if final else "yet; still retrying"
+    return (
+        f"Identity check for {ticket.number}: the direct message with the number on file for "
+        f"the call-back could not be delivered to {technician} {state} ({error[:200]}). "
+        f"Run `ticket show {ticket.number}`: it shows the number on file only to you."
+    )
+
+
+def callback_dm_delivered_text(ticket: Ticket, technician: str, attempt: int) -> str:
+    return (
+        f"Identity check for {ticket.number}: the direct message with the number on file for "
+        f"the call-back has reached {technician} now (attempt {attempt})."
     )
 
 
@@ -218,14 +272,21 @@ def check_outcome(check: IdentityCheck) -> Inline:
     """A check's outcome as `show` lists it."""
     if check.state == "called_back":
         return Rich(called_back_fact(check), f" ({check.callback_phone})")
+    if check.state == "no_manager" and check.callback_phone:
+        # `show` answers only the one who asked (technicians and the requester): where the
+        # technician finds the number when the direct message with it did not reach them.
+        return f"no manager: call back {check.callback_phone}, the number on file"
     return Rich(check.state, f" at {when(check.answered_at)}" if check.answered_by else "")
 
 
-def called_back_text(ticket: Ticket, check: IdentityCheck) -> str:
-    """To the ticket's thread: the identity is confirmed by the technician's call-back."""
+def called_back_text(ticket: Ticket, check: IdentityCheck, *, number: bool = True) -> str:
+    """The identity is confirmed by the technician's call-back. `number`: name the number
+    called (the technician's own answer); the ticket's thread, which others may read, is told
+    without it."""
+    called = f" ({check.callback_phone})" if number else ""
     return (
-        f"Identity confirmed for {ticket.number}: {called_back_fact(check).plain()} "
-        f"({check.callback_phone}). You may proceed."
+        f"Identity confirmed for {ticket.number}: {called_back_fact(check).plain()}"
+        f"{called}. You may proceed."
     )
 
 
@@ -426,13 +487,11 @@ def expired_text(ticket: Ticket, manager: str, *, denied: bool = False) -> str:
 
 
 def unreachable_text(
-    ticket: Ticket, check: IdentityCheck, *, phone: str, error: str, on_file: bool = False
+    ticket: Ticket, check: IdentityCheck, *, error: str, on_file: bool = False
 ) -> str:
-    """`phone`: the number on file to show ("" when none, or when this thread is not a
-    technician's: `on_file` then says there is one)."""
-    if phone:
-        fallback = f"call the requester back on {phone}, the number on file in the directory"
-    elif on_file:
+    """To the ticket's thread (which others may read): never names the number on file,
+    `on_file` says whether there is one."""
+    if on_file:
         fallback = "call the requester back on the number on file in the directory"
     else:
         fallback = "confirm the requester's identity in person"

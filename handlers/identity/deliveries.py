@@ -6,10 +6,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers import notify
 from handlers.identity import cards
+from storage import outbox
 from storage import tickets as repo
 from storage.models import IdentityCheck, OutboxMessage, Ticket, utcnow
 
 PURPOSE = cards.PURPOSE
+CALLBACK_DM_KEY = cards.CALLBACK_DM_KEY
 # Tell the technician the manager could not be reached after this many failed attempts.
 REPORT_AFTER_ATTEMPTS = 3
 
@@ -22,8 +24,19 @@ def _is_request(message: OutboxMessage) -> bool:
     )
 
 
+def _is_callback_dm(message: OutboxMessage) -> bool:
+    return (
+        message.kind == "dm"
+        and message.payload.get("purpose") == PURPOSE
+        and isinstance(message.payload.get(CALLBACK_DM_KEY), int)
+    )
+
+
 async def on_delivered(session: AsyncSession, *, message: OutboxMessage) -> None:
     """The manager got the request: audit it, and count the answer window from now."""
+    if _is_callback_dm(message):
+        await _callback_dm_delivered(session, message)
+        return
     if not _is_request(message):
         return
     check = await session.get(
@@ -52,6 +65,9 @@ async def on_failed(
     session: AsyncSession, *, message: OutboxMessage, error: str, permanent: bool
 ) -> None:
     """Tell the technician once when the manager could not be reached."""
+    if _is_callback_dm(message):
+        await _callback_dm_failed(session, message, error, permanent=permanent)
+        return
     if not _is_request(message) or not (permanent or message.attempts >= REPORT_AFTER_ATTEMPTS):
         return
     check = await session.get(IdentityCheck, message.payload.get("identity_check"))
@@ -61,7 +77,6 @@ async def on_failed(
     text = cards.unreachable_text(
         ticket,
         check,
-        phone=str(message.payload.get("callback_phone") or ""),
         error=error,
         on_file=bool(message.payload.get("phone_on_file")),
     )
@@ -79,3 +94,68 @@ async def on_failed(
                 "error": error[:500],
             },
         )
+
+
+async def _open_callback(
+    session: AsyncSession, message: OutboxMessage
+) -> tuple[IdentityCheck, Ticket] | None:
+    """The check and ticket of a DM with the number on file while that check is still open
+    (a superseded or answered one needs no word in the thread)."""
+    check = await session.get(IdentityCheck, message.payload.get(CALLBACK_DM_KEY))
+    ticket = await session.get(Ticket, message.ticket_id) if message.ticket_id else None
+    if check is None or ticket is None or check.state != "no_manager":
+        return None
+    return check, ticket
+
+
+async def _callback_dm_failed(
+    session: AsyncSession, message: OutboxMessage, error: str, *, permanent: bool
+) -> None:
+    """The DM with the number on file has not reached the technician (the outbox retries it):
+    the thread is told so, without the number, once it keeps failing and once more if it is
+    given up, and where the technician gets the number privately (`show`)."""
+    if not permanent and (message.failure_reported or message.attempts < REPORT_AFTER_ATTEMPTS):
+        return
+    found = await _open_callback(session, message)
+    if found is None:
+        return
+    check, ticket = found
+    stage = "dead" if permanent else "failing"
+    who = str(message.payload.get("technician") or "the technician")
+    await notify.tell_technician(
+        session,
+        ticket,
+        cards.callback_dm_failed_text(ticket, who, error, final=permanent),
+        purpose=PURPOSE,
+        dedup_key=f"identity-callback-failed:{check.id}:{stage}",
+    )
+    await outbox.set_failure_reported(session, message.id)
+    await repo.add_event(
+        session,
+        ticket_id=ticket.id,
+        kind="identity.callback_undelivered",
+        data={
+            "check": check.id,
+            "attempts": message.attempts,
+            "permanent": permanent,
+            "error": error[:500],
+        },
+    )
+
+
+async def _callback_dm_delivered(session: AsyncSession, message: OutboxMessage) -> None:
+    """The DM got through after the thread was told it had not: say so there."""
+    if not message.failure_reported:
+        return
+    found = await _open_callback(session, message)
+    if found is None:
+        return
+    check, ticket = found
+    who = str(message.payload.get("technician") or "the technician")
+    await notify.tell_technician(
+        session,
+        ticket,
+        cards.callback_dm_delivered_text(ticket, who, message.attempts),
+        purpose=PURPOSE,
+        dedup_key=f"identity-callback-failed:{check.id}:delivered",
+    )

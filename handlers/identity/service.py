@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 GATED_STATES = ("required", "pending", "denied")
 OPEN_CHECKS = ("pending", "no_manager")
 PURPOSE = cards.PURPOSE
+CALLBACK_DM_KEY = cards.CALLBACK_DM_KEY
 
 
 def require_confirmed(ticket: Ticket) -> None:
@@ -94,10 +95,14 @@ async def verify_button(deps: Deps, interaction: Interaction) -> Reply:
     number = str(interaction.data.get("ticket") or "").strip().upper()
     if not TICKET_REF.match(number):
         raise InvalidInput("This button does not name a ticket. Try `ticket verify HD-7`.")
-    return await _verify(deps, interaction, number)
+    # Its answer may replace the card where it was pressed (Teams' Action.Execute), which a
+    # channel sees: it names no number on file (that goes to the technician's DM).
+    return await _verify(deps, interaction, number, number_in_reply=False)
 
 
-async def _verify(deps: Deps, interaction: Interaction, number: str) -> Reply:
+async def _verify(
+    deps: Deps, interaction: Interaction, number: str, *, number_in_reply: bool = True
+) -> Reply:
     actor = interaction.actor
     # The directory is asked before any row is locked: a slow or throttled directory must
     # not hold the database (SQLite has one connection) while the technician waits.
@@ -138,7 +143,13 @@ async def _verify(deps: Deps, interaction: Interaction, number: str) -> Reply:
         if _who(ticket) != _who(seen):  # changed meanwhile: look again (rare)
             people = None
         return await start_check(
-            session, deps, ticket=ticket, actor=actor, announce=False, people=people
+            session,
+            deps,
+            ticket=ticket,
+            actor=actor,
+            announce=False,
+            people=people,
+            number_in_reply=number_in_reply,
         )
 
 
@@ -301,11 +312,13 @@ async def start_check(
     actor: Actor,
     announce: bool = True,
     people: CheckPeople | None = None,
+    number_in_reply: bool = True,
 ) -> Reply:
     """Ask the requester's manager (superseding open requests); returns what the technician
-    should know (with no manager to ask, the call-back notice and its button). `announce`
-    also posts it in the ticket thread (used on ticket creation). `people` (from
-    `look_up_people`, before the transaction) saves asking the directory here."""
+    should know (with no manager to ask, the call-back notice and its button; with
+    `number_in_reply` False, only where the number on file was sent). `announce` also posts
+    it in the ticket thread (used on ticket creation). `people` (from `look_up_people`,
+    before the transaction) saves asking the directory here."""
     now = deps.clock()
     if people is None:
         people = await people_for(deps, ticket, actor)
@@ -339,10 +352,12 @@ async def start_check(
         asker=people.asker,
         technician=people.technician,
     )
-    # The requester's number on file goes where technicians work: the ticket's thread is the
-    # chat of whoever opened it, who may be no technician (a requester opening their own, in
-    # their chat with the bot); then only the technician asking is told it (their answer).
-    private_thread = not await _thread_is_a_technicians(deps, ticket, actor, people)
+    # The requester's number on file goes only to the technician who asked for the check (who
+    # ran `verify`, or opened the ticket): in their answer and in a direct message, never in
+    # the ticket's thread, which others read (a shared channel; a requester's own chat when
+    # they opened the ticket). A thread that is a technician's is told where it went.
+    thread_is_a_technicians = await _thread_is_a_technicians(deps, ticket, actor, people)
+    asker_is_a_technician = await _is_technician(deps, people.asker)
     await _note_requester_account(session, ticket, requester)
     if requester is not None and requester.disabled:
         text = await _requester_disabled(
@@ -359,16 +374,22 @@ async def start_check(
         await session.flush()
         ticket.identity_state = "required"
         text = cards.callback_text(ticket, requester=requester, manager=manager, conflict=conflict)
-        card = cards.callback_card(ticket, check, text) if check.callback_phone else None
-        if not private_thread:
-            await notify.tell_technician(
-                session,
-                ticket,
-                text,
-                card=card,
-                purpose=PURPOSE,
-                dedup_key=f"identity-callback:{check.id}",
+        told = ""
+        if check.callback_phone and asker_is_a_technician:
+            told = await _send_number(session, ticket, check, actor, people.asker, text)
+        sent_text = (
+            cards.callback_sent_text(
+                ticket, requester=requester, manager=manager, technician=told, conflict=conflict
             )
+            if told
+            else ""
+        )
+        if thread_is_a_technicians:
+            # With a number on file but no technician to tell it privately (none asked),
+            # nobody learns it; without one the text has nothing private in it.
+            thread_text = sent_text if check.callback_phone else text
+            if thread_text:
+                await notify.tell_technician(session, ticket, thread_text, purpose=PURPOSE)
         await repo.add_event(
             session,
             ticket_id=ticket.id,
@@ -382,6 +403,8 @@ async def start_check(
                 **({"manager_disabled": True} if manager and manager.disabled else {}),
             },
         )
+        if sent_text and not number_in_reply:
+            return Reply(text=sent_text)
         reply = cards.callback_card(ticket, check) if check.callback_phone else None
         return Reply(text=text, card=reply)
     check.state = "pending"
@@ -409,7 +432,6 @@ async def start_check(
         extra={
             "identity_check": check.id,
             "aad_object_id": manager.aad_object_id,
-            "callback_phone": "" if private_thread else (requester and requester.phone) or "",
             "phone_on_file": bool(requester and requester.phone),
         },
     )
@@ -429,6 +451,46 @@ async def start_check(
     if announce:
         await notify.tell_technician(session, ticket, text, purpose=PURPOSE)
     return Reply(text=text)
+
+
+async def _send_number(
+    session: AsyncSession,
+    ticket: Ticket,
+    check: IdentityCheck,
+    actor: Actor,
+    asker: Person | None,
+    text: str,
+) -> str:
+    """DM the technician who asked the call-back notice (the number on file, and the
+    **Called back: confirmed** button) through the outbox, retried like every DM; on the
+    ticket's platform when the directory knows them there, else where they asked. Returns
+    who it went to, for the thread."""
+    platform: str = actor.platform
+    user_id = actor.id
+    if asker is not None and actor.platform != ticket.source_platform:
+        platform, user_id = notify.pick_platform(asker, ticket.source_platform) or (
+            platform,
+            user_id,
+        )
+    same = (platform, user_id) == (actor.platform, actor.id)
+    aad = actor.aad_object_id if same else (asker.aad_object_id if asker else None)
+    who = who_acted(actor, asker).plain()
+    await notify.dm(
+        session,
+        platform=platform,
+        user_id=user_id,
+        text=text,
+        card=cards.callback_card(ticket, check, text),
+        ticket=ticket,
+        purpose=PURPOSE,
+        dedup_key=f"identity-callback:{check.id}",
+        extra={
+            CALLBACK_DM_KEY: check.id,
+            "technician": who,
+            **({"aad_object_id": aad} if aad and platform == "teams" else {}),
+        },
+    )
+    return who
 
 
 async def _note_requester_account(

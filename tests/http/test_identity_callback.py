@@ -113,11 +113,16 @@ async def say(app: AppHarness, text: str, user: str = "UTECH") -> str:
     return json.dumps(await (await app.slash(text, user=user)).json())
 
 
-def callback_notice(fake: FakeSlack) -> dict[str, Any]:
-    """The latest call-back notice (with its button) in the ticket thread."""
-    found = [p for p in posts_to(fake, "C0HELP") if CALLED_BACK in json.dumps(p.get("blocks"))]
-    assert found, "no call-back notice in C0HELP"
+def callback_notice(fake: FakeSlack, dm: str = "DUTECH") -> dict[str, Any]:
+    """The latest call-back notice (the number on file, with its button): in the technician's
+    direct message, never in the ticket's thread."""
+    found = [p for p in posts_to(fake, dm) if CALLED_BACK in json.dumps(p.get("blocks"))]
+    assert found, f"no call-back notice in {dm}"
     return found[-1]
+
+
+def thread_said(fake: FakeSlack, channel: str = "C0HELP") -> str:
+    return json.dumps(posts_to(fake, channel))
 
 
 async def press(
@@ -151,6 +156,11 @@ async def test_a_ceos_identity_is_confirmed_by_call_back_and_the_ticket_can_then
     await wait_until(lambda: any(CALLED_BACK in json.dumps(p) for p in slack_api.posts()))
     notice = callback_notice(slack_api)
     assert CY_PHONE in json.dumps(notice["blocks"])
+    # The ticket's thread (a channel others read) is told where the number went, not it.
+    sent = "The number on file in the directory was sent to Tom Tech (tom@example.com) privately"
+    await wait_until(lambda: sent in thread_said(slack_api), what="the thread told")
+    assert CY_PHONE not in thread_said(slack_api)
+    assert "`ticket verify HD-1 called-back`" in thread_said(slack_api)
     value = json.loads(button(notice, CALLED_BACK)["value"])
     assert list(value) == ["check"]  # only the check's nonce: never a ticket or a number
     opened = len(slack_api.views_opened())
@@ -206,6 +216,7 @@ async def test_a_ceos_identity_is_confirmed_by_call_back_and_the_ticket_can_then
     await wait_until(
         lambda: any("You may proceed" in json.dumps(p) for p in posts_to(slack_api, "C0HELP"))
     )
+    assert CY_PHONE not in thread_said(slack_api)
 
     # Pressed again (a new delivery): nothing more is recorded.
     assert "already confirmed" in await press(app, slack_api, notice, "UTECH")

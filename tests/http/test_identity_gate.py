@@ -188,6 +188,9 @@ async def test_the_number_on_file_goes_to_the_technician_who_asked_not_the_opene
         checks = (await session.execute(select(IdentityCheck))).scalars().all()
     # The intake's own check (no manager), superseded by Tom's (no manager either).
     assert [c.state for c in checks] == ["superseded", "no_manager"]
+    # Told to Tom privately, in a direct message too (kept, unlike his ephemeral answer).
+    await wait_until(lambda: "+1 555 0199" in json.dumps(posts_to(slack_api, "DUTECH")))
     await app.slash("help", user="UTECH")
     await asyncio.sleep(1.0)  # the outbox would have posted it by now
-    assert "+1 555 0199" not in json.dumps(slack_api.posts())
+    others = [p for p in slack_api.posts() if p.get("channel") != "DUTECH"]
+    assert "+1 555 0199" not in json.dumps(others)

@@ -245,13 +245,14 @@ async def test_no_manager_gives_callback_number_from_directory(make_app, slack_a
     await new_ticket(app, slack_api, requester="U0CY")
     answer = json.dumps(await (await app.slash("verify HD-1")).json())
     assert "+1 555 0199" in answer and "never a number the caller gives you" in answer
-    await wait_until(
-        lambda: any("+1 555 0199" in json.dumps(p) for p in posts_to(slack_api, "C0HELP"))
-    )
+    # The number goes to Tom's direct message; the ticket's thread (a channel) only says so.
+    await wait_until(lambda: "+1 555 0199" in json.dumps(posts_to(slack_api, "DUTECH")))
+    await wait_until(lambda: "privately" in json.dumps(posts_to(slack_api, "C0HELP")))
+    assert "+1 555 0199" not in json.dumps(posts_to(slack_api, "C0HELP"))
     async with app.services.sessions() as session:
         check = (await session.execute(select(IdentityCheck))).scalar_one()
     assert check.state == "no_manager" and (await only_ticket(app)).identity_state == "required"
-    assert not slack_api.method_calls("conversations.open")
+    assert [c["users"] for c in slack_api.method_calls("conversations.open")] == ["UTECH"]
 
 
 async def test_unreachable_manager_is_reported_to_technician(make_app, slack_api: FakeSlack):
@@ -263,7 +264,9 @@ async def test_unreachable_manager_is_reported_to_technician(make_app, slack_api
         lambda: any("could not be reached" in json.dumps(p) for p in posts_to(slack_api, "C0HELP"))
     )
     told = json.dumps(posts_to(slack_api, "C0HELP"))
-    assert "NOT confirmed" in told and "+1 555 0100" in told
+    # The thread (a channel others read) never names the requester's number on file.
+    assert "NOT confirmed" in told and "+1 555 0100" not in told
+    assert "call the requester back on the number on file in the directory" in told
     assert "identity.unreachable" in await event_kinds(app)
 
 

@@ -399,8 +399,13 @@ def slack_steps(s: SlackDriver) -> list[Step]:
         await wait_until(lambda: any(number in json.dumps(p) for p in s.posts("C0HELP")))
         assert (await s.app.slack(s.command(f"verify {number}"), content_type=FORM)).status == 200
         title = "Called back: confirmed"
-        await wait_until(lambda: any(title in json.dumps(p) for p in s.posts("C0HELP")))
-        return s.sender(s.press(s.last_with("C0HELP", title), title, "UTECH"))
+        # The notice (the number on file, the button) is Tom's direct message.
+        await wait_until(
+            lambda: any(
+                title in json.dumps(p) and number in json.dumps(p) for p in s.posts("DUTECH")
+            )
+        )
+        return s.sender(s.press(s.last_with("DUTECH", title), title, "UTECH"))
 
     async def fresh() -> str:
         """A new ticket nobody has answered yet (its first response is still to come)."""
