@@ -194,6 +194,11 @@ def _str(
     """`obj[key]` as a string of at most `limit` characters (None, when absent, is allowed
     unless `required`; an empty string unless `empty` is False)."""
     value = obj.get(key)
+    # The usual cases first, without building the path a message would name.
+    if value is None and not required:
+        return None
+    if value.__class__ is str and len(value) <= limit and (value or empty):
+        return value
     path = f"{where}.{key}"
     if value is None:
         if required:
@@ -252,10 +257,15 @@ def _items(values: list[Any], where: str) -> list[dict[str, Any]]:
 
 
 def _context(obj: dict[str, Any], where: str, *, depth: int) -> None:
-    """The fields Bolt's context extraction reads, here and in what it recurses into."""
+    """The fields Bolt's context extraction reads, here and in what it recurses into.
+
+    Absent fields and short strings pass without a call each (a slash command's form has
+    most of them, every request); anything else takes the checks that name what is wrong."""
     for key in _REFS:
         ref = obj.get(key)
-        if ref is None or isinstance(ref, str):
+        if ref is None or (ref.__class__ is str and len(ref) <= MAX_ID):
+            continue
+        if isinstance(ref, str):
             _str(obj, key, where, limit=MAX_ID)
         elif isinstance(ref, dict):
             for field in _REF_FIELDS:
@@ -263,20 +273,29 @@ def _context(obj: dict[str, Any], where: str, *, depth: int) -> None:
         else:
             _fail(f"{where}.{key}", f"is a {_type(ref)}, not a string or an object")
     for key in _IDS:
-        _str(obj, key, where, limit=MAX_ID)
+        value = obj.get(key)
+        if value is not None and (value.__class__ is not str or len(value) > MAX_ID):
+            _str(obj, key, where, limit=MAX_ID)
     install = obj.get("is_enterprise_install")
     if install is not None and not isinstance(install, bool | str):
         _fail(f"{where}.is_enterprise_install", f"is a {_type(install)}, not a boolean")
-    for index, auth in enumerate(_items(_list(obj, "authorizations", where, limit=10), where)):
-        _context(auth, f"{where}.authorizations[{index}]", depth=depth + 1)
+    if obj.get("authorizations") is not None:
+        for index, auth in enumerate(_items(_list(obj, "authorizations", where, limit=10), where)):
+            _context(auth, f"{where}.authorizations[{index}]", depth=depth + 1)
     _str(obj, "response_url", where, limit=MAX_URL)
-    urls = _items(_list(obj, "response_urls", where, limit=MAX_BLOCKS), f"{where}.response_urls")
-    for index, item in enumerate(urls):
-        _str(item, "response_url", f"{where}.response_urls[{index}]", limit=MAX_URL)
-    view = _obj(obj, "view", where)
-    for key in ("team_id", "app_installed_team_id"):
-        _str(view, key, f"{where}.view", limit=MAX_ID)
+    if obj.get("response_urls") is not None:
+        urls = _items(
+            _list(obj, "response_urls", where, limit=MAX_BLOCKS), f"{where}.response_urls"
+        )
+        for index, item in enumerate(urls):
+            _str(item, "response_url", f"{where}.response_urls[{index}]", limit=MAX_URL)
+    if obj.get("view") is not None:
+        view = _obj(obj, "view", where)
+        for key in ("team_id", "app_installed_team_id"):
+            _str(view, key, f"{where}.view", limit=MAX_ID)
     for key in _NESTED:
+        if obj.get(key) is None:
+            continue
         nested = _obj(obj, key, where)
         if nested and depth < 3:
             _context(nested, f"{where}.{key}", depth=depth + 1)
