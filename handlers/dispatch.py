@@ -79,6 +79,9 @@ class Route(Generic[H]):
     handler: H
     changes_state: bool
     patient: bool = False
+    # Answered from memory (no database, directory or network): it cannot be slow, so it is
+    # answered at once, without the answer budget's task and timer (`answer`).
+    instant: bool = False
 
 
 def changes(handler: H, *, patient: bool = False) -> Route[H]:
@@ -89,6 +92,19 @@ def changes(handler: H, *, patient: bool = False) -> Route[H]:
 def reads(handler: H, *, patient: bool = False) -> Route[H]:
     """A route that only reads (or opens a form): it may run again and never commits."""
     return Route(handler, changes_state=False, patient=patient)
+
+
+def from_memory(handler: CommandHandler) -> Route[CommandHandler]:
+    """A route answered from memory alone: it reads nothing and never awaits I/O."""
+    return Route(handler, changes_state=False, instant=True)
+
+
+def is_instant(interaction: Interaction) -> bool:
+    """True when the interaction's route is answered from memory (`help`): nothing in it can
+    keep the person waiting, so the edges need no deadline for it either."""
+    if interaction.event is not None or interaction.action is not None:
+        return False
+    return COMMANDS[parse(interaction.text).verb].instant
 
 
 def is_patient(interaction: Interaction) -> bool:
@@ -127,7 +143,7 @@ COMMANDS: dict[str, Route[CommandHandler]] = {
     "kb": reads(diagnosis.kb_command),
     # Its answer uploads (Slack) or attaches (Teams) the chart: once per delivery.
     "report": changes(reports.report_command, patient=True),
-    "help": reads(_help),
+    "help": from_memory(_help),
 }
 
 ACTIONS: dict[ActionId, Route[ActionHandler]] = {
@@ -228,6 +244,8 @@ async def answer(
     database, and telling the person "nothing was saved" could then be false. It is waited
     for (up to COMMIT_WAIT) and its own answer given.
     """
+    if is_instant(interaction):  # nothing in it awaits anything that could be slow
+        return await handle(deps, interaction)
     attempt = Attempt()
     task = asyncio.ensure_future(handle(deps, interaction, attempt))
     patient = is_patient(interaction)

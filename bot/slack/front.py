@@ -16,6 +16,7 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import ClientSession, web
@@ -29,6 +30,7 @@ from slack_bolt.request.internals import (
     extract_content_type,
     parse_query,
 )
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -48,7 +50,7 @@ from bot.slack.files import share_image
 from cards import slack as blockkit
 from cards.model import ActionId, Card, Text, Typed, plain
 from handlers.deps import Deps
-from handlers.dispatch import answer
+from handlers.dispatch import answer, is_instant
 from handlers.types import TICKET_MESSAGE, Actor, Conversation, Interaction, Reply
 
 log = logging.getLogger(__name__)
@@ -227,25 +229,30 @@ class SlackFront:
 
     # -- listeners ---------------------------------------------------------------------------
 
-    async def _on_command(self, ack: Any, body: dict[str, Any], respond: Any) -> None:
+    async def _on_command(
+        self, ack: Any, body: dict[str, Any], respond: Any
+    ) -> BoltResponse | None:
         interaction = Interaction(
             actor=Actor("slack", body["user_id"], body.get("user_name") or ""),
             conversation=Conversation("slack", body["channel_id"]),
             text=unescape(body.get("text") or ""),
             delivery_id=delivery_id(body),
         )
-        work = asyncio.ensure_future(self._handle(interaction))
-        done, _ = await asyncio.wait({work}, timeout=ACK_WITHIN)
-        if not done:
-            # The core is still waiting (a slow or throttled directory): Slack gets its answer
-            # in time, the person gets theirs through the command's response_url.
-            await ack(text=WORKING, response_type="ephemeral")
-            self._spawn(lambda: self._answer_command_later(work, body, respond))
-            return
-        reply = work.result()
+        if is_instant(interaction):  # `help`: answered from memory, no deadline needed
+            reply = await self._handle(interaction, instant=True)
+        else:
+            work = asyncio.ensure_future(self._handle(interaction))
+            done, _ = await asyncio.wait({work}, timeout=ACK_WITHIN)
+            if not done:
+                # The core is still waiting (a slow or throttled directory): Slack gets its
+                # answer in time, the person gets theirs through the command's response_url.
+                await ack(text=WORKING, response_type="ephemeral")
+                self._spawn(lambda: self._answer_command_later(work, body, respond))
+                return None
+            reply = work.result()
         if reply.duplicate:
             await ack()
-            return
+            return None
         if reply.as_form and reply.card is not None:
             await ack()
             card, trigger = reply.card, body["trigger_id"]
@@ -253,9 +260,19 @@ class SlackFront:
             self._spawn(
                 lambda: self.client.views_open(trigger_id=trigger, view=blockkit.render_modal(card))
             )
-            return
+            return None
+        kept = _static(reply)
+        answered = kept.answers.get(reply.private) if kept is not None else None
+        if answered is not None:
+            # The answer Bolt's ack() built for this card the first time, not serialised
+            # again (Bolt sends a BoltResponse a listener returns as it is).
+            self._after_answer(reply, body, respond)
+            return BoltResponse(status=200, body=answered)
         await ack(**self._ack_message(reply))
+        if kept is not None and ack.response is not None:
+            kept.answers[reply.private] = ack.response.body
         self._after_answer(reply, body, respond)
+        return None
 
     def _after_answer(self, reply: Reply, body: dict[str, Any], respond: Any) -> None:
         """What follows an answer: the rest of it (a KB that answered late), a chart."""
@@ -480,9 +497,14 @@ class SlackFront:
             "size": shared.get("size"),
         }
 
-    async def _handle(self, interaction: Interaction) -> Reply:
-        """The core's answer; an unexpected failure is logged and shown with its reference."""
+    async def _handle(self, interaction: Interaction, *, instant: bool = False) -> Reply:
+        """The core's answer; an unexpected failure is logged and shown with its reference.
+
+        `instant`: the route is answered from memory (dispatch.is_instant), so the directory
+        is never asked and needs no deadline."""
         try:
+            if instant:
+                return await answer(self.deps, interaction)
             with person_waiting(DIRECTORY_WAIT) as turn:
                 return await answer(
                     self.deps, interaction, keep_waiting=lambda: turn.waiting_for_directory
@@ -505,8 +527,9 @@ class SlackFront:
 
     @staticmethod
     def _ack_message(reply: Reply) -> dict[str, Any]:
-        if reply.static and reply.card is not None and not reply.text:
-            message = dict(_static_message(reply.card))
+        kept = _static(reply)
+        if kept is not None:
+            message = dict(kept.message)
             message["response_type"] = "ephemeral" if reply.private else "in_channel"
             return message
         # A reply's text is plain text (it may quote what people typed): shown literally.
@@ -579,19 +602,33 @@ class SlackFront:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
 
-# Block Kit of the cards that are built once (help), by identity; each card is kept with its
-# rendering, so its id cannot be taken by another object while the entry lives.
-_STATIC: dict[int, tuple[Card, dict[str, Any]]] = {}
+@dataclass
+class _Kept:
+    """A card built once (help), its Block Kit, and Bolt's JSON answer to a command with it
+    (by whether it is private: the response_type differs)."""
+
+    card: Card
+    message: dict[str, Any]
+    answers: dict[bool, str] = field(default_factory=dict)
+
+
+# By the card's identity; each entry holds its card, so the id cannot be taken by another
+# object while the entry lives.
+_STATIC: dict[int, _Kept] = {}
 _STATIC_MAX = 16
 
 
-def _static_message(card: Card) -> dict[str, Any]:
+def _static(reply: Reply) -> _Kept | None:
+    """What is kept of a reply that is only a card built once; None for any other reply."""
+    card = reply.card
+    if not reply.static or card is None or reply.text:
+        return None
     kept = _STATIC.get(id(card))
     if kept is None:
         if len(_STATIC) >= _STATIC_MAX:
             _STATIC.clear()
-        kept = _STATIC[id(card)] = (card, blockkit.render_message(card))
-    return kept[1]
+        kept = _STATIC[id(card)] = _Kept(card, blockkit.render_message(card))
+    return kept
 
 
 def _actor(body: dict[str, Any]) -> Actor:

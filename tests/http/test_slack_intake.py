@@ -289,11 +289,16 @@ async def test_show_mine_and_help_are_ephemeral(make_app, slack_api: FakeSlack):
     assert "HD-1" in json.dumps(mine)
     missing = await (await app.slash("show HD-99")).json()
     assert "no ticket HD-99" in json.dumps(missing)
-    helped = await (await app.slash("help")).json()
+    first = await app.slash("help")
+    helped = await first.json()
     assert helped["response_type"] == "ephemeral" and "ticket show" in json.dumps(helped)
     # Its rendering is kept (the help card never changes): the same answer every time, and
-    # a kept rendering is not changed by the answers built from it.
-    assert await (await app.slash("help")).json() == helped
+    # a kept rendering is not changed by the answers built from it. Later answers are the
+    # JSON Bolt's ack built the first time, byte for byte, with the same content type.
+    again = await app.slash("help")
+    assert await again.json() == helped
+    assert await again.read() == await first.read()
+    assert again.content_type == first.content_type == "application/json"
     assert "response_type" in helped and helped["blocks"][0]["type"] == "header"
 
 
