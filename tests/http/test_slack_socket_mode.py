@@ -166,6 +166,9 @@ async def test_slash_command_over_socket_mode(make_app, slack_api, socket_server
     ack = await socket_server.ack_for("env-1")
     assert "ticket show" in json.dumps(ack["payload"])
     assert len(slack_api.method_calls("apps.connections.open")) == 1
+    # Later help answers are the JSON kept from the first: the same envelope payload.
+    await socket_server.send(slash_envelope("help", envelope_id="env-2"))
+    assert (await socket_server.ack_for("env-2"))["payload"] == ack["payload"]
 
 
 async def test_ignored_event_envelope_is_acknowledged(make_app, slack_api, socket_server):
