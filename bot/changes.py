@@ -91,8 +91,15 @@ def parse(text: bytes | str) -> icalendar.Calendar:
     return calendar
 
 
+def _cancelled(component: Any) -> bool:
+    return str(component.get("STATUS") or "").strip().upper() == "CANCELLED"
+
+
 def _change(component: Any) -> Change | None:
-    """The change an expanded occurrence stands for."""
+    """The change an expanded occurrence stands for; None for one called off (STATUS:CANCELLED,
+    on the event or on the RECURRENCE-ID override of one occurrence)."""
+    if _cancelled(component):
+        return None
     start = _start(component.get("DTSTART").dt if component.get("DTSTART") else None)
     if start is None:
         return None

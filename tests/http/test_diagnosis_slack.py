@@ -282,6 +282,36 @@ async def test_one_bad_calendar_event_does_not_break_intake(
     assert "Backup" not in flat(card)
 
 
+async def test_a_cancelled_change_is_not_hinted(
+    make_app: Any, slack_api: FakeSlack, tmp_path
+) -> None:
+    """STATUS:CANCELLED: a one-off change called off, and one occurrence of a weekly window
+    cancelled by its RECURRENCE-ID override, did not happen and are not hinted; the weekly
+    window's occurrence before it still is."""
+    (tmp_path / "changes.ics").write_text(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\n"
+        "BEGIN:VEVENT\r\nUID:sw@x\r\nDTSTAMP:20261101T000000Z\r\nDTSTART:20261215T200000Z\r\n"
+        "SUMMARY:Core switch swap\r\nSTATUS:CANCELLED\r\nCATEGORIES:globex\r\nEND:VEVENT\r\n"
+        "BEGIN:VEVENT\r\nUID:fw@x\r\nDTSTAMP:20261101T000000Z\r\nDTSTART:20261103T220000Z\r\n"
+        "RRULE:FREQ=WEEKLY;BYDAY=TU\r\nSUMMARY:Firewall firmware window\r\n"
+        "CATEGORIES:globex\r\nEND:VEVENT\r\n"
+        "BEGIN:VEVENT\r\nUID:fw@x\r\nDTSTAMP:20261101T000000Z\r\n"
+        "RECURRENCE-ID:20261215T220000Z\r\nDTSTART:20261215T220000Z\r\n"
+        "SUMMARY:Firewall firmware window\r\nSTATUS:CANCELLED\r\nCATEGORIES:globex\r\n"
+        "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    config = {"changes": {"window": "3d", "calendar": "changes.ics", "patch_tuesday": False}}
+    app: AppHarness = await make_app(slack=slack_api, config=config, people=PEOPLE)
+    app.services.deps.clock = lambda: datetime(2026, 12, 16, 8, tzinfo=UTC)
+    _, card = await open_ticket(app, slack_api, error="", client="globex", category="network")
+    shown = flat(card)
+    assert "Core switch swap" not in shown
+    assert "(2026-12-15 22:00 UTC)" not in shown
+    app.services.deps.clock = lambda: datetime(2026, 12, 10, 8, tzinfo=UTC)
+    _, card = await open_ticket(app, slack_api, error="", client="globex", category="network")
+    assert "opened 1 day after Firewall firmware window (2026-12-08 22:00 UTC)" in flat(card)
+
+
 def feed(summary: str) -> str:
     """A published change calendar of a few hundred kB: a year of one-off changes for another
     client, then the weekly firewall window (titled `summary`) for globex and FW-01."""
