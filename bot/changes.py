@@ -12,8 +12,8 @@ calendar changes: the calendar never stops a ticket's intake.
 
 A ticket's look-up expands only the span it asks for (`changes.window` before the ticket), at
 most MAX_PER_EVENT occurrences an event (the newest), and a rule with a fixed step (SECONDLY to
-WEEKLY, no COUNT) far from its DTSTART from a DTSTART moved forward: a MINUTELY rule costs a few
-milliseconds, not seconds.
+WEEKLY; with COUNT, only without BY... parts) far from its DTSTART from a DTSTART moved forward:
+a MINUTELY rule costs a few milliseconds, not seconds.
 """
 
 from __future__ import annotations
@@ -119,8 +119,9 @@ class _Event:
     """One calendar event (a UID: the event and its RECURRENCE-ID overrides), checked at load.
 
     Look-ups cost little whatever the rule: a rule with a fixed-length step (SECONDLY to
-    WEEKLY, no COUNT) whose DTSTART lies more than SHIFT_AFTER steps before the span is
-    expanded from a DTSTART moved forward by whole steps (its occurrences are the same; the
+    WEEKLY; no COUNT, or COUNT and no BY... part) whose DTSTART lies more than SHIFT_AFTER
+    steps before the span is expanded from a DTSTART moved forward by whole steps (its
+    occurrences are the same, a COUNT reduced by the steps skipped; the
     rule is otherwise iterated from DTSTART, 3 million times for a MINUTELY rule 6 years old),
     and at most MAX_PER_EVENT occurrences, the newest in the span, are expanded (looked for
     in spans growing back from its end)."""
@@ -165,9 +166,18 @@ class _Event:
         unit = _STEPS.get(freq)
         return None if unit is None or interval < 1 else unit * interval
 
-    def _shiftable(self) -> bool:
+    def _count(self) -> int | None:
         rule = self._rule()
-        if rule is None or rule.get("COUNT") is not None:
+        count = None if rule is None else rule.get("COUNT")
+        return None if count is None else int(count[0] if isinstance(count, list) else count)
+
+    def _shiftable(self) -> bool:
+        """A rule without COUNT; or with COUNT and no BY... part, whose every step is one
+        occurrence (moved forward by n steps, its COUNT is n less)."""
+        rule = self._rule()
+        if rule is None:
+            return False
+        if rule.get("COUNT") is not None and any(k.upper().startswith("BY") for k in rule):
             return False
         return isinstance(self.dtstart, datetime) or (self.step or timedelta()) >= _DAY
 
@@ -179,8 +189,9 @@ class _Event:
             calendar.add_component(master if component is self.master else component)
         return calendar
 
-    def _query_from(self, start: datetime) -> Any:
-        """The query, its DTSTART moved forward by whole steps to before `start` when far."""
+    def _query_from(self, start: datetime) -> Any | None:
+        """The query, its DTSTART moved forward by whole steps to before `start` when far (None:
+        a COUNT rule that ended before)."""
         if not self.shiftable or self.step is None:
             return self.query
         origin = self.dtstart
@@ -189,8 +200,13 @@ class _Event:
         steps = (_wall(start, origin) - naive) // self.step - 1
         if steps <= SHIFT_AFTER:
             return self.query
+        count = self._count()
+        if count is not None and count - steps < 1:
+            return None
         delta = self.step * steps
         moved = copy.deepcopy(self.master)
+        if count is not None:
+            moved["RRULE"]["COUNT"] = [count - steps]
         moved.pop("DTSTART")
         moved.add("DTSTART", origin + delta)  # wall-clock arithmetic, as the rule's own
         if moved.get("DTEND") is not None:
@@ -199,9 +215,12 @@ class _Event:
         return recurring_ical_events.of(self._calendar(moved))
 
     def _changes(self, start: datetime, end: datetime) -> list[Change]:
-        found = []
+        found: list[Change] = []
+        query = self._query_from(start)
+        if query is None:
+            return found
         # The library's span ends before `end`: an occurrence at `end` itself counts.
-        for component in self._query_from(start).between(start, end + timedelta(seconds=1)):
+        for component in query.between(start, end + timedelta(seconds=1)):
             change = _change(component)
             if change is not None and start <= change.start <= end:
                 found.append(change)

@@ -285,3 +285,43 @@ async def test_an_unknown_x_wr_timezone_is_warned_and_the_times_read_as_written(
     ]
     assert any("X-WR-TIMEZONE 'Mars/Olympus'" in r.getMessage() for r in caplog.records)
     await calendar.close()
+
+
+@pytest.mark.parametrize(
+    ("rule", "dtstart", "first"),
+    [
+        # Still running: the newest occurrence is the minute the ticket is opened.
+        ("FREQ=MINUTELY;COUNT=100000000", "20251201T000000Z",
+         "opened less than an hour after Sync (2026-12-16 08:00 UTC)"),
+        # Its 525,481st and last occurrence, 2026-12-15 22:00.
+        ("FREQ=MINUTELY;COUNT=525481", "20251216T000000Z",
+         "opened 10 hours after Sync (2026-12-15 22:00 UTC)"),
+        ("FREQ=SECONDLY;INTERVAL=30;COUNT=50000000", "20250101T000000Z",
+         "opened less than an hour after Sync (2026-12-16 08:00 UTC)"),
+        ("FREQ=HOURLY;INTERVAL=2;COUNT=3", "20200101T000000Z", None),  # over in 2020
+    ],
+)  # fmt: skip
+async def test_a_dense_rule_with_a_count_is_cheap_to_load_and_look_up(
+    tmp_path: Path, rule: str, dtstart: str, first: str | None
+) -> None:
+    """A rule ending after COUNT occurrences is expanded from a DTSTART moved forward too (its
+    COUNT less the occurrences skipped): a MINUTELY rule a year old took seconds to load and
+    seconds for each ticket (minutes with a larger COUNT), the bot answering nobody meanwhile."""
+    path = tmp_path / "changes.ics"
+    path.write_text(
+        _ics(f"UID:sync@example.com\r\nDTSTART:{dtstart}\r\nRRULE:{rule}\r\n"
+             "SUMMARY:Sync\r\nCATEGORIES:globex\r\n")
+    )  # fmt: skip
+    calendar = CalendarChanges(str(path), config_dir=None, http=None)
+    began = time.perf_counter()
+    await calendar.start()
+    assert time.perf_counter() - began < 0.5
+    config = ChangesConfig(patch_tuesday=False)
+    began = time.perf_counter()
+    found = hints(
+        config, opened=utc("2026-12-16T08:00:00"), calendar=calendar,
+        category="network", client="globex", asset="",
+    )  # fmt: skip
+    assert time.perf_counter() - began < 0.2
+    assert (found[0] if found else None) == first
+    await calendar.close()
