@@ -332,7 +332,8 @@ class CalendarChanges:
         self._calendar: icalendar.Calendar | None = None
         self._events: list[_Event] = []
         self._failed: set[str] = set()  # events whose look-up failed (warned once)
-        self._mtime: float | None = None
+        self._mtime: tuple[int, int] | None = None  # the version read (mtime, size)
+        self._problem: str | None = None  # why the file was last not read (warned once)
         self._checked = 0.0
         self._task: asyncio.Task[None] | None = None
 
@@ -352,20 +353,30 @@ class CalendarChanges:
         self._failed = set()
 
     def _read_file(self) -> None:
+        """Read the file when it changed. A broken version is read and warned of once, not at
+        every look; so is a file that cannot be read, until that changes."""
         assert self.path is not None
         try:
             stat = self.path.stat()
-            if stat.st_mtime == self._mtime:
+            # Size too: two edits within one tick of the file system's clock.
+            version = (stat.st_mtime_ns, stat.st_size)
+            if version == self._mtime:
                 return
+            self._mtime = version
             if stat.st_size > MAX_BYTES:  # as for a URL: not read whole, not cut mid-event
                 raise ValueError(f"larger than {MAX_BYTES // (1024 * 1024)} MB")
             calendar = parse(self.path.read_bytes())
         except (OSError, ValueError) as exc:
-            log.warning(
-                "change calendar %s not (re)read, keeping the last good copy: %s", self.path, exc
-            )
+            problem = str(exc)
+            if problem != self._problem:
+                self._problem = problem
+                log.warning(
+                    "change calendar %s not (re)read, keeping the last good copy: %s",
+                    self.path,
+                    problem,
+                )
             return
-        self._mtime = stat.st_mtime
+        self._problem = None
         self._use(calendar)
         log.info("change calendar %s read", self.path)
 

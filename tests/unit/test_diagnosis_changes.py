@@ -3,6 +3,7 @@ all-day), the window, and the hint texts."""
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -324,4 +325,42 @@ async def test_a_dense_rule_with_a_count_is_cheap_to_load_and_look_up(
     )  # fmt: skip
     assert time.perf_counter() - began < 0.2
     assert (found[0] if found else None) == first
+    await calendar.close()
+
+
+async def test_a_broken_calendar_file_is_warned_of_once_not_at_every_ticket(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broken edit, then a deleted file: each is warned of once, however many tickets look
+    (the broken file was parsed again and warned of every 5 s a ticket came in); a good edit
+    is read again and a later breakage warned of again."""
+    path = tmp_path / "changes.ics"
+    path.write_text(ICS)
+    calendar = CalendarChanges(str(path), config_dir=None, http=None)
+    await calendar.start()
+    window = (utc("2026-12-15T00:00:00"), utc("2026-12-16T00:00:00"))
+
+    def look() -> list[str]:
+        calendar._checked = 0.0  # as if 5 s had passed since the last ticket
+        return [c.title for c in calendar.changes_between(*window)]
+
+    def warned() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+    with caplog.at_level("WARNING", logger="bot.changes"):
+        path.write_text("this is not a calendar")
+        for _ in range(3):
+            assert look() == ["Firewall firmware window"]
+        assert len(warned()) == 1 and "not an iCalendar file" in warned()[0]
+        path.unlink()
+        for _ in range(3):
+            assert look() == ["Firewall firmware window"]
+        assert len(warned()) == 2 and "No such file" in warned()[1]
+        path.write_text(ICS.replace("Firewall firmware window", "Firewall window (moved)"))
+        assert look() == ["Firewall window (moved)"]
+        assert len(warned()) == 2
+        path.write_text("broken again")
+        os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+        assert look() == look() == ["Firewall window (moved)"]
+        assert len(warned()) == 3
     await calendar.close()
