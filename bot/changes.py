@@ -80,8 +80,24 @@ def _start(value: Any) -> tuple[datetime, bool] | None:
     return None
 
 
-def parse(text: bytes | str) -> icalendar.Calendar:
+def _text(body: bytes, charset: str | None = None) -> str:
+    """The calendar's text: RFC 5545 says UTF-8 (a byte order mark is dropped); text that is not
+    is read in the charset an HTTP server declared, else as Windows-1252 (older Windows tools).
+    UTF-8 comes first: servers often declare ISO-8859-1 for any text."""
+    for encoding in ("utf-8-sig", charset, "cp1252"):
+        if not encoding:
+            continue
+        try:
+            return body.decode(encoding)
+        except (UnicodeDecodeError, LookupError):
+            continue
+    return body.decode("latin-1")  # any byte is a character: never fails
+
+
+def parse(text: bytes | str, charset: str | None = None) -> icalendar.Calendar:
     """A calendar, or ValueError saying why the text is not one."""
+    if isinstance(text, bytes):
+        text = _text(text, charset)
     try:
         calendar = icalendar.Calendar.from_ical(text)
     except Exception as exc:
@@ -387,7 +403,7 @@ class CalendarChanges:
                 if response.status != 200:
                     raise ValueError(f"HTTP {response.status}")
                 body = await _read_all(response)
-            calendar = parse(body)
+            calendar = parse(body, response.charset)
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
             log.warning(
                 "change calendar %s could not be fetched, keeping the last good copy: %s",

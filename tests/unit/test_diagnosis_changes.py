@@ -364,3 +364,29 @@ async def test_a_broken_calendar_file_is_warned_of_once_not_at_every_ticket(
         assert look() == look() == ["Firewall window (moved)"]
         assert len(warned()) == 3
     await calendar.close()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "title"),
+    [
+        ("cp1252", "Änderung Exchange \u2013 Übergang"),  # as older Windows tools save it
+        ("utf-8", "Änderung Exchange \u2013 Übergang"),
+        ("utf-8-sig", "Änderung Exchange \u2013 Übergang"),  # a byte order mark first
+    ],
+)
+async def test_a_calendar_file_not_in_utf_8_shows_its_titles_as_written(
+    tmp_path: Path, encoding: str, title: str
+) -> None:
+    """A Windows-1252 file's accented titles were shown with every byte that is not UTF-8
+    replaced by U+FFFD (a question mark in a diamond: '?nderung Exchange ? ?bergang')."""
+    (tmp_path / "changes.ics").write_bytes(
+        _ics(f"{GOOD.replace('Firewall firmware window', title)}").encode(encoding)
+    )
+    calendar = CalendarChanges("changes.ics", config_dir=tmp_path, http=None)
+    await calendar.start()
+    found = hints(
+        ChangesConfig(patch_tuesday=False), opened=utc("2026-12-16T08:00:00"),
+        calendar=calendar, category="network", client="globex", asset="",
+    )  # fmt: skip
+    assert found == [f"opened 10 hours after {title} (2026-12-15 22:00 UTC)"]
+    await calendar.close()
