@@ -3,7 +3,8 @@ recurring events (RRULE, RDATE, EXDATE) expanded with `recurring-ical-events`, a
 X-WR-TIMEZONE applied with `x-wr-timezone`.
 
 A file is read at start-up and again when it changes (looked at every few seconds); a URL is
-fetched at start-up and every 10 minutes on the app's HTTP session. A broken edit or an
+fetched at start-up and every 10 minutes on the app's HTTP session. Both are parsed and checked
+in a thread, never on a ticket's intake. A broken edit or an
 unreachable URL keeps the last good copy and logs a warning. So does one event that cannot be
 read or expanded (a bad RRULE, no or a broken DTSTART, EXDATE ...): each copy is checked at load,
 such an event is skipped with one warning naming its UID and SUMMARY, and the others are used.
@@ -21,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-import time
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -309,6 +309,17 @@ def occurrences(calendar: icalendar.Calendar, start: datetime, end: datetime) ->
     return found
 
 
+Loaded = tuple[icalendar.Calendar, list[_Event], list[str]]
+
+
+def load(body: bytes, charset: str | None = None) -> Loaded:
+    """Parse and check a calendar: seconds for a few MB, so run in a thread (the event loop,
+    which answers Slack within 3 s, blocked meanwhile otherwise)."""
+    calendar = parse(body, charset)
+    good, problems = events(calendar)
+    return calendar, good, problems
+
+
 async def _read_all(response: aiohttp.ClientResponse) -> bytes:
     """The whole body, or ValueError past MAX_BYTES (`content.read(n)` stops at the first
     chunk that arrived: a feed over a few kB came cut short and did not parse)."""
@@ -350,7 +361,6 @@ class CalendarChanges:
         self._failed: set[str] = set()  # events whose look-up failed (warned once)
         self._mtime: tuple[int, int] | None = None  # the version read (mtime, size)
         self._problem: str | None = None  # why the file was last not read (warned once)
-        self._checked = 0.0
         self._task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -358,8 +368,8 @@ class CalendarChanges:
 
     # -- loading ------------------------------------------------------------------------------
 
-    def _use(self, calendar: icalendar.Calendar) -> None:
-        good, problems = events(calendar)
+    def _use(self, loaded: Loaded) -> None:
+        calendar, good, problems = loaded
         for problem in problems:
             log.warning(
                 "change calendar %s: event skipped, cannot be read: %s", self.shown, problem
@@ -368,9 +378,10 @@ class CalendarChanges:
         self._events = good
         self._failed = set()
 
-    def _read_file(self) -> None:
-        """Read the file when it changed. A broken version is read and warned of once, not at
-        every look; so is a file that cannot be read, until that changes."""
+    async def _read_file(self) -> None:
+        """Read the file when it changed (parsed in a thread). A broken version is read and
+        warned of once, not at every look; so is a file that cannot be read, until that
+        changes."""
         assert self.path is not None
         try:
             stat = self.path.stat()
@@ -381,7 +392,7 @@ class CalendarChanges:
             self._mtime = version
             if stat.st_size > MAX_BYTES:  # as for a URL: not read whole, not cut mid-event
                 raise ValueError(f"larger than {MAX_BYTES // (1024 * 1024)} MB")
-            calendar = parse(self.path.read_bytes())
+            loaded = await asyncio.to_thread(load, self.path.read_bytes())
         except (OSError, ValueError) as exc:
             problem = str(exc)
             if problem != self._problem:
@@ -393,7 +404,7 @@ class CalendarChanges:
                 )
             return
         self._problem = None
-        self._use(calendar)
+        self._use(loaded)
         log.info("change calendar %s read", self.path)
 
     async def _fetch(self) -> None:
@@ -403,7 +414,7 @@ class CalendarChanges:
                 if response.status != 200:
                     raise ValueError(f"HTTP {response.status}")
                 body = await _read_all(response)
-            calendar = parse(body, response.charset)
+            loaded = await asyncio.to_thread(load, body, response.charset)
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
             log.warning(
                 "change calendar %s could not be fetched, keeping the last good copy: %s",
@@ -411,22 +422,19 @@ class CalendarChanges:
                 exc if isinstance(exc, ValueError) else type(exc).__name__,
             )
             return
-        self._use(calendar)
+        self._use(loaded)
         log.info("change calendar %s fetched", self.shown)
 
     async def start(self) -> None:
-        """Read the file or fetch the URL once; a URL is then fetched again every 10 min."""
-        if not self.is_url:
-            self._read_file()
-            self._checked = time.monotonic()
-            return
-        await self._fetch()
+        """Read the file or fetch the URL once; then a file is looked at every FILE_CHECK s,
+        a URL fetched again every 10 min, in the background (never on a ticket's intake)."""
+        await (self._fetch() if self.is_url else self._read_file())
         self._task = asyncio.get_running_loop().create_task(self._refresh())
 
     async def _refresh(self) -> None:
         while True:
-            await asyncio.sleep(URL_REFRESH)
-            await self._fetch()
+            await asyncio.sleep(URL_REFRESH if self.is_url else FILE_CHECK)
+            await (self._fetch() if self.is_url else self._read_file())
 
     async def close(self) -> None:
         if self._task is not None:
@@ -437,9 +445,6 @@ class CalendarChanges:
 
     def changes_between(self, start: datetime, end: datetime) -> Sequence[Change]:
         """Occurrences that start in [start, end]."""
-        if not self.is_url and time.monotonic() - self._checked > FILE_CHECK:
-            self._checked = time.monotonic()
-            self._read_file()
         if self._calendar is None or end < start:
             return []
         found: list[Change] = []

@@ -312,7 +312,7 @@ async def test_a_cancelled_change_is_not_hinted(
     assert "opened 1 day after Firewall firmware window (2026-12-08 22:00 UTC)" in flat(card)
 
 
-def feed(summary: str) -> str:
+def feed(summary: str, count: int = 500) -> str:
     """A published change calendar of a few hundred kB: a year of one-off changes for another
     client, then the weekly firewall window (titled `summary`) for globex and FW-01."""
     filler = "".join(
@@ -321,7 +321,7 @@ def feed(summary: str) -> str:
         f"SUMMARY:Routine change {n}\r\nCATEGORIES:umbrella\r\n"
         f"DESCRIPTION:{'Patch the branch office switches and check the uplinks. ' * 8}\r\n"
         "END:VEVENT\r\n"
-        for n in range(500)
+        for n in range(count)
     )
     return (
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n" + filler
@@ -386,6 +386,34 @@ async def test_change_hints_from_a_calendar_url(
         said = [r.getMessage() for r in caplog.records if "change calendar" in r.getMessage()]
         assert any("/…" in line for line in said), said
         assert not [line for line in said if PATH in line], said
+
+
+async def test_the_bot_answers_while_a_large_calendar_is_refreshed(
+    make_app: Any, slack_api: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A feed of a few MB takes seconds to parse and check: that was done on the event loop,
+    so at every refresh (and when a calendar file changed, on the next ticket's intake) the bot
+    answered nobody for those seconds, past Slack's 3 s. It is done in a thread now."""
+    monkeypatch.setattr(changes, "URL_REFRESH", 1.0)
+    async with FakeCalendar(feed("Firewall firmware window", count=4000)) as calendar:
+        assert len(calendar.ics) > 2_400_000
+        config = {"changes": {"window": "3d", "calendar": calendar.feed_url}}
+        app: AppHarness = await make_app(slack=slack_api, config=config, people=PEOPLE)
+        calendar.ics = feed("Firewall firmware window (moved)", count=4000)
+        feed_in_use = app.services.calendar
+        assert feed_in_use is not None
+        moment = datetime(2026, 12, 16, 8, 0, tzinfo=UTC)
+        day_before = datetime(2026, 12, 15, tzinfo=UTC)
+        slowest = 0.0
+        deadline = time.monotonic() + 60
+        while "Firewall firmware window (moved)" not in [
+            c.title for c in feed_in_use.changes_between(day_before, moment)
+        ]:
+            assert time.monotonic() < deadline, "the refreshed feed never came into use"
+            began = time.monotonic()
+            assert "What should I look for?" in flat(await ephemeral(app, "kb"))
+            slowest = max(slowest, time.monotonic() - began)
+        assert slowest < 1.0, f"a command waited {slowest:.1f} s while the feed was read"
 
 
 async def test_kb_and_similar_usage(make_app: Any, slack_api: FakeSlack) -> None:

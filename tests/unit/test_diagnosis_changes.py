@@ -3,6 +3,7 @@ all-day), the window, and the hint texts."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -136,8 +137,7 @@ async def test_a_broken_calendar_edit_keeps_the_last_good_copy(tmp_path: Path) -
     calendar = CalendarChanges(str(path), config_dir=None, http=None)
     await calendar.start()
     path.write_text("this is not a calendar")
-    calendar._checked = 0.0  # look at the file again now
-    calendar._mtime = None
+    await calendar._read_file()  # what it does every FILE_CHECK seconds
     window = (utc("2026-12-15T00:00:00"), utc("2026-12-16T00:00:00"))
     assert [c.title for c in calendar.changes_between(*window)] == ["Firewall firmware window"]
 
@@ -154,8 +154,7 @@ async def test_a_calendar_file_over_the_size_limit_is_refused_as_such(
     event = f"BEGIN:VEVENT\r\nDTSTAMP:20261101T000000Z\r\n{GOOD}END:VEVENT\r\n"
     body = ICS.replace("END:VCALENDAR", event * (6 * 1024 * 1024 // len(event)) + "END:VCALENDAR")
     path.write_text(body)
-    calendar._checked = 0.0  # look at the file again now
-    calendar._mtime = None
+    await calendar._read_file()  # what it does every FILE_CHECK seconds
     window = (utc("2026-12-15T00:00:00"), utc("2026-12-16T00:00:00"))
     with caplog.at_level("WARNING", logger="bot.changes"):
         titles = [c.title for c in calendar.changes_between(*window)]
@@ -328,20 +327,21 @@ async def test_a_dense_rule_with_a_count_is_cheap_to_load_and_look_up(
     await calendar.close()
 
 
-async def test_a_broken_calendar_file_is_warned_of_once_not_at_every_ticket(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+async def test_a_broken_calendar_file_is_warned_of_once_not_at_every_look(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A broken edit, then a deleted file: each is warned of once, however many tickets look
-    (the broken file was parsed again and warned of every 5 s a ticket came in); a good edit
-    is read again and a later breakage warned of again."""
+    """A broken edit, then a deleted file: each is warned of once, however often the file is
+    looked at (it was parsed again and warned of every 5 s a ticket came in); a good edit is
+    read again and a later breakage warned of again."""
+    monkeypatch.setattr(changes_module, "FILE_CHECK", 0.02)
     path = tmp_path / "changes.ics"
     path.write_text(ICS)
     calendar = CalendarChanges(str(path), config_dir=None, http=None)
     await calendar.start()
     window = (utc("2026-12-15T00:00:00"), utc("2026-12-16T00:00:00"))
 
-    def look() -> list[str]:
-        calendar._checked = 0.0  # as if 5 s had passed since the last ticket
+    async def looked_at() -> list[str]:
+        await asyncio.sleep(0.3)  # looked at some 15 times
         return [c.title for c in calendar.changes_between(*window)]
 
     def warned() -> list[str]:
@@ -349,19 +349,17 @@ async def test_a_broken_calendar_file_is_warned_of_once_not_at_every_ticket(
 
     with caplog.at_level("WARNING", logger="bot.changes"):
         path.write_text("this is not a calendar")
-        for _ in range(3):
-            assert look() == ["Firewall firmware window"]
+        assert await looked_at() == ["Firewall firmware window"]
         assert len(warned()) == 1 and "not an iCalendar file" in warned()[0]
         path.unlink()
-        for _ in range(3):
-            assert look() == ["Firewall firmware window"]
+        assert await looked_at() == ["Firewall firmware window"]
         assert len(warned()) == 2 and "No such file" in warned()[1]
         path.write_text(ICS.replace("Firewall firmware window", "Firewall window (moved)"))
-        assert look() == ["Firewall window (moved)"]
+        assert await looked_at() == ["Firewall window (moved)"]
         assert len(warned()) == 2
         path.write_text("broken again")
         os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
-        assert look() == look() == ["Firewall window (moved)"]
+        assert await looked_at() == ["Firewall window (moved)"]
         assert len(warned()) == 3
     await calendar.close()
 
