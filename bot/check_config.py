@@ -16,11 +16,20 @@ from typing import TextIO
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from bot.changes import MAX_BYTES, shown_url
+from bot.changes import load as load_calendar
 from bot.directory.factory import cleartext_bind, create_directory
 from bot.directory.file import FileDirectory
 from bot.metrics import metrics_access
 from bot.psa import describe as describe_psa
-from bot.settings import ConfigError, Settings, engine_for, is_loopback, load_settings
+from bot.settings import (
+    ConfigError,
+    Settings,
+    calendar_path,
+    engine_for,
+    is_loopback,
+    load_settings,
+)
 from handlers.directory import Directory, DirectoryError, EmptyDirectory
 from handlers.durations import format_duration
 from handlers.escalation import unheard_queues
@@ -87,7 +96,28 @@ def describe_incidents(settings: Settings) -> str:
     return text
 
 
-def describe_diagnosis(settings: Settings) -> str:
+def check_calendar(settings: Settings) -> tuple[str, list[str]]:
+    """The change calendar as `serve` will read it, and a warning for each event it skips. A
+    file that is no calendar is a ConfigError; a URL is not fetched and shown by its host only
+    (its path is often the secret of a published calendar)."""
+    source = settings.config.changes.calendar
+    if not source:
+        return "no change calendar", []
+    if source.lower().startswith(("http://", "https://")):
+        return f"change calendar {shown_url(source)} (fetched at start-up, then every 10 min)", []
+    path = calendar_path(source, settings.config_dir)
+    try:
+        if path.stat().st_size > MAX_BYTES:
+            raise ValueError(f"larger than {MAX_BYTES // (1024 * 1024)} MB")
+        _, good, problems = load_calendar(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"changes.calendar: {path} cannot be used: {exc}") from None
+    text = f"change calendar {path} ({len(good)} event(s)"
+    text += f", {len(problems)} skipped: see the warnings)" if problems else ")"
+    return text, [f"changes.calendar: event skipped, cannot be read: {p}" for p in problems]
+
+
+def describe_diagnosis(settings: Settings, calendar: str = "") -> str:
     """The KB searched and the change calendar (never the key)."""
     kb = settings.config.kb
     changes = settings.config.changes
@@ -98,7 +128,7 @@ def describe_diagnosis(settings: Settings) -> str:
         shown += f" (kb.space is for confluence only: {kb.space} is not used)"
     parts = [
         shown,
-        f"change calendar {changes.calendar}" if changes.calendar else "no change calendar",
+        calendar or check_calendar(settings)[0],
         f"{len(changes.entries)} change(s) in the config",
         "Patch Tuesday " + ("on" if changes.patch_tuesday else "off"),
         f"a pattern from {settings.config.patterns.repeat_threshold} tickets with one error",
@@ -266,6 +296,7 @@ async def _report(
     settings: Settings, *, database: bool, probe: bool = False
 ) -> list[tuple[str, str]]:
     config_source = str(settings.config_path) if settings.config_path else "built-in defaults"
+    calendar, calendar_warnings = check_calendar(settings)
     if database:
         reached, schema = await check_database(settings.database_url)
     else:
@@ -286,7 +317,7 @@ async def _report(
         ("scope", describe_scope(settings)),
         ("remote session", describe_remote(settings)),
         ("psa", describe_psa(settings.psa, settings.config.psa.tiers)),
-        ("diagnosis", describe_diagnosis(settings)),
+        ("diagnosis", describe_diagnosis(settings, calendar)),
         (
             "tickets",
             f"numbered {settings.config.ticket_prefix}-1, {settings.config.ticket_prefix}-2, …",
@@ -297,6 +328,7 @@ async def _report(
         answer = await probe_psa(settings) if settings.psa else "nothing to probe (no psa.system)"
         lines.append(("psa probe", answer))
     lines += [("warning", text) for text in unheard_queues(settings.config)]
+    lines += [("warning", text) for text in calendar_warnings]
     return lines
 
 

@@ -148,6 +148,43 @@ def test_check_config_reports_what_is_enabled_without_secrets(tmp_path: Path) ->
     assert not (tmp_path / "helpdesk.db").exists()
 
 
+CALENDAR_EVENTS = (
+    "BEGIN:VEVENT\r\nUID:fw@example.com\r\nDTSTAMP:20261101T000000Z\r\n"
+    "DTSTART:20261215T220000Z\r\nSUMMARY:Firewall firmware window\r\nEND:VEVENT\r\n"
+    "BEGIN:VEVENT\r\nUID:bk@example.com\r\nDTSTAMP:20261101T000000Z\r\n"
+    "DTSTART:20261201T010000Z\r\nRRULE:FREQ=WEEKY\r\nSUMMARY:Backup\r\nEND:VEVENT\r\n"
+)
+
+
+def test_check_config_reports_a_bad_change_calendar(tmp_path: Path) -> None:
+    """check-config reads the calendar file as `serve` will: one that is no calendar (an HTML
+    page saved in its place) is exit 2 naming the key; an event `serve` would skip is a
+    warning naming it. A calendar URL is not fetched and shown by its host only: its path is
+    the secret of a published calendar (it was printed whole)."""
+    env = _setup(tmp_path, config=CONFIG + "changes: {calendar: changes.ics}\n")
+    (tmp_path / "changes.ics").write_text("<html><body>Sign in to Outlook</body></html>")
+    result = run_bot("check-config", "--no-db", cwd=tmp_path, env=env)
+    assert result.returncode == 2, result.stdout
+    assert "changes.calendar" in result.stderr and "not an iCalendar file" in result.stderr
+
+    (tmp_path / "changes.ics").write_text(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\n"
+        + CALENDAR_EVENTS + "END:VCALENDAR\r\n"
+    )  # fmt: skip
+    result = run_bot("check-config", "--no-db", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "changes.ics (1 event(s), 1 skipped: see the warnings)" in result.stdout
+    [warning] = [line for line in result.stdout.splitlines() if "bk@example.com" in line]
+    assert warning.startswith("warning:") and "Backup" in warning
+
+    secret = "https://outlook.office365.com/owa/calendar/4f1c9a/7d2e8b0c1a/reachcalendar.ics"
+    env = _setup(tmp_path, config=CONFIG + f"changes: {{calendar: '{secret}'}}\n")
+    result = run_bot("check-config", "--no-db", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "change calendar https://outlook.office365.com/…" in result.stdout
+    assert "4f1c9a" not in result.stdout + result.stderr
+
+
 def test_check_config_defaults_socket_mode_and_emulator(tmp_path: Path) -> None:
     env = {
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'helpdesk.db'}",
