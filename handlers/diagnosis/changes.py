@@ -105,7 +105,8 @@ def hints(
     window = config.window
     found: list[Hint] = []
     if config.patch_tuesday and category.strip().lower() in config.patch_tuesday_categories:
-        for year, month in _months_back(opened.date(), 3):
+        # Every month the window reaches into (a month is at least 28 days), and this one.
+        for year, month in _months_back(opened.date(), window.days // 28 + 2):
             day = patch_tuesday(year, month)
             start = _day_start(day)
             # The whole UTC day counts: hinted while any of it lies within the window.

@@ -56,6 +56,20 @@ def test_patch_tuesday_hint_within_the_window_only() -> None:
     ]
 
 
+def test_a_long_window_hints_every_patch_tuesday_in_it() -> None:
+    """Only the last three months were looked at: with a 100-day window the Patch Tuesday 84
+    days back (2026-09-08) was missing, across the year boundary too."""
+    config = ChangesConfig(window=timedelta(days=100))
+    assert _hints(config, "2026-12-01T09:00:00") == [
+        "opened 21 days after Patch Tuesday (2026-11-10)",
+        "opened 49 days after Patch Tuesday (2026-10-13)",
+        "opened 84 days after Patch Tuesday (2026-09-08)",
+    ]
+    assert _hints(config, "2027-02-01T09:00:00")[-1] == (
+        "opened 83 days after Patch Tuesday (2026-11-10)"
+    )
+
+
 def test_config_entries_touch_their_clients_and_assets() -> None:
     config = ChangesConfig.model_validate(
         {
