@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -149,6 +149,8 @@ class _Event:
         self.master = master
         self.uid = str(master.get("UID") or "").strip() or "(no UID)"
         self.title = str(master.get("SUMMARY") or "").strip() or "Unnamed change"
+        # What it may touch: the CATEGORIES of the event and of every override, casefolded.
+        self.names = frozenset(n.casefold() for c in components for n in _categories(c))
         value = master.get("DTSTART")
         if value is None:
             raise ValueError("no DTSTART")
@@ -443,13 +445,16 @@ class CalendarChanges:
 
     # -- the core's interface -----------------------------------------------------------------
 
-    def changes_between(self, start: datetime, end: datetime) -> Sequence[Change]:
-        """Occurrences that start in [start, end]."""
+    def changes_between(
+        self, start: datetime, end: datetime, names: Collection[str] | None = None
+    ) -> Sequence[Change]:
+        """Occurrences that start in [start, end]; with `names` (casefolded), only of events
+        whose CATEGORIES (or an override's) name one of them."""
         if self._calendar is None or end < start:
             return []
         found: list[Change] = []
         for event in self._events:
-            if event.uid in self._failed:
+            if event.uid in self._failed or (names is not None and event.names.isdisjoint(names)):
                 continue
             try:
                 found += event.between(start, end)

@@ -8,7 +8,7 @@ started within `changes.window` before the ticket was opened is hinted on its ca
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Protocol
@@ -41,8 +41,11 @@ class Change:
 class ChangeCalendar(Protocol):
     """Occurrences of calendar changes (recurring events expanded), kept by the edge."""
 
-    def changes_between(self, start: datetime, end: datetime) -> Sequence[Change]:
-        """Occurrences that start in [start, end]."""
+    def changes_between(
+        self, start: datetime, end: datetime, names: Collection[str] | None = None
+    ) -> Sequence[Change]:
+        """Occurrences that start in [start, end]; with `names` (casefolded), only of changes
+        that may name one of them (the rest are not expanded)."""
         ...
 
 
@@ -122,8 +125,11 @@ def hints(
         Change(e.title, e.start.astimezone(UTC), frozenset(e.clients), frozenset(e.assets))
         for e in config.entries
     ]
-    if calendar is not None:
-        changes += calendar.changes_between(opened - window - timedelta(days=1), opened)
+    names = {n.strip().casefold() for n in (client, asset) if n.strip()}
+    if calendar is not None and names:
+        # Only events naming this client or asset are expanded: a calendar of thousands of
+        # recurring events costs a ticket what its own few cost.
+        changes += calendar.changes_between(opened - window - timedelta(days=1), opened, names)
     seen: set[tuple[str, datetime]] = set()
     for change in changes:
         key = (change.title, change.start)
