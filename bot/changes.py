@@ -362,7 +362,8 @@ class CalendarChanges:
         self._events: list[_Event] = []
         self._failed: set[str] = set()  # events whose look-up failed (warned once)
         self._mtime: tuple[int, int] | None = None  # the version read (mtime, size)
-        self._problem: str | None = None  # why the file was last not read (warned once)
+        # Why the file was last not read, or the URL not fetched (warned of once).
+        self._problem: str | None = None
         self._task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -418,14 +419,19 @@ class CalendarChanges:
                 body = await _read_all(response)
             loaded = await asyncio.to_thread(load, body, response.charset)
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-            log.warning(
-                "change calendar %s could not be fetched, keeping the last good copy: %s",
-                self.shown,
-                exc if isinstance(exc, ValueError) else type(exc).__name__,
-            )
+            problem = str(exc) if isinstance(exc, ValueError) else type(exc).__name__
+            if problem != self._problem:  # once, not at every refresh while it lasts
+                self._problem = problem
+                log.warning(
+                    "change calendar %s could not be fetched, keeping the last good copy: %s",
+                    self.shown,
+                    problem,
+                )
             return
+        again = " again" if self._problem is not None else ""
+        self._problem = None
         self._use(loaded)
-        log.info("change calendar %s fetched", self.shown)
+        log.info("change calendar %s fetched%s", self.shown, again)
 
     async def start(self) -> None:
         """Read the file or fetch the URL once; then a file is looked at every FILE_CHECK s,

@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from bot import changes as changes_module
@@ -17,6 +18,7 @@ from bot.changes import CalendarChanges
 from handlers.config import ChangesConfig
 from handlers.diagnosis import patch_tuesday
 from handlers.diagnosis.changes import hints, how_long
+from tests.fakes.calendar import PATH, FakeCalendar
 
 
 def utc(text: str) -> datetime:
@@ -438,3 +440,29 @@ async def test_a_ticket_expands_only_the_events_that_may_touch_it(tmp_path: Path
         )
     assert time.perf_counter() - began < 0.15
     await calendar.close()
+
+
+async def test_a_calendar_url_that_keeps_failing_is_warned_of_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A feed down for hours was warned of at every refresh (6 lines an hour, each the same);
+    now once, an info line when it is back, and once again when it fails differently."""
+    monkeypatch.setattr(changes_module, "URL_REFRESH", 0.05)
+    async with FakeCalendar(ICS) as fake, aiohttp.ClientSession() as http:
+        calendar = CalendarChanges(fake.feed_url, config_dir=None, http=http)
+        with caplog.at_level("INFO", logger="bot.changes"):
+            await calendar.start()
+            fake.fail(PATH, 503, times=1000)
+            await fake.wait_for(lambda r: r.status == 503, count=5)
+            fake.reset()
+            await fake.wait_for(lambda r: r.status == 200, count=2)
+            fake.ics = "<html>Sign in</html>"
+            await fake.wait_for(lambda r: r.status == 200, count=6)
+        await calendar.close()
+    said = [(r.levelname, r.getMessage()) for r in caplog.records]
+    warned = [text for level, text in said if level == "WARNING"]
+    assert len(warned) == 2, warned
+    assert "HTTP 503" in warned[0] and "not an iCalendar file" in warned[1]
+    assert any(text.endswith("fetched again") for _, text in said)
+    window = (utc("2026-12-15T00:00:00"), utc("2026-12-16T00:00:00"))
+    assert [c.title for c in calendar.changes_between(*window)] == ["Firewall firmware window"]
