@@ -111,7 +111,7 @@ def _cancelled(component: Any) -> bool:
     return str(component.get("STATUS") or "").strip().upper() == "CANCELLED"
 
 
-def _change(component: Any) -> Change | None:
+def _change(component: Any, series: str = "") -> Change | None:
     """The change an expanded occurrence stands for; None for one called off (STATUS:CANCELLED,
     on the event or on the RECURRENCE-ID override of one occurrence)."""
     if _cancelled(component):
@@ -121,7 +121,7 @@ def _change(component: Any) -> Change | None:
         return None
     named = frozenset(_categories(component))
     title = str(component.get("SUMMARY") or "").strip() or "Unnamed change"
-    return Change(title, start[0], clients=named, assets=named, all_day=start[1])
+    return Change(title, start[0], clients=named, assets=named, all_day=start[1], series=series)
 
 
 def _wall(moment: datetime, like: datetime | date) -> datetime:
@@ -148,6 +148,9 @@ class _Event:
         master = next((c for c in components if c.get("RECURRENCE-ID") is None), components[0])
         self.master = master
         self.uid = str(master.get("UID") or "").strip() or "(no UID)"
+        # Occurrences of one event are one series (the card names its newest); events
+        # without a UID each their own.
+        self.series = self.uid if master.get("UID") else f"(no UID {id(self)})"
         self.title = str(master.get("SUMMARY") or "").strip() or "Unnamed change"
         # What it may touch: the CATEGORIES of the event and of every override, casefolded.
         self.names = frozenset(n.casefold() for c in components for n in _categories(c))
@@ -164,7 +167,7 @@ class _Event:
         one_off = len(components) == 1 and not any(
             master.get(k) for k in ("RRULE", "RDATE", "EXDATE")
         )
-        self.single = _change(master) if one_off else None
+        self.single = _change(master, self.series) if one_off else None
 
     def __repr__(self) -> str:
         return f"{self.uid} ({self.title})"
@@ -239,7 +242,7 @@ class _Event:
             return found
         # The library's span ends before `end`: an occurrence at `end` itself counts.
         for component in query.between(start, end + timedelta(seconds=1)):
-            change = _change(component)
+            change = _change(component, self.series)
             if change is not None and start <= change.start <= end:
                 found.append(change)
         return found

@@ -28,6 +28,8 @@ class Change:
     assets: frozenset[str] = field(default_factory=frozenset)
     # A whole-day change (an all-day calendar event): counted in calendar days.
     all_day: bool = False
+    # The recurring event this is an occurrence of (its UID): a card names its newest only.
+    series: str = ""
 
     def touches(self, *, client: str, asset: str) -> bool:
         """Either the client or the asset is named (case-insensitive)."""
@@ -131,9 +133,14 @@ def hints(
         # recurring events costs a ticket what its own few cost.
         changes += calendar.changes_between(opened - window - timedelta(days=1), opened, names)
     seen: set[tuple[str, datetime]] = set()
-    for change in changes:
+    series: set[str] = set()
+    # Newest first: of a recurring change, the occurrence just before the ticket is named (an
+    # hourly sync would otherwise fill every line and hide the one-off change behind it).
+    for change in sorted(changes, key=lambda c: c.start, reverse=True):
         key = (change.title, change.start)
-        if key in seen or not change.touches(client=client, asset=asset):
+        if key in seen or change.series in series:
+            continue
+        if not change.touches(client=client, asset=asset):
             continue
         if change.all_day:
             end = change.start + timedelta(days=1)
@@ -146,6 +153,8 @@ def hints(
             when = change.start.strftime("%Y-%m-%d %H:%M UTC")
             text = f"opened {how_long(opened - change.start)} after {change.title} ({when})"
         seen.add(key)
+        if change.series:
+            series.add(change.series)
         found.append(Hint(text, change.start))
     found.sort(key=lambda h: h.start, reverse=True)
     return [h.text for h in found[:MAX_HINTS]]

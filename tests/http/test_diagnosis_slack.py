@@ -312,6 +312,29 @@ async def test_a_cancelled_change_is_not_hinted(
     assert "opened 1 day after Firewall firmware window (2026-12-08 22:00 UTC)" in flat(card)
 
 
+async def test_a_recurring_change_is_named_once_and_hides_no_other(
+    make_app: Any, slack_api: FakeSlack, tmp_path
+) -> None:
+    """An hourly backup sync for globex filled all five change lines of its card (08:00, 07:00,
+    06:00 ...) and the firewall upgrade the day before, the likelier cause, was not shown: a
+    recurring change is named once, by its occurrence just before the ticket."""
+    (tmp_path / "changes.ics").write_text(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\n"
+        "BEGIN:VEVENT\r\nUID:sync@x\r\nDTSTAMP:20261101T000000Z\r\nDTSTART:20261101T000000Z\r\n"
+        "RRULE:FREQ=HOURLY\r\nSUMMARY:Backup sync\r\nCATEGORIES:globex\r\nEND:VEVENT\r\n"
+        "BEGIN:VEVENT\r\nUID:fw@x\r\nDTSTAMP:20261101T000000Z\r\nDTSTART:20261215T020000Z\r\n"
+        "SUMMARY:Firewall upgrade to 7.4\r\nCATEGORIES:globex\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    config = {"changes": {"window": "3d", "calendar": "changes.ics", "patch_tuesday": False}}
+    app: AppHarness = await make_app(slack=slack_api, config=config, people=PEOPLE)
+    app.services.deps.clock = lambda: datetime(2026, 12, 16, 8, 30, tzinfo=UTC)
+    _, card = await open_ticket(app, slack_api, error="", client="globex", category="network")
+    shown = flat(card)
+    assert "opened less than an hour after Backup sync (2026-12-16 08:00 UTC)" in shown
+    assert shown.count("Backup sync") == 1
+    assert "opened 1 day after Firewall upgrade to 7.4 (2026-12-15 02:00 UTC)" in shown
+
+
 def feed(summary: str, count: int = 500) -> str:
     """A published change calendar of a few hundred kB: a year of one-off changes for another
     client, then the weekly firewall window (titled `summary`) for globex and FW-01."""
