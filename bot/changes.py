@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 URL_REFRESH = 600.0
 FILE_CHECK = 5.0
 FETCH_TIMEOUT = aiohttp.ClientTimeout(total=10)
+START_WAIT = 3.0
 MAX_BYTES = 5 * 1024 * 1024
 # A look-up expands at most this many occurrences of one event, the newest in its span (the
 # card shows 5 hints at most, newest first).
@@ -438,11 +439,26 @@ class CalendarChanges:
 
     async def start(self) -> None:
         """Read the file or fetch the URL once; then a file is looked at every FILE_CHECK s,
-        a URL fetched again every 10 min, in the background (never on a ticket's intake)."""
-        await (self._fetch() if self.is_url else self._read_file())
-        self._task = asyncio.get_running_loop().create_task(self._refresh())
+        a URL fetched again every 10 min, in the background (never on a ticket's intake).
+        Start-up waits for the first fetch START_WAIT seconds at most: a feed that hangs or
+        crawls arrives later (or fails, up to FETCH_TIMEOUT) without holding up the bot."""
+        first = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._refresh(first))
+        try:
+            await asyncio.wait_for(first.wait(), START_WAIT if self.is_url else None)
+        except TimeoutError:
+            log.info(
+                "change calendar %s: still fetching after %.0f s; starting without it, "
+                "its changes are hinted once it arrives",
+                self.shown,
+                START_WAIT,
+            )
 
-    async def _refresh(self) -> None:
+    async def _refresh(self, first: asyncio.Event) -> None:
+        try:
+            await (self._fetch() if self.is_url else self._read_file())
+        finally:
+            first.set()
         while True:
             await asyncio.sleep(URL_REFRESH if self.is_url else FILE_CHECK)
             await (self._fetch() if self.is_url else self._read_file())

@@ -439,6 +439,38 @@ async def test_the_bot_answers_while_a_large_calendar_is_refreshed(
         assert slowest < 1.0, f"a command waited {slowest:.1f} s while the feed was read"
 
 
+async def test_a_slow_calendar_url_does_not_hold_up_start_up(
+    make_app: Any, slack_api: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A calendar host that answers slowly held start-up until it answered or the 10 s fetch
+    timeout passed; start-up now waits START_WAIT at most (3 s; 0.5 s here), tickets are
+    taken meanwhile, and the feed's changes are hinted once it arrives."""
+    monkeypatch.setattr(changes, "START_WAIT", 0.5)
+    async with FakeCalendar(feed("Firewall firmware window")) as calendar:
+        calendar.set_delay(PATH, 4.0)
+        config = {"changes": {"window": "3d", "calendar": calendar.feed_url}}
+        began = time.monotonic()
+        app: AppHarness = await make_app(slack=slack_api, config=config, people=PEOPLE)
+        assert time.monotonic() - began < 2.5, "start-up waited for the calendar"
+        app.services.deps.clock = lambda: datetime(2026, 12, 16, 8, 0, tzinfo=UTC)
+        number, card = await open_ticket(
+            app, slack_api, error="", client="globex", category="network"
+        )
+        assert number and "Firewall" not in flat(card)
+        await calendar.wait_for(PATH, timeout=10)
+        feed_in_use = app.services.calendar
+        assert feed_in_use is not None
+        await wait_until(
+            lambda: feed_in_use.changes_between(
+                datetime(2026, 12, 15, tzinfo=UTC), datetime(2026, 12, 16, 8, tzinfo=UTC)
+            ),
+            timeout=10,
+            what="the feed in use",
+        )
+        _, card = await open_ticket(app, slack_api, error="", client="globex", category="network")
+        assert "opened 10 hours after Firewall firmware window (2026-12-15 22:00 UTC)" in flat(card)
+
+
 async def test_kb_and_similar_usage(make_app: Any, slack_api: FakeSlack) -> None:
     app = await start(make_app, slack_api)
     assert "What should I look for?" in flat(await ephemeral(app, "kb"))
