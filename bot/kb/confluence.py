@@ -4,6 +4,7 @@ with the account e-mail (`KB_USERNAME`) and an API token (`KB_API_KEY`)."""
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 from urllib.parse import urljoin
 
@@ -17,6 +18,22 @@ from handlers.diagnosis import KbArticle, KbUnavailable, clean_title
 def cql_string(value: str) -> str:
     """A CQL string literal: double quotes, with `"` and `\\` escaped."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# Confluence reads the text of `text ~ "…"` as Lucene's query syntax: these characters would
+# make phrases, groups, ranges, wildcards, fuzzy or boosted terms, fields, exclusions or
+# escapes of what a technician typed (or a 400 "Could not parse cql" when unbalanced).
+_LUCENE_SIGNS = re.compile(r'[+\-&|!(){}\[\]^"~*?:\\/]')
+# Its operators, in capitals only; in lower case they are words (stop words) like any other.
+_LUCENE_OPERATORS = frozenset({"AND", "OR", "NOT", "TO"})
+
+
+def text_terms(typed: str) -> str:
+    """What a technician typed as plain search words for `text ~`: Lucene's signs become
+    spaces (its analyzer splits words there too) and its operators lower case, so every word
+    is searched for and nothing typed can change the query or make it unparseable."""
+    words = _LUCENE_SIGNS.sub(" ", typed).split()
+    return " ".join(w.lower() if w in _LUCENE_OPERATORS else w for w in words)
 
 
 def basic(username: str, token: SecretStr) -> str:
@@ -51,19 +68,23 @@ class ConfluenceSource:
     def __repr__(self) -> str:
         return f"ConfluenceSource(site={self.site!r}, space={self.space!r})"
 
-    def cql(self, query: str) -> str:
+    def cql(self, words: str) -> str:
+        """The CQL for `words` (already `text_terms`)."""
         parts = ["type=page"]
         if self.space:
             parts.append(f"space={cql_string(self.space)}")
-        parts.append(f"text ~ {cql_string(query)}")
+        parts.append(f"text ~ {cql_string(words)}")
         return " AND ".join(parts)
 
     async def search(self, query: str, *, limit: int) -> list[KbArticle]:
+        words = text_terms(query)
+        if not words:
+            return []  # only signs: nothing to search for
         username, token = self._auth
         data = await get_json(
             self.http,
             f"{self.site}/wiki/rest/api/search",
-            params={"cql": self.cql(query), "limit": str(max(limit, 1))},
+            params={"cql": self.cql(words), "limit": str(max(limit, 1))},
             headers={"Accept": "application/json", "Authorization": basic(username, token)},
             service="Confluence",
         )

@@ -2,8 +2,10 @@
 
 Auth: HTTP Basic `<email>:<api token>` (401 otherwise). Understands the CQL the bot writes:
 `type=page`, `space="KEY"` and `text ~ "words"` joined by AND (quoted values with `\\"` and
-`\\\\` escapes; an AND inside quotes is part of the value); a page matches when every word is
-in its title or body, the text search's own `AND` / `OR` taken as operators. Titles come back
+`\\\\` escapes; an AND inside quotes is part of the value). The text inside is parsed as
+Confluence parses it, Lucene's query syntax (`text_matches`): unbalanced quotes or parentheses,
+a leading wildcard, a range or a trailing backslash answer 400 ("Could not parse cql"), and
+`NOT` / `-` exclude, `OR` alternates, `field:` names a field. Titles come back
 with search-highlight markers (`@@@hl@@@word@@@endhl@@@`) around matched words, as Confluence
 does; `url` is relative to `_links.base` (`<site>/wiki`).
 """
@@ -18,7 +20,6 @@ from typing import Any
 from aiohttp import web
 
 from .base import FakeServer, Recorded
-from .kb_hudu import words_match
 
 _ids = itertools.count(98001)
 _CLAUSE = re.compile(r'(\w+)\s*(=|~)\s*("(?:[^"\\]|\\.)*"|\w+)')
@@ -52,17 +53,98 @@ def parse_cql(cql: str) -> dict[str, str]:
     return clauses
 
 
+class LuceneSyntaxError(ValueError):
+    """What Confluence answers 400 for: text it cannot parse as its Lucene query syntax."""
+
+
+# Lucene's query syntax inside `text ~ "…"` (Confluence "Performing text searches using CQL"):
+# quotes make phrases, `(` `)` group, `[` `]` `{` `}` ranges, `*` `?` wildcards (never first),
+# `~` fuzzy, `^` boost, `field:` a field, `-` `!` `NOT` exclude, `+` require, `AND` `OR` `&&`
+# `||` combine (operators in capitals only), `\\` escapes the next character.
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|(?:[^\s"\\]|\\.)+')
+_MODIFIER = re.compile(r"(?<!\\\\)[~^][0-9.]*$")  # fuzzy `roam~`, boost `word^2`
+_STOP_WORDS = {"and", "or", "not", "the", "a", "an", "to", "of", "in", "is"}
+
+
+def _check_syntax(query: str) -> None:
+    depth = 0
+    quoted = escaped = False
+    for index, char in enumerate(query):
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif quoted:
+            continue
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                raise LuceneSyntaxError(f"unbalanced ')' at {index}")
+        elif char in "[]{}":
+            raise LuceneSyntaxError(f"range syntax at {index}")
+        elif char in "*?" and (index == 0 or query[index - 1] in " \t\n(:"):
+            raise LuceneSyntaxError(f"'{char}' not allowed as first character in WildcardQuery")
+    if escaped:
+        raise LuceneSyntaxError("the query ends with a backslash")
+    if quoted:
+        raise LuceneSyntaxError("unbalanced quotes")
+    if depth:
+        raise LuceneSyntaxError("unbalanced '('")
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text)
+
+
 def text_matches(query: str, *texts: str) -> bool:
-    """The text search: words (phrase quotes ignored) that must all be found, `AND` between
-    them adds nothing, `OR` separates alternatives."""
-    words = [w.strip('"') for w in query.split()]
-    groups: list[list[str]] = [[]]
-    for word in words:
-        if word == "OR":
+    """The text search, as Lucene parses it: LuceneSyntaxError where Confluence answers 400;
+    words (phrases as one) that must all be found, `OR` between alternatives, `NOT` / `-` /
+    `!` before a word excluding it, `field:word` searching a field pages here do not have
+    (only `title:` and `text:` are known), stop words ignored."""
+    _check_syntax(query)
+    haystack = " ".join(texts).lower()
+    groups: list[list[tuple[bool, str]]] = [[]]
+    negate = False
+    for token in _TOKEN.findall(query):
+        if token in ("OR", "||"):
             groups.append([])
-        elif word and word != "AND":
-            groups[-1].append(word)
-    return any(words_match(" ".join(group), *texts) for group in groups if group) or not any(groups)
+            continue
+        if token in ("AND", "&&", "+"):
+            continue
+        if token in ("NOT", "!", "-"):
+            negate = True
+            continue
+        token = token.strip("()")
+        if token[:1] in ("-", "!"):
+            negate, token = True, token[1:]
+        token = token.lstrip("+")
+        field, colon, value = token.partition(":")
+        if colon and not field.startswith('"') and not field.endswith("\\"):
+            if field.lower() not in ("title", "text"):
+                groups[-1].append((negate, "\x00no such field\x00"))
+                negate = False
+                continue
+            token = value
+        word = _unescape(_MODIFIER.sub("", token).strip('"')).replace("*", "").lower()
+        if word and word not in _STOP_WORDS:
+            groups[-1].append((negate, word))
+        negate = False
+
+    def matches(group: list[tuple[bool, str]]) -> bool:
+        wanted = [w for negated, w in group if not negated]
+        unwanted = [w for negated, w in group if negated]
+        # A query of exclusions only finds nothing (Lucene's pure negative query).
+        return (
+            bool(wanted)
+            and all(w in haystack for w in wanted)
+            and not any(w in haystack for w in unwanted)
+        )
+
+    return any(matches(group) for group in groups if group)
 
 
 def highlight(title: str, query: str) -> str:
@@ -111,13 +193,17 @@ class FakeConfluence(FakeServer):
         except ValueError as exc:
             return web.json_response({"statusCode": 400, "message": str(exc)}, status=400)
         text = clauses.get("text", "")
-        found = [
-            p
-            for p in self.pages
-            if clauses.get("type", "page") == "page"
-            and clauses.get("space", p["space"]) == p["space"]
-            and text_matches(text, p["title"], p["body"])
-        ]
+        try:
+            found = [
+                p
+                for p in self.pages
+                if clauses.get("type", "page") == "page"
+                and clauses.get("space", p["space"]) == p["space"]
+                and text_matches(text, p["title"], p["body"])
+            ]
+        except LuceneSyntaxError as exc:
+            message = f"Could not parse cql : {clauses.get('text', '')!r}: {exc}"
+            return web.json_response({"statusCode": 400, "message": message}, status=400)
         limit = int(rec.query.get("limit", "25") or 25)
         results = [
             {

@@ -749,3 +749,41 @@ async def test_a_sign_in_page_paste_finds_the_earlier_ticket_of_its_aadsts_code(
     assert f"{first} (acme)" in answer and "same error: AADSTS53003" in answer
     same = answer.partition("Related resolved tickets")[0]
     assert password not in same  # only its words are alike: listed as related, if at all
+
+
+async def test_what_a_technician_types_is_searched_as_words_in_confluence(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """Confluence reads the text inside `text ~ "…"` as Lucene's query syntax. What a
+    technician pastes from an error (a parenthesis, `Error:`, a negative HRESULT, `*.pst`, a
+    path, capitals) must be searched as the words it is: it used to answer 400 ("Confluence
+    answered with an error: try again later", forever), or search a field `error`, or exclude
+    the word after `NOT` / a leading `-`, and find nothing."""
+    async with FakeConfluence() as fake:
+        fake.add_page("Outlook password prompt (loop)", "Clear the credential manager")
+        fake.add_page("Printer not printing", "Error: 0x80070005 or -2147024891 from the spooler")
+        fake.add_page("Repair the *.pst file", r"scanpst on C:\Users\ana\AppData\Local\Outlook")
+        kb = {"source": "confluence", "url": fake.url, "space": "IT"}
+        env = {"KB_API_KEY": fake.token, "KB_USERNAME": fake.email}
+        app = await start(make_app, slack_api, kb, **env)
+        for typed, title in [
+            ("outlook (password", "Outlook password prompt (loop)"),
+            ("outlook password prompt (loop", "Outlook password prompt (loop)"),
+            ('"outlook password', "Outlook password prompt (loop)"),
+            ("PRINTER NOT PRINTING", "Printer not printing"),
+            ("error: 0x80070005", "Printer not printing"),
+            ("-2147024891", "Printer not printing"),
+            ("*.pst file", "Repair the *.pst file"),
+            ("scanpst AppData\\", "Repair the *.pst file"),
+            (r"C:\Users\ana\AppData", "Repair the *.pst file"),
+            ("[scanpst]", "Repair the *.pst file"),
+        ]:
+            answer = flat(await ephemeral(app, f"kb {typed}"))
+            assert "HTTP 400" not in answer, typed
+            assert "KB articles (Confluence)" in answer and title in answer, typed
+        assert {c.status for c in fake.calls("/wiki/rest/api/search")} == {200}
+        # Only signs: nothing to search for, Confluence is not asked.
+        asked = len(fake.calls("/wiki/rest/api/search"))
+        answer = flat(await ephemeral(app, "kb *** (-)"))
+        assert "No Confluence article matches." in answer
+        assert len(fake.calls("/wiki/rest/api/search")) == asked

@@ -20,7 +20,7 @@ from bot.kb.hudu import HuduSource
 from bot.kb.itglue import ItGlueSource
 from bot.settings import ConfigError, load_settings
 from handlers.diagnosis import KbArticle, KbUnavailable, clean_title
-from tests.fakes.kb_confluence import FakeConfluence
+from tests.fakes.kb_confluence import FakeConfluence, parse_cql
 from tests.fakes.kb_hudu import FakeHudu
 from tests.fakes.kb_itglue import FakeItGlue
 
@@ -178,12 +178,13 @@ async def test_the_api_key_does_not_follow_a_redirect_to_another_host(
         assert [c.headers.get("x-api-key") for c in elsewhere.recorded] == []
 
 
-async def test_operators_typed_inside_the_confluence_text_are_searched_not_parsed_as_cql(
+async def test_operators_typed_inside_the_confluence_text_are_searched_as_words(
     http: aiohttp.ClientSession,
 ) -> None:
     """`kb outlook AND password`: the words go inside the quoted `text ~ "…"` value, valid CQL
-    (an AND between clauses is the only one outside quotes); the fake used to split the whole
-    query on every AND and answer 400, which real Confluence does not."""
+    (an AND between clauses is the only one outside quotes); inside it Confluence would take
+    capital `AND` / `OR` / `NOT` as operators, so they are sent as the words they are: `OR`
+    does not turn a search for all the words into one for any of them."""
     async with FakeConfluence() as fake:
         page = fake.add_page("Outlook password prompt loop", "Clear the credential manager")
         fake.add_page("Printer offline", "Restart the spooler")
@@ -194,6 +195,13 @@ async def test_operators_typed_inside_the_confluence_text_are_searched_not_parse
             KbArticle("Outlook password prompt loop", f"{fake.url}/wiki/spaces/IT/pages/{page}")
         ]
         assert await source.search("outlook AND password", limit=5) == wanted
-        assert await source.search("outlook OR toner", limit=5) == wanted
-        assert await source.search('"AND space=OLD" OR outlook', limit=5) == wanted
-        assert fake.calls("/wiki/rest/api/search")[-1].status == 200
+        assert await source.search("outlook OR spooler", limit=5) == []
+        assert await source.search('"AND space=OLD" OR outlook', limit=5) == []
+        sent = [parse_cql(c.query["cql"]) for c in fake.calls("/wiki/rest/api/search")]
+        assert [c["text"] for c in sent] == [
+            "outlook and password",
+            "outlook or spooler",
+            "and space=OLD or outlook",
+        ]
+        assert {c["space"] for c in sent} == {"IT"}
+        assert {c.status for c in fake.calls("/wiki/rest/api/search")} == {200}
