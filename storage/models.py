@@ -441,7 +441,8 @@ class TicketDiagnosis(Base):
     pattern_label: Mapped[str] = mapped_column(String(200), default="")
     suggested_kb: Mapped[str] = mapped_column(String(500), default="")
     hints: Mapped[list[Any]] = mapped_column(JSON, default=list)
-    # KB articles for the card: none | pending | ok | unavailable
+    # KB articles for the card: none | pending | ok | unavailable | refused | limited |
+    # misconfigured | error
     kb_state: Mapped[str] = mapped_column(String(16), default="none")
     kb_source: Mapped[str] = mapped_column(String(32), default="")
     kb_articles: Mapped[list[Any]] = mapped_column(JSON, default=list)

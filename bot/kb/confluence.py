@@ -90,7 +90,7 @@ class ConfluenceSource:
         )
         results = data.get("results") if isinstance(data, dict) else None
         if not isinstance(results, list):
-            raise KbUnavailable("Confluence: the answer has no `results` list")
+            raise KbUnavailable("Confluence: the answer has no `results` list", not_api=True)
         links = data.get("_links") if isinstance(data.get("_links"), dict) else {}
         base = str(links.get("base") or f"{self.site}/wiki")
         found: list[KbArticle] = []

@@ -30,7 +30,8 @@ async def get_json(
             url, params=params, headers=headers, timeout=TIMEOUT, allow_redirects=False
         ) as response:
             status = response.status
-            body = await response.text()
+            # Bytes: a body that is not text (or not in its charset) is "not JSON" below.
+            body = await response.read()
             retry_after = retry_after_seconds(response.headers.get("Retry-After"))
             location = response.headers.get("Location", "")
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -57,5 +58,8 @@ async def get_json(
         raise KbUnavailable(f"{service}: HTTP {status}", status=status, retry_after=retry_after)
     try:
         return json.loads(body) if body else {}
-    except ValueError as exc:
-        raise KbUnavailable(f"{service}: the answer is not JSON") from exc
+    except ValueError as exc:  # UnicodeDecodeError included
+        kind = response.headers.get("Content-Type", "").split(";")[0].strip() or "no type"
+        raise KbUnavailable(
+            f"{service}: the answer is not JSON ({kind}, HTTP {status})", not_api=True
+        ) from exc

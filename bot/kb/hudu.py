@@ -33,7 +33,7 @@ class HuduSource:
         )
         articles = data.get("articles") if isinstance(data, dict) else None
         if not isinstance(articles, list):
-            raise KbUnavailable("Hudu: the answer has no `articles` list")
+            raise KbUnavailable("Hudu: the answer has no `articles` list", not_api=True)
         found: list[KbArticle] = []
         for item in articles:
             if not isinstance(item, dict) or item.get("draft"):

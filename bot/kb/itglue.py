@@ -39,7 +39,7 @@ class ItGlueSource:
         )
         items = data.get("data") if isinstance(data, dict) else None
         if not isinstance(items, list):
-            raise KbUnavailable("IT Glue: the answer has no JSON:API `data` list")
+            raise KbUnavailable("IT Glue: the answer has no JSON:API `data` list", not_api=True)
         found: list[KbArticle] = []
         for item in items:
             if not isinstance(item, dict):

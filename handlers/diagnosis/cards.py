@@ -73,17 +73,29 @@ def _credentials(name: str) -> str:
     return "KB_USERNAME and KB_API_KEY" if name == "Confluence" else "KB_API_KEY"
 
 
-def kb_trouble(name: str, *, status: int | None, retry_after: float | None) -> tuple[str, str]:
+def kb_trouble(
+    name: str, *, status: int | None, retry_after: float | None, not_api: bool = False
+) -> tuple[str, str]:
     """The card's KB state and what `kb` / `similar` tell the technician when the KB gave no
-    articles: a refused key, a rate limit and an error status each say what to do."""
+    articles: a refused key, a rate limit, an address that is not the KB's API and an error
+    status each say what to do."""
     wait = f"try again in {math.ceil(retry_after)} s" if retry_after else "try again later"
+    if not_api:
+        # It answered at once: waiting does not help, kb.url most likely names a web page.
+        return "misconfigured", (
+            f"{name} did not answer as its API (not its JSON): ask an admin to check kb.url."
+        )
+    if status == 404:
+        return "misconfigured", (
+            f"{name} has no API at that address (HTTP 404): ask an admin to check kb.url."
+        )
     if status in (401, 403):
         return "refused", (
             f"{name} refused the bot's API key (HTTP {status}): ask an admin to check "
             f"{_credentials(name)}."
         )
     if status is not None and 300 <= status < 400:
-        return "error", (
+        return "misconfigured", (
             f"{name} sent the bot elsewhere (HTTP {status}, a redirect): ask an admin to check "
             "kb.url."
         )
@@ -152,6 +164,13 @@ def card_section(row: TicketDiagnosis | None, *, number: str) -> list[Element]:
         out.append(
             Text(
                 f"{row.kb_source} answered with an error: try `similar {number}` later.",
+                muted=True,
+            )
+        )
+    elif row.kb_state == "misconfigured":
+        out.append(
+            Text(
+                f"{row.kb_source} did not answer as its API: ask an admin to check kb.url.",
                 muted=True,
             )
         )

@@ -30,14 +30,21 @@ class KbArticle:
 class KbUnavailable(Exception):
     """The KB could not be asked or did not answer usefully; the message says why (no secrets).
     `status`: the HTTP status the KB answered with, if it answered; `retry_after`: the seconds
-    the KB asked the bot to wait before asking again (429, 503)."""
+    the KB asked the bot to wait before asking again (429, 503); `not_api`: it answered, but
+    not as its API does (an HTML page, broken JSON, JSON without the list of articles)."""
 
     def __init__(
-        self, message: str, *, status: int | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        not_api: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        self.not_api = not_api
 
 
 class KbSource(Protocol):

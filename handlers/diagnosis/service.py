@@ -167,8 +167,9 @@ async def _kb_for_card(deps: Deps, ticket_id: int, query: str) -> None:
 
 async def ask_kb(deps: Deps, query: str, *, limit: int) -> tuple[list[KbArticle], str, str]:
     """(articles, `ok`, "") within KB_TIMEOUT, else ([], state, what to tell the technician):
-    `unavailable` (no answer), `refused` (401/403: the key), `limited` (429: a rate limit) or
-    `error` (another error status)."""
+    `unavailable` (no answer), `refused` (401/403: the key), `limited` (429: a rate limit),
+    `misconfigured` (not its API at kb.url: a redirect, 404, HTML or broken JSON) or `error`
+    (another error status)."""
     assert deps.kb is not None
     name = deps.kb.name
     try:
@@ -178,7 +179,9 @@ async def ask_kb(deps: Deps, query: str, *, limit: int) -> tuple[list[KbArticle]
         log.warning("%s did not answer within %.0f s", name, KB_TIMEOUT)
     except KbUnavailable as exc:
         log.warning("%s could not be searched: %s", name, exc)
-        return [], *cards.kb_trouble(name, status=exc.status, retry_after=exc.retry_after)
+        return [], *cards.kb_trouble(
+            name, status=exc.status, retry_after=exc.retry_after, not_api=exc.not_api
+        )
     except Exception:
         log.exception("%s search failed", name)
     return [], *cards.kb_trouble(name, status=None, retry_after=None)

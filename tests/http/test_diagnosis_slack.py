@@ -787,3 +787,38 @@ async def test_what_a_technician_types_is_searched_as_words_in_confluence(
         answer = flat(await ephemeral(app, "kb *** (-)"))
         assert "No Confluence article matches." in answer
         assert len(fake.calls("/wiki/rest/api/search")) == asked
+
+
+async def test_a_kb_that_answers_but_not_as_its_api_is_not_said_to_be_slow(
+    make_app: Any, slack_api: FakeSlack, hudu: FakeHudu
+) -> None:
+    """A sign-in page or a proxy's HTML where the API should be, broken JSON, JSON without the
+    articles, a body that is not even text, a 404 (kb.url names the wrong place): each came
+    back at once, and the technician read 'Hudu did not answer within 5 s: try again later'
+    (or 'HTTP 404: try again later'), which no waiting fixes. Now they are told the KB did not
+    answer as its API, and to have kb.url checked; the card says so too."""
+    hudu.add_article("Outlook password prompt loop", "Clear the credential manager")
+    kb, env = hudu_env(hudu)
+    app = await start(make_app, slack_api, kb, **env)
+    html = "<!DOCTYPE html><html><body><form>Sign in to continue</form></body></html>"
+    hudu.fail("/api/v1/articles", 200, body=html, headers={"Content-Type": "text/html"})
+    number, _ = await open_ticket(app, slack_api, error=ERROR_NEW, client="acme")
+    card = flat(await card_update(app, slack_api, number, "Hudu did not answer as", timeout=8))
+    assert "ask an admin to check kb.url" in card and "later" not in card
+    wanted = "Hudu did not answer as its API (not its JSON): ask an admin to check kb.url."
+    for typed, body in [
+        ("kb outlook", html),
+        ("kb outlook password", '{"articles": [{"name": "Outlook'),
+        ("kb password", {"error": "Maintenance"}),
+        ("kb prompt", b"\xff\xfe\x00{\xd8"),
+    ]:
+        hudu.fail("/api/v1/articles", 200, body=body)
+        answer = flat(await ephemeral(app, typed))
+        assert wanted in answer, typed
+        assert "did not answer within" not in answer and "try again" not in answer, typed
+    hudu.fail("/api/v1/articles", 404, body={"error": "Not found"})
+    answer = flat(await ephemeral(app, "kb loop"))
+    assert "Hudu has no API at that address (HTTP 404): ask an admin to check kb.url." in answer
+    assert "try again" not in answer
+    # It answers as its API again: articles.
+    assert "Outlook password prompt loop" in flat(await ephemeral(app, "kb outlook loop"))
