@@ -202,12 +202,21 @@ def _facts_blocks(element: Facts) -> list[Block]:
     return _sections("\n".join(lines)) if lines else []
 
 
+# The button that opens a KB article (its title is shown beside it, as plain text).
+LINK_OPEN = "Open"
+
+
 def _link_blocks(element: Link) -> list[Block]:
+    """A link's title comes from outside (a KB): it is shown as plain text, where `*bold*`,
+    `_x_`, `~x~` and backticks stay as written (mrkdwn, link labels included, has no escape
+    for them), and the page opens from a link button beside it."""
     url = safe_url(element.url)
     title = _cut(element.text or element.url, 500)
     if url is None:
-        return _sections(escape_mrkdwn(f"{title} ({element.url})" if element.url else title))
-    return [{"type": "section", "text": _mrkdwn(f"<{url}|{escape_mrkdwn(title)}>")}]
+        shown = f"{title} ({element.url})" if element.url else title
+        return [{"type": "section", "text": _plain(_cut(shown, SECTION_TEXT_MAX // 2))}]
+    button = {"type": "button", "action_id": LINK_ACTION, "text": _plain(LINK_OPEN), "url": url}
+    return [{"type": "section", "text": _plain(title), "accessory": button}]
 
 
 def _element_blocks(element: Element) -> list[Block]:

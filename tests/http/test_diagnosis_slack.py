@@ -5,6 +5,7 @@ that hangs, change hints."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -822,3 +823,58 @@ async def test_a_kb_that_answers_but_not_as_its_api_is_not_said_to_be_slow(
     assert "try again" not in answer
     # It answers as its API again: articles.
     assert "Outlook password prompt loop" in flat(await ephemeral(app, "kb outlook loop"))
+
+
+HOSTILE_TITLES = [
+    "VPN <!channel> reset",
+    "VPN <https://evil.example|click here> to reset",
+    "VPN *bold* _italic_ ~struck~ `code` reset",
+    "VPN [x](https://evil.example) reset",
+]
+
+
+async def test_kb_titles_show_as_written_on_slack_and_odd_urls_are_no_links(
+    make_app: Any, slack_api: FakeSlack, hudu: FakeHudu
+) -> None:
+    """A KB title is outside text. In the mrkdwn link label it was shown in, `*bold*`, `_x_`,
+    `~x~` and backticks turned into formatting (mrkdwn has no escape for them): the title is
+    now plain text with an Open link button beside it. `<!channel>` and `<url|label>` never
+    ping or link; a `javascript:` or `data:` URL is no link or button at all."""
+    from slack_sdk.models.blocks import Block as SdkBlock
+
+    articles = [hudu.add_article(title, "vpn") for title in HOSTILE_TITLES]
+    script = hudu.add_article("VPN script", "vpn")
+    script["url"] = "javascript:alert(document.cookie)"
+    data = hudu.add_article("VPN data", "vpn")
+    data["url"] = "data:text/html;base64," + "PHNjcmlwdD4" * 1000
+    kb, env = hudu_env(hudu)
+    app = await start(make_app, slack_api, kb, **env)
+    body = await ephemeral(app, "kb vpn reset")
+    sections = [b for b in body["blocks"] if b["type"] == "section"]
+    for article in articles:
+        [shown] = [s for s in sections if flat(s["text"]["text"]) == flat(article["name"])]
+        assert shown["text"]["type"] == "plain_text", shown
+        assert shown["accessory"]["url"] == article["url"]
+    assert "<!channel>" not in json.dumps(body) and "<https://evil" not in json.dumps(body)
+    mrkdwn = [t for t in _texts(body["blocks"]) if t["type"] == "mrkdwn"]
+    assert not [t for t in mrkdwn if "evil" in t["text"] or "*bold*" in t["text"]]
+
+    body = await ephemeral(app, "kb vpn")
+    urls = [b.get("accessory", {}).get("url", "") for b in body["blocks"]]
+    assert [u for u in urls if u and not u.startswith("http")] == []
+    assert "<javascript:" not in json.dumps(body) and "<data:" not in json.dumps(body)
+    assert "VPN script (javascript:alert(document.cookie))" in flat(body)
+    assert len(json.dumps(body)) < 12_000, "a huge data: URL is shown cut"
+    for block in body["blocks"]:
+        SdkBlock.parse(block).validate_json()  # type: ignore[union-attr]
+
+
+def _texts(value: Any) -> list[dict[str, Any]]:
+    """Every Slack text object (`{"type": "mrkdwn" | "plain_text", "text"}`) in `value`."""
+    if isinstance(value, dict):
+        if value.get("type") in ("mrkdwn", "plain_text") and "text" in value:
+            return [value]
+        return [t for item in value.values() for t in _texts(item)]
+    if isinstance(value, list):
+        return [t for item in value for t in _texts(item)]
+    return []

@@ -33,8 +33,13 @@ def test_links_on_slack_and_teams() -> None:
         ],
     )
     blocks = render_message(card)["blocks"]
-    texts = [b["text"]["text"] for b in blocks if b["type"] == "section"]
-    assert texts[0] == "<https://docs.example.com/kba/vpn-809|VPN &lt;!channel&gt; *fix* [x]>"
+    sections = [b for b in blocks if b["type"] == "section"]
+    texts = [b["text"]["text"] for b in sections]
+    # The KB's title as plain text (no mrkdwn: `*fix*` stays), the page behind a link button.
+    assert sections[0]["text"]["type"] == "plain_text"
+    assert texts[0] == "VPN &lt;!channel&gt; *fix* [x]"
+    assert sections[0]["accessory"]["url"] == "https://docs.example.com/kba/vpn-809"
+    assert [s for s in sections[1:] if "accessory" in s] == []
     assert "<" not in texts[1].replace("&lt;", "") and "javascript:alert(1)" in texts[1]
     assert texts[2].startswith("Spaces (https://docs.example.com/a b)")
     rendered = render_card(card)
