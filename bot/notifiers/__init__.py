@@ -13,7 +13,8 @@ from storage.models import OutboxMessage
 def retry_after_seconds(value: str | None) -> float | None:
     """`Retry-After` as seconds: delta-seconds, an HTTP date, or an RFC 3339 / ISO 8601
     date-time (Freshservice's swagger types it so; without an offset it is UTC); None when
-    absent or unusable (NaN included). Callers cap it (storage.outbox.MAX_RETRY_AFTER)."""
+    absent or unusable (NaN and infinity included: `1e999` parses as an infinite float, which
+    no clock or message can use). Callers cap it (storage.outbox.MAX_RETRY_AFTER)."""
     if not value:
         return None
     value = value.strip()
@@ -22,7 +23,7 @@ def retry_after_seconds(value: str | None) -> float | None:
     except ValueError:
         pass
     else:  # "NaN" parses as a float: not a wait (it broke the timestamp of the next retry)
-        return None if math.isnan(seconds) else max(seconds, 0.0)
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
     try:
         until = parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -11,6 +11,7 @@ from handlers.diagnosis.kb import KB_TIMEOUT, KbArticle
 from handlers.diagnosis.rules import first_line
 from storage.error_signatures import Brief
 from storage.models import TicketDiagnosis
+from storage.outbox import retry_wait
 from storage.search import Found
 
 SIMILAR_TITLE = "Similar tickets"
@@ -79,7 +80,9 @@ def kb_trouble(
     """The card's KB state and what `kb` / `similar` tell the technician when the KB gave no
     articles: a refused key, a rate limit, an address that is not the KB's API and an error
     status each say what to do."""
-    wait = f"try again in {math.ceil(retry_after)} s" if retry_after else "try again later"
+    # The wait the bot honours (a KB's Retry-After is capped at an hour).
+    honoured = retry_wait(retry_after) if retry_after else 0.0
+    wait = f"try again in {math.ceil(honoured)} s" if honoured else "try again later"
     if not_api:
         # It answered at once: waiting does not help, kb.url most likely names a web page.
         return "misconfigured", (

@@ -878,3 +878,24 @@ def _texts(value: Any) -> list[dict[str, Any]]:
     if isinstance(value, list):
         return [t for item in value for t in _texts(item)]
     return []
+
+
+async def test_an_unusable_retry_after_breaks_neither_kb_nor_the_card(
+    make_app: Any, slack_api: FakeSlack, hudu: FakeHudu
+) -> None:
+    """`Retry-After: 1e999` (a broken proxy) parsed as an infinite wait: telling the
+    technician 'try again in ∞ s' raised OverflowError, so `kb` failed with an error and the
+    card stayed 'pending' for good. A wait beyond what the bot honours (an hour) is said as
+    that hour, not as 'try again in 99999999 s'."""
+    hudu.add_article("Outlook password prompt loop", "Clear the credential manager")
+    kb, env = hudu_env(hudu)
+    app = await start(make_app, slack_api, kb, **env)
+    hudu.fail("/api/v1/articles", 429, headers={"Retry-After": "1e999"})
+    number, _ = await open_ticket(app, slack_api, error=ERROR_NEW, client="acme")
+    await card_update(app, slack_api, number, "Hudu is rate limiting the bot", timeout=8)
+    hudu.fail("/api/v1/articles", 429, headers={"Retry-After": "inf"})
+    answer = flat(await ephemeral(app, "kb outlook password"))
+    assert "Hudu is rate limiting the bot (HTTP 429): try again later." in answer
+    hudu.fail("/api/v1/articles", 429, headers={"Retry-After": "99999999"})
+    answer = flat(await ephemeral(app, "kb outlook prompt"))
+    assert "Hudu is rate limiting the bot (HTTP 429): try again in 3600 s." in answer
