@@ -128,8 +128,12 @@ def _number_order(number: str) -> tuple[str, int]:
 
 
 def kb_query(ticket: Ticket) -> str:
-    """What the KB is asked about a ticket: its error codes, else its summary's words."""
-    found = [s.value for s in rules.codes(f"{ticket.error_text}\n{ticket.summary}")]
+    """What the KB is asked about a ticket: its error codes as articles name them (a sign-in
+    error as `AADSTS50076`, not its bare number), else its summary's words."""
+    found = [
+        f"AADSTS{s.value}" if s.kind == "aadsts" else s.value
+        for s in rules.codes(f"{ticket.error_text}\n{ticket.summary}")
+    ]
     if found:
         return " ".join(found[:2])
     return " ".join(rules.terms(ticket.summary, limit=8))

@@ -106,7 +106,9 @@ def text_matches(query: str, *texts: str) -> bool:
     `!` before a word excluding it, `field:word` searching a field pages here do not have
     (only `title:` and `text:` are known), stop words ignored."""
     _check_syntax(query)
-    haystack = " ".join(texts).lower()
+    # Lucene's analyzer: whole words (letters and digits), lower case; `aadsts50076` is one
+    # word, which a search for `50076` does not find.
+    haystack = set(re.findall(r"\w+", " ".join(texts).lower()))
     groups: list[list[tuple[bool, str]]] = [[]]
     negate = False
     for token in _TOKEN.findall(query):
@@ -130,18 +132,19 @@ def text_matches(query: str, *texts: str) -> bool:
                 continue
             token = value
         word = _unescape(_MODIFIER.sub("", token).strip('"')).replace("*", "").lower()
-        if word and word not in _STOP_WORDS:
+        if word not in _STOP_WORDS and re.search(r"\w", word):
             groups[-1].append((negate, word))
         negate = False
+
+    def found(word: str) -> bool:  # a phrase: every word of it (order not checked)
+        return all(w in haystack for w in re.findall(r"\w+", word)) and "\x00" not in word
 
     def matches(group: list[tuple[bool, str]]) -> bool:
         wanted = [w for negated, w in group if not negated]
         unwanted = [w for negated, w in group if negated]
         # A query of exclusions only finds nothing (Lucene's pure negative query).
         return (
-            bool(wanted)
-            and all(w in haystack for w in wanted)
-            and not any(w in haystack for w in unwanted)
+            bool(wanted) and all(found(w) for w in wanted) and not any(found(w) for w in unwanted)
         )
 
     return any(matches(group) for group in groups if group)

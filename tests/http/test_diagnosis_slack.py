@@ -16,7 +16,7 @@ import pytest
 from bot import changes
 from handlers import diagnosis
 from tests.fakes.calendar import PATH, FakeCalendar
-from tests.fakes.kb_confluence import FakeConfluence
+from tests.fakes.kb_confluence import FakeConfluence, parse_cql
 from tests.fakes.kb_hudu import FakeHudu
 from tests.fakes.kb_itglue import FakeItGlue
 from tests.fakes.slack_api import FakeSlack
@@ -899,3 +899,33 @@ async def test_an_unusable_retry_after_breaks_neither_kb_nor_the_card(
     hudu.fail("/api/v1/articles", 429, headers={"Retry-After": "99999999"})
     answer = flat(await ephemeral(app, "kb outlook prompt"))
     assert "Hudu is rate limiting the bot (HTTP 429): try again in 3600 s." in answer
+
+
+async def test_the_kb_is_asked_about_a_sign_in_error_by_its_aadsts_code(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """Articles name a sign-in error as `AADSTS50076`. The card asked the KB about the bare
+    number (`50076`), which a word search (Confluence's) does not find inside `AADSTS50076`:
+    no article, on every such ticket. Now the KB is asked about `AADSTS50076`, also for an
+    Entra sign-in page pasted with the bare `Error Code: 50076`."""
+    async with FakeConfluence() as fake:
+        fake.add_page("AADSTS50076 MFA required after a policy change", "Register MFA again")
+        kb = {"source": "confluence", "url": fake.url, "space": "IT"}
+        env = {"KB_API_KEY": fake.token, "KB_USERNAME": fake.email}
+        app = await start(make_app, slack_api, kb, **env)
+        for error in (
+            "AADSTS50076: Due to a configuration change made by your administrator, or because "
+            "you moved to a new location, you must use multi-factor authentication",
+            sign_in_page(
+                "50076",
+                "0f6c1b9e-4a1e-4a8e-9d3f-1c2b3a4d5e6f",
+                "7a1b2c3d-aaaa-4bbb-8ccc-0d1e2f3a4b5c",
+            ),
+        ):
+            number, _ = await open_ticket(
+                app, slack_api, error=error, client="acme", summary="Cannot sign in to Teams"
+            )
+            card = flat(await card_update(app, slack_api, number, "KB articles", timeout=6))
+            assert "AADSTS50076 MFA required after a policy change" in card
+        texts = [parse_cql(c.query["cql"])["text"] for c in fake.calls("/wiki/rest/api/search")]
+        assert texts == ["AADSTS50076"]  # the second ticket's answer came from the cache
