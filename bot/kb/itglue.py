@@ -48,12 +48,10 @@ class ItGlueSource:
             if not isinstance(attributes, dict):
                 continue
             title = clean_title(str(attributes.get("name") or ""))
-            url = str(
-                attributes.get("resource-url")
-                or attributes.get("url")
-                or (f"{self.base}/documents/{item['id']}" if item.get("id") else "")
-            )
-            if title and url:
+            # The page in IT Glue's web app; never the API's own address (`kb.url`), which
+            # answers a browser with 401 JSON (it wants the key). None: the title alone.
+            url = str(attributes.get("resource-url") or attributes.get("url") or "")
+            if title:
                 found.append(KbArticle(title, url))
             if len(found) == limit:
                 break

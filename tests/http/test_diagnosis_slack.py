@@ -929,3 +929,20 @@ async def test_the_kb_is_asked_about_a_sign_in_error_by_its_aadsts_code(
             assert "AADSTS50076 MFA required after a policy change" in card
         texts = [parse_cql(c.query["cql"])["text"] for c in fake.calls("/wiki/rest/api/search")]
         assert texts == ["AADSTS50076"]  # the second ticket's answer came from the cache
+
+
+async def test_an_it_glue_document_without_its_web_address_is_no_link_to_the_api(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """A document IT Glue lists without `resource-url` was linked to
+    `<api host>/documents/<id>`: the API itself, which answers the technician's browser with
+    401 JSON. It is listed by its title, without a link."""
+    async with FakeItGlue() as fake:
+        ident = fake.add_document("VPN error 809 runbook", "Open UDP 500/4500")
+        [document] = [d for d in fake.documents if d["id"] == ident]
+        del document["attributes"]["resource-url"]
+        kb, env = {"source": "itglue", "url": fake.url}, {"KB_API_KEY": fake.api_key}
+        app = await start(make_app, slack_api, kb, **env)
+        body = await ephemeral(app, "kb vpn error 809")
+        assert "VPN error 809 runbook" in flat(body)
+        assert fake.url not in json.dumps(body)
