@@ -12,6 +12,23 @@ from bot.notifiers import retry_after_seconds
 from handlers.diagnosis import KB_TIMEOUT, KbUnavailable
 
 TIMEOUT = aiohttp.ClientTimeout(total=KB_TIMEOUT, connect=KB_TIMEOUT)
+# A search answer is a page of articles: far below this. More is not the KB's API (kb.url
+# naming a download, a server gone wrong), and is not read into memory.
+MAX_BODY = 32 * 1024 * 1024
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes | None:
+    """The body, or None when it is larger than MAX_BODY (read no further than that)."""
+    if response.content_length is not None and response.content_length > MAX_BODY:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(256 * 1024):
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def get_json(
@@ -31,11 +48,16 @@ async def get_json(
         ) as response:
             status = response.status
             # Bytes: a body that is not text (or not in its charset) is "not JSON" below.
-            body = await response.read()
+            body = await _read_capped(response)
             retry_after = retry_after_seconds(response.headers.get("Retry-After"))
             location = response.headers.get("Location", "")
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise KbUnavailable(f"{service}: {type(exc).__name__}") from exc
+    if body is None:
+        raise KbUnavailable(
+            f"{service}: the answer is larger than {MAX_BODY // 2**20} MB (HTTP {status})",
+            not_api=True,
+        )
     if status == 429:
         wait = f", retry after {retry_after:.0f} s" if retry_after is not None else ""
         raise KbUnavailable(

@@ -946,3 +946,19 @@ async def test_an_it_glue_document_without_its_web_address_is_no_link_to_the_api
         body = await ephemeral(app, "kb vpn error 809")
         assert "VPN error 809 runbook" in flat(body)
         assert fake.url not in json.dumps(body)
+
+
+async def test_a_kb_answer_too_large_for_a_search_is_not_read_into_memory(
+    make_app: Any, slack_api: FakeSlack, hudu: FakeHudu
+) -> None:
+    """kb.url naming a download, or a server gone wrong, answering far more than a page of
+    articles: the bot read all of it into memory (within the 5 s, at network speed). Now it
+    stops at 32 MB and says the KB did not answer as its API."""
+    kb, env = hudu_env(hudu)
+    app = await start(make_app, slack_api, kb, **env)
+    article = {"name": "Outlook password prompt loop", "url": f"{hudu.url}/kba/outlook-1"}
+    big = {"articles": [{**article, "content": "<p>" + "x" * (33 * 1024 * 1024) + "</p>"}]}
+    hudu.fail("/api/v1/articles", 200, body=json.dumps(big).encode())
+    answer = flat(await ephemeral(app, "kb outlook"))
+    assert "Hudu did not answer as its API (not its JSON): ask an admin to check kb.url." in answer
+    assert "Outlook password prompt loop" not in answer
