@@ -41,6 +41,13 @@ TASK_INVOKES = frozenset({"task/fetch", "task/submit"})
 # An answer the connector refused without a Retry-After (412, 502, 503, 504) or could not be
 # reached for goes out through the outbox after this long (the conversation is held as long).
 ANSWER_RETRY = 2.0
+# Said in a channel or group chat, instead of an answer meant only for the person who asked,
+# when their 1:1 chat with the bot cannot be opened (the app is not installed for them).
+NOT_PRIVATE = (
+    "{name}: the answer is meant only for you and could not be sent to you privately ({bot} "
+    "cannot open a 1:1 chat with you). Open a 1:1 chat with {bot} (or add the app for yourself "
+    "in Apps), then ask again."
+)
 
 
 def shared_files(activity: Activity) -> list[dict[str, Any]]:
@@ -186,22 +193,30 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
                 return
             outgoing, content = message
             if later.private and not interaction.conversation.personal:
-                if await self._send_personal(turn_context, outgoing):
-                    return
-            activity = turn_context.activity
-            reference = TurnContext.get_conversation_reference(activity)
-
-            async def work(ctx: TurnContext) -> str:
-                return await proactive.post(ctx, outgoing, conversation_id=activity.conversation.id)
-
-            async def deliver() -> str:
-                return await proactive.continue_conversation(
-                    turn_context.adapter, reference, self.app_id, work
-                )
-
-            await self._send(turn_context, outgoing, content, deliver=deliver)
+                await self._answer_privately(turn_context, outgoing, after_turn=True)
+                return
+            await self._send(
+                turn_context, outgoing, content, deliver=self._in_place(turn_context, outgoing)
+            )
         except Exception:
             log.exception("teams: the rest of an answer could not be sent")
+
+    def _in_place(
+        self, turn_context: TurnContext, outgoing: Activity
+    ) -> Callable[[], Awaitable[str]]:
+        """A proactive post of `outgoing` to the turn's conversation (after the turn)."""
+        activity = turn_context.activity
+        reference = TurnContext.get_conversation_reference(activity)
+
+        async def work(ctx: TurnContext) -> str:
+            return await proactive.post(ctx, outgoing, conversation_id=activity.conversation.id)
+
+        async def deliver() -> str:
+            return await proactive.continue_conversation(
+                turn_context.adapter, reference, self.app_id, work
+            )
+
+        return deliver
 
     async def drain(self) -> None:
         """Wait for answers still being completed (shutdown, tests)."""
@@ -242,8 +257,8 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
             reply.private and not reply.as_form and not reply.field_errors and not reply.form_error
         )
         if private_elsewhere and not interaction.conversation.personal:
-            if await self._send_personal(turn_context, outgoing):
-                return
+            await self._answer_privately(turn_context, outgoing, after_turn=False)
+            return
         sent = await self._send(
             turn_context,
             outgoing,
@@ -328,12 +343,39 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
             # The ticket and its card are out; the card just will not be refreshed later.
             log.exception("teams: could not record where the ticket card %s is", message_id)
 
-    async def _send_personal(self, turn_context: TurnContext, outgoing: Activity) -> bool:
-        """Send to the person's 1:1 chat with the bot; False if that cannot be done."""
+    async def _answer_privately(
+        self, turn_context: TurnContext, outgoing: Activity, *, after_turn: bool
+    ) -> None:
+        """An answer meant only for the person who asked in a shared conversation (a channel,
+        a group chat): to their 1:1 chat with the bot, never to the conversation others read.
+        When that chat cannot be opened, the conversation is told only that (naming them)
+        and what to do."""
+        problem = await self._send_personal(turn_context, outgoing)
+        if problem is None:
+            return
+        activity = turn_context.activity
+        sender = activity.from_property
+        name = (getattr(sender, "name", None) or "").strip() or "Someone"
+        log.warning(
+            "teams: an answer for %s (asked in %s) could not be sent privately: their 1:1 chat "
+            "with the bot cannot be opened (%s); the conversation is told so, not the answer",
+            getattr(sender, "id", None),
+            activity.conversation.id,
+            problem,
+        )
+        bot = (getattr(activity.recipient, "name", None) or "").strip() or "the bot"
+        text = NOT_PRIVATE.format(name=name, bot=bot)
+        notice = replies.text_activity(text)
+        deliver = self._in_place(turn_context, notice) if after_turn else None
+        await self._send(turn_context, notice, {"text": text}, deliver=deliver)
+
+    async def _send_personal(self, turn_context: TurnContext, outgoing: Activity) -> str | None:
+        """Send to the person's 1:1 chat with the bot: None when sent, else why it could not
+        be done."""
         activity = turn_context.activity
         sender = activity.from_property
         if sender is None or not sender.id or activity.recipient is None:
-            return False
+            return "the activity names no sender or bot"
         tenant = tenant_of(activity)
         parameters = proactive.personal_chat_parameters(
             bot_id=activity.recipient.id,
@@ -356,11 +398,14 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
                 parameters=parameters,
                 work=work,
             )
+        except HttpOperationError as exc:
+            return str(delivery_error(exc))
+        except TRANSPORT_ERRORS as exc:
+            return str(transport_error(exc))
         except Exception as exc:
-            log.info("teams: 1:1 chat unavailable (%s); replying in place", type(exc).__name__)
-            return False
+            return type(exc).__name__
         await self.references.save([(user_key(sender.id), reference)])
-        return True
+        return None
 
     # -- Action.Execute ---------------------------------------------------------------------------
 

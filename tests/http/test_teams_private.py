@@ -1,0 +1,161 @@
+"""Answers meant for one person, asked for in a shared Teams conversation (a channel, a group
+chat), go only to that person's 1:1 chat with the bot (SPEC: `show`, `mine`, `help`, refusals
+"go to the person's 1:1 chat"). When that chat cannot be opened (the app is not installed for
+them: the connector refuses createConversation with 403 or 404) the answer is never posted in
+the shared conversation: it gets a short notice naming the person and what to do. Over HTTP
+with the fake connector, on both databases."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from tests.fakes.botframework import FakeConnector
+from tests.fakes.kb_confluence import FakeConfluence
+from tests.harness import AppHarness, wait_until
+from tests.http.conftest_teams import CHANNEL, PERSONAL, TECH_ID, TENANT, card_of, message
+from tests.http.conftest_teams import PEOPLE as TEAMS_PEOPLE
+from tests.http.test_closure_teams import new_ticket
+from tests.http.test_identity_callback import CY_PHONE, PEOPLE
+from tests.http.test_throttling import no_tracebacks
+
+GROUP_CHAT = "19:meeting-or-group@thread.v2"
+NOTICE = "could not be sent to you privately"
+
+
+def in_group_chat(service_url: str, text: str) -> dict[str, Any]:
+    body = message(service_url, text, conversation=GROUP_CHAT)
+    body["conversation"] = {"id": GROUP_CHAT, "conversationType": "groupChat", "isGroup": True}
+    body["conversation"]["tenantId"] = TENANT
+    return body
+
+
+def said(fake: FakeConnector, conversation: str) -> str:
+    return json.dumps(
+        [
+            [a.get("text"), a.get("summary"), a.get("attachments")]
+            for a in fake.activities(conversation)
+        ]
+    )
+
+
+async def start(make_app: Any) -> AppHarness:
+    app: AppHarness = await make_app(config={"sla": {"clients": {"acme": "gold"}}}, people=PEOPLE)
+    return app
+
+
+@pytest.mark.parametrize("status", [403, 404])
+async def test_a_ticket_shown_in_a_channel_never_lands_there_when_the_chat_is_refused(
+    make_app, connector: FakeConnector, caplog, status: int
+):
+    caplog.set_level(logging.INFO)
+    app = await start(make_app)
+    await new_ticket(app, connector)  # HD-1, Ana's printer, opened in Tom's 1:1 chat
+    url = connector.service_url
+    for text, secret in [
+        ("<at>Helpdesk</at> ticket show HD-1", "Printer jams"),  # the ticket's details
+        ("<at>Helpdesk</at> ticket mine", "Printer jams"),
+        ("<at>Helpdesk</at> ticket show HD-404", "There is no ticket HD-404"),  # a refusal
+        ("<at>Helpdesk</at> ticket help", "show a ticket"),  # not sensitive: the same rule
+    ]:
+        before = len(connector.activities(CHANNEL))
+        caplog.clear()
+        connector.fail("/v3/conversations", status)
+        response = await app.teams(message(url, text, conversation=CHANNEL))
+        assert response.status == 201
+        await wait_until(
+            lambda before=before: len(connector.activities(CHANNEL)) > before, what="the notice"
+        )
+        [notice] = connector.activities(CHANNEL)[before:]
+        assert secret not in said(connector, CHANNEL), text
+        assert "Tom Tech" in notice["text"] and NOTICE in notice["text"], notice
+        assert "1:1 chat with Helpdesk" in notice["text"] and "ask again" in notice["text"]
+        assert not notice.get("attachments")
+        logged = [r.getMessage() for r in caplog.records if "privately" in r.getMessage()]
+        assert any(str(status) in line and TECH_ID in line for line in logged), logged
+        no_tracebacks(caplog)
+    assert all(a["_conversation_id"] in (PERSONAL, CHANNEL) for a in connector.activities())
+
+
+async def test_the_number_on_file_never_lands_in_the_channel_when_the_chat_is_refused(
+    make_app, connector: FakeConnector
+):
+    # Cy (the CEO, no manager) has a ticket; Tom types `verify` in the channel, but the
+    # connector will not open his 1:1 chat: the answer, which names Cy's number on file, is
+    # not posted in the channel. The call-back notice (a direct message through the outbox, to
+    # the chat Tom has already used) still brings him the number.
+    app = await start(make_app)
+    await new_ticket(app, connector, requester="cy@example.com")
+    url = connector.service_url
+    connector.fail("/v3/conversations", 403)
+    await app.teams(message(url, "<at>Helpdesk</at> ticket verify HD-1", conversation=CHANNEL))
+    await wait_until(lambda: connector.activities(CHANNEL), what="the notice")
+    await wait_until(lambda: CY_PHONE in said(connector, PERSONAL), what="the direct message")
+    assert CY_PHONE not in said(connector, CHANNEL)
+    [notice] = connector.activities(CHANNEL)
+    assert NOTICE in notice["text"]
+
+
+async def test_a_group_chat_gets_the_notice_and_a_personal_chat_its_answer(
+    make_app, connector: FakeConnector
+):
+    app = await start(make_app)
+    await new_ticket(app, connector)
+    url = connector.service_url
+    connector.fail("/v3/conversations", 403)
+    await app.teams(in_group_chat(url, "<at>Helpdesk</at> ticket show HD-1"))
+    await wait_until(lambda: connector.activities(GROUP_CHAT), what="the notice")
+    [notice] = connector.activities(GROUP_CHAT)
+    assert NOTICE in notice["text"] and "Printer jams" not in said(connector, GROUP_CHAT)
+
+    # Asked in the person's own 1:1 chat, the answer is given there (no chat is opened).
+    created = len(connector.created_conversations())
+    before = len(connector.activities(PERSONAL))
+    await app.teams(message(url, "ticket show HD-1"))
+    await wait_until(lambda: len(connector.activities(PERSONAL)) > before, what="the card")
+    card = json.dumps(card_of(connector.activities(PERSONAL)[-1]))
+    assert "Printer jams" in card
+    assert len(connector.created_conversations()) == created
+
+
+async def test_a_chat_that_opens_gets_the_answer_and_the_channel_nothing(
+    make_app, connector: FakeConnector
+):
+    app = await start(make_app)
+    await new_ticket(app, connector)
+    await app.teams(message(connector.service_url, "ticket show HD-1", conversation=CHANNEL))
+    await wait_until(lambda: connector.created_conversations(), what="Tom's chat")
+    [chat] = connector.created_conversations()
+    await wait_until(lambda: connector.activities(chat["_id"]), what="the card")
+    assert "Printer jams" in json.dumps(card_of(connector.activities(chat["_id"])[0]))
+    assert connector.activities(CHANNEL) == []
+
+
+async def test_the_kbs_late_articles_never_land_in_the_channel_when_the_chat_is_refused(
+    make_app, connector: FakeConnector
+):
+    # `ticket kb` answers at once and sends the KB's late articles after the turn, the same
+    # way: asked in a channel, to the person's chat; once that is refused, the channel gets
+    # the notice, not the articles (internal documentation).
+    async with FakeConfluence() as kb:
+        kb.add_page("Windows Update 0x80070005 after Patch Tuesday", "Reset the components")
+        kb.set_delay("/wiki/rest/api/search", 3)  # past the inline wait, within the timeout
+        app: AppHarness = await make_app(
+            people=TEAMS_PEOPLE,
+            config={"kb": {"source": "confluence", "url": kb.url, "space": "IT"}},
+            env={"KB_API_KEY": kb.token, "KB_USERNAME": kb.email},
+        )
+        text = "<at>Helpdesk</at> ticket kb 0x80070005"
+        await app.teams(message(connector.service_url, text, conversation=CHANNEL))
+        await wait_until(lambda: connector.created_conversations(), what="Tom's chat")
+        [chat] = connector.created_conversations()
+        await wait_until(lambda: connector.activities(chat["_id"]), what="the first answer")
+        assert "Still asking Confluence" in json.dumps(connector.activities(chat["_id"]))
+        connector.fail("/v3/conversations", 403)  # the app was removed for Tom meanwhile
+        await wait_until(lambda: connector.activities(CHANNEL), timeout=15, what="the notice")
+        [notice] = connector.activities(CHANNEL)
+        assert NOTICE in notice["text"] and "Tom Tech" in notice["text"]
+        assert "Patch Tuesday" not in said(connector, CHANNEL)
