@@ -236,3 +236,27 @@ async def answer_later(
         await outbox.enqueue(
             session, kind="message", payload=payload, ticket_id=ticket_id, due_at=due_at
         )
+
+
+async def answer_privately_later(
+    deps: Deps,
+    *,
+    platform: str,
+    user_id: str,
+    content: dict[str, Any],
+    due_at: datetime,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Queue an answer meant only for `user_id` whose direct message the platform refused for
+    the moment (throttled, unreachable): it goes to them directly once the wait is over, never
+    to the conversation where it was asked. `content` is `{"text"}` or `{"card"}`."""
+    payload: dict[str, Any] = {
+        "platform": platform,
+        "user": user_id,
+        "purpose": "answer",
+        **(extra or {}),
+        "text": content.get("text", ""),
+        "card": content.get("card"),
+    }
+    async with deps.sessions() as session, session.begin():
+        await outbox.enqueue(session, kind="dm", payload=payload, due_at=due_at)

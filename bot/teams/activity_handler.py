@@ -14,6 +14,7 @@ from msrest.exceptions import HttpOperationError
 
 from bot import places
 from bot.directory.deadline import person_waiting
+from bot.notifiers import DeliveryError
 from bot.places import Places
 from bot.teams import proactive, replies
 from bot.teams.notifier import TRANSPORT_ERRORS, delivery_error, transport_error
@@ -193,7 +194,7 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
                 return
             outgoing, content = message
             if later.private and not interaction.conversation.personal:
-                await self._answer_privately(turn_context, outgoing, after_turn=True)
+                await self._answer_privately(turn_context, outgoing, content, after_turn=True)
                 return
             await self._send(
                 turn_context, outgoing, content, deliver=self._in_place(turn_context, outgoing)
@@ -257,7 +258,7 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
             reply.private and not reply.as_form and not reply.field_errors and not reply.form_error
         )
         if private_elsewhere and not interaction.conversation.personal:
-            await self._answer_privately(turn_context, outgoing, after_turn=False)
+            await self._answer_privately(turn_context, outgoing, content, after_turn=False)
             return
         sent = await self._send(
             turn_context,
@@ -344,17 +345,42 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
             log.exception("teams: could not record where the ticket card %s is", message_id)
 
     async def _answer_privately(
-        self, turn_context: TurnContext, outgoing: Activity, *, after_turn: bool
+        self,
+        turn_context: TurnContext,
+        outgoing: Activity,
+        content: dict[str, Any],
+        *,
+        after_turn: bool,
     ) -> None:
         """An answer meant only for the person who asked in a shared conversation (a channel,
         a group chat): to their 1:1 chat with the bot, never to the conversation others read.
-        When that chat cannot be opened, the conversation is told only that (naming them)
-        and what to do."""
+        Refused for the moment (throttled, 5xx, unreachable): sent to them through the outbox
+        once the wait is over. When that chat cannot be opened, the conversation is told only
+        that (naming them) and what to do."""
         problem = await self._send_personal(turn_context, outgoing)
         if problem is None:
             return
         activity = turn_context.activity
         sender = activity.from_property
+        if not problem.permanent and sender is not None and sender.id:
+            wait = problem.retry_after if problem.retry_after is not None else ANSWER_RETRY
+            log.warning(
+                "teams: an answer for %s not delivered to their 1:1 chat (%s); sending it "
+                "there in %.1f s",
+                sender.id,
+                problem,
+                wait,
+            )
+            aad = {"aad_object_id": sender.aad_object_id} if sender.aad_object_id else {}
+            await notify.answer_privately_later(
+                self.deps,
+                platform="teams",
+                user_id=sender.id,
+                content=content,
+                due_at=datetime.now(UTC) + timedelta(seconds=wait),
+                extra=aad,
+            )
+            return
         name = (getattr(sender, "name", None) or "").strip() or "Someone"
         log.warning(
             "teams: an answer for %s (asked in %s) could not be sent privately: their 1:1 chat "
@@ -369,13 +395,15 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
         deliver = self._in_place(turn_context, notice) if after_turn else None
         await self._send(turn_context, notice, {"text": text}, deliver=deliver)
 
-    async def _send_personal(self, turn_context: TurnContext, outgoing: Activity) -> str | None:
+    async def _send_personal(
+        self, turn_context: TurnContext, outgoing: Activity
+    ) -> DeliveryError | None:
         """Send to the person's 1:1 chat with the bot: None when sent, else why it could not
-        be done."""
+        be done (permanent or for the moment)."""
         activity = turn_context.activity
         sender = activity.from_property
         if sender is None or not sender.id or activity.recipient is None:
-            return "the activity names no sender or bot"
+            return DeliveryError("teams: the activity names no sender or bot", permanent=True)
         tenant = tenant_of(activity)
         parameters = proactive.personal_chat_parameters(
             bot_id=activity.recipient.id,
@@ -399,11 +427,11 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
                 work=work,
             )
         except HttpOperationError as exc:
-            return str(delivery_error(exc))
+            return delivery_error(exc)
         except TRANSPORT_ERRORS as exc:
-            return str(transport_error(exc))
+            return transport_error(exc)
         except Exception as exc:
-            return type(exc).__name__
+            return DeliveryError(f"teams: {type(exc).__name__}", permanent=True)
         await self.references.save([(user_key(sender.id), reference)])
         return None
 

@@ -7,8 +7,10 @@ with the fake connector, on both databases."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -159,3 +161,33 @@ async def test_the_kbs_late_articles_never_land_in_the_channel_when_the_chat_is_
         [notice] = connector.activities(CHANNEL)
         assert NOTICE in notice["text"] and "Tom Tech" in notice["text"]
         assert "Patch Tuesday" not in said(connector, CHANNEL)
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_a_chat_refused_for_the_moment_gets_the_answer_later_and_the_channel_nothing(
+    make_app, connector: FakeConnector, caplog, status: int
+):
+    # Opening Tom's chat is throttled (or the connector is briefly down): that says nothing
+    # about the app being installed for him. The answer reaches his chat once the wait is
+    # over (through the outbox), and the channel gets neither it nor a notice.
+    caplog.set_level(logging.INFO)
+    app = await start(make_app)
+    await new_ticket(app, connector)
+    before = len(connector.activities(PERSONAL))
+    connector.fail("/v3/conversations", status, headers={"Retry-After": "2"})
+    started = time.monotonic()
+    text = "<at>Helpdesk</at> ticket show HD-1"
+    response = await app.teams(message(connector.service_url, text, conversation=CHANNEL))
+    assert response.status == 201 and time.monotonic() - started < 3
+    await wait_until(
+        lambda: len(connector.activities(PERSONAL)) > before, timeout=15, what="the card"
+    )
+    assert time.monotonic() - started >= 1.9, "sent inside the Retry-After window"
+    [card] = connector.activities(PERSONAL)[before:]
+    assert "Printer jams" in json.dumps(card_of(card))
+    await asyncio.sleep(0.5)
+    assert connector.activities(CHANNEL) == []
+    assert len(connector.activities(PERSONAL)) == before + 1  # once
+    refused = [r.getMessage() for r in caplog.records if "not delivered" in r.getMessage()]
+    assert len(refused) == 1 and TECH_ID in refused[0], refused
+    no_tracebacks(caplog)
