@@ -100,6 +100,9 @@ class Reply:
     # `card` is built once and answered many times, never changed (help): an edge may keep
     # its rendering.
     static: bool = False
+    # It names what only its asker may read (the requester's number on file): where an edge
+    # cannot answer privately (Teams, no 1:1 chat), it is never posted in place instead.
+    confidential: bool = False
 
 
 class DomainError(Exception):

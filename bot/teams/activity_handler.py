@@ -194,7 +194,13 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
                 return
             outgoing, content = message
             if later.private and not interaction.conversation.personal:
-                await self._answer_privately(turn_context, outgoing, content, after_turn=True)
+                await self._answer_privately(
+                    turn_context,
+                    outgoing,
+                    content,
+                    after_turn=True,
+                    confidential=later.confidential,
+                )
                 return
             await self._send(
                 turn_context, outgoing, content, deliver=self._in_place(turn_context, outgoing)
@@ -258,7 +264,9 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
             reply.private and not reply.as_form and not reply.field_errors and not reply.form_error
         )
         if private_elsewhere and not interaction.conversation.personal:
-            await self._answer_privately(turn_context, outgoing, content, after_turn=False)
+            await self._answer_privately(
+                turn_context, outgoing, content, after_turn=False, confidential=reply.confidential
+            )
             return
         sent = await self._send(
             turn_context,
@@ -351,17 +359,26 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
         content: dict[str, Any],
         *,
         after_turn: bool,
+        confidential: bool,
     ) -> None:
         """An answer meant only for the person who asked in a shared conversation (a channel,
-        a group chat): to their 1:1 chat with the bot, never to the conversation others read.
-        Refused for the moment (throttled, 5xx, unreachable): sent to them through the outbox
-        once the wait is over. When that chat cannot be opened, the conversation is told only
-        that (naming them) and what to do."""
+        a group chat): to their 1:1 chat with the bot. When that chat cannot be used, SPEC's
+        "or reply": the answer is given where it was asked (nothing in it is kept from that
+        conversation's members: `show`, `mine`, `help`, refusals), unless it is
+        `confidential` (the requester's number on file), which never goes to a conversation
+        others read: refused for the moment (throttled, 5xx, unreachable), it is sent to them
+        through the outbox once the wait is over; when the chat cannot be opened at all, the
+        conversation is told only that (naming them) and what to do."""
         problem = await self._send_personal(turn_context, outgoing)
         if problem is None:
             return
         activity = turn_context.activity
         sender = activity.from_property
+        if not confidential:
+            log.info("teams: 1:1 chat unavailable (%s); answering where it was asked", problem)
+            deliver = self._in_place(turn_context, outgoing) if after_turn else None
+            await self._send(turn_context, outgoing, content, deliver=deliver)
+            return
         if not problem.permanent and sender is not None and sender.id:
             wait = problem.retry_after if problem.retry_after is not None else ANSWER_RETRY
             log.warning(

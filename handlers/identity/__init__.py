@@ -9,7 +9,7 @@ technician's direct message with the number on file.
 from handlers.identity import callback
 from handlers.identity.callback import button as called_back
 from handlers.identity.callback import card_fact, verify_command
-from handlers.identity.cards import PURPOSE, check_outcome
+from handlers.identity.cards import PURPOSE, check_outcome, shows_number
 from handlers.identity.deliveries import on_delivered as on_request_delivered
 from handlers.identity.deliveries import on_failed as on_request_failed
 from handlers.identity.service import (
@@ -45,6 +45,7 @@ __all__ = [
     "on_request_delivered",
     "on_request_failed",
     "require_confirmed",
+    "shows_number",
     "start_check",
     "verify_button",
     "verify_command",

@@ -102,7 +102,7 @@ async def _confirm(
         await _record(session, deps, interaction, ticket, check, people.asker)
         text = cards.called_back_text(ticket, check)
     deps.observe("identity", outcome="called_back")
-    return Reply(text=text)
+    return Reply(text=text, confidential=True)  # it names the number called
 
 
 async def _check(session: AsyncSession, ticket: Ticket, nonce: str | None) -> IdentityCheck | None:

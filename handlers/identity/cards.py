@@ -279,6 +279,11 @@ def check_outcome(check: IdentityCheck) -> Inline:
     return Rich(check.state, f" at {when(check.answered_at)}" if check.answered_by else "")
 
 
+def shows_number(check: IdentityCheck) -> bool:
+    """Whether `check_outcome` names the number on file."""
+    return bool(check.callback_phone) and check.state in ("called_back", "no_manager")
+
+
 def called_back_text(ticket: Ticket, check: IdentityCheck, *, number: bool = True) -> str:
     """The identity is confirmed by the technician's call-back. `number`: name the number
     called (the technician's own answer); the ticket's thread, which others may read, is told

@@ -406,7 +406,7 @@ async def start_check(
         if sent_text and not number_in_reply:
             return Reply(text=sent_text)
         reply = cards.callback_card(ticket, check) if check.callback_phone else None
-        return Reply(text=text, card=reply)
+        return Reply(text=text, card=reply, confidential=bool(check.callback_phone))
     check.state = "pending"
     check.manager_platform, check.manager_id = target
     check.expires_at = now + deps.config.identity.approval_ttl

@@ -25,9 +25,11 @@ KIND_NAMES = {
 }
 
 
-async def details(session: AsyncSession, ticket: Ticket, directory: Directory) -> list[Element]:
+async def details(
+    session: AsyncSession, ticket: Ticket, directory: Directory
+) -> tuple[list[Element], bool]:
     """PSA sync, time entries with their total, resolution, identity checks, CSAT and delivery
-    states."""
+    states; and whether they name the requester's number on file (an identity check's)."""
     rows = await outbox.states_for(session, ticket.id)
     out: list[Element] = await psa.show_lines(session, ticket, rows)
     entries = await repo.time_entries_for(session, ticket.id)
@@ -106,7 +108,7 @@ async def details(session: AsyncSession, ticket: Ticket, directory: Directory) -
     if rows:
         out.append(Text("Deliveries", muted=True))
         out.append(Facts([(_kind(r, ticket), _state(r)) for r in rows]))
-    return out
+    return out, any(identity.shows_number(c) for c in checks)
 
 
 def _kind(row: outbox.DeliveryState, ticket: Ticket) -> str:

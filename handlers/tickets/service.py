@@ -286,10 +286,13 @@ async def show(deps: Deps, interaction: Interaction, command: Command) -> Reply:
                 )
             raise Forbidden(f"Only technicians and the requester can see {ticket.number}.")
         extra = await diagnosis.card_elements(session, ticket) if technician else []
-        extra += await ticket_details.details(session, ticket, deps.directory)
+        more, confidential = await ticket_details.details(session, ticket, deps.directory)
+        extra += more
         shown = await identity.card_fact(session, ticket)
     return Reply(
-        card=ticket_card(ticket, extra=extra, now=deps.clock(), identity=shown), private=True
+        card=ticket_card(ticket, extra=extra, now=deps.clock(), identity=shown),
+        private=True,
+        confidential=confidential,
     )
 
 
