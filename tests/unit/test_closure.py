@@ -531,7 +531,8 @@ async def test_ticket_show_details(deps: Deps) -> None:
     async with deps.sessions() as session:
         ticket = await repo.get_by_number(session, "HD-1")
         assert ticket is not None
-        body = await ticket_details.details(session, ticket, deps.directory)
+        body, confidential = await ticket_details.details(session, ticket, deps.directory)
+    assert not confidential  # no identity check names a number here
     text = render_message(Card(title="", body=body))["blocks"].__repr__()
     for expected in (
         "Time entries (total 45m)",

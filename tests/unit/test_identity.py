@@ -237,11 +237,18 @@ async def test_no_manager_tells_technician_to_call_back_number_on_file(
     reply = await verify(deps, number)
     ticket, [check], events, rows = await state(deps, number)
     assert (ticket.identity_state, check.state) == ("required", "no_manager")
-    [told] = texts(rows, purpose="identity")
-    assert told == reply.text
     for part in expected:
-        assert part in told
-    assert "identity.no_manager" in events and not [r for r in rows if r.kind == "dm"]
+        assert part in reply.text
+    [told] = texts(rows, purpose="identity")
+    dms = [r for r in rows if r.kind == "dm"]
+    if "+1 555 0199" in expected:
+        # The number goes only to the technician who asked (a direct message); the ticket's
+        # thread, which others may read, is told where it went, never the number.
+        assert "+1 555 0199" not in told and "sent to Tom Tech" in told and "privately" in told
+        assert [(r.payload["user"], r.payload["text"]) for r in dms] == [(TECH.id, reply.text)]
+    else:
+        assert told == reply.text and not dms
+    assert "identity.no_manager" in events
     with pytest.raises(Forbidden):
         identity.require_confirmed(ticket)
     assert "not valid" in (await answer(deps, check.nonce, Actor("slack", ""))).text
@@ -310,7 +317,9 @@ async def test_delivery_restarts_the_window_and_failures_reach_the_technician(de
             )
     _, _, events, rows = await state(deps, number)
     [told] = [t for t in texts(rows, purpose="identity") if "could not be" in t]
-    assert "+1 555 0100" in told and "NOT confirmed" in told
+    # The thread others may read is pointed at the number on file, never told it.
+    assert "+1 555 0100" not in told and "NOT confirmed" in told
+    assert "call the requester back on the number on file" in told
     assert events.count("identity.unreachable") == 1
     async with deps.sessions() as session, session.begin():
         dm.status, dm.result = "delivered", {"channel": "DU0BO", "ts": "1.0001"}
@@ -372,7 +381,9 @@ async def test_a_manager_who_is_not_independent_is_never_asked(
     ticket, [check], _, rows = await state(boss_deps, number)
     assert (ticket.identity_state, check.state) == ("required", "no_manager")
     assert conflict in reply.text and "not be an independent second channel" in reply.text
-    assert not [r for r in rows if r.kind == "dm"]
+    # No manager's request; only the asking technician's direct message with the number.
+    assert not [r for r in rows if r.kind == "dm" and "identity_check" in r.payload]
+    assert [r.payload["user"] for r in rows if r.kind == "dm"] == [verified_by.id]
     async with boss_deps.sessions() as session:
         [data] = (
             await session.execute(
@@ -453,7 +464,9 @@ async def test_a_manager_known_on_teams_only_by_aad_id_cannot_vouch(db_url: str,
         reply = await verify(deps, number, actor=bo_teams)
         assert "the manager on file is the technician asking" in reply.text
         _, [check], _, rows = await state(deps, number)
-        assert check.state == "no_manager" and not [r for r in rows if r.kind == "dm"]
+        assert check.state == "no_manager"
+        assert not [r for r in rows if r.kind == "dm" and "identity_check" in r.payload]
+        assert [r.payload["user"] for r in rows if r.kind == "dm"] == [bo_teams.id]
         assert "not valid" in (await answer(deps, check.nonce, BO_SLACK)).text
         assert (await state(deps, number))[0].identity_state == "required"
     finally:
