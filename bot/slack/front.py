@@ -8,6 +8,7 @@ background task. Durable side effects never happen here: the core queues them in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -15,13 +16,14 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import ClientSession, web
+from aiohttp import ClientError, ClientSession, web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.request.async_internals import build_async_context
 from slack_bolt.request.async_request import AsyncBoltRequest
@@ -129,6 +131,23 @@ def make_client(
     )
 
 
+@contextlib.contextmanager
+def _bolt_construction_quiet() -> Iterator[None]:
+    """Only errors from Bolt's app logger while the app is built (its warnings there are about
+    the token passed through the client and `authorize` instead of the environment)."""
+    # A filter, not a level: Bolt sets this logger's level from the root logger as it starts.
+    logger = logging.getLogger("slack_bolt.AsyncApp")
+
+    def errors_only(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+    logger.addFilter(errors_only)
+    try:
+        yield
+    finally:
+        logger.removeFilter(errors_only)
+
+
 class SlackFront:
     """Owns the Bolt app; translates requests for the core and renders its replies."""
 
@@ -145,12 +164,28 @@ class SlackFront:
         self.http_enabled = signing is not None
         secret = signing.get_secret_value() if signing else secrets.token_hex(32)
         self._secret = secret.encode()
-        self.app = AsyncApp(
-            client=client,
-            signing_secret=secret,
-            process_before_response=True,
-            request_verification_enabled=True,
-        )
+        token = client.token
+        if not token:
+            raise ConfigError("SLACK_BOT_TOKEN: needed for Slack")
+
+        async def authorize(enterprise_id: str | None, team_id: str | None) -> AuthorizeResult:
+            # The one workspace's bot token, without a Web API call. Bolt's default for a
+            # single workspace calls auth.test before serving a request, until one succeeds,
+            # and answers 500 while Slack's Web API cannot be reached: `/ticket help`, `mine`
+            # and `show`, answered in the HTTP response, need nothing from it. The bot knows
+            # its own messages by the `bot_id` Slack puts on them (_on_message).
+            return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, bot_token=token)
+
+        # Bolt warns that it ignores SLACK_BOT_TOKEN, which it reads from the environment
+        # itself, since the client (and `authorize`) carry the token: true, and by design.
+        with _bolt_construction_quiet():
+            self.app = AsyncApp(
+                client=client,
+                authorize=authorize,
+                signing_secret=secret,
+                process_before_response=True,
+                request_verification_enabled=True,
+            )
         self.app.command(re.compile(r"^/.+"))(self._on_command)
         self.app.view_submission(re.compile(r".+"))(self._on_view_submission)
         self.app.action(ACTION_PATTERN)(self._on_block_action)
@@ -552,6 +587,10 @@ class SlackFront:
                 await work()
             except SlackApiError as exc:
                 log.warning("slack call failed after ack: %s", slack_error(exc.response))
+            except (ClientError, TimeoutError) as exc:
+                # Slack's Web API out of reach (a firewall, a proxy, an outage): one line naming
+                # where (aiohttp's message has the host and port), not a traceback per request.
+                log.warning("slack call failed after ack: %s: %s", type(exc).__name__, exc)
             except Exception:
                 log.exception("slack call failed after ack")
 

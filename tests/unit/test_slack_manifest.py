@@ -71,8 +71,8 @@ EVENT_SCOPES = {
 }
 # Bolt listener helpers that are Web API calls in disguise.
 BOLT_HELPERS = {"say": "chat.postMessage"}
-# Bolt's own calls on every app: auth.test on the first request (no scope).
-BOLT_IMPLICIT = ("auth.test",)
+# Bolt's own calls on every app: none (the app authorizes without auth.test: bot.slack.front).
+BOLT_IMPLICIT: tuple[str, ...] = ()
 
 
 def _sdk_methods() -> dict[str, str]:
