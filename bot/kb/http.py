@@ -9,6 +9,7 @@ import aiohttp
 from yarl import URL
 
 from bot.notifiers import retry_after_seconds
+from bot.unreachable import connect_failure
 from handlers.diagnosis import KB_TIMEOUT, KbUnavailable
 
 TIMEOUT = aiohttp.ClientTimeout(total=KB_TIMEOUT, connect=KB_TIMEOUT)
@@ -51,6 +52,8 @@ async def get_json(
             body = await _read_capped(response)
             retry_after = retry_after_seconds(response.headers.get("Retry-After"))
             location = response.headers.get("Location", "")
+    except aiohttp.ClientConnectorError as exc:
+        raise KbUnavailable(f"{service}: {connect_failure(exc)}") from exc
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise KbUnavailable(f"{service}: {type(exc).__name__}") from exc
     if body is None:

@@ -17,6 +17,7 @@ import aiohttp
 from yarl import URL
 
 from bot.notifiers import retry_after_seconds
+from bot.unreachable import connect_failure
 from handlers.psa import Company, PsaError
 
 TIMEOUT = aiohttp.ClientTimeout(total=20, sock_connect=10)
@@ -124,9 +125,7 @@ class PsaHttp:
                 location = response.headers.get("Location", "")
         except aiohttp.ClientConnectorError as exc:
             # Never connected: nothing can have happened there.
-            raise PsaError(
-                f"{self.name}: cannot connect ({type(exc).__name__})", kind="unavailable"
-            ) from exc
+            raise PsaError(f"{self.name}: {connect_failure(exc)}", kind="unavailable") from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             # The request may have arrived and been acted on before the answer was lost.
             raise PsaError(

@@ -611,3 +611,32 @@ def test_check_config_says_where_the_schema_stands_and_refuses_a_newer_one(
     lines = newer.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("database error: "), lines
     assert "9999" in lines[0] and head in lines[0] and "newer" in lines[0]
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_psa_probe_that_cannot_connect_names_where_and_why(tmp_path: Path) -> None:
+    """Found by an operator's trial: `check-config --probe` against a PSA it could not reach
+    said only `psa: ConnectWise: cannot connect (ClientConnectorError)`: not where it tried
+    (a typo in psa.url, a proxy) nor why (refused, a name that does not resolve). The same
+    text was the log line of every failed PSA write."""
+    port = _closed_port()
+    config = CONFIG + f"psa: {{system: connectwise, url: 'http://127.0.0.1:{port}'}}\n"
+    env = _setup(tmp_path, config=config) | {
+        "PSA_CLIENT_ID": "cli-test-client-id",
+        "PSA_COMPANY_ID": "msp",
+        "PSA_PUBLIC_KEY": "cli-test-public-key",
+        "PSA_PRIVATE_KEY": "cli-test-private-key-77",
+    }
+    result = run_bot("check-config", "--probe", cwd=tmp_path, env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    line = _one_line_naming(result, "psa")
+    assert f"cannot connect to 127.0.0.1:{port} (Connection refused)" in line, line
+    assert "cli-test-private-key-77" not in result.stdout + result.stderr
