@@ -1,11 +1,14 @@
 """Render a neutral `Card` to Slack Block Kit (plain dicts, no slack_sdk imports).
 
 Card text is escaped exactly once here (`&`, `<`, `>`; platform-facts §5), the bot's words and
-typed text alike (Slack has no other markup a person's text could start by accident), and
-`mrkdwn` is marked `verbatim` so Slack does not auto-parse `@here`-style words either. The one
-markup the bot makes itself is a `Mention` with a Slack id: `<@U…>`, which Slack shows as the
-person's name. `plain_text` objects (headers, labels, buttons, options, modal title) are
-escaped the same way (Slack decodes the entities there too) and show mentions as names. Size
+typed text alike, and `mrkdwn` is marked `verbatim` so Slack does not auto-parse `@here`-style
+words either. The one markup the bot makes itself is a `Mention` with a Slack id: `<@U…>`,
+which Slack shows as the person's name. `plain_text` objects (headers, labels, buttons,
+options, modal title) are escaped the same way (Slack decodes the entities there too) and show
+mentions as names. mrkdwn has no escape for `*`, `_`, `~` and backticks, so a paragraph, fact
+line or long title whose typed part holds one where it could start bold, italic, strike or code
+(`*urgent*`, `~/.config`, `` `x` ``) is a `plain_text` object instead (`emoji: false`, shown
+exactly as typed); everything else stays mrkdwn, so a normal card keeps its bold labels. Size
 limits follow platform-facts §6: long text is split into several blocks, titles are cut with
 "…", and data that cannot be cut without corrupting it (button values, private_metadata,
 option values) raises `ValueError`.
@@ -74,6 +77,38 @@ Block = dict[str, Any]
 def escape_mrkdwn(text: str) -> str:
     """Escape Slack's three control characters, and nothing else (platform-facts §5)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# What mrkdwn may take for bold, italic, strike or code, with no way to escape it there.
+MARKUP_CHARS = "*_~`"
+
+
+def could_format(text: str) -> bool:
+    """Whether typed `text` holds a character mrkdwn may read as markup: a backtick anywhere,
+    `*`, `_` or `~` where a word starts or ends (Slack leaves them alone inside a word, as in
+    `first_last` or `2*3`; the text's ends count as word edges)."""
+    for index, char in enumerate(text):
+        if char == "`":
+            return True
+        if char in "*_~":
+            before = text[index - 1] if index else " "
+            after = text[index + 1] if index + 1 < len(text) else " "
+            if not (before.isalnum() and after.isalnum()):
+                return True
+    return False
+
+
+def needs_literal(value: Inline) -> bool:
+    """Whether `value` must be `plain_text` to show what people typed: its typed text (or the
+    name or e-mail address of a person it names) could turn into markup in mrkdwn."""
+    for span in spans(value):
+        if isinstance(span, Typed) and could_format(span.text):
+            return True
+        if isinstance(span, Mention) and could_format(
+            span.email if span.slack_id else span.plain()
+        ):
+            return True
+    return False
 
 
 def mrkdwn(value: Inline) -> str:
@@ -152,6 +187,20 @@ def _plain(text: str) -> dict[str, Any]:
     return {"type": "plain_text", "text": escape_mrkdwn(text), "emoji": True}
 
 
+def _literal(escaped: str) -> dict[str, Any]:
+    """Text shown exactly as typed: no markup, no `:emoji:` codes (already escaped)."""
+    return {"type": "plain_text", "text": escaped, "emoji": False}
+
+
+def _literal_sections(text: str) -> list[Block]:
+    """`text` (raw) as plain_text sections, split like mrkdwn ones."""
+    return [
+        {"type": "section", "text": _literal(chunk)}
+        for chunk in split_escaped(escape_mrkdwn(text))
+        if chunk.strip()
+    ]
+
+
 def _sections(escaped: str, *, bold: bool = False) -> list[Block]:
     limit = SECTION_TEXT_MAX - (2 if bold else 0)
     return [
@@ -167,39 +216,65 @@ def _heading(text: Inline) -> list[Block]:
         return []
     if len(escape_mrkdwn(words)) <= HEADER_TEXT_MAX:
         return [{"type": "header", "text": _plain(words)}]
+    if needs_literal(text):
+        return _literal_sections(words)
     return _sections(mrkdwn(text), bold=True)
-
-
-def _typed_only(value: Inline) -> bool:
-    return all(isinstance(span, Typed) for span in spans(value))
 
 
 def _text_blocks(element: Text) -> list[Block]:
     if element.heading:
         return _heading(element.text)
-    if not plain(element.text).strip():
+    words = plain(element.text)
+    if not words.strip():
         return []
-    if _typed_only(element.text) and not element.muted:
-        # A paragraph someone typed (the exact error text, a note, a comment) is shown as
-        # typed: in mrkdwn `*.pst or *.ost` would turn bold and backticks vanish, and Slack
-        # has no way to escape them there (platform-facts §5: prefer plain_text).
-        return [
-            {"type": "section", "text": {"type": "plain_text", "text": chunk, "emoji": True}}
-            for chunk in split_escaped(escape_mrkdwn(plain(element.text)))
-            if chunk.strip()
-        ]
     if element.muted:
+        if needs_literal(element.text):
+            return [
+                {"type": "context", "elements": [_literal(chunk)]}
+                for chunk in split_escaped(escape_mrkdwn(words))
+                if chunk.strip()
+            ]
         return [
             {"type": "context", "elements": [_mrkdwn(chunk)]}
             for chunk in split_escaped(mrkdwn(element.text))
             if chunk.strip()
         ]
+    typed_only = all(isinstance(span, Typed) for span in spans(element.text))
+    if typed_only or needs_literal(element.text):
+        # A paragraph someone typed (the exact error text, a note, a comment), or one that
+        # quotes typed text mrkdwn would format, is shown as typed: in mrkdwn `*.pst or *.ost`
+        # would turn bold and backticks vanish, and Slack has no way to escape them there
+        # (platform-facts §5: prefer plain_text). The bot's words beside it lose nothing but
+        # their backticks.
+        return _literal_sections(words)
     return _sections(mrkdwn(element.text))
 
 
 def _facts_blocks(element: Facts) -> list[Block]:
-    lines = [f"*{mrkdwn(label)}:* {mrkdwn(value)}" for label, value in element.items]
-    return _sections("\n".join(lines)) if lines else []
+    """`*Label:* value` lines in one mrkdwn section; a line whose typed part mrkdwn would
+    format (a file named `*x*`, an error `~/.config`) is `Label: value` in plain_text, with
+    the lines next to it that need it too (a section has one text object)."""
+    blocks: list[Block] = []
+    run: list[str] = []
+    run_literal = False
+    for label, value in element.items:
+        literal = needs_literal(label) or needs_literal(value)
+        if run and literal != run_literal:
+            blocks.extend(_facts_run(run, run_literal))
+            run = []
+        run_literal = literal
+        if literal:
+            run.append(f"{plain(label)}: {plain(value)}")
+        else:
+            run.append(f"*{mrkdwn(label)}:* {mrkdwn(value)}")
+    if run:
+        blocks.extend(_facts_run(run, run_literal))
+    return blocks
+
+
+def _facts_run(lines: list[str], literal: bool) -> list[Block]:
+    text = "\n".join(lines)
+    return _literal_sections(text) if literal else _sections(text)
 
 
 # The button that opens a KB article (its title is shown beside it, as plain text).

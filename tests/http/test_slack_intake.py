@@ -389,7 +389,7 @@ async def test_the_exact_error_text_is_shown_on_the_slack_card_as_typed(
     blocks = card["blocks"] if isinstance(card["blocks"], list) else json.loads(card["blocks"])
     sections = [b["text"] for b in blocks if b["type"] == "section"]
     assert {"type": "plain_text", "text": typed.replace("&", "&amp;").replace("<", "&lt;")
-            .replace(">", "&gt;"), "emoji": True} in sections, sections  # fmt: skip
+            .replace(">", "&gt;"), "emoji": False} in sections, sections  # fmt: skip
 
 
 async def test_mine_shows_each_ticket_on_one_line_and_show_takes_leading_zeros(

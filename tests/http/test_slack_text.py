@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from sqlalchemy import select
 
 from storage.models import TimeEntry
 from tests.fakes.slack_api import FakeSlack
+from tests.harness import wait_until
 from tests.http.test_closure_slack import new_ticket, start
 
 
@@ -39,3 +41,80 @@ def test_unescape_gives_back_what_was_typed() -> None:
     assert unescape("a &lt;b&gt; &amp; c") == "a <b> & c"
     assert unescape("&amp;lt; stays typed") == "&lt; stays typed"  # typed `&lt;`
     assert unescape("no entities") == "no entities"
+
+
+# Typed text mrkdwn would format: Slack has no escape for `*`, `_`, `~` or backticks there.
+URGENT = "*urgent* printer <!channel> on floor 3, tray 2 jams on every job since the driver "
+# 150 characters (the most a summary takes): the card's title is too long for a header.
+SUMMARY = (URGENT + "update; toner replaced, still jams " * 3)[:150].rstrip()
+ASSET = "~/x~"
+ERROR = "Cannot write `code` to _tmp_ <!channel>"
+FILE = "*x*"
+
+
+def text_objects(value: Any) -> list[dict[str, Any]]:
+    """Every text object (`{"type": "mrkdwn" | "plain_text", "text": ...}`) in Block Kit."""
+    if isinstance(value, dict):
+        found = [value] if value.get("type") in ("mrkdwn", "plain_text") else []
+        return found + [o for v in value.values() for o in text_objects(v)]
+    if isinstance(value, list):
+        return [o for v in value for o in text_objects(v)]
+    return []
+
+
+def assert_literal(blocks: list[dict[str, Any]], *typed: str) -> None:
+    """Each typed text shows as typed (in a plain_text section, emoji codes off), none of it
+    in mrkdwn, where it would turn bold, italic, struck or code; `<!channel>` stays inert."""
+    objects = text_objects(blocks)
+    mrkdwn = [o["text"] for o in objects if o["type"] == "mrkdwn"]
+    sections = [b["text"] for b in blocks if b["type"] == "section"]
+    literal = [o["text"] for o in sections if o["type"] == "plain_text" and o["emoji"] is False]
+    for words in typed:
+        shown = words.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        assert not [t for t in mrkdwn if words in t or shown in t], (words, mrkdwn)
+        assert [t for t in literal if shown in t], (words, literal)
+    assert "<!channel>" not in json.dumps(blocks)
+
+
+async def test_typed_text_mrkdwn_would_format_shows_literally_on_slack(
+    make_app, slack_api: FakeSlack
+):
+    """A summary `*urgent* printer`, an asset `~/x~`, an error with `` `code` `` and `_tmp_`,
+    a file named `*x*`: on the card and in `show` they appear exactly as typed (before, the
+    card's fact lines and long title were mrkdwn: bold, struck and code, `**x*:*` in show);
+    the bot's own labels stay bold where nothing typed needs otherwise."""
+    from tests.http.working_support import PEOPLE, SlackFlow
+
+    app = await make_app(slack=slack_api, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    number = await s.ticket(summary=SUMMARY, asset=ASSET, error=ERROR)
+    card = s.card(number)
+    assert card is not None
+    blocks = card["blocks"] if isinstance(card["blocks"], list) else json.loads(card["blocks"])
+    assert_literal(blocks, "*urgent* printer <!channel>", f"Asset: {ASSET}", ERROR)
+    texts = [o["text"] for o in text_objects(blocks) if o["type"] == "mrkdwn"]
+    assert any(f"*Ticket:* {number}\n" in t for t in texts), texts
+
+    # A file named `*x*` shared in the card's thread, then `show`.
+    shared = {
+        "id": "F0X",
+        "name": FILE,
+        "title": FILE,
+        "mimetype": "text/plain",
+        "size": 10,
+        "permalink": "https://fake-team.slack.com/files/UANA/F0X/x",
+    }
+    event = s.event(user="UANA", thread=card["ts"], files=[shared])
+    assert (await app.slack(event, content_type="application/json")).status == 200
+    await wait_until(lambda: _recorded(app), what="the file recorded")
+    answer = await (await app.slash(f"show {number}")).json()
+    assert_literal(answer["blocks"], f"{FILE}: https://fake-team.slack.com/files/UANA/F0X/x")
+    assert_literal(answer["blocks"], ASSET, ERROR, "*urgent* printer")
+    assert "**x*:*" not in json.dumps(answer)
+
+
+async def _recorded(app: Any) -> bool:
+    from storage.models import TicketAttachment
+
+    async with app.services.sessions() as session:
+        return bool((await session.execute(select(TicketAttachment.id))).first())

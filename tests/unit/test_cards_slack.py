@@ -16,6 +16,7 @@ from cards.model import (
     Card,
     Facts,
     Form,
+    Link,
     Mention,
     NumberInput,
     Rich,
@@ -26,7 +27,11 @@ from cards.model import (
     UserPicker,
 )
 from cards.slack import (
+    MESSAGE_BLOCKS_MAX,
+    MESSAGE_TEXT_BUDGET,
     action_from_id,
+    block_text_size,
+    could_format,
     escape_mrkdwn,
     private_metadata,
     render_message,
@@ -209,6 +214,96 @@ def test_heading_is_plain_text_header_and_long_heading_becomes_bold_section() ->
     assert blocks[0]["text"]["text"] == f"*&lt;x&gt; {'h' * 200}*"
 
 
+def literal(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "plain_text", "text": text, "emoji": False}}
+
+
+def bold_lines(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text, "verbatim": True}}
+
+
+def test_what_mrkdwn_could_format_in_typed_text() -> None:
+    """Backticks anywhere; `*`, `_`, `~` only where a word starts or ends (Slack leaves
+    `first_last` and `2*3` alone)."""
+    for text in ("*urgent*", "_tmp_", "~/.config", "`code`", "*.pst", "x*", "a_", "(~x~)"):
+        assert could_format(text), text
+    for text in ("first_last@example.com", "2*3", "a~b", "plain words & <tags>", ""):
+        assert not could_format(text), text
+
+
+def test_a_fact_line_whose_typed_part_mrkdwn_would_format_is_plain_text() -> None:
+    """A file named `*x*` showed as `**x*:*`, an asset `~/x~` struck through: those lines are
+    plain_text (in the card's order), the others keep their bold labels."""
+    card = Card(
+        title="",
+        body=[
+            Facts(
+                [
+                    ("Ticket", "HD-1"),
+                    ("Asset", Typed("~/x~ <!channel>")),
+                    (Typed("*x*"), Rich(Typed("https://f.example/x"), " - ", "12:00 UTC")),
+                    ("Requester", Mention("Ana", "first_last@example.com", "U0ANA")),
+                    ("Client", Rich(Typed("Acme & Co"), " (gold)")),
+                ]
+            )
+        ],
+    )
+    assert render_message(card)["blocks"] == [
+        bold_lines("*Ticket:* HD-1"),
+        literal("Asset: ~/x~ &lt;!channel&gt;\n*x*: https://f.example/x - 12:00 UTC"),
+        bold_lines(
+            "*Requester:* <@U0ANA> (first_last@example.com)\n*Client:* Acme &amp; Co (gold)"
+        ),
+    ]
+
+
+def test_paragraphs_quoting_typed_markup_are_plain_text_and_others_stay_mrkdwn() -> None:
+    long_title = Rich("HD-1 (P2): ", Typed("*urgent* " + "p" * 200))
+    card = Card(
+        title="",
+        body=[
+            Text(Rich("Added to HD-1: ", Typed("_tmp_.log"), " (see `ticket show HD-1`).")),
+            Text(Rich("Added to HD-1: ", Typed("report.pdf"), " (see `ticket show HD-1`).")),
+            Text(Rich("Closed by ", Typed("`rm -rf`")), muted=True),
+            Text(Rich("Closed by ", Typed("Ana")), muted=True),
+            Text(long_title, heading=True),
+            Text(Typed("Error: *.pst :fire:")),
+        ],
+    )
+    blocks = render_message(card)["blocks"]
+    assert blocks == [
+        literal("Added to HD-1: _tmp_.log (see `ticket show HD-1`)."),
+        bold_lines("Added to HD-1: report.pdf (see `ticket show HD-1`)."),
+        {
+            "type": "context",
+            "elements": [{"type": "plain_text", "text": "Closed by `rm -rf`", "emoji": False}],
+        },
+        {
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": "Closed by Ana", "verbatim": True}],
+        },
+        literal(long_title.plain()),
+        literal("Error: *.pst :fire:"),
+    ]
+
+
+def test_literal_lines_keep_the_text_budget_and_block_limit() -> None:
+    """Every fact line needing plain_text, alternating with bold ones (one block per line):
+    within the total-text budget and 50 blocks, the buttons kept."""
+    items: list[tuple[Any, Any]] = []
+    for i in range(60):
+        items.append((f"Bot {i}", "fine"))
+        items.append((Typed(f"*file{i}*"), Typed("_" + "x" * 900 + "_")))
+    buttons = [Button(ActionId.CLOSE, "Close", {"ticket": "HD-1"})]
+    message = render_message(Card(title="t", body=[Facts(items)], buttons=buttons))
+    blocks = message["blocks"]
+    assert len(blocks) <= MESSAGE_BLOCKS_MAX
+    assert block_text_size(blocks) <= MESSAGE_TEXT_BUDGET
+    assert blocks[-1]["type"] == "actions"
+    texts = mrkdwn_texts(blocks)
+    assert not any("*file" in t or "_x" in t for t in texts)
+
+
 # -- size limits -------------------------------------------------------------
 
 
@@ -387,8 +482,16 @@ def render_to_state(card: Card) -> dict[str, Any]:
         ticket_card(),
         Card(title="x" * 200, body=[Text("y & " * 2000), Facts([("k", "<v>" * 1500)])]),
         Card(title="t", buttons=[Button(ActionId.CSAT_RATE, str(i)) for i in range(40)]),
+        Card(
+            title=Rich("HD-1: ", Typed("*urgent* " * 30)),
+            body=[
+                Facts([("Asset", Typed("~/x~")), (Typed("*x*"), "y" * 3500)]),
+                Text(Rich("See ", Typed("`code`")), muted=True),
+                Link("Fix *all*", "https://kb.example/1"),
+            ],
+        ),
     ],
-    ids=["intake", "ticket", "long", "many-buttons"],
+    ids=["intake", "ticket", "long", "many-buttons", "literal"],
 )
 def test_rendered_blocks_pass_slack_sdk_validators(card: Card) -> None:
     """slack_sdk's model validators encode Block Kit limits (platform-facts §6)."""
