@@ -50,7 +50,7 @@ from bot.slack.deliveries import delivery_id
 from bot.slack.errors import slack_error
 from bot.slack.files import share_image
 from cards import slack as blockkit
-from cards.model import ActionId, Card, Text, Typed, plain
+from cards.model import ActionId, Card, Inline, Rich, Text, Typed, plain
 from handlers.deps import Deps
 from handlers.dispatch import answer, is_instant
 from handlers.types import TICKET_MESSAGE, Actor, Conversation, Interaction, Reply
@@ -394,20 +394,23 @@ class SlackFront:
         if reply.duplicate or not problem or (reply.card and not reply.field_errors):
             return
         user, channel = interaction.actor.id, interaction.conversation.id
-        # A message's text is mrkdwn: what they typed (quoted in an error) must not ping or link.
-        parts = [
-            blockkit.escape_mrkdwn(reply.text),
-            *map(blockkit.mrkdwn, reply.field_errors.values()),
-        ]
-        text = f"{' '.join(p for p in parts if p)} (The form was closed: open it again to retry.)"
+        # Rendered as a card: what they typed (quoted in an error) must not ping or link, nor
+        # turn bold or code (a message's own text is mrkdwn, with no escape for `*`).
+        parts: list[Inline] = []
+        for told in [Typed(reply.text), *reply.field_errors.values()]:
+            if plain(told):
+                parts += [" ", told] if parts else [told]
+        said = Rich(*parts, " (The form was closed: open it again to retry.)")
+        card = Card(title="", body=[Text(said)], fallback=said.plain())
+        message = blockkit.render_message(card)
         if channel:
             try:
-                await self.client.chat_postEphemeral(channel=channel, user=user, text=text)
+                await self.client.chat_postEphemeral(channel=channel, user=user, **message)
                 return
             except SlackApiError as exc:
                 log.info("slack: ephemeral answer not posted: %s", slack_error(exc.response))
         opened = await self.client.conversations_open(users=user)
-        await self.client.chat_postMessage(channel=opened["channel"]["id"], text=text)
+        await self.client.chat_postMessage(channel=opened["channel"]["id"], **message)
 
     async def _on_block_action(self, ack: Any, body: dict[str, Any], respond: Any) -> None:
         await ack()

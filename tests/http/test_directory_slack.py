@@ -307,8 +307,9 @@ async def test_a_late_form_error_shows_what_was_typed_as_typed(
     make_app, slack_api: FakeSlack, source: Source
 ):
     """An escalation form answered after its modal closed (Graph throttled for 3 s): the field
-    error quotes the typed `<TBD>`, and the message's text is mrkdwn, so it arrives escaped
-    (`&lt;TBD&gt;`) instead of as a control sequence."""
+    error quotes the typed `*urgent* <TBD>`, which arrives escaped (`&lt;TBD&gt;`) instead of
+    as a control sequence, and in a plain_text block (the message's text was mrkdwn, where
+    `*urgent*` turned bold), the fallback text escaped too."""
     assert source.graph is not None
     security = {"security": {"slack": "C0SECURITY"}}
     app = await start(make_app, slack_api, source, cache_ttl="0s", queues=security)
@@ -320,7 +321,7 @@ async def test_a_late_form_error_shows_what_was_typed_as_typed(
     facts = {
         "repro_steps": "Open the laptop and sign in",
         "error_text": "Account locked",
-        "already_tried": "<TBD>",
+        "already_tried": "*urgent* <TBD>",
         "asset_link": "",
         "user_impact": "Cannot work",
     }
@@ -331,8 +332,14 @@ async def test_a_late_form_error_shows_what_was_typed_as_typed(
     assert (await app.interactive(submitted)).status == 200
     await wait_until(lambda: bool(posts_to(slack_api, f"D{TOM.slack}")), timeout=10)
     [told] = posts_to(slack_api, f"D{TOM.slack}")
-    assert "'&lt;TBD&gt;' is a placeholder" in told["text"], told["text"]
+    assert "'*urgent* &lt;TBD&gt;' is a placeholder" in told["text"], told["text"]
     assert "<TBD>" not in told["text"] and "form was closed" in told["text"]
+    blocks = told["blocks"] if isinstance(told["blocks"], list) else json.loads(told["blocks"])
+    [section] = blocks
+    assert section["text"]["type"] == "plain_text" and section["text"]["emoji"] is False
+    assert "'*urgent* &lt;TBD&gt;' is a placeholder" in section["text"]["text"]
+    assert section["text"]["text"].endswith("(The form was closed: open it again to retry.)")
+    assert "<TBD>" not in json.dumps(blocks)
 
 
 async def test_a_manager_whose_account_is_disabled_is_not_asked(
