@@ -18,6 +18,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack.errors import slack_error
 from bot.slack.notifier import NOT_HERE
+from cards import slack as blockkit
+from cards.model import Card, Rich, Text, Typed
 from handlers.types import Image
 
 log = logging.getLogger(__name__)
@@ -58,11 +60,16 @@ async def share_image(
         opened = await client.conversations_open(users=user)
         await _upload(client, image, png, opened["channel"]["id"], None)
         log.info("slack: %s could not go to %s; sent to the person's DM", image.filename, channel)
+        # The title names the client as typed: rendered as a card, it cannot ping, link or
+        # turn bold (a bare message text is mrkdwn).
+        said = Rich(
+            "I cannot post files in this channel (invite me to it), so ",
+            Typed(image.title),
+            " is in our direct messages.",
+        )
+        note = Card(title="", body=[Text(said)], fallback=said.plain())
         await respond(
-            text=f"I cannot post files in this channel (invite me to it), so {image.title} is "
-            "in our direct messages.",
-            response_type="ephemeral",
-            replace_original=False,
+            **blockkit.render_message(note), response_type="ephemeral", replace_original=False
         )
     except (SlackApiError, SlackRequestError) as exc:
         error = slack_error(exc.response) if isinstance(exc, SlackApiError) else str(exc)

@@ -197,6 +197,24 @@ async def test_slack_report_refusals_and_a_channel_the_bot_is_not_in(
     await wait_until(lambda: slack_api.responses(), what="the note where the chart went")
     assert "in our direct messages" in json.dumps(slack_api.responses("private"))
 
+    # The note names the client as typed: never a ping, never bold.
+    asked = app.slash(
+        f"report *acme* &lt;!channel&gt; {q.first} {q.second}",
+        channel="C0PRIVATE",
+        response_url=slack_api.response_url_for("typed"),
+    )
+    assert (await asked).status == 200
+    await wait_until(lambda: slack_api.responses("typed"), what="the note naming the client")
+    [note] = slack_api.responses("typed")
+    assert "<!channel>" not in json.dumps(note)
+    [section] = note["blocks"]
+    assert section["text"] == {
+        "type": "plain_text",
+        "text": f"I cannot post files in this channel (invite me to it), so QBR report chart: "
+        f"*acme* &lt;!channel&gt;, {q.first} to {q.second} is in our direct messages.",
+        "emoji": False,
+    }
+
 
 async def test_report_with_no_ticket_in_the_period(make_app, slack_api: FakeSlack):
     app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
