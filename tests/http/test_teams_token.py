@@ -214,9 +214,12 @@ async def test_a_connector_that_refuses_every_token_still_gives_the_row_up(
     async with app.services.sessions() as session:
         events = (await session.execute(failed)).scalars().all()
     assert any(e.data["outbox_id"] == row.id and e.data["permanent"] for e in events)
+
     # Tom is told as before (in his chat, which refuses the bot too: the log says so).
-    told = [r.payload.get("text", "") for r in await outbox(app) if r.id > row.id]
-    assert any(
-        "for HD-1 failed and will not be retried: teams: HTTP 401" in text for text in told
-    ), told
+    async def told() -> bool:
+        texts = [r.payload.get("text", "") for r in await outbox(app) if r.id > row.id]
+        wanted = "for HD-1 failed and will not be retried: teams: HTTP 401"
+        return any(wanted in text for text in texts)
+
+    await wait_until(told, what="Tom told the notice was given up")
     assert not [token for token in bot_auth.issued if token in caplog.text]
