@@ -86,12 +86,21 @@ async def _worker(settings: Settings) -> None:
 
     services = await start_services(settings, scheduler=True, web_front=False)
     stop = asyncio.Event()
+    received: list[str] = []
+
+    def _stop(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, _stop, sig)
     log.info("outbox worker running")
     await stop.wait()
+    # Said, so that a clean stop and a crash do not look alike in the log.
+    log.info("stopping (%s): finishing the deliveries in hand", received[0])
     await stop_services(services)
+    log.info("outbox worker stopped")
 
 
 def _serve(settings: Settings, *, scheduler: bool) -> None:
@@ -104,6 +113,12 @@ def _serve(settings: Settings, *, scheduler: bool) -> None:
             settings.host,
         )
     app = create_app(settings, scheduler=scheduler)
+
+    async def stopping(_: web.Application) -> None:
+        # Said, so that a clean stop and a crash do not look alike in the log.
+        log.info("stopping: finishing the requests in flight")
+
+    app.on_shutdown.insert(0, stopping)
     web.run_app(
         app,
         host=settings.host,
@@ -113,6 +128,7 @@ def _serve(settings: Settings, *, scheduler: bool) -> None:
         access_log=None,
         handle_signals=True,
     )
+    log.info("stopped")
 
 
 async def _check_listen(host: str, port: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -140,3 +141,27 @@ async def test_start_up_says_each_directory_and_queue_line_once(tmp_path: Path, 
     said = "\n".join(server.lines)
     assert said.count("directory: none configured") == 1, said
     assert said.count("category m365 goes to queue messaging, which has no channel") == 1, said
+
+
+async def test_a_clean_stop_is_said_in_the_log(tmp_path: Path, spawn) -> None:
+    """`serve` and `worker` stopped by SIGTERM said nothing: a clean stop and a crash looked
+    alike in the log. Each says it is stopping and that it stopped, and exits 0."""
+    from tests.http.processes import free_port
+
+    env = {
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'h.db'}",
+        "PORT": str(free_port()),
+    }
+    server = await spawn("serve", env=env)
+    await server.wait_for_line("listening on", timeout=30)
+    worker = await spawn("worker", env=env)
+    await worker.wait_for_line("outbox worker running", timeout=30)
+    for proc, stopping, stopped in (
+        (server, "stopping: finishing the requests in flight", "stopped"),
+        (worker, "stopping (SIGTERM): finishing the deliveries in hand", "outbox worker stopped"),
+    ):
+        await proc.stop(signal.SIGTERM)
+        assert proc.process.returncode == 0, proc.lines[-20:]
+        said = [line for line in proc.lines if "stopp" in line]
+        assert any(stopping in line for line in said), proc.lines[-20:]
+        assert any(line.rstrip().endswith(stopped) for line in said), proc.lines[-20:]
