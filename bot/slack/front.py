@@ -449,7 +449,9 @@ class SlackFront:
             view = blockkit.render_modal(reply.card)
             trigger = body["trigger_id"]
             self._spawn(lambda: self.client.views_open(trigger_id=trigger, view=view))
-        elif respond is None:  # a button in a modal: Slack gives no response_url there
+        elif not getattr(respond, "response_url", None):
+            # A button in a modal: Slack gives no response_url there (Bolt's `respond` is
+            # never None; called without a URL it raises).
             log.info("slack: no response_url to answer %s with", interaction.action)
         elif reply.card is not None or reply.text:
             payload = self._ack_message(reply)
