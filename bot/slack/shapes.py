@@ -144,7 +144,7 @@ def _fast_form(raw: str) -> dict[str, str] | None:
 def inspect(body: Any) -> Verdict:
     """Check a parsed body; the verdict names its kind and any problem."""
     if not isinstance(body, dict):
-        return Verdict("other", problem=f"the body is a JSON {_type(body)}, not an object")
+        return Verdict("other", problem=f"the body is a JSON {type_name(body)}, not an object")
     kind = _kind(body)
     try:
         _walk(body)
@@ -171,7 +171,8 @@ def _fail(where: str, what: str) -> NoReturn:
     raise Malformed(f"{where} {what}")
 
 
-def _type(value: Any) -> str:
+def type_name(value: Any) -> str:
+    """A value's JSON type, for messages."""
     names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
     return names.get(type(value), "number")
 
@@ -205,7 +206,7 @@ def _str(
             _fail(path, "is missing")
         return None
     if not isinstance(value, str):
-        _fail(path, f"is a {_type(value)}, not a string")
+        _fail(path, f"is a {type_name(value)}, not a string")
     if not value and not empty:
         _fail(path, "is empty")
     if len(value) > limit:
@@ -227,7 +228,7 @@ def _obj(obj: dict[str, Any], key: str, where: str, *, required: bool = False) -
             _fail(f"{where}.{key}", "is missing")
         return {}
     if not isinstance(value, dict):
-        _fail(f"{where}.{key}", f"is a {_type(value)}, not an object")
+        _fail(f"{where}.{key}", f"is a {type_name(value)}, not an object")
     return value
 
 
@@ -241,7 +242,7 @@ def _list(
             _fail(path, "is missing")
         return []
     if not isinstance(value, list):
-        _fail(path, f"is a {_type(value)}, not an array")
+        _fail(path, f"is a {type_name(value)}, not an array")
     if required and not value:
         _fail(path, "is empty")
     if len(value) > limit:
@@ -252,7 +253,7 @@ def _list(
 def _items(values: list[Any], where: str) -> list[dict[str, Any]]:
     for index, item in enumerate(values):
         if not isinstance(item, dict):
-            _fail(f"{where}[{index}]", f"is a {_type(item)}, not an object")
+            _fail(f"{where}[{index}]", f"is a {type_name(item)}, not an object")
     return values
 
 
@@ -271,14 +272,14 @@ def _context(obj: dict[str, Any], where: str, *, depth: int) -> None:
             for field in _REF_FIELDS:
                 _str(ref, field, f"{where}.{key}", limit=MAX_ID)
         else:
-            _fail(f"{where}.{key}", f"is a {_type(ref)}, not a string or an object")
+            _fail(f"{where}.{key}", f"is a {type_name(ref)}, not a string or an object")
     for key in _IDS:
         value = obj.get(key)
         if value is not None and (value.__class__ is not str or len(value) > MAX_ID):
             _str(obj, key, where, limit=MAX_ID)
     install = obj.get("is_enterprise_install")
     if install is not None and not isinstance(install, bool | str):
-        _fail(f"{where}.is_enterprise_install", f"is a {_type(install)}, not a boolean")
+        _fail(f"{where}.is_enterprise_install", f"is a {type_name(install)}, not a boolean")
     if obj.get("authorizations") is not None:
         for index, auth in enumerate(_items(_list(obj, "authorizations", where, limit=10), where)):
             _context(auth, f"{where}.authorizations[{index}]", depth=depth + 1)
@@ -328,7 +329,7 @@ def _state(state: dict[str, Any]) -> None:
         if len(block_id) > MAX_ID:
             _fail(where, f"has a block id longer than {MAX_ID} characters")
         if not isinstance(actions, dict):
-            _fail(where, f"is a {_type(actions)}, not an object")
+            _fail(where, f"is a {type_name(actions)}, not an object")
         if len(actions) > MAX_ACTIONS:
             _fail(where, f"has more than {MAX_ACTIONS} inputs")
         for action_id, input_state in actions.items():
@@ -336,7 +337,7 @@ def _state(state: dict[str, Any]) -> None:
             if len(action_id) > MAX_ID:
                 _fail(path, f"is an action id longer than {MAX_ID} characters")
             if not isinstance(input_state, dict):
-                _fail(path, f"is a {_type(input_state)}, not an object")
+                _fail(path, f"is a {type_name(input_state)}, not an object")
             _input_state(input_state, path)
 
 
@@ -383,7 +384,7 @@ def _block_actions(body: dict[str, Any], kind: str) -> Verdict:
         _input_state({k: v for k, v in action.items() if k != "value"}, where)
     channel = body.get("channel")
     if channel is not None and not isinstance(channel, dict):
-        _fail("body.channel", f"is a {_type(channel)}, not an object")
+        _fail("body.channel", f"is a {type_name(channel)}, not an object")
     message = _obj(body, "message", "body")
     _str(message, "ts", "body.message", limit=MAX_ID)
     _str(message, "text", "body.message", limit=MAX_TEXT)

@@ -98,6 +98,7 @@ class SocketClient(SocketModeClient):  # type: ignore[misc]
         )
         self._every = Every(30.0)
         self._failing = False
+        self._handling: set[asyncio.Future[None]] = set()
 
     async def issue_new_wss_url(self) -> str:
         """A new URL from apps.connections.open; a 429 is waited out (Retry-After), a refused
@@ -185,6 +186,29 @@ class SocketClient(SocketModeClient):  # type: ignore[misc]
             self._failing = False
             log.info("slack: Socket Mode connected again")
 
+    async def process_message(self) -> None:
+        """slack_sdk's, except that a text frame that is not JSON is one warning, not a
+        traceback (slack_sdk's json.loads raised into its processing loop)."""
+        raw = await self.message_queue.get()
+        if raw is None:
+            return
+        message: Any = {}
+        if raw.startswith("{"):
+            try:
+                message = json.loads(raw)
+            except ValueError as exc:
+                log.warning(
+                    "slack: Socket Mode message dropped: not JSON (%d characters; %s)",
+                    len(raw),
+                    exc,
+                )
+                return
+        # As slack_sdk does: each message is handled on its own task (a slow command does
+        # not hold up the envelopes behind it); kept until done, so it is not collected.
+        task = asyncio.ensure_future(self.run_message_listeners(message, raw))
+        self._handling.add(task)
+        task.add_done_callback(self._handling.discard)
+
     def failed(self, exc: BaseException, *, logged: bool = False) -> None:
         """One line per cause at most every 30 s (a revoked token or an outage repeats);
         `logged`: the caller has said it."""
@@ -207,6 +231,34 @@ def _seconds(value: str | None, default: float) -> float:
         return max(1.0, float(value)) if value else default
     except ValueError:
         return default
+
+
+def _id_problem(envelope_id: Any) -> str:
+    if envelope_id is None or envelope_id == "":
+        return "it has no envelope_id"
+    if not isinstance(envelope_id, str):
+        return f"its envelope_id is a {shapes.type_name(envelope_id)}, not a string"
+    return f"its envelope_id is longer than {shapes.MAX_ID} characters"
+
+
+def _envelope_problem(message: dict[str, Any]) -> str | None:
+    """What is wrong with an envelope that has its id, beyond its payload (`shapes.inspect`)."""
+    if "type" not in message:
+        return "it has no type"
+    if "payload" not in message:
+        return "it has no payload"
+    payload = message["payload"]
+    if not isinstance(payload, dict | str):
+        return f"its payload is a {shapes.type_name(payload)}"
+    attempt = message.get("retry_attempt")
+    if attempt is not None and (
+        not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 0
+    ):
+        return "its retry_attempt is not a count"
+    reason = message.get("retry_reason")
+    if reason is not None and not (isinstance(reason, str) and len(reason) <= shapes.MAX_ID):
+        return "its retry_reason is not a short string"
+    return None
 
 
 def _payload(status: int, content_type: str, body: str) -> dict[str, Any] | None:
@@ -239,27 +291,37 @@ class SocketModeHandler(AsyncSocketModeHandler):  # type: ignore[misc]
     async def _unreadable(
         self, client: AsyncBaseSocketModeClient, message: dict[str, Any], raw: str | None
     ) -> None:
-        """An envelope slack_sdk would not hand to `handle`: no `type` or no `payload` (it is
-        then dropped unacknowledged), or a payload it cannot even read (not an object: it then
-        fails). Acknowledged here, and its payload dropped so that slack_sdk does not fail on
-        it next."""
+        """The envelope itself checked, before slack_sdk hands it to `handle`.
+
+        Without a usable `envelope_id` (missing, null, empty, not a string, oversized) it
+        cannot be acknowledged: it is dropped, never run (slack_sdk ran one whose id was null
+        and sent an ack Slack could not match). Otherwise what slack_sdk would not hand to
+        `handle` (no `type` or no `payload`: dropped unacknowledged; a payload it cannot read:
+        it fails) or could not pass on (`retry_attempt`/`retry_reason` of the wrong type: Bolt
+        fails building its retry headers) is acknowledged here and not handled. The payload is
+        dropped from such a message, so that slack_sdk does not go on with it."""
         envelope_id = message.get("envelope_id")
-        payload = message.get("payload")
-        if not envelope_id or ("type" in message and isinstance(payload, dict | str)):
+        if envelope_id is None and "payload" not in message:
+            return  # hello, disconnect: nothing to acknowledge
+        if not (isinstance(envelope_id, str) and 0 < len(envelope_id) <= shapes.MAX_ID):
+            log.warning(
+                "slack: socket envelope (%.40r) dropped, not handled: %s, so it cannot be "
+                "acknowledged",
+                message.get("type"),
+                _id_problem(envelope_id),
+            )
+            message.pop("payload", None)
             return
-        if "type" not in message:
-            problem = "it has no type"
-        elif "payload" not in message:
-            problem = "it has no payload"
-        else:
-            problem = f"its payload is {type(payload).__name__}"
+        problem = _envelope_problem(message)
+        if problem is None:
+            return
         log.warning(
             "slack: malformed socket envelope %s acknowledged, not handled: %s",
             envelope_id,
             problem,
         )
         message.pop("payload", None)
-        await client.send_socket_mode_response(SocketModeResponse(envelope_id=str(envelope_id)))
+        await client.send_socket_mode_response(SocketModeResponse(envelope_id=envelope_id))
 
     async def handle(self, client: AsyncBaseSocketModeClient, req: SocketModeRequest) -> None:
         verdict = shapes.inspect(req.payload)

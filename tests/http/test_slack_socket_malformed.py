@@ -91,3 +91,57 @@ async def test_every_field_of_every_kind_broken_in_turn_over_the_socket(
     assert len(acked) == len(set(acked)) == len(variants) + 1  # each once
     assert await table.stored(app) == table.NOTHING
     await still_serving(socket_server)
+
+
+async def test_envelopes_without_a_usable_id_or_with_odd_fields(
+    make_app: Any,
+    slack_api: FakeSlack,
+    socket_server: FakeSocketMode,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Found by a review: an envelope whose envelope_id was null was run (`/ticket new`
+    opened its form) and "acknowledged" with a null id Slack cannot match; one with a
+    retry_reason that was not a string failed in Bolt with a traceback (the command went
+    unanswered); a text frame that was not JSON was a traceback from slack_sdk. Now: without
+    a usable id an envelope is dropped with a warning and never run; odd envelope fields are
+    acknowledged once with a warning and not handled; a frame that is not JSON is a warning."""
+    await start_socket_app(make_app, slack_api, socket_server)
+    caplog.set_level(logging.INFO)
+    new = slash_envelope("new", envelope_id="x")
+    no_id = {k: v for k, v in new.items() if k != "envelope_id"}
+    for odd_id in [None, "", 7, ["x"], "e" * 300]:
+        caplog.clear()
+        await socket_server.send({**new, "envelope_id": odd_id, "payload": {**new["payload"]}})
+        await asyncio.sleep(0.3)
+        assert [r for r in caplog.records if "dropped, not handled" in r.getMessage()], odd_id
+        assert not failures(caplog), odd_id
+    await socket_server.send(no_id)
+    # A list payload without an id: slack_sdk could not even read it.
+    await socket_server.send({"envelope_id": "", "type": "interactive", "payload": []})
+    odd_fields = {
+        "env-reason": {"retry_reason": {"why": "timeout"}},
+        "env-reason-long": {"retry_reason": "r" * 300},
+        "env-attempt": {"retry_attempt": "1"},
+        "env-attempt-bool": {"retry_attempt": True},
+        "env-attempt-negative": {"retry_attempt": -1},
+    }
+    for envelope_id, fields in odd_fields.items():
+        caplog.clear()
+        await socket_server.send({**new, **fields, "envelope_id": envelope_id})
+        assert await socket_server.ack_for(envelope_id, timeout=3) == {"envelope_id": envelope_id}
+        assert any("malformed socket envelope" in r.getMessage() for r in caplog.records)
+        assert not failures(caplog), envelope_id
+    caplog.clear()
+    assert socket_server._ws is not None
+    await socket_server._ws.send_str('{"type": "slash_commands", "envelope_id": "env-cut')
+    await asyncio.sleep(0.3)
+    assert any("not JSON" in r.getMessage() for r in caplog.records)
+    assert not failures(caplog)
+    await asyncio.sleep(0.3)
+    assert slack_api.views_opened() == []  # nothing was run
+    assert [a["envelope_id"] for a in socket_server.acks] == list(odd_fields)  # each once
+    await still_serving(socket_server)
+    # A well-formed retry is still served.
+    await socket_server.send(slash_envelope("new", envelope_id="env-ok", retry=1))
+    await socket_server.ack_for("env-ok")
+    await slack_api.wait_for_method("views.open")
