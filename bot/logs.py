@@ -22,9 +22,11 @@ _SECRET_PATTERNS = [
         r"[\"']?\s*[:=]\s*[\"']?)[^\s\"',&]+"
     ),
     # user:password in a URL (a calendar feed, a KB base URL) and credential-like query
-    # parameters (`?token=`, `&sig=`).
+    # parameters (`?token=`, `&sig=`, the one-time `ticket=` of a Socket Mode URL).
     re.compile(r"(?i)(?P<keep>\b[a-z][a-z0-9+.-]*://)[^/\s@:]+:[^/\s@]+(?=@)"),
-    re.compile(r"(?i)(?P<keep>[?&](?:token|key|apikey|sig|signature|secret|code)=)[^\s&\"']+"),
+    re.compile(
+        r"(?i)(?P<keep>[?&](?:token|key|apikey|sig|signature|secret|code|ticket)=)[^\s&\"']+"
+    ),
 ]
 
 

@@ -164,13 +164,20 @@ class SocketClient(SocketModeClient):  # type: ignore[misc]
         if self.aiohttp_client_session.closed:
             self.aiohttp_client_session = aiohttp.ClientSession()
         url, self.wss_uri = self.wss_uri or await self.issue_new_wss_url(), None
-        session = await self.aiohttp_client_session.ws_connect(
-            url,
-            autoping=False,
-            heartbeat=self.ping_interval,
-            proxy=self.proxy,
-            ssl=self.web_client.ssl if self.web_client.ssl is not None else True,
-        )
+        try:
+            session = await self.aiohttp_client_session.ws_connect(
+                url,
+                autoping=False,
+                heartbeat=self.ping_interval,
+                proxy=self.proxy,
+                ssl=self.web_client.ssl if self.web_client.ssl is not None else True,
+            )
+        except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError, ValueError) as exc:
+            # aiohttp names the whole URL, ticket included.
+            raise NoUrl(
+                f"apps.connections.open answered a URL that cannot be used ({_bare(url)}: "
+                f"{type(exc).__name__})"
+            ) from None
         self.current_session = session
         self.auto_reconnect_enabled = self.default_auto_reconnect_enabled
         self.stale = False
@@ -231,6 +238,15 @@ def _seconds(value: str | None, default: float) -> float:
         return max(1.0, float(value)) if value else default
     except ValueError:
         return default
+
+
+def _bare(url: str) -> str:
+    """A URL without its query (the ticket) and fragment, for a log line."""
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.scheme else "no scheme"
+    except ValueError:
+        return "not a URL"
 
 
 def _id_problem(envelope_id: Any) -> str:

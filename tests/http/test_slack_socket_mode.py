@@ -423,6 +423,38 @@ async def test_a_url_that_cannot_be_connected_to_is_not_tried_again(
     assert any("answered HTTP 403 to the WebSocket handshake" in line for line in said)
 
 
+async def test_a_url_aiohttp_cannot_use_is_not_logged_with_its_ticket(
+    make_app, slack_api, socket_server, caplog
+):
+    """Found by a review: a URL from apps.connections.open that aiohttp refuses before any
+    handshake (a scheme it does not speak, a port out of range) was logged whole every 30 s,
+    its one-time ticket included ("NonHttpUrlClientError: ftp://...?ticket=..."), and the log
+    formatter did not mask `ticket=`. The line names the URL without its query; the bot asks
+    for a new URL and connects."""
+    await start_socket_app(make_app, slack_api, socket_server)
+    urls = [
+        "ftp://127.0.0.1/link?ticket=t-secret-ftp",
+        "ws://127.0.0.1:99999/link?ticket=t-secret-port",
+        socket_server.url,
+    ]
+    slack_api.set_response(
+        "apps.connections.open", lambda _: {"ok": True, "url": urls.pop(0) if urls else ""}
+    )
+    await socket_server.disconnect()
+    await socket_server.wait_connections(2, timeout=20)
+    assert len(slack_api.method_calls("apps.connections.open")) == 4
+    await socket_server.send(slash_envelope("help", envelope_id="env-again"))
+    await socket_server.ack_for("env-again")
+    ours = [r for r in caplog.records if r.name.startswith("bot.")]
+    said = [r.getMessage() + (r.exc_text or "") for r in ours]
+    assert not [line for line in said if "t-secret" in line], said
+    assert any(
+        "a URL that cannot be used (ftp://127.0.0.1/link: NonHttpUrlClientError)" in line
+        for line in said
+    ), said
+    assert not [r for r in ours if r.exc_info and "Socket Mode" in r.getMessage()]
+
+
 async def test_slack_unreachable_at_start_up_does_not_hold_the_bot(
     make_app, slack_api, socket_server, caplog
 ):

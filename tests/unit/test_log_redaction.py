@@ -22,11 +22,13 @@ def test_redact_masks_token_shapes() -> None:
 def test_redact_masks_credentials_in_urls() -> None:
     line = redact(
         "fetched https://ops:s3cret@cal.example.com/x.ics and "
-        "https://kb.example.com/api?token=T0KEN&page=2&sig=S1G"
+        "https://kb.example.com/api?token=T0KEN&page=2&sig=S1G and "
+        "wss://wss-primary.slack.com/link/?ticket=T1CKET&app_id=A0APP"
     )
-    for secret in ("s3cret", "T0KEN", "S1G"):
+    for secret in ("s3cret", "T0KEN", "S1G", "T1CKET"):
         assert secret not in line
     assert "https://[redacted]@cal.example.com/x.ics" in line and "page=2" in line
+    assert "app_id=A0APP" in line
 
 
 def test_json_lines_carry_correlation_id_and_ticket() -> None:
