@@ -621,10 +621,13 @@ class SlackFront:
                 "app-level token (xapp-...) with the connections:write scope"
             ) from None
         except Exception as exc:
+            waiting = socket.client.rate_limited_for()
             log.warning(
                 "Slack Socket Mode could not connect yet (%s); the bot serves meanwhile and "
                 "keeps trying",
-                describe(exc),
+                f"Slack rate limits apps.connections.open: again in {waiting:.0f} s"
+                if isinstance(exc, TimeoutError) and waiting
+                else describe(exc),
             )
             socket.client.failed(exc, logged=True)
             self._connecting = asyncio.get_running_loop().create_task(socket.client.connect())

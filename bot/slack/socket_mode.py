@@ -31,6 +31,7 @@ from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.adapter.socket_mode.async_internals import run_async_bolt_app
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
@@ -90,28 +91,54 @@ class SocketClient(SocketModeClient):  # type: ignore[misc]
     """slack_sdk's aiohttp Socket Mode client, connecting with a fresh URL at each attempt."""
 
     def __init__(self, app_token: str, *, web_client: AsyncWebClient, logger: Any) -> None:
+        # The same client, without slack_sdk's 429 retry: it would sleep out a Retry-After
+        # inside the call, where start-up's wait cuts it short and nothing remembers it.
+        own = AsyncWebClient(
+            token=web_client.token,
+            base_url=web_client.base_url,
+            timeout=web_client.timeout,
+            ssl=web_client.ssl,
+            proxy=web_client.proxy,
+            session=web_client.session,
+            headers=web_client.headers,
+            retry_handlers=[
+                h
+                for h in web_client.retry_handlers
+                if not isinstance(h, AsyncRateLimitErrorRetryHandler)
+            ],
+        )
         super().__init__(
             app_token=app_token,
             logger=logger,
-            web_client=web_client,
+            web_client=own,
             ping_interval=PING_INTERVAL,
         )
         self._every = Every(30.0)
         self._failing = False
         self._handling: set[asyncio.Future[None]] = set()
+        self._retry_at = 0.0  # time.monotonic() before which apps.connections.open waits
+
+    def rate_limited_for(self) -> float:
+        """Seconds still to wait before apps.connections.open may be called (its last 429)."""
+        return max(0.0, self._retry_at - time.monotonic())
 
     async def issue_new_wss_url(self) -> str:
         """A new URL from apps.connections.open; a 429 is waited out (Retry-After), a refused
-        token raises TokenRefused, other failures NoUrl (or the network's own error)."""
+        token raises TokenRefused, other failures NoUrl (or the network's own error).
+
+        The wait is remembered: an attempt cut short while waiting (start-up gives up on the
+        first connection after FIRST_CONNECT_WAIT) does not let the next one call earlier."""
         while True:
+            if wait := self.rate_limited_for():
+                await asyncio.sleep(wait)
             try:
                 response = await self.web_client.apps_connections_open(app_token=self.app_token)
             except SlackApiError as exc:
                 error = str(exc.response.get("error") or "")
                 if exc.response.status_code == 429 or error == "ratelimited":
                     wait = _seconds(exc.response.headers.get("Retry-After"), RATE_LIMIT_WAIT)
+                    self._retry_at = time.monotonic() + wait
                     log.info("slack: apps.connections.open is rate limited; again in %.0f s", wait)
-                    await asyncio.sleep(wait)
                     continue
                 if error in REFUSALS:
                     raise TokenRefused(error) from None

@@ -476,6 +476,32 @@ async def test_slack_unreachable_at_start_up_does_not_hold_the_bot(
     assert any("internal_error" in r.getMessage() for r in said)
 
 
+async def test_a_retry_after_longer_than_start_up_waits_is_kept(
+    make_app, slack_api, socket_server, caplog
+):
+    """Found by a review: apps.connections.open rate limited at start-up with a Retry-After
+    longer than start-up waits for Slack (10 s) was called again as soon as start-up gave up,
+    before the time Slack asked for, and the log said "no answer in time". The wait is kept
+    across the attempt, and the line says Slack rate limits the call."""
+    slack_api.fail(
+        "apps.connections.open",
+        429,
+        headers={"Retry-After": "12"},
+        body={"ok": False, "error": "ratelimited"},
+    )
+    slack_api.set_response("apps.connections.open", {"ok": True, "url": socket_server.url})
+    app = await asyncio.wait_for(make_app(env=socket_env(slack_api), people=PEOPLE), timeout=20)
+    assert (await app.http.get(f"{app.url}/healthz")).status == 200
+    await socket_server.wait_connections(1, timeout=20)
+    first, second = (c.at for c in slack_api.calls("/api/apps.connections.open"))
+    assert second - first >= 11.5
+    said = [r.getMessage() for r in caplog.records if "Socket Mode" in r.getMessage()]
+    assert any("rate limits apps.connections.open: again in" in line for line in said), said
+    assert not [line for line in said if "no answer in time" in line]
+    await socket_server.send(slash_envelope("help", envelope_id="env-waited"))
+    await socket_server.ack_for("env-waited")
+
+
 async def test_an_app_token_slack_refuses_stops_start_up_naming_it(
     db_url: str, slack_api: FakeSlack, spawn: Any
 ) -> None:
