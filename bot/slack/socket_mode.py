@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -61,6 +62,8 @@ REFUSALS = frozenset(
 )
 # Wait asked for by a 429 without Retry-After (the method is Tier 1).
 RATE_LIMIT_WAIT = 30.0
+# Longest wait between attempts to connect while they keep failing.
+MAX_BACKOFF = 60.0
 
 
 class TokenRefused(Exception):
@@ -165,7 +168,10 @@ class SocketClient(SocketModeClient):  # type: ignore[misc]
                 self.connect_operation_lock.release()
 
     async def connect(self) -> None:
-        """Connect, trying again every PING_INTERVAL until it works or the client is closed."""
+        """Connect, trying again until it works or the client is closed: after PING_INTERVAL,
+        then twice as long after each failure in a row, up to MAX_BACKOFF (a Slack outage or
+        a revoked token is not asked about 12 times a minute, by every replica at once)."""
+        failures = 0
         while not self.closed:
             try:
                 await self.connect_once()
@@ -175,8 +181,10 @@ class SocketClient(SocketModeClient):  # type: ignore[misc]
             except Exception as exc:
                 if self.closed:
                     return
-                self.failed(exc)
-                await asyncio.sleep(self.ping_interval)
+                failures += 1
+                wait = backoff(failures, self.ping_interval)
+                self.failed(exc, wait=wait)
+                await asyncio.sleep(wait)
 
     async def connect_once(self) -> None:
         """One attempt: the old connection closed, a URL used once, a new connection with its
@@ -243,21 +251,29 @@ class SocketClient(SocketModeClient):  # type: ignore[misc]
         self._handling.add(task)
         task.add_done_callback(self._handling.discard)
 
-    def failed(self, exc: BaseException, *, logged: bool = False) -> None:
+    def failed(self, exc: BaseException, *, logged: bool = False, wait: float = 0.0) -> None:
         """One line per cause at most every 30 s (a revoked token or an outage repeats);
-        `logged`: the caller has said it."""
+        `logged`: the caller has said it; `wait`: until the next attempt. A token Slack
+        refuses is an error: nothing from Slack arrives until it is replaced."""
         self._failing = True
         cause = type(exc).__name__
         held = self._every.due(cause)
         if held is None or logged:
             return
         more = f" ({held} more since)" if held else ""
-        log.warning(
-            "slack: Socket Mode cannot connect: %s; trying again every %.0f s%s",
+        log.log(
+            logging.ERROR if isinstance(exc, TokenRefused) else logging.WARNING,
+            "slack: Socket Mode cannot connect: %s; trying again in %.0f s%s",
             describe(exc),
-            self.ping_interval,
+            wait,
             more,
         )
+
+
+def backoff(failures: int, first: float) -> float:
+    """Seconds before the next attempt after `failures` in a row: `first`, doubled each time
+    up to MAX_BACKOFF, give or take a fifth (replicas do not all call at the same moment)."""
+    return min(first * 2 ** min(failures - 1, 16), MAX_BACKOFF) * random.uniform(0.8, 1.2)
 
 
 def _seconds(value: str | None, default: float) -> float:

@@ -476,6 +476,30 @@ async def test_slack_unreachable_at_start_up_does_not_hold_the_bot(
     assert any("internal_error" in r.getMessage() for r in said)
 
 
+@pytest.mark.slow
+async def test_failing_connections_back_off(make_app, slack_api, socket_server, caplog):
+    """Found by a review: while apps.connections.open kept failing (a Slack outage, a token
+    revoked while the bot runs) it was called every 5 s for as long as it lasted, and a
+    refused token was only a warning. Attempts now back off (5 s, 10 s, 20 s... up to 60 s,
+    give or take a fifth), a refused token is an error line, and the bot connects once
+    Slack answers again."""
+    await start_socket_app(make_app, slack_api, socket_server)
+    slack_api.set_response("apps.connections.open", {"ok": False, "error": "token_revoked"})
+    started = time.monotonic()
+    await socket_server.disconnect()
+    await asyncio.sleep(11)
+    # At 0 s, then after 4-6 s; the next one no sooner than 12 s (every 5 s: 0, 5, 10).
+    tried = [c.at - started for c in slack_api.calls("/api/apps.connections.open")][1:]
+    assert len(tried) == 2, tried
+    refused = [r for r in caplog.records if "Slack refused SLACK_APP_TOKEN" in r.getMessage()]
+    assert refused and refused[0].levelname == "ERROR"
+    assert "trying again in" in refused[0].getMessage()
+    slack_api.set_response("apps.connections.open", {"ok": True, "url": socket_server.url})
+    await socket_server.wait_connections(2, timeout=15)
+    await socket_server.send(slash_envelope("help", envelope_id="env-back"))
+    await socket_server.ack_for("env-back")
+
+
 async def test_a_retry_after_longer_than_start_up_waits_is_kept(
     make_app, slack_api, socket_server, caplog
 ):
