@@ -75,6 +75,8 @@ SIGNATURE_MAX_AGE = 5 * 60
 # How long start-up waits for the first Socket Mode connection; after that it goes on
 # connecting in the background.
 FIRST_CONNECT_WAIT = 10.0
+# How long stopping waits for Socket Mode envelopes in hand to be acknowledged.
+STOP_WAIT = 3.0
 # The bot's own buttons (`ticket.verify`, `ticket.verify:2`...); shapes.inspect acknowledges
 # any other press without routing it.
 ACTION_PATTERN = re.compile(
@@ -641,7 +643,8 @@ class SlackFront:
             await asyncio.gather(connecting, return_exceptions=True)
         socket = getattr(self, "_socket", None)
         if socket is not None:
-            await socket.close_async()
+            # Envelopes in hand are answered and acknowledged first (Slack waits 3 s).
+            await socket.stop(STOP_WAIT)
 
     async def drain(self) -> None:
         """Wait for post-ack calls still running (shutdown, tests)."""

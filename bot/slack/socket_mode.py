@@ -120,6 +120,8 @@ class SocketClient(SocketModeClient):  # type: ignore[misc]
         self._failing = False
         self._handling: set[asyncio.Future[None]] = set()
         self._retry_at = 0.0  # time.monotonic() before which apps.connections.open waits
+        # Set while the bot stops: no new connection, no new envelope taken.
+        self.stopping = False
 
     def rate_limited_for(self) -> float:
         """Seconds still to wait before apps.connections.open may be called (its last 429)."""
@@ -155,6 +157,8 @@ class SocketClient(SocketModeClient):  # type: ignore[misc]
 
     async def connect_to_new_endpoint(self, force: bool = False) -> None:
         """slack_sdk's, except that the URL is asked for by `connect`, attempt by attempt."""
+        if self.stopping:
+            return
         acquired = False
         try:
             acquired = await asyncio.wait_for(self.connect_operation_lock.acquire(), timeout=5)
@@ -346,6 +350,21 @@ class SocketModeHandler(AsyncSocketModeHandler):  # type: ignore[misc]
         )
         self.client.socket_mode_request_listeners.append(self.handle)
         self.client.message_listeners.append(self._unreadable)
+        self._in_hand: set[asyncio.Task[Any]] = set()
+
+    async def stop(self, wait: float) -> None:
+        """Close cleanly (SIGTERM): take no new envelope (Slack delivers it again, to another
+        connection or once the bot is back), give the ones in hand up to `wait` seconds to be
+        answered and acknowledged on the connection they came by, then close it.
+
+        Closing at once lost their acks (a traceback each: "Cannot write to closing
+        transport"), and a slash command's person saw Slack's timeout error."""
+        self.client.stopping = True
+        self.client.auto_reconnect_enabled = False
+        self.client.default_auto_reconnect_enabled = False
+        if self._in_hand:
+            await asyncio.wait(set(self._in_hand), timeout=wait)
+        await self.close_async()
 
     async def _unreadable(
         self, client: AsyncBaseSocketModeClient, message: dict[str, Any], raw: str | None
@@ -383,6 +402,24 @@ class SocketModeHandler(AsyncSocketModeHandler):  # type: ignore[misc]
         await client.send_socket_mode_response(SocketModeResponse(envelope_id=envelope_id))
 
     async def handle(self, client: AsyncBaseSocketModeClient, req: SocketModeRequest) -> None:
+        if self.client.stopping:
+            log.info(
+                "slack: socket envelope %s (%s) not taken: the bot is stopping (Slack delivers "
+                "it again)",
+                req.envelope_id,
+                req.type,
+            )
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_hand.add(task)
+        try:
+            await self._handle(client, req)
+        finally:
+            if task is not None:
+                self._in_hand.discard(task)
+
+    async def _handle(self, client: AsyncBaseSocketModeClient, req: SocketModeRequest) -> None:
         verdict = shapes.inspect(req.payload)
         if verdict.problem is not None or verdict.ignored is not None:
             if verdict.problem is not None:

@@ -550,3 +550,46 @@ async def test_an_app_token_slack_refuses_stops_start_up_naming_it(
     assert not [line for line in proc.lines if "Traceback" in line or "listening on" in line]
     assert APP_TOKEN not in "\n".join(proc.lines)
     assert len(slack_api.method_calls("apps.connections.open")) == 1
+
+
+async def test_sigterm_acknowledges_the_envelopes_in_hand_then_closes(
+    db_url: str, slack_api: FakeSlack, socket_server: FakeSocketMode, spawn: Any
+) -> None:
+    """Found by a review: SIGTERM closed the WebSocket at once, so an envelope being handled
+    lost its ack (ERROR "Failed to run a request listener: Cannot write to closing transport"
+    with a traceback; a slash command's person saw Slack's timeout). Now the bot takes no new
+    envelope, acknowledges the ones in hand (up to 3 s), then closes and exits 0."""
+    import signal
+
+    from tests.http.processes import free_port
+
+    slack_api.set_response("apps.connections.open", {"ok": True, "url": socket_server.url})
+    env = {
+        "DATABASE_URL": db_url,
+        **{k: "" for k in ("SLACK_SIGNING_SECRET", "MicrosoftAppId", "HELPDESK_CONFIG")},
+        **socket_env(slack_api),
+        "PORT": str(free_port()),
+    }
+    proc = await spawn("serve", env=env)
+    await socket_server.wait_connections(1, timeout=30)
+    # A reply in a thread sharing a file Slack sent without its details: files.info is asked
+    # (answering after 0.9 s) before the envelope is acknowledged.
+    slack_api.delay_answer("files.info", 0.9)
+    reply = {
+        "type": "message",
+        "channel": "C0HELP",
+        "user": "U0ANA",
+        "text": "screenshot attached",
+        "ts": "1700000002.000200",
+        "thread_ts": "1700000001.000100",
+        "files": [{"id": "F0SHOT", "file_access": "check_file_info"}],
+    }
+    await socket_server.send(event_envelope(reply, envelope_id="env-in-hand"))
+    await slack_api.wait_for_method("files.info")
+    proc.process.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(proc.process.wait(), 15)
+    await asyncio.wait_for(proc._reader, 5)
+    assert proc.process.returncode == 0, proc.lines[-20:]
+    assert [a["envelope_id"] for a in socket_server.acks] == ["env-in-hand"]
+    assert not [line for line in proc.lines if "Traceback" in line or " ERROR " in line]
+    assert socket_server._ws is not None and socket_server._ws.closed
