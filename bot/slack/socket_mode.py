@@ -155,6 +155,22 @@ class SocketClient(SocketModeClient):  # type: ignore[misc]
                 raise NoUrl("apps.connections.open answered without a url")
             return url
 
+    async def run_message_listeners(self, message: dict[str, Any], raw_message: str) -> None:
+        """slack_sdk's (a `disconnect` reconnects at once), with the reason logged: Slack
+        rotating the connection is routine; `link_disabled` means Socket Mode was turned off
+        in the app's settings, and nothing arrives until it is turned on again."""
+        if isinstance(message, dict) and message.get("type") == "disconnect":
+            reason = message.get("reason")
+            if reason == "link_disabled":
+                log.error(
+                    "slack: Slack turned Socket Mode off for this app (disconnect: "
+                    "link_disabled): nothing from Slack arrives until it is turned on again "
+                    "(the app's settings -> Socket Mode); the bot keeps trying to connect"
+                )
+            else:
+                log.info("slack: Slack asks for a new connection (disconnect: %.40r)", reason)
+        await super().run_message_listeners(message, raw_message)
+
     async def connect_to_new_endpoint(self, force: bool = False) -> None:
         """slack_sdk's, except that the URL is asked for by `connect`, attempt by attempt."""
         if self.stopping:

@@ -386,6 +386,28 @@ async def test_reconnects_after_disconnect_message(make_app, slack_api, socket_s
     await socket_server.ack_for("env-after")
 
 
+@pytest.mark.parametrize(
+    ("reason", "level", "words"),
+    [
+        ("warning", "INFO", "Slack asks for a new connection (disconnect: 'warning')"),
+        ("refresh_requested", "INFO", "(disconnect: 'refresh_requested')"),
+        ("link_disabled", "ERROR", "Slack turned Socket Mode off for this app"),
+    ],
+)
+async def test_a_disconnect_says_why(
+    make_app, slack_api, socket_server, caplog, reason, level, words
+):
+    """Found by a review: a `disconnect` left no trace in the log, so when Slack turned
+    Socket Mode off for the app (`link_disabled`) the operator had nothing telling them why
+    nothing arrived. Each reason is logged (link_disabled as an error saying what to do),
+    and the bot reconnects as before."""
+    await start_socket_app(make_app, slack_api, socket_server)
+    await socket_server.send({"type": "disconnect", "reason": reason})
+    await socket_server.wait_connections(2, timeout=15)
+    said = [r for r in caplog.records if words in r.getMessage()]
+    assert said and said[0].levelname == level, [r.getMessage() for r in caplog.records][-10:]
+
+
 @pytest.mark.slow
 async def test_reconnects_after_a_silent_drop(make_app, slack_api, socket_server):
     await start_socket_app(make_app, slack_api, socket_server)
