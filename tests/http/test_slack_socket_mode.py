@@ -229,6 +229,8 @@ async def test_redelivered_envelopes_make_nothing_twice(make_app, slack_api, soc
         await socket_server.ack_for("env-submit", count=attempt)
     await slack_api.wait_for_method("chat.postMessage")  # the card
     assert await ticket_count(app) == 1
+    # Bo's DM for the check the ticket started goes out beside the card: counted before.
+    await wait_until(lambda: any(p.get("channel") == "DU0BO" for p in slack_api.posts()))
     # `verify` again, redelivered with the same envelope id and retry_attempt 1.
     dms = len(slack_api.method_calls("conversations.open"))
     await socket_server.send(slash_envelope("verify HD-1", envelope_id="env-verify"))
