@@ -50,6 +50,10 @@ PEOPLE = [
 ]
 
 
+# Socket-level behaviour (connecting, logging): the database plays no part, so one is enough.
+on_sqlite = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
 @pytest.fixture
 async def socket_server() -> AsyncIterator[FakeSocketMode]:
     server = FakeSocketMode()
@@ -410,6 +414,7 @@ async def test_a_disconnect_says_why(
     assert said and said[0].levelname == level, [r.getMessage() for r in caplog.records][-10:]
 
 
+@on_sqlite
 @pytest.mark.slow
 async def test_reconnects_after_a_silent_drop(make_app, slack_api, socket_server):
     await start_socket_app(make_app, slack_api, socket_server)
@@ -447,6 +452,7 @@ async def test_a_url_that_cannot_be_connected_to_is_not_tried_again(
     assert any("answered HTTP 403 to the WebSocket handshake" in line for line in said)
 
 
+@on_sqlite
 async def test_a_url_aiohttp_cannot_use_is_not_logged_with_its_ticket(
     make_app, slack_api, socket_server, caplog
 ):
@@ -500,6 +506,7 @@ async def test_slack_unreachable_at_start_up_does_not_hold_the_bot(
     assert any("internal_error" in r.getMessage() for r in said)
 
 
+@on_sqlite
 @pytest.mark.slow
 async def test_failing_connections_back_off(make_app, slack_api, socket_server, caplog):
     """Found by a review: while apps.connections.open kept failing (a Slack outage, a token
@@ -524,6 +531,7 @@ async def test_failing_connections_back_off(make_app, slack_api, socket_server, 
     await socket_server.ack_for("env-back")
 
 
+@on_sqlite
 async def test_a_retry_after_longer_than_start_up_waits_is_kept(
     make_app, slack_api, socket_server, caplog
 ):
