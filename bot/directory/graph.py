@@ -49,6 +49,7 @@ SOURCE = "Graph"
 RETRY_STATUSES = {429, 502, 503, 504}
 WAIT_LIMIT = 10.0  # seconds of Retry-After a person waits for, per look-up
 MAX_RETRIES = 10
+MAX_PAGES = 5  # next pages followed for one look-up
 TOKEN_LIMIT = 15.0  # a token request (msal retries once), including waiting for another one
 
 
@@ -226,7 +227,7 @@ class GraphDirectory:
         params: dict[str, str] | None,
         body: dict[str, Any] | None,
     ) -> Any:
-        what = f"{method} /v1.0/{path}"
+        what = f"{method} /v1.0/{path.split('?', 1)[0]}"
         wait_until = time.monotonic() + time_left(WAIT_LIMIT)
         query = urlencode(params or {}, quote_via=quote, safe="$,'@()")
         url = URL(f"{self._base_url}/v1.0/{path}" + (f"?{query}" if query else ""), encoded=True)
@@ -331,13 +332,34 @@ class GraphDirectory:
         if person.teams_id:
             self._cache.put(("teams", person.teams_id), person, until=until)
 
+    async def _all(self, path: str, params: dict[str, str]) -> list[Any]:
+        """A collection's values, following `@odata.nextLink` (Graph pages any collection,
+        and may answer a page with few or no values and a link to more) until more than one
+        value is known or there is no next page: the first page alone is never taken for the
+        whole answer. A link off this Graph's base URL is not followed (it would carry the
+        token elsewhere): DirectoryUnavailable."""
+        found = await self._call("GET", path, params)
+        values = list((found or {}).get("value") or [])
+        prefix = f"{self._base_url}/v1.0/"
+        for _ in range(MAX_PAGES):
+            link = (found or {}).get("@odata.nextLink")
+            if not link or len(values) > 1:
+                return values
+            if not isinstance(link, str) or not link.startswith(prefix):
+                log.warning("Graph GET /v1.0/%s: next page is not on %s", path, self._base_url)
+                raise self._unavailable(f"GET /v1.0/{path}: next page is not on Graph")
+            found = await self._call("GET", link[len(prefix) :])
+            values.extend((found or {}).get("value") or [])
+        if (found or {}).get("@odata.nextLink") and len(values) <= 1:
+            raise self._unavailable(f"GET /v1.0/{path}: more than {MAX_PAGES} next pages")
+        return values
+
     async def _user_data(self, key: str) -> dict[str, Any] | None:
         data = await self._call("GET", f"users/{quote(key, safe='@')}", {"$select": _SELECT})
         if data is None and "@" in key:  # mail differs from the UPN
-            found = await self._call(
-                "GET", "users", {"$filter": f"mail eq {_odata_string(key)}", "$select": _SELECT}
+            values = await self._all(
+                "users", {"$filter": f"mail eq {_odata_string(key)}", "$select": _SELECT}
             )
-            values = (found or {}).get("value") or []
             if len(values) > 1:
                 log.warning(
                     "Graph: %d users have mail %s; the look-up cannot answer", len(values), key

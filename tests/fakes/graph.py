@@ -9,6 +9,7 @@ grant to the ``token_endpoint`` named there. Graph calls without the issued bear
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 from urllib.parse import unquote
 
@@ -43,6 +44,13 @@ class FakeGraph(FakeServer):
         self.managers: dict[str, str] = {}  # user id -> manager id
         self.groups: dict[str, set[str]] = {}  # user id -> group ids (transitive)
         self.group_members: dict[str, set[str]] = {}  # group id -> user and group ids (direct)
+        # Users per page of a `$filter` answer (None: all on one page); the rest is behind
+        # `@odata.nextLink`, as Graph pages any collection. `next_link_base` overrides where
+        # the link points (a link off Graph's origin).
+        self.page_size: int | None = None
+        self.next_link_base: str | None = None
+        self._pages: dict[str, list[dict[str, Any]]] = {}
+        self._page_numbers = itertools.count(1)
 
     async def stop(self) -> None:
         await super().stop()
@@ -159,10 +167,25 @@ class FakeGraph(FakeServer):
         return {k: v for k, v in user.items() if k in fields.split(",")} if fields else user
 
     def _filter(self, rec: Recorded) -> web.Response:
+        token = rec.query.get("$skiptoken")
+        if token is not None:
+            if token not in self._pages:
+                return _error(400, "BadRequest")
+            return self._page(self._pages.pop(token))
         expression = rec.query.get("$filter", "")
         prefix = "mail eq '"
         if not expression.startswith(prefix) or not expression.endswith("'"):
             return _error(400, "BadRequest")
         mail = expression[len(prefix) : -1].replace("''", "'").lower()
         found = [u for u in self.users.values() if str(u.get("mail") or "").lower() == mail]
-        return json_response({"value": [self._select(u, rec) for u in found]})
+        return self._page([self._select(u, rec) for u in found])
+
+    def _page(self, values: list[dict[str, Any]]) -> web.Response:
+        size = self.page_size
+        if size is None or len(values) <= size:
+            return json_response({"value": values})
+        token = f"page{next(self._page_numbers)}"
+        self._pages[token] = values[size:]
+        base = self.next_link_base or self.https_url
+        link = f"{base}/v1.0/users?$skiptoken={token}"
+        return json_response({"value": values[:size], "@odata.nextLink": link})

@@ -132,6 +132,38 @@ async def test_two_users_with_one_mail_are_ambiguous_not_nobody(
     assert isinstance(e.value, DirectoryUnavailable) and e.value.source == "Graph"
 
 
+async def test_a_second_user_with_one_mail_on_the_next_page_is_ambiguous(
+    graph: FakeGraph, directory: GraphDirectory
+) -> None:
+    """Graph pages every collection: the first page of `mail eq` holding one user is not
+    "the one user" while `@odata.nextLink` says there is more (the first is not picked)."""
+    graph.add_user("44444444-dddd", "cy.old@corp.example.com", mail="cy@example.com")
+    graph.page_size = 1
+    with pytest.raises(DirectoryAmbiguous, match=r"2 users have mail cy@example\.com"):
+        await directory.find_by_email("cy@example.com")
+    assert any("$skiptoken" in c.query for c in graph.graph_calls())
+
+
+async def test_a_next_page_after_the_one_user_is_read_before_answering(
+    graph: FakeGraph, directory: GraphDirectory
+) -> None:
+    graph.page_size = 1
+    cy = await directory.find_by_email("cy@example.com")  # one user: the link is followed
+    assert cy is not None and cy.aad_object_id == CY
+
+
+async def test_a_next_link_off_graph_is_not_followed_with_the_token(
+    graph: FakeGraph, directory: GraphDirectory
+) -> None:
+    """A nextLink naming another host would carry the bearer token there: never followed,
+    and the page before it is not taken as the whole answer either."""
+    graph.add_user("44444444-dddd", "cy.old@corp.example.com", mail="cy@example.com")
+    graph.page_size = 1
+    graph.next_link_base = "https://127.0.0.2:9"
+    with pytest.raises(DirectoryUnavailable, match="next page"):
+        await directory.find_by_email("cy@example.com")
+
+
 async def test_ttl_cache_avoids_second_call(
     graph: FakeGraph, directory: GraphDirectory, clock: Clock
 ) -> None:
