@@ -355,18 +355,36 @@ class GraphDirectory:
         return values
 
     async def _user_data(self, key: str) -> dict[str, Any] | None:
-        data = await self._call("GET", f"users/{quote(key, safe='@')}", {"$select": _SELECT})
-        if data is None and "@" in key:  # mail differs from the UPN
-            values = await self._all(
-                "users", {"$filter": f"mail eq {_odata_string(key)}", "$select": _SELECT}
-            )
-            if len(values) > 1:
-                log.warning(
-                    "Graph: %d users have mail %s; the look-up cannot answer", len(values), key
-                )
-                raise DirectoryAmbiguous(SOURCE, f"mail {key}", len(values), entries="users")
-            data = values[0] if values else None
+        """The user `key` names: an e-mail address (with "@") as their mail or UPN, else an
+        object id."""
+        if "@" in key:
+            return await self._user_by_address(key)
+        data = await self._call("GET", f"users/{quote(key, safe='')}", {"$select": _SELECT})
         return data if isinstance(data, dict) else None
+
+    async def _user_by_address(self, address: str) -> dict[str, Any] | None:
+        """The one user whose mail or UPN is `address` (Graph compares them
+        case-insensitively); DirectoryAmbiguous when it names several (one's mail another's
+        UPN, a stale account carrying the mail). The address only ever goes into a quoted
+        `$filter` literal, never a URL path segment, so nothing typed in it (`/`, `?`, `#`,
+        `%2F`, quotes) can name another user or resource."""
+        literal = _odata_string(address)
+        values = await self._all(
+            "users",
+            {
+                "$filter": f"mail eq {literal} or userPrincipalName eq {literal}",
+                "$select": _SELECT,
+            },
+        )
+        users = {str(v.get("id") or i): v for i, v in enumerate(values) if isinstance(v, dict)}
+        if len(users) > 1:
+            log.warning(
+                "Graph: %d users have mail or UPN %s; the look-up cannot answer",
+                len(users),
+                address,
+            )
+            raise DirectoryAmbiguous(SOURCE, f"mail or UPN {address}", len(users), entries="users")
+        return next(iter(users.values()), None)
 
     # --- Directory ---------------------------------------------------------------------
 

@@ -24,6 +24,36 @@ def _error(status: int, code: str) -> web.Response:
     return json_response({"error": {"code": code, "message": code}}, status=status)
 
 
+def _equalities(expression: str) -> list[tuple[str, str]] | None:
+    """`a eq 'x' or b eq 'y'` -> [(a, x), (b, y)] (OData string literals, '' for a quote);
+    None for anything else."""
+    clauses: list[tuple[str, str]] = []
+    rest = expression
+    while True:
+        prop, sep, after = rest.partition(" eq '")
+        if not sep or not prop.isidentifier():
+            return None
+        value, i = [], 0
+        while True:
+            if i >= len(after):
+                return None
+            if after[i] == "'":
+                if after[i + 1 : i + 2] == "'":
+                    value.append("'")
+                    i += 2
+                    continue
+                break
+            value.append(after[i])
+            i += 1
+        clauses.append((prop, "".join(value)))
+        rest = after[i + 1 :]
+        if not rest:
+            return clauses
+        if not rest.startswith(" or "):
+            return None
+        rest = rest[len(" or ") :]
+
+
 class FakeGraph(FakeServer):
     """Users keyed by object id; answers by id or UPN, `mail eq` filters, managers and groups."""
 
@@ -172,12 +202,14 @@ class FakeGraph(FakeServer):
             if token not in self._pages:
                 return _error(400, "BadRequest")
             return self._page(self._pages.pop(token))
-        expression = rec.query.get("$filter", "")
-        prefix = "mail eq '"
-        if not expression.startswith(prefix) or not expression.endswith("'"):
+        clauses = _equalities(rec.query.get("$filter", ""))
+        if clauses is None or any(p not in ("mail", "userPrincipalName") for p, _ in clauses):
             return _error(400, "BadRequest")
-        mail = expression[len(prefix) : -1].replace("''", "'").lower()
-        found = [u for u in self.users.values() if str(u.get("mail") or "").lower() == mail]
+        found = [
+            u
+            for u in self.users.values()
+            if any(str(u.get(p) or "").lower() == value.lower() for p, value in clauses)
+        ]
         return self._page([self._select(u, rec) for u in found])
 
     def _page(self, values: list[dict[str, Any]]) -> web.Response:

@@ -127,9 +127,41 @@ async def test_two_users_with_one_mail_are_ambiguous_not_nobody(
 ) -> None:
     """A stale account carrying Cy's mail: Cy is not "nobody", so not "no VIP" either."""
     graph.add_user("44444444-dddd", "cy.old@corp.example.com", mail="cy@example.com")
-    with pytest.raises(DirectoryAmbiguous, match=r"2 users have mail cy@example\.com") as e:
+    with pytest.raises(DirectoryAmbiguous, match=r"2 users have mail or UPN cy@example\.com") as e:
         await directory.find_by_email("CY@example.com")
     assert isinstance(e.value, DirectoryUnavailable) and e.value.source == "Graph"
+
+
+async def test_one_users_upn_that_is_another_users_mail_is_ambiguous(
+    graph: FakeGraph, directory: GraphDirectory
+) -> None:
+    """Dee's UPN is Cy's mail: the address names two users, and the one whose UPN it is was
+    taken without a look at mail (Dee's manager asked to vouch for a caller claiming Cy)."""
+    graph.add_user("55555555-eeee", "cy@example.com", mail="dee@example.com", manager=ANA)
+    with pytest.raises(DirectoryAmbiguous, match=r"2 users have mail or UPN cy@example\.com"):
+        await directory.find_by_email("cy@example.com")
+    assert await directory.find_by_email("dee@example.com") is not None  # hers alone
+
+
+async def test_a_typed_address_never_reaches_a_graph_path(
+    graph: FakeGraph, directory: GraphDirectory
+) -> None:
+    """What a person typed goes only into a quoted `$filter` literal, never a URL path
+    segment: `/`, `?`, `#`, `%2F` and quotes in it name nobody else."""
+    typed = [
+        "ana@example.com/../bo@example.com",
+        "bo@example.com%2F..%2Fana@example.com",
+        "ana@example.com?$select=id",
+        "ana@example.com#x",
+        "ana@example.com' or mail eq 'bo@example.com",
+        "*)(mail=*@example.com",
+        "ana@example.com\x00",
+        "ana@example.com\\",
+    ]
+    for address in typed:
+        assert await directory.find_by_email(address) is None, address
+    lookups = [c for c in graph.graph_calls() if c.method == "GET"]
+    assert lookups and all(c.raw_path == "/v1.0/users" for c in lookups)
 
 
 async def test_a_second_user_with_one_mail_on_the_next_page_is_ambiguous(
@@ -139,7 +171,7 @@ async def test_a_second_user_with_one_mail_on_the_next_page_is_ambiguous(
     "the one user" while `@odata.nextLink` says there is more (the first is not picked)."""
     graph.add_user("44444444-dddd", "cy.old@corp.example.com", mail="cy@example.com")
     graph.page_size = 1
-    with pytest.raises(DirectoryAmbiguous, match=r"2 users have mail cy@example\.com"):
+    with pytest.raises(DirectoryAmbiguous, match=r"2 users have mail or UPN cy@example\.com"):
         await directory.find_by_email("cy@example.com")
     assert any("$skiptoken" in c.query for c in graph.graph_calls())
 
@@ -272,7 +304,7 @@ async def test_429_is_retried_after_its_retry_after_and_nothing_calls_before(
     graph: FakeGraph, directory: GraphDirectory
 ) -> None:
     await directory.find_by_email("bo@example.com")  # token and a first call out of the way
-    graph.fail("/v1.0/users/*", 429, headers={"Retry-After": "1"})
+    graph.fail("/v1.0/users*", 429, headers={"Retry-After": "1"})
     first = asyncio.create_task(directory.find_by_email("ana@example.com"))
     await graph.wait_for(lambda r: r.status == 429)
     # Another look-up meanwhile waits for the same Retry-After.
