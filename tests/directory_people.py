@@ -135,9 +135,9 @@ def ldif() -> str:
     return "\n".join(blocks)
 
 
-def start_slapd(*, tls: bool = False) -> Slapd:
-    """A private slapd holding everyone."""
-    server = Slapd(tls=tls).start()
+def start_slapd(*, tls: bool = False, limits: str = "") -> Slapd:
+    """A private slapd holding everyone (`limits`: slapd.conf `limits` lines)."""
+    server = Slapd(tls=tls, limits=limits).start()
     try:
         server.load(ldif())
     except BaseException:

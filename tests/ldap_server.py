@@ -89,8 +89,11 @@ def _free_port() -> int:
 class Slapd:
     """One private slapd; `url` (and `ldaps_url` with `tls=True`) once started."""
 
-    def __init__(self, *, tls: bool = False) -> None:
+    def __init__(self, *, tls: bool = False, limits: str = "") -> None:
+        """`limits`: slapd.conf `limits` lines for the database (e.g. an administrative
+        size limit for the bot's DN)."""
         self.dir = Path(tempfile.mkdtemp(prefix="slapd-"))
+        self.limits = limits
         self.tls = LoopbackTLS() if tls else None
         self.admin_dn = f"cn=admin,{SUFFIX}"
         self.admin_password = secrets.token_urlsafe(16)
@@ -139,6 +142,7 @@ rootdn "{self.admin_dn}"
 rootpw {self.admin_password}
 directory {self.dir / "db"}
 maxsize 33554432
+{self.limits}
 access to attrs=userPassword by anonymous auth by * none
 access to * by users read by * none
 overlay memberof

@@ -53,7 +53,8 @@ _BASE_ATTRIBUTES = (
     "userAccountControl",  # Active Directory's; other servers have none (never disabled)
 )
 _ACCOUNTDISABLE = 0x2  # userAccountControl flag
-_OK_RESULTS = {0, 4, 32}  # success, sizeLimitExceeded (ambiguous), noSuchObject
+_SIZE_LIMIT_EXCEEDED = 4
+_OK_RESULTS = {0, _SIZE_LIMIT_EXCEEDED, 32}  # success, sizeLimitExceeded (ambiguous), noSuchObject
 _MAX_SAME = 10  # entries read for one look-up (more than one is ambiguous)
 # How far up nested groups are followed, and how many groups at most (cycles are cut too);
 # a person whose groups go past either is not known not to be a VIP.
@@ -228,6 +229,13 @@ class LdapDirectory:
 
     def _search(self, base: str, query: str, scope: str, attributes: list[str], size: int) -> Any:
         """Entries found; one reconnect when the connection turns out to be dead."""
+        return self._search_all(base, query, scope, attributes, size)[0]
+
+    def _search_all(
+        self, base: str, query: str, scope: str, attributes: list[str], size: int
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Entries found, and whether more matched than came back (sizeLimitExceeded: our
+        own `size`, or a smaller limit the server sets for the bot)."""
         for attempt in (1, 2):
             try:
                 conn = self._connection()
@@ -245,8 +253,9 @@ class LdapDirectory:
             if code not in _OK_RESULTS:
                 reason = (conn.result or {}).get("description", code)
                 raise self._unavailable(f"search {query} under {base} failed: {reason}")
-            return [e for e in conn.response or [] if e.get("type") == "searchResEntry"]
-        return []  # pragma: no cover
+            entries = [e for e in conn.response or [] if e.get("type") == "searchResEntry"]
+            return entries, code == _SIZE_LIMIT_EXCEEDED
+        return [], False  # pragma: no cover
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
@@ -270,10 +279,21 @@ class LdapDirectory:
     def _one(self, query: str, what: str) -> _Found | None:
         """The one entry under base_dn matching `query`, None if none; DirectoryAmbiguous if
         several (`what` names the look-up in the error: "mail ana@example.com")."""
-        entries = self._search(self._base_dn, query, ldap3.SUBTREE, self._attributes, _MAX_SAME)
-        if len(entries) > 1:
-            log.warning("LDAP: %d entries have %s; the look-up cannot answer", len(entries), what)
-            raise DirectoryAmbiguous(SOURCE, what, len(entries))
+        entries, more = self._search_all(
+            self._base_dn, query, ldap3.SUBTREE, self._attributes, _MAX_SAME
+        )
+        if more and not entries:
+            # The server's size limit for the bot is 0: whether anyone matched is not known.
+            raise self._unavailable(f"search for {what} hit the server's size limit")
+        if len(entries) > 1 or more:
+            # sizeLimitExceeded: more entries matched than came back (a server limit below
+            # ours can return just one): the one that came back is not "the" entry.
+            count = len(entries) + (1 if more else 0)
+            shown = f"{count} or more" if more else str(count)
+            log.warning("LDAP: %s entries have %s; the look-up cannot answer", shown, what)
+            raise DirectoryAmbiguous(
+                SOURCE, what, count, entries="or more entries" if more else "entries"
+            )
         return self._found(entries[0]) if entries else None
 
     def _read(self, dn: str) -> _Found | None:

@@ -292,6 +292,29 @@ async def test_a_second_entry_with_a_vips_mail_does_not_hide_the_vip(own_slapd: 
         await d.close()
 
 
+async def test_a_size_limited_answer_with_one_entry_is_ambiguous_not_that_entry() -> None:
+    """A server whose administrative size limit for the bot is 1 answers one of two entries
+    with Vic's mail and sizeLimitExceeded: more matched than came back, so the one that came
+    back is not "the" entry (it may be the stale one, with another manager)."""
+    require_slapd()
+    server = start_slapd(limits=f'limits dn.exact="{BOT_DN}" size=1')
+    try:
+        server.load(
+            f"dn: cn=Vic Old,{PEOPLE_OU}\nobjectClass: inetOrgPerson\ncn: Vic Old\nsn: Old\n"
+            f"mail: {VIC.email}\ntelephoneNumber: +1 555 0666\n"
+        )
+        d = directory_on(server)
+        try:
+            with pytest.raises(DirectoryAmbiguous, match=re.escape(f"mail {VIC.email}")):
+                await d.find_by_email(VIC.email)
+            ana = await d.find_by_email(ANA.email)  # one entry: the limit is not exceeded
+            assert ana is not None and ana.phone == "+1 555 0100"
+        finally:
+            await d.close()
+    finally:
+        server.cleanup()
+
+
 def _modify(server: Slapd, ldif: str) -> None:
     subprocess.run(
         [
