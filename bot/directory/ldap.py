@@ -438,9 +438,9 @@ class LdapDirectory:
         found = await self._run(work)
         if found is not None:
             until = min(until, found.until)
+        # Only under the key asked: an entry found by chat id (or as someone's manager) is
+        # not "the" entry for its mail, which another entry may carry too (ambiguous).
         self._cache.put(key, found, until=until)
-        if found is not None and found.person is not None and key[0] != "email":
-            self._cache.put(("email", found.person.email.lower()), found, until=until)
         return found
 
     async def find_by_platform_id(

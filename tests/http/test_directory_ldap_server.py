@@ -292,6 +292,28 @@ async def test_a_second_entry_with_a_vips_mail_does_not_hide_the_vip(own_slapd: 
         await d.close()
 
 
+async def test_a_look_up_by_chat_id_does_not_settle_who_an_ambiguous_mail_is(
+    own_slapd: Slapd,
+) -> None:
+    """Vic found by his Slack id first: his mail, which a stale entry carries too, still names
+    two entries (the answer to "who is vic@" does not depend on what was asked before), and
+    his manager is not read off whichever entry the cache happened to hold."""
+    own_slapd.load(
+        f"dn: cn=Vic Old,{PEOPLE_OU}\nobjectClass: inetOrgPerson\ncn: Vic Old\nsn: Old\n"
+        f"objectClass: helpdeskChatIds\nmail: {VIC.email}\nextensionAttribute2: 29:1vicold\n"
+    )
+    d = directory_on(own_slapd)
+    try:
+        old = await d.find_by_platform_id("teams", "29:1vicold")
+        assert old is not None and old.name == "Vic Old"
+        with pytest.raises(DirectoryAmbiguous, match=re.escape(f"2 entries have mail {VIC.email}")):
+            await d.find_by_email(VIC.email)
+        with pytest.raises(DirectoryAmbiguous):
+            await d.manager_of(old)
+    finally:
+        await d.close()
+
+
 async def test_a_size_limited_answer_with_one_entry_is_ambiguous_not_that_entry() -> None:
     """A server whose administrative size limit for the bot is 1 answers one of two entries
     with Vic's mail and sizeLimitExceeded: more matched than came back, so the one that came
