@@ -321,14 +321,13 @@ class GraphDirectory:
         return person, complete
 
     def _store(self, person: Person, *, until: float = math.inf) -> None:
-        """Cache `person` under each of their keys, for cache_ttl but no later than `until`
-        (a person answered from the cache is not cached afresh: that would stretch the
-        answer past cache_ttl)."""
-        self._cache.put(("email", person.email.lower()), person, until=until)
+        """Cache `person` under the keys that name them alone, for cache_ttl but no later
+        than `until` (a person answered from the cache is not cached afresh: that would
+        stretch the answer past cache_ttl): their object id, and the Teams id found from it.
+        Not under their mail, nor the Slack id found from it: another user may carry that
+        mail as theirs or as UPN, and those look-ups must ask Graph (ambiguous)."""
         if person.aad_object_id:
             self._cache.put(("aad", person.aad_object_id.lower()), person, until=until)
-        if person.slack_id:
-            self._cache.put(("slack", person.slack_id), person, until=until)
         if person.teams_id:
             self._cache.put(("teams", person.teams_id), person, until=until)
 

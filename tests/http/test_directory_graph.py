@@ -164,6 +164,41 @@ async def test_a_typed_address_never_reaches_a_graph_path(
     assert lookups and all(c.raw_path == "/v1.0/users" for c in lookups)
 
 
+async def test_a_look_up_by_teams_or_slack_id_does_not_settle_who_a_mail_is(
+    graph: FakeGraph, clock: Clock
+) -> None:
+    """Cy found by his Teams id (AAD object id) and as someone's manager: his mail, which a
+    stale account carries too, still names two users, also through a Slack id whose profile
+    e-mail is that mail (the answer does not depend on what was asked before)."""
+    graph.add_user("44444444-dddd", "cy.old@corp.example.com", mail="cy@example.com")
+    graph.managers[ANA] = CY
+    async with FakeSlack() as slack:
+        slack.add_user("U0CY", email="cy@example.com")
+        client = AsyncWebClient(token="xoxb-test", base_url=f"{slack.url}/api/")
+        d = GraphDirectory(
+            tenant_id=graph.tenant,
+            client_id=graph.client_id,
+            client_secret=graph.client_secret,
+            base_url=graph.https_url,
+            authority_host=graph.https_url,
+            ca_bundle=graph.ca_file,
+            chat=ChatLinks(slack=SlackPeople(client)),
+            clock=clock,
+        )
+        try:
+            cy = await d.find_by_platform_id("teams", "29:1cy", aad_object_id=CY)
+            assert cy is not None and cy.slack_id == "U0CY"
+            ana = await d.find_by_email("ana@example.com")
+            manager = await d.manager_of(ana) if ana else None
+            assert manager is not None and manager.aad_object_id == CY
+            with pytest.raises(DirectoryAmbiguous, match=r"cy@example\.com"):
+                await d.find_by_email("cy@example.com")
+            with pytest.raises(DirectoryAmbiguous, match=r"cy@example\.com"):
+                await d.find_by_platform_id("slack", "U0CY")
+        finally:
+            await d.close()
+
+
 async def test_a_second_user_with_one_mail_on_the_next_page_is_ambiguous(
     graph: FakeGraph, directory: GraphDirectory
 ) -> None:
