@@ -292,10 +292,14 @@ class GraphDirectory:
         groups = [g for g in (self._vip_group, self._tech_group) if g]
         member: set[str] = set()
         if groups and user_id:
-            answer = await self._call(
-                "POST", f"users/{quote(user_id)}/checkMemberGroups", body={"groupIds": groups}
-            )
-            member = {str(g).lower() for g in (answer or {}).get("value", [])}
+            path = f"users/{quote(user_id, safe='')}/checkMemberGroups"
+            answer = await self._call("POST", path, body={"groupIds": groups})
+            if not isinstance(answer, dict):
+                # 404 for a user Graph has just returned (replication lag): the groups are
+                # not known, which is not "in none" (that would be "not a VIP").
+                log.warning("Graph POST /v1.0/%s: no answer (404); groups not known", path)
+                raise self._unavailable(f"POST /v1.0/{path}: the user's groups are not known")
+            member = {str(g).lower() for g in answer.get("value") or []}
         complete = True
         if slack_id is None and email:
             try:

@@ -275,6 +275,18 @@ async def test_vip_and_technician_from_groups(graph: FakeGraph, directory: Graph
     assert await directory.has_technicians()
 
 
+async def test_a_vip_whose_group_check_is_not_found_is_not_taken_for_no_vip(
+    graph: FakeGraph, directory: GraphDirectory
+) -> None:
+    """checkMemberGroups answering 404 for a user Graph has just returned (replication lag)
+    says nothing about the groups: not "in none" (not a VIP, cached for cache_ttl)."""
+    graph.fail("/v1.0/users/*/checkMemberGroups", 404)
+    with pytest.raises(DirectoryUnavailable, match="checkMemberGroups"):
+        await directory.find_by_email("bo@example.com")
+    bo = await directory.find_by_email("bo@example.com")  # nothing was cached
+    assert bo is not None and bo.vip
+
+
 async def test_teams_lookup_by_aad_object_id(directory: GraphDirectory) -> None:
     ana = await directory.find_by_platform_id("teams", "29:1ana", aad_object_id=ANA)
     assert ana is not None and ana.email == "ana@example.com" and ana.teams_id == "29:1ana"
