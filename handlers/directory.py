@@ -28,6 +28,16 @@ class Person:
     disabled: bool = False
 
 
+def address_key(email: str) -> str:
+    """An e-mail address as every source looks it up: stripped and lower-cased; '' (look
+    nobody up) when it holds a control character, which no directory's address can (and
+    which a server may cut the value at: OpenLDAP matches `ana@example.com<NUL>x` to Ana)."""
+    key = email.strip().lower()
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in key):
+        return ""
+    return key
+
+
 class Directory(Protocol):
     """Where people are looked up; every source (file, Graph, LDAP) implements this."""
 

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from bot.yaml_errors import describe_yaml_error
-from handlers.directory import DirectoryError, Person
+from handlers.directory import DirectoryError, Person, address_key
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,8 @@ class FileDirectory:
 
     async def find_by_email(self, email: str) -> Person | None:
         """The person with this e-mail address (case-insensitive)."""
-        return self._refresh().by_email.get(email.strip().lower())
+        key = address_key(email)
+        return self._refresh().by_email.get(key) if key else None
 
     async def manager_of(self, person: Person) -> Person | None:
         """The listed manager; a bare Person (email only) when the manager is not listed."""

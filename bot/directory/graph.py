@@ -37,7 +37,7 @@ from bot.directory.cache import TtlCache
 from bot.directory.chat_links import ChatLinks
 from bot.directory.deadline import directory_call, time_left
 from bot.notifiers import retry_after_seconds
-from handlers.directory import DirectoryAmbiguous, DirectoryUnavailable, Person
+from handlers.directory import DirectoryAmbiguous, DirectoryUnavailable, Person, address_key
 
 log = logging.getLogger(__name__)
 
@@ -432,7 +432,7 @@ class GraphDirectory:
 
     async def find_by_email(self, email: str) -> Person | None:
         """The user whose UPN or mail is `email` (case-insensitive)."""
-        key = email.strip().lower()
+        key = address_key(email)
         if not key:
             return None
         hit, cached = self._cache.get(("email", key))

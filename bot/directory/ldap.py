@@ -36,7 +36,7 @@ with warnings.catch_warnings():
 
 from bot.directory.cache import TtlCache
 from bot.directory.deadline import directory_call, time_left
-from handlers.directory import DirectoryAmbiguous, DirectoryUnavailable, Person
+from handlers.directory import DirectoryAmbiguous, DirectoryUnavailable, Person, address_key
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -458,7 +458,7 @@ class LdapDirectory:
 
     async def find_by_email(self, email: str) -> Person | None:
         """The entry whose `mail` is `email` (case-insensitive)."""
-        key = email.strip().lower()
+        key = address_key(email)
         if not key:
             return None
         found = await self._cached(("email", key), lambda: self._one(_by_mail(key), f"mail {key}"))

@@ -122,6 +122,21 @@ async def test_chat_ids_from_the_configured_attributes(directory: LdapDirectory)
     assert await directory.find_by_platform_id("slack", "*") is None  # filter escaped
 
 
+async def test_typed_filter_characters_match_only_themselves(directory: LdapDirectory) -> None:
+    """Typed `*`, `(`, `)`, `\\` and NUL are escaped in the mail filter (RFC 4515): a pattern
+    never resolves Ana, nor everyone (the real server evaluates what would be injected)."""
+    for typed in (
+        f"{ANA.email[:-1]}*",
+        "*",
+        "*)(mail=*",
+        f"{ANA.email})(|(mail=*",
+        f"{ANA.email}\\",
+        f"{ANA.email}\x00",
+        f"{ANA.email}\\2a",
+    ):
+        assert await directory.find_by_email(typed) is None, typed
+
+
 async def test_the_bot_must_bind(shared_slapd: Slapd) -> None:
     anonymous = directory_on(shared_slapd, bind_dn=None, password=None)
     wrong = directory_on(shared_slapd, password="not-the-password")
