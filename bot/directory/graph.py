@@ -57,6 +57,25 @@ def _odata_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _is_user(data: dict[str, Any]) -> bool:
+    """A directoryObject answer (a manager) is a user unless its @odata.type says otherwise."""
+    kind = str(data.get("@odata.type") or "#microsoft.graph.user")
+    return kind.lower() == "#microsoft.graph.user"
+
+
+def _contact(data: dict[str, Any]) -> Person:
+    """A manager who is no user of the tenant (an organisational contact): on file with
+    name, mail and number, but with no object id, chat ids or groups. The bot cannot reach
+    them (their outside address is not looked up on Slack), so the technician calls back."""
+    phones = [p for p in data.get("businessPhones") or [] if p]
+    log.info("Graph: a manager is a %s, not a user", data.get("@odata.type"))
+    return Person(
+        email=str(data.get("mail") or ""),
+        name=str(data.get("displayName") or ""),
+        phone=data.get("mobilePhone") or (phones[0] if phones else None),
+    )
+
+
 class GraphDirectory:
     """Directory backed by Microsoft Graph users, managers and group membership."""
 
@@ -457,7 +476,12 @@ class GraphDirectory:
         data = await self._call(
             "GET", f"users/{quote(key, safe='@')}/manager", {"$select": _SELECT}
         )
-        manager, complete = await self._to_person(data) if isinstance(data, dict) else (None, True)
+        manager: Person | None = None
+        complete = True
+        if isinstance(data, dict) and not _is_user(data):
+            manager = _contact(data)
+        elif isinstance(data, dict):
+            manager, complete = await self._to_person(data)
         if complete:
             self._cache.put(("manager", key.lower()), manager)
             if manager is not None:

@@ -71,7 +71,10 @@ class FakeGraph(FakeServer):
         self.client_secret = client_secret
         self.access_token = GRAPH_TOKEN
         self.users: dict[str, dict[str, Any]] = {}  # object id -> user JSON
-        self.managers: dict[str, str] = {}  # user id -> manager id
+        self.managers: dict[str, str] = {}  # user id -> manager id (a user or a contact)
+        # Organisational contacts (someone outside the tenant), which Graph also allows as a
+        # manager: answered from /manager with their @odata.type; not users.
+        self.contacts: dict[str, dict[str, Any]] = {}
         self.groups: dict[str, set[str]] = {}  # user id -> group ids (transitive)
         self.group_members: dict[str, set[str]] = {}  # group id -> user and group ids (direct)
         # Users per page of a `$filter` answer (None: all on one page); the rest is behind
@@ -151,10 +154,15 @@ class FakeGraph(FakeServer):
         if len(parts) == 3 and rec.method == "GET":
             return json_response(self._select(user, rec))
         if parts[3:] == ["manager"] and rec.method == "GET":
-            manager = self.users.get(self.managers.get(user["id"], ""))
+            manager_id = self.managers.get(user["id"], "")
+            manager = self.users.get(manager_id)
+            kind = "#microsoft.graph.user"
+            if manager is None and manager_id in self.contacts:
+                manager, kind = self.contacts[manager_id], "#microsoft.graph.orgContact"
             if manager is None:
                 return _error(404, "Request_ResourceNotFound")
-            return json_response(self._select(manager, rec))
+            # A directoryObject answer names its type whatever $select says, as Graph does.
+            return json_response({"@odata.type": kind, **self._select(manager, rec)})
         if parts[3:] == ["checkMemberGroups"] and rec.method == "POST":
             asked = (rec.json or {}).get("groupIds", [])
             mine = self.member_of(user["id"])

@@ -110,6 +110,26 @@ async def test_manager_resolved_via_manager_endpoint(
     assert await directory.manager_of(bo) is None  # 404 from /manager
 
 
+async def test_a_manager_who_is_an_outside_contact_is_no_user_to_message(
+    graph: FakeGraph, directory: GraphDirectory
+) -> None:
+    """Graph allows an organisational contact as a manager: they are on file (name, mail,
+    number) but are no user of the tenant: no object id to open a Teams chat with, no Slack
+    id looked up by their outside address, no groups (whose check would 404)."""
+    graph.contacts["66666666-ffff"] = {
+        "id": "66666666-ffff",
+        "displayName": "Outside Boss",
+        "mail": "boss@partner.example",
+        "mobilePhone": "+1 555 0777",
+    }
+    graph.managers[ANA] = "66666666-ffff"
+    ana = await directory.find_by_email("ana@example.com")
+    assert ana is not None
+    boss = await directory.manager_of(ana)
+    assert boss == Person(email="boss@partner.example", name="Outside Boss", phone="+1 555 0777")
+    assert not any("66666666-ffff/checkMemberGroups" in c.path for c in graph.graph_calls())
+
+
 async def test_unknown_user_is_none(directory: GraphDirectory) -> None:
     assert await directory.find_by_email("nobody@example.com") is None
 
