@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TextIO
 
@@ -292,9 +292,39 @@ async def probe_psa(settings: Settings) -> str:
     return probe.answer
 
 
+async def _probe(
+    name: str, probe: Callable[[Settings], Awaitable[str | None]], settings: Settings
+) -> tuple[str, str | None, str | None]:
+    """(report key, answer or None, problem or None): a failing probe does not stop the others."""
+    try:
+        return name, await probe(settings), None
+    except ConfigError as exc:
+        return name, None, str(exc)
+
+
+async def run_probes(settings: Settings) -> tuple[list[tuple[str, str]], list[str]]:
+    """Every probe, side by side: their report lines and what failed (each its own line)."""
+
+    async def psa(settings: Settings) -> str:
+        return await probe_psa(settings) if settings.psa else "nothing to probe (no psa.system)"
+
+    results = await asyncio.gather(
+        _probe("psa probe", psa, settings),
+    )
+    lines: list[tuple[str, str]] = []
+    problems: list[str] = []
+    for key, answer, problem in results:
+        if problem is not None:
+            lines.append((key, f"FAILED: {problem}"))
+            problems.append(problem)
+        elif answer is not None:
+            lines.append((key, answer))
+    return lines, problems
+
+
 async def _report(
     settings: Settings, *, database: bool, probe: bool = False
-) -> list[tuple[str, str]]:
+) -> tuple[list[tuple[str, str]], list[str]]:
     config_source = str(settings.config_path) if settings.config_path else "built-in defaults"
     calendar, calendar_warnings = check_calendar(settings)
     if database:
@@ -324,12 +354,13 @@ async def _report(
         ),
         ("log format", settings.log_format),
     ]
+    problems: list[str] = []
     if probe:
-        answer = await probe_psa(settings) if settings.psa else "nothing to probe (no psa.system)"
-        lines.append(("psa probe", answer))
+        probed, problems = await run_probes(settings)
+        lines += probed
     lines += [("warning", text) for text in unheard_queues(settings.config)]
     lines += [("warning", text) for text in calendar_warnings]
-    return lines
+    return lines, problems
 
 
 def run(
@@ -340,12 +371,14 @@ def run(
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
-    """Print what the settings enable; exit code 2 with one message on a bad setting."""
+    """Print what the settings enable; exit code 2 with one message on a bad setting. With
+    `probe`, every probe runs and has its line in the report; each that failed is also one
+    `config error:` line, and the exit code is 2."""
     out = out or sys.stdout
     err = err or sys.stderr
     try:
         settings = load_settings(env)
-        lines = asyncio.run(_report(settings, database=database, probe=probe))
+        lines, problems = asyncio.run(_report(settings, database=database, probe=probe))
     except ConfigError as exc:
         print(f"config error: {exc}", file=err)
         return 2
@@ -358,5 +391,10 @@ def run(
     width = max(len(key) for key, _ in lines)
     for key, value in lines:
         print(f"{key + ':':<{width + 1}} {value}", file=out)
+    if problems:
+        out.flush()
+        for problem in problems:
+            print(f"config error: {problem}", file=err)
+        return 2
     print("config OK", file=out)
     return 0

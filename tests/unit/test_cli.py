@@ -640,3 +640,33 @@ def test_a_psa_probe_that_cannot_connect_names_where_and_why(tmp_path: Path) -> 
     line = _one_line_naming(result, "psa")
     assert f"cannot connect to 127.0.0.1:{port} (Connection refused)" in line, line
     assert "cli-test-private-key-77" not in result.stdout + result.stderr
+
+
+CW_ENV = {
+    "PSA_CLIENT_ID": "cli-test-client-id",
+    "PSA_COMPANY_ID": "msp",
+    "PSA_PUBLIC_KEY": "cli-test-public-key",
+    "PSA_PRIVATE_KEY": "cli-test-private-key-77",
+}
+
+
+def test_a_failing_psa_probe_still_prints_the_whole_report(tmp_path: Path) -> None:
+    """Found by an operations trial: a PSA that could not be reached made `check-config
+    --probe` exit with only its error, not the rest of the report (database, directory, KB):
+    one run did not show everything that was wrong. The report is printed whole, the probe
+    has its own FAILED line, and the exit code is still 2."""
+    port = _closed_port()
+    config = CONFIG + f"psa: {{system: connectwise, url: 'http://127.0.0.1:{port}'}}\n"
+    env = _setup(tmp_path, config=config) | CW_ENV
+    result = run_bot("check-config", "--probe", cwd=tmp_path, env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    fields = _fields(result.stdout)
+    for key in ("database", "directory", "diagnosis", "psa", "incidents"):
+        assert fields.get(key), (key, result.stdout)
+    assert "2 people" in fields["directory"] and "KB off" in fields["diagnosis"]
+    assert fields["psa probe"].startswith("FAILED: "), result.stdout
+    assert f"127.0.0.1:{port}" in fields["psa probe"]
+    assert "config OK" not in result.stdout
+    line = _one_line_naming(result, "psa")
+    assert "cannot connect" in line
+    assert "cli-test-private-key-77" not in result.stdout + result.stderr
