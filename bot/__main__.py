@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--probe",
         action="store_true",
-        help="also make one authenticated read-only call to the PSA and report its answer",
+        help="also make read-only calls to the PSA and a Graph directory and report them",
     )
     teams_package_arguments(
         sub.add_parser("teams-package", help="write the Teams app package (.zip) to upload")

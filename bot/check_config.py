@@ -292,6 +292,41 @@ async def probe_psa(settings: Settings) -> str:
     return probe.answer
 
 
+async def probe_directory(settings: Settings) -> str | None:
+    """A Graph directory: a token, and each configured group looked up (read-only GET): a
+    group id the tenant lacks makes nobody a VIP (or technician) without a word, so it is a
+    ConfigError naming the setting. None for other directories (nothing probed)."""
+    from bot.directory.graph import GraphDirectory
+
+    config = settings.config.directory
+    if config.source != "graph":
+        return None
+    directory = await create_directory(config, config_dir=settings.config_dir, env=settings.env)
+    try:
+        assert isinstance(directory, GraphDirectory)
+        try:
+            groups = await asyncio.wait_for(directory.configured_groups(), timeout=PROBE_TIMEOUT)
+        except TimeoutError:
+            raise ConfigError("directory: Graph did not answer within 30 s") from None
+        except DirectoryError as exc:
+            raise ConfigError(f"directory: {exc}") from None
+    finally:
+        await directory.close()
+    missing = [(setting, group_id) for setting, group_id, name in groups if name is None]
+    if missing:
+        raise ConfigError(
+            "; ".join(
+                f"{setting}: the tenant has no group {group_id} (nobody would be "
+                f"{'a VIP' if 'vip' in setting else 'a technician'})"
+                for setting, group_id in missing
+            )
+        )
+    if not groups:
+        return "Graph token OK; no vip_group_id or technician_group_id to check"
+    found = ", ".join(f"{setting.rsplit('.', 1)[1]} {name}" for setting, _, name in groups)
+    return f"Graph token OK; groups found: {found}"
+
+
 async def _probe(
     name: str, probe: Callable[[Settings], Awaitable[str | None]], settings: Settings
 ) -> tuple[str, str | None, str | None]:
@@ -300,6 +335,8 @@ async def _probe(
         return name, await probe(settings), None
     except ConfigError as exc:
         return name, None, str(exc)
+    except DirectoryError as exc:
+        return name, None, f"directory: {exc}"
 
 
 async def run_probes(settings: Settings) -> tuple[list[tuple[str, str]], list[str]]:
@@ -310,6 +347,7 @@ async def run_probes(settings: Settings) -> tuple[list[tuple[str, str]], list[st
 
     results = await asyncio.gather(
         _probe("psa probe", psa, settings),
+        _probe("directory probe", probe_directory, settings),
     )
     lines: list[tuple[str, str]] = []
     problems: list[str] = []

@@ -21,6 +21,7 @@ import asyncio
 import functools
 import logging
 import math
+import re
 import ssl
 import time
 from collections.abc import Callable
@@ -51,6 +52,10 @@ WAIT_LIMIT = 10.0  # seconds of Retry-After a person waits for, per look-up
 MAX_RETRIES = 10
 MAX_PAGES = 5  # next pages followed for one look-up
 TOKEN_LIMIT = 15.0  # a token request (msal retries once), including waiting for another one
+
+
+# Graph object ids are GUIDs; anything else (a group's name pasted in) names no group.
+_GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 
 def _odata_string(value: str) -> str:
@@ -487,6 +492,30 @@ class GraphDirectory:
             if manager is not None:
                 self._store(manager)
         return manager
+
+    async def configured_groups(self) -> list[tuple[str, str, str | None]]:
+        """(setting, group id, display name) of each configured group, the name None when the
+        tenant has no group with that id (GET /groups/{id}, read-only: check-config --probe).
+        A group that does not exist makes nobody a VIP (or technician) without a word at
+        look-up time: checkMemberGroups answers "in none". DirectoryUnavailable when Graph
+        cannot answer. With no group configured, only a token is fetched."""
+        settings = (
+            ("directory.graph.vip_group_id", self._vip_group),
+            ("directory.graph.technician_group_id", self._tech_group),
+        )
+        found: list[tuple[str, str, str | None]] = []
+        await self._token()
+        for setting, group_id in settings:
+            if not group_id:
+                continue
+            if not _GUID.fullmatch(group_id):  # Graph answers 400 to a name or a typo
+                found.append((setting, group_id, None))
+                continue
+            path = f"groups/{quote(group_id, safe='')}"
+            data = await self._call("GET", path, {"$select": "id,displayName"})
+            name = str(data.get("displayName") or group_id) if isinstance(data, dict) else None
+            found.append((setting, group_id, name))
+        return found
 
     async def has_technicians(self) -> bool:
         """True when a technician group is configured."""

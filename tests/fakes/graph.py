@@ -77,6 +77,7 @@ class FakeGraph(FakeServer):
         self.contacts: dict[str, dict[str, Any]] = {}
         self.groups: dict[str, set[str]] = {}  # user id -> group ids (transitive)
         self.group_members: dict[str, set[str]] = {}  # group id -> user and group ids (direct)
+        self.group_names: dict[str, str] = {}  # group id -> displayName (default: the id)
         # Users per page of a `$filter` answer (None: all on one page); the rest is behind
         # `@odata.nextLink`, as Graph pages any collection. `next_link_base` overrides where
         # the link points (a link off Graph's origin).
@@ -108,9 +109,17 @@ class FakeGraph(FakeServer):
         if manager:
             self.managers[user_id] = manager
 
-    def add_group(self, group_id: str, *members: str) -> None:
+    def add_group(self, group_id: str, *members: str, name: str | None = None) -> None:
         """A group whose direct members are these users or groups (nesting counts)."""
         self.group_members.setdefault(group_id, set()).update(members)
+        if name is not None:
+            self.group_names[group_id] = name
+
+    def group_exists(self, group_id: str) -> bool:
+        """A group added, or named in a user's `groups` (Graph ids compare case-insensitively)."""
+        known = set(self.group_members) | set(self.group_names)
+        known |= {g for groups in self.groups.values() for g in groups}
+        return group_id.lower() in {g.lower() for g in known}
 
     def member_of(self, object_id: str) -> set[str]:
         """Every group `object_id` is in, directly or through nested groups (as Graph's
@@ -142,10 +151,12 @@ class FakeGraph(FakeServer):
             return self._openid(parts[0])
         if len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "token"] and rec.method == "POST":
             return self._token(parts[0], rec.form or {})
-        if parts[:2] != ["v1.0", "users"]:
+        if parts[:2] not in (["v1.0", "users"], ["v1.0", "groups"]):
             return _error(404, "UnknownPath")
         if rec.headers.get("Authorization") != f"Bearer {self.access_token}":
             return _error(401, "InvalidAuthenticationToken")
+        if parts[1] == "groups":
+            return self._group(parts[2:], rec)
         if len(parts) == 2 and rec.method == "GET":
             return self._filter(rec)
         user = self._find(parts[2]) if len(parts) >= 3 else None
@@ -168,6 +179,16 @@ class FakeGraph(FakeServer):
             mine = self.member_of(user["id"])
             return json_response({"value": [g for g in asked if g in mine]})
         return _error(400, "BadRequest")
+
+    def _group(self, rest: list[str], rec: Recorded) -> web.Response:
+        """GET /groups/{id}: the group's id and displayName; 404 for one the tenant lacks."""
+        if len(rest) != 1 or rec.method != "GET":
+            return _error(400, "BadRequest")
+        group_id = rest[0]
+        if not self.group_exists(group_id):
+            return _error(404, "Request_ResourceNotFound")
+        name = self.group_names.get(group_id, group_id)
+        return json_response({"id": group_id, "displayName": name})
 
     def _openid(self, tenant: str) -> web.Response:
         base = f"{self.https_url}/{tenant}"

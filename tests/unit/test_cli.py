@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import re
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bot.__main__ import _parser
+from tests.directory_people import (
+    GRAPH_SECRET,
+    TECH_GROUP_ID,
+    VIP_GROUP_ID,
+    fill_graph,
+    graph_directory,
+)
+from tests.fakes.graph import FakeGraph
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRETS = {
@@ -670,3 +682,80 @@ def test_a_failing_psa_probe_still_prints_the_whole_report(tmp_path: Path) -> No
     line = _one_line_naming(result, "psa")
     assert "cannot connect" in line
     assert "cli-test-private-key-77" not in result.stdout + result.stderr
+
+
+@pytest.fixture
+def graph_fake() -> Iterator[FakeGraph]:
+    """The Graph fake with the test people and their groups, on its own thread (the code under
+    test runs in a subprocess)."""
+    fake = FakeGraph(threaded=True)
+    fill_graph(fake)
+    fake.add_group(VIP_GROUP_ID, name="VIPs")
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(fake.start())
+    yield fake
+    loop.run_until_complete(fake.stop())
+    loop.close()
+
+
+def _graph_setup(folder: Path, fake: FakeGraph, **overrides: str) -> dict[str, str]:
+    directory, env = graph_directory(fake, **overrides)
+    config = yaml.safe_dump({"directory": directory})
+    return _setup(folder, config=config) | env
+
+
+def test_probe_checks_the_configured_graph_groups_exist(
+    tmp_path: Path, graph_fake: FakeGraph
+) -> None:
+    """Found by an operations trial: a `vip_group_id` the tenant does not have (copied from
+    another tenant, a typo, the group's name) made nobody a VIP and nothing said so:
+    checkMemberGroups just answers "in none". `--probe` now looks each configured group up
+    (read-only GET) and names the setting of one that does not exist."""
+    env = _graph_setup(tmp_path, graph_fake)
+    good = run_bot("check-config", "--no-db", "--probe", cwd=tmp_path, env=env)
+    assert good.returncode == 0, good.stdout + good.stderr
+    probe = _fields(good.stdout)["directory probe"]
+    assert "vip_group_id VIPs" in probe and f"technician_group_id {TECH_GROUP_ID}" in probe
+    asked = graph_fake.graph_calls()
+    assert asked and all(call.method == "GET" for call in asked)  # read-only
+    assert {call.raw_path for call in asked} == {
+        f"/v1.0/groups/{VIP_GROUP_ID}",
+        f"/v1.0/groups/{TECH_GROUP_ID}",
+    }
+
+    missing = "0b6c1f7e-0000-4000-8000-0000000dead0"
+    for vip in (missing, "VIPs"):  # one the tenant lacks; a name pasted for the id
+        env = _graph_setup(tmp_path, graph_fake, vip_group_id=vip)
+        bad = run_bot("check-config", "--no-db", "--probe", cwd=tmp_path, env=env)
+        line = _one_line_naming(bad, "directory.graph.vip_group_id")
+        assert vip in line and "VIP" in line and "technician_group_id" not in line
+        assert _fields(bad.stdout)["directory probe"].startswith("FAILED: ")
+        assert GRAPH_SECRET not in bad.stdout + bad.stderr
+    # Without --probe Graph is not contacted (a directory that is down never stops start-up).
+    before = len(graph_fake.recorded)
+    quiet = run_bot("check-config", "--no-db", cwd=tmp_path, env=env)
+    assert quiet.returncode == 0, quiet.stderr
+    assert len(graph_fake.recorded) == before
+
+
+def test_every_probe_runs_and_each_failure_is_its_own_line(
+    tmp_path: Path, graph_fake: FakeGraph
+) -> None:
+    """A PSA that cannot be reached and a Graph group that does not exist: one run names both."""
+    port = _closed_port()
+    directory, graph_env = graph_directory(graph_fake, technician_group_id=str(uuid.uuid4()))
+    config = yaml.safe_dump(
+        {
+            "directory": directory,
+            "psa": {"system": "connectwise", "url": f"http://127.0.0.1:{port}"},
+        }
+    )
+    env = _setup(tmp_path, config=config) | graph_env | CW_ENV
+    result = run_bot("check-config", "--no-db", "--probe", cwd=tmp_path, env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    fields = _fields(result.stdout)
+    assert fields["psa probe"].startswith("FAILED: ")
+    assert fields["directory probe"].startswith("FAILED: ")
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 2 and all(e.startswith("config error: ") for e in errors), errors
+    assert "cannot connect" in errors[0] and "directory.graph.technician_group_id" in errors[1]
