@@ -38,6 +38,11 @@ from storage.migrate import SchemaMismatch
 DB_TIMEOUT = 15.0
 
 
+def counted(count: int, one: str, many: str | None = None) -> str:
+    """`1 technician`, `2 technicians`, `0 people` (the report said `1 technicians`)."""
+    return f"{count} {one if count == 1 else many or one + 's'}"
+
+
 def describe_slack(settings: Settings) -> str:
     """Slack transport: HTTP, Socket Mode, or disabled with the variables that enable it."""
     if not settings.slack_enabled:
@@ -112,7 +117,7 @@ def check_calendar(settings: Settings) -> tuple[str, list[str]]:
         _, good, problems = load_calendar(path.read_bytes())
     except (OSError, ValueError) as exc:
         raise ConfigError(f"changes.calendar: {path} cannot be used: {exc}") from None
-    text = f"change calendar {path} ({len(good)} event(s)"
+    text = f"change calendar {path} ({counted(len(good), 'event')}"
     text += f", {len(problems)} skipped: see the warnings)" if problems else ")"
     return text, [f"changes.calendar: event skipped, cannot be read: {p}" for p in problems]
 
@@ -129,7 +134,7 @@ def describe_diagnosis(settings: Settings, calendar: str = "") -> str:
     parts = [
         shown,
         calendar or check_calendar(settings)[0],
-        f"{len(changes.entries)} change(s) in the config",
+        f"{counted(len(changes.entries), 'change')} in the config",
         "Patch Tuesday " + ("on" if changes.patch_tuesday else "off"),
         f"a pattern from {settings.config.patterns.repeat_threshold} tickets with one error",
     ]
@@ -147,6 +152,41 @@ def describe_scope(settings: Settings) -> str:
         f"Tier 1: {', '.join(config.tier1_scope)}; other tickets not escalated {after} after "
         "opening get one nudge"
     )
+
+
+def describe_sla_tiers(settings: Settings) -> str:
+    """Each SLA tier's respond/resolve targets per priority, on one line; the default first."""
+    sla = settings.config.sla
+    names = [sla.default_tier, *sorted(t for t in sla.tiers if t != sla.default_tier)]
+    tiers = []
+    for name in names:
+        targets = " ".join(
+            f"{priority} {format_duration(target.respond)}/{format_duration(target.resolve)}"
+            for priority, target in sorted(sla.tiers[name].items())
+        )
+        tiers.append(f"{name}{' (default)' if name == sla.default_tier else ''} {targets}")
+    seconds = int(sla.warn_before.total_seconds())
+    warn = (
+        "no warnings before a target (sla.warn_before: 0s)"
+        if not seconds
+        else f"warned {format_duration(sla.warn_before)} before each target"
+    )
+    return "; ".join(tiers) + f" (respond/resolve; {warn})"
+
+
+def describe_sla_clients(settings: Settings) -> str:
+    """The MSP client -> tier map, and what a client it does not name gets."""
+    config = settings.config
+    others = config.sla.default_tier
+    if settings.psa is not None and config.psa.tiers:
+        others = f"the tier of their PSA contract (psa.tiers), else {others}"
+    if not config.sla.clients:
+        return f"none in sla.clients: every client gets {others}"
+    shown = ", ".join(
+        f"{client} -> {tier}"
+        for client, tier in sorted(config.sla.clients.items(), key=lambda c: c[0].lower())
+    )
+    return f"{shown}; other clients get {others}"
 
 
 def describe_remote(settings: Settings) -> str:
@@ -172,8 +212,9 @@ async def describe_directory(settings: Settings) -> str:
             people = directory.people
             technicians = sum(1 for p in people if p.technician)
             text = (
-                f"file {directory.path}: {len(people)} people, {technicians} technicians, "
-                f"{sum(1 for p in people if p.vip)} VIP"
+                f"file {directory.path}: {counted(len(people), 'person', 'people')}, "
+                f"{counted(technicians, 'technician')}, "
+                f"{counted(sum(1 for p in people if p.vip), 'VIP')}"
             )
             if not technicians:
                 text += " (no technician listed: everyone counts as one)"
@@ -383,6 +424,8 @@ async def _report(
         ("directory", await describe_directory(settings)),
         ("incidents", describe_incidents(settings)),
         ("scope", describe_scope(settings)),
+        ("sla tiers", describe_sla_tiers(settings)),
+        ("sla clients", describe_sla_clients(settings)),
         ("remote session", describe_remote(settings)),
         ("psa", describe_psa(settings.psa, settings.config.psa.tiers)),
         ("diagnosis", describe_diagnosis(settings, calendar)),

@@ -151,7 +151,7 @@ def test_check_config_reports_what_is_enabled_without_secrets(tmp_path: Path) ->
     assert "11111111-2222-4333-8444-555555555555" in fields["teams"]
     assert fields["pagers"] == "PagerDuty, Opsgenie"
     assert "people.yaml" in fields["directory"] and "2 people" in fields["directory"]
-    assert "1 technicians" in fields["directory"]
+    assert "2 people, 1 technician, 1 VIP" in fields["directory"]
     assert "C0INCIDENT" in fields["incidents"] and "19:abc@thread.tacv2" in fields["incidents"]
     assert "meet.example.com/p1-bridge" in fields["incidents"]
     assert "config OK" in result.stdout
@@ -185,7 +185,7 @@ def test_check_config_reports_a_bad_change_calendar(tmp_path: Path) -> None:
     )  # fmt: skip
     result = run_bot("check-config", "--no-db", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
-    assert "changes.ics (1 event(s), 1 skipped: see the warnings)" in result.stdout
+    assert "changes.ics (1 event, 1 skipped: see the warnings)" in result.stdout
     [warning] = [line for line in result.stdout.splitlines() if "bk@example.com" in line]
     assert warning.startswith("warning:") and "Backup" in warning
 
@@ -759,3 +759,44 @@ def test_every_probe_runs_and_each_failure_is_its_own_line(
     errors = result.stderr.strip().splitlines()
     assert len(errors) == 2 and all(e.startswith("config error: ") for e in errors), errors
     assert "cannot connect" in errors[0] and "directory.graph.technician_group_id" in errors[1]
+
+
+SLA_CONFIG = """\
+directory: {source: file, path: people.yaml}
+sla:
+  default_tier: bronze
+  warn_before: 30m
+  tiers:
+    bronze: {P1: {respond: 1h, resolve: 8h}, P2: {respond: 4h, resolve: 2d},
+             P3: {respond: 1d, resolve: 5d}, P4: {respond: 2d, resolve: 10d}}
+    platinum: {P1: {respond: 10m, resolve: 1h}, P2: {respond: 30m, resolve: 4h},
+               P3: {respond: 2h, resolve: 1d}, P4: {respond: 4h, resolve: 2d}}
+  clients: {Acme: platinum, globex: bronze}
+changes:
+  entries:
+    - {title: Firewall upgrade, start: "2026-12-15T22:00:00Z", clients: [acme]}
+"""
+
+
+def test_check_config_shows_the_sla_tiers_and_client_map_and_counts_in_words(
+    tmp_path: Path,
+) -> None:
+    """Found by an operations trial: an MSP could not see the SLA tiers and the client -> tier
+    map it had configured (a client mapped to the wrong tier is the wrong respond-by on every
+    card), and the report said `1 technicians` / `1 people`."""
+    one = "- {email: bo@example.com, name: Bo Chen, slack_id: U0BO, technician: true}\n"
+    env = _setup(tmp_path, config=SLA_CONFIG, people=one)
+    result = run_bot("check-config", "--no-db", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    fields = _fields(result.stdout)
+    assert fields["sla tiers"] == (
+        "bronze (default) P1 1h/8h P2 4h/2d P3 1d/5d P4 2d/10d; "
+        "platinum P1 10m/1h P2 30m/4h P3 2h/1d P4 4h/2d "
+        "(respond/resolve; warned 30m before each target)"
+    ), result.stdout
+    assert fields["sla clients"] == (
+        "Acme -> platinum, globex -> bronze; other clients get bronze"
+    ), result.stdout
+    assert "1 person, 1 technician, 0 VIPs" in fields["directory"], fields["directory"]
+    assert "1 change in the config" in fields["diagnosis"], fields["diagnosis"]
+    assert "(s)" not in result.stdout
