@@ -18,9 +18,18 @@ _SECRET_PATTERNS = [
     re.compile(r"(?P<keep>)xapp-[A-Za-z0-9-]+"),
     re.compile(r"(?i)(?P<keep>(?:bearer|basic|genie ?key)\s+)[A-Za-z0-9._~+/=-]{8,}"),
     re.compile(
-        r"(?i)(?P<keep>(?:routing_key|client_secret|password|access_token|signing_secret|x-api-key|api_key)"
-        r"[\"']?\s*[:=]\s*[\"']?)[^\s\"',&]+"
+        r"(?i)(?P<keep>(?:routing_key|client_secret|password|access_token|signing_secret|x-api-key|api_key"
+        r"|response_url)[\"']?\s*[:=]\s*[\"']?)[^\s\"',&]+"
     ),
+    # An Authorization header's credentials, whatever its scheme (`Authorization: Token abc…`,
+    # a dict's `'Authorization': 'abc…'`); a placeholder (`Bearer <METRICS_TOKEN>`) stays.
+    re.compile(
+        r"(?i)(?P<keep>authorization[\"']?\s*[:=]\s*[\"']?(?:[a-z][a-z-]*\s+)?)"
+        r"[A-Za-z0-9._~+/=-]{8,}"
+    ),
+    # A Slack response_url (or incoming webhook) wherever it stands: whoever holds one can
+    # post as the app for 30 minutes.
+    re.compile(r"(?i)(?P<keep>https?://hooks\.slack\.com/)[^\s\"'<>]+"),
     # user:password in a URL (a calendar feed, a KB base URL) and credential-like query
     # parameters (`?token=`, `&sig=`, the one-time `ticket=` of a Socket Mode URL).
     re.compile(r"(?i)(?P<keep>\b[a-z][a-z0-9+.-]*://)[^/\s@:]+:[^/\s@]+(?=@)"),

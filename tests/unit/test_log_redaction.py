@@ -42,3 +42,22 @@ def test_json_lines_carry_correlation_id_and_ticket() -> None:
     assert entry["correlation_id"] == "c0ffee12" and entry["ticket"] == "HD-7"
     assert "xoxb-9-9" not in entry["msg"]
     assert "c0ffee12" in TextFormatter().format(record)
+
+
+def test_redact_masks_response_urls_and_authorization_headers() -> None:
+    # A response_url lets whoever holds it post as the app for 30 minutes.
+    line = redact(
+        '{"response_url": "http://127.0.0.1:9/r/R1"} '
+        "response_url=https%3A%2F%2Fhooks.slack.com%2Factions%2FR2&x=1 "
+        "{'response_urls': [{'response_url': 'https://hooks.slack.com/app/R3'}]} "
+        "posting to https://hooks.slack.com/commands/T0/1/R4 "
+        "{'Authorization': 'Token R5R5R5R5R5', 'Accept': 'json'} "
+        "Authorization: ApiIntegrationCode R6R6R6R6R6 "
+        "{'authorization': 'R7R7R7R7R7'} "
+        "GET /metrics: with 'Authorization: Bearer <METRICS_TOKEN>' only"
+    )
+    for secret in ("R1", "R2", "R3", "R4", "R5", "R6", "R7"):
+        assert secret not in line
+    assert "x=1" in line and "'Accept': 'json'" in line
+    assert "https://hooks.slack.com/[redacted]" in line
+    assert "'Authorization: Bearer <METRICS_TOKEN>'" in line  # a placeholder, no secret
