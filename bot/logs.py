@@ -39,6 +39,29 @@ _SECRET_PATTERNS = [
 ]
 
 
+# Libraries that log credentials or whole payloads below WARNING (request headers with their
+# Authorization, Slack envelopes with response_url and user text, LDAP binds, token requests,
+# SQL with its parameters): whatever LOG_LEVEL says, only their warnings and errors are logged.
+CAPPED_LOGGERS = (
+    "slack_bolt",
+    "slack_sdk",
+    "aiohttp",
+    "botbuilder",
+    "botframework",
+    "msrest",
+    "msal",
+    "azure",
+    "urllib3",
+    "requests",
+    "ldap3",
+    "asyncpg",
+    "aiosqlite",
+    "sqlalchemy",
+    "apscheduler",
+    "alembic",
+)
+
+
 def redact(text: str) -> str:
     """Mask tokens, keys and secrets in a log message."""
     for pattern in _SECRET_PATTERNS:
@@ -52,6 +75,18 @@ class _ContextFilter(logging.Filter):
         if not getattr(record, "ticket", None):
             record.ticket = ticket_number.get()
         return True
+
+
+class _CapThirdParty(logging.Filter):
+    """Holds back a capped library's records below WARNING at the handler: some libraries
+    set their own loggers' levels (Bolt gives its loggers the root level as an app starts),
+    so the level setup_logging puts on their parent is not enough by itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        name = record.name
+        return not any(name == top or name.startswith(top + ".") for top in CAPPED_LOGGERS)
 
 
 class JsonFormatter(logging.Formatter):
@@ -87,20 +122,13 @@ def setup_logging(*, fmt: str = "text", level: str = "INFO") -> None:
             root.removeHandler(handler)
     handler = logging.StreamHandler()
     handler._helpdesk = True  # type: ignore[attr-defined]
+    handler.addFilter(_CapThirdParty())
     handler.addFilter(_ContextFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root.addHandler(handler)
     root.setLevel(level)
-    # Third-party chatter that would log request details at INFO.
-    for name in (
-        "slack_bolt",
-        "slack_sdk",
-        "msrest",
-        "msal",
-        "apscheduler",
-        "aiohttp.access",
-        "alembic",
-    ):
+    # Our own loggers follow LOG_LEVEL; third-party ones log their warnings and errors only.
+    for name in CAPPED_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 

@@ -133,12 +133,22 @@ def make_client(
     )
 
 
+def _bolt_logger() -> logging.Logger:
+    """The logger handed to Bolt, with no level of its own. Without one, Bolt gives each of
+    its loggers the root logger's level as the app starts, so at LOG_LEVEL=DEBUG they logged
+    every Socket Mode envelope (response_url, user text) and response body past the cap
+    setup_logging puts on `slack_bolt`; handed one, Bolt's loggers take its level (none) and
+    stay under that cap."""
+    logger = logging.getLogger("slack_bolt.AsyncApp")
+    logger.setLevel(logging.NOTSET)
+    return logger
+
+
 @contextlib.contextmanager
 def _bolt_construction_quiet() -> Iterator[None]:
     """Only errors from Bolt's app logger while the app is built (its warnings there are about
     the token passed through the client and `authorize` instead of the environment)."""
-    # A filter, not a level: Bolt sets this logger's level from the root logger as it starts.
-    logger = logging.getLogger("slack_bolt.AsyncApp")
+    logger = _bolt_logger()
 
     def errors_only(record: logging.LogRecord) -> bool:
         return record.levelno >= logging.ERROR
@@ -187,6 +197,7 @@ class SlackFront:
                 signing_secret=secret,
                 process_before_response=True,
                 request_verification_enabled=True,
+                logger=_bolt_logger(),
             )
         self.app.command(re.compile(r"^/.+"))(self._on_command)
         self.app.view_submission(re.compile(r".+"))(self._on_view_submission)

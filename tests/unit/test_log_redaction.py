@@ -6,7 +6,7 @@ import json
 import logging
 
 from bot.correlation import correlation_id, ticket_number
-from bot.logs import JsonFormatter, TextFormatter, _ContextFilter, redact
+from bot.logs import JsonFormatter, TextFormatter, _ContextFilter, redact, setup_logging
 
 
 def test_redact_masks_token_shapes() -> None:
@@ -61,3 +61,26 @@ def test_redact_masks_response_urls_and_authorization_headers() -> None:
     assert "x=1" in line and "'Accept': 'json'" in line
     assert "https://hooks.slack.com/[redacted]" in line
     assert "'Authorization: Bearer <METRICS_TOKEN>'" in line  # a placeholder, no secret
+
+
+def test_debug_logs_our_own_loggers_and_only_warnings_of_libraries(capsys) -> None:
+    root = logging.getLogger()
+    bolt = logging.getLogger("slack_bolt.AsyncApp")
+    saved = root.level, bolt.level, logging.getLogger("slack_bolt").level
+    setup_logging(level="DEBUG")
+    # What Bolt does as an app starts: its logger takes the root logger's level.
+    bolt.setLevel(root.level)
+    try:
+        logging.getLogger("bot.slack.front").debug("ours at debug")
+        bolt.debug("Received message (data: envelope)")
+        logging.getLogger("ldap3").info("bind with credentials")
+        bolt.warning("bolt warns")
+    finally:
+        for handler in [h for h in root.handlers if getattr(h, "_helpdesk", False)]:
+            root.removeHandler(handler)
+        root.setLevel(saved[0])
+        bolt.setLevel(saved[1])
+        logging.getLogger("slack_bolt").setLevel(saved[2])
+    err = capsys.readouterr().err
+    assert "ours at debug" in err and "bolt warns" in err
+    assert "Received message" not in err and "bind with" not in err
