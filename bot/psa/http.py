@@ -49,7 +49,8 @@ def reason(body: Any) -> str:
                 parts.append(f"{field}: {text}" if field else text)
             else:
                 parts.append(str(item))
-    return "; ".join(p for p in parts if p)[:300]
+    # One line: ServiceNow's details carry "\n\t" (a data policy's list of fields).
+    return "; ".join(" ".join(p.split()) for p in parts if p.strip())[:300]
 
 
 class PsaHttp:
@@ -62,6 +63,7 @@ class PsaHttp:
         name: str,
         headers: dict[str, str],
         refuses_with_500: bool = False,
+        refused: Callable[[int, Any], bool] | None = None,
     ):
         self.session = session
         self.name = name
@@ -69,6 +71,9 @@ class PsaHttp:
         self._paused_until = 0.0
         # Autotask answers a write its business rules refuse with 500 and its `errors` list.
         self.refuses_with_500 = refuses_with_500
+        # (status, answer) -> the PSA refused this request as sent, whatever the status says
+        # otherwise (ServiceNow: a 403 from a data policy or business rule, not the login).
+        self.refused = refused
 
     def __repr__(self) -> str:
         return f"PsaHttp({self.name!r})"
@@ -163,6 +168,9 @@ class PsaHttp:
                 status=status,
                 unreadable=reading,
             )
+        if self.refused is not None and self.refused(status, answer):
+            # Refused as sent: the same write gets the same answer, the credentials are fine.
+            return PsaError(message, kind="rejected", status=status)
         if status in (401, 403):
             return PsaError(message, kind="auth", status=status)
         if status == 429 or (status == 503 and wait is not None):

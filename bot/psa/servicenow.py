@@ -34,6 +34,22 @@ DEFAULT_CLOSE_CODE = "Solution provided"
 EPOCH = datetime(1970, 1, 1)
 
 
+# What ServiceNow says in a 403 when the instance's rules, not the user's rights, refuse a
+# write: "Data Policy Exception: The following fields are mandatory: ..." or "Operation
+# against file 'incident' was aborted by Business Rule '...'" (under "Operation Failed").
+RULE_REFUSALS = ("data policy exception", "aborted by business rule")
+
+
+def refused_by_a_rule(status: int, answer: Any) -> bool:
+    """A 403 that is a data policy or business rule refusing the write as sent (the REST
+    API's 403 covers "ACL failures, or business rule or data policy constraints")."""
+    error = answer.get("error") if isinstance(answer, dict) else None
+    if status != 403 or not isinstance(error, dict):
+        return False
+    said = f"{error.get('message') or ''} {error.get('detail') or ''}".lower()
+    return any(words in said for words in RULE_REFUSALS)
+
+
 def quote(value: str) -> str:
     """A value inside an encoded query (`^` separates conditions, `^^` is a literal caret)."""
     return value.replace("^", "^^")
@@ -52,6 +68,7 @@ class ServiceNowConnector(CachedCompanies):
                 "Authorization": basic(settings.username, settings.password.get_secret_value()),
                 "Accept": "application/json",
             },
+            refused=refused_by_a_rule,
         )
         self.memo = Memo()
 

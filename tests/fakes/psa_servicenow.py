@@ -3,7 +3,10 @@
 Tables: incident (correlation_id, work_notes journal, state/close_code/close_notes),
 task_time_worked, sys_journal_field (a row per work note, read only), core_company,
 ast_contract, sys_user, cmdb_ci, sys_choice; a table in `unreadable` answers reads with
-403 "User Not Authorized" / "Failed ACL Validation" (a read ACL, KB2971488). Encoded
+403 "User Not Authorized" / "Failed ACL Validation" (a read ACL, KB2971488). Resolving
+without a field a data policy makes mandatory (close_code, close_notes, and any in
+`mandatory_on_resolve`) is answered 403 "Operation Failed" / "Data Policy Exception" (the
+REST API's 403 also covers "business rule or data policy constraints"). Encoded
 queries understand `a=b`, `aLIKEb`, `^` (and), `^^` (a literal caret) and ORDERBY.
 """
 
@@ -89,6 +92,8 @@ class FakeServiceNow(PsaFake):
             ],
         }
         self.journal: dict[str, list[str]] = {}
+        # Fields an instance's data policy makes mandatory on resolving (name -> label).
+        self.mandatory_on_resolve: dict[str, str] = {}
         self._numbers = 10000
 
     def env(self) -> dict[str, str]:
@@ -252,14 +257,22 @@ class FakeServiceNow(PsaFake):
         body = rec.json
         if not isinstance(body, dict):
             return _error(400, "Exception while reading request", "body is not a JSON object")
-        if str(body.get("state")) == RESOLVED and not (
-            body.get("close_code") in CLOSE_CODES and body.get("close_notes")
-        ):
-            return _error(
-                403,
-                "Operation Failed",
-                "Data Policy Exception: Resolution code and Resolution notes are mandatory",
-            )
+        if str(body.get("state")) == RESOLVED:
+            mandatory = {
+                "close_code": "Resolution code",
+                "close_notes": "Resolution notes",
+                **self.mandatory_on_resolve,
+            }
+            missing = [label for name, label in mandatory.items() if not body.get(name)]
+            if body.get("close_code") and body["close_code"] not in CLOSE_CODES:
+                missing.insert(0, "Resolution code")
+            if missing:
+                return _error(
+                    403,
+                    "Operation Failed",
+                    "Data Policy Exception: \n\tThe following fields are mandatory: "
+                    + ", ".join(dict.fromkeys(missing)),
+                )
         ticket = self.tickets[sys_id]
         what = "update"
         if body.get("work_notes"):

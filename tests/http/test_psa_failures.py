@@ -534,3 +534,35 @@ async def test_contracts_the_integration_user_may_not_read_leave_the_default_tie
         assert "standard tier, the default: the ServiceNow contract could not be read" in shown
         assert "refuses the bot's credentials" not in shown
         assert not _told(slack_api, "refuses the bot's credentials")
+
+
+async def test_servicenow_closure_a_data_policy_refuses_is_told_not_taken_for_credentials(
+    make_app, slack_api: FakeSlack
+):
+    # ServiceNow answers a write its data policies or business rules refuse with 403
+    # "Operation Failed" (its REST API: 403 covers "ACL failures, or business rule or data
+    # policy constraints"); the credentials were accepted. An instance that makes a field
+    # mandatory on resolving (here a cause code) refuses the closure, however often it is sent.
+    fake = FakeServiceNow()
+    seed(fake)
+    async with fake:
+        fake.mandatory_on_resolve = {"u_cause_code": "Cause code"}
+        app = await start_app(make_app, slack_api, fake)
+        await open_ticket(app, slack_api)
+        await wait_until(lambda: all_synced(app), what="the incident")
+        await close(app, slack_api, "HD-1", spent="30m")
+
+        words = "ServiceNow refused the closure for HD-1 and it will not be retried"
+        await wait_until(lambda: _told(slack_api, words), timeout=15, what="the technician told")
+        told = json.dumps(_told(slack_api, words)[0])
+        assert "Data Policy Exception" in told and "Cause code" in told
+        assert not _told(slack_api, "refuses the bot's credentials")
+        # Other tickets keep reaching ServiceNow: nothing is held as if the password were wrong.
+        await open_ticket(app, slack_api, summary="Printer offline")
+        await wait_until(lambda: len(fake.records()) == 2, timeout=10, what="the second incident")
+        [closure] = [r for r in await psa_rows(app) if r.kind == "psa.close"]
+        assert (closure.status, closure.attempts) == ("dead", 1)
+        assert fake.by_ref(fake.records()[0].ref).time_minutes == [30]
+        shown = await show(app)
+        assert "ServiceNow: not sent: closure" in shown and "Cause code" in shown
+        assert "refuses the bot's credentials" not in shown
