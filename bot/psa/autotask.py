@@ -194,10 +194,17 @@ class AutotaskConnector(CachedCompanies):
         )
         return [str(r["contractName"]) for r in rows if r.get("contractName")]
 
-    async def _contact(self, email: str) -> int | None:
+    async def _contact(self, email: str, company: Company) -> int | None:
+        """The requester as a contact of the ticket's own company: Autotask refuses a ticket
+        whose contact belongs to another one (the same address can be a contact at several)."""
         if not email:
             return None
-        rows = await self._query("Contacts", [_eq("emailAddress", email)], ["id"], limit=1)
+        rows = await self._query(
+            "Contacts",
+            [_eq("emailAddress", email), _eq("companyID", int(company.id))],
+            ["id"],
+            limit=1,
+        )
         return int(rows[0]["id"]) if rows else None
 
     async def create_ticket(self, ticket: NewTicket, company: Company | None) -> PsaRef:
@@ -217,7 +224,10 @@ class AutotaskConnector(CachedCompanies):
             body["queueID"] = queue
         if company is not None:
             contact = await optional(
-                self._contact(ticket.requester_email), None, what="the contact", system=self.name
+                self._contact(ticket.requester_email, company),
+                None,
+                what="the contact",
+                system=self.name,
             )
             if contact is not None:
                 body["contactID"] = contact

@@ -3,7 +3,8 @@
 `GET /atservicesrest/v1.0/zoneInformation?user=` (no secret) answers the zone URL, which is
 `/zone5/atservicesrest/` on this same server; there every call needs `ApiIntegrationCode`,
 `UserName` and `Secret`. Envelopes: `{"itemId"}`, `{"item"}`, `{"items", "pageDetails"}`,
-errors `{"errors": [...]}`; queries `POST <Entity>/query` with eq / and filters; picklists
+errors `{"errors": [...]}` (a ticket whose contact is not one of its company's contacts is
+refused, 500); queries `POST <Entity>/query` with eq / and filters; picklists
 from `<Entity>/entityInformation/fields` (values as strings, as Autotask sends them); at most
 three requests at once per entity (429 "Thread Threshold Exceeded" beyond). An entity (or
 a path such as `Tickets/entityInformation/fields`) in `unreadable` answers its reads with
@@ -264,6 +265,13 @@ class FakeAutotask(PsaFake):
             return _errors(500, *(f"{f} is required" for f in missing))
         if not any(c["id"] == body["companyID"] for c in self.entities["Companies"]):
             return _errors(500, "Value does not exist for the required field companyID.")
+        contact = body.get("contactID")
+        if contact is not None and not any(
+            c["id"] == contact and c["companyID"] == body["companyID"]
+            for c in self.entities["Contacts"]
+        ):
+            # A ticket's contact must be one of its company's contacts (n8n-nodes-autotask#15).
+            return _errors(500, "Value does not reference an existing entity for contactID.")
         for name in ("status", "priority", "queueID"):
             if name in body and int(body[name]) not in _values(TICKET_FIELDS, name):
                 return _errors(500, f"Invalid picklist value for {name}.")

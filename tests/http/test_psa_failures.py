@@ -566,3 +566,26 @@ async def test_servicenow_closure_a_data_policy_refuses_is_told_not_taken_for_cr
         shown = await show(app)
         assert "ServiceNow: not sent: closure" in shown and "Cause code" in shown
         assert "refuses the bot's credentials" not in shown
+
+
+async def test_autotask_contact_is_taken_from_the_tickets_own_company(
+    make_app, slack_api: FakeSlack
+):
+    # Autotask refuses a ticket whose contactID is a contact of another company (500 "Value
+    # does not reference an existing entity for contactID.", n8n-nodes-autotask#15). The same
+    # address can be a contact at several clients (a contractor, a shared mailbox) or only at
+    # another one: the contact must be the ticket's company's, else the ticket goes without.
+    fake = FakeAutotask()
+    seed(fake)  # Ana is a contact of Acme
+    async with fake:
+        initech = fake.add_company("Initech", [])
+        theirs = fake.add_contact(initech, "ana@example.com")
+        app = await start_app(make_app, slack_api, fake)
+        await open_ticket(app, slack_api, client="Initech")
+        await open_ticket(app, slack_api, client="Globex", summary="Printer offline")
+        await wait_until(lambda: all_synced(app), timeout=15, what="both tickets in Autotask")
+        by_company = {t.company: t for t in fake.records()}
+        assert by_company["Initech"].raw["contactID"] == theirs
+        assert "contactID" not in by_company["Globex"].raw
+        assert "Requester: Ana Lopez <ana@example.com>" in by_company["Globex"].description
+        assert not _told(slack_api, "refused the ticket")
