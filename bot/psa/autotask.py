@@ -25,6 +25,7 @@ from handlers.psa import (
     PsaRef,
     Resolution,
     TimeWork,
+    clip,
     clip_marked,
     optional,
 )
@@ -211,8 +212,9 @@ class AutotaskConnector(CachedCompanies):
         label = PRIORITY_LABELS.get(ticket.priority)
         body: dict[str, Any] = {
             "companyID": int(company.id) if company is not None else YOUR_COMPANY,
-            "title": ticket.title[:255],
-            "description": ticket.description[:8000],
+            # Lengths in UTF-16 code units, as Autotask (.NET) counts them.
+            "title": clip(ticket.title, 255),
+            "description": clip(ticket.description, 8000),
             "status": await self._pick("Tickets", "status", "new", NEW),
             "priority": await self._pick(
                 "Tickets", "priority", label, PRIORITY_VALUES.get(ticket.priority, 2)
@@ -265,7 +267,7 @@ class AutotaskConnector(CachedCompanies):
         return PsaRef(str(rows[0]["id"]), str(rows[0].get("ticketNumber") or rows[0]["id"]))
 
     async def add_note(self, ref: PsaRef, text: str) -> None:
-        title = text.strip().splitlines()[0][:250] if text.strip() else "Note"
+        title = clip(text.strip().splitlines()[0], 250) if text.strip() else "Note"
         body = {
             "ticketID": int(ref.id),
             "title": title,
@@ -351,7 +353,11 @@ class AutotaskConnector(CachedCompanies):
         await self._api(
             "PATCH",
             "Tickets",
-            body={"id": int(ref.id), "status": complete, "resolution": resolution.text[:32000]},
+            body={
+                "id": int(ref.id),
+                "status": complete,
+                "resolution": clip(resolution.text, 32000),
+            },
         )
 
     async def probe(self) -> Probe:

@@ -24,6 +24,7 @@ from handlers.psa import (
     PsaRef,
     Resolution,
     TimeWork,
+    clip,
     optional,
 )
 
@@ -154,15 +155,16 @@ class ConnectWiseConnector(CachedCompanies):
 
     async def create_ticket(self, ticket: NewTicket, company: Company | None) -> PsaRef:
         body: dict[str, Any] = {
-            "summary": ticket.title[:100],
+            # Lengths in UTF-16 code units, as ConnectWise (.NET) counts them.
+            "summary": clip(ticket.title, 100),
             "company": {"id": int(company.id)} if company is not None else CATCHALL,
             "initialDescription": ticket.description,
-            "externalXRef": ticket.key[:100],
+            "externalXRef": clip(ticket.key, 100),
         }
         if ticket.requester_email:
             body["contactEmailAddress"] = ticket.requester_email
         if ticket.requester_name:
-            body["contactName"] = ticket.requester_name[:62]
+            body["contactName"] = clip(ticket.requester_name, 62)
         if ticket.priority == "P1":
             # Raising it later (psa.priority) needs the list; the ticket need not wait for it.
             top = await optional(

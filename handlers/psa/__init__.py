@@ -29,7 +29,7 @@ from handlers.psa.deliveries import (
 from handlers.psa.deliveries import after_delivery as after_psa_delivery
 from handlers.psa.deliveries import prepare as prepare_psa_row
 from handlers.psa.details import kind_label, show_lines
-from handlers.psa.rules import KINDS, clip_marked, name_of, tier_source
+from handlers.psa.rules import KINDS, clip, clip_marked, name_of, tier_source
 from handlers.psa.service import (
     on_closed,
     on_escalated,
@@ -56,6 +56,7 @@ __all__ = [
     "after_psa_delivery",
     "card_facts",
     "card_outdated",
+    "clip",
     "clip_marked",
     "is_psa_row",
     "kind_label",

@@ -41,6 +41,9 @@ WHAT = {
     CLOSE: "closure",
 }
 PURPOSE = "psa"
+# The shortest PSA title (ConnectWise's summary, in UTF-16 code units): a longer or
+# multi-line summary is also written in full into the description.
+TITLE_ROOM = 100
 KEY_PREFIX = "helpdesk-bot"
 
 
@@ -66,14 +69,33 @@ def marked(text: str, marker: str) -> str:
     return f"{text.rstrip()}\n\n[{marker}]" if text.strip() else f"[{marker}]"
 
 
+def units(text: str) -> int:
+    """`text`'s length as ConnectWise and Autotask count it (.NET strings, SQL Server
+    nvarchar): in UTF-16 code units, where an emoji or other non-BMP character is two."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` UTF-16 code units, never inside a character (a field of
+    100 on those PSAs takes 50 emoji, not 100)."""
+    if len(text) * 2 <= limit:  # every character is at most two units
+        return text
+    encoded = text.encode("utf-16-le")
+    if len(encoded) <= 2 * limit:
+        return text
+    # A character cut in half leaves a lone high surrogate, which "ignore" drops.
+    return encoded[: 2 * limit].decode("utf-16-le", errors="ignore")
+
+
 def clip_marked(text: str, limit: int) -> str:
-    """`text` cut to `limit` characters, its reference line (see `marked`) kept at the end."""
-    if len(text) <= limit:
+    """`text` cut to `limit` UTF-16 code units (`clip`), its reference line (see `marked`)
+    kept at the end."""
+    if units(text) <= limit:
         return text
     body, _, last = text.rpartition("\n")
-    if body and last.startswith(f"[{KEY_PREFIX}:") and last.endswith("]") and len(last) < limit:
-        return f"{body[: limit - len(last) - 1]}\n{last}"
-    return text[:limit]
+    if body and last.startswith(f"[{KEY_PREFIX}:") and last.endswith("]") and units(last) < limit:
+        return f"{clip(body, limit - units(last) - 1)}\n{last}"
+    return clip(text, limit)
 
 
 # -- the contract tier --------------------------------------------------------------------------
@@ -161,6 +183,10 @@ def description(ticket: Ticket, *, technician: str) -> str:
         # Written when the ticket is opened, before the manager can have answered: whoever
         # works it in the PSA must not act on the caller's word (the outcome follows as a note).
         lines += ["", IDENTITY_UNCONFIRMED]
+    summary = ticket.summary.strip()
+    if "\n" in summary or units(summary) > TITLE_ROOM:
+        # The PSA's title takes its first line, cut to fit: the whole of it lives here.
+        lines += ["", "Summary:", summary]
     if ticket.error_text:
         lines += ["", "Exact error text:", ticket.error_text]
     if ticket.doing:

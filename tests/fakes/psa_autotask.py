@@ -3,7 +3,8 @@
 `GET /atservicesrest/v1.0/zoneInformation?user=` (no secret) answers the zone URL, which is
 `/zone5/atservicesrest/` on this same server; there every call needs `ApiIntegrationCode`,
 `UserName` and `Secret`. Envelopes: `{"itemId"}`, `{"item"}`, `{"items", "pageDetails"}`,
-errors `{"errors": [...]}` (a ticket whose contact is not one of its company's contacts is
+errors `{"errors": [...]}` (text longer than its field, counted in UTF-16 code units as .NET
+does, is refused; a ticket whose contact is not one of its company's contacts is
 refused, 500); queries `POST <Entity>/query` with eq / and filters; picklists
 from `<Entity>/entityInformation/fields` (values as strings, as Autotask sends them); at most
 three requests at once per entity (429 "Thread Threshold Exceeded" beyond). An entity (or
@@ -19,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes.base import Recorded
-from tests.fakes.psa_common import FakeTicket, PsaFake
+from tests.fakes.psa_common import FakeTicket, PsaFake, utf16_length
 
 USER, SECRET, INTEGRATION = "api.helpdesk@acme.example", "at-Secret-0123456789ab", "TRACKING0123"
 ZONE = "/zone5/atservicesrest/"
@@ -55,10 +56,24 @@ TICKET_FIELDS = [
 ]
 NOTE_FIELDS = [_pick("noteType", [(1, "Task Summary", False), (2, "Task Detail", True)])]
 COMPLETE, CRITICAL = 5, 4
+# Longest text each field takes, in UTF-16 code units (.NET, nvarchar): longer is refused.
+LIMITS = {
+    "Tickets": {"title": 255, "description": 8000, "resolution": 32000},
+    "TicketNotes": {"title": 250, "description": 32000},
+}
 
 
 def _errors(status: int, *messages: str) -> web.Response:
     return web.json_response({"errors": list(messages)}, status=status)
+
+
+def _too_long(entity: str, body: dict[str, Any]) -> web.Response | None:
+    for name, limit in LIMITS[entity].items():
+        if name in body and utf16_length(str(body[name] or "")) > limit:
+            return _errors(
+                500, f"The value for field {name} exceeds its maximum length of {limit}."
+            )
+    return None
 
 
 def _values(fields: list[dict[str, Any]], name: str) -> set[int]:
@@ -263,6 +278,9 @@ class FakeAutotask(PsaFake):
         missing = [f for f in ("companyID", "title", "status", "priority") if body.get(f) is None]
         if missing:
             return _errors(500, *(f"{f} is required" for f in missing))
+        too_long = _too_long("Tickets", body)
+        if too_long is not None:
+            return too_long
         if not any(c["id"] == body["companyID"] for c in self.entities["Companies"]):
             return _errors(500, "Value does not exist for the required field companyID.")
         contact = body.get("contactID")
@@ -299,6 +317,9 @@ class FakeAutotask(PsaFake):
         for name in ("status", "priority"):
             if name in body and int(body[name]) not in _values(TICKET_FIELDS, name):
                 return _errors(500, f"Invalid picklist value for {name}.")
+        too_long = _too_long("Tickets", body)
+        if too_long is not None:
+            return too_long
         if int(body.get("status", 0)) == COMPLETE and not body.get("resolution"):
             return _errors(500, "A resolution is required to complete the ticket.")
         ticket.raw.update(body)
@@ -315,6 +336,9 @@ class FakeAutotask(PsaFake):
             return _errors(500, "ticketID does not match the parent ticket")
         if not body.get("description") or not body.get("title"):
             return _errors(500, "title and description are required")
+        too_long = _too_long("TicketNotes", body)
+        if too_long is not None:
+            return too_long
         if int(body.get("noteType", 0)) not in _values(NOTE_FIELDS, "noteType"):
             return _errors(500, "Invalid picklist value for noteType.")
         note = self._next()

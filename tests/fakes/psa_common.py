@@ -146,4 +146,10 @@ class PsaFake(FakeServer):
         raise NotImplementedError
 
 
+def utf16_length(text: str) -> int:
+    """A string's length as .NET and SQL Server's nvarchar count it (ConnectWise, Autotask):
+    UTF-16 code units, so an emoji or any character outside the BMP counts two."""
+    return len(text.encode("utf-16-le")) // 2
+
+
 SECRET_VARIABLES = ("PSA_PASSWORD", "PSA_API_KEY", "PSA_PUBLIC_KEY", "PSA_PRIVATE_KEY")

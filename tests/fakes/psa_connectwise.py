@@ -2,7 +2,8 @@
 
 `GET /login/companyinfo/<company>` (no auth) names the codebase; the API lives under
 `/<codebase>apis/3.0/` and needs the `clientId` header and `company+public:private` Basic
-auth. Bare objects and arrays; updates are JSON-Patch arrays; `conditions=` understands
+auth. Lengths are counted in UTF-16 code units, as .NET does (an emoji counts two). Bare
+objects and arrays; updates are JSON-Patch arrays; `conditions=` understands
 `a="text"`, `a=123`, `a=true`, `a/b=1` joined with ` and `; collections (a ticket's notes,
 time entries, ...) page with `page` / `pageSize`. `move_codebase()` makes the old
 path answer 404, as a cloud upgrade does. A collection path in `unreadable` (e.g.
@@ -20,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes.base import Recorded
-from tests.fakes.psa_common import FakeTicket, PsaFake
+from tests.fakes.psa_common import FakeTicket, PsaFake, utf16_length
 
 COMPANY_ID, PUBLIC, PRIVATE = "acmemsp", "PubKey0123456789", "PrivKey-0123456789abcdef"
 CLIENT_ID = "3b1c0c5e-1111-4c4c-9999-0123456789ab"
@@ -299,7 +300,7 @@ class FakeConnectWise(PsaFake):
         summary = str(body.get("summary") or "")
         company = self._company(body.get("company"))
         errors = []
-        if not summary or len(summary) > 100:
+        if not summary or utf16_length(summary) > 100:  # .NET / nvarchar(100)
             errors.append(
                 {
                     "code": "InvalidField",
@@ -311,7 +312,7 @@ class FakeConnectWise(PsaFake):
             errors.append(
                 {"code": "InvalidField", "message": "company is required", "field": "company"}
             )
-        if len(str(body.get("externalXRef") or "")) > 100:
+        if utf16_length(str(body.get("externalXRef") or "")) > 100:
             errors.append({"code": "InvalidField", "message": "max 100", "field": "externalXRef"})
         if errors:
             return _error(400, "InvalidObject", "ticket object is invalid", errors=errors)

@@ -589,3 +589,24 @@ async def test_autotask_contact_is_taken_from_the_tickets_own_company(
         assert "contactID" not in by_company["Globex"].raw
         assert "Requester: Ana Lopez <ana@example.com>" in by_company["Globex"].description
         assert not _told(slack_api, "refused the ticket")
+
+
+@pytest.mark.parametrize("system", ["connectwise", "autotask"])
+async def test_a_long_summary_with_emoji_fits_the_psas_title(
+    make_app, slack_api: FakeSlack, system: str
+):
+    # ConnectWise (summary, 100) and Autotask (title, 255) count lengths as .NET and SQL
+    # Server's nvarchar do: in UTF-16 code units, where an emoji is two. A summary cut to 100
+    # (255) characters can still be too long there, and the ticket was refused for good.
+    fake = FakeConnectWise() if system == "connectwise" else FakeAutotask()
+    seed(fake)
+    summary = "🔥" * 130 + " Outlook crashes on start"
+    async with fake:
+        app = await start_app(make_app, slack_api, fake)
+        await open_ticket(app, slack_api, summary=summary)
+        await wait_until(lambda: all_synced(app), timeout=15, what="the PSA ticket")
+        title = fake.only().title
+        limit = 100 if system == "connectwise" else 255
+        assert len(title.encode("utf-16-le")) // 2 <= limit
+        assert title == "🔥" * (limit // 2)  # cut between characters, never inside one
+        assert f"Summary:\n{summary}" in fake.only().description  # the whole of it

@@ -14,6 +14,7 @@ from bot.psa.http import PsaHttp
 from handlers.config import HelpdeskConfig
 from handlers.psa import PsaError
 from handlers.psa.rules import (
+    clip,
     clip_marked,
     due_from_targets,
     marked,
@@ -152,6 +153,18 @@ def test_a_writes_reference_ends_its_text_and_survives_clipping() -> None:
     assert len(clip_marked(long, 60)) == 60
     assert clip_marked("y" * 100, 60) == "y" * 60
     assert clip_marked(long, 1000) == long
+
+
+def test_clip_counts_utf16_code_units_and_never_cuts_a_character() -> None:
+    # ConnectWise and Autotask are .NET: an emoji is two of their characters.
+    assert clip("abc", 2) == "ab"
+    assert clip("🔥🔥🔥", 5) == "🔥🔥"  # the third would need units 5 and 6
+    assert clip("a🔥b", 2) == "a"
+    assert clip("é" * 10, 10) == "é" * 10  # one unit each
+    key = "helpdesk-bot:HD-7:3f2a9c1d"
+    text = "🔥" * 40 + f"\n[{key}]"
+    clipped = clip_marked(text, 50)
+    assert clipped.endswith(f"\n[{key}]") and len(clipped.encode("utf-16-le")) // 2 <= 50
 
 
 def test_a_call_back_note_names_the_number_and_the_technician() -> None:
