@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -138,6 +139,8 @@ class PsaHttp:
             ) from exc
         answer = _parse(text)
         if 200 <= status < 300:
+            if isinstance(answer, str):
+                raise self._not_json(method, status, answer)
             return answer
         if 300 <= status < 400:
             where = URL(location).host if location else None
@@ -149,6 +152,21 @@ class PsaHttp:
                 status=status,
             )
         raise self._error(method, status, answer, wait, reading)
+
+    def _not_json(self, method: str, status: int, page: str) -> PsaError:
+        """A 2xx answer that is not JSON: a web page from whatever answers at psa.url (a
+        ServiceNow developer instance asleep, a proxy's or login page), not the PSA's API.
+        Not a refusal, so the write is kept; nor proof nothing happened, so a write is
+        looked up before it is sent again."""
+        title = re.search(r"<title[^>]*>(.*?)</title>", page, re.IGNORECASE | re.DOTALL)
+        said = " ".join((title.group(1) if title else page).split())[:120]
+        return PsaError(
+            f"{self.name}: HTTP {status} answered with a web page, not JSON ({said}): is "
+            "psa.url the PSA's address, and is the PSA awake?",
+            kind="unavailable",
+            status=status,
+            definite=method == "GET",
+        )
 
     def _error(
         self, method: str, status: int, answer: Any, wait: float | None, reading: str

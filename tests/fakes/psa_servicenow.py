@@ -6,7 +6,9 @@ ast_contract, sys_user, cmdb_ci, sys_choice; a table in `unreadable` answers rea
 403 "User Not Authorized" / "Failed ACL Validation" (a read ACL, KB2971488). Resolving
 without a field a data policy makes mandatory (close_code, close_notes, and any in
 `mandatory_on_resolve`) is answered 403 "Operation Failed" / "Data Policy Exception" (the
-REST API's 403 also covers "business rule or data policy constraints"). Encoded
+REST API's 403 also covers "business rule or data policy constraints"). While `hibernating`
+(a developer instance asleep) every call is answered 200 with the instance's web page, not
+JSON (kafka-docker-playground#8778 shows that page in answer to the Table API). Encoded
 queries understand `a=b`, `aLIKEb`, `^` (and), `^^` (a literal caret) and ORDERBY.
 """
 
@@ -26,6 +28,11 @@ USER, PASSWORD = "svc.helpdesk", "sn-Pa55word-0123456789"
 CLOSE_CODES = ["Solution provided", "Workaround provided", "Duplicate", "Resolved by caller"]
 TIME_WORKED = re.compile(r"^1970-01-0[1-2] \d\d:\d\d:\d\d$")
 RESOLVED = "6"
+HIBERNATING_PAGE = (
+    "<!DOCTYPE html><html><head><title>Instance Hibernating page</title></head><body>"
+    '<div class="instance-hibernating-page"><h1>Your instance is hibernating</h1>'
+    "<p>Sign in to the developer portal to wake it up.</p></div></body></html>"
+)
 
 
 def _error(status: int, message: str, detail: str = "") -> web.Response:
@@ -92,6 +99,7 @@ class FakeServiceNow(PsaFake):
             ],
         }
         self.journal: dict[str, list[str]] = {}
+        self.hibernating = False
         # Fields an instance's data policy makes mandatory on resolving (name -> label).
         self.mandatory_on_resolve: dict[str, str] = {}
         self._numbers = 10000
@@ -147,6 +155,8 @@ class FakeServiceNow(PsaFake):
         return not self.refuse_credentials and rec.headers.get("Authorization") == expected
 
     async def handle(self, rec: Recorded, request: web.Request) -> web.StreamResponse:
+        if self.hibernating:
+            return web.Response(text=HIBERNATING_PAGE, content_type="text/html")
         prefix = "/api/now/table/"
         if not rec.path.startswith(prefix):
             return _error(400, "Requested URI does not represent any resource")

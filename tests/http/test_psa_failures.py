@@ -610,3 +610,31 @@ async def test_a_long_summary_with_emoji_fits_the_psas_title(
         assert len(title.encode("utf-16-le")) // 2 <= limit
         assert title == "🔥" * (limit // 2)  # cut between characters, never inside one
         assert f"Summary:\n{summary}" in fake.only().description  # the whole of it
+
+
+async def test_a_web_page_instead_of_json_is_an_outage_not_a_refusal(
+    make_app, slack_api: FakeSlack
+):
+    # A ServiceNow developer instance asleep answers the Table API with its "hibernating" web
+    # page (so does a proxy's or a login page in front of a PSA): no JSON, no incident. That
+    # is the PSA not reachable yet, not ServiceNow refusing the ticket for good.
+    fake = FakeServiceNow()
+    seed(fake)
+    async with fake:
+        fake.hibernating = True
+        app = await start_app(make_app, slack_api, fake)
+        await open_ticket(app, slack_api)
+        await wait_until(lambda: len(fake.recorded) >= 2, timeout=15, what="two attempts")
+
+        async def pending_with_why() -> bool:
+            shown = await show(app)
+            return "ServiceNow: pending" in shown and "not JSON" in shown
+
+        await wait_until(pending_with_why, timeout=10, what="show to say why it is pending")
+        assert not _told(slack_api, "refused the ticket")
+        rows = await psa_rows(app)
+        assert rows[0].status == "pending"
+        fake.hibernating = False  # woken up
+        await wait_until(lambda: all_synced(app), timeout=20, what="the incident")
+        assert len(fake.records()) == 1
+        assert (await ticket(app)).psa_number == fake.only().number

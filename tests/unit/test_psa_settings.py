@@ -121,3 +121,23 @@ def test_check_config_probe_reports_the_answer(tmp_path: Path, psa_fake: PsaFake
     before = len(psa_fake.recorded)
     quiet = run_bot("check-config", "--no-db", cwd=tmp_path, env=env)
     assert quiet.returncode == 0 and len(psa_fake.recorded) == before
+
+
+def test_check_config_probe_fails_on_a_web_page_instead_of_the_api(tmp_path: Path) -> None:
+    # A ServiceNow developer instance asleep answers 200 with its web page: not authenticated.
+    fake = FakeServiceNow()
+    fake.threaded = True
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(fake.start())
+    try:
+        fake.hibernating = True
+        (tmp_path / "helpdesk.yaml").write_text(f"psa: {{system: servicenow, url: '{fake.url}'}}\n")
+        env = {"HELPDESK_CONFIG": str(tmp_path / "helpdesk.yaml"), **fake.env()}
+        done = run_bot("check-config", "--no-db", "--probe", cwd=tmp_path, env=env)
+        assert done.returncode == 2, done.stdout
+        assert "authenticated" not in done.stdout
+        assert "web page, not JSON (Instance Hibernating page)" in done.stderr
+        assert "Traceback" not in done.stderr
+    finally:
+        loop.run_until_complete(fake.stop())
+        loop.close()
