@@ -337,3 +337,21 @@ async def test_the_autotask_secret_does_not_follow_a_redirect_to_another_host() 
         assert fake.calls(f"{ZONE}v1.0/Companies/query")[0].headers["Secret"] == SECRET
         assert [c.headers.get("Secret") for c in elsewhere.recorded] == []
         assert fake.records() == []
+
+
+def test_servicenow_403s_from_its_rules_are_refusals_its_other_403s_are_not() -> None:
+    from bot.psa.servicenow import refused_by_a_rule
+
+    def answer(message: str, detail: str) -> dict[str, Any]:
+        return {"error": {"message": message, "detail": detail}, "status": "failure"}
+
+    rule = "Operation against file 'incident' was aborted by Business Rule 'Lock^a1b2'."
+    assert refused_by_a_rule(403, answer("Operation Failed", rule))
+    assert refused_by_a_rule(403, answer("Operation Failed", "Data Policy Exception: x"))
+    # The user's rights (an ACL, a missing role) stay a matter of the credentials.
+    assert not refused_by_a_rule(403, answer("User Not Authorized", "Failed ACL Validation"))
+    assert not refused_by_a_rule(
+        403, answer("Operation Failed", "ACL Exception Update Failed due to security constraints")
+    )
+    assert not refused_by_a_rule(401, answer("User Not Authenticated", "Data Policy Exception"))
+    assert not refused_by_a_rule(403, "<html>Forbidden</html>")
