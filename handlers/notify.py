@@ -218,8 +218,9 @@ async def answer_later(
 ) -> None:
     """Queue an answer the platform refused in the turn (throttled): it goes to the same
     conversation as a new message once the wait is over. `content` is `{"text"}` or
-    `{"card"}` (a card dict); a ticket card still becomes the ticket's thread, and is
-    refreshed once posted when the ticket changed from `card_version` meanwhile."""
+    `{"card"}` (a card dict), with any image that goes with it (`{"image"}`, Teams); a ticket
+    card still becomes the ticket's thread, and is refreshed once posted when the ticket
+    changed from `card_version` meanwhile."""
     payload: dict[str, Any] = {
         "platform": platform,
         "channel": conversation,
@@ -228,6 +229,8 @@ async def answer_later(
         "text": content.get("text", ""),
         "card": content.get("card"),
     }
+    if content.get("image"):  # an image that goes with the answer (the report's chart)
+        payload["image"] = content["image"]
     if ticket_id is not None:
         payload |= {"ticket_card": True, "sets_ticket_thread": True}
         if card_version:
@@ -258,5 +261,7 @@ async def answer_privately_later(
         "text": content.get("text", ""),
         "card": content.get("card"),
     }
+    if content.get("image"):
+        payload["image"] = content["image"]
     async with deps.sessions() as session, session.begin():
         await outbox.enqueue(session, kind="dm", payload=payload, due_at=due_at)

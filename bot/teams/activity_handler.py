@@ -258,7 +258,8 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
             outgoing, content = replies.text_activity(reply.text), {"text": reply.text}
         if reply.image is not None:
             png = await asyncio.to_thread(reply.image.render)  # the chart: off the event loop
-            attached = replies.image_attachment(reply.image, png)
+            content["image"] = replies.image_content(reply.image, png)
+            attached = replies.png_attachment(content["image"])
             outgoing.attachments = [*(outgoing.attachments or []), attached]
         private_elsewhere = (
             reply.private and not reply.as_form and not reply.field_errors and not reply.form_error

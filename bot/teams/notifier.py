@@ -36,8 +36,13 @@ NO_ROUTE_RETRY = 300.0
 
 def _content(payload: dict[str, Any]) -> Activity:
     if payload.get("card"):
-        return replies.card_activity(Card.from_dict(payload["card"]))
-    return replies.text_activity(str(payload.get("text", "")))
+        activity = replies.card_activity(Card.from_dict(payload["card"]))
+    else:
+        activity = replies.text_activity(str(payload.get("text", "")))
+    image = payload.get("image")
+    if isinstance(image, dict):  # the chart of an answer sent later (the report)
+        activity.attachments = [*(activity.attachments or []), replies.png_attachment(image)]
+    return activity
 
 
 def _retry_after(headers: Any) -> float | None:

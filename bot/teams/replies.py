@@ -72,8 +72,19 @@ def card_activity(card: Card) -> Activity:
 def image_attachment(image: Image, png: bytes) -> Attachment:
     """An inline `image/png` attachment (Teams shows it in the message; base64 images do not
     count towards its 40 KB message limit)."""
-    content = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-    return Attachment(content_type="image/png", content_url=content, name=image.filename)
+    return png_attachment(image_content(image, png))
+
+
+def image_content(image: Image, png: bytes) -> dict[str, str]:
+    """The image as an answer's content keeps it (`{"image": ...}` beside `card`/`text`), so
+    that an answer sent later through the outbox (throttled) still carries it."""
+    return {"name": image.filename, "png": base64.b64encode(png).decode("ascii")}
+
+
+def png_attachment(kept: dict[str, str]) -> Attachment:
+    """The attachment of an image kept by `image_content`."""
+    url = "data:image/png;base64," + kept["png"]
+    return Attachment(content_type="image/png", content_url=url, name=kept["name"])
 
 
 def text_activity(text: str) -> Activity:

@@ -566,3 +566,27 @@ async def test_teams_report_chart_shows_a_client_typed_with_dollar_signs_as_type
     assert image["contentType"] == "image/png"
     prefix = "data:image/png;base64,"
     assert png_size(base64.b64decode(image["contentUrl"][len(prefix) :])) == (1200, 750)
+
+
+async def test_a_throttled_teams_report_arrives_later_with_its_chart(
+    make_app, connector: FakeConnector
+):
+    """Found by a review: a report answer the connector throttled (429 Retry-After) was sent
+    again after the wait as the card alone: the chart (an attachment of the answer, not part of
+    the card) was lost, and nobody was told."""
+    app: AppHarness = await make_app(people=TEAMS_PEOPLE)
+    q = await seeded(app)
+    connector.throttle(CHANNEL, times=1, retry_after=2)
+    text = f"<at>Helpdesk</at> ticket report Globex {q.second} {q.last_day}"
+    response = await app.teams(teams_message(connector.service_url, text, conversation=CHANNEL))
+    assert response.status < 300
+    await wait_until(lambda: connector.activities(CHANNEL), timeout=20, what="the report")
+    await asyncio.sleep(0.5)
+    [answer] = connector.activities(CHANNEL)  # once
+    assert connector.violations == []
+    card, image = answer["attachments"]
+    assert card["contentType"] == "application/vnd.microsoft.card.adaptive"
+    assert image["contentType"] == "image/png"
+    assert image["name"] == f"report-globex-{q.second}-{q.last_day}.png"
+    prefix = "data:image/png;base64,"
+    assert png_size(base64.b64decode(image["contentUrl"].removeprefix(prefix))) == (1200, 750)
