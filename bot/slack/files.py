@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aiohttp import ClientError
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -71,9 +72,18 @@ async def share_image(
         await respond(
             **blockkit.render_message(note), response_type="ephemeral", replace_original=False
         )
-    except (SlackApiError, SlackRequestError) as exc:
-        error = slack_error(exc.response) if isinstance(exc, SlackApiError) else str(exc)
-        log.warning("slack: uploading %s failed: %s", image.filename, error)
+    except (SlackApiError, SlackRequestError, ClientError, TimeoutError) as exc:
+        # ClientError, TimeoutError: Slack out of reach, or only its upload host (the upload
+        # URL is on files.slack.com, which a proxy may not let through): said, not only logged.
+        if isinstance(exc, SlackApiError):
+            error = slack_error(exc.response)
+        elif isinstance(exc, SlackRequestError):
+            error = str(exc)
+        else:
+            error = f"Slack could not be reached: {type(exc).__name__}"
+        # aiohttp's message names the host and port (never the upload URL's path).
+        detail = error if isinstance(exc, SlackApiError | SlackRequestError) else f"{error}: {exc}"
+        log.warning("slack: uploading %s failed: %s", image.filename, detail)
         await respond(
             text=f"The chart could not be uploaded ({error}); the figures above are complete.",
             response_type="ephemeral",

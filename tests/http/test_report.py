@@ -590,3 +590,63 @@ async def test_a_throttled_teams_report_arrives_later_with_its_chart(
     assert image["name"] == f"report-globex-{q.second}-{q.last_day}.png"
     prefix = "data:image/png;base64,"
     assert png_size(base64.b64decode(image["contentUrl"].removeprefix(prefix))) == (1200, 750)
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_slack_chart_upload_failures_are_told_to_the_person_and_never_doubled(
+    make_app, slack_api: FakeSlack
+):
+    """Each step of Slack's external upload failing: the person who asked is told the chart
+    could not be uploaded (the figures are complete), and nothing is shared twice. Found by a
+    review: an upload URL that could not be reached (files.slack.com is another host than the
+    Web API: a proxy or firewall that lets only slack.com through) lost the chart in silence."""
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    port = _closed_port()
+
+    def unreachable(p: dict[str, Any]) -> dict[str, Any]:
+        answer = slack_api._m_files_getUploadURLExternal(p)
+        return answer | {"upload_url": f"http://127.0.0.1:{port}/upload/{answer['file_id']}"}
+
+    def step_fails(case: str) -> None:
+        if case == "upload url unreachable":
+            slack_api.set_response("files.getUploadURLExternal", unreachable)
+        elif case == "upload refused":
+            slack_api.fail("/upload/*", 500, times=1, body="internal error")
+        elif case == "getUploadURLExternal throttled twice":
+            slack_api.fail("files.getUploadURLExternal", 429, times=2, headers={"Retry-After": "1"})
+        elif case == "completeUploadExternal fails":
+            slack_api.fail_ok_false("files.completeUploadExternal", "internal_error")
+
+    for case in (
+        "upload url unreachable",
+        "upload refused",
+        "getUploadURLExternal throttled twice",
+        "completeUploadExternal fails",
+    ):
+        slack_api.reset()
+        slack_api._answers.pop("files.getUploadURLExternal", None)
+        step_fails(case)
+        asked = app.slash("report", response_url=slack_api.response_url_for("chart"))
+        assert slack_facts(await (await asked).json())["Opened"] == "0", case
+        await wait_until(lambda: slack_api.responses("chart"), timeout=20, what=case)
+        [note] = slack_api.responses("chart")
+        assert "The chart could not be uploaded" in json.dumps(note), (case, note)
+        assert note["response_type"] == "ephemeral", case
+        assert not slack_api.shared_files(), case
+
+    # Throttled once (429, Retry-After): shared once after the wait, nobody told of a failure.
+    slack_api.reset()
+    slack_api._answers.pop("files.getUploadURLExternal", None)
+    slack_api.fail("files.completeUploadExternal", 429, times=1, headers={"Retry-After": "1"})
+    await app.slash("report", response_url=slack_api.response_url_for("chart"))
+    await wait_until(lambda: slack_api.shared_files("C0HELP"), timeout=20, what="the chart")
+    await asyncio.sleep(0.5)
+    assert len(slack_api.shared_files()) == 1 and slack_api.responses("chart") == []
+    assert len(slack_api.api_calls("files.getUploadURLExternal")) == 1
