@@ -22,14 +22,32 @@ CSV_HEADER = (
 MAX_CLIENTS = 20
 
 
+def tenths(part: int, whole: int) -> int:
+    """`part / whole` in tenths, halves rounded up as people and spreadsheets (ROUND) round
+    them (3.25 is 3.3): exact integers, not a float's round-half-to-even (3.2)."""
+    return (20 * part + whole) // (2 * whole)
+
+
+def _decimal(value: int) -> str:
+    return f"{value // 10}.{value % 10}"
+
+
 def percent(part: int, whole: int) -> str:
     """`93.3%`, `100%`; `100%` and `0%` only when they are exact (1999 of 2000 is `99.9%`,
     1 of 2000 `0.1%`: never all met while one was missed, nor none while one was met)."""
-    share = 100 * part / whole
+    share = tenths(100 * part, whole)
     if 0 < part < whole:
-        share = min(max(share, 0.1), 99.9)
-    value = f"{share:.1f}".removesuffix(".0")
-    return f"{value}%"
+        share = min(max(share, 1), 999)
+    return _decimal(share).removesuffix(".0") + "%"
+
+
+def average(ratings: tuple[int, ...]) -> str:
+    """The CSAT average of answers 1 .. 5 (`ratings`: how many of each), one decimal; `-`
+    without an answer."""
+    answers = sum(ratings)
+    if not answers:
+        return "-"
+    return _decimal(tenths(sum(r * n for r, n in enumerate(ratings, start=1)), answers))
 
 
 def rate(value: Rate) -> str:
@@ -101,7 +119,6 @@ def title(summary: Summary) -> Inline:
 
 def facts(summary: Summary) -> list[tuple[str, Inline]]:
     """Every figure, labelled as SPEC names them."""
-    average = summary.csat_average
     distribution = ", ".join(f"{r}: {summary.ratings[r - 1]}" for r in range(5, 0, -1))
     logged: Inline = hours(summary.minutes_total)
     if summary.minutes_by_client:
@@ -118,7 +135,7 @@ def facts(summary: Summary) -> list[tuple[str, Inline]]:
         ("Resolve met by priority", _rates(summary.resolve_by_priority)),
         ("Median time to first response", span(summary.median_first_response)),
         ("Median time to resolution", span(summary.median_resolution)),
-        ("CSAT average", f"{average:.1f}" if average is not None else "-"),
+        ("CSAT average", average(summary.ratings)),
         ("CSAT distribution", distribution),
         (
             "CSAT response rate",

@@ -10,7 +10,7 @@ import asyncio
 import io
 import threading
 
-from handlers.reports.cards import hours, percent
+from handlers.reports.cards import average, hours, percent
 from handlers.reports.rules import PRIORITIES, Summary
 
 WIDTH, HEIGHT, DPI = 1200, 750, 100
@@ -63,9 +63,9 @@ def render_png(summary: Summary) -> bytes:
 
         csat = grid[1][0]
         csat.bar([str(r) for r in range(1, 6)], list(summary.ratings), color="#16a34a")
-        average = summary.csat_average
         csat.set_title(
-            "CSAT answers" + (f" (average {average:.1f})" if average is not None else " (none)")
+            "CSAT answers"
+            + (f" (average {average(summary.ratings)})" if summary.answers else " (none)")
         )
 
         logged = grid[1][1]

@@ -147,12 +147,6 @@ class Summary:
     def answers(self) -> int:
         return sum(self.ratings)
 
-    @property
-    def csat_average(self) -> float | None:
-        if not self.answers:
-            return None
-        return sum(r * n for r, n in zip(range(1, 6), self.ratings, strict=True)) / self.answers
-
 
 def _ranked(counts: dict[str, int]) -> list[tuple[str, int]]:
     return sorted(((k, v) for k, v in counts.items() if v), key=lambda kv: (-kv[1], kv[0]))

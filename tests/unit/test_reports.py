@@ -78,6 +78,31 @@ def test_formats() -> None:
     assert [span(None), span(45), span(3900), span(90061)] == ["-", "45s", "1h 5m", "1d 1h 1m"]
 
 
+def test_halves_round_up_as_people_and_spreadsheets_round_them() -> None:
+    """Found by a review: one decimal was Python's round-half-to-even on floats, so a CSAT
+    average of 3.25 (answers 5, 3, 3, 2) read `3.2` and a response rate of 1 of 16 (6.25%)
+    `6.2%`, where the operator's spreadsheet (ROUND) and anyone by hand say 3.3 and 6.3%."""
+    assert [percent(1, 16), percent(3, 16), percent(1, 8), percent(1, 160)] == [
+        "6.3%",
+        "18.8%",
+        "12.5%",
+        "0.6%",
+    ]
+    assert [percent(1, 3), percent(2, 3), percent(15, 16), percent(1999, 2000)] == [
+        "33.3%",
+        "66.7%",
+        "93.8%",
+        "99.9%",
+    ]
+    from handlers.reports.cards import average
+
+    assert average((0, 1, 2, 0, 1)) == "3.3"  # 13 / 4 = 3.25
+    assert average((0, 0, 0, 3, 1)) == "4.3"  # 17 / 4 = 4.25
+    assert average((0, 0, 0, 1, 3)) == "4.8"  # 19 / 4 = 4.75
+    assert average((30, 0, 30, 30, 60)) == "3.6"
+    assert average((0, 0, 0, 0, 1)) == "5.0" and average((0, 0, 0, 0, 0)) == "-"
+
+
 # -- the SQL --------------------------------------------------------------------------------------
 
 
