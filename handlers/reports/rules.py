@@ -16,6 +16,11 @@ PRIORITIES = ("P1", "P2", "P3", "P4")
 RESOLUTIONS = ("Incident", "Request", "Problem")
 NO_CLIENT = "(no client)"
 DATE_LIKE = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}$")
+# A day written some other way (31/03/2026, 2026.03.31, an ISO time): a malformed date in
+# `report`, never part of a client's name.
+DATE_SHAPED = re.compile(
+    r"^(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4})(?:T\S*)?$"
+)
 # The days a period can start or end on: the day after its end, and the 90 days before an end
 # given alone, must be dates too.
 FIRST_DAY = date.min + timedelta(days=DEFAULT_DAYS - 1)
@@ -84,6 +89,9 @@ def period_of(since: date | None, until: date | None, *, today: date) -> Period:
 def parse_chat(args: str, *, today: date) -> tuple[str | None, Period]:
     """`report [client] [YYYY-MM-DD YYYY-MM-DD]` -> (client or None for all, period)."""
     words = args.split()
+    for word in words:
+        if DATE_SHAPED.match(word) and not DATE_LIKE.match(word):
+            parse_date(word)  # raises, saying what a date looks like
     dates = [w for w in words[-2:] if DATE_LIKE.match(w)]
     if len(words) >= 2 and len(dates) == 2:
         first, last = (parse_date(w) for w in words[-2:])

@@ -177,6 +177,8 @@ async def test_slack_report_refusals_and_a_channel_the_bot_is_not_in(
         ("report 2026-13-01 2026-12-31", "'2026-13-01' is not a date like 2026-03-31"),
         (f"report {q.last_day} {q.first}", "The period starts after it ends"),
         (f"report {q.first} {q.last_day} acme", "The client goes first"),
+        # Found by a review: another date format was a client's name, over the default period.
+        ("report acme 01/01/2026 31/03/2026", "'01/01/2026' is not a date like 2026-03-31"),
     ):
         answer = await (await app.slash(text)).json()
         assert answer["response_type"] == "ephemeral" and says in json.dumps(answer), text

@@ -52,6 +52,25 @@ def test_chat_syntax_client_and_period() -> None:
             parse_chat(typed, today=TODAY)
 
 
+def test_a_period_typed_in_another_date_format_is_refused_not_taken_for_a_client() -> None:
+    """Found by a review: `report acme 01/01/2026 31/03/2026` (or 2026/01/01, 2026.01.01, an
+    ISO time) was a report on a client named `acme 01/01/2026 31/03/2026` over the default 90
+    days: `Opened 0`, a QBR that looks real. A word shaped like a date is a malformed date."""
+    for typed, word in (
+        ("acme 01/01/2026 31/03/2026", "01/01/2026"),
+        ("2026/01/01 2026/03/31", "2026/01/01"),
+        ("acme 2026.01.01 2026.03.31", "2026.01.01"),
+        ("acme 2026-01-01T00:00 2026-03-31", "2026-01-01T00:00"),
+        ("2026-01-01 31.03.2026", "31.03.2026"),
+    ):
+        with pytest.raises(ValueError, match=f"'{word}' is not a date like 2026-03-31"):
+            parse_chat(typed, today=TODAY)
+    # Client names with figures in them stay client names.
+    assert parse_chat("Route 66 Diner", today=TODAY)[0] == "Route 66 Diner"
+    assert parse_chat("24/7 Care 2026-01-01 2026-03-31", today=TODAY)[0] == "24/7 Care"
+    assert parse_chat("Client 10023456", today=TODAY)[0] == "Client 10023456"
+
+
 def test_period_from_either_end() -> None:
     assert period_of(None, None, today=TODAY) == Period(date(2026, 9, 7), TODAY)
     assert period_of(date(2026, 12, 1), None, today=TODAY) == Period(date(2026, 12, 1), TODAY)
