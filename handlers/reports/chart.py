@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
+from collections import Counter
 
 from handlers.reports.cards import average, hours, percent
 from handlers.reports.rules import PRIORITIES, Summary
@@ -71,7 +72,7 @@ def render_png(summary: Summary) -> bytes:
         logged = grid[1][1]
         clients = summary.minutes_by_client[:MAX_BARS]
         rest = sum(m for _, m in summary.minutes_by_client[MAX_BARS:])
-        labels = [_short(name) for name, _ in clients] + (["others"] if rest else [])
+        labels = bar_labels([name for name, _ in clients] + (["others"] if rest else []))
         values = [m / 60 for _, m in clients] + ([rest / 60] if rest else [])
         # One position per bar: names that shorten alike (or a client called "others") are
         # still two bars, not one drawn over the other under one label.
@@ -85,6 +86,21 @@ def render_png(summary: Summary) -> bytes:
         out = io.BytesIO()
         figure.savefig(out, format="png", dpi=DPI)
         return out.getvalue()
+
+
+def bar_labels(names: list[str], size: int = 18) -> list[str]:
+    """Each bar's label: the name shortened (`_short`), longer where two would read alike
+    (branches of one client often differ only in the middle: `... Boston Clinic`, `... Austin
+    Clinic`), up to the whole name."""
+    sizes = [size] * len(names)
+    while True:
+        labels = [_short(name, s) for name, s in zip(names, sizes, strict=True)]
+        seen = Counter(labels)
+        alike = [i for i, label in enumerate(labels) if seen[label] > 1 and label != names[i]]
+        if not alike:
+            return labels
+        for i in alike:
+            sizes[i] += 4
 
 
 def _short(name: str, size: int = 18) -> str:

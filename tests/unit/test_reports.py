@@ -377,3 +377,22 @@ async def test_a_csv_cell_a_spreadsheet_would_run_as_a_formula_is_written_as_tex
     assert (rows["HD-2"]["requester"], rows["HD-2"]["client"]) == ("'-2+3", "'+cmd|' /C calc'!A0")
     assert (rows["HD-3"]["requester"], rows["HD-3"]["client"]) == ("Ana Lopez", "Acme")
     assert rows["HD-3"]["time_minutes"] == "45" and rows["HD-3"]["created"].startswith("2026-11-02")
+
+
+def test_chart_labels_of_clients_whose_names_differ_in_the_middle_tell_them_apart() -> None:
+    """Found by a review: a bar's label is a long name's start and end, so `Northwind Health
+    Boston Clinic` and `Northwind Health Austin Clinic` were two bars under one label
+    (`Northwind…n Clinic`): which branch logged the hours could not be read off the chart."""
+    from handlers.reports.chart import bar_labels
+
+    names = [
+        "Northwind Health Boston Clinic",
+        "Northwind Health Austin Clinic",
+        "Contoso",
+        "Fabrikam Residences North Tower",
+    ]
+    labels = bar_labels(names)
+    assert len(set(labels)) == len(names), labels
+    assert labels[2] == "Contoso" and all(len(label) <= 30 for label in labels), labels
+    assert labels[3] == "Fabrikam …th Tower"  # alone: as short as before
+    assert bar_labels([*names[:2], "others"])[2] == "others"
