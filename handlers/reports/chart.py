@@ -12,7 +12,7 @@ import threading
 from collections import Counter
 
 from handlers.reports.cards import average, hours, percent
-from handlers.reports.rules import PRIORITIES, Summary
+from handlers.reports.rules import PRIORITIES, Rate, Summary
 
 WIDTH, HEIGHT, DPI = 1200, 750, 100
 MAX_BARS = 8
@@ -24,6 +24,7 @@ def render_png(summary: Summary) -> bytes:
     from matplotlib import rc_context
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     # Client names are typed text: matplotlib would read `$…$` in them as TeX math (shown as
     # something else, or failing the whole chart on what it cannot parse). No text here is math.
@@ -38,6 +39,7 @@ def render_png(summary: Summary) -> bytes:
         names = [name for name, _ in summary.by_priority]
         opened = [count for _, count in summary.by_priority]
         tickets.bar(names, opened, color="#1d4ed8")
+        tickets.yaxis.set_major_locator(MaxNLocator(integer=True))  # no "2.5 tickets"
         tickets.set_title(f"Tickets by priority (opened {summary.opened}, closed {summary.closed})")
 
         sla = grid[0][1]
@@ -49,11 +51,13 @@ def render_png(summary: Summary) -> bytes:
                 100 * by[p].met / by[p].decided if p in by and by[p].decided else 0.0
                 for p in PRIORITIES
             ]
-            sla.bar([i + offset for i in x], values, width=0.4, label=label)
+            bars = sla.bar([i + offset for i in x], values, width=0.4, label=label)
+            sla.bar_label(bars, labels=sla_labels(by), fontsize=8, padding=2)
         sla.set_xticks(list(x), list(PRIORITIES))
-        sla.set_ylim(0, 105)
+        sla.set_ylim(0, 125)  # room for the labels over 100% and the legend
+        sla.set_yticks([0, 20, 40, 60, 80, 100])
         sla.set_ylabel("% met")
-        sla.legend(loc="lower right")
+        sla.legend(loc="upper center", ncol=2, fontsize=8)
         respond, resolve = summary.respond, summary.resolve
         sla.set_title(
             "SLA met: respond "
@@ -64,6 +68,7 @@ def render_png(summary: Summary) -> bytes:
 
         csat = grid[1][0]
         csat.bar([str(r) for r in range(1, 6)], list(summary.ratings), color="#16a34a")
+        csat.yaxis.set_major_locator(MaxNLocator(integer=True))
         csat.set_title(
             "CSAT answers"
             + (f" (average {average(summary.ratings)})" if summary.answers else " (none)")
@@ -86,6 +91,15 @@ def render_png(summary: Summary) -> bytes:
         out = io.BytesIO()
         figure.savefig(out, format="png", dpi=DPI)
         return out.getvalue()
+
+
+def sla_labels(by: dict[str, Rate]) -> list[str]:
+    """What each priority's SLA bar says: `0%` (a bar of no height: every target missed) is
+    not `n/a` (no bar either: no target decided), which a bar alone cannot tell apart."""
+    return [
+        percent(by[p].met, by[p].decided) if p in by and by[p].decided else "n/a"
+        for p in PRIORITIES
+    ]
 
 
 def bar_labels(names: list[str], size: int = 18) -> list[str]:

@@ -396,3 +396,24 @@ def test_chart_labels_of_clients_whose_names_differ_in_the_middle_tell_them_apar
     assert labels[2] == "Contoso" and all(len(label) <= 30 for label in labels), labels
     assert labels[3] == "Fabrikam …th Tower"  # alone: as short as before
     assert bar_labels([*names[:2], "others"])[2] == "others"
+
+
+def test_chart_sla_bars_say_0_percent_apart_from_none_decided() -> None:
+    """Found by a review: a priority whose every target was missed (0%) and one with no
+    target decided yet were both no bar at all in the chart's SLA panel: the QBR chart could
+    not tell "all missed" from "none"; each bar now carries its figure."""
+    from handlers.reports.chart import render_png, sla_labels
+    from handlers.reports.rules import Rate, Summary
+
+    by = {"P1": Rate(0, 3), "P2": Rate(2, 1), "P3": Rate(0, 0)}
+    assert sla_labels(by) == ["0%", "66.7%", "n/a", "n/a"]
+    summary = Summary(
+        period=Period(date(2026, 1, 1), date(2026, 3, 31)), client=None, opened=6, closed=6,
+        by_category=[], by_priority=[("P1", 3), ("P2", 3), ("P3", 0), ("P4", 0)],
+        by_resolution=[], respond=Rate(2, 4), resolve=Rate(2, 4),
+        respond_by_priority=list(by.items()), resolve_by_priority=list(by.items()),
+        median_first_response=None, median_resolution=None, ratings=(0, 0, 0, 0, 0),
+        surveys_sent=0, minutes_by_client=[], minutes_total=0, fixes_confirmed=0,
+        fixes_unconfirmed=6, patterns=[],
+    )  # fmt: skip
+    assert render_png(summary).startswith(b"\x89PNG")
