@@ -100,8 +100,11 @@ def rebuild_closure_form(_: Any, data: dict[str, str]) -> Card:
 KB_REQUIRED = "A KB article is required: this ticket is part of a pattern."
 
 
-def closed_notice(ticket: Ticket, closer: str) -> str:
-    return (
+def closed_notice(ticket: Ticket, closer: str, remarks: list[str] | None = None) -> str:
+    """The closure as the technician's thread hears it, with what the closer must know
+    (`remarks`: an unconfirmed fix, filed reports closed with it or left open)."""
+    said = (
         f"{ticket.number} was closed by {closer} ({ticket.resolution_category}): "
         f"{ticket.resolution_note}"
     )
+    return "\n".join([said, *(remarks or [])])

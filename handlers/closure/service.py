@@ -381,22 +381,31 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
         await csat.schedule_followup(
             session, deps, ticket=ticket, technician=actor, now=now, vip=vip
         )
+        remarks = _remarks(ticket, also, kept)
         if not interaction.can_reply:
+            # A modal closes on success and shows no answer (Slack): the thread gets it all.
             await notify.tell_technician(
-                session, ticket, closed_notice(ticket, closer_name), purpose="closed"
+                session, ticket, closed_notice(ticket, closer_name, remarks), purpose="closed"
             )
         extra = await diagnosis.card_elements(session, ticket)
         shown = await identity.card_fact(session, ticket)
     log.info("ticket closed", extra={"ticket": ticket.number, "with_it": len(also)})
-    text = f"Closed {ticket.number}."
-    if ticket.fix_confirmed_at is None:
-        text += " The requester had not confirmed the fix: that is recorded."
-    if also:
-        text += f" Also closed with it: {', '.join(also)} (filed under it); surveys queued."
-    if kept:
-        text += (
-            f" Still open: {', '.join(kept)} (filed under it): the requester's identity is not "
-            "confirmed, so each is closed on its own once it is (`ticket verify`)."
-        )
+    text = " ".join([f"Closed {ticket.number}.", *remarks])
     card = ticket_card(ticket, extra=extra, now=now, identity=shown)
     return Reply(text=text, card=card, private=False)
+
+
+def _remarks(ticket: Ticket, also: list[str], kept: list[str]) -> list[str]:
+    """What the closer is told beyond "closed": an unconfirmed fix, the reports filed under a
+    P1 closed with it, and those left open because their requester is not confirmed."""
+    said = []
+    if ticket.fix_confirmed_at is None:
+        said.append("The requester had not confirmed the fix: that is recorded.")
+    if also:
+        said.append(f"Also closed with it: {', '.join(also)} (filed under it); surveys queued.")
+    if kept:
+        said.append(
+            f"Still open: {', '.join(kept)} (filed under it): the requester's identity is not "
+            "confirmed, so each is closed on its own once it is (`ticket verify`)."
+        )
+    return said

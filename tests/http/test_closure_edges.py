@@ -1,0 +1,39 @@
+"""Closure and CSAT edges over HTTP, as a technician meets them (found by a review)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import AppHarness, wait_until
+from tests.http.working_support import PEOPLE, SlackFlow, shown, ticket_row
+
+
+async def test_slack_closing_a_p1_says_which_filed_reports_stay_open_and_why(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """Closing a P1 from Slack's modal: the closer is told, as on Teams, which reports were
+    closed with it and which stay open because their requester's identity is not confirmed
+    (the modal closes on success, so the answer must reach the ticket's thread)."""
+    people = [{**p, "manager": "mo@example.com"} if p["slack_id"] == "UBOB" else p for p in PEOPLE]
+    people.append({"email": "mo@example.com", "name": "Mo Manager", "slack_id": "UMO"})
+    app: AppHarness = await make_app(slack=slack_api, people=people)
+    s = SlackFlow(app, slack_api)
+    p1 = await s.ticket(priority="P1", users=30)
+    # Bob's password reset waits for his manager; Cy's printer report needs no check.
+    gated = await s.ticket(requester="UBOB", category="password-reset")
+    plain = await s.ticket(requester="UCY")
+    assert (await ticket_row(app, gated)).identity_state == "pending"
+    for report in (gated, plain):
+        assert f"{report} is filed under {p1}" in await s.command(f"link {report} {p1}")
+
+    await s.close(p1, note="Replaced the fuser unit of the printer PRN-0042")
+    assert (await ticket_row(app, plain)).status == "closed"
+    assert (await ticket_row(app, gated)).status == "open"
+    await wait_until(lambda: s.thread(p1, "was closed by"), what="the closed notice")
+    [notice] = s.thread(p1, "was closed by")
+    said = shown(notice)
+    assert f"Also closed with it: {plain}" in said, said
+    assert f"Still open: {gated}" in said and "identity is not confirmed" in said, said
+    # The requester had not confirmed the fix: the closer is told it is recorded.
+    assert "had not confirmed the fix" in said, said
