@@ -38,6 +38,11 @@ PERMANENT = {
     "msg_blocks_too_long",  # undocumented: too much block text in all (bolt-js #2509)
     "no_text",
     "user_not_found",
+    # conversations.open to someone it can never reach: deactivated (left), hidden from the
+    # bot by an admin, or a bot.
+    "user_disabled",
+    "user_not_visible",
+    "cannot_dm_bot",
     "cant_update_message",
     "message_not_found",
     "is_archived",

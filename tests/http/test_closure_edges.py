@@ -6,7 +6,7 @@ from typing import Any
 
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import AppHarness, wait_until
-from tests.http.working_support import PEOPLE, SlackFlow, shown, ticket_row
+from tests.http.working_support import PEOPLE, SlackFlow, rows, shown, ticket_row
 
 
 async def test_slack_closing_a_p1_says_which_filed_reports_stay_open_and_why(
@@ -37,3 +37,24 @@ async def test_slack_closing_a_p1_says_which_filed_reports_stay_open_and_why(
     assert f"Still open: {gated}" in said and "identity is not confirmed" in said, said
     # The requester had not confirmed the fix: the closer is told it is recorded.
     assert "had not confirmed the fix" in said, said
+
+
+async def test_slack_survey_to_a_deactivated_requester_is_reported_not_retried_for_ever(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """Ana left: Slack answers `user_disabled` to opening her DM. No retry can change that,
+    so the survey is recorded as failed for good and Tom is told at once, in the thread,
+    instead of retrying every few minutes for ever ('still retrying')."""
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    number = await s.ticket()
+    slack_api.fail_ok_false("conversations.open", "user_disabled", times=50)
+    await s.close(number, note="Replaced the fuser unit of the printer PRN-0042")
+    await wait_until(
+        lambda: s.thread(number, "will not be retried"), timeout=10, what="the failure report"
+    )
+    [report] = s.thread(number, "will not be retried")
+    assert "csat" in shown(report) and "user_disabled" in shown(report), shown(report)
+    [survey] = await rows(app, "csat-survey")
+    assert (survey.status, survey.attempts) == ("dead", 1)
+    assert "user_disabled" in (survey.last_error or "")
