@@ -24,7 +24,9 @@ from aiohttp import ClientError, ClientSession, web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_bolt.request.async_internals import build_async_context
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.request.internals import (
@@ -77,6 +79,8 @@ SIGNATURE_MAX_AGE = 5 * 60
 FIRST_CONNECT_WAIT = 10.0
 # How long stopping waits for Socket Mode envelopes in hand to be acknowledged.
 STOP_WAIT = 3.0
+# The commands the bot listens to (Bolt's listener pattern, and the front door's own answers).
+COMMAND_PATTERN = re.compile(r"^/.+")
 # The bot's own buttons (`ticket.verify`, `ticket.verify:2`...); shapes.inspect acknowledges
 # any other press without routing it.
 ACTION_PATTERN = re.compile(
@@ -199,7 +203,7 @@ class SlackFront:
                 request_verification_enabled=True,
                 logger=_bolt_logger(),
             )
-        self.app.command(re.compile(r"^/.+"))(self._on_command)
+        self.app.command(COMMAND_PATTERN)(self._on_command)
         self.app.view_submission(re.compile(r".+"))(self._on_view_submission)
         self.app.action(ACTION_PATTERN)(self._on_block_action)
         # Messages in channels the bot is in (`message.channels`, `message.groups`): a reply
@@ -217,6 +221,7 @@ class SlackFront:
         body is even parsed; then the body is parsed and its shape checked (400, or 200 for a
         well-formed kind the bot has no use for) before Bolt, which trusts Slack's payloads,
         sees it. Bolt verifies the signature again: it never runs with verification off.
+        A command answered from memory (`help`) is answered here instead (`_from_memory`).
         """
         if not self.http_enabled:  # the route is not even registered then (bot.app)
             return web.json_response({"error": "not found"}, status=404)
@@ -230,8 +235,9 @@ class SlackFront:
             request[REQUEST_KIND] = "unverified"
             log.warning("slack: unsigned, badly signed or stale request refused (401)")
             return web.json_response({"error": "invalid request"}, status=401)
+        charset = request.charset
         try:
-            text = raw.decode(request.charset or "utf-8")
+            text = raw.decode(charset or "utf-8")
             body = shapes.parse(text, request.content_type)
         except (UnicodeDecodeError, LookupError) as exc:
             request[REQUEST_KIND] = "malformed"
@@ -251,6 +257,10 @@ class SlackFront:
             if verdict.answer is not None:
                 return web.json_response(verdict.answer)
             return web.Response(status=200)
+        if verdict.kind == "command":
+            interaction = _from_memory(body, same_bytes=charset is None or text.encode() == raw)
+            if interaction is not None:
+                return await self._answer_from_memory(interaction, body)
         bolt_request = CheckedRequest(
             raw=text, body=body, query=request.query_string, headers=headers
         )
@@ -275,17 +285,33 @@ class SlackFront:
         expected = "v0=" + hmac.new(self._secret, base, hashlib.sha256).hexdigest()
         return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
 
+    async def _answer_from_memory(
+        self, interaction: Interaction, body: dict[str, Any]
+    ) -> web.Response:
+        """`/ticket help` over HTTP: what Bolt's dispatch would answer, without it.
+
+        Everything Bolt's dispatch does for such a request is done by then or does nothing
+        for it: the signature was checked (the same check, on the same bytes: `_from_memory`)
+        and the body's shape; the single workspace's authorization is a constant; the other
+        middlewares concern events, SSL checks and functions. What is left is the listener
+        (`_on_command`'s own steps) and Bolt's handling of a listener that fails (a 500)."""
+        respond = AsyncRespond(
+            response_url=body.get("response_url"), proxy=self.client.proxy, ssl=self.client.ssl
+        )
+        try:
+            reply = await self._handle(interaction, instant=True)
+            answered = await self._command_answer(reply, body, respond)
+        except Exception as exc:
+            await self._on_error(exc, body)
+            answered = BoltResponse(status=500)
+        return await to_aiohttp_response(answered)
+
     # -- listeners ---------------------------------------------------------------------------
 
     async def _on_command(
         self, ack: Any, body: dict[str, Any], respond: Any
     ) -> BoltResponse | None:
-        interaction = Interaction(
-            actor=Actor("slack", body["user_id"], body.get("user_name") or ""),
-            conversation=Conversation("slack", body["channel_id"]),
-            text=unescape(body.get("text") or ""),
-            delivery_id=delivery_id(body),
-        )
+        interaction = _command(body)
         if is_instant(interaction):  # `help`: answered from memory, no deadline needed
             reply = await self._handle(interaction, instant=True)
         else:
@@ -298,29 +324,30 @@ class SlackFront:
                 self._spawn(lambda: self._answer_command_later(work, body, respond))
                 return None
             reply = work.result()
+        return await self._command_answer(reply, body, respond)
+
+    async def _command_answer(
+        self, reply: Reply, body: dict[str, Any], respond: Any
+    ) -> BoltResponse:
+        """A command's answer as Bolt's `ack` builds it (Bolt sends a BoltResponse a listener
+        returns as it is), and what follows it."""
         if reply.duplicate:
-            await ack()
-            return None
+            return BoltResponse(status=200, body="")  # `await ack()`
         if reply.as_form and reply.card is not None:
-            await ack()
             card, trigger = reply.card, body["trigger_id"]
             # Rendering happens after the ack too: it is not needed to answer Slack.
             self._spawn(
                 lambda: self.client.views_open(trigger_id=trigger, view=blockkit.render_modal(card))
             )
-            return None
+            return BoltResponse(status=200, body="")
         kept = _static(reply)
         answered = kept.answers.get(reply.private) if kept is not None else None
-        if answered is not None:
-            # The answer Bolt's ack() built for this card the first time, not serialised
-            # again (Bolt sends a BoltResponse a listener returns as it is).
-            self._after_answer(reply, body, respond)
-            return BoltResponse(status=200, body=answered)
-        await ack(**self._ack_message(reply))
-        if kept is not None and ack.response is not None:
-            kept.answers[reply.private] = ack.response.body
+        if answered is None:
+            answered = (await AsyncAck()(**self._ack_message(reply))).body
+            if kept is not None:  # a card built once: its answer is built once too
+                kept.answers[reply.private] = answered
         self._after_answer(reply, body, respond)
-        return None
+        return BoltResponse(status=200, body=answered)
 
     def _after_answer(self, reply: Reply, body: dict[str, Any], respond: Any) -> None:
         """What follows an answer: the rest of it (a KB that answered late), a chart."""
@@ -690,6 +717,32 @@ def _static(reply: Reply) -> _Kept | None:
             _STATIC.clear()
         kept = _STATIC[id(card)] = _Kept(card, blockkit.render_message(card))
     return kept
+
+
+def _command(body: dict[str, Any]) -> Interaction:
+    return Interaction(
+        actor=Actor("slack", body["user_id"], body.get("user_name") or ""),
+        conversation=Conversation("slack", body["channel_id"]),
+        text=unescape(body.get("text") or ""),
+        delivery_id=delivery_id(body),
+    )
+
+
+def _from_memory(body: dict[str, Any], *, same_bytes: bool) -> Interaction | None:
+    """The command a checked body holds, when the front door answers it itself: its route is
+    answered from memory (`help`) and Bolt would route it to `_on_command` after verifying
+    what `_signed` verified. None leaves the body to Bolt's dispatch.
+
+    `same_bytes`: the decoded text encodes (as UTF-8, which Bolt's verifier signs) to the raw
+    bytes `_signed` checked; with another charset Bolt can refuse what `_signed` passed.
+    Bolt answers an SSL check before any listener, and routes only commands matching
+    COMMAND_PATTERN (`shapes` takes any `/x`)."""
+    if not same_bytes or body.get("ssl_check") == "1":
+        return None
+    if not COMMAND_PATTERN.search(body["command"]):
+        return None
+    interaction = _command(body)
+    return interaction if is_instant(interaction) else None
 
 
 def _actor(body: dict[str, Any]) -> Actor:
