@@ -532,10 +532,25 @@ class OutboxWorker:
         if wait <= 0:
             return False
         async with self._transaction(row.ticket_id) as session:
-            await outbox.defer(
+            deferred = await outbox.defer(
                 session, message_id=row.id, worker=self.worker_id, seconds=wait, now=self.clock()
             )
+        if deferred and deliveries.reports_hold(row, seconds=wait):
+            await self._report_hold(row, wait)
         return True
+
+    async def _report_hold(self, row: OutboxMessage, wait: float) -> None:
+        """Tell the technician that a page held by its pager's Retry-After window has not
+        gone out yet (after the row was put back, apart from it: a failed report must not
+        leave the row claimed, which would make it in doubt)."""
+        try:
+            async with self._transaction(row.ticket_id) as session:
+                await deliveries.after_hold(session, message=row, seconds=wait)
+        except Exception as exc:
+            if is_unavailable(exc):
+                self._database_down("reporting a held page", exc)
+            else:
+                log.exception("outbox: reporting held row %s (%s) failed", row.id, row.kind)
 
     async def _note_failure(self, row: OutboxMessage, error: DeliveryError) -> None:
         log.warning(

@@ -25,6 +25,9 @@ from storage.models import OutboxMessage, Ticket, utcnow
 REPORT_PURPOSE = "delivery-report"
 # Non-page rows are reported once they failed this many times; pages after the first failure.
 REPORT_AFTER_ATTEMPTS = 3
+# A page held back by its pager's Retry-After window this long (or longer) is reported: the
+# first retry of a failed page comes within 5 s (SPEC), so a shorter hold is no news.
+HOLD_REPORT_AFTER = 5.0
 # Rows that report their own failures.
 SELF_REPORTING = {identity.PURPOSE, "psa"}
 MAX_WAIT = 60.0
@@ -319,6 +322,39 @@ async def after_failure(
                 f"{attempts} attempts ({reason}); still retrying."
             ),
         )
+
+
+def reports_hold(message: OutboxMessage, *, seconds: float) -> bool:
+    """Whether a row put back untried for `seconds` (its place's Retry-After window) is one
+    the technician hears about (`after_hold`): a page not reported yet, held long enough."""
+    return (
+        message.kind.startswith("page.")
+        and message.ticket_id is not None
+        and not message.failure_reported
+        and seconds >= HOLD_REPORT_AFTER
+        and _reportable(message)
+    )
+
+
+async def after_hold(session: AsyncSession, *, message: OutboxMessage, seconds: float) -> None:
+    """A page held back, not attempted, because its pager asked to wait (a Retry-After answered
+    to another send): the on-call is not paged meanwhile, so the technician is told now, as
+    after a first failed attempt, and again when it goes through (each once: a failed attempt
+    later reports nothing more)."""
+    if not reports_hold(message, seconds=seconds):
+        return
+    what = label(message)
+    pager = incidents.PAGER_NAMES.get(message.kind.removeprefix("page."), "the pager")
+    wait = max(round(seconds), 1)
+    await _report(
+        session,
+        message,
+        "failing",
+        lambda number: (
+            f"The {what} for {number} has not gone through yet: {pager} asked the bot to wait "
+            f"(Retry-After) after refusing an earlier send; it goes out in about {wait} s."
+        ),
+    )
 
 
 def _closes_alert(message: OutboxMessage) -> bool:

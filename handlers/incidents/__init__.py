@@ -3,6 +3,7 @@
 
 from handlers.incidents.cards import current_notice
 from handlers.incidents.service import (
+    PAGER_NAMES,
     cancel_unsent,
     is_first_page,
     on_p1,
@@ -13,6 +14,7 @@ from handlers.incidents.service import (
 )
 
 __all__ = [
+    "PAGER_NAMES",
     "cancel_unsent",
     "current_notice",
     "is_first_page",
