@@ -335,6 +335,15 @@ def _follow_up(
     }
 
 
+def _notice_outcome(outcomes: set[str]) -> str:
+    """` The incident notice goes out marked resolved.` (or `is marked resolved`, or both
+    where one platform's notice had gone out and the other's had not); empty when there is
+    no notice (no incident channel, or it failed for good)."""
+    if not outcomes:
+        return ""
+    return f" The incident notice {' / '.join(sorted(outcomes))}."
+
+
 async def on_ticket_closed(
     session: AsyncSession, deps: Deps, *, ticket: Ticket, actor: Actor
 ) -> list[str]:
@@ -350,6 +359,9 @@ async def on_ticket_closed(
     bridge = deps.config.incident.bridge_url
     queued: list[str] = []
     not_paged: list[str] = []
+    # What became of the notice(s), for the "not paged" message: posted now marked resolved
+    # (it had not gone out), or edited to say so.
+    notices: set[str] = set()
     for row in rows:
         assert row.dedup_key is not None
         is_page = row.kind.startswith("page.")
@@ -369,7 +381,10 @@ async def on_ticket_closed(
                 payload=resolved,
             ):
                 queued.append(row.dedup_key)
+            notices.add("goes out marked resolved")
             continue
+        if not is_page and row.status not in ("dead", "cancelled"):
+            notices.add("is marked resolved")
         kind, payload = _follow_up(ticket, row, bridge)
         if await outbox.enqueue(
             session,
@@ -393,7 +408,7 @@ async def on_ticket_closed(
             session,
             ticket,
             f"{number} was closed before its page went out, so nobody was paged through "
-            f"{names} (not paged: closed first). The incident notice goes out marked resolved.",
+            f"{names} (not paged: closed first).{_notice_outcome(notices)}",
             purpose="incident-not-paged",
         )
     if queued or not_paged:

@@ -163,3 +163,37 @@ async def test_a_page_refused_while_the_p1_was_being_closed_is_not_retried(
     assert (page.status, page.last_error) == ("cancelled", "not paged: closed first")
     await eventually(lambda: told(slack_api, "not paged: closed first"),
                      what="the technician told")  # fmt: skip
+
+
+async def test_not_paged_says_what_became_of_the_incident_notice(
+    make_app: Any, slack_api: FakeSlack, pagerduty: FakePagerDuty
+) -> None:
+    """The notice went out before the close (only the page was refused): it is edited to say
+    resolved, not "goes out" again; with no incident channel there is no notice to speak of."""
+    app = await make_app(slack=slack_api, config=CONFIG, people=SLACK_PEOPLE,
+                         env=pager_env(pagerduty, None))  # fmt: skip
+    pagerduty.fail("/v2/enqueue", 429, times=1, headers={"Retry-After": "5"})
+    await slack_ticket(app, slack_api)
+    await eventually(lambda: slack_posts(slack_api, INCIDENT_CHANNEL), what="the notice")
+    await waiting_for_retry(app, "HD-1")
+    await slack_close(app, slack_api, "HD-1")
+    await eventually(lambda: told(slack_api, "not paged: closed first"), what="the technician")
+    [post] = told(slack_api, "not paged: closed first")
+    text = str(post["text"])
+    assert "The incident notice is marked resolved." in text, text
+    assert "goes out" not in text, text
+
+
+async def test_not_paged_without_an_incident_channel_claims_no_notice(
+    make_app: Any, slack_api: FakeSlack, pagerduty: FakePagerDuty
+) -> None:
+    app = await make_app(slack=slack_api, config={}, people=SLACK_PEOPLE,
+                         env=pager_env(pagerduty, None))  # fmt: skip
+    pagerduty.fail("/v2/enqueue", 429, times=1, headers={"Retry-After": "5"})
+    await slack_ticket(app, slack_api)
+    await waiting_for_retry(app, "HD-1")
+    await slack_close(app, slack_api, "HD-1")
+    await eventually(lambda: told(slack_api, "not paged: closed first"), what="the technician")
+    [post] = told(slack_api, "not paged: closed first")
+    text = str(post["text"])
+    assert "notice" not in text, text
