@@ -158,17 +158,35 @@ async def file_under(
         else:
             log.info("%s filed under %s: its requester has no chat id", child.number, p1)
     log.info("report filed under a P1", extra={"ticket": child.number, "p1": parent.number})
-    return Reply(text=_filed_answer(child, parent), private=False)
+    return Reply(text=_filed_answer(child, parent, cancelled), private=False)
 
 
-def _filed_answer(child: Ticket, parent: Ticket) -> str:
+def _filed_answer(child: Ticket, parent: Ticket, cancelled: list[str]) -> str:
     reports = parent.filed_count
-    return (
+    text = (
         f"{child.number} is filed under {parent.number}: {parent.number} now has "
         f"{parent.total_users_affected} users affected in total ({parent.users_affected} of its "
         f"own + {parent.filed_users} in {reports} filed report{'s' if reports != 1 else ''}). "
         "Its incident notice is updated; nobody is paged again."
     )
+    return text + _cancelled_text(child, cancelled)
+
+
+def _cancelled_text(child: Ticket, cancelled: list[str]) -> str:
+    """The report's own notice and pages that had not gone out and now never will: its
+    technician may have been told a page was being retried, so say it no longer is."""
+    what = [key.rsplit(":", 1)[-1] for key in cancelled]
+    pagers = [incidents.PAGER_NAMES[w] for w in what if w in incidents.PAGER_NAMES]
+    text = ""
+    if pagers:
+        many = len(pagers) > 1
+        text += (
+            f" {child.number}'s own {' and '.join(pagers)} page{'s' if many else ''} had not "
+            f"gone out: {'they are' if many else 'it is'} not sent."
+        )
+    if len(pagers) < len(what):
+        text += f" {child.number}'s own incident notice had not gone out: it is not posted."
+    return text
 
 
 # -- closing the P1 ------------------------------------------------------------------------------

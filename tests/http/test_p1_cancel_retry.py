@@ -106,6 +106,9 @@ async def test_a_report_filed_while_its_page_waits_for_a_retry_is_not_paged(
     row = await waiting_for_retry(app, "HD-2")
     answer = json.dumps(await (await app.slash("link HD-2 HD-1")).json())
     assert "HD-2 is filed under HD-1" in answer, answer
+    # Its technician was told the page is being retried: the answer says it no longer is.
+    assert told(slack_api, "page for HD-2 has not gone through yet")
+    assert "HD-2's own PagerDuty page had not gone out: it is not sent" in answer, answer
     page = await page_row(app, "HD-2")
     assert page.status == "cancelled" and "filed under another P1" in page.last_error
     await past_its_retry(row)
