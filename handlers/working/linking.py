@@ -158,16 +158,19 @@ async def file_under(
         else:
             log.info("%s filed under %s: its requester has no chat id", child.number, p1)
     log.info("report filed under a P1", extra={"ticket": child.number, "p1": parent.number})
-    return Reply(text=_filed_answer(child, parent, cancelled), private=False)
+    return Reply(text=_filed_answer(child, parent, cancelled, edits=edits), private=False)
 
 
-def _filed_answer(child: Ticket, parent: Ticket, cancelled: list[str]) -> str:
+def _filed_answer(child: Ticket, parent: Ticket, cancelled: list[str], *, edits: int) -> str:
+    """`edits`: incident notices queued for an edit (none: no incident channel, or the
+    notice failed for good, so there is nothing to say is updated)."""
     reports = parent.filed_count
+    notice = "Its incident notice is updated; nobody" if edits else "Nobody"
     text = (
         f"{child.number} is filed under {parent.number}: {parent.number} now has "
         f"{parent.total_users_affected} users affected in total ({parent.users_affected} of its "
         f"own + {parent.filed_users} in {reports} filed report{'s' if reports != 1 else ''}). "
-        "Its incident notice is updated; nobody is paged again."
+        f"{notice} is paged again."
     )
     return text + _cancelled_text(child, cancelled)
 

@@ -297,3 +297,17 @@ async def test_slack_link_reads_ticket_numbers_as_every_other_command_does(
     linked = await s.command("link hd-02 HD-001")
     assert "HD-2 is filed under HD-1" in linked and "42 users affected" in linked
     assert (await ticket_row(app, "HD-2")).filed_under == "HD-1"
+
+
+async def test_link_without_an_incident_channel_claims_no_notice_update(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """No incident channel is configured, so there is no notice to edit: the answer to `link`
+    does not say "Its incident notice is updated"."""
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    p1 = await s.ticket(priority="P1", users=40, asset="VPN-01", client="Acme", **OUTAGE)
+    report = await s.ticket(requester="UBOB", users=2, asset="vpn-01", client="ACME")
+    answer = await s.command(f"link {report} {p1}")
+    assert f"{report} is filed under {p1}" in answer and "42 users affected" in answer
+    assert "notice" not in answer, answer
