@@ -9,6 +9,7 @@ judge text through here; each form says in its own words what it wanted instead.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from enum import Enum
 
@@ -37,9 +38,17 @@ class Problem(Enum):
     TOO_SHORT = "too short"
 
 
+def _folded(text: str) -> str:
+    """`text` as it reads: compatibility forms folded (the full-width forms an East Asian
+    input method types, mathematical letters pasted from styled text) and invisible format
+    characters (zero-width space, joiners) dropped, so a look-alike of a plea is that plea."""
+    folded = unicodedata.normalize("NFKC", text)
+    return "".join(c for c in folded if unicodedata.category(c) != "Cf")
+
+
 def words(text: str) -> list[str]:
     """Lower-case words with hyphens dropped (`re-installed` -> `reinstalled`)."""
-    return [w.replace("-", "").strip("'") for w in _WORD.findall(text.lower())]
+    return [w.replace("-", "").strip("'") for w in _WORD.findall(_folded(text).lower())]
 
 
 def made_only_of(text: str, vocabulary: Iterable[str]) -> bool:

@@ -77,6 +77,11 @@ COMPLETE = {
 }
 
 
+def full_width(text: str) -> str:
+    """`text` as an East Asian input method types it: full-width forms, the space kept."""
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
 def unescape(text: str) -> str:
     """Card text with Markdown escapes removed: what a person reads."""
     return re.sub(r"\\(.)", r"\1", text)
@@ -429,3 +434,33 @@ async def test_slack_facts_written_in_another_script_reach_the_queue(
     shown = html.unescape(texts_of(posts_to(slack_api, "C0NETWORK")[0]["blocks"]))
     for ident in FACT_IDS:
         assert facts[ident] in shown, ident
+
+
+async def test_slack_placeholders_typed_in_look_alike_characters_bounce(
+    make_app, slack_api: FakeSlack
+):
+    """A plea typed in the full-width forms of an East Asian input method ('TBD', 'please
+    assist!') or with an invisible character inside a word is still only a plea: refused field
+    by field as a placeholder, and nothing reaches the queue."""
+    app: AppHarness = await make_app(slack=slack_api, config=CONFIG, people=PEOPLE)
+    await slack_ticket(app, slack_api)
+    await app.slash("escalate HD-1")
+    await slack_api.wait_for_method("views.open", count=2)
+    view = slack_api.views_opened()[-1]["view"]
+    look_alikes = {
+        "error_text": full_width("TBD"),
+        "user_impact": full_width("please assist!"),
+        "asset_link": full_width("N") + "/" + full_width("A"),
+        "already_tried": "see\u200b ticket",
+    }
+    refused = await app.interactive(
+        view_submission(view, states(COMPLETE | look_alikes), view_id="VESC")
+    )
+    body = await refused.json()
+    assert body["response_action"] == "errors"
+    assert sorted(body["errors"]) == sorted(look_alikes)
+    for ident in look_alikes:
+        assert "placeholder" in body["errors"][ident], (ident, body["errors"][ident])
+    await app.services.slack.drain()  # type: ignore[union-attr]
+    assert posts_to(slack_api, "C0NETWORK") == []
+    assert await escalated_events(app) == []

@@ -40,6 +40,26 @@ PLACEHOLDERS = [
     "?",
     "...",
 ]
+
+
+def full_width(text: str) -> str:
+    """`text` as an East Asian input method types it: full-width forms, the space kept."""
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
+# The same placeholders typed in look-alike characters: full-width forms (an East Asian input
+# method), mathematical letters pasted from a styled text, an invisible zero-width character
+# inside the word. They read as the plea itself and give the queue no more fact.
+LOOK_ALIKES = [
+    *(
+        full_width(plea)
+        for plea in ("TBD", "N/A", "n/a", "please assist", "help!", "ASAP", "see ticket")
+    ),
+    "\U0001d413\U0001d401\U0001d403",  # TBD in mathematical bold
+    "T\u200bBD",
+    "please as\u200dsist",
+    "N\u2060/A",
+]
 EMPTY = ["", " ", "\n\t "]
 REAL = [
     "Error 809",
@@ -57,6 +77,17 @@ def test_placeholders_and_pleas_are_not_answers(text: str) -> None:
     assert is_placeholder(text)
     assert problem(text) is Problem.PLACEHOLDER
     assert problem(text, min_words=MIN_WORDS) is Problem.PLACEHOLDER
+
+
+@pytest.mark.parametrize("text", LOOK_ALIKES)
+def test_placeholders_in_look_alike_characters_are_not_answers(text: str) -> None:
+    assert is_placeholder(text)
+    assert problem(text) is Problem.PLACEHOLDER
+
+
+def test_look_alike_characters_still_count_as_words() -> None:
+    assert problem(full_width("Reinstalled the client"), min_words=MIN_WORDS) is None
+    assert problem("Re\u200binstalled client", min_words=MIN_WORDS) is Problem.TOO_SHORT
 
 
 @pytest.mark.parametrize("text", EMPTY)
