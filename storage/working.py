@@ -111,6 +111,16 @@ async def matching_p1(session: AsyncSession, number: str, *, lock: bool = False)
     return list((await session.execute(query)).scalars().all())
 
 
+async def escalations(session: AsyncSession, ticket_id: int) -> Sequence[TicketEvent]:
+    """The ticket's accepted escalations (their audit events), oldest first."""
+    query = (
+        select(TicketEvent)
+        .where(TicketEvent.ticket_id == ticket_id, TicketEvent.kind == "ticket.escalated")
+        .order_by(TicketEvent.id)
+    )
+    return (await session.execute(query)).scalars().all()
+
+
 async def was_escalated(session: AsyncSession, ticket_id: int) -> bool:
     """True when an escalation of the ticket was accepted (its audit event exists)."""
     query = select(

@@ -78,3 +78,15 @@ def fact_problems(data: dict[str, str], *, asset: str) -> dict[str, Inline]:
         if reason := fact_problem(fact, data.get(fact.id, ""), required=required):
             errors[fact.id] = reason
     return errors
+
+
+def _flat(value: object) -> str:
+    return " ".join(str(value or "").split())
+
+
+def same_handoff(earlier: dict[str, object], facts: dict[str, str], *, queue: str) -> bool:
+    """True when an accepted escalation (`earlier`, its audit data) sent `queue` these very
+    facts (whitespace aside): a second press of Escalate, not new information."""
+    if _flat(earlier.get("queue")) != _flat(queue):
+        return False
+    return all(_flat(earlier.get(fact.id)) == _flat(facts.get(fact.id)) for fact in FACTS)

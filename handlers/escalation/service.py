@@ -5,16 +5,19 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from cards.model import Card
 from handlers import identity, notify, psa, sla
 from handlers.commands import Command
 from handlers.deps import Deps
 from handlers.escalation.cards import MAX_TEXT, escalation_card, escalation_form, queue_names
-from handlers.escalation.rules import FACTS, fact_problems
-from handlers.formatting import who_acted
+from handlers.escalation.rules import FACTS, fact_problems, same_handoff
+from handlers.formatting import when, who_acted
 from handlers.tickets import load
 from handlers.types import DomainError, Interaction, InvalidInput, NotFound, Reply
 from storage import tickets as repo
+from storage import working as working_repo
 from storage.models import Ticket
 
 log = logging.getLogger(__name__)
@@ -91,6 +94,20 @@ def validate(data: dict[str, Any], queues: list[str], *, asset: str) -> dict[str
     return facts
 
 
+async def _refuse_repeat(
+    session: AsyncSession, ticket: Ticket, facts: dict[str, str], *, queue: str
+) -> None:
+    """The same facts to the same queue again (Escalate pressed twice: Teams keeps the form on
+    screen; a form opened twice) is one handoff: the queue is not told twice."""
+    for earlier in reversed(await working_repo.escalations(session, ticket.id)):
+        if same_handoff(earlier.data, facts, queue=queue):
+            raise DomainError(
+                f"{ticket.number} was already escalated to {queue} with these facts "
+                f"({when(earlier.at)}), so the queue was not notified again. To tell it "
+                "something new, escalate again with what changed."
+            )
+
+
 async def submit(deps: Deps, interaction: Interaction) -> Reply:
     """Record the escalation, notify the queue with the facts, tell the technician."""
     actor = interaction.actor
@@ -115,6 +132,7 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
         if locked is None:
             raise NotFound(f"There is no ticket {ticket.number}.")
         _check(deps, locked)
+        await _refuse_repeat(session, locked, facts, queue=queue)
         await sla.record_first_response(
             session, locked, actor, interaction.conversation.id, at=deps.clock(), action="escalate"
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import re
@@ -464,3 +465,58 @@ async def test_slack_placeholders_typed_in_look_alike_characters_bounce(
     await app.services.slack.drain()  # type: ignore[union-attr]
     assert posts_to(slack_api, "C0NETWORK") == []
     assert await escalated_events(app) == []
+
+
+# -- the same escalation twice ------------------------------------------------------------------
+
+
+async def test_teams_escalate_pressed_twice_notifies_the_queue_once(
+    make_app, connector: FakeConnector
+):
+    """Teams keeps the escalation form on screen after it was accepted (Action.Execute answers
+    with a message): a second press of Escalate with the same facts, or a form opened twice
+    and sent twice, is the same handoff. The queue hears of it once, the PSA gets one note,
+    and Tom is told it was escalated already; a changed fact or another queue is a new
+    escalation and goes through."""
+    config = {**CONFIG, "teams": {"service_url": connector.service_url, "tenant_id": "t-1"}}
+    app: AppHarness = await make_app(config=config, people=PEOPLE)
+    form = card_of(await say(app, connector, text="ticket new VPN down"))
+    await say(
+        app,
+        connector,
+        {**submit_action(form)["fallback"]["data"], **form_values(category="network")},
+    )
+    escalate = card_of(await say(app, connector, text="ticket escalate HD-1"))
+    action = submit_action(escalate)
+    data = {**action["fallback"]["data"], **COMPLETE}
+
+    async def press(values: dict[str, Any]) -> str:
+        response = await app.teams(
+            activity(
+                connector.service_url,
+                type="invoke",
+                name="adaptiveCard/action",
+                value={
+                    "action": {"type": "Action.Execute", "verb": action["verb"], "data": values}
+                },
+            )
+        )
+        assert response.status == 200
+        return json.dumps(await response.json())
+
+    assert "HD-1 was escalated to networking" in await press(data)
+    again = await press(data)
+    assert "already escalated to networking" in again and "not notified again" in again
+    await wait_until(lambda: connector.activities(TEAMS_QUEUE) != [])
+    # Action.Submit (a client without Action.Execute), the same facts: the same answer.
+    told = await say(app, connector, data)
+    assert "already escalated to networking" in json.dumps(told)
+    await asyncio.sleep(1.5)  # the outbox delivers within about 1 s
+    assert len(connector.activities(TEAMS_QUEUE)) == 1
+    assert len(await escalated_events(app)) == 1
+
+    # What changed is a new handoff: it reaches the queue.
+    more = {**data, "user_impact": COMPLETE["user_impact"] + "; now the whole Munich office too"}
+    assert "HD-1 was escalated to networking" in await press(more)
+    await wait_until(lambda: len(connector.activities(TEAMS_QUEUE)) == 2, what="the new notice")
+    assert len(await escalated_events(app)) == 2
