@@ -189,11 +189,14 @@ def asked_text(ticket: Ticket, platform: str) -> str:
     )
 
 
-def works_text(ticket: Ticket) -> str:
-    return (
+def works_text(ticket: Ticket, comment: str = "") -> str:
+    text = (
         f"{requester(ticket).plain()} confirmed the fix for {ticket.number}: works now "
-        f"({when(ticket.fix_confirmed_at)}). You can close it."
+        f"({when(ticket.fix_confirmed_at)})."
     )
+    if comment:
+        text += f' They wrote: "{comment}"'
+    return text + " You can close it."
 
 
 def broken_text(ticket: Ticket, comment: str, *, asked_for_comment: bool) -> str:

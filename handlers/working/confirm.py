@@ -265,10 +265,16 @@ async def _answer(deps: Deps, interaction: Interaction, choice: str) -> Reply:
                     return Reply(
                         card=cards.comment_form(ticket.number, request.nonce), as_form=True
                     )
-            unsaved = " Your comment was not saved." if comment else ""
+            # The same comment again is a second press of the same answer: it was not lost.
+            if not comment:
+                note = ""
+            elif comment == request.comment:
+                note = " Your technician has your comment."
+            else:
+                note = " Your comment was not saved."
             return Reply(
                 text=f"You already answered for {ticket.number}: {cards.answer_label(request)}. "
-                f"Nothing changed.{unsaved}"
+                f"Nothing changed.{note}"
             )
         # Shown again with the error (Teams): the question itself, its buttons included, where
         # the comment box is (Slack's buttons carry no comment).
@@ -293,7 +299,7 @@ async def _answer(deps: Deps, interaction: Interaction, choice: str) -> Reply:
             data={"request": request.id, "comment": bool(comment)},
         )
         if choice == "works":
-            told = cards.works_text(ticket)
+            told = cards.works_text(ticket, comment)
             outcome = f"You said it works now ({when(now)}). Thank you!"
         else:
             told = cards.broken_text(ticket, comment, asked_for_comment=not has_box)

@@ -6,6 +6,7 @@ comment; a repeated click, Slack retry or redelivered activity records and tells
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -396,3 +397,50 @@ async def test_slack_an_overlong_comment_keeps_the_comment_modal_with_the_error(
         view, {"comment": {"type": "plain_text_input", "value": "Blank pages"}}, "UANA"
     )
     assert answer is not None and "your technician got your comment" in shown(answer)
+
+
+async def test_teams_still_broken_pressed_twice_with_the_comment_does_not_say_it_was_lost(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    """Ana presses Still broken twice with the same comment (the card stays until the bot
+    replaces it): the second press records and tells nothing more, and does not tell her that
+    the comment her technician already has was not saved."""
+    app: AppHarness = await make_app(config=teams_config(connector), people=PEOPLE)
+    t = TeamsFlow(app, connector)
+    number = await t.ticket(requester="ana@example.com")
+    await t.say(f"ticket confirm {number}")
+    chat, question = await t.dm_card(ANA, "Still broken")
+    comment = "Excel still crashes on print"
+    assert "your technician was told" in await t.invoke(
+        t.invoke_body(question, "Still broken", ANA, chat, comment=comment)
+    )
+    again = await t.invoke(t.invoke_body(question, "Still broken", ANA, chat, comment=comment))
+    assert "You already answered" in again
+    assert "not saved" not in again and "your technician has your comment" in again.lower()
+    await wait_until(lambda: t.texts(PERSONAL, comment), what="the technician told")
+    await asyncio.sleep(1.5)  # the outbox delivers within about 1 s
+    assert len(t.texts(PERSONAL, comment)) == 1
+    assert len(await events(app, "fix.still_broken")) == 1
+
+
+async def test_teams_works_now_with_a_comment_typed_on_the_card_reaches_the_technician(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    """The question card's comment box is there for Works now too: what Ana typed in it
+    ("works, but only from the second tray") reaches her technician with the confirmation
+    instead of being kept where nobody reads it."""
+    app: AppHarness = await make_app(config=teams_config(connector), people=PEOPLE)
+    t = TeamsFlow(app, connector)
+    number = await t.ticket(requester="ana@example.com")
+    await t.say(f"ticket confirm {number}")
+    chat, question = await t.dm_card(ANA, "Works now")
+    comment = "Works, but only from the second tray"
+    body = t.invoke_body(question, "Works now", ANA, chat, comment=comment)
+    assert "works now" in await t.invoke(body)
+    await wait_until(lambda: t.texts(PERSONAL, "confirmed the fix"), what="the technician told")
+    [told] = t.texts(PERSONAL, "confirmed the fix")
+    assert comment in told.replace("\\", "") and number in told
+    again = await t.invoke(t.invoke_body(question, "Works now", ANA, chat, comment=comment))
+    assert "You already answered" in again and "not saved" not in again
+    await asyncio.sleep(1.5)  # the outbox delivers within about 1 s
+    assert len(t.texts(PERSONAL, "confirmed the fix")) == 1
