@@ -68,7 +68,12 @@ def problem(text: str, *, min_words: int = 1) -> Problem | None:
         return Problem.EMPTY
     if is_placeholder(text):
         return Problem.PLACEHOLDER
-    if len(words(text)) < min_words:
+    found = words(text)
+    if min_words > 1 and found and not any(w[0].isalpha() for w in found):
+        # Only numbers where words are asked: a list's markers with nothing written after
+        # them ("1. 2. 3.", a template left unfilled). One number alone answers elsewhere.
+        return Problem.PLACEHOLDER
+    if len(found) < min_words:
         return Problem.TOO_SHORT
     return None
 

@@ -520,3 +520,33 @@ async def test_teams_escalate_pressed_twice_notifies_the_queue_once(
     assert "HD-1 was escalated to networking" in await press(more)
     await wait_until(lambda: len(connector.activities(TEAMS_QUEUE)) == 2, what="the new notice")
     assert len(await escalated_events(app)) == 2
+
+
+async def test_teams_a_numbered_list_left_empty_bounces(make_app, connector: FakeConnector):
+    """Reproduction steps '1.' '2.' '3.' (the template's list, nothing written in it) and
+    Already tried '1) 2) 3)' name no step: refused as placeholders under those two fields, and
+    nothing reaches the queue."""
+    config = {**CONFIG, "teams": {"service_url": connector.service_url, "tenant_id": "t-1"}}
+    app: AppHarness = await make_app(config=config, people=PEOPLE)
+    form = card_of(await say(app, connector, text="ticket new VPN down"))
+    await say(
+        app,
+        connector,
+        {**submit_action(form)["fallback"]["data"], **form_values(category="network")},
+    )
+    escalate = card_of(await say(app, connector, text="ticket escalate HD-1"))
+    submit = submit_action(escalate)["fallback"]["data"]
+    skeleton = {"repro_steps": "1.\n2.\n3.", "already_tried": "1) 2) 3)"}
+    again = card_of(await say(app, connector, {**submit, **COMPLETE, **skeleton}))
+    body = again["body"]
+    for ident in FACT_IDS:
+        at = next(n for n, e in enumerate(body) if e.get("id") == ident)
+        below = body[at + 1] if at + 1 < len(body) else {}
+        reason = unescape(below.get("text", "")) if below.get("type") == "TextBlock" else ""
+        if ident in skeleton:
+            assert "placeholder" in reason, (ident, reason)
+        else:
+            assert "placeholder" not in reason and "required" not in reason, (ident, reason)
+    await asyncio.sleep(1.0)
+    assert connector.activities(TEAMS_QUEUE) == []
+    assert await escalated_events(app) == []

@@ -90,6 +90,16 @@ def test_look_alike_characters_still_count_as_words() -> None:
     assert problem("Re\u200binstalled client", min_words=MIN_WORDS) is Problem.TOO_SHORT
 
 
+@pytest.mark.parametrize("text", ["1.\n2.\n3.", "1) 2) 3)", "1 - 2 - 3 - 4", "#1 #2 #3"])
+def test_a_numbered_list_left_empty_is_a_placeholder_where_words_are_asked(text: str) -> None:
+    """The skeleton of a list (a template left unfilled) names no step: where a fact needs
+    words it is a placeholder; a number alone still answers where one word is enough."""
+    assert problem(text, min_words=MIN_WORDS) is Problem.PLACEHOLDER
+    assert problem("809") is None and problem("12") is None
+    assert problem("Tried 3 times", min_words=MIN_WORDS) is None
+    assert problem("1. Open Outlook 2. Send", min_words=MIN_WORDS) is None
+
+
 @pytest.mark.parametrize("text", EMPTY)
 def test_empty_text_is_empty_not_a_placeholder(text: str) -> None:
     assert not is_placeholder(text)
