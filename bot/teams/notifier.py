@@ -163,10 +163,14 @@ class TeamsNotifier:
         channel = str(payload["channel"])
         thread = payload.get("thread")
         activity = _content(payload)
+        # A channel's reply chain is a conversation of its own (`19:…;messageid=<root>`):
+        # what is sent there lands in the chain. A new post in the channel (`top_level`) goes
+        # to the channel's own id, through the chain's stored reference (same service URL).
+        target = channel.partition(";messageid=")[0] if payload.get("top_level") else channel
 
         async def work(ctx: TurnContext) -> str:
             return await proactive.post(
-                ctx, activity, conversation_id=channel, reply_to=str(thread) if thread else None
+                ctx, activity, conversation_id=target, reply_to=str(thread) if thread else None
             )
 
         try:
@@ -185,7 +189,7 @@ class TeamsNotifier:
                 return await self._dm(str(fallback), payload)
             raise
         # "ts" is the thread key the core stores for a ticket (same as Slack's message ts).
-        return {"channel": channel, "activity_id": activity_id, "ts": activity_id}
+        return {"channel": target, "activity_id": activity_id, "ts": activity_id}
 
     async def _dm(self, user: str, payload: dict[str, Any]) -> dict[str, Any]:
         """DM `user`: a Teams user id, or (for someone a directory knows only by it, such as a

@@ -61,7 +61,10 @@ async def prepare_alarm(session: AsyncSession, *, message: OutboxMessage, now: d
             else breach_thread_text(ticket, target, now)
         )
     if info.get("place") == "channel":
+        # A new message in the channel, not in the card's thread: on Teams a card in a
+        # channel's reply chain has the chain for its conversation, hence `top_level`.
         payload["channel"], payload["thread"] = ticket.card_channel or ticket.source_channel, None
+        payload["top_level"] = True
     else:
         payload["channel"], payload["thread"] = ticket.source_channel, ticket.source_thread
     payload["text"] = text

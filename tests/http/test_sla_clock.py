@@ -521,6 +521,53 @@ async def test_teams_warning_replies_to_the_card_and_the_breach_is_a_new_message
     assert len(posted("SLA")) == 3
 
 
+async def test_teams_a_breach_is_a_new_post_in_the_channel_not_in_the_cards_reply_chain(
+    make_app, connector: FakeConnector
+):
+    """Teams sends a channel post to the bot with its reply chain in the conversation id
+    (`19:…;messageid=<root>`), and the ticket card answers in that chain. The breach's
+    message in the ticket channel is a new post in the channel, which Teams makes of a send
+    to the channel's own id: sent to the chain's id it was one more reply in the chain."""
+    clock, t0 = sla_clock()
+    config = {**CONFIG, "sla": {"warn_before": "10m"}}
+    app: AppHarness = await make_app(config=config, people=TEAMS_PEOPLE, clock=clock)
+    url = connector.service_url
+    root = "1700000000777"
+    chain = f"{CHANNEL};messageid={root}"
+    asked = teams_message(url, "<at>Helpdesk</at> ticket new", conversation=chain, activity_id=root)
+    form = card_of((await say(app, connector, asked))[-1])
+    data = {**submit_action(form)["fallback"]["data"], **form_values(client="", priority="P1")}
+    await say(app, connector, teams_message(url, "", conversation=chain, value=data))
+    await wait_until(lambda: _carded(app), what="the ticket card in the chain")
+    async with app.services.sessions() as session:
+        row = (await session.execute(select(Ticket))).scalar_one()
+    assert row.card_channel == chain
+
+    def posted(words: str) -> list[dict[str, Any]]:
+        return [
+            a
+            for a in connector.activities()
+            if words in json.dumps(a) and row.number in json.dumps(a)
+        ]
+
+    clock.set(t0 + timedelta(minutes=20))
+    await arrives(lambda: posted("SLA warning"), "the warning")
+    clock.set(t0 + timedelta(minutes=30))
+    await arrives(lambda: len(posted("SLA breach")) == 2, "the breach")
+    await asyncio.sleep(QUIET)
+    [warning] = posted("SLA warning")
+    assert (warning["_conversation_id"], warning["_reply_to_id"]) == (chain, row.card_message)
+    thread_post, channel_post = sorted(
+        posted("SLA breach"), key=lambda a: a["_reply_to_id"] is None
+    )
+    assert (thread_post["_conversation_id"], thread_post["_reply_to_id"]) == (
+        chain,
+        row.card_message,
+    )
+    assert (channel_post["_conversation_id"], channel_post["_reply_to_id"]) == (CHANNEL, None)
+    assert "respond target missed" in json.dumps(channel_post)
+
+
 async def test_teams_a_technicians_reply_in_the_cards_chain_is_the_first_response(
     make_app, connector: FakeConnector
 ):
