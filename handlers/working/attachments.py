@@ -29,7 +29,7 @@ from handlers import notify
 from handlers.deps import Deps
 from handlers.directory import Directory
 from handlers.formatting import listed, someone, when
-from handlers.types import Interaction, Reply
+from handlers.types import Actor, Interaction, Reply
 from handlers.working.rules import ticket_numbers
 from handlers.working.service import first_response as _first_response
 from storage import tickets as tickets_repo
@@ -166,6 +166,18 @@ async def _ticket(session: AsyncSession, deps: Deps, interaction: Interaction) -
     return None
 
 
+async def _is_requester(deps: Deps, actor: Actor, ticket: Ticket) -> bool:
+    """Whether `actor` is the ticket's requester (by platform id, else the directory's e-mail).
+    Their own message in the thread is no response to their ticket, even where everyone
+    counts as a technician (no technician listed) or a technician asked for help."""
+    if notify.is_user(actor, ticket.source_platform, ticket.requester_id):
+        return True
+    if not ticket.requester_email:
+        return False
+    person = await deps.person(actor)
+    return person is not None and person.email.lower() == ticket.requester_email.lower()
+
+
 async def _may_add(deps: Deps, interaction: Interaction, found: _Found) -> bool:
     """In the ticket's own thread or reply chain anyone there may, and in the conversation its
     card is in; elsewhere (a message naming it) only its requester or a technician."""
@@ -207,7 +219,11 @@ async def on_message(deps: Deps, interaction: Interaction) -> Reply:
             return Reply(text=f"There is no ticket {numbers[0]}." if numbers else "")
         return Reply()
     ticket = found.ticket
-    responds = found.worked_here and await deps.is_technician(interaction.actor)
+    responds = (
+        found.worked_here
+        and await deps.is_technician(interaction.actor)
+        and not await _is_requester(deps, interaction.actor, ticket)
+    )
     if not files:
         if responds and ticket.first_response_at is None:
             async with deps.sessions() as session, session.begin():

@@ -670,6 +670,36 @@ async def test_slack_a_technicians_reply_in_the_cards_thread_is_the_first_respon
     assert not said(slack_api, "SLA", number=row.number)
 
 
+async def test_slack_the_requesters_own_reply_is_no_first_response_when_all_are_technicians(
+    make_app, slack_api: FakeSlack
+):
+    """With no technician listed in the directory everyone counts as one (SPEC), the
+    requester too: her 'any news?' in the card's thread is still no response to her ticket.
+    Anyone else's is."""
+    clock, t0 = sla_clock()
+    nobody = [{**p, "technician": False} for p in PEOPLE]
+    app = await make_app(slack=slack_api, config=CONFIG, people=nobody, clock=clock)
+    row = await open_ticket(app, slack_api)  # Ana's ticket, opened by Tom
+    flow = SlackFlow(app, slack_api)
+    front = app.services.slack
+    assert front is not None
+
+    async def reply(user: str, text: str) -> None:
+        body = flow.event(user=user, text=text, thread=row.source_thread)
+        assert (await app.slack(body, content_type="application/json")).status == 200
+        await front.drain()
+
+    clock.set(t0 + timedelta(minutes=5))
+    await reply("UANA", "any news?")
+    assert (await ticket(app, row.number)).first_response_at is None
+    assert "Respond: pending" in await show(app, row.number)
+    clock.set(t0 + timedelta(minutes=7))
+    await reply("UBOB", "On it")
+    answered = await ticket(app, row.number)
+    assert near(answered.first_response_at, t0 + timedelta(minutes=7))
+    assert answered.first_response_by == "UBOB"
+
+
 async def _carded(app: AppHarness) -> bool:
     async with app.services.sessions() as session:
         found = (await session.execute(select(Ticket))).scalar_one_or_none()
