@@ -69,18 +69,15 @@ def breaches(target: Target, *, due: datetime, now: datetime) -> list[Alarm]:
     return [Alarm(target, "breach", place, max(due, now)) for place in ("thread", "channel")]
 
 
-def alarms(
-    target: Target, *, due: datetime, warn_before: timedelta, now: datetime, late_warning: bool
-) -> list[Alarm]:
+def alarms(target: Target, *, due: datetime, warn_before: timedelta, now: datetime) -> list[Alarm]:
     """What to queue now for a running target due at `due`: its warning, or its breach.
 
     The warning comes `warn_before` ahead (none when that is 0, or when the target is already
     overdue); the breach is queued when the warning goes out (one pending row per running
-    target at a time). A warning time already past is sent at once when `late_warning` (the
-    target moved closer: a raise to P1), and skipped otherwise (the target was always that
-    short): then the breach is queued straight away.
+    target at a time). A warning time already past goes at once: the target is closer than
+    `warn_before` from the start (as short as that, or shorter), or it moved closer (a raise
+    to P1).
     """
-    warn_at = due - warn_before
-    if warn_before > timedelta(0) and due > now and (warn_at >= now or late_warning):
-        return [Alarm(target, "warning", "thread", max(warn_at, now))]
+    if warn_before > timedelta(0) and due > now:
+        return [Alarm(target, "warning", "thread", max(due - warn_before, now))]
     return breaches(target, due=due, now=now)

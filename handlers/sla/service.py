@@ -60,7 +60,6 @@ async def schedule(
     ticket: Ticket,
     *,
     now: datetime,
-    late_warning: bool = False,
     targets: tuple[Target, ...] = TARGETS,
 ) -> int:
     """Queue the warning and breach rows of the ticket's running targets; returns how many
@@ -70,9 +69,7 @@ async def schedule(
         if clock_stopped(ticket, target):
             continue
         due = due_of(ticket, target)
-        found = alarms(
-            target, due=due, warn_before=config.sla.warn_before, now=now, late_warning=late_warning
-        )
+        found = alarms(target, due=due, warn_before=config.sla.warn_before, now=now)
         queued += await _enqueue(session, ticket, found, due)
     return queued
 
@@ -263,7 +260,7 @@ async def move_targets(
     if moved:
         await cancel(session, ticket, targets=moved, reason=reason)
         running = tuple(name for name in moved if met_of(ticket, name) is None)
-        await schedule(session, config, ticket, now=now, late_warning=True, targets=running)
+        await schedule(session, config, ticket, now=now, targets=running)
     return moved
 
 

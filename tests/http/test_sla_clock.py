@@ -753,6 +753,30 @@ async def test_a_warning_due_at_opening_waits_for_the_card_and_goes_in_its_threa
     assert warning.get("thread_ts") == row.source_thread, warning
 
 
+async def test_a_warning_longer_than_the_target_goes_as_the_ticket_opens(
+    make_app, slack_api: FakeSlack
+):
+    """warn_before longer than a target (1h before a P1's 30-minute respond target): the
+    warning's time is before the ticket existed, so it goes as the ticket opens, as it does
+    when warn_before is exactly the target; it was never sent, only the breach."""
+    clock, t0 = sla_clock()
+    config = {**CONFIG, "sla": {"warn_before": "1h"}}
+    app = await make_app(slack=slack_api, config=config, people=PEOPLE, clock=clock)
+    row = await open_ticket(app, slack_api, priority="P1")
+    await arrives(lambda: in_thread(slack_api, row, "SLA warning"), "the respond warning")
+    await asyncio.sleep(QUIET)
+    [warning] = in_thread(slack_api, row, "SLA warning")
+    assert "first response by 09:30 UTC (30m left)" in json.dumps(warning)
+    # The resolve target (4h) is warned of at its time, 3h in; the respond breach at 30m.
+    clock.set(t0 + timedelta(minutes=30))
+    await arrives(lambda: in_channel(slack_api, row, "SLA breach"), "the respond breach")
+    clock.set(t0 + timedelta(hours=3))
+    await arrives(lambda: len(in_thread(slack_api, row, "SLA warning")) == 2, "the resolve warning")
+    assert "be resolved by 13:00 UTC (1h left)" in json.dumps(
+        in_thread(slack_api, row, "SLA warning")[-1]
+    )
+
+
 async def test_teams_a_warning_due_at_opening_replies_to_the_card(
     make_app, connector: FakeConnector
 ):

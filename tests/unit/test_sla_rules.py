@@ -27,25 +27,21 @@ def test_due_text_is_the_time_today_and_the_date_otherwise() -> None:
 
 def test_a_running_target_queues_its_warning_or_its_breach() -> None:
     now = DUE - timedelta(hours=2)
-    assert alarms("respond", due=DUE, warn_before=WARN, now=now, late_warning=False) == [
+    assert alarms("respond", due=DUE, warn_before=WARN, now=now) == [
         Alarm("respond", "warning", "thread", DUE - WARN)
     ]
     # No warnings configured (0s): the breach straight away, in the thread and the channel.
     breach = [Alarm("resolve", "breach", place, DUE) for place in ("thread", "channel")]
-    assert alarms("resolve", due=DUE, warn_before=timedelta(0), now=now, late_warning=False) == (
-        breach
-    )
-    # A target shorter than the warning: no warning at creation, at once after a raise.
+    assert alarms("resolve", due=DUE, warn_before=timedelta(0), now=now) == breach
+    # A target closer than the warning (shorter than warn_before from creation, or moved
+    # closer by a raise): the warning at once, never left out.
     close = DUE - timedelta(minutes=5)
-    assert alarms("respond", due=DUE, warn_before=WARN, now=close, late_warning=False) == [
-        Alarm("respond", "breach", place, DUE) for place in ("thread", "channel")
-    ]
-    assert alarms("respond", due=DUE, warn_before=WARN, now=close, late_warning=True) == [
+    assert alarms("respond", due=DUE, warn_before=WARN, now=close) == [
         Alarm("respond", "warning", "thread", close)
     ]
     # Already overdue (a late raise): the breach at once.
     late = DUE + timedelta(hours=1)
-    assert alarms("resolve", due=DUE, warn_before=WARN, now=late, late_warning=True) == [
+    assert alarms("resolve", due=DUE, warn_before=WARN, now=late) == [
         Alarm("resolve", "breach", place, late) for place in ("thread", "channel")
     ]
 
