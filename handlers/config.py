@@ -106,14 +106,29 @@ class SlaConfig(_Strict):
     def model_post_init(self, _: Any) -> None:
         if self.default_tier not in self.tiers:
             raise ValueError(f"default_tier {self.default_tier!r} is not one of the tiers")
+        seen: dict[str, str] = {}
         for client, tier in self.clients.items():
             if tier not in self.tiers:
                 raise ValueError(f"clients.{client}: unknown tier {tier!r}")
+            first = seen.setdefault(_client_key(client), client)
+            if first != client and self.clients[first] != tier:
+                raise ValueError(
+                    f"clients: {first!r} and {client!r} name the same client (case and "
+                    f"surrounding spaces do not count) with two tiers, "
+                    f"{self.clients[first]!r} and {tier!r}: keep one"
+                )
 
     def tier_for(self, client: str) -> str:
-        """Contract tier of an MSP client (case-insensitive), else the default tier."""
-        lowered = {k.lower(): v for k, v in self.clients.items()}
-        return lowered.get(client.strip().lower(), self.default_tier)
+        """Contract tier of an MSP client (ignoring case and surrounding spaces on both
+        sides), else the default tier."""
+        lowered = {_client_key(k): v for k, v in self.clients.items()}
+        return lowered.get(_client_key(client), self.default_tier)
+
+
+def _client_key(client: str) -> str:
+    """How a client is matched against `sla.clients`: as typed, ignoring case and spaces
+    around it."""
+    return client.strip().lower()
 
 
 class SlackConfig(_Strict):

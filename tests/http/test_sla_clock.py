@@ -90,6 +90,7 @@ async def open_ticket(
     priority: str = "P2",
     category: str = "printer",
     summary: str = "Printer jams on floor 3",
+    client: str = "",
 ) -> Ticket:
     """A ticket through the intake modal; returns it once its card is in C0HELP."""
     opened = len(fake.views_opened())
@@ -106,7 +107,7 @@ async def open_ticket(
         "priority": _choice(priority),
         "category": _choice(category),
         "asset": _text("PRN-0042"),
-        "client": _text(""),
+        "client": _text(client),
     }
     response = await app.interactive(view_submission(view, values, view_id=f"VS{next(_views)}"))
     assert response.status == 200
@@ -395,6 +396,27 @@ async def test_closing_stops_both_clocks(make_app, slack_api: FakeSlack):
     await asyncio.sleep(QUIET)
     assert not said(slack_api, "SLA", number=row.number)
     assert {r.status for r in await sla_rows(app, row.number)} == {"cancelled"}
+
+
+async def test_sla_clients_match_the_typed_client_ignoring_case_and_surrounding_spaces(
+    make_app, slack_api: FakeSlack
+):
+    """`sla.clients` names a client as typed, give or take case and surrounding spaces, on
+    either side: a key written with a space around it ("Acme Corp ", quoted in YAML) gave the
+    card 'standard tier, from sla.clients' and the standard targets."""
+    clock, _ = sla_clock()
+    config = {**CONFIG, "sla": {"warn_before": "15m", "clients": {" Acme Corp ": "gold"}}}
+    app = await make_app(slack=slack_api, config=config, people=PEOPLE, clock=clock)
+    row = await open_ticket(app, slack_api, priority="P2", client="  ACME corp")
+    assert (row.tier, row.tier_source) == ("gold", "config")
+    assert (row.respond_by - row.created_at, row.resolve_by - row.created_at) == (
+        timedelta(hours=1),
+        timedelta(hours=8),
+    )
+    shown = await show(app, row.number)
+    assert "gold tier, from sla.clients" in shown and "Respond: pending (due 10:00 UTC)" in shown
+    other = await open_ticket(app, slack_api, priority="P2", client="Acme Corporation")
+    assert (other.tier, other.respond_by - other.created_at) == ("standard", timedelta(hours=2))
 
 
 # -- raising to P1 ------------------------------------------------------------------------------

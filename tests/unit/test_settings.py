@@ -62,6 +62,11 @@ def test_bad_env_names_the_key(env: dict[str, str], key: str) -> None:
         ("identity: {approval_ttl: soon}", "identity.approval_ttl"),
         ("unknown_key: 1", "unknown_key"),
         ("sla: {default_tier: platinum}", "sla"),
+        # One client named twice (case, spaces) with two tiers: which one would it get?
+        (
+            "sla: {clients: {Acme: gold, 'acme ': standard}}",
+            "sla: Value error, clients: 'Acme' and 'acme '",
+        ),
         ("csat: {delay: 5 minutes}", "csat.delay"),
         ("ticket_prefix: 'H D'", "ticket_prefix"),
         ("directory: {source: nis}", "directory.source"),
