@@ -156,10 +156,10 @@ async def answer(deps: Deps, interaction: Interaction, *, approved: bool) -> Rep
                 session, ticket, check, actor, manager, choice, interaction.conversation.id
             )
         if approved:
-            await _approved(session, ticket, check, actor, manager)
+            await _approved(session, ticket, check, interaction, manager)
             deps.observe("identity", outcome="approved")
             return Reply(text=f"Thank you: you confirmed the identity for {ticket.number}.")
-        told = await _denied(session, deps, ticket, check, actor, manager)
+        told = await _denied(session, deps, ticket, check, interaction, manager)
         deps.observe("identity", outcome="denied")
     security = " and the security team is told" if told else ""
     return Reply(text=f"Thank you: {ticket.number} is stopped{security}.")
@@ -486,8 +486,13 @@ async def _to_psa(
 
 
 async def _approved(
-    session: AsyncSession, ticket: Ticket, check: IdentityCheck, actor: Actor, manager: str
+    session: AsyncSession,
+    ticket: Ticket,
+    check: IdentityCheck,
+    interaction: Interaction,
+    manager: str,
 ) -> None:
+    actor = interaction.actor
     check.state = "approved"
     ticket.identity_state = "confirmed"
     await notify.refresh_ticket_card(session, ticket)
@@ -498,6 +503,7 @@ async def _approved(
         kind="identity.approved",
         actor_platform=actor.platform,
         actor_id=actor.id,
+        channel=interaction.conversation.id,
         data={"check": check.id, "manager": check.manager_email},
     )
     assert check.answered_at is not None
@@ -516,10 +522,11 @@ async def _denied(
     deps: Deps,
     ticket: Ticket,
     check: IdentityCheck,
-    actor: Actor,
+    interaction: Interaction,
     manager: str,
 ) -> bool:
     """Flag the ticket; True when a `security` queue was notified."""
+    actor = interaction.actor
     check.state = "denied"
     ticket.identity_state = "denied"
     await notify.refresh_ticket_card(session, ticket)
@@ -541,6 +548,7 @@ async def _denied(
         kind="identity.denied",
         actor_platform=actor.platform,
         actor_id=actor.id,
+        channel=interaction.conversation.id,
         data={"check": check.id, "manager": check.manager_email},
     )
     await repo.add_event(
@@ -549,6 +557,7 @@ async def _denied(
         kind="ticket.flagged",
         actor_platform=actor.platform,
         actor_id=actor.id,
+        channel=interaction.conversation.id,
         data={"flag": "possible_impersonation", "check": check.id, "security_notified": told},
     )
     await notify.tell_technician(

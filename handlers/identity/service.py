@@ -150,6 +150,7 @@ async def _verify(
             announce=False,
             people=people,
             number_in_reply=number_in_reply,
+            channel=interaction.conversation.id,
         )
 
 
@@ -313,17 +314,20 @@ async def start_check(
     announce: bool = True,
     people: CheckPeople | None = None,
     number_in_reply: bool = True,
+    channel: str = "",
 ) -> Reply:
     """Ask the requester's manager (superseding open requests); returns what the technician
     should know (with no manager to ask, the call-back notice and its button; with
     `number_in_reply` False, only where the number on file was sent). `announce` also posts
     it in the ticket thread (used on ticket creation). `people` (from `look_up_people`,
-    before the transaction) saves asking the directory here."""
+    before the transaction) saves asking the directory here. `channel`: where the check was
+    asked for (for the audit trail; default the ticket's channel, where it was opened)."""
     now = deps.clock()
     if people is None:
         people = await people_for(deps, ticket, actor)
     requester, manager = people.requester, people.manager
-    await _supersede(session, ticket=ticket, actor=actor)
+    channel = channel or ticket.source_channel
+    await _supersede(session, ticket=ticket, actor=actor, channel=channel)
     target = notify.pick_platform(manager, ticket.source_platform) if manager else None
     deps.observe("identity", outcome="requested")
     await repo.add_event(
@@ -332,6 +336,7 @@ async def start_check(
         kind="identity.requested",
         actor_platform=actor.platform,
         actor_id=actor.id,
+        channel=channel,
         data={
             "requester": requester.email if requester else None,
             "manager": manager.email if manager else None,
@@ -559,7 +564,7 @@ async def _thread_is_a_technicians(
     return await _is_technician(deps, people.technician)
 
 
-async def _supersede(session: AsyncSession, *, ticket: Ticket, actor: Actor) -> None:
+async def _supersede(session: AsyncSession, *, ticket: Ticket, actor: Actor, channel: str) -> None:
     """Open requests of this ticket stop counting: a fresh one replaces them."""
     query = (
         select(IdentityCheck)
@@ -574,6 +579,7 @@ async def _supersede(session: AsyncSession, *, ticket: Ticket, actor: Actor) -> 
             kind="identity.superseded",
             actor_platform=actor.platform,
             actor_id=actor.id,
+            channel=channel,
             data={"check": old.id},
         )
         await answers.retire_dm(session, ticket, old, cards.SUPERSEDED)
