@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import notify, psa
+from handlers import incidents, notify, psa
 from handlers.deps import Deps
 from handlers.directory import DirectoryUnavailable, Person, unavailable_text
 from handlers.formatting import when
@@ -68,6 +68,13 @@ async def _retire(
         card=cards.outcome_card(ticket, text).to_dict(),
         text=text,
     )
+
+
+async def refresh_incident_notice(session: AsyncSession, deps: Deps, ticket: Ticket) -> None:
+    """A P1's incident notice says whether its requester's identity is confirmed: edit it in
+    place when that changes (no new notice, no new page)."""
+    if ticket.priority == "P1":
+        await incidents.refresh_notice(session, deps, ticket=ticket)
 
 
 async def answer(deps: Deps, interaction: Interaction, *, approved: bool) -> Reply:
@@ -156,7 +163,7 @@ async def answer(deps: Deps, interaction: Interaction, *, approved: bool) -> Rep
                 session, ticket, check, actor, manager, choice, interaction.conversation.id
             )
         if approved:
-            await _approved(session, ticket, check, interaction, manager)
+            await _approved(session, deps, ticket, check, interaction, manager)
             deps.observe("identity", outcome="approved")
             return Reply(text=f"Thank you: you confirmed the identity for {ticket.number}.")
         told = await _denied(session, deps, ticket, check, interaction, manager)
@@ -487,6 +494,7 @@ async def _to_psa(
 
 async def _approved(
     session: AsyncSession,
+    deps: Deps,
     ticket: Ticket,
     check: IdentityCheck,
     interaction: Interaction,
@@ -496,6 +504,7 @@ async def _approved(
     check.state = "approved"
     ticket.identity_state = "confirmed"
     await notify.refresh_ticket_card(session, ticket)
+    await refresh_incident_notice(session, deps, ticket)
     await _to_psa(session, ticket, check, actor=actor, manager=manager, outcome="approved")
     await repo.add_event(
         session,
@@ -530,6 +539,7 @@ async def _denied(
     check.state = "denied"
     ticket.identity_state = "denied"
     await notify.refresh_ticket_card(session, ticket)
+    await refresh_incident_notice(session, deps, ticket)
     await _to_psa(session, ticket, check, actor=actor, manager=manager, outcome="denied")
     assert check.answered_at is not None
     told = await notify.notify_queue(

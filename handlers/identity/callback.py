@@ -213,6 +213,7 @@ async def _record(
     check.answered_email = (who.email if who else "")[:320]
     ticket.identity_state = "confirmed"
     await notify.refresh_ticket_card(session, ticket)
+    await answers.refresh_incident_notice(session, deps, ticket)
     await psa.on_identity_outcome(
         session,
         ticket=ticket,

@@ -328,6 +328,10 @@ async def start_check(
     requester, manager = people.requester, people.manager
     channel = channel or ticket.source_channel
     await _supersede(session, ticket=ticket, actor=actor, channel=channel)
+    if ticket.identity_state == "not_required":
+        # A P1 that needed no check until now: its notice (rendered when the edit goes out)
+        # says from now on that the identity is not confirmed.
+        await answers.refresh_incident_notice(session, deps, ticket)
     target = notify.pick_platform(manager, ticket.source_platform) if manager else None
     deps.observe("identity", outcome="requested")
     await repo.add_event(

@@ -15,10 +15,27 @@ from storage.models import Ticket
 SOURCE = "helpdesk-bot"
 NO_BRIDGE = "not configured (incident.bridge_url)"
 TITLE_MAX = 300
+# The requester's identity, while it is not confirmed: a P1 is where a vishing caller ("I'm the
+# CEO, I'm locked out, it's urgent") ends up, and whoever joins from the notice or the page
+# must not do for the caller what the ticket's own technician may not.
+IDENTITY_NOT_CONFIRMED = (
+    "NOT CONFIRMED: do not reset passwords, change MFA or discuss the account until it is"
+)
+IDENTITY_DENIED = "DENIED by the requester's manager (possible impersonation): do not proceed"
 
 
 def headline(ticket: Ticket) -> str:
     return f"P1 {ticket.number}: {ticket.summary.strip()}"
+
+
+def _identity(ticket: Ticket) -> list[tuple[str, Inline]]:
+    """The Identity fact of a ticket that needs one (none when no check was required)."""
+    state = ticket.identity_state
+    if state == "not_required":
+        return []
+    if state == "confirmed":
+        return [("Identity", "confirmed")]
+    return [("Identity", IDENTITY_DENIED if state == "denied" else IDENTITY_NOT_CONFIRMED)]
 
 
 def _facts(ticket: Ticket, bridge_url: str | None) -> list[tuple[str, Inline]]:
@@ -34,6 +51,7 @@ def _facts(ticket: Ticket, bridge_url: str | None) -> list[tuple[str, Inline]]:
         *facts,
         ("Requester", requester(ticket)),
         ("Technician", technician(ticket)),
+        *_identity(ticket),
         ("Bridge", Typed(bridge_url) if bridge_url else NO_BRIDGE),
     ]
 
