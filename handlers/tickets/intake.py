@@ -125,11 +125,21 @@ def _text(values: dict[str, Any], key: str) -> str:
 
 
 def shown_address(typed: str) -> str:
-    """An e-mail address as it reads: compatibility forms folded (full-width letters) and
-    invisible format characters (zero-width space, joiners, direction marks) dropped, so a
-    pasted look-alike of a directory address is that address, not "nobody" (not a VIP)."""
+    """An e-mail address as it reads: compatibility forms folded (full-width letters),
+    invisible format characters (zero-width space, joiners, direction marks) and the wrapping
+    of a pasted address dropped, so a pasted look-alike of a directory address is that
+    address, not "nobody" (not a VIP)."""
     folded = unicodedata.normalize("NFKC", typed)
-    return "".join(c for c in folded if unicodedata.category(c) != "Cf").strip()
+    text = "".join(c for c in folded if unicodedata.category(c) != "Cf").strip()
+    # What comes with an address copied from elsewhere: a recipient list's separator, an
+    # address line's angle brackets, an e-mail link (`mailto:`, maybe with `?subject=`), a
+    # sentence's full stop. None can be part of an address, and each made a VIP "nobody".
+    text = text.rstrip(";,").strip()
+    if text.startswith("<") and text.endswith(">"):
+        text = text[1:-1].strip()
+    if text[:7].lower() == "mailto:":
+        text = text[7:].split("?", 1)[0].strip()
+    return text.rstrip(".")
 
 
 def validate(values: dict[str, Any], config: HelpdeskConfig, *, email_requester: bool) -> Intake:

@@ -6,6 +6,9 @@ import asyncio
 import json
 from typing import Any
 
+from sqlalchemy import select
+
+from storage.models import Ticket
 from tests.fakes.botframework import FakeConnector
 from tests.harness import AppHarness, event_kinds, only_ticket, wait_until
 from tests.http.conftest_teams import (
@@ -308,3 +311,27 @@ async def test_a_vips_address_with_invisible_or_wide_characters_is_still_the_vip
     assert (ticket.identity_state, ticket.requester_email) == ("pending", "vic@example.com")
     await new_ticket(app, connector, requester="\uff56\uff49\uff43@example.com")  # full width
     await manager_request(connector, count=2)
+
+
+async def test_a_vips_address_pasted_as_a_link_or_with_its_punctuation_is_still_the_vip(
+    make_app, connector: FakeConnector
+):
+    # Copied from an e-mail link (`mailto:`), an address line (`<...>`) or a recipient list
+    # (`...;`), Vic's address reads as Vic's, but the directory had nobody by that text: the
+    # ticket opened with no identity check for a VIP, and the card named "mailto:vic@...".
+    app = await start(make_app, connector)
+    pasted = (
+        "mailto:vic@example.com",
+        "<vic@example.com>",
+        "vic@example.com;",
+        "MAILTO:Vic@Example.com,",
+    )
+    for count, typed in enumerate(pasted, start=1):
+        await new_ticket(app, connector, requester=typed)
+        _, card = await manager_request(connector, count=count)
+        assert "Vic VIP" in json.dumps(card), typed
+    async with app.services.sessions() as session:
+        tickets = (await session.execute(select(Ticket).order_by(Ticket.id))).scalars().all()
+    assert [(t.identity_state, t.requester_email) for t in tickets] == [
+        ("pending", "vic@example.com")
+    ] * len(pasted)
