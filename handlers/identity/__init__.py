@@ -9,7 +9,7 @@ technician's direct message with the number on file.
 from handlers.identity import callback
 from handlers.identity.callback import button as called_back
 from handlers.identity.callback import card_fact, verify_command
-from handlers.identity.cards import PURPOSE, check_outcome, shows_number
+from handlers.identity.cards import PURPOSE, check_outcome, refusal, shows_number
 from handlers.identity.deliveries import on_delivered as on_request_delivered
 from handlers.identity.deliveries import on_failed as on_request_failed
 from handlers.identity.service import (
@@ -44,6 +44,7 @@ __all__ = [
     "look_up_people",
     "on_request_delivered",
     "on_request_failed",
+    "refusal",
     "require_confirmed",
     "shows_number",
     "start_check",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import incidents, notify, psa
+from handlers import notify, psa
 from handlers.deps import Deps
 from handlers.directory import DirectoryUnavailable, Person, unavailable_text
 from handlers.formatting import when
@@ -74,6 +74,9 @@ async def refresh_incident_notice(session: AsyncSession, deps: Deps, ticket: Tic
     """A P1's incident notice says whether its requester's identity is confirmed: edit it in
     place when that changes (no new notice, no new page)."""
     if ticket.priority == "P1":
+        # Imported here: raising to P1 checks the identity gate, so incidents imports us.
+        from handlers import incidents
+
         await incidents.refresh_notice(session, deps, ticket=ticket)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import notify, psa, sla
+from handlers import identity, notify, psa, sla
 from handlers.commands import Command, ticket_ref
 from handlers.deps import Deps
 from handlers.formatting import when
@@ -76,6 +76,11 @@ async def raise_p1_command(deps: Deps, interaction: Interaction, command: Comman
                 f"{number} is filed under the P1 {ticket.filed_under} as one more report of the "
                 "same problem: that incident is paged already."
             )
+        if ticket.identity_state == "denied":
+            # The manager said the caller is not the requester: paging the on-call and opening
+            # a bridge for them is proceeding (SPEC: the technician is told not to).
+            await identity.audit_gate(session, interaction, ticket, "p1")
+            return Reply(text=identity.refusal(ticket))
         now = deps.clock()
         raised = ticket.priority != "P1"
         await sla.record_first_response(

@@ -100,6 +100,11 @@ async def file_under(
         child, parent = await _both(session, report, p1, lock=True)
         if (reason := _refusal(child, parent)) is not None:
             raise DomainError(reason)
+        if child.identity_state == "denied":
+            # A pending check does not block filing (SPEC), but a Deny does: its "users
+            # affected" are the caller's word, and the requester would be told it is theirs.
+            await identity.audit_gate(session, interaction, child, "link")
+            return Reply(text=identity.refusal(child))
         if button:
             await sla.record_first_response(
                 session,

@@ -531,6 +531,10 @@ async def test_closing_a_p1_leaves_filed_reports_whose_identity_is_not_confirmed
     denied = await new_ticket(deps, "U0ANA", category="password-reset")
     confirmed = await new_ticket(deps, "U0ANA", category="password-reset")
     pending = await new_ticket(deps, "U0VIC", category="printer")  # a VIP: always checked
+    # Filed while their checks are pending (a Deny before would refuse the filing), answered
+    # after.
+    for report in (denied, confirmed, pending):
+        await working.link_command(deps, turn(TECH), Command("link", f"{report} {p1}"))
     await answer(deps, (await state(deps, denied))[1][0].nonce, approve=False)
     await answer(deps, (await state(deps, confirmed))[1][0].nonce)
     assert [(await state(deps, n))[0].identity_state for n in (denied, confirmed, pending)] == [
@@ -538,8 +542,6 @@ async def test_closing_a_p1_leaves_filed_reports_whose_identity_is_not_confirmed
         "confirmed",
         "pending",
     ]
-    for report in (denied, confirmed, pending):
-        await working.link_command(deps, turn(TECH), Command("link", f"{report} {p1}"))
     data = {
         "ticket": p1,
         "resolution_note": "Restarted the print spooler on PRN-0042 (KB-12)",
