@@ -145,6 +145,7 @@ async def start_services(
         config=settings.config,
         sessions=sessions,
         directory=directory,
+        platforms=settings.chat_platforms,
         pagers=pagers,
         observe=metrics.observe,
         database_available=lambda: monitor.available,

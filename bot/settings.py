@@ -212,6 +212,14 @@ class Settings:
         return bool(self.slack_bot_token and (self.slack_signing_secret or self.slack_app_token))
 
     @property
+    def chat_platforms(self) -> tuple[str, ...]:
+        """Where people can be sent direct messages: Slack when it is enabled; Teams with a Bot
+        Framework app id or a `teams.service_url`, or as the only front door (Slack disabled:
+        the local Emulator mode). A Slack deployment with neither has no Teams to write on."""
+        teams = bool(self.app_id or self.config.teams.service_url or not self.slack_enabled)
+        return tuple(name for name, on in (("slack", self.slack_enabled), ("teams", teams)) if on)
+
+    @property
     def teams_emulator(self) -> bool:
         """No app id: Bot Framework auth is off, so only loopback callers are served."""
         return not self.app_id

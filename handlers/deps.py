@@ -29,6 +29,9 @@ class Deps:
     sessions: SessionFactory
     directory: Directory
     clock: Callable[[], datetime] = field(default=_utcnow)
+    # Chat platforms this deployment can send direct messages on (Slack only when enabled):
+    # a person known only elsewhere cannot be reached (bot.settings.Settings.chat_platforms).
+    platforms: tuple[str, ...] = ("slack", "teams")
     # Pagers with credentials configured ("pagerduty", "opsgenie"): P1s page through these.
     pagers: tuple[str, ...] = ()
     # Domain events for metrics (`ticket_opened`, `identity`, `csat`); a no-op by default.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -132,14 +133,30 @@ def is_user(actor: Actor, platform: str, user_id: str) -> bool:
     return platform == "teams" and bool(aad) and str(aad).lower() == user_id.lower()
 
 
-def pick_platform(person: Person, preferred: str) -> tuple[str, str] | None:
-    """(platform, user id): the preferred platform when the person has an id there, else any."""
-    ids = platform_ids(person)
+def pick_platform(person: Person, preferred: str, usable: Sequence[str]) -> tuple[str, str] | None:
+    """(platform, user id): the preferred platform when the person has an id there, else
+    their other one; only among the `usable` platforms (`Deps.platforms`: those this
+    deployment is connected to), so None when they can be reached on none of them."""
+    ids = {name: user_id for name, user_id in platform_ids(person).items() if name in usable}
     if preferred in ids:
         return preferred, ids[preferred]
     for platform, user_id in ids.items():
         return platform, user_id
     return None
+
+
+PLATFORM_NAMES = {"slack": "Slack", "teams": "Teams"}
+
+
+def no_chat_id(usable: Sequence[str]) -> str:
+    """What someone `pick_platform` finds nothing for lacks: 'no Slack or Teams id in the
+    directory', or, with one platform connected, 'no Teams id in the directory (Slack is not
+    connected to this help desk)'."""
+    names = [PLATFORM_NAMES[p] for p in PLATFORM_NAMES if p in usable]
+    if len(names) != 1:
+        return "no Slack or Teams id in the directory"
+    [other] = [name for key, name in PLATFORM_NAMES.items() if key not in usable]
+    return f"no {names[0]} id in the directory ({other} is not connected to this help desk)"
 
 
 async def dm(

@@ -52,7 +52,8 @@ async def _requester(deps: Deps, ticket: Ticket) -> Person | None:
 
 async def survey_address(deps: Deps, ticket: Ticket) -> tuple[str, str] | None:
     """(platform, user id) for the requester's survey DM: the ticket's platform when the
-    requester has an id there, else their other one; None when there is no chat id at all."""
+    requester has an id there, else their other one, of the platforms this deployment is
+    connected to; None when there is no such chat id at all."""
     return (await survey_facts(deps, ticket))[0]
 
 
@@ -64,10 +65,15 @@ async def survey_facts(deps: Deps, ticket: Ticket) -> tuple[tuple[str, str] | No
     person = await _requester(deps, ticket)
     vip = ticket.requester_vip or bool(person and person.vip)
     if person is not None:
-        picked = notify.pick_platform(person, ticket.source_platform)
+        picked = notify.pick_platform(person, ticket.source_platform, deps.platforms)
         if picked is not None:
             return picked, vip
-    if ticket.requester_id and "@" not in ticket.requester_id:
+    if (
+        ticket.requester_id
+        and "@" not in ticket.requester_id
+        and ticket.source_platform in deps.platforms
+    ):
+        # The chat id the ticket is on file for (the directory does not list one we can use).
         return (ticket.source_platform, ticket.requester_id), vip
     return None, vip
 
@@ -92,7 +98,7 @@ async def schedule_survey(
             session,
             ticket,
             f"No satisfaction survey for {ticket.number}: the requester "
-            f"({requester(ticket).plain()}) has no Slack or Teams id in the directory.",
+            f"({requester(ticket).plain()}) has {notify.no_chat_id(deps.platforms)}.",
             purpose="csat-unreachable",
         )
         return

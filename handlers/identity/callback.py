@@ -13,6 +13,7 @@ open check. Every refusal is audited (`identity.callback_refused`), the confirma
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -88,7 +89,15 @@ async def _confirm(
         if ticket is None:
             raise NotFound(f"There is no ticket {seen.number}.")
         check = await _check(session, ticket, nonce)
-        why_not = _why_not(ticket, check, actor, people, nonce=nonce, technician=technician)
+        why_not = _why_not(
+            ticket,
+            check,
+            actor,
+            people,
+            nonce=nonce,
+            technician=technician,
+            usable=deps.platforms,
+        )
         if why_not is not None:
             reason, text = why_not
             if reason == "denied":
@@ -142,8 +151,10 @@ def _why_not(
     *,
     nonce: str | None,
     technician: bool,
+    usable: Sequence[str],
 ) -> tuple[str, str] | None:
-    """(audit reason, reply) when this call-back cannot confirm the ticket, else None."""
+    """(audit reason, reply) when this call-back cannot confirm the ticket, else None
+    (`usable`: the chat platforms a manager can be asked on, `Deps.platforms`)."""
     number = ticket.number
     if not technician or people is None:
         return "not a technician", "Only technicians can record a call-back. Nothing was changed."
@@ -189,7 +200,7 @@ def _why_not(
             f"The number on file for the requester of {number} has changed since you were told "
             f"to call it: run `ticket verify {number}` for the current one. Nothing was changed."
         )
-    if not checks.manager_cannot_answer(ticket, actor, people):
+    if not checks.manager_cannot_answer(ticket, actor, people, usable):
         return "manager on file now", (
             f"The directory now lists a manager who can confirm the requester of {number}: "
             f"run `ticket verify {number}` to ask them. Nothing was changed."

@@ -152,6 +152,17 @@ def _no_manager_reason(
             f"the account of their manager on file, {manager_label(manager)}, is disabled in "
             "the directory (they may have left), so they cannot confirm it"
         )
+    elif manager.slack_id or manager.teams_id:
+        # Known only on a platform this help desk is not connected to (Deps.platforms).
+        where = " and ".join(
+            platform_name(name)
+            for name, known in (("slack", manager.slack_id), ("teams", manager.teams_id))
+            if known
+        )
+        reason = (
+            f"their manager {manager_label(manager)} is known only on {where}, which this help "
+            "desk is not connected to, so the bot cannot ask them"
+        )
     else:
         reason = (
             f"their manager {manager_label(manager)} has no Slack or Teams account the bot knows"

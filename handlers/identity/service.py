@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -285,13 +286,16 @@ def _not_independent(
     return ""
 
 
-def manager_cannot_answer(ticket: Ticket, actor: Actor, people: CheckPeople) -> bool:
+def manager_cannot_answer(
+    ticket: Ticket, actor: Actor, people: CheckPeople, usable: Sequence[str]
+) -> bool:
     """True when no manager on file can be the second channel for `actor`'s check: none, none
-    the bot can reach, one who is not independent, or one whose account is disabled."""
+    the bot can reach on the `usable` platforms (`Deps.platforms`), one who is not
+    independent, or one whose account is disabled."""
     manager = people.manager
     if manager is None or manager.disabled:
         return True
-    if notify.pick_platform(manager, ticket.source_platform) is None:
+    if notify.pick_platform(manager, ticket.source_platform, usable) is None:
         return True
     return bool(
         _not_independent(
@@ -332,7 +336,11 @@ async def start_check(
         # A P1 that needed no check until now: its notice (rendered when the edit goes out)
         # says from now on that the identity is not confirmed.
         await answers.refresh_incident_notice(session, deps, ticket)
-    target = notify.pick_platform(manager, ticket.source_platform) if manager else None
+    # Only on a platform this deployment is connected to: a manager known only elsewhere is
+    # one the bot cannot ask, and the check stays open as with no manager on file.
+    target = (
+        notify.pick_platform(manager, ticket.source_platform, deps.platforms) if manager else None
+    )
     deps.observe("identity", outcome="requested")
     await repo.add_event(
         session,
@@ -385,7 +393,9 @@ async def start_check(
         text = cards.callback_text(ticket, requester=requester, manager=manager, conflict=conflict)
         told = ""
         if check.callback_phone and asker_is_a_technician:
-            told = await _send_number(session, ticket, check, actor, people.asker, text)
+            told = await _send_number(
+                session, ticket, check, actor, people.asker, text, usable=deps.platforms
+            )
         sent_text = (
             cards.callback_sent_text(
                 ticket, requester=requester, manager=manager, technician=told, conflict=conflict
@@ -469,6 +479,8 @@ async def _send_number(
     actor: Actor,
     asker: Person | None,
     text: str,
+    *,
+    usable: Sequence[str],
 ) -> str:
     """DM the technician who asked the call-back notice (the number on file, and the
     **Called back: confirmed** button) through the outbox, retried like every DM; on the
@@ -477,7 +489,7 @@ async def _send_number(
     platform: str = actor.platform
     user_id = actor.id
     if asker is not None and actor.platform != ticket.source_platform:
-        platform, user_id = notify.pick_platform(asker, ticket.source_platform) or (
+        platform, user_id = notify.pick_platform(asker, ticket.source_platform, usable) or (
             platform,
             user_id,
         )

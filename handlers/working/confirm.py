@@ -63,8 +63,9 @@ async def confirm_command(deps: Deps, interaction: Interaction, command: Command
     to = await csat.survey_address(deps, seen)
     if to is None:
         raise DomainError(
-            f"{number}: the requester ({requester(seen).plain()}) has no Slack or Teams id in "
-            "the directory, so the bot cannot ask them. Ask them to try it yourself."
+            f"{number}: the requester ({requester(seen).plain()}) has "
+            f"{notify.no_chat_id(deps.platforms)}, so the bot cannot ask them. Ask them to try "
+            "it yourself."
         )
     platform, user_id = to
     now = deps.clock()

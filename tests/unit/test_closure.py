@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -428,6 +429,34 @@ async def test_survey_goes_to_the_other_platform_when_needed(deps: Deps) -> None
         deps, requester_id="nobody@example.com", requester_email="", source_platform="teams"
     )
     assert await csat.survey_address(deps, stranger) is None
+
+
+async def test_survey_goes_only_to_a_platform_this_help_desk_is_connected_to(deps: Deps) -> None:
+    """Slack-only: Vera (Teams only) cannot be surveyed, Ana (both) is on Slack even for a
+    ticket that came through Teams. Teams-only: Sam (Slack only) cannot, nor a Slack ticket's
+    requester by the Slack id it is on file for; the technician is told why."""
+    vera = await make_ticket(
+        deps, requester_id="vera@example.com", requester_email="", source_platform="slack"
+    )
+    ana = await make_ticket(
+        deps, requester_id="29:1ana", requester_email="ana@example.com", source_platform="teams"
+    )
+    sam = await make_ticket(deps, requester_id="USAM", requester_email="sam@example.com")
+    stranger = await make_ticket(deps, requester_id="UNOBODY", requester_email="")
+    slack_only = dataclasses.replace(deps, platforms=("slack",))
+    assert await csat.survey_address(slack_only, vera) is None
+    assert await csat.survey_address(slack_only, ana) == ("slack", "UANA")
+    assert await csat.survey_address(slack_only, stranger) == ("slack", "UNOBODY")
+    teams_only = dataclasses.replace(deps, platforms=("teams",))
+    assert await csat.survey_address(teams_only, sam) is None
+    assert await csat.survey_address(teams_only, stranger) is None
+    assert await csat.survey_address(teams_only, ana) == ("teams", "29:1ana")
+    await close(teams_only, sam)
+    [told] = [
+        r for r in await rows(deps, OutboxMessage) if r.payload["purpose"] == "csat-unreachable"
+    ]
+    assert "has no Teams id in the directory (Slack is not connected" in told.payload["text"]
+    assert not [r for r in await rows(deps, CsatSurvey)]
 
 
 async def test_unreachable_requester_is_reported_not_lost(deps: Deps) -> None:
