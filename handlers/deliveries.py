@@ -84,6 +84,7 @@ def needs_preparation(message: OutboxMessage) -> bool:
         or bool(payload.get("refresh_incident_notice"))
         or bool(payload.get("nudge"))
         or _wants_ticket_thread(message)
+        or bool(payload.get(notify.TECHNICIAN_CHAT))
         or sla.is_alarm(message)
         or incidents.is_first_page(message)
     )
@@ -154,6 +155,16 @@ async def prepare(
             return Preparation(None, give_up="the ticket no longer exists")
         card = incidents.current_notice(ticket, payload.get("bridge"))
         payload["card"], payload["text"] = card.to_dict(), card.fallback
+    if payload.get(notify.TECHNICIAN_CHAT) and message.ticket_id is not None:
+        # A note for the technician's Teams chat carries the ticket's conversation and thread
+        # (the chat may be that conversation; else it is where the note goes when the chat
+        # cannot be opened): as they are now, once the card, whose message is the thread, is.
+        ticket = await session.get(Ticket, message.ticket_id)
+        if ticket is not None:
+            if ticket.source_thread:
+                payload["channel"], payload["thread"] = ticket.source_channel, ticket.source_thread
+            elif (wait := await _card_coming(ticket, message, session, now)) is not None:
+                return Preparation(None, wait=wait)
     if _wants_ticket_thread(message):
         ticket = await session.get(Ticket, message.ticket_id)
         if ticket is not None and ticket.source_platform == payload.get("platform"):

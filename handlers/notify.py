@@ -53,6 +53,57 @@ async def tell_technician(
     )
 
 
+# Payload flag of a note `tell_technician_in_chat` sends to the technician's Teams chat.
+TECHNICIAN_CHAT = "technician_chat"
+
+
+async def tell_technician_in_chat(
+    session: AsyncSession,
+    ticket: Ticket,
+    text: str,
+    *,
+    purpose: str,
+    due_at: datetime | None = None,
+    dedup_key: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> bool:
+    """Tell the ticket's technician where SPEC says "in its thread (Teams: the technician's
+    chat)": on Slack the ticket's thread (`tell_technician`); on Teams a direct message to
+    their 1:1 chat with the bot, also for a card in a channel or group chat. The ticket's
+    conversation rides along: when it is that very chat the note is a reply to the card there
+    as before, and when the chat cannot be opened for good (the app is not installed for
+    them) the note is posted there instead (bot.teams.notifier; nothing in it is private)."""
+    if ticket.source_platform != "teams":
+        return await tell_technician(
+            session,
+            ticket,
+            text,
+            purpose=purpose,
+            due_at=due_at,
+            dedup_key=dedup_key,
+            extra=extra,
+        )
+    return await outbox.enqueue(
+        session,
+        kind="dm",
+        ticket_id=ticket.id,
+        due_at=due_at,
+        dedup_key=dedup_key,
+        payload={
+            "platform": ticket.source_platform,
+            "user": ticket.technician_id,
+            "ticket": ticket.number,
+            "purpose": purpose,
+            TECHNICIAN_CHAT: True,
+            # Completed from the ticket when sent (the card's message may not be known yet).
+            "channel": ticket.source_channel,
+            "thread": ticket.source_thread,
+            **(extra or {}),
+            **_content(text, None),
+        },
+    )
+
+
 async def update_message(
     session: AsyncSession,
     ticket: Ticket,

@@ -22,6 +22,7 @@ from bot.settings import Settings
 from bot.teams import proactive, replies
 from bot.teams.references import ReferenceStore, aad_key, user_key
 from cards.model import Card
+from handlers.notify import TECHNICIAN_CHAT
 from storage.models import OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,8 @@ class TeamsNotifier:
         try:
             if message.kind == "update":
                 return await self._update(payload)
+            if message.kind == "dm" and payload.get(TECHNICIAN_CHAT):
+                return await self._to_technician(str(payload["user"]), payload)
             if message.kind == "dm":
                 return await self._dm(str(payload["user"]), payload)
             return await self._post(payload)
@@ -190,6 +193,30 @@ class TeamsNotifier:
             raise
         # "ts" is the thread key the core stores for a ticket (same as Slack's message ts).
         return {"channel": target, "activity_id": activity_id, "ts": activity_id}
+
+    async def _to_technician(self, user: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """A note for the ticket's technician (handlers.notify.tell_technician_in_chat) in their
+        1:1 chat. When the ticket's conversation is that chat it is a reply to the card there;
+        when the chat cannot be opened or written for good (403/404: the app is not installed
+        for them) it goes to the ticket's conversation, as private answers with nothing
+        confidential do. Refused for the moment, it is retried to the chat."""
+        channel = payload.get("channel")
+        conversation = (await self.references.get(user_key(user)) or {}).get("conversation")
+        if channel and isinstance(conversation, dict) and conversation.get("id") == channel:
+            return await self._post(payload)
+        try:
+            return await self._dm(user, payload)
+        except HttpOperationError as exc:
+            status = getattr(exc.response, "status_code", None)
+            if not channel or status not in (403, 404):
+                raise
+            log.info(
+                "teams: cannot write to the technician's 1:1 chat (%s); posting in the ticket's "
+                "conversation %s instead",
+                status,
+                channel,
+            )
+            return await self._post(payload)
 
     async def _dm(self, user: str, payload: dict[str, Any]) -> dict[str, Any]:
         """DM `user`: a Teams user id, or (for someone a directory knows only by it, such as a

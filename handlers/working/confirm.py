@@ -305,7 +305,7 @@ async def _answer(deps: Deps, interaction: Interaction, choice: str) -> Reply:
         else:
             told = cards.broken_text(ticket, comment, asked_for_comment=not has_box)
             outcome = f"You said it is still broken ({when(now)}). Your technician was told."
-        await notify.tell_technician(
+        await notify.tell_technician_in_chat(
             session,
             ticket,
             told,
@@ -348,7 +348,7 @@ async def comment(deps: Deps, interaction: Interaction) -> Reply:
             channel=interaction.conversation.id,
             data={"request": request.id, "length": len(text)},
         )
-        await notify.tell_technician(
+        await notify.tell_technician_in_chat(
             session,
             ticket,
             cards.comment_text(ticket, text),

@@ -74,7 +74,7 @@ async def on_ticket_opened(session: AsyncSession, deps: Deps, *, ticket: Ticket)
         return
     after = deps.config.escalation.nudge_after
     seconds = int(after.total_seconds())
-    await notify.tell_technician(
+    await notify.tell_technician_in_chat(
         session,
         ticket,
         cards.nudge_text(ticket, format_duration(after) if seconds >= 60 else f"{seconds}s"),
