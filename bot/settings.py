@@ -213,11 +213,10 @@ class Settings:
 
     @property
     def chat_platforms(self) -> tuple[str, ...]:
-        """Where people can be sent direct messages: Slack when it is enabled; Teams with a Bot
-        Framework app id or a `teams.service_url`, or as the only front door (Slack disabled:
-        the local Emulator mode). A Slack deployment with neither has no Teams to write on."""
-        teams = bool(self.app_id or self.config.teams.service_url or not self.slack_enabled)
-        return tuple(name for name, on in (("slack", self.slack_enabled), ("teams", teams)) if on)
+        """Where people can be sent direct messages: Slack when it is enabled (without its token
+        the bot can never write there); Teams always, since its endpoint is always served (the
+        Emulator mode included, whose conversations the bot may still write to)."""
+        return ("slack", "teams") if self.slack_enabled else ("teams",)
 
     @property
     def teams_emulator(self) -> bool:

@@ -2,31 +2,27 @@
 
 The requester's confirmation question (and survey), and the manager's identity request, go
 "on the platform the ticket came through, else the other one". In a Teams-only help desk (no
-Slack tokens) a person the directory knows only by a Slack id, or in a Slack-only one a person
-known only by a Teams id, cannot be reached at all: the technician is told so at once (as for
-someone with no chat id), instead of "Asked ... on Slack" and a message retried for ever. The
-identity check then stays open like one with no manager to ask: the ticket stays gated until a
-technician calls the requester back on the number on file. Over HTTP, on both databases.
+Slack tokens) a person the directory knows only by a Slack id cannot be reached at all: the
+technician is told so at once (as for someone with no chat id), instead of "Asked ... on
+Slack" and a message retried for ever. The identity check then stays open like one with no
+manager to ask: the ticket stays gated until a technician calls the requester back on the
+number on file. Over HTTP, on both databases.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
-import yaml
 from sqlalchemy import select
 
 from storage.models import IdentityCheck, OutboxMessage
 from tests.fakes.botframework import FakeConnector
-from tests.fakes.slack_api import FakeSlack
 from tests.harness import AppHarness, event_kinds, only_ticket, wait_until
 from tests.http.conftest_teams import PERSONAL, TECH_ID
-from tests.http.test_identity_slack import new_ticket as slack_ticket
 from tests.http.test_identity_teams import new_ticket as teams_ticket
 from tests.http.test_identity_teams import said
-from tests.http.working_support import SlackFlow, TeamsFlow, teams_config
+from tests.http.working_support import TeamsFlow, teams_config
 
 CY_PHONE = "+1 555 0199"
 
@@ -44,20 +40,6 @@ TEAMS_ONLY_PEOPLE: list[dict[str, Any]] = [
         "manager": "bo@example.com",
     },
     {"email": "bo@example.com", "name": "Bo Boss", "slack_id": "UBO"},
-]
-
-# A Slack help desk whose directory also carries Teams ids.
-SLACK_ONLY_PEOPLE: list[dict[str, Any]] = [
-    {"email": "tom@example.com", "name": "Tom Tech", "slack_id": "UTECH", "technician": True},
-    {"email": "ana@example.com", "name": "Ana User", "slack_id": "UANA", "teams_id": "29:1ana"},
-    {
-        "email": "cy@example.com",
-        "name": "Cy User",
-        "slack_id": "U0CY",
-        "phone": CY_PHONE,
-        "manager": "bo@example.com",
-    },
-    {"email": "bo@example.com", "name": "Bo Boss", "teams_id": "29:1bo"},
 ]
 
 
@@ -132,46 +114,3 @@ async def test_teams_only_a_manager_known_only_on_slack_is_not_asked_and_the_gat
         return (await only_ticket(app)).identity_state == "confirmed"
 
     await wait_until(confirmed, what="the call-back recorded")
-
-
-# -- Slack only --------------------------------------------------------------------------------
-
-
-async def test_slack_only_a_manager_known_only_on_teams_is_not_asked_and_the_gate_holds(
-    make_app: Any, slack_api: FakeSlack
-) -> None:
-    app: AppHarness = await make_app(slack=slack_api, people=SLACK_ONLY_PEOPLE)
-    await slack_ticket(app, slack_api, requester="U0CY", category="password-reset")
-    answer = json.dumps(await (await app.slash("verify HD-1")).json())
-    assert CY_PHONE in answer and "Microsoft Teams" in answer, answer
-    assert "Asked" not in answer
-    check = await the_check(app)
-    assert check.state == "no_manager"
-    assert (await only_ticket(app)).identity_state == "required"
-    assert not [r for r in await dm_rows(app) if r.payload.get("platform") == "teams"]
-    close = json.dumps(await (await app.slash("close HD-1")).json())
-    assert "identity" in close.lower(), close
-    answer = json.dumps(await (await app.slash("verify HD-1 called-back")).json())
-    assert (await only_ticket(app)).identity_state == "confirmed", answer
-
-
-async def test_slack_only_confirm_goes_to_slack_when_the_directory_knows_only_teams(
-    make_app: Any, slack_api: FakeSlack, tmp_path: Any
-) -> None:
-    """Ana opened her ticket on Slack; since then the directory lists her Teams id only (her
-    Slack id was dropped from it). This help desk has no Teams: the question goes to the Slack
-    user the ticket is on file for, not to a Teams chat the bot can never open."""
-    app: AppHarness = await make_app(slack=slack_api, people=SLACK_ONLY_PEOPLE)
-    s = SlackFlow(app, slack_api)
-    number = await s.ticket(requester="UANA")
-    moved = [
-        {**p, "slack_id": None} if p["email"] == "ana@example.com" else p for p in SLACK_ONLY_PEOPLE
-    ]
-    (tmp_path / "people.yaml").write_text(
-        yaml.safe_dump([{k: v for k, v in p.items() if v is not None} for p in moved])
-    )
-    await asyncio.sleep(1.2)  # the directory file is checked for changes once a second
-    asked = await s.command(f"confirm {number}")
-    assert "on Slack" in asked and "Microsoft Teams" not in asked, asked
-    await wait_until(lambda: s.dms("UANA", "Works now"), what="the question on Slack")
-    assert not [r for r in await dm_rows(app) if r.payload.get("platform") == "teams"]

@@ -18,18 +18,13 @@ def test_defaults_match_spec() -> None:
     assert settings.config.ticket_prefix == "HD"
 
 
-def test_chat_platforms_are_those_the_deployment_is_connected_to(tmp_path: Path) -> None:
-    """Direct messages go only where the bot can write: Slack when enabled; Teams with an app
-    id or a service URL, or as the only front door (no Slack: the Emulator mode)."""
+def test_chat_platforms_are_those_the_deployment_is_connected_to() -> None:
+    """Direct messages go to Slack only when it is enabled; Teams is always served."""
     slack = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s"}
     assert load_settings({}).chat_platforms == ("teams",)
-    assert load_settings(slack).chat_platforms == ("slack",)
+    assert load_settings(slack).chat_platforms == ("slack", "teams")
     both = load_settings({**slack, "MicrosoftAppId": "app", "MicrosoftAppPassword": "pw"})
     assert both.chat_platforms == ("slack", "teams")
-    config = tmp_path / "helpdesk.yaml"
-    config.write_text("teams: {service_url: 'https://smba.trafficmanager.net/amer/'}\n")
-    with_url = load_settings({**slack, "HELPDESK_CONFIG": str(config)})
-    assert with_url.chat_platforms == ("slack", "teams")
 
 
 def test_secrets_never_in_repr() -> None:
