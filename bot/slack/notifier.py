@@ -48,8 +48,22 @@ PERMANENT = {
     "is_archived",
     "missing_scope",
 }
-# Errors meaning "you cannot post here": fall back to a DM to `fallback_user`.
-NOT_HERE = {"not_in_channel", "channel_not_found"}
+# Errors meaning "you cannot post here": fall back to a DM to `fallback_user`. Besides a
+# channel the bot is not in (or cannot see: a DM or group DM between people, a private or
+# Slack Connect channel), one that refuses the bot's posts: read-only or thread-only,
+# posting restricted to admins (an announcement channel where the technician may post),
+# archived while the form was open, or not granted to the app (chat.postMessage's errors).
+NOT_HERE = {
+    "not_in_channel",
+    "channel_not_found",
+    "is_archived",
+    "restricted_action",
+    "restricted_action_read_only_channel",
+    "restricted_action_thread_only_channel",
+    "restricted_action_non_threadable_channel",
+    "no_permission",
+    "team_access_not_granted",
+}
 METADATA_TYPE = "helpdesk_outbox"
 # How far back the look-up for an earlier attempt reads (pages of 200 messages).
 LOOKUP_PAGES = 5

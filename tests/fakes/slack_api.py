@@ -72,6 +72,9 @@ class FakeSlack(FakeServer):
         self._files = itertools.count(1)
         # Channels the bot is not a member of (sharing a file there: not_in_channel).
         self.not_member: set[str] = set()
+        # Channels where chat.postMessage is refused, with the error Slack gives there (a
+        # read-only or thread-only channel, one archived, posting restricted to admins).
+        self.refusing: dict[str, str] = {}
         # Files as files.info answers them, by id.
         self.files: dict[str, dict[str, Any]] = {}
         # Posts and updates refused with msg_blocks_too_long.
@@ -132,6 +135,7 @@ class FakeSlack(FakeServer):
         self.violations.clear()
         self.uploads.clear()
         self.not_member.clear()
+        self.refusing.clear()
 
     def delay_answer(self, method: str, seconds: float) -> None:
         """Do the work of ``method`` at once, then hold its answer for ``seconds`` (a call that
@@ -304,6 +308,8 @@ class FakeSlack(FakeServer):
         return "C" + "".join(c for c in name.upper() if c.isalnum())
 
     def _m_chat_postMessage(self, p: dict[str, Any]) -> dict[str, Any]:
+        if refused := self.refusing.get(str(p.get("channel", ""))):
+            return {"ok": False, "error": refused}
         if str(p.get("channel", "")).startswith("#"):
             p = {**p, "channel": self.channel_id(str(p["channel"]))}
         ts = self._next_ts()

@@ -407,3 +407,36 @@ async def test_mine_shows_each_ticket_on_one_line_and_show_takes_leading_zeros(
     assert "Outlook crashes when opening" in line and "… - resolve by" in line, line
     shown = json.dumps(await (await app.slash("show hd-01")).json())
     assert "There is no ticket" not in shown and "HD-1 (P2)" in shown, shown
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    ["restricted_action_read_only_channel", "restricted_action", "is_archived"],
+)
+async def test_a_channel_that_refuses_the_card_gets_it_dmed_to_the_technician(
+    make_app, slack_api: FakeSlack, refusal: str
+):
+    """SPEC: the card goes where `/ticket` was typed, or is DMed to the technician where it
+    cannot. A read-only or announcement channel (posting restricted to admins: Tom is one, the
+    bot is not), or one archived while the form was open, refuses the bot's post: the card was
+    retried there for ever (or given up), and Tom never saw the ticket he had just opened."""
+    app = await make_app(slack=slack_api, config=CONFIG)
+    view = await open_modal(app, slack_api)
+    slack_api.refusing["C0HELP"] = refusal
+    await app.interactive(view_submission(view, states()))
+
+    def dmed() -> list[dict[str, Any]]:
+        return [p for p in slack_api.posts() if p["channel"] == "DUTECH" and "HD-1" in p["text"]]
+
+    await wait_until(dmed, timeout=5, what="the ticket card in Tom's DM")
+    assert [c["users"] for c in slack_api.method_calls("conversations.open")] == ["UTECH"]
+    assert len([p for p in slack_api.api_calls("chat.postMessage")
+                if p.params["channel"] == "C0HELP"]) == 1  # fmt: skip
+    # The DM is the ticket's thread now: what follows goes there, not to the refusing channel.
+    for _ in range(100):
+        async with app.services.sessions() as session:
+            ticket = (await session.execute(select(Ticket))).scalar_one()
+        if ticket.source_thread:
+            break
+        await asyncio.sleep(0.02)
+    assert (ticket.source_channel, ticket.card_channel) == ("DUTECH", "DUTECH")
