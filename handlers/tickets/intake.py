@@ -35,6 +35,9 @@ BASE_CATEGORIES = (
     "software",
 )
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# The longest e-mail address there is (RFC 5321's 256-octet path, less its angle brackets);
+# a Requester kept as typed must also fit its 255-character column.
+EMAIL_MAX = 254
 
 
 def categories(config: HelpdeskConfig) -> list[str]:
@@ -150,6 +153,10 @@ def validate(values: dict[str, Any], config: HelpdeskConfig, *, email_requester:
         requester = shown_address(requester)
     if not requester:
         errors["requester"] = "Who is this ticket for?"
+    elif email_requester and len(requester) > EMAIL_MAX:
+        errors["requester"] = (
+            f"An e-mail address has at most {EMAIL_MAX} characters: enter the person's address."
+        )
     elif email_requester and not EMAIL.match(requester):
         errors["requester"] = "Enter the person's e-mail address, e.g. ana@example.com"
     summary = _text(values, "summary")

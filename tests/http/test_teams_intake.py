@@ -480,3 +480,34 @@ async def test_a_person_mentioned_in_the_summary_is_prefilled_by_name_not_as_mar
     form = card_of(connector.activities()[-1])
     summary = next(i for i in inputs(form) if i["id"] == "summary")
     assert summary["value"] == "Outlook crashes for Ana Lopez since 9:00"
+
+
+async def test_a_requester_address_too_long_to_be_one_is_refused_under_its_field(
+    make_app, connector: FakeConnector
+):
+    """An e-mail address has at most 254 characters (RFC 5321). A longer Requester (a paste
+    gone wrong, an outside suite's huge value) passed the e-mail check, nobody in the
+    directory had it, and it was kept as typed: SQLite stored it, PostgreSQL refused the
+    255-character column and the technician read 'Something went wrong'. Now the form comes
+    back with the reason under Requester, on both databases, and nothing is stored."""
+    app = await start(make_app)
+    card = await open_form(app, connector)
+    action = submit_action(card)
+    typed = "a" * 300 + "@example.com"
+    data = {**action["data"], **form_values(requester=typed)}
+    invoke = activity(
+        connector.service_url,
+        type="invoke",
+        name="adaptiveCard/action",
+        value={"action": {"type": "Action.Execute", "verb": action["verb"], "data": data}},
+    )
+    response = await app.teams(invoke)
+    assert response.status == 200
+    body = await response.json()
+    assert (body["statusCode"], body["type"]) == (200, CARD_TYPE), body
+    form = body["value"]
+    validate_adaptive_card(form)
+    said = json.dumps(form)
+    assert "254 characters" in said and "Something went wrong" not in said, said
+    assert next(i for i in inputs(form) if i["id"] == "requester")["value"] == typed
+    assert await count_tickets(app) == 0
