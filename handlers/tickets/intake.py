@@ -127,13 +127,18 @@ def _text(values: dict[str, Any], key: str) -> str:
     return "" if value is None else str(value)
 
 
+def _visible(text: str) -> str:
+    """`text` without invisible format characters (zero-width space, joiners, BOM)."""
+    return "".join(c for c in text if unicodedata.category(c) != "Cf")
+
+
 def shown_address(typed: str) -> str:
     """An e-mail address as it reads: compatibility forms folded (full-width letters),
     invisible format characters (zero-width space, joiners, direction marks) and the wrapping
     of a pasted address dropped, so a pasted look-alike of a directory address is that
     address, not "nobody" (not a VIP)."""
     folded = unicodedata.normalize("NFKC", typed)
-    text = "".join(c for c in folded if unicodedata.category(c) != "Cf").strip()
+    text = _visible(folded).strip()
     # What comes with an address copied from elsewhere: a recipient list's separator, an
     # address line's angle brackets, an e-mail link (`mailto:`, maybe with `?subject=`), a
     # sentence's full stop. None can be part of an address, and each made a VIP "nobody".
@@ -160,7 +165,7 @@ def validate(values: dict[str, Any], config: HelpdeskConfig, *, email_requester:
     elif email_requester and not EMAIL.match(requester):
         errors["requester"] = "Enter the person's e-mail address, e.g. ana@example.com"
     summary = _text(values, "summary")
-    if not summary.strip():
+    if not _visible(summary).strip():  # blank, or only zero-width characters pasted
         errors["summary"] = "Describe the symptom in the user's own words."
     for key in ("summary", "error_text", "doing"):
         if len(_text(values, key)) > MAX_TEXT:

@@ -440,3 +440,23 @@ async def test_a_channel_that_refuses_the_card_gets_it_dmed_to_the_technician(
             break
         await asyncio.sleep(0.02)
     assert (ticket.source_channel, ticket.card_channel) == ("DUTECH", "DUTECH")
+
+
+async def test_a_summary_of_invisible_characters_only_comes_back_as_a_modal_error(
+    make_app, slack_api: FakeSlack
+):
+    """A summary that is only zero-width spaces, joiners or a byte-order mark (pasted from a
+    web page or a chat) looks empty but is not whitespace: it opened a ticket whose card and
+    `mine` line named no symptom at all. It is refused like a blank one, under Summary."""
+    app = await make_app(slack=slack_api)
+    view = await open_modal(app, slack_api)
+    for index, blank in enumerate(["\u200b\u200b", " \u2060 ", "\ufeff\u200d"]):
+        payload = view_submission(
+            view,
+            states(summary={"type": "plain_text_input", "value": blank}),
+            view_id=f"V{index:04d}",
+        )
+        body = await (await app.interactive(payload)).json()
+        assert body["response_action"] == "errors", (blank, body)
+        assert set(body["errors"]) == {"summary"}, body
+    assert await count_tickets(app) == 0
