@@ -35,6 +35,7 @@ BASE_CATEGORIES = (
     "software",
 )
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+FULL_WIDTH_DIGITS = {0xFF10 + n: str(n) for n in range(10)}
 # The longest e-mail address there is (RFC 5321's 256-octet path, less its angle brackets);
 # a Requester kept as typed must also fit its 255-character column.
 EMAIL_MAX = 254
@@ -177,7 +178,9 @@ def validate(values: dict[str, Any], config: HelpdeskConfig, *, email_requester:
     if reproducible not in {v for v, _ in REPRODUCIBLE}:
         errors["reproducible"] = "Choose Yes, No or Intermittent."
     users_affected = 0
-    raw_users = _text(values, "users_affected").strip()
+    # Full-width digits (U+FF10-U+FF19, what an East Asian input method types) are the
+    # digits they show; not NFKC, which would also read a superscript (`10²` as 102).
+    raw_users = _text(values, "users_affected").translate(FULL_WIDTH_DIGITS).strip()
     # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
     digits = raw_users.lstrip("0")
     if not (raw_users.isascii() and raw_users.isdigit()) or not digits:

@@ -511,3 +511,26 @@ async def test_a_requester_address_too_long_to_be_one_is_refused_under_its_field
     assert "254 characters" in said and "Something went wrong" not in said, said
     assert next(i for i in inputs(form) if i["id"] == "requester")["value"] == typed
     assert await count_tickets(app) == 0
+
+
+async def test_users_affected_typed_in_full_width_digits_is_that_number(
+    make_app, connector: FakeConnector
+):
+    """An East Asian input method types full-width digits (U+FF11 U+FF12 for 12): Users
+    affected came back 'Enter a whole number of users, 1 or more.' for a whole number. They
+    are read as the digits they are (as a full-width Requester address is folded), the
+    ticket keeps 12 and its card says the matrix calls it P1."""
+    app = await start(make_app)
+    card = await open_form(app, connector)
+    value = {
+        **submit_action(card)["fallback"]["data"],
+        **form_values(users_affected="\uff11\uff12"),
+    }
+    response = await app.teams(activity(connector.service_url, value=value))
+    assert response.status == 201
+    ticket = await only_ticket(app)
+    assert (ticket.users_affected, ticket.priority) == (12, "P2")
+    await connector.wait_for(lambda r: r.method == "POST", count=2)
+    shown = card_of(connector.activities()[-1])
+    validate_adaptive_card(shown)
+    assert "12 users are affected" in json.dumps(shown)

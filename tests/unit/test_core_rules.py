@@ -139,7 +139,7 @@ def test_intake_validation() -> None:
 
 def test_users_affected_is_a_whole_number_of_ascii_digits_up_to_a_million() -> None:
     config = HelpdeskConfig()
-    for typed, count in (("1", 1), ("007", 7), ("1000000", 1_000_000)):
+    for typed, count in (("1", 1), ("007", 7), ("1000000", 1_000_000), ("\uff11\uff12", 12)):
         assert (
             validate(_form(users_affected=typed), config, email_requester=False).users_affected
             == count
@@ -147,6 +147,7 @@ def test_users_affected_is_a_whole_number_of_ascii_digits_up_to_a_million() -> N
     for typed, says in (
         ("²", "whole number"),  # str.isdigit() is True, int() refuses it
         ("٣", "whole number"),
+        ("10²", "whole number"),  # not 102
         ("0", "whole number"),
         ("-3", "whole number"),
         ("1000001", "at most 1000000"),
