@@ -308,7 +308,8 @@ class IdentityCheck(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
     nonce: Mapped[str] = mapped_column(String(64), unique=True)
-    # pending | approved | denied | superseded | expired | no_manager | called_back
+    # pending | approved | denied | superseded | expired | no_manager | unreachable (the request
+    # to the manager was given up undelivered: a call-back can confirm it) | called_back
     state: Mapped[str] = mapped_column(String(16), default="pending")
     manager_email: Mapped[str] = mapped_column(String(320), default="")
     manager_platform: Mapped[str] = mapped_column(String(8), default="")
@@ -319,8 +320,9 @@ class IdentityCheck(Base):
     expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
     answered_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
     answered_at: Mapped[datetime | None] = mapped_column(nullable=True)
-    # No manager to ask: the requester's number on file when the technician was told to call
-    # it back (from the directory, never typed); a `called_back` check names the technician
+    # The requester's number on file (from the directory, never typed) the technician is told
+    # to call back: with no manager to ask, or once the manager's request is given up (read
+    # when it was made); a `called_back` check names the technician
     # who recorded the call-back (platform, name and e-mail as the directory had them).
     callback_phone: Mapped[str] = mapped_column(String(64), default="", server_default="")
     answered_platform: Mapped[str] = mapped_column(String(8), default="", server_default="")

@@ -429,6 +429,9 @@ def _why_refused(check: IdentityCheck | None, actor: Actor) -> tuple[str, str] |
         return "superseded", cards.SUPERSEDED
     if check.state == "expired":
         return "expired", "This request has expired, so your answer was not recorded."
+    if check.state == "unreachable":
+        # Given up undelivered, and the call-back opened: a late answer no longer counts.
+        return "undeliverable", cards.UNDELIVERABLE
     if check.state != "pending":
         return f"already {check.state}", (
             f"This request was already answered ({check.state}); nothing was changed."

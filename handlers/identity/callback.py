@@ -2,12 +2,13 @@
 "No manager on file: ... call back the number on file").
 
 Only a check in state `no_manager` (no manager, a disabled one, or one who is not independent)
-can be confirmed this way; never a pending one (the manager is being asked), never a denied
-ticket, never without a number on file. Only a technician may record it, never the requester,
-and the number recorded is the directory's (the one the technician was told to call), never
-typed. The button carries only the check's nonce; the command names the ticket and binds to its
-open check. Every refusal is audited (`identity.callback_refused`), the confirmation too
-(`identity.callback_confirmed`).
+or `unreachable` (the request to the manager could not be delivered and was given up) can be
+confirmed this way; never a pending one (the manager is being asked, also while the request is
+still retried), nor an expired one, never a denied ticket, never without a number on file.
+Only a technician may record it, never the requester, and the number recorded is the
+directory's (the one the technician was told to call), never typed. The button carries only the
+check's nonce; the command names the ticket and binds to its open check. Every refusal is
+audited (`identity.callback_refused`), the confirmation too (`identity.callback_confirmed`).
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ async def _check(session: AsyncSession, ticket: Ticket, nonce: str | None) -> Id
     if nonce is not None:
         query = query.where(IdentityCheck.nonce == nonce)
     else:
-        query = query.where(IdentityCheck.state == "no_manager")
+        query = query.where(IdentityCheck.state.in_(cards.CALLBACK_STATES))
     query = query.order_by(IdentityCheck.id.desc()).limit(1).with_for_update()
     return (await session.execute(query)).scalar_one_or_none()
 
@@ -174,9 +175,9 @@ def _why_not(
             f"{number}: the requester's manager is being asked to confirm; their answer is the "
             "second channel, not a call-back. Nothing was changed."
         )
-    if nonce is not None and (check is None or check.state != "no_manager"):
+    if nonce is not None and (check is None or check.state not in cards.CALLBACK_STATES):
         return "superseded", cards.SUPERSEDED  # a stale notice: `verify` ran again since
-    if check is None or check.state != "no_manager":
+    if check is None or check.state not in cards.CALLBACK_STATES:
         return "no call-back asked", (
             f"{number} has no call-back to confirm: run `ticket verify {number}` first. "
             "Nothing was changed."
@@ -200,12 +201,34 @@ def _why_not(
             f"The number on file for the requester of {number} has changed since you were told "
             f"to call it: run `ticket verify {number}` for the current one. Nothing was changed."
         )
-    if not checks.manager_cannot_answer(ticket, actor, people, usable):
+    if _manager_to_ask(ticket, check, actor, people, usable):
         return "manager on file now", (
             f"The directory now lists a manager who can confirm the requester of {number}: "
             f"run `ticket verify {number}` to ask them. Nothing was changed."
         )
     return None
+
+
+def _manager_to_ask(
+    ticket: Ticket,
+    check: IdentityCheck,
+    actor: Actor,
+    people: CheckPeople,
+    usable: Sequence[str],
+) -> bool:
+    """The directory now lists a manager who can be asked: `verify` must ask them instead. A
+    request given up (`unreachable`) leaves its manager's same account unreachable still: only
+    another manager, or another account of theirs (the directory fixed), can be asked now."""
+    if checks.manager_cannot_answer(ticket, actor, people, usable):
+        return False
+    if check.state != "unreachable":
+        return True
+    manager = people.manager
+    assert manager is not None  # manager_cannot_answer is True without one
+    if manager.email.strip().lower() != check.manager_email.strip().lower():
+        return True
+    target = notify.pick_platform(manager, ticket.source_platform, usable)
+    return target != (check.manager_platform, check.manager_id)
 
 
 async def _record(

@@ -17,6 +17,9 @@ from storage.models import IdentityCheck, Ticket
 PURPOSE = "identity"
 # Outbox payload key of the technician's DM with the number on file (the check's id).
 CALLBACK_DM_KEY = "identity_callback"
+# Open checks a technician's call-back can confirm: no manager could be asked, or the request
+# to the manager could not be delivered and was given up (`unreachable`).
+CALLBACK_STATES = ("no_manager", "unreachable")
 # Key of the opaque nonce in the Approve/Deny button value (the only thing the button carries).
 NONCE_KEY = "check"
 
@@ -31,6 +34,10 @@ NOT_MANAGER = (
 # The technician's button on the call-back notice (its title; the command is
 # `verify HD-7 called-back`).
 CALLED_BACK = "Called back: confirmed"
+UNDELIVERABLE = (
+    "This request could not be delivered and was given up, so your answer was not recorded: "
+    "the technician was told to confirm the identity another way. Nothing was changed."
+)
 SUPERSEDED = (
     "This request was replaced by a newer one: use the latest message. Nothing was changed."
 )
@@ -283,16 +290,17 @@ def check_outcome(check: IdentityCheck) -> Inline:
     """A check's outcome as `show` lists it."""
     if check.state == "called_back":
         return Rich(called_back_fact(check), f" ({check.callback_phone})")
-    if check.state == "no_manager" and check.callback_phone:
+    if check.state in CALLBACK_STATES and check.callback_phone:
         # `show` answers only the one who asked (technicians and the requester): where the
         # technician finds the number when the direct message with it did not reach them.
-        return f"no manager: call back {check.callback_phone}, the number on file"
+        why = "no manager" if check.state == "no_manager" else "manager unreachable"
+        return f"{why}: call back {check.callback_phone}, the number on file"
     return Rich(check.state, f" at {when(check.answered_at)}" if check.answered_by else "")
 
 
 def shows_number(check: IdentityCheck) -> bool:
     """Whether `check_outcome` names the number on file."""
-    return bool(check.callback_phone) and check.state in ("called_back", "no_manager")
+    return bool(check.callback_phone) and check.state in ("called_back", *CALLBACK_STATES)
 
 
 def called_back_text(ticket: Ticket, check: IdentityCheck, *, number: bool = True) -> str:
@@ -502,19 +510,79 @@ def expired_text(ticket: Ticket, manager: str, *, denied: bool = False) -> str:
     )
 
 
-def unreachable_text(
-    ticket: Ticket, check: IdentityCheck, *, error: str, on_file: bool = False
-) -> str:
-    """To the ticket's thread (which others may read): never names the number on file,
-    `on_file` says whether there is one."""
-    if on_file:
-        fallback = "call the requester back on the number on file in the directory"
-    else:
-        fallback = "confirm the requester's identity in person"
+def retrying_text(ticket: Ticket, check: IdentityCheck, *, error: str) -> str:
+    """To the ticket's thread: the request has not reached the manager yet and is still being
+    retried, so their answer is still the second channel (no call-back is taken meanwhile)."""
     return (
-        f"Identity check for {ticket.number}: the manager ({check.manager_email}) could not be "
-        f"reached on {platform_name(check.manager_platform)} ({error[:200]}). The identity is "
-        f"NOT confirmed. Try `ticket verify {ticket.number}` again later, or {fallback}."
+        f"Identity check for {ticket.number}: the request has not reached the manager "
+        f"({check.manager_email}) on {platform_name(check.manager_platform)} yet "
+        f"({error[:200]}); the bot keeps trying. The identity is NOT confirmed: their answer is "
+        "still the second channel, and you will be told here if the request cannot be "
+        f"delivered at all. `ticket verify {ticket.number}` sends a fresh request."
+    )
+
+
+def _unreachable_reason(check: IdentityCheck, error: str) -> str:
+    return (
+        f"the request to the manager ({check.manager_email}) cannot be delivered on "
+        f"{platform_name(check.manager_platform)} ({error[:200]}) and was given up, so no "
+        "manager can confirm it"
+    )
+
+
+def _ask_again(ticket: Ticket) -> str:
+    return (
+        f" Once the manager's account is fixed in the directory, `ticket verify {ticket.number}` "
+        "asks them again."
+    )
+
+
+_STAYS_OPEN = (
+    " The check stays open: the ticket cannot be escalated or closed until the identity is "
+    "confirmed."
+)
+
+
+def unreachable_callback_text(ticket: Ticket, check: IdentityCheck, *, error: str) -> str:
+    """The manager's request failed for good: call back the number on file (from the
+    directory, never the caller). Names the number: only for the technician who asked (their
+    direct message)."""
+    return (
+        f"Identity check for {ticket.number}: {_unreachable_reason(check, error)}. Call "
+        f"{requester_label(ticket, None)} back on {check.callback_phone}, the number on file in "
+        "the directory (never a number the caller gives you), and confirm it is them."
+        f"{_STAYS_OPEN}{_record_hint(ticket)}{_ask_again(ticket)}"
+    )
+
+
+def unreachable_text(
+    ticket: Ticket, check: IdentityCheck, *, error: str, technician: str = ""
+) -> str:
+    """To the ticket's thread (which others may read): the manager's request failed for good
+    and the call-back is open. Never names the number on file: it went to `technician` in a
+    direct message, else `show` gives it to whoever asks (technicians and the requester)."""
+    reason = _unreachable_reason(check, error)
+    who = requester_label(ticket, None)
+    if not check.callback_phone:
+        return (
+            f"Identity check for {ticket.number}: {reason}. There is no phone number on file "
+            f"for {who} either: confirm their identity in person or through your team lead "
+            f"(never through a number the caller gives you).{_STAYS_OPEN}{_ask_again(ticket)}"
+        )
+    if technician:
+        where = (
+            f"The number on file in the directory was sent to {technician} privately, in a "
+            f"direct message: call {who} back on it"
+        )
+    else:
+        where = (
+            f"Call {who} back on the number on file in the directory (`ticket show "
+            f"{ticket.number}` shows it only to you)"
+        )
+    return (
+        f"Identity check for {ticket.number}: {reason}. {where} (never a number the caller "
+        f"gives you) and confirm it is them.{_STAYS_OPEN}{_record_hint(ticket)}"
+        f"{_ask_again(ticket)}"
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers import notify
-from handlers.identity import cards
+from handlers.identity import cards, unreachable
 from storage import outbox
 from storage import tickets as repo
 from storage.models import IdentityCheck, OutboxMessage, Ticket, utcnow
@@ -64,22 +64,23 @@ async def on_delivered(session: AsyncSession, *, message: OutboxMessage) -> None
 async def on_failed(
     session: AsyncSession, *, message: OutboxMessage, error: str, permanent: bool
 ) -> None:
-    """Tell the technician once when the manager could not be reached."""
+    """A request given up opens the call-back; one still retried is told once to the thread."""
     if _is_callback_dm(message):
         await _callback_dm_failed(session, message, error, permanent=permanent)
         return
-    if not _is_request(message) or not (permanent or message.attempts >= REPORT_AFTER_ATTEMPTS):
+    if not _is_request(message):
+        return
+    if permanent:
+        await unreachable.give_up(session, message=message, error=error)
+        return
+    if message.attempts < REPORT_AFTER_ATTEMPTS:
         return
     check = await session.get(IdentityCheck, message.payload.get("identity_check"))
     ticket = await session.get(Ticket, message.ticket_id) if message.ticket_id else None
     if check is None or ticket is None or check.state != "pending":
         return
-    text = cards.unreachable_text(
-        ticket,
-        check,
-        error=error,
-        on_file=bool(message.payload.get("phone_on_file")),
-    )
+    # Still retried: the manager's answer is still the second channel (no call-back yet).
+    text = cards.retrying_text(ticket, check, error=error)
     if await notify.tell_technician(
         session, ticket, text, purpose=PURPOSE, dedup_key=f"identity-unreachable:{check.id}"
     ):
@@ -90,7 +91,7 @@ async def on_failed(
             data={
                 "check": check.id,
                 "attempts": message.attempts,
-                "permanent": permanent,
+                "permanent": False,
                 "error": error[:500],
             },
         )
@@ -103,7 +104,7 @@ async def _open_callback(
     (a superseded or answered one needs no word in the thread)."""
     check = await session.get(IdentityCheck, message.payload.get(CALLBACK_DM_KEY))
     ticket = await session.get(Ticket, message.ticket_id) if message.ticket_id else None
-    if check is None or ticket is None or check.state != "no_manager":
+    if check is None or ticket is None or check.state not in cards.CALLBACK_STATES:
         return None
     return check, ticket
 

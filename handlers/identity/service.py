@@ -23,7 +23,7 @@ from handlers.commands import TICKET_REF, Command, ticket_ref
 from handlers.deps import Deps
 from handlers.directory import DirectoryAmbiguous, DirectoryUnavailable, Person
 from handlers.formatting import who_acted
-from handlers.identity import answers, cards
+from handlers.identity import answers, cards, unreachable
 from handlers.types import Actor, Forbidden, Interaction, InvalidInput, NotFound, Reply
 from storage import tickets as repo
 from storage.models import IdentityCheck, Ticket
@@ -31,7 +31,7 @@ from storage.models import IdentityCheck, Ticket
 log = logging.getLogger(__name__)
 
 GATED_STATES = ("required", "pending", "denied")
-OPEN_CHECKS = ("pending", "no_manager")
+OPEN_CHECKS = ("pending", *cards.CALLBACK_STATES)
 PURPOSE = cards.PURPOSE
 CALLBACK_DM_KEY = cards.CALLBACK_DM_KEY
 
@@ -429,6 +429,14 @@ async def start_check(
     check.state = "pending"
     check.manager_platform, check.manager_id = target
     check.expires_at = now + deps.config.identity.approval_ttl
+    # Should the request fail for good, the call-back is to this number (the directory's now,
+    # never typed), sent to the technician who asked, as when no manager is on file.
+    check.callback_phone = ((requester.phone or "") if requester else "")[:64]
+    route = (
+        unreachable.number_route(ticket, actor, people.asker, deps.platforms)
+        if check.callback_phone and asker_is_a_technician
+        else None
+    )
     session.add(check)
     await session.flush()
     ticket.identity_state = "pending"
@@ -452,6 +460,7 @@ async def start_check(
             "identity_check": check.id,
             "aad_object_id": manager.aad_object_id,
             "phone_on_file": bool(requester and requester.phone),
+            **({unreachable.ROUTE_KEY: route} if route else {}),
         },
     )
     await repo.add_event(
@@ -486,32 +495,8 @@ async def _send_number(
     **Called back: confirmed** button) through the outbox, retried like every DM; on the
     ticket's platform when the directory knows them there, else where they asked. Returns
     who it went to, for the thread."""
-    platform: str = actor.platform
-    user_id = actor.id
-    if asker is not None and actor.platform != ticket.source_platform:
-        platform, user_id = notify.pick_platform(asker, ticket.source_platform, usable) or (
-            platform,
-            user_id,
-        )
-    same = (platform, user_id) == (actor.platform, actor.id)
-    aad = actor.aad_object_id if same else (asker.aad_object_id if asker else None)
-    who = who_acted(actor, asker).plain()
-    await notify.dm(
-        session,
-        platform=platform,
-        user_id=user_id,
-        text=text,
-        card=cards.callback_card(ticket, check, text),
-        ticket=ticket,
-        purpose=PURPOSE,
-        dedup_key=f"identity-callback:{check.id}",
-        extra={
-            CALLBACK_DM_KEY: check.id,
-            "technician": who,
-            **({"aad_object_id": aad} if aad and platform == "teams" else {}),
-        },
-    )
-    return who
+    route = unreachable.number_route(ticket, actor, asker, usable)
+    return await unreachable.send_number(session, ticket, check, route, text)
 
 
 async def _note_requester_account(

@@ -261,12 +261,13 @@ async def test_unreachable_manager_is_reported_to_technician(make_app, slack_api
     slack_api.fail_ok_false("conversations.open", "user_not_found")
     await app.slash("verify HD-1")
     await wait_until(
-        lambda: any("could not be reached" in json.dumps(p) for p in posts_to(slack_api, "C0HELP"))
+        lambda: any("was given up" in json.dumps(p) for p in posts_to(slack_api, "C0HELP"))
     )
     told = json.dumps(posts_to(slack_api, "C0HELP"))
-    # The thread (a channel others read) never names the requester's number on file.
-    assert "NOT confirmed" in told and "+1 555 0100" not in told
-    assert "call the requester back on the number on file in the directory" in told
+    # The thread (a channel others read) never names the requester's number on file: it went
+    # to the technician who asked, for the call-back (tests/http/test_identity_unreachable.py).
+    assert "cannot be delivered on Slack (slack: user_not_found)" in told
+    assert "+1 555 0100" not in told and "sent to Tom Tech (tom@example.com) privately" in told
     assert "identity.unreachable" in await event_kinds(app)
 
 

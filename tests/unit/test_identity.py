@@ -313,14 +313,14 @@ async def test_delivery_restarts_the_window_and_failures_reach_the_technician(de
         dm.attempts = 3
         for _ in range(2):
             await deliveries.after_failure(
-                session, message=dm, error="slack: user_not_found", permanent=True
+                session, message=dm, error="slack: internal_error", permanent=False
             )
-    _, _, events, rows = await state(deps, number)
-    [told] = [t for t in texts(rows, purpose="identity") if "could not be" in t]
-    # The thread others may read is pointed at the number on file, never told it.
-    assert "+1 555 0100" not in told and "NOT confirmed" in told
-    assert "call the requester back on the number on file" in told
-    assert events.count("identity.unreachable") == 1
+    _, [still], events, rows = await state(deps, number)
+    [told] = [t for t in texts(rows, purpose="identity") if "has not reached" in t]
+    # Still retried: the manager's answer is still the second channel, no call-back yet.
+    assert "the bot keeps trying" in told and "NOT confirmed" in told
+    assert "call" not in told and "+1 555 0100" not in told
+    assert events.count("identity.unreachable") == 1 and still.state == "pending"
     async with deps.sessions() as session, session.begin():
         dm.status, dm.result = "delivered", {"channel": "DU0BO", "ts": "1.0001"}
         await session.merge(dm)
@@ -332,6 +332,43 @@ async def test_delivery_restarts_the_window_and_failures_reach_the_technician(de
     [update] = [r for r in (await state(deps, number))[3] if r.kind == "update"]
     assert (update.payload["channel"], update.payload["ts"]) == ("DU0BO", "1.0001")
     assert Card.from_dict(update.payload["card"]).buttons == []
+
+
+async def test_a_request_given_up_opens_the_call_back_once(deps: Deps):
+    number = await new_ticket(deps)
+    await verify(deps, number)
+    _, [check], _, rows = await state(deps, number)
+    [dm] = [r for r in rows if r.kind == "dm"]
+    assert check.callback_phone == "+1 555 0100"  # read from the directory when asked
+    assert dm.payload["callback_to"] == {
+        "platform": "slack",
+        "user": "UTECH",
+        "technician": "Tom Tech (tom@example.com)",
+    }
+    async with deps.sessions() as session, session.begin():
+        dm.attempts = 1
+        for _ in range(2):
+            await deliveries.after_failure(
+                session, message=dm, error="slack: user_not_found", permanent=True
+            )
+    ticket, [given_up], events, rows = await state(deps, number)
+    assert (given_up.state, ticket.identity_state) == ("unreachable", "required")
+    assert events.count("identity.unreachable") == 1 and events.count("identity.no_manager") == 1
+    [told] = [t for t in texts(rows, purpose="identity") if "given up" in t]
+    # The thread others may read is told where the number went, never the number.
+    assert "+1 555 0100" not in told and "sent to Tom Tech (tom@example.com) privately" in told
+    [number_dm] = [r for r in rows if r.kind == "dm" and r.payload.get("identity_callback")]
+    assert (number_dm.payload["user"], number_dm.payload["identity_callback"]) == (
+        "UTECH",
+        check.id,
+    )
+    assert "+1 555 0100" in number_dm.payload["text"]
+    # The manager's answer to the given-up request does not count, whenever it comes.
+    reply = await answer(deps, check.nonce)
+    assert "given up" in reply.text
+    ticket, [still], events, _ = await state(deps, number)
+    assert (still.state, ticket.identity_state) == ("unreachable", "required")
+    assert "identity.approved" not in events
 
 
 async def test_retried_click_is_a_duplicate(deps: Deps):
