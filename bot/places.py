@@ -185,7 +185,9 @@ class Places:
         self._arrival: dict[str, float] = {}
         # Slots handed out to rows that were put back to wait for them.
         self._slots: dict[Hashable, float] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        # One send at a time per place: a lock, and how many sends hold or await it (the lock
+        # is dropped when that falls to 0, so places sent to once are not kept for good).
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     def block(self, place: str, seconds: float) -> None:
         """Nothing goes to `place` for `seconds` (a Retry-After); a longer window wins."""
@@ -254,11 +256,24 @@ class Places:
     @contextlib.asynccontextmanager
     async def sending(self, places: Iterable[str]) -> AsyncIterator[None]:
         """One send at a time per place, so a Retry-After is known before the next one."""
-        locks = [self._locks.setdefault(p, asyncio.Lock()) for p in sorted(set(places))]
-        async with contextlib.AsyncExitStack() as stack:
-            for lock in locks:
-                await stack.enter_async_context(lock)
-            yield
+        names = sorted(set(places))
+        locks = []
+        for name in names:
+            lock, users = self._locks.get(name) or (asyncio.Lock(), 0)
+            self._locks[name] = (lock, users + 1)
+            locks.append(lock)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                for lock in locks:
+                    await stack.enter_async_context(lock)
+                yield
+        finally:
+            for name in names:
+                lock, users = self._locks[name]
+                if users > 1:
+                    self._locks[name] = (lock, users - 1)
+                else:
+                    del self._locks[name]
 
     def forget_idle(self) -> None:
         """Drop places whose window and pacing are long over (keeps the maps small)."""
@@ -266,7 +281,6 @@ class Places:
         self._until = {p: u for p, u in self._until.items() if u > now}
         self._arrival = {p: a for p, a in self._arrival.items() if a > now}
         self._slots = {k: t for k, t in self._slots.items() if t > now - 300}
-        self._locks = {p: lock for p, lock in self._locks.items() if lock.locked()}
 
 
 def _paced(place: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -12,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.places import Places, SharedWindows, slack_post, teams_conversation
+from bot.places import Places, SharedWindows, slack_post, teams_conversation, teams_user
 from storage import db, windows
 from storage.errors import DatabaseUnavailable
 from storage.models import PlaceWindow, utcnow
@@ -191,3 +192,41 @@ async def test_a_window_store_error_does_not_reach_the_sender(
     await places.learn([C1])
     assert 4 < places.blocked_for(C1) <= 5
     assert any("cannot be written" in r.getMessage() for r in caplog.records)
+
+
+async def test_places_sent_to_once_are_not_kept_for_good() -> None:
+    """A new Teams chat per requester (or per DM) is a new place: one send-lock each was kept
+    for the life of the process (only Slack pacing ever triggered a clean-up, and Teams places
+    are not paced), so memory grew with every ticket. Locks live while a send holds or awaits
+    them; one send at a time per place still holds."""
+    places = Places()
+    for n in range(3000):
+        chat = teams_conversation(f"a:1chat-{n}")
+        async with places.sending([teams_user(f"29:1user-{n}"), chat]):
+            assert places.wait_for([chat]) == 0
+    assert len(places._locks) == 0
+
+    # Still one at a time per place, also for a send that was waiting when the lock was let go.
+    order: list[str] = []
+    first_in = asyncio.Event()
+    release = asyncio.Event()
+
+    async def send(name: str, *, hold: bool = False) -> None:
+        async with places.sending([C2]):
+            order.append(f"{name} in")
+            if hold:
+                first_in.set()
+                await release.wait()
+            await asyncio.sleep(0)
+            order.append(f"{name} out")
+
+    first = asyncio.create_task(send("a", hold=True))
+    await first_in.wait()
+    second = asyncio.create_task(send("b"))
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.sleep(0)  # the lock is let go; "b" has not run yet
+    third = asyncio.create_task(send("c"))
+    await asyncio.gather(first, second, third)
+    assert order == ["a in", "a out", "b in", "b out", "c in", "c out"]
+    assert len(places._locks) == 0
