@@ -44,6 +44,21 @@ async def add_signatures(session: AsyncSession, *, ticket_id: int, keys: Sequenc
     )
 
 
+# Signatures looked up per statement. A statement has a branch per signature and is kept
+# (with its compiled form) for its number of branches; a pasted dump can carry hundreds of
+# codes, and SQLite refuses a compound SELECT of more than 500 terms. So longer lists are looked
+# up CHUNK at a time: statements exist for 1..CHUNK signatures only.
+CHUNK = 8
+
+
+def _chunks(keys: list[str]) -> list[list[str]]:
+    return [keys[start : start + CHUNK] for start in range(0, len(keys), CHUNK)]
+
+
+def _params(keys: list[str], **more: Any) -> dict[str, Any]:
+    return {f"s{i}": k for i, k in enumerate(keys)} | more
+
+
 _BY_SIGNATURES: dict[tuple[int, bool], Any] = {}
 # What a new ticket's card needs of earlier tickets (no texts but the resolution's start).
 _BRIEF = (
@@ -106,10 +121,11 @@ async def brief_with_signatures(
     keys = list(dict.fromkeys(keys))
     if not keys:
         return [], {}
-    params: dict[str, Any] = {f"s{i}": k for i, k in enumerate(keys)}
-    params |= {"before": before, "per": per}
     conn = await statements.connection(session)
-    rows = (await conn.execute(_by_signatures(len(keys), brief=True), params)).all()
+    rows: list[Any] = []
+    for part in _chunks(keys):
+        stmt = _by_signatures(len(part), brief=True)
+        rows += (await conn.execute(stmt, _params(part, before=before, per=per))).all()
     per_key: dict[str, int] = {}
     merged: dict[int, tuple[Any, list[str]]] = {}
     for row in rows:
@@ -131,10 +147,11 @@ async def with_signatures(
     keys = list(dict.fromkeys(keys))
     if not keys:
         return [], set()
-    params: dict[str, Any] = {f"s{i}": k for i, k in enumerate(keys)}
-    params |= {"before": before, "per": per}
     conn = await statements.connection(session)
-    rows = (await conn.execute(_by_signatures(len(keys)), params)).all()
+    rows: list[Any] = []
+    for part in _chunks(keys):
+        stmt = _by_signatures(len(part))
+        rows += (await conn.execute(stmt, _params(part, before=before, per=per))).all()
     per_key: dict[str, int] = {}
     merged: dict[int, tuple[Any, list[str]]] = {}
     for row in rows:
@@ -148,18 +165,30 @@ async def with_signatures(
 
 
 _COUNTS: dict[int, Any] = {}
+_IDS: dict[int, Any] = {}
 
 
-async def count_with_signatures(
-    session: AsyncSession, keys: Sequence[str], *, before: int, cap: int = 1000
-) -> int:
-    """How many tickets below `before` carry any of `keys` (at most `cap` per signature are
-    looked at: each is one index range, as in `with_signatures`)."""
-    keys = list(dict.fromkeys(keys))
-    if not keys:
-        return 0
-    stmt = _COUNTS.get(len(keys))
-    if stmt is None and len(keys) == 1:
+def _newest_ids(count: int) -> Any:
+    """Per signature the ids of the newest `cap` tickets before `before`, as one subquery."""
+    parts = []
+    for index in range(count):
+        newest = (
+            select(_SIGNATURES.c.ticket_id)
+            .where(
+                _SIGNATURES.c.signature == bindparam(f"s{index}"),
+                _SIGNATURES.c.ticket_id < bindparam("before"),
+            )
+            .order_by(_SIGNATURES.c.ticket_id.desc())
+            .limit(bindparam("cap"))
+            .subquery()
+        )
+        parts.append(select(newest.c.ticket_id))
+    return union_all(*parts).subquery() if count > 1 else parts[0].subquery()
+
+
+def _count_statement(count: int) -> Any:
+    stmt = _COUNTS.get(count)
+    if stmt is None and count == 1:
         one = (
             select(_SIGNATURES.c.ticket_id)
             .where(
@@ -171,25 +200,37 @@ async def count_with_signatures(
         )
         stmt = _COUNTS[1] = select(func.count()).select_from(one)
     if stmt is None:
-        parts = []
-        for index in range(len(keys)):
-            newest = (
-                select(_SIGNATURES.c.ticket_id)
-                .where(
-                    _SIGNATURES.c.signature == bindparam(f"s{index}"),
-                    _SIGNATURES.c.ticket_id < bindparam("before"),
-                )
-                .order_by(_SIGNATURES.c.ticket_id.desc())
-                .limit(bindparam("cap"))
-                .subquery()
-            )
-            parts.append(select(newest.c.ticket_id))
-        ids = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
-        stmt = _COUNTS[len(keys)] = select(func.count(ids.c.ticket_id.distinct()))
-    params: dict[str, Any] = {f"s{i}": k for i, k in enumerate(keys)}
-    params |= {"before": before, "cap": cap}
+        ids = _newest_ids(count)
+        stmt = _COUNTS[count] = select(func.count(ids.c.ticket_id.distinct()))
+    return stmt
+
+
+def _ids_statement(count: int) -> Any:
+    stmt = _IDS.get(count)
+    if stmt is None:
+        ids = _newest_ids(count)
+        stmt = _IDS[count] = select(ids.c.ticket_id).distinct()
+    return stmt
+
+
+async def count_with_signatures(
+    session: AsyncSession, keys: Sequence[str], *, before: int, cap: int = 1000
+) -> int:
+    """How many tickets below `before` carry any of `keys` (at most `cap` per signature are
+    looked at: each is one index range, as in `with_signatures`)."""
+    keys = list(dict.fromkeys(keys))
+    if not keys:
+        return 0
     conn = await statements.connection(session)
-    return int((await conn.execute(stmt, params)).scalar_one())
+    if len(keys) <= CHUNK:
+        stmt = _count_statement(len(keys))
+        return int((await conn.execute(stmt, _params(keys, before=before, cap=cap))).scalar_one())
+    # More signatures than one statement takes: the ids themselves, counted once each.
+    found: set[int] = set()
+    for part in _chunks(keys):
+        stmt = _ids_statement(len(part))
+        found.update((await conn.execute(stmt, _params(part, before=before, cap=cap))).scalars())
+    return len(found)
 
 
 async def signatures_of(session: AsyncSession, ticket_id: int) -> list[str]:

@@ -962,3 +962,26 @@ async def test_a_kb_answer_too_large_for_a_search_is_not_read_into_memory(
     answer = flat(await ephemeral(app, "kb outlook"))
     assert "Hudu did not answer as its API (not its JSON): ask an admin to check kb.url." in answer
     assert "Outlook password prompt loop" not in answer
+
+
+async def test_an_error_text_with_hundreds_of_codes_opens_its_ticket_and_is_found_again(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """A pasted register or memory dump holds hundreds of distinct codes. Earlier tickets were
+    looked up in one statement with a branch per code, built and kept in memory for every
+    number of codes seen (hundreds of MB over a long run), and on SQLite past 500 codes the
+    statement itself was refused ('too many terms in compound SELECT'): the ticket was never
+    opened. It opens, and a later ticket with one of those codes finds it."""
+    app = await start(make_app, slack_api)
+    dump = "Fault at " + " ".join(f"0x{n:x}" for n in range(1, 521))
+    assert len(dump) <= 3000  # what the intake form takes
+    first, card = await open_ticket(app, slack_api, error=dump, client="acme")
+    assert "0x208" in flat(card)
+    _, ack = await close(app, slack_api, first, note=NOTE_ACME)
+    assert ack == {}, ack
+
+    number, card = await open_ticket(app, slack_api, error="Fault at 0x208 again", client="acme")
+    assert number != first
+    assert "Similar tickets" in flat(card) and f"{first} (acme)" in flat(card)
+    answer = flat(await ephemeral(app, f"similar {number}"))
+    assert f"{first} (acme)" in answer

@@ -114,3 +114,37 @@ async def test_kb_finds_a_file_name_a_host_and_an_address(db_url: str) -> None:
     for typed in ("winword.exe'|!x", "winword.exe&':*", "winword.exe\\' | 'x", "a.b:* & !c.d"):
         await found(typed)  # no syntax error: typed text is never parsed as operators
     await engine.dispose()
+
+
+async def test_many_signatures_are_looked_up_in_bounded_statements(db_url: str) -> None:
+    """Hundreds of signatures (a pasted dump) are found and counted like a few, and the
+    statements kept for them do not grow with how many signatures a ticket had: one was built
+    and kept per count seen (300 MB for counts up to 150), and SQLite refused more than 500."""
+    engine = db.create_engine(db_url)
+    sessions = db.session_factory(engine)
+    keys = [f"hex:0x{n:x}" for n in range(1, 601)]
+    async with sessions() as session, session.begin():
+        one = await _ticket(session, seq=1, error="dump", status="closed")
+        two = await _ticket(session, seq=2, error="dump")
+        three = await _ticket(session, seq=3, error="0x258")
+        await error_signatures.add_signatures(session, ticket_id=one.id, keys=keys)
+        await error_signatures.add_signatures(session, ticket_id=two.id, keys=keys[::2])
+        await error_signatures.add_signatures(session, ticket_id=three.id, keys=["hex:0x258"])
+    async with sessions() as session:
+        for count in range(1, len(keys) + 1, 37):
+            await error_signatures.brief_with_signatures(session, keys[:count], before=10**9, per=3)
+        brief, per_key = await error_signatures.brief_with_signatures(
+            session, keys, before=10**9, per=3
+        )
+        assert [b.number for b in brief] == ["HD-3", "HD-2", "HD-1"]
+        assert per_key["hex:0x1"] == 2 and per_key["hex:0x258"] == 2 and per_key["hex:0x2"] == 1
+        assert len(brief[2].matched) == len(keys)
+        found, more = await error_signatures.with_signatures(session, keys, before=10**9, per=2)
+        assert [f.number for f in found] == ["HD-3", "HD-2", "HD-1"] and "hex:0x1" in more
+        assert await error_signatures.count_with_signatures(session, keys, before=10**9) == 3
+        assert await error_signatures.count_with_signatures(session, keys, before=3) == 2
+        odd = keys[1:-1:2]  # only HD-1's
+        assert await error_signatures.count_with_signatures(session, odd, before=10**9) == 1
+    assert len(error_signatures._BY_SIGNATURES) <= 2 * error_signatures.CHUNK
+    assert len(error_signatures._COUNTS) + len(error_signatures._IDS) <= 2 * error_signatures.CHUNK
+    await engine.dispose()
