@@ -12,6 +12,7 @@ from cards.model import Card
 from handlers.config import HelpdeskConfig
 from handlers.deps import Deps
 from handlers.directory import Person
+from handlers.formatting import technician
 from handlers.types import Actor
 from storage import outbox
 from storage.models import Ticket
@@ -19,6 +20,22 @@ from storage.models import Ticket
 
 def _content(text: str, card: Card | None) -> dict[str, Any]:
     return {"text": text, "card": card.to_dict() if card else None}
+
+
+# Payload key: the person a message in a Slack thread starts with a mention of (bot.slack.notifier
+# puts it first unless the message goes to a DM, where they are notified anyway).
+MENTION = "mention"
+
+
+def technician_mention(ticket: Ticket) -> dict[str, str] | None:
+    """The ticket's technician to mention at the start of a note in its Slack thread, built
+    from the technician id the ticket stores (never from typed text); None off Slack or
+    without an id. A reply in a thread notifies only those following it, and the technician
+    who typed `/ticket` does not follow the bot's card: without the mention nobody hears it."""
+    who = technician(ticket)
+    if not who.slack_id:
+        return None
+    return {"name": who.name, "slack_id": who.slack_id}
 
 
 async def tell_technician(
@@ -31,9 +48,13 @@ async def tell_technician(
     due_at: datetime | None = None,
     dedup_key: str | None = None,
     extra: dict[str, Any] | None = None,
+    mention: bool = True,
 ) -> bool:
     """Post in the ticket's thread (Slack) or conversation (Teams) where the technician works;
-    `extra` keys go into the outbox payload (e.g. what the delivery hook checks)."""
+    `extra` keys go into the outbox payload (e.g. what the delivery hook checks). On Slack it
+    starts with a mention of the technician (`technician_mention`) unless `mention` is False
+    (a note about what they did themselves)."""
+    lead = technician_mention(ticket) if mention else None
     return await outbox.enqueue(
         session,
         kind="message",
@@ -47,6 +68,7 @@ async def tell_technician(
             "fallback_user": ticket.technician_id,
             "ticket": ticket.number,
             "purpose": purpose,
+            **({MENTION: lead} if lead else {}),
             **(extra or {}),
             **_content(text, card),
         },

@@ -11,6 +11,7 @@ post, the method for anything else.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +23,7 @@ from bot import places
 from bot.notifiers import DeliveryError, retry_after_seconds
 from bot.slack.errors import slack_error
 from cards import slack as blockkit
-from cards.model import Card, Text, Typed
+from cards.model import Card, Mention, Text, Typed
 from storage.models import OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -69,12 +70,29 @@ METADATA_TYPE = "helpdesk_outbox"
 LOOKUP_PAGES = 5
 
 
-def _content(payload: dict[str, Any]) -> dict[str, Any]:
+def _mention(payload: dict[str, Any]) -> Mention | None:
+    """Who the message starts with a mention of (handlers.notify.MENTION), if anyone."""
+    lead = payload.get("mention")
+    if not isinstance(lead, dict) or not lead.get("slack_id"):
+        return None
+    return Mention(name=str(lead.get("name") or ""), slack_id=str(lead["slack_id"]))
+
+
+def _content(payload: dict[str, Any], *, channel: str = "") -> dict[str, Any]:
     card = Card.from_dict(payload["card"]) if payload.get("card") else None
     if card is None:
         text = str(payload.get("text", ""))
         card = Card(title="", body=[Text(Typed(text))], fallback=text)
-    return blockkit.render_message(card)
+    # A note for the technician in a thread they may not follow starts with a mention of
+    # them, the only thing that notifies them there; in a DM (`D…`) they are notified anyway.
+    mention = None if channel.startswith("D") else _mention(payload)
+    if mention is None:
+        return blockkit.render_message(card)
+    # Its own block: the message's own blocks stay as they were (a typed paragraph is
+    # plain_text, where a mention would be only a name).
+    rendered = blockkit.render_message(replace(card, body=[Text(mention), *card.body]))
+    rendered["text"] = f"{blockkit.mrkdwn(mention)} {rendered['text']}"
+    return rendered
 
 
 def _marker(message: OutboxMessage) -> dict[str, Any]:
@@ -145,7 +163,7 @@ class SlackNotifier:
             channel=channel,
             thread_ts=thread,
             metadata=metadata(message),
-            **_content(message.payload),
+            **_content(message.payload, channel=channel),
         )
         return {"channel": response["channel"], "ts": response["ts"]}
 

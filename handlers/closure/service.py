@@ -385,7 +385,12 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
         if not interaction.can_reply:
             # A modal closes on success and shows no answer (Slack): the thread gets it all.
             await notify.tell_technician(
-                session, ticket, closed_notice(ticket, closer_name, remarks), purpose="closed"
+                session,
+                ticket,
+                closed_notice(ticket, closer_name, remarks),
+                purpose="closed",
+                # Their own closure pings nobody; another technician's tells them.
+                mention=not notify.is_user(actor, ticket.source_platform, ticket.technician_id),
             )
         extra = await diagnosis.card_elements(session, ticket)
         shown = await identity.card_fact(session, ticket)

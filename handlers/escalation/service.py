@@ -170,6 +170,13 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
                 "nobody was notified: hand it over directly."
             )
         if not interaction.can_reply:
-            await notify.tell_technician(session, locked, told, purpose="escalated")
+            await notify.tell_technician(
+                session,
+                locked,
+                told,
+                purpose="escalated",
+                # Their own escalation pings nobody; another technician's tells them.
+                mention=not notify.is_user(actor, locked.source_platform, locked.technician_id),
+            )
     log.info("ticket escalated", extra={"ticket": ticket.number, "queue": queue})
     return Reply(text=told, private=False)

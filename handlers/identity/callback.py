@@ -273,7 +273,8 @@ async def _record(
     )
     # The thread (which others may read) is told without the number called.
     text = cards.called_back_text(ticket, check, number=False)
-    await notify.tell_technician(session, ticket, text, purpose=PURPOSE)
+    mention = not notify.is_user(actor, ticket.source_platform, ticket.technician_id)
+    await notify.tell_technician(session, ticket, text, purpose=PURPOSE, mention=mention)
     await answers.retire_callback(
         session, ticket, check, f"Recorded: {cards.called_back_fact(check).plain()}."
     )

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from handlers import notify
 from handlers.sla.cards import breach_channel_text, breach_thread_text, due_of, warning_text
 from handlers.sla.rules import TARGETS, Target
 from handlers.sla.service import clock_stopped, mark_missed, queue_breach
@@ -67,5 +68,10 @@ async def prepare_alarm(session: AsyncSession, *, message: OutboxMessage, now: d
         payload["top_level"] = True
     else:
         payload["channel"], payload["thread"] = ticket.source_channel, ticket.source_thread
+        # Said to the technician, who does not follow the card's thread: mentioned (Slack).
+        # The breach's new message in the channel names them without one: it is for the
+        # channel, and the thread's breach has notified them.
+        if lead := notify.technician_mention(ticket):
+            payload[notify.MENTION] = lead
     payload["text"] = text
     return Ready(payload)

@@ -169,6 +169,40 @@ async def test_verify_refuses_non_manager_and_manager_approves(make_app, slack_a
     assert "already answered" in again and (await only_ticket(app)).identity_state == "confirmed"
 
 
+async def test_the_outcome_in_the_thread_starts_with_a_mention_of_the_technician(
+    make_app, slack_api: FakeSlack
+):
+    """Approve and Deny are told to Tom in the ticket's thread, which he does not follow (he
+    typed `/ticket`, the card is the bot's): a thread reply without a mention notified nobody.
+    Each note now starts with `<@UTECH>`, its words as before."""
+    app = await start(make_app, slack_api)
+    await new_ticket(app, slack_api)
+    await app.slash("verify HD-1")
+    approved = await click(app, slack_api, await manager_dm(slack_api), "Approve", "U0BO")
+    assert "confirmed the identity for HD-1" in approved
+
+    def told(words: str) -> list[dict[str, Any]]:
+        return [
+            p for p in posts_to(slack_api, "C0HELP") if p.get("thread_ts") and words in p["text"]
+        ]
+
+    await wait_until(lambda: told("Identity confirmed for HD-1"), what="the approval note")
+    [note] = told("Identity confirmed for HD-1")
+    assert note["text"].startswith("<@UTECH> Identity confirmed for HD-1: "), note["text"]
+    assert note["blocks"][0]["text"]["text"] == "<@UTECH>"
+    assert note["blocks"][1]["text"]["text"].startswith("Identity confirmed for HD-1: ")
+
+    await new_ticket(app, slack_api, category="password-reset")  # gated: starts by itself
+    denied = await click(app, slack_api, await manager_dm(slack_api, count=2), "Deny", "U0BO")
+    assert "security team" in denied
+    await wait_until(lambda: told("DO NOT PROCEED with HD-2"), what="the denial note")
+    [note] = told("DO NOT PROCEED with HD-2")
+    assert note["text"].startswith("<@UTECH> DO NOT PROCEED with HD-2: "), note["text"]
+    # The security queue's notice is for the queue: it names Tom, it does not ping him.
+    [notice] = posts_to(slack_api, "C0SECURITY")
+    assert not notice["text"].startswith("<@")
+
+
 async def test_deny_flags_ticket_and_notifies_security(make_app, slack_api: FakeSlack):
     app = await start(make_app, slack_api)
     await new_ticket(app, slack_api, category="password-reset")  # gated: starts by itself

@@ -58,7 +58,10 @@ async def test_an_opsgenie_alert_that_fails_processing_is_retried_and_the_techni
     await eventually(lambda: told(slack_api, "has not gone through yet"), timeout=10,
                      what="the technician told the alert failed")  # fmt: skip
     [failing] = told(slack_api, "has not gone through yet")
-    assert failing.startswith("The Opsgenie alert for HD-1 has not gone through yet"), failing
+    # In the thread Tom does not follow: it starts with a mention of him.
+    assert failing.startswith("<@UTECH> The Opsgenie alert for HD-1 has not gone through yet"), (
+        failing
+    )
     assert "Alert message is empty after the integration's rules" in failing
     assert failing.endswith("retrying.")
     await eventually(lambda: opsgenie.alerts(), timeout=10, what="the alert created on retry")
@@ -150,7 +153,10 @@ async def test_an_opsgenie_close_that_fails_processing_is_retried_like_a_resolve
     await eventually(lambda: told(slack_api, "has not gone through yet"), timeout=10,
                      what="the technician told the close failed")  # fmt: skip
     [failing] = told(slack_api, "has not gone through yet")
-    assert failing.startswith("The Opsgenie close for HD-1 has not gone through yet"), failing
+    # In the thread Tom does not follow: it starts with a mention of him.
+    assert failing.startswith("<@UTECH> The Opsgenie close for HD-1 has not gone through yet"), (
+        failing
+    )
     assert "Internal error while closing the alert" in failing
     await eventually(lambda: opsgenie.closes(), timeout=10, what="the close on retry")
     await eventually(lambda: told(slack_api, "has gone through now"), timeout=10,

@@ -364,6 +364,60 @@ async def test_a_breach_at_resolve_by_is_said_once_in_the_thread_and_once_in_the
     assert "Resolve: missed" in await show(app, row.number)
 
 
+# -- who hears it: the technician is mentioned in the thread ------------------------------------
+
+
+async def test_slack_the_warning_and_breach_in_the_thread_mention_the_technician(
+    make_app, slack_api: FakeSlack
+):
+    """A thread reply notifies only the people following the thread, and Tom, who opened the
+    ticket with `/ticket`, is not following the bot's card: without a mention of him the
+    warning and the breach in its thread reached nobody. They start with `<@UTECH>` (Slack
+    shows his name and notifies him), words unchanged; the breach's new message in the
+    channel names him as before (the one in the thread notified him)."""
+    clock, t0 = sla_clock()
+    app = await start(make_app, slack_api, clock)
+    row = await open_ticket(app, slack_api)
+    clock.set(t0 + timedelta(hours=1, minutes=45))
+    await arrives(lambda: in_thread(slack_api, row, "SLA warning"), "the respond warning")
+    [warning] = in_thread(slack_api, row, "SLA warning")
+    words = f"SLA warning: {row.number} (P2) is due to get its first response by 11:00 UTC"
+    assert warning["text"].startswith(f"<@UTECH> {words}"), warning["text"]
+    first, said_block = warning["blocks"][:2]
+    assert first["text"]["text"] == "<@UTECH>" and first["text"]["type"] == "mrkdwn"
+    assert said_block["text"]["text"].startswith(words)
+
+    clock.set(t0 + timedelta(hours=2))
+    await arrives(
+        lambda: (
+            in_thread(slack_api, row, "SLA breach") and in_channel(slack_api, row, "SLA breach")
+        ),
+        "the respond breach",
+    )
+    [thread_post] = in_thread(slack_api, row, "SLA breach")
+    assert thread_post["text"].startswith(f"<@UTECH> SLA breach: {row.number} (P2) missed")
+    [channel_post] = in_channel(slack_api, row, "SLA breach")
+    assert channel_post["text"].startswith(f"SLA breach on {row.number} (P2)")
+    assert "<@" not in json.dumps(channel_post)
+
+
+async def test_slack_a_ticket_whose_thread_is_the_technicians_dm_mentions_nobody(
+    make_app, slack_api: FakeSlack
+):
+    """A card the channel refused is DMed to Tom, and the DM is the ticket's thread: a DM
+    notifies him anyway, so the warning there carries no mention."""
+    clock, t0 = sla_clock()
+    app = await start(make_app, slack_api, clock)
+    slack_api.refusing["C0HELP"] = "restricted_action"
+    row = await open_ticket(app, slack_api)
+    assert row.source_channel == "DUTECH"
+    clock.set(t0 + timedelta(hours=1, minutes=45))
+    await arrives(lambda: in_thread(slack_api, row, "SLA warning"), "the respond warning")
+    [warning] = in_thread(slack_api, row, "SLA warning")
+    assert warning["text"].startswith(f"SLA warning: {row.number} (P2)"), warning["text"]
+    assert "<@" not in json.dumps(warning)
+
+
 async def test_closing_stops_both_clocks(make_app, slack_api: FakeSlack):
     clock, t0 = sla_clock()
     app = await start(make_app, slack_api, clock)

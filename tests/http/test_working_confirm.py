@@ -98,6 +98,34 @@ async def test_slack_works_now_is_recorded_once_shown_and_only_the_requester_ans
     assert closed.data["fix_confirmed"] is True
 
 
+async def test_slack_still_broken_mentions_the_technician_and_keeps_typed_mentions_escaped(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """Still broken is told to Tom in the ticket's thread, which he does not follow: it now
+    starts with a mention of him, the bot's own (from the ticket's technician id). A mention
+    Ana typed in her comment stays escaped text: it pings nobody."""
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    number = await s.ticket()
+    await s.command(f"confirm {number}")
+    await wait_until(lambda: s.dms("UANA", "Still broken"), what="the question")
+    [question] = s.dms("UANA", "Still broken")
+    assert await s.press(question, "Still broken", "UANA") == ""
+    view = slack_api.views_opened()[-1]["view"]
+    await wait_until(lambda: s.thread(number, "is still broken"), what="the technician told")
+    [first] = s.thread(number, "is still broken")
+    assert first["text"].startswith("<@UTECH> Ana User"), first["text"]
+    comment = "<@U123> <!here> still sees blank pages"
+    await s.submit(view, {"comment": {"type": "plain_text_input", "value": comment}}, "UANA")
+    await wait_until(lambda: s.thread(number, "still sees blank pages"), what="the comment")
+    [told] = s.thread(number, "still sees blank pages")
+    assert told["text"].startswith("<@UTECH> "), told["text"]
+    assert "&lt;@U123&gt; &lt;!here&gt; still sees blank pages" in told["text"]
+    rendered = json.dumps(told)
+    assert "<@U123>" not in rendered and "<!here>" not in rendered
+    assert rendered.count("<@") == 2  # the leading mention, in the text and the first block
+
+
 async def test_slack_still_broken_reaches_the_technician_with_the_comment(
     make_app: Any, slack_api: FakeSlack
 ) -> None:
