@@ -4,7 +4,6 @@ and two workers on PostgreSQL sharing 200 tickets."""
 from __future__ import annotations
 
 import signal
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -197,19 +196,20 @@ async def test_two_workers_on_postgresql_sync_200_tickets_once_each_in_order(
         for worker in workers:
             await worker.wait_for_line("outbox worker running")
         await _queue_tickets(pg_url, HelpdeskConfig.model_validate(raw_config), 200)
-        queued = time.monotonic()
 
         def notes() -> int:
             return sum(len(t.notes) for t in fake.records())
 
-        await wait_until(lambda: notes() >= 200, timeout=60, what="200 tickets and notes")
-        elapsed = time.monotonic() - queued
+        # A correctness test, not a speed one (the benchmark measures PSA writes per second):
+        # about 8 s on an idle 2-core box, but CI runs it beside three other test processes,
+        # where one run took over 60 s.
+        await wait_until(lambda: notes() >= 200, timeout=240, what="200 tickets and notes")
 
         async def recorded() -> bool:
             rows = await _rows(pg_url, OutboxMessage)
             return all(r.status == "delivered" for r in rows)
 
-        await wait_until(recorded, timeout=10, what="every answer recorded")
+        await wait_until(recorded, timeout=60, what="every answer recorded")
         records = fake.records()
         assert len(records) == 200 and len({t.ref for t in records}) == 200
         assert sorted(t.title for t in records) == sorted(f"Ticket {n}" for n in range(1, 201))
@@ -224,5 +224,4 @@ async def test_two_workers_on_postgresql_sync_200_tickets_once_each_in_order(
         assert len(by_worker) == 2, by_worker
         stored = await _rows(pg_url, Ticket)
         assert {t.psa_number for t in stored} == {t.number for t in records}
-        assert elapsed < 60
         _no_secrets(fake, *workers)
