@@ -35,7 +35,9 @@ class Proc:
         async for raw in self.process.stdout:
             self.lines.append(raw.decode(errors="replace").rstrip())
 
-    async def wait_for_line(self, words: str, timeout: float = 15.0) -> None:  # noqa: ASYNC109
+    # A process starting on a loaded 2-core CI box (three other test processes beside it) has
+    # taken over 15 s to import and start; waiting longer costs nothing when it is quick.
+    async def wait_for_line(self, words: str, timeout: float = 45.0) -> None:  # noqa: ASYNC109
         await eventually(lambda: any(words in line for line in self.lines)
                          or self.process.returncode is not None, timeout=timeout,
                          what=f"{self.name}: {words!r}")  # fmt: skip

@@ -201,7 +201,7 @@ class Bot:
         port = processes.free_port()
         proc = await self.spawn("serve", *args, env={**self.env, "PORT": str(port)}, name=name)
         self.procs.append(proc)
-        await proc.wait_for_line("listening on", timeout=30)
+        await proc.wait_for_line("listening on")
         self.client.url = f"http://127.0.0.1:{port}"
         self.front, self.front_args = proc, args
         return proc

@@ -137,7 +137,7 @@ async def test_start_up_says_each_directory_and_queue_line_once(tmp_path: Path, 
         "PORT": str(free_port()),
     }
     server = await spawn("serve", env=env)
-    await server.wait_for_line("listening on", timeout=30)
+    await server.wait_for_line("listening on")
     said = "\n".join(server.lines)
     assert said.count("directory: none configured") == 1, said
     assert said.count("category m365 goes to queue messaging, which has no channel") == 1, said
@@ -153,9 +153,9 @@ async def test_a_clean_stop_is_said_in_the_log(tmp_path: Path, spawn) -> None:
         "PORT": str(free_port()),
     }
     server = await spawn("serve", env=env)
-    await server.wait_for_line("listening on", timeout=30)
+    await server.wait_for_line("listening on")
     worker = await spawn("worker", env=env)
-    await worker.wait_for_line("outbox worker running", timeout=30)
+    await worker.wait_for_line("outbox worker running")
     for proc, stopping, stopped in (
         (server, "stopping: finishing the requests in flight", "stopped"),
         (worker, "stopping (SIGTERM): finishing the deliveries in hand", "outbox worker stopped"),

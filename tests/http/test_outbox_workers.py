@@ -59,7 +59,7 @@ async def test_killed_before_delivery_then_restarted_pages_exactly_once(
         app = await p1_rows_written(make_app, slack_api, pd)
         env = {**app.env, "OUTBOX_LEASE_SECONDS": LEASE}
         first = await spawn("worker", env={**env, "PAGERDUTY_EVENTS_URL": hanging_url})
-        await eventually(lambda: received, timeout=15, what="the page request to hang")
+        await eventually(lambda: received, timeout=45, what="the page request to hang")
         await first.stop(signal.SIGKILL)
         row = await page_row(db_url)
         assert (row.status, row.attempts) == ("pending", 1)  # claimed, never marked
@@ -81,14 +81,14 @@ async def test_killed_between_send_and_mark_does_not_open_a_second_incident(
         env = {**app.env, "OUTBOX_LEASE_SECONDS": LEASE}
         pd.set_delay("/v2/enqueue", 1.0)  # PagerDuty takes the event; the answer is slow
         first = await spawn("worker", env=env)
-        await eventually(lambda: pd.calls("/v2/enqueue"), timeout=15, what="the page request")
+        await eventually(lambda: pd.calls("/v2/enqueue"), timeout=45, what="the page request")
         await first.stop(signal.SIGKILL)  # sent, never marked
         pd.set_delay("/v2/enqueue", 0)
 
         second = await spawn("worker", env=env)
         await second.wait_for_line("outbox worker running")
         await eventually(lambda: (r := [c for c in pd.calls("/v2/enqueue")]) and len(r) >= 2
-                         and r[-1].status == 202, timeout=10, what="the resend")  # fmt: skip
+                         and r[-1].status == 202, timeout=30, what="the resend")  # fmt: skip
         await asyncio.sleep(1.0)
         # Whether or not the first send counted, one alert is open: the dedup key held.
         triggers = pd.events("trigger")

@@ -126,9 +126,9 @@ async def test_two_workers_on_postgresql_warn_and_breach_200_tickets_exactly_onc
         await asyncio.gather(*(submit(i) for i in range(TICKETS)))
 
         await wait_until(lambda: len(posts(slack_api, "SLA warning")) >= TICKETS,
-                         timeout=40, what="200 warnings")  # fmt: skip
+                         timeout=120, what="200 warnings")  # fmt: skip
         await wait_until(lambda: len(posts(slack_api, "SLA breach")) >= 2 * TICKETS,
-                         timeout=60, what="200 breaches, in threads and channels")  # fmt: skip
+                         timeout=180, what="200 breaches, in threads and channels")  # fmt: skip
         await asyncio.sleep(2.0)  # several polls of both workers: nothing more may come
 
         warnings = posts(slack_api, "SLA warning")

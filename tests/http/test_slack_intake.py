@@ -218,7 +218,7 @@ async def test_concurrent_submissions_get_distinct_numbers(make_app, slack_api: 
     told_to_retry = sum("cannot save tickets right now" in body for body in bodies)
     # On a very loaded box some commits outlast the answer budget and land after their ack
     # (the person is told so on their own): wait for them before counting.
-    for _ in range(200):
+    for _ in range(600):
         async with app.services.sessions() as session:
             numbers = (await session.execute(select(Ticket.number))).scalars().all()
             queued = (await session.execute(select(OutboxMessage))).scalars().all()

@@ -88,7 +88,7 @@ async def test_worker_killed_after_slack_took_the_messages_sends_nothing_twice(
             timeout=15,
             what="Slack to have the ticket card and the incident notice",
         )
-        await eventually(lambda: pd.calls("/v2/enqueue"), timeout=15, what="the page request")
+        await eventually(lambda: pd.calls("/v2/enqueue"), timeout=45, what="the page request")
         rows = await outbox_rows(db_url)
         assert {r.status for r in rows} == {"pending"} and all(r.claimed_by for r in rows)
         await first.stop(signal.SIGKILL)  # after Slack took them, before anything was recorded
