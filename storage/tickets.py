@@ -184,12 +184,13 @@ def on_file_by_email(requester_id: str) -> bool:
     return "@" in requester_id
 
 
-def _open_for(limit: int, *, by_email: bool = False) -> Any:
+def _open_for(limit: int, *, by_email: bool = False, other: bool = False) -> Any:
     """One statement: the union of index range scans (one per role and id, each already
     newest first and limited), rather than an OR the planner answers by sorting every open
     ticket. A requester may be on file by a second id (`alias`: Teams' AAD object id), and
     (`by_email`) by e-mail, compared in any case as ix_tickets_requester_email_open holds it
-    (only tickets `on_file_by_email`)."""
+    (only tickets `on_file_by_email`). `other`: the person's ids on their other platform
+    (`other0`, `other1`), as requester or technician."""
 
     def newest(where: Any) -> Any:
         return (
@@ -205,6 +206,10 @@ def _open_for(limit: int, *, by_email: bool = False) -> Any:
         newest(Ticket.requester_id == bindparam("alias")),
         newest(Ticket.technician_id == bindparam("person")),
     ]
+    if other:
+        for slot in ("other0", "other1"):
+            scans.append(newest(Ticket.requester_id == bindparam(slot)))
+            scans.append(newest(Ticket.technician_id == bindparam(slot)))
     if by_email:
         scans.append(
             newest(
@@ -220,9 +225,10 @@ def _open_for(limit: int, *, by_email: bool = False) -> Any:
 
 
 _OPEN_FOR = {
-    (limit, by_email): _open_for(limit, by_email=by_email)
+    (limit, by_email, other): _open_for(limit, by_email=by_email, other=other)
     for limit in (25, 26)
     for by_email in (False, True)
+    for other in (False, True)
 }
 
 
@@ -233,18 +239,30 @@ async def list_open_for(
     limit: int = 25,
     alias: str | None = None,
     email: str = "",
+    others: Sequence[str] = (),
 ) -> list[TicketLine]:
     """Open tickets where the person is the requester or the technician, newest first.
     `alias`: another id the person may be on file as requester by (Teams: the AAD object id
     a directory gave for someone who had no chat with the bot yet). `email`: the person's
     e-mail as the directory gives it, for tickets whose requester is on file by e-mail (any
-    case); never an address the person typed."""
+    case); never an address the person typed. `others`: up to two ids the directory gives
+    the same person on their other platform (Slack user id; Teams id and AAD object id), for
+    tickets opened or worked there."""
     by_email = bool(email.strip())
-    key = (limit, by_email)
-    query = _OPEN_FOR[key] if key in _OPEN_FOR else _open_for(limit, by_email=by_email)
+    extra = [o for o in others if o and o != person_id][:2]
+    key = (limit, by_email, bool(extra))
+    query = (
+        _OPEN_FOR[key]
+        if key in _OPEN_FOR
+        else _open_for(limit, by_email=by_email, other=bool(extra))
+    )
+    slots = (
+        {f"other{i}": (extra[i] if i < len(extra) else extra[0]) for i in range(2)} if extra else {}
+    )
     conn = await statements.connection(session)
     rows = await conn.execute(
-        query, {"person": person_id, "alias": alias or person_id, "email": email.strip()}
+        query,
+        {"person": person_id, "alias": alias or person_id, "email": email.strip(), **slots},
     )
     return [TicketLine(r.number, r.priority, r.summary, r.resolve_by) for r in rows]
 

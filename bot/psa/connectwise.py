@@ -115,7 +115,20 @@ class ConnectWiseConnector(CachedCompanies):
     async def _list(self, path: str, *, lookup: str = "", **params: str) -> list[dict[str, Any]]:
         """Rows of the collection `path`; `lookup` (what is read) for a read made for a
         write elsewhere: a 403 is the API member's security role (PsaHttp.call `reading`)."""
-        answer = await self._api("GET", path, params=params, reading=lookup)
+        try:
+            answer = await self._api("GET", path, params=params, reading=lookup)
+        except PsaError as exc:
+            if exc.status != 404 or any(part.isdigit() for part in path.split("/")):
+                raise
+            # A collection answers a query that finds nothing with `[]`: a 404 on one, still
+            # there after the codebase was read again, is ConnectWise (or the way to it) not
+            # serving the API right now, never a refusal of the write it was read for.
+            raise PsaError(
+                f"{exc}: {path} answered 404 after the codebase was read again "
+                "(a ConnectWise release under way?); retried",
+                kind="unavailable",
+                status=404,
+            ) from exc
         return [r for r in answer if isinstance(r, dict)] if isinstance(answer, list) else []
 
     async def _find_company(self, name: str) -> Company | None:

@@ -207,4 +207,22 @@ class FreshserviceConnector:
             await self.http.call("GET", self.base + "tickets", params={"per_page": "1"})
         except PsaError as exc:
             return Probe(False, str(exc))
-        return Probe(True, "authenticated: GET /api/v2/tickets answered")
+        answer = "authenticated: GET /api/v2/tickets answered"
+        try:
+            fields = await self.http.call(
+                "GET", self.base + "ticket_form_fields", reading="ticket_form_fields"
+            )
+        except PsaError as exc:
+            # The key field cannot be checked from here; the credentials are fine.
+            return Probe(True, f"{answer}; the custom field {KEY_FIELD} was not checked ({exc})")
+        rows = fields.get("ticket_fields") if isinstance(fields, dict) else None
+        names = {str(r.get("name", "")) for r in rows or [] if isinstance(r, dict)}
+        if not names & {KEY_FIELD, KEY_FIELD.removeprefix("cf_")}:
+            # Every create names it: without it each ticket is refused (invalid_field).
+            return Probe(
+                False,
+                f"{self.name}: authenticated, but tickets have no custom field {KEY_FIELD}: "
+                "every ticket would be refused. Create it (Admin > Field Manager, a single-line "
+                f"text field whose API name is {KEY_FIELD})",
+            )
+        return Probe(True, f"{answer}; the custom field {KEY_FIELD} is there")

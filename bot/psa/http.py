@@ -196,7 +196,12 @@ class PsaHttp:
                 wait = 1.0
             self.pause(wait)
             return PsaError(message, kind="throttled", status=status, retry_after=wait)
-        if status == 500 and self.refuses_with_500 and _listed_errors(answer):
+        if (
+            status == 500
+            and self.refuses_with_500
+            and _listed_errors(answer)
+            and not _fault(answer)
+        ):
             # Refused as sent (a required field, a picklist value): nothing was written and
             # sending it again gets the same answer.
             return PsaError(message, kind="rejected", status=status)
@@ -205,6 +210,21 @@ class PsaHttp:
             definite = status == 503 or method == "GET"
             return PsaError(message, kind="unavailable", status=status, definite=definite)
         return PsaError(message, kind="rejected", status=status)
+
+
+# Autotask's own words for a fault on its side (its 500 carries an `errors` list then too):
+# not a business rule refusing the write, so it is an outage, retried like a bare 500.
+_SERVER_FAULT = re.compile(
+    r"unexpected error|internal (server )?error|an error has occurred|error occurred while "
+    r"processing|try again|temporarily|unavailable|timed? ?out|deadlock|object reference not set",
+    re.IGNORECASE,
+)
+
+
+def _fault(answer: Any) -> bool:
+    """Autotask's `errors` say the fault is on its side (not the write as sent)."""
+    errors = answer.get("errors") if isinstance(answer, dict) else None
+    return isinstance(errors, list) and any(_SERVER_FAULT.search(str(e)) for e in errors)
 
 
 def _listed_errors(answer: Any) -> bool:

@@ -329,9 +329,9 @@ async def comment(deps: Deps, interaction: Interaction) -> Reply:
                 update(CsatSurvey)
                 .where(CsatSurvey.id == survey.id, CsatSurvey.comment == "")
                 .values(comment=text)
-                .returning(CsatSurvey.id)
+                .returning(CsatSurvey.rating)
             )
-        ).scalar_one_or_none()
+        ).one_or_none()
         if stored is None:
             return Reply(text=f"We already have your comment on {ticket.number}. Thank you!")
         await repo.add_event(
@@ -342,4 +342,17 @@ async def comment(deps: Deps, interaction: Interaction) -> Reply:
             actor_id=interaction.actor.id,
             data={"length": len(text)},
         )
+        # The rating as the row is now (also one committed meanwhile): a 1 or 2 already
+        # alerted without this comment (Slack's comment comes after the click), so the
+        # technician gets the comment too. A comment sent first rides on the rating's alert.
+        if stored.rating is not None and stored.rating <= 2:
+            who = requester(ticket).plain()
+            await notify.tell_technician(
+                session,
+                ticket,
+                f"{who} added a comment to their {stored.rating}/5 rating of "
+                f'{ticket.number}: "{text}" Please get in touch with them.',
+                purpose="csat-alert",
+                dedup_key=f"csat-comment:{survey.id}",
+            )
     return Reply(text=f"Thank you for your comment on {ticket.number}.")

@@ -84,16 +84,8 @@ async def on_failed(
     if await notify.tell_technician(
         session, ticket, text, purpose=PURPOSE, dedup_key=f"identity-unreachable:{check.id}"
     ):
-        await repo.add_event(
-            session,
-            ticket_id=ticket.id,
-            kind="identity.unreachable",
-            data={
-                "check": check.id,
-                "attempts": message.attempts,
-                "permanent": False,
-                "error": error[:500],
-            },
+        await unreachable.record(
+            session, ticket, check, message=message, error=error, permanent=False
         )
 
 

@@ -79,6 +79,30 @@ async def send_number(
     return who
 
 
+async def record(
+    session: AsyncSession,
+    ticket: Ticket,
+    check: IdentityCheck,
+    *,
+    message: OutboxMessage,
+    error: str,
+    permanent: bool,
+) -> None:
+    """Audit `identity.unreachable`: the request to the manager has failed, still retried
+    (`permanent` False, once per check) or given up (True, once per check)."""
+    await repo.add_event(
+        session,
+        ticket_id=ticket.id,
+        kind="identity.unreachable",
+        data={
+            "check": check.id,
+            "attempts": message.attempts,
+            "permanent": permanent,
+            "error": error[:500],
+        },
+    )
+
+
 async def give_up(session: AsyncSession, *, message: OutboxMessage, error: str) -> None:
     """The manager's request was given up (a permanent delivery failure): while it is still
     the ticket's open request, turn it into a call-back check and tell the technician."""
@@ -105,17 +129,7 @@ async def give_up(session: AsyncSession, *, message: OutboxMessage, error: str) 
             purpose=PURPOSE,
             dedup_key=f"identity-unreachable:{check.id}:given-up",
         )
-    await repo.add_event(
-        session,
-        ticket_id=ticket.id,
-        kind="identity.unreachable",
-        data={
-            "check": check.id,
-            "attempts": message.attempts,
-            "permanent": True,
-            "error": error[:500],
-        },
-    )
+    await record(session, ticket, check, message=message, error=error, permanent=True)
     # Why the call-back opened on a ticket whose manager is on file and reachable in theory.
     await repo.add_event(
         session,

@@ -296,25 +296,32 @@ async def show(deps: Deps, interaction: Interaction, command: Command) -> Reply:
     )
 
 
-async def _directory_email(deps: Deps, actor: Actor) -> str:
-    """The caller's e-mail as the directory has it (matched by their chat id, never by anything
-    they typed), "" when the directory does not know them or their entry is disabled (someone
-    who left: their lingering chat account is not taken for the address's owner)."""
+async def _requester_by_email(deps: Deps, actor: Actor, ticket: Ticket) -> bool:
+    """Whether the caller is the ticket's requester by the directory: on file by e-mail (a
+    requester the directory knew by no chat id when the ticket was opened, or one opened
+    while it could not be reached, is kept by the e-mail given, any case), or by the id their
+    directory entry gives them on their other platform (a Slack ticket asked about on
+    Teams). A ticket on file by a chat id is that person's only: its address may be someone
+    else's by now, or a shared mailbox's."""
     person = await deps.person(actor)
     if person is None or person.disabled:
-        return ""
-    return person.email.strip()
-
-
-async def _requester_by_email(deps: Deps, actor: Actor, ticket: Ticket) -> bool:
-    """Whether the caller is the ticket's requester on file by e-mail: a requester the
-    directory knew by no chat id when the ticket was opened, or one opened while it could not
-    be reached, is kept by the e-mail given (any case). A ticket on file by a chat id is
-    that person's only: its address may be someone else's by now, or a shared mailbox's."""
+        return False
+    if ticket.requester_id and ticket.requester_id in _other_platform_ids(actor, person):
+        return True
     on_file = ticket.requester_email.strip().lower()
     if not on_file or not repo.on_file_by_email(ticket.requester_id):
         return False
-    return (await _directory_email(deps, actor)).lower() == on_file
+    return person.email.strip().lower() == on_file
+
+
+def _other_platform_ids(actor: Actor, person: Person | None) -> list[str]:
+    """The ids the directory entry found by the caller's own chat id gives them on their
+    other platform (one person on Slack and Teams), for `mine`: never anything typed."""
+    if person is None:
+        return []
+    if actor.platform == "slack":
+        return [i for i in (person.teams_id, person.aad_object_id) if i]
+    return [person.slack_id] if person.slack_id else []
 
 
 def _aad_alias(actor: Actor) -> str | None:
@@ -326,22 +333,30 @@ async def mine(deps: Deps, interaction: Interaction) -> Reply:
     """The caller's open tickets, as requester (by chat id, or by the directory's e-mail for
     them) or technician."""
     outage: DirectoryUnavailable | None = None
+    actor = interaction.actor
     try:
-        email = await _directory_email(deps, interaction.actor)
+        person = await deps.person(actor)
     except DirectoryUnavailable as exc:
         log.warning("mine: directory unavailable: %s", exc)
-        email, outage = "", exc
+        person, outage = None, exc
+    if person is not None and person.disabled:
+        person = None  # someone who left: their lingering chat account is not the entry's owner
+    email = person.email.strip() if person is not None else ""
     async with deps.sessions() as session:
         # One more than is listed: a cut list says so rather than give its length as the count.
         found = await repo.list_open_for(
             session,
-            person_id=interaction.actor.id,
+            person_id=actor.id,
             limit=MINE_LISTED + 1,
-            alias=_aad_alias(interaction.actor),
+            alias=_aad_alias(actor),
             email=email,
+            others=_other_platform_ids(actor, person),
         )
     missing = (
-        unavailable_text(outage, "tickets on file under your e-mail address are not listed")
+        unavailable_text(
+            outage,
+            "tickets on file under your e-mail address or your other chat account are not listed",
+        )
         if outage is not None
         else ""
     )

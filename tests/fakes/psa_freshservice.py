@@ -5,7 +5,8 @@ both with `page` / `per_page` up to 100), errors
 `{"description", "errors": [{field, message, code}]}`; numeric status/priority/source codes.
 A resource in `unreadable` (`agents`, `departments`) answers reads with 403 and the
 `{"code": "access_denied", "message"}` body Freshservice gives an agent without the
-privilege."""
+privilege. `ticket_form_fields` lists the instance's ticket fields; `custom_fields` names the
+custom ones (the bot's key field unless a test removes it), the only ones a ticket may carry."""
 
 from __future__ import annotations
 
@@ -48,6 +49,9 @@ class FakeFreshservice(PsaFake):
         self._conversations = 0
         self.time_entries: dict[str, list[dict[str, Any]]] = {}  # ticket id -> its entries
         self.conversations: dict[str, list[dict[str, Any]]] = {}  # ticket id -> its notes
+        # The custom ticket fields the instance defines (README: the bot's key needs one):
+        # listed by `ticket_form_fields`, the only ones a ticket's `custom_fields` may name.
+        self.custom_fields = [KEY_FIELD]
 
     def env(self) -> dict[str, str]:
         return {"PSA_API_KEY": API_KEY}
@@ -122,6 +126,29 @@ class FakeFreshservice(PsaFake):
                 return _invalid(("per_page", "It should be between 1 and 100", "invalid_value"))
             rows = listed[parts[2]].get(parts[1], [])
             return web.json_response({parts[2]: rows[(page - 1) * per_page : page * per_page]})
+        if parts == ["ticket_form_fields"]:
+            # "List All Ticket Fields": `{"ticket_fields": [...]}`, default fields first.
+            defaults = ["requester", "subject", "ticket_type", "status", "priority", "description"]
+            rows = [
+                {
+                    "id": i,
+                    "name": n,
+                    "label": n.title(),
+                    "field_type": f"default_{n}",
+                    "default": True,
+                }
+                for i, n in enumerate(defaults, start=1)
+            ] + [
+                {
+                    "id": 100 + i,
+                    "name": n,
+                    "label": n.removeprefix("cf_").replace("_", " "),
+                    "field_type": "custom_text",
+                    "default": False,
+                }
+                for i, n in enumerate(self.custom_fields)
+            ]
+            return web.json_response({"ticket_fields": rows})
         if parts == ["departments"]:
             page, per_page = int(rec.query.get("page", "1")), int(rec.query.get("per_page", "30"))
             rows = [{"id": int(c.id), "name": c.name, "description": None} for c in self.companies]
@@ -159,7 +186,7 @@ class FakeFreshservice(PsaFake):
         if body.get("source", 2) not in SOURCES:
             errors.append(("source", "It should be one of the sources", "invalid_value"))
         for name in body.get("custom_fields") or {}:
-            if name != KEY_FIELD:
+            if name not in self.custom_fields:
                 errors.append((name, "Unexpected/invalid field in request", "invalid_field"))
         department = body.get("department_id")
         if department is not None and self.company_by_id(department) is None:

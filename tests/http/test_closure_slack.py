@@ -424,3 +424,35 @@ async def test_time_typed_the_way_technicians_type_it(make_app, slack_api: FakeS
     assert await submit_close(app, slack_api, number, time_spent="1 hr 15 mins") == {}
     closed = await ticket_row(app, number)
     assert (closed.status, closed.time_minutes) == ("closed", 30 + 90 + 75)
+
+
+async def test_a_comment_sent_after_a_low_rating_reaches_the_technician(make_app, slack_api):
+    # On Slack the survey's comment is a modal opened after the click: Ana presses 1 (Tom is
+    # alerted at once, with no comment yet), then says why. Tom gets her comment in the
+    # ticket's thread too, once, as typed; a comment on a 4 alerts nobody.
+    app = await start(make_app, slack_api)
+    number = await new_ticket(app, slack_api)
+    await submit_close(app, slack_api, number)
+    dm = await survey_dm(slack_api)
+    assert "You rated HD-1 1/5" in await click(app, slack_api, dm, "1", "UANA")
+    opened = len(slack_api.views_opened())
+    await click_without_answer(app, slack_api, dm, "Add a comment", "UANA")
+    await slack_api.wait_for_method("views.open", count=opened + 1)
+    view = slack_api.views_opened()[-1]["view"]
+    why = "Tray 2 still jams <!channel>, and nobody called me back"
+    values = {"comment": text_state(why)}
+    response = await app.interactive(view_submission(view, values, user="UANA", view_id="VCL1"))
+    assert response.status == 200
+
+    def told() -> list[dict[str, Any]]:
+        return [p for p in posts_to(slack_api, "C0HELP") if "Tray 2 still jams" in json.dumps(p)]
+
+    await wait_until(lambda: told() != [], what="the comment in the thread")
+    [note] = told()
+    card = await ticket_row(app, number)
+    assert note.get("thread_ts") == card.source_thread
+    said = json.dumps(note)
+    assert "1/5" in said and number in said and "Ana Lopez" in said
+    assert "<!channel>" not in said  # shown as typed, never pinging
+    alerts = [p for p in posts_to(slack_api, "C0HELP") if "rated 1/5" in json.dumps(p)]
+    assert len(alerts) == 1 and "Tray 2" not in json.dumps(alerts)

@@ -501,3 +501,32 @@ async def test_time_typed_the_way_technicians_type_it_over_teams(make_app, conne
     closed = await invoke(app, connector, "ticket.close.submit", done)
     assert "Closed HD-1" in json.dumps(closed["value"])
     assert ((await ticket(app)).status, (await ticket(app)).time_minutes) == ("closed", 105)
+
+
+async def test_a_comment_sent_after_a_low_rating_reaches_the_technician(make_app, connector):
+    """Ana presses 2 with the box empty, then types why and presses 'Add a comment': Tom,
+    already alerted of the 2, gets her comment in the ticket's conversation too, once."""
+    app = await start(make_app, connector)
+    chat, card = await closed_survey(app, connector)
+    rated = await invoke(
+        app, connector, "csat.rate", action(card, "2")["data"], user=ANA_ID, conversation=chat
+    )
+    assert rated["value"] == "Thank you! You rated HD-1 2/5."
+    sent = {**action(card, "Add a comment")["data"], "comment": "Took three days to reply"}
+    done = await invoke(app, connector, "csat.comment", sent, user=ANA_ID, conversation=chat)
+    assert "Thank you for your comment" in done["value"]
+
+    def told() -> list[str]:
+        return [
+            unescape(json.dumps(a))
+            for a in connector.activities(PERSONAL)
+            if "Took three days" in unescape(json.dumps(a))
+        ]
+
+    await wait_until(lambda: told() != [], what="the comment told to Tom")
+    [note] = told()
+    assert "2/5" in note and "HD-1" in note and "Ana Lopez" in note
+    again = await invoke(app, connector, "csat.comment", sent, user=ANA_ID, conversation=chat)
+    assert "already have your comment" in again["value"]
+    await asyncio.sleep(0.5)
+    assert len(told()) == 1

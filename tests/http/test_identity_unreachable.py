@@ -336,3 +336,30 @@ async def test_teams_manager_chat_refused_for_good_leaves_the_call_back(
     await wait_until(
         lambda: "Resolution note" in json.dumps(connector.activities(PERSONAL)[before:])
     )
+
+
+async def test_a_manager_dm_failed_for_good_is_audited_once_as_unreachable(
+    make_app, slack_api: FakeSlack
+):
+    # The request to Bo keeps failing (the thread is told the bot keeps trying: one
+    # `identity.unreachable`, not permanent), then Slack says user_not_found: the give-up is
+    # one more `identity.unreachable`, permanent, and only one, with the same facts.
+    app = await start(make_app, slack_api)
+    refuse_dms_to(slack_api, "U0BO", "internal_error")
+    await open_as(app, slack_api, opener="UTECH", requester="U0ANA", category="password-reset")
+
+    async def told_retrying() -> bool:
+        return bool(await events(app, "identity.unreachable"))
+
+    await wait_until(told_retrying, timeout=20, what="told it keeps trying")
+    refuse_dms_to(slack_api, "U0BO", "user_not_found")
+    await given_up(app)
+    [check] = await checks(app)
+    audited = [e.data for e in await events(app, "identity.unreachable")]
+    assert [a["permanent"] for a in audited] == [False, True]
+    assert all(a["check"] == check.id for a in audited)
+    assert (
+        "user_not_found" in audited[1]["error"] and audited[1]["attempts"] > audited[0]["attempts"]
+    )
+    [no_manager] = await events(app, "identity.no_manager")
+    assert no_manager.data["reason"] == "manager unreachable"

@@ -483,6 +483,54 @@ async def test_autotask_note_refused_by_a_business_rule_is_told_and_the_closure_
         assert "Autotask: not sent: note" in shown and "noteType" in shown
 
 
+async def test_autotask_500_saying_the_fault_is_its_own_is_an_outage_not_a_refusal(
+    make_app, slack_api: FakeSlack
+):
+    # Autotask answers a fault on its side with 500 and an `errors` list too ("An unexpected
+    # error has occurred"): that is not a business rule refusing the ticket. It is retried
+    # like a bare 500 (looked up by its externalID first), made once, and the technician is
+    # never told Autotask refused it.
+    fake = FakeAutotask()
+    seed(fake)
+    async with fake:
+        tickets = "/zone5/atservicesrest/v1.0/Tickets"
+        fault = {"errors": ["An unexpected error has occurred. Please try again later."]}
+        fake.fail(tickets, 500, times=2, body=fault)
+        app = await start_app(make_app, slack_api, fake)
+        await open_ticket(app, slack_api)
+        await wait_until(lambda: all_synced(app), timeout=20, what="the Autotask ticket")
+        creates = [c.status for c in fake.calls(tickets) if c.method == "POST"]
+        assert creates == [500, 500, 200]
+        assert len(fake.records()) == 1
+        [row] = await psa_rows(app)
+        assert (row.status, row.attempts) == ("delivered", 3)
+        assert not _told(slack_api, "refused")
+        assert fake.only().number in await show(app)
+
+
+async def test_connectwise_company_lookup_answering_404_is_retried_not_a_refusal(
+    make_app, slack_api: FakeSlack
+):
+    # A collection query answers `[]` when nothing matches: a 404 on company/companies that
+    # re-reading the codebase does not cure (a cloud release under way) says nothing about
+    # the ticket. It was taken for ConnectWise refusing the ticket: dead at once, "enter it
+    # by hand". Now it is retried, and the ticket is made once, in its company.
+    fake = FakeConnectWise()
+    seed(fake)
+    async with fake:
+        companies = f"/{fake.codebase}apis/3.0/company/companies"
+        missing = {"code": "NotFound", "message": "The requested resource was not found"}
+        fake.fail(companies, 404, times=2, body=missing)
+        app = await start_app(make_app, slack_api, fake)
+        await open_ticket(app, slack_api)
+        await wait_until(lambda: all_synced(app), timeout=20, what="the ConnectWise ticket")
+        assert [c.status for c in fake.calls(companies)] == [404, 404, 200]
+        assert len(fake.records()) == 1 and fake.only().company == "Acme"
+        [row] = await psa_rows(app)
+        assert (row.status, row.attempts) == ("delivered", 3)
+        assert not _told(slack_api, "refused")
+
+
 async def test_autotask_user_name_it_does_not_know_is_told_as_refused_credentials(
     make_app, slack_api: FakeSlack
 ):

@@ -141,3 +141,30 @@ def test_check_config_probe_fails_on_a_web_page_instead_of_the_api(tmp_path: Pat
     finally:
         loop.run_until_complete(fake.stop())
         loop.close()
+
+
+def test_check_config_probe_fails_when_freshservice_lacks_the_key_field(tmp_path: Path) -> None:
+    # README: Freshservice needs the custom ticket field cf_helpdesk_bot_key; every create
+    # names it, so without it each ticket is refused. The probe said "authenticated" all
+    # the same; it now reads the ticket fields and names the missing one.
+    fake = FakeFreshservice()
+    fake.threaded = True
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(fake.start())
+    try:
+        (tmp_path / "helpdesk.yaml").write_text(
+            f"psa: {{system: freshservice, url: '{fake.url}'}}\n"
+        )
+        env = {"HELPDESK_CONFIG": str(tmp_path / "helpdesk.yaml"), **fake.env()}
+        done = run_bot("check-config", "--no-db", "--probe", cwd=tmp_path, env=env)
+        assert done.returncode == 0, done.stderr
+        assert "custom field cf_helpdesk_bot_key is there" in done.stdout
+        fake.custom_fields = []
+        missing = run_bot("check-config", "--no-db", "--probe", cwd=tmp_path, env=env)
+        assert missing.returncode == 2, missing.stdout
+        assert "no custom field cf_helpdesk_bot_key" in missing.stderr
+        assert "Field Manager" in missing.stderr and "Traceback" not in missing.stderr
+        assert all(c.method == "GET" for c in fake.recorded)  # read-only
+    finally:
+        loop.run_until_complete(fake.stop())
+        loop.close()
