@@ -189,6 +189,12 @@ def _problem(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+def _bearer(header: str | None) -> bool:
+    """Whether an Authorization header offers a bearer token at all (checked later)."""
+    scheme, _, token = (header or "").strip().partition(" ")
+    return scheme.lower() == "bearer" and bool(token.strip())
+
+
 # Longest ids taken (Teams' own are far shorter): what is stored of them fits its columns
 # (a person's or conversation's id 255, a delivery key `teams:<conversation>:<activity>` 400),
 # and a reply to them fits in the connector's URL.
@@ -315,6 +321,12 @@ class TeamsFront:
         """POST /api/messages."""
         if self.settings.teams_emulator and not self._emulator_allows(request):
             return _problem(403, "Emulator mode serves loopback clients only")
+        if not self.settings.teams_emulator and not _bearer(request.headers.get("Authorization")):
+            # Nothing about a caller who offers no token is read, not even its body (as Slack's
+            # signature comes before its body): a 401, never a 400 or 415 describing the body.
+            request[REQUEST_KIND] = "unverified"
+            log.warning("teams: rejected a request (401): no Bearer token in Authorization")
+            return _problem(401, "unauthorized")
         content_type = request.content_type
         if content_type != "application/json" and not content_type.endswith("+json"):
             log.warning(

@@ -339,15 +339,17 @@ async def test_a_deeply_nested_body_is_a_400_with_one_log_line(
     make_app, connector: FakeConnector, caplog: pytest.LogCaptureFixture, authenticated: bool
 ):
     # 400 kB, under the size limit; json.loads raises RecursionError on it. With an app id set
-    # and no Authorization header the body is still read (and refused) before authentication.
+    # and a Bearer token the body is read (and refused) before the token is checked (which
+    # needs the activity's serviceUrl); without a token it is not read at all (test_teams_auth).
     env = {"MicrosoftAppId": "0000-1111", "MicrosoftAppPassword": "pw"} if authenticated else {}
     app = await start(make_app, env=env)
     assert app.http is not None
     caplog.clear()
     body = b"[" * 200_000 + b"]" * 200_000
-    async with app.http.post(
-        f"{app.url}/api/messages", data=body, headers={"Content-Type": "application/json"}
-    ) as response:
+    headers = {"Content-Type": "application/json"}
+    if authenticated:
+        headers["Authorization"] = "Bearer not.checked.yet"
+    async with app.http.post(f"{app.url}/api/messages", data=body, headers=headers) as response:
         assert response.status == 400
     lines = [r for r in caplog.records if r.name.startswith(("bot", "aiohttp"))]
     assert [r.levelname for r in lines if r.levelno >= logging.WARNING] == ["WARNING"]
