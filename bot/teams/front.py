@@ -270,6 +270,25 @@ def _check_activity(body: Any) -> str | None:
     for value, what, limit, required in checks:
         if problem := _id_problem(value, what, limit, required=required):
             return problem
+    return _form_problem(body, kind)
+
+
+def _form_problem(body: dict[str, Any], kind: str) -> str | None:
+    """Why a card submission's values are not a form's, or None. Teams sends every input as
+    a string (the bot's own card data are strings too): a list or an object in their place
+    would be stored as its Python spelling (`['VPN down']` as a summary, a requester never
+    looked up)."""
+    values = body.get("value")
+    if kind == "invoke" and body.get("name") == "adaptiveCard/action":
+        action = values.get("action") if isinstance(values, dict) else None
+        values = action.get("data") if isinstance(action, dict) else None
+    elif kind != "message":
+        return None
+    if not isinstance(values, dict):
+        return None
+    for key, item in values.items():
+        if key != "msteams" and isinstance(item, dict | list):
+            return f"card submission value {key[:40]!r} is not text"
     return None
 
 
