@@ -536,3 +536,53 @@ async def test_users_affected_typed_in_full_width_digits_is_that_number(
     shown = card_of(connector.activities()[-1])
     validate_adaptive_card(shown)
     assert "12 users are affected" in json.dumps(shown)
+
+
+async def test_one_intake_card_submitted_twice_makes_one_ticket(make_app, connector: FakeConnector):
+    """A card stays in the chat after Action.Submit (and until the invoke's answer replaces
+    it after Action.Execute): a second click on Create, with the same values, came as a new
+    activity id and opened a second ticket (at P1 a second notice and page). As a Slack
+    modal's submission is one delivery (its view and values), so is a Teams card's (its
+    message, who submitted it, its values): the repeat is answered as already done. A
+    corrected resubmission of a refused card, or other values on it, is a new delivery."""
+    app = await start(make_app)
+    card = await open_form(app, connector)
+    card_message = connector.activities()[-1]["_id"]
+    fallback = submit_action(card)["fallback"]["data"]
+
+    def submit(**overrides: Any) -> dict[str, Any]:
+        value = {**fallback, **form_values(**overrides)}
+        return activity(connector.service_url, value=value, replyToId=card_message)
+
+    def execute(**overrides: Any) -> dict[str, Any]:
+        data = {**submit_action(card)["data"], **form_values(**overrides)}
+        value = {"action": {"type": "Action.Execute", "verb": "ticket.create", "data": data}}
+        return activity(
+            connector.service_url,
+            type="invoke",
+            name="adaptiveCard/action",
+            value=value,
+            replyToId=card_message,
+        )
+
+    # Refused first (no requester), then corrected on the same card: a ticket.
+    assert (await app.teams(submit(requester=""))).status == 201
+    assert await count_tickets(app) == 0
+    assert (await app.teams(submit())).status == 201
+    await connector.wait_for(lambda r: r.method == "POST", count=3)
+    assert await count_tickets(app) == 1
+    # Clicked again: by Action.Submit and by Action.Execute, nothing more.
+    assert (await app.teams(submit())).status == 201
+    answer = await app.teams(execute())
+    assert await answer.json() == {
+        "statusCode": 200,
+        "type": "application/vnd.microsoft.activity.message",
+        "value": "Already done: that was handled before.",
+    }
+    await asyncio.sleep(0.2)
+    assert await count_tickets(app) == 1
+    assert len(connector.activities()) == 3  # the form, the refusal, one ticket card
+    # Other values on the same card are another ticket.
+    answer = await app.teams(execute(summary="Scanner jams too"))
+    assert (await answer.json())["type"] == CARD_TYPE
+    assert await count_tickets(app) == 2
