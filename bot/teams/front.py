@@ -2,7 +2,8 @@
 
 botbuilder's `CloudAdapter.process` answers 500 for malformed JWTs, unknown key ids and
 unreachable signing keys, and fetches those keys with a blocking `requests.get` (no timeout)
-on the event loop. So the request is checked here first (Content-Type, JSON object with a
+on the event loop. So the request is checked here first (with an app id: a Bearer token is
+offered at all, else a 401 before the body is read; then Content-Type, JSON object with a
 `type`, a conversation and a service URL), authentication runs on worker threads with a time
 limit (any failure or timeout is a 401), and the already authenticated activity is then handed
 to `adapter.process_activity`, which accepts the authentication result in place of a header.
