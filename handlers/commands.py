@@ -94,32 +94,49 @@ class Command:
         return self.args.split()
 
 
+# Said after a word in a sentence, not part of it: `mine.`, `show HD-7?`, `(HD-7)`.
+_PUNCTUATION = ".,;:!?()[]{}\"'\u201c\u201d\u2018\u2019"
+
+
+def _split(text: str) -> tuple[str, str]:
+    """(first word, the rest): words end at any whitespace (a line break, a tab), not only
+    at a space."""
+    head, *rest = text.split(None, 1)
+    return head, rest[0].strip() if rest else ""
+
+
 def parse(text: str) -> Command:
-    """`new Printer jams` -> Command("new", "Printer jams"); empty -> new; unknown -> help."""
+    """`new Printer jams` -> Command("new", "Printer jams"); empty -> new; unknown -> help.
+    A verb ending a sentence (`mine.`, `help?`) is that verb."""
     text = (text or "").strip()
     if not text:
         return Command("new")
-    head, _, rest = text.partition(" ")
+    head, rest = _split(text)
     verb = head.lower()
     if verb not in VERBS:
+        verb = verb.rstrip(_PUNCTUATION)
+    if verb not in VERBS:
         return Command("help", text)
-    return Command(verb, rest.strip())
+    return Command(verb, rest)
 
 
 def strip_teams_prefix(text: str) -> str | None:
     """`ticket show HD-1` -> `show HD-1`; None when the message is not a ticket command."""
     stripped = (text or "").strip()
-    head, _, rest = stripped.partition(" ")
-    if head.lower() not in ("ticket", "/ticket"):
+    if not stripped:
         return None
-    return rest.strip()
+    head, rest = _split(stripped)
+    if head.lower().rstrip(":,") not in ("ticket", "/ticket"):
+        return None
+    return rest
 
 
 def ticket_ref(command: Command) -> str | None:
     """The ticket number argument (`HD-7`), normalised to upper case, or None."""
     words = command.words
-    if words and TICKET_REF.match(words[0]):
+    word = words[0].strip(_PUNCTUATION) if words else ""  # `HD-7.`, `(HD-7)`
+    if TICKET_REF.match(word):
         # `hd-07` is HD-7, as ticket numbers named in messages are.
-        prefix, _, number = words[0].upper().rpartition("-")
+        prefix, _, number = word.upper().rpartition("-")
         return f"{prefix}-{int(number)}"
     return None

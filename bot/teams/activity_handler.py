@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -100,6 +102,27 @@ def tenant_of(activity: Activity) -> str | None:
     return str(found) if found else None
 
 
+# Forms whose repeated submission nothing else catches: the escalation and closure forms
+# have their own checks, with reasons (the same handoff again; the ticket is closed).
+_ONE_PER_CARD = frozenset({ActionId.TICKET_CREATE})
+
+
+def _delivery_id(activity: Activity, sender: str, fields: dict[str, Any]) -> str | None:
+    """What makes a repeat of this activity the same delivery. Teams (and the Bot Framework
+    channel) send a redelivered activity with its id. The intake form filled in on a card is
+    one delivery per card message (`replyToId`), person and values, whatever the activity id:
+    the card stays after Action.Submit (and until Action.Execute's answer replaces it), and a
+    second click on it is a new activity, as a Slack modal's submission is one delivery per
+    view and values. A refused submission is not remembered: corrected, it goes through."""
+    conversation = activity.conversation.id
+    action = fields.get("action")
+    if action in _ONE_PER_CARD and activity.reply_to_id:
+        values = json.dumps(fields.get("data") or {}, sort_keys=True, ensure_ascii=False)
+        digest = hashlib.sha256(values.encode()).hexdigest()
+        return f"teams:form:{conversation}:{activity.reply_to_id}:{sender}:{action}:{digest}"
+    return f"teams:{conversation}:{activity.id}" if activity.id else None
+
+
 def _interaction(activity: Activity, **fields: Any) -> Interaction:
     sender = activity.from_property or ChannelAccount(id="")
     conversation = activity.conversation
@@ -110,8 +133,7 @@ def _interaction(activity: Activity, **fields: Any) -> Interaction:
         conversation=Conversation(
             "teams", conversation.id, personal=conversation.conversation_type == "personal"
         ),
-        # Teams (and the Bot Framework channel) send a redelivered activity with its id.
-        delivery_id=f"teams:{conversation.id}:{activity.id}" if activity.id else None,
+        delivery_id=_delivery_id(activity, sender.id or "", fields),
         can_reply=True,
         **fields,
     )

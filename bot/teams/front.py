@@ -2,7 +2,8 @@
 
 botbuilder's `CloudAdapter.process` answers 500 for malformed JWTs, unknown key ids and
 unreachable signing keys, and fetches those keys with a blocking `requests.get` (no timeout)
-on the event loop. So the request is checked here first (Content-Type, JSON object with a
+on the event loop. So the request is checked here first (with an app id: a Bearer token is
+offered at all, else a 401 before the body is read; then Content-Type, JSON object with a
 `type`, a conversation and a service URL), authentication runs on worker threads with a time
 limit (any failure or timeout is a 401), and the already authenticated activity is then handed
 to `adapter.process_activity`, which accepts the authentication result in place of a header.
@@ -189,6 +190,12 @@ def _problem(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+def _bearer(header: str | None) -> bool:
+    """Whether an Authorization header offers a bearer token at all (checked later)."""
+    scheme, _, token = (header or "").strip().partition(" ")
+    return scheme.lower() == "bearer" and bool(token.strip())
+
+
 # Longest ids taken (Teams' own are far shorter): what is stored of them fits its columns
 # (a person's or conversation's id 255, a delivery key `teams:<conversation>:<activity>` 400),
 # and a reply to them fits in the connector's URL.
@@ -264,6 +271,25 @@ def _check_activity(body: Any) -> str | None:
     for value, what, limit, required in checks:
         if problem := _id_problem(value, what, limit, required=required):
             return problem
+    return _form_problem(body, kind)
+
+
+def _form_problem(body: dict[str, Any], kind: str) -> str | None:
+    """Why a card submission's values are not a form's, or None. Teams sends every input as
+    a string (the bot's own card data are strings too): a list or an object in their place
+    would be stored as its Python spelling (`['VPN down']` as a summary, a requester never
+    looked up)."""
+    values = body.get("value")
+    if kind == "invoke" and body.get("name") == "adaptiveCard/action":
+        action = values.get("action") if isinstance(values, dict) else None
+        values = action.get("data") if isinstance(action, dict) else None
+    elif kind != "message":
+        return None
+    if not isinstance(values, dict):
+        return None
+    for key, item in values.items():
+        if key != "msteams" and isinstance(item, dict | list):
+            return f"card submission value {key[:40]!r} is not text"
     return None
 
 
@@ -315,6 +341,12 @@ class TeamsFront:
         """POST /api/messages."""
         if self.settings.teams_emulator and not self._emulator_allows(request):
             return _problem(403, "Emulator mode serves loopback clients only")
+        if not self.settings.teams_emulator and not _bearer(request.headers.get("Authorization")):
+            # Nothing about a caller who offers no token is read, not even its body (as Slack's
+            # signature comes before its body): a 401, never a 400 or 415 describing the body.
+            request[REQUEST_KIND] = "unverified"
+            log.warning("teams: rejected a request (401): no Bearer token in Authorization")
+            return _problem(401, "unauthorized")
         content_type = request.content_type
         if content_type != "application/json" and not content_type.endswith("+json"):
             log.warning(

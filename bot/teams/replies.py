@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import html
+import html.entities
 import re
 from collections.abc import Callable
 from typing import Any
@@ -26,14 +28,27 @@ DUPLICATE_TEXT = "Already done: that was handled before."
 _NAME = r"(?:(?!</?at>).)*"
 _MENTION = re.compile(rf"^\s*(?:<at>{_NAME}</at>\s*)+", re.IGNORECASE | re.DOTALL)
 _INNER_MENTION = re.compile(rf"<at>({_NAME})</at>", re.IGNORECASE | re.DOTALL)
+# An HTML character reference with its `;` (`&amp;`, `&#39;`, `&#x2F;`): a bare `&` and a
+# name without `;` (`&copy 2024`, `AT&T`) are text as typed, not entities.
+_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 
 
 def strip_mentions(text: str) -> str:
     """`<at>Helpdesk</at> ticket show HD-1` -> `ticket show HD-1`: leading mentions (the bot)
     are dropped; one further on (`ticket new VPN down for <at>Ana Lopez</at>`) becomes the
-    name Teams shows, as the person wrote it."""
+    name Teams shows, as the person wrote it. Teams sends the text as HTML does (`R&amp;D`,
+    `&lt;error&gt;`, `it&#39;s`): entities are decoded once the mentions are out, so that a
+    typed `&lt;at&gt;` stays text and what is stored is what was typed."""
     spaced = (text or "").replace("&nbsp;", " ").replace("\xa0", " ")
-    return _INNER_MENTION.sub(r"\1", _MENTION.sub("", spaced)).strip()
+    plain = _ENTITY.sub(_decode, _INNER_MENTION.sub(r"\1", _MENTION.sub("", spaced)))
+    return plain.replace("\xa0", " ").strip()
+
+
+def _decode(entity: re.Match[str]) -> str:
+    reference = entity.group(0)
+    if reference.startswith("&#"):
+        return html.unescape(reference)
+    return html.entities.html5.get(reference[1:], reference)  # `&notify;` is no `&not;`
 
 
 def with_text(reply: Reply) -> Card | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -303,3 +304,40 @@ async def test_a_token_that_does_not_vouch_for_the_service_url_is_refused(
     token = bot_auth.make_token(APP_ID, connector.service_url)
     response = await app.teams(message(connector.service_url, "ticket mine"), headers=bearer(token))
     assert response.status == 201
+
+
+async def test_a_request_without_a_bearer_token_is_refused_before_its_body_is_read(
+    make_app, bot_auth: FakeBotAuth, connector: FakeConnector, caplog: pytest.LogCaptureFixture
+):
+    """With MicrosoftAppId set, a caller offering no token had its body parsed and judged
+    first: a 415 or a 400 naming what was wrong with it (`activity has no http(s)
+    serviceUrl`), counted under the kind its body claimed. As Slack's signature comes before
+    its body, a request with no Bearer token is a 401 whatever it carries, and nothing is
+    stored or sent."""
+    app = await start(make_app, bot_auth)
+    assert app.http is not None
+    svc = connector.service_url
+    as_json = "application/json"
+    cases: list[tuple[dict[str, str], bytes, str]] = [
+        ({}, b"not json at all", "text/plain"),
+        ({}, b"{}", as_json),
+        ({"Authorization": "Basic abc"}, b"[]", as_json),
+        ({"Authorization": "Bearer   "}, json.dumps({"type": "message"}).encode(), as_json),
+        ({}, json.dumps(message(svc, "ticket new", serviceUrl="ftp://x")).encode(), as_json),
+        ({}, json.dumps(message(svc, "ticket mine")).encode(), as_json),
+    ]
+    for headers, body, content_type in cases:
+        caplog.clear()
+        async with app.http.post(
+            f"{app.url}/api/messages", data=body, headers={**headers, "Content-Type": content_type}
+        ) as response:
+            answer = await response.json()
+        assert (response.status, answer) == (401, {"error": "unauthorized"}), (headers, body)
+        assert any("(401)" in r.getMessage() for r in caplog.records), (headers, body)
+    async with app.http.get(f"{app.url}/metrics") as scraped:
+        metrics = await scraped.text()
+    assert 'kind="unverified",platform="teams",status="401"} 6.0' in metrics
+    await asyncio.sleep(0.1)
+    assert connector.recorded == [] and bot_auth.token_requests() == []
+    async with app.services.sessions() as session:
+        assert (await session.execute(select(Ticket))).first() is None

@@ -339,15 +339,17 @@ async def test_a_deeply_nested_body_is_a_400_with_one_log_line(
     make_app, connector: FakeConnector, caplog: pytest.LogCaptureFixture, authenticated: bool
 ):
     # 400 kB, under the size limit; json.loads raises RecursionError on it. With an app id set
-    # and no Authorization header the body is still read (and refused) before authentication.
+    # and a Bearer token the body is read (and refused) before the token is checked (which
+    # needs the activity's serviceUrl); without a token it is not read at all (test_teams_auth).
     env = {"MicrosoftAppId": "0000-1111", "MicrosoftAppPassword": "pw"} if authenticated else {}
     app = await start(make_app, env=env)
     assert app.http is not None
     caplog.clear()
     body = b"[" * 200_000 + b"]" * 200_000
-    async with app.http.post(
-        f"{app.url}/api/messages", data=body, headers={"Content-Type": "application/json"}
-    ) as response:
+    headers = {"Content-Type": "application/json"}
+    if authenticated:
+        headers["Authorization"] = "Bearer not.checked.yet"
+    async with app.http.post(f"{app.url}/api/messages", data=body, headers=headers) as response:
         assert response.status == 400
     lines = [r for r in caplog.records if r.name.startswith(("bot", "aiohttp"))]
     assert [r.levelname for r in lines if r.levelno >= logging.WARNING] == ["WARNING"]
@@ -534,3 +536,53 @@ async def test_users_affected_typed_in_full_width_digits_is_that_number(
     shown = card_of(connector.activities()[-1])
     validate_adaptive_card(shown)
     assert "12 users are affected" in json.dumps(shown)
+
+
+async def test_one_intake_card_submitted_twice_makes_one_ticket(make_app, connector: FakeConnector):
+    """A card stays in the chat after Action.Submit (and until the invoke's answer replaces
+    it after Action.Execute): a second click on Create, with the same values, came as a new
+    activity id and opened a second ticket (at P1 a second notice and page). As a Slack
+    modal's submission is one delivery (its view and values), so is a Teams card's (its
+    message, who submitted it, its values): the repeat is answered as already done. A
+    corrected resubmission of a refused card, or other values on it, is a new delivery."""
+    app = await start(make_app)
+    card = await open_form(app, connector)
+    card_message = connector.activities()[-1]["_id"]
+    fallback = submit_action(card)["fallback"]["data"]
+
+    def submit(**overrides: Any) -> dict[str, Any]:
+        value = {**fallback, **form_values(**overrides)}
+        return activity(connector.service_url, value=value, replyToId=card_message)
+
+    def execute(**overrides: Any) -> dict[str, Any]:
+        data = {**submit_action(card)["data"], **form_values(**overrides)}
+        value = {"action": {"type": "Action.Execute", "verb": "ticket.create", "data": data}}
+        return activity(
+            connector.service_url,
+            type="invoke",
+            name="adaptiveCard/action",
+            value=value,
+            replyToId=card_message,
+        )
+
+    # Refused first (no requester), then corrected on the same card: a ticket.
+    assert (await app.teams(submit(requester=""))).status == 201
+    assert await count_tickets(app) == 0
+    assert (await app.teams(submit())).status == 201
+    await connector.wait_for(lambda r: r.method == "POST", count=3)
+    assert await count_tickets(app) == 1
+    # Clicked again: by Action.Submit and by Action.Execute, nothing more.
+    assert (await app.teams(submit())).status == 201
+    answer = await app.teams(execute())
+    assert await answer.json() == {
+        "statusCode": 200,
+        "type": "application/vnd.microsoft.activity.message",
+        "value": "Already done: that was handled before.",
+    }
+    await asyncio.sleep(0.2)
+    assert await count_tickets(app) == 1
+    assert len(connector.activities()) == 3  # the form, the refusal, one ticket card
+    # Other values on the same card are another ticket.
+    answer = await app.teams(execute(summary="Scanner jams too"))
+    assert (await answer.json())["type"] == CARD_TYPE
+    assert await count_tickets(app) == 2

@@ -345,3 +345,54 @@ async def test_a_message_naming_thousands_of_tickets_is_answered_in_time(
     assert status == 201
     assert asyncio.get_running_loop().time() - started < 3
     await still_serving(app, connector)
+
+
+async def test_a_form_value_that_is_not_text_is_refused_and_nothing_stored(
+    make_app: Any, connector: FakeConnector, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Teams sends every input of a submitted card as a string. A list or an object in its
+    place (Action.Submit or Action.Execute) was turned into its Python spelling and stored:
+    a ticket summarised `['VPN down']`, or with the requester `['ana@example.com']` kept as
+    typed instead of looked up. It is a malformed activity: 400 with a log line, no ticket."""
+    app: AppHarness = await make_app(config=CONFIG, people=PEOPLE)
+    svc = connector.service_url
+    intake = {
+        "action": "ticket.create",
+        "requester": "ana@example.com",
+        "summary": "VPN down",
+        "error_text": "Error 809",
+        "doing": "Connecting from home",
+        "reproducible": "yes",
+        "users_affected": "1",
+        "priority": "P2",
+        "category": "network",
+        "asset": "",
+        "client": "Acme",
+    }
+    wrong = [
+        {"summary": ["VPN down"]},
+        {"requester": ["ana@example.com"]},
+        {"error_text": {"code": 809}},
+        {"users_affected": [1]},
+    ]
+    for change in wrong:
+        value = {**intake, **change}
+        execute = {"action": {"type": "Action.Execute", "verb": "ticket.create", "data": value}}
+        for body in (
+            activity(svc, value=value),
+            activity(svc, type="invoke", name="adaptiveCard/action", value=execute),
+        ):
+            caplog.clear()
+            status, answer = await post(app, json.dumps(body).encode())
+            assert status == 400, (change, body["type"], answer[:200])
+            assert refusals(caplog), change
+            assert not tracebacks(caplog), change
+    assert await stored(app) == NOTHING
+    # The same form with text in every field is a ticket; Teams' own `msteams` object is no
+    # form value.
+    value = {**intake, "msteams": {"type": "messageBack"}}
+    status, _ = await post(app, json.dumps(activity(svc, value=value)).encode())
+    assert status == 201
+    async with app.services.sessions() as session:
+        [summary] = (await session.execute(select(Ticket.summary))).scalars()
+    assert summary == "VPN down"

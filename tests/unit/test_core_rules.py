@@ -28,6 +28,11 @@ OPENED = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
         ("time HD-7 45m swapped toner", "time", "HD-7 45m swapped toner"),
         ("frobnicate", "help", "frobnicate"),
         ("help", "help", ""),
+        ("mine.", "mine", ""),
+        ("Show? HD-7", "show", "HD-7"),
+        ("new\nVPN down\nsince 9", "new", "VPN down\nsince 9"),
+        ("show\tHD-7", "show", "HD-7"),
+        ("minefield", "help", "minefield"),
     ],
 )
 def test_parse(text: str, verb: str, args: str) -> None:
@@ -41,6 +46,13 @@ def test_ticket_ref_and_teams_prefix() -> None:
     assert strip_teams_prefix("ticket show HD-1") == "show HD-1"
     assert strip_teams_prefix("Ticket") == ""
     assert strip_teams_prefix("hello") is None
+    assert strip_teams_prefix("ticket\nshow HD-1") == "show HD-1"
+    assert strip_teams_prefix("Ticket: mine") == "mine"
+    assert strip_teams_prefix("ticketing") is None
+    assert strip_teams_prefix("") is None
+    for typed in ("show HD-12.", "show (hd-12)?", "show \u201cHD-12\u201d"):
+        assert ticket_ref(parse(typed)) == "HD-12", typed
+    assert ticket_ref(parse("show HD-12x")) is None
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,89 @@
+"""What Teams sends as a message's text: `ticket …` commands as people really type them
+(after a mention, with no-break spaces, on several lines, ending a sentence) and the HTML
+character references Teams puts in the text; stored and prefilled as typed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from storage.models import TimeEntry
+from tests.fakes.botframework import FakeConnector
+from tests.harness import AppHarness, only_ticket
+from tests.http.conftest_teams import (
+    CONFIG,
+    PEOPLE,
+    activity,
+    card_of,
+    form_values,
+    inputs,
+    message,
+    submit_action,
+)
+
+
+async def say(app: AppHarness, fake: FakeConnector, text: str) -> dict[str, Any]:
+    """Send `text` in the technician's 1:1 chat; the bot's answer."""
+    before = len(fake.activities())
+    response = await app.teams(message(fake.service_url, text))
+    assert response.status == 201, text
+    await fake.wait_for(lambda r: r.method == "POST", count=before + 1)
+    return fake.activities()[-1]
+
+
+async def with_ticket(make_app: Any, fake: FakeConnector) -> AppHarness:
+    app: AppHarness = await make_app(config=CONFIG, people=PEOPLE)
+    form = card_of(await say(app, fake, "ticket new"))
+    value = {**submit_action(form)["fallback"]["data"], **form_values()}
+    assert (await app.teams(activity(fake.service_url, value=value))).status == 201
+    await fake.wait_for(lambda r: r.method == "POST", count=2)
+    assert (await only_ticket(app)).number == "HD-1"
+    return app
+
+
+def card_title(answer: dict[str, Any]) -> str:
+    assert answer.get("attachments"), f"no card but {answer.get('text')!r}"
+    return str(card_of(answer)["body"][0]["text"])
+
+
+async def test_commands_typed_as_sentences_and_on_several_lines(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    """`ticket mine.` was the help card and `ticket show HD-1?` "Which ticket?"; a line break
+    or a tab after `ticket` (Shift+Enter) made the message no command at all (the hint)."""
+    app = await with_ticket(make_app, connector)
+    for text in (
+        "<at>Helpdesk</at>&nbsp;TICKET SHOW hd-1.",
+        "ticket show HD-1?",
+        "ticket show (HD-1)",
+        "ticket\nshow HD-1",
+        "Ticket:\r\n\tshow\u00a0HD-1!",
+    ):
+        assert card_title(await say(app, connector, text)).startswith("HD-1 (P2)"), text
+    for text in ("ticket mine.", "<at>Helpdesk</at> ticket\nmine?", "ticket MINE!"):
+        answer = await say(app, connector, text)
+        assert answer["text"].startswith("Your open tickets (1):"), (text, answer)
+    # Words that only look like a command are still not one.
+    assert card_title(await say(app, connector, "ticket minefield")) == "Help desk commands"
+    answer = await say(app, connector, "ticketing is slow today")
+    assert "start your message with" in answer["text"]
+
+
+async def test_html_character_references_are_decoded_before_storing(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    """Typed `ticket new R&D <VPN> it's "down"`: Teams sends `&amp;`, `&lt;`, `&#39;` and
+    `&quot;`, which were prefilled and stored as such. A bare `&` (`AT&T`), a name without its
+    `;` and a typed `&lt;at&gt;` (no mention) stay as typed."""
+    app = await with_ticket(make_app, connector)
+    typed = "R&amp;D &lt;VPN&gt; it&#39;s &quot;down&quot; for AT&T &copy &lt;at&gt;x&lt;/at&gt;"
+    form = card_of(await say(app, connector, f"<at>Helpdesk</at> ticket new {typed}"))
+    summary = next(i for i in inputs(form) if i["id"] == "summary")
+    assert summary["value"] == 'R&D <VPN> it\'s "down" for AT&T &copy <at>x</at>'
+
+    answer = await say(app, connector, "ticket time HD-1 30m swapped &lt;toner&gt; &amp; drum")
+    assert "30m" in answer["text"], answer
+    async with app.services.sessions() as session:
+        note = (await session.execute(select(TimeEntry.note))).scalar_one()
+    assert note == "swapped <toner> & drum"
