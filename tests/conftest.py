@@ -169,6 +169,12 @@ async def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
     await admin.dispose()
 
 
+_RESTART_SEQUENCES = (
+    "SELECT setval(c.oid, 1, false) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE c.relkind = 'S' AND n.nspname = 'public'"
+)
+
+
 @pytest.fixture(params=BACKENDS)
 async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A clean, migrated database for one test, on each backend."""
@@ -180,9 +186,13 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         return
     url = request.getfixturevalue("pg_migrated")
     engine = db.create_engine(url)
-    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    # DELETE, children first, and every sequence back to 1: what TRUNCATE ... RESTART IDENTITY
+    # did, at a fifth of its time on the few rows a test leaves (TRUNCATE makes new files for
+    # every table; it cost about 0.4 s per test, a minute and more of CI).
     async with engine.begin() as conn:
-        await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        for table in reversed(Base.metadata.sorted_tables):
+            await conn.execute(text(f"DELETE FROM {table.name}"))
+        await conn.execute(text(_RESTART_SEQUENCES))
     await engine.dispose()
     yield url
 
