@@ -131,12 +131,28 @@ def _client_key(client: str) -> str:
     return client.strip().lower()
 
 
+def _place(value: Any) -> Any:
+    """A channel or conversation id given, without the spaces around it. An empty one is
+    refused: `incident_channel: #incidents` reads as no value at all (an unquoted `#` starts a
+    YAML comment), and P1 notices then silently went nowhere."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ValueError(
+            'no value given (an unquoted # starts a YAML comment: write "#name" in quotes, or the '
+            "id); leave the key out for none"
+        )
+    return value.strip() if isinstance(value, str) else value
+
+
+# A Slack channel (id or `#name`) or a Teams conversation id, where the key is given.
+Place = Annotated[str | None, BeforeValidator(_place)]
+
+
 class SlackConfig(_Strict):
-    incident_channel: str | None = None
+    incident_channel: Place = None
 
 
 class TeamsConfig(_Strict):
-    incident_conversation: str | None = None
+    incident_conversation: Place = None
     service_url: str | None = None
     tenant_id: str | None = None
 
@@ -149,10 +165,16 @@ class TeamsConfig(_Strict):
 class IncidentConfig(_Strict):
     bridge_url: str | None = None
 
+    @field_validator("bridge_url")
+    @classmethod
+    def _bridge_url(cls, value: str | None) -> str | None:
+        # Put in every P1 notice as the link to join: a typo there shows only mid-incident.
+        return _http_url(value)
+
 
 class QueueTarget(_Strict):
-    slack: str | None = None
-    teams: str | None = None
+    slack: Place = None
+    teams: Place = None
 
 
 class EscalationConfig(_Strict):

@@ -1,0 +1,129 @@
+"""Settings an operator writes that used to be read as something else, silently: each now
+stops `check-config` and start-up with one line naming the key (found by an operator-side
+review; every case below was `config OK` before)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.unit.test_cli import CONFIG, _fields, _one_line_naming, _setup, run_bot
+
+COMMANDS = [("check-config", "--no-db"), ("migrate",)]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_key_given_twice_in_the_config_is_refused_naming_both_lines(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """PyYAML keeps the last of two equal keys: a second `sla:` block pasted further down
+    replaced the first one whole (its tiers and clients gone) with `config OK`."""
+    config = (
+        "sla:\n  clients: {acme: gold}\n"  # lines 1-2
+        + CONFIG  # lines 3-7
+        + "sla:\n  warn_before: 5m\n"  # line 8
+    )
+    env = _setup(tmp_path, config=config)
+    line = _one_line_naming(run_bot(*command, cwd=tmp_path, env=env), "config.yaml")
+    assert "line 8, column 1" in line and "'sla' is given twice (first on line 1)" in line, line
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_key_given_twice_in_a_directory_entry_is_refused(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """An entry edited by appending `technician: false` under its `technician: true` kept the
+    person a technician only by the order of the lines; now it is refused."""
+    people = (
+        "- email: bo@example.com\n"
+        "  name: Bo Chen\n"
+        "  technician: true\n"
+        "  slack_id: U0BO\n"
+        "  technician: false\n"
+    )
+    env = _setup(tmp_path, people=people)
+    line = _one_line_naming(run_bot(*command, cwd=tmp_path, env=env), "people.yaml")
+    assert "line 5, column 3" in line and "'technician' is given twice" in line, line
+
+
+def test_a_yaml_merge_key_may_still_be_overridden(tmp_path: Path) -> None:
+    """`<<: *anchor` followed by one of its keys is YAML's way to override, not a repeat."""
+    config = CONFIG + (
+        "queues:\n"
+        "  networking: &net {slack: C0NETWORK, teams: '19:net@thread.tacv2'}\n"
+        "  security:\n"
+        "    <<: *net\n"
+        "    slack: C0SECURITY\n"
+    )
+    result = run_bot("check-config", "--no-db", cwd=tmp_path, env=_setup(tmp_path, config=config))
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("config", "key"),
+    [
+        # SPEC: "channel id (or #name)"; unquoted, YAML reads `#incidents` as a comment.
+        ("slack:\n  incident_channel: #incidents\n", "slack.incident_channel"),
+        ("queues:\n  security:\n    slack: #security\n", "queues.security.slack"),
+        ('teams: {incident_conversation: ""}\n', "teams.incident_conversation"),
+        ("queues:\n  security: {teams: '  '}\n", "queues.security.teams"),
+    ],
+)
+@pytest.mark.parametrize("command", COMMANDS)
+def test_an_empty_channel_is_refused_not_read_as_none(
+    tmp_path: Path, config: str, key: str, command: tuple[str, ...]
+) -> None:
+    """`incident_channel: #incidents` was `incidents: none` and `config OK`: P1 notices went
+    to no channel, and the operator learned it in an incident."""
+    env = _setup(tmp_path, config=config)
+    line = _one_line_naming(run_bot(*command, cwd=tmp_path, env=env), key)
+    assert "YAML comment" in line and '"#name"' in line, line
+
+
+def test_a_channel_is_read_without_the_spaces_around_it(tmp_path: Path) -> None:
+    """`" C0INCIDENT "` went to Slack as written, which answers channel_not_found."""
+    config = "slack: {incident_channel: ' C0INCIDENT '}\n"
+    result = run_bot("check-config", "--no-db", cwd=tmp_path, env=_setup(tmp_path, config=config))
+    assert result.returncode == 0, result.stderr
+    assert _fields(result.stdout)["incidents"] == "Slack C0INCIDENT", result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_bridge_url_that_is_not_http_is_refused(tmp_path: Path, command: tuple[str, ...]) -> None:
+    """Every P1 notice carries it as the link to join; SPEC: URLs may be http or https."""
+    env = _setup(tmp_path, config="incident: {bridge_url: meet.example.com/p1}\n")
+    line = _one_line_naming(run_bot(*command, cwd=tmp_path, env=env), "incident.bridge_url")
+    assert "meet.example.com/p1" in line and "http(s)" in line
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        # Prometheus sends the token without them: every scrape 401.
+        {"METRICS_TOKEN": '"scrape-token-7c1d"'},
+        {"PSA_PRIVATE_KEY": "'cw-private-key-9e2f'"},
+        {"TO_CHANNEL_FROM_BOT_OAUTH_SCOPE": '"https://api.botframework.com"'},
+    ],
+)
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_variable_but_the_two_passwords_is_refused_in_quotes(
+    tmp_path: Path, env: dict[str, str], command: tuple[str, ...]
+) -> None:
+    """README: every variable but PSA_PASSWORD and LDAP_BIND_PASSWORD is refused when its
+    value is in quotes; these three were taken with their quotes."""
+    (key,) = env
+    line = _one_line_naming(run_bot(*command, cwd=tmp_path, env=env), key)
+    assert "quotes" in line
+    assert env[key].strip("\"'") not in line
+
+
+def test_a_graph_client_secret_of_spaces_falls_back_to_the_app_password(tmp_path: Path) -> None:
+    """Variables are read stripped: `GRAPH_CLIENT_SECRET= ` is unset, so MicrosoftAppPassword
+    is the secret (README), not "GRAPH_CLIENT_SECRET is required"."""
+    config = "directory:\n  source: graph\n  graph: {tenant_id: t1, client_id: c1}\n"
+    env = _setup(tmp_path, config=config)
+    env.update({"GRAPH_CLIENT_SECRET": "  ", "MicrosoftAppPassword": "app-password-4b3a"})
+    result = run_bot("check-config", "--no-db", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert _fields(result.stdout)["directory"].startswith("Microsoft Graph"), result.stdout
