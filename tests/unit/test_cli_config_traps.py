@@ -4,6 +4,8 @@ review; every case below was `config OK` before)."""
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -127,3 +129,18 @@ def test_a_graph_client_secret_of_spaces_falls_back_to_the_app_password(tmp_path
     result = run_bot("check-config", "--no-db", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert _fields(result.stdout)["directory"].startswith("Microsoft Graph"), result.stdout
+
+
+def test_a_teams_package_out_that_cannot_be_written_is_one_line_naming_it(
+    tmp_path: Path,
+) -> None:
+    """`teams-package --out <a folder>` ended in an IsADirectoryError traceback."""
+    from tests.unit.test_teams_package import APP_ID, _run_cli
+
+    (tmp_path / "packages").mkdir()
+    result = _run_cli("--app-id", APP_ID, "--out", "packages", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"teams-package: --out: cannot write packages ({os.strerror(errno.EISDIR)})"]
+    assert os.listdir(tmp_path / "packages") == [] and os.listdir(tmp_path) == ["packages"]
