@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 
 from aiohttp import web
 
-from bot.logs import setup_logging
+from bot.logs import redact_urls, setup_logging
 from bot.settings import ConfigError, Settings, engine_for, is_loopback, load_settings
 from handlers.directory import DirectoryError
 
@@ -216,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(os.environ)
     except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
+        print(redact_urls(f"config error: {exc}"), file=sys.stderr)
         return 2
     setup_logging(fmt=settings.log_format, level=settings.log_level)
     if settings.database_note:
@@ -232,7 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             _serve(settings, scheduler=not getattr(args, "no_scheduler", False))
     except (ConfigError, DirectoryError) as exc:
-        print(f"config error: {exc}", file=sys.stderr)
+        # Not through the log: masked as it would be (a URL's user:password, a key).
+        print(redact_urls(f"config error: {exc}"), file=sys.stderr)
         return 2
     except (SchemaMismatch, MigrationBusy) as exc:
         print(f"database error: {exc}", file=sys.stderr)

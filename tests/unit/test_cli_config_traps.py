@@ -144,3 +144,38 @@ def test_a_teams_package_out_that_cannot_be_written_is_one_line_naming_it(
     lines = result.stderr.strip().splitlines()
     assert lines == [f"teams-package: --out: cannot write packages ({os.strerror(errno.EISDIR)})"]
     assert os.listdir(tmp_path / "packages") == [] and os.listdir(tmp_path) == ["packages"]
+
+
+def test_check_config_masks_credentials_in_urls_as_the_log_does(tmp_path: Path) -> None:
+    """The log said `ServiceNow at https://[redacted]@acme...` while check-config, whose report
+    operators paste into tickets, printed the PSA's, the KB's and the remote tool's
+    user:password and a KB token as written."""
+    config = CONFIG + (
+        "psa: {system: servicenow, url: 'https://svc:psa-pw-81f2@acme.service-now.com'}\n"
+        "kb: {source: hudu, url: 'https://bot:kb-pw-27c9@docs.example.com/?token=kb-tok-55e1'}\n"
+        "remote: {url_template: 'https://rm:rm-pw-93d0@control.example.com/j?asset={asset}'}\n"
+    )
+    env = _setup(tmp_path, config=config)
+    env.update({"PSA_USERNAME": "svc", "PSA_PASSWORD": "pw", "KB_API_KEY": "key"})
+    result = run_bot("check-config", "--no-db", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    for secret in ("psa-pw-81f2", "kb-pw-27c9", "kb-tok-55e1", "rm-pw-93d0"):
+        assert secret not in result.stdout + result.stderr, result.stdout
+    fields = _fields(result.stdout)
+    assert fields["psa"] == "ServiceNow at https://[redacted]@acme.service-now.com", fields
+    assert fields["diagnosis"].startswith(
+        "KB hudu at https://[redacted]@docs.example.com/?token=[redacted]; no change calendar"
+    ), fields
+    assert "control.example.com/j?asset={asset}" in fields["remote session"], fields
+
+
+@pytest.mark.parametrize("command", [*COMMANDS, ("report",)])
+def test_a_refused_url_is_named_without_its_password(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    env = _setup(
+        tmp_path, config="kb: {source: hudu, url: 'ftp://bot:kb-pw-27c9@docs.example.com'}\n"
+    )
+    env["KB_API_KEY"] = "key"
+    line = _one_line_naming(run_bot(*command, cwd=tmp_path, env=env), "kb.url")
+    assert "kb-pw-27c9" not in line and "docs.example.com" in line, line
