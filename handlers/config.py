@@ -52,6 +52,19 @@ def _duration(value: Any) -> timedelta:
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
 
 
+def _not_zero(value: timedelta) -> timedelta:
+    if not value:
+        raise ValueError(
+            "0s is not a usable time here: give one like 15m (0 does not mean no limit)"
+        )
+    return value
+
+
+# A time that means nothing at 0: an approval window no answer can meet, a target every
+# ticket misses the moment it is opened.
+PositiveDuration = Annotated[timedelta, BeforeValidator(_duration), AfterValidator(_not_zero)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -67,8 +80,8 @@ Categories = Annotated[list[str], AfterValidator(_category_names)]
 
 
 class SlaTarget(_Strict):
-    respond: Duration
-    resolve: Duration
+    respond: PositiveDuration
+    resolve: PositiveDuration
 
 
 Tier = dict[Literal["P1", "P2", "P3", "P4"], SlaTarget]
@@ -231,7 +244,7 @@ class RemoteConfig(_Strict):
 
 
 class IdentityConfig(_Strict):
-    approval_ttl: Duration = timedelta(minutes=15)
+    approval_ttl: PositiveDuration = timedelta(minutes=15)
     categories: Categories = Field(default_factory=lambda: ["password-reset", "mfa", "account"])
 
 

@@ -179,3 +179,31 @@ def test_a_refused_url_is_named_without_its_password(
     env["KB_API_KEY"] = "key"
     line = _one_line_naming(run_bot(*command, cwd=tmp_path, env=env), "kb.url")
     assert "kb-pw-27c9" not in line and "docs.example.com" in line, line
+
+
+OTHER_TARGETS = (
+    "P2: {respond: 2h, resolve: 1d}, P3: {respond: 8h, resolve: 3d}, P4: {respond: 1d, resolve: 5d}"
+)
+
+
+@pytest.mark.parametrize(
+    ("config", "key"),
+    [
+        # Read by many as "no limit": every manager's answer was refused as too late.
+        ("identity: {approval_ttl: 0s}\n", "identity.approval_ttl"),
+        ("identity: {approval_ttl: 0}\n", "identity.approval_ttl"),
+        # Every P1 missed its respond target the moment it was opened.
+        (
+            "sla:\n  tiers:\n    standard: {P1: {respond: 0m, resolve: 4h}, "
+            f"{OTHER_TARGETS}}}\n",
+            "sla.tiers.standard.P1.respond",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_zero_approval_window_or_sla_target_is_refused(
+    tmp_path: Path, config: str, key: str, command: tuple[str, ...]
+) -> None:
+    env = _setup(tmp_path, config=config)
+    line = _one_line_naming(run_bot(*command, cwd=tmp_path, env=env), key)
+    assert "0 does not mean no limit" in line, line
