@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 
 from aiohttp import web
 
-from bot.logs import setup_logging
+from bot.logs import redact_urls, setup_logging
 from bot.settings import ConfigError, Settings, engine_for, is_loopback, load_settings
 from handlers.directory import DirectoryError
 
@@ -40,7 +40,14 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="web-only replica: leave outbox delivery to `worker` processes",
     )
-    sub.add_parser("worker", help="run only the scheduler / outbox worker")
+    worker = sub.add_parser("worker", help="run only the scheduler / outbox worker")
+    worker.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
+        help="also serve GET /metrics and GET /healthz on HOST:PORT (the deliveries, failures "
+        "and retention counts are this process's: a web-only replica has none)",
+    )
     sub.add_parser("migrate", help="bring the database schema to the newest revision")
     check = sub.add_parser("check-config", help="validate settings and directory; show what is on")
     check.add_argument("--no-db", action="store_true", help="do not contact the database")
@@ -56,6 +63,13 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_parser("report", help="print the QBR report; --csv and --png write it to files")
     )
     return parser
+
+
+def _port(text: str) -> int:
+    """A TCP port number (argparse names the option when it is not one)."""
+    if not (text.isascii() and text.isdigit() and 0 < int(text) < 65536):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port number")
+    return int(text)
 
 
 async def _migrate(settings: Settings) -> None:
@@ -81,10 +95,27 @@ async def _migrate(settings: Settings) -> None:
         )
 
 
-async def _worker(settings: Settings) -> None:
-    from bot.app import start_services, stop_services
+async def _worker(settings: Settings, *, metrics_port: int | None = None) -> None:
+    from bot.app import start_services, stop_services, worker_app
+    from bot.metrics import metrics_access
 
     services = await start_services(settings, scheduler=True, web_front=False)
+    runner: web.AppRunner | None = None
+    if metrics_port is not None:
+        runner = web.AppRunner(worker_app(settings, services), access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, settings.host, metrics_port).start()
+        except BaseException:
+            await runner.cleanup()
+            await stop_services(services)
+            raise
+        log.info(
+            "GET /metrics and GET /healthz on http://%s:%s (%s)",
+            settings.host,
+            metrics_port,
+            metrics_access(settings, metrics_port).removeprefix("GET /metrics: "),
+        )
     stop = asyncio.Event()
     received: list[str] = []
 
@@ -99,6 +130,8 @@ async def _worker(settings: Settings) -> None:
     await stop.wait()
     # Said, so that a clean stop and a crash do not look alike in the log.
     log.info("stopping (%s): finishing the deliveries in hand", received[0])
+    if runner is not None:
+        await runner.cleanup()
     await stop_services(services)
     log.info("outbox worker stopped")
 
@@ -131,9 +164,9 @@ def _serve(settings: Settings, *, scheduler: bool) -> None:
     log.info("stopped")
 
 
-async def _check_listen(host: str, port: int) -> None:
-    """ConfigError naming HOST or PORT when the server could not listen there: checked before
-    anything starts (aiohttp binds only after the services are up)."""
+async def _check_listen(host: str, port: int, *, option: str = "PORT") -> None:
+    """ConfigError naming HOST or PORT (or `option`) when the server could not listen there:
+    checked before anything starts (aiohttp binds only after the services are up)."""
     try:
         server = await asyncio.get_running_loop().create_server(asyncio.Protocol, host, port)
     except OSError as exc:
@@ -141,7 +174,7 @@ async def _check_listen(host: str, port: int) -> None:
         code = exc.errno or 0
         reason = os.strerror(code) if code > 0 else exc.strerror or str(exc)
         if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-            raise ConfigError(f"PORT: cannot listen on {host}:{port} ({reason})") from None
+            raise ConfigError(f"{option}: cannot listen on {host}:{port} ({reason})") from None
         raise ConfigError(f"HOST: cannot listen on {host}:{port} ({reason})") from None
     server.close()
     await server.wait_closed()
@@ -159,7 +192,7 @@ def _quiet(name: str) -> Iterator[None]:
         logger.setLevel(level)
 
 
-async def _preflight(settings: Settings, command: str) -> None:
+async def _preflight(settings: Settings, command: str, *, metrics_port: int | None = None) -> None:
     """Fail fast (exit 2) on an unreachable database, a schema this release cannot run on
     (see `storage.migrate.check_schema`), an unusable directory, or (`serve`) a HOST and PORT
     it cannot listen on."""
@@ -196,6 +229,8 @@ async def _preflight(settings: Settings, command: str) -> None:
     await directory.close()
     if command == "serve":
         await _check_listen(settings.host, settings.port)
+    if metrics_port is not None:
+        await _check_listen(settings.host, metrics_port, option="--metrics-port")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -216,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(os.environ)
     except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
+        print(redact_urls(f"config error: {exc}"), file=sys.stderr)
         return 2
     setup_logging(fmt=settings.log_format, level=settings.log_level)
     if settings.database_note:
@@ -224,15 +259,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from storage.migrate import MigrationBusy, SchemaMismatch
 
     try:
-        asyncio.run(_preflight(settings, command))
+        metrics_port = getattr(args, "metrics_port", None)
+        asyncio.run(_preflight(settings, command, metrics_port=metrics_port))
         if command == "migrate":
             asyncio.run(_migrate(settings))
         elif command == "worker":
-            asyncio.run(_worker(settings))
+            asyncio.run(_worker(settings, metrics_port=metrics_port))
         else:
             _serve(settings, scheduler=not getattr(args, "no_scheduler", False))
     except (ConfigError, DirectoryError) as exc:
-        print(f"config error: {exc}", file=sys.stderr)
+        # Not through the log: masked as it would be (a URL's user:password, a key).
+        print(redact_urls(f"config error: {exc}"), file=sys.stderr)
         return 2
     except (SchemaMismatch, MigrationBusy) as exc:
         print(f"database error: {exc}", file=sys.stderr)

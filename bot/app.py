@@ -354,6 +354,40 @@ def slack_transport(settings: Settings) -> str:
     return "Slack: signed HTTP requests at POST /slack/events"
 
 
+def _metrics_endpoint(
+    settings: Settings, metrics: Metrics
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """GET /metrics: behind `Authorization: Bearer <METRICS_TOKEN>` when that is set."""
+
+    async def metrics_endpoint(request: web.Request) -> web.Response:
+        if not metrics_allowed(settings, request):
+            log.warning(
+                "GET /metrics from %s refused: no valid 'Authorization: Bearer' "
+                "(METRICS_TOKEN is set)",
+                request.remote,
+            )
+            return web.Response(
+                status=401,
+                text="GET /metrics needs 'Authorization: Bearer <METRICS_TOKEN>'\n",
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
+        services = request.app[SERVICES]
+        return await metrics_handler(metrics, services.sessions, services.database)
+
+    return metrics_endpoint
+
+
+def worker_app(settings: Settings, services: Services) -> web.Application:
+    """What `worker --metrics-port` serves: GET /metrics (its deliveries, failures and
+    retention counts are counted where rows are delivered, so a web-only replica never has
+    them) and GET /healthz; no Slack or Teams endpoint."""
+    app = web.Application()
+    app[SERVICES] = services
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", _metrics_endpoint(settings, services.metrics))
+    return app
+
+
 def create_app(
     settings: Settings, *, scheduler: bool = True, clock: Callable[[], datetime] | None = None
 ) -> web.Application:
@@ -394,24 +428,8 @@ def create_app(
         return await front.handle_http(request)
 
     app.cleanup_ctx.append(lifecycle)
-
-    async def metrics_endpoint(request: web.Request) -> web.Response:
-        if not metrics_allowed(settings, request):
-            log.warning(
-                "GET /metrics from %s refused: no valid 'Authorization: Bearer' "
-                "(METRICS_TOKEN is set)",
-                request.remote,
-            )
-            return web.Response(
-                status=401,
-                text="GET /metrics needs 'Authorization: Bearer <METRICS_TOKEN>'\n",
-                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
-            )
-        services = request.app[SERVICES]
-        return await metrics_handler(metrics, services.sessions, services.database)
-
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics_endpoint)
+    app.router.add_get("/metrics", _metrics_endpoint(settings, metrics))
     # Slack over HTTP exists only where requests can be verified: with a signing secret.
     # Otherwise (Socket Mode, or Slack off) the path is unknown: 404, nothing runs.
     if settings.slack_enabled and settings.slack_signing_secret is not None:

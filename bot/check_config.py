@@ -20,6 +20,7 @@ from bot.changes import MAX_BYTES, shown_url
 from bot.changes import load as load_calendar
 from bot.directory.factory import cleartext_bind, create_directory
 from bot.directory.file import FileDirectory
+from bot.logs import redact_urls
 from bot.metrics import metrics_access
 from bot.psa import describe as describe_psa
 from bot.settings import (
@@ -461,21 +462,25 @@ def run(
         settings = load_settings(env)
         lines, problems = asyncio.run(_report(settings, database=database, probe=probe))
     except ConfigError as exc:
-        print(f"config error: {exc}", file=err)
+        print(redact_urls(f"config error: {exc}"), file=err)
         return 2
     except DirectoryError as exc:
-        print(f"config error: directory: {exc}", file=err)
+        print(redact_urls(f"config error: directory: {exc}"), file=err)
         return 2
     except SchemaMismatch as exc:  # written by a newer release: serve and worker refuse it
         print(f"database error: {exc}", file=err)
         return 2
     width = max(len(key) for key, _ in lines)
     for key, value in lines:
-        print(f"{key + ':':<{width + 1}} {value}", file=out)
+        # The report is pasted into tickets and chats: masked as the log is (user:password in
+        # a psa.url, kb.url or remote.url_template; a key in a query). The database line has
+        # its password hidden already, and keeps the user name.
+        shown = value if key == "database" else redact_urls(value)
+        print(f"{key + ':':<{width + 1}} {shown}", file=out)
     if problems:
         out.flush()
         for problem in problems:
-            print(f"config error: {problem}", file=err)
+            print(redact_urls(f"config error: {problem}"), file=err)
         return 2
     print("config OK", file=out)
     return 0

@@ -11,6 +11,14 @@ from datetime import UTC, datetime
 
 from bot.correlation import correlation_id, ticket_number
 
+# user:password in a URL (a calendar feed, a KB base URL) and credential-like query
+# parameters (`?token=`, `&sig=`, the one-time `ticket=` of a Socket Mode URL).
+_URL_PATTERNS = [
+    re.compile(r"(?i)(?P<keep>\b[a-z][a-z0-9+.-]*://)[^/\s@:]+:[^/\s@]+(?=@)"),
+    re.compile(
+        r"(?i)(?P<keep>[?&](?:token|key|apikey|sig|signature|secret|code|ticket)=)[^\s&\"';]+"
+    ),
+]
 # Shapes of credentials that must never reach a log line, whatever logged them:
 # the `keep` group stays, the rest of the match becomes [redacted].
 _SECRET_PATTERNS = [
@@ -30,12 +38,7 @@ _SECRET_PATTERNS = [
     # A Slack response_url (or incoming webhook) wherever it stands: whoever holds one can
     # post as the app for 30 minutes.
     re.compile(r"(?i)(?P<keep>https?://hooks\.slack\.com/)[^\s\"'<>]+"),
-    # user:password in a URL (a calendar feed, a KB base URL) and credential-like query
-    # parameters (`?token=`, `&sig=`, the one-time `ticket=` of a Socket Mode URL).
-    re.compile(r"(?i)(?P<keep>\b[a-z][a-z0-9+.-]*://)[^/\s@:]+:[^/\s@]+(?=@)"),
-    re.compile(
-        r"(?i)(?P<keep>[?&](?:token|key|apikey|sig|signature|secret|code|ticket)=)[^\s&\"']+"
-    ),
+    *_URL_PATTERNS,
 ]
 
 
@@ -62,11 +65,17 @@ CAPPED_LOGGERS = (
 )
 
 
-def redact(text: str) -> str:
+def redact(text: str, patterns: list[re.Pattern[str]] = _SECRET_PATTERNS) -> str:
     """Mask tokens, keys and secrets in a log message."""
-    for pattern in _SECRET_PATTERNS:
+    for pattern in patterns:
         text = pattern.sub(lambda m: m.group("keep") + "[redacted]", text)
     return text
+
+
+def redact_urls(text: str) -> str:
+    """Mask the credentials of URLs (user:password, a key in the query) in what the CLI
+    prints: its own words (`MicrosoftAppPassword: required ...`) stay as they are."""
+    return redact(text, _URL_PATTERNS)
 
 
 class _ContextFilter(logging.Filter):

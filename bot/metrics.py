@@ -187,11 +187,11 @@ def metrics_allowed(settings: Settings, request: web.Request) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected)
 
 
-def metrics_access(settings: Settings) -> str:
-    """The start-up line saying who may read GET /metrics."""
+def metrics_access(settings: Settings, port: int | None = None) -> str:
+    """The start-up line saying who may read GET /metrics (served on `port`, else PORT)."""
     if settings.metrics_token is not None:
         return "GET /metrics: with 'Authorization: Bearer <METRICS_TOKEN>' only"
     return (
-        f"GET /metrics: open to anyone who reaches {settings.host}:{settings.port} "
+        f"GET /metrics: open to anyone who reaches {settings.host}:{port or settings.port} "
         "(set METRICS_TOKEN to require a bearer token)"
     )

@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, cast
 
+from bot.logs import redact_urls
 from bot.settings import ConfigError, load_settings
 from handlers import reports
 
@@ -193,7 +194,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(f"report: {exc}", file=sys.stderr)
         return 2
     except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
+        print(redact_urls(f"config error: {exc}"), file=sys.stderr)
         return 2
     except SchemaMismatch as exc:
         print(f"database error: {exc}", file=sys.stderr)

@@ -17,7 +17,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.psa.settings import MissingVariable, PsaSettings, psa_settings
-from bot.yaml_errors import describe_yaml_error
+from bot.yaml_errors import describe_yaml_error, load_yaml
 from handlers.config import HelpdeskConfig
 
 log = logging.getLogger(__name__)
@@ -71,11 +71,14 @@ UNQUOTED = (
     "PSA_CLIENT_ID",
     "PSA_COMPANY_ID",
     "PSA_PUBLIC_KEY",
+    "PSA_PRIVATE_KEY",
     "KB_API_KEY",
     "KB_USERNAME",
     "OUTBOX_LEASE_SECONDS",
     "LOG_FORMAT",
     "LOG_LEVEL",
+    "METRICS_TOKEN",
+    *BOT_FRAMEWORK_OVERRIDES,
 )
 
 
@@ -153,7 +156,7 @@ def _format_validation(error: ValidationError, source: str) -> str:
 def load_config(path: Path) -> HelpdeskConfig:
     """Read and validate the YAML config; ConfigError names the file and the key."""
     try:
-        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw: Any = load_yaml(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"HELPDESK_CONFIG: cannot read {path}: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:

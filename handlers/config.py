@@ -52,6 +52,19 @@ def _duration(value: Any) -> timedelta:
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
 
 
+def _not_zero(value: timedelta) -> timedelta:
+    if not value:
+        raise ValueError(
+            "0s is not a usable time here: give one like 15m (0 does not mean no limit)"
+        )
+    return value
+
+
+# A time that means nothing at 0: an approval window no answer can meet, a target every
+# ticket misses the moment it is opened.
+PositiveDuration = Annotated[timedelta, BeforeValidator(_duration), AfterValidator(_not_zero)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -67,8 +80,8 @@ Categories = Annotated[list[str], AfterValidator(_category_names)]
 
 
 class SlaTarget(_Strict):
-    respond: Duration
-    resolve: Duration
+    respond: PositiveDuration
+    resolve: PositiveDuration
 
 
 Tier = dict[Literal["P1", "P2", "P3", "P4"], SlaTarget]
@@ -131,12 +144,28 @@ def _client_key(client: str) -> str:
     return client.strip().lower()
 
 
+def _place(value: Any) -> Any:
+    """A channel or conversation id given, without the spaces around it. An empty one is
+    refused: `incident_channel: #incidents` reads as no value at all (an unquoted `#` starts a
+    YAML comment), and P1 notices then silently went nowhere."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ValueError(
+            'no value given (an unquoted # starts a YAML comment: write "#name" in quotes, or the '
+            "id); leave the key out for none"
+        )
+    return value.strip() if isinstance(value, str) else value
+
+
+# A Slack channel (id or `#name`) or a Teams conversation id, where the key is given.
+Place = Annotated[str | None, BeforeValidator(_place)]
+
+
 class SlackConfig(_Strict):
-    incident_channel: str | None = None
+    incident_channel: Place = None
 
 
 class TeamsConfig(_Strict):
-    incident_conversation: str | None = None
+    incident_conversation: Place = None
     service_url: str | None = None
     tenant_id: str | None = None
 
@@ -149,10 +178,16 @@ class TeamsConfig(_Strict):
 class IncidentConfig(_Strict):
     bridge_url: str | None = None
 
+    @field_validator("bridge_url")
+    @classmethod
+    def _bridge_url(cls, value: str | None) -> str | None:
+        # Put in every P1 notice as the link to join: a typo there shows only mid-incident.
+        return _http_url(value)
+
 
 class QueueTarget(_Strict):
-    slack: str | None = None
-    teams: str | None = None
+    slack: Place = None
+    teams: Place = None
 
 
 class EscalationConfig(_Strict):
@@ -209,7 +244,7 @@ class RemoteConfig(_Strict):
 
 
 class IdentityConfig(_Strict):
-    approval_ttl: Duration = timedelta(minutes=15)
+    approval_ttl: PositiveDuration = timedelta(minutes=15)
     categories: Categories = Field(default_factory=lambda: ["password-reset", "mfa", "account"])
 
 

@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
 from handlers.config import HelpdeskConfig
 from handlers.directory import Directory, Person
 from handlers.types import Actor, Forbidden
@@ -20,6 +24,32 @@ if TYPE_CHECKING:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+_OBSERVED = "helpdesk.observed"
+
+
+def observe_on_commit(deps: Deps, session: AsyncSession, name: str, **labels: str) -> None:
+    """`deps.observe(name, **labels)` once `session`'s transaction has committed: an outcome
+    whose change was rolled back (its COMMIT failed, the request was given up) counts nothing,
+    as nothing of it was recorded."""
+    sync = session.sync_session
+    pending: list[tuple[str, dict[str, str]]] | None = sync.info.get(_OBSERVED)
+    if pending is None:
+        pending = sync.info[_OBSERVED] = []
+        waiting = pending
+
+        def committed(_: Session) -> None:
+            done, waiting[:] = list(waiting), []
+            for event_name, event_labels in done:
+                deps.observe(event_name, **event_labels)
+
+        def rolled_back(_: Session, __: object) -> None:
+            waiting.clear()
+
+        event.listen(sync, "after_commit", committed)
+        event.listen(sync, "after_soft_rollback", rolled_back)
+    pending.append((name, labels))
 
 
 @dataclass

@@ -49,7 +49,8 @@ def _graph(
     )
     secret = _required(
         "GRAPH_CLIENT_SECRET",
-        env.get("GRAPH_CLIENT_SECRET") or env.get("MicrosoftAppPassword"),
+        # Read stripped like every variable: one of spaces is unset, not the secret.
+        env.get("GRAPH_CLIENT_SECRET", "").strip() or env.get("MicrosoftAppPassword"),
         " (or set MicrosoftAppPassword)",
     )
     if config.ca_bundle and not Path(config.ca_bundle).is_file():

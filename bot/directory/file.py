@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from bot.yaml_errors import describe_yaml_error
+from bot.yaml_errors import describe_yaml_error, load_yaml
 from handlers.directory import DirectoryError, Person, address_key
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def _person(path: Path, number: int, entry: Any) -> Person:
 def parse_directory(path: Path, text: str) -> tuple[Person, ...]:
     """Validate the text of a directory file; raises DirectoryError naming the file and entry."""
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         raise DirectoryError(f"{path}: not valid YAML: {describe_yaml_error(exc)}") from None
     if data is None:

@@ -8,7 +8,9 @@ in the Teams admin center. Needs no database and no settings: only the template 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import re
 import sys
 import uuid
@@ -130,13 +132,24 @@ def write_package(
             members.append((icon, (assets / icon).read_bytes()))
         except OSError as exc:
             raise PackageError(f"{assets / icon}: cannot read the icon: {exc.strerror}") from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for member, data in members:
-            info = zipfile.ZipInfo(member, date_time=ZIP_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            archive.writestr(info, data)
+    # Written beside its name, then moved there: a package that could not be written (a
+    # folder of that name, no permission, a full disk) is one line naming --out, and leaves
+    # no half zip behind nor an earlier package of that name broken.
+    temporary = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        if out.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(temporary, "x", compression=zipfile.ZIP_DEFLATED) as archive:
+            for member, data in members:
+                info = zipfile.ZipInfo(member, date_time=ZIP_TIME)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = 0o644 << 16
+                archive.writestr(info, data)
+        os.replace(temporary, out)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise PackageError(f"--out: cannot write {out} ({exc.strerror or exc})") from None
     return out
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers import notify, psa
-from handlers.deps import Deps
+from handlers.deps import Deps, observe_on_commit
 from handlers.directory import DirectoryUnavailable, Person, unavailable_text
 from handlers.formatting import when
 from handlers.identity import cards
@@ -161,16 +161,16 @@ async def answer(deps: Deps, interaction: Interaction, *, approved: bool) -> Rep
         manager = cards.manager_label(facts.listed, check.manager_email)
         check.answered_by, check.answered_at = actor.id, now
         if check.expires_at is not None and now > check.expires_at:
-            deps.observe("identity", outcome="expired")
+            observe_on_commit(deps, session, "identity", outcome="expired")
             return await _expired(
                 session, ticket, check, actor, manager, choice, interaction.conversation.id
             )
         if approved:
             await _approved(session, deps, ticket, check, interaction, manager)
-            deps.observe("identity", outcome="approved")
+            observe_on_commit(deps, session, "identity", outcome="approved")
             return Reply(text=f"Thank you: you confirmed the identity for {ticket.number}.")
         told = await _denied(session, deps, ticket, check, interaction, manager)
-        deps.observe("identity", outcome="denied")
+        observe_on_commit(deps, session, "identity", outcome="denied")
     security = " and the security team is told" if told else ""
     return Reply(text=f"Thank you: {ticket.number} is stopped{security}.")
 
@@ -230,7 +230,7 @@ async def _audit_refused(
         data=data,
     )
     log.warning("identity answer refused (%s) from %s:%s", data["reason"], actor.platform, actor.id)
-    deps.observe("identity", outcome="refused")
+    observe_on_commit(deps, session, "identity", outcome="refused")
 
 
 async def _load(

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cards.model import Inline, Rich
 from handlers import notify, sla
 from handlers.commands import TICKET_REF, Command, ticket_ref
-from handlers.deps import Deps
+from handlers.deps import Deps, observe_on_commit
 from handlers.directory import DirectoryAmbiguous, DirectoryUnavailable, Person
 from handlers.formatting import who_acted
 from handlers.identity import answers, cards, unreachable
@@ -341,7 +341,7 @@ async def start_check(
     target = (
         notify.pick_platform(manager, ticket.source_platform, deps.platforms) if manager else None
     )
-    deps.observe("identity", outcome="requested")
+    observe_on_commit(deps, session, "identity", outcome="requested")
     await repo.add_event(
         session,
         ticket_id=ticket.id,

@@ -1,0 +1,209 @@
+"""Settings an operator writes that used to be read as something else, silently: each now
+stops `check-config` and start-up with one line naming the key (found by an operator-side
+review; every case below was `config OK` before)."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.unit.test_cli import CONFIG, _fields, _one_line_naming, _setup, run_bot
+
+COMMANDS = [("check-config", "--no-db"), ("migrate",)]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_key_given_twice_in_the_config_is_refused_naming_both_lines(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """PyYAML keeps the last of two equal keys: a second `sla:` block pasted further down
+    replaced the first one whole (its tiers and clients gone) with `config OK`."""
+    config = (
+        "sla:\n  clients: {acme: gold}\n"  # lines 1-2
+        + CONFIG  # lines 3-7
+        + "sla:\n  warn_before: 5m\n"  # line 8
+    )
+    env = _setup(tmp_path, config=config)
+    line = _one_line_naming(run_bot(*command, cwd=tmp_path, env=env), "config.yaml")
+    assert "line 8, column 1" in line and "'sla' is given twice (first on line 1)" in line, line
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_key_given_twice_in_a_directory_entry_is_refused(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """An entry edited by appending `technician: false` under its `technician: true` kept the
+    person a technician only by the order of the lines; now it is refused."""
+    people = (
+        "- email: bo@example.com\n"
+        "  name: Bo Chen\n"
+        "  technician: true\n"
+        "  slack_id: U0BO\n"
+        "  technician: false\n"
+    )
+    env = _setup(tmp_path, people=people)
+    line = _one_line_naming(run_bot(*command, cwd=tmp_path, env=env), "people.yaml")
+    assert "line 5, column 3" in line and "'technician' is given twice" in line, line
+
+
+def test_a_yaml_merge_key_may_still_be_overridden(tmp_path: Path) -> None:
+    """`<<: *anchor` followed by one of its keys is YAML's way to override, not a repeat."""
+    config = CONFIG + (
+        "queues:\n"
+        "  networking: &net {slack: C0NETWORK, teams: '19:net@thread.tacv2'}\n"
+        "  security:\n"
+        "    <<: *net\n"
+        "    slack: C0SECURITY\n"
+    )
+    result = run_bot("check-config", "--no-db", cwd=tmp_path, env=_setup(tmp_path, config=config))
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("config", "key"),
+    [
+        # SPEC: "channel id (or #name)"; unquoted, YAML reads `#incidents` as a comment.
+        ("slack:\n  incident_channel: #incidents\n", "slack.incident_channel"),
+        ("queues:\n  security:\n    slack: #security\n", "queues.security.slack"),
+        ('teams: {incident_conversation: ""}\n', "teams.incident_conversation"),
+        ("queues:\n  security: {teams: '  '}\n", "queues.security.teams"),
+    ],
+)
+@pytest.mark.parametrize("command", COMMANDS)
+def test_an_empty_channel_is_refused_not_read_as_none(
+    tmp_path: Path, config: str, key: str, command: tuple[str, ...]
+) -> None:
+    """`incident_channel: #incidents` was `incidents: none` and `config OK`: P1 notices went
+    to no channel, and the operator learned it in an incident."""
+    env = _setup(tmp_path, config=config)
+    line = _one_line_naming(run_bot(*command, cwd=tmp_path, env=env), key)
+    assert "YAML comment" in line and '"#name"' in line, line
+
+
+def test_a_channel_is_read_without_the_spaces_around_it(tmp_path: Path) -> None:
+    """`" C0INCIDENT "` went to Slack as written, which answers channel_not_found."""
+    config = "slack: {incident_channel: ' C0INCIDENT '}\n"
+    result = run_bot("check-config", "--no-db", cwd=tmp_path, env=_setup(tmp_path, config=config))
+    assert result.returncode == 0, result.stderr
+    assert _fields(result.stdout)["incidents"] == "Slack C0INCIDENT", result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_bridge_url_that_is_not_http_is_refused(tmp_path: Path, command: tuple[str, ...]) -> None:
+    """Every P1 notice carries it as the link to join; SPEC: URLs may be http or https."""
+    env = _setup(tmp_path, config="incident: {bridge_url: meet.example.com/p1}\n")
+    line = _one_line_naming(run_bot(*command, cwd=tmp_path, env=env), "incident.bridge_url")
+    assert "meet.example.com/p1" in line and "http(s)" in line
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        # Prometheus sends the token without them: every scrape 401.
+        {"METRICS_TOKEN": '"scrape-token-7c1d"'},
+        {"PSA_PRIVATE_KEY": "'cw-private-key-9e2f'"},
+        {"TO_CHANNEL_FROM_BOT_OAUTH_SCOPE": '"https://api.botframework.com"'},
+    ],
+)
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_variable_but_the_two_passwords_is_refused_in_quotes(
+    tmp_path: Path, env: dict[str, str], command: tuple[str, ...]
+) -> None:
+    """README: every variable but PSA_PASSWORD and LDAP_BIND_PASSWORD is refused when its
+    value is in quotes; these three were taken with their quotes."""
+    (key,) = env
+    line = _one_line_naming(run_bot(*command, cwd=tmp_path, env=env), key)
+    assert "quotes" in line
+    assert env[key].strip("\"'") not in line
+
+
+def test_a_graph_client_secret_of_spaces_falls_back_to_the_app_password(tmp_path: Path) -> None:
+    """Variables are read stripped: `GRAPH_CLIENT_SECRET= ` is unset, so MicrosoftAppPassword
+    is the secret (README), not "GRAPH_CLIENT_SECRET is required"."""
+    config = "directory:\n  source: graph\n  graph: {tenant_id: t1, client_id: c1}\n"
+    env = _setup(tmp_path, config=config)
+    env.update({"GRAPH_CLIENT_SECRET": "  ", "MicrosoftAppPassword": "app-password-4b3a"})
+    result = run_bot("check-config", "--no-db", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert _fields(result.stdout)["directory"].startswith("Microsoft Graph"), result.stdout
+
+
+def test_a_teams_package_out_that_cannot_be_written_is_one_line_naming_it(
+    tmp_path: Path,
+) -> None:
+    """`teams-package --out <a folder>` ended in an IsADirectoryError traceback."""
+    from tests.unit.test_teams_package import APP_ID, _run_cli
+
+    (tmp_path / "packages").mkdir()
+    result = _run_cli("--app-id", APP_ID, "--out", "packages", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"teams-package: --out: cannot write packages ({os.strerror(errno.EISDIR)})"]
+    assert os.listdir(tmp_path / "packages") == [] and os.listdir(tmp_path) == ["packages"]
+
+
+def test_check_config_masks_credentials_in_urls_as_the_log_does(tmp_path: Path) -> None:
+    """The log said `ServiceNow at https://[redacted]@acme...` while check-config, whose report
+    operators paste into tickets, printed the PSA's, the KB's and the remote tool's
+    user:password and a KB token as written."""
+    config = CONFIG + (
+        "psa: {system: servicenow, url: 'https://svc:psa-pw-81f2@acme.service-now.com'}\n"
+        "kb: {source: hudu, url: 'https://bot:kb-pw-27c9@docs.example.com/?token=kb-tok-55e1'}\n"
+        "remote: {url_template: 'https://rm:rm-pw-93d0@control.example.com/j?asset={asset}'}\n"
+    )
+    env = _setup(tmp_path, config=config)
+    env.update({"PSA_USERNAME": "svc", "PSA_PASSWORD": "pw", "KB_API_KEY": "key"})
+    result = run_bot("check-config", "--no-db", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    for secret in ("psa-pw-81f2", "kb-pw-27c9", "kb-tok-55e1", "rm-pw-93d0"):
+        assert secret not in result.stdout + result.stderr, result.stdout
+    fields = _fields(result.stdout)
+    assert fields["psa"] == "ServiceNow at https://[redacted]@acme.service-now.com", fields
+    assert fields["diagnosis"].startswith(
+        "KB hudu at https://[redacted]@docs.example.com/?token=[redacted]; no change calendar"
+    ), fields
+    assert "control.example.com/j?asset={asset}" in fields["remote session"], fields
+
+
+@pytest.mark.parametrize("command", [*COMMANDS, ("report",)])
+def test_a_refused_url_is_named_without_its_password(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    env = _setup(
+        tmp_path, config="kb: {source: hudu, url: 'ftp://bot:kb-pw-27c9@docs.example.com'}\n"
+    )
+    env["KB_API_KEY"] = "key"
+    line = _one_line_naming(run_bot(*command, cwd=tmp_path, env=env), "kb.url")
+    assert "kb-pw-27c9" not in line and "docs.example.com" in line, line
+
+
+OTHER_TARGETS = (
+    "P2: {respond: 2h, resolve: 1d}, P3: {respond: 8h, resolve: 3d}, P4: {respond: 1d, resolve: 5d}"
+)
+
+
+@pytest.mark.parametrize(
+    ("config", "key"),
+    [
+        # Read by many as "no limit": every manager's answer was refused as too late.
+        ("identity: {approval_ttl: 0s}\n", "identity.approval_ttl"),
+        ("identity: {approval_ttl: 0}\n", "identity.approval_ttl"),
+        # Every P1 missed its respond target the moment it was opened.
+        (
+            "sla:\n  tiers:\n    standard: {P1: {respond: 0m, resolve: 4h}, "
+            f"{OTHER_TARGETS}}}\n",
+            "sla.tiers.standard.P1.respond",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_zero_approval_window_or_sla_target_is_refused(
+    tmp_path: Path, config: str, key: str, command: tuple[str, ...]
+) -> None:
+    env = _setup(tmp_path, config=config)
+    line = _one_line_naming(run_bot(*command, cwd=tmp_path, env=env), key)
+    assert "0 does not mean no limit" in line, line
