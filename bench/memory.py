@@ -225,7 +225,8 @@ async def measure(label: str, trace: bool) -> tuple[dict[str, int], tracemalloc.
     tasks = len(asyncio.all_tasks())
     print(
         f"{label:>24}: RSS {rss_kib() / 1024:7.1f} MiB, traced {current / 1024 / 1024:7.1f} MiB, "
-        f"gc objects {len(gc.get_objects()):8d}, tasks {tasks}",
+        f"gc objects {len(gc.get_objects()):8d}, Python blocks {sys.getallocatedblocks():8d}, "
+        f"tasks {tasks}",
         flush=True,
     )
     types = type_counts()
@@ -250,11 +251,11 @@ def show_growth(
         )
         for line in stat.traceback.format(limit=None, most_recent_first=True)[:24]:
             print("     " + line.strip())
-    # Anything else that grew by at least one block per ten tickets, one line each, by the
+    # Anything else that grew by at least one block per ten tickets (and 50), one line each, by the
     # innermost frame in this repository.
-    rest = [d for d in diff[top:] if d.count_diff >= tickets / 10]
+    rest = [d for d in diff[top:] if d.count_diff >= max(tickets / 10, 50)]
     if rest:
-        print(f"  {len(rest)} more that grew by >= 0.1 blocks/ticket:")
+        print(f"  {len(rest)} more that grew by >= 0.1 blocks/ticket (and 50 blocks):")
     for stat in rest:
         frames = [f for f in reversed(stat.traceback) if "/lib/python3" not in f.filename]
         at = frames[0] if frames else stat.traceback[0]
@@ -352,6 +353,7 @@ async def main_async(args: argparse.Namespace) -> int:
             show_types(base_types, types, driver.n - args.warmup, args.top)
             if base is not None and snap is not None:
                 show_growth(base, snap, driver.n - args.warmup, args.top)
+            snap = None  # its records are traced memory too: not kept into the next step
             if args.inspect:
                 inspect_new(base_ids, args.inspect)
     finally:
