@@ -43,7 +43,7 @@ from bench import payloads
 from bench.fakes import RemoteFakes
 from tests.harness import view_submission as harness_view_submission
 
-PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/helpdesk_memory"  # schema DROPPED
+PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/helpdesk_memory"  # DROPPED, made anew
 
 
 def rss_kib() -> int:
@@ -286,17 +286,19 @@ async def main_async(args: argparse.Namespace) -> int:
         )
         url = f"sqlite+aiosqlite:///{tmp / 'bot.db'}" if args.db == "sqlite" else args.pg_url
         if args.db == "postgresql":
-            from sqlalchemy import text
+            from sqlalchemy import make_url, text
+            from sqlalchemy.ext.asyncio import create_async_engine
 
-            from storage import db as storage_db
-
-            engine = storage_db.create_engine(url)
+            # A scratch database of its own, made anew on the server of --pg-url.
+            name = make_url(url).database
+            admin_url = make_url(url).set(database="postgres")
+            admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
             try:
-                async with engine.begin() as conn:
-                    await conn.execute(text("DROP SCHEMA public CASCADE"))
-                    await conn.execute(text("CREATE SCHEMA public"))
+                async with admin.connect() as conn:
+                    await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                    await conn.execute(text(f'CREATE DATABASE "{name}"'))
             finally:
-                await engine.dispose()
+                await admin.dispose()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot", "migrate", env={**os.environ, "DATABASE_URL": url}
         )
