@@ -622,7 +622,8 @@ class OutboxWorker:
                     row.kind,
                 )
             return True
-        self._unrecorded.pop(row.id, None)
+        if self._unrecorded.pop(row.id, None) is not None:
+            self._broken.clear(f"record:{row.id}")  # its throttle entry goes with it
         self._let_go(row)
         self._database_back()
         if outcome.error is None:

@@ -997,3 +997,49 @@ async def test_a_delivery_that_breaks_does_not_end_the_run_under_the_others(
     assert f"outbox delivery of row {broken.id} (message) failed" in caplog.text
     assert not worker._held
     await worker.close()
+
+
+async def test_outcomes_recorded_late_leave_nothing_behind_in_the_worker(
+    sessions: Sessions, db_url: str, caplog: pytest.LogCaptureFixture
+):
+    """The database refuses to record deliveries for a while with an error that is not an
+    outage (a trigger here; a constraint or a bug elsewhere): each outcome is kept and
+    recorded on a later round, with one log line per row at most every minute. Once
+    recorded, nothing of the row stays in the worker: the log throttle's entry for it went
+    too, so rows that once failed to record did not each keep one for the process's life."""
+    from sqlalchemy import text
+
+    postgres = db_url.startswith("postgresql")
+    refuse = (
+        [
+            "CREATE FUNCTION test_refuse() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$",
+            "CREATE TRIGGER test_refuse BEFORE UPDATE ON outbox FOR EACH ROW "
+            "WHEN (NEW.status = 'delivered') EXECUTE FUNCTION test_refuse()",
+        ]
+        if postgres
+        else [
+            "CREATE TRIGGER test_refuse BEFORE UPDATE ON outbox "
+            "WHEN NEW.status = 'delivered' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        ]
+    )
+    allow = ["DROP TRIGGER test_refuse ON outbox", "DROP FUNCTION test_refuse()"] if postgres else [
+        "DROP TRIGGER test_refuse"
+    ]  # fmt: skip
+    slack = Stub()
+    worker = OutboxWorker(sessions, notifiers(message__slack=slack), config=CONFIG, poll=30)
+    async with sessions() as session, session.begin():
+        for statement in refuse:
+            await session.execute(text(statement))
+    await queue(sessions, "message", 3)
+    assert await worker.run() == 3
+    assert len(slack.sent) == 3 and len(worker._unrecorded) == 3
+    assert caplog.text.count("recording the outcome of row") == 3
+    async with sessions() as session, session.begin():
+        for statement in allow:
+            await session.execute(text(statement))
+    await worker.record_pending()
+    assert [r.status for r in await rows(sessions)] == ["delivered"] * 3
+    assert not worker._unrecorded and not worker._held
+    assert not worker._broken._last and not worker._broken._held
+    await worker.close()
