@@ -181,8 +181,12 @@ async def test_page_failing_while_the_card_is_being_posted_is_reported_in_its_th
     a report about the card itself cannot wait for it)."""
     app = await start(make_app, slack_api, pagerduty)
     pagerduty.fail("/v2/enqueue", 500, times=1)
-    slack_api.delay_answer("chat.postMessage", 2.0)  # the card is posted, its answer is late
+    slack_api.delay_answer("chat.postMessage", 1.5)  # the card is posted, its answer is late
     await slack_ticket(app, slack_api)
+    await eventually(lambda: told(slack_api, "HD-1 (P1)"), what="the card posted")
+    await eventually(lambda: pagerduty.calls("/v2/enqueue"), what="the page refused")
+    await asyncio.sleep(0.3)  # what follows the card (the report) is being sent meanwhile
+    slack_api.delay_answer("chat.postMessage", 0)
 
     async def reported() -> bool:
         reports = [r for r in await outbox_rows(app) if r.payload.get("purpose") == REPORT]
