@@ -236,9 +236,9 @@ async def submit(bot: Bot, slack: FakeSlack, numbers: range) -> None:
     views = [await slack_modal(bot.client, slack, "new VPN down") for _ in numbers]
 
     async def one(i: int, view: dict[str, Any]) -> None:
-        # On a box loaded far past its cores a submission can find the database too slow (no
-        # connection within its timeouts): the form says nothing was saved and to try again,
-        # and the technician does. Were that untrue, the ticket would be there twice.
+        # On a box loaded far past its cores a submission can find the database too slow (it
+        # did not answer within the bot's timeouts): the form says nothing was saved and to
+        # try again, and the technician does. Were that untrue, the ticket would be there twice.
         for _ in range(3):
             submission = view_submission(view, intake(i), view_id=f"VX{i}")
             response = await bot.client.interactive(submission)
