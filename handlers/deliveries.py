@@ -23,6 +23,8 @@ from storage import tickets as repo
 from storage.models import OutboxMessage, Ticket, utcnow
 
 REPORT_PURPOSE = "delivery-report"
+# Payload key of a delivery report: whether the row it reports on is the ticket card.
+ABOUT_CARD = "about_card"
 # Non-page rows are reported once they failed this many times; pages after the first failure.
 REPORT_AFTER_ATTEMPTS = 3
 # A page held back by its pager's Retry-After window this long (or longer) is reported: the
@@ -171,13 +173,22 @@ async def prepare(
             if ticket.source_thread:
                 payload["channel"], payload["thread"] = ticket.source_channel, ticket.source_thread
             elif (
-                payload.get("purpose") != REPORT_PURPOSE  # may be about that very card
+                not _about_the_card(message)
                 and (wait := await _card_coming(ticket, message, session, now)) is not None
             ):
                 # The ticket card, whose message becomes the thread, is still on its way
                 # (queued, being posted right now, or retried): follow it, not overtake it.
                 return Preparation(None, wait=wait)
     return Preparation(payload)
+
+
+def _about_the_card(message: OutboxMessage) -> bool:
+    """A delivery report about the ticket card itself: it cannot wait for that card to post
+    in its thread. Reports about anything else (a page failing while the card is still being
+    posted) follow the card like every other note for the ticket; a report queued before
+    reports said what they are about is taken as one about the card (it never waited)."""
+    payload = message.payload
+    return payload.get("purpose") == REPORT_PURPOSE and bool(payload.get(ABOUT_CARD, True))
 
 
 async def _card_coming(
@@ -379,6 +390,10 @@ def _reportable(message: OutboxMessage) -> bool:
     return purpose != REPORT_PURPOSE and purpose not in SELF_REPORTING
 
 
+def _report_key(message: OutboxMessage, stage: str) -> str:
+    return f"{REPORT_PURPOSE}:{message.id}:{stage}"
+
+
 async def _report(
     session: AsyncSession, message: OutboxMessage, stage: str, text: Callable[[str], str]
 ) -> None:
@@ -386,12 +401,20 @@ async def _report(
     ticket = await session.get(Ticket, message.ticket_id)
     if ticket is None:
         return
+    extra: dict[str, Any] = {ABOUT_CARD: bool(message.payload.get("ticket_card"))}
+    if stage == "delivered":
+        # Said after the report that it was failing, not before it: both may be waiting for
+        # the ticket card (their thread), and whichever is checked first would go first.
+        failing = await outbox.by_dedup_keys(session, [_report_key(message, "failing")])
+        if failing and failing[0].status != "delivered":
+            extra["after"] = failing[0].id
     await notify.tell_technician(
         session,
         ticket,
         text(ticket.number),
         purpose=REPORT_PURPOSE,
-        dedup_key=f"{REPORT_PURPOSE}:{message.id}:{stage}",
+        dedup_key=_report_key(message, stage),
+        extra=extra,
     )
     if stage != "delivered":
         await outbox.set_failure_reported(session, message.id)

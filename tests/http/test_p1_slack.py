@@ -29,6 +29,7 @@ from tests.http.p1_support import (
     submit_ticket,
 )
 
+REPORT = "delivery-report"
 CONFIG = {"slack": {"incident_channel": INCIDENT_CHANNEL}, "incident": {"bridge_url": BRIDGE}}
 
 
@@ -166,9 +167,42 @@ async def test_pagerduty_500_twice_then_accepted_pages_once_and_tells_technician
     async with app.services.sessions() as session:
         thread = (await session.execute(select(Ticket.source_thread))).scalar_one()
     assert thread and through.get("thread_ts") == thread
-    assert failing.get("thread_ts") in (None, thread)
+    assert failing.get("thread_ts") == thread
     shown = json.dumps(await (await app.slash("show HD-1")).json())
     assert "PagerDuty page (trigger)" in shown and "delivered (attempt 3)" in shown
+
+
+async def test_page_failing_while_the_card_is_being_posted_is_reported_in_its_thread(
+    make_app, slack_api: FakeSlack, pagerduty: FakePagerDuty
+):
+    """The page fails while Slack has taken the ticket card but not answered yet: the report
+    that the page has not gone through follows the card into its thread, as every note for
+    the ticket does; it is no second top-level message about the ticket in its channel (only
+    a report about the card itself cannot wait for it)."""
+    app = await start(make_app, slack_api, pagerduty)
+    pagerduty.fail("/v2/enqueue", 500, times=1)
+    slack_api.delay_answer("chat.postMessage", 1.5)  # the card is posted, its answer is late
+    await slack_ticket(app, slack_api)
+    await eventually(lambda: told(slack_api, "HD-1 (P1)"), what="the card posted")
+    await eventually(lambda: pagerduty.calls("/v2/enqueue"), what="the page refused")
+    await asyncio.sleep(0.3)  # what follows the card (the report) is being sent meanwhile
+    slack_api.delay_answer("chat.postMessage", 0)
+
+    async def reported() -> bool:
+        reports = [r for r in await outbox_rows(app) if r.payload.get("purpose") == REPORT]
+        return len(reports) == 2 and all(r.status == "delivered" for r in reports)
+
+    await eventually(reported, timeout=15, what="both reports delivered")
+    async with app.services.sessions() as session:
+        thread = (await session.execute(select(Ticket.source_thread))).scalar_one()
+    top = [m for m in slack_api.channel_messages("C0HELP") if not m.get("thread_ts")]
+    assert len(top) == 1 and top[0]["ts"] == thread, [m.get("text") for m in top]
+    said = [m for m in slack_api.channel_messages("C0HELP") if "gone through" in m["text"]]
+    assert [(m["text"].split(" has ")[1][:8], m.get("thread_ts")) for m in said] == [
+        ("not gone", thread),
+        ("gone thr", thread),
+    ]  # in the card's thread, and in the order they happened
+    assert len(pagerduty.events("trigger")) == 1
 
 
 async def test_429_retry_after_is_honoured(
