@@ -243,11 +243,13 @@ async def test_an_earlier_note_that_cannot_be_looked_up_for_want_of_read_access_
         fake.unreadable.add("sys_journal_field")
         app = await start_app(make_app, slack_api, fake)
         await open_ticket(app, slack_api)
-        await wait_until(lambda: all_synced(app), what="the incident")
-        monkeypatch.setattr(psa_http, "TIMEOUT", aiohttp.ClientTimeout(total=0.5))
-        fake.hold_answers(1.0)
+        await wait_until(lambda: all_synced(app), timeout=15, what="the incident")
+        # The held answer outlasts the client's time-out; the look-ups after it must not (on
+        # a loaded box 0.5 s was once too little for them, and the test failed).
+        monkeypatch.setattr(psa_http, "TIMEOUT", aiohttp.ClientTimeout(total=2.0))
+        fake.hold_answers(4.0)
         await escalate(app, slack_api, "HD-1")
-        await wait_until(lambda: fake.only().notes, what="the note made")
+        await wait_until(lambda: fake.only().notes, timeout=15, what="the note made")
         fake.hold_answers(0)
         words = "may or may not have reached ServiceNow"
         await wait_until(lambda: _told(slack_api, words), timeout=15, what="the technician told")
