@@ -137,6 +137,9 @@ class SlackFlow:
         submitted = view_submission(view, values, view_id=f"VW{next(_n)}")
         assert (await self.app.interactive(submitted)).status == 200
         await wait_until(lambda: self.card(number) is not None, what=f"{number}'s card")
+        # The card's message is the ticket's thread only once the bot has recorded it (a reply
+        # sent before that is outside any ticket's thread); on a loaded box that is not at once.
+        await wait_until(lambda: card_recorded(self.app, number), timeout=20, what="the card")
         return number
 
     def posts(self, channel: str) -> list[dict[str, Any]]:
@@ -259,6 +262,12 @@ class SlackFlow:
 # -- Teams -----------------------------------------------------------------------------------
 
 
+async def card_recorded(app: AppHarness, number: str) -> bool:
+    async with app.services.sessions() as session:
+        message = await session.scalar(select(Ticket.card_message).where(Ticket.number == number))
+    return message is not None
+
+
 class TeamsFlow:
     """Tom's 1:1 chat with the bot (PERSONAL), where he opens and works tickets."""
 
@@ -280,6 +289,9 @@ class TeamsFlow:
         data = {**submit_action(form)["fallback"]["data"], **form_values(**values)}
         assert (await self.app.teams(activity(self.fake.service_url, value=data))).status == 201
         await wait_until(lambda: self.card(number) is not None, what=f"{number}'s card")
+        # The card's message is the ticket's thread only once the bot has recorded it (a reply
+        # sent before that is outside any ticket's thread); on a loaded box that is not at once.
+        await wait_until(lambda: card_recorded(self.app, number), timeout=20, what="the card")
         return number
 
     def cards(self, conversation: str) -> list[dict[str, Any]]:
