@@ -342,6 +342,7 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
         ticket.resolution_category = form.category
         ticket.kb_article = form.kb_article
         await sla.on_closed(session, ticket, at=now)
+        await working.retire_on_close(session, ticket)
         await notify.refresh_ticket_card(session, ticket)
         await psa.on_closed(session, ticket=ticket, closed_by=closer_name)
         await repo.add_event(

@@ -165,6 +165,14 @@ def comment_form(number: str, nonce: str) -> Card:
     )
 
 
+def closed_first_text(number: str) -> str:
+    """What a question still waiting for an answer says once its ticket is closed."""
+    return (
+        f"{number} was closed before you answered. If it is still not working, please ask "
+        "for a new ticket."
+    )
+
+
 def answered_card(ticket: Ticket, text: str) -> Card:
     """Replaces the DM once it takes no more answers (no buttons)."""
     return Card(title=f"Does it work now? {ticket.number}", body=[Text(text)], fallback=text)

@@ -20,6 +20,7 @@ from handlers.commands import TICKET_REF, Command, ticket_ref
 from handlers.deps import Deps
 from handlers.types import Actor, DomainError, Interaction, InvalidInput, NotFound, Reply
 from handlers.working import cards
+from handlers.working.confirm import retire_on_close
 from storage import tickets as tickets_repo
 from storage import working as repo
 from storage.models import Ticket
@@ -263,6 +264,7 @@ async def close_filed(
         report.resolution_category = p1.resolution_category
         report.kb_article = p1.kb_article
         await sla.on_closed(session, report, at=now)  # both clocks stop: met or missed
+        await retire_on_close(session, report)  # its requester is asked nothing more
         await notify.refresh_ticket_card(session, report)
         await psa.on_closed(session, ticket=report, closed_by=closed_by)
         await tickets_repo.add_event(

@@ -1,0 +1,87 @@
+"""Working a ticket to its end, as a technician, a requester and a flaky platform try to break
+it (found by a review): what a closure must refuse, and what must not reach anyone after it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import AppHarness, wait_until
+from tests.http.working_support import (
+    PEOPLE,
+    SlackFlow,
+    rows,
+    shown,
+    ticket_row,
+)
+
+GOOD_NOTE = "Replaced the fuser unit of the printer PRN-0042"
+
+
+async def _status(app: AppHarness, purpose: str) -> str:
+    [row] = await rows(app, purpose)
+    return row.status
+
+
+async def test_slack_a_fix_question_still_unsent_when_the_ticket_closes_is_never_sent(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """Tom asks Ana whether it works now, but Slack cannot open her DM for a while; meanwhile
+    Tom closes the ticket. Once Slack answers again, Ana gets her survey, not a question
+    asking her to try again and answer Works now / Still broken about a closed ticket (an
+    answer that the bot would then refuse as too late)."""
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    number = await s.ticket()
+    slack_down = True
+
+    def open_dm(params: dict[str, Any]) -> dict[str, Any]:
+        if slack_down:
+            return {"ok": False, "error": "internal_error"}
+        return {"ok": True, "channel": {"id": "D" + str(params["users"]).split(",")[0]}}
+
+    slack_api.set_response("conversations.open", open_dm)
+    assert "Asked" in await s.command(f"confirm {number}")
+
+    async def tried() -> bool:
+        [row] = await rows(app, "fix-confirm")
+        return row.attempts >= 1
+
+    await wait_until(tried, what="a first attempt at the question")
+    await s.close(number, note=GOOD_NOTE)
+    assert (await ticket_row(app, number)).status == "closed"
+    slack_down = False
+
+    await wait_until(lambda: s.dms("UANA", "How did we do"), timeout=15, what="the survey")
+
+    async def settled() -> bool:
+        return await _status(app, "fix-confirm") in ("cancelled", "delivered", "dead")
+
+    await wait_until(settled, timeout=15, what="the question settled")
+    assert not s.dms("UANA", "Works now"), "a closed ticket's question reached the requester"
+    assert await _status(app, "fix-confirm") == "cancelled"
+
+
+async def test_slack_a_fix_question_sent_before_the_closure_loses_its_buttons(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """The question reached Ana, then Tom closed the ticket without her answer: the DM stops
+    offering Works now / Still broken (as it does once answered or replaced), instead of
+    inviting an answer that can no longer be recorded."""
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    number = await s.ticket()
+    assert "Asked" in await s.command(f"confirm {number}")
+    await wait_until(lambda: s.dms("UANA", "Works now"), what="the question to Ana")
+    await s.close(number, note=GOOD_NOTE)
+
+    def retired() -> list[dict[str, Any]]:
+        return [
+            u
+            for u in slack_api.method_calls("chat.update")
+            if u.get("channel") == "DUANA" and "Works now" not in shown(u.get("blocks"))
+        ]
+
+    await wait_until(retired, timeout=10, what="the question retired")
+    said = shown(retired()[-1])
+    assert f"{number} was closed" in said, said
