@@ -5,13 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.fakes.botframework import FakeConnector
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import AppHarness, wait_until
+from tests.http.conftest_teams import PERSONAL, activity, submit_action
 from tests.http.working_support import (
     PEOPLE,
+    TEAMS_IDS,
     SlackFlow,
+    TeamsFlow,
     rows,
     shown,
+    teams_config,
     ticket_row,
 )
 
@@ -85,3 +90,49 @@ async def test_slack_a_fix_question_sent_before_the_closure_loses_its_buttons(
     await wait_until(retired, timeout=10, what="the question retired")
     said = shown(retired()[-1])
     assert f"{number} was closed" in said, said
+
+
+async def test_teams_a_fix_question_sent_before_the_closure_loses_its_buttons(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    app: AppHarness = await make_app(config=teams_config(connector), people=PEOPLE)
+    t = TeamsFlow(app, connector)
+    number = await t.ticket(requester="ana@example.com", priority="P3")
+    assert await t.say(f"ticket confirm {number}") == 201
+    chat, question = await t.dm_card(TEAMS_IDS["ana"], "Works now")
+    await _teams_close(app, t, number, GOOD_NOTE)
+    assert (await ticket_row(app, number)).status == "closed"
+
+    def retired() -> list[dict[str, Any]]:
+        return [u for u in connector.updates() if u["_conversation_id"] == chat]
+
+    await wait_until(retired, timeout=10, what="the question retired")
+    card = retired()[-1]["attachments"][0]["content"]
+    assert "Works now" not in shown(card.get("actions")) and f"{number} was closed" in shown(card)
+    # A press on the card as it was still records nothing.
+    late = await t.invoke(t.invoke_body(question, "Works now", TEAMS_IDS["ana"], chat))
+    assert "closed before you answered" in late, late
+    assert (await ticket_row(app, number)).fix_confirmed_at is None
+
+
+async def _teams_close(app: AppHarness, t: TeamsFlow, number: str, note: str) -> str:
+    """Open the closure card in Tom's chat and submit it with `note`; what the bot answered."""
+    connector = t.fake
+    posted = len(t.cards(PERSONAL))
+    await t.say(f"ticket close {number}")
+
+    def forms() -> list[dict[str, Any]]:
+        return [c for c in t.cards(PERSONAL)[posted:] if f"Close {number}" in shown(c)]
+
+    await wait_until(forms, what="the closure card")
+    data = {
+        **submit_action(forms()[-1])["fallback"]["data"],
+        "resolution_note": note,
+        "resolution_category": "Request",
+        "time_spent": "20m",
+        "kb_article": "",
+    }
+    before = len(connector.activities(PERSONAL))
+    assert (await app.teams(activity(connector.service_url, value=data))).status == 201
+    await wait_until(lambda: len(connector.activities(PERSONAL)) > before, what="the answer")
+    return shown(connector.activities(PERSONAL)[before:])
