@@ -254,13 +254,28 @@ def validate(
     logged_minutes: int,
     kb_required: Inline = "",
     ticket_prefix: str = DEFAULT_TICKET_PREFIX,
+    ticket: Ticket | None = None,
 ) -> Closure:
     """Check the closure form; InvalidInput names every bad field (ids as in the form).
     `kb_required`: why this ticket needs a KB article (it is part of a pattern).
-    `ticket_prefix`: this help desk's ticket numbers, which a note cannot name as its object."""
+    `ticket_prefix`: this help desk's ticket numbers, which a note cannot name as its object.
+    `ticket`: the ticket closed, whose PSA number names no system either and whose summary,
+    error text and what they were doing a note cannot only repeat."""
     errors: dict[str, Inline] = {}
     note = _value(data, "resolution_note")
-    if problem := note_problem(note, ticket_prefix=ticket_prefix):
+    references = (ticket.psa_number or "",) if ticket else ()
+    reported = (
+        {
+            "summary": ticket.summary,
+            "exact error text": ticket.error_text,
+            "'what were they doing'": ticket.doing,
+        }
+        if ticket
+        else None
+    )
+    if problem := note_problem(
+        note, ticket_prefix=ticket_prefix, references=references, reported=reported
+    ):
         errors["resolution_note"] = problem
     raw_category = _value(data, "resolution_category").strip().lower()
     category = next((v for v, _ in CATEGORIES if v.lower() == raw_category), "")
@@ -302,6 +317,7 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
             logged_minutes=logged,
             kb_required=pattern.reason if pattern else "",
             ticket_prefix=deps.config.ticket_prefix,
+            ticket=ticket,
         )
     except InvalidInput as exc:
         # Shown again with the errors (Teams): as it was first shown, fix line included.

@@ -8,7 +8,9 @@ from typing import Any
 from tests.fakes.botframework import FakeConnector
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import AppHarness, wait_until
+from tests.http import psa_support as psa
 from tests.http.conftest_teams import PERSONAL, activity, submit_action
+from tests.http.psa_support import FAKES, seed
 from tests.http.working_support import (
     PEOPLE,
     TEAMS_IDS,
@@ -115,6 +117,69 @@ async def test_teams_a_fix_question_sent_before_the_closure_loses_its_buttons(
     assert (await ticket_row(app, number)).fix_confirmed_at is None
 
 
+# -- resolution notes that name nothing --------------------------------------------------------
+
+# Each names nothing that was done to anything, dressed as something that would: a word in
+# backticks (a "command"), pleas capitalised as a product name or as a setting path, an e-mail
+# address (a person, not a host).
+GAMED_NOTES = [
+    "Reset `it` for them and closed",
+    "Reset `n/a` as asked",
+    "Reset Please Help",
+    "Set Help -> Assist",
+    "Reset it for ana@example.com",
+]
+
+
+async def _close_modal(s: SlackFlow, number: str, note: str) -> dict[str, Any] | None:
+    view = await s.modal(f"close {number}")
+    values = {
+        "resolution_note": {"type": "plain_text_input", "value": note},
+        "resolution_category": {"type": "static_select", "selected_option": {"value": "Request"}},
+        "time_spent": {"type": "plain_text_input", "value": "20m"},
+        "kb_article": {"type": "plain_text_input", "value": ""},
+    }
+    return await s.submit(view, values, "UTECH")
+
+
+async def test_slack_notes_dressed_up_as_naming_a_system_are_refused(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    number = await s.ticket()
+    for note in GAMED_NOTES:
+        answer = await _close_modal(s, number, note)
+        assert answer and "resolution_note" in answer.get("errors", {}), (note, answer)
+        assert "Name what you did it to" in answer["errors"]["resolution_note"], (note, answer)
+    assert (await ticket_row(app, number)).status == "open"
+    # What a technician writes with the same words is taken.
+    answer = await _close_modal(s, number, "Reset `gpupdate /force` policy on PRN-0042")
+    assert not answer or "errors" not in answer, answer
+    assert (await ticket_row(app, number)).status == "closed"
+
+
+async def test_slack_a_note_that_only_repeats_the_summary_is_refused(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """The summary says what was asked ("Reinstall the CRM add-in for Outlook on LAPTOP-0192");
+    pasted back as the resolution it says nothing of what was done, however it reads."""
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    summary = "Reinstall the CRM add-in for Outlook on LAPTOP-0192"
+    number = await s.ticket(summary=summary, category="outlook")
+    for copied in (summary, f"  {summary.lower()}.  ", summary.replace(" ", "  ")):
+        answer = await _close_modal(s, number, copied)
+        assert answer and "resolution_note" in answer.get("errors", {}), (copied, answer)
+        assert "repeats the ticket's summary" in answer["errors"]["resolution_note"], answer
+    assert (await ticket_row(app, number)).status == "open"
+    answer = await _close_modal(
+        s, number, "Reinstalled the CRM add-in 4.2 from the Company Portal on LAPTOP-0192"
+    )
+    assert not answer or "errors" not in answer, answer
+    assert (await ticket_row(app, number)).status == "closed"
+
+
 async def _teams_close(app: AppHarness, t: TeamsFlow, number: str, note: str) -> str:
     """Open the closure card in Tom's chat and submit it with `note`; what the bot answered."""
     connector = t.fake
@@ -136,3 +201,39 @@ async def _teams_close(app: AppHarness, t: TeamsFlow, number: str, note: str) ->
     assert (await app.teams(activity(connector.service_url, value=data))).status == 201
     await wait_until(lambda: len(connector.activities(PERSONAL)) > before, what="the answer")
     return shown(connector.activities(PERSONAL)[before:])
+
+
+async def test_teams_a_note_that_only_repeats_the_summary_is_refused(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    app: AppHarness = await make_app(config=teams_config(connector), people=PEOPLE)
+    t = TeamsFlow(app, connector)
+    summary = "Reinstall the CRM add-in for Outlook on LAPTOP-0192"
+    number = await t.ticket(summary=summary, category="outlook", priority="P3")
+    said = await _teams_close(app, t, number, summary)
+    assert "repeats the ticket's summary" in said, said
+    assert (await ticket_row(app, number)).status == "open"
+
+
+async def test_servicenow_a_note_naming_only_the_tickets_own_incident_number_is_refused(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """The card shows the ticket's ServiceNow number (INC0010001): like `HD-1`, it is this
+    very ticket, not a host or asset the technician did something to."""
+    fake = FAKES["servicenow"]()
+    seed(fake)
+    async with fake:
+        app = await psa.start_app(make_app, slack_api, fake)
+        await psa.open_ticket(app, slack_api)
+
+        async def numbered() -> bool:
+            return bool((await psa.ticket(app)).psa_number)
+
+        await wait_until(numbered, timeout=10, what="the ServiceNow number")
+        own = (await psa.ticket(app)).psa_number
+        assert own and own.startswith("INC")
+        s = SlackFlow(app, slack_api)
+        answer = await _close_modal(s, "HD-1", f"Updated {own} with the call notes")
+        assert answer and "resolution_note" in answer.get("errors", {}), answer
+        assert "Name what you did it to" in answer["errors"]["resolution_note"], answer
+        assert (await psa.ticket(app)).status == "open"
