@@ -180,6 +180,32 @@ async def test_slack_a_note_that_only_repeats_the_summary_is_refused(
     assert (await ticket_row(app, number)).status == "closed"
 
 
+async def test_slack_closing_a_p1_retires_the_fix_question_of_a_report_closed_with_it(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """Bob's report is filed under the P1 and Tom asked Bob whether it works now; closing the
+    P1 closes Bob's report with it, so Bob's question stops asking too."""
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    p1 = await s.ticket(priority="P1", users=30)
+    report = await s.ticket(requester="UBOB")
+    assert f"{report} is filed under {p1}" in await s.command(f"link {report} {p1}")
+    assert "Asked" in await s.command(f"confirm {report}")
+    await wait_until(lambda: s.dms("UBOB", "Works now"), what="the question to Bob")
+    await s.close(p1, note=GOOD_NOTE)
+    assert (await ticket_row(app, report)).status == "closed"
+
+    def retired() -> list[dict[str, Any]]:
+        return [
+            u
+            for u in slack_api.method_calls("chat.update")
+            if u.get("channel") == "DUBOB" and "Works now" not in shown(u.get("blocks"))
+        ]
+
+    await wait_until(retired, timeout=10, what="Bob's question retired")
+    assert f"{report} was closed" in shown(retired()[-1])
+
+
 async def _teams_close(app: AppHarness, t: TeamsFlow, number: str, note: str) -> str:
     """Open the closure card in Tom's chat and submit it with `note`; what the bot answered."""
     connector = t.fake
