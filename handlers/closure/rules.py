@@ -301,7 +301,7 @@ def note_problem(
     if is_filler(text):
         return f"That only says it works now, not what was done to what. Describe it, {EXAMPLE}."
     for name, said in (reported or {}).items():
-        if words(said) and words(said) == words(text):
+        if (told := _meaningful(said)) and told == _meaningful(text):
             return f"That repeats the ticket's {name}: say what you did to fix it, {EXAMPLE}."
     if kb := _KB_ID.search(_without_tickets(text, ticket_prefix, references)):
         if set(words(text)) & (_KB_FOLLOWED | (ACTION_WORDS - _WEAK_ACTIONS)):
@@ -329,6 +329,12 @@ def note_problem(
     if all(a in _WEAK_ACTIONS for a in actions) and signals == ["system"] and _only_os(text):
         return f"A reboot alone teaches nothing: say what was restarted or changed, {EXAMPLE}."
     return None
+
+
+def _meaningful(text: str) -> list[str]:
+    """The words of `text` that say something, in order: the summary pasted back with "done"
+    or "thanks" added is still the summary."""
+    return [w for w in words(text) if w not in _EMPTY_WORDS]
 
 
 def _only_os(text: str) -> bool:

@@ -168,7 +168,7 @@ async def test_slack_a_note_that_only_repeats_the_summary_is_refused(
     s = SlackFlow(app, slack_api)
     summary = "Reinstall the CRM add-in for Outlook on LAPTOP-0192"
     number = await s.ticket(summary=summary, category="outlook")
-    for copied in (summary, f"  {summary.lower()}.  ", summary.replace(" ", "  ")):
+    for copied in (summary, f"  {summary.lower()}.  ", f"{summary} - done, thanks"):
         answer = await _close_modal(s, number, copied)
         assert answer and "resolution_note" in answer.get("errors", {}), (copied, answer)
         assert "repeats the ticket's summary" in answer["errors"]["resolution_note"], answer

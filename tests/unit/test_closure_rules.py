@@ -299,7 +299,11 @@ def test_the_tickets_own_psa_number_is_no_asset() -> None:
 
 def test_a_note_that_only_repeats_what_the_ticket_says_is_refused() -> None:
     reported = {"summary": "Reinstall the CRM add-in for Outlook on LAPTOP-0192"}
-    for copied in (reported["summary"], " reinstall the CRM add-in, for Outlook on laptop-0192! "):
+    for copied in (
+        reported["summary"],
+        " reinstall the CRM add-in, for Outlook on laptop-0192! ",
+        "Reinstall the CRM add-in for Outlook on LAPTOP-0192 - done, thanks",
+    ):
         problem = plain(note_problem(copied, reported=reported) or "")
         assert "repeats the ticket's summary" in problem, copied
     done = "Reinstalled the CRM add-in 4.2 for Outlook on LAPTOP-0192"
