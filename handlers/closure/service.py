@@ -399,15 +399,17 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
             session, deps, ticket=ticket, technician=actor, now=now, vip=vip
         )
         remarks = _remarks(ticket, also, kept)
-        if not interaction.can_reply:
-            # A modal closes on success and shows no answer (Slack): the thread gets it all.
+        if not notify.answered_in_ticket_place(interaction, ticket):
+            # A modal closes on success and shows no answer (Slack), and an answer elsewhere
+            # (another platform, another chat) is not where the ticket is worked: the thread
+            # gets it all.
             await notify.tell_technician(
                 session,
                 ticket,
                 closed_notice(ticket, closer_name, remarks),
                 purpose="closed",
                 # Their own closure pings nobody; another technician's tells them.
-                mention=not notify.is_user(actor, ticket.source_platform, ticket.technician_id),
+                mention=not notify.is_ticket_technician(actor, closer, ticket),
             )
         extra = await diagnosis.card_elements(session, ticket)
         shown = await identity.card_fact(session, ticket)

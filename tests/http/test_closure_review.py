@@ -263,3 +263,104 @@ async def test_servicenow_a_note_naming_only_the_tickets_own_incident_number_is_
         assert answer and "resolution_note" in answer.get("errors", {}), answer
         assert "Name what you did it to" in answer["errors"]["resolution_note"], answer
         assert (await psa.ticket(app)).status == "open"
+
+
+# -- the ticket's thread hears of a closure made elsewhere -------------------------------------
+
+TIA = {
+    "email": "tia@example.com",
+    "name": "Tia Tech",
+    "slack_id": "UTIA",
+    "teams_id": "29:1tia",
+    "technician": True,
+}
+TIA_CHAT = "a:1tia-chat"
+
+
+async def test_a_slack_ticket_closed_from_teams_by_another_technician_is_told_in_its_thread(
+    make_app: Any, slack_api: FakeSlack, connector: FakeConnector
+) -> None:
+    """Tom works HD-1 in Slack; Tia closes it from her Teams chat. Tia gets her answer in
+    Teams, and Tom hears it where he works the ticket, as when Tia closes it from Slack:
+    otherwise only his card changes, silently."""
+    app: AppHarness = await make_app(
+        slack=slack_api, config=teams_config(connector), people=[*PEOPLE, TIA]
+    )
+    s = SlackFlow(app, slack_api)
+    number = await s.ticket()
+    t = TeamsFlow(app, connector)
+    posted = len(connector.activities(TIA_CHAT))
+    assert await t.say(f"ticket close {number}", user=TIA["teams_id"], conversation=TIA_CHAT) == 201
+
+    def forms() -> list[dict[str, Any]]:
+        return [c for c in t.cards(TIA_CHAT) if f"Close {number}" in shown(c)]
+
+    await wait_until(forms, what="the closure card in Tia's chat")
+    data = {
+        **submit_action(forms()[-1])["fallback"]["data"],
+        "resolution_note": GOOD_NOTE,
+        "resolution_category": "Incident",
+        "time_spent": "20m",
+        "kb_article": "",
+    }
+    sent = activity(connector.service_url, value=data, user=TIA["teams_id"], conversation=TIA_CHAT)
+    assert (await app.teams(sent)).status == 201
+    await wait_until(lambda: len(connector.activities(TIA_CHAT)) > posted + 1, what="Tia's answer")
+    assert f"Closed {number}" in shown(connector.activities(TIA_CHAT)[posted + 1 :])
+    assert (await ticket_row(app, number)).status == "closed"
+
+    await wait_until(lambda: s.thread(number, "was closed by"), timeout=10, what="Tom told")
+    [told] = s.thread(number, "was closed by")
+    assert "Tia Tech" in shown(told) and "<@UTECH>" in shown(told), shown(told)
+
+
+async def test_a_slack_ticket_escalated_from_teams_by_another_technician_is_told_in_its_thread(
+    make_app: Any, slack_api: FakeSlack, connector: FakeConnector
+) -> None:
+    config = teams_config(
+        connector,
+        escalation={"queues": {"network": "networking"}},
+        queues={"networking": {"slack": "C0NETWORK"}},
+    )
+    app: AppHarness = await make_app(slack=slack_api, config=config, people=[*PEOPLE, TIA])
+    s = SlackFlow(app, slack_api)
+    number = await s.ticket(category="network", summary="VPN drops")
+    t = TeamsFlow(app, connector)
+    said = await t.say(f"ticket escalate {number}", user=TIA["teams_id"], conversation=TIA_CHAT)
+    assert said == 201
+
+    def forms() -> list[dict[str, Any]]:
+        return [c for c in t.cards(TIA_CHAT) if "Reproduction steps" in shown(c)]
+
+    await wait_until(forms, what="the escalation card in Tia's chat")
+    data = {
+        **submit_action(forms()[-1])["fallback"]["data"],
+        "repro_steps": "Connect to the VPN from home",
+        "error_text": "Error 809",
+        "already_tried": "Reinstalled the VPN client twice",
+        "asset_link": "PRN-0042",
+        "user_impact": "Ana cannot work remotely",
+        "queue": "networking",
+    }
+    sent = activity(connector.service_url, value=data, user=TIA["teams_id"], conversation=TIA_CHAT)
+    assert (await app.teams(sent)).status == 201
+    await wait_until(lambda: s.posts("C0NETWORK"), what="the queue notified")
+    await wait_until(lambda: s.thread(number, "was escalated to"), timeout=10, what="Tom told")
+    [told] = s.thread(number, "was escalated to")
+    assert "Tia Tech" in shown(told) and "<@UTECH>" in shown(told), shown(told)
+
+
+async def test_a_slack_ticket_its_technician_closes_from_teams_is_told_without_a_ping(
+    make_app: Any, slack_api: FakeSlack, connector: FakeConnector
+) -> None:
+    """Tom closes his own Slack ticket from his Teams chat: the thread records it (others
+    follow it there), without pinging Tom about what he just did."""
+    app: AppHarness = await make_app(slack=slack_api, config=teams_config(connector), people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    number = await s.ticket()
+    t = TeamsFlow(app, connector)
+    said = await _teams_close(app, t, number, GOOD_NOTE)
+    assert f"Closed {number}" in said, said
+    await wait_until(lambda: s.thread(number, "was closed by"), timeout=10, what="the thread")
+    [told] = s.thread(number, "was closed by")
+    assert "Tom Tech" in shown(told) and "<@UTECH>" not in shown(told), shown(told)
