@@ -388,6 +388,7 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
                 closed_by=closer_name,
                 addresses=filed_to,
                 channel=interaction.conversation.id,
+                closer=closer,
             )
             if ticket.filed_count
             else ([], [])

@@ -241,3 +241,11 @@ def filed_text(child: Ticket, p1: Ticket) -> str:
         f'{p1.number} ("{p1.summary.strip()[:200]}"), which the help desk is working on now. '
         "You will hear from us when it is resolved."
     )
+
+
+def closed_with_text(report: Ticket, p1: Ticket, closer: str) -> str:
+    """What a report's thread hears when it is closed with the P1 it is filed under."""
+    return (
+        f"{report.number} was closed with {p1.number} by {closer} "
+        f"({report.resolution_category}): {report.resolution_note}"
+    )

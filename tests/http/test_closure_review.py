@@ -364,3 +364,36 @@ async def test_a_slack_ticket_its_technician_closes_from_teams_is_told_without_a
     await wait_until(lambda: s.thread(number, "was closed by"), timeout=10, what="the thread")
     [told] = s.thread(number, "was closed by")
     assert "Tom Tech" in shown(told) and "<@UTECH>" not in shown(told), shown(told)
+
+
+async def test_a_report_closed_with_its_p1_by_another_technician_is_told_in_its_own_thread(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """Tom files his report HD-2 under the P1 HD-1; Tia closes the P1, which closes HD-2 with
+    it. HD-2's thread, where Tom works it, hears so (Tom mentioned), as it would had Tia
+    closed HD-2 itself; before, only its card changed."""
+    app: AppHarness = await make_app(slack=slack_api, people=[*PEOPLE, TIA])
+    s = SlackFlow(app, slack_api)
+    p1 = await s.ticket(priority="P1", users=30)
+    report = await s.ticket(requester="UBOB")
+    assert f"{report} is filed under {p1}" in await s.command(f"link {report} {p1}")
+
+    opened = len(slack_api.views_opened())
+    assert (await app.slash(f"close {p1}", user="UTIA")).status == 200
+    await slack_api.wait_for_method("views.open", count=opened + 1)
+    view = slack_api.views_opened()[-1]["view"]
+    values = {
+        "resolution_note": {"type": "plain_text_input", "value": GOOD_NOTE},
+        "resolution_category": {"type": "static_select", "selected_option": {"value": "Incident"}},
+        "time_spent": {"type": "plain_text_input", "value": "1h"},
+        "kb_article": {"type": "plain_text_input", "value": ""},
+    }
+    answer = await s.submit(view, values, "UTIA")
+    assert not answer or "errors" not in answer, answer
+    assert (await ticket_row(app, report)).status == "closed"
+
+    await wait_until(lambda: s.thread(report, f"closed with {p1}"), timeout=10, what="HD-2")
+    [told] = s.thread(report, f"closed with {p1}")
+    said = shown(told)
+    assert "Tia Tech" in said and "<@UTECH>" in said and GOOD_NOTE in said, said
+    assert told["thread_ts"] == (s.card(report) or {}).get("ts")
