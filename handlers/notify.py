@@ -13,7 +13,7 @@ from handlers.config import HelpdeskConfig
 from handlers.deps import Deps
 from handlers.directory import Person
 from handlers.formatting import technician
-from handlers.types import Actor
+from handlers.types import Actor, Interaction
 from storage import outbox
 from storage.models import Ticket
 
@@ -204,6 +204,33 @@ def is_user(actor: Actor, platform: str, user_id: str) -> bool:
         return True
     aad = actor.aad_object_id
     return platform == "teams" and bool(aad) and str(aad).lower() == user_id.lower()
+
+
+def _place(conversation: str) -> str:
+    """A conversation without its Teams reply chain (`19:…@thread.tacv2;messageid=…` is a
+    reply chain in the channel `19:…@thread.tacv2`)."""
+    return conversation.split(";messageid=", 1)[0]
+
+
+def answered_in_ticket_place(interaction: Interaction, ticket: Ticket) -> bool:
+    """True when the answer to `interaction` reaches where the ticket is worked: it can be
+    answered (not a Slack modal) in the ticket's own conversation. Else what it did (a
+    closure, an escalation) is said in the ticket's thread, or the technician, working there,
+    never hears of it (another technician acting from their Teams chat, say)."""
+    return (
+        interaction.can_reply
+        and interaction.platform == ticket.source_platform
+        and _place(interaction.conversation.id) == _place(ticket.source_channel or "")
+    )
+
+
+def is_ticket_technician(actor: Actor, person: Person | None, ticket: Ticket) -> bool:
+    """True when `actor` is the ticket's technician: by the id they acted with, or (acting on
+    the other platform) by their directory entry's id on the ticket's platform."""
+    if is_user(actor, ticket.source_platform, ticket.technician_id):
+        return True
+    ids = platform_ids(person) if person is not None else {}
+    return bool(ticket.technician_id) and ids.get(ticket.source_platform) == ticket.technician_id
 
 
 def pick_platform(person: Person, preferred: str, usable: Sequence[str]) -> tuple[str, str] | None:

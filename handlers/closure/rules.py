@@ -3,7 +3,10 @@
 A useful note says *what was done* (an action verb: cleared, reinstalled, reset…) *to what*
 (an object signal: a KB id, a command, a host or asset name, a setting path, a known system
 such as a printer, VPN or mailbox, or a named product right after the verb), and is more than a
-filler phrase. A reference to another ticket of this help desk (`HD-12`) names no system.
+filler phrase. A reference to another ticket of this help desk (`HD-12`), or to this one in
+the PSA (`INC0010001`), names no system; nor does text in backticks made only of filler (`` `it`
+``), a plea capitalised as a name ("Reset Please Help") or the domain of an e-mail address. A
+note that only repeats the ticket's summary (or error text) says nothing of the fix.
 Checks run in order and the first failure is the reason given to the technician, with a worked
 example. Whether the text is an answer at all (empty, a placeholder, too few words) is judged
 by `handlers.answers`, as for every form; this module adds what a resolution note needs on top.
@@ -12,9 +15,18 @@ by `handlers.answers`, as for every form; this module adds what a resolution not
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 
 from cards.model import Inline, Rich, Typed
-from handlers.answers import MIN_WORDS, Problem, made_only_of, problem, shown, words
+from handlers.answers import (
+    MIN_WORDS,
+    PLACEHOLDER_WORDS,
+    Problem,
+    made_only_of,
+    problem,
+    shown,
+    words,
+)
 
 EXAMPLE = "e.g. 'Cleared the print queue on PRN-0042 and reinstalled the HP UPD 7.1 driver'"
 MIN_CHARS = 15
@@ -32,6 +44,9 @@ FILLER_WORDS = frozenset(
     seemed apparently anymore able can could
     """.split()
 )
+
+# Words that name nothing: filler, and the pleas and placeholders of every form.
+_EMPTY_WORDS = FILLER_WORDS | PLACEHOLDER_WORDS
 
 # Base forms of verbs that say what was done. "fix", "resolve", "solve" and "sort" are left
 # out on purpose: they say *that* it was fixed, not *what* was done.
@@ -116,7 +131,8 @@ _SETTING_STEP = re.compile(r"\b([A-Z][\w-]*)\s(?:>|->|→|»)\s([A-Z][\w-]*)")
 _ASSET = re.compile(r"\b[A-Za-z][A-Za-z0-9]*[-_][A-Za-z0-9_-]*\d[A-Za-z0-9_-]*\b")
 _CAPS_DIGITS = re.compile(r"\b[A-Z]{2,}\d{2,}\b")
 # Dotted names; `_is_host` keeps those shaped like a host or domain, not "ok.Closing".
-_DOTTED = re.compile(r"(?<![\w.-])[A-Za-z0-9][\w-]*(?:\.[A-Za-z0-9][\w-]*)+(?![\w-])")
+# The domain of an e-mail address (`ana@example.com`) names a person, not a host: not read.
+_DOTTED = re.compile(r"(?<![\w.@-])[A-Za-z0-9][\w-]*(?:\.[A-Za-z0-9][\w-]*)+(?![\w-])")
 # Top-level domains and internal suffixes that are not also short English words ("it", "me"…).
 _TLDS = frozenset(
     """
@@ -158,13 +174,16 @@ def action_words(note: str) -> list[str]:
     return [w for w in words(note) if w in ACTION_WORDS]
 
 
-def object_signals(note: str, *, ticket_prefix: str = DEFAULT_TICKET_PREFIX) -> list[str]:
-    """Why the note names a thing: which signals it contains (empty: names nothing)."""
-    note = _without_tickets(note, ticket_prefix)
+def object_signals(
+    note: str, *, ticket_prefix: str = DEFAULT_TICKET_PREFIX, references: Sequence[str] = ()
+) -> list[str]:
+    """Why the note names a thing: which signals it contains (empty: names nothing).
+    `references`: other numbers of this very ticket (its id in the PSA), which name no system."""
+    note = _without_tickets(note, ticket_prefix, references)
     signals: list[str] = []
     checks = (
         ("KB article", _KB_ID.search(note)),
-        ("command", _BACKTICKS.search(note)),
+        ("command", _in_backticks(note)),
         ("command", _LONG_FLAG.search(note)),
         ("command", _SWITCHES.search(note)),
         ("command", _RUN_WITH_SWITCH.search(note)),
@@ -186,16 +205,33 @@ def object_signals(note: str, *, ticket_prefix: str = DEFAULT_TICKET_PREFIX) -> 
     return signals
 
 
-def _without_tickets(note: str, prefix: str) -> str:
-    """The note with this help desk's ticket numbers (`HD-12`, any case) blanked out."""
+def _without_tickets(note: str, prefix: str, references: Sequence[str] = ()) -> str:
+    """The note with this help desk's ticket numbers (`HD-12`, any case) blanked out, and the
+    ticket's `references` (its PSA number, `INC0010001`: shown on its card, as a ticket
+    number is) as whole words."""
     pattern = rf"(?<![A-Za-z0-9-]){re.escape(prefix)}-\d{{1,12}}\b"
-    return re.sub(pattern, " ", note, flags=re.IGNORECASE)
+    note = re.sub(pattern, " ", note, flags=re.IGNORECASE)
+    for ref in references:
+        if ref := ref.strip().lstrip("#"):
+            note = re.sub(rf"(?<![\w-])#?{re.escape(ref)}(?![\w-])", " ", note, flags=re.I)
+    return note
+
+
+def _in_backticks(note: str) -> bool:
+    """True when text in backticks is a command: it has a word of two letters or more that
+    is neither filler nor a plea (`` `it` ``, `` `n/a` `` or `` `.` `` name no command)."""
+    return any(
+        any(len(w) > 1 and w not in _EMPTY_WORDS for w in words(found.group()))
+        for found in _BACKTICKS.finditer(note)
+    )
 
 
 def _has_setting_path(note: str) -> bool:
-    """True when a step of a setting path joins two names, neither a filler word."""
+    """True when a step of a setting path joins two names, neither a filler word nor both
+    pleas ("Help -> Assist")."""
     return any(
         not {left.lower(), right.lower()} & FILLER_WORDS
+        and not {left.lower(), right.lower()} <= PLACEHOLDER_WORDS
         for left, right in _SETTING_STEP.findall(note)
     )
 
@@ -224,7 +260,9 @@ def _names_product(note: str) -> bool:
         if verb.group().lower().replace("-", "") not in ACTION_WORDS - _WEAK_ACTIONS:
             continue
         name = _PROPER_NAME.match(note, verb.end())
-        if name and not set(words(name.group(1))) & FILLER_WORDS:
+        named = set(words(name.group(1))) if name else set()
+        # Not filler, and not only pleas capitalised ("Reset Please Help", "Thank You").
+        if named and not named & FILLER_WORDS and not named <= PLACEHOLDER_WORDS:
             return True
         if _CAMEL_NAME.match(note, verb.end()):
             return True
@@ -237,9 +275,17 @@ def systems(note: str) -> set[str]:
     return (set(words(note)) & SYSTEM_NOUNS) | {p for p in _SYSTEM_PHRASES if p in lowered}
 
 
-def note_problem(note: str, *, ticket_prefix: str = DEFAULT_TICKET_PREFIX) -> Inline | None:
+def note_problem(
+    note: str,
+    *,
+    ticket_prefix: str = DEFAULT_TICKET_PREFIX,
+    references: Sequence[str] = (),
+    reported: Mapping[str, str] | None = None,
+) -> Inline | None:
     """Why the resolution note is not good enough, with an example; None when it is.
-    `ticket_prefix`: this help desk's ticket numbers (`HD-12`), which name no system."""
+    `ticket_prefix`: this help desk's ticket numbers (`HD-12`), which name no system, nor do
+    the ticket's other `references` (its PSA number). `reported`: what the ticket says of the
+    problem, by name ("summary": …): a note that only repeats one says nothing of the fix."""
     text = note.strip()
     verdict = problem(text, min_words=MIN_WORDS)
     if verdict is Problem.EMPTY:
@@ -254,7 +300,10 @@ def note_problem(note: str, *, ticket_prefix: str = DEFAULT_TICKET_PREFIX) -> In
         )
     if is_filler(text):
         return f"That only says it works now, not what was done to what. Describe it, {EXAMPLE}."
-    if kb := _KB_ID.search(_without_tickets(text, ticket_prefix)):
+    for name, said in (reported or {}).items():
+        if (told := _meaningful(said)) and told == _meaningful(text):
+            return f"That repeats the ticket's {name}: say what you did to fix it, {EXAMPLE}."
+    if kb := _KB_ID.search(_without_tickets(text, ticket_prefix, references)):
         if set(words(text)) & (_KB_FOLLOWED | (ACTION_WORDS - _WEAK_ACTIONS)):
             return None
         if verdict is Problem.TOO_SHORT or len(text) < MIN_CHARS:
@@ -271,7 +320,7 @@ def note_problem(note: str, *, ticket_prefix: str = DEFAULT_TICKET_PREFIX) -> In
             "Say what you did (cleared, reinstalled, reset, replaced, reconfigured…), "
             f"not only that it is fixed, {EXAMPLE}."
         )
-    signals = object_signals(text, ticket_prefix=ticket_prefix)
+    signals = object_signals(text, ticket_prefix=ticket_prefix, references=references)
     if not signals:
         return (
             "Name what you did it to: a system (printer, VPN, mailbox…), a setting, a "
@@ -280,6 +329,12 @@ def note_problem(note: str, *, ticket_prefix: str = DEFAULT_TICKET_PREFIX) -> In
     if all(a in _WEAK_ACTIONS for a in actions) and signals == ["system"] and _only_os(text):
         return f"A reboot alone teaches nothing: say what was restarted or changed, {EXAMPLE}."
     return None
+
+
+def _meaningful(text: str) -> list[str]:
+    """The words of `text` that say something, in order: the summary pasted back with "done"
+    or "thanks" added is still the summary."""
+    return [w for w in words(text) if w not in _EMPTY_WORDS]
 
 
 def _only_os(text: str) -> bool:

@@ -254,13 +254,28 @@ def validate(
     logged_minutes: int,
     kb_required: Inline = "",
     ticket_prefix: str = DEFAULT_TICKET_PREFIX,
+    ticket: Ticket | None = None,
 ) -> Closure:
     """Check the closure form; InvalidInput names every bad field (ids as in the form).
     `kb_required`: why this ticket needs a KB article (it is part of a pattern).
-    `ticket_prefix`: this help desk's ticket numbers, which a note cannot name as its object."""
+    `ticket_prefix`: this help desk's ticket numbers, which a note cannot name as its object.
+    `ticket`: the ticket closed, whose PSA number names no system either and whose summary,
+    error text and what they were doing a note cannot only repeat."""
     errors: dict[str, Inline] = {}
     note = _value(data, "resolution_note")
-    if problem := note_problem(note, ticket_prefix=ticket_prefix):
+    references = (ticket.psa_number or "",) if ticket else ()
+    reported = (
+        {
+            "summary": ticket.summary,
+            "exact error text": ticket.error_text,
+            "'what were they doing'": ticket.doing,
+        }
+        if ticket
+        else None
+    )
+    if problem := note_problem(
+        note, ticket_prefix=ticket_prefix, references=references, reported=reported
+    ):
         errors["resolution_note"] = problem
     raw_category = _value(data, "resolution_category").strip().lower()
     category = next((v for v, _ in CATEGORIES if v.lower() == raw_category), "")
@@ -302,6 +317,7 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
             logged_minutes=logged,
             kb_required=pattern.reason if pattern else "",
             ticket_prefix=deps.config.ticket_prefix,
+            ticket=ticket,
         )
     except InvalidInput as exc:
         # Shown again with the errors (Teams): as it was first shown, fix line included.
@@ -342,6 +358,7 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
         ticket.resolution_category = form.category
         ticket.kb_article = form.kb_article
         await sla.on_closed(session, ticket, at=now)
+        await working.retire_on_close(session, ticket)
         await notify.refresh_ticket_card(session, ticket)
         await psa.on_closed(session, ticket=ticket, closed_by=closer_name)
         await repo.add_event(
@@ -371,6 +388,7 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
                 closed_by=closer_name,
                 addresses=filed_to,
                 channel=interaction.conversation.id,
+                closer=closer,
             )
             if ticket.filed_count
             else ([], [])
@@ -382,15 +400,17 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
             session, deps, ticket=ticket, technician=actor, now=now, vip=vip
         )
         remarks = _remarks(ticket, also, kept)
-        if not interaction.can_reply:
-            # A modal closes on success and shows no answer (Slack): the thread gets it all.
+        if not notify.answered_in_ticket_place(interaction, ticket):
+            # A modal closes on success and shows no answer (Slack), and an answer elsewhere
+            # (another platform, another chat) is not where the ticket is worked: the thread
+            # gets it all.
             await notify.tell_technician(
                 session,
                 ticket,
                 closed_notice(ticket, closer_name, remarks),
                 purpose="closed",
                 # Their own closure pings nobody; another technician's tells them.
-                mention=not notify.is_user(actor, ticket.source_platform, ticket.technician_id),
+                mention=not notify.is_ticket_technician(actor, closer, ticket),
             )
         extra = await diagnosis.card_elements(session, ticket)
         shown = await identity.card_fact(session, ticket)

@@ -169,14 +169,16 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
                 f" Queue {queue} has no Slack or Teams channel configured (`queues:`), so "
                 "nobody was notified: hand it over directly."
             )
-        if not interaction.can_reply:
+        if not notify.answered_in_ticket_place(interaction, locked):
+            # A modal shows no answer (Slack); an answer on another platform or in another
+            # chat is not where the ticket is worked: its thread is told.
             await notify.tell_technician(
                 session,
                 locked,
                 told,
                 purpose="escalated",
                 # Their own escalation pings nobody; another technician's tells them.
-                mention=not notify.is_user(actor, locked.source_platform, locked.technician_id),
+                mention=not notify.is_ticket_technician(actor, who, locked),
             )
     log.info("ticket escalated", extra={"ticket": ticket.number, "queue": queue})
     return Reply(text=told, private=False)

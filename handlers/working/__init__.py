@@ -15,7 +15,7 @@ from handlers.working.cards import (
     fix_line,
     users_affected,
 )
-from handlers.working.confirm import broken, comment, confirm_command, works
+from handlers.working.confirm import broken, comment, confirm_command, retire_on_close, works
 from handlers.working.details import show_lines
 from handlers.working.linking import (
     add_button,
@@ -45,6 +45,7 @@ __all__ = [
     "nudge_given_up",
     "on_message",
     "on_ticket_opened",
+    "retire_on_close",
     "show_lines",
     "ticket_numbers",
     "users_affected",

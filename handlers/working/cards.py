@@ -165,6 +165,14 @@ def comment_form(number: str, nonce: str) -> Card:
     )
 
 
+def closed_first_text(number: str) -> str:
+    """What a question still waiting for an answer says once its ticket is closed."""
+    return (
+        f"{number} was closed before you answered. If it is still not working, please ask "
+        "for a new ticket."
+    )
+
+
 def answered_card(ticket: Ticket, text: str) -> Card:
     """Replaces the DM once it takes no more answers (no buttons)."""
     return Card(title=f"Does it work now? {ticket.number}", body=[Text(text)], fallback=text)
@@ -232,4 +240,12 @@ def filed_text(child: Ticket, p1: Ticket) -> str:
         f'Your report {child.number} ("{child.summary.strip()[:200]}") is part of the incident '
         f'{p1.number} ("{p1.summary.strip()[:200]}"), which the help desk is working on now. '
         "You will hear from us when it is resolved."
+    )
+
+
+def closed_with_text(report: Ticket, p1: Ticket, closer: str) -> str:
+    """What a report's thread hears when it is closed with the P1 it is filed under."""
+    return (
+        f"{report.number} was closed with {p1.number} by {closer} "
+        f"({report.resolution_category}): {report.resolution_note}"
     )

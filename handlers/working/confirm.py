@@ -161,6 +161,16 @@ async def _retire(
     )
 
 
+async def retire_on_close(session: AsyncSession, ticket: Ticket) -> None:
+    """The ticket was just closed (in this transaction, locked): a question still waiting for
+    the requester's answer stops asking. One not sent yet (its DM failing, or queued) is never
+    sent; a sent one loses its buttons. Its row stays pending, so a late click is told that
+    the ticket was closed first and records nothing."""
+    for request in await repo.open_confirmations(session, ticket.id):
+        if request.state == "pending":
+            await _retire(session, ticket, request, cards.closed_first_text(ticket.number))
+
+
 # -- answers -----------------------------------------------------------------------------------
 
 

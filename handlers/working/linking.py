@@ -18,8 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from handlers import csat, identity, incidents, notify, psa, sla
 from handlers.commands import TICKET_REF, Command, ticket_ref
 from handlers.deps import Deps
+from handlers.directory import Person
 from handlers.types import Actor, DomainError, Interaction, InvalidInput, NotFound, Reply
 from handlers.working import cards
+from handlers.working.confirm import retire_on_close
 from storage import tickets as tickets_repo
 from storage import working as repo
 from storage.models import Ticket
@@ -232,13 +234,16 @@ async def close_filed(
     closed_by: str,
     addresses: dict[int, tuple[Address, bool]],
     channel: str = "",
+    closer: Person | None = None,
 ) -> tuple[list[str], list[str]]:
     """Close every open report filed under the P1 just closed, with its resolution, and queue
     each requester's survey; returns their numbers, and those of the reports left open because
     their requester's identity is not confirmed (each with an audit event). The closure is the
     first response of a report that had none (`channel`: where the P1 was closed), as it is
     for a ticket closed on its own: its outcome, seconds and who answered are recorded
-    together (the report's median counts it as its Respond met does)."""
+    together (the report's median counts it as its Respond met does). Each report's thread
+    is told, its technician mentioned unless they closed the P1 (`closer`: their directory
+    entry): the closure happened on the P1, not where the report is worked."""
     closed: list[str] = []
     kept: list[str] = []
     for report in await repo.filed_under(session, p1.number, lock=True):
@@ -263,6 +268,7 @@ async def close_filed(
         report.resolution_category = p1.resolution_category
         report.kb_article = p1.kb_article
         await sla.on_closed(session, report, at=now)  # both clocks stop: met or missed
+        await retire_on_close(session, report)  # its requester is asked nothing more
         await notify.refresh_ticket_card(session, report)
         await psa.on_closed(session, ticket=report, closed_by=closed_by)
         await tickets_repo.add_event(
@@ -280,6 +286,13 @@ async def close_filed(
             },
         )
         await incidents.on_ticket_closed(session, deps, ticket=report, actor=actor)
+        await notify.tell_technician(
+            session,
+            report,
+            cards.closed_with_text(report, p1, closed_by),
+            purpose="closed",
+            mention=not notify.is_ticket_technician(actor, closer, report),
+        )
         if report.id in addresses:
             to, vip = addresses[report.id]
         else:  # filed after the look-up: ask now (rare)

@@ -258,3 +258,53 @@ def test_action_words_handle_inflections_and_hyphens() -> None:
     ]
     assert action_words("fixed, resolved and sorted") == []
     assert action_words("Re-enabled and reenabled") == ["reenabled", "reenabled"]
+
+
+@pytest.mark.parametrize(
+    "note",
+    [
+        "Reset `it` for them and closed",
+        "Set `n/a` there as asked",
+        "Cleared `.` for them",
+        "Reset Please Help",
+        "Reset Thank You",
+        "Set Help -> Assist",
+        "Reset it for ana@example.com",
+    ],
+)
+def test_filler_dressed_as_a_command_product_setting_or_host_names_nothing(note: str) -> None:
+    assert "Name what you did it to" in plain(note_problem(note) or ""), note
+
+
+@pytest.mark.parametrize(
+    "note",
+    [
+        "Ran `gpupdate /force` for them",
+        "Ran `fix-spooler.ps1` for them",
+        "Reinstalled Adobe Acrobat Reader",
+        "Granted access to finance@example.com shared mailbox",
+        "Renewed the certificate on vpn.example.com",
+    ],
+)
+def test_the_same_shapes_with_something_named_pass(note: str) -> None:
+    assert note_problem(note) is None, plain(note_problem(note) or "")
+
+
+def test_the_tickets_own_psa_number_is_no_asset() -> None:
+    note = "Updated INC0010001 with the call notes"
+    assert note_problem(note) is None  # some other record: it may be a host or asset tag
+    for own in ("INC0010001", "#INC0010001"):
+        assert "Name what you did it to" in plain(note_problem(note, references=(own,)) or ""), own
+
+
+def test_a_note_that_only_repeats_what_the_ticket_says_is_refused() -> None:
+    reported = {"summary": "Reinstall the CRM add-in for Outlook on LAPTOP-0192"}
+    for copied in (
+        reported["summary"],
+        " reinstall the CRM add-in, for Outlook on laptop-0192! ",
+        "Reinstall the CRM add-in for Outlook on LAPTOP-0192 - done, thanks",
+    ):
+        problem = plain(note_problem(copied, reported=reported) or "")
+        assert "repeats the ticket's summary" in problem, copied
+    done = "Reinstalled the CRM add-in 4.2 for Outlook on LAPTOP-0192"
+    assert note_problem(done, reported=reported) is None
