@@ -516,6 +516,22 @@ async def test_slack_retries_change_nothing_twice(
     assert len(slack_api.api_calls("files.completeUploadExternal")) == 1
 
 
+async def test_a_slack_retry_of_a_read_only_command_is_answered_again(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """Slack retries a command only when its first response did not arrive within 3 s, and
+    then shows nothing of it: the retry's response is the only answer the person sees, so it
+    is given (a Teams activity's answer is a message of its own: test_teams_answer_once)."""
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    s = SlackDriver(app, slack_api)
+    for said in ("mine", "show HD-9", "help"):
+        send = s.sender(s.command(said))
+        first, again = await send(False), await send(True)
+        assert first[0] == 200 and first[1], said
+        assert again == first, said
+    assert slack_api.posts() == []
+
+
 # -- Teams -----------------------------------------------------------------------------------
 
 
