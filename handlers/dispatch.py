@@ -8,6 +8,14 @@ duplicate without running anything, and the use case's own transaction claims th
 (`storage.inbound`), so it is remembered exactly when the change commits. Nothing is claimed
 when a use case refuses or fails (a corrected resubmission of the same form goes through).
 Read-only routes (forms, `show`, `mine`, `help`) may run again and can never commit.
+
+Where the answer is a message of its own rather than the request's response (a Teams message
+activity: `Interaction.answer_id`), a redelivery's answer would be a second message: there
+the answer claims that id (`first_answer`), once it is ready and before it goes out, unless
+the change claimed the delivery (read-only routes, refusals). A delivery that failed
+before it had an answer claims nothing, so its redelivery answers. Where the answer is the
+response (Slack, Teams invokes), a retry exists because the first response never arrived:
+it is answered.
 """
 
 from __future__ import annotations
@@ -60,6 +68,9 @@ IN_DOUBT = (
 )
 # Slack and Teams give a bot 3 s to answer.
 ANSWER_BUDGET = 2.0
+# The claim of an answer (`first_answer`) takes milliseconds; a database slower than this is
+# not waited for: the answer goes out unclaimed (a redelivery would answer again, never none).
+CLAIM_WAIT = 0.5
 # A commit already sent when the budget ends is waited for (its outcome decides the answer;
 # the edges answer a late result on their own), at most this long: the database's own
 # command timeout (storage.db.COMMAND_TIMEOUT) ends it by then.
@@ -176,6 +187,8 @@ class Attempt:
     under (set once the route is known), to tell whether a commit is under way."""
 
     binding: inbound.Binding | None = None
+    # The answer says the database could not be used: nothing more is asked of it.
+    without_database: bool = False
 
 
 def _route(interaction: Interaction) -> tuple[bool, Callable[[Deps], Awaitable[Reply]]]:
@@ -215,6 +228,7 @@ async def handle(deps: Deps, interaction: Interaction, attempt: Attempt | None =
         if not is_unavailable(exc):
             raise
         deps.database_trouble(exc)
+        attempt.without_database = True
         if attempt.binding is not None and attempt.binding.unconfirmed:
             # The COMMIT went out and its answer was lost: it may have landed, so "nothing
             # was saved, try again" could be false (and a retry would do it twice).
@@ -234,6 +248,60 @@ async def answer(
     budget: float = ANSWER_BUDGET,
     keep_waiting: Callable[[], bool] | None = None,
 ) -> Reply:
+    """`handle`, answered within `budget` seconds whatever the database does (`_answer`);
+    where the answer is a message of its own (`Interaction.answer_id`), a duplicate when an
+    earlier delivery of it has been answered."""
+    attempt = Attempt()
+    reply = await _answer(deps, interaction, attempt, budget=budget, keep_waiting=keep_waiting)
+    if interaction.answer_id is None or reply.duplicate:
+        return reply
+    binding = attempt.binding
+    if attempt.without_database or (
+        binding is not None
+        and (binding.done or binding.committing or binding.unconfirmed or binding.given_up)
+    ):
+        # Its change claimed the id (or may have), or the database failed just now: answered.
+        return reply
+    if await first_answer(deps, interaction.answer_id):
+        return reply
+    log.info("duplicate delivery not answered again: %s", interaction.answer_id)
+    return Reply(duplicate=True)
+
+
+async def first_answer(deps: Deps, delivery_id: str | None) -> bool:
+    """True when the answer to `delivery_id` is still to be given, claiming it (its own short
+    transaction); False when an earlier delivery of it claimed it (answered, or changed
+    something). When the claim cannot be made (no id, the database down or slower than
+    CLAIM_WAIT) it is True: an answer is never withheld for want of a claim."""
+    if not delivery_id or not deps.database_available():
+        return True
+    sessions = inbound.unbound(deps.sessions)
+
+    async def claim() -> bool:
+        async with sessions() as session, session.begin():
+            return await inbound.claim(session, delivery_id)
+
+    try:
+        return await asyncio.wait_for(claim(), CLAIM_WAIT)
+    except Exception as exc:
+        if not (isinstance(exc, TimeoutError) or is_unavailable(exc)):
+            raise
+        log.warning(
+            "delivery %s answered without its claim (%s): a redelivery would answer again",
+            delivery_id,
+            type(exc).__name__,
+        )
+        return True
+
+
+async def _answer(
+    deps: Deps,
+    interaction: Interaction,
+    attempt: Attempt,
+    *,
+    budget: float,
+    keep_waiting: Callable[[], bool] | None,
+) -> Reply:
     """`handle`, answered within `budget` seconds whatever the database does.
 
     Slack and Teams want an answer within 3 s. Work still running then is cancelled (its
@@ -245,8 +313,7 @@ async def answer(
     for (up to COMMIT_WAIT) and its own answer given.
     """
     if is_instant(interaction):  # nothing in it awaits anything that could be slow
-        return await handle(deps, interaction)
-    attempt = Attempt()
+        return await handle(deps, interaction, attempt)
     task = asyncio.ensure_future(handle(deps, interaction, attempt))
     patient = is_patient(interaction)
     while True:
@@ -262,6 +329,7 @@ async def answer(
         attempt.binding.given_up = True  # a commit it had not begun may not begin now
     _give_up(task, cancel=True)
     deps.database_trouble(TimeoutError(f"no answer within {budget:.1f} s"))
+    attempt.without_database = True
     return unavailable()
 
 

@@ -51,6 +51,11 @@ class Interaction:
     # False when the platform has nowhere to put a reply (Slack view_submission): the core
     # then announces through the outbox instead.
     can_reply: bool = True
+    # Set where the answer is a message of its own, not the response to the request (a Teams
+    # message activity): a redelivery's answer would be a second message, so the answer is
+    # claimed under this id, whatever the route (handlers/dispatch). The activity's own id,
+    # also where `delivery_id` is a form's (a refused form may be sent again, and answered).
+    answer_id: str | None = None
 
     @property
     def platform(self) -> Platform:

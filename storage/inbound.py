@@ -18,8 +18,9 @@ An id is kept for KEEP after it was claimed, then `prune` deletes it. Nothing ac
 of a delivery that late: a Slack request is refused once its signed timestamp is 5 minutes
 old (Slack's retries come within minutes, each signed anew), a Bot Framework token once it
 has expired (about an hour after it was issued, 5 minutes' clock tolerance), a Socket Mode
-envelope is redelivered within minutes. Only the claim reads an old id (binding states are
-per request, `show` and the answers never look here).
+envelope is redelivered within minutes. Only a claim reads an old id (binding states are per
+request); a Teams message's answer claims its activity id as well (`claim`, from
+dispatch.first_answer), so a redelivered activity is not answered twice.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, event, select
+from sqlalchemy import bindparam, delete, event, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction, SessionTransactionOrigin
@@ -42,6 +43,7 @@ SessionFactory = Callable[[], AsyncSession]
 _TABLE = statements.table_of(InboundDelivery)
 _SEEN = select(_TABLE.c.key).where(_TABLE.c.key == bindparam("key"))
 _BINDING = "inbound_delivery"
+_ASYNC_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
 # Longer ids (Teams conversation ids can be long) are stored as their hash.
 MAX_KEY = 255
 # How long a handled delivery's id is kept: days beyond the hour or so in which any repeat
@@ -120,6 +122,20 @@ async def seen(session: AsyncSession, key: str) -> bool:
     """True when a committed transaction has claimed `key` (a cheap look before the work)."""
     conn = await statements.connection(session)
     return (await conn.execute(_SEEN, {"key": key})).first() is not None
+
+
+async def claim(session: AsyncSession, delivery_id: str) -> bool:
+    """Claim `delivery_id` in the session's transaction (committed by the caller): True when
+    it was new, False when a committed transaction had claimed it (on PostgreSQL a concurrent
+    claim waits for that transaction, then stops here). For a delivery whose only effect is
+    its answer (dispatch.first_answer); a change claims its id through `bound` sessions.
+    On PostgreSQL its commit does not wait for the WAL flush (the answer waits for the
+    commit): a claim lost in a server crash only lets a redelivery answer again."""
+    conn = await statements.connection(session)
+    if conn.dialect.name == "postgresql":
+        await conn.execute(_ASYNC_COMMIT)
+    stmt = statements.insert_new(session, _TABLE, "key")
+    return (await conn.execute(stmt, {"key": key_for(delivery_id)})).first() is not None
 
 
 async def prune(conn: AsyncConnection, *, before: datetime, limit: int) -> int:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botbuilder.core import ActivityHandler, CloudAdapterBase, InvokeResponse, TurnContext
-from botbuilder.schema import Activity, ChannelAccount
+from botbuilder.schema import Activity, ActivityTypes, ChannelAccount
 from msrest.exceptions import HttpOperationError
 
 from bot import places
@@ -26,7 +26,7 @@ from cards.model import ActionId, Card
 from handlers import notify, tickets
 from handlers.commands import strip_teams_prefix, welcome
 from handlers.deps import Deps
-from handlers.dispatch import answer
+from handlers.dispatch import answer, first_answer
 from handlers.types import TICKET_MESSAGE, Actor, Conversation, Interaction, Reply
 from handlers.working import ticket_numbers
 
@@ -123,6 +123,15 @@ def _delivery_id(activity: Activity, sender: str, fields: dict[str, Any]) -> str
     return f"teams:{conversation}:{activity.id}" if activity.id else None
 
 
+def _answer_id(activity: Activity) -> str | None:
+    """The id the answer to this activity is claimed under when it is a message of its own
+    (a message's answer, the welcome): a redelivered activity (same id) gets no second one.
+    An invoke's answer is its response, given again to a redelivery (the first was lost)."""
+    if activity.type == ActivityTypes.invoke or not activity.id:
+        return None
+    return f"teams:{activity.conversation.id}:{activity.id}"
+
+
 def _interaction(activity: Activity, **fields: Any) -> Interaction:
     sender = activity.from_property or ChannelAccount(id="")
     conversation = activity.conversation
@@ -135,6 +144,7 @@ def _interaction(activity: Activity, **fields: Any) -> Interaction:
         ),
         delivery_id=_delivery_id(activity, sender.id or "", fields),
         can_reply=True,
+        answer_id=_answer_id(activity),
         **fields,
     )
 
@@ -167,7 +177,7 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
             action = _action_id(name)
             if action is None:
                 log.info("teams: submit with unknown action %r", name)
-                await self.send_text(turn_context, UNKNOWN_ACTION)
+                await self._answer_once(turn_context, UNKNOWN_ACTION)
                 return
             interaction = _interaction(activity, action=action, data=data)
         else:
@@ -188,11 +198,12 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
                     message |= {"channel": chain[0], "thread": chain[1]}
                 interaction = _interaction(activity, event=TICKET_MESSAGE, data=message)
             else:
-                await self.send_text(turn_context, replies.HINT)
+                await self._answer_once(turn_context, replies.HINT)
                 return
         reply = await self._core(interaction)
         if interaction.event is not None and not reply.duplicate and not reply.text:
-            # Nothing about a ticket came of it: a message the bot does not understand.
+            # Nothing about a ticket came of it: a message the bot does not understand (the
+            # core claimed its answer).
             await self.send_text(turn_context, replies.HINT)
             return
         await self._answer(turn_context, interaction, reply)
@@ -299,6 +310,14 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
             card_version=reply.card_version,
         )
         await self._remember_card(turn_context, reply, sent)
+
+    async def _answer_once(self, turn_context: TurnContext, text: str) -> None:
+        """Answer `text` unless an earlier delivery of this activity was answered (the answers
+        the edge gives without the core: the same claim as the core's, `first_answer`)."""
+        if await first_answer(self.deps, _answer_id(turn_context.activity)):
+            await self.send_text(turn_context, text)
+        else:
+            log.info("teams: activity %s was answered before", turn_context.activity.id)
 
     async def send_text(self, turn_context: TurnContext, text: str) -> None:
         """Answer `text` in the turn (later through the outbox when throttled)."""
@@ -520,5 +539,9 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
         bot = turn_context.activity.recipient
         added = [getattr(member, "id", None) for member in members_added or []]
         if bot is not None and bot.id and bot.id in added:
+            if not await first_answer(self.deps, _answer_id(turn_context.activity)):
+                # A redelivered conversationUpdate (same id): welcomed once.
+                log.info("teams: activity %s was welcomed before", turn_context.activity.id)
+                return
             card = welcome("teams")
             await self._send(turn_context, replies.card_activity(card), {"card": card.to_dict()})

@@ -250,6 +250,24 @@ async def test_redelivered_envelopes_make_nothing_twice(make_app, slack_api, soc
     assert len(checks) == 2
 
 
+async def test_a_redelivered_read_only_command_is_answered_in_its_ack_and_posts_nothing(
+    make_app, slack_api, socket_server
+):
+    """Slack redelivers an envelope (retry_attempt 1) only when the first was not
+    acknowledged in time: the first ack, which carried the answer, never counted. So the
+    repeat is answered again, in its own ack (the person sees it once); nothing else is sent."""
+    await start_socket_app(make_app, slack_api, socket_server)
+    for text in ("mine", "show HD-9", "help"):
+        envelope = f"env-{text.split()[0]}"
+        await socket_server.send(slash_envelope(text, envelope_id=envelope))
+        first = (await socket_server.ack_for(envelope))["payload"]
+        await socket_server.send(slash_envelope(text, envelope_id=envelope, retry=1))
+        again = (await socket_server.ack_for(envelope, count=2))["payload"]
+        assert again == first and (first.get("text") or first.get("blocks")), (text, first)
+    await asyncio.sleep(0.3)
+    assert slack_api.posts() == [] and slack_api.views_opened() == []
+
+
 # -- the HTTP path does not exist in Socket Mode -------------------------------------------------
 
 
