@@ -9,7 +9,8 @@ malformed one, or a kind the bot has no use for, never reaches Bolt. Pings every
 connection lost without a close frame is noticed after four missed pongs (20 s) and reopened
 with a fresh `apps.connections.open`.
 
-Connecting (`SocketClient`): each attempt uses a WebSocket URL once. The URL is temporary (it
+Connecting (`SocketClient`): each attempt uses a WebSocket URL once, and each of its steps
+(apps.connections.open, the handshake) gets STEP_WAIT seconds. The URL is temporary (it
 carries a one-time ticket), and slack_sdk retried a failed connection with the same URL every
 5 s for ever, never asking `apps.connections.open` again. Failures are logged as one line at
 most every 30 s per cause, with no URL (its ticket) and no traceback. At start-up
@@ -64,6 +65,13 @@ REFUSALS = frozenset(
 RATE_LIMIT_WAIT = 30.0
 # Longest wait between attempts to connect while they keep failing.
 MAX_BACKOFF = 60.0
+# How long one step of an attempt to connect may take: apps.connections.open's answer, then
+# the WebSocket handshake. Unbounded, a step nobody answers (a pooled keep-alive connection
+# that died with the link, an edge or proxy that takes the TCP connection and then says
+# nothing) held the reconnect for the Web API client's timeout or aiohttp's 5 minutes, nothing
+# from Slack arriving meanwhile: past SPEC's 15 s after a `disconnect` and 30 s after a
+# connection lost without a close frame. Slack answers both in well under a second.
+STEP_WAIT = 6.0
 
 
 class TokenRefused(Exception):
@@ -75,7 +83,8 @@ class TokenRefused(Exception):
 
 
 class NoUrl(Exception):
-    """apps.connections.open failed in a way that may pass (an error status, no URL)."""
+    """An attempt to connect failed in a way that may pass: apps.connections.open answered
+    an error status, no URL or nothing in time, or the URL's handshake got no answer."""
 
 
 def describe(exc: BaseException) -> str:
@@ -137,7 +146,13 @@ class SocketClient(SocketModeClient):  # type: ignore[misc]
             if wait := self.rate_limited_for():
                 await asyncio.sleep(wait)
             try:
-                response = await self.web_client.apps_connections_open(app_token=self.app_token)
+                response = await asyncio.wait_for(
+                    self.web_client.apps_connections_open(app_token=self.app_token), STEP_WAIT
+                )
+            except TimeoutError:
+                raise NoUrl(
+                    f"apps.connections.open did not answer within {STEP_WAIT:.0f} s"
+                ) from None
             except SlackApiError as exc:
                 error = str(exc.response.get("error") or "")
                 if exc.response.status_code == 429 or error == "ratelimited":
@@ -220,13 +235,20 @@ class SocketClient(SocketModeClient):  # type: ignore[misc]
             self.aiohttp_client_session = aiohttp.ClientSession()
         url, self.wss_uri = self.wss_uri or await self.issue_new_wss_url(), None
         try:
-            session = await self.aiohttp_client_session.ws_connect(
-                url,
-                autoping=False,
-                heartbeat=self.ping_interval,
-                proxy=self.proxy,
-                ssl=self.web_client.ssl if self.web_client.ssl is not None else True,
+            session = await asyncio.wait_for(
+                self.aiohttp_client_session.ws_connect(
+                    url,
+                    autoping=False,
+                    heartbeat=self.ping_interval,
+                    proxy=self.proxy,
+                    ssl=self.web_client.ssl if self.web_client.ssl is not None else True,
+                ),
+                STEP_WAIT,
             )
+        except TimeoutError:
+            raise NoUrl(
+                f"the WebSocket handshake with {_bare(url)} got no answer within {STEP_WAIT:.0f} s"
+            ) from None
         except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError, ValueError) as exc:
             # aiohttp names the whole URL, ticket included.
             raise NoUrl(

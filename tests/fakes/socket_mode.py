@@ -19,6 +19,9 @@ class FakeSocketMode:
         # A URL whose WebSocket handshake is refused (HTTP 403), as a used or expired ticket's.
         self.refused_url = ""
         self.refused: list[str] = []
+        # A URL whose handshake is never answered (the TCP connection is taken, then silence).
+        self.hanging_url = ""
+        self.hanging: list[str] = []
         self.acks: list[dict[str, Any]] = []
         self.connections = 0
         self.connected_at: list[float] = []
@@ -32,6 +35,7 @@ class FakeSocketMode:
         app = web.Application()
         app.router.add_get("/link", self._link)
         app.router.add_get("/refused", self._refuse)
+        app.router.add_get("/hang", self._hang)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -39,6 +43,7 @@ class FakeSocketMode:
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.url = f"ws://127.0.0.1:{port}/link"
         self.refused_url = f"ws://127.0.0.1:{port}/refused"
+        self.hanging_url = f"ws://127.0.0.1:{port}/hang"
 
     async def stop(self) -> None:
         if self._ws is not None and not self._ws.closed:
@@ -53,6 +58,11 @@ class FakeSocketMode:
     async def _refuse(self, request: web.Request) -> web.Response:
         self.refused.append(request.query_string)
         return web.json_response({"ok": False, "error": "invalid_ticket"}, status=403)
+
+    async def _hang(self, request: web.Request) -> web.Response:
+        self.hanging.append(request.query_string)
+        await asyncio.Event().wait()  # until the server stops
+        raise AssertionError("unreachable")
 
     async def _link(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(autoping=False)

@@ -453,6 +453,55 @@ async def test_a_url_that_cannot_be_connected_to_is_not_tried_again(
 
 
 @on_sqlite
+async def test_a_handshake_nobody_answers_is_given_up_in_time(
+    make_app, slack_api, socket_server, caplog
+):
+    """Found by a review: a WebSocket URL whose server took the TCP connection and then said
+    nothing (an edge or proxy that hangs) held the reconnect for aiohttp's 5 minutes, with
+    no log line: after a `disconnect` nothing from Slack arrived meanwhile. The handshake is
+    given up after a few seconds, said once (without the URL's ticket), and a new URL asked."""
+    await start_socket_app(make_app, slack_api, socket_server)
+    urls = [f"{socket_server.hanging_url}?ticket=t-secret-hang", socket_server.url]
+    slack_api.set_response(
+        "apps.connections.open", lambda _: {"ok": True, "url": urls.pop(0) if urls else ""}
+    )
+    started = time.monotonic()
+    await socket_server.disconnect()
+    await socket_server.wait_connections(2, timeout=20)
+    assert time.monotonic() - started < 15
+    assert socket_server.hanging == ["ticket=t-secret-hang"]
+    await socket_server.send(slash_envelope("help", envelope_id="env-after-hang"))
+    await socket_server.ack_for("env-after-hang")
+    said = [r.getMessage() + (r.exc_text or "") for r in caplog.records]
+    assert not [line for line in said if "t-secret-hang" in line], said
+    assert any("handshake with ws://127.0.0.1:" in line and "no answer" in line for line in said)
+
+
+@on_sqlite
+async def test_an_apps_connections_open_nobody_answers_is_given_up_in_time(
+    make_app, slack_api, socket_server, caplog
+):
+    """Found by a review: an apps.connections.open call that got no answer (sent on a pooled
+    keep-alive connection that died with the link) held the reconnect until the Web API
+    client's own timeout (20 s after the `disconnect` here; after a connection lost without
+    a close frame that comes on top of noticing it: past SPEC's 30 s). The call is given up
+    after a few seconds and made again."""
+    await start_socket_app(make_app, slack_api, socket_server)
+    slack_api.delay_answer("apps.connections.open", 60)
+    started = time.monotonic()
+    await socket_server.disconnect()
+    # The call after start-up's has arrived (it is recorded before its answer is held).
+    await wait_until(lambda: len(slack_api.method_calls("apps.connections.open")) == 2)
+    slack_api.delay_answer("apps.connections.open", 0)  # the next call is answered at once
+    await socket_server.wait_connections(2, timeout=30)
+    assert time.monotonic() - started < 15
+    await socket_server.send(slash_envelope("help", envelope_id="env-after-silence"))
+    await socket_server.ack_for("env-after-silence")
+    said = [r.getMessage() for r in caplog.records]
+    assert any("apps.connections.open did not answer within" in line for line in said), said
+
+
+@on_sqlite
 async def test_a_url_aiohttp_cannot_use_is_not_logged_with_its_ticket(
     make_app, slack_api, socket_server, caplog
 ):
