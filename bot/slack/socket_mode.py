@@ -271,22 +271,29 @@ class SocketClient(SocketModeClient):  # type: ignore[misc]
             log.info("slack: Socket Mode connected again")
 
     async def process_message(self) -> None:
-        """slack_sdk's, except that a text frame that is not JSON is one warning, not a
-        traceback (slack_sdk's json.loads raised into its processing loop)."""
+        """slack_sdk's, except that a text frame that is no JSON object is one warning: not
+        JSON was a traceback from slack_sdk's json.loads, and JSON nested too deep
+        (RecursionError) still was one here; a frame not starting with `{` (JSON with
+        leading whitespace included) was dropped without a word. Empty frames, which Slack
+        sends now and then, are skipped quietly."""
         raw = await self.message_queue.get()
-        if raw is None:
+        if raw is None or not raw.strip():
             return
-        message: Any = {}
-        if raw.startswith("{"):
-            try:
-                message = json.loads(raw)
-            except ValueError as exc:
-                log.warning(
-                    "slack: Socket Mode message dropped: not JSON (%d characters; %s)",
-                    len(raw),
-                    exc,
-                )
-                return
+        try:
+            message = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            why = "nested too deep" if isinstance(exc, RecursionError) else str(exc)
+            log.warning(
+                "slack: Socket Mode message dropped: not JSON (%d characters; %s)", len(raw), why
+            )
+            return
+        if not isinstance(message, dict):
+            log.warning(
+                "slack: Socket Mode message dropped: JSON %s, not an object (%d characters)",
+                shapes.type_name(message),
+                len(raw),
+            )
+            return
         # As slack_sdk does: each message is handled on its own task (a slow command does
         # not hold up the envelopes behind it); kept until done, so it is not collected.
         task = asyncio.ensure_future(self.run_message_listeners(message, raw))
