@@ -129,6 +129,12 @@ class SocketClient(SocketModeClient):  # type: ignore[misc]
         self._failing = False
         self._handling: set[asyncio.Future[None]] = set()
         self._retry_at = 0.0  # time.monotonic() before which apps.connections.open waits
+        # Held through one attempt to connect. A `disconnect` reconnects even when another
+        # reconnect holds slack_sdk's connect_operation_lock past 5 s: two attempts side by
+        # side each closed the same old connection and opened their own, and the first one's
+        # stayed open with nobody reading it (what Slack sent there was never acknowledged).
+        # Taking turns, each attempt closes the connection the one before it opened.
+        self._attempt = asyncio.Lock()
         # Set while the bot stops: no new connection, no new envelope taken.
         self.stopping = False
 
@@ -223,7 +229,11 @@ class SocketClient(SocketModeClient):  # type: ignore[misc]
 
     async def connect_once(self) -> None:
         """One attempt: the old connection closed, a URL used once, a new connection with its
-        own monitor (pings) and receiver."""
+        own monitor (pings) and receiver. One attempt at a time (`_attempt`)."""
+        async with self._attempt:
+            await self._connect_once()
+
+    async def _connect_once(self) -> None:
         self.auto_reconnect_enabled = False
         old = self.current_session
         if old is not None and not old.closed:

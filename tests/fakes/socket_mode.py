@@ -24,6 +24,8 @@ class FakeSocketMode:
         self.hanging: list[str] = []
         self.acks: list[dict[str, Any]] = []
         self.connections = 0
+        # Connections open now (a client that leaves an old one open holds Slack's slots).
+        self.open_now = 0
         self.connected_at: list[float] = []
         # While True, new and current connections get no pongs and no messages (a dead link).
         self.silent = False
@@ -69,17 +71,21 @@ class FakeSocketMode:
         await ws.prepare(request)
         self._ws = ws
         self.connections += 1
+        self.open_now += 1
         self.connected_at.append(time.monotonic())
-        await ws.send_json({"type": "hello", "num_connections": 1})
-        await self._notify()
-        async for message in ws:
-            if self.silent:
-                continue  # swallow everything: no pong, no ack recorded
-            if message.type == WSMsgType.PING:
-                await ws.pong(message.data)
-            elif message.type == WSMsgType.TEXT:
-                self.acks.append(json.loads(message.data))
-                await self._notify()
+        try:
+            await ws.send_json({"type": "hello", "num_connections": 1})
+            await self._notify()
+            async for message in ws:
+                if self.silent:
+                    continue  # swallow everything: no pong, no ack recorded
+                if message.type == WSMsgType.PING:
+                    await ws.pong(message.data)
+                elif message.type == WSMsgType.TEXT:
+                    self.acks.append(json.loads(message.data))
+                    await self._notify()
+        finally:
+            self.open_now -= 1
         return ws
 
     async def wait_connections(self, count: int, timeout: float = 10.0) -> None:  # noqa: ASYNC109

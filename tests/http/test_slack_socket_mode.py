@@ -392,6 +392,27 @@ async def test_reconnects_after_disconnect_message(make_app, slack_api, socket_s
     await socket_server.ack_for("env-after")
 
 
+@on_sqlite
+async def test_two_disconnects_while_slack_is_slow_leave_one_connection(
+    make_app, slack_api, socket_server
+):
+    """Found by a review: a `disconnect` that came while another reconnect was still under
+    way (apps.connections.open answering after more than 5 s) reconnected beside it, and the
+    two attempts each opened a connection: one of them was left open with nobody reading it
+    (its receiver cancelled), so whatever Slack sent on it was never acknowledged. Attempts
+    now take turns: each closes the connection before it, and one connection stays open."""
+    await start_socket_app(make_app, slack_api, socket_server)
+    slack_api.delay_answer("apps.connections.open", 5.5)
+    await socket_server.send({"type": "disconnect", "reason": "warning"})
+    await socket_server.send({"type": "disconnect", "reason": "refresh_requested"})
+    await socket_server.wait_connections(3, timeout=20)
+    slack_api.delay_answer("apps.connections.open", 0)
+    await asyncio.sleep(1)
+    assert socket_server.open_now == 1
+    await socket_server.send(slash_envelope("help", envelope_id="env-after-two"))
+    await socket_server.ack_for("env-after-two", timeout=3)
+
+
 @pytest.mark.parametrize(
     ("reason", "level", "words"),
     [
