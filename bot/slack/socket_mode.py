@@ -6,8 +6,9 @@ acknowledged, so Slack redelivers it and eventually disables the app's event sub
 Here an envelope is acknowledged with Bolt's answer when there is one, else empty, also when
 handling fails. Its payload is checked like an HTTP body first (`shapes.inspect`): a
 malformed one, or a kind the bot has no use for, never reaches Bolt. Pings every 5 s: a
-connection lost without a close frame is noticed after four missed pongs (20 s) and reopened
-with a fresh `apps.connections.open`.
+connection lost without a close frame is noticed when a ping's pong is 2.5 s late (aiohttp's
+heartbeat; slack_sdk's own check gives up after 20 s), said in one warning, and reopened with
+a fresh `apps.connections.open`.
 
 Connecting (`SocketClient`): each attempt uses a WebSocket URL once, and each of its steps
 (apps.connections.open, the handshake) gets STEP_WAIT seconds. The URL is temporary (it
@@ -94,6 +95,8 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientResponseError):
         host = urlsplit(str(exc.request_info.real_url)).hostname or "?"
         return f"{host} answered HTTP {exc.status} to the WebSocket handshake"
+    if isinstance(exc, aiohttp.ServerTimeoutError) and str(exc):
+        return str(exc)  # e.g. "No PONG received after 2.5 seconds"
     if isinstance(exc, TimeoutError):
         return "no answer in time"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -126,6 +129,7 @@ class SocketClient(SocketModeClient):  # type: ignore[misc]
             ping_interval=PING_INTERVAL,
         )
         self._every = Every(30.0)
+        self.on_error_listeners.append(self._connection_failed)
         self._failing = False
         self._handling: set[asyncio.Future[None]] = set()
         self._retry_at = 0.0  # time.monotonic() before which apps.connections.open waits
@@ -175,6 +179,20 @@ class SocketClient(SocketModeClient):  # type: ignore[misc]
             if not isinstance(url, str) or not url:
                 raise NoUrl("apps.connections.open answered without a url")
             return url
+
+    async def _connection_failed(self, message: aiohttp.WSMessage) -> None:
+        """aiohttp gave up the connection (a message over its 4 MiB limit, no pong to its
+        heartbeat in time, a broken read): one warning naming why, at most every 30 s per
+        cause; the monitor reconnects. slack_sdk passes these only to listeners, and its own
+        "Reconnecting..." is below the level its logger is held to, so nothing said it."""
+        error = message.data if isinstance(message.data, BaseException) else None
+        why = describe(error) if error is not None else "no reason given"
+        held = self._every.due(f"lost:{type(error).__name__}")
+        if held is not None:
+            more = f" ({held} more since)" if held else ""
+            log.warning(
+                "slack: Socket Mode connection failed (%s); reconnecting%s", why[:200], more
+            )
 
     async def run_message_listeners(self, message: dict[str, Any], raw_message: str) -> None:
         """slack_sdk's (a `disconnect` reconnects at once), with the reason logged: Slack

@@ -8,6 +8,7 @@ fake answers its ws:// URL). The attacker is anyone who can reach the bot's port
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -436,8 +437,29 @@ async def test_a_disconnect_says_why(
 
 
 @on_sqlite
+async def test_a_connection_lost_to_an_oversized_message_says_why(
+    make_app, slack_api, socket_server, caplog
+):
+    """Found by a review: a message over aiohttp's 4 MiB limit made it drop the connection,
+    and nothing said so at all (slack_sdk's "Reconnecting..." is below the level its logger
+    is held to): the envelope was lost and, redelivered, dropped the next connection, with
+    an empty log. The failure is one warning saying why; the bot reconnects as before."""
+    await start_socket_app(make_app, slack_api, socket_server)
+    huge = {"type": "message", "channel": "C0HELP", "user": "U0ANA", "text": "x" * 5_000_000}
+    huge |= {"ts": "2.1", "thread_ts": "1.1"}
+    with contextlib.suppress(ConnectionError):  # the bot drops the link mid-frame
+        await socket_server.send(event_envelope(huge, envelope_id="env-huge"))
+    await socket_server.wait_connections(2, timeout=15)
+    await socket_server.send(slash_envelope("help", envelope_id="env-after-huge"))
+    await socket_server.ack_for("env-after-huge")
+    said = [r for r in caplog.records if "Socket Mode connection failed" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelname == "WARNING", [r.getMessage() for r in said]
+    assert "exceeds limit" in said[0].getMessage() and not said[0].exc_info
+
+
+@on_sqlite
 @pytest.mark.slow
-async def test_reconnects_after_a_silent_drop(make_app, slack_api, socket_server):
+async def test_reconnects_after_a_silent_drop(make_app, slack_api, socket_server, caplog):
     await start_socket_app(make_app, slack_api, socket_server)
     started = time.monotonic()
     socket_server.silent = True  # no pong, no close frame: a dead link
@@ -447,6 +469,9 @@ async def test_reconnects_after_a_silent_drop(make_app, slack_api, socket_server
     assert len(slack_api.method_calls("apps.connections.open")) >= 2
     await socket_server.send(slash_envelope("help", envelope_id="env-revived"))
     await socket_server.ack_for("env-revived")
+    # Said once, at the bot's level (slack_sdk's own line is below its logger's level).
+    lost = "Socket Mode connection failed (No PONG received"
+    assert len([r for r in caplog.records if lost in r.getMessage()]) == 1
 
 
 async def test_a_url_that_cannot_be_connected_to_is_not_tried_again(
