@@ -411,6 +411,21 @@ def _payload(status: int, content_type: str, body: str) -> dict[str, Any] | None
     return {"text": body}
 
 
+async def _ack(client: AsyncBaseSocketModeClient, response: SocketModeResponse) -> None:
+    """Send an envelope's ack. A connection lost meanwhile (reset with no close frame) is
+    routine: one line, and Slack delivers the envelope again; slack_sdk's own handling of the
+    failure was an ERROR with a traceback ("Cannot write to closing transport")."""
+    try:
+        await client.send_socket_mode_response(response)
+    except (ConnectionError, aiohttp.ClientError) as exc:
+        log.warning(
+            "slack: socket envelope %s not acknowledged: the connection was lost (%s); Slack "
+            "delivers it again",
+            response.envelope_id,
+            describe(exc),
+        )
+
+
 class SocketModeHandler(AsyncSocketModeHandler):  # type: ignore[misc]
     """Bolt's aiohttp Socket Mode handler, acknowledging every envelope."""
 
@@ -472,7 +487,7 @@ class SocketModeHandler(AsyncSocketModeHandler):  # type: ignore[misc]
             problem,
         )
         message.pop("payload", None)
-        await client.send_socket_mode_response(SocketModeResponse(envelope_id=envelope_id))
+        await _ack(client, SocketModeResponse(envelope_id=envelope_id))
 
     async def handle(self, client: AsyncBaseSocketModeClient, req: SocketModeRequest) -> None:
         if self.client.stopping:
@@ -504,8 +519,8 @@ class SocketModeHandler(AsyncSocketModeHandler):  # type: ignore[misc]
                 )
             else:
                 log.info("slack: socket %s acknowledged: %s", verdict.kind, verdict.ignored)
-            await client.send_socket_mode_response(
-                SocketModeResponse(envelope_id=req.envelope_id, payload=verdict.answer)
+            await _ack(
+                client, SocketModeResponse(envelope_id=req.envelope_id, payload=verdict.answer)
             )
             return
         payload: dict[str, Any] | None = None
@@ -522,6 +537,4 @@ class SocketModeHandler(AsyncSocketModeHandler):  # type: ignore[misc]
                 )
         except Exception:
             log.exception("slack: socket envelope %s (%s) failed", req.envelope_id, req.type)
-        await client.send_socket_mode_response(
-            SocketModeResponse(envelope_id=req.envelope_id, payload=payload)
-        )
+        await _ack(client, SocketModeResponse(envelope_id=req.envelope_id, payload=payload))

@@ -108,6 +108,13 @@ class FakeSocketMode:
             await asyncio.wait_for(self._changed.wait_for(lambda: len(found()) >= count), timeout)
         return found()[count - 1]
 
+    def drop(self) -> None:
+        """The current connection's TCP connection reset: no close frame, no goodbye."""
+        assert self._ws is not None
+        transport = self._ws._req.transport if self._ws._req is not None else None
+        assert transport is not None, "no open Socket Mode connection"
+        transport.abort()
+
     async def disconnect(self) -> None:
         """What Slack sends before it rotates a connection."""
         await self.send({"type": "disconnect", "reason": "refresh_requested"})

@@ -458,6 +458,40 @@ async def test_a_connection_lost_to_an_oversized_message_says_why(
 
 
 @on_sqlite
+async def test_an_envelope_in_hand_when_the_connection_drops_is_no_traceback(
+    make_app, slack_api, socket_server, caplog
+):
+    """Found by a review: an envelope still being handled when its connection was reset (no
+    close frame) failed to send its ack, and slack_sdk logged that as an ERROR with a
+    traceback ("Failed to run a request listener: Cannot write to closing transport"). A
+    lost link is routine: one line says the envelope was not acknowledged (Slack delivers it
+    again), and the bot reconnects and serves as before."""
+    await start_socket_app(make_app, slack_api, socket_server)
+    # A reply in a thread whose file Slack sent without details: files.info (answering after
+    # 0.9 s) is asked before the envelope is acknowledged.
+    slack_api.delay_answer("files.info", 0.9)
+    reply = {
+        "type": "message",
+        "channel": "C0HELP",
+        "user": "U0ANA",
+        "text": "screenshot attached",
+        "ts": "1700000002.000200",
+        "thread_ts": "1700000001.000100",
+        "files": [{"id": "F0SHOT", "file_access": "check_file_info"}],
+    }
+    await socket_server.send(event_envelope(reply, envelope_id="env-in-hand"))
+    await slack_api.wait_for_method("files.info")
+    socket_server.drop()
+    await socket_server.wait_connections(2, timeout=15)
+    await wait_until(
+        lambda: any("env-in-hand not acknowledged" in r.getMessage() for r in caplog.records)
+    )
+    await socket_server.send(slash_envelope("help", envelope_id="env-after-drop"))
+    await socket_server.ack_for("env-after-drop")
+    assert not [r.getMessage() for r in caplog.records if r.exc_info or r.levelname == "ERROR"]
+
+
+@on_sqlite
 @pytest.mark.slow
 async def test_reconnects_after_a_silent_drop(make_app, slack_api, socket_server, caplog):
     await start_socket_app(make_app, slack_api, socket_server)
