@@ -26,6 +26,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -45,6 +46,9 @@ from bot.logs import Every
 from bot.slack import shapes
 
 log = logging.getLogger(__name__)
+# Told of each envelope acknowledged: platform, kind, the status HTTP would have answered,
+# seconds (Metrics.answered: /metrics counts Socket Mode envelopes like HTTP requests).
+Answered = Callable[[str, str, int, float], None]
 PING_INTERVAL = 5.0
 # apps.connections.open answers that no retry changes: the app-level token is wrong, revoked,
 # lacks connections:write, or is not an app-level token at all (a bot token, xoxb-).
@@ -429,8 +433,16 @@ async def _ack(client: AsyncBaseSocketModeClient, response: SocketModeResponse) 
 class SocketModeHandler(AsyncSocketModeHandler):  # type: ignore[misc]
     """Bolt's aiohttp Socket Mode handler, acknowledging every envelope."""
 
-    def __init__(self, app: AsyncApp, app_token: str, *, web_client: AsyncWebClient) -> None:
+    def __init__(
+        self,
+        app: AsyncApp,
+        app_token: str,
+        *,
+        web_client: AsyncWebClient,
+        answered: Answered | None = None,
+    ) -> None:
         # What AsyncSocketModeHandler.__init__ does, with the client above.
+        self._answered = answered
         self.app = app
         self.app_token = app_token
         self.client: SocketClient = SocketClient(
@@ -487,7 +499,9 @@ class SocketModeHandler(AsyncSocketModeHandler):  # type: ignore[misc]
             problem,
         )
         message.pop("payload", None)
+        started = time.perf_counter()
         await _ack(client, SocketModeResponse(envelope_id=envelope_id))
+        self._count("malformed", 400, started)
 
     async def handle(self, client: AsyncBaseSocketModeClient, req: SocketModeRequest) -> None:
         if self.client.stopping:
@@ -507,8 +521,14 @@ class SocketModeHandler(AsyncSocketModeHandler):  # type: ignore[misc]
             if task is not None:
                 self._in_hand.discard(task)
 
+    def _count(self, kind: str, status: int, started: float) -> None:
+        if self._answered is not None:
+            self._answered("slack", kind, status, time.perf_counter() - started)
+
     async def _handle(self, client: AsyncBaseSocketModeClient, req: SocketModeRequest) -> None:
+        started = time.perf_counter()
         verdict = shapes.inspect(req.payload)
+        kind = shapes.metric_kind(verdict.kind)
         if verdict.problem is not None or verdict.ignored is not None:
             if verdict.problem is not None:
                 log.warning(
@@ -522,10 +542,13 @@ class SocketModeHandler(AsyncSocketModeHandler):  # type: ignore[misc]
             await _ack(
                 client, SocketModeResponse(envelope_id=req.envelope_id, payload=verdict.answer)
             )
+            self._count(kind, 400 if verdict.problem is not None else 200, started)
             return
         payload: dict[str, Any] | None = None
+        status = 500
         try:
             response = await run_async_bolt_app(self.app, req)
+            status = response.status
             content_type = response.headers.get("content-type", [""])[0]
             payload = _payload(response.status, content_type, response.body or "")
             if response.status != 200:
@@ -538,3 +561,4 @@ class SocketModeHandler(AsyncSocketModeHandler):  # type: ignore[misc]
         except Exception:
             log.exception("slack: socket envelope %s (%s) failed", req.envelope_id, req.type)
         await _ack(client, SocketModeResponse(envelope_id=req.envelope_id, payload=payload))
+        self._count(kind, status, started)

@@ -187,6 +187,32 @@ async def test_ignored_event_envelope_is_acknowledged(make_app, slack_api, socke
     await socket_server.ack_for("env-odd", timeout=3)
 
 
+async def test_envelopes_are_counted_in_metrics_like_http_requests(
+    make_app, slack_api, socket_server
+):
+    """Found by a review: /metrics counted Slack requests and their time to answer only over
+    HTTP (an aiohttp middleware), so in Socket Mode `helpdesk_requests_total` and
+    `helpdesk_ack_seconds` never saw Slack at all: the 3 s ack could not be watched. Each
+    envelope acknowledged is counted with the kind and status HTTP would have given it."""
+    app = await start_socket_app(make_app, slack_api, socket_server)
+    message = {"type": "message", "channel": "C0HELP", "user": "U0ANA", "text": "hi", "ts": "1.2"}
+    await socket_server.send(slash_envelope("help", envelope_id="env-m-help"))
+    await socket_server.send(event_envelope(message, envelope_id="env-m-event"))
+    await socket_server.send({"envelope_id": "env-m-bad", "type": "interactive", "payload": []})
+    for envelope_id in ("env-m-help", "env-m-event", "env-m-bad"):
+        await socket_server.ack_for(envelope_id)
+    await asyncio.sleep(0.1)
+    response = await app.http.get(f"{app.url}/metrics")
+    lines = (await response.text()).splitlines()
+    slack = sorted(line for line in lines if 'platform="slack"' in line and "_total" in line)
+    assert slack == [
+        'helpdesk_requests_total{kind="command",platform="slack",status="200"} 1.0',
+        'helpdesk_requests_total{kind="event_callback",platform="slack",status="200"} 1.0',
+        'helpdesk_requests_total{kind="malformed",platform="slack",status="400"} 1.0',
+    ], slack
+    assert 'helpdesk_ack_seconds_count{kind="command",platform="slack"} 1.0' in lines
+
+
 async def test_malformed_envelopes_are_acknowledged_and_not_handled(
     make_app, slack_api, socket_server, caplog
 ):
