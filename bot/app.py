@@ -405,7 +405,9 @@ def create_app(
         app[SERVICES] = services
         if services.slack is not None and settings.slack_app_token is not None:
             try:
-                await services.slack.start_socket_mode(settings.slack_app_token.get_secret_value())
+                await services.slack.start_socket_mode(
+                    settings.slack_app_token.get_secret_value(), answered=metrics.answered
+                )
             except BaseException:  # a refused app token: nothing is left running
                 await stop_services(services)
                 raise

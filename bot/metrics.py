@@ -155,17 +155,22 @@ class Metrics:
                 raise
             finally:
                 kind = request.get(REQUEST_KIND, "other")
-                key = (platform, kind, status)
-                children = self._request_children.get(key)
-                if children is None:  # `labels()` is a locked look-up: once per combination
-                    children = self._request_children[key] = (
-                        self.requests.labels(platform=platform, kind=kind, status=str(status)),
-                        self.ack_seconds.labels(platform=platform, kind=kind),
-                    )
-                children[0].inc()
-                children[1].observe(time.perf_counter() - started)
+                self.answered(platform, kind, status, time.perf_counter() - started)
 
         return measure
+
+    def answered(self, platform: str, kind: str, status: int, seconds: float) -> None:
+        """One request answered (an HTTP request, or a Socket Mode envelope acknowledged,
+        `status` being what HTTP would have answered) after `seconds`."""
+        key = (platform, kind, status)
+        children = self._request_children.get(key)
+        if children is None:  # `labels()` is a locked look-up: once per combination
+            children = self._request_children[key] = (
+                self.requests.labels(platform=platform, kind=kind, status=str(status)),
+                self.ack_seconds.labels(platform=platform, kind=kind),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 async def metrics_handler(

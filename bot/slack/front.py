@@ -18,7 +18,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import ClientError, ClientSession, web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
@@ -56,6 +56,9 @@ from cards.model import ActionId, Card, Inline, Rich, Text, Typed, plain
 from handlers.deps import Deps
 from handlers.dispatch import answer, is_instant
 from handlers.types import TICKET_MESSAGE, Actor, Conversation, Interaction, Reply
+
+if TYPE_CHECKING:
+    from bot.slack.socket_mode import Answered
 
 log = logging.getLogger(__name__)
 # Slack wants an answer within 3 s. The core gives up on anything but the directory after
@@ -643,7 +646,7 @@ class SlackFront:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def start_socket_mode(self, app_token: str) -> None:
+    async def start_socket_mode(self, app_token: str, *, answered: Answered | None = None) -> None:
         """Connect over Socket Mode (no public URL needed).
 
         A token Slack refuses stops start-up (ConfigError naming SLACK_APP_TOKEN): no retry
@@ -651,7 +654,9 @@ class SlackFront:
         does not hold start-up: the rest of the bot serves while it keeps trying."""
         from bot.slack.socket_mode import SocketModeHandler, TokenRefused, describe
 
-        socket = self._socket = SocketModeHandler(self.app, app_token, web_client=self.client)
+        socket = self._socket = SocketModeHandler(
+            self.app, app_token, web_client=self.client, answered=answered
+        )
         try:
             await asyncio.wait_for(socket.client.connect_once(), FIRST_CONNECT_WAIT)
         except TokenRefused as exc:

@@ -6,10 +6,12 @@ acknowledged, so Slack redelivers it and eventually disables the app's event sub
 Here an envelope is acknowledged with Bolt's answer when there is one, else empty, also when
 handling fails. Its payload is checked like an HTTP body first (`shapes.inspect`): a
 malformed one, or a kind the bot has no use for, never reaches Bolt. Pings every 5 s: a
-connection lost without a close frame is noticed after four missed pongs (20 s) and reopened
-with a fresh `apps.connections.open`.
+connection lost without a close frame is noticed when a ping's pong is 2.5 s late (aiohttp's
+heartbeat; slack_sdk's own check gives up after 20 s), said in one warning, and reopened with
+a fresh `apps.connections.open`.
 
-Connecting (`SocketClient`): each attempt uses a WebSocket URL once. The URL is temporary (it
+Connecting (`SocketClient`): each attempt uses a WebSocket URL once, and each of its steps
+(apps.connections.open, the handshake) gets STEP_WAIT seconds. The URL is temporary (it
 carries a one-time ticket), and slack_sdk retried a failed connection with the same URL every
 5 s for ever, never asking `apps.connections.open` again. Failures are logged as one line at
 most every 30 s per cause, with no URL (its ticket) and no traceback. At start-up
@@ -24,6 +26,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -43,6 +46,9 @@ from bot.logs import Every
 from bot.slack import shapes
 
 log = logging.getLogger(__name__)
+# Told of each envelope acknowledged: platform, kind, the status HTTP would have answered,
+# seconds (Metrics.answered: /metrics counts Socket Mode envelopes like HTTP requests).
+Answered = Callable[[str, str, int, float], None]
 PING_INTERVAL = 5.0
 # apps.connections.open answers that no retry changes: the app-level token is wrong, revoked,
 # lacks connections:write, or is not an app-level token at all (a bot token, xoxb-).
@@ -64,6 +70,13 @@ REFUSALS = frozenset(
 RATE_LIMIT_WAIT = 30.0
 # Longest wait between attempts to connect while they keep failing.
 MAX_BACKOFF = 60.0
+# How long one step of an attempt to connect may take: apps.connections.open's answer, then
+# the WebSocket handshake. Unbounded, a step nobody answers (a pooled keep-alive connection
+# that died with the link, an edge or proxy that takes the TCP connection and then says
+# nothing) held the reconnect for the Web API client's timeout or aiohttp's 5 minutes, nothing
+# from Slack arriving meanwhile: past SPEC's 15 s after a `disconnect` and 30 s after a
+# connection lost without a close frame. Slack answers both in well under a second.
+STEP_WAIT = 6.0
 
 
 class TokenRefused(Exception):
@@ -75,7 +88,8 @@ class TokenRefused(Exception):
 
 
 class NoUrl(Exception):
-    """apps.connections.open failed in a way that may pass (an error status, no URL)."""
+    """An attempt to connect failed in a way that may pass: apps.connections.open answered
+    an error status, no URL or nothing in time, or the URL's handshake got no answer."""
 
 
 def describe(exc: BaseException) -> str:
@@ -85,6 +99,8 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientResponseError):
         host = urlsplit(str(exc.request_info.real_url)).hostname or "?"
         return f"{host} answered HTTP {exc.status} to the WebSocket handshake"
+    if isinstance(exc, aiohttp.ServerTimeoutError) and str(exc):
+        return str(exc)  # e.g. "No PONG received after 2.5 seconds"
     if isinstance(exc, TimeoutError):
         return "no answer in time"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -117,9 +133,16 @@ class SocketClient(SocketModeClient):  # type: ignore[misc]
             ping_interval=PING_INTERVAL,
         )
         self._every = Every(30.0)
+        self.on_error_listeners.append(self._connection_failed)
         self._failing = False
         self._handling: set[asyncio.Future[None]] = set()
         self._retry_at = 0.0  # time.monotonic() before which apps.connections.open waits
+        # Held through one attempt to connect. A `disconnect` reconnects even when another
+        # reconnect holds slack_sdk's connect_operation_lock past 5 s: two attempts side by
+        # side each closed the same old connection and opened their own, and the first one's
+        # stayed open with nobody reading it (what Slack sent there was never acknowledged).
+        # Taking turns, each attempt closes the connection the one before it opened.
+        self._attempt = asyncio.Lock()
         # Set while the bot stops: no new connection, no new envelope taken.
         self.stopping = False
 
@@ -137,7 +160,13 @@ class SocketClient(SocketModeClient):  # type: ignore[misc]
             if wait := self.rate_limited_for():
                 await asyncio.sleep(wait)
             try:
-                response = await self.web_client.apps_connections_open(app_token=self.app_token)
+                response = await asyncio.wait_for(
+                    self.web_client.apps_connections_open(app_token=self.app_token), STEP_WAIT
+                )
+            except TimeoutError:
+                raise NoUrl(
+                    f"apps.connections.open did not answer within {STEP_WAIT:.0f} s"
+                ) from None
             except SlackApiError as exc:
                 error = str(exc.response.get("error") or "")
                 if exc.response.status_code == 429 or error == "ratelimited":
@@ -154,6 +183,20 @@ class SocketClient(SocketModeClient):  # type: ignore[misc]
             if not isinstance(url, str) or not url:
                 raise NoUrl("apps.connections.open answered without a url")
             return url
+
+    async def _connection_failed(self, message: aiohttp.WSMessage) -> None:
+        """aiohttp gave up the connection (a message over its 4 MiB limit, no pong to its
+        heartbeat in time, a broken read): one warning naming why, at most every 30 s per
+        cause; the monitor reconnects. slack_sdk passes these only to listeners, and its own
+        "Reconnecting..." is below the level its logger is held to, so nothing said it."""
+        error = message.data if isinstance(message.data, BaseException) else None
+        why = describe(error) if error is not None else "no reason given"
+        held = self._every.due(f"lost:{type(error).__name__}")
+        if held is not None:
+            more = f" ({held} more since)" if held else ""
+            log.warning(
+                "slack: Socket Mode connection failed (%s); reconnecting%s", why[:200], more
+            )
 
     async def run_message_listeners(self, message: dict[str, Any], raw_message: str) -> None:
         """slack_sdk's (a `disconnect` reconnects at once), with the reason logged: Slack
@@ -208,7 +251,11 @@ class SocketClient(SocketModeClient):  # type: ignore[misc]
 
     async def connect_once(self) -> None:
         """One attempt: the old connection closed, a URL used once, a new connection with its
-        own monitor (pings) and receiver."""
+        own monitor (pings) and receiver. One attempt at a time (`_attempt`)."""
+        async with self._attempt:
+            await self._connect_once()
+
+    async def _connect_once(self) -> None:
         self.auto_reconnect_enabled = False
         old = self.current_session
         if old is not None and not old.closed:
@@ -220,13 +267,20 @@ class SocketClient(SocketModeClient):  # type: ignore[misc]
             self.aiohttp_client_session = aiohttp.ClientSession()
         url, self.wss_uri = self.wss_uri or await self.issue_new_wss_url(), None
         try:
-            session = await self.aiohttp_client_session.ws_connect(
-                url,
-                autoping=False,
-                heartbeat=self.ping_interval,
-                proxy=self.proxy,
-                ssl=self.web_client.ssl if self.web_client.ssl is not None else True,
+            session = await asyncio.wait_for(
+                self.aiohttp_client_session.ws_connect(
+                    url,
+                    autoping=False,
+                    heartbeat=self.ping_interval,
+                    proxy=self.proxy,
+                    ssl=self.web_client.ssl if self.web_client.ssl is not None else True,
+                ),
+                STEP_WAIT,
             )
+        except TimeoutError:
+            raise NoUrl(
+                f"the WebSocket handshake with {_bare(url)} got no answer within {STEP_WAIT:.0f} s"
+            ) from None
         except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError, ValueError) as exc:
             # aiohttp names the whole URL, ticket included.
             raise NoUrl(
@@ -249,22 +303,29 @@ class SocketClient(SocketModeClient):  # type: ignore[misc]
             log.info("slack: Socket Mode connected again")
 
     async def process_message(self) -> None:
-        """slack_sdk's, except that a text frame that is not JSON is one warning, not a
-        traceback (slack_sdk's json.loads raised into its processing loop)."""
+        """slack_sdk's, except that a text frame that is no JSON object is one warning: not
+        JSON was a traceback from slack_sdk's json.loads, and JSON nested too deep
+        (RecursionError) still was one here; a frame not starting with `{` (JSON with
+        leading whitespace included) was dropped without a word. Empty frames, which Slack
+        sends now and then, are skipped quietly."""
         raw = await self.message_queue.get()
-        if raw is None:
+        if raw is None or not raw.strip():
             return
-        message: Any = {}
-        if raw.startswith("{"):
-            try:
-                message = json.loads(raw)
-            except ValueError as exc:
-                log.warning(
-                    "slack: Socket Mode message dropped: not JSON (%d characters; %s)",
-                    len(raw),
-                    exc,
-                )
-                return
+        try:
+            message = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            why = "nested too deep" if isinstance(exc, RecursionError) else str(exc)
+            log.warning(
+                "slack: Socket Mode message dropped: not JSON (%d characters; %s)", len(raw), why
+            )
+            return
+        if not isinstance(message, dict):
+            log.warning(
+                "slack: Socket Mode message dropped: JSON %s, not an object (%d characters)",
+                shapes.type_name(message),
+                len(raw),
+            )
+            return
         # As slack_sdk does: each message is handled on its own task (a slow command does
         # not hold up the envelopes behind it); kept until done, so it is not collected.
         task = asyncio.ensure_future(self.run_message_listeners(message, raw))
@@ -354,11 +415,34 @@ def _payload(status: int, content_type: str, body: str) -> dict[str, Any] | None
     return {"text": body}
 
 
+async def _ack(client: AsyncBaseSocketModeClient, response: SocketModeResponse) -> None:
+    """Send an envelope's ack. A connection lost meanwhile (reset with no close frame) is
+    routine: one line, and Slack delivers the envelope again; slack_sdk's own handling of the
+    failure was an ERROR with a traceback ("Cannot write to closing transport")."""
+    try:
+        await client.send_socket_mode_response(response)
+    except (ConnectionError, aiohttp.ClientError) as exc:
+        log.warning(
+            "slack: socket envelope %s not acknowledged: the connection was lost (%s); Slack "
+            "delivers it again",
+            response.envelope_id,
+            describe(exc),
+        )
+
+
 class SocketModeHandler(AsyncSocketModeHandler):  # type: ignore[misc]
     """Bolt's aiohttp Socket Mode handler, acknowledging every envelope."""
 
-    def __init__(self, app: AsyncApp, app_token: str, *, web_client: AsyncWebClient) -> None:
+    def __init__(
+        self,
+        app: AsyncApp,
+        app_token: str,
+        *,
+        web_client: AsyncWebClient,
+        answered: Answered | None = None,
+    ) -> None:
         # What AsyncSocketModeHandler.__init__ does, with the client above.
+        self._answered = answered
         self.app = app
         self.app_token = app_token
         self.client: SocketClient = SocketClient(
@@ -415,7 +499,9 @@ class SocketModeHandler(AsyncSocketModeHandler):  # type: ignore[misc]
             problem,
         )
         message.pop("payload", None)
-        await client.send_socket_mode_response(SocketModeResponse(envelope_id=envelope_id))
+        started = time.perf_counter()
+        await _ack(client, SocketModeResponse(envelope_id=envelope_id))
+        self._count("malformed", 400, started)
 
     async def handle(self, client: AsyncBaseSocketModeClient, req: SocketModeRequest) -> None:
         if self.client.stopping:
@@ -435,8 +521,14 @@ class SocketModeHandler(AsyncSocketModeHandler):  # type: ignore[misc]
             if task is not None:
                 self._in_hand.discard(task)
 
+    def _count(self, kind: str, status: int, started: float) -> None:
+        if self._answered is not None:
+            self._answered("slack", kind, status, time.perf_counter() - started)
+
     async def _handle(self, client: AsyncBaseSocketModeClient, req: SocketModeRequest) -> None:
+        started = time.perf_counter()
         verdict = shapes.inspect(req.payload)
+        kind = shapes.metric_kind(verdict.kind)
         if verdict.problem is not None or verdict.ignored is not None:
             if verdict.problem is not None:
                 log.warning(
@@ -447,13 +539,16 @@ class SocketModeHandler(AsyncSocketModeHandler):  # type: ignore[misc]
                 )
             else:
                 log.info("slack: socket %s acknowledged: %s", verdict.kind, verdict.ignored)
-            await client.send_socket_mode_response(
-                SocketModeResponse(envelope_id=req.envelope_id, payload=verdict.answer)
+            await _ack(
+                client, SocketModeResponse(envelope_id=req.envelope_id, payload=verdict.answer)
             )
+            self._count(kind, 400 if verdict.problem is not None else 200, started)
             return
         payload: dict[str, Any] | None = None
+        status = 500
         try:
             response = await run_async_bolt_app(self.app, req)
+            status = response.status
             content_type = response.headers.get("content-type", [""])[0]
             payload = _payload(response.status, content_type, response.body or "")
             if response.status != 200:
@@ -465,6 +560,5 @@ class SocketModeHandler(AsyncSocketModeHandler):  # type: ignore[misc]
                 )
         except Exception:
             log.exception("slack: socket envelope %s (%s) failed", req.envelope_id, req.type)
-        await client.send_socket_mode_response(
-            SocketModeResponse(envelope_id=req.envelope_id, payload=payload)
-        )
+        await _ack(client, SocketModeResponse(envelope_id=req.envelope_id, payload=payload))
+        self._count(kind, status, started)

@@ -236,7 +236,10 @@ class FakeSlack(FakeServer):
         self._api_calls.append(SlackCall(method, params, token, rec))
         if method in self._answers:
             answer = self._answers[method]
-            return web.json_response(answer(params) if callable(answer) else answer)
+            answered = answer(params) if callable(answer) else answer
+            if delay := self._answer_delays.get(method):
+                await asyncio.sleep(delay)
+            return web.json_response(answered)
         if method == "chat.postMessage":
             wait = self._throttled(str(params.get("channel", "")))
             if wait is not None:

@@ -19,8 +19,13 @@ class FakeSocketMode:
         # A URL whose WebSocket handshake is refused (HTTP 403), as a used or expired ticket's.
         self.refused_url = ""
         self.refused: list[str] = []
+        # A URL whose handshake is never answered (the TCP connection is taken, then silence).
+        self.hanging_url = ""
+        self.hanging: list[str] = []
         self.acks: list[dict[str, Any]] = []
         self.connections = 0
+        # Connections open now (a client that leaves an old one open holds Slack's slots).
+        self.open_now = 0
         self.connected_at: list[float] = []
         # While True, new and current connections get no pongs and no messages (a dead link).
         self.silent = False
@@ -32,6 +37,7 @@ class FakeSocketMode:
         app = web.Application()
         app.router.add_get("/link", self._link)
         app.router.add_get("/refused", self._refuse)
+        app.router.add_get("/hang", self._hang)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -39,6 +45,7 @@ class FakeSocketMode:
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.url = f"ws://127.0.0.1:{port}/link"
         self.refused_url = f"ws://127.0.0.1:{port}/refused"
+        self.hanging_url = f"ws://127.0.0.1:{port}/hang"
 
     async def stop(self) -> None:
         if self._ws is not None and not self._ws.closed:
@@ -54,22 +61,31 @@ class FakeSocketMode:
         self.refused.append(request.query_string)
         return web.json_response({"ok": False, "error": "invalid_ticket"}, status=403)
 
+    async def _hang(self, request: web.Request) -> web.Response:
+        self.hanging.append(request.query_string)
+        await asyncio.Event().wait()  # until the server stops
+        raise AssertionError("unreachable")
+
     async def _link(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(autoping=False)
         await ws.prepare(request)
         self._ws = ws
         self.connections += 1
+        self.open_now += 1
         self.connected_at.append(time.monotonic())
-        await ws.send_json({"type": "hello", "num_connections": 1})
-        await self._notify()
-        async for message in ws:
-            if self.silent:
-                continue  # swallow everything: no pong, no ack recorded
-            if message.type == WSMsgType.PING:
-                await ws.pong(message.data)
-            elif message.type == WSMsgType.TEXT:
-                self.acks.append(json.loads(message.data))
-                await self._notify()
+        try:
+            await ws.send_json({"type": "hello", "num_connections": 1})
+            await self._notify()
+            async for message in ws:
+                if self.silent:
+                    continue  # swallow everything: no pong, no ack recorded
+                if message.type == WSMsgType.PING:
+                    await ws.pong(message.data)
+                elif message.type == WSMsgType.TEXT:
+                    self.acks.append(json.loads(message.data))
+                    await self._notify()
+        finally:
+            self.open_now -= 1
         return ws
 
     async def wait_connections(self, count: int, timeout: float = 10.0) -> None:  # noqa: ASYNC109
@@ -91,6 +107,13 @@ class FakeSocketMode:
         async with self._changed:
             await asyncio.wait_for(self._changed.wait_for(lambda: len(found()) >= count), timeout)
         return found()[count - 1]
+
+    def drop(self) -> None:
+        """The current connection's TCP connection reset: no close frame, no goodbye."""
+        assert self._ws is not None
+        transport = self._ws._req.transport if self._ws._req is not None else None
+        assert transport is not None, "no open Socket Mode connection"
+        transport.abort()
 
     async def disconnect(self) -> None:
         """What Slack sends before it rotates a connection."""

@@ -145,3 +145,47 @@ async def test_envelopes_without_a_usable_id_or_with_odd_fields(
     await socket_server.send(slash_envelope("new", envelope_id="env-ok", retry=1))
     await socket_server.ack_for("env-ok")
     await slack_api.wait_for_method("views.open")
+
+
+async def test_frames_that_are_no_json_object_are_one_warning_each(
+    make_app: Any,
+    slack_api: FakeSlack,
+    socket_server: FakeSocketMode,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Found by a review: a text frame of JSON nested deeper than Python's recursion limit was
+    an ERROR with a traceback from slack_sdk's loop ("Failed to process a message: maximum
+    recursion depth exceeded"); one that did not start with `{` (plain text, a JSON array,
+    an envelope after a space) was dropped without a word. Each is now one warning and
+    nothing else; a well-formed envelope after leading whitespace is served; empty frames stay
+    quiet."""
+    await start_socket_app(make_app, slack_api, socket_server)
+    caplog.set_level(logging.INFO)
+    assert socket_server._ws is not None
+    deep = '{"envelope_id": "env-deep", "payload": ' + '{"a": ' * 100_000 + "1" + "}" * 100_001
+    frames = {
+        deep: "not JSON",
+        "hello": "not JSON",
+        '[{"envelope_id": "env-in-a-list"}]': "JSON array, not an object",
+        '"env-string"': "JSON string, not an object",
+    }
+    for frame, words in frames.items():
+        caplog.clear()
+        await socket_server._ws.send_str(frame)
+        await asyncio.sleep(0.3)
+        said = [r for r in caplog.records if "Socket Mode message dropped" in r.getMessage()]
+        assert len(said) == 1 and words in said[0].getMessage(), (frame[:40], said)
+        assert said[0].levelname == "WARNING"
+        assert not failures(caplog), frame[:40]
+    caplog.clear()
+    await socket_server._ws.send_str("")
+    await socket_server._ws.send_str(
+        " \n" + json.dumps(slash_envelope("help", envelope_id="env-sp"))
+    )
+    assert "ticket show" in json.dumps(
+        (await socket_server.ack_for("env-sp", timeout=3))["payload"]
+    )
+    assert not [r for r in caplog.records if "dropped" in r.getMessage()]
+    assert not failures(caplog)
+    assert [a["envelope_id"] for a in socket_server.acks] == ["env-sp"]
+    await still_serving(socket_server)
