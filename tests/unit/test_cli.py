@@ -260,7 +260,7 @@ def test_check_config_reports_a_bad_change_calendar(tmp_path: Path) -> None:
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\n"
         + CALENDAR_EVENTS + "END:VCALENDAR\r\n"
     )  # fmt: skip
-    result = run_bot("check-config", "--no-db", cwd=tmp_path, env=env)
+    result = call_bot("check-config", "--no-db", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert "changes.ics (1 event, 1 skipped: see the warnings)" in result.stdout
     [warning] = [line for line in result.stdout.splitlines() if "bk@example.com" in line]
@@ -268,7 +268,7 @@ def test_check_config_reports_a_bad_change_calendar(tmp_path: Path) -> None:
 
     secret = "https://outlook.office365.com/owa/calendar/4f1c9a/7d2e8b0c1a/reachcalendar.ics"
     env = _setup(tmp_path, config=CONFIG + f"changes: {{calendar: '{secret}'}}\n")
-    result = run_bot("check-config", "--no-db", cwd=tmp_path, env=env)
+    result = call_bot("check-config", "--no-db", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert "change calendar https://outlook.office365.com/…" in result.stdout
     assert "4f1c9a" not in result.stdout + result.stderr
@@ -280,7 +280,7 @@ def test_check_config_defaults_socket_mode_and_emulator(tmp_path: Path) -> None:
         "SLACK_BOT_TOKEN": SECRETS["SLACK_BOT_TOKEN"],
         "SLACK_APP_TOKEN": "xapp-1-A0-cli-test-app-token",
     }
-    result = run_bot("check-config", cwd=tmp_path, env=env)
+    result = call_bot("check-config", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     fields = _fields(result.stdout)
     assert fields["config"] == "built-in defaults"
@@ -291,15 +291,15 @@ def test_check_config_defaults_socket_mode_and_emulator(tmp_path: Path) -> None:
     assert "xapp-1-A0-cli-test-app-token" not in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize(
-    ("url", "bind_dn", "warned"),
-    [
-        ("ldap://dc1.example.com", "CN=svc-helpdesk,OU=Service,DC=example,DC=com", True),
-        ("ldaps://dc1.example.com", "CN=svc-helpdesk,OU=Service,DC=example,DC=com", False),
-        ("ldap://127.0.0.1:3890", "CN=svc-helpdesk,OU=Service,DC=example,DC=com", False),
-        ("ldap://dc1.example.com", None, False),  # anonymous: no password to expose
-    ],
-)
+LDAP_BINDS = [
+    ("ldap://dc1.example.com", "CN=svc-helpdesk,OU=Service,DC=example,DC=com", True),
+    ("ldaps://dc1.example.com", "CN=svc-helpdesk,OU=Service,DC=example,DC=com", False),
+    ("ldap://127.0.0.1:3890", "CN=svc-helpdesk,OU=Service,DC=example,DC=com", False),
+    ("ldap://dc1.example.com", None, False),  # anonymous: no password to expose
+]
+
+
+@pytest.mark.parametrize(("url", "bind_dn", "warned"), LDAP_BINDS)
 def test_check_config_warns_of_a_bind_password_sent_in_clear(
     tmp_path: Path, url: str, bind_dn: str | None, warned: bool
 ) -> None:
@@ -310,7 +310,8 @@ def test_check_config_warns_of_a_bind_password_sent_in_clear(
         ldap += f"    bind_dn: {bind_dn}\n"
     env = _setup(tmp_path, config=f"directory:\n  source: ldap\n  ldap:\n{ldap}")
     env["LDAP_BIND_PASSWORD"] = "cli-test-ldap-password"
-    result = run_bot("check-config", "--no-db", cwd=tmp_path, env=env)
+    run = first_for_real((url, bind_dn, warned), LDAP_BINDS)
+    result = run("check-config", "--no-db", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     directory = _fields(result.stdout)["directory"]
     assert directory.startswith(f"LDAP {url}")
@@ -320,7 +321,7 @@ def test_check_config_warns_of_a_bind_password_sent_in_clear(
 
 
 def test_check_config_slack_disabled_says_how_to_enable(tmp_path: Path) -> None:
-    result = run_bot("check-config", "--no-db", cwd=tmp_path, env=_setup(tmp_path))
+    result = call_bot("check-config", "--no-db", cwd=tmp_path, env=_setup(tmp_path))
     assert result.returncode == 0, result.stderr
     fields = _fields(result.stdout)
     assert fields["slack"].startswith("disabled")
@@ -338,7 +339,7 @@ def test_check_config_pings_an_existing_database(tmp_path: Path) -> None:
 
 def test_check_config_bad_duration_exits_2_naming_the_key(tmp_path: Path) -> None:
     env = _setup(tmp_path, config=CONFIG.replace("approval_ttl: 15m", "approval_ttl: 15 minutes"))
-    result = run_bot("check-config", cwd=tmp_path, env=env)
+    result = call_bot("check-config", cwd=tmp_path, env=env)
     assert result.returncode == 2
     assert "identity.approval_ttl" in result.stderr
     assert "15 minutes" in result.stderr
@@ -379,7 +380,7 @@ def test_check_config_invalid_directory_file_exits_2(tmp_path: Path) -> None:
 def test_check_config_missing_directory_file_exits_2(tmp_path: Path) -> None:
     env = _setup(tmp_path)
     (tmp_path / "people.yaml").unlink()
-    result = run_bot("check-config", cwd=tmp_path, env=env)
+    result = call_bot("check-config", cwd=tmp_path, env=env)
     assert result.returncode == 2
     assert "people.yaml" in result.stderr
 
@@ -520,7 +521,7 @@ def test_a_negative_or_endless_duration_is_refused_naming_the_key(
 
 def test_durations_in_seconds_and_units_up_to_years_are_accepted(tmp_path: Path) -> None:
     config = "csat: {delay: 0, vip_followup_delay: 36500d}\nidentity: {approval_ttl: 90.5}\n"
-    result = run_bot("check-config", "--no-db", cwd=tmp_path, env=_setup(tmp_path, config=config))
+    result = call_bot("check-config", "--no-db", cwd=tmp_path, env=_setup(tmp_path, config=config))
     assert result.returncode == 0, result.stderr
 
 
@@ -548,7 +549,7 @@ def test_check_config_warns_of_an_escalation_queue_no_channel_hears(tmp_path: Pa
         "queues: {networking: {slack: C0NETWORK}, infrastructure: {}}\n"
         "escalation: {queues: {network: networking, m365: messaging, server: infrastructure}}\n"
     )
-    result = run_bot("check-config", "--no-db", cwd=tmp_path, env=_setup(tmp_path, config=config))
+    result = call_bot("check-config", "--no-db", cwd=tmp_path, env=_setup(tmp_path, config=config))
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stdout.splitlines() if line.startswith("warning:")]
     assert warnings == [
@@ -584,7 +585,7 @@ def test_the_readme_config_examples_pass_check_config(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     env.update({"PSA_USERNAME": "svc-helpdesk", "PSA_PASSWORD": "pw", "KB_API_KEY": "key"})
-    result = run_bot("check-config", "--no-db", cwd=tmp_path, env=env)
+    result = call_bot("check-config", "--no-db", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     fields = _fields(result.stdout)
     assert fields["diagnosis"].startswith("KB hudu at https://docs.example.com"), fields
@@ -663,7 +664,7 @@ def test_a_trailing_space_after_the_config_path_is_not_part_of_it(tmp_path: Path
     stripped."""
     env = _setup(tmp_path)
     env["HELPDESK_CONFIG"] += " "
-    result = run_bot("check-config", "--no-db", cwd=tmp_path, env=env)
+    result = call_bot("check-config", "--no-db", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert _fields(result.stdout)["config"] == str(tmp_path / "config.yaml")
 
@@ -699,11 +700,11 @@ def test_check_config_says_where_the_schema_stands_and_refuses_a_newer_one(
     database = tmp_path / "helpdesk.db"
     env = {"DATABASE_URL": f"sqlite+aiosqlite:///{database}"}
     database.write_bytes(b"")
-    fresh = run_bot("check-config", cwd=tmp_path, env=env)
+    fresh = call_bot("check-config", cwd=tmp_path, env=env)
     assert fresh.returncode == 0, fresh.stderr
     assert _fields(fresh.stdout)["schema"].startswith("none yet: `python -m bot migrate`")
     assert run_bot("migrate", cwd=tmp_path, env=env).returncode == 0
-    current = run_bot("check-config", cwd=tmp_path, env=env)
+    current = call_bot("check-config", cwd=tmp_path, env=env)
     assert _fields(current.stdout)["schema"] == f"revision {head}, the newest", current.stdout
     with sqlite3.connect(database) as conn:
         conn.execute("UPDATE alembic_version SET version_num = '9999'")
@@ -760,7 +761,7 @@ def test_a_failing_psa_probe_still_prints_the_whole_report(tmp_path: Path) -> No
     port = _closed_port()
     config = CONFIG + f"psa: {{system: connectwise, url: 'http://127.0.0.1:{port}'}}\n"
     env = _setup(tmp_path, config=config) | CW_ENV
-    result = run_bot("check-config", "--probe", cwd=tmp_path, env=env)
+    result = call_bot("check-config", "--probe", cwd=tmp_path, env=env)
     assert result.returncode == 2, result.stdout + result.stderr
     fields = _fields(result.stdout)
     for key in ("database", "directory", "diagnosis", "psa", "incidents"):
@@ -777,7 +778,7 @@ def test_a_failing_psa_probe_still_prints_the_whole_report(tmp_path: Path) -> No
 @pytest.fixture
 def graph_fake() -> Iterator[FakeGraph]:
     """The Graph fake with the test people and their groups, on its own thread (the code under
-    test runs in a subprocess)."""
+    test runs in a subprocess, or in-process in an event loop of its own)."""
     fake = FakeGraph(threaded=True)
     fill_graph(fake)
     fake.add_group(VIP_GROUP_ID, name="VIPs")
@@ -816,14 +817,14 @@ def test_probe_checks_the_configured_graph_groups_exist(
     missing = "0b6c1f7e-0000-4000-8000-0000000dead0"
     for vip in (missing, "VIPs"):  # one the tenant lacks; a name pasted for the id
         env = _graph_setup(tmp_path, graph_fake, vip_group_id=vip)
-        bad = run_bot("check-config", "--no-db", "--probe", cwd=tmp_path, env=env)
+        bad = call_bot("check-config", "--no-db", "--probe", cwd=tmp_path, env=env)
         line = _one_line_naming(bad, "directory.graph.vip_group_id")
         assert vip in line and "VIP" in line and "technician_group_id" not in line
         assert _fields(bad.stdout)["directory probe"].startswith("FAILED: ")
         assert GRAPH_SECRET not in bad.stdout + bad.stderr
     # Without --probe Graph is not contacted (a directory that is down never stops start-up).
     before = len(graph_fake.recorded)
-    quiet = run_bot("check-config", "--no-db", cwd=tmp_path, env=env)
+    quiet = call_bot("check-config", "--no-db", cwd=tmp_path, env=env)
     assert quiet.returncode == 0, quiet.stderr
     assert len(graph_fake.recorded) == before
 
@@ -841,7 +842,7 @@ def test_every_probe_runs_and_each_failure_is_its_own_line(
         }
     )
     env = _setup(tmp_path, config=config) | graph_env | CW_ENV
-    result = run_bot("check-config", "--no-db", "--probe", cwd=tmp_path, env=env)
+    result = call_bot("check-config", "--no-db", "--probe", cwd=tmp_path, env=env)
     assert result.returncode == 2, result.stdout + result.stderr
     fields = _fields(result.stdout)
     assert fields["psa probe"].startswith("FAILED: ")
@@ -876,7 +877,7 @@ def test_check_config_shows_the_sla_tiers_and_client_map_and_counts_in_words(
     card), and the report said `1 technicians` / `1 people`."""
     one = "- {email: bo@example.com, name: Bo Chen, slack_id: U0BO, technician: true}\n"
     env = _setup(tmp_path, config=SLA_CONFIG, people=one)
-    result = run_bot("check-config", "--no-db", cwd=tmp_path, env=env)
+    result = call_bot("check-config", "--no-db", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     fields = _fields(result.stdout)
     assert fields["sla tiers"] == (
