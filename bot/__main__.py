@@ -13,12 +13,12 @@ import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
-from aiohttp import web
-
-from bot.logs import redact_urls, setup_logging
-from bot.settings import ConfigError, Settings, engine_for, is_loopback, load_settings
-from handlers.directory import DirectoryError
+# Each command imports what it uses, when it runs: `--help`, `check-config`, `teams-package`
+# and `report` start without the web server, the ORM or the PSA and chat handlers.
+if TYPE_CHECKING:
+    from bot.settings import Settings
 
 log = logging.getLogger("bot")
 
@@ -73,6 +73,7 @@ def _port(text: str) -> int:
 
 
 async def _migrate(settings: Settings) -> None:
+    from bot.settings import engine_for
     from handlers.diagnosis import backfill_signatures
     from storage import db
     from storage.migrate import upgrade
@@ -96,8 +97,10 @@ async def _migrate(settings: Settings) -> None:
 
 
 async def _worker(settings: Settings, *, metrics_port: int | None = None) -> None:
+    from aiohttp import web
+
     from bot.app import start_services, stop_services, worker_app
-    from bot.metrics import metrics_access
+    from bot.metrics_access import metrics_access
 
     services = await start_services(settings, scheduler=True, web_front=False)
     runner: web.AppRunner | None = None
@@ -137,7 +140,10 @@ async def _worker(settings: Settings, *, metrics_port: int | None = None) -> Non
 
 
 def _serve(settings: Settings, *, scheduler: bool) -> None:
+    from aiohttp import web
+
     from bot.app import create_app
+    from bot.settings import is_loopback
 
     if settings.teams_emulator and not is_loopback(settings.host):
         log.warning(
@@ -167,6 +173,8 @@ def _serve(settings: Settings, *, scheduler: bool) -> None:
 async def _check_listen(host: str, port: int, *, option: str = "PORT") -> None:
     """ConfigError naming HOST or PORT (or `option`) when the server could not listen there:
     checked before anything starts (aiohttp binds only after the services are up)."""
+    from bot.settings import ConfigError
+
     try:
         server = await asyncio.get_running_loop().create_server(asyncio.Protocol, host, port)
     except OSError as exc:
@@ -198,6 +206,8 @@ async def _preflight(settings: Settings, command: str, *, metrics_port: int | No
     it cannot listen on."""
     from bot.check_config import database_unreachable, new_sqlite_file
     from bot.directory.factory import create_directory
+    from bot.settings import ConfigError, engine_for
+    from handlers.directory import DirectoryError
     from storage import db
     from storage.migrate import check_schema
 
@@ -248,6 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bot.report_cli import run as report
 
         return report(args, os.environ)
+    from bot.logs import redact_urls, setup_logging
+    from bot.settings import ConfigError, load_settings
+    from handlers.directory import DirectoryError
+
     try:
         settings = load_settings(os.environ)
     except ConfigError as exc:

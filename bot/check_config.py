@@ -16,12 +16,10 @@ from typing import TextIO
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from bot.changes import MAX_BYTES, shown_url
-from bot.changes import load as load_calendar
 from bot.directory.factory import cleartext_bind, create_directory
 from bot.directory.file import FileDirectory
 from bot.logs import redact_urls
-from bot.metrics import metrics_access
+from bot.metrics_access import metrics_access
 from bot.psa import describe as describe_psa
 from bot.settings import (
     ConfigError,
@@ -31,10 +29,10 @@ from bot.settings import (
     is_loopback,
     load_settings,
 )
+from handlers.config import unheard_queues
 from handlers.directory import Directory, DirectoryError, EmptyDirectory
 from handlers.durations import format_duration
-from handlers.escalation import unheard_queues
-from storage.migrate import SchemaMismatch
+from storage.schema_errors import SchemaMismatch
 
 DB_TIMEOUT = 15.0
 
@@ -109,6 +107,9 @@ def check_calendar(settings: Settings) -> tuple[str, list[str]]:
     source = settings.config.changes.calendar
     if not source:
         return "no change calendar", []
+    from bot.changes import MAX_BYTES, shown_url
+    from bot.changes import load as load_calendar
+
     if source.lower().startswith(("http://", "https://")):
         return f"change calendar {shown_url(source)} (fetched at start-up, then every 10 min)", []
     path = calendar_path(source, settings.config_dir)

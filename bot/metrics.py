@@ -15,6 +15,7 @@ from prometheus_client.exposition import generate_latest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db_health import DatabaseMonitor
+from bot.metrics_access import metrics_access as metrics_access  # where it was
 from bot.settings import Settings
 from storage import outbox
 from storage.errors import is_unavailable
@@ -190,13 +191,3 @@ def metrics_allowed(settings: Settings, request: web.Request) -> bool:
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     expected = settings.metrics_token.get_secret_value().encode()
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected)
-
-
-def metrics_access(settings: Settings, port: int | None = None) -> str:
-    """The start-up line saying who may read GET /metrics (served on `port`, else PORT)."""
-    if settings.metrics_token is not None:
-        return "GET /metrics: with 'Authorization: Bearer <METRICS_TOKEN>' only"
-    return (
-        f"GET /metrics: open to anyone who reaches {settings.host}:{port or settings.port} "
-        "(set METRICS_TOKEN to require a bearer token)"
-    )

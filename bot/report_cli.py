@@ -17,11 +17,12 @@ import sys
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, TYPE_CHECKING, cast
 
 from bot.logs import redact_urls
-from bot.settings import ConfigError, load_settings
-from handlers import reports
+
+if TYPE_CHECKING:
+    from handlers import reports
 
 
 class ReportError(Exception):
@@ -41,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _day(option: str, value: str | None) -> date | None:
     if value is None:
         return None
+    from handlers import reports
+
     try:
         return reports.parse_date(value)
     except ValueError as exc:
@@ -49,6 +52,8 @@ def _day(option: str, value: str | None) -> date | None:
 
 def period(args: argparse.Namespace, *, today: date) -> reports.Period:
     """The period the options ask for (the 90 days ending today by default)."""
+    from handlers import reports
+
     since, until = _day("--since", args.since), _day("--until", args.until)
     try:
         return reports.period_of(since, until, today=today)
@@ -107,6 +112,7 @@ async def _write(
     csv_file: IO[str] | None,
     png_file: IO[bytes] | None,
 ) -> list[str]:
+    from handlers import reports
     from storage import db
     from storage.migrate import check_schema
 
@@ -137,6 +143,7 @@ def _existing_database(url: str) -> None:
     from sqlalchemy.engine import make_url
 
     from bot.check_config import new_sqlite_file
+    from bot.settings import ConfigError
 
     if new_sqlite_file(url):
         path = Path(make_url(url).database or "").resolve()
@@ -159,6 +166,7 @@ def _distinct_files(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """The `report` subcommand."""
+    from bot.settings import ConfigError, load_settings
     from storage.migrate import SchemaMismatch
 
     now = datetime.now(UTC)

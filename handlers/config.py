@@ -405,3 +405,20 @@ class HelpdeskConfig(_Strict):
     kb: KbConfig = Field(default_factory=KbConfig)
     changes: ChangesConfig = Field(default_factory=ChangesConfig)
     patterns: PatternsConfig = Field(default_factory=PatternsConfig)
+
+
+def unheard_queues(config: HelpdeskConfig) -> list[str]:
+    """A warning for each `escalation.queues` category sent to a queue with no channel under
+    `queues.<name>`: an escalation there is accepted and notifies nobody. (Here, not in
+    handlers.escalation, so check-config says it without loading the cards and the ORM.)"""
+    warnings = []
+    for category, queue in sorted(config.escalation.queues.items()):
+        target = config.queues.get(queue)
+        if target is None or not (target.slack or target.teams):
+            warnings.append(
+                f"escalation.queues: category {category} goes to queue {queue}, which has no "
+                f"channel under queues.{queue}, so its escalations notify nobody; add "
+                f"queues.{queue}: {{slack: <channel id>, teams: <conversation id>}} or send "
+                f"{category} to a queue that has one"
+            )
+    return warnings

@@ -22,25 +22,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from storage.schema_errors import MigrationBusy as MigrationBusy
+from storage.schema_errors import SchemaMismatch as SchemaMismatch
+from storage.schema_errors import SchemaTooNew as SchemaTooNew
+from storage.schema_errors import SchemaTooOld as SchemaTooOld
+
 _INI = Path(__file__).with_name("alembic.ini")
 log = logging.getLogger(__name__)
-
-
-class SchemaMismatch(Exception):
-    """The database's schema revision is not one this release can run on."""
-
-    def __init__(self, message: str, *, found: tuple[str, ...], head: tuple[str, ...]) -> None:
-        super().__init__(message)
-        self.found = found
-        self.head = head
-
-
-class SchemaTooNew(SchemaMismatch):
-    """Stamped by a newer release: this one must not touch it."""
-
-
-class SchemaTooOld(SchemaMismatch):
-    """Behind this release's newest revision (or never migrated): run `migrate`."""
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -107,10 +95,6 @@ async def check_schema(engine: AsyncEngine, *, require_newest: bool) -> tuple[st
             head=head,
         )
     return found
-
-
-class MigrationBusy(Exception):
-    """Another process held the migration lock longer than this one would wait."""
 
 
 # One migration at a time per database: PostgreSQL's advisory lock key (any fixed number; this

@@ -1,6 +1,7 @@
 """Escalation: the form with the facts a queue needs, and the notice to the queue."""
 
-from handlers.escalation.cards import rebuild_escalation_form, unheard_queues
+from handlers.config import unheard_queues
+from handlers.escalation.cards import rebuild_escalation_form
 from handlers.escalation.service import escalate_button, escalate_command, submit
 
 __all__ = [

@@ -30,22 +30,6 @@ def queue_names(config: HelpdeskConfig) -> list[str]:
     return sorted({*config.escalation.queues.values(), *config.queues})
 
 
-def unheard_queues(config: HelpdeskConfig) -> list[str]:
-    """A warning for each `escalation.queues` category sent to a queue with no channel under
-    `queues.<name>`: an escalation there is accepted and notifies nobody."""
-    warnings = []
-    for category, queue in sorted(config.escalation.queues.items()):
-        target = config.queues.get(queue)
-        if target is None or not (target.slack or target.teams):
-            warnings.append(
-                f"escalation.queues: category {category} goes to queue {queue}, which has no "
-                f"channel under queues.{queue}, so its escalations notify nobody; add "
-                f"queues.{queue}: {{slack: <channel id>, teams: <conversation id>}} or send "
-                f"{category} to a queue that has one"
-            )
-    return warnings
-
-
 def escalation_form(
     config: HelpdeskConfig, number: str, *, error_text: str = "", asset: str = "", queue: str = ""
 ) -> Card:

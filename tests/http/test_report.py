@@ -50,7 +50,7 @@ from tests.http.conftest_teams import CHANNEL
 from tests.http.conftest_teams import PEOPLE as TEAMS_PEOPLE
 from tests.http.conftest_teams import message as teams_message
 from tests.report_data import Quarters, seed
-from tests.unit.test_cli import ROOT, run_bot
+from tests.unit.test_cli import ROOT, call_bot, run_bot
 
 PEOPLE = [
     {"email": "tom@example.com", "name": "Tom Tech", "slack_id": "UTECH", "technician": True},
@@ -266,9 +266,13 @@ async def test_teams_report_answers_with_the_card_and_the_chart_attached(
 # -- the command line -----------------------------------------------------------------------------
 
 
-async def cli(tmp_path: Path, url: str, *args: str) -> tuple[int, list[str], list[str]]:
+async def cli(
+    tmp_path: Path, url: str, *args: str, real: bool = True
+) -> tuple[int, list[str], list[str]]:
+    """`python -m bot report ARGS`; `real=False`: its main() in-process (test_cli.call_bot),
+    for the further cases of a table whose first case ran as a process."""
     done = await asyncio.to_thread(
-        run_bot, "report", *args, cwd=tmp_path, env={"DATABASE_URL": url}
+        run_bot if real else call_bot, "report", *args, cwd=tmp_path, env={"DATABASE_URL": url}
     )
     return done.returncode, done.stdout.splitlines(), done.stderr.strip().splitlines()
 
@@ -355,7 +359,7 @@ def test_cli_report_into_a_pipe_closed_early_ends_without_a_traceback(tmp_path: 
 async def test_cli_report_refuses_bad_options_with_one_line_and_writes_an_empty_period(
     db_url: str, tmp_path: Path
 ):
-    for args, says in (
+    for case, (args, says) in enumerate((
         (("--since", "2026-13-01"), "report: --since: '2026-13-01' is not a date like 2026-03-31"),
         (("--until", "yesterday"), "report: --until: 'yesterday' is not a date"),
         (("--since", "2026-06-01", "--until", "2026-05-01"),
@@ -366,15 +370,16 @@ async def test_cli_report_refuses_bad_options_with_one_line_and_writes_an_empty_
         # file named "-", each with exit 0.
         (("--csv", str(tmp_path / "r"), "--png", str(tmp_path / "r")), "report: --png: "),
         (("--csv", "-"), "report: --csv: name a file"),
-    ):  # fmt: skip
-        code, lines, errors = await cli(tmp_path, db_url, *args)
+    )):  # fmt: skip
+        code, lines, errors = await cli(tmp_path, db_url, *args, real=case == 0)
         assert code == 2 and lines == [], (args, lines)
         assert len(errors) == 1 and errors[0].startswith(says), (args, errors)
 
     out_csv = tmp_path / "empty.csv"
     code, lines, errors = await cli(
-        tmp_path, db_url, "--since", "2020-01-01", "--until", "2020-01-31", "--csv", str(out_csv)
-    )
+        tmp_path, db_url, "--since", "2020-01-01", "--until", "2020-01-31", "--csv", str(out_csv),
+        real=False,
+    )  # fmt: skip
     assert (code, errors) == (0, [])
     assert "Opened: 0" in lines and "Respond met: n/a (0 of 0)" in lines
     assert out_csv.read_bytes().count(b"\r\n") == 1  # the header alone
@@ -387,12 +392,14 @@ def test_cli_report_refuses_a_date_at_the_end_of_the_calendar_naming_the_option(
     days of year 1 were tracebacks with exit 1: the day after, or 90 days before, is no date."""
     env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'h.db'}"}
     assert run_bot("migrate", cwd=tmp_path, env=env).returncode == 0
-    for args, says in (
-        (("--until", "9999-12-31"), "report: --until: '9999-12-31' is out of range"),
-        (("--since", "2026-01-01", "--until", "9999-12-31"), "report: --until: '9999-12-31'"),
-        (("--until", "0001-01-05"), "report: --until: '0001-01-05' is out of range"),
+    for case, (args, says) in enumerate(
+        (
+            (("--until", "9999-12-31"), "report: --until: '9999-12-31' is out of range"),
+            (("--since", "2026-01-01", "--until", "9999-12-31"), "report: --until: '9999-12-31'"),
+            (("--until", "0001-01-05"), "report: --until: '0001-01-05' is out of range"),
+        )
     ):
-        done = run_bot("report", *args, cwd=tmp_path, env=env)
+        done = (run_bot if case == 0 else call_bot)("report", *args, cwd=tmp_path, env=env)
         errors = done.stderr.strip().splitlines()
         assert done.returncode == 2 and done.stdout == "", (args, done.stderr)
         assert len(errors) == 1 and errors[0].startswith(says), (args, errors)
@@ -429,7 +436,7 @@ def test_cli_report_without_a_database_file_says_so_and_creates_none(tmp_path: P
     bot's, a typo in DATABASE_URL), `report` created an empty helpdesk.db there and said to run
     `python -m bot migrate` first; doing so made a fresh database whose report reads 'Opened: 0'."""
     for env in ({}, {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'typo.db'}"}):
-        done = run_bot("report", "--csv", "q.csv", cwd=tmp_path, env=env)
+        done = (call_bot if env else run_bot)("report", "--csv", "q.csv", cwd=tmp_path, env=env)
         errors = done.stderr.strip().splitlines()
         assert done.returncode == 2 and done.stdout == "", done.stderr
         assert len(errors) == 1 and errors[0].startswith("config error: DATABASE_URL: "), errors

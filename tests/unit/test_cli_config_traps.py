@@ -10,9 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_cli import CONFIG, _fields, _one_line_naming, _setup, run_bot
+from tests.unit.test_cli import (
+    CONFIG,
+    _fields,
+    _one_line_naming,
+    _setup,
+    call_bot,
+    first_for_real,
+    run_bot,
+)
 
 COMMANDS = [("check-config", "--no-db"), ("migrate",)]
+# Each table's first case runs `python -m bot` for real with every command; its other cases,
+# and the reports that only read a setting, call the same main() in-process (test_cli.call_bot).
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -58,20 +68,20 @@ def test_a_yaml_merge_key_may_still_be_overridden(tmp_path: Path) -> None:
         "    <<: *net\n"
         "    slack: C0SECURITY\n"
     )
-    result = run_bot("check-config", "--no-db", cwd=tmp_path, env=_setup(tmp_path, config=config))
+    result = call_bot("check-config", "--no-db", cwd=tmp_path, env=_setup(tmp_path, config=config))
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize(
-    ("config", "key"),
-    [
-        # SPEC: "channel id (or #name)"; unquoted, YAML reads `#incidents` as a comment.
-        ("slack:\n  incident_channel: #incidents\n", "slack.incident_channel"),
-        ("queues:\n  security:\n    slack: #security\n", "queues.security.slack"),
-        ('teams: {incident_conversation: ""}\n', "teams.incident_conversation"),
-        ("queues:\n  security: {teams: '  '}\n", "queues.security.teams"),
-    ],
-)
+EMPTY_CHANNELS = [
+    # SPEC: "channel id (or #name)"; unquoted, YAML reads `#incidents` as a comment.
+    ("slack:\n  incident_channel: #incidents\n", "slack.incident_channel"),
+    ("queues:\n  security:\n    slack: #security\n", "queues.security.slack"),
+    ('teams: {incident_conversation: ""}\n', "teams.incident_conversation"),
+    ("queues:\n  security: {teams: '  '}\n", "queues.security.teams"),
+]
+
+
+@pytest.mark.parametrize(("config", "key"), EMPTY_CHANNELS)
 @pytest.mark.parametrize("command", COMMANDS)
 def test_an_empty_channel_is_refused_not_read_as_none(
     tmp_path: Path, config: str, key: str, command: tuple[str, ...]
@@ -79,14 +89,15 @@ def test_an_empty_channel_is_refused_not_read_as_none(
     """`incident_channel: #incidents` was `incidents: none` and `config OK`: P1 notices went
     to no channel, and the operator learned it in an incident."""
     env = _setup(tmp_path, config=config)
-    line = _one_line_naming(run_bot(*command, cwd=tmp_path, env=env), key)
+    run = first_for_real((config, key), EMPTY_CHANNELS)
+    line = _one_line_naming(run(*command, cwd=tmp_path, env=env), key)
     assert "YAML comment" in line and '"#name"' in line, line
 
 
 def test_a_channel_is_read_without_the_spaces_around_it(tmp_path: Path) -> None:
     """`" C0INCIDENT "` went to Slack as written, which answers channel_not_found."""
     config = "slack: {incident_channel: ' C0INCIDENT '}\n"
-    result = run_bot("check-config", "--no-db", cwd=tmp_path, env=_setup(tmp_path, config=config))
+    result = call_bot("check-config", "--no-db", cwd=tmp_path, env=_setup(tmp_path, config=config))
     assert result.returncode == 0, result.stderr
     assert _fields(result.stdout)["incidents"] == "Slack C0INCIDENT", result.stdout
 
@@ -99,15 +110,15 @@ def test_a_bridge_url_that_is_not_http_is_refused(tmp_path: Path, command: tuple
     assert "meet.example.com/p1" in line and "http(s)" in line
 
 
-@pytest.mark.parametrize(
-    "env",
-    [
-        # Prometheus sends the token without them: every scrape 401.
-        {"METRICS_TOKEN": '"scrape-token-7c1d"'},
-        {"PSA_PRIVATE_KEY": "'cw-private-key-9e2f'"},
-        {"TO_CHANNEL_FROM_BOT_OAUTH_SCOPE": '"https://api.botframework.com"'},
-    ],
-)
+QUOTED = [
+    # Prometheus sends the token without them: every scrape 401.
+    {"METRICS_TOKEN": '"scrape-token-7c1d"'},
+    {"PSA_PRIVATE_KEY": "'cw-private-key-9e2f'"},
+    {"TO_CHANNEL_FROM_BOT_OAUTH_SCOPE": '"https://api.botframework.com"'},
+]
+
+
+@pytest.mark.parametrize("env", QUOTED)
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_variable_but_the_two_passwords_is_refused_in_quotes(
     tmp_path: Path, env: dict[str, str], command: tuple[str, ...]
@@ -115,7 +126,7 @@ def test_every_variable_but_the_two_passwords_is_refused_in_quotes(
     """README: every variable but PSA_PASSWORD and LDAP_BIND_PASSWORD is refused when its
     value is in quotes; these three were taken with their quotes."""
     (key,) = env
-    line = _one_line_naming(run_bot(*command, cwd=tmp_path, env=env), key)
+    line = _one_line_naming(first_for_real(env, QUOTED)(*command, cwd=tmp_path, env=env), key)
     assert "quotes" in line
     assert env[key].strip("\"'") not in line
 
@@ -126,7 +137,7 @@ def test_a_graph_client_secret_of_spaces_falls_back_to_the_app_password(tmp_path
     config = "directory:\n  source: graph\n  graph: {tenant_id: t1, client_id: c1}\n"
     env = _setup(tmp_path, config=config)
     env.update({"GRAPH_CLIENT_SECRET": "  ", "MicrosoftAppPassword": "app-password-4b3a"})
-    result = run_bot("check-config", "--no-db", cwd=tmp_path, env=env)
+    result = call_bot("check-config", "--no-db", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert _fields(result.stdout)["directory"].startswith("Microsoft Graph"), result.stdout
 
@@ -186,24 +197,24 @@ OTHER_TARGETS = (
 )
 
 
-@pytest.mark.parametrize(
-    ("config", "key"),
-    [
-        # Read by many as "no limit": every manager's answer was refused as too late.
-        ("identity: {approval_ttl: 0s}\n", "identity.approval_ttl"),
-        ("identity: {approval_ttl: 0}\n", "identity.approval_ttl"),
-        # Every P1 missed its respond target the moment it was opened.
-        (
-            "sla:\n  tiers:\n    standard: {P1: {respond: 0m, resolve: 4h}, "
-            f"{OTHER_TARGETS}}}\n",
-            "sla.tiers.standard.P1.respond",
-        ),
-    ],
-)
+ZERO_LIMITS = [
+    # Read by many as "no limit": every manager's answer was refused as too late.
+    ("identity: {approval_ttl: 0s}\n", "identity.approval_ttl"),
+    ("identity: {approval_ttl: 0}\n", "identity.approval_ttl"),
+    # Every P1 missed its respond target the moment it was opened.
+    (
+        f"sla:\n  tiers:\n    standard: {{P1: {{respond: 0m, resolve: 4h}}, {OTHER_TARGETS}}}\n",
+        "sla.tiers.standard.P1.respond",
+    ),
+]
+
+
+@pytest.mark.parametrize(("config", "key"), ZERO_LIMITS)
 @pytest.mark.parametrize("command", COMMANDS)
 def test_a_zero_approval_window_or_sla_target_is_refused(
     tmp_path: Path, config: str, key: str, command: tuple[str, ...]
 ) -> None:
     env = _setup(tmp_path, config=config)
-    line = _one_line_naming(run_bot(*command, cwd=tmp_path, env=env), key)
+    run = first_for_real((config, key), ZERO_LIMITS)
+    line = _one_line_naming(run(*command, cwd=tmp_path, env=env), key)
     assert "0 does not mean no limit" in line, line

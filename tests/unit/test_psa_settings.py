@@ -14,7 +14,7 @@ from tests.fakes.psa_common import PsaFake
 from tests.fakes.psa_connectwise import FakeConnectWise
 from tests.fakes.psa_freshservice import FakeFreshservice
 from tests.fakes.psa_servicenow import FakeServiceNow
-from tests.unit.test_cli import run_bot
+from tests.unit.test_cli import call_bot, run_bot
 
 SN_ENV = {"PSA_USERNAME": "svc", "PSA_PASSWORD": "pw-0123456789"}
 
@@ -92,7 +92,7 @@ def test_start_up_with_a_bad_psa_setting_exits_2_naming_it(tmp_path: Path) -> No
 @pytest.fixture(params=[FakeServiceNow, FakeFreshservice, FakeConnectWise, FakeAutotask])
 def psa_fake(request: pytest.FixtureRequest) -> Iterator[PsaFake]:
     fake = request.param()
-    fake.threaded = True  # served on its own thread, while the test waits on a subprocess
+    fake.threaded = True  # its own thread: the test waits on a subprocess or on main()
     loop = asyncio.new_event_loop()
     loop.run_until_complete(fake.start())
     yield fake
@@ -105,7 +105,8 @@ def test_check_config_probe_reports_the_answer(tmp_path: Path, psa_fake: PsaFake
         f"psa: {{system: {psa_fake.SYSTEM}, url: '{psa_fake.url}'}}\n"
     )
     env = {"HELPDESK_CONFIG": str(tmp_path / "helpdesk.yaml"), **psa_fake.env()}
-    done = run_bot("check-config", "--no-db", "--probe", cwd=tmp_path, env=env)
+    # The reports in-process (test_cli.call_bot); the refusal (exit 2) as a process.
+    done = call_bot("check-config", "--no-db", "--probe", cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     assert "psa probe:" in done.stdout and "authenticated" in done.stdout
     for secret in psa_fake.secrets():
@@ -119,7 +120,7 @@ def test_check_config_probe_reports_the_answer(tmp_path: Path, psa_fake: PsaFake
     assert "HTTP 401" in refused.stderr and "Traceback" not in refused.stderr
     # Without --probe nothing is called, and refused credentials do not make it fail.
     before = len(psa_fake.recorded)
-    quiet = run_bot("check-config", "--no-db", cwd=tmp_path, env=env)
+    quiet = call_bot("check-config", "--no-db", cwd=tmp_path, env=env)
     assert quiet.returncode == 0 and len(psa_fake.recorded) == before
 
 
@@ -156,7 +157,7 @@ def test_check_config_probe_fails_when_freshservice_lacks_the_key_field(tmp_path
             f"psa: {{system: freshservice, url: '{fake.url}'}}\n"
         )
         env = {"HELPDESK_CONFIG": str(tmp_path / "helpdesk.yaml"), **fake.env()}
-        done = run_bot("check-config", "--no-db", "--probe", cwd=tmp_path, env=env)
+        done = call_bot("check-config", "--no-db", "--probe", cwd=tmp_path, env=env)
         assert done.returncode == 0, done.stderr
         assert "custom field cf_helpdesk_bot_key is there" in done.stdout
         fake.custom_fields = []
