@@ -90,6 +90,30 @@ def escape_markdown(text: str, *, line_start: bool = True) -> str:
     )
 
 
+# A mention's shown name: at most this many characters (the message's size stays bounded).
+MENTION_NAME_MAX = 100
+# What stands for a character that would start markup in a mention's name: a character
+# reference, which HTML and Markdown both read as the character itself (a backslash is
+# Markdown only, and would let a name close the `<at>` element or show literally).
+_REFERENCES = {"&": "&amp;", "<": "&lt;"}
+
+
+def _reference(found: re.Match[str]) -> str:
+    char = found.group(0)
+    return _REFERENCES.get(char, f"&#{ord(char)};")
+
+
+def at_mention(name: str) -> str:
+    """`<at>Tom Tech</at>`: the text of a Teams mention of someone named `name` (from the
+    directory or their Teams profile, never typed into a message). What would start markup in
+    the name (`<`, an entity's `&`, and the Markdown characters `escape_markdown` escapes) is
+    written as a character reference, so a name cannot close the element, start a tag or
+    format the message; anything else (`O'Brien`, `R&D`, `Anne-Marie`) stays as it is. Line
+    breaks become spaces, and a long name is cut."""
+    shown = _cap(" ".join(name.split()), MENTION_NAME_MAX)
+    return f"<at>{_INLINE.sub(_reference, shown)}</at>"
+
+
 # A placeholder in the bot's own words (`kb <words>`): Teams takes it for an HTML tag and
 # drops it, and an escape (`\<`) is what some Teams clients show literally; single angle
 # quotation marks read the same and mean nothing to Markdown.

@@ -29,6 +29,12 @@ def _mention(name: str, email: str, platform: str, user_id: str) -> Mention:
     return Mention(name=name, email=email or typed_email, slack_id=slack_id, id=user_id)
 
 
+def teams_user_id(platform: str, user_id: str) -> str:
+    """`user_id` when it is someone's Teams user id (what Teams sent as its sender), else ''
+    (another platform's, or a requester typed as an e-mail)."""
+    return user_id if platform == "teams" and user_id and not _email(user_id) else ""
+
+
 def requester(ticket: Ticket) -> Mention:
     """The ticket's requester: name and e-mail as recorded, a mention on Slack."""
     platform = ticket.source_platform

@@ -12,7 +12,7 @@ from cards.model import Card
 from handlers.config import HelpdeskConfig
 from handlers.deps import Deps
 from handlers.directory import Person
-from handlers.formatting import technician
+from handlers.formatting import teams_user_id, technician
 from handlers.types import Actor, Interaction
 from storage import outbox
 from storage.models import Ticket
@@ -22,20 +22,25 @@ def _content(text: str, card: Card | None) -> dict[str, Any]:
     return {"text": text, "card": card.to_dict() if card else None}
 
 
-# Payload key: the person a message in a Slack thread starts with a mention of (bot.slack.notifier
-# puts it first unless the message goes to a DM, where they are notified anyway).
+# Payload key: the person a note for the technician starts with a mention of: `slack_id`
+# (bot.slack.notifier puts `<@U…>` first) or `teams_id` (bot.teams.notifier adds `<at>Name</at>`
+# and its mention entity); neither renders one in a 1:1 chat (DM), where they are notified anyway.
 MENTION = "mention"
 
 
 def technician_mention(ticket: Ticket) -> dict[str, str] | None:
-    """The ticket's technician to mention at the start of a note in its Slack thread, built
-    from the technician id the ticket stores (never from typed text); None off Slack or
-    without an id. A reply in a thread notifies only those following it, and the technician
-    who typed `/ticket` does not follow the bot's card: without the mention nobody hears it."""
+    """The ticket's technician to mention at the start of a note in its thread (Slack) or
+    conversation (Teams: a channel's reply chain or a group chat), built from the technician
+    id the ticket stores for its platform (never from typed text); None without one. A reply
+    in a thread notifies only those following it, and the technician who opened the ticket
+    does not follow the bot's card: without the mention nobody hears it."""
     who = technician(ticket)
-    if not who.slack_id:
-        return None
-    return {"name": who.name, "slack_id": who.slack_id}
+    if who.slack_id:
+        return {"name": who.name, "slack_id": who.slack_id}
+    if teams_id := teams_user_id(ticket.source_platform, ticket.technician_id):
+        # Teams shows the mention as the text given: a name (or e-mail) is needed.
+        return {"name": who.name or who.email or "technician", "teams_id": teams_id}
+    return None
 
 
 async def tell_technician(
@@ -51,9 +56,9 @@ async def tell_technician(
     mention: bool = True,
 ) -> bool:
     """Post in the ticket's thread (Slack) or conversation (Teams) where the technician works;
-    `extra` keys go into the outbox payload (e.g. what the delivery hook checks). On Slack it
-    starts with a mention of the technician (`technician_mention`) unless `mention` is False
-    (a note about what they did themselves)."""
+    `extra` keys go into the outbox payload (e.g. what the delivery hook checks). It starts
+    with a mention of the technician (`technician_mention`; not in a 1:1 chat) unless
+    `mention` is False (a note about what they did themselves)."""
     lead = technician_mention(ticket) if mention else None
     return await outbox.enqueue(
         session,
@@ -94,7 +99,8 @@ async def tell_technician_in_chat(
     their 1:1 chat with the bot, also for a card in a channel or group chat. The ticket's
     conversation rides along: when it is that very chat the note is a reply to the card there
     as before, and when the chat cannot be opened for good (the app is not installed for
-    them) the note is posted there instead (bot.teams.notifier; nothing in it is private)."""
+    them) the note is posted there instead (bot.teams.notifier; nothing in it is private),
+    starting with a mention of them unless that conversation is a 1:1 chat."""
     if ticket.source_platform != "teams":
         return await tell_technician(
             session,
@@ -105,6 +111,8 @@ async def tell_technician_in_chat(
             dedup_key=dedup_key,
             extra=extra,
         )
+    # For a note posted in the ticket's conversation after all (not when it is the chat).
+    lead = technician_mention(ticket)
     return await outbox.enqueue(
         session,
         kind="dm",
@@ -117,6 +125,7 @@ async def tell_technician_in_chat(
             "ticket": ticket.number,
             "purpose": purpose,
             TECHNICIAN_CHAT: True,
+            **({MENTION: lead} if lead else {}),
             # Completed from the ticket when sent (the card's message may not be known yet).
             "channel": ticket.source_channel,
             "thread": ticket.source_thread,

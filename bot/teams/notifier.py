@@ -22,7 +22,7 @@ from bot.settings import Settings
 from bot.teams import proactive, replies
 from bot.teams.references import ReferenceStore, aad_key, user_key
 from cards.model import Card
-from handlers.notify import TECHNICIAN_CHAT
+from handlers.notify import MENTION, TECHNICIAN_CHAT
 from storage.models import OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ TRANSPORT_ERRORS = (aiohttp.ClientError, ClientRequestError, OSError, TimeoutErr
 NO_ROUTE_RETRY = 300.0
 
 
-def _content(payload: dict[str, Any]) -> Activity:
+def _content(payload: dict[str, Any], *, mention: dict[str, str] | None = None) -> Activity:
     if payload.get("card"):
         activity = replies.card_activity(Card.from_dict(payload["card"]))
     else:
@@ -43,7 +43,25 @@ def _content(payload: dict[str, Any]) -> Activity:
     image = payload.get("image")
     if isinstance(image, dict):  # the chart of an answer sent later (the report)
         activity.attachments = [*(activity.attachments or []), replies.png_attachment(image)]
+    if mention is not None:
+        replies.with_mention(activity, user_id=mention["teams_id"], name=mention["name"])
     return activity
+
+
+def _mention(payload: dict[str, Any], reference: ConversationReference) -> dict[str, str] | None:
+    """Who a message for `reference`'s conversation starts with a mention of
+    (handlers.notify.MENTION: the technician, by their Teams id): a note in a channel's reply
+    chain or a group chat notifies nobody who does not follow it, the technician included,
+    unless it mentions them. None in a 1:1 chat (they are notified anyway, as Slack's DMs)."""
+    lead = payload.get(MENTION)
+    if not isinstance(lead, dict) or not lead.get("teams_id"):
+        return None
+    conversation = reference.conversation
+    personal = getattr(conversation, "conversation_type", None) == "personal"
+    # A reference built from the configured service URL has no type: a 1:1 chat's id is `a:…`.
+    if personal or str(getattr(conversation, "id", "") or "").startswith("a:"):
+        return None
+    return {"teams_id": str(lead["teams_id"]), "name": str(lead.get("name") or "technician")}
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -165,7 +183,8 @@ class TeamsNotifier:
     async def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
         channel = str(payload["channel"])
         thread = payload.get("thread")
-        activity = _content(payload)
+        reference = await self._reference(channel)
+        activity = _content(payload, mention=_mention(payload, reference))
         # A channel's reply chain is a conversation of its own (`19:…;messageid=<root>`):
         # what is sent there lands in the chain. A new post in the channel (`top_level`) goes
         # to the channel's own id, through the chain's stored reference (same service URL).
@@ -178,7 +197,7 @@ class TeamsNotifier:
 
         try:
             activity_id = await proactive.continue_conversation(
-                self.adapter, await self._reference(channel), self.app_id, work
+                self.adapter, reference, self.app_id, work
             )
         except HttpOperationError as exc:
             fallback = payload.get("fallback_user")

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from botbuilder.schema import Activity, ActivityTypes, Attachment
+from botbuilder.schema import Activity, ActivityTypes, Attachment, ChannelAccount, Mention
 
 from cards import teams as adaptive
 from cards.model import ActionId, Card, Element, Inline, NumberInput, Rich, Text, Typed
@@ -112,6 +112,19 @@ def text_activity(text: str) -> Activity:
     """
     lines = [_keep_indent(line) for line in adaptive.escape_markdown(text).split("\n")]
     return Activity(type=ActivityTypes.message, text="\n\n".join(lines), text_format="markdown")
+
+
+def with_mention(activity: Activity, *, user_id: str, name: str) -> Activity:
+    """`activity` starting with a mention of the person `user_id` (their Teams id): its text
+    begins with `<at>Name</at>` and its entities hold the mention, whose `text` Teams finds in
+    the message text. A card's message gets the mention as its text, beside the card: the
+    card stays as the Adaptive Cards schema has it (no `msteams` entities in the card)."""
+    tag = adaptive.at_mention(name)
+    activity.text = f"{tag} {activity.text}" if activity.text else tag
+    activity.text_format = "markdown"
+    mention = Mention(mentioned=ChannelAccount(id=user_id, name=name), text=tag, type="mention")
+    activity.entities = [*(activity.entities or []), mention]
+    return activity
 
 
 def _keep_indent(line: str) -> str:

@@ -68,7 +68,8 @@ async def prepare_alarm(session: AsyncSession, *, message: OutboxMessage, now: d
         payload["top_level"] = True
     else:
         payload["channel"], payload["thread"] = ticket.source_channel, ticket.source_thread
-        # Said to the technician, who does not follow the card's thread: mentioned (Slack).
+        # Said to the technician, who does not follow the card's thread (Slack) or reply
+        # chain (Teams): mentioned, unless it is their 1:1 chat.
         # The breach's new message in the channel names them without one: it is for the
         # channel, and the thread's breach has notified them.
         if lead := notify.technician_mention(ticket):

@@ -137,9 +137,10 @@ class FakeConnector(FakeServer):
         return self._error(413, "MessageSizeTooBig", "Message size too large.")
 
     def activities(self, conversation_id: str | None = None) -> list[dict[str, Any]]:
-        """Posted activities (send and reply): the JSON body plus ``_conversation_id``,
-        ``_reply_to_id`` (None for a plain send), ``_id`` (assigned id), ``_path`` and
-        ``_authorization`` (the request's Authorization header)."""
+        """Posted activities (send and reply): the JSON body as sent (``text``, ``attachments``,
+        ``entities`` (see `mentions`), ...) plus ``_conversation_id``, ``_reply_to_id`` (None
+        for a plain send), ``_id`` (assigned id), ``_path`` and ``_authorization`` (the
+        request's Authorization header)."""
         return [
             a for a in list(self._activities) if conversation_id in (None, a["_conversation_id"])
         ]
@@ -235,6 +236,13 @@ class FakeConnector(FakeServer):
     @staticmethod
     def _error(status: int, code: str, message: str) -> web.Response:
         return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def mentions(posted: dict[str, Any]) -> list[dict[str, Any]]:
+    """The mention entities of a posted activity (`FakeConnector.activities`), as sent:
+    ``{"type": "mention", "text": "<at>Name</at>", "mentioned": {"id", "name"}}``."""
+    entities = posted.get("entities") or []
+    return [e for e in entities if isinstance(e, dict) and e.get("type") == "mention"]
 
 
 def message_size(rec: Recorded) -> int:

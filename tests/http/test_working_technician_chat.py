@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from storage.models import Ticket
-from tests.fakes.botframework import FakeConnector
+from tests.fakes.botframework import FakeConnector, mentions
 from tests.harness import AppHarness, wait_until
 from tests.http.conftest_teams import (
     CHANNEL,
@@ -98,6 +98,7 @@ async def test_teams_a_channel_tickets_nudge_reaches_the_technicians_chat_once(
     await asyncio.sleep(1.5)  # the outbox delivers within about 1 s: nothing more comes
     [nudge] = in_toms_chat(connector, NUDGE)
     assert f"{number} is outside Tier 1 scope" in nudge.replace("\\", "")
+    assert "<at>" not in nudge  # his 1:1 chat notifies him: no mention there
     assert not in_channel(connector, NUDGE)
     [row] = await rows(app, "tier-nudge")
     assert row.status == "delivered"
@@ -142,7 +143,8 @@ async def test_teams_the_nudge_goes_to_the_card_when_the_technicians_chat_is_ref
 ) -> None:
     """The app is not installed for Tom personally: the connector refuses to open his chat.
     The nudge (nothing confidential in it) is given in the ticket's conversation instead, as a
-    reply to its card, once."""
+    reply to its card, once, starting with a mention of him (a reply in the card's chain
+    notifies nobody else)."""
     app = await start(make_app, connector)
     number = await channel_ticket(app, connector, category="network", summary="VPN drops")
     card = channel_card(connector, number)
@@ -157,6 +159,14 @@ async def test_teams_the_nudge_goes_to_the_card_when_the_technicians_chat_is_ref
     [nudge] = in_channel(connector, NUDGE)
     assert nudge["_reply_to_id"] == card["_id"]
     assert f"{number} is outside Tier 1 scope" in shown(nudge)
+    assert nudge["text"].startswith("<at>Tom Tech</at> "), nudge["text"]
+    assert mentions(nudge) == [
+        {
+            "type": "mention",
+            "text": "<at>Tom Tech</at>",
+            "mentioned": {"id": TECH_ID, "name": "Tom Tech"},
+        }
+    ]
     assert not toms_chats(connector)
     [row] = await rows(app, "tier-nudge")
     assert row.status == "delivered"

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 import requests
-from botbuilder.schema import Activity, ChannelAccount, ConversationParameters
+from botbuilder.schema import Activity, ChannelAccount, ConversationParameters, Mention
 from botframework.connector.aio import ConnectorClient
 from botframework.connector.auth import MicrosoftAppCredentials
 from botframework.connector.models import ErrorResponseException
@@ -22,7 +22,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
 from slack_sdk.web.async_client import AsyncWebClient
 
-from tests.fakes.botframework import FakeConnector
+from tests.fakes.botframework import FakeConnector, mentions
 from tests.fakes.pagers import FakeOpsgenie, FakePagerDuty
 from tests.fakes.slack_api import FakeSlack
 
@@ -192,9 +192,11 @@ async def test_connector_with_botbuilder_client() -> None:
             sent = await ops.send_to_conversation(
                 TEAMS_CONVERSATION, Activity(type="message", text="hello")
             )
-            reply = await ops.reply_to_activity(
-                TEAMS_CONVERSATION, "1:parent", Activity(type="message", text="re")
-            )
+            tag = "<at>Ana</at>"
+            noted = Activity(type="message", text=f"{tag} re", entities=[
+                Mention(mentioned=ChannelAccount(id="29:ana", name="Ana"), text=tag, type="mention")
+            ])  # fmt: skip
+            reply = await ops.reply_to_activity(TEAMS_CONVERSATION, "1:parent", noted)
             await ops.update_activity(
                 TEAMS_CONVERSATION, reply.id, Activity(type="message", text="edited")
             )
@@ -216,8 +218,17 @@ async def test_connector_with_botbuilder_client() -> None:
 
         assert sent.id != reply.id
         assert [a["_conversation_id"] for a in fake.activities()] == [TEAMS_CONVERSATION] * 2
-        assert fake.texts() == ["hello", "re"]
+        assert fake.texts() == ["hello", "<at>Ana</at> re"]
         assert fake.activities()[1]["_reply_to_id"] == "1:parent"
+        # The mention entity as botbuilder sent it, for tests to assert.
+        assert mentions(fake.activities()[1]) == [
+            {
+                "type": "mention",
+                "text": "<at>Ana</at>",
+                "mentioned": {"id": "29:ana", "name": "Ana"},
+            }
+        ]
+        assert mentions(fake.activities()[0]) == []
         assert fake.updates()[0]["text"] == "edited"
         assert fake.updates()[0]["_activity_id"] == reply.id
         assert fake.deletes()[0]["_activity_id"] == sent.id
