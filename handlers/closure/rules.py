@@ -7,6 +7,9 @@ filler phrase. A reference to another ticket of this help desk (`HD-12`), or to 
 the PSA (`INC0010001`), names no system; nor does text in backticks made only of filler (`` `it`
 ``), a plea capitalised as a name ("Reset Please Help") or the domain of an e-mail address. A
 note that only repeats the ticket's summary (or error text) says nothing of the fix.
+Terse notes as technicians write them pass: a command as run says both what and to what
+(`ipconfig /flushdns`), two words do for a real action on a named thing ("reinstalled teams",
+not "reset pw"); German, Spanish and French action words and common typos ("cleard") are read.
 Checks run in order and the first failure is the reason given to the technician, with a worked
 example. Whether the text is an answer at all (empty, a placeholder, too few words) is judged
 by `handlers.answers`, as for every form; this module adds what a resolution note needs on top.
@@ -51,24 +54,45 @@ _EMPTY_WORDS = FILLER_WORDS | PLACEHOLDER_WORDS
 # Base forms of verbs that say what was done. "fix", "resolve", "solve" and "sort" are left
 # out on purpose: they say *that* it was fixed, not *what* was done.
 _ACTION_BASES = """
-    add adjust allow allowlist apply approve assign block change clean clear
+    add adjust allow allowlist apply approve archive assign block change clean clear
     configure connect convert copy correct create delete deploy disable disconnect edit
     enable enrol enroll extend flush follow force format grant import increase install join
     kill license link lock log map migrate modify mount move patch provision purge
     push reactivate readd reapply reassign reauthorize rebind rebuild reconfigure reconnect
     recreate redeploy reenable reenrol reenroll refresh regenerate register reimage reinstall rejoin
-    reload remap remove rename renew repair replace reregister reseat reset resize restore resync
-    revert revoke roll rollback rotate run scan set share start stop swap switch sync
+    reload remap remove rename renew repair replace reregister reseat reset reshare resize restore
+    resume resync revert revoke roll rollback rotate run scan set share start stop suspend swap
+    switch sync
     tighten toggle unblock uninstall unlock unmap update upgrade whitelist wipe
     """.split()
+# What technicians write in German, Spanish and French notes: past participles and preterites
+# of the same actions (a note is kept in the language it was written in).
+_FOREIGN_ACTIONS = frozenset(
+    """
+    installiert neuinstalliert deinstalliert gelöscht geleert zurückgesetzt entsperrt ersetzt
+    getauscht ausgetauscht aktualisiert erstellt eingerichtet konfiguriert hinzugefügt entfernt
+    verbunden freigeschaltet aktiviert deaktiviert repariert zugewiesen angelegt geändert
+    umgestellt bereinigt
+    instalado instaló reinstalado reinstaló desinstalado desinstaló restablecido restableció
+    reseteado reseteó desbloqueado desbloqueó borrado borró eliminado eliminó limpiado limpió
+    vaciado vació actualizado actualizó reemplazado reemplazó cambiado cambió configurado
+    configuró reconfigurado reconfiguró creado creó recreado recreó agregado agregó añadido
+    añadió asignado asignó reparado reparó habilitado habilitó deshabilitado deshabilitó
+    reconectado reconectó sustituido sustituyó
+    installé réinstallé désinstallé réinitialisé débloqué déverrouillé supprimé vidé effacé
+    remplacé changé configuré reconfiguré créé recréé ajouté attribué réparé activé désactivé
+    reconnecté nettoyé
+    """.split()
+)
 _IRREGULAR = frozenset(
     "ran rerun reran rebuilt reset set put sent rewrote wrote made took gave reissue reissued "
-    "issued shut".split()
+    "issued shut given".split()
 )
 # Restarting something is only an action when it names what was restarted; "rebooted" alone
 # is the classic filler.
 _WEAK_ACTIONS = frozenset(
-    "reboot rebooted rebooting restart restarted restarting power powered bounce bounced".split()
+    "reboot rebooted rebooting restart restarted restarting power powered bounce bounced "
+    "neugestartet gestartet reiniciado reinició redémarré".split()
 )
 
 # Specific things a technician acts on (lower case, matched as whole words or phrases).
@@ -84,12 +108,29 @@ SYSTEM_NOUNS = frozenset(
     profile proxy queue ram rdp registry router saml sccm server service services sharepoint
     smtp spooler sql ssd ssid sso subnet switch teams tenant token toner tray vdi vlan vm vpn
     webcam wifi wi-fi windows zoom salesforce sap slack macos
+    globalprotect forticlient anyconnect webex keychain fuser
+    drucker druckertreiber warteschlange druckwarteschlange profil kennwort passwort konto
+    postfach treiber impresora perfil contraseña cuenta buzón controlador imprimante compte
+    pilote
+    """.split()
+)
+# Systems specific enough that a two-word note naming one is complete ("Reinstalled teams",
+# "Swapped toner", "Reset MFA"); "Reset pw" or "Cleared cache" still needs the rest.
+_NAMED_SYSTEMS = frozenset(
+    """
+    authenticator autopilot bios bitlocker chrome citrix defender dns edge entra exchange
+    intune jira m365 macos mfa o365 office okta onedrive ost outlook pst salesforce sap
+    sharepoint slack spooler teams toner vpn windows zoom globalprotect forticlient anyconnect
+    webex keychain
     """.split()
 )
 _OS_NOUNS = frozenset({"windows", "os", "macos"})
+# Exchange's Send As permission, not "send as soon as".
+_SEND_AS = re.compile(r"\bsend[- ]?as\b(?!\s+(?:soon|well)\b)", re.IGNORECASE)
 _SYSTEM_PHRASES = tuple(
     "active directory|group policy|print queue|mapped drive|network drive|shared mailbox|"
-    "distribution list|recovery key|conditional access|dns record|user profile".split("|")
+    "distribution list|recovery key|conditional access|dns record|user profile|"
+    "online archive".split("|")
 )
 
 _KB_ID = re.compile(r"\bKB[-\s]?\d{3,}\b", re.IGNORECASE)
@@ -109,15 +150,17 @@ _RUN_WITH_SWITCH = re.compile(
 )
 _POWERSHELL = re.compile(
     r"\b(?:Get|Set|New|Remove|Add|Reset|Enable|Disable|Start|Stop|Restart|Clear|Update|Invoke|"
-    r"Install|Uninstall|Test|Repair|Grant|Revoke)-[A-Z][A-Za-z]+"
+    r"Install|Uninstall|Test|Repair|Grant|Revoke)-([A-Z][A-Za-z]+)"
 )
-_COMMANDS = re.compile(
+_COMMAND_NAMES = (
     r"\b(?:gpupdate|ipconfig|sfc|dism|chkdsk|netsh|nslookup|certutil|robocopy|dsregcmd|"
     r"klist|bcdedit|diskpart|winget|choco|msiexec|sudo|systemctl|apt|yum|dnf|brew|repadmin|"
     r"dcdiag|gpresult|wevtutil|tracert|pathping|w32tm|manage-bde|icacls|takeown|schtasks|wmic|"
-    r"powercfg|netstat)\b",
-    re.IGNORECASE,
+    r"powercfg|netstat)\b"
 )
+_COMMANDS = re.compile(_COMMAND_NAMES, re.IGNORECASE)
+# A known command as it was run, with its switch or first argument (`ipconfig /flushdns`).
+_COMMAND_RUN = re.compile(_COMMAND_NAMES + r"\s+([-/]?[\w.:\\-]+)", re.IGNORECASE)
 _PATH = re.compile(
     r"(?:\b[A-Za-z]:\\|\\\\[\w.$-]+\\|\bHK(?:LM|CU|CR|U|CC)\b|\bHKEY_[A-Z_]+\b|"
     r"(?:^|\s)~?/(?:[\w.-]+/)+[\w.-]*)"
@@ -130,6 +173,9 @@ _SETTING_STEP = re.compile(r"\b([A-Z][\w-]*)\s(?:>|->|→|»)\s([A-Z][\w-]*)")
 # a ticket number of this help desk looks the same and is taken out first (`_without_tickets`).
 _ASSET = re.compile(r"\b[A-Za-z][A-Za-z0-9]*[-_][A-Za-z0-9_-]*\d[A-Za-z0-9_-]*\b")
 _CAPS_DIGITS = re.compile(r"\b[A-Z]{2,}\d{2,}\b")
+# Group, network and host names of capitalised parts joined by dashes, one part an acronym or
+# CamelCase (`SG-Finance-RW`, `Corp-WiFi`); `_is_named` refuses parts that are filler ("OK-Done").
+_DASHED_NAME = re.compile(r"(?<![\w-])[A-Z][A-Za-z0-9]*(?:-[A-Z][A-Za-z0-9]*)+(?![\w-])")
 # Dotted names; `_is_host` keeps those shaped like a host or domain, not "ok.Closing".
 # The domain of an e-mail address (`ana@example.com`) names a person, not a host: not read.
 _DOTTED = re.compile(r"(?<![\w.@-])[A-Za-z0-9][\w-]*(?:\.[A-Za-z0-9][\w-]*)+(?![\w-])")
@@ -157,11 +203,19 @@ def _forms(base: str) -> set[str]:
         forms |= {base[:-1] + "ied", base[:-1] + "ies"}
     if re.search(r"[^aeiou][aeiou][bdgklmnprt]$", base):
         forms |= {base + base[-1] + "ed", base + base[-1] + "ing"}
+    # The typos of a quick note: "cleard", "uninstalld", "reinstaled".
+    if not base.endswith("e"):
+        forms.add(base + "d")
+    if base.endswith("ll"):
+        forms.add(base[:-1] + "ed")
     return forms
 
 
 ACTION_WORDS = frozenset(
-    {form for base in _ACTION_BASES for form in _forms(base)} | _IRREGULAR | _WEAK_ACTIONS
+    {form for base in _ACTION_BASES for form in _forms(base)}
+    | _IRREGULAR
+    | _FOREIGN_ACTIONS
+    | _WEAK_ACTIONS
 )
 
 
@@ -193,6 +247,7 @@ def object_signals(
         ("setting path", _has_setting_path(note)),
         ("host or asset", _ASSET.search(note)),
         ("host or asset", _CAPS_DIGITS.search(note)),
+        ("host or asset", any(_is_named(m.group()) for m in _DASHED_NAME.finditer(note))),
         ("host name", any(_is_host(m.group()) for m in _DOTTED.finditer(note))),
         ("IP address", _IP.search(note)),
         ("product", _names_product(note)),
@@ -236,6 +291,15 @@ def _has_setting_path(note: str) -> bool:
     )
 
 
+def _is_named(name: str) -> bool:
+    """True for a dashed name whose parts are no filler or plea and one of which has two
+    capitals (`SG-Finance-RW`), unlike a capitalised phrase ("Sign-In", "Re-Installed")."""
+    parts = name.split("-")
+    return not any(part.lower() in _EMPTY_WORDS for part in parts) and any(
+        sum(c.isupper() for c in part) >= 2 for part in parts
+    )
+
+
 def _is_host(name: str) -> bool:
     """True for a dotted name shaped like a host or domain: its last label is a known TLD, or
     it has three labels or more, or a label with a digit or a hyphen. A capitalised label after
@@ -272,7 +336,12 @@ def _names_product(note: str) -> bool:
 def systems(note: str) -> set[str]:
     """Known systems the note names (words and phrases from the lists above)."""
     lowered = note.lower()
-    return (set(words(note)) & SYSTEM_NOUNS) | {p for p in _SYSTEM_PHRASES if p in lowered}
+    # The parts of a hyphenated word too: "Outlook-Profil" names Outlook.
+    parts = {part for w in _WORD_AT.findall(lowered) for part in w.split("-")}
+    found = (set(words(note)) | parts) & SYSTEM_NOUNS
+    if _SEND_AS.search(note):
+        found.add("send as")
+    return found | {p for p in _SYSTEM_PHRASES if p in lowered}
 
 
 def note_problem(
@@ -312,10 +381,12 @@ def note_problem(
                 f"Say what you did with {article}, e.g. 'Followed {article}' or 'Followed "
                 f"{article} to re-register the Authenticator app'."
             )
-    if verdict is Problem.TOO_SHORT or len(text) < MIN_CHARS:
+    command = _runs_command(_without_tickets(text, ticket_prefix, references))
+    short = verdict is Problem.TOO_SHORT or len(text) < MIN_CHARS
+    if short and not (command or _short_but_complete(text, ticket_prefix, references)):
         return f"Too short to help the next technician: say what you did to what, {EXAMPLE}."
     actions = action_words(text)
-    if not actions:
+    if not actions and not command:
         return (
             "Say what you did (cleared, reinstalled, reset, replaced, reconfigured…), "
             f"not only that it is fixed, {EXAMPLE}."
@@ -329,6 +400,29 @@ def note_problem(
     if all(a in _WEAK_ACTIONS for a in actions) and signals == ["system"] and _only_os(text):
         return f"A reboot alone teaches nothing: say what was restarted or changed, {EXAMPLE}."
     return None
+
+
+def _runs_command(note: str) -> bool:
+    """True when the note is a command as it was run: a cmdlet (`Reset-ComputerMachinePassword`)
+    or a known command with a switch or argument (`ipconfig /flushdns`). The command says what
+    was done, so it needs no verb beside it."""
+    if any(noun.lower() not in _EMPTY_WORDS for noun in _POWERSHELL.findall(note)):
+        return True
+    return any(
+        not made_only_of(found.group(1), _EMPTY_WORDS) for found in _COMMAND_RUN.finditer(note)
+    )
+
+
+def _short_but_complete(text: str, ticket_prefix: str, references: Sequence[str]) -> bool:
+    """Two words can be the whole fix when they are a real action on a named thing
+    ("Reinstalled teams", "Swapped toner", "Replaced LT-4471"), not on a generic one ("Reset
+    pw", "Cleared cache") nor a bare restart."""
+    if len(words(text)) < MIN_WORDS - 1:
+        return False
+    if not set(action_words(text)) - _WEAK_ACTIONS:
+        return False
+    signals = object_signals(text, ticket_prefix=ticket_prefix, references=references)
+    return bool(set(signals) - {"system"} or systems(text) & _NAMED_SYSTEMS)
 
 
 def _meaningful(text: str) -> list[str]:

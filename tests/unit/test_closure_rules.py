@@ -308,3 +308,31 @@ def test_a_note_that_only_repeats_what_the_ticket_says_is_refused() -> None:
         assert "repeats the ticket's summary" in problem, copied
     done = "Reinstalled the CRM add-in 4.2 for Outlook on LAPTOP-0192"
     assert note_problem(done, reported=reported) is None
+
+
+@pytest.mark.parametrize(
+    "note",
+    [
+        # Two words are enough only for a real action on a named thing.
+        "Reset pw",
+        "Cleared cache",
+        "Rebooted teams",
+        # A command only when run with a switch or argument that is not filler.
+        "ipconfig",
+        "sudo reboot",
+        "netsh works",
+        "Get-Help please",
+        "Set-Done now",
+        # A dashed name only when no part of it is filler or a plea.
+        "Reset it, OK-Done",
+        "Cleared it per User-Request",
+        "Reset the Please-Help for them",
+        # Exchange's Send As, not "send as soon as"; a reboot in other languages.
+        "Reset it, will send as soon as possible",
+        "PC neu gestartet, funktioniert wieder",
+        "Se reinició el equipo y ya funciona",
+        "Redémarré le PC, ça marche",
+    ],
+)
+def test_what_terse_and_foreign_notes_pass_does_not_let_filler_through(note: str) -> None:
+    assert note_problem(note) is not None, note
