@@ -242,7 +242,10 @@ async def test_a_first_response_while_the_card_is_being_recorded_still_refreshes
 
     async def card_commit_sleeping() -> bool:
         async with app.services.sessions() as session:
-            query = "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'"
+            query = (
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE wait_event = 'PgSleep' AND datname = current_database()"
+            )
             return bool((await session.execute(text(query))).scalar_one())
 
     try:
