@@ -175,10 +175,14 @@ async def record_first_response(
             first_response_seconds=seconds,
             respond_met=met,
         )
-        .returning(Ticket.id)
+        # Where the card is, as of this row lock: `ticket` may have been read before the
+        # worker's record of the card committed, and that worker compared the card with the
+        # ticket before this response; refreshing by the stale copy refreshed nothing.
+        .returning(Ticket.card_channel, Ticket.card_message)
         .execution_options(synchronize_session=False)
     )
-    if done.scalar_one_or_none() is None:
+    card = done.one_or_none()
+    if card is None:
         return False
     for key, value in (
         ("first_response_at", at),
@@ -186,6 +190,8 @@ async def record_first_response(
         ("first_response_channel", where[:255]),
         ("first_response_seconds", seconds),
         ("respond_met", met),
+        ("card_channel", card.card_channel),
+        ("card_message", card.card_message),
     ):
         set_committed_value(ticket, key, value)
     await repo.add_event(

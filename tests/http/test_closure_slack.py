@@ -9,7 +9,8 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+import pytest
+from sqlalchemy import select, text, update
 
 from storage.models import CsatSurvey, OutboxMessage, Ticket, TicketEvent, TimeEntry
 from tests.fakes.slack_api import FakeSlack
@@ -210,6 +211,56 @@ async def test_filler_refused_good_note_closes_survey_rated_once(make_app, slack
         "delivered (attempt 1)",
     ):
         assert part in shown, part
+
+
+async def test_a_first_response_while_the_card_is_being_recorded_still_refreshes_it(
+    make_app, slack_api: FakeSlack, db_url: str
+):
+    """`close` read the ticket before the worker's record of where its card landed had
+    committed, and recorded its first response after it: the card was never refreshed (the
+    worker had compared the card with the ticket before the first response, the first
+    response saw no card). Seen on a loaded box as a card update that never came."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("an SQLite COMMIT cannot be made slow from outside: PostgreSQL only")
+    app = await start(make_app, slack_api)
+    async with app.services.sessions() as session, session.begin():
+        # The worker's COMMIT of the card's ts sleeps, holding the ticket's row lock.
+        await session.execute(
+            text(
+                "CREATE FUNCTION test_slow_card() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN PERFORM pg_sleep(0.8); RETURN NULL; END $$"
+            )
+        )
+        await session.execute(
+            text(
+                "CREATE CONSTRAINT TRIGGER test_slow_card AFTER UPDATE ON tickets "
+                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+                "WHEN (OLD.card_message IS DISTINCT FROM NEW.card_message) "
+                "EXECUTE FUNCTION test_slow_card()"
+            )
+        )
+
+    async def card_commit_sleeping() -> bool:
+        async with app.services.sessions() as session:
+            query = (
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE wait_event = 'PgSleep' AND datname = current_database()"
+            )
+            return bool((await session.execute(text(query))).scalar_one())
+
+    try:
+        number = await new_ticket(app, slack_api)
+        await wait_until(card_commit_sleeping, what="the card's record to be committing")
+        await modal(app, slack_api, f"close {number}")
+    finally:
+        async with app.services.sessions() as session, session.begin():
+            await session.execute(text("DROP TRIGGER test_slow_card ON tickets"))
+            await session.execute(text("DROP FUNCTION test_slow_card()"))
+    ticket = await ticket_row(app, number)
+    assert ticket.first_response_by == "UTECH"
+    card = (await slack_api.wait_for_method("chat.update"))[-1]
+    assert (card["channel"], card["ts"]) == ("C0HELP", ticket.card_message)
+    assert "First response" in json.dumps(card["blocks"])
 
 
 async def test_close_button_opens_the_closure_modal(make_app, slack_api: FakeSlack):
