@@ -180,7 +180,8 @@ async def test_filler_refused_good_note_closes_survey_rated_once(make_app, slack
     await wait_until(
         lambda: any(
             "was closed by Tom Tech" in json.dumps(p) for p in posts_to(slack_api, "C0HELP")
-        )
+        ),
+        timeout=20,
     )
     # The ticket card itself says closed, and its buttons are gone (its first refresh was for
     # the first response: `close` opened the form).

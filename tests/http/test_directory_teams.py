@@ -184,7 +184,7 @@ async def test_directory_outage_tells_the_technician_and_later_verify_works(
 ):
     app = await start(make_app, source, cache_ttl="0s")
     await new_ticket(app, connector, ANA)
-    await wait_until(lambda: len(connector.activities(chat_of(TOM))) >= 2)
+    await wait_until(lambda: len(connector.activities(chat_of(TOM))) >= 2, timeout=20)
     source.go_down()
     started = time.monotonic()
     answer = await say(app, connector, TOM, "verify HD-1")

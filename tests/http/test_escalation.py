@@ -518,7 +518,9 @@ async def test_teams_escalate_pressed_twice_notifies_the_queue_once(
     # What changed is a new handoff: it reaches the queue.
     more = {**data, "user_impact": COMPLETE["user_impact"] + "; now the whole Munich office too"}
     assert "HD-1 was escalated to networking" in await press(more)
-    await wait_until(lambda: len(connector.activities(TEAMS_QUEUE)) == 2, what="the new notice")
+    await wait_until(
+        lambda: len(connector.activities(TEAMS_QUEUE)) == 2, what="the new notice", timeout=20
+    )
     assert len(await escalated_events(app)) == 2
 
 

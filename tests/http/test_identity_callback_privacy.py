@@ -174,7 +174,9 @@ async def test_teams_the_number_goes_to_the_technicians_chat_not_the_channel(
 
     # `verify` typed in the channel: answered in Tom's 1:1 chat, the channel told only where.
     await app.teams(message(url, "ticket verify HD-1", conversation=CHANNEL))
-    await wait_until(lambda: len(dm_notices()) >= 3, what="the answer and the direct message")
+    await wait_until(
+        lambda: len(dm_notices()) >= 3, what="the answer and the direct message", timeout=20
+    )
     assert CY_PHONE not in said(CHANNEL)
 
     # The ticket card's Verify identity button, pressed in the channel: its answer replaces
@@ -205,7 +207,7 @@ async def test_teams_the_number_goes_to_the_technicians_chat_not_the_channel(
     answer = await response.json()
     assert CY_PHONE not in json.dumps(answer)
     assert "privately" in json.dumps(answer), answer
-    await wait_until(lambda: len(dm_notices()) >= 4, what="the third direct message")
+    await wait_until(lambda: len(dm_notices()) >= 4, what="the third direct message", timeout=20)
     assert CY_PHONE not in said(CHANNEL)
     in_channel = [u for u in connector.updates() if u.get("_conversation_id") == CHANNEL]
     assert CY_PHONE not in json.dumps(in_channel)

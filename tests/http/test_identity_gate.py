@@ -70,7 +70,7 @@ async def test_a_vips_check_started_by_a_non_technicians_ticket_does_not_vouch_f
     refused = json.dumps(await (await app.slash("verify HD-1", user="U0CY")).json())
     assert "Only technicians can start an identity check" in refused
     await app.slash("verify HD-1", user="UTECH")
-    await wait_until(lambda: len(posts_to(slack_api, "DU0BO")) == 2)
+    await wait_until(lambda: len(posts_to(slack_api, "DU0BO")) == 2, timeout=20)
     fresh = posts_to(slack_api, "DU0BO")[-1]
     rendered = json.dumps(fresh["blocks"])
     assert "*Technician:* <@UTECH> (tom@example.com)" in rendered

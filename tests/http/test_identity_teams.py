@@ -166,7 +166,7 @@ async def test_verify_refuses_non_manager_and_manager_approves(make_app, connect
     assert (await only_ticket(app)).identity_state == "confirmed"
     await wait_until(lambda: "Identity confirmed for HD-1" in texts(connector, PERSONAL))
     # Also refreshed once before, when `verify` recorded the first response.
-    await wait_until(lambda: len(connector.updates()) == 3)
+    await wait_until(lambda: len(connector.updates()) == 3, timeout=20)
     [update] = [u for u in connector.updates() if u["_conversation_id"] == chat]
     assert "Approve" not in json.dumps(update)
     card_of(update)

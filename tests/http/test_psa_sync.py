@@ -158,7 +158,7 @@ async def test_a_gated_ticket_says_in_the_psa_that_its_identity_is_not_confirmed
     app = await start_app(make_app, slack_api, psa_fake)
     await open_ticket(app, slack_api, summary="Reset my password", category="password-reset")
     await open_ticket(app, slack_api, summary="Printer jams on tray 2", category="printer")
-    await wait_until(lambda: len(psa_fake.records()) == 2, what="both PSA tickets")
+    await wait_until(lambda: len(psa_fake.records()) == 2, what="both PSA tickets", timeout=20)
     by_title = {r.title: r for r in psa_fake.records()}
     gated = by_title["Reset my password"].description
     assert "Identity: NOT CONFIRMED" in gated and "manager" in gated, gated

@@ -168,7 +168,9 @@ async def test_slack_still_broken_reaches_the_technician_with_the_comment(
     assert "Fix not confirmed" in shown(form)
     # A new `confirm` asks again; the old question's buttons stop counting.
     await s.command(f"confirm {number}")
-    await wait_until(lambda: len(s.dms("UANA", "Works now")) == 2, what="the second question")
+    await wait_until(
+        lambda: len(s.dms("UANA", "Works now")) == 2, what="the second question", timeout=20
+    )
     assert "replaced by a newer one" in await s.press(question, "Works now", "UANA")
     second = s.dms("UANA", "Works now")[-1]
     assert "works now" in await s.press(second, "Works now", "UANA")
