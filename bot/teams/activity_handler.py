@@ -129,7 +129,22 @@ def _answer_id(activity: Activity) -> str | None:
     An invoke's answer is its response, given again to a redelivery (the first was lost)."""
     if activity.type == ActivityTypes.invoke or not activity.id:
         return None
-    return f"teams:{activity.conversation.id}:{activity.id}"
+    # A redelivery is the same activity, content and all: the content is part of the id, so a
+    # sender that reuses one id for different messages (a test suite built from one sample
+    # activity) still has each answered.
+    content = json.dumps(
+        [
+            activity.type,
+            activity.text or "",
+            activity.value,
+            sorted(getattr(member, "id", None) or "" for member in activity.members_added or []),
+        ],
+        sort_keys=True,
+        ensure_ascii=False,
+        default=str,
+    )
+    digest = hashlib.sha256(content.encode()).hexdigest()[:16]
+    return f"teams:answer:{activity.conversation.id}:{activity.id}:{digest}"
 
 
 def _interaction(activity: Activity, **fields: Any) -> Interaction:

@@ -196,3 +196,17 @@ async def test_a_redelivered_conversation_update_welcomes_once(
     # Another install (its own activity id) is welcomed.
     assert (await app.teams({**added, "id": "1700000009999"})).status == 201
     assert len(connector.activities(CHANNEL)) == 2
+
+
+async def test_one_id_reused_for_different_messages_has_each_answered(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    """A redelivery is the same activity, content and all: a sender that gives different
+    messages one id (a client or test suite built from one sample activity) is answered for
+    each, and a true repeat of any of them still is not."""
+    app = await start(make_app, connector)
+    url = connector.service_url
+    said = ("ticket help", "ticket mine", "ticket show HD-99")
+    for text_said in said:
+        await twice(app, connector, {**message(url, text_said), "id": "1485983408511"})
+    assert len(connector.activities(PERSONAL)) == len(said)
