@@ -120,18 +120,13 @@ def _delivery_id(activity: Activity, sender: str, fields: dict[str, Any]) -> str
         values = json.dumps(fields.get("data") or {}, sort_keys=True, ensure_ascii=False)
         digest = hashlib.sha256(values.encode()).hexdigest()
         return f"teams:form:{conversation}:{activity.reply_to_id}:{sender}:{action}:{digest}"
-    return f"teams:{conversation}:{activity.id}" if activity.id else None
+    return f"teams:{conversation}:{activity.id}:{_content(activity)}" if activity.id else None
 
 
-def _answer_id(activity: Activity) -> str | None:
-    """The id the answer to this activity is claimed under when it is a message of its own
-    (a message's answer, the welcome): a redelivered activity (same id) gets no second one.
-    An invoke's answer is its response, given again to a redelivery (the first was lost)."""
-    if activity.type == ActivityTypes.invoke or not activity.id:
-        return None
-    # A redelivery is the same activity, content and all: the content is part of the id, so a
-    # sender that reuses one id for different messages (a test suite built from one sample
-    # activity) still has each answered.
+def _content(activity: Activity) -> str:
+    """A short digest of what an activity says. A redelivery is the same activity, content and
+    all, so ids are taken with it: a sender that reuses one activity id for different messages
+    (a client or test suite built from one sample activity) has each of them handled."""
     content = json.dumps(
         [
             activity.type,
@@ -143,8 +138,16 @@ def _answer_id(activity: Activity) -> str | None:
         ensure_ascii=False,
         default=str,
     )
-    digest = hashlib.sha256(content.encode()).hexdigest()[:16]
-    return f"teams:answer:{activity.conversation.id}:{activity.id}:{digest}"
+    return hashlib.sha256(content.encode()).hexdigest()[:16]
+
+
+def _answer_id(activity: Activity) -> str | None:
+    """The id the answer to this activity is claimed under when it is a message of its own
+    (a message's answer, the welcome): a redelivered activity (same id) gets no second one.
+    An invoke's answer is its response, given again to a redelivery (the first was lost)."""
+    if activity.type == ActivityTypes.invoke or not activity.id:
+        return None
+    return f"teams:answer:{activity.conversation.id}:{activity.id}:{_content(activity)}"
 
 
 def _interaction(activity: Activity, **fields: Any) -> Interaction:

@@ -15,8 +15,9 @@ import asyncio
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
+from storage.models import TimeEntry
 from tests.fakes.botframework import FakeConnector
 from tests.harness import AppHarness, wait_until
 from tests.http.conftest_teams import (
@@ -210,3 +211,23 @@ async def test_one_id_reused_for_different_messages_has_each_answered(
     for text_said in said:
         await twice(app, connector, {**message(url, text_said), "id": "1485983408511"})
     assert len(connector.activities(PERSONAL)) == len(said)
+
+
+async def test_one_id_reused_for_different_changes_makes_each_once(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    """The same holds for changes: two different `time` entries sent under one activity id are
+    both recorded, and a true repeat of the second records nothing more."""
+    app = await start(make_app, connector)
+    await open_ticket(app, connector)
+    url = connector.service_url
+
+    async def entries() -> int:
+        async with app.services.sessions() as session:
+            return int(await session.scalar(select(func.count()).select_from(TimeEntry)) or 0)
+
+    first = {**message(url, "ticket time HD-1 10m"), "id": "1485983408511"}
+    second = {**message(url, "ticket time HD-1 15m"), "id": "1485983408511"}
+    for body in (first, second, second):
+        assert (await app.teams(body)).status == 201
+    assert await entries() == 2
