@@ -560,7 +560,8 @@ class TeamsDriver:
         posted = len(self.fake.activities(PERSONAL))
         assert (await self.app.teams(self.message(text))).status == 201
         await wait_until(
-            lambda: any(a.get("attachments") for a in self.fake.activities(PERSONAL)[posted:])
+            lambda: any(a.get("attachments") for a in self.fake.activities(PERSONAL)[posted:]),
+            timeout=20,
         )
         return card_of(
             next(a for a in self.fake.activities(PERSONAL)[posted:] if a.get("attachments"))
