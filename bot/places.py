@@ -30,6 +30,7 @@ from urllib.request import pathname2url
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from handlers.types import channel_of
 from storage import windows
 from storage.errors import is_unavailable
 from storage.models import utcnow
@@ -63,8 +64,7 @@ def slack_method(method: str) -> str:
 def teams_conversation(conversation: str) -> str:
     # Teams limits a bot per thread ("a 1:1 chat, group chat or channel"): a reply chain in a
     # channel (`19:…@thread.tacv2;messageid=…`) is held with its channel.
-    channel = conversation.partition(";messageid=")[0]
-    return f"teams:conversation:{channel}"
+    return f"teams:conversation:{channel_of(conversation)}"
 
 
 def teams_user(user: str) -> str:

@@ -13,7 +13,7 @@ from handlers.config import HelpdeskConfig
 from handlers.deps import Deps
 from handlers.directory import Person
 from handlers.formatting import teams_user_id, technician
-from handlers.types import Actor, Interaction
+from handlers.types import Actor, Interaction, channel_of
 from storage import outbox
 from storage.models import Ticket
 
@@ -215,12 +215,6 @@ def is_user(actor: Actor, platform: str, user_id: str) -> bool:
     return platform == "teams" and bool(aad) and str(aad).lower() == user_id.lower()
 
 
-def _place(conversation: str) -> str:
-    """A conversation without its Teams reply chain (`19:…@thread.tacv2;messageid=…` is a
-    reply chain in the channel `19:…@thread.tacv2`)."""
-    return conversation.split(";messageid=", 1)[0]
-
-
 def answered_in_ticket_place(interaction: Interaction, ticket: Ticket) -> bool:
     """True when the answer to `interaction` reaches where the ticket is worked: it can be
     answered (not a Slack modal) in the ticket's own conversation. Else what it did (a
@@ -229,7 +223,7 @@ def answered_in_ticket_place(interaction: Interaction, ticket: Ticket) -> bool:
     return (
         interaction.can_reply
         and interaction.platform == ticket.source_platform
-        and _place(interaction.conversation.id) == _place(ticket.source_channel or "")
+        and channel_of(interaction.conversation.id) == channel_of(ticket.source_channel or "")
     )
 
 

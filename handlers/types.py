@@ -35,6 +35,16 @@ class Conversation:
     personal: bool = False
 
 
+# A reply chain in a Teams channel is a conversation of its own, named after its channel and
+# root post: `19:…@thread.tacv2;messageid=1700000000000`.
+REPLY_CHAIN = ";messageid="
+
+
+def channel_of(conversation_id: str) -> str:
+    """The channel a conversation is in: itself, or for a Teams reply chain its channel."""
+    return conversation_id.partition(REPLY_CHAIN)[0]
+
+
 @dataclass(frozen=True)
 class Interaction:
     """One user turn: a command text, a button click or a form submission."""

@@ -27,7 +27,7 @@ from handlers import notify, tickets
 from handlers.commands import strip_teams_prefix, welcome
 from handlers.deps import Deps
 from handlers.dispatch import answer, first_answer
-from handlers.types import TICKET_MESSAGE, Actor, Conversation, Interaction, Reply
+from handlers.types import REPLY_CHAIN, TICKET_MESSAGE, Actor, Conversation, Interaction, Reply
 from handlers.working import ticket_numbers
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def shared_files(activity: Activity) -> list[dict[str, Any]]:
 def reply_chain(conversation_id: str) -> tuple[str, str] | None:
     """(channel, root post id) for a conversation id naming a reply chain in a Teams channel
     (`19:…@thread.tacv2;messageid=1700000000000`), else None."""
-    channel, marker, thread = conversation_id.partition(";messageid=")
+    channel, marker, thread = conversation_id.partition(REPLY_CHAIN)
     return (channel, thread) if marker and channel and thread else None
 
 

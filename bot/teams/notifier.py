@@ -23,6 +23,7 @@ from bot.teams import proactive, replies
 from bot.teams.references import ReferenceStore, aad_key, user_key
 from cards.model import Card
 from handlers.notify import MENTION, TECHNICIAN_CHAT
+from handlers.types import channel_of
 from storage.models import OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -188,7 +189,7 @@ class TeamsNotifier:
         # A channel's reply chain is a conversation of its own (`19:…;messageid=<root>`):
         # what is sent there lands in the chain. A new post in the channel (`top_level`) goes
         # to the channel's own id, through the chain's stored reference (same service URL).
-        target = channel.partition(";messageid=")[0] if payload.get("top_level") else channel
+        target = channel_of(channel) if payload.get("top_level") else channel
 
         async def work(ctx: TurnContext) -> str:
             return await proactive.post(
