@@ -9,7 +9,9 @@ Modes:
                as the bot's (header, the same facts, error, buttons) to the channel named in
                the modal's private_metadata with slack_sdk's AsyncWebClient (chat.postMessage):
                what a minimal bot doing the same user-visible job costs. No outbox, no retry
-               after a crash: the card is lost if the process dies after the ack.
+               after a crash: the card is lost if the process dies after the ack. The client
+               keeps one aiohttp session (keep-alive), as the bot's does: without one,
+               slack_sdk opens a session and a TCP connection for every call.
   outbox       like `insert-post`, with the least that makes the card durable (the project's
                rule for side effects): the submission and an outbox row holding the card in
                one transaction before the ack; after the ack the card is posted and the row
@@ -31,6 +33,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
@@ -200,10 +203,12 @@ def build(mode: str, api_url: str, db_path: str | None) -> web.Application:
         return await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        client.session = aiohttp.ClientSession()
         if engine is not None:
             async with engine.begin() as conn:
                 await conn.run_sync(METADATA.create_all)
         yield
+        await client.session.close()
         if engine is not None:
             await engine.dispose()
 
