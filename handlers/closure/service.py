@@ -397,7 +397,7 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
             await working.drop_p1_matches(session, ticket)
         await csat.schedule_survey(session, deps, ticket=ticket, to=survey_to, now=now)
         await csat.schedule_followup(
-            session, deps, ticket=ticket, technician=actor, now=now, vip=vip
+            session, deps, ticket=ticket, closed_by=actor, now=now, vip=vip
         )
         remarks = _remarks(ticket, also, kept)
         if not notify.answered_in_ticket_place(interaction, ticket):

@@ -138,12 +138,14 @@ async def schedule_followup(
     deps: Deps,
     *,
     ticket: Ticket,
-    technician: Actor,
+    closed_by: Actor,
     now: datetime,
     vip: bool | None = None,
 ) -> bool:
-    """VIP requesters and P1 tickets: remind the technician to write personally. `vip`: what
-    the directory says now (`survey_facts`); None: the ticket's mark from when it was opened."""
+    """VIP requesters and P1 tickets: remind the ticket's technician to write personally (the
+    one who worked it and knows the requester, as a low rating alerts them; not a colleague
+    who closed it for them). `closed_by` is recorded as who caused it. `vip`: what the
+    directory says now (`survey_facts`); None: the ticket's mark from when it was opened."""
     vip = ticket.requester_vip if vip is None else vip
     reasons = (["VIP requester"] if vip else []) + (
         ["P1 ticket"] if ticket.priority == "P1" else []
@@ -153,8 +155,8 @@ async def schedule_followup(
     due = now + deps.config.csat.vip_followup_delay
     await notify.dm(
         session,
-        platform=technician.platform,
-        user_id=technician.id,
+        platform=ticket.source_platform,
+        user_id=ticket.technician_id,
         ticket=ticket,
         purpose="vip-followup",
         card=followup_card(ticket, reasons),
@@ -166,9 +168,9 @@ async def schedule_followup(
         session,
         ticket_id=ticket.id,
         kind="followup.scheduled",
-        actor_platform=technician.platform,
-        actor_id=technician.id,
-        data={"reasons": reasons, "due_at": due.isoformat(), "technician": technician.id},
+        actor_platform=closed_by.platform,
+        actor_id=closed_by.id,
+        data={"reasons": reasons, "due_at": due.isoformat(), "technician": ticket.technician_id},
     )
     return True
 

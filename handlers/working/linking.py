@@ -299,7 +299,7 @@ async def close_filed(
             to, vip = await csat.survey_facts(deps, report)
         await csat.schedule_survey(session, deps, ticket=report, to=to, now=now)
         await csat.schedule_followup(
-            session, deps, ticket=report, technician=actor, now=now, vip=vip
+            session, deps, ticket=report, closed_by=actor, now=now, vip=vip
         )
         closed.append(report.number)
     return closed, kept

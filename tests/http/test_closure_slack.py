@@ -81,17 +81,28 @@ async def new_ticket(
 
 
 async def submit_close(
-    app: AppHarness, fake: FakeSlack, number: str, *, note: str = GOOD_NOTE, time_spent: str = "45m"
+    app: AppHarness,
+    fake: FakeSlack,
+    number: str,
+    *,
+    note: str = GOOD_NOTE,
+    time_spent: str = "45m",
+    user: str = "UTECH",
 ) -> dict[str, Any]:
     """`/ticket close` then submit the modal; returns the JSON ack (empty dict when none)."""
-    view = await modal(app, fake, f"close {number}")
+    opened = len(fake.views_opened())
+    assert (await app.slash(f"close {number}", user=user)).status == 200
+    await fake.wait_for_method("views.open", count=opened + 1)
+    view = fake.views_opened()[-1]["view"]
     values = {
         "resolution_note": text_state(note),
         "resolution_category": select_state("Incident"),
         "time_spent": text_state(time_spent),
         "kb_article": text_state("KB0012345"),
     }
-    response = await app.interactive(view_submission(view, values, view_id=f"VC{next(_ids)}"))
+    response = await app.interactive(
+        view_submission(view, values, view_id=f"VC{next(_ids)}", user=user)
+    )
     assert response.status == 200
     body = await response.text()
     return json.loads(body) if body else {}
@@ -368,6 +379,36 @@ async def test_p1_gets_followup(make_app, slack_api: FakeSlack):
     await submit_close(app, slack_api, number)
     await wait_until(lambda: followups(slack_api) != [], timeout=6)
     assert "P1 ticket" in json.dumps(followups(slack_api)[0]["blocks"])
+
+
+async def test_followup_reminds_the_tickets_technician_when_another_closes_it(
+    make_app, slack_api: FakeSlack
+):
+    """SPEC: "the technician is reminded ... to write to the requester": the one who worked
+    the ticket and knows the requester (as a low rating alerts them), not whoever pressed
+    Close for them (a colleague covering a shift, a lead tidying the queue)."""
+    people = [*PEOPLE, {"email": "tia@example.com", "name": "Tia Tech", "slack_id": "UTIA",
+                        "technician": True}]  # fmt: skip
+    app = await make_app(
+        slack=slack_api, config={**CONFIG, "csat": {**CONFIG["csat"], "vip_followup_delay": "1s"}},
+        people=people,
+    )  # fmt: skip
+    number = await new_ticket(app, slack_api, priority="P1")
+    assert await submit_close(app, slack_api, number, user="UTIA") == {}
+    assert (await ticket_row(app, number)).status == "closed"
+    await wait_until(lambda: followups(slack_api) != [], timeout=6)
+    await asyncio.sleep(0.5)
+    assert [p for p in posts_to(slack_api, "DUTIA") if "Personal follow-up" in json.dumps(p)] == []
+    [reminder] = followups(slack_api)
+    assert number in json.dumps(reminder["blocks"])
+    async with app.services.sessions() as session:
+        event = (
+            await session.execute(
+                select(TicketEvent).where(TicketEvent.kind == "followup.scheduled")
+            )
+        ).scalar_one()
+    # Who caused it (the closer) and who was reminded (the ticket's technician).
+    assert (event.actor_id, event.data["technician"]) == ("UTIA", "UTECH")
 
 
 async def test_survey_dm_failing_twice_is_delivered_on_third_try(make_app, slack_api):
