@@ -208,7 +208,7 @@ async def card_elements(
     """The ticket card's diagnosis section as stored (for refreshes and `show`): empty on the
     card of a ticket a non-technician opened, unless it is shown to a technician (`show`)."""
     row = await session.get(TicketDiagnosis, ticket.id)
-    if row is not None and not row.on_card and not for_technician:
+    if row is not None and row.on_card is False and not for_technician:
         return []
     return cards.card_section(row, number=ticket.number)
 
