@@ -18,6 +18,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -448,3 +449,6 @@ class TicketDiagnosis(Base):
     kb_state: Mapped[str] = mapped_column(String(16), default="none")
     kb_source: Mapped[str] = mapped_column(String(32), default="")
     kb_articles: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # The ticket card shows this section: only when a technician opened the ticket (its card is
+    # where the opener typed; what it lists of other clients is for technicians, as `similar`).
+    on_card: Mapped[bool] = mapped_column(default=True, server_default=true())

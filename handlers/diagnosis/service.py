@@ -66,9 +66,13 @@ def _suggested_kb(matches: Sequence[search.Found | error_signatures.Brief]) -> s
 PER_SIGNATURE_AT_INTAKE = 12
 
 
-async def on_ticket_opened(session: AsyncSession, deps: Deps, *, ticket: Ticket) -> list[Element]:
+async def on_ticket_opened(
+    session: AsyncSession, deps: Deps, *, ticket: Ticket, on_card: bool = True
+) -> list[Element]:
     """Store the new ticket's signatures and what its card shows to help diagnosis (similar
-    resolved tickets, pattern, change hints); returns the card's diagnosis section."""
+    resolved tickets, pattern, change hints); returns the card's diagnosis section. `on_card`
+    False (opened by someone who is not a technician): the section is kept for technicians
+    (`show`, the closure rule) but the card, posted where the opener typed, never shows it."""
     found = rules.signatures(ticket.error_text, summary=ticket.summary)
     same_keys = rules.same_error_keys(found)
     row: dict[str, Any] = {
@@ -82,6 +86,7 @@ async def on_ticket_opened(session: AsyncSession, deps: Deps, *, ticket: Ticket)
         "kb_state": "none",
         "kb_source": "",
         "kb_articles": [],
+        "on_card": on_card,
     }
     if same_keys:
         earlier, per_key = await error_signatures.brief_with_signatures(
@@ -119,7 +124,7 @@ async def on_ticket_opened(session: AsyncSession, deps: Deps, *, ticket: Ticket)
     await error_signatures.add_diagnosis(
         session, row=row, signatures=[s.key for s in found], ticket_id=ticket.id
     )
-    return cards.card_section(TicketDiagnosis(**row), number=ticket.number)
+    return cards.card_section(TicketDiagnosis(**row), number=ticket.number) if on_card else []
 
 
 def _number_order(number: str) -> tuple[str, int]:
@@ -197,9 +202,14 @@ async def drain(timeout: float = 6.0) -> None:  # noqa: ASYNC109
         await asyncio.wait(list(_RUNNING), timeout=timeout)
 
 
-async def card_elements(session: AsyncSession, ticket: Ticket) -> list[Element]:
-    """The ticket card's diagnosis section as stored (for refreshes and `show`)."""
+async def card_elements(
+    session: AsyncSession, ticket: Ticket, *, for_technician: bool = False
+) -> list[Element]:
+    """The ticket card's diagnosis section as stored (for refreshes and `show`): empty on the
+    card of a ticket a non-technician opened, unless it is shown to a technician (`show`)."""
     row = await session.get(TicketDiagnosis, ticket.id)
+    if row is not None and row.on_card is False and not for_technician:
+        return []
     return cards.card_section(row, number=ticket.number)
 
 

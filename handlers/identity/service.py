@@ -108,7 +108,8 @@ async def _verify(
     # The directory is asked before any row is locked: a slow or throttled directory must
     # not hold the database (SQLite has one connection) while the technician waits.
     try:
-        await deps.require_technician(actor, "start an identity check")
+        if not await deps.is_technician(actor):
+            await _refuse_verify(deps, interaction, number)
         async with deps.sessions() as session:
             seen = await repo.get_by_number(session, number)
         if seen is None:
@@ -153,6 +154,31 @@ async def _verify(
             number_in_reply=number_in_reply,
             channel=interaction.conversation.id,
         )
+
+
+async def _refuse_verify(deps: Deps, interaction: Interaction, number: str) -> None:
+    """Someone who is not a technician asked for an identity check (`verify`, the card's
+    **Verify identity**): refused, and audited as every identity decision is
+    (`identity.verify_refused`), so security sees who pushed on a ticket's check."""
+    actor = interaction.actor
+    async with deps.sessions() as session, session.begin():
+        ticket = await repo.get_by_number(session, number)
+        await repo.add_event(
+            session,
+            ticket_id=ticket.id if ticket else None,
+            kind="identity.verify_refused",
+            actor_platform=actor.platform,
+            actor_id=actor.id,
+            channel=interaction.conversation.id,
+            data={"reason": "not a technician", "ticket": number},
+        )
+    log.warning(
+        "identity check on %s refused (not a technician) for %s:%s",
+        number,
+        actor.platform,
+        actor.id,
+    )
+    raise Forbidden("Only technicians can start an identity check.")
 
 
 def _nothing_to_check(ticket: Ticket) -> Reply | None:

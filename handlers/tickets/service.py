@@ -57,10 +57,14 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
     # opened all the same, with its identity check waiting for `verify`).
     outage: DirectoryUnavailable | None = None
     requester_id, requester, technician = form.requester, None, None
+    # Whether a technician opened it: the card's diagnosis section (other clients' resolved
+    # tickets, the KB) is theirs only, as `similar` and `kb` are (not known: not shown).
+    by_technician = False
     try:
         requester_id, requester = await _requester(deps, interaction, form.requester)
         technician = await deps.person(interaction.actor)
-        if form.priority == "P1" and not await deps.is_technician(interaction.actor):
+        by_technician = await deps.is_technician(interaction.actor)
+        if form.priority == "P1" and not by_technician:
             # Opening at P1 pages the on-call, which SPEC keeps to technicians ("raise to P1").
             # Nothing is saved; the form stays open with the reason.
             log.info("intake: P1 refused for %s (not a technician)", interaction.actor.id)
@@ -173,9 +177,18 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
         )
         await working.on_ticket_opened(session, deps, ticket=ticket)
         await sla.schedule(session, deps.config, ticket, now=now)
-        card = ticket_card(
-            ticket, extra=await diagnosis.on_ticket_opened(session, deps, ticket=ticket), now=now
+        diagnosed = await diagnosis.on_ticket_opened(
+            session, deps, ticket=ticket, on_card=by_technician
         )
+        if not by_technician:
+            log.info(
+                "ticket card without its diagnosis section: %s was opened by %s:%s, not a "
+                "technician",
+                ticket.number,
+                interaction.platform,
+                interaction.actor.id,
+            )
+        card = ticket_card(ticket, extra=diagnosed, now=now)
         shown = card_version(ticket)  # before the identity check and the P1 change it
         if not interaction.can_reply:
             await announce(session, ticket=ticket, card=card, channel=channel)
@@ -285,7 +298,11 @@ async def show(deps: Deps, interaction: Interaction, command: Command) -> Reply:
                     )
                 )
             raise Forbidden(f"Only technicians and the requester can see {ticket.number}.")
-        extra = await diagnosis.card_elements(session, ticket) if technician else []
+        extra = (
+            await diagnosis.card_elements(session, ticket, for_technician=True)
+            if technician
+            else []
+        )
         more, confidential = await ticket_details.details(session, ticket, deps.directory)
         extra += more
         shown = await identity.card_fact(session, ticket)
