@@ -11,8 +11,11 @@ Terse notes as technicians write them pass: a command as run says both what and 
 (`ipconfig /flushdns`), two words do for a real action on a named thing ("reinstalled teams",
 not "reset pw"); German, Spanish and French action words and common typos ("cleard") are read.
 Checks run in order and the first failure is the reason given to the technician, with a worked
-example. Whether the text is an answer at all (empty, a placeholder, too few words) is judged
-by `handlers.answers`, as for every form; this module adds what a resolution note needs on top.
+example. A note that only says what will be done, what could not be done or what was tried
+("Will reinstall teams tomorrow", "Tried to reboot PRN-0042, didn't help") says nothing of the
+fix either; said beside what fixed it, it passes (see "what was done" below). Whether the text is
+an answer at all (empty, a placeholder, too few words) is judged by `handlers.answers`, as for
+every form; this module adds what a resolution note needs on top.
 """
 
 from __future__ import annotations
@@ -446,20 +449,21 @@ def _only_os(text: str) -> bool:
 #
 # "Will reinstall teams tomorrow", "Could not clear the print queue", "Tried to reboot PRN-0042,
 # didn't help" name a system and an action, yet say nothing of how the ticket was fixed. The note
-# is read clause by clause (split at punctuation and at "and", "so", "then", "but"…); a clause
-# counts as done unless
+# is read clause by clause (split at punctuation and at "and", "so", "then", "but", "who"…); a
+# clause counts as done unless
 # - a word of intent, inability or trial comes before its verb ("will", "going to", "need to",
-#   "could not", "unable to", "tried to", "waiting for", "if"…; after the verb it describes the
-#   thing: "Replaced the fuser that would not heat", "Set the GPO to be enforced");
+#   "could not", "unable to", "tried to", "waiting for", "escalated to", "if"…); after the verb it
+#   describes the thing ("Replaced the fuser that would not heat", "Set the GPO to be enforced");
 # - it names a time to come or an open state anywhere ("tomorrow", "next week", "TBD", "pending");
-# - it or a later clause says the attempt failed ("didn't help", "no luck", "still crashing"):
-#   what came before that is not the fix;
+# - it says that it failed ("Reboot didn't help", "Reinstall of the driver failed"); a failure
+#   said on its own ("…, didn't help", "…, no luck", "…but still crashing") says so of every
+#   clause before it, unless it is a reason ("…because the repair did not help");
 # - it goes on the plain form of the verb before it ("Will clear the cache, reinstall Teams and
-#   reset MFA", "Could not clear the queue or restart the spooler"), or follows a heading
-#   ("Plan:", "Next steps:") or an "if" clause in the same sentence. A verb that reads as done as
-#   well ("reset", "set") is read as done, and a bare instruction ("Reinstall Teams") too: terse
-#   notes are written that way.
-# A trial that a later clause says worked ("Tried clearing the cache and it worked") is done.
+#   rebuild the profile", "Could not clear the queue or restart the spooler"), or follows a
+#   heading ("Plan:", "Next steps:") or an "if" clause in the same sentence.
+# A verb that reads as done as well ("reset", "set") is read as done, and a bare instruction
+# ("Reinstall Teams") too: terse notes are written that way. A trial that a later clause says
+# worked ("Tried clearing the cache and it worked") is done.
 # The note needs at least one clause done: a real action (not a bare restart of nothing named), a
 # command as run, or a KB article followed. What it was done to may be named in another clause
 # ("Teams cache could not be cleared, so deleted the folder and reinstalled").
@@ -597,10 +601,12 @@ def _clauses_done(note: str) -> list[tuple[str, bool]]:
         else:
             carried = None
         actions = [at for at, w in said if w in ACTION_WORDS]
-        before = _BEFORE_VERB.search(seen)
-        if before and not (actions and actions[0] < before.start()):
-            done, trial = False, bool(before.group("tried")) and (done or trial)
-            if any(at > before.start() for at in actions):
+        markers = list(_BEFORE_VERB.finditer(seen))
+        governed = _governed(said, markers)
+        if markers and all(at in governed for at in actions):
+            tries = governed.values() if governed else [bool(m.group("tried")) for m in markers]
+            done, trial = False, all(tries) and (done or trial)
+            if governed:
                 carried = ("verb", trial)
         if _OPEN.search(seen):
             done, trial = False, False
@@ -613,8 +619,8 @@ def _clauses_done(note: str) -> list[tuple[str, bool]]:
             # It says what failed ("Reboot didn't help", "tried the old one without success"),
             # or gives the reason for what came before ("…because the repair did not help"):
             # only when it stands alone ("…, didn't help") does it say that of what came before.
-            own = (actions and actions[0] < failed.start()) or (
-                before and before.group("tried") and before.start() < failed.start()
+            own = (actions and actions[0] < failed.start()) or any(
+                m.group("tried") and m.start() < failed.start() for m in markers
             )
             if not own and joined not in _REASONS:
                 clauses = [(earlier, False) for earlier, _ in clauses]
@@ -630,6 +636,24 @@ def _clauses_done(note: str) -> list[tuple[str, bool]]:
         clauses.append((text, done))
         tried.append(trial)
     return clauses
+
+
+def _governed(said: list[tuple[int, str]], markers: list[re.Match[str]]) -> dict[int, bool]:
+    """The actions a word of intent, inability or trial comes before, by position, each with
+    whether only trials do. Each governs the first action after it ("could not be cleared")
+    and those that go on it: a plain verb or one after "or" ("could not clear or restart",
+    "could not be remapped or reconnected"); not a later one that reads as done ("the cache
+    could not be cleared I reinstalled Teams")."""
+    governed: dict[int, bool] = {}
+    for marker in markers:
+        first, previous = True, ""
+        for at, word in said:
+            if at >= marker.end() and word in ACTION_WORDS:
+                if first or word in _PLAIN or previous in ("or", "nor"):
+                    governed[at] = governed.get(at, True) and bool(marker.group("tried"))
+                first = False
+            previous = word
+    return governed
 
 
 def _describes(before: str) -> bool:

@@ -372,6 +372,7 @@ def test_what_terse_and_foreign_notes_pass_does_not_let_filler_through(note: str
         "Will clear the teams cache, reinstall teams and reboot",
         "Need to clear the cache then reinstall Teams",
         "Could not reinstall teams, rebooted",
+        "Could not get the drive remapped or reconnected on LT-0042",
         "To do: reinstall teams",
         "**Next steps:** reset MFA for the user",
         "If it recurs, reimage LT-0042",
@@ -399,6 +400,9 @@ def test_the_refusal_says_why_and_what_to_write() -> None:
         "Replaced the fuser, printer was not working because of it",
         "Installed KB5034441 manually after Windows Update failed with 0x800f0922",
         "Reinstalled outlook because the repair did not help",
+        "Because the cache could not be cleared I reinstalled Teams",
+        "Rebuilt the Outlook profile, tried the old one first without success",
+        "Escalated to L2 who reset the Exchange throttling policy for the mailbox",
         # A name in quotes is not the note's words.
         "Switched off 'Do not disturb' in Teams for the user",
         'Enabled "Never sleep" on the dock NIC',
