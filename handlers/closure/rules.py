@@ -11,8 +11,11 @@ Terse notes as technicians write them pass: a command as run says both what and 
 (`ipconfig /flushdns`), two words do for a real action on a named thing ("reinstalled teams",
 not "reset pw"); German, Spanish and French action words and common typos ("cleard") are read.
 Checks run in order and the first failure is the reason given to the technician, with a worked
-example. Whether the text is an answer at all (empty, a placeholder, too few words) is judged
-by `handlers.answers`, as for every form; this module adds what a resolution note needs on top.
+example. A note that only says what will be done, what could not be done or what was tried
+("Will reinstall teams tomorrow", "Tried to reboot PRN-0042, didn't help") says nothing of the
+fix either; said beside what fixed it, it passes (see "what was done" below). Whether the text is
+an answer at all (empty, a placeholder, too few words) is judged by `handlers.answers`, as for
+every form; this module adds what a resolution note needs on top.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ from handlers.answers import (
 )
 
 EXAMPLE = "e.g. 'Cleared the print queue on PRN-0042 and reinstalled the HP UPD 7.1 driver'"
+UNDONE = (
+    "That says what will be done, or what was tried or could not be done, not what fixed it: "
+    f"say what you did that worked, {EXAMPLE}."
+)
 MIN_CHARS = 15
 MAX_CHARS = 3000
 DEFAULT_TICKET_PREFIX = "HD"
@@ -374,7 +381,7 @@ def note_problem(
             return f"That repeats the ticket's {name}: say what you did to fix it, {EXAMPLE}."
     if kb := _KB_ID.search(_without_tickets(text, ticket_prefix, references)):
         if set(words(text)) & (_KB_FOLLOWED | (ACTION_WORDS - _WEAK_ACTIONS)):
-            return None
+            return UNDONE if _nothing_done(text, ticket_prefix, references) else None
         if verdict is Problem.TOO_SHORT or len(text) < MIN_CHARS:
             article = shown(kb.group())
             return (
@@ -397,6 +404,8 @@ def note_problem(
             "Name what you did it to: a system (printer, VPN, mailbox…), a setting, a "
             f"command, a host or asset name, or a KB id, {EXAMPLE}."
         )
+    if _nothing_done(text, ticket_prefix, references):
+        return UNDONE
     if all(a in _WEAK_ACTIONS for a in actions) and signals == ["system"] and _only_os(text):
         return f"A reboot alone teaches nothing: say what was restarted or changed, {EXAMPLE}."
     return None
@@ -434,3 +443,239 @@ def _meaningful(text: str) -> list[str]:
 def _only_os(text: str) -> bool:
     """True when the only system named is the operating system a plain reboot restarts."""
     return systems(text) <= _OS_NOUNS
+
+
+# -- what was done, not what will be or could not be --------------------------------------------
+#
+# "Will reinstall teams tomorrow", "Could not clear the print queue", "Tried to reboot PRN-0042,
+# didn't help" name a system and an action, yet say nothing of how the ticket was fixed. The note
+# is read clause by clause (split at punctuation and at "and", "so", "then", "but", "who"…); a
+# clause counts as done unless
+# - a word of intent, inability or trial comes before its verb ("will", "going to", "need to",
+#   "could not", "unable to", "tried to", "waiting for", "escalated to", "if"…); after the verb it
+#   describes the thing ("Replaced the fuser that would not heat", "Set the GPO to be enforced");
+# - it names a time to come or an open state anywhere ("tomorrow", "next week", "TBD", "pending");
+# - it says that it failed ("Reboot didn't help", "Reinstall of the driver failed"); a failure
+#   said on its own ("…, didn't help", "…, no luck", "…but still crashing") says so of every
+#   clause before it, unless it is a reason ("…because the repair did not help");
+# - it goes on the plain form of the verb before it ("Will clear the cache, reinstall Teams and
+#   rebuild the profile", "Could not clear the queue or restart the spooler"), or follows a
+#   heading ("Plan:", "Next steps:") or an "if" clause in the same sentence.
+# A verb that reads as done as well ("reset", "set") is read as done, and a bare instruction
+# ("Reinstall Teams") too: terse notes are written that way. A trial that a later clause says
+# worked ("Tried clearing the cache and it worked") is done.
+# The note needs at least one clause done: a real action (not a bare restart of nothing named), a
+# command as run, or a KB article followed. What it was done to may be named in another clause
+# ("Teams cache could not be cleared, so deleted the folder and reinstalled").
+
+# Text in quotes or backticks is a name (a setting, a button, a command), not the note's words:
+# "Enabled 'Do not disturb'" says nothing of what was not done.
+# (Curly closing quotes are read as apostrophes first: "didn\u2019t".)
+_QUOTED = re.compile(
+    r"`[^`\n]*`|\"[^\"\n]*\"|\u201c[^\u201d\n]*\u201d|\u2018[^'\n]*'|\u00ab[^\u00bb\n]*\u00bb"
+    r"|(?<!\w)'[^'\n]*'(?!\w)"
+)
+# Where a clause ends: a sentence ends ("hard": what follows carries nothing over) or a clause
+# goes on ("soft": a plain verb after it carries on the one before).
+_CLAUSE_BREAK = re.compile(
+    r"(?P<hard>[;!?\n]|\.(?=\s|$)|\b(?:but|so|because|after|since|although|though|however|who|"
+    r"instead|until|aber|weil|pero|porque|entonces|después|mais|donc|car)\b)"
+    r"|(?P<soft>,|:(?=[\s*_]|$)|\s-{1,2}\s|[\u2013\u2014]|->|=>|→|\s(?:\+|&&?|/)\s|[()\[\]]|"
+    r"\b(?:and|then|und|dann|danach|y|luego|et|puis|ensuite)\b)",
+    re.IGNORECASE,
+)
+# Before the verb: intent, inability, trial, hand-over ("Escalated to network to reset the VPN").
+_NOT_YET = (
+    r"will|shall|\w+'ll|gonna|going\s+to|plan(?:s|ned|ning)?\s+to|planned|intend(?:s|ed)?\s+to|"
+    r"needs?\s+to|ha(?:ve|s)\s+to|must|should|would|ought\s+to|to\s+be|wants?\s+to|about\s+to|"
+    r"waiting\s+(?:for|on)|wait\s+(?:for|on)|awaiting|escalat\w*|"
+    r"hand(?:ed|ing)?\s+(?:over\s+|off\s+)?to|pass(?:ed|ing)?\s+(?:on\s+|over\s+)?to|"
+    r"forward(?:ed|ing)?\s+to|if|unless|in\s+case|"
+    r"wird|werden|werde|soll|sollte|muss|müssen|geplant|"
+    r"se\s+va\s+a|va\s+a|vamos\s+a|voy\s+a|será|serán|sera|seront|va\s+être|doit|devra"
+)
+_CANNOT = (
+    r"not|never|cannot|unable|impossible|fail(?:s|ed|ing)?\s+to|"
+    r"(?:could|can|did|do|does|was|were|is|are|wo|would|should|has|have|had)n'?t|cant|"
+    r"nicht|kein|keine|konnte|"
+    r"no\s+(?:se|fue|pude|pudo|pudimos|ha|han|he|hemos|está|funcionó|funciona|sirvió|ayudó)|"
+    r"ne|n'\w*|pas|jamais"
+)
+_TRIED = r"tried|try|trying|tries|attempt(?:s|ed|ing)?|versucht|intenté|intentó|essayé|tenté"
+_BEFORE_VERB = re.compile(rf"\b(?:(?P<tried>{_TRIED})|{_NOT_YET}|{_CANNOT})\b", re.IGNORECASE)
+# Anywhere in a clause: a time to come, or still open ("Reinstall Teams tomorrow", "TBD").
+# "Pending" only as a state ("Reinstall pending", "Pending: vendor"), not "cleared pending jobs".
+_OPEN = re.compile(
+    r"\b(?:tomorrow|tonight|next\s+(?:week|month|time|visit|monday|tuesday|wednesday|thursday|"
+    r"friday|saturday|sunday)|later\s+(?:today|this\s+week)|tbd|tbc|todo|to-do|"
+    r"in\s+progress|on\s+hold|not\s+yet|yet\s+to|no\s+luck|without\s+success|unsuccessful\w*|"
+    r"morgen|nächste\s+woche|ausstehend|mañana|próxima\s+semana|pendiente|demain|"
+    r"semaine\s+prochaine|en\s+attente|à\s+faire)\b"
+    r"|^\s*pending\b|\bpending\s*$|\bpending\s+(?:on|from|with|until|vendor|user|approval|"
+    r"confirmation|reply|response|parts?|delivery|reboot|restart)\b"
+    r"|^\s*scheduled\b(?!\s+tasks?\b)|\bscheduled\s+(?:for\b|$)",
+    re.IGNORECASE,
+)
+# It was done and did not work: this clause and every one before it are not the fix.
+_FAILED = re.compile(
+    r"\b(?:(?:did|does|has|have|had)(?:\s+not|n'?t)\s+(?:help|work|fix|solve|resolve|change)\w*|"
+    r"no\s+(?:luck|change|joy|dice|improvement|difference|go)|made\s+no\s+difference|"
+    r"to\s+no\s+avail|without\s+success|unsuccessful\w*|not\s+(?:fixed|resolved|solved)|"
+    r"still\s+(?:not|broken|fail\w*|crash\w*|the\s+same|same|happen\w*|occur\w*|persist\w*|"
+    r"there|down|offline|stuck|freez\w*|hang\w*|loop\w*|error\w*|drop\w*|disconnect\w*|"
+    r"prompt\w*|ask\w*|lock\w*|won't|doesn't|can't|cannot)|"
+    r"same\s+(?:issue|error|problem|result|behaviou?r)|(?:issue|problem|error)\s+(?:persist\w*|"
+    r"remain\w*)|"
+    r"(?:hat|hatte)\s+nicht\s+geholfen|half\s+nicht|ohne\s+erfolg|keine\s+besserung|"
+    r"no\s+(?:funcionó|ayudó|sirvió|resolvió)|sin\s+éxito|"
+    r"n'a\s+pas\s+(?:aidé|fonctionné|marché|résolu)|sans\s+succès)\b"
+    r"|^\s*(?:it\s+|that\s+|this\s+)?(?:also\s+|still\s+)?failed\b(?!\s+(?:over|back)\b)"
+    r"|\bfailed(?:\s+(?:again|too|with\b.*))?\s*$"
+    r"|^\s*(?:it\s+|(?:it|that|this)\s+(?:is|was)\s+)?(?:still\s+)?not\s+working\b",
+    re.IGNORECASE,
+)
+# A failure after these words is the reason for what came before, not its outcome.
+_REASONS = frozenset("because since after until weil porque car".split())
+# "Tried clearing the cache and it worked": a trial followed by its success.
+_WORKED = frozenset("worked works working fixed resolved solved helped trick".split())
+_SUCCESS_WORDS = FILLER_WORDS | _WORKED | frozenset("that which did".split())
+# A heading that makes the rest of its sentence a plan ("Plan: swap the dock").
+_HEADING_WORDS = frozenset(
+    "plan plans planned next step steps todo to do tbd pending action actions items follow up "
+    "followup open remaining recommendation proposed".split()
+)
+_HEADINGS = frozenset(
+    "plan plans planned next steps todo do tbd pending action actions followup".split()
+)
+_CONDITIONS = frozenset("if unless wenn falls si".split())
+# The words a clause may start with before its verb ("…, then also reinstall Teams").
+_LEAD_IN = frozenset("to also then and or maybe possibly probably perhaps just please pls".split())
+_CLAUSE_WORD = re.compile(r"[^\W\d_][\w'-]*")
+# Verbs read as done as well as not ("reset"), and plain forms that only read as not done.
+_EITHER = frozenset("reset set put shut rerun".split())
+_PLAIN = (frozenset(_ACTION_BASES) | {"reboot", "restart", "power", "bounce"}) - _EITHER
+
+
+def _clause_words(clause: str) -> list[tuple[int, str]]:
+    return [
+        (m.start(), m.group().lower().replace("-", "").strip("'"))
+        for m in _CLAUSE_WORD.finditer(clause)
+    ]
+
+
+def _done_form(word: str) -> bool:
+    """True for a form of an action verb that only reads as done ("reinstalled", "rebuilt")."""
+    return word in ACTION_WORDS and word not in _PLAIN | _EITHER and not word.endswith("ing")
+
+
+def _clauses_done(note: str) -> list[tuple[str, bool]]:
+    """The note's clauses, each with whether it says something was done (see above)."""
+    note = note.replace("\u2019", "'")
+    masked = _QUOTED.sub(lambda m: " " * len(m.group()), note)
+    # Each clause: where it starts and ends, whether a sentence ended before it, and the word
+    # that joined it to the one before ("but", "because"…).
+    spans: list[tuple[int, int, bool, str]] = []
+    start, hard, joined = 0, True, ""
+    for found in _CLAUSE_BREAK.finditer(masked):
+        spans.append((start, found.start(), hard, joined))
+        start, hard, joined = found.end(), bool(found.group("hard")), found.group().lower()
+    spans.append((start, len(masked), hard, joined))
+
+    clauses: list[tuple[str, bool]] = []
+    tried: list[bool] = []  # not done only because it was a trial
+    carried: tuple[str, bool] | None = None  # what a following clause may carry on: how, tried
+    for begin, end, sentence, joined in spans:
+        text, seen = note[begin:end], masked[begin:end]
+        if sentence:
+            carried = None
+        said = _clause_words(seen)
+        if not said:
+            continue
+        lead = next((w for _, w in said if w not in _LEAD_IN), "")
+        done, trial = True, False
+        if carried and (
+            (carried[0] == "verb" and lead in _PLAIN)
+            or (carried[0] == "heading" and not _done_form(lead))
+        ):
+            done, trial = False, carried[1]
+        else:
+            carried = None
+        actions = [at for at, w in said if w in ACTION_WORDS]
+        markers = list(_BEFORE_VERB.finditer(seen))
+        governed = _governed(said, markers)
+        if markers and all(at in governed for at in actions):
+            tries = governed.values() if governed else [bool(m.group("tried")) for m in markers]
+            done, trial = False, all(tries) and (done or trial)
+            if governed:
+                carried = ("verb", trial)
+        if _OPEN.search(seen):
+            done, trial = False, False
+        if said[0][1] in _CONDITIONS or (
+            made_only_of(seen, _HEADING_WORDS) and {w for _, w in said} & _HEADINGS
+        ):
+            done, carried = False, ("heading", False)
+        failed = _FAILED.search(seen)
+        if failed and not _describes(seen[: failed.start()]):
+            # It says what failed ("Reboot didn't help", "tried the old one without success"),
+            # or gives the reason for what came before ("…because the repair did not help"):
+            # only when it stands alone ("…, didn't help") does it say that of what came before.
+            own = (actions and actions[0] < failed.start()) or any(
+                m.group("tried") and m.start() < failed.start() for m in markers
+            )
+            if not own and joined not in _REASONS:
+                clauses = [(earlier, False) for earlier, _ in clauses]
+                tried = [False] * len(tried)
+            done = trial = False
+            carried = None
+        elif done and made_only_of(seen, _SUCCESS_WORDS) and {w for _, w in said} & _WORKED:
+            # "…and it worked": the trials just before it are what worked.
+            for i in range(len(clauses) - 1, -1, -1):
+                if not tried[i]:
+                    break
+                clauses[i], tried[i] = (clauses[i][0], True), False
+        clauses.append((text, done))
+        tried.append(trial)
+    return clauses
+
+
+def _governed(said: list[tuple[int, str]], markers: list[re.Match[str]]) -> dict[int, bool]:
+    """The actions a word of intent, inability or trial comes before, by position, each with
+    whether only trials do. Each governs the first action after it ("could not be cleared")
+    and those that go on it: a plain verb or one after "or" ("could not clear or restart",
+    "could not be remapped or reconnected"); not a later one that reads as done ("the cache
+    could not be cleared I reinstalled Teams")."""
+    governed: dict[int, bool] = {}
+    for marker in markers:
+        first, previous = True, ""
+        for at, word in said:
+            if at >= marker.end() and word in ACTION_WORDS:
+                if first or word in _PLAIN or previous in ("or", "nor"):
+                    governed[at] = governed.get(at, True) and bool(marker.group("tried"))
+                first = False
+            previous = word
+    return governed
+
+
+def _describes(before: str) -> bool:
+    """True when a failure is said of a thing, not of the fix: a relative clause after a noun
+    ("Replaced the fuser which didn't work"), not "…, which didn't help"."""
+    said = [w for _, w in _clause_words(before)]
+    return any(w in ("that", "which", "who") for w in said[1:])
+
+
+def _nothing_done(text: str, ticket_prefix: str, references: Sequence[str]) -> bool:
+    """True when the note says what will be, could not be or was tried to be done, and no clause
+    of it says what was done (see above)."""
+    clauses = _clauses_done(text)
+    if all(done for _, done in clauses):
+        return False
+    said = _without_tickets(
+        " ; ".join(clause for clause, done in clauses if done), ticket_prefix, references
+    )
+    actions = action_words(said)
+    if set(actions) - _WEAK_ACTIONS or _runs_command(said):
+        return False
+    if _KB_ID.search(said) and set(words(said)) & _KB_FOLLOWED:
+        return False
+    signals = object_signals(said, ticket_prefix=ticket_prefix, references=references)
+    return not (actions and signals and not (signals == ["system"] and _only_os(said)))

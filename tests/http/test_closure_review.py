@@ -203,6 +203,36 @@ async def test_slack_terse_real_notes_close_the_ticket(make_app: Any, slack_api:
         assert (await ticket_row(app, number)).status == "closed", note
 
 
+# Notes that name a system and an action, yet say the action is still to come, could not be
+# done or was only tried: nothing in them says how the ticket was fixed.
+NOT_DONE_NOTES = [
+    "Will reinstall teams tomorrow",
+    "Could not reinstall teams",
+    "Tried to reboot PRN-0042, didn't help",
+    "Waiting for vendor to replace the toner",
+]
+
+
+async def test_slack_a_note_of_what_will_be_or_could_not_be_done_is_refused_with_the_reason(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    number = await s.ticket(summary="Teams stuck on loading screen")
+    for note in NOT_DONE_NOTES:
+        answer = await _close_modal(s, number, note)
+        assert answer and "resolution_note" in answer.get("errors", {}), (note, answer)
+        said = answer["errors"]["resolution_note"]
+        assert said.startswith("That says what will be done, or what was tried or could not"), said
+        assert "say what you did that worked" in said, said
+    row = await ticket_row(app, number)
+    assert row.status == "open" and not row.resolution_note
+    # Said beside what fixed it, the same words are taken.
+    answer = await _close_modal(s, number, "Reinstalled Teams; user will confirm tomorrow")
+    assert not answer or "errors" not in answer, answer
+    assert (await ticket_row(app, number)).status == "closed"
+
+
 async def test_slack_closing_a_p1_retires_the_fix_question_of_a_report_closed_with_it(
     make_app: Any, slack_api: FakeSlack
 ) -> None:
@@ -261,6 +291,17 @@ async def test_teams_a_note_that_only_repeats_the_summary_is_refused(
     number = await t.ticket(summary=summary, category="outlook", priority="P3")
     said = await _teams_close(app, t, number, summary)
     assert "repeats the ticket's summary" in said, said
+    assert (await ticket_row(app, number)).status == "open"
+
+
+async def test_teams_a_note_of_what_will_be_done_is_refused_with_the_reason(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    app: AppHarness = await make_app(config=teams_config(connector), people=PEOPLE)
+    t = TeamsFlow(app, connector)
+    number = await t.ticket(summary="Teams stuck on loading screen", priority="P3")
+    said = await _teams_close(app, t, number, "Will reinstall teams tomorrow")
+    assert "That says what will be done, or what was tried or could not" in said, said
     assert (await ticket_row(app, number)).status == "open"
 
 

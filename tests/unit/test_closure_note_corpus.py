@@ -7,9 +7,14 @@ Spanish and French), checked the way the closure checks it: `validate` with the 
 note closes (its summary, exact error text, what they were doing and its PSA number), so a
 future tightening of `handlers.closure.rules` cannot silently refuse them.
 
+A note that only says what will be done, what could not be done or what was tried
+(`NOT_DONE`) is refused as well; one that says so beside what fixed it (`DONE_ALONGSIDE`) closes.
+
 Known gaps (refused today, not pinned here): "new outlook profile" (no verb; "Created a new
 Outlook profile" passes) and "Uninstalld and reinstalled gp client" ("gp" is as often Group
-Policy as GlobalProtect).
+Policy as GlobalProtect). Passed today, on purpose: a verb that reads as done as well as not
+after a plan ("Will unlock the account, reset the password": "reset" is read as done, as in
+"Couldn't unlock via SSPR, reset pw in AD"), and a bare instruction ("Reinstall Teams").
 """
 
 from __future__ import annotations
@@ -62,6 +67,102 @@ T_APP = ("SAP GUI crashes on start", "SAP Logon has stopped working", "Opening S
 T_MFA = ("New phone, MFA not working", "", "Signing in to M365", "INC0010008")
 T_WIFI = ("Wifi drops every few minutes", "", "Working in meeting room 3", "INC0010009")
 T_ACCESS = ("Need access to Finance share", "Access is denied", "Opening S:\\Finance", "INC0010010")
+
+# Say what will be done, what could not be done or what was only tried: nothing says how the
+# ticket was fixed (each names a system and an action word, so each passed before).
+NOT_DONE = [
+    ("Will reinstall teams tomorrow", T_TEAMS),
+    ("Could not reinstall teams", T_TEAMS),
+    ("Going to reset the password on Monday", T_LOGIN),
+    ("Tried to reboot PRN-0042, didn't help", T_PRINT),
+    ("Unable to clear the print queue", T_PRINT),
+    ("Waiting for vendor to replace the toner", T_PRINT),
+    ("Need to re-image LT-0042", T_LOGIN),
+    ("Plan: swap the docking station", T_WIFI),
+    ("Escalated to network team to reset the VPN gateway", T_VPN),
+    ("Teams cache couldn't be cleared", T_TEAMS),
+    ("couldnt remove the stale creds from credential manager", T_OUTLOOK),
+    ("Failed to reset MFA, user has no access to the old phone", T_MFA),
+    ("tried reinstalling globalprotect", T_VPN),
+    ("Attempted to rejoin LAPTOP-0192 to the domain", T_LOGIN),
+    ("Reinstalled teams, didn't help", T_TEAMS),
+    ("Cleared outlook cache and rebooted, no luck", T_OUTLOOK),
+    ("Ran ipconfig /flushdns, didn't work", T_VPN),
+    ("Updated the wifi driver but still dropping", T_WIFI),
+    ("Rejoined Corp-WiFi, same issue", T_WIFI),
+    ("Reset MFA didn't fix it, escalated to identity team", T_MFA),
+    ("Tried to clear Teams cache - no change", T_TEAMS),
+    ("Reinstall of the printer driver failed", T_PRINT),
+    ("Will clear the teams cache, reinstall teams and reboot", T_TEAMS),
+    ("Going to swap the dock and update the BIOS on LT-4471", T_WIFI),
+    ("Could not clear the print queue or restart the spooler", T_PRINT),
+    ("Cannot rebuild the OST while Outlook is open, will do it tonight", T_OUTLOOK),
+    ("User to reinstall the VPN client tomorrow", T_VPN),
+    ("Vendor will replace the fuser next week", T_PRINT),
+    ("Toner to be replaced", T_PRINT),
+    ("Printer driver update pending vendor", T_PRINT),
+    ("Reinstall Teams TBD", T_TEAMS),
+    ("Re-image of LT-0042 scheduled for Friday", T_LOGIN),
+    ("If it happens again, rebuild the outlook profile", T_OUTLOOK),
+    ("Will follow KB0012345 tomorrow", T_MFA),
+    ("Teams wird morgen neu installiert", T_TEAMS),
+    ("Teams sera réinstallé demain", T_TEAMS),
+    ("No se reinstaló Teams, queda pendiente", T_TEAMS),
+]
+
+# ... and notes that say so too, beside what fixed it: a clause that says what was done counts.
+DONE_ALONGSIDE = [
+    (
+        "Teams cache could not be cleared, so deleted %appdata%\\Microsoft\\Teams and reinstalled",
+        T_TEAMS,
+    ),
+    ("Reboot didn't help; reset the Winsock catalog (netsh winsock reset)", T_VPN),
+    ("User couldn't print: cleared the spooler on PRN-0042", T_PRINT),
+    ("Reinstalled Teams; user will confirm tomorrow", T_TEAMS),
+    ("Not a defect: re-enabled the account in AD", T_LOGIN),
+    ("Replaced toner; will order spares", T_PRINT),
+    (
+        "Tried clearing the Teams cache, no luck, so reinstalled Teams from the Company Portal",
+        T_TEAMS,
+    ),
+    ("Quick Repair didn't help, ran Online Repair of Office and it works", T_OUTLOOK),
+    ("Could not reach the gateway from home, reinstalled GlobalProtect 6.1.3", T_VPN),
+    ("Unable to unlock via SSPR, reset pw and unlocked the account in AD", T_LOGIN),
+    ("Old phone was not available, so reset MFA methods in Entra and user re-registered", T_MFA),
+    ("Outlook would not start in safe mode either; rebuilt the profile", T_OUTLOOK),
+    ("Printer wasn't reachable on the old IP, updated the port to 10.20.4.51", T_PRINT),
+    ("Tried a new cable first (no change), then replaced the docking station DOCK-0311", T_WIFI),
+    ("Updated the Wi-Fi driver to 23.20; user will report if it drops again", T_WIFI),
+    (
+        "Removed stale creds in Credential Manager; if it prompts again, check modern auth",
+        T_OUTLOOK,
+    ),
+    ("Re-enrolled in Intune, will keep an eye on compliance tomorrow", T_MFA),
+    ("Cleared the print queue on PRN-0042, toner replacement pending", T_PRINT),
+    ("Reinstalled SAP GUI 7.70, user doesn't need the old patch", T_APP),
+    (
+        "Couldn't reproduce on my side, but reset the Edge site permissions for salesforce.com",
+        T_APP,
+    ),
+    ("Granted modify on \\\\fs01\\finance; the Archive folder is still to be approved", T_ACCESS),
+    (
+        "The cert had not been renewed: renewed it on vpn.contoso.com and restarted the service",
+        T_VPN,
+    ),
+    ("Account was never licensed; assigned M365 E3 license", T_OUTLOOK),
+    ("Swapped toner, no need to replace the fuser", T_PRINT),
+    ("Rejoined LAPTOP-0192 to corp.local, did not need a reimage", T_LOGIN),
+    ("Tried reinstalling the printer driver and it worked", T_PRINT),
+    ("Reset the user's password in AD; they will change it at next logon", T_LOGIN),
+    ("Will monitor: replaced the faulty USB-C cable on the dock", T_WIFI),
+    ("Didn't need a new profile, cleared the Outlook cache", T_OUTLOOK),
+    ("VPN wouldn't connect after the update: rolled back GlobalProtect to 6.0.7", T_VPN),
+    ("Replaced the fuser that failed on PRN-0042", T_PRINT),
+    ("Switched off 'Do not disturb' in Teams for the user", T_TEAMS),
+    ("Cache konnte nicht geleert werden, Teams neu installiert", T_TEAMS),
+    ("Impossible de vider le cache, Teams réinstallé", T_TEAMS),
+    ("No se pudo vaciar la caché, se reinstaló Teams", T_TEAMS),
+]
 
 GOOD = [
     # Terse, as most notes are.
@@ -230,6 +331,7 @@ GOOD = [
     ("Firmware updated on the Meraki MX to 18.107", T_VPN),
     ("🖨️ cleared the queue on PRN-0042 and reseated tray 2", T_PRINT),
     ("Teams: signed out, cleared cache, signed back in ✔️", T_TEAMS),
+    *DONE_ALONGSIDE,
 ]
 
 BAD = [
@@ -314,6 +416,7 @@ BAD = [
     ("Reset `it`", T_LOGIN),
     ("Reset Please Help", T_LOGIN),
     ("Reset it for ana@example.com", T_LOGIN),
+    *NOT_DONE,
 ]
 
 
@@ -332,6 +435,7 @@ def _refusal(note: str, reported: tuple[str, str, str, str]) -> str | None:
 
 def test_the_corpus_is_big_enough_to_mean_something() -> None:
     assert len(GOOD) >= 80 and len(BAD) >= 40
+    assert len(DONE_ALONGSIDE) >= 25 and len(NOT_DONE) >= 25
     assert not {note for note, _ in GOOD} & {note for note, _ in BAD}
 
 
@@ -347,3 +451,15 @@ def test_a_note_that_names_nothing_done_is_refused(
     note: str, ticket: tuple[str, str, str, str]
 ) -> None:
     assert _refusal(note, ticket), note
+
+
+@pytest.mark.parametrize(("note", "ticket"), NOT_DONE, ids=[note[:40] for note, _ in NOT_DONE])
+def test_a_note_of_what_will_be_or_could_not_be_done_is_told_so(
+    note: str, ticket: tuple[str, str, str, str]
+) -> None:
+    refusal = _refusal(note, ticket) or ""
+    assert refusal.startswith("That says what will be done, or what was tried or could not"), (
+        note,
+        refusal,
+    )
+    assert "say what you did that worked" in refusal

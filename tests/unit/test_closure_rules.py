@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from cards.model import plain
-from handlers.closure.rules import EXAMPLE, action_words, is_filler, note_problem, object_signals
+from handlers.closure.rules import (
+    EXAMPLE,
+    UNDONE,
+    action_words,
+    is_filler,
+    note_problem,
+    object_signals,
+)
 
 GOOD = [
     "Forced a sync with repadmin /syncall and checked it with dcdiag",
@@ -336,3 +343,101 @@ def test_a_note_that_only_repeats_what_the_ticket_says_is_refused() -> None:
 )
 def test_what_terse_and_foreign_notes_pass_does_not_let_filler_through(note: str) -> None:
     assert note_problem(note) is not None, note
+
+
+# -- what will be, could not be or was only tried to be done -----------------------------------
+
+
+@pytest.mark.parametrize(
+    "note",
+    [
+        # Intent, inability, a trial, a hand-over, a time to come, an open state.
+        "Will reinstall teams tomorrow",
+        "I'll reinstall Teams after lunch",
+        "Could not reinstall teams",
+        "Couldn\u2019t reinstall teams",
+        "Unable to clear the print queue",
+        "Tried to reboot PRN-0042, didn't help",
+        "Trying to reinstall teams",
+        "Escalated to network team to reset the VPN gateway",
+        "Reinstall Teams tomorrow",
+        "Teams reinstall pending",
+        # A failure said after it: what came before is not the fix.
+        "Reinstalled teams, didn't help",
+        "Reinstalled teams, which didn't help",
+        "Reinstalled teams, not working",
+        "Reset password but user still locked out",
+        "Reinstall of the printer driver failed",
+        # The plain verb goes on the plan; a heading or an "if" makes the sentence a plan.
+        "Will clear the teams cache, reinstall teams and reboot",
+        "Need to clear the cache then reinstall Teams",
+        "Could not reinstall teams, rebooted",
+        "Could not get the drive remapped or reconnected on LT-0042",
+        "To do: reinstall teams",
+        "**Next steps:** reset MFA for the user",
+        "If it recurs, reimage LT-0042",
+        # A KB article to be followed is not one followed.
+        "Will follow KB0012345 tomorrow",
+        "Need to apply KB0012345",
+    ],
+)
+def test_a_note_of_what_will_be_or_could_not_be_done_is_refused(note: str) -> None:
+    assert note_problem(note) == UNDONE, note
+
+
+def test_the_refusal_says_why_and_what_to_write() -> None:
+    assert UNDONE.startswith("That says what will be done, or what was tried or could not")
+    assert "say what you did that worked" in UNDONE and EXAMPLE in UNDONE
+
+
+@pytest.mark.parametrize(
+    "note",
+    [
+        # Said of the thing, not of the fix: after the verb, in a relative clause, as a reason.
+        "Set the GPO to be enforced on the Finance OU",
+        "Removed the add-in that would not load in Outlook",
+        "Replaced the fuser which didn't work on PRN-0042",
+        "Replaced the fuser, printer was not working because of it",
+        "Installed KB5034441 manually after Windows Update failed with 0x800f0922",
+        "Reinstalled outlook because the repair did not help",
+        "Because the cache could not be cleared I reinstalled Teams",
+        "Rebuilt the Outlook profile, tried the old one first without success",
+        "Escalated to L2 who reset the Exchange throttling policy for the mailbox",
+        # A name in quotes is not the note's words.
+        "Switched off 'Do not disturb' in Teams for the user",
+        'Enabled "Never sleep" on the dock NIC',
+        "Switched off \u2018Do not disturb\u2019 in Teams for the user",
+        # Before the fix, or after it about something else.
+        "Repair did not help, reinstalled office",
+        "Couldn't unlock via SSPR, reset pw in AD",
+        "Could not follow KB0012345, reinstalled teams",
+        "Reinstalled teams. Will check tomorrow.",
+        "Reinstalled the printer driver, still no issues since",
+        "Reset MFA for Ana; Bo had the same issue, reset his too",
+        "Pending reboot cleared, installed KB5034441",
+        "Cleared pending jobs in the print queue",
+        "Created a scheduled task that clears the Teams cache",
+        "Had to do a repair install of Office",
+        "Gave Will full access to the payroll mailbox",
+        # A trial that worked.
+        "Tried clearing the teams cache, and it worked",
+        "Tried a new cable, didn't help, tried reinstalling the dock driver and that did the trick",
+        "Steps: reinstalled teams, cleared the cache",
+    ],
+)
+def test_a_failure_or_a_plan_beside_what_fixed_it_passes(note: str) -> None:
+    assert note_problem(note) is None, plain(note_problem(note) or "")
+
+
+@pytest.mark.parametrize(
+    "note",
+    [
+        # Terse notes are written as instructions; only words that say it was not done refuse.
+        "Reinstall Teams",
+        "reinstall teams and clear the cache",
+        # "reset" reads as done as well: refusing it would refuse "Couldn't unlock, reset pw".
+        "Will unlock the account, reset the password",
+    ],
+)
+def test_what_is_let_through_on_purpose(note: str) -> None:
+    assert note_problem(note) is None, plain(note_problem(note) or "")
