@@ -30,6 +30,7 @@ from bot.places import Places, SharedWindows
 from bot.psa import create_connector, describe, register
 from bot.retention import DeliveryPrune, OutboxPrune
 from bot.settings import Settings
+from bot.slack.files import FileSharer
 from bot.slack.front import SlackFront, make_client
 from bot.slack.notifier import SlackNotifier
 from bot.slack.people import SlackPeople
@@ -179,6 +180,7 @@ async def start_services(
         services.notifiers.register("message:slack", SlackNotifier(client))
         services.notifiers.register("dm:slack", SlackNotifier(client))
         services.notifiers.register("update:slack", SlackNotifier(client))
+        services.notifiers.register("file:slack", FileSharer(client))
         if web_front:
             services.slack = SlackFront(settings, deps, make_client(settings, http, in_turn=True))
     if web_front:

@@ -361,6 +361,33 @@ async def answer_later(
         )
 
 
+async def share_file(
+    deps: Deps,
+    *,
+    platform: str,
+    channel: str,
+    user: str,
+    image: dict[str, str],
+    respond: str | None = None,
+    dedup_key: str | None = None,
+) -> bool:
+    """Queue an image that goes with an answer (the report's chart: `image` is its `name`,
+    `title` and base64 `png`) for upload to `channel`, else to `user`'s DM; `respond`: where
+    to tell the person about it (Slack's response_url). False when `dedup_key` was queued."""
+    payload: dict[str, Any] = {
+        "platform": platform,
+        "channel": channel,
+        "thread": None,
+        "user": user,
+        "purpose": "chart",
+        "image": image,
+    }
+    if respond:
+        payload["respond"] = respond
+    async with deps.sessions() as session, session.begin():
+        return await outbox.enqueue(session, kind="file", payload=payload, dedup_key=dedup_key)
+
+
 async def answer_privately_later(
     deps: Deps,
     *,

@@ -1,91 +1,240 @@
 """Images that go with a reply (the report's chart), uploaded where the command was typed.
 
+The front door renders the image after the ack and queues it in the outbox (`queue_image`);
+the outbox worker uploads it (`FileSharer`, through bot.slack.notifier), so a chart Slack
+refuses for the moment (429 with Retry-After, 5xx, its upload host out of reach) is uploaded
+again after the wait, and one queued before a restart is uploaded after it, by one worker.
+
 slack_sdk's `files_upload_v2` makes Slack's external upload: `files.getUploadURLExternal`, a
 POST of the bytes to the URL it answers (no token: the URL is the permission), then
-`files.completeUploadExternal` to share the file in the channel (scope `files:write`). A
-channel the bot is not in gets the image in the person's DM instead, and they are told so.
+`files.completeUploadExternal` to share the file in the channel (scope `files:write`). Only
+that last call shows the file, so an attempt that may have arrived (its worker died, the call
+timed out) is looked for in the channel's history before the chart is shared again. A channel
+the bot is not in gets the image in the person's DM instead, and they are told so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import ClientError
+import aiohttp
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from bot import places
+from bot.notifiers import DeliveryError, retry_after_seconds
 from bot.slack.errors import slack_error
-from bot.slack.notifier import NOT_HERE
+from bot.slack.notifier import NOT_HERE, PERMANENT
 from cards import slack as blockkit
 from cards.model import Card, Rich, Text, Typed
+from handlers import notify
+from handlers.deps import Deps
 from handlers.types import Image
+from storage.models import OutboxMessage
 
 log = logging.getLogger(__name__)
 Respond = Callable[..., Awaitable[Any]]
+# The person is told a chart has not gone up yet after this many failed attempts (about 3 to 7
+# s after the first with the outbox's backoff; at once when it can never go up).
+TELL_AFTER_ATTEMPTS = 3
+# How far back the look-up for an earlier attempt reads (pages of 200 messages).
+LOOKUP_PAGES = 5
+UPLOAD_METHODS = ("files.getUploadURLExternal", "files.completeUploadExternal")
 
 
-async def _upload(
-    client: AsyncWebClient, image: Image, png: bytes, channel: str, thread: str | None
-) -> None:
-    await client.files_upload_v2(
-        channel=channel,
-        thread_ts=thread,
-        file=png,
-        filename=image.filename,
-        title=image.title,
-        alt_txt=image.title,
-    )
+def _failed(error: str) -> str:
+    return f"The chart could not be uploaded ({error}); the figures above are complete."
 
 
-async def share_image(
-    client: AsyncWebClient,
+async def queue_image(
+    deps: Deps,
     image: Image,
     *,
     channel: str,
     user: str,
     respond: Respond,
-    thread: str | None = None,
+    response_url: str | None,
+    key: str | None,
 ) -> None:
-    """Render `image` off the event loop and upload it to `channel` (else to `user`'s DM)."""
-    png = await asyncio.to_thread(image.render)
+    """Render `image` off the event loop and queue its upload to `channel` (`key`: the
+    request's delivery id, so a request seen twice queues one upload)."""
     try:
+        png = await asyncio.to_thread(image.render)
+        await notify.share_file(
+            deps,
+            platform="slack",
+            channel=channel,
+            user=user,
+            image={
+                "name": image.filename,
+                "title": image.title,
+                "png": base64.b64encode(png).decode("ascii"),
+            },
+            respond=response_url,
+            dedup_key=f"file:{key}" if key else None,
+        )
+    except Exception as exc:
+        log.exception("slack: the chart %s could not be queued", image.filename)
+        await respond(
+            text=_failed(type(exc).__name__), response_type="ephemeral", replace_original=False
+        )
+
+
+class FileSharer:
+    """Uploads a queued image (outbox kind `file`) where it was asked, else to the person's DM."""
+
+    def __init__(self, client: AsyncWebClient) -> None:
+        self.client = client
+
+    @staticmethod
+    def places(message: OutboxMessage) -> tuple[str, ...]:
+        return tuple(places.slack_method(method) for method in UPLOAD_METHODS)
+
+    async def deliver(self, message: OutboxMessage) -> dict[str, Any]:
+        payload = message.payload
         try:
-            await _upload(client, image, png, channel, thread)
-            return
-        except SlackApiError as exc:
-            if exc.response.get("error") not in NOT_HERE:
+            try:
+                return await self._share(message)
+            except DeliveryError:
                 raise
-        opened = await client.conversations_open(users=user)
-        await _upload(client, image, png, opened["channel"]["id"], None)
-        log.info("slack: %s could not go to %s; sent to the person's DM", image.filename, channel)
+            except aiohttp.ClientConnectorError as exc:
+                raise DeliveryError(f"slack: {type(exc).__name__}: {exc}") from exc
+            except (OSError, TimeoutError, aiohttp.ClientError) as exc:
+                # The request may have reached Slack before the answer was lost.
+                raise DeliveryError(f"slack: {type(exc).__name__}: {exc}", uncertain=True) from exc
+        except DeliveryError as error:
+            attempts = message.attempts
+            if error.permanent or attempts == TELL_AFTER_ATTEMPTS:
+                reason = str(error).removeprefix("slack: ")
+                said = (
+                    _failed(reason)
+                    if error.permanent
+                    else f"The chart has not been uploaded yet ({reason}) after {attempts} "
+                    "attempts; the bot keeps trying. The figures above are complete."
+                )
+                await self._tell(payload, text=said)
+            raise
+
+    async def _share(self, message: OutboxMessage) -> dict[str, Any]:
+        payload = message.payload
+        image = payload["image"]
+        png = base64.b64decode(image["png"])
+        channel, thread = str(payload["channel"]), payload.get("thread")
+        try:
+            if message.in_doubt and (found := await self._find(message, channel)):
+                return found
+            return await self._upload(image, png, channel, thread)
+        except SlackApiError as exc:
+            user = payload.get("user")
+            if exc.response.get("error") not in NOT_HERE or not user:
+                raise _error(exc) from exc
+        try:
+            opened = await self.client.conversations_open(users=str(payload["user"]))
+        except SlackApiError as exc:
+            raise _error(exc) from exc
+        dm = str(opened["channel"]["id"])
+        try:
+            if message.in_doubt and (found := await self._find(message, dm)):
+                return {**found, "dm": True}
+            shared = await self._upload(image, png, dm, None)
+        except SlackApiError as exc:
+            raise _error(exc) from exc
+        log.info("slack: %s could not go to %s; sent to the person's DM", image["name"], channel)
         # The title names the client as typed: rendered as a card, it cannot ping, link or
         # turn bold (a bare message text is mrkdwn).
         said = Rich(
             "I cannot post files in this channel (invite me to it), so ",
-            Typed(image.title),
+            Typed(str(image["title"])),
             " is in our direct messages.",
         )
         note = Card(title="", body=[Text(said)], fallback=said.plain())
-        await respond(
-            **blockkit.render_message(note), response_type="ephemeral", replace_original=False
+        await self._tell(payload, **blockkit.render_message(note))
+        return {**shared, "dm": True}
+
+    async def _upload(
+        self, image: dict[str, Any], png: bytes, channel: str, thread: Any
+    ) -> dict[str, Any]:
+        try:
+            done = await self.client.files_upload_v2(
+                channel=channel,
+                thread_ts=thread,
+                file=png,
+                filename=str(image["name"]),
+                title=str(image["title"]),
+                alt_txt=str(image["title"]),
+            )
+        except SlackRequestError as exc:
+            # The upload URL refused the bytes (files.slack.com answered other than 200):
+            # nothing was shared yet, so trying again cannot double it.
+            raise DeliveryError(f"slack: {exc}") from exc
+        files = done.get("files") or [{}]
+        return {"channel": channel, "file": str(files[0].get("id") or "")}
+
+    async def _find(self, message: OutboxMessage, channel: str) -> dict[str, Any] | None:
+        """The file an earlier attempt of this row shared in `channel`, if Slack has it: a
+        message of the bot's since the row was queued with a file of this name and title."""
+        image = message.payload["image"]
+        oldest = f"{message.created_at.timestamp() - 60:.6f}"
+        cursor: str | None = None
+        try:
+            for _ in range(LOOKUP_PAGES):
+                page = await self.client.conversations_history(
+                    channel=channel, oldest=oldest, limit=200, cursor=cursor
+                )
+                for found in page.get("messages") or []:
+                    for file in found.get("files") or []:
+                        if (file.get("name"), file.get("title")) == (image["name"], image["title"]):
+                            log.info(
+                                "outbox row %s was already shared (file %s): not uploading it "
+                                "again",
+                                message.id,
+                                file.get("id"),
+                            )
+                            return {"channel": channel, "file": file.get("id"), "found": True}
+                cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+                if not cursor:
+                    break
+        except SlackApiError as exc:
+            if exc.response.status_code == 429:
+                raise _error(exc) from exc
+            # No history scope or the like: better a possible repeat than a lost chart.
+            log.warning(
+                "could not check whether outbox row %s was already shared (%s); uploading it",
+                message.id,
+                exc.response.get("error"),
+            )
+        return None
+
+    async def _tell(self, payload: dict[str, Any], **message: Any) -> None:
+        """Say something to the person who asked, only to them, where they asked (the
+        command's response_url, good for 30 minutes); a failure to say it is logged."""
+        url = payload.get("respond")
+        if not url:
+            return
+        hook = AsyncWebhookClient(
+            url=str(url), session=self.client.session, proxy=self.client.proxy
         )
-    except (SlackApiError, SlackRequestError, ClientError, TimeoutError) as exc:
-        # ClientError, TimeoutError: Slack out of reach, or only its upload host (the upload
-        # URL is on files.slack.com, which a proxy may not let through): said, not only logged.
-        if isinstance(exc, SlackApiError):
-            error = slack_error(exc.response)
-        elif isinstance(exc, SlackRequestError):
-            error = str(exc)
-        else:
-            error = f"Slack could not be reached: {type(exc).__name__}"
-        # aiohttp's message names the host and port (never the upload URL's path).
-        detail = error if isinstance(exc, SlackApiError | SlackRequestError) else f"{error}: {exc}"
-        log.warning("slack: uploading %s failed: %s", image.filename, detail)
-        await respond(
-            text=f"The chart could not be uploaded ({error}); the figures above are complete.",
-            response_type="ephemeral",
-            replace_original=False,
-        )
+        try:
+            answered = await hook.send_dict(
+                {**message, "response_type": "ephemeral", "replace_original": False}
+            )
+        except Exception as exc:
+            log.warning("slack: the note about a chart could not be sent: %s", type(exc).__name__)
+            return
+        if answered.status_code != 200:
+            log.warning("slack: the note about a chart was refused (%s)", answered.status_code)
+
+
+def _error(exc: SlackApiError) -> DeliveryError:
+    error = str(exc.response.get("error", "unknown_error"))
+    method = str(getattr(exc.response, "api_url", "")).rsplit("/", 1)[-1]
+    place = places.slack_method(method or UPLOAD_METHODS[0])
+    if exc.response.status_code == 429:
+        retry_after = retry_after_seconds(exc.response.headers.get("Retry-After")) or 1.0
+        return DeliveryError(f"slack: {error}", retry_after=retry_after, place=place)
+    return DeliveryError(f"slack: {slack_error(exc.response)}", permanent=error in PERMANENT)

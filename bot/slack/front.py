@@ -50,7 +50,7 @@ from bot.settings import ConfigError, Settings
 from bot.slack import shapes
 from bot.slack.deliveries import delivery_id
 from bot.slack.errors import slack_error
-from bot.slack.files import share_image
+from bot.slack.files import queue_image
 from cards import slack as blockkit
 from cards.model import ActionId, Card, Inline, Rich, Text, Typed, plain
 from handlers.deps import Deps
@@ -357,11 +357,20 @@ class SlackFront:
         if reply.follow_up is not None:
             self._spawn(lambda: self._follow_up(reply, respond))
         if reply.image is not None:
-            # After the ack: the chart is rendered on a thread and uploaded where it was asked.
+            # After the ack: the chart is rendered on a thread and queued in the outbox, whose
+            # worker uploads it where it was asked (again after a refusal or a restart).
             image, user = reply.image, body["user_id"]
             channel = str(body.get("channel_id", ""))
             self._spawn(
-                lambda: share_image(self.client, image, channel=channel, user=user, respond=respond)
+                lambda: queue_image(
+                    self.deps,
+                    image,
+                    channel=channel,
+                    user=user,
+                    respond=respond,
+                    response_url=body.get("response_url"),
+                    key=delivery_id(body),
+                )
             )
 
     async def _follow_up(self, reply: Reply, respond: Any) -> None:

@@ -408,6 +408,12 @@ class FakeSlack(FakeServer):
             shared.append(
                 {"id": item["id"], "name": upload["filename"], "title": item.get("title")}
             )
+        # As Slack does: the share is a message of the bot's in the channel (or thread).
+        message: dict[str, Any] = {"type": "message", "user": "UBOT", "bot_id": "BBOT"}
+        message |= {"ts": self._next_ts(), "files": shared, "upload": True}
+        if p.get("thread_ts"):
+            message["thread_ts"] = p["thread_ts"]
+        self.messages.setdefault(str(channel), []).append(message)
         return {"ok": True, "files": shared}
 
     def _m_files_info(self, p: dict[str, Any]) -> dict[str, Any]:
