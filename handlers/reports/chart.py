@@ -7,16 +7,74 @@ on the event loop. matplotlib's object API is used (no pyplot state), one render
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
+import logging
 import threading
+import warnings
 from collections import Counter
 
 from handlers.reports.cards import average, hours, percent
 from handlers.reports.rules import PRIORITIES, Rate, Summary
 
+log = logging.getLogger(__name__)
 WIDTH, HEIGHT, DPI = 1200, 750, 100
 MAX_BARS = 8
 _RENDERING = threading.Lock()  # matplotlib's font cache and the like are not thread-safe
+# Client names are typed in any script. matplotlib's own DejaVu Sans has Latin, Greek and
+# Cyrillic but no CJK; these families, those installed (none come with pip's matplotlib),
+# follow it as fallbacks, glyph by glyph (matplotlib >= 3.6).
+FALLBACK_FAMILIES = (
+    "Noto Sans CJK JP",
+    "Noto Sans CJK SC",
+    "Noto Sans CJK TC",
+    "Noto Sans CJK KR",
+    "Source Han Sans",
+    "Droid Sans Fallback",
+    "WenQuanYi Zen Hei",
+    "WenQuanYi Micro Hei",
+    "IPAexGothic",
+    "IPAGothic",
+    "Noto Sans",
+    "Noto Sans Thai",
+    "Noto Sans Devanagari",
+    "Arial Unicode MS",
+)
+UNDRAWN_NOTE = (
+    "Some names cannot be drawn with the fonts installed on this server; "
+    "the report's text has them as typed."
+)
+
+
+@functools.cache
+def _fonts() -> tuple[tuple[str, ...], frozenset[int]]:
+    """The font families the chart uses (DejaVu Sans, then the installed fallbacks) and every
+    character they can draw."""
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    families = ("DejaVu Sans", *(name for name in FALLBACK_FAMILIES if name in installed))
+    covered: set[int] = set()
+    for name in families:
+        try:
+            path = font_manager.findfont(
+                font_manager.FontProperties(family=name), fallback_to_default=False
+            )
+            covered.update(FT2Font(path).get_charmap())
+        except (ValueError, OSError, RuntimeError):
+            log.info("report chart: the font %s could not be read; not used", name)
+    return families, frozenset(covered)
+
+
+def drawable(text: str) -> bool:
+    """Whether the chart's fonts draw every character of `text`."""
+    return not _undrawn(text)
+
+
+def _undrawn(text: str) -> set[str]:
+    covered = _fonts()[1]
+    return {c for c in text if ord(c) not in covered and not c.isspace()}
 
 
 def render_png(summary: Summary) -> bytes:
@@ -28,10 +86,23 @@ def render_png(summary: Summary) -> bytes:
 
     # Client names are typed text: matplotlib would read `$…$` in them as TeX math (shown as
     # something else, or failing the whole chart on what it cannot parse). No text here is math.
-    with _RENDERING, rc_context({"text.parse_math": False}):
+    families, _ = _fonts()
+    who = summary.client or "all clients"
+    # What the chart shows that people typed: a name no installed font draws would be boxes;
+    # the chart says so (and the log, once per chart, with the fix), not matplotlib's warning
+    # per missing character.
+    typed = [who, *(name for name, _ in summary.minutes_by_client[:MAX_BARS])]
+    undrawn = [name for name in dict.fromkeys(typed) if _undrawn(name)]  # in the chart's order
+    with (
+        _RENDERING,
+        rc_context({"text.parse_math": False, "font.family": list(families)}),
+        warnings.catch_warnings(),
+    ):
+        warnings.filterwarnings(
+            "ignore", message="Glyph .* missing from font", category=UserWarning
+        )
         figure = Figure(figsize=(WIDTH / DPI, HEIGHT / DPI), dpi=DPI)
         FigureCanvasAgg(figure)
-        who = summary.client or "all clients"
         figure.suptitle(f"QBR report: {who}, {summary.period}", fontsize=14)
         grid = figure.subplots(2, 2)
 
@@ -87,7 +158,21 @@ def render_png(summary: Summary) -> bytes:
         logged.set_xlabel("hours")
         logged.set_title(f"Time logged ({hours(summary.minutes_total)})")
 
-        figure.tight_layout(rect=(0, 0, 1, 0.95))
+        bottom = 0.0
+        if undrawn:
+            figure.text(0.01, 0.01, UNDRAWN_NOTE, fontsize=9, color="#6b7280")
+            bottom = 0.03
+            shown = ", ".join(undrawn[:5]) + (
+                f" and {len(undrawn) - 5} more" if undrawn[5:] else ""
+            )
+            log.warning(
+                "report chart: no font installed here draws the names %s (drawn as boxes; the "
+                "card, summary and CSV have them as typed). Install a font that does (Debian: "
+                "fonts-wqy-microhei or fonts-noto-cjk), delete matplotlib's font cache "
+                "(fontlist-*.json in $MPLCONFIGDIR or ~/.cache/matplotlib) and restart",
+                shown,
+            )
+        figure.tight_layout(rect=(0, bottom, 1, 0.95))
         out = io.BytesIO()
         figure.savefig(out, format="png", dpi=DPI)
         return out.getvalue()

@@ -741,3 +741,42 @@ async def test_a_chart_whose_upload_may_have_arrived_is_not_shared_twice(
     assert (await recorded() or {}).get("found") is True
     assert len(slack_api.shared_files()) == 1
     assert len(slack_api.api_calls("files.completeUploadExternal")) == 1
+
+
+async def test_a_report_on_clients_in_other_scripts_draws_its_chart_without_a_warning_flood(
+    make_app, connector: FakeConnector, caplog
+):
+    """Clients named in scripts matplotlib's DejaVu Sans cannot draw (東京支社, 서울 지점):
+    the chart is drawn with any installed font that can (a fallback list), and where none can,
+    it still comes, says on itself that some names cannot be drawn on this server, and the log
+    has one line naming them and the fix, not a 'Glyph missing' warning per character. Found
+    by a review: a warning per glyph, which under warnings-as-errors (or a strict
+    PYTHONWARNINGS) failed the whole report answer on Teams."""
+    from tests.unit.test_reports import add
+
+    app: AppHarness = await make_app(people=TEAMS_PEOPLE)
+    day = datetime.now(UTC) - timedelta(days=1)
+    names = ["東京支社", "서울 지점", "Ärzte Nord", *(f"支店{n}" for n in range(40))]
+    for n, name in enumerate(names):  # the first two log the most time: the top bars
+        await add(app.services.engine, client=name, created_at=day, time_minutes=60 + 60 * (n < 2))
+    before = len(connector.activities())
+    text = "<at>Helpdesk</at> ticket report"
+    response = await app.teams(teams_message(connector.service_url, text, conversation=CHANNEL))
+    assert response.status < 300
+    await wait_until(lambda: len(connector.activities()) > before, timeout=20, what="the report")
+    [answer] = connector.activities()[before:]
+    assert "Something went wrong" not in json.dumps(answer)
+    card, image = answer["attachments"]
+    assert "東京支社" in json.dumps(card, ensure_ascii=False)  # the card has them as typed
+    prefix = "data:image/png;base64,"
+    assert png_size(base64.b64decode(image["contentUrl"].removeprefix(prefix))) == (1200, 750)
+    logged = [r.getMessage() for r in caplog.records]
+    assert not [m for m in logged if "Glyph" in m], logged
+    said = [m for m in logged if m.startswith("report chart:")]
+    from handlers.reports.chart import drawable
+
+    if drawable("東京支社서울"):  # a CJK font is installed here: drawn, nothing to say
+        assert said == []
+    else:
+        [line] = said
+        assert "東京支社" in line and "fonts-noto-cjk" in line, line
