@@ -231,6 +231,27 @@ async def figures(engine: AsyncEngine, scope: Scope) -> Figures:
     return Figures(groups=groups, median_first_response=first, median_resolution=resolution)
 
 
+async def clients_of(
+    engine: AsyncEngine, scope: Scope, *, limit: int = 10
+) -> list[tuple[str, int]]:
+    """The clients of tickets created in the scope's period (any client), with how many
+    tickets each, most first (names as most of their tickets spell them)."""
+    query = (
+        select(Ticket.client, func.count())
+        .where(Ticket.created_at >= scope.start, Ticket.created_at < scope.end)
+        .group_by(Ticket.client)
+    )
+    rows = await _read(engine, lambda conn: [(str(r[0]), int(r[1])) for r in conn.execute(query)])
+    counts: dict[str, dict[str, int]] = {}
+    for name, count in rows:
+        if name.strip():
+            counts.setdefault(fold(name), {})[name.strip()] = count
+    ranked = [
+        (max(names, key=lambda n: (names[n], n)), sum(names.values())) for names in counts.values()
+    ]
+    return sorted(ranked, key=lambda nc: (-nc[1], nc[0]))[:limit]
+
+
 # -- where the queries run -----------------------------------------------------------------------
 
 

@@ -163,7 +163,19 @@ def report_card(summary: Summary) -> Card:
     """The report in chat (the chart comes with it as an image)."""
     items: list[tuple[Inline, Inline]] = list(facts(summary))
     body: list[Text | Facts] = [Facts(items)]
-    if not summary.opened:
+    if summary.client and summary.other_clients:
+        parts: list[Inline] = []
+        for name, count in summary.other_clients:
+            parts += [", "] * bool(parts) + [_client(name), f" {count}"]
+        said = Rich(
+            "No ticket of ",
+            Typed(summary.client),
+            " was opened in this period (clients are matched whole, in any case). "
+            "Clients with tickets in it: ",
+            *parts,
+        )
+        body.append(Text(said, muted=True))
+    elif not summary.opened:
         body.append(Text("No ticket was opened in this period.", muted=True))
     return Card(title=title(summary), body=list(body), fallback="\n".join(lines(summary)))
 

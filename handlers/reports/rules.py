@@ -150,6 +150,8 @@ class Summary:
     fixes_unconfirmed: int
     # A repeated error (its label as typed) and its tickets: `0x80070005 (3 tickets: HD-1, ...)`.
     patterns: list[Inline]
+    # For a client with no ticket in the period: the clients that have some, most first.
+    other_clients: tuple[tuple[str, int], ...] = ()
 
     @property
     def answers(self) -> int:

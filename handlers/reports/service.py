@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 import re
+from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from typing import IO
@@ -64,7 +65,12 @@ async def build(
     scope = await repo.resolve(engine, scope)  # once, for the figures and the patterns
     figures = await repo.figures(engine, scope)
     patterns = await top_patterns(engine, scope, threshold=pattern_threshold)
-    return summarize(figures, period=period, client=client, patterns=patterns)
+    summary = summarize(figures, period=period, client=client, patterns=patterns)
+    if client is not None and not summary.opened:
+        # No ticket of that client: likely another spelling of one that has some. Say which.
+        others = await repo.clients_of(engine, replace(scope, client=None, spellings=None))
+        summary = replace(summary, other_clients=tuple(others))
+    return summary
 
 
 async def write_csv(

@@ -234,6 +234,25 @@ async def test_report_with_no_ticket_in_the_period(make_app, slack_api: FakeSlac
     assert png_size(shared["content"]) == (1200, 750)
 
 
+async def test_a_report_on_a_client_with_no_ticket_names_the_clients_that_have_some(
+    make_app, slack_api: FakeSlack
+):
+    """`report acme corp` when the tickets say `Acme` (clients are matched whole, in any
+    case): the answer was an all-zero QBR, 'No ticket was opened in this period.', which reads
+    as a quiet quarter for that client. It now says that no ticket of that client was opened
+    and names the clients that have tickets in the period, most first."""
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    q = await seeded(app)
+    body = await (await app.slash(f"report acme corp {q.first} {q.last_day}")).json()
+    assert slack_facts(body)["Opened"] == "0"
+    said = json.dumps(body)
+    assert "No ticket of acme corp was opened in this period" in said, said
+    assert "Clients with tickets in it: Acme 100, Globex 100, Initech 100" in said, said
+    # A period with no ticket at all says only that.
+    empty = json.dumps(await (await app.slash("report acme corp 2001-01-01 2001-03-31")).json())
+    assert "No ticket was opened in this period." in empty and "Clients with" not in empty
+
+
 # -- Teams ----------------------------------------------------------------------------------------
 
 

@@ -206,6 +206,24 @@ async def test_a_patterns_error_and_the_clients_are_shown_as_typed_on_teams(
     assert evil not in str(card["body"])
 
 
+async def test_the_clients_named_for_a_client_with_no_ticket_are_typed_text_on_teams(
+    engine: AsyncEngine,
+) -> None:
+    """The clients a report on an unknown client names (most tickets first, one spelling each)
+    are typed text: escaped on Teams, in a card the schema takes."""
+    evil = "[Reset](https://evil.example/login)"
+    for client in (evil, evil, "Acme", " acme ", "ACME", "Globex"):
+        await add(engine, client=client)
+    period = Period(date(2026, 11, 1), date(2026, 11, 30))
+    summary = await build(engine, period=period, client="Acme Corp", now=NOW)
+    assert summary.other_clients == (("acme", 3), (evil, 2), ("Globex", 1))
+    card = teams.render_card(report_card(summary))
+    validate_adaptive_card(card)
+    said = card["body"][-1]["text"]
+    assert said.startswith("No ticket of Acme Corp was opened in this period"), said
+    assert r"\[Reset\](https://evil.example/login) 2" in said and evil not in said
+
+
 async def test_sqlite_reads_covering_indexes_only(engine: AsyncEngine, db_url: str) -> None:
     if not db_url.startswith("sqlite"):
         pytest.skip("SQLite's query plan")
