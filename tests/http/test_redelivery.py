@@ -138,6 +138,9 @@ async def settled(app: AppHarness) -> None:
             )
             return (await session.execute(query)).scalar_one() == 0
 
+    # Post-ack work may queue rows (the report's chart): it goes first, then the outbox.
+    if app.services.slack is not None:
+        await app.services.slack.drain()
     await wait_until(idle, timeout=20, what="the outbox to drain")
     if app.services.slack is not None:
         await app.services.slack.drain()
