@@ -13,9 +13,13 @@ import logging
 import threading
 import warnings
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from handlers.reports.cards import average, hours, percent
 from handlers.reports.rules import PRIORITIES, Rate, Summary
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 WIDTH, HEIGHT, DPI = 1200, 750, 100
@@ -103,7 +107,7 @@ def render_png(summary: Summary) -> bytes:
         )
         figure = Figure(figsize=(WIDTH / DPI, HEIGHT / DPI), dpi=DPI)
         FigureCanvasAgg(figure)
-        figure.suptitle(f"QBR report: {who}, {summary.period}", fontsize=14)
+        _title(figure, who, summary)
         grid = figure.subplots(2, 2)
 
         tickets = grid[0][0]
@@ -176,6 +180,18 @@ def render_png(summary: Summary) -> bytes:
         out = io.BytesIO()
         figure.savefig(out, format="png", dpi=DPI)
         return out.getvalue()
+
+
+def _title(figure: Figure, who: str, summary: Summary) -> None:
+    """`QBR report: <client>, <period>` over the chart, the client's name shortened in the
+    middle (`_short`) until the whole title fits the chart's width (a client's name can be 200
+    characters; a CJK one is twice as wide)."""
+    title = figure.suptitle(f"QBR report: {who}, {summary.period}", fontsize=14)
+    renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]
+    size = len(who)
+    while title.get_window_extent(renderer).width > WIDTH - 40 and size > 12:
+        size = max(12, size * 4 // 5)
+        title.set_text(f"QBR report: {_short(who, size)}, {summary.period}")
 
 
 def sla_labels(by: dict[str, Rate]) -> list[str]:

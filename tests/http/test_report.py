@@ -823,3 +823,43 @@ async def test_a_report_on_clients_in_other_scripts_draws_its_chart_without_a_wa
     else:
         [line] = said
         assert "東京支社" in line and "fonts-noto-cjk" in line, line
+
+
+def _title_touches_the_edges(png: bytes) -> bool:
+    """Whether the chart's title band has ink in the image's outer columns (a title wider than
+    the chart, cut off at both ends)."""
+    with Image.open(io.BytesIO(png)) as image:
+        grey = image.convert("L")
+        width = grey.width
+        edges = [grey.crop((0, 0, 10, 45)), grey.crop((width - 10, 0, width, 45))]
+        return any(edge.getextrema()[0] < 160 for edge in edges)
+
+
+async def test_a_report_on_a_client_with_a_long_name_has_its_whole_title_on_the_chart(
+    make_app, connector: FakeConnector
+):
+    """A client name of 150 characters (the intake takes 200): the chart's title, 'QBR report:
+    <client>, <period>', ran off both sides of the 1200-pixel chart, so neither the start of
+    the name nor the period could be read. The name is shortened in the middle (start and end
+    kept, as on the bars) to fit, also in a script twice as wide (CJK)."""
+    from tests.unit.test_reports import add
+
+    app: AppHarness = await make_app(people=TEAMS_PEOPLE)
+    day = datetime.now(UTC) - timedelta(days=1)
+    names = (
+        "Northwind Traders Regional Healthcare Cooperative of Greater Massachusetts and Rhode "
+        "Island, Primary Care Division, Boston Clinic (Longwood Medical Area)",
+        "東京都港区医療法人社団" * 8,
+    )
+    for name in names:
+        await add(app.services.engine, client=name, created_at=day, time_minutes=30)
+        before = len(connector.activities())
+        text = f"<at>Helpdesk</at> ticket report {name}"
+        response = await app.teams(teams_message(connector.service_url, text, conversation=CHANNEL))
+        assert response.status < 300
+        await wait_until(lambda n=before: len(connector.activities()) > n, timeout=20, what=name)
+        [answer] = connector.activities()[before:]
+        _, image = answer["attachments"]
+        png = base64.b64decode(image["contentUrl"].removeprefix("data:image/png;base64,"))
+        assert png_size(png) == (1200, 750)
+        assert not _title_touches_the_edges(png), name
