@@ -84,11 +84,8 @@ class _Output:
             fd = os.open(self.temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except OSError as exc:
             raise _cannot(option, value, exc) from None
-        # The CSV is for spreadsheets: UTF-8 with its byte order mark, which Excel needs to
-        # read it as UTF-8 at all (without it, 'Ärzte Nord' shows as 'Ã„rzte Nord'). It is a
-        # file's mark: stdout, which carries the summary, never gets one.
         self.file: IO[str] | IO[bytes] = (
-            os.fdopen(fd, "w", encoding="utf-8-sig", newline="") if text else os.fdopen(fd, "wb")
+            os.fdopen(fd, "w", encoding="utf-8", newline="") if text else os.fdopen(fd, "wb")
         )
 
     def keep(self) -> None:
