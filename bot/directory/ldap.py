@@ -98,12 +98,33 @@ def _tidy_dn(dn: str) -> str:
     return re.sub(r"(?<!\\)\s*,\s*", ",", dn.strip())
 
 
+_DN_ESCAPE = re.compile(r"\\([0-9A-Fa-f]{2})|\\(.)", re.DOTALL)
+
+
+def _dn_value(value: str) -> str:
+    """An attribute value of a DN as the characters it stands for, lower-cased: RFC 4514
+    lets a special character be escaped as itself or as hex, and servers differ (Active
+    Directory writes `CN=Smith\\, John`, OpenLDAP `cn=Smith\\2C John`); both are one DN."""
+    value = re.sub(r"^\s+|(?<!\\)\s+$", "", value)
+    out = bytearray()
+    pos = 0
+    for match in _DN_ESCAPE.finditer(value):
+        out += value[pos : match.start()].encode()
+        out += bytes([int(match[1], 16)]) if match[1] else match[2].encode()
+        pos = match.end()
+    out += value[pos:].encode()
+    text = out.decode("utf-8", "replace").lower()
+    # One escape for what would read as structure, so no value can pass for more RDNs.
+    return re.sub(r'[\\,+=;<>"#]', lambda m: f"\\{ord(m[0]):02x}", text)
+
+
 def norm_dn(dn: str) -> str:
-    """Compare DNs case- and spacing-insensitively."""
+    """Compare DNs case- and spacing-insensitively, and however their values are escaped."""
     try:
-        return ",".join(f"{a.strip().lower()}={v.strip().lower()}" for a, v, _ in parse_dn(dn))
-    except Exception:  # not RFC 4514 (e.g. spaces after commas): compare loosely
+        parts = parse_dn(_tidy_dn(dn))
+    except Exception:  # not RFC 4514: compare loosely
         return re.sub(r"\s*([,=+])\s*", r"\1", dn.strip().lower())
+    return "".join(f"{a.strip().lower()}={_dn_value(v)}{sep}" for a, v, sep in parts)
 
 
 class VerifiedTls(ldap3.Tls):  # type: ignore[misc]

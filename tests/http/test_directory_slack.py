@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from bot.slack.front import WORKING
 from storage.models import Ticket
-from tests.directory_people import ANA, BO, CY, PAT, TOM, VIC, Who, fill_slack
+from tests.directory_people import ANA, BO, CY, GROUPS_OU, PAT, TOM, VIC, Who, fill_slack
 from tests.fakes.botframework import FakeConnector
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import (
@@ -378,6 +378,27 @@ async def test_a_manager_disabled_after_the_request_was_sent_cannot_approve(
     )
     told = json.dumps(posts_to(slack_api, "C0HELP"))
     assert "Bo Boss (bo@example.com) answered" in told and "nothing was confirmed" in told
+
+
+@pytest.mark.parametrize("source", ["ldap"], indirect=True)
+async def test_a_vip_group_dn_escaped_otherwise_than_the_server_writes_it_still_counts(
+    make_app, slack_api: FakeSlack, source: Source
+):
+    """Found by a review: the VIP group's name holds a comma. The admin writes its DN as
+    Active Directory does (`cn=Board\\, Execs,...`); OpenLDAP writes Vic's memberOf as
+    `cn=Board\\2C Execs,...`. Both are one DN (RFC 4514), but they were compared as text:
+    Vic was no VIP, and her printer ticket was worked without confirming who called."""
+    assert source.slapd is not None
+    source.slapd.load(
+        f"dn: cn=Board\\, Execs,{GROUPS_OU}\nobjectClass: groupOfNames\ncn: Board, Execs\n"
+        f"member: {VIC.dn}\n"
+    )
+    source.directory["ldap"]["vip_group_dn"] = f"CN=Board\\, Execs,{GROUPS_OU}"
+    app = await start(make_app, slack_api, source)
+    await new_ticket(app, slack_api, requester=VIC.slack)
+    request = await manager_dm(slack_api, 1)
+    assert "Vic VIP (vic@example.com)" in json.dumps(request["blocks"])
+    assert await identity_state(app, "HD-1") == "pending"
 
 
 @pytest.mark.parametrize("source", ["graph"], indirect=True)
