@@ -2,10 +2,11 @@
 
 No system service is used: each `Slapd` writes its own `slapd.conf` (core, cosine and
 inetOrgPerson schemas, a small schema for AD's `extensionAttribute1`/`2`, the memberof overlay
-so group members carry `memberOf`), an mdb database in a temp dir, and runs slapd in the
-foreground as a child process. Entries are loaded with `ldapadd` over the protocol (the
-memberof overlay only sees adds made through the server). Anonymous clients can read nothing:
-the bot must bind. `stop()` and `start()` take the server down and back on the same port.
+so group members carry `memberOf`, the ppolicy overlay for `pwdAccountLockedTime`), an mdb
+database in a temp dir, and runs slapd in the foreground as a child process. Entries are
+loaded with `ldapadd` over the protocol (the memberof overlay only sees adds made through the
+server). Anonymous clients can read nothing: the bot must bind. `stop()` and `start()` take
+the server down and back on the same port.
 
 Needs Debian's `slapd` and `ldap-utils`: `require_slapd()` skips with the reason where they
 cannot be had, and fails under `CI=true` (CI installs them: `.ci/run`).
@@ -65,8 +66,9 @@ def slapd_missing() -> str | None:
         return "ldapadd is not installed (apt-get install ldap-utils)"
     if not (SCHEMA_DIR / "inetorgperson.schema").is_file():
         return f"OpenLDAP schemas are missing in {SCHEMA_DIR}"
-    if _module_dir() is None:
-        return "OpenLDAP modules (back_mdb, memberof) are missing"
+    modules = _module_dir()
+    if modules is None or not (modules / "ppolicy.la").exists():
+        return "OpenLDAP modules (back_mdb, memberof, ppolicy) are missing"
     return None
 
 
@@ -133,6 +135,7 @@ include {self.dir / "ad.schema"}
 modulepath {modules}
 moduleload back_mdb
 moduleload memberof
+moduleload ppolicy
 pidfile {self.dir / "slapd.pid"}
 argsfile {self.dir / "slapd.args"}
 {tls}
@@ -146,6 +149,7 @@ maxsize 33554432
 access to attrs=userPassword by anonymous auth by * none
 access to * by users read by * none
 overlay memberof
+overlay ppolicy
 """
 
     def start(self) -> Slapd:

@@ -50,9 +50,13 @@ _BASE_ATTRIBUTES = (
     "mobile",
     "manager",
     "memberOf",
-    "userAccountControl",  # Active Directory's; other servers have none (never disabled)
+    "userAccountControl",  # Active Directory's
+    "pwdAccountLockedTime",  # OpenLDAP's (ppolicy overlay); operational: asked by name
 )
 _ACCOUNTDISABLE = 0x2  # userAccountControl flag
+# pwdAccountLockedTime of an account its administrator locked for good (slapo-ppolicy(5));
+# any other value is a lockout after failed binds, which lifts (as AD's, not "disabled").
+_LOCKED_FOR_GOOD = "000001010000Z"
 _SIZE_LIMIT_EXCEEDED = 4
 _OK_RESULTS = {0, _SIZE_LIMIT_EXCEEDED, 32}  # success, sizeLimitExceeded (ambiguous), noSuchObject
 _MAX_SAME = 10  # entries read for one look-up (more than one is ambiguous)
@@ -84,7 +88,10 @@ def _first(attrs: dict[str, Any], *names: str) -> str | None:
 
 
 def _disabled(attrs: dict[str, Any]) -> bool:
-    """AD's ACCOUNTDISABLE flag is set in userAccountControl (a decimal integer)."""
+    """AD's ACCOUNTDISABLE flag is set in userAccountControl (a decimal integer), or an
+    OpenLDAP administrator has locked the account for good (pwdAccountLockedTime)."""
+    if _LOCKED_FOR_GOOD in (v.upper() for v in _values(attrs, "pwdAccountLockedTime")):
+        return True
     value = _first(attrs, "userAccountControl")
     try:
         return value is not None and bool(int(value) & _ACCOUNTDISABLE)

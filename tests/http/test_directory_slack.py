@@ -359,6 +359,27 @@ async def test_a_manager_whose_account_is_disabled_is_not_asked(
     assert await identity_rows(app) == (1, ["identity.requested", "identity.no_manager"])
 
 
+@pytest.mark.parametrize("source", ["ldap"], indirect=True)
+async def test_a_manager_locked_for_good_on_openldap_is_not_asked(
+    make_app, slack_api: FakeSlack, source: Source
+):
+    """Found by a review: on OpenLDAP an account is disabled by locking it for good
+    (ppolicy's pwdAccountLockedTime 000001010000Z); there is no userAccountControl. Bo has
+    left and been locked so, but the bot read only AD's flag: he was still asked to vouch
+    for Ana from his lingering Slack account."""
+    assert source.slapd is not None
+    app = await start(make_app, slack_api, source, cache_ttl="0s")
+    await new_ticket(app, slack_api, requester=ANA.slack)
+    source.slapd.modify(
+        f"dn: {BO.dn}\nchangetype: modify\nreplace: pwdAccountLockedTime\n"
+        "pwdAccountLockedTime: 000001010000Z\n"
+    )
+    answer = await command(app, slack_api, "verify HD-1")
+    assert "Bo Boss (bo@example.com)" in answer and "disabled in the directory" in answer
+    assert (await only_ticket(app)).identity_state == "required"
+    assert not [c for c in slack_api.method_calls("conversations.open") if c["users"] == BO.slack]
+
+
 async def test_a_manager_disabled_after_the_request_was_sent_cannot_approve(
     make_app, slack_api: FakeSlack, source: Source
 ):
