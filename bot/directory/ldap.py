@@ -58,7 +58,8 @@ _ACCOUNTDISABLE = 0x2  # userAccountControl flag
 # any other value is a lockout after failed binds, which lifts (as AD's, not "disabled").
 _LOCKED_FOR_GOOD = "000001010000Z"
 _SIZE_LIMIT_EXCEEDED = 4
-_OK_RESULTS = {0, _SIZE_LIMIT_EXCEEDED, 32}  # success, sizeLimitExceeded (ambiguous), noSuchObject
+_NO_SUCH_OBJECT = 32
+_OK_RESULTS = {0, _SIZE_LIMIT_EXCEEDED, _NO_SUCH_OBJECT}  # success, sizeLimitExceeded (ambiguous)
 _MAX_SAME = 10  # entries read for one look-up (more than one is ambiguous)
 # How far up nested groups are followed, and how many groups at most (cycles are cut too);
 # a person whose groups go past either is not known not to be a VIP.
@@ -260,10 +261,18 @@ class LdapDirectory:
         return self._search_all(base, query, scope, attributes, size)[0]
 
     def _search_all(
-        self, base: str, query: str, scope: str, attributes: list[str], size: int
+        self,
+        base: str,
+        query: str,
+        scope: str,
+        attributes: list[str],
+        size: int,
+        *,
+        base_must_exist: bool = False,
     ) -> tuple[list[dict[str, Any]], bool]:
         """Entries found, and whether more matched than came back (sizeLimitExceeded: our
-        own `size`, or a smaller limit the server sets for the bot)."""
+        own `size`, or a smaller limit the server sets for the bot). With `base_must_exist`,
+        a `base` the server does not have is a DirectoryUnavailable, not "nobody there"."""
         for attempt in (1, 2):
             try:
                 conn = self._connection()
@@ -278,6 +287,8 @@ class LdapDirectory:
                 self._drop()
                 raise self._unavailable(f"{type(exc).__name__}: {exc}") from None
             code = (conn.result or {}).get("result", 0)
+            if code == _NO_SUCH_OBJECT and base_must_exist:
+                raise self._unavailable(f"the search base {base} does not exist on the server")
             if code not in _OK_RESULTS:
                 reason = (conn.result or {}).get("description", code)
                 raise self._unavailable(f"search {query} under {base} failed: {reason}")
@@ -306,9 +317,11 @@ class LdapDirectory:
 
     def _one(self, query: str, what: str) -> _Found | None:
         """The one entry under base_dn matching `query`, None if none; DirectoryAmbiguous if
-        several (`what` names the look-up in the error: "mail ana@example.com")."""
+        several (`what` names the look-up in the error: "mail ana@example.com"). A base_dn
+        the server does not have (a typo, an OU renamed since) finds nobody at all, which
+        must not read as "not a VIP": DirectoryUnavailable."""
         entries, more = self._search_all(
-            self._base_dn, query, ldap3.SUBTREE, self._attributes, _MAX_SAME
+            self._base_dn, query, ldap3.SUBTREE, self._attributes, _MAX_SAME, base_must_exist=True
         )
         if more and not entries:
             # The server's size limit for the bot is 0: whether anyone matched is not known.

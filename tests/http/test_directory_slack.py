@@ -252,6 +252,29 @@ async def test_a_ticket_opened_during_an_outage_opens_gated_and_verify_works_lat
     await manager_dm(slack_api, 1)
 
 
+@pytest.mark.parametrize("source", ["ldap"], indirect=True)
+async def test_a_search_base_the_server_lacks_is_no_directory_not_nobody_in_it(
+    make_app, slack_api: FakeSlack, source: Source
+):
+    """Found by a review: `directory.ldap.base_dn` names an OU the server does not have (a
+    typo, or the OU was renamed since). Every search answered noSuchObject and was read as
+    "nobody has that mail": Vic was no VIP and her ticket was worked unchecked. Now the
+    directory cannot answer: the ticket opens gated and the technician is told."""
+    source.directory["ldap"]["base_dn"] = "ou=Gone,dc=example,dc=com"
+    app = await start(make_app, slack_api, source, cache_ttl="0s")
+    await new_ticket(app, slack_api, requester=VIC.slack)
+    ticket = await only_ticket(app)
+    assert ticket.identity_state == "required"
+    await wait_until(
+        lambda: (
+            f"could not be reached when {ticket.number} was opened"
+            in json.dumps(posts_to(slack_api, "C0HELP"))
+        ),
+        timeout=30,
+    )
+    assert await identity_rows(app) == (0, ["identity.directory_unavailable"])
+
+
 @pytest.mark.parametrize("source", ["graph"], indirect=True)
 async def test_a_form_sent_while_graph_throttles_is_acked_in_time(
     make_app, slack_api: FakeSlack, source: Source
