@@ -154,14 +154,25 @@ class VerifiedTls(ldap3.Tls):  # type: ignore[misc]
 
 @dataclass(frozen=True)
 class _Found:
-    """One directory entry: the person it describes (None without mail) and its manager DN;
-    `until`: when the earliest cached group answer it was built from expires (it is cached no
-    longer than that)."""
+    """One directory entry: the person it describes (None without mail) and its manager DNs
+    (one, normally; `manager` may hold several on servers other than AD); `until`: when the
+    earliest cached group answer it was built from expires (it is cached no longer than
+    that)."""
 
     dn: str
     person: Person | None
-    manager_dn: str | None
+    managers: tuple[str, ...] = ()
     until: float = math.inf
+
+    def manager_dn(self) -> str | None:
+        """The DN of the one manager on file, None with none; DirectoryAmbiguous when the
+        entry names several (which of them vouches for this person is not known: asking
+        either could be asking the wrong one)."""
+        if len(self.managers) > 1:
+            email = self.person.email if self.person else self.dn
+            log.warning("LDAP: %s has %d manager DNs; cannot tell which", email, len(self.managers))
+            raise DirectoryAmbiguous(SOURCE, f"the role of manager of {email}", len(self.managers))
+        return self.managers[0] if self.managers else None
 
 
 class LdapDirectory:
@@ -346,7 +357,10 @@ class LdapDirectory:
         attrs = {str(k).lower(): v for k, v in (entry.get("attributes") or {}).items()}
         dn = str(entry.get("dn") or "")
         person, until = self._to_person(attrs)
-        return _Found(dn=dn, person=person, manager_dn=_first(attrs, "manager"), until=until)
+        managers: dict[str, str] = {}
+        for manager in _values(attrs, "manager"):
+            managers.setdefault(norm_dn(manager), manager)
+        return _Found(dn=dn, person=person, managers=tuple(managers.values()), until=until)
 
     def _groups_above(self, group_dn: str) -> tuple[list[str], float]:
         """DNs of the groups `group_dn` is itself a member of (cached), and when that answer
@@ -450,7 +464,8 @@ class LdapDirectory:
 
     def _manager_sync(self, email: str) -> _Found | None:
         found = self._one(_by_mail(email), f"mail {email}")
-        return self._read(found.manager_dn) if found and found.manager_dn else None
+        manager_dn = found.manager_dn() if found else None
+        return self._read(manager_dn) if manager_dn else None
 
     # --- async side --------------------------------------------------------------------
 
@@ -514,7 +529,7 @@ class LdapDirectory:
         # cache_ttl after the entry was read, not up to twice that.
         hit, cached, until = self._cache.get_until(("email", key))
         if hit and cached is not None:
-            manager_dn = cached.manager_dn
+            manager_dn = cached.manager_dn()
             work: Callable[[], _Found | None] = (
                 (lambda: self._read(manager_dn)) if manager_dn else (lambda: None)
             )

@@ -403,6 +403,25 @@ async def test_a_manager_locked_for_good_on_openldap_is_not_asked(
     assert not [c for c in slack_api.method_calls("conversations.open") if c["users"] == BO.slack]
 
 
+@pytest.mark.parametrize("source", ["ldap"], indirect=True)
+async def test_an_entry_naming_two_managers_asks_neither(
+    make_app, slack_api: FakeSlack, source: Source
+):
+    """Found by a review: outside AD, `manager` may hold several DNs (inetOrgPerson's is
+    multi-valued). Ana's entry names Bo and, left over from a reorganisation, Cy: the bot
+    asked whichever the server listed first, who may be the wrong one. Now neither is
+    asked, and Tom is told the directory cannot tell who her manager is."""
+    assert source.slapd is not None
+    app = await start(make_app, slack_api, source, cache_ttl="0s")
+    await new_ticket(app, slack_api, requester=ANA.slack)
+    source.slapd.modify(f"dn: {ANA.dn}\nchangetype: modify\nadd: manager\nmanager: {CY.dn}\n")
+    answer = await command(app, slack_api, "verify HD-1")
+    assert "manager of ana@example.com" in answer and "cannot tell who is meant" in answer
+    assert "the manager was not asked" in answer
+    assert await identity_state(app, "HD-1") != "pending"
+    assert not slack_api.method_calls("conversations.open")
+
+
 async def test_a_manager_disabled_after_the_request_was_sent_cannot_approve(
     make_app, slack_api: FakeSlack, source: Source
 ):
