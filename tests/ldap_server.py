@@ -92,8 +92,9 @@ class Slapd:
     """One private slapd; `url` (and `ldaps_url` with `tls=True`) once started."""
 
     def __init__(self, *, tls: bool = False, limits: str = "") -> None:
-        """`limits`: slapd.conf `limits` lines for the database (e.g. an administrative
-        size limit for the bot's DN)."""
+        """`limits`: slapd.conf lines for the database, ahead of its default access rules
+        (e.g. an administrative size limit for the bot's DN, or an `access` rule hiding an
+        entry from it)."""
         self.dir = Path(tempfile.mkdtemp(prefix="slapd-"))
         self.limits = limits
         self.tls = LoopbackTLS() if tls else None

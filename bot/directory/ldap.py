@@ -362,28 +362,31 @@ class LdapDirectory:
             managers.setdefault(norm_dn(manager), manager)
         return _Found(dn=dn, person=person, managers=tuple(managers.values()), until=until)
 
-    def _groups_above(self, group_dn: str) -> tuple[list[str], float]:
+    def _groups_above(self, group_dn: str) -> tuple[list[str] | None, float]:
         """DNs of the groups `group_dn` is itself a member of (cached), and when that answer
-        expires from the cache."""
+        expires from the cache; None when the group cannot be read (a memberOf value names
+        it, so it exists: an ACL hides it from the bot), which is not "in no group"."""
         key = norm_dn(group_dn)
         hit, cached, until = self._parents.get_until(key)
         if hit and cached is not None:
             return cached, until
         entries = self._search(group_dn, "(objectClass=*)", ldap3.BASE, ["memberOf"], 1)
-        parents: list[str] = []
-        if entries:
-            attrs = {str(k).lower(): v for k, v in (entries[0].get("attributes") or {}).items()}
-            parents = _values(attrs, "memberOf")
+        if not entries:
+            return None, math.inf
+        attrs = {str(k).lower(): v for k, v in (entries[0].get("attributes") or {}).items()}
+        parents = _values(attrs, "memberOf")
         self._parents.put(key, parents)
         return parents, self._parents.expiry()
 
-    def _memberships(self, direct: list[str]) -> tuple[set[str], bool, float]:
+    def _memberships(self, direct: list[str]) -> tuple[set[str], bool, float, list[str]]:
         """Every group (normalised DN) reached from the direct groups through nesting,
         whether the walk saw them all (False when it stopped at `_MAX_GROUPS` groups or
-        `_MAX_DEPTH` levels with groups left to look at), and when the earliest cached answer
-        it used expires; stops as soon as the VIP and technician groups are both found."""
+        `_MAX_DEPTH` levels with groups left to look at, or met a group it cannot read),
+        when the earliest cached answer it used expires, and the groups it could not read;
+        stops as soon as the VIP and technician groups are both found."""
         wanted = {g for g in (self._vip, self._tech) if g}
         seen: set[str] = set()
+        unread: list[str] = []
         until = math.inf
         level = direct
         for _ in range(_MAX_DEPTH):
@@ -393,17 +396,21 @@ class LdapDirectory:
                 if key in seen:
                     continue
                 if len(seen) >= _MAX_GROUPS:
-                    return seen, False, until
+                    return seen, False, until, unread
                 seen.add(key)
                 if wanted <= seen:
-                    return seen, True, until
+                    return seen, True, until, unread
                 parents, fresh_until = self._groups_above(dn)
+                if parents is None:
+                    unread.append(dn)
+                    continue
                 upper.extend(parents)
                 until = min(until, fresh_until)
             if not upper:
-                return seen, True, until
+                return seen, not unread, until, unread
             level = upper
-        return seen, all(norm_dn(dn) in seen for dn in level), until
+        complete = not unread and all(norm_dn(dn) in seen for dn in level)
+        return seen, complete, until, unread
 
     def _groups_of(self, email: str, direct: list[str]) -> tuple[set[str], float]:
         """The configured VIP and technician groups the person is in (normalised DNs): their
@@ -415,11 +422,15 @@ class LdapDirectory:
         own = {norm_dn(dn) for dn in direct} & wanted
         if own == wanted:
             return own, math.inf
-        groups, complete, until = self._memberships(direct)
+        groups, complete, until, unread = self._memberships(direct)
         found = own | (groups & wanted)
         if complete or found == wanted:
             return found, until
-        cut = f"{_MAX_GROUPS} groups or {_MAX_DEPTH} levels"
+        cut = (
+            f"group {unread[0]}, which the bot may not read,"
+            if unread
+            else f"{_MAX_GROUPS} groups or {_MAX_DEPTH} levels"
+        )
         if self._vip and self._vip not in found:
             log.warning(
                 "LDAP: group walk for %s stopped at %s without reaching the VIP group; "
@@ -427,11 +438,13 @@ class LdapDirectory:
                 email,
                 cut,
             )
-            raise DirectoryUnavailable(
-                SOURCE,
-                f"{email} is in more than {cut} of nested groups; "
-                "whether they are a VIP is not known",
+            detail = (
+                f"{email} is in {cut} so whether they are a VIP is not known"
+                if unread
+                else f"{email} is in more than {cut} of nested groups; "
+                "whether they are a VIP is not known"
             )
+            raise DirectoryUnavailable(SOURCE, detail)
         log.warning(
             "LDAP: group walk for %s stopped at %s without reaching the technician group; "
             "not counted as a technician",

@@ -17,7 +17,20 @@ from sqlalchemy import select
 
 from bot.slack.front import WORKING
 from storage.models import Ticket
-from tests.directory_people import ANA, BO, CY, GROUPS_OU, PAT, TOM, VIC, Who, fill_slack
+from tests.directory_people import (
+    ANA,
+    BO,
+    BOT_DN,
+    CY,
+    GROUPS_OU,
+    PAT,
+    TOM,
+    VIC,
+    Who,
+    fill_slack,
+    ldap_directory,
+    start_slapd,
+)
 from tests.fakes.botframework import FakeConnector
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import (
@@ -36,6 +49,7 @@ from tests.http.directory_support import (
     identity_rows,
 )
 from tests.http.test_directory_teams import new_ticket as teams_ticket
+from tests.ldap_server import require_slapd
 
 _ids = itertools.count(1)
 
@@ -273,6 +287,40 @@ async def test_a_search_base_the_server_lacks_is_no_directory_not_nobody_in_it(
         timeout=30,
     )
     assert await identity_rows(app) == (0, ["identity.directory_unavailable"])
+
+
+async def test_a_nested_group_the_bot_may_not_read_leaves_a_vip_unknown_not_no_vip(
+    make_app, slack_api: FakeSlack
+):
+    """Found by a review: Vic is in Execs, which is in VIPs; an ACL hides Execs from the
+    bot (slapd answers noSuchObject, as for an entry that is not there). The group walk read
+    that as "Execs is in no group": Vic was no VIP and her ticket was worked unchecked. A
+    group her memberOf names exists, so the walk is incomplete: the directory cannot tell,
+    the ticket opens gated and the technician is told."""
+    require_slapd()
+    execs = f"cn=Execs,{GROUPS_OU}"
+    server = start_slapd(
+        limits=f'access to dn.exact="{execs}" by dn.exact="{BOT_DN}" none by * break'
+    )
+    try:
+        directory, env = ldap_directory(server)
+        source = Source("ldap", "LDAP", directory, env, slapd=server)
+        app = await start(make_app, slack_api, source, cache_ttl="0s")
+        await new_ticket(app, slack_api, requester=VIC.slack)
+        ticket = await only_ticket(app)
+        assert ticket.identity_state == "required"
+        await wait_until(
+            lambda: (
+                f"could not be reached when {ticket.number} was opened"
+                in json.dumps(posts_to(slack_api, "C0HELP"))
+            ),
+            timeout=30,
+        )
+        # Ana, in a group the bot may read, is looked up as before.
+        await new_ticket(app, slack_api, requester=ANA.slack)
+        assert await identity_state(app, "HD-2") == "not_required"
+    finally:
+        server.cleanup()
 
 
 @pytest.mark.parametrize("source", ["graph"], indirect=True)
