@@ -31,9 +31,9 @@ SCHEMA_DIR = Path("/etc/ldap/schema")
 MODULE_DIRS = (Path("/usr/lib/ldap"), Path("/usr/lib64/openldap"), Path("/usr/lib/openldap"))
 SUFFIX = "dc=example,dc=com"
 
-# Active Directory's attribute OIDs for the two extension attributes and userAccountControl
-# (bit 2: account disabled); the auxiliary class lets inetOrgPerson entries carry them (an
-# OpenLDAP experimental-arc OID).
+# Active Directory's attribute OIDs for the two extension attributes, userAccountControl
+# (bit 2: account disabled) and accountExpires (FILETIME); the auxiliary class lets
+# inetOrgPerson entries carry them (an OpenLDAP experimental-arc OID).
 AD_SCHEMA = """
 attributetype ( 1.2.840.113556.1.2.423 NAME 'extensionAttribute1'
   EQUALITY caseIgnoreMatch SUBSTR caseIgnoreSubstringsMatch
@@ -43,8 +43,10 @@ attributetype ( 1.2.840.113556.1.2.424 NAME 'extensionAttribute2'
   SYNTAX 1.3.6.1.4.1.1466.115.121.1.15{1024} SINGLE-VALUE )
 attributetype ( 1.2.840.113556.1.4.8 NAME 'userAccountControl'
   EQUALITY integerMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )
+attributetype ( 1.2.840.113556.1.4.159 NAME 'accountExpires'
+  EQUALITY integerMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )
 objectclass ( 1.3.6.1.4.1.4203.666.11.7.1 NAME 'helpdeskChatIds' AUXILIARY
-  MAY ( extensionAttribute1 $ extensionAttribute2 $ userAccountControl ) )
+  MAY ( extensionAttribute1 $ extensionAttribute2 $ userAccountControl $ accountExpires ) )
 """
 
 

@@ -51,12 +51,15 @@ _BASE_ATTRIBUTES = (
     "manager",
     "memberOf",
     "userAccountControl",  # Active Directory's
+    "accountExpires",  # Active Directory's: when the account stops working (leavers)
     "pwdAccountLockedTime",  # OpenLDAP's (ppolicy overlay); operational: asked by name
 )
 _ACCOUNTDISABLE = 0x2  # userAccountControl flag
 # pwdAccountLockedTime of an account its administrator locked for good (slapo-ppolicy(5));
 # any other value is a lockout after failed binds, which lifts (as AD's, not "disabled").
 _LOCKED_FOR_GOOD = "000001010000Z"
+_NEVER_EXPIRES = 0x7FFFFFFFFFFFFFFF  # accountExpires: never (as is 0)
+_EPOCH_1601 = 11_644_473_600  # seconds from 1601-01-01 to 1970-01-01 (FILETIME to Unix)
 _SIZE_LIMIT_EXCEEDED = 4
 _NO_SUCH_OBJECT = 32
 _OK_RESULTS = {0, _SIZE_LIMIT_EXCEEDED, _NO_SUCH_OBJECT}  # success, sizeLimitExceeded (ambiguous)
@@ -88,10 +91,27 @@ def _first(attrs: dict[str, Any], *names: str) -> str | None:
     return None
 
 
+def _expired(attrs: dict[str, Any]) -> bool:
+    """AD's accountExpires (100 ns intervals since 1601 UTC; 0 or the largest value: never)
+    has passed: the account no longer signs in, as with a leaver whose end date was set
+    rather than their account disabled."""
+    value = _first(attrs, "accountExpires")
+    try:
+        ticks = int(value) if value is not None else 0
+    except ValueError:
+        return False
+    if ticks <= 0 or ticks >= _NEVER_EXPIRES:
+        return False
+    return ticks / 10_000_000 - _EPOCH_1601 <= time.time()
+
+
 def _disabled(attrs: dict[str, Any]) -> bool:
-    """AD's ACCOUNTDISABLE flag is set in userAccountControl (a decimal integer), or an
-    OpenLDAP administrator has locked the account for good (pwdAccountLockedTime)."""
+    """AD's ACCOUNTDISABLE flag is set in userAccountControl (a decimal integer) or its
+    accountExpires has passed, or an OpenLDAP administrator has locked the account for good
+    (pwdAccountLockedTime)."""
     if _LOCKED_FOR_GOOD in (v.upper() for v in _values(attrs, "pwdAccountLockedTime")):
+        return True
+    if _expired(attrs):
         return True
     value = _first(attrs, "userAccountControl")
     try:

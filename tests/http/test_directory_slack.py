@@ -470,6 +470,34 @@ async def test_an_entry_naming_two_managers_asks_neither(
     assert not slack_api.method_calls("conversations.open")
 
 
+@pytest.mark.parametrize("source", ["ldap"], indirect=True)
+async def test_a_manager_whose_ad_account_has_expired_is_not_asked(
+    make_app, slack_api: FakeSlack, source: Source
+):
+    """Found by a review: Bo has left, and AD was told so the common way, by an end date
+    (accountExpires, 2020-01-01) rather than by disabling the account. The bot read only
+    userAccountControl: Bo, whose account no longer signs in, was still asked to vouch for
+    Ana from his lingering Slack account."""
+    assert source.slapd is not None
+    app = await start(make_app, slack_api, source, cache_ttl="0s")
+    await new_ticket(app, slack_api, requester=ANA.slack)
+    expired = (1_577_836_800 + 11_644_473_600) * 10_000_000  # 2020-01-01 as a FILETIME
+    source.slapd.modify(
+        f"dn: {BO.dn}\nchangetype: modify\nreplace: accountExpires\naccountExpires: {expired}\n"
+    )
+    answer = await command(app, slack_api, "verify HD-1")
+    assert "Bo Boss (bo@example.com)" in answer and "disabled in the directory" in answer
+    assert (await only_ticket(app)).identity_state == "required"
+    assert not [c for c in slack_api.method_calls("conversations.open") if c["users"] == BO.slack]
+    # An account that never expires (AD writes the largest value) is asked as before.
+    source.slapd.modify(
+        f"dn: {BO.dn}\nchangetype: modify\nreplace: accountExpires\n"
+        "accountExpires: 9223372036854775807\n"
+    )
+    assert "Bo Boss" in await command(app, slack_api, "verify HD-1")
+    await manager_dm(slack_api, 1)
+
+
 async def test_a_manager_disabled_after_the_request_was_sent_cannot_approve(
     make_app, slack_api: FakeSlack, source: Source
 ):
