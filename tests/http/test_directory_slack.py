@@ -324,6 +324,29 @@ async def test_a_nested_group_the_bot_may_not_read_leaves_a_vip_unknown_not_no_v
 
 
 @pytest.mark.parametrize("source", ["graph"], indirect=True)
+async def test_a_user_search_answered_404_is_no_directory_not_nobody_in_it(
+    make_app, slack_api: FakeSlack, source: Source
+):
+    """Found by a review: Graph never answers 404 to `GET /users?$filter=...` (a collection
+    is always there; nobody matching is an empty `value`). A 404 there comes from something
+    else on the way (a gateway or proxy at base_url that does not know the route) and was
+    read as "nobody has that mail": Vic was no VIP and her ticket was worked unchecked."""
+    assert source.graph is not None
+    app = await start(make_app, slack_api, source, cache_ttl="0s")
+    source.graph.fail("/v1.0/users", 404, times=10_000, body="<html>Not Found</html>")
+    await new_ticket(app, slack_api, requester=VIC.slack)
+    ticket = await only_ticket(app)
+    assert ticket.identity_state == "required"
+    await wait_until(
+        lambda: (
+            f"could not be reached when {ticket.number} was opened"
+            in json.dumps(posts_to(slack_api, "C0HELP"))
+        ),
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize("source", ["graph"], indirect=True)
 async def test_a_form_sent_while_graph_throttles_is_acked_in_time(
     make_app, slack_api: FakeSlack, source: Source
 ):
