@@ -468,9 +468,11 @@ class GraphDirectory:
         return person, complete, math.inf
 
     async def find_by_email(self, email: str) -> Person | None:
-        """The user whose UPN or mail is `email` (case-insensitive)."""
+        """The user whose UPN or mail is `email` (case-insensitive); None for a value that
+        is no address (without "@" it would be taken for an object id, or a function such as
+        `delta`, in a URL path)."""
         key = address_key(email)
-        if not key:
+        if not key or "@" not in key:
             return None
         hit, cached = self._cache.get(("email", key))
         if hit:
