@@ -23,8 +23,9 @@ class Person:
     manager_email: str | None = None
     vip: bool = False
     technician: bool = False
-    # The account is disabled (AD userAccountControl, Entra accountEnabled): the person has
-    # typically left, though their entry (and chat accounts) may linger.
+    # The account is disabled (AD userAccountControl or an accountExpires passed, OpenLDAP
+    # pwdAccountLockedTime set for good, Entra accountEnabled): the person has typically
+    # left, though their entry (and chat accounts) may linger.
     disabled: bool = False
 
 

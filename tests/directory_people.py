@@ -136,7 +136,7 @@ def ldif() -> str:
 
 
 def start_slapd(*, tls: bool = False, limits: str = "") -> Slapd:
-    """A private slapd holding everyone (`limits`: slapd.conf `limits` lines)."""
+    """A private slapd holding everyone (`limits`: slapd.conf `limits` or `access` lines)."""
     server = Slapd(tls=tls, limits=limits).start()
     try:
         server.load(ldif())

@@ -2,10 +2,11 @@
 
 No system service is used: each `Slapd` writes its own `slapd.conf` (core, cosine and
 inetOrgPerson schemas, a small schema for AD's `extensionAttribute1`/`2`, the memberof overlay
-so group members carry `memberOf`), an mdb database in a temp dir, and runs slapd in the
-foreground as a child process. Entries are loaded with `ldapadd` over the protocol (the
-memberof overlay only sees adds made through the server). Anonymous clients can read nothing:
-the bot must bind. `stop()` and `start()` take the server down and back on the same port.
+so group members carry `memberOf`, the ppolicy overlay for `pwdAccountLockedTime`), an mdb
+database in a temp dir, and runs slapd in the foreground as a child process. Entries are
+loaded with `ldapadd` over the protocol (the memberof overlay only sees adds made through the
+server). Anonymous clients can read nothing: the bot must bind. `stop()` and `start()` take
+the server down and back on the same port.
 
 Needs Debian's `slapd` and `ldap-utils`: `require_slapd()` skips with the reason where they
 cannot be had, and fails under `CI=true` (CI installs them: `.ci/run`).
@@ -30,9 +31,9 @@ SCHEMA_DIR = Path("/etc/ldap/schema")
 MODULE_DIRS = (Path("/usr/lib/ldap"), Path("/usr/lib64/openldap"), Path("/usr/lib/openldap"))
 SUFFIX = "dc=example,dc=com"
 
-# Active Directory's attribute OIDs for the two extension attributes and userAccountControl
-# (bit 2: account disabled); the auxiliary class lets inetOrgPerson entries carry them (an
-# OpenLDAP experimental-arc OID).
+# Active Directory's attribute OIDs for the two extension attributes, userAccountControl
+# (bit 2: account disabled) and accountExpires (FILETIME); the auxiliary class lets
+# inetOrgPerson entries carry them (an OpenLDAP experimental-arc OID).
 AD_SCHEMA = """
 attributetype ( 1.2.840.113556.1.2.423 NAME 'extensionAttribute1'
   EQUALITY caseIgnoreMatch SUBSTR caseIgnoreSubstringsMatch
@@ -42,8 +43,10 @@ attributetype ( 1.2.840.113556.1.2.424 NAME 'extensionAttribute2'
   SYNTAX 1.3.6.1.4.1.1466.115.121.1.15{1024} SINGLE-VALUE )
 attributetype ( 1.2.840.113556.1.4.8 NAME 'userAccountControl'
   EQUALITY integerMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )
+attributetype ( 1.2.840.113556.1.4.159 NAME 'accountExpires'
+  EQUALITY integerMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )
 objectclass ( 1.3.6.1.4.1.4203.666.11.7.1 NAME 'helpdeskChatIds' AUXILIARY
-  MAY ( extensionAttribute1 $ extensionAttribute2 $ userAccountControl ) )
+  MAY ( extensionAttribute1 $ extensionAttribute2 $ userAccountControl $ accountExpires ) )
 """
 
 
@@ -65,8 +68,9 @@ def slapd_missing() -> str | None:
         return "ldapadd is not installed (apt-get install ldap-utils)"
     if not (SCHEMA_DIR / "inetorgperson.schema").is_file():
         return f"OpenLDAP schemas are missing in {SCHEMA_DIR}"
-    if _module_dir() is None:
-        return "OpenLDAP modules (back_mdb, memberof) are missing"
+    modules = _module_dir()
+    if modules is None or not (modules / "ppolicy.la").exists():
+        return "OpenLDAP modules (back_mdb, memberof, ppolicy) are missing"
     return None
 
 
@@ -90,8 +94,9 @@ class Slapd:
     """One private slapd; `url` (and `ldaps_url` with `tls=True`) once started."""
 
     def __init__(self, *, tls: bool = False, limits: str = "") -> None:
-        """`limits`: slapd.conf `limits` lines for the database (e.g. an administrative
-        size limit for the bot's DN)."""
+        """`limits`: slapd.conf lines for the database, ahead of its default access rules
+        (e.g. an administrative size limit for the bot's DN, or an `access` rule hiding an
+        entry from it)."""
         self.dir = Path(tempfile.mkdtemp(prefix="slapd-"))
         self.limits = limits
         self.tls = LoopbackTLS() if tls else None
@@ -133,6 +138,7 @@ include {self.dir / "ad.schema"}
 modulepath {modules}
 moduleload back_mdb
 moduleload memberof
+moduleload ppolicy
 pidfile {self.dir / "slapd.pid"}
 argsfile {self.dir / "slapd.args"}
 {tls}
@@ -146,6 +152,7 @@ maxsize 33554432
 access to attrs=userPassword by anonymous auth by * none
 access to * by users read by * none
 overlay memberof
+overlay ppolicy
 """
 
     def start(self) -> Slapd:

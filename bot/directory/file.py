@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +122,35 @@ def _signature(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
+# A file changed within this long before it was read may change again, in place and to the
+# same size, without its mtime moving (coarse file system clocks: FAT's ticks are 2 s): its
+# content is compared on each check until a read comes later than that ("racily clean").
+_RACY_NS = 2_000_000_000
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """A version of the file as last read: stat signature, content digest, and whether a
+    change could still hide behind the same signature."""
+
+    signature: tuple[int, int, int]
+    digest: str
+    racy: bool
+
+
+def _read(path: Path) -> tuple[_Seen, str]:
+    """The file's version and text now; DirectoryError when it cannot be read."""
+    started = time.time_ns()
+    try:
+        signature = _signature(os.stat(path))
+        data = path.read_bytes()
+        text = data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DirectoryError(f"{path}: cannot read the directory file: {exc}") from None
+    seen = _Seen(signature, hashlib.sha256(data).hexdigest(), signature[0] >= started - _RACY_NS)
+    return seen, text
+
+
 class FileDirectory:
     """People from the SPEC YAML file; reloads when the file changes, keeps the last good copy."""
 
@@ -133,17 +164,11 @@ class FileDirectory:
         self.path = Path(path)
         self._check_interval = check_interval
         self._clock = clock
-        self._index, self._signature = self._load()
+        seen, text = _read(self.path)
+        self._index, self._seen = _Index(parse_directory(self.path, text)), seen
         self._checked_at = clock()
-        self._bad_signature: tuple[int, int, int] | None = None
-
-    def _load(self) -> tuple[_Index, tuple[int, int, int]]:
-        try:
-            signature = _signature(os.stat(self.path))
-            text = self.path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DirectoryError(f"{self.path}: cannot read the directory file: {exc}") from None
-        return _Index(parse_directory(self.path, text)), signature
+        self._bad: _Seen | None = None  # the last version that could not be used
+        self._unreadable = False
 
     def _refresh(self) -> _Index:
         now = self._clock()
@@ -153,20 +178,34 @@ class FileDirectory:
         try:
             signature = _signature(os.stat(self.path))
         except OSError as exc:
-            if self._bad_signature != (0, 0, 0):
+            if not self._unreadable:
                 log.warning("%s: cannot read (%s); keeping the last good copy", self.path, exc)
-                self._bad_signature = (0, 0, 0)
+                self._unreadable = True
             return self._index
-        if signature in (self._signature, self._bad_signature):
-            return self._index
+        self._unreadable = False
+        for known in (self._seen, self._bad):
+            if known is not None and known.signature == signature and not known.racy:
+                return self._index
         try:
-            self._index, self._signature = self._load()
+            seen, text = _read(self.path)
         except DirectoryError as exc:
             log.warning("%s; keeping the last good copy", exc)
-            self._bad_signature = signature
+            self._bad = _Seen(signature, "", racy=False)  # told once, until it changes
             return self._index
-        self._bad_signature = None
-        log.info("%s: reloaded, %d people", self.path, len(self._index.people))
+        if seen.digest == self._seen.digest:  # the same content (touched, or racily clean)
+            self._seen, self._bad = seen, None
+            return self._index
+        if self._bad is not None and seen.digest == self._bad.digest:
+            self._bad = seen
+            return self._index
+        try:
+            index = _Index(parse_directory(self.path, text))
+        except DirectoryError as exc:
+            log.warning("%s; keeping the last good copy", exc)
+            self._bad = seen
+            return self._index
+        self._index, self._seen, self._bad = index, seen, None
+        log.info("%s: reloaded, %d people", self.path, len(index.people))
         return self._index
 
     @property

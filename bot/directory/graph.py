@@ -364,22 +364,35 @@ class GraphDirectory:
         and may answer a page with few or no values and a link to more) until more than one
         value is known or there is no next page: the first page alone is never taken for the
         whole answer. A link off this Graph's base URL is not followed (it would carry the
-        token elsewhere): DirectoryUnavailable."""
-        found = await self._call("GET", path, params)
-        values = list((found or {}).get("value") or [])
+        token elsewhere): DirectoryUnavailable. So is a 404: Graph answers a query on a
+        collection with an empty `value`, never "not found"; a 404 comes from something else
+        on the way (a gateway at base_url that does not know the route), and is no answer."""
+        found = await self._page(path, params)
+        values = list(found.get("value") or [])
         prefix = f"{self._base_url}/v1.0/"
         for _ in range(MAX_PAGES):
-            link = (found or {}).get("@odata.nextLink")
+            link = found.get("@odata.nextLink")
             if not link or len(values) > 1:
                 return values
             if not isinstance(link, str) or not link.startswith(prefix):
                 log.warning("Graph GET /v1.0/%s: next page is not on %s", path, self._base_url)
                 raise self._unavailable(f"GET /v1.0/{path}: next page is not on Graph")
-            found = await self._call("GET", link[len(prefix) :])
-            values.extend((found or {}).get("value") or [])
-        if (found or {}).get("@odata.nextLink") and len(values) <= 1:
+            found = await self._page(link[len(prefix) :])
+            values.extend(found.get("value") or [])
+        if found.get("@odata.nextLink") and len(values) <= 1:
             raise self._unavailable(f"GET /v1.0/{path}: more than {MAX_PAGES} next pages")
         return values
+
+    async def _page(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+        """One page of a collection; DirectoryUnavailable for a 404 or an answer that is no
+        collection (see `_all`)."""
+        found = await self._call("GET", path, params)
+        if not isinstance(found, dict):
+            what = f"GET /v1.0/{path.split('?', 1)[0]}"
+            answer = "HTTP 404" if found is None else "no JSON object"
+            log.warning("Graph %s: %s, where a collection was expected", what, answer)
+            raise self._unavailable(f"{what} answered {answer}, not a collection")
+        return found
 
     async def _user_data(self, key: str) -> dict[str, Any] | None:
         """The user `key` names: an e-mail address (with "@") as their mail or UPN, else an
@@ -455,9 +468,11 @@ class GraphDirectory:
         return person, complete, math.inf
 
     async def find_by_email(self, email: str) -> Person | None:
-        """The user whose UPN or mail is `email` (case-insensitive)."""
+        """The user whose UPN or mail is `email` (case-insensitive); None for a value that
+        is no address (without "@" it would be taken for an object id, or a function such as
+        `delta`, in a URL path)."""
         key = address_key(email)
-        if not key:
+        if not key or "@" not in key:
             return None
         hit, cached = self._cache.get(("email", key))
         if hit:

@@ -50,11 +50,19 @@ _BASE_ATTRIBUTES = (
     "mobile",
     "manager",
     "memberOf",
-    "userAccountControl",  # Active Directory's; other servers have none (never disabled)
+    "userAccountControl",  # Active Directory's
+    "accountExpires",  # Active Directory's: when the account stops working (leavers)
+    "pwdAccountLockedTime",  # OpenLDAP's (ppolicy overlay); operational: asked by name
 )
 _ACCOUNTDISABLE = 0x2  # userAccountControl flag
+# pwdAccountLockedTime of an account its administrator locked for good (slapo-ppolicy(5));
+# any other value is a lockout after failed binds, which lifts (as AD's, not "disabled").
+_LOCKED_FOR_GOOD = "000001010000Z"
+_NEVER_EXPIRES = 0x7FFFFFFFFFFFFFFF  # accountExpires: never (as is 0)
+_EPOCH_1601 = 11_644_473_600  # seconds from 1601-01-01 to 1970-01-01 (FILETIME to Unix)
 _SIZE_LIMIT_EXCEEDED = 4
-_OK_RESULTS = {0, _SIZE_LIMIT_EXCEEDED, 32}  # success, sizeLimitExceeded (ambiguous), noSuchObject
+_NO_SUCH_OBJECT = 32
+_OK_RESULTS = {0, _SIZE_LIMIT_EXCEEDED, _NO_SUCH_OBJECT}  # success, sizeLimitExceeded (ambiguous)
 _MAX_SAME = 10  # entries read for one look-up (more than one is ambiguous)
 # How far up nested groups are followed, and how many groups at most (cycles are cut too);
 # a person whose groups go past either is not known not to be a VIP.
@@ -83,8 +91,28 @@ def _first(attrs: dict[str, Any], *names: str) -> str | None:
     return None
 
 
+def _expired(attrs: dict[str, Any]) -> bool:
+    """AD's accountExpires (100 ns intervals since 1601 UTC; 0 or the largest value: never)
+    has passed: the account no longer signs in, as with a leaver whose end date was set
+    rather than their account disabled."""
+    value = _first(attrs, "accountExpires")
+    try:
+        ticks = int(value) if value is not None else 0
+    except ValueError:
+        return False
+    if ticks <= 0 or ticks >= _NEVER_EXPIRES:
+        return False
+    return ticks / 10_000_000 - _EPOCH_1601 <= time.time()
+
+
 def _disabled(attrs: dict[str, Any]) -> bool:
-    """AD's ACCOUNTDISABLE flag is set in userAccountControl (a decimal integer)."""
+    """AD's ACCOUNTDISABLE flag is set in userAccountControl (a decimal integer) or its
+    accountExpires has passed, or an OpenLDAP administrator has locked the account for good
+    (pwdAccountLockedTime)."""
+    if _LOCKED_FOR_GOOD in (v.upper() for v in _values(attrs, "pwdAccountLockedTime")):
+        return True
+    if _expired(attrs):
+        return True
     value = _first(attrs, "userAccountControl")
     try:
         return value is not None and bool(int(value) & _ACCOUNTDISABLE)
@@ -98,12 +126,33 @@ def _tidy_dn(dn: str) -> str:
     return re.sub(r"(?<!\\)\s*,\s*", ",", dn.strip())
 
 
+_DN_ESCAPE = re.compile(r"\\([0-9A-Fa-f]{2})|\\(.)", re.DOTALL)
+
+
+def _dn_value(value: str) -> str:
+    """An attribute value of a DN as the characters it stands for, lower-cased: RFC 4514
+    lets a special character be escaped as itself or as hex, and servers differ (Active
+    Directory writes `CN=Smith\\, John`, OpenLDAP `cn=Smith\\2C John`); both are one DN."""
+    value = re.sub(r"^\s+|(?<!\\)\s+$", "", value)
+    out = bytearray()
+    pos = 0
+    for match in _DN_ESCAPE.finditer(value):
+        out += value[pos : match.start()].encode()
+        out += bytes([int(match[1], 16)]) if match[1] else match[2].encode()
+        pos = match.end()
+    out += value[pos:].encode()
+    text = out.decode("utf-8", "replace").lower()
+    # One escape for what would read as structure, so no value can pass for more RDNs.
+    return re.sub(r'[\\,+=;<>"#]', lambda m: f"\\{ord(m[0]):02x}", text)
+
+
 def norm_dn(dn: str) -> str:
-    """Compare DNs case- and spacing-insensitively."""
+    """Compare DNs case- and spacing-insensitively, and however their values are escaped."""
     try:
-        return ",".join(f"{a.strip().lower()}={v.strip().lower()}" for a, v, _ in parse_dn(dn))
-    except Exception:  # not RFC 4514 (e.g. spaces after commas): compare loosely
+        parts = parse_dn(_tidy_dn(dn))
+    except Exception:  # not RFC 4514: compare loosely
         return re.sub(r"\s*([,=+])\s*", r"\1", dn.strip().lower())
+    return "".join(f"{a.strip().lower()}={_dn_value(v)}{sep}" for a, v, sep in parts)
 
 
 class VerifiedTls(ldap3.Tls):  # type: ignore[misc]
@@ -125,14 +174,25 @@ class VerifiedTls(ldap3.Tls):  # type: ignore[misc]
 
 @dataclass(frozen=True)
 class _Found:
-    """One directory entry: the person it describes (None without mail) and its manager DN;
-    `until`: when the earliest cached group answer it was built from expires (it is cached no
-    longer than that)."""
+    """One directory entry: the person it describes (None without mail) and its manager DNs
+    (one, normally; `manager` may hold several on servers other than AD); `until`: when the
+    earliest cached group answer it was built from expires (it is cached no longer than
+    that)."""
 
     dn: str
     person: Person | None
-    manager_dn: str | None
+    managers: tuple[str, ...] = ()
     until: float = math.inf
+
+    def manager_dn(self) -> str | None:
+        """The DN of the one manager on file, None with none; DirectoryAmbiguous when the
+        entry names several (which of them vouches for this person is not known: asking
+        either could be asking the wrong one)."""
+        if len(self.managers) > 1:
+            email = self.person.email if self.person else self.dn
+            log.warning("LDAP: %s has %d manager DNs; cannot tell which", email, len(self.managers))
+            raise DirectoryAmbiguous(SOURCE, f"the role of manager of {email}", len(self.managers))
+        return self.managers[0] if self.managers else None
 
 
 class LdapDirectory:
@@ -232,10 +292,18 @@ class LdapDirectory:
         return self._search_all(base, query, scope, attributes, size)[0]
 
     def _search_all(
-        self, base: str, query: str, scope: str, attributes: list[str], size: int
+        self,
+        base: str,
+        query: str,
+        scope: str,
+        attributes: list[str],
+        size: int,
+        *,
+        base_must_exist: bool = False,
     ) -> tuple[list[dict[str, Any]], bool]:
         """Entries found, and whether more matched than came back (sizeLimitExceeded: our
-        own `size`, or a smaller limit the server sets for the bot)."""
+        own `size`, or a smaller limit the server sets for the bot). With `base_must_exist`,
+        a `base` the server does not have is a DirectoryUnavailable, not "nobody there"."""
         for attempt in (1, 2):
             try:
                 conn = self._connection()
@@ -250,6 +318,8 @@ class LdapDirectory:
                 self._drop()
                 raise self._unavailable(f"{type(exc).__name__}: {exc}") from None
             code = (conn.result or {}).get("result", 0)
+            if code == _NO_SUCH_OBJECT and base_must_exist:
+                raise self._unavailable(f"the search base {base} does not exist on the server")
             if code not in _OK_RESULTS:
                 reason = (conn.result or {}).get("description", code)
                 raise self._unavailable(f"search {query} under {base} failed: {reason}")
@@ -278,9 +348,11 @@ class LdapDirectory:
 
     def _one(self, query: str, what: str) -> _Found | None:
         """The one entry under base_dn matching `query`, None if none; DirectoryAmbiguous if
-        several (`what` names the look-up in the error: "mail ana@example.com")."""
+        several (`what` names the look-up in the error: "mail ana@example.com"). A base_dn
+        the server does not have (a typo, an OU renamed since) finds nobody at all, which
+        must not read as "not a VIP": DirectoryUnavailable."""
         entries, more = self._search_all(
-            self._base_dn, query, ldap3.SUBTREE, self._attributes, _MAX_SAME
+            self._base_dn, query, ldap3.SUBTREE, self._attributes, _MAX_SAME, base_must_exist=True
         )
         if more and not entries:
             # The server's size limit for the bot is 0: whether anyone matched is not known.
@@ -305,30 +377,36 @@ class LdapDirectory:
         attrs = {str(k).lower(): v for k, v in (entry.get("attributes") or {}).items()}
         dn = str(entry.get("dn") or "")
         person, until = self._to_person(attrs)
-        return _Found(dn=dn, person=person, manager_dn=_first(attrs, "manager"), until=until)
+        managers: dict[str, str] = {}
+        for manager in _values(attrs, "manager"):
+            managers.setdefault(norm_dn(manager), manager)
+        return _Found(dn=dn, person=person, managers=tuple(managers.values()), until=until)
 
-    def _groups_above(self, group_dn: str) -> tuple[list[str], float]:
+    def _groups_above(self, group_dn: str) -> tuple[list[str] | None, float]:
         """DNs of the groups `group_dn` is itself a member of (cached), and when that answer
-        expires from the cache."""
+        expires from the cache; None when the group cannot be read (a memberOf value names
+        it, so it exists: an ACL hides it from the bot), which is not "in no group"."""
         key = norm_dn(group_dn)
         hit, cached, until = self._parents.get_until(key)
         if hit and cached is not None:
             return cached, until
         entries = self._search(group_dn, "(objectClass=*)", ldap3.BASE, ["memberOf"], 1)
-        parents: list[str] = []
-        if entries:
-            attrs = {str(k).lower(): v for k, v in (entries[0].get("attributes") or {}).items()}
-            parents = _values(attrs, "memberOf")
+        if not entries:
+            return None, math.inf
+        attrs = {str(k).lower(): v for k, v in (entries[0].get("attributes") or {}).items()}
+        parents = _values(attrs, "memberOf")
         self._parents.put(key, parents)
         return parents, self._parents.expiry()
 
-    def _memberships(self, direct: list[str]) -> tuple[set[str], bool, float]:
+    def _memberships(self, direct: list[str]) -> tuple[set[str], bool, float, list[str]]:
         """Every group (normalised DN) reached from the direct groups through nesting,
         whether the walk saw them all (False when it stopped at `_MAX_GROUPS` groups or
-        `_MAX_DEPTH` levels with groups left to look at), and when the earliest cached answer
-        it used expires; stops as soon as the VIP and technician groups are both found."""
+        `_MAX_DEPTH` levels with groups left to look at, or met a group it cannot read),
+        when the earliest cached answer it used expires, and the groups it could not read;
+        stops as soon as the VIP and technician groups are both found."""
         wanted = {g for g in (self._vip, self._tech) if g}
         seen: set[str] = set()
+        unread: list[str] = []
         until = math.inf
         level = direct
         for _ in range(_MAX_DEPTH):
@@ -338,17 +416,21 @@ class LdapDirectory:
                 if key in seen:
                     continue
                 if len(seen) >= _MAX_GROUPS:
-                    return seen, False, until
+                    return seen, False, until, unread
                 seen.add(key)
                 if wanted <= seen:
-                    return seen, True, until
+                    return seen, True, until, unread
                 parents, fresh_until = self._groups_above(dn)
+                if parents is None:
+                    unread.append(dn)
+                    continue
                 upper.extend(parents)
                 until = min(until, fresh_until)
             if not upper:
-                return seen, True, until
+                return seen, not unread, until, unread
             level = upper
-        return seen, all(norm_dn(dn) in seen for dn in level), until
+        complete = not unread and all(norm_dn(dn) in seen for dn in level)
+        return seen, complete, until, unread
 
     def _groups_of(self, email: str, direct: list[str]) -> tuple[set[str], float]:
         """The configured VIP and technician groups the person is in (normalised DNs): their
@@ -360,11 +442,15 @@ class LdapDirectory:
         own = {norm_dn(dn) for dn in direct} & wanted
         if own == wanted:
             return own, math.inf
-        groups, complete, until = self._memberships(direct)
+        groups, complete, until, unread = self._memberships(direct)
         found = own | (groups & wanted)
         if complete or found == wanted:
             return found, until
-        cut = f"{_MAX_GROUPS} groups or {_MAX_DEPTH} levels"
+        cut = (
+            f"group {unread[0]}, which the bot may not read,"
+            if unread
+            else f"{_MAX_GROUPS} groups or {_MAX_DEPTH} levels"
+        )
         if self._vip and self._vip not in found:
             log.warning(
                 "LDAP: group walk for %s stopped at %s without reaching the VIP group; "
@@ -372,11 +458,13 @@ class LdapDirectory:
                 email,
                 cut,
             )
-            raise DirectoryUnavailable(
-                SOURCE,
-                f"{email} is in more than {cut} of nested groups; "
-                "whether they are a VIP is not known",
+            detail = (
+                f"{email} is in {cut} so whether they are a VIP is not known"
+                if unread
+                else f"{email} is in more than {cut} of nested groups; "
+                "whether they are a VIP is not known"
             )
+            raise DirectoryUnavailable(SOURCE, detail)
         log.warning(
             "LDAP: group walk for %s stopped at %s without reaching the technician group; "
             "not counted as a technician",
@@ -409,7 +497,8 @@ class LdapDirectory:
 
     def _manager_sync(self, email: str) -> _Found | None:
         found = self._one(_by_mail(email), f"mail {email}")
-        return self._read(found.manager_dn) if found and found.manager_dn else None
+        manager_dn = found.manager_dn() if found else None
+        return self._read(manager_dn) if manager_dn else None
 
     # --- async side --------------------------------------------------------------------
 
@@ -473,7 +562,7 @@ class LdapDirectory:
         # cache_ttl after the entry was read, not up to twice that.
         hit, cached, until = self._cache.get_until(("email", key))
         if hit and cached is not None:
-            manager_dn = cached.manager_dn
+            manager_dn = cached.manager_dn()
             work: Callable[[], _Found | None] = (
                 (lambda: self._read(manager_dn)) if manager_dn else (lambda: None)
             )

@@ -167,8 +167,12 @@ async def test_a_typed_address_never_reaches_a_graph_path(
     graph: FakeGraph, directory: GraphDirectory
 ) -> None:
     """What a person typed goes only into a quoted `$filter` literal, never a URL path
-    segment: `/`, `?`, `#`, `%2F` and quotes in it name nobody else."""
+    segment: `/`, `?`, `#`, `%2F` and quotes in it name nobody else. Found by a review: a
+    value without "@" went into `/users/{typed}`, where an object id names that user and
+    `delta` a function answering a page of everyone (read as a nameless person)."""
     typed = [
+        BO,
+        "delta",
         "ana@example.com/../bo@example.com",
         "bo@example.com%2F..%2Fana@example.com",
         "ana@example.com?$select=id",

@@ -17,7 +17,20 @@ from sqlalchemy import select
 
 from bot.slack.front import WORKING
 from storage.models import Ticket
-from tests.directory_people import ANA, BO, CY, PAT, TOM, VIC, Who, fill_slack
+from tests.directory_people import (
+    ANA,
+    BO,
+    BOT_DN,
+    CY,
+    GROUPS_OU,
+    PAT,
+    TOM,
+    VIC,
+    Who,
+    fill_slack,
+    ldap_directory,
+    start_slapd,
+)
 from tests.fakes.botframework import FakeConnector
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import (
@@ -36,6 +49,7 @@ from tests.http.directory_support import (
     identity_rows,
 )
 from tests.http.test_directory_teams import new_ticket as teams_ticket
+from tests.ldap_server import require_slapd
 
 _ids = itertools.count(1)
 
@@ -252,6 +266,86 @@ async def test_a_ticket_opened_during_an_outage_opens_gated_and_verify_works_lat
     await manager_dm(slack_api, 1)
 
 
+@pytest.mark.parametrize("source", ["ldap"], indirect=True)
+async def test_a_search_base_the_server_lacks_is_no_directory_not_nobody_in_it(
+    make_app, slack_api: FakeSlack, source: Source
+):
+    """Found by a review: `directory.ldap.base_dn` names an OU the server does not have (a
+    typo, or the OU was renamed since). Every search answered noSuchObject and was read as
+    "nobody has that mail": Vic was no VIP and her ticket was worked unchecked. Now the
+    directory cannot answer: the ticket opens gated and the technician is told."""
+    source.directory["ldap"]["base_dn"] = "ou=Gone,dc=example,dc=com"
+    app = await start(make_app, slack_api, source, cache_ttl="0s")
+    await new_ticket(app, slack_api, requester=VIC.slack)
+    ticket = await only_ticket(app)
+    assert ticket.identity_state == "required"
+    await wait_until(
+        lambda: (
+            f"could not be reached when {ticket.number} was opened"
+            in json.dumps(posts_to(slack_api, "C0HELP"))
+        ),
+        timeout=30,
+    )
+    assert await identity_rows(app) == (0, ["identity.directory_unavailable"])
+
+
+async def test_a_nested_group_the_bot_may_not_read_leaves_a_vip_unknown_not_no_vip(
+    make_app, slack_api: FakeSlack
+):
+    """Found by a review: Vic is in Execs, which is in VIPs; an ACL hides Execs from the
+    bot (slapd answers noSuchObject, as for an entry that is not there). The group walk read
+    that as "Execs is in no group": Vic was no VIP and her ticket was worked unchecked. A
+    group her memberOf names exists, so the walk is incomplete: the directory cannot tell,
+    the ticket opens gated and the technician is told."""
+    require_slapd()
+    execs = f"cn=Execs,{GROUPS_OU}"
+    server = start_slapd(
+        limits=f'access to dn.exact="{execs}" by dn.exact="{BOT_DN}" none by * break'
+    )
+    try:
+        directory, env = ldap_directory(server)
+        source = Source("ldap", "LDAP", directory, env, slapd=server)
+        app = await start(make_app, slack_api, source, cache_ttl="0s")
+        await new_ticket(app, slack_api, requester=VIC.slack)
+        ticket = await only_ticket(app)
+        assert ticket.identity_state == "required"
+        await wait_until(
+            lambda: (
+                f"could not be reached when {ticket.number} was opened"
+                in json.dumps(posts_to(slack_api, "C0HELP"))
+            ),
+            timeout=30,
+        )
+        # Ana, in a group the bot may read, is looked up as before.
+        await new_ticket(app, slack_api, requester=ANA.slack)
+        assert await identity_state(app, "HD-2") == "not_required"
+    finally:
+        server.cleanup()
+
+
+@pytest.mark.parametrize("source", ["graph"], indirect=True)
+async def test_a_user_search_answered_404_is_no_directory_not_nobody_in_it(
+    make_app, slack_api: FakeSlack, source: Source
+):
+    """Found by a review: Graph never answers 404 to `GET /users?$filter=...` (a collection
+    is always there; nobody matching is an empty `value`). A 404 there comes from something
+    else on the way (a gateway or proxy at base_url that does not know the route) and was
+    read as "nobody has that mail": Vic was no VIP and her ticket was worked unchecked."""
+    assert source.graph is not None
+    app = await start(make_app, slack_api, source, cache_ttl="0s")
+    source.graph.fail("/v1.0/users", 404, times=10_000, body="<html>Not Found</html>")
+    await new_ticket(app, slack_api, requester=VIC.slack)
+    ticket = await only_ticket(app)
+    assert ticket.identity_state == "required"
+    await wait_until(
+        lambda: (
+            f"could not be reached when {ticket.number} was opened"
+            in json.dumps(posts_to(slack_api, "C0HELP"))
+        ),
+        timeout=30,
+    )
+
+
 @pytest.mark.parametrize("source", ["graph"], indirect=True)
 async def test_a_form_sent_while_graph_throttles_is_acked_in_time(
     make_app, slack_api: FakeSlack, source: Source
@@ -359,6 +453,74 @@ async def test_a_manager_whose_account_is_disabled_is_not_asked(
     assert await identity_rows(app) == (1, ["identity.requested", "identity.no_manager"])
 
 
+@pytest.mark.parametrize("source", ["ldap"], indirect=True)
+async def test_a_manager_locked_for_good_on_openldap_is_not_asked(
+    make_app, slack_api: FakeSlack, source: Source
+):
+    """Found by a review: on OpenLDAP an account is disabled by locking it for good
+    (ppolicy's pwdAccountLockedTime 000001010000Z); there is no userAccountControl. Bo has
+    left and been locked so, but the bot read only AD's flag: he was still asked to vouch
+    for Ana from his lingering Slack account."""
+    assert source.slapd is not None
+    app = await start(make_app, slack_api, source, cache_ttl="0s")
+    await new_ticket(app, slack_api, requester=ANA.slack)
+    source.slapd.modify(
+        f"dn: {BO.dn}\nchangetype: modify\nreplace: pwdAccountLockedTime\n"
+        "pwdAccountLockedTime: 000001010000Z\n"
+    )
+    answer = await command(app, slack_api, "verify HD-1")
+    assert "Bo Boss (bo@example.com)" in answer and "disabled in the directory" in answer
+    assert (await only_ticket(app)).identity_state == "required"
+    assert not [c for c in slack_api.method_calls("conversations.open") if c["users"] == BO.slack]
+
+
+@pytest.mark.parametrize("source", ["ldap"], indirect=True)
+async def test_an_entry_naming_two_managers_asks_neither(
+    make_app, slack_api: FakeSlack, source: Source
+):
+    """Found by a review: outside AD, `manager` may hold several DNs (inetOrgPerson's is
+    multi-valued). Ana's entry names Bo and, left over from a reorganisation, Cy: the bot
+    asked whichever the server listed first, who may be the wrong one. Now neither is
+    asked, and Tom is told the directory cannot tell who her manager is."""
+    assert source.slapd is not None
+    app = await start(make_app, slack_api, source, cache_ttl="0s")
+    await new_ticket(app, slack_api, requester=ANA.slack)
+    source.slapd.modify(f"dn: {ANA.dn}\nchangetype: modify\nadd: manager\nmanager: {CY.dn}\n")
+    answer = await command(app, slack_api, "verify HD-1")
+    assert "manager of ana@example.com" in answer and "cannot tell who is meant" in answer
+    assert "the manager was not asked" in answer
+    assert await identity_state(app, "HD-1") != "pending"
+    assert not slack_api.method_calls("conversations.open")
+
+
+@pytest.mark.parametrize("source", ["ldap"], indirect=True)
+async def test_a_manager_whose_ad_account_has_expired_is_not_asked(
+    make_app, slack_api: FakeSlack, source: Source
+):
+    """Found by a review: Bo has left, and AD was told so the common way, by an end date
+    (accountExpires, 2020-01-01) rather than by disabling the account. The bot read only
+    userAccountControl: Bo, whose account no longer signs in, was still asked to vouch for
+    Ana from his lingering Slack account."""
+    assert source.slapd is not None
+    app = await start(make_app, slack_api, source, cache_ttl="0s")
+    await new_ticket(app, slack_api, requester=ANA.slack)
+    expired = (1_577_836_800 + 11_644_473_600) * 10_000_000  # 2020-01-01 as a FILETIME
+    source.slapd.modify(
+        f"dn: {BO.dn}\nchangetype: modify\nreplace: accountExpires\naccountExpires: {expired}\n"
+    )
+    answer = await command(app, slack_api, "verify HD-1")
+    assert "Bo Boss (bo@example.com)" in answer and "disabled in the directory" in answer
+    assert (await only_ticket(app)).identity_state == "required"
+    assert not [c for c in slack_api.method_calls("conversations.open") if c["users"] == BO.slack]
+    # An account that never expires (AD writes the largest value) is asked as before.
+    source.slapd.modify(
+        f"dn: {BO.dn}\nchangetype: modify\nreplace: accountExpires\n"
+        "accountExpires: 9223372036854775807\n"
+    )
+    assert "Bo Boss" in await command(app, slack_api, "verify HD-1")
+    await manager_dm(slack_api, 1)
+
+
 async def test_a_manager_disabled_after_the_request_was_sent_cannot_approve(
     make_app, slack_api: FakeSlack, source: Source
 ):
@@ -378,6 +540,27 @@ async def test_a_manager_disabled_after_the_request_was_sent_cannot_approve(
     )
     told = json.dumps(posts_to(slack_api, "C0HELP"))
     assert "Bo Boss (bo@example.com) answered" in told and "nothing was confirmed" in told
+
+
+@pytest.mark.parametrize("source", ["ldap"], indirect=True)
+async def test_a_vip_group_dn_escaped_otherwise_than_the_server_writes_it_still_counts(
+    make_app, slack_api: FakeSlack, source: Source
+):
+    """Found by a review: the VIP group's name holds a comma. The admin writes its DN as
+    Active Directory does (`cn=Board\\, Execs,...`); OpenLDAP writes Vic's memberOf as
+    `cn=Board\\2C Execs,...`. Both are one DN (RFC 4514), but they were compared as text:
+    Vic was no VIP, and her printer ticket was worked without confirming who called."""
+    assert source.slapd is not None
+    source.slapd.load(
+        f"dn: cn=Board\\, Execs,{GROUPS_OU}\nobjectClass: groupOfNames\ncn: Board, Execs\n"
+        f"member: {VIC.dn}\n"
+    )
+    source.directory["ldap"]["vip_group_dn"] = f"CN=Board\\, Execs,{GROUPS_OU}"
+    app = await start(make_app, slack_api, source)
+    await new_ticket(app, slack_api, requester=VIC.slack)
+    request = await manager_dm(slack_api, 1)
+    assert "Vic VIP (vic@example.com)" in json.dumps(request["blocks"])
+    assert await identity_state(app, "HD-1") == "pending"
 
 
 @pytest.mark.parametrize("source", ["graph"], indirect=True)

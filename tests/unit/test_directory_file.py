@@ -48,6 +48,16 @@ def write(path: Path, text: str) -> None:
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
 
 
+def rewrite_in_the_same_tick(path: Path, text: str) -> None:
+    """Overwrite in place (the inode stays) with text of the same size, and leave the mtime
+    where it was: as a change within one tick of a coarse file system clock looks."""
+    before = path.stat()
+    with path.open("r+", encoding="utf-8") as handle:
+        handle.write(text)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_size == before.st_size
+
+
 def remove(path: Path) -> None:
     """Delete the file (a helper so async tests stay free of blocking calls)."""
     path.unlink()
@@ -173,6 +183,23 @@ async def test_reloads_when_file_changes_at_most_once_a_second(people_file: Path
     assert await directory.find_by_email("dee@example.com") is None  # not checked yet
     clock.now = 1.5
     assert await directory.find_by_email("dee@example.com") is not None
+
+
+async def test_a_change_that_keeps_size_and_mtime_is_still_picked_up(people_file: Path) -> None:
+    """Found by a review: a change was seen only through the file's mtime, size and inode.
+    Ana's manager rewritten in place from bo@ to cy@ (same size) within the clock tick of
+    the last read (a coarse-mtime filesystem: FAT, some NFS; or simply the same tick) kept
+    all three: the bot went on asking Bo, who is no longer her manager, for good."""
+    clock = Clock()
+    directory = FileDirectory(people_file, clock=clock)
+    rewrite_in_the_same_tick(
+        people_file, PEOPLE.replace("manager: bo@example.com", "manager: cy@example.com")
+    )
+    clock.now = 1.5
+    ana = await directory.find_by_email("ana@example.com")
+    assert ana is not None
+    manager = await directory.manager_of(ana)
+    assert manager is not None and manager.email == "cy@example.com"
 
 
 async def test_bad_reload_keeps_last_good_copy(

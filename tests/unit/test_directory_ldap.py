@@ -27,6 +27,9 @@ def make_server() -> ldap3.Server:
     conn = ldap3.Connection(server, client_strategy=ldap3.MOCK_SYNC)
     add = conn.strategy.add_entry
     add(BOT_DN, {"objectClass": ["person"], "userPassword": BOT_PASSWORD})
+    # The groups memberOf names exist (a server keeps memberOf so): the walk reads them.
+    for group in (VIP, TECH, "cn=Other,ou=Groups,dc=example,dc=com"):
+        add(group, {"objectClass": ["groupOfNames"], "cn": group.split(",")[0][3:]})
     add(
         f"cn=Ana Lopez,{BASE}",
         {
