@@ -34,6 +34,8 @@ from handlers.psa.connector import (
 )
 
 log = logging.getLogger(__name__)
+# What reading a PSA answer of the wrong shape raises (a field missing, of another type).
+UNREADABLE_ANSWER = (KeyError, IndexError, TypeError, ValueError, AttributeError)
 # find_company's answer when the PSA would not let the bot read companies.
 _UNREAD = Company("", "")
 
@@ -51,6 +53,17 @@ async def perform(
     went_without, token = collect_went_without()
     try:
         result = await _perform(connector, kind=kind, payload=payload, attempts=attempts)
+    except UNREADABLE_ANSWER as exc:
+        # An answer not in the PSA's documented shape (an id that is no number, a row
+        # without its id): asking again gets the same answer, so the write is refused and
+        # told once, never retried in a loop nor left to hold the ticket's later writes.
+        log.warning("%s: an answer the bot cannot read", connector.name, exc_info=True)
+        said = " ".join(str(exc).split())[:160]
+        raise PsaError(
+            f"{connector.name}: answered in a shape the bot cannot read "
+            f"({type(exc).__name__}: {said})",
+            kind="rejected",
+        ) from exc
     finally:
         stop_collecting(token)
     if went_without:
