@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from bot.kb.http import read_capped
 from bot.notifiers import retry_after_seconds
 from bot.unreachable import connect_failure
 from handlers.psa import Company, PsaError
@@ -24,6 +25,9 @@ from handlers.psa import Company, PsaError
 TIMEOUT = aiohttp.ClientTimeout(total=20, sock_connect=10)
 # A pause this short is waited out in the call; a longer one fails the call at once.
 WAIT_IN_CALL = 1.0
+# The largest answer read (a page of 1000 ConnectWise notes is a few MB): more is not the
+# PSA's API (a proxy streaming without end, a download at psa.url) and is not read into memory.
+MAX_ANSWER = 32 * 1024 * 1024
 
 
 def reason(body: Any) -> str:
@@ -126,9 +130,10 @@ class PsaHttp:
                 allow_redirects=False,
             ) as response:
                 status = response.status
-                text = await response.text()
+                raw = await read_capped(response, MAX_ANSWER)
                 wait = retry_after_seconds(response.headers.get("Retry-After"))
                 location = response.headers.get("Location", "")
+                charset = response.charset or "utf-8"
         except aiohttp.ClientConnectorError as exc:
             # Never connected: nothing can have happened there.
             raise PsaError(f"{self.name}: {connect_failure(exc)}", kind="unavailable") from exc
@@ -137,7 +142,16 @@ class PsaHttp:
             raise PsaError(
                 f"{self.name}: no answer ({type(exc).__name__})", kind="unavailable", definite=False
             ) from exc
-        answer = _parse(text)
+        if raw is None:
+            # Not the PSA's answer, and maybe not the whole of it: a write may have been made.
+            raise PsaError(
+                f"{self.name}: HTTP {status} answered more than {MAX_ANSWER // 2**20} MB, "
+                "which is not the PSA's API: is psa.url the PSA's address?",
+                kind="unavailable",
+                status=status,
+                definite=method == "GET",
+            )
+        answer = _parse(_decoded(raw, charset))
         if 200 <= status < 300:
             if isinstance(answer, str):
                 raise self._not_json(method, status, answer)
@@ -231,6 +245,16 @@ def _listed_errors(answer: Any) -> bool:
     """The answer carries the PSA's own list of error messages (`{"errors": ["..."]}`)."""
     errors = answer.get("errors") if isinstance(answer, dict) else None
     return isinstance(errors, list) and any(str(e).strip() for e in errors)
+
+
+def _decoded(raw: bytes, charset: str) -> str:
+    """The answer as text: a byte its charset does not allow (a Windows-1252 quote in a note
+    that came in by e-mail, labelled UTF-8) is one character shown as U+FFFD, not a reason
+    to refuse the whole answer."""
+    try:
+        return raw.decode(charset, errors="replace")
+    except LookupError:  # a charset Python does not know
+        return raw.decode("utf-8", errors="replace")
 
 
 def _parse(text: str) -> Any:

@@ -5,14 +5,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from aiohttp import web
+
+from tests.fakes.base import Recorded
 from tests.fakes.psa_autotask import FakeAutotask
+from tests.fakes.psa_connectwise import FakeConnectWise
 from tests.fakes.psa_freshservice import FakeFreshservice
+from tests.fakes.psa_servicenow import FakeServiceNow
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import wait_until
 from tests.http.psa_support import (
     GOOD_NOTE,
     all_synced,
     close,
+    escalate,
     open_ticket,
     posts_to,
     psa_rows,
@@ -20,6 +26,9 @@ from tests.http.psa_support import (
     show,
     start_app,
 )
+
+INCIDENTS = "/api/now/table/incident"
+STREAMED_MB = 96
 
 
 async def _dead(app: Any) -> bool:
@@ -75,3 +84,70 @@ async def test_autotask_create_answering_an_item_id_of_the_wrong_type_is_told_on
         assert (row.status, row.attempts) == ("dead", 1)
         assert len([c for c in fake.calls(tickets) if c.method == "POST"]) == 1
         assert "T20261207.0001" in await show(app)
+
+
+async def test_connectwise_notes_with_bytes_that_are_not_utf8_are_read_not_refused(
+    make_app, slack_api: FakeSlack
+):
+    # A note that came in through ConnectWise's e-mail connector holds a Windows-1252 byte
+    # (0x92, a curly apostrophe) in an answer labelled UTF-8. The look-up of a note whose
+    # answer was lost reads that list: the stray byte is one character it cannot show, not
+    # a reason to refuse the note or to retry it for ever.
+    fake = FakeConnectWise()
+    seed(fake)
+    async with fake:
+        app = await start_app(make_app, slack_api, fake)
+        await open_ticket(app, slack_api)
+        await wait_until(lambda: all_synced(app), what="the ConnectWise ticket")
+        notes = f"/v2025_1/apis/3.0/service/tickets/{fake.only().id}/notes"
+        fake.fail(notes, 504, times=1)  # the note's answer is lost (nothing made here)
+        mail = b'[{"id": 9, "text": "Customer wrote: it\x92s still down"}]'
+        utf8 = {"Content-Type": "application/json; charset=utf-8"}
+        fake.fail(notes, 200, times=1, headers=utf8, body=mail)
+        await escalate(app, slack_api, "HD-1")
+
+        async def sent() -> bool:
+            return [r.status for r in await psa_rows(app) if r.kind == "psa.note"] == ["delivered"]
+
+        await wait_until(sent, timeout=20, what="the escalation note")
+        assert sum("Escalated to the networking queue" in n for n in fake.only().notes) == 1
+        assert [c.method for c in fake.calls(notes)] == ["POST", "GET", "POST"]
+        assert not _told(slack_api, "refused")
+
+
+async def test_servicenow_answer_that_never_ends_is_not_read_into_memory(
+    make_app, slack_api: FakeSlack
+):
+    # Something in front of the instance streams a body without end (a proxy gone wrong, a
+    # download at psa.url). The bot stops reading after 32 MB, takes it as an outage (the
+    # create may have been made: it is looked up first) and makes the ticket once.
+    fake = FakeServiceNow()
+    seed(fake)
+    sent: list[int] = []
+    answer = fake.handle
+
+    async def streaming(rec: Recorded, request: web.Request) -> web.StreamResponse:
+        if rec.method != "POST" or rec.path != INCIDENTS or sent:
+            return await answer(rec, request)
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        sent.append(0)
+        chunk = b'{"result": {"sys_id": "' + b"x" * (1024 * 1024)
+        try:
+            for _ in range(STREAMED_MB):
+                await response.write(chunk)
+                sent[0] += len(chunk)
+        except (ConnectionError, RuntimeError):
+            pass  # the bot hung up
+        return response
+
+    fake.handle = streaming  # type: ignore[method-assign]
+    async with fake:
+        app = await start_app(make_app, slack_api, fake)
+        await open_ticket(app, slack_api)
+        await wait_until(lambda: all_synced(app), timeout=20, what="the ServiceNow ticket")
+        assert len(fake.records()) == 1
+        assert sent and sent[0] < 48 * 1024 * 1024, f"{sent[0] // 2**20} MB read"
+        [row] = await psa_rows(app)
+        assert row.attempts == 2
+        assert fake.only().number in await show(app)
