@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from bot.psa.http import CachedCompanies, Memo, PsaHttp, company_named
+from bot.psa.http import CachedCompanies, Memo, PsaHttp, company_named, ident
 from bot.psa.settings import PsaSettings
 from handlers.psa import (
     Company,
@@ -256,7 +256,7 @@ class AutotaskConnector(CachedCompanies):
         answer = await self._api("GET", f"Tickets/{item_id}")
         item = answer.get("item") if isinstance(answer, dict) else None
         number = item.get("ticketNumber") if isinstance(item, dict) else None
-        return PsaRef(str(item_id), str(number or item_id))
+        return PsaRef(str(item_id), ident(number or item_id))
 
     async def find_by_reference(self, key: str) -> PsaRef | None:
         rows = await self._query(
@@ -264,7 +264,8 @@ class AutotaskConnector(CachedCompanies):
         )
         if not rows:
             return None
-        return PsaRef(str(rows[0]["id"]), str(rows[0].get("ticketNumber") or rows[0]["id"]))
+        found = rows[0]
+        return PsaRef(ident(found["id"]), ident(found.get("ticketNumber") or found["id"]))
 
     async def add_note(self, ref: PsaRef, text: str) -> None:
         title = clip(text.strip().splitlines()[0], 250) if text.strip() else "Note"

@@ -257,6 +257,14 @@ def _decoded(raw: bytes, charset: str) -> str:
         return raw.decode("utf-8", errors="replace")
 
 
+def ident(value: Any) -> str:
+    """An id or number from a PSA answer as text; TypeError for anything but a string or a
+    number (an object or list there is an answer the bot cannot read, not an id to keep)."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise TypeError(f"an id or number of type {type(value).__name__}: {str(value)[:80]}")
+    return str(value)
+
+
 def _parse(text: str) -> Any:
     if not text.strip():
         return None

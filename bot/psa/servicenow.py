@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 
-from bot.psa.http import CachedCompanies, Memo, PsaHttp, basic, company_named
+from bot.psa.http import CachedCompanies, Memo, PsaHttp, basic, company_named, ident
 from bot.psa.settings import PsaSettings
 from handlers.psa import (
     Company,
@@ -163,7 +163,7 @@ class ServiceNowConnector(CachedCompanies):
         row = answer.get("result") if isinstance(answer, dict) else None
         if not isinstance(row, dict) or not row.get("sys_id"):
             raise PsaError(f"{self.name}: the answer has no incident sys_id", kind="rejected")
-        return PsaRef(str(row["sys_id"]), str(row.get("number") or row["sys_id"]))
+        return PsaRef(ident(row["sys_id"]), ident(row.get("number") or row["sys_id"]))
 
     async def find_by_reference(self, key: str) -> PsaRef | None:
         rows = await self._rows("incident", f"correlation_id={quote(key)}", "sys_id,number", 1)

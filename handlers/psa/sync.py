@@ -34,6 +34,8 @@ from handlers.psa.connector import (
 )
 
 log = logging.getLogger(__name__)
+# The longest PSA id or number a ticket keeps (tickets.psa_id / psa_number).
+REF_ROOM = 64
 # What reading a PSA answer of the wrong shape raises (a field missing, of another type).
 UNREADABLE_ANSWER = (KeyError, IndexError, TypeError, ValueError, AttributeError)
 # find_company's answer when the PSA would not let the bot read companies.
@@ -204,6 +206,14 @@ async def _create(
         # when the PSA certainly refused this one too, the next attempt need not search.
         exc.clean = exc.definite
         raise
+    for value in (ref.id, ref.number):
+        if not value.strip() or len(value) > REF_ROOM or not value.isprintable():
+            # Made there, maybe, but not a reference the ticket can keep (nor show).
+            raise PsaError(
+                f"{connector.name}: answered a ticket id or number the bot cannot keep "
+                f"({len(value)} characters: {value[:40]!r})",
+                kind="rejected",
+            )
     result |= {"psa_id": ref.id, "psa_number": ref.number}
     return result
 

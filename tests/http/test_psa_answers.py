@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from tests.fakes.base import Recorded
@@ -25,6 +26,7 @@ from tests.http.psa_support import (
     seed,
     show,
     start_app,
+    ticket,
 )
 
 INCIDENTS = "/api/now/table/incident"
@@ -151,3 +153,35 @@ async def test_servicenow_answer_that_never_ends_is_not_read_into_memory(
         [row] = await psa_rows(app)
         assert row.attempts == 2
         assert fake.only().number in await show(app)
+
+
+@pytest.mark.parametrize(
+    ("number", "said"),
+    [
+        # A number longer than any PSA's (the ticket keeps 64 characters): PostgreSQL refused
+        # to store it, so the ticket never learned its PSA id and every later write waited.
+        ("INC" + "0" * 90, "INC000000"),
+        # A number that is no text but an object: stored as its Python repr on the card.
+        ({"display_value": "INC0010001", "value": "INC0010001"}, "dict"),
+    ],
+    ids=["too-long", "an-object"],
+)
+async def test_servicenow_create_answering_a_number_the_bot_cannot_keep_is_told_once(
+    make_app, slack_api: FakeSlack, number: Any, said: str
+):
+    fake = FakeServiceNow()
+    seed(fake)
+    async with fake:
+        answer = {"result": {"sys_id": "a" * 32, "number": number}}
+        fake.fail(INCIDENTS, 201, times=100, body=answer)
+        app = await start_app(make_app, slack_api, fake)
+        await open_ticket(app, slack_api)
+
+        words = "ServiceNow refused the ticket for HD-1 and it will not be retried"
+        await wait_until(lambda: _told(slack_api, words), timeout=15, what="the technician told")
+        assert said in json.dumps(_told(slack_api, words)[0])
+        await wait_until(lambda: _dead(app), what="the create given up")
+        [row] = await psa_rows(app)
+        assert (row.status, row.attempts) == ("dead", 1)
+        assert (await ticket(app)).psa_number is None
+        assert "Enter it in ServiceNow by hand" in json.dumps(_told(slack_api, words)[0])
