@@ -39,6 +39,19 @@ YOUR_COMPANY = 0  # Autotask's own company record: tickets of clients not found 
 PUBLISH_ALL = 1
 
 
+def unknown_integration_code(status: int, answer: Any) -> bool:
+    """Autotask's answer to an ApiIntegrationCode (PSA_CLIENT_ID) it does not know: HTTP 500
+    with `{"errors": ["IntegrationCode is invalid."]}`, not a 401 (apigrate/autotask-restapi
+    #19: "valid credentials, but an invalid integration code ... HTTP 500"; py-autotask takes
+    it for an authentication error)."""
+    errors = answer.get("errors") if isinstance(answer, dict) else None
+    return (
+        status == 500
+        and isinstance(errors, list)
+        and any("integrationcode" in str(e).replace(" ", "").lower() for e in errors)
+    )
+
+
 def stamp(moment: Any) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -72,6 +85,7 @@ class AutotaskConnector(CachedCompanies):
             # Autotask's business-rule refusals are 500s with `errors` (not 4xx): e.g.
             # apigrate/autotask-restapi#19, WYRE-AI/msp-claude-plugins#32.
             refuses_with_500=True,
+            credentials_refused=unknown_integration_code,
         )
         self.memo = Memo()
         self.picklists = Memo(ttl=3600.0)  # picklists change with the admin, not the day

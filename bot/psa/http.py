@@ -69,6 +69,7 @@ class PsaHttp:
         headers: dict[str, str],
         refuses_with_500: bool = False,
         refused: Callable[[int, Any], bool] | None = None,
+        credentials_refused: Callable[[int, Any], bool] | None = None,
     ):
         self.session = session
         self.name = name
@@ -79,6 +80,9 @@ class PsaHttp:
         # (status, answer) -> the PSA refused this request as sent, whatever the status says
         # otherwise (ServiceNow: a 403 from a data policy or business rule, not the login).
         self.refused = refused
+        # (status, answer) -> the PSA refused the credentials although the status is not
+        # 401/403 (Autotask: an unknown ApiIntegrationCode is a 500 with its errors list).
+        self.credentials_refused = credentials_refused
 
     def __repr__(self) -> str:
         return f"PsaHttp({self.name!r})"
@@ -203,7 +207,9 @@ class PsaHttp:
         if self.refused is not None and self.refused(status, answer):
             # Refused as sent: the same write gets the same answer, the credentials are fine.
             return PsaError(message, kind="rejected", status=status)
-        if status in (401, 403):
+        if status in (401, 403) or (
+            self.credentials_refused is not None and self.credentials_refused(status, answer)
+        ):
             return PsaError(message, kind="auth", status=status)
         if status == 429 or (status == 503 and wait is not None):
             if wait is None:
