@@ -7,6 +7,7 @@ from the instance's own choice list and `close_notes`.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,6 +49,17 @@ def refused_by_a_rule(status: int, answer: Any) -> bool:
         return False
     said = f"{error.get('message') or ''} {error.get('detail') or ''}".lower()
     return any(words in said for words in RULE_REFUSALS)
+
+
+# "Journal fields render text wrapped in code tags as HTML" (servicenow.com, Journal field
+# type): a [code] tag in a work note is markup there, whoever typed it in chat.
+CODE_TAG = re.compile(r"\[(\s*/?\s*code\s*)\]", re.IGNORECASE)
+
+
+def journal(text: str) -> str:
+    """`text` for a journal field (work notes): every [code] / [/code] tag broken up by a
+    zero-width space after its bracket, so it shows as typed and is never HTML."""
+    return CODE_TAG.sub("[\u200b\\1]", text)
 
 
 def quote(value: str) -> str:
@@ -178,7 +190,7 @@ class ServiceNowConnector(CachedCompanies):
         )
 
     async def add_note(self, ref: PsaRef, text: str) -> None:
-        await self._patch(ref, {"work_notes": text})
+        await self._patch(ref, {"work_notes": journal(text)})
 
     async def add_time(self, ref: PsaRef, work: TimeWork) -> None:
         worked = (EPOCH + timedelta(minutes=work.minutes)).strftime("%Y-%m-%d %H:%M:%S")
