@@ -21,6 +21,7 @@ from bot.kb.http import read_capped
 from bot.notifiers import retry_after_seconds
 from bot.unreachable import connect_failure
 from handlers.psa import Company, PsaError
+from storage.outbox import retry_wait
 
 TIMEOUT = aiohttp.ClientTimeout(total=20, sock_connect=10)
 # A pause this short is waited out in the call; a longer one fails the call at once.
@@ -136,6 +137,10 @@ class PsaHttp:
                 status = response.status
                 raw = await read_capped(response, MAX_ANSWER)
                 wait = retry_after_seconds(response.headers.get("Retry-After"))
+                if wait is not None:
+                    # At most an hour, as every outbox wait: a Retry-After years away (a
+                    # proxy's bug) would stop every call to the PSA, in every worker, for years.
+                    wait = retry_wait(wait)
                 location = response.headers.get("Location", "")
                 charset = response.charset or "utf-8"
         except aiohttp.ClientConnectorError as exc:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from aiohttp import web
 
+from storage import psa as psa_repo
+from storage.models import utcnow
+from storage.outbox import MAX_RETRY_AFTER
 from tests.fakes.base import Recorded
 from tests.fakes.psa_autotask import FakeAutotask
 from tests.fakes.psa_connectwise import FakeConnectWise
@@ -185,3 +189,27 @@ async def test_servicenow_create_answering_a_number_the_bot_cannot_keep_is_told_
         assert (row.status, row.attempts) == ("dead", 1)
         assert (await ticket(app)).psa_number is None
         assert "Enter it in ServiceNow by hand" in json.dumps(_told(slack_api, words)[0])
+
+
+async def test_a_retry_after_of_years_pauses_the_psa_at_most_an_hour(
+    make_app, slack_api: FakeSlack
+):
+    # A 429 whose Retry-After is years away (a proxy's or a PSA's bug) paused every call to
+    # the PSA, in every worker and across restarts (the pause is kept in the database), for
+    # those years. Like the outbox's own waits (storage.outbox.MAX_RETRY_AFTER), a pause is at
+    # most an hour.
+    fake = FakeServiceNow()
+    seed(fake)
+    async with fake:
+        fake.fail(INCIDENTS, 429, headers={"Retry-After": str(10 * 365 * 86400)})
+        app = await start_app(make_app, slack_api, fake)
+        await open_ticket(app, slack_api)
+
+        async def paused_until() -> Any:
+            async with app.services.sessions() as session:
+                state = await psa_repo.gate(session, "servicenow")
+            return state.blocked_until if state is not None else None
+
+        await wait_until(paused_until, what="the pause recorded")
+        assert await paused_until() - utcnow() <= timedelta(seconds=MAX_RETRY_AFTER + 60)
+        assert "ServiceNow: pending (1 not sent yet: ticket)" in await show(app)
