@@ -21,6 +21,7 @@ from handlers.psa import rules
 from handlers.psa.connector import (
     MARKER,
     NOTE_POSTED,
+    UNREADABLE_ANSWER,
     Company,
     NewTicket,
     PsaConnector,
@@ -36,8 +37,6 @@ from handlers.psa.connector import (
 log = logging.getLogger(__name__)
 # The longest PSA id or number a ticket keeps (tickets.psa_id / psa_number).
 REF_ROOM = 64
-# What reading a PSA answer of the wrong shape raises (a field missing, of another type).
-UNREADABLE_ANSWER = (KeyError, IndexError, TypeError, ValueError, AttributeError)
 # find_company's answer when the PSA would not let the bot read companies.
 _UNREAD = Company("", "")
 
