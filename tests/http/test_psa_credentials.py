@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from tests.fakes.psa_autotask import FakeAutotask
+from tests.fakes.psa_connectwise import FakeConnectWise
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import wait_until
 from tests.http.psa_support import (
@@ -58,3 +59,33 @@ async def test_autotask_integration_code_it_does_not_know_is_refused_credentials
 
 async def _two_rows(app: Any) -> bool:
     return len(await psa_rows(app)) == 2
+
+
+async def test_connectwise_company_id_it_does_not_know_is_refused_credentials_not_a_refusal(
+    make_app, slack_api: FakeSlack
+):
+    # /login/companyinfo/<PSA_COMPANY_ID> answers 404 for a company ConnectWise does not
+    # know (a typo in PSA_COMPANY_ID, which is also the first part of the Basic user): every
+    # ticket was refused for good, each technician told to enter it by hand. It is the
+    # credentials, as for Autotask's unknown user: kept, told once, sent once fixed.
+    fake = FakeConnectWise()
+    seed(fake)
+    right = fake.env()
+    fake.env = lambda: {**right, "PSA_COMPANY_ID": "acmee"}  # type: ignore[method-assign]
+    async with fake:
+        app = await start_app(make_app, slack_api, fake)
+        await open_ticket(app, slack_api)
+        words = "ConnectWise refuses the bot's credentials"
+        await wait_until(lambda: _told(slack_api, words), timeout=15, what="the technician told")
+        assert "PSA_COMPANY_ID" in json.dumps(_told(slack_api, words)[0])
+        await open_ticket(app, slack_api, summary="Printer offline")
+        await wait_until(lambda: _two_rows(app), what="the second ticket's create")
+        assert not _told(slack_api, "refused the ticket")
+        assert [r.status for r in await psa_rows(app)] == ["pending", "pending"]
+
+        await app.stop()
+        fake.env = lambda: right  # type: ignore[method-assign]
+        again = await start_app(make_app, slack_api, fake)
+        await wait_until(lambda: all_synced(again), timeout=15, what="the kept writes")
+        assert len(fake.records()) == 2
+        assert len(_told(slack_api, words)) == 1
