@@ -300,6 +300,13 @@ class PsaConfig(_Strict):
         if url is None:
             return None
         parsed = urlparse(url.strip())
+        if "@" in parsed.netloc:
+            # Never repeated (it is a secret), nor sent or logged with the URL: the start-up
+            # log and check-config name psa.url.
+            raise ValueError(
+                "carries a user name or password before '@': leave them out of the URL and "
+                "set the PSA_* variables instead (PSA_USERNAME / PSA_PASSWORD, PSA_API_KEY, ...)"
+            )
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ValueError(f"{url!r} is not an http(s) URL")
         return url.strip().rstrip("/")

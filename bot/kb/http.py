@@ -18,15 +18,16 @@ TIMEOUT = aiohttp.ClientTimeout(total=KB_TIMEOUT, connect=KB_TIMEOUT)
 MAX_BODY = 32 * 1024 * 1024
 
 
-async def _read_capped(response: aiohttp.ClientResponse) -> bytes | None:
-    """The body, or None when it is larger than MAX_BODY (read no further than that)."""
-    if response.content_length is not None and response.content_length > MAX_BODY:
+async def read_capped(response: aiohttp.ClientResponse, limit: int = MAX_BODY) -> bytes | None:
+    """The body, or None when it is larger than `limit` (read no further than that). Also
+    used for the PSAs' answers (bot.psa.http)."""
+    if response.content_length is not None and response.content_length > limit:
         return None
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(256 * 1024):
         size += len(chunk)
-        if size > MAX_BODY:
+        if size > limit:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
@@ -49,7 +50,7 @@ async def get_json(
         ) as response:
             status = response.status
             # Bytes: a body that is not text (or not in its charset) is "not JSON" below.
-            body = await _read_capped(response)
+            body = await read_capped(response)
             retry_after = retry_after_seconds(response.headers.get("Retry-After"))
             location = response.headers.get("Location", "")
     except aiohttp.ClientConnectorError as exc:

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from bot.psa.http import CachedCompanies, Memo, PsaHttp, company_named
+from bot.psa.http import CachedCompanies, Memo, PsaHttp, company_named, ident
 from bot.psa.settings import PsaSettings
 from handlers.psa import (
     Company,
@@ -37,6 +37,19 @@ PRIORITY_VALUES = {"P1": 4, "P2": 1, "P3": 2, "P4": 3}  # Autotask's system defa
 NEW, COMPLETE = 1, 5
 YOUR_COMPANY = 0  # Autotask's own company record: tickets of clients not found go there
 PUBLISH_ALL = 1
+
+
+def unknown_integration_code(status: int, answer: Any) -> bool:
+    """Autotask's answer to an ApiIntegrationCode (PSA_CLIENT_ID) it does not know: HTTP 500
+    with `{"errors": ["IntegrationCode is invalid."]}`, not a 401 (apigrate/autotask-restapi
+    #19: "valid credentials, but an invalid integration code ... HTTP 500"; py-autotask takes
+    it for an authentication error)."""
+    errors = answer.get("errors") if isinstance(answer, dict) else None
+    return (
+        status == 500
+        and isinstance(errors, list)
+        and any("integrationcode" in str(e).replace(" ", "").lower() for e in errors)
+    )
 
 
 def stamp(moment: Any) -> str:
@@ -72,6 +85,7 @@ class AutotaskConnector(CachedCompanies):
             # Autotask's business-rule refusals are 500s with `errors` (not 4xx): e.g.
             # apigrate/autotask-restapi#19, WYRE-AI/msp-claude-plugins#32.
             refuses_with_500=True,
+            credentials_refused=unknown_integration_code,
         )
         self.memo = Memo()
         self.picklists = Memo(ttl=3600.0)  # picklists change with the admin, not the day
@@ -256,7 +270,7 @@ class AutotaskConnector(CachedCompanies):
         answer = await self._api("GET", f"Tickets/{item_id}")
         item = answer.get("item") if isinstance(answer, dict) else None
         number = item.get("ticketNumber") if isinstance(item, dict) else None
-        return PsaRef(str(item_id), str(number or item_id))
+        return PsaRef(str(item_id), ident(number or item_id))
 
     async def find_by_reference(self, key: str) -> PsaRef | None:
         rows = await self._query(
@@ -264,7 +278,8 @@ class AutotaskConnector(CachedCompanies):
         )
         if not rows:
             return None
-        return PsaRef(str(rows[0]["id"]), str(rows[0].get("ticketNumber") or rows[0]["id"]))
+        found = rows[0]
+        return PsaRef(ident(found["id"]), ident(found.get("ticketNumber") or found["id"]))
 
     async def add_note(self, ref: PsaRef, text: str) -> None:
         title = clip(text.strip().splitlines()[0], 250) if text.strip() else "Note"

@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from bot.psa.http import CachedCompanies, Memo, PsaHttp, basic, company_named
+from bot.psa.http import CachedCompanies, Memo, PsaHttp, basic, company_named, ident
 from bot.psa.settings import PsaSettings
 from handlers.psa import (
     NOTE_POSTED,
@@ -68,15 +68,23 @@ class ConnectWiseConnector(CachedCompanies):
         return f"ConnectWiseConnector({self.url!r})"
 
     async def _read_codebase(self) -> str:
-        answer = await self.http.call(
-            "GET", f"{self.url}/login/companyinfo/{self.company_id}", auth=False
-        )
+        try:
+            answer = await self.http.call(
+                "GET", f"{self.url}/login/companyinfo/{self.company_id}", auth=False
+            )
+        except PsaError as exc:
+            if exc.status != 404:
+                raise
+            answer = None  # ConnectWise does not know the company
         codebase = answer.get("Codebase") if isinstance(answer, dict) else None
         if not codebase:
+            # A company ConnectWise does not know is refused credentials (PSA_COMPANY_ID is
+            # the first part of the API user too): the writes are kept and the technician
+            # told once, as for a 401; never a refusal of each ticket, nor an outage retried.
             raise PsaError(
-                f"{self.name}: /login/companyinfo/{self.company_id} names no codebase "
-                "(is PSA_COMPANY_ID right?)",
-                kind="rejected",
+                f"{self.name}: /login/companyinfo/{self.company_id} names no codebase: "
+                "ConnectWise does not know that company; check PSA_COMPANY_ID",
+                kind="auth",
             )
         codebase = str(codebase).strip("/") + "/"
         self._codebase = codebase
@@ -190,7 +198,7 @@ class ConnectWiseConnector(CachedCompanies):
     def _ref(self, row: Any) -> PsaRef:
         if not isinstance(row, dict) or not row.get("id"):
             raise PsaError(f"{self.name}: the answer has no ticket id", kind="rejected")
-        return PsaRef(str(row["id"]), f"#{row['id']}")
+        return PsaRef(ident(row["id"]), f"#{ident(row['id'])}")
 
     async def find_by_reference(self, key: str) -> PsaRef | None:
         rows = await self._list(

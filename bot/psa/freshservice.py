@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from bot.psa.http import Memo, PsaHttp, basic, company_named
+from bot.psa.http import Memo, PsaHttp, basic, company_named, ident
 from bot.psa.settings import PsaSettings
 from handlers.psa import (
     NOTE_POSTED,
@@ -110,7 +110,7 @@ class FreshserviceConnector:
     def _ref(self, row: Any) -> PsaRef:
         if not isinstance(row, dict) or not row.get("id"):
             raise PsaError(f"{self.name}: the answer has no ticket id", kind="rejected")
-        return PsaRef(str(row["id"]), f"#{row['id']}")
+        return PsaRef(ident(row["id"]), f"#{ident(row['id'])}")
 
     async def find_by_reference(self, key: str) -> PsaRef | None:
         answer = await self.http.call(

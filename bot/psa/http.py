@@ -17,13 +17,18 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from bot.kb.http import read_capped
 from bot.notifiers import retry_after_seconds
 from bot.unreachable import connect_failure
 from handlers.psa import Company, PsaError
+from storage.outbox import retry_wait
 
 TIMEOUT = aiohttp.ClientTimeout(total=20, sock_connect=10)
 # A pause this short is waited out in the call; a longer one fails the call at once.
 WAIT_IN_CALL = 1.0
+# The largest answer read (a page of 1000 ConnectWise notes is a few MB): more is not the
+# PSA's API (a proxy streaming without end, a download at psa.url) and is not read into memory.
+MAX_ANSWER = 32 * 1024 * 1024
 
 
 def reason(body: Any) -> str:
@@ -65,6 +70,7 @@ class PsaHttp:
         headers: dict[str, str],
         refuses_with_500: bool = False,
         refused: Callable[[int, Any], bool] | None = None,
+        credentials_refused: Callable[[int, Any], bool] | None = None,
     ):
         self.session = session
         self.name = name
@@ -75,6 +81,9 @@ class PsaHttp:
         # (status, answer) -> the PSA refused this request as sent, whatever the status says
         # otherwise (ServiceNow: a 403 from a data policy or business rule, not the login).
         self.refused = refused
+        # (status, answer) -> the PSA refused the credentials although the status is not
+        # 401/403 (Autotask: an unknown ApiIntegrationCode is a 500 with its errors list).
+        self.credentials_refused = credentials_refused
 
     def __repr__(self) -> str:
         return f"PsaHttp({self.name!r})"
@@ -126,9 +135,14 @@ class PsaHttp:
                 allow_redirects=False,
             ) as response:
                 status = response.status
-                text = await response.text()
+                raw = await read_capped(response, MAX_ANSWER)
                 wait = retry_after_seconds(response.headers.get("Retry-After"))
+                if wait is not None:
+                    # At most an hour, as every outbox wait: a Retry-After years away (a
+                    # proxy's bug) would stop every call to the PSA, in every worker, for years.
+                    wait = retry_wait(wait)
                 location = response.headers.get("Location", "")
+                charset = response.charset or "utf-8"
         except aiohttp.ClientConnectorError as exc:
             # Never connected: nothing can have happened there.
             raise PsaError(f"{self.name}: {connect_failure(exc)}", kind="unavailable") from exc
@@ -137,7 +151,16 @@ class PsaHttp:
             raise PsaError(
                 f"{self.name}: no answer ({type(exc).__name__})", kind="unavailable", definite=False
             ) from exc
-        answer = _parse(text)
+        if raw is None:
+            # Not the PSA's answer, and maybe not the whole of it: a write may have been made.
+            raise PsaError(
+                f"{self.name}: HTTP {status} answered more than {MAX_ANSWER // 2**20} MB, "
+                "which is not the PSA's API: is psa.url the PSA's address?",
+                kind="unavailable",
+                status=status,
+                definite=method == "GET",
+            )
+        answer = _parse(_decoded(raw, charset))
         if 200 <= status < 300:
             if isinstance(answer, str):
                 raise self._not_json(method, status, answer)
@@ -189,7 +212,9 @@ class PsaHttp:
         if self.refused is not None and self.refused(status, answer):
             # Refused as sent: the same write gets the same answer, the credentials are fine.
             return PsaError(message, kind="rejected", status=status)
-        if status in (401, 403):
+        if status in (401, 403) or (
+            self.credentials_refused is not None and self.credentials_refused(status, answer)
+        ):
             return PsaError(message, kind="auth", status=status)
         if status == 429 or (status == 503 and wait is not None):
             if wait is None:
@@ -231,6 +256,24 @@ def _listed_errors(answer: Any) -> bool:
     """The answer carries the PSA's own list of error messages (`{"errors": ["..."]}`)."""
     errors = answer.get("errors") if isinstance(answer, dict) else None
     return isinstance(errors, list) and any(str(e).strip() for e in errors)
+
+
+def _decoded(raw: bytes, charset: str) -> str:
+    """The answer as text: a byte its charset does not allow (a Windows-1252 quote in a note
+    that came in by e-mail, labelled UTF-8) is one character shown as U+FFFD, not a reason
+    to refuse the whole answer."""
+    try:
+        return raw.decode(charset, errors="replace")
+    except LookupError:  # a charset Python does not know
+        return raw.decode("utf-8", errors="replace")
+
+
+def ident(value: Any) -> str:
+    """An id or number from a PSA answer as text; TypeError for anything but a string or a
+    number (an object or list there is an answer the bot cannot read, not an id to keep)."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise TypeError(f"an id or number of type {type(value).__name__}: {str(value)[:80]}")
+    return str(value)
 
 
 def _parse(text: str) -> Any:

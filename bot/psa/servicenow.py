@@ -7,12 +7,13 @@ from the instance's own choice list and `close_notes`.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 
-from bot.psa.http import CachedCompanies, Memo, PsaHttp, basic, company_named
+from bot.psa.http import CachedCompanies, Memo, PsaHttp, basic, company_named, ident
 from bot.psa.settings import PsaSettings
 from handlers.psa import (
     Company,
@@ -48,6 +49,17 @@ def refused_by_a_rule(status: int, answer: Any) -> bool:
         return False
     said = f"{error.get('message') or ''} {error.get('detail') or ''}".lower()
     return any(words in said for words in RULE_REFUSALS)
+
+
+# "Journal fields render text wrapped in code tags as HTML" (servicenow.com, Journal field
+# type): a [code] tag in a work note is markup there, whoever typed it in chat.
+CODE_TAG = re.compile(r"\[(\s*/?\s*code\s*)\]", re.IGNORECASE)
+
+
+def journal(text: str) -> str:
+    """`text` for a journal field (work notes): every [code] / [/code] tag broken up by a
+    zero-width space after its bracket, so it shows as typed and is never HTML."""
+    return CODE_TAG.sub("[\u200b\\1]", text)
 
 
 def quote(value: str) -> str:
@@ -163,7 +175,7 @@ class ServiceNowConnector(CachedCompanies):
         row = answer.get("result") if isinstance(answer, dict) else None
         if not isinstance(row, dict) or not row.get("sys_id"):
             raise PsaError(f"{self.name}: the answer has no incident sys_id", kind="rejected")
-        return PsaRef(str(row["sys_id"]), str(row.get("number") or row["sys_id"]))
+        return PsaRef(ident(row["sys_id"]), ident(row.get("number") or row["sys_id"]))
 
     async def find_by_reference(self, key: str) -> PsaRef | None:
         rows = await self._rows("incident", f"correlation_id={quote(key)}", "sys_id,number", 1)
@@ -178,7 +190,7 @@ class ServiceNowConnector(CachedCompanies):
         )
 
     async def add_note(self, ref: PsaRef, text: str) -> None:
-        await self._patch(ref, {"work_notes": text})
+        await self._patch(ref, {"work_notes": journal(text)})
 
     async def add_time(self, ref: PsaRef, work: TimeWork) -> None:
         worked = (EPOCH + timedelta(minutes=work.minutes)).strftime("%Y-%m-%d %H:%M:%S")

@@ -77,21 +77,38 @@ def stop_collecting(token: Any) -> None:
     _went_without.reset(token)
 
 
+# What reading a PSA answer of the wrong shape raises (a field missing, of another type).
+UNREADABLE_ANSWER = (KeyError, IndexError, TypeError, ValueError, AttributeError)
+
+
 async def optional(read: Awaitable[T], default: T, *, what: str, system: str) -> T:
     """A look-up whose fact the write can go without (the caller, the asset, the company):
-    when the PSA will not let the integration user read it (403), the write carries on with
-    `default`, and the row's result says so (shown by `show`)."""
+    when the PSA will not let the integration user read it (403), or answers it in a shape
+    the bot cannot read (an id that is no number), the write carries on with `default`, and
+    the row's result says so (shown by `show`)."""
     try:
         return await read
     except PsaError as exc:
         if not exc.unreadable:
             raise
         log.warning("%s: going on without %s: %s", system, what, exc)
-        found = _went_without.get()
-        text = f"{what} ({system} does not let the integration user read {exc.unreadable})"
-        if found is not None and text not in found:
-            found.append(text)
+        _went_without_it(
+            f"{what} ({system} does not let the integration user read {exc.unreadable})"
+        )
         return default
+    except UNREADABLE_ANSWER as exc:
+        log.warning(
+            "%s: going on without %s: an answer the bot cannot read", system, what, exc_info=True
+        )
+        said = " ".join(str(exc).split())[:80]
+        _went_without_it(f"{what} ({system} answered it in a shape the bot cannot read: {said})")
+        return default
+
+
+def _went_without_it(text: str) -> None:
+    found = _went_without.get()
+    if found is not None and text not in found:
+        found.append(text)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from handlers.psa import rules
 from handlers.psa.connector import (
     MARKER,
     NOTE_POSTED,
+    UNREADABLE_ANSWER,
     Company,
     NewTicket,
     PsaConnector,
@@ -34,6 +35,8 @@ from handlers.psa.connector import (
 )
 
 log = logging.getLogger(__name__)
+# The longest PSA id or number a ticket keeps (tickets.psa_id / psa_number).
+REF_ROOM = 64
 # find_company's answer when the PSA would not let the bot read companies.
 _UNREAD = Company("", "")
 
@@ -51,6 +54,17 @@ async def perform(
     went_without, token = collect_went_without()
     try:
         result = await _perform(connector, kind=kind, payload=payload, attempts=attempts)
+    except UNREADABLE_ANSWER as exc:
+        # An answer not in the PSA's documented shape (an id that is no number, a row
+        # without its id): asking again gets the same answer, so the write is refused and
+        # told once, never retried in a loop nor left to hold the ticket's later writes.
+        log.warning("%s: an answer the bot cannot read", connector.name, exc_info=True)
+        said = " ".join(str(exc).split())[:160]
+        raise PsaError(
+            f"{connector.name}: answered in a shape the bot cannot read "
+            f"({type(exc).__name__}: {said})",
+            kind="rejected",
+        ) from exc
     finally:
         stop_collecting(token)
     if went_without:
@@ -191,6 +205,14 @@ async def _create(
         # when the PSA certainly refused this one too, the next attempt need not search.
         exc.clean = exc.definite
         raise
+    for value in (ref.id, ref.number):
+        if not value.strip() or len(value) > REF_ROOM or not value.isprintable():
+            # Made there, maybe, but not a reference the ticket can keep (nor show).
+            raise PsaError(
+                f"{connector.name}: answered a ticket id or number the bot cannot keep "
+                f"({len(value)} characters: {value[:40]!r})",
+                kind="rejected",
+            )
     result |= {"psa_id": ref.id, "psa_number": ref.number}
     return result
 

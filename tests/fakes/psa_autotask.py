@@ -7,7 +7,9 @@ errors `{"errors": [...]}` (text longer than its field, counted in UTF-16 code u
 does, is refused; a ticket whose contact is not one of its company's contacts is
 refused, 500); queries `POST <Entity>/query` with eq / and filters; picklists
 from `<Entity>/entityInformation/fields` (values as strings, as Autotask sends them); at most
-three requests at once per entity (429 "Thread Threshold Exceeded" beyond). An entity (or
+three requests at once per entity (429 "Thread Threshold Exceeded" beyond). A wrong
+`ApiIntegrationCode` with the right user and secret is a 500 "IntegrationCode is invalid."
+(not a 401, as Autotask answers it). An entity (or
 a path such as `Tickets/entityInformation/fields`) in `unreadable` answers its reads with
 403 `{"errors": [...]}` (the API user's security level does not allow it).
 """
@@ -170,6 +172,12 @@ class FakeAutotask(PsaFake):
         )
         return resource
 
+    def _user_and_secret(self, rec: Recorded) -> bool:
+        return not self.refuse_credentials and (
+            rec.headers.get("UserName"),
+            rec.headers.get("Secret"),
+        ) == (USER, SECRET)
+
     def _authorized(self, rec: Recorded) -> bool:
         return not self.refuse_credentials and (
             rec.headers.get("UserName"),
@@ -193,6 +201,10 @@ class FakeAutotask(PsaFake):
         if not rec.path.startswith(prefix):
             return _errors(404, "Not found")
         if not self._authorized(rec):
+            if self._user_and_secret(rec):
+                # A tracking identifier Autotask does not know is a 500, not a 401
+                # (apigrate/autotask-restapi#19; py-autotask's AutotaskAuthError on it).
+                return _errors(500, "IntegrationCode is invalid.")
             return web.json_response({"errors": ["Unauthorized"]}, status=401)
         path = rec.path[len(prefix) :].strip("/")
         entity = path.split("/", 1)[0]

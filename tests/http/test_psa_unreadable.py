@@ -48,6 +48,17 @@ async def _row(app: AppHarness, kind: str) -> Any:
     return row
 
 
+async def _given_up(app: AppHarness, kind: str) -> Any:
+    """The row once its outcome is recorded: the technician is told while the failure is
+    handled, a moment before the row is marked dead."""
+
+    async def dead() -> bool:
+        return bool((await _row(app, kind)).status == "dead")
+
+    await wait_until(dead, what=f"the {kind} row given up")
+    return await _row(app, kind)
+
+
 async def _no_outage(app: AppHarness, slack: FakeSlack) -> None:
     shown = await show(app)
     assert CREDENTIALS not in shown, shown
@@ -105,7 +116,7 @@ async def test_servicenow_close_codes_it_may_not_read_refuse_the_closure_not_the
         told = json.dumps(_told(slack_api, words)[0])
         assert "User Not Authorized" in told
         assert "the integration user may not read sys_choice (the incident close codes)" in told
-        closure = await _row(app, "psa.close")
+        closure = await _given_up(app, "psa.close")
         assert (closure.status, closure.attempts) == ("dead", 1)
         assert not fake.only().closed and fake.only().time_minutes == [30]
         assert "ServiceNow: not sent: closure" in await show(app)
@@ -253,7 +264,7 @@ async def test_an_earlier_note_that_cannot_be_looked_up_for_want_of_read_access_
         fake.hold_answers(0)
         words = "may or may not have reached ServiceNow"
         await wait_until(lambda: _told(slack_api, words), timeout=15, what="the technician told")
-        note = await _row(app, "psa.note")
+        note = await _given_up(app, "psa.note")
         assert note.status == "dead" and len(fake.only().notes) == 1
         assert "the integration user may not read sys_journal_field" in note.last_error
         await _no_outage(app, slack_api)

@@ -61,6 +61,27 @@ def test_bad_psa_settings_name_the_key(
     assert named in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://admin:hunter2@acme.service-now.com",
+        "htps://admin:hunter2@acme.service-now.com",  # not http(s) either: still not echoed
+        "https://hunter2@acme.service-now.com",
+    ],
+)
+def test_a_psa_url_carrying_credentials_is_refused_without_repeating_them(
+    tmp_path: Path, url: str
+) -> None:
+    # Credentials come from the PSA_* variables (SPEC). One typed into psa.url was taken:
+    # the start-up log, check-config and PsaSettings' repr printed the password, and
+    # aiohttp refused every call to combine it with the bot's own Authorization header.
+    with pytest.raises(ConfigError) as caught:
+        _settings(tmp_path, f"psa: {{system: servicenow, url: '{url}'}}", SN_ENV)
+    assert "psa.url" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+    assert "PSA_USERNAME" in str(caught.value)
+
+
 def test_good_psa_settings_keep_secrets_out_of_reprs(tmp_path: Path) -> None:
     settings = _settings(
         tmp_path,
