@@ -987,3 +987,36 @@ async def test_an_error_text_with_hundreds_of_codes_opens_its_ticket_and_is_foun
     assert "Similar tickets" in flat(card) and f"{first} (acme)" in flat(card)
     answer = flat(await ephemeral(app, f"similar {number}"))
     assert f"{first} (acme)" in answer
+
+
+@pytest.mark.parametrize("system", ["hudu", "itglue"])
+async def test_hudu_and_it_glue_titles_are_plain_text_shown_as_written(
+    make_app: Any, slack_api: FakeSlack, system: str
+) -> None:
+    """Hudu article and IT Glue document names are plain text (only Confluence marks its
+    search hits up). They were read as HTML: `<b>` or `<span>` in a name vanished and
+    `&lt;` / `&amp;` turned into `<` / `&`, so the technician read another title than the
+    KB's. They are shown as written."""
+    titles = [
+        "GPO share: use <b> and <span> literally in <mark>templates</mark>",
+        "Escape &lt;tags&gt; and R&amp;D in the share name",
+    ]
+    fake: FakeHudu | FakeItGlue = FakeHudu() if system == "hudu" else FakeItGlue()
+    async with fake:
+        if isinstance(fake, FakeHudu):
+            for title in titles:
+                fake.add_article(title, "share")
+            kb, env = hudu_env(fake)
+        else:
+            for title in titles:
+                fake.add_document(title)
+            kb, env = {"source": "itglue", "url": fake.url}, {"KB_API_KEY": fake.api_key}
+        app = await start(make_app, slack_api, kb, **env)
+        body = await ephemeral(app, "kb share")
+        shown = [
+            # Slack's own escaping of its three control characters, undone.
+            b["text"]["text"].replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+            for b in body["blocks"]
+            if b["type"] == "section" and b["text"]["type"] == "plain_text"
+        ]
+        assert sorted(t for t in shown if "share" in t) == sorted(titles), shown
