@@ -1020,3 +1020,18 @@ async def test_hudu_and_it_glue_titles_are_plain_text_shown_as_written(
             if b["type"] == "section" and b["text"]["type"] == "plain_text"
         ]
         assert sorted(t for t in shown if "share" in t) == sorted(titles), shown
+
+
+async def test_a_kb_answering_json_nested_too_deep_is_said_not_to_answer_as_its_api(
+    make_app: Any, slack_api: FakeSlack, hudu: FakeHudu
+) -> None:
+    """A broken proxy or server answering `[[[[…` (200 000 deep, 200 KB): the JSON reader gave
+    up with RecursionError, which is no ValueError, so the search failed with a traceback in
+    the log and the technician read 'Hudu did not answer within 5 s: try again later' about
+    an answer that came at once and that no waiting fixes."""
+    kb, env = hudu_env(hudu)
+    app = await start(make_app, slack_api, kb, **env)
+    hudu.fail("/api/v1/articles", 200, body="[" * 200_000)
+    answer = flat(await ephemeral(app, "kb outlook"))
+    assert "Hudu did not answer as its API (not its JSON): ask an admin to check kb.url." in answer
+    assert "did not answer within" not in answer
