@@ -84,7 +84,7 @@ async def get_json(
         raise KbUnavailable(f"{service}: HTTP {status}", status=status, retry_after=retry_after)
     try:
         return json.loads(body) if body else {}
-    except ValueError as exc:  # UnicodeDecodeError included
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError; nested too deep
         kind = response.headers.get("Content-Type", "").split(";")[0].strip() or "no type"
         raise KbUnavailable(
             f"{service}: the answer is not JSON ({kind}, HTTP {status})", not_api=True

@@ -8,7 +8,7 @@ import aiohttp
 from pydantic import SecretStr
 
 from bot.kb.http import get_json
-from handlers.diagnosis import KbArticle, KbUnavailable, clean_title
+from handlers.diagnosis import KbArticle, KbUnavailable
 
 
 class HuduSource:
@@ -38,7 +38,8 @@ class HuduSource:
         for item in articles:
             if not isinstance(item, dict) or item.get("draft"):
                 continue
-            title = clean_title(str(item.get("name") or ""))
+            # A plain-text name (no search highlights, not HTML): shown as written.
+            title = " ".join(str(item.get("name") or "").split())
             url = self._link(item)
             if title and url:
                 found.append(KbArticle(title, url))

@@ -9,7 +9,7 @@ import aiohttp
 from pydantic import SecretStr
 
 from bot.kb.http import get_json
-from handlers.diagnosis import KbArticle, KbUnavailable, clean_title
+from handlers.diagnosis import KbArticle, KbUnavailable
 
 MEDIA_TYPE = "application/vnd.api+json"
 
@@ -47,7 +47,8 @@ class ItGlueSource:
             attributes = item.get("attributes")
             if not isinstance(attributes, dict):
                 continue
-            title = clean_title(str(attributes.get("name") or ""))
+            # A plain-text name (no search highlights, not HTML): shown as written.
+            title = " ".join(str(attributes.get("name") or "").split())
             # The page in IT Glue's web app; never the API's own address (`kb.url`), which
             # answers a browser with 401 JSON (it wants the key). None: the title alone.
             url = str(attributes.get("resource-url") or attributes.get("url") or "")

@@ -207,8 +207,21 @@ async def _form(deps: Deps, interaction: Interaction, ticket: Ticket) -> Reply:
     identity.require_confirmed(ticket)
     async with deps.sessions() as session:
         logged = sum(e.minutes for e in await repo.time_entries_for(session, ticket.id))
-        pattern = await diagnosis.kb_requirement(session, ticket)
+        pattern = await _kb_requirement(session, ticket)
     return Reply(card=_closure_card(ticket, logged, pattern), as_form=True)
+
+
+async def _kb_requirement(session: AsyncSession, ticket: Ticket) -> diagnosis.KbRequirement | None:
+    """Why closing `ticket` needs a KB article: it is part of a pattern, or (a P1) a report
+    its closure closes is, and is closed with the P1's KB article (SPEC "Patterns")."""
+    own = await diagnosis.kb_requirement(session, ticket)
+    if own is not None or not ticket.filed_count:
+        return own
+    for report in await working.closing_with(session, ticket):
+        needed = await diagnosis.kb_requirement(session, report)
+        if needed is not None:
+            return needed
+    return None
 
 
 def _closure_card(ticket: Ticket, logged: int, pattern: diagnosis.KbRequirement | None) -> Card:
@@ -310,7 +323,7 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
     await identity.enforce(deps, interaction, ticket, "close")
     async with deps.sessions() as session:
         logged = sum(e.minutes for e in await repo.time_entries_for(session, ticket.id))
-        pattern = await diagnosis.kb_requirement(session, ticket)
+        pattern = await _kb_requirement(session, ticket)
     try:
         form = validate(
             interaction.data,

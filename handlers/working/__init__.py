@@ -20,6 +20,7 @@ from handlers.working.details import show_lines
 from handlers.working.linking import (
     add_button,
     close_filed,
+    closing_with,
     drop_p1_matches,
     filed_addresses,
     link_command,
@@ -35,6 +36,7 @@ __all__ = [
     "card_facts",
     "card_links",
     "close_filed",
+    "closing_with",
     "comment",
     "confirm_command",
     "drop_p1_matches",

@@ -216,11 +216,16 @@ async def drop_p1_matches(session: AsyncSession, p1: Ticket) -> None:
         await notify.refresh_ticket_card(session, ticket)
 
 
+async def closing_with(session: AsyncSession, p1: Ticket) -> list[Ticket]:
+    """The reports filed under `p1` that its closure closes (oldest first)."""
+    return [t for t in await repo.filed_under(session, p1.number) if _closes_with_p1(t)]
+
+
 async def filed_addresses(deps: Deps, p1: Ticket) -> dict[int, tuple[Address, bool]]:
     """Where each report filed under `p1` gets its survey, and whether its requester is a VIP
     (`csat.survey_facts`: directory look-ups, before the closure's transaction)."""
     async with deps.sessions() as session:
-        reports = [t for t in await repo.filed_under(session, p1.number) if _closes_with_p1(t)]
+        reports = await closing_with(session, p1)
     return {t.id: await csat.survey_facts(deps, t) for t in reports}
 
 

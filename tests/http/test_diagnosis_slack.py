@@ -895,9 +895,12 @@ async def test_an_unusable_retry_after_breaks_neither_kb_nor_the_card(
     hudu.fail("/api/v1/articles", 429, headers={"Retry-After": "1e999"})
     number, _ = await open_ticket(app, slack_api, error=ERROR_NEW, client="acme")
     await card_update(app, slack_api, number, "Hudu is rate limiting the bot", timeout=8)
+    # A 429 without a usable Retry-After is waited out for about 1 s, then 2 s (in a row).
+    await asyncio.sleep(max(0.0, hudu.calls("/api/v1/articles")[-1].at + 1.05 - time.monotonic()))
     hudu.fail("/api/v1/articles", 429, headers={"Retry-After": "inf"})
     answer = flat(await ephemeral(app, "kb outlook password"))
     assert "Hudu is rate limiting the bot (HTTP 429): try again later." in answer
+    await asyncio.sleep(max(0.0, hudu.calls("/api/v1/articles")[-1].at + 2.05 - time.monotonic()))
     hudu.fail("/api/v1/articles", 429, headers={"Retry-After": "99999999"})
     answer = flat(await ephemeral(app, "kb outlook prompt"))
     assert "Hudu is rate limiting the bot (HTTP 429): try again in 3600 s." in answer
@@ -987,3 +990,93 @@ async def test_an_error_text_with_hundreds_of_codes_opens_its_ticket_and_is_foun
     assert "Similar tickets" in flat(card) and f"{first} (acme)" in flat(card)
     answer = flat(await ephemeral(app, f"similar {number}"))
     assert f"{first} (acme)" in answer
+
+
+@pytest.mark.parametrize("system", ["hudu", "itglue"])
+async def test_hudu_and_it_glue_titles_are_plain_text_shown_as_written(
+    make_app: Any, slack_api: FakeSlack, system: str
+) -> None:
+    """Hudu article and IT Glue document names are plain text (only Confluence marks its
+    search hits up). They were read as HTML: `<b>` or `<span>` in a name vanished and
+    `&lt;` / `&amp;` turned into `<` / `&`, so the technician read another title than the
+    KB's. They are shown as written."""
+    titles = [
+        "GPO share: use <b> and <span> literally in <mark>templates</mark>",
+        "Escape &lt;tags&gt; and R&amp;D in the share name",
+    ]
+    fake: FakeHudu | FakeItGlue = FakeHudu() if system == "hudu" else FakeItGlue()
+    async with fake:
+        if isinstance(fake, FakeHudu):
+            for title in titles:
+                fake.add_article(title, "share")
+            kb, env = hudu_env(fake)
+        else:
+            for title in titles:
+                fake.add_document(title)
+            kb, env = {"source": "itglue", "url": fake.url}, {"KB_API_KEY": fake.api_key}
+        app = await start(make_app, slack_api, kb, **env)
+        body = await ephemeral(app, "kb share")
+        shown = [
+            # Slack's own escaping of its three control characters, undone.
+            b["text"]["text"].replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+            for b in body["blocks"]
+            if b["type"] == "section" and b["text"]["type"] == "plain_text"
+        ]
+        assert sorted(t for t in shown if "share" in t) == sorted(titles), shown
+
+
+async def test_a_kb_answering_json_nested_too_deep_is_said_not_to_answer_as_its_api(
+    make_app: Any, slack_api: FakeSlack, hudu: FakeHudu
+) -> None:
+    """A broken proxy or server answering `[[[[…` (200 000 deep, 200 KB): the JSON reader gave
+    up with RecursionError, which is no ValueError, so the search failed with a traceback in
+    the log and the technician read 'Hudu did not answer within 5 s: try again later' about
+    an answer that came at once and that no waiting fixes."""
+    kb, env = hudu_env(hudu)
+    app = await start(make_app, slack_api, kb, **env)
+    hudu.fail("/api/v1/articles", 200, body="[" * 200_000)
+    answer = flat(await ephemeral(app, "kb outlook"))
+    assert "Hudu did not answer as its API (not its JSON): ask an admin to check kb.url." in answer
+    assert "did not answer within" not in answer
+
+
+async def test_a_rate_limited_kb_without_retry_after_is_given_time_that_grows(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """IT Glue answers a 429 without `Retry-After` (psa-kb-facts §5; the cross-cutting rule:
+    then back off exponentially with jitter). The bot asked again on the very next search,
+    every ticket's card and every `kb` one more call counted against the window it had run
+    out of. Now it holds off about 1 s, then about 2 s after another 429 in a row, and asks at
+    once again after an answer."""
+    async with FakeItGlue() as fake:
+        fake.add_document("Outlook password prompt loop", "Clear the credential manager")
+        kb, env = {"source": "itglue", "url": fake.url}, {"KB_API_KEY": fake.api_key}
+        app = await start(make_app, slack_api, kb, **env)
+        fake.fail("/documents", 429, times=2)
+        answer = flat(await ephemeral(app, "kb outlook"))
+        assert "IT Glue is rate limiting the bot (HTTP 429)" in answer
+        [first] = fake.calls("/documents")
+        answer = flat(await ephemeral(app, "kb password"))
+        assert time.monotonic() - first.at < 0.75, "too slow to test within the back-off"
+        assert "IT Glue is rate limiting the bot (HTTP 429): try again in 1 s." in answer
+        assert len(fake.calls("/documents")) == 1, "asked again at once after a 429"
+
+        await asyncio.sleep(max(0.0, first.at + 1.05 - time.monotonic()))
+        answer = flat(await ephemeral(app, "kb prompt"))
+        assert "IT Glue is rate limiting the bot (HTTP 429)" in answer
+        second = fake.calls("/documents")[-1]
+        assert len(fake.calls("/documents")) == 2 and second.status == 429
+        await asyncio.sleep(max(0.0, second.at + 1.05 - time.monotonic()))
+        answer = flat(await ephemeral(app, "kb loop"))
+        assert "IT Glue is rate limiting the bot (HTTP 429)" in answer
+        assert len(fake.calls("/documents")) == 2, "the second 429 in a row: a longer wait"
+
+        await asyncio.sleep(max(0.0, second.at + 2.05 - time.monotonic()))
+        assert "Outlook password prompt loop" in flat(await ephemeral(app, "kb outlook password"))
+        # An answer: the next 429 is waited out for about 1 s again, not 4 s.
+        fake.fail("/documents", 429)
+        await ephemeral(app, "kb password prompt")
+        third = fake.calls("/documents")[-1]
+        assert third.status == 429
+        await asyncio.sleep(max(0.0, third.at + 1.05 - time.monotonic()))
+        assert "Outlook password prompt loop" in flat(await ephemeral(app, "kb outlook prompt"))

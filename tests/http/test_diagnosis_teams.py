@@ -203,3 +203,34 @@ async def test_hanging_kb_on_teams(make_app: Any, connector: FakeConnector) -> N
         )
         assert time.monotonic() - started < 10
         assert any("Confluence did not answer within 5 s" in t for t in late())
+
+
+HOSTILE_TITLES = [
+    "VPN [x](https://evil.example) reset",
+    "VPN <https://evil.example|click> reset",
+    "VPN *bold* _italic_ ~~struck~~ `code` reset",
+    "1. VPN reset | step > two & three",
+    "# VPN reset \\[escaped\\]",
+]
+
+
+async def test_kb_titles_show_as_written_on_teams_and_odd_urls_are_no_links(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    """KB titles are outside text: on a Teams card (Markdown) a title is shown as written, is
+    the only link of its line (no `[x](https://evil)` of its own), a `javascript:` URL links
+    nowhere, and every card is valid against the Adaptive Card schema (`card_of`)."""
+    async with FakeConfluence() as kb:
+        for title in HOSTILE_TITLES:
+            kb.add_page(title, "vpn")
+        app = await start(make_app, connector, kb)
+        answer = await say(app, connector, text="ticket kb vpn reset")
+        texts = [e["text"] for e in answer["body"] if e["type"] == "TextBlock"]
+        links = [t for t in texts if t.startswith("[")]
+        assert len(links) == 5, texts
+        for link in links:
+            shown, target = re.fullmatch(r"\[(.*)\]\((\S+)\)", link).groups()  # type: ignore[union-attr]
+            assert target.startswith(f"{kb.url}/wiki/spaces/IT/pages/")
+            assert not re.search(r"(?<!\\)[\[\]<`*]", shown), shown
+            assert unescape(shown) in HOSTILE_TITLES
+        assert "evil.example)" not in "".join(t for t in texts if not t.startswith("["))

@@ -108,11 +108,15 @@ async def test_slack_three_reports_one_page_notice_summed_closed_with_the_p1(
     assert f"Reports filed under {p1} (3)" in show
     assert f"*{reports[1]}:* <@UCY> (cy@example.com) - 3 affected - open" in show
 
-    # Closing the P1 closes the three with its resolution; each requester gets a survey.
-    await s.close(p1, note="Replaced the failed power supply of the VPN concentrator VPN-01")
+    # Closing the P1 closes the three with its resolution; each requester gets a survey. The
+    # third report made their error (0x8007001F) a pattern: the P1's closure names a KB article.
+    await s.close(
+        p1, note="Replaced the failed power supply of the VPN concentrator VPN-01", kb="KB0809"
+    )
     for number in reports:
         ticket = await ticket_row(app, number)
         assert ticket.status == "closed" and "power supply" in ticket.resolution_note
+        assert ticket.kb_article == "KB0809"
     assert (await ticket_row(app, unrelated)).status == "open"
     for user, number in zip(("UBOB", "UCY", "UDEE"), reports, strict=True):
         await wait_until(
@@ -238,7 +242,8 @@ async def test_teams_reports_filed_notice_edited_in_place_and_closed_with_the_p1
         "resolution_note": "Replaced the power supply of the VPN concentrator VPN-01",
         "resolution_category": "Incident",
         "time_spent": "1h",
-        "kb_article": "",
+        # Cy's report made the reports' error (0x8007001F) a pattern: it closes with a KB article.
+        "kb_article": "KB0809",
     }
     from tests.http.conftest_teams import activity
 
@@ -311,3 +316,44 @@ async def test_link_without_an_incident_channel_claims_no_notice_update(
     answer = await s.command(f"link {report} {p1}")
     assert f"{report} is filed under {p1}" in answer and "42 users affected" in answer
     assert "notice" not in answer, answer
+
+
+async def test_slack_a_p1_closing_a_pattern_report_with_it_needs_a_kb_article(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """A report filed under a P1 can be the ticket that makes its error a pattern while the
+    P1, opened before it, is not one: closing the P1 closes the report with the P1's
+    resolution and KB article. The P1's closure did not ask for one, so a pattern ticket was
+    closed without the KB article its closure needs (SPEC "Patterns"). The P1's closure form
+    now says why it needs one and a closure without one is refused with that reason."""
+    from tests.http.diagnosis_support import close
+
+    config = {"patterns": {"repeat_threshold": 2}}
+    app: AppHarness = await make_app(slack=slack_api, config=config, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    error = "Outlook: sending failed with 0x800CCC0E (SMTP server unreachable)"
+    p1 = await s.ticket(priority="P1", users=30, asset="", client="Acme", error=error)
+    report = await s.ticket(requester="UBOB", asset="", client="Globex", error=error)
+    assert "Pattern" not in shown(s.card(p1)) and "Pattern" in shown(s.card(report))
+    assert f"{report} is filed under {p1}" in await s.command(f"link {report} {p1}")
+
+    view, ack = await close(
+        app, slack_api, p1, note="Restarted the SMTP relay service on MAIL-01 and cleared its queue"
+    )
+    assert f"{report} is part of a pattern" in shown(view)
+    assert ack.get("response_action") == "errors", ack
+    assert f"{report} is part of a pattern" in shown(ack["errors"]["kb_article"])
+    assert (await ticket_row(app, p1)).status == "open"
+    assert (await ticket_row(app, report)).status == "open"
+
+    _, ack = await close(
+        app,
+        slack_api,
+        p1,
+        note="Restarted the SMTP relay service on MAIL-01 and cleared its queue",
+        kb="KB0815",
+    )
+    assert ack == {}, ack
+    for number in (p1, report):
+        closed = await ticket_row(app, number)
+        assert closed.status == "closed" and closed.kb_article == "KB0815"

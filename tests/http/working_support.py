@@ -245,7 +245,7 @@ class SlackFlow:
             }
         )
 
-    async def close(self, number: str, note: str = "") -> None:
+    async def close(self, number: str, note: str = "", kb: str = "") -> None:
         view = await self.modal(f"close {number}")
         values = {
             "resolution_note": _text(
@@ -253,7 +253,7 @@ class SlackFlow:
             ),
             "resolution_category": _choice("Incident"),
             "time_spent": _text("1h"),
-            "kb_article": _text(""),
+            "kb_article": _text(kb),
         }
         answer = await self.submit(view, values, "UTECH")
         assert not answer or "errors" not in answer, answer

@@ -69,7 +69,7 @@ async def test_a_kb_that_cannot_be_reached_is_named_with_where_and_why(
 
 async def test_itglue(http: aiohttp.ClientSession) -> None:
     async with FakeItGlue() as fake:
-        ident = fake.add_document("VPN <em>Error 809</em> runbook", "Open UDP 500/4500")
+        ident = fake.add_document("VPN  Error 809 runbook", "Open UDP 500/4500")
         fake.add_document("Printer runbook")
         source = ItGlueSource(http, url=fake.url, api_key=SecretStr(fake.api_key))
         assert await source.search("error 809", limit=3) == [
