@@ -25,7 +25,8 @@ from storage import inbound
 from storage.models import InboundDelivery, TimeEntry, utcnow
 from tests.fakes.botframework import FakeConnector
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import AppHarness
+from tests.harness import AppHarness, block_actions
+from tests.harness import slack_button as button
 from tests.http.conftest_teams import ANA_ID, PERSONAL, TECH_ID, message
 from tests.http.test_closure_slack import PEOPLE as SLACK_PEOPLE
 from tests.http.test_closure_slack import new_ticket
@@ -160,6 +161,34 @@ async def test_a_retry_of_a_command_that_opened_a_form_says_how_to_get_it(
     assert await said(again) == replay.FORM_AGAIN
     await asyncio.sleep(0.2)
     assert len(slack_api.views_opened()) == opened + 1
+
+
+async def test_a_slack_buttons_answer_is_given_again_only_when_it_never_went_out(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """A button's answer goes through its response_url (the ack is empty), whatever became of
+    the ack: a retry after it went out adds nothing; a retry after the process died before it
+    went out gives it. **Close** records the first response and opens the closure form with
+    the press's single-use trigger: the retry says how to get the form."""
+    app = await slack_app(make_app, slack_api)
+    card = [p for p in slack_api.posts() if p.get("channel") == "C0HELP"][-1]
+    url = slack_api.response_url_for("close-1")
+    payload = block_actions(button(card, "Close"), user="UTECH", channel="C0HELP", n=1,
+                            response_url=url)  # fmt: skip
+    body = urlencode({"payload": json.dumps(payload)})
+    opened = len(slack_api.views_opened())
+    assert (await app.slack(body, content_type=FORM)).status == 200
+    await slack_api.wait_for_method("views.open", count=opened + 1)
+    assert (await app.slack(body, content_type=FORM, headers=RETRY)).status == 200
+    await asyncio.sleep(0.3)
+    assert slack_api.responses("close-1") == [] and len(slack_api.views_opened()) == opened + 1
+    [delivery] = [k for k in await keys(app) if k.startswith("slack:action:UTECH:")]
+    await died(app, delivery, kept=True)
+    assert (await app.slack(body, content_type=FORM, headers=RETRY)).status == 200
+    assert (await app.slack(body, content_type=FORM, headers=RETRY)).status == 200
+    await asyncio.sleep(0.3)
+    [told] = slack_api.responses("close-1")
+    assert told["text"] == replay.FORM_AGAIN and len(slack_api.views_opened()) == opened + 1
 
 
 # -- Teams: the answer is a message of its own, given once ------------------------------------
