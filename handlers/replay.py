@@ -110,7 +110,10 @@ def _reply(interaction: Interaction, reply: Reply) -> dict[str, Any]:
         card = reply.card.to_dict()
         if len(json.dumps(card)) <= MAX_CARD:
             data["card"] = card
-            if reply.ticket_card_of is not None:
+            # Remembered where it lands when it is posted anew (a Teams message's answer); an
+            # invoke's card replaces the card clicked, which may be another click on a form
+            # already answered (the ticket's card is remembered where it was posted first).
+            if reply.ticket_card_of is not None and interaction.answer_id is not None:
                 data["ticket_card_of"] = reply.ticket_card_of
                 data["card_version"] = reply.card_version
         else:

@@ -37,7 +37,12 @@ def test_a_card_is_kept_whole_unless_large_then_as_its_words() -> None:
     reply = Reply(text="Opened HD-1", card=card, private=False, ticket_card_of=7)
     kept = replay.read(replay.kept(turn(), reply))
     assert kept is not None and kept.reply is not None
-    assert kept.reply.card == card and not kept.reply.private and kept.reply.ticket_card_of == 7
+    assert kept.reply.card == card and not kept.reply.private
+    # Remembered where it lands only when posted anew (a Teams message's answer).
+    assert kept.reply.ticket_card_of is None
+    posted = turn(answer_id="teams:answer:a:1:2:x")
+    kept = replay.read(replay.kept(posted, reply))
+    assert kept is not None and kept.reply is not None and kept.reply.ticket_card_of == 7
     large = Card(title="HD-1", body=[Text("x" * 200)] * 200, fallback="HD-1: a large card")
     stored = replay.kept(turn(), Reply(card=large))
     assert len(stored) < replay.MAX_CARD
