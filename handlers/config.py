@@ -341,12 +341,6 @@ class KbConfig(_Strict):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        if value is not None and "@" in urlparse(value.strip()).netloc:
-            # As psa.url: never repeated (a secret), nor logged or sent with the URL.
-            raise ValueError(
-                "carries a user name or password before '@': leave them out of the URL and "
-                "set KB_API_KEY (and KB_USERNAME for Confluence) instead"
-            )
         return _http_url(value)
 
     def model_post_init(self, _: Any) -> None:

@@ -167,26 +167,6 @@ async def test_settings_for_each_kb(tmp_path: Path, http: aiohttp.ClientSession)
     assert create_kb(_settings(tmp_path, {}), http) is None
 
 
-@pytest.mark.parametrize(
-    "url",
-    [
-        "https://me%40acme.com:hunter2@acme.atlassian.net",
-        "htps://me:hunter2@docs.acme.com",  # not http(s) either: still not echoed
-        "https://hunter2@docs.acme.com",
-    ],
-)
-def test_a_kb_url_carrying_credentials_is_refused_without_repeating_them(
-    tmp_path: Path, url: str
-) -> None:
-    # The key comes from KB_API_KEY (SPEC). One typed into kb.url was taken and printed by the
-    # start-up log and check-config with the URL, and sent in every request's URL.
-    with pytest.raises(ConfigError) as caught:
-        _settings(tmp_path, {"kb": {"source": "confluence", "url": url}},
-                  KB_USERNAME="me@acme.com", KB_API_KEY="tok-123")  # fmt: skip
-    assert "kb.url" in str(caught.value) and "KB_API_KEY" in str(caught.value)
-    assert "hunter2" not in str(caught.value)
-
-
 async def test_the_api_key_does_not_follow_a_redirect_to_another_host(
     http: aiohttp.ClientSession,
 ) -> None:
