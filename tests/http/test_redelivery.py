@@ -97,7 +97,7 @@ CLOSE = {
     "resolution_note": GOOD_NOTE,
     "resolution_category": "Incident",
     "time_spent": "1h",
-    "kb_article": "",
+    "kb_article": "KB0012345",  # the filed reports make a pattern: SPEC asks for one
 }
 
 
