@@ -26,11 +26,9 @@ import argparse
 import asyncio
 import copy
 import cProfile
-import io
 import itertools
 import json
 import os
-import pstats
 import statistics
 import sys
 import tempfile
@@ -45,6 +43,7 @@ from aiohttp import web
 
 from bench import payloads
 from bench.fakes import JOB_TOKEN
+from bench.help_inproc import serve, top
 from tests.fakes.base import Recorded
 from tests.fakes.slack_api import FakeSlack
 
@@ -163,25 +162,6 @@ class Client:
 
     def view(self, url: str) -> dict[str, Any]:
         return self.run(self._view(url))  # type: ignore[no-any-return]
-
-
-async def serve(app: web.Application) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server = site._server
-    assert server is not None and server.sockets
-    return runner, int(server.sockets[0].getsockname()[1])
-
-
-def top(profile: cProfile.Profile, sort: str, count: int) -> str:
-    out = io.StringIO()
-    pstats.Stats(profile, stream=out).sort_stats(sort).print_stats(count)
-    text = out.getvalue()
-    for marker in (str(Path(sys.prefix)) + "/lib/python3.11/site-packages/", os.getcwd() + "/"):
-        text = text.replace(marker, "")
-    return text
 
 
 NAMES = {"bot": True, "bolt.insert": False, "bolt.insert_post": True, "bolt.outbox": True}
