@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers import csat, diagnosis, identity, incidents, notify, psa, sla, working
 from handlers.config import HelpdeskConfig
-from handlers.tickets import card_version, ticket_card
+from handlers.tickets import VERSION_COLUMNS, card_version, ticket_card
 from storage import outbox
 from storage import tickets as repo
 from storage.models import OutboxMessage, Ticket, utcnow
@@ -228,20 +228,27 @@ async def after_delivery(
     card_message = result.get("ts") or result.get("activity_id")
     card = bool(message.payload.get("ticket_card") and card_message and result.get("channel"))
     thread = bool(message.payload.get("sets_ticket_thread") and result.get("ts"))
+    # What the card showed when it was queued, compared with the ticket as its UPDATE leaves it
+    # (read by that statement).
+    shown = message.payload.get("card_version") if card else None
+    versions = VERSION_COLUMNS if shown is not None else ()
+    now_shown = None
     if card and thread:
-        await repo.set_card_and_thread(
+        now_shown = await repo.set_card_and_thread(
             session,
             ticket_id=message.ticket_id,
             channel=str(result["channel"]),
             message=str(card_message),
             thread=str(result["ts"]),
+            returning=versions,
         )
     elif card:
-        await repo.set_card(
+        now_shown = await repo.set_card(
             session,
             ticket_id=message.ticket_id,
             channel=str(result["channel"]),
             message=str(card_message),
+            returning=versions,
         )
     elif thread:
         await repo.set_thread(
@@ -250,8 +257,8 @@ async def after_delivery(
             channel=str(result["channel"]),
             thread=str(result["ts"]),
         )
-    if card:
-        await _refresh_if_changed(session, message)
+    if now_shown is not None and card_version(now_shown) != shown:
+        await _refresh_card(session, message.ticket_id)
     await repo.add_event(
         session,
         ticket_id=message.ticket_id,
@@ -271,14 +278,11 @@ async def after_delivery(
         )
 
 
-async def _refresh_if_changed(session: AsyncSession, message: OutboxMessage) -> None:
+async def _refresh_card(session: AsyncSession, ticket_id: int) -> None:
     """The ticket changed while its card was on the way (its message was not known yet, so
     nothing could be refreshed): bring the card just posted up to date."""
-    shown = message.payload.get("card_version")
-    if shown is None:
-        return
-    ticket = await session.get(Ticket, message.ticket_id)
-    if ticket is not None and card_version(ticket) != shown:
+    ticket = await session.get(Ticket, ticket_id)
+    if ticket is not None:
         await notify.refresh_ticket_card(session, ticket)
 
 

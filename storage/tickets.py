@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, case, func, insert, select, union, update
+from sqlalchemy import Row, String, and_, bindparam, case, func, insert, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 
@@ -127,21 +127,55 @@ async def create(session: AsyncSession, **fields: Any) -> Ticket:
     return ticket
 
 
-async def set_card(session: AsyncSession, *, ticket_id: int, channel: str, message: str) -> None:
-    """Remember where the ticket card message is (to refresh it when the ticket changes)."""
+async def set_card(
+    session: AsyncSession,
+    *,
+    ticket_id: int,
+    channel: str,
+    message: str,
+    returning: tuple[str, ...] = (),
+) -> Row[Any] | None:
+    """Remember where the ticket card message is (to refresh it when the ticket changes).
+    `returning`: columns of the ticket as updated, read by the same statement (None when
+    there is no such ticket, or no columns were asked for)."""
     conn = await statements.connection(session)
-    await conn.execute(_SET_CARD, {"ticket_id": ticket_id, "channel": channel, "message": message})
+    done = await conn.execute(
+        _returning(_SET_CARD, returning),
+        {"ticket_id": ticket_id, "channel": channel, "message": message},
+    )
+    return done.first() if returning else None
 
 
 async def set_card_and_thread(
-    session: AsyncSession, *, ticket_id: int, channel: str, message: str, thread: str
-) -> None:
-    """`set_card` and `set_thread` in one UPDATE."""
+    session: AsyncSession,
+    *,
+    ticket_id: int,
+    channel: str,
+    message: str,
+    thread: str,
+    returning: tuple[str, ...] = (),
+) -> Row[Any] | None:
+    """`set_card` and `set_thread` in one UPDATE (`returning` as in `set_card`)."""
     conn = await statements.connection(session)
-    await conn.execute(
-        _SET_CARD_AND_THREAD,
+    done = await conn.execute(
+        _returning(_SET_CARD_AND_THREAD, returning),
         {"ticket_id": ticket_id, "channel": channel, "message": message, "thread": thread},
     )
+    return done.first() if returning else None
+
+
+_RETURNING: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
+def _returning(stmt: Any, columns: tuple[str, ...]) -> Any:
+    """`stmt` with `RETURNING columns`, built once per statement and columns."""
+    if not columns:
+        return stmt
+    key = (id(stmt), columns)
+    built = _RETURNING.get(key)
+    if built is None:
+        built = _RETURNING[key] = stmt.returning(*(_TICKETS.c[name] for name in columns))
+    return built
 
 
 async def set_thread(session: AsyncSession, *, ticket_id: int, channel: str, thread: str) -> None:

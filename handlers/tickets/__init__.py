@@ -4,7 +4,13 @@
 card, `details` what `show` adds to it.
 """
 
-from handlers.tickets.cards import card_version, ticket_buttons, ticket_card, ticket_line
+from handlers.tickets.cards import (
+    VERSION_COLUMNS,
+    card_version,
+    ticket_buttons,
+    ticket_card,
+    ticket_line,
+)
 from handlers.tickets.intake import categories, intake_card
 from handlers.tickets.service import (
     announce,
@@ -17,6 +23,7 @@ from handlers.tickets.service import (
 )
 
 __all__ = [
+    "VERSION_COLUMNS",
     "announce",
     "card_version",
     "categories",

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row
 
 from cards.model import ActionId, Button, Card, Element, Facts, Inline, Rich, Text, Typed
 from handlers.formatting import requester, technician, when
@@ -90,8 +93,29 @@ def ticket_card(
     )
 
 
-def card_version(ticket: Ticket) -> str:
-    """What the card shows that can change after it was sent (compared to refresh it)."""
+# The ticket's columns `card_version` reads (a delivery reads just these, with its UPDATE).
+VERSION_COLUMNS = (
+    "status",
+    "priority",
+    "identity_state",
+    "requester_disabled",
+    "respond_by",
+    "resolve_by",
+    "tier",
+    "tier_source",
+    "psa_number",
+    "fix_state",
+    "filed_under",
+    "filed_count",
+    "respond_met",
+    "resolve_met",
+    "p1_match",
+)
+
+
+def card_version(ticket: Ticket | Row[Any]) -> str:
+    """What the card shows that can change after it was sent (compared to refresh it): the
+    ticket's VERSION_COLUMNS, from the ticket or a row of them."""
     return "|".join(
         (
             ticket.status,
