@@ -104,6 +104,60 @@ async def enqueue(
     return True
 
 
+@dataclass(frozen=True)
+class Queued:
+    """One row for `enqueue_many` (the arguments of `enqueue`)."""
+
+    kind: str
+    payload: dict[str, Any]
+    ticket_id: int | None = None
+    due_at: datetime | None = None
+    dedup_key: str | None = None
+
+
+async def enqueue_many(session: AsyncSession, rows: Sequence[Queued]) -> int:
+    """`enqueue` each of `rows`; returns how many were new (not queued before under their
+    dedup key). Rows that are all due later and deduplicated (SLA alarms) go in one INSERT:
+    no worker takes them at once and none is woken, so there is nothing else to do per row."""
+    now = utcnow()
+    handoff: Handoff | None = getattr(session.sync_session, "outbox_handoff", None)
+    latest = max(now, handoff.clock()) if handoff is not None else now
+    if len(rows) < 2 or any(
+        row.dedup_key is None or row.due_at is None or row.due_at <= latest for row in rows
+    ):
+        queued = 0
+        for row in rows:
+            queued += await enqueue(
+                session,
+                kind=row.kind,
+                payload=row.payload,
+                ticket_id=row.ticket_id,
+                due_at=row.due_at,
+                dedup_key=row.dedup_key,
+            )
+        return queued
+    conn = await statements.connection(session)
+    stmt = statements.insert_new(session, _OUTBOX, "dedup_key", returning="id")
+    values = [
+        {
+            "kind": row.kind,
+            "payload": row.payload,
+            "ticket_id": row.ticket_id,
+            "due_at": row.due_at,
+            "dedup_key": row.dedup_key,
+            "status": "pending",
+            "result": {},
+            "last_error": "",
+            "attempts": 0,
+            "created_at": now,
+            "failure_reported": False,
+            "in_doubt": False,
+        }
+        for row in rows
+    ]
+    return len((await conn.execute(stmt, values)).all())
+
+
 @dataclass
 class Handoff:
     """A worker in this process that takes the rows its own requests queue, due now.

@@ -64,14 +64,14 @@ async def schedule(
 ) -> int:
     """Queue the warning and breach rows of the ticket's running targets; returns how many
     were new (a target already queued at its due time is not queued again)."""
-    queued = 0
+    found: list[outbox.Queued] = []
     for target in targets:
         if clock_stopped(ticket, target):
             continue
         due = due_of(ticket, target)
-        found = alarms(target, due=due, warn_before=config.sla.warn_before, now=now)
-        queued += await _enqueue(session, ticket, found, due)
-    return queued
+        alarmed = alarms(target, due=due, warn_before=config.sla.warn_before, now=now)
+        found += _rows(ticket, alarmed, due)
+    return await outbox.enqueue_many(session, found)
 
 
 async def queue_breach(
@@ -79,11 +79,13 @@ async def queue_breach(
 ) -> int:
     """Queue the breach of a running target (when its warning goes out, or instead of it)."""
     due = due_of(ticket, target)
-    return await _enqueue(session, ticket, breaches(target, due=due, now=now), due)
+    return await outbox.enqueue_many(
+        session, _rows(ticket, breaches(target, due=due, now=now), due)
+    )
 
 
-async def _enqueue(session: AsyncSession, ticket: Ticket, found: list[Alarm], due: datetime) -> int:
-    queued = 0
+def _rows(ticket: Ticket, found: list[Alarm], due: datetime) -> list[outbox.Queued]:
+    rows = []
     for alarm in found:
         payload: dict[str, Any] = {
             "platform": ticket.source_platform,
@@ -100,15 +102,16 @@ async def _enqueue(session: AsyncSession, ticket: Ticket, found: list[Alarm], du
                 "due": int(due.timestamp()),
             },
         }
-        queued += await outbox.enqueue(
-            session,
-            kind="message",
-            ticket_id=ticket.id,
-            due_at=alarm.due_at,
-            dedup_key=alarm_key(ticket, alarm, due),
-            payload=payload,
+        rows.append(
+            outbox.Queued(
+                kind="message",
+                ticket_id=ticket.id,
+                due_at=alarm.due_at,
+                dedup_key=alarm_key(ticket, alarm, due),
+                payload=payload,
+            )
         )
-    return queued
+    return rows
 
 
 async def cancel(
