@@ -126,17 +126,63 @@ async def brief_with_signatures(
     for part in _chunks(keys):
         stmt = _by_signatures(len(part), brief=True)
         rows += (await conn.execute(stmt, _params(part, before=before, per=per))).all()
+    return _briefs(rows)
+
+
+def _briefs(rows: Sequence[Any]) -> tuple[list[Brief], dict[str, int]]:
+    """Brief rows (one per ticket and signature) as one Brief per ticket, newest first, and
+    how many were found per signature."""
     per_key: dict[str, int] = {}
     merged: dict[int, tuple[Any, list[str]]] = {}
+    # By position (signature, then _BRIEF's columns): a Row's attributes are looked up by name.
     for row in rows:
-        per_key[row.signature] = per_key.get(row.signature, 0) + 1
-        merged.setdefault(row.id, (row, []))[1].append(row.signature)
-    found = [
-        Brief(r.id, r.number, r.client, r.status, r.resolution_note, r.kb_article, tuple(m))
-        for r, m in merged.values()
-    ]
+        signature, ticket_id = row[0], row[1]
+        per_key[signature] = per_key.get(signature, 0) + 1
+        entry = merged.get(ticket_id)
+        if entry is None:
+            merged[ticket_id] = (row, [signature])
+        else:
+            entry[1].append(signature)
+    found = [Brief(r[1], r[2], r[3], r[4], r[5], r[6], tuple(m)) for r, m in merged.values()]
     found.sort(key=lambda b: b.id, reverse=True)
     return found, per_key
+
+
+_BRIEF_COUNTED: dict[int, Any] = {}
+
+
+def _brief_counted(count: int) -> Any:
+    """`_by_signatures(count, brief=True)` with `count_with_signatures`' count (`cap`) as one
+    more column: an uncorrelated scalar subquery, evaluated once per statement."""
+    stmt = _BRIEF_COUNTED.get(count)
+    if stmt is None:
+        counted = _count_statement(count).scalar_subquery().label("counted")
+        stmt = _BRIEF_COUNTED[count] = _by_signatures(count, brief=True).add_columns(counted)
+    return stmt
+
+
+async def brief_and_count(
+    session: AsyncSession, keys: Sequence[str], *, before: int, per: int, cap: int
+) -> tuple[list[Brief], dict[str, int], int]:
+    """`brief_with_signatures` and `count_with_signatures(keys, before, cap)` in one
+    statement. More than CHUNK signatures take one statement each, as those do, and are
+    counted only when some signature has `per` tickets (else the count is 0: the caller's
+    own count, the tickets listed, is the whole of them)."""
+    keys = list(dict.fromkeys(keys))
+    if not keys:
+        return [], {}, 0
+    if len(keys) > CHUNK:
+        found, per_key = await brief_with_signatures(session, keys, before=before, per=per)
+        if not any(n >= per for n in per_key.values()):
+            return found, per_key, 0
+        count = await count_with_signatures(session, list(per_key), before=before, cap=cap)
+        return found, per_key, count
+    conn = await statements.connection(session)
+    stmt = _brief_counted(len(keys))
+    rows = (await conn.execute(stmt, _params(keys, before=before, per=per, cap=cap))).all()
+    found, per_key = _briefs(rows)
+    # No row: no ticket before `before` carries any of the keys, so none is counted either.
+    return found, per_key, int(rows[0].counted) if rows else 0
 
 
 async def with_signatures(

@@ -89,19 +89,16 @@ async def on_ticket_opened(
         "on_card": on_card,
     }
     if same_keys:
-        earlier, per_key = await error_signatures.brief_with_signatures(
-            session, same_keys, before=ticket.id, per=PER_SIGNATURE_AT_INTAKE
+        # The earlier tickets the card lists and, for a frequent error (a signature with
+        # PER_SIGNATURE_AT_INTAKE or more), all its tickets counted up to COUNT_CAP per
+        # signature: one statement (for an error that is not frequent the count is the same
+        # tickets as listed).
+        earlier, per_key, counted = await error_signatures.brief_and_count(
+            session, same_keys, before=ticket.id, per=PER_SIGNATURE_AT_INTAKE, cap=COUNT_CAP
         )
         count = len(earlier)
-        full = [k for k, n in per_key.items() if n >= PER_SIGNATURE_AT_INTAKE]
-        if full:
-            # A frequent error: count its tickets (only the signatures that have any).
-            count = max(
-                count,
-                await error_signatures.count_with_signatures(
-                    session, list(per_key), before=ticket.id, cap=COUNT_CAP
-                ),
-            )
+        if any(n >= PER_SIGNATURE_AT_INTAKE for n in per_key.values()):
+            count = max(count, counted)
         resolved = [t for t in earlier if t.status == "closed"][:SIMILAR_ON_CARD]
         row["similar"] = [cards.brief_item(t) for t in resolved]
         if count + 1 >= deps.config.patterns.repeat_threshold:

@@ -148,3 +148,37 @@ async def test_many_signatures_are_looked_up_in_bounded_statements(db_url: str) 
     assert len(error_signatures._BY_SIGNATURES) <= 2 * error_signatures.CHUNK
     assert len(error_signatures._COUNTS) + len(error_signatures._IDS) <= 2 * error_signatures.CHUNK
     await engine.dispose()
+
+
+async def test_brief_and_count_is_the_brief_and_the_count(db_url: str) -> None:
+    """The intake's one statement (the earlier tickets listed, and the count of a frequent
+    error's tickets) answers what `brief_with_signatures` and `count_with_signatures` answer,
+    for one signature, several, more than one statement takes, none found, and `before`."""
+    engine = db.create_engine(db_url)
+    sessions = db.session_factory(engine)
+    keys = [f"hex:0x{n:x}" for n in range(1, 12)]
+    async with sessions() as session, session.begin():
+        for seq in range(1, 16):
+            ticket = await _ticket(
+                session, seq=seq, error="e", status="closed" if seq % 3 else "open"
+            )
+            # hex:0x1 on every ticket (frequent), the others on a few.
+            mine = [keys[0], *(k for i, k in enumerate(keys[1:], 2) if seq % i == 0)]
+            await error_signatures.add_signatures(session, ticket_id=ticket.id, keys=mine)
+    async with sessions() as session:
+        for chosen in (keys[:1], keys[1:2], keys[:3], keys[2:9], keys, ["hex:0xdead"], []):
+            for before in (10**9, 9, 2, 1):
+                for per, cap in ((12, 100), (3, 100), (3, 5)):
+                    brief, per_key = await error_signatures.brief_with_signatures(
+                        session, chosen, before=before, per=per
+                    )
+                    both = await error_signatures.brief_and_count(
+                        session, chosen, before=before, per=per, cap=cap
+                    )
+                    assert both[:2] == (brief, per_key), (chosen, before, per)
+                    if any(n >= per for n in per_key.values()):
+                        counted = await error_signatures.count_with_signatures(
+                            session, list(per_key), before=before, cap=cap
+                        )
+                        assert both[2] == counted, (chosen, before, per, cap)
+    await engine.dispose()
