@@ -384,9 +384,8 @@ async def _run(
     if key is None:
         log.warning("a request without a delivery id: a redelivery of it would run again")
     else:
-        async with deps.sessions() as session:
-            if await inbound.seen(session, key):
-                raise Duplicate(f"delivery {interaction.delivery_id} was already handled")
+        if await inbound.seen_before(deps.sessions, key):
+            raise Duplicate(f"delivery {interaction.delivery_id} was already handled")
     binding = inbound.Binding(key=key, writes=True)
     attempt.binding = binding
     try:

@@ -33,7 +33,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, event, select, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction, SessionTransactionOrigin
 
 from storage import statements
@@ -122,6 +122,18 @@ async def seen(session: AsyncSession, key: str) -> bool:
     """True when a committed transaction has claimed `key` (a cheap look before the work)."""
     conn = await statements.connection(session)
     return (await conn.execute(_SEEN, {"key": key})).first() is not None
+
+
+async def seen_before(sessions: SessionFactory, key: str) -> bool:
+    """`seen`, in a connection of its own when `sessions` is a sessionmaker bound to an
+    engine: no ORM session is needed for one look-up, and this one is on the path of every
+    change (its session cost more than the statement). Otherwise in a session of `sessions`."""
+    engine = getattr(sessions, "kw", {}).get("bind")
+    if isinstance(engine, AsyncEngine):
+        async with engine.connect() as conn:
+            return (await conn.execute(_SEEN, {"key": key})).first() is not None
+    async with sessions() as session:
+        return await seen(session, key)
 
 
 async def claim(session: AsyncSession, delivery_id: str) -> bool:
