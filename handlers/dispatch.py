@@ -16,6 +16,14 @@ the change claimed the delivery (read-only routes, refusals). A delivery that fa
 before it had an answer claims nothing, so its redelivery answers. Where the answer is the
 response (Slack, Teams invokes), a retry exists because the first response never arrived:
 it is answered.
+
+An answer's claim is a lease (ANSWER_LEASE, renewed while the answer is still going out) and
+the edge sends the answer inside it (`Answering`), which records it as given. A process that
+dies between its claim and that record leaves a claim whose lease runs out: the redelivery of
+the activity (the turn never ended, so Bot Framework sends it again) waits for that, takes the
+claim over and answers. A redelivery that comes while the first delivery is still answering
+waits for its record and answers nothing. Only an answer sent and not yet recorded when its
+process died is given twice.
 """
 
 from __future__ import annotations
@@ -25,7 +33,9 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from datetime import timedelta
+from types import TracebackType
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from cards.model import ActionId
 from handlers import (
@@ -53,6 +63,9 @@ from handlers.types import (
 from storage import inbound
 from storage.errors import is_unavailable
 
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
 log = logging.getLogger(__name__)
 UNAVAILABLE = (
     "The help desk cannot save tickets right now (its database is not answering). Nothing "
@@ -71,6 +84,14 @@ ANSWER_BUDGET = 2.0
 # The claim of an answer (`first_answer`) takes milliseconds; a database slower than this is
 # not waited for: the answer goes out unclaimed (a redelivery would answer again, never none).
 CLAIM_WAIT = 0.5
+# An answer's claim holds this long unless renewed (every quarter of it while the answer is
+# still going out): a process that died meanwhile leaves it to a redelivery after this long.
+ANSWER_LEASE = 5.0
+# A redelivery that finds the answer claimed by another delivery looks again this often, and
+# stops waiting after this long (that delivery is alive and still answering: it renewed its
+# claim all along). Bot Framework gives a turn about 15 s.
+HELD_POLL = 0.2
+HELD_WAIT = 2 * ANSWER_LEASE
 # A commit already sent when the budget ends is waited for (its outcome decides the answer;
 # the edges answer a late result on their own), at most this long: the database's own
 # command timeout (storage.db.COMMAND_TIMEOUT) ends it by then.
@@ -262,36 +283,135 @@ async def answer(
     ):
         # Its change claimed the id (or may have), or the database failed just now: answered.
         return reply
-    if await first_answer(deps, interaction.answer_id):
-        return reply
+    answering = await first_answer(deps, interaction.answer_id)
+    if answering is not None:
+        return dataclasses.replace(reply, answering=answering)
     log.info("duplicate delivery not answered again: %s", interaction.answer_id)
     return Reply(duplicate=True)
 
 
-async def first_answer(deps: Deps, delivery_id: str | None) -> bool:
-    """True when the answer to `delivery_id` is still to be given, claiming it (its own short
-    transaction); False when an earlier delivery of it claimed it (answered, or changed
-    something). When the claim cannot be made (no id, the database down or slower than
-    CLAIM_WAIT) it is True: an answer is never withheld for want of a claim."""
+class Answering:
+    """The right to give the answer to a delivery (`first_answer`): the answer is sent inside
+    `async with`, which renews the claim's lease while it takes long and, when the block ends
+    without an exception (sent, or handed to the outbox), records it as given. Without a
+    claim (`delivery_id` None: none was made) it does nothing."""
+
+    def __init__(self, deps: Deps, delivery_id: str | None) -> None:
+        self.deps, self.delivery_id = deps, delivery_id
+        self._timer: asyncio.TimerHandle | None = None
+        self._renewing: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Answering:
+        if self.delivery_id is not None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(ANSWER_LEASE / 4, self._start_renewing)
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._renewing is not None:
+            self._renewing.cancel()
+        # Failed or cancelled: not recorded, so the lease runs out and a redelivery answers.
+        if kind is None and self.delivery_id is not None:
+            await self._write(inbound.answered, "recorded as answered")
+
+    def _start_renewing(self) -> None:
+        self._renewing = asyncio.get_running_loop().create_task(self._renew())
+
+    async def _renew(self) -> None:
+        while True:
+            await self._write(inbound.renew, "renewed")
+            await asyncio.sleep(ANSWER_LEASE / 4)
+
+    async def _write(
+        self, write: Callable[[AsyncSession, str], Awaitable[None]], what: str
+    ) -> None:
+        assert self.delivery_id is not None
+        delivery_id = self.delivery_id
+
+        async def run() -> None:
+            async with inbound.unbound(self.deps.sessions)() as session, session.begin():
+                await write(session, delivery_id)
+
+        try:
+            await asyncio.wait_for(run(), CLAIM_WAIT)
+        except Exception as exc:
+            # Never raised: the answer is out (or going), and a failed turn would be redelivered.
+            if isinstance(exc, TimeoutError) or is_unavailable(exc):
+                log.warning(
+                    "the answer to delivery %s was not %s (%s): once its lease runs out, a "
+                    "redelivery would answer again",
+                    delivery_id,
+                    what,
+                    type(exc).__name__,
+                )
+            else:
+                log.exception("the answer to delivery %s could not be %s", delivery_id, what)
+
+
+async def first_answer(deps: Deps, delivery_id: str | None) -> Answering | None:
+    """The claim of the answer to `delivery_id`, to send it in (`Answering`); None when an
+    earlier delivery of it answered (or changed something), or is answering now. A claim held
+    by another delivery is waited for: answered, or its lease run out (that process died
+    before its answer went out: taken over, see the module docstring). When the claim cannot
+    be made (no id, the database down or slower than CLAIM_WAIT) the answer is given
+    unclaimed: an answer is never withheld for want of a claim."""
     if not delivery_id or not deps.database_available():
-        return True
+        return Answering(deps, None)
     sessions = inbound.unbound(deps.sessions)
+    lease = timedelta(seconds=ANSWER_LEASE)
 
-    async def claim() -> bool:
+    async def claim() -> inbound.Answer:
         async with sessions() as session, session.begin():
-            return await inbound.claim(session, delivery_id)
+            return await inbound.claim(session, delivery_id, lease=lease)
 
-    try:
-        return await asyncio.wait_for(claim(), CLAIM_WAIT)
-    except Exception as exc:
-        if not (isinstance(exc, TimeoutError) or is_unavailable(exc)):
-            raise
-        log.warning(
-            "delivery %s answered without its claim (%s): a redelivery would answer again",
-            delivery_id,
-            type(exc).__name__,
-        )
-        return True
+    loop = asyncio.get_running_loop()
+    give_up_at, waiting = loop.time() + HELD_WAIT, False
+    while True:
+        try:
+            found = await asyncio.wait_for(claim(), CLAIM_WAIT)
+        except Exception as exc:
+            if not (isinstance(exc, TimeoutError) or is_unavailable(exc)):
+                raise
+            log.warning(
+                "delivery %s answered without its claim (%s): a redelivery would answer again",
+                delivery_id,
+                type(exc).__name__,
+            )
+            return Answering(deps, None)
+        if found is inbound.Answer.MINE:
+            return Answering(deps, delivery_id)
+        if found is inbound.Answer.TAKEN_OVER:
+            log.warning(
+                "delivery %s: an earlier delivery claimed its answer and never recorded it as "
+                "given (its process died?): answered now",
+                delivery_id,
+            )
+            return Answering(deps, delivery_id)
+        if found is inbound.Answer.ANSWERED:
+            return None
+        if not waiting:
+            waiting = True
+            log.info(
+                "delivery %s: another delivery of it is answering; waiting for its answer, or "
+                "for its claim to run out",
+                delivery_id,
+            )
+        if loop.time() >= give_up_at:
+            log.warning(
+                "delivery %s: another delivery of it is still answering after %.1f s; not "
+                "answered here",
+                delivery_id,
+                HELD_WAIT,
+            )
+            return None
+        await asyncio.sleep(HELD_POLL)
 
 
 async def _answer(

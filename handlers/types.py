@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -118,6 +119,9 @@ class Reply:
     # It names what only its asker may read (the requester's number on file): where an edge
     # cannot answer privately (Teams, no 1:1 chat), it is never posted in place instead.
     confidential: bool = False
+    # Where the answer is a message of its own (`Interaction.answer_id`) and this one claimed
+    # it (handlers.dispatch.Answering): the edge sends it inside `async with answering`.
+    answering: AbstractAsyncContextManager[Any] | None = None
 
 
 class DomainError(Exception):

@@ -19,25 +19,33 @@ of a delivery that late: a Slack request is refused once its signed timestamp is
 old (Slack's retries come within minutes, each signed anew), a Bot Framework token once it
 has expired (about an hour after it was issued, 5 minutes' clock tolerance), a Socket Mode
 envelope is redelivered within minutes. Only a claim reads an old id (binding states are per
-request); a Teams message's answer claims its activity id as well (`claim`, from
-dispatch.first_answer), so a redelivered activity is not answered twice.
+request).
+
+A Teams message's answer is claimed under an id of its own (`claim`, from
+dispatch.first_answer), so a redelivered activity is not answered twice. That claim is a lease:
+its row's `at` is when it was taken or last renewed (`renew`), and once the answer is out, a
+second row (`ANSWERED` + its key, `answered`) records it. A claim older than the lease and not
+recorded as answered belongs to a process that died before its answer went out (or before it
+recorded it): a redelivery takes it over (one UPDATE whose condition is the stale `at`, so of
+two only one does) and answers. Until then a redelivery sees it `HELD`.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, event, select, text
+from sqlalchemy import bindparam, delete, event, exists, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction, SessionTransactionOrigin
 
 from storage import statements
-from storage.models import InboundDelivery
+from storage.models import InboundDelivery, utcnow
 
 SessionFactory = Callable[[], AsyncSession]
 _TABLE = statements.table_of(InboundDelivery)
@@ -59,6 +67,31 @@ _OLDEST = (
     .with_for_update(skip_locked=True)
 )
 _PRUNE = delete(_TABLE).where(_TABLE.c.key.in_(_OLDEST))
+# An answer's claim is recorded as answered by a second row: this prefix and its key.
+ANSWERED = "answered:"
+_WAS_ANSWERED = exists().where(_TABLE.c.key == bindparam("answered_key"))
+# An answer's claim whose lease ran out, never recorded as answered, taken over.
+_TAKE_OVER = (
+    update(_TABLE)
+    .where(_TABLE.c.key == bindparam("claim_key"), _TABLE.c.at < bindparam("stale"), ~_WAS_ANSWERED)
+    .values(at=bindparam("now"))
+)
+_RENEW = update(_TABLE).where(_TABLE.c.key == bindparam("claim_key")).values(at=bindparam("now"))
+_ANSWERED_SEEN = select(_WAS_ANSWERED)
+
+
+class Answer(enum.Enum):
+    """What `claim` found of an answer's id."""
+
+    # Claimed now (new).
+    MINE = "mine"
+    # Claimed now, taken over from a claim whose lease ran out with no answer recorded.
+    TAKEN_OVER = "taken over"
+    # An earlier delivery's answer was given (recorded by `answered`).
+    ANSWERED = "answered"
+    # Another delivery of it holds the claim within its lease: answering now, or dead (then
+    # the lease runs out).
+    HELD = "held"
 
 
 class AlreadyHandled(Exception):
@@ -124,18 +157,46 @@ async def seen(session: AsyncSession, key: str) -> bool:
     return (await conn.execute(_SEEN, {"key": key})).first() is not None
 
 
-async def claim(session: AsyncSession, delivery_id: str) -> bool:
-    """Claim `delivery_id` in the session's transaction (committed by the caller): True when
-    it was new, False when a committed transaction had claimed it (on PostgreSQL a concurrent
-    claim waits for that transaction, then stops here). For a delivery whose only effect is
-    its answer (dispatch.first_answer); a change claims its id through `bound` sessions.
+async def claim(session: AsyncSession, delivery_id: str, *, lease: timedelta) -> Answer:
+    """Claim the answer to `delivery_id` in the session's transaction (committed by the
+    caller), for `lease` unless renewed: MINE when it was new, TAKEN_OVER when its claim's
+    lease ran out with no answer recorded, ANSWERED when an earlier delivery's answer was recorded,
+    HELD while another delivery's claim is within its lease (on PostgreSQL a concurrent claim
+    waits for that transaction, then stops here). For a delivery whose only effect is its
+    answer (dispatch.first_answer); a change claims its id through `bound` sessions.
     On PostgreSQL its commit does not wait for the WAL flush (the answer waits for the
     commit): a claim lost in a server crash only lets a redelivery answer again."""
+    conn = await _answer_bookkeeping(session)
+    key, now = key_for(delivery_id), utcnow()
+    stmt = statements.insert_new(session, _TABLE, "key")
+    if (await conn.execute(stmt, {"key": key, "at": now})).first() is not None:
+        return Answer.MINE
+    params = {"claim_key": key, "answered_key": ANSWERED + key, "now": now, "stale": now - lease}
+    if (await conn.execute(_TAKE_OVER, params)).rowcount == 1:
+        return Answer.TAKEN_OVER
+    return Answer.ANSWERED if await conn.scalar(_ANSWERED_SEEN, params) else Answer.HELD
+
+
+async def renew(session: AsyncSession, delivery_id: str) -> None:
+    """Extend the lease of the answer claimed for `delivery_id` (its answer is still going
+    out), in the session's transaction."""
+    conn = await _answer_bookkeeping(session)
+    await conn.execute(_RENEW, {"claim_key": key_for(delivery_id), "now": utcnow()})
+
+
+async def answered(session: AsyncSession, delivery_id: str) -> None:
+    """Record that the answer claimed for `delivery_id` went out (or was handed over to the
+    outbox), in the session's transaction: no redelivery takes its claim over."""
+    conn = await _answer_bookkeeping(session)
+    stmt = statements.insert_new(session, _TABLE, "key")
+    await conn.execute(stmt, {"key": ANSWERED + key_for(delivery_id), "at": utcnow()})
+
+
+async def _answer_bookkeeping(session: AsyncSession) -> AsyncConnection:
     conn = await statements.connection(session)
     if conn.dialect.name == "postgresql":
         await conn.execute(_ASYNC_COMMIT)
-    stmt = statements.insert_new(session, _TABLE, "key")
-    return (await conn.execute(stmt, {"key": key_for(delivery_id)})).first() is not None
+    return conn
 
 
 async def prune(conn: AsyncConnection, *, before: datetime, limit: int) -> int:
