@@ -24,6 +24,17 @@ the activity (the turn never ended, so Bot Framework sends it again) waits for t
 claim over and answers. A redelivery that comes while the first delivery is still answering
 waits for its record and answers nothing. Only an answer sent and not yet recorded when its
 process died is given twice.
+
+A change's answer is kept with its claim (handlers.replay, storage.inbound.record) once the
+change has committed, and a redelivery of it is answered with that answer rather than with
+nothing (`_again`): the first answer did not count (that is why Slack retried), or the
+process died before it went out. Only the same person in the same conversation gets it (who
+asked and where are written with the claim itself). Where the answer is a message of its
+own, the change's claim is its lease as above: the first delivery sends its answer inside it
+(renewed from when the answer was kept), and a redelivery answers only once that lease has
+run out with nothing recorded as sent (a redelivery that took a claim over first leaves the
+first delivery nothing to send). A change whose process died between its commit and keeping
+its answer is answered with replay.LOST.
 """
 
 from __future__ import annotations
@@ -33,7 +44,7 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -45,6 +56,7 @@ from handlers import (
     escalation,
     identity,
     incidents,
+    replay,
     reports,
     tickets,
     working,
@@ -92,6 +104,9 @@ ANSWER_LEASE = 5.0
 # claim all along). Bot Framework gives a turn about 15 s.
 HELD_POLL = 0.2
 HELD_WAIT = 2 * ANSWER_LEASE
+# A redelivery answered in its response (a Slack retry) that finds the change committed and
+# its answer not kept yet, by a delivery still within its lease, waits this long for it.
+KEPT_WAIT = 1.0
 # A commit already sent when the budget ends is waited for (its outcome decides the answer;
 # the edges answer a late result on their own), at most this long: the database's own
 # command timeout (storage.db.COMMAND_TIMEOUT) ends it by then.
@@ -210,6 +225,11 @@ class Attempt:
     binding: inbound.Binding | None = None
     # The answer says the database could not be used: nothing more is asked of it.
     without_database: bool = False
+    # The change's answer was kept with its claim (True), or not because a redelivery took
+    # that claim over first (False: that one answers); None when none was kept.
+    kept: bool | None = None
+    # A redelivery of a change answered with what its first delivery kept (under this key).
+    again: str | None = None
 
 
 def _route(interaction: Interaction) -> tuple[bool, Callable[[Deps], Awaitable[Reply]]]:
@@ -257,6 +277,12 @@ async def handle(deps: Deps, interaction: Interaction, attempt: Attempt | None =
         return unavailable()
 
 
+def _apart(interaction: Interaction) -> bool:
+    """Whether the answer is a message of its own, not the response to the request: then a
+    redelivery may come after it went out."""
+    return interaction.answer_id is not None or interaction.answer_apart
+
+
 def unavailable() -> Reply:
     """What a person is told while the database cannot be reached (nothing was stored)."""
     return Reply(text=UNAVAILABLE, form_error=UNAVAILABLE)
@@ -274,12 +300,21 @@ async def answer(
     earlier delivery of it has been answered."""
     attempt = Attempt()
     reply = await _answer(deps, interaction, attempt, budget=budget, keep_waiting=keep_waiting)
-    if interaction.answer_id is None or reply.duplicate:
+    if not _apart(interaction) or reply.duplicate:
         return reply
+    if attempt.again is not None:
+        return await _again_once(deps, interaction, attempt.again, reply)
     binding = attempt.binding
-    if attempt.without_database or (
-        binding is not None
-        and (binding.done or binding.committing or binding.unconfirmed or binding.given_up)
+    if attempt.without_database:
+        return reply
+    if attempt.kept is False:
+        log.info("delivery %s is answered by its redelivery", interaction.delivery_id)
+        return Reply(duplicate=True)
+    if attempt.kept:
+        # The change's claim is its answer's: sent within its lease, recorded once sent.
+        return dataclasses.replace(reply, answering=Answering(deps, interaction.delivery_id))
+    if binding is not None and (
+        binding.done or binding.committing or binding.unconfirmed or binding.given_up
     ):
         # Its change claimed the id (or may have), or the database failed just now: answered.
         return reply
@@ -505,11 +540,124 @@ async def _run(
         log.warning("a request without a delivery id: a redelivery of it would run again")
     else:
         async with deps.sessions() as session:
-            if await inbound.seen(session, key):
-                raise Duplicate(f"delivery {interaction.delivery_id} was already handled")
-    binding = inbound.Binding(key=key, writes=True)
+            found = await inbound.recorded(session, key)
+        if found is not None:
+            return await _again(deps, interaction, key, found, attempt)
+    # Who asks and where, written with the claim (see handlers.replay).
+    pending = replay.pending(interaction) if key is not None else None
+    binding = inbound.Binding(key=key, writes=True, answer=pending)
     attempt.binding = binding
     try:
-        return await call(dataclasses.replace(deps, sessions=inbound.bound(deps.sessions, binding)))
+        reply = await call(
+            dataclasses.replace(deps, sessions=inbound.bound(deps.sessions, binding))
+        )
     except inbound.AlreadyHandled:
-        raise Duplicate(f"delivery {interaction.delivery_id} was already handled") from None
+        # Another delivery of it committed first (on PostgreSQL, this one waited for it).
+        assert key is not None
+        async with deps.sessions() as session:
+            found = await inbound.recorded(session, key)
+        if found is None:
+            raise Duplicate(f"delivery {interaction.delivery_id} was already handled") from None
+        return await _again(deps, interaction, key, found, attempt)
+    if binding.done and binding.answer is not None and replay.shown(interaction, reply):
+        attempt.kept = await _keep(deps, interaction, binding, reply)
+    return reply
+
+
+async def _keep(
+    deps: Deps, interaction: Interaction, binding: inbound.Binding, reply: Reply
+) -> bool | None:
+    """Keep the committed change's answer with its claim (see the module docstring): True
+    when kept, False when a redelivery took the claim over first, None when it could not be
+    kept (the answer is given all the same; a redelivery would be answered replay.LOST)."""
+    answer = replay.kept(interaction, reply)
+
+    async def write() -> bool:
+        async with inbound.unbound(deps.sessions)() as session, session.begin():
+            return await inbound.record(session, binding, answer)
+
+    try:
+        kept = await asyncio.wait_for(write(), CLAIM_WAIT)
+    except Exception as exc:
+        if isinstance(exc, TimeoutError) or is_unavailable(exc):
+            log.warning(
+                "the answer to delivery %s was not kept (%s): a redelivery would not be told it",
+                interaction.delivery_id,
+                type(exc).__name__,
+            )
+        else:
+            log.exception("the answer to delivery %s could not be kept", interaction.delivery_id)
+        return None
+    if not kept:
+        log.warning(
+            "delivery %s: a redelivery took its claim over before its answer was kept (the "
+            "change took longer than the answer's lease): that one answers",
+            interaction.delivery_id,
+        )
+    return kept
+
+
+async def _again(
+    deps: Deps, interaction: Interaction, key: str, found: inbound.Claimed, attempt: Attempt
+) -> Reply:
+    """The answer to a redelivery of a delivery whose change committed: its kept answer, to
+    the same person in the same conversation only. Where the answer is a message of its own,
+    `answer` gives it only once no delivery of it is giving it or has given it (`_again_once`,
+    outside the answer budget: it may wait for another delivery's lease). Where it is the
+    response, an answer about to be kept (the change just committed) is waited for a little
+    (KEPT_WAIT)."""
+    handled = f"delivery {interaction.delivery_id} was already handled"
+    kept = replay.read(found.answer)
+    if kept is None:
+        raise Duplicate(handled)  # nothing kept to answer with (or nowhere to answer)
+    if not kept.asked_by(interaction):
+        log.warning(
+            "delivery %s came again from another person or conversation than its first "
+            "delivery: answered nothing",
+            interaction.delivery_id,
+        )
+        raise Duplicate(handled)
+    if not _apart(interaction):
+        kept = await _when_kept(deps, key, found, kept)
+    log.info("delivery %s was handled before: its kept answer is given", key)
+    attempt.again = key
+    return kept.answer()
+
+
+async def _when_kept(
+    deps: Deps, key: str, found: inbound.Claimed, kept: replay.Kept
+) -> replay.Kept:
+    """`kept` once its answer is there: looked at again while the claim is fresh (the delivery
+    that holds it is keeping it now), for at most KEPT_WAIT."""
+    loop = asyncio.get_running_loop()
+    give_up_at = loop.time() + KEPT_WAIT
+    lease = timedelta(seconds=ANSWER_LEASE)
+    while kept.reply is None and datetime.now(UTC) - found.at < lease and loop.time() < give_up_at:
+        await asyncio.sleep(HELD_POLL)
+        async with deps.sessions() as session:
+            found = await inbound.recorded(session, key) or found
+        kept = replay.read(found.answer) or kept
+    return kept
+
+
+async def _again_once(deps: Deps, interaction: Interaction, key: str, reply: Reply) -> Reply:
+    """`reply` (a kept answer) given within the change's claim, taken over (its lease ran out
+    with no answer recorded as given); a duplicate when an earlier delivery gave it or is
+    giving it (see the module docstring)."""
+    answering = await first_answer(deps, interaction.delivery_id)
+    if answering is None:
+        log.info("delivery %s: its answer was given before", key)
+        return Reply(duplicate=True)
+    if answering.delivery_id is not None:
+        # Claimed now: what the earlier delivery had kept by then (it may have been waited for).
+        try:
+            async with deps.sessions() as session:
+                found = await inbound.recorded(session, key)
+            kept = replay.read(found.answer) if found is not None else None
+            if kept is not None and kept.asked_by(interaction):
+                reply = kept.answer()
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            log.warning("delivery %s: its kept answer not read again (%s)", key, exc)
+    return dataclasses.replace(reply, answering=answering)

@@ -67,6 +67,10 @@ class Interaction:
     # claimed under this id, whatever the route (handlers/dispatch). The activity's own id,
     # also where `delivery_id` is a form's (a refused form may be sent again, and answered).
     answer_id: str | None = None
+    # The answer goes out apart from the response to the request, whatever the route (a Slack
+    # button's: through its response_url, after the empty ack): a retry may come after it was
+    # given, so a change's answer is given again only if it was not (handlers/dispatch).
+    answer_apart: bool = False
 
     @property
     def platform(self) -> Platform:

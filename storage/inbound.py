@@ -28,6 +28,15 @@ second row (`ANSWERED` + its key, `answered`) records it. A claim older than the
 recorded as answered belongs to a process that died before its answer went out (or before it
 recorded it): a redelivery takes it over (one UPDATE whose condition is the stale `at`, so of
 two only one does) and answers. Until then a redelivery sees it `HELD`.
+
+A change's answer is kept with its claim (`answer`, JSON the dispatcher writes and reads:
+handlers.replay), so that a redelivery, which exists because the first answer did not count
+(Slack) or may not have gone out (Teams), is answered with it rather than with nothing. The
+claim's INSERT carries what is known before the change runs (who asked, where: a redelivery
+from anyone else is answered nothing), `record` adds the answer once the change has committed
+and its answer is known (the use case builds it after its transaction), and `recorded` is the
+one look a delivery takes before its work. Where the answer is a message of its own, the
+change's claim is also its answer's lease (`claim` on the delivery's own id, `answered`).
 """
 
 from __future__ import annotations
@@ -49,7 +58,7 @@ from storage.models import InboundDelivery, utcnow
 
 SessionFactory = Callable[[], AsyncSession]
 _TABLE = statements.table_of(InboundDelivery)
-_SEEN = select(_TABLE.c.key).where(_TABLE.c.key == bindparam("key"))
+_SEEN = select(_TABLE.c.key, _TABLE.c.answer, _TABLE.c.at).where(_TABLE.c.key == bindparam("key"))
 _BINDING = "inbound_delivery"
 _ASYNC_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
 # Longer ids (Teams conversation ids can be long) are stored as their hash.
@@ -78,6 +87,12 @@ _TAKE_OVER = (
 )
 _RENEW = update(_TABLE).where(_TABLE.c.key == bindparam("claim_key")).values(at=bindparam("now"))
 _ANSWERED_SEEN = select(_WAS_ANSWERED)
+# A change's answer, kept with its claim unless a redelivery took that claim over meanwhile.
+_RECORD = (
+    update(_TABLE)
+    .where(_TABLE.c.key == bindparam("claim_key"), _TABLE.c.at == bindparam("claimed_at"))
+    .values(answer=bindparam("answer"), at=bindparam("now"))
+)
 
 
 class Answer(enum.Enum):
@@ -92,6 +107,16 @@ class Answer(enum.Enum):
     # Another delivery of it holds the claim within its lease: answering now, or dead (then
     # the lease runs out).
     HELD = "held"
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A delivery id claimed by a committed transaction: what its change kept of its answer
+    (None: nothing, e.g. claimed before answers were kept) and when it was claimed or last
+    renewed."""
+
+    answer: str | None
+    at: datetime
 
 
 class AlreadyHandled(Exception):
@@ -123,6 +148,10 @@ class Binding:
     # A COMMIT was sent and its answer never came (the connection failed meanwhile): the
     # change may have been saved, or not.
     unconfirmed: bool = False
+    # Written with the claim (who asked, where): the start of the answer `record` keeps.
+    answer: str | None = None
+    # The claim's `at` as written (`record` adds the answer to this claim only).
+    claimed_at: datetime | None = None
 
 
 def key_for(delivery_id: str) -> str:
@@ -153,8 +182,29 @@ def unbound(sessions: SessionFactory) -> SessionFactory:
 
 async def seen(session: AsyncSession, key: str) -> bool:
     """True when a committed transaction has claimed `key` (a cheap look before the work)."""
+    return await recorded(session, key) is not None
+
+
+async def recorded(session: AsyncSession, key: str) -> Claimed | None:
+    """The claim of `key` by a committed transaction, with the answer kept with it; None when
+    there is none (one look before the work)."""
     conn = await statements.connection(session)
-    return (await conn.execute(_SEEN, {"key": key})).first() is not None
+    row = (await conn.execute(_SEEN, {"key": key})).first()
+    return None if row is None else Claimed(answer=row.answer, at=row.at)
+
+
+async def record(session: AsyncSession, binding: Binding, answer: str) -> bool:
+    """Keep `answer` with the claim `binding`'s change committed, and renew it (an answer's
+    lease starts when its answer is known), in the session's transaction: False when a
+    redelivery took the claim over first (its lease ran out before this: that one answers)."""
+    assert binding.key is not None and binding.claimed_at is not None
+    conn = await _answer_bookkeeping(session)
+    params = {"claim_key": binding.key, "claimed_at": binding.claimed_at}
+    result = await conn.execute(_RECORD, {**params, "answer": answer, "now": utcnow()})
+    if result.rowcount == 1:
+        binding.claimed_at = None  # renewed from now on (`renew`): no longer what was written
+        return True
+    return False
 
 
 async def claim(session: AsyncSession, delivery_id: str, *, lease: timedelta) -> Answer:
@@ -225,9 +275,11 @@ def _claim(binding: Binding, connection: Connection, transaction: SessionTransac
             "must make its change in one transaction"
         )
     stmt = statements.insert_new_on(connection.dialect.name, _TABLE, "key")
-    if connection.execute(stmt, {"key": binding.key}).first() is None:
+    now = utcnow()
+    row = {"key": binding.key, "at": now, "answer": binding.answer}
+    if connection.execute(stmt, row).first() is None:
         raise AlreadyHandled(binding.key)
-    binding.pending = transaction
+    binding.pending, binding.claimed_at = transaction, now
 
 
 def _binding(session: Session) -> Binding | None:
