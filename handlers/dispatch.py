@@ -350,8 +350,13 @@ class Answering:
     ) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        if self._renewing is not None:
-            self._renewing.cancel()
+        renewing = self._renewing
+        if renewing is not None:
+            # Stopped, and waited for (it ends within its write's CLAIM_WAIT): no renewal is
+            # written after the answer's record, nor goes on renewing a claim whose answer
+            # was given.
+            renewing.cancel()
+            await asyncio.wait({renewing})
         # Failed or cancelled: not recorded, so the lease runs out and a redelivery answers.
         if kind is None and self.delivery_id is not None:
             await self._write(inbound.answered, "recorded as answered")
@@ -375,7 +380,11 @@ class Answering:
                 await write(session, delivery_id)
 
         try:
-            await asyncio.wait_for(run(), CLAIM_WAIT)
+            # Not `asyncio.wait_for`: on Python 3.11 it returns the result of a write that has
+            # just finished in place of a cancellation that reaches it then, and a renewal
+            # cancelled that way would renew the claim for the life of the process.
+            async with asyncio.timeout(CLAIM_WAIT):
+                await run()
         except Exception as exc:
             # Never raised: the answer is out (or going), and a failed turn would be redelivered.
             if isinstance(exc, TimeoutError) or is_unavailable(exc):
@@ -410,7 +419,8 @@ async def first_answer(deps: Deps, delivery_id: str | None) -> Answering | None:
     give_up_at, waiting = loop.time() + HELD_WAIT, False
     while True:
         try:
-            found = await asyncio.wait_for(claim(), CLAIM_WAIT)
+            async with asyncio.timeout(CLAIM_WAIT):  # a cancelled turn stops waiting (`_write`)
+                found = await claim()
         except Exception as exc:
             if not (isinstance(exc, TimeoutError) or is_unavailable(exc)):
                 raise
@@ -577,7 +587,8 @@ async def _keep(
             return await inbound.record(session, binding, answer)
 
     try:
-        kept = await asyncio.wait_for(write(), CLAIM_WAIT)
+        async with asyncio.timeout(CLAIM_WAIT):  # not `asyncio.wait_for` (`Answering._write`)
+            kept = await write()
     except Exception as exc:
         if isinstance(exc, TimeoutError) or is_unavailable(exc):
             log.warning(
