@@ -16,6 +16,25 @@ the change claimed the delivery (read-only routes, refusals). A delivery that fa
 before it had an answer claims nothing, so its redelivery answers. Where the answer is the
 response (Slack, Teams invokes), a retry exists because the first response never arrived:
 it is answered.
+
+An answer's claim is a lease (ANSWER_LEASE, renewed while the answer is still going out) and
+the edge sends the answer inside it (`Answering`), which records it as given. A process that
+dies between its claim and that record leaves a claim whose lease runs out: the redelivery of
+the activity (the turn never ended, so Bot Framework sends it again) waits for that, takes the
+claim over and answers. A redelivery that comes while the first delivery is still answering
+waits for its record and answers nothing. Only an answer sent and not yet recorded when its
+process died is given twice.
+
+A change's answer is kept with its claim (handlers.replay, storage.inbound.record) once the
+change has committed, and a redelivery of it is answered with that answer rather than with
+nothing (`_again`): the first answer did not count (that is why Slack retried), or the
+process died before it went out. Only the same person in the same conversation gets it (who
+asked and where are written with the claim itself). Where the answer is a message of its
+own, the change's claim is its lease as above: the first delivery sends its answer inside it
+(renewed from when the answer was kept), and a redelivery answers only once that lease has
+run out with nothing recorded as sent (a redelivery that took a claim over first leaves the
+first delivery nothing to send). A change whose process died between its commit and keeping
+its answer is answered with replay.LOST.
 """
 
 from __future__ import annotations
@@ -25,7 +44,9 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from cards.model import ActionId
 from handlers import (
@@ -35,6 +56,7 @@ from handlers import (
     escalation,
     identity,
     incidents,
+    replay,
     reports,
     tickets,
     working,
@@ -52,6 +74,9 @@ from handlers.types import (
 )
 from storage import inbound
 from storage.errors import is_unavailable
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 log = logging.getLogger(__name__)
 UNAVAILABLE = (
@@ -71,6 +96,17 @@ ANSWER_BUDGET = 2.0
 # The claim of an answer (`first_answer`) takes milliseconds; a database slower than this is
 # not waited for: the answer goes out unclaimed (a redelivery would answer again, never none).
 CLAIM_WAIT = 0.5
+# An answer's claim holds this long unless renewed (every quarter of it while the answer is
+# still going out): a process that died meanwhile leaves it to a redelivery after this long.
+ANSWER_LEASE = 5.0
+# A redelivery that finds the answer claimed by another delivery looks again this often, and
+# stops waiting after this long (that delivery is alive and still answering: it renewed its
+# claim all along). Bot Framework gives a turn about 15 s.
+HELD_POLL = 0.2
+HELD_WAIT = 2 * ANSWER_LEASE
+# A redelivery answered in its response (a Slack retry) that finds the change committed and
+# its answer not kept yet, by a delivery still within its lease, waits this long for it.
+KEPT_WAIT = 1.0
 # A commit already sent when the budget ends is waited for (its outcome decides the answer;
 # the edges answer a late result on their own), at most this long: the database's own
 # command timeout (storage.db.COMMAND_TIMEOUT) ends it by then.
@@ -189,6 +225,11 @@ class Attempt:
     binding: inbound.Binding | None = None
     # The answer says the database could not be used: nothing more is asked of it.
     without_database: bool = False
+    # The change's answer was kept with its claim (True), or not because a redelivery took
+    # that claim over first (False: that one answers); None when none was kept.
+    kept: bool | None = None
+    # A redelivery of a change answered with what its first delivery kept (under this key).
+    again: str | None = None
 
 
 def _route(interaction: Interaction) -> tuple[bool, Callable[[Deps], Awaitable[Reply]]]:
@@ -236,6 +277,12 @@ async def handle(deps: Deps, interaction: Interaction, attempt: Attempt | None =
         return unavailable()
 
 
+def _apart(interaction: Interaction) -> bool:
+    """Whether the answer is a message of its own, not the response to the request: then a
+    redelivery may come after it went out."""
+    return interaction.answer_id is not None or interaction.answer_apart
+
+
 def unavailable() -> Reply:
     """What a person is told while the database cannot be reached (nothing was stored)."""
     return Reply(text=UNAVAILABLE, form_error=UNAVAILABLE)
@@ -253,45 +300,163 @@ async def answer(
     earlier delivery of it has been answered."""
     attempt = Attempt()
     reply = await _answer(deps, interaction, attempt, budget=budget, keep_waiting=keep_waiting)
-    if interaction.answer_id is None or reply.duplicate:
+    if not _apart(interaction) or reply.duplicate:
         return reply
+    if attempt.again is not None:
+        return await _again_once(deps, interaction, attempt.again, reply)
     binding = attempt.binding
-    if attempt.without_database or (
-        binding is not None
-        and (binding.done or binding.committing or binding.unconfirmed or binding.given_up)
+    if attempt.without_database:
+        return reply
+    if attempt.kept is False:
+        log.info("delivery %s is answered by its redelivery", interaction.delivery_id)
+        return Reply(duplicate=True)
+    if attempt.kept:
+        # The change's claim is its answer's: sent within its lease, recorded once sent.
+        return dataclasses.replace(reply, answering=Answering(deps, interaction.delivery_id))
+    if binding is not None and (
+        binding.done or binding.committing or binding.unconfirmed or binding.given_up
     ):
         # Its change claimed the id (or may have), or the database failed just now: answered.
         return reply
-    if await first_answer(deps, interaction.answer_id):
-        return reply
+    answering = await first_answer(deps, interaction.answer_id)
+    if answering is not None:
+        return dataclasses.replace(reply, answering=answering)
     log.info("duplicate delivery not answered again: %s", interaction.answer_id)
     return Reply(duplicate=True)
 
 
-async def first_answer(deps: Deps, delivery_id: str | None) -> bool:
-    """True when the answer to `delivery_id` is still to be given, claiming it (its own short
-    transaction); False when an earlier delivery of it claimed it (answered, or changed
-    something). When the claim cannot be made (no id, the database down or slower than
-    CLAIM_WAIT) it is True: an answer is never withheld for want of a claim."""
+class Answering:
+    """The right to give the answer to a delivery (`first_answer`): the answer is sent inside
+    `async with`, which renews the claim's lease while it takes long and, when the block ends
+    without an exception (sent, or handed to the outbox), records it as given. Without a
+    claim (`delivery_id` None: none was made) it does nothing."""
+
+    def __init__(self, deps: Deps, delivery_id: str | None) -> None:
+        self.deps, self.delivery_id = deps, delivery_id
+        self._timer: asyncio.TimerHandle | None = None
+        self._renewing: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Answering:
+        if self.delivery_id is not None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(ANSWER_LEASE / 4, self._start_renewing)
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        renewing = self._renewing
+        if renewing is not None:
+            # Stopped, and waited for (it ends within its write's CLAIM_WAIT): no renewal is
+            # written after the answer's record, nor goes on renewing a claim whose answer
+            # was given.
+            renewing.cancel()
+            await asyncio.wait({renewing})
+        # Failed or cancelled: not recorded, so the lease runs out and a redelivery answers.
+        if kind is None and self.delivery_id is not None:
+            await self._write(inbound.answered, "recorded as answered")
+
+    def _start_renewing(self) -> None:
+        self._renewing = asyncio.get_running_loop().create_task(self._renew())
+
+    async def _renew(self) -> None:
+        while True:
+            await self._write(inbound.renew, "renewed")
+            await asyncio.sleep(ANSWER_LEASE / 4)
+
+    async def _write(
+        self, write: Callable[[AsyncSession, str], Awaitable[None]], what: str
+    ) -> None:
+        assert self.delivery_id is not None
+        delivery_id = self.delivery_id
+
+        async def run() -> None:
+            async with inbound.unbound(self.deps.sessions)() as session, session.begin():
+                await write(session, delivery_id)
+
+        try:
+            # Not `asyncio.wait_for`: on Python 3.11 it returns the result of a write that has
+            # just finished in place of a cancellation that reaches it then, and a renewal
+            # cancelled that way would renew the claim for the life of the process.
+            async with asyncio.timeout(CLAIM_WAIT):
+                await run()
+        except Exception as exc:
+            # Never raised: the answer is out (or going), and a failed turn would be redelivered.
+            if isinstance(exc, TimeoutError) or is_unavailable(exc):
+                log.warning(
+                    "the answer to delivery %s was not %s (%s): once its lease runs out, a "
+                    "redelivery would answer again",
+                    delivery_id,
+                    what,
+                    type(exc).__name__,
+                )
+            else:
+                log.exception("the answer to delivery %s could not be %s", delivery_id, what)
+
+
+async def first_answer(deps: Deps, delivery_id: str | None) -> Answering | None:
+    """The claim of the answer to `delivery_id`, to send it in (`Answering`); None when an
+    earlier delivery of it answered (or changed something), or is answering now. A claim held
+    by another delivery is waited for: answered, or its lease run out (that process died
+    before its answer went out: taken over, see the module docstring). When the claim cannot
+    be made (no id, the database down or slower than CLAIM_WAIT) the answer is given
+    unclaimed: an answer is never withheld for want of a claim."""
     if not delivery_id or not deps.database_available():
-        return True
+        return Answering(deps, None)
     sessions = inbound.unbound(deps.sessions)
+    lease = timedelta(seconds=ANSWER_LEASE)
 
-    async def claim() -> bool:
+    async def claim() -> inbound.Answer:
         async with sessions() as session, session.begin():
-            return await inbound.claim(session, delivery_id)
+            return await inbound.claim(session, delivery_id, lease=lease)
 
-    try:
-        return await asyncio.wait_for(claim(), CLAIM_WAIT)
-    except Exception as exc:
-        if not (isinstance(exc, TimeoutError) or is_unavailable(exc)):
-            raise
-        log.warning(
-            "delivery %s answered without its claim (%s): a redelivery would answer again",
-            delivery_id,
-            type(exc).__name__,
-        )
-        return True
+    loop = asyncio.get_running_loop()
+    give_up_at, waiting = loop.time() + HELD_WAIT, False
+    while True:
+        try:
+            async with asyncio.timeout(CLAIM_WAIT):  # a cancelled turn stops waiting (`_write`)
+                found = await claim()
+        except Exception as exc:
+            if not (isinstance(exc, TimeoutError) or is_unavailable(exc)):
+                raise
+            log.warning(
+                "delivery %s answered without its claim (%s): a redelivery would answer again",
+                delivery_id,
+                type(exc).__name__,
+            )
+            return Answering(deps, None)
+        if found is inbound.Answer.MINE:
+            return Answering(deps, delivery_id)
+        if found is inbound.Answer.TAKEN_OVER:
+            log.warning(
+                "delivery %s: an earlier delivery claimed its answer and never recorded it as "
+                "given (its process died?): answered now",
+                delivery_id,
+            )
+            return Answering(deps, delivery_id)
+        if found is inbound.Answer.ANSWERED:
+            return None
+        if not waiting:
+            waiting = True
+            log.info(
+                "delivery %s: another delivery of it is answering; waiting for its answer, or "
+                "for its claim to run out",
+                delivery_id,
+            )
+        if loop.time() >= give_up_at:
+            log.warning(
+                "delivery %s: another delivery of it is still answering after %.1f s; not "
+                "answered here",
+                delivery_id,
+                HELD_WAIT,
+            )
+            return None
+        await asyncio.sleep(HELD_POLL)
 
 
 async def _answer(
@@ -384,11 +549,125 @@ async def _run(
     if key is None:
         log.warning("a request without a delivery id: a redelivery of it would run again")
     else:
-        if await inbound.seen_before(deps.sessions, key):
-            raise Duplicate(f"delivery {interaction.delivery_id} was already handled")
-    binding = inbound.Binding(key=key, writes=True)
+        found = await inbound.recorded_before(deps.sessions, key)
+        if found is not None:
+            return await _again(deps, interaction, key, found, attempt)
+    # Who asks and where, written with the claim (see handlers.replay).
+    pending = replay.pending(interaction) if key is not None else None
+    binding = inbound.Binding(key=key, writes=True, answer=pending)
     attempt.binding = binding
     try:
-        return await call(dataclasses.replace(deps, sessions=inbound.bound(deps.sessions, binding)))
+        reply = await call(
+            dataclasses.replace(deps, sessions=inbound.bound(deps.sessions, binding))
+        )
     except inbound.AlreadyHandled:
-        raise Duplicate(f"delivery {interaction.delivery_id} was already handled") from None
+        # Another delivery of it committed first (on PostgreSQL, this one waited for it).
+        assert key is not None
+        async with deps.sessions() as session:
+            found = await inbound.recorded(session, key)
+        if found is None:
+            raise Duplicate(f"delivery {interaction.delivery_id} was already handled") from None
+        return await _again(deps, interaction, key, found, attempt)
+    if binding.done and binding.answer is not None and replay.shown(interaction, reply):
+        attempt.kept = await _keep(deps, interaction, binding, reply)
+    return reply
+
+
+async def _keep(
+    deps: Deps, interaction: Interaction, binding: inbound.Binding, reply: Reply
+) -> bool | None:
+    """Keep the committed change's answer with its claim (see the module docstring): True
+    when kept, False when a redelivery took the claim over first, None when it could not be
+    kept (the answer is given all the same; a redelivery would be answered replay.LOST)."""
+    answer = replay.kept(interaction, reply)
+
+    async def write() -> bool:
+        async with inbound.unbound(deps.sessions)() as session, session.begin():
+            return await inbound.record(session, binding, answer)
+
+    try:
+        async with asyncio.timeout(CLAIM_WAIT):  # not `asyncio.wait_for` (`Answering._write`)
+            kept = await write()
+    except Exception as exc:
+        if isinstance(exc, TimeoutError) or is_unavailable(exc):
+            log.warning(
+                "the answer to delivery %s was not kept (%s): a redelivery would not be told it",
+                interaction.delivery_id,
+                type(exc).__name__,
+            )
+        else:
+            log.exception("the answer to delivery %s could not be kept", interaction.delivery_id)
+        return None
+    if not kept:
+        log.warning(
+            "delivery %s: a redelivery took its claim over before its answer was kept (the "
+            "change took longer than the answer's lease): that one answers",
+            interaction.delivery_id,
+        )
+    return kept
+
+
+async def _again(
+    deps: Deps, interaction: Interaction, key: str, found: inbound.Claimed, attempt: Attempt
+) -> Reply:
+    """The answer to a redelivery of a delivery whose change committed: its kept answer, to
+    the same person in the same conversation only. Where the answer is a message of its own,
+    `answer` gives it only once no delivery of it is giving it or has given it (`_again_once`,
+    outside the answer budget: it may wait for another delivery's lease). Where it is the
+    response, an answer about to be kept (the change just committed) is waited for a little
+    (KEPT_WAIT)."""
+    handled = f"delivery {interaction.delivery_id} was already handled"
+    kept = replay.read(found.answer)
+    if kept is None:
+        raise Duplicate(handled)  # nothing kept to answer with (or nowhere to answer)
+    if not kept.asked_by(interaction):
+        log.warning(
+            "delivery %s came again from another person or conversation than its first "
+            "delivery: answered nothing",
+            interaction.delivery_id,
+        )
+        raise Duplicate(handled)
+    if not _apart(interaction):
+        kept = await _when_kept(deps, key, found, kept)
+    log.info("delivery %s was handled before: its kept answer is given", key)
+    attempt.again = key
+    return kept.answer()
+
+
+async def _when_kept(
+    deps: Deps, key: str, found: inbound.Claimed, kept: replay.Kept
+) -> replay.Kept:
+    """`kept` once its answer is there: looked at again while the claim is fresh (the delivery
+    that holds it is keeping it now), for at most KEPT_WAIT."""
+    loop = asyncio.get_running_loop()
+    give_up_at = loop.time() + KEPT_WAIT
+    lease = timedelta(seconds=ANSWER_LEASE)
+    while kept.reply is None and datetime.now(UTC) - found.at < lease and loop.time() < give_up_at:
+        await asyncio.sleep(HELD_POLL)
+        async with deps.sessions() as session:
+            found = await inbound.recorded(session, key) or found
+        kept = replay.read(found.answer) or kept
+    return kept
+
+
+async def _again_once(deps: Deps, interaction: Interaction, key: str, reply: Reply) -> Reply:
+    """`reply` (a kept answer) given within the change's claim, taken over (its lease ran out
+    with no answer recorded as given); a duplicate when an earlier delivery gave it or is
+    giving it (see the module docstring)."""
+    answering = await first_answer(deps, interaction.delivery_id)
+    if answering is None:
+        log.info("delivery %s: its answer was given before", key)
+        return Reply(duplicate=True)
+    if answering.delivery_id is not None:
+        # Claimed now: what the earlier delivery had kept by then (it may have been waited for).
+        try:
+            async with deps.sessions() as session:
+                found = await inbound.recorded(session, key)
+            kept = replay.read(found.answer) if found is not None else None
+            if kept is not None and kept.asked_by(interaction):
+                reply = kept.answer()
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            log.warning("delivery %s: its kept answer not read again (%s)", key, exc)
+    return dataclasses.replace(reply, answering=answering)

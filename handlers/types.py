@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -66,6 +67,10 @@ class Interaction:
     # claimed under this id, whatever the route (handlers/dispatch). The activity's own id,
     # also where `delivery_id` is a form's (a refused form may be sent again, and answered).
     answer_id: str | None = None
+    # The answer goes out apart from the response to the request, whatever the route (a Slack
+    # button's: through its response_url, after the empty ack): a retry may come after it was
+    # given, so a change's answer is given again only if it was not (handlers/dispatch).
+    answer_apart: bool = False
 
     @property
     def platform(self) -> Platform:
@@ -118,6 +123,9 @@ class Reply:
     # It names what only its asker may read (the requester's number on file): where an edge
     # cannot answer privately (Teams, no 1:1 chat), it is never posted in place instead.
     confidential: bool = False
+    # Where the answer is a message of its own (`Interaction.answer_id`) and this one claimed
+    # it (handlers.dispatch.Answering): the edge sends it inside `async with answering`.
+    answering: AbstractAsyncContextManager[Any] | None = None
 
 
 class DomainError(Exception):

@@ -19,29 +19,46 @@ of a delivery that late: a Slack request is refused once its signed timestamp is
 old (Slack's retries come within minutes, each signed anew), a Bot Framework token once it
 has expired (about an hour after it was issued, 5 minutes' clock tolerance), a Socket Mode
 envelope is redelivered within minutes. Only a claim reads an old id (binding states are per
-request); a Teams message's answer claims its activity id as well (`claim`, from
-dispatch.first_answer), so a redelivered activity is not answered twice.
+request).
+
+A Teams message's answer is claimed under an id of its own (`claim`, from
+dispatch.first_answer), so a redelivered activity is not answered twice. That claim is a lease:
+its row's `at` is when it was taken or last renewed (`renew`), and once the answer is out, a
+second row (`ANSWERED` + its key, `answered`) records it. A claim older than the lease and not
+recorded as answered belongs to a process that died before its answer went out (or before it
+recorded it): a redelivery takes it over (one UPDATE whose condition is the stale `at`, so of
+two only one does) and answers. Until then a redelivery sees it `HELD`.
+
+A change's answer is kept with its claim (`answer`, JSON the dispatcher writes and reads:
+handlers.replay), so that a redelivery, which exists because the first answer did not count
+(Slack) or may not have gone out (Teams), is answered with it rather than with nothing. The
+claim's INSERT carries what is known before the change runs (who asked, where: a redelivery
+from anyone else is answered nothing), `record` adds the answer once the change has committed
+and its answer is known (the use case builds it after its transaction), and `recorded` is the
+one look a delivery takes before its work. Where the answer is a message of its own, the
+change's claim is also its answer's lease (`claim` on the delivery's own id, `answered`).
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, event, select, text
+from sqlalchemy import bindparam, delete, event, exists, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction, SessionTransactionOrigin
 
 from storage import statements
-from storage.models import InboundDelivery
+from storage.models import InboundDelivery, utcnow
 
 SessionFactory = Callable[[], AsyncSession]
 _TABLE = statements.table_of(InboundDelivery)
-_SEEN = select(_TABLE.c.key).where(_TABLE.c.key == bindparam("key"))
+_SEEN = select(_TABLE.c.key, _TABLE.c.answer, _TABLE.c.at).where(_TABLE.c.key == bindparam("key"))
 _BINDING = "inbound_delivery"
 _ASYNC_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
 # Longer ids (Teams conversation ids can be long) are stored as their hash.
@@ -59,6 +76,47 @@ _OLDEST = (
     .with_for_update(skip_locked=True)
 )
 _PRUNE = delete(_TABLE).where(_TABLE.c.key.in_(_OLDEST))
+# An answer's claim is recorded as answered by a second row: this prefix and its key.
+ANSWERED = "answered:"
+_WAS_ANSWERED = exists().where(_TABLE.c.key == bindparam("answered_key"))
+# An answer's claim whose lease ran out, never recorded as answered, taken over.
+_TAKE_OVER = (
+    update(_TABLE)
+    .where(_TABLE.c.key == bindparam("claim_key"), _TABLE.c.at < bindparam("stale"), ~_WAS_ANSWERED)
+    .values(at=bindparam("now"))
+)
+_RENEW = update(_TABLE).where(_TABLE.c.key == bindparam("claim_key")).values(at=bindparam("now"))
+_ANSWERED_SEEN = select(_WAS_ANSWERED)
+# A change's answer, kept with its claim unless a redelivery took that claim over meanwhile.
+_RECORD = (
+    update(_TABLE)
+    .where(_TABLE.c.key == bindparam("claim_key"), _TABLE.c.at == bindparam("claimed_at"))
+    .values(answer=bindparam("answer"), at=bindparam("now"))
+)
+
+
+class Answer(enum.Enum):
+    """What `claim` found of an answer's id."""
+
+    # Claimed now (new).
+    MINE = "mine"
+    # Claimed now, taken over from a claim whose lease ran out with no answer recorded.
+    TAKEN_OVER = "taken over"
+    # An earlier delivery's answer was given (recorded by `answered`).
+    ANSWERED = "answered"
+    # Another delivery of it holds the claim within its lease: answering now, or dead (then
+    # the lease runs out).
+    HELD = "held"
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A delivery id claimed by a committed transaction: what its change kept of its answer
+    (None: nothing, e.g. claimed before answers were kept) and when it was claimed or last
+    renewed."""
+
+    answer: str | None
+    at: datetime
 
 
 class AlreadyHandled(Exception):
@@ -90,6 +148,10 @@ class Binding:
     # A COMMIT was sent and its answer never came (the connection failed meanwhile): the
     # change may have been saved, or not.
     unconfirmed: bool = False
+    # Written with the claim (who asked, where): the start of the answer `record` keeps.
+    answer: str | None = None
+    # The claim's `at` as written (`record` adds the answer to this claim only).
+    claimed_at: datetime | None = None
 
 
 def key_for(delivery_id: str) -> str:
@@ -120,34 +182,84 @@ def unbound(sessions: SessionFactory) -> SessionFactory:
 
 async def seen(session: AsyncSession, key: str) -> bool:
     """True when a committed transaction has claimed `key` (a cheap look before the work)."""
+    return await recorded(session, key) is not None
+
+
+async def recorded(session: AsyncSession, key: str) -> Claimed | None:
+    """The claim of `key` by a committed transaction, with the answer kept with it; None when
+    there is none (one look before the work)."""
     conn = await statements.connection(session)
-    return (await conn.execute(_SEEN, {"key": key})).first() is not None
+    row = (await conn.execute(_SEEN, {"key": key})).first()
+    return None if row is None else Claimed(answer=row.answer, at=row.at)
 
 
-async def seen_before(sessions: SessionFactory, key: str) -> bool:
-    """`seen`, in a connection of its own when `sessions` is a sessionmaker bound to an
+async def recorded_before(sessions: SessionFactory, key: str) -> Claimed | None:
+    """`recorded`, in a connection of its own when `sessions` is a sessionmaker bound to an
     engine: no ORM session is needed for one look-up, and this one is on the path of every
     change (its session cost more than the statement). Otherwise in a session of `sessions`."""
     engine = getattr(sessions, "kw", {}).get("bind")
     if isinstance(engine, AsyncEngine):
         async with engine.connect() as conn:
-            return (await conn.execute(_SEEN, {"key": key})).first() is not None
+            row = (await conn.execute(_SEEN, {"key": key})).first()
+        return None if row is None else Claimed(answer=row.answer, at=row.at)
     async with sessions() as session:
-        return await seen(session, key)
+        return await recorded(session, key)
 
 
-async def claim(session: AsyncSession, delivery_id: str) -> bool:
-    """Claim `delivery_id` in the session's transaction (committed by the caller): True when
-    it was new, False when a committed transaction had claimed it (on PostgreSQL a concurrent
-    claim waits for that transaction, then stops here). For a delivery whose only effect is
-    its answer (dispatch.first_answer); a change claims its id through `bound` sessions.
+async def record(session: AsyncSession, binding: Binding, answer: str) -> bool:
+    """Keep `answer` with the claim `binding`'s change committed, and renew it (an answer's
+    lease starts when its answer is known), in the session's transaction: False when a
+    redelivery took the claim over first (its lease ran out before this: that one answers)."""
+    assert binding.key is not None and binding.claimed_at is not None
+    conn = await _answer_bookkeeping(session)
+    params = {"claim_key": binding.key, "claimed_at": binding.claimed_at}
+    result = await conn.execute(_RECORD, {**params, "answer": answer, "now": utcnow()})
+    if result.rowcount == 1:
+        binding.claimed_at = None  # renewed from now on (`renew`): no longer what was written
+        return True
+    return False
+
+
+async def claim(session: AsyncSession, delivery_id: str, *, lease: timedelta) -> Answer:
+    """Claim the answer to `delivery_id` in the session's transaction (committed by the
+    caller), for `lease` unless renewed: MINE when it was new, TAKEN_OVER when its claim's
+    lease ran out with no answer recorded, ANSWERED when an earlier delivery's answer was recorded,
+    HELD while another delivery's claim is within its lease (on PostgreSQL a concurrent claim
+    waits for that transaction, then stops here). For a delivery whose only effect is its
+    answer (dispatch.first_answer); a change claims its id through `bound` sessions.
     On PostgreSQL its commit does not wait for the WAL flush (the answer waits for the
     commit): a claim lost in a server crash only lets a redelivery answer again."""
+    conn = await _answer_bookkeeping(session)
+    key, now = key_for(delivery_id), utcnow()
+    stmt = statements.insert_new(session, _TABLE, "key")
+    if (await conn.execute(stmt, {"key": key, "at": now})).first() is not None:
+        return Answer.MINE
+    params = {"claim_key": key, "answered_key": ANSWERED + key, "now": now, "stale": now - lease}
+    if (await conn.execute(_TAKE_OVER, params)).rowcount == 1:
+        return Answer.TAKEN_OVER
+    return Answer.ANSWERED if await conn.scalar(_ANSWERED_SEEN, params) else Answer.HELD
+
+
+async def renew(session: AsyncSession, delivery_id: str) -> None:
+    """Extend the lease of the answer claimed for `delivery_id` (its answer is still going
+    out), in the session's transaction."""
+    conn = await _answer_bookkeeping(session)
+    await conn.execute(_RENEW, {"claim_key": key_for(delivery_id), "now": utcnow()})
+
+
+async def answered(session: AsyncSession, delivery_id: str) -> None:
+    """Record that the answer claimed for `delivery_id` went out (or was handed over to the
+    outbox), in the session's transaction: no redelivery takes its claim over."""
+    conn = await _answer_bookkeeping(session)
+    stmt = statements.insert_new(session, _TABLE, "key")
+    await conn.execute(stmt, {"key": ANSWERED + key_for(delivery_id), "at": utcnow()})
+
+
+async def _answer_bookkeeping(session: AsyncSession) -> AsyncConnection:
     conn = await statements.connection(session)
     if conn.dialect.name == "postgresql":
         await conn.execute(_ASYNC_COMMIT)
-    stmt = statements.insert_new(session, _TABLE, "key")
-    return (await conn.execute(stmt, {"key": key_for(delivery_id)})).first() is not None
+    return conn
 
 
 async def prune(conn: AsyncConnection, *, before: datetime, limit: int) -> int:
@@ -176,9 +288,11 @@ def _claim(binding: Binding, connection: Connection, transaction: SessionTransac
             "must make its change in one transaction"
         )
     stmt = statements.insert_new_on(connection.dialect.name, _TABLE, "key")
-    if connection.execute(stmt, {"key": binding.key}).first() is None:
+    now = utcnow()
+    row = {"key": binding.key, "at": now, "answer": binding.answer}
+    if connection.execute(stmt, row).first() is None:
         raise AlreadyHandled(binding.key)
-    binding.pending = transaction
+    binding.pending, binding.claimed_at = transaction, now
 
 
 def _binding(session: Session) -> Binding | None:

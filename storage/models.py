@@ -229,6 +229,8 @@ class InboundDelivery(Base):
     __table_args__ = (Index("ix_inbound_deliveries_at", "at"),)
     key: Mapped[str] = mapped_column(String(400), primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+    # What the change answered, for a redelivery of it (storage.inbound.Recorded; JSON text).
+    answer: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class OutboxMessage(Base):

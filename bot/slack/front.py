@@ -481,6 +481,9 @@ class SlackFront:
             action=ActionId(blockkit.action_from_id(action["action_id"])),
             data=value if isinstance(value, dict) else {},
             delivery_id=delivery_id(body),
+            # Answered through response_url whatever became of the ack: a retry (the ack did
+            # not count) may come after the answer went out.
+            answer_apart=True,
         )
         # Slack has its (empty) ack only once this returns (process_before_response): past
         # ACK_WITHIN (the directory is slow) the answer follows in the background.
@@ -494,21 +497,31 @@ class SlackFront:
     def _answer_action(
         self, reply: Reply, interaction: Interaction, body: dict[str, Any], respond: Any
     ) -> None:
-        """A button's answer: the form it opens, or a message to the one who pressed it."""
+        """A button's answer: the form it opens, or a message to the one who pressed it (sent
+        within its claim, when the core made one: recorded as given once it is out)."""
         if reply.duplicate:
             return
+        answering = reply.answering or contextlib.nullcontext()
         if reply.as_form and reply.card is not None:
             view = blockkit.render_modal(reply.card)
             trigger = body["trigger_id"]
-            self._spawn(lambda: self.client.views_open(trigger_id=trigger, view=view))
-        elif not getattr(respond, "response_url", None):
+            self._spawn(
+                lambda: _within(
+                    answering, lambda: self.client.views_open(trigger_id=trigger, view=view)
+                )
+            )
+            return
+        if not getattr(respond, "response_url", None):
             # A button in a modal: Slack gives no response_url there (Bolt's `respond` is
             # never None; called without a URL it raises).
             log.info("slack: no response_url to answer %s with", interaction.action)
         elif reply.card is not None or reply.text:
             payload = self._ack_message(reply)
             payload["replace_original"] = False
-            self._spawn(lambda: respond(**payload))
+            self._spawn(lambda: _within(answering, lambda: respond(**payload)))
+            return
+        if reply.answering is not None:  # nothing to send: given as it is
+            self._spawn(lambda: _within(answering, None))
 
     async def _answer_action_later(
         self,
@@ -718,6 +731,16 @@ class _Kept:
 # object while the entry lives.
 _STATIC: dict[int, _Kept] = {}
 _STATIC_MAX = 16
+
+
+async def _within(
+    answering: contextlib.AbstractAsyncContextManager[Any],
+    send: Callable[[], Awaitable[Any]] | None,
+) -> Any:
+    """`send()` within an answer's claim (handlers.dispatch.Answering): recorded as given once
+    it is out, not when it failed."""
+    async with answering:
+        return await send() if send is not None else None
 
 
 def _static(reply: Reply) -> _Kept | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -219,12 +220,14 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
                 await self._answer_once(turn_context, replies.HINT)
                 return
         reply = await self._core(interaction)
-        if interaction.event is not None and not reply.duplicate and not reply.text:
-            # Nothing about a ticket came of it: a message the bot does not understand (the
-            # core claimed its answer).
-            await self.send_text(turn_context, replies.HINT)
-            return
-        await self._answer(turn_context, interaction, reply)
+        # Sent within its claim (when the core made one): recorded as answered once it is out.
+        async with reply.answering or contextlib.nullcontext():
+            if interaction.event is not None and not reply.duplicate and not reply.text:
+                # Nothing about a ticket came of it: a message the bot does not understand (the
+                # core claimed its answer).
+                await self.send_text(turn_context, replies.HINT)
+                return
+            await self._answer(turn_context, interaction, reply)
         if reply.follow_up is not None:
             task = asyncio.get_running_loop().create_task(
                 self._follow_up(turn_context, interaction, reply)
@@ -332,10 +335,12 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
     async def _answer_once(self, turn_context: TurnContext, text: str) -> None:
         """Answer `text` unless an earlier delivery of this activity was answered (the answers
         the edge gives without the core: the same claim as the core's, `first_answer`)."""
-        if await first_answer(self.deps, _answer_id(turn_context.activity)):
-            await self.send_text(turn_context, text)
-        else:
+        answering = await first_answer(self.deps, _answer_id(turn_context.activity))
+        if answering is None:
             log.info("teams: activity %s was answered before", turn_context.activity.id)
+            return
+        async with answering:
+            await self.send_text(turn_context, text)
 
     async def send_text(self, turn_context: TurnContext, text: str) -> None:
         """Answer `text` in the turn (later through the outbox when throttled)."""
@@ -557,9 +562,13 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
         bot = turn_context.activity.recipient
         added = [getattr(member, "id", None) for member in members_added or []]
         if bot is not None and bot.id and bot.id in added:
-            if not await first_answer(self.deps, _answer_id(turn_context.activity)):
+            answering = await first_answer(self.deps, _answer_id(turn_context.activity))
+            if answering is None:
                 # A redelivered conversationUpdate (same id): welcomed once.
                 log.info("teams: activity %s was welcomed before", turn_context.activity.id)
                 return
             card = welcome("teams")
-            await self._send(turn_context, replies.card_activity(card), {"card": card.to_dict()})
+            async with answering:
+                await self._send(
+                    turn_context, replies.card_activity(card), {"card": card.to_dict()}
+                )

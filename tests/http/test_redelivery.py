@@ -4,7 +4,9 @@ For every route the dispatcher registers as changing state, on Slack and on Team
 delivery is sent twice: a Slack retry (`X-Slack-Retry-Num`, same body) or a Teams activity with
 the same id. Everything the first one did (tickets, time entries, checks, audit events, outbox
 rows, and what reached Slack, the connector and PagerDuty: DMs, pages, notices, escalations)
-is counted before and after the retry; the retry adds nothing and its own answer is empty.
+is counted before and after the retry; the retry adds nothing, and its own answer is the first
+one's where that was the response (a Slack command, a Teams invoke: the person never saw the
+first, test_answer_replay), else empty (a Teams message's answer was sent once already).
 A refused or failed delivery is not remembered: its corrected resubmission (the same Slack
 modal, the same view id) goes through.
 """
@@ -24,6 +26,7 @@ import pytest
 from sqlalchemy import func, select, text, update
 
 from handlers.dispatch import ACTIONS, COMMANDS, EVENTS
+from handlers.replay import FORM_AGAIN
 from storage.inbound import KEEP
 from storage.models import (
     CsatSurvey,
@@ -191,7 +194,12 @@ async def deliver_twice(
         assert after_first != before, f"{step.route}: the first delivery did nothing"
         status, body = await send(True)
         assert status in (200, 201), (step.route, status, body)
-        assert body in ("", step.retry_answer), f"{step.route}: the retry answered {body!r}"
+        if step.retry_answer and step.retry_answer in body:
+            pass
+        elif first_body:  # the response was the answer: given again, as it was
+            assert body == first_body, f"{step.route}: the retry answered {body!r}"
+        else:
+            assert body == "", f"{step.route}: the retry answered {body!r}"
         await settled(app)
         after_retry = await look()
         changed = {k: (after_first[k], v) for k, v in after_retry.items() if after_first[k] != v}
@@ -489,8 +497,10 @@ def slack_steps(s: SlackDriver) -> list[Step]:
         Step("csat.comment", comment),
         Step("identity.deny", second_ticket_to_deny),
         Step("identity.called_back", called_back),
-        Step("escalate", lambda: form_command("escalate")),
-        Step("close", lambda: form_command("close")),
+        # The form opened with the command's trigger id (single-use, good for 3 s): its retry
+        # says how to get it (the first may have opened it).
+        Step("escalate", lambda: form_command("escalate"), FORM_AGAIN),
+        Step("close", lambda: form_command("close"), FORM_AGAIN),
         Step("ticket.escalate", lambda: card_button("Escalate")),
         Step("ticket.close", lambda: card_button("Close")),
     ]
@@ -909,6 +919,11 @@ async def test_a_slack_retry_within_the_bound_is_refused_after_a_prune_run(
     assert await tickets_made(app) == 2
 
 
+def answers_apart(keys: set[str]) -> list[str]:
+    """The claims of deliveries, without the records of their answers as sent."""
+    return [k for k in keys if not k.startswith("answered:")]
+
+
 async def test_a_teams_redelivery_within_the_bound_is_refused_after_a_prune_run(
     make_app: Any, connector: FakeConnector
 ) -> None:
@@ -921,14 +936,14 @@ async def test_a_teams_redelivery_within_the_bound_is_refused_after_a_prune_run(
     # submissions' ids are looked at.
     answered = set(await stored_keys(app))
     assert (await older(False))[0] == 201
-    [old_key] = set(await stored_keys(app)) - answered
+    [old_key] = answers_apart(set(await stored_keys(app)) - answered)
     form = await t.say("ticket new Scanner jams")
     values = form_values(category="printer", priority="P3", summary="Scanner jams")
     recent = t.sender(t.submit(form, values))
     answered = set(await stored_keys(app))
     assert (await recent(False))[0] == 201
     assert await tickets_made(app) == 2
-    [recent_key] = set(await stored_keys(app)) - answered
+    [recent_key] = answers_apart(set(await stored_keys(app)) - answered)
     await age(app, "teams:%", timedelta(minutes=1))
     await age(app, old_key, KEEP)
     assert await pruned(app) == 1

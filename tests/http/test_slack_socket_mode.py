@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
-from storage.models import IdentityCheck, Ticket
+from storage.models import IdentityCheck, Ticket, TimeEntry
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.socket_mode import (
     FakeSocketMode,
@@ -293,6 +293,27 @@ async def test_a_redelivered_read_only_command_is_answered_in_its_ack_and_posts_
         assert again == first and (first.get("text") or first.get("blocks")), (text, first)
     await asyncio.sleep(0.3)
     assert slack_api.posts() == [] and slack_api.views_opened() == []
+
+
+async def test_a_redelivered_change_is_answered_in_its_ack_with_its_answer(
+    make_app, slack_api, socket_server
+):
+    """A change's envelope redelivered (its first ack never counted): the repeat's ack carries
+    the answer the first one gave, and the time is logged once (test_answer_replay)."""
+    app = await start_socket_app(make_app, slack_api, socket_server)
+    await socket_server.send(interactive_envelope(
+        view_submission(await open_intake(socket_server, slack_api, "1"), intake_values(),
+                        view_id="V-SOCK-T"), envelope_id="env-open"))  # fmt: skip
+    await socket_server.ack_for("env-open")
+    assert await ticket_count(app) == 1
+    said = "time HD-1 30m swapped toner"
+    await socket_server.send(slash_envelope(said, envelope_id="env-time"))
+    first = (await socket_server.ack_for("env-time"))["payload"]
+    await socket_server.send(slash_envelope(said, envelope_id="env-time", retry=1))
+    again = (await socket_server.ack_for("env-time", count=2))["payload"]
+    assert first.get("text") == "Logged 30m on HD-1 (total 30m)." and again == first
+    async with app.services.sessions() as session:
+        assert (await session.execute(select(func.count()).select_from(TimeEntry))).scalar() == 1
 
 
 # -- the HTTP path does not exist in Socket Mode -------------------------------------------------

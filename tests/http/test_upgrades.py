@@ -567,3 +567,42 @@ async def test_revision_0017_adds_requester_disabled_false_for_every_ticket(empt
             assert "requester_disabled" in await conn.run_sync(_ticket_columns)
     finally:
         await engine.dispose()
+
+
+# -- revision 0020: the answer a change gave, kept with its delivery's claim ------------------
+
+
+def _inbound_columns(conn: Any) -> set[str]:
+    return {str(c["name"]) for c in inspect(conn).get_columns("inbound_deliveries")}
+
+
+async def test_revision_0020_keeps_answers_with_delivery_claims_and_downgrades(empty_url: str):
+    """Ids claimed before the upgrade have no answer (NULL: their redeliveries are answered
+    nothing, as before); the claims written after it carry one; the downgrade drops it and
+    keeps every id."""
+    engine = db.create_engine(empty_url)
+    before = {"key": "slack:command:t-old", "at": datetime(2026, 12, 6, tzinfo=UTC)}
+    kept = '{"actor": "slack:UTECH", "conversation": "C0HELP", "reply": {"text": "Logged"}}'
+    after = {"key": "slack:command:t-new", "at": datetime(2026, 12, 7, tzinfo=UTC)}
+    inbound = table("inbound_deliveries", column("key"), column("at"), column("answer"))
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0019"))
+            assert "answer" not in await conn.run_sync(_inbound_columns)
+            await conn.execute(insert(InboundDelivery.__table__).values(**before))
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0020"))
+            assert "answer" in await conn.run_sync(_inbound_columns)
+            await conn.execute(insert(inbound).values(**after, answer=kept))
+            rows = await conn.execute(select(inbound.c.key, inbound.c.answer).order_by("key"))
+            assert [tuple(r) for r in rows] == [(after["key"], kept), (before["key"], None)]
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0019", "downgrade"))
+            assert "answer" not in await conn.run_sync(_inbound_columns)
+            keys = await conn.execute(select(inbound.c.key).order_by("key"))
+            assert [k for (k,) in keys] == [after["key"], before["key"]]
+        async with engine.begin() as conn:
+            await conn.run_sync(to("heads"))
+            assert "answer" in await conn.run_sync(_inbound_columns)
+    finally:
+        await engine.dispose()

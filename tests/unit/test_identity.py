@@ -371,7 +371,7 @@ async def test_a_request_given_up_opens_the_call_back_once(deps: Deps):
     assert "identity.approved" not in events
 
 
-async def test_retried_click_is_a_duplicate(deps: Deps):
+async def test_retried_click_approves_once_and_is_answered_as_the_first(deps: Deps):
     number = await new_ticket(deps)
     await verify(deps, number)
     nonce = (await state(deps, number))[1][0].nonce
@@ -382,7 +382,7 @@ async def test_retried_click_is_a_duplicate(deps: Deps):
         delivery_id="slack:action:1:2",
     )
     first, retry = await dispatch.handle(deps, click), await dispatch.handle(deps, click)
-    assert (first.duplicate, retry.duplicate) == (False, True)
+    assert first.text and (retry.text, retry.duplicate) == (first.text, False)
     assert (await state(deps, number))[2].count("identity.approved") == 1
 
 
@@ -720,7 +720,7 @@ async def test_an_answer_while_the_directory_cannot_say_who_the_manager_is_chang
         denied = await answer(deps, check.nonce, approve=False)
         again = await answer(deps, check.nonce, approve=False)
         stranger = await answer(deps, check.nonce, TECH, approve=False)
-        # Slack retries the same press: one audit, and the retry is a duplicate.
+        # Slack retries the same press: one audit, and the retry is answered as the first was.
         pressed = turn(
             BO_SLACK,
             action=ActionId.IDENTITY_DENY,
@@ -732,7 +732,7 @@ async def test_an_answer_while_the_directory_cannot_say_who_the_manager_is_chang
         directory.manager_of = original  # type: ignore[method-assign]
     for reply in (approved, denied, again, first):
         assert "could not be reached" in reply.text and "not recorded" in reply.text
-    assert retry.duplicate and not first.duplicate
+    assert retry.text == first.text and not (first.duplicate or retry.duplicate)
     assert "could not be reached" not in stranger.text  # refused for who they are
     ticket, [check], events, rows = await state(deps, number)
     assert (ticket.identity_state, check.state) == ("pending", "pending")

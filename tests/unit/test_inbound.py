@@ -150,7 +150,9 @@ async def test_the_dispatcher_runs_a_state_changing_route_once_and_a_read_only_o
         delivery_id="slack:command:t-9",
     )
     first, retry = await dispatch.handle(deps, turn), await dispatch.handle(deps, turn)
-    assert (first.text, retry.duplicate, runs) == ("written", True, ["write"])
+    # The retry runs nothing and is answered what the first was (its answer did not count).
+    assert (first.text, retry.text, runs) == ("written", "written", ["write"])
+    assert not retry.duplicate
     with pytest.raises(inbound.UndeclaredWrite):
         await dispatch.handle(deps, Interaction(turn.actor, turn.conversation, text="help"))
     async with deps.sessions() as session:
@@ -244,3 +246,39 @@ async def test_a_commit_under_way_when_the_budget_ends_is_waited_for(engine, db_
     assert reply.text == "written"
     assert await count(deps.sessions, TicketEvent) == 1
     assert await count(deps.sessions, InboundDelivery) == 1
+
+
+async def test_an_answers_renewals_end_with_it_wherever_they_are(engine, monkeypatch):
+    """`Answering` renews its claim while the answer is slow to go out; once its block has
+    ended no renewal may follow, wherever the renewal under way was when it ended. The block
+    is left at a different point of a renewal each time (its write starting, committing,
+    closing its session, sleeping): before, a renewal whose write had just finished when it
+    was cancelled went on renewing the claim every quarter lease for the life of the process
+    (Python 3.11's `asyncio.wait_for` returned the finished write's result instead of the
+    cancellation), and one cancelled in its write could still write after the answer was
+    recorded."""
+    monkeypatch.setattr(dispatch, "ANSWER_LEASE", 0.04)  # renewed every 0.01 s
+    deps = Deps(
+        config=HelpdeskConfig(), sessions=db.session_factory(engine), directory=EmptyDirectory()
+    )
+    renewed: list[str] = []
+    renew = inbound.renew
+
+    async def counted(session: Any, delivery_id: str) -> None:
+        renewed.append(delivery_id)
+        await renew(session, delivery_id)
+
+    monkeypatch.setattr(inbound, "renew", counted)
+    for offset in range(40):
+        delivery = f"answer-{offset}"
+        answering = await dispatch.first_answer(deps, delivery)
+        assert answering is not None and answering.delivery_id == delivery
+        async with answering:
+            await wait_until(lambda: delivery in renewed, timeout=5)  # noqa: B023
+            for _ in range(offset):
+                await asyncio.sleep(0)
+        ended = renewed.count(delivery)
+        await asyncio.sleep(dispatch.ANSWER_LEASE)  # four renewal periods
+        assert renewed.count(delivery) == ended, f"renewed after the answer (offset {offset})"
+        async with deps.sessions() as session:
+            assert await inbound.seen(session, inbound.ANSWERED + delivery)
