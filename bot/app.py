@@ -134,7 +134,11 @@ async def start_services(
         if key
     )
     metrics = metrics or Metrics()
-    monitor = DatabaseMonitor(engine, location=db.location(settings.database_url))
+    monitor = DatabaseMonitor(
+        engine,
+        location=db.location(settings.database_url),
+        sqlite_file=db.sqlite_file(settings.database_url),
+    )
     kb = create_kb(settings, http)
     calendar = None
     if settings.config.changes.calendar:

@@ -6,6 +6,13 @@ password), not a traceback per request. The probe pings every few seconds (every
 the database is away, so its return is noticed quickly); any request that meets the outage
 marks it at once. A failed ping drops the pooled connections not in use: after a fail-over
 they would never answer, and each would cost its next caller a timeout.
+
+SQLite on disk is pinged by reading the file on a connection of its own, on a thread, and
+judged by that thread's outcome: the engine's one connection can be busy for seconds while the
+event loop is starved (a loaded box), and a ping queued behind it, or a request past its answer
+budget, said "the database cannot be reached" and turned `/ticket new` away although the file
+was fine. For the same reason a timeout alone does not mark SQLite down (the next ping decides);
+its errors (a file gone or unreadable, a disk error, a lock held too long) do, at once.
 """
 
 from __future__ import annotations
@@ -13,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.logs import Every
@@ -33,9 +42,26 @@ def describe(error: BaseException) -> str:
     return f"{name}: {text}" if text else name
 
 
+def _timed_out(error: BaseException) -> bool:
+    """A timeout (ours or the pool's), with no database error in its chain."""
+    seen: set[int] = set()
+    found: BaseException | None = error
+    while found is not None and id(found) not in seen:
+        seen.add(id(found))
+        if isinstance(found, sqlite3.Error):
+            return False
+        if isinstance(found, TimeoutError | sa_exc.TimeoutError):
+            return True
+        found = found.__cause__ or found.__context__
+    return False
+
+
 class DatabaseMonitor:
-    def __init__(self, engine: AsyncEngine, *, location: str) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, location: str, sqlite_file: tuple[str, bool] | None = None
+    ) -> None:
         self.engine = engine
+        self.sqlite_file = sqlite_file
         self._idle = db.IdleConnections(engine)
         self.location = location
         self.available = True
@@ -45,7 +71,11 @@ class DatabaseMonitor:
     async def check(self, *, timeout: float = PING_TIMEOUT) -> bool:  # noqa: ASYNC109
         """Ping now; True when the database answered within `timeout`."""
         try:
-            await db.ping(self.engine, timeout=timeout)
+            if self.sqlite_file is not None:
+                database, uri = self.sqlite_file
+                await db.ping_sqlite_file(database, uri=uri, timeout=timeout)
+            else:
+                await db.ping(self.engine, timeout=timeout)
         except Exception as exc:
             # The pooled connections may be as dead as this one (a partition, a fail-over):
             # those not in use are dropped, so the return is not met by stale ones.
@@ -56,7 +86,11 @@ class DatabaseMonitor:
         return True
 
     def trouble(self, error: BaseException) -> None:
-        """The database failed someone: it is down until a ping says otherwise."""
+        """The database failed someone: it is down until a ping says otherwise (on SQLite, a
+        timeout alone is left to the next ping: see the module docstring)."""
+        if self.sqlite_file is not None and _timed_out(error):
+            log.debug("SQLite was slow to answer (%s): left to the next ping", describe(error))
+            return
         self.available = False
         held = self._every.due("database")
         if held is not None:

@@ -148,6 +148,32 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=session_cls)
 
 
+def sqlite_file(url: str) -> tuple[str, bool] | None:
+    """(database, uri) of an SQLite database on disk, as `sqlite_inline` takes them; None for
+    another database or an in-memory one."""
+    if not is_sqlite(url):
+        return None
+    parsed = make_url(url)
+    args, options = parsed.get_dialect()().create_connect_args(parsed)
+    database, uri = str(args[0]), bool(options.get("uri"))
+    return (database, uri) if sqlite_inline.on_disk(database, uri=uri) else None
+
+
+async def ping_sqlite_file(database: str, *, uri: bool, timeout: float) -> None:  # noqa: ASYNC109
+    """Raise if the SQLite file cannot be read (sqlite3.Error), or TimeoutError when reading it
+    took longer than `timeout` on its thread. Judged by the thread's outcome, not by when this
+    coroutine gets to run again: a busy event loop is not a database that does not answer."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    done = loop.run_in_executor(
+        None, lambda: sqlite_inline.ping_file(database, uri=uri, timeout=timeout)
+    )
+    finished, _ = await asyncio.wait({done}, timeout=timeout)
+    if not finished:
+        raise TimeoutError(f"the SQLite file was not read within {loop.time() - started:.1f} s")
+    done.result()
+
+
 async def ping(engine: AsyncEngine, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
     """Raise if the database cannot answer a trivial query (TimeoutError after `timeout`)."""
     async with asyncio.timeout(timeout):

@@ -216,6 +216,17 @@ def _read_write_uri(database: str, *, uri: bool) -> str:
     return f"file:{pathname2url(database)}?mode=rw"
 
 
+def ping_file(database: str, *, uri: bool, timeout: float) -> None:
+    """Read the database file's schema on a connection of its own (blocking: call it from a
+    thread). Raises sqlite3.Error when the file cannot be opened or read (deleted, unreadable,
+    a disk error). Never creates the file."""
+    conn = sqlite3.connect(_read_write_uri(database, uri=uri), uri=True, timeout=timeout)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    finally:
+        conn.close()
+
+
 class Checkpointer:
     """Copies the WAL back into the database file from a thread, so the fsync never runs on
     the event loop (the inline connections have automatic checkpoints off)."""
