@@ -48,20 +48,7 @@ async def enqueue(
     claimed by that worker in its INSERT and handed to it when the transaction commits.
     """
     now = utcnow()
-    values: dict[str, Any] = {
-        "kind": kind,
-        "payload": payload,
-        "ticket_id": ticket_id,
-        "due_at": due_at or now,
-        "dedup_key": dedup_key,
-        "status": "pending",
-        "result": {},
-        "last_error": "",
-        "attempts": 0,
-        "created_at": now,
-        "failure_reported": False,
-        "in_doubt": False,
-    }
+    values = _new_row(Queued(kind, payload, ticket_id, due_at or now, dedup_key), now)
     # The connection first: a failure to get one (a redelivery refused at the transaction's
     # start, a cancelled wait for SQLite's connection) must not hold a reserved place.
     conn = await statements.connection(session)
@@ -138,24 +125,26 @@ async def enqueue_many(session: AsyncSession, rows: Sequence[Queued]) -> int:
         return queued
     conn = await statements.connection(session)
     stmt = statements.insert_new(session, _OUTBOX, "dedup_key", returning="id")
-    values = [
-        {
-            "kind": row.kind,
-            "payload": row.payload,
-            "ticket_id": row.ticket_id,
-            "due_at": row.due_at,
-            "dedup_key": row.dedup_key,
-            "status": "pending",
-            "result": {},
-            "last_error": "",
-            "attempts": 0,
-            "created_at": now,
-            "failure_reported": False,
-            "in_doubt": False,
-        }
-        for row in rows
-    ]
+    values = [_new_row(row, now) for row in rows]
     return len((await conn.execute(stmt, values)).all())
+
+
+def _new_row(row: Queued, now: datetime) -> dict[str, Any]:
+    """The values of a new pending row."""
+    return {
+        "kind": row.kind,
+        "payload": row.payload,
+        "ticket_id": row.ticket_id,
+        "due_at": row.due_at,
+        "dedup_key": row.dedup_key,
+        "status": "pending",
+        "result": {},
+        "last_error": "",
+        "attempts": 0,
+        "created_at": now,
+        "failure_reported": False,
+        "in_doubt": False,
+    }
 
 
 @dataclass
