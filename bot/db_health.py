@@ -20,13 +20,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.logs import Every
 from storage import db
+from storage.errors import is_timeout_only
 
 log = logging.getLogger(__name__)
 PING_TIMEOUT = 3.0  # plus up to 2 s for the driver to drop a silent connection: < 10 s
@@ -40,20 +39,6 @@ def describe(error: BaseException) -> str:
     text = str(orig).splitlines()[0][:200] if str(orig) else ""
     name = type(orig).__name__
     return f"{name}: {text}" if text else name
-
-
-def _timed_out(error: BaseException) -> bool:
-    """A timeout (ours or the pool's), with no database error in its chain."""
-    seen: set[int] = set()
-    found: BaseException | None = error
-    while found is not None and id(found) not in seen:
-        seen.add(id(found))
-        if isinstance(found, sqlite3.Error):
-            return False
-        if isinstance(found, TimeoutError | sa_exc.TimeoutError):
-            return True
-        found = found.__cause__ or found.__context__
-    return False
 
 
 class DatabaseMonitor:
@@ -88,7 +73,7 @@ class DatabaseMonitor:
     def trouble(self, error: BaseException) -> None:
         """The database failed someone: it is down until a ping says otherwise (on SQLite, a
         timeout alone is left to the next ping: see the module docstring)."""
-        if self.sqlite_file is not None and _timed_out(error):
+        if self.sqlite_file is not None and is_timeout_only(error):
             log.debug("SQLite was slow to answer (%s): left to the next ping", describe(error))
             return
         self.available = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import event, text
@@ -42,9 +43,7 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     thread hops cost far more CPU than the statements), with checkpoints on a thread.
     """
     if is_sqlite(url):
-        parsed = make_url(url)
-        args, options = parsed.get_dialect()().create_connect_args(parsed)
-        database, uri = str(args[0]), bool(options.get("uri"))
+        database, uri, options = _sqlite_args(url)
         # `?timeout=` in the URL is SQLite's busy timeout in seconds, as with aiosqlite.
         busy_ms = int(float(options.get("timeout", SQLITE_BUSY_TIMEOUT)) * 1000)
 
@@ -153,10 +152,15 @@ def sqlite_file(url: str) -> tuple[str, bool] | None:
     another database or an in-memory one."""
     if not is_sqlite(url):
         return None
+    database, uri, _ = _sqlite_args(url)
+    return (database, uri) if sqlite_inline.on_disk(database, uri=uri) else None
+
+
+def _sqlite_args(url: str) -> tuple[str, bool, Mapping[str, Any]]:
+    """(database, uri, options) of an SQLite URL, as the dialect reads them."""
     parsed = make_url(url)
     args, options = parsed.get_dialect()().create_connect_args(parsed)
-    database, uri = str(args[0]), bool(options.get("uri"))
-    return (database, uri) if sqlite_inline.on_disk(database, uri=uri) else None
+    return str(args[0]), bool(options.get("uri")), options
 
 
 async def ping_sqlite_file(database: str, *, uri: bool, timeout: float) -> None:  # noqa: ASYNC109

@@ -53,5 +53,14 @@ def is_unavailable(error: BaseException) -> bool:
     return False
 
 
+def is_timeout_only(error: BaseException) -> bool:
+    """True when `error` is a timeout (ours or the pool's) with no SQLite error in its chain:
+    something was slow, not failing (see bot.db_health on SQLite)."""
+    found = list(_chain(error))
+    if any(isinstance(e, sqlite3.Error) for e in found):
+        return False
+    return any(isinstance(e, TimeoutError | sa_exc.TimeoutError) for e in found)
+
+
 class DatabaseUnavailable(Exception):
     """The database did not answer; nothing was stored. The message is for the log."""

@@ -138,6 +138,17 @@ async def identity_state(app: AppHarness, number: str) -> str:
         return ticket.identity_state
 
 
+async def told_directory_unreachable(slack_api: FakeSlack, number: str) -> None:
+    """The help channel is told the directory could not be reached when `number` opened."""
+    await wait_until(
+        lambda: (
+            f"could not be reached when {number} was opened"
+            in json.dumps(posts_to(slack_api, "C0HELP"))
+        ),
+        timeout=30,
+    )
+
+
 async def test_vip_check_starts_by_itself_and_verify_is_approved(
     make_app, slack_api: FakeSlack, source: Source
 ):
@@ -252,13 +263,7 @@ async def test_a_ticket_opened_during_an_outage_opens_gated_and_verify_works_lat
     await new_ticket(app, slack_api, requester=ANA.slack)
     ticket = await only_ticket(app)
     assert ticket.identity_state == "required" and ticket.requester_id == ANA.slack
-    await wait_until(
-        lambda: (
-            f"could not be reached when {ticket.number} was opened"
-            in json.dumps(posts_to(slack_api, "C0HELP"))
-        ),
-        timeout=30,
-    )
+    await told_directory_unreachable(slack_api, ticket.number)
     assert elapsed(started) < 30
     assert await identity_rows(app) == (0, ["identity.directory_unavailable"])
     source.come_back()
@@ -279,13 +284,7 @@ async def test_a_search_base_the_server_lacks_is_no_directory_not_nobody_in_it(
     await new_ticket(app, slack_api, requester=VIC.slack)
     ticket = await only_ticket(app)
     assert ticket.identity_state == "required"
-    await wait_until(
-        lambda: (
-            f"could not be reached when {ticket.number} was opened"
-            in json.dumps(posts_to(slack_api, "C0HELP"))
-        ),
-        timeout=30,
-    )
+    await told_directory_unreachable(slack_api, ticket.number)
     assert await identity_rows(app) == (0, ["identity.directory_unavailable"])
 
 
@@ -309,13 +308,7 @@ async def test_a_nested_group_the_bot_may_not_read_leaves_a_vip_unknown_not_no_v
         await new_ticket(app, slack_api, requester=VIC.slack)
         ticket = await only_ticket(app)
         assert ticket.identity_state == "required"
-        await wait_until(
-            lambda: (
-                f"could not be reached when {ticket.number} was opened"
-                in json.dumps(posts_to(slack_api, "C0HELP"))
-            ),
-            timeout=30,
-        )
+        await told_directory_unreachable(slack_api, ticket.number)
         # Ana, in a group the bot may read, is looked up as before.
         await new_ticket(app, slack_api, requester=ANA.slack)
         assert await identity_state(app, "HD-2") == "not_required"
@@ -337,13 +330,7 @@ async def test_a_user_search_answered_404_is_no_directory_not_nobody_in_it(
     await new_ticket(app, slack_api, requester=VIC.slack)
     ticket = await only_ticket(app)
     assert ticket.identity_state == "required"
-    await wait_until(
-        lambda: (
-            f"could not be reached when {ticket.number} was opened"
-            in json.dumps(posts_to(slack_api, "C0HELP"))
-        ),
-        timeout=30,
-    )
+    await told_directory_unreachable(slack_api, ticket.number)
 
 
 @pytest.mark.parametrize("source", ["graph"], indirect=True)
