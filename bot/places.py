@@ -26,12 +26,11 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable
 from datetime import datetime, timedelta
-from urllib.request import pathname2url
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from handlers.types import channel_of
-from storage import windows
+from storage import sqlite_reader, windows
 from storage.errors import is_unavailable
 from storage.models import utcnow
 from storage.outbox import retry_wait
@@ -71,19 +70,6 @@ def teams_user(user: str) -> str:
     return f"teams:user:{user}"
 
 
-def _sqlite_reader(engine: AsyncEngine) -> windows.SqliteReader | None:
-    """A reader of its own for a SQLite file (None for PostgreSQL and in-memory SQLite)."""
-    url = getattr(engine, "url", None)  # (a stand-in engine in tests may have none)
-    if url is None or url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return None
-    database = url.database
-    if database.startswith("file:"):
-        if "mode=memory" in database:
-            return None
-        return windows.SqliteReader(database)
-    return windows.SqliteReader(f"file:{pathname2url(database)}?mode=ro")
-
-
 # A Retry-After as a window: at most an hour, as the outbox's own retries (a server asking
 # for a week must not hold a place that long in every process and across restarts).
 window_seconds = retry_wait
@@ -102,8 +88,8 @@ class SharedWindows:
         pause: float = SHARED_PAUSE,
     ) -> None:
         self.engine = engine
-        # A SQLite file is read through a read-only connection of its own (see SqliteReader).
-        self._reader = _sqlite_reader(engine)
+        # A SQLite file is read through a read-only connection of its own (storage.sqlite_reader).
+        self._reader = sqlite_reader.of(engine)
         # Real time, not a test's clock: a Retry-After is in real seconds.
         self._wall = wall
         self._clock = clock
@@ -119,7 +105,7 @@ class SharedWindows:
         try:
             now = self._wall()
             if self._reader is not None:
-                found = self._reader.open_windows(places, now)
+                found = windows.open_windows_sqlite(self._reader, places=places, now=now)
             else:
                 async with asyncio.timeout(self._timeout):
                     async with self.engine.connect() as conn:

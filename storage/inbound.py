@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -53,12 +54,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction, SessionTransactionOrigin
 
-from storage import statements
+from storage import sqlite_reader, statements
 from storage.models import InboundDelivery, utcnow
 
 SessionFactory = Callable[[], AsyncSession]
 _TABLE = statements.table_of(InboundDelivery)
 _SEEN = select(_TABLE.c.key, _TABLE.c.answer, _TABLE.c.at).where(_TABLE.c.key == bindparam("key"))
+_SEEN_SQLITE = "SELECT answer, at FROM inbound_deliveries WHERE key = ?"
 _BINDING = "inbound_delivery"
 _ASYNC_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
 # Longer ids (Teams conversation ids can be long) are stored as their hash.
@@ -194,11 +196,25 @@ async def recorded(session: AsyncSession, key: str) -> Claimed | None:
 
 
 async def recorded_before(sessions: SessionFactory, key: str) -> Claimed | None:
-    """`recorded`, in a connection of its own when `sessions` is a sessionmaker bound to an
-    engine: no ORM session is needed for one look-up, and this one is on the path of every
-    change (its session cost more than the statement). Otherwise in a session of `sessions`."""
+    """`recorded`, on the path of every change, so as cheaply as it can be read: where
+    `sessions` is a sessionmaker bound to an engine, on a SQLite file through its reader
+    (storage.sqlite_reader: not queued behind the changes in flight on the engine's one
+    connection), else in a connection of its own (an ORM session cost more than the
+    statement); otherwise in a session of `sessions`. What this misses (a claim committing
+    meanwhile, a reader that could not read) the change's own claim still finds."""
     engine = getattr(sessions, "kw", {}).get("bind")
     if isinstance(engine, AsyncEngine):
+        reader = sqlite_reader.of(engine)
+        if reader is not None:
+            try:
+                rows = reader.rows(_SEEN_SQLITE, (key,))
+            except sqlite3.Error:
+                pass  # busy for a moment, or not migrated yet: the engine answers
+            else:
+                if not rows:
+                    return None
+                answer, at = rows[0]
+                return Claimed(answer=answer, at=sqlite_reader.from_text(at))
         async with engine.connect() as conn:
             row = (await conn.execute(_SEEN, {"key": key})).first()
         return None if row is None else Claimed(answer=row.answer, at=row.at)

@@ -11,15 +11,15 @@ connection costs about half the CPU of a session's transaction around the same S
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from storage import statements
+from storage import sqlite_reader, statements
 from storage.models import PlaceWindow
+from storage.sqlite_reader import SqliteReader
 
 _WINDOWS = statements.table_of(PlaceWindow)
 # Built once: every delivery reads its places (see storage.statements for why that matters).
@@ -50,41 +50,17 @@ async def hold(conn: AsyncConnection, *, place: str, until: datetime, now: datet
     )
 
 
-# SQLAlchemy's SQLite DATETIME text (UtcDateTime stores UTC): compared as text, in order.
-_SQLITE_TEXT = "%Y-%m-%d %H:%M:%S.%f"
-
-
-class SqliteReader:
-    """`open_windows` for a SQLite file through a read-only connection of its own.
-
-    The engine has one connection (storage.db), held by whatever transaction is running, so a
-    read before every delivery through it waited for intakes to commit (+15 ms p50 in
-    bench.intake). WAL readers neither wait for the writer nor hold it up; a read that finds
-    the file busy anyway raises sqlite3.OperationalError, which the caller treats as the
-    database not telling (memory only, this once)."""
-
-    def __init__(self, uri: str) -> None:
-        self._uri = uri
-        self._conn: sqlite3.Connection | None = None
-
-    def open_windows(self, places: Sequence[str], now: datetime) -> dict[str, datetime]:
-        if not places:
-            return {}
-        if self._conn is None:
-            self._conn = sqlite3.connect(self._uri, uri=True, check_same_thread=False)
-            self._conn.execute("PRAGMA busy_timeout=0")
-        marks = ",".join("?" * len(places))
-        rows = self._conn.execute(
-            f"SELECT place, blocked_until FROM place_windows WHERE place IN ({marks}) "
-            "AND blocked_until > ?",
-            (*places, now.astimezone(UTC).strftime(_SQLITE_TEXT)),
-        ).fetchall()
-        return {
-            str(place): datetime.fromisoformat(str(until)).replace(tzinfo=UTC)
-            for place, until in rows
-        }
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+def open_windows_sqlite(
+    reader: SqliteReader, *, places: Sequence[str], now: datetime
+) -> dict[str, datetime]:
+    """`open_windows` through a SQLite file's reader of its own (storage.sqlite_reader): an
+    intake in flight on the engine's one connection is not waited for."""
+    if not places:
+        return {}
+    marks = ",".join("?" * len(places))
+    rows = reader.rows(
+        f"SELECT place, blocked_until FROM place_windows WHERE place IN ({marks}) "
+        "AND blocked_until > ?",
+        (*places, sqlite_reader.to_text(now)),
+    )
+    return {str(place): sqlite_reader.from_text(until) for place, until in rows}

@@ -16,7 +16,7 @@ from handlers.deps import Deps
 from handlers.directory import EmptyDirectory
 from handlers.dispatch import Route, changes, reads
 from handlers.types import Actor, Conversation, Interaction, InvalidInput, Reply
-from storage import db, inbound
+from storage import db, inbound, sqlite_reader
 from storage import tickets as repo
 from storage.models import InboundDelivery, TicketEvent
 from tests.harness import wait_until
@@ -282,3 +282,43 @@ async def test_an_answers_renewals_end_with_it_wherever_they_are(engine, monkeyp
         assert renewed.count(delivery) == ended, f"renewed after the answer (offset {offset})"
         async with deps.sessions() as session:
             assert await inbound.seen(session, inbound.ANSWERED + delivery)
+
+
+async def test_the_look_before_the_work_reads_the_committed_claim_without_waiting(engine):
+    """`recorded_before`, the look every change takes before its work, gives what `recorded`
+    gives (the kept answer and when the claim was written) and nothing for an id not claimed;
+    and it does not wait for a transaction in flight: on SQLite the engine's one connection is
+    held by it, and the look reads the file through a reader of its own."""
+    sessions = db.session_factory(engine)
+    binding = inbound.Binding(key="k-look", writes=True, answer='{"asked": "by"}')
+    async with inbound.bound(sessions, binding)() as session, session.begin():
+        await write_event(session)
+    async with sessions() as session:
+        expected = await inbound.recorded(session, "k-look")
+    assert expected is not None and expected.answer == '{"asked": "by"}'
+    assert await inbound.recorded_before(sessions, "k-look") == expected
+    assert await inbound.recorded_before(sessions, "k-other") is None
+    async with sessions() as session, session.begin():
+        await write_event(session, "test.in_flight")  # holds the connection until the end
+        found = await asyncio.wait_for(inbound.recorded_before(sessions, "k-look"), 2.0)
+        assert found == expected
+        assert await asyncio.wait_for(inbound.recorded_before(sessions, "k-new"), 2.0) is None
+
+
+async def test_the_look_before_the_work_falls_back_to_the_engine_when_the_file_cannot_be_read(
+    engine, db_url
+):
+    """A SQLite file its reader cannot read (here: the reader's connection made unusable) is
+    read through the engine instead: the look answers all the same."""
+    if not db_url.startswith("sqlite"):
+        pytest.skip("the reader is SQLite's")
+    sessions = db.session_factory(engine)
+    binding = inbound.Binding(key="k-fallback", writes=True)
+    async with inbound.bound(sessions, binding)() as session, session.begin():
+        await write_event(session)
+    reader = sqlite_reader.of(engine)
+    assert reader is not None
+    reader._uri = "file:/nonexistent/helpdesk.db?mode=ro"  # what a test breaks
+    reader.close()
+    found = await inbound.recorded_before(sessions, "k-fallback")
+    assert found is not None and found.answer is None
