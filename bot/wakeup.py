@@ -56,14 +56,26 @@ class Wakeup:
         while True:
             await asyncio.sleep(SQLITE_CHECK)
             try:
-                async with self.engine.connect() as conn:
-                    version = (await conn.execute(text("PRAGMA data_version"))).scalar_one()
+                version = await self._data_version()
             except Exception as exc:
                 self._trouble(exc)
                 continue
             if seen is not None and version != seen:
                 self.wake()
             seen = version
+
+    async def _data_version(self) -> int:
+        """SQLite's data_version, read through the engine's connection (whose own commits do
+        not move it) and handed back before anything else runs: `async with` would close it
+        in a task of its own (SQLAlchemy's cancel-safe close), and every intake and delivery
+        that came meanwhile would wait for that task on the engine's one connection (seen:
+        about a dozen waits per look at c=8). An inline SQLite close cannot be interrupted:
+        it never yields."""
+        conn = await self.engine.connect()
+        try:
+            return int((await conn.execute(text("PRAGMA data_version"))).scalar_one())
+        finally:
+            await conn.close()
 
     async def _listen(self) -> None:
         """PostgreSQL: LISTEN on one connection of our own; reconnect when it is lost."""

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.request import pathname2url
 
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -80,5 +81,8 @@ def of(engine: AsyncEngine) -> SqliteReader | None:
     if sync not in _READERS:
         reader = _READERS[sync] = reader_for(engine)
         if reader is not None:
+            # Closed with the engine's own connections (it opens again if the engine is used
+            # after that), and when the engine is gone.
+            event.listen(sync, "engine_disposed", lambda _: reader.close())
             weakref.finalize(sync, reader.close)
     return _READERS[sync]
