@@ -171,7 +171,7 @@ def test_compose_services_and_commands() -> None:
     assert services["db"]["image"] == "postgres:16"
     assert "pg_isready" in " ".join(services["db"]["healthcheck"]["test"])
     assert services["web"]["command"] == ["serve", "--no-scheduler"]
-    assert services["worker"]["command"] == ["worker"]
+    assert services["worker"]["command"] == ["worker", "--metrics-port", "9102"]
     assert services["migrate"]["command"] == ["migrate"]
     assert services["migrate"]["restart"] == "no"
     assert "3978:3978" in services["web"]["ports"]
@@ -227,3 +227,54 @@ def test_compose_passes_every_variable_the_readme_documents() -> None:
         assert not missing, f"compose's {name} does not pass {missing}"
         for key in documented - {"DATABASE_URL", "HOST", "PORT"}:
             assert re.fullmatch(r"\$\{" + key + r"(:-[^}]*)?\}", env[key]), (name, key)
+
+
+def test_the_compose_worker_healthcheck_passes_on_a_running_worker_and_fails_without_one(
+    tmp_path: Path,
+) -> None:
+    """The worker's health check (compose.yaml) run as Docker would, against `python -m bot
+    worker` with the compose file's own arguments (its port moved to a free one): 0 once it
+    serves, not 0 once it has stopped. Before, the worker had no port and no check."""
+    worker = _compose()["services"]["worker"]
+    command, test = list(worker["command"]), list(worker["healthcheck"]["test"])
+    assert test[:3] == ["CMD", "python", "-c"] and "/healthz" in test[3]
+    port = _free_port()
+    command[command.index("--metrics-port") + 1] = str(port)
+    check = test[3].replace(":9102/", f":{port}/")
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
+    env.update(
+        {
+            "PYTHONPATH": str(ROOT),
+            "HOST": "127.0.0.1",
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'helpdesk.db'}",
+        }
+    )
+
+    def probe() -> int:
+        return subprocess.run(
+            [sys.executable, "-c", check], capture_output=True, timeout=30
+        ).returncode
+
+    log = tmp_path / "worker.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bot", *command],
+            cwd=tmp_path,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 45
+        while probe() != 0:
+            assert process.poll() is None, f"worker exited: {log.read_text()}"
+            assert time.monotonic() < deadline, "the worker never became healthy"
+            time.sleep(0.5)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+    assert probe() != 0
