@@ -80,8 +80,14 @@ async def get_json(
             f"{service}: HTTP {status}: check KB_API_KEY (and KB_USERNAME)", status=status
         )
     if not 200 <= status < 300:
-        # A 503 may say when to come back too (Confluence's do).
-        raise KbUnavailable(f"{service}: HTTP {status}", status=status, retry_after=retry_after)
+        # A 503 may say when to come back too (Confluence's do). A 4xx says why (Confluence:
+        # "Could not parse cql ..."): for the log, which is where an admin looks.
+        reason = _reason(body) if 400 <= status < 500 else ""
+        raise KbUnavailable(
+            f"{service}: HTTP {status}" + (f": {reason}" if reason else ""),
+            status=status,
+            retry_after=retry_after,
+        )
     try:
         return json.loads(body) if body else {}
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError; nested too deep
@@ -89,3 +95,25 @@ async def get_json(
         raise KbUnavailable(
             f"{service}: the answer is not JSON ({kind}, HTTP {status})", not_api=True
         ) from exc
+
+
+REASON_CHARS = 300
+
+
+def _reason(body: bytes) -> str:
+    """The error message of a KB's JSON error body, shortened, or "": Confluence's
+    `message`, Hudu's `error`, IT Glue's JSON:API `errors[].detail` / `title`."""
+    try:
+        found = json.loads(body)
+    except (ValueError, RecursionError):
+        return ""
+    if not isinstance(found, dict):
+        return ""
+    text = found.get("message") or found.get("error")
+    errors = found.get("errors")
+    if not text and isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        text = errors[0].get("detail") or errors[0].get("title")
+    if not isinstance(text, str):
+        return ""
+    text = " ".join(text.split())
+    return text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 1] + "…"

@@ -104,6 +104,12 @@ def kb_trouble(
         )
     if status == 429:
         return "limited", f"{name} is rate limiting the bot (HTTP 429): {wait}."
+    if status is not None and 400 <= status < 500 and status != 408:
+        # The KB refused this search itself: the same words later would be refused again.
+        return "error", (
+            f"{name} did not accept the search (HTTP {status}): try other words; if it keeps "
+            f"happening, an admin finds {name}'s reason in the bot's log."
+        )
     if status is not None:
         return "error", f"{name} answered with an error (HTTP {status}): {wait}."
     return "unavailable", f"{name} did not answer within {KB_TIMEOUT:.0f} s: try again later."

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -576,7 +577,7 @@ async def test_a_rate_limited_kb_is_not_asked_again_before_its_retry_after(
 
 
 async def test_the_technician_is_told_why_the_kb_gave_no_articles(
-    make_app: Any, slack_api: FakeSlack, hudu: FakeHudu
+    make_app: Any, slack_api: FakeSlack, hudu: FakeHudu, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A refused key, an error status and a rate limit are not 'did not answer within 5 s, try
     again later': the card and `kb` say what happened and what to do."""
@@ -595,6 +596,16 @@ async def test_the_technician_is_told_why_the_kb_gave_no_articles(
     hudu.fail("/api/v1/articles", 502)
     answer = flat(await ephemeral(app, "kb outlook"))
     assert "Hudu answered with an error (HTTP 502): try again later." in answer
+    # A search the KB refuses itself (a 4xx): the same words later would be refused again.
+    hudu.fail("/api/v1/articles", 400, body={"error": "search is not a valid parameter"})
+    with caplog.at_level(logging.WARNING):
+        answer = flat(await ephemeral(app, "kb outlook loop"))
+    assert (
+        "Hudu did not accept the search (HTTP 400): try other words; if it keeps happening, "
+        "an admin finds Hudu's reason in the bot's log." in answer
+    )
+    assert "try again later" not in answer and "search is not a valid parameter" not in answer
+    assert "Hudu: HTTP 400: search is not a valid parameter" in caplog.text
     hudu.fail("/api/v1/articles", 429, headers={"Retry-After": "30"})
     answer = flat(await ephemeral(app, "kb outlook prompt"))
     assert "Hudu is rate limiting the bot (HTTP 429): try again in 30 s." in answer
