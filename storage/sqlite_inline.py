@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 from urllib.request import pathname2url
 
 log = logging.getLogger(__name__)
@@ -209,11 +210,22 @@ def on_disk(database: str, *, uri: bool) -> bool:
     return database not in ("", ":memory:")
 
 
+def file_uri(database: str, *, uri: bool, mode: str) -> str:
+    """A URI that opens the file `database` (as `connect` takes it) in `mode`, "rw" or "ro",
+    but never creates it (a deleted file stays gone). A URI's own parameters stay, except its
+    `mode` ("rwc" creates), which gives way to `mode`; a read-only URI stays read-only."""
+    if not uri:
+        return f"file:{pathname2url(database)}?mode={mode}"
+    path, _, query = database.partition("#")[0].partition("?")
+    params = parse_qsl(query, keep_blank_values=True)
+    given = [value for key, value in params if key == "mode"]
+    kept = [(key, value) for key, value in params if key != "mode"]
+    return f"{path}?{urlencode([*kept, ('mode', 'ro' if 'ro' in given else mode)])}"
+
+
 def _read_write_uri(database: str, *, uri: bool) -> str:
     """A URI that opens the file read-write but never creates it (a deleted file stays gone)."""
-    if uri:
-        return database
-    return f"file:{pathname2url(database)}?mode=rw"
+    return file_uri(database, uri=uri, mode="rw")
 
 
 def ping_file(database: str, *, uri: bool, timeout: float) -> None:

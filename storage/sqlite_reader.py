@@ -19,11 +19,12 @@ import weakref
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
-from urllib.request import pathname2url
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from storage import sqlite_inline
 
 # SQLAlchemy's SQLite DATETIME text (UtcDateTime stores UTC): compared as text, in order.
 SQLITE_TEXT = "%Y-%m-%d %H:%M:%S.%f"
@@ -61,12 +62,15 @@ def from_text(stored: object) -> datetime:
 def reader_for(engine: AsyncEngine) -> SqliteReader | None:
     """A new reader of `engine`'s SQLite file (None for PostgreSQL and in-memory SQLite)."""
     url = getattr(engine, "url", None)  # (a stand-in engine in tests may have none)
-    if url is None or url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+    if url is None or url.get_backend_name() != "sqlite":
         return None
-    database = url.database
-    if database.startswith("file:"):
-        return None if "mode=memory" in database else SqliteReader(database)
-    return SqliteReader(f"file:{pathname2url(database)}?mode=ro")
+    # The file as the engine opens it: with `?uri=true` the URL's query (`mode=memory`, ...)
+    # belongs to the URI, which `url.database` alone leaves out (storage.db reads it so).
+    args, options = url.get_dialect()().create_connect_args(url)
+    database, uri = str(args[0]), bool(options.get("uri"))
+    if not sqlite_inline.on_disk(database, uri=uri):
+        return None
+    return SqliteReader(sqlite_inline.file_uri(database, uri=uri, mode="ro"))
 
 
 _READERS: weakref.WeakKeyDictionary[Engine, SqliteReader | None] = weakref.WeakKeyDictionary()

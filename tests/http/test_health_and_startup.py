@@ -217,3 +217,28 @@ async def test_a_deleted_sqlite_file_is_an_outage(make_app, db_url: str):
     health = await app.http.get(f"{app.url}/healthz")
     assert health.status == 503
     assert await health.json() == {"status": "degraded", "db": "unavailable"}
+
+
+async def test_a_deleted_sqlite_file_named_by_a_file_uri_is_an_outage_and_stays_deleted(
+    make_app, db_url: str, slack_api
+):
+    """The same with DATABASE_URL naming the file as a `file:` URI (`?uri=true`): neither the
+    health check, nor the checkpoints, nor the look a change takes before its work (its reader
+    of the file) creates the file again. An empty file there answered the ping, and the app
+    went on writing into the deleted one."""
+    if not db_url.startswith("sqlite"):
+        pytest.skip("an SQLite file")
+    path = Path(make_url(db_url).database or "")
+    app = await make_app(
+        env={"DATABASE_URL": f"sqlite+aiosqlite:///file:{path}?uri=true"}, slack=slack_api
+    )
+    view = await open_modal(app, slack_api)
+    await asyncio.to_thread(path.unlink)
+    # A change: its look before the work reads the file through a reader of its own.
+    response = await app.interactive(view_submission(view, states(), view_id="V-GONE"))
+    assert response.status == 200
+    assert not await asyncio.to_thread(path.exists)
+    health = await app.http.get(f"{app.url}/healthz")
+    assert health.status == 503
+    assert await health.json() == {"status": "degraded", "db": "unavailable"}
+    assert not await asyncio.to_thread(path.exists)

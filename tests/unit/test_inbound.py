@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from handlers import dispatch
@@ -18,7 +20,7 @@ from handlers.dispatch import Route, changes, reads
 from handlers.types import Actor, Conversation, Interaction, InvalidInput, Reply
 from storage import db, inbound, sqlite_reader
 from storage import tickets as repo
-from storage.models import InboundDelivery, TicketEvent
+from storage.models import Base, InboundDelivery, TicketEvent
 from tests.harness import wait_until
 
 
@@ -322,3 +324,45 @@ async def test_the_look_before_the_work_falls_back_to_the_engine_when_the_file_c
     reader.close()
     found = await inbound.recorded_before(sessions, "k-fallback")
     assert found is not None and found.answer is None
+
+
+@pytest.mark.parametrize("query", ["?uri=true", "?mode=rwc&uri=true"])
+async def test_the_look_before_the_work_never_creates_a_sqlite_file_named_by_a_uri(db_url, query):
+    """The reader of a file named by a `file:` URI is read-only like any other: with the file
+    deleted under the engine's open connection, the look answers through the engine and leaves
+    the file gone (an empty one in its place answered the health check)."""
+    if not db_url.startswith("sqlite"):
+        pytest.skip("the reader is SQLite's")
+    path = Path(make_url(db_url).database or "")
+    engine = db.create_engine(f"sqlite+aiosqlite:///file:{path}{query}")
+    try:
+        async with engine.connect() as conn:  # the engine's one connection, kept in its pool
+            await conn.execute(text("SELECT 1"))
+        for gone in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            await asyncio.to_thread(gone.unlink, missing_ok=True)
+        assert await inbound.recorded_before(db.session_factory(engine), "k-gone") is None
+        assert not await asyncio.to_thread(path.exists)
+    finally:
+        await engine.dispose()
+
+
+async def test_an_in_memory_database_named_by_a_uri_has_no_reader(tmp_path, monkeypatch):
+    """`file:NAME?mode=memory` (the mode in the URL's query) is in memory: no reader, and no
+    file NAME made in the working directory; the look answers through the engine."""
+    monkeypatch.chdir(tmp_path)
+    engine = db.create_engine(
+        "sqlite+aiosqlite:///file:helpdesk_mem?mode=memory&cache=shared&uri=true"
+    )
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        sessions = db.session_factory(engine)
+        binding = inbound.Binding(key="k-mem", writes=True)
+        async with inbound.bound(sessions, binding)() as session, session.begin():
+            await write_event(session)
+        assert sqlite_reader.of(engine) is None
+        found = await inbound.recorded_before(sessions, "k-mem")
+        assert found is not None and found.answer is None
+        assert await asyncio.to_thread(lambda: list(tmp_path.iterdir())) == []
+    finally:
+        await engine.dispose()

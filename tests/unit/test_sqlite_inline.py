@@ -322,6 +322,20 @@ def test_checkpointer_never_creates_a_database(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("query", ["", "?mode=rwc", "?cache=private&mode=rwc"])
+def test_neither_checkpoints_nor_pings_create_a_database_named_by_a_uri(
+    tmp_path: Path, query: str
+) -> None:
+    """A `file:` URI (DATABASE_URL `?uri=true`), with or without a mode of its own, is opened
+    read-write but never created: a deleted file stays gone, and the health check sees it."""
+    database = f"file:{pathname2url(str(tmp_path / 'missing.db'))}{query}"
+    with pytest.raises(sqlite3.OperationalError):
+        sqlite_inline.Checkpointer(database, uri=True).checkpoint()
+    with pytest.raises(sqlite3.OperationalError):
+        sqlite_inline.ping_file(database, uri=True, timeout=1.0)
+    assert list(tmp_path.iterdir()) == []
+
+
 def _checkpoint_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.name == "sqlite-checkpoint"}
 
