@@ -158,9 +158,7 @@ def sqlite_file(url: str) -> tuple[str, bool] | None:
 
 def _sqlite_args(url: str) -> tuple[str, bool, Mapping[str, Any]]:
     """(database, uri, options) of an SQLite URL, as the dialect reads them."""
-    parsed = make_url(url)
-    args, options = parsed.get_dialect()().create_connect_args(parsed)
-    return str(args[0]), bool(options.get("uri")), options
+    return sqlite_inline.url_args(make_url(url))
 
 
 async def ping_sqlite_file(database: str, *, uri: bool, timeout: float) -> None:  # noqa: ASYNC109

@@ -25,10 +25,13 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 from urllib.request import pathname2url
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +211,13 @@ def on_disk(database: str, *, uri: bool) -> bool:
     if uri:
         return "mode=memory" not in database and not database.startswith("file::memory:")
     return database not in ("", ":memory:")
+
+
+def url_args(url: URL) -> tuple[str, bool, Mapping[str, Any]]:
+    """(database, uri, options) of an SQLite URL, as SQLAlchemy's dialect reads them (with
+    `?uri=true` the URL's query belongs to the file's URI, which `url.database` leaves out)."""
+    args, options = url.get_dialect()().create_connect_args(url)
+    return str(args[0]), bool(options.get("uri")), options
 
 
 def file_uri(database: str, *, uri: bool, mode: str) -> str:

@@ -64,10 +64,7 @@ def reader_for(engine: AsyncEngine) -> SqliteReader | None:
     url = getattr(engine, "url", None)  # (a stand-in engine in tests may have none)
     if url is None or url.get_backend_name() != "sqlite":
         return None
-    # The file as the engine opens it: with `?uri=true` the URL's query (`mode=memory`, ...)
-    # belongs to the URI, which `url.database` alone leaves out (storage.db reads it so).
-    args, options = url.get_dialect()().create_connect_args(url)
-    database, uri = str(args[0]), bool(options.get("uri"))
+    database, uri, _ = sqlite_inline.url_args(url)  # the file as the engine opens it
     if not sqlite_inline.on_disk(database, uri=uri):
         return None
     return SqliteReader(sqlite_inline.file_uri(database, uri=uri, mode="ro"))
