@@ -99,6 +99,7 @@ async def _migrate(settings: Settings) -> None:
 async def _worker(settings: Settings, *, metrics_port: int | None = None) -> None:
     from aiohttp import web
 
+    from bot import gc_tuning
     from bot.app import start_services, stop_services, worker_app
     from bot.metrics_access import metrics_access
 
@@ -119,6 +120,7 @@ async def _worker(settings: Settings, *, metrics_port: int | None = None) -> Non
             metrics_port,
             metrics_access(settings, metrics_port).removeprefix("GET /metrics: "),
         )
+    gc_tuning.tune()
     stop = asyncio.Event()
     received: list[str] = []
 
@@ -142,6 +144,7 @@ async def _worker(settings: Settings, *, metrics_port: int | None = None) -> Non
 def _serve(settings: Settings, *, scheduler: bool) -> None:
     from aiohttp import web
 
+    from bot import gc_tuning
     from bot.app import create_app
     from bot.settings import is_loopback
 
@@ -157,6 +160,10 @@ def _serve(settings: Settings, *, scheduler: bool) -> None:
         # Said, so that a clean stop and a crash do not look alike in the log.
         log.info("stopping: finishing the requests in flight")
 
+    async def started(_: web.Application) -> None:
+        gc_tuning.tune()  # after the app's own start-up (its services are up by now)
+
+    app.on_startup.append(started)
     app.on_shutdown.insert(0, stopping)
     web.run_app(
         app,
