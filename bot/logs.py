@@ -72,6 +72,17 @@ def redact(text: str, patterns: list[re.Pattern[str]] = _SECRET_PATTERNS) -> str
     return text
 
 
+def one_line(text: str, limit: int) -> str:
+    """An outside service's words (a PSA's or a KB's error message) fit for a log line and a
+    card: whitespace runs (newlines too) as one space, other characters that do not print
+    (terminal escapes, bidi overrides that would reorder the line) as U+FFFD, at most `limit`
+    characters."""
+    line = " ".join(text.split())
+    if not line.isprintable():
+        line = "".join(c if c.isprintable() else "\ufffd" for c in line)
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 def redact_urls(text: str) -> str:
     """Mask the credentials of URLs (user:password, a key in the query) in what the CLI
     prints: its own words (`MicrosoftAppPassword: required ...`) stay as they are."""

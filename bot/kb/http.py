@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from bot.logs import one_line
 from bot.notifiers import retry_after_seconds
 from bot.unreachable import connect_failure
 from handlers.diagnosis import KB_TIMEOUT, KbUnavailable
@@ -113,7 +114,4 @@ def _reason(body: bytes) -> str:
     errors = found.get("errors")
     if not text and isinstance(errors, list) and errors and isinstance(errors[0], dict):
         text = errors[0].get("detail") or errors[0].get("title")
-    if not isinstance(text, str):
-        return ""
-    text = " ".join(text.split())
-    return text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 1] + "…"
+    return one_line(text, REASON_CHARS) if isinstance(text, str) else ""

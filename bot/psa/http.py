@@ -18,6 +18,7 @@ import aiohttp
 from yarl import URL
 
 from bot.kb.http import read_capped
+from bot.logs import one_line
 from bot.notifiers import retry_after_seconds
 from bot.unreachable import connect_failure
 from handlers.psa import Company, PsaError
@@ -34,7 +35,7 @@ MAX_ANSWER = 32 * 1024 * 1024
 def reason(body: Any) -> str:
     """The PSA's own words about an error, from any of the four envelopes."""
     if isinstance(body, str):
-        return body.strip()[:200]
+        return one_line(body, 200)
     if not isinstance(body, dict):
         return ""
     parts: list[str] = []
@@ -56,7 +57,7 @@ def reason(body: Any) -> str:
             else:
                 parts.append(str(item))
     # One line: ServiceNow's details carry "\n\t" (a data policy's list of fields).
-    return "; ".join(" ".join(p.split()) for p in parts if p.strip())[:300]
+    return one_line("; ".join(" ".join(p.split()) for p in parts if p.strip()), 300)
 
 
 class PsaHttp:

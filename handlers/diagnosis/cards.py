@@ -104,7 +104,7 @@ def kb_trouble(
         )
     if status == 429:
         return "limited", f"{name} is rate limiting the bot (HTTP 429): {wait}."
-    if status is not None and 400 <= status < 500 and status != 408:
+    if status in (400, 414, 422):
         # The KB refused this search itself: the same words later would be refused again.
         return "error", (
             f"{name} did not accept the search (HTTP {status}): try other words; if it keeps "

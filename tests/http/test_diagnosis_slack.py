@@ -606,6 +606,10 @@ async def test_the_technician_is_told_why_the_kb_gave_no_articles(
     )
     assert "try again later" not in answer and "search is not a valid parameter" not in answer
     assert "Hudu: HTTP 400: search is not a valid parameter" in caplog.text
+    # Another 4xx (an API gone, a proxy wanting its own sign-in) is not about the words.
+    hudu.fail("/api/v1/articles", 410)
+    answer = flat(await ephemeral(app, "kb outlook crash"))
+    assert "Hudu answered with an error (HTTP 410)" in answer and "other words" not in answer
     hudu.fail("/api/v1/articles", 429, headers={"Retry-After": "30"})
     answer = flat(await ephemeral(app, "kb outlook prompt"))
     assert "Hudu is rate limiting the bot (HTTP 429): try again in 30 s." in answer
