@@ -26,9 +26,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import yaml
-
-from bench import intake_inproc, payloads
+from bench import intake_inproc
 from bench.help_inproc import serve
 
 
@@ -42,24 +40,11 @@ def load_patch(path: str) -> ModuleType:
 
 async def main_async(args: argparse.Namespace) -> int:
     from bot.app import create_app
-    from bot.logs import setup_logging
-    from bot.settings import load_settings
 
     patch = load_patch(args.patch)
     tmp = Path(tempfile.mkdtemp(prefix="helpdesk-intake-ab-"))
     client = intake_inproc.Client()
-    config = tmp / "helpdesk.yaml"
-    config.write_text(yaml.safe_dump({"slack": {"incident_channel": "C0INCIDENT"}}))
-    env = {
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'bot.db'}",
-        "SLACK_BOT_TOKEN": payloads.BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": payloads.SIGNING_SECRET,
-        "SLACK_API_URL": f"{client.fake.url}/api/",
-        "HELPDESK_CONFIG": str(config),
-        "LOG_LEVEL": args.log_level,
-    }
-    settings = load_settings(env)
-    setup_logging(fmt=settings.log_format, level=settings.log_level)
+    settings = intake_inproc.bot_settings(tmp, f"{client.fake.url}/api/", args.log_level)
     # The log lines are formatted as in production, and not written to the terminal.
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.StreamHandler):

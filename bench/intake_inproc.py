@@ -164,18 +164,12 @@ class Client:
         return self.run(self._view(url))  # type: ignore[no-any-return]
 
 
-NAMES = {"bot": True, "bolt.insert": False, "bolt.insert_post": True, "bolt.outbox": True}
-
-
-async def main_async(args: argparse.Namespace) -> int:
-    from bench.baselines.bolt_app import build as build_bolt
-    from bot.app import create_app
+def bot_settings(tmp: Path, api_url: str, log_level: str) -> Any:
+    """The bot's settings for an in-process bench (SQLite in `tmp`, Slack's Web API at
+    `api_url`), its logging set up as `serve` sets it."""
     from bot.logs import setup_logging
     from bot.settings import load_settings
 
-    tmp = Path(tempfile.mkdtemp(prefix="helpdesk-intake-inproc-"))
-    client = Client()
-    api_url = f"{client.fake.url}/api/"
     config = tmp / "helpdesk.yaml"
     config.write_text(yaml.safe_dump({"slack": {"incident_channel": "C0INCIDENT"}}))
     env = {
@@ -184,12 +178,26 @@ async def main_async(args: argparse.Namespace) -> int:
         "SLACK_SIGNING_SECRET": payloads.SIGNING_SECRET,
         "SLACK_API_URL": api_url,
         "HELPDESK_CONFIG": str(config),
-        "LOG_LEVEL": args.log_level,
+        "LOG_LEVEL": log_level,
     }
-    os.environ["SLACK_BOT_TOKEN"] = payloads.BOT_TOKEN  # bolt_app.build reads these
-    os.environ["SLACK_SIGNING_SECRET"] = payloads.SIGNING_SECRET
     settings = load_settings(env)
     setup_logging(fmt=settings.log_format, level=settings.log_level)
+    return settings
+
+
+NAMES = {"bot": True, "bolt.insert": False, "bolt.insert_post": True, "bolt.outbox": True}
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    from bench.baselines.bolt_app import build as build_bolt
+    from bot.app import create_app
+
+    tmp = Path(tempfile.mkdtemp(prefix="helpdesk-intake-inproc-"))
+    client = Client()
+    api_url = f"{client.fake.url}/api/"
+    os.environ["SLACK_BOT_TOKEN"] = payloads.BOT_TOKEN  # bolt_app.build reads these
+    os.environ["SLACK_SIGNING_SECRET"] = payloads.SIGNING_SECRET
+    settings = bot_settings(tmp, api_url, args.log_level)
     servers = {"bot": await serve(create_app(settings))}
     modes = {"bolt.insert": "insert", "bolt.insert_post": "insert-post", "bolt.outbox": "outbox"}
     for name, mode in modes.items():

@@ -6,6 +6,7 @@ against `python -m bot serve`, since that is what the container runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -111,33 +112,36 @@ def _probe(port: int) -> int:
     ).returncode
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, int]]:
-    port = _free_port()
-    env = {
+@contextlib.contextmanager
+def _running(
+    tmp_path: Path, command: list[str], name: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """`python -m bot <command>` on a SQLite file of its own, its output in `<name>.log`;
+    stopped (SIGTERM, then SIGKILL) on the way out."""
+    environ = {
         key: value
         for key, value in os.environ.items()
         if key in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
     }
-    env.update(
+    environ.update(
         {
             "PYTHONPATH": str(ROOT),
             "HOST": "127.0.0.1",
-            "PORT": str(port),
             "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'helpdesk.db'}",
+            **(env or {}),
         }
     )
-    log = tmp_path / "server.log"
+    log = tmp_path / f"{name}.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bot", "serve"],
+            [sys.executable, "-m", "bot", *command],
             cwd=tmp_path,
-            env=env,
+            env=environ,
             stdout=output,
             stderr=subprocess.STDOUT,
         )
     try:
-        yield process, log, port
+        yield process, log
     finally:
         if process.poll() is None:
             process.terminate()
@@ -146,6 +150,13 @@ def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, int]
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=5)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, int]]:
+    port = _free_port()
+    with _running(tmp_path, ["serve"], "server", {"PORT": str(port)}) as (process, log):
+        yield process, log, port
 
 
 def test_healthcheck_passes_on_a_running_server_and_fails_without_one(
@@ -241,40 +252,18 @@ def test_the_compose_worker_healthcheck_passes_on_a_running_worker_and_fails_wit
     port = _free_port()
     command[command.index("--metrics-port") + 1] = str(port)
     check = test[3].replace(":9102/", f":{port}/")
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
-    env.update(
-        {
-            "PYTHONPATH": str(ROOT),
-            "HOST": "127.0.0.1",
-            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'helpdesk.db'}",
-        }
-    )
 
     def probe() -> int:
         return subprocess.run(
             [sys.executable, "-c", check], capture_output=True, timeout=30
         ).returncode
 
-    log = tmp_path / "worker.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bot", *command],
-            cwd=tmp_path,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+    with _running(tmp_path, command, "worker") as (process, log):
         deadline = time.monotonic() + 45
         while probe() != 0:
             assert process.poll() is None, f"worker exited: {log.read_text()}"
             assert time.monotonic() < deadline, "the worker never became healthy"
             time.sleep(0.5)
-    finally:
         process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        process.wait(timeout=15)
     assert probe() != 0
