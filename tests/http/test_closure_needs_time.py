@@ -1,0 +1,41 @@
+"""SPEC "Closure and CSAT": closing needs at least one time entry or a **Time spent** value.
+With neither, the closure is refused (Slack: a field error on the modal; Teams: the form comes
+back saying why) and the ticket stays open; a logged time entry then suffices. Both databases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.fakes.botframework import FakeConnector
+from tests.fakes.slack_api import FakeSlack
+from tests.http import test_closure_slack as slack
+from tests.http import test_closure_teams as teams
+from tests.http.conftest_teams import submit_action
+
+
+async def test_slack_no_time_entry_and_no_time_spent_is_refused(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    app = await slack.start(make_app, slack_api)
+    number = await slack.new_ticket(app, slack_api)
+    refused = await slack.submit_close(app, slack_api, number, time_spent="")
+    assert refused.get("response_action") == "errors", refused
+    assert set(refused["errors"]) == {"time_spent"}, refused
+    assert (await slack.ticket_row(app, number)).status == "open"
+    await app.slash(f"time {number} 20m swapped the fuser")
+    assert await slack.submit_close(app, slack_api, number, time_spent="") == {}
+    assert (await slack.ticket_row(app, number)).status == "closed"
+
+
+async def test_teams_no_time_entry_and_no_time_spent_is_refused(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    app = await teams.start(make_app, connector)
+    await teams.new_ticket(app, connector)
+    form = await teams.say(app, connector, text="ticket close HD-1")
+    submit = submit_action(form)["fallback"]["data"]
+    again = await teams.say(app, connector, {**submit, **teams.close_values(), "time_spent": ""})
+    shown = teams.card_text(again)
+    assert "not closed" in shown and "No time is logged" in shown, shown
+    assert "time_spent" in [i["id"] for i in teams.inputs(again)]
+    assert (await teams.ticket(app)).status == "open"

@@ -1,0 +1,101 @@
+"""SPEC "Identity confirmation": `verify` on a ticket whose check is still pending sends the
+manager a fresh request; the earlier one's buttons stop counting. Over HTTP, both platforms,
+both databases: the old Approve/Deny changes nothing (the manager is told to use the latest
+message), the fresh one decides."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from tests.fakes.botframework import FakeConnector
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import event_kinds, only_ticket, wait_until
+from tests.harness import slack_button as button
+from tests.http import test_identity_slack as slack
+from tests.http import test_identity_teams as teams
+from tests.http.conftest_teams import PERSONAL
+
+
+async def test_slack_a_second_verify_retires_the_first_requests_buttons(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    app = await slack.start(make_app, slack_api)
+    await slack.new_ticket(app, slack_api)
+    await app.slash("verify HD-1")
+    first = await slack.manager_dm(slack_api)
+    await app.slash("verify HD-1")  # still pending: ask again
+    fresh = await slack.manager_dm(slack_api, count=2)
+    assert button(fresh, "Approve")["value"] != button(first, "Approve")["value"]
+    assert (await only_ticket(app)).identity_state == "pending"
+
+    for title in ("Deny", "Approve"):
+        stale = await slack.click(app, slack_api, first, title, "U0BO")
+        assert "replaced by a newer one" in stale, stale
+    assert (await only_ticket(app)).identity_state == "pending"
+    kinds = await event_kinds(app)
+    assert "identity.denied" not in kinds and "identity.approved" not in kinds
+    assert "ticket.flagged" not in kinds and not slack.posts_to(slack_api, "C0SECURITY")
+
+    assert "confirmed the identity for HD-1" in await slack.click(
+        app, slack_api, fresh, "Approve", "U0BO"
+    )
+    assert (await only_ticket(app)).identity_state == "confirmed"
+    # The old request still changes nothing once the fresh one was answered.
+    late = await slack.click(app, slack_api, first, "Deny", "U0BO")
+    assert "replaced by a newer one" in late, late
+    assert (await only_ticket(app)).identity_state == "confirmed"
+    assert "identity.denied" not in await event_kinds(app)
+
+
+async def test_teams_a_second_verify_retires_the_first_requests_buttons(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    app = await teams.start(make_app, connector)
+    await teams.new_ticket(app, connector)
+    await app.teams(teams.message(connector.service_url, "ticket verify HD-1"))
+    chat, first = await teams.manager_request(connector)
+    await app.teams(teams.message(connector.service_url, "ticket verify HD-1"))
+    same_chat, fresh = await teams.manager_request(connector, count=2)
+    assert same_chat == chat
+    old_check = teams.action(first, "Approve")["data"]["check"]
+    assert teams.action(fresh, "Approve")["data"]["check"] != old_check
+
+    for title in ("Deny", "Approve"):
+        stale = await teams.execute(
+            app, connector, first, title, user=teams.BO_ID, conversation=chat
+        )
+        assert "replaced by a newer one" in stale, stale
+    assert (await only_ticket(app)).identity_state == "pending"
+    kinds = await event_kinds(app)
+    assert "identity.denied" not in kinds and "identity.approved" not in kinds
+
+    approved = await teams.execute(
+        app, connector, fresh, "Approve", user=teams.BO_ID, conversation=chat
+    )
+    assert "confirmed the identity for HD-1" in approved
+    assert (await only_ticket(app)).identity_state == "confirmed"
+    await wait_until(lambda: "Identity confirmed for HD-1" in teams.texts(connector, PERSONAL))
+
+
+async def test_slack_the_answer_window_counts_from_when_the_request_was_sent(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """identity.approval_ttl 2s; Slack holds the DM back for 3 s (429, Retry-After: 3). Bo's
+    answer 0.5 s after it reached him is in time (SPEC: counted from when it was sent), though
+    more than 2 s after `verify`; an answer 2.5 s after it reached him is not."""
+    app = await slack.start(make_app, slack_api, approval_ttl="2s")
+    await slack.new_ticket(app, slack_api)
+    slack_api.fail("conversations.open", 429, times=1, headers={"Retry-After": "3"})
+    asked = time.monotonic()
+    await app.slash("verify HD-1")
+    await slack_api.wait_for_method("conversations.open", count=2, timeout=10)
+    await wait_until(lambda: slack.posts_to(slack_api, "DU0BO"), what="the request")
+    dm = slack.posts_to(slack_api, "DU0BO")[0]
+    assert time.monotonic() - asked > 2.5
+    await asyncio.sleep(0.5)
+    assert "confirmed the identity for HD-1" in await slack.click(
+        app, slack_api, dm, "Approve", "U0BO"
+    )
+    assert (await only_ticket(app)).identity_state == "confirmed"
