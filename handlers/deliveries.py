@@ -89,6 +89,7 @@ def needs_preparation(message: OutboxMessage) -> bool:
         or bool(payload.get(notify.TECHNICIAN_CHAT))
         or sla.is_alarm(message)
         or incidents.is_first_page(message)
+        or identity.is_request(message)
     )
 
 
@@ -117,7 +118,9 @@ async def prepare(
         reason := await incidents.page_given_up(session, message)
     ):
         return Preparation(None, give_up=reason)
-    payload = dict(message.payload)
+    payload = await identity.prepare_request(
+        session, message=message, payload=dict(message.payload), now=now
+    )
     if payload.get("nudge") and (reason := await working.nudge_given_up(session, message)):
         return Preparation(None, give_up=reason)
     if payload.get("after"):
@@ -265,7 +268,7 @@ async def after_delivery(
         kind="delivery.delivered",
         data={"outbox_id": message.id, "kind": message.kind, "attempts": message.attempts},
     )
-    await identity.on_request_delivered(session, message=message)
+    await identity.on_request_delivered(session, message=message, now=now)
     if psa.is_psa_row(message):
         await psa.after_psa_delivery(session, config, message=message, result=result, now=now)
     if message.failure_reported and _reportable(message):

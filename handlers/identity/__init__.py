@@ -10,8 +10,10 @@ from handlers.identity import callback
 from handlers.identity.callback import button as called_back
 from handlers.identity.callback import card_fact, verify_command
 from handlers.identity.cards import PURPOSE, check_outcome, refusal, shows_number
+from handlers.identity.deliveries import is_request
 from handlers.identity.deliveries import on_delivered as on_request_delivered
 from handlers.identity.deliveries import on_failed as on_request_failed
+from handlers.identity.deliveries import prepare as prepare_request
 from handlers.identity.service import (
     GATED_STATES,
     CheckPeople,
@@ -41,9 +43,11 @@ __all__ = [
     "directory_unavailable_at_intake",
     "enforce",
     "find_requester",
+    "is_request",
     "look_up_people",
     "on_request_delivered",
     "on_request_failed",
+    "prepare_request",
     "refusal",
     "require_confirmed",
     "shows_number",

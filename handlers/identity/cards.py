@@ -6,6 +6,7 @@ never ping or link; the texts for technicians are plain text (shown as given).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from cards.model import ActionId, Button, Card, Facts, Inline, Mention, Rich, Text, Typed
@@ -22,6 +23,8 @@ CALLBACK_DM_KEY = "identity_callback"
 CALLBACK_STATES = ("no_manager", "unreachable")
 # Key of the opaque nonce in the Approve/Deny button value (the only thing the button carries).
 NONCE_KEY = "check"
+# The manager's deadline on the request: set again as it is sent (the window counts from then).
+ANSWER_BY = "Answer by"
 
 UNKNOWN_REQUEST = (
     "This identity confirmation request is not valid (it may have been altered). Nothing "
@@ -92,7 +95,7 @@ def request_card(
         ("Ticket", f"{ticket.number} ({ticket.priority})"),
         ("Asked at", when(ticket.created_at)),
         ("Channel", channel_label(ticket)),
-        ("Answer by", when(check.expires_at)),
+        (ANSWER_BY, when(check.expires_at)),
     ]
     value = {NONCE_KEY: check.nonce}
     return Card(
@@ -122,6 +125,24 @@ def request_card(
             f"Identity check for {ticket.number}: did {who.plain()} ask for this? Approve or Deny."
         ),
     )
+
+
+def with_answer_by(card: Card, deadline: datetime) -> Card:
+    """The manager's request with its ANSWER_BY fact set to `deadline` (the other facts as
+    they were)."""
+    body = [
+        replace(
+            element,
+            items=[
+                (label, when(deadline)) if label == ANSWER_BY else (label, value)
+                for label, value in element.items
+            ],
+        )
+        if isinstance(element, Facts)
+        else element
+        for element in card.body
+    ]
+    return replace(card, body=body)
 
 
 def outcome_card(ticket: Ticket, text: str) -> Card:

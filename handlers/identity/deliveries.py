@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cards.model import Card
 from handlers import notify
 from handlers.identity import cards, unreachable
 from storage import outbox
@@ -16,7 +20,8 @@ CALLBACK_DM_KEY = cards.CALLBACK_DM_KEY
 REPORT_AFTER_ATTEMPTS = 3
 
 
-def _is_request(message: OutboxMessage) -> bool:
+def is_request(message: OutboxMessage) -> bool:
+    """The manager's request (its deadline is set as it is sent: `prepare`)."""
     return (
         message.kind == "dm"
         and message.payload.get("purpose") == PURPOSE
@@ -32,21 +37,46 @@ def _is_callback_dm(message: OutboxMessage) -> bool:
     )
 
 
-async def on_delivered(session: AsyncSession, *, message: OutboxMessage) -> None:
+async def prepare(
+    session: AsyncSession, *, message: OutboxMessage, payload: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    """The manager's request as it goes out: its Answer by is when the window, counted from
+    now (the send), ends. Queued while Slack or Teams held it back, it would otherwise show the
+    deadline counted from the queuing, perhaps passed already, though the answer counts
+    longer (`on_delivered`)."""
+    if not is_request(message) or not isinstance(payload.get("card"), dict):
+        return payload
+    check = await session.get(IdentityCheck, message.payload.get("identity_check"))
+    if check is None or check.state != "pending" or check.sent_at is not None:
+        return payload
+    if check.expires_at is None:
+        return payload
+    card = cards.with_answer_by(Card.from_dict(payload["card"]), now + _window(check))
+    return {**payload, "card": card.to_dict()}
+
+
+def _window(check: IdentityCheck) -> timedelta:
+    assert check.expires_at is not None
+    return check.expires_at - check.created_at
+
+
+async def on_delivered(
+    session: AsyncSession, *, message: OutboxMessage, now: datetime | None = None
+) -> None:
     """The manager got the request: audit it, and count the answer window from now."""
     if _is_callback_dm(message):
         await _callback_dm_delivered(session, message)
         return
-    if not _is_request(message):
+    if not is_request(message):
         return
     check = await session.get(
         IdentityCheck, message.payload.get("identity_check"), with_for_update=True
     )
     if check is None or check.state != "pending" or check.sent_at is not None:
         return
-    now = utcnow()
+    now = now or utcnow()
     if check.expires_at is not None:
-        check.expires_at = now + (check.expires_at - check.created_at)
+        check.expires_at = now + _window(check)
     check.sent_at = now
     await repo.add_event(
         session,
@@ -68,7 +98,7 @@ async def on_failed(
     if _is_callback_dm(message):
         await _callback_dm_failed(session, message, error, permanent=permanent)
         return
-    if not _is_request(message):
+    if not is_request(message):
         return
     if permanent:
         await unreachable.give_up(session, message=message, error=error)

@@ -6,12 +6,15 @@ message), the fresh one decides."""
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.fakes.botframework import FakeConnector
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import event_kinds, only_ticket, wait_until
+from tests.harness import AppHarness, TestClock, event_kinds, only_ticket, wait_until
 from tests.harness import slack_button as button
 from tests.http import test_identity_slack as slack
 from tests.http import test_identity_teams as teams
@@ -99,3 +102,42 @@ async def test_slack_the_answer_window_counts_from_when_the_request_was_sent(
         app, slack_api, dm, "Approve", "U0BO"
     )
     assert (await only_ticket(app)).identity_state == "confirmed"
+
+
+async def test_slack_a_request_held_back_shows_the_deadline_counted_from_its_send(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """Slack holds the manager's DM back (429) while 40 minutes pass on the bot's clock: the
+    request Bo gets says to answer by 40 minutes after the queuing plus the 30 minute window
+    (SPEC: counted from when it was sent), not by a time already passed when it arrived; and
+    his answer 5 minutes after it reached him counts."""
+    start = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    clock = TestClock(start)
+    app: AppHarness = await make_app(
+        slack=slack_api,
+        config={**slack.CONFIG, "identity": {"approval_ttl": "30m"}},
+        people=slack.PEOPLE,
+        clock=clock,
+    )
+    await slack.new_ticket(app, slack_api)
+    slack_api.fail("conversations.open", 429, times=1, headers={"Retry-After": "2"})
+    await app.slash("verify HD-1")
+    await slack_api.wait_for_method("conversations.open", count=1, timeout=10)
+    clock.set(start + timedelta(minutes=40))  # the outbox holds only the DM, waiting
+    await wait_until(lambda: slack.posts_to(slack_api, "DU0BO"), what="the request", timeout=15)
+    dm = slack.posts_to(slack_api, "DU0BO")[0]
+    shown = answer_by(dm)
+    sent = start + timedelta(minutes=40)
+    assert sent + timedelta(minutes=29) <= shown <= sent + timedelta(minutes=31), shown
+    clock.set(sent + timedelta(minutes=5))  # past the deadline counted from the queuing
+    answered = await slack.click(app, slack_api, dm, "Approve", "U0BO")
+    assert "you confirmed the identity for HD-1" in answered, answered
+    assert (await only_ticket(app)).identity_state == "confirmed"
+
+
+def answer_by(post: dict[str, Any]) -> datetime:
+    """The request's Answer by, as shown in its Block Kit."""
+    text = json.dumps(post.get("blocks"))
+    found = re.search(r"Answer by\*?[^0-9]*(\d{4}-\d\d-\d\d \d\d:\d\d) UTC", text)
+    assert found, text
+    return datetime.strptime(found.group(1), "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
