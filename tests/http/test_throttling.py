@@ -34,6 +34,9 @@ from tests.http.conftest_teams import (
     message,
 )
 from tests.http.p1_support import INCIDENT_CHANNEL, SLACK_PEOPLE
+from tests.http.test_closure_slack import new_ticket as closure_new_ticket
+from tests.http.test_closure_slack import posts_to, submit_close
+from tests.http.test_closure_slack import start as closure_start
 from tests.http.test_closure_teams import new_ticket
 
 CONFIG = {"slack": {"incident_channel": INCIDENT_CHANNEL}}
@@ -371,3 +374,58 @@ async def test_a_retry_after_in_a_reply_chain_holds_its_channel(make_app, connec
         )
     await wait_until(lambda: len(connector.activities()) == 2, timeout=20, what="both posts")
     assert connector.violations == []
+
+
+async def test_retry_after_on_conversations_open_holds_that_method_not_the_channel(
+    make_app, slack_api: FakeSlack, caplog
+):
+    """SPEC: a Slack Retry-After holds the place it was given for; for a method other than
+    chat.postMessage that is the method. Two closures each DM a survey (conversations.open):
+    the first DM is refused with Retry-After: 3, so the second may not open its DM before the
+    3 s have passed either; the closure notes posted in the channel meanwhile are not held."""
+    caplog.set_level(logging.INFO)
+    app = await closure_start(make_app, slack_api)
+    first = await closure_new_ticket(app, slack_api, requester="UANA")
+    second = await closure_new_ticket(app, slack_api, requester="USAM")
+    slack_api.fail(
+        "/api/conversations.open",
+        429,
+        times=1,
+        headers={"Retry-After": "3"},
+        body={"ok": False, "error": "ratelimited"},
+    )
+
+    def closed_notes(number: str) -> list[Any]:
+        return [
+            c
+            for c in slack_api.api_calls("chat.postMessage")
+            if c.params.get("channel") == "C0HELP"
+            and f"{number} was closed by Tom Tech" in json.dumps(c.params)
+        ]
+
+    assert await submit_close(app, slack_api, first) == {}
+    await wait_until(lambda: slack_api.calls("/api/conversations.open"), what="the refusal")
+    refused_at = slack_api.calls("/api/conversations.open")[0].at
+    queued_at = time.monotonic()
+    assert await submit_close(app, slack_api, second) == {}
+    # The channel is not held by the method's window: the second closure's note goes out.
+    await wait_until(lambda: closed_notes(second), timeout=5, what="the closure note")
+    [note] = closed_notes(second)
+    assert note.recorded.at - queued_at < 1.5, "the channel post waited for the DM's window"
+    assert note.recorded.at < refused_at + 3.0, "the channel post was held by the window"
+
+    await wait_until(
+        lambda: posts_to(slack_api, "DUANA") and posts_to(slack_api, "DUSAM"),
+        timeout=15,
+        what="both survey DMs",
+    )
+    opens = slack_api.calls("/api/conversations.open")
+    inside = [c for c in opens[1:] if c.at < refused_at + 3.0]
+    assert inside == [], "conversations.open was called inside its Retry-After window"
+    await asyncio.sleep(0.5)
+    opens = slack_api.calls("/api/conversations.open")
+    assert len(opens) == 3, opens  # the refused one, then once per DM
+    assert len(posts_to(slack_api, "DUANA")) == 1 and len(posts_to(slack_api, "DUSAM")) == 1
+    assert first in json.dumps(posts_to(slack_api, "DUANA")[0]["blocks"])
+    assert second in json.dumps(posts_to(slack_api, "DUSAM")[0]["blocks"])
+    no_tracebacks(caplog)
