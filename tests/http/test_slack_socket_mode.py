@@ -530,10 +530,11 @@ async def test_an_envelope_in_hand_when_the_connection_drops_is_no_traceback(
     close frame) failed to send its ack, and slack_sdk logged that as an ERROR with a
     traceback ("Failed to run a request listener: Cannot write to closing transport"). A
     lost link is routine: one line says the envelope was not acknowledged (Slack delivers it
-    again), and the bot reconnects and serves as before. Whether the ack is attempted before
-    the new connection is up (then that line) or after (then it goes out on the new one) is a
-    race of the reconnection against the envelope's 0.9 s: either is right, neither logs an
-    error."""
+    again), and the bot reconnects and serves as before. What becomes of the ack is a race of
+    the reconnection against the envelope's 0.9 s, and TCP's: written after the reset was
+    seen, it fails (that line); after the new connection is up, it goes out there; written into
+    the reset socket before either side noticed, it is lost without an error (Slack delivers
+    the envelope again). Each is right; none may log an error or a traceback."""
     await start_socket_app(make_app, slack_api, socket_server)
     # A reply in a thread whose file Slack sent without details: files.info (answering after
     # 0.9 s) is asked before the envelope is acknowledged.
@@ -551,13 +552,19 @@ async def test_an_envelope_in_hand_when_the_connection_drops_is_no_traceback(
     await slack_api.wait_for_method("files.info")
     socket_server.drop()
     await socket_server.wait_connections(2, timeout=15)
+    # The envelope's work ends (its file looked up, then ignored), and its ack is attempted.
+    await wait_until(
+        lambda: any("outside a ticket's thread" in r.getMessage() for r in caplog.records),
+        what="the envelope's work to end",
+    )
 
     def settled() -> bool:
         told = any("env-in-hand not acknowledged" in r.getMessage() for r in caplog.records)
         acked = any(a.get("envelope_id") == "env-in-hand" for a in socket_server.acks)
         return told or acked
 
-    await wait_until(settled, what="the envelope acknowledged, or said not to be")
+    with contextlib.suppress(AssertionError):  # lost without an error: nothing to wait for
+        await wait_until(settled, timeout=2.0)
     await socket_server.send(slash_envelope("help", envelope_id="env-after-drop"))
     await socket_server.ack_for("env-after-drop")
     assert not [r.getMessage() for r in caplog.records if r.exc_info or r.levelname == "ERROR"]
