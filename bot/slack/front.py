@@ -71,8 +71,9 @@ WORKING = "Working on it…"
 FORM_TOO_LATE = "The form took too long to open: please run the command again."
 BUTTON_FORM_TOO_LATE = "The form took too long to open: please press the button again."
 # A file object Slack sends without its details (Slack Connect) is read with files.info,
-# for at most this long.
-FILE_INFO_WAIT = 1.0
+# for at most this long. The event is acked at ACK_WITHIN whatever the wait: a slow answer
+# must not leave the file recorded under its id with no link, for good.
+FILE_INFO_WAIT = 10.0
 # Message events the bot reads: new messages, file shares and thread replies sent to the
 # channel too (edits, deletions and joins are acknowledged by the catch-all and dropped).
 MESSAGE_SUBTYPES = (None, "file_share", "thread_broadcast")
@@ -562,7 +563,7 @@ class SlackFront:
 
     async def _thread_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         try:
-            files = [await self._file(f) for f in event.get("files") or []]
+            files = list(await asyncio.gather(*(self._file(f) for f in event.get("files") or [])))
         except Exception:
             log.exception("slack: reading the files of event %s failed", body.get("event_id"))
             return

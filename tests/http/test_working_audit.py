@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import time
 from typing import Any
 
 from tests.fakes.botframework import FakeConnector
@@ -388,3 +389,36 @@ async def test_slack_a_filed_report_closed_before_its_p1_is_left_as_closed_and_s
     assert "power supply" in (await ticket_row(app, late)).resolution_note
     closed = [e.data.get("with") for e in await events(app, "ticket.closed")]
     assert closed.count(p1) == 1, closed  # only Cy's report closed with the P1
+
+
+# -- Attachments: answered within 3 s whatever Slack's Web API does ----------------------------
+
+
+async def test_slack_a_file_read_slowly_is_answered_within_3_s_and_recorded_once(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """A Slack Connect file comes by its id only; files.info takes 4 s to answer. The event is
+    answered 200 within 3 s all the same, a retry meanwhile too, and the file is recorded once
+    when the answer comes."""
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    number = await s.ticket()
+    thread = (s.card(number) or {})["ts"]
+    slack_api.add_file("F0SLOW", "trace.etl", mimetype="application/octet-stream")
+    slack_api.delay_answer("files.info", 4.0)
+    body = s.event(
+        user="UANA", thread=thread, files=[{"id": "F0SLOW", "file_access": "check_file_info"}]
+    )
+    for headers in ({}, RETRY):
+        started = time.monotonic()
+        answer = await app.slack(body, content_type="application/json", headers=headers)
+        assert answer.status == 200 and time.monotonic() - started < 3
+    await wait_until(lambda: _attached(app, 1), timeout=15, what="the file recorded")
+    await asyncio.sleep(1.0)
+    [found] = await attachments(app)
+    assert (found.name, found.actor_id) == ("trace.etl", "UANA")
+    assert len(await events(app, "attachment.added")) == 1
+
+
+async def _attached(app: AppHarness, n: int) -> bool:
+    return len(await attachments(app)) >= n
