@@ -29,6 +29,7 @@ from tests.http.conftest_teams import message as teams_message
 from tests.http.test_report import slack_facts
 from tests.http.test_sla_clock import (
     CONFIG,
+    PEOPLE,
     QUIET,
     arrives,
     in_channel,
@@ -228,7 +229,10 @@ async def test_report_days_are_utc_and_inclusive_at_both_ends(make_app, slack_ap
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     first = today - timedelta(days=89)  # the default period's first day
     clock = TestClock(first - timedelta(seconds=1))
-    app = await start(make_app, slack_api, clock)
+    # Targets beyond the test's days: no alarm comes due to queue up before the later cards.
+    slow = {p: {"respond": "400d", "resolve": "400d"} for p in ("P1", "P2", "P3", "P4")}
+    sla = {"default_tier": "slow", "tiers": {"slow": slow}}
+    app = await make_app(slack=slack_api, config={**CONFIG, "sla": sla}, people=PEOPLE, clock=clock)
     numbers = {}
     for name, at in (
         ("before", first - timedelta(seconds=1)),
