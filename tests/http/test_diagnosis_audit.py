@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import yaml
 from sqlalchemy import select
 
 from storage.models import Ticket
@@ -183,6 +184,12 @@ async def test_changes_touch_a_ticket_by_its_asset_case_insensitively(
         app, slack_api, error="", client="initech", category="network", asset="SW-02"
     )
     assert "VPN client" not in flat(card) and "Firewall" not in flat(card)
+    # Opened before either change started: nothing to hint yet.
+    app.services.deps.clock = lambda: datetime(2026, 12, 15, 17, tzinfo=UTC)
+    _, card = await open_ticket(
+        app, slack_api, error="", client="acme", category="network", asset="FW-01"
+    )
+    assert "VPN client" not in flat(card) and "Firewall" not in flat(card)
 
 
 async def test_patch_tuesday_categories_are_offered_and_hinted_whole_day(
@@ -294,6 +301,8 @@ async def test_patterns_changes_and_categories_on_teams(
     _, done = await teams_close(app, connector, two, note=NOTE, kb="KB0555")
     assert f"Closed {two}" in card_text(done)
     three, card = await submit("0x80040154 once more", "network")
+    assert "Similar tickets" in card and f"{two} (acme)" in card, card
+    assert NOTE in card and "KB article: KB0555" in card
     assert "Suggested KB article" in card and "KB0555" in card, card
     assert f"Pattern: {three} is ticket 3 with this error (0x80040154)" in card, card
     assert f"Earlier: {one}, {two}" in card
@@ -356,3 +365,102 @@ async def test_the_card_lists_at_most_three_kb_articles_with_their_links(
         assert len(listed) == 3, shown
         for article in listed:
             assert article["url"] in shown
+
+
+async def test_the_same_exact_text_without_a_code_makes_a_pattern(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    app = await make_app(slack=slack_api, config={}, people=PEOPLE)  # the default threshold, 3
+    text = "The printer says PC LOAD LETTER"
+    one, _ = await open_ticket(app, slack_api, error=text, client="acme", category="printer")
+    two, _ = await open_ticket(app, slack_api, error=text.upper(), client="b", category="printer")
+    three, card = await open_ticket(
+        app, slack_api, error=f" {text.lower()} ", client="c", category="printer"
+    )
+    shown = flat(card)
+    assert f"Pattern: {three} is ticket 3 with this error" in shown, shown
+    assert f"Earlier: {one}, {two}" in shown
+    _, ack = await close(app, slack_api, three, note=NOTE)
+    assert "part of a pattern" in ack["errors"]["kb_article"], ack
+
+
+async def test_kb_finds_an_error_code_in_the_summary_or_the_resolution_note(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """`kb 0x…` lists a resolved ticket whose code is not in its error text but in its summary
+    or its resolution note (SPEC: summary, error text or resolution note contains the code)."""
+    app = await make_app(slack=slack_api, config={}, people=PEOPLE)
+    in_summary, _ = await open_ticket(
+        app, slack_api, error="It will not update", client="acme", summary="WSUS 0x8024402C"
+    )
+    in_note, _ = await open_ticket(
+        app, slack_api, error="Update failed", client="globex", summary="Updates stuck"
+    )
+    note = "Reset the folder permissions behind 0x80070005 on SoftwareDistribution"
+    assert (await close(app, slack_api, in_note, note=note))[1] == {}
+    assert (await close(app, slack_api, in_summary, note=NOTE))[1] == {}
+    for typed, wanted in [
+        ("kb 0x8024402c", in_summary),
+        ("kb 0x80070005", in_note),
+        ("kb 0X80070005", in_note),
+    ]:
+        answer = flat(await ephemeral(app, typed))
+        assert wanted in answer, (typed, answer)
+
+
+# SPEC's "Diagnosis help" config block as written there (unquoted timestamps, `space` beside
+# `source: hudu`, comments), with the KB's address replaced by the fake's.
+SPEC_BLOCK = """\
+kb:
+  source: hudu              # hudu | itglue | confluence; absent = resolved tickets only
+  url: {kb_url}
+  space: IT                 # confluence only: the space key searched
+changes:                    # the change calendar
+  window: 3d                # how long after a change a new ticket is hinted
+  patch_tuesday: true       # Microsoft's second Tuesday of the month, built in
+  patch_tuesday_categories: [windows, m365, office, outlook, exchange, server]   # the default
+  calendar: changes.ics     # optional iCalendar file (relative to the config file) or http(s) URL
+  entries:                  # optional, besides the calendar
+{entry}
+patterns:
+  repeat_threshold: 3       # this many tickets with the same error make a pattern
+directory: {{source: file, path: people.yaml}}
+"""
+SPEC_ENTRY = (  # one line in SPEC
+    '    - {title: "VPN client 7.2 rollout", start: 2026-12-01T18:00:00Z, '
+    "clients: [acme], assets: [VPN-GW1]}"
+)
+
+
+async def test_specs_config_block_as_written_works(
+    make_app: Any, slack_api: FakeSlack, tmp_path: Any
+) -> None:
+    async with FakeHudu() as hudu:
+        hudu.add_article("VPN client 7.2 known issues", "vpn")
+        folder = tmp_path / "config"
+        folder.mkdir()
+        (folder / "helpdesk.yaml").write_text(SPEC_BLOCK.format(kb_url=hudu.url, entry=SPEC_ENTRY))
+        (folder / "people.yaml").write_text(yaml.safe_dump(PEOPLE))
+        (folder / "changes.ics").write_text(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\n"
+            "BEGIN:VEVENT\r\nUID:fw@x\r\nDTSTAMP:20261101T000000Z\r\n"
+            "DTSTART:20261202T060000Z\r\nSUMMARY:Firewall firmware window\r\n"
+            "CATEGORIES:acme\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+        )
+        app: AppHarness = await make_app(
+            slack=slack_api,
+            env={"HELPDESK_CONFIG": str(folder / "helpdesk.yaml"), "KB_API_KEY": hudu.api_key},
+        )
+        app.services.deps.clock = lambda: datetime(2026, 12, 2, 19, 30, tzinfo=UTC)
+        _, card = await open_ticket(
+            app, slack_api, error="", client="acme", category="network", summary="VPN drops"
+        )
+        shown = flat(card)
+        assert "opened 1 day after VPN client 7.2 rollout (2026-12-01 18:00 UTC)" in shown
+        assert "opened 13 hours after Firewall firmware window (2026-12-02 06:00 UTC)" in shown
+        view = await modal(app, slack_api, "new")
+        category = next(b for b in view["blocks"] if b.get("block_id") == "category")
+        offered = {o["value"] for o in category["element"]["options"]}
+        assert {"windows", "m365", "office", "outlook", "exchange", "server"} <= offered
+        answer = flat(await ephemeral(app, "kb vpn client"))
+        assert "VPN client 7.2 known issues" in answer
