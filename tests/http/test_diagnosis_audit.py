@@ -18,7 +18,7 @@ from storage.models import Ticket
 from tests.fakes.botframework import FakeConnector
 from tests.fakes.kb_hudu import FakeHudu
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import AppHarness
+from tests.harness import AppHarness, view_submission, wait_until
 from tests.http.conftest_teams import inputs, submit_action
 from tests.http.diagnosis_support import (
     PEOPLE,
@@ -29,6 +29,9 @@ from tests.http.diagnosis_support import (
     modal,
     numbers,
     open_ticket,
+    select_state,
+    text_state,
+    ticket,
 )
 from tests.http.test_diagnosis_teams import PEOPLE as TEAMS_PEOPLE
 from tests.http.test_diagnosis_teams import card_text, say
@@ -464,3 +467,72 @@ async def test_specs_config_block_as_written_works(
         assert {"windows", "m365", "office", "outlook", "exchange", "server"} <= offered
         answer = flat(await ephemeral(app, "kb vpn client"))
         assert "VPN client 7.2 known issues" in answer
+
+
+async def test_a_card_dmed_to_the_technician_is_updated_there_with_the_kb_articles(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """The channel refuses the bot's card, so it is DMed to the technician: the KB's articles
+    update that card in place (in the DM), not a message in the refusing channel."""
+    async with FakeHudu() as hudu:
+        hudu.add_article("Windows Update 0x80070005: reset the update components", "fix")
+        hudu.set_delay("/api/v1/articles", 1.0)  # after the card went out
+        app = await make_app(
+            slack=slack_api,
+            config={"kb": {"source": "hudu", "url": hudu.url}},
+            people=PEOPLE,
+            env={"KB_API_KEY": hudu.api_key},
+        )
+        slack_api.refusing["C0HELP"] = "restricted_action"
+        view = await modal(app, slack_api, "new Windows Update fails")
+        values = {
+            "requester": {"type": "users_select", "selected_user": "UANA"},
+            "summary": text_state("Windows Update fails"),
+            "error_text": text_state(SAME_CODE[0]),
+            "doing": text_state("Installing the monthly updates"),
+            "reproducible": select_state("yes"),
+            "users_affected": {"type": "number_input", "value": "1"},
+            "priority": select_state("P3"),
+            "category": select_state("windows"),
+            "asset": text_state(""),
+            "client": text_state("acme"),
+        }
+        response = await app.interactive(view_submission(view, values, view_id="VDM1"))
+        assert response.status == 200
+
+        def dm_cards() -> list[dict[str, Any]]:
+            return [
+                p for p in slack_api.posts() if p["channel"] == "DUTECH" and "HD-1" in p["text"]
+            ]
+
+        await wait_until(dm_cards, timeout=5, what="the card in Tom's DM")
+
+        def updates() -> list[dict[str, Any]]:
+            return [
+                u for u in slack_api.method_calls("chat.update") if "KB articles (Hudu)" in flat(u)
+            ]
+
+        await wait_until(updates, timeout=6, what="the DMed card updated with the KB")
+        [update] = updates()
+        current = await ticket(app, "HD-1")
+        assert (update["channel"], update["ts"]) == ("DUTECH", current.card_message)
+        assert "reset the update components" in flat(update)
+
+
+async def test_kb_articles_found_before_the_card_is_posted_still_reach_it(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """Slack is slow to answer the card's post; the KB answers at once, before the bot knows
+    the card's message: the card still shows the articles (in its post or an update)."""
+    async with FakeHudu() as hudu:
+        hudu.add_article("Windows Update 0x80070005: reset the update components", "fix")
+        app = await make_app(
+            slack=slack_api,
+            config={"kb": {"source": "hudu", "url": hudu.url}},
+            people=PEOPLE,
+            env={"KB_API_KEY": hudu.api_key},
+        )
+        slack_api.delay_answer("chat.postMessage", 2.0)
+        number, card = await open_ticket(app, slack_api, error=SAME_CODE[0], client="acme")
+        if "reset the update components" not in flat(card):
+            await card_update(app, slack_api, number, "reset the update components", timeout=8)
