@@ -118,6 +118,8 @@ _BY_IDS = select(*COLUMNS).where(_TICKETS.c.id.in_(bindparam("ids", expanding=Tr
 
 # What PostgreSQL's parser may keep as one token (file and host names, e-mail addresses,
 # version numbers, paths: `winword.exe`) where the bot's words split it (`winword`, `exe`).
+# Since revision 0021 the index also holds the pieces (`kb winword` finds `WINWORD.EXE`);
+# the whole token stays a match for what was typed with its punctuation.
 # No quote or backslash: such a run is quoted in the tsquery text as it is.
 _COMPOUND = re.compile(r"[^\W_]+(?:[._@/:+~-]+[^\W_]+)+")
 _PIECE = re.compile(r"[^\W_]+")

@@ -606,3 +606,54 @@ async def test_revision_0020_keeps_answers_with_delivery_claims_and_downgrades(e
             assert "answer" in await conn.run_sync(_inbound_columns)
     finally:
         await engine.dispose()
+
+
+# -- revision 0021: PostgreSQL's search index holds the pieces of compound words --------------
+
+
+async def _found_by(conn: Any, word: str) -> list[int]:
+    if conn.dialect.name == "postgresql":
+        query = "SELECT ticket_id FROM ticket_search WHERE document @@ to_tsquery('english', :w)"
+    else:
+        query = "SELECT rowid FROM ticket_search WHERE ticket_search MATCH :w"
+        word = f'"{word}"'
+    return [int(i) for (i,) in await conn.execute(text(query), {"w": word})]
+
+
+async def test_revision_0021_indexes_compound_pieces_of_resolved_tickets(empty_url: str):
+    """A ticket resolved before the upgrade whose text has `ntdll.dll` is found by `ntdll` after
+    it (PostgreSQL kept the file name as one token; SQLite always split it), and so is one
+    resolved after it; the downgrade goes back to whole tokens only."""
+    engine = db.create_engine(empty_url)
+    postgresql = empty_url.startswith("postgresql")
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    fields = {
+        "prefix": "HD", "status": "closed", "summary": "Word crashes", "reproducible": "yes",
+        "priority": "P3", "tier": "standard", "requester_id": "UANA", "technician_id": "UTECH",
+        "source_platform": "slack", "source_channel": "C1", "created_at": now,
+        "respond_by": now, "resolve_by": now, "resolution_note": "Repaired Office; KB0042",
+    }  # fmt: skip
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0020"))
+        async with db.session_factory(engine)() as session, session.begin():
+            old = await old_ticket(
+                session, number="HD-1", seq=1, error_text="Faulting module ntdll.dll", **fields
+            )
+        async with engine.begin() as conn:
+            assert await _found_by(conn, "ntdll") == ([] if postgresql else [old])
+            assert await _found_by(conn, "ntdll.dll" if postgresql else "ntdll") == [old]
+            await conn.run_sync(to("0021"))
+            assert await _found_by(conn, "ntdll") == [old]
+        async with db.session_factory(engine)() as session, session.begin():
+            new = await old_ticket(
+                session, number="HD-2", seq=2, error_text="Host dc1.corp.example.com", **fields
+            )
+        async with engine.begin() as conn:
+            assert await _found_by(conn, "dc1") == [new]
+            await conn.run_sync(to("0020", "downgrade"))
+            assert await _found_by(conn, "ntdll") == ([] if postgresql else [old])
+            await conn.run_sync(to("heads"))
+            assert await _found_by(conn, "ntdll") == [old]
+    finally:
+        await engine.dispose()
