@@ -1,0 +1,193 @@
+"""SPEC "System of record (PSA / ITSM)": the statements the other PSA tests leave open."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import pytest
+
+from tests.fakes.psa_autotask import FakeAutotask
+from tests.fakes.psa_common import PsaFake
+from tests.fakes.psa_connectwise import FakeConnectWise
+from tests.fakes.psa_servicenow import FakeServiceNow
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import block_actions, wait_until
+from tests.harness import slack_button as button
+from tests.http.psa_support import (
+    CONTRACT,
+    FAKES,
+    NAMES,
+    SYSTEMS,
+    all_synced,
+    open_ticket,
+    posts_to,
+    seed,
+    show,
+    start_app,
+    ticket,
+)
+
+CONTRACT_SYSTEMS = ["servicenow", "connectwise", "autotask"]  # Freshservice has no contracts
+
+
+@pytest.fixture(params=SYSTEMS)
+async def psa_fake(request: pytest.FixtureRequest) -> AsyncIterator[PsaFake]:
+    fake = FAKES[request.param]()
+    seed(fake)
+    async with fake:
+        yield fake
+
+
+def _silver_default() -> dict[str, Any]:
+    """Two tiers, neither called standard: the default is `silver`."""
+    silver = {
+        p: {"respond": r, "resolve": s}
+        for p, r, s in (
+            ("P1", "1h", "6h"),
+            ("P2", "3h", "1d"),
+            ("P3", "6h", "4d"),
+            ("P4", "2d", "7d"),
+        )
+    }
+    gold = {
+        p: {"respond": r, "resolve": s}
+        for p, r, s in (
+            ("P1", "15m", "2h"),
+            ("P2", "1h", "8h"),
+            ("P3", "4h", "2d"),
+            ("P4", "8h", "3d"),
+        )
+    }
+    return {"default_tier": "silver", "tiers": {"silver": silver, "gold": gold}}
+
+
+@pytest.mark.parametrize("system", CONTRACT_SYSTEMS)
+async def test_a_lapsed_contract_named_in_psa_tiers_gives_no_tier_the_default_does(
+    make_app, slack_api: FakeSlack, system: str
+):
+    # Acme's lapsed contract (ConnectWise agreement cancelled, Autotask status 0, ServiceNow
+    # expired) is the one psa.tiers names: only an active contract counts, so the ticket
+    # gets sla.default_tier (here silver, not standard), and the card and `show` say so.
+    fake = FAKES[system]()
+    seed(fake)
+    async with fake:
+        app = await start_app(
+            make_app,
+            slack_api,
+            fake,
+            psa=fake.config(tiers={"Bronze (lapsed)": "gold"}),
+            sla=_silver_default(),
+        )
+        await open_ticket(app, slack_api, client="acme", priority="P3")
+        await wait_until(lambda: all_synced(app), what="the ticket in the PSA")
+        stored = await ticket(app)
+        assert (stored.tier, stored.tier_source) == ("silver", "psa-none"), (
+            stored.tier,
+            stored.tier_source,
+            stored.tier_contract,
+        )
+        assert stored.respond_by - stored.created_at == timedelta(hours=6)  # silver P3
+        assert stored.resolve_by - stored.created_at == timedelta(days=4)
+        name = NAMES[system]
+        assert "silver tier, the default" in await show(app)
+        assert name in (await show(app)).split("silver tier, the default", 1)[1][:80]
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+async def test_time_entries_of_a_technician_the_psa_does_not_know_go_as_the_integration_user(
+    make_app, slack_api: FakeSlack, system: str
+):
+    # Tom is not a user / agent / member / resource of the PSA: his `time` still reaches the
+    # ticket, logged as the integration user (Autotask: the API user's own resource).
+    fake = FAKES[system]()
+    company = fake.add_company("Acme", [(CONTRACT, True)])
+    if isinstance(fake, FakeServiceNow):
+        fake.add_person("ana@example.com")
+    elif isinstance(fake, FakeAutotask):
+        fake.add_contact(company, "ana@example.com")
+    async with fake:
+        await _time_as_the_integration_user(make_app, slack_api, fake)
+
+
+async def _time_as_the_integration_user(make_app, slack_api: FakeSlack, psa_fake: PsaFake) -> None:
+    app = await start_app(make_app, slack_api, psa_fake)
+    await open_ticket(app, slack_api)
+    logged = await (await app.slash("time HD-1 25m checked the tunnel logs")).json()
+    assert "Logged 25m" in json.dumps(logged)
+    await wait_until(lambda: all_synced(app), timeout=10, what="the time entry delivered")
+    done = psa_fake.only()
+    assert done.time_minutes == [25]
+    assert done.time_by != ["tom@example.com"]
+    if isinstance(psa_fake, FakeAutotask):
+        assert done.time_by == [psa_fake.env()["PSA_USERNAME"]]
+    else:
+        assert done.time_by == [""]  # no user named: the PSA books it to the API's own user
+    assert f"{NAMES[psa_fake.SYSTEM]}: pending" not in await show(app)
+
+
+async def test_an_identity_denied_by_the_manager_is_a_note_in_the_psa(
+    make_app, slack_api: FakeSlack, psa_fake: PsaFake
+):
+    app = await start_app(make_app, slack_api, psa_fake)
+    await open_ticket(app, slack_api)
+    answer = await (await app.slash("verify HD-1")).json()
+    assert "Bo Boss" in json.dumps(answer), answer
+    await wait_until(lambda: posts_to(slack_api, "DU0BO"), what="the manager's DM")
+    dm = posts_to(slack_api, "DU0BO")[-1]
+    payload = block_actions(
+        button(dm, "Deny"),
+        user="U0BO",
+        channel="DU0BO",
+        n=71,
+        response_url=slack_api.response_url_for("deny71"),
+        message_ts=dm.get("ts", "1.1"),
+    )
+    assert (await app.interactive(payload)).status == 200
+    await slack_api.wait_for("/response/deny71")
+    await wait_until(lambda: all_synced(app), timeout=10, what="the identity note delivered")
+    await wait_until(
+        lambda: any("Identity DENIED" in n for n in psa_fake.only().notes), what="the note"
+    )
+    note = next(n for n in psa_fake.only().notes if "Identity DENIED" in n)
+    assert "Bo Boss" in note and "impersonation" in note, note
+
+
+async def test_a_503_with_retry_after_as_an_http_date_holds_every_call_until_then(
+    make_app, slack_api: FakeSlack
+):
+    # SPEC: after a 429 or 503 with Retry-After (seconds or an HTTP date) no call goes to
+    # that PSA before it has passed. A plain 503 (no Retry-After) is retried within 5 s.
+    fake = FakeConnectWise()
+    seed(fake)
+    tickets = "/v2025_1/apis/3.0/service/tickets"
+    async with fake:
+        fake.fail(tickets, 503, times=1)
+        app = await start_app(make_app, slack_api, fake)
+        await open_ticket(app, slack_api)
+        await wait_until(lambda: len(fake.calls(tickets)) >= 2, timeout=6, what="the retry")
+        first, second = fake.calls(tickets)[:2]
+        assert first.status == 503 and second.at - first.at <= 5.0
+        await wait_until(lambda: all_synced(app), what="HD-1 in ConnectWise")
+
+        # An HTTP date 3-4 s ahead (whole seconds), as a monotonic time the fake records in.
+        until = math.ceil(time.time()) + 3
+        date = format_datetime(datetime.fromtimestamp(until, UTC), usegmt=True)
+        due = time.monotonic() + (until - time.time())
+        fake.fail(tickets, 503, headers={"Retry-After": date})
+        await app.slash("time HD-1 10m first look")  # not a ticket call: goes before
+        await open_ticket(app, slack_api, summary="Printer offline")
+        await wait_until(
+            lambda: any(c.status == 503 for c in fake.calls(tickets)[2:]), what="the 503"
+        )
+        answered = next(c for c in fake.calls(tickets)[2:] if c.status == 503).at
+        await open_ticket(app, slack_api, summary="Mail slow")
+        await wait_until(lambda: len(fake.records()) == 3, timeout=15, what="all three tickets")
+        later = [c for c in fake.recorded if c.at > answered]
+        assert later and min(c.at for c in later) >= due - 0.05, min(c.at for c in later) - due
+        assert min(c.at for c in later) - due <= 3.0  # and right after it
