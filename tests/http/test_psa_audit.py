@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -12,26 +13,32 @@ from typing import Any
 
 import pytest
 
+from tests.fakes.botframework import FakeConnector
 from tests.fakes.psa_autotask import FakeAutotask
 from tests.fakes.psa_common import PsaFake
 from tests.fakes.psa_connectwise import FakeConnectWise
 from tests.fakes.psa_servicenow import FakeServiceNow
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import block_actions, wait_until
+from tests.harness import AppHarness, block_actions, wait_until
 from tests.harness import slack_button as button
+from tests.http.conftest_teams import TECH_ID, form_values, submit_action
 from tests.http.psa_support import (
     CONTRACT,
     FAKES,
     NAMES,
+    PEOPLE,
     SYSTEMS,
     all_synced,
+    app_config,
     open_ticket,
     posts_to,
+    remember_secrets,
     seed,
     show,
     start_app,
     ticket,
 )
+from tests.http.test_closure_teams import card_text, say
 
 CONTRACT_SYSTEMS = ["servicenow", "connectwise", "autotask"]  # Freshservice has no contracts
 
@@ -191,3 +198,82 @@ async def test_a_503_with_retry_after_as_an_http_date_holds_every_call_until_the
         later = [c for c in fake.recorded if c.at > answered]
         assert later and min(c.at for c in later) >= due - 0.05, min(c.at for c in later) - due
         assert min(c.at for c in later) - due <= 3.0  # and right after it
+
+
+async def test_teams_intake_goes_on_in_a_psa_outage_and_ticket_show_says_pending_then_the_id(
+    make_app, connector: FakeConnector
+):
+    # The outage and `show` statements on Teams: the ticket opens in chat while ConnectWise
+    # answers 503, `ticket show` names the PSA with `pending`; once synced, the id and no
+    # pending line.
+    fake = FakeConnectWise()
+    seed(fake)
+    tickets = "/v2025_1/apis/3.0/service/tickets"
+    async with fake:
+        fake.fail(tickets, 503, times=3)
+        remember_secrets(fake)
+        people = [
+            *PEOPLE,
+            {
+                "email": "tech@example.com",
+                "name": "Tom Tech",
+                "teams_id": TECH_ID,
+                "technician": True,
+            },
+        ]
+        people[1] = {**people[1], "teams_id": "29:1ana"}
+        config = app_config(fake, teams={"service_url": connector.service_url})
+        app: AppHarness = await make_app(config=config, people=people, env=fake.env())
+        form = await say(app, connector, text="ticket new VPN")
+        values = form_values(client="acme", category="network")
+        answer = await say(
+            app, connector, value={**submit_action(form)["fallback"]["data"], **values}
+        )
+        assert "HD-1" in card_text(answer)
+        shown = card_text(await say(app, connector, text="ticket show HD-1"))
+        assert "ConnectWise: pending" in shown, shown
+        await wait_until(lambda: fake.records(), timeout=15, what="the ConnectWise ticket")
+        await wait_until(lambda: all_synced(app), what="the create recorded")
+        number = fake.only().number
+        shown = card_text(await say(app, connector, text="ticket show HD-1"))
+        assert number in shown and "ConnectWise: pending" not in shown, shown
+
+
+async def test_a_403_is_refused_credentials_told_once_per_outage_and_again_in_the_next(
+    make_app, slack_api: FakeSlack
+):
+    # SPEC: a PSA answering 401 or 403 is not retried in a loop; the technician is told once
+    # per outage, the writes stay pending, intake goes on. A later outage is a new one.
+    fake = FakeConnectWise()
+    seed(fake)
+    tickets = "/v2025_1/apis/3.0/service/tickets"
+
+    def told() -> list[dict[str, Any]]:
+        return [
+            p
+            for p in posts_to(slack_api, "C0HELP")
+            if "refuses the bot's credentials" in json.dumps(p)
+        ]
+
+    async with fake:
+        fake.fail(tickets, 403, times=1)
+        app = await start_app(make_app, slack_api, fake)
+        await open_ticket(app, slack_api)
+        await wait_until(told, what="the technician told")
+        await open_ticket(app, slack_api, summary="Printer offline")
+        await asyncio.sleep(1.5)  # a loop would have called again by now
+        assert [c.status for c in fake.calls(tickets)] == [403]
+        assert len(told()) == 1
+        assert "ConnectWise: pending" in await show(app, "HD-2")
+
+        await app.stop()  # fixed and restarted: the kept writes go, once
+        again = await start_app(make_app, slack_api, fake)
+        await wait_until(lambda: len(fake.records()) == 2, timeout=10, what="both tickets")
+        await wait_until(lambda: all_synced(again), what="both creates recorded")
+        assert len(told()) == 1
+
+        fake.fail(tickets, 403, times=1)  # the next outage
+        await open_ticket(again, slack_api, summary="Mail slow")
+        await wait_until(lambda: len(told()) == 2, what="the technician told of the new outage")
+        assert "HD-3" in json.dumps(told()[-1])
+        assert "ConnectWise: pending" in await show(again, "HD-3")

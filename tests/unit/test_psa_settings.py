@@ -61,6 +61,30 @@ def test_bad_psa_settings_name_the_key(
     assert named in str(caught.value)
 
 
+NEEDED = {
+    "servicenow": ("PSA_USERNAME", "PSA_PASSWORD"),
+    "freshservice": ("PSA_API_KEY",),
+    "connectwise": ("PSA_CLIENT_ID", "PSA_COMPANY_ID", "PSA_PUBLIC_KEY", "PSA_PRIVATE_KEY"),
+    "autotask": ("PSA_USERNAME", "PSA_PASSWORD", "PSA_CLIENT_ID"),
+}
+
+
+@pytest.mark.parametrize(
+    ("system", "missing"), [(s, v) for s, names in NEEDED.items() for v in names]
+)
+def test_each_variable_its_system_needs_is_named_when_missing(
+    tmp_path: Path, system: str, missing: str
+) -> None:
+    # SPEC lists each system's variables; every one of them, alone missing, stops start-up.
+    env = {v: f"value-of-{v.lower()}" for v in NEEDED[system] if v != missing}
+    with pytest.raises(ConfigError) as caught:
+        _settings(tmp_path, f"psa: {{system: {system}, url: https://x.example.com}}", env)
+    assert missing in str(caught.value)
+    # ... and with it, the block is good (another system's variables are not asked for).
+    env[missing] = "given"
+    _settings(tmp_path, f"psa: {{system: {system}, url: http://127.0.0.1:9}}", env)
+
+
 @pytest.mark.parametrize(
     "url",
     [
