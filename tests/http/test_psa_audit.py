@@ -277,3 +277,36 @@ async def test_a_403_is_refused_credentials_told_once_per_outage_and_again_in_th
         await wait_until(lambda: len(told()) == 2, what="the technician told of the new outage")
         assert "HD-3" in json.dumps(told()[-1])
         assert "ConnectWise: pending" in await show(again, "HD-3")
+
+
+async def test_a_ticket_opened_at_p1_is_made_at_the_psas_top_priority(
+    make_app, slack_api: FakeSlack, psa_fake: PsaFake
+):
+    # Not only a later `p1`: a ticket opened as P1 is at the top priority in the PSA at once
+    # (ServiceNow 1, Freshservice 4 Urgent, ConnectWise the first priority, Autotask Critical).
+    app = await start_app(make_app, slack_api, psa_fake)
+    await open_ticket(app, slack_api, priority="P1", summary="Whole office offline")
+    await wait_until(lambda: all_synced(app), timeout=10, what="the P1 ticket in the PSA")
+    assert psa_fake.only().top_priority, psa_fake.only().raw
+    await open_ticket(app, slack_api, priority="P2", summary="Mail slow")
+    await wait_until(lambda: len(psa_fake.records()) == 2, what="the P2 ticket")
+    await wait_until(lambda: all_synced(app), what="both delivered")
+    by_title = {t.title: t for t in psa_fake.records()}
+    assert not by_title["Mail slow"].top_priority
+
+
+async def test_servicenow_requester_who_is_no_user_there_is_named_in_the_description(
+    make_app, slack_api: FakeSlack
+):
+    # By e-mail, else named in the description: Ana has no sys_user in this instance.
+    fake = FakeServiceNow()
+    fake.add_company("Acme", [(CONTRACT, True)])
+    fake.add_person("tom@example.com")
+    async with fake:
+        app = await start_app(make_app, slack_api, fake)
+        await open_ticket(app, slack_api)
+        await wait_until(lambda: all_synced(app), what="the incident")
+        created = fake.only()
+        assert created.contact == "" and "caller_id" not in json.dumps(created.raw)
+        assert "Requester: Ana Lopez <ana@example.com>" in created.description
+        assert "ServiceNow: pending" not in await show(app)
