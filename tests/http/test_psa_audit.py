@@ -30,6 +30,8 @@ from tests.http.psa_support import (
     SYSTEMS,
     all_synced,
     app_config,
+    close,
+    escalate,
     open_ticket,
     posts_to,
     remember_secrets,
@@ -310,3 +312,32 @@ async def test_servicenow_requester_who_is_no_user_there_is_named_in_the_descrip
         assert created.contact == "" and "caller_id" not in json.dumps(created.raw)
         assert "Requester: Ana Lopez <ana@example.com>" in created.description
         assert "ServiceNow: pending" not in await show(app)
+
+
+TIME_PATHS = {
+    "servicenow": "/api/now/table/task_time_worked",
+    "freshservice": "/api/v2/tickets/*/time_entries",
+    "connectwise": "/v2025_1/apis/3.0/time/entries",
+    "autotask": "/zone5/atservicesrest/v1.0/TimeEntries",
+}
+
+
+async def test_a_write_retried_after_503s_is_not_overtaken_by_the_ones_after_it(
+    make_app, slack_api: FakeSlack, psa_fake: PsaFake
+):
+    # "In order per ticket": the time entry meets two 503s; the escalation note and the
+    # closure done meanwhile in chat wait for it, and reach the PSA after it.
+    app = await start_app(make_app, slack_api, psa_fake)
+    await open_ticket(app, slack_api)
+    await wait_until(lambda: all_synced(app), what="the ticket in the PSA")
+    psa_fake.fail(TIME_PATHS[psa_fake.SYSTEM], 503, times=2)
+    logged = await (await app.slash("time HD-1 40m replaced the switch port")).json()
+    assert "Logged 40m" in json.dumps(logged)
+    await escalate(app, slack_api, "HD-1")
+    await close(app, slack_api, "HD-1", spent="")
+    await wait_until(lambda: all_synced(app), timeout=20, what="every write delivered")
+    assert [c.status for c in psa_fake.calls(TIME_PATHS[psa_fake.SYSTEM])][:2] == [503, 503]
+    whats = [w for _, w, _ in psa_fake.writes]
+    assert whats[0] == "create" and whats[-1] == "close", whats
+    assert whats.index("time") < whats.index("note"), whats
+    assert psa_fake.only().time_minutes == [40]
