@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from storage.models import PsaState
 from tests.fakes.botframework import FakeConnector
 from tests.fakes.psa_autotask import FakeAutotask
 from tests.fakes.psa_common import PsaFake
@@ -164,7 +165,7 @@ async def test_an_identity_denied_by_the_manager_is_a_note_in_the_psa(
         lambda: any("Identity DENIED" in n for n in psa_fake.only().notes), what="the note"
     )
     note = next(n for n in psa_fake.only().notes if "Identity DENIED" in n)
-    assert "Bo Boss" in note and "impersonation" in note, note
+    assert "Bo Boss" in note and "over Slack" in note and "impersonation" in note, note
 
 
 async def test_a_503_with_retry_after_as_an_http_date_holds_every_call_until_then(
@@ -182,6 +183,10 @@ async def test_a_503_with_retry_after_as_an_http_date_holds_every_call_until_the
         await wait_until(lambda: len(fake.calls(tickets)) >= 2, timeout=6, what="the retry")
         first, second = fake.calls(tickets)[:2]
         assert first.status == 503 and second.at - first.at <= 5.0
+        # PSA_CLIENT_ID travels as the clientId header (SPEC: ConnectWise clientId).
+        assert {c.headers.get("clientId") for c in fake.calls(tickets)} == {
+            fake.env()["PSA_CLIENT_ID"]
+        }
         await wait_until(lambda: all_synced(app), what="HD-1 in ConnectWise")
 
         # An HTTP date 3-4 s ahead (whole seconds), as a monotonic time the fake records in.
@@ -195,11 +200,24 @@ async def test_a_503_with_retry_after_as_an_http_date_holds_every_call_until_the
             lambda: any(c.status == 503 for c in fake.calls(tickets)[2:]), what="the 503"
         )
         answered = next(c for c in fake.calls(tickets)[2:] if c.status == 503).at
+        # The pause every process keeps to is the date the PSA named (to the second).
+        await wait_until(lambda: _paused_until(app), what="the pause recorded")
+        paused = await _paused_until(app)
+        assert paused is not None and abs(paused.timestamp() - until) < 1.0, (paused, until)
         await open_ticket(app, slack_api, summary="Mail slow")
         await wait_until(lambda: len(fake.records()) == 3, timeout=15, what="all three tickets")
         later = [c for c in fake.recorded if c.at > answered]
         assert later and min(c.at for c in later) >= due - 0.05, min(c.at for c in later) - due
         assert min(c.at for c in later) - due <= 3.0  # and right after it
+
+
+async def _paused_until(app: AppHarness) -> datetime | None:
+    async with app.services.sessions() as session:
+        found = await session.get(PsaState, "connectwise")
+    if found is None or found.blocked_until is None:
+        return None
+    stamp = found.blocked_until
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
 async def test_teams_intake_goes_on_in_a_psa_outage_and_ticket_show_says_pending_then_the_id(
@@ -212,7 +230,7 @@ async def test_teams_intake_goes_on_in_a_psa_outage_and_ticket_show_says_pending
     seed(fake)
     tickets = "/v2025_1/apis/3.0/service/tickets"
     async with fake:
-        fake.fail(tickets, 503, times=3)
+        fake.fail(tickets, 503, times=2)
         remember_secrets(fake)
         people = [
             *PEOPLE,
