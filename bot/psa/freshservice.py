@@ -8,6 +8,7 @@ conversations); resolving is a note with the resolution, then status 4 (Resolved
 from __future__ import annotations
 
 import html
+import re
 from datetime import UTC
 from typing import Any
 
@@ -35,8 +36,12 @@ PAGE = 100
 
 
 def as_html(text: str) -> str:
-    """Freshservice bodies are HTML: the text escaped, line breaks kept."""
-    return "<div>" + html.escape(text).replace("\n", "<br>") + "</div>"
+    """Freshservice bodies are HTML: the text escaped, line breaks, indentation and runs of
+    spaces kept (HTML would show a pasted stack trace's leading and doubled spaces as one or
+    none: each space after a space, or at a line's start, is a no-break space; a tab four)."""
+    lines = html.escape(text.replace("\t", "    ")).split("\n")
+    kept = [re.sub(r"(?:^|(?<= )) ", "&nbsp;", line) for line in lines]
+    return "<div>" + "<br>".join(kept) + "</div>"
 
 
 class FreshserviceConnector:

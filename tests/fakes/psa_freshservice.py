@@ -29,8 +29,14 @@ FILTER = re.compile(r"^\"(\w+):'([^']*)'\"$")
 
 
 def text_of(body: str) -> str:
-    """What an HTML body says, for tests (Freshservice keeps the HTML as sent)."""
-    return html.unescape(re.sub(r"<[^>]+>", "", body.replace("<br>", "\n")))
+    """What an HTML body says as Freshservice shows it (it keeps the HTML as sent and the
+    browser renders it): a run of spaces, tabs or newlines in the source is one space, none
+    at the start or end of a line; `<br>` breaks the line; `&nbsp;` is a space that stays."""
+    text = re.sub(r"<br\s*/?>", "\0", body)
+    text = re.sub(r"<[^>]+>", "", text)
+    text = re.sub(r"[ \t\r\n\f]+", " ", text)
+    text = re.sub(r" ?\0 ?", "\n", text).strip(" ")
+    return html.unescape(text).replace("\xa0", " ")
 
 
 def _invalid(*errors: tuple[str, str, str]) -> web.Response:

@@ -150,6 +150,7 @@ async def open_ticket(
     priority: str = "P3",
     summary: str = "VPN drops every few minutes",
     category: str = "network",
+    error_text: str = "Error 809: the network connection could not be established",
     wait_card: bool = True,
 ) -> None:
     """Submit the intake modal (Slack); waits for the ticket card in C0HELP."""
@@ -157,7 +158,7 @@ async def open_ticket(
     values = {
         "requester": {"type": "users_select", "selected_user": "UANA"},
         "summary": _text(summary),
-        "error_text": _text("Error 809: the network connection could not be established"),
+        "error_text": _text(error_text),
         "doing": _text("Connecting from home"),
         "reproducible": _choice("yes"),
         "users_affected": {"type": "number_input", "value": "1"},

@@ -359,3 +359,24 @@ async def test_a_write_retried_after_503s_is_not_overtaken_by_the_ones_after_it(
     assert whats[0] == "create" and whats[-1] == "close", whats
     assert whats.index("time") < whats.index("note"), whats
     assert psa_fake.only().time_minutes == [40]
+
+
+PASTED_ERROR = (
+    "Unhandled exception: System.UnauthorizedAccessException <0x80070005>\n"
+    "    at Vpn.Tunnel.Open(String host)  in C:\\src\\Tunnel.cs:line 42\n"
+    '        inner: "Access is denied" & 50% retries left\tcode=809'
+)
+
+
+async def test_the_exact_error_text_pasted_with_its_indentation_reads_the_same_in_the_psa(
+    make_app, slack_api: FakeSlack, psa_fake: PsaFake
+):
+    # "the exact error text in its description": a pasted stack trace keeps its lines, its
+    # indentation and doubled spaces, its markup-like characters, as the PSA shows it
+    # (Freshservice shows HTML, where runs of spaces collapse unless written to stay).
+    app = await start_app(make_app, slack_api, psa_fake)
+    await open_ticket(app, slack_api, error_text=PASTED_ERROR)
+    await wait_until(lambda: all_synced(app), what="the ticket in the PSA")
+    assert PASTED_ERROR.replace("\t", "    ") in psa_fake.only().description.replace(
+        "\t", "    "
+    ), psa_fake.only().description
