@@ -106,6 +106,14 @@ async def test_a_lapsed_contract_named_in_psa_tiers_gives_no_tier_the_default_do
         assert stored.resolve_by - stored.created_at == timedelta(days=4)
         name = NAMES[system]
         assert "silver tier, the default" in await show(app)
+
+        def card_says_default() -> bool:  # the card, refreshed in place, says so too
+            return any(
+                u["ts"] == stored.card_message and "silver tier, the default" in json.dumps(u)
+                for u in slack_api.method_calls("chat.update")
+            )
+
+        await wait_until(card_says_default, what="the card refreshed with the default tier")
         assert name in (await show(app)).split("silver tier, the default", 1)[1][:80]
 
 
