@@ -107,9 +107,12 @@ async def test_a_lapsed_contract_named_in_psa_tiers_gives_no_tier_the_default_do
         name = NAMES[system]
         assert "silver tier, the default" in await show(app)
 
+        await wait_until(lambda: _card_posted(app), what="the card's message stored")
+        card = (await ticket(app)).card_message
+
         def card_says_default() -> bool:  # the card, refreshed in place, says so too
             return any(
-                u["ts"] == stored.card_message and "silver tier, the default" in json.dumps(u)
+                u["ts"] == card and "silver tier, the default" in json.dumps(u)
                 for u in slack_api.method_calls("chat.update")
             )
 
@@ -217,6 +220,10 @@ async def test_a_503_with_retry_after_as_an_http_date_holds_every_call_until_the
         later = [c for c in fake.recorded if c.at > answered]
         assert later and min(c.at for c in later) >= due - 0.05, min(c.at for c in later) - due
         assert min(c.at for c in later) - due <= 3.0  # and right after it
+
+
+async def _card_posted(app: AppHarness) -> bool:
+    return (await ticket(app)).card_message is not None
 
 
 async def _paused_until(app: AppHarness) -> datetime | None:
