@@ -46,6 +46,13 @@ from storage.migrate import SchemaMismatch, check_schema, upgrade
 
 log = logging.getLogger(__name__)
 
+# Where each directory source lists its technicians (said when it lists none).
+TECHNICIANS_HINT = {
+    "file": "set `technician: true` on your technicians",
+    "graph": "set directory.graph.technician_group_id",
+    "ldap": "set directory.ldap.technician_group_dn",
+}
+
 
 @dataclass
 class Services:
@@ -122,8 +129,8 @@ async def start_services(
         raise
     if not await directory.has_technicians():
         log.warning(
-            "the directory lists no technician: everyone counts as one "
-            "(set `technician: true` on your technicians)"
+            "the directory lists no technician: everyone counts as one (%s)",
+            TECHNICIANS_HINT[settings.config.directory.source],
         )
     pagers = tuple(
         name
