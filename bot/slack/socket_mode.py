@@ -41,6 +41,7 @@ from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
+from yarl import URL
 
 from bot.logs import Every
 from bot.slack import shapes
@@ -269,7 +270,9 @@ class SocketClient(SocketModeClient):  # type: ignore[misc]
         try:
             session = await asyncio.wait_for(
                 self.aiohttp_client_session.ws_connect(
-                    url,
+                    # As Slack gave it: parsed as-is, yarl would decode %2F and the like in
+                    # the ticket.
+                    URL(url, encoded=True),
                     autoping=False,
                     heartbeat=self.ping_interval,
                     proxy=self.proxy,

@@ -23,6 +23,8 @@ class FakeSocketMode:
         self.hanging_url = ""
         self.hanging: list[str] = []
         self.acks: list[dict[str, Any]] = []
+        # The query string of each connection to /link (Slack's ticket and app id).
+        self.queries: list[str] = []
         self.connections = 0
         # Connections open now (a client that leaves an old one open holds Slack's slots).
         self.open_now = 0
@@ -70,6 +72,7 @@ class FakeSocketMode:
         ws = web.WebSocketResponse(autoping=False)
         await ws.prepare(request)
         self._ws = ws
+        self.queries.append(request.rel_url.raw_query_string)
         self.connections += 1
         self.open_now += 1
         self.connected_at.append(time.monotonic())

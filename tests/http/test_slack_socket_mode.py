@@ -833,3 +833,19 @@ async def test_sigterm_acknowledges_the_envelopes_in_hand_then_closes(
     assert [a["envelope_id"] for a in socket_server.acks] == ["env-in-hand"]
     assert not [line for line in proc.lines if "Traceback" in line or " ERROR " in line]
     assert socket_server._ws is not None and socket_server._ws.closed
+
+
+async def test_the_app_token_opens_the_connection_and_its_url_is_used_as_given(
+    make_app, slack_api, socket_server
+):
+    """SPEC: `apps.connections.open` is called at SLACK_API_URL with SLACK_APP_TOKEN as Bearer
+    (never the bot token), and the URL it returns (with Slack's ticket) is used as given."""
+    query = "ticket=a1b2%2Fc3-d4&app_id=A0APP"
+    slack_api.set_response(
+        "apps.connections.open", {"ok": True, "url": f"{socket_server.url}?{query}"}
+    )
+    await make_app(env=socket_env(slack_api), people=PEOPLE)
+    await socket_server.wait_connections(1)
+    [call] = slack_api.api_calls("apps.connections.open")
+    assert call.recorded.headers.get("Authorization") == f"Bearer {APP_TOKEN}"
+    assert socket_server.queries == [query]
