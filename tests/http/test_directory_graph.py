@@ -484,3 +484,54 @@ async def test_factory_builds_graph_from_config_and_env(graph: FakeGraph) -> Non
         await create_directory(
             config, config_dir=None, env={"MicrosoftAppId": "x", "MicrosoftAppTenantId": "t"}
         )
+
+
+async def test_a_user_without_mail_is_known_by_the_upn(
+    graph: FakeGraph, directory: GraphDirectory
+) -> None:
+    """SPEC: e-mail is `mail`, else `userPrincipalName` (guests and unlicensed users often
+    have no mail); whether found by address or by Teams' AAD object id."""
+    dee = "44444444-dddd"
+    graph.add_user(dee, "dee@example.com", mail=None, displayName="Dee", mobilePhone=None,
+                   businessPhones=["+1 555 0400", "+1 555 0401"])  # fmt: skip
+    by_mail = await directory.find_by_email("Dee@Example.com")
+    assert by_mail is not None and by_mail.email == "dee@example.com"
+    assert by_mail.phone == "+1 555 0400"  # no mobilePhone: the first businessPhones
+    by_aad = await directory.find_by_platform_id("teams", "29:1dee", aad_object_id=dee)
+    assert by_aad is not None and by_aad.email == "dee@example.com"
+
+
+async def test_tenant_client_and_secret_default_to_the_bots_app_registration(
+    graph: FakeGraph,
+) -> None:
+    """SPEC: `tenant_id` defaults to MicrosoftAppTenantId, `client_id` to MicrosoftAppId and
+    GRAPH_CLIENT_SECRET to MicrosoftAppPassword: with none of the three set, the token is
+    asked for with the app's and Graph answers."""
+    config = DirectoryConfig.model_validate(
+        {
+            "source": "graph",
+            "graph": {
+                "base_url": graph.https_url,
+                "authority_host": graph.https_url,
+                "ca_bundle": graph.ca_file,
+            },
+        }
+    )
+    env = {
+        "MicrosoftAppId": graph.client_id,
+        "MicrosoftAppTenantId": graph.tenant,
+        "MicrosoftAppPassword": graph.client_secret,
+    }
+    d = await create_directory(config, config_dir=None, env=env)
+    try:
+        ana = await d.find_by_email("ana@example.com")
+        assert ana is not None and ana.aad_object_id == ANA
+    finally:
+        await d.close()
+    wrong = {**env, "MicrosoftAppPassword": "not-the-secret"}
+    d = await create_directory(config, config_dir=None, env=wrong)
+    try:
+        with pytest.raises(DirectoryError):
+            await d.find_by_email("ana@example.com")
+    finally:
+        await d.close()

@@ -414,3 +414,19 @@ async def test_a_group_nesting_change_is_seen_once_cache_ttl_has_passed(own_slap
         assert by_slack is not None and not by_slack.vip
     finally:
         await d.close()
+
+
+async def test_an_entry_without_display_name_is_named_by_its_cn(own_slapd: Slapd) -> None:
+    """SPEC: name is `displayName`, else `cn` (plain inetOrgPerson entries have no
+    displayName); memberOf matches the group DN in any case."""
+    own_slapd.modify(
+        f"dn: {PAT.dn}\nchangetype: modify\ndelete: displayName\n"
+    )  # fmt: skip
+    d = directory_on(own_slapd, technician_group_dn=TECH_GROUP_DN.swapcase())
+    try:
+        pat = await d.find_by_email(PAT.email)
+        assert pat is not None and pat.name == PAT.name, pat
+        tom = await d.find_by_email(TOM.email)
+        assert tom is not None and tom.technician and tom.name == TOM.name
+    finally:
+        await d.close()

@@ -3,10 +3,20 @@ sees when starting the bot, checked on real processes and real directory servers
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import sqlite3
+import sys
+from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from tests.http.directory_support import Source
+from tests.http.processes import Proc, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # The key that lists the technicians, per directory source.
 TECHNICIAN_KEY = {
@@ -33,3 +43,50 @@ async def test_no_technician_group_warns_naming_the_key_of_that_source(
     assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
     assert TECHNICIAN_KEY[source.name] in warnings[0], warnings[0]
     assert "technician: true" not in warnings[0], warnings[0]
+
+
+async def test_with_no_settings_it_serves_on_helpdesk_db_in_the_working_directory(
+    tmp_path: Path,
+) -> None:
+    """SPEC: `python -m bot` with no settings at all starts on `helpdesk.db` in the working
+    directory (migrated by `serve`), Teams in Emulator mode (a loopback caller is served without
+    a token), Slack disabled with one log line naming the variables that enable it."""
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+    port = free_port()  # the one setting: 3978 may be taken on a test box
+    env |= {"PYTHONPATH": str(ROOT), "PORT": str(port)}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    proc = Proc(process, "python -m bot")
+    try:
+        await proc.wait_for_line(f"listening on http://127.0.0.1:{port}")
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+                assert response.status == 200
+                assert await response.json() == {"status": "ok", "db": "ok"}
+            # Emulator mode: no Authorization header, and still not refused.
+            activity = {
+                "type": "conversationUpdate",
+                "id": "a1",
+                "channelId": "emulator",
+                "serviceUrl": "http://127.0.0.1:1",
+                "from": {"id": "29:1ana"},
+                "recipient": {"id": "28:bot"},
+                "conversation": {"id": "c1"},
+            }
+            async with http.post(f"http://127.0.0.1:{port}/api/messages", json=activity) as answer:
+                assert answer.status in (200, 201), answer.status
+            async with http.post(f"http://127.0.0.1:{port}/slack/events", data=b"") as slack:
+                assert slack.status == 404
+    finally:
+        await proc.stop()
+    assert proc.process.returncode == 0, proc.lines[-20:]
+    disabled = [line for line in proc.lines if "Slack is disabled" in line]
+    assert len(disabled) == 1, proc.lines
+    for variable in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN"):
+        assert variable in disabled[0], disabled[0]
+    assert not any(" ERROR " in line or "Traceback" in line for line in proc.lines), proc.lines
+    with sqlite3.connect(tmp_path / "helpdesk.db") as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall()
+        assert conn.execute("SELECT count(*) FROM tickets").fetchone() == (0,)
