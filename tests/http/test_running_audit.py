@@ -6,15 +6,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sqlite3
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from tests.http.directory_support import Source
+from tests.directory_people import ANA
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import only_ticket
+from tests.http.directory_support import (
+    UNREACHABLE,
+    Source,
+    identity_rows,
+)
 from tests.http.processes import Proc, free_port
+from tests.http.test_directory_slack import command
+from tests.http.test_directory_slack import new_ticket as slack_ticket
+from tests.http.test_directory_slack import start as slack_start
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -90,3 +102,46 @@ async def test_with_no_settings_it_serves_on_helpdesk_db_in_the_working_director
     with sqlite3.connect(tmp_path / "helpdesk.db") as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchall()
         assert conn.execute("SELECT count(*) FROM tickets").fetchone() == (0,)
+
+
+def hang(source: Source) -> None:
+    """The directory stops answering without refusing: slapd frozen (the bot's connection
+    stays open, new ones are accepted by the kernel), Graph's answers held for a minute."""
+    if source.slapd is not None:
+        assert source.slapd._process is not None
+        os.kill(source.slapd._process.pid, signal.SIGSTOP)
+    if source.graph is not None:
+        source.graph.set_delay("/v1.0/*", 60)
+
+
+def thaw(source: Source) -> None:
+    if source.slapd is not None and source.slapd._process is not None:
+        os.kill(source.slapd._process.pid, signal.SIGCONT)
+    if source.graph is not None:
+        source.graph.set_delay("/v1.0/*", 0)
+
+
+async def test_a_directory_that_hangs_is_told_within_30_s_and_verify_works_once_it_answers(
+    make_app: Any, slack_api: FakeSlack, source: Source
+) -> None:
+    """SPEC: when the directory cannot answer, the technician is told within 30 s that it
+    could not be reached and the manager was not asked; `verify` works once it is back. The
+    neighbouring tests stop slapd (refused at once) or have Graph answer 503; here the
+    server hangs, as a wedged or firewalled domain controller does."""
+    try:
+        app = await slack_start(make_app, slack_api, source, cache_ttl="0s")
+        await slack_ticket(app, slack_api, requester=ANA.slack)
+        hang(source)
+        started = time.monotonic()
+        answer = await command(app, slack_api, "verify HD-1")
+        assert time.monotonic() - started < 30
+        assert f"The directory ({source.label}) {UNREACHABLE}" in answer, answer
+        assert "manager was not asked" in answer
+        assert (await only_ticket(app)).identity_state == "not_required"
+        assert await identity_rows(app) == (0, [])
+        thaw(source)
+        answer = await command(app, slack_api, "verify HD-1")
+        assert "Bo Boss" in answer, answer
+        assert (await only_ticket(app)).identity_state == "pending"
+    finally:
+        thaw(source)
