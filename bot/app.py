@@ -19,7 +19,7 @@ from bot.changes import CalendarChanges, shown_url
 from bot.correlation import new_correlation_id, ticket_number
 from bot.db_health import DatabaseMonitor
 from bot.directory.chat_links import ChatLinks
-from bot.directory.factory import create_directory
+from bot.directory.factory import create_directory, technicians_hint
 from bot.kb import create_kb
 from bot.metrics import Metrics, metrics_access, metrics_allowed, metrics_handler
 from bot.notifiers import Notifiers
@@ -45,13 +45,6 @@ from storage import db, outbox
 from storage.migrate import SchemaMismatch, check_schema, upgrade
 
 log = logging.getLogger(__name__)
-
-# Where each directory source lists its technicians (said when it lists none).
-TECHNICIANS_HINT = {
-    "file": "set `technician: true` on your technicians",
-    "graph": "set directory.graph.technician_group_id",
-    "ldap": "set directory.ldap.technician_group_dn",
-}
 
 
 @dataclass
@@ -130,7 +123,7 @@ async def start_services(
     if not await directory.has_technicians():
         log.warning(
             "the directory lists no technician: everyone counts as one (%s)",
-            TECHNICIANS_HINT[settings.config.directory.source],
+            technicians_hint(settings.config.directory.source),
         )
     pagers = tuple(
         name

@@ -16,7 +16,7 @@ from typing import TextIO
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from bot.directory.factory import cleartext_bind, create_directory
+from bot.directory.factory import cleartext_bind, create_directory, technicians_hint
 from bot.directory.file import FileDirectory
 from bot.logs import redact_urls
 from bot.metrics_access import metrics_access
@@ -223,13 +223,21 @@ async def describe_directory(settings: Settings) -> str:
             return text
         if isinstance(directory, EmptyDirectory):
             return "none (directory.path is not set): nobody listed, everyone counts as technician"
+        # Without a technician group everyone counts as one: said, as start-up warns of it.
+        nobody = ""
+        if not await directory.has_technicians():
+            nobody = (
+                f"; no technician group: everyone counts as one ({technicians_hint(config.source)})"
+            )
         if config.source == "graph":
             graph = config.graph
             base = graph.base_url if graph else "https://graph.microsoft.com"
-            return f"Microsoft Graph at {base} (people are looked up on demand)"
+            text = f"Microsoft Graph at {base} (people are looked up on demand)"
+            return text + nobody
         ldap = config.ldap
         where = f"{ldap.url} under {ldap.base_dn}" if ldap else "LDAP"
         text = f"LDAP {where} (people are looked up on demand)"
+        text += nobody
         if ldap is not None and cleartext_bind(ldap):
             text += "; WARNING: the bind password is sent unencrypted over ldap://, use ldaps://"
         return text

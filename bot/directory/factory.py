@@ -70,6 +70,15 @@ def _graph(
     )
 
 
+def technicians_hint(source: str) -> str:
+    """How to list technicians in this directory source (said when it lists none)."""
+    key = {
+        "graph": "directory.graph.technician_group_id",
+        "ldap": "directory.ldap.technician_group_dn",
+    }
+    return f"set {key[source]}" if source in key else "set `technician: true` on your technicians"
+
+
 def cleartext_bind(config: LdapDirectoryConfig) -> bool:
     """A simple bind with a password over plain ldap:// to another host (SPEC allows
     ldap://, and there is no StartTLS setting): anyone on the path reads the password."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.directory_people import ANA
 from tests.fakes.slack_api import FakeSlack
@@ -27,6 +28,7 @@ from tests.http.processes import Proc, free_port
 from tests.http.test_directory_slack import command
 from tests.http.test_directory_slack import new_ticket as slack_ticket
 from tests.http.test_directory_slack import start as slack_start
+from tests.http.test_health_and_startup import _start as start_serve
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -145,3 +147,48 @@ async def test_a_directory_that_hangs_is_told_within_30_s_and_verify_works_once_
         assert (await only_ticket(app)).identity_state == "pending"
     finally:
         thaw(source)
+
+
+GRAPH_OK = "tenant_id: t1, client_id: c1"
+LDAP_OK = "url: 'ldaps://dc1.example.com', base_dn: 'dc=example,dc=com'"
+BAD_DIRECTORIES = [
+    ("source: nosuch", {}, "directory.source"),
+    (f"source: graph, graph: {{{GRAPH_OK}, base_url: 'ftp://graph.example'}}", {}, "base_url"),
+    (f"source: graph, graph: {{{GRAPH_OK}, authority_host: 'http://login.example'}}", {},
+     "directory.graph.authority_host"),
+    ("source: graph, graph: {client_id: c1}", {}, "directory.graph.tenant_id"),
+    ("source: graph, graph: {tenant_id: t1}", {}, "directory.graph.client_id"),
+    (f"source: graph, graph: {{{GRAPH_OK}}}", {"MicrosoftAppPassword": ""},
+     "GRAPH_CLIENT_SECRET"),
+    (f"source: graph, graph: {{{GRAPH_OK}, cache_ttl: soon}}", {}, "directory.graph.cache_ttl"),
+    (f"source: graph, graph: {{{GRAPH_OK}, tenant: t2}}", {}, "directory.graph.tenant"),
+    ("source: ldap", {}, "directory.ldap"),
+    ("source: ldap, ldap: {url: 'http://dc1.example.com', base_dn: 'dc=x'}", {},
+     "directory.ldap.url"),
+    ("source: ldap, ldap: {base_dn: 'dc=x'}", {}, "directory.ldap.url"),
+    ("source: ldap, ldap: {url: 'ldaps://dc1.example.com'}", {}, "directory.ldap.base_dn"),
+    (f"source: ldap, ldap: {{{LDAP_OK}, bind_dn: 'cn=bot,dc=example,dc=com'}}", {},
+     "LDAP_BIND_PASSWORD"),
+    (f"source: ldap, ldap: {{{LDAP_OK}, cache_ttl: -5m}}", {}, "directory.ldap.cache_ttl"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("directory", "env", "key"), BAD_DIRECTORIES)
+def test_a_bad_directory_setting_stops_serve_with_exit_2_naming_the_key(
+    tmp_path: Path, directory: str, env: dict[str, str], key: str
+) -> None:
+    """SPEC: a bad setting stops start-up with one message naming the key, exit code 2."""
+    config = tmp_path / "helpdesk.yaml"
+    config.write_text(f"directory: {{{directory}}}\n")
+    result = start_serve(
+        {
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'h.db'}",
+            "HELPDESK_CONFIG": str(config),
+            **env,
+        },
+        tmp_path,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith("config error: ") and key in lines[0], lines[0]

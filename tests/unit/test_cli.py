@@ -320,6 +320,35 @@ def test_check_config_warns_of_a_bind_password_sent_in_clear(
     assert "cli-test-ldap-password" not in result.stdout + result.stderr
 
 
+NO_TECHNICIAN_GROUP = [
+    ("graph", "graph: {tenant_id: t1, client_id: c1", "technician_group_id: g1",
+     "directory.graph.technician_group_id"),
+    ("ldap", "ldap: {url: 'ldaps://dc1.example.com', base_dn: 'DC=example,DC=com'",
+     "technician_group_dn: 'CN=Techs,DC=example,DC=com'", "directory.ldap.technician_group_dn"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("source", "settings", "group", "key"), NO_TECHNICIAN_GROUP)
+def test_check_config_says_everyone_is_a_technician_without_a_technician_group(
+    tmp_path: Path, source: str, settings: str, group: str, key: str
+) -> None:
+    """SPEC: with graph or ldap and no technician group, everyone is a technician (start-up
+    warns): check-config said only where the directory is, not that."""
+    env = _setup(tmp_path, config=f"directory: {{source: {source}, {settings}}}}}\n")
+    env["GRAPH_CLIENT_SECRET"] = "cli-test-graph-secret"
+    result = call_bot("check-config", "--no-db", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    directory = _fields(result.stdout)["directory"]
+    assert "everyone counts as one" in directory and key in directory, directory
+    env["HELPDESK_CONFIG"] = str(tmp_path / "grouped.yaml")
+    (tmp_path / "grouped.yaml").write_text(
+        f"directory: {{source: {source}, {settings}, {group}}}}}\n"
+    )
+    result = call_bot("check-config", "--no-db", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "everyone" not in _fields(result.stdout)["directory"], result.stdout
+
+
 def test_check_config_slack_disabled_says_how_to_enable(tmp_path: Path) -> None:
     result = call_bot("check-config", "--no-db", cwd=tmp_path, env=_setup(tmp_path))
     assert result.returncode == 0, result.stderr
