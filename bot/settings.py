@@ -7,11 +7,12 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import UnionType
+from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
 from urllib.parse import urlparse
 
 import yaml
-from pydantic import SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -150,9 +151,41 @@ def is_loopback(host: str) -> bool:
 
 
 def _format_validation(error: ValidationError, source: str) -> str:
-    first = error.errors()[0]
+    errors = error.errors()
+    # A mistyped key also leaves the key meant missing: the typo says why.
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     where = ".".join(str(p) for p in first["loc"]) or "(root)"
+    if first["type"] == "extra_forbidden":
+        # pydantic says "Extra inputs are not permitted": a typo or a key at the wrong level.
+        known = _known_keys(first["loc"][:-1])
+        return f"{source}: {where}: unknown key" + (f" (known keys: {known})" if known else "")
     return f"{source}: {where}: {first['msg']}"
+
+
+def _known_keys(loc: tuple[int | str, ...]) -> str:
+    """The keys the config allows where `loc` points (a mapping of models), else ""."""
+    kind: Any = HelpdeskConfig
+    parts = list(loc)
+    while True:
+        origin, args = get_origin(kind), get_args(kind)
+        if origin is Annotated:
+            kind = args[0]
+        elif origin in (Union, UnionType):
+            kinds = [a for a in args if a is not type(None)]
+            if len(kinds) != 1:
+                return ""
+            kind = kinds[0]
+        elif origin in (dict, list) and parts:
+            kind, parts = args[-1], parts[1:]  # a value of the mapping or an item of the list
+        elif isinstance(kind, type) and issubclass(kind, BaseModel):
+            if not parts:
+                return ", ".join(sorted(kind.model_fields))
+            field = kind.model_fields.get(str(parts.pop(0)))
+            if field is None:
+                return ""
+            kind = field.annotation
+        else:
+            return ""
 
 
 def load_config(path: Path) -> HelpdeskConfig:

@@ -212,3 +212,31 @@ def test_a_respond_target_after_the_resolve_target_stops_serve_naming_it(tmp_pat
     [line] = result.stderr.strip().splitlines()
     assert "sla.tiers.standard.P1" in line and "resolve" in line, line
     assert "P4" not in line
+
+
+TYPOS = [
+    ("ticket_prefx: HD", "ticket_prefx", "ticket_prefix"),
+    ("csat: {dealy: 1h}", "csat.dealy", "delay"),
+    ("directory: {source: ldap, ldap: {url: 'ldaps://dc1', base: 'dc=x'}}", "directory.ldap.base",
+     "base_dn"),
+    ("queues: {security: {slak: C0SEC}}", "queues.security.slak", "slack"),
+    ("sla: {tiers: {gold: {P1: {respond: 1h, reslove: 2h}}}}", "sla.tiers.gold.P1.reslove",
+     "resolve"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("config", "key", "meant"), TYPOS)
+def test_a_mistyped_config_key_is_named_as_unknown_with_the_keys_known_there(
+    tmp_path: Path, config: str, key: str, meant: str
+) -> None:
+    """SPEC: an unknown key stops start-up with one message naming it and the problem. The
+    problem read "Extra inputs are not permitted" (pydantic's words), not that the key is
+    unknown, nor which keys are known at that place."""
+    path = tmp_path / "helpdesk.yaml"
+    path.write_text(config + "\n")
+    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'h.db'}", "HELPDESK_CONFIG": str(path)}
+    result = start_serve(env, tmp_path)
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert f"{key}: unknown key (known keys: " in line, line
+    assert meant in line.split("known keys: ")[1], line
