@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sqlite3
 import sys
 import time
@@ -18,13 +19,13 @@ import pytest
 
 from tests.directory_people import ANA
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import only_ticket
+from tests.harness import BOT_TOKEN, only_ticket
 from tests.http.directory_support import (
     UNREACHABLE,
     Source,
     identity_rows,
 )
-from tests.http.processes import Proc, free_port
+from tests.http.processes import Proc, Spawn, free_port, healthy
 from tests.http.test_directory_slack import command
 from tests.http.test_directory_slack import new_ticket as slack_ticket
 from tests.http.test_directory_slack import start as slack_start
@@ -240,3 +241,27 @@ def test_a_mistyped_config_key_is_named_as_unknown_with_the_keys_known_there(
     [line] = result.stderr.strip().splitlines()
     assert f"{key}: unknown key (known keys: " in line, line
     assert meant in line.split("known keys: ")[1], line
+
+
+async def test_a_worker_never_takes_slack_or_teams_requests(
+    tmp_path: Path, slack_api: FakeSlack, spawn: Spawn
+) -> None:
+    """SPEC: `python -m bot worker` runs only the scheduler and outbox. With Socket Mode
+    configured it must not open a Slack connection of its own (Slack spreads envelopes over
+    every open connection: those reaching a worker would be lost), nor listen on PORT."""
+    port = free_port()
+    env = {
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'helpdesk.db'}",
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_APP_TOKEN": "xapp-1-A0APP-worker-test",
+        "SLACK_API_URL": f"{slack_api.url}/api/",
+        "PORT": str(port),
+    }
+    worker = await spawn("worker", env=env, name="worker")
+    await worker.wait_for_line("outbox worker running")
+    await asyncio.sleep(0.5)  # what it would do next, it would do at once
+    assert slack_api.api_calls("apps.connections.open") == []
+    async with aiohttp.ClientSession() as http:
+        assert not await healthy(http, port)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
