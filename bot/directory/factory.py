@@ -37,6 +37,19 @@ def _graph(
     _check_url("directory.graph.base_url", config.base_url, ("http", "https"))
     # msal accepts only https authorities.
     _check_url("directory.graph.authority_host", config.authority_host, ("https",))
+    # The bot adds /v1.0/ and the tenant itself: given here too, every call and the token's
+    # scope would be wrong, and the directory only "unreachable" when people are looked up.
+    version = urlparse(config.base_url).path.rstrip("/").rsplit("/", 1)[-1]
+    if version.lower() in ("v1.0", "beta"):
+        raise DirectoryError(
+            f"directory.graph.base_url: {config.base_url!r} ends in /{version}, which the bot "
+            "adds itself; give the host only (https://graph.microsoft.com)"
+        )
+    if urlparse(config.authority_host).path.strip("/"):
+        raise DirectoryError(
+            f"directory.graph.authority_host: {config.authority_host!r} has a path; give the "
+            "host only (https://login.microsoftonline.com): the tenant is directory.graph.tenant_id"
+        )
     tenant = _required(
         "directory.graph.tenant_id",
         config.tenant_id or env.get("MicrosoftAppTenantId"),
