@@ -17,9 +17,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.directory_people import ANA
+from tests.directory_people import ANA, TOM
+from tests.fakes.botframework import FakeConnector
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import BOT_TOKEN, only_ticket
+from tests.harness import BOT_TOKEN, only_ticket, wait_until
 from tests.http.directory_support import (
     UNREACHABLE,
     Source,
@@ -29,6 +30,9 @@ from tests.http.processes import Proc, Spawn, free_port, healthy
 from tests.http.test_directory_slack import command
 from tests.http.test_directory_slack import new_ticket as slack_ticket
 from tests.http.test_directory_slack import start as slack_start
+from tests.http.test_directory_teams import chat_of, say
+from tests.http.test_directory_teams import new_ticket as teams_ticket
+from tests.http.test_directory_teams import start as teams_start
 from tests.http.test_health_and_startup import _start as start_serve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -269,3 +273,26 @@ async def test_a_worker_never_takes_slack_or_teams_requests(
         assert not await healthy(http, port)
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+@pytest.mark.parametrize("source", ["ldap"], indirect=True)
+async def test_teams_a_frozen_ldap_server_is_told_within_teams_15_s_and_verify_works_after(
+    make_app: Any, connector: FakeConnector, source: Source
+) -> None:
+    """The same on Teams, whose HTTP answer carries the reply and must come within 15 s
+    (`say` checks it): LDAP's look-up limit (12 s) is the longest wait a source has."""
+    try:
+        app = await teams_start(make_app, source, cache_ttl="0s")
+        await teams_ticket(app, connector, ANA)
+        await wait_until(lambda: len(connector.activities(chat_of(TOM))) >= 2, timeout=20)
+        hang(source)
+        answer = await say(app, connector, TOM, "verify HD-1")
+        assert f"The directory (LDAP) {UNREACHABLE}" in answer, answer
+        assert "manager was not asked" in answer
+        assert (await only_ticket(app)).identity_state == "not_required"
+        assert not connector.created_conversations()
+        thaw(source)
+        assert "Bo Boss" in await say(app, connector, TOM, "verify HD-1")
+        assert (await only_ticket(app)).identity_state == "pending"
+    finally:
+        thaw(source)
