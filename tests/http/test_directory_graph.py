@@ -528,6 +528,17 @@ async def test_tenant_client_and_secret_default_to_the_bots_app_registration(
         assert ana is not None and ana.aad_object_id == ANA
     finally:
         await d.close()
+    # Read stripped, as the Bot Framework reads it: a .env line's trailing space is no part of it.
+    spaced = {
+        **env,
+        "MicrosoftAppPassword": f" {graph.client_secret} \n",
+        "GRAPH_CLIENT_SECRET": " ",
+    }
+    d = await create_directory(config, config_dir=None, env=spaced)
+    try:
+        assert await d.find_by_email("ana@example.com") is not None
+    finally:
+        await d.close()
     wrong = {**env, "MicrosoftAppPassword": "not-the-secret"}
     d = await create_directory(config, config_dir=None, env=wrong)
     try:
