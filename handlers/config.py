@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from handlers.durations import format_duration, parse_duration
+from handlers.durations import parse_duration
 
 PRIORITIES = ("P1", "P2", "P3", "P4")
 
@@ -82,14 +82,6 @@ Categories = Annotated[list[str], AfterValidator(_category_names)]
 class SlaTarget(_Strict):
     respond: PositiveDuration
     resolve: PositiveDuration
-
-    def model_post_init(self, _: Any) -> None:
-        # Swapped targets would have every ticket due resolved before its first answer.
-        if self.respond > self.resolve:
-            raise ValueError(
-                f"respond ({format_duration(self.respond)}) is later than resolve "
-                f"({format_duration(self.resolve)}); the first answer is due first"
-            )
 
 
 Tier = dict[Literal["P1", "P2", "P3", "P4"], SlaTarget]
