@@ -141,6 +141,11 @@ async def _worker(settings: Settings, *, metrics_port: int | None = None) -> Non
     log.info("outbox worker stopped")
 
 
+def listening_url(host: str, port: int) -> str:
+    """The address to type in a browser: an IPv6 host in brackets (`http://[::1]:3978`)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def _serve(settings: Settings, *, scheduler: bool) -> None:
     from aiohttp import web
 
@@ -170,7 +175,7 @@ def _serve(settings: Settings, *, scheduler: bool) -> None:
         host=settings.host,
         port=settings.port,
         # Said once the services are up and the port is bound (start-up may still stop).
-        print=lambda _: log.info("listening on http://%s:%s", settings.host, settings.port),
+        print=lambda _: log.info("listening on %s", listening_url(settings.host, settings.port)),
         access_log=None,
         handle_signals=True,
     )

@@ -32,14 +32,10 @@ from bot.settings import (
 from handlers.config import unheard_queues
 from handlers.directory import Directory, DirectoryError, EmptyDirectory
 from handlers.durations import format_duration
+from handlers.formatting import counted
 from storage.schema_errors import SchemaMismatch
 
 DB_TIMEOUT = 15.0
-
-
-def counted(count: int, one: str, many: str | None = None) -> str:
-    """`1 technician`, `2 technicians`, `0 people` (the report said `1 technicians`)."""
-    return f"{count} {one if count == 1 else many or one + 's'}"
 
 
 def describe_slack(settings: Settings) -> str:

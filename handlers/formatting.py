@@ -15,6 +15,11 @@ from handlers.types import Actor
 from storage.models import Ticket
 
 
+def counted(count: int, one: str, many: str | None = None) -> str:
+    """`1 technician`, `2 technicians`, `1 person`, `0 people`."""
+    return f"{count} {one if count == 1 else many or one + 's'}"
+
+
 def when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "-"
 

@@ -15,6 +15,7 @@ import yaml
 
 from bot.yaml_errors import describe_yaml_error, load_yaml
 from handlers.directory import DirectoryError, Person, address_key
+from handlers.formatting import counted
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +206,7 @@ class FileDirectory:
             self._bad = seen
             return self._index
         self._index, self._seen, self._bad = index, seen, None
-        log.info("%s: reloaded, %d people", self.path, len(index.people))
+        log.info("%s: reloaded, %s", self.path, counted(len(index.people), "person", "people"))
         return self._index
 
     @property
@@ -250,5 +251,7 @@ class FileDirectory:
 def load_file_directory(path: str | os.PathLike[str]) -> FileDirectory:
     """Load and validate the directory file at start-up; raises DirectoryError."""
     directory = FileDirectory(path)
-    log.info("directory: %d people from %s", len(directory.people), directory.path)
+    log.info(
+        "directory: %s from %s", counted(len(directory.people), "person", "people"), directory.path
+    )
     return directory

@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Protocol
 
 from handlers.config import ChangesConfig
+from handlers.formatting import counted
 
 MAX_HINTS = 5
 
@@ -65,16 +66,12 @@ def _months_back(day: date, count: int) -> Iterable[tuple[int, int]]:
         year, month = (year, month - 1) if month > 1 else (year - 1, 12)
 
 
-def _plural(count: int, unit: str) -> str:
-    return f"{count} {unit}" if count == 1 else f"{count} {unit}s"
-
-
 def how_long(delta: timedelta) -> str:
     """SPEC: whole days (`1 day`), or hours under a day."""
     if delta >= timedelta(days=1):
-        return _plural(delta.days, "day")
+        return counted(delta.days, "day")
     hours = int(delta.total_seconds() // 3600)
-    return _plural(hours, "hour") if hours else "less than an hour"
+    return counted(hours, "hour") if hours else "less than an hour"
 
 
 @dataclass(frozen=True)
@@ -94,7 +91,7 @@ def _all_day_hint(title: str, day: date, opened: datetime, *, dated: bool) -> st
     name = f"{title} ({day.isoformat()})" if dated else title
     if days <= 0:
         return f"opened on the day of {name}"
-    return f"opened {_plural(days, 'day')} after {name}"
+    return f"opened {counted(days, 'day')} after {name}"
 
 
 def hints(
@@ -120,7 +117,7 @@ def hints(
                 text = (
                     f"opened on Patch Tuesday ({day.isoformat()})"
                     if days == 0
-                    else f"opened {_plural(days, 'day')} after Patch Tuesday ({day.isoformat()})"
+                    else f"opened {counted(days, 'day')} after Patch Tuesday ({day.isoformat()})"
                 )
                 found.append(Hint(text, start))
     changes: list[Change] = [

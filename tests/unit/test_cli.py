@@ -920,3 +920,12 @@ def test_check_config_shows_the_sla_tiers_and_client_map_and_counts_in_words(
     assert "1 person, 1 technician, 0 VIPs" in fields["directory"], fields["directory"]
     assert "1 change in the config" in fields["diagnosis"], fields["diagnosis"]
     assert "(s)" not in result.stdout
+
+
+def test_the_listening_line_writes_an_ipv6_host_in_brackets() -> None:
+    """`HOST=::1` was logged as `http://::1:3982`, an address no browser takes."""
+    from bot.__main__ import listening_url
+
+    assert listening_url("::1", 3982) == "http://[::1]:3982"
+    assert listening_url("0.0.0.0", 3978) == "http://0.0.0.0:3978"
+    assert listening_url("localhost", 80) == "http://localhost:80"

@@ -283,3 +283,20 @@ async def test_factory_names_missing_settings() -> None:
 def test_config_refuses_unknown_directory_keys() -> None:
     with pytest.raises(ValueError, match="tenant"):
         DirectoryConfig.model_validate({"source": "graph", "graph": {"tenant": "x"}})
+
+
+def test_the_start_up_line_counts_one_person_as_a_person(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The log said `1 people`."""
+    path = tmp_path / "directory.yaml"
+    path.write_text("- {name: Ana Lopez, email: ana@example.com, slack_id: UANA}\n")
+    caplog.set_level(logging.INFO, logger="bot.directory.file")
+    load_file_directory(path)
+    assert f"directory: 1 person from {path}" in caplog.messages, caplog.messages
+    path.write_text(
+        "- {name: Ana Lopez, email: ana@example.com, slack_id: UANA}\n"
+        "- {name: Bo Boss, email: bo@example.com, slack_id: UBO}\n"
+    )
+    load_file_directory(path)
+    assert f"directory: 2 people from {path}" in caplog.messages, caplog.messages
