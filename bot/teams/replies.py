@@ -195,6 +195,8 @@ def error_form(deps: Deps, action: ActionId | None, data: dict[str, str], reply:
         form = builder(deps, data)
     body = list(top)
     for element in form.body:
+        if isinstance(element, Text) and element.about in reply.field_errors:
+            continue  # said again, more precisely, under its field
         body.extend(_refill(element, data, reply.field_errors))
     return dataclasses.replace(form, body=body)
 

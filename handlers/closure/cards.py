@@ -43,9 +43,9 @@ def closure_form(
     if fix is not None:
         body.append(Text(fix))
     if kb_required:
-        body.append(Text(kb_required))
+        body.append(Text(kb_required, about="kb_article"))
     body += [
-        Text(logged, muted=True),
+        Text(logged, muted=True, about="time_spent"),
         TextInput(
             id="resolution_note",
             label="Resolution note",

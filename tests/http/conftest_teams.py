@@ -100,3 +100,11 @@ def form_values(**overrides: Any) -> dict[str, Any]:
     }
     values.update(overrides)
     return values
+
+
+def note_under(card: dict[str, Any], ident: str) -> str:
+    """The text shown right under input `ident` of a form ("" when none is)."""
+    body = card["body"]
+    at = next(i for i, e in enumerate(body) if e.get("id") == ident)
+    after = body[at + 1] if at + 1 < len(body) else {}
+    return str(after.get("text", "")) if after.get("type") == "TextBlock" else ""

@@ -1,6 +1,7 @@
 """SPEC "Closure and CSAT": closing needs at least one time entry or a **Time spent** value.
 With neither, the closure is refused (Slack: a field error on the modal; Teams: the form comes
-back saying why) and the ticket stays open; a logged time entry then suffices. Both databases."""
+back saying why, once, under Time spent) and the ticket stays open; a logged time entry then
+suffices. Both databases."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from tests.fakes.botframework import FakeConnector
 from tests.fakes.slack_api import FakeSlack
 from tests.http import test_closure_slack as slack
 from tests.http import test_closure_teams as teams
-from tests.http.conftest_teams import submit_action
+from tests.http.conftest_teams import note_under, submit_action
 
 
 async def test_slack_no_time_entry_and_no_time_spent_is_refused(
@@ -38,4 +39,13 @@ async def test_teams_no_time_entry_and_no_time_spent_is_refused(
     shown = teams.card_text(again)
     assert "not closed" in shown and "No time is logged" in shown, shown
     assert "time_spent" in [i["id"] for i in teams.inputs(again)]
+    # The reason once, under the field it is about (the form's own note said it again).
+    assert shown.count("No time is logged") == 1, shown
+    assert "No time is logged on this ticket yet" in note_under(again, "time_spent")
+    executed = await teams.invoke(
+        app, connector, "ticket.close.submit", {**submit, **teams.close_values(), "time_spent": ""}
+    )
+    shown = teams.card_text(executed["value"])
+    assert shown.count("No time is logged") == 1, shown
+    assert "No time is logged on this ticket yet" in note_under(executed["value"], "time_spent")
     assert (await teams.ticket(app)).status == "open"

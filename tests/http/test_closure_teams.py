@@ -27,6 +27,7 @@ from tests.http.conftest_teams import (
     form_values,
     inputs,
     message,
+    note_under,
     submit_action,
 )
 
@@ -158,6 +159,10 @@ async def test_close_survey_and_rating_over_teams(make_app, connector: FakeConne
     assert "not closed" in shown and "PRN-0042" in shown
     note = next(i for i in inputs(again) if i["id"] == "resolution_note")
     assert note["value"] == "rebooted and it worked"
+    # The note's problem once, under the note (no other field refused).
+    assert "PRN-0042" in unescape(note_under(again, "resolution_note"))
+    assert shown.count("PRN-0042") == 1, shown
+    assert [note_under(again, i) for i in ("resolution_category", "time_spent")] == ["", ""]
     assert (await ticket(app)).status == "open"
 
     posted = len(connector.activities(PERSONAL))

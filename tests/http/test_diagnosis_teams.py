@@ -22,6 +22,7 @@ from tests.http.conftest_teams import (
     card_of,
     form_values,
     message,
+    note_under,
     submit_action,
 )
 from tests.http.diagnosis_support import (
@@ -166,6 +167,9 @@ async def test_similar_pattern_and_kb_on_teams(make_app: Any, connector: FakeCon
         form, refused = await close(app, connector, number, note=NOTE_GLOBEX)
         assert "part of a pattern" in card_text(form)
         assert "part of a pattern" in card_text(refused)
+        # Why a KB article is needed: said once, under the KB article field.
+        assert card_text(refused).count("part of a pattern") == 1, card_text(refused)
+        assert "part of a pattern" in note_under(refused, "kb_article")
         assert await status(app, number) == "open"
         _, done = await close(app, connector, number, note=NOTE_GLOBEX, kb="KB0042")
         assert f"Closed {number}" in card_text(done)

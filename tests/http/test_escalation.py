@@ -26,6 +26,7 @@ from tests.http.conftest_teams import (
     form_values,
     inputs,
     message,
+    note_under,
     submit_action,
 )
 
@@ -276,6 +277,8 @@ async def test_teams_escalation(make_app, connector: FakeConnector):
     again = card_of(await say(app, connector, {**submit, **FACTS, "repro_steps": ""}))
     assert [i["label"] for i in inputs(again)] == LABELS
     assert "required to escalate" in json.dumps(again)
+    assert json.dumps(again).count("required to escalate") == 1
+    assert "required to escalate" in note_under(again, "repro_steps")
     assert await escalated_events(app) == []
 
     told = await say(app, connector, {**submit, **FACTS})
