@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -339,9 +340,10 @@ class SlackFront:
             return BoltResponse(status=200, body="")  # `await ack()`
         if reply.as_form and reply.card is not None:
             card, trigger = reply.card, body["trigger_id"]
+            channel = str(body.get("channel_id") or "")
             # Rendering happens after the ack too: it is not needed to answer Slack.
             self._spawn(
-                lambda: self.client.views_open(trigger_id=trigger, view=blockkit.render_modal(card))
+                lambda: self.client.views_open(trigger_id=trigger, view=form_view(card, channel))
             )
             return BoltResponse(status=200, body="")
         kept = _static(reply)
@@ -390,8 +392,9 @@ class SlackFront:
             return
         if reply.as_form and reply.card is not None:
             try:
+                channel = str(body.get("channel_id") or "")
                 await self.client.views_open(
-                    trigger_id=body["trigger_id"], view=blockkit.render_modal(reply.card)
+                    trigger_id=body["trigger_id"], view=form_view(reply.card, channel)
                 )
                 return
             except SlackApiError as exc:  # the trigger is only good for 3 s
@@ -429,7 +432,8 @@ class SlackFront:
             # Nothing was saved: keep the form and what they typed, say why on top.
             await ack(response_action="errors", errors={first: reply.form_error})
         elif reply.as_form and reply.card is not None:
-            await ack(response_action="update", view=blockkit.render_modal(reply.card))
+            view = form_view(reply.card, interaction.conversation.id)
+            await ack(response_action="update", view=view)
         elif reply.text and not reply.card and not reply.duplicate:
             # A refusal or problem: keep the person in the modal and say why.
             notice = Card(title="Helpdesk", body=[Text(Typed(reply.text))], fallback=reply.text)
@@ -504,7 +508,7 @@ class SlackFront:
             return
         answering = reply.answering or contextlib.nullcontext()
         if reply.as_form and reply.card is not None:
-            view = blockkit.render_modal(reply.card)
+            view = form_view(reply.card, interaction.conversation.id)
             trigger = body["trigger_id"]
             self._spawn(
                 lambda: _within(
@@ -534,9 +538,8 @@ class SlackFront:
         reply = await work
         if reply.as_form and reply.card is not None and not reply.duplicate:
             try:
-                await self.client.views_open(
-                    trigger_id=body["trigger_id"], view=blockkit.render_modal(reply.card)
-                )
+                view = form_view(reply.card, interaction.conversation.id)
+                await self.client.views_open(trigger_id=body["trigger_id"], view=view)
                 return
             except SlackApiError as exc:  # the trigger is only good for 3 s
                 log.info("slack: late form not opened: %s", exc.response.get("error"))
@@ -781,6 +784,17 @@ def _from_memory(body: dict[str, Any], *, same_bytes: bool) -> Interaction | Non
         return None
     interaction = _command(body)
     return interaction if is_instant(interaction) else None
+
+
+def form_view(card: Card, channel: str) -> dict[str, Any]:
+    """The modal of a form opened from `channel`. Slack's view_submission names no channel,
+    so the form's context carries it (unless the form names its own): what the submission
+    changes is audited where it was made, and a late refusal is said there."""
+    form = card.form
+    if form is not None and channel and "channel" not in form.context:
+        context = {**form.context, "channel": channel}
+        card = dataclasses.replace(card, form=dataclasses.replace(form, context=context))
+    return blockkit.render_modal(card)
 
 
 def _actor(body: dict[str, Any]) -> Actor:

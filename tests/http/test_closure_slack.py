@@ -285,7 +285,13 @@ async def test_close_button_opens_the_closure_modal(make_app, slack_api: FakeSla
     view = slack_api.views_opened()[-1]["view"]
     assert view["callback_id"] == "ticket.close.submit"
     assert [b["label"]["text"] for b in view["blocks"] if b["type"] == "input"] == CLOSURE_LABELS
-    assert json.loads(view["private_metadata"]) == {"ticket": "HD-1", "logged": "0"}
+    # The channel the button was pressed in: the closure is audited there (Slack's
+    # view_submission names no channel).
+    assert json.loads(view["private_metadata"]) == {
+        "ticket": "HD-1",
+        "logged": "0",
+        "channel": "C0HELP",
+    }
 
 
 async def test_comment_button_opens_a_modal_and_stores_the_comment(make_app, slack_api):

@@ -377,10 +377,13 @@ async def test_a_late_refusal_of_a_form_reaches_the_person(
     submitted = view_submission(view, values, user=PAT.slack, view_id="V-PAT")
     response = await app.interactive(submitted)
     assert response.status == 200 and elapsed(started) < 3
-    # The escalation form carries no channel: the refusal comes as a DM.
-    await wait_until(lambda: bool(posts_to(slack_api, f"D{PAT.slack}")), timeout=10)
-    [told] = posts_to(slack_api, f"D{PAT.slack}")
+    # The form carries the channel it was opened from: the refusal is shown there, to Pat.
+    ephemerals = lambda: slack_api.method_calls("chat.postEphemeral")  # noqa: E731
+    await wait_until(lambda: bool(ephemerals()), timeout=10)
+    [told] = ephemerals()
+    assert (told["channel"], told["user"]) == ("C0HELP", PAT.slack)
     assert "Only technicians can escalate" in told["text"] and "form was closed" in told["text"]
+    assert posts_to(slack_api, f"D{PAT.slack}") == []
 
 
 @pytest.mark.parametrize("source", ["graph"], indirect=True)
@@ -411,8 +414,10 @@ async def test_a_late_form_error_shows_what_was_typed_as_typed(
     source.graph.fail("/v1.0/*", 429, times=1, headers={"Retry-After": "3"})
     submitted = view_submission(view, values, user=TOM.slack, view_id="V-TOM")
     assert (await app.interactive(submitted)).status == 200
-    await wait_until(lambda: bool(posts_to(slack_api, f"D{TOM.slack}")), timeout=10)
-    [told] = posts_to(slack_api, f"D{TOM.slack}")
+    ephemerals = lambda: slack_api.method_calls("chat.postEphemeral")  # noqa: E731
+    await wait_until(lambda: bool(ephemerals()), timeout=10)
+    [told] = ephemerals()
+    assert (told["channel"], told["user"]) == ("C0HELP", TOM.slack)
     assert "'*urgent* &lt;TBD&gt;' is a placeholder" in told["text"], told["text"]
     assert "<TBD>" not in told["text"] and "form was closed" in told["text"]
     blocks = told["blocks"] if isinstance(told["blocks"], list) else json.loads(told["blocks"])
