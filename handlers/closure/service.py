@@ -390,7 +390,9 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
                 "fix_confirmed": ticket.fix_confirmed_at is not None,
             },
         )
-        await incidents.on_ticket_closed(session, deps, ticket=ticket, actor=actor)
+        await incidents.on_ticket_closed(
+            session, deps, ticket=ticket, actor=actor, channel=interaction.conversation.id
+        )
         also, kept = (
             await working.close_filed(
                 session,
@@ -410,7 +412,13 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
             await working.drop_p1_matches(session, ticket)
         await csat.schedule_survey(session, deps, ticket=ticket, to=survey_to, now=now)
         await csat.schedule_followup(
-            session, deps, ticket=ticket, closed_by=actor, now=now, vip=vip
+            session,
+            deps,
+            ticket=ticket,
+            closed_by=actor,
+            now=now,
+            vip=vip,
+            channel=interaction.conversation.id,
         )
         remarks = _remarks(ticket, also, kept)
         if not notify.answered_in_ticket_place(interaction, ticket):

@@ -141,11 +141,13 @@ async def schedule_followup(
     closed_by: Actor,
     now: datetime,
     vip: bool | None = None,
+    channel: str = "",
 ) -> bool:
     """VIP requesters and P1 tickets: remind the ticket's technician to write personally (the
     one who worked it and knows the requester, as a low rating alerts them; not a colleague
     who closed it for them). `closed_by` is recorded as who caused it. `vip`: what the
-    directory says now (`survey_facts`); None: the ticket's mark from when it was opened."""
+    directory says now (`survey_facts`); None: the ticket's mark from when it was opened.
+    `channel`: where the closure was made."""
     vip = ticket.requester_vip if vip is None else vip
     reasons = (["VIP requester"] if vip else []) + (
         ["P1 ticket"] if ticket.priority == "P1" else []
@@ -170,6 +172,7 @@ async def schedule_followup(
         kind="followup.scheduled",
         actor_platform=closed_by.platform,
         actor_id=closed_by.id,
+        channel=channel,
         data={"reasons": reasons, "due_at": due.isoformat(), "technician": ticket.technician_id},
     )
     return True
@@ -216,6 +219,7 @@ async def _refuse(session: AsyncSession, interaction: Interaction, ticket: Ticke
         kind="csat.refused",
         actor_platform=interaction.platform,
         actor_id=interaction.actor.id,
+        channel=interaction.conversation.id,
         data={"reason": "not the requester"},
     )
     return Reply(text=f"Only the requester of {ticket.number} can answer this survey.")
@@ -270,6 +274,7 @@ async def rate(deps: Deps, interaction: Interaction) -> Reply:
             kind="csat.answered",
             actor_platform=interaction.platform,
             actor_id=interaction.actor.id,
+            channel=interaction.conversation.id,
             data={"rating": int(rating), "comment": saved},
         )
         if int(rating) <= 2:
@@ -342,6 +347,7 @@ async def comment(deps: Deps, interaction: Interaction) -> Reply:
             kind="csat.commented",
             actor_platform=interaction.platform,
             actor_id=interaction.actor.id,
+            channel=interaction.conversation.id,
             data={"length": len(text)},
         )
         # The rating as the row is now (also one committed meanwhile): a 1 or 2 already

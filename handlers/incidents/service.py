@@ -93,8 +93,21 @@ async def raise_p1_command(deps: Deps, interaction: Interaction, command: Comman
             refresh_card=not raised,
         )
         if raised:
-            await _raise(session, deps, ticket, actor=interaction.actor, now=now)
-        queued = await on_p1(session, deps, ticket=ticket, actor=interaction.actor)
+            await _raise(
+                session,
+                deps,
+                ticket,
+                actor=interaction.actor,
+                channel=interaction.conversation.id,
+                now=now,
+            )
+        queued = await on_p1(
+            session,
+            deps,
+            ticket=ticket,
+            actor=interaction.actor,
+            channel=interaction.conversation.id,
+        )
         # What was queued before (an earlier raise): said as it stands, not assumed sent.
         wanted = [dedup_key(number, w) for w in ("notice:slack", "notice:teams", *PAGER_NAMES)]
         earlier = [
@@ -108,7 +121,13 @@ async def raise_p1_command(deps: Deps, interaction: Interaction, command: Comman
 
 
 async def _raise(
-    session: AsyncSession, deps: Deps, ticket: Ticket, *, actor: Actor, now: datetime
+    session: AsyncSession,
+    deps: Deps,
+    ticket: Ticket,
+    *,
+    actor: Actor,
+    channel: str,
+    now: datetime,
 ) -> None:
     """Priority P1 with the P1 targets of its tier, counted from creation (SPEC), and the SLA
     warnings and breaches moved with them."""
@@ -124,6 +143,7 @@ async def _raise(
         kind="ticket.priority_raised",
         actor_platform=actor.platform,
         actor_id=actor.id,
+        channel=channel,
         data={
             "from": previous,
             "to": "P1",
@@ -183,8 +203,11 @@ def _earlier_state(row: OutboxMessage) -> str:
     return f"{what} is on its way."
 
 
-async def on_p1(session: AsyncSession, deps: Deps, *, ticket: Ticket, actor: Actor) -> list[str]:
-    """Queue the notice (per configured platform) and a page (per configured pager), once.
+async def on_p1(
+    session: AsyncSession, deps: Deps, *, ticket: Ticket, actor: Actor, channel: str = ""
+) -> list[str]:
+    """Queue the notice (per configured platform) and a page (per configured pager), once
+    (`channel`: where the P1 was opened or raised, for the audit trail).
 
     Returns what was newly queued (`notice:slack`, `pagerduty`...); nothing when it was before.
     """
@@ -230,6 +253,7 @@ async def on_p1(session: AsyncSession, deps: Deps, *, ticket: Ticket, actor: Act
             kind="incident.p1",
             actor_platform=actor.platform,
             actor_id=actor.id,
+            channel=channel,
             data={"queued": queued},
         )
     if not deps.pagers:
@@ -350,9 +374,10 @@ def _notice_outcome(outcomes: set[str]) -> str:
 
 
 async def on_ticket_closed(
-    session: AsyncSession, deps: Deps, *, ticket: Ticket, actor: Actor
+    session: AsyncSession, deps: Deps, *, ticket: Ticket, actor: Actor, channel: str = ""
 ) -> list[str]:
-    """Resolve the page(s) and mark the notice(s) resolved; returns what was queued.
+    """Resolve the page(s) and mark the notice(s) resolved; returns what was queued
+    (`channel`: where the closure was made, for the audit trail).
 
     A P1 closed before its page went out is not paged (nobody is woken for a closed
     incident): the page is cancelled as "not paged: closed first", the technician is told,
@@ -407,6 +432,7 @@ async def on_ticket_closed(
             kind="incident.not_paged",
             actor_platform=actor.platform,
             actor_id=actor.id,
+            channel=channel,
             data={"reason": "closed first", "pagers": not_paged},
         )
         await notify.tell_technician(
@@ -423,6 +449,7 @@ async def on_ticket_closed(
             kind="incident.resolved",
             actor_platform=actor.platform,
             actor_id=actor.id,
+            channel=channel,
             data={"follow_ups": queued, "not_paged": not_paged},
         )
     return queued

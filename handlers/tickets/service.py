@@ -199,7 +199,9 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
                 session, deps, ticket=ticket, actor=interaction.actor, people=people
             )
         if ticket.priority == "P1":
-            await incidents.on_p1(session, deps, ticket=ticket, actor=interaction.actor)
+            await incidents.on_p1(
+                session, deps, ticket=ticket, actor=interaction.actor, channel=channel
+            )
     deps.observe("ticket_opened", priority=ticket.priority)
     diagnosis.look_up_kb_for_card(deps, ticket)
     log.info("ticket opened", extra={"ticket": ticket.number, "priority": ticket.priority})

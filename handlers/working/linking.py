@@ -261,6 +261,7 @@ async def close_filed(
                 kind="ticket.kept_open",
                 actor_platform=actor.platform,
                 actor_id=actor.id,
+                channel=channel,
                 data={"with": p1.number, "identity": report.identity_state},
             )
             kept.append(report.number)
@@ -282,6 +283,7 @@ async def close_filed(
             kind="ticket.closed",
             actor_platform=actor.platform,
             actor_id=actor.id,
+            channel=channel,
             data={
                 "with": p1.number,
                 "category": report.resolution_category,
@@ -290,7 +292,7 @@ async def close_filed(
                 "fix_confirmed": report.fix_confirmed_at is not None,
             },
         )
-        await incidents.on_ticket_closed(session, deps, ticket=report, actor=actor)
+        await incidents.on_ticket_closed(session, deps, ticket=report, actor=actor, channel=channel)
         await notify.tell_technician(
             session,
             report,
@@ -304,7 +306,7 @@ async def close_filed(
             to, vip = await csat.survey_facts(deps, report)
         await csat.schedule_survey(session, deps, ticket=report, to=to, now=now)
         await csat.schedule_followup(
-            session, deps, ticket=report, closed_by=actor, now=now, vip=vip
+            session, deps, ticket=report, closed_by=actor, now=now, vip=vip, channel=channel
         )
         closed.append(report.number)
     return closed, kept
