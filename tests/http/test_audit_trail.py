@@ -6,6 +6,7 @@ in. Events are read from the database, as the other tests do."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -115,13 +116,17 @@ async def test_every_change_made_on_slack_is_one_audited_event(
     app: AppHarness = await make_app(slack=slack_api, config=CONFIG, people=PEOPLE)
     s = SlackFlow(app, slack_api)
 
+    def with_button(user: str, words: str, title: str) -> list[dict[str, Any]]:
+        """DMs to `user` that say `words` and carry a button titled `title`."""
+        return [p for p in s.dms(user, words) if f'"text": "{title}"' in json.dumps(p["blocks"])]
+
     async def manager_presses(number: str, title: str) -> None:
-        await wait_until(lambda: s.dms("UBO", number), what=f"Bo's request for {number}")
-        await s.press(s.dms("UBO", number)[-1], title, "UBO")
+        await wait_until(lambda: with_button("UBO", number, title), what=f"Bo's {number}")
+        await s.press(with_button("UBO", number, title)[-1], title, "UBO")
 
     async def ana_presses(words: str, title: str) -> None:
-        await wait_until(lambda: s.dms("UANA", words), what=f"{words!r} to Ana")
-        await s.press(s.dms("UANA", words)[-1], title, "UANA")
+        await wait_until(lambda: with_button("UANA", words, title), what=f"{words!r} to Ana")
+        await s.press(with_button("UANA", words, title)[-1], title, "UANA")
 
     async def escalate() -> None:
         view = await s.modal("escalate HD-1")
