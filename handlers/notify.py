@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +14,7 @@ from handlers.config import HelpdeskConfig
 from handlers.deps import Deps
 from handlers.directory import Person
 from handlers.formatting import teams_user_id, technician
-from handlers.types import Actor, Interaction, channel_of
+from handlers.types import Actor, DomainError, Interaction, channel_of
 from storage import outbox
 from storage.models import Ticket
 
@@ -193,6 +194,30 @@ async def refresh_ticket_card(
         purpose="ticket-card",
         refresh_ticket_card=True,
     )
+
+
+def answer_replaces_card(interaction: Interaction, ticket: Ticket) -> bool:
+    """True when the answer to `interaction` takes the place of the ticket card's own message
+    (a Teams Action.Execute on it): a refresh of the card queued now would overwrite that
+    answer, e.g. the closure form its **Close** button just put there."""
+    return (
+        interaction.replaces_message is not None
+        and interaction.platform == ticket.source_platform
+        and interaction.replaces_message == ticket.card_message
+    )
+
+
+@contextlib.asynccontextmanager
+async def refreshed_if_refused(deps: Deps, ticket: Ticket, *, refresh: bool) -> AsyncIterator[None]:
+    """Around the checks after a first response that left the card unrefreshed for a form
+    (`refresh`): refused, the answer is a message and the card stays, so it is refreshed."""
+    try:
+        yield
+    except DomainError:
+        if refresh:
+            async with deps.sessions() as session, session.begin():
+                await refresh_ticket_card(session, ticket)
+        raise
 
 
 def platform_ids(person: Person) -> dict[str, str]:

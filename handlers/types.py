@@ -71,6 +71,9 @@ class Interaction:
     # button's: through its response_url, after the empty ack): a retry may come after it was
     # given, so a change's answer is given again only if it was not (handlers/dispatch).
     answer_apart: bool = False
+    # The message the answer takes the place of (a Teams Action.Execute: its answer card
+    # replaces the card clicked), else None.
+    replaces_message: str | None = None
 
     @property
     def platform(self) -> Platform:

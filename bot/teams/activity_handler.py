@@ -546,7 +546,9 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
                 "value": UNKNOWN_ACTION,
             }
             return InvokeResponse(status=200, body=body)
-        interaction = _interaction(activity, action=action, data=data)
+        interaction = _interaction(
+            activity, action=action, data=data, replaces_message=activity.reply_to_id or None
+        )
         reply = await self._core(interaction)
         body = replies.invoke_body(self.deps, action, data, reply)
         if body.get("type") == replies.CARD_CONTENT_TYPE:

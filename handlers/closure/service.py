@@ -193,18 +193,21 @@ async def add_time(
 async def _form(deps: Deps, interaction: Interaction, ticket: Ticket) -> Reply:
     await deps.require_technician(interaction.actor, "close tickets")
     _require_open(ticket)
+    in_card = notify.answer_replaces_card(interaction, ticket)
     async with deps.sessions() as session, session.begin():
         # Working the ticket, even while its identity check holds the closure back.
-        await sla.record_first_response(
+        responded = await sla.record_first_response(
             session,
             ticket,
             interaction.actor,
             interaction.conversation.id,
             at=deps.clock(),
             action="close",
+            refresh_card=not in_card,  # the form takes the card's place
         )
         await identity.audit_gate(session, interaction, ticket, "close")
-    identity.require_confirmed(ticket)
+    async with notify.refreshed_if_refused(deps, ticket, refresh=responded and in_card):
+        identity.require_confirmed(ticket)
     async with deps.sessions() as session:
         logged = sum(e.minutes for e in await repo.time_entries_for(session, ticket.id))
         pattern = await _kb_requirement(session, ticket)

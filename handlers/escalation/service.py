@@ -38,18 +38,22 @@ def _check(deps: Deps, ticket: Ticket) -> list[str]:
 
 async def _form(deps: Deps, interaction: Interaction, ticket: Ticket) -> Reply:
     await deps.require_technician(interaction.actor, "escalate tickets")
+    in_card = notify.answer_replaces_card(interaction, ticket)
+    responded = False
     if ticket.status == "open":
         async with deps.sessions() as session, session.begin():
-            await sla.record_first_response(
+            responded = await sla.record_first_response(
                 session,
                 ticket,
                 interaction.actor,
                 interaction.conversation.id,
                 at=deps.clock(),
                 action="escalate",
+                refresh_card=not in_card,  # the form takes the card's place
             )
             await identity.audit_gate(session, interaction, ticket, "escalate")
-    _check(deps, ticket)
+    async with notify.refreshed_if_refused(deps, ticket, refresh=responded and in_card):
+        _check(deps, ticket)
     return Reply(card=_escalation_form(deps, ticket), as_form=True)
 
 

@@ -9,6 +9,7 @@ import sqlite3
 import time
 from typing import Any
 
+import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.engine import make_url
 
@@ -535,3 +536,36 @@ async def test_a_comment_sent_after_a_low_rating_reaches_the_technician(make_app
     assert "already have your comment" in again["value"]
     await asyncio.sleep(0.5)
     assert len(told()) == 1
+
+
+async def test_the_close_button_keeps_its_form_on_a_ticket_with_no_response_yet(
+    make_app, connector: FakeConnector
+):
+    """Seen in the Agents Playground: **Close** on a new ticket's card showed the closure form
+    for an instant, then the ticket card came back. The click is the ticket's first response,
+    which queued a refresh of the ticket card; Action.Execute's answer had just put the form
+    in that very message, so the refresh overwrote it and the button seemed to do nothing."""
+    app = await start(make_app, connector)
+    await new_ticket(app, connector)
+    row = await ticket(app)
+    assert row.card_message and row.first_response_at is None
+    card = card_of(next(a for a in connector.activities(PERSONAL) if a["_id"] == row.card_message))
+    close = action(card, "Close")
+    sent = activity(
+        connector.service_url,
+        type="invoke",
+        name="adaptiveCard/action",
+        value={"action": {"type": "Action.Execute", "verb": close["verb"], "data": close["data"]}},
+        replyToId=row.card_message,  # Teams: the clicked card's message
+    )
+    answer = await (await app.teams(sent)).json()
+    assert answer["type"] == CARD_TYPE, answer
+    validate_adaptive_card(answer["value"])
+    assert [i["label"] for i in inputs(answer["value"])] == CLOSURE_LABELS
+    assert (await ticket(app)).first_response_at is not None
+    # The form stays where it was answered: no refresh of the ticket card replaces it.
+    with pytest.raises(AssertionError, match="timed out"):
+        await wait_until(
+            lambda: any(u["_activity_id"] == row.card_message for u in connector.updates()),
+            timeout=1.0,
+        )
