@@ -233,7 +233,19 @@ async def kb_requirement(session: AsyncSession, ticket: Ticket) -> KbRequirement
         ". Name the KB article that documents the fix (a KB id or a link), so "
         "the next one needs no fresh diagnosis.",
     )
-    return KbRequirement(reason, row.suggested_kb)
+    return KbRequirement(reason, await _suggestion_now(session, ticket) or row.suggested_kb)
+
+
+async def _suggestion_now(session: AsyncSession, ticket: Ticket) -> str:
+    """The KB article the earlier tickets with the same error name now: one closed with an
+    article after this ticket was opened counts too (the card's suggestion is as of then)."""
+    keys = rules.same_error_keys(rules.signatures(ticket.error_text, summary=ticket.summary))
+    if not keys:
+        return ""
+    earlier, _ = await error_signatures.brief_with_signatures(
+        session, keys, before=ticket.id, per=PER_SIGNATURE_AT_INTAKE
+    )
+    return _suggested_kb(earlier)
 
 
 # -- reports ----------------------------------------------------------------------------------

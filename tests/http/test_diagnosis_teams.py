@@ -238,3 +238,24 @@ async def test_kb_titles_show_as_written_on_teams_and_odd_urls_are_no_links(
             assert not re.search(r"(?<!\\)[\[\]<`*]", shown), shown
             assert unescape(shown) in HOSTILE_TITLES
         assert "evil.example)" not in "".join(t for t in texts if not t.startswith("["))
+
+
+async def test_closure_form_suggests_a_kb_article_named_after_the_pattern_began(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    """Seen in the Agents Playground: an earlier ticket with the same error was closed with a
+    KB article after the pattern ticket was opened, yet the pattern ticket's closure form came
+    with an empty **KB article** (the suggestion was only looked for when it was opened), so
+    the technician had to find and type the article the help desk had just named."""
+    app = await start(make_app, connector, None)
+    first, _ = await open_ticket(app, connector, error=ERROR_ACME, client="acme")
+    await open_ticket(app, connector, error=ERROR_GLOBEX, client="globex")
+    number, card = await open_ticket(app, connector, error=ERROR_NEW, client="initech")
+    assert f"Pattern: {number} is ticket 3" in card_text(card)
+    assert "Suggested KB article" not in card_text(card)  # none named yet
+    await close(app, connector, first, note=NOTE_ACME, kb="KB0042")
+
+    form = await say(app, connector, text=f"ticket close {number}")
+    assert "part of a pattern" in card_text(form)
+    [kb_input] = [e for e in form["body"] if e.get("id") == "kb_article"]
+    assert kb_input.get("value") == "KB0042"
