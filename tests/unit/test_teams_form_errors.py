@@ -83,7 +83,7 @@ async def test_a_typed_pattern_label_in_the_kb_requirement_is_not_a_link() -> No
     async def get(*_: Any) -> TicketDiagnosis:
         return row
 
-    ticket = SimpleNamespace(id=1, number="HD-1")
+    ticket = SimpleNamespace(id=1, number="HD-1", error_text="", summary="")
     requirement = await kb_requirement(SimpleNamespace(get=get), ticket)  # type: ignore[arg-type]
     assert requirement is not None
     card = render_card(closure_form("HD-1", logged_minutes=0, kb_required=requirement.reason))
