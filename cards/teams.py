@@ -67,15 +67,8 @@ _STYLES = {"primary": "positive", "danger": "destructive"}
 
 
 def _escape_line(line: str, *, line_start: bool) -> str:
-    prefix = ""
-    if line_start:
-        if marker := _LINE_MARKER.match(line):
-            indent, sign = marker.groups()
-            escaped = sign[:-1] + "\\" + sign[-1] if sign[0].isdigit() else "\\" + sign
-            prefix, line = indent + escaped, line[marker.end() :]
-        elif rule := _RULE.match(line):
-            prefix, line = rule.group(1) + "\\" + rule.group(2), line[rule.end(2) :]
-    return prefix + _INLINE.sub(r"\\\g<0>", line)
+    prefix, rest = _block_marker(line) if line_start else ("", line)
+    return prefix + _INLINE.sub(r"\\\g<0>", rest)
 
 
 def escape_markdown(text: str, *, line_start: bool = True) -> str:
@@ -127,10 +120,32 @@ def markdown(value: Inline, *, cap: int | None = None, own_cap: int | None = Non
     out = ""
     for span in spans(value):
         if isinstance(span, str):
-            out += _PLACEHOLDER.sub("\u2039\\g<1>\u203a", _cap(span, own_cap))
+            own = _PLACEHOLDER.sub("\u2039\\g<1>\u203a", _cap(span, own_cap))
+            out += _own_words(own, line_start=out[-1:] in ("", "\n"))
         else:
             out += escape_markdown(_cap(plain(span), cap), line_start=out[-1:] in ("", "\n"))
     return out
+
+
+def _block_marker(line: str) -> tuple[str, str]:
+    """`line` as (its list, heading or quote marker or its rule, escaped; the rest)."""
+    if marker := _LINE_MARKER.match(line):
+        indent, sign = marker.groups()
+        escaped = sign[:-1] + "\\" + sign[-1] if sign[0].isdigit() else "\\" + sign
+        return indent + escaped, line[marker.end() :]
+    if rule := _RULE.match(line):
+        return rule.group(1) + "\\" + rule.group(2), line[rule.end(2) :]
+    return "", line
+
+
+def _own_words(text: str, *, line_start: bool) -> str:
+    """The bot's words, where Markdown would take a line for a list, heading, quote or rule
+    (a value of `-` for "none" shows as a bullet): that marker escaped, the rest as written."""
+    lines = text.split("\n")
+    return "\n".join(
+        "".join(_block_marker(line)) if line_start or index else line
+        for index, line in enumerate(lines)
+    )
 
 
 def _cap(text: str, cap: int | None) -> str:

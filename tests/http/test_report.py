@@ -32,6 +32,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
@@ -44,6 +45,7 @@ from sqlalchemy import select
 
 from storage import db
 from storage.models import OutboxMessage, Ticket
+from tests.adaptive_schema import validate_adaptive_card
 from tests.fakes.botframework import FakeConnector
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import AppHarness, wait_until
@@ -270,8 +272,6 @@ async def test_teams_report_answers_with_the_card_and_the_chart_attached(
     assert answer["_conversation_id"] == CHANNEL  # where it was asked
     card, image = answer["attachments"]
     assert card["contentType"] == "application/vnd.microsoft.card.adaptive"
-    from tests.adaptive_schema import validate_adaptive_card
-
     validate_adaptive_card(card["content"])
     [fact_set] = [e for e in card["content"]["body"] if e["type"] == "FactSet"]
     facts = {f["title"]: f["value"].replace("\\", "") for f in fact_set["facts"]}
@@ -839,3 +839,35 @@ async def test_a_report_on_a_client_with_a_long_name_has_its_whole_title_on_the_
         png = base64.b64decode(image["contentUrl"].removeprefix("data:image/png;base64,"))
         assert png_size(png) == (1200, 750)
         assert not _title_touches_the_edges(png), name
+
+
+def markdown_list_lines(card: dict[str, Any]) -> list[str]:
+    """Lines of the card's TextBlocks and facts that Markdown (Teams renders both) takes for a
+    list item or a rule, not for the text written: a bare `-` shows as a bullet."""
+    texts = [e["text"] for e in card["body"] if e["type"] == "TextBlock"]
+    for element in card["body"]:
+        if element["type"] == "FactSet":
+            texts += [f["value"] for f in element["facts"]] + [f["title"] for f in element["facts"]]
+    marker = re.compile(r"^ {0,3}([-+*]|\d{1,9}[.)])(\s|$)|^ {0,3}[-=]+\s*$")
+    return [line for text in texts for line in text.split("\n") if marker.match(line)]
+
+
+async def test_teams_report_with_no_survey_shows_the_csat_average_as_a_dash_not_a_bullet(
+    make_app, connector: FakeConnector
+):
+    """Seen in the Agents Playground: with no survey answered, **CSAT average** showed a
+    bullet (`•`): its value, `-`, is a list item to Markdown."""
+    app: AppHarness = await make_app(people=TEAMS_PEOPLE)
+    before = len(connector.activities())
+    text = "<at>Helpdesk</at> ticket report"
+    response = await app.teams(teams_message(connector.service_url, text, conversation=CHANNEL))
+    assert response.status < 300
+    await wait_until(lambda: len(connector.activities()) > before, what="the report")
+    attached, _chart = connector.activities()[before]["attachments"]
+    card = attached["content"]
+    validate_adaptive_card(card)
+    facts = {
+        f["title"]: f["value"] for e in card["body"] if e["type"] == "FactSet" for f in e["facts"]
+    }
+    assert facts["CSAT average"].replace("\\", "") == "-"
+    assert markdown_list_lines(card) == []
