@@ -8,6 +8,7 @@ from cards.model import Inline, Rich, plain
 from handlers.durations import format_duration
 from handlers.formatting import someone, technician, when
 from handlers.sla.rules import TARGETS, Target, outcome
+from handlers.types import REPLY_CHAIN, channel_of
 from storage.models import Ticket
 
 NAMES = {"respond": "Respond", "resolve": "Resolve"}
@@ -49,8 +50,26 @@ def first_response_line(ticket: Ticket) -> Inline:
     # Another technician than the ticket's: only their platform id is kept, a mention on
     # Slack (it shows their name there).
     who: Inline = technician(ticket) if by == ticket.technician_id else someone(via[0], by, None)
-    where = via[0] + (f" ({via[1]})" if len(via) > 1 and via[1] else "")
+    conversation = via[1] if len(via) > 1 else ""
+    if via[0] == "teams":
+        where = "Teams" + (f", in {teams_place(conversation, ticket)}" if conversation else "")
+    else:
+        where = via[0] + (f" ({conversation})" if conversation else "")
     return Rich(f"First response: {when(ticket.first_response_at)} by ", who, f" via {where}")
+
+
+def teams_place(conversation: str, ticket: Ticket) -> str:
+    """A Teams conversation as a person reads it: its id (`a:1Xk…`, `19:…@thread.tacv2`) means
+    nothing to them."""
+    if ticket.source_platform == "teams" and channel_of(conversation) == channel_of(
+        ticket.source_channel or ""
+    ):
+        return "the ticket's conversation"
+    if conversation.startswith("a:"):
+        return "a 1:1 chat with the bot"
+    if conversation.endswith("@thread.tacv2") or REPLY_CHAIN in conversation:
+        return "a channel"
+    return "another chat"
 
 
 def _left(due: datetime, now: datetime) -> str:

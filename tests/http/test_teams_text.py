@@ -12,8 +12,10 @@ from storage.models import TimeEntry
 from tests.fakes.botframework import FakeConnector
 from tests.harness import AppHarness, only_ticket
 from tests.http.conftest_teams import (
+    CHANNEL,
     CONFIG,
     PEOPLE,
+    PERSONAL,
     activity,
     card_of,
     form_values,
@@ -87,3 +89,35 @@ async def test_html_character_references_are_decoded_before_storing(
     async with app.services.sessions() as session:
         note = (await session.execute(select(TimeEntry.note))).scalar_one()
     assert note == "swapped <toner> & drum"
+
+
+async def test_first_response_says_where_in_teams_in_words_not_a_conversation_id(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    """Seen in the Agents Playground: every card after the first response said `via teams
+    (74402055-bfcb-4c6b-9f57-c7add6c91c2f)`, the Teams conversation's id, which tells a
+    technician nothing."""
+
+    async def shown(number: str) -> str:
+        card = card_of(await say(app, connector, f"ticket show {number}"))
+        line = next(e["text"] for e in card["body"] if "First response" in e.get("text", ""))
+        return str(line)
+
+    app = await with_ticket(make_app, connector)
+    await say(app, connector, "ticket time HD-1 30m")
+    first = await shown("HD-1")
+    assert first.endswith("via Teams, in the ticket's conversation"), first
+    assert PERSONAL not in first
+
+    # A second ticket, opened in the 1:1 chat, answered from a channel.
+    form = card_of(await say(app, connector, "ticket new Scanner"))
+    value = {**submit_action(form)["fallback"]["data"], **form_values(summary="Scanner")}
+    posted = len(connector.activities())
+    assert (await app.teams(activity(connector.service_url, value=value))).status == 201
+    await connector.wait_for(lambda r: r.method == "POST", count=posted + 1)
+    sent = message(connector.service_url, "ticket time HD-2 15m", conversation=CHANNEL)
+    assert (await app.teams(sent)).status == 201
+    await connector.wait_for(lambda r: r.method == "POST", count=posted + 2)
+    second = await shown("HD-2")
+    assert second.endswith("via Teams, in a channel"), second
+    assert CHANNEL not in second
