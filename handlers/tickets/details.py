@@ -40,10 +40,14 @@ async def details(
         out.append(
             Facts(
                 [
+                    # The person in the value: in the title column (narrow on Teams) the
+                    # date, name and e-mail ran together and the address broke mid-word.
                     (
-                        Rich(f"{when(e.at)} ", people[e.actor_id]),
+                        when(e.at),
                         Rich(
                             format_duration(timedelta(minutes=e.minutes)),
+                            " by ",
+                            people[e.actor_id],
                             *((" - ", Typed(e.note)) if e.note else ()),
                         ),
                     )

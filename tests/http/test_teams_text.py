@@ -4,6 +4,7 @@ character references Teams puts in the text; stored and prefilled as typed."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import select
@@ -121,3 +122,20 @@ async def test_first_response_says_where_in_teams_in_words_not_a_conversation_id
     second = await shown("HD-2")
     assert second.endswith("via Teams, in a channel"), second
     assert CHANNEL not in second
+
+
+async def test_a_time_entry_on_show_has_the_date_as_its_label_and_who_in_the_value(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    """Seen in the Agents Playground: `show` listed a time entry under a label holding the
+    date, the technician's name and e-mail (`2026-12-07 08:38 UTC Alex Wilber (alexw@example.c
+    om)`), run together in the narrow bold column with the address broken in two."""
+    app = await with_ticket(make_app, connector)
+    await say(app, connector, "ticket time HD-1 30m checked the spooler")
+    card = card_of(await say(app, connector, "ticket show HD-1"))
+    at = card["body"].index(
+        next(e for e in card["body"] if e.get("text", "").startswith("Time entries"))
+    )
+    [entry] = card["body"][at + 1]["facts"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", entry["title"]), entry
+    assert entry["value"] == "30m by Tom Tech (tech@example.com) - checked the spooler"
