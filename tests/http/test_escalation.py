@@ -9,9 +9,10 @@ import re
 import time
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
-from storage.models import TicketEvent
+from storage.models import Ticket, TicketEvent
 from tests.adaptive_schema import validate_adaptive_card
 from tests.fakes.botframework import FakeConnector
 from tests.fakes.slack_api import FakeSlack
@@ -555,3 +556,37 @@ async def test_teams_a_numbered_list_left_empty_bounces(make_app, connector: Fak
     await asyncio.sleep(1.0)
     assert connector.activities(TEAMS_QUEUE) == []
     assert await escalated_events(app) == []
+
+
+async def test_teams_escalate_button_keeps_its_form_on_a_ticket_with_no_response_yet(
+    make_app, connector: FakeConnector
+):
+    """As **Close** (test_closure_teams): the click is the first response, whose refresh of the
+    ticket card overwrote the escalation form Action.Execute had just put in its place."""
+    config = {**CONFIG, "teams": {"service_url": connector.service_url, "tenant_id": "t-1"}}
+    app: AppHarness = await make_app(config=config, people=PEOPLE)
+    form = card_of(await say(app, connector, text="ticket new VPN down"))
+    values = {**submit_action(form)["fallback"]["data"], **form_values(category="network")}
+    card = card_of(await say(app, connector, values))
+    async with app.services.sessions() as session:
+        ticket = (await session.execute(select(Ticket))).scalar_one()
+    assert ticket.card_message and ticket.first_response_at is None
+    [button] = [a for a in card["actions"] if a.get("title") == "Escalate"]
+    sent = activity(
+        connector.service_url,
+        type="invoke",
+        name="adaptiveCard/action",
+        value={
+            "action": {"type": "Action.Execute", "verb": button["verb"], "data": button["data"]}
+        },
+        replyToId=ticket.card_message,  # Teams: the clicked card's message
+    )
+    answer = await (await app.teams(sent)).json()
+    assert answer["type"] == CARD_TYPE, answer
+    validate_adaptive_card(answer["value"])
+    assert [i["label"] for i in inputs(answer["value"])] == LABELS
+    with pytest.raises(AssertionError, match="timed out"):
+        await wait_until(
+            lambda: any(u["_activity_id"] == ticket.card_message for u in connector.updates()),
+            timeout=1.0,
+        )
