@@ -63,6 +63,9 @@ _LINE_MARKER = re.compile(r"^( {0,3})([-+]|\d{1,9}[.)]|#{1,6}|>)(?=[ \t]|$)")
 # A line that is only `-` or `=` (a rule, or a heading underline for the line before).
 _RULE = re.compile(r"^( {0,3})([-=])[-= \t]*$")
 
+# A line of the bot's own words that is only hyphens (its "none"), with blanks around them.
+_HYPHENS = re.compile(r"^[ \t]*-[- \t]*$")
+
 _STYLES = {"primary": "positive", "danger": "destructive"}
 
 
@@ -139,11 +142,13 @@ def _block_marker(line: str) -> tuple[str, str]:
 
 
 def _own_words(text: str, *, line_start: bool) -> str:
-    """The bot's words, where Markdown would take a line for a list, heading, quote or rule
-    (a value of `-` for "none" shows as a bullet): that marker escaped, the rest as written."""
+    """The bot's words as written, except a line that is only hyphens (its `-` for "none"):
+    Markdown draws that as a bullet or a rule, and a backslash before it shows literally in
+    some Teams clients (as in every other place the bot's words are never escaped), so its
+    hyphens become en dashes."""
     lines = text.split("\n")
     return "\n".join(
-        "".join(_block_marker(line)) if line_start or index else line
+        line.replace("-", "\u2013") if (line_start or index) and _HYPHENS.match(line) else line
         for index, line in enumerate(lines)
     )
 

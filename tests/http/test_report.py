@@ -856,7 +856,8 @@ async def test_teams_report_with_no_survey_shows_the_csat_average_as_a_dash_not_
     make_app, connector: FakeConnector
 ):
     """Seen in the Agents Playground: with no survey answered, **CSAT average** showed a
-    bullet (`•`): its value, `-`, is a list item to Markdown."""
+    bullet (`•`): its value, `-`, is a list item to Markdown. It is an en dash on Teams, with
+    no backslash (which some Teams clients show literally)."""
     app: AppHarness = await make_app(people=TEAMS_PEOPLE)
     before = len(connector.activities())
     text = "<at>Helpdesk</at> ticket report"
@@ -869,5 +870,6 @@ async def test_teams_report_with_no_survey_shows_the_csat_average_as_a_dash_not_
     facts = {
         f["title"]: f["value"] for e in card["body"] if e["type"] == "FactSet" for f in e["facts"]
     }
-    assert facts["CSAT average"].replace("\\", "") == "-"
+    assert facts["CSAT average"] == "\u2013"
     assert markdown_list_lines(card) == []
+    assert not [f for f in facts.values() if "\\" in f], facts
