@@ -113,8 +113,8 @@ def plain(value: Inline) -> str:
 @dataclass(frozen=True)
 class Text:
     """A paragraph. `heading` renders larger/bold; `muted` renders small/subtle. `about`: the
-    form field it explains; a form shown again with an error on that field leaves it out (the
-    error, said under the field, replaces it)."""
+    form field it explains; a form shown again with an error on that field, left empty, leaves it
+    out (the error, said under the field, replaces it)."""
 
     text: Inline
     heading: bool = False

@@ -180,6 +180,15 @@ def _refill(element: Element, data: dict[str, str], errors: dict[str, Inline]) -
     return out
 
 
+def _said_under_field(element: Element, data: dict[str, str], errors: dict[str, Inline]) -> bool:
+    """A paragraph explaining a field left empty that has an error: the error (why it is
+    needed) says it again under the field. Where something was typed, the error is about what
+    was typed, and the paragraph (the time already logged, why a KB article is needed) stays."""
+    if not isinstance(element, Text) or element.about not in errors:
+        return False
+    return not str(data.get(element.about) or "").strip()
+
+
 def error_form(deps: Deps, action: ActionId | None, data: dict[str, str], reply: Reply) -> Card:
     """The submitted form again, values kept, the problem on top and under each field
     (the form as the core gave it with the errors, else rebuilt from the submission; for a
@@ -195,8 +204,8 @@ def error_form(deps: Deps, action: ActionId | None, data: dict[str, str], reply:
         form = builder(deps, data)
     body = list(top)
     for element in form.body:
-        if isinstance(element, Text) and element.about in reply.field_errors:
-            continue  # said again, more precisely, under its field
+        if _said_under_field(element, data, reply.field_errors):
+            continue
         body.extend(_refill(element, data, reply.field_errors))
     return dataclasses.replace(form, body=body)
 

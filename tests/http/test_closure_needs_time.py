@@ -9,9 +9,10 @@ from typing import Any
 
 from tests.fakes.botframework import FakeConnector
 from tests.fakes.slack_api import FakeSlack
+from tests.harness import wait_until
 from tests.http import test_closure_slack as slack
 from tests.http import test_closure_teams as teams
-from tests.http.conftest_teams import note_under, submit_action
+from tests.http.conftest_teams import PERSONAL, message, note_under, submit_action
 
 
 async def test_slack_no_time_entry_and_no_time_spent_is_refused(
@@ -48,4 +49,30 @@ async def test_teams_no_time_entry_and_no_time_spent_is_refused(
     shown = teams.card_text(executed["value"])
     assert shown.count("No time is logged") == 1, shown
     assert "No time is logged on this ticket yet" in note_under(executed["value"], "time_spent")
+    assert (await teams.ticket(app)).status == "open"
+
+
+async def test_teams_a_mistyped_time_spent_still_shows_the_time_already_logged(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    """The form's note under the title is left out only where the field's error says the same
+    thing (nothing typed, nothing logged). A mistyped Time spent on a ticket with time logged
+    keeps "Time logged so far": whether to type any time at all hangs on it."""
+    app = await teams.start(make_app, connector)
+    await teams.new_ticket(app, connector)
+    posted = len(connector.activities(PERSONAL))
+    logging = message(connector.service_url, "ticket time HD-1 20m swapped the fuser")
+    assert (await app.teams(logging)).status == 201
+    await wait_until(lambda: len(connector.activities(PERSONAL)) > posted, what="time logged")
+    form = await teams.say(app, connector, text="ticket close HD-1")
+    submit = submit_action(form)["fallback"]["data"]
+    mistyped = {**submit, **teams.close_values(), "time_spent": "a while"}
+    again = await teams.say(app, connector, mistyped)
+    shown = teams.card_text(again)
+    assert "not closed" in shown and note_under(again, "time_spent"), shown
+    assert "Time logged so far: 20m" in shown, shown
+    executed = await teams.invoke(app, connector, "ticket.close.submit", mistyped)
+    shown = teams.card_text(executed["value"])
+    assert note_under(executed["value"], "time_spent"), shown
+    assert "Time logged so far: 20m" in shown, shown
     assert (await teams.ticket(app)).status == "open"
