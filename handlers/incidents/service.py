@@ -214,7 +214,7 @@ async def on_p1(
     bridge = deps.config.incident.bridge_url
     queued: list[str] = []
     card = cards.notice(ticket, bridge)
-    for platform, channel in _notice_targets(deps):
+    for platform, target in _notice_targets(deps):  # not `channel`: where the P1 was made
         if await outbox.enqueue(
             session,
             kind="message",
@@ -222,7 +222,7 @@ async def on_p1(
             dedup_key=dedup_key(ticket.number, f"notice:{platform}"),
             payload={
                 "platform": platform,
-                "channel": channel,
+                "channel": target,
                 "thread": None,
                 "ticket": ticket.number,
                 "purpose": NOTICE,

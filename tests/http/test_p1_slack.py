@@ -345,3 +345,19 @@ async def test_a_resolve_refused_for_good_says_to_resolve_it_by_hand(
     [text] = told_now()
     assert "Resolve the alert in the pager by hand" in text, text
     assert "Reach the on-call another way" not in text
+
+
+async def test_the_p1_event_names_where_the_p1_was_opened_or_raised_not_the_incident_channel(
+    make_app, slack_api: FakeSlack
+):
+    """SPEC "Tickets": an event says which channel the change was made in. The notice goes to
+    the incident channel; the P1 was opened (intake) or raised (`p1`) in C0HELP."""
+    app = await start(make_app, slack_api, None)
+    await slack_ticket(app, slack_api)  # HD-1, opened at P1 from C0HELP
+    await slack_ticket(app, slack_api, priority="P3")  # HD-2
+    assert (await app.slash("p1 HD-2")).status == 200
+    await eventually(lambda: len(slack_posts(slack_api, INCIDENT_CHANNEL)) == 2, what="notices")
+    async with app.services.sessions() as session:
+        query = select(TicketEvent).where(TicketEvent.kind == "incident.p1")
+        events = list((await session.execute(query.order_by(TicketEvent.id))).scalars())
+    assert [(e.actor_id, e.channel) for e in events] == [("UTECH", "C0HELP")] * 2
