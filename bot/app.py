@@ -285,7 +285,7 @@ async def stop_services(services: Services) -> None:
     if services.worker is not None:
         steps.append(("outbox worker", services.worker.close()))
     if services.slack is not None:
-        steps.append(("Slack calls", services.slack.drain()))
+        steps.append(("Slack calls", services.slack.drain(stopping=True)))
     if services.teams is not None:
         steps.append(("Teams answers", services.teams.bot.drain()))
         services.teams.close()

@@ -176,6 +176,8 @@ class SlackFront:
         self.deps = deps
         self.client = client
         self._tasks: set[asyncio.Task[None]] = set()
+        # Set at shutdown: a file still being read is taken as Slack sent it (see _file_info).
+        self._stopping = asyncio.Event()
         signing = settings.slack_signing_secret
         # Served over HTTP only with a signing secret. Verification is never switched off:
         # Bolt skips it for requests that came over the Socket Mode WebSocket (already
@@ -591,9 +593,7 @@ class SlackFront:
         id (`file_access: check_file_info`) or no link. Never downloaded."""
         if shared.get("file_access") == "check_file_info" or not shared.get("permalink"):
             try:
-                found = await asyncio.wait_for(
-                    self.client.files_info(file=str(shared["id"])), FILE_INFO_WAIT
-                )
+                found = await self._file_info(str(shared["id"]))
                 shared = {**shared, **(found.get("file") or {})}
             except (SlackApiError, TimeoutError) as exc:
                 error = slack_error(exc.response) if isinstance(exc, SlackApiError) else "timeout"
@@ -605,6 +605,24 @@ class SlackFront:
             "content_type": shared.get("mimetype") or "",
             "size": shared.get("size"),
         }
+
+    async def _file_info(self, file_id: str) -> Any:
+        """files.info within FILE_INFO_WAIT, or until shutdown (TimeoutError): the event was
+        acked, so the message is recorded with the file by its id rather than lost with the
+        read when shutdown's few seconds for Slack's work run out."""
+        call = asyncio.ensure_future(self.client.files_info(file=file_id))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait(
+                {call, stopping}, timeout=FILE_INFO_WAIT, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stopping.cancel()
+            if not call.done():
+                call.cancel()
+        if not call.done():
+            raise TimeoutError
+        return call.result()
 
     async def _handle(self, interaction: Interaction, *, instant: bool = False) -> Reply:
         """The core's answer; an unexpected failure is logged and shown with its reference.
@@ -715,8 +733,11 @@ class SlackFront:
             # Envelopes in hand are answered and acknowledged first (Slack waits 3 s).
             await socket.stop(STOP_WAIT)
 
-    async def drain(self) -> None:
-        """Wait for post-ack calls still running (shutdown, tests)."""
+    async def drain(self, *, stopping: bool = False) -> None:
+        """Wait for post-ack calls still running (shutdown, tests). `stopping`: files still
+        being read are not waited for (see _file_info)."""
+        if stopping:
+            self._stopping.set()
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 

@@ -420,5 +420,32 @@ async def test_slack_a_file_read_slowly_is_answered_within_3_s_and_recorded_once
     assert len(await events(app, "attachment.added")) == 1
 
 
+async def test_slack_a_file_still_being_read_at_shutdown_is_recorded_not_lost(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """The bot stops (SIGTERM) while files.info is still answering (it may take 10 s; shutdown
+    gives Slack's work 3 s). The event was acked: Slack sends it no more. The reply and its file
+    are recorded as far as they are known (by id), not dropped with the read."""
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    number = await s.ticket()
+    thread = (s.card(number) or {})["ts"]
+    slack_api.add_file("F0SLOW", "trace.etl", mimetype="application/octet-stream")
+    slack_api.delay_answer("files.info", 8.0)
+    body = s.event(
+        user="UANA", thread=thread, files=[{"id": "F0SLOW", "file_access": "check_file_info"}]
+    )
+    assert (await app.slack(body, content_type="application/json")).status == 200
+    await wait_until(lambda: slack_api.calls("/api/files.info") != [], what="files.info asked")
+    started = time.monotonic()
+    await app.stop()
+    assert time.monotonic() - started < 6
+    again: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    await wait_until(lambda: _attached(again, 1), timeout=5, what="the file recorded")
+    [found] = await attachments(again)
+    assert found.actor_id == "UANA"
+    assert len(await events(again, "attachment.added")) == 1
+
+
 async def _attached(app: AppHarness, n: int) -> bool:
     return len(await attachments(app)) >= n
