@@ -387,6 +387,39 @@ async def test_a_late_refusal_of_a_form_reaches_the_person(
 
 
 @pytest.mark.parametrize("source", ["graph"], indirect=True)
+async def test_a_late_refusal_of_a_form_from_a_channel_the_bot_is_not_in_goes_by_dm(
+    make_app, slack_api: FakeSlack, source: Source
+):
+    """The escalation form was opened with the slash command in a channel the bot is not a
+    member of (C0ELSEWHERE): the late refusal cannot be shown there, so Pat gets it by DM."""
+    assert source.graph is not None
+    security = {"security": {"slack": "C0SECURITY"}}
+    app = await start(make_app, slack_api, source, cache_ttl="0s", queues=security)
+    await new_ticket(app, slack_api, requester=ANA.slack)
+    opened = len(slack_api.views_opened())
+    await app.slash("escalate HD-1", user=TOM.slack, channel="C0ELSEWHERE")
+    await slack_api.wait_for_method("views.open", count=opened + 1)
+    view = slack_api.views_opened()[-1]["view"]
+    assert json.loads(view["private_metadata"])["channel"] == "C0ELSEWHERE"
+    facts = {
+        "repro_steps": "Open the laptop and sign in",
+        "error_text": "Account locked",
+        "already_tried": "Reset the password twice today",
+        "asset_link": "",
+        "user_impact": "Cannot work",
+    }
+    values: dict[str, Any] = {k: {"type": "plain_text_input", "value": v} for k, v in facts.items()}
+    values["queue"] = {"type": "static_select", "selected_option": {"value": "security"}}
+    slack_api.fail_ok_false("chat.postEphemeral", "channel_not_found")
+    source.graph.fail("/v1.0/*", 429, times=1, headers={"Retry-After": "3"})
+    submitted = view_submission(view, values, user=PAT.slack, view_id="V-PAT")
+    assert (await app.interactive(submitted)).status == 200
+    await wait_until(lambda: posts_to(slack_api, f"D{PAT.slack}") != [], timeout=10)
+    [told] = posts_to(slack_api, f"D{PAT.slack}")
+    assert "Only technicians can escalate" in json.dumps(told), told
+
+
+@pytest.mark.parametrize("source", ["graph"], indirect=True)
 async def test_a_late_form_error_shows_what_was_typed_as_typed(
     make_app, slack_api: FakeSlack, source: Source
 ):
