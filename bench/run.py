@@ -190,6 +190,7 @@ async def prepare_database(db: str, tmp: Path, opts: Options, env: dict[str, str
         return f"sqlite+aiosqlite:///{tmp / 'helpdesk.db'}"
     from storage import db as storage_db
 
+    await _create_database_if_missing(opts.pg_url)
     engine = storage_db.create_engine(opts.pg_url)
     try:
         async with engine.begin() as conn:
@@ -199,6 +200,24 @@ async def prepare_database(db: str, tmp: Path, opts: Options, env: dict[str, str
         await engine.dispose()
     run_checked(["-m", "bot", "migrate"], {**env, "DATABASE_URL": opts.pg_url}, tmp / "migrate.log")
     return opts.pg_url
+
+
+async def _create_database_if_missing(url: str) -> None:
+    """The database `url` names, created on its server when it is not there yet (a new
+    machine has only `postgres` and `test`)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    name = make_url(url).database
+    admin_url = make_url(url).set(database="postgres")
+    admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            known = "SELECT 1 FROM pg_database WHERE datname = :name"
+            if (await conn.execute(text(known), {"name": name})).first() is None:
+                await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        await admin.dispose()
 
 
 def cancel_on_signals() -> None:
