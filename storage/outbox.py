@@ -491,6 +491,10 @@ class DeliveryState:
     claimed: bool = False
     # A delivered PSA write that went without facts the PSA would not let the bot read.
     went_without: str = ""
+    # What tells rows of one purpose apart (`ticket show` labels): whether the row is the
+    # ticket card, and its dedup key (an SLA alarm's names its target).
+    ticket_card: bool = False
+    dedup_key: str = ""
 
 
 _STATES = (
@@ -503,6 +507,8 @@ _STATES = (
         _OUTBOX.c.due_at,
         _OUTBOX.c.claimed_until.is_not(None),
         _OUTBOX.c.result["went_without"].as_string(),
+        _OUTBOX.c.payload["ticket_card"].as_boolean(),
+        _OUTBOX.c.dedup_key,
     )
     .where(_OUTBOX.c.ticket_id == bindparam("ticket_id"))
     .order_by(_OUTBOX.c.id)
@@ -533,7 +539,18 @@ async def states_for(session: AsyncSession, ticket_id: int) -> list[DeliveryStat
     conn = await statements.connection(session)
     rows = await conn.execute(_STATES, {"ticket_id": ticket_id})
     return [
-        DeliveryState(r[0], r[1] or "", r[2], r[3], r[4], r[5], bool(r[6]), r[7] or "")
+        DeliveryState(
+            r[0],
+            r[1] or "",
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            bool(r[6]),
+            r[7] or "",
+            bool(r[8]),
+            r[9] or "",
+        )
         for r in rows
     ]
 

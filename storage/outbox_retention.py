@@ -2,8 +2,9 @@
 
 A row's payload is what was sent (whole rendered cards, DMs, pages: a few KB). Once the row is
 finished (delivered, dead or cancelled), what still reads it is:
-- `ticket show` and its PSA lines (`outbox.states_for`): kind, the payload's `purpose`,
-  status, attempts, last_error, due_at, whether it is claimed, the result's `went_without`;
+- `ticket show` and its PSA lines (`outbox.states_for`): kind, the payload's `purpose` and
+  `ticket_card`, status, attempts, last_error, due_at, whether it is claimed, the result's
+  `went_without`;
 - its dedup key: queuing the key again is refused (`outbox.enqueue`), and that is what stops
   a second survey, page, notice, nudge, SLA warning or report of the same cause, ever;
 - an edit of the message it posted: a notice update (or a page's resolve) queued `after` it
@@ -17,12 +18,12 @@ kept on the ticket itself. Closing is final, so once a ticket has been closed fo
 row of it finished KEEP ago, nothing reads more of the row than the above.
 
 `trim` then keeps exactly that: every column (the dedup key, status, attempts, last_error,
-times, ...), the payload's `purpose` and the result's KEPT_RESULT keys; the rest of the payload
-and result and the last worker's name go. A row with no ticket and no dedup key (an answer sent
-again after throttling, a queue notice about no ticket) is read by nothing once finished:
-`delete_orphans` removes it KEEP after it finished. Rows of open tickets, rows not finished
-(pending or claimed) and rows in doubt are never touched; a row with a dedup key is never
-deleted.
+times, ...), the payload's KEPT_PAYLOAD keys and the result's KEPT_RESULT keys; the rest of the
+payload and result and the last worker's name go. A row with no ticket and no dedup key (an
+answer sent again after throttling, a queue notice about no ticket) is read by nothing once
+finished: `delete_orphans` removes it KEEP after it finished. Rows of open tickets, rows not
+finished (pending or claimed) and rows in doubt are never touched; a row with a dedup key is
+never deleted.
 
 Both are one statement over at most `limit` rows, oldest first: the caller commits, so a
 batch holds its locks only that long. Rows another process is trimming are skipped, not waited
@@ -53,7 +54,7 @@ from storage.models import OutboxMessage, Ticket, UtcDateTime
 
 # How long a finished row is kept whole: after it finished, and after its ticket was closed.
 KEEP = timedelta(days=30)
-KEPT_PAYLOAD = ("purpose",)
+KEPT_PAYLOAD = ("purpose", "ticket_card")
 # Where a posted message is (for its edits), and what a PSA write went without (`show`).
 KEPT_RESULT = ("channel", "ts", "activity_id", "went_without")
 # The first batch's lower bound (rows are walked by due_at, each batch after the last one).

@@ -7,6 +7,7 @@ from handlers.sla.cards import status_lines
 from handlers.sla.deliveries import is_alarm, prepare_alarm
 from handlers.sla.rules import PRIORITY_MEANING, SlaDue, due_times, outcome, priority_warning
 from handlers.sla.service import (
+    alarm_of_key,
     move_targets,
     on_closed,
     record_first_response,
@@ -17,6 +18,7 @@ from handlers.sla.service import (
 __all__ = [
     "PRIORITY_MEANING",
     "SlaDue",
+    "alarm_of_key",
     "due_times",
     "is_alarm",
     "move_targets",

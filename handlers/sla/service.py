@@ -47,6 +47,14 @@ def alarm_key(ticket: Ticket, alarm: Alarm, due: datetime) -> str:
     )
 
 
+def alarm_of_key(key: str) -> tuple[str, str] | None:
+    """The target and place an `alarm_key` names (the key outlives the row's payload)."""
+    parts = key.split(":")
+    if len(parts) != 6 or parts[0] != KEY_PREFIX:
+        return None
+    return parts[2], parts[4]
+
+
 def _seconds(later: datetime, earlier: datetime) -> int:
     return max(int((later - earlier).total_seconds()), 0)
 

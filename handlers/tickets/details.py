@@ -12,17 +12,10 @@ from handlers import identity, psa, working
 from handlers.directory import Directory
 from handlers.durations import format_duration
 from handlers.formatting import listed, someone, technician, when
+from handlers.tickets.delivery_labels import delivery_label
 from storage import outbox
 from storage import tickets as repo
 from storage.models import CsatSurvey, IdentityCheck, Ticket
-
-KIND_NAMES = {
-    "message": "ticket card / notice",
-    "dm": "direct message",
-    "update": "message update",
-    "page.pagerduty": "PagerDuty page",
-    "page.opsgenie": "Opsgenie alert",
-}
 
 
 async def details(
@@ -118,7 +111,7 @@ async def details(
 def _kind(row: outbox.DeliveryState, ticket: Ticket) -> str:
     if row.kind in psa.KINDS:
         return psa.kind_label(row.kind, ticket.psa_system)
-    return KIND_NAMES.get(row.kind, row.kind) + (f" ({row.purpose})" if row.purpose else "")
+    return delivery_label(row)
 
 
 async def _who(directory: Directory, ticket: Ticket, user_id: str) -> Mention:

@@ -219,7 +219,7 @@ async def test_filler_refused_good_note_closes_survey_rated_once(make_app, slack
         "CSAT rating",
         "4/5",
         "Deliveries",
-        "csat-survey",
+        "CSAT survey to the requester",
         "delivered (attempt 1)",
     ):
         assert part in shown, part

@@ -169,7 +169,7 @@ async def test_pagerduty_500_twice_then_accepted_pages_once_and_tells_technician
     assert thread and through.get("thread_ts") == thread
     assert failing.get("thread_ts") == thread
     shown = json.dumps(await (await app.slash("show HD-1")).json())
-    assert "PagerDuty page (trigger)" in shown and "delivered (attempt 3)" in shown
+    assert "*PagerDuty page:* delivered (attempt 3)" in shown
 
 
 async def test_page_failing_while_the_card_is_being_posted_is_reported_in_its_thread(
@@ -253,7 +253,7 @@ async def test_closing_the_p1_resolves_pages_and_updates_the_notice(
     assert "Resolved" in json.dumps(update) and "HD-1" in json.dumps(update)
     assert len(slack_posts(slack_api, INCIDENT_CHANNEL)) == 1
     shown = json.dumps(await (await app.slash("show HD-1")).json())
-    assert "PagerDuty page (resolve)" in shown and "message update" in shown
+    assert "*PagerDuty resolve:*" in shown and "*Incident notice updated:*" in shown
 
 
 async def test_closing_before_anything_went_out_pages_nobody_and_posts_a_resolved_notice(

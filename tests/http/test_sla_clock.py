@@ -894,3 +894,32 @@ async def test_slack_a_first_response_by_another_technician_shows_them_as_a_ment
     assert (await ticket(app, row.number)).first_response_by == "UBOB"
     shown = await show(app, row.number)
     assert "by <@UBOB> via slack (C0HELP)" in shown, shown
+
+
+async def test_show_labels_each_delivery_in_plain_words(make_app, slack_api: FakeSlack):
+    """`show`'s Deliveries said "ticket card / notice (sla-warning)" for both warnings, with
+    nothing saying which target, and "message update (ticket-card)" for a refreshed card."""
+    clock, t0 = sla_clock()
+    app = await start(make_app, slack_api, clock)
+    row = await open_ticket(app, slack_api)
+    shown = await show(app, row.number)
+    for label in ("Ticket card", "SLA warning: respond by", "SLA warning: resolve by"):
+        assert f"*{label}:*" in shown, label
+
+    clock.set(t0 + timedelta(hours=2))  # the respond breach, and the card refreshed for it
+    await arrives(lambda: in_channel(slack_api, row, "SLA breach"), "the respond breach")
+    await wait_until(
+        lambda: any(
+            "Respond: missed" in json.dumps(u) for u in slack_api.method_calls("chat.update")
+        ),
+        what="the refreshed card",
+    )
+    shown = await show(app, row.number)
+    for label in (
+        "Ticket card refreshed",
+        "SLA breach: respond by",
+        "SLA breach: respond by (in the channel)",
+    ):
+        assert f"*{label}:*" in shown, label
+    for internal in ("ticket card / notice", "(sla-", "message update", "ticket-card"):
+        assert internal not in shown, internal
