@@ -201,7 +201,7 @@ async def test_close_survey_and_rating_over_teams(make_app, connector: FakeConne
         "Incident",
         "4/5",
         "https://kb.example.com/article/42",
-        "csat-survey",
+        "CSAT survey to the requester",
         "delivered",
     ):
         assert part in details, part

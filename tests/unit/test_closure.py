@@ -575,8 +575,8 @@ async def test_ticket_show_details(deps: Deps) -> None:
         GOOD_NOTE,
         "Incident",
         "4/5",
-        "csat-survey",
-        "vip-followup",
+        "CSAT survey to the requester",
+        "VIP follow-up reminder",
         "queued for",
     ):
         assert expected in text, expected
