@@ -18,7 +18,7 @@ text plain strings) is read with every string as typed text.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import StrEnum
 from typing import Any, Literal
@@ -296,6 +296,35 @@ def _span(raw: Any, legacy: bool) -> Span:
         text = {k: str(raw.get(k) or "") for k in ("name", "email", "slack_id", "id")}
         return Mention(text["name"], text["email"], text["slack_id"], text["id"])
     raise ValueError(f"unknown text span {kind!r}")
+
+
+def inline_data(value: Inline) -> Any:
+    """`value` as JSON keeps it (a message's text in the outbox or a kept answer), read back
+    by `read_inline`."""
+    return _data(value)
+
+
+def read_inline(raw: Any) -> Inline:
+    """Text kept by `inline_data`."""
+    return _inline(raw, legacy=False)
+
+
+def kept_text(text: Inline) -> dict[str, Any]:
+    """A message's text as the outbox (or a kept answer) holds it: `text` in plain words (for
+    logs, reports and other readers) and `words`, which says whose words they are."""
+    return {"text": plain(text), "words": inline_data(text)}
+
+
+def read_kept_text(data: Mapping[str, Any]) -> Inline:
+    """The text `kept_text` kept; text kept without its `words` (by an earlier release, or
+    cut to a size) is read as typed text, shown literally."""
+    if "words" in data:
+        try:
+            return read_inline(data["words"])
+        except (TypeError, ValueError, KeyError, AttributeError):
+            pass
+    text = str(data.get("text") or "")
+    return Typed(text) if text else ""
 
 
 def _inline(raw: Any, legacy: bool) -> Inline:

@@ -114,6 +114,8 @@ def at_mention(name: str) -> str:
 # drops it, and an escape (`\<`) is what some Teams clients show literally; single angle
 # quotation marks read the same and mean nothing to Markdown.
 _PLACEHOLDER = re.compile(r"<([A-Za-z][\w -]*)>")
+# `[label](` in the bot's own words: the start of a Markdown link.
+_LINK = re.compile(r"\[([^\]\n]*)\]\(")
 
 
 def markdown(value: Inline, *, cap: int | None = None, own_cap: int | None = None) -> str:
@@ -124,6 +126,8 @@ def markdown(value: Inline, *, cap: int | None = None, own_cap: int | None = Non
     for span in spans(value):
         if isinstance(span, str):
             own = _PLACEHOLDER.sub("\u2039\\g<1>\u203a", _cap(span, own_cap))
+            # The bot never writes a Markdown link: one here is typed text not marked as such.
+            own = _LINK.sub(r"\\[\g<1>\\](", own)
             out += _own_words(own, line_start=out[-1:] in ("", "\n"))
         else:
             out += escape_markdown(_cap(plain(span), cap), line_start=out[-1:] in ("", "\n"))

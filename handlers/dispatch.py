@@ -256,10 +256,10 @@ async def handle(deps: Deps, interaction: Interaction, attempt: Attempt | None =
         return Reply(duplicate=True)
     except InvalidInput as exc:
         log.info("invalid input: %s %s", exc, sorted(exc.field_errors))
-        return Reply(text=str(exc), field_errors=exc.field_errors, card=exc.form)
+        return Reply(text=exc.words, field_errors=exc.field_errors, card=exc.form)
     except DomainError as exc:
         log.info("refused: %s", exc)
-        return Reply(text=str(exc))
+        return Reply(text=exc.words)
     except DirectoryUnavailable as exc:
         # Whatever needed the directory (who is a technician, who the requester is) was not
         # done; the source logged why. Not "something went wrong": it is an outage.

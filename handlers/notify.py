@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cards.model import Card
+from cards.model import Card, Inline, kept_text
 from handlers.config import HelpdeskConfig
 from handlers.deps import Deps
 from handlers.directory import Person
@@ -19,8 +19,8 @@ from storage import outbox
 from storage.models import Ticket
 
 
-def _content(text: str, card: Card | None) -> dict[str, Any]:
-    return {"text": text, "card": card.to_dict() if card else None}
+def _content(text: Inline, card: Card | None) -> dict[str, Any]:
+    return {**kept_text(text), "card": card.to_dict() if card else None}
 
 
 # Payload key: the person a note for the technician starts with a mention of: `slack_id`
@@ -47,7 +47,7 @@ def technician_mention(ticket: Ticket) -> dict[str, str] | None:
 async def tell_technician(
     session: AsyncSession,
     ticket: Ticket,
-    text: str,
+    text: Inline,
     *,
     card: Card | None = None,
     purpose: str = "",
@@ -88,7 +88,7 @@ TECHNICIAN_CHAT = "technician_chat"
 async def tell_technician_in_chat(
     session: AsyncSession,
     ticket: Ticket,
-    text: str,
+    text: Inline,
     *,
     purpose: str,
     due_at: datetime | None = None,
@@ -292,7 +292,7 @@ async def dm(
     *,
     platform: str,
     user_id: str,
-    text: str,
+    text: Inline,
     card: Card | None = None,
     ticket: Ticket | None = None,
     purpose: str = "",
@@ -322,7 +322,7 @@ async def notify_queue(
     session: AsyncSession,
     config: HelpdeskConfig,
     queue: str,
-    text: str,
+    text: Inline,
     *,
     card: Card | None = None,
     ticket: Ticket | None = None,
@@ -372,6 +372,7 @@ async def answer_later(
         "thread": None,
         "purpose": "answer",
         "text": content.get("text", ""),
+        **({"words": content["words"]} if "words" in content else {}),
         "card": content.get("card"),
     }
     if content.get("image"):  # an image that goes with the answer (the report's chart)
@@ -431,6 +432,7 @@ async def answer_privately_later(
         "purpose": "answer",
         **(extra or {}),
         "text": content.get("text", ""),
+        **({"words": content["words"]} if "words" in content else {}),
         "card": content.get("card"),
     }
     if content.get("image"):

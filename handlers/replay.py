@@ -29,7 +29,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from cards.model import Card
+from cards.model import Card, Inline, Typed, kept_text, plain, read_kept_text
 from handlers.types import Interaction, Reply
 
 log = logging.getLogger(__name__)
@@ -98,8 +98,8 @@ def kept(interaction: Interaction, reply: Reply) -> str:
 
 def _reply(interaction: Interaction, reply: Reply) -> dict[str, Any]:
     if reply.as_form and interaction.platform == "slack" and interaction.can_reply:
-        return {"text": FORM_AGAIN}
-    data: dict[str, Any] = {"text": reply.text}
+        return _words(FORM_AGAIN)
+    data: dict[str, Any] = _words(reply.text)
     if reply.as_form:  # a Teams form is a card like any other
         data["as_form"] = True
     if not reply.private:
@@ -117,11 +117,14 @@ def _reply(interaction: Interaction, reply: Reply) -> dict[str, Any]:
                 data["ticket_card_of"] = reply.ticket_card_of
                 data["card_version"] = reply.card_version
         else:
-            words = reply.text or reply.card.fallback
-            data["text"] = words[:MAX_TEXT]
-    elif len(reply.text) > MAX_TEXT:
-        data["text"] = reply.text[:MAX_TEXT]
+            data.update(_words(reply.text or Typed(reply.card.fallback)))
     return data
+
+
+def _words(text: Inline) -> dict[str, Any]:
+    """The text kept (cards.model.kept_text); longer than MAX_TEXT, cut, as typed text."""
+    said = plain(text)
+    return kept_text(Typed(said[:MAX_TEXT]) if len(said) > MAX_TEXT else text)
 
 
 def read(stored: str | None) -> Kept | None:
@@ -135,7 +138,7 @@ def read(stored: str | None) -> Kept | None:
         if isinstance(found, dict):
             card = found.get("card")
             reply = Reply(
-                text=str(found.get("text") or ""),
+                text=read_kept_text(found),
                 card=Card.from_dict(card) if isinstance(card, dict) else None,
                 private=bool(found.get("private", True)),
                 as_form=bool(found.get("as_form", False)),

@@ -7,7 +7,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from cards.model import ActionId, Card, Inline
+from cards.model import ActionId, Card, Inline, plain
 
 Platform = Literal["slack", "teams"]
 # A message in a ticket's thread (Slack) or naming a ticket with files (Teams); its
@@ -94,7 +94,9 @@ class Image:
 class Reply:
     """What the core answers; the edge renders it for its platform."""
 
-    text: str = ""
+    # The bot's words (`str`), or a `Rich`/`Typed` quoting what people typed, which each edge
+    # shows literally (cards.model); the bot's own words are never escaped.
+    text: Inline = ""
     card: Card | None = None
     private: bool = True
     # Show `card` as a form (Slack modal / Teams input card) rather than a message.
@@ -132,7 +134,12 @@ class Reply:
 
 
 class DomainError(Exception):
-    """A known problem the person can fix; its message is shown to them."""
+    """A known problem the person can fix; its message is shown to them. `message` is the
+    bot's words (`str`) or quotes what people typed (`Typed`, `Rich`): see cards.model."""
+
+    def __init__(self, message: Inline = "") -> None:
+        super().__init__(plain(message))
+        self.words: Inline = message
 
 
 class NotFound(DomainError):
@@ -149,7 +156,7 @@ class InvalidInput(DomainError):
 
     def __init__(
         self,
-        message: str,
+        message: Inline,
         field_errors: Mapping[str, Inline] | None = None,
         *,
         form: Card | None = None,

@@ -53,7 +53,7 @@ from bot.slack.deliveries import delivery_id
 from bot.slack.errors import slack_error
 from bot.slack.files import queue_image
 from cards import slack as blockkit
-from cards.model import ActionId, Card, Inline, Rich, Text, Typed, plain
+from cards.model import ActionId, Card, Inline, Rich, Text, plain
 from handlers.deps import Deps
 from handlers.dispatch import answer, is_instant
 from handlers.types import TICKET_MESSAGE, Actor, Conversation, Interaction, Reply
@@ -438,7 +438,7 @@ class SlackFront:
             await ack(response_action="update", view=view)
         elif reply.text and not reply.card and not reply.duplicate:
             # A refusal or problem: keep the person in the modal and say why.
-            notice = Card(title="Helpdesk", body=[Text(Typed(reply.text))], fallback=reply.text)
+            notice = Card(title="Helpdesk", body=[Text(reply.text)], fallback=plain(reply.text))
             await ack(response_action="update", view=blockkit.render_modal(notice))
         else:
             await ack()
@@ -449,14 +449,14 @@ class SlackFront:
         """A form answered after its modal closed: a refusal or problem goes to the person
         (ephemeral where the form came from, else a DM); success speaks through the outbox."""
         reply = await work
-        problem = " ".join([reply.text, *map(plain, reply.field_errors.values())]).strip()
+        problem = " ".join(map(plain, [reply.text, *reply.field_errors.values()])).strip()
         if reply.duplicate or not problem or (reply.card and not reply.field_errors):
             return
         user, channel = interaction.actor.id, interaction.conversation.id
         # Rendered as a card: what they typed (quoted in an error) must not ping or link, nor
         # turn bold or code (a message's own text is mrkdwn, with no escape for `*`).
         parts: list[Inline] = []
-        for told in [Typed(reply.text), *reply.field_errors.values()]:
+        for told in [reply.text, *reply.field_errors.values()]:
             if plain(told):
                 parts += [" ", told] if parts else [told]
         said = Rich(*parts, " (The form was closed: open it again to retry.)")
@@ -586,7 +586,7 @@ class SlackFront:
         )
         reply = await self._handle(interaction)
         if reply.text and not reply.duplicate:
-            log.info("slack: thread message answered (not shown): %s", reply.text[:200])
+            log.info("slack: thread message answered (not shown): %s", plain(reply.text)[:200])
 
     async def _file(self, shared: dict[str, Any]) -> dict[str, Any]:
         """A shared file as the core takes it; read with files.info when Slack sent only its
@@ -659,15 +659,15 @@ class SlackFront:
             message = dict(kept.message)
             message["response_type"] = "ephemeral" if reply.private else "in_channel"
             return message
-        # A reply's text is plain text (it may quote what people typed): shown literally.
-        text = Text(Typed(reply.text))
-        card = reply.card or Card(title="", body=[text], fallback=reply.text)
+        # The bot's words as mrkdwn, what people typed shown literally (cards.slack).
+        text = Text(reply.text)
+        card = reply.card or Card(title="", body=[text], fallback=plain(reply.text))
         if reply.card and reply.text:
             card = Card(
                 title=card.title,
                 body=[text, *card.body],
                 buttons=card.buttons,
-                fallback=card.fallback or reply.text,
+                fallback=card.fallback or plain(reply.text),
             )
         message = blockkit.render_message(card)
         message["response_type"] = "ephemeral" if reply.private else "in_channel"

@@ -23,7 +23,7 @@ from bot import places
 from bot.notifiers import DeliveryError, retry_after_seconds
 from bot.slack.errors import slack_error
 from cards import slack as blockkit
-from cards.model import Card, Mention, Text, Typed
+from cards.model import Card, Mention, Text, plain, read_kept_text
 from storage.models import OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -81,8 +81,8 @@ def _mention(payload: dict[str, Any]) -> Mention | None:
 def _content(payload: dict[str, Any], *, channel: str = "") -> dict[str, Any]:
     card = Card.from_dict(payload["card"]) if payload.get("card") else None
     if card is None:
-        text = str(payload.get("text", ""))
-        card = Card(title="", body=[Text(Typed(text))], fallback=text)
+        text = read_kept_text(payload)
+        card = Card(title="", body=[Text(text)], fallback=plain(text))
     # A note for the technician in a thread they may not follow starts with a mention of
     # them, the only thing that notifies them there; in a DM (`D…`) they are notified anyway.
     mention = None if channel.startswith("D") else _mention(payload)

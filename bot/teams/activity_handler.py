@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +24,7 @@ from bot.teams import proactive, replies
 from bot.teams.notifier import TRANSPORT_ERRORS, delivery_error, transport_error
 from bot.teams.references import ReferenceStore, user_key
 from cards import teams as adaptive
-from cards.model import ActionId, Card
+from cards.model import ActionId, Card, Inline, Rich, Typed
 from handlers import notify, tickets
 from handlers.commands import strip_teams_prefix, welcome
 from handlers.deps import Deps
@@ -52,6 +53,18 @@ NOT_PRIVATE = (
     "cannot open a 1:1 chat with you). Open a 1:1 chat with {bot} (or add the app for yourself "
     "in Apps), then ask again."
 )
+
+
+def not_private(name: str, bot: str) -> Rich:
+    """NOT_PRIVATE for `name` (the asker's Teams profile name) and `bot` (the bot's): names
+    shown literally."""
+    parts: list[str | Typed] = []
+    for piece in re.split(r"(\{name\}|\{bot\})", NOT_PRIVATE):
+        if piece in ("{name}", "{bot}"):
+            parts.append(Typed(name if piece == "{name}" else bot))
+        elif piece:
+            parts.append(piece)
+    return Rich(*parts)
 
 
 def shared_files(activity: Activity) -> list[dict[str, Any]]:
@@ -309,7 +322,7 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
         if card is not None:
             outgoing, content = replies.card_activity(card), {"card": card.to_dict()}
         else:
-            outgoing, content = replies.text_activity(reply.text), {"text": reply.text}
+            outgoing, content = replies.text_activity(reply.text), replies.text_content(reply.text)
         if reply.image is not None:
             png = await asyncio.to_thread(reply.image.render)  # the chart: off the event loop
             content["image"] = replies.image_content(reply.image, png)
@@ -332,7 +345,7 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
         )
         await self._remember_card(turn_context, reply, sent)
 
-    async def _answer_once(self, turn_context: TurnContext, text: str) -> None:
+    async def _answer_once(self, turn_context: TurnContext, text: Inline) -> None:
         """Answer `text` unless an earlier delivery of this activity was answered (the answers
         the edge gives without the core: the same claim as the core's, `first_answer`)."""
         answering = await first_answer(self.deps, _answer_id(turn_context.activity))
@@ -342,9 +355,9 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
         async with answering:
             await self.send_text(turn_context, text)
 
-    async def send_text(self, turn_context: TurnContext, text: str) -> None:
+    async def send_text(self, turn_context: TurnContext, text: Inline) -> None:
         """Answer `text` in the turn (later through the outbox when throttled)."""
-        await self._send(turn_context, replies.text_activity(text), {"text": text})
+        await self._send(turn_context, replies.text_activity(text), replies.text_content(text))
 
     async def _send(
         self,
@@ -472,10 +485,10 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
             problem,
         )
         bot = (getattr(activity.recipient, "name", None) or "").strip() or "the bot"
-        text = NOT_PRIVATE.format(name=name, bot=bot)
+        text = not_private(name, bot)
         notice = replies.text_activity(text)
         deliver = self._in_place(turn_context, notice) if after_turn else None
-        await self._send(turn_context, notice, {"text": text}, deliver=deliver)
+        await self._send(turn_context, notice, replies.text_content(text), deliver=deliver)
 
     async def _send_personal(
         self, turn_context: TurnContext, outgoing: Activity

@@ -21,7 +21,7 @@ from bot.notifiers import DeliveryError, retry_after_seconds
 from bot.settings import Settings
 from bot.teams import proactive, replies
 from bot.teams.references import ReferenceStore, aad_key, user_key
-from cards.model import Card
+from cards.model import Card, read_kept_text
 from handlers.notify import MENTION, TECHNICIAN_CHAT
 from handlers.types import channel_of
 from storage.models import OutboxMessage
@@ -40,7 +40,7 @@ def _content(payload: dict[str, Any], *, mention: dict[str, str] | None = None) 
     if payload.get("card"):
         activity = replies.card_activity(Card.from_dict(payload["card"]))
     else:
-        activity = replies.text_activity(str(payload.get("text", "")))
+        activity = replies.text_activity(read_kept_text(payload))
     image = payload.get("image")
     if isinstance(image, dict):  # the chart of an answer sent later (the report)
         activity.attachments = [*(activity.attachments or []), replies.png_attachment(image)]

@@ -13,7 +13,17 @@ from typing import Any
 from botbuilder.schema import Activity, ActivityTypes, Attachment, ChannelAccount, Mention
 
 from cards import teams as adaptive
-from cards.model import ActionId, Card, Element, Inline, NumberInput, Rich, Text, Typed
+from cards.model import (
+    ActionId,
+    Card,
+    Element,
+    Inline,
+    NumberInput,
+    Rich,
+    Text,
+    kept_text,
+    plain,
+)
 from handlers import closure, escalation
 from handlers.deps import Deps
 from handlers.tickets import intake_card
@@ -62,7 +72,7 @@ def with_text(reply: Reply) -> Card | None:
     if not reply.text:
         return card
     return dataclasses.replace(
-        card, body=[Text(Typed(reply.text)), *card.body], fallback=card.fallback or reply.text
+        card, body=[Text(reply.text), *card.body], fallback=card.fallback or plain(reply.text)
     )
 
 
@@ -102,16 +112,22 @@ def png_attachment(kept: dict[str, str]) -> Attachment:
     return Attachment(content_type="image/png", content_url=url, name=kept["name"])
 
 
-def text_activity(text: str) -> Activity:
-    """A text message that shows `text` as written, line by line.
+def text_activity(text: Inline) -> Activity:
+    """A text message that shows `text` line by line: the bot's words as written (backticks
+    for commands), what people typed literally.
 
     Teams runs the lines of a message together (also with `textFormat: plain`) unless they are
-    Markdown paragraphs, so the text goes as Markdown: escaped like typed text (a reply may
-    quote what people typed), one paragraph per line, leading spaces kept as no-break spaces
+    Markdown paragraphs, so the text goes as Markdown (cards.teams.markdown: typed parts
+    escaped, nothing else), one paragraph per line, leading spaces kept as no-break spaces
     (four would start a code block).
     """
-    lines = [_keep_indent(line) for line in adaptive.escape_markdown(text).split("\n")]
+    lines = [_keep_indent(line) for line in adaptive.markdown(text).split("\n")]
     return Activity(type=ActivityTypes.message, text="\n\n".join(lines), text_format="markdown")
+
+
+def text_content(text: Inline) -> dict[str, Any]:
+    """A text message's content as the outbox keeps it (`{"text", "words"}`)."""
+    return kept_text(text)
 
 
 def with_mention(activity: Activity, *, user_id: str, name: str) -> Activity:
@@ -141,7 +157,7 @@ def reply_message(reply: Reply) -> tuple[Activity, dict[str, Any]] | None:
     if card is not None:
         return card_activity(card), {"card": card.to_dict()}
     if reply.text:
-        return text_activity(reply.text), {"text": reply.text}
+        return text_activity(reply.text), text_content(reply.text)
     return None
 
 
@@ -193,13 +209,13 @@ def error_form(deps: Deps, action: ActionId | None, data: dict[str, str], reply:
     """The submitted form again, values kept, the problem on top and under each field
     (the form as the core gave it with the errors, else rebuilt from the submission; for a
     form the edge cannot rebuild, the problems as a list)."""
-    top: list[Element] = [Text(Typed(reply.text))] if reply.text else []
+    top: list[Element] = [Text(reply.text)] if reply.text else []
     builder = FORMS.get(action) if action is not None else None
     if reply.card is not None and reply.field_errors:
         form = reply.card
     elif builder is None:
         lines = [Text(Rich(f"{field}: ", problem)) for field, problem in reply.field_errors.items()]
-        return Card(title="", body=[*top, *lines], fallback=reply.text)
+        return Card(title="", body=[*top, *lines], fallback=plain(reply.text))
     else:
         form = builder(deps, data)
     body = list(top)
@@ -221,4 +237,4 @@ def invoke_body(
     if card is not None:
         value = adaptive.render_card(card, execute=True)
         return {"statusCode": 200, "type": CARD_CONTENT_TYPE, "value": value}
-    return {"statusCode": 200, "type": MESSAGE_CONTENT_TYPE, "value": reply.text or "Done."}
+    return {"statusCode": 200, "type": MESSAGE_CONTENT_TYPE, "value": plain(reply.text) or "Done."}

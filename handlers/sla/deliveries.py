@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cards.model import kept_text
 from handlers import notify
 from handlers.sla.cards import breach_channel_text, breach_thread_text, due_of, warning_text
 from handlers.sla.rules import TARGETS, Target
@@ -74,5 +75,5 @@ async def prepare_alarm(session: AsyncSession, *, message: OutboxMessage, now: d
         # channel, and the thread's breach has notified them.
         if lead := notify.technician_mention(ticket):
             payload[notify.MENTION] = lead
-    payload["text"] = text
+    payload.update(kept_text(text))
     return Ready(payload)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cards.model import Card, Text
+from cards.model import Card, Rich, Text, Typed, kept_text, read_kept_text
 from handlers import replay
 from handlers.types import Actor, Conversation, Interaction, Reply
 
@@ -48,7 +48,8 @@ def test_a_card_is_kept_whole_unless_large_then_as_its_words() -> None:
     assert len(stored) < replay.MAX_CARD
     kept = replay.read(stored)
     assert kept is not None and kept.reply is not None
-    assert (kept.reply.card, kept.reply.text) == (None, "HD-1: a large card")
+    # The card's fallback is plain text (it may quote what was typed): kept as typed text.
+    assert (kept.reply.card, kept.reply.text) == (None, Typed("HD-1: a large card"))
 
 
 def test_a_slack_form_opened_by_a_trigger_is_kept_as_how_to_get_it_again() -> None:
@@ -77,3 +78,13 @@ def test_what_cannot_be_read_is_answered_nothing() -> None:
     assert replay.read(None) is None
     assert replay.read("{not json") is None
     assert replay.read(json.dumps({"reply": None})) is None
+
+
+def test_text_is_kept_with_whose_words_it_is_and_old_kept_text_reads_as_typed() -> None:
+    said = Rich("No ticket ", Typed("HD-x*"), ": try `ticket mine`.")
+    assert read_kept_text(kept_text(said)) == said
+    assert read_kept_text(kept_text("Done.")) == "Done."
+    # Kept by a release before `words` (or unreadable words): shown literally, as it was.
+    assert read_kept_text({"text": "[x](https://evil)"}) == Typed("[x](https://evil)")
+    assert read_kept_text({"text": "a", "words": {"kind": "nope"}}) == Typed("a")
+    assert read_kept_text({}) == ""

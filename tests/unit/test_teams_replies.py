@@ -3,23 +3,45 @@
 from __future__ import annotations
 
 from bot.teams.replies import card_activity, text_activity, with_mention
-from cards.model import Card, Text, Typed
+from cards.model import Card, Rich, Text, Typed
 from cards.teams import at_mention
 from tests.adaptive_schema import validate_adaptive_card
 
 
 def test_each_line_is_a_paragraph_and_typed_markup_shows_literally() -> None:
-    activity = text_activity("Your open tickets (2):\nHD-1 (P2) [x](https://evil) **now**\nHD-2")
+    typed = Typed("[x](https://evil) **now**\n- typed dash")
+    activity = text_activity(Rich("Your open tickets (2):\nHD-1 (P2) ", typed, "\nHD-2"))
     assert activity.text_format == "markdown"
     assert activity.text.split("\n\n") == [
         "Your open tickets (2):",
         r"HD-1 (P2) \[x\](https://evil) \*\*now\*\*",
+        r"\- typed dash",
         "HD-2",
     ]
 
 
+def test_the_bots_own_words_are_never_escaped() -> None:
+    """Issue #16 part 4: the bot's words reach Teams as written (backticks are code there),
+    with no backslash; a `<placeholder>` would be taken for an HTML tag and dropped."""
+    said = "Try `ticket time HD-7 45m [note]` (durations like 45m) or `kb <words>`.\n- HD-1 (P2)"
+    activity = text_activity(said)
+    assert "\\" not in activity.text
+    assert activity.text.split("\n\n") == [
+        "Try `ticket time HD-7 45m [note]` (durations like 45m) or `kb \u2039words\u203a`.",
+        "- HD-1 (P2)",
+    ]
+
+
+def test_a_link_in_the_bots_words_can_only_be_typed_text_left_unmarked() -> None:
+    """The bot never writes a Markdown link: one in its words is typed text a caller forgot to
+    mark as such, and it is shown literally all the same."""
+    assert text_activity("Summary: [click](https://evil.example)").text == (
+        r"Summary: \[click\](https://evil.example)"
+    )
+
+
 def test_indentation_and_list_markers_do_not_become_code_or_lists() -> None:
-    activity = text_activity("Steps:\n    indented four\n- a dash\n1. one")
+    activity = text_activity(Typed("Steps:\n    indented four\n- a dash\n1. one"))
     assert activity.text.split("\n\n") == [
         "Steps:",
         "\u00a0\u00a0\u00a0\u00a0indented four",
