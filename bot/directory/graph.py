@@ -404,26 +404,30 @@ class GraphDirectory:
 
     async def _user_by_address(self, address: str) -> dict[str, Any] | None:
         """The one user whose mail or UPN is `address` (Graph compares them
-        case-insensitively); DirectoryAmbiguous when it names several (one's mail another's
-        UPN, a stale account carrying the mail). The address only ever goes into a quoted
-        `$filter` literal, never a URL path segment, so nothing typed in it (`/`, `?`, `#`,
-        `%2F`, quotes) can name another user or resource."""
+        case-insensitively), else the one with `address` among their other e-mail addresses
+        (an alias, `proxyAddresses` `smtp:...`: a Slack profile often carries one, such as
+        the address before a name change); DirectoryAmbiguous when it names several (one's
+        mail another's UPN, a stale account carrying the mail). The address only ever goes
+        into a quoted `$filter` literal, never a URL path segment, so nothing typed in it
+        (`/`, `?`, `#`, `%2F`, quotes) can name another user or resource."""
         literal = _odata_string(address)
-        values = await self._all(
-            "users",
-            {
-                "$filter": f"mail eq {literal} or userPrincipalName eq {literal}",
-                "$select": _SELECT,
-            },
+        found = await self._one_user(
+            f"mail eq {literal} or userPrincipalName eq {literal}", f"mail or UPN {address}"
         )
+        if found is not None:
+            return found
+        # Exchange keeps aliases as `smtp:` (primary `SMTP:`); Graph compares case-insensitively.
+        alias = _odata_string(f"smtp:{address}")
+        return await self._one_user(
+            f"proxyAddresses/any(p:p eq {alias})", f"e-mail alias {address}"
+        )
+
+    async def _one_user(self, expression: str, what: str) -> dict[str, Any] | None:
+        values = await self._all("users", {"$filter": expression, "$select": _SELECT})
         users = {str(v.get("id") or i): v for i, v in enumerate(values) if isinstance(v, dict)}
         if len(users) > 1:
-            log.warning(
-                "Graph: %d users have mail or UPN %s; the look-up cannot answer",
-                len(users),
-                address,
-            )
-            raise DirectoryAmbiguous(SOURCE, f"mail or UPN {address}", len(users), entries="users")
+            log.warning("Graph: %d users have %s; the look-up cannot answer", len(users), what)
+            raise DirectoryAmbiguous(SOURCE, what, len(users), entries="users")
         return next(iter(users.values()), None)
 
     # --- Directory ---------------------------------------------------------------------

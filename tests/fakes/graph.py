@@ -10,6 +10,7 @@ grant to the ``token_endpoint`` named there. Graph calls without the issued bear
 from __future__ import annotations
 
 import itertools
+import re
 from typing import Any
 from urllib.parse import unquote
 
@@ -22,6 +23,11 @@ GRAPH_TOKEN = "fake-graph-access-token"
 
 def _error(status: int, code: str) -> web.Response:
     return json_response({"error": {"code": code, "message": code}}, status=status)
+
+
+# `proxyAddresses/any(p:p eq 'smtp:x')`: a user one of whose addresses is x (Graph's lambda
+# operator on a string collection; the documented way to find a user by an alias).
+_ALIAS = re.compile(r"proxyAddresses/any\((\w+):\1 eq '((?:[^']|'')*)'\)")
 
 
 def _equalities(expression: str) -> list[tuple[str, str]] | None:
@@ -231,7 +237,16 @@ class FakeGraph(FakeServer):
             if token not in self._pages:
                 return _error(400, "BadRequest")
             return self._page(self._pages.pop(token))
-        clauses = _equalities(rec.query.get("$filter", ""))
+        expression = rec.query.get("$filter", "")
+        if alias := _ALIAS.fullmatch(expression):
+            wanted = alias.group(2).replace("''", "'").lower()
+            found = [
+                u
+                for u in self.users.values()
+                if wanted in (str(a).lower() for a in u.get("proxyAddresses") or [])
+            ]
+            return self._page([self._select(u, rec) for u in found])
+        clauses = _equalities(expression)
         if clauses is None or any(p not in ("mail", "userPrincipalName") for p, _ in clauses):
             return _error(400, "BadRequest")
         found = [

@@ -142,6 +142,34 @@ async def test_mail_differs_from_upn_found_by_filter(
     assert any("$filter" in c.query for c in graph.graph_calls())
 
 
+async def test_an_address_that_is_an_alias_finds_its_user(
+    graph: FakeGraph, directory: GraphDirectory
+) -> None:
+    """A Slack profile (or a requester) may carry an alias rather than the primary address
+    (the address before a name change): Exchange keeps it in `proxyAddresses` as `smtp:`.
+    Found by it, the person is known by their primary mail; an address that is a mail or UPN
+    is settled without the second look-up."""
+    graph.users[ANA]["proxyAddresses"] = ["SMTP:ana@example.com", "smtp:ana.lopez@example.com"]
+    ana = await directory.find_by_email("Ana.Lopez@example.com")
+    assert ana is not None and (ana.aad_object_id, ana.email) == (ANA, "ana@example.com")
+    filters = [c.query["$filter"] for c in graph.graph_calls() if "$filter" in c.query]
+    assert filters[-1] == "proxyAddresses/any(p:p eq 'smtp:ana.lopez@example.com')"
+    before = len(filters)
+    assert await directory.find_by_email("bo@example.com") is not None
+    filters = [c.query["$filter"] for c in graph.graph_calls() if "$filter" in c.query]
+    assert len(filters) == before + 1 and "proxyAddresses" not in filters[-1]
+    assert await directory.find_by_email("nobody@example.com") is None
+
+
+async def test_an_alias_two_users_carry_is_ambiguous(
+    graph: FakeGraph, directory: GraphDirectory
+) -> None:
+    graph.users[ANA]["proxyAddresses"] = ["SMTP:ana@example.com", "smtp:help@example.com"]
+    graph.users[BO]["proxyAddresses"] = ["SMTP:bo@example.com", "smtp:help@example.com"]
+    with pytest.raises(DirectoryAmbiguous, match=r"2 users have e-mail alias help@example\.com"):
+        await directory.find_by_email("help@example.com")
+
+
 async def test_two_users_with_one_mail_are_ambiguous_not_nobody(
     graph: FakeGraph, directory: GraphDirectory
 ) -> None:
