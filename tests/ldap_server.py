@@ -32,8 +32,8 @@ MODULE_DIRS = (Path("/usr/lib/ldap"), Path("/usr/lib64/openldap"), Path("/usr/li
 SUFFIX = "dc=example,dc=com"
 
 # Active Directory's attribute OIDs for the two extension attributes, userAccountControl
-# (bit 2: account disabled) and accountExpires (FILETIME); the auxiliary class lets
-# inetOrgPerson entries carry them (an OpenLDAP experimental-arc OID).
+# (bit 2: account disabled), accountExpires (FILETIME) and proxyAddresses (e-mail aliases);
+# the auxiliary class lets inetOrgPerson entries carry them (an OpenLDAP experimental-arc OID).
 AD_SCHEMA = """
 attributetype ( 1.2.840.113556.1.2.423 NAME 'extensionAttribute1'
   EQUALITY caseIgnoreMatch SUBSTR caseIgnoreSubstringsMatch
@@ -45,8 +45,12 @@ attributetype ( 1.2.840.113556.1.4.8 NAME 'userAccountControl'
   EQUALITY integerMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )
 attributetype ( 1.2.840.113556.1.4.159 NAME 'accountExpires'
   EQUALITY integerMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )
+attributetype ( 1.2.840.113556.1.2.210 NAME 'proxyAddresses'
+  EQUALITY caseIgnoreMatch SUBSTR caseIgnoreSubstringsMatch
+  SYNTAX 1.3.6.1.4.1.1466.115.121.1.15{1123} )
 objectclass ( 1.3.6.1.4.1.4203.666.11.7.1 NAME 'helpdeskChatIds' AUXILIARY
-  MAY ( extensionAttribute1 $ extensionAttribute2 $ userAccountControl $ accountExpires ) )
+  MAY ( extensionAttribute1 $ extensionAttribute2 $ userAccountControl $ accountExpires $
+  proxyAddresses ) )
 """
 
 

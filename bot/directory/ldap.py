@@ -368,6 +368,15 @@ class LdapDirectory:
             )
         return self._found(entries[0]) if entries else None
 
+    def _by_address(self, email: str) -> _Found | None:
+        """The entry whose `mail` is `email`, else the one with it among its other e-mail
+        addresses (Active Directory's `proxyAddresses`, `smtp:` for an alias; a server whose
+        schema has no such attribute simply matches nothing there)."""
+        found = self._one(_by_mail(email), f"mail {email}")
+        if found is not None:
+            return found
+        return self._one(_by_alias(email), f"e-mail alias {email}")
+
     def _read(self, dn: str) -> _Found | None:
         """The entry at `dn` itself (None when it does not exist)."""
         entries = self._search(dn, "(objectClass=*)", ldap3.BASE, self._attributes, 1)
@@ -550,7 +559,7 @@ class LdapDirectory:
         key = address_key(email)
         if not key:
             return None
-        found = await self._cached(("email", key), lambda: self._one(_by_mail(key), f"mail {key}"))
+        found = await self._cached(("email", key), lambda: self._by_address(key))
         return found.person if found else None
 
     async def manager_of(self, person: Person) -> Person | None:
@@ -588,3 +597,8 @@ class LdapDirectory:
 
 def _by_mail(email: str) -> str:
     return f"(&(objectClass=person)(mail={escape_filter_chars(email)}))"
+
+
+def _by_alias(email: str) -> str:
+    # AD matches proxyAddresses case-insensitively: `smtp:` also finds the primary `SMTP:`.
+    return f"(&(objectClass=person)(proxyAddresses={escape_filter_chars('smtp:' + email)}))"

@@ -309,6 +309,29 @@ async def test_a_second_entry_with_a_vips_mail_does_not_hide_the_vip(own_slapd: 
         await d.close()
 
 
+async def test_an_address_that_is_an_alias_finds_its_entry(own_slapd: Slapd) -> None:
+    """An address typed for the requester (or on a profile) may be an alias: Active
+    Directory keeps it in `proxyAddresses` (`smtp:`). Found by it, the person is known by their
+    `mail`; an alias two entries carry is ambiguous, not nobody."""
+    own_slapd.load(
+        f"dn: cn=Al Alias,{PEOPLE_OU}\nobjectClass: inetOrgPerson\nobjectClass: helpdeskChatIds\n"
+        "cn: Al Alias\nsn: Alias\nmail: al@example.com\nproxyAddresses: SMTP:al@example.com\n"
+        "proxyAddresses: smtp:al.alias@example.com\nproxyAddresses: smtp:team@example.com\n"
+        f"\ndn: cn=Bea Alias,{PEOPLE_OU}\nobjectClass: inetOrgPerson\n"
+        "objectClass: helpdeskChatIds\ncn: Bea Alias\nsn: Alias\nmail: bea@example.com\n"
+        "proxyAddresses: smtp:team@example.com\n"
+    )
+    d = directory_on(own_slapd)
+    try:
+        al = await d.find_by_email("Al.Alias@example.com")
+        assert al is not None and (al.name, al.email) == ("Al Alias", "al@example.com")
+        assert await d.find_by_email("nobody@example.com") is None
+        with pytest.raises(DirectoryAmbiguous, match="2 entries have e-mail alias team@"):
+            await d.find_by_email("team@example.com")
+    finally:
+        await d.close()
+
+
 async def test_a_look_up_by_chat_id_does_not_settle_who_an_ambiguous_mail_is(
     own_slapd: Slapd,
 ) -> None:
