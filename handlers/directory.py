@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from cards.model import Rich, Typed, plain
+
 
 @dataclass(frozen=True)
 class Person:
@@ -91,19 +93,27 @@ class DirectoryAmbiguous(DirectoryUnavailable):
         self.count = count
 
 
-def unavailable_text(error: DirectoryUnavailable, consequence: str) -> str:
+def unavailable_words(error: DirectoryUnavailable, consequence: str) -> Rich:
     """What the person is told: the directory could not be reached (or holds several entries
-    for one person), so `consequence`."""
+    for one person), so `consequence` (the bot's words). What the entries have in common (an
+    address someone typed or the directory holds) is shown literally."""
     if isinstance(error, DirectoryAmbiguous):
-        return (
-            f"The directory ({error.source}) has {error.count} entries with {error.what}, so "
-            f"it cannot tell who is meant and {consequence}. Nothing was changed; have the "
-            "duplicate entry removed from the directory, then try again."
+        return Rich(
+            f"The directory ({error.source}) has {error.count} entries with ",
+            Typed(error.what),
+            f", so it cannot tell who is meant and {consequence}. Nothing was changed; have the "
+            "duplicate entry removed from the directory, then try again.",
         )
-    return (
+    return Rich(
         f"The directory ({error.source}) could not be reached, so {consequence}. "
         "Nothing was changed; please try again in a few minutes."
     )
+
+
+def unavailable_text(error: DirectoryUnavailable, consequence: str) -> str:
+    """`unavailable_words` in plain words. Kept for callers that still join it into a plain
+    string; a reply should use `unavailable_words` (its typed part is then shown literally)."""
+    return plain(unavailable_words(error, consequence))
 
 
 class EmptyDirectory:

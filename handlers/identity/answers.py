@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cards.model import Inline, Rich, Typed, kept_text, plain
 from handlers import notify, psa
 from handlers.deps import Deps, observe_on_commit
-from handlers.directory import DirectoryUnavailable, Person, unavailable_text
+from handlers.directory import DirectoryUnavailable, Person, unavailable_words
 from handlers.formatting import when
 from handlers.identity import cards
 from handlers.types import Actor, Interaction, Reply
@@ -31,13 +32,15 @@ NOT_THEIR_ACCOUNT = "not the manager's account now"
 REQUESTER_DISABLED = "requester disabled"
 
 
-async def retire_dm(session: AsyncSession, ticket: Ticket, check: IdentityCheck, text: str) -> None:
+async def retire_dm(
+    session: AsyncSession, ticket: Ticket, check: IdentityCheck, text: Inline
+) -> None:
     """Replace a delivered request's buttons with `text` (an outbox `update`)."""
     await _retire(session, ticket, f"identity:{check.id}", check.manager_platform, text)
 
 
 async def retire_callback(
-    session: AsyncSession, ticket: Ticket, check: IdentityCheck, text: str
+    session: AsyncSession, ticket: Ticket, check: IdentityCheck, text: Inline
 ) -> None:
     """Replace the call-back notice's **Called back: confirmed** button with `text` (in the
     technician's direct message; in the ticket's thread for a notice posted there before)."""
@@ -46,7 +49,7 @@ async def retire_callback(
 
 
 async def _retire(
-    session: AsyncSession, ticket: Ticket, dedup_key: str, platform: str | None, text: str
+    session: AsyncSession, ticket: Ticket, dedup_key: str, platform: str | None, text: Inline
 ) -> None:
     """`platform`: where the message went (None: as the outbox row says)."""
     sent = (
@@ -66,7 +69,7 @@ async def _retire(
         message=str(message),
         purpose="identity.update",
         card=cards.outcome_card(ticket, text).to_dict(),
-        text=text,
+        **kept_text(text),
     )
 
 
@@ -93,7 +96,7 @@ async def answer(deps: Deps, interaction: Interaction, *, approved: bool) -> Rep
     except DirectoryUnavailable as exc:
         log.warning("identity answer: the directory could not answer: %s", exc)
         why_not = await _unverified(deps, interaction, nonce, choice, exc)
-        return Reply(text=why_not or unavailable_text(exc, "your answer was not recorded"))
+        return Reply(text=why_not or unavailable_words(exc, "your answer was not recorded"))
     technician = facts.technician
     async with deps.sessions() as session, session.begin():
         check, ticket = await _load(session, nonce)
@@ -134,7 +137,7 @@ async def answer(deps: Deps, interaction: Interaction, *, approved: bool) -> Rep
                     session,
                     ticket,
                     cards.approval_of_disabled_requester_text(
-                        ticket, cards.manager_label(facts.listed, check.manager_email)
+                        ticket, cards.manager_named(facts.listed, check.manager_email)
                     ),
                     purpose=PURPOSE,
                     dedup_key=f"identity-requester-disabled:{check.id}",
@@ -147,8 +150,8 @@ async def answer(deps: Deps, interaction: Interaction, *, approved: bool) -> Rep
                     ticket,
                     cards.account_changed_text(
                         ticket,
-                        cards.manager_label(facts.listed, check.manager_email),
-                        f"{actor.platform} user {actor.id}",
+                        cards.manager_named(facts.listed, check.manager_email),
+                        Rich(f"{actor.platform} user ", Typed(actor.id)),
                         denied=choice == "deny",
                     ),
                     purpose=PURPOSE,
@@ -158,7 +161,7 @@ async def answer(deps: Deps, interaction: Interaction, *, approved: bool) -> Rep
             await _audit_refused(session, deps, interaction, ticket, data)
             return Reply(text=reply)
         assert check is not None and ticket is not None
-        manager = cards.manager_label(facts.listed, check.manager_email)
+        manager = cards.manager_named(facts.listed, check.manager_email)
         check.answered_by, check.answered_at = actor.id, now
         if check.expires_at is not None and now > check.expires_at:
             observe_on_commit(deps, session, "identity", outcome="expired")
@@ -177,7 +180,7 @@ async def answer(deps: Deps, interaction: Interaction, *, approved: bool) -> Rep
 
 async def _unverified(
     deps: Deps, interaction: Interaction, nonce: object, choice: str, error: DirectoryUnavailable
-) -> str | None:
+) -> Inline | None:
     """An answer the directory could not check (SPEC: audit every identity decision): it
     changes nothing, but it is audited, and a Deny is told to the technician, who must not
     go on as if the manager had said nothing. Returns the refusal to answer instead when the
@@ -202,7 +205,7 @@ async def _unverified(
                     session,
                     ticket,
                     cards.deny_unverified_text(
-                        ticket, cards.manager_label(None, check.manager_email), error.source
+                        ticket, cards.manager_named(None, check.manager_email), error.source
                     ),
                     purpose=PURPOSE,
                     dedup_key=f"identity-deny-unverified:{check.id}",
@@ -389,7 +392,7 @@ async def _tell_manager_disabled(
         ticket,
         cards.manager_disabled_text(
             ticket,
-            cards.manager_label(facts.listed, check.manager_email),
+            cards.manager_named(facts.listed, check.manager_email),
             denied=choice == "deny",
         ),
         purpose=PURPOSE,
@@ -402,15 +405,15 @@ async def _tell_manager_changed(
 ) -> None:
     """Tell the technician once per request; the check stays pending until `verify` again."""
     now = facts.manager_now
-    listed_now = (
-        f"now {cards.manager_label(now)}" if now is not None and now.email else "now nobody"
+    listed_now: Inline = (
+        Rich("now ", cards.manager_named(now)) if now is not None and now.email else "now nobody"
     )
     await notify.tell_technician(
         session,
         ticket,
         cards.manager_changed_text(
             ticket,
-            cards.manager_label(facts.listed, check.manager_email),
+            cards.manager_named(facts.listed, check.manager_email),
             listed_now,
             denied=choice == "deny",
         ),
@@ -444,7 +447,7 @@ async def _expired(
     ticket: Ticket,
     check: IdentityCheck,
     actor: Actor,
-    manager: str,
+    manager: Inline,
     choice: str,
     channel: str,
 ) -> Reply:
@@ -483,7 +486,7 @@ async def _to_psa(
     check: IdentityCheck,
     *,
     actor: Actor,
-    manager: str,
+    manager: Inline,
     outcome: str,
 ) -> None:
     """The outcome as a note in the system of record, with who answered, when and where."""
@@ -491,7 +494,7 @@ async def _to_psa(
         session,
         ticket=ticket,
         outcome=outcome,
-        manager=manager,
+        manager=plain(manager),
         at=check.answered_at or utcnow(),
         platform=actor.platform,
         check_id=check.id,
@@ -504,7 +507,7 @@ async def _approved(
     ticket: Ticket,
     check: IdentityCheck,
     interaction: Interaction,
-    manager: str,
+    manager: Inline,
 ) -> None:
     actor = interaction.actor
     check.state = "approved"
@@ -538,7 +541,7 @@ async def _denied(
     ticket: Ticket,
     check: IdentityCheck,
     interaction: Interaction,
-    manager: str,
+    manager: Inline,
 ) -> bool:
     """Flag the ticket; True when a `security` queue was notified."""
     actor = interaction.actor

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cards.model import Inline
+from cards.model import Inline, Rich
 from handlers import notify, psa
 from handlers.commands import Command, ticket_ref
 from handlers.deps import Deps
@@ -110,9 +110,9 @@ async def _confirm(
             return Reply(text=text)
         assert check is not None and people is not None
         await _record(session, deps, interaction, ticket, check, people.asker)
-        text = cards.called_back_text(ticket, check)
+        confirmed = cards.called_back_text(ticket, check)
     deps.observe("identity", outcome="called_back")
-    return Reply(text=text, confidential=True)  # it names the number called
+    return Reply(text=confirmed, confidential=True)  # it names the number called
 
 
 async def _check(session: AsyncSession, ticket: Ticket, nonce: str | None) -> IdentityCheck | None:
@@ -276,7 +276,10 @@ async def _record(
     mention = not notify.is_user(actor, ticket.source_platform, ticket.technician_id)
     await notify.tell_technician(session, ticket, text, purpose=PURPOSE, mention=mention)
     await answers.retire_callback(
-        session, ticket, check, f"Recorded: {cards.called_back_fact(check).plain()}."
+        session,
+        ticket,
+        check,
+        Rich("Recorded: ", cards.called_back_fact(check, mention=False), "."),
     )
     log.info(
         "identity on %s confirmed by call-back (%s:%s)", ticket.number, actor.platform, actor.id

@@ -144,7 +144,7 @@ async def _callback_dm_failed(
         return
     check, ticket = found
     stage = "dead" if permanent else "failing"
-    who = str(message.payload.get("technician") or "the technician")
+    who = str(message.payload.get("technician") or "")  # cards.technician_named
     await notify.tell_technician(
         session,
         ticket,
@@ -174,7 +174,7 @@ async def _callback_dm_delivered(session: AsyncSession, message: OutboxMessage) 
     if found is None:
         return
     check, ticket = found
-    who = str(message.payload.get("technician") or "the technician")
+    who = str(message.payload.get("technician") or "")  # cards.technician_named
     await notify.tell_technician(
         session,
         ticket,

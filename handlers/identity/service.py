@@ -477,7 +477,7 @@ async def start_check(
         session,
         platform=check.manager_platform,
         user_id=check.manager_id,
-        text=card.fallback,
+        text=cards.request_text(ticket, requester=requester),
         card=card,
         ticket=ticket,
         purpose=PURPOSE,
@@ -513,7 +513,7 @@ async def _send_number(
     check: IdentityCheck,
     actor: Actor,
     asker: Person | None,
-    text: str,
+    text: Inline,
     *,
     usable: Sequence[str],
 ) -> str:
@@ -544,7 +544,7 @@ async def _requester_disabled(
     requester: Person,
     manager: Person | None,
     conflict: str,
-) -> str:
+) -> Inline:
     """The requester's own account is disabled (someone who left?): a manager's Approve would
     vouch for an account that should not be in use, so nobody is asked. The check is recorded
     as one with no manager to ask (it stays open, the ticket gated), and the technician is told

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cards.model import Inline
 from handlers import notify
 from handlers.directory import Person
 from handlers.formatting import who_acted
@@ -55,7 +56,11 @@ def number_route(
 
 
 async def send_number(
-    session: AsyncSession, ticket: Ticket, check: IdentityCheck, route: dict[str, Any], text: str
+    session: AsyncSession,
+    ticket: Ticket,
+    check: IdentityCheck,
+    route: dict[str, Any],
+    text: Inline,
 ) -> str:
     """DM the call-back notice (the number on file, and the **Called back: confirmed**
     button) through the outbox, retried like every DM. Returns who it went to."""

@@ -12,7 +12,7 @@ import yaml
 from sqlalchemy import select
 
 from bot.directory.file import FileDirectory
-from cards.model import ActionId, Card, Mention, Typed, plain
+from cards.model import ActionId, Card, Mention, Rich, Typed, plain
 from handlers import closure, deliveries, dispatch, identity, working
 from handlers.commands import Command
 from handlers.config import HelpdeskConfig
@@ -55,7 +55,7 @@ async def deps(db_url: str, tmp_path: Path) -> AsyncIterator[Deps]:
 async def test_verify_dms_the_manager_with_an_opaque_nonce(deps: Deps):
     number = await new_ticket(deps)
     reply = await verify(deps, number)
-    assert "Bo Boss" in reply.text and "Slack" in reply.text
+    assert "Bo Boss" in plain(reply.text) and "Slack" in plain(reply.text)
     ticket, [check], events, rows = await state(deps, number)
     assert ticket.identity_state == "pending"
     assert (check.state, check.manager_platform, check.manager_id) == ("pending", "slack", "U0BO")
@@ -75,7 +75,8 @@ async def test_verify_dms_the_manager_with_an_opaque_nonce(deps: Deps):
     assert facts["Requester"] == Mention("Ana Lopez", "ana@example.com", "U0ANA")
     assert plain(facts["Technician"]) == "Tom Tech (tom@example.com)"
     assert facts["Request"] == Typed("Locked out <!channel>")  # the renderers escape it
-    assert facts["Ticket"] == f"{number} (P2)" and "Slack, channel C0HELP" == facts["Channel"]
+    assert facts["Ticket"] == f"{number} (P2)"
+    assert facts["Channel"] == Rich("Slack, channel ", Typed("C0HELP"))  # the id: literal
     assert plain(facts["Asked at"]).endswith("UTC")
     assert events[-2:] == ["identity.requested", "identity.sent"]
 
@@ -93,7 +94,7 @@ async def test_only_the_manager_can_answer(deps: Deps):
     nonce = (await state(deps, number))[1][0].nonce
     for intruder in (Actor("slack", "U0ANA"), TECH, Actor("teams", "29:1bo"), Actor("slack", "")):
         reply = await answer(deps, nonce, intruder)
-        assert "Only the requester's manager" in reply.text
+        assert "Only the requester's manager" in plain(reply.text)
     ticket, [check], events, _ = await state(deps, number)
     assert ticket.identity_state == "pending" and check.state == "pending"
     assert events.count("identity.refused") == 4
@@ -117,9 +118,9 @@ async def test_altered_or_missing_nonce_matches_nothing(deps: Deps):
     nonce = (await state(deps, number))[1][0].nonce
     for bad in (nonce[:-1] + ("A" if nonce[-1] != "A" else "B"), number, "", None, 7, "x" * 500):
         reply = await answer(deps, bad)
-        assert "not valid" in reply.text
+        assert "not valid" in plain(reply.text)
     reply = await identity.approve(deps, turn(BO_SLACK, data={"ticket": number}))
-    assert "not valid" in reply.text
+    assert "not valid" in plain(reply.text)
     ticket, _, _, _ = await state(deps, number)
     assert ticket.identity_state == "pending"
     async with deps.sessions() as session:
@@ -140,7 +141,7 @@ async def test_approve_confirms_tells_technician_and_second_answer_changes_nothi
     await verify(deps, number)
     nonce = (await state(deps, number))[1][0].nonce
     reply = await answer(deps, nonce)
-    assert "confirmed" in reply.text
+    assert "confirmed" in plain(reply.text)
     ticket, [check], events, rows = await state(deps, number)
     assert (ticket.identity_state, check.state, check.answered_by) == (
         "confirmed",
@@ -152,7 +153,7 @@ async def test_approve_confirms_tells_technician_and_second_answer_changes_nothi
     assert told.startswith(f"Identity confirmed for {number}") and "Bo Boss" in told
     assert "identity.approved" in events
     again = await answer(deps, nonce, approve=False)
-    assert "already answered" in again.text
+    assert "already answered" in plain(again.text)
     ticket, [check], events, _ = await state(deps, number)
     assert (ticket.identity_state, check.state) == ("confirmed", "approved")
     assert events[-1] == "identity.refused"
@@ -162,7 +163,7 @@ async def test_deny_flags_ticket_notifies_security_and_blocks_work(deps: Deps):
     number = await new_ticket(deps, category="password-reset")
     nonce = (await state(deps, number))[1][0].nonce
     reply = await answer(deps, nonce, approve=False)
-    assert "security" in reply.text
+    assert "security" in plain(reply.text)
     ticket, [check], events, rows = await state(deps, number)
     assert (ticket.identity_state, check.state) == ("denied", "denied")
     assert {"identity.denied", "ticket.flagged"} <= set(events)
@@ -172,7 +173,7 @@ async def test_deny_flags_ticket_notifies_security_and_blocks_work(deps: Deps):
     with pytest.raises(Forbidden, match="impersonation"):
         identity.require_confirmed(ticket)
     refused = await verify(deps, number)  # refused, and audited
-    assert "impersonation" in refused.text
+    assert "impersonation" in plain(refused.text)
     assert (await state(deps, number))[2][-1] == "identity.gate_refused"
 
 
@@ -181,7 +182,7 @@ async def test_deny_without_security_queue_tells_technician_to_report_it(deps: D
     number = await new_ticket(bare, category="mfa")
     nonce = (await state(bare, number))[1][0].nonce
     reply = await answer(bare, nonce, approve=False)
-    assert "stopped" in reply.text and "security" not in reply.text
+    assert "stopped" in plain(reply.text) and "security" not in plain(reply.text)
     ticket, _, events, rows = await state(bare, number)
     assert ticket.identity_state == "denied" and "ticket.flagged" in events
     assert any("No security queue is configured" in t for t in texts(rows, channel="C0HELP"))
@@ -194,16 +195,16 @@ async def test_late_answer_is_refused_and_check_can_restart(deps: Deps):
     old = (await state(deps, number))[1][0].nonce
     deps.clock.now += timedelta(minutes=15, seconds=1)  # type: ignore[attr-defined]
     reply = await answer(deps, old)
-    assert "expired" in reply.text
+    assert "expired" in plain(reply.text)
     ticket, [check], events, rows = await state(deps, number)
     assert (ticket.identity_state, check.state) == ("required", "expired")
     assert "identity.expired" in events
     assert any("answered after the request expired" in t for t in texts(rows, channel="C0HELP"))
-    assert "has expired" in (await answer(deps, old, approve=False)).text
+    assert "has expired" in plain((await answer(deps, old, approve=False)).text)
     assert (await state(deps, number))[1][0].state == "expired"
     await verify(deps, number)
     fresh = (await state(deps, number))[1][1].nonce
-    assert "confirmed" in (await answer(deps, fresh)).text
+    assert "confirmed" in plain((await answer(deps, fresh)).text)
 
 
 async def test_verify_again_supersedes_the_pending_request(deps: Deps):
@@ -213,10 +214,10 @@ async def test_verify_again_supersedes_the_pending_request(deps: Deps):
     _, [first, second], events, rows = await state(deps, number)
     assert (first.state, second.state) == ("superseded", "pending")
     assert len([r for r in rows if r.kind == "dm"]) == 2
-    assert "replaced by a newer one" in (await answer(deps, first.nonce)).text
+    assert "replaced by a newer one" in plain((await answer(deps, first.nonce)).text)
     ticket, _, _, _ = await state(deps, number)
     assert ticket.identity_state == "pending" and "identity.superseded" in events
-    assert "confirmed" in (await answer(deps, second.nonce)).text
+    assert "confirmed" in plain((await answer(deps, second.nonce)).text)
 
 
 @pytest.mark.parametrize(
@@ -238,20 +239,22 @@ async def test_no_manager_tells_technician_to_call_back_number_on_file(
     ticket, [check], events, rows = await state(deps, number)
     assert (ticket.identity_state, check.state) == ("required", "no_manager")
     for part in expected:
-        assert part in reply.text
+        assert part in plain(reply.text)
     [told] = texts(rows, purpose="identity")
     dms = [r for r in rows if r.kind == "dm"]
     if "+1 555 0199" in expected:
         # The number goes only to the technician who asked (a direct message); the ticket's
         # thread, which others may read, is told where it went, never the number.
         assert "+1 555 0199" not in told and "sent to Tom Tech" in told and "privately" in told
-        assert [(r.payload["user"], r.payload["text"]) for r in dms] == [(TECH.id, reply.text)]
+        assert [(r.payload["user"], r.payload["text"]) for r in dms] == [
+            (TECH.id, plain(reply.text))
+        ]
     else:
-        assert told == reply.text and not dms
+        assert told == plain(reply.text) and not dms
     assert "identity.no_manager" in events
     with pytest.raises(Forbidden):
         identity.require_confirmed(ticket)
-    assert "not valid" in (await answer(deps, check.nonce, Actor("slack", ""))).text
+    assert "not valid" in plain((await answer(deps, check.nonce, Actor("slack", ""))).text)
 
 
 async def test_manager_is_asked_on_the_other_platform_when_needed(deps: Deps):
@@ -365,7 +368,7 @@ async def test_a_request_given_up_opens_the_call_back_once(deps: Deps):
     assert "+1 555 0100" in number_dm.payload["text"]
     # The manager's answer to the given-up request does not count, whenever it comes.
     reply = await answer(deps, check.nonce)
-    assert "given up" in reply.text
+    assert "given up" in plain(reply.text)
     ticket, [still], events, _ = await state(deps, number)
     assert (still.state, ticket.identity_state) == ("unreachable", "required")
     assert "identity.approved" not in events
@@ -417,7 +420,9 @@ async def test_a_manager_who_is_not_independent_is_never_asked(
     reply = await verify(boss_deps, number, actor=verified_by)
     ticket, [check], _, rows = await state(boss_deps, number)
     assert (ticket.identity_state, check.state) == ("required", "no_manager")
-    assert conflict in reply.text and "not be an independent second channel" in reply.text
+    assert conflict in plain(reply.text) and "not be an independent second channel" in plain(
+        reply.text
+    )
     # No manager's request; only the asking technician's direct message with the number.
     assert not [r for r in rows if r.kind == "dm" and "identity_check" in r.payload]
     assert [r.payload["user"] for r in rows if r.kind == "dm"] == [verified_by.id]
@@ -431,7 +436,7 @@ async def test_a_manager_who_is_not_independent_is_never_asked(
         ).scalars()
     assert data["conflict"] == conflict
     # Even holding the nonce, the manager cannot answer a check that was never sent to them.
-    assert "not valid" in (await answer(boss_deps, check.nonce, BO_SLACK)).text
+    assert "not valid" in plain((await answer(boss_deps, check.nonce, BO_SLACK)).text)
     assert (await state(boss_deps, number))[0].identity_state == "required"
     with pytest.raises(Forbidden):
         identity.require_confirmed(ticket)
@@ -499,12 +504,12 @@ async def test_a_manager_known_on_teams_only_by_aad_id_cannot_vouch(db_url: str,
         bo_teams = Actor("teams", "29:1bo-unlisted", "bo", aad_object_id="aad-bo")
         number = await new_ticket(deps, "ana@example.com", actor=bo_teams)
         reply = await verify(deps, number, actor=bo_teams)
-        assert "the manager on file is the technician asking" in reply.text
+        assert "the manager on file is the technician asking" in plain(reply.text)
         _, [check], _, rows = await state(deps, number)
         assert check.state == "no_manager"
         assert not [r for r in rows if r.kind == "dm" and "identity_check" in r.payload]
         assert [r.payload["user"] for r in rows if r.kind == "dm"] == [bo_teams.id]
-        assert "not valid" in (await answer(deps, check.nonce, BO_SLACK)).text
+        assert "not valid" in plain((await answer(deps, check.nonce, BO_SLACK)).text)
         assert (await state(deps, number))[0].identity_state == "required"
     finally:
         await engine.dispose()
@@ -528,7 +533,7 @@ async def test_a_manager_who_takes_over_the_ticket_can_no_longer_answer(
         assert ticket is not None
         ticket.source_platform, ticket.technician_id = platform, technician_id
     reply = await answer(boss_deps, check.nonce, BO_SLACK)
-    assert "cannot confirm" in reply.text
+    assert "cannot confirm" in plain(reply.text)
     ticket, [check], events, _ = await state(boss_deps, number)
     assert (ticket.identity_state, check.state) == ("pending", "pending")
     assert "identity.refused" in events and "identity.approved" not in events
@@ -587,9 +592,9 @@ async def test_closing_a_p1_leaves_filed_reports_whose_identity_is_not_confirmed
         "kb_article": "",
     }
     reply = await closure.submit(deps, turn(TECH, action=ActionId.CLOSE_SUBMIT, data=data))
-    assert f"Also closed with it: {confirmed}" in reply.text
-    assert f"Still open: {denied}, {pending}" in reply.text
-    assert "identity is not confirmed" in reply.text
+    assert f"Also closed with it: {confirmed}" in plain(reply.text)
+    assert f"Still open: {denied}, {pending}" in plain(reply.text)
+    assert "identity is not confirmed" in plain(reply.text)
     assert (await state(deps, confirmed))[0].status == "closed"
     for number in (denied, pending):
         ticket, _, events, _ = await state(deps, number)
@@ -639,8 +644,8 @@ async def test_a_manager_removed_from_the_chain_meanwhile_cannot_approve(
         path.write_text(yaml.safe_dump(moved) + "\n# changed\n")
         for approve in (True, False, True):  # a second click tells the technician only once
             reply = await answer(deps, check.nonce, approve=approve)
-            assert "no longer listed as the requester's manager" in reply.text
-            assert f"ticket verify {number}" in reply.text
+            assert "no longer listed as the requester's manager" in plain(reply.text)
+            assert f"ticket verify {number}" in plain(reply.text)
         ticket, [check], events, rows = await state(deps, number)
         assert (ticket.identity_state, check.state, check.answered_by) == (
             "pending",
@@ -668,7 +673,7 @@ async def test_a_manager_removed_from_the_chain_meanwhile_cannot_approve(
         _, checks, _, _ = await state(deps, number)
         assert (checks[-1].state, checks[-1].manager_id) == ("pending", "U0GUS")
         gus = Actor("slack", "U0GUS", "gus")
-        assert "confirmed" in (await answer(deps, checks[-1].nonce, gus)).text
+        assert "confirmed" in plain((await answer(deps, checks[-1].nonce, gus)).text)
         assert (await state(deps, number))[0].identity_state == "confirmed"
     finally:
         await engine.dispose()
@@ -693,7 +698,7 @@ async def test_a_manager_whose_address_changed_case_still_counts(db_url: str, tm
             for p in PEOPLE
         ]
         path.write_text(yaml.safe_dump(same) + "\n# changed\n")
-        assert "confirmed" in (await answer(deps, check.nonce)).text
+        assert "confirmed" in plain((await answer(deps, check.nonce)).text)
         assert (await state(deps, number))[0].identity_state == "confirmed"
     finally:
         await engine.dispose()
@@ -731,9 +736,9 @@ async def test_an_answer_while_the_directory_cannot_say_who_the_manager_is_chang
     finally:
         directory.manager_of = original  # type: ignore[method-assign]
     for reply in (approved, denied, again, first):
-        assert "could not be reached" in reply.text and "not recorded" in reply.text
+        assert "could not be reached" in plain(reply.text) and "not recorded" in plain(reply.text)
     assert retry.text == first.text and not (first.duplicate or retry.duplicate)
-    assert "could not be reached" not in stranger.text  # refused for who they are
+    assert "could not be reached" not in plain(stranger.text)  # refused for who they are
     ticket, [check], events, rows = await state(deps, number)
     assert (ticket.identity_state, check.state) == ("pending", "pending")
     assert events == [*before, *["identity.refused"] * 5]
@@ -760,7 +765,7 @@ async def test_an_answer_while_the_directory_cannot_say_who_the_manager_is_chang
     [told] = [t for t in texts(rows) if t not in texts(rows_before)]
     assert told.startswith(f"Identity check for {number}: ") and "pressed Deny" in told
     assert "could not be reached" in told and "possible impersonation" in told
-    assert "confirmed" in (await answer(deps, check.nonce)).text
+    assert "confirmed" in plain((await answer(deps, check.nonce)).text)
 
 
 class _DuplicatedVic(FileDirectory):
@@ -788,8 +793,10 @@ async def test_an_ambiguous_requester_gates_the_ticket_and_says_why(deps: Deps, 
     assert "has 2 entries with mail vic@example.com" in told and "could not be reached" not in told
     assert f"then run `verify {number}`" in told
     reply = await verify(deps, number)
-    assert "has 2 entries with mail vic@example.com" in reply.text
-    assert "could not be reached" not in reply.text and "duplicate entry removed" in reply.text
+    assert "has 2 entries with mail vic@example.com" in plain(reply.text)
+    assert "could not be reached" not in plain(reply.text) and "duplicate entry removed" in plain(
+        reply.text
+    )
 
 
 async def test_a_deny_from_a_manager_removed_from_the_chain_is_told_as_a_deny(
