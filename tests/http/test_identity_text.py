@@ -11,11 +11,14 @@ Teams unescaped (its backticks are code, no backslash before them).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
 from collections.abc import Iterator
 from typing import Any
+
+import yaml
 
 from tests.fakes.botframework import FakeConnector
 from tests.fakes.slack_api import FakeSlack
@@ -204,6 +207,39 @@ async def test_teams_identity_messages_show_directory_names_and_summaries_litera
     for text in everything:
         assert not MARKUP.search(text), text
         assert "\\`" not in text, text
+
+
+async def test_teams_a_refusal_naming_the_manager_shows_their_name_literally(
+    make_app, connector: FakeConnector
+):
+    # Bo's entry names another Teams account once the request is out: Bo's old account's Deny
+    # is refused, and the technician is told, naming Bo (twice) and the account that answered.
+    config = {"teams": {"service_url": connector.service_url, "tenant_id": TENANT}}
+    app: AppHarness = await make_app(config=config, people=TEAMS_PEOPLE)
+    await teams_ticket(app, connector, "ana@example.com")
+    await teams_say(app, connector, "ticket verify HD-1", "Identity check for HD-1: asked")
+    chat, card = await manager_request(connector)
+    people = yaml.safe_load((app.tmp / "people.yaml").read_text())
+    for person in people:
+        if person["email"] == "bo@example.com":
+            person["teams_id"] = "29:1bo-new"
+    (app.tmp / "people.yaml").write_text(yaml.safe_dump(people))
+    await asyncio.sleep(1.2)  # the file is looked at again after a second
+    refused = await execute(app, connector, card, "Deny", user=BO_ID, conversation=chat)
+    assert "Only the requester's manager can answer" in refused
+
+    def told() -> list[str]:
+        return [t for t in teams_said(connector, PERSONAL) if "is no longer Bo" in t]
+
+    await wait_until(lambda: bool(told()), what="the technician told")
+    [text] = told()
+    assert text == (
+        "Identity check for HD-1: the request was pressed Deny from teams user 29:1bo, which is "
+        f"no longer Bo {ESCAPED} (bo@example.com)'s account in the directory, so nothing was "
+        "recorded or confirmed. Treat the request with suspicion: do not reset passwords, "
+        "change MFA or discuss the account. Run `ticket verify HD-1` to ask "
+        f"Bo {ESCAPED} (bo@example.com) on the account now on file."
+    )
 
 
 # -- Slack ---------------------------------------------------------------------------------------
