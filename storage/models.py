@@ -139,6 +139,10 @@ class Ticket(Base):
     # Where the ticket card message itself is (it is refreshed when the ticket changes).
     card_channel: Mapped[str | None] = mapped_column(String(255), nullable=True)
     card_message: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # Teams: a closure or escalation form took the card message's place (Action.Execute's
+    # answer) and is kept there until then: refreshes of the card wait (handlers.notify
+    # `hold_card_for_form`), else they would overwrite what the technician is typing.
+    card_form_until: Mapped[datetime | None] = mapped_column(nullable=True)
 
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     respond_by: Mapped[datetime]

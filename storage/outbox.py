@@ -534,6 +534,56 @@ async def card_due(session: AsyncSession, ticket_id: int) -> datetime | None:
     return None if found is None else found[0]
 
 
+# A ticket card refresh (rendered when it is delivered) that waits, unclaimed: it will show
+# the ticket as it is then, whatever other refreshes were queued before it.
+_REFRESH = _OUTBOX.c.payload["refresh_ticket_card"].as_boolean() == true()
+_OTHER_REFRESH_WAITING = (
+    select(_OUTBOX.c.id)
+    .where(
+        _OUTBOX.c.ticket_id == bindparam("ticket_id"),
+        _OUTBOX.c.id != bindparam("row_id"),
+        _OUTBOX.c.status == "pending",
+        _OUTBOX.c.claimed_until.is_(None),
+        _REFRESH,
+    )
+    .limit(1)
+)
+
+
+async def other_card_refresh(session: AsyncSession, *, ticket_id: int, row_id: int) -> int | None:
+    """Another refresh of the ticket's card waiting to be sent (pending, not claimed by any
+    worker), besides row `row_id`: its id, else None. Claimed rows are left out, so of two
+    refreshes looking at each other at once neither counts on the other."""
+    conn = await statements.connection(session)
+    found = (
+        await conn.execute(_OTHER_REFRESH_WAITING, {"ticket_id": ticket_id, "row_id": row_id})
+    ).first()
+    return None if found is None else int(found[0])
+
+
+_RELEASE_REFRESHES = (
+    update(_OUTBOX)
+    .where(
+        _OUTBOX.c.ticket_id == bindparam("of_ticket"),
+        _OUTBOX.c.status == "pending",
+        _OUTBOX.c.claimed_until.is_(None),
+        # Held, never tried: a row waiting for its retry (a Retry-After) keeps its time.
+        _OUTBOX.c.attempts == 0,
+        _OUTBOX.c.due_at > bindparam("release_at"),
+        _REFRESH,
+    )
+    .values(due_at=bindparam("release_at"))
+)
+
+
+async def release_card_refreshes(session: AsyncSession, *, ticket_id: int, now: datetime) -> int:
+    """Make the ticket card's refreshes held for a later time (a form in the card's place)
+    due `now`; returns how many there were."""
+    conn = await statements.connection(session)
+    done = await conn.execute(_RELEASE_REFRESHES, {"of_ticket": ticket_id, "release_at": now})
+    return int(done.rowcount)
+
+
 async def states_for(session: AsyncSession, ticket_id: int) -> list[DeliveryState]:
     """The ticket's outbox rows, oldest first."""
     conn = await statements.connection(session)

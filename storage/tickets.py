@@ -38,6 +38,16 @@ _SET_CARD = (
     .where(_TICKETS.c.id == bindparam("ticket_id"))
     .values(card_channel=bindparam("channel"), card_message=bindparam("message"))
 )
+_SET_CARD_FORM = (
+    update(_TICKETS)
+    .where(_TICKETS.c.id == bindparam("ticket_id"))
+    .values(card_form_until=bindparam("until"))
+)
+_CLEAR_CARD_FORM = (
+    update(_TICKETS)
+    .where(_TICKETS.c.id == bindparam("ticket_id"), _TICKETS.c.card_form_until.is_not(None))
+    .values(card_form_until=None)
+)
 _SET_THREAD = (
     update(_TICKETS)
     .where(_TICKETS.c.id == bindparam("ticket_id"), _TICKETS.c.source_thread.is_(None))
@@ -144,6 +154,19 @@ async def set_card(
         {"ticket_id": ticket_id, "channel": channel, "message": message},
     )
     return done.first() if returning else None
+
+
+async def set_card_form_until(session: AsyncSession, *, ticket_id: int, until: datetime) -> None:
+    """A form holds the place of the ticket card's message until `until` (Teams)."""
+    conn = await statements.connection(session)
+    await conn.execute(_SET_CARD_FORM, {"ticket_id": ticket_id, "until": until})
+
+
+async def clear_card_form(session: AsyncSession, *, ticket_id: int) -> bool:
+    """No form holds the card message's place any longer; True when one did."""
+    conn = await statements.connection(session)
+    done = await conn.execute(_CLEAR_CARD_FORM, {"ticket_id": ticket_id})
+    return bool(done.rowcount)
 
 
 async def set_card_and_thread(

@@ -657,3 +657,40 @@ async def test_revision_0021_indexes_compound_pieces_of_resolved_tickets(empty_u
             assert await _found_by(conn, "ntdll") == [old]
     finally:
         await engine.dispose()
+
+
+# -- revision 0022: until when a form holds the place of a Teams ticket card -----------------
+
+
+async def test_revision_0022_adds_no_form_hold_to_existing_tickets_and_downgrades(empty_url: str):
+    engine = db.create_engine(empty_url)
+    now = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+    kept = [Ticket.number, Ticket.card_message]
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0021"))
+            assert "card_form_until" not in await conn.run_sync(_ticket_columns)
+        async with db.session_factory(engine)() as session, session.begin():
+            await old_ticket(
+                session, number="HD-1", prefix="HD", seq=1, status="open",
+                summary="Printer jams", error_text="", reproducible="yes", priority="P3",
+                tier="standard", requester_id="29:1ana", technician_id="29:1tech",
+                source_platform="teams", source_channel="a:1chat", card_channel="a:1chat",
+                card_message="1700000000001", created_at=now, respond_by=now, resolve_by=now,
+            )  # fmt: skip
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0022"))
+            stored = (await conn.execute(select(Ticket.card_form_until, *kept))).one()
+            assert tuple(stored) == (None, "HD-1", "1700000000001")
+            await conn.execute(Ticket.__table__.update().values(card_form_until=now))
+            held = await conn.scalar(select(Ticket.card_form_until))
+            assert held is not None and held.replace(tzinfo=UTC) == now
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0021", "downgrade"))
+            assert "card_form_until" not in await conn.run_sync(_ticket_columns)
+            assert tuple((await conn.execute(select(*kept))).one()) == ("HD-1", "1700000000001")
+        async with engine.begin() as conn:
+            await conn.run_sync(to("heads"))
+            assert "card_form_until" in await conn.run_sync(_ticket_columns)
+    finally:
+        await engine.dispose()
