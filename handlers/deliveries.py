@@ -36,6 +36,8 @@ MAX_WAIT = 60.0
 # Teams: a note or card refresh queued before the ticket card was recorded waits this long
 # for it (elsewhere the card is an outbox row, followed for as long as it is retried).
 CARD_WAIT = 120.0
+# Why a refresh of the ticket card held for a form in its place was not sent.
+COLLAPSED = "another refresh of the card, held while a form is in its place, shows this too"
 NAMES = {"message": "message", "dm": "direct message", "update": "message update"}
 
 
@@ -146,6 +148,12 @@ async def prepare(
                 return Preparation(None, wait=wait)
             payload["channel"] = ticket.card_channel
             payload["ts"] = payload["activity_id"] = ticket.card_message
+        if (wait := notify.card_held_for_form(ticket, payload, now)) is not None:
+            # A form sits in the card's place (Teams): this would overwrite what is typed in
+            # it. One refresh waiting is enough, as each shows the ticket as it is when sent.
+            if await outbox.other_card_refresh(session, ticket_id=ticket.id, row_id=message.id):
+                return Preparation(None, give_up=COLLAPSED)
+            return Preparation(None, wait=wait)
         card = ticket_card(
             ticket,
             extra=await diagnosis.card_elements(session, ticket),

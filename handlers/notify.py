@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,6 +15,7 @@ from handlers.directory import Person
 from handlers.formatting import teams_user_id, technician
 from handlers.types import Actor, DomainError, Interaction, channel_of
 from storage import outbox
+from storage import tickets as tickets_repo
 from storage.models import Ticket
 
 
@@ -207,17 +207,67 @@ def answer_replaces_card(interaction: Interaction, ticket: Ticket) -> bool:
     )
 
 
-@contextlib.asynccontextmanager
-async def refreshed_if_refused(deps: Deps, ticket: Ticket, *, refresh: bool) -> AsyncIterator[None]:
-    """Around the checks after a first response that left the card unrefreshed for a form
-    (`refresh`): refused, the answer is a message and the card stays, so it is refreshed."""
+# How long a form that took the place of a Teams ticket card's message holds the card's
+# refreshes back when it is neither submitted nor refused (abandoned, or typed in at length).
+# Long enough for a resolution note written with care (a KB article looked up, the fix checked
+# again): losing it is what this prevents. Short enough that a form left open does not hide
+# the ticket's state for long: whoever looks at the card sees it current within this time.
+# Each submission with errors (the form shown again) counts it from there.
+FORM_HOLD = timedelta(minutes=15)
+
+
+async def hold_card_for_form(session: AsyncSession, ticket: Ticket, *, now: datetime) -> None:
+    """The answer to an interaction, a form, takes the place of the ticket card's message
+    (`answer_replaces_card`): a refresh of the card would overwrite what is typed in it, so
+    refreshes wait (handlers.deliveries) until the form is answered (`card_form_answered`),
+    or for FORM_HOLD from `now`, and then show the ticket as it is, once. Stored with the
+    ticket: a restart holds them as well."""
+    await tickets_repo.set_card_form_until(session, ticket_id=ticket.id, until=now + FORM_HOLD)
+
+
+async def card_form_answered(session: AsyncSession, ticket: Ticket, *, now: datetime) -> None:
+    """The form in the ticket card's place was answered (or is of no more use: the ticket was
+    closed): the card's refreshes held for it go out now."""
+    if await tickets_repo.clear_card_form(session, ticket_id=ticket.id):
+        await outbox.release_card_refreshes(session, ticket_id=ticket.id, now=now)
+
+
+def card_held_for_form(ticket: Ticket, payload: dict[str, Any], now: datetime) -> float | None:
+    """Seconds a refresh of the ticket card (`payload`, completed with the card's message)
+    waits for the form in the card's place; None when none is there now."""
+    until = ticket.card_form_until
+    if until is None or until <= now or not ticket.card_message:
+        return None
+    if payload.get("activity_id") != ticket.card_message:
+        return None
+    # A little past it: checked again before then, it would only be put back once more.
+    return (until - now).total_seconds() + 0.5
+
+
+async def form_takes_card(
+    session: AsyncSession,
+    ticket: Ticket,
+    check: Callable[[], object],
+    *,
+    in_card: bool,
+    responded: bool,
+    now: datetime,
+) -> DomainError | None:
+    """In the transaction of a form's first response (one transaction per delivery), the
+    checks before the form is shown (`check` raises DomainError): the refusal, returned for
+    the caller to raise once that transaction has committed, else None. When the answer
+    takes the card's place (`in_card`), the form holds it (`hold_card_for_form`); refused, the
+    answer is a message and the card stays, so it is refreshed if the first response left it
+    unrefreshed for the form (`responded`)."""
     try:
-        yield
-    except DomainError:
-        if refresh:
-            async with deps.sessions() as session, session.begin():
-                await refresh_ticket_card(session, ticket)
-        raise
+        check()
+    except DomainError as exc:
+        if in_card and responded:
+            await refresh_ticket_card(session, ticket)
+        return exc
+    if in_card:
+        await hold_card_for_form(session, ticket, now=now)
+    return None
 
 
 def platform_ids(person: Person) -> dict[str, str]:

@@ -206,8 +206,16 @@ async def _form(deps: Deps, interaction: Interaction, ticket: Ticket) -> Reply:
             refresh_card=not in_card,  # the form takes the card's place
         )
         await identity.audit_gate(session, interaction, ticket, "close")
-    async with notify.refreshed_if_refused(deps, ticket, refresh=responded and in_card):
-        identity.require_confirmed(ticket)
+        refused = await notify.form_takes_card(
+            session,
+            ticket,
+            lambda: identity.require_confirmed(ticket),
+            in_card=in_card,
+            responded=responded,
+            now=deps.clock(),
+        )
+    if refused is not None:
+        raise refused
     async with deps.sessions() as session:
         logged = sum(e.minutes for e in await repo.time_entries_for(session, ticket.id))
         pattern = await _kb_requirement(session, ticket)
@@ -337,6 +345,7 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
         )
     except InvalidInput as exc:
         # Shown again with the errors (Teams): as it was first shown, fix line included.
+        # Still in the card's place (Teams): the hold set when it was first shown goes on.
         exc.form = _closure_card(ticket, logged, pattern)
         raise
     closer = await deps.person(actor)
@@ -374,6 +383,8 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
         ticket.resolution_category = form.category
         ticket.kb_article = form.kb_article
         await sla.on_closed(session, ticket, at=now)
+        # A form in the card's place (this one, or one opened elsewhere) is of no use now.
+        await notify.card_form_answered(session, ticket, now=now)
         await working.retire_on_close(session, ticket)
         await notify.refresh_ticket_card(session, ticket)
         await psa.on_closed(session, ticket=ticket, closed_by=closer_name)

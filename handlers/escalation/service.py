@@ -39,7 +39,6 @@ def _check(deps: Deps, ticket: Ticket) -> list[str]:
 async def _form(deps: Deps, interaction: Interaction, ticket: Ticket) -> Reply:
     await deps.require_technician(interaction.actor, "escalate tickets")
     in_card = notify.answer_replaces_card(interaction, ticket)
-    responded = False
     if ticket.status == "open":
         async with deps.sessions() as session, session.begin():
             responded = await sla.record_first_response(
@@ -52,8 +51,17 @@ async def _form(deps: Deps, interaction: Interaction, ticket: Ticket) -> Reply:
                 refresh_card=not in_card,  # the form takes the card's place
             )
             await identity.audit_gate(session, interaction, ticket, "escalate")
-    async with notify.refreshed_if_refused(deps, ticket, refresh=responded and in_card):
-        _check(deps, ticket)
+            refused = await notify.form_takes_card(
+                session,
+                ticket,
+                lambda: _check(deps, ticket),
+                in_card=in_card,
+                responded=responded,
+                now=deps.clock(),
+            )
+        if refused is not None:
+            raise refused
+    _check(deps, ticket)  # a ticket no longer open: refused (its card stays as it is)
     return Reply(card=_escalation_form(deps, ticket), as_form=True)
 
 
@@ -121,10 +129,12 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
     if ticket.status == "open":
         await identity.enforce(deps, interaction, ticket, "escalate")
     queues = _check(deps, ticket)
+    in_card = notify.answer_replaces_card(interaction, ticket)
     try:
         facts = validate(interaction.data, queues, asset=ticket.asset)
     except InvalidInput as exc:
         # Shown again with the errors (Teams): as first shown, Asset link still required.
+        # Still in the card's place (Teams): the hold set when it was first shown goes on.
         exc.form = _escalation_form(deps, ticket)
         raise
     queue = facts.pop("queue")
@@ -140,6 +150,10 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
         await sla.record_first_response(
             session, locked, actor, interaction.conversation.id, at=deps.clock(), action="escalate"
         )
+        if in_card:
+            # Answered: the card's refreshes held for the form go out (the answer is a
+            # message: the form stays on screen until the card is refreshed).
+            await notify.card_form_answered(session, locked, now=deps.clock())
         await repo.add_event(
             session,
             ticket_id=locked.id,

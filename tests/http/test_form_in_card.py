@@ -1,0 +1,232 @@
+"""A closure or escalation form in the Teams ticket card's place is never overwritten by a
+refresh of the card (the technician typing the resolution note lost it, seen in the Agents
+Playground): the refresh is held, durably, until the form is answered or its hold runs out,
+and the refreshes held meanwhile reach the card as one current render. Slack's forms are
+modals: its card is refreshed at once, as before."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from handlers.notify import FORM_HOLD
+from storage.models import OutboxMessage, Ticket, utcnow
+from tests.fakes.botframework import FakeConnector
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import AppHarness, TestClock, wait_until
+from tests.http.conftest_teams import CARD_TYPE, PERSONAL, TECH_ID
+from tests.http.working_support import (
+    PEOPLE,
+    SlackFlow,
+    TeamsFlow,
+    shown,
+    teams_config,
+    ticket_row,
+)
+
+CLOSURE_LABELS = ["Resolution note", "Resolution category", "Time spent", "KB article"]
+NOTE = "Cleared the print queue on PRN-0042 and reinstalled the HP UPD 7.1 driver"
+# What the card says once `ticket confirm` asked the requester (the refresh that is held).
+ASKED = "asked"
+
+
+# Escalation needs a queue to escalate to.
+QUEUES = {"queues": {"networking": {"teams": "19:networking@thread.tacv2"}}}
+
+
+async def start(make_app: Any, connector: FakeConnector) -> tuple[AppHarness, TeamsFlow, TestClock]:
+    # Ahead of the real time: rows queued for "now" are due at once (tests.harness.TestClock).
+    clock = TestClock(utcnow() + timedelta(minutes=1))
+    config = teams_config(connector, **QUEUES)
+    app: AppHarness = await make_app(config=config, people=PEOPLE, clock=clock)
+    return app, TeamsFlow(app, connector), clock
+
+
+def card_updates(fake: FakeConnector, message: str) -> list[dict[str, Any]]:
+    return [u for u in fake.updates() if u["_activity_id"] == message]
+
+
+async def press(t: TeamsFlow, number: str, title: str, message: str) -> dict[str, Any]:
+    """Press `title` on the ticket card as its technician (Action.Execute: the answer takes
+    the place of the card's message); the invoke answer."""
+    card = t.card(number)
+    assert card is not None
+    body = t.invoke_body(card, title, TECH_ID, PERSONAL)
+    body["replyToId"] = message  # Teams: the clicked card's message
+    response = await t.app.teams(body)
+    assert response.status == 200
+    answer: dict[str, Any] = await response.json()
+    return answer
+
+
+async def submit_form(
+    t: TeamsFlow, form: dict[str, Any], message: str, **typed: str
+) -> dict[str, Any]:
+    """Press the form's submit button (it sits in the card's message); the invoke answer."""
+    [submit] = [a for a in form["actions"] if a["type"] == "Action.Execute"]
+    body = t.invoke_body(form, submit["title"], TECH_ID, PERSONAL, **typed)
+    body["replyToId"] = message
+    response = await t.app.teams(body)
+    assert response.status == 200
+    answer: dict[str, Any] = await response.json()
+    return answer
+
+
+async def held_refreshes(app: AppHarness, number: str) -> list[OutboxMessage]:
+    async with app.services.sessions() as session:
+        ticket_id = await session.scalar(select(Ticket.id).where(Ticket.number == number))
+        query = select(OutboxMessage).where(OutboxMessage.ticket_id == ticket_id)
+        rows = (await session.execute(query)).scalars().all()
+    return [r for r in rows if r.payload.get("refresh_ticket_card") and r.status == "pending"]
+
+
+async def confirm(t: TeamsFlow, number: str) -> None:
+    """`ticket confirm`: asks the requester, and refreshes the ticket card (fix asked)."""
+    assert await t.say(f"ticket confirm {number}") == 201
+    await wait_until(lambda: t.texts(PERSONAL, "Asked Ana User"), what="the answer to confirm")
+
+
+async def no_update_for(fake: FakeConnector, message: str, seconds: float = 1.0) -> None:
+    with pytest.raises(AssertionError, match="timed out"):
+        await wait_until(lambda: card_updates(fake, message) != [], timeout=seconds)
+
+
+async def closure_form_in_place(
+    make_app: Any, connector: FakeConnector
+) -> tuple[AppHarness, TeamsFlow, TestClock, str, str, dict[str, Any]]:
+    """A ticket whose card's **Close** was pressed (the form in its place), then a refresh of
+    the card caused (`ticket confirm`): (app, flow, clock, number, card message, form)."""
+    app, t, clock = await start(make_app, connector)
+    number = await t.ticket(requester="ana@example.com")
+    message = (await ticket_row(app, number)).card_message
+    assert message
+    answer = await press(t, number, "Close", message)
+    assert answer["type"] == CARD_TYPE, answer
+    form = answer["value"]
+    assert [i["label"] for i in form["body"] if i.get("label")] == CLOSURE_LABELS
+    await confirm(t, number)
+    await no_update_for(connector, message)
+    return app, t, clock, number, message, form
+
+
+async def test_a_refresh_waits_for_the_closure_form_in_the_cards_place_until_submitted(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    app, t, _, number, message, form = await closure_form_in_place(make_app, connector)
+    [held] = await held_refreshes(app, number)
+    assert held.due_at > utcnow() + FORM_HOLD / 2  # durable: waiting in the database
+
+    # A form with errors is shown again: still in the card's place, still nothing over it.
+    again = await submit_form(t, form, message, resolution_note="fixed")
+    assert again["type"] == CARD_TYPE and "not closed" in shown(again["value"]), again
+    await confirm(t, number)
+    await no_update_for(connector, message, 0.5)
+    assert len(await held_refreshes(app, number)) == 1  # the held refreshes collapse
+
+    closed = await submit_form(
+        t,
+        form,
+        message,
+        resolution_note=NOTE,
+        resolution_category="Incident",
+        time_spent="30m",
+        kb_article="",
+    )
+    assert closed["type"] == CARD_TYPE and f"Closed {number}" in shown(closed["value"]), closed
+    assert (await ticket_row(app, number)).status == "closed"
+    # The card is current again: the closed card (no buttons), and nothing held any longer.
+    await wait_until(lambda: card_updates(connector, message) != [], what="the card refreshed")
+    await wait_until(_nothing_held(app, number), what="nothing held")
+    latest = t.card(number)
+    assert latest is not None and not latest.get("actions"), latest
+
+
+def _nothing_held(app: AppHarness, number: str) -> Any:
+    async def check() -> bool:
+        return await held_refreshes(app, number) == []
+
+    return check
+
+
+async def test_an_abandoned_form_gives_way_to_the_held_refresh_after_its_hold(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    app, t, clock, number, message, _ = await closure_form_in_place(make_app, connector)
+    await confirm(t, number)  # a second refresh, held too
+    await no_update_for(connector, message, 0.5)
+    clock.set(clock() + FORM_HOLD + timedelta(seconds=1))
+    await wait_until(lambda: card_updates(connector, message) != [], what="the held refresh")
+    await asyncio.sleep(0.5)
+    [update] = card_updates(connector, message)  # one render for both refreshes
+    assert ASKED in shown(update).lower() and "Close" in shown(update)
+    assert await held_refreshes(app, number) == []
+
+
+async def test_a_refresh_waits_for_the_escalation_form_in_the_cards_place(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    app, t, clock = await start(make_app, connector)
+    number = await t.ticket(requester="ana@example.com")
+    message = (await ticket_row(app, number)).card_message
+    assert message
+    answer = await press(t, number, "Escalate", message)
+    assert answer["type"] == CARD_TYPE and "Reproduction steps" in shown(answer["value"])
+    await confirm(t, number)
+    await no_update_for(connector, message)
+    clock.set(clock() + FORM_HOLD + timedelta(seconds=1))
+    await wait_until(lambda: card_updates(connector, message) != [], what="the held refresh")
+
+
+async def test_a_refresh_survives_a_restart_while_held(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    app, _, clock, number, message, _ = await closure_form_in_place(make_app, connector)
+    await app.stop()
+    config = teams_config(connector, **QUEUES)
+    again: AppHarness = await make_app(config=config, people=PEOPLE, clock=clock)
+    await no_update_for(connector, message, 0.5)
+    clock.set(clock() + FORM_HOLD + timedelta(seconds=1))
+    await wait_until(lambda: card_updates(connector, message) != [], what="the held refresh")
+    assert await held_refreshes(again, number) == []
+
+
+async def test_slack_refreshes_the_card_at_once_while_its_closure_modal_is_open(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    number = await s.ticket()
+    card = s.card(number)
+    assert card is not None
+    opened = len(slack_api.views_opened())
+    assert await s.press(card, "Close", "UTECH") == ""
+    assert len(slack_api.views_opened()) == opened + 1
+    updated = len(slack_api.method_calls("chat.update"))
+    assert "Asked Ana User" in await s.command(f"confirm {number}")
+    await wait_until(
+        lambda: len(slack_api.method_calls("chat.update")) > updated, what="the card refreshed"
+    )
+    await wait_until(_nothing_held(app, number), what="nothing held")
+
+
+async def test_a_refused_escalate_leaves_the_card_in_place_refreshed_and_nothing_held(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    """No queue to escalate to: the answer is the refusal (a message), so the card stays where
+    it was; the first response it was is shown on it at once, and no form holds it."""
+    clock = TestClock(utcnow() + timedelta(minutes=1))
+    app: AppHarness = await make_app(config=teams_config(connector), people=PEOPLE, clock=clock)
+    t = TeamsFlow(app, connector)
+    number = await t.ticket(requester="ana@example.com")
+    message = (await ticket_row(app, number)).card_message
+    assert message
+    answer = await press(t, number, "Escalate", message)
+    assert answer["type"] != CARD_TYPE and "No queues are configured" in answer["value"], answer
+    await wait_until(lambda: card_updates(connector, message) != [], what="the card refreshed")
+    assert (await ticket_row(app, number)).card_form_until is None
+    await confirm(t, number)
+    await wait_until(lambda: len(card_updates(connector, message)) > 1, what="a refresh at once")
