@@ -144,6 +144,7 @@ async def update_message(
     channel: str,
     message: str,
     purpose: str,
+    due_at: datetime | None = None,
     **content: Any,
 ) -> None:
     """Queue an edit of a message the bot posted (Slack `ts` / Teams activity id `message`)."""
@@ -151,6 +152,7 @@ async def update_message(
         session,
         kind="update",
         ticket_id=ticket.id,
+        due_at=due_at,
         payload={
             "platform": platform,
             "channel": channel,
@@ -164,12 +166,17 @@ async def update_message(
 
 
 async def refresh_ticket_card(
-    session: AsyncSession, ticket: Ticket, *, when_posted: bool = False
+    session: AsyncSession,
+    ticket: Ticket,
+    *,
+    when_posted: bool = False,
+    due_at: datetime | None = None,
 ) -> None:
     """Queue an update of the ticket card message to the ticket's state when it is delivered
     (status, priority, identity; a closed ticket's card loses its buttons). Nothing to do
     while the card's message is unknown (not posted yet, or posted before this existed),
-    unless `when_posted`: then the update waits for the card to be posted (for a while)."""
+    unless `when_posted`: then the update waits for the card to be posted (for a while).
+    `due_at`: not before then (the end of a form's hold)."""
     if not ticket.card_channel or not ticket.card_message:
         if when_posted:
             await outbox.enqueue(
@@ -192,6 +199,7 @@ async def refresh_ticket_card(
         channel=ticket.card_channel,
         message=ticket.card_message,
         purpose="ticket-card",
+        due_at=due_at,
         refresh_ticket_card=True,
     )
 
@@ -221,15 +229,20 @@ async def hold_card_for_form(session: AsyncSession, ticket: Ticket, *, now: date
     (`answer_replaces_card`): a refresh of the card would overwrite what is typed in it, so
     refreshes wait (handlers.deliveries) until the form is answered (`card_form_answered`),
     or for FORM_HOLD from `now`, and then show the ticket as it is, once. Stored with the
-    ticket: a restart holds them as well."""
-    await tickets_repo.set_card_form_until(session, ticket_id=ticket.id, until=now + FORM_HOLD)
+    ticket: a restart holds them as well. One refresh is queued for then whatever happens
+    meanwhile: a form left open gives the card back (its buttons too), and an escalation,
+    whose answer is a message (the form stays on screen), brings it back when submitted."""
+    until = now + FORM_HOLD
+    await tickets_repo.set_card_form_until(session, ticket_id=ticket.id, until=until)
+    await refresh_ticket_card(session, ticket, due_at=until)
 
 
-async def card_form_answered(session: AsyncSession, ticket: Ticket, *, now: datetime) -> None:
+async def card_form_answered(session: AsyncSession, ticket: Ticket, *, now: datetime) -> int:
     """The form in the ticket card's place was answered (or is of no more use: the ticket was
-    closed): the card's refreshes held for it go out now."""
-    if await tickets_repo.clear_card_form(session, ticket_id=ticket.id):
-        await outbox.release_card_refreshes(session, ticket_id=ticket.id, now=now)
+    closed): the card's refreshes held for it go out now; returns how many there were."""
+    if not await tickets_repo.clear_card_form(session, ticket_id=ticket.id):
+        return 0
+    return await outbox.release_card_refreshes(session, ticket_id=ticket.id, now=now)
 
 
 def card_held_for_form(ticket: Ticket, payload: dict[str, Any], now: datetime) -> float | None:

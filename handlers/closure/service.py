@@ -383,10 +383,11 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
         ticket.resolution_category = form.category
         ticket.kb_article = form.kb_article
         await sla.on_closed(session, ticket, at=now)
-        # A form in the card's place (this one, or one opened elsewhere) is of no use now.
-        await notify.card_form_answered(session, ticket, now=now)
         await working.retire_on_close(session, ticket)
-        await notify.refresh_ticket_card(session, ticket)
+        # A form in the card's place (this one, or one opened elsewhere) is of no use now:
+        # the refresh held for it shows the closed card, else one is queued.
+        if not await notify.card_form_answered(session, ticket, now=now):
+            await notify.refresh_ticket_card(session, ticket)
         await psa.on_closed(session, ticket=ticket, closed_by=closer_name)
         await repo.add_event(
             session,

@@ -34,6 +34,14 @@ NOTE = "Cleared the print queue on PRN-0042 and reinstalled the HP UPD 7.1 drive
 ASKED = "asked"
 
 
+FACTS = {
+    "repro_steps": "Print the Q3 report from Excel on floor 3",
+    "error_text": "Error 0x8007001F on the printer's panel",
+    "already_tried": "Power-cycled the printer and cleared the tray",
+    "asset_link": "https://rmm.example.com/devices/4711",
+    "user_impact": "The finance team cannot print the Q3 report",
+    "queue": "networking",
+}
 # Escalation needs a queue to escalate to.
 QUEUES = {"queues": {"networking": {"teams": "19:networking@thread.tacv2"}}}
 
@@ -166,19 +174,43 @@ async def test_an_abandoned_form_gives_way_to_the_held_refresh_after_its_hold(
     assert await held_refreshes(app, number) == []
 
 
-async def test_a_refresh_waits_for_the_escalation_form_in_the_cards_place(
+async def escalation_form_in_place(
     make_app: Any, connector: FakeConnector
-) -> None:
+) -> tuple[AppHarness, TeamsFlow, TestClock, str, str, dict[str, Any]]:
     app, t, clock = await start(make_app, connector)
     number = await t.ticket(requester="ana@example.com")
     message = (await ticket_row(app, number)).card_message
     assert message
     answer = await press(t, number, "Escalate", message)
     assert answer["type"] == CARD_TYPE and "Reproduction steps" in shown(answer["value"])
+    return app, t, clock, number, message, answer["value"]
+
+
+async def test_a_refresh_waits_for_the_escalation_form_until_the_escalation(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    app, t, _, number, message, form = await escalation_form_in_place(make_app, connector)
     await confirm(t, number)
     await no_update_for(connector, message)
+    answer = await submit_form(t, form, message, **FACTS)
+    # A message: Teams leaves the form on screen, and the card held for it comes back.
+    assert answer["type"] != CARD_TYPE and "was escalated to networking" in answer["value"]
+    await wait_until(lambda: card_updates(connector, message) != [], what="the card back")
+    latest = t.card(number)
+    assert latest is not None and ASKED in shown(latest).lower() and "Close" in shown(latest)
+    await wait_until(_nothing_held(app, number), what="nothing held")
+
+
+async def test_an_abandoned_escalation_form_gives_the_card_back_after_its_hold(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    """Nothing changed meanwhile: the card, with its buttons, still comes back."""
+    _, _, clock, number, message, _ = await escalation_form_in_place(make_app, connector)
+    await no_update_for(connector, message, 0.5)
     clock.set(clock() + FORM_HOLD + timedelta(seconds=1))
-    await wait_until(lambda: card_updates(connector, message) != [], what="the held refresh")
+    await wait_until(lambda: card_updates(connector, message) != [], what="the card back")
+    [update] = card_updates(connector, message)
+    assert "Escalate" in shown(update) and f"{number} (P" in shown(update)
 
 
 async def test_a_refresh_survives_a_restart_while_held(
