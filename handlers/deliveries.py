@@ -37,7 +37,7 @@ MAX_WAIT = 60.0
 # for it (elsewhere the card is an outbox row, followed for as long as it is retried).
 CARD_WAIT = 120.0
 # Why a refresh of the ticket card held for a form in its place was not sent.
-COLLAPSED = "another refresh of the card, held while a form is in its place, shows this too"
+COLLAPSED = "a form is in the card's place: the refresh waiting for it shows this too"
 NAMES = {"message": "message", "dm": "direct message", "update": "message update"}
 
 
