@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cards.model import Inline, Rich, Typed
 from handlers import csat, diagnosis, identity, incidents, notify, psa, sla, working
 from handlers.config import HelpdeskConfig
 from handlers.tickets import VERSION_COLUMNS, card_version, ticket_card
@@ -319,7 +320,8 @@ async def after_failure(
     if not _reportable(message):
         return
     page = message.kind.startswith("page.")
-    what, reason, attempts = label(message), error[:300], message.attempts
+    # What the platform or pager answered: shown literally.
+    what, reason, attempts = label(message), Typed(error[:300]), message.attempts
     if permanent:
         # A page that never went out leaves the on-call unaware; a resolve or close that
         # failed leaves an alert open on the pager (it is closed there by hand).
@@ -336,8 +338,8 @@ async def after_failure(
             session,
             message,
             "dead",
-            lambda number: (
-                f"The {what} for {number} failed and will not be retried: {reason}.{hint}"
+            lambda number: Rich(
+                f"The {what} for {number} failed and will not be retried: ", reason, f".{hint}"
             ),
         )
     elif page and not message.failure_reported:
@@ -345,8 +347,8 @@ async def after_failure(
             session,
             message,
             "failing",
-            lambda number: (
-                f"The {what} for {number} has not gone through yet ({reason}); retrying."
+            lambda number: Rich(
+                f"The {what} for {number} has not gone through yet (", reason, "); retrying."
             ),
         )
     elif not message.failure_reported and attempts >= REPORT_AFTER_ATTEMPTS:
@@ -354,9 +356,10 @@ async def after_failure(
             session,
             message,
             "failing",
-            lambda number: (
-                f"The {what} for {number} has not been delivered after "
-                f"{attempts} attempts ({reason}); still retrying."
+            lambda number: Rich(
+                f"The {what} for {number} has not been delivered after {attempts} attempts (",
+                reason,
+                "); still retrying.",
             ),
         )
 
@@ -410,7 +413,7 @@ def _report_key(message: OutboxMessage, stage: str) -> str:
 
 
 async def _report(
-    session: AsyncSession, message: OutboxMessage, stage: str, text: Callable[[str], str]
+    session: AsyncSession, message: OutboxMessage, stage: str, text: Callable[[str], Inline]
 ) -> None:
     """Tell the technician in the ticket's thread, once per row and stage."""
     ticket = await session.get(Ticket, message.ticket_id)

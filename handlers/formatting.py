@@ -7,9 +7,10 @@ id, which Slack shows as their name.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
-from cards.model import Mention
+from cards.model import Inline, Mention, Rich
 from handlers.directory import Person
 from handlers.types import Actor
 from storage.models import Ticket
@@ -18,6 +19,15 @@ from storage.models import Ticket
 def counted(count: int, one: str, many: str | None = None) -> str:
     """`1 technician`, `2 technicians`, `1 person`, `0 people`."""
     return f"{count} {one if count == 1 else many or one + 's'}"
+
+
+def joined(parts: Iterable[Inline], separator: str = "\n") -> Inline:
+    """`parts` one after another with the bot's `separator` between them (lines of a text
+    reply, some of them quoting typed text): a `Rich` keeps whose words each part is."""
+    out: list[Inline] = []
+    for part in parts:
+        out += [separator, part] if out else [part]
+    return Rich(*out) if len(out) != 1 else out[0]
 
 
 def when(moment: datetime | None) -> str:

@@ -17,10 +17,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cards.model import Inline, Rich, Typed
 from handlers import identity, notify, psa, sla
 from handlers.commands import Command, ticket_ref
 from handlers.deps import Deps
-from handlers.formatting import when
+from handlers.formatting import joined, when
 from handlers.incidents import cards
 from handlers.types import Actor, Interaction, InvalidInput, NotFound, Reply
 from storage import outbox
@@ -155,7 +156,7 @@ async def _raise(
 
 def _raised_text(
     deps: Deps, ticket: Ticket, *, raised: bool, queued: list[str], earlier: list[OutboxMessage]
-) -> str:
+) -> Inline:
     """The answer to `p1`: what was queued now, and how what was queued before stands."""
     number = ticket.number
     if not queued and not raised and earlier and all(r.status == "delivered" for r in earlier):
@@ -177,11 +178,11 @@ def _raised_text(
         lines.append("Paging the on-call through " + " and ".join(pages) + ".")
     elif not deps.pagers and not any(r.kind.startswith("page.") for r in earlier):
         lines.append("No pager is configured: reach the on-call directly.")
-    lines += [_earlier_state(row) for row in earlier]
-    return "\n".join(lines)
+    said: list[Inline] = [*lines, *(_earlier_state(row) for row in earlier)]
+    return joined(said)
 
 
-def _earlier_state(row: OutboxMessage) -> str:
+def _earlier_state(row: OutboxMessage) -> Inline:
     """One line on a notice or page queued by an earlier raise, in the words of the delivery
     reports (`handlers.deliveries`)."""
     page = row.kind.startswith("page.")
@@ -190,16 +191,17 @@ def _earlier_state(row: OutboxMessage) -> str:
         what = f"The {PAGER_NAMES.get(pager, pager)} {'alert' if pager == 'opsgenie' else 'page'}"
     else:
         what = f"The incident notice ({str(row.payload.get('platform') or '').capitalize()})"
-    reason = row.last_error[:300]
+    # What the pager or chat platform answered (or why it was cancelled): shown literally.
+    reason = Typed(row.last_error[:300])
     if row.status == "delivered":
         return f"{what} went out before."
     if row.status == "dead":
         hint = " Reach the on-call another way." if page else ""
-        return f"{what} failed and will not be retried: {reason}.{hint}"
+        return Rich(f"{what} failed and will not be retried: ", reason, f".{hint}")
     if row.status == "cancelled":
-        return f"{what} was not sent: {reason}."
-    if reason:
-        return f"{what} has not gone through yet ({reason}); still being retried."
+        return Rich(f"{what} was not sent: ", reason, ".")
+    if reason.text:
+        return Rich(f"{what} has not gone through yet (", reason, "); still being retried.")
     return f"{what} is on its way."
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from cards.model import Inline, Rich, Typed
 from handlers.formatting import when
 from handlers.psa import rules
 from storage.models import Ticket
@@ -11,31 +12,40 @@ from storage.models import Ticket
 RESOLVED_TIER = ("psa", "psa-none", "psa-error")
 
 
-def card_facts(ticket: Ticket) -> list[tuple[str, str]]:
+def psa_number(ticket: Ticket) -> Inline:
+    """The PSA's number for the ticket, as the PSA gave it: shown literally."""
+    return Typed(ticket.psa_number or "")
+
+
+def card_facts(ticket: Ticket) -> list[tuple[Inline, Inline]]:
     """`ServiceNow: INC0010001` once the PSA has the ticket, `pending` until then."""
     if not ticket.psa_system:
         return []
-    return [(rules.name_of(ticket.psa_system), ticket.psa_number or "pending")]
+    return [
+        (rules.name_of(ticket.psa_system), psa_number(ticket) if ticket.psa_number else "pending")
+    ]
 
 
-def tier_label(ticket: Ticket) -> str:
-    """The ticket's tier and where it came from (`gold tier, from sla.clients`)."""
+def tier_label(ticket: Ticket) -> Inline:
+    """The ticket's tier and where it came from (`gold tier, from sla.clients`): the tier's
+    name (a config value) and the contract's (from the PSA) shown literally."""
     name = rules.name_of(ticket.psa_system)
     contract = rules.CONTRACTS.get(ticket.psa_system, "contract")
     source = ticket.tier_source
+    tier = Typed(ticket.tier)
     if source == "config":
-        return f"{ticket.tier} tier, from sla.clients"
+        return Rich(tier, " tier, from sla.clients")
     if source == "pending":
-        return f"{ticket.tier} tier for now: asking {name} for the client's {contract}"
+        return Rich(tier, f" tier for now: asking {name} for the client's {contract}")
     if source == "psa":
-        return f"{ticket.tier} tier, from the {name} {contract} {ticket.tier_contract}"
+        return Rich(tier, f" tier, from the {name} {contract} ", Typed(ticket.tier_contract))
     if source == "psa-none":
-        return f"{ticket.tier} tier, the default: no active {name} {contract} is in psa.tiers"
+        return Rich(tier, f" tier, the default: no active {name} {contract} is in psa.tiers")
     if source == "psa-error":
-        return f"{ticket.tier} tier, the default: the {name} {contract} could not be read"
+        return Rich(tier, f" tier, the default: the {name} {contract} could not be read")
     if source == "default":
-        return f"{ticket.tier} tier, the default"
-    return f"{ticket.tier} tier"
+        return Rich(tier, " tier, the default")
+    return Rich(tier, " tier")
 
 
 def card_outdated(ticket: Ticket) -> bool:
@@ -45,52 +55,61 @@ def card_outdated(ticket: Ticket) -> bool:
     )
 
 
-def outage_text(ticket: Ticket, *, error: str, since: datetime) -> str:
-    """Told once per outage: the PSA refuses the credentials, nothing is lost."""
+def outage_text(ticket: Ticket, *, error: str, since: datetime) -> Inline:
+    """Told once per outage: the PSA refuses the credentials, nothing is lost (`error`: what
+    the PSA answered, shown literally)."""
     name = rules.name_of(ticket.psa_system)
-    return (
-        f"{name} refuses the bot's credentials ({error}), so {ticket.number} and other tickets "
+    return Rich(
+        f"{name} refuses the bot's credentials (",
+        Typed(error),
+        f"), so {ticket.number} and other tickets "
         f"are not reaching {name} since {when(since)}. Nothing is lost: every write is kept "
         f"and sent once {name} accepts the credentials again (fix the PSA_* settings and "
         "restart the bot, or restore the integration account). Keep working tickets in chat; "
-        "this is said once per outage."
+        "this is said once per outage.",
     )
 
 
-def refused_text(ticket: Ticket, *, what: str, error: str) -> str:
-    """A write the PSA will never take."""
+def refused_text(ticket: Ticket, *, what: str, error: str) -> Inline:
+    """A write the PSA will never take (`error`: what the PSA answered)."""
     name = rules.name_of(ticket.psa_system)
-    return (
-        f"{name} refused the {what} for {ticket.number} and it will not be retried: {error}. "
-        f"Enter it in {name} by hand."
+    return Rich(
+        f"{name} refused the {what} for {ticket.number} and it will not be retried: ",
+        Typed(error),
+        f". Enter it in {name} by hand.",
     )
 
 
-def doubt_text(ticket: Ticket, *, what: str, closure: bool = False) -> str:
-    """A write that may or may not have reached the PSA and could not be looked up (once)."""
+def doubt_text(ticket: Ticket, *, what: Inline, closure: bool = False) -> Inline:
+    """A write that may or may not have reached the PSA and could not be looked up (once);
+    `what` may quote a typed note."""
     name = rules.name_of(ticket.psa_system)
-    where = f"{ticket.number} ({ticket.psa_number})" if ticket.psa_number else ticket.number
-    text = (
-        f"The {what} for {ticket.number} may or may not have reached {name}: it was sent but "
+    where: Inline = (
+        Rich(f"{ticket.number} (", psa_number(ticket), ")") if ticket.psa_number else ticket.number
+    )
+    return Rich(
+        "The ",
+        what,
+        f" for {ticket.number} may or may not have reached {name}: it was sent but "
         f"no answer came back, and the bot has no way to check {name} for it. It is not sent "
-        f"again, so it cannot appear twice. Check {where} in {name} and add it by hand if it "
-        "is missing."
+        "again, so it cannot appear twice. Check ",
+        where,
+        f" in {name} and add it by hand if it is missing.",
+        f" The ticket was not resolved in {name} either: resolve it there." if closure else "",
     )
-    if closure:
-        text += f" The ticket was not resolved in {name} either: resolve it there."
-    return text
 
 
-def slow_text(ticket: Ticket, *, attempts: int, error: str) -> str:
-    """A create that keeps failing (said once)."""
+def slow_text(ticket: Ticket, *, attempts: int, error: str) -> Inline:
+    """A create that keeps failing (said once; `error`: what the PSA answered)."""
     name = rules.name_of(ticket.psa_system)
-    return (
-        f"{ticket.number} has not reached {name} after {attempts} attempts ({error}); still "
-        "retrying. The ticket works in chat meanwhile."
+    return Rich(
+        f"{ticket.number} has not reached {name} after {attempts} attempts (",
+        Typed(error),
+        "); still retrying. The ticket works in chat meanwhile.",
     )
 
 
-def arrived_text(ticket: Ticket) -> str:
+def arrived_text(ticket: Ticket) -> Inline:
     """The create that was reported failing went through."""
     name = rules.name_of(ticket.psa_system)
-    return f"{ticket.number} has reached {name} now as {ticket.psa_number}."
+    return Rich(f"{ticket.number} has reached {name} now as ", psa_number(ticket), ".")

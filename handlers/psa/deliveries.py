@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cards.model import Inline, Rich, Typed
 from handlers import notify, sla
 from handlers.config import HelpdeskConfig
 from handlers.psa import cards, rules
@@ -275,12 +276,13 @@ async def _report(
     await outbox.set_failure_reported(session, message.id)
 
 
-def _described(message: OutboxMessage) -> str:
-    """Which write, as the technician knows it: `note "Escalated to ..."`, a time entry."""
+def _described(message: OutboxMessage) -> Inline:
+    """Which write, as the technician knows it: `note "Escalated to ..."` (its first line
+    shown literally: it may quote what people typed), a time entry."""
     payload = message.payload
     if message.kind == rules.NOTE:
         first = str(payload.get("text") or "").strip().splitlines()
-        return f'note "{first[0][:80]}"' if first else "note"
+        return Rich('note "', Typed(first[0][:80]), '"') if first else "note"
     if message.kind == rules.TIME:
         return f"time entry of {payload.get('minutes')} minutes"
     if message.kind == rules.CLOSE:

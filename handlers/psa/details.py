@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cards.model import Element, Text
+from cards.model import Element, Inline, Rich, Text, Typed
 from handlers.formatting import when
 from handlers.psa import rules
 from storage import psa as psa_repo
@@ -32,23 +32,29 @@ async def show_lines(
     lost = [r for r in mine if r.status in ("dead", "cancelled")]
     out: list[Element] = []
     if pending:
-        text = f"{name}: pending ({len(pending)} not sent yet: {_what(pending)})"
+        text: list[Inline] = [f"{name}: pending ({len(pending)} not sent yet: {_what(pending)})"]
         state = await psa_repo.gate(session, ticket.psa_system)
         if state is not None and state.auth_failed_at is not None:
-            text += f"; {name} refuses the bot's credentials since {when(state.auth_failed_at)}"
+            text.append(
+                f"; {name} refuses the bot's credentials since {when(state.auth_failed_at)}"
+            )
         elif state is not None and state.blocked_until and state.blocked_until > pending[0].due_at:
-            text += f"; {name} asked to wait until {when(state.blocked_until)}"
+            text.append(f"; {name} asked to wait until {when(state.blocked_until)}")
         tried = [r for r in pending if r.attempts and r.last_error]
         if tried:
-            text += f"; last answer: {tried[0].last_error[:200]}"
-        out.append(Text(text))
+            # What the PSA answered: shown literally.
+            text += ["; last answer: ", Typed(tried[0].last_error[:200])]
+        out.append(Text(Rich(*text)))
     if lost:
         errors = "; ".join(r.last_error[:200] for r in lost if r.last_error)
-        out.append(Text(f"{name}: not sent: {_what(lost)}" + (f" ({errors})" if errors else "")))
+        said = Rich("(", Typed(errors), ")") if errors else ""
+        out.append(Text(Rich(f"{name}: not sent: {_what(lost)}", " " if errors else "", said)))
     for row in mine:
         if row.status == "delivered" and row.went_without:
             what = rules.WHAT.get(row.kind, row.kind)
-            out.append(Text(f"{name}: the {what} was sent without {row.went_without[:400]}"))
+            # Why (connector.py): it names what the PSA answered, shown literally.
+            without = Typed(row.went_without[:400])
+            out.append(Text(Rich(f"{name}: the {what} was sent without ", without)))
     return out
 
 

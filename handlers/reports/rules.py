@@ -8,7 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from cards.model import Inline
+from cards.model import Inline, Rich, Typed, plain
 from storage.reports import Figures
 
 DEFAULT_DAYS = 90
@@ -55,6 +55,14 @@ def default_period(today: date) -> Period:
     return Period(today - timedelta(days=DEFAULT_DAYS - 1), today)
 
 
+class BadPeriod(ValueError):
+    """A period typed wrong; `words` says so, quoting what was typed (shown literally)."""
+
+    def __init__(self, words: Inline) -> None:
+        super().__init__(plain(words))
+        self.words = words
+
+
 def parse_date(text: str) -> date:
     """`2026-03-31`; ValueError says what a date looks like."""
     try:
@@ -66,9 +74,9 @@ def parse_date(text: str) -> date:
     except ValueError:
         parsed = None
     if parsed is None:
-        raise ValueError(f"'{text}' is not a date like 2026-03-31 (YYYY-MM-DD)")
+        raise BadPeriod(Rich("'", Typed(text), "' is not a date like 2026-03-31 (YYYY-MM-DD)"))
     if not FIRST_DAY <= parsed <= LAST_DAY:
-        raise ValueError(f"'{text}' is out of range ({FIRST_DAY} to {LAST_DAY})")
+        raise BadPeriod(Rich("'", Typed(text), f"' is out of range ({FIRST_DAY} to {LAST_DAY})"))
     return parsed
 
 

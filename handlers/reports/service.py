@@ -12,13 +12,13 @@ from typing import IO
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from cards.model import Inline, Rich, Typed
+from cards.model import Inline, Rich, Typed, plain
 from handlers import diagnosis
 from handlers.commands import Command
 from handlers.deps import Deps
 from handlers.reports.cards import CSV_HEADER, csv_row, report_card
 from handlers.reports.chart import render_png
-from handlers.reports.rules import CHAT_USAGE, Period, Summary, parse_chat, summarize
+from handlers.reports.rules import CHAT_USAGE, BadPeriod, Period, Summary, parse_chat, summarize
 from handlers.types import Image, Interaction, InvalidInput, Reply
 from storage import reports as repo
 
@@ -95,9 +95,10 @@ async def report_command(deps: Deps, interaction: Interaction, command: Command)
     try:
         client, period = parse_chat(command.args, today=now.date())
     except ValueError as exc:
-        message = str(exc)
+        # A date it names is what was typed (`BadPeriod`): shown literally.
+        said: Inline = exc.words if isinstance(exc, BadPeriod) else str(exc)
         raise InvalidInput(
-            message if CHAT_USAGE in message else f"{message}. {CHAT_USAGE}"
+            said if CHAT_USAGE in plain(said) else Rich(said, ". ", CHAT_USAGE)
         ) from None
     async with deps.sessions() as session:
         engine = session.bind

@@ -137,10 +137,10 @@ def card_version(ticket: Ticket | Row[Any]) -> str:
     )
 
 
-def ticket_line(ticket: Ticket | TicketLine) -> str:
+def ticket_line(ticket: Ticket | TicketLine) -> Inline:
     due = when(ticket.resolve_by)
     # One line per ticket: a summary's line breaks become spaces (the rest as typed), a long
     # one ends with "…".
     summary = " ".join(ticket.summary.splitlines())
     summary = summary if len(summary) <= 80 else summary[:79].rstrip() + "…"
-    return f"{ticket.number} ({ticket.priority}) {summary} - resolve by {due}"
+    return Rich(f"{ticket.number} ({ticket.priority}) ", Typed(summary), f" - resolve by {due}")

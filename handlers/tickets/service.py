@@ -6,11 +6,12 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cards.model import Card
+from cards.model import Card, Inline
 from handlers import diagnosis, identity, incidents, notify, psa, sla, working
 from handlers.commands import Command, ticket_ref
 from handlers.deps import Deps
 from handlers.directory import DirectoryUnavailable, Person, unavailable_text
+from handlers.formatting import joined
 from handlers.tickets import details as ticket_details
 from handlers.tickets import intake as intake_form
 from handlers.tickets.cards import card_version, ticket_card, ticket_line
@@ -385,7 +386,7 @@ async def mine(deps: Deps, interaction: Interaction) -> Reply:
     if len(found) > MINE_LISTED:
         found = found[:MINE_LISTED]
         heading = f"Your open tickets (the newest {MINE_LISTED}; you have more):"
-    lines = [heading, *(ticket_line(t) for t in found)]
+    lines: list[Inline] = [heading, *(ticket_line(t) for t in found)]
     if missing:
         lines.append(missing)
-    return Reply(text="\n".join(lines))
+    return Reply(text=joined(lines))
