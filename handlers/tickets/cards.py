@@ -65,7 +65,7 @@ def ticket_card(
     if ticket.asset:
         facts.append(("Asset", Typed(ticket.asset)))
     if ticket.client:
-        facts.append(("Client", Rich(Typed(ticket.client), f" ({tier_label(ticket)})")))
+        facts.append(("Client", Rich(Typed(ticket.client), " (", tier_label(ticket), ")")))
     if ticket.identity_state != "not_required":
         facts.append(("Identity", identity or ticket.identity_state))
     body: list[Element] = [Facts(facts)]
