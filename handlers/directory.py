@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from cards.model import Rich, Typed, plain
+from cards.model import Rich, Typed
 
 
 @dataclass(frozen=True)
@@ -108,12 +108,6 @@ def unavailable_words(error: DirectoryUnavailable, consequence: str) -> Rich:
         f"The directory ({error.source}) could not be reached, so {consequence}. "
         "Nothing was changed; please try again in a few minutes."
     )
-
-
-def unavailable_text(error: DirectoryUnavailable, consequence: str) -> str:
-    """`unavailable_words` in plain words. Kept for callers that still join it into a plain
-    string; a reply should use `unavailable_words` (its typed part is then shown literally)."""
-    return plain(unavailable_words(error, consequence))
 
 
 class EmptyDirectory:

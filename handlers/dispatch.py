@@ -63,7 +63,7 @@ from handlers import (
 )
 from handlers.commands import Command, parse, usage
 from handlers.deps import Deps
-from handlers.directory import DirectoryUnavailable, unavailable_text
+from handlers.directory import DirectoryUnavailable, unavailable_words
 from handlers.types import (
     TICKET_MESSAGE,
     DomainError,
@@ -264,7 +264,7 @@ async def handle(deps: Deps, interaction: Interaction, attempt: Attempt | None =
         # Whatever needed the directory (who is a technician, who the requester is) was not
         # done; the source logged why. Not "something went wrong": it is an outage.
         log.warning("directory unavailable: %s", exc)
-        return Reply(text=unavailable_text(exc, "this could not be done"))
+        return Reply(text=unavailable_words(exc, "this could not be done"))
     except Exception as exc:
         if not is_unavailable(exc):
             raise

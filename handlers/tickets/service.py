@@ -10,7 +10,7 @@ from cards.model import Card, Inline
 from handlers import diagnosis, identity, incidents, notify, psa, sla, working
 from handlers.commands import Command, ticket_ref
 from handlers.deps import Deps
-from handlers.directory import DirectoryUnavailable, Person, unavailable_text
+from handlers.directory import DirectoryUnavailable, Person, unavailable_words
 from handlers.formatting import joined
 from handlers.tickets import details as ticket_details
 from handlers.tickets import intake as intake_form
@@ -296,7 +296,7 @@ async def show(deps: Deps, interaction: Interaction, command: Command) -> Reply:
             if outage is not None:
                 log.warning("show %s: directory unavailable: %s", ticket.number, outage)
                 return Reply(
-                    text=unavailable_text(
+                    text=unavailable_words(
                         outage, f"it cannot be checked that {ticket.number} is yours"
                     )
                 )
@@ -372,8 +372,8 @@ async def mine(deps: Deps, interaction: Interaction) -> Reply:
             email=email,
             others=_other_platform_ids(actor, person),
         )
-    missing = (
-        unavailable_text(
+    missing: Inline = (
+        unavailable_words(
             outage,
             "tickets on file under your e-mail address or your other chat account are not listed",
         )
