@@ -191,9 +191,21 @@ async def test_teams_identity_messages_show_directory_names_and_summaries_litera
         f"(tech@example.com) privately, in a direct message: call Cy {ESCAPED} (cy@example.com) "
         "back on it"
     ), thread
-    confirmed = await teams_say(
-        app, connector, "ticket verify HD-2 called-back", "Identity confirmed for HD-2"
-    )
+    # The answer names the number called; the ticket's thread (here the same 1:1 chat) is
+    # told without it, and either may arrive first.
+    posted = len(connector.activities(PERSONAL))
+    await app.teams(message(connector.service_url, "ticket verify HD-2 called-back"))
+
+    def answers() -> list[str]:
+        return [
+            t
+            for a in connector.activities(PERSONAL)[posted:]
+            for t in markdown_texts(a)
+            if t.startswith("Identity confirmed for HD-2") and PHONE_ESCAPED in t
+        ]
+
+    await wait_until(lambda: bool(answers()), what="the answer to called-back")
+    [confirmed] = answers()
     assert confirmed.startswith(
         "Identity confirmed for HD-2: confirmed by call-back to the number on file by Tom Tech "
         "(tech@example.com) at "
