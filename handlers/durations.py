@@ -10,6 +10,8 @@ import re
 from datetime import timedelta
 from fractions import Fraction
 
+from cards.model import Inline, Rich, Typed
+
 _PART = re.compile(r"(\d+)\s*([dhms])", re.IGNORECASE)
 _WHOLE = re.compile(r"^\s*(?:\d+\s*[dhms]\s*)+$", re.IGNORECASE)
 _UNIT = {"d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -43,14 +45,33 @@ _MAX_WORD = 40  # no one worked 10^30 hours: keeps the arithmetic small
 
 class BareNumber(ValueError):
     """A number with no unit where a duration belongs: `90` may be minutes or hours, and
-    `1h 30` may be 1h 30m or an hour and a note that starts with 30."""
+    `1h 30` may be 1h 30m or an hour and a note that starts with 30. `problem` says so to the
+    person, what they typed quoted as `Typed`; `str()` is the same as plain text."""
 
     def __init__(self, number: str, *, after: str = "") -> None:
+        typed = Typed(number)
+        self.problem: Inline
         if after:
-            said = f"'{after} {number}': {number} what? Write {after} {number}m for minutes."
+            self.problem = Rich(
+                "'",
+                Typed(f"{after} {number}"),
+                "': ",
+                typed,
+                " what? Write ",
+                Typed(f"{after} {number}m"),
+                " for minutes.",
+            )
         else:
-            said = f"'{number}' has no unit: minutes or hours? Write {number}m or {number}h."
-        super().__init__(said)
+            self.problem = Rich(
+                "'",
+                typed,
+                "' has no unit: minutes or hours? Write ",
+                Typed(f"{number}m"),
+                " or ",
+                Typed(f"{number}h"),
+                ".",
+            )
+        super().__init__(self.problem.plain())
 
 
 def _word_parts(word: str) -> list[tuple[Fraction, int]] | None:

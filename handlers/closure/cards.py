@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from cards.model import ActionId, Card, Element, Form, Inline, Select, Text, TextInput, Typed
+from cards.model import (
+    ActionId,
+    Card,
+    Element,
+    Form,
+    Inline,
+    Mention,
+    Rich,
+    Select,
+    Text,
+    TextInput,
+    Typed,
+)
 from handlers.closure.rules import EXAMPLE
 from handlers.durations import format_duration
 from storage.models import Ticket
@@ -100,11 +113,15 @@ def rebuild_closure_form(_: Any, data: dict[str, str]) -> Card:
 KB_REQUIRED = "A KB article is required: this ticket is part of a pattern."
 
 
-def closed_notice(ticket: Ticket, closer: str, remarks: list[str] | None = None) -> str:
+def closed_notice(ticket: Ticket, closer: Mention, remarks: list[str] | None = None) -> Rich:
     """The closure as the technician's thread hears it, with what the closer must know
-    (`remarks`: an unconfirmed fix, filed reports closed with it or left open)."""
-    said = (
-        f"{ticket.number} was closed by {closer} ({ticket.resolution_category}): "
-        f"{ticket.resolution_note}"
+    (`remarks`: an unconfirmed fix, filed reports closed with it or left open). The closer is
+    named, not mentioned (the notice mentions the ticket's technician when it is for them);
+    the resolution note is shown as typed."""
+    return Rich(
+        f"{ticket.number} was closed by ",
+        replace(closer, slack_id=""),
+        f" ({ticket.resolution_category}): ",
+        Typed(ticket.resolution_note),
+        *(f"\n{remark}" for remark in remarks or []),
     )
-    return "\n".join([said, *(remarks or [])])

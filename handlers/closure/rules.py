@@ -383,10 +383,15 @@ def note_problem(
         if set(words(text)) & (_KB_FOLLOWED | (ACTION_WORDS - _WEAK_ACTIONS)):
             return UNDONE if _nothing_done(text, ticket_prefix, references) else None
         if verdict is Problem.TOO_SHORT or len(text) < MIN_CHARS:
-            article = shown(kb.group())
-            return (
-                f"Say what you did with {article}, e.g. 'Followed {article}' or 'Followed "
-                f"{article} to re-register the Authenticator app'."
+            article = Typed(shown(kb.group()))
+            return Rich(
+                "Say what you did with ",
+                article,
+                ", e.g. 'Followed ",
+                article,
+                "' or 'Followed ",
+                article,
+                " to re-register the Authenticator app'.",
             )
     command = _runs_command(_without_tickets(text, ticket_prefix, references))
     short = verdict is Problem.TOO_SHORT or len(text) < MIN_CHARS

@@ -59,7 +59,7 @@ def entry_minutes(text: str) -> int:
     try:
         seconds = parse_typed_duration(text)
     except BareNumber as exc:
-        raise DurationError(str(exc)) from None
+        raise DurationError(exc.problem) from None
     except ValueError:
         quoted = Rich("'", Typed(text), "' is not a duration like 45m, 1h30m, 1.5h or 30 min.")
         raise DurationError(quoted) from None
@@ -105,13 +105,14 @@ async def time_command(deps: Deps, interaction: Interaction, command: Command) -
         # Only the leading words that form a duration (`30 min`, `1h 30m`): the rest is the note.
         _, taken = leading_duration(words)
     except BareNumber as exc:
-        raise InvalidInput(str(exc)) from None
+        raise InvalidInput(exc.problem) from None
     if not taken:
         raise InvalidInput(f"How long did you work on {number}? {TIME_USAGE}")
     try:
         minutes = entry_minutes(" ".join(words[:taken]))
-    except ValueError as exc:
-        raise InvalidInput(str(exc)) from None
+    except DurationError as exc:
+        # Quotes what was typed (`Typed`): shown literally.
+        raise InvalidInput(exc.problem) from None
     note = command.args.split(None, taken + 1)[taken + 1 :]
     text = note[0].strip() if note else ""
     if len(text) > MAX_TIME_NOTE:
@@ -349,7 +350,8 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
         exc.form = _closure_card(ticket, logged, pattern)
         raise
     closer = await deps.person(actor)
-    closer_name = who_acted(actor, closer).plain()
+    closed_by = who_acted(actor, closer)
+    closer_name = closed_by.plain()  # for the PSA
     survey_to, vip = await csat.survey_facts(deps, ticket)
     # A P1 closes the reports filed under it: their requesters' surveys, looked up first.
     filed_to = await working.filed_addresses(deps, ticket) if ticket.filed_count else {}
@@ -415,7 +417,7 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
                 p1=ticket,
                 actor=actor,
                 now=now,
-                closed_by=closer_name,
+                closed_by=closed_by,
                 addresses=filed_to,
                 channel=interaction.conversation.id,
                 closer=closer,
@@ -443,7 +445,7 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
             await notify.tell_technician(
                 session,
                 ticket,
-                closed_notice(ticket, closer_name, remarks),
+                closed_notice(ticket, closed_by, remarks),
                 purpose="closed",
                 # Their own closure pings nobody; another technician's tells them.
                 mention=not notify.is_ticket_technician(actor, closer, ticket),

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import secrets
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cards.model import Mention, Rich, Typed
 from handlers import notify
 from handlers.csat.cards import (
     COMMENT_TITLE,
@@ -27,6 +29,11 @@ from storage.models import CsatSurvey, OutboxMessage, Ticket
 
 log = logging.getLogger(__name__)
 SURVEY_PURPOSE = "csat-survey"
+
+
+def _named(ticket: Ticket) -> Mention:
+    """The requester named in a note for the technician, not mentioned (it pings no one)."""
+    return replace(requester(ticket), slack_id="")
 
 
 # -- on closure ------------------------------------------------------------------------------
@@ -97,8 +104,11 @@ async def schedule_survey(
         await notify.tell_technician(
             session,
             ticket,
-            f"No satisfaction survey for {ticket.number}: the requester "
-            f"({requester(ticket).plain()}) has {notify.no_chat_id(deps.platforms)}.",
+            Rich(
+                f"No satisfaction survey for {ticket.number}: the requester (",
+                _named(ticket),
+                f") has {notify.no_chat_id(deps.platforms)}.",
+            ),
             purpose="csat-unreachable",
         )
         return
@@ -278,13 +288,17 @@ async def rate(deps: Deps, interaction: Interaction) -> Reply:
             data={"rating": int(rating), "comment": saved},
         )
         if int(rating) <= 2:
-            who = requester(ticket).plain()
-            said = f' They wrote: "{kept}"' if kept else ""
+            said = Rich(' They wrote: "', Typed(kept), '"') if kept else ""
             await notify.tell_technician(
                 session,
                 ticket,
-                f"{ticket.number} was rated {rating}/5 by {who}.{said} "
-                "Please get in touch with them.",
+                Rich(
+                    f"{ticket.number} was rated {rating}/5 by ",
+                    _named(ticket),
+                    ".",
+                    said,
+                    " Please get in touch with them.",
+                ),
                 purpose="csat-alert",
             )
     deps.observe("csat", rating=rating)
@@ -354,12 +368,15 @@ async def comment(deps: Deps, interaction: Interaction) -> Reply:
         # alerted without this comment (Slack's comment comes after the click), so the
         # technician gets the comment too. A comment sent first rides on the rating's alert.
         if stored.rating is not None and stored.rating <= 2:
-            who = requester(ticket).plain()
             await notify.tell_technician(
                 session,
                 ticket,
-                f"{who} added a comment to their {stored.rating}/5 rating of "
-                f'{ticket.number}: "{text}" Please get in touch with them.',
+                Rich(
+                    _named(ticket),
+                    f' added a comment to their {stored.rating}/5 rating of {ticket.number}: "',
+                    Typed(text),
+                    '" Please get in touch with them.',
+                ),
                 purpose="csat-alert",
                 dedup_key=f"csat-comment:{survey.id}",
             )

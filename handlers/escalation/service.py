@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cards.model import Card
+from cards.model import Card, Rich, Typed
 from handlers import identity, notify, psa, sla
 from handlers.commands import Command
 from handlers.deps import Deps
@@ -114,9 +115,12 @@ async def _refuse_repeat(
     for earlier in reversed(await working_repo.escalations(session, ticket.id)):
         if same_handoff(earlier.data, facts, queue=queue):
             raise DomainError(
-                f"{ticket.number} was already escalated to {queue} with these facts "
-                f"({when(earlier.at)}), so the queue was not notified again. To tell it "
-                "something new, escalate again with what changed."
+                Rich(
+                    f"{ticket.number} was already escalated to ",
+                    Typed(queue),
+                    f" with these facts ({when(earlier.at)}), so the queue was not notified "
+                    "again. To tell it something new, escalate again with what changed.",
+                )
             )
 
 
@@ -176,16 +180,26 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
             session,
             deps.config,
             queue,
-            f"{locked.number} escalated to {queue}",
+            Rich(f"{locked.number} escalated to ", Typed(queue)),
             card=card,
             ticket=locked,
             purpose="escalation",
         )
-        told = f"{locked.number} was escalated to {queue} by {by}."
+        # The queue is a config value (shown as typed); the escalator named, not mentioned.
+        told = Rich(
+            f"{locked.number} was escalated to ",
+            Typed(queue),
+            " by ",
+            replace(escalator, slack_id=""),
+            ".",
+        )
         if not sent:
-            told += (
-                f" Queue {queue} has no Slack or Teams channel configured (`queues:`), so "
-                "nobody was notified: hand it over directly."
+            told = Rich(
+                told,
+                " Queue ",
+                Typed(queue),
+                " has no Slack or Teams channel configured (`queues:`), so nobody was "
+                "notified: hand it over directly.",
             )
         if not notify.answered_in_ticket_place(interaction, locked):
             # A modal shows no answer (Slack); an answer on another platform or in another

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
-from cards.model import Inline, Rich, plain
+from cards.model import Inline, Rich, Typed
 from handlers.durations import format_duration
 from handlers.formatting import someone, technician, when
 from handlers.sla.rules import TARGETS, Target, outcome
@@ -102,12 +103,18 @@ def breach_thread_text(ticket: Ticket, target: Target, now: datetime) -> str:
     )
 
 
-def breach_channel_text(ticket: Ticket, target: Target, now: datetime) -> str:
-    """A new message in the ticket channel, naming the ticket (it is read outside the thread)."""
+def breach_channel_text(ticket: Ticket, target: Target, now: datetime) -> Rich:
+    """A new message in the ticket channel, naming the ticket (it is read outside the thread).
+    The summary and client are shown as typed; the technician is named without a mention (the
+    thread's breach has notified them)."""
     due = due_of(ticket, target)
-    client = f", {ticket.client}" if ticket.client else ""
-    who = plain(technician(ticket))
-    return (
-        f"SLA breach on {ticket.number} ({ticket.priority}{client}): {target} target missed "
-        f"(due {due_text(due, now)}). {ticket.summary[:200]} - technician {who}."
+    client = Rich(", ", Typed(ticket.client)) if ticket.client else ""
+    return Rich(
+        f"SLA breach on {ticket.number} ({ticket.priority}",
+        client,
+        f"): {target} target missed (due {due_text(due, now)}). ",
+        Typed(ticket.summary[:200]),
+        " - technician ",
+        replace(technician(ticket), slack_id=""),
+        ".",
     )

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cards.model import kept_text
+from cards.model import Inline, kept_text
 from handlers import notify
 from handlers.sla.cards import breach_channel_text, breach_thread_text, due_of, warning_text
 from handlers.sla.rules import TARGETS, Target
@@ -54,7 +54,7 @@ async def prepare_alarm(session: AsyncSession, *, message: OutboxMessage, now: d
         await queue_breach(session, ticket, target, now=now)
         if now >= due_of(ticket, target):
             return Ready(None, give_up=f"too late: {ticket.number}'s {target} target is due")
-        text = warning_text(ticket, target, now)
+        text: Inline = warning_text(ticket, target, now)
     else:
         await mark_missed(session, ticket, target)
         text = (

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cards.model import Element, Facts, Inline, Rich, Text, Typed
+from cards.model import Element, Facts, Inline, Rich, Span, Text, Typed
 from handlers import notify
 from handlers.deps import Deps
 from handlers.directory import Directory
@@ -301,14 +301,19 @@ async def on_message(deps: Deps, interaction: Interaction) -> Reply:
     )
     if not added:
         return Reply(text=f"Those files are already on {ticket.number}.{more}")
-    names = ", ".join(
-        name if len(name) <= NAME_SHOWN else name[: NAME_SHOWN - 1] + "…"
-        for name in added[:NAMES_SHOWN]
-    )
+    names: list[Span] = []
+    for name in added[:NAMES_SHOWN]:
+        # File names as typed (shown literally), each after ", " but the first.
+        names += [", "] if names else []
+        names.append(Typed(name if len(name) <= NAME_SHOWN else name[: NAME_SHOWN - 1] + "…"))
     if len(added) > NAMES_SHOWN:
-        names += f" and {len(added) - NAMES_SHOWN} more"
+        names.append(f" and {len(added) - NAMES_SHOWN} more")
     return Reply(
-        text=f"Added to {ticket.number}: {names} (see `ticket show {ticket.number}`).{more}"
+        text=Rich(
+            f"Added to {ticket.number}: ",
+            *names,
+            f" (see `ticket show {ticket.number}`).{more}",
+        )
     )
 
 

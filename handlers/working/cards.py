@@ -3,6 +3,8 @@ confirmation DM and comment form, and the texts for technicians and requesters."
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from cards.model import (
     ActionId,
     Button,
@@ -12,6 +14,7 @@ from cards.model import (
     Form,
     Inline,
     LinkButton,
+    Mention,
     Rich,
     Text,
     TextInput,
@@ -190,62 +193,85 @@ def platform_name(platform: str) -> str:
     return {"slack": "Slack", "teams": "Microsoft Teams"}.get(platform, platform)
 
 
-def asked_text(ticket: Ticket, platform: str) -> str:
-    return (
-        f"Asked {requester(ticket).plain()} on {platform_name(platform)} to try what they were "
-        f"doing on {ticket.number} and answer {WORKS_TITLE} or {BROKEN_TITLE}."
+def named(ticket: Ticket) -> Mention:
+    """The requester named in a text, not mentioned: a text for the technician pings no one
+    else (shown as `Name (email)` on both platforms)."""
+    return replace(requester(ticket), slack_id="")
+
+
+def asked_text(ticket: Ticket, platform: str) -> Rich:
+    return Rich(
+        "Asked ",
+        named(ticket),
+        f" on {platform_name(platform)} to try what they were doing on {ticket.number} and "
+        f"answer {WORKS_TITLE} or {BROKEN_TITLE}.",
     )
 
 
-def works_text(ticket: Ticket, comment: str = "") -> str:
-    text = (
-        f"{requester(ticket).plain()} confirmed the fix for {ticket.number}: works now "
-        f"({when(ticket.fix_confirmed_at)})."
-    )
-    if comment:
-        text += f' They wrote: "{comment}"'
-    return text + " You can close it."
+def _wrote(comment: str) -> Rich:
+    return Rich(' They wrote: "', Typed(comment), '"') if comment else Rich()
 
 
-def broken_text(ticket: Ticket, comment: str, *, asked_for_comment: bool) -> str:
-    who = requester(ticket).plain()
-    text = (
-        f"{who} says {ticket.number} is still broken after the fix ({when(ticket.fix_state_at)})."
-    )
-    if comment:
-        text += f' They wrote: "{comment}"'
-    elif asked_for_comment:
-        text += " They were asked what still does not work; their comment follows if they add one."
-    return text + f" Work on it again, then `ticket confirm {ticket.number}` asks again."
-
-
-def comment_text(ticket: Ticket, comment: str) -> str:
-    return (
-        f'{requester(ticket).plain()} on {ticket.number} (still broken) wrote: "{comment}" '
-        f"`ticket confirm {ticket.number}` asks again once you have worked on it."
+def works_text(ticket: Ticket, comment: str = "") -> Rich:
+    return Rich(
+        named(ticket),
+        f" confirmed the fix for {ticket.number}: works now ({when(ticket.fix_confirmed_at)}).",
+        _wrote(comment),
+        " You can close it.",
     )
 
 
-def nudge_text(ticket: Ticket, after: str) -> str:
-    category = ticket.category or "no category"
-    return (
-        f"{ticket.number} is outside Tier 1 scope ({category}) and has not been escalated "
-        f"{after} after it was opened: escalate early (`ticket escalate {ticket.number}`)."
+def broken_text(ticket: Ticket, comment: str, *, asked_for_comment: bool) -> Rich:
+    said = (
+        ""
+        if comment or not asked_for_comment
+        else " They were asked what still does not work; their comment follows if they add one."
+    )
+    return Rich(
+        named(ticket),
+        f" says {ticket.number} is still broken after the fix ({when(ticket.fix_state_at)}).",
+        _wrote(comment),
+        said,
+        f" Work on it again, then `ticket confirm {ticket.number}` asks again.",
     )
 
 
-def filed_text(child: Ticket, p1: Ticket) -> str:
+def comment_text(ticket: Ticket, comment: str) -> Rich:
+    return Rich(
+        named(ticket),
+        f' on {ticket.number} (still broken) wrote: "',
+        Typed(comment),
+        f'" `ticket confirm {ticket.number}` asks again once you have worked on it.',
+    )
+
+
+def nudge_text(ticket: Ticket, after: str) -> Rich:
+    category: Inline = Typed(ticket.category) if ticket.category else "no category"
+    return Rich(
+        f"{ticket.number} is outside Tier 1 scope (",
+        category,
+        f") and has not been escalated {after} after it was opened: escalate early "
+        f"(`ticket escalate {ticket.number}`).",
+    )
+
+
+def filed_text(child: Ticket, p1: Ticket) -> Rich:
     """What the requester of a filed report is told."""
-    return (
-        f'Your report {child.number} ("{child.summary.strip()[:200]}") is part of the incident '
-        f'{p1.number} ("{p1.summary.strip()[:200]}"), which the help desk is working on now. '
-        "You will hear from us when it is resolved."
+    return Rich(
+        f'Your report {child.number} ("',
+        Typed(child.summary.strip()[:200]),
+        f'") is part of the incident {p1.number} ("',
+        Typed(p1.summary.strip()[:200]),
+        '"), which the help desk is working on now. You will hear from us when it is resolved.',
     )
 
 
-def closed_with_text(report: Ticket, p1: Ticket, closer: str) -> str:
-    """What a report's thread hears when it is closed with the P1 it is filed under."""
-    return (
-        f"{report.number} was closed with {p1.number} by {closer} "
-        f"({report.resolution_category}): {report.resolution_note}"
+def closed_with_text(report: Ticket, p1: Ticket, closer: Mention) -> Rich:
+    """What a report's thread hears when it is closed with the P1 it is filed under (the
+    closer named, not mentioned; the resolution note as typed)."""
+    return Rich(
+        f"{report.number} was closed with {p1.number} by ",
+        replace(closer, slack_id=""),
+        f" ({report.resolution_category}): ",
+        Typed(report.resolution_note),
     )

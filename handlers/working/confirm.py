@@ -15,11 +15,11 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cards.model import Card
+from cards.model import Card, Rich
 from handlers import csat, identity, notify
 from handlers.commands import Command, ticket_ref
 from handlers.deps import Deps
-from handlers.formatting import requester, when
+from handlers.formatting import when
 from handlers.types import Actor, DomainError, Interaction, InvalidInput, NotFound, Reply
 from handlers.working import cards
 from handlers.working.service import first_response as _first_response
@@ -39,8 +39,11 @@ def _askable(ticket: Ticket) -> None:
         raise DomainError(f"{ticket.number} is {ticket.status}: only open tickets are confirmed.")
     if ticket.fix_confirmed_at is not None:
         raise DomainError(
-            f"{ticket.number}: {requester(ticket).plain()} already confirmed the fix works now "
-            f"({when(ticket.fix_confirmed_at)})."
+            Rich(
+                f"{ticket.number}: ",
+                cards.named(ticket),
+                f" already confirmed the fix works now ({when(ticket.fix_confirmed_at)}).",
+            )
         )
     identity.require_confirmed(ticket)
 
@@ -63,9 +66,12 @@ async def confirm_command(deps: Deps, interaction: Interaction, command: Command
     to = await csat.survey_address(deps, seen)
     if to is None:
         raise DomainError(
-            f"{number}: the requester ({requester(seen).plain()}) has "
-            f"{notify.no_chat_id(deps.platforms)}, so the bot cannot ask them. Ask them to try "
-            "it yourself."
+            Rich(
+                f"{number}: the requester (",
+                cards.named(seen),
+                f") has {notify.no_chat_id(deps.platforms)}, so the bot cannot ask them. Ask "
+                "them to try it yourself.",
+            )
         )
     platform, user_id = to
     now = deps.clock()

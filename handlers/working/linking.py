@@ -15,6 +15,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cards.model import Mention
 from handlers import csat, identity, incidents, notify, psa, sla
 from handlers.commands import TICKET_REF, Command, ticket_ref
 from handlers.deps import Deps
@@ -236,7 +237,7 @@ async def close_filed(
     p1: Ticket,
     actor: Actor,
     now: datetime,
-    closed_by: str,
+    closed_by: Mention,
     addresses: dict[int, tuple[Address, bool]],
     channel: str = "",
     closer: Person | None = None,
@@ -276,7 +277,7 @@ async def close_filed(
         await sla.on_closed(session, report, at=now)  # both clocks stop: met or missed
         await retire_on_close(session, report)  # its requester is asked nothing more
         await notify.refresh_ticket_card(session, report)
-        await psa.on_closed(session, ticket=report, closed_by=closed_by)
+        await psa.on_closed(session, ticket=report, closed_by=closed_by.plain())
         await tickets_repo.add_event(
             session,
             ticket_id=report.id,

@@ -13,7 +13,7 @@ import yaml
 from sqlalchemy import func, select
 
 from bot.directory.file import FileDirectory
-from cards.model import ActionId, Card
+from cards.model import ActionId, Card, plain
 from cards.slack import render_message
 from handlers import closure, csat, dispatch, escalation
 from handlers.commands import parse
@@ -622,7 +622,7 @@ async def test_escalation_form_and_submit(deps: Deps) -> None:
     done = await escalation.submit(
         deps, act(ActionId.ESCALATE_SUBMIT, can_reply=False, ticket=ticket.number, **FACTS)
     )
-    assert "escalated to networking" in done.text
+    assert "escalated to networking" in plain(done.text)
     [event] = [e for e in await rows(deps, TicketEvent) if e.kind == "ticket.escalated"]
     assert event.data["queue"] == "networking" and event.data["user_impact"] == FACTS["user_impact"]
     posts = await rows(deps, OutboxMessage)
@@ -643,7 +643,7 @@ async def test_escalation_refusals(deps: Deps) -> None:
         deps,
         act(ActionId.ESCALATE_SUBMIT, ticket=ticket.number, **(FACTS | {"queue": "messaging"})),
     )
-    assert "no Slack or Teams channel" in done.text
+    assert "no Slack or Teams channel" in plain(done.text)
     async with deps.sessions() as session:
         count = (await session.execute(select(func.count()).select_from(OutboxMessage))).scalar()
     assert count == 0
