@@ -346,3 +346,90 @@ async def test_slack_the_breach_in_the_channel_shows_summary_and_client_as_typed
     rendered = json.dumps(breach)
     assert "<!channel>" not in rendered and "<@UTECH>" not in rendered
     no_pings(breach)
+
+
+# -- reports filed under a P1 ------------------------------------------------------------------
+
+
+async def test_slack_reports_filed_under_a_p1_hear_its_summary_and_closure_as_typed(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    app: AppHarness = await make_app(slack=slack_api, config={"csat": CSAT}, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    p1 = await s.ticket(
+        priority="P1", users=40, asset="VPN-01", summary=f"VPN down {SLACK_HOSTILE}"
+    )
+    report = await s.ticket(requester="UBOB", asset="vpn-01", summary=f"No VPN {SLACK_HOSTILE}")
+    assert f"{report} is filed under {p1}" in await s.command(f"link {report} {p1}")
+
+    # Bob is told which incident his report is part of, both summaries as typed.
+    await wait_until(lambda: s.dms("UBOB", "part of the incident"), what="Bob told")
+    [filed] = s.dms("UBOB", "part of the incident")
+    shown = literal(filed, "part of the incident")
+    assert shown["type"] == "plain_text", shown
+    assert shown["text"] == (
+        f'Your report {report} ("No VPN {SLACK_SHOWN}") is part of the incident {p1} ("VPN '
+        f'down {SLACK_SHOWN}"), which the help desk is working on now. You will hear from us '
+        "when it is resolved."
+    )
+    no_pings(filed)
+
+    # The P1 closed with a note typed like markup: the report's thread hears it as typed.
+    await s.close(p1, note=f"Replaced the power supply of VPN-01 {SLACK_HOSTILE}")
+    await wait_until(lambda: s.thread(report, "was closed with"), what="the report's notice")
+    [closed] = s.thread(report, "was closed with")
+    shown = literal(closed, "was closed with")
+    assert shown["type"] == "plain_text", shown
+    assert (
+        f"{report} was closed with {p1} by Tom Tech (tom@example.com) (Incident): Replaced the "
+        f"power supply of VPN-01 {SLACK_SHOWN}"
+    ) in shown["text"]
+    no_pings(closed)
+
+    # The P1's personal follow-up reaches the technician, its summary as typed.
+    await wait_until(lambda: s.dms("UTECH", "Personal follow-up"), what="the follow-up")
+    [followup] = s.dms("UTECH", "Personal follow-up")
+    assert f"VPN down {SLACK_SHOWN}" in json.dumps(followup)
+    no_pings(followup)
+
+
+async def test_teams_reports_filed_under_a_p1_hear_its_summary_and_closure_as_typed(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    app: AppHarness = await make_app(config=teams_config(connector, csat=CSAT), people=PEOPLE)
+    t = TeamsFlow(app, connector)
+    p1 = await t.ticket(
+        requester="ana@example.com", priority="P1", users_affected="40", summary=f"VPN {HOSTILE}"
+    )
+    report = await t.ticket(requester="bob@example.com", summary=f"No VPN {HOSTILE}")
+    linked = await answered(
+        t, PERSONAL, teams_message(connector.service_url, f"ticket link {report} {p1}")
+    )
+    assert linked.startswith(f"{report} is filed under {p1}: ") and "\\" not in linked
+
+    def sent(words: str) -> list[str]:
+        return [str(a.get("text")) for a in connector.activities() if words in str(a.get("text"))]
+
+    await wait_until(lambda: sent("part of the incident"), what="Bob told")
+    [filed] = sent("part of the incident")
+    assert filed == (
+        f'Your report {report} ("No VPN {TEAMS_HOSTILE}") is part of the incident {p1} ("VPN '
+        f'{TEAMS_HOSTILE}"), which the help desk is working on now. You will hear from us when '
+        "it is resolved."
+    )
+
+    form = card_of((await t_said(t, f"ticket close {p1}"))[-1])
+    close = {
+        **submit_action(form)["fallback"]["data"],
+        "resolution_note": f"Replaced the power supply of VPN-01 {HOSTILE}",
+        "resolution_category": "Incident",
+        "time_spent": "1h",
+        "kb_article": "",
+    }
+    await t_said(t, "", value=close)
+    await wait_until(lambda: sent("was closed with"), what="the report's notice")
+    [closed] = sent("was closed with")
+    assert closed.endswith(
+        f"{report} was closed with {p1} by Tom Tech (tom@example.com) (Incident): Replaced the "
+        f"power supply of VPN-01 {TEAMS_HOSTILE}"
+    ), closed
