@@ -433,3 +433,43 @@ async def test_teams_reports_filed_under_a_p1_hear_its_summary_and_closure_as_ty
         f"{report} was closed with {p1} by Tom Tech (tom@example.com) (Incident): Replaced the "
         f"power supply of VPN-01 {TEAMS_HOSTILE}"
     ), closed
+
+
+# -- people's names: the directory's, typed by whoever keeps it --------------------------------
+
+NAME = "Ana [x](https://evil.example) *A*"
+NAMED = [{**p, "name": NAME} if p["email"] == "ana@example.com" else p for p in PEOPLE]
+
+
+async def test_teams_the_requesters_name_is_shown_as_the_directory_has_it(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    app: AppHarness = await make_app(config=teams_config(connector), people=NAMED)
+    t = TeamsFlow(app, connector)
+    number = await t.ticket(requester="ana@example.com")
+    name = r"Ana \[x\](https://evil.example) \*A\*"
+    url = connector.service_url
+    asked = await answered(t, PERSONAL, teams_message(url, f"ticket confirm {number}"))
+    assert asked == (
+        f"Asked {name} (ana@example.com) on Microsoft Teams to try what they were doing on "
+        f"{number} and answer Works now or Still broken."
+    )
+    chat, question = await t.dm_card(ANA, "Works now")
+    await t.invoke(t.invoke_body(question, "Works now", ANA, chat))
+    works = await told(t, PERSONAL, "confirmed the fix for")
+    assert works.startswith(f"{name} (ana@example.com) confirmed the fix for {number}: works now")
+    again = await answered(t, PERSONAL, teams_message(url, f"ticket confirm {number}"))
+    assert again.startswith(f"{number}: {name} (ana@example.com) already confirmed the fix")
+
+
+async def test_slack_the_requesters_name_is_shown_as_the_directory_has_it(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    app: AppHarness = await make_app(slack=slack_api, people=NAMED)
+    s = SlackFlow(app, slack_api)
+    number = await s.ticket()
+    asked = await (await app.slash(f"confirm {number}")).json()
+    shown = literal(asked, "to try what they were doing")
+    assert shown["type"] == "plain_text", shown  # `*A*` would be bold in mrkdwn
+    assert shown["text"].startswith(f"Asked {NAME} (ana@example.com) on Slack")
+    assert "<@UANA>" not in json.dumps(asked)  # named, not mentioned
