@@ -80,3 +80,9 @@ def who_acted(actor: Actor, found: Person | None) -> Mention:
         return listed(found)
     mention = _mention("", "", actor.platform, actor.id)
     return Mention(name=actor.name, email=mention.email, slack_id=mention.slack_id, id=actor.id)
+
+
+def named(person: Mention) -> Mention:
+    """`person` as a text names them: `Ana Lopez (ana@example.com)` (an id only when nothing
+    else is known), never a Slack mention, which would notify them."""
+    return Mention(name=person.name, email=person.email, id=person.id or person.slack_id)

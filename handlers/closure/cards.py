@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +20,7 @@ from cards.model import (
 )
 from handlers.closure.rules import EXAMPLE
 from handlers.durations import format_duration
+from handlers.formatting import named
 from storage.models import Ticket
 
 CATEGORIES = [("Incident", "Incident"), ("Request", "Request"), ("Problem", "Problem")]
@@ -120,7 +120,7 @@ def closed_notice(ticket: Ticket, closer: Mention, remarks: list[str] | None = N
     the resolution note is shown as typed."""
     return Rich(
         f"{ticket.number} was closed by ",
-        replace(closer, slack_id=""),
+        named(closer),
         f" ({ticket.resolution_category}): ",
         Typed(ticket.resolution_note),
         *(f"\n{remark}" for remark in remarks or []),

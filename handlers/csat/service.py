@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import case, select, update
@@ -22,7 +21,7 @@ from handlers.csat.cards import (
 )
 from handlers.deps import Deps
 from handlers.directory import Person
-from handlers.formatting import requester
+from handlers.formatting import named, requester
 from handlers.types import Actor, Interaction, InvalidInput, NotFound, Reply
 from storage import tickets as repo
 from storage.models import CsatSurvey, OutboxMessage, Ticket
@@ -33,7 +32,7 @@ SURVEY_PURPOSE = "csat-survey"
 
 def _named(ticket: Ticket) -> Mention:
     """The requester named in a note for the technician, not mentioned (it pings no one)."""
-    return replace(requester(ticket), slack_id="")
+    return named(requester(ticket))
 
 
 # -- on closure ------------------------------------------------------------------------------

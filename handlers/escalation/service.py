@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,7 +13,7 @@ from handlers.commands import Command
 from handlers.deps import Deps
 from handlers.escalation.cards import MAX_TEXT, escalation_card, escalation_form, queue_names
 from handlers.escalation.rules import FACTS, fact_problems, same_handoff
-from handlers.formatting import when, who_acted
+from handlers.formatting import named, when, who_acted
 from handlers.tickets import load
 from handlers.types import DomainError, Interaction, InvalidInput, NotFound, Reply
 from storage import tickets as repo
@@ -190,7 +189,7 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
             f"{locked.number} was escalated to ",
             Typed(queue),
             " by ",
-            replace(escalator, slack_id=""),
+            named(escalator),
             ".",
         )
         if not sent:

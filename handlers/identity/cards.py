@@ -15,7 +15,7 @@ from datetime import datetime
 
 from cards.model import ActionId, Button, Card, Facts, Inline, Mention, Rich, Text, Typed, plain
 from handlers.directory import DirectoryAmbiguous, DirectoryUnavailable, Person, unavailable_words
-from handlers.formatting import listed, requester, technician, when
+from handlers.formatting import listed, named, requester, technician, when
 from storage.models import IdentityCheck, Ticket
 
 # Outbox payload `purpose` of the manager's DM (and of the technician notices).
@@ -53,12 +53,6 @@ SUPERSEDED = (
 def requester_of(ticket: Ticket, found: Person | None) -> Mention:
     """The requester: the directory's entry when they are listed there, else the ticket's."""
     return listed(found) if found is not None else requester(ticket)
-
-
-def named(person: Mention) -> Mention:
-    """`person` as a text names them: `Ana Lopez (ana@example.com)` (an id only when nothing
-    else is known), never a Slack mention, which would notify them."""
-    return Mention(name=person.name, email=person.email, id=person.id or person.slack_id)
 
 
 def requester_named(ticket: Ticket, found: Person | None) -> Mention:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, timedelta
 
 from cards.model import Inline, Rich, Typed
 from handlers.durations import format_duration
-from handlers.formatting import someone, technician, when
+from handlers.formatting import named, someone, technician, when
 from handlers.sla.rules import TARGETS, Target, outcome
 from handlers.types import REPLY_CHAIN, channel_of
 from storage.models import Ticket
@@ -115,6 +114,6 @@ def breach_channel_text(ticket: Ticket, target: Target, now: datetime) -> Rich:
         f"): {target} target missed (due {due_text(due, now)}). ",
         Typed(ticket.summary[:200]),
         " - technician ",
-        replace(technician(ticket), slack_id=""),
+        named(technician(ticket)),
         ".",
     )

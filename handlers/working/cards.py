@@ -3,8 +3,6 @@ confirmation DM and comment form, and the texts for technicians and requesters."
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from cards.model import (
     ActionId,
     Button,
@@ -20,6 +18,7 @@ from cards.model import (
     TextInput,
     Typed,
 )
+from handlers import formatting
 from handlers.formatting import requester, technician, when
 from handlers.working.rules import scope_label
 from storage.models import FixConfirmation, Ticket
@@ -196,7 +195,7 @@ def platform_name(platform: str) -> str:
 def named(ticket: Ticket) -> Mention:
     """The requester named in a text, not mentioned: a text for the technician pings no one
     else (shown as `Name (email)` on both platforms)."""
-    return replace(requester(ticket), slack_id="")
+    return formatting.named(requester(ticket))
 
 
 def asked_text(ticket: Ticket, platform: str) -> Rich:
@@ -271,7 +270,7 @@ def closed_with_text(report: Ticket, p1: Ticket, closer: Mention) -> Rich:
     closer named, not mentioned; the resolution note as typed)."""
     return Rich(
         f"{report.number} was closed with {p1.number} by ",
-        replace(closer, slack_id=""),
+        formatting.named(closer),
         f" ({report.resolution_category}): ",
         Typed(report.resolution_note),
     )
