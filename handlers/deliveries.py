@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cards.model import Inline, Rich, Typed
 from handlers import csat, diagnosis, identity, incidents, notify, psa, sla, working
 from handlers.config import HelpdeskConfig
-from handlers.tickets import VERSION_COLUMNS, card_version, ticket_card
+from handlers.tickets import VERSION_COLUMNS, card_version, in_sentence, label_of, ticket_card
 from storage import outbox
 from storage import tickets as repo
 from storage.models import OutboxMessage, Ticket, utcnow
@@ -39,7 +39,6 @@ MAX_WAIT = 60.0
 CARD_WAIT = 120.0
 # Why a refresh of the ticket card held for a form in its place was not sent.
 COLLAPSED = "a form is in the card's place: the refresh waiting for it shows this too"
-NAMES = {"message": "message", "dm": "direct message", "update": "message update"}
 
 
 @dataclass(frozen=True)
@@ -52,19 +51,20 @@ class Preparation:
 
 
 def label(message: OutboxMessage) -> str:
-    """What the row is, in words for the technician."""
+    """What the row is, in words for the technician inside a sentence (`ticket show`'s
+    Deliveries labels, handlers.tickets.delivery_labels)."""
     payload = message.payload
     if message.kind == "page.pagerduty":
         return "PagerDuty resolve" if _closes_alert(message) else "PagerDuty page"
     if message.kind == "page.opsgenie":
         return "Opsgenie close" if _closes_alert(message) else "Opsgenie alert"
-    purpose = str(payload.get("purpose") or "")
-    name = NAMES.get(message.kind, message.kind)
-    return (
-        purpose.replace("-", " ")
-        if purpose.startswith("incident")
-        else (f"{name} ({purpose})" if purpose else name)
+    words = label_of(
+        message.kind,
+        str(payload.get("purpose") or ""),
+        ticket_card=bool(payload.get("ticket_card")),
+        dedup_key=message.dedup_key or "",
     )
+    return in_sentence(words)
 
 
 def _wants_ticket_thread(message: OutboxMessage) -> bool:

@@ -11,6 +11,7 @@ from handlers.tickets.cards import (
     ticket_card,
     ticket_line,
 )
+from handlers.tickets.delivery_labels import in_sentence, label_of
 from handlers.tickets.intake import categories, intake_card
 from handlers.tickets.service import (
     announce,
@@ -28,7 +29,9 @@ __all__ = [
     "card_version",
     "categories",
     "create_ticket",
+    "in_sentence",
     "intake_card",
+    "label_of",
     "load",
     "mine",
     "open_form",

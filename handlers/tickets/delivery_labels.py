@@ -51,20 +51,34 @@ CALLBACK_KEY = "identity-callback:"
 
 
 def delivery_label(row: DeliveryState) -> str:
-    kind, purpose = row.kind, row.purpose
-    if row.ticket_card and kind == "message":
+    """What `row` is, as a `ticket show` Deliveries label."""
+    return label_of(row.kind, row.purpose, ticket_card=row.ticket_card, dedup_key=row.dedup_key)
+
+
+def label_of(kind: str, purpose: str, *, ticket_card: bool = False, dedup_key: str = "") -> str:
+    """What an outbox row of `kind` and `purpose` is, in the technician's words."""
+    if ticket_card and kind == "message":
         return "Ticket card"
     if purpose in ("sla-warning", "sla-breach"):
         stage = "SLA warning" if purpose == "sla-warning" else "SLA breach"
-        target, place = sla.alarm_of_key(row.dedup_key) or ("", "")
+        target, place = sla.alarm_of_key(dedup_key) or ("", "")
         # A breach goes both to the thread and to the channel.
-        where = " (in the channel)" if purpose == "sla-breach" and place == "channel" else ""
-        return f"{stage}: {SLA_TARGETS.get(target, 'target')}{where}"
-    if kind == "dm" and row.dedup_key.startswith(CALLBACK_KEY):
+        where = ", in the channel" if purpose == "sla-breach" and place == "channel" else ""
+        return f"{stage} ({SLA_TARGETS.get(target, 'target')}{where})"
+    if kind == "dm" and dedup_key.startswith(CALLBACK_KEY):
         return "Call-back number to the technician"
     found = LABELS.get((kind, purpose)) or LABELS.get(("*", purpose))
     if found:
         return found
     if purpose:
-        return f"{KINDS.get(kind, kind)}: {purpose.replace('-', ' ').replace('.', ' ')}"
+        return f"{KINDS.get(kind, kind)} ({purpose})"
     return KINDS.get(kind, kind)
+
+
+# Names that keep their capital inside a sentence.
+_PROPER = ("SLA", "CSAT", "PSA", "VIP", "PagerDuty", "Opsgenie")
+
+
+def in_sentence(label: str) -> str:
+    """`label` inside a sentence ("The CSAT survey to the requester for HD-7 ...")."""
+    return label if label.startswith(_PROPER) else label[:1].lower() + label[1:]

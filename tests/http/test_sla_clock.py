@@ -903,7 +903,7 @@ async def test_show_labels_each_delivery_in_plain_words(make_app, slack_api: Fak
     app = await start(make_app, slack_api, clock)
     row = await open_ticket(app, slack_api)
     shown = await show(app, row.number)
-    for label in ("Ticket card", "SLA warning: respond by", "SLA warning: resolve by"):
+    for label in ("Ticket card", "SLA warning (respond by)", "SLA warning (resolve by)"):
         assert f"*{label}:*" in shown, label
 
     clock.set(t0 + timedelta(hours=2))  # the respond breach, and the card refreshed for it
@@ -917,8 +917,8 @@ async def test_show_labels_each_delivery_in_plain_words(make_app, slack_api: Fak
     shown = await show(app, row.number)
     for label in (
         "Ticket card refreshed",
-        "SLA breach: respond by",
-        "SLA breach: respond by (in the channel)",
+        "SLA breach (respond by)",
+        "SLA breach (respond by, in the channel)",
     ):
         assert f"*{label}:*" in shown, label
     for internal in ("ticket card / notice", "(sla-", "message update", "ticket-card"):

@@ -333,6 +333,40 @@ async def test_other_kinds_are_reported_once_past_the_threshold(sessions: Sessio
     assert texts[1] == "The message (x) for HD-7 has gone through now (attempt 5)."
 
 
+@pytest.mark.parametrize(
+    ("kind", "purpose", "dedup_key", "said"),
+    [
+        ("dm", "csat-survey", None, "The CSAT survey to the requester for HD-7"),
+        ("dm", "fix-confirm", None, "The fix confirmation request to the requester for HD-7"),
+        (
+            "message",
+            "sla-warning",
+            "sla:HD-7:respond:warning:thread:1",
+            "The SLA warning (respond by) for HD-7",
+        ),
+        ("dm", "vip-followup", None, "The VIP follow-up reminder for HD-7"),
+    ],
+)
+async def test_a_failure_report_names_the_delivery_as_show_does(
+    sessions: Sessions, kind: str, purpose: str, dedup_key: str | None, said: str
+):
+    """The report said "The direct message (csat-survey) for HD-7 ..." (seen in the Agents
+    Playground) where `show` says "CSAT survey to the requester"."""
+    ticket = await make_ticket(sessions)
+    failing = Stub(*(DeliveryError("teams: HTTP 500 UserNotFound") for _ in range(3)))
+    slack = Stub()
+    notifier = {f"{kind}__teams": failing, "message__slack": slack}
+    worker = OutboxWorker(sessions, notifiers(**notifier), config=CONFIG)
+    payload = {"platform": "teams", "user": "29:1ana", "channel": "19:x", "purpose": purpose}
+    await queue(sessions, kind, ticket_id=ticket.id, payload=payload, dedup_key=dedup_key)
+    for _ in range(3):
+        await worker.run()
+        await make_due(sessions)
+    [text] = reports(await rows(sessions))
+    assert text.startswith(f"{said}"), text
+    assert "(" + purpose + ")" not in text and "direct message" not in text, text
+
+
 async def test_permanent_failure_goes_dead_and_is_reported(sessions: Sessions):
     ticket = await make_ticket(sessions)
     pager = Stub(DeliveryError("opsgenie: HTTP 401 Could not authenticate", permanent=True))
