@@ -276,7 +276,10 @@ async def close_filed(
         report.kb_article = p1.kb_article
         await sla.on_closed(session, report, at=now)  # both clocks stop: met or missed
         await retire_on_close(session, report)  # its requester is asked nothing more
-        await notify.refresh_ticket_card(session, report)
+        # A form in the report card's place (Teams: its own Close or Escalate) is of no use
+        # now, as for the P1 itself: the refresh held for it shows the closed card at once.
+        if not await notify.card_form_answered(session, report, now=now):
+            await notify.refresh_ticket_card(session, report)
         await psa.on_closed(session, ticket=report, closed_by=closed_by.plain())
         await tickets_repo.add_event(
             session,

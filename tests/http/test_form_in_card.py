@@ -262,3 +262,66 @@ async def test_a_refused_escalate_leaves_the_card_in_place_refreshed_and_nothing
     assert (await ticket_row(app, number)).card_form_until is None
     await confirm(t, number)
     await wait_until(lambda: len(card_updates(connector, message)) > 1, what="a refresh at once")
+
+
+async def test_a_redelivered_submission_with_errors_is_shown_the_same_form(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    """The hold is counted from when the form was first shown, not renewed by a submission
+    with errors: renewing it would write on that path, and a redelivery of the submission
+    would then be told "This was done: an earlier delivery was saved" when nothing was."""
+    _, t, _, _, message, form = await closure_form_in_place(make_app, connector)
+    [submit] = [a for a in form["actions"] if a["type"] == "Action.Execute"]
+    body = t.invoke_body(form, submit["title"], TECH_ID, PERSONAL, resolution_note="fixed")
+    body["replyToId"] = message
+    first = await (await t.app.teams(body)).json()
+    second = await (await t.app.teams(body)).json()
+    assert first["type"] == CARD_TYPE and "not closed" in shown(first["value"]), first
+    assert second == first
+
+
+async def test_a_report_closed_with_its_p1_gets_its_card_back_from_a_form_at_once(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    """A report's closure form was in its card's place when the P1 it is filed under closed
+    it: the form is of no use any more (as when the ticket itself is closed elsewhere), so
+    the card shows the report closed at once, not once the form's hold runs out."""
+    app, t, _ = await start(make_app, connector)
+    p1 = await t.ticket(
+        requester="ana@example.com", priority="P1", users_affected="10", summary="VPN down"
+    )
+    report = await t.ticket(requester="ana@example.com", summary="No VPN")
+    assert await t.say(f"ticket link {report} {p1}") == 201
+    await wait_until(lambda: t.texts(PERSONAL, f"{report} is filed under {p1}"))
+    message = (await ticket_row(app, report)).card_message
+    assert message
+    await wait_until(
+        lambda: f"Filed under P1 {p1}" in shown(t.card(report) or {}), what="the card linked"
+    )
+    await wait_until(_nothing_held(app, report), what="the card refreshed")
+    answer = await press(t, report, "Close", message)
+    assert answer["type"] == CARD_TYPE, answer
+    before = len(card_updates(connector, message))
+
+    posted = len(connector.activities(PERSONAL))
+    assert await t.say(f"ticket close {p1}") == 201
+    await wait_until(lambda: len(connector.activities(PERSONAL)) > posted, what="the form")
+    sent = next(a for a in connector.activities(PERSONAL)[posted:] if a.get("attachments"))
+    form = sent["attachments"][0]["content"]
+    closed = await submit_form(
+        t,
+        form,
+        sent["_id"],
+        resolution_note=NOTE,
+        resolution_category="Incident",
+        time_spent="30m",
+        kb_article="",
+    )
+    assert f"Closed {p1}" in shown(closed["value"]), closed
+    assert (await ticket_row(app, report)).status == "closed"
+    await wait_until(
+        lambda: len(card_updates(connector, message)) > before, what="the report's card"
+    )
+    latest = t.card(report)
+    assert latest is not None and not latest.get("actions"), latest
+    await wait_until(_nothing_held(app, report), what="nothing held")
