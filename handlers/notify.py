@@ -220,7 +220,8 @@ def answer_replaces_card(interaction: Interaction, ticket: Ticket) -> bool:
 # Long enough for a resolution note written with care (a KB article looked up, the fix checked
 # again): losing it is what this prevents. Short enough that a form left open does not hide
 # the ticket's state for long: whoever looks at the card sees it current within this time.
-# Each submission with errors (the form shown again) counts it from there.
+# Counted from when the form was first shown: a submission with errors (the form shown again)
+# does not renew it, since a write on that path would make a redelivery of it read as done.
 FORM_HOLD = timedelta(minutes=15)
 
 
