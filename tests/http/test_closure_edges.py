@@ -55,7 +55,9 @@ async def test_slack_survey_to_a_deactivated_requester_is_reported_not_retried_f
         lambda: s.thread(number, "will not be retried"), timeout=10, what="the failure report"
     )
     [report] = s.thread(number, "will not be retried")
-    assert "CSAT survey to the requester" in shown(report) and "user_disabled" in shown(report), shown(report)
+    assert "CSAT survey to the requester" in shown(report) and "user_disabled" in shown(report), (
+        shown(report)
+    )
     [survey] = await rows(app, "csat-survey")
     assert (survey.status, survey.attempts) == ("dead", 1)
     assert "user_disabled" in (survey.last_error or "")
