@@ -78,6 +78,7 @@ def ticket_card(
         body += [Text("Exact error text", muted=True), Text(Typed(ticket.error_text))]
     if ticket.doing:
         body += [Text("What they were doing", muted=True), Text(Typed(ticket.doing))]
+    body += resolution_elements(ticket)
     body += card_elements(ticket)
     body += extra or []
     live = buttons and ticket.status == "open"
@@ -91,6 +92,21 @@ def ticket_card(
         ),
         links=card_links(ticket) if live else [],
     )
+
+
+def resolution_elements(ticket: Ticket) -> list[Element]:
+    """A closed ticket's resolution, as its card shows it (and so `show`): the note, when it
+    was closed, the resolution category and the KB article. Whoever finds the card in the
+    channel later sees how it was fixed without asking."""
+    if ticket.status != "closed":
+        return []
+    facts: list[tuple[Inline, Inline]] = [
+        ("Closed", when(ticket.closed_at)),
+        ("Resolution category", ticket.resolution_category or "-"),
+    ]
+    if ticket.kb_article:
+        facts.append(("KB article", Typed(ticket.kb_article)))
+    return [Text("Resolution", muted=True), Text(Typed(ticket.resolution_note)), Facts(facts)]
 
 
 # The ticket's columns `card_version` reads (a delivery reads just these, with its UPDATE).

@@ -49,14 +49,7 @@ async def details(
             )
         )
     out += await working.show_lines(session, ticket, directory)
-    if ticket.status == "closed":
-        facts: list[tuple[Inline, Inline]] = [
-            ("Closed", when(ticket.closed_at)),
-            ("Resolution category", ticket.resolution_category or "-"),
-        ]
-        if ticket.kb_article:
-            facts.append(("KB article", Typed(ticket.kb_article)))
-        out += [Text("Resolution", muted=True), Text(Typed(ticket.resolution_note)), Facts(facts)]
+    # A closed ticket's resolution is on its card (cards.resolution_elements).
     # Only tickets that went through a check have check rows; only closed ones a survey.
     checks = (
         (

@@ -200,6 +200,9 @@ async def test_filler_refused_good_note_closes_survey_rated_once(make_app, slack
     assert (card["channel"], card["ts"]) == ("C0HELP", closed.source_thread)
     assert closed.card_message == closed.source_thread
     assert "closed" in json.dumps(card["blocks"]) and "actions" not in json.dumps(card["blocks"])
+    # ... and how it was fixed, for whoever finds the card in the channel later.
+    for part in ("Resolution", GOOD_NOTE, "Incident", "KB0012345"):
+        assert part in json.dumps(card["blocks"]), part
 
     assert "You rated HD-1 4/5" in await click(app, slack_api, dm, "4", "UANA")
     assert "already rated HD-1 4/5" in await click(app, slack_api, dm, "2", "UANA")

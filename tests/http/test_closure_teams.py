@@ -173,6 +173,9 @@ async def test_close_survey_and_rating_over_teams(make_app, connector: FakeConne
 
     closed = await invoke(app, connector, "ticket.close.submit", {**submit, **close_values()})
     assert closed["type"] == CARD_TYPE and "Closed HD" in json.dumps(closed["value"])
+    # The card that answers shows how it was fixed, as the card does from now on.
+    for part in ("Resolution", GOOD_NOTE, "Incident"):
+        assert part in card_text(closed["value"]), part
     row = await ticket(app)
     assert (row.status, row.resolution_note) == ("closed", GOOD_NOTE)
 
