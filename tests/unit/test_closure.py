@@ -20,6 +20,7 @@ from handlers.commands import parse
 from handlers.config import HelpdeskConfig
 from handlers.deps import Deps
 from handlers.tickets import details as ticket_details
+from handlers.tickets import ticket_card
 from handlers.types import (
     Actor,
     Conversation,
@@ -568,7 +569,9 @@ async def test_ticket_show_details(deps: Deps) -> None:
         assert ticket is not None
         body, confidential = await ticket_details.details(session, ticket, deps.directory)
     assert not confidential  # no identity check names a number here
-    text = render_message(Card(title="", body=body))["blocks"].__repr__()
+    # `show` is the ticket card (a closed one shows its resolution) and these details.
+    card = ticket_card(ticket)
+    text = render_message(Card(title="", body=[*card.body, *body]))["blocks"].__repr__()
     for expected in (
         "Time entries (total 45m)",
         "Time spent (closure)",
