@@ -413,7 +413,9 @@ async def test_429_is_retried_after_its_retry_after_and_nothing_calls_before(
     calls = graph.graph_calls()
     refused = next(c for c in calls if c.status == 429)
     after = [c for c in calls if c.at > refused.at]
-    assert after and all(c.at >= refused.at + 1.0 for c in after)
+    # The fake stamps the 429 as it sends it and the bot counts the second from its arrival,
+    # but asyncio may run a timer up to its clock resolution early: a few ms of slack.
+    assert after and all(c.at >= refused.at + 1.0 - 0.02 for c in after)
 
 
 async def test_503_persisting_gives_up_within_the_wait(
