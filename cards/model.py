@@ -298,21 +298,10 @@ def _span(raw: Any, legacy: bool) -> Span:
     raise ValueError(f"unknown text span {kind!r}")
 
 
-def inline_data(value: Inline) -> Any:
-    """`value` as JSON keeps it (a message's text in the outbox or a kept answer), read back
-    by `read_inline`."""
-    return _data(value)
-
-
-def read_inline(raw: Any) -> Inline:
-    """Text kept by `inline_data`."""
-    return _inline(raw, legacy=False)
-
-
 def kept_text(text: Inline) -> dict[str, Any]:
     """A message's text as the outbox (or a kept answer) holds it: `text` in plain words (for
     logs, reports and other readers) and `words`, which says whose words they are."""
-    return {"text": plain(text), "words": inline_data(text)}
+    return {"text": plain(text), "words": _data(text)}
 
 
 def read_kept_text(data: Mapping[str, Any]) -> Inline:
@@ -320,7 +309,7 @@ def read_kept_text(data: Mapping[str, Any]) -> Inline:
     cut to a size) is read as typed text, shown literally."""
     if "words" in data:
         try:
-            return read_inline(data["words"])
+            return _inline(data["words"], legacy=False)
         except (TypeError, ValueError, KeyError, AttributeError):
             pass
     text = str(data.get("text") or "")

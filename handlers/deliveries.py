@@ -54,10 +54,6 @@ def label(message: OutboxMessage) -> str:
     """What the row is, in words for the technician inside a sentence (`ticket show`'s
     Deliveries labels, handlers.tickets.delivery_labels)."""
     payload = message.payload
-    if message.kind == "page.pagerduty":
-        return "PagerDuty resolve" if _closes_alert(message) else "PagerDuty page"
-    if message.kind == "page.opsgenie":
-        return "Opsgenie close" if _closes_alert(message) else "Opsgenie alert"
     words = label_of(
         message.kind,
         str(payload.get("purpose") or ""),

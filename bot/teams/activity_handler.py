@@ -24,7 +24,7 @@ from bot.teams import proactive, replies
 from bot.teams.notifier import TRANSPORT_ERRORS, delivery_error, transport_error
 from bot.teams.references import ReferenceStore, user_key
 from cards import teams as adaptive
-from cards.model import ActionId, Card, Inline, Rich, Typed
+from cards.model import ActionId, Card, Inline, Rich, Typed, kept_text
 from handlers import notify, tickets
 from handlers.commands import strip_teams_prefix, welcome
 from handlers.deps import Deps
@@ -322,7 +322,7 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
         if card is not None:
             outgoing, content = replies.card_activity(card), {"card": card.to_dict()}
         else:
-            outgoing, content = replies.text_activity(reply.text), replies.text_content(reply.text)
+            outgoing, content = replies.text_activity(reply.text), kept_text(reply.text)
         if reply.image is not None:
             png = await asyncio.to_thread(reply.image.render)  # the chart: off the event loop
             content["image"] = replies.image_content(reply.image, png)
@@ -357,7 +357,7 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
 
     async def send_text(self, turn_context: TurnContext, text: Inline) -> None:
         """Answer `text` in the turn (later through the outbox when throttled)."""
-        await self._send(turn_context, replies.text_activity(text), replies.text_content(text))
+        await self._send(turn_context, replies.text_activity(text), kept_text(text))
 
     async def _send(
         self,
@@ -488,7 +488,7 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
         text = not_private(name, bot)
         notice = replies.text_activity(text)
         deliver = self._in_place(turn_context, notice) if after_turn else None
-        await self._send(turn_context, notice, replies.text_content(text), deliver=deliver)
+        await self._send(turn_context, notice, kept_text(text), deliver=deliver)
 
     async def _send_personal(
         self, turn_context: TurnContext, outgoing: Activity

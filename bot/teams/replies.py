@@ -125,11 +125,6 @@ def text_activity(text: Inline) -> Activity:
     return Activity(type=ActivityTypes.message, text="\n\n".join(lines), text_format="markdown")
 
 
-def text_content(text: Inline) -> dict[str, Any]:
-    """A text message's content as the outbox keeps it (`{"text", "words"}`)."""
-    return kept_text(text)
-
-
 def with_mention(activity: Activity, *, user_id: str, name: str) -> Activity:
     """`activity` starting with a mention of the person `user_id` (their Teams id): its text
     begins with `<at>Name</at>` and its entities hold the mention, whose `text` Teams finds in
@@ -157,7 +152,7 @@ def reply_message(reply: Reply) -> tuple[Activity, dict[str, Any]] | None:
     if card is not None:
         return card_activity(card), {"card": card.to_dict()}
     if reply.text:
-        return text_activity(reply.text), text_content(reply.text)
+        return text_activity(reply.text), kept_text(reply.text)
     return None
 
 

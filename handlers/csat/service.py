@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cards.model import Mention, Rich, Typed
+from cards.model import Rich, Typed
 from handlers import notify
 from handlers.csat.cards import (
     COMMENT_TITLE,
@@ -28,11 +28,6 @@ from storage.models import CsatSurvey, OutboxMessage, Ticket
 
 log = logging.getLogger(__name__)
 SURVEY_PURPOSE = "csat-survey"
-
-
-def _named(ticket: Ticket) -> Mention:
-    """The requester named in a note for the technician, not mentioned (it pings no one)."""
-    return named(requester(ticket))
 
 
 # -- on closure ------------------------------------------------------------------------------
@@ -105,7 +100,7 @@ async def schedule_survey(
             ticket,
             Rich(
                 f"No satisfaction survey for {ticket.number}: the requester (",
-                _named(ticket),
+                named(requester(ticket)),
                 f") has {notify.no_chat_id(deps.platforms)}.",
             ),
             purpose="csat-unreachable",
@@ -293,7 +288,7 @@ async def rate(deps: Deps, interaction: Interaction) -> Reply:
                 ticket,
                 Rich(
                     f"{ticket.number} was rated {rating}/5 by ",
-                    _named(ticket),
+                    named(requester(ticket)),
                     ".",
                     said,
                     " Please get in touch with them.",
@@ -371,7 +366,7 @@ async def comment(deps: Deps, interaction: Interaction) -> Reply:
                 session,
                 ticket,
                 Rich(
-                    _named(ticket),
+                    named(requester(ticket)),
                     f' added a comment to their {stored.rating}/5 rating of {ticket.number}: "',
                     Typed(text),
                     '" Please get in touch with them.',
