@@ -4,8 +4,15 @@ While the database cannot be reached, `/ticket new` says so at once instead of o
 that could not be saved, and the log says it about once every 10 s (host and port, never the
 password), not a traceback per request. The probe pings every few seconds (every second while
 the database is away, so its return is noticed quickly); any request that meets the outage
-marks it at once. A failed ping drops the pooled connections not in use: after a fail-over
-they would never answer, and each would cost its next caller a timeout.
+(refused, reset) marks it at once. A failed ping drops the pooled connections not in use:
+after a fail-over they would never answer, and each would cost its next caller a timeout.
+
+A request that only ran out of time (its answer budget, the pool's wait) is not an outage by
+itself: on a busy PostgreSQL server an intake can wait seconds for the ticket counter's row
+lock that other intakes hold, and marking the database down then turned everyone away for up
+to a probe interval, and dropped the idle connections, for a database that was answering. Such
+a timeout asks for a ping now instead; the ping decides (a silent partition fails it within
+PING_TIMEOUT).
 
 SQLite on disk is pinged by reading the file on a connection of its own, on a thread, and
 judged by that thread's outcome: the engine's one connection can be busy for seconds while the
@@ -52,6 +59,7 @@ class DatabaseMonitor:
         self.available = True
         self._every = Every(10.0)
         self._task: asyncio.Task[None] | None = None
+        self._spot: asyncio.Task[bool] | None = None
 
     async def check(self, *, timeout: float = PING_TIMEOUT) -> bool:  # noqa: ASYNC109
         """Ping now; True when the database answered within `timeout`."""
@@ -65,17 +73,35 @@ class DatabaseMonitor:
             # The pooled connections may be as dead as this one (a partition, a fail-over):
             # those not in use are dropped, so the return is not met by stale ones.
             self._idle.drop()
-            self.trouble(exc)
+            if self.sqlite_file is not None and is_timeout_only(exc):
+                self._slow(exc)  # see the module docstring: the next ping decides
+            else:
+                self._down(exc)
             return False
         self.recovered()
         return True
 
     def trouble(self, error: BaseException) -> None:
-        """The database failed someone: it is down until a ping says otherwise (on SQLite, a
-        timeout alone is left to the next ping: see the module docstring)."""
-        if self.sqlite_file is not None and is_timeout_only(error):
-            log.debug("SQLite was slow to answer (%s): left to the next ping", describe(error))
+        """The database failed someone: it is down until a ping says otherwise. A timeout
+        alone is only slowness until a ping says more (see the module docstring)."""
+        if is_timeout_only(error):
+            self._slow(error)
+            if self.sqlite_file is None:
+                self._ping_now()
             return
+        self._down(error)
+
+    def _slow(self, error: BaseException) -> None:
+        log.debug("the database was slow to answer (%s): left to a ping", describe(error))
+
+    def _ping_now(self) -> None:
+        """One ping at a time, started by a request's timeout (not awaited by it)."""
+        if self._spot is not None and not self._spot.done():
+            return
+        with contextlib.suppress(RuntimeError):  # no running loop: the probe will ping
+            self._spot = asyncio.get_running_loop().create_task(self.check())
+
+    def _down(self, error: BaseException) -> None:
         self.available = False
         held = self._every.due("database")
         if held is not None:
@@ -95,6 +121,11 @@ class DatabaseMonitor:
             self._task = asyncio.get_running_loop().create_task(self._probe())
 
     async def stop(self) -> None:
+        if self._spot is not None:
+            self._spot.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._spot
+            self._spot = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
