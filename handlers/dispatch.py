@@ -188,7 +188,8 @@ COMMANDS: dict[str, Route[CommandHandler]] = {
     "close": changes(closure.close_command),
     "similar": reads(diagnosis.similar_command),
     "kb": reads(diagnosis.kb_command),
-    # Its answer uploads (Slack) or attaches (Teams) the chart: once per delivery.
+    # Its change queues the chart's upload (Slack) or its answer attaches it (Teams): once
+    # per delivery.
     "report": changes(reports.report_command, patient=True),
     "help": from_memory(_help),
 }

@@ -452,18 +452,21 @@ async def answer_later(
 
 
 async def share_file(
-    deps: Deps,
+    session: AsyncSession,
     *,
     platform: str,
     channel: str,
     user: str,
-    image: dict[str, str],
+    image: dict[str, Any],
     respond: str | None = None,
     dedup_key: str | None = None,
 ) -> bool:
-    """Queue an image that goes with an answer (the report's chart: `image` is its `name`,
-    `title` and base64 `png`) for upload to `channel`, else to `user`'s DM; `respond`: where
-    to tell the person about it (Slack's response_url). False when `dedup_key` was queued."""
+    """Queue, in the caller's transaction, an image shared as a file of its own where it was
+    asked (the report's chart on Slack), else in `user`'s DM; `respond`: where to tell the
+    person about it (Slack's response_url). `image` is its `name`, `title` and what it is
+    drawn from at delivery (`report`: handlers.reports.summary_data), so nothing CPU-heavy
+    runs before the answer (rows of earlier releases hold the drawn PNG: `png`, base64).
+    False when `dedup_key` was queued."""
     payload: dict[str, Any] = {
         "platform": platform,
         "channel": channel,
@@ -474,8 +477,7 @@ async def share_file(
     }
     if respond:
         payload["respond"] = respond
-    async with deps.sessions() as session, session.begin():
-        return await outbox.enqueue(session, kind="file", payload=payload, dedup_key=dedup_key)
+    return await outbox.enqueue(session, kind="file", payload=payload, dedup_key=dedup_key)
 
 
 async def answer_privately_later(

@@ -10,7 +10,8 @@ again as it was, nothing added. What is kept:
   delivery id never reads another person's answer;
 - the answer (`kept`, once the change committed): its text and card, whether it was private
   or confidential, which ticket's card it is, and whether it is a form (a Teams card). Not
-  kept: a chart (`Reply.image`, rendered from the first run's data) and a follow-up (the
+  kept: a chart attached to the answer (Teams' `Reply.image`, rendered from the first run's
+  data; a Slack chart is an upload of its own, queued with the change) and a follow-up (the
   KB's late articles). A form a Slack command or button opens is kept as FORM_AGAIN: Slack
   opens a modal only with the request's own trigger id, single-use and good for 3 s, and a
   retry comes after that, when the first one may have opened it (a form's submission

@@ -74,6 +74,9 @@ class Interaction:
     # The message the answer takes the place of (a Teams Action.Execute: its answer card
     # replaces the card clicked), else None.
     replaces_message: str | None = None
+    # Where the person who asked can be told something later, only them (a Slack command's
+    # response_url, good for 30 minutes), else None.
+    response_url: str | None = None
 
     @property
     def platform(self) -> Platform:
@@ -82,7 +85,9 @@ class Interaction:
 
 @dataclass(frozen=True)
 class Image:
-    """A picture that goes with a reply (the report's chart), as PNG."""
+    """A picture that goes with a reply (the report's chart), as PNG, attached to the answer
+    (Teams). Where the platform shows it as a file of its own (Slack), the use case queues its
+    upload in the outbox instead (handlers.notify.share_file) and the reply has no image."""
 
     filename: str
     title: str
@@ -120,7 +125,8 @@ class Reply:
     # first, then awaits this and shows its reply to the same person, the same way (private
     # stays private).
     follow_up: Callable[[], Awaitable[Reply]] | None = None
-    # Shown with the reply where it was asked (Slack: uploaded there; Teams: attached).
+    # Attached to the reply (Teams); a Slack chart is an upload of its own, queued by the use
+    # case with its change (see Image).
     image: Image | None = None
     # `card` is built once and answered many times, never changed (help): an edge may keep
     # its rendering.

@@ -1,9 +1,13 @@
-"""Images that go with a reply (the report's chart), uploaded where the command was typed.
+"""Images shared as files of their own (the report's chart), uploaded where they were asked.
 
-The front door renders the image after the ack and queues it in the outbox (`queue_image`);
-the outbox worker uploads it (`FileSharer`, through bot.slack.notifier), so a chart Slack
-refuses for the moment (429 with Retry-After, 5xx, its upload host out of reach) is uploaded
-again after the wait, and one queued before a restart is uploaded after it, by one worker.
+The report queues its chart's upload in the outbox in the transaction that claims the
+command (handlers.reports.service, handlers.notify.share_file), so it is stored before the
+person is answered; the outbox worker draws it then (`FileSharer`, off the event loop: the
+drawing is a second of CPU) and uploads it, so a chart Slack refuses for the moment (429 with
+Retry-After, 5xx, its upload host out of reach) is drawn and uploaded again after the wait,
+and one queued before a restart (or by a process killed right after answering) is uploaded
+after it, by one worker. Rows queued by earlier releases hold the drawn PNG (base64): they are
+uploaded as they are.
 
 slack_sdk's `files_upload_v2` makes Slack's external upload: `files.getUploadURLExternal`, a
 POST of the bytes to the URL it answers (no token: the URL is the permission), then
@@ -17,8 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -32,13 +36,10 @@ from bot.slack.errors import slack_error
 from bot.slack.notifier import NOT_HERE, PERMANENT
 from cards import slack as blockkit
 from cards.model import Card, Rich, Text, Typed
-from handlers import notify
-from handlers.deps import Deps
-from handlers.types import Image
+from handlers.reports import render_kept
 from storage.models import OutboxMessage
 
 log = logging.getLogger(__name__)
-Respond = Callable[..., Awaitable[Any]]
 # The person is told a chart has not gone up yet after this many failed attempts (about 3 to 7
 # s after the first with the outbox's backoff; at once when it can never go up).
 TELL_AFTER_ATTEMPTS = 3
@@ -51,38 +52,32 @@ def _failed(error: str) -> str:
     return f"The chart could not be uploaded ({error}); the figures above are complete."
 
 
-async def queue_image(
-    deps: Deps,
-    image: Image,
-    *,
-    channel: str,
-    user: str,
-    respond: Respond,
-    response_url: str | None,
-    key: str | None,
-) -> None:
-    """Render `image` off the event loop and queue its upload to `channel` (`key`: the
-    request's delivery id, so a request seen twice queues one upload)."""
-    try:
-        png = await asyncio.to_thread(image.render)
-        await notify.share_file(
-            deps,
-            platform="slack",
-            channel=channel,
-            user=user,
-            image={
-                "name": image.filename,
-                "title": image.title,
-                "png": base64.b64encode(png).decode("ascii"),
-            },
-            respond=response_url,
-            dedup_key=f"file:{key}" if key else None,
-        )
-    except Exception as exc:
-        log.exception("slack: the chart %s could not be queued", image.filename)
-        await respond(
-            text=_failed(type(exc).__name__), response_type="ephemeral", replace_original=False
-        )
+class _Drawing:
+    """The row's PNG, drawn once per attempt and only when it is uploaded: a row of an
+    earlier release holds it (base64); a row of this one holds what it is drawn from."""
+
+    def __init__(self, image: dict[str, Any]) -> None:
+        self.image = image
+        self._png: bytes | None = None
+
+    async def png(self) -> bytes:
+        if self._png is None:
+            self._png = await self._draw()
+        return self._png
+
+    async def _draw(self) -> bytes:
+        kept = self.image.get("png")
+        if kept is not None:
+            try:
+                return base64.b64decode(str(kept), validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise DeliveryError("the chart's image is damaged", permanent=True) from exc
+        try:
+            return await asyncio.to_thread(render_kept, self.image["report"])
+        except Exception as exc:
+            # The same data would fail the same way again: not retried, the person is told.
+            log.exception("slack: the chart %s could not be drawn", self.image.get("name"))
+            raise DeliveryError(f"drawing it failed: {type(exc).__name__}", permanent=True) from exc
 
 
 class FileSharer:
@@ -123,12 +118,12 @@ class FileSharer:
     async def _share(self, message: OutboxMessage) -> dict[str, Any]:
         payload = message.payload
         image = payload["image"]
-        png = base64.b64decode(image["png"])
+        drawing = _Drawing(image)
         channel, thread = str(payload["channel"]), payload.get("thread")
         try:
             if message.in_doubt and (found := await self._find(message, channel)):
                 return found
-            return await self._upload(image, png, channel, thread)
+            return await self._upload(image, drawing, channel, thread)
         except SlackApiError as exc:
             user = payload.get("user")
             if exc.response.get("error") not in NOT_HERE or not user:
@@ -141,7 +136,7 @@ class FileSharer:
         try:
             if message.in_doubt and (found := await self._find(message, dm)):
                 return {**found, "dm": True}
-            shared = await self._upload(image, png, dm, None)
+            shared = await self._upload(image, drawing, dm, None)
         except SlackApiError as exc:
             raise _error(exc) from exc
         log.info("slack: %s could not go to %s; sent to the person's DM", image["name"], channel)
@@ -157,8 +152,9 @@ class FileSharer:
         return {**shared, "dm": True}
 
     async def _upload(
-        self, image: dict[str, Any], png: bytes, channel: str, thread: Any
+        self, image: dict[str, Any], drawing: _Drawing, channel: str, thread: Any
     ) -> dict[str, Any]:
+        png = await drawing.png()
         try:
             done = await self.client.files_upload_v2(
                 channel=channel,

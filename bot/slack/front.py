@@ -51,7 +51,6 @@ from bot.settings import ConfigError, Settings
 from bot.slack import shapes
 from bot.slack.deliveries import delivery_id
 from bot.slack.errors import slack_error
-from bot.slack.files import queue_image
 from cards import slack as blockkit
 from cards.model import ActionId, Card, Inline, Rich, Text, plain
 from handlers.deps import Deps
@@ -358,25 +357,11 @@ class SlackFront:
         return BoltResponse(status=200, body=answered)
 
     def _after_answer(self, reply: Reply, body: dict[str, Any], respond: Any) -> None:
-        """What follows an answer: the rest of it (a KB that answered late), a chart."""
+        """What follows an answer: the rest of it (a KB that answered late). A chart needs
+        nothing here: its upload was queued in the outbox with the change (handlers.notify
+        .share_file), and the worker draws and uploads it."""
         if reply.follow_up is not None:
             self._spawn(lambda: self._follow_up(reply, respond))
-        if reply.image is not None:
-            # After the ack: the chart is rendered on a thread and queued in the outbox, whose
-            # worker uploads it where it was asked (again after a refusal or a restart).
-            image, user = reply.image, body["user_id"]
-            channel = str(body.get("channel_id", ""))
-            self._spawn(
-                lambda: queue_image(
-                    self.deps,
-                    image,
-                    channel=channel,
-                    user=user,
-                    respond=respond,
-                    response_url=body.get("response_url"),
-                    key=delivery_id(body),
-                )
-            )
 
     async def _follow_up(self, reply: Reply, respond: Any) -> None:
         """The rest of an answer (e.g. KB articles that came late), through the command's
@@ -787,6 +772,7 @@ def _command(body: dict[str, Any]) -> Interaction:
         conversation=Conversation("slack", body["channel_id"]),
         text=unescape(body.get("text") or ""),
         delivery_id=delivery_id(body),
+        response_url=body.get("response_url") or None,
     )
 
 

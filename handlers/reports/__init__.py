@@ -3,7 +3,7 @@ written as lines, a card, CSV rows (`cards`) and a chart (`chart`); the period a
 syntax (`rules`); the chat command and the command line's use cases (`service`)."""
 
 from handlers.reports.cards import CSV_HEADER, lines
-from handlers.reports.chart import chart_png, render_png
+from handlers.reports.chart import chart_png, render_kept, render_png
 from handlers.reports.rules import Period, parse_date, period_of
 from handlers.reports.service import build, report_command, top_patterns, write_csv
 
@@ -15,6 +15,7 @@ __all__ = [
     "lines",
     "parse_date",
     "period_of",
+    "render_kept",
     "render_png",
     "report_command",
     "top_patterns",

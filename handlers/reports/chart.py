@@ -13,10 +13,11 @@ import logging
 import threading
 import warnings
 from collections import Counter
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from handlers.reports.cards import average, hours, percent
-from handlers.reports.rules import PRIORITIES, Rate, Summary
+from handlers.reports.rules import PRIORITIES, Rate, Summary, read_summary
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -229,3 +230,9 @@ def _short(name: str, size: int = 18) -> str:
 async def chart_png(summary: Summary) -> bytes:
     """`render_png` on a thread."""
     return await asyncio.to_thread(render_png, summary)
+
+
+def render_kept(data: Mapping[str, Any]) -> bytes:
+    """`render_png` of a summary kept as data (`rules.summary_data`: a queued chart's row);
+    blocking like it. KeyError, TypeError or ValueError when `data` is no summary."""
+    return render_png(read_summary(data))

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
-from cards.model import Inline, Rich, Typed, plain
+from cards.model import Inline, Rich, Typed, kept_text, plain, read_kept_text
 from storage.reports import Figures
 
 DEFAULT_DAYS = 90
@@ -241,3 +243,84 @@ def summarize(
         fixes_unconfirmed=closed - confirmed,
         patterns=patterns,
     )
+
+
+# -- the summary kept as JSON (the chart's outbox row: drawn when it is uploaded) ---------------
+
+
+def summary_data(summary: Summary) -> dict[str, Any]:
+    """`summary` as JSON-safe data (`read_summary` reads it back): what an outbox row keeps to
+    draw the chart from when it is delivered. Patterns keep whose words they are."""
+    return {
+        "since": summary.period.since.isoformat(),
+        "until": summary.period.until.isoformat(),
+        "client": summary.client,
+        "opened": summary.opened,
+        "closed": summary.closed,
+        "by_category": [list(pair) for pair in summary.by_category],
+        "by_priority": [list(pair) for pair in summary.by_priority],
+        "by_resolution": [list(pair) for pair in summary.by_resolution],
+        "respond": _rate_data(summary.respond),
+        "resolve": _rate_data(summary.resolve),
+        "respond_by_priority": [[p, _rate_data(r)] for p, r in summary.respond_by_priority],
+        "resolve_by_priority": [[p, _rate_data(r)] for p, r in summary.resolve_by_priority],
+        "median_first_response": summary.median_first_response,
+        "median_resolution": summary.median_resolution,
+        "ratings": list(summary.ratings),
+        "surveys_sent": summary.surveys_sent,
+        "minutes_by_client": [list(pair) for pair in summary.minutes_by_client],
+        "minutes_total": summary.minutes_total,
+        "fixes_confirmed": summary.fixes_confirmed,
+        "fixes_unconfirmed": summary.fixes_unconfirmed,
+        "patterns": [kept_text(p) for p in summary.patterns],
+        "other_clients": [list(pair) for pair in summary.other_clients],
+    }
+
+
+def read_summary(data: Mapping[str, Any]) -> Summary:
+    """The summary `summary_data` kept; KeyError, TypeError or ValueError when `data` is not
+    one."""
+
+    def counts(key: str) -> list[tuple[str, int]]:
+        return [(str(name), int(count)) for name, count in data[key]]
+
+    def rates(key: str) -> list[tuple[str, Rate]]:
+        return [(str(name), _read_rate(rate)) for name, rate in data[key]]
+
+    def median(key: str) -> float | None:
+        value = data[key]
+        return None if value is None else float(value)
+
+    one, two, three, four, five = (int(r) for r in data["ratings"])
+    return Summary(
+        period=Period(date.fromisoformat(data["since"]), date.fromisoformat(data["until"])),
+        client=None if data["client"] is None else str(data["client"]),
+        opened=int(data["opened"]),
+        closed=int(data["closed"]),
+        by_category=counts("by_category"),
+        by_priority=counts("by_priority"),
+        by_resolution=counts("by_resolution"),
+        respond=_read_rate(data["respond"]),
+        resolve=_read_rate(data["resolve"]),
+        respond_by_priority=rates("respond_by_priority"),
+        resolve_by_priority=rates("resolve_by_priority"),
+        median_first_response=median("median_first_response"),
+        median_resolution=median("median_resolution"),
+        ratings=(one, two, three, four, five),
+        surveys_sent=int(data["surveys_sent"]),
+        minutes_by_client=counts("minutes_by_client"),
+        minutes_total=int(data["minutes_total"]),
+        fixes_confirmed=int(data["fixes_confirmed"]),
+        fixes_unconfirmed=int(data["fixes_unconfirmed"]),
+        patterns=[read_kept_text(p) for p in data.get("patterns") or []],
+        other_clients=tuple(counts("other_clients")) if "other_clients" in data else (),
+    )
+
+
+def _rate_data(rate: Rate) -> list[int]:
+    return [rate.met, rate.missed]
+
+
+def _read_rate(data: Any) -> Rate:
+    met, missed = data
+    return Rate(int(met), int(missed))

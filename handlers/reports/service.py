@@ -13,12 +13,20 @@ from typing import IO
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from cards.model import Inline, Rich, Typed, plain
-from handlers import diagnosis
+from handlers import diagnosis, notify
 from handlers.commands import Command
 from handlers.deps import Deps
 from handlers.reports.cards import CSV_HEADER, csv_row, report_card
 from handlers.reports.chart import render_png
-from handlers.reports.rules import CHAT_USAGE, BadPeriod, Period, Summary, parse_chat, summarize
+from handlers.reports.rules import (
+    CHAT_USAGE,
+    BadPeriod,
+    Period,
+    Summary,
+    parse_chat,
+    summarize,
+    summary_data,
+)
 from handlers.types import Image, Interaction, InvalidInput, Reply
 from storage import reports as repo
 
@@ -110,21 +118,39 @@ async def report_command(deps: Deps, interaction: Interaction, command: Command)
         now=now,
         pattern_threshold=deps.config.patterns.repeat_threshold,
     )
+    who = re.sub(r"[^a-z0-9]+", "-", (client or "all").lower()).strip("-") or "client"
+    name = f"report-{who}-{period.since}-{period.until}"
+    filename = f"{name}.png"
+    title = f"QBR report chart: {client or 'all clients'}, {period}"
     # Answering is this route's one change: the delivery id is claimed now that the figures
     # are there, so a redelivery (a Slack retry, the same Teams activity) is answered as a
     # duplicate and its chart is not uploaded or sent again. Nothing is claimed when the
-    # report failed: a retry of it runs.
+    # report failed: a retry of it runs. On Slack the chart is a file shared of its own: its
+    # upload is queued in this same transaction, so it is stored exactly when the claim is,
+    # before anyone is answered; the worker draws it when it uploads it (the drawing takes
+    # about a second, which the answer has no time for) and retries it. A process that dies
+    # after answering loses nothing.
+    uploaded = interaction.platform == "slack"
     async with deps.sessions() as session, session.begin():
         await session.connection()
+        if uploaded:
+            delivery = interaction.delivery_id
+            await notify.share_file(
+                session,
+                platform="slack",
+                channel=interaction.conversation.id,
+                user=interaction.actor.id,
+                image={"name": filename, "title": title, "report": summary_data(summary)},
+                respond=interaction.response_url,
+                dedup_key=f"file:{delivery}" if delivery else None,
+            )
     log.info(
         "report",
         extra={"client": client or "*", "since": str(period.since), "opened": summary.opened},
     )
-    who = re.sub(r"[^a-z0-9]+", "-", (client or "all").lower()).strip("-") or "client"
-    name = f"report-{who}-{period.since}-{period.until}"
-    chart = Image(
-        filename=f"{name}.png",
-        title=f"QBR report chart: {client or 'all clients'}, {period}",
-        render=partial(render_png, summary),
+    chart = (
+        None
+        if uploaded
+        else Image(filename=filename, title=title, render=partial(render_png, summary))
     )
     return Reply(card=report_card(summary), private=False, image=chart)

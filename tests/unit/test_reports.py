@@ -4,6 +4,7 @@ filter, and (SQLite) that every query reads a covering index only."""
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -15,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cards import teams
 from handlers import diagnosis
-from handlers.reports import build, lines, write_csv
+from handlers.reports import build, lines, render_kept, render_png, write_csv
 from handlers.reports.cards import hours, percent, report_card, span
-from handlers.reports.rules import Period, parse_chat, period_of
+from handlers.reports.rules import Period, parse_chat, period_of, read_summary, summary_data
 from storage import db
 from storage import reports as repo
 from storage import tickets as tickets_repo
@@ -204,6 +205,26 @@ async def test_a_patterns_error_and_the_clients_are_shown_as_typed_on_teams(
     assert values["Time logged"] == "0m"
     assert card["body"][0]["text"].startswith(f"QBR report: {escaped}, 2026-11-01")
     assert evil not in str(card["body"])
+
+
+async def test_a_summary_kept_for_a_queued_chart_reads_back_the_same(
+    engine: AsyncEngine,
+) -> None:
+    """A Slack chart is drawn by the worker from the summary its outbox row keeps as JSON:
+    read back, it is the same summary (figures, whose words the patterns are), and the chart
+    drawn from it is the chart drawn from the original."""
+    for index in range(3):
+        await add(engine, client="Acme", error_text="0x80070005", priority=f"P{index + 1}")
+    await add(engine, client="Globex")
+    await diagnosis.backfill_signatures(db.session_factory(engine))
+    period = Period(date(2026, 11, 1), date(2026, 11, 30))
+    summary = await build(engine, period=period, client=None, now=NOW, pattern_threshold=3)
+    assert summary.patterns and summary.opened == 4
+    kept = json.loads(json.dumps(summary_data(summary)))
+    assert read_summary(kept) == summary
+    assert render_kept(kept) == render_png(summary)
+    alone = await build(engine, period=period, client="Initech", now=NOW)
+    assert alone.other_clients and read_summary(summary_data(alone)) == alone
 
 
 async def test_the_clients_named_for_a_client_with_no_ticket_are_typed_text_on_teams(
