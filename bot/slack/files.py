@@ -31,11 +31,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot import places
+from bot.logs import one_line
 from bot.notifiers import DeliveryError, retry_after_seconds
 from bot.slack.errors import slack_error
 from bot.slack.notifier import NOT_HERE, PERMANENT
 from cards import slack as blockkit
-from cards.model import Card, Rich, Text, Typed
+from cards.model import Card, Inline, Rich, Text, Typed, plain
 from handlers.reports import render_kept
 from storage.models import OutboxMessage
 
@@ -46,10 +47,32 @@ TELL_AFTER_ATTEMPTS = 3
 # How far back the look-up for an earlier attempt reads (pages of 200 messages).
 LOOKUP_PAGES = 5
 UPLOAD_METHODS = ("files.getUploadURLExternal", "files.completeUploadExternal")
+# At most this much of what Slack (or the upload) answered is quoted to the person.
+REASON_CHARS = 300
 
 
-def _failed(error: str) -> str:
-    return f"The chart could not be uploaded ({error}); the figures above are complete."
+def _failed(error: str) -> Inline:
+    """The chart will not go up (`error`: what Slack answered, shown as typed)."""
+    return Rich(
+        "The chart could not be uploaded (",
+        Typed(one_line(error, REASON_CHARS)),
+        "); the figures above are complete.",
+    )
+
+
+def _not_yet(error: str, attempts: int) -> Inline:
+    """The chart has not gone up yet and is retried (`error` as in `_failed`)."""
+    return Rich(
+        "The chart has not been uploaded yet (",
+        Typed(one_line(error, REASON_CHARS)),
+        f") after {attempts} attempts; the bot keeps trying. The figures above are complete.",
+    )
+
+
+def _note(said: Inline) -> dict[str, Any]:
+    """`said` as a message: typed parts cannot ping, link or turn bold (a bare message text
+    is mrkdwn)."""
+    return blockkit.render_message(Card(title="", body=[Text(said)], fallback=plain(said)))
 
 
 class _Drawing:
@@ -106,13 +129,8 @@ class FileSharer:
             attempts = message.attempts
             if error.permanent or attempts == TELL_AFTER_ATTEMPTS:
                 reason = str(error).removeprefix("slack: ")
-                said = (
-                    _failed(reason)
-                    if error.permanent
-                    else f"The chart has not been uploaded yet ({reason}) after {attempts} "
-                    "attempts; the bot keeps trying. The figures above are complete."
-                )
-                await self._tell(payload, text=said)
+                said = _failed(reason) if error.permanent else _not_yet(reason, attempts)
+                await self._tell(payload, **_note(said))
             raise
 
     async def _share(self, message: OutboxMessage) -> dict[str, Any]:
@@ -147,8 +165,7 @@ class FileSharer:
             Typed(str(image["title"])),
             " is in our direct messages.",
         )
-        note = Card(title="", body=[Text(said)], fallback=said.plain())
-        await self._tell(payload, **blockkit.render_message(note))
+        await self._tell(payload, **_note(said))
         return {**shared, "dm": True}
 
     async def _upload(

@@ -1,13 +1,14 @@
 """The report's chart on Slack is durable: its upload is in the outbox before the person is
 answered (in the transaction that claims the command's delivery id), and the worker draws it
 when it uploads it. A process killed right after answering loses nothing; rows an earlier
-release queued (the PNG itself, base64) still go up."""
+release queued (the PNG itself, base64) still go up; what Slack answers is shown as typed."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import io
+import json
 import signal
 from pathlib import Path
 from typing import Any
@@ -138,3 +139,38 @@ async def test_a_chart_queued_by_an_earlier_release_as_its_png_still_goes_up(
     assert shared["title"] == image["title"]
     assert slack_api.responses("old") == []
     await worker.stop()
+
+
+async def test_what_slack_answers_about_a_chart_is_shown_as_typed(make_app, slack_api: FakeSlack):
+    """Slack's error code is the outside system's words: an error reading `<!here> *b*` in
+    the note that the chart has not gone up yet neither pings the channel nor turns bold."""
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    hostile = "<!here> *b*"
+    slack_api.fail_ok_false("files.getUploadURLExternal", hostile, times=3)
+    asked = app.slash("report", response_url=slack_api.response_url_for("chart"))
+    assert slack_facts(await (await asked).json())["Opened"] == "0"
+    await wait_until(lambda: slack_api.responses("chart"), timeout=30, what="the note")
+    [note] = slack_api.responses("chart")
+    said = json.dumps(note)
+    assert "The chart has not been uploaded yet" in said and "<!here>" not in said
+    assert note["response_type"] == "ephemeral"
+    assert note["text"].startswith("The chart has not been uploaded yet (&lt;!here&gt; *b*)")
+    [section] = note["blocks"]
+    assert section["text"]["type"] == "plain_text"  # `*b*` is not bold
+    assert "(&lt;!here&gt; *b*)" in section["text"]["text"]
+    await wait_until(lambda: slack_api.shared_files("C0HELP"), timeout=30, what="the chart")
+    assert len(slack_api.shared_files()) == 1
+
+    # Never going up (missing_scope): the scope Slack names is its words too.
+    slack_api.reset()
+    refused = {"ok": False, "error": "missing_scope", "needed": "<!channel> _x_"}
+    slack_api.fail("files.getUploadURLExternal", 200, times=1, body=refused)
+    asked = app.slash("report", response_url=slack_api.response_url_for("scope"))
+    assert (await asked).status == 200
+    await wait_until(lambda: slack_api.responses("scope"), timeout=30, what="the note")
+    [note] = slack_api.responses("scope")
+    assert "The chart could not be uploaded (missing_scope" in note["text"]
+    assert "<!channel>" not in json.dumps(note) and "&lt;!channel&gt; _x_" in note["text"]
+    [section] = note["blocks"]
+    assert section["text"]["type"] == "plain_text"  # `_x_` is not italic
+    assert not slack_api.shared_files()
