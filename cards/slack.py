@@ -141,7 +141,12 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _safe_cut(escaped: str, cut: int) -> int:
-    """Move `cut` back so it never lands inside an entity (`&amp;`) or a mention (`<@U…>`)."""
+    """Move `cut` back so it never lands inside an entity (`&amp;`) or a mention (`<@U…>`),
+    nor next to a `*`, `_`, `~` or backtick: one that mrkdwn leaves alone inside a word
+    (`0~0`, `a_b`) may start or end markup at the edge of a chunk."""
+    for _ in range(2):  # such a character is alone between letters or digits
+        if cut > 1 and (escaped[cut - 1] in MARKUP_CHARS or escaped[cut] in MARKUP_CHARS):
+            cut -= 1
     amp = escaped.rfind("&", max(0, cut - 4), cut)
     if amp != -1:
         end = escaped.find(";", amp)

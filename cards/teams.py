@@ -59,7 +59,9 @@ _INLINE = re.compile(
     r"\\(?=[!-/:-@\[-`{-~]|$)|[*`\[\]<]|(?<![^\W_])_|_(?![^\W_])|~(?=~)|(?<=~)~|&(?=#?[0-9A-Za-z]+;)"
 )
 # At the start of a line: a list item, a numbered item, a heading or a quote.
-_LINE_MARKER = re.compile(r"^( {0,3})([-+]|\d{1,9}[.)]|#{1,6}|>)(?=[ \t]|$)")
+_LINE_MARKER = re.compile(r"^( {0,3})((?:[-+]|\d{1,9}[.)]|#{1,6})(?=[ \t]|$)|>)")
+# A line break, as Markdown reads one.
+_LINE_BREAK = re.compile(r"(\r\n?|\n)")
 # A line that is only `-` or `=` (a rule, or a heading underline for the line before).
 _RULE = re.compile(r"^( {0,3})([-=])[-= \t]*$")
 
@@ -70,8 +72,19 @@ _STYLES = {"primary": "positive", "danger": "destructive"}
 
 
 def _escape_line(line: str, *, line_start: bool) -> str:
-    prefix, rest = _block_marker(line) if line_start else ("", line)
+    prefix, rest = _block_marker(_indented(line)) if line_start else ("", line)
     return prefix + _INLINE.sub(r"\\\g<0>", rest)
+
+
+def _indented(line: str) -> str:
+    """`line` with its indentation, when that is four columns or more (a tab, four spaces:
+    an indented code block, shown with the escapes in it), in no-break spaces, which Markdown
+    does not count as indentation."""
+    text = line.lstrip(" \t")
+    indent = line[: len(line) - len(text)]
+    if "\t" not in indent and len(indent) < 4:
+        return line
+    return indent.replace("\t", "    ").replace(" ", "\u00a0") + text
 
 
 def escape_markdown(text: str, *, line_start: bool = True) -> str:
@@ -80,9 +93,11 @@ def escape_markdown(text: str, *, line_start: bool = True) -> str:
     `line_start` says whether `text` begins a line where it is shown (then list, heading and
     quote markers are escaped there too; they always are after a line break in it).
     """
-    lines = text.split("\n")
-    return "\n".join(
-        _escape_line(line, line_start=line_start or index > 0) for index, line in enumerate(lines)
+    # Lines and the breaks between them (Markdown ends a line at `\r` too).
+    parts = _LINE_BREAK.split(text)
+    return "".join(
+        part if index % 2 else _escape_line(part, line_start=line_start or index > 0)
+        for index, part in enumerate(parts)
     )
 
 
@@ -128,10 +143,20 @@ def markdown(value: Inline, *, cap: int | None = None, own_cap: int | None = Non
             own = _PLACEHOLDER.sub("\u2039\\g<1>\u203a", _cap(span, own_cap))
             # The bot never writes a Markdown link: one here is typed text not marked as such.
             own = _LINK.sub(r"\\[\g<1>\\](", own)
-            out += _own_words(own, line_start=out[-1:] in ("", "\n"))
+            out += _own_words(own, line_start=_at_line_start(out))
+        elif _at_line_start(out):
+            # The line's blanks so far count towards the typed line's indentation.
+            own = out.rstrip(" \t")
+            out = own + escape_markdown(out[len(own) :] + _cap(plain(span), cap))
         else:
-            out += escape_markdown(_cap(plain(span), cap), line_start=out[-1:] in ("", "\n"))
+            out += escape_markdown(_cap(plain(span), cap), line_start=False)
     return out
+
+
+def _at_line_start(text: str) -> bool:
+    """Whether what comes after `text` starts a line: only blanks since its last line break
+    (up to three spaces before a list, heading or quote marker still make one)."""
+    return not _LINE_BREAK.split(text)[-1].strip(" \t")
 
 
 def _block_marker(line: str) -> tuple[str, str]:
@@ -225,8 +250,9 @@ def _element(element: Element, cap: int | None, own: int | None) -> dict[str, An
             muted=element.muted,
         )
     if isinstance(element, Link):
-        # A link's title comes from outside (a KB): escaped like typed text.
-        title = escape_markdown(_cap(element.text or element.url, cap))
+        # A link's title comes from outside (a KB): escaped like typed text, on one line (a
+        # blank line in it would end the link's paragraph, and the link with it).
+        title = escape_markdown(_LINE_BREAK.sub(" ", _cap(element.text or element.url, cap)))
         url = safe_url(element.url)
         if url is None:
             shown = f"{element.text} ({element.url})" if element.url else element.text
