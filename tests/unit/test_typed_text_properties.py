@@ -26,7 +26,7 @@ from cards.slack import MARKUP_CHARS, mrkdwn, render_message
 from cards.teams import MENTION_NAME_MAX, at_mention, escape_markdown, markdown, render_card
 from tests.typed_text import TYPED, commonmark_text, formatting, shown, tokens
 
-FUZZ = settings(max_examples=250, deadline=None, derandomize=True)
+FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None)
 # The bot's words typed text is shown between (none of them formats).
 OWN = st.sampled_from(["", " ", "\n", "HD-1 (P2): ", "Error:\n", "Note: "])
 
@@ -209,7 +209,7 @@ def test_slack_mrkdwn_escapes_typed_text(typed: str) -> None:
     assert_no_control_sequence(mentioned.removeprefix("<@U0ANA> "))
 
 
-@settings(max_examples=150, deadline=None, derandomize=True)
+@settings(max_examples=100, deadline=None, derandomize=True, database=None)
 @given(st.one_of(TYPED, LONG), st.sampled_from(["paragraph", "muted", "heading", "facts"]))
 def test_slack_messages_never_ping_link_or_format_typed_text(typed: str, where: str) -> None:
     value = Rich("before ", Typed(typed), " after")
