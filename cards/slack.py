@@ -209,10 +209,31 @@ def _literal_sections(text: str) -> list[Block]:
 def _sections(escaped: str, *, bold: bool = False) -> list[Block]:
     limit = SECTION_TEXT_MAX - (2 if bold else 0)
     return [
-        {"type": "section", "text": _mrkdwn(f"*{chunk}*" if bold else chunk)}
-        for chunk in split_escaped(escaped, limit)
+        {
+            "type": "section",
+            "text": _mrkdwn(f"*{chunk}*" if bold else chunk) if ok else _literal(chunk),
+        }
+        for chunk, ok in _mrkdwn_chunks(escaped, limit)
         if chunk.strip()
     ]
+
+
+def _mrkdwn_chunks(escaped: str, limit: int = SECTION_TEXT_MAX) -> list[tuple[str, bool]]:
+    """`split_escaped` chunks of mrkdwn, each with whether it can stay mrkdwn: not when it was
+    cut next to a `*`, `_`, `~` or backtick (`0~0~0…` with no blank to split at, where mrkdwn
+    may read one at the cut as markup); those are shown as plain text."""
+    chunks = split_escaped(escaped, limit)
+    literal: set[int] = set()
+    at = 0
+    for index, chunk in enumerate(chunks[:-1]):
+        at += len(chunk)
+        if escaped[at : at + 1] in ("\n", " "):
+            at += 1  # split at a blank, which it drops: a word edge already
+            continue
+        following = chunks[index + 1]
+        if chunk[-1:] in tuple(MARKUP_CHARS) or following[:1] in tuple(MARKUP_CHARS):
+            literal |= {index, index + 1}
+    return [(chunk, index not in literal) for index, chunk in enumerate(chunks)]
 
 
 def _heading(text: Inline) -> list[Block]:
@@ -240,8 +261,8 @@ def _text_blocks(element: Text) -> list[Block]:
                 if chunk.strip()
             ]
         return [
-            {"type": "context", "elements": [_mrkdwn(chunk)]}
-            for chunk in split_escaped(mrkdwn(element.text))
+            {"type": "context", "elements": [_mrkdwn(chunk) if ok else _literal(chunk)]}
+            for chunk, ok in _mrkdwn_chunks(mrkdwn(element.text))
             if chunk.strip()
         ]
     typed_only = all(isinstance(span, Typed) for span in spans(element.text))

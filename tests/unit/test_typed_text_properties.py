@@ -249,7 +249,8 @@ def test_slack_messages_never_ping_link_or_format_typed_text(typed: str, where: 
 def test_a_long_paragraph_is_not_split_next_to_a_markup_character() -> None:
     """A paragraph of 3,000+ characters without a blank is cut at a fixed place: `a~b` (left
     alone by mrkdwn inside a word) became sections ending `a~` or starting `~b`, where it may
-    strike (hypothesis: `0000~0<!here>…` repeated)."""
+    strike (hypothesis: `0000~0<!here>…` repeated). The cut moves off it; where it cannot
+    (`0~0~0…`), the sections on either side of it are plain text."""
     for length in (2991, 2992):  # the cut lands after, then before, the `~`
         typed = "x" * length + "a~b" + "y" * 100
         message = render_message(Card(title="T", body=[Text(Rich("before ", Typed(typed)))]))
@@ -258,3 +259,10 @@ def test_a_long_paragraph_is_not_split_next_to_a_markup_character() -> None:
         for section in sections:
             assert not markup_at_a_word_edge(section["text"]), section["text"][-10:]
         assert "".join(s["text"] for s in sections) == f"before {typed}"
+    typed = "0~" * 1600
+    for muted in (False, True):
+        card = Card(title="T", body=[Text(Rich("before ", Typed(typed), " after"), muted=muted)])
+        blocks = render_message(card)["blocks"][1:]
+        texts = [b["text"] if b["type"] == "section" else b["elements"][0] for b in blocks]
+        assert len(texts) == 2 and [t["type"] for t in texts] == ["plain_text"] * 2
+        assert "".join(t["text"] for t in texts) == f"before {typed} after"
