@@ -9,13 +9,13 @@ again as it was, nothing added. What is kept:
   redelivery from anyone else, or into another conversation, is answered nothing: a forged
   delivery id never reads another person's answer;
 - the answer (`kept`, once the change committed): its text and card, whether it was private
-  or confidential, which ticket's card it is, and whether it is a form (a Teams card). Not
-  kept: a chart attached to the answer (Teams' `Reply.image`, rendered from the first run's
-  data; a Slack chart is an upload of its own, queued with the change) and a follow-up (the
-  KB's late articles). A form a Slack command or button opens is kept as FORM_AGAIN: Slack
-  opens a modal only with the request's own trigger id, single-use and good for 3 s, and a
-  retry comes after that, when the first one may have opened it (a form's submission
-  answered with the next form shows it again: no trigger is needed there). A card larger
+  or confidential, which ticket's card it is, whether it is a form (a Teams card), and what a
+  chart attached to it is drawn from (Teams' `Reply.image`: the report's summary, drawn again
+  for the redelivery; a Slack chart is an upload of its own, queued with the change). Not
+  kept: a follow-up (the KB's late articles). A form a Slack command or button opens is kept
+  as FORM_AGAIN: Slack opens a modal only with the request's own trigger id, single-use and
+  good for 3 s, and a retry comes after that, when the first one may have opened it (a form's
+  submission answered with the next form shows it again: no trigger is needed there). A card larger
   than MAX_CARD is kept as its words (the text, else its fallback), at most MAX_TEXT.
 - where the platform has nowhere to put an answer (`can_reply` False), only what is `shown`.
 
@@ -28,10 +28,12 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from cards.model import Card, Inline, Typed, kept_text, plain, read_kept_text
-from handlers.types import Interaction, Reply
+from handlers.reports import render_kept
+from handlers.types import Image, Interaction, Reply
 
 log = logging.getLogger(__name__)
 # A card's JSON longer than this is kept as words only (a ticket card is a few KB).
@@ -119,6 +121,11 @@ def _reply(interaction: Interaction, reply: Reply) -> dict[str, Any]:
                 data["card_version"] = reply.card_version
         else:
             data.update(_words(reply.text or Typed(reply.card.fallback)))
+    image = reply.image
+    if image is not None and image.data is not None:
+        drawn_from = {"name": image.filename, "title": image.title, "data": image.data}
+        if len(json.dumps(drawn_from)) <= MAX_CARD:
+            data["image"] = drawn_from
     return data
 
 
@@ -126,6 +133,19 @@ def _words(text: Inline) -> dict[str, Any]:
     """The text kept (cards.model.kept_text); longer than MAX_TEXT, cut, as typed text."""
     said = plain(text)
     return kept_text(Typed(said[:MAX_TEXT]) if len(said) > MAX_TEXT else text)
+
+
+def _image(found: Any) -> Image | None:
+    """The chart kept with an answer, to be drawn again (None: none kept)."""
+    if not isinstance(found, dict) or not isinstance(found.get("data"), dict):
+        return None
+    data = found["data"]
+    return Image(
+        filename=str(found["name"]),
+        title=str(found["title"]),
+        render=partial(render_kept, data),
+        data=data,
+    )
 
 
 def read(stored: str | None) -> Kept | None:
@@ -146,6 +166,7 @@ def read(stored: str | None) -> Kept | None:
                 confidential=bool(found.get("confidential", False)),
                 ticket_card_of=found.get("ticket_card_of"),
                 card_version=str(found.get("card_version") or ""),
+                image=_image(found.get("image")),
             )
         return Kept(actor=str(data["actor"]), conversation=str(data["conversation"]), reply=reply)
     except Exception:

@@ -93,6 +93,10 @@ class Image:
     title: str
     # Blocking CPU work: the edge runs it on a thread, never on the event loop.
     render: Callable[[], bytes]
+    # What it is drawn from, as JSON-safe data (the report's summary:
+    # handlers.reports.summary_data), kept with the answer so that a redelivery answered with
+    # the kept answer draws it again (handlers.replay); None: not kept.
+    data: dict[str, Any] | None = None
 
 
 @dataclass

@@ -151,6 +151,11 @@ async def report_command(deps: Deps, interaction: Interaction, command: Command)
     chart = (
         None
         if uploaded
-        else Image(filename=filename, title=title, render=partial(render_png, summary))
+        else Image(
+            filename=filename,
+            title=title,
+            render=partial(render_png, summary),
+            data=summary_data(summary),
+        )
     )
     return Reply(card=report_card(summary), private=False, image=chart)

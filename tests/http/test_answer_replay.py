@@ -294,3 +294,25 @@ async def test_a_redelivered_change_from_another_sender_is_answered_nothing(
 async def keys(app: AppHarness) -> list[str]:
     async with app.services.sessions() as session:
         return list((await session.execute(select(InboundDelivery.key))).scalars())
+
+
+async def test_a_redelivered_report_whose_process_died_before_answering_has_its_chart(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    """The Teams report's answer carries its chart (an `image/png` attachment), drawn in the
+    turn after the claim committed: a process that died then (the drawing takes a second)
+    left a kept answer, and its redelivery is answered with the chart drawn again from the
+    kept figures, not with the card alone."""
+    app = await teams_app(make_app, connector)
+    body = message(connector.service_url, "ticket report")
+    before = len(connector.activities(PERSONAL))
+    assert (await app.teams(body)).status == 201
+    [delivery] = [k for k in await keys(app) if k.startswith(f"teams:{PERSONAL}:{body['id']}:")]
+    await died(app, delivery, kept=True)
+    assert (await app.teams(body)).status == 201
+    first, again = connector.activities(PERSONAL)[before:]
+    kinds = [[a["contentType"] for a in x.get("attachments") or []] for x in (first, again)]
+    assert kinds[0][1:] == ["image/png"], kinds
+    assert kinds[1] == kinds[0], kinds
+    # The same figures, so the same picture.
+    assert again["attachments"][1]["contentUrl"] == first["attachments"][1]["contentUrl"]
