@@ -8,6 +8,7 @@ technician when a delivery keeps failing (a page at once, other kinds past a thr
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,7 +24,10 @@ from storage import outbox
 from storage import tickets as repo
 from storage.models import OutboxMessage, Ticket, utcnow
 
+log = logging.getLogger(__name__)
 REPORT_PURPOSE = "delivery-report"
+# Payload key of a prepared ticket card refresh: the `card_version` it was rendered from.
+RENDERED_VERSION = "rendered_version"
 # Payload key of a delivery report: whether the row it reports on is the ticket card.
 ABOUT_CARD = "about_card"
 # Non-page rows are reported once they failed this many times; pages after the first failure.
@@ -158,6 +162,7 @@ async def prepare(
             identity=await identity.card_fact(session, ticket),
         )
         payload["card"], payload["text"] = card.to_dict(), card.fallback
+        payload[RENDERED_VERSION] = card_version(ticket)
     if payload.get("refresh_incident_notice"):
         # Rendered now too: the notice shows the users affected (and state) as they are.
         ticket = await session.get(Ticket, message.ticket_id)
@@ -267,6 +272,8 @@ async def after_delivery(
         )
     if now_shown is not None and card_version(now_shown) != shown:
         await _refresh_card(session, message.ticket_id)
+    if message.kind == "update":
+        await _refresh_again_if_overtaken(session, message)
     await repo.add_event(
         session,
         ticket_id=message.ticket_id,
@@ -292,6 +299,34 @@ async def _refresh_card(session: AsyncSession, ticket_id: int) -> None:
     ticket = await session.get(Ticket, ticket_id)
     if ticket is not None:
         await notify.refresh_ticket_card(session, ticket)
+
+
+async def _refresh_again_if_overtaken(session: AsyncSession, message: OutboxMessage) -> None:
+    """A refresh (ticket card, incident notice) is rendered when it is prepared and lands when
+    its request arrives. Another process may have rendered and sent a newer one meanwhile,
+    which this one, arriving later, has just overwritten: when the ticket has changed since
+    this one was rendered, queue one more, rendered now (the ticket is locked: any later
+    change queues its own refresh after this)."""
+    payload = message.payload
+    rendered = payload.get(RENDERED_VERSION)
+    notice = payload.get("refresh_incident_notice") and isinstance(payload.get("card"), dict)
+    if rendered is None and not notice:
+        return
+    ticket = await session.get(Ticket, message.ticket_id, populate_existing=True)
+    if ticket is None:
+        return
+    if rendered is not None and card_version(ticket) != rendered:
+        log.info("outbox row %s: the ticket changed while its card was sent; refreshed", message.id)
+        await notify.refresh_ticket_card(session, ticket)
+    elif (
+        notice
+        and incidents.current_notice(ticket, payload.get("bridge")).to_dict() != payload["card"]
+    ):
+        log.info(
+            "outbox row %s: the ticket changed while its notice was sent; refreshed", message.id
+        )
+        again = {k: v for k, v in payload.items() if k not in ("card", "text")}
+        await outbox.enqueue(session, kind="update", ticket_id=ticket.id, payload=again)
 
 
 async def after_failure(

@@ -1,0 +1,97 @@
+"""Two workers refreshing one ticket card at once: the card ends showing the ticket as it is.
+
+Found by the chaos soak (bench/chaos.py, seed 52 on SQLite): a closed ticket's card still had
+its **Close** button. A refresh is rendered when its worker prepares it; one rendered before the
+closure (the first response's) reached Slack after the closure's own refresh, sent meanwhile by
+another process, and put the open card back. Here Slack holds the first refresh on its way (the
+request has not arrived yet) while the ticket is closed and the other worker refreshes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select
+
+from storage import db
+from storage.models import OutboxMessage
+from tests.fakes.base import Recorded
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import is_due_later
+from tests.http.p1_support import SLACK_PEOPLE, eventually, slack_close, slack_ticket
+from tests.http.processes import Spawn
+
+
+class SlowUpdate(FakeSlack):
+    """Slack that, once armed, holds the next chat.update before doing it (still on its way)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.held = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def handle(self, rec: Recorded, request: web.Request) -> web.StreamResponse:
+        if rec.path == "/api/chat.update" and self.armed:
+            self.armed = False
+            self.held.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.release.wait(), 20)
+        return await super().handle(rec, request)
+
+
+def card(slack: FakeSlack) -> dict[str, Any]:
+    return next(m for m in slack.channel_messages("C0HELP") if not m.get("thread_ts"))
+
+
+def shows_close(message: dict[str, Any]) -> bool:
+    return '"Close"' in json.dumps(message.get("blocks") or [])
+
+
+async def settled(url: str) -> bool:
+    engine = db.create_engine(url)
+    try:
+        async with db.session_factory(engine)() as session:
+            rows = (await session.execute(select(OutboxMessage))).scalars().all()
+    finally:
+        await engine.dispose()
+    return all(r.status in ("delivered", "cancelled") for r in rows if not is_due_later(r))
+
+
+async def test_a_refresh_rendered_before_closure_does_not_outlive_it(
+    make_app, db_url: str, spawn: Spawn
+) -> None:
+    slack = SlowUpdate()
+    await slack.start()
+    try:
+        app = await make_app(slack=slack, people=SLACK_PEOPLE, scheduler=False,
+                             config={"csat": {"delay": "0s"}})  # fmt: skip
+        env = {**app.env, "OUTBOX_LEASE_SECONDS": "20"}
+        for _ in range(2):
+            worker = await spawn("worker", env=env)
+            await worker.wait_for_line("outbox worker running")
+        await slack_ticket(app, slack, priority="P3", users=1)
+        await eventually(lambda: slack.channel_messages("C0HELP"), timeout=15, what="the card")
+        assert shows_close(card(slack))
+
+        # The first response refreshes the card: that refresh is held on its way to Slack.
+        slack.armed = True
+        response = await app.slash("time HD-1 15m checked the tunnel logs")
+        assert response.status == 200
+        await asyncio.wait_for(slack.held.wait(), 15)
+
+        # Closed meanwhile; the other worker sends the closure's refresh, which arrives first.
+        await slack_close(app, slack, "HD-1")
+        await eventually(lambda: not shows_close(card(slack)), timeout=15, what="closed card")
+        slack.release.set()
+        await eventually(lambda: settled(db_url), timeout=15, what="every row delivered")
+        await asyncio.sleep(1.5)  # a refresh queued last is delivered by then
+        await eventually(lambda: settled(db_url), timeout=15, what="every row delivered")
+        assert not shows_close(card(slack)), card(slack)["blocks"]
+    finally:
+        slack.release.set()
+        await slack.stop()
