@@ -1,0 +1,34 @@
+"""The chaos soak (bench/chaos.py), short: 15 s of random SIGKILLs on PostgreSQL, fixed seed.
+
+Three real bot processes (`serve`, `serve --no-scheduler`, `worker`) on one PostgreSQL
+database, FakeSlack and FakePagerDuty on 127.0.0.1, technicians opening tickets (P1s page),
+logging time and closing tickets (CSAT surveys) with signed Slack requests while a random
+process is SIGKILLed every 0.5-3 s and started again. Then: every card, incident notice and
+survey posted once (by the outbox id in the message metadata), every P1 paged (its alert open
+unless closed), nothing for a submission told to try again, the outbox empty. The longer soak is
+`python -m bench.chaos` (see bench/README.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.chaos import BOT_TOKEN, ROUTING_KEY, Options, run
+
+pytestmark = pytest.mark.slow
+
+
+async def test_random_kills_lose_nothing_and_send_nothing_twice(
+    pg_url: str, tmp_path: Path
+) -> None:
+    lines: list[str] = []
+    opts = Options(
+        seed=20261207, duration=15.0, database_url=pg_url, workdir=tmp_path, drain=60.0,
+        log=lines.append,
+    )  # fmt: skip
+    report = await run(opts)
+    assert report.passed, report.text()
+    for name, logged in report.logs.items():
+        assert ROUTING_KEY not in logged and BOT_TOKEN not in logged, name
