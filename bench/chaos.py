@@ -59,6 +59,9 @@ PEOPLE = [
 ]
 GOOD_NOTE = "Restarted the VPN concentrator VPN-01 and failed over to the standby tunnel"
 TRY_AGAIN = "cannot save tickets right now"
+# The database lost its connection while the change's COMMIT was on its way: the person is told
+# it may or may not be saved (handlers.dispatch.IN_DOUBT); either is right.
+IN_DOUBT = "did not confirm in time whether this was saved"
 RETRY_AFTER = 3.0  # Slack's Retry-After with --throttle
 PG_DEFAULT = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
@@ -80,6 +83,7 @@ class Options:
     drain: float = 90.0
     latency: float = 0.3  # Slack chat.* and PagerDuty answer up to this late (work done at once)
     throttle: bool = False  # Slack's per-channel post limit (429 + Retry-After) switched on
+    db_drops: bool = False  # PostgreSQL: every 2-8 s, every connection to the database is cut
     keep: bool = False
     workdir: Path | None = None
     log: Any = print
@@ -237,7 +241,7 @@ class Intake:
     channel: str
     p1: bool
     outcome: str = ""  # ok | refused (told to try again, nothing else) | unknown | error:<text>
-    attempts: int = 0
+    answers: list[str] = field(default_factory=list)  # each submission's answer, "-" for none
 
 
 @dataclass
@@ -326,18 +330,24 @@ class Driver:
                 await asyncio.sleep(0.05)
         return None
 
-    async def submit_until_answered(self, rng: random.Random, payload: dict[str, Any]) -> str:
+    async def submit_until_answered(
+        self, rng: random.Random, payload: dict[str, Any], answers: list[str] | None = None
+    ) -> str:
         """Submit the form; with no answer, submit the same form again (same view id and
         hash, as Slack's Submit button does), up to 6 times. Returns the outcome."""
         unknown = False
         for _ in range(6):
             answer = await self.submit(rng, payload)
+            if answers is not None:
+                answers.append("-" if answer is None else f"{time.time():.3f}:{answer[:80]!r}")
             if answer is None:
                 unknown = True
                 await asyncio.sleep(rng.uniform(0.3, 1.0))
                 continue
             if TRY_AGAIN in answer:
                 return "unknown" if unknown else "refused"
+            if IN_DOUBT in answer:
+                return "unknown"
             if answer.startswith("HTTP "):
                 return f"error:{answer}"
             if '"errors"' in answer:
@@ -364,7 +374,7 @@ class Driver:
             "asset": _text("VPN-01"), "client": _text(""),
         }  # fmt: skip
         payload = view_submission(view, values, view_id=f"V{token}")
-        item.outcome = await self.submit_until_answered(rng, payload)
+        item.outcome = await self.submit_until_answered(rng, payload, item.answers)
 
     async def close(self, rng: random.Random, number: str) -> None:
         action = Action("close", number, f"close-{number}")
@@ -388,6 +398,8 @@ class Driver:
             action.outcome = "unknown"
         elif TRY_AGAIN in answer:
             action.outcome = "refused"
+        elif IN_DOUBT in answer:
+            action.outcome = "unknown"
         elif answer.startswith("HTTP "):
             action.outcome = f"error:{answer}"
         else:
@@ -517,7 +529,7 @@ def check(work: Workload, snap: Snapshot, slack: FakeSlack, pd: FakePagerDuty,
         if len(found) > 1:
             bad(f"intake {item.token} made {len(found)} tickets: {[t.number for t in found]}")
         if item.outcome == "ok" and not found:
-            bad(f"intake {item.token} was accepted but no ticket exists")
+            bad(f"intake {item.token} was accepted but no ticket exists; answers {item.answers}")
         if item.outcome == "refused" and found:
             bad(f"intake {item.token} was told to try again, yet {found[0].number} exists")
         if item.outcome.startswith("error"):
@@ -669,6 +681,15 @@ def check(work: Workload, snap: Snapshot, slack: FakeSlack, pd: FakePagerDuty,
     lost = [r.id for r in delivered_posts if not stored.get(r.id)]
     if lost:
         bad(f"outbox rows recorded delivered that Slack never got: {lost[:20]}")
+    for outbox_id in sorted(set(raw) - set(stored)):
+        row = by_id.get(outbox_id)
+        if row is None:
+            continue
+        what = f"row {outbox_id} {row.kind}/{row.payload.get('purpose')} {row.status}"
+        if row.status == "delivered":
+            bad(f"{what}: recorded delivered, but none of its {raw[outbox_id]} posts is in Slack")
+        else:
+            report.notes.append(f"{what}: its {raw[outbox_id]} posts were refused ({row.result})")
 
     report.logs = {s.name: s.output() for s in slots}
     tracebacks = {name: out.count("Traceback") for name, out in report.logs.items()}
@@ -702,6 +723,25 @@ def check(work: Workload, snap: Snapshot, slack: FakeSlack, pd: FakePagerDuty,
         f"{looked_up}; in doubt {in_doubt}",
     ]
     return report
+
+
+async def drop_connections(url: str, until: float, rng: random.Random, drops: list[int]) -> None:
+    """Cut every connection to the database (as a failover or a network blip does)."""
+    name = make_url(url).database
+    server = make_url(url).set(database="postgres").render_as_string(hide_password=False)
+    engine = create_async_engine(server, isolation_level="AUTOCOMMIT")
+    cut = text(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = :name AND pid <> pg_backend_pid()"
+    )
+    try:
+        while time.monotonic() < until:
+            await asyncio.sleep(rng.uniform(2.0, 8.0))
+            with contextlib.suppress(Exception):
+                async with engine.connect() as conn:
+                    drops.append(int((await conn.execute(cut, {"name": name})).scalar() or 0))
+    finally:
+        await engine.dispose()
 
 
 async def run(opts: Options) -> Report:
@@ -797,6 +837,11 @@ async def run(opts: Options) -> Report:
                 for n in range(opts.technicians)
             ]
             kills: list[str] = []
+            drops: list[int] = []
+            if opts.db_drops and url.startswith("postgresql"):
+                tasks.append(asyncio.ensure_future(
+                    drop_connections(url, until, random.Random(f"{opts.seed}-db"), drops)
+                ))  # fmt: skip
             while time.monotonic() < until:
                 await asyncio.sleep(rng.uniform(opts.kill_min, opts.kill_max))
                 if time.monotonic() >= until:
@@ -837,8 +882,9 @@ async def run(opts: Options) -> Report:
             for slot in slots:
                 slot.stop()
             report = check(driver.work, snap, slack, pd, slots)
+            cut = f", {len(drops)} cuts of {sum(drops)} connections" if drops else ""
             report.lines.insert(0, f"  seed {opts.seed}, {opts.duration:g}s of kills "
-                                   f"({len(kills)} SIGKILLs), drained in {drained:.1f}s, "
+                                   f"({len(kills)} SIGKILLs{cut}), drained in {drained:.1f}s, "
                                    f"logs {work_dir}")  # fmt: skip
             return report
     finally:
@@ -879,6 +925,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="Slack chat.* and PagerDuty answer this late at most")  # fmt: skip
     parser.add_argument("--throttle", action="store_true",
                         help="Slack refuses posts over ~1/s per channel (429)")  # fmt: skip
+    parser.add_argument("--db-drops", action="store_true",
+                        help="PostgreSQL: cut every connection to it every 2-8 s")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, SQLite)")
     ns = parser.parse_args(argv)
     seed = ns.seed if ns.seed is not None else random.SystemRandom().randrange(1, 10**6)
@@ -888,6 +936,7 @@ def main(argv: list[str] | None = None) -> int:
         kill_min=ns.kill_min, kill_max=ns.kill_max, technicians=ns.technicians,
         think=tuple(ns.think),
         lease=ns.lease, drain=ns.drain, keep=ns.keep, latency=ns.latency, throttle=ns.throttle,
+        db_drops=ns.db_drops,
     )  # fmt: skip
     try:
         report = asyncio.run(run(opts))
