@@ -591,14 +591,24 @@ def check(work: Workload, snap: Snapshot, slack: FakeSlack, pd: FakePagerDuty,
             bad(f"{ticket.number}: ticket card posted {cards.get(ticket.number, 0)} times")
     closed = sorted(t.number for t in snap.tickets if t.status == "closed")
     # The card as it stands in the channel after every refresh: a closed ticket's card has
-    # lost its buttons, an open one still has **Close**.
+    # lost its buttons, an open one still has **Close**; a closed P1's notice is resolved.
     for messages in slack.messages.values():
         for message in messages:
             outbox_id = ((message.get("metadata") or {}).get("event_payload") or {}).get(
                 "outbox_id"
             )
             row = by_id.get(int(outbox_id)) if outbox_id is not None else None
-            if row is None or not row.payload.get("ticket_card") or not row.ticket_id:
+            if row is None or not row.ticket_id:
+                continue
+            if row.payload.get("purpose") == "incident-notice":
+                number = number_of[row.ticket_id]
+                resolved = str(message.get("text", "")).startswith("Resolved:")
+                if resolved != (number in closed):
+                    bad(f"{number}: the incident notice in Slack is stale (ticket "
+                        f"{'closed' if number in closed else 'open'}, notice "
+                        f"{'resolved' if resolved else 'open'})")  # fmt: skip
+                continue
+            if not row.payload.get("ticket_card"):
                 continue
             number = number_of[row.ticket_id]
             has_close = '"Close"' in json.dumps(message.get("blocks") or [])
