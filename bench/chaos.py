@@ -913,6 +913,10 @@ async def run(opts: Options) -> Report:
             shutil.rmtree(work_dir, ignore_errors=True)
 
 
+def _interrupted(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.chaos", description=__doc__.split("\n")[0]
@@ -965,5 +969,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupted)  # stopped like Ctrl-C: everything cleaned up
     sys.exit(main())
