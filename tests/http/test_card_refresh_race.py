@@ -4,7 +4,9 @@ Found by the chaos soak (bench/chaos.py, seed 52 on SQLite): a closed ticket's c
 its **Close** button. A refresh is rendered when its worker prepares it; one rendered before the
 closure (the first response's) reached Slack after the closure's own refresh, sent meanwhile by
 another process, and put the open card back. Here Slack holds the first refresh on its way (the
-request has not arrived yet) while the ticket is closed and the other worker refreshes it.
+request has not arrived yet) while the ticket is closed and the other worker refreshes it. The
+same for the incident notice: an edit for a filed report, overtaken by the closure's
+"Resolved" edit, must not leave the notice open.
 """
 
 from __future__ import annotations
@@ -12,31 +14,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy import select
 
 from storage import db
-from storage.models import OutboxMessage
+from storage.models import OutboxMessage, utcnow
 from tests.fakes.base import Recorded
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import is_due_later
-from tests.http.p1_support import SLACK_PEOPLE, eventually, slack_close, slack_ticket
+from tests.http.p1_support import (
+    INCIDENT_CHANNEL,
+    SLACK_PEOPLE,
+    eventually,
+    slack_close,
+    slack_ticket,
+)
 from tests.http.processes import Spawn
 
 
 class SlowUpdate(FakeSlack):
-    """Slack that, once armed, holds the next chat.update before doing it (still on its way)."""
+    """Slack that, once armed, holds the next chat.update (to `channel`, when named) before
+    doing it: still on its way."""
 
     def __init__(self) -> None:
         super().__init__()
         self.armed = False
+        self.channel = ""
         self.held = asyncio.Event()
         self.release = asyncio.Event()
 
     async def handle(self, rec: Recorded, request: web.Request) -> web.StreamResponse:
-        if rec.path == "/api/chat.update" and self.armed:
+        params = rec.json if isinstance(rec.json, dict) else (rec.form or {})
+        place = not self.channel or params.get("channel") == self.channel
+        if rec.path == "/api/chat.update" and self.armed and place:
             self.armed = False
             self.held.set()
             with contextlib.suppress(TimeoutError):
@@ -59,7 +72,12 @@ async def settled(url: str) -> bool:
             rows = (await session.execute(select(OutboxMessage))).scalars().all()
     finally:
         await engine.dispose()
-    return all(r.status in ("delivered", "cancelled") for r in rows if not is_due_later(r))
+    later = utcnow() + timedelta(minutes=10)  # the P1's follow-up reminder: a day ahead
+
+    def owed(row: OutboxMessage) -> bool:
+        return not is_due_later(row) and not (row.attempts == 0 and row.due_at > later)
+
+    return all(r.status in ("delivered", "cancelled") for r in rows if owed(r))
 
 
 async def test_a_refresh_rendered_before_closure_does_not_outlive_it(
@@ -92,6 +110,46 @@ async def test_a_refresh_rendered_before_closure_does_not_outlive_it(
         await asyncio.sleep(1.5)  # a refresh queued last is delivered by then
         await eventually(lambda: settled(db_url), timeout=15, what="every row delivered")
         assert not shows_close(card(slack)), card(slack)["blocks"]
+    finally:
+        slack.release.set()
+        await slack.stop()
+
+
+async def test_a_notice_edit_rendered_before_closure_does_not_outlive_it(
+    make_app, db_url: str, spawn: Spawn
+) -> None:
+    slack = SlowUpdate()
+    await slack.start()
+    try:
+        config = {"slack": {"incident_channel": INCIDENT_CHANNEL}, "csat": {"delay": "0s"}}
+        app = await make_app(slack=slack, people=SLACK_PEOPLE, scheduler=False, config=config)
+        env = {**app.env, "OUTBOX_LEASE_SECONDS": "20"}
+        for _ in range(2):
+            worker = await spawn("worker", env=env)
+            await worker.wait_for_line("outbox worker running")
+        await slack_ticket(app, slack, priority="P1", users=40)
+        await slack_ticket(app, slack, priority="P3", users=1)
+
+        def notice() -> dict[str, Any]:
+            return slack.channel_messages(INCIDENT_CHANNEL)[0]
+
+        await eventually(lambda: slack.channel_messages(INCIDENT_CHANNEL), timeout=15,
+                         what="the incident notice")  # fmt: skip
+        # Filing HD-2 under HD-1 edits the notice (users affected): that edit is held.
+        slack.channel, slack.armed = INCIDENT_CHANNEL, True
+        response = await app.slash("link HD-2 HD-1")
+        assert response.status == 200
+        await asyncio.wait_for(slack.held.wait(), 15)
+
+        # Closed meanwhile; the other worker marks the notice resolved, which arrives first.
+        await slack_close(app, slack, "HD-1")
+        await eventually(lambda: notice()["text"].startswith("Resolved:"), timeout=15,
+                         what="the notice resolved")  # fmt: skip
+        slack.release.set()
+        await eventually(lambda: settled(db_url), timeout=15, what="every row delivered")
+        await asyncio.sleep(1.5)  # a refresh queued last is delivered by then
+        await eventually(lambda: settled(db_url), timeout=15, what="every row delivered")
+        assert notice()["text"].startswith("Resolved:"), notice()["text"]
     finally:
         slack.release.set()
         await slack.stop()
