@@ -60,6 +60,7 @@ class DatabaseMonitor:
         self._every = Every(10.0)
         self._task: asyncio.Task[None] | None = None
         self._spot: asyncio.Task[bool] | None = None
+        self._stopped = False
 
     async def check(self, *, timeout: float = PING_TIMEOUT) -> bool:  # noqa: ASYNC109
         """Ping now; True when the database answered within `timeout`."""
@@ -96,8 +97,8 @@ class DatabaseMonitor:
 
     def _ping_now(self) -> None:
         """One ping at a time, started by a request's timeout (not awaited by it)."""
-        if self._spot is not None and not self._spot.done():
-            return
+        if self._stopped or (self._spot is not None and not self._spot.done()):
+            return  # stopped: nobody would await it, and the engine is being disposed
         with contextlib.suppress(RuntimeError):  # no running loop: the probe will ping
             self._spot = asyncio.get_running_loop().create_task(self.check())
 
@@ -117,10 +118,12 @@ class DatabaseMonitor:
         self._every.clear("database")
 
     def start(self) -> None:
+        self._stopped = False
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._probe())
 
     async def stop(self) -> None:
+        self._stopped = True
         if self._spot is not None:
             self._spot.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -70,3 +70,16 @@ async def test_an_intake_held_by_a_row_lock_does_not_turn_everyone_away(
         assert await tickets(pg_url) == 2
     finally:
         await outside.dispose()
+
+
+@on_postgresql
+async def test_a_timeout_met_after_the_probe_stopped_starts_no_ping(make_app, slack_api: FakeSlack):
+    """Shutdown stops the probe, then drains what is still answering (Teams answers, KB
+    look-ups, given-up turns finishing): a timeout one of them meets then must not start a
+    ping that nobody awaits, on an engine being disposed (a task destroyed pending, a
+    connection opened after the pool was closed)."""
+    app = await make_app(slack=slack_api, people=SLACK_PEOPLE)
+    await app.services.database.stop()  # as stop_services does before its later steps
+    before = asyncio.all_tasks()
+    app.services.deps.database_trouble(TimeoutError("no answer within 2.0 s"))
+    assert asyncio.all_tasks() - before == set()
