@@ -79,10 +79,11 @@ def _escape_line(line: str, *, line_start: bool) -> str:
 def _indented(line: str) -> str:
     """`line` with its indentation, when that is four columns or more (a tab, four spaces:
     an indented code block, shown with the escapes in it), in no-break spaces, which Markdown
-    does not count as indentation."""
+    does not count as indentation. A line of blanks only is left alone: it is a blank line (a
+    paragraph break), which no-break spaces would turn into text."""
     text = line.lstrip(" \t")
     indent = line[: len(line) - len(text)]
-    if "\t" not in indent and len(indent) < 4:
+    if not text or ("\t" not in indent and len(indent) < 4):
         return line
     return indent.replace("\t", "    ").replace(" ", "\u00a0") + text
 

@@ -20,7 +20,7 @@ from tests.http.conftest_teams import (
     message,
     submit_action,
 )
-from tests.typed_text import commonmark_text, formatting, shown
+from tests.typed_text import commonmark_text, formatting, shown, tokens
 
 PEOPLE = [
     {"email": "ana@example.com", "name": "Ana Lopez", "teams_id": "29:1ana"},
@@ -54,3 +54,24 @@ async def test_quote_indent_and_carriage_return_in_typed_text_show_as_typed(
     for typed, text in ((ERROR, error), (DOING, doing), ("HD-1 (P2): >VPN down", texts[0])):
         assert formatting(text) == [], text
         assert commonmark_text(text) == shown(typed), text
+
+
+async def test_a_line_of_blanks_in_typed_text_still_separates_paragraphs(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    """A pasted trace often has "empty" lines that keep their indentation (editors leave it):
+    a line of four blanks or a tab is a blank line, a paragraph break, not indentation to turn
+    into no-break spaces (which made it a line of text, joining the paragraphs around it)."""
+    typed = "Access denied\n    \n\tat Vpn.Connect()\n\t\nat Main()"
+    app: AppHarness = await make_app(people=PEOPLE)
+    svc = connector.service_url
+    form = card_of(await answer(app, connector, message(svc, "ticket new")))
+    values = form_values(summary="VPN down", error_text=typed, doing="Connecting")
+    data = {**submit_action(form)["fallback"]["data"], **values}
+    card = card_of(await answer(app, connector, activity(svc, value=data)))
+    texts = [e["text"] for e in card["body"] if e["type"] == "TextBlock"]
+    error = texts[texts.index("Exact error text") + 1]
+    assert formatting(error) == [], error
+    assert commonmark_text(error) == shown(typed), error
+    paragraphs = [t.type for t in tokens(error)].count("paragraph_open")
+    assert paragraphs == 3, error
