@@ -157,7 +157,10 @@ def markdown(value: Inline, *, cap: int | None = None, own_cap: int | None = Non
 def _at_line_start(text: str) -> bool:
     """Whether what comes after `text` starts a line: only blanks since its last line break
     (up to three spaces before a list, heading or quote marker still make one)."""
-    return not _LINE_BREAK.split(text)[-1].strip(" \t")
+    end = len(text)
+    while end and text[end - 1] in " \t":  # only the tail is read: a card has many spans
+        end -= 1
+    return not end or text[end - 1] in "\r\n"
 
 
 def _block_marker(line: str) -> tuple[str, str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 from typing import Any
 
 from hypothesis import given, settings
@@ -147,6 +148,16 @@ def test_typed_text_after_the_bots_blanks_at_a_line_start_is_escaped_there() -> 
     assert_literal_markdown(markdown(Rich(" ", Typed("#"))), " #")
     assert_literal_markdown(markdown(Rich("x\n  ", Typed("- y"))), "x\n  - y")
     assert_literal_markdown(markdown(Rich(" ", Typed("   <!here>"))), "    <!here>")
+
+
+def test_markdown_reads_only_the_tail_to_know_a_line_starts() -> None:
+    """Whether a typed span starts a line was read by splitting everything written so far,
+    once per span: quadratic (4,000 spans, a long list: seconds on the event loop)."""
+    spans = [x for i in range(4000) for x in (f"\n- HD-{i}: ", Typed(f"Printer {i} jams"))]
+    started = time.perf_counter()
+    rendered = markdown(Rich(*spans))
+    assert time.perf_counter() - started < 1.0
+    assert rendered.count("\n") == 4000
 
 
 def test_a_link_title_with_a_blank_line_stays_one_link() -> None:
