@@ -14,6 +14,19 @@ to a probe interval, and dropped the idle connections, for a database that was a
 a timeout asks for a ping now instead; the ping decides (a silent partition fails it within
 PING_TIMEOUT).
 
+The ping goes through the pool, so that a pooled connection a partition left silent is found
+(its pre-ping gets no answer). But when every pooled connection is checked out (some thirty
+intakes waiting on that row lock at once: busy, not down) a pooled ping only waited for one
+to come back, ran out of PING_TIMEOUT and reported the database down: `/healthz` 503 and
+everyone turned away while it answered. Then it runs on a connection of its own, outside the
+pool (connect, SELECT 1, close, within PING_TIMEOUT; `storage.db.ping`). That connection goes
+to the same address, so a server that is gone or a partition fails it too, also when the
+pooled connections are all in use because they hang on that partition: an outage is still
+reported within SPEC's bounds. After a fail-over it succeeds while the old connections wait
+for their own timeouts, which is right: the database answers. One ping at a time: callers
+meanwhile (the probe, every `/healthz`, the requests' timeouts) share its outcome, so at most
+one connection is opened outside the pool.
+
 SQLite on disk is pinged by reading the file on a connection of its own, on a thread, and
 judged by that thread's outcome: the engine's one connection can be busy for seconds while the
 event loop is starved (a loaded box), and a ping queued behind it, or a request past its answer
@@ -55,21 +68,34 @@ class DatabaseMonitor:
         self.engine = engine
         self.sqlite_file = sqlite_file
         self._idle = db.IdleConnections(engine)
+        # PostgreSQL: where a ping goes when every pooled connection is in use (`db.ping`).
+        self._outside = db.unpooled(engine) if sqlite_file is None else None
         self.location = location
         self.available = True
         self._every = Every(10.0)
         self._task: asyncio.Task[None] | None = None
-        self._spot: asyncio.Task[bool] | None = None
+        # The ping under way, which every caller meanwhile awaits (`check`).
+        self._pinging: asyncio.Task[bool] | None = None
         self._stopped = False
 
-    async def check(self, *, timeout: float = PING_TIMEOUT) -> bool:  # noqa: ASYNC109
-        """Ping now; True when the database answered within `timeout`."""
+    async def check(self) -> bool:
+        """Ping now; True when the database answered within PING_TIMEOUT. A ping already under
+        way (the probe's, another `/healthz`, one a request's timeout asked for) is awaited
+        instead of starting another: a burst of `/healthz` costs one connection, not one
+        each (when the pool is exhausted, each would be a new one of its own)."""
+        pinging = self._pinging
+        if pinging is None or pinging.done():
+            pinging = self._pinging = asyncio.get_running_loop().create_task(self._check())
+        # Shielded: a caller that gives up (a client gone) does not cancel the others' ping.
+        return await asyncio.shield(pinging)
+
+    async def _check(self) -> bool:
         try:
             if self.sqlite_file is not None:
                 database, uri = self.sqlite_file
-                await db.ping_sqlite_file(database, uri=uri, timeout=timeout)
+                await db.ping_sqlite_file(database, uri=uri, timeout=PING_TIMEOUT)
             else:
-                await db.ping(self.engine, timeout=timeout)
+                await db.ping(self.engine, timeout=PING_TIMEOUT, outside=self._outside)
         except Exception as exc:
             # The pooled connections may be as dead as this one (a partition, a fail-over):
             # those not in use are dropped, so the return is not met by stale ones.
@@ -96,11 +122,11 @@ class DatabaseMonitor:
         log.debug("the database was slow to answer (%s): left to a ping", describe(error))
 
     def _ping_now(self) -> None:
-        """One ping at a time, started by a request's timeout (not awaited by it)."""
-        if self._stopped or (self._spot is not None and not self._spot.done()):
+        """A ping started by a request's timeout (not awaited by it), unless one is under way."""
+        if self._stopped or (self._pinging is not None and not self._pinging.done()):
             return  # stopped: nobody would await it, and the engine is being disposed
         with contextlib.suppress(RuntimeError):  # no running loop: the probe will ping
-            self._spot = asyncio.get_running_loop().create_task(self.check())
+            self._pinging = asyncio.get_running_loop().create_task(self._check())
 
     def _down(self, error: BaseException) -> None:
         self.available = False
@@ -124,11 +150,11 @@ class DatabaseMonitor:
 
     async def stop(self) -> None:
         self._stopped = True
-        if self._spot is not None:
-            self._spot.cancel()
+        if self._pinging is not None:
+            self._pinging.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._spot
-            self._spot = None
+                await self._pinging
+            self._pinging = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool, QueuePool, StaticPool
 
 from storage import inbound, sqlite_inline
 
@@ -24,6 +24,9 @@ from storage import inbound, sqlite_inline
 CONNECT_TIMEOUT = 5.0
 COMMAND_TIMEOUT = 10.0
 POOL_TIMEOUT = 5.0
+# PostgreSQL's pool: this many connections kept, this many more opened under load.
+POOL_SIZE = 10
+MAX_OVERFLOW = 20
 IDLE_IN_TRANSACTION = 15.0
 # SQLite's busy timeout when the URL sets none: a lock held by another process is waited
 # for this long at most.
@@ -71,26 +74,50 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     return create_async_engine(
         url,
         echo=echo,
-        pool_size=10,
-        max_overflow=20,
+        pool_size=POOL_SIZE,
+        max_overflow=MAX_OVERFLOW,
         # A connection left silent by a partition is found out before use and replaced.
         pool_pre_ping=True,
         pool_timeout=POOL_TIMEOUT,
         pool_recycle=1800,
-        connect_args={
-            "timeout": CONNECT_TIMEOUT,
-            # No database call waits longer than this for an answer (asyncpg gives up and the
-            # connection is dropped); the server gives up on our statements too.
-            "command_timeout": COMMAND_TIMEOUT,
-            "server_settings": {
-                "application_name": "helpdesk-bot",
-                "statement_timeout": str(int(COMMAND_TIMEOUT * 1000)),
-                # A client that vanished mid-transaction (killed, partitioned) must not keep
-                # its row locks (the ticket counter) until TCP notices.
-                "idle_in_transaction_session_timeout": str(int(IDLE_IN_TRANSACTION * 1000)),
-            },
-        },
+        connect_args=_postgresql_connect_args(),
     )
+
+
+def _postgresql_connect_args() -> dict[str, Any]:
+    return {
+        "timeout": CONNECT_TIMEOUT,
+        # No database call waits longer than this for an answer (asyncpg gives up and the
+        # connection is dropped); the server gives up on our statements too.
+        "command_timeout": COMMAND_TIMEOUT,
+        "server_settings": {
+            "application_name": "helpdesk-bot",
+            "statement_timeout": str(int(COMMAND_TIMEOUT * 1000)),
+            # A client that vanished mid-transaction (killed, partitioned) must not keep
+            # its row locks (the ticket counter) until TCP notices.
+            "idle_in_transaction_session_timeout": str(int(IDLE_IN_TRANSACTION * 1000)),
+        },
+    }
+
+
+def unpooled(engine: AsyncEngine) -> AsyncEngine | None:
+    """An engine for the same PostgreSQL server, with the same bounds, that keeps no
+    connection: each `connect()` opens one of its own and closes it at the end (see `ping`).
+    None for SQLite."""
+    if engine.dialect.name != "postgresql":
+        return None
+    return create_async_engine(
+        engine.url, poolclass=NullPool, connect_args=_postgresql_connect_args()
+    )
+
+
+def pool_exhausted(engine: AsyncEngine) -> bool:
+    """Whether every connection the PostgreSQL pool may have is checked out (in use, or being
+    opened): a checkout now would wait for one to come back."""
+    pool = engine.sync_engine.pool
+    if engine.dialect.name != "postgresql" or not isinstance(pool, QueuePool):
+        return False
+    return pool.checkedout() >= POOL_SIZE + MAX_OVERFLOW
 
 
 class IdleConnections:
@@ -176,10 +203,25 @@ async def ping_sqlite_file(database: str, *, uri: bool, timeout: float) -> None:
     done.result()
 
 
-async def ping(engine: AsyncEngine, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
-    """Raise if the database cannot answer a trivial query (TimeoutError after `timeout`)."""
+async def ping(
+    engine: AsyncEngine,
+    *,
+    timeout: float | None = None,  # noqa: ASYNC109
+    outside: AsyncEngine | None = None,
+) -> None:
+    """Raise if the database cannot answer a trivial query (TimeoutError after `timeout`).
+
+    Through `engine`'s pool, so a pooled connection left silent by a partition is found (its
+    pre-ping, or the query, gets no answer). When every pooled connection is checked out, a
+    checkout would only wait for one to come back: on a busy server that is answering (say
+    thirty intakes queued on the ticket counter's row lock) that wait outlasted `timeout`
+    and a healthy database was reported down. Then, given `outside` (`unpooled`), the ping
+    runs on a connection of its own instead: connect, SELECT 1, close, all within `timeout`.
+    It goes to the same address, so a partition or a server that is gone fails it as well.
+    """
+    target = outside if outside is not None and pool_exhausted(engine) else engine
     async with asyncio.timeout(timeout):
-        async with engine.connect() as conn:
+        async with target.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
 

@@ -6,6 +6,8 @@ is stored (SPEC "While the database cannot be reached"). The database answered a
 nobody else may be turned away: `/ticket new` still opens the form, `/healthz` stays 200, and
 the log does not say the database cannot be reached. (Before: one such timeout marked the
 database down until the probe's next ping, up to 5 s, and dropped the idle connections.)
+The same holds when every pooled connection is in use by work waiting on that lock: the ping
+runs on a connection of its own then, instead of waiting for the pool until it times out.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import logging
 import time
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from storage import db
+from storage.models import Ticket
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import view_submission
+from tests.harness import view_submission, wait_until
 from tests.http.p1_support import SLACK_PEOPLE, slack_modal, slack_ticket
 from tests.http.test_database_outage import (
     UNAVAILABLE,
@@ -83,3 +86,89 @@ async def test_a_timeout_met_after_the_probe_stopped_starts_no_ping(make_app, sl
     before = asyncio.all_tasks()
     app.services.deps.database_trouble(TimeoutError("no answer within 2.0 s"))
     assert asyncio.all_tasks() - before == set()
+
+
+BUSY = 40  # intakes at once: more than the pool holds
+POOL = db.POOL_SIZE + db.MAX_OVERFLOW
+
+
+@on_postgresql
+async def test_a_pool_all_in_use_waiting_on_the_counters_lock_is_not_an_outage(
+    make_app, pg_url: str, slack_api: FakeSlack, caplog
+):
+    """Every pooled connection is in use by work waiting on the ticket counter's row lock, and
+    more intakes queue for the pool: a busy database, answering. A ping through the pool only
+    waited for a connection to come back, gave up after its timeout and said the database
+    could not be reached: `/healthz` 503, the log line, and `/ticket new` turned away for
+    everyone (before: all three). The ping then runs on a connection of its own.
+
+    What holds the pool for longer than a ping's timeout (an intake gives its connection up at
+    its 2 s answer budget: a report, a commit waited for, a loaded box) is played by statements
+    the test runs on the app's own pool, waiting on the same lock."""
+    caplog.set_level(logging.INFO)
+    app = await make_app(slack=slack_api, people=SLACK_PEOPLE)
+    await slack_ticket(app, slack_api, priority="P3", users=1)  # the counter's row exists
+    view = await slack_modal(app, slack_api, "new Printer jams")
+    engine = app.services.engine
+    pool = engine.sync_engine.pool
+    outside = db.create_engine(pg_url)
+
+    async def waiting_on_the_lock() -> None:
+        async with engine.connect() as conn, conn.begin():
+            await conn.execute(text("SELECT 1 FROM ticket_counters FOR UPDATE"))
+
+    async def intake(n: int) -> tuple[str, str, float]:
+        summary = f"Busy intake {n:02d}"
+        values = states(summary={"type": "plain_text_input", "value": summary})
+        sent = time.monotonic()
+        response = await app.interactive(view_submission(view, values, view_id=f"V-BUSY-{n}"))
+        assert response.status == 200
+        return summary, await response.text(), time.monotonic() - sent
+
+    async def backends(conn) -> int:  # this test's database only (the suite shares the server)
+        query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        return int((await conn.execute(text(query))).scalar_one())
+
+    async def everyone_else_is_served() -> None:
+        status, elapsed = await timed_health(app)
+        assert status == 200 and elapsed < 2, (status, elapsed)
+        opened = len(slack_api.views_opened())
+        body, elapsed = await timed_slash(app, "new Toner low")
+        assert elapsed < 1 and UNAVAILABLE not in json.dumps(body), (elapsed, body)
+        await slack_api.wait_for_method("views.open", count=opened + 1)
+
+    try:
+        async with outside.connect() as conn:
+            async with conn.begin():
+                await conn.execute(text("SELECT 1 FROM ticket_counters FOR UPDATE"))
+                holders = [asyncio.ensure_future(waiting_on_the_lock()) for _ in range(POOL)]
+                await wait_until(lambda: pool.checkedout() >= POOL, what="the pool all in use")
+                intakes = [asyncio.ensure_future(intake(n)) for n in range(BUSY)]
+                await asyncio.sleep(0.3)  # they queue for the pool
+                await everyone_else_is_served()
+                # Each intake is told to try again at its answer budget, and asks for a ping.
+                answers = await asyncio.gather(*intakes)
+                await asyncio.sleep(0.5)  # that ping's outcome
+                assert pool.checkedout() >= POOL  # still all in use: the case at hand
+                await everyone_else_is_served()
+                # The pings of their own were closed: the pool and this connection, no more.
+                assert await backends(conn) <= POOL + 1
+            await asyncio.gather(*holders)  # the lock is gone: they had their turn
+        assert not outage_lines(caplog), [r.getMessage() for r in outage_lines(caplog)]
+        retry = {summary for summary, said, _ in answers if UNAVAILABLE in said}
+        saved = {summary for summary, said, _ in answers if UNAVAILABLE not in said}
+        assert all(elapsed < 3 for _, _, elapsed in answers), answers
+        assert retry, "no intake was held past its answer budget"
+        # Nothing half-saved: a summary told to retry never landed, one answered did.
+        async with db.session_factory(outside)() as session:
+            stored = set(
+                (await session.execute(select(Ticket.summary).where(Ticket.summary.like("Busy%"))))
+                .scalars()
+                .all()
+            )
+        assert stored == saved and not stored & retry, (stored, saved, retry)
+        # And intakes go through once the lock is gone.
+        await slack_ticket(app, slack_api, priority="P3", users=1)
+        assert await tickets(pg_url) == 2 + len(saved)
+    finally:
+        await outside.dispose()
