@@ -206,14 +206,18 @@ def _literal_sections(text: str) -> list[Block]:
     ]
 
 
-def _sections(escaped: str, *, bold: bool = False) -> list[Block]:
+def _sections(escaped: str, words: str, *, bold: bool = False) -> list[Block]:
+    """`escaped` mrkdwn as sections; when it has to be cut next to a markup character (see
+    `_mrkdwn_chunks`), `words` (the same text, raw) as plain_text sections instead, as a
+    paragraph whose typed text could format is: the sections beside such a cut, escaped
+    mrkdwn shown as plain text, showed the bot's own `<@U…>` and `*Label:*` raw."""
     limit = SECTION_TEXT_MAX - (2 if bold else 0)
+    chunks = _mrkdwn_chunks(escaped, limit)
+    if not all(ok for _, ok in chunks):
+        return _literal_sections(words)
     return [
-        {
-            "type": "section",
-            "text": _mrkdwn(f"*{chunk}*" if bold else chunk) if ok else _literal(chunk),
-        }
-        for chunk, ok in _mrkdwn_chunks(escaped, limit)
+        {"type": "section", "text": _mrkdwn(f"*{chunk}*" if bold else chunk)}
+        for chunk, _ in chunks
         if chunk.strip()
     ]
 
@@ -221,7 +225,7 @@ def _sections(escaped: str, *, bold: bool = False) -> list[Block]:
 def _mrkdwn_chunks(escaped: str, limit: int = SECTION_TEXT_MAX) -> list[tuple[str, bool]]:
     """`split_escaped` chunks of mrkdwn, each with whether it can stay mrkdwn: not when it was
     cut next to a `*`, `_`, `~` or backtick (`0~0~0…` with no blank to split at, where mrkdwn
-    may read one at the cut as markup); those are shown as plain text."""
+    may read one at the cut as markup); then the whole text is plain text (`_sections`)."""
     chunks = split_escaped(escaped, limit)
     literal: set[int] = set()
     at = 0
@@ -244,7 +248,7 @@ def _heading(text: Inline) -> list[Block]:
         return [{"type": "header", "text": _plain(words)}]
     if needs_literal(text):
         return _literal_sections(words)
-    return _sections(mrkdwn(text), bold=True)
+    return _sections(mrkdwn(text), words, bold=True)
 
 
 def _text_blocks(element: Text) -> list[Block]:
@@ -260,9 +264,12 @@ def _text_blocks(element: Text) -> list[Block]:
                 for chunk in split_escaped(escape_mrkdwn(words))
                 if chunk.strip()
             ]
+        chunks = _mrkdwn_chunks(mrkdwn(element.text))
+        if not all(ok for _, ok in chunks):  # all plain text: see `_sections`
+            chunks = [(chunk, False) for chunk in split_escaped(escape_mrkdwn(words))]
         return [
             {"type": "context", "elements": [_mrkdwn(chunk) if ok else _literal(chunk)]}
-            for chunk, ok in _mrkdwn_chunks(mrkdwn(element.text))
+            for chunk, ok in chunks
             if chunk.strip()
         ]
     typed_only = all(isinstance(span, Typed) for span in spans(element.text))
@@ -273,7 +280,7 @@ def _text_blocks(element: Text) -> list[Block]:
         # (platform-facts §5: prefer plain_text). The bot's words beside it lose nothing but
         # their backticks.
         return _literal_sections(words)
-    return _sections(mrkdwn(element.text))
+    return _sections(mrkdwn(element.text), words)
 
 
 def _facts_blocks(element: Facts) -> list[Block]:
@@ -281,7 +288,7 @@ def _facts_blocks(element: Facts) -> list[Block]:
     format (a file named `*x*`, an error `~/.config`) is `Label: value` in plain_text, with
     the lines next to it that need it too (a section has one text object)."""
     blocks: list[Block] = []
-    run: list[str] = []
+    run: list[tuple[str, str]] = []  # each line as mrkdwn and as plain text
     run_literal = False
     for label, value in element.items:
         literal = needs_literal(label) or needs_literal(value)
@@ -289,18 +296,15 @@ def _facts_blocks(element: Facts) -> list[Block]:
             blocks.extend(_facts_run(run, run_literal))
             run = []
         run_literal = literal
-        if literal:
-            run.append(f"{plain(label)}: {plain(value)}")
-        else:
-            run.append(f"*{mrkdwn(label)}:* {mrkdwn(value)}")
+        run.append((f"*{mrkdwn(label)}:* {mrkdwn(value)}", f"{plain(label)}: {plain(value)}"))
     if run:
         blocks.extend(_facts_run(run, run_literal))
     return blocks
 
 
-def _facts_run(lines: list[str], literal: bool) -> list[Block]:
-    text = "\n".join(lines)
-    return _literal_sections(text) if literal else _sections(text)
+def _facts_run(lines: list[tuple[str, str]], literal: bool) -> list[Block]:
+    words = "\n".join(said for _, said in lines)
+    return _literal_sections(words) if literal else _sections("\n".join(m for m, _ in lines), words)
 
 
 # The button that opens a KB article (its title is shown beside it, as plain text).
