@@ -84,6 +84,7 @@ class Options:
     latency: float = 0.3  # Slack chat.* and PagerDuty answer up to this late (work done at once)
     throttle: bool = False  # Slack's per-channel post limit (429 + Retry-After) switched on
     db_drops: bool = False  # PostgreSQL: every 2-8 s, every connection to the database is cut
+    transport: str = "http"  # http: signed requests | socket: Socket Mode (bench/chaos_socket)
     keep: bool = False
     workdir: Path | None = None
     log: Any = print
@@ -784,9 +785,16 @@ async def run(opts: Options) -> Report:
     (work_dir / "people.yaml").write_text(yaml.safe_dump(PEOPLE))
     (work_dir / "helpdesk.yaml").write_text(yaml.safe_dump(config))
     tasks: list[asyncio.Task[Any]] = []
+    socket = None
+    if opts.transport == "socket":
+        from bench.chaos_socket import SocketTransport
+
+        socket = SocketTransport(opts.seed, slack)
     try:
         await slack.start()
         await pd.start()
+        if socket is not None:
+            await socket.start()
         env = {
             **base_env(),
             "DATABASE_URL": url,
@@ -800,6 +808,8 @@ async def run(opts: Options) -> Report:
             "OUTBOX_LEASE_SECONDS": f"{opts.lease:g}",
             "LOG_LEVEL": "INFO",
         }
+        if socket is not None:
+            env = socket.env(env)
         if scratch:
             await admin(server, f'CREATE DATABASE "{scratch}"')
         if not opts.database_url:
@@ -822,7 +832,7 @@ async def run(opts: Options) -> Report:
             where = url if opts.database_url else opts.db
             log(f"chaos: seed {opts.seed}, {where}, {opts.duration:g}s, "
                 f"processes {[s.name for s in slots]}, logs in {work_dir}")  # fmt: skip
-            driver = Driver(slots, slack, http)
+            driver = socket.driver(Driver, slots, http) if socket else Driver(slots, slack, http)
 
             engine = db.create_engine(url)
 
@@ -840,6 +850,8 @@ async def run(opts: Options) -> Report:
 
             until = time.monotonic() + opts.duration
             tasks.append(asyncio.ensure_future(refresh_open()))
+            if socket is not None:
+                socket.rotate(until)
             techs = [
                 asyncio.ensure_future(
                     driver.technician(random.Random(f"{opts.seed}-{n}"), until, opts.think)
@@ -892,6 +904,8 @@ async def run(opts: Options) -> Report:
             for slot in slots:
                 slot.stop()
             report = check(driver.work, snap, slack, pd, slots)
+            if socket is not None:
+                socket.check(report, driver.work)
             cut = f", {len(drops)} cuts of {sum(drops)} connections" if drops else ""
             report.lines.insert(0, f"  seed {opts.seed}, {opts.duration:g}s of kills "
                                    f"({len(kills)} SIGKILLs{cut}), drained in {drained:.1f}s, "
@@ -902,6 +916,8 @@ async def run(opts: Options) -> Report:
             task.cancel()
         for slot in slots:
             slot.stop()
+        if socket is not None:
+            await socket.stop()
         await slack.stop()
         await pd.stop()
         if scratch:
@@ -942,6 +958,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db-drops", action="store_true",
                         help="PostgreSQL: cut every connection to it every 2-8 s")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, SQLite)")
+    parser.add_argument("--transport", choices=("http", "socket"), default="http",
+                        help="Slack's requests: signed HTTP, or Socket Mode envelopes")  # fmt: skip
     ns = parser.parse_args(argv)
     seed = ns.seed if ns.seed is not None else random.SystemRandom().randrange(1, 10**6)
     opts = Options(
@@ -950,7 +968,7 @@ def main(argv: list[str] | None = None) -> int:
         kill_min=ns.kill_min, kill_max=ns.kill_max, technicians=ns.technicians,
         think=tuple(ns.think),
         lease=ns.lease, drain=ns.drain, keep=ns.keep, latency=ns.latency, throttle=ns.throttle,
-        db_drops=ns.db_drops,
+        db_drops=ns.db_drops, transport=ns.transport,
     )  # fmt: skip
     try:
         report = asyncio.run(run(opts))
@@ -964,7 +982,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report.text())
     if not report.passed:
         print(f"replay: python -m bench.chaos --seed {seed} --db {ns.db} "
-              f"--duration {ns.duration:g} --procs {ns.procs}")  # fmt: skip
+              f"--duration {ns.duration:g} --procs {ns.procs} "
+              f"--transport {ns.transport}")  # fmt: skip
     return 0 if report.passed else 1
 
 

@@ -1,20 +1,63 @@
 """A loopback Socket Mode server: `apps.connections.open` hands out its ws:// URL (set on the
 Slack fake by the test), it sends envelopes and records the acks, and it can drop or stall
 connections the way Slack's edge does (a `disconnect` message, or silence with no close frame).
+
+`send` puts an envelope on the newest connection, as it is. `deliver` does what Slack does
+with an app's envelopes: it sends each on one of the app's open connections (several
+processes each hold one; the envelopes are spread among them), and one that is not
+acknowledged (its connection closed first, or no ack within `ack_within`) is delivered again
+with the same `envelope_id`, `retry_attempt` one more and a `retry_reason`, on another open
+connection (or the next one to open), up to `retries` times.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import random
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
 
+@dataclass
+class Attempt:
+    """One sending of a delivered envelope: on which connection, when, and what came of it."""
+
+    link: int  # the connection's number (1, 2, ... in the order they opened)
+    retry_attempt: int
+    sent_at: float
+    acked_at: float | None = None
+    closed_at: float | None = None  # its connection closed before the ack
+    timed_out: bool = False  # no ack within ack_within: delivered again elsewhere
+
+
+@dataclass
+class Delivery:
+    """An envelope as `deliver` hands it out, attempt by attempt, until one is acknowledged
+    (`acked`) or `retries` ran out (`given_up`)."""
+
+    envelope_id: str
+    envelope: dict[str, Any]
+    attempts: list[Attempt] = field(default_factory=list)
+    acks: list[dict[str, Any]] = field(default_factory=list)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    given_up: bool = False
+
+    @property
+    def acked(self) -> bool:
+        return bool(self.acks)
+
+    @property
+    def answer(self) -> dict[str, Any] | None:
+        return self.acks[0] if self.acks else None
+
+
 class FakeSocketMode:
-    def __init__(self) -> None:
+    def __init__(self, rng: random.Random | None = None) -> None:
         self.url = ""
         # A URL whose WebSocket handshake is refused (HTTP 403), as a used or expired ticket's.
         self.refused_url = ""
@@ -34,6 +77,12 @@ class FakeSocketMode:
         self._ws: web.WebSocketResponse | None = None
         self._runner: web.AppRunner | None = None
         self._changed = asyncio.Condition()
+        # Open connections by number, for `deliver` (which spreads envelopes among them).
+        self.links: dict[int, web.WebSocketResponse] = {}
+        self.deliveries: dict[str, Delivery] = {}
+        self._rng = rng or random.Random()
+        self._link_closed: dict[int, asyncio.Event] = {}
+        self._delivering: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         app = web.Application()
@@ -50,8 +99,12 @@ class FakeSocketMode:
         self.hanging_url = f"ws://127.0.0.1:{port}/hang"
 
     async def stop(self) -> None:
-        if self._ws is not None and not self._ws.closed:
-            await self._ws.close()
+        for task in list(self._delivering):
+            task.cancel()
+        for ws in [*self.links.values(), self._ws]:
+            if ws is not None and not ws.closed:
+                with contextlib.suppress(Exception):
+                    await ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -74,10 +127,13 @@ class FakeSocketMode:
         self._ws = ws
         self.queries.append(request.rel_url.raw_query_string)
         self.connections += 1
+        link = self.connections
         self.open_now += 1
         self.connected_at.append(time.monotonic())
+        closed = self._link_closed[link] = asyncio.Event()
         try:
-            await ws.send_json({"type": "hello", "num_connections": 1})
+            await ws.send_json({"type": "hello", "num_connections": len(self.links) + 1})
+            self.links[link] = ws
             await self._notify()
             async for message in ws:
                 if self.silent:
@@ -85,11 +141,91 @@ class FakeSocketMode:
                 if message.type == WSMsgType.PING:
                     await ws.pong(message.data)
                 elif message.type == WSMsgType.TEXT:
-                    self.acks.append(json.loads(message.data))
+                    ack = json.loads(message.data)
+                    self.acks.append(ack)
+                    self._acked(link, ack)
                     await self._notify()
         finally:
             self.open_now -= 1
+            self.links.pop(link, None)
+            closed.set()
+            await self._notify()
         return ws
+
+    def _acked(self, link: int, ack: Any) -> None:
+        delivery = self.deliveries.get(ack.get("envelope_id")) if isinstance(ack, dict) else None
+        if delivery is None:
+            return
+        delivery.acks.append(ack)
+        for attempt in delivery.attempts:
+            if attempt.link == link and attempt.acked_at is None:
+                attempt.acked_at = time.monotonic()
+                break
+        delivery.done.set()
+
+    def deliver(
+        self,
+        envelope: dict[str, Any],
+        *,
+        retries: int = 3,
+        ack_within: float = 3.0,
+        reason: str = "timeout",
+    ) -> Delivery:
+        """Hand `envelope` out as Slack does (see the module docstring); its Delivery is
+        `done` once an attempt is acknowledged or the last one went unacknowledged."""
+        envelope_id = str(envelope["envelope_id"])
+        delivery = self.deliveries[envelope_id] = Delivery(envelope_id, envelope)
+        task = asyncio.ensure_future(self._deliver(delivery, retries, ack_within, reason))
+        self._delivering.add(task)
+        task.add_done_callback(self._delivering.discard)
+        return delivery
+
+    async def _deliver(
+        self, delivery: Delivery, retries: int, ack_within: float, reason: str
+    ) -> None:
+        try:
+            for attempt_no in range(retries + 1):
+                if attempt_no:
+                    envelope = {**delivery.envelope, "retry_attempt": attempt_no,
+                                "retry_reason": reason}  # fmt: skip
+                else:
+                    envelope = {**delivery.envelope, "retry_attempt": 0, "retry_reason": ""}
+                link, ws = await self._a_link(avoid={a.link for a in delivery.attempts[-1:]})
+                attempt = Attempt(link, attempt_no, time.monotonic())
+                delivery.attempts.append(attempt)
+                try:
+                    await ws.send_json(envelope)
+                except (ConnectionError, RuntimeError):
+                    attempt.closed_at = time.monotonic()
+                    continue
+                closed = asyncio.ensure_future(self._link_closed[link].wait())
+                acked = asyncio.ensure_future(delivery.done.wait())
+                try:
+                    await asyncio.wait({closed, acked}, timeout=ack_within,
+                                       return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+                finally:
+                    closed.cancel()
+                    acked.cancel()
+                if delivery.done.is_set():
+                    return
+                if self._link_closed[link].is_set():
+                    attempt.closed_at = time.monotonic()
+                else:
+                    attempt.timed_out = True
+            delivery.given_up = True
+            delivery.done.set()
+        except asyncio.CancelledError:
+            delivery.done.set()
+            raise
+
+    async def _a_link(self, avoid: set[int]) -> tuple[int, web.WebSocketResponse]:
+        """An open connection chosen at random, another than `avoid` when there is one;
+        waits for one to open when none is."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: bool(self.links))
+            choices = sorted(n for n in self.links if n not in avoid) or sorted(self.links)
+            link = self._rng.choice(choices)
+            return link, self.links[link]
 
     async def wait_connections(self, count: int, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         async with self._changed:
