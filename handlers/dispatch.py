@@ -490,6 +490,8 @@ async def _answer(
             continue
         if _saving(attempt):
             return await _wait_for_commit(deps, task, attempt, budget)
+        if attempt.binding is not None and attempt.binding.claiming:
+            return _claim_held(interaction, task, attempt.binding)
         break
     if attempt.binding is not None:
         attempt.binding.given_up = True  # a commit it had not begun may not begin now
@@ -497,6 +499,27 @@ async def _answer(
     deps.database_trouble(TimeoutError(f"no answer within {budget:.1f} s"))
     attempt.without_database = True
     return unavailable()
+
+
+def _claim_held(
+    interaction: Interaction, task: asyncio.Task[Reply], binding: inbound.Binding
+) -> Reply:
+    """The budget ended while the delivery's claim was waiting for its key: another delivery
+    of the same request (Slack's redelivery of an envelope not acknowledged in time, a form
+    submitted again) holds it in a transaction that has not ended, and may be committing it
+    now. This one is given up (it has saved nothing), but "nothing was saved, try again"
+    could be false: that other delivery's change may land a moment later, and a second try
+    would then do it twice. Found by the Socket Mode chaos soak: a process stalled in its
+    commit, the envelope delivered again to another process, told to try again, and the
+    ticket was there. The database answered all along: it is not marked down."""
+    binding.given_up = True
+    _give_up(task, cancel=True)
+    log.info(
+        "delivery %s: another delivery of it holds its claim, its outcome not known yet: "
+        "answered that it may be saved",
+        interaction.delivery_id,
+    )
+    return Reply(text=IN_DOUBT)
 
 
 def _saving(attempt: Attempt) -> bool:

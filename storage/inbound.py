@@ -145,6 +145,11 @@ class Binding:
     done: bool = False
     # A commit has begun and not ended (its outcome is not known yet).
     committing: bool = False
+    # The claim's INSERT was sent and has not returned. On PostgreSQL it waits only while
+    # another delivery of the same id holds the key in a transaction not ended yet (one that
+    # may commit: then this one stops with AlreadyHandled); on a SQLite file, while another
+    # process holds the write lock (which may be that delivery too).
+    claiming: bool = False
     # The dispatcher stopped waiting before any commit began (see GivenUp).
     given_up: bool = False
     # A COMMIT was sent and its answer never came (the connection failed meanwhile): the
@@ -306,7 +311,12 @@ def _claim(binding: Binding, connection: Connection, transaction: SessionTransac
     stmt = statements.insert_new_on(connection.dialect.name, _TABLE, "key")
     now = utcnow()
     row = {"key": binding.key, "at": now, "answer": binding.answer}
-    if connection.execute(stmt, row).first() is None:
+    binding.claiming = True
+    try:
+        claimed = connection.execute(stmt, row).first() is not None
+    finally:
+        binding.claiming = False
+    if not claimed:
         raise AlreadyHandled(binding.key)
     binding.pending, binding.claimed_at = transaction, now
 
