@@ -851,7 +851,7 @@ async def run(opts: Options) -> Report:
             until = time.monotonic() + opts.duration
             tasks.append(asyncio.ensure_future(refresh_open()))
             if socket is not None:
-                socket.rotate(until)
+                socket.unsettle(until, slots)
             techs = [
                 asyncio.ensure_future(
                     driver.technician(random.Random(f"{opts.seed}-{n}"), until, opts.think)

@@ -24,8 +24,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import random
 import secrets
+import signal
 import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -45,6 +47,8 @@ RETRIES = 3
 UNACKED = 10.0  # an attempt on a connection still open this long without an ack: a violation
 WAIT_ANSWER = 25.0  # a person waits this long for an answer (all attempts) before trying again
 DISCONNECT_EVERY = (5.0, 20.0)
+STALL_EVERY = (4.0, 12.0)
+STALL_FOR = (3.5, 6.0)
 
 
 class SocketPost:
@@ -88,15 +92,16 @@ class SocketTransport:
         self.rng = random.Random(f"{seed}-disconnect")
         self.slack = slack
         self.disconnects = 0
-        self._rotating: asyncio.Task[None] | None = None
+        self.stalls = 0
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         await self.server.start()
         self.slack.set_response("apps.connections.open", {"ok": True, "url": self.server.url})
 
     async def stop(self) -> None:
-        if self._rotating is not None:
-            self._rotating.cancel()
+        for task in self._tasks:
+            task.cancel()
         await self.server.stop()
 
     def env(self, env: dict[str, str]) -> dict[str, str]:
@@ -113,23 +118,46 @@ class SocketTransport:
         driver.transport = self
         return driver  # type: ignore[no-any-return]
 
-    def rotate(self, until: float) -> None:
-        """Every 5-20 s, one open connection is asked to go (`disconnect`)."""
+    def unsettle(self, until: float, slots: list[BotProc]) -> None:
+        """Until `until`: every 5-20 s one open connection is asked to go (`disconnect`), and
+        every 4-12 s one `serve` process is stalled (SIGSTOP) for 3.5-6 s and let go on
+        (SIGCONT), as a process starved of CPU or paused by its host is: the envelopes it
+        holds go unacknowledged past 3 s, Slack delivers them again to another connection
+        while the stalled process still has them, and it answers them too once it resumes."""
+        self._tasks += [asyncio.ensure_future(self._rotate(until)),
+                        asyncio.ensure_future(self._stall(until, slots))]  # fmt: skip
 
-        async def run() -> None:
-            while time.monotonic() < until:
-                await asyncio.sleep(self.rng.uniform(*DISCONNECT_EVERY))
-                links = sorted(self.server.links)
-                if not links or time.monotonic() >= until:
-                    continue
-                ws = self.server.links.get(self.rng.choice(links))
-                if ws is None or ws.closed:
-                    continue
-                with contextlib.suppress(Exception):
-                    await ws.send_json({"type": "disconnect", "reason": "refresh_requested"})
-                    self.disconnects += 1
+    async def _rotate(self, until: float) -> None:
+        while time.monotonic() < until:
+            await asyncio.sleep(self.rng.uniform(*DISCONNECT_EVERY))
+            links = sorted(self.server.links)
+            if not links or time.monotonic() >= until:
+                continue
+            ws = self.server.links.get(self.rng.choice(links))
+            if ws is None or ws.closed:
+                continue
+            with contextlib.suppress(Exception):
+                await ws.send_json({"type": "disconnect", "reason": "refresh_requested"})
+                self.disconnects += 1
 
-        self._rotating = asyncio.ensure_future(run())
+    async def _stall(self, until: float, slots: list[BotProc]) -> None:
+        while time.monotonic() < until:
+            await asyncio.sleep(self.rng.uniform(*STALL_EVERY))
+            pick, pause = self.rng.random(), self.rng.uniform(*STALL_FOR)
+            up = [s for s in slots if s.serves and s.ready and s.alive()]
+            if not up or time.monotonic() >= until:
+                continue
+            proc = up[int(pick * len(up))].proc
+            assert proc is not None
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGSTOP)
+                self.stalls += 1
+                try:
+                    await asyncio.sleep(pause)
+                finally:
+                    # Killed meanwhile, the group is gone; a restart is a new group.
+                    if proc.poll() is None:
+                        os.killpg(proc.pid, signal.SIGCONT)
 
     def check(self, report: Report, work: Workload) -> None:
         bad = report.violations.append
@@ -171,8 +199,8 @@ class SocketTransport:
         acked_again = sum(1 for d in deliveries if len(d.acks) > 1)
         report.lines.append(
             f"  Socket Mode: {len(deliveries)} envelopes on {self.server.connections} "
-            f"connections ({self.disconnects} disconnects asked); delivered again "
-            f"{len(redelivered)} ({dict(reasons)}), acknowledged more than once "
+            f"connections ({self.disconnects} disconnects asked, {self.stalls} stalls); "
+            f"delivered again {len(redelivered)} ({dict(reasons)}), acknowledged more than once "
             f"{acked_again}; lost to kills (every attempt's connection closed first) "
             f"{len(lost)}; acks later than {ACK_WITHIN:g}s {late}, slowest {worst:.2f}s"
         )
