@@ -47,7 +47,7 @@ RETRIES = 3
 UNACKED = 10.0  # an attempt on a connection still open this long without an ack: a violation
 WAIT_ANSWER = 25.0  # a person waits this long for an answer (all attempts) before trying again
 DISCONNECT_EVERY = (5.0, 20.0)
-STALL_EVERY = (4.0, 12.0)
+STALL_EVERY = (3.0, 8.0)
 STALL_FOR = (3.5, 6.0)
 
 
@@ -120,7 +120,7 @@ class SocketTransport:
 
     def unsettle(self, until: float, slots: list[BotProc]) -> None:
         """Until `until`: every 5-20 s one open connection is asked to go (`disconnect`), and
-        every 4-12 s one `serve` process is stalled (SIGSTOP) for 3.5-6 s and let go on
+        every 3-8 s one `serve` process is stalled (SIGSTOP) for 3.5-6 s and let go on
         (SIGCONT), as a process starved of CPU or paused by its host is: the envelopes it
         holds go unacknowledged past 3 s, Slack delivers them again to another connection
         while the stalled process still has them, and it answers them too once it resumes."""
