@@ -905,7 +905,7 @@ async def run(opts: Options) -> Report:
                 slot.stop()
             report = check(driver.work, snap, slack, pd, slots)
             if socket is not None:
-                socket.check(report, driver.work)
+                await socket.check(report, driver.work, url)
             cut = f", {len(drops)} cuts of {sum(drops)} connections" if drops else ""
             report.lines.insert(0, f"  seed {opts.seed}, {opts.duration:g}s of kills "
                                    f"({len(kills)} SIGKILLs{cut}), drained in {drained:.1f}s, "

@@ -153,7 +153,8 @@ class FakeSocketMode:
         return ws
 
     def _acked(self, link: int, ack: Any) -> None:
-        delivery = self.deliveries.get(ack.get("envelope_id")) if isinstance(ack, dict) else None
+        envelope_id = ack.get("envelope_id") if isinstance(ack, dict) else None
+        delivery = self.deliveries.get(envelope_id) if isinstance(envelope_id, str) else None
         if delivery is None:
             return
         delivery.acks.append(ack)
