@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench.chaos import BOT_TOKEN, ROUTING_KEY, Options, run
+from bench.chaos_socket import APP_TOKEN
 
 pytestmark = pytest.mark.slow
 
@@ -34,3 +35,23 @@ async def test_random_kills_lose_nothing_and_send_nothing_twice(
     assert report.passed, report.text()
     for name, logged in report.logs.items():
         assert ROUTING_KEY not in logged and BOT_TOKEN not in logged, name
+
+
+async def test_random_kills_over_socket_mode_lose_nothing_and_send_nothing_twice(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The same over Slack Socket Mode (bench/chaos_socket.py): envelopes spread over the
+    `serve` processes' connections, one not acknowledged delivered again elsewhere, a process
+    stalled now and then (its envelopes delivered again while it holds them), connections
+    rotated, files shared in card threads. Every envelope acknowledged on a connection that
+    stayed open, nothing made twice."""
+    lines: list[str] = []
+    opts = Options(
+        seed=20261208, duration=15.0, database_url=pg_url, workdir=tmp_path, drain=60.0,
+        kill_min=2.0, kill_max=4.0, technicians=2, log=lines.append, transport="socket",
+    )  # fmt: skip
+    report = await run(opts)
+    assert report.passed, report.text()
+    for name, logged in report.logs.items():
+        assert ROUTING_KEY not in logged and BOT_TOKEN not in logged, name
+        assert APP_TOKEN not in logged, name
