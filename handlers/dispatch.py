@@ -491,7 +491,7 @@ async def _answer(
         if _saving(attempt):
             return await _wait_for_commit(deps, task, attempt, budget)
         if attempt.binding is not None and attempt.binding.claiming:
-            return _claim_held(interaction, task, attempt.binding)
+            return _claim_held(deps, interaction, task, attempt.binding)
         break
     if attempt.binding is not None:
         attempt.binding.given_up = True  # a commit it had not begun may not begin now
@@ -502,7 +502,7 @@ async def _answer(
 
 
 def _claim_held(
-    interaction: Interaction, task: asyncio.Task[Reply], binding: inbound.Binding
+    deps: Deps, interaction: Interaction, task: asyncio.Task[Reply], binding: inbound.Binding
 ) -> Reply:
     """The budget ended while the delivery's claim was waiting for its key: another delivery
     of the same request (Slack's redelivery of an envelope not acknowledged in time, a form
@@ -511,9 +511,11 @@ def _claim_held(
     could be false: that other delivery's change may land a moment later, and a second try
     would then do it twice. Found by the Socket Mode chaos soak: a process stalled in its
     commit, the envelope delivered again to another process, told to try again, and the
-    ticket was there. The database answered all along: it is not marked down."""
+    ticket was there. As after any timeout, a ping decides whether the database is down (a
+    claim sent on a connection that went silent waits too)."""
     binding.given_up = True
     _give_up(task, cancel=True)
+    deps.database_trouble(TimeoutError("a claim waited past the answer budget"))
     log.info(
         "delivery %s: another delivery of it holds its claim, its outcome not known yet: "
         "answered that it may be saved",
