@@ -101,7 +101,8 @@ class SocketTransport:
 
     def __init__(self, seed: int, slack: FakeSlack) -> None:
         self.server = FakeSocketMode(rng=random.Random(f"{seed}-socket"))
-        self.rng = random.Random(f"{seed}-disconnect")
+        # One generator per kind of unsettling: each one's choices follow from the seed.
+        self.rng = {k: random.Random(f"{seed}-{k}") for k in ("disconnect", "stall", "files")}
         self.slack = slack
         self.disconnects = 0
         self.stalls = 0
@@ -150,9 +151,9 @@ class SocketTransport:
         (Events API `message`, subtype `file_share`: recorded on the ticket, once per file),
         or says something in a channel (a message the bot acknowledges and ignores)."""
         while time.monotonic() < until:
-            await asyncio.sleep(self.rng.uniform(*FILES_EVERY))
+            await asyncio.sleep(self.rng["files"].uniform(*FILES_EVERY))
             numbers = list(self._driver.work.opened) if self._driver is not None else []
-            number = self.rng.choice(numbers) if numbers else ""
+            number = self.rng["files"].choice(numbers) if numbers else ""
             card = self._card(number) if number else None
             token = secrets.token_hex(6)
             event: dict[str, Any] = {
@@ -162,8 +163,8 @@ class SocketTransport:
                 "ts": f"{time.time():.6f}",
                 "channel_type": "channel",
             }
-            if card is None or self.rng.random() < 0.2:
-                event["channel"] = self.rng.choice(CHANNELS)
+            if card is None or self.rng["files"].random() < 0.2:
+                event["channel"] = self.rng["files"].choice(CHANNELS)
                 self.chatter += 1
             else:
                 file_id = f"F{token.upper()}"
@@ -207,11 +208,11 @@ class SocketTransport:
 
     async def _rotate(self, until: float) -> None:
         while time.monotonic() < until:
-            await asyncio.sleep(self.rng.uniform(*DISCONNECT_EVERY))
+            await asyncio.sleep(self.rng["disconnect"].uniform(*DISCONNECT_EVERY))
             links = sorted(self.server.links)
             if not links or time.monotonic() >= until:
                 continue
-            ws = self.server.links.get(self.rng.choice(links))
+            ws = self.server.links.get(self.rng["disconnect"].choice(links))
             if ws is None or ws.closed:
                 continue
             with contextlib.suppress(Exception):
@@ -220,8 +221,8 @@ class SocketTransport:
 
     async def _stall(self, until: float, slots: list[BotProc]) -> None:
         while time.monotonic() < until:
-            await asyncio.sleep(self.rng.uniform(*STALL_EVERY))
-            pick, pause = self.rng.random(), self.rng.uniform(*STALL_FOR)
+            await asyncio.sleep(self.rng["stall"].uniform(*STALL_EVERY))
+            pick, pause = self.rng["stall"].random(), self.rng["stall"].uniform(*STALL_FOR)
             up = [s for s in slots if s.serves and s.ready and s.alive()]
             if not up or time.monotonic() >= until:
                 continue
@@ -297,7 +298,7 @@ class SocketTransport:
             "closed" if a.closed_at is not None else "no ack in 3 s"
             for d in deliveries
             for a in d.attempts[:-1]
-            if a.acked_at is None
+            if a.closed_at is not None or a.timed_out
         )
         acked_again = sum(1 for d in deliveries if len(d.acks) > 1)
         report.lines.append(
