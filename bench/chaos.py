@@ -55,7 +55,7 @@ INCIDENT_CHANNEL = "C0INCIDENT"
 CHANNELS = ("C0CHAOS1", "C0CHAOS2", "C0CHAOS3", "C0CHAOS4")
 PEOPLE = [
     {"email": "tom@example.com", "name": "Tom Tech", "slack_id": "UTECH", "technician": True},
-    {"email": "ana@example.com", "name": "Ana Lopez", "slack_id": "UANA"},
+    {"email": "ana@example.com", "name": "Ana Lopez", "slack_id": "UANA", "teams_id": "29:1ana"},
 ]
 GOOD_NOTE = "Restarted the VPN concentrator VPN-01 and failed over to the standby tunnel"
 TRY_AGAIN = "cannot save tickets right now"
@@ -85,6 +85,7 @@ class Options:
     throttle: bool = False  # Slack's per-channel post limit (429 + Retry-After) switched on
     db_drops: bool = False  # PostgreSQL: every 2-8 s, every connection to the database is cut
     transport: str = "http"  # http: signed requests | socket: Socket Mode (bench/chaos_socket)
+    platform: str = "slack"  # slack | teams | both: where technicians work (bench/chaos_teams.py)
     keep: bool = False
     workdir: Path | None = None
     log: Any = print
@@ -588,6 +589,8 @@ def check(work: Workload, snap: Snapshot, slack: FakeSlack, pd: FakePagerDuty,
 
     cards = purpose_posts("ticket-card")
     for ticket in snap.tickets:
+        if ticket.source_platform != "slack":  # Teams tickets: bench.chaos_teams.check
+            continue
         if cards.get(ticket.number, 0) != 1:
             bad(f"{ticket.number}: ticket card posted {cards.get(ticket.number, 0)} times")
     closed = sorted(t.number for t in snap.tickets if t.status == "closed")
@@ -618,8 +621,9 @@ def check(work: Workload, snap: Snapshot, slack: FakeSlack, pd: FakePagerDuty,
                 bad(f"{number}: the card in Slack is stale (ticket {state}, Close button "
                     f"{'shown' if has_close else 'gone'})")  # fmt: skip
     surveys = purpose_posts("csat-survey")
+    on_slack = {t.number for t in snap.tickets if t.source_platform == "slack"}
     for number in closed:
-        if surveys.get(number, 0) != 1:
+        if number in on_slack and surveys.get(number, 0) != 1:
             bad(f"{number}: CSAT survey DM sent {surveys.get(number, 0)} times")
     for number, n in surveys.items():
         if number not in closed:
@@ -688,6 +692,7 @@ def check(work: Workload, snap: Snapshot, slack: FakeSlack, pd: FakePagerDuty,
         r
         for r in snap.rows
         if r.status == "delivered" and r.kind in ("message", "dm") and (r.result or {}).get("ts")
+        if r.payload.get("platform") != "teams"  # Teams: bench.chaos_teams.check
     ]
     lost = [r.id for r in delivered_posts if not stored.get(r.id)]
     if lost:
@@ -765,6 +770,9 @@ async def run(opts: Options) -> Report:
     pd = SlowPagerDuty(opts.latency, random.Random(f"{opts.seed}-pd"))
     if opts.throttle:
         slack.limit_posts(burst=3, per_second=1.0, retry_after=RETRY_AFTER)
+    from bench import chaos_teams  # the Teams side (it imports this module)
+
+    teams = chaos_teams.TeamsFakes(opts.latency, opts.seed) if opts.platform != "slack" else None
     slots: list[BotProc] = []
     scratch = ""
     server = ""
@@ -782,7 +790,8 @@ async def run(opts: Options) -> Report:
         "csat": {"delay": opts.csat_delay},
         "directory": {"source": "file", "path": "people.yaml"},
     }
-    (work_dir / "people.yaml").write_text(yaml.safe_dump(PEOPLE))
+    people = PEOPLE + (chaos_teams.people(opts.technicians) if teams else [])
+    (work_dir / "people.yaml").write_text(yaml.safe_dump(people))
     (work_dir / "helpdesk.yaml").write_text(yaml.safe_dump(config))
     tasks: list[asyncio.Task[Any]] = []
     socket = None
@@ -795,6 +804,10 @@ async def run(opts: Options) -> Report:
         await pd.start()
         if socket is not None:
             await socket.start()
+        if teams is not None:
+            await teams.start()
+            config["teams"] = teams.config()  # its URLs are known now
+            (work_dir / "helpdesk.yaml").write_text(yaml.safe_dump(config))
         env = {
             **base_env(),
             "DATABASE_URL": url,
@@ -807,6 +820,7 @@ async def run(opts: Options) -> Report:
             "HOST": "127.0.0.1",
             "OUTBOX_LEASE_SECONDS": f"{opts.lease:g}",
             "LOG_LEVEL": "INFO",
+            **(teams.env() if teams else {}),
         }
         if socket is not None:
             env = socket.env(env)
@@ -833,6 +847,9 @@ async def run(opts: Options) -> Report:
             log(f"chaos: seed {opts.seed}, {where}, {opts.duration:g}s, "
                 f"processes {[s.name for s in slots]}, logs in {work_dir}")  # fmt: skip
             driver = socket.driver(Driver, slots, http) if socket else Driver(slots, slack, http)
+            teams_driver = None
+            if teams is not None:
+                teams_driver = chaos_teams.TeamsDriver(slots, teams, http, driver.work, work_dir)
 
             engine = db.create_engine(url)
 
@@ -852,12 +869,14 @@ async def run(opts: Options) -> Report:
             tasks.append(asyncio.ensure_future(refresh_open()))
             if socket is not None:
                 socket.unsettle(until, slots)
-            techs = [
-                asyncio.ensure_future(
-                    driver.technician(random.Random(f"{opts.seed}-{n}"), until, opts.think)
-                )
-                for n in range(opts.technicians)
-            ]
+            techs = []
+            for n in range(opts.technicians):
+                tech_rng = random.Random(f"{opts.seed}-{n}")
+                if teams_driver and (opts.platform == "teams" or n % 2):  # both: every other
+                    work = teams_driver.technician(tech_rng, until, opts.think, n)
+                else:
+                    work = driver.technician(tech_rng, until, opts.think)
+                techs.append(asyncio.ensure_future(work))
             kills: list[str] = []
             drops: list[int] = []
             if opts.db_drops and url.startswith("postgresql"):
@@ -906,6 +925,8 @@ async def run(opts: Options) -> Report:
             report = check(driver.work, snap, slack, pd, slots)
             if socket is not None:
                 await socket.check(report, driver.work, url)
+            if teams_driver is not None:
+                chaos_teams.check(teams_driver, snap, report, db_drops=bool(drops))
             cut = f", {len(drops)} cuts of {sum(drops)} connections" if drops else ""
             report.lines.insert(0, f"  seed {opts.seed}, {opts.duration:g}s of kills "
                                    f"({len(kills)} SIGKILLs{cut}), drained in {drained:.1f}s, "
@@ -920,6 +941,8 @@ async def run(opts: Options) -> Report:
             await socket.stop()
         await slack.stop()
         await pd.stop()
+        if teams is not None:
+            await teams.stop()
         if scratch:
             with contextlib.suppress(Exception):
                 await admin(server, f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
@@ -957,6 +980,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="Slack refuses posts over ~1/s per channel (429)")  # fmt: skip
     parser.add_argument("--db-drops", action="store_true",
                         help="PostgreSQL: cut every connection to it every 2-8 s")  # fmt: skip
+    parser.add_argument("--platform", choices=("slack", "teams", "both"), default="slack",
+                        help="where technicians work (both: every other one in Teams)")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, SQLite)")
     parser.add_argument("--transport", choices=("http", "socket"), default="http",
                         help="Slack's requests: signed HTTP, or Socket Mode envelopes")  # fmt: skip
@@ -968,7 +993,7 @@ def main(argv: list[str] | None = None) -> int:
         kill_min=ns.kill_min, kill_max=ns.kill_max, technicians=ns.technicians,
         think=tuple(ns.think),
         lease=ns.lease, drain=ns.drain, keep=ns.keep, latency=ns.latency, throttle=ns.throttle,
-        db_drops=ns.db_drops, transport=ns.transport,
+        db_drops=ns.db_drops, transport=ns.transport, platform=ns.platform,
     )  # fmt: skip
     try:
         report = asyncio.run(run(opts))
@@ -983,10 +1008,13 @@ def main(argv: list[str] | None = None) -> int:
     if not report.passed:
         print(f"replay: python -m bench.chaos --seed {seed} --db {ns.db} "
               f"--duration {ns.duration:g} --procs {ns.procs} "
-              f"--transport {ns.transport}")  # fmt: skip
+              f"--transport {ns.transport} --platform {ns.platform}")  # fmt: skip
     return 0 if report.passed else 1
 
 
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, _interrupted)  # stopped like Ctrl-C: everything cleaned up
-    sys.exit(main())
+    # Run as bench.chaos, the module bench.chaos_teams imports (one KILLS list, not two).
+    from bench import chaos
+
+    sys.exit(chaos.main())
