@@ -442,6 +442,13 @@ async def first_answer(deps: Deps, delivery_id: str | None) -> Answering | None:
             return Answering(deps, delivery_id)
         if found is inbound.Answer.ANSWERED:
             return None
+        if found is inbound.Answer.REPEATED:
+            log.warning(
+                "delivery %s: the delivery that took its answer over died before recording it "
+                "as given too (it went out once or twice): not sent a third time",
+                delivery_id,
+            )
+            return None
         if not waiting:
             waiting = True
             log.info(

@@ -27,7 +27,11 @@ its row's `at` is when it was taken or last renewed (`renew`), and once the answ
 second row (`ANSWERED` + its key, `answered`) records it. A claim older than the lease and not
 recorded as answered belongs to a process that died before its answer went out (or before it
 recorded it): a redelivery takes it over (one UPDATE whose condition is the stale `at`, so of
-two only one does) and answers. Until then a redelivery sees it `HELD`.
+two only one does) and answers. Until then a redelivery sees it `HELD`. A claim is taken over
+once (a third row, `TAKEN` + its key, says it was): the delivery that takes it over sends at
+once, so when its lease runs out too, that process died with the answer out (or on its way):
+it went out once or twice already, and is not sent a third time (`REPEATED`; a Teams message
+may repeat once, and only when its process died between the send and its record).
 
 A change's answer is kept with its claim (`answer`, JSON the dispatcher writes and reads:
 handlers.replay), so that a redelivery, which exists because the first answer did not count
@@ -80,6 +84,9 @@ _OLDEST = (
 _PRUNE = delete(_TABLE).where(_TABLE.c.key.in_(_OLDEST))
 # An answer's claim is recorded as answered by a second row: this prefix and its key.
 ANSWERED = "answered:"
+# ... and as taken over once (see the module docstring) by a third: this prefix and its key.
+TAKEN = "taken over:"
+_WAS_TAKEN = select(exists().where(_TABLE.c.key == bindparam("taken_key")))
 _WAS_ANSWERED = exists().where(_TABLE.c.key == bindparam("answered_key"))
 # An answer's claim whose lease ran out, never recorded as answered, taken over.
 _TAKE_OVER = (
@@ -109,6 +116,9 @@ class Answer(enum.Enum):
     # Another delivery of it holds the claim within its lease: answering now, or dead (then
     # the lease runs out).
     HELD = "held"
+    # Taken over once already, and that delivery's lease ran out too: it died having sent the
+    # answer (or about to): the answer went out once or twice; now recorded as answered.
+    REPEATED = "repeated"
 
 
 @dataclass(frozen=True)
@@ -244,7 +254,8 @@ async def record(session: AsyncSession, binding: Binding, answer: str) -> bool:
 async def claim(session: AsyncSession, delivery_id: str, *, lease: timedelta) -> Answer:
     """Claim the answer to `delivery_id` in the session's transaction (committed by the
     caller), for `lease` unless renewed: MINE when it was new, TAKEN_OVER when its claim's
-    lease ran out with no answer recorded, ANSWERED when an earlier delivery's answer was recorded,
+    lease ran out with no answer recorded (REPEATED when it had been taken over before: then it
+    is recorded as answered), ANSWERED when an earlier delivery's answer was recorded,
     HELD while another delivery's claim is within its lease (on PostgreSQL a concurrent claim
     waits for that transaction, then stops here). For a delivery whose only effect is its
     answer (dispatch.first_answer); a change claims its id through `bound` sessions.
@@ -257,6 +268,10 @@ async def claim(session: AsyncSession, delivery_id: str, *, lease: timedelta) ->
         return Answer.MINE
     params = {"claim_key": key, "answered_key": ANSWERED + key, "now": now, "stale": now - lease}
     if (await conn.execute(_TAKE_OVER, params)).rowcount == 1:
+        if await conn.scalar(_WAS_TAKEN, {"taken_key": TAKEN + key}):
+            await conn.execute(stmt, {"key": ANSWERED + key, "at": now})
+            return Answer.REPEATED
+        await conn.execute(stmt, {"key": TAKEN + key, "at": now})
         return Answer.TAKEN_OVER
     return Answer.ANSWERED if await conn.scalar(_ANSWERED_SEEN, params) else Answer.HELD
 
