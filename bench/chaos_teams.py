@@ -126,7 +126,8 @@ def words_of(activity: dict[str, Any]) -> str:
 class SlowConnector(FakeConnector):
     """The connector doing each call's work at once and answering up to `latency` s later (the
     window where a killed sender leaves a message sent and not recorded). A 1:1 chat opened
-    with someone is always the same conversation (`a:chaos-chat-<user>`), as in Teams."""
+    with someone is always the same conversation (a technician's: `technician_chat`), as in
+    Teams."""
 
     def __init__(self, latency: float, rng: random.Random) -> None:
         super().__init__(threaded=False)
@@ -155,7 +156,7 @@ class SlowConnector(FakeConnector):
         user = str((members[0] or {}).get("id") or "")
         if not user:
             return self._error(400, "BadArgument", "no member")
-        chat = f"a:chaos-chat-{user.removeprefix('29:')}"
+        chat = f"a:chaos-chat-{user.removeprefix('29:').removeprefix('chaos-')}"
         meta = {"_path": rec.path, "_authorization": rec.headers.get("Authorization")}
         self._created.append({**body, "_id": chat, "_activity_id": "", **meta})
         return web.json_response({"id": chat, "serviceUrl": self.service_url}, status=201)
