@@ -612,7 +612,7 @@ async def _keep(
     """Keep the committed change's answer with its claim (see the module docstring): True
     when kept, False when a redelivery took the claim over first, None when it could not be
     kept (the answer is given all the same; a redelivery would be answered replay.LOST)."""
-    answer = replay.kept(interaction, reply)
+    answer = replay.kept(interaction, reply, noted=binding.answer)
 
     async def write() -> bool:
         async with inbound.unbound(deps.sessions)() as session, session.begin():
@@ -664,6 +664,23 @@ async def _again(
         kept = await _when_kept(deps, key, found, kept)
     log.info("delivery %s was handled before: its kept answer is given", key)
     attempt.again = key
+    return await _kept_answer(deps, key, kept)
+
+
+async def _kept_answer(deps: Deps, key: str, kept: replay.Kept) -> Reply:
+    """`kept.answer()`; when no answer was kept but the change noted the ticket it opened,
+    that ticket's card (its process died before keeping the answer, and before the card went
+    out: the card is owed, not a note that the answer was lost)."""
+    if kept.reply is None and kept.ticket_id is not None:
+        try:
+            card = await tickets.opened_card(deps, kept.ticket_id)
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            card = None
+        if card is not None:
+            log.warning("delivery %s: its answer was never kept; the ticket's card is", key)
+            return card
     return kept.answer()
 
 
@@ -698,7 +715,7 @@ async def _again_once(deps: Deps, interaction: Interaction, key: str, reply: Rep
                 found = await inbound.recorded(session, key)
             kept = replay.read(found.answer) if found is not None else None
             if kept is not None and kept.asked_by(interaction):
-                reply = kept.answer()
+                reply = await _kept_answer(deps, key, kept)
         except Exception as exc:
             if not is_unavailable(exc):
                 raise

@@ -56,6 +56,9 @@ class Kept:
     actor: str
     conversation: str
     reply: Reply | None
+    # The ticket the change opened (noted with the claim in its transaction): a redelivery
+    # with no answer kept is answered with that ticket's card, not LOST.
+    ticket_id: int | None = None
 
     def asked_by(self, interaction: Interaction) -> bool:
         """Whether `interaction` is from the same person in the same conversation."""
@@ -91,11 +94,18 @@ def shown(interaction: Interaction, reply: Reply) -> bool:
     return reply.as_form or bool(reply.text and reply.card is None)
 
 
-def kept(interaction: Interaction, reply: Reply) -> str:
-    """The JSON kept for `reply` to `interaction` (see the module docstring)."""
+def kept(interaction: Interaction, reply: Reply, *, noted: str | None = None) -> str:
+    """The JSON kept for `reply` to `interaction` (see the module docstring), with what the
+    change noted with its claim (`noted`: the claim's JSON; the ticket it opened)."""
     actor, conversation = _asker(interaction)
+    facts = json.loads(noted) if noted else {}
     return json.dumps(
-        {"actor": actor, "conversation": conversation, "reply": _reply(interaction, reply)}
+        {
+            **(facts if isinstance(facts, dict) else {}),
+            "actor": actor,
+            "conversation": conversation,
+            "reply": _reply(interaction, reply),
+        }
     )
 
 
@@ -168,7 +178,13 @@ def read(stored: str | None) -> Kept | None:
                 card_version=str(found.get("card_version") or ""),
                 image=_image(found.get("image")),
             )
-        return Kept(actor=str(data["actor"]), conversation=str(data["conversation"]), reply=reply)
+        ticket = data.get("ticket_id")
+        return Kept(
+            actor=str(data["actor"]),
+            conversation=str(data["conversation"]),
+            reply=reply,
+            ticket_id=ticket if isinstance(ticket, int) else None,
+        )
     except Exception:
         log.exception("a kept answer could not be read: answered nothing")
         return None

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import json
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -96,6 +97,10 @@ _TAKE_OVER = (
 )
 _RENEW = update(_TABLE).where(_TABLE.c.key == bindparam("claim_key")).values(at=bindparam("now"))
 _ANSWERED_SEEN = select(_WAS_ANSWERED)
+# What a change adds to its claim before its answer is kept (`note`).
+_NOTE = (
+    update(_TABLE).where(_TABLE.c.key == bindparam("claim_key")).values(answer=bindparam("answer"))
+)
 # A change's answer, kept with its claim unless a redelivery took that claim over meanwhile.
 _RECORD = (
     update(_TABLE)
@@ -249,6 +254,20 @@ async def record(session: AsyncSession, binding: Binding, answer: str) -> bool:
         binding.claimed_at = None  # renewed from now on (`renew`): no longer what was written
         return True
     return False
+
+
+async def note(session: AsyncSession, **facts: Any) -> None:
+    """Add `facts` to what the claim of the session's delivery holds before its answer is
+    kept (who asked, where), in the change's own transaction: a redelivery that finds no kept
+    answer (its process died between the commit and `record`) still reads them (the ticket the
+    change opened). Nothing for a session bound to no delivery, or one with nothing to keep."""
+    binding = _binding(session.sync_session)
+    if binding is None or binding.key is None or binding.answer is None:
+        return
+    binding.answer = json.dumps({**json.loads(binding.answer), **facts})
+    if binding.pending is not None and binding.pending is session.sync_session.get_transaction():
+        conn = await statements.connection(session)
+        await conn.execute(_NOTE, {"claim_key": binding.key, "answer": binding.answer})
 
 
 async def claim(session: AsyncSession, delivery_id: str, *, lease: timedelta) -> Answer:

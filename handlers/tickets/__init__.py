@@ -19,6 +19,7 @@ from handlers.tickets.service import (
     load,
     mine,
     open_form,
+    opened_card,
     remember_card,
     show,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "load",
     "mine",
     "open_form",
+    "opened_card",
     "remember_card",
     "show",
     "ticket_buttons",

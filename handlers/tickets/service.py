@@ -16,7 +16,7 @@ from handlers.tickets import details as ticket_details
 from handlers.tickets import intake as intake_form
 from handlers.tickets.cards import card_version, ticket_card, ticket_line
 from handlers.types import Actor, Forbidden, Interaction, InvalidInput, NotFound, Reply
-from storage import outbox
+from storage import inbound, outbox
 from storage import tickets as repo
 from storage.errors import DatabaseUnavailable
 from storage.models import Ticket
@@ -170,6 +170,9 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
                 **({"matches_p1": ticket.p1_match} if ticket.p1_match else {}),
             },
         )
+        # With the delivery's claim: a redelivery that finds no answer kept answers with this
+        # ticket's card (`opened_card`).
+        await inbound.note(session, ticket_id=ticket.id)
         await psa.on_ticket_opened(
             session,
             deps.config,
@@ -213,6 +216,30 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
         ticket_card_of=ticket.id if interaction.can_reply else None,
         card_version=shown if interaction.can_reply else "",
     )
+
+
+async def opened_card(deps: Deps, ticket_id: int) -> Reply | None:
+    """The answer to an intake whose answer was never kept (its process died between the
+    commit and keeping it, before the card went out): the ticket's card as it is now, posted
+    and remembered as the card (Teams) as the first answer's would have been. None when the
+    ticket is not there."""
+    async with deps.sessions() as session:
+        ticket = await session.get(Ticket, ticket_id)
+        if ticket is None:
+            return None
+        card = ticket_card(
+            ticket,
+            extra=await diagnosis.card_elements(session, ticket),
+            now=deps.clock(),
+            identity=await identity.card_fact(session, ticket),
+        )
+        return Reply(
+            text=f"Opened {ticket.number}",
+            card=card,
+            private=False,
+            ticket_card_of=ticket.id,
+            card_version=card_version(ticket),
+        )
 
 
 async def remember_card(
