@@ -170,9 +170,11 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
                 **({"matches_p1": ticket.p1_match} if ticket.p1_match else {}),
             },
         )
-        # With the delivery's claim: a redelivery that finds no answer kept answers with this
-        # ticket's card (`opened_card`).
-        await inbound.note(session, ticket_id=ticket.id)
+        if interaction.can_reply:
+            # The card is this delivery's answer: noted with its claim, so that a redelivery
+            # finding no answer kept answers with the ticket's card (`opened_card`). Where
+            # the card is announced (below) the outbox holds it already: no statement more.
+            await inbound.note(session, ticket_id=ticket.id)
         await psa.on_ticket_opened(
             session,
             deps.config,
