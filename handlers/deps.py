@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -73,6 +73,9 @@ class Deps:
     # The knowledge base (`kb.source`) and the change calendar file/URL, when configured.
     kb: KbSource | None = None
     change_calendar: ChangeCalendar | None = None
+    # The `event_payload` of the outbox metadata on a Slack message (channel, ts), read back
+    # from Slack; None when it has none or cannot be read. Set by the Slack edge.
+    slack_message_marker: Callable[[str, str], Awaitable[dict[str, Any] | None]] | None = None
 
     def detached(self) -> Deps:
         """These deps for work that outlives the request that started it (a background look-up

@@ -534,6 +534,50 @@ async def card_due(session: AsyncSession, ticket_id: int) -> datetime | None:
     return None if found is None else found[0]
 
 
+# Ticket cards whose post may be in Slack without its message being recorded yet: being
+# sent now (leased), or an attempt nobody recorded (a lease run out, an uncertain failure).
+# Few at any time; scanned through the pending rows (ix_outbox_due).
+MAX_CARDS_IN_DOUBT = 50
+_CARDS_IN_DOUBT = (
+    select(
+        _OUTBOX.c.id,
+        _OUTBOX.c.created_at,
+        _OUTBOX.c.ticket_id,
+        _OUTBOX.c.payload["channel"].as_string(),
+    )
+    .where(
+        _OUTBOX.c.status == "pending",
+        _OUTBOX.c.claimed_until.is_not(None) | (_OUTBOX.c.in_doubt == true()),
+        _OUTBOX.c.ticket_id.is_not(None),
+        _OUTBOX.c.payload["ticket_card"].as_boolean() == true(),
+    )
+    .order_by(_OUTBOX.c.id.desc())
+    .limit(MAX_CARDS_IN_DOUBT)
+)
+
+
+@dataclass(frozen=True)
+class CardInDoubt:
+    """A ticket card row that may have been posted without its message being recorded."""
+
+    id: int
+    created_at: datetime
+    ticket_id: int
+    channel: str
+
+
+async def cards_in_doubt(session: AsyncSession, *, channel: str) -> list[CardInDoubt]:
+    """The ticket card rows for `channel` (or for a channel given by `#name`, whose id is not
+    known until it is posted) that may be in Slack unrecorded, newest first."""
+    conn = await statements.connection(session)
+    rows = await conn.execute(_CARDS_IN_DOUBT)
+    return [
+        CardInDoubt(int(r[0]), r[1], int(r[2]), str(r[3] or ""))
+        for r in rows
+        if r[3] == channel or str(r[3] or "").startswith("#")
+    ]
+
+
 # A ticket card refresh (rendered when it is delivered) that waits, unclaimed: it will show
 # the ticket as it is then, whatever other refreshes were queued before it.
 _REFRESH = _OUTBOX.c.payload["refresh_ticket_card"].as_boolean() == true()

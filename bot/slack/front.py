@@ -51,6 +51,7 @@ from bot.settings import ConfigError, Settings
 from bot.slack import shapes
 from bot.slack.deliveries import delivery_id
 from bot.slack.errors import slack_error
+from bot.slack.notifier import METADATA_TYPE
 from cards import slack as blockkit
 from cards.model import ActionId, Card, Inline, Rich, Text, plain
 from handlers.deps import Deps
@@ -174,6 +175,9 @@ class SlackFront:
     def __init__(self, settings: Settings, deps: Deps, client: AsyncWebClient) -> None:
         self.deps = deps
         self.client = client
+        # A thread whose parent may be a ticket card not recorded yet is asked about (the core
+        # asks only while such a card is in doubt: handlers.working.attachments).
+        deps.slack_message_marker = self._message_marker
         self._tasks: set[asyncio.Task[None]] = set()
         # Set at shutdown: a file still being read is taken as Slack sent it (see _file_info).
         self._stopping = asyncio.Event()
@@ -572,6 +576,33 @@ class SlackFront:
         reply = await self._handle(interaction)
         if reply.text and not reply.duplicate:
             log.info("slack: thread message answered (not shown): %s", plain(reply.text)[:200])
+
+    async def _message_marker(self, channel: str, ts: str) -> dict[str, Any] | None:
+        """The outbox marker (`event_payload` of the bot's metadata) on message `ts` of
+        `channel`, read with conversations.history; None when it has none or cannot be read."""
+        try:
+            page = await self.client.conversations_history(
+                channel=channel,
+                latest=ts,
+                oldest=ts,
+                inclusive=True,
+                limit=1,
+                include_all_metadata=True,
+            )
+        except SlackApiError as exc:
+            log.warning(
+                "slack: reading a thread's first message failed (%s)", slack_error(exc.response)
+            )
+            return None
+        except (ClientError, TimeoutError) as exc:
+            log.warning("slack: reading a thread's first message failed (%s)", type(exc).__name__)
+            return None
+        for found in page.get("messages") or []:
+            meta = found.get("metadata") or {}
+            payload = meta.get("event_payload") if isinstance(meta, dict) else None
+            if found.get("ts") == ts and meta.get("event_type") == METADATA_TYPE:
+                return payload if isinstance(payload, dict) else None
+        return None
 
     async def _file(self, shared: dict[str, Any]) -> dict[str, Any]:
         """A shared file as the core takes it; read with files.info when Slack sent only its

@@ -3,6 +3,9 @@
 Slack: a message in a ticket card's thread (its `thread_ts` is the ticket's thread in that
 channel); its files are recorded on the ticket, and a technician's message there is the
 ticket's first response. Files in any other thread are ignored, whatever ticket the text names.
+A thread whose first message is a ticket card not recorded yet (its sender died between Slack
+taking the post and recording it, or is recording it now) is known by the outbox marker in the
+card's metadata, read from Slack only while such a card is in doubt in that channel.
 Teams: a message in the reply chain of a ticket card posted in a channel (the bot @mentioned
 there), like a Slack thread; and a message naming a ticket number with file attachments, whose
 files are taken only from the ticket's requester or a technician (or in the conversation its
@@ -19,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,6 +36,7 @@ from handlers.formatting import listed, someone, when
 from handlers.types import Actor, Interaction, Reply
 from handlers.working.rules import ticket_numbers
 from handlers.working.service import first_response as _first_response
+from storage import outbox
 from storage import tickets as tickets_repo
 from storage import working as repo
 from storage.models import Ticket, TicketAttachment
@@ -166,6 +171,64 @@ async def _ticket(session: AsyncSession, deps: Deps, interaction: Interaction) -
     return None
 
 
+async def _in_doubt(
+    session: AsyncSession, deps: Deps, interaction: Interaction
+) -> tuple[_Found | None, list[outbox.CardInDoubt]]:
+    """Slack, a thread not known as a ticket's: the ticket cards for this channel that may
+    have been posted without their message being recorded yet (their sender died, or is
+    recording it right now). The thread may be one's, and Slack never sends an acknowledged
+    event again. Nothing in doubt (nearly always): no Slack call; the thread is looked up
+    once more, in case its card was recorded between the two look-ups."""
+    if deps.slack_message_marker is None:
+        return None, []
+    channel = interaction.conversation.id
+    doubt = await outbox.cards_in_doubt(session, channel=channel)
+    if doubt:
+        return None, doubt
+    thread = str(interaction.data.get("thread") or "")
+    ticket = await repo.ticket_in_thread(session, channel=channel, thread=thread)
+    return (None if ticket is None else _Found(ticket, in_thread=True, worked_here=True)), []
+
+
+async def _unrecorded_card(
+    deps: Deps, interaction: Interaction, doubt: list[outbox.CardInDoubt]
+) -> _Found | None:
+    """The ticket whose card, in doubt, is this thread's first message: read from Slack with
+    the outbox marker its post carries (as the worker that takes the row over finds it)."""
+    channel = interaction.conversation.id
+    thread = str(interaction.data.get("thread") or "")
+    read = deps.slack_message_marker
+    marker = await read(channel, thread) if read is not None else None
+    if not marker:
+        return None
+    for row in doubt:
+        if marker.get("outbox_id") == row.id and _same_time(marker.get("queued"), row.created_at):
+            async with deps.sessions() as session:
+                ticket = await session.get(Ticket, row.ticket_id)
+            if ticket is None:
+                return None
+            log.info(
+                "thread of a ticket card not recorded yet (outbox row %s): taken as %s's",
+                row.id,
+                ticket.number,
+            )
+            return _Found(ticket, in_thread=True, worked_here=True)
+    return None
+
+
+def _same_time(queued: Any, created: datetime) -> bool:
+    """Whether the marker's `queued` (an ISO timestamp) is when the row was created."""
+    try:
+        when_queued = datetime.fromisoformat(str(queued))
+    except ValueError:
+        return False
+    return _utc(when_queued) == _utc(created)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 async def _is_requester(deps: Deps, actor: Actor, ticket: Ticket) -> bool:
     """Whether `actor` is the ticket's requester (by platform id, else the directory's e-mail).
     Their own message in the thread is no response to their ticket, even where everyone
@@ -204,8 +267,13 @@ async def on_message(deps: Deps, interaction: Interaction) -> Reply:
     every = shared_files(interaction.data.get("files"), interaction.platform)
     files, left_out = every[:MAX_FILES], len(every) - MAX_FILES
     in_thread = bool(interaction.data.get("thread"))
+    doubt: list[outbox.CardInDoubt] = []
     async with deps.sessions() as session:
         found = await _ticket(session, deps, interaction)
+        if found is None and in_thread and interaction.platform == "slack":
+            found, doubt = await _in_doubt(session, deps, interaction)
+    if found is None and doubt:
+        found = await _unrecorded_card(deps, interaction, doubt)
     if found is None:
         if files and interaction.platform == "slack":
             log.info(
