@@ -34,6 +34,7 @@ from bot.slack.files import FileSharer
 from bot.slack.front import SlackFront, make_client
 from bot.slack.notifier import SlackNotifier
 from bot.slack.people import SlackPeople
+from bot.table_stats import TableStats
 from bot.teams.front import TeamsFront
 from bot.teams.people import TeamsPeople
 from bot.teams.references import ReferenceStore
@@ -64,6 +65,7 @@ class Services:
     prune: DeliveryPrune | None = None
     # Trims finished outbox rows to what is still read, once old (with the scheduler).
     outbox_prune: OutboxPrune | None = None
+    table_stats: TableStats | None = None
     scheduler: AsyncIOScheduler | None = None
     metrics: Metrics = field(default_factory=Metrics)
     # Retry-After windows and pacing per Slack channel, Teams conversation, pager...
@@ -246,6 +248,9 @@ async def start_services(
             engine, database=db.location(settings.database_url), observer=metrics
         )
         services.outbox_prune.schedule(services.scheduler)
+        if engine.dialect.name == "postgresql":
+            services.table_stats = TableStats(engine, database=db.location(settings.database_url))
+            services.table_stats.schedule(services.scheduler)
         outbox.on_enqueue_commit(sessions, services.worker.wake)
         # Rows a request queues, due now, go straight to this process's worker.
         outbox.hand_off_on_commit(sessions, services.worker.handoff())
