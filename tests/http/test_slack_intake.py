@@ -216,17 +216,27 @@ async def test_concurrent_submissions_get_distinct_numbers(make_app, slack_api: 
     assert [r.status for r in responses] == [200] * 50
     bodies = [await r.text() for r in responses]
     told_to_retry = sum("cannot save tickets right now" in body for body in bodies)
+    # A submission whose claim was still on its way when the budget ended is told the
+    # database did not confirm whether it was saved (the claim may have been waiting for
+    # another delivery of it: handlers.dispatch._claim_held); it made one ticket or none.
+    in_doubt = sum("did not confirm in time whether this was saved" in body for body in bodies)
     # On a very loaded box some commits outlast the answer budget and land after their ack
     # (the person is told so on their own): wait for them before counting.
     for _ in range(600):
         async with app.services.sessions() as session:
             numbers = (await session.execute(select(Ticket.number))).scalars().all()
             queued = (await session.execute(select(OutboxMessage))).scalars().all()
-        if len(numbers) + told_to_retry == 50:
+        if len(numbers) + told_to_retry + in_doubt >= 50:
             break
         await asyncio.sleep(0.1)
+    if in_doubt:  # any of them that commits late, before counting
+        await asyncio.sleep(1.0)
+        async with app.services.sessions() as session:
+            numbers = (await session.execute(select(Ticket.number))).scalars().all()
+            queued = (await session.execute(select(OutboxMessage))).scalars().all()
     opened = len(numbers)
-    assert opened >= 1 and opened + told_to_retry == 50, (opened, told_to_retry)
+    counts = (opened, told_to_retry, in_doubt)
+    assert opened >= 1 and 50 - in_doubt <= opened + told_to_retry <= 50, counts
     expected = [f"HD-{i}" for i in range(1, opened + 1)]
     assert sorted(numbers, key=lambda n: int(n.split("-")[1])) == expected
     # One card each, and each ticket's respond and resolve warnings (due later); a printer
