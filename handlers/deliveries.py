@@ -17,9 +17,15 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cards.model import Inline, Rich, Typed
-from handlers import csat, diagnosis, identity, incidents, notify, psa, sla, working
+from handlers import csat, identity, incidents, notify, psa, sla, working
 from handlers.config import HelpdeskConfig
-from handlers.tickets import VERSION_COLUMNS, card_version, in_sentence, label_of, ticket_card
+from handlers.tickets import (
+    VERSION_COLUMNS,
+    card_version,
+    current_card,
+    in_sentence,
+    label_of,
+)
 from storage import outbox
 from storage import tickets as repo
 from storage.models import OutboxMessage, Ticket, utcnow
@@ -155,12 +161,7 @@ async def prepare(
             if await outbox.other_card_refresh(session, ticket_id=ticket.id, row_id=message.id):
                 return Preparation(None, give_up=COLLAPSED)
             return Preparation(None, wait=wait)
-        card = ticket_card(
-            ticket,
-            extra=await diagnosis.card_elements(session, ticket),
-            now=now,
-            identity=await identity.card_fact(session, ticket),
-        )
+        card = await current_card(session, ticket, now=now)
         payload["card"], payload["text"] = card.to_dict(), card.fallback
         payload[RENDERED_VERSION] = card_version(ticket)
     if payload.get("refresh_incident_notice"):

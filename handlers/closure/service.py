@@ -31,7 +31,7 @@ from handlers.durations import (
     parse_typed_duration,
 )
 from handlers.formatting import who_acted
-from handlers.tickets import load, ticket_card
+from handlers.tickets import current_card, load
 from handlers.types import DomainError, Interaction, InvalidInput, NotFound, Reply
 from storage import tickets as repo
 from storage.models import Ticket, TimeEntry, utcnow
@@ -450,11 +450,9 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
                 # Their own closure pings nobody; another technician's tells them.
                 mention=not notify.is_ticket_technician(actor, closer, ticket),
             )
-        extra = await diagnosis.card_elements(session, ticket)
-        shown = await identity.card_fact(session, ticket)
+        card = await current_card(session, ticket, now=now)
     log.info("ticket closed", extra={"ticket": ticket.number, "with_it": len(also)})
     text = " ".join([f"Closed {ticket.number}.", *remarks])
-    card = ticket_card(ticket, extra=extra, now=now, identity=shown)
     return Reply(text=text, card=card, private=False)
 
 

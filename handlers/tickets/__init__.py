@@ -16,6 +16,7 @@ from handlers.tickets.intake import categories, intake_card
 from handlers.tickets.service import (
     announce,
     create_ticket,
+    current_card,
     load,
     mine,
     open_form,
@@ -30,6 +31,7 @@ __all__ = [
     "card_version",
     "categories",
     "create_ticket",
+    "current_card",
     "in_sentence",
     "intake_card",
     "label_of",

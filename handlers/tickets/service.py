@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -220,6 +221,17 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
     )
 
 
+async def current_card(session: AsyncSession, ticket: Ticket, *, now: datetime) -> Card:
+    """The ticket's card as it is now, as posted where it was opened: its diagnosis section
+    (left out for a ticket a non-technician opened) and its identity check's fact."""
+    return ticket_card(
+        ticket,
+        extra=await diagnosis.card_elements(session, ticket),
+        now=now,
+        identity=await identity.card_fact(session, ticket),
+    )
+
+
 async def opened_card(deps: Deps, ticket_id: int) -> Reply | None:
     """The answer to an intake whose answer was never kept (its process died between the
     commit and keeping it, before the card went out): the ticket's card as it is now, posted
@@ -229,12 +241,7 @@ async def opened_card(deps: Deps, ticket_id: int) -> Reply | None:
         ticket = await session.get(Ticket, ticket_id)
         if ticket is None:
             return None
-        card = ticket_card(
-            ticket,
-            extra=await diagnosis.card_elements(session, ticket),
-            now=deps.clock(),
-            identity=await identity.card_fact(session, ticket),
-        )
+        card = await current_card(session, ticket, now=deps.clock())
         return Reply(
             text=f"Opened {ticket.number}",
             card=card,
