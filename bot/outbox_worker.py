@@ -512,16 +512,63 @@ class OutboxWorker:
                 if not await self._still_mine(row, same_attempt=False):
                     return
                 outcome = _Outcome(row)
-                try:
-                    outcome.result = await self.notifiers.deliver(row)
-                except DeliveryError as exc:
-                    outcome.error = exc
-                except Exception as exc:
-                    log.exception("delivery of outbox row %s (%s) crashed", row.id, row.kind)
-                    outcome.error = DeliveryError(f"{type(exc).__name__}: {exc}", uncertain=True)
+                send: bool | None = True
+                if row.in_doubt and self.notifiers.repeats_in_doubt(row):
+                    send = await self._resend_in_doubt(row)
+                    if send is None:
+                        return
+                if not send:
+                    outcome.result = {outbox.RESENT_IN_DOUBT: True, "not_sent_again": True}
+                else:
+                    try:
+                        outcome.result = await self.notifiers.deliver(row)
+                    except DeliveryError as exc:
+                        outcome.error = exc
+                    except Exception as exc:
+                        log.exception("delivery of outbox row %s (%s) crashed", row.id, row.kind)
+                        error = DeliveryError(f"{type(exc).__name__}: {exc}", uncertain=True)
+                        outcome.error = error
                 if outcome.error is not None:
                     await self._note_failure(row, outcome.error)
             await self._record(outcome)
+
+    async def _resend_in_doubt(self, row: OutboxMessage) -> bool | None:
+        """A row in doubt that nothing can look up (a Teams message: its last attempt may
+        have arrived, unrecorded). SPEC lets it repeat once: it is sent again (True) once that
+        is recorded, unless an earlier resend in doubt went out unrecorded too (False: recorded
+        as delivered, not sent a third time). None: not recorded, nothing sent (the row is
+        let go, or put back while the database is down)."""
+        if row.result.get(outbox.RESENT_IN_DOUBT):
+            log.warning(
+                "outbox row %s (%s): its sender died (or timed out) after sending it twice, "
+                "each time before recording it; it went out once or twice: not sent a third "
+                "time",
+                row.id,
+                row.kind,
+            )
+            return False
+        try:
+            async with self._transaction(row.ticket_id) as session:
+                noted = await outbox.note_resend_in_doubt(
+                    session, message_id=row.id, worker=self.worker_id, attempts=row.attempts
+                )
+        except Exception as exc:
+            if not is_unavailable(exc):
+                self._let_go(row)
+                raise
+            self._database_down("noting a resend in doubt", exc)
+            self._put_back_later(row)  # nothing was sent on this attempt
+            return None
+        if not noted:
+            self._let_go(row)  # claimed again meanwhile
+            return None
+        log.info(
+            "outbox row %s (%s) is in doubt and cannot be looked up: sent again (it may "
+            "repeat once)",
+            row.id,
+            row.kind,
+        )
+        return True
 
     async def _wait_for_place(self, row: OutboxMessage, row_places: tuple[str, ...]) -> bool:
         """True when the row's place (Slack channel, Teams conversation, PSA...) is in a

@@ -366,7 +366,9 @@ async def mark_failed(
     False when `worker` no longer holds the row (its lease ran out and another worker took it).
     """
     delay = backoff(attempts, retry_after=retry_after)
-    extra = {"in_doubt": True} if uncertain else {}
+    # A resend in doubt that failed cleanly (refused, throttled, never reached) did not
+    # arrive: the next attempt is again the one repeat allowed (note_resend_in_doubt).
+    extra: dict[str, Any] = {"in_doubt": True} if uncertain else {"result": {}}
     return await _update_held(
         session,
         _HELD,
@@ -417,6 +419,28 @@ async def put_back(session: AsyncSession, *, message_id: int, worker: str, attem
         worker=worker,
         row_attempts=attempts,
         claimed_until=None,
+    )
+
+
+# In `result` while a row is not delivered yet: the attempt under way resends a row in doubt
+# that nothing can look up (a Teams message: SPEC lets one repeat once). A later claim that
+# finds it in doubt again knows it may have gone out twice already.
+RESENT_IN_DOUBT = "resent_in_doubt"
+_RESENDING = _HELD.where(_OUTBOX.c.attempts == bindparam("row_attempts"))
+
+
+async def note_resend_in_doubt(
+    session: AsyncSession, *, message_id: int, worker: str, attempts: int
+) -> bool:
+    """Record, before it goes, that the attempt `worker` holds at `attempts` resends a row in
+    doubt that cannot be looked up; False when the row is no longer that attempt's."""
+    return await _update_held(
+        session,
+        _RESENDING,
+        message_id=message_id,
+        worker=worker,
+        row_attempts=attempts,
+        result={RESENT_IN_DOUBT: True},
     )
 
 

@@ -64,9 +64,12 @@ class Notifier(Protocol):
         ...
 
     # Optional: `places(message) -> tuple[str, ...]`, where sending the row goes
-    # (bot.places), so Retry-After windows and pacing are respected before a send; and
-    # `stop()`, called when the worker closes, to end a wait after a send (e.g. Opsgenie's
-    # confirmation) at once, so its outcome is recorded before shutdown goes on.
+    # (bot.places), so Retry-After windows and pacing are respected before a send;
+    # `repeats_in_doubt(message) -> bool`, True when an earlier attempt of the row cannot be
+    # looked up (a Teams message), so a resend in doubt may deliver it twice: the worker then
+    # resends it once at most; and `stop()`, called when the worker closes, to end a wait
+    # after a send (e.g. Opsgenie's confirmation) at once, so its outcome is recorded before
+    # shutdown goes on.
 
 
 class Notifiers:
@@ -93,6 +96,10 @@ class Notifiers:
     def places_of(self, message: OutboxMessage) -> tuple[str, ...]:
         places = getattr(self.find(message), "places", None)
         return tuple(places(message)) if places is not None else ()
+
+    def repeats_in_doubt(self, message: OutboxMessage) -> bool:
+        repeats = getattr(self.find(message), "repeats_in_doubt", None)
+        return bool(repeats(message)) if repeats is not None else False
 
     async def deliver(self, message: OutboxMessage) -> dict[str, Any]:
         notifier = self.find(message)

@@ -145,6 +145,11 @@ class TeamsNotifier:
             return (user, places.teams_conversation(chat)) if chat else (user,)
         return (places.teams_conversation(str(payload.get("channel", ""))),)
 
+    def repeats_in_doubt(self, message: OutboxMessage) -> bool:
+        """Teams has no look-up of an earlier send: a message or DM sent again may be there
+        twice. An update replaces the card it names, however often it is sent."""
+        return message.kind != "update"
+
     async def deliver(self, message: OutboxMessage) -> dict[str, Any]:
         payload = message.payload
         try:
