@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from collections.abc import Mapping
 from typing import Any
@@ -19,6 +20,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, QueuePool, StaticPool
 
 from storage import inbound, sqlite_inline
+
+log = logging.getLogger(__name__)
 
 # Bounds on every PostgreSQL wait (SPEC: a call with no answer is given up within 10 s).
 CONNECT_TIMEOUT = 5.0
@@ -218,11 +221,32 @@ async def ping(
     and a healthy database was reported down. Then, given `outside` (`unpooled`), the ping
     runs on a connection of its own instead: connect, SELECT 1, close, all within `timeout`.
     It goes to the same address, so a partition or a server that is gone fails it as well.
+    A server that refuses that connection for having too many (its `max_connections`, or the
+    role's or database's limit: the pool's own connections may be what fills it) has answered:
+    it is up, and busy.
     """
     target = outside if outside is not None and pool_exhausted(engine) else engine
     async with asyncio.timeout(timeout):
-        async with target.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        try:
+            async with target.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            if target is engine or not server_full(exc):
+                raise
+            log.info("database ping: the server is up but refuses more connections (%s)", exc)
+
+
+def server_full(error: BaseException) -> bool:
+    """Whether `error` is PostgreSQL refusing a connection for having too many (SQLSTATE
+    53300: `max_connections`, or a role's or database's CONNECTION LIMIT)."""
+    seen: BaseException | None = error
+    for _ in range(8):  # the driver's error, under SQLAlchemy's wrappers
+        if seen is None:
+            return False
+        if getattr(seen, "sqlstate", None) == "53300":
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
 
 
 def server_address(url: str) -> str | None:

@@ -15,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import time
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
 
 from storage import db
 from storage.models import Ticket
@@ -172,3 +174,57 @@ async def test_a_pool_all_in_use_waiting_on_the_counters_lock_is_not_an_outage(
         assert await tickets(pg_url) == 2 + len(saved)
     finally:
         await outside.dispose()
+
+
+@on_postgresql
+async def test_a_server_refusing_more_connections_while_the_pool_is_busy_is_not_down(
+    make_app, pg_url: str, slack_api: FakeSlack, caplog
+):
+    """The pool is all in use (as above) and the server takes no more connections from the bot
+    (its `max_connections` reached, here the bot's role's CONNECTION LIMIT: the pool's own
+    connections fill it). The ping of its own was refused ("too many connections"), and a
+    refusal said the database could not be reached: `/healthz` 503 and the outage line (both
+    before). The server answered: it is up, and busy."""
+    caplog.set_level(logging.INFO)
+    role = f"hd_limited_{secrets.token_hex(4)}"
+    admin = db.create_engine(pg_url)
+
+    async def as_admin(sql: str) -> int:
+        async with admin.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            found = await conn.execute(text(sql))
+            return int(found.scalar_one()) if found.returns_rows else 0
+
+    # A role of its own (not a superuser: limits do not bind those), with the tables' rights.
+    await as_admin(f"CREATE ROLE {role} LOGIN IN ROLE postgres")
+    url = make_url(pg_url).set(username=role).render_as_string(hide_password=False)
+    try:
+        app = await make_app(slack=slack_api, people=SLACK_PEOPLE, env={"DATABASE_URL": url})
+        await slack_ticket(app, slack_api, priority="P3", users=1)  # the counter's row exists
+        pool = app.services.engine.sync_engine.pool
+
+        async def waiting_on_the_lock() -> None:
+            async with app.services.engine.connect() as conn, conn.begin():
+                await conn.execute(text("SELECT 1 FROM ticket_counters FOR UPDATE"))
+
+        async with admin.connect() as conn, conn.begin():
+            await conn.execute(text("SELECT 1 FROM ticket_counters FOR UPDATE"))
+            holders = [asyncio.ensure_future(waiting_on_the_lock()) for _ in range(POOL)]
+            await wait_until(lambda: pool.checkedout() >= POOL, what="the pool all in use")
+            in_use = f"SELECT count(*) FROM pg_stat_activity WHERE usename = '{role}'"
+            await as_admin(f"ALTER ROLE {role} CONNECTION LIMIT {await as_admin(in_use)}")
+            status, elapsed = await timed_health(app)
+            assert status == 200 and elapsed < 2, (status, elapsed)
+            assert any("refuses more connections" in r.getMessage() for r in caplog.records)
+            await conn.rollback()
+            await asyncio.gather(*holders)
+        assert not outage_lines(caplog), [r.getMessage() for r in outage_lines(caplog)]
+        await as_admin(f"ALTER ROLE {role} CONNECTION LIMIT -1")
+        await slack_ticket(app, slack_api, priority="P3", users=1)
+        assert await tickets(pg_url) == 2
+        await app.stop()
+    finally:
+        ended = "count(pg_terminate_backend(pid))"
+        await as_admin(f"SELECT {ended} FROM pg_stat_activity WHERE usename = '{role}'")
+        await as_admin(f"DROP ROLE IF EXISTS {role}")
+        await admin.dispose()
