@@ -20,7 +20,8 @@ again as it was, nothing added. What is kept:
 - where the platform has nowhere to put an answer (`can_reply` False), only what is `shown`.
 
 A claim whose answer was never kept (its process died between the commit and `kept`) is
-answered with LOST.
+answered with LOST, or FORM_LOST when the change noted (`inbound.note(form=True)`) that its
+answer is a form.
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ LOST = (
     "This was done: an earlier delivery of this request was saved, but its answer was lost. "
     "Look it up with `mine` or `show` rather than doing it again."
 )
+# A change that answered with a form (`ticket close HD-7`: the first response recorded, the
+# closure form shown) whose answer was never kept: the form is what was lost.
+FORM_LOST = (
+    "The form did not reach you: run the command (or press the button) again to open it. "
+    "Nothing else needs doing."
+)
 FORM_AGAIN = (
     "If the form did not open, run the command (or press the button) again: a form opens "
     "only from a new request."
@@ -59,14 +66,18 @@ class Kept:
     # The ticket the change opened (noted with the claim in its transaction): a redelivery
     # with no answer kept is answered with that ticket's card, not LOST.
     ticket_id: int | None = None
+    # The change noted that its answer is a form: a redelivery with no answer kept says so.
+    form: bool = False
 
     def asked_by(self, interaction: Interaction) -> bool:
         """Whether `interaction` is from the same person in the same conversation."""
         return (self.actor, self.conversation) == _asker(interaction)
 
     def answer(self) -> Reply:
-        """The reply to give again (LOST when none was kept)."""
-        return self.reply if self.reply is not None else Reply(text=LOST)
+        """The reply to give again (LOST, or FORM_LOST, when none was kept)."""
+        if self.reply is not None:
+            return self.reply
+        return Reply(text=FORM_LOST if self.form else LOST)
 
 
 def _asker(interaction: Interaction) -> tuple[str, str]:
@@ -184,6 +195,7 @@ def read(stored: str | None) -> Kept | None:
             conversation=str(data["conversation"]),
             reply=reply,
             ticket_id=ticket if isinstance(ticket, int) else None,
+            form=data.get("form") is True,
         )
     except Exception:
         log.exception("a kept answer could not be read: answered nothing")

@@ -33,6 +33,7 @@ from handlers.durations import (
 from handlers.formatting import who_acted
 from handlers.tickets import current_card, load
 from handlers.types import DomainError, Interaction, InvalidInput, NotFound, Reply
+from storage import inbound
 from storage import tickets as repo
 from storage.models import Ticket, TimeEntry, utcnow
 
@@ -207,6 +208,8 @@ async def _form(deps: Deps, interaction: Interaction, ticket: Ticket) -> Reply:
             refresh_card=not in_card,  # the form takes the card's place
         )
         await identity.audit_gate(session, interaction, ticket, "close")
+        # Its answer is the form: a redelivery finding none kept says so (handlers.replay).
+        await inbound.note(session, form=True)
         refused = await notify.form_takes_card(
             session,
             ticket,

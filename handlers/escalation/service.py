@@ -16,6 +16,7 @@ from handlers.escalation.rules import FACTS, fact_problems, same_handoff
 from handlers.formatting import named, when, who_acted
 from handlers.tickets import load
 from handlers.types import DomainError, Interaction, InvalidInput, NotFound, Reply
+from storage import inbound
 from storage import tickets as repo
 from storage import working as working_repo
 from storage.models import Ticket
@@ -51,6 +52,8 @@ async def _form(deps: Deps, interaction: Interaction, ticket: Ticket) -> Reply:
                 refresh_card=not in_card,  # the form takes the card's place
             )
             await identity.audit_gate(session, interaction, ticket, "escalate")
+            # Its answer is the form: a redelivery finding none kept says so (handlers.replay).
+            await inbound.note(session, form=True)
             refused = await notify.form_takes_card(
                 session,
                 ticket,

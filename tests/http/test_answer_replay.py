@@ -22,12 +22,13 @@ from sqlalchemy import delete, func, select, update
 
 from handlers import dispatch, replay
 from storage import inbound
-from storage.models import InboundDelivery, TimeEntry, utcnow
+from storage.models import InboundDelivery, Ticket, TimeEntry, utcnow
 from tests.fakes.botframework import FakeConnector
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import AppHarness, block_actions
 from tests.harness import slack_button as button
-from tests.http.conftest_teams import ANA_ID, PERSONAL, TECH_ID, message
+from tests.http.conftest_teams import ANA_ID, PERSONAL, TECH_ID, TENANT, message
+from tests.http.conftest_teams import PEOPLE as TEAMS_PEOPLE
 from tests.http.test_closure_slack import PEOPLE as SLACK_PEOPLE
 from tests.http.test_closure_slack import new_ticket
 from tests.http.test_teams_answer_once import open_ticket
@@ -271,6 +272,48 @@ async def test_a_redelivered_change_whose_process_died_before_answering_is_answe
     assert logged == LOGGED
     assert again == LOGGED if kept else "its answer was lost" in again
     assert await time_entries(app) == 1
+
+
+@pytest.mark.parametrize("command_text", ["ticket close HD-1", "ticket escalate HD-1"])
+async def test_a_redelivered_form_whose_process_died_before_answering_says_to_open_it_again(
+    make_app: Any, connector: FakeConnector, command_text: str
+) -> None:
+    """`ticket close HD-1` records the first response and answers with the closure form (the
+    escalation form alike). Its process died between that commit and keeping the answer: the
+    redelivery said "This was done ... look it up with `mine` or `show` rather than doing it
+    again" (replay.LOST), which reads as if the ticket had been closed, and no form came. The
+    change notes with its claim that its answer is a form, and the redelivery says so."""
+    config = {"teams": {"service_url": connector.service_url, "tenant_id": TENANT},
+              "queues": {"networking": {"teams": "19:networking@thread.tacv2"}}}  # fmt: skip
+    app: AppHarness = await make_app(config=config, people=TEAMS_PEOPLE)
+    await open_ticket(app, connector)
+    body = message(connector.service_url, command_text)
+    before = len(connector.activities(PERSONAL))
+    assert (await app.teams(body)).status == 201
+    [delivery] = [k for k in await keys(app) if k.startswith(f"teams:{PERSONAL}:{body['id']}:")]
+    await died(app, delivery, kept=False)
+    assert (await app.teams(body)).status == 201
+    assert (await app.teams(body)).status == 201  # answered once more, not twice
+    form, again = connector.activities(PERSONAL)[before:]
+    assert form.get("attachments"), form  # the form itself, first
+    assert again.get("text") == replay.FORM_LOST, again
+    async with app.services.sessions() as session:
+        ticket = (await session.execute(select(Ticket))).scalars().one()
+    assert ticket.status == "open"
+
+
+async def test_a_slack_retry_of_a_form_whose_answer_was_never_kept_says_to_open_it_again(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    app = await slack_app(make_app, slack_api)
+    body = command("close HD-1", trigger="trigger-close-2")
+    assert (await app.slack(body, content_type=FORM)).status == 200
+    async with app.services.sessions() as session, session.begin():
+        row = await session.get(InboundDelivery, inbound.key_for("slack:command:trigger-close-2"))
+        assert row is not None and row.answer is not None
+        row.answer = json.dumps({**json.loads(row.answer), "reply": None})
+    again = await app.slack(body, content_type=FORM, headers=RETRY)
+    assert await said(again) == replay.FORM_LOST
 
 
 async def test_a_redelivered_change_from_another_sender_is_answered_nothing(
