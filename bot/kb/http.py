@@ -17,6 +17,9 @@ TIMEOUT = aiohttp.ClientTimeout(total=KB_TIMEOUT, connect=KB_TIMEOUT)
 # A search answer is a page of articles: far below this. More is not the KB's API (kb.url
 # naming a download, a server gone wrong), and is not read into memory.
 MAX_BODY = 32 * 1024 * 1024
+# An error's body is read for its message only: one larger than this is not read further (nor
+# parsed on the event loop, which a body of many MB would hold up for everyone).
+MAX_ERROR_BODY = 256 * 1024
 
 
 async def read_capped(response: aiohttp.ClientResponse, limit: int = MAX_BODY) -> bytes | None:
@@ -51,7 +54,10 @@ async def get_json(
         ) as response:
             status = response.status
             # Bytes: a body that is not text (or not in its charset) is "not JSON" below.
-            body = await read_capped(response)
+            ok = 200 <= status < 300
+            body = await read_capped(response, MAX_BODY if ok else MAX_ERROR_BODY)
+            if body is None and not ok:
+                body = b""  # its status says what happened; its words are not read
             retry_after = retry_after_seconds(response.headers.get("Retry-After"))
             location = response.headers.get("Location", "")
     except aiohttp.ClientConnectorError as exc:

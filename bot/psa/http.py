@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from bot.kb.http import read_capped
+from bot.kb.http import MAX_ERROR_BODY, read_capped
 from bot.logs import one_line
 from bot.notifiers import retry_after_seconds
 from bot.unreachable import connect_failure
@@ -136,7 +136,10 @@ class PsaHttp:
                 allow_redirects=False,
             ) as response:
                 status = response.status
-                raw = await read_capped(response, MAX_ANSWER)
+                ok = 200 <= status < 300
+                raw = await read_capped(response, MAX_ANSWER if ok else MAX_ERROR_BODY)
+                if raw is None and not ok:
+                    raw = b""  # its status says what happened; its words are not read
                 wait = retry_after_seconds(response.headers.get("Retry-After"))
                 if wait is not None:
                     # At most an hour, as every outbox wait: a Retry-After years away (a

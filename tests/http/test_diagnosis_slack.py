@@ -13,9 +13,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from bot import changes
 from handlers import diagnosis
+from tests.fakes.base import Recorded
 from tests.fakes.calendar import PATH, FakeCalendar
 from tests.fakes.kb_confluence import FakeConfluence, parse_cql
 from tests.fakes.kb_hudu import FakeHudu
@@ -616,6 +618,39 @@ async def test_the_technician_is_told_why_the_kb_gave_no_articles(
     answer = flat(await ephemeral(app, "kb password prompt"))
     assert "Hudu is rate limiting the bot (HTTP 429): try again in " in answer
     assert "did not answer" not in answer
+
+
+async def test_a_huge_kb_error_answer_is_not_read_nor_parsed(
+    make_app: Any, slack_api: FakeSlack, hudu: FakeHudu
+) -> None:
+    """The KB refuses the search (HTTP 400) with a body of many MB: only its message is
+    wanted. Before, the bot read it whole (up to its 32 MB cap) and parsed it on the event
+    loop; it stops reading an error's body at 256 KB and answers by the status."""
+    kb, env = hudu_env(hudu)
+    app = await start(make_app, slack_api, kb, **env)
+    sent: list[int] = []
+    answer = hudu.handle
+
+    async def refused(rec: Recorded, request: web.Request) -> web.StreamResponse:
+        if rec.path != "/api/v1/articles":
+            return await answer(rec, request)
+        response = web.StreamResponse(status=400, headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        sent.append(0)
+        await response.write(b'{"error": "search is not a valid parameter ')
+        try:
+            for _ in range(24):
+                await response.write(b"x" * (1024 * 1024))
+                sent[-1] += 1024 * 1024
+            await response.write(b'"}')
+        except (ConnectionError, RuntimeError):
+            pass  # the bot hung up
+        return response
+
+    hudu.handle = refused  # type: ignore[method-assign]
+    said = flat(await ephemeral(app, "kb outlook loop"))
+    assert "Hudu did not accept the search (HTTP 400)" in said, said
+    assert sent and all(n < 8 * 1024 * 1024 for n in sent), [n // 2**20 for n in sent]
 
 
 # Remote Desktop errors as the client shows them: each its own error code, all with the same

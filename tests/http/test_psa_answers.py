@@ -161,6 +161,43 @@ async def test_servicenow_answer_that_never_ends_is_not_read_into_memory(
         assert fake.only().number in await show(app)
 
 
+async def test_a_huge_error_answer_is_not_read_nor_parsed(make_app, slack_api: FakeSlack):
+    # The create is refused (HTTP 400) with a body of many MB (a proxy's error page with a
+    # dump, an instance echoing the request back). Only its message is wanted: before, the bot
+    # read all of it (up to the 32 MB cap) and parsed it on the event loop, holding up every
+    # request meanwhile. It stops reading an error's body at 256 KB; the status says enough.
+    fake = FakeServiceNow()
+    seed(fake)
+    sent: list[int] = []
+    answer = fake.handle
+
+    async def refused(rec: Recorded, request: web.Request) -> web.StreamResponse:
+        if rec.method != "POST" or rec.path != INCIDENTS:
+            return await answer(rec, request)
+        response = web.StreamResponse(status=400, headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        sent.append(0)
+        await response.write(b'{"error": {"message": "Invalid", "detail": "')
+        try:
+            for _ in range(24):
+                await response.write(b"x" * (1024 * 1024))
+                sent[-1] += 1024 * 1024
+            await response.write(b'"}}')
+        except (ConnectionError, RuntimeError):
+            pass  # the bot hung up
+        return response
+
+    fake.handle = refused  # type: ignore[method-assign]
+    async with fake:
+        app = await start_app(make_app, slack_api, fake)
+        await open_ticket(app, slack_api)
+        await wait_until(lambda: _dead(app), timeout=20, what="the refused create")
+        assert sent and all(n < 8 * 1024 * 1024 for n in sent), [n // 2**20 for n in sent]
+        [row] = await psa_rows(app)
+        assert "HTTP 400" in row.last_error, row.last_error
+        assert fake.records() == []
+
+
 @pytest.mark.parametrize(
     ("number", "said"),
     [
