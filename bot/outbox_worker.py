@@ -518,7 +518,7 @@ class OutboxWorker:
                     if send is None:
                         return
                 if not send:
-                    outcome.result = {outbox.RESENT_IN_DOUBT: True, "not_sent_again": True}
+                    outcome.result = {outbox.RESENT_IN_DOUBT: True, outbox.NOT_SENT_AGAIN: True}
                 else:
                     try:
                         outcome.result = await self.notifiers.deliver(row)
@@ -534,15 +534,16 @@ class OutboxWorker:
 
     async def _resend_in_doubt(self, row: OutboxMessage) -> bool | None:
         """A row in doubt that nothing can look up (a Teams message: its last attempt may
-        have arrived, unrecorded). SPEC lets it repeat once: it is sent again (True) once that
-        is recorded, unless an earlier resend in doubt went out unrecorded too (False: recorded
-        as delivered, not sent a third time). None: not recorded, nothing sent (the row is
-        let go, or put back while the database is down)."""
+        have arrived, unrecorded). SPEC lets it repeat once when its sender died: it is sent
+        again (True) once that is recorded, unless the last attempt was such a resend whose
+        sender died too (False: recorded as delivered, not sent a third time). A resend whose
+        outcome was recorded (refused, timed out, cut off) clears the note: the next one is
+        again the one repeat. None: not recorded, nothing sent (the row is let go, or put back
+        while the database is down)."""
         if row.result.get(outbox.RESENT_IN_DOUBT):
             log.warning(
-                "outbox row %s (%s): its sender died (or timed out) after sending it twice, "
-                "each time before recording it; it went out once or twice: not sent a third "
-                "time",
+                "outbox row %s (%s): its senders died twice after sending it, each time "
+                "before recording it; it went out once or twice: not sent a third time",
                 row.id,
                 row.kind,
             )

@@ -139,7 +139,14 @@ async def prepare(
         if first.status != "delivered":
             wait = (first.due_at - now).total_seconds() + 1.0
             return Preparation(None, wait=min(max(wait, 1.0), MAX_WAIT))
-        for key in payload.get("from_result") or ():
+        wanted = payload.get("from_result") or ()
+        if first.result.get(outbox.NOT_SENT_AGAIN) and any(k not in first.result for k in wanted):
+            # Recorded as delivered without being sent a third time (a Teams message: its
+            # senders died twice after sending it): where it landed is not known.
+            return Preparation(
+                None, give_up="not sent: where the message it follows up landed is not known"
+            )
+        for key in wanted:
             if key in first.result:
                 payload[key] = first.result[key]
     if payload.get("refresh_ticket_card"):

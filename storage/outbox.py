@@ -366,9 +366,7 @@ async def mark_failed(
     False when `worker` no longer holds the row (its lease ran out and another worker took it).
     """
     delay = backoff(attempts, retry_after=retry_after)
-    # A resend in doubt that failed cleanly (refused, throttled, never reached) did not
-    # arrive: the next attempt is again the one repeat allowed (note_resend_in_doubt).
-    extra: dict[str, Any] = {"in_doubt": True} if uncertain else {"result": {}}
+    extra = {"in_doubt": True} if uncertain else {}
     return await _update_held(
         session,
         _HELD,
@@ -378,6 +376,11 @@ async def mark_failed(
         last_error=error[:2000],
         claimed_until=None,
         due_at=(now or utcnow()) + timedelta(seconds=delay),
+        # A resend in doubt whose outcome is recorded is no longer one whose sender died
+        # (note_resend_in_doubt): refused cleanly it did not arrive; timed out or cut off it
+        # may not have either, and is sent again as any uncertain attempt is (SPEC lets a
+        # Teams message repeat once for a sender that died, and does not count these).
+        result={},
         **extra,
     )
 
@@ -426,6 +429,9 @@ async def put_back(session: AsyncSession, *, message_id: int, worker: str, attem
 # that nothing can look up (a Teams message: SPEC lets one repeat once). A later claim that
 # finds it in doubt again knows it may have gone out twice already.
 RESENT_IN_DOUBT = "resent_in_doubt"
+# In `result` of a row recorded as delivered without that third send: where it landed (its
+# activity id) is not known.
+NOT_SENT_AGAIN = "not_sent_again"
 _RESENDING = _HELD.where(_OUTBOX.c.attempts == bindparam("row_attempts"))
 
 

@@ -66,10 +66,10 @@ class Notifier(Protocol):
     # Optional: `places(message) -> tuple[str, ...]`, where sending the row goes
     # (bot.places), so Retry-After windows and pacing are respected before a send;
     # `repeats_in_doubt(message) -> bool`, True when an earlier attempt of the row cannot be
-    # looked up (a Teams message), so a resend in doubt may deliver it twice: the worker then
-    # resends it once at most; and `stop()`, called when the worker closes, to end a wait
-    # after a send (e.g. Opsgenie's confirmation) at once, so its outcome is recorded before
-    # shutdown goes on.
+    # looked up (a Teams message), so a resend in doubt may deliver it twice: after a sender
+    # that died, the worker resends it once at most; and `stop()`, called when the worker
+    # closes, to end a wait after a send (e.g. Opsgenie's confirmation) at once, so its
+    # outcome is recorded before shutdown goes on.
 
 
 class Notifiers:
