@@ -47,7 +47,7 @@ LOST = (
 # A change that answered with a form (`ticket close HD-7`: the first response recorded, the
 # closure form shown) whose answer was never kept: the form is what was lost.
 FORM_LOST = (
-    "The form did not reach you: run the command (or press the button) again to open it. "
+    "If the form did not reach you, run the command (or press the button) again to open it. "
     "Nothing else needs doing."
 )
 FORM_AGAIN = (

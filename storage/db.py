@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import Mapping
 from typing import Any
@@ -221,19 +222,32 @@ async def ping(
     and a healthy database was reported down. Then, given `outside` (`unpooled`), the ping
     runs on a connection of its own instead: connect, SELECT 1, close, all within `timeout`.
     It goes to the same address, so a partition or a server that is gone fails it as well.
-    A server that refuses that connection for having too many (its `max_connections`, or the
-    role's or database's limit: the pool's own connections may be what fills it) has answered:
-    it is up, and busy.
+    A server that refuses a new connection (this one, or one the pool opens) for having too
+    many (its `max_connections`, or the role's or database's limit: the pool's own connections
+    may be what fills it) has answered: it is up, and busy.
     """
+    global _full_said_at
     target = outside if outside is not None and pool_exhausted(engine) else engine
     async with asyncio.timeout(timeout):
         try:
             async with target.connect() as conn:
                 await conn.execute(text("SELECT 1"))
         except Exception as exc:
-            if target is engine or not server_full(exc):
+            if not server_full(exc):
                 raise
-            log.info("database ping: the server is up but refuses more connections (%s)", exc)
+            now = time.monotonic()
+            if _full_said_at is None or now - _full_said_at >= FULL_SAID_EVERY:
+                _full_said_at = now
+                log.warning(
+                    "database ping: the server is up but refuses more connections (%s): raise "
+                    "its max_connections or lower the bot's pool",
+                    str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+                )
+
+
+# A server refusing connections for having too many is said once a minute at most.
+FULL_SAID_EVERY = 60.0
+_full_said_at: float | None = None
 
 
 def server_full(error: BaseException) -> bool:

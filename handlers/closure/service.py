@@ -208,8 +208,6 @@ async def _form(deps: Deps, interaction: Interaction, ticket: Ticket) -> Reply:
             refresh_card=not in_card,  # the form takes the card's place
         )
         await identity.audit_gate(session, interaction, ticket, "close")
-        # Its answer is the form: a redelivery finding none kept says so (handlers.replay).
-        await inbound.note(session, form=True)
         refused = await notify.form_takes_card(
             session,
             ticket,
@@ -218,6 +216,9 @@ async def _form(deps: Deps, interaction: Interaction, ticket: Ticket) -> Reply:
             responded=responded,
             now=deps.clock(),
         )
+        if refused is None:
+            # Its answer is the form: a redelivery finding none kept says so (handlers.replay).
+            await inbound.note(session, form=True)
     if refused is not None:
         raise refused
     async with deps.sessions() as session:
