@@ -104,10 +104,22 @@ class SlowSlack(FakeSlack):
         # (monotonic, channel, outbox id, posted | refused 429 | VIOLATION) per chat.postMessage
         self.post_log: list[tuple[float, str, Any, str]] = []
         self.ignored: list[tuple[str, float]] = []  # posts sent well inside a known window
+        # Per channel, each 429's answer: (when it was due to its sender, whether the sender
+        # was still connected to hear it). A window no live sender heard of is known to none.
+        self.told: dict[str, list[tuple[float, bool]]] = {}
+        self.unheard: list[tuple[str, float]] = []  # posts inside a window none heard of
+
+    def _heard_before(self, channel: str, opened: float, at: float) -> bool:
+        """Whether a 429 in the window opened at `opened` reached a live sender by `at`."""
+        return any(
+            heard and opened - 0.01 <= answered <= at
+            for answered, heard in self.told.get(channel, [])
+        )
 
     async def handle(self, rec: Recorded, request: web.Request) -> web.StreamResponse:
         violations = len(self.violations)
         response = await super().handle(rec, request)
+        refused_to = ""
         if rec.path == "/api/chat.postMessage":
             params = self.api_calls()[-1].params if self.api_calls() else {}
             for call in reversed(self.api_calls()):
@@ -116,19 +128,29 @@ class SlowSlack(FakeSlack):
                     break
             meta = (params.get("metadata") or {}).get("event_payload") or {}
             what = "posted" if response.status == 200 else f"refused {response.status}"
+            if response.status == 429:
+                refused_to = str(params.get("channel"))
             if len(self.violations) > violations:
                 channel, at = self.violations[-1]
-                since = at - (self.windows[channel] - RETRY_AFTER)
+                opened = self.windows[channel] - RETRY_AFTER
+                since = at - opened
                 what = f"refused inside a window opened {since:.2f}s before"
                 # The refusal that opened the window reaches its sender up to `latency` later;
                 # until then a post from another process is in flight unknowingly (a race no
-                # process can see). Later than that, the window was ignored.
+                # process can see). Later than that, the window was ignored, unless no 429 of
+                # it reached a sender still alive (killed before the answer came).
                 if since > self.latency + 1.0:
-                    self.ignored.append((channel, at))
+                    if self._heard_before(channel, opened, at - 1.0):
+                        self.ignored.append((channel, at))
+                    else:
+                        self.unheard.append((channel, at))
             self.post_log.append((time.monotonic(), str(params.get("channel")),
                                   meta.get("outbox_id"), what))  # fmt: skip
         if self.latency > 0 and rec.path.startswith("/api/chat."):
             await asyncio.sleep(self.rng.uniform(0, self.latency))
+        if refused_to:
+            heard = request.transport is not None and not request.transport.is_closing()
+            self.told.setdefault(refused_to, []).append((time.monotonic(), heard))
         return response
 
 
@@ -565,6 +587,12 @@ def check(work: Workload, snap: Snapshot, slack: FakeSlack, pd: FakePagerDuty,
         report.notes.append(
             f"{len(slack.violations) - len(ignored)} posts arrived inside a Retry-After window "
             "before its refusal can have reached its sender (a race between processes)"
+        )
+    for channel, at in getattr(slack, "unheard", []):
+        kills = [f"{t - at:+.2f}s {name}" for t, name in KILLS if at - 4 <= t <= at]
+        report.notes.append(
+            f"a post to {channel} inside a Retry-After window whose 429s reached no live sender "
+            f"(killed before the answer came: known to no process); kills {kills}"
         )
     for channel, at in ignored:
         seen = [
