@@ -222,9 +222,9 @@ async def ping(
     and a healthy database was reported down. Then, given `outside` (`unpooled`), the ping
     runs on a connection of its own instead: connect, SELECT 1, close, all within `timeout`.
     It goes to the same address, so a partition or a server that is gone fails it as well.
-    A server that refuses a new connection (this one, or one the pool opens) for having too
-    many (its `max_connections`, or the role's or database's limit: the pool's own connections
-    may be what fills it) has answered: it is up, and busy.
+    A server that refuses a new connection for having too many (its `max_connections`, or
+    the role's or database's limit: the pool's own connections may be what fills it) while
+    the bot holds connections of its own that work has answered: it is up, and busy.
     """
     global _full_said_at
     target = outside if outside is not None and pool_exhausted(engine) else engine
@@ -233,7 +233,10 @@ async def ping(
             async with target.connect() as conn:
                 await conn.execute(text("SELECT 1"))
         except Exception as exc:
-            if not server_full(exc):
+            # Through the pool, only while the bot holds connections that work: with none at
+            # all it can serve nothing, and /healthz must say so (SPEC: 503 when the database
+            # refuses connections).
+            if not server_full(exc) or (target is engine and not _in_use(engine)):
                 raise
             now = time.monotonic()
             if _full_said_at is None or now - _full_said_at >= FULL_SAID_EVERY:
@@ -248,6 +251,11 @@ async def ping(
 # A server refusing connections for having too many is said once a minute at most.
 FULL_SAID_EVERY = 60.0
 _full_said_at: float | None = None
+
+
+def _in_use(engine: AsyncEngine) -> bool:
+    pool = engine.sync_engine.pool
+    return isinstance(pool, QueuePool) and pool.checkedout() > 0
 
 
 def server_full(error: BaseException) -> bool:

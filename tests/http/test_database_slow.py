@@ -218,14 +218,27 @@ async def test_a_server_refusing_more_connections_while_the_pool_is_busy_is_not_
             assert any("refuses more connections" in r.getMessage() for r in caplog.records)
             await conn.rollback()
             await asyncio.gather(*holders)
-        # The pool not full but with no connection to lend (here: none open), and the server
-        # refusing the one it opens: answered, so up as well (503 before).
+        # The pool not full, one connection of it in use, none to lend, and the server
+        # refusing the one it opens: answered, and the bot works, so up as well (503 before).
+        await app.services.engine.dispose()
+        async with app.services.engine.connect() as held:
+            await held.execute(text("SELECT 1"))
+            await as_admin(f"ALTER ROLE {role} CONNECTION LIMIT {await as_admin(in_use)}")
+            status, _ = await timed_health(app)
+            assert status == 200, status
+        assert not outage_lines(caplog), [r.getMessage() for r in outage_lines(caplog)]
+        # But with no connection at all the bot can serve nothing: down (SPEC: 503 when the
+        # database refuses connections), as before.
         await as_admin(f"ALTER ROLE {role} CONNECTION LIMIT 0")
         await app.services.engine.dispose()
         status, _ = await timed_health(app)
-        assert status == 200, status
-        assert not outage_lines(caplog), [r.getMessage() for r in outage_lines(caplog)]
+        assert status == 503, status
         await as_admin(f"ALTER ROLE {role} CONNECTION LIMIT -1")
+
+        async def healthy() -> bool:
+            return (await timed_health(app))[0] == 200
+
+        await wait_until(healthy, timeout=20, what="the database back")
         await slack_ticket(app, slack_api, priority="P3", users=1)
         assert await tickets(pg_url) == 2
         await app.stop()
