@@ -72,6 +72,26 @@ def path_matches(pattern: str, path: str) -> bool:
     return path == pattern or ("*" in pattern and fnmatchcase(path, pattern))
 
 
+async def stream_huge(
+    request: web.Request, *, status: int, head: bytes, megabytes: int, tail: bytes = b""
+) -> tuple[web.StreamResponse, int]:
+    """Answer `request` with `head`, then `megabytes` MB of filler, then `tail` (JSON), as a
+    server gone wrong streams it; stops when the client hangs up. The response (for the
+    handler to return) and the bytes of filler sent."""
+    response = web.StreamResponse(status=status, headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    sent = 0
+    try:
+        await response.write(head)
+        for _ in range(megabytes):
+            await response.write(b"x" * (1024 * 1024))
+            sent += 1024 * 1024
+        await response.write(tail)
+    except (ConnectionError, RuntimeError):
+        pass  # the client hung up
+    return response, sent
+
+
 def json_response(data: Any, status: int = 200, **kwargs: Any) -> web.Response:
     return web.json_response(data, status=status, **kwargs)
 

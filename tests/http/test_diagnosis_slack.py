@@ -17,7 +17,7 @@ from aiohttp import web
 
 from bot import changes
 from handlers import diagnosis
-from tests.fakes.base import Recorded
+from tests.fakes.base import Recorded, stream_huge
 from tests.fakes.calendar import PATH, FakeCalendar
 from tests.fakes.kb_confluence import FakeConfluence, parse_cql
 from tests.fakes.kb_hudu import FakeHudu
@@ -634,17 +634,9 @@ async def test_a_huge_kb_error_answer_is_not_read_nor_parsed(
     async def refused(rec: Recorded, request: web.Request) -> web.StreamResponse:
         if rec.path != "/api/v1/articles":
             return await answer(rec, request)
-        response = web.StreamResponse(status=400, headers={"Content-Type": "application/json"})
-        await response.prepare(request)
-        sent.append(0)
-        await response.write(b'{"error": "search is not a valid parameter ')
-        try:
-            for _ in range(24):
-                await response.write(b"x" * (1024 * 1024))
-                sent[-1] += 1024 * 1024
-            await response.write(b'"}')
-        except (ConnectionError, RuntimeError):
-            pass  # the bot hung up
+        head, tail = b'{"error": "search is not a valid parameter ', b'"}'
+        response, n = await stream_huge(request, status=400, head=head, megabytes=24, tail=tail)
+        sent.append(n)
         return response
 
     hudu.handle = refused  # type: ignore[method-assign]

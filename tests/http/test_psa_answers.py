@@ -12,7 +12,7 @@ from aiohttp import web
 from storage import psa as psa_repo
 from storage.models import utcnow
 from storage.outbox import MAX_RETRY_AFTER
-from tests.fakes.base import Recorded
+from tests.fakes.base import Recorded, stream_huge
 from tests.fakes.psa_autotask import FakeAutotask
 from tests.fakes.psa_connectwise import FakeConnectWise
 from tests.fakes.psa_freshservice import FakeFreshservice
@@ -137,16 +137,9 @@ async def test_servicenow_answer_that_never_ends_is_not_read_into_memory(
     async def streaming(rec: Recorded, request: web.Request) -> web.StreamResponse:
         if rec.method != "POST" or rec.path != INCIDENTS or sent:
             return await answer(rec, request)
-        response = web.StreamResponse(headers={"Content-Type": "application/json"})
-        await response.prepare(request)
         sent.append(0)
-        chunk = b'{"result": {"sys_id": "' + b"x" * (1024 * 1024)
-        try:
-            for _ in range(STREAMED_MB):
-                await response.write(chunk)
-                sent[0] += len(chunk)
-        except (ConnectionError, RuntimeError):
-            pass  # the bot hung up
+        head = b'{"result": {"sys_id": "'
+        response, sent[0] = await stream_huge(request, status=200, head=head, megabytes=STREAMED_MB)
         return response
 
     fake.handle = streaming  # type: ignore[method-assign]
@@ -174,17 +167,9 @@ async def test_a_huge_error_answer_is_not_read_nor_parsed(make_app, slack_api: F
     async def refused(rec: Recorded, request: web.Request) -> web.StreamResponse:
         if rec.method != "POST" or rec.path != INCIDENTS:
             return await answer(rec, request)
-        response = web.StreamResponse(status=400, headers={"Content-Type": "application/json"})
-        await response.prepare(request)
-        sent.append(0)
-        await response.write(b'{"error": {"message": "Invalid", "detail": "')
-        try:
-            for _ in range(24):
-                await response.write(b"x" * (1024 * 1024))
-                sent[-1] += 1024 * 1024
-            await response.write(b'"}}')
-        except (ConnectionError, RuntimeError):
-            pass  # the bot hung up
+        head, tail = b'{"error": {"message": "Invalid", "detail": "', b'"}}'
+        response, n = await stream_huge(request, status=400, head=head, megabytes=24, tail=tail)
+        sent.append(n)
         return response
 
     fake.handle = refused  # type: ignore[method-assign]
