@@ -36,6 +36,7 @@ async def opsgenie() -> AsyncIterator[FakeOpsgenie]:
 spawn = processes.spawn
 blackhole = processes.blackhole
 pg_url = processes.pg_url
+database = processes.database
 
 
 @pytest.fixture(params=["ldap", "graph"])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import yaml
 from sqlalchemy import text
 
 from storage import db
@@ -122,3 +123,41 @@ async def pg_url(request: pytest.FixtureRequest) -> str:
         await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     await engine.dispose()
     return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The database real processes share: a SQLite file (`serve` migrates it), or the
+    emptied PostgreSQL test database."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'helpdesk.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+def teams_env(
+    tmp_path: Path, *, database: str, service_url: str, tenant: str,
+    people: list[dict[str, object]], auth: dict[str, str] | None = None,
+) -> dict[str, str]:  # fmt: skip
+    """The environment of processes answering Teams at `service_url` (the file directory
+    with `people`); `auth`: MicrosoftAppId and its password (none: Emulator mode)."""
+    (tmp_path / "people.yaml").write_text(yaml.safe_dump(people))
+    config = {
+        "teams": {"service_url": service_url, "tenant_id": tenant},
+        "directory": {"source": "file", "path": "people.yaml"},
+    }
+    (tmp_path / "helpdesk.yaml").write_text(yaml.safe_dump(config))
+    return {
+        "DATABASE_URL": database,
+        "HELPDESK_CONFIG": str(tmp_path / "helpdesk.yaml"),
+        "HOST": "127.0.0.1",
+        **(auth or {}),
+    }
+
+
+async def serve_teams(spawn: Spawn, env: dict[str, str], name: str) -> tuple[Proc, str]:
+    """A `serve --no-scheduler` process, listening; it and its Bot Framework endpoint."""
+    port = free_port()
+    proc = await spawn("serve", "--no-scheduler", env={**env, "PORT": str(port)}, name=name)
+    await proc.wait_for_line("listening on")
+    return proc, f"http://127.0.0.1:{port}/api/messages"

@@ -131,14 +131,6 @@ class HoldingPagerDuty(FakePagerDuty):
         return response
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'helpdesk.db'}"  # `serve` migrates it
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
 async def rows(url: str) -> list[OutboxMessage]:
     engine = db.create_engine(url)
     try:

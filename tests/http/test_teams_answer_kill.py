@@ -19,8 +19,6 @@ from typing import Any
 from urllib.parse import unquote
 
 import aiohttp
-import pytest
-import yaml
 from aiohttp import web
 from botbuilder.schema import Activity
 from sqlalchemy import select
@@ -63,14 +61,6 @@ class HoldingConnector(FakeConnector):
         self.released = asyncio.Event()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'helpdesk.db'}"  # `serve` migrates it
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
 async def claims(url: str, body: dict[str, Any]) -> list[str]:
     """The rows of the activity's answer: its claim, and the record that it was given."""
     answer_id = _answer_id(Activity().deserialize(body))
@@ -91,23 +81,11 @@ async def test_a_serve_killed_after_claiming_an_answer_leaves_it_to_the_redelive
 ) -> None:
     connector = HoldingConnector()
     await connector.start()
-    (tmp_path / "people.yaml").write_text(yaml.safe_dump(PEOPLE))
-    config = {
-        "teams": {"service_url": connector.service_url, "tenant_id": TENANT},
-        "directory": {"source": "file", "path": "people.yaml"},
-    }
-    (tmp_path / "helpdesk.yaml").write_text(yaml.safe_dump(config))
-    env = {
-        "DATABASE_URL": database,
-        "HELPDESK_CONFIG": str(tmp_path / "helpdesk.yaml"),
-        "HOST": "127.0.0.1",
-    }
+    env = processes.teams_env(tmp_path, database=database, service_url=connector.service_url,
+                              tenant=TENANT, people=PEOPLE)  # fmt: skip
 
     async def serve(name: str) -> tuple[processes.Proc, str]:
-        port = processes.free_port()
-        proc = await spawn("serve", "--no-scheduler", env={**env, "PORT": str(port)}, name=name)
-        await proc.wait_for_line("listening on")
-        return proc, f"http://127.0.0.1:{port}/api/messages"
+        return await processes.serve_teams(spawn, env, name)
 
     a, to_a = await serve("A")
     b, to_b = await serve("B")

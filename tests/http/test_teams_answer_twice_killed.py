@@ -23,8 +23,6 @@ from typing import Any
 from urllib.parse import unquote
 
 import aiohttp
-import pytest
-import yaml
 from aiohttp import web
 
 from tests.fakes.base import Recorded
@@ -62,14 +60,6 @@ class PostThenHold(FakeConnector):
         return response
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'helpdesk.db'}"  # `serve` migrates it
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
 async def test_an_answer_sent_by_two_processes_that_died_is_not_sent_a_third_time(
     database: str, tmp_path: Path, spawn: processes.Spawn
 ) -> None:
@@ -77,24 +67,12 @@ async def test_an_answer_sent_by_two_processes_that_died_is_not_sent_a_third_tim
     await connector.start()
     auth = FakeBotAuth()
     await auth.start()
-    (tmp_path / "people.yaml").write_text(yaml.safe_dump(PEOPLE))
-    config = {
-        "teams": {"service_url": connector.service_url, "tenant_id": TENANT},
-        "directory": {"source": "file", "path": "people.yaml"},
-    }
-    (tmp_path / "helpdesk.yaml").write_text(yaml.safe_dump(config))
-    env = {
-        "DATABASE_URL": database,
-        "HELPDESK_CONFIG": str(tmp_path / "helpdesk.yaml"),
-        "HOST": "127.0.0.1",
-        **auth.env(APP_ID, PASSWORD),
-    }
+    env = processes.teams_env(tmp_path, database=database, service_url=connector.service_url,
+                              tenant=TENANT, people=PEOPLE,
+                              auth=auth.env(APP_ID, PASSWORD))  # fmt: skip
 
     async def serve(name: str) -> tuple[processes.Proc, str]:
-        port = processes.free_port()
-        proc = await spawn("serve", "--no-scheduler", env={**env, "PORT": str(port)}, name=name)
-        await proc.wait_for_line("listening on")
-        return proc, f"http://127.0.0.1:{port}/api/messages"
+        return await processes.serve_teams(spawn, env, name)
 
     a, to_a = await serve("A")
     b, to_b = await serve("B")

@@ -26,8 +26,6 @@ from typing import Any
 from urllib.parse import unquote
 
 import aiohttp
-import pytest
-import yaml
 from aiohttp import web
 from sqlalchemy import select, text
 
@@ -73,14 +71,6 @@ class Holding(FakeConnector):
         return await super().handle(rec, request)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'helpdesk.db'}"  # `serve` migrates it
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
 async def forget_kept_answer(url: str) -> None:
     """The intake's claim as its commit left it: the answer kept after it taken out."""
     engine = db.create_engine(url)
@@ -117,24 +107,12 @@ async def test_an_intake_whose_answer_was_not_kept_gets_its_card_on_redelivery(
     await connector.start()
     auth = FakeBotAuth()
     await auth.start()
-    (tmp_path / "people.yaml").write_text(yaml.safe_dump(PEOPLE))
-    config = {
-        "teams": {"service_url": connector.service_url, "tenant_id": TENANT},
-        "directory": {"source": "file", "path": "people.yaml"},
-    }
-    (tmp_path / "helpdesk.yaml").write_text(yaml.safe_dump(config))
-    env = {
-        "DATABASE_URL": database,
-        "HELPDESK_CONFIG": str(tmp_path / "helpdesk.yaml"),
-        "HOST": "127.0.0.1",
-        **auth.env(APP_ID, PASSWORD),
-    }
+    env = processes.teams_env(tmp_path, database=database, service_url=connector.service_url,
+                              tenant=TENANT, people=PEOPLE,
+                              auth=auth.env(APP_ID, PASSWORD))  # fmt: skip
 
     async def serve(name: str) -> tuple[processes.Proc, str]:
-        port = processes.free_port()
-        proc = await spawn("serve", "--no-scheduler", env={**env, "PORT": str(port)}, name=name)
-        await proc.wait_for_line("listening on")
-        return proc, f"http://127.0.0.1:{port}/api/messages"
+        return await processes.serve_teams(spawn, env, name)
 
     a, to_a = await serve("A")
     b, to_b = await serve("B")
