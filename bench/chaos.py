@@ -235,6 +235,16 @@ class BotProc:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
+async def serving(slots: list[BotProc], rng: random.Random) -> BotProc | None:
+    """A process that serves requests and is up (waiting up to 10 s for one), at random."""
+    for _ in range(100):
+        up = [s for s in slots if s.serves and s.ready and s.alive()]
+        if up:
+            return rng.choice(up)
+        await asyncio.sleep(0.1)
+    return None
+
+
 async def watch_ready(slot: BotProc, http: aiohttp.ClientSession) -> None:
     """Mark the slot ready once its current process answers (serve) or started its worker."""
     proc = slot.proc
@@ -294,17 +304,9 @@ class Driver:
         self.used_views: set[int] = set()
         self.responses = 0
 
-    async def front(self, rng: random.Random) -> BotProc | None:
-        for _ in range(100):
-            up = [s for s in self.slots if s.serves and s.ready and s.alive()]
-            if up:
-                return rng.choice(up)
-            await asyncio.sleep(0.1)
-        return None
-
     async def post(self, rng: random.Random, body: str) -> str | None:
         """The answer's text, or None when no answer came (killed, not up, timed out)."""
-        slot = await self.front(rng)
+        slot = await serving(self.slots, rng)
         if slot is None:
             return None
         ts = str(int(time.time()))

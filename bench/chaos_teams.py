@@ -40,6 +40,7 @@ from bench.chaos import (
     Report,
     Snapshot,
     Workload,
+    serving,
 )
 from tests.fakes.base import Recorded
 from tests.fakes.botframework import FakeBotAuth, FakeConnector
@@ -243,20 +244,12 @@ class TeamsDriver:
             "channelData": {"tenant": {"id": TENANT}}, "locale": "en-US", **fields,
         }  # fmt: skip
 
-    async def front(self, rng: random.Random) -> BotProc | None:
-        for _ in range(100):
-            up = [s for s in self.slots if s.serves and s.ready and s.alive()]
-            if up:
-                return rng.choice(up)
-            await asyncio.sleep(0.1)
-        return None
-
     async def deliver(self, rng: random.Random, body: dict[str, Any]) -> Sent:
         """Deliver the activity until some process answers 2xx (at most ATTEMPTS times)."""
         sent = Sent(body, time.monotonic())
         self.sent.append(sent)
         for _ in range(ATTEMPTS):
-            slot = await self.front(rng)
+            slot = await serving(self.slots, rng)
             status, began = "no serve up", time.monotonic()
             if slot is not None:
                 headers = {"Authorization": f"Bearer {self.fakes.token()}"}
