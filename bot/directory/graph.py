@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import math
 import re
@@ -34,6 +35,7 @@ import msal
 import requests
 from yarl import URL
 
+from bot.capped import MAX_ERROR_BODY, read_capped
 from bot.directory.cache import TtlCache
 from bot.directory.chat_links import ChatLinks
 from bot.directory.deadline import directory_call, time_left
@@ -51,6 +53,11 @@ RETRY_STATUSES = {429, 502, 503, 504}
 WAIT_LIMIT = 10.0  # seconds of Retry-After a person waits for, per look-up
 MAX_RETRIES = 10
 MAX_PAGES = 5  # next pages followed for one look-up
+# Every call selects a few fields of a user or a page of groups: well under a MB. An answer
+# larger than this is not Graph's (a proxy gone wrong) and is not read into memory nor parsed
+# on the event loop.
+MAX_MB = 4
+MAX_ANSWER = MAX_MB * 1024 * 1024
 TOKEN_LIMIT = 15.0  # a token request (msal retries once), including waiting for another one
 
 
@@ -286,7 +293,12 @@ class GraphDirectory:
                         log.warning("Graph %s: HTTP %s %s", what, resp.status, code)
                         raise self._unavailable(f"{what} answered HTTP {resp.status} {code}")
                     else:
-                        return await resp.json(content_type=None)
+                        raw = await read_capped(resp, MAX_ANSWER)
+                        if raw is None:
+                            # Not Graph's answer: taken as one that is not JSON (tried again once).
+                            log.warning("Graph %s: an answer over %d MB, not read", what, MAX_MB)
+                            raise ValueError(f"an answer over {MAX_MB} MB")
+                        return json.loads(raw)
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 failures += 1
                 log.warning("Graph %s failed: %s", what, type(exc).__name__)
@@ -299,8 +311,10 @@ class GraphDirectory:
     @staticmethod
     async def _error_code(resp: aiohttp.ClientResponse) -> str:
         try:
-            data = await resp.json(content_type=None)
-            return str(data["error"]["code"])
+            raw = await read_capped(resp, MAX_ERROR_BODY)
+            if raw is None:
+                return ""
+            return str(json.loads(raw)["error"]["code"])
         except Exception:
             return ""
 

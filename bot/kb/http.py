@@ -8,33 +8,13 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from bot.capped import MAX_BODY, MAX_ERROR_BODY, read_capped
 from bot.logs import one_line
 from bot.notifiers import retry_after_seconds
 from bot.unreachable import connect_failure
 from handlers.diagnosis import KB_TIMEOUT, KbUnavailable
 
 TIMEOUT = aiohttp.ClientTimeout(total=KB_TIMEOUT, connect=KB_TIMEOUT)
-# A search answer is a page of articles: far below this. More is not the KB's API (kb.url
-# naming a download, a server gone wrong), and is not read into memory.
-MAX_BODY = 32 * 1024 * 1024
-# An error's body is read for its message only: one larger than this is not read further (nor
-# parsed on the event loop, which a body of many MB would hold up for everyone).
-MAX_ERROR_BODY = 256 * 1024
-
-
-async def read_capped(response: aiohttp.ClientResponse, limit: int = MAX_BODY) -> bytes | None:
-    """The body, or None when it is larger than `limit` (read no further than that). Also
-    used for the PSAs' answers (bot.psa.http)."""
-    if response.content_length is not None and response.content_length > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_chunked(256 * 1024):
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 async def get_json(

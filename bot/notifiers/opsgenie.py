@@ -34,7 +34,7 @@ import aiohttp
 from pydantic import SecretStr
 
 from bot.notifiers import DeliveryError, retry_after_seconds
-from bot.notifiers.webhook import post_json
+from bot.notifiers.webhook import post_json, read_text
 from storage.models import OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -182,7 +182,7 @@ class OpsgenieNotifier:
             try:
                 timeout = aiohttp.ClientTimeout(total=max(left, 0.5))
                 async with self.http.get(url, headers=headers, timeout=timeout) as response:
-                    status, text = response.status, await response.text()
+                    status, text = response.status, await read_text(response)
                     retry_after = retry_after_seconds(response.headers.get("Retry-After"))
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 last = type(exc).__name__

@@ -7,11 +7,22 @@ from typing import Any
 
 import aiohttp
 
+from bot.capped import MAX_ERROR_BODY, read_capped
 from bot.notifiers import DeliveryError, retry_after_seconds
 
 # Retrying the same request cannot succeed (bad payload, bad key, no access, not paid).
 PERMANENT = {400, 401, 402, 403, 404, 405, 413, 422}
 TIMEOUT = aiohttp.ClientTimeout(total=10)
+# A pager's answer is a few hundred bytes (an id, a status, a message). One larger is not the
+# pager's API (a URL naming something else, a proxy gone wrong): it is not read further, nor
+# parsed on the event loop.
+MAX_ANSWER = MAX_ERROR_BODY
+
+
+async def read_text(response: aiohttp.ClientResponse) -> str:
+    """The answer's text, or "" when it is larger than MAX_ANSWER (its status says enough)."""
+    raw = await read_capped(response, MAX_ANSWER)
+    return "" if raw is None else raw.decode("utf-8", errors="replace")
 
 
 def _message(text: str) -> str:
@@ -44,7 +55,7 @@ async def post_json(
     try:
         async with http.post(url, json=body, headers=headers, timeout=TIMEOUT) as response:
             status = response.status
-            text = await response.text()
+            text = await read_text(response)
             retry_after = retry_after_seconds(response.headers.get("Retry-After"))
     except (aiohttp.ClientConnectorError, aiohttp.InvalidURL) as exc:
         # Never connected: nothing arrived.

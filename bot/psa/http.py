@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from bot.kb.http import MAX_ERROR_BODY, read_capped
+from bot.capped import MAX_ERROR_BODY, read_capped
 from bot.logs import one_line
 from bot.notifiers import retry_after_seconds
 from bot.unreachable import connect_failure

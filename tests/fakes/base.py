@@ -73,17 +73,25 @@ def path_matches(pattern: str, path: str) -> bool:
 
 
 async def stream_huge(
-    request: web.Request, *, status: int, head: bytes, megabytes: int, tail: bytes = b""
+    request: web.Request,
+    *,
+    status: int,
+    head: bytes,
+    megabytes: int,
+    tail: bytes = b"",
+    pause: float = 0.0,
 ) -> tuple[web.StreamResponse, int]:
-    """Answer `request` with `head`, then `megabytes` MB of filler, then `tail` (JSON), as a
-    server gone wrong streams it; stops when the client hangs up. The response (for the
-    handler to return) and the bytes of filler sent."""
+    """Answer `request` with `head`, then `megabytes` MB of filler (`pause` seconds between
+    MBs), then `tail` (JSON), as a server gone wrong streams it; stops when the client hangs
+    up. The response (for the handler to return) and the bytes of filler sent."""
     response = web.StreamResponse(status=status, headers={"Content-Type": "application/json"})
     await response.prepare(request)
     sent = 0
     try:
         await response.write(head)
         for _ in range(megabytes):
+            if pause:
+                await asyncio.sleep(pause)
             await response.write(b"x" * (1024 * 1024))
             sent += 1024 * 1024
         await response.write(tail)

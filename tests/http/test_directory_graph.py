@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.directory.chat_links import ChatLinks
@@ -17,8 +18,10 @@ from bot.directory.graph import GraphDirectory
 from bot.slack.people import SlackPeople
 from handlers.config import DirectoryConfig
 from handlers.directory import DirectoryAmbiguous, DirectoryError, DirectoryUnavailable, Person
+from tests.fakes.base import Recorded, stream_huge
 from tests.fakes.graph import GRAPH_TOKEN, FakeGraph
 from tests.fakes.slack_api import FakeSlack
+from tests.harness import wait_until
 
 ANA, BO, CY = "11111111-aaaa", "22222222-bbbb", "33333333-cccc"
 VIP_GROUP, TECH_GROUP = "group-vip", "group-tech"
@@ -576,3 +579,54 @@ async def test_tenant_client_and_secret_default_to_the_bots_app_registration(
             await d.find_by_email("ana@example.com")
     finally:
         await d.close()
+
+
+async def test_an_answer_of_many_mb_is_not_read_into_memory(
+    graph: FakeGraph, directory: GraphDirectory
+) -> None:
+    # Something in front of Graph (a TLS-inspecting proxy gone wrong) streams a body of many MB
+    # for a look-up. Before, the bot read all of it into memory and parsed it on the event loop
+    # (holding up every request), and again on the retry. It stops reading after 4 MB: the
+    # answer is not Graph's, tried once more, then the directory is unavailable.
+    sent: list[int] = []
+    answer = graph.handle
+
+    async def streaming(rec: Recorded, request: web.Request) -> web.StreamResponse:
+        if not rec.path.startswith("/v1.0/users"):
+            return await answer(rec, request)
+        head = b'{"value": [{"id": "'
+        response, n = await stream_huge(request, status=200, head=head, megabytes=64, tail=b'"}]}')
+        sent.append(n)
+        return response
+
+    graph.handle = streaming  # type: ignore[method-assign]
+    with pytest.raises(DirectoryUnavailable):
+        await directory.find_by_email("ana@example.com")
+    await wait_until(lambda: len(sent) == 2, timeout=10, what="both answers cut off")
+    assert all(n < 40 * 1024 * 1024 for n in sent), [n >> 20 for n in sent]
+
+
+async def test_an_error_answer_of_many_mb_is_read_for_its_status_only(
+    graph: FakeGraph, directory: GraphDirectory
+) -> None:
+    # A refusal (HTTP 400) whose body is many MB, streamed slowly: only its error code is
+    # wanted, read from at most 256 KB; the status says enough. Before, the bot read the whole
+    # body (all the while the person waited) to parse it on the event loop.
+    answer = graph.handle
+
+    async def refused(rec: Recorded, request: web.Request) -> web.StreamResponse:
+        if not rec.path.startswith("/v1.0/users"):
+            return await answer(rec, request)
+        head, tail = b'{"error": {"code": "Request_BadRequest", "message": "', b'"}}'
+        response, _ = await stream_huge(
+            request, status=400, head=head, megabytes=40, tail=tail, pause=0.05
+        )
+        return response
+
+    graph.handle = refused  # type: ignore[method-assign]
+    started = time.monotonic()
+    with pytest.raises(DirectoryUnavailable) as caught:
+        await directory.find_by_email("ana@example.com")
+    took = time.monotonic() - started
+    assert "HTTP 400" in str(caught.value)
+    assert took < 1.0, f"{took:.1f} s: the body was read (streaming it takes 2 s)"
