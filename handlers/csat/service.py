@@ -24,7 +24,7 @@ from handlers.directory import Person
 from handlers.formatting import named, requester
 from handlers.types import Actor, Interaction, InvalidInput, NotFound, Reply
 from storage import tickets as repo
-from storage.models import CsatSurvey, OutboxMessage, Ticket
+from storage.models import CsatSurvey, OutboxMessage, Ticket, TicketDiagnosis, TicketEvent
 
 log = logging.getLogger(__name__)
 SURVEY_PURPOSE = "csat-survey"
@@ -137,6 +137,56 @@ async def schedule_survey(
     )
 
 
+async def opened_by_non_technician(session: AsyncSession, ticket: Ticket) -> bool:
+    """Whether whoever opened the ticket (on it as its technician) was no technician when they
+    opened it: a requester opening their own ticket, say (intake's verdict, kept with the
+    card's diagnosis section, which such a ticket's card leaves out). Also True for a ticket
+    opened while the directory could not say: the closer told instead is a technician."""
+    row = await session.get(TicketDiagnosis, ticket.id)
+    return row is not None and row.on_card is False
+
+
+async def _closer(session: AsyncSession, ticket: Ticket) -> tuple[str, str] | None:
+    """(platform, user id) of the technician who closed the ticket (its P1's closer for a
+    report closed with it), from the audit trail."""
+    query = (
+        select(TicketEvent.actor_platform, TicketEvent.actor_id)
+        .where(TicketEvent.ticket_id == ticket.id, TicketEvent.kind == "ticket.closed")
+        .order_by(TicketEvent.id.desc())
+        .limit(1)
+    )
+    found = (await session.execute(query)).one_or_none()
+    if found is None or not found.actor_platform or not found.actor_id:
+        return None
+    return str(found.actor_platform), str(found.actor_id)
+
+
+async def _alert_technician(
+    session: AsyncSession, ticket: Ticket, text: Rich, *, dedup_key: str | None = None
+) -> None:
+    """A low rating (or its comment) for the technician: in the ticket's thread, mentioning
+    them; for a ticket its requester opened (no technician on it, and the thread may be the
+    requester's own chat), a direct message to the technician who closed it."""
+    closer = (
+        await _closer(session, ticket) if await opened_by_non_technician(session, ticket) else None
+    )
+    if closer is None:
+        await notify.tell_technician(
+            session, ticket, text, purpose="csat-alert", dedup_key=dedup_key
+        )
+        return
+    platform, user_id = closer
+    await notify.dm(
+        session,
+        platform=platform,
+        user_id=user_id,
+        text=text,
+        ticket=ticket,
+        purpose="csat-alert",
+        dedup_key=dedup_key,
+    )
+
+
 async def schedule_followup(
     session: AsyncSession,
     deps: Deps,
@@ -149,9 +199,10 @@ async def schedule_followup(
 ) -> bool:
     """VIP requesters and P1 tickets: remind the ticket's technician to write personally (the
     one who worked it and knows the requester, as a low rating alerts them; not a colleague
-    who closed it for them). `closed_by` is recorded as who caused it. `vip`: what the
-    directory says now (`survey_facts`); None: the ticket's mark from when it was opened.
-    `channel`: where the closure was made."""
+    who closed it for them). A ticket its requester opened has no technician on it: the one
+    who closed it (`closed_by`) is reminded, never the requester. `closed_by` is recorded as
+    who caused it. `vip`: what the directory says now (`survey_facts`); None: the ticket's
+    mark from when it was opened. `channel`: where the closure was made."""
     vip = ticket.requester_vip if vip is None else vip
     reasons = (["VIP requester"] if vip else []) + (
         ["P1 ticket"] if ticket.priority == "P1" else []
@@ -159,10 +210,13 @@ async def schedule_followup(
     if not reasons:
         return False
     due = now + deps.config.csat.vip_followup_delay
+    platform, user_id = ticket.source_platform, ticket.technician_id
+    if await opened_by_non_technician(session, ticket):
+        platform, user_id = closed_by.platform, closed_by.id
     await notify.dm(
         session,
-        platform=ticket.source_platform,
-        user_id=ticket.technician_id,
+        platform=platform,
+        user_id=user_id,
         ticket=ticket,
         purpose="vip-followup",
         card=followup_card(ticket, reasons),
@@ -177,7 +231,7 @@ async def schedule_followup(
         actor_platform=closed_by.platform,
         actor_id=closed_by.id,
         channel=channel,
-        data={"reasons": reasons, "due_at": due.isoformat(), "technician": ticket.technician_id},
+        data={"reasons": reasons, "due_at": due.isoformat(), "technician": user_id},
     )
     return True
 
@@ -283,7 +337,7 @@ async def rate(deps: Deps, interaction: Interaction) -> Reply:
         )
         if int(rating) <= 2:
             said = Rich(' They wrote: "', Typed(kept), '"') if kept else ""
-            await notify.tell_technician(
+            await _alert_technician(
                 session,
                 ticket,
                 Rich(
@@ -293,7 +347,6 @@ async def rate(deps: Deps, interaction: Interaction) -> Reply:
                     said,
                     " Please get in touch with them.",
                 ),
-                purpose="csat-alert",
             )
     deps.observe("csat", rating=rating)
     log.info("csat answered", extra={"ticket": ticket.number, "rating": rating})
@@ -362,7 +415,7 @@ async def comment(deps: Deps, interaction: Interaction) -> Reply:
         # alerted without this comment (Slack's comment comes after the click), so the
         # technician gets the comment too. A comment sent first rides on the rating's alert.
         if stored.rating is not None and stored.rating <= 2:
-            await notify.tell_technician(
+            await _alert_technician(
                 session,
                 ticket,
                 Rich(
@@ -371,7 +424,6 @@ async def comment(deps: Deps, interaction: Interaction) -> Reply:
                     Typed(text),
                     '" Please get in touch with them.',
                 ),
-                purpose="csat-alert",
                 dedup_key=f"csat-comment:{survey.id}",
             )
     return Reply(text=f"Thank you for your comment on {ticket.number}.")
