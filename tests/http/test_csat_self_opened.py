@@ -4,7 +4,7 @@ requester". A requester may open their own ticket (the bot lets anyone open one)
 as its opener but are no technician. Their ticket's reminder and low-rating alert went to them:
 the requester was reminded to write to themselves, and the thread's alert pinged the requester
 about their own rating, while the technician who worked and closed it heard nothing. They go to
-the technician who closed it. Over Slack HTTP, both databases."""
+the technician who closed it. Over Slack and Teams HTTP, both databases."""
 
 from __future__ import annotations
 
@@ -14,9 +14,21 @@ from typing import Any
 from sqlalchemy import select
 
 from storage.models import Ticket
+from tests.fakes.botframework import FakeConnector
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import AppHarness, view_submission, wait_until
+from tests.http import conftest_teams as teams_support
 from tests.http import test_closure_slack as slack
+from tests.http import test_closure_teams as teams
+from tests.http.conftest_teams import (
+    ANA_ID,
+    TECH_ID,
+    activity,
+    card_of,
+    form_values,
+    message,
+    submit_action,
+)
 
 
 async def open_own_ticket(app: AppHarness, fake: FakeSlack, *, user: str) -> str:
@@ -73,3 +85,62 @@ async def test_a_requesters_own_ticket_reminds_and_alerts_the_technician_who_clo
     assert "Sam User" in json.dumps(alerts[0]) and number in json.dumps(alerts[0])
     # Sam is pinged about neither.
     assert not [p for p in reminded + alerts if "<@USAM>" in p.get("text", "")[:8]]
+
+
+ANA_CHAT = "a:1personal-chat-with-ana"
+
+
+def chats_with(fake: FakeConnector, user: str) -> set[str]:
+    """The 1:1 chats the bot has with `user` (the one they wrote in, and any it opened)."""
+    known = {TECH_ID: teams_support.PERSONAL, ANA_ID: ANA_CHAT}
+    opened = {c["_id"] for c in fake.created_conversations() if c["members"][0]["id"] == user}
+    return opened | {known[user]}
+
+
+def posted_saying(fake: FakeConnector, words: str) -> list[dict[str, Any]]:
+    return [a for a in fake.activities() if words in json.dumps(a)]
+
+
+async def test_teams_a_requesters_own_ticket_never_reminds_or_alerts_the_requester(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    # Ana opens her own ticket in her 1:1 chat with the bot: that chat is the ticket's
+    # conversation. The reminder and the alert go to Tom, who closed it, not to Ana's chat.
+    app = await teams.start(make_app, connector)
+    url = connector.service_url
+    asked = message(
+        url, "ticket new Printer jams", user=ANA_ID, user_name="Ana", conversation=ANA_CHAT
+    )
+    assert (await app.teams(asked)).status == 201
+    await wait_until(lambda: connector.activities(ANA_CHAT), what="the intake form")
+    form = card_of(connector.activities(ANA_CHAT)[-1])
+    data = {**submit_action(form)["fallback"]["data"], **form_values(priority="P3")}
+    sent = activity(url, value=data, user=ANA_ID, user_name="Ana", conversation=ANA_CHAT)
+    assert (await app.teams(sent)).status == 201
+    await wait_until(lambda: any("HD-1" in json.dumps(a) for a in connector.activities(ANA_CHAT)))
+    posted = len(connector.activities(teams_support.PERSONAL))
+    assert (await app.teams(message(url, "ticket p1 HD-1"))).status == 201
+    await wait_until(lambda: len(connector.activities(teams_support.PERSONAL)) > posted)
+    assert "is now P1" in json.dumps(connector.activities(teams_support.PERSONAL)[posted:])
+    form = await teams.say(app, connector, text="ticket close HD-1")
+    submit = submit_action(form)["fallback"]["data"]
+    closed = await teams.invoke(
+        app, connector, "ticket.close.submit", {**submit, **teams.close_values()}
+    )
+    assert "Closed HD-1" in json.dumps(closed["value"])
+
+    await wait_until(
+        lambda: posted_saying(connector, "Personal follow-up"), timeout=15, what="the follow-up"
+    )
+    await wait_until(lambda: posted_saying(connector, "How did we do"), what="the survey")
+    [sent_survey] = posted_saying(connector, "How did we do")
+    chat, survey = sent_survey["_conversation_id"], card_of(sent_survey)
+    assert chat in chats_with(connector, ANA_ID)
+    one = {**teams.action(survey, "1")["data"]}
+    rated = await teams.invoke(app, connector, "csat.rate", one, user=ANA_ID, conversation=chat)
+    assert "You rated HD-1 1/5" in rated["value"]
+    await wait_until(lambda: posted_saying(connector, "rated 1/5 by"), timeout=15, what="the alert")
+    for words in ("Personal follow-up", "rated 1/5 by"):
+        told = posted_saying(connector, words)
+        assert {a["_conversation_id"] for a in told} <= chats_with(connector, TECH_ID), told
+        assert not {a["_conversation_id"] for a in told} & chats_with(connector, ANA_ID), told
