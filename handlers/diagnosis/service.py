@@ -33,7 +33,9 @@ SIMILAR_ON_CARD = 3
 KB_ON_CARD = 3
 EARLIER_LISTED = 10
 # Tickets with one error are counted up to this many per signature (a hot error: "more than
-# 100"): a new ticket of a frequent error costs no more than a rare one.
+# 100"), or up to `patterns.repeat_threshold` when that is more (else the ticket reaching a
+# threshold above 100 was never counted to it): a new ticket of a frequent error costs no
+# more than a rare one.
 COUNT_CAP = 100
 # Background KB look-ups for cards still running (the core's own; see `drain`).
 _RUNNING: set[asyncio.Task[None]] = set()
@@ -94,7 +96,11 @@ async def on_ticket_opened(
         # signature: one statement (for an error that is not frequent the count is the same
         # tickets as listed).
         earlier, per_key, counted = await error_signatures.brief_and_count(
-            session, same_keys, before=ticket.id, per=PER_SIGNATURE_AT_INTAKE, cap=COUNT_CAP
+            session,
+            same_keys,
+            before=ticket.id,
+            per=PER_SIGNATURE_AT_INTAKE,
+            cap=max(COUNT_CAP, deps.config.patterns.repeat_threshold),
         )
         count = len(earlier)
         if any(n >= PER_SIGNATURE_AT_INTAKE for n in per_key.values()):
