@@ -14,10 +14,15 @@ from storage import psa as psa_repo
 from storage.models import Ticket
 from storage.outbox import DeliveryState
 
+# The plural of a write's name where adding "s" is wrong ("2 time entrys").
+PLURALS = {"time entry": "time entries", "priority": "priorities"}
+
 
 def _what(rows: Sequence[DeliveryState]) -> str:
     counts = Counter(rules.WHAT.get(r.kind, r.kind) for r in rows)
-    return ", ".join(f"{n} {what}s" if n > 1 else what for what, n in counts.items())
+    return ", ".join(
+        f"{n} {PLURALS.get(what, what + 's')}" if n > 1 else what for what, n in counts.items()
+    )
 
 
 async def show_lines(
