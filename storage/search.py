@@ -136,24 +136,47 @@ def _compounds(typed: str) -> dict[str, list[str]]:
     return runs
 
 
-def fts_query(dialect: str, words: Sequence[str], *, fields: Fields, typed: str = "") -> str:
-    """The engine's query for all of `words` (already reduced to letters and digits).
+# One searched word, or its spellings of which any will do (`kb 0x7b` finds a note that says
+# `0x7b` or `0x0000007B`): letters and digits, a spelling also with a leading `-` (a negative
+# HRESULT, which PostgreSQL's parser keeps as one signed token).
+Word = str | tuple[str, ...]
+_SPELLING = re.compile(r"-?[^\W_]+")
+
+
+def _options(word: Word) -> list[str]:
+    if isinstance(word, str):
+        return [word] if word.isalnum() else []
+    return [w for w in dict.fromkeys(word) if _SPELLING.fullmatch(w)]
+
+
+def fts_query(dialect: str, words: Sequence[Word], *, fields: Fields, typed: str = "") -> str:
+    """The engine's query for all of `words` (already reduced to letters and digits; a tuple:
+    its spellings, any of which matches).
 
     On PostgreSQL a word that is part of a compound in `typed` (what was typed: `winword.exe`)
     also matches that compound, which PostgreSQL's parser keeps as one token in the stored
     text: `('winword' | 'winword.exe') & ('exe' | 'winword.exe')`. Typed text only ever
     appears inside quotes, as a value (to_tsquery parses a quoted value with the text parser,
     so `&`, `|`, `!` there are not operators), and a compound has no quote or backslash."""
-    words = [w for w in words if w.isalnum()]
+    spelled = [options for options in map(_options, words) if options]
     if dialect == "postgresql":
         weight = ":ABC" if fields == "stated" else ""
         runs = _compounds(typed)
         parts = []
-        for w in words:
-            options = [f"'{w}'{weight}"] + [f"'{run}'{weight}" for run in runs.get(w, ())]
+        for spellings in spelled:
+            options = [
+                f"'{option}'{weight}"
+                for w in spellings
+                for option in dict.fromkeys([w, *runs.get(w, ())])
+            ]
             parts.append(options[0] if len(options) == 1 else "(" + " | ".join(options) + ")")
         return " & ".join(parts)
-    body = " AND ".join(f'"{w}"' for w in words)
+    body = " AND ".join(
+        f'"{options[0]}"'
+        if len(options) == 1
+        else "(" + " OR ".join(f'"{w}"' for w in options) + ")"
+        for options in spelled
+    )
     if fields == "stated":
         return "{summary error_text resolution_note} : (" + body + ")"
     return body
@@ -161,7 +184,7 @@ def fts_query(dialect: str, words: Sequence[str], *, fields: Fields, typed: str 
 
 async def _newest_ids(
     session: AsyncSession,
-    words: Sequence[str],
+    words: Sequence[Word],
     *,
     fields: Fields,
     limit: int,
@@ -187,16 +210,17 @@ async def _tickets(session: AsyncSession, scored: dict[int, float]) -> list[Foun
 
 async def newest_with_all(
     session: AsyncSession,
-    words: Sequence[str],
+    words: Sequence[Word],
     *,
     fields: Fields = "stated",
     limit: int = 10,
     exclude: int = 0,
     typed: str = "",
 ) -> list[Found]:
-    """The newest resolved tickets that have every one of `words` (in `fields`); `typed`, the
-    text they came from, lets PostgreSQL match its compound tokens (see `fts_query`)."""
-    words = [w for w in words if w.isalnum()]
+    """The newest resolved tickets that have every one of `words` (in `fields`; of a tuple,
+    any spelling); `typed`, the text they came from, lets PostgreSQL match its compound
+    tokens (see `fts_query`)."""
+    words = [w for w in words if _options(w)]
     if not words:
         return []
     ids = await _newest_ids(

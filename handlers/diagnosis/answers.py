@@ -178,9 +178,31 @@ async def kb_command(deps: Deps, interaction: Interaction, command: Command) -> 
     )
 
 
-def _words(typed: str) -> list[str]:
+def hex_spellings(value: str) -> tuple[str, ...]:
+    """How people write the hex code `value` (a signature's `0x0000007b`): with or without
+    leading zeros, an 8-digit one also without `0x` (`80070005`, Teams' `caa70004`), one of
+    0x80000000 and above also as the negative HRESULT in decimal (`-2147024891`)."""
+    number = int(value[2:], 16)
+    found = [value, f"0x{number:x}", f"0x{number:08x}"]
+    if 0x10000000 <= number <= 0xFFFFFFFF:
+        found.append(f"{number:08x}")
+    if 0x80000000 <= number <= 0xFFFFFFFF:
+        found.append(f"-{2**32 - number}")
+    return tuple(dict.fromkeys(found))
+
+
+def _words(typed: str) -> list[search.Word]:
+    """The words `kb` looks for in resolved tickets; an error code in any of its spellings
+    (`kb 0x80070005` finds a resolution note that says `-2147024891`, `kb 0x7b` one that says
+    `0x0000007B`): a note holds a code as its writer typed it, and the signatures, which match
+    every spelling, cover only error texts and summaries."""
     words: list[str] = []
     for word in rules.terms(typed, limit=16, numbers=True):
         if word not in words:
             words.append(word)
-    return words
+    codes = {found.value for found in rules.codes(typed) if found.kind == "hex"}
+    spelled = {w: hex_spellings(w) for w in words if w in codes}
+    # The code's other spellings as typed are not words of their own (`kb 0x7b` searches
+    # 0x0000007b or 0x7b, not both).
+    taken = {s.lstrip("-") for value, found in spelled.items() for s in found if s != value}
+    return [spelled.get(w, w) for w in words if w in spelled or w not in taken]
