@@ -4,7 +4,7 @@ ranges (one per signature, newest first), never by reading the tickets' texts.""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -146,6 +146,83 @@ def _briefs(rows: Sequence[Any]) -> tuple[list[Brief], dict[str, int]]:
     found = [Brief(r[1], r[2], r[3], r[4], r[5], r[6], tuple(m)) for r, m in merged.values()]
     found.sort(key=lambda b: b.id, reverse=True)
     return found, per_key
+
+
+# How many of a signature's newest tickets are looked through for resolved ones, when its
+# newest are all open (an outage many report): a bound on the work, whatever the count.
+RESOLVED_SCAN = 1000
+_RESOLVED: dict[int, Any] = {}
+
+
+def _resolved_by_signatures(count: int) -> Any:
+    """Per signature the newest `per` closed tickets among its newest `scan` before `before`,
+    joined to their brief columns."""
+    stmt = _RESOLVED.get(count)
+    if stmt is not None:
+        return stmt
+    parts = []
+    for index in range(count):
+        recent = (
+            select(_SIGNATURES.c.signature, _SIGNATURES.c.ticket_id)
+            .where(
+                _SIGNATURES.c.signature == bindparam(f"s{index}"),
+                _SIGNATURES.c.ticket_id < bindparam("before"),
+            )
+            .order_by(_SIGNATURES.c.ticket_id.desc())
+            .limit(bindparam("scan"))
+            .subquery()
+        )
+        closed = (
+            select(recent.c.signature, recent.c.ticket_id)
+            .join_from(recent, _TICKETS, _TICKETS.c.id == recent.c.ticket_id)
+            .where(_TICKETS.c.status == "closed")
+            .order_by(recent.c.ticket_id.desc())
+            .limit(bindparam("per"))
+            .subquery()
+        )
+        parts.append(select(closed.c.signature, closed.c.ticket_id))
+    matched = union_all(*parts).subquery() if count > 1 else parts[0].subquery()
+    stmt = _RESOLVED[count] = (
+        select(matched.c.signature, *_BRIEF)
+        .join_from(matched, _TICKETS, _TICKETS.c.id == matched.c.ticket_id)
+        .order_by(_TICKETS.c.id.desc())
+    )
+    return stmt
+
+
+async def resolved_with_signatures(
+    session: AsyncSession,
+    keys: Sequence[str],
+    *,
+    before: int,
+    per: int,
+    scan: int = RESOLVED_SCAN,
+) -> list[Brief]:
+    """The newest resolved (closed) tickets below `before` carrying any of `keys`, at most
+    `per` per signature, newest first: for when a signature's newest tickets (what
+    `brief_with_signatures` reads) are all open."""
+    keys = list(dict.fromkeys(keys))
+    if not keys:
+        return []
+    conn = await statements.connection(session)
+    rows: list[Any] = []
+    for part in _chunks(keys):
+        stmt = _resolved_by_signatures(len(part))
+        rows += (await conn.execute(stmt, _params(part, before=before, per=per, scan=scan))).all()
+    return _briefs(rows)[0]
+
+
+def merged(first: Sequence[Brief], more: Sequence[Brief]) -> list[Brief]:
+    """Both lists as one, newest first, each ticket once with every signature it matched."""
+    by_id: dict[int, Brief] = {}
+    for brief in [*first, *more]:
+        known = by_id.get(brief.id)
+        if known is None:
+            by_id[brief.id] = brief
+        else:
+            signatures = tuple(dict.fromkeys([*known.matched, *brief.matched]))
+            by_id[brief.id] = replace(known, matched=signatures)
+    return sorted(by_id.values(), key=lambda b: b.id, reverse=True)
 
 
 _BRIEF_COUNTED: dict[int, Any] = {}

@@ -99,9 +99,15 @@ async def similar_command(deps: Deps, interaction: Interaction, command: Command
         found = rules.signatures(ticket.error_text, summary=ticket.summary)
         same_keys = set(rules.same_error_keys(found))
         keys = [s.key for s in found if s.same_error or s.kind == "text"]
-        earlier, _ = await error_signatures.brief_with_signatures(
+        earlier, per_key = await error_signatures.brief_with_signatures(
             session, keys, before=2**62, per=LISTED + 2
         )
+        if any(n >= LISTED + 2 for n in per_key.values()):
+            # The newest with the error may all be open (an outage): the fixes lie further back.
+            older = await error_signatures.resolved_with_signatures(
+                session, keys, before=2**62, per=LISTED + 2
+            )
+            earlier = error_signatures.merged(earlier, older)
         resolved = [t for t in earlier if t.status == "closed" and t.id != ticket.id]
         same_found = [t for t in resolved if same_keys & set(t.matched)][:LISTED]
         alike_found = [t for t in resolved if not same_keys & set(t.matched)][:LISTED]

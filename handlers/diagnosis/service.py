@@ -106,6 +106,15 @@ async def on_ticket_opened(
         if any(n >= PER_SIGNATURE_AT_INTAKE for n in per_key.values()):
             count = max(count, counted)
         resolved = [t for t in earlier if t.status == "closed"][:SIMILAR_ON_CARD]
+        if len(resolved) < SIMILAR_ON_CARD and any(
+            n >= PER_SIGNATURE_AT_INTAKE for n in per_key.values()
+        ):
+            # A frequent error's newest tickets may all be open (an outage many report): its
+            # fixes are further back.
+            older = await error_signatures.resolved_with_signatures(
+                session, same_keys, before=ticket.id, per=SIMILAR_ON_CARD
+            )
+            resolved = error_signatures.merged(resolved, older)[:SIMILAR_ON_CARD]
         row["similar"] = [cards.brief_item(t) for t in resolved]
         if count + 1 >= deps.config.patterns.repeat_threshold:
             row["pattern_count"] = count + 1
