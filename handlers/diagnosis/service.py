@@ -106,6 +106,7 @@ async def on_ticket_opened(
         if any(n >= PER_SIGNATURE_AT_INTAKE for n in per_key.values()):
             count = max(count, counted)
         resolved = [t for t in earlier if t.status == "closed"][:SIMILAR_ON_CARD]
+        older: list[error_signatures.Brief] = []
         if len(resolved) < SIMILAR_ON_CARD and any(
             n >= PER_SIGNATURE_AT_INTAKE for n in per_key.values()
         ):
@@ -122,7 +123,7 @@ async def on_ticket_opened(
                 (t.number for t in earlier[:EARLIER_LISTED]), key=_number_order
             )
             row["pattern_label"] = _pattern_label(earlier, same_keys)
-            row["suggested_kb"] = _suggested_kb(earlier)
+            row["suggested_kb"] = _suggested_kb(earlier) or _suggested_kb(older)
     row["hints"] = changes.hints(
         deps.config.changes,
         opened=ticket.created_at,
@@ -257,10 +258,18 @@ async def _suggestion_now(session: AsyncSession, ticket: Ticket) -> str:
     keys = rules.same_error_keys(rules.signatures(ticket.error_text, summary=ticket.summary))
     if not keys:
         return ""
-    earlier, _ = await error_signatures.brief_with_signatures(
+    earlier, per_key = await error_signatures.brief_with_signatures(
         session, keys, before=ticket.id, per=PER_SIGNATURE_AT_INTAKE
     )
-    return _suggested_kb(earlier)
+    named = _suggested_kb(earlier)
+    if not named and any(n >= PER_SIGNATURE_AT_INTAKE for n in per_key.values()):
+        # The newest with the error may all be open: the article is named further back.
+        named = _suggested_kb(
+            await error_signatures.resolved_with_signatures(
+                session, keys, before=ticket.id, per=SIMILAR_ON_CARD
+            )
+        )
+    return named
 
 
 # -- reports ----------------------------------------------------------------------------------

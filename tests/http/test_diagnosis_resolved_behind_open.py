@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import insert, select
 
 from storage.models import Ticket, TicketSignature
@@ -17,11 +18,14 @@ NOTE = "Re-created the Outlook profile and re-added the mailbox"
 OPEN_REPORTS = 20
 
 
+@pytest.mark.parametrize("threshold", [1000, 3])
 async def test_a_resolved_ticket_behind_many_open_ones_is_still_listed(
-    make_app: Any, slack_api: FakeSlack
+    make_app: Any, slack_api: FakeSlack, threshold: int
 ) -> None:
+    """With a threshold reached, the pattern suggests the KB article the resolved one named,
+    on the card and in the closure form."""
     app = await make_app(
-        slack=slack_api, config={"patterns": {"repeat_threshold": 1000}}, people=PEOPLE
+        slack=slack_api, config={"patterns": {"repeat_threshold": threshold}}, people=PEOPLE
     )
     fixed, _ = await open_ticket(app, slack_api, error=ERROR, client="acme")
     assert (await close(app, slack_api, fixed, note=NOTE, kb="KB0077"))[1] == {}
@@ -53,6 +57,10 @@ async def test_a_resolved_ticket_behind_many_open_ones_is_still_listed(
     shown = flat(card)
     assert "Similar tickets" in shown and f"{fixed} (acme)" in shown, shown
     assert "Re-created the Outlook profile" in shown
+    if threshold == 3:
+        assert "Suggested KB article" in shown and "KB0077" in shown, shown
+        view, ack = await close(app, slack_api, number, note=NOTE)
+        assert "KB0077" in flat(view) and ack["response_action"] == "errors"
     answer = flat(await ephemeral(app, f"similar {number}"))
     same = answer.partition("Similar error text")[0].partition("Related resolved tickets")[0]
     assert f"{fixed} (acme)" in same and "same error: 0x800ccc0e" in same, answer
