@@ -257,10 +257,10 @@ async def handle(deps: Deps, interaction: Interaction, attempt: Attempt | None =
         return Reply(duplicate=True)
     except InvalidInput as exc:
         log.info("invalid input: %s %s", exc, sorted(exc.field_errors))
-        return Reply(text=exc.words, field_errors=exc.field_errors, card=exc.form)
+        return refusal(exc)
     except DomainError as exc:
         log.info("refused: %s", exc)
-        return Reply(text=exc.words)
+        return refusal(exc)
     except DirectoryUnavailable as exc:
         # Whatever needed the directory (who is a technician, who the requester is) was not
         # done; the source logged why. Not "something went wrong": it is an outage.
@@ -276,6 +276,13 @@ async def handle(deps: Deps, interaction: Interaction, attempt: Attempt | None =
             # was saved, try again" could be false (and a retry would do it twice).
             return Reply(text=IN_DOUBT)
         return unavailable()
+
+
+def refusal(exc: DomainError) -> Reply:
+    """What a known domain error tells the person (field by field for a form's)."""
+    if isinstance(exc, InvalidInput):
+        return Reply(text=exc.words, field_errors=exc.field_errors, card=exc.form)
+    return Reply(text=exc.words)
 
 
 def _apart(interaction: Interaction) -> bool:
@@ -601,6 +608,17 @@ async def _run(
         if found is None:
             raise Duplicate(f"delivery {interaction.delivery_id} was already handled") from None
         return await _again(deps, interaction, key, found, attempt)
+    except DomainError as exc:
+        # A refusal that wrote something first (its audit event: the identity gate, a
+        # `verify` from someone who is not a technician) committed the delivery's claim with
+        # it. Its answer is the refusal: kept like a change's, so that a redelivery is refused
+        # again (or, where the answer is a message of its own, not answered twice) rather
+        # than told "This was done" (replay.LOST) about something that was not.
+        if not isinstance(exc, Duplicate) and binding.done and binding.answer is not None:
+            refused = refusal(exc)
+            if replay.shown(interaction, refused):
+                attempt.kept = await _keep(deps, interaction, binding, refused)
+        raise
     if binding.done and binding.answer is not None and replay.shown(interaction, reply):
         attempt.kept = await _keep(deps, interaction, binding, reply)
     return reply

@@ -359,3 +359,54 @@ async def test_a_redelivered_report_whose_process_died_before_answering_has_its_
     assert kinds[1] == kinds[0], kinds
     # The same figures, so the same picture.
     assert again["attachments"][1]["contentUrl"] == first["attachments"][1]["contentUrl"]
+
+
+# -- a refusal that is audited: its claim commits with the audit event -------------------------
+
+
+GATED = "HD-1 needs the requester's identity confirmed first"
+
+
+@pytest.mark.parametrize(
+    ("text", "user", "refusal"),
+    [
+        ("close HD-1", "UTECH", GATED),
+        ("escalate HD-1", "UTECH", GATED),
+        ("verify HD-1", "USAM", "Only technicians can start an identity check."),
+    ],
+)
+async def test_a_slack_retry_of_an_audited_refusal_is_refused_again_not_told_it_was_done(
+    make_app: Any, slack_api: FakeSlack, text: str, user: str, refusal: str
+) -> None:
+    """A refusal the audit trail records (the identity gate, a `verify` from someone who is
+    not a technician) commits its event with the delivery's claim. Its answer was not kept, so
+    the retry said replay.LOST, "This was done: ... was saved": the technician read that the
+    ticket was closed (escalated) when nothing was done. The retry gives the refusal again."""
+    app = await slack_app(make_app, slack_api)
+    assert "Ana Lopez" in await said(await app.slack(command("verify HD-1"), content_type=FORM))
+    body = command(text, user=user, trigger="trigger-refused-1")
+    opened = len(slack_api.views_opened())
+    first = await said(await app.slack(body, content_type=FORM))
+    assert refusal in first
+    again = await app.slack(body, content_type=FORM, headers=RETRY)
+    assert again.status == 200 and await said(again) == first
+    assert len(slack_api.views_opened()) == opened
+    async with app.services.sessions() as session:
+        ticket = (await session.execute(select(Ticket))).scalars().one()
+    assert ticket.status == "open"
+
+
+async def test_a_redelivered_audited_refusal_is_not_answered_a_second_time(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    """The same on Teams: the refusal went out, and the redelivered activity added a second
+    message, "This was done: ... was saved", though nothing was."""
+    app = await teams_app(make_app, connector)
+    verify = message(connector.service_url, "ticket verify HD-1")
+    assert (await app.teams(verify)).status == 201
+    body = message(connector.service_url, "ticket close HD-1")
+    before = len(connector.activities(PERSONAL))
+    assert (await app.teams(body)).status == 201
+    assert (await app.teams(body)).status == 201
+    [refused] = texts(connector, before)
+    assert GATED in refused
