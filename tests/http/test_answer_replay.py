@@ -27,7 +27,7 @@ from tests.fakes.botframework import FakeConnector
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import AppHarness, block_actions
 from tests.harness import slack_button as button
-from tests.http.conftest_teams import ANA_ID, PERSONAL, TECH_ID, TENANT, message
+from tests.http.conftest_teams import ANA_ID, PERSONAL, TECH_ID, TENANT, activity, message
 from tests.http.conftest_teams import PEOPLE as TEAMS_PEOPLE
 from tests.http.test_closure_slack import PEOPLE as SLACK_PEOPLE
 from tests.http.test_closure_slack import new_ticket
@@ -410,3 +410,24 @@ async def test_a_redelivered_audited_refusal_is_not_answered_a_second_time(
     assert (await app.teams(body)).status == 201
     [refused] = texts(connector, before)
     assert GATED in refused
+
+
+async def test_a_redelivered_invoke_refused_by_the_identity_gate_is_refused_again(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    """The card's **Close** as Action.Execute: its answer is the invoke's response, and the
+    invoke sent again (the first response lost) said "This was done" (replay.LOST)."""
+    app = await teams_app(make_app, connector)
+    assert (await app.teams(message(connector.service_url, "ticket verify HD-1"))).status == 201
+    data = {"action": "ticket.close", "ticket": "HD-1"}
+    press = activity(
+        connector.service_url,
+        type="invoke",
+        name="adaptiveCard/action",
+        value={"action": {"type": "Action.Execute", "verb": "ticket.close", "data": data}},
+    )
+    first = await app.teams(press)
+    again = await app.teams(press)
+    assert first.status == again.status == 200
+    told = [(await r.json())["value"] for r in (first, again)]
+    assert GATED in told[0] and told[1] == told[0]
