@@ -2,10 +2,11 @@
 
 The P1's users affected becomes its own plus those of every report filed under it; its incident
 notice is edited in place (no new notice, no new page); the requester of the report is told
-which incident it is part of. Closing the P1 closes every report filed under it with the P1's
-resolution, and each requester gets a survey; a report whose requester's identity is not
-confirmed (required, pending, denied) stays open, as it would for `close`. Rows are locked in id
-order.
+which incident it is part of. A P1 filed under another brings the reports filed under it along
+(their requesters told again), so no report is filed under a filed one. Closing the P1 closes
+every report filed under it with the P1's resolution, and each requester gets a survey; a
+report whose requester's identity is not confirmed (required, pending, denied) stays open, as
+it would for `close`. Rows are locked in id order (the reports brought along: after both).
 """
 
 from __future__ import annotations
@@ -64,11 +65,6 @@ def _refusal(report: Ticket, p1: Ticket) -> str | None:
         return f"{report.number} is already filed under {report.filed_under}."
     if report.status != "open":
         return f"{report.number} is {report.status}: only open tickets can be filed."
-    if report.filed_count:
-        return (
-            f"{report.number} has {report.filed_count} report(s) filed under it: file those "
-            f"under {p1.number} first."
-        )
     return None
 
 
@@ -96,9 +92,12 @@ async def file_under(
     await deps.require_technician(actor, "file tickets under a P1")
     async with deps.sessions() as session:
         seen, target = await _both(session, report, p1, lock=False)
+        # A P1 filed under another brings the reports filed under it along (no chains).
+        along = await repo.filed_under(session, seen.number) if seen.filed_count else []
     if (reason := _refusal(seen, target)) is not None:
         raise DomainError(reason)
     to = await csat.survey_address(deps, seen)  # the directory, before anything is locked
+    along_to = {t.id: await csat.survey_address(deps, t) for t in along if t.status == "open"}
     async with deps.sessions() as session, session.begin():
         child, parent = await _both(session, report, p1, lock=True)
         if (reason := _refusal(child, parent)) is not None:
@@ -118,13 +117,51 @@ async def file_under(
                 action="file_under_p1",
                 refresh_card=False,  # refreshed below
             )
+        moved = await repo.filed_under(session, child.number, lock=True)
         child.filed_under = parent.number
-        parent.filed_count += 1
-        parent.filed_users += child.users_affected
+        parent.filed_count += 1 + child.filed_count
+        parent.filed_users += child.users_affected + child.filed_users
+        child.filed_count, child.filed_users = 0, 0
+        for ticket in moved:
+            ticket.filed_under = parent.number
         cancelled = await incidents.cancel_unsent(session, ticket=child)
         edits = await incidents.refresh_notice(session, deps, ticket=parent)
-        for ticket in (child, parent):
+        if moved:  # its own notice no longer counts the reports it brought along
+            await incidents.refresh_notice(session, deps, ticket=child)
+        for ticket in (child, parent, *moved):
             await notify.refresh_ticket_card(session, ticket)
+        for ticket in moved:
+            await tickets_repo.add_event(
+                session,
+                ticket_id=ticket.id,
+                kind="ticket.filed",
+                actor_platform=actor.platform,
+                actor_id=actor.id,
+                channel=interaction.conversation.id,
+                data={
+                    "under": parent.number,
+                    "from": child.number,
+                    "users_affected": ticket.users_affected,
+                },
+            )
+            if ticket.status != "open":
+                continue
+            # Asked before the lock; a report filed under `child` since then is asked now.
+            address = (
+                along_to[ticket.id]
+                if ticket.id in along_to
+                else await csat.survey_address(deps, ticket)
+            )
+            if address is not None:
+                await notify.dm(
+                    session,
+                    platform=address[0],
+                    user_id=address[1],
+                    text=cards.filed_text(ticket, parent),
+                    ticket=ticket,
+                    purpose=cards.FILED,
+                    dedup_key=f"{cards.FILED}:{ticket.id}:{parent.number}",
+                )
         await tickets_repo.add_event(
             session,
             ticket_id=child.id,
@@ -150,6 +187,7 @@ async def file_under(
                 "users_affected": child.users_affected,
                 "total_users_affected": parent.total_users_affected,
                 "reports": parent.filed_count,
+                "along": [t.number for t in moved],
                 "notice_edits": edits,
             },
         )
@@ -166,10 +204,13 @@ async def file_under(
         else:
             log.info("%s filed under %s: its requester has no chat id", child.number, p1)
     log.info("report filed under a P1", extra={"ticket": child.number, "p1": parent.number})
-    return Reply(text=_filed_answer(child, parent, cancelled, edits=edits), private=False)
+    answer = _filed_answer(child, parent, cancelled, edits=edits, along=[t.number for t in moved])
+    return Reply(text=answer, private=False)
 
 
-def _filed_answer(child: Ticket, parent: Ticket, cancelled: list[str], *, edits: int) -> str:
+def _filed_answer(
+    child: Ticket, parent: Ticket, cancelled: list[str], *, edits: int, along: list[str]
+) -> str:
     """`edits`: incident notices queued for an edit (none: no incident channel, or the
     notice failed for good, so there is nothing to say is updated)."""
     reports = parent.filed_count
@@ -180,6 +221,12 @@ def _filed_answer(child: Ticket, parent: Ticket, cancelled: list[str], *, edits:
         f"own + {parent.filed_users} in {reports} filed report{'s' if reports != 1 else ''}). "
         f"{notice} is paged again."
     )
+    if along:
+        text += (
+            f" The {'reports' if len(along) > 1 else 'report'} filed under {child.number} "
+            f"({', '.join(along)}) {'are' if len(along) > 1 else 'is'} now filed under "
+            f"{parent.number} with it."
+        )
     return text + _cancelled_text(child, cancelled)
 
 

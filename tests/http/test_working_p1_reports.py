@@ -357,3 +357,40 @@ async def test_slack_a_p1_closing_a_pattern_report_with_it_needs_a_kb_article(
     for number in (p1, report):
         closed = await ticket_row(app, number)
         assert closed.status == "closed" and closed.kb_article == "KB0815"
+
+
+async def test_slack_a_p1_with_reports_filed_under_another_p1_brings_them_along(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """HD-2, a P1 with Bob's report filed under it, turns out to be the outage HD-1 already is:
+    `link HD-2 HD-1` files both under HD-1 (it was refused, its advice "file those under HD-1
+    first" refused in turn as "already filed under HD-2"). Bob is told of HD-1; closing HD-1
+    closes them both, Bob surveyed once."""
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    p1 = await s.ticket(priority="P1", users=40, asset="VPN-01", client="Acme", **OUTAGE)
+    second = await s.ticket(priority="P1", users=10, asset="MAIL-01", client="Acme")
+    report = await s.ticket(requester="UBOB", users=2, asset="mail-01", client="acme")
+    assert f"{report} is filed under {second}" in await s.command(f"link {report} {second}")
+    await wait_until(lambda: s.dms("UBOB", f"part of the incident {second}"), what="Bob told")
+
+    linked = await s.command(f"link {second} {p1}")
+    assert f"{second} is filed under {p1}" in linked, linked
+    assert "52 users affected in total (40 of its own + 12 in 2 filed reports)" in linked
+    assert f"({report}) is now filed under {p1}" in linked
+    assert (await ticket_row(app, report)).filed_under == p1
+    assert (await ticket_row(app, second)).total_users_affected == 10
+    await wait_until(lambda: s.dms("UBOB", f"part of the incident {p1}"), what="Bob told again")
+    await wait_until(lambda: f"Filed under P1 {p1}" in shown(s.card(report)), what="its card")
+    moved = [e for e in await events(app, "ticket.filed") if e.data.get("from") == second]
+    assert [e.data["under"] for e in moved] == [p1]
+    assert f"Reports filed under {p1} (2)" in await s.command(f"show {p1}")
+
+    await s.close(p1, note="Replaced the failed power supply of the VPN concentrator VPN-01")
+    for number in (second, report):
+        assert (await ticket_row(app, number)).status == "closed"
+    await wait_until(lambda: s.dms("UBOB", f"How did we do on {report}"), what="Bob's survey")
+    await app.services.slack.drain()  # type: ignore[union-attr]
+    await asyncio.sleep(1)
+    assert len(s.dms("UBOB", "How did we do")) == 1
+    assert len(s.dms("UBOB", f"part of the incident {p1}")) == 1
