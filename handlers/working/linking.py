@@ -344,6 +344,8 @@ async def close_filed(
             },
         )
         await incidents.on_ticket_closed(session, deps, ticket=report, actor=actor, channel=channel)
+        if report.priority == "P1":  # a P1 filed under this one: tickets matching it no more
+            await drop_p1_matches(session, report)
         await notify.tell_technician(
             session,
             report,

@@ -394,3 +394,27 @@ async def test_slack_a_p1_with_reports_filed_under_another_p1_brings_them_along(
     await asyncio.sleep(1)
     assert len(s.dms("UBOB", "How did we do")) == 1
     assert len(s.dms("UBOB", f"part of the incident {p1}")) == 1
+
+
+async def test_a_ticket_that_matched_a_p1_closed_with_another_no_longer_offers_it(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """HD-2, a P1 that Cy's ticket matches, is filed under the P1 HD-1 and closed with it: Cy's
+    card and `show` stop offering **Add to HD-2** (it kept it, and pressing it was refused
+    with `HD-2 is closed`), as when HD-2 is closed on its own."""
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    p1 = await s.ticket(priority="P1", users=40, asset="VPN-01", client="Acme", **OUTAGE)
+    inner = await s.ticket(priority="P1", users=10, asset="MAIL-01", client="Acme")
+    report = await s.ticket(requester="UCY", asset="mail-01", client="ACME", category="network")
+    assert f"Add to {inner}" in shown(s.card(report))
+    assert f"{inner} is filed under {p1}" in await s.command(f"link {inner} {p1}")
+    await s.close(p1)
+    assert (await ticket_row(app, inner)).status == "closed"
+    assert (await ticket_row(app, report)).status == "open"
+    shown_now = await s.command(f"show {report}")
+    assert report in shown_now
+    assert f"Matches open P1 {inner}" not in shown_now and f"Add to {inner}" not in shown_now
+    await wait_until(
+        lambda: f"Add to {inner}" not in shown(s.card(report)), what="the report's card refreshed"
+    )
