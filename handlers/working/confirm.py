@@ -346,7 +346,13 @@ async def comment(deps: Deps, interaction: Interaction) -> Reply:
         if isinstance(found, Reply):
             return found
         request, ticket = found
-        if request.state != "broken":
+        # A Still broken answer stays open to its comment after a newer `confirm` replaced it
+        # (the requester typing it as the technician asked again): only an answered question
+        # is replaced once answered, and a Works now one is never replaced.
+        answered_broken = request.state == "broken" or (
+            request.state == "superseded" and request.answered_at is not None
+        )
+        if not answered_broken:
             return Reply(text=f"There is nothing to add to on {ticket.number}. Thank you!")
         if not text:
             return Reply(text="Thank you: your technician already knows it is still broken.")

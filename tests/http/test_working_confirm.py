@@ -177,6 +177,36 @@ async def test_slack_still_broken_reaches_the_technician_with_the_comment(
     assert (await ticket_row(app, number)).fix_confirmed_at is not None
 
 
+async def test_slack_a_comment_typed_while_the_technician_asked_again_still_reaches_them(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """Ana pressed Still broken and is typing her comment when Tom, told it is still broken,
+    sends a new `confirm`: her comment still reaches him (it was answered with "There is
+    nothing to add to" and lost), once; the new question is unaffected."""
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    number = await s.ticket()
+    await s.command(f"confirm {number}")
+    await wait_until(lambda: s.dms("UANA", "Still broken"), what="the question")
+    [question] = s.dms("UANA", "Still broken")
+    assert await s.press(question, "Still broken", "UANA") == ""
+    view = slack_api.views_opened()[-1]["view"]
+    await wait_until(lambda: s.thread(number, "is still broken"), what="the technician told")
+
+    await s.command(f"confirm {number}")
+    await wait_until(lambda: len(s.dms("UANA", "Works now")) == 2, what="the second question")
+    typed = {"comment": {"type": "plain_text_input", "value": "Blank pages from the PDF"}}
+    answer = await s.submit(view, typed, "UANA")
+    assert answer is not None and "your technician got your comment" in shown(answer), answer
+    await wait_until(lambda: s.thread(number, "Blank pages from the PDF"), what="the comment")
+    assert "already have your comment" in shown(await s.submit(view, typed, "UANA"))
+    await app.services.slack.drain()  # type: ignore[union-attr]
+    assert len(s.thread(number, "Blank pages from the PDF")) == 1
+    assert [e.data["request"] for e in await events(app, "fix.commented")]
+    second = s.dms("UANA", "Works now")[-1]
+    assert "works now" in await s.press(second, "Works now", "UANA")
+
+
 async def test_slack_closing_unconfirmed_records_it(make_app: Any, slack_api: FakeSlack) -> None:
     app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
     s = SlackFlow(app, slack_api)
