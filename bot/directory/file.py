@@ -205,6 +205,17 @@ class FileDirectory:
             log.warning("%s; keeping the last good copy", exc)
             self._bad = seen
             return self._index
+        if self._index.has_technicians and not index.has_technicians:
+            # With no technician listed everyone counts as one (SPEC): a file emptied while
+            # it is rewritten, or every `technician: true` lost in an edit, must not hand
+            # every technician action to everyone while the bot runs. Fail closed.
+            log.warning(
+                "%s: lists no technician now, so everyone would count as one; keeping the "
+                "last good copy (restart the bot to run without technicians)",
+                self.path,
+            )
+            self._bad = seen
+            return self._index
         self._index, self._seen, self._bad = index, seen, None
         log.info("%s: reloaded, %s", self.path, counted(len(index.people), "person", "people"))
         return self._index

@@ -6,11 +6,13 @@ requester only; nothing changed by a refusal. And the authorization review's fin
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
 from urllib.parse import urlencode
 
+import yaml
 from sqlalchemy import func, select
 
 from storage.models import IdentityCheck, OutboxMessage, Ticket, TicketEvent, TimeEntry
@@ -21,7 +23,7 @@ from tests.harness import AppHarness, block_actions, wait_until
 from tests.harness import slack_button as button
 from tests.http.conftest_teams import TECH_ID, message
 from tests.http.test_directory_teams import new_ticket as teams_ticket
-from tests.http.test_identity_slack import new_ticket, posts_to, start
+from tests.http.test_identity_slack import PEOPLE, new_ticket, posts_to, start
 
 # Technician-only texts (SPEC) and the words of their refusal.
 TECHNICIAN_ONLY = {
@@ -223,3 +225,28 @@ async def test_teams_technician_only_texts_are_refused_to_everyone_else(
         f"a:chat-{u}" for u in ("29:1ana", "29:1bo", "29:1cy", "29:1stranger")
     }
     await wait_until(lambda: True)
+
+
+async def test_a_directory_file_reloaded_without_any_technician_opens_nothing_to_everyone(
+    make_app, slack_api: FakeSlack
+) -> None:
+    """Found by the security review: the directory file is reloaded while the bot runs, and a
+    version listing no technician (emptied while being rewritten, wiped by mistake, every
+    `technician: true` lost in an edit) made everyone a technician at once: Cy, a member of
+    staff, could log time, raise to P1 and close. "Everyone counts as one" is for a directory
+    that never listed a technician (and start-up warns of it); a running bot keeps the last
+    copy that did, and says why."""
+    app = await start(make_app, slack_api)
+    await new_ticket(app, slack_api)  # HD-1: Tom's, for Ana
+    before = await state(app)
+    path = app.tmp / "people.yaml"
+    assert "technician: true" in path.read_text()
+    for rewritten in ("", yaml.safe_dump([{**p, "technician": False} for p in PEOPLE])):
+        path.write_text(rewritten)
+        # The file is looked at again at most once a second.
+        await asyncio.sleep(1.2)
+        for text, refusal in TECHNICIAN_ONLY.items():
+            answer = await slash_from(app, text, user="U0CY")
+            assert refusal in answer, (rewritten[:20], text, answer)
+        assert await state(app) == before
+    assert "Only technicians" not in await slash_from(app, "similar HD-1", user="UTECH")

@@ -215,8 +215,8 @@ async def test_bad_reload_keeps_last_good_copy(
         assert await directory.find_by_email("bo@example.com") is not None
     warnings = [r for r in caplog.records if "keeping the last good copy" in r.getMessage()]
     assert len(warnings) == 1 and "bogus" in warnings[0].getMessage()
-    # Fixed again: picked up.
-    write(people_file, "- email: eve@example.com\n")
+    # Fixed again: picked up (with a technician: see the next test).
+    write(people_file, "- email: eve@example.com\n  technician: true\n")
     clock.now = 6
     assert await directory.find_by_email("eve@example.com") is not None
     assert await directory.find_by_email("bo@example.com") is None
