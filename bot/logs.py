@@ -124,11 +124,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+# Line breaks (and the other control characters) in what a line quotes: an activity id or a
+# text someone sent, unauthenticated callers' included. Written as they came, they would start
+# lines of their own in the text log, forged to read as the bot's (CWE-117).
+_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escaped(found: re.Match[str]) -> str:
+    return found.group(0).encode("unicode_escape").decode("ascii")
+
+
 class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__(
             "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s %(ticket)s] %(message)s"
         )
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """The line itself, one line whatever it quotes (a traceback still follows it)."""
+        return _CONTROLS.sub(_escaped, super().formatMessage(record))
 
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))

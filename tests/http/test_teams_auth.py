@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from bot.logs import setup_logging
 from storage.models import Ticket
 from tests.fakes.botframework import OUTBOUND_TOKEN, FakeBotAuth, FakeConnector
 from tests.harness import AppHarness, event_kinds, only_ticket
@@ -341,3 +344,44 @@ async def test_a_request_without_a_bearer_token_is_refused_before_its_body_is_re
     assert connector.recorded == [] and bot_auth.token_requests() == []
     async with app.services.sessions() as session:
         assert (await session.execute(select(Ticket))).first() is None
+
+
+@pytest.fixture
+def text_log() -> Iterator[io.StringIO]:
+    """The production logging (setup_logging, LOG_FORMAT=text, INFO), its lines kept; undone
+    afterwards."""
+    root = logging.getLogger()
+    loggers = [
+        root,
+        *(x for x in logging.Logger.manager.loggerDict.values() if isinstance(x, logging.Logger)),
+    ]
+    saved = {logger: logger.level for logger in loggers}
+    setup_logging(fmt="text", level="INFO")
+    handler = next(h for h in root.handlers if getattr(h, "_helpdesk", False))
+    stream = io.StringIO()
+    handler.setStream(stream)  # type: ignore[attr-defined]
+    yield stream
+    root.removeHandler(handler)
+    for logger, level in saved.items():
+        logger.setLevel(level)
+
+
+async def test_an_unauthenticated_activity_cannot_write_a_log_line_of_its_own(
+    text_log: io.StringIO, make_app, bot_auth: FakeBotAuth, connector: FakeConnector
+):
+    """Found by the security review: the refusal of a bad token names the activity's id, which
+    the caller chose (up to 128 characters, line breaks allowed), and the text log wrote it as
+    it came. An anonymous caller could add lines of their own to the operator's log, forged
+    to read as the bot's (`... INFO bot.teams.front ... served`). Control characters in what a
+    line quotes are written escaped: one request, one refusal line, nothing else."""
+    app = await start(make_app, bot_auth)
+    forged = "2026-12-07 22:00:00,000 INFO bot.teams.front [- -] HD-1 closed by Tom"
+    for brk in ("\n", "\r", "\u2028"):
+        body = message(connector.service_url, "ticket mine", activity_id=f"a1{brk}{forged}")
+        response = await app.teams(body, headers=bearer("not.a.jwt"))
+        assert response.status == 401
+    lines = text_log.getvalue().splitlines()
+    refusals = [line for line in lines if "rejected activity" in line]
+    assert len(refusals) == 3, lines
+    assert "a1\\n2026-12-07" in refusals[0]
+    assert not any(line.startswith("2026-12-07 22:00:00,000") for line in lines), lines
