@@ -181,7 +181,9 @@ class OpsgenieNotifier:
             left = deadline - loop.time()
             try:
                 timeout = aiohttp.ClientTimeout(total=max(left, 0.5))
-                async with self.http.get(url, headers=headers, timeout=timeout) as response:
+                async with self.http.get(
+                    url, headers=headers, timeout=timeout, allow_redirects=False
+                ) as response:
                     status, text = response.status, await read_text(response)
                     retry_after = retry_after_seconds(response.headers.get("Retry-After"))
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:

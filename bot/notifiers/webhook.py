@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from bot.capped import MAX_ERROR_BODY, read_capped
 from bot.notifiers import DeliveryError, retry_after_seconds
@@ -53,10 +54,15 @@ async def post_json(
     Error texts name the service and the status only: never the URL's secrets or the headers.
     """
     try:
-        async with http.post(url, json=body, headers=headers, timeout=TIMEOUT) as response:
+        # Redirects are not followed: a 307/308 would send the body again (PagerDuty's routing
+        # key is in it) to whatever host the answer names.
+        async with http.post(
+            url, json=body, headers=headers, timeout=TIMEOUT, allow_redirects=False
+        ) as response:
             status = response.status
             text = await read_text(response)
             retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+            location = response.headers.get("Location", "")
     except (aiohttp.ClientConnectorError, aiohttp.InvalidURL) as exc:
         # Never connected: nothing arrived.
         raise DeliveryError(f"{service}: {type(exc).__name__}") from exc
@@ -69,6 +75,15 @@ async def post_json(
         except ValueError:
             data = {}
         return data if isinstance(data, dict) else {}
+    if 300 <= status < 400:
+        # Not the pager's API (a moved or mistyped URL): sending it again cannot help.
+        where = URL(location).host if location else None
+        raise DeliveryError(
+            f"{service}: HTTP {status}, a redirect"
+            + (f" to {where}" if where else "")
+            + " (not followed): set the pager's URL to where it answers",
+            permanent=True,
+        )
     reason = f"{service}: HTTP {status} {_message(text)}".strip()
     if status == 429:
         raise DeliveryError(reason, retry_after=retry_after, place=service)

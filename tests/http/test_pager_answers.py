@@ -95,3 +95,37 @@ async def test_a_page_accepted_with_many_mb_is_delivered_once(
     await eventually(delivered, timeout=20, what="the alert recorded")
     assert sent and all(n < 8 * MB for n in sent), [n // MB for n in sent]
     assert len([c for c in opsgenie.calls("/v2/alerts") if c.method == "POST"]) == 1
+
+
+async def test_a_page_redirected_elsewhere_is_not_sent_there(
+    make_app, slack_api: FakeSlack, pagerduty: FakePagerDuty
+):
+    # The events URL answers 307 to another host (a moved or mistyped URL, or a hostile
+    # answer). Following it would POST the event again, routing key in its body, to that
+    # host. The bot does not follow it: the page fails for good (sending it again cannot
+    # help) and the technician is told, as for any page refused for good.
+    async with FakePagerDuty() as elsewhere:
+        answer = pagerduty.handle
+
+        async def moved(rec: Recorded, request: web.Request) -> web.StreamResponse:
+            if rec.path != "/v2/enqueue":
+                return await answer(rec, request)
+            return web.Response(status=307, headers={"Location": elsewhere.events_url})
+
+        pagerduty.handle = moved  # type: ignore[method-assign]
+        app = await start(make_app, slack_api, pagerduty)
+        await slack_ticket(app, slack_api)
+
+        async def dead() -> list[str]:
+            rows = await outbox_rows(app)
+            return [r.last_error for r in rows if r.kind == "page.pagerduty" and r.status == "dead"]
+
+        await eventually(dead, timeout=20, what="the redirected page given up")
+        [error] = await dead()
+        assert "HTTP 307, a redirect" in error, error
+        assert elsewhere.calls() == [], "the event (and its routing key) went to the other host"
+        assert len(pagerduty.calls("/v2/enqueue")) == 1
+        await eventually(
+            lambda: [p for p in slack_api.posts() if "will not be retried" in json.dumps(p)],
+            what="the technician told",
+        )
