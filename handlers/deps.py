@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from handlers.config import HelpdeskConfig
 from handlers.directory import Directory, Person
 from handlers.types import Actor, Forbidden
-from storage import inbound
+from storage import error_signatures, inbound
 from storage.inbound import SessionFactory
 
 if TYPE_CHECKING:
@@ -76,6 +76,11 @@ class Deps:
     # The `event_payload` of the outbox metadata on a Slack message (channel, ts), read back
     # from Slack; None when it has none or cannot be read. Set by the Slack edge.
     slack_message_marker: Callable[[str, str], Awaitable[dict[str, Any] | None]] | None = None
+    # Resolved tickets found behind an error's newest open ones, reused briefly (an outage's
+    # every new report would look through a thousand of them).
+    resolved_memo: error_signatures.ResolvedMemo = field(
+        default_factory=error_signatures.ResolvedMemo
+    )
 
     def detached(self) -> Deps:
         """These deps for work that outlives the request that started it (a background look-up

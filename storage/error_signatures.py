@@ -3,8 +3,9 @@ ranges (one per signature, newest first), never by reading the tickets' texts.""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -210,6 +211,52 @@ async def resolved_with_signatures(
         stmt = _resolved_by_signatures(len(part))
         rows += (await conn.execute(stmt, _params(part, before=before, per=per, scan=scan))).all()
     return _briefs(rows)[0]
+
+
+# How long a look-up of resolved tickets behind open ones is reused for a signature set.
+RESOLVED_FRESH = 30.0
+RESOLVED_KEPT = 1000  # signature sets remembered at most
+
+
+@dataclass
+class ResolvedMemo:
+    """Per signature set, the resolved tickets `resolved_with_signatures` found, reused for
+    RESOLVED_FRESH seconds by the tickets opened after it. When an error's newest tickets are
+    all open (an outage many report), every new ticket of it would otherwise look through a
+    thousand of them, while it is reported most: a ticket resolved meanwhile shows on new cards
+    up to that long after. One per app (`Deps`); not shared between processes."""
+
+    clock: Callable[[], float] = time.monotonic
+    _found: dict[tuple[tuple[str, ...], int], tuple[float, int, list[Brief]]] = field(
+        default_factory=dict
+    )
+
+    def get(self, keys: Sequence[str], *, before: int, per: int) -> list[Brief] | None:
+        """What was found for `keys` below an id at most `before` (every ticket it names is
+        older than this one), while fresh; None: look it up."""
+        kept = self._found.get((tuple(sorted(set(keys))), per))
+        if kept is None or kept[0] <= self.clock() or kept[1] > before:
+            return None
+        return kept[2]
+
+    def put(self, keys: Sequence[str], *, before: int, per: int, found: list[Brief]) -> None:
+        now = self.clock()
+        if len(self._found) >= RESOLVED_KEPT:
+            self._found = {k: v for k, v in self._found.items() if v[0] > now}
+            if len(self._found) >= RESOLVED_KEPT:
+                self._found.clear()
+        self._found[(tuple(sorted(set(keys))), per)] = (now + RESOLVED_FRESH, before, found)
+
+
+async def resolved_remembered(
+    session: AsyncSession, memo: ResolvedMemo, keys: Sequence[str], *, before: int, per: int
+) -> list[Brief]:
+    """`resolved_with_signatures`, reused from `memo` while fresh (see ResolvedMemo)."""
+    found = memo.get(keys, before=before, per=per)
+    if found is None:
+        found = await resolved_with_signatures(session, keys, before=before, per=per)
+        memo.put(keys, before=before, per=per, found=found)
+    return found
 
 
 def merged(first: Sequence[Brief], more: Sequence[Brief]) -> list[Brief]:

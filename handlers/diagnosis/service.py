@@ -112,8 +112,8 @@ async def on_ticket_opened(
         ):
             # A frequent error's newest tickets may all be open (an outage many report): its
             # fixes are further back.
-            older = await error_signatures.resolved_with_signatures(
-                session, same_keys, before=ticket.id, per=SIMILAR_ON_CARD
+            older = await error_signatures.resolved_remembered(
+                session, deps.resolved_memo, same_keys, before=ticket.id, per=SIMILAR_ON_CARD
             )
             resolved = error_signatures.merged(resolved, older)[:SIMILAR_ON_CARD]
         row["similar"] = [cards.brief_item(t) for t in resolved]
