@@ -170,6 +170,8 @@ class FileDirectory:
         self._checked_at = clock()
         self._bad: _Seen | None = None  # the last version that could not be used
         self._unreadable = False
+        # The version whose read failed, as last told (the read is tried again each check).
+        self._unread: tuple[int, int, int] | None = None
 
     def _refresh(self) -> _Index:
         now = self._clock()
@@ -190,9 +192,15 @@ class FileDirectory:
         try:
             seen, text = _read(self.path)
         except DirectoryError as exc:
-            log.warning("%s; keeping the last good copy", exc)
-            self._bad = _Seen(signature, "", racy=False)  # told once, until it changes
+            # Not remembered as a bad version: what stopped the read (the file's permissions
+            # or owner, a parent directory's, bytes rewritten within one clock tick) can be
+            # fixed without the mtime, size or inode changing. Tried again on each check,
+            # told once until the file changes.
+            if self._unread != signature:
+                log.warning("%s; keeping the last good copy", exc)
+                self._unread = signature
             return self._index
+        self._unread = None
         if seen.digest == self._seen.digest:  # the same content (touched, or racily clean)
             self._seen, self._bad = seen, None
             return self._index

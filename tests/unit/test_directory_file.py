@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -58,6 +62,41 @@ def rewrite_in_the_same_tick(path: Path, text: str) -> None:
     assert path.stat().st_size == before.st_size
 
 
+def rewrite_bytes_in_the_same_tick(path: Path, data: bytes) -> None:
+    """Overwrite in place with bytes of the same size, leaving the mtime where it was."""
+    before = path.stat()
+    with path.open("r+b") as handle:
+        handle.write(data)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_size == before.st_size
+
+
+def write_in_latin_1(path: Path) -> bytes:
+    """A new version of the people file in Latin-1 ("Bo Ch\\xe9n"): no UTF-8. Its bytes."""
+    write(path, PEOPLE)
+    data = path.read_bytes().replace(b"Bo Chen", b"Bo Ch\xe9n")
+    rewrite_bytes_in_the_same_tick(path, data)
+    return data
+
+
+def set_mode(path: Path, mode: int) -> None:
+    path.chmod(mode)
+
+
+@contextmanager
+def as_another_user() -> Iterator[None]:
+    """Permissions as the bot's own (unprivileged) user sees them: root reads a file of
+    mode 0 regardless, so under root the block runs with the effective uid of `nobody`."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+
+
 def remove(path: Path) -> None:
     """Delete the file (a helper so async tests stay free of blocking calls)."""
     path.unlink()
@@ -68,6 +107,18 @@ def people_file(tmp_path: Path) -> Path:
     path = tmp_path / "people.yaml"
     path.write_text(PEOPLE, encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def open_people_file() -> Iterator[Path]:
+    """The people file in a folder anyone may enter (pytest's tmp_path is private to its
+    owner: under root, `nobody` could not even stat a file there)."""
+    folder = Path(tempfile.mkdtemp(prefix="people-"))
+    folder.chmod(0o755)
+    path = folder / "people.yaml"
+    path.write_text(PEOPLE, encoding="utf-8")
+    yield path
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 async def test_loads_people_and_finds_by_email_case_insensitively(people_file: Path) -> None:
@@ -224,6 +275,52 @@ async def test_bad_reload_keeps_last_good_copy(
     remove(people_file)
     clock.now = 8
     assert await directory.find_by_email("eve@example.com") is not None
+
+
+async def test_a_version_that_could_not_be_read_is_read_again_once_it_can_be(
+    people_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by a review: a version whose read failed was remembered by its mtime, size and
+    inode as one not to read again, and none of them moves when the cause is fixed: bytes
+    that are no UTF-8 rewritten within the same clock tick, or permissions put right with
+    chmod/chown. The bot served the old people (an old manager asked, a technician who left
+    still one) until the file happened to change again or the bot restarted."""
+    clock = Clock()
+    directory = FileDirectory(people_file, clock=clock)
+    data = write_in_latin_1(people_file)
+    clock.now = 2
+    with caplog.at_level(logging.WARNING, logger="bot.directory.file"):
+        assert await directory.find_by_email("bo@example.com") is not None
+        clock.now = 4
+        assert await directory.find_by_email("bo@example.com") is not None
+    warnings = [r for r in caplog.records if "cannot read the directory file" in r.getMessage()]
+    assert len(warnings) == 1  # told once, not on every check
+    # Fixed in place within the same tick (same size, mtime and inode): read.
+    rewrite_bytes_in_the_same_tick(people_file, data.replace(b"Bo Ch\xe9n", b"Bo Chan"))
+    clock.now = 6
+    bo = await directory.find_by_email("bo@example.com")
+    assert bo is not None and bo.name == "Bo Chan"
+
+
+async def test_a_file_the_bot_could_not_read_is_read_once_its_permissions_are_fixed(
+    open_people_file: Path,
+) -> None:
+    """The file is replaced by one the bot's user may not read; the operator sees the warning
+    and runs chmod, which leaves the mtime, size and inode as they were."""
+    people_file = open_people_file
+    clock = Clock()
+    directory = FileDirectory(people_file, clock=clock)
+    write(people_file, PEOPLE.replace("Bo Chen", "Bo Chan"))
+    set_mode(people_file, 0)
+    clock.now = 2
+    with as_another_user():
+        bo = await directory.find_by_email("bo@example.com")
+    assert bo is not None and bo.name == "Bo Chen"  # the last good copy meanwhile
+    set_mode(people_file, 0o644)
+    clock.now = 4
+    with as_another_user():
+        bo = await directory.find_by_email("bo@example.com")
+    assert bo is not None and bo.name == "Bo Chan"
 
 
 async def test_no_technician_listed(tmp_path: Path) -> None:
