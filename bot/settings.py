@@ -415,8 +415,12 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         raise ConfigError(f"MicrosoftAppType: {app_type!r} is not one of {', '.join(APP_TYPES)}")
     app_id = env.get("MicrosoftAppId", "").strip()
     tenant = env.get("MicrosoftAppTenantId", "").strip()
-    if app_id and app_type == "SingleTenant" and not tenant:
-        raise ConfigError("MicrosoftAppTenantId: required when MicrosoftAppType is SingleTenant")
+    # botbuilder's credential factory needs both for these two types (and raises its own
+    # traceback as the app starts); an empty id is Emulator mode, which they do not support.
+    if app_type != "MultiTenant" and not app_id:
+        raise ConfigError(f"MicrosoftAppId: required when MicrosoftAppType is {app_type}")
+    if app_type != "MultiTenant" and not tenant:
+        raise ConfigError(f"MicrosoftAppTenantId: required when MicrosoftAppType is {app_type}")
     app_password = _secret(env, "MicrosoftAppPassword")
     if app_id and app_type != "UserAssignedMSI" and app_password is None:
         raise ConfigError("MicrosoftAppPassword: required when MicrosoftAppId is set")

@@ -100,6 +100,51 @@ def test_bad_settings_exit_2_naming_the_problem(
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"MicrosoftAppId": "app-guid", "MicrosoftAppType": "UserAssignedMSI"},
+            "MicrosoftAppTenantId: required when MicrosoftAppType is UserAssignedMSI",
+        ),
+        (
+            {"MicrosoftAppType": "SingleTenant", "MicrosoftAppTenantId": "tenant-guid"},
+            "MicrosoftAppId: required when MicrosoftAppType is SingleTenant",
+        ),
+        (
+            {"MicrosoftAppType": "UserAssignedMSI", "MicrosoftAppTenantId": "tenant-guid"},
+            "MicrosoftAppId: required when MicrosoftAppType is UserAssignedMSI",
+        ),
+    ],
+    ids=["msi-without-tenant", "single-tenant-without-id", "msi-without-id"],
+)
+@pytest.mark.parametrize("command", ["serve", "worker", "check-config"])
+def test_an_app_type_missing_what_it_needs_stops_every_command_naming_the_variable(
+    tmp_path: Path, env: dict[str, str], expected: str, command: str
+) -> None:
+    """botbuilder needs an app id for SingleTenant and UserAssignedMSI, and a tenant for
+    both: without them `serve` and `worker` died with its traceback (exit 1) once the
+    database was up, and `check-config` said OK."""
+    full = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SLACK_", "Microsoft", "PAGERDUTY", "OPSGENIE"))
+    }
+    full |= {"PORT": "1", "PYTHONPATH": str(ROOT), "MicrosoftAppPassword": "secret"} | env
+    full["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'h.db'}"
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", *command.split()],
+        env=full,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines() == [f"config error: {expected}"], result.stderr
+    assert not (tmp_path / "h.db").exists()  # stopped before anything was touched
+
+
 def test_a_port_already_taken_stops_start_up_naming_port(tmp_path: Path) -> None:
     """Found by a review: a taken PORT (or a HOST that is not this machine's) was a traceback
     with exit 1, after the log had said "listening on" and the services had started."""
