@@ -17,12 +17,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage.schema_errors import MigrationBusy as MigrationBusy
+from storage.schema_errors import SchemaForeign as SchemaForeign
 from storage.schema_errors import SchemaMismatch as SchemaMismatch
 from storage.schema_errors import SchemaTooNew as SchemaTooNew
 from storage.schema_errors import SchemaTooOld as SchemaTooOld
@@ -74,6 +75,34 @@ def _refuse_newer(found: tuple[str, ...]) -> None:
         )
 
 
+def _refuse_foreign(connection: Connection, found: tuple[str, ...]) -> None:
+    """A database never migrated (no revision) that already has tables named as this
+    release's: not one it created. Migrating it would stop half-way on the first of them."""
+    if found:
+        return
+    from storage.models import Base
+
+    ours = set(Base.metadata.tables)
+    taken = sorted(ours.intersection(inspect(connection).get_table_names()))
+    if taken:
+        shown = ", ".join(taken[:5]) + (", …" if len(taken) > 5 else "")
+        raise SchemaForeign(
+            f"the database has no helpdesk-bot schema revision but already has tables named as "
+            f"its own ({shown}): it is another application's database, or its alembic_version "
+            "table was dropped. Nothing was changed; point DATABASE_URL at an empty database or "
+            "at the one helpdesk-bot created",
+            found=found,
+            head=head_revisions(),
+        )
+
+
+def _checked(connection: Connection) -> tuple[str, ...]:
+    found = _current(connection)
+    _refuse_newer(found)
+    _refuse_foreign(connection, found)
+    return found
+
+
 async def current_revisions(engine: AsyncEngine) -> tuple[str, ...]:
     """The revision(s) the database is stamped with (empty: never migrated)."""
     async with engine.connect() as conn:
@@ -83,8 +112,8 @@ async def current_revisions(engine: AsyncEngine) -> tuple[str, ...]:
 async def check_schema(engine: AsyncEngine, *, require_newest: bool) -> tuple[str, ...]:
     """The database's revision(s); SchemaTooNew when this release does not know them, and with
     `require_newest` SchemaTooOld when they are behind its newest revision."""
-    found = await current_revisions(engine)
-    _refuse_newer(found)
+    async with engine.connect() as conn:
+        found = await conn.run_sync(_checked)
     head = head_revisions()
     if require_newest and found != head:
         state = f"revision {_names(found)}" if found else "no revision: never migrated"
@@ -159,8 +188,7 @@ async def upgrade(
     """
 
     def _upgrade(connection: Connection) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        before = _current(connection)
-        _refuse_newer(before)
+        before = _checked(connection)
         cfg = alembic_config()
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "heads")

@@ -21,5 +21,10 @@ class SchemaTooOld(SchemaMismatch):
     """Behind this release's newest revision (or never migrated): run `migrate`."""
 
 
+class SchemaForeign(SchemaMismatch):
+    """Never migrated, yet holding tables named like this release's: another application's
+    database (or one whose revision table was dropped). Migrating would fail half-way."""
+
+
 class MigrationBusy(Exception):
     """Another process held the migration lock longer than this one would wait."""

@@ -89,6 +89,28 @@ async def test_a_newer_releases_database_is_left_alone(empty_url: str, tmp_path:
         assert await snapshot(empty_url) == before, f"{command} changed the database"
 
 
+async def test_another_applications_database_is_left_alone(empty_url: str, tmp_path: Path):
+    """A DATABASE_URL naming a database helpdesk-bot never migrated that has a table of its
+    name (another application's, or one whose alembic_version was dropped): every command stops
+    with one line and exit 2, nothing changed. `migrate` (and `serve` on SQLite) died with
+    Alembic's traceback, exit 1, at `CREATE TABLE tickets`."""
+    engine = db.create_engine(empty_url)
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE tickets (id INTEGER PRIMARY KEY, title TEXT)"))
+        await conn.execute(text("INSERT INTO tickets VALUES (1, 'the other app''s ticket')"))
+    await engine.dispose()
+    before = await snapshot(empty_url)
+
+    for command in ("migrate", "serve", "worker", "check-config"):
+        code, lines = bot(command, empty_url, tmp_path)
+        assert code == 2, (command, lines)
+        assert len(lines) == 1, (command, lines)  # one line, no traceback
+        [line] = lines
+        assert line.startswith("database error: "), line
+        assert "no helpdesk-bot schema revision" in line and "(tickets)" in line, line
+        assert await snapshot(empty_url) == before, f"{command} changed the database"
+
+
 # -- PostgreSQL processes run only on their own schema -----------------------------------------
 
 
