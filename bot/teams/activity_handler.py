@@ -213,7 +213,7 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
                 return
             interaction = _interaction(activity, action=action, data=data)
         else:
-            text = replies.strip_mentions(activity.text or "")
+            text = replies.strip_mentions(replies.without_bot_mentions(activity))
             files = shared_files(activity)
             named = ticket_numbers(text, self.deps.config.ticket_prefix, limit=1)
             chain = reply_chain(activity.conversation.id if activity.conversation else "")

@@ -54,6 +54,27 @@ def strip_mentions(text: str) -> str:
     return plain.replace("\xa0", " ").strip()
 
 
+def without_bot_mentions(activity: Activity) -> str:
+    """The activity's text without the mentions of the bot itself, wherever they are: in a
+    channel the bot hears only messages that @mention it, and people put that mention at the
+    end as often as at the start. A mention is the bot's when its entity names the recipient
+    (`mentioned.id`); its `text` is the `<at>…</at>` Teams put in the message text."""
+    text = activity.text if isinstance(activity.text, str) else ""
+    bot = getattr(activity.recipient, "id", None)
+    if not bot or "<at" not in text.lower():
+        return text
+    for entity in activity.entities or []:
+        if str(getattr(entity, "type", "") or "").lower() != "mention":
+            continue
+        fields = getattr(entity, "additional_properties", None)
+        fields = fields if isinstance(fields, dict) else {}
+        mentioned, tag = fields.get("mentioned"), fields.get("text")
+        if isinstance(mentioned, dict) and mentioned.get("id") == bot and isinstance(tag, str):
+            if tag.strip():
+                text = text.replace(tag, " ")
+    return text
+
+
 def _decode(entity: re.Match[str]) -> str:
     reference = entity.group(0)
     if reference.startswith("&#"):

@@ -13,6 +13,8 @@ from storage.models import TimeEntry
 from tests.fakes.botframework import FakeConnector
 from tests.harness import AppHarness, only_ticket
 from tests.http.conftest_teams import (
+    ANA_ID,
+    BOT_ID,
     CHANNEL,
     CONFIG,
     PEOPLE,
@@ -139,3 +141,40 @@ async def test_a_time_entry_on_show_has_the_date_as_its_label_and_who_in_the_val
     [entry] = card["body"][at + 1]["facts"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", entry["title"]), entry
     assert entry["value"] == "30m by Tom Tech (tech@example.com) - checked the spooler"
+
+
+async def test_the_bots_own_mention_anywhere_in_the_text_is_not_part_of_the_command(
+    make_app, connector: FakeConnector
+):
+    """In a channel the bot hears only messages that @mention it, and people put the mention
+    where they like: at the end (`ticket new Printer jams @Helpdesk`) it became part of the
+    summary (`Printer jams Helpdesk`), and `ticket @Helpdesk` was `ticket Helpdesk`, the usage
+    instead of the intake form. The mention entities name the bot (`recipient.id`); a person's
+    mention stays as their name."""
+    app: AppHarness = await make_app(config=CONFIG, people=PEOPLE)
+    bot = "<at>Helpdesk</at>"
+    ana = "<at>Ana Lopez</at>"
+    entities = [
+        {"type": "mention", "text": bot, "mentioned": {"id": BOT_ID, "name": "Helpdesk"}},
+        {"type": "mention", "text": ana, "mentioned": {"id": ANA_ID, "name": "Ana Lopez"}},
+        {"type": "clientInfo", "locale": "en-US"},
+    ]
+
+    async def form_in_channel(text: str) -> dict[str, Any]:
+        before = len(connector.activities())
+        body = message(connector.service_url, text, conversation=CHANNEL, entities=entities)
+        assert (await app.teams(body)).status == 201
+        await connector.wait_for(lambda r: r.method == "POST", count=before + 1)
+        [answer] = connector.activities()[before:]
+        assert answer["_conversation_id"] == CHANNEL, answer.get("text")
+        assert card_title(answer) == "New ticket", text
+        return card_of(answer)
+
+    def summary(card: dict[str, Any]) -> Any:
+        return next(i for i in inputs(card) if i["id"] == "summary").get("value")
+
+    assert summary(await form_in_channel(f"ticket new Printer jams {bot}")) == "Printer jams"
+    assert summary(await form_in_channel(f"ticket new {bot} Printer jams")) == "Printer jams"
+    assert not summary(await form_in_channel(f"ticket {bot}"))
+    card = await form_in_channel(f"{bot} ticket new VPN down for {ana} {bot}")
+    assert summary(card) == "VPN down for Ana Lopez"
