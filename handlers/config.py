@@ -6,7 +6,7 @@ Unknown keys are refused, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_origin
 from urllib.parse import urlparse
 
 from pydantic import (
@@ -18,6 +18,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 
 from handlers.durations import parse_duration
 
@@ -65,8 +66,30 @@ def _not_zero(value: timedelta) -> timedelta:
 PositiveDuration = Annotated[timedelta, BeforeValidator(_duration), AfterValidator(_not_zero)]
 
 
+def _is_section(field: FieldInfo | None) -> bool:
+    """Whether a config key holds keys of its own (a block of settings, or a mapping)."""
+    kind = field.annotation if field is not None else None
+    if isinstance(kind, type) and issubclass(kind, BaseModel):
+        return True
+    return get_origin(kind) is dict
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_section_is_not_given(cls, data: Any) -> Any:
+        """A section with nothing under it (YAML null: `slack:` or `sla.tiers:` whose keys
+        are all commented out) is a section not given: its defaults. A single value left
+        empty is not (`incident_channel: #incidents` is refused where it is read)."""
+        if not isinstance(data, dict):
+            return data
+        return {
+            key: value
+            for key, value in data.items()
+            if value is not None or not _is_section(cls.model_fields.get(str(key)))
+        }
 
 
 def _category_names(value: list[str]) -> list[str]:

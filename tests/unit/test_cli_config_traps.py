@@ -219,3 +219,30 @@ def test_a_zero_approval_window_or_sla_target_is_refused(
     run = first_for_real((config, key), ZERO_LIMITS)
     line = _one_line_naming(run(*command, cwd=tmp_path, env=env), key)
     assert "0 does not mean no limit" in line, line
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_section_whose_keys_are_all_commented_out_is_the_defaults(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """SPEC's sample config with a section's keys commented out leaves the section's name
+    with nothing under it (YAML null): every key is optional, yet start-up stopped with
+    `slack: Input should be a valid dictionary or instance of SlackConfig`."""
+    config = (
+        "ticket_prefix: HD\n"
+        "slack:\n  # incident_channel: C0INCIDENT\n"
+        "teams:\n"
+        "sla:\n  tiers:\n  # gold: {...}\n  clients:\n"
+        "queues:\n"
+        "escalation:\n  queues:\n"
+        "identity:\n"
+        "directory:\n  source: file\n  path: people.yaml\n  graph:\n  ldap:\n"
+    )
+    env = _setup(tmp_path, config=config)
+    result = run_bot(*command, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    if command[0] == "check-config":
+        fields = _fields(result.stdout)
+        assert fields["tickets"].startswith("numbered HD-1"), fields
+        assert fields["sla tiers"].startswith("standard (default)"), fields
+        assert fields["directory"].startswith("file "), fields
