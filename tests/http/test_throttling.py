@@ -13,9 +13,13 @@ import asyncio
 import json
 import logging
 import time
+from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import update
+
 from storage import outbox
+from storage.models import OutboxMessage, utcnow
 from tests.fakes.botframework import FakeConnector
 from tests.fakes.kb_confluence import FakeConfluence
 from tests.fakes.slack_api import FakeSlack
@@ -428,4 +432,53 @@ async def test_retry_after_on_conversations_open_holds_that_method_not_the_chann
     assert len(posts_to(slack_api, "DUANA")) == 1 and len(posts_to(slack_api, "DUSAM")) == 1
     assert first in json.dumps(posts_to(slack_api, "DUANA")[0]["blocks"])
     assert second in json.dumps(posts_to(slack_api, "DUSAM")[0]["blocks"])
+    no_tracebacks(caplog)
+
+
+async def test_a_refused_look_up_holds_that_method_for_every_row_in_doubt(
+    make_app, slack_api: FakeSlack, caplog
+):
+    """Found by a review: a row in doubt is looked up (conversations.history) before it is
+    posted again; a 429 there held only that row, so the next row in doubt, for another
+    channel, called conversations.history again inside the window Slack had just given
+    (SPEC: other methods, that method). The look-up's method is one of a row's places while
+    it is in doubt: each row in doubt waits for the window, and each is posted once."""
+    caplog.set_level(logging.INFO)
+    app = await make_app(slack=slack_api, config=CONFIG, people=SLACK_PEOPLE)
+    slack_api.fail(
+        "/api/conversations.history",
+        429,
+        times=1,
+        headers={"Retry-After": "4"},
+        body={"ok": False, "error": "ratelimited"},
+    )
+    later = utcnow() + timedelta(hours=1)
+    for channel in ("C0ONE", "C0TWO"):
+        # Queued for later, then made due and in doubt (as after a send whose answer was
+        # lost), one after the other: the second comes once the first was refused.
+        async with app.services.sessions() as session, session.begin():
+            await outbox.enqueue(
+                session,
+                kind="message",
+                dedup_key=f"doubt-{channel}",
+                due_at=later,
+                payload={"platform": "slack", "channel": channel, "text": f"to {channel}"},
+            )
+            await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.dedup_key == f"doubt-{channel}")
+                .values(in_doubt=True, due_at=utcnow())
+            )
+        await wait_until(lambda: slack_api.calls("/api/conversations.history"), what="look-up")
+    await wait_until(
+        lambda: slack_api.channel_messages("C0ONE") and slack_api.channel_messages("C0TWO"),
+        timeout=20,
+        what="both posts",
+    )
+    looked = slack_api.calls("/api/conversations.history")
+    inside = [c for c in looked[1:] if c.at < looked[0].at + 4.0]
+    assert inside == [], "conversations.history was called inside its Retry-After window"
+    await asyncio.sleep(0.5)
+    assert len(slack_api.channel_messages("C0ONE")) == 1
+    assert len(slack_api.channel_messages("C0TWO")) == 1
     no_tracebacks(caplog)
