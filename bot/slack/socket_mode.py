@@ -44,7 +44,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from yarl import URL
 
 from bot.logs import Every
+from bot.notifiers import retry_after_seconds
 from bot.slack import shapes
+from storage.outbox import retry_wait
 
 log = logging.getLogger(__name__)
 # Told of each envelope acknowledged: platform, kind, the status HTTP would have answered,
@@ -361,10 +363,12 @@ def backoff(failures: int, first: float) -> float:
 
 
 def _seconds(value: str | None, default: float) -> float:
-    try:
-        return max(1.0, float(value)) if value else default
-    except ValueError:
-        return default
+    """A Retry-After as the wait before apps.connections.open: seconds or an HTTP date (a
+    proxy's), at least 1 s, at most an hour as every Retry-After here; `default` when absent
+    or unusable. `float()` alone read `1e999` as an infinite wait (the bot never connected
+    again) and an HTTP date as unusable (30 s, however near the date)."""
+    seconds = retry_after_seconds(value)
+    return default if seconds is None else max(1.0, retry_wait(seconds))
 
 
 def _bare(url: str) -> str:

@@ -12,6 +12,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -764,6 +765,40 @@ async def test_a_retry_after_longer_than_start_up_waits_is_kept(
     assert not [line for line in said if "no answer in time" in line]
     await socket_server.send(slash_envelope("help", envelope_id="env-waited"))
     await socket_server.ack_for("env-waited")
+
+
+@on_sqlite
+@pytest.mark.slow
+@pytest.mark.parametrize(("retry_after", "within"), [("1e999", 40.0), ("date", 15.0)])
+async def test_an_odd_retry_after_on_apps_connections_open_still_reconnects(
+    make_app, slack_api, socket_server, caplog, retry_after, within
+):
+    """Found by a review: apps.connections.open's Retry-After was read with float() alone:
+    `1e999` became an infinite wait (the bot never connected again: nothing from Slack
+    arrived for good), and an HTTP date (a proxy's) was unusable, so it waited 30 s however
+    near the date (past SPEC's 15 s after a `disconnect`). It is read as every Retry-After
+    here is: seconds or an HTTP date, at most an hour; one that is no wait at all (infinite)
+    counts as absent (30 s, the wait of a 429 without one)."""
+    from email.utils import format_datetime
+
+    await start_socket_app(make_app, slack_api, socket_server)
+    if retry_after == "date":
+        retry_after = format_datetime(datetime.now(UTC) + timedelta(seconds=4), usegmt=True)
+    slack_api.fail(
+        "apps.connections.open",
+        429,
+        headers={"Retry-After": retry_after},
+        body={"ok": False, "error": "ratelimited"},
+    )
+    started = time.monotonic()
+    await socket_server.disconnect()
+    await socket_server.wait_connections(2, timeout=within + 5)
+    assert time.monotonic() - started < within
+    refused, again = (c.at for c in slack_api.calls("/api/apps.connections.open")[1:])
+    assert again - refused >= (25.0 if within > 15 else 2.5)
+    await socket_server.send(slash_envelope("help", envelope_id="env-after-odd-wait"))
+    await socket_server.ack_for("env-after-odd-wait")
+    assert not [r for r in caplog.records if r.exc_info]
 
 
 async def test_an_app_token_slack_refuses_stops_start_up_naming_it(
