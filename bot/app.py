@@ -183,9 +183,9 @@ async def start_services(
     )
 
     if client is not None:
-        services.notifiers.register("message:slack", SlackNotifier(client))
-        services.notifiers.register("dm:slack", SlackNotifier(client))
-        services.notifiers.register("update:slack", SlackNotifier(client))
+        services.notifiers.register("message:slack", SlackNotifier(client, places=services.places))
+        services.notifiers.register("dm:slack", SlackNotifier(client, places=services.places))
+        services.notifiers.register("update:slack", SlackNotifier(client, places=services.places))
         services.notifiers.register("file:slack", FileSharer(client))
         if web_front:
             services.slack = SlackFront(settings, deps, make_client(settings, http, in_turn=True))

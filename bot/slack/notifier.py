@@ -115,8 +115,11 @@ def _error(exc: SlackApiError, place: str) -> DeliveryError:
 
 
 class SlackNotifier:
-    def __init__(self, client: AsyncWebClient) -> None:
+    def __init__(self, client: AsyncWebClient, *, places: places.Places | None = None) -> None:
         self.client = client
+        # The worker's Retry-After windows: a DM instead of a refused channel post goes to
+        # places the row's own (`places()`) do not name, so it asks here itself.
+        self._places = places
 
     def places(self, message: OutboxMessage) -> tuple[str, ...]:
         payload = message.payload
@@ -163,8 +166,26 @@ class SlackNotifier:
             fallback = payload.get("fallback_user")
             if exc.response.get("error") in NOT_HERE and fallback:
                 log.info("cannot post in %s; sending to the technician instead", channel)
+                await self._not_held(str(fallback))
                 return await self._dm(str(fallback), message)
             raise _error(exc, place) from exc
+
+    async def _not_held(self, user: str) -> None:
+        """Raise when a DM to `user` would go inside a Retry-After window (conversations.open
+        or the DM itself, this process's or one another wrote): the row waits it out. Sent
+        anyway, the fallback DM called conversations.open inside the window another DM's 429
+        had just given (SPEC: other methods, that method)."""
+        if self._places is None:
+            return
+        held = (places.slack_method("conversations.open"), places.slack_dm(user))
+        await self._places.learn(held)
+        for place in held:
+            if (left := self._places.blocked_for(place)) > 0:
+                raise DeliveryError(
+                    f"slack: the DM instead waits for {place}'s Retry-After ({left:.0f} s left)",
+                    retry_after=left,
+                    place=place,
+                )
 
     async def _send(self, message: OutboxMessage, channel: str, thread: Any) -> dict[str, Any]:
         response = await self.client.chat_postMessage(

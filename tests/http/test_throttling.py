@@ -482,3 +482,44 @@ async def test_a_refused_look_up_holds_that_method_for_every_row_in_doubt(
     assert len(slack_api.channel_messages("C0ONE")) == 1
     assert len(slack_api.channel_messages("C0TWO")) == 1
     no_tracebacks(caplog)
+
+
+async def test_a_dm_instead_of_a_refused_post_waits_for_the_dm_window(
+    make_app, slack_api: FakeSlack, caplog
+):
+    """Found by a review: a note the channel refuses (read-only, restricted) goes to the
+    technician's DM instead, but that DM's conversations.open was not checked against its
+    Retry-After window: a survey DM refused with Retry-After: 4 was followed at once by the
+    fallback's conversations.open (SPEC: other methods, that method). The fallback waits for
+    the window; both DMs then arrive once."""
+    caplog.set_level(logging.INFO)
+    app = await make_app(slack=slack_api, config=CONFIG, people=SLACK_PEOPLE)
+    slack_api.fail(
+        "/api/conversations.open",
+        429,
+        times=1,
+        headers={"Retry-After": "4"},
+        body={"ok": False, "error": "ratelimited"},
+    )
+    slack_api.refusing["C0READONLY"] = "restricted_action"
+    async with app.services.sessions() as session, session.begin():
+        await outbox.enqueue(
+            session, kind="dm", dedup_key="dm-first", payload={"platform": "slack",
+            "user": "UANA", "text": "the survey"},
+        )  # fmt: skip
+    await wait_until(lambda: slack_api.calls("/api/conversations.open"), what="the refusal")
+    async with app.services.sessions() as session, session.begin():
+        await outbox.enqueue(
+            session, kind="message", dedup_key="note-readonly", payload={"platform": "slack",
+            "channel": "C0READONLY", "text": "a note", "fallback_user": "UTECH"},
+        )  # fmt: skip
+    await wait_until(
+        lambda: len(slack_api.calls("/api/conversations.open")) >= 3, timeout=20, what="both DMs"
+    )
+    opens = slack_api.calls("/api/conversations.open")
+    inside = [c for c in opens[1:] if c.at < opens[0].at + 4.0]
+    assert inside == [], "conversations.open was called inside its Retry-After window"
+    await wait_until(lambda: posts_to(slack_api, "DUANA") and posts_to(slack_api, "DUTECH"))
+    await asyncio.sleep(0.5)
+    assert len(posts_to(slack_api, "DUANA")) == 1 and len(posts_to(slack_api, "DUTECH")) == 1
+    no_tracebacks(caplog)
