@@ -186,7 +186,7 @@ async def start_services(
         services.notifiers.register("message:slack", SlackNotifier(client, places=services.places))
         services.notifiers.register("dm:slack", SlackNotifier(client, places=services.places))
         services.notifiers.register("update:slack", SlackNotifier(client, places=services.places))
-        services.notifiers.register("file:slack", FileSharer(client))
+        services.notifiers.register("file:slack", FileSharer(client, places=services.places))
         if web_front:
             services.slack = SlackFront(settings, deps, make_client(settings, http, in_turn=True))
     if web_front:

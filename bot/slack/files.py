@@ -34,7 +34,7 @@ from bot import places
 from bot.logs import one_line
 from bot.notifiers import DeliveryError, retry_after_seconds
 from bot.slack.errors import slack_error
-from bot.slack.notifier import NOT_HERE, PERMANENT
+from bot.slack.notifier import NOT_HERE, PERMANENT, lookup_places, not_held
 from cards import slack as blockkit
 from cards.model import Card, Inline, Rich, Text, Typed, plain
 from handlers.reports import render_kept
@@ -106,12 +106,16 @@ class _Drawing:
 class FileSharer:
     """Uploads a queued image (outbox kind `file`) where it was asked, else to the person's DM."""
 
-    def __init__(self, client: AsyncWebClient) -> None:
+    def __init__(self, client: AsyncWebClient, *, places: places.Places | None = None) -> None:
         self.client = client
+        # The worker's Retry-After windows, for the DM a refused channel falls back to.
+        self._places = places
 
     @staticmethod
     def places(message: OutboxMessage) -> tuple[str, ...]:
-        return tuple(places.slack_method(method) for method in UPLOAD_METHODS)
+        # A row in doubt is looked up first (conversations.history): that window holds it.
+        lookup = lookup_places(message, None)
+        return (*(places.slack_method(method) for method in UPLOAD_METHODS), *lookup)
 
     async def deliver(self, message: OutboxMessage) -> dict[str, Any]:
         payload = message.payload
@@ -146,6 +150,7 @@ class FileSharer:
             user = payload.get("user")
             if exc.response.get("error") not in NOT_HERE or not user:
                 raise _error(exc) from exc
+        await not_held(self._places, (places.slack_method("conversations.open"),))
         try:
             opened = await self.client.conversations_open(users=str(payload["user"]))
         except SlackApiError as exc:

@@ -106,6 +106,32 @@ def metadata(message: OutboxMessage) -> dict[str, Any]:
     return {"event_type": METADATA_TYPE, "event_payload": _marker(message)}
 
 
+async def not_held(held: places.Places | None, names: tuple[str, ...]) -> None:
+    """Raise a DeliveryError with the Retry-After left when any of `names` is in a window
+    (this process's, or one another process wrote): for a call a row makes beyond its own
+    places (a fallback DM), which the worker did not check before the send."""
+    if held is None:
+        return
+    await held.learn(names)
+    for place in names:
+        if (left := held.blocked_for(place)) > 0:
+            raise DeliveryError(
+                f"slack: waiting for {place}'s Retry-After ({left:.0f} s left)",
+                retry_after=left,
+                place=place,
+            )
+
+
+def lookup_places(message: OutboxMessage, thread: Any) -> tuple[str, ...]:
+    """The look-up of a row in doubt (`_find`): its method's Retry-After window holds the
+    row too. Left out, a look-up refused with 429 held only its own row: the next row in
+    doubt, to any channel, called the method again inside the window."""
+    if not message.in_doubt:
+        return ()
+    method = "conversations.replies" if thread else "conversations.history"
+    return (places.slack_method(method),)
+
+
 def _error(exc: SlackApiError, place: str) -> DeliveryError:
     error = str(exc.response.get("error", "unknown_error"))
     if exc.response.status_code == 429:
@@ -125,14 +151,7 @@ class SlackNotifier:
         payload = message.payload
         if message.kind == "update":
             return (places.slack_method("chat.update"),)
-        # A row in doubt is looked up first (`_find`): that method's Retry-After window holds
-        # it too. Left out, a look-up refused with 429 held only its own row: the next row in
-        # doubt, to any channel, called the method again inside the window.
-        lookup: tuple[str, ...] = ()
-        if message.in_doubt:
-            thread = payload.get("thread") if message.kind != "dm" else None
-            method = "conversations.replies" if thread else "conversations.history"
-            lookup = (places.slack_method(method),)
+        lookup = lookup_places(message, payload.get("thread") if message.kind != "dm" else None)
         if message.kind == "dm":
             user = str(payload.get("user", ""))
             return (places.slack_method("conversations.open"), places.slack_dm(user), *lookup)
@@ -172,20 +191,12 @@ class SlackNotifier:
 
     async def _not_held(self, user: str) -> None:
         """Raise when a DM to `user` would go inside a Retry-After window (conversations.open
-        or the DM itself, this process's or one another wrote): the row waits it out. Sent
-        anyway, the fallback DM called conversations.open inside the window another DM's 429
-        had just given (SPEC: other methods, that method)."""
-        if self._places is None:
-            return
-        held = (places.slack_method("conversations.open"), places.slack_dm(user))
-        await self._places.learn(held)
-        for place in held:
-            if (left := self._places.blocked_for(place)) > 0:
-                raise DeliveryError(
-                    f"slack: the DM instead waits for {place}'s Retry-After ({left:.0f} s left)",
-                    retry_after=left,
-                    place=place,
-                )
+        or the DM itself): the row waits it out. Sent anyway, the fallback DM called
+        conversations.open inside the window another DM's 429 had just given (SPEC: other
+        methods, that method)."""
+        await not_held(
+            self._places, (places.slack_method("conversations.open"), places.slack_dm(user))
+        )
 
     async def _send(self, message: OutboxMessage, channel: str, thread: Any) -> dict[str, Any]:
         response = await self.client.chat_postMessage(

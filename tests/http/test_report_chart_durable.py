@@ -174,3 +174,52 @@ async def test_what_slack_answers_about_a_chart_is_shown_as_typed(make_app, slac
     [section] = note["blocks"]
     assert section["text"]["type"] == "plain_text"  # `_x_` is not italic
     assert not slack_api.shared_files()
+
+
+async def test_a_chart_sent_to_the_dm_instead_waits_for_conversations_open_window(
+    make_app, slack_api: FakeSlack
+):
+    """Found by a review: a chart the channel cannot take (the bot is not a member) goes to
+    the person's DM, but that DM's conversations.open was not checked against its Retry-After
+    window: right after a survey DM was refused with Retry-After: 4, the chart's fallback
+    called conversations.open again (SPEC: other methods, that method). It waits the window
+    out; the chart and the DM each arrive once."""
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    slack_api.fail(
+        "/api/conversations.open",
+        429,
+        times=1,
+        headers={"Retry-After": "4"},
+        body={"ok": False, "error": "ratelimited"},
+    )
+    slack_api.not_member.add("C0ELSEWHERE")
+    async with app.services.sessions() as session, session.begin():
+        await outbox.enqueue(
+            session, kind="dm", dedup_key="dm-survey",
+            payload={"platform": "slack", "user": "UANA", "text": "the survey"},
+        )  # fmt: skip
+    await wait_until(lambda: slack_api.calls("/api/conversations.open"), what="the refusal")
+    image = {
+        "name": "report-acme-2026-01-01-2026-03-31.png",
+        "title": "QBR report chart: acme, 2026-01-01 to 2026-03-31",
+        "png": base64.b64encode(_png()).decode("ascii"),
+    }
+    payload: dict[str, Any] = {
+        "platform": "slack",
+        "channel": "C0ELSEWHERE",
+        "thread": None,
+        "user": "UTECH",
+        "purpose": "chart",
+        "image": image,
+        "respond": slack_api.response_url_for("elsewhere"),
+    }
+    async with app.services.sessions() as session, session.begin():
+        await outbox.enqueue(session, kind="file", payload=payload, dedup_key="file:elsewhere")
+    await wait_until(lambda: slack_api.shared_files("DUTECH"), timeout=20, what="the chart")
+    opens = slack_api.calls("/api/conversations.open")
+    inside = [c for c in opens[1:] if c.at < opens[0].at + 4.0]
+    assert inside == [], "conversations.open was called inside its Retry-After window"
+    await wait_until(lambda: any(p.get("channel") == "DUANA" for p in slack_api.posts()))
+    await asyncio.sleep(0.5)
+    assert len(slack_api.shared_files()) == 1
+    assert len([p for p in slack_api.posts() if p.get("channel") == "DUANA"]) == 1
