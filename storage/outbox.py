@@ -339,13 +339,17 @@ def retry_wait(seconds: float) -> float:
 def backoff(attempts: int, *, retry_after: float | None = None) -> float:
     """Seconds before the next try: about 1, 2, 4 ... capped at 300, with jitter.
 
-    A server's Retry-After wins: the next try is never before it (jitter only adds).
+    A server's Retry-After wins when it is longer: the next try is never before it (jitter
+    only adds). A shorter one does not cut the backoff: a connector answering 429 with
+    `Retry-After: 0` (or 1) again and again was retried at every poll, twice a second with
+    a warning each, for as long as it lasted, where every other failure backs off.
     """
+    base = min(MAX_BACKOFF, FIRST_BACKOFF * 2.0 ** max(attempts - 1, 0))
+    backed_off = base * random.uniform(0.75, 1.0)
     if retry_after is not None:
         wait = retry_wait(retry_after)
-        return wait + random.uniform(0.0, min(1.0, wait * 0.1))
-    base = min(MAX_BACKOFF, FIRST_BACKOFF * 2.0 ** max(attempts - 1, 0))
-    return base * random.uniform(0.75, 1.0)
+        return max(wait + random.uniform(0.0, min(1.0, wait * 0.1)), backed_off)
+    return backed_off
 
 
 async def mark_failed(

@@ -10,6 +10,7 @@ an unreachable connector are failed attempts too.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import time
@@ -522,4 +523,29 @@ async def test_a_dm_instead_of_a_refused_post_waits_for_the_dm_window(
     await wait_until(lambda: posts_to(slack_api, "DUANA") and posts_to(slack_api, "DUTECH"))
     await asyncio.sleep(0.5)
     assert len(posts_to(slack_api, "DUANA")) == 1 and len(posts_to(slack_api, "DUTECH")) == 1
+    no_tracebacks(caplog)
+
+
+async def test_a_retry_after_of_0_again_and_again_still_backs_off(
+    make_app, connector: FakeConnector, caplog
+):
+    """Found by a review: a Retry-After replaced the backoff instead of bounding it, so a
+    connector answering 429 with `Retry-After: 0` again and again was sent the answer at
+    every poll, about twice a second with a warning each, for as long as it lasted. SPEC:
+    throttled sends are retried like every side effect (backing off), never before their
+    Retry-After. Here the waits between attempts grow, and the answer arrives once."""
+    caplog.set_level(logging.INFO)
+    app = await teams_app(make_app, connector)
+    connector.throttle(PERSONAL, times=4, retry_after=0)
+    started = time.monotonic()
+    response = await app.teams(message(connector.service_url, "ticket mine"))
+    assert response.status in (200, 201) and time.monotonic() - started < 3
+    await wait_until(lambda: connector.activities(PERSONAL), timeout=20, what="the answer")
+    at = [when for _, when in connector.refusals]
+    assert len(at) == 4, at
+    # The answer's 2nd outbox attempt comes 1.5-2 s after its 1st (backoff), not at once.
+    assert at[3] - at[2] >= 1.4, [round(b - a, 2) for a, b in itertools.pairwise(at)]
+    await asyncio.sleep(0.5)
+    assert len(connector.activities(PERSONAL)) == 1
+    assert "no open tickets" in json.dumps(connector.activities(PERSONAL))
     no_tracebacks(caplog)
