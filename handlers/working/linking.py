@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -130,20 +131,21 @@ async def file_under(
             await incidents.refresh_notice(session, deps, ticket=child)
         for ticket in (child, parent, *moved):
             await notify.refresh_ticket_card(session, ticket)
-        for ticket in moved:
+
+        async def event(ticket: Ticket, kind: str, data: dict[str, Any]) -> None:
             await tickets_repo.add_event(
                 session,
                 ticket_id=ticket.id,
-                kind="ticket.filed",
+                kind=kind,
                 actor_platform=actor.platform,
                 actor_id=actor.id,
                 channel=interaction.conversation.id,
-                data={
-                    "under": parent.number,
-                    "from": child.number,
-                    "users_affected": ticket.users_affected,
-                },
+                data=data,
             )
+
+        for ticket in moved:
+            data = {"under": parent.number, "from": child.number}
+            await event(ticket, "ticket.filed", data | {"users_affected": ticket.users_affected})
             if ticket.status != "open":
                 continue
             # Asked before the lock; a report filed under `child` since then is asked now.
@@ -162,27 +164,19 @@ async def file_under(
                     purpose=cards.FILED,
                     dedup_key=f"{cards.FILED}:{ticket.id}:{parent.number}",
                 )
-        await tickets_repo.add_event(
-            session,
-            ticket_id=child.id,
-            kind="ticket.filed",
-            actor_platform=actor.platform,
-            actor_id=actor.id,
-            channel=interaction.conversation.id,
-            data={
+        await event(
+            child,
+            "ticket.filed",
+            {
                 "under": parent.number,
                 "users_affected": child.users_affected,
                 "cancelled": cancelled,
             },
         )
-        await tickets_repo.add_event(
-            session,
-            ticket_id=parent.id,
-            kind="incident.report_filed",
-            actor_platform=actor.platform,
-            actor_id=actor.id,
-            channel=interaction.conversation.id,
-            data={
+        await event(
+            parent,
+            "incident.report_filed",
+            {
                 "report": child.number,
                 "users_affected": child.users_affected,
                 "total_users_affected": parent.total_users_affected,
