@@ -72,32 +72,42 @@ _BRIEF = (
 )
 
 
+def _newest(index: int, limit: str) -> Any:
+    """Signature `s{index}`'s newest tickets before `before`, at most `limit` of them (one
+    index range, no sort of every match)."""
+    return (
+        select(_SIGNATURES.c.signature, _SIGNATURES.c.ticket_id)
+        .where(
+            _SIGNATURES.c.signature == bindparam(f"s{index}"),
+            _SIGNATURES.c.ticket_id < bindparam("before"),
+        )
+        .order_by(_SIGNATURES.c.ticket_id.desc())
+        .limit(bindparam(limit))
+        .subquery()
+    )
+
+
+def _joined(parts: list[Any], columns: Sequence[Any]) -> Any:
+    """The (signature, ticket id) rows of `parts`, one per signature, joined to `columns` of
+    their tickets, newest first."""
+    matched = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
+    return (
+        select(matched.c.signature, *columns)
+        .join_from(matched, _TICKETS, _TICKETS.c.id == matched.c.ticket_id)
+        .order_by(_TICKETS.c.id.desc())
+    )
+
+
 def _by_signatures(count: int, brief: bool = False) -> Any:
-    """Per signature the newest `per` tickets before `before` (one index range each, no sort
-    of every match), joined to their tickets."""
+    """Per signature the newest `per` tickets before `before`, joined to their tickets."""
     stmt = _BY_SIGNATURES.get((count, brief))
     if stmt is not None:
         return stmt
     parts = []
     for index in range(count):
-        newest = (
-            select(_SIGNATURES.c.signature, _SIGNATURES.c.ticket_id)
-            .where(
-                _SIGNATURES.c.signature == bindparam(f"s{index}"),
-                _SIGNATURES.c.ticket_id < bindparam("before"),
-            )
-            .order_by(_SIGNATURES.c.ticket_id.desc())
-            .limit(bindparam("per"))
-            .subquery()
-        )
+        newest = _newest(index, "per")
         parts.append(select(newest.c.signature, newest.c.ticket_id))
-    matched = union_all(*parts).subquery() if count > 1 else parts[0].subquery()
-    stmt = (
-        select(matched.c.signature, *(_BRIEF if brief else COLUMNS))
-        .join_from(matched, _TICKETS, _TICKETS.c.id == matched.c.ticket_id)
-        .order_by(_TICKETS.c.id.desc())
-    )
-    _BY_SIGNATURES[(count, brief)] = stmt
+    stmt = _BY_SIGNATURES[(count, brief)] = _joined(parts, _BRIEF if brief else COLUMNS)
     return stmt
 
 
@@ -163,16 +173,7 @@ def _resolved_by_signatures(count: int) -> Any:
         return stmt
     parts = []
     for index in range(count):
-        recent = (
-            select(_SIGNATURES.c.signature, _SIGNATURES.c.ticket_id)
-            .where(
-                _SIGNATURES.c.signature == bindparam(f"s{index}"),
-                _SIGNATURES.c.ticket_id < bindparam("before"),
-            )
-            .order_by(_SIGNATURES.c.ticket_id.desc())
-            .limit(bindparam("scan"))
-            .subquery()
-        )
+        recent = _newest(index, "scan")
         closed = (
             select(recent.c.signature, recent.c.ticket_id)
             .join_from(recent, _TICKETS, _TICKETS.c.id == recent.c.ticket_id)
@@ -182,12 +183,7 @@ def _resolved_by_signatures(count: int) -> Any:
             .subquery()
         )
         parts.append(select(closed.c.signature, closed.c.ticket_id))
-    matched = union_all(*parts).subquery() if count > 1 else parts[0].subquery()
-    stmt = _RESOLVED[count] = (
-        select(matched.c.signature, *_BRIEF)
-        .join_from(matched, _TICKETS, _TICKETS.c.id == matched.c.ticket_id)
-        .order_by(_TICKETS.c.id.desc())
-    )
+    stmt = _RESOLVED[count] = _joined(parts, _BRIEF)
     return stmt
 
 
@@ -342,16 +338,7 @@ def _newest_ids(count: int) -> Any:
     """Per signature the ids of the newest `cap` tickets before `before`, as one subquery."""
     parts = []
     for index in range(count):
-        newest = (
-            select(_SIGNATURES.c.ticket_id)
-            .where(
-                _SIGNATURES.c.signature == bindparam(f"s{index}"),
-                _SIGNATURES.c.ticket_id < bindparam("before"),
-            )
-            .order_by(_SIGNATURES.c.ticket_id.desc())
-            .limit(bindparam("cap"))
-            .subquery()
-        )
+        newest = _newest(index, "cap")
         parts.append(select(newest.c.ticket_id))
     return union_all(*parts).subquery() if count > 1 else parts[0].subquery()
 
