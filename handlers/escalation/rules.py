@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cards.model import Inline, Rich, Typed
-from handlers.answers import MIN_WORDS, Problem, problem, shown
+from handlers.answers import MIN_WORDS, Problem, is_placeholder, problem, shown
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,17 @@ def fact_problem(fact: Fact, value: str, *, required: bool) -> Inline | None:
     return f"Too short for the queue to act on (at least {fact.min_words} words): {fact.asks}."
 
 
+def has_asset(asset: str) -> bool:
+    """Whether the ticket's Asset (as typed at intake) names one: not empty, and not a
+    placeholder such as `n/a` or `-`, which says there is none. Its link is required only
+    then: the form is prefilled with the asset, and a prefill the form itself refuses as a
+    placeholder left no way to escalate but inventing a device."""
+    return bool(asset.strip()) and not is_placeholder(asset)
+
+
 def is_required(fact: Fact, *, asset: str) -> bool:
     """Every fact is required, except Asset link for a ticket with no asset."""
-    return fact.id != "asset_link" or bool(asset.strip())
+    return fact.id != "asset_link" or has_asset(asset)
 
 
 def fact_problems(data: dict[str, str], *, asset: str) -> dict[str, Inline]:

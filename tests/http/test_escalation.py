@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import json
 import re
@@ -30,6 +31,7 @@ from tests.http.conftest_teams import (
     note_under,
     submit_action,
 )
+from tests.http.working_support import SlackFlow
 
 TEAMS_QUEUE = "19:network@thread.tacv2"
 PEOPLE = [
@@ -590,3 +592,51 @@ async def test_teams_escalate_button_keeps_its_form_on_a_ticket_with_no_response
             lambda: any(u["_activity_id"] == ticket.card_message for u in connector.updates()),
             timeout=1.0,
         )
+
+
+async def test_an_asset_typed_as_n_a_does_not_make_the_bot_refuse_its_own_prefilled_link(
+    make_app, slack_api: FakeSlack, connector: FakeConnector
+):
+    """Asset link is required "when the ticket has an asset (prefilled with it)". An Asset
+    typed at intake as `n/a` or `-` says the ticket has none: the form prefilled the link with
+    it, required it, and then refused its own prefill as a placeholder, so the technician
+    could not escalate without inventing a device. Such an asset is no asset: the link is
+    optional, taken as typed, and the handoff reaches the queue. A real asset still needs it."""
+    config = {**CONFIG, "teams": {"service_url": connector.service_url, "tenant_id": "t-1"}}
+    app: AppHarness = await make_app(slack=slack_api, config=config, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+
+    def notified(number: str) -> bool:
+        return any(number in json.dumps(p) for p in posts_to(slack_api, "C0NETWORK"))
+
+    for asset in ("n/a", " - "):
+        number = await s.ticket(category="network", asset=asset, summary=f"VPN down {asset}")
+        view = await s.modal(f"escalate {number}")
+        block = next(b for b in view["blocks"] if b.get("block_id") == "asset_link")
+        assert block["optional"] is True, (asset, block)
+        assert block["element"]["initial_value"] == asset
+        facts = {**COMPLETE, "asset_link": asset}
+        answer = await s.submit(view, states(facts), "UTECH")
+        assert not answer or "errors" not in answer, (asset, answer)
+        await wait_until(functools.partial(notified, number), what=f"{number}'s notice")
+    real = await s.ticket(category="network", asset="LAPTOP-0192", summary="VPN down again")
+    view = await s.modal(f"escalate {real}")
+    block = next(b for b in view["blocks"] if b.get("block_id") == "asset_link")
+    assert block["optional"] is False
+    answer = await s.submit(view, states({**COMPLETE, "asset_link": "n/a"}), "UTECH")
+    assert answer is not None and "placeholder" in answer["errors"]["asset_link"]
+
+    # Teams: the same form, and the form shown again with another fact's error.
+    form = card_of(await say(app, connector, text="ticket new VPN down"))
+    values = form_values(category="network", asset="N/A")
+    await say(app, connector, {**submit_action(form)["fallback"]["data"], **values})
+    escalate = card_of(await say(app, connector, text="ticket escalate HD-4"))
+    link = next(i for i in inputs(escalate) if i["id"] == "asset_link")
+    assert link.get("isRequired") is not True and link["value"] == "N/A"
+    data = {**submit_action(escalate)["fallback"]["data"], **COMPLETE, "asset_link": "N/A"}
+    again = card_of(await say(app, connector, {**data, "user_impact": ""}))
+    assert next(i for i in inputs(again) if i["id"] == "asset_link").get("isRequired") is not True
+    assert note_under(again, "asset_link") == ""
+    told = await say(app, connector, data)
+    assert "escalated to networking" in (told.get("text") or json.dumps(told))
+    await wait_until(lambda: connector.activities(TEAMS_QUEUE) != [], what="the Teams notice")
