@@ -30,6 +30,19 @@ PLACEHOLDER_WORDS = frozenset(
 _WORD = re.compile(r"[^\W\d_](?:[^\W_]|[/'-])*|\d+")
 
 
+# Chinese and Japanese are written without spaces between words. In a word `_WORD` found, the
+# pieces: a run of Katakana (a loanword, `エラー`, one word), a run of Han and Hiragana (one
+# word per UNSPACED_WORD characters: a Chinese word is most often two characters long), and
+# anything else (`VPN`, `809`). After NFKC: half-width Katakana is folded to full-width.
+_PIECES = re.compile(
+    "([\u30a0-\u30ff\u31f0-\u31ff]+)"
+    "|([\u3040-\u309f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]+)"
+    "|([^\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+    "\U00020000-\U0003134f]+)"
+)
+UNSPACED_WORD = 2
+
+
 class Problem(Enum):
     """Why a text is not an answer."""
 
@@ -49,6 +62,20 @@ def _folded(text: str) -> str:
 def words(text: str) -> list[str]:
     """Lower-case words with hyphens dropped (`re-installed` -> `reinstalled`)."""
     return [w.replace("-", "").strip("'") for w in _WORD.findall(_folded(text).lower())]
+
+
+def word_count(text: str) -> int:
+    """How many words `text` has: as `words` finds them, but Chinese and Japanese (written
+    without spaces) counted in their own words (see `_PIECES`), so a sentence of them is not
+    "one word"."""
+    count = 0
+    for word in words(text):
+        for katakana, unspaced, other in _PIECES.findall(word):
+            if unspaced:
+                count += -(-len(unspaced) // UNSPACED_WORD)
+            elif katakana or other.strip("/'"):
+                count += 1
+    return count
 
 
 def made_only_of(text: str, vocabulary: Iterable[str]) -> bool:
@@ -73,7 +100,7 @@ def problem(text: str, *, min_words: int = 1) -> Problem | None:
         # Only numbers where words are asked: a list's markers with nothing written after
         # them ("1. 2. 3.", a template left unfilled). One number alone answers elsewhere.
         return Problem.PLACEHOLDER
-    if len(found) < min_words:
+    if word_count(text) < min_words:
         return Problem.TOO_SHORT
     return None
 

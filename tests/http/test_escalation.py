@@ -443,6 +443,39 @@ async def test_slack_facts_written_in_another_script_reach_the_queue(
         assert facts[ident] in shown, ident
 
 
+async def test_slack_steps_written_in_chinese_or_japanese_are_not_one_word(
+    make_app, slack_api: FakeSlack
+):
+    """Chinese and Japanese put no spaces between words: a whole sentence of reproduction
+    steps was counted as one or two words and refused as under three. A run of such script
+    counts a word per two characters (about a Chinese word's length), so a sentence is
+    accepted and still a bare verb or two is too short."""
+    app: AppHarness = await make_app(slack=slack_api, config=CONFIG, people=PEOPLE)
+    await slack_ticket(app, slack_api)
+    await app.slash("escalate HD-1")
+    await slack_api.wait_for_method("views.open", count=2)
+    view = slack_api.views_opened()[-1]["view"]
+    short = {**COMPLETE, "repro_steps": "再起動", "already_tried": "重启电脑"}
+    refused = await app.interactive(view_submission(view, states(short), view_id="VESC"))
+    errors = (await refused.json())["errors"]
+    assert sorted(errors) == ["already_tried", "repro_steps"]
+    assert all("at least 3 words" in reason for reason in errors.values()), errors
+    facts = {
+        **COMPLETE,
+        # "Connecting to the VPN from home and opening Outlook shows error 809."
+        "repro_steps": "自宅からVPNに接続してOutlookを開くとエラー809が表示されます",
+        # "Reinstalled the VPN client, still the same error."
+        "already_tried": "重新安装了VPN客户端，还是同样的错误",  # noqa: RUF001 (CJK comma)
+    }
+    done = await app.interactive(view_submission(view, states(facts), view_id="VESC"))
+    assert done.status == 200
+    assert json.loads(await done.read() or b"{}").get("errors") is None
+    await wait_until(lambda: posts_to(slack_api, "C0NETWORK") != [])
+    shown = html.unescape(texts_of(posts_to(slack_api, "C0NETWORK")[0]["blocks"]))
+    for ident in FACT_IDS:
+        assert facts[ident] in shown, ident
+
+
 async def test_slack_placeholders_typed_in_look_alike_characters_bounce(
     make_app, slack_api: FakeSlack
 ):

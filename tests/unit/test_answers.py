@@ -120,6 +120,14 @@ def test_real_answers_pass(text: str) -> None:
         ("Reinstalled the client", 3, None),
         ("Rebooted", 1, None),
         ("re-installed VPN-client twice", 3, None),
+        # Chinese and Japanese: no spaces between words, counted in their own words.
+        ("重启电脑", 3, Problem.TOO_SHORT),  # restart (the) computer: two words
+        ("再起動", 3, Problem.TOO_SHORT),  # restart
+        ("リインストールした", 3, Problem.TOO_SHORT),  # reinstalled (a loanword, a verb ending)
+        ("ｻｲｷﾄﾞｳ", 3, Problem.TOO_SHORT),  # half-width Katakana: one word
+        ("重新安装了VPN客户端，还是同样的错误", 3, None),  # noqa: RUF001 (CJK comma)
+        ("再起動しても同じエラーが出ます", 3, None),
+        ("自宅からVPNに接続してOutlookを開く", 3, None),
     ],
 )
 def test_word_counts(text: str, min_words: int, expected: Problem | None) -> None:
