@@ -7,6 +7,7 @@ instead, so each refusal names its field and its reason.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from cards.model import Inline, Rich, Typed
@@ -48,10 +49,18 @@ FACTS = (
 )
 
 
-def fact_problem(fact: Fact, value: str, *, required: bool) -> Inline | None:
+def _tickets_as_words(value: str, ticket_prefix: str) -> str:
+    """`value` with this help desk's ticket numbers read as the word "ticket": pointing at a
+    ticket (`See ticket HD-1.`, `same as HD-7`) tells the queue nothing the ticket does not,
+    so such a text is the plea `see ticket` (another prefix's `E-809` stays an error code)."""
+    number = re.compile(rf"(?<![A-Za-z0-9-]){re.escape(ticket_prefix)}-\d+\b", re.IGNORECASE)
+    return number.sub(" ticket ", value)
+
+
+def fact_problem(fact: Fact, value: str, *, required: bool, ticket_prefix: str) -> Inline | None:
     """Why `value` will not do for `fact` (None: it will). An optional fact is taken as typed
     (an Asset link of "n/a" for a ticket with no asset says just that)."""
-    verdict = problem(value, min_words=fact.min_words)
+    verdict = problem(_tickets_as_words(value, ticket_prefix), min_words=fact.min_words)
     if verdict is None or not required:
         return None
     if verdict is Problem.EMPTY:
@@ -78,12 +87,14 @@ def is_required(fact: Fact, *, asset: str) -> bool:
     return fact.id != "asset_link" or has_asset(asset)
 
 
-def fact_problems(data: dict[str, str], *, asset: str) -> dict[str, Inline]:
-    """Every fact that will not do, by form id, with its reason (`asset`: the ticket's)."""
+def fact_problems(data: dict[str, str], *, asset: str, ticket_prefix: str) -> dict[str, Inline]:
+    """Every fact that will not do, by form id, with its reason (`asset`: the ticket's;
+    `ticket_prefix`: this help desk's, whose ticket numbers are no facts)."""
     errors: dict[str, Inline] = {}
     for fact in FACTS:
         required = is_required(fact, asset=asset)
-        if reason := fact_problem(fact, data.get(fact.id, ""), required=required):
+        value = data.get(fact.id, "")
+        if reason := fact_problem(fact, value, required=required, ticket_prefix=ticket_prefix):
             errors[fact.id] = reason
     return errors
 

@@ -91,11 +91,13 @@ async def escalate_button(deps: Deps, interaction: Interaction) -> Reply:
     return await _form(deps, interaction, await load(deps, Command("escalate", number)))
 
 
-def validate(data: dict[str, Any], queues: list[str], *, asset: str) -> dict[str, str]:
+def validate(
+    data: dict[str, Any], queues: list[str], *, asset: str, ticket_prefix: str
+) -> dict[str, str]:
     """The escalation facts as typed; InvalidInput names each fact that will not do and why
     (empty, a placeholder, too short, oversized) and a missing queue. `asset`: the ticket's."""
     facts = {fact.id: "" if data.get(fact.id) is None else str(data[fact.id]) for fact in FACTS}
-    errors = fact_problems(facts, asset=asset)
+    errors = fact_problems(facts, asset=asset, ticket_prefix=ticket_prefix)
     for ident, value in facts.items():
         if len(value) > MAX_TEXT:
             errors[ident] = f"Keep this under {MAX_TEXT} characters."
@@ -138,7 +140,12 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
     queues = _check(deps, ticket)
     in_card = notify.answer_replaces_card(interaction, ticket)
     try:
-        facts = validate(interaction.data, queues, asset=ticket.asset)
+        facts = validate(
+            interaction.data,
+            queues,
+            asset=ticket.asset,
+            ticket_prefix=deps.config.ticket_prefix,
+        )
     except InvalidInput as exc:
         # Shown again with the errors (Teams): as first shown, Asset link still required.
         # Still in the card's place (Teams): the hold set when it was first shown goes on.

@@ -147,18 +147,18 @@ IDS = [fact.id for fact in FACTS]
 
 
 def test_a_complete_escalation_has_no_problem() -> None:
-    assert fact_problems(COMPLETE, asset="LAPTOP-0192") == {}
-    assert fact_problems(COMPLETE | {"asset_link": ""}, asset="") == {}
+    assert fact_problems(COMPLETE, asset="LAPTOP-0192", ticket_prefix="HD") == {}
+    assert fact_problems(COMPLETE | {"asset_link": ""}, asset="", ticket_prefix="HD") == {}
 
 
 @pytest.mark.parametrize("plea", ["please assist", "Please assist!", "help", "-", "see ticket"])
 def test_a_bare_handoff_is_refused_field_by_field(plea: str) -> None:
-    errors = fact_problems(dict.fromkeys(IDS, plea), asset="LAPTOP-0192")
+    errors = fact_problems(dict.fromkeys(IDS, plea), asset="LAPTOP-0192", ticket_prefix="HD")
     assert list(errors) == IDS
     for reason in errors.values():
         assert "placeholder" in plain(reason)
     # Without an asset on the ticket, Asset link is optional and taken as typed.
-    assert list(fact_problems(dict.fromkeys(IDS, plea), asset="")) == [
+    assert list(fact_problems(dict.fromkeys(IDS, plea), asset="", ticket_prefix="HD")) == [
         i for i in IDS if i != "asset_link"
     ]
 
@@ -180,7 +180,7 @@ def test_a_bare_handoff_is_refused_field_by_field(plea: str) -> None:
     ],
 )
 def test_each_fact_says_why(field: str, value: str, reason: str) -> None:
-    errors = fact_problems(COMPLETE | {field: value}, asset="LAPTOP-0192")
+    errors = fact_problems(COMPLETE | {field: value}, asset="LAPTOP-0192", ticket_prefix="HD")
     assert list(errors) == [field]
     assert reason in plain(errors[field])
 
@@ -189,7 +189,7 @@ def test_each_fact_says_why(field: str, value: str, reason: str) -> None:
     ("field", "value"), [("error_text", "809"), ("user_impact", "Everyone"), ("asset_link", "x")]
 )
 def test_one_word_is_enough_where_a_word_is_a_fact(field: str, value: str) -> None:
-    assert fact_problems(COMPLETE | {field: value}, asset="LAPTOP-0192") == {}
+    assert fact_problems(COMPLETE | {field: value}, asset="LAPTOP-0192", ticket_prefix="HD") == {}
 
 
 # -- the closure note judges the same way -------------------------------------------------------

@@ -71,7 +71,9 @@ def test_a_placeholder_note_is_quoted_literally_and_the_bots_words_are_not_escap
 
 
 def test_escalation_placeholders_listed_as_errors_are_quoted_literally() -> None:
-    errors = fact_problems({"repro_steps": "**please** [help](//n/a)"}, asset="")
+    errors = fact_problems(
+        {"repro_steps": "**please** [help](//n/a)"}, asset="", ticket_prefix="HD"
+    )
     exc = InvalidInput("Not escalated yet.", errors)
     [error] = [t for t in refused_form(None, {}, exc) if "please" in t]
     assert error.startswith(r"repro_steps: '\*\*please\*\* \[help\](//n/a)' is a placeholder")
