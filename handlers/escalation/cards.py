@@ -20,6 +20,7 @@ from cards.model import (
 from handlers.config import HelpdeskConfig
 from handlers.escalation.rules import FACTS, is_required
 from handlers.formatting import requester
+from handlers.working import users_affected
 from storage.models import Ticket
 
 MAX_TEXT = 3000
@@ -80,7 +81,8 @@ def escalation_card(ticket: Ticket, facts: dict[str, str], *, queue: str, by: In
                 ("Queue", Typed(queue)),
                 ("Requester", requester(ticket)),
                 ("Escalated by", by),
-                ("Users affected", str(ticket.users_affected)),
+                # As the ticket card says it: a P1's own and its filed reports' (SPEC).
+                ("Users affected", users_affected(ticket)),
                 ("Asset link", Typed(facts["asset_link"]) if facts.get("asset_link") else "-"),
             ]
         )

@@ -710,3 +710,25 @@ async def test_an_asset_typed_as_n_a_does_not_make_the_bot_refuse_its_own_prefil
     told = await say(app, connector, data)
     assert "escalated to networking" in (told.get("text") or json.dumps(told))
     await wait_until(lambda: connector.activities(TEAMS_QUEUE) != [], what="the Teams notice")
+
+
+async def test_a_p1_with_reports_filed_under_it_tells_the_queue_every_user_affected(
+    make_app, slack_api: FakeSlack
+):
+    """SPEC "Duplicate reports of a P1": "The P1's users affected becomes its own plus those of
+    every filed ticket". Its card said 42 (40 on HD-1 + 2 in 1 filed report) while the notice
+    its escalation sent the queue said 40: the queue under-read the impact it was asked to
+    act on. The notice says what the card says."""
+    app: AppHarness = await make_app(slack=slack_api, config=CONFIG, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    outage = {"summary": "VPN down in Lisbon", "category": "network", "error": "Error 809"}
+    p1 = await s.ticket(priority="P1", users=40, asset="VPN-01", client="Acme", **outage)
+    report = await s.ticket(users=2, asset="VPN-01", client="Acme", summary="No VPN")
+    assert f"{report} is filed under {p1}" in await s.command(f"link {report} {p1}")
+    view = await s.modal(f"escalate {p1}")
+    answer = await s.submit(view, states({**COMPLETE, "asset_link": "VPN-01"}), "UTECH")
+    assert not answer or "errors" not in answer, answer
+    await wait_until(lambda: posts_to(slack_api, "C0NETWORK") != [], what="the queue notice")
+    [notice] = posts_to(slack_api, "C0NETWORK")
+    shown = html.unescape(texts_of(notice["blocks"]))
+    assert f"*Users affected:* 42 (40 on {p1} + 2 in 1 filed report)" in shown, shown
