@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import statements
 from storage.models import Ticket, TicketDiagnosis, TicketSignature
-from storage.reports import folded
 from storage.search import COLUMNS, Found, found_of
 
 _TICKETS = statements.table_of(Ticket)
@@ -449,8 +448,9 @@ async def top_signatures(
     """The signatures (of `kinds`) most tickets opened in [since, until) carry, for one
     client (any case, Unicode: as sla.clients) or all, with at least `minimum` tickets.
     `clients`: that client's names as stored, when the caller has them (see
-    storage.reports.resolve); on SQLite they are looked up otherwise, since its lower()
-    folds ASCII only (`Ä` is not `ä`)."""
+    storage.reports.resolve); they are looked up otherwise, and compared in Python: SQLite's
+    lower() folds ASCII only (`Ä` is not `ä`), and so does PostgreSQL's in a database whose
+    LC_CTYPE is C."""
     conditions = [
         _TICKETS.c.created_at >= since,
         _TICKETS.c.created_at < until,
@@ -460,15 +460,12 @@ async def top_signatures(
     conn = await statements.connection(session)
     if client:
         wanted = client.strip().lower()
-        if clients is None and statements.dialect(session) == "sqlite":
+        if clients is None:
             # The names of the tickets this counts: no more rows than the count reads.
             names = select(_TICKETS.c.client).distinct().select_from(joined).where(*conditions)
             stored = (await conn.execute(names)).scalars()
             clients = [n for n in stored if n.strip().lower() == wanted]
-        if clients is not None:
-            conditions.append(_TICKETS.c.client.in_(list(clients)))
-        else:
-            conditions.append(folded(_TICKETS.c.client) == wanted)
+        conditions.append(_TICKETS.c.client.in_(list(clients)))
     counted = (
         select(_SIGNATURES.c.signature, func.count().label("n"))
         .select_from(joined)

@@ -261,14 +261,14 @@ async def test_sqlite_reads_covering_indexes_only(engine: AsyncEngine, db_url: s
         [names, distinct] = await plan(repo._CLIENT_NAMES)
         assert names.startswith("SCAN tickets USING COVERING INDEX") and "DISTINCT" in distinct
         acme = replace(scope("acme"), spellings=("acme", "Acme"))  # as resolve() gives it
-        assert await plan(repo._groups_query(acme, "sqlite")) == [
+        assert await plan(repo._groups_query(acme)) == [
             "SCAN tickets USING COVERING INDEX ix_tickets_report"
         ]
         for index, column in (
             ("ix_tickets_first_response", Ticket.first_response_seconds),
             ("ix_tickets_resolution", Ticket.resolution_seconds),
         ):
-            count, middle = repo._median_queries(column, acme, "sqlite")
+            count, middle = repo._median_queries(column, acme)
             walk = f"SEARCH tickets USING COVERING INDEX {index} ({column.key}>?)"
             assert await plan(count) == [walk]
             assert await plan(middle(21)) == [walk]
