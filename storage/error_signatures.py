@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import statements
 from storage.models import Ticket, TicketDiagnosis, TicketSignature
+from storage.reports import fold
 from storage.search import COLUMNS, Found, found_of
 
 _TICKETS = statements.table_of(Ticket)
@@ -459,12 +460,11 @@ async def top_signatures(
     joined = _SIGNATURES.join(_TICKETS, _TICKETS.c.id == _SIGNATURES.c.ticket_id)
     conn = await statements.connection(session)
     if client:
-        wanted = client.strip().lower()
         if clients is None:
             # The names of the tickets this counts: no more rows than the count reads.
             names = select(_TICKETS.c.client).distinct().select_from(joined).where(*conditions)
             stored = (await conn.execute(names)).scalars()
-            clients = [n for n in stored if n.strip().lower() == wanted]
+            clients = [n for n in stored if fold(n) == fold(client)]
         conditions.append(_TICKETS.c.client.in_(list(clients)))
     counted = (
         select(_SIGNATURES.c.signature, func.count().label("n"))

@@ -53,8 +53,9 @@ class Scope:
 
 
 def fold(name: str) -> str:
-    """How clients compare: surrounding spaces ignored, any case (Unicode, as sla.clients)."""
-    return name.strip().lower()
+    """How clients compare: surrounding spaces ignored, a run of spaces inside counted as one
+    (`report Acme  Corp` reaches the bot as words), any case (Unicode, as sla.clients)."""
+    return " ".join(name.split()).lower()
 
 
 _CLIENT_NAMES = select(Ticket.client).distinct()

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from cards.model import Inline, Rich, Typed, kept_text, plain, read_kept_text
-from storage.reports import Figures
+from storage.reports import Figures, fold
 
 DEFAULT_DAYS = 90
 PRIORITIES = ("P1", "P2", "P3", "P4")
@@ -200,7 +200,7 @@ def summarize(
         respond[g.priority][1] += g.respond_missed
         resolve[g.priority][0] += g.resolve_met
         resolve[g.priority][1] += g.resolve_missed
-        key = g.client.strip().lower()
+        key = fold(g.client)
         minutes[key] += g.minutes
         names[key][g.client.strip() or NO_CLIENT] += g.opened
         for index, count in enumerate(g.ratings):

@@ -255,6 +255,34 @@ async def test_a_report_on_a_client_with_no_ticket_names_the_clients_that_have_s
     assert "No ticket was opened in this period." in empty and "Clients with" not in empty
 
 
+async def test_a_client_typed_with_two_spaces_is_the_client_in_chat_and_on_the_command_line(
+    make_app, slack_api: FakeSlack, db_url: str, tmp_path: Path
+):
+    """The Client field is stored as typed, two spaces (a pasted name) included. `report`
+    split the words after it and joined them with one space, so `report Acme  Corp`, typed
+    exactly as the tickets say, found none of them ("No ticket of Acme Corp ... Clients with
+    tickets in it: Acme  Corp 1"); `--client` on the command line found them. Runs of spaces
+    inside a name now count as one, like the spaces around it, in chat and on the command
+    line, so both spellings are the same client."""
+    from tests.http.diagnosis_support import ERROR_ACME, open_ticket
+
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    first, _ = await open_ticket(app, slack_api, error=ERROR_ACME, client="Acme  Corp")
+    await open_ticket(app, slack_api, error=ERROR_ACME, client="Acme  Corp")
+    await open_ticket(app, slack_api, error=ERROR_ACME, client="acme corp")
+    await open_ticket(app, slack_api, error=ERROR_ACME, client="Acme Corporation")
+    await app.slash(f"time {first} 1h30m replaced the switch")
+    for typed in ("Acme  Corp", "ACME CORP", "acme \t corp"):
+        body = await (await app.slash(f"report {typed}")).json()
+        facts = slack_facts(body)
+        assert facts["Opened"] == "3", (typed, json.dumps(body))
+        # Named as most of its tickets spell it.
+        assert facts["Time logged"] == "1h 30m (Acme  Corp 1h 30m)", facts
+    await slack_api.wait_for_method("files.completeUploadExternal", count=3, timeout=30)
+    code, lines, errors = await cli(tmp_path, db_url, "--client", "ACME   corp", real=False)
+    assert (code, errors) == (0, []) and "Opened: 3" in lines, (lines, errors)
+
+
 # -- Teams ----------------------------------------------------------------------------------------
 
 
