@@ -8,6 +8,7 @@ are the bot's own words.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
 from cards.model import Card, Facts, Inline, Rich, Text, Typed, plain
@@ -65,12 +66,14 @@ def hours(minutes: int) -> str:
 
 
 def span(seconds: float | None) -> str:
-    """A median: `40s`, `1h 5m`, `2d 3h 10m`; `-` when there is none."""
+    """A median: `40s`, `1h 5m`, `2d 3h 10m`; `-` when there is none. Halves round up, as
+    people round them (a median of two is often one: 59.5 s is `1m`, 2.5 minutes `3m`)."""
     if seconds is None:
         return "-"
-    if seconds < 60:
-        return f"{round(seconds)}s"
-    minutes = round(seconds / 60)
+    whole = math.floor(seconds + 0.5)
+    if whole < 60:
+        return f"{whole}s"
+    minutes = (whole + 30) // 60
     days, rest = divmod(minutes, 1440)
     h, m = divmod(rest, 60)
     return " ".join([f"{days}d"] * bool(days) + [f"{h}h"] * bool(h) + [f"{m}m"] * bool(m))

@@ -404,6 +404,40 @@ def test_cli_report_into_a_pipe_closed_early_ends_without_a_traceback(tmp_path: 
     assert "BrokenPipeError" not in done.stderr
 
 
+async def test_medians_round_halves_up_and_a_minute_is_never_60s(db_url: str, tmp_path: Path):
+    """A median of two middle values can end in a half: first responses after 59 s and 60 s
+    have the median 59.5 s, which the report showed as `60s` (rounded, but still shown in
+    seconds), and halves went to the even neighbour (resolutions after 2 and 3 minutes, a
+    median of 2.5 minutes, showed as `2m`; 3.5 minutes as `4m`). Halves now round up, as the
+    report's percentages and CSAT average do, and 59.5 s is `1m`."""
+    from storage import tickets as tickets_repo
+
+    engine = db.create_engine(db_url)
+    created = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    async with db.session_factory(engine)() as session, session.begin():
+        for first, resolved in ((59, 120), (60, 180)):
+            seq, number = await tickets_repo.next_number(session, prefix="HD")
+            await tickets_repo.create(
+                session, number=number, prefix="HD", seq=seq, status="closed", summary="Printer",
+                reproducible="yes", priority="P3", category="printer", client="Acme",
+                tier="standard", requester_id="UANA", technician_id="UTECH",
+                source_platform="slack", source_channel="C0HELP", created_at=created,
+                respond_by=created + timedelta(hours=8), resolve_by=created + timedelta(days=3),
+                first_response_at=created + timedelta(seconds=first), first_response_by="UTECH",
+                first_response_seconds=first, respond_met=True,
+                closed_at=created + timedelta(seconds=resolved), resolution_seconds=resolved,
+                resolve_met=True, resolution_category="Incident", time_minutes=5,
+            )  # fmt: skip
+    await engine.dispose()
+    code, lines, errors = await cli(
+        tmp_path, db_url, "--since", "2026-03-01", "--until", "2026-03-31", real=False
+    )
+    assert (code, errors) == (0, []), errors
+    facts = dict(line.split(": ", 1) for line in lines[1:])
+    assert facts["Median time to first response"] == "1m"
+    assert facts["Median time to resolution"] == "3m"
+
+
 async def test_cli_report_refuses_bad_options_with_one_line_and_writes_an_empty_period(
     db_url: str, tmp_path: Path
 ):
