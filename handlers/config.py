@@ -146,7 +146,7 @@ class SlaConfig(_Strict):
         for client, tier in self.clients.items():
             if tier not in self.tiers:
                 raise ValueError(f"clients.{client}: unknown tier {tier!r}")
-            first = seen.setdefault(_client_key(client), client)
+            first = seen.setdefault(client_key(client), client)
             if first != client and self.clients[first] != tier:
                 raise ValueError(
                     f"clients: {first!r} and {client!r} name the same client (case and "
@@ -157,14 +157,14 @@ class SlaConfig(_Strict):
     def tier_for(self, client: str) -> str:
         """Contract tier of an MSP client (ignoring case and surrounding spaces on both
         sides), else the default tier."""
-        lowered = {_client_key(k): v for k, v in self.clients.items()}
-        return lowered.get(_client_key(client), self.default_tier)
+        lowered = {client_key(k): v for k, v in self.clients.items()}
+        return lowered.get(client_key(client), self.default_tier)
 
 
-def _client_key(client: str) -> str:
-    """How a client is matched against `sla.clients`: as typed, ignoring case and spaces
-    around it."""
-    return client.strip().lower()
+def client_key(client: str) -> str:
+    """How a client is matched against `sla.clients`: as typed, ignoring case (Unicode's
+    caseless match: `STRASSE AG` is `Straße AG`) and spaces around it."""
+    return client.strip().casefold()
 
 
 def _place(value: Any) -> Any:

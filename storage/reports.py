@@ -54,8 +54,9 @@ class Scope:
 
 def fold(name: str) -> str:
     """How clients compare: surrounding spaces ignored, a run of spaces inside counted as one
-    (`report Acme  Corp` reaches the bot as words), any case (Unicode, as sla.clients)."""
-    return " ".join(name.split()).lower()
+    (`report Acme  Corp` reaches the bot as words), any case (Unicode's caseless match, as
+    sla.clients: `STRASSE AG` is `Straße AG`)."""
+    return " ".join(name.split()).casefold()
 
 
 _CLIENT_NAMES = select(Ticket.client).distinct()

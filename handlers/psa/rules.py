@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
-from handlers.config import HelpdeskConfig, PsaConfig
+from handlers.config import HelpdeskConfig, PsaConfig, client_key
 from handlers.formatting import when
 from handlers.sla import PRIORITY_MEANING
 from storage.models import Ticket
@@ -103,8 +103,8 @@ def clip_marked(text: str, limit: int) -> str:
 
 def tier_source(config: HelpdeskConfig, client: str) -> str:
     """Where a new ticket's tier comes from: config, pending (ask the PSA) or default."""
-    lowered = {k.strip().lower() for k in config.sla.clients}
-    if client.strip() and client.strip().lower() in lowered:
+    named = {client_key(k) for k in config.sla.clients}
+    if client.strip() and client_key(client) in named:
         return "config"
     if asks_for_tier(config.psa, client):
         return "pending"

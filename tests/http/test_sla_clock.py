@@ -473,6 +473,27 @@ async def test_sla_clients_match_the_typed_client_ignoring_case_and_surrounding_
     assert (other.tier, other.respond_by - other.created_at) == ("standard", timedelta(hours=2))
 
 
+async def test_sla_clients_and_report_match_a_client_in_any_case_of_every_letter(
+    make_app, slack_api: FakeSlack
+):
+    """Case-insensitive is Unicode's caseless match (str.casefold), not lower(): German has
+    no capital ß, so `Straße AG` in capitals is `STRASSE AG`, which lower() leaves as
+    `strasse ag` and never equal to `straße ag`. A client typed in capitals got the default
+    tier (and the PSA was asked instead), and `report straße ag` did not count the ticket."""
+    from tests.http.test_report import slack_facts
+
+    clock, _ = sla_clock()
+    config = {**CONFIG, "sla": {"warn_before": "15m", "clients": {"Straße AG": "gold"}}}
+    app = await make_app(slack=slack_api, config=config, people=PEOPLE, clock=clock)
+    row = await open_ticket(app, slack_api, priority="P2", client="STRASSE AG")
+    assert (row.tier, row.tier_source) == ("gold", "config")
+    assert row.respond_by - row.created_at == timedelta(hours=1)
+    assert "gold tier, from sla.clients" in await show(app, row.number)
+    for typed in ("straße ag", "STRASSE AG"):
+        facts = slack_facts(await (await app.slash(f"report {typed}")).json())
+        assert facts["Opened"] == "1", (typed, facts)
+
+
 # -- raising to P1 ------------------------------------------------------------------------------
 
 
