@@ -45,11 +45,13 @@ def remote_url(template: str | None, asset: str) -> str:
 
 
 def _same(a: str, b: str) -> bool:
-    return bool(a.strip()) and a.strip().lower() == b.strip().lower()
+    # Unicode's caseless match, as sla.clients and the report compare clients (`STRASSE AG`
+    # is `Straße AG`); lower() leaves `ß` and `SS` apart.
+    return bool(a.strip()) and a.strip().casefold() == b.strip().casefold()
 
 
 def same_place(client: str, asset: str, other_client: str, other_asset: str) -> bool:
-    """The same client and the same asset, both given (case-insensitive)."""
+    """The same client and the same asset, both given (in any case)."""
     return _same(client, other_client) and _same(asset, other_asset)
 
 

@@ -64,6 +64,12 @@ def test_same_place_needs_both_client_and_asset() -> None:
     assert not same_place("Acme", "", "Acme", "")
 
 
+def test_same_place_in_any_case_of_every_letter() -> None:
+    # As sla.clients and the report match a client: Unicode's caseless match.
+    assert same_place("Straße AG", "KASSE-1", "STRASSE AG", "kasse-1")
+    assert same_place("Ärzte Nord", "PC-Ä1", "ÄRZTE NORD", "pc-ä1")
+
+
 def test_same_error_by_text_or_by_code() -> None:
     # What a new ticket is matched to an open P1 by (the diagnosis domain's rule).
     assert same_error("Error 809:  The VPN failed", "error 809: the vpn failed ")
