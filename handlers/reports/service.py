@@ -31,6 +31,10 @@ from handlers.types import Image, Interaction, InvalidInput, Reply
 from storage import reports as repo
 
 log = logging.getLogger(__name__)
+# The chart's file name names the client by at most this many characters of it: a client typed
+# at any length (a Teams message takes thousands) made a name Teams counts against its message
+# size limit (the answer refused, 413) and Slack shows in full.
+FILENAME_CLIENT_MAX = 60
 
 
 async def top_patterns(
@@ -118,7 +122,8 @@ async def report_command(deps: Deps, interaction: Interaction, command: Command)
         now=now,
         pattern_threshold=deps.config.patterns.repeat_threshold,
     )
-    who = re.sub(r"[^a-z0-9]+", "-", (client or "all").lower()).strip("-") or "client"
+    who = re.sub(r"[^a-z0-9]+", "-", (client or "all").lower()).strip("-")
+    who = who[:FILENAME_CLIENT_MAX].rstrip("-") or "client"
     name = f"report-{who}-{period.since}-{period.until}"
     filename = f"{name}.png"
     title = f"QBR report chart: {client or 'all clients'}, {period}"

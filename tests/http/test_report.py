@@ -935,3 +935,28 @@ async def test_teams_report_with_no_survey_shows_the_csat_average_as_a_dash_not_
     assert facts["CSAT average"] == "\u2013"
     assert markdown_list_lines(card) == []
     assert not [f for f in facts.values() if "\\" in f], facts
+
+
+async def test_a_teams_report_on_a_client_typed_at_great_length_still_arrives(
+    make_app, connector: FakeConnector
+):
+    """A client typed 15,000 characters long (a Teams message takes that): the chart's file
+    name spelled all of it, and Teams counts an attachment's name against its message size
+    limit, so the answer was refused (413 MessageSizeTooBig) and the technician was told only
+    "Something went wrong". The file name now names the client's start only; the card and the
+    chart arrive where the report was asked."""
+    app: AppHarness = await make_app(people=TEAMS_PEOPLE)
+    client = "Northwind" * 1_700
+    before = len(connector.activities())
+    text = f"<at>Helpdesk</at> ticket report {client}"
+    response = await app.teams(teams_message(connector.service_url, text, conversation=CHANNEL))
+    assert response.status < 300
+    await wait_until(lambda: len(connector.activities()) > before, what="the report")
+    [answer] = connector.activities()[before:]
+    assert connector.too_big == []
+    card, image = answer["attachments"]
+    validate_adaptive_card(card["content"])
+    assert "QBR report" in json.dumps(card["content"])
+    assert image["contentType"] == "image/png"
+    assert image["name"].startswith("report-northwindnorthwind") and image["name"].endswith(".png")
+    assert len(image["name"]) <= 100
