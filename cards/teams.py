@@ -342,6 +342,25 @@ def card_size(card: dict[str, Any]) -> int:
     return payload_size(card)
 
 
+def invoke_json(value: Any) -> str:
+    """`value` as the bot writes an invoke response (its own HTTP answer, unlike messages,
+    which botbuilder writes in ASCII): JSON with every character as itself, not `\\uXXXX`
+    (six characters for one, twelve for an emoji), so that text in any script takes as much
+    of Teams' size limit as it has characters. A lone surrogate (typed text can hold one),
+    which no encoding takes as itself, makes it all escaped."""
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value)
+    return text
+
+
+def invoke_size(value: Any) -> int:
+    """Bytes of `value` as Teams counts them in an invoke response: `invoke_json` in UTF-16."""
+    return len(invoke_json(value).encode("utf-16-le", "surrogatepass"))
+
+
 def _longest_text(card: Card) -> int:
     texts: list[Inline] = [card.title, card.fallback]
     for element in card.body:

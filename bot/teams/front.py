@@ -35,6 +35,7 @@ from bot.teams.activity_handler import HelpdeskTeamsBot, tenant_of
 from bot.teams.connector import ConnectorPool, PooledAuthentication
 from bot.teams.notifier import CHANNEL_ID, TeamsNotifier
 from bot.teams.references import ReferenceStore
+from cards import teams as adaptive
 from handlers.deps import Deps
 
 log = logging.getLogger(__name__)
@@ -418,7 +419,7 @@ class TeamsFront:
             return web.Response(status=201)
         if invoke.body is None:
             return web.Response(status=invoke.status)
-        return web.json_response(invoke.body, status=invoke.status)
+        return web.json_response(invoke.body, status=invoke.status, dumps=adaptive.invoke_json)
 
     def _emulator_allows(self, request: web.Request) -> bool:
         if not is_loopback(self.settings.host):

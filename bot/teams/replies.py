@@ -242,6 +242,10 @@ def error_form(deps: Deps, action: ActionId | None, data: dict[str, str], reply:
     return dataclasses.replace(form, body=body)
 
 
+def _card_body(content: dict[str, Any]) -> dict[str, Any]:
+    return {"statusCode": 200, "type": CARD_CONTENT_TYPE, "value": content}
+
+
 def invoke_body(
     deps: Deps, action: ActionId | None, data: dict[str, str], reply: Reply
 ) -> dict[str, Any]:
@@ -251,6 +255,11 @@ def invoke_body(
     in_form = reply.field_errors or (reply.form_error and action in FORMS)
     card = error_form(deps, action, data, reply) if in_form else with_text(reply)
     if card is not None:
-        value = adaptive.render_card(card, execute=True)
-        return {"statusCode": 200, "type": CARD_CONTENT_TYPE, "value": value}
+        # Measured as the front sends it (adaptive.invoke_json): a form given back with the
+        # values typed in it keeps them whole in any script (a cut value, sent again, would be
+        # stored cut).
+        value = adaptive.render_card(
+            card, execute=True, size=lambda content: adaptive.invoke_size(_card_body(content))
+        )
+        return _card_body(value)
     return {"statusCode": 200, "type": MESSAGE_CONTENT_TYPE, "value": plain(reply.text) or "Done."}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.adaptive_schema import validate_adaptive_card
 from tests.fakes.botframework import MESSAGE_LIMIT_BYTES, FakeConnector
 from tests.harness import AppHarness, only_ticket, wait_until
 from tests.http.conftest_teams import (
@@ -84,3 +85,44 @@ async def test_the_fake_connector_refuses_a_message_over_the_documented_limit(
     async with app.http.post(url, json=greek) as response:
         assert response.status == 413
         assert (await response.json())["error"]["code"] == "MessageSizeTooBig"
+
+
+@pytest.mark.parametrize("kind", ["greek", "cjk", "emoji"])
+async def test_a_form_given_back_by_action_execute_keeps_long_non_ascii_values_whole(
+    make_app, connector: FakeConnector, kind: str
+):
+    """The intake form filled in to its limits in Greek, Chinese or emoji, with one mistake
+    (the Requester), comes back with the mistake marked and every value as typed. It cut them
+    to a few hundred characters (marked "…"), measured as if escaped (`\\u4e2d`, six characters
+    for one), so fixing the Requester and submitting again stored the texts cut: not "verbatim
+    as typed". The invoke response is the bot's own HTTP answer: written with the characters
+    as themselves, the form fits Teams' limit (UTF-16, as sent) with nothing cut."""
+    app: AppHarness = await make_app(config=CONFIG, people=PEOPLE)
+    form = card_of(await teams_answer(app, connector, message(connector.service_url, "ticket new")))
+    # Teams' maxLength counts UTF-16 code units: an emoji is two.
+    limit = MAX_TEXT // 2 if kind == "emoji" else MAX_TEXT
+    text = (TEXTS[kind] * MAX_TEXT)[:limit]
+    values = form_values(summary=text, error_text=text, doing=text, category="email")
+    pressed = submit_action(form)
+    data = {**pressed["data"], **values, "requester": "not an address"}
+    execute = {"action": {"type": "Action.Execute", "verb": pressed["verb"], "data": data}}
+    sent = activity(connector.service_url, type="invoke", name="adaptiveCard/action", value=execute)
+    response = await app.teams(sent)
+    assert response.status == 200
+    raw = await response.text()
+    assert len(raw.encode("utf-16-le")) <= MESSAGE_LIMIT_BYTES
+    body = await response.json()
+    assert body["type"] == "application/vnd.microsoft.card.adaptive"
+    again = body["value"]
+    validate_adaptive_card(again)
+    given = {e["id"]: e.get("value") for e in again["body"] if e["type"].startswith("Input.")}
+    assert {k: given[k] for k in ("summary", "error_text", "doing")} == {
+        k: text for k in ("summary", "error_text", "doing")
+    }
+
+    fixed = {**data, "requester": "ana@example.com"} | {k: given[k] for k in ("summary", "doing")}
+    execute = {"action": {"type": "Action.Execute", "verb": pressed["verb"], "data": fixed}}
+    sent = activity(connector.service_url, type="invoke", name="adaptiveCard/action", value=execute)
+    assert (await app.teams(sent)).status == 200
+    ticket = await only_ticket(app)
+    assert (ticket.summary, ticket.error_text, ticket.doing) == (text, text, text)

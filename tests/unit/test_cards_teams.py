@@ -12,6 +12,8 @@ from cards.slack import render_modal
 from cards.teams import (
     MAX_PAYLOAD_BYTES,
     escape_markdown,
+    invoke_json,
+    invoke_size,
     markdown,
     render_card,
     submitted_values,
@@ -318,3 +320,13 @@ def test_submitted_values_edge_cases() -> None:
     )
     assert submitted_values(None) == (None, {})
     assert submitted_values("text") == (None, {})
+
+
+def test_an_invoke_response_carries_its_characters_as_themselves() -> None:
+    body = {"value": '无法连接 💥 "q"\n'}
+    assert invoke_json(body) == '{"value": "无法连接 💥 \\"q\\"\\n"}'
+    assert invoke_size(body) == len(invoke_json(body).encode("utf-16-le"))
+    # A lone surrogate (typed text can hold one) cannot be sent as itself: all escaped.
+    lone = {"value": "a\ud800b"}
+    assert invoke_json(lone) == '{"value": "a\\ud800b"}'
+    assert invoke_json(lone).encode("utf-8")
