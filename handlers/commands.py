@@ -26,7 +26,8 @@ VERBS = (
 )
 TICKET_REF = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,9}-\d{1,12}$")
 
-# What each verb does, in the order `help` lists them (Slack shows `/ticket`, Teams `ticket`).
+# What each verb does, in the order `help` lists them (Slack shows `/ticket`, Teams `ticket`;
+# `{prefix}` in what it does is that word too).
 USAGE: list[tuple[str, str]] = [
     ("new [summary]", "open the intake form"),
     ("show HD-7", "show a ticket"),
@@ -34,7 +35,7 @@ USAGE: list[tuple[str, str]] = [
     (
         "verify HD-7",
         "confirm the requester's identity with their manager (no manager to ask: "
-        "`verify HD-7 called-back` once you called them back on the number on file)",
+        "`{prefix} verify HD-7 called-back` once you called them back on the number on file)",
     ),
     ("p1 HD-7", "raise to P1 (incident notice + page)"),
     ("escalate HD-7", "escalate with the required facts"),
@@ -61,7 +62,7 @@ def _prefix(platform: str) -> str:
 def usage(platform: str) -> Card:
     """`help`: one line per command (a card, so Teams cannot run the lines together)."""
     prefix = _prefix(platform)
-    lines = [(f"{prefix} {command}", does) for command, does in USAGE]
+    lines = [(f"{prefix} {command}", does.format(prefix=prefix)) for command, does in USAGE]
     return Card(
         title="Help desk commands",
         body=[Facts(lines)],

@@ -9,6 +9,7 @@ Slack: people are mentions (Slack shows their names), typed text can never ping 
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -142,6 +143,23 @@ async def test_help_and_welcome_on_teams_are_cards_that_cannot_run_together(
     # `kb <words>`: Teams took `<words>` for an HTML tag and showed only "ticket kb" (seen in
     # the Agents Playground); single angle quotation marks keep the argument, unescaped.
     assert ("ticket kb \u2039words\u203a", dict(USAGE)["kb <words>"]) in commands
+
+
+async def test_every_command_the_teams_help_quotes_starts_with_ticket(
+    make_app, connector: FakeConnector
+):
+    """The help's `verify` line said to record a call-back with `verify HD-7 called-back`: in
+    Teams, a message starting with `verify` is no command (the bot answers with its hint), so
+    following the help to the letter did nothing. Every command it quotes starts with the
+    platform's `ticket`, as the lines themselves do."""
+    app: AppHarness = await make_app(config=CONFIG, people=PEOPLE)
+    card = card_of(
+        await teams_answer(app, connector, message(connector.service_url, "ticket help"))
+    )
+    values = [f["value"] for f in card["body"][1]["facts"]]
+    quoted = [q for value in values for q in re.findall(r"`([^`]+)`", value)]
+    assert "ticket verify HD-7 called-back" in quoted
+    assert [q for q in quoted if not q.startswith("ticket ")] == []
 
 
 async def test_the_slack_ticket_card_names_people_with_mentions(make_app, slack_api: FakeSlack):
