@@ -23,6 +23,7 @@ from cards.model import (
     Text,
     kept_text,
     plain,
+    spans,
 )
 from handlers import closure, escalation
 from handlers.deps import Deps
@@ -33,6 +34,8 @@ CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 MESSAGE_CONTENT_TYPE = "application/vnd.microsoft.activity.message"
 HINT = "To work with tickets, start your message with `ticket` (try `ticket help`)."
 DUPLICATE_TEXT = "Already done: that was handled before."
+# What a text message keeps at least of each typed part when it must be cut to fit.
+TEXT_CAP_MIN = 16
 # A mention's name stops at the next `<at>` or `</at>`: a lazy `.*?` scanned from every `<at>`
 # to the end of a text without `</at>` (quadratic: 40,000 of them held the event loop 100 s).
 _NAME = r"(?:(?!</?at>).)*"
@@ -142,8 +145,31 @@ def text_activity(text: Inline) -> Activity:
     escaped, nothing else), one paragraph per line, leading spaces kept as no-break spaces
     (four would start a code block).
     """
-    lines = [_keep_indent(line) for line in adaptive.markdown(text).split("\n")]
-    return Activity(type=ActivityTypes.message, text="\n\n".join(lines), text_format="markdown")
+
+    def message(cap: int | None) -> Activity:
+        lines = [_keep_indent(line) for line in adaptive.markdown(text, cap=cap).split("\n")]
+        joined = "\n\n".join(lines)
+        return Activity(type=ActivityTypes.message, text=joined, text_format="markdown")
+
+    def fits(activity: Activity) -> bool:
+        return adaptive.payload_size(activity.serialize()) <= adaptive.MAX_PAYLOAD_BYTES
+
+    whole = message(None)
+    if fits(whole):
+        return whole
+    # Over Teams' size limit (a quoted comment of emoji, each sent as twelve characters): what
+    # people typed is cut (with "…") to the largest common length that fits, as on cards.
+    typed = [len(plain(span)) for span in spans(text) if not isinstance(span, str)]
+    low, high = TEXT_CAP_MIN, max(typed, default=0)
+    best = message(low)
+    while low <= high:
+        middle = (low + high) // 2
+        candidate = message(middle)
+        if fits(candidate):
+            best, low = candidate, middle + 1
+        else:
+            high = middle - 1
+    return best
 
 
 def with_mention(activity: Activity, *, user_id: str, name: str) -> Activity:

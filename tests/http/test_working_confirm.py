@@ -288,6 +288,28 @@ async def test_teams_still_broken_with_the_comment_typed_on_the_card(
     assert len(t.texts(PERSONAL, "Excel **still** crashes")) == 1
 
 
+async def test_teams_a_still_broken_comment_at_its_limit_in_emoji_still_reaches_the_technician(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    """A comment of 2,000 emoji (the limit counts characters; the requester's client may not
+    stop there, Slack's does not): the note telling the technician, which quotes it, was over
+    Teams' message size limit as botbuilder sends it (each emoji escaped as twelve
+    characters), so the connector refused it (413) and it was given up; the technician only
+    heard that a note had failed. The quoted comment is cut to fit (marked "…")."""
+    app: AppHarness = await make_app(config=teams_config(connector), people=PEOPLE)
+    t = TeamsFlow(app, connector)
+    number = await t.ticket(requester="ana@example.com")
+    await t.say(f"ticket confirm {number}")
+    chat, question = await t.dm_card(ANA, "Still broken")
+    comment = "\U0001f4a5" * 2000
+    body = t.invoke_body(question, "Still broken", ANA, chat, comment=comment)
+    assert "your technician was told" in await t.invoke(body)
+    await wait_until(lambda: t.texts(PERSONAL, "\U0001f4a5" * 100), what="the technician told")
+    [told] = t.texts(PERSONAL, "\U0001f4a5" * 100)
+    assert "still broken" in told and number in told and "\u2026" in told
+    assert connector.too_big == []
+
+
 async def test_teams_closure_form_shown_again_still_says_whether_the_fix_was_confirmed(
     make_app: Any, connector: FakeConnector
 ) -> None:
