@@ -1,17 +1,36 @@
-"""IT Glue documents (JSON:API): `GET <kb.url>/documents?filter[name]=…`, `x-api-key`.
+"""IT Glue documents (JSON:API): `GET <kb.url>/documents`, `x-api-key`.
 
-IT Glue has no free-text search endpoint: documents are matched on their name.
+IT Glue has no search for documents: its documents index lists them (per account or
+organization, `filter[organization_id]` / `filter[document_folder_id]`) and takes no name or
+text filter (psa-kb-facts §5: "No free-text search endpoint was found, so match ...
+client-side"; a `filter[name]` is ignored, selic/mcp-itglue). So the bot reads the list a
+page of 1000 at a time (IT Glue's most) and keeps the documents whose name holds every word
+searched for (ignoring case), while the search's time allows.
 """
 
 from __future__ import annotations
+
+import time
+from typing import Any
 
 import aiohttp
 from pydantic import SecretStr
 
 from bot.kb.http import get_json
-from handlers.diagnosis import KbArticle, KbUnavailable
+from handlers.diagnosis import KB_TIMEOUT, KbArticle, KbUnavailable
 
 MEDIA_TYPE = "application/vnd.api+json"
+PAGE_SIZE = 1000  # psa-kb-facts §5: "page[size] (default 50, max 1000)"
+MAX_PAGES = 10
+# Another page is asked for only while this much of the search's KB_TIMEOUT is left unused:
+# what was found by then is answered rather than lost to the timeout.
+PAGING_TIME = KB_TIMEOUT * 0.6
+
+
+def name_matches(name: str, words: list[str]) -> bool:
+    """Every word searched for is in the document's name (ignoring case)."""
+    folded = name.casefold()
+    return all(word in folded for word in words)
 
 
 class ItGlueSource:
@@ -25,11 +44,12 @@ class ItGlueSource:
     def __repr__(self) -> str:
         return f"ItGlueSource(url={self.base!r})"
 
-    async def search(self, query: str, *, limit: int) -> list[KbArticle]:
+    async def _page(self, number: int) -> tuple[list[Any], bool]:
+        """One page of the documents list, and whether another follows."""
         data = await get_json(
             self.http,
             f"{self.base}/documents",
-            params={"filter[name]": query, "page[size]": str(max(limit, 1)), "page[number]": "1"},
+            params={"page[size]": str(PAGE_SIZE), "page[number]": str(number)},
             headers={
                 "x-api-key": self._api_key.get_secret_value(),
                 "Content-Type": MEDIA_TYPE,
@@ -40,20 +60,38 @@ class ItGlueSource:
         items = data.get("data") if isinstance(data, dict) else None
         if not isinstance(items, list):
             raise KbUnavailable("IT Glue: the answer has no JSON:API `data` list", not_api=True)
+        meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
+        more = bool(meta.get("next-page")) if "next-page" in meta else len(items) >= PAGE_SIZE
+        return items, more
+
+    async def search(self, query: str, *, limit: int) -> list[KbArticle]:
+        words = query.casefold().split()
+        if not words:
+            return []
+        started = time.monotonic()
         found: list[KbArticle] = []
-        for item in items:
-            if not isinstance(item, dict):
-                continue
-            attributes = item.get("attributes")
-            if not isinstance(attributes, dict):
-                continue
-            # A plain-text name (no search highlights, not HTML): shown as written.
-            title = " ".join(str(attributes.get("name") or "").split())
-            # The page in IT Glue's web app; never the API's own address (`kb.url`), which
-            # answers a browser with 401 JSON (it wants the key). None: the title alone.
-            url = str(attributes.get("resource-url") or attributes.get("url") or "")
-            if title:
-                found.append(KbArticle(title, url))
-            if len(found) == limit:
+        for number in range(1, MAX_PAGES + 1):
+            items, more = await self._page(number)
+            for item in items:
+                article = self._article(item)
+                if article is not None and name_matches(article.title, words):
+                    found.append(article)
+                    if len(found) == limit:
+                        return found
+            if not more or time.monotonic() - started > PAGING_TIME:
                 break
         return found
+
+    @staticmethod
+    def _article(item: Any) -> KbArticle | None:
+        if not isinstance(item, dict):
+            return None
+        attributes = item.get("attributes")
+        if not isinstance(attributes, dict):
+            return None
+        # A plain-text name (no search highlights, not HTML): shown as written.
+        title = " ".join(str(attributes.get("name") or "").split())
+        # The page in IT Glue's web app; never the API's own address (`kb.url`), which
+        # answers a browser with 401 JSON (it wants the key). None: the title alone.
+        url = str(attributes.get("resource-url") or attributes.get("url") or "")
+        return KbArticle(title, url) if title else None

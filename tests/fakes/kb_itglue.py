@@ -1,8 +1,12 @@
 """Fake IT Glue API (JSON:API, psa-kb-facts §5): `GET /documents` and
 `GET /organizations/<id>/relationships/documents`.
 
-Auth: `x-api-key` (401 otherwise). `filter[name]` matches the document name (every word,
-case-insensitive); `page[size]` (default 50) / `page[number]` page it. Answers
+Auth: `x-api-key` (401 otherwise). Documents are listed, not searched: IT Glue documents
+no name or full-text filter for them (the documents index takes `filter[organization_id]`
+and `filter[document_folder_id]`; Celerium.ITGlue's Get-ITGlueDocument offers only those, and
+selic/mcp-itglue notes "The documents endpoint IGNORES filter[name]"), so a `filter[name]`
+sent is ignored here too (`name_filters` records what was sent). `page[size]` (default 50,
+at most 1000) / `page[number]` page the list. Answers
 `{"data": [{"id", "type": "documents", "attributes": {kebab-case...}}], "meta": {...}}`.
 """
 
@@ -15,7 +19,6 @@ from typing import Any
 from aiohttp import web
 
 from .base import FakeServer, Recorded
-from .kb_hudu import words_match
 
 _ids = itertools.count(5001)
 MEDIA_TYPE = "application/vnd.api+json"
@@ -26,6 +29,7 @@ class FakeItGlue(FakeServer):
         super().__init__()
         self.api_key = api_key
         self.documents: list[dict[str, Any]] = []
+        self.name_filters: list[str] = []
 
     def add_document(self, name: str, content: str = "", *, organization: int = 1) -> str:
         ident = str(next(_ids))
@@ -48,9 +52,11 @@ class FakeItGlue(FakeServer):
 
     def reset_state(self) -> None:
         self.documents.clear()
+        self.name_filters.clear()
 
     def _page(self, rec: Recorded, found: list[dict[str, Any]]) -> web.Response:
         size = int(rec.query.get("page[size]", "50") or 50)
+        size = min(size, 1000)  # psa-kb-facts §5: "page[size] (default 50, max 1000)"
         number = int(rec.query.get("page[number]", "1") or 1)
         total_pages = max(1, -(-len(found) // size))
         body = {
@@ -86,11 +92,9 @@ class FakeItGlue(FakeServer):
             )
         if "filter[organization_id]" in rec.query:
             organization = int(rec.query["filter[organization_id]"])
-        name = rec.query.get("filter[name]", "")
+        if "filter[name]" in rec.query:
+            self.name_filters.append(rec.query["filter[name]"])  # not a filter IT Glue applies
         found = [
-            d
-            for d in self.documents
-            if words_match(name, d["attributes"]["name"])
-            and organization in (None, d["attributes"]["organization-id"])
+            d for d in self.documents if organization in (None, d["attributes"]["organization-id"])
         ]
         return self._page(rec, found)

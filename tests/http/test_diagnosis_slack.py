@@ -995,6 +995,32 @@ async def test_an_it_glue_document_without_its_web_address_is_no_link_to_the_api
         assert fake.url not in json.dumps(body)
 
 
+async def test_it_glue_lists_only_documents_whose_name_matches_from_every_page(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """IT Glue's documents index takes no name filter (it lists an account's or an
+    organization's documents; a `filter[name]` is ignored, psa-kb-facts §5: "No free-text
+    search endpoint was found, so match ... client-side"). The bot sent `filter[name]` and
+    showed whatever came back: `kb outlook password` listed the printer and door runbooks as
+    KB articles, and a matching document beyond the first page was never seen. Now the names
+    are matched by the bot, page by page (1000 a page, IT Glue's most)."""
+    async with FakeItGlue() as fake:
+        fake.add_document("Printer jam runbook", "Open tray 2")
+        fake.add_document("Door badge reader offline", "Power-cycle the controller")
+        for n in range(1100):
+            fake.add_document(f"Site survey {n}", "Rack photos")
+        fake.add_document("Outlook PASSWORD prompt loop", "Clear the credential manager")
+        kb, env = {"source": "itglue", "url": fake.url}, {"KB_API_KEY": fake.api_key}
+        app = await start(make_app, slack_api, kb, **env)
+        answer = flat(await ephemeral(app, "kb outlook password"))
+        assert "Outlook PASSWORD prompt loop" in answer
+        assert "Printer jam runbook" not in answer
+        assert "Door badge reader" not in answer
+        assert "Site survey" not in answer
+        sizes = {c.query.get("page[size]") for c in fake.calls("/documents")}
+        assert sizes == {"1000"}, sizes
+
+
 async def test_a_kb_answer_too_large_for_a_search_is_not_read_into_memory(
     make_app: Any, slack_api: FakeSlack, hudu: FakeHudu
 ) -> None:
