@@ -2,12 +2,14 @@
 `/<codebase>apis/3.0/` with the `clientId` header and `company+public:private` Basic auth.
 
 Tickets carry the bot's key in `externalXRef`; notes are internal analysis notes, the
-resolution a resolution note; updates are JSON-Patch arrays; closing picks the board's first
-closed status, P1 the first priority by sort order.
+resolution a resolution note; updates are JSON-Patch arrays; closing picks the board's active
+closed status named "Closed" (else its first active closed one), P1 the first priority by sort
+order.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, timedelta
 from typing import Any
 
@@ -33,6 +35,8 @@ CW_PAGE = 1000  # ConnectWise's largest pageSize
 # ConnectWise's own company for mail from unknown senders: tickets of clients not found go
 # there (the client is named in the description).
 CATCHALL = {"identifier": "Catchall"}
+# A board's own "Closed" status, whatever punctuation sorts it (">Closed", "- Closed -").
+CLOSED_NAME = re.compile(r"[\W_]*closed[\W_]*", re.IGNORECASE)
 
 
 def quote(value: str) -> str:
@@ -293,10 +297,13 @@ class ConnectWiseConnector(CachedCompanies):
         if not found:
             # Without the board's closed status the ticket cannot be closed: a 403 refuses
             # the closure (saying what to grant), not the credentials.
+            # Active closed statuses only (a retired one is listed too: django-connectwise
+            # reads them with `inactive=False`), and the one named "Closed" when the board
+            # has it: the first by sort order is often "Cancelled" or a retired status.
             rows = await self._list(
                 f"service/boards/{int(board['id'])}/statuses",
                 lookup=f"service/boards/{int(board['id'])}/statuses (the board's statuses)",
-                conditions="closedStatus=true",
+                conditions="closedStatus=true and inactive=false",
                 orderBy="sortOrder asc",
                 fields="id,name",
             )
@@ -305,7 +312,8 @@ class ConnectWiseConnector(CachedCompanies):
                     f"{self.name}: board {board.get('name', board['id'])} has no closed status",
                     kind="rejected",
                 )
-            value = self.memo.put(key, int(rows[0]["id"]))
+            named = (r for r in rows if CLOSED_NAME.fullmatch(str(r.get("name") or "")))
+            value = self.memo.put(key, int(next(named, rows[0])["id"]))
         return int(value)
 
     async def close(self, ref: PsaRef, resolution: Resolution) -> None:

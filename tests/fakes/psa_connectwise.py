@@ -26,10 +26,15 @@ from tests.fakes.psa_common import FakeTicket, PsaFake, utf16_length
 COMPANY_ID, PUBLIC, PRIVATE = "acmemsp", "PubKey0123456789", "PrivKey-0123456789abcdef"
 CLIENT_ID = "3b1c0c5e-1111-4c4c-9999-0123456789ab"
 BOARD = {"id": 1, "name": "Help Desk"}
+# A board's statuses as ConnectWise lists them (`inactive`, `closedStatus`, `sortOrder`:
+# django-connectwise's BoardStatus fixtures and sync, which reads them with
+# `conditions=inactive=False`): a retired closed status and a "Cancelled" one sort before
+# the board's ">Closed", as on boards that grew over the years.
 STATUSES = [
-    {"id": 11, "name": "New", "closedStatus": False, "sortOrder": 0},
-    {"id": 17, "name": "Closed (resolved)", "closedStatus": True, "sortOrder": 5},
-    {"id": 18, "name": "Closed (cancelled)", "closedStatus": True, "sortOrder": 6},
+    {"id": 11, "name": "New", "closedStatus": False, "inactive": False, "sortOrder": 0},
+    {"id": 16, "name": "Closed (old)", "closedStatus": True, "inactive": True, "sortOrder": 1},
+    {"id": 18, "name": "Cancelled", "closedStatus": True, "inactive": False, "sortOrder": 2},
+    {"id": 17, "name": ">Closed", "closedStatus": True, "inactive": False, "sortOrder": 5},
 ]
 PRIORITIES = [
     {"id": 4, "name": "Priority 3 - Normal Response", "sortOrder": 6},
