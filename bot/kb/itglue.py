@@ -10,6 +10,7 @@ searched for (ignoring case), while the search's time allows.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -25,6 +26,10 @@ MAX_PAGES = 10
 # Another page is asked for only while this much of the search's KB_TIMEOUT is left unused:
 # what was found by then is answered rather than lost to the timeout.
 PAGING_TIME = KB_TIMEOUT * 0.6
+
+
+# The words of a search as typed (`kb Outlook, password?`): letters and digits, no punctuation.
+_WORD = re.compile(r"[^\W_]+")
 
 
 def name_matches(name: str, words: list[str]) -> bool:
@@ -65,7 +70,7 @@ class ItGlueSource:
         return items, more
 
     async def search(self, query: str, *, limit: int) -> list[KbArticle]:
-        words = query.casefold().split()
+        words = _WORD.findall(query.casefold())
         if not words:
             return []
         started = time.monotonic()

@@ -1001,7 +1001,7 @@ async def test_it_glue_lists_only_documents_whose_name_matches_from_every_page(
     """IT Glue's documents index takes no name filter (it lists an account's or an
     organization's documents; a `filter[name]` is ignored, psa-kb-facts §5: "No free-text
     search endpoint was found, so match ... client-side"). The bot sent `filter[name]` and
-    showed whatever came back: `kb outlook password` listed the printer and door runbooks as
+    showed whatever came back: `kb Outlook, password?` listed the printer and door runbooks as
     KB articles, and a matching document beyond the first page was never seen. Now the names
     are matched by the bot, page by page (1000 a page, IT Glue's most)."""
     async with FakeItGlue() as fake:
@@ -1012,7 +1012,7 @@ async def test_it_glue_lists_only_documents_whose_name_matches_from_every_page(
         fake.add_document("Outlook PASSWORD prompt loop", "Clear the credential manager")
         kb, env = {"source": "itglue", "url": fake.url}, {"KB_API_KEY": fake.api_key}
         app = await start(make_app, slack_api, kb, **env)
-        answer = flat(await ephemeral(app, "kb outlook password"))
+        answer = flat(await ephemeral(app, "kb Outlook, password?"))
         assert "Outlook PASSWORD prompt loop" in answer
         assert "Printer jam runbook" not in answer
         assert "Door badge reader" not in answer
