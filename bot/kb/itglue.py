@@ -4,12 +4,14 @@ IT Glue has no search for documents: its documents index lists them (per account
 organization, `filter[organization_id]` / `filter[document_folder_id]`) and takes no name or
 text filter (psa-kb-facts §5: "No free-text search endpoint was found, so match ...
 client-side"; a `filter[name]` is ignored, selic/mcp-itglue). So the bot reads the list a
-page of 1000 at a time (IT Glue's most) and keeps the documents whose name holds every word
-searched for (ignoring case), while the search's time allows.
+page of 1000 at a time (IT Glue's most) while the search's time allows, keeps it for two
+minutes, and answers the documents whose name holds every word searched for (ignoring case).
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import re
 import time
 from typing import Any
@@ -26,6 +28,9 @@ MAX_PAGES = 10
 # Another page is asked for only while this much of the search's KB_TIMEOUT is left unused:
 # what was found by then is answered rather than lost to the timeout.
 PAGING_TIME = KB_TIMEOUT * 0.6
+# How long the list read is used for every search (IT Glue allows about 3000 requests in 5
+# minutes: a page per search of each new ticket would spend them on reading the same list).
+LISTING_TTL = 120.0
 
 
 # The words of a search as typed (`kb Outlook, password?`): letters and digits, no punctuation.
@@ -45,6 +50,9 @@ class ItGlueSource:
         self.http = http
         self.base = url.rstrip("/")
         self._api_key = api_key
+        self._reading = asyncio.Lock()
+        self._listing: list[KbArticle] | None = None
+        self._listing_until = 0.0
 
     def __repr__(self) -> str:
         return f"ItGlueSource(url={self.base!r})"
@@ -69,23 +77,28 @@ class ItGlueSource:
         more = bool(meta.get("next-page")) if "next-page" in meta else len(items) >= PAGE_SIZE
         return items, more
 
+    async def _documents(self) -> list[KbArticle]:
+        """Every document IT Glue lists (as far as PAGING_TIME allows), read once for all the
+        searches of LISTING_TTL: each search would otherwise read the whole list again."""
+        async with self._reading:
+            if self._listing is not None and time.monotonic() < self._listing_until:
+                return self._listing
+            started = time.monotonic()
+            documents: list[KbArticle] = []
+            for number in range(1, MAX_PAGES + 1):
+                items, more = await self._page(number)
+                documents += [a for a in map(self._article, items) if a is not None]
+                if not more or time.monotonic() - started > PAGING_TIME:
+                    break
+            self._listing, self._listing_until = documents, time.monotonic() + LISTING_TTL
+            return documents
+
     async def search(self, query: str, *, limit: int) -> list[KbArticle]:
         words = _WORD.findall(query.casefold())
         if not words:
             return []
-        started = time.monotonic()
-        found: list[KbArticle] = []
-        for number in range(1, MAX_PAGES + 1):
-            items, more = await self._page(number)
-            for item in items:
-                article = self._article(item)
-                if article is not None and name_matches(article.title, words):
-                    found.append(article)
-                    if len(found) == limit:
-                        return found
-            if not more or time.monotonic() - started > PAGING_TIME:
-                break
-        return found
+        found = (a for a in await self._documents() if name_matches(a.title, words))
+        return list(itertools.islice(found, limit))
 
     @staticmethod
     def _article(item: Any) -> KbArticle | None:

@@ -81,6 +81,9 @@ async def test_itglue(http: aiohttp.ClientSession) -> None:
         # IT Glue takes no name filter for documents: the bot matches the names itself.
         assert "filter[name]" not in call.query
         assert call.query["page[size]"] == "1000"
+        # The list read serves the next searches too (IT Glue's rate limit is per account).
+        assert [a.title for a in await source.search("printer", limit=3)] == ["Printer runbook"]
+        assert len(fake.calls("/documents")) == 1
 
 
 async def test_confluence(http: aiohttp.ClientSession) -> None:
