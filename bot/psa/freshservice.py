@@ -1,6 +1,7 @@
 """Freshservice through API v2 (`/api/v2/`), the agent's API key as HTTP Basic user.
 
-Tickets carry the bot's key in the custom field `cf_helpdesk_bot_key` (README: create it);
+Tickets carry the bot's key in the custom field `cf_helpdesk_bot_key` (README: create it; by
+the name the instance gives it, `helpdesk_bot_key` without the prefix);
 the company is the department of the same name; notes are private (looked up in the ticket's
 conversations); resolving is a note with the resolution, then status 4 (Resolved).
 """
@@ -33,6 +34,14 @@ OPEN, RESOLVED = 2, 4
 PRIORITY = {"P1": 4, "P2": 3, "P3": 2, "P4": 1}  # Urgent, High, Medium, Low
 SOURCE = {"slack": 10, "teams": 4}  # Slack; Chat (Teams has no source of its own)
 PAGE = 100
+
+
+def key_field_of(answer: Any) -> str | None:
+    """The bot's key field among the ticket fields `GET ticket_form_fields` lists (by its
+    name with or without the `cf_` prefix), or None."""
+    rows = answer.get("ticket_fields") if isinstance(answer, dict) else None
+    names = {str(r.get("name", "")) for r in rows or [] if isinstance(r, dict)}
+    return next((n for n in (KEY_FIELD, KEY_FIELD.removeprefix("cf_")) if n in names), None)
 
 
 def as_html(text: str) -> str:
@@ -88,6 +97,24 @@ class FreshserviceConnector:
     async def active_contracts(self, company: Company) -> list[str]:
         return []  # Freshservice has no contracts (SPEC): the default tier applies
 
+    async def _key_field(self) -> str:
+        """The name of the bot's key field as the instance's ticket fields give it:
+        `cf_helpdesk_bot_key`, or `helpdesk_bot_key` when Freshservice named the field after
+        its label without the prefix (the official SDK's ticket sample: `"custom_fields":
+        {"employee_id": ...}`). A ticket naming another is refused as an invalid field."""
+        found, value = self.memo.get("key_field")
+        if found:
+            return str(value)
+        try:
+            answer = await self.http.call(
+                "GET", self.base + "ticket_form_fields", reading="ticket_form_fields"
+            )
+        except PsaError as exc:
+            if not exc.unreadable:
+                raise
+            answer = None  # the fields cannot be read: the name the README asks for
+        return str(self.memo.put("key_field", key_field_of(answer) or KEY_FIELD))
+
     async def create_ticket(self, ticket: NewTicket, company: Company | None) -> PsaRef:
         email = ticket.requester_email or ticket.technician_email
         if not email:
@@ -103,7 +130,7 @@ class FreshserviceConnector:
             "status": OPEN,
             "priority": PRIORITY.get(ticket.priority, 2),
             "source": SOURCE.get(ticket.source_platform, 4),
-            "custom_fields": {KEY_FIELD: ticket.key},
+            "custom_fields": {await self._key_field(): ticket.key},
         }
         if ticket.requester_email and ticket.requester_name:
             body["name"] = ticket.requester_name  # used when Freshservice creates the requester
@@ -118,8 +145,9 @@ class FreshserviceConnector:
         return PsaRef(ident(row["id"]), f"#{ident(row['id'])}")
 
     async def find_by_reference(self, key: str) -> PsaRef | None:
+        field = await self._key_field()
         answer = await self.http.call(
-            "GET", self.base + "tickets/filter", params={"query": f"\"{KEY_FIELD}:'{key}'\""}
+            "GET", self.base + "tickets/filter", params={"query": f"\"{field}:'{key}'\""}
         )
         rows = answer.get("tickets") if isinstance(answer, dict) else None
         return self._ref(rows[0]) if isinstance(rows, list) and rows else None
@@ -220,9 +248,8 @@ class FreshserviceConnector:
         except PsaError as exc:
             # The key field cannot be checked from here; the credentials are fine.
             return Probe(True, f"{answer}; the custom field {KEY_FIELD} was not checked ({exc})")
-        rows = fields.get("ticket_fields") if isinstance(fields, dict) else None
-        names = {str(r.get("name", "")) for r in rows or [] if isinstance(r, dict)}
-        if not names & {KEY_FIELD, KEY_FIELD.removeprefix("cf_")}:
+        field = key_field_of(fields)
+        if field is None:
             # Every create names it: without it each ticket is refused (invalid_field).
             return Probe(
                 False,
@@ -230,4 +257,4 @@ class FreshserviceConnector:
                 "every ticket would be refused. Create it (Admin > Field Manager, a single-line "
                 f"text field whose API name is {KEY_FIELD})",
             )
-        return Probe(True, f"{answer}; the custom field {KEY_FIELD} is there")
+        return Probe(True, f"{answer}; the custom field {field} is there")

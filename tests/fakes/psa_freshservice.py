@@ -211,15 +211,18 @@ class FakeFreshservice(PsaFake):
             "display_id": number,
             "created_at": "2026-12-05T10:00:00Z",
             "type": "Incident",
-            "custom_fields": {KEY_FIELD: None},
             **body,
         }
-        raw["custom_fields"] = {KEY_FIELD: None, **(body.get("custom_fields") or {})}
+        # Every custom field the instance defines, null unless the create set it.
+        raw["custom_fields"] = {
+            **dict.fromkeys(self.custom_fields),
+            **(body.get("custom_fields") or {}),
+        }
         company = self.company_by_id(department) if department is not None else None
         self.tickets[str(number)] = FakeTicket(
             id=str(number),
             number=f"#{number}",
-            ref=str(raw["custom_fields"][KEY_FIELD] or ""),
+            ref=str(next((v for v in raw["custom_fields"].values() if v), "")),
             title=str(body["subject"]),
             description=text_of(str(body["description"])),
             company=company.name if company else "",
