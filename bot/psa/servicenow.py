@@ -114,7 +114,11 @@ class ServiceNowConnector(CachedCompanies):
         return str(self.memo.put(f"{table}?{query}", rows[0].get("sys_id", "") if rows else ""))
 
     async def _user(self, email: str) -> str:
-        return await self._one_id("sys_user", f"email={quote(email)}") if email else ""
+        """The person's `sys_user` by e-mail: the active account first (an instance keeps a
+        leaver's or an import's deactivated duplicate beside it, with the same e-mail)."""
+        if not email:
+            return ""
+        return await self._one_id("sys_user", f"email={quote(email)}^ORDERBYDESCactive")
 
     async def _find_company(self, name: str) -> Company | None:
         # The exact name (ServiceNow compares strings ignoring case): a LIKE with a limit

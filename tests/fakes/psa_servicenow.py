@@ -58,6 +58,17 @@ def _split(query: str) -> list[str]:
     return [p for p in parts if p and not p.startswith("ORDERBY")]
 
 
+def _ordered(rows: list[dict[str, Any]], query: str) -> list[dict[str, Any]]:
+    """`rows` in the order the query's ORDERBY<field> / ORDERBYDESC<field> parts ask (the first
+    part the main key; a boolean sorts false before true, as ServiceNow stores it 0 / 1)."""
+    parts = [p for p in query.split("^") if p.startswith("ORDERBY")]
+    for part in reversed(parts):
+        descending = part.startswith("ORDERBYDESC")
+        name = part.removeprefix("ORDERBYDESC" if descending else "ORDERBY")
+        rows = sorted(rows, key=lambda r: str(r.get(name, "")), reverse=descending)
+    return rows
+
+
 def _matches(record: dict[str, Any], query: str) -> bool:
     for condition in _split(query):
         if "LIKE" in condition:
@@ -136,7 +147,9 @@ class FakeServiceNow(PsaFake):
 
     def add_person(self, email: str) -> str:
         user_id = super().add_person(email)
-        self.tables["sys_user"].append({"sys_id": user_id, "email": email, "user_name": email})
+        self.tables["sys_user"].append(
+            {"sys_id": user_id, "email": email, "user_name": email, "active": "true"}
+        )
         return user_id
 
     def add_ci(self, name: str) -> str:
@@ -191,7 +204,7 @@ class FakeServiceNow(PsaFake):
                 return _error(404, "No Record found", "Record doesn't exist or ACL restricts")
             return web.json_response({"result": self._fields(rec, row)})
         query = rec.query.get("sysparm_query", "")
-        found = [r for r in rows if _matches(r, query)]
+        found = _ordered([r for r in rows if _matches(r, query)], query)
         limit = int(rec.query.get("sysparm_limit", "10000"))
         return web.json_response(
             {"result": [self._fields(rec, r) for r in found[:limit]]},

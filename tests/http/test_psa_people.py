@@ -1,0 +1,38 @@
+"""Who a PSA record names (SPEC System of record: "the requester as caller ... (by e-mail ...)",
+time entries "by the technician's PSA user found by e-mail")."""
+
+from __future__ import annotations
+
+import secrets
+
+from tests.fakes.psa_servicenow import FakeServiceNow
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import wait_until
+from tests.http.psa_support import all_synced, open_ticket, seed, start_app
+
+
+async def test_servicenow_caller_and_time_user_are_the_active_account_of_an_email(
+    make_app, slack_api: FakeSlack
+):
+    """ServiceNow instances keep deactivated users (a leaver's old account, a duplicate from
+    an import) beside the active one with the same e-mail. The bot took whichever `sys_user`
+    row came first: the incident's caller, and the time worked, went to an account that is
+    switched off (no notifications, not the person's record). Now the active one wins."""
+    fake = FakeServiceNow()
+    for email in ("ana@example.com", "tom@example.com"):
+        fake.tables["sys_user"].append(
+            {"sys_id": secrets.token_hex(16), "email": email, "user_name": "old", "active": "false"}
+        )
+    seed(fake)
+    active = {r["email"]: r["sys_id"] for r in fake.tables["sys_user"] if r["active"] == "true"}
+    async with fake:
+        app = await start_app(make_app, slack_api, fake)
+        await open_ticket(app, slack_api, client="acme")
+        logged = await (await app.slash("time HD-1 25m checked the tunnel logs")).json()
+        assert "25m" in str(logged), logged
+        await wait_until(lambda: all_synced(app), what="the writes in ServiceNow", timeout=20)
+        await wait_until(lambda: fake.tables["task_time_worked"], what="the time worked")
+        incident = fake.only()
+        assert incident.raw["caller_id"] == active["ana@example.com"]
+        [worked] = fake.tables["task_time_worked"]
+        assert worked["user"] == active["tom@example.com"]
