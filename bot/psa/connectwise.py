@@ -248,10 +248,11 @@ class ConnectWiseConnector(CachedCompanies):
             return ""
         found, value = self.memo.get(f"member:{email.lower()}")
         if not found:
+            # An active member only: a leaver's record keeps its e-mail (`inactiveFlag`).
             rows = await self._list(
                 "system/members",
                 lookup="system/members",
-                conditions=f"officeEmail={quote(email)}",
+                conditions=f"officeEmail={quote(email)} and inactiveFlag=false",
                 fields="identifier",
             )
             value = self.memo.put(

@@ -129,7 +129,12 @@ class FakeConnectWise(PsaFake):
     def add_person(self, email: str) -> str:
         member_id = super().add_person(email)
         self.members.append(
-            {"id": int(member_id), "identifier": email.split("@")[0], "officeEmail": email}
+            {
+                "id": int(member_id),
+                "identifier": email.split("@")[0],
+                "officeEmail": email,
+                "inactiveFlag": False,
+            }
         )
         return member_id
 

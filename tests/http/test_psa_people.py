@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 
+from tests.fakes.psa_connectwise import FakeConnectWise
 from tests.fakes.psa_servicenow import FakeServiceNow
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import wait_until
@@ -36,3 +37,27 @@ async def test_servicenow_caller_and_time_user_are_the_active_account_of_an_emai
         assert incident.raw["caller_id"] == active["ana@example.com"]
         [worked] = fake.tables["task_time_worked"]
         assert worked["user"] == active["tom@example.com"]
+
+
+async def test_connectwise_time_goes_to_the_active_member_of_an_email(
+    make_app, slack_api: FakeSlack
+):
+    """ConnectWise keeps a leaver's member record (`inactiveFlag`, django-connectwise's
+    Member) beside a new one with the same office e-mail (someone who came back). The bot
+    took the first member with that e-mail, so the technician's time was logged as the
+    retired member. Now only an active member is taken (else the API member, as for an
+    unknown technician)."""
+    fake = FakeConnectWise()
+    fake.members.append(
+        {"id": 499, "identifier": "tom.old", "officeEmail": "tom@example.com", "inactiveFlag": True}
+    )
+    seed(fake)
+    async with fake:
+        app = await start_app(make_app, slack_api, fake)
+        await open_ticket(app, slack_api, client="acme")
+        logged = await (await app.slash("time HD-1 25m checked the tunnel logs")).json()
+        assert "25m" in str(logged), logged
+        await wait_until(lambda: all_synced(app), what="the writes in ConnectWise", timeout=20)
+        await wait_until(lambda: fake.entries, what="the time entry")
+        [entry] = fake.entries
+        assert entry["member"] == {"identifier": "tom"}
