@@ -210,13 +210,14 @@ class AutotaskConnector(CachedCompanies):
         return [str(r["contractName"]) for r in rows if r.get("contractName")]
 
     async def _contact(self, email: str, company: Company) -> int | None:
-        """The requester as a contact of the ticket's own company: Autotask refuses a ticket
-        whose contact belongs to another one (the same address can be a contact at several)."""
+        """The requester as an active contact of the ticket's own company: Autotask refuses a
+        ticket whose contact belongs to another one (the same address can be a contact at
+        several), and keeps inactive contacts with the address of an active one."""
         if not email:
             return None
         rows = await self._query(
             "Contacts",
-            [_eq("emailAddress", email), _eq("companyID", int(company.id))],
+            [_eq("emailAddress", email), _eq("companyID", int(company.id)), _eq("isActive", True)],
             ["id"],
             limit=1,
         )
@@ -320,7 +321,13 @@ class AutotaskConnector(CachedCompanies):
         found, value = self.memo.get(key)
         if found:
             return value  # type: ignore[no-any-return]
-        rows = await self._query("Resources", [_eq("email", email)], ["id"], 1) if email else []
+        # Active records only: an inactive one (a leaver) keeps its e-mail.
+        active = _eq("isActive", True)
+        rows = (
+            await self._query("Resources", [_eq("email", email), active], ["id"], 1)
+            if email
+            else []
+        )
         if not rows:
             rows = await self._query("Resources", [_eq("userName", self.username)], ["id"], 1)
         if not rows:

@@ -151,7 +151,7 @@ class FakeAutotask(PsaFake):
     def add_contact(self, company_id: str, email: str) -> int:
         contact = self._next()
         self.entities["Contacts"].append(
-            {"id": contact, "companyID": int(company_id), "emailAddress": email}
+            {"id": contact, "companyID": int(company_id), "emailAddress": email, "isActive": True}
         )
         self.people[email.lower()] = str(contact)
         return contact
@@ -159,7 +159,12 @@ class FakeAutotask(PsaFake):
     def add_resource(self, email: str, *, user_name: str = "") -> int:
         resource = self._next()
         self.entities["Resources"].append(
-            {"id": resource, "email": email, "userName": user_name or email.split("@")[0]}
+            {
+                "id": resource,
+                "email": email,
+                "userName": user_name or email.split("@")[0],
+                "isActive": True,
+            }
         )
         self.entities["ResourceServiceDeskRoles"].append(
             {

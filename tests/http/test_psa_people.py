@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 
+from tests.fakes.psa_autotask import FakeAutotask
 from tests.fakes.psa_connectwise import FakeConnectWise
 from tests.fakes.psa_servicenow import FakeServiceNow
 from tests.fakes.slack_api import FakeSlack
@@ -61,3 +62,31 @@ async def test_connectwise_time_goes_to_the_active_member_of_an_email(
         await wait_until(lambda: fake.entries, what="the time entry")
         [entry] = fake.entries
         assert entry["member"] == {"identifier": "tom"}
+
+
+async def test_autotask_contact_and_time_resource_are_the_active_ones_of_an_email(
+    make_app, slack_api: FakeSlack
+):
+    """Autotask keeps inactive contacts and resources (`isActive`, which django-autotask
+    reads contacts by) with the e-mail of an active one: the bot took the first match, so
+    the ticket's contact, or the resource its time was logged as, could be a record that
+    is switched off. Now only active ones are taken (else: no contact / the API user)."""
+    fake = FakeAutotask()
+    seed(fake)
+    acme = next(c for c in fake.entities["Companies"] if c["companyName"] == "Acme")
+    fake.entities["Contacts"].insert(
+        0, {"id": 90, "companyID": acme["id"], "emailAddress": "ana@example.com", "isActive": False}
+    )
+    fake.entities["Resources"].insert(
+        0, {"id": 91, "email": "tom@example.com", "userName": "tom.old", "isActive": False}
+    )
+    async with fake:
+        app = await start_app(make_app, slack_api, fake)
+        await open_ticket(app, slack_api, client="acme")
+        logged = await (await app.slash("time HD-1 25m checked the tunnel logs")).json()
+        assert "25m" in str(logged), logged
+        await wait_until(lambda: all_synced(app), what="the writes in Autotask", timeout=20)
+        await wait_until(lambda: fake.entities["TimeEntries"], what="the time entry")
+        assert fake.only().raw["contactID"] != 90
+        [entry] = fake.entities["TimeEntries"]
+        assert entry["resourceID"] != 91
