@@ -195,8 +195,11 @@ class AutotaskConnector(CachedCompanies):
         return fallback
 
     async def _find_company(self, name: str) -> Company | None:
+        # An active company: Autotask keeps inactive ones, names and all.
         rows = await self._query(
-            "Companies", [_eq("companyName", name.strip())], ["id", "companyName"]
+            "Companies",
+            [_eq("companyName", name.strip()), _eq("isActive", True)],
+            ["id", "companyName"],
         )
         return company_named(rows, name, name_key="companyName")
 

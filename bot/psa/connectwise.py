@@ -147,7 +147,8 @@ class ConnectWiseConnector(CachedCompanies):
         rows = await self._list(
             "company/companies",
             lookup="company/companies",
-            conditions=f"name={quote(name.strip())}",
+            # Not a deleted company: ConnectWise lists them too, names and all.
+            conditions=f"name={quote(name.strip())} and deletedFlag=false",
             fields="id,identifier,name",
             pageSize="25",
         )

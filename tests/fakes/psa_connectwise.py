@@ -93,6 +93,9 @@ class FakeConnectWise(PsaFake):
         self.members: list[dict[str, Any]] = []
         self.entries: list[dict[str, Any]] = []
         self.notes: list[dict[str, Any]] = []
+        # Ids of deleted companies: ConnectWise still lists them, with `deletedFlag`
+        # (django-connectwise reads companies with `conditions=deletedFlag=False`).
+        self.deleted: set[str] = set()
         self._next = 4122
 
     def env(self) -> dict[str, str]:
@@ -206,7 +209,12 @@ class FakeConnectWise(PsaFake):
     ) -> web.Response:
         tickets = [t.raw for t in self.tickets.values()]
         companies = [
-            {"id": int(c.id), "identifier": c.name.replace(" ", ""), "name": c.name}
+            {
+                "id": int(c.id),
+                "identifier": c.name.replace(" ", ""),
+                "name": c.name,
+                "deletedFlag": c.id in self.deleted,
+            }
             for c in self.companies
         ]
         collections: dict[str, list[dict[str, Any]]] = {

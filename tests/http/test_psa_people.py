@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import secrets
 
+import pytest
+
 from tests.fakes.psa_autotask import FakeAutotask
 from tests.fakes.psa_connectwise import FakeConnectWise
 from tests.fakes.psa_servicenow import FakeServiceNow
@@ -90,3 +92,30 @@ async def test_autotask_contact_and_time_resource_are_the_active_ones_of_an_emai
         assert fake.only().raw["contactID"] != 90
         [entry] = fake.entities["TimeEntries"]
         assert entry["resourceID"] != 91
+
+
+@pytest.mark.parametrize("system", ["connectwise", "autotask"])
+async def test_tickets_go_to_the_live_company_of_a_name(make_app, slack_api: FakeSlack, system):
+    """ConnectWise lists deleted companies too (`deletedFlag`; django-connectwise reads them
+    with `deletedFlag=False`) and Autotask inactive ones (`isActive`; django-autotask reads
+    companies with isActive eq true). An MSP that re-created a client, or keeps an old record
+    of its name, got each ticket filed under whichever came first: the deleted or inactive
+    company (and its contracts for the tier). Now only the live company is taken."""
+    fake: FakeConnectWise | FakeAutotask
+    if system == "connectwise":
+        fake = FakeConnectWise()
+        old = fake.add_company("Acme")
+        fake.deleted.add(old)
+    else:
+        fake = FakeAutotask()
+        old = "99"
+        fake.entities["Companies"].append({"id": 99, "companyName": "Acme", "isActive": False})
+    seed(fake)
+    async with fake:
+        app = await start_app(make_app, slack_api, fake)
+        await open_ticket(app, slack_api, client="acme")
+        await wait_until(lambda: all_synced(app), what="the ticket in the PSA", timeout=20)
+        raw = fake.only().raw
+        company = raw["company"]["id"] if system == "connectwise" else raw["companyID"]
+        assert str(company) != old
+        assert fake.only().company == "Acme"
