@@ -110,9 +110,11 @@ class FreshserviceConnector:
                 "GET", self.base + "ticket_form_fields", reading="ticket_form_fields"
             )
         except PsaError as exc:
-            if not exc.unreadable:
-                raise
-            answer = None  # the fields cannot be read: the name the README asks for
+            if not exc.permanent:
+                raise  # an outage, a pause or refused credentials: the create waits too
+            # The fields cannot be read (403, or an answer that is no list of them): the
+            # name the README asks for.
+            answer = None
         return str(self.memo.put("key_field", key_field_of(answer) or KEY_FIELD))
 
     async def create_ticket(self, ticket: NewTicket, company: Company | None) -> PsaRef:

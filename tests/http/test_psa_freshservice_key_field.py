@@ -46,3 +46,19 @@ async def test_freshservice_key_field_named_without_cf_is_the_one_written_and_se
         assert len(fake.records()) == 1
         [query] = [c.query["query"] for c in fake.calls("/api/v2/tickets/filter")]
         assert query == f"\"helpdesk_bot_key:'{created.ref}'\""
+
+
+async def test_freshservice_ticket_fields_it_cannot_list_leave_the_readme_name(
+    make_app, slack_api: FakeSlack
+):
+    """Reading the key field's name is a look-up the create can do without: ticket fields
+    the API key's agent may not list (403), or an answer that is not them (404), leave the
+    name the README asks for, and the ticket is made; an outage there waits like the create."""
+    fake = FakeFreshservice()
+    seed(fake)
+    fake.unreadable.add("ticket_form_fields")
+    async with fake:
+        app = await start_app(make_app, slack_api, fake)
+        await open_ticket(app, slack_api, client="acme")
+        await wait_until(lambda: all_synced(app), what="the ticket in Freshservice", timeout=20)
+        assert fake.only().raw["custom_fields"]["cf_helpdesk_bot_key"].startswith("helpdesk-bot:")
