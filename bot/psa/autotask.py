@@ -220,7 +220,12 @@ class AutotaskConnector(CachedCompanies):
             return None
         rows = await self._query(
             "Contacts",
-            [_eq("emailAddress", email), _eq("companyID", int(company.id)), _eq("isActive", True)],
+            # Contacts' isActive is a number (1 / 0); django-autotask asks for it as 'true'.
+            [
+                _eq("emailAddress", email),
+                _eq("companyID", int(company.id)),
+                _eq("isActive", "true"),
+            ],
             ["id"],
             limit=1,
         )

@@ -92,6 +92,8 @@ def _matches(record: dict[str, Any], item: dict[str, Any]) -> bool:
     value = record.get(str(item.get("field")))
     if op == "eq":
         want = item.get("value")
+        if isinstance(want, str) and want.lower() in ("true", "false") and value in (0, 1):
+            return bool(value) == (want.lower() == "true")  # a flag asked for as text
         if isinstance(want, str) and isinstance(value, str):
             return value.lower() == want.lower()
         return bool(value == want)
@@ -151,7 +153,8 @@ class FakeAutotask(PsaFake):
     def add_contact(self, company_id: str, email: str) -> int:
         contact = self._next()
         self.entities["Contacts"].append(
-            {"id": contact, "companyID": int(company_id), "emailAddress": email, "isActive": True}
+            # isActive is a number on contacts (django-autotask's fixtures: "isActive": 1).
+            {"id": contact, "companyID": int(company_id), "emailAddress": email, "isActive": 1}
         )
         self.people[email.lower()] = str(contact)
         return contact

@@ -77,7 +77,7 @@ async def test_autotask_contact_and_time_resource_are_the_active_ones_of_an_emai
     seed(fake)
     acme = next(c for c in fake.entities["Companies"] if c["companyName"] == "Acme")
     fake.entities["Contacts"].insert(
-        0, {"id": 90, "companyID": acme["id"], "emailAddress": "ana@example.com", "isActive": False}
+        0, {"id": 90, "companyID": acme["id"], "emailAddress": "ana@example.com", "isActive": 0}
     )
     fake.entities["Resources"].insert(
         0, {"id": 91, "email": "tom@example.com", "userName": "tom.old", "isActive": False}
