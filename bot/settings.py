@@ -358,24 +358,63 @@ def database_url(env: Mapping[str, str]) -> tuple[str, str | None]:
     port = url.port
     if port is not None and not 0 < port < 65536:
         raise ConfigError(f"DATABASE_URL: port {port} is not a TCP port number")
-    note = None
+    notes = []
     if url.drivername in PLATFORM_POSTGRES:
-        written = url.drivername
-        url = url.set(drivername="postgresql+asyncpg")
-        if "sslmode" in url.query:
-            ssl = url.query["sslmode"]
-            url = url.difference_update_query(["sslmode"]).update_query_dict({"ssl": ssl})
-        note = (
-            f"DATABASE_URL: {written}:// read as postgresql+asyncpg:// "
+        notes.append(
+            f"{url.drivername}:// read as postgresql+asyncpg:// "
             "(asyncpg is the PostgreSQL driver installed)"
         )
+        url = url.set(drivername="postgresql+asyncpg")
     if url.drivername not in DATABASE_DRIVERS:
         raise ConfigError(
             f"DATABASE_URL: {url.drivername}:// is not supported (use {DATABASE_FORMS})"
         )
-    if note is None:
+    if url.drivername == "postgresql+asyncpg":
+        url, ssl_note = _asyncpg_query(url)
+        notes += [ssl_note] if ssl_note else []
+    if not notes:
         return raw, None
-    return url.render_as_string(hide_password=False), note
+    return url.render_as_string(hide_password=False), "DATABASE_URL: " + "; ".join(notes)
+
+
+# libpq's (and asyncpg's) TLS modes: `sslmode=` in a libpq URL, `ssl=` for asyncpg.
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# Query parameters SQLAlchemy's asyncpg dialect reads itself (the rest go to asyncpg.connect).
+SQLALCHEMY_ASYNCPG_PARAMETERS = frozenset(
+    {"prepared_statement_cache_size", "prepared_statement_name_func", "async_fallback"}
+)
+
+
+def _asyncpg_query(url: URL) -> tuple[URL, str | None]:
+    """The URL's query as asyncpg takes it: libpq's `sslmode` (what PostgreSQL's own docs and
+    most providers write) read as asyncpg's `ssl`, which takes the same mode names, with a
+    note saying so; a parameter asyncpg does not take (libpq's `application_name`,
+    `connect_timeout`, `options`) refused naming it. Both used to fail every connection with
+    `TypeError: connect() got an unexpected keyword argument`, reported as a database that
+    cannot be reached."""
+    import inspect
+
+    import asyncpg
+
+    note = None
+    if "sslmode" in url.query:
+        if "ssl" in url.query:
+            raise ConfigError("DATABASE_URL: give sslmode or ssl, not both")
+        written = url.query["sslmode"]
+        url = url.difference_update_query(["sslmode"]).update_query_dict({"ssl": written})
+        note = f"sslmode={written} read as ssl={written} (asyncpg's name for it)"
+    mode = url.query.get("ssl")
+    if mode is not None and mode not in SSL_MODES:
+        name = "sslmode" if note else "ssl"
+        raise ConfigError(f"DATABASE_URL: {name}={mode} is not one of {', '.join(SSL_MODES)}")
+    taken = set(inspect.signature(asyncpg.connect).parameters) | SQLALCHEMY_ASYNCPG_PARAMETERS
+    unknown = sorted(set(url.query) - taken)
+    if unknown:
+        raise ConfigError(
+            f"DATABASE_URL: ?{unknown[0]}= is not a parameter asyncpg takes (libpq's own "
+            "parameters other than sslmode are not read); leave it out"
+        )
+    return url, note
 
 
 def engine_for(url: str) -> AsyncEngine:

@@ -246,3 +246,54 @@ def test_a_section_whose_keys_are_all_commented_out_is_the_defaults(
         assert fields["tickets"].startswith("numbered HD-1"), fields
         assert fields["sla tiers"].startswith("standard (default)"), fields
         assert fields["directory"].startswith("file "), fields
+
+
+# -- DATABASE_URL query parameters as libpq writes them: `?sslmode=require` failed every
+# -- connection with `TypeError: connect() got an unexpected keyword argument 'sslmode'`,
+# -- reported as `cannot reach the database` (found by an operator-side review) ---------------
+
+
+def test_a_libpq_sslmode_on_an_asyncpg_url_is_read_as_ssl(tmp_path: Path, pg_migrated: str) -> None:
+    """PostgreSQL's docs, managed providers and `psql` habits write `sslmode=`; asyncpg names
+    the same modes `ssl=`. Read as such (the log says so), on `migrate`, `check-config` and
+    the processes alike: a database that answers is not reported unreachable."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(pg_migrated).update_query_dict({"sslmode": "disable"})
+    env = {"DATABASE_URL": url.render_as_string(hide_password=False)}
+    migrated = run_bot("migrate", cwd=tmp_path, env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "sslmode=disable read as ssl=disable" in migrated.stderr, migrated.stderr
+    assert "nothing to do" in migrated.stderr, migrated.stderr
+    checked = call_bot("check-config", cwd=tmp_path, env=env)
+    assert checked.returncode == 0, checked.stderr
+    database = _fields(checked.stdout)["database"]
+    assert "?ssl=disable (reachable)" in database, database
+
+
+LIBPQ_ONLY = [
+    ("?application_name=helpdesk", "?application_name= is not a parameter asyncpg takes"),
+    ("?connect_timeout=10", "?connect_timeout= is not a parameter asyncpg takes"),
+    ("?sslmode=on", "sslmode=on is not one of disable, allow, prefer, require"),
+    ("?ssl=true", "ssl=true is not one of disable, allow, prefer, require"),
+    ("?sslmode=require&ssl=require", "give sslmode or ssl, not both"),
+]
+
+
+@pytest.mark.parametrize(("query", "problem"), LIBPQ_ONLY)
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_database_url_parameter_asyncpg_cannot_use_is_named(
+    tmp_path: Path, query: str, problem: str, command: tuple[str, ...]
+) -> None:
+    """Refused before any connection, naming the parameter (never the password), for the
+    driver-less platform URL too."""
+    from tests.unit.test_cli import DB_PASSWORD
+
+    for scheme in ("postgresql+asyncpg", "postgres"):
+        url = f"{scheme}://u:{DB_PASSWORD}@127.0.0.1:1/helpdesk{query}"
+        run = first_for_real((query, scheme), [(LIBPQ_ONLY[0][0], "postgresql+asyncpg")])
+        result = run(*command, cwd=tmp_path, env={"DATABASE_URL": url})
+        assert result.stderr.strip().splitlines()[-1].startswith("config error: DATABASE_URL: ")
+        line = result.stderr.strip().splitlines()[-1]
+        assert result.returncode == 2 and problem in line, result.stderr
+        assert "Traceback" not in result.stderr and DB_PASSWORD not in result.stderr
