@@ -159,7 +159,32 @@ def _format_validation(error: ValidationError, source: str) -> str:
         # pydantic says "Extra inputs are not permitted": a typo or a key at the wrong level.
         known = _known_keys(first["loc"][:-1])
         return f"{source}: {where}: unknown key" + (f" (known keys: {known})" if known else "")
-    return f"{source}: {where}: {first['msg']}"
+    if not first["loc"]:  # a rule across sections (psa.tiers against sla.tiers) names its keys
+        return f"{source}: {_problem(first)}"
+    return f"{source}: {where}: {_problem(first)}"
+
+
+def _problem(error: Any) -> str:
+    """pydantic's words for an error, in the config's terms: without its `Value error, `
+    prefix, and without the model class a section is read into (`Input should be a valid
+    dictionary or instance of SlackConfig` for `slack: C0INCIDENT`)."""
+    kind = error["type"]
+    context = error.get("ctx") or {}
+    if kind == "value_error" and "error" in context:
+        return str(context["error"])
+    if kind in ("model_type", "dict_type"):
+        known = _known_keys(error["loc"])
+        keys = f" (known keys: {known})" if known else ""
+        return f"expects keys under it, not {_shown(error.get('input'))}{keys}"
+    if kind == "list_type":
+        return f"expects a list ([a, b] or one '- item' per line), not {_shown(error.get('input'))}"
+    return str(error["msg"])
+
+
+def _shown(value: Any) -> str:
+    """A value as the operator wrote it, short."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:59] + "…"
 
 
 def _known_keys(loc: tuple[int | str, ...]) -> str:

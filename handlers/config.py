@@ -5,6 +5,7 @@ Unknown keys are refused, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, get_origin
 from urllib.parse import urlparse
@@ -141,11 +142,16 @@ class SlaConfig(_Strict):
 
     def model_post_init(self, _: Any) -> None:
         if self.default_tier not in self.tiers:
-            raise ValueError(f"default_tier {self.default_tier!r} is not one of the tiers")
+            raise ValueError(
+                f"default_tier {self.default_tier!r} is not one of the tiers "
+                f"({', '.join(self.tiers) or 'none given'})"
+            )
         seen: dict[str, str] = {}
         for client, tier in self.clients.items():
             if tier not in self.tiers:
-                raise ValueError(f"clients.{client}: unknown tier {tier!r}")
+                raise ValueError(
+                    f"clients.{client}: unknown tier {tier!r} (tiers: {', '.join(self.tiers)})"
+                )
             first = seen.setdefault(client_key(client), client)
             if first != client and self.clients[first] != tier:
                 raise ValueError(
@@ -406,8 +412,20 @@ class PatternsConfig(_Strict):
     repeat_threshold: int = Field(default=3, ge=2, le=1000)
 
 
+_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,9}")
+
+
+def _ticket_prefix(value: str) -> str:
+    if not _PREFIX.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a prefix: a letter, then up to 9 letters or digits (HD; the "
+            "bot adds the '-' of HD-1)"
+        )
+    return value
+
+
 class HelpdeskConfig(_Strict):
-    ticket_prefix: str = Field(default="HD", pattern=r"^[A-Za-z][A-Za-z0-9]{0,9}$")
+    ticket_prefix: Annotated[str, AfterValidator(_ticket_prefix)] = "HD"
     slack: SlackConfig = Field(default_factory=SlackConfig)
     teams: TeamsConfig = Field(default_factory=TeamsConfig)
     incident: IncidentConfig = Field(default_factory=IncidentConfig)
@@ -429,7 +447,10 @@ class HelpdeskConfig(_Strict):
     def _psa_tiers_known(self) -> HelpdeskConfig:
         for contract, tier in self.psa.tiers.items():
             if tier not in self.sla.tiers:
-                raise ValueError(f"psa.tiers.{contract}: unknown tier {tier!r} (not in sla.tiers)")
+                raise ValueError(
+                    f"psa.tiers.{contract}: unknown tier {tier!r} (not in sla.tiers: "
+                    f"{', '.join(self.sla.tiers)})"
+                )
         return self
 
     kb: KbConfig = Field(default_factory=KbConfig)

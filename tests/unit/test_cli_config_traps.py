@@ -297,3 +297,59 @@ def test_a_database_url_parameter_asyncpg_cannot_use_is_named(
         line = result.stderr.strip().splitlines()[-1]
         assert result.returncode == 2 and problem in line, result.stderr
         assert "Traceback" not in result.stderr and DB_PASSWORD not in result.stderr
+
+
+# -- config errors in the config's own terms: pydantic's `Value error, ` prefix, its model
+# -- class names and a regular expression were what an operator was shown, and an unknown
+# -- tier did not say which tiers there are (found by an operator-side review) ----------------
+
+PLAIN_WORDS = [
+    (
+        "slack: C0INCIDENT",
+        "config.yaml: slack: expects keys under it, not 'C0INCIDENT' (known keys: "
+        "incident_channel)",
+    ),
+    (
+        "queues: {security: C0SECURITY}",
+        "config.yaml: queues.security: expects keys under it, not 'C0SECURITY' (known keys: "
+        "slack, teams)",
+    ),
+    (
+        "sla: {clients: {acme: Gold}}",
+        "config.yaml: sla: clients.acme: unknown tier 'Gold' (tiers: standard, gold)",
+    ),
+    (
+        "sla: {default_tier: platinum}",
+        "config.yaml: sla: default_tier 'platinum' is not one of the tiers (standard, gold)",
+    ),
+    (
+        "psa: {tiers: {Gold: platinum}}",
+        "config.yaml: psa.tiers.Gold: unknown tier 'platinum' (not in sla.tiers: standard, gold)",
+    ),
+    (
+        "ticket_prefix: HD-",
+        "config.yaml: ticket_prefix: 'HD-' is not a prefix: a letter, then up to 9 letters or "
+        "digits (HD; the bot adds the '-' of HD-1)",
+    ),
+    (
+        "tier1_scope: printer",
+        "config.yaml: tier1_scope: expects a list ([a, b] or one '- item' per line), not 'printer'",
+    ),
+    (
+        "csat: {delay: 5 minutes}",
+        "config.yaml: csat.delay: '5 minutes' is not a duration like 45m, 1h30m, 2h or 1d",
+    ),
+]
+
+
+@pytest.mark.parametrize(("config", "said"), PLAIN_WORDS)
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_config_error_is_said_in_the_configs_terms(
+    tmp_path: Path, config: str, said: str, command: tuple[str, ...]
+) -> None:
+    env = _setup(tmp_path, config=config + "\n")
+    run = first_for_real((config, said), PLAIN_WORDS)
+    line = _one_line_naming(run(*command, cwd=tmp_path, env=env), "config.yaml")
+    assert line.endswith(said), line
+    for jargon in ("Value error", "instance of", "should match pattern", "(root)"):
+        assert jargon not in line, line

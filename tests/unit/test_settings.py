@@ -74,7 +74,7 @@ def test_bad_env_names_the_key(env: dict[str, str], key: str) -> None:
         # One client named twice (case, spaces) with two tiers: which one would it get?
         (
             "sla: {clients: {Acme: gold, 'acme ': standard}}",
-            "sla: Value error, clients: 'Acme' and 'acme '",
+            "sla: clients: 'Acme' and 'acme '",
         ),
         ("csat: {delay: 5 minutes}", "csat.delay"),
         ("ticket_prefix: 'H D'", "ticket_prefix"),
