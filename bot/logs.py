@@ -14,7 +14,10 @@ from bot.correlation import correlation_id, ticket_number
 # user:password in a URL (a calendar feed, a KB base URL) and credential-like query
 # parameters (`?token=`, `&sig=`, the one-time `ticket=` of a Socket Mode URL).
 _URL_PATTERNS = [
-    re.compile(r"(?i)(?P<keep>\b[a-z][a-z0-9+.-]*://)[^/\s@:]+:[^/\s@]+(?=@)"),
+    # (The placeholder of the forms a message teaches, `://USER:PASSWORD@HOST`, stays.)
+    re.compile(
+        r"(?i)(?P<keep>\b[a-z][a-z0-9+.-]*://)(?!(?-i:USER:PASSWORD@))[^/\s@:]+:[^/\s@]+(?=@)"
+    ),
     re.compile(
         r"(?i)(?P<keep>[?&](?:token|key|apikey|sig|signature|secret|code|ticket)=)[^\s&\"';]+"
     ),

@@ -929,3 +929,14 @@ def test_the_listening_line_writes_an_ipv6_host_in_brackets() -> None:
     assert listening_url("::1", 3982) == "http://[::1]:3982"
     assert listening_url("0.0.0.0", 3978) == "http://0.0.0.0:3978"
     assert listening_url("localhost", 80) == "http://localhost:80"
+
+
+@pytest.mark.parametrize("url", ["sqlite:///helpdesk.db", f"mysql://u:{DB_PASSWORD}@db/d"])
+def test_a_refused_driver_shows_the_forms_to_use_whole(tmp_path: Path, url: str) -> None:
+    """The message teaches the forms to write, `postgresql+asyncpg://USER:PASSWORD@HOST...`,
+    and the masking of credentials in URLs made it `postgresql+asyncpg://[redacted]@HOST`."""
+    run = first_for_real(url, ["sqlite:///helpdesk.db"])
+    line = _one_line_naming(run("migrate", cwd=tmp_path, env={"DATABASE_URL": url}), "DATABASE_URL")
+    assert line.endswith(
+        "(use sqlite+aiosqlite:///FILE or postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DATABASE)"
+    ), line

@@ -84,3 +84,14 @@ def test_debug_logs_our_own_loggers_and_only_warnings_of_libraries(capsys) -> No
     err = capsys.readouterr().err
     assert "ours at debug" in err and "bolt warns" in err
     assert "Received message" not in err and "bind with" not in err
+
+
+def test_the_placeholder_of_a_url_form_stays_and_only_it() -> None:
+    line = redact(
+        "use postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DATABASE, not "
+        "postgresql://user:password@db/d or postgresql://USER:PASSWORD1@db/d"
+    )
+    assert line == (
+        "use postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DATABASE, not "
+        "postgresql://[redacted]@db/d or postgresql://[redacted]@db/d"
+    )
