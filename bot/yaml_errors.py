@@ -49,6 +49,10 @@ def describe_yaml_error(exc: yaml.YAMLError) -> str:
     if not isinstance(exc, yaml.MarkedYAMLError):
         return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     problem = (exc.problem or exc.context or "syntax error").strip()
+    if exc.context and problem.startswith("but "):
+        # Half a sentence alone (`but found another document`): the context says what was
+        # expected (`expected a single document in the stream`).
+        problem = f"{exc.context.strip()}, {problem}"
     if "'\\t'" in problem:
         problem = "a tab character (YAML indents with spaces only)"
     mark = exc.problem_mark or exc.context_mark

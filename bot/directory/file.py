@@ -146,8 +146,14 @@ def _read(path: Path) -> tuple[_Seen, str]:
         signature = _signature(os.stat(path))
         data = path.read_bytes()
         text = data.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise DirectoryError(f"{path}: cannot read the directory file: {exc}") from None
+    except UnicodeDecodeError as exc:
+        # As the config file says it: where, and what to do (not the codec's own words).
+        raise DirectoryError(
+            f"{path}: cannot read the directory file: it is not UTF-8 text (byte {exc.start}); "
+            "save it as UTF-8"
+        ) from None
     seen = _Seen(signature, hashlib.sha256(data).hexdigest(), signature[0] >= started - _RACY_NS)
     return seen, text
 

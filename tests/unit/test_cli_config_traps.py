@@ -353,3 +353,26 @@ def test_a_config_error_is_said_in_the_configs_terms(
     assert line.endswith(said), line
     for jargon in ("Value error", "instance of", "should match pattern", "(root)"):
         assert jargon not in line, line
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_second_yaml_document_and_a_directory_file_not_in_utf8_are_said_whole(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """Were `line 2, column 1: but found another document` (half of PyYAML's sentence) and
+    the codec's `'utf-8' codec can't decode byte 0xe9 in position 28: invalid continuation
+    byte` (the config file itself already said where and what to do)."""
+    env = _setup(tmp_path, config=CONFIG + "---\nticket_prefix: XX\n")
+    run = first_for_real(command, COMMANDS)
+    line = _one_line_naming(run(*command, cwd=tmp_path, env=env), "config.yaml")
+    assert line.endswith("expected a single document in the stream, but found another document"), (
+        line
+    )
+    env = _setup(tmp_path)
+    people = "- email: bo@example.com\n  name: Bo Ch\xe9n\n  technician: true\n"
+    (tmp_path / "people.yaml").write_bytes(people.encode("latin-1"))
+    line = _one_line_naming(run(*command, cwd=tmp_path, env=env), "people.yaml")
+    assert line.endswith(
+        "people.yaml: cannot read the directory file: it is not UTF-8 text (byte 37); "
+        "save it as UTF-8"
+    ), line
