@@ -11,7 +11,9 @@ from typing import Any
 from botbuilder.core import TurnContext
 from botbuilder.schema import Activity
 
+from bot.logs import Every
 from storage import conversations
+from storage.errors import is_unavailable
 from storage.inbound import SessionFactory
 
 log = logging.getLogger(__name__)
@@ -132,6 +134,7 @@ class ReferenceStore:
         # as this process has seen it: a DM and the chat are one Teams conversation, so a
         # Retry-After for either holds both (see TeamsNotifier.places).
         self._chats: OrderedDict[str, str] = OrderedDict()
+        self._outage = Every(10.0)  # paces the line said while the database is down
 
     def note_chat(self, key: str, conversation_id: str) -> None:
         """Remember that `key` (user_key / aad_key) names the 1:1 chat `conversation_id`."""
@@ -191,9 +194,20 @@ class ReferenceStore:
                     await conversations.save_reference(
                         session, platform=PLATFORM, key=key, reference=ref
                     )
-        except Exception:
+        except Exception as exc:
             # Proactive messages fall back to the configured service URL; the turn goes on.
-            log.warning("teams: could not store conversation reference", exc_info=True)
+            if not is_unavailable(exc):
+                log.warning("teams: could not store conversation reference", exc_info=True)
+            elif (held := self._outage.due("database")) is not None:
+                # Tried again with the chat's next activity; the outage itself is said by the
+                # database monitor. One line now and then, not a traceback per activity.
+                more = f" ({held} more since the last line)" if held else ""
+                log.warning(
+                    "teams: conversation references cannot be stored while the database "
+                    "cannot be reached (%s)%s",
+                    type(exc).__name__,
+                    more,
+                )
             return False
         for key, _, digest in todo:
             self._written[key] = digest
