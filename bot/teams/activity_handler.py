@@ -31,6 +31,7 @@ from handlers.deps import Deps
 from handlers.dispatch import answer, first_answer
 from handlers.types import REPLY_CHAIN, TICKET_MESSAGE, Actor, Conversation, Interaction, Reply
 from handlers.working import ticket_numbers
+from storage.errors import is_unavailable
 
 log = logging.getLogger(__name__)
 # The channel gives a turn 10-15 s: the directory may keep the person waiting this long.
@@ -402,15 +403,27 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
                 error,
                 wait,
             )
-        await notify.answer_later(
-            self.deps,
-            platform="teams",
-            conversation=conversation,
-            content=content,
-            due_at=datetime.now(UTC) + timedelta(seconds=wait),
-            ticket_id=ticket_id,
-            card_version=card_version,
-        )
+        try:
+            await notify.answer_later(
+                self.deps,
+                platform="teams",
+                conversation=conversation,
+                content=content,
+                due_at=datetime.now(UTC) + timedelta(seconds=wait),
+                ticket_id=ticket_id,
+                card_version=card_version,
+            )
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            # Refused by the connector while the database is down: nowhere durable to keep it.
+            # One line for this answer, no traceback (the outage itself is the database
+            # monitor's to say), and the turn ends as a refused answer does.
+            log.warning(
+                "teams: answer in %s not queued either: the database cannot be reached (%s)",
+                conversation,
+                type(exc).__name__,
+            )
         return None
 
     async def _remember_card(

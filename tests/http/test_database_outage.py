@@ -550,3 +550,32 @@ async def test_teams_messages_during_an_outage_are_answered_without_a_traceback_
     finally:
         await engine.dispose()
     assert any(chats[0] in key for key in keys), keys
+
+
+@on_postgresql
+async def test_a_teams_answer_throttled_during_an_outage_is_one_line_not_a_failed_turn(
+    make_app, pg_url: str, proxy: TcpProxy, connector: FakeConnector, caplog
+):
+    """An answer the connector refuses for the moment goes through the outbox; while the
+    database was refused too, queuing it raised out of the turn: `ERROR teams: turn failed`
+    with a traceback, then a failed try at 'Something went wrong'. SPEC (throttling): at most
+    one log line per failed attempt, without a traceback."""
+    caplog.set_level(logging.INFO)
+    app = await make_app(people=TEAMS_PEOPLE, env={"DATABASE_URL": through(pg_url, proxy)})
+    chat = "a:1personal-throttled"
+    await app.teams(teams_message(connector.service_url, "ticket help", conversation=chat))
+    await wait_until(lambda: len(connector.activities(chat)) == 1, what="the help card")
+    await proxy.refuse()
+    outage = time.monotonic()
+    connector.throttle(chat, times=5, retry_after=2)
+    started = time.monotonic()
+    response = await app.teams(
+        teams_message(connector.service_url, "ticket mine", conversation=chat)
+    )
+    assert response.status in (200, 201) and time.monotonic() - started < 3
+    await wait_until(
+        lambda: any("not queued either" in r.getMessage() for r in caplog.records),
+        what="the line saying the answer could not be queued",
+    )
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert_quiet_log(caplog, time.monotonic() - outage)
