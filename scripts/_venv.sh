@@ -26,7 +26,8 @@ fi
 # A .venv without pip is made again: one made where ensurepip is missing (Debian and Ubuntu
 # without python3-venv: `python3 -m venv` stops after creating it, and says to install the
 # package and recreate it), or one that was interrupted; also one of a Python older than 3.11.
-if [ -e .venv ] && ! { python_ok .venv/bin/python && .venv/bin/python -m pip --version >/dev/null 2>&1; }; then
+if [ -e .venv ] && ! .venv/bin/python -c 'import sys, pip; sys.exit(sys.version_info < (3, 11))' \
+  >/dev/null 2>&1; then
   echo "scripts: .venv has no pip or an older Python: making it again" >&2
   "$py" -m venv --clear .venv
 elif [ ! -x .venv/bin/python ]; then
