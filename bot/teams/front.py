@@ -357,6 +357,10 @@ class TeamsFront:
             return _problem(415, "Content-Type must be application/json")
         try:
             body = json.loads(await request.read())
+        except web.HTTPRequestEntityTooLarge:
+            # As Slack's front door says it (aiohttp's own answer was plain text, unlogged).
+            log.warning("teams: rejected a body over %d bytes (413)", request.client_max_size)
+            return _problem(413, "body too large")
         except RecursionError:  # e.g. `[[[…]]]` 100,000 deep: not a ValueError
             log.warning("teams: rejected a body nested too deeply (400)")
             return _problem(400, "body is nested too deeply")
