@@ -255,8 +255,21 @@ async def _preflight(settings: Settings, command: str, *, metrics_port: int | No
         await _check_listen(settings.host, metrics_port, option="--metrics-port")
 
 
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The arguments; one the command does not take is refused by that command's parser, so
+    its usage line is the one shown (`python -m bot migrate extra` showed the top-level one)."""
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        commands = next(
+            a for a in parser._actions if isinstance(a, argparse._SubParsersAction)
+        ).choices
+        (commands.get(args.command) or parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     command = args.command or "serve"
     if command == "teams-package":  # needs no settings or database
         from bot.teams.package import run as teams_package

@@ -940,3 +940,23 @@ def test_a_refused_driver_shows_the_forms_to_use_whole(tmp_path: Path, url: str)
     assert line.endswith(
         "(use sqlite+aiosqlite:///FILE or postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DATABASE)"
     ), line
+
+
+@pytest.mark.parametrize(
+    ("args", "usage"),
+    [
+        (("migrate", "extra"), "usage: python -m bot migrate [-h]"),
+        (("serve", "--bogus"), "usage: python -m bot serve [-h] [--no-scheduler]"),
+        (("worker", "--metrics-port", "9102", "x"), "usage: python -m bot worker [-h]"),
+        (("--bogus",), "usage: python -m bot [-h] command ..."),
+    ],
+)
+def test_an_argument_a_command_does_not_take_shows_that_commands_usage(
+    tmp_path: Path, args: tuple[str, ...], usage: str
+) -> None:
+    """Was the top-level `usage: python -m bot [-h] command ...` whatever the command."""
+    result = run_bot(*args, cwd=tmp_path) if args[0] == "migrate" else call_bot(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith(usage), result.stderr
+    assert lines[-1].endswith(f"error: unrecognized arguments: {args[-1]}"), result.stderr
