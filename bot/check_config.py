@@ -193,10 +193,18 @@ def describe_remote(settings: Settings) -> str:
 
 
 def describe_database(url: str) -> str:
+    """The URL without its password; a SQLite file given by a relative path also as the file
+    it is from here (check-config may run elsewhere than the service: is it the same file?)."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except ArgumentError as exc:
         raise ConfigError(f"DATABASE_URL: {exc}") from None
+    shown = parsed.render_as_string(hide_password=True)
+    name = parsed.database or ""
+    relative = name not in ("", ":memory:") and not name.startswith("file:")
+    if parsed.get_backend_name() == "sqlite" and relative and not Path(name).is_absolute():
+        shown += f" = {Path(name).resolve()}"
+    return shown
 
 
 async def describe_directory(settings: Settings) -> str:

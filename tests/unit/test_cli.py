@@ -960,3 +960,14 @@ def test_an_argument_a_command_does_not_take_shows_that_commands_usage(
     lines = result.stderr.strip().splitlines()
     assert lines[0].startswith(usage), result.stderr
     assert lines[-1].endswith(f"error: unrecognized arguments: {args[-1]}"), result.stderr
+
+
+def test_check_config_names_the_file_a_relative_sqlite_path_is(tmp_path: Path) -> None:
+    """`sqlite+aiosqlite:///helpdesk.db` is read from the working directory: check-config run
+    from another folder than the service said 'file does not exist yet' without saying where
+    it looked."""
+    result = run_bot("check-config", cwd=tmp_path, env={})
+    assert result.returncode == 0, result.stderr
+    database = _fields(result.stdout)["database"]
+    assert database.startswith(f"sqlite+aiosqlite:///helpdesk.db = {tmp_path / 'helpdesk.db'} ")
+    assert database.endswith("(file does not exist yet: created on first start)"), database
