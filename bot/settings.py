@@ -470,7 +470,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         raise ConfigError(f"PORT: {port_text!r} is not a TCP port number")
     # Stripped like every other variable: a .env line's trailing space is not part of a path.
     config_text = env.get("HELPDESK_CONFIG", "").strip()
-    config_path = Path(config_text) if config_text else None
+    # `~` as in directory.path and changes.calendar (an env file's value meets no shell).
+    config_path = Path(config_text).expanduser() if config_text else None
     config = load_config(config_path) if config_path else HelpdeskConfig()
     kb_api_key, kb_username = _kb_credentials(config, env)
     _check_calendar(config, config_path.parent if config_path else None)

@@ -376,3 +376,15 @@ def test_a_second_yaml_document_and_a_directory_file_not_in_utf8_are_said_whole(
         "people.yaml: cannot read the directory file: it is not UTF-8 text (byte 37); "
         "save it as UTF-8"
     ), line
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_config_path_under_the_home_folder_is_read_as_directory_path_is(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """`directory.path` and `changes.calendar` expand `~`; HELPDESK_CONFIG did not, and an
+    env file's value meets no shell: `cannot read ~/config.yaml`."""
+    env = _setup(tmp_path) | {"HELPDESK_CONFIG": "~/config.yaml", "HOME": str(tmp_path)}
+    run = first_for_real(command, COMMANDS)
+    result = run(*command, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
