@@ -154,7 +154,10 @@ def _format_validation(error: ValidationError, source: str) -> str:
     errors = error.errors()
     # A mistyped key also leaves the key meant missing: the typo says why.
     first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    where = ".".join(str(p) for p in first["loc"]) or "(root)"
+    loc = first["loc"]
+    if loc and loc[-1] == "[key]":  # a mapping's key, not its value: `sla.clients.5.[key]`
+        loc = loc[:-1]
+    where = ".".join(str(p) for p in loc) or "(root)"
     if first["type"] == "extra_forbidden":
         # pydantic says "Extra inputs are not permitted": a typo or a key at the wrong level.
         known = _known_keys(first["loc"][:-1])
@@ -178,6 +181,16 @@ def _problem(error: Any) -> str:
         return f"expects keys under it, not {_shown(error.get('input'))}{keys}"
     if kind == "list_type":
         return f"expects a list ([a, b] or one '- item' per line), not {_shown(error.get('input'))}"
+    value = error.get("input")
+    if kind == "string_type" and isinstance(value, int | float):  # bool is an int too
+        # YAML reads 12345, 1.0 and true as a number or a boolean: an id, a name or a
+        # version typed bare.
+        read = (
+            f"the boolean {str(value).lower()}"
+            if isinstance(value, bool)
+            else f"the number {value!r}"
+        )
+        return f"expects text, not {read}: put it in quotes"
     return str(error["msg"])
 
 

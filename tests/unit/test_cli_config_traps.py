@@ -336,6 +336,18 @@ PLAIN_WORDS = [
         "config.yaml: tier1_scope: expects a list ([a, b] or one '- item' per line), not 'printer'",
     ),
     (
+        "sla: {clients: {1020: gold}}",
+        "config.yaml: sla.clients.1020: expects text, not the number 1020: put it in quotes",
+    ),
+    (
+        "queues: {security: {slack: 12345}}",
+        "config.yaml: queues.security.slack: expects text, not the number 12345: put it in quotes",
+    ),
+    (
+        "teams: {tenant_id: true}",
+        "config.yaml: teams.tenant_id: expects text, not the boolean true: put it in quotes",
+    ),
+    (
         "csat: {delay: 5 minutes}",
         "config.yaml: csat.delay: '5 minutes' is not a duration like 45m, 1h30m, 2h or 1d",
     ),
@@ -351,7 +363,7 @@ def test_a_config_error_is_said_in_the_configs_terms(
     run = first_for_real((config, said), PLAIN_WORDS)
     line = _one_line_naming(run(*command, cwd=tmp_path, env=env), "config.yaml")
     assert line.endswith(said), line
-    for jargon in ("Value error", "instance of", "should match pattern", "(root)"):
+    for jargon in ("Value error", "instance of", "should match pattern", "(root)", "[key]"):
         assert jargon not in line, line
 
 
