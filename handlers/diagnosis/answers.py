@@ -11,7 +11,7 @@ from handlers.commands import Command, ticket_ref
 from handlers.deps import Deps
 from handlers.diagnosis import cards, rules
 from handlers.diagnosis.kb import KbArticle
-from handlers.diagnosis.service import ask_kb, kb_query
+from handlers.diagnosis.service import ask_kb, kb_query, ticket_signatures
 from handlers.types import Interaction, InvalidInput, NotFound, Reply
 from storage import error_signatures, search
 from storage import tickets as repo
@@ -96,7 +96,7 @@ async def similar_command(deps: Deps, interaction: Interaction, command: Command
         if ticket is None:
             raise NotFound(f"There is no ticket {number}.")
         kb_task = _start_kb(deps, kb_query(ticket))
-        found = rules.signatures(ticket.error_text, summary=ticket.summary)
+        found = ticket_signatures(ticket.error_text, summary=ticket.summary)
         same_keys = set(rules.same_error_keys(found))
         keys = [s.key for s in found if s.same_error or s.kind == "text"]
         earlier, per_key = await error_signatures.brief_with_signatures(

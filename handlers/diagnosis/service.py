@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cards.model import Element, Inline, Rich, Typed
 from handlers import notify
+from handlers.answers import is_placeholder
 from handlers.deps import Deps
 from handlers.diagnosis import cards, changes, rules
 from handlers.diagnosis.kb import KB_TIMEOUT, KbArticle, KbUnavailable
@@ -42,6 +43,15 @@ _RUNNING: set[asyncio.Task[None]] = set()
 
 
 # -- a new ticket -----------------------------------------------------------------------------
+
+
+def ticket_signatures(error_text: str, *, summary: str) -> list[rules.Signature]:
+    """A ticket's signatures. An exact error text that is only a placeholder (`n/a`, `-`,
+    `tbd`, `...`: what is typed where there was no message) is no error text: it makes no
+    `exact` (nor look-alike) signature, so tickets that merely left the field so are not "the
+    same error" (no similar tickets, no pattern), as the open-P1 match already reads it.
+    Codes in the summary still count."""
+    return rules.signatures("" if is_placeholder(error_text) else error_text, summary=summary)
 
 
 def _pattern_label(
@@ -75,7 +85,7 @@ async def on_ticket_opened(
     resolved tickets, pattern, change hints); returns the card's diagnosis section. `on_card`
     False (opened by someone who is not a technician): the section is kept for technicians
     (`show`, the closure rule) but the card, posted where the opener typed, never shows it."""
-    found = rules.signatures(ticket.error_text, summary=ticket.summary)
+    found = ticket_signatures(ticket.error_text, summary=ticket.summary)
     same_keys = rules.same_error_keys(found)
     row: dict[str, Any] = {
         "ticket_id": ticket.id,
@@ -255,7 +265,7 @@ async def kb_requirement(session: AsyncSession, ticket: Ticket) -> KbRequirement
 async def _suggestion_now(session: AsyncSession, ticket: Ticket) -> str:
     """The KB article the earlier tickets with the same error name now: one closed with an
     article after this ticket was opened counts too (the card's suggestion is as of then)."""
-    keys = rules.same_error_keys(rules.signatures(ticket.error_text, summary=ticket.summary))
+    keys = rules.same_error_keys(ticket_signatures(ticket.error_text, summary=ticket.summary))
     if not keys:
         return ""
     earlier, per_key = await error_signatures.brief_with_signatures(
@@ -376,7 +386,7 @@ async def backfill_signatures(
             for ticket_id, error_text, summary in rows:
                 if ticket_id in known:
                     continue
-                keys = [s.key for s in rules.signatures(error_text, summary=summary)]
+                keys = [s.key for s in ticket_signatures(error_text, summary=summary)]
                 if keys:
                     await error_signatures.add_signatures(session, ticket_id=ticket_id, keys=keys)
                     done += 1

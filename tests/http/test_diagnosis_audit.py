@@ -387,6 +387,61 @@ async def test_the_same_exact_text_without_a_code_makes_a_pattern(
     assert "part of a pattern" in ack["errors"]["kb_article"], ack
 
 
+@pytest.mark.parametrize("placeholder", ["n/a", "-", "..."])
+async def test_an_error_text_that_is_only_a_placeholder_is_no_error(
+    make_app: Any, slack_api: FakeSlack, placeholder: str
+) -> None:
+    """Exact error text is optional; where there was no message technicians type `n/a` or
+    `-`. Three unrelated tickets typed so were "the same error text": an Outlook ticket listed
+    a printer fix under Similar tickets, the third was a pattern whose closure was refused
+    without a KB article, and `similar` listed them as the same error. A placeholder is no
+    error text (as the open-P1 match already reads it); a code in the summary still counts."""
+    app = await make_app(slack=slack_api, config={}, people=PEOPLE)  # the default threshold, 3
+    one, _ = await open_ticket(
+        app,
+        slack_api,
+        error=placeholder,
+        client="acme",
+        category="printer",
+        summary="Printer offline",
+    )
+    assert (await close(app, slack_api, one, note=NOTE))[1] == {}
+    _, card = await open_ticket(
+        app,
+        slack_api,
+        error=placeholder.upper(),
+        client="b",
+        category="outlook",
+        summary="Outlook is slow",
+    )
+    assert "Similar tickets" not in flat(card) and one not in flat(card), flat(card)
+    three, card = await open_ticket(
+        app,
+        slack_api,
+        error=f" {placeholder} ",
+        client="c",
+        category="office",
+        summary="Word crashes on start",
+    )
+    shown = flat(card)
+    assert "Pattern" not in shown and "Similar tickets" not in shown, shown
+    answer = flat(await ephemeral(app, f"similar {three}"))
+    # (HD-1 may still be a full-text match of what they were doing: not the same error.)
+    assert "Same error" not in answer and "same error text" not in answer, answer
+    _, ack = await close(app, slack_api, three, note=NOTE)
+    assert ack == {}, ack
+    assert (await ticket(app, three)).status == "closed"
+    # A code in the summary is still the same error.
+    four, card = await open_ticket(
+        app, slack_api, error=placeholder, client="d", summary="Update fails with 0x80070005"
+    )
+    assert (await close(app, slack_api, four, note=NOTE))[1] == {}
+    _, card = await open_ticket(
+        app, slack_api, error="", client="e", summary="0x80070005 again on the update"
+    )
+    assert f"{four} (d)" in flat(card) and one not in flat(card), flat(card)
+
+
 async def test_kb_finds_an_error_code_in_the_summary_or_the_resolution_note(
     make_app: Any, slack_api: FakeSlack
 ) -> None:
