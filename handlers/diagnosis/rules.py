@@ -76,31 +76,36 @@ _NOT_AN_ERROR_CODE = re.compile(
     r"customer|booking|tracking|door|gate|alarm|lock|sort|branch|bank)[\s/-]*$",
     re.IGNORECASE,
 )
-# A reason phrase and the statuses it names (HTTPStatus phrases, older and newer wordings).
-_REASON_STATUS: dict[str, frozenset[int]] = {
-    "bad request": frozenset({400}),
-    "unauthorized": frozenset({401}),
-    "payment required": frozenset({402}),
-    "forbidden": frozenset({403}),
-    "not found": frozenset({404}),
-    "method not allowed": frozenset({405}),
-    "not acceptable": frozenset({406}),
-    "proxy authentication required": frozenset({407}),
-    "request timeout": frozenset({408}),
-    "conflict": frozenset({409}),
-    "gone": frozenset({410}),
-    "payload too large": frozenset({413}),
-    "request entity too large": frozenset({413}),
-    "unsupported media type": frozenset({415}),
-    "too many requests": frozenset({429}),
-    "internal server error": frozenset({500}),
-    "not implemented": frozenset({501}),
-    "bad gateway": frozenset({502}),
-    "service unavailable": frozenset({503}),
-    "gateway timeout": frozenset({504}),
-    "http version not supported": frozenset({505}),
+# A reason phrase and the statuses it names: every error phrase of HTTPStatus, and the older
+# and newer wordings of one (they differ between Python versions) and .NET's ("The remote
+# server returned an error: (503) Server Unavailable." is its WebException message for 503,
+# found in countless PowerShell and ADAL errors).
+_OTHER_WORDINGS: dict[str, int] = {
+    "payload too large": 413,
+    "content too large": 413,
+    "request entity too large": 413,
+    "uri too long": 414,
+    "request-uri too long": 414,
+    "range not satisfiable": 416,
+    "requested range not satisfiable": 416,
+    "unprocessable entity": 422,
+    "unprocessable content": 422,
+    "server unavailable": 503,
 }
-_REASONS = "|".join(sorted(_REASON_STATUS, key=len, reverse=True))
+
+
+def _reason_statuses() -> dict[str, frozenset[int]]:
+    found: dict[str, set[int]] = {}
+    for status in HTTPStatus:
+        if status.value >= 400:
+            found.setdefault(status.phrase.lower(), set()).add(status.value)
+    for wording, status_code in _OTHER_WORDINGS.items():
+        found.setdefault(wording, set()).add(status_code)
+    return {phrase: frozenset(statuses) for phrase, statuses in found.items()}
+
+
+_REASON_STATUS = _reason_statuses()
+_REASONS = "|".join(re.escape(p) for p in sorted(_REASON_STATUS, key=len, reverse=True))
 _STATUSES = frozenset(int(s) for s in HTTPStatus)
 # Said to be HTTP ("HTTP 503", "status code 404", "status: 500"): a status 100-599, of which
 # only 4xx and 5xx are errors ("HTTP 200 OK" is none).

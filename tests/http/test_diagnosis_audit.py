@@ -84,6 +84,12 @@ SAME_ERROR_PAIRS = [
     ("AADSTS50076: you must use multi-factor authentication", "Sign-in fails with AADSTS50076"),
     # An HTTP status.
     ("HTTP Error 503. The service is unavailable.", "The portal answers HTTP 503 all morning"),
+    # .NET's wording of it (WebException), in an ADAL error.
+    (
+        "ADAL Error: service_unavailable, The remote server returned an error: (503) Server "
+        "Unavailable.",
+        "The portal answers HTTP 503 all morning",
+    ),
 ]
 
 

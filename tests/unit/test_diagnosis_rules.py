@@ -270,6 +270,29 @@ def test_a_number_before_a_reason_word_is_an_http_status_only_when_it_fits() -> 
     assert same_error("Upload failed: 504 Gateway Timeout", "HTTP 504 from the proxy")
 
 
+def test_every_reason_phrase_and_dot_nets_wording_name_their_status() -> None:
+    """.NET's WebException says `(503) Server Unavailable` (its own wording): that text carried
+    no code, so it was not the same error as `HTTP 503`. Every error phrase of HTTPStatus counts,
+    in the wordings of each Python version."""
+    net = (
+        "ADAL Error: service_unavailable, The remote server returned an error: (503) Server "
+        "Unavailable."
+    )
+    assert {s.key for s in codes(net)} == {"http:503"}
+    assert same_error(net, "The portal answers HTTP 503 all morning")
+    for text, status in [
+        ("(411) Length Required.", "411"),
+        ("422 Unprocessable Entity", "422"),
+        ("422 Unprocessable Content", "422"),
+        ("414 Request-URI Too Long", "414"),
+        ("(507) Insufficient Storage", "507"),
+        ("511 Network Authentication Required", "511"),
+        ("413 Content Too Large", "413"),
+    ]:
+        assert {s.key for s in codes(text)} == {f"http:{status}"}, text
+    assert codes("Server said 404 unavailable for legal reasons") == []
+
+
 def test_words_that_say_a_hex_value_is_no_code_are_whole_words() -> None:
     # "database" and "filehandle" end in "base" and "handle" but say nothing about the value.
     assert same_error("Cannot open database 0x80004005", "Unspecified error 0x80004005")
