@@ -345,10 +345,15 @@ async def patterns_in(
         # One error often carries two signatures (its code and its exact text): list it once.
         if any(numbers <= seen for seen in covered):
             continue
-        covered.append(numbers)
         label = rules.describe(count.signature)
         if count.signature.startswith("exact:"):
-            label = await _example_text(sessions, count.numbers[0]) or label
+            example = await _example_text(sessions, count.numbers[0])
+            if is_placeholder(example):
+                # Stored by an earlier release for tickets whose error text was only "n/a"
+                # or "-": no error (see ticket_signatures), so no pattern either.
+                continue
+            label = rules.first_line(example, 80) or label
+        covered.append(numbers)
         out.append(Pattern(label, count.tickets, count.numbers, count.kb_articles))
         if len(out) == limit:
             break
@@ -358,7 +363,7 @@ async def patterns_in(
 async def _example_text(sessions: Callable[[], AsyncSession], number: str) -> str:
     async with sessions() as session:
         ticket = await repo.get_by_number(session, number)
-    return rules.first_line(ticket.error_text, 80) if ticket else ""
+    return ticket.error_text if ticket else ""
 
 
 # -- tickets from before signatures existed -----------------------------------------------------

@@ -14,6 +14,9 @@ import pytest
 import yaml
 from sqlalchemy import select
 
+from handlers import diagnosis
+from handlers.diagnosis import rules
+from storage import error_signatures
 from storage.models import Ticket
 from tests.fakes.botframework import FakeConnector
 from tests.fakes.kb_hudu import FakeHudu
@@ -446,6 +449,32 @@ async def test_an_error_text_that_is_only_a_placeholder_is_no_error(
         app, slack_api, error="", client="e", summary="0x80070005 again on the update"
     )
     assert f"{four} (d)" in flat(card) and one not in flat(card), flat(card)
+
+
+async def test_placeholder_error_texts_stored_by_an_earlier_release_make_no_reported_pattern(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """A database written before placeholders stopped being error texts holds an `exact`
+    signature for each `n/a` ticket: the report's top patterns named "n/a" (often the most
+    frequent "error" of all). Only real errors are reported."""
+    app = await make_app(slack=slack_api, config={}, people=PEOPLE)
+    placeholders = []
+    for n in range(4):
+        number, _ = await open_ticket(app, slack_api, error="N/A", client=f"c{n}")
+        placeholders.append(number)
+    real = [
+        (await open_ticket(app, slack_api, error="PC LOAD LETTER", client=f"r{n}"))[0]
+        for n in range(3)
+    ]
+    ids = [(await ticket(app, number)).id for number in placeholders]
+    async with app.services.sessions() as session, session.begin():
+        for ticket_id in ids:  # what the earlier release stored with them
+            await error_signatures.add_signatures(
+                session, ticket_id=ticket_id, keys=[f"exact:{rules.exact_key('n/a')}"]
+            )
+    since, until = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+    patterns = await diagnosis.top_patterns(app.services.deps, since=since, until=until)
+    assert [(p.error, p.numbers) for p in patterns] == [("PC LOAD LETTER", tuple(real))]
 
 
 async def test_kb_finds_an_error_code_in_the_summary_or_the_resolution_note(
