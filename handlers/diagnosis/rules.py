@@ -46,7 +46,14 @@ _NOT_A_CODE = re.compile(
 )
 _CAA = re.compile(r"(?<![0-9a-z])(caa[0-9a-f]{5})(?![0-9a-z])", re.IGNORECASE)
 # A date or time after "event" ("event 2026-12-08", "event 12/08", "event 10:31") is no ID.
-_EVENT = re.compile(r"\bevent\s*(?:id|code)?\s*[:#=]?\s*(\d{1,5})\b(?![-/.:]\d)", re.IGNORECASE)
+# Also as a Windows in German, French, Spanish, Italian, Portuguese or Dutch writes it
+# ("Ereignis-ID: 4625", "ID de l'événement : 4625", "Id. del evento: 4625").
+_EVENT = re.compile(
+    r"(?:\bevent\s*(?:id|code)?|\bereignis(?:-?id)?|\bgebeurtenis(?:-?id)?|"
+    r"\bid\.?\s*(?:de\s+l['\u2019]\s*|del\s+|de\s+|do\s+)?(?:événement|evento)|\bévénement|\bevento)"
+    r"\s*[:#=]?\s*(\d{1,5})\b(?![-/.:]\d)",
+    re.IGNORECASE,
+)
 _AADSTS = re.compile(r"\bAADSTS(\d{4,7})\b", re.IGNORECASE)
 # The Entra sign-in page shows the AADSTS code without its prefix ("Error Code: 53003") above
 # its troubleshooting details (Request Id, Correlation Id, Timestamp, App id...). The number
@@ -122,13 +129,22 @@ _HTTP = (
 # words name ("Microsoft 365 unauthorized" is no status).
 _HTTP_REASON = re.compile(rf"\(?\b([1-5]\d\d)\)?\s*[-:]?\s*({_REASONS})\b", re.IGNORECASE)
 # "Error 404", "error code 401", "code 401": only a real HTTP error status.
+# "Error" as a Windows in German, French, Spanish/Portuguese, Italian or Dutch writes it
+# ("Fehler 809", "Erreur 809", "Errore 809", "código de error 809", "Fout 809").
+_ERROR_WORDS = (
+    r"fehler\s*code|fehler|erreur|code\s+d['\u2019]\s*erreur|code\s+erreur|errore|"
+    r"codice(?:\s+di)?\s+errore|erro|c[oó]digo\s+de\s+erro[r]?|fout\s*code|fout"
+)
 _HTTP_ERROR = re.compile(
-    r"\b(?:error\s*code|error|code)\s*[:#]?\s*(40[0-9]|41[0-9]|429|50[0-9])\b(?![-.]\d)",
+    rf"\b(?:error\s*code|error|code|{_ERROR_WORDS})\s*[:#]?\s*(40[0-9]|41[0-9]|429|50[0-9])\b"
+    r"(?![-.]\d)",
     re.IGNORECASE,
 )
 _OFFICE = re.compile(r"\bcode\s*[:#]?\s*(\d{4,5}-\d{1,5})\b", re.IGNORECASE)
 _NUMBERED = re.compile(
-    r"\b(?:error|err|system error|error code|code)\s*[:#]?\s*(\d{2,5})\b(?![-.]\d)", re.IGNORECASE
+    rf"\b(?:error|err|system error|error code|code|{_ERROR_WORDS})\s*[:#]?\s*(\d{{2,5}})\b"
+    r"(?![-.]\d)",
+    re.IGNORECASE,
 )
 # Six or seven digits only after "error code" (Entra's 500121 without its sign-in page).
 _LONG_ERROR_CODE = re.compile(r"\berror\s*code\s*[:#]?\s*(\d{6,7})\b(?![-.]\d)", re.IGNORECASE)

@@ -87,6 +87,12 @@ SAME_ERROR_PAIRS = [
     ("AADSTS50076: you must use multi-factor authentication", "Sign-in fails with AADSTS50076"),
     # An HTTP status.
     ("HTTP Error 503. The service is unavailable.", "The portal answers HTTP 503 all morning"),
+    # A numbered Windows error and an event ID as a German Windows writes them.
+    (
+        "Fehler 809: Die Netzwerkverbindung zum VPN-Server konnte nicht hergestellt werden",
+        "VPN trennt sofort, Fehler 809",
+    ),
+    ("Ereignis-ID: 4625 Fehler beim Anmelden eines Kontos", "Event ID 4625 in the Security log"),
     # .NET's wording of it (WebException), in an ADAL error.
     (
         "ADAL Error: service_unavailable, The remote server returned an error: (503) Server "

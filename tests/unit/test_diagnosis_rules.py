@@ -432,3 +432,39 @@ def test_zip_area_and_pin_codes_are_no_error_codes() -> None:
     assert not same_error("Printer offline at zip code 10001", "VPN slow, zip code 10001")
     assert {s.key for s in codes("Setup failed with code 1603")} == {"error:1603"}
     assert {s.key for s in codes("Error code 30015-11")} == {"office:30015-11"}
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("Fehler 809: Die Netzwerkverbindung konnte nicht hergestellt werden", "error:809"),
+        ("Erreur 809 : La connexion réseau n'a pas pu être établie", "error:809"),
+        ("Errore 809: impossibile stabilire la connessione", "error:809"),
+        ("Código de error: 809", "error:809"),
+        ("Fout 809 bij het verbinden", "error:809"),
+        ("Fehlercode: 720", "error:720"),
+        ("Code d'erreur : 720", "error:720"),
+        ("Fehler 404 beim Öffnen der Seite", "http:404"),
+        ("Ereignis-ID: 4625", "event:4625"),
+        ("ID de l\u2019événement : 4625", "event:4625"),
+        ("Id. del evento: 4625", "event:4625"),
+        ("ID evento: 4625", "event:4625"),
+        ("Gebeurtenis-id: 4625", "event:4625"),
+    ],
+)
+def test_a_localised_windows_writes_error_numbers_and_event_ids_too(text: str, key: str) -> None:
+    """A German, French, Spanish, Italian or Dutch Windows says `Fehler 809`, `Erreur 809`,
+    `Ereignis-ID: 4625`: those carried no code, so two German reports of VPN error 809 (in
+    other words) were not the same error, nor one in English and one in German."""
+    assert {s.key for s in codes(text)} == {key}
+
+
+def test_the_same_numbered_error_in_two_languages_is_the_same_error() -> None:
+    assert same_error(
+        "Fehler 809: Die Netzwerkverbindung zwischen Ihrem Computer und dem VPN-Server konnte "
+        "nicht hergestellt werden",
+        "Error 809: The network connection between your computer and the VPN server could not "
+        "be established",
+    )
+    assert not same_error("Fehlermeldung 12 im Protokoll", "Terror 12 im Protokoll")
+    assert codes("Evento 2026-12-08 im Kalender") == []
