@@ -69,6 +69,7 @@ _BRIEF = (
     _TICKETS.c.status,
     func.substr(_TICKETS.c.resolution_note, 1, 300).label("resolution_note"),
     _TICKETS.c.kb_article,
+    _TICKETS.c.fix_confirmed_at,
 )
 
 
@@ -122,6 +123,8 @@ class Brief:
     resolution_note: str
     kb_article: str
     matched: tuple[str, ...]
+    # The requester answered Works now (SPEC "Confirm"): the fix is known to work.
+    fix_confirmed: bool = False
 
 
 async def brief_with_signatures(
@@ -154,7 +157,10 @@ def _briefs(rows: Sequence[Any]) -> tuple[list[Brief], dict[str, int]]:
             merged[ticket_id] = (row, [signature])
         else:
             entry[1].append(signature)
-    found = [Brief(r[1], r[2], r[3], r[4], r[5], r[6], tuple(m)) for r, m in merged.values()]
+    found = [
+        Brief(r[1], r[2], r[3], r[4], r[5], r[6], tuple(m), fix_confirmed=r[7] is not None)
+        for r, m in merged.values()
+    ]
     found.sort(key=lambda b: b.id, reverse=True)
     return found, per_key
 

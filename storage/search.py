@@ -55,6 +55,8 @@ class Found:
     kb_article: str
     created_at: datetime
     closed_at: datetime | None
+    # The requester answered Works now (SPEC "Confirm"): the fix is known to work.
+    fix_confirmed: bool = False
     # Signatures it was found by (empty for a text match).
     matched: tuple[str, ...] = ()
     score: float = 0.0
@@ -71,6 +73,7 @@ COLUMNS = (
     _TICKETS.c.kb_article,
     _TICKETS.c.created_at,
     _TICKETS.c.closed_at,
+    _TICKETS.c.fix_confirmed_at,
 )
 
 
@@ -86,6 +89,7 @@ def found_of(row: Any, *, matched: tuple[str, ...] = (), score: float = 0.0) -> 
         kb_article=row.kb_article,
         created_at=row.created_at,
         closed_at=row.closed_at,
+        fix_confirmed=row.fix_confirmed_at is not None,
         matched=matched,
         score=score,
     )

@@ -16,6 +16,8 @@ from storage.search import Found
 
 SIMILAR_TITLE = "Similar tickets"
 NO_KB = "no KB article"
+# An earlier ticket whose requester answered Works now: its fix is the one known to work.
+FIX_CONFIRMED = "fix confirmed"
 
 
 def _client(client: str) -> Inline:
@@ -26,39 +28,42 @@ def _label(number: str, client: str) -> Inline:
     return Rich(f"{number} (", _client(client), ")")
 
 
-def _resolution(resolution: str, kb: str, why: str = "") -> Inline:
-    """First line of the resolution note (as typed), its KB article value, why it matched."""
+def _resolution(resolution: str, kb: str, why: str = "", *, confirmed: bool = False) -> Inline:
+    """First line of the resolution note (as typed), its KB article value, whether the
+    requester confirmed the fix, why it matched."""
     shown: Inline = Typed(resolution) if resolution else "(no resolution note)"
     kb_part: Inline = Rich(" | KB article: ", Typed(kb)) if kb else f" | {NO_KB}"
-    return Rich(shown, kb_part, f" | {why}" if why else "")
+    return Rich(
+        shown, kb_part, f" | {FIX_CONFIRMED}" if confirmed else "", f" | {why}" if why else ""
+    )
 
 
 def similar_fact(item: dict[str, Any]) -> tuple[Inline, Inline]:
     """`HD-3 (globex)`: first line of its resolution note, and its KB article value."""
     return (
         _label(str(item.get("number", "")), str(item.get("client") or "")),
-        _resolution(str(item.get("resolution") or ""), str(item.get("kb_article") or "")),
+        _resolution(
+            str(item.get("resolution") or ""),
+            str(item.get("kb_article") or ""),
+            confirmed=bool(item.get("fix_confirmed")),
+        ),
     )
 
 
-def similar_item(found: Found) -> dict[str, str]:
+def similar_item(found: Found | Brief) -> dict[str, Any]:
     """What a card keeps of an earlier resolved ticket."""
     return {
         "number": found.number,
         "client": found.client,
         "resolution": first_line(found.resolution_note),
         "kb_article": found.kb_article,
+        "fix_confirmed": found.fix_confirmed,
     }
 
 
-def brief_item(found: Brief) -> dict[str, str]:
+def brief_item(found: Brief) -> dict[str, Any]:
     """`similar_item` of an earlier ticket found at intake."""
-    return {
-        "number": found.number,
-        "client": found.client,
-        "resolution": first_line(found.resolution_note),
-        "kb_article": found.kb_article,
-    }
+    return similar_item(found)
 
 
 def kb_elements(source: str, articles: Sequence[KbArticle]) -> list[Element]:
@@ -196,7 +201,9 @@ def card_section(row: TicketDiagnosis | None, *, number: str) -> list[Element]:
 def found_fact(found: Found | Brief, *, why: str = "") -> tuple[Inline, Inline]:
     return (
         _label(found.number, found.client),
-        _resolution(first_line(found.resolution_note), found.kb_article, why),
+        _resolution(
+            first_line(found.resolution_note), found.kb_article, why, confirmed=found.fix_confirmed
+        ),
     )
 
 

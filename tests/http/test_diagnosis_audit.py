@@ -39,6 +39,7 @@ from tests.http.diagnosis_support import (
 from tests.http.test_diagnosis_teams import PEOPLE as TEAMS_PEOPLE
 from tests.http.test_diagnosis_teams import card_text, say
 from tests.http.test_diagnosis_teams import close as teams_close
+from tests.http.working_support import SlackFlow
 
 # One error code (0x80070005, written in two cases) in the words of five reports.
 SAME_CODE = [
@@ -481,6 +482,37 @@ async def test_placeholder_error_texts_stored_by_an_earlier_release_make_no_repo
     since, until = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
     patterns = await diagnosis.top_patterns(app.services.deps, since=since, until=until)
     assert [(p.error, p.numbers) for p in patterns] == [("PC LOAD LETTER", tuple(real))]
+
+
+async def test_a_fix_the_requester_confirmed_is_marked_among_similar_tickets(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """Of two earlier fixes for one error, the one whose requester answered Works now is the
+    one known to work: the card's Similar tickets, `similar` and `kb` said nothing of it, so
+    the technician could not tell the confirmed fix from a guess closed unconfirmed."""
+    app = await make_app(slack=slack_api, config={}, people=PEOPLE)
+    flow = SlackFlow(app, slack_api)
+    confirmed, _ = await open_ticket(app, slack_api, error=SAME_CODE[0], client="acme")
+    await flow.command(f"confirm {confirmed}")
+    await wait_until(lambda: flow.dms("UANA", "Works now"), what="the question to Ana")
+    [question] = flow.dms("UANA", "Works now")
+    assert "works now" in await flow.press(question, "Works now", "UANA")
+    assert (await close(app, slack_api, confirmed, note=NOTE))[1] == {}
+    guessed, _ = await open_ticket(app, slack_api, error=SAME_CODE[1], client="globex")
+    assert (await close(app, slack_api, guessed, note=f"{NOTE} again"))[1] == {}
+
+    def line(text: str, number: str) -> str:
+        return text.split(f"{number} (")[1].split("HD-")[0]
+
+    _, card = await open_ticket(app, slack_api, error=SAME_CODE[2], client="initech")
+    for answer in (
+        flat(card),
+        flat(await ephemeral(app, f"similar {(await ticket(app, guessed)).number}")),
+        flat(await ephemeral(app, "kb 0x80070005")),
+    ):
+        assert "fix confirmed" in line(answer, confirmed), answer
+        if f"{guessed} (" in answer:
+            assert "fix confirmed" not in line(answer, guessed), answer
 
 
 async def test_kb_finds_an_error_code_in_the_summary_or_the_resolution_note(
