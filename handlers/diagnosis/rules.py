@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -204,8 +205,14 @@ def _digest(text: str) -> str:
 
 
 def exact_key(error_text: str) -> str:
-    """The `exact` signature: the text without surrounding whitespace, case folded."""
-    return _digest(error_text.strip().casefold())
+    """The `exact` signature: the text without surrounding whitespace, case folded; read as
+    it shows (canonical composition, NFC: an `Ü` pasted from a macOS file name is `U` and a
+    combining diaeresis; invisible format characters such as a zero-width space or a byte
+    order mark dropped), so two texts that read the same are equal."""
+    shown = "".join(
+        c for c in unicodedata.normalize("NFC", error_text) if unicodedata.category(c) != "Cf"
+    )
+    return _digest(shown.strip().casefold())
 
 
 def _hex(digits: str) -> str:

@@ -88,6 +88,12 @@ SAME_ERROR_PAIRS = [
     ("AADSTS50076: you must use multi-factor authentication", "Sign-in fails with AADSTS50076"),
     # An HTTP status.
     ("HTTP Error 503. The service is unavailable.", "The portal answers HTTP 503 all morning"),
+    # Equal exact texts as they read: one typed, one pasted from a macOS file name (NFD) with
+    # a zero-width space.
+    (
+        "Zugriff auf Übersicht.xlsx verweigert",
+        "\u200bZugriff auf Übersicht.xlsx verweigert".replace("Ü", "U\u0308"),
+    ),
     # A numbered Windows error and an event ID as a German Windows writes them.
     (
         "Fehler 809: Die Netzwerkverbindung zum VPN-Server konnte nicht hergestellt werden",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 
 from handlers.diagnosis import look_alike, same_error, signatures
@@ -468,3 +470,15 @@ def test_the_same_numbered_error_in_two_languages_is_the_same_error() -> None:
     )
     assert not same_error("Fehlermeldung 12 im Protokoll", "Terror 12 im Protokoll")
     assert codes("Evento 2026-12-08 im Kalender") == []
+
+
+def test_exact_texts_that_read_the_same_are_equal() -> None:
+    """A file name pasted from macOS is decomposed (NFD: `U` + combining diaeresis), and text
+    copied from a web page or Teams may carry a zero-width space or byte order mark: the
+    exact error text reads the same but was another text, so the two tickets were not the
+    same error."""
+    typed = "Zugriff auf Übersicht.xlsx verweigert"
+    pasted = "\ufeff" + unicodedata.normalize("NFD", typed) + "\u200b"
+    assert pasted != typed
+    assert same_error(typed, pasted)
+    assert not same_error(typed, "Zugriff auf Uebersicht.xlsx verweigert")
