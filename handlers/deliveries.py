@@ -176,7 +176,8 @@ async def prepare(
         ticket = await session.get(Ticket, message.ticket_id)
         if ticket is None:
             return Preparation(None, give_up="the ticket no longer exists")
-        card = incidents.current_notice(ticket, payload.get("bridge"))
+        who = await notify.technician_shown(session, ticket)
+        card = incidents.current_notice(ticket, payload.get("bridge"), who=who)
         payload["card"], payload["text"] = card.to_dict(), card.fallback
     if payload.get(notify.TECHNICIAN_CHAT) and message.ticket_id is not None:
         # A note for the technician's Teams chat carries the ticket's conversation and thread
@@ -326,9 +327,11 @@ async def _refresh_again_if_overtaken(session: AsyncSession, message: OutboxMess
     if rendered is not None and card_version(ticket) != rendered:
         log.info("outbox row %s: the ticket changed while its card was sent; refreshed", message.id)
         await notify.refresh_ticket_card(session, ticket)
-    elif (
-        notice
-        and incidents.current_notice(ticket, payload.get("bridge")).to_dict() != payload["card"]
+    elif notice and (
+        incidents.current_notice(
+            ticket, payload.get("bridge"), who=await notify.technician_shown(session, ticket)
+        ).to_dict()
+        != payload["card"]
     ):
         log.info(
             "outbox row %s: the ticket changed while its notice was sent; refreshed", message.id

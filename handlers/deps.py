@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from handlers.config import HelpdeskConfig
-from handlers.directory import Directory, Person
+from handlers.directory import Directory, DirectoryUnavailable, Person
 from handlers.types import Actor, Forbidden
 from storage import error_signatures, inbound
 from storage.inbound import SessionFactory
@@ -92,6 +92,14 @@ class Deps:
         return await self.directory.find_by_platform_id(
             actor.platform, actor.id, aad_object_id=actor.aad_object_id
         )
+
+    async def entry_if_known(self, actor: Actor) -> Person | None:
+        """`person`, or None when the directory cannot say now: for what is only nicer with
+        it (the name, e-mail and ids of a technician taking a ticket nobody has yet)."""
+        try:
+            return await self.person(actor)
+        except DirectoryUnavailable:
+            return None
 
     async def is_technician(self, actor: Actor) -> bool:
         """SPEC: directory `technician: true`; with no technician listed, everyone is one.

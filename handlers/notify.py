@@ -29,6 +29,27 @@ def _content(text: Inline, card: Card | None) -> dict[str, Any]:
 MENTION = "mention"
 
 
+# What a card, notice or note names as the technician of a ticket nobody has taken yet.
+NO_TECHNICIAN = "none yet"
+
+
+async def technician_shown(session: AsyncSession, ticket: Ticket) -> Inline:
+    """The ticket's technician as cards and notices name them: `none yet` while a ticket a
+    non-technician opened has not been taken by a technician (its opener, who is on it as
+    such, is no technician: a requester, or someone who may be posing as one)."""
+    if await tickets_repo.untaken(session, ticket.id):
+        return NO_TECHNICIAN
+    return technician(ticket)
+
+
+async def technician_lead(session: AsyncSession, ticket: Ticket) -> dict[str, str] | None:
+    """`technician_mention`, or None while nobody has taken the ticket: its opener is no
+    technician, and a note for the technician must not ping (or DM) them."""
+    if await tickets_repo.untaken(session, ticket.id):
+        return None
+    return technician_mention(ticket)
+
+
 def technician_mention(ticket: Ticket) -> dict[str, str] | None:
     """The ticket's technician to mention at the start of a note in its thread (Slack) or
     conversation (Teams: a channel's reply chain or a group chat), built from the technician
@@ -60,7 +81,8 @@ async def tell_technician(
     `extra` keys go into the outbox payload (e.g. what the delivery hook checks). It starts
     with a mention of the technician (`technician_mention`; not in a 1:1 chat) unless
     `mention` is False (a note about what they did themselves)."""
-    lead = technician_mention(ticket) if mention else None
+    untaken = await tickets_repo.untaken(session, ticket.id)
+    lead = technician_mention(ticket) if mention and not untaken else None
     return await outbox.enqueue(
         session,
         kind="message",
@@ -71,7 +93,9 @@ async def tell_technician(
             "platform": ticket.source_platform,
             "channel": ticket.source_channel,
             "thread": ticket.source_thread,
-            "fallback_user": ticket.technician_id,
+            # Where a thread that cannot be posted in sends it instead: nobody's DM while the
+            # technician columns still hold the ticket's opener.
+            "fallback_user": "" if untaken else ticket.technician_id,
             "ticket": ticket.number,
             "purpose": purpose,
             **({MENTION: lead} if lead else {}),
@@ -101,8 +125,14 @@ async def tell_technician_in_chat(
     conversation rides along: when it is that very chat the note is a reply to the card there
     as before, and when the chat cannot be opened for good (the app is not installed for
     them) the note is posted there instead (bot.teams.notifier; nothing in it is private),
-    starting with a mention of them unless that conversation is a 1:1 chat."""
-    if ticket.source_platform != "teams":
+    starting with a mention of them unless that conversation is a 1:1 chat. A ticket nobody
+    has taken yet has no technician to write to: the note is posted in its conversation,
+    without a mention (its opener is no technician)."""
+    if (
+        ticket.source_platform != "teams"
+        or not ticket.technician_id
+        or await tickets_repo.untaken(session, ticket.id)
+    ):
         return await tell_technician(
             session,
             ticket,

@@ -16,6 +16,7 @@ from storage.models import (
     InboundDelivery,
     Ticket,
     TicketCounter,
+    TicketDiagnosis,
     TicketEvent,
     TimeEntry,
 )
@@ -348,6 +349,29 @@ async def add_event(
             "data": data or {},
         },
     )
+
+
+# The audit event of a technician taking a ticket a non-technician opened (handlers/sla).
+TAKEN = "ticket.taken"
+
+
+async def opened_by_non_technician(session: AsyncSession, ticket_id: int) -> bool:
+    """Whether whoever opened the ticket was no technician when they opened it (a requester
+    opening their own ticket, say; also when the directory could not say): intake's verdict,
+    kept with the card's diagnosis section, which such a ticket's card leaves out."""
+    row = await session.get(TicketDiagnosis, ticket_id)
+    return row is not None and row.on_card is False
+
+
+async def untaken(session: AsyncSession, ticket_id: int) -> bool:
+    """Whether the ticket has no technician yet: a non-technician opened it (they are on it as
+    its opener, in the technician columns) and no technician has taken it since."""
+    if not await opened_by_non_technician(session, ticket_id):
+        return False
+    query = select(TicketEvent.id).where(
+        TicketEvent.ticket_id == ticket_id, TicketEvent.kind == TAKEN
+    )
+    return (await session.execute(query.limit(1))).first() is None
 
 
 async def events_for(session: AsyncSession, ticket_id: int) -> Sequence[TicketEvent]:

@@ -118,7 +118,12 @@ async def time_command(deps: Deps, interaction: Interaction, command: Command) -
     text = note[0].strip() if note else ""
     if len(text) > MAX_TIME_NOTE:
         raise InvalidInput(f"Keep the time note under {MAX_TIME_NOTE} characters.")
-    technician = await deps.person(interaction.actor) if deps.config.psa.enabled else None
+    # Also who takes a ticket nobody has yet (their name, e-mail, id on its platform).
+    technician = (
+        await deps.person(interaction.actor)
+        if deps.config.psa.enabled
+        else await deps.entry_if_known(interaction.actor)
+    )
     async with deps.sessions() as session, session.begin():
         ticket = await _locked(session, number)
         await sla.record_first_response(
@@ -128,6 +133,7 @@ async def time_command(deps: Deps, interaction: Interaction, command: Command) -
             interaction.conversation.id,
             at=deps.clock(),
             action="time",
+            person=technician,
         )
         await add_time(
             session,
@@ -196,6 +202,7 @@ async def _form(deps: Deps, interaction: Interaction, ticket: Ticket) -> Reply:
     await deps.require_technician(interaction.actor, "close tickets")
     _require_open(ticket)
     in_card = notify.answer_replaces_card(interaction, ticket)
+    entry = await deps.entry_if_known(interaction.actor)
     async with deps.sessions() as session, session.begin():
         # Working the ticket, even while its identity check holds the closure back.
         responded = await sla.record_first_response(
@@ -206,6 +213,7 @@ async def _form(deps: Deps, interaction: Interaction, ticket: Ticket) -> Reply:
             at=deps.clock(),
             action="close",
             refresh_card=not in_card,  # the form takes the card's place
+            person=entry,
         )
         await identity.audit_gate(session, interaction, ticket, "close")
         refused = await notify.form_takes_card(
@@ -373,6 +381,7 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
             at=now,
             action="close",
             refresh_card=False,
+            person=closer,
         )
         if form.minutes:
             await add_time(

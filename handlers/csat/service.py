@@ -24,7 +24,7 @@ from handlers.directory import Person
 from handlers.formatting import named, requester
 from handlers.types import Actor, Interaction, InvalidInput, NotFound, Reply
 from storage import tickets as repo
-from storage.models import CsatSurvey, OutboxMessage, Ticket, TicketDiagnosis, TicketEvent
+from storage.models import CsatSurvey, OutboxMessage, Ticket, TicketEvent
 
 log = logging.getLogger(__name__)
 SURVEY_PURPOSE = "csat-survey"
@@ -138,12 +138,12 @@ async def schedule_survey(
 
 
 async def opened_by_non_technician(session: AsyncSession, ticket: Ticket) -> bool:
-    """Whether whoever opened the ticket (on it as its technician) was no technician when they
-    opened it: a requester opening their own ticket, say (intake's verdict, kept with the
-    card's diagnosis section, which such a ticket's card leaves out). Also True for a ticket
-    opened while the directory could not say: the closer told instead is a technician."""
-    row = await session.get(TicketDiagnosis, ticket.id)
-    return row is not None and row.on_card is False
+    """Whether whoever opened the ticket was no technician when they opened it (a requester
+    opening their own ticket, say; also when the directory could not say): its thread is
+    theirs, so what is for the technician goes to them directly. Since the closure takes a
+    ticket nobody has taken yet (handlers.sla `take`), the closer told is, but for a
+    colleague closing it for them, the technician who took it."""
+    return await repo.opened_by_non_technician(session, ticket.id)
 
 
 async def _closer(session: AsyncSession, ticket: Ticket) -> tuple[str, str] | None:

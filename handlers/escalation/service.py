@@ -41,6 +41,7 @@ async def _form(deps: Deps, interaction: Interaction, ticket: Ticket) -> Reply:
     await deps.require_technician(interaction.actor, "escalate tickets")
     in_card = notify.answer_replaces_card(interaction, ticket)
     if ticket.status == "open":
+        entry = await deps.entry_if_known(interaction.actor)
         async with deps.sessions() as session, session.begin():
             responded = await sla.record_first_response(
                 session,
@@ -50,6 +51,7 @@ async def _form(deps: Deps, interaction: Interaction, ticket: Ticket) -> Reply:
                 at=deps.clock(),
                 action="escalate",
                 refresh_card=not in_card,  # the form takes the card's place
+                person=entry,
             )
             await identity.audit_gate(session, interaction, ticket, "escalate")
             refused = await notify.form_takes_card(
@@ -162,7 +164,13 @@ async def submit(deps: Deps, interaction: Interaction) -> Reply:
         _check(deps, locked)
         await _refuse_repeat(session, locked, facts, queue=queue)
         await sla.record_first_response(
-            session, locked, actor, interaction.conversation.id, at=deps.clock(), action="escalate"
+            session,
+            locked,
+            actor,
+            interaction.conversation.id,
+            at=deps.clock(),
+            action="escalate",
+            person=who,
         )
         if in_card:
             # Answered: the card's refreshes held for the form go out (the answer is a

@@ -135,6 +135,7 @@ async def _verify(
             interaction.conversation.id,
             at=deps.clock(),
             action="verify",
+            person=people.asker if people is not None else None,
         )
         if (early := _nothing_to_check(ticket)) is not None:
             # A denied ticket is not asked about again: another Approve would cover a

@@ -38,7 +38,9 @@ def _identity(ticket: Ticket) -> list[tuple[str, Inline]]:
     return [("Identity", IDENTITY_DENIED if state == "denied" else IDENTITY_NOT_CONFIRMED)]
 
 
-def _facts(ticket: Ticket, bridge_url: str | None) -> list[tuple[str, Inline]]:
+def _facts(
+    ticket: Ticket, bridge_url: str | None, who: Inline | None = None
+) -> list[tuple[str, Inline]]:
     # Users affected: the P1's own plus those of every report filed under it.
     facts: list[tuple[str, Inline]] = [
         ("Ticket", ticket.number),
@@ -50,7 +52,7 @@ def _facts(ticket: Ticket, bridge_url: str | None) -> list[tuple[str, Inline]]:
     return [
         *facts,
         ("Requester", requester(ticket)),
-        ("Technician", technician(ticket)),
+        ("Technician", technician(ticket) if who is None else who),
         *_identity(ticket),
         ("Bridge", Typed(bridge_url) if bridge_url else NO_BRIDGE),
     ]
@@ -61,9 +63,11 @@ def _title(prefix: str, ticket: Ticket) -> Rich:
     return Rich(words, Typed(ticket.summary.strip()[: TITLE_MAX - len(words)]))
 
 
-def notice(ticket: Ticket, bridge_url: str | None) -> Card:
-    """The incident-channel notice: number, summary, users affected, people and the bridge."""
-    body: list[Element] = [Facts(_facts(ticket, bridge_url))]
+def notice(ticket: Ticket, bridge_url: str | None, *, who: Inline | None = None) -> Card:
+    """The incident-channel notice: number, summary, users affected, people and the bridge.
+    `who`: the technician as it names them (`notify.technician_shown`: none yet until a
+    technician takes a ticket a non-technician opened)."""
+    body: list[Element] = [Facts(_facts(ticket, bridge_url, who))]
     if bridge_url:
         body.append(Text(Rich("Join the bridge: ", Typed(bridge_url))))
     return Card(
@@ -73,9 +77,9 @@ def notice(ticket: Ticket, bridge_url: str | None) -> Card:
     )
 
 
-def resolved_notice(ticket: Ticket, bridge_url: str | None) -> Card:
+def resolved_notice(ticket: Ticket, bridge_url: str | None, *, who: Inline | None = None) -> Card:
     """The same notice, updated when the ticket is closed."""
-    facts = [*_facts(ticket, bridge_url), ("Status", f"resolved {when(ticket.closed_at)}")]
+    facts = [*_facts(ticket, bridge_url, who), ("Status", f"resolved {when(ticket.closed_at)}")]
     body: list[Element] = [Facts(facts)]
     if ticket.resolution_note:
         body += [Text("Resolution", muted=True), Text(Typed(ticket.resolution_note[:2000]))]
@@ -86,11 +90,11 @@ def resolved_notice(ticket: Ticket, bridge_url: str | None) -> Card:
     )
 
 
-def current_notice(ticket: Ticket, bridge_url: str | None) -> Card:
+def current_notice(ticket: Ticket, bridge_url: str | None, *, who: Inline | None = None) -> Card:
     """The notice as the ticket stands now: open, or resolved once it is closed."""
     if ticket.status == "closed":
-        return resolved_notice(ticket, bridge_url)
-    return notice(ticket, bridge_url)
+        return resolved_notice(ticket, bridge_url, who=who)
+    return notice(ticket, bridge_url, who=who)
 
 
 def _details(ticket: Ticket, bridge_url: str | None) -> dict[str, str]:

@@ -31,6 +31,8 @@ from storage.models import OutboxMessage, Ticket
 log = logging.getLogger(__name__)
 NOTICE = "incident-notice"
 NOTICE_UPDATE = "incident-notice-update"
+# Payload key of the notice (and its edits): the bridge it names (`incident.bridge_url`).
+BRIDGE_KEY = "bridge"
 # What a page cancelled because its ticket was closed before it went out records.
 NOT_PAGED = "not paged: closed first"
 PAGER_NAMES = {"pagerduty": "PagerDuty", "opsgenie": "Opsgenie"}
@@ -58,6 +60,7 @@ async def raise_p1_command(deps: Deps, interaction: Interaction, command: Comman
     number = ticket_ref(command)
     if number is None:
         raise InvalidInput("Which ticket? Try `ticket p1 HD-7`.")
+    entry = await deps.entry_if_known(interaction.actor)
     async with deps.sessions() as session, session.begin():
         ticket = await repo.get_by_number(session, number, lock=True)
         if ticket is None:
@@ -92,6 +95,7 @@ async def raise_p1_command(deps: Deps, interaction: Interaction, command: Comman
             at=now,
             action="p1",
             refresh_card=not raised,
+            person=entry,
         )
         if raised:
             await _raise(
@@ -215,7 +219,7 @@ async def on_p1(
     """
     bridge = deps.config.incident.bridge_url
     queued: list[str] = []
-    card = cards.notice(ticket, bridge)
+    card = cards.notice(ticket, bridge, who=await notify.technician_shown(session, ticket))
     for platform, target in _notice_targets(deps):  # not `channel`: where the P1 was made
         if await outbox.enqueue(
             session,
@@ -230,6 +234,7 @@ async def on_p1(
                 "purpose": NOTICE,
                 "text": card.fallback,
                 "card": card.to_dict(),
+                BRIDGE_KEY: bridge,
             },
         ):
             queued.append(f"notice:{platform}")
@@ -263,16 +268,24 @@ async def on_p1(
     return queued
 
 
-async def refresh_notice(session: AsyncSession, deps: Deps, *, ticket: Ticket) -> int:
+async def refresh_notice(session: AsyncSession, deps: Deps | None, *, ticket: Ticket) -> int:
     """Edit the incident notice(s) in place to the ticket as it stands when the edit is
     delivered (Slack chat.update, Teams activity update): no new notice, no new page. Each
-    edit waits for its notice to be out; returns how many were queued."""
+    edit waits for its notice to be out; returns how many were queued. Without `deps` (the
+    SLA clock: a technician took the ticket) the bridge is the one the notice was sent with
+    (a notice queued before it was kept there is left as it is)."""
     rows = await outbox.by_dedup_keys(
         session, [dedup_key(ticket.number, f"notice:{p}") for p in ("slack", "teams")]
     )
     queued = 0
     for row in rows:
         if row.status in ("dead", "cancelled"):
+            continue
+        if deps is not None:
+            bridge = deps.config.incident.bridge_url
+        elif BRIDGE_KEY in row.payload:
+            bridge = row.payload[BRIDGE_KEY]
+        else:
             continue
         await outbox.enqueue(
             session,
@@ -286,7 +299,7 @@ async def refresh_notice(session: AsyncSession, deps: Deps, *, ticket: Ticket) -
                 "after": row.id,
                 "from_result": NOTICE_RESULT_KEYS,
                 "refresh_incident_notice": True,
-                "bridge": deps.config.incident.bridge_url,
+                "bridge": bridge,
             },
         )
         queued += 1

@@ -80,40 +80,55 @@ def _left(due: datetime, now: datetime) -> str:
     return format_duration(timedelta(minutes=round(seconds / 60)))
 
 
-def warning_text(ticket: Ticket, target: Target, now: datetime) -> str:
-    """Said in the ticket's thread `sla.warn_before` ahead of the target."""
+def untaken_text(ticket: Ticket) -> str:
+    """Added to what is said for the technician of a ticket nobody has taken yet."""
+    return f" No technician has taken {ticket.number} yet."
+
+
+def warning_text(ticket: Ticket, target: Target, now: datetime, *, untaken: bool = False) -> str:
+    """Said in the ticket's thread `sla.warn_before` ahead of the target (`untaken`: a ticket
+    a non-technician opened that no technician has taken yet)."""
     due = due_of(ticket, target)
     head = f"SLA warning: {ticket.number} ({ticket.priority}) is due to "
+    tail = untaken_text(ticket) if untaken else ""
     if target == "respond":
         return (
             f"{head}get its first response by {due_text(due, now)} ({_left(due, now)} left) and "
-            "has none yet. Any action on it counts: a card button, time, verify, escalate."
+            f"has none yet. Any action on it counts: a card button, time, verify, escalate.{tail}"
         )
-    return f"{head}be resolved by {due_text(due, now)} ({_left(due, now)} left)."
+    return f"{head}be resolved by {due_text(due, now)} ({_left(due, now)} left).{tail}"
 
 
-def breach_thread_text(ticket: Ticket, target: Target, now: datetime) -> str:
+def breach_thread_text(
+    ticket: Ticket, target: Target, now: datetime, *, untaken: bool = False
+) -> str:
     """Said in the ticket's thread when a target is missed."""
     due = due_of(ticket, target)
     what = "no first response" if target == "respond" else "not resolved"
     return (
         f"SLA breach: {ticket.number} ({ticket.priority}) missed its {target} target "
-        f"(due {due_text(due, now)}): {what} yet."
+        f"(due {due_text(due, now)}): {what} yet." + (untaken_text(ticket) if untaken else "")
     )
 
 
-def breach_channel_text(ticket: Ticket, target: Target, now: datetime) -> Rich:
+def breach_channel_text(
+    ticket: Ticket, target: Target, now: datetime, *, untaken: bool = False
+) -> Rich:
     """A new message in the ticket channel, naming the ticket (it is read outside the thread).
     The summary and client are shown as typed; the technician is named without a mention (the
-    thread's breach has notified them)."""
+    thread's breach has notified them), or said to be none yet (`untaken`)."""
     due = due_of(ticket, target)
     client = Rich(", ", Typed(ticket.client)) if ticket.client else ""
+    who: Inline = (
+        " - no technician has taken it yet"
+        if untaken
+        else Rich(" - technician ", named(technician(ticket)))
+    )
     return Rich(
         f"SLA breach on {ticket.number} ({ticket.priority}",
         client,
         f"): {target} target missed (due {due_text(due, now)}). ",
         Typed(ticket.summary[:200]),
-        " - technician ",
-        named(technician(ticket)),
+        who,
         ".",
     )

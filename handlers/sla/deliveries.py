@@ -18,6 +18,7 @@ from handlers import notify
 from handlers.sla.cards import breach_channel_text, breach_thread_text, due_of, warning_text
 from handlers.sla.rules import TARGETS, Target
 from handlers.sla.service import clock_stopped, mark_missed, queue_breach
+from storage import tickets as repo
 from storage.models import OutboxMessage, Ticket
 
 
@@ -49,18 +50,22 @@ async def prepare_alarm(session: AsyncSession, *, message: OutboxMessage, now: d
         return Ready(None, give_up=f"not needed: {ticket.number}'s {target} target moved")
     payload = dict(message.payload)
     payload["platform"] = ticket.source_platform
+    # Nobody has taken a ticket a non-technician opened: its opener, on it as its technician,
+    # is neither pinged nor DMed (the thread, whoever watches it, is told nobody has taken it).
+    untaken = await repo.untaken(session, ticket.id)
+    payload["fallback_user"] = "" if untaken else ticket.technician_id
     if info.get("stage") == "warning":
         # The breach is queued as the warning goes (idempotent: a deferred warning comes back).
         await queue_breach(session, ticket, target, now=now)
         if now >= due_of(ticket, target):
             return Ready(None, give_up=f"too late: {ticket.number}'s {target} target is due")
-        text: Inline = warning_text(ticket, target, now)
+        text: Inline = warning_text(ticket, target, now, untaken=untaken)
     else:
         await mark_missed(session, ticket, target)
         text = (
-            breach_channel_text(ticket, target, now)
+            breach_channel_text(ticket, target, now, untaken=untaken)
             if info.get("place") == "channel"
-            else breach_thread_text(ticket, target, now)
+            else breach_thread_text(ticket, target, now, untaken=untaken)
         )
     if info.get("place") == "channel":
         # A new message in the channel, not in the card's thread: on Teams a card in a
@@ -73,7 +78,7 @@ async def prepare_alarm(session: AsyncSession, *, message: OutboxMessage, now: d
         # chain (Teams): mentioned, unless it is their 1:1 chat.
         # The breach's new message in the channel names them without one: it is for the
         # channel, and the thread's breach has notified them.
-        if lead := notify.technician_mention(ticket):
+        if not untaken and (lead := notify.technician_mention(ticket)):
             payload[notify.MENTION] = lead
     payload.update(kept_text(text))
     return Ready(payload)

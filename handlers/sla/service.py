@@ -21,6 +21,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from handlers import notify
 from handlers.config import HelpdeskConfig
+from handlers.directory import Person
 from handlers.sla.cards import due_of, met_of
 from handlers.sla.rules import TARGETS, Alarm, Target, alarms, breaches
 from handlers.types import Actor
@@ -159,6 +160,7 @@ async def record_first_response(
     at: datetime | None = None,
     action: str = "",
     refresh_card: bool = True,
+    person: Person | None = None,
 ) -> bool:
     """Record a technician's action as the ticket's first response, once; True when this was it.
 
@@ -169,10 +171,16 @@ async def record_first_response(
     happened (the app's clock, `deps.clock()`), `action` what it was (for the audit trail). It
     stops the respond clock: the target is met when this is at or before respond-by, the
     respond warning and breach are cancelled, and the card is refreshed (`refresh_card`).
+
+    A ticket a non-technician opened has no technician until one acts on it: the first who
+    does (this call, first response or not) takes it (`take`; `person`: the actor's
+    directory entry, when the caller has it, for their name, e-mail and id on the ticket's
+    platform).
     """
     if ticket.status != "open":
         return False
     at = at or utcnow()
+    taken = await take(session, ticket, actor, channel, at=at, person=person)
     where = f"{actor.platform}:{channel}" if channel else actor.platform
     seconds = _seconds(at, ticket.created_at)
     met = at <= ticket.respond_by
@@ -194,6 +202,8 @@ async def record_first_response(
     )
     card = done.one_or_none()
     if card is None:
+        if taken and refresh_card:
+            await notify.refresh_ticket_card(session, ticket)
         return False
     for key, value in (
         ("first_response_at", at),
@@ -223,6 +233,67 @@ async def record_first_response(
     if refresh_card:
         await notify.refresh_ticket_card(session, ticket)
     log.info("first response", extra={"ticket": ticket.number, "met": met})
+    return True
+
+
+async def take(
+    session: AsyncSession,
+    ticket: Ticket,
+    actor: Actor,
+    channel: str,
+    *,
+    at: datetime,
+    person: Person | None = None,
+) -> bool:
+    """A technician acted on a ticket that has no technician yet (`repo.untaken`: opened by a
+    non-technician, on it as its opener): they become its technician, once; True when they did.
+
+    Their id is the one on the ticket's platform: their own when they act there, else their
+    directory entry's there. With none there (known only on the other platform) the ticket
+    keeps their name and e-mail and no id: a mention or DM on the ticket's platform with the
+    other platform's id would reach nobody, or someone else. The opener's id in the UPDATE's
+    condition makes a repeat (Slack retry, Teams redelivery) or a second technician at the
+    same moment change nothing. The card and the P1 notice name them from now on."""
+    if not await repo.untaken(session, ticket.id):
+        return False
+    platform = ticket.source_platform
+    if actor.platform == platform:
+        user_id = actor.id
+    else:
+        user_id = notify.platform_ids(person).get(platform, "") if person is not None else ""
+    name = ((person.name if person is not None else "") or actor.name)[:255]
+    email = (person.email if person is not None else "")[:320]
+    opener = ticket.technician_id
+    done = await session.execute(
+        update(Ticket)
+        .where(Ticket.id == ticket.id, Ticket.technician_id == opener)
+        .values(technician_id=user_id[:255], technician_name=name, technician_email=email)
+        .returning(Ticket.id)
+        .execution_options(synchronize_session=False)
+    )
+    if done.scalar_one_or_none() is None:
+        return False
+    for key, value in (
+        ("technician_id", user_id[:255]),
+        ("technician_name", name),
+        ("technician_email", email),
+    ):
+        set_committed_value(ticket, key, value)
+    await repo.add_event(
+        session,
+        ticket_id=ticket.id,
+        kind=repo.TAKEN,
+        actor_platform=actor.platform,
+        actor_id=actor.id,
+        channel=channel,
+        data={"at": at.isoformat(), "opener": opener, "technician": user_id},
+    )
+    if ticket.priority == "P1":
+        # Imported here: raising to P1 records a first response, so incidents imports us.
+        from handlers import incidents
+
+        await incidents.refresh_notice(session, None, ticket=ticket)
+    log.info("ticket taken", extra={"ticket": ticket.number})
     return True
 
 

@@ -41,10 +41,12 @@ def ticket_card(
     buttons: bool = True,
     now: datetime | None = None,
     identity: Inline | None = None,
+    who: Inline | None = None,
 ) -> Card:
     """Number, priority, requester, summary, exact error, SLA times and where each target
     stands at `now`, warning; then buttons. `identity`: how the identity was confirmed, when
-    the card should say more than its state (`identity.card_fact`).
+    the card should say more than its state (`identity.card_fact`). `who`: the technician as
+    the card names them (`notify.technician_shown`; default the ticket's).
 
     What people typed (summary, error, what they were doing, asset, client...) is `Typed`.
     """
@@ -54,7 +56,7 @@ def ticket_card(
         ("Priority", ticket.priority),
         ("Status", ticket.status),
         ("Requester", requester(ticket)),
-        ("Technician", technician(ticket)),
+        ("Technician", technician(ticket) if who is None else who),
         ("Category", Typed(ticket.category) if ticket.category else "-"),
         *scope_facts(ticket),
         ("Users affected", users_affected(ticket)),
@@ -126,6 +128,7 @@ VERSION_COLUMNS = (
     "respond_met",
     "resolve_met",
     "p1_match",
+    "technician_id",
 )
 
 
@@ -149,6 +152,7 @@ def card_version(ticket: Ticket | Row[Any]) -> str:
             str(ticket.respond_met),
             str(ticket.resolve_met),
             ticket.p1_match,
+            ticket.technician_id,
         )
     )
 

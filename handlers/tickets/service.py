@@ -195,7 +195,9 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
                 interaction.platform,
                 interaction.actor.id,
             )
-        card = ticket_card(ticket, extra=diagnosed, now=now)
+        card = ticket_card(
+            ticket, extra=diagnosed, now=now, who=None if by_technician else notify.NO_TECHNICIAN
+        )
         shown = card_version(ticket)  # before the identity check and the P1 change it
         if not interaction.can_reply:
             await announce(session, ticket=ticket, card=card, channel=channel)
@@ -229,6 +231,7 @@ async def current_card(session: AsyncSession, ticket: Ticket, *, now: datetime) 
         extra=await diagnosis.card_elements(session, ticket),
         now=now,
         identity=await identity.card_fact(session, ticket),
+        who=await notify.technician_shown(session, ticket),
     )
 
 
@@ -345,8 +348,9 @@ async def show(deps: Deps, interaction: Interaction, command: Command) -> Reply:
         more, confidential = await ticket_details.details(session, ticket, deps.directory)
         extra += more
         shown = await identity.card_fact(session, ticket)
+        who = await notify.technician_shown(session, ticket)
     return Reply(
-        card=ticket_card(ticket, extra=extra, now=deps.clock(), identity=shown),
+        card=ticket_card(ticket, extra=extra, now=deps.clock(), identity=shown, who=who),
         private=True,
         confidential=confidential,
     )

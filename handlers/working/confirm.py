@@ -80,6 +80,17 @@ async def confirm_command(deps: Deps, interaction: Interaction, command: Command
         if ticket is None:
             raise NotFound(f"There is no ticket {number}.")
         _askable(ticket)
+        # First: a ticket nobody has taken is the asker's from now on, and the request names
+        # them (not its opener) as the technician who worked on it.
+        await _first_response(
+            session,
+            ticket,
+            actor,
+            interaction.conversation.id,
+            at=now,
+            action="confirm",
+            person=await deps.entry_if_known(actor),
+        )
         replaced = await _supersede(session, ticket, actor)
         request = FixConfirmation(
             ticket_id=ticket.id,
@@ -106,9 +117,6 @@ async def confirm_command(deps: Deps, interaction: Interaction, command: Command
             dedup_key=f"{cards.CONFIRM}:{request.id}",
         )
         await notify.refresh_ticket_card(session, ticket)
-        await _first_response(
-            session, ticket, actor, interaction.conversation.id, at=now, action="confirm"
-        )
         await tickets_repo.add_event(
             session,
             ticket_id=ticket.id,

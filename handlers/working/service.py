@@ -16,6 +16,7 @@ from handlers import diagnosis, notify, sla
 from handlers.answers import is_placeholder
 from handlers.config import HelpdeskConfig
 from handlers.deps import Deps
+from handlers.directory import Person
 from handlers.durations import format_duration
 from handlers.types import Actor
 from handlers.working import cards, rules
@@ -101,8 +102,18 @@ async def nudge_given_up(session: AsyncSession, message: OutboxMessage) -> str:
 
 
 async def first_response(
-    session: AsyncSession, ticket: Ticket, actor: Actor, channel: str, *, at: datetime, action: str
+    session: AsyncSession,
+    ticket: Ticket,
+    actor: Actor,
+    channel: str,
+    *,
+    at: datetime,
+    action: str,
+    person: Person | None = None,
 ) -> bool:
     """A technician worked the ticket (confirm, a message where it is worked): its first
-    response if it has none yet (SPEC "SLA clock"); True when this was it."""
-    return await sla.record_first_response(session, ticket, actor, channel, at=at, action=action)
+    response if it has none yet (SPEC "SLA clock"); True when this was it. `person`: their
+    directory entry, when known (for taking a ticket nobody has yet)."""
+    return await sla.record_first_response(
+        session, ticket, actor, channel, at=at, action=action, person=person
+    )
