@@ -19,7 +19,7 @@ from handlers import notify, psa
 from handlers.deps import Deps, observe_on_commit
 from handlers.directory import DirectoryUnavailable, Person, unavailable_words
 from handlers.formatting import when
-from handlers.identity import cards
+from handlers.identity import cards, telling
 from handlers.types import Actor, Interaction, Reply
 from storage import tickets as repo
 from storage.models import IdentityCheck, OutboxMessage, Ticket, utcnow
@@ -133,28 +133,28 @@ async def answer(deps: Deps, interaction: Interaction, *, approved: bool) -> Rep
             if reason == REQUESTER_DISABLED:
                 assert ticket is not None and check is not None
                 ticket.requester_disabled = True
-                await notify.tell_technician(
+                await telling.tell_technician(
                     session,
                     ticket,
+                    check,
                     cards.approval_of_disabled_requester_text(
                         ticket, cards.manager_named(facts.listed, check.manager_email)
                     ),
-                    purpose=PURPOSE,
                     dedup_key=f"identity-requester-disabled:{check.id}",
                 )
                 data["manager"] = check.manager_email
             if reason == NOT_THEIR_ACCOUNT:
                 assert ticket is not None and check is not None
-                await notify.tell_technician(
+                await telling.tell_technician(
                     session,
                     ticket,
+                    check,
                     cards.account_changed_text(
                         ticket,
                         cards.manager_named(facts.listed, check.manager_email),
                         Rich(f"{actor.platform} user ", Typed(actor.id)),
                         denied=choice == "deny",
                     ),
-                    purpose=PURPOSE,
                     dedup_key=f"identity-account-changed:{check.id}",
                 )
                 data["manager"] = check.manager_email
@@ -201,13 +201,13 @@ async def _unverified(
             assert check is not None and ticket is not None
             data["directory"] = error.source
             if choice == "deny":
-                await notify.tell_technician(
+                await telling.tell_technician(
                     session,
                     ticket,
+                    check,
                     cards.deny_unverified_text(
                         ticket, cards.manager_named(None, check.manager_email), error.source
                     ),
-                    purpose=PURPOSE,
                     dedup_key=f"identity-deny-unverified:{check.id}",
                 )
         await _audit_refused(session, deps, interaction, ticket, data)
@@ -387,15 +387,15 @@ async def _tell_manager_disabled(
     session: AsyncSession, ticket: Ticket, check: IdentityCheck, facts: _Facts, choice: str
 ) -> None:
     """Tell the technician once per request; the check stays pending until `verify` again."""
-    await notify.tell_technician(
+    await telling.tell_technician(
         session,
         ticket,
+        check,
         cards.manager_disabled_text(
             ticket,
             cards.manager_named(facts.listed, check.manager_email),
             denied=choice == "deny",
         ),
-        purpose=PURPOSE,
         dedup_key=f"identity-manager-disabled:{check.id}",
     )
 
@@ -408,16 +408,16 @@ async def _tell_manager_changed(
     listed_now: Inline = (
         Rich("now ", cards.manager_named(now)) if now is not None and now.email else "now nobody"
     )
-    await notify.tell_technician(
+    await telling.tell_technician(
         session,
         ticket,
+        check,
         cards.manager_changed_text(
             ticket,
             cards.manager_named(facts.listed, check.manager_email),
             listed_now,
             denied=choice == "deny",
         ),
-        purpose=PURPOSE,
         dedup_key=f"identity-manager-changed:{check.id}",
     )
 
@@ -470,11 +470,11 @@ async def _expired(
             "expires_at": check.expires_at.isoformat() if check.expires_at else None,
         },
     )
-    await notify.tell_technician(
+    await telling.tell_technician(
         session,
         ticket,
+        check,
         cards.expired_text(ticket, manager, denied=choice == "deny"),
-        purpose=PURPOSE,
     )
     await retire_dm(session, ticket, check, cards.late_text(ticket))
     return Reply(text=cards.late_text(ticket))
@@ -526,7 +526,7 @@ async def _approved(
     )
     assert check.answered_at is not None
     text = cards.approved_text(ticket, check, manager, check.answered_at)
-    await notify.tell_technician(session, ticket, text, purpose=PURPOSE)
+    await telling.tell_technician(session, ticket, check, text)
     await retire_dm(
         session,
         ticket,
@@ -579,11 +579,11 @@ async def _denied(
         channel=interaction.conversation.id,
         data={"flag": "possible_impersonation", "check": check.id, "security_notified": told},
     )
-    await notify.tell_technician(
+    await telling.tell_technician(
         session,
         ticket,
+        check,
         cards.denied_text(ticket, manager, security_told=bool(told)),
-        purpose=PURPOSE,
     )
     await retire_dm(
         session,

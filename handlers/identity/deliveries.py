@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cards.model import Card
 from handlers import notify
-from handlers.identity import cards, unreachable
+from handlers.identity import cards, telling, unreachable
 from storage import outbox
 from storage import tickets as repo
 from storage.models import IdentityCheck, OutboxMessage, Ticket, utcnow
@@ -111,8 +111,8 @@ async def on_failed(
         return
     # Still retried: the manager's answer is still the second channel (no call-back yet).
     text = cards.retrying_text(ticket, check, error=error)
-    if await notify.tell_technician(
-        session, ticket, text, purpose=PURPOSE, dedup_key=f"identity-unreachable:{check.id}"
+    if await telling.tell_technician(
+        session, ticket, check, text, dedup_key=f"identity-unreachable:{check.id}"
     ):
         await unreachable.record(
             session, ticket, check, message=message, error=error, permanent=False

@@ -400,7 +400,7 @@ async def start_check(
     # ran `verify`, or opened the ticket): in their answer and in a direct message, never in
     # the ticket's thread, which others read (a shared channel; a requester's own chat when
     # they opened the ticket). A thread that is a technician's is told where it went.
-    thread_is_a_technicians = await _thread_is_a_technicians(deps, ticket, actor, people)
+    thread_is_a_technicians = await _thread_is_a_technicians(session, deps, ticket, people)
     asker_is_a_technician = await _is_technician(deps, people.asker)
     await _note_requester_account(session, ticket, requester)
     if requester is not None and requester.disabled:
@@ -585,10 +585,13 @@ async def _is_technician(deps: Deps, person: Person | None) -> bool:
 
 
 async def _thread_is_a_technicians(
-    deps: Deps, ticket: Ticket, actor: Actor, people: CheckPeople
+    session: AsyncSession, deps: Deps, ticket: Ticket, people: CheckPeople
 ) -> bool:
-    """Whether the ticket's thread is a technician's: its opener (on it as its technician) is
-    a technician in the directory; a requester opening their own ticket is not."""
+    """Whether the ticket's thread is a technician's: a technician opened it (a requester
+    opening their own ticket did not, and the technician who has taken it since does not
+    make their thread his) and its technician is one in the directory."""
+    if await repo.opened_by_non_technician(session, ticket.id):
+        return False
     return await _is_technician(deps, people.technician)
 
 

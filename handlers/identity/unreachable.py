@@ -21,7 +21,7 @@ from cards.model import Inline
 from handlers import notify
 from handlers.directory import Person
 from handlers.formatting import who_acted
-from handlers.identity import cards
+from handlers.identity import cards, telling
 from handlers.types import Actor
 from storage import tickets as repo
 from storage.models import IdentityCheck, OutboxMessage, Ticket
@@ -127,11 +127,11 @@ async def give_up(session: AsyncSession, *, message: OutboxMessage, error: str) 
         if check.callback_phone and isinstance(route, dict) and route.get("user"):
             text = cards.unreachable_callback_text(ticket, check, error=error)
             told = await send_number(session, ticket, check, route, text)
-        await notify.tell_technician(
+        await telling.tell_technician(
             session,
             ticket,
+            check,
             cards.unreachable_text(ticket, check, error=error, technician=told),
-            purpose=PURPOSE,
             dedup_key=f"identity-unreachable:{check.id}:given-up",
         )
     await record(session, ticket, check, message=message, error=error, permanent=True)

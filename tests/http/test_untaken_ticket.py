@@ -13,6 +13,7 @@ databases."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from datetime import UTC, datetime, timedelta
@@ -127,6 +128,31 @@ def technician_fact(blocks: Any) -> str:
     rendered = json.dumps(blocks)
     start = rendered.index("*Technician:*") + len("*Technician:*")
     return rendered[start:].split("\\n", 1)[0].split('"', 1)[0]
+
+
+async def test_a_deny_on_a_requesters_own_ticket_goes_to_the_technician_who_asked(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    app: AppHarness = await make_app(slack=slack_api, config=CONFIG, people=PEOPLE)
+    ticket = await open_own_ticket(app, slack_api, category="password-reset")
+    await manager_dm(slack_api, 1)  # a gated ticket's check starts on its own
+    assert "Bo Boss" in json.dumps(await (await app.slash(f"verify {ticket.number}")).json())
+    fresh = await manager_dm(slack_api, 2)
+    assert "security team" in await click(app, slack_api, fresh, "Deny")
+
+    def told_tom() -> list[dict[str, Any]]:
+        return [p for p in posts_to(slack_api, "DUTECH") if "DO NOT PROCEED" in json.dumps(p)]
+
+    await wait_until(told_tom, what="the denial, to Tom privately")
+    assert ticket.number in json.dumps(told_tom())
+    await wait_until(lambda: posts_to(slack_api, "C0SECURITY"), what="the security queue")
+    assert "Possible impersonation on HD-1" in json.dumps(posts_to(slack_api, "C0SECURITY"))
+    await asyncio.sleep(1.2)  # anything else due has gone out
+    # Nothing about the denial where Sam reads (the card's channel and thread, his DMs).
+    for channel in ("C0HELP", "DUSAM"):
+        for post in posts_to(slack_api, channel):
+            words = json.dumps(post)
+            assert "DO NOT PROCEED" not in words and "impersonation" not in words, post
 
 
 async def test_a_technicians_time_takes_the_ticket_and_its_warnings_mention_them(
@@ -302,6 +328,36 @@ async def bo_request(fake: FakeConnector, count: int) -> tuple[str, dict[str, An
 
     await wait_until(lambda: len(cards()) >= count, what="the request to Bo")
     return chat, card_of(cards()[count - 1])
+
+
+async def test_teams_a_deny_on_a_requesters_own_ticket_goes_to_the_technician_who_asked(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    app = await start_teams(make_app, connector)
+    await ana_opens_her_own(app, connector, category="password-reset")
+    await bo_request(connector, 1)
+    assert (await app.teams(message(connector.service_url, "ticket verify HD-1"))).status == 201
+    chat, card = await bo_request(connector, 2)
+    deny = next(a for a in card["actions"] if a["title"] == "Deny")
+    submitted = activity(
+        connector.service_url, user=BO_ID, conversation=chat, value=deny["fallback"]["data"]
+    )
+    assert (await app.teams(submitted)).status == 201
+    await wait_until(
+        lambda: posted_saying(connector, "DO NOT PROCEED with HD-1"), what="the denial"
+    )
+    await wait_until(
+        lambda: posted_saying(connector, "Possible impersonation on HD-1"), what="security"
+    )
+    await asyncio.sleep(1.2)
+    told = posted_saying(connector, "DO NOT PROCEED")
+    assert {a["_conversation_id"] for a in told} <= chats_with(connector, TECH_ID), told
+    for words in ("DO NOT PROCEED", "impersonation"):
+        where = {a["_conversation_id"] for a in posted_saying(connector, words)}
+        assert not where & chats_with(connector, ANA_ID), words
+    assert {a["_conversation_id"] for a in posted_saying(connector, "Possible impersonation")} == {
+        TEAMS_SECURITY
+    }
 
 
 async def test_teams_a_technicians_time_takes_the_ticket(
