@@ -213,7 +213,13 @@ async def test_an_untaken_tickets_warning_pings_nobody_and_says_so(
     clock = TestClock(start.replace(microsecond=0))
     config = {**CONFIG, "sla": {"warn_before": "15m"}}
     app: AppHarness = await make_app(slack=slack_api, config=config, people=PEOPLE, clock=clock)
-    row = await open_own_ticket(app, slack_api)
+    await open_own_ticket(app, slack_api)
+
+    async def card_thread() -> bool:
+        return bool((await only_ticket(app)).source_thread)
+
+    await wait_until(card_thread, what="the card's thread recorded")
+    row = await only_ticket(app)
     clock.set(row.respond_by - timedelta(minutes=15))  # P3: respond within 8 h
 
     def warned() -> list[dict[str, Any]]:
