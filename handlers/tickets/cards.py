@@ -25,6 +25,20 @@ REQUESTER_DISABLED = (
 )
 
 
+# The Identity fact on a card its non-technician opener reads (the card in their thread or
+# chat, their `show`): whether the check is waiting or a manager denied it is for technicians.
+# The person typing may be posing as the requester; a card saying "denied" warns them off.
+OPENER_IDENTITY = "not confirmed"
+
+
+def identity_for_opener(ticket: Ticket, fact: Inline | None) -> Inline | None:
+    """The card's Identity fact as a non-technician may see it: `not confirmed` for every
+    state short of confirmed (required, pending, denied alike), else `fact`."""
+    if ticket.identity_state in ("required", "pending", "denied"):
+        return OPENER_IDENTITY
+    return fact
+
+
 def ticket_buttons(number: str) -> list[Button]:
     value = {"ticket": number}
     return [

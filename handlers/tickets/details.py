@@ -19,11 +19,15 @@ from storage.models import CsatSurvey, IdentityCheck, Ticket
 
 
 async def details(
-    session: AsyncSession, ticket: Ticket, directory: Directory
+    session: AsyncSession, ticket: Ticket, directory: Directory, *, for_technician: bool = True
 ) -> tuple[list[Element], bool]:
     """PSA sync, time entries with their total, resolution, identity checks, CSAT and delivery
-    states; and whether they name the requester's number on file (an identity check's)."""
+    states; and whether they name the requester's number on file (an identity check's).
+    Not `for_technician` (the requester's own `show`): without the identity checks and their
+    deliveries, which say whether a manager denied the caller (who may be posing as them)."""
     rows = await outbox.states_for(session, ticket.id)
+    if not for_technician:
+        rows = [r for r in rows if not r.purpose.startswith("identity")]
     out: list[Element] = await psa.show_lines(session, ticket, rows)
     entries = await repo.time_entries_for(session, ticket.id)
     if entries:
@@ -61,7 +65,7 @@ async def details(
         )
         .scalars()
         .all()
-        if ticket.identity_state != "not_required"
+        if ticket.identity_state != "not_required" and for_technician
         else []
     )
     if checks:

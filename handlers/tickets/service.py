@@ -15,7 +15,7 @@ from handlers.directory import DirectoryUnavailable, Person, unavailable_words
 from handlers.formatting import joined
 from handlers.tickets import details as ticket_details
 from handlers.tickets import intake as intake_form
-from handlers.tickets.cards import card_version, ticket_card, ticket_line
+from handlers.tickets.cards import card_version, identity_for_opener, ticket_card, ticket_line
 from handlers.types import Actor, Forbidden, Interaction, InvalidInput, NotFound, Reply
 from storage import inbound, outbox
 from storage import tickets as repo
@@ -196,7 +196,11 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
                 interaction.actor.id,
             )
         card = ticket_card(
-            ticket, extra=diagnosed, now=now, who=None if by_technician else notify.NO_TECHNICIAN
+            ticket,
+            extra=diagnosed,
+            now=now,
+            who=None if by_technician else notify.NO_TECHNICIAN,
+            identity=None if by_technician else identity_for_opener(ticket, None),
         )
         shown = card_version(ticket)  # before the identity check and the P1 change it
         if not interaction.can_reply:
@@ -225,12 +229,16 @@ async def create_ticket(deps: Deps, interaction: Interaction) -> Reply:
 
 async def current_card(session: AsyncSession, ticket: Ticket, *, now: datetime) -> Card:
     """The ticket's card as it is now, as posted where it was opened: its diagnosis section
-    (left out for a ticket a non-technician opened) and its identity check's fact."""
+    and its identity check's fact (for a ticket a non-technician opened, whose card is where
+    they read it, neither: `identity_for_opener`)."""
+    fact = await identity.card_fact(session, ticket)
+    if await repo.opened_by_non_technician(session, ticket.id):
+        fact = identity_for_opener(ticket, fact)
     return ticket_card(
         ticket,
         extra=await diagnosis.card_elements(session, ticket),
         now=now,
-        identity=await identity.card_fact(session, ticket),
+        identity=fact,
         who=await notify.technician_shown(session, ticket),
     )
 
@@ -345,9 +353,13 @@ async def show(deps: Deps, interaction: Interaction, command: Command) -> Reply:
             if technician
             else []
         )
-        more, confidential = await ticket_details.details(session, ticket, deps.directory)
+        more, confidential = await ticket_details.details(
+            session, ticket, deps.directory, for_technician=technician
+        )
         extra += more
         shown = await identity.card_fact(session, ticket)
+        if not technician:
+            shown = identity_for_opener(ticket, shown)
         who = await notify.technician_shown(session, ticket)
     return Reply(
         card=ticket_card(ticket, extra=extra, now=deps.clock(), identity=shown, who=who),

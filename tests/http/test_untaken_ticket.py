@@ -97,8 +97,12 @@ async def open_own_ticket(
 
 
 async def only_ticket(app: AppHarness) -> Ticket:
+    """The newest ticket (the only one, but in the test of two)."""
     async with app.services.sessions() as session:
-        return (await session.execute(select(Ticket).order_by(Ticket.id.desc()))).scalars().one()
+        query = select(Ticket).order_by(Ticket.id.desc())
+        newest = (await session.execute(query)).scalars().first()
+    assert newest is not None
+    return newest
 
 
 async def manager_dm(fake: FakeSlack, count: int) -> dict[str, Any]:
@@ -148,11 +152,19 @@ async def test_a_deny_on_a_requesters_own_ticket_goes_to_the_technician_who_aske
     await wait_until(lambda: posts_to(slack_api, "C0SECURITY"), what="the security queue")
     assert "Possible impersonation on HD-1" in json.dumps(posts_to(slack_api, "C0SECURITY"))
     await asyncio.sleep(1.2)  # anything else due has gone out
-    # Nothing about the denial where Sam reads (the card's channel and thread, his DMs).
+    # Nothing about the denial where Sam reads (the card's channel and thread, his DMs), nor
+    # on the card in his thread, refreshed as the check went on.
     for channel in ("C0HELP", "DUSAM"):
         for post in posts_to(slack_api, channel):
             words = json.dumps(post)
             assert "DO NOT PROCEED" not in words and "impersonation" not in words, post
+    cards = [u for u in slack_api.method_calls("chat.update") if u.get("channel") == "C0HELP"]
+    assert cards and not [u for u in cards if "denied" in json.dumps(u).lower()], cards[-1]
+    shown = json.dumps(await (await app.slash(f"show {ticket.number}", user="USAM")).json())
+    assert "denied" not in shown.lower() and "not confirmed" in shown
+    # Tom sees it as it is.
+    shown = json.dumps(await (await app.slash(f"show {ticket.number}")).json())
+    assert "denied" in shown
 
 
 async def test_a_technicians_time_takes_the_ticket_and_its_warnings_mention_them(
@@ -364,6 +376,9 @@ async def test_teams_a_deny_on_a_requesters_own_ticket_goes_to_the_technician_wh
     assert {a["_conversation_id"] for a in posted_saying(connector, "Possible impersonation")} == {
         TEAMS_SECURITY
     }
+    # The card in Ana's chat, refreshed as the check went on, does not say it either.
+    refreshed = [u for u in connector.updates() if u["_conversation_id"] == ANA_CHAT]
+    assert refreshed and not [u for u in refreshed if "denied" in json.dumps(u).lower()]
 
 
 async def test_teams_a_technicians_time_takes_the_ticket(
