@@ -399,3 +399,37 @@ async def test_teams_a_technicians_time_takes_the_ticket(
     card = json.dumps(card_of(connector.activities(PERSONAL)[-1]))
     facts = card[card.index('"Technician"') :][:200]
     assert "Tom Tech" in facts and "Ana" not in facts, facts
+
+
+async def test_a_technician_acting_from_the_other_platform_takes_it_by_their_id_there_if_any(
+    make_app: Any, slack_api: FakeSlack, connector: FakeConnector
+) -> None:
+    """Tom (on Slack and Teams) logs time on Sam's Slack ticket from Teams: the ticket is his
+    by his Slack id. Tia, only on Teams, takes another: by name and e-mail, with no id (a Teams
+    id on a Slack ticket would make a mention of nobody); nothing mentions a wrong id."""
+    tom = {**PEOPLE[2], "teams_id": TECH_ID}
+    tia = {
+        "email": "tia@example.com",
+        "name": "Tia Tech",
+        "teams_id": "29:1tia",
+        "technician": True,
+    }
+    config = {**CONFIG, "teams": {"service_url": connector.service_url, "tenant_id": TENANT}}
+    people = [PEOPLE[0], PEOPLE[1], tom, tia]
+    app: AppHarness = await make_app(slack=slack_api, config=config, people=people)
+    url = connector.service_url
+    for number, user, chat in (("HD-1", TECH_ID, PERSONAL), ("HD-2", "29:1tia", "a:1tia-chat")):
+        await open_own_ticket(app, slack_api)
+        said = len(connector.activities(chat))
+        logged = message(url, f"ticket time {number} 15m", user=user, conversation=chat)
+        assert (await app.teams(logged)).status == 201
+        await wait_until(lambda: len(connector.activities(chat)) > said, what="the answer")  # noqa: B023
+    async with app.services.sessions() as session:
+        rows = (await session.execute(select(Ticket).order_by(Ticket.id))).scalars().all()
+    assert [(r.technician_id, r.technician_name, r.technician_email) for r in rows] == [
+        ("UTECH", "Tom Tech", "tom@example.com"),
+        ("", "Tia Tech", "tia@example.com"),
+    ]
+    shown = await (await app.slash("show HD-2")).json()
+    fact = technician_fact(shown["blocks"])
+    assert "Tia Tech" in fact and "<@" not in fact, fact
