@@ -11,12 +11,15 @@ line or long title whose typed part holds one where it could start bold, italic,
 exactly as typed); everything else stays mrkdwn, so a normal card keeps its bold labels. Size
 limits follow platform-facts §6: long text is split into several blocks, titles are cut with
 "…", and data that cannot be cut without corrupting it (button values, private_metadata,
-option values) raises `ValueError`.
+option values) raises `ValueError`. The core quotes commands as Teams takes them (`ticket
+show HD-7`); the bot's own words say `/ticket show HD-7` here (`slack_words`), typed text never
+changes.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -70,8 +73,57 @@ TRUNCATED_NOTE = "… (truncated)"
 MESSAGE_TEXT_BUDGET = 10_000
 _MIN_CAP = 16
 MENTION_MAX = 40  # `<@U0123ABCD>`: Slack user ids are short
+# The bot's words quote its commands as Teams takes them (`ticket verify HD-7`); in Slack a
+# command is the slash command, `/ticket verify HD-7`, as `help` lists them.
+_QUOTED_COMMAND = re.compile(r"`ticket(?=[ `])")
 
 Block = dict[str, Any]
+
+
+def slack_words(text: str) -> str:
+    """The bot's own words for Slack: a command quoted as `ticket …` reads `/ticket …`."""
+    return _QUOTED_COMMAND.sub("`/ticket", text)
+
+
+def _slack_inline(value: Inline) -> Inline:
+    """`value` with the bot's words (its `str` spans) for Slack; typed text and mentions as
+    they are."""
+    if isinstance(value, str):
+        return slack_words(value)
+    if isinstance(value, Rich):
+        return Rich(*(slack_words(s) if isinstance(s, str) else s for s in value.spans))
+    return value
+
+
+def slack_plain(value: Inline) -> str:
+    """`plain(value)` with the bot's words for Slack (a form's field errors)."""
+    return plain(_slack_inline(value))
+
+
+def _slack_element(element: Element) -> Element:
+    if isinstance(element, Text):
+        return replace(element, text=_slack_inline(element.text))
+    if isinstance(element, Facts):
+        items = [(_slack_inline(k), _slack_inline(v)) for k, v in element.items]
+        return replace(element, items=items)
+    return element
+
+
+def _for_slack(card: Card) -> Card:
+    """`card` with the bot's words for Slack (`slack_words`) in its title and body. Its
+    fallback is a plain string that may hold typed text: only one that says what a paragraph
+    of the card says (a card made of an answer's text) is made again from that paragraph."""
+    fallback = card.fallback
+    for element in card.body:
+        if isinstance(element, Text) and fallback and fallback == plain(element.text):
+            fallback = slack_plain(element.text)
+            break
+    return replace(
+        card,
+        title=_slack_inline(card.title),
+        body=[_slack_element(element) for element in card.body],
+        fallback=fallback,
+    )
 
 
 def escape_mrkdwn(text: str) -> str:
@@ -491,6 +543,7 @@ def render_message(card: Card, *, budget: int = MESSAGE_TEXT_BUDGET) -> dict[str
     Inputs (and the form) are not shown in messages: Slack forms are modals (`render_modal`).
     The blocks hold at most `budget` characters of text in all (`MESSAGE_TEXT_BUDGET`).
     """
+    card = _for_slack(card)
     return {"text": _fallback_text(card), "blocks": _fitting_blocks(card, budget)}
 
 
@@ -548,6 +601,7 @@ def render_modal(card: Card, *, callback_id: str | None = None) -> dict[str, Any
     context as compact JSON (ValueError above 3000 chars). When the title has to be cut to
     24 characters, the full title is repeated as the first block.
     """
+    card = _for_slack(card)
     blocks: list[Block] = []
     title = plain(card.title).strip() or "Help desk"
     if len(title) > MODAL_TEXT_MAX:

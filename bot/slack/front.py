@@ -417,11 +417,15 @@ class SlackFront:
         reply = work.result()
         if reply.field_errors:
             # Slack shows these errors as plain text: typed parts need no escaping there.
-            errors = {ident: plain(problem) for ident, problem in reply.field_errors.items()}
+            errors = {
+                ident: blockkit.slack_plain(problem)
+                for ident, problem in reply.field_errors.items()
+            }
             await ack(response_action="errors", errors=errors)
         elif reply.form_error and (first := _first_input(view)):
             # Nothing was saved: keep the form and what they typed, say why on top.
-            await ack(response_action="errors", errors={first: reply.form_error})
+            errors = {first: blockkit.slack_words(reply.form_error)}
+            await ack(response_action="errors", errors=errors)
         elif reply.as_form and reply.card is not None:
             view = form_view(reply.card, interaction.conversation.id)
             await ack(response_action="update", view=view)

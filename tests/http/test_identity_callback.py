@@ -160,7 +160,7 @@ async def test_a_ceos_identity_is_confirmed_by_call_back_and_the_ticket_can_then
     sent = "The number on file in the directory was sent to Tom Tech (tom@example.com) privately"
     await wait_until(lambda: sent in thread_said(slack_api), what="the thread told")
     assert CY_PHONE not in thread_said(slack_api)
-    assert "`ticket verify HD-1 called-back`" in thread_said(slack_api)
+    assert "`/ticket verify HD-1 called-back`" in thread_said(slack_api)
     value = json.loads(button(notice, CALLED_BACK)["value"])
     assert list(value) == ["check"]  # only the check's nonce: never a ticket or a number
     opened = len(slack_api.views_opened())

@@ -65,7 +65,7 @@ async def test_slack_the_number_goes_to_the_asking_technician_not_the_shared_cha
     await wait_until(lambda: SENT_TO_TOM in thread_said(slack_api), what="the thread told")
     told = thread_said(slack_api)
     assert "there is no manager on file for Cy Solo (cy@example.com)" in told
-    assert "Called back: confirmed (or `ticket verify HD-1 called-back`)" in told
+    assert "Called back: confirmed (or `/ticket verify HD-1 called-back`)" in told
     toms = callback_notice(slack_api, "DUTECH")
     assert CY_PHONE in json.dumps(toms["blocks"]) and "never a number the caller" in json.dumps(
         toms["blocks"]
@@ -113,7 +113,7 @@ async def test_slack_a_number_that_cannot_be_sent_privately_is_not_posted_instea
     await open_as(app, slack_api, opener="UTECH", requester="U0CY", category="password-reset")
     failed = "could not be delivered to Tom Tech (tom@example.com) and will not be retried"
     await wait_until(lambda: failed in thread_said(slack_api), what="the thread told")
-    assert "Run `ticket show HD-1`: it shows the number on file only to you." in thread_said(
+    assert "Run `/ticket show HD-1`: it shows the number on file only to you." in thread_said(
         slack_api
     )
     async with app.services.sessions() as session:

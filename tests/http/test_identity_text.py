@@ -340,7 +340,7 @@ async def test_slack_identity_messages_never_ping_link_or_format_what_was_typed(
     refused = slack_text(await (await app.slash("close HD-1")).json(), "HD-1 needs the requester")
     assert (
         refused["type"] == "mrkdwn"
-        and "(`ticket verify HD-1` sends a fresh request)" in (refused["text"])
+        and "(`/ticket verify HD-1` sends a fresh request)" in (refused["text"])
     )
 
     dm = await manager_dm(slack_api)

@@ -138,7 +138,7 @@ async def test_a_manager_unreachable_for_good_leaves_the_call_back_and_the_ticke
     await wait_until(lambda: sent in thread_said(slack_api), what="the thread told")
     told = thread_said(slack_api)
     assert "cannot be delivered on Slack (slack: user_not_found) and was given up" in told
-    assert "`ticket verify HD-1 called-back`" in told
+    assert "`/ticket verify HD-1 called-back`" in told
     assert ANA_PHONE not in told
     # Only Tom was sent the number: nobody else was DMed it.
     assert all(

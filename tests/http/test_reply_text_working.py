@@ -259,7 +259,7 @@ async def test_slack_typed_text_is_literal_and_the_bots_words_are_mrkdwn(
     usage = await (await app.slash(f"time {number}")).json()
     said = literal(usage, "ticket time HD-7")
     assert said["type"] == "mrkdwn"
-    assert "Try `ticket time HD-7 45m [note]` (durations like" in said["text"]
+    assert "Try `/ticket time HD-7 45m [note]` (durations like" in said["text"]
 
     # Still broken, then a comment typed like markup and pings: the technician's thread.
     await s.command(f"confirm {number}")
@@ -270,7 +270,7 @@ async def test_slack_typed_text_is_literal_and_the_bots_words_are_mrkdwn(
     await wait_until(lambda: s.thread(number, "is still broken"), what="the technician told")
     [first] = s.thread(number, "is still broken")
     own = literal(first, "is still broken")
-    assert own["type"] == "mrkdwn" and f"`ticket confirm {number}` asks again" in own["text"]
+    assert own["type"] == "mrkdwn" and f"`/ticket confirm {number}` asks again" in own["text"]
     await s.submit(view, {"comment": {"type": "plain_text_input", "value": SLACK_HOSTILE}}, "UANA")
     await wait_until(lambda: s.thread(number, "(still broken) wrote"), what="the comment")
     [comment] = s.thread(number, "(still broken) wrote")

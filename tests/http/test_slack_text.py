@@ -118,3 +118,38 @@ async def _recorded(app: Any) -> bool:
 
     async with app.services.sessions() as session:
         return bool((await session.execute(select(TicketAttachment.id))).first())
+
+
+async def test_commands_the_bot_quotes_in_slack_are_slash_commands(make_app, slack_api: FakeSlack):
+    """SPEC (Slack surface): the commands are the slash command `/ticket`. The bot's answers
+    quoted them as Teams takes them (`Which ticket? Try `ticket verify HD-7`.`, `run `ticket
+    verify HD-1``): a technician who typed that into Slack posted a message to the channel
+    and nothing happened. In Slack they read `/ticket …`, as `help` lists them; what people
+    typed is still shown as typed."""
+    app = await start(make_app, slack_api)
+    typed = "Copier says `ticket jam` on tray 2"
+    view_id = "VQ1"
+    await app.slash("new Copier")
+    await slack_api.wait_for_method("views.open")
+    view = slack_api.views_opened()[-1]["view"]
+    from tests.harness import view_submission
+    from tests.http.test_slack_intake import states
+
+    await app.interactive(
+        view_submission(
+            view, states(summary={"type": "plain_text_input", "value": typed}), view_id=view_id
+        )
+    )
+    await wait_until(lambda: slack_api.posts(), what="the ticket card")
+    assert typed in json.dumps(slack_api.posts()[0], ensure_ascii=False)
+
+    for text, quoted in [
+        ("verify", "`/ticket verify HD-7`"),
+        ("p1", "`/ticket p1 HD-7`"),
+        ("show", "`/ticket show HD-7`"),
+        ("time HD-1 soon", "`/ticket time HD-7 45m [note]`"),
+        ("link HD-1", "`/ticket link HD-9 HD-7`"),
+    ]:
+        said = json.dumps(await (await app.slash(text)).json())
+        assert quoted in said, (text, said)
+        assert "`ticket " not in said, (text, said)

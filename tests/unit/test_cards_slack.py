@@ -272,8 +272,8 @@ def test_paragraphs_quoting_typed_markup_are_plain_text_and_others_stay_mrkdwn()
     )
     blocks = render_message(card)["blocks"]
     assert blocks == [
-        literal("Added to HD-1: _tmp_.log (see `ticket show HD-1`)."),
-        bold_lines("Added to HD-1: report.pdf (see `ticket show HD-1`)."),
+        literal("Added to HD-1: _tmp_.log (see `/ticket show HD-1`)."),
+        bold_lines("Added to HD-1: report.pdf (see `/ticket show HD-1`)."),
         {
             "type": "context",
             "elements": [{"type": "plain_text", "text": "Closed by `rm -rf`", "emoji": False}],
