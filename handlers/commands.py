@@ -97,6 +97,10 @@ class Command:
 
 # Said after a word in a sentence, not part of it: `mine.`, `show HD-7?`, `(HD-7)`.
 _PUNCTUATION = ".,;:!?()[]{}\"'\u201c\u201d\u2018\u2019"
+# The full-width forms of ASCII (U+FF01-U+FF5E: what an East Asian input method types in
+# full-width mode, `show HD-1` as U+FF53 U+FF48 ...) read as the ASCII they show in a command
+# word and a ticket number. Not NFKC, which also reads a superscript as a digit (`HD-1²`).
+_FULL_WIDTH = {0xFF01 + n: 0x21 + n for n in range(0x5E)}
 
 
 def _split(text: str) -> tuple[str, str]:
@@ -113,7 +117,7 @@ def parse(text: str) -> Command:
     if not text:
         return Command("new")
     head, rest = _split(text)
-    verb = head.lower()
+    verb = head.translate(_FULL_WIDTH).lower()
     if verb not in VERBS:
         verb = verb.rstrip(_PUNCTUATION)
     if verb not in VERBS:
@@ -135,7 +139,8 @@ def strip_teams_prefix(text: str) -> str | None:
 def ticket_ref(command: Command) -> str | None:
     """The ticket number argument (`HD-7`), normalised to upper case, or None."""
     words = command.words
-    word = words[0].strip(_PUNCTUATION) if words else ""  # `HD-7.`, `(HD-7)`
+    # `HD-7.`, `(HD-7)`, `HD-7` typed in full-width forms
+    word = words[0].translate(_FULL_WIDTH).strip(_PUNCTUATION) if words else ""
     if TICKET_REF.match(word):
         # `hd-07` is HD-7, as ticket numbers named in messages are.
         prefix, _, number = word.upper().rpartition("-")

@@ -153,3 +153,21 @@ async def test_commands_the_bot_quotes_in_slack_are_slash_commands(make_app, sla
         said = json.dumps(await (await app.slash(text)).json())
         assert quoted in said, (text, said)
         assert "`ticket " not in said, (text, said)
+
+
+async def test_a_command_typed_in_full_width_forms_is_that_command(make_app, slack_api: FakeSlack):
+    """An East Asian input method left in full-width mode types `show HD-1` in the same
+    letters, digits and hyphen's full-width forms (U+FF01-U+FF5E) with an ideographic
+    space. It was the help card, or "Which ticket?". They read as the ASCII they show (as
+    Users affected already reads full-width digits); a superscript is no digit for that
+    (`HD-1²` is not HD-12)."""
+    app = await start(make_app, slack_api)
+    number = await new_ticket(app, slack_api)
+    assert number == "HD-1"
+    for text in ("\uff53\uff48\uff4f\uff57\u3000\uff28\uff24\uff0d\uff11", "show \uff48\uff44-1"):
+        said = json.dumps(await (await app.slash(text)).json(), ensure_ascii=False)
+        assert "Printer jams on floor 3" in said and "Help desk commands" not in said, said
+    mine = json.dumps(await (await app.slash("\uff4d\uff49\uff4e\uff45")).json())
+    assert "HD-1 (P3)" in mine and "Help desk commands" not in mine, mine
+    shown = json.dumps(await (await app.slash("show HD-1\u00b2")).json())
+    assert "Printer jams" not in shown and "Which ticket?" in shown, shown
