@@ -41,6 +41,12 @@ _UNIT_WORDS = {
     **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1),
 }
 _MAX_WORD = 40  # no one worked 10^30 hours: keeps the arithmetic small
+# Said right after the time, as in a sentence (`45m, swapped the toner`, `20m.`): it ends the
+# duration and is no part of it.
+_SENTENCE_ENDS = ".,;:"
+# `1h30`: hours, then minutes without their unit, in one word (a note cannot start inside a
+# word, unlike `1h 30`).
+_HOURS_MINUTES = re.compile(r"^(\d+)h([0-5]?\d)$", re.IGNORECASE)
 
 
 class BareNumber(ValueError):
@@ -75,8 +81,13 @@ class BareNumber(ValueError):
 
 
 def _word_parts(word: str) -> list[tuple[Fraction, int]] | None:
-    """`30min` / `1.5h` / `1h30m` as (amount, unit seconds) parts; None when it is not one."""
-    if len(word) > _MAX_WORD or not _COMPACT.match(word):
+    """`30min` / `1.5h` / `1h30m` / `1h30` as (amount, unit seconds) parts; None when it is
+    not one."""
+    if len(word) > _MAX_WORD:
+        return None
+    if hours_minutes := _HOURS_MINUTES.match(word):
+        return [(Fraction(hours_minutes[1]), 3600), (Fraction(hours_minutes[2]), 60)]
+    if not _COMPACT.match(word):
         return None
     parts = []
     for number, unit in _COMPACT_PART.findall(word):
@@ -92,15 +103,21 @@ def leading_duration(words: list[str]) -> tuple[Fraction, int]:
 
     Parts go from the largest unit to the smallest, each unit once (`1 hr 30 min`), so a note
     that goes on with a number and a unit (`45m 2 days ago`) is not read as more time. A bare
-    number that starts the words, or follows hours (`1h 30`), raises BareNumber."""
+    number that starts the words, or follows hours (`1h 30`), raises BareNumber. A word that
+    ends with a full stop, comma, semicolon or colon ends the duration (`45m, swapped ...`)."""
     parts: list[tuple[Fraction, int]] = []
     taken = 0
     while taken < len(words):
-        word = words[taken]
+        word = words[taken].rstrip(_SENTENCE_ENDS)
+        ends = word != words[taken]
         found = _word_parts(word)
         step = 1
         if found is None and _BARE.match(word) and len(word) <= _MAX_WORD:
-            unit = _UNIT_WORDS.get(words[taken + 1].lower()) if taken + 1 < len(words) else None
+            unit = None
+            if taken + 1 < len(words) and not ends:
+                unit_word = words[taken + 1].rstrip(_SENTENCE_ENDS)
+                unit = _UNIT_WORDS.get(unit_word.lower())
+                ends = unit_word != words[taken + 1]
             if unit is None:
                 if not parts:
                     raise BareNumber(word)
@@ -115,6 +132,8 @@ def leading_duration(words: list[str]) -> tuple[Fraction, int]:
             break
         parts += found
         taken += step
+        if ends:
+            break
     return sum((n * u for n, u in parts), Fraction(0)), taken
 
 

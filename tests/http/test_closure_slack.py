@@ -528,6 +528,35 @@ async def test_time_typed_the_way_technicians_type_it(make_app, slack_api: FakeS
     assert (closed.status, closed.time_minutes) == ("closed", 30 + 90 + 75)
 
 
+async def test_time_written_as_in_a_sentence_or_as_1h30_is_logged(make_app, slack_api: FakeSlack):
+    """`/ticket time HD-1 45m, swapped the toner` (a comma after the time, as in a sentence),
+    `... 1h30 replaced the fuser` (hours and minutes, how many people write an hour and a
+    half) and `... 20m.` were all refused with the usage, though each says one duration
+    plainly. `1h 30` (two words) stays refused: the 30 may start the note."""
+    app = await start(make_app, slack_api)
+    number = await new_ticket(app, slack_api)
+    for typed, said in [
+        (f"time {number} 45m, swapped the toner", "Logged 45m on HD-1 (total 45m)"),
+        (f"time {number} 1h30 replaced the fuser", "Logged 1h 30m on HD-1 (total 2h 15m)"),
+        (f"time {number} 20m.", "Logged 20m on HD-1 (total 2h 35m)"),
+        (f"time {number} 1 hr; reseated the tray", "Logged 1h on HD-1 (total 3h 35m)"),
+    ]:
+        logged = json.dumps(await (await app.slash(typed)).json())
+        assert said in logged, (typed, logged)
+    async with app.services.sessions() as session:
+        entries = (await session.execute(select(TimeEntry).order_by(TimeEntry.id))).scalars()
+        assert [(e.minutes, e.note) for e in entries] == [
+            (45, "swapped the toner"),
+            (90, "replaced the fuser"),
+            (20, ""),
+            (60, "reseated the tray"),
+        ]
+    refused = await submit_close(app, slack_api, number, time_spent="1h 30")
+    assert refused["errors"] == {"time_spent": "'1h 30': 30 what? Write 1h 30m for minutes."}
+    assert await submit_close(app, slack_api, number, time_spent="1h30") == {}
+    assert (await ticket_row(app, number)).time_minutes == 45 + 90 + 20 + 60 + 90
+
+
 async def test_a_comment_sent_after_a_low_rating_reaches_the_technician(make_app, slack_api):
     # On Slack the survey's comment is a modal opened after the click: Ana presses 1 (Tom is
     # alerted at once, with no comment yet), then says why. Tom gets her comment in the
