@@ -347,9 +347,7 @@ class SlackFront:
             card, trigger = reply.card, body["trigger_id"]
             channel = str(body.get("channel_id") or "")
             # Rendering happens after the ack too: it is not needed to answer Slack.
-            self._spawn(
-                lambda: self.client.views_open(trigger_id=trigger, view=form_view(card, channel))
-            )
+            self._spawn(lambda: self._open_form(trigger, card, channel, respond, FORM_TOO_LATE))
             return BoltResponse(status=200, body="")
         kept = _static(reply)
         answered = kept.answers.get(reply.private) if kept is not None else None
@@ -374,6 +372,20 @@ class SlackFront:
         later = await reply.follow_up()
         if later.card is not None or later.text:
             await respond(**self._ack_message(later))
+
+    async def _open_form(
+        self, trigger: str, card: Card, channel: str, respond: Any, too_late: str
+    ) -> None:
+        """Open the form a command or button asked for. Its trigger id is good for 3 s and
+        once: when Slack refuses it (expired, already spent), the person is told through the
+        response_url, only to them, instead of seeing nothing at all."""
+        try:
+            await self.client.views_open(trigger_id=trigger, view=form_view(card, channel))
+        except SlackApiError as exc:
+            log.info("slack: form not opened: %s", slack_error(exc.response))
+            if not getattr(respond, "response_url", None):  # a button in a modal
+                return
+            await respond(**self._ack_message(Reply(text=too_late)), replace_original=False)
 
     async def _answer_command_later(
         self, work: asyncio.Future[Reply], body: dict[str, Any], respond: Any
@@ -503,11 +515,11 @@ class SlackFront:
             return
         answering = reply.answering or contextlib.nullcontext()
         if reply.as_form and reply.card is not None:
-            view = form_view(reply.card, interaction.conversation.id)
-            trigger = body["trigger_id"]
+            card, channel, trigger = reply.card, interaction.conversation.id, body["trigger_id"]
             self._spawn(
                 lambda: _within(
-                    answering, lambda: self.client.views_open(trigger_id=trigger, view=view)
+                    answering,
+                    lambda: self._open_form(trigger, card, channel, respond, BUTTON_FORM_TOO_LATE),
                 )
             )
             return

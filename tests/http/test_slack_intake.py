@@ -16,9 +16,11 @@ from tests.fakes.slack_api import FakeSlack
 from tests.harness import (
     INTAKE_LABELS,
     AppHarness,
+    block_actions,
     is_due_later,
     is_sla_alarm,
     is_tier_nudge,
+    slack_button,
     view_submission,
     wait_until,
 )
@@ -470,3 +472,38 @@ async def test_a_summary_of_invisible_characters_only_comes_back_as_a_modal_erro
         assert body["response_action"] == "errors", (blank, body)
         assert set(body["errors"]) == {"summary"}, body
     assert await count_tickets(app) == 0
+
+
+@pytest.mark.parametrize("error", ["expired_trigger_id", "trigger_exchanged"])
+async def test_a_form_slack_will_not_open_is_said_to_the_person(
+    make_app, slack_api: FakeSlack, error: str
+):
+    """The trigger id that opens a form is good for 3 s and once: when views.open is refused
+    (Slack's API slow to answer, the trigger already spent), `/ticket new` and the card's
+    **Close** did nothing at all that the technician could see; the answer that comes later
+    already said to try again. They are told so, only to them, through the response_url."""
+    app = await make_app(slack=slack_api, config=CONFIG)
+    view = await open_modal(app, slack_api)
+    await app.interactive(view_submission(view, states()))
+    [card] = await slack_api.wait_for_method("chat.postMessage")
+    slack_api.fail_ok_false("views.open", error, times=2)
+
+    response = await app.slash("new Printer", response_url=slack_api.response_url_for("cmd"))
+    assert response.status == 200
+    await wait_until(lambda: slack_api.responses("cmd"), what="the command's answer")
+    [told] = slack_api.responses("cmd")
+    assert told["response_type"] == "ephemeral"
+    assert "please run the command again" in told["text"], told
+
+    press = block_actions(
+        slack_button(card, "Close"),
+        user="UTECH",
+        channel="C0HELP",
+        n=1,
+        response_url=slack_api.response_url_for("btn"),
+    )
+    assert (await app.interactive(press)).status == 200
+    await wait_until(lambda: slack_api.responses("btn"), what="the button's answer")
+    [told] = slack_api.responses("btn")
+    assert told["response_type"] == "ephemeral" and told["replace_original"] is False
+    assert "please press the button again" in told["text"], told
