@@ -83,6 +83,7 @@ async def test_worker_killed_after_slack_took_the_messages_sends_nothing_twice(
         slack_api.delay_answer("chat.postMessage", 30)
         pd.set_delay("/v2/enqueue", 30)
         first = await spawn("worker", env=env, name="worker 1")
+        await first.wait_for_line("outbox worker running")  # a start is slow on a loaded box
         await eventually(
             lambda: cards_in(slack_api, "C0HELP") and cards_in(slack_api, INCIDENT_CHANNEL),
             timeout=15,
@@ -130,6 +131,7 @@ async def test_look_up_does_not_hide_a_message_that_never_arrived(
         slack_api.set_delay("/api/chat.postMessage", 30)
         slack_api.fail("/api/chat.postMessage", 500, times=10)
         first = await spawn("worker", env=env, name="worker 1")
+        await first.wait_for_line("outbox worker running")
         await eventually(
             lambda: len(slack_api.calls("/api/chat.postMessage")) >= 2,
             timeout=15,
