@@ -68,6 +68,9 @@ NOT_HERE = {
 METADATA_TYPE = "helpdesk_outbox"
 # How far back the look-up for an earlier attempt reads (pages of 200 messages).
 LOOKUP_PAGES = 5
+# How many pages of conversations.list (1000 channels each) a channel given by #name is
+# looked for in, before its look-up (conversations.history takes only ids).
+LIST_PAGES = 10
 
 
 def _mention(payload: dict[str, Any]) -> Mention | None:
@@ -129,7 +132,15 @@ def lookup_places(message: OutboxMessage, thread: Any) -> tuple[str, ...]:
     if not message.in_doubt:
         return ()
     method = "conversations.replies" if thread else "conversations.history"
+    if str(message.payload.get("channel", "")).startswith("#"):
+        # A channel given by #name is found by its id first (`SlackNotifier._channel_id`).
+        return (places.slack_method("conversations.list"), places.slack_method(method))
     return (places.slack_method(method),)
+
+
+def _channel_name(channel: str) -> str:
+    """`#Incidents` -> `incidents` (Slack's channel names are lower case)."""
+    return channel.removeprefix("#").lower()
 
 
 def _error(exc: SlackApiError, place: str) -> DeliveryError:
@@ -146,6 +157,8 @@ class SlackNotifier:
         # The worker's Retry-After windows: a DM instead of a refused channel post goes to
         # places the row's own (`places()`) do not name, so it asks here itself.
         self._places = places
+        # Channel ids by name (`#incidents` -> C0...), learned from posts and look-ups.
+        self._channel_ids: dict[str, str] = {}
 
     def places(self, message: OutboxMessage) -> tuple[str, ...]:
         payload = message.payload
@@ -205,7 +218,34 @@ class SlackNotifier:
             metadata=metadata(message),
             **_content(message.payload, channel=channel),
         )
+        if channel.startswith("#"):
+            self._channel_ids[_channel_name(channel)] = str(response["channel"])
         return {"channel": response["channel"], "ts": response["ts"]}
+
+    async def _channel_id(self, channel: str) -> str | None:
+        """The id of the channel `#name` (chat.postMessage takes a name; the look-up's
+        methods take only ids): learned from an earlier post, else found with
+        conversations.list among the public channels and the private ones the bot is in.
+        None when it is not there (then nothing of the bot's can be in it either)."""
+        name = _channel_name(channel)
+        if (known := self._channel_ids.get(name)) is not None:
+            return known
+        cursor: str | None = None
+        for _ in range(LIST_PAGES):
+            page = await self.client.conversations_list(
+                types="public_channel,private_channel",
+                exclude_archived=True,
+                limit=1000,
+                cursor=cursor,
+            )
+            for listed in page.get("channels") or []:
+                if str(listed.get("name", "")).lower() == name and listed.get("id"):
+                    self._channel_ids[name] = str(listed["id"])
+                    return self._channel_ids[name]
+            cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor:
+                break
+        return None
 
     async def _dm(self, user: str, message: OutboxMessage) -> dict[str, Any]:
         try:
@@ -238,7 +278,21 @@ class SlackNotifier:
         marker = _marker(message)
         oldest = f"{message.created_at.timestamp() - 60:.6f}"
         cursor: str | None = None
+        method = "conversations.replies" if thread else "conversations.history"
         try:
+            if channel.startswith("#"):
+                # A name: SPEC lets `slack.incident_channel` be one; history needs the id.
+                method = "conversations.list"
+                if (found_id := await self._channel_id(channel)) is None:
+                    log.info(
+                        "outbox row %s: no channel %s for the bot, so no earlier attempt is "
+                        "there; posting it",
+                        message.id,
+                        channel,
+                    )
+                    return None
+                channel = found_id
+                method = "conversations.replies" if thread else "conversations.history"
             for _ in range(LOOKUP_PAGES):
                 common: dict[str, Any] = {
                     "channel": channel,
@@ -268,11 +322,10 @@ class SlackNotifier:
                     break
         except SlackApiError as exc:
             if exc.response.status_code == 429:
-                method = "conversations.replies" if thread else "conversations.history"
                 raise _error(exc, places.slack_method(method)) from exc
             if exc.response.get("error") in NOT_HERE and not channel.startswith("#"):
                 raise
-            # No history scope, a channel given by #name (history takes only ids), or the
+            # No history scope (or no channels:read / groups:read to find a #name), or the
             # like: better a possible repeat than a lost message.
             log.warning(
                 "could not check whether outbox row %s was already posted (%s); posting it",

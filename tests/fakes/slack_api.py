@@ -57,6 +57,9 @@ class FakeSlack(FakeServer):
         self._views = itertools.count(1)
         # What each channel holds, oldest first (read back by conversations.history/replies).
         self.messages: dict[str, list[dict[str, Any]]] = {}
+        # Channel names by id (conversations.list): every channel a post named, and those
+        # `add_channel` made.
+        self.channel_names: dict[str, str] = {}
         self._answer_delays: dict[str, float] = {}
         # Slack's per-channel limit for chat.postMessage, when switched on: a burst, then about
         # one a second; over it, 429 with Retry-After. Calls that arrive inside a window the
@@ -310,11 +313,23 @@ class FakeSlack(FakeServer):
         the id (conversations.history and chat.update take only the id)."""
         return "C" + "".join(c for c in name.upper() if c.isalnum())
 
+    def add_channel(self, name: str) -> str:
+        """A channel `#name` the workspace has (conversations.list names it); its id."""
+        channel = self.channel_id(name)
+        self.channel_names[channel] = name.removeprefix("#").lower()
+        return channel
+
+    def _m_conversations_list(self, p: dict[str, Any]) -> dict[str, Any]:
+        names = {c: c.lower() for c in self.messages if c.startswith(("C", "G"))}
+        names.update(self.channel_names)
+        channels = [{"id": c, "name": n, "is_archived": False} for c, n in sorted(names.items())]
+        return {"ok": True, "channels": channels, "response_metadata": {"next_cursor": ""}}
+
     def _m_chat_postMessage(self, p: dict[str, Any]) -> dict[str, Any]:
         if refused := self.refusing.get(str(p.get("channel", ""))):
             return {"ok": False, "error": refused}
         if str(p.get("channel", "")).startswith("#"):
-            p = {**p, "channel": self.channel_id(str(p["channel"]))}
+            p = {**p, "channel": self.add_channel(str(p["channel"]))}
         ts = self._next_ts()
         message: dict[str, Any] = {
             k: p[k] for k in ("text", "blocks", "attachments", "thread_ts", "metadata") if k in p

@@ -302,9 +302,11 @@ async def test_a_notice_in_doubt_for_an_incident_channel_given_by_name_is_posted
 ):
     """`slack.incident_channel: "#incidents"` (SPEC: "channel id (or #name)"). A notice whose
     earlier attempt may have arrived (its worker died mid-send) is looked up before it is
-    posted again; conversations.history takes only a channel id, so the look-up by name says
-    channel_not_found. The notice must still go out, not be retried in a loop forever."""
+    posted again; conversations.history takes only a channel id, so the name is found with
+    conversations.list first. The earlier attempt never arrived: the notice goes out once, not
+    retried in a loop forever. (One that did arrive: tests/http/test_takeover.py.)"""
     config = {**CONFIG, "slack": {"incident_channel": "#incidents"}}
+    slack_api.add_channel("#incidents")
     env = pager_env(pagerduty, None)
     web: AppHarness = await make_app(slack=slack_api, config=config, people=SLACK_PEOPLE,
                                      env=env, scheduler=False)  # fmt: skip
@@ -323,6 +325,7 @@ async def test_a_notice_in_doubt_for_an_incident_channel_given_by_name_is_posted
     await asyncio.sleep(1.0)
     [posted] = slack_api.channel_messages(incident)
     assert "P1 incident HD-1" in json.dumps(posted)
+    assert [c["channel"] for c in slack_api.method_calls("conversations.history")] == [incident]
     [row] = [r for r in await outbox_rows(app) if r.id == notice.id]
     assert row.status == "delivered" and row.result["channel"] == incident
 

@@ -207,3 +207,45 @@ async def test_a_live_worker_keeps_a_send_slower_than_its_lease(
         assert [t["dedup_key"] for t in pd.events("trigger")] == ["HD-1"]
         for worker in workers:
             assert not any("attempt 2" in line or "Traceback" in line for line in worker.lines)
+
+
+async def test_a_notice_to_an_incident_channel_given_by_name_is_looked_up_too(
+    make_app, db_url: str, slack_api: FakeSlack, spawn: Spawn
+):
+    """`slack.incident_channel: "#incidents"` (SPEC: "channel id (or #name)"). Worker 1 is
+    killed after Slack took the card and the notice: the notice is looked up before it is
+    sent again, as the card is. conversations.history takes only a channel id, so the name is
+    found with conversations.list first; the notice was posted twice before that."""
+    by_name = {"slack": {"incident_channel": "#incidents"}}
+    incident = slack_api.add_channel("#incidents")
+    async with fake_pagerduty() as pd:
+        app: AppHarness = await make_app(slack=slack_api, config=by_name, people=SLACK_PEOPLE,
+                                         scheduler=False, env=pager_env(pd, None))  # fmt: skip
+        await slack_ticket(app, slack_api)
+        await app.stop()
+        env = {**app.env, "OUTBOX_LEASE_SECONDS": LEASE}
+        slack_api.delay_answer("chat.postMessage", 30)
+        first = await spawn("worker", env=env, name="worker 1")
+        await first.wait_for_line("outbox worker running")
+        await eventually(
+            lambda: cards_in(slack_api, "C0HELP") and cards_in(slack_api, incident),
+            timeout=15,
+            what="Slack to have the ticket card and the incident notice",
+        )
+        await first.stop(signal.SIGKILL)  # after Slack took them, before anything was recorded
+        slack_api.delay_answer("chat.postMessage", 0)
+        second = await spawn("worker", env=env, name="worker 2")
+        await second.wait_for_line("outbox worker running")
+
+        async def all_delivered() -> bool:
+            return {r.status for r in await outbox_rows(db_url)} == {"delivered"}
+
+        await eventually(all_delivered, timeout=20, what="the taken-over rows to be delivered")
+        await asyncio.sleep(1.0)
+        assert len(cards_in(slack_api, incident)) == 1, cards_in(slack_api, incident)
+        assert len(cards_in(slack_api, "C0HELP")) == 1
+        listed = slack_api.method_calls("conversations.list")
+        looked = {c["channel"] for c in slack_api.method_calls("conversations.history")}
+        assert listed and looked >= {"C0HELP", incident}
+        notice = next(r for r in await outbox_rows(db_url) if r.dedup_key == "p1:HD-1:notice:slack")
+        assert notice.result == {"channel": incident, "ts": notice.result["ts"], "found": True}

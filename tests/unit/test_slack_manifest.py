@@ -40,6 +40,9 @@ SCOPES_BY_METHOD: dict[str, tuple[str, ...]] = {
     # or private channel or a DM.
     "conversations.history": ("channels:history", "groups:history", "im:history"),
     "conversations.replies": ("channels:history", "groups:history", "im:history"),
+    # A channel configured by #name is found by its id before that look-up: public channels
+    # and the private ones the bot is in.
+    "conversations.list": ("channels:read", "groups:read"),
     "conversations.info": ("channels:read",),
     "conversations.join": ("channels:join",),
     "conversations.members": ("channels:read",),
