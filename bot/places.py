@@ -24,8 +24,9 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Hashable, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Iterable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -36,6 +37,7 @@ from storage.models import utcnow
 from storage.outbox import retry_wait
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # A read or write of the shared windows that has not answered by then is given up (memory
 # only); after a failure the database is left alone for a while, so an outage costs no wait
@@ -96,10 +98,18 @@ class SharedWindows:
         self._timeout = timeout
         self._pause = pause
         self._down_until: float | None = None  # set while the database does not answer
+        # Calls given up on, ending in the background (see `_bounded`).
+        self._abandoned: set[asyncio.Task[object]] = set()
 
-    async def read(self, places: tuple[str, ...]) -> dict[str, float]:
+    async def read(
+        self,
+        places: tuple[str, ...],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> dict[str, float]:
         """Seconds left per place in a window some process wrote (open places left out);
-        empty when the database cannot tell (memory only, then)."""
+        empty when the database cannot tell (memory only, then). `timeout`: a shorter bound
+        than the configured one (an answer a person is waiting for)."""
         if not places or self._resting():
             return {}
         try:
@@ -107,9 +117,13 @@ class SharedWindows:
             if self._reader is not None:
                 found = windows.open_windows_sqlite(self._reader, places=places, now=now)
             else:
-                async with asyncio.timeout(self._timeout):
+
+                async def query() -> dict[str, datetime]:
                     async with self.engine.connect() as conn:
-                        found = await windows.open_windows(conn, places=places, now=now)
+                        return await windows.open_windows(conn, places=places, now=now)
+
+                bound = self._timeout if timeout is None else min(timeout, self._timeout)
+                found = await self._bounded(query(), bound)
         except sqlite3.OperationalError as exc:
             # Busy for a moment, or the table is not there yet: this process's own windows.
             log.debug("Retry-After windows not read from SQLite: %s", exc)
@@ -124,16 +138,35 @@ class SharedWindows:
         """Tell every process that nothing goes to `place` for `seconds`."""
         if self._resting():
             return
+
+        async def hold() -> None:
+            async with self.engine.begin() as conn:
+                now = self._wall()
+                until = now + timedelta(seconds=max(seconds, 0.0))
+                await windows.hold(conn, place=place, until=until, now=now)
+
         try:
-            async with asyncio.timeout(self._timeout):
-                async with self.engine.begin() as conn:
-                    now = self._wall()
-                    until = now + timedelta(seconds=max(seconds, 0.0))
-                    await windows.hold(conn, place=place, until=until, now=now)
+            await self._bounded(hold(), self._timeout)
         except Exception as exc:
             self._failed("written", exc)
             return
         self._answered()
+
+    async def _bounded(self, work: Coroutine[object, object, T], seconds: float) -> T:
+        """`work`, given up after `seconds` (TimeoutError) without waiting for it to end: a
+        connection left silent by a partition takes the driver a few more seconds to drop
+        once cancelled (2 s allowed were 4 s), and a person may be waiting for this send. The
+        cancelled call ends in the background."""
+        task = asyncio.ensure_future(work)
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+        if task in done:
+            return task.result()
+        task.cancel()
+        self._abandoned.add(task)
+        task.add_done_callback(self._abandoned.discard)
+        # Its end (cancelled, or an error from the dropped connection) is not "never retrieved".
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        raise TimeoutError(f"no answer within {seconds:.1f} s")
 
     def _resting(self) -> bool:
         return self._down_until is not None and self._clock() < self._down_until
@@ -188,11 +221,17 @@ class Places:
         if self._shared is not None:
             await self._shared.write(place, window_seconds(seconds))
 
-    async def learn(self, places: Iterable[str]) -> None:
-        """Take in the windows other processes learned for `places` (one database read)."""
+    async def learn(
+        self,
+        places: Iterable[str],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> None:
+        """Take in the windows other processes learned for `places` (one database read, given
+        up after `timeout` when that is shorter than the configured bound)."""
         if self._shared is None:
             return
-        for place, left in (await self._shared.read(tuple(places))).items():
+        for place, left in (await self._shared.read(tuple(places), timeout=timeout)).items():
             self.block(place, left)
 
     def blocked_for(self, place: str) -> float:

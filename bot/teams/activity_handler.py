@@ -47,6 +47,17 @@ TASK_INVOKES = frozenset({"task/fetch", "task/submit"})
 # An answer the connector refused without a Retry-After (412, 502, 503, 504) or could not be
 # reached for goes out through the outbox after this long (the conversation is held as long).
 ANSWER_RETRY = 2.0
+# SPEC: every activity is answered within 3 s, also while the database cannot be reached. An
+# answer sent in the turn first reads the Retry-After windows other processes share through
+# the database: given up (memory only) once the turn has run this long, at least SHARED_READ
+# allowed (after the core's 2 s answer budget the send itself still has to go out).
+TURN_READS_UNTIL = 2.5
+SHARED_READ = 0.1
+_TURN_STARTED = "helpdesk.turn_started"
+# Storing the activity's conversation reference (for later proactive messages) is waited for
+# this long in the turn; a database that does not answer (a partition) leaves it to finish in
+# the background, and the person is answered (it held every turn of someone new for 5 s).
+REMEMBER_WAIT = 0.3
 # Said in a channel or group chat, instead of an answer meant only for the person who asked,
 # when their 1:1 chat with the bot cannot be opened (the app is not installed for them).
 NOT_PRIVATE = (
@@ -98,6 +109,20 @@ def reply_chain(conversation_id: str) -> tuple[str, str] | None:
     (`19:…@thread.tacv2;messageid=1700000000000`), else None."""
     channel, marker, thread = conversation_id.partition(REPLY_CHAIN)
     return (channel, thread) if marker and channel and thread else None
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("teams: storing a conversation reference failed", exc_info=error)
+
+
+def _left(turn_context: TurnContext) -> float | None:
+    """How long a shared read in this turn may take (None: not in a turn)."""
+    started = turn_context.turn_state.get(_TURN_STARTED)
+    if started is None:
+        return None
+    spent = asyncio.get_running_loop().time() - float(started)
+    return max(TURN_READS_UNTIL - spent, SHARED_READ)
 
 
 def _action_id(name: str | None) -> ActionId | None:
@@ -198,7 +223,15 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
         self._later: set[asyncio.Task[None]] = set()
 
     async def on_turn(self, turn_context: TurnContext) -> None:
-        await self.references.remember(turn_context.activity)
+        turn_context.turn_state[_TURN_STARTED] = asyncio.get_running_loop().time()
+        remembering = asyncio.ensure_future(self.references.remember(turn_context.activity))
+        done, _ = await asyncio.wait({remembering}, timeout=REMEMBER_WAIT)
+        if remembering in done:
+            remembering.result()
+        else:
+            self._later.add(remembering)  # drain() waits for it too
+            remembering.add_done_callback(self._later.discard)
+            remembering.add_done_callback(_log_failure)
         await super().on_turn(turn_context)
 
     # -- messages and Action.Submit -------------------------------------------------------------
@@ -377,7 +410,8 @@ class HelpdeskTeamsBot(ActivityHandler):  # type: ignore[misc]
         still answered at once). Only a permanent refusal (401, 403, 404, 413) raises."""
         conversation = turn_context.activity.conversation.id
         place = places.teams_conversation(conversation)
-        await self.places.learn((place,))  # a window another process was given, too
+        # A window another process was given, too (within the turn's time when in the turn).
+        await self.places.learn((place,), timeout=None if deliver else _left(turn_context))
         wait = self.places.blocked_for(place)
         if wait <= 0:
             try:
