@@ -500,7 +500,9 @@ async def _answer(
         done, _ = await asyncio.wait({task}, timeout=budget)
         if task in done:
             return task.result()
-        if patient or (keep_waiting is not None and keep_waiting()):
+        # A patient one is not waited for while the database is known to be away: it would
+        # only end in the same "cannot save tickets" later (Teams: past SPEC's 3 s).
+        if (patient and deps.database_available()) or (keep_waiting is not None and keep_waiting()):
             continue
         if _saving(attempt):
             return await _wait_for_commit(deps, task, attempt, budget)

@@ -609,7 +609,7 @@ async def test_teams_activities_are_answered_within_3_s_during_a_partition(
     for typed, who in [("ticket show HD-1", {}), ("ticket mine", {}), ("ticket mine", ana),
                        ("ticket help", ana), ("ticket similar HD-1", {}), (None, {}),
                        ("ticket kb printer", {}), ("ticket mine", ana), ("ticket show HD-1", {}),
-                       (None, {})]:  # fmt: skip
+                       ("ticket report", {}), (None, {})]:  # fmt: skip
         sent = len(connector.activities())
         if typed is None:
             body = activity(url, value=submitted)
