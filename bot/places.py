@@ -158,7 +158,11 @@ class SharedWindows:
         once cancelled (2 s allowed were 4 s), and a person may be waiting for this send. The
         cancelled call ends in the background."""
         task = asyncio.ensure_future(work)
-        done, _ = await asyncio.wait({task}, timeout=seconds)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=seconds)
+        except asyncio.CancelledError:
+            task.cancel()  # whoever waited is gone: the call goes too
+            raise
         if task in done:
             return task.result()
         task.cancel()
