@@ -151,6 +151,54 @@ def shown_address(typed: str) -> str:
     return text.rstrip(".")
 
 
+# Letters of other scripts (Cyrillic, Greek, Armenian), Latin variants (dotless i, script g)
+# and small Roman numerals drawn like an ASCII letter, by the letter they pass for in an
+# address (from Unicode TR39's confusables of the Latin letters; either case, as addresses are
+# compared case-insensitively). Written as escapes: each looks like the letter it maps to.
+_LOOK_ALIKES = str.maketrans(
+    {
+        **dict.fromkeys("\u0430\u0410\u03b1\u0391\u0251", "a"),
+        **dict.fromkeys("\u0412\u0392\u0432\u03b2", "b"),
+        **dict.fromkeys("\u0441\u0421\u03f2\u03f9\u217d", "c"),
+        **dict.fromkeys("\u0501\u217e", "d"),
+        **dict.fromkeys("\u0435\u0415\u0395\u04bd", "e"),
+        **dict.fromkeys("\u0261\u0581", "g"),
+        **dict.fromkeys("\u04bb\u041d\u0397\u0570", "h"),
+        **dict.fromkeys("\u0456\u0406\u03b9\u0399\u0131\u04c0\u2170", "i"),
+        **dict.fromkeys("\u0458\u0408\u03f3\u0237", "j"),
+        **dict.fromkeys("\u041a\u039a\u03ba\u043a", "k"),
+        **dict.fromkeys("\u04cf\u217c", "l"),
+        **dict.fromkeys("\u041c\u039c\u217f", "m"),
+        **dict.fromkeys("\u039d\u0578", "n"),
+        **dict.fromkeys("\u043e\u041e\u03bf\u039f\u0585", "o"),
+        **dict.fromkeys("\u0440\u0420\u03c1\u03a1", "p"),
+        **dict.fromkeys("\u051b\u051a\u0566", "q"),
+        **dict.fromkeys("\u0455\u0405", "s"),
+        **dict.fromkeys("\u0422\u03a4", "t"),
+        **dict.fromkeys("\u03c5\u057d", "u"),
+        **dict.fromkeys("\u03bd\u0474\u0475\u2174", "v"),
+        **dict.fromkeys("\u051d\u051c\u0461", "w"),
+        **dict.fromkeys("\u0445\u0425\u03c7\u03a7\u2179", "x"),
+        **dict.fromkeys("\u0443\u0423\u04af\u04ae\u03a5", "y"),
+        **dict.fromkeys("\u0396", "z"),
+    }
+)
+
+
+def look_alike(address: str) -> str:
+    """The plain-ASCII address `address` passes for ('' when it is plain ASCII already, or
+    still is not once folded): accents and other combining marks dropped (a dot below an i),
+    letters of other scripts drawn like a Latin one read as that letter (a Cyrillic i, U+0456,
+    in `vic`). A requester address the directory does not know is looked up by this too, so a
+    pasted look-alike of a VIP's address is the VIP (as a full-width one is: `shown_address`)."""
+    if address.isascii():
+        return ""
+    decomposed = unicodedata.normalize("NFKD", address)
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    folded = unicodedata.normalize("NFKC", bare).translate(_LOOK_ALIKES)
+    return folded if folded.isascii() and folded != address else ""
+
+
 def validate(values: dict[str, Any], config: HelpdeskConfig, *, email_requester: bool) -> Intake:
     """Check a submitted intake form; raises InvalidInput with one message per bad field."""
     errors: dict[str, str] = {}

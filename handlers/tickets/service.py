@@ -48,6 +48,17 @@ async def _requester(deps: Deps, interaction: Interaction, typed: str) -> tuple[
     if interaction.platform == "slack":
         return typed, await deps.directory.find_by_platform_id("slack", typed)
     person = await deps.directory.find_by_email(typed)
+    if person is None and (plain := intake_form.look_alike(typed)):
+        # `vic@example.com` with a Cyrillic i (U+0456) reads as Vic's address: it is Vic (a VIP,
+        # whose check must start), not "nobody by that address" (no check at all).
+        person = await deps.directory.find_by_email(plain)
+        if person is not None:
+            log.warning(
+                "intake: the Requester %r is a look-alike of %s; read as that address",
+                typed,
+                person.email,
+            )
+            typed = person.email
     return (person.teams_id or typed) if person else typed, person
 
 

@@ -315,6 +315,35 @@ async def test_a_vips_address_with_invisible_or_wide_characters_is_still_the_vip
     await manager_request(connector, count=2)
 
 
+async def test_a_look_alike_of_a_vips_address_in_another_script_is_still_the_vip(
+    make_app, connector: FakeConnector
+):
+    # Vishing set-up: the caller sends the technician "my address" to paste, with a Cyrillic
+    # i (or a Greek iota, a dotless i, a Cyrillic a in the domain, a dot below the i). It
+    # reads as Vic's, but NFKC leaves other scripts alone, so the directory had nobody by it:
+    # the ticket opened with no identity check for a VIP (SPEC "VIP requesters are always
+    # checked"), its card naming an address anyone takes for Vic's. It is Vic's ticket now.
+    app = await start(make_app, connector)
+    pasted = (
+        "v\u0456c@example.com",  # Cyrillic i
+        "v\u03b9c@example.com",  # Greek iota
+        "v\u0131c@example.com",  # dotless i
+        "vic@ex\u0430mple.com",  # Cyrillic a in the domain
+        "vi\u0323c@example.com",  # i with a combining dot below
+    )
+    for count, typed in enumerate(pasted, start=1):
+        await new_ticket(app, connector, requester=typed)
+        _, card = await manager_request(connector, count=count)
+        assert "Vic VIP" in json.dumps(card), typed
+    # An address the directory does not have, look-alike or not, is still kept as typed.
+    await new_ticket(app, connector, requester="jos\u00e9@client.example")
+    async with app.services.sessions() as session:
+        tickets = (await session.execute(select(Ticket).order_by(Ticket.id))).scalars().all()
+    assert [(t.identity_state, t.requester_email) for t in tickets] == [
+        ("pending", "vic@example.com")
+    ] * len(pasted) + [("not_required", "jos\u00e9@client.example")]
+
+
 async def test_a_vips_address_pasted_as_a_link_or_with_its_punctuation_is_still_the_vip(
     make_app, connector: FakeConnector
 ):
