@@ -133,6 +133,25 @@ def _visible(text: str) -> str:
     return "".join(c for c in text if unicodedata.category(c) != "Cf")
 
 
+# Quotes and brackets a pasted address comes wrapped in (`"vic@example.com"`, smart quotes
+# from a word processor, `(vic@example.com)`, Markdown's backticks), by their opening mark.
+_WRAPPERS = {
+    '"': '"',
+    "'": "'",
+    "`": "`",
+    "\u201c": "\u201d",
+    "\u2018": "\u2019",
+    "\u00ab": "\u00bb",
+    "(": ")",
+    "[": "]",
+    "{": "}",
+    "<": ">",
+}
+# What may follow a pasted address but never ends one (a domain ends in a letter or digit): a
+# sentence's or a list's punctuation, and the closing half of a wrapper left on its own.
+_TRAILING = ";,.:!?)]}>\"'`\u201d\u2019\u00bb"
+
+
 def shown_address(typed: str) -> str:
     """An e-mail address as it reads: compatibility forms folded (full-width letters),
     invisible format characters (zero-width space, joiners, direction marks) and the wrapping
@@ -141,14 +160,24 @@ def shown_address(typed: str) -> str:
     folded = unicodedata.normalize("NFKC", typed)
     text = _visible(folded).strip()
     # What comes with an address copied from elsewhere: a recipient list's separator, an
-    # address line's angle brackets, an e-mail link (`mailto:`, maybe with `?subject=`), a
-    # sentence's full stop. None can be part of an address, and each made a VIP "nobody".
-    text = text.rstrip(";,").strip()
-    if text.startswith("<") and text.endswith(">"):
-        text = text[1:-1].strip()
-    if text[:7].lower() == "mailto:":
-        text = text[7:].split("?", 1)[0].strip()
-    return text.rstrip(".")
+    # address line (`Vic VIP <vic@example.com>`, or only its angle brackets), quotes or
+    # brackets around it, an e-mail link (`mailto:`, maybe with `?subject=`), a sentence's
+    # full stop. None can be part of an address, and each made a VIP "nobody".
+    while True:
+        before = text
+        text = text.rstrip(";,").strip()
+        if "<" in text and text.endswith(">") and not text.startswith("<"):
+            text = text.rsplit("<", 1)[1]  # the address of a `Name <address>` line
+        elif len(text) > 1 and _WRAPPERS.get(text[0]) == text[-1]:
+            text = text[1:-1].strip()
+        elif text[:1] in _WRAPPERS and _WRAPPERS[text[0]] not in text[1:]:
+            text = text[1:].strip()  # its closing half was left behind (or cut off)
+        if text[:7].lower() == "mailto:":
+            text = text[7:].split("?", 1)[0].strip()
+        if "@" in text:
+            text = text.rstrip(_TRAILING)
+        if text == before:
+            return text
 
 
 # Letters of other scripts (Cyrillic, Greek, Armenian), Latin variants (dotless i, script g)

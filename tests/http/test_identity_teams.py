@@ -315,6 +315,38 @@ async def test_a_vips_address_with_invisible_or_wide_characters_is_still_the_vip
     await manager_request(connector, count=2)
 
 
+async def test_a_vips_address_pasted_in_quotes_brackets_or_an_address_line_is_still_the_vip(
+    make_app, connector: FakeConnector
+):
+    # "My address is "vic@example.com"": pasted with its quotes (straight or a word
+    # processor's curly ones), brackets, backticks, a colon or a bracket left over, or as an
+    # address line without the space (`Vic<vic@example.com>`), the address was kept as typed:
+    # nobody in the directory, so a ticket for Vic (a VIP) opened with no identity check.
+    app = await start(make_app, connector)
+    pasted = (
+        '"vic@example.com"',
+        "\u201cvic@example.com\u201d",
+        "'vic@example.com'",
+        "`vic@example.com`",
+        "(vic@example.com)",
+        "[vic@example.com]",
+        "vic@example.com:",
+        "vic@example.com)",
+        '"vic@example.com',
+        "Vic<vic@example.com>",
+        "Vic VIP <mailto:vic@example.com>",
+    )
+    for count, typed in enumerate(pasted, start=1):
+        await new_ticket(app, connector, requester=typed)
+        _, card = await manager_request(connector, count=count)
+        assert "Vic VIP" in json.dumps(card), typed
+    async with app.services.sessions() as session:
+        tickets = (await session.execute(select(Ticket).order_by(Ticket.id))).scalars().all()
+    assert [(t.identity_state, t.requester_email) for t in tickets] == [
+        ("pending", "vic@example.com")
+    ] * len(pasted)
+
+
 async def test_a_look_alike_of_a_vips_address_in_another_script_is_still_the_vip(
     make_app, connector: FakeConnector
 ):
