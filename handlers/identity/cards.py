@@ -350,14 +350,20 @@ def called_back_fact(check: IdentityCheck, *, mention: bool = True) -> Rich:
     )
 
 
-def check_outcome(check: IdentityCheck) -> Inline:
-    """A check's outcome as `show` lists it."""
+def check_outcome(check: IdentityCheck, *, number: bool = True) -> Inline:
+    """A check's outcome as `show` lists it. `number`: name the number on file (to a
+    technician; the requester asking about their own ticket is not told which number a
+    technician will call: it goes only to technicians)."""
     if check.state == "called_back":
+        if not number:
+            return called_back_fact(check)
         return Rich(called_back_fact(check), " (", Typed(check.callback_phone), ")")
     if check.state in CALLBACK_STATES and check.callback_phone:
-        # `show` answers only the one who asked (technicians and the requester): where the
-        # technician finds the number when the direct message with it did not reach them.
+        # `show` answers only the one who asked: where the technician finds the number when
+        # the direct message with it did not reach them.
         why = "no manager" if check.state == "no_manager" else "manager unreachable"
+        if not number:
+            return f"{why}: a technician will call back the number on file"
         return Rich(f"{why}: call back ", Typed(check.callback_phone), ", the number on file")
     return Rich(check.state, f" at {when(check.answered_at)}" if check.answered_by else "")
 

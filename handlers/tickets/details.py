@@ -24,7 +24,8 @@ async def details(
     """PSA sync, time entries with their total, resolution, identity checks, CSAT and delivery
     states; and whether they name the requester's number on file (an identity check's).
     Not `for_technician` (the requester's own `show`): without the identity checks and their
-    deliveries, which say whether a manager denied the caller (who may be posing as them)."""
+    deliveries, which say whether a manager denied the caller (who may be posing as them), and
+    never the number on file a technician is to call back."""
     rows = await outbox.states_for(session, ticket.id)
     if not for_technician:
         rows = [r for r in rows if not r.purpose.startswith("identity")]
@@ -78,7 +79,7 @@ async def details(
                         Rich(
                             f"{when(c.created_at)} to ", managers[c.manager_email] or "no manager"
                         ),
-                        identity.check_outcome(c),
+                        identity.check_outcome(c, number=for_technician),
                     )
                     for c in checks
                 ]
@@ -102,7 +103,7 @@ async def details(
     if rows:
         out.append(Text("Deliveries", muted=True))
         out.append(Facts([(_kind(r, ticket), _state(r)) for r in rows]))
-    return out, any(identity.shows_number(c) for c in checks)
+    return out, for_technician and any(identity.shows_number(c) for c in checks)
 
 
 def _kind(row: outbox.DeliveryState, ticket: Ticket) -> str:

@@ -365,7 +365,7 @@ async def show(deps: Deps, interaction: Interaction, command: Command) -> Reply:
             else []
         )
         more, confidential = await ticket_details.details(
-            session, ticket, deps.directory, for_technician=technician
+            session, ticket, deps.directory, for_technician=bool(technician)
         )
         extra += more
         shown = await identity.card_fact(session, ticket)

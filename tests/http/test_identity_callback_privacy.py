@@ -10,6 +10,7 @@ the call-back. Over Slack and Teams HTTP, on both databases.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -34,6 +35,7 @@ from tests.http.test_identity_callback import (
     CY_PHONE,
     PEOPLE,
     callback_notice,
+    events,
     press,
     say,
     start,
@@ -211,3 +213,70 @@ async def test_teams_the_number_goes_to_the_technicians_chat_not_the_channel(
     assert CY_PHONE not in said(CHANNEL)
     in_channel = [u for u in connector.updates() if u.get("_conversation_id") == CHANNEL]
     assert CY_PHONE not in json.dumps(in_channel)
+
+
+async def test_slack_a_requester_asking_show_is_not_told_the_number_to_call(
+    make_app, slack_api: FakeSlack
+):
+    # Cy (no technician, no manager on file) opens his own password reset: the number on file
+    # goes to nobody until a technician asks (SPEC: the technician is told the number). But
+    # `show HD-1`, answered to the requester too, named it: whoever holds Cy's chat account
+    # (the very caller the call-back is to check) learnt which number the help desk would
+    # call. He is told a technician will call it; technicians still see it.
+    app = await start(make_app, slack_api)
+    await open_as(app, slack_api, opener="U0CY", requester="U0CY", category="password-reset")
+
+    async def no_manager() -> bool:
+        return bool(await events(app, "identity.no_manager"))
+
+    for _ in range(200):
+        if await no_manager():
+            break
+        await asyncio.sleep(0.05)
+    assert await no_manager()
+    own = await say(app, "show HD-1", user="U0CY")
+    assert "HD-1" in own and CY_PHONE not in own
+    assert "no manager: a technician will call back the number on file" in own
+    assert f"no manager: call back {CY_PHONE}" in await say(app, "show HD-1")
+
+    # Confirmed by Tom's call-back: the requester's `show` says how, not the number called.
+    await say(app, "verify HD-1")
+    assert "Identity confirmed" in await say(app, "verify HD-1 called-back")
+    own = await say(app, "show HD-1", user="U0CY")
+    assert "confirmed by call-back to the number on file" in own and CY_PHONE not in own
+    assert CY_PHONE in await say(app, "show HD-1")
+
+
+async def test_teams_a_requester_asking_show_is_not_told_the_number_to_call(
+    make_app, connector: FakeConnector
+):
+    config: dict[str, Any] = {"teams": {"service_url": connector.service_url, "tenant_id": TENANT}}
+    app: AppHarness = await make_app(config=config, people=PEOPLE)
+    url = connector.service_url
+    cy, chat = "29:1cy", "a:1personal-chat-with-cy"
+    before = len(connector.activities(chat))
+    await app.teams(message(url, "ticket new Locked out", user=cy, conversation=chat))
+    await wait_until(lambda: len(connector.activities(chat)) > before, what="the intake form")
+    form = card_of(connector.activities(chat)[-1])
+    value = {
+        **submit_action(form)["fallback"]["data"],
+        **form_values(requester="cy@example.com", category="password-reset", summary="Locked"),
+    }
+    await app.teams(activity(url, value=value, user=cy, conversation=chat))
+
+    async def shown(user: str, conversation: str) -> str:
+        before = len(connector.activities(conversation))
+        await app.teams(message(url, "ticket show HD-1", user=user, conversation=conversation))
+        await wait_until(lambda: len(connector.activities(conversation)) > before, what="show")
+        return json.dumps(connector.activities(conversation)[before:])
+
+    for _ in range(200):
+        async with app.services.sessions() as session:
+            query = select(TicketEvent).where(TicketEvent.kind == "identity.no_manager")
+            if (await session.execute(query)).first() is not None:
+                break
+        await asyncio.sleep(0.05)
+    own = await shown(cy, chat)
+    assert "HD-1" in own and CY_PHONE not in own
+    assert "a technician will call back the number on file" in own
+    assert CY_PHONE in await shown(TECH_ID, "a:1personal-chat-with-tech")
