@@ -127,6 +127,8 @@ async def prepare(
         reason := await incidents.page_given_up(session, message)
     ):
         return Preparation(None, give_up=reason)
+    if reason := await identity.request_given_up(session, message):
+        return Preparation(None, give_up=reason)
     payload = await identity.prepare_request(
         session, message=message, payload=dict(message.payload), now=now
     )

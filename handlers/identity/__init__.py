@@ -10,6 +10,7 @@ from handlers.identity import callback
 from handlers.identity.callback import button as called_back
 from handlers.identity.callback import card_fact, verify_command
 from handlers.identity.cards import PURPOSE, check_outcome, refusal, shows_number
+from handlers.identity.deliveries import given_up as request_given_up
 from handlers.identity.deliveries import is_request
 from handlers.identity.deliveries import on_delivered as on_request_delivered
 from handlers.identity.deliveries import on_failed as on_request_failed
@@ -49,6 +50,7 @@ __all__ = [
     "on_request_failed",
     "prepare_request",
     "refusal",
+    "request_given_up",
     "require_confirmed",
     "shows_number",
     "start_check",

@@ -55,6 +55,22 @@ async def prepare(
     return {**payload, "card": card.to_dict()}
 
 
+async def given_up(session: AsyncSession, message: OutboxMessage) -> str:
+    """Why the manager's request (or the technician's call-back notice) is not sent now ('':
+    it is): its check was replaced by a newer request (`verify` again) or is otherwise over
+    before it went out (Slack or Teams held it back), so its buttons would not count. The
+    manager would get a stale request beside the fresh one, perhaps after it. One that may
+    have arrived already (in doubt) goes on: its delivery is what lets it be retired."""
+    if message.in_doubt or not (is_request(message) or _is_callback_dm(message)):
+        return ""
+    key = "identity_check" if is_request(message) else CALLBACK_DM_KEY
+    check = await session.get(IdentityCheck, message.payload.get(key))
+    open_states = ("pending",) if is_request(message) else cards.CALLBACK_STATES
+    if check is None or check.state in open_states:
+        return ""
+    return f"not sent: its identity check is {check.state}"
+
+
 def _window(check: IdentityCheck) -> timedelta:
     assert check.expires_at is not None
     return check.expires_at - check.created_at

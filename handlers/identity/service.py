@@ -25,6 +25,7 @@ from handlers.directory import DirectoryAmbiguous, DirectoryUnavailable, Person
 from handlers.formatting import who_acted
 from handlers.identity import answers, cards, unreachable
 from handlers.types import Actor, Forbidden, Interaction, InvalidInput, NotFound, Reply
+from storage import outbox
 from storage import tickets as repo
 from storage.models import IdentityCheck, Ticket
 
@@ -615,6 +616,13 @@ async def _supersede(session: AsyncSession, *, ticket: Ticket, actor: Actor, cha
         )
         await answers.retire_dm(session, ticket, old, cards.SUPERSEDED)
         await answers.retire_callback(session, ticket, old, cards.SUPERSEDED)
+        # Not out yet (Slack or Teams holding it back): not sent at all, rather than reach the
+        # manager (or the technician) beside the fresh one, perhaps after it.
+        keys = [f"identity:{old.id}", f"identity-callback:{old.id}"]
+        for row in await outbox.by_dedup_keys(session, keys):
+            await outbox.cancel_unsent(
+                session, message_id=row.id, reason="not sent: replaced by a newer request"
+            )
 
 
 # -- answers -----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from storage.models import TicketEvent
+from storage.models import OutboxMessage, TicketEvent
 from tests.fakes.botframework import FakeConnector
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import AppHarness, TestClock, event_kinds, only_ticket, wait_until
@@ -265,3 +265,73 @@ async def test_teams_late_answer_is_refused_audited_and_verify_restarts(
     )
     assert "confirmed the identity for HD-1" in approved, approved
     assert (await only_ticket(app)).identity_state == "confirmed"
+
+
+async def _request_rows(app: AppHarness) -> list[OutboxMessage]:
+    """The managers' requests queued so far (oldest first)."""
+    async with app.services.sessions() as session:
+        query = (
+            select(OutboxMessage)
+            .where(OutboxMessage.dedup_key.like("identity:%"))
+            .order_by(OutboxMessage.id)
+        )
+        return list((await session.execute(query)).scalars().all())
+
+
+async def _stale_one_dropped(app: AppHarness) -> bool:
+    rows = await _request_rows(app)
+    return len(rows) == 2 and [r.status for r in rows] == ["cancelled", "delivered"]
+
+
+async def test_slack_a_request_held_back_and_replaced_is_never_sent(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """Slack holds the first request back (429); `verify` again before it went out. The
+    replaced request reached Bo anyway, beside (here after) the fresh one, with buttons that
+    no longer count: it is not sent at all, and only the fresh one reaches him."""
+    app = await slack.start(make_app, slack_api)
+    await slack.new_ticket(app, slack_api)
+    slack_api.fail("conversations.open", 429, times=1, headers={"Retry-After": "2"})
+    await app.slash("verify HD-1")
+    await slack_api.wait_for_method("conversations.open", count=1, timeout=10)
+    await app.slash("verify HD-1")
+    for _ in range(200):
+        if await _stale_one_dropped(app):
+            break
+        await asyncio.sleep(0.05)
+    assert await _stale_one_dropped(app)
+    await asyncio.sleep(3)  # past the first request's Retry-After: still nothing more
+    [only] = slack.posts_to(slack_api, "DU0BO")
+    assert "confirmed the identity for HD-1" in await slack.click(
+        app, slack_api, only, "Approve", "U0BO"
+    )
+    assert (await only_ticket(app)).identity_state == "confirmed"
+
+
+async def test_teams_a_request_held_back_and_replaced_is_never_sent(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    config = {
+        "teams": {"service_url": connector.service_url, "tenant_id": TENANT},
+        "queues": {"security": {"teams": teams.SECURITY}},
+    }
+    app: AppHarness = await make_app(config=config, people=teams.PEOPLE)
+    await teams.new_ticket(app, connector)
+    connector.fail("/v3/conversations", 429, times=1, headers={"Retry-After": "2"})
+    await app.teams(teams.message(connector.service_url, "ticket verify HD-1"))
+    await wait_until(lambda: connector.calls("/v3/conversations") != [], timeout=10)
+    await app.teams(teams.message(connector.service_url, "ticket verify HD-1"))
+    for _ in range(200):
+        if await _stale_one_dropped(app):
+            break
+        await asyncio.sleep(0.05)
+    assert await _stale_one_dropped(app)
+    await asyncio.sleep(3)
+    chat, card = await teams.manager_request(connector)
+    requests = [a for a in connector.activities(chat) if a.get("attachments")]
+    assert len(requests) == 1
+    await submit(app, connector, card, "Approve", chat)
+    await wait_until(
+        lambda: "Identity confirmed for HD-1" in teams.texts(connector, PERSONAL),
+        what="the technician told",
+    )
