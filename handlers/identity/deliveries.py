@@ -63,6 +63,8 @@ async def given_up(session: AsyncSession, message: OutboxMessage) -> str:
     have arrived already (in doubt) goes on: its delivery is what lets it be retired."""
     if message.in_doubt or not (is_request(message) or _is_callback_dm(message)):
         return ""
+    if not isinstance(message.payload.get("card"), dict):
+        return ""  # no buttons to go stale (as `prepare`: only a card is completed)
     key = "identity_check" if is_request(message) else CALLBACK_DM_KEY
     check = await session.get(IdentityCheck, message.payload.get(key))
     open_states = ("pending",) if is_request(message) else cards.CALLBACK_STATES
