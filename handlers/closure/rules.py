@@ -71,6 +71,9 @@ _ACTION_BASES = """
     resume resync revert revoke roll rollback rotate run scan set share start stop suspend swap
     switch sync
     tighten toggle unblock uninstall unlock unmap update upgrade whitelist wipe
+    calibrate decommission decrypt deprovision downgrade encrypt exempt exclude reenter rekey
+    relaunch relicense relink remediate reprovision republish reserve retire truncate unhide
+    unlink unpair
     """.split()
 # What technicians write in German, Spanish and French notes: past participles and preterites
 # of the same actions (a note is kept in the language it was written in).
@@ -89,11 +92,52 @@ _FOREIGN_ACTIONS = frozenset(
     installé réinstallé désinstallé réinitialisé débloqué déverrouillé supprimé vidé effacé
     remplacé changé configuré reconfiguré créé recréé ajouté attribué réparé activé désactivé
     reconnecté nettoyé
+    wiederhergestellt erneuert verschoben umbenannt aufgesetzt zugeordnet gemappt erteilt
+    synchronisiert freigegeben eingespielt importiert exportiert erweitert erhöht berechtigt
+    eingebunden getrennt korrigiert
     """.split()
+)
+# Spanish -ar, -er/-ir and French -er verbs by stem: each gives its participles (agreeing in
+# gender and number: "reinstalada", "réinitialisée") and, for Spanish, the preterite that a
+# note in the first or third person uses ("reinstalé", "desbloqueó", "restablecí").
+_SPANISH_AR = """
+    instal reinstal desinstal resete desbloque borr elimin limpi vaci actualiz reemplaz cambi
+    configur reconfigur cre recre agreg asign repar habilit deshabilit reconect restaur renov
+    renombr import export sincroniz resincroniz modific otorg ampli aument mape migr activ
+    desactiv quit ajust aplic liber reserv vincul desvincul reasign regener recuper bloque
+    """.split()
+_SPANISH_ER = "restablec añad sustitu correg mov conced reconstru".split()
+_FRENCH_ER = """
+    install réinstall désinstall réinitialis débloqu déverrouill supprim vid effac remplac
+    chang configur reconfigur cré recré ajout attribu répar activ désactiv reconnect nettoy
+    restaur renouvel déplac renomm import export synchronis resynchronis modifi corrig
+    accord mapp migr appliqu libér réserv assign regénér régénér récupér bloqu réactiv
+    """.split()
+
+
+def _spanish_preterite(stem: str, ending: str) -> str:
+    """`stem` + "é" with the spelling a hard c, g or z needs before it ("apliqué", "agregué",
+    "actualicé")."""
+    for hard, soft in (("c", "qu"), ("g", "gu"), ("z", "c")):
+        if ending == "é" and stem.endswith(hard):
+            return stem[: -len(hard)] + soft + ending
+    return stem + ending
+
+
+_ROMANCE_FORMS = frozenset(
+    {_spanish_preterite(stem, end) for stem in _SPANISH_AR for end in ("é", "ó")}
+    | {stem + "ad" + end for stem in _SPANISH_AR for end in ("o", "a", "os", "as")}
+    | {stem + end for stem in _SPANISH_ER for end in ("ido", "ida", "idos", "idas", "í", "ió")}
+    | {stem + "yó" for stem in _SPANISH_ER if stem.endswith("u")}  # sustituyó, reconstruyó
+    | {"corrigió"}
+    | {stem + end for stem in _FRENCH_ER for end in ("é", "ée", "és", "ées")}
+    | {"mis", "remis"}  # "mis à jour", "remis en place"
 )
 _IRREGULAR = frozenset(
     "ran rerun reran rebuilt reset set put sent rewrote wrote made took gave reissue reissued "
-    "issued shut given".split()
+    "issued shut given resent shrank shrunk hid freed emptied backed released exported "
+    # Nouns as well ("a new release", "the PIN"): only their past forms say what was done.
+    "compacted paired expanded quarantined pinned unpinned".split()
 )
 # Restarting something is only an action when it names what was restarted; "rebooted" alone
 # is the classic filler.
@@ -116,9 +160,12 @@ SYSTEM_NOUNS = frozenset(
     smtp spooler sql ssd ssid sso subnet switch teams tenant token toner tray vdi vlan vm vpn
     webcam wifi wi-fi windows zoom salesforce sap slack macos
     globalprotect forticlient anyconnect webex keychain fuser
+    mainboard motherboard touchscreen touchpad trackpad charger dongle hdd quota
     drucker druckertreiber warteschlange druckwarteschlange profil kennwort passwort konto
     postfach treiber impresora perfil contraseña cuenta buzón controlador imprimante compte
-    pilote
+    pilote zertifikat lizenz netzlaufwerk gruppe berechtigung berechtigungen
+    postfachberechtigung certificado licencia caché servidor correo tóner grupo certificat
+    sauvegarde serveur
     """.split()
 )
 # Systems specific enough that a two-word note naming one is complete ("Reinstalled teams",
@@ -137,7 +184,7 @@ _SEND_AS = re.compile(r"\bsend[- ]?as\b(?!\s+(?:soon|well)\b)", re.IGNORECASE)
 _SYSTEM_PHRASES = tuple(
     "active directory|group policy|print queue|mapped drive|network drive|shared mailbox|"
     "distribution list|recovery key|conditional access|dns record|user profile|"
-    "online archive".split("|")
+    "online archive|recycle bin|copia de seguridad|boîte aux lettres|mot de passe".split("|")
 )
 
 _KB_ID = re.compile(r"\bKB[-\s]?\d{3,}\b", re.IGNORECASE)
@@ -222,6 +269,7 @@ ACTION_WORDS = frozenset(
     {form for base in _ACTION_BASES for form in _forms(base)}
     | _IRREGULAR
     | _FOREIGN_ACTIONS
+    | _ROMANCE_FORMS
     | _WEAK_ACTIONS
 )
 
