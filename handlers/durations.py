@@ -1,7 +1,9 @@
 """Durations as people type them.
 
 Config durations are strict (`45m`, `1h30m`, `2h`, `1d`, `20s`, `0s`: SPEC's formats). Time
-entries also read what technicians type: `30 min`, `1 hr`, `1.5h`, `1h 30m`, `90 minutes`.
+entries also read what technicians type: `30 min`, `1 hr`, `1.5h`, `1h 30m`, `90 minutes`, a
+clock-style `1:30` (hours and minutes, as timesheets and PSAs show time), `1h30` (as French and
+German write it), a decimal comma (`1,5h`) and an abbreviation's full stop (`45 min.`).
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ def parse_duration(text: str) -> timedelta:
 
 # -- time entries as typed ---------------------------------------------------------------------
 
-_NUMBER = r"(?:\d+(?:\.\d+)?|\.\d+)"
+_NUMBER = r"(?:\d+(?:[.,]\d+)?|\.\d+)"
 _BARE = re.compile(rf"^{_NUMBER}$")
 _COMPACT = re.compile(rf"^(?:{_NUMBER}[a-z]+)+$", re.IGNORECASE)
 _COMPACT_PART = re.compile(rf"({_NUMBER})([a-z]+)", re.IGNORECASE)
+# Hours and minutes in one word, clock-style: `1:30` (minutes 00-59; `1h30`: below).
+_CLOCK = re.compile(r"^(\d{1,2}):(\d\d)$")
 _UNIT_WORDS = {
     **dict.fromkeys(("d", "day", "days"), 86400),
     **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3600),
@@ -80,21 +84,33 @@ class BareNumber(ValueError):
         super().__init__(self.problem.plain())
 
 
+def _amount(number: str) -> Fraction:
+    """A typed number, its decimal comma read as a point (`1,5`)."""
+    return Fraction(number.replace(",", "."))
+
+
+def _unit(word: str) -> int | None:
+    """Seconds of a unit word (`min`, `hrs.`, `hours,`); None when it is none."""
+    return _UNIT_WORDS.get(word.lower().rstrip(".,;"))
+
+
 def _word_parts(word: str) -> list[tuple[Fraction, int]] | None:
-    """`30min` / `1.5h` / `1h30m` / `1h30` as (amount, unit seconds) parts; None when it is
-    not one."""
+    """`30min` / `1.5h` / `1h30m` / `1h30` / `1:30` as (amount, unit seconds) parts; None when
+    it is not one."""
     if len(word) > _MAX_WORD:
         return None
-    if hours_minutes := _HOURS_MINUTES.match(word):
-        return [(Fraction(hours_minutes[1]), 3600), (Fraction(hours_minutes[2]), 60)]
+    if clock := _CLOCK.match(word) or _HOURS_MINUTES.match(word):
+        hours, minutes = int(clock[1]), int(clock[2])
+        return [(Fraction(hours), 3600), (Fraction(minutes), 60)] if minutes < 60 else None
+    word = word.rstrip(".,;")
     if not _COMPACT.match(word):
         return None
     parts = []
     for number, unit in _COMPACT_PART.findall(word):
-        seconds = _UNIT_WORDS.get(unit.lower())
+        seconds = _unit(unit)
         if seconds is None:
             return None
-        parts.append((Fraction(number), seconds))
+        parts.append((_amount(number), seconds))
     return parts
 
 
@@ -116,7 +132,7 @@ def leading_duration(words: list[str]) -> tuple[Fraction, int]:
             unit = None
             if taken + 1 < len(words) and not ends:
                 unit_word = words[taken + 1].rstrip(_SENTENCE_ENDS)
-                unit = _UNIT_WORDS.get(unit_word.lower())
+                unit = _unit(unit_word)
                 ends = unit_word != words[taken + 1]
             if unit is None:
                 if not parts:
@@ -124,7 +140,7 @@ def leading_duration(words: list[str]) -> tuple[Fraction, int]:
                 if parts[-1][1] == 3600:
                     raise BareNumber(word, after=" ".join(words[:taken]))
                 break
-            found, step = [(Fraction(word), unit)], 2
+            found, step = [(_amount(word), unit)], 2
         if not found:
             break
         units = [u for _, u in parts + found]

@@ -76,3 +76,43 @@ async def test_teams_a_mistyped_time_spent_still_shows_the_time_already_logged(
     assert note_under(executed["value"], "time_spent"), shown
     assert "Time logged so far: 20m" in shown, shown
     assert (await teams.ticket(app)).status == "open"
+
+
+# Time as technicians type it beside `45m`: a timesheet's `1:30`, the French and German `1h30`,
+# a decimal comma and an abbreviation's full stop. Each was refused as "not a duration".
+TYPED_TIMES = [("1:30", 90), ("1h30", 90), ("1,5h", 90), ("45 min.", 45)]
+
+
+async def test_slack_time_spent_as_technicians_type_it_is_logged(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    app = await slack.start(make_app, slack_api)
+    for typed, minutes in TYPED_TIMES:
+        number = await slack.new_ticket(app, slack_api)
+        answer = await slack.submit_close(app, slack_api, number, time_spent=typed)
+        assert answer == {}, (typed, answer)
+        row = await slack.ticket_row(app, number)
+        assert row.status == "closed" and row.time_minutes == minutes, (typed, row.time_minutes)
+
+
+async def test_teams_time_spent_and_time_entries_as_technicians_type_them_are_logged(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    app = await teams.start(make_app, connector)
+    await teams.new_ticket(app, connector)
+    posted = len(connector.activities(PERSONAL))
+    logging = message(connector.service_url, "ticket time HD-1 1:30 swapped the fuser")
+    assert (await app.teams(logging)).status == 201
+    await wait_until(lambda: len(connector.activities(PERSONAL)) > posted, what="time logged")
+    assert (await teams.ticket(app)).time_minutes == 90
+    form = await teams.say(app, connector, text="ticket close HD-1")
+    submit = submit_action(form)["fallback"]["data"]
+    executed = await teams.invoke(
+        app,
+        connector,
+        "ticket.close.submit",
+        {**submit, **teams.close_values(), "time_spent": "1h30"},
+    )
+    assert "not closed" not in teams.card_text(executed["value"]), executed
+    row = await teams.ticket(app)
+    assert row.status == "closed" and row.time_minutes == 180, row.time_minutes

@@ -31,6 +31,15 @@ from handlers.durations import BareNumber, leading_duration, parse_duration
         ("1h 5 mins", 65),
         ("120s", 2),
         ("1 day", 1440),
+        ("1:30", 90),
+        ("0:45", 45),
+        ("1h30", 90),
+        ("1H05", 65),
+        ("1,5h", 90),
+        ("1,5 hours", 90),
+        ("45 min.", 45),
+        ("2 hrs.", 120),
+        ("\u0661:\u0663\u0660", 90),  # Arabic-Indic digits
     ],
 )
 def test_a_time_entry_reads_what_technicians_type(text: str, minutes: int) -> None:
@@ -52,6 +61,12 @@ def test_a_time_entry_reads_what_technicians_type(text: str, minutes: int) -> No
         ("3w", "not a duration"),
         ("1 5m", "'1' has no unit"),
         ("-1h", "not a duration"),
+        ("-1:30", "not a duration"),
+        ("1:75", "not a duration"),
+        ("1h60", "not a duration"),
+        ("1:30:00", "not a duration"),
+        ("25:00", "at most 24h"),
+        ("0:00", "at least 1 minute"),
         ("h", "not a duration"),
         ("", "not a duration"),
     ],
@@ -70,6 +85,9 @@ def test_what_is_not_a_time_entry_is_refused_saying_why(text: str, problem: str)
         ("1 hr 30 min checked the spooler", 4),
         ("45m 3 printers replaced", 1),
         ("45m 2 days ago it broke", 1),  # units only go down: the note's days are not time
+        ("45m, swapped the fuser", 1),
+        ("1:30 swapped the fuser", 1),
+        ("45m 10:30 call with Ana", 1),
         ("1.5h m365 licence", 1),
         ("2 hours s/n 123", 2),
         ("fixed it", 0),
