@@ -459,7 +459,10 @@ def _report_key(message: OutboxMessage, stage: str) -> str:
 async def _report(
     session: AsyncSession, message: OutboxMessage, stage: str, text: Callable[[str], Inline]
 ) -> None:
-    """Tell the technician in the ticket's thread, once per row and stage."""
+    """Tell the technician in the ticket's thread, once per row and stage; for a closed ticket
+    its requester opened, the technician who closed it, directly (its thread is the
+    requester's, and they are the "technician" a thread note mentions: a survey that does not
+    reach them is no news for them)."""
     ticket = await session.get(Ticket, message.ticket_id)
     if ticket is None:
         return
@@ -470,13 +473,27 @@ async def _report(
         failing = await outbox.by_dedup_keys(session, [_report_key(message, "failing")])
         if failing and failing[0].status != "delivered":
             extra["after"] = failing[0].id
-    await notify.tell_technician(
-        session,
-        ticket,
-        text(ticket.number),
-        purpose=REPORT_PURPOSE,
-        dedup_key=_report_key(message, stage),
-        extra=extra,
-    )
+    closer = await csat.own_ticket_closer(session, ticket)
+    if closer is not None:
+        platform, user_id = closer
+        await notify.dm(
+            session,
+            platform=platform,
+            user_id=user_id,
+            text=text(ticket.number),
+            ticket=ticket,
+            purpose=REPORT_PURPOSE,
+            dedup_key=_report_key(message, stage),
+            extra=extra,
+        )
+    else:
+        await notify.tell_technician(
+            session,
+            ticket,
+            text(ticket.number),
+            purpose=REPORT_PURPOSE,
+            dedup_key=_report_key(message, stage),
+            extra=extra,
+        )
     if stage != "delivered":
         await outbox.set_failure_reported(session, message.id)

@@ -3,6 +3,7 @@
 from handlers.csat.service import (
     comment,
     on_survey_delivered,
+    own_ticket_closer,
     rate,
     schedule_followup,
     schedule_survey,
@@ -13,6 +14,7 @@ from handlers.csat.service import (
 __all__ = [
     "comment",
     "on_survey_delivered",
+    "own_ticket_closer",
     "rate",
     "schedule_followup",
     "schedule_survey",

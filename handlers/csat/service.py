@@ -161,15 +161,23 @@ async def _closer(session: AsyncSession, ticket: Ticket) -> tuple[str, str] | No
     return str(found.actor_platform), str(found.actor_id)
 
 
+async def own_ticket_closer(session: AsyncSession, ticket: Ticket) -> tuple[str, str] | None:
+    """(platform, user id) of the technician who closed a ticket its requester opened: what
+    the bot has to tell "the technician" about it goes to them (no technician is on it, and
+    its thread may be the requester's own chat). None for a ticket a technician opened, or one
+    not closed."""
+    if not await opened_by_non_technician(session, ticket):
+        return None
+    return await _closer(session, ticket)
+
+
 async def _alert_technician(
     session: AsyncSession, ticket: Ticket, text: Rich, *, dedup_key: str | None = None
 ) -> None:
     """A low rating (or its comment) for the technician: in the ticket's thread, mentioning
-    them; for a ticket its requester opened (no technician on it, and the thread may be the
-    requester's own chat), a direct message to the technician who closed it."""
-    closer = (
-        await _closer(session, ticket) if await opened_by_non_technician(session, ticket) else None
-    )
+    them; for a ticket its requester opened, a direct message to the technician who closed it
+    (`own_ticket_closer`)."""
+    closer = await own_ticket_closer(session, ticket)
     if closer is None:
         await notify.tell_technician(
             session, ticket, text, purpose="csat-alert", dedup_key=dedup_key

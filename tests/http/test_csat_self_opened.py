@@ -144,3 +144,63 @@ async def test_teams_a_requesters_own_ticket_never_reminds_or_alerts_the_request
         told = posted_saying(connector, words)
         assert {a["_conversation_id"] for a in told} <= chats_with(connector, TECH_ID), told
         assert not {a["_conversation_id"] for a in told} & chats_with(connector, ANA_ID), told
+
+
+# "The bot records that each survey and reminder was delivered; an undelivered one is retried
+# and reported": reported to the technician. For a ticket its requester opened, the report went
+# to the ticket's thread, which is the requester's: on Teams their own chat with the bot (the
+# very chat the survey could not reach), on Slack a thread note pinging them as the ticket's
+# "technician". Tom, who closed it, heard nothing.
+
+
+async def test_teams_an_undelivered_survey_on_a_requesters_own_ticket_is_reported_to_the_closer(
+    make_app: Any, connector: FakeConnector
+) -> None:
+    app = await teams.start(make_app, connector)
+    url = connector.service_url
+    asked = message(
+        url, "ticket new Printer jams", user=ANA_ID, user_name="Ana", conversation=ANA_CHAT
+    )
+    assert (await app.teams(asked)).status == 201
+    await wait_until(lambda: connector.activities(ANA_CHAT), what="the intake form")
+    form = card_of(connector.activities(ANA_CHAT)[-1])
+    data = {**submit_action(form)["fallback"]["data"], **form_values(priority="P3")}
+    sent = activity(url, value=data, user=ANA_ID, user_name="Ana", conversation=ANA_CHAT)
+    assert (await app.teams(sent)).status == 201
+    await wait_until(lambda: any("HD-1" in json.dumps(a) for a in connector.activities(ANA_CHAT)))
+    # Ana's chat answers 502 four times: the survey (and maybe the closure's note) fail.
+    connector.fail(f"/v3/conversations/{ANA_CHAT}/activities", 502, times=4)
+    form = await teams.say(app, connector, text="ticket close HD-1")
+    submit = submit_action(form)["fallback"]["data"]
+    closed = await teams.invoke(
+        app, connector, "ticket.close.submit", {**submit, **teams.close_values()}
+    )
+    assert "Closed HD-1" in json.dumps(closed["value"])
+    await wait_until(
+        lambda: posted_saying(connector, "has not been delivered"), timeout=40, what="the report"
+    )
+    await wait_until(lambda: posted_saying(connector, "How did we do"), timeout=60)
+    await wait_until(lambda: posted_saying(connector, "has gone through now"), timeout=10)
+    for report in posted_saying(connector, "has not been delivered") + posted_saying(
+        connector, "has gone through now"
+    ):
+        assert report["_conversation_id"] in chats_with(connector, TECH_ID), report
+        assert report["_conversation_id"] not in chats_with(connector, ANA_ID), report
+    assert posted_saying(connector, "survey to the requester for HD-1 has not been delivered")
+
+
+async def test_slack_an_undelivered_survey_on_a_requesters_own_ticket_is_reported_to_the_closer(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    app = await slack.start(make_app, slack_api)
+    number = await open_own_ticket(app, slack_api, user="USAM")
+    slack_api.fail("conversations.open", 500, times=3)
+    assert await slack.submit_close(app, slack_api, number) == {}
+    await wait_until(lambda: saying(slack_api, "has not been delivered"), timeout=40)
+    await wait_until(lambda: slack.posts_to(slack_api, "DUSAM"), timeout=40, what="the survey")
+    await wait_until(lambda: saying(slack_api, "has gone through now"), timeout=10)
+    reports = saying(slack_api, "has not been delivered") + saying(
+        slack_api, "has gone through now"
+    )
+    assert reports and {p["channel"] for p in reports} == {"DUTECH"}, reports
+    assert not [p for p in reports if "<@USAM>" in json.dumps(p)], reports
