@@ -187,7 +187,8 @@ _SYSTEM_PHRASES = tuple(
     "online archive|recycle bin|copia de seguridad|boîte aux lettres|mot de passe".split("|")
 )
 
-_KB_ID = re.compile(r"\bKB[-\s]?\d{3,}\b", re.IGNORECASE)
+# `KB0012345`, `KB 4412`, and with a dash any number (`KB-42`); "KB 12" may be a size.
+_KB_ID = re.compile(r"\bKB(?:-\d+|\s?\d{3,})\b", re.IGNORECASE)
 # A KB article cited as what was followed ("Followed KB0012345", "Resolved per KB-4412",
 # "KB0012345 applied"): the article holds the steps, so the note names what was done.
 _KB_FOLLOWED = frozenset("per via following followed follow using used".split())

@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 MAX_ENTRY = timedelta(hours=24)
 MAX_TIME_NOTE = 500
 TIME_USAGE = "Try `ticket time HD-7 45m [note]` (durations like 45m, 1h30m, 1.5h or 30 min)."
-_KB = re.compile(r"^KB[-\s]?\d{3,}$", re.IGNORECASE)
+# `KB0012345`, `KB 4412`, and with a dash any number (`KB-42`, as small wikis number them).
+_KB = re.compile(r"^KB(?:-\d+|\s?\d{3,})$", re.IGNORECASE)
 _URL = re.compile(r"^https?://\S+$", re.IGNORECASE)
 
 

@@ -485,3 +485,26 @@ async def test_slack_real_notes_with_less_common_verbs_close_the_ticket(
         answer = await _close_modal(s, number, note)
         assert not answer or "errors" not in answer, (note, answer)
         assert (await ticket_row(app, number)).status == "closed", note
+
+
+async def test_slack_a_short_kb_id_is_taken_in_the_kb_field_and_in_the_note(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """A small help desk's knowledge base numbers its articles `KB-42`, as Jira-style wikis
+    do; README's own example is `KB-4412`. The **KB article** field refused `KB-42` ("Enter a
+    KB id like KB0012345 or a link"), and the note "Resolved per KB-42" was "too short" where
+    "Resolved per KB-4412" closes."""
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    number = await s.ticket(summary="VPN drops every hour")
+    view = await s.modal(f"close {number}")
+    values = {
+        "resolution_note": {"type": "plain_text_input", "value": "Resolved per KB-42"},
+        "resolution_category": {"type": "static_select", "selected_option": {"value": "Request"}},
+        "time_spent": {"type": "plain_text_input", "value": "20m"},
+        "kb_article": {"type": "plain_text_input", "value": "KB-42"},
+    }
+    answer = await s.submit(view, values, "UTECH")
+    assert not answer or "errors" not in answer, answer
+    row = await ticket_row(app, number)
+    assert (row.status, row.kb_article) == ("closed", "KB-42")

@@ -161,7 +161,7 @@ def test_what_a_help_desk_lead_refuses_is_refused(note: str) -> None:
     assert note_problem(note) is not None, note
 
 
-@pytest.mark.parametrize("note", ["KB0012345", "See KB0012345", "kb-4412"])
+@pytest.mark.parametrize("note", ["KB0012345", "See KB0012345", "kb-4412", "See KB-42"])
 def test_a_kb_id_alone_is_asked_what_was_done_with_it(note: str) -> None:
     problem = plain(note_problem(note) or "")
     assert f"Followed {note.split()[-1]}'" in problem and "what you did with" in problem, problem
