@@ -10,6 +10,8 @@ note that only repeats the ticket's summary (or error text) says nothing of the 
 Terse notes as technicians write them pass: a command as run says both what and to what
 (`ipconfig /flushdns`), two words do for a real action on a named thing ("reinstalled teams",
 not "reset pw"); German, Spanish and French action words and common typos ("cleard") are read.
+A restart is an action only on what it names in its own clause ("Restarted the print spooler"),
+not beside what works now ("Rebooted, Outlook works now" is "rebooted and it worked").
 Checks run in order and the first failure is the reason given to the technician, with a worked
 example. A note that only says what will be done, what could not be done or what was tried
 ("Will reinstall teams tomorrow", "Tried to reboot PRN-0042, didn't help") says nothing of the
@@ -159,7 +161,7 @@ SYSTEM_NOUNS = frozenset(
     profile proxy queue ram rdp registry router saml sccm server service services sharepoint
     smtp spooler sql ssd ssid sso subnet switch teams tenant token toner tray vdi vlan vm vpn
     webcam wifi wi-fi windows zoom salesforce sap slack macos
-    globalprotect forticlient anyconnect webex keychain fuser
+    globalprotect forticlient anyconnect webex keychain fuser codec codecs
     mainboard motherboard touchscreen touchpad trackpad charger dongle hdd quota
     drucker druckertreiber warteschlange druckwarteschlange profil kennwort passwort konto
     postfach treiber impresora perfil contraseña cuenta buzón controlador imprimante compte
@@ -188,6 +190,11 @@ _SYSTEM_PHRASES = tuple(
 )
 
 # `KB0012345`, `KB 4412`, and with a dash any number (`KB-42`); "KB 12" may be a size.
+# A drive named by its letter: "the H: drive", "Laufwerk S:" (not "Note:" or "A: yes").
+_DRIVE_LETTER = re.compile(
+    r"\b[A-Z]:\s*(?:drive|laufwerk|unidad|lecteur)\b|\b(?:drive|laufwerk|unidad|lecteur)\s+[A-Z]:(?!\w)",
+    re.IGNORECASE,
+)
 _KB_ID = re.compile(r"\bKB(?:-\d+|\s?\d{3,})\b", re.IGNORECASE)
 # A KB article cited as what was followed ("Followed KB0012345", "Resolved per KB-4412",
 # "KB0012345 applied"): the article holds the steps, so the note names what was done.
@@ -211,7 +218,9 @@ _COMMAND_NAMES = (
     r"\b(?:gpupdate|ipconfig|sfc|dism|chkdsk|netsh|nslookup|certutil|robocopy|dsregcmd|"
     r"klist|bcdedit|diskpart|winget|choco|msiexec|sudo|systemctl|apt|yum|dnf|brew|repadmin|"
     r"dcdiag|gpresult|wevtutil|tracert|pathping|w32tm|manage-bde|icacls|takeown|schtasks|wmic|"
-    r"powercfg|netstat)\b"
+    r"powercfg|netstat|chown|chmod|chgrp|usermod|useradd|userdel|groupadd|journalctl|umount|"
+    r"fsck|nmcli|resolvectl|visudo|crontab|launchctl|diskutil|dscl|scutil|pmset|tmutil|"
+    r"networksetup|softwareupdate|pkill|killall|taskkill|cmdkey)\b"
 )
 _COMMANDS = re.compile(_COMMAND_NAMES, re.IGNORECASE)
 # A known command as it was run, with its switch or first argument (`ipconfig /flushdns`).
@@ -397,6 +406,8 @@ def systems(note: str) -> set[str]:
     found = (set(words(note)) | parts) & SYSTEM_NOUNS
     if _SEND_AS.search(note):
         found.add("send as")
+    if _DRIVE_LETTER.search(note):
+        found.add("drive")
     return found | {p for p in _SYSTEM_PHRASES if p in lowered}
 
 
@@ -460,9 +471,26 @@ def note_problem(
         )
     if _nothing_done(text, ticket_prefix, references):
         return UNDONE
-    if all(a in _WEAK_ACTIONS for a in actions) and signals == ["system"] and _only_os(text):
+    if (
+        all(a in _WEAK_ACTIONS for a in actions)
+        and not command
+        and not _restarted_something(text, ticket_prefix, references)
+    ):
         return f"A reboot alone teaches nothing: say what was restarted or changed, {EXAMPLE}."
     return None
+
+
+def _restarted_something(text: str, ticket_prefix: str, references: Sequence[str]) -> bool:
+    """True when a restart names what was restarted in its own clause ("Restarted the print
+    spooler", "PRN-0042 power cycled"), not only the operating system; a system that only
+    "works now" in another clause was not restarted ("Rebooted, Outlook works now")."""
+    for clause in _CLAUSE_BREAK.split(text.replace("\u2019", "'")):
+        if not clause or not set(words(clause)) & _WEAK_ACTIONS:
+            continue
+        signals = object_signals(clause, ticket_prefix=ticket_prefix, references=references)
+        if signals and not (signals == ["system"] and _only_os(clause)):
+            return True
+    return False
 
 
 def _runs_command(note: str) -> bool:

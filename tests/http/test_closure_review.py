@@ -508,3 +508,33 @@ async def test_slack_a_short_kb_id_is_taken_in_the_kb_field_and_in_the_note(
     assert not answer or "errors" not in answer, answer
     row = await ticket_row(app, number)
     assert (row.status, row.kb_article) == ("closed", "KB-42")
+
+
+async def test_slack_a_reboot_beside_what_works_now_is_refused_and_real_fixes_close(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """SPEC: "rebooted and it worked" is refused. Naming what works now after the reboot
+    ("Rebooted, Outlook works now") says no more, yet passed: a system named anywhere counted
+    as what was restarted. Real notes the rules did not read (a drive by its letter, a codec,
+    a Linux command) close the ticket."""
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    number = await s.ticket(summary="Outlook crashes on start")
+    for note in ("Rebooted, Outlook works now", "Rebooted the PC, Teams OK now"):
+        answer = await _close_modal(s, number, note)
+        assert answer and "resolution_note" in answer.get("errors", {}), (note, answer)
+        assert "A reboot alone teaches nothing" in answer["errors"]["resolution_note"], answer
+    assert (await ticket_row(app, number)).status == "open"
+    answer = await _close_modal(s, number, "Restarted the print spooler, printing works now")
+    assert not answer or "errors" not in answer, answer
+    for i, note in enumerate(
+        [
+            "Unmapped and remapped the H: drive",
+            "Installed the missing HEVC codec from the Store",
+            "Linux: fixed permissions on /var/www with chown -R www-data:www-data /var/www",
+        ]
+    ):
+        number = await s.ticket(summary=f"Problem {i} on floor 5", error=f"Error 0x8009{i:04x}")
+        answer = await _close_modal(s, number, note)
+        assert not answer or "errors" not in answer, (note, answer)
+        assert (await ticket_row(app, number)).status == "closed", note
