@@ -199,6 +199,15 @@ _KB_ID = re.compile(r"\bKB(?:-\d+|\s?\d{3,})\b", re.IGNORECASE)
 # A KB article cited as what was followed ("Followed KB0012345", "Resolved per KB-4412",
 # "KB0012345 applied"): the article holds the steps, so the note names what was done.
 _KB_FOLLOWED = frozenset("per via following followed follow using used".split())
+# A knowledge-base page cited by its link as the procedure followed ("Resolved per
+# https://…", "Per IT Glue doc https://…"), as the KB article field takes a link: the word
+# that cites it right before the link, or before a few words naming the page.
+_LINK_FOLLOWED = re.compile(
+    r"\b(?:per|via|following|followed|follow|using|used)\s+"
+    r"(?:(?:the|this|our|an?|it\s+glue|hudu|confluence|kb|wiki|doc|docs|document|article|"
+    r"runbook|page|guide|sop|procedure|steps|in|from|at)\s+){0,4}<?https?://\S+",
+    re.IGNORECASE,
+)
 _BACKTICKS = re.compile(r"`[^`\n]+`")
 # Command-line switches outside a known command. A lone "-word" or "/word" is no command ("works
 # now -thanks"); these shapes are: a GNU long option (`--force`), two switches in a row
@@ -439,6 +448,8 @@ def note_problem(
     for name, said in (reported or {}).items():
         if (told := _meaningful(said)) and told == _meaningful(text):
             return f"That repeats the ticket's {name}: say what you did to fix it, {EXAMPLE}."
+    if _LINK_FOLLOWED.search(text) and not _nothing_done(text, ticket_prefix, references):
+        return None
     if kb := _KB_ID.search(_without_tickets(text, ticket_prefix, references)):
         if set(words(text)) & (_KB_FOLLOWED | (ACTION_WORDS - _WEAK_ACTIONS)):
             return UNDONE if _nothing_done(text, ticket_prefix, references) else None
@@ -757,7 +768,7 @@ def _nothing_done(text: str, ticket_prefix: str, references: Sequence[str]) -> b
     actions = action_words(said)
     if set(actions) - _WEAK_ACTIONS or _runs_command(said):
         return False
-    if _KB_ID.search(said) and set(words(said)) & _KB_FOLLOWED:
+    if (_KB_ID.search(said) and set(words(said)) & _KB_FOLLOWED) or _LINK_FOLLOWED.search(said):
         return False
     signals = object_signals(said, ticket_prefix=ticket_prefix, references=references)
     return not (actions and signals and not (signals == ["system"] and _only_os(said)))

@@ -538,3 +538,28 @@ async def test_slack_a_reboot_beside_what_works_now_is_refused_and_real_fixes_cl
         answer = await _close_modal(s, number, note)
         assert not answer or "errors" not in answer, (note, answer)
         assert (await ticket_row(app, number)).status == "closed", note
+
+
+async def test_slack_a_kb_page_cited_by_its_link_as_followed_closes_like_a_kb_id(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """README: "A KB article cited as the procedure followed (`Resolved per KB-4412`) names
+    both", and the KB article field takes a link. Cited by its link ("Resolved per https://…",
+    "Per IT Glue doc https://…") the same article was refused as "Say what you did"; a link
+    with nothing saying it was followed still is."""
+    app: AppHarness = await make_app(slack=slack_api, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    number = await s.ticket(summary="VPN drops every hour")
+    answer = await _close_modal(s, number, "See https://wiki.contoso.com/display/IT/VPN")
+    assert answer and "resolution_note" in answer.get("errors", {}), answer
+    for i, note in enumerate(
+        [
+            "Resolved per https://learn.microsoft.com/en-us/troubleshoot/outlook/profiles",
+            "Per IT Glue doc https://contoso.itglue.com/1234/docs/5678",
+        ]
+    ):
+        if i:
+            number = await s.ticket(summary=f"Problem {i} on floor 6", error=f"Error 0x800A{i:04x}")
+        answer = await _close_modal(s, number, note)
+        assert not answer or "errors" not in answer, (note, answer)
+        assert (await ticket_row(app, number)).status == "closed", note

@@ -345,6 +345,9 @@ GOOD = [
     "Compte AD déverrouillé, mot de passe réinitialisé",
     "Cache de Teams vidé et Teams réinstallé",
     "Pilote d'imprimante mis à jour vers la version 7.1",
+    "Resolved per https://learn.microsoft.com/en-us/troubleshoot/outlook/profiles",
+    "Per IT Glue doc https://contoso.itglue.com/1234/docs/5678",
+    "Fixed via the runbook https://wiki.contoso.com/display/IT/VPN",
 ]
 
 VAGUE = [
@@ -542,6 +545,10 @@ VAGUE = [
     "Rebooted, VPN fine now",
     "Rebooted, Outlook works now",
     "Rebooted the PC, Teams OK now",
+    "See https://wiki.contoso.com/display/IT/VPN",
+    "https://contoso.itglue.com/123/docs/456",
+    "Resolved per user, see https://teams.microsoft.com/l/chat/1",
+    "Will follow https://wiki.contoso.com/vpn tomorrow",
 ]
 
 
