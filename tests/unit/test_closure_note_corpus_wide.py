@@ -168,7 +168,7 @@ GOOD = [
     "Reinstalled Adobe Acrobat Reader DC",
     "Installed Zoom outlook plugin",
     "Re-added the printer via \\\\PS01\\HR-Color",
-    "Mapped S: to \\\\fs01\\shared",
+    "Mapped S: to \\\\fs01\\dept",
     "Granted modify on \\\\fs01\\finance to SG-Finance-RW",
     "Added jdoe to SG-Finance-RW",
     "Restored folder from Veeam backup (job FS01-Daily)",
