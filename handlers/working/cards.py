@@ -244,13 +244,21 @@ def comment_text(ticket: Ticket, comment: str) -> Rich:
     )
 
 
-def nudge_text(ticket: Ticket, after: str) -> Rich:
+def nudge_text(ticket: Ticket, after: str, *, identity_first: bool = False) -> Rich:
+    """The one nudge of a ticket outside Tier 1 scope. `identity_first`: its requester's
+    identity must be confirmed before it can be escalated (a gated category or a VIP), so the
+    nudge names that step too instead of a command that would be refused."""
     category: Inline = Typed(ticket.category) if ticket.category else "no category"
+    how = (
+        f"once the requester's identity is confirmed (`ticket verify {ticket.number}`, then "
+        f"`ticket escalate {ticket.number}`)"
+        if identity_first
+        else f"(`ticket escalate {ticket.number}`)"
+    )
     return Rich(
         f"{ticket.number} is outside Tier 1 scope (",
         category,
-        f") and has not been escalated {after} after it was opened: escalate early "
-        f"(`ticket escalate {ticket.number}`).",
+        f") and has not been escalated {after} after it was opened: escalate early {how}.",
     )
 
 

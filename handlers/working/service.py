@@ -78,7 +78,13 @@ async def on_ticket_opened(session: AsyncSession, deps: Deps, *, ticket: Ticket)
     await notify.tell_technician_in_chat(
         session,
         ticket,
-        cards.nudge_text(ticket, format_duration(after) if seconds >= 60 else f"{seconds}s"),
+        cards.nudge_text(
+            ticket,
+            format_duration(after) if seconds >= 60 else f"{seconds}s",
+            # Escalation waits for a confirmed identity (handlers/identity: GATED_STATES); a
+            # gated ticket starts "required" (a category in identity.categories, a VIP).
+            identity_first=ticket.identity_state != "not_required",
+        ),
         purpose=cards.NUDGE,
         due_at=ticket.created_at + after,
         dedup_key=f"{cards.NUDGE}:{ticket.id}",

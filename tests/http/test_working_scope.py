@@ -159,3 +159,27 @@ async def test_slack_scope_without_tier1_scope_is_spec_list_and_an_empty_list_tu
     assert "Scope:" not in shown(s_off.card(quiet))
     # One database for both apps: the first one's nudge is there, none for this ticket.
     assert {r.payload["ticket"] for r in await rows(off, "tier-nudge")} == {network}
+
+
+async def test_slack_the_nudge_of_an_identity_gated_ticket_names_the_check_first(
+    make_app: Any, slack_api: FakeSlack
+) -> None:
+    """An `account` ticket (in `identity.categories`, outside Tier 1 scope) cannot be
+    escalated before its requester's identity is confirmed: its nudge said only "escalate
+    early (`ticket escalate HD-1`)", a command the bot then refuses. It names the check first;
+    an ungated ticket's nudge is as before."""
+    app: AppHarness = await make_app(slack=slack_api, config=CONFIG, people=PEOPLE)
+    s = SlackFlow(app, slack_api)
+    gated = await s.ticket(category="account", summary="Cannot sign in")
+    plain = await s.ticket(category="network", summary="VPN drops")
+    for number in (gated, plain):
+        await wait_until(
+            lambda number=number: s.thread(number, "escalate early"),
+            timeout=NUDGE_AFTER + 5,
+            what=f"the nudge of {number}",
+        )
+    [nudge] = s.thread(gated, "escalate early")
+    assert f"`/ticket verify {gated}`, then `/ticket escalate {gated}`" in shown(nudge)
+    [ungated] = s.thread(plain, "escalate early")
+    assert "verify" not in shown(ungated)
+    assert f"escalate early (`/ticket escalate {plain}`)" in shown(ungated)
