@@ -473,27 +473,13 @@ async def _report(
         failing = await outbox.by_dedup_keys(session, [_report_key(message, "failing")])
         if failing and failing[0].status != "delivered":
             extra["after"] = failing[0].id
-    closer = await csat.own_ticket_closer(session, ticket)
-    if closer is not None:
-        platform, user_id = closer
-        await notify.dm(
-            session,
-            platform=platform,
-            user_id=user_id,
-            text=text(ticket.number),
-            ticket=ticket,
-            purpose=REPORT_PURPOSE,
-            dedup_key=_report_key(message, stage),
-            extra=extra,
-        )
-    else:
-        await notify.tell_technician(
-            session,
-            ticket,
-            text(ticket.number),
-            purpose=REPORT_PURPOSE,
-            dedup_key=_report_key(message, stage),
-            extra=extra,
-        )
+    await csat.tell_technician_or_closer(
+        session,
+        ticket,
+        text(ticket.number),
+        purpose=REPORT_PURPOSE,
+        dedup_key=_report_key(message, stage),
+        extra=extra,
+    )
     if stage != "delivered":
         await outbox.set_failure_reported(session, message.id)

@@ -42,14 +42,6 @@ async def technician_shown(session: AsyncSession, ticket: Ticket) -> Inline:
     return technician(ticket)
 
 
-async def technician_lead(session: AsyncSession, ticket: Ticket) -> dict[str, str] | None:
-    """`technician_mention`, or None while nobody has taken the ticket: its opener is no
-    technician, and a note for the technician must not ping (or DM) them."""
-    if await tickets_repo.untaken(session, ticket.id):
-        return None
-    return technician_mention(ticket)
-
-
 def technician_mention(ticket: Ticket) -> dict[str, str] | None:
     """The ticket's technician to mention at the start of a note in its thread (Slack) or
     conversation (Teams: a channel's reply chain or a group chat), built from the technician

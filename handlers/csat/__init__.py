@@ -3,21 +3,21 @@
 from handlers.csat.service import (
     comment,
     on_survey_delivered,
-    own_ticket_closer,
     rate,
     schedule_followup,
     schedule_survey,
     survey_address,
     survey_facts,
+    tell_technician_or_closer,
 )
 
 __all__ = [
     "comment",
     "on_survey_delivered",
-    "own_ticket_closer",
     "rate",
     "schedule_followup",
     "schedule_survey",
     "survey_address",
     "survey_facts",
+    "tell_technician_or_closer",
 ]

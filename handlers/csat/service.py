@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import secrets
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cards.model import Rich, Typed
+from cards.model import Inline, Rich, Typed
 from handlers import notify
 from handlers.csat.cards import (
     COMMENT_TITLE,
@@ -28,6 +29,7 @@ from storage.models import CsatSurvey, OutboxMessage, Ticket, TicketEvent
 
 log = logging.getLogger(__name__)
 SURVEY_PURPOSE = "csat-survey"
+ALERT_PURPOSE = "csat-alert"  # a rating of 1 or 2 (or its comment) for the technician
 
 
 # -- on closure ------------------------------------------------------------------------------
@@ -137,15 +139,6 @@ async def schedule_survey(
     )
 
 
-async def opened_by_non_technician(session: AsyncSession, ticket: Ticket) -> bool:
-    """Whether whoever opened the ticket was no technician when they opened it (a requester
-    opening their own ticket, say; also when the directory could not say): its thread is
-    theirs, so what is for the technician goes to them directly. Since the closure takes a
-    ticket nobody has taken yet (handlers.sla `take`), the closer told is, but for a
-    colleague closing it for them, the technician who took it."""
-    return await repo.opened_by_non_technician(session, ticket.id)
-
-
 async def _closer(session: AsyncSession, ticket: Ticket) -> tuple[str, str] | None:
     """(platform, user id) of the technician who closed the ticket (its P1's closer for a
     report closed with it), from the audit trail."""
@@ -161,26 +154,32 @@ async def _closer(session: AsyncSession, ticket: Ticket) -> tuple[str, str] | No
     return str(found.actor_platform), str(found.actor_id)
 
 
-async def own_ticket_closer(session: AsyncSession, ticket: Ticket) -> tuple[str, str] | None:
-    """(platform, user id) of the technician who closed a ticket its requester opened: what
-    the bot has to tell "the technician" about it goes to them (no technician is on it, and
-    its thread may be the requester's own chat). None for a ticket a technician opened, or one
-    not closed."""
-    if not await opened_by_non_technician(session, ticket):
+async def _own_ticket_closer(session: AsyncSession, ticket: Ticket) -> tuple[str, str] | None:
+    """(platform, user id) of the technician who closed a ticket a non-technician opened (a
+    requester opening their own; also when the directory could not say): what the bot has to
+    tell "the technician" about it goes to them (its thread may be the requester's own chat).
+    None for a ticket a technician opened, or one not closed."""
+    if not await repo.opened_by_non_technician(session, ticket.id):
         return None
     return await _closer(session, ticket)
 
 
-async def _alert_technician(
-    session: AsyncSession, ticket: Ticket, text: Rich, *, dedup_key: str | None = None
+async def tell_technician_or_closer(
+    session: AsyncSession,
+    ticket: Ticket,
+    text: Inline,
+    *,
+    purpose: str,
+    dedup_key: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> None:
-    """A low rating (or its comment) for the technician: in the ticket's thread, mentioning
-    them; for a ticket its requester opened, a direct message to the technician who closed it
-    (`own_ticket_closer`)."""
-    closer = await own_ticket_closer(session, ticket)
+    """Tell the technician in the ticket's thread (`notify.tell_technician`); for a closed
+    ticket its requester opened, a direct message to the technician who closed it instead
+    (`_own_ticket_closer`): a low rating, an undelivered survey."""
+    closer = await _own_ticket_closer(session, ticket)
     if closer is None:
         await notify.tell_technician(
-            session, ticket, text, purpose="csat-alert", dedup_key=dedup_key
+            session, ticket, text, purpose=purpose, dedup_key=dedup_key, extra=extra
         )
         return
     platform, user_id = closer
@@ -190,8 +189,9 @@ async def _alert_technician(
         user_id=user_id,
         text=text,
         ticket=ticket,
-        purpose="csat-alert",
+        purpose=purpose,
         dedup_key=dedup_key,
+        extra=extra,
     )
 
 
@@ -219,7 +219,7 @@ async def schedule_followup(
         return False
     due = now + deps.config.csat.vip_followup_delay
     platform, user_id = ticket.source_platform, ticket.technician_id
-    if await opened_by_non_technician(session, ticket):
+    if await repo.opened_by_non_technician(session, ticket.id):
         platform, user_id = closed_by.platform, closed_by.id
     await notify.dm(
         session,
@@ -345,7 +345,7 @@ async def rate(deps: Deps, interaction: Interaction) -> Reply:
         )
         if int(rating) <= 2:
             said = Rich(' They wrote: "', Typed(kept), '"') if kept else ""
-            await _alert_technician(
+            await tell_technician_or_closer(
                 session,
                 ticket,
                 Rich(
@@ -355,6 +355,7 @@ async def rate(deps: Deps, interaction: Interaction) -> Reply:
                     said,
                     " Please get in touch with them.",
                 ),
+                purpose=ALERT_PURPOSE,
             )
     deps.observe("csat", rating=rating)
     log.info("csat answered", extra={"ticket": ticket.number, "rating": rating})
@@ -423,7 +424,7 @@ async def comment(deps: Deps, interaction: Interaction) -> Reply:
         # alerted without this comment (Slack's comment comes after the click), so the
         # technician gets the comment too. A comment sent first rides on the rating's alert.
         if stored.rating is not None and stored.rating <= 2:
-            await _alert_technician(
+            await tell_technician_or_closer(
                 session,
                 ticket,
                 Rich(
@@ -432,6 +433,7 @@ async def comment(deps: Deps, interaction: Interaction) -> Reply:
                     Typed(text),
                     '" Please get in touch with them.',
                 ),
+                purpose=ALERT_PURPOSE,
                 dedup_key=f"csat-comment:{survey.id}",
             )
     return Reply(text=f"Thank you for your comment on {ticket.number}.")
